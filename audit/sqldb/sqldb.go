@@ -1,0 +1,172 @@
+// Package sqldb opens crvault's relational database (SQLite embedded, or
+// PostgreSQL) through GORM and runs versioned, per-component schema
+// migrations. It knows no domain: each package that owns tables hands it its
+// own numbered steps. It lives under audit/ because audit is the innermost
+// package and every other package may depend on it.
+package sqldb
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"gorm.io/driver/postgres"
+	"gorm.io/driver/sqlite"
+	"gorm.io/gorm"
+	"gorm.io/gorm/logger"
+)
+
+// Dialect names, as GORM's Dialector.Name reports them.
+const (
+	SQLite   = "sqlite"
+	Postgres = "postgres"
+)
+
+// ErrSchemaTooNew means the database was migrated by a newer binary; running
+// an older one against it could corrupt data, so callers must refuse to start.
+var ErrSchemaTooNew = errors.New("database schema is newer than this binary")
+
+// Open connects to url, which is "sqlite:PATH" (or a bare path) or
+// "postgres://...". Errors never include the URL, which may carry a password.
+func Open(ctx context.Context, url string) (*gorm.DB, error) {
+	cfg := &gorm.Config{
+		TranslateError: true,
+		Logger:         logger.Discard,
+		NowFunc:        func() time.Time { return time.Now().UTC() },
+	}
+	var dial gorm.Dialector
+	switch {
+	case strings.HasPrefix(url, "postgres://"), strings.HasPrefix(url, "postgresql://"):
+		dial = postgres.Open(url)
+	default:
+		path := strings.TrimPrefix(url, "sqlite:")
+		if path == "" {
+			return nil, errors.New("open database: empty sqlite path")
+		}
+		if dir := filepath.Dir(path); dir != "" {
+			if err := os.MkdirAll(dir, 0o700); err != nil {
+				return nil, fmt.Errorf("open database: %w", err)
+			}
+		}
+		// WAL lets readers proceed while the audit writer commits;
+		// synchronous=FULL makes a commit survive power loss, which the
+		// audit log's "durable before release" promise depends on.
+		dsn := "file:" + path + "?_journal_mode=WAL&_busy_timeout=10000&_foreign_keys=on&_synchronous=FULL&_txlock=immediate"
+		dial = sqlite.Open(dsn)
+	}
+	db, err := gorm.Open(dial, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("open %s database: %w", dialName(url), redact(err, url))
+	}
+	sqlDB, err := db.DB()
+	if err != nil {
+		return nil, fmt.Errorf("open %s database: %w", dialName(url), err)
+	}
+	if Dialect(db) == Postgres {
+		sqlDB.SetMaxOpenConns(32)
+		sqlDB.SetMaxIdleConns(16)
+	} else {
+		sqlDB.SetMaxOpenConns(8)
+		sqlDB.SetMaxIdleConns(8)
+	}
+	sqlDB.SetConnMaxIdleTime(5 * time.Minute)
+	pctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	if err := sqlDB.PingContext(pctx); err != nil {
+		return nil, fmt.Errorf("reach %s database: %w", dialName(url), redact(err, url))
+	}
+	return db, nil
+}
+
+func dialName(url string) string {
+	if strings.HasPrefix(url, "postgres") {
+		return Postgres
+	}
+	return SQLite
+}
+
+// redact strips the connection URL from driver errors.
+func redact(err error, url string) error {
+	if url == "" || !strings.Contains(err.Error(), url) {
+		return err
+	}
+	return errors.New(strings.ReplaceAll(err.Error(), url, "<database-url>"))
+}
+
+// Dialect reports SQLite or Postgres.
+func Dialect(db *gorm.DB) string { return db.Dialector.Name() }
+
+// Close releases the connection pool.
+func Close(db *gorm.DB) error {
+	sqlDB, err := db.DB()
+	if err != nil {
+		return err
+	}
+	return sqlDB.Close()
+}
+
+// Step is one numbered schema change of a component. Versions start at 1 and
+// are never renumbered or edited once released; a change is a new step.
+type Step struct {
+	Version int
+	Name    string
+	// Up runs inside the migration transaction; dialect is SQLite or Postgres.
+	Up func(tx *gorm.DB, dialect string) error
+}
+
+type schemaMigration struct {
+	Component string    `gorm:"primaryKey;size:64"`
+	Version   int       `gorm:"primaryKey"`
+	Name      string    `gorm:"size:200;not null"`
+	AppliedAt time.Time `gorm:"not null"`
+}
+
+func (schemaMigration) TableName() string { return "schema_migrations" }
+
+// Migrate applies the component's steps that the database lacks, each in its
+// own transaction, and refuses (ErrSchemaTooNew) when the database holds a
+// version this binary does not know.
+func Migrate(ctx context.Context, db *gorm.DB, component string, steps []Step) error {
+	for i, s := range steps {
+		if s.Version != i+1 {
+			return fmt.Errorf("migrate %s: step %d has version %d", component, i+1, s.Version)
+		}
+	}
+	db = db.WithContext(ctx)
+	if err := db.AutoMigrate(&schemaMigration{}); err != nil {
+		return fmt.Errorf("migrate %s: create schema_migrations: %w", component, err)
+	}
+	return db.Transaction(func(tx *gorm.DB) error {
+		if Dialect(tx) == Postgres {
+			// Several instances may start at once; one migrates, the rest wait.
+			if err := tx.Exec("SELECT pg_advisory_xact_lock(hashtext(?))", "crvault-migrate-"+component).Error; err != nil {
+				return fmt.Errorf("migrate %s: lock: %w", component, err)
+			}
+		}
+		var current int
+		if err := tx.Model(&schemaMigration{}).Where("component = ?", component).
+			Select("COALESCE(MAX(version), 0)").Scan(&current).Error; err != nil {
+			return fmt.Errorf("migrate %s: read version: %w", component, err)
+		}
+		if current > len(steps) {
+			return fmt.Errorf("%w: %s is at version %d, this vaultd knows up to %d; upgrade vaultd",
+				ErrSchemaTooNew, component, current, len(steps))
+		}
+		for _, s := range steps[current:] {
+			if err := s.Up(tx, Dialect(tx)); err != nil {
+				return fmt.Errorf("migrate %s to version %d (%s): %w", component, s.Version, s.Name, err)
+			}
+			rec := schemaMigration{Component: component, Version: s.Version, Name: s.Name, AppliedAt: time.Now().UTC()}
+			if err := tx.Create(&rec).Error; err != nil {
+				return fmt.Errorf("migrate %s: record version %d: %w", component, s.Version, err)
+			}
+			slog.Default().InfoContext(ctx, "schema migrated", "component", component, "version", s.Version, "name", s.Name)
+		}
+		return nil
+	})
+}
