@@ -1,0 +1,294 @@
+// Package calendar is China's official working-day calendar: public holidays
+// and make-up working days (调休) as published by the State Council, from the
+// holiday-cn data embedded in configs/calendars, plus years imported at run time.
+//
+// Promises:
+//   - A date is a working day if any file lists it as a make-up day
+//     (isOffDay false); otherwise it is not a working day if any file lists it
+//     as a holiday; otherwise it is one exactly when it is Monday to Friday.
+//     Files are merged by date because a year's file may hold dates of the
+//     year before (the New Year holiday can start on 31 December).
+//   - A date of a year no file covers is an error (ErrOutOfRange), never a
+//     weekday-only guess. "Covered" means some file's "year" is that year.
+//   - A Calendar is immutable and safe for concurrent use; With returns a new
+//     one, so a corrected or added year never changes deadlines under a
+//     running computation, and re-deriving with the new Calendar moves them.
+//   - "n working days after d" never counts d itself: WorkdaysAfter(d, n) is
+//     the date on which the n-th working day after d ends.
+package calendar
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"maps"
+	"path"
+	"slices"
+	"strings"
+
+	"github.com/crvault/crvault/configs"
+)
+
+var (
+	// ErrOutOfRange reports a date in a year the calendar does not cover
+	// (API: 422 calendar_out_of_range).
+	ErrOutOfRange = errors.New("date outside the calendar's years")
+	// ErrInvalidDays reports a negative or absurd number of working days.
+	ErrInvalidDays = errors.New("invalid number of working days")
+	// ErrInvalidFile reports a calendar file that is not strict holiday-cn JSON.
+	ErrInvalidFile = errors.New("invalid calendar file")
+)
+
+const (
+	// MaxDays bounds n in WorkdaysAfter: about four years of working days,
+	// far beyond any statutory allowance, so bigger numbers are input errors.
+	MaxDays = 1000
+	// maxFileSize bounds one calendar file; real ones are about 3 KiB.
+	maxFileSize = 1 << 20
+	// minYear and maxYear bound the years a file may claim.
+	minYear, maxYear = 1990, 2200
+)
+
+// Calendar answers working-day questions for the years it covers.
+type Calendar struct {
+	files map[int]map[Date]bool // file year -> date -> isOffDay, as parsed
+	off   map[Date]bool         // merged: true holiday, false make-up working day
+}
+
+// Embedded is the calendar built from configs.Calendars (2020 onwards).
+func Embedded() (*Calendar, error) {
+	names, err := fs.Glob(configs.Calendars, "calendars/*.json")
+	if err != nil {
+		return nil, fmt.Errorf("list embedded calendars: %w", err)
+	}
+	files := make([][]byte, 0, len(names))
+	for _, n := range names {
+		b, err := fs.ReadFile(configs.Calendars, n)
+		if err != nil {
+			return nil, fmt.Errorf("read embedded calendar %s: %w", path.Base(n), err)
+		}
+		files = append(files, b)
+	}
+	c, err := Parse(files...)
+	if err != nil {
+		return nil, fmt.Errorf("embedded calendars: %w", err)
+	}
+	return c, nil
+}
+
+// Parse builds a calendar from holiday-cn JSON files, one per year. Two files
+// for the same year are an error: which one is right is not for us to guess.
+func Parse(files ...[]byte) (*Calendar, error) {
+	if len(files) == 0 {
+		return nil, fmt.Errorf("%w: no files", ErrInvalidFile)
+	}
+	byYear := make(map[int]map[Date]bool, len(files))
+	for i, b := range files {
+		y, days, err := parseFile(b)
+		if err != nil {
+			return nil, fmt.Errorf("calendar file %d: %w", i+1, err)
+		}
+		if _, dup := byYear[y]; dup {
+			return nil, fmt.Errorf("%w: two files for year %d", ErrInvalidFile, y)
+		}
+		byYear[y] = days
+	}
+	return build(byYear), nil
+}
+
+// ImportedYear validates one holiday-cn file, as `vaultd calendar import`
+// receives it, and returns the year it covers.
+func ImportedYear(data []byte) (int, error) {
+	y, _, err := parseFile(data)
+	return y, err
+}
+
+// With returns a new calendar with the year in extra added, or replacing the
+// file of that year if there is one (a corrected announcement). c is unchanged.
+func (c *Calendar) With(extra []byte) (*Calendar, error) {
+	y, days, err := parseFile(extra)
+	if err != nil {
+		return nil, fmt.Errorf("import calendar: %w", err)
+	}
+	byYear := maps.Clone(c.files)
+	byYear[y] = days
+	return build(byYear), nil
+}
+
+func build(byYear map[int]map[Date]bool) *Calendar {
+	c := &Calendar{files: byYear, off: map[Date]bool{}}
+	for _, days := range byYear {
+		for d, off := range days {
+			// A make-up day wins over a holiday listing, whichever file says it.
+			if prev, seen := c.off[d]; seen && !prev {
+				continue
+			}
+			c.off[d] = off
+		}
+	}
+	return c
+}
+
+// fileJSON is the holiday-cn format. Unknown fields are refused so a file of
+// some other format cannot pass for an empty year.
+type fileJSON struct {
+	Schema string    `json:"$schema"`
+	ID     string    `json:"$id"`
+	Year   *int      `json:"year"`
+	Papers []string  `json:"papers"`
+	Days   []dayJSON `json:"days"`
+}
+
+type dayJSON struct {
+	Name     string `json:"name"`
+	Date     string `json:"date"`
+	IsOffDay *bool  `json:"isOffDay"`
+}
+
+func parseFile(b []byte) (int, map[Date]bool, error) {
+	if len(b) > maxFileSize {
+		return 0, nil, fmt.Errorf("%w: larger than %d bytes", ErrInvalidFile, maxFileSize)
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	var f fileJSON
+	if err := dec.Decode(&f); err != nil {
+		return 0, nil, fmt.Errorf("%w: %v", ErrInvalidFile, err)
+	}
+	if dec.More() {
+		return 0, nil, fmt.Errorf("%w: trailing data after the JSON object", ErrInvalidFile)
+	}
+	if f.Year == nil {
+		return 0, nil, fmt.Errorf("%w: missing year", ErrInvalidFile)
+	}
+	y := *f.Year
+	if y < minYear || y > maxYear {
+		return 0, nil, fmt.Errorf("%w: year %d outside %d-%d", ErrInvalidFile, y, minYear, maxYear)
+	}
+	// Every year since 1999 has holidays; an empty list is a broken or
+	// premature file, and accepting it would turn the year into a weekday guess.
+	if len(f.Days) == 0 {
+		return 0, nil, fmt.Errorf("%w: year %d lists no days", ErrInvalidFile, y)
+	}
+	days := make(map[Date]bool, len(f.Days))
+	for i, d := range f.Days {
+		date, err := ParseDate(d.Date)
+		if err != nil {
+			return 0, nil, fmt.Errorf("%w: day %d: %v", ErrInvalidFile, i+1, err)
+		}
+		if date.Y != y && date.Y != y-1 {
+			return 0, nil, fmt.Errorf("%w: day %d: %s is not in year %d or the year before", ErrInvalidFile, i+1, date, y)
+		}
+		if d.IsOffDay == nil {
+			return 0, nil, fmt.Errorf("%w: day %d (%s): missing isOffDay", ErrInvalidFile, i+1, date)
+		}
+		if strings.TrimSpace(d.Name) == "" {
+			return 0, nil, fmt.Errorf("%w: day %d (%s): missing name", ErrInvalidFile, i+1, date)
+		}
+		if _, dup := days[date]; dup {
+			return 0, nil, fmt.Errorf("%w: %s listed twice", ErrInvalidFile, date)
+		}
+		days[date] = *d.IsOffDay
+	}
+	return y, days, nil
+}
+
+// Years lists the covered years in ascending order.
+func (c *Calendar) Years() []int {
+	return slices.Sorted(maps.Keys(c.files))
+}
+
+// Covers reports whether d is a valid date of a covered year.
+func (c *Calendar) Covers(d Date) bool {
+	_, ok := c.files[d.Y]
+	return ok && d.Valid()
+}
+
+func (c *Calendar) check(d Date) error {
+	if !d.Valid() {
+		return fmt.Errorf("%w: %v", ErrInvalidDate, d)
+	}
+	if _, ok := c.files[d.Y]; !ok {
+		return fmt.Errorf("%w: %s (calendar covers %s)", ErrOutOfRange, d, c.yearsText())
+	}
+	return nil
+}
+
+func (c *Calendar) yearsText() string {
+	ys := c.Years()
+	var b strings.Builder
+	for i, y := range ys {
+		if i > 0 {
+			b.WriteString(",")
+		}
+		fmt.Fprint(&b, y)
+	}
+	return b.String()
+}
+
+// IsWorkday reports whether d is a working day.
+func (c *Calendar) IsWorkday(d Date) (bool, error) {
+	if err := c.check(d); err != nil {
+		return false, err
+	}
+	return c.workday(d), nil
+}
+
+// workday assumes d has been checked.
+func (c *Calendar) workday(d Date) bool {
+	if off, listed := c.off[d]; listed {
+		return !off
+	}
+	wd := d.Weekday()
+	return wd != 0 && wd != 6
+}
+
+// WorkdaysAfter returns the date on which n working days after d are used up;
+// d itself does not count, and n = 0 gives d. Every date walked over must be
+// covered, so a deadline running into an unpublished year is ErrOutOfRange.
+func (c *Calendar) WorkdaysAfter(d Date, n int) (Date, error) {
+	if n < 0 || n > MaxDays {
+		return Date{}, fmt.Errorf("%w: %d (want 0-%d)", ErrInvalidDays, n, MaxDays)
+	}
+	if err := c.check(d); err != nil {
+		return Date{}, err
+	}
+	for n > 0 {
+		d = d.AddDays(1)
+		if err := c.check(d); err != nil {
+			return Date{}, err
+		}
+		if c.workday(d) {
+			n--
+		}
+	}
+	return d, nil
+}
+
+// WorkdaysBetween counts the working days in (from, to]. If to is before
+// from the answer is minus the count in (to, from].
+func (c *Calendar) WorkdaysBetween(from, to Date) (int, error) {
+	if err := c.check(from); err != nil {
+		return 0, err
+	}
+	if err := c.check(to); err != nil {
+		return 0, err
+	}
+	sign := 1
+	if to.Before(from) {
+		from, to, sign = to, from, -1
+	}
+	n := 0
+	for d := from.AddDays(1); !d.After(to); d = d.AddDays(1) {
+		// Years between two covered ones may be missing.
+		if err := c.check(d); err != nil {
+			return 0, err
+		}
+		if c.workday(d) {
+			n++
+		}
+	}
+	return sign * n, nil
+}
