@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Runs every test against real services started just for this run (PostgreSQL and a versitygw S3 gateway),
+# and tears them down afterwards, even on failure. Usage:
+#   scripts/test.sh                       go vet ./... and go test ./...
+#   scripts/test.sh -run TestX ./vault/...  extra go test arguments; packages default to ./...
+# Set CI=true to turn any missing component into a failure instead of skipped tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# shellcheck source=scripts/services.sh
+source scripts/services.sh
+
+mapfile -t pkgs < <(svc_pkg_args "$@")
+args=("$@")
+# No package named: everything.
+[[ "${pkgs[*]}" == "./..." && "$*" != *./...* ]] && args+=(./...)
+
+trap svc_stop EXIT
+# A signal must still run the EXIT trap.
+trap 'exit 130' INT TERM
+
+# Vet what is tested: all of it by default, only the named packages when some are given.
+svc_log "go vet ${pkgs[*]}"
+go vet "${pkgs[@]}"
+
+svc_start
+status=0
+go test -count=1 -timeout 20m "${args[@]}" || status=$?
+exit "$status"
