@@ -1,0 +1,387 @@
+package access
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"gorm.io/gorm"
+)
+
+// Assign grants userID need-to-know access to caseID in role ("reviewer" or
+// "member_unit", which the user must hold globally) for purpose, until
+// expiresAt (nil: until revoked). ErrConflict if the user already holds an
+// active assignment in that role on the case; ErrBlocked if the user was
+// recused from the case or declared a conflict of interest on it.
+func (s *Service) Assign(ctx context.Context, by Principal, caseID, userID, role, purpose string, expiresAt *time.Time) (Assignment, error) {
+	if !by.Has(RoleOfficeAdmin) {
+		return Assignment{}, fmt.Errorf("assign on case %s: %w", caseID, ErrForbidden)
+	}
+	purpose = strings.TrimSpace(purpose)
+	now := s.now().UTC()
+	switch {
+	case caseID == "" || len(caseID) > 64:
+		return Assignment{}, invalid("case", "invalid_case", "case id required")
+	case Role(role) != RoleReviewer && Role(role) != RoleMemberUnit:
+		return Assignment{}, invalid("role", "invalid_role", "must be reviewer or member_unit")
+	case purpose == "" || utf8.RuneCountInString(purpose) > 1000:
+		return Assignment{}, invalid("purpose", "purpose_required", "purpose of 1 to 1000 characters is required")
+	case expiresAt != nil && !expiresAt.After(now):
+		return Assignment{}, invalid("expires_at", "expiry_in_past", "must be in the future")
+	}
+	u, err := s.User(ctx, userID)
+	if errors.Is(err, ErrNotFound) {
+		return Assignment{}, invalid("user", "unknown_user", "no such user")
+	}
+	if err != nil {
+		return Assignment{}, fmt.Errorf("assign on case %s: %w", caseID, err)
+	}
+	if !u.Has(Role(role)) || u.Disabled {
+		return Assignment{}, invalid("user", "role_not_held", "the user does not hold role "+role)
+	}
+
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	row := assignmentRow{ID: newID(now), CaseID: caseID, UserID: userID, Role: role, Purpose: purpose,
+		GrantedBy: by.User.ID, GrantedAt: now}
+	if expiresAt != nil {
+		t := expiresAt.UTC()
+		row.ExpiresAt = &t
+	}
+	err = s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		var n int64
+		if err := tx.Model(&recusalRow{}).Where("case_id = ? AND user_id = ?", caseID, userID).Count(&n).Error; err != nil {
+			return err
+		}
+		if n > 0 {
+			return fmt.Errorf("user %s was recused: %w", userID, ErrBlocked)
+		}
+		if err := tx.Model(&declarationRow{}).Where("case_id = ? AND user_id = ? AND conflict = ?", caseID, userID, true).
+			Count(&n).Error; err != nil {
+			return err
+		}
+		if n > 0 {
+			return fmt.Errorf("user %s declared a conflict of interest: %w", userID, ErrBlocked)
+		}
+		existing, err := s.caseAssignments(tx, caseID, userID)
+		if err != nil {
+			return err
+		}
+		for _, a := range existing {
+			if a.Role == role && a.Status == StatusActive {
+				return fmt.Errorf("assignment %s is active: %w", a.ID, ErrConflict)
+			}
+		}
+		return tx.Create(&row).Error
+	})
+	if err != nil {
+		return Assignment{}, fmt.Errorf("assign on case %s: %w", caseID, err)
+	}
+
+	g := rowGrant(row, [2]bool{})
+	s.mu.Lock()
+	k := caseUser{caseID, userID}
+	s.grants[k] = append(s.grants[k], g)
+	s.mu.Unlock()
+	if _, err := s.enf.AddGroupingPolicy(userID, role, caseID); err != nil {
+		return Assignment{}, fmt.Errorf("assign on case %s: casbin: %w", caseID, err)
+	}
+	s.log.InfoContext(ctx, "assignment granted", "assignment", row.ID, "case", caseID, "user", userID, "role", role, "by", by.User.ID)
+	return s.toAssignment(row, false, [2]bool{}, now), nil
+}
+
+func (s *Service) toAssignment(r assignmentRow, revoked bool, f [2]bool, now time.Time) Assignment {
+	a := Assignment{ID: r.ID, CaseID: r.CaseID, UserID: r.UserID, Role: r.Role, Purpose: r.Purpose,
+		GrantedBy: r.GrantedBy, GrantedAt: r.GrantedAt.UTC()}
+	if r.ExpiresAt != nil {
+		t := r.ExpiresAt.UTC()
+		a.ExpiresAt = &t
+	}
+	if revoked {
+		a.Status = StatusRevoked
+	} else {
+		a.Status = rowGrant(r, f).status(now)
+	}
+	return a
+}
+
+// caseAssignments reads the assignments of a case (of one user if userID is
+// set) with their derived status, oldest first.
+func (s *Service) caseAssignments(db *gorm.DB, caseID, userID string) ([]Assignment, error) {
+	q := db.Where("case_id = ?", caseID)
+	if userID != "" {
+		q = q.Where("user_id = ?", userID)
+	}
+	var rows []assignmentRow
+	if err := q.Order("granted_at, id").Find(&rows).Error; err != nil {
+		return nil, fmt.Errorf("read assignments: %w", err)
+	}
+	if len(rows) == 0 {
+		return nil, nil
+	}
+	ids := make([]string, len(rows))
+	for i, r := range rows {
+		ids[i] = r.ID
+	}
+	var revoked []string
+	if err := db.Model(&revocationRow{}).Where("assignment_id IN ?", ids).Pluck("assignment_id", &revoked).Error; err != nil {
+		return nil, fmt.Errorf("read revocations: %w", err)
+	}
+	var decls []declarationRow
+	if err := db.Select("assignment_id, conflict").Where("assignment_id IN ?", ids).Find(&decls).Error; err != nil {
+		return nil, fmt.Errorf("read declarations: %w", err)
+	}
+	flags := map[string][2]bool{}
+	for _, d := range decls {
+		f := flags[d.AssignmentID]
+		if d.Conflict {
+			f[1] = true
+		} else {
+			f[0] = true
+		}
+		flags[d.AssignmentID] = f
+	}
+	now := s.now()
+	out := make([]Assignment, len(rows))
+	for i, r := range rows {
+		out[i] = s.toAssignment(r, slices.Contains(revoked, r.ID), flags[r.ID], now)
+	}
+	return out, nil
+}
+
+// Assignments lists every assignment of the case, oldest first, with status.
+func (s *Service) Assignments(ctx context.Context, caseID string) ([]Assignment, error) {
+	as, err := s.caseAssignments(s.db.WithContext(ctx), caseID, "")
+	if err != nil {
+		return nil, fmt.Errorf("assignments of case %s: %w", caseID, err)
+	}
+	if as == nil {
+		as = []Assignment{}
+	}
+	return as, nil
+}
+
+// AssignedUsers returns the users holding an active assignment on the case in
+// role ("" for any role).
+func (s *Service) AssignedUsers(ctx context.Context, caseID, role string) ([]string, error) {
+	as, err := s.Assignments(ctx, caseID)
+	if err != nil {
+		return nil, err
+	}
+	users := []string{}
+	for _, a := range as {
+		if a.Status == StatusActive && (role == "" || a.Role == role) && !slices.Contains(users, a.UserID) {
+			users = append(users, a.UserID)
+		}
+	}
+	return users, nil
+}
+
+// CasesOf returns the ids of the cases where p holds an active assignment.
+func (s *Service) CasesOf(ctx context.Context, p Principal) ([]string, error) {
+	db := s.db.WithContext(ctx)
+	var rows []assignmentRow
+	err := db.Where("user_id = ?", p.User.ID).
+		Where("id NOT IN (?)", db.Model(&revocationRow{}).Select("assignment_id")).
+		Where("id NOT IN (?)", db.Model(&declarationRow{}).Select("assignment_id").Where("conflict = ?", true)).
+		Order("case_id").Find(&rows).Error
+	if err != nil {
+		return nil, fmt.Errorf("cases of user %s: %w", p.User.ID, err)
+	}
+	now := s.now()
+	cases := []string{}
+	for _, r := range rows {
+		if (r.ExpiresAt == nil || now.Before(*r.ExpiresAt)) && p.Has(Role(r.Role)) &&
+			(len(cases) == 0 || cases[len(cases)-1] != r.CaseID) {
+			cases = append(cases, r.CaseID)
+		}
+	}
+	return cases, nil
+}
+
+// Revoke ends an assignment; the very next Decide sees it. ErrNotFound if the
+// case has no such unrevoked assignment.
+func (s *Service) Revoke(ctx context.Context, by Principal, caseID, assignmentID string) error {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	now := s.now().UTC()
+	var row assignmentRow
+	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		err := tx.Where("id = ? AND case_id = ?", assignmentID, caseID).Take(&row).Error
+		if errors.Is(err, gorm.ErrRecordNotFound) {
+			return ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		return s.revokeRows(tx, []assignmentRow{row}, by.User.ID, "revoked", now)
+	})
+	if err != nil {
+		return fmt.Errorf("revoke assignment %s: %w", assignmentID, err)
+	}
+	if err := s.forget(caseID, row.UserID, assignmentID); err != nil {
+		return fmt.Errorf("revoke assignment %s: %w", assignmentID, err)
+	}
+	s.log.InfoContext(ctx, "assignment revoked", "assignment", assignmentID, "case", caseID, "by", by.User.ID)
+	return nil
+}
+
+// revokeRows records revocations; ErrNotFound if one was already revoked.
+func (s *Service) revokeRows(tx *gorm.DB, rows []assignmentRow, by, reason string, now time.Time) error {
+	for _, r := range rows {
+		var n int64
+		if err := tx.Model(&revocationRow{}).Where("assignment_id = ?", r.ID).Count(&n).Error; err != nil {
+			return err
+		}
+		if n > 0 {
+			return ErrNotFound
+		}
+		if err := tx.Create(&revocationRow{AssignmentID: r.ID, RevokedBy: by, RevokedAt: now, Reason: reason}).Error; err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// forget drops the assignment from memory (ids empty: all of the user's on
+// the case) and re-derives the user's Casbin grants on the case.
+func (s *Service) forget(caseID, userID string, ids ...string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	k := caseUser{caseID, userID}
+	kept := s.grants[k][:0:0]
+	for _, g := range s.grants[k] {
+		if len(ids) > 0 && !slices.Contains(ids, g.id) {
+			kept = append(kept, g)
+		}
+	}
+	if len(kept) == 0 {
+		delete(s.grants, k)
+	} else {
+		s.grants[k] = kept
+	}
+	return s.syncRules(k, kept)
+}
+
+// syncRules makes Casbin hold exactly one g rule per role in which the user
+// has a live (unsuspended) grant on the case. Caller holds s.mu.
+func (s *Service) syncRules(k caseUser, gs []*grant) error {
+	for _, role := range []Role{RoleReviewer, RoleMemberUnit} {
+		live := slices.ContainsFunc(gs, func(g *grant) bool { return g.role == string(role) && !g.suspended })
+		has, err := s.enf.HasGroupingPolicy(k.userID, string(role), k.caseID)
+		if err != nil {
+			return err
+		}
+		switch {
+		case live && !has:
+			_, err = s.enf.AddGroupingPolicy(k.userID, string(role), k.caseID)
+		case !live && has:
+			_, err = s.enf.RemoveGroupingPolicy(k.userID, string(role), k.caseID)
+		}
+		if err != nil {
+			return fmt.Errorf("casbin: %w", err)
+		}
+	}
+	return nil
+}
+
+// Recuse revokes every assignment of the user on the case at once and blocks
+// new ones (complaint resolution "recuse_subject").
+func (s *Service) Recuse(ctx context.Context, caseID, userID, reason string) error {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	now := s.now().UTC()
+	reason = strings.TrimSpace(reason)
+	if utf8.RuneCountInString(reason) > 1000 {
+		return invalid("reason", "too_long", "at most 1000 characters")
+	}
+	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		var n int64
+		if err := tx.Model(&recusalRow{}).Where("case_id = ? AND user_id = ?", caseID, userID).Count(&n).Error; err != nil {
+			return err
+		}
+		if n == 0 {
+			if err := tx.Create(&recusalRow{CaseID: caseID, UserID: userID, Reason: reason, CreatedAt: now}).Error; err != nil {
+				return err
+			}
+		}
+		var rows []assignmentRow
+		if err := tx.Where("case_id = ? AND user_id = ?", caseID, userID).
+			Where("id NOT IN (?)", tx.Model(&revocationRow{}).Select("assignment_id")).Find(&rows).Error; err != nil {
+			return err
+		}
+		return s.revokeRows(tx, rows, "", "recused: "+reason, now)
+	})
+	if err != nil {
+		return fmt.Errorf("recuse user %s from case %s: %w", userID, caseID, err)
+	}
+	if err := s.forget(caseID, userID); err != nil {
+		return fmt.Errorf("recuse user %s from case %s: %w", userID, caseID, err)
+	}
+	s.log.InfoContext(ctx, "user recused", "case", caseID, "user", userID)
+	return nil
+}
+
+// Declare records p's declaration on conflicts of interest for every active
+// assignment p holds on the case. conflict:false opens content reads;
+// conflict:true suspends the assignments at once. ErrNotFound if p holds no
+// active assignment on the case.
+func (s *Service) Declare(ctx context.Context, p Principal, caseID string, conflict bool, statement string) (Declaration, error) {
+	statement = strings.TrimSpace(statement)
+	if statement == "" || utf8.RuneCountInString(statement) > 4000 {
+		return Declaration{}, invalid("statement", "statement_required", "statement of 1 to 4000 characters is required")
+	}
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	now := s.now().UTC()
+	var decl declarationRow
+	var touched []string
+	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		as, err := s.caseAssignments(tx, caseID, p.User.ID)
+		if err != nil {
+			return err
+		}
+		for _, a := range as {
+			if a.Status != StatusActive || !p.Has(Role(a.Role)) {
+				continue
+			}
+			decl = declarationRow{ID: newID(now), AssignmentID: a.ID, CaseID: caseID, UserID: p.User.ID,
+				Conflict: conflict, Statement: statement, CreatedAt: now}
+			if err := tx.Create(&decl).Error; err != nil {
+				return err
+			}
+			touched = append(touched, a.ID)
+		}
+		if len(touched) == 0 {
+			return ErrNotFound
+		}
+		return nil
+	})
+	if err != nil {
+		return Declaration{}, fmt.Errorf("declare on case %s: %w", caseID, err)
+	}
+
+	s.mu.Lock()
+	k := caseUser{caseID, p.User.ID}
+	for _, g := range s.grants[k] {
+		if slices.Contains(touched, g.id) {
+			if conflict {
+				g.suspended = true
+			} else {
+				g.declared = true
+			}
+		}
+	}
+	err = s.syncRules(k, s.grants[k])
+	s.mu.Unlock()
+	if err != nil {
+		return Declaration{}, fmt.Errorf("declare on case %s: %w", caseID, err)
+	}
+	s.log.InfoContext(ctx, "declaration", "case", caseID, "user", p.User.ID, "conflict", conflict)
+	return Declaration{ID: decl.ID, CaseID: caseID, UserID: p.User.ID, Conflict: conflict,
+		Statement: statement, CreatedAt: now}, nil
+}

@@ -1,0 +1,113 @@
+package access
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"gorm.io/gorm"
+
+	"github.com/crvault/crvault/audit/sqldb/sqldbtest"
+)
+
+// cheapArgon2id keeps tests fast; the PHC test exercises the real defaults.
+var cheapArgon2id = Argon2id{MemoryKiB: 64, Time: 1, Threads: 1, SaltLen: 16, KeyLen: 32}
+
+// countingHasher counts the hashing work a login does.
+type countingHasher struct {
+	PasswordHasher
+	hashes, verifies atomic.Int64
+}
+
+func (c *countingHasher) Hash(p string) (string, error) {
+	c.hashes.Add(1)
+	return c.PasswordHasher.Hash(p)
+}
+
+func (c *countingHasher) Verify(p, h string) (bool, error) {
+	c.verifies.Add(1)
+	return c.PasswordHasher.Verify(p, h)
+}
+
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+type fixture struct {
+	db     *gorm.DB
+	svc    *Service
+	clock  *clock
+	hasher *countingHasher
+	opts   Options
+}
+
+func newFixture(t *testing.T, dialect string, tweak func(*Options)) *fixture {
+	t.Helper()
+	ctx := context.Background()
+	db := sqldbtest.Open(t, dialect)
+	if err := Migrate(ctx, db); err != nil {
+		t.Fatalf("migrate: %v", err)
+	}
+	f := &fixture{db: db, clock: &clock{t: time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)},
+		hasher: &countingHasher{PasswordHasher: cheapArgon2id}}
+	f.opts = Options{Now: f.clock.Now, Hasher: f.hasher, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	if tweak != nil {
+		tweak(&f.opts)
+	}
+	f.svc = f.restart(t)
+	return f
+}
+
+// restart builds a new Service over the same database, as a process restart would.
+func (f *fixture) restart(t *testing.T) *Service {
+	t.Helper()
+	s, err := New(context.Background(), f.db, f.opts)
+	if err != nil {
+		t.Fatalf("new service: %v", err)
+	}
+	return s
+}
+
+func (f *fixture) org(t *testing.T, name string, kind OrgKind) Org {
+	t.Helper()
+	o, err := f.svc.CreateOrg(context.Background(), name, kind)
+	if err != nil {
+		t.Fatalf("create org %s: %v", name, err)
+	}
+	return o
+}
+
+const testPassword = "correct horse battery"
+
+func (f *fixture) user(t *testing.T, username string, org Org, roles ...Role) Principal {
+	t.Helper()
+	u, err := f.svc.CreateUser(context.Background(), NewUser{Username: username, Org: org.ID, Password: testPassword, Roles: roles})
+	if err != nil {
+		t.Fatalf("create user %s: %v", username, err)
+	}
+	return Principal{User: u, OrgKind: org.Kind}
+}
+
+func forEachBackend(t *testing.T, fn func(t *testing.T, dialect string)) {
+	t.Helper()
+	for _, d := range sqldbtest.Backends {
+		t.Run(sqldbtest.Name(d), func(t *testing.T) { fn(t, d) })
+	}
+}

@@ -1,0 +1,355 @@
+package access
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/casbin/casbin/v2"
+	"github.com/casbin/casbin/v2/model"
+	"github.com/casbin/casbin/v2/persist"
+	"github.com/prometheus/client_golang/prometheus"
+	"gorm.io/gorm"
+
+	"github.com/crvault/crvault/configs"
+)
+
+// Options configures a Service. Zero values take the documented defaults.
+type Options struct {
+	// IdleTimeout ends a session not used for this long (default 8h).
+	IdleTimeout time.Duration
+	// AbsoluteTimeout ends a session this long after login (default 24h).
+	AbsoluteTimeout time.Duration
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+	// Logger receives events; never secrets (default slog.Default()).
+	Logger *slog.Logger
+	// Registerer, when set, receives the package's Prometheus metrics.
+	Registerer prometheus.Registerer
+	// LoginRate throttles failed logins.
+	LoginRate LoginRate
+	// Hasher hashes passwords (default DefaultArgon2id).
+	Hasher PasswordHasher
+}
+
+// LoginRate bounds failed logins per username and per client IP within a
+// window; once a bound is reached, Login answers ErrThrottled until the
+// window ends, without checking the password.
+type LoginRate struct {
+	PerUser int           // default 5
+	PerIP   int           // default 50
+	Window  time.Duration // default 15m
+}
+
+// Service is safe for concurrent use.
+type Service struct {
+	db        *gorm.DB
+	now       func() time.Time
+	log       *slog.Logger
+	idle, abs time.Duration
+	hasher    PasswordHasher
+	dummyHash string
+	throttle  *throttle
+
+	enf *casbin.SyncedEnforcer
+
+	// mu guards grants, the in-memory view of every unrevoked assignment
+	// that Decide reads; Casbin's g rules hold the live (unsuspended) ones.
+	mu     sync.RWMutex
+	grants map[caseUser][]*grant
+	// writeMu serialises assignment changes so that check-then-insert is
+	// atomic within this process.
+	writeMu sync.Mutex
+
+	logins    *prometheus.CounterVec
+	decisions *prometheus.CounterVec
+}
+
+type caseUser struct{ caseID, userID string }
+
+// grant is the in-memory state of one unrevoked assignment.
+type grant struct {
+	id, role, purpose string
+	expiresAt         time.Time // zero: no expiry
+	declared          bool      // a conflict:false declaration exists
+	suspended         bool      // a conflict:true declaration exists
+}
+
+func (g *grant) status(now time.Time) string {
+	switch {
+	case g.suspended:
+		return StatusSuspended
+	case !g.expiresAt.IsZero() && !now.Before(g.expiresAt):
+		return StatusExpired
+	}
+	return StatusActive
+}
+
+// New builds the Service: it loads the Casbin model and role policy from
+// configs.Casbin and every unrevoked assignment as grouping rules, in one bulk
+// load. The database must already be migrated (Migrate).
+func New(ctx context.Context, db *gorm.DB, opts Options) (*Service, error) {
+	s := &Service{db: db, now: opts.Now, log: opts.Logger, idle: opts.IdleTimeout, abs: opts.AbsoluteTimeout, hasher: opts.Hasher}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	if s.idle <= 0 {
+		s.idle = 8 * time.Hour
+	}
+	if s.abs <= 0 {
+		s.abs = 24 * time.Hour
+	}
+	if s.hasher == nil {
+		s.hasher = DefaultArgon2id
+	}
+	rate := opts.LoginRate
+	if rate.PerUser <= 0 {
+		rate.PerUser = 5
+	}
+	if rate.PerIP <= 0 {
+		rate.PerIP = 50
+	}
+	if rate.Window <= 0 {
+		rate.Window = 15 * time.Minute
+	}
+	s.throttle = newThrottle(rate)
+
+	// Unknown usernames are verified against this hash so that they cost
+	// the same work as known ones.
+	var err error
+	if s.dummyHash, err = s.hasher.Hash(newID(s.now())); err != nil {
+		return nil, fmt.Errorf("access: dummy hash: %w", err)
+	}
+
+	s.logins = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "crvault_access_logins_total", Help: "Login attempts by outcome.",
+	}, []string{"outcome"})
+	s.decisions = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "crvault_access_decisions_total", Help: "Case authorisation decisions by outcome.",
+	}, []string{"outcome"})
+	if opts.Registerer != nil {
+		for _, c := range []prometheus.Collector{s.logins, s.decisions} {
+			if err := opts.Registerer.Register(c); err != nil {
+				return nil, fmt.Errorf("access: register metrics: %w", err)
+			}
+		}
+	}
+
+	rules, grants, err := s.loadGrants(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.buildEnforcer(rules, grants); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// buildEnforcer loads the model, the role policy and the grouping rules in
+// one pass through an in-memory adapter, so role links are built once.
+func (s *Service) buildEnforcer(rules [][]string, grants map[caseUser][]*grant) error {
+	m, err := loadModel()
+	if err != nil {
+		return err
+	}
+	policy, err := fs.ReadFile(configs.Casbin, "casbin/policy.csv")
+	if err != nil {
+		return fmt.Errorf("access: read casbin policy: %w", err)
+	}
+	enf, err := casbin.NewSyncedEnforcer(m, &memAdapter{policy: string(policy), grants: rules})
+	if err != nil {
+		return fmt.Errorf("access: load casbin policy: %w", err)
+	}
+	// The tables are the truth; Casbin is an in-memory index of them.
+	enf.EnableAutoSave(false)
+	s.enf = enf
+	s.grants = grants
+	return nil
+}
+
+func loadModel() (model.Model, error) {
+	text, err := fs.ReadFile(configs.Casbin, "casbin/model.conf")
+	if err != nil {
+		return nil, fmt.Errorf("access: read casbin model: %w", err)
+	}
+	m, err := model.NewModelFromString(string(text))
+	if err != nil {
+		return nil, fmt.Errorf("access: parse casbin model: %w", err)
+	}
+	return m, nil
+}
+
+// memAdapter feeds the embedded policy and the grants to Casbin once.
+type memAdapter struct {
+	policy string
+	grants [][]string // each {user, role, case}
+}
+
+func (a *memAdapter) LoadPolicy(m model.Model) error {
+	sc := bufio.NewScanner(strings.NewReader(a.policy))
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if !strings.HasPrefix(line, "p,") {
+			if line != "" && !strings.HasPrefix(line, "#") {
+				// Only role permissions belong in policy.csv; grants
+				// come from assignments.
+				return fmt.Errorf("policy.csv: unexpected line %q", line)
+			}
+			continue
+		}
+		if err := persist.LoadPolicyLine(line, m); err != nil {
+			return fmt.Errorf("policy.csv: %w", err)
+		}
+	}
+	if len(a.grants) > 0 {
+		if err := m.AddPolicies("g", "g", a.grants); err != nil {
+			return fmt.Errorf("load grants: %w", err)
+		}
+	}
+	a.grants = nil // the model owns them now
+	return nil
+}
+
+var errReadOnly = errors.New("access: casbin adapter is read-only")
+
+func (*memAdapter) SavePolicy(model.Model) error                { return errReadOnly }
+func (*memAdapter) AddPolicy(string, string, []string) error    { return nil }
+func (*memAdapter) RemovePolicy(string, string, []string) error { return nil }
+func (*memAdapter) RemoveFilteredPolicy(string, string, int, ...string) error {
+	return nil
+}
+
+// loadGrants reads every unrevoked assignment with its declarations.
+func (s *Service) loadGrants(ctx context.Context) ([][]string, map[caseUser][]*grant, error) {
+	db := s.db.WithContext(ctx)
+	type declFlags struct {
+		AssignmentID string
+		Conflict     bool
+	}
+	flags := map[string][2]bool{} // assignment id -> {declared, suspended}
+	var decls []declFlags
+	err := db.Model(&declarationRow{}).Select("assignment_id, conflict").
+		FindInBatches(&decls, 10000, func(*gorm.DB, int) error {
+			for _, d := range decls {
+				f := flags[d.AssignmentID]
+				if d.Conflict {
+					f[1] = true
+				} else {
+					f[0] = true
+				}
+				flags[d.AssignmentID] = f
+			}
+			return nil
+		}).Error
+	if err != nil {
+		return nil, nil, fmt.Errorf("access: load declarations: %w", err)
+	}
+
+	grants := map[caseUser][]*grant{}
+	var rules [][]string
+	var rows []assignmentRow
+	err = db.Where("id NOT IN (?)", db.Model(&revocationRow{}).Select("assignment_id")).
+		FindInBatches(&rows, 10000, func(*gorm.DB, int) error {
+			for _, r := range rows {
+				g := rowGrant(r, flags[r.ID])
+				k := caseUser{r.CaseID, r.UserID}
+				grants[k] = append(grants[k], g)
+				// Casbin holds every unsuspended grant; expiry is checked
+				// against the clock at decision time.
+				if !g.suspended {
+					rules = append(rules, []string{r.UserID, r.Role, r.CaseID})
+				}
+			}
+			return nil
+		}).Error
+	if err != nil {
+		return nil, nil, fmt.Errorf("access: load assignments: %w", err)
+	}
+	return dedupe(rules), grants, nil
+}
+
+func rowGrant(r assignmentRow, f [2]bool) *grant {
+	g := &grant{id: r.ID, role: r.Role, purpose: r.Purpose, declared: f[0], suspended: f[1]}
+	if r.ExpiresAt != nil {
+		g.expiresAt = r.ExpiresAt.UTC()
+	}
+	return g
+}
+
+// dedupe drops repeated {user, role, case} rules (two active assignments
+// cannot coexist, but an expired one may sit beside a fresh one).
+func dedupe(rules [][]string) [][]string {
+	seen := make(map[[3]string]struct{}, len(rules))
+	out := rules[:0]
+	for _, r := range rules {
+		k := [3]string{r[0], r[1], r[2]}
+		if _, ok := seen[k]; ok {
+			continue
+		}
+		seen[k] = struct{}{}
+		out = append(out, r)
+	}
+	return out
+}
+
+// throttle counts failed logins per key in fixed windows.
+type throttle struct {
+	rate LoginRate
+	mu   sync.Mutex
+	m    map[string]*window
+}
+
+type window struct {
+	start time.Time
+	fails int
+}
+
+func newThrottle(r LoginRate) *throttle { return &throttle{rate: r, m: map[string]*window{}} }
+
+// check returns how long the key must wait, or 0.
+func (t *throttle) check(now time.Time, key string, limit int) time.Duration {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	w := t.m[key]
+	if w == nil || now.Sub(w.start) >= t.rate.Window {
+		return 0
+	}
+	if w.fails >= limit {
+		return w.start.Add(t.rate.Window).Sub(now)
+	}
+	return 0
+}
+
+func (t *throttle) fail(now time.Time, key string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	w := t.m[key]
+	if w == nil || now.Sub(w.start) >= t.rate.Window {
+		if len(t.m) > 100_000 {
+			// Bound memory under a spray of distinct names or addresses.
+			for k, v := range t.m {
+				if now.Sub(v.start) >= t.rate.Window {
+					delete(t.m, k)
+				}
+			}
+		}
+		w = &window{start: now}
+		t.m[key] = w
+	}
+	w.fails++
+}
+
+func (t *throttle) reset(key string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	delete(t.m, key)
+}

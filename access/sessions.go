@@ -1,0 +1,172 @@
+package access
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"gorm.io/gorm"
+)
+
+// Login checks a username and password and opens a session. Unknown users,
+// wrong passwords and malformed input all answer ErrBadCredentials after the
+// same password-hashing work. After too many failures for the username or
+// the ip it answers a *ThrottledError without checking the password. A
+// disabled account answers ErrDisabled, but only to the right password.
+func (s *Service) Login(ctx context.Context, username, password, ip string) (Session, error) {
+	now := s.now().UTC()
+	userKey, ipKey := "u:"+strings.ToLower(username), "ip:"+ip
+	wait := max(s.throttle.check(now, userKey, s.throttle.rate.PerUser), s.throttle.check(now, ipKey, s.throttle.rate.PerIP))
+	if wait > 0 {
+		s.logins.WithLabelValues("throttled").Inc()
+		s.log.WarnContext(ctx, "login throttled", "ip", ip)
+		return Session{}, &ThrottledError{RetryAfter: wait}
+	}
+	fail := func() (Session, error) {
+		s.throttle.fail(now, userKey)
+		s.throttle.fail(now, ipKey)
+		s.logins.WithLabelValues("bad_credentials").Inc()
+		s.log.InfoContext(ctx, "login failed", "ip", ip)
+		return Session{}, ErrBadCredentials
+	}
+
+	hash := s.dummyHash
+	var row userRow
+	found := false
+	if len(username) <= 64 && len(password) <= maxPasswordLen {
+		r, err := s.userRow(ctx, "username = ?", username)
+		switch {
+		case err == nil:
+			row, hash, found = r, r.PasswordHash, true
+		case !errors.Is(err, ErrNotFound):
+			return Session{}, fmt.Errorf("login: %w", err)
+		}
+	}
+	ok, err := s.hasher.Verify(truncate(password, maxPasswordLen), hash)
+	if err != nil && found {
+		// A corrupt stored hash: refuse like a wrong password, but say so.
+		s.log.ErrorContext(ctx, "stored password hash unusable", "user", row.ID, "err", err)
+	}
+	if !found || !ok || err != nil {
+		return fail()
+	}
+	if row.Disabled {
+		s.logins.WithLabelValues("disabled").Inc()
+		return Session{}, ErrDisabled
+	}
+	s.throttle.reset(userKey)
+
+	token, tokenHash, err := newToken()
+	if err != nil {
+		return Session{}, fmt.Errorf("login: %w", err)
+	}
+	sess := sessionRow{ID: newID(now), TokenHash: tokenHash, UserID: row.ID, CreatedAt: now, LastSeenAt: now,
+		AbsoluteEnd: now.Add(s.abs)}
+	if err := s.db.WithContext(ctx).Create(&sess).Error; err != nil {
+		return Session{}, fmt.Errorf("login: store session: %w", err)
+	}
+	s.logins.WithLabelValues("ok").Inc()
+	s.log.InfoContext(ctx, "login", "user", row.ID, "session", sess.ID, "ip", ip)
+	return Session{ID: sess.ID, Token: token, ExpiresAt: s.expiry(sess), User: row.user()}, nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
+
+// newToken returns a random 256-bit bearer token and the hex SHA-256 that is
+// all the database ever sees of it.
+func newToken() (token, hash string, err error) {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", "", err
+	}
+	token = base64.RawURLEncoding.EncodeToString(b)
+	return token, hashToken(token), nil
+}
+
+func hashToken(token string) string {
+	sum := sha256.Sum256([]byte(token))
+	return hex.EncodeToString(sum[:])
+}
+
+func (s *Service) expiry(r sessionRow) time.Time {
+	idle := r.LastSeenAt.UTC().Add(s.idle)
+	if abs := r.AbsoluteEnd.UTC(); abs.Before(idle) {
+		return abs
+	}
+	return idle
+}
+
+// Authenticate resolves a bearer token to its caller and slides the idle
+// expiry. ErrUnauthenticated for an unknown, expired or revoked token or a
+// disabled account.
+func (s *Service) Authenticate(ctx context.Context, token string) (Principal, error) {
+	if token == "" || len(token) > 128 {
+		return Principal{}, ErrUnauthenticated
+	}
+	now := s.now().UTC()
+	db := s.db.WithContext(ctx)
+	var sess sessionRow
+	err := db.Where("token_hash = ?", hashToken(token)).Take(&sess).Error
+	if errors.Is(err, gorm.ErrRecordNotFound) {
+		return Principal{}, ErrUnauthenticated
+	}
+	if err != nil {
+		return Principal{}, fmt.Errorf("authenticate: %w", err)
+	}
+	if sess.RevokedAt != nil || !now.Before(s.expiry(sess)) {
+		return Principal{}, ErrUnauthenticated
+	}
+	row, err := s.userRow(ctx, "id = ?", sess.UserID)
+	if errors.Is(err, ErrNotFound) {
+		return Principal{}, ErrUnauthenticated
+	}
+	if err != nil {
+		return Principal{}, fmt.Errorf("authenticate: %w", err)
+	}
+	if row.Disabled {
+		return Principal{}, ErrUnauthenticated
+	}
+	org, err := s.Org(ctx, row.OrgID)
+	if err != nil {
+		return Principal{}, fmt.Errorf("authenticate: %w", err)
+	}
+	// Sliding costs a write; a minute (or a tenth of a short idle timeout)
+	// of slack keeps that to at most one per session per minute.
+	if now.Sub(sess.LastSeenAt) >= min(time.Minute, s.idle/10) {
+		if err := db.Model(&sessionRow{}).Where("id = ?", sess.ID).Update("last_seen_at", now).Error; err != nil {
+			return Principal{}, fmt.Errorf("authenticate: slide session: %w", err)
+		}
+	}
+	return Principal{User: row.user(), SessionID: sess.ID, OrgKind: org.Kind}, nil
+}
+
+// Logout revokes the session. ErrNotFound if there is no such session.
+func (s *Service) Logout(ctx context.Context, sessionID string) error {
+	now := s.now().UTC()
+	db := s.db.WithContext(ctx)
+	var sess sessionRow
+	err := db.Where("id = ?", sessionID).Take(&sess).Error
+	if errors.Is(err, gorm.ErrRecordNotFound) {
+		return fmt.Errorf("logout: session: %w", ErrNotFound)
+	}
+	if err != nil {
+		return fmt.Errorf("logout: %w", err)
+	}
+	if err := db.Model(&sessionRow{}).Where("id = ? AND revoked_at IS NULL", sessionID).
+		Update("revoked_at", now).Error; err != nil {
+		return fmt.Errorf("logout: %w", err)
+	}
+	s.log.InfoContext(ctx, "logout", "user", sess.UserID, "session", sessionID)
+	return nil
+}

@@ -1,0 +1,147 @@
+package access
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"strings"
+	"time"
+
+	"gorm.io/gorm"
+
+	"github.com/crvault/crvault/audit/sqldb"
+)
+
+// Table rows. They stay inside this package; other packages see domain types.
+
+type orgRow struct {
+	ID        string    `gorm:"primaryKey;size:32"`
+	Name      string    `gorm:"size:200;not null;uniqueIndex"`
+	Kind      string    `gorm:"size:32;not null"`
+	CreatedAt time.Time `gorm:"not null"`
+}
+
+func (orgRow) TableName() string { return "access_orgs" }
+
+type userRow struct {
+	ID           string    `gorm:"primaryKey;size:32"`
+	Username     string    `gorm:"size:64;not null;uniqueIndex"`
+	DisplayName  string    `gorm:"size:200;not null"`
+	OrgID        string    `gorm:"size:32;not null;index"`
+	Roles        string    `gorm:"size:200;not null"` // comma-separated
+	PasswordHash string    `gorm:"size:255;not null"` // PHC string
+	Disabled     bool      `gorm:"not null"`
+	CreatedAt    time.Time `gorm:"not null"`
+}
+
+func (userRow) TableName() string { return "access_users" }
+
+type sessionRow struct {
+	ID          string     `gorm:"primaryKey;size:32"`
+	TokenHash   string     `gorm:"size:64;not null;uniqueIndex"` // hex SHA-256 of the token
+	UserID      string     `gorm:"size:32;not null;index"`
+	CreatedAt   time.Time  `gorm:"not null"`
+	LastSeenAt  time.Time  `gorm:"not null"`
+	AbsoluteEnd time.Time  `gorm:"not null"`
+	RevokedAt   *time.Time `gorm:""`
+}
+
+func (sessionRow) TableName() string { return "access_sessions" }
+
+// assignmentRow is immutable once written; its status is derived from
+// revocation rows, declarations and the expiry.
+type assignmentRow struct {
+	ID        string     `gorm:"primaryKey;size:32"`
+	CaseID    string     `gorm:"size:64;not null;index:idx_access_assign_case_user"`
+	UserID    string     `gorm:"size:32;not null;index:idx_access_assign_case_user"`
+	Role      string     `gorm:"size:32;not null"`
+	Purpose   string     `gorm:"size:1000;not null"`
+	GrantedBy string     `gorm:"size:32;not null"`
+	GrantedAt time.Time  `gorm:"not null"`
+	ExpiresAt *time.Time `gorm:""`
+}
+
+func (assignmentRow) TableName() string { return "access_assignments" }
+
+type revocationRow struct {
+	AssignmentID string    `gorm:"primaryKey;size:32"`
+	RevokedBy    string    `gorm:"size:32;not null"`
+	RevokedAt    time.Time `gorm:"not null"`
+	Reason       string    `gorm:"size:1000;not null"`
+}
+
+func (revocationRow) TableName() string { return "access_assignment_revocations" }
+
+type declarationRow struct {
+	ID           string    `gorm:"primaryKey;size:32"`
+	AssignmentID string    `gorm:"size:32;not null;index"`
+	CaseID       string    `gorm:"size:64;not null;index"`
+	UserID       string    `gorm:"size:32;not null"`
+	Conflict     bool      `gorm:"not null"`
+	Statement    string    `gorm:"size:4000;not null"`
+	CreatedAt    time.Time `gorm:"not null"`
+}
+
+func (declarationRow) TableName() string { return "access_declarations" }
+
+type recusalRow struct {
+	CaseID    string    `gorm:"primaryKey;size:64"`
+	UserID    string    `gorm:"primaryKey;size:32"`
+	Reason    string    `gorm:"size:1000;not null"`
+	CreatedAt time.Time `gorm:"not null"`
+}
+
+func (recusalRow) TableName() string { return "access_recusals" }
+
+var migrations = []sqldb.Step{
+	{Version: 1, Name: "accounts, sessions, assignments, declarations, recusals", Up: func(tx *gorm.DB, _ string) error {
+		return tx.AutoMigrate(&orgRow{}, &userRow{}, &sessionRow{}, &assignmentRow{},
+			&revocationRow{}, &declarationRow{}, &recusalRow{})
+	}},
+}
+
+// Migrate brings the access tables up to date (component "access").
+func Migrate(ctx context.Context, db *gorm.DB) error {
+	return sqldb.Migrate(ctx, db, "access", migrations)
+}
+
+// newID returns a 32-hex-digit opaque id that sorts roughly by creation time,
+// which keeps cursor pagination in creation order.
+func newID(now time.Time) string {
+	var b [16]byte
+	binary.BigEndian.PutUint64(b[:8], uint64(now.UnixMilli())<<16) // 48 bits of milliseconds first
+	if _, err := rand.Read(b[6:]); err != nil {
+		panic("crypto/rand failed: " + err.Error()) // rand.Read never fails on supported platforms
+	}
+	return hex.EncodeToString(b[:])
+}
+
+func joinRoles(rs []Role) string {
+	s := make([]string, len(rs))
+	for i, r := range rs {
+		s[i] = string(r)
+	}
+	return strings.Join(s, ",")
+}
+
+func splitRoles(s string) []Role {
+	if s == "" {
+		return []Role{}
+	}
+	parts := strings.Split(s, ",")
+	rs := make([]Role, len(parts))
+	for i, p := range parts {
+		rs[i] = Role(p)
+	}
+	return rs
+}
+
+func (r userRow) user() User {
+	return User{ID: r.ID, Username: r.Username, DisplayName: r.DisplayName, OrgID: r.OrgID,
+		Roles: splitRoles(r.Roles), Disabled: r.Disabled, CreatedAt: r.CreatedAt.UTC()}
+}
+
+func (r orgRow) org() Org {
+	return Org{ID: r.ID, Name: r.Name, Kind: OrgKind(r.Kind), CreatedAt: r.CreatedAt.UTC()}
+}
