@@ -39,7 +39,9 @@ func (s *Service) Login(ctx context.Context, username, password, ip string) (Ses
 	hash := s.dummyHash
 	var row userRow
 	found := false
-	if len(username) <= 64 && len(password) <= maxPasswordLen {
+	// A name that CreateUser would refuse cannot exist; skipping the
+	// lookup also keeps NUL bytes and bad UTF-8 away from the database.
+	if usernameRE.MatchString(username) && len(password) <= maxPasswordLen {
 		r, err := s.userRow(ctx, "username = ?", username)
 		switch {
 		case err == nil:

@@ -1,0 +1,91 @@
+package access
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestCreateUserValidation(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, dialect string) {
+		f := newFixture(t, dialect, nil)
+		ctx := context.Background()
+		op := f.org(t, "Grid Co", OrgOperator)
+		office := f.org(t, "Review Office", OrgOffice)
+		f.user(t, "taken", op, RoleOperator)
+
+		if _, err := f.svc.CreateOrg(ctx, "Grid Co", OrgProvider); !errors.Is(err, ErrConflict) {
+			t.Errorf("duplicate org name: %v, want ErrConflict", err)
+		}
+		if _, err := f.svc.CreateOrg(ctx, "X", "ministry"); !errors.Is(err, ErrInvalid) {
+			t.Errorf("unknown kind: %v, want ErrInvalid", err)
+		}
+		ok := NewUser{Username: "alice", Org: op.Name, Password: testPassword, Roles: []Role{RoleOperator}}
+		for _, tc := range []struct {
+			name  string
+			edit  func(u *NewUser)
+			want  error
+			field string
+		}{
+			{"uppercase username", func(u *NewUser) { u.Username = "Alice" }, ErrInvalid, "username"},
+			{"short username", func(u *NewUser) { u.Username = "al" }, ErrInvalid, "username"},
+			{"long username", func(u *NewUser) { u.Username = strings.Repeat("a", 65) }, ErrInvalid, "username"},
+			{"short password", func(u *NewUser) { u.Password = "elevenchars" }, ErrInvalid, "password"},
+			{"unknown role", func(u *NewUser) { u.Roles = []Role{"root"} }, ErrInvalid, "roles"},
+			{"no role", func(u *NewUser) { u.Roles = nil }, ErrInvalid, "roles"},
+			{"reviewer in operator org", func(u *NewUser) { u.Roles = []Role{RoleReviewer} }, ErrInvalid, "roles"},
+			{"operator in office", func(u *NewUser) { u.Org = office.ID }, ErrInvalid, "roles"},
+			{"unknown org", func(u *NewUser) { u.Org = "nowhere" }, ErrInvalid, "org"},
+			{"duplicate username", func(u *NewUser) { u.Username = "taken" }, ErrConflict, ""},
+			{"sysadmin anywhere", func(u *NewUser) { u.Username = "root1"; u.Roles = []Role{RoleSysadmin} }, nil, ""},
+			{"org by name", func(u *NewUser) {}, nil, ""},
+			{"org by id", func(u *NewUser) { u.Username = "bob"; u.Org = op.ID }, nil, ""},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				u := ok
+				tc.edit(&u)
+				got, err := f.svc.CreateUser(ctx, u)
+				if !errors.Is(err, tc.want) {
+					t.Fatalf("err = %v, want %v", err, tc.want)
+				}
+				var fe *FieldError
+				if tc.field != "" && (!errors.As(err, &fe) || fe.Field != tc.field) {
+					t.Fatalf("err = %#v, want field %s", err, tc.field)
+				}
+				if err == nil && (got.OrgID != op.ID || got.ID == "") {
+					t.Fatalf("user = %+v", got)
+				}
+			})
+		}
+	})
+}
+
+func TestListAndDisableUsers(t *testing.T) {
+	f := newFixture(t, "sqlite", nil)
+	ctx := context.Background()
+	op := f.org(t, "Grid Co", OrgOperator)
+	var ids []string
+	for _, n := range []string{"u1x", "u2x", "u3x"} {
+		ids = append(ids, f.user(t, n, op, RoleOperator).User.ID)
+		f.clock.Advance(time.Second)
+	}
+	page, next, err := f.svc.ListUsers(ctx, 2, "")
+	if err != nil || len(page) != 2 || next == "" {
+		t.Fatalf("page 1 = %v, %q, %v", page, next, err)
+	}
+	page2, next2, err := f.svc.ListUsers(ctx, 2, next)
+	if err != nil || len(page2) != 1 || next2 != "" || page2[0].ID != ids[2] {
+		t.Fatalf("page 2 = %v, %q, %v", page2, next2, err)
+	}
+	if err := f.svc.DisableUser(ctx, "nobody"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("disable unknown: %v", err)
+	}
+	if err := f.svc.DisableUser(ctx, ids[0]); err != nil {
+		t.Fatal(err)
+	}
+	if u, _ := f.svc.User(ctx, ids[0]); !u.Disabled {
+		t.Error("user not disabled")
+	}
+}

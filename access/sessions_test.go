@@ -1,0 +1,199 @@
+package access
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+)
+
+func TestLogin(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, dialect string) {
+		f := newFixture(t, dialect, nil)
+		ctx := context.Background()
+		op := f.org(t, "Grid Co", OrgOperator)
+		alice := f.user(t, "alice", op, RoleOperator)
+
+		for _, tc := range []struct {
+			name, user, pw string
+			want           error
+		}{
+			{"ok", "alice", testPassword, nil},
+			{"wrong password", "alice", "wrong password!", ErrBadCredentials},
+			{"unknown user", "mallory", testPassword, ErrBadCredentials},
+			{"empty", "", "", ErrBadCredentials},
+			{"overlong username", string(make([]byte, 500)), testPassword, ErrBadCredentials},
+			{"NUL and bad UTF-8", "al\x00\xff", testPassword, ErrBadCredentials},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				before := f.hasher.verifies.Load()
+				s, err := f.svc.Login(ctx, tc.user, tc.pw, "10.0.0.1")
+				if !errors.Is(err, tc.want) {
+					t.Fatalf("Login = %v, want %v", err, tc.want)
+				}
+				// Same work whether or not the user exists: exactly one verify.
+				if n := f.hasher.verifies.Load() - before; n != 1 {
+					t.Fatalf("%d password verifications, want 1", n)
+				}
+				if err != nil {
+					return
+				}
+				if len(s.Token) != 43 || s.ID == "" || s.User.ID != alice.User.ID {
+					t.Fatalf("session = %+v", s)
+				}
+				if want := f.clock.Now().Add(8 * time.Hour); !s.ExpiresAt.Equal(want) {
+					t.Errorf("expires %v, want %v", s.ExpiresAt, want)
+				}
+				p, err := f.svc.Authenticate(ctx, s.Token)
+				if err != nil || p.User.ID != alice.User.ID || p.SessionID != s.ID || p.OrgKind != OrgOperator {
+					t.Fatalf("Authenticate = %+v, %v", p, err)
+				}
+				// Only the hash of the token is stored.
+				var n int64
+				f.db.Model(&sessionRow{}).Where("token_hash = ? OR id = ?", s.Token, s.Token).Count(&n)
+				if n != 0 {
+					t.Error("raw token found in the database")
+				}
+			})
+		}
+		if _, err := f.svc.Authenticate(ctx, "not-a-token"); !errors.Is(err, ErrUnauthenticated) {
+			t.Errorf("unknown token: %v", err)
+		}
+	})
+}
+
+func TestLoginThrottle(t *testing.T) {
+	ctx := context.Background()
+	rate := func(o *Options) { o.LoginRate = LoginRate{PerUser: 3, PerIP: 5, Window: 10 * time.Minute} }
+
+	t.Run("per user", func(t *testing.T) {
+		f := newFixture(t, "sqlite", rate)
+		f.user(t, "alice", f.org(t, "Grid Co", OrgOperator), RoleOperator)
+		for i := range 3 {
+			if _, err := f.svc.Login(ctx, "alice", "wrong password!", fmt.Sprintf("10.0.0.%d", i)); !errors.Is(err, ErrBadCredentials) {
+				t.Fatalf("attempt %d: %v", i, err)
+			}
+		}
+		before := f.hasher.verifies.Load()
+		_, err := f.svc.Login(ctx, "alice", testPassword, "10.9.9.9")
+		var te *ThrottledError
+		if !errors.Is(err, ErrThrottled) || !errors.As(err, &te) || te.RetryAfter != 10*time.Minute {
+			t.Fatalf("4th attempt from a new IP = %v, want throttled for 10m", err)
+		}
+		if f.hasher.verifies.Load() != before {
+			t.Error("throttled attempt still hashed the password")
+		}
+		// An unknown username is throttled in exactly the same way.
+		for range 3 {
+			f.svc.Login(ctx, "ghost", "x", "10.1.1.1")
+		}
+		if _, err := f.svc.Login(ctx, "ghost", "x", "10.1.1.2"); !errors.Is(err, ErrThrottled) {
+			t.Errorf("unknown user not throttled: %v", err)
+		}
+		f.clock.Advance(10 * time.Minute)
+		if _, err := f.svc.Login(ctx, "alice", testPassword, "10.9.9.9"); err != nil {
+			t.Fatalf("after the window: %v", err)
+		}
+	})
+
+	t.Run("per ip", func(t *testing.T) {
+		f := newFixture(t, "sqlite", rate)
+		f.user(t, "alice", f.org(t, "Grid Co", OrgOperator), RoleOperator)
+		for i := range 5 {
+			f.svc.Login(ctx, fmt.Sprintf("user%d", i), "guess guess guess", "192.0.2.7")
+		}
+		if _, err := f.svc.Login(ctx, "alice", testPassword, "192.0.2.7"); !errors.Is(err, ErrThrottled) {
+			t.Fatalf("spraying IP not throttled: %v", err)
+		}
+		if _, err := f.svc.Login(ctx, "alice", testPassword, "192.0.2.8"); err != nil {
+			t.Fatalf("other IP: %v", err)
+		}
+	})
+
+	t.Run("success resets the user counter", func(t *testing.T) {
+		f := newFixture(t, "sqlite", rate)
+		f.user(t, "alice", f.org(t, "Grid Co", OrgOperator), RoleOperator)
+		for range 2 {
+			f.svc.Login(ctx, "alice", "wrong password!", "10.0.0.1")
+		}
+		if _, err := f.svc.Login(ctx, "alice", testPassword, "10.0.0.2"); err != nil {
+			t.Fatal(err)
+		}
+		for range 2 {
+			f.svc.Login(ctx, "alice", "wrong password!", "10.0.0.3")
+		}
+		if _, err := f.svc.Login(ctx, "alice", testPassword, "10.0.0.4"); err != nil {
+			t.Fatalf("counter not reset by success: %v", err)
+		}
+	})
+}
+
+func TestSessionLifetime(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, dialect string) {
+		ctx := context.Background()
+		for _, tc := range []struct {
+			name  string
+			steps []time.Duration // advance, then Authenticate
+			okAt  []bool
+		}{
+			{"idle within timeout slides", []time.Duration{7 * time.Hour, 7 * time.Hour, 7 * time.Hour}, []bool{true, true, true}},
+			{"idle timeout", []time.Duration{8 * time.Hour}, []bool{false}},
+			{"idle after slide", []time.Duration{7 * time.Hour, 8 * time.Hour}, []bool{true, false}},
+			{"absolute timeout despite use", []time.Duration{7 * time.Hour, 7 * time.Hour, 7 * time.Hour, 3 * time.Hour}, []bool{true, true, true, false}},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				f := newFixture(t, dialect, nil)
+				f.user(t, "alice", f.org(t, "Grid Co", OrgOperator), RoleOperator)
+				s, err := f.svc.Login(ctx, "alice", testPassword, "10.0.0.1")
+				if err != nil {
+					t.Fatal(err)
+				}
+				for i, d := range tc.steps {
+					f.clock.Advance(d)
+					_, err := f.svc.Authenticate(ctx, s.Token)
+					if got := err == nil; got != tc.okAt[i] {
+						t.Fatalf("step %d (+%v): err = %v, want ok=%v", i, d, err, tc.okAt[i])
+					}
+					if err != nil && !errors.Is(err, ErrUnauthenticated) {
+						t.Fatalf("step %d: %v", i, err)
+					}
+				}
+			})
+		}
+
+		t.Run("logout and disable revoke", func(t *testing.T) {
+			f := newFixture(t, dialect, func(o *Options) { o.IdleTimeout = time.Hour; o.AbsoluteTimeout = 2 * time.Hour })
+			alice := f.user(t, "alice", f.org(t, "Grid Co", OrgOperator), RoleOperator)
+			s1, _ := f.svc.Login(ctx, "alice", testPassword, "10.0.0.1")
+			s2, _ := f.svc.Login(ctx, "alice", testPassword, "10.0.0.1")
+			if !s1.ExpiresAt.Equal(f.clock.Now().Add(time.Hour)) {
+				t.Errorf("configured idle timeout ignored: %v", s1.ExpiresAt)
+			}
+			if err := f.svc.Logout(ctx, s1.ID); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := f.svc.Authenticate(ctx, s1.Token); !errors.Is(err, ErrUnauthenticated) {
+				t.Errorf("after logout: %v", err)
+			}
+			if _, err := f.svc.Authenticate(ctx, s2.Token); err != nil {
+				t.Errorf("other session: %v", err)
+			}
+			if err := f.svc.Logout(ctx, "nope"); !errors.Is(err, ErrNotFound) {
+				t.Errorf("logout unknown: %v", err)
+			}
+			if err := f.svc.DisableUser(ctx, alice.User.ID); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := f.svc.Authenticate(ctx, s2.Token); !errors.Is(err, ErrUnauthenticated) {
+				t.Errorf("after disable: %v", err)
+			}
+			if _, err := f.svc.Login(ctx, "alice", testPassword, "10.0.0.1"); !errors.Is(err, ErrDisabled) {
+				t.Errorf("disabled login with right password: %v", err)
+			}
+			if _, err := f.svc.Login(ctx, "alice", "wrong password!", "10.0.0.1"); !errors.Is(err, ErrBadCredentials) {
+				t.Errorf("disabled login with wrong password: %v", err)
+			}
+		})
+	})
+}
