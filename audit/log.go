@@ -1,0 +1,610 @@
+package audit
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
+	"gorm.io/gorm"
+
+	"github.com/crvault/crvault/audit/sqldb"
+)
+
+// Options configures Open.
+type Options struct {
+	KeyDir          string        // where the Ed25519 checkpoint signer key lives (generated 0600 if absent)
+	Origin          string        // checkpoint origin line, default DefaultOrigin
+	CheckpointEvery time.Duration // default 10s
+	MirrorDir       string        // optional checkpoint mirror outside the database
+	Registerer      prometheus.Registerer
+	Logger          *slog.Logger
+
+	// now is the clock; tests pin it for golden files.
+	now func() time.Time
+}
+
+const (
+	// maxBatch bounds one group commit; bigger batches amortise the fsync
+	// but hold appenders longer.
+	maxBatch = 512
+	// commitTimeout bounds one batch so a hung database turns into
+	// ErrUnavailable rather than requests waiting forever.
+	commitTimeout = 30 * time.Second
+	// pgLockKey serialises writers of several vaultd processes on one
+	// PostgreSQL so the chain never forks.
+	pgLockKey = 0x63727661756c74 // "crvault"
+)
+
+// Log is an open audit log: a single writer committing batches, and a
+// checkpointer. Safe for concurrent use.
+type Log struct {
+	db      *gorm.DB
+	sqlDB   *sql.DB
+	dialect string
+	signer  note.Signer
+	vkey    string
+	opts    Options
+	logger  *slog.Logger
+	now     func() time.Time
+	m       *metrics
+
+	mu     sync.RWMutex // guards closed against sends on reqs
+	closed bool
+	reqs   chan *appendReq
+	quit   chan struct{}
+	wg     sync.WaitGroup
+
+	failing atomic.Bool // the last commit failed
+
+	// Owned by the writer goroutine.
+	tree     *builder
+	failures int64 // appends refused since the last successful commit
+}
+
+type appendReq struct {
+	ev   Event
+	done chan appendResult
+}
+
+type appendResult struct {
+	ev  Event
+	err error
+}
+
+type metrics struct {
+	appended, failures, ckFailures prometheus.Counter
+	batch                          prometheus.Histogram
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		appended: prometheus.NewCounter(prometheus.CounterOpts{Name: "crvault_audit_events_appended_total",
+			Help: "Audit events durably appended."}),
+		failures: prometheus.NewCounter(prometheus.CounterOpts{Name: "crvault_audit_append_failures_total",
+			Help: "Audit appends refused because the database did not commit them (callers failed closed)."}),
+		ckFailures: prometheus.NewCounter(prometheus.CounterOpts{Name: "crvault_audit_checkpoint_failures_total",
+			Help: "Checkpoints that could not be made, stored or mirrored."}),
+		batch: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "crvault_audit_batch_size",
+			Help: "Events per group commit.", Buckets: prometheus.ExponentialBuckets(1, 2, 10)}),
+	}
+	if reg == nil {
+		return m, nil
+	}
+	var err error
+	if m.appended, err = register(reg, m.appended); err != nil {
+		return nil, err
+	}
+	if m.failures, err = register(reg, m.failures); err != nil {
+		return nil, err
+	}
+	if m.ckFailures, err = register(reg, m.ckFailures); err != nil {
+		return nil, err
+	}
+	if m.batch, err = register(reg, m.batch); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// register shares an existing collector when a second Log registers on the
+// same registry (tests, or a restart within one process).
+func register[T prometheus.Collector](reg prometheus.Registerer, c T) (T, error) {
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if existing, ok := are.ExistingCollector.(T); ok {
+				return existing, nil
+			}
+		}
+		return c, fmt.Errorf("register audit metrics: %w", err)
+	}
+	return c, nil
+}
+
+// Open starts the single writer and the checkpointer on a database already
+// migrated with Migrate. The checkpoint key is created in opts.KeyDir on
+// first start.
+func Open(ctx context.Context, db *gorm.DB, opts Options) (*Log, error) {
+	if opts.Origin == "" {
+		opts.Origin = DefaultOrigin
+	}
+	if opts.CheckpointEvery <= 0 {
+		opts.CheckpointEvery = 10 * time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.now == nil {
+		opts.now = time.Now
+	}
+	signer, vkey, err := loadOrCreateKey(opts.KeyDir, opts.Origin)
+	if err != nil {
+		return nil, fmt.Errorf("open audit log: %w", err)
+	}
+	sqlDB, err := db.DB()
+	if err != nil {
+		return nil, fmt.Errorf("open audit log: %w", err)
+	}
+	var n int64
+	if err := sqlDB.QueryRowContext(ctx, "SELECT COUNT(*) FROM audit_checkpoints").Scan(&n); err != nil {
+		return nil, fmt.Errorf("open audit log (was audit.Migrate run?): %w", err)
+	}
+	m, err := newMetrics(opts.Registerer)
+	if err != nil {
+		return nil, fmt.Errorf("open audit log: %w", err)
+	}
+	l := &Log{
+		db: db, sqlDB: sqlDB, dialect: sqldb.Dialect(db), signer: signer, vkey: vkey,
+		opts: opts, logger: opts.Logger, now: opts.now, m: m,
+		reqs: make(chan *appendReq, 4*maxBatch), quit: make(chan struct{}),
+	}
+	l.wg.Add(2)
+	go l.writer()
+	go l.checkpointer()
+	return l, nil
+}
+
+// PublicKey returns the note verifier key of the checkpoints.
+func (l *Log) PublicKey() string { return l.vkey }
+
+// Append writes e and returns it with Seq, Time (UTC) and Hash set, only once
+// it is durable. Any failure wraps ErrUnavailable (or ErrInvalid for a
+// malformed event): the caller must not go on to serve the request.
+func (l *Log) Append(ctx context.Context, e Event) (Event, error) {
+	e, err := normalize(e)
+	if err != nil {
+		return Event{}, err
+	}
+	r := &appendReq{ev: e, done: make(chan appendResult, 1)}
+	l.mu.RLock()
+	if l.closed {
+		l.mu.RUnlock()
+		return Event{}, fmt.Errorf("%w: log closed", ErrUnavailable)
+	}
+	select {
+	case l.reqs <- r:
+	case <-ctx.Done():
+		l.mu.RUnlock()
+		return Event{}, fmt.Errorf("%w: %w", ErrUnavailable, ctx.Err())
+	}
+	l.mu.RUnlock()
+	select {
+	case res := <-r.done:
+		return res.ev, res.err
+	case <-ctx.Done():
+		// The event may still commit; the caller fails closed regardless.
+		return Event{}, fmt.Errorf("%w: %w", ErrUnavailable, ctx.Err())
+	}
+}
+
+func (l *Log) writer() {
+	defer l.wg.Done()
+	retry := time.NewTicker(time.Second)
+	defer retry.Stop()
+	for {
+		var batch []*appendReq
+		select {
+		case r, ok := <-l.reqs:
+			if !ok {
+				if l.failures > 0 {
+					l.commitAndRelease(nil)
+				}
+				return
+			}
+			batch = append(batch, r)
+		case <-retry.C:
+			// Record earlier failures even if no request comes along.
+			if l.failures > 0 {
+				l.commitAndRelease(nil)
+			}
+			continue
+		}
+	drain:
+		for len(batch) < maxBatch {
+			select {
+			case r, ok := <-l.reqs:
+				if !ok {
+					break drain
+				}
+				batch = append(batch, r)
+			default:
+				break drain
+			}
+		}
+		l.commitAndRelease(batch)
+	}
+}
+
+func (l *Log) commitAndRelease(batch []*appendReq) {
+	events := make([]Event, 0, len(batch)+1)
+	if l.failures > 0 {
+		events = append(events, Event{
+			Actor: "crvault", Action: "audit.append_failed", Outcome: Errored,
+			Resource: "failed_events=" + strconv.FormatInt(l.failures, 10), Detail: "append_failed",
+		})
+	}
+	for _, r := range batch {
+		events = append(events, r.ev)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), commitTimeout)
+	defer cancel()
+	out, err := l.commit(ctx, events)
+	if err != nil {
+		l.failing.Store(true)
+		l.failures += int64(len(batch))
+		l.m.failures.Add(float64(len(batch)))
+		l.logger.Error("audit append failed; requests fail closed", "events", len(batch), "err", err)
+		for _, r := range batch {
+			r.done <- appendResult{err: fmt.Errorf("%w: %w", ErrUnavailable, err)}
+		}
+		return
+	}
+	if l.failures > 0 {
+		l.logger.Warn("audit log recovered", "failed_events", l.failures)
+	}
+	l.failing.Store(false)
+	l.failures = 0
+	l.m.appended.Add(float64(len(out)))
+	l.m.batch.Observe(float64(len(out)))
+	out = out[len(out)-len(batch):]
+	for i, r := range batch {
+		r.done <- appendResult{ev: out[i]}
+	}
+}
+
+func (l *Log) ph(i int) string {
+	if l.dialect == sqldb.Postgres {
+		return "$" + strconv.Itoa(i)
+	}
+	return "?"
+}
+
+// commit writes events as one transaction and returns them with Seq, Time
+// and Hash set. The in-memory tree frontier changes only on success.
+func (l *Log) commit(ctx context.Context, events []Event) ([]Event, error) {
+	tx, err := l.sqlDB.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("begin: %w", err)
+	}
+	defer tx.Rollback()
+	if l.dialect == sqldb.Postgres {
+		if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock($1)", int64(pgLockKey)); err != nil {
+			return nil, fmt.Errorf("lock log head: %w", err)
+		}
+	}
+	size, prev, err := head(ctx, tx)
+	if err != nil {
+		return nil, err
+	}
+	tree := l.tree
+	if tree == nil || tree.size != size {
+		// First batch, or another process appended: rebuild the frontier
+		// lazily from the stored hashes.
+		tree = newBuilder(size, nil)
+	} else {
+		tree = tree.clone()
+	}
+	tree.fallback = dbHashes{ctx: ctx, q: tx, ph: l.ph}
+	now := l.now().UTC().Truncate(time.Microsecond)
+	out := make([]Event, len(events))
+	prevs := make([]string, len(events))
+	var hashes []tlog.Hash
+	firstIdx := tlog.StoredHashCount(size)
+	for i, e := range events {
+		e.Seq, e.Time = size+int64(i)+1, now
+		c := Canonical(e, prev)
+		e.Hash = hashHex(c)
+		hs, err := tree.add(tlog.RecordHash(c))
+		if err != nil {
+			return nil, fmt.Errorf("tree hashes for seq %d: %w", e.Seq, err)
+		}
+		hashes = append(hashes, hs...)
+		prevs[i], prev, out[i] = prev, e.Hash, e
+	}
+	if err := l.insertEvents(ctx, tx, out, prevs); err != nil {
+		return nil, err
+	}
+	if err := l.insertHashes(ctx, tx, firstIdx, hashes); err != nil {
+		return nil, err
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, fmt.Errorf("commit: %w", err)
+	}
+	tree.fallback = nil
+	l.tree = tree
+	return out, nil
+}
+
+func head(ctx context.Context, q interface {
+	QueryRowContext(context.Context, string, ...any) *sql.Row
+}) (int64, string, error) {
+	var size int64
+	var prev string
+	err := q.QueryRowContext(ctx, "SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1").Scan(&size, &prev)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, zeroHash, nil
+	}
+	if err != nil {
+		return 0, "", fmt.Errorf("read log head: %w", err)
+	}
+	return size, prev, nil
+}
+
+const eventCols = 14
+
+func (l *Log) insertEvents(ctx context.Context, tx *sql.Tx, evs []Event, prevs []string) error {
+	const chunk = 256
+	for start := 0; start < len(evs); start += chunk {
+		end := min(start+chunk, len(evs))
+		var sb strings.Builder
+		sb.WriteString("INSERT INTO audit_events (seq, at_us, actor, actor_org, action, outcome, case_id, resource, purpose, ip, request_id, detail, prev_hash, hash) VALUES ")
+		args := make([]any, 0, (end-start)*eventCols)
+		for i := start; i < end; i++ {
+			if i > start {
+				sb.WriteByte(',')
+			}
+			sb.WriteByte('(')
+			for c := 0; c < eventCols; c++ {
+				if c > 0 {
+					sb.WriteByte(',')
+				}
+				sb.WriteString(l.ph(len(args) + c + 1))
+			}
+			sb.WriteByte(')')
+			e := evs[i]
+			args = append(args, e.Seq, e.Time.UnixMicro(), e.Actor, e.ActorOrg, e.Action, string(e.Outcome),
+				e.CaseID, e.Resource, e.Purpose, e.IP, e.RequestID, e.Detail, prevs[i], e.Hash)
+		}
+		if _, err := tx.ExecContext(ctx, sb.String(), args...); err != nil {
+			return fmt.Errorf("insert events %d..%d: %w", evs[start].Seq, evs[end-1].Seq, err)
+		}
+	}
+	return nil
+}
+
+func (l *Log) insertHashes(ctx context.Context, tx *sql.Tx, first int64, hs []tlog.Hash) error {
+	const chunk = 1000
+	for start := 0; start < len(hs); start += chunk {
+		end := min(start+chunk, len(hs))
+		var sb strings.Builder
+		sb.WriteString("INSERT INTO audit_hashes (idx, hash) VALUES ")
+		args := make([]any, 0, 2*(end-start))
+		for i := start; i < end; i++ {
+			if i > start {
+				sb.WriteByte(',')
+			}
+			sb.WriteString("(" + l.ph(len(args)+1) + "," + l.ph(len(args)+2) + ")")
+			args = append(args, first+int64(i), hs[i][:])
+		}
+		if _, err := tx.ExecContext(ctx, sb.String(), args...); err != nil {
+			return fmt.Errorf("insert tree hashes: %w", err)
+		}
+	}
+	return nil
+}
+
+// Ping reports whether the log can take appends: the writer is running, the
+// last commit did not fail and the database answers.
+func (l *Log) Ping(ctx context.Context) error {
+	l.mu.RLock()
+	closed := l.closed
+	l.mu.RUnlock()
+	if closed {
+		return fmt.Errorf("%w: log closed", ErrUnavailable)
+	}
+	if l.failing.Load() {
+		return fmt.Errorf("%w: last append failed", ErrUnavailable)
+	}
+	if _, _, err := head(ctx, l.sqlDB); err != nil {
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return nil
+}
+
+// Close stops taking appends, commits those already queued, and makes a
+// final checkpoint.
+func (l *Log) Close(ctx context.Context) error {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return nil
+	}
+	l.closed = true
+	close(l.reqs)
+	close(l.quit)
+	l.mu.Unlock()
+	done := make(chan struct{})
+	go func() { l.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return fmt.Errorf("close audit log: %w", ctx.Err())
+	}
+	if _, err := l.makeCheckpoint(ctx); err != nil {
+		return fmt.Errorf("close audit log: final checkpoint: %w", err)
+	}
+	return nil
+}
+
+func (l *Log) checkpointer() {
+	defer l.wg.Done()
+	t := time.NewTicker(l.opts.CheckpointEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-l.quit:
+			return
+		case <-t.C:
+			ctx, cancel := context.WithTimeout(context.Background(), commitTimeout)
+			if _, err := l.makeCheckpoint(ctx); err != nil {
+				l.logger.Error("audit checkpoint failed", "err", err)
+			}
+			cancel()
+		}
+	}
+}
+
+// makeCheckpoint signs and stores a checkpoint of the committed log unless
+// the latest stored one already covers it, mirrors it, and returns the
+// latest checkpoint note.
+func (l *Log) makeCheckpoint(ctx context.Context) ([]byte, error) {
+	size, _, err := head(ctx, l.sqlDB)
+	if err != nil {
+		l.m.ckFailures.Inc()
+		return nil, fmt.Errorf("checkpoint: %w", err)
+	}
+	var latest []byte
+	var latestSize int64 = -1
+	err = l.sqlDB.QueryRowContext(ctx, "SELECT size, note FROM audit_checkpoints ORDER BY size DESC LIMIT 1").Scan(&latestSize, &latest)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		l.m.ckFailures.Inc()
+		return nil, fmt.Errorf("checkpoint: read latest: %w", err)
+	}
+	if latestSize >= size {
+		return latest, nil
+	}
+	root, err := tlog.TreeHash(size, dbHashes{ctx: ctx, q: l.sqlDB, ph: l.ph})
+	if err != nil {
+		l.m.ckFailures.Inc()
+		return nil, fmt.Errorf("checkpoint at size %d: %w", size, err)
+	}
+	signed, err := signCheckpoint(l.signer, size, root)
+	if err != nil {
+		l.m.ckFailures.Inc()
+		return nil, fmt.Errorf("sign checkpoint at size %d: %w", size, err)
+	}
+	if _, err := l.sqlDB.ExecContext(ctx,
+		"INSERT INTO audit_checkpoints (size, root, note, created_us) VALUES ("+l.ph(1)+","+l.ph(2)+","+l.ph(3)+","+l.ph(4)+") ON CONFLICT (size) DO NOTHING",
+		size, root[:], string(signed), l.now().UnixMicro()); err != nil {
+		l.m.ckFailures.Inc()
+		return nil, fmt.Errorf("store checkpoint at size %d: %w", size, err)
+	}
+	if l.opts.MirrorDir != "" {
+		if err := writeMirror(l.opts.MirrorDir, size, signed); err != nil {
+			l.m.ckFailures.Inc()
+			return nil, err
+		}
+	}
+	return signed, nil
+}
+
+// Checkpoint returns the latest signed checkpoint, making one if none exists.
+func (l *Log) Checkpoint(ctx context.Context) ([]byte, error) {
+	var signed []byte
+	err := l.sqlDB.QueryRowContext(ctx, "SELECT note FROM audit_checkpoints ORDER BY size DESC LIMIT 1").Scan(&signed)
+	if err == nil {
+		return signed, nil
+	}
+	if !errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("%w: read checkpoint: %w", ErrUnavailable, err)
+	}
+	signed, err = l.makeCheckpoint(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return signed, nil
+}
+
+func (l *Log) size(ctx context.Context) (int64, error) {
+	n, _, err := head(ctx, l.sqlDB)
+	if err != nil {
+		return 0, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return n, nil
+}
+
+// InclusionProof proves event seq is in the tree of the given size (the
+// current size when size <= 0).
+func (l *Log) InclusionProof(ctx context.Context, seq, size int64) (InclusionProof, error) {
+	cur, err := l.size(ctx)
+	if err != nil {
+		return InclusionProof{}, err
+	}
+	if size <= 0 {
+		size = cur
+	}
+	if size > cur || seq < 1 || seq > size {
+		return InclusionProof{}, fmt.Errorf("%w: inclusion of seq %d in size %d (tree size %d)", ErrInvalid, seq, size, cur)
+	}
+	evs, prevs, err := l.readEvents(ctx, seq, seq)
+	if err != nil {
+		return InclusionProof{}, err
+	}
+	if len(evs) != 1 {
+		return InclusionProof{}, fmt.Errorf("%w: event %d", ErrNotFound, seq)
+	}
+	r := dbHashes{ctx: ctx, q: l.sqlDB, ph: l.ph}
+	proof, err := tlog.ProveRecord(size, seq-1, r)
+	if err != nil {
+		return InclusionProof{}, fmt.Errorf("prove seq %d in size %d: %w", seq, size, err)
+	}
+	leaf, err := r.ReadHashes([]int64{tlog.StoredHashIndex(0, seq-1)})
+	if err != nil {
+		return InclusionProof{}, fmt.Errorf("prove seq %d: %w", seq, err)
+	}
+	root, err := tlog.TreeHash(size, r)
+	if err != nil {
+		return InclusionProof{}, fmt.Errorf("prove seq %d: root of %d: %w", seq, size, err)
+	}
+	return InclusionProof{Seq: seq, TreeSize: size, Leaf: string(Canonical(evs[0], prevs[0])),
+		LeafHash: leaf[0], Root: root, Proof: proof}, nil
+}
+
+// ConsistencyProof proves the tree of size from is a prefix of the tree of
+// size to (the current size when to <= 0).
+func (l *Log) ConsistencyProof(ctx context.Context, from, to int64) (ConsistencyProof, error) {
+	cur, err := l.size(ctx)
+	if err != nil {
+		return ConsistencyProof{}, err
+	}
+	if to <= 0 {
+		to = cur
+	}
+	if from < 1 || from > to || to > cur {
+		return ConsistencyProof{}, fmt.Errorf("%w: consistency %d..%d (tree size %d)", ErrInvalid, from, to, cur)
+	}
+	r := dbHashes{ctx: ctx, q: l.sqlDB, ph: l.ph}
+	proof, err := tlog.ProveTree(to, from, r)
+	if err != nil {
+		return ConsistencyProof{}, fmt.Errorf("prove %d..%d: %w", from, to, err)
+	}
+	fr, err := tlog.TreeHash(from, r)
+	if err != nil {
+		return ConsistencyProof{}, fmt.Errorf("prove %d..%d: %w", from, to, err)
+	}
+	tr, err := tlog.TreeHash(to, r)
+	if err != nil {
+		return ConsistencyProof{}, fmt.Errorf("prove %d..%d: %w", from, to, err)
+	}
+	return ConsistencyProof{From: from, To: to, FromRoot: fr, ToRoot: tr, Proof: proof}, nil
+}

@@ -1,0 +1,371 @@
+package audit
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+
+	"golang.org/x/mod/sumdb/tlog"
+)
+
+// VerifyError names the first bad entry found by Verify or VerifyExport.
+// Seq is the first sequence number that is wrong or missing (0 when the
+// problem is not tied to an entry, e.g. a bad checkpoint signature).
+type VerifyError struct {
+	Seq    int64
+	Reason string
+}
+
+func (e *VerifyError) Error() string {
+	if e.Seq == 0 {
+		return "audit log verification failed: " + e.Reason
+	}
+	return fmt.Sprintf("audit log verification failed at seq %d: %s", e.Seq, e.Reason)
+}
+
+func bad(seq int64, format string, args ...any) *VerifyError {
+	return &VerifyError{Seq: seq, Reason: fmt.Sprintf(format, args...)}
+}
+
+// Report summarises a successful verification.
+type Report struct {
+	From        int64  `json:"from"`     // first event checked
+	To          int64  `json:"to"`       // last event checked
+	TreeSize    int64  `json:"tree_size"`
+	Root        string `json:"root"`        // base64 tree root at TreeSize
+	Checkpoints int    `json:"checkpoints"` // checkpoints whose signature and root matched
+}
+
+// chain checks one event after another: numbering, hash chain, content hash,
+// and grows the Merkle tree.
+type chain struct {
+	tree *builder
+	prev string
+	next int64
+}
+
+func (c *chain) add(e Event, prevHash string) ([]tlog.Hash, *VerifyError) {
+	switch {
+	case e.Seq > c.next:
+		return nil, bad(c.next, "event missing: next stored event is seq %d (row deleted)", e.Seq)
+	case e.Seq < c.next:
+		return nil, bad(c.next, "event seq %d out of order or duplicated", e.Seq)
+	}
+	canon := Canonical(e, prevHash)
+	if hashHex(canon) != e.Hash {
+		return nil, bad(e.Seq, "content does not match its hash (a field was changed or rows were swapped)")
+	}
+	if prevHash != c.prev {
+		return nil, bad(e.Seq, "prev_hash does not match the hash of seq %d (rows reordered, removed or forged)", e.Seq-1)
+	}
+	hs, err := c.tree.add(tlog.RecordHash(canon))
+	if err != nil {
+		return nil, bad(e.Seq, "tree: %v", err)
+	}
+	c.prev, c.next = e.Hash, e.Seq+1
+	return hs, nil
+}
+
+type knownCheckpoint struct {
+	where string
+	ck    Checkpoint
+}
+
+func checkRoots(cks []knownCheckpoint, tree *builder) (int, *VerifyError) {
+	n := 0
+	for _, k := range cks {
+		if k.ck.Size != tree.size {
+			continue
+		}
+		root, err := tree.root()
+		if err != nil {
+			return n, bad(tree.size, "tree root: %v", err)
+		}
+		if root != k.ck.Root {
+			return n, bad(tree.size, "%s checkpoint at size %d does not match the log's tree root (log rewritten or rolled back and regrown)", k.where, k.ck.Size)
+		}
+		n++
+	}
+	return n, nil
+}
+
+// Verify recomputes the hash chain and the Merkle tree from every event,
+// compares them with the stored tree hashes, and checks every stored and
+// mirrored checkpoint's signature and root. A failure is a *VerifyError
+// naming the first bad entry.
+func (l *Log) Verify(ctx context.Context) (Report, error) {
+	cks, err := l.allCheckpoints(ctx)
+	if err != nil {
+		return Report{}, err
+	}
+	c := &chain{tree: newBuilder(0, nil), prev: zeroHash, next: 1}
+	hashes := &hashIter{ctx: ctx, l: l}
+	rep := Report{From: 1}
+	if n, verr := checkRoots(cks, c.tree); verr != nil {
+		return rep, verr
+	} else {
+		rep.Checkpoints += n
+	}
+	for after := int64(0); ; {
+		rows, err := l.sqlDB.QueryContext(ctx, selectEvent+" WHERE seq > "+l.ph(1)+" ORDER BY seq LIMIT "+fmt.Sprint(verifyPage), after)
+		if err != nil {
+			return rep, fmt.Errorf("verify: %w", err)
+		}
+		evs, prevs, err := scanEvents(rows, verifyPage)
+		if err != nil {
+			return rep, fmt.Errorf("verify: %w", err)
+		}
+		for i, e := range evs {
+			first := tlog.StoredHashCount(c.tree.size)
+			hs, verr := c.add(e, prevs[i])
+			if verr != nil {
+				return rep, verr
+			}
+			for j, h := range hs {
+				idx, got, ok, err := hashes.next()
+				if err != nil {
+					return rep, err
+				}
+				if !ok || idx != first+int64(j) {
+					return rep, bad(e.Seq, "stored tree hash %d missing (event inserted outside the writer?)", first+int64(j))
+				}
+				if got != h {
+					return rep, bad(e.Seq, "stored tree hash %d differs from the recomputed one (event or tree rewritten)", idx)
+				}
+			}
+			n, verr := checkRoots(cks, c.tree)
+			if verr != nil {
+				return rep, verr
+			}
+			rep.Checkpoints += n
+		}
+		if len(evs) < verifyPage {
+			break
+		}
+		after = evs[len(evs)-1].Seq
+	}
+	size := c.tree.size
+	if idx, _, ok, err := hashes.next(); err != nil {
+		return rep, err
+	} else if ok {
+		return rep, bad(size+1, "stored tree hash %d lies beyond the last event %d (events removed from the tail)", idx, size)
+	}
+	for _, k := range cks {
+		if k.ck.Size > size {
+			return rep, bad(size+1, "log ends at seq %d but the %s checkpoint covers %d events (tail truncated or database rolled back)", size, k.where, k.ck.Size)
+		}
+	}
+	root, err := c.tree.root()
+	if err != nil {
+		return rep, bad(size, "tree root: %v", err)
+	}
+	rep.To, rep.TreeSize, rep.Root = size, size, base64.StdEncoding.EncodeToString(root[:])
+	return rep, nil
+}
+
+const verifyPage = 5000
+
+func (l *Log) allCheckpoints(ctx context.Context) ([]knownCheckpoint, error) {
+	rows, err := l.sqlDB.QueryContext(ctx, "SELECT size, note FROM audit_checkpoints ORDER BY size")
+	if err != nil {
+		return nil, fmt.Errorf("verify: read checkpoints: %w", err)
+	}
+	defer rows.Close()
+	var out []knownCheckpoint
+	for rows.Next() {
+		var size int64
+		var signed []byte
+		if err := rows.Scan(&size, &signed); err != nil {
+			return nil, fmt.Errorf("verify: read checkpoints: %w", err)
+		}
+		ck, err := ParseCheckpoint(signed, l.vkey)
+		if err != nil {
+			return nil, bad(size, "stored checkpoint at size %d: %v", size, err)
+		}
+		if ck.Size != size {
+			return nil, bad(size, "stored checkpoint row %d holds a checkpoint of size %d", size, ck.Size)
+		}
+		out = append(out, knownCheckpoint{where: "stored", ck: ck})
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("verify: read checkpoints: %w", err)
+	}
+	ms, err := readMirror(l.opts.MirrorDir)
+	if err != nil {
+		return nil, fmt.Errorf("verify: %w", err)
+	}
+	for _, m := range ms {
+		ck, err := ParseCheckpoint(m.signed, l.vkey)
+		if err != nil {
+			return nil, bad(0, "mirrored checkpoint %s: %v", m.name, err)
+		}
+		out = append(out, knownCheckpoint{where: "mirrored (" + m.name + ")", ck: ck})
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].ck.Size < out[j].ck.Size })
+	return out, nil
+}
+
+// hashIter streams stored tree hashes in index order.
+type hashIter struct {
+	ctx   context.Context
+	l     *Log
+	after int64
+	buf   []prefixHash
+	done  bool
+}
+
+func (it *hashIter) next() (int64, tlog.Hash, bool, error) {
+	if len(it.buf) == 0 && !it.done {
+		rows, err := it.l.sqlDB.QueryContext(it.ctx, "SELECT idx, hash FROM audit_hashes WHERE idx >= "+it.l.ph(1)+" ORDER BY idx LIMIT 10000", it.after)
+		if err != nil {
+			return 0, tlog.Hash{}, false, fmt.Errorf("verify: read tree hashes: %w", err)
+		}
+		for rows.Next() {
+			var p prefixHash
+			var raw []byte
+			if err := rows.Scan(&p.Index, &raw); err != nil {
+				rows.Close()
+				return 0, tlog.Hash{}, false, fmt.Errorf("verify: read tree hashes: %w", err)
+			}
+			if len(raw) != tlog.HashSize {
+				rows.Close()
+				return 0, tlog.Hash{}, false, bad(0, "stored tree hash %d has %d bytes", p.Index, len(raw))
+			}
+			p.Hash = tlog.Hash(raw)
+			it.buf = append(it.buf, p)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return 0, tlog.Hash{}, false, fmt.Errorf("verify: read tree hashes: %w", err)
+		}
+		if len(it.buf) < 10000 {
+			it.done = true
+		}
+		if len(it.buf) > 0 {
+			it.after = it.buf[len(it.buf)-1].Index + 1
+		}
+	}
+	if len(it.buf) == 0 {
+		return 0, tlog.Hash{}, false, nil
+	}
+	p := it.buf[0]
+	it.buf = it.buf[1:]
+	return p.Index, p.Hash, true, nil
+}
+
+// maxExportLine bounds one NDJSON line; events are small (fields are capped).
+const maxExportLine = 1 << 20
+
+// VerifyExport checks an export offline: the header, every event's hash and
+// chain link, the Merkle tree rebuilt from the leaves against the signed
+// checkpoint (which must verify with verifierKey), and, when oldCheckpoint
+// is given, that the older tree is a prefix of the newer (its root is
+// reproduced from the same leaves). A failure is a *VerifyError.
+func VerifyExport(r io.Reader, checkpoint []byte, verifierKey string, oldCheckpoint []byte) (Report, error) {
+	if len(bytes.TrimSpace(checkpoint)) == 0 {
+		return Report{}, fmt.Errorf("%w: a checkpoint is required", ErrInvalid)
+	}
+	ck, err := ParseCheckpoint(checkpoint, verifierKey)
+	if err != nil {
+		return Report{}, bad(0, "checkpoint: %v", err)
+	}
+	cks := []knownCheckpoint{{where: "given", ck: ck}}
+	if len(bytes.TrimSpace(oldCheckpoint)) > 0 {
+		old, err := ParseCheckpoint(oldCheckpoint, verifierKey)
+		if err != nil {
+			return Report{}, bad(0, "old checkpoint: %v", err)
+		}
+		if old.Size > ck.Size {
+			return Report{}, bad(0, "old checkpoint (size %d) is newer than the checkpoint (size %d): log rolled back", old.Size, ck.Size)
+		}
+		cks = append([]knownCheckpoint{{where: "old", ck: old}}, cks...)
+	}
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), maxExportLine)
+	if !sc.Scan() {
+		if err := sc.Err(); err != nil {
+			return Report{}, bad(0, "export header: %v", err)
+		}
+		return Report{}, bad(0, "export is empty")
+	}
+	var h exportHeader
+	if err := strictJSON(sc.Bytes(), &h); err != nil || h.Format != ExportFormat || h.Version != 1 {
+		return Report{}, bad(0, "not a %s v1 header (%v)", ExportFormat, err)
+	}
+	if h.From < 1 || h.To < h.From-1 {
+		return Report{}, bad(0, "export header range %d..%d is invalid", h.From, h.To)
+	}
+	want := frontierIndexes(h.From - 1)
+	if len(h.Prefix) != len(want) {
+		return Report{}, bad(h.From, "export header has %d prefix hashes, a tree of size %d needs %d", len(h.Prefix), h.From-1, len(want))
+	}
+	c := &chain{tree: newBuilder(h.From-1, nil), prev: h.PrevHash, next: h.From}
+	for i, p := range h.Prefix {
+		if p.Index != want[i] {
+			return Report{}, bad(h.From, "export header prefix hash %d has index %d, want %d", i, p.Index, want[i])
+		}
+		c.tree.frontier[p.Index] = p.Hash
+	}
+	for _, k := range cks {
+		if k.ck.Size < h.From-1 {
+			return Report{}, bad(h.From, "export starts at seq %d, after the %s checkpoint's size %d: cannot check it", h.From, k.where, k.ck.Size)
+		}
+	}
+	rep := Report{From: h.From}
+	n, verr := checkRoots(cks, c.tree)
+	if verr != nil {
+		return rep, verr
+	}
+	rep.Checkpoints += n
+	for sc.Scan() {
+		var x exportEvent
+		if err := strictJSON(sc.Bytes(), &x); err != nil {
+			return rep, bad(c.next, "unreadable export line: %v", err)
+		}
+		e, prev := x.event()
+		if _, verr := c.add(e, prev); verr != nil {
+			return rep, verr
+		}
+		n, verr := checkRoots(cks, c.tree)
+		if verr != nil {
+			return rep, verr
+		}
+		rep.Checkpoints += n
+	}
+	if err := sc.Err(); err != nil {
+		return rep, bad(c.next, "reading export: %v", err)
+	}
+	size := c.tree.size
+	if size != h.To {
+		return rep, bad(size+1, "export ends at seq %d but its header says %d (truncated)", size, h.To)
+	}
+	for _, k := range cks {
+		if k.ck.Size > size {
+			return rep, bad(size+1, "export ends at seq %d but the %s checkpoint covers %d events", size, k.where, k.ck.Size)
+		}
+	}
+	root, err := c.tree.root()
+	if err != nil {
+		return rep, bad(size, "tree root: %v", err)
+	}
+	rep.To, rep.TreeSize, rep.Root = size, size, base64.StdEncoding.EncodeToString(root[:])
+	return rep, nil
+}
+
+func strictJSON(b []byte, v any) error {
+	d := json.NewDecoder(bytes.NewReader(b))
+	d.DisallowUnknownFields()
+	if err := d.Decode(v); err != nil {
+		return err
+	}
+	if d.More() {
+		return errors.New("trailing data")
+	}
+	return nil
+}
