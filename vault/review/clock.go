@@ -1,0 +1,205 @@
+package review
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/crvault/crvault/vault/calendar"
+)
+
+// Phase names the statutory period a case's clock is in.
+type Phase string
+
+// The phases. PhaseNone is a draft; PhaseClosed a case that is not_required
+// or concluded (the Clock then describes the last phase, stopped on the day
+// the case closed).
+const (
+	PhaseNone          Phase = "none"
+	PhaseDetermination Phase = "determination"
+	PhasePreliminary   Phase = "preliminary_review"
+	PhaseOpinions      Phase = "member_unit_opinions"
+	PhaseSpecial       Phase = "special_review"
+	PhaseClosed        Phase = "closed"
+)
+
+// Pause is a stop of the clock for supplementary materials (Art. 14): the
+// working days From to To inclusive do not count. To is nil while the case
+// still waits. From is the day after the request; a supplement received on
+// the day of the request gives From one day after To and pauses nothing.
+type Pause struct {
+	From calendar.Date  `json:"from"`
+	To   *calendar.Date `json:"to"`
+}
+
+// Extension is one extend or extend_special.
+type Extension struct {
+	On     calendar.Date `json:"on"`
+	Days   int           `json:"days"`
+	Reason string        `json:"reason"`
+	Actor  string        `json:"actor"`
+}
+
+// Clock is the state of a case's current statutory period, as served by
+// GET /cases/{case}/clock.
+type Clock struct {
+	Phase              Phase         `json:"phase"`
+	StartedOn          calendar.Date `json:"started_on"`
+	DueOn              calendar.Date `json:"due_on"`
+	AllowedWorkingDays int           `json:"allowed_working_days"`
+	UsedWorkingDays    int           `json:"used_working_days"`
+	Paused             bool          `json:"paused"`
+	Pauses             []Pause       `json:"pauses"`
+	Extensions         []Extension   `json:"extensions"`
+	Overdue            bool          `json:"overdue"`
+}
+
+// DeriveClock computes the clock of a case from its history, the calendar and
+// today's date (calendar.Today). It stores nothing: call it again with a new
+// calendar and every date moves accordingly.
+//
+// If the current phase runs into a year the calendar does not cover, the
+// error wraps calendar.ErrOutOfRange and the Clock still carries phase,
+// start, allowance, pauses and extensions (DueOn and the counts are zero).
+// A closed case never fails that way: its DueOn is then left zero.
+func DeriveClock(cal *calendar.Calendar, history []Event, today calendar.Date) (Clock, error) {
+	if !today.Valid() {
+		return Clock{}, fmt.Errorf("derive clock: today: %w", calendar.ErrInvalidDate)
+	}
+	st := state{status: Draft}
+	c := Clock{Phase: PhaseNone, Pauses: []Pause{}, Extensions: []Extension{}}
+	var closedOn *calendar.Date
+	start := func(p Phase, on calendar.Date, days int) {
+		c = Clock{Phase: p, StartedOn: on, AllowedWorkingDays: days, Pauses: []Pause{}, Extensions: []Extension{}}
+	}
+	for i, e := range history {
+		from := st.status
+		if err := st.apply(i, e); err != nil {
+			return Clock{}, fmt.Errorf("derive clock: %w", err)
+		}
+		switch e.Action {
+		case Submit:
+			start(PhaseDetermination, e.On, DeterminationDays)
+		case RequireReview:
+			start(PhasePreliminary, e.On, PreliminaryDays)
+		case Recommend:
+			start(PhaseOpinions, e.On, OpinionDays)
+		case Opinion:
+			if from == SolicitingOpinions && st.status == SpecialReview {
+				start(PhaseSpecial, e.On, SpecialReviewDays)
+			}
+		case Extend:
+			c.AllowedWorkingDays += ExtensionDays
+			c.Extensions = append(c.Extensions, Extension{On: e.On, Days: ExtensionDays, Reason: e.Reason, Actor: e.Actor})
+		case ExtendSpecial:
+			c.AllowedWorkingDays += e.Days
+			c.Extensions = append(c.Extensions, Extension{On: e.On, Days: e.Days, Reason: e.Reason, Actor: e.Actor})
+		case RequestSupplement:
+			c.Pauses = append(c.Pauses, Pause{From: e.On.AddDays(1)})
+		case SupplementReceived:
+			to := e.On
+			c.Pauses[len(c.Pauses)-1].To = &to
+		case NotRequiredAction, Conclude:
+			on := e.On
+			closedOn = &on
+		}
+	}
+	if c.Phase == PhaseNone {
+		return c, nil
+	}
+	c.Paused = len(c.Pauses) > 0 && c.Pauses[len(c.Pauses)-1].To == nil
+	end := today
+	if closedOn != nil {
+		end = *closedOn
+	}
+	due, used, err := count(cal, c, end)
+	if closedOn != nil {
+		c.Phase = PhaseClosed
+		if errors.Is(err, calendar.ErrOutOfRange) {
+			return c, nil
+		}
+	}
+	if err != nil {
+		return c, fmt.Errorf("derive clock: %w", err)
+	}
+	c.DueOn, c.UsedWorkingDays = due, used
+	c.Overdue = closedOn == nil && today.After(due)
+	return c, nil
+}
+
+// count walks the calendar from the phase start: due is the day the
+// allowance of unpaused working days is used up, used the unpaused working
+// days up to end. An open pause counts as running through end.
+func count(cal *calendar.Calendar, c Clock, end calendar.Date) (due calendar.Date, used int, err error) {
+	paused := func(d calendar.Date) bool {
+		for _, p := range c.Pauses {
+			to := end
+			if p.To != nil {
+				to = *p.To
+			}
+			if !d.Before(p.From) && !d.After(to) {
+				return true
+			}
+		}
+		return false
+	}
+	if _, err := cal.IsWorkday(c.StartedOn); err != nil {
+		return calendar.Date{}, 0, err
+	}
+	n := 0
+	for d := c.StartedOn; n < c.AllowedWorkingDays || d.Before(end); {
+		d = d.AddDays(1)
+		w, err := cal.IsWorkday(d)
+		if err != nil {
+			return calendar.Date{}, 0, err
+		}
+		if !w || paused(d) {
+			continue
+		}
+		if !d.After(end) {
+			used++
+		}
+		n++
+		if n == c.AllowedWorkingDays {
+			due = d
+		}
+	}
+	return due, used, nil
+}
+
+// FlagKind says whether a case needs attention.
+type FlagKind string
+
+// The flags.
+const (
+	FlagNone    FlagKind = "none"
+	FlagDueSoon FlagKind = "due_soon"
+	FlagOverdue FlagKind = "overdue"
+)
+
+// Flag is FlagWithin with the standard window of DueSoonWorkingDays.
+func Flag(c Clock, cal *calendar.Calendar, today calendar.Date) (FlagKind, error) {
+	return FlagWithin(c, cal, today, DueSoonWorkingDays)
+}
+
+// FlagWithin flags an open, running clock as overdue after its due date, or
+// due_soon when at most within working days remain (the due day itself
+// included: due today is due_soon). A paused or closed clock is never flagged.
+func FlagWithin(c Clock, cal *calendar.Calendar, today calendar.Date, within int) (FlagKind, error) {
+	if within < 0 || within > calendar.MaxDays {
+		return FlagNone, fmt.Errorf("flag: within %d: %w", within, calendar.ErrInvalidDays)
+	}
+	if c.Phase == PhaseNone || c.Phase == PhaseClosed || c.Paused || c.DueOn.IsZero() {
+		return FlagNone, nil
+	}
+	if today.After(c.DueOn) {
+		return FlagOverdue, nil
+	}
+	left, err := cal.WorkdaysBetween(today, c.DueOn)
+	if err != nil {
+		return FlagNone, fmt.Errorf("flag: %w", err)
+	}
+	if left <= within {
+		return FlagDueSoon, nil
+	}
+	return FlagNone, nil
+}
