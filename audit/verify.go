@@ -35,11 +35,14 @@ func bad(seq int64, format string, args ...any) *VerifyError {
 
 // Report summarises a successful verification.
 type Report struct {
-	From        int64  `json:"from"`     // first event checked
-	To          int64  `json:"to"`       // last event checked
+	From        int64  `json:"from"` // first event checked
+	To          int64  `json:"to"`   // last event checked
 	TreeSize    int64  `json:"tree_size"`
 	Root        string `json:"root"`        // base64 tree root at TreeSize
 	Checkpoints int    `json:"checkpoints"` // checkpoints whose signature and root matched
+	// Covered is the size of the largest checkpoint that matched: events
+	// after it are chained but not yet vouched for by a signature.
+	Covered int64 `json:"covered"`
 }
 
 // chain checks one event after another: numbering, hash chain, content hash,
@@ -77,22 +80,22 @@ type knownCheckpoint struct {
 	ck    Checkpoint
 }
 
-func checkRoots(cks []knownCheckpoint, tree *builder) (int, *VerifyError) {
-	n := 0
+func checkRoots(cks []knownCheckpoint, tree *builder, rep *Report) *VerifyError {
 	for _, k := range cks {
 		if k.ck.Size != tree.size {
 			continue
 		}
 		root, err := tree.root()
 		if err != nil {
-			return n, bad(tree.size, "tree root: %v", err)
+			return bad(tree.size, "tree root: %v", err)
 		}
 		if root != k.ck.Root {
-			return n, bad(tree.size, "%s checkpoint at size %d does not match the log's tree root (log rewritten or rolled back and regrown)", k.where, k.ck.Size)
+			return bad(tree.size, "%s checkpoint at size %d does not match the log's tree root (log rewritten or rolled back and regrown)", k.where, k.ck.Size)
 		}
-		n++
+		rep.Checkpoints++
+		rep.Covered = max(rep.Covered, k.ck.Size)
 	}
-	return n, nil
+	return nil
 }
 
 // Verify recomputes the hash chain and the Merkle tree from every event,
@@ -107,10 +110,8 @@ func (l *Log) Verify(ctx context.Context) (Report, error) {
 	c := &chain{tree: newBuilder(0, nil), prev: zeroHash, next: 1}
 	hashes := &hashIter{ctx: ctx, l: l}
 	rep := Report{From: 1}
-	if n, verr := checkRoots(cks, c.tree); verr != nil {
+	if verr := checkRoots(cks, c.tree, &rep); verr != nil {
 		return rep, verr
-	} else {
-		rep.Checkpoints += n
 	}
 	for after := int64(0); ; {
 		rows, err := l.sqlDB.QueryContext(ctx, selectEvent+" WHERE seq > "+l.ph(1)+" ORDER BY seq LIMIT "+fmt.Sprint(verifyPage), after)
@@ -139,11 +140,9 @@ func (l *Log) Verify(ctx context.Context) (Report, error) {
 					return rep, bad(e.Seq, "stored tree hash %d differs from the recomputed one (event or tree rewritten)", idx)
 				}
 			}
-			n, verr := checkRoots(cks, c.tree)
-			if verr != nil {
+			if verr := checkRoots(cks, c.tree, &rep); verr != nil {
 				return rep, verr
 			}
-			rep.Checkpoints += n
 		}
 		if len(evs) < verifyPage {
 			break
@@ -318,11 +317,9 @@ func VerifyExport(r io.Reader, checkpoint []byte, verifierKey string, oldCheckpo
 		}
 	}
 	rep := Report{From: h.From}
-	n, verr := checkRoots(cks, c.tree)
-	if verr != nil {
+	if verr := checkRoots(cks, c.tree, &rep); verr != nil {
 		return rep, verr
 	}
-	rep.Checkpoints += n
 	for sc.Scan() {
 		var x exportEvent
 		if err := strictJSON(sc.Bytes(), &x); err != nil {
@@ -332,11 +329,9 @@ func VerifyExport(r io.Reader, checkpoint []byte, verifierKey string, oldCheckpo
 		if _, verr := c.add(e, prev); verr != nil {
 			return rep, verr
 		}
-		n, verr := checkRoots(cks, c.tree)
-		if verr != nil {
+		if verr := checkRoots(cks, c.tree, &rep); verr != nil {
 			return rep, verr
 		}
-		rep.Checkpoints += n
 	}
 	if err := sc.Err(); err != nil {
 		return rep, bad(c.next, "reading export: %v", err)
