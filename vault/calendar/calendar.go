@@ -216,6 +216,14 @@ func (c *Calendar) check(d Date) error {
 	return nil
 }
 
+// covered is check for dates made by AddDays from a valid one, which are valid.
+func (c *Calendar) covered(d Date) error {
+	if _, ok := c.files[d.Y]; !ok {
+		return fmt.Errorf("%w: %s (calendar covers %s)", ErrOutOfRange, d, c.yearsText())
+	}
+	return nil
+}
+
 func (c *Calendar) yearsText() string {
 	ys := c.Years()
 	var b strings.Builder
@@ -257,7 +265,7 @@ func (c *Calendar) WorkdaysAfter(d Date, n int) (Date, error) {
 	}
 	for n > 0 {
 		d = d.AddDays(1)
-		if err := c.check(d); err != nil {
+		if err := c.covered(d); err != nil {
 			return Date{}, err
 		}
 		if c.workday(d) {
@@ -283,7 +291,7 @@ func (c *Calendar) WorkdaysBetween(from, to Date) (int, error) {
 	n := 0
 	for d := from.AddDays(1); !d.After(to); d = d.AddDays(1) {
 		// Years between two covered ones may be missing.
-		if err := c.check(d); err != nil {
+		if err := c.covered(d); err != nil {
 			return 0, err
 		}
 		if c.workday(d) {
