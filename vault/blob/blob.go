@@ -105,6 +105,17 @@ func newGuardReader(ctx context.Context, r io.Reader, size int64) *guardReader {
 }
 
 func (g *guardReader) Read(p []byte) (int, error) {
+	n, err := g.read(p)
+	if err != nil && err != io.EOF {
+		// Cancellation explains whatever else went wrong.
+		if cerr := g.ctx.Err(); cerr != nil {
+			return n, cerr
+		}
+	}
+	return n, err
+}
+
+func (g *guardReader) read(p []byte) (int, error) {
 	if err := g.ctx.Err(); err != nil {
 		return 0, err
 	}

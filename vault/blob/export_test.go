@@ -1,0 +1,25 @@
+package blob
+
+import (
+	"context"
+
+	"github.com/minio/minio-go/v7"
+)
+
+// Gets reports how many GET requests the store's objects have issued.
+func (s *S3) Gets() int64 { return s.gets.Load() }
+
+// IncompleteUploads lists multipart uploads still open under the prefix.
+func (s *S3) IncompleteUploads(ctx context.Context) ([]string, error) {
+	var keys []string
+	for u := range s.core.Client.ListIncompleteUploads(ctx, s.bucket, s.prefix, true) {
+		if u.Err != nil {
+			return nil, u.Err
+		}
+		keys = append(keys, u.Key)
+	}
+	return keys, nil
+}
+
+// RawClient exposes the minio client for benchmarks against the raw SDK.
+func (s *S3) RawClient() (*minio.Client, string, string) { return s.core.Client, s.bucket, s.prefix }
