@@ -48,7 +48,7 @@ const (
 	chunkSize = 64 << 10 // age STREAM plaintext chunk
 	tagSize   = 16       // ChaCha20-Poly1305 tag per chunk
 	encChunk  = chunkSize + tagSize
-	// maxHeaderSize bounds a detached header; one hybrid stanza makes ~1.7 KB.
+	// maxHeaderSize bounds a detached header; one hybrid stanza makes ~1.6 KB.
 	maxHeaderSize = 16 << 10
 )
 

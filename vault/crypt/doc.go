@@ -15,7 +15,7 @@
 // # Detached headers
 //
 // An age file is header || nonce || STREAM chunks. [CaseKey.Encrypt] splits it:
-// the header (about 1.7 KB, it wraps the per-material file key to the case key)
+// the header (about 1.6 KB, it wraps the per-material file key to the case key)
 // is returned by [Sealer.Header] for the database, and only the payload (the
 // 16-byte nonce and the 64 KiB chunks) goes to the blob store. Its size is known
 // in advance: [PayloadSize]. Because every key lives in a database row and not

@@ -281,7 +281,7 @@ func (m *Master) wrap(id *age.HybridIdentity) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-// maxWrappedSize bounds a wrapped case key: header (~1.7 KB) plus an
+// maxWrappedSize bounds a wrapped case key (~1.7 KB): header plus an
 // encrypted identity string of under 100 bytes.
 const maxWrappedSize = 16 << 10
 
