@@ -139,7 +139,7 @@ func (s *Service) decideAs(p Principal, r Role, c CaseFacts, obj, act string, a 
 		return notFound, nil
 	}
 	// A derived relation: the role itself is the subject (g(x, x, dom) holds).
-	ok, err := s.enf.Enforce(string(r), string(r), c.ID, obj, act)
+	ok, err := s.permits(string(r), string(r), c.ID, obj, act)
 	if err != nil || !ok {
 		return Decision{Visible: true, Code: CodeForbidden}, err
 	}
@@ -170,7 +170,7 @@ func (s *Service) decideAssignee(p Principal, r Role, c CaseFacts, obj, act stri
 		d.Code = CodeAssignmentExpired
 		return d, nil
 	}
-	ok, err := s.enf.Enforce(p.User.ID, string(r), c.ID, obj, act)
+	ok, err := s.permits(p.User.ID, string(r), c.ID, obj, act)
 	switch {
 	case err != nil || !ok:
 		d.Code = CodeForbidden
@@ -181,6 +181,26 @@ func (s *Service) decideAssignee(p Principal, r Role, c CaseFacts, obj, act stri
 	}
 	d.Allowed = true
 	return d, nil
+}
+
+// permits answers the matcher of configs/casbin/model.conf,
+//
+//	r.role == p.sub && r.obj == p.obj && r.act == p.act && g(r.sub, r.role, r.dom)
+//
+// by asking Casbin for the two facts directly: the p rule and the g rule are
+// each one map lookup, where Enforce would evaluate the matcher expression
+// against every p rule (about 30 µs; Decide must stay under 20 µs with a
+// million grants). It is exact because domains match by equality and roles
+// have no hierarchy; TestPermitsMatchesEnforce keeps the two in step.
+func (s *Service) permits(sub, role, dom, obj, act string) (bool, error) {
+	ok, err := s.enf.HasPolicy(role, obj, act)
+	if err != nil || !ok {
+		return false, err
+	}
+	if sub == role {
+		return true, nil
+	}
+	return s.enf.HasGroupingPolicy(sub, role, dom)
 }
 
 // Can reports a global (not case-scoped) permission of any of p's roles,
