@@ -1,0 +1,117 @@
+package api
+
+import (
+	"errors"
+	"net/http"
+	"strconv"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/crvault/crvault/access"
+	"github.com/crvault/crvault/audit"
+	"github.com/crvault/crvault/vault"
+)
+
+// Problem is an RFC 9457 problem details body. Code is the stable,
+// machine-readable reason clients branch on.
+type Problem struct {
+	Type     string   `json:"type"`
+	Title    string   `json:"title"`
+	Status   int      `json:"status"`
+	Detail   string   `json:"detail,omitempty"`
+	Code     string   `json:"code"`
+	Instance string   `json:"instance,omitempty"`
+	Missing  []string `json:"missing,omitempty"`
+	Allowed  []string `json:"allowed,omitempty"`
+	Field    string   `json:"field,omitempty"`
+}
+
+const problemBase = "https://crvault.example/problems/"
+
+func problem(c *gin.Context, status int, code, detail string) {
+	writeProblem(c, Problem{Status: status, Code: code, Detail: detail})
+}
+
+func writeProblem(c *gin.Context, p Problem) {
+	if p.Type == "" {
+		p.Type = problemBase + p.Code
+	}
+	if p.Title == "" {
+		p.Title = http.StatusText(p.Status)
+	}
+	p.Instance = c.Request.URL.Path
+	c.Header("Content-Type", "application/problem+json")
+	c.Header("Cache-Control", "no-store")
+	c.Status(p.Status)
+	c.Abort()
+	_ = jsonEncode(c.Writer, p)
+}
+
+// fail maps a domain error to its HTTP answer. This is the one place where
+// errors become statuses; unknown errors are logged with the request id and
+// answered as a bare 500 so nothing internal leaks.
+func (h *handler) fail(c *gin.Context, err error) {
+	var ve *vault.Error
+	if errors.As(err, &ve) {
+		writeProblem(c, Problem{Status: statusOf(ve.Kind), Code: ve.Code, Detail: ve.Detail, Missing: ve.Missing, Allowed: ve.Allowed, Field: ve.Field})
+		return
+	}
+	var te *access.ThrottledError
+	if errors.As(err, &te) {
+		secs := int(te.RetryAfter.Seconds() + 0.999)
+		if secs < 1 {
+			secs = 1
+		}
+		c.Header("Retry-After", strconv.Itoa(secs))
+		problem(c, http.StatusTooManyRequests, "throttled", "too many attempts; try again later")
+		return
+	}
+	var fe *access.FieldError
+	switch {
+	case errors.As(err, &fe):
+		writeProblem(c, Problem{Status: http.StatusUnprocessableEntity, Code: fe.Code, Detail: fe.Detail, Field: fe.Field})
+	case errors.Is(err, access.ErrBadCredentials):
+		problem(c, http.StatusUnauthorized, "invalid_credentials", "username or password is wrong")
+	case errors.Is(err, access.ErrUnauthenticated), errors.Is(err, access.ErrDisabled):
+		problem(c, http.StatusUnauthorized, "unauthenticated", "a valid session token is required")
+	case errors.Is(err, access.ErrNotFound):
+		problem(c, http.StatusNotFound, "not_found", "not found")
+	case errors.Is(err, access.ErrConflict):
+		problem(c, http.StatusConflict, "conflict", "that already exists")
+	case errors.Is(err, access.ErrInvalid):
+		problem(c, http.StatusUnprocessableEntity, "invalid_field", "the request is not valid")
+	case errors.Is(err, audit.ErrUnavailable):
+		problem(c, http.StatusServiceUnavailable, "audit_unavailable", "the audit log cannot be written; the request was refused")
+	case errors.Is(err, audit.ErrInvalid):
+		problem(c, http.StatusUnprocessableEntity, "invalid_query", "the audit query is not valid")
+	case errors.Is(err, audit.ErrNotFound):
+		problem(c, http.StatusNotFound, "not_found", "not found")
+	default:
+		h.log.ErrorContext(c.Request.Context(), "request failed", "request_id", requestID(c), "err", err)
+		problem(c, http.StatusInternalServerError, "internal", "the server could not complete the request; quote the X-Request-ID to the operator")
+	}
+}
+
+func statusOf(kind error) int {
+	switch kind {
+	case vault.ErrNotFound:
+		return http.StatusNotFound
+	case vault.ErrForbidden:
+		return http.StatusForbidden
+	case vault.ErrInvalid, vault.ErrIncomplete:
+		return http.StatusUnprocessableEntity
+	case vault.ErrConflict:
+		return http.StatusConflict
+	case vault.ErrTooLarge:
+		return http.StatusRequestEntityTooLarge
+	case vault.ErrRange:
+		return http.StatusRequestedRangeNotSatisfiable
+	case vault.ErrUnavailable:
+		return http.StatusServiceUnavailable
+	case vault.ErrBadRequest:
+		return http.StatusBadRequest
+	case vault.ErrUnauthorized:
+		return http.StatusUnauthorized
+	}
+	return http.StatusInternalServerError
+}

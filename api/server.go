@@ -1,0 +1,263 @@
+// Package api is crvault's HTTP interface (Gin): routing, authentication,
+// request ids, problem+json errors and the OpenAPI document. Handlers decode,
+// call one service method and encode; they cannot reach a blob store or a
+// key, so the vault's audited road is the only one to plaintext.
+package api
+
+import (
+	"context"
+	_ "embed"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/crvault/crvault/access"
+	"github.com/crvault/crvault/audit"
+	"github.com/crvault/crvault/vault"
+)
+
+//go:embed openapi.yaml
+var openapi []byte
+
+// Deps are the services the API serves.
+type Deps struct {
+	Vault  *vault.Service
+	Access *access.Service
+	Audit  *audit.Log
+	Logger *slog.Logger
+	// Gatherer serves /metrics; Registerer takes the API's own metrics.
+	Gatherer   prometheus.Gatherer
+	Registerer prometheus.Registerer
+	// Ready reports whether every dependency is usable, for /readyz.
+	Ready func(ctx context.Context) error
+	// TrustedProxies are the addresses whose X-Forwarded-For is believed.
+	TrustedProxies []string
+}
+
+type handler struct {
+	Deps
+	log      *slog.Logger
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+}
+
+// New builds the HTTP handler.
+func New(d Deps) (http.Handler, error) {
+	gin.SetMode(gin.ReleaseMode)
+	h := &handler{Deps: d, log: d.Logger}
+	if h.log == nil {
+		h.log = slog.Default()
+	}
+	h.requests = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "crvault_http_requests_total", Help: "HTTP requests by route and status."}, []string{"route", "method", "status"})
+	h.duration = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "crvault_http_request_duration_seconds", Help: "HTTP request latency by route.", Buckets: prometheus.DefBuckets}, []string{"route", "method"})
+	if d.Registerer != nil {
+		for _, c := range []prometheus.Collector{h.requests, h.duration} {
+			if err := d.Registerer.Register(c); err != nil {
+				return nil, err
+			}
+		}
+	}
+	r := gin.New()
+	r.HandleMethodNotAllowed = true
+	r.ContextWithFallback = true
+	if err := r.SetTrustedProxies(d.TrustedProxies); err != nil {
+		return nil, err
+	}
+	r.Use(h.requestID, h.recover, h.observe)
+	r.NoRoute(func(c *gin.Context) { problem(c, http.StatusNotFound, "no_route", "no such endpoint") })
+	r.NoMethod(func(c *gin.Context) {
+		problem(c, http.StatusMethodNotAllowed, "method_not_allowed", "method not allowed on this endpoint")
+	})
+
+	r.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
+	r.GET("/readyz", h.readyz)
+	if d.Gatherer != nil {
+		r.GET("/metrics", gin.WrapH(promhttp.HandlerFor(d.Gatherer, promhttp.HandlerOpts{})))
+	}
+
+	v1 := r.Group("/api/v1")
+	v1.GET("/openapi.yaml", func(c *gin.Context) { c.Data(http.StatusOK, "application/yaml", openapi) })
+	v1.POST("/sessions", h.login)
+	v1.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
+
+	auth := v1.Group("", h.authenticate)
+	auth.DELETE("/sessions/current", h.logout)
+	auth.GET("/me", h.me)
+	auth.POST("/orgs", h.createOrg)
+	auth.POST("/users", h.createUser)
+	auth.GET("/users", h.listUsers)
+	auth.POST("/users/:id/disable", h.disableUser)
+
+	auth.POST("/cases", h.createCase)
+	auth.GET("/cases", h.listCases)
+	auth.GET("/cases/:case", h.getCase)
+	auth.POST("/cases/:case/submit", h.submitCase)
+	auth.POST("/cases/:case/materials", h.upload)
+	auth.GET("/cases/:case/materials", h.listMaterials)
+	auth.GET("/materials/:id", h.getMaterial)
+	auth.GET("/materials/:id/content", h.content)
+	auth.POST("/cases/:case/assignments", h.assign)
+	auth.GET("/cases/:case/assignments", h.listAssignments)
+	auth.DELETE("/cases/:case/assignments/:id", h.revoke)
+	auth.POST("/cases/:case/declarations", h.declare)
+
+	auth.GET("/audit/events", h.auditEvents)
+	return r, nil
+}
+
+var saneRequestID = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,128}$`)
+
+const ctxRequestID = "crvault.request_id"
+
+// requestID echoes a sane client id or makes one; it is in every response
+// and every audit event.
+func (h *handler) requestID(c *gin.Context) {
+	id := c.GetHeader("X-Request-ID")
+	if !saneRequestID.MatchString(id) {
+		id = newRequestID()
+	}
+	c.Set(ctxRequestID, id)
+	c.Header("X-Request-ID", id)
+	c.Next()
+}
+
+func requestID(c *gin.Context) string { return c.GetString(ctxRequestID) }
+
+// recover turns a panic into a bare 500: no stack trace leaves the server,
+// and the log gets the panic value only (never a request body).
+func (h *handler) recover(c *gin.Context) {
+	defer func() {
+		if v := recover(); v != nil {
+			if v == http.ErrAbortHandler {
+				panic(v)
+			}
+			h.log.ErrorContext(c.Request.Context(), "handler panicked", "request_id", requestID(c), "panic", strings.ToValidUTF8(strings.TrimSpace(slogValue(v)), "?"))
+			if !c.Writer.Written() {
+				problem(c, http.StatusInternalServerError, "internal", "the server could not complete the request")
+			}
+		}
+	}()
+	c.Next()
+}
+
+func slogValue(v any) string {
+	if err, ok := v.(error); ok {
+		return err.Error()
+	}
+	if s, ok := v.(string); ok {
+		return s
+	}
+	return "non-error panic"
+}
+
+// observe logs one structured line per request (no bodies, no tokens) and
+// counts it.
+func (h *handler) observe(c *gin.Context) {
+	start := time.Now()
+	c.Next()
+	route := c.FullPath()
+	if route == "" {
+		route = "unmatched"
+	}
+	status := c.Writer.Status()
+	h.requests.WithLabelValues(route, c.Request.Method, strconv.Itoa(status)).Inc()
+	h.duration.WithLabelValues(route, c.Request.Method).Observe(time.Since(start).Seconds())
+	h.log.InfoContext(c.Request.Context(), "http", "method", c.Request.Method, "route", route, "status", status,
+		"bytes", c.Writer.Size(), "ms", time.Since(start).Milliseconds(), "request_id", requestID(c), "user", actorID(c))
+}
+
+func (h *handler) readyz(c *gin.Context) {
+	if h.Ready == nil {
+		c.JSON(http.StatusOK, gin.H{"status": "ready"})
+		return
+	}
+	ctx, cancel := context.WithTimeout(c.Request.Context(), 5*time.Second)
+	defer cancel()
+	if err := h.Ready(ctx); err != nil {
+		h.log.WarnContext(ctx, "not ready", "err", err)
+		problem(c, http.StatusServiceUnavailable, "not_ready", "a dependency is not available")
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"status": "ready"})
+}
+
+const maxJSONBody = 1 << 20
+
+// decode reads one strict JSON object: unknown fields, wrong types, trailing
+// data and oversized bodies are refused with a problem, and false returned.
+func decode(c *gin.Context, v any) bool {
+	ct := c.GetHeader("Content-Type")
+	if ct != "" && !strings.HasPrefix(strings.ToLower(ct), "application/json") {
+		problem(c, http.StatusUnsupportedMediaType, "unsupported_media_type", "send application/json")
+		return false
+	}
+	body := http.MaxBytesReader(c.Writer, c.Request.Body, maxJSONBody)
+	dec := json.NewDecoder(body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		jsonProblem(c, err)
+		return false
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		problem(c, http.StatusBadRequest, "invalid_json", "the body must hold exactly one JSON object")
+		return false
+	}
+	return true
+}
+
+func jsonProblem(c *gin.Context, err error) {
+	var syn *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &mbe):
+		problem(c, http.StatusRequestEntityTooLarge, "too_large", "JSON bodies are limited to 1 MiB")
+	case errors.As(err, &syn), errors.Is(err, io.ErrUnexpectedEOF):
+		problem(c, http.StatusBadRequest, "invalid_json", "the body is not valid JSON")
+	case errors.Is(err, io.EOF):
+		problem(c, http.StatusBadRequest, "invalid_json", "the body is empty; a JSON object is required")
+	case errors.As(err, &typ):
+		writeProblem(c, Problem{Status: http.StatusBadRequest, Code: "invalid_type", Field: typ.Field,
+			Detail: "field " + strconv.Quote(typ.Field) + " must be " + typ.Type.String()})
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		field := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
+		writeProblem(c, Problem{Status: http.StatusBadRequest, Code: "unknown_field", Field: field, Detail: "unknown field " + strconv.Quote(field)})
+	default:
+		problem(c, http.StatusBadRequest, "invalid_json", "the body is not a valid JSON object")
+	}
+}
+
+func jsonEncode(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	return enc.Encode(v)
+}
+
+// listParams reads ?limit= (default 50, max 500) and ?cursor=.
+func listParams(c *gin.Context) (int, string, bool) {
+	limit := 50
+	if s := c.Query("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > 500 {
+			writeProblem(c, Problem{Status: http.StatusUnprocessableEntity, Code: "invalid_limit", Field: "limit", Detail: "limit must be an integer from 1 to 500"})
+			return 0, "", false
+		}
+		limit = n
+	}
+	cursor := c.Query("cursor")
+	if len(cursor) > 256 {
+		writeProblem(c, Problem{Status: http.StatusUnprocessableEntity, Code: "invalid_cursor", Field: "cursor", Detail: "cursor is not one this server issued"})
+		return 0, "", false
+	}
+	return limit, cursor, true
+}

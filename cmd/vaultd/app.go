@@ -1,0 +1,124 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"gorm.io/gorm"
+
+	"github.com/crvault/crvault/access"
+	"github.com/crvault/crvault/audit"
+	"github.com/crvault/crvault/audit/sqldb"
+	"github.com/crvault/crvault/vault"
+	"github.com/crvault/crvault/vault/blob"
+	"github.com/crvault/crvault/vault/crypt"
+)
+
+// app holds every opened piece; close releases them in reverse order.
+type app struct {
+	cfg     config
+	log     *slog.Logger
+	reg     *prometheus.Registry
+	db      *gorm.DB
+	audit   *audit.Log
+	access  *access.Service
+	master  *crypt.Master
+	blobs   blob.Store
+	vault   *vault.Service
+	closers []func(context.Context) error
+}
+
+func (a *app) close(ctx context.Context) error {
+	var errs []error
+	for i := len(a.closers) - 1; i >= 0; i-- {
+		errs = append(errs, a.closers[i](ctx))
+	}
+	return errors.Join(errs...)
+}
+
+// parts says how much of the system a command needs.
+type parts int
+
+const (
+	withDB    parts = iota // database, migrations, audit log, accounts
+	withVault              // plus keys and blob store
+)
+
+func openApp(ctx context.Context, cfg config, log *slog.Logger, need parts) (a *app, err error) {
+	a = &app{cfg: cfg, log: log, reg: prometheus.NewRegistry()}
+	defer func() {
+		if err != nil {
+			_ = a.close(context.WithoutCancel(ctx))
+		}
+	}()
+	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if a.db, err = sqldb.Open(ctx, cfg.DatabaseURL); err != nil {
+		return nil, err
+	}
+	a.closers = append(a.closers, func(context.Context) error { return sqldb.Close(a.db) })
+	for _, m := range []func(context.Context, *gorm.DB) error{audit.Migrate, access.Migrate, vault.Migrate} {
+		if err = m(ctx, a.db); err != nil {
+			return nil, err
+		}
+	}
+	a.audit, err = audit.Open(ctx, a.db, audit.Options{KeyDir: cfg.keyDir(), MirrorDir: cfg.MirrorDir, Registerer: a.reg, Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("open audit log: %w", err)
+	}
+	a.closers = append(a.closers, a.audit.Close)
+	a.access, err = access.New(ctx, a.db, access.Options{IdleTimeout: cfg.SessionIdle, AbsoluteTimeout: cfg.SessionMax, Logger: log, Registerer: a.reg})
+	if err != nil {
+		return nil, fmt.Errorf("open accounts: %w", err)
+	}
+	if need < withVault {
+		return a, nil
+	}
+	if a.master, err = loadMaster(cfg); err != nil {
+		return nil, err
+	}
+	if cfg.S3Endpoint != "" {
+		a.blobs, err = blob.NewS3(ctx, blob.S3Config{Endpoint: cfg.S3Endpoint, Bucket: cfg.S3Bucket, AccessKey: cfg.S3AccessKey,
+			SecretKey: cfg.S3SecretKey, TLS: cfg.S3TLS, Region: cfg.S3Region})
+	} else {
+		a.blobs, err = blob.NewLocal(filepath.Join(cfg.DataDir, "blobs"))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open blob store: %w", err)
+	}
+	a.vault = vault.New(a.db, a.blobs, a.master, a.access, a.audit, vault.Config{MaxMaterialSize: cfg.MaxUpload, Logger: log})
+	return a, nil
+}
+
+// loadMaster takes the master key from the environment, a file, or
+// <data>/keys (generated on first start). No key, no start.
+func loadMaster(cfg config) (*crypt.Master, error) {
+	switch {
+	case cfg.MasterKey != "":
+		m, err := crypt.ParseMaster(cfg.MasterKey)
+		if err != nil {
+			return nil, fmt.Errorf("VAULT_MASTER_KEY: %w", err)
+		}
+		return m, nil
+	case cfg.MasterKeyFile != "":
+		return crypt.LoadMaster(cfg.MasterKeyFile)
+	}
+	return crypt.LoadOrCreateMaster(cfg.keyDir())
+}
+
+// ready reports whether every dependency can serve, for /readyz.
+func (a *app) ready(ctx context.Context) error {
+	if err := a.vault.Ping(ctx); err != nil {
+		return err
+	}
+	return a.audit.Ping(ctx)
+}
+
+// actorCLI is who the audit log names for bootstrap commands run on the host.
+func actorCLI() audit.Event {
+	return audit.Event{Actor: "cli", ActorOrg: "", IP: "local"}
+}

@@ -1,0 +1,264 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/crvault/crvault/access"
+	"github.com/crvault/crvault/api"
+	"github.com/crvault/crvault/audit"
+)
+
+// parse sets up the shared configuration flags plus the command's own, and
+// loads the configuration.
+func parse(name string, args []string, stderr io.Writer, getenv func(string) string, extra func(*flag.FlagSet)) (config, *flag.FlagSet, error) {
+	fs := flag.NewFlagSet("vaultd "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cf := registerConfigFlags(fs)
+	if extra != nil {
+		extra(fs)
+	}
+	if err := fs.Parse(args); err != nil {
+		return config{}, fs, usageError{err.Error()}
+	}
+	cfg, err := cf.load(fs, getenv)
+	if err != nil {
+		return cfg, fs, usageError{err.Error()}
+	}
+	return cfg, fs, nil
+}
+
+func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
+	cfg, fs, err := parse("serve", args, stderr, getenv, nil)
+	if err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageError{"serve takes no arguments"}
+	}
+	if err := cfg.checkListen(); err != nil {
+		return err
+	}
+	log := newLogger(stderr, cfg.LogLevel)
+	a, err := openApp(ctx, cfg, log, withVault)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		if err := a.close(cctx); err != nil {
+			log.Error("shutdown", "err", err)
+		}
+	}()
+	h, err := api.New(api.Deps{Vault: a.vault, Access: a.access, Audit: a.audit, Logger: log, Gatherer: a.reg, Registerer: a.reg,
+		Ready: a.ready, TrustedProxies: cfg.TrustedProxies})
+	if err != nil {
+		return fmt.Errorf("build API: %w", err)
+	}
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second, MaxHeaderBytes: 64 << 10,
+		ErrorLog: nil}
+	go a.janitor(ctx)
+	errc := make(chan error, 1)
+	go func() {
+		if cfg.TLSCert != "" {
+			errc <- srv.ServeTLS(ln, cfg.TLSCert, cfg.TLSKey)
+		} else {
+			errc <- srv.Serve(ln)
+		}
+	}()
+	log.Info("vaultd listening", "addr", ln.Addr().String(), "tls", cfg.TLSCert != "", "database", dbKind(cfg.DatabaseURL), "blobs", blobKind(cfg))
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 20*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	return nil
+}
+
+// janitor reclaims blobs whose upload never committed (a crash between the
+// blob write and the material row), at start and then hourly.
+func (a *app) janitor(ctx context.Context) {
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		n, err := a.vault.CollectOrphans(ctx, time.Hour)
+		if err != nil && ctx.Err() == nil {
+			a.log.Warn("orphan collection failed", "err", err)
+		} else if n > 0 {
+			a.log.Info("orphan blobs reclaimed", "count", n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func dbKind(url string) string {
+	if strings.HasPrefix(url, "postgres") {
+		return "postgres"
+	}
+	return "sqlite"
+}
+
+func blobKind(cfg config) string {
+	if cfg.S3Endpoint != "" {
+		return "s3"
+	}
+	return "local"
+}
+
+func cmdOrgAdd(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
+	var name, kind string
+	cfg, _, err := parse("org add", args, stderr, getenv, func(fs *flag.FlagSet) {
+		fs.StringVar(&name, "name", "", "organisation name")
+		fs.StringVar(&kind, "kind", "", "operator, provider, office, member_unit or supervision")
+	})
+	if err != nil {
+		return err
+	}
+	if name == "" || kind == "" {
+		return usageError{"org add needs --name and --kind"}
+	}
+	a, err := openApp(ctx, cfg, newLogger(stderr, "warn"), withDB)
+	if err != nil {
+		return err
+	}
+	defer a.close(context.WithoutCancel(ctx))
+	org, err := a.access.CreateOrg(ctx, name, access.OrgKind(kind))
+	if err != nil {
+		return cliError("add organisation", err)
+	}
+	e := actorCLI()
+	e.Action, e.Outcome, e.Resource = "org.create", audit.Allowed, "org/"+org.ID
+	if _, err := a.audit.Append(ctx, e); err != nil {
+		return fmt.Errorf("record in audit log: %w", err)
+	}
+	fmt.Fprintln(stdout, org.ID)
+	return nil
+}
+
+type stringList []string
+
+func (s *stringList) String() string     { return strings.Join(*s, ",") }
+func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
+
+func cmdUserAdd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) error {
+	var username, org, display string
+	var roles stringList
+	var pwStdin bool
+	cfg, _, err := parse("user add", args, stderr, getenv, func(fs *flag.FlagSet) {
+		fs.StringVar(&username, "username", "", "login name")
+		fs.StringVar(&org, "org", "", "organisation name or id")
+		fs.StringVar(&display, "display-name", "", "display name (default: the username)")
+		fs.Var(&roles, "role", "role (repeatable)")
+		fs.BoolVar(&pwStdin, "password-stdin", false, "read the password from the first line of standard input")
+	})
+	if err != nil {
+		return err
+	}
+	if username == "" || org == "" || len(roles) == 0 || !pwStdin {
+		return usageError{"user add needs --username, --org, at least one --role and --password-stdin"}
+	}
+	line, err := bufio.NewReader(io.LimitReader(stdin, 4096)).ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("read password: %w", err)
+	}
+	password := strings.TrimRight(line, "\r\n")
+	if display == "" {
+		display = username
+	}
+	a, err := openApp(ctx, cfg, newLogger(stderr, "warn"), withDB)
+	if err != nil {
+		return err
+	}
+	defer a.close(context.WithoutCancel(ctx))
+	rs := make([]access.Role, len(roles))
+	for i, r := range roles {
+		rs[i] = access.Role(r)
+	}
+	u, err := a.access.CreateUser(ctx, access.NewUser{Username: username, DisplayName: display, Org: org, Roles: rs, Password: password})
+	if err != nil {
+		return cliError("add user", err)
+	}
+	e := actorCLI()
+	e.Action, e.Outcome, e.Resource = "user.create", audit.Allowed, "user/"+u.ID
+	if _, err := a.audit.Append(ctx, e); err != nil {
+		return fmt.Errorf("record in audit log: %w", err)
+	}
+	fmt.Fprintln(stdout, u.ID)
+	return nil
+}
+
+// cliError words a service error for the terminal.
+func cliError(what string, err error) error {
+	var fe *access.FieldError
+	switch {
+	case errors.As(err, &fe):
+		return fmt.Errorf("%s: %s: %s", what, fe.Field, fe.Detail)
+	case errors.Is(err, access.ErrConflict):
+		return fmt.Errorf("%s: it already exists", what)
+	case errors.Is(err, access.ErrNotFound):
+		return fmt.Errorf("%s: organisation not found", what)
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
+
+func cmdAuditVerify(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
+	cfg, _, err := parse("audit verify", args, stderr, getenv, nil)
+	if err != nil {
+		return err
+	}
+	a, err := openApp(ctx, cfg, newLogger(stderr, "warn"), withDB)
+	if err != nil {
+		return err
+	}
+	defer a.close(context.WithoutCancel(ctx))
+	rep, err := a.audit.Verify(ctx)
+	if err != nil {
+		var ve *audit.VerifyError
+		if errors.As(err, &ve) {
+			return exitError{1, fmt.Sprintf("audit log damaged at seq %d: %s", ve.Seq, ve.Reason)}
+		}
+		return fmt.Errorf("verify audit log: %w", err)
+	}
+	fmt.Fprintf(stdout, "audit log OK: %+v\n", rep)
+	return nil
+}
+
+func cmdAuditPubkey(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
+	cfg, _, err := parse("audit pubkey", args, stderr, getenv, nil)
+	if err != nil {
+		return err
+	}
+	key, err := audit.LoadPublicKey(cfg.keyDir())
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, key)
+	return nil
+}
+
+func cmdCalendar(ctx context.Context, cmd string, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
+	return usageError{cmd + ": not available yet"}
+}

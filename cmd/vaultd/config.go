@@ -1,0 +1,184 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// config is every setting of vaultd, with its documented default. Precedence:
+// flags, then environment variables, then the YAML file, then defaults.
+type config struct {
+	Addr           string        `yaml:"addr"`          // VAULT_ADDR, default 127.0.0.1:8080
+	DataDir        string        `yaml:"data"`          // VAULT_DATA_DIR, default ./vault-data
+	DatabaseURL    string        `yaml:"database_url"`  // VAULT_DATABASE_URL, default sqlite:<data>/vault.db
+	S3Endpoint     string        `yaml:"s3_endpoint"`   // VAULT_S3_ENDPOINT; S3 is used when set
+	S3Bucket       string        `yaml:"s3_bucket"`     // VAULT_S3_BUCKET, default crvault
+	S3AccessKey    string        `yaml:"s3_access_key"` // VAULT_S3_ACCESS_KEY
+	S3SecretKey    string        `yaml:"s3_secret_key"` // VAULT_S3_SECRET_KEY
+	S3TLS          bool          `yaml:"s3_tls"`        // VAULT_S3_TLS
+	S3Region       string        `yaml:"s3_region"`     // VAULT_S3_REGION
+	TLSCert        string        `yaml:"tls_cert"`      // VAULT_TLS_CERT
+	TLSKey         string        `yaml:"tls_key"`       // VAULT_TLS_KEY
+	InsecureHTTP   bool          `yaml:"insecure_http"` // --insecure-http: plain HTTP on a non-loopback address, behind a TLS proxy
+	MaxUpload      int64         `yaml:"max_upload_bytes"`
+	SessionIdle    time.Duration `yaml:"session_idle"`          // VAULT_SESSION_IDLE, default 8h
+	SessionMax     time.Duration `yaml:"session_absolute"`      // VAULT_SESSION_ABSOLUTE, default 24h
+	MasterKey      string        `yaml:"-"`                     // VAULT_MASTER_KEY (environment only: never in a file that gets copied around)
+	MasterKeyFile  string        `yaml:"master_key_file"`       // VAULT_MASTER_KEY_FILE
+	MirrorDir      string        `yaml:"checkpoint_mirror_dir"` // VAULT_CHECKPOINT_MIRROR_DIR
+	LogLevel       string        `yaml:"log_level"`             // VAULT_LOG_LEVEL: debug, info, warn, error
+	TrustedProxies []string      `yaml:"trusted_proxies"`       // VAULT_TRUSTED_PROXIES, comma separated
+}
+
+func defaults() config {
+	return config{Addr: "127.0.0.1:8080", DataDir: "./vault-data", S3Bucket: "crvault", MaxUpload: 10 << 30,
+		SessionIdle: 8 * time.Hour, SessionMax: 24 * time.Hour, LogLevel: "info"}
+}
+
+// flags registers the shared configuration flags on fs; apply must be called
+// after fs.Parse.
+type configFlags struct {
+	file                        string
+	addr, data, dbURL, logLevel string
+	insecure                    bool
+	maxUpload                   int64
+}
+
+func registerConfigFlags(fs *flag.FlagSet) *configFlags {
+	f := &configFlags{}
+	fs.StringVar(&f.file, "config", "", "YAML configuration file")
+	fs.StringVar(&f.addr, "addr", "", "listen address (VAULT_ADDR, default 127.0.0.1:8080)")
+	fs.StringVar(&f.data, "data", "", "data directory (VAULT_DATA_DIR, default ./vault-data)")
+	fs.StringVar(&f.dbURL, "database-url", "", "sqlite:PATH or postgres://... (VAULT_DATABASE_URL)")
+	fs.StringVar(&f.logLevel, "log-level", "", "debug, info, warn or error (VAULT_LOG_LEVEL)")
+	fs.BoolVar(&f.insecure, "insecure-http", false, "allow plain HTTP on a non-loopback address (behind a TLS-terminating proxy)")
+	fs.Int64Var(&f.maxUpload, "max-upload-bytes", 0, "largest document accepted, in bytes (VAULT_MAX_UPLOAD_BYTES, default 10 GiB)")
+	return f
+}
+
+func (f *configFlags) load(fs *flag.FlagSet, getenv func(string) string) (config, error) {
+	c := defaults()
+	if f.file != "" {
+		b, err := os.ReadFile(f.file)
+		if err != nil {
+			return c, fmt.Errorf("read config file: %w", err)
+		}
+		dec := yaml.NewDecoder(strings.NewReader(string(b)))
+		dec.KnownFields(true)
+		if err := dec.Decode(&c); err != nil {
+			return c, fmt.Errorf("parse config file %s: %w", f.file, err)
+		}
+	}
+	var errs []error
+	str := func(dst *string, key string) {
+		if v := getenv(key); v != "" {
+			*dst = v
+		}
+	}
+	boolean := func(dst *bool, key string) {
+		if v := getenv(key); v != "" {
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: %q is not true or false", key, v))
+			}
+			*dst = b
+		}
+	}
+	dur := func(dst *time.Duration, key string) {
+		if v := getenv(key); v != "" {
+			d, err := time.ParseDuration(v)
+			if err != nil || d <= 0 {
+				errs = append(errs, fmt.Errorf("%s: %q is not a positive duration", key, v))
+			}
+			*dst = d
+		}
+	}
+	str(&c.Addr, "VAULT_ADDR")
+	str(&c.DataDir, "VAULT_DATA_DIR")
+	str(&c.DatabaseURL, "VAULT_DATABASE_URL")
+	str(&c.S3Endpoint, "VAULT_S3_ENDPOINT")
+	str(&c.S3Bucket, "VAULT_S3_BUCKET")
+	str(&c.S3AccessKey, "VAULT_S3_ACCESS_KEY")
+	str(&c.S3SecretKey, "VAULT_S3_SECRET_KEY")
+	str(&c.S3Region, "VAULT_S3_REGION")
+	boolean(&c.S3TLS, "VAULT_S3_TLS")
+	str(&c.TLSCert, "VAULT_TLS_CERT")
+	str(&c.TLSKey, "VAULT_TLS_KEY")
+	boolean(&c.InsecureHTTP, "VAULT_INSECURE_HTTP")
+	dur(&c.SessionIdle, "VAULT_SESSION_IDLE")
+	dur(&c.SessionMax, "VAULT_SESSION_ABSOLUTE")
+	str(&c.MasterKey, "VAULT_MASTER_KEY")
+	str(&c.MasterKeyFile, "VAULT_MASTER_KEY_FILE")
+	str(&c.MirrorDir, "VAULT_CHECKPOINT_MIRROR_DIR")
+	str(&c.LogLevel, "VAULT_LOG_LEVEL")
+	if v := getenv("VAULT_MAX_UPLOAD_BYTES"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n <= 0 {
+			errs = append(errs, fmt.Errorf("VAULT_MAX_UPLOAD_BYTES: %q is not a positive integer", v))
+		}
+		c.MaxUpload = n
+	}
+	if v := getenv("VAULT_TRUSTED_PROXIES"); v != "" {
+		c.TrustedProxies = strings.Split(v, ",")
+	}
+	set := map[string]bool{}
+	fs.Visit(func(fl *flag.Flag) { set[fl.Name] = true })
+	if set["addr"] {
+		c.Addr = f.addr
+	}
+	if set["data"] {
+		c.DataDir = f.data
+	}
+	if set["database-url"] {
+		c.DatabaseURL = f.dbURL
+	}
+	if set["log-level"] {
+		c.LogLevel = f.logLevel
+	}
+	if set["insecure-http"] {
+		c.InsecureHTTP = f.insecure
+	}
+	if set["max-upload-bytes"] {
+		c.MaxUpload = f.maxUpload
+	}
+	if c.DatabaseURL == "" {
+		c.DatabaseURL = "sqlite:" + filepath.Join(c.DataDir, "vault.db")
+	}
+	if c.MaxUpload <= 0 {
+		errs = append(errs, errors.New("max upload size must be positive"))
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		errs = append(errs, errors.New("VAULT_TLS_CERT and VAULT_TLS_KEY must be set together"))
+	}
+	return c, errors.Join(errs...)
+}
+
+func (c config) keyDir() string { return filepath.Join(c.DataDir, "keys") }
+
+// checkListen refuses plain HTTP on a non-loopback address unless the
+// operator said a TLS proxy sits in front.
+func (c config) checkListen() error {
+	if c.TLSCert != "" || c.InsecureHTTP {
+		return nil
+	}
+	host, _, err := net.SplitHostPort(c.Addr)
+	if err != nil {
+		return fmt.Errorf("listen address %q: %w", c.Addr, err)
+	}
+	if host == "localhost" {
+		return nil
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+		return nil
+	}
+	return fmt.Errorf("refusing to listen on %s without TLS: set VAULT_TLS_CERT and VAULT_TLS_KEY, or pass --insecure-http behind a TLS-terminating proxy", c.Addr)
+}

@@ -1,0 +1,399 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/crvault/crvault/audit/sqldb/sqldbtest"
+)
+
+// The end-to-end tests run the real vaultd binary as a subprocess over real
+// HTTP, on SQLite + local blobs and on PostgreSQL + S3 (versitygw).
+
+var vaultdBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "vaultd-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	vaultdBin = filepath.Join(dir, "vaultd")
+	out, err := exec.Command("go", "build", "-o", vaultdBin, ".").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "build vaultd: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// backend is one storage combination the server runs on.
+type backend struct {
+	name string
+	env  func(t *testing.T) []string
+}
+
+var backends = []backend{
+	{"sqlite+local", func(t *testing.T) []string { return nil }},
+	{"postgres+s3", func(t *testing.T) []string {
+		dbURL := sqldbtest.URL(t, "postgres")
+		endpoint := sqldbtest.Require(t, "S3 (versitygw)", "VAULT_TEST_S3_ENDPOINT")
+		b := make([]byte, 6)
+		_, _ = rand.Read(b)
+		return []string{
+			"VAULT_DATABASE_URL=" + dbURL,
+			"VAULT_S3_ENDPOINT=" + endpoint,
+			"VAULT_S3_BUCKET=crv-e2e-" + hex.EncodeToString(b),
+			"VAULT_S3_ACCESS_KEY=" + os.Getenv("VAULT_TEST_S3_ACCESS_KEY"),
+			"VAULT_S3_SECRET_KEY=" + os.Getenv("VAULT_TEST_S3_SECRET_KEY"),
+		}
+	}},
+}
+
+// server is a running vaultd with its own data and temp directories.
+type server struct {
+	t       *testing.T
+	env     []string
+	data    string
+	tmp     string
+	addr    string
+	base    string
+	cmd     *exec.Cmd
+	log     *syncBuffer
+	exited  chan struct{}
+	mu      sync.Mutex
+	logFile string
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// newServer prepares (but does not start) a server on the backend.
+func newServer(t *testing.T, be backend, extraEnv ...string) *server {
+	t.Helper()
+	root := t.TempDir()
+	s := &server{t: t, data: filepath.Join(root, "data"), tmp: filepath.Join(root, "tmp"), addr: freeAddr(t), log: &syncBuffer{}}
+	if err := os.MkdirAll(s.tmp, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	s.base = "http://" + s.addr
+	s.env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + root, "TMPDIR=" + s.tmp,
+		"VAULT_DATA_DIR=" + s.data, "VAULT_ADDR=" + s.addr, "VAULT_LOG_LEVEL=debug"}, be.env(t)...)
+	s.env = append(s.env, extraEnv...)
+	t.Cleanup(s.stop)
+	return s
+}
+
+// cli runs a vaultd subcommand with the server's configuration.
+func (s *server) cli(stdin string, args ...string) (string, string, int) {
+	s.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, vaultdBin, args...)
+	cmd.Env = s.env
+	cmd.Stdin = strings.NewReader(stdin)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		s.t.Fatalf("run vaultd %v: %v", args, err)
+	}
+	s.log.Write(errb.Bytes())
+	return strings.TrimSpace(out.String()), errb.String(), code
+}
+
+func (s *server) mustCLI(stdin string, args ...string) string {
+	s.t.Helper()
+	out, errs, code := s.cli(stdin, args...)
+	if code != 0 {
+		s.t.Fatalf("vaultd %v: exit %d: %s", args, code, errs)
+	}
+	return out
+}
+
+func (s *server) start() {
+	s.t.Helper()
+	s.cmd = exec.Command(vaultdBin, "serve")
+	s.cmd.Env = s.env
+	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
+	if err := s.cmd.Start(); err != nil {
+		s.t.Fatalf("start vaultd: %v", err)
+	}
+	s.exited = make(chan struct{})
+	go func() { s.cmd.Wait(); close(s.exited) }()
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case <-s.exited:
+			s.t.Fatalf("vaultd exited during start:\n%s", s.log.String())
+		default:
+		}
+		resp, err := http.Get(s.base + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	s.t.Fatalf("vaultd did not become healthy:\n%s", s.log.String())
+}
+
+// kill stops the server abruptly (SIGKILL), as a crash would.
+func (s *server) kill() {
+	if s.cmd == nil || s.cmd.Process == nil {
+		return
+	}
+	_ = s.cmd.Process.Kill()
+	<-s.exited
+	s.cmd = nil
+}
+
+func (s *server) stop() {
+	if s.cmd == nil || s.cmd.Process == nil {
+		return
+	}
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.exited:
+	case <-time.After(30 * time.Second):
+		_ = s.cmd.Process.Kill()
+		<-s.exited
+	}
+	s.cmd = nil
+	if s.t.Failed() {
+		s.t.Logf("vaultd log:\n%s", tail(s.log.String(), 8000))
+	}
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
+
+// client is one logged-in user.
+type client struct {
+	t     *testing.T
+	s     *server
+	token string
+	id    string
+}
+
+type resp struct {
+	Status int
+	Header http.Header
+	Body   []byte
+}
+
+func (r resp) json(t *testing.T, v any) {
+	t.Helper()
+	if err := json.Unmarshal(r.Body, v); err != nil {
+		t.Fatalf("decode %d body %q: %v", r.Status, r.Body, err)
+	}
+}
+
+func (r resp) problem(t *testing.T) map[string]any {
+	t.Helper()
+	if ct := r.Header.Get("Content-Type"); ct != "application/problem+json" {
+		t.Fatalf("content type %q, want application/problem+json (status %d, body %s)", ct, r.Status, r.Body)
+	}
+	var p map[string]any
+	r.json(t, &p)
+	for _, k := range []string{"type", "title", "status", "code"} {
+		if _, ok := p[k]; !ok {
+			t.Fatalf("problem lacks %q: %s", k, r.Body)
+		}
+	}
+	return p
+}
+
+func (s *server) do(t *testing.T, token, method, path string, body io.Reader, header map[string]string) resp {
+	t.Helper()
+	req, err := http.NewRequest(method, s.base+"/api/v1"+path, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	if err != nil {
+		t.Fatalf("%s %s: read body: %v", method, path, err)
+	}
+	if res.Header.Get("X-Request-ID") == "" {
+		t.Errorf("%s %s: no X-Request-ID", method, path)
+	}
+	return resp{res.StatusCode, res.Header, b}
+}
+
+func (c *client) do(method, path string, body any) resp {
+	c.t.Helper()
+	var r io.Reader
+	h := map[string]string{}
+	if body != nil {
+		b, _ := json.Marshal(body)
+		r = bytes.NewReader(b)
+		h["Content-Type"] = "application/json"
+	}
+	return c.s.do(c.t, c.token, method, path, r, h)
+}
+
+func (c *client) expect(status int, method, path string, body any) resp {
+	c.t.Helper()
+	r := c.do(method, path, body)
+	if r.Status != status {
+		c.t.Fatalf("%s %s: status %d, want %d: %s", method, path, r.Status, status, r.Body)
+	}
+	return r
+}
+
+func (s *server) login(t *testing.T, username, password string) *client {
+	t.Helper()
+	r := s.do(t, "", "POST", "/sessions", strings.NewReader(fmt.Sprintf(`{"username":%q,"password":%q}`, username, password)), map[string]string{"Content-Type": "application/json"})
+	if r.Status != 201 {
+		t.Fatalf("login %s: %d %s", username, r.Status, r.Body)
+	}
+	var out struct {
+		Token string `json:"token"`
+		User  struct {
+			ID string `json:"id"`
+		} `json:"user"`
+	}
+	r.json(t, &out)
+	return &client{t: t, s: s, token: out.Token, id: out.User.ID}
+}
+
+// world is the cast of a review: one of each role, bootstrapped by the CLI.
+type world struct {
+	s                                                  *server
+	admin, office, rev1, rev2, op, op2, prov, insp, mu *client
+	opOrg, provOrg, officeOrg                          string
+}
+
+const pw = "correct horse battery staple"
+
+func bootstrap(t *testing.T, s *server) *world {
+	t.Helper()
+	w := &world{s: s}
+	w.officeOrg = s.mustCLI("", "org", "add", "--name", "Cybersecurity Review Office", "--kind", "office")
+	w.opOrg = s.mustCLI("", "org", "add", "--name", "Grid Co", "--kind", "operator")
+	s.mustCLI("", "org", "add", "--name", "Other Grid", "--kind", "operator")
+	w.provOrg = s.mustCLI("", "org", "add", "--name", "Acme Routers", "--kind", "provider")
+	s.mustCLI("", "org", "add", "--name", "Inspectorate", "--kind", "supervision")
+	s.mustCLI("", "org", "add", "--name", "Ministry Unit", "--kind", "member_unit")
+	users := []struct{ name, org, role string }{
+		{"admin", "Cybersecurity Review Office", "sysadmin"},
+		{"office", "Cybersecurity Review Office", "office_admin"},
+		{"rev1", "Cybersecurity Review Office", "reviewer"},
+		{"rev2", "Cybersecurity Review Office", "reviewer"},
+		{"operator1", "Grid Co", "operator"},
+		{"operator2", "Other Grid", "operator"},
+		{"provider1", "Acme Routers", "provider"},
+		{"inspector1", "Inspectorate", "inspector"},
+		{"memberunit1", "Ministry Unit", "member_unit"},
+	}
+	for _, u := range users {
+		s.mustCLI(pw+"\n", "user", "add", "--username", u.name, "--org", u.org, "--role", u.role, "--password-stdin")
+	}
+	return w
+}
+
+func (w *world) loginAll(t *testing.T) {
+	s := w.s
+	w.admin, w.office, w.rev1, w.rev2 = s.login(t, "admin", pw), s.login(t, "office", pw), s.login(t, "rev1", pw), s.login(t, "rev2", pw)
+	w.op, w.op2, w.prov, w.insp, w.mu = s.login(t, "operator1", pw), s.login(t, "operator2", pw), s.login(t, "provider1", pw), s.login(t, "inspector1", pw), s.login(t, "memberunit1", pw)
+}
+
+// uploadRaw sends a document as a raw body.
+func (c *client) uploadRaw(caseID, kind, filename, ctype string, body []byte) resp {
+	c.t.Helper()
+	return c.s.do(c.t, c.token, "POST", fmt.Sprintf("/cases/%s/materials?kind=%s&filename=%s", caseID, kind, urlQuery(filename)),
+		bytes.NewReader(body), map[string]string{"Content-Type": ctype})
+}
+
+func urlQuery(s string) string {
+	r := strings.NewReplacer("%", "%25", "&", "%26", "+", "%2B", " ", "%20", "#", "%23", "?", "%3F", "=", "%3D")
+	return r.Replace(s)
+}
+
+// newCase files a case with the three required materials, ready to submit.
+func (w *world) newCase(t *testing.T, marker string) (string, map[string][]byte) {
+	t.Helper()
+	var cs struct {
+		ID     string `json:"id"`
+		Status string `json:"status"`
+	}
+	w.op.expect(201, "POST", "/cases", map[string]any{"title": "Core routers for the grid", "product": "AR-9000", "providers": []string{w.provOrg}}).json(t, &cs)
+	if cs.Status != "draft" {
+		t.Fatalf("new case status %q", cs.Status)
+	}
+	docs := map[string][]byte{}
+	for _, k := range []string{"declaration", "impact_analysis", "procurement"} {
+		body := []byte(fmt.Sprintf("%s %s of case %s: %s", marker, k, cs.ID, strings.Repeat("confidential ", 1000)))
+		r := w.op.uploadRaw(cs.ID, k, k+".txt", "text/plain", body)
+		if r.Status != 201 {
+			t.Fatalf("upload %s: %d %s", k, r.Status, r.Body)
+		}
+		var m struct {
+			ID string `json:"id"`
+		}
+		r.json(t, &m)
+		docs[m.ID] = body
+	}
+	return cs.ID, docs
+}

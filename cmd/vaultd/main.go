@@ -1,0 +1,107 @@
+// Command vaultd is the crvault server and its administration commands:
+//
+//	vaultd serve
+//	vaultd org add --name NAME --kind KIND
+//	vaultd user add --username U --org NAME --role ROLE [--role ROLE2] --password-stdin
+//	vaultd audit verify | audit pubkey
+//	vaultd calendar workdays-after DATE N | is-workday DATE | import FILE.json
+//
+// Every subcommand takes the same configuration (flags, VAULT_* environment,
+// --config FILE). main wires every piece by hand and closes them in reverse.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr, os.Getenv)
+	stop()
+	os.Exit(code)
+}
+
+// usageError is a mistake on the command line: exit 2.
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+// exitError carries a specific exit code with a message.
+type exitError struct {
+	code int
+	msg  string
+}
+
+func (e exitError) Error() string { return e.msg }
+
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) int {
+	err := dispatch(ctx, args, stdin, stdout, stderr, getenv)
+	if err == nil {
+		return 0
+	}
+	fmt.Fprintln(stderr, "vaultd:", err)
+	var ue usageError
+	var ee exitError
+	switch {
+	case errors.As(err, &ue):
+		return 2
+	case errors.As(err, &ee):
+		return ee.code
+	}
+	return 1
+}
+
+const usage = `usage: vaultd <command> [flags]
+  serve                                  run the server
+  org add --name NAME --kind KIND        create an organisation, print its id
+  user add --username U --org NAME --role ROLE [--role R2] --password-stdin
+  audit verify                           check the whole audit log
+  audit pubkey                           print the checkpoint verifier key
+  calendar workdays-after DATE N         date on which N working days after DATE are used up
+  calendar is-workday DATE               exit 0 for a working day, 1 otherwise
+  calendar import FILE.json              add a year to the working-day calendar`
+
+func dispatch(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) error {
+	if len(args) == 0 {
+		return usageError{usage}
+	}
+	cmd := args[0]
+	if len(args) > 1 && (cmd == "org" || cmd == "user" || cmd == "audit" || cmd == "calendar") {
+		cmd += " " + args[1]
+		args = args[1:]
+	}
+	rest := args[1:]
+	switch cmd {
+	case "serve":
+		return cmdServe(ctx, rest, stdout, stderr, getenv)
+	case "org add":
+		return cmdOrgAdd(ctx, rest, stdout, stderr, getenv)
+	case "user add":
+		return cmdUserAdd(ctx, rest, stdin, stdout, stderr, getenv)
+	case "audit verify":
+		return cmdAuditVerify(ctx, rest, stdout, stderr, getenv)
+	case "audit pubkey":
+		return cmdAuditPubkey(ctx, rest, stdout, stderr, getenv)
+	case "calendar workdays-after", "calendar is-workday", "calendar import":
+		return cmdCalendar(ctx, cmd, rest, stdout, stderr, getenv)
+	case "help", "-h", "--help":
+		fmt.Fprintln(stdout, usage)
+		return nil
+	}
+	return usageError{fmt.Sprintf("unknown command %q\n%s", cmd, usage)}
+}
+
+func newLogger(w io.Writer, level string) *slog.Logger {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		l = slog.LevelInfo
+	}
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))
+}

@@ -1,0 +1,187 @@
+package vault
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/crvault/crvault/access"
+	"github.com/crvault/crvault/audit"
+)
+
+// NewAssignment is an office admin's grant of need-to-know on a case.
+type NewAssignment struct {
+	User      string     `json:"user"`
+	Role      string     `json:"role"`
+	Purpose   string     `json:"purpose"`
+	ExpiresAt *time.Time `json:"expires_at"`
+}
+
+// Assign grants a reviewer or member unit access to one case, for a purpose.
+func (s *Service) Assign(ctx context.Context, a Actor, caseID string, in NewAssignment) (access.Assignment, error) {
+	_, _, _, err := s.authorize(ctx, a, caseID, "assignment.manage", "assignment.create", "case/"+caseID)
+	if err != nil {
+		return access.Assignment{}, err
+	}
+	if in.Role != "reviewer" && in.Role != "member_unit" {
+		return access.Assignment{}, invalid("role", "invalid_role", `role must be "reviewer" or "member_unit"`)
+	}
+	purpose, err := cleanText("purpose", in.Purpose, 500, true)
+	if err != nil {
+		return access.Assignment{}, err
+	}
+	if in.ExpiresAt != nil && !in.ExpiresAt.After(time.Now()) {
+		return access.Assignment{}, invalid("expires_at", "invalid_field", "expires_at must be in the future")
+	}
+	if !validID(in.User) {
+		return access.Assignment{}, invalid("user", "unknown_user", "no such user")
+	}
+	if err := s.record(ctx, a, "assignment.create", audit.Allowed, caseID, "user/"+in.User, purpose, in.Role); err != nil {
+		return access.Assignment{}, err
+	}
+	asg, err := s.access.Assign(ctx, a.P, caseID, in.User, in.Role, purpose, in.ExpiresAt)
+	if err != nil {
+		err = accessError(err)
+		s.recordFailure(ctx, a, "assignment.create", caseID, "user/"+in.User, err)
+		return access.Assignment{}, err
+	}
+	return asg, nil
+}
+
+// Assignments lists a case's assignments.
+func (s *Service) Assignments(ctx context.Context, a Actor, caseID string) ([]access.Assignment, error) {
+	_, _, d, err := s.authorize(ctx, a, caseID, "assignment.list", "assignment.list", "case/"+caseID)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.record(ctx, a, "assignment.list", audit.Allowed, caseID, "case/"+caseID, d.Purpose, ""); err != nil {
+		return nil, err
+	}
+	list, err := s.access.Assignments(ctx, caseID)
+	if err != nil {
+		return nil, fmt.Errorf("list assignments of case %s: %w", caseID, err)
+	}
+	if list == nil {
+		list = []access.Assignment{}
+	}
+	return list, nil
+}
+
+// Revoke ends an assignment; access ends on the caller's next request.
+func (s *Service) Revoke(ctx context.Context, a Actor, caseID, assignmentID string) error {
+	resource := "assignment/" + assignmentID
+	if _, _, _, err := s.authorize(ctx, a, caseID, "assignment.manage", "assignment.revoke", resource); err != nil {
+		return err
+	}
+	if err := s.record(ctx, a, "assignment.revoke", audit.Allowed, caseID, resource, "", ""); err != nil {
+		return err
+	}
+	if err := s.access.Revoke(ctx, a.P, caseID, assignmentID); err != nil {
+		err = accessError(err)
+		s.recordFailure(ctx, a, "assignment.revoke", caseID, resource, err)
+		return err
+	}
+	return nil
+}
+
+// NewDeclaration is an assignee's conflict-of-interest declaration (Art. 16).
+type NewDeclaration struct {
+	Conflict  *bool  `json:"conflict"`
+	Statement string `json:"statement"`
+}
+
+// Declare records the caller's declaration on a case they are assigned to.
+func (s *Service) Declare(ctx context.Context, a Actor, caseID string, in NewDeclaration) (access.Declaration, error) {
+	_, _, d, err := s.authorize(ctx, a, caseID, "declaration.create", "declaration.create", "case/"+caseID)
+	if err != nil {
+		return access.Declaration{}, err
+	}
+	if in.Conflict == nil {
+		return access.Declaration{}, invalid("conflict", "missing_field", "conflict (true or false) is required")
+	}
+	stmt, err := cleanText("statement", in.Statement, 4000, true)
+	if err != nil {
+		return access.Declaration{}, err
+	}
+	detail := "no_conflict"
+	if *in.Conflict {
+		detail = "conflict"
+	}
+	if err := s.record(ctx, a, "declaration.create", audit.Allowed, caseID, "case/"+caseID, d.Purpose, detail); err != nil {
+		return access.Declaration{}, err
+	}
+	dec, err := s.access.Declare(ctx, a.P, caseID, *in.Conflict, stmt)
+	if err != nil {
+		err = accessError(err)
+		s.recordFailure(ctx, a, "declaration.create", caseID, "case/"+caseID, err)
+		return access.Declaration{}, err
+	}
+	return dec, nil
+}
+
+// accessError turns access's sentinels into vault errors for api/.
+func accessError(err error) error {
+	var fe *access.FieldError
+	switch {
+	case errors.As(err, &fe):
+		return &Error{Kind: ErrInvalid, Code: fe.Code, Detail: fe.Detail, Field: fe.Field}
+	case errors.Is(err, access.ErrNotFound):
+		return fail(ErrNotFound, "not_found", "no such user or assignment")
+	case errors.Is(err, access.ErrConflict):
+		return fail(ErrConflict, "conflict", "that already exists")
+	case errors.Is(err, access.ErrInvalid):
+		return fail(ErrInvalid, "invalid_field", "the request is not valid")
+	}
+	return err
+}
+
+// AuditQuery is a search of the audit log.
+type AuditQuery = audit.Filter
+
+// AuditEvents searches the log: inspectors see everything; operators and
+// providers see every event on their own organisation's cases; others 403.
+func (s *Service) AuditEvents(ctx context.Context, a Actor, f audit.Filter) ([]audit.Event, string, error) {
+	switch {
+	case a.P.Has("inspector"):
+	case a.P.Has("operator"), a.P.Has("provider"):
+		ids, err := s.orgCaseIDs(ctx, a.P)
+		if err != nil {
+			return nil, "", err
+		}
+		if f.CaseID != "" && !contains(ids, f.CaseID) {
+			ids = []string{}
+		}
+		f.CaseIDs = ids
+		if len(ids) == 0 {
+			f.CaseIDs = []string{"-"}
+		}
+	default:
+		if err := s.record(ctx, a, "audit.query", audit.Denied, f.CaseID, "audit/events", "", "forbidden"); err != nil {
+			return nil, "", err
+		}
+		return nil, "", fail(ErrForbidden, "forbidden", "only inspectors, operators and providers may read the audit trail")
+	}
+	if err := s.record(ctx, a, "audit.query", audit.Allowed, f.CaseID, "audit/events", "", ""); err != nil {
+		return nil, "", err
+	}
+	items, next, err := s.audit.Query(ctx, f)
+	if err != nil {
+		if errors.Is(err, audit.ErrInvalid) {
+			return nil, "", invalid("cursor", "invalid_query", "the audit query is not valid")
+		}
+		return nil, "", fmt.Errorf("query audit log: %w", err)
+	}
+	return items, next, nil
+}
+
+func (s *Service) orgCaseIDs(ctx context.Context, p access.Principal) ([]string, error) {
+	var ids []string
+	org := p.User.OrgID
+	err := s.db.WithContext(ctx).Model(&caseRow{}).Where("operator_org = ? OR id IN (?)", org,
+		s.db.Model(&caseProviderRow{}).Select("case_id").Where("org_id = ?", org)).Pluck("id", &ids).Error
+	if err != nil {
+		return nil, fmt.Errorf("list cases of organisation: %w", err)
+	}
+	return ids, nil
+}

@@ -1,0 +1,217 @@
+package vault
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"gorm.io/gorm"
+
+	"github.com/crvault/crvault/access"
+	"github.com/crvault/crvault/audit"
+)
+
+// Statuses a case moves through; see vault/review for the transitions.
+const (
+	StatusDraft     = "draft"
+	StatusSubmitted = "submitted"
+)
+
+// CreateCase files a new draft case for the operator's organisation and
+// creates the case's own age identity, wrapped to the master key.
+func (s *Service) CreateCase(ctx context.Context, a Actor, in NewCase) (Case, error) {
+	if !s.access.Can(a.P, "case", "create") {
+		if err := s.record(ctx, a, "case.create", audit.Denied, "", "", "", "forbidden"); err != nil {
+			return Case{}, err
+		}
+		return Case{}, fail(ErrForbidden, "forbidden", "only operators file review applications")
+	}
+	title, err := cleanText("title", in.Title, 300, true)
+	if err != nil {
+		return Case{}, err
+	}
+	product, err := cleanText("product", in.Product, 300, true)
+	if err != nil {
+		return Case{}, err
+	}
+	if len(in.Providers) > 50 {
+		return Case{}, invalid("providers", "invalid_field", "at most 50 providers")
+	}
+	seen := map[string]bool{}
+	providers := []string{}
+	for _, p := range in.Providers {
+		if seen[p] {
+			continue
+		}
+		seen[p] = true
+		org, err := s.access.Org(ctx, p)
+		if errors.Is(err, access.ErrNotFound) || (err == nil && org.Kind != access.OrgKind("provider")) {
+			return Case{}, invalid("providers", "unknown_provider", fmt.Sprintf("%q is not a provider organisation", p))
+		}
+		if err != nil {
+			return Case{}, fmt.Errorf("look up provider: %w", err)
+		}
+		providers = append(providers, org.ID)
+	}
+	wrapped, err := s.master.NewCaseKey()
+	if err != nil {
+		return Case{}, fmt.Errorf("create case key: %w", err)
+	}
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	row := caseRow{ID: newID(), Title: title, Product: product, OperatorOrg: a.P.User.OrgID, Status: StatusDraft,
+		CreatedBy: a.P.User.ID, CreatedAt: now, UpdatedAt: now}
+	if err := s.record(ctx, a, "case.create", audit.Allowed, row.ID, "case/"+row.ID, "", ""); err != nil {
+		return Case{}, err
+	}
+	err = s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		if err := tx.Create(&row).Error; err != nil {
+			return err
+		}
+		for _, p := range providers {
+			if err := tx.Create(&caseProviderRow{CaseID: row.ID, OrgID: p}).Error; err != nil {
+				return err
+			}
+		}
+		return tx.Create(&caseKeyRow{CaseID: row.ID, Wrapped: wrapped, CreatedAt: now}).Error
+	})
+	if err != nil {
+		s.recordFailure(ctx, a, "case.create", row.ID, "case/"+row.ID, err)
+		return Case{}, fmt.Errorf("store case: %w", err)
+	}
+	return toCase(row, providers), nil
+}
+
+// GetCase returns a case the caller may see.
+func (s *Service) GetCase(ctx context.Context, a Actor, id string) (Case, error) {
+	row, providers, d, err := s.authorize(ctx, a, id, access.Action("case.read"), "case.read", "case/"+id)
+	if err != nil {
+		return Case{}, err
+	}
+	if err := s.record(ctx, a, "case.read", audit.Allowed, id, "case/"+id, d.Purpose, ""); err != nil {
+		return Case{}, err
+	}
+	return toCase(row, providers), nil
+}
+
+// Page is one page of a list.
+type Page[T any] struct {
+	Items      []T    `json:"items"`
+	NextCursor string `json:"next_cursor"`
+}
+
+// ListCases lists the cases the caller may see, in creation order.
+func (s *Service) ListCases(ctx context.Context, a Actor, status string, limit int, cursor string) (Page[Case], error) {
+	if cursor != "" && !validID(cursor) {
+		return Page[Case]{}, invalid("cursor", "invalid_cursor", "cursor is not one this server issued")
+	}
+	q := s.db.WithContext(ctx).Model(&caseRow{})
+	u := a.P.User
+	switch {
+	case a.P.Has("inspector"):
+		// inspectors audit every case; they never read content
+	case a.P.Has("office_admin"):
+		q = q.Where("status <> ?", StatusDraft)
+	case a.P.Has("operator"):
+		q = q.Where("operator_org = ?", u.OrgID)
+	case a.P.Has("provider"):
+		q = q.Where("id IN (?)", s.db.Model(&caseProviderRow{}).Select("case_id").Where("org_id = ?", u.OrgID))
+	case a.P.Has("reviewer"), a.P.Has("member_unit"):
+		ids, err := s.access.CasesOf(ctx, a.P)
+		if err != nil {
+			return Page[Case]{}, fmt.Errorf("list assigned cases: %w", err)
+		}
+		if len(ids) == 0 {
+			ids = []string{""}
+		}
+		q = q.Where("id IN ?", ids)
+	default:
+		q = q.Where("1 = 0")
+	}
+	if status != "" {
+		q = q.Where("status = ?", status)
+	}
+	if cursor != "" {
+		q = q.Where("id > ?", cursor)
+	}
+	var rows []caseRow
+	if err := q.Order("id").Limit(limit + 1).Find(&rows).Error; err != nil {
+		return Page[Case]{}, fmt.Errorf("list cases: %w", err)
+	}
+	if err := s.record(ctx, a, "case.list", audit.Allowed, "", "cases", "", ""); err != nil {
+		return Page[Case]{}, err
+	}
+	page := Page[Case]{Items: []Case{}}
+	if len(rows) > limit {
+		rows = rows[:limit]
+		page.NextCursor = rows[limit-1].ID
+	}
+	for _, r := range rows {
+		p, err := s.providers(ctx, r.ID)
+		if err != nil {
+			return Page[Case]{}, err
+		}
+		page.Items = append(page.Items, toCase(r, p))
+	}
+	return page, nil
+}
+
+// requiredKinds must each have at least one material before submission (Art. 7).
+var requiredKinds = []string{"declaration", "impact_analysis", "procurement"}
+
+// Submit files the application with the Review Office.
+func (s *Service) Submit(ctx context.Context, a Actor, id string) (Case, error) {
+	row, providers, d, err := s.authorize(ctx, a, id, access.Action("case.submit"), "case.submit", "case/"+id)
+	if err != nil {
+		return Case{}, err
+	}
+	if row.Status != StatusDraft {
+		if err := s.record(ctx, a, "case.submit", audit.Denied, id, "case/"+id, d.Purpose, "illegal_transition"); err != nil {
+			return Case{}, err
+		}
+		return Case{}, &Error{Kind: ErrConflict, Code: "illegal_transition", Detail: "only a draft case can be submitted", Allowed: []string{}}
+	}
+	var have []string
+	if err := s.db.WithContext(ctx).Model(&materialRow{}).Where("case_id = ? AND kind IN ?", id, requiredKinds).
+		Distinct("kind").Pluck("kind", &have).Error; err != nil {
+		return Case{}, fmt.Errorf("check materials of case %s: %w", id, err)
+	}
+	missing := []string{}
+	for _, k := range requiredKinds {
+		found := false
+		for _, h := range have {
+			found = found || h == k
+		}
+		if !found {
+			missing = append(missing, k)
+		}
+	}
+	if len(missing) > 0 {
+		if err := s.record(ctx, a, "case.submit", audit.Denied, id, "case/"+id, d.Purpose, "materials_incomplete"); err != nil {
+			return Case{}, err
+		}
+		return Case{}, &Error{Kind: ErrIncomplete, Code: "materials_incomplete", Detail: "declaration, impact analysis and procurement documents are required (Art. 7)", Missing: missing}
+	}
+	if err := s.record(ctx, a, "case.submit", audit.Allowed, id, "case/"+id, d.Purpose, ""); err != nil {
+		return Case{}, err
+	}
+	if err := s.setStatus(ctx, row, StatusSubmitted); err != nil {
+		s.recordFailure(ctx, a, "case.submit", id, "case/"+id, err)
+		return Case{}, err
+	}
+	row.Status = StatusSubmitted
+	return toCase(row, providers), nil
+}
+
+// setStatus moves a case on only if nobody else moved it since it was read.
+func (s *Service) setStatus(ctx context.Context, row caseRow, status string) error {
+	res := s.db.WithContext(ctx).Model(&caseRow{}).Where("id = ? AND revision = ?", row.ID, row.Revision).
+		Updates(map[string]any{"status": status, "revision": row.Revision + 1, "updated_at": time.Now().UTC()})
+	if res.Error != nil {
+		return fmt.Errorf("update case %s: %w", row.ID, res.Error)
+	}
+	if res.RowsAffected != 1 {
+		return &Error{Kind: ErrConflict, Code: "concurrent_update", Detail: "the case changed while this request ran; retry"}
+	}
+	return nil
+}

@@ -1,0 +1,492 @@
+package vault
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"gorm.io/gorm"
+
+	"github.com/crvault/crvault/access"
+	"github.com/crvault/crvault/audit"
+	"github.com/crvault/crvault/vault/crypt"
+)
+
+// Material is the metadata of one stored document version.
+type Material struct {
+	ID          string    `json:"id"`
+	CaseID      string    `json:"case_id"`
+	Kind        string    `json:"kind"`
+	Filename    string    `json:"filename"`
+	ContentType string    `json:"content_type"`
+	Size        int64     `json:"size"`
+	SHA256      string    `json:"sha256"`
+	Version     int       `json:"version"`
+	UploadedBy  string    `json:"uploaded_by"`
+	UploadedAt  time.Time `json:"uploaded_at"`
+}
+
+// Kinds of material (Art. 7 and 14, plus what the review produces).
+var Kinds = []string{"declaration", "impact_analysis", "procurement", "other", "supplementary", "recommendation", "opinion", "notice", "evidence"}
+
+func knownKind(k string) bool {
+	for _, x := range Kinds {
+		if x == k {
+			return true
+		}
+	}
+	return false
+}
+
+func toMaterial(r materialRow) Material {
+	return Material{ID: r.ID, CaseID: r.CaseID, Kind: r.Kind, Filename: r.Filename, ContentType: r.ContentType, Size: r.Size,
+		SHA256: r.SHA256, Version: r.Version, UploadedBy: r.UploadedBy, UploadedAt: r.UploadedAt.UTC()}
+}
+
+// Upload is one document arriving. Body is read once, to its end.
+type Upload struct {
+	Kind        string
+	Filename    string
+	ContentType string
+	Body        io.Reader
+	// Size is the declared plaintext length, or -1 when unknown (multipart).
+	// A body that ends early or runs past it is refused.
+	Size int64
+}
+
+// uploadRule says which decision admits an upload of a kind, and in which statuses.
+type uploadRule struct {
+	act      access.Action
+	roles    []access.Role
+	statuses []string
+}
+
+var uploadRules = map[string]uploadRule{
+	"declaration":     {"material.upload", []access.Role{"operator", "provider"}, []string{"draft"}},
+	"impact_analysis": {"material.upload", []access.Role{"operator", "provider"}, []string{"draft"}},
+	"procurement":     {"material.upload", []access.Role{"operator", "provider"}, []string{"draft"}},
+	"other":           {"material.upload", []access.Role{"operator", "provider"}, []string{"draft", "submitted", "under_review", "awaiting_supplement"}},
+	"supplementary":   {"material.upload", []access.Role{"operator", "provider"}, []string{"submitted", "under_review", "awaiting_supplement"}},
+	"evidence":        {"complaint.create", []access.Role{"operator", "provider"}, nil},
+	"recommendation":  {"material.read", []access.Role{"reviewer", "office_admin"}, []string{"under_review"}},
+	"opinion":         {"opinion.create", []access.Role{"member_unit"}, []string{"soliciting_opinions", "special_review"}},
+	"notice":          {"case.transition", []access.Role{"office_admin"}, nil},
+}
+
+// Upload streams a document into the case: hashed and counted on the way,
+// encrypted to the case key, written to the blob store, and only then
+// recorded. A failed upload leaves no material and no blob.
+func (s *Service) Upload(ctx context.Context, a Actor, caseID string, up Upload) (Material, error) {
+	rule, known := uploadRules[up.Kind]
+	act := rule.act
+	if !known {
+		act = "material.upload"
+	}
+	row, _, d, err := s.authorize(ctx, a, caseID, act, "material.upload", "case/"+caseID)
+	if err != nil {
+		return Material{}, err
+	}
+	if !known {
+		return Material{}, invalid("kind", "invalid_kind", "kind must be one of "+strings.Join(Kinds, ", "))
+	}
+	if !hasAnyRole(a.P, rule.roles) {
+		if err := s.record(ctx, a, "material.upload", audit.Denied, caseID, "case/"+caseID, d.Purpose, "forbidden"); err != nil {
+			return Material{}, err
+		}
+		return Material{}, fail(ErrForbidden, "forbidden", fmt.Sprintf("your role may not upload %s materials", up.Kind))
+	}
+	if rule.statuses != nil && !contains(rule.statuses, row.Status) {
+		if err := s.record(ctx, a, "material.upload", audit.Denied, caseID, "case/"+caseID, d.Purpose, "case_not_editable"); err != nil {
+			return Material{}, err
+		}
+		return Material{}, fail(ErrConflict, "case_not_editable", fmt.Sprintf("%s materials cannot be added to a %s case", up.Kind, row.Status))
+	}
+	return s.store(ctx, a, row.ID, d.Purpose, up)
+}
+
+// store does the streaming write of an authorised upload.
+func (s *Service) store(ctx context.Context, a Actor, caseID, purpose string, up Upload) (Material, error) {
+	filename, err := sanitizeFilename(up.Filename)
+	if err != nil {
+		return Material{}, err
+	}
+	ctype, err := cleanContentType(up.ContentType)
+	if err != nil {
+		return Material{}, err
+	}
+	if up.Size > s.maxSize {
+		return Material{}, fail(ErrTooLarge, "too_large", fmt.Sprintf("the limit is %d bytes", s.maxSize))
+	}
+	key, err := s.caseKey(ctx, caseID)
+	if err != nil {
+		return Material{}, err
+	}
+	id, blobID := newID(), newID()
+	resource := "material/" + id
+	// The intent is audited before anything is stored: no record, no upload.
+	if err := s.record(ctx, a, "material.upload", audit.Allowed, caseID, resource, purpose, ""); err != nil {
+		return Material{}, err
+	}
+	size, sum, header, err := s.encryptToBlob(ctx, key, blobID, up)
+	if err != nil {
+		s.recordFailure(ctx, a, "material.upload", caseID, resource, err)
+		return Material{}, err
+	}
+	m := materialRow{ID: id, CaseID: caseID, Kind: up.Kind, Filename: filename, ContentType: ctype, Size: size, SHA256: sum,
+		BlobID: blobID, Header: header, UploadedBy: a.P.User.ID, UploaderOrg: a.P.User.OrgID, UploadedAt: time.Now().UTC().Truncate(time.Microsecond)}
+	if err := s.insertVersion(ctx, &m); err != nil {
+		// The row is the commit point; without it the blob is garbage.
+		if derr := s.blobs.Delete(context.WithoutCancel(ctx), blobID); derr != nil {
+			s.log.WarnContext(ctx, "orphan blob left for the janitor", "blob", blobID, "err", derr)
+		}
+		s.recordFailure(ctx, a, "material.upload", caseID, resource, err)
+		return Material{}, fmt.Errorf("record material: %w", err)
+	}
+	return toMaterial(m), nil
+}
+
+// encryptToBlob pipes body -> limit/hash -> age -> blob store without holding
+// the document: memory stays at age's chunk plus the store's part buffer.
+func (s *Service) encryptToBlob(ctx context.Context, key *crypt.CaseKey, blobID string, up Upload) (int64, string, []byte, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	pr, pw := io.Pipe()
+	blobSize := int64(-1)
+	if up.Size >= 0 {
+		blobSize = crypt.PayloadSize(up.Size)
+	}
+	putDone := make(chan error, 1)
+	go func() {
+		_, err := s.blobs.Put(ctx, blobID, pr, blobSize)
+		pr.CloseWithError(err) // unblocks the writer if the store gave up first
+		putDone <- err
+	}()
+	sealer, err := key.Encrypt(pw)
+	if err != nil {
+		pw.CloseWithError(err)
+		<-putDone
+		return 0, "", nil, fmt.Errorf("start encryption: %w", err)
+	}
+	h := sha256.New()
+	limit := s.maxSize
+	if up.Size >= 0 {
+		limit = up.Size
+	}
+	n, copyErr := io.Copy(io.MultiWriter(sealer, h), io.LimitReader(up.Body, limit+1))
+	switch {
+	case copyErr != nil:
+		copyErr = classifyBodyError(copyErr)
+	case n > limit && up.Size >= 0:
+		copyErr = fail(ErrBadRequest, "content_length_mismatch", "the body is longer than its declared length")
+	case n > limit:
+		copyErr = fail(ErrTooLarge, "too_large", fmt.Sprintf("the limit is %d bytes", s.maxSize))
+	case up.Size >= 0 && n < up.Size:
+		copyErr = fail(ErrBadRequest, "content_length_mismatch", "the body ended before its declared length")
+	}
+	if copyErr == nil {
+		copyErr = sealer.Close()
+	}
+	if copyErr != nil {
+		cancel()
+		pw.CloseWithError(copyErr)
+		<-putDone
+		_ = s.blobs.Delete(context.WithoutCancel(ctx), blobID)
+		return 0, "", nil, copyErr
+	}
+	pw.Close()
+	if err := <-putDone; err != nil {
+		_ = s.blobs.Delete(context.WithoutCancel(ctx), blobID)
+		return 0, "", nil, &Error{Kind: ErrUnavailable, Code: "store_unavailable", Detail: "the blob store refused the write"}
+	}
+	return n, hex.EncodeToString(h.Sum(nil)), sealer.Header(), nil
+}
+
+// BodyError marks a failure reading the client's body (not ours), so the
+// upload is refused as bad input. api/ wraps reader errors with it.
+type BodyError struct{ Err error }
+
+func (e *BodyError) Error() string { return "read request body: " + e.Err.Error() }
+func (e *BodyError) Unwrap() error { return e.Err }
+
+func classifyBodyError(err error) error {
+	var ve *Error
+	if errors.As(err, &ve) {
+		return ve
+	}
+	var be *BodyError
+	if errors.As(err, &be) {
+		var inner *Error
+		if errors.As(be.Err, &inner) {
+			return inner
+		}
+		return fail(ErrBadRequest, "malformed_body", "the request body could not be read to its end")
+	}
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		return fail(ErrBadRequest, "malformed_body", "the request body ended early")
+	}
+	return fmt.Errorf("store upload: %w", err)
+}
+
+// insertVersion numbers the material after the existing versions of the same
+// kind and filename; the unique index settles races, with a few retries.
+func (s *Service) insertVersion(ctx context.Context, m *materialRow) error {
+	var err error
+	for attempt := 0; attempt < 5; attempt++ {
+		var max int
+		if err = s.db.WithContext(ctx).Model(&materialRow{}).Where("case_id = ? AND kind = ? AND filename = ?", m.CaseID, m.Kind, m.Filename).
+			Select("COALESCE(MAX(version), 0)").Scan(&max).Error; err != nil {
+			return err
+		}
+		m.Version = max + 1
+		if err = s.db.WithContext(ctx).Create(m).Error; !errors.Is(err, gorm.ErrDuplicatedKey) {
+			return err
+		}
+	}
+	return err
+}
+
+func (s *Service) caseKey(ctx context.Context, caseID string) (*crypt.CaseKey, error) {
+	var k caseKeyRow
+	if err := s.db.WithContext(ctx).Where("case_id = ?", caseID).Take(&k).Error; err != nil {
+		if errors.Is(err, gorm.ErrRecordNotFound) {
+			return nil, fail(ErrConflict, "case_shredded", "this case's key no longer exists")
+		}
+		return nil, fmt.Errorf("load key of case %s: %w", caseID, err)
+	}
+	key, err := s.master.OpenCaseKey(k.Wrapped)
+	if err != nil {
+		return nil, fmt.Errorf("open key of case %s: %w", caseID, err)
+	}
+	return key, nil
+}
+
+// materialVisible refines the case decision per material: evidence against a
+// reviewer is not the reviewer's to see, and a provider sees what its own
+// organisation filed plus the office's notices.
+func materialVisible(p access.Principal, m materialRow) bool {
+	if m.Kind == "evidence" {
+		return m.UploaderOrg == p.User.OrgID || p.Has("inspector")
+	}
+	if p.Has("provider") && !p.Has("operator") {
+		return m.UploaderOrg == p.User.OrgID || m.Kind == "notice"
+	}
+	return true
+}
+
+// ListMaterials lists the materials of a case the caller may see.
+func (s *Service) ListMaterials(ctx context.Context, a Actor, caseID string) ([]Material, error) {
+	_, _, d, err := s.authorize(ctx, a, caseID, "material.list", "material.list", "case/"+caseID)
+	if err != nil {
+		return nil, err
+	}
+	var rows []materialRow
+	if err := s.db.WithContext(ctx).Omit("header").Where("case_id = ?", caseID).Order("uploaded_at, id").Find(&rows).Error; err != nil {
+		return nil, fmt.Errorf("list materials of case %s: %w", caseID, err)
+	}
+	if err := s.record(ctx, a, "material.list", audit.Allowed, caseID, "case/"+caseID, d.Purpose, ""); err != nil {
+		return nil, err
+	}
+	out := []Material{}
+	for _, r := range rows {
+		if materialVisible(a.P, r) {
+			out = append(out, toMaterial(r))
+		}
+	}
+	return out, nil
+}
+
+// material loads a material and authorises act on it, auditing refusals.
+// Unknown ids and materials hidden from the caller both answer 404.
+func (s *Service) material(ctx context.Context, a Actor, id string, act access.Action, event string) (materialRow, access.Decision, error) {
+	var m materialRow
+	resource := "material/" + id
+	err := gorm.ErrRecordNotFound
+	if validID(id) {
+		err = s.db.WithContext(ctx).Where("id = ?", id).Take(&m).Error
+	}
+	if errors.Is(err, gorm.ErrRecordNotFound) {
+		if err := s.record(ctx, a, event, audit.Denied, "", resource, "", "not_found"); err != nil {
+			return m, access.Decision{}, err
+		}
+		return m, access.Decision{}, fail(ErrNotFound, "not_found", "no such material")
+	}
+	if err != nil {
+		return m, access.Decision{}, fmt.Errorf("load material %s: %w", id, err)
+	}
+	_, _, d, err := s.authorize(ctx, a, m.CaseID, act, event, resource)
+	if err != nil {
+		var ve *Error
+		if errors.As(err, &ve) && ve.Code == "not_found" {
+			ve.Detail = "no such material"
+		}
+		return m, d, err
+	}
+	if !materialVisible(a.P, m) {
+		if err := s.record(ctx, a, event, audit.Denied, m.CaseID, resource, d.Purpose, "not_found"); err != nil {
+			return m, d, err
+		}
+		return m, d, fail(ErrNotFound, "not_found", "no such material")
+	}
+	return m, d, nil
+}
+
+// GetMaterial returns a material's metadata.
+func (s *Service) GetMaterial(ctx context.Context, a Actor, id string) (Material, error) {
+	m, d, err := s.material(ctx, a, id, "material.meta", "material.meta")
+	if err != nil {
+		return Material{}, err
+	}
+	if err := s.record(ctx, a, "material.meta", audit.Allowed, m.CaseID, "material/"+id, d.Purpose, ""); err != nil {
+		return Material{}, err
+	}
+	return toMaterial(m), nil
+}
+
+// Range is a single byte range [Start, Start+Length) of the plaintext.
+type Range struct{ Start, Length int64 }
+
+// Content is an opened material: Body yields exactly Length bytes of
+// plaintext starting at Start. The caller must Close it.
+type Content struct {
+	Material Material
+	Start    int64
+	Length   int64
+	Partial  bool
+	Body     io.Reader
+	close    func() error
+}
+
+// Close releases the blob.
+func (c *Content) Close() error { return c.close() }
+
+// RangeFunc resolves the caller's Range header against the material's size
+// once it is known; nil means the whole document. It returns ErrRange for an
+// unsatisfiable range.
+type RangeFunc func(size int64) (*Range, error)
+
+// OpenContent is the only road to plaintext. It authorises the read, appends
+// the material.read audit event and only then opens and decrypts the blob.
+// If the event cannot be written, nothing is opened.
+func (s *Service) OpenContent(ctx context.Context, a Actor, id string, rng RangeFunc) (*Content, error) {
+	m, d, err := s.material(ctx, a, id, "material.read", "material.read")
+	if err != nil {
+		return nil, err
+	}
+	var r *Range
+	if rng != nil {
+		if r, err = rng(m.Size); err != nil {
+			if err := s.record(ctx, a, "material.read", audit.Denied, m.CaseID, "material/"+id, d.Purpose, "range_not_satisfiable"); err != nil {
+				return nil, err
+			}
+			return nil, err
+		}
+	}
+	resource := "material/" + id
+	if r != nil {
+		resource = fmt.Sprintf("%s bytes=%d-%d", resource, r.Start, r.Start+r.Length-1)
+	}
+	if err := s.record(ctx, a, "material.read", audit.Allowed, m.CaseID, resource, d.Purpose, ""); err != nil {
+		return nil, err
+	}
+	c, err := s.decrypt(ctx, m, r)
+	if err != nil {
+		s.recordFailure(ctx, a, "material.read", m.CaseID, resource, err)
+		return nil, err
+	}
+	return c, nil
+}
+
+func (s *Service) decrypt(ctx context.Context, m materialRow, r *Range) (*Content, error) {
+	key, err := s.caseKey(ctx, m.CaseID)
+	if err != nil {
+		return nil, err
+	}
+	obj, err := s.blobs.Open(ctx, m.BlobID)
+	if err != nil {
+		return nil, fmt.Errorf("open blob of material %s: %w", m.ID, err)
+	}
+	c := &Content{Material: toMaterial(m), Length: m.Size, close: obj.Close}
+	if r == nil {
+		body, err := key.OpenStream(m.Header, io.NewSectionReader(obj, 0, obj.Size()))
+		if err != nil {
+			obj.Close()
+			return nil, fmt.Errorf("decrypt material %s: %w", m.ID, err)
+		}
+		c.Body = body
+		return c, nil
+	}
+	ra, size, err := key.OpenReaderAt(m.Header, obj, obj.Size())
+	if err != nil {
+		obj.Close()
+		return nil, fmt.Errorf("decrypt material %s: %w", m.ID, err)
+	}
+	if r.Start+r.Length > size {
+		obj.Close()
+		return nil, fmt.Errorf("material %s: stored size %d disagrees with recorded %d", m.ID, size, m.Size)
+	}
+	c.Start, c.Length, c.Partial = r.Start, r.Length, true
+	c.Body = io.NewSectionReader(ra, r.Start, r.Length)
+	return c, nil
+}
+
+// sanitizeFilename keeps a display name only: no directories, no control
+// characters, bounded length. It is never used as a path.
+func sanitizeFilename(name string) (string, error) {
+	if !utf8.ValidString(name) {
+		return "", invalid("filename", "invalid_filename", "filename must be UTF-8")
+	}
+	if i := strings.LastIndexAny(name, `/\`); i >= 0 {
+		name = name[i+1:]
+	}
+	var b strings.Builder
+	for _, r := range name {
+		if r < 0x20 || r == 0x7f || r == '"' {
+			continue
+		}
+		b.WriteRune(r)
+	}
+	name = strings.TrimSpace(b.String())
+	if name == "" || name == "." || name == ".." {
+		return "", invalid("filename", "invalid_filename", "a filename is required")
+	}
+	if len(name) > 255 {
+		return "", invalid("filename", "invalid_filename", "filename is longer than 255 bytes")
+	}
+	return name, nil
+}
+
+func cleanContentType(ct string) (string, error) {
+	if ct == "" {
+		return "application/octet-stream", nil
+	}
+	mt, params, err := mime.ParseMediaType(ct)
+	if err != nil || len(ct) > 255 {
+		return "", invalid("content_type", "invalid_content_type", "content type is not a valid media type")
+	}
+	return mime.FormatMediaType(mt, params), nil
+}
+
+func hasAnyRole(p access.Principal, roles []access.Role) bool {
+	for _, r := range roles {
+		if p.Has(r) {
+			return true
+		}
+	}
+	return false
+}
+
+func contains(xs []string, x string) bool {
+	for _, v := range xs {
+		if v == x {
+			return true
+		}
+	}
+	return false
+}

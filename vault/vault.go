@@ -1,0 +1,238 @@
+// Package vault holds review cases and their materials, and is the only road
+// to a material's plaintext: Service.OpenContent authorises the caller
+// (access), appends the audit event (audit) and only then opens the blob and
+// decrypts it. Nothing outside this package can reach a blob store or a key.
+//
+// Every method that touches a case appends exactly one audit event for the
+// request (plus an "error" event when an authorised action then fails), and
+// refuses with ErrUnavailable when the audit log cannot be written.
+package vault
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"gorm.io/gorm"
+
+	"github.com/crvault/crvault/access"
+	"github.com/crvault/crvault/audit"
+	"github.com/crvault/crvault/vault/blob"
+	"github.com/crvault/crvault/vault/crypt"
+)
+
+// Actor is the authenticated caller of one request, with what the audit
+// event needs to say where the request came from.
+type Actor struct {
+	P         access.Principal
+	IP        string
+	RequestID string
+}
+
+// Case is a review application (Art. 5 and 7).
+type Case struct {
+	ID          string    `json:"id"`
+	Title       string    `json:"title"`
+	Product     string    `json:"product"`
+	OperatorOrg string    `json:"operator_org"`
+	Providers   []string  `json:"providers"`
+	Status      string    `json:"status"`
+	CreatedAt   time.Time `json:"created_at"`
+}
+
+// NewCase is what an operator files.
+type NewCase struct {
+	Title     string   `json:"title"`
+	Product   string   `json:"product"`
+	Providers []string `json:"providers"`
+}
+
+// Config tunes the service; zero values take the defaults.
+type Config struct {
+	MaxMaterialSize int64 // bytes of plaintext; default 10 GiB
+	Logger          *slog.Logger
+}
+
+// Service is the vault. It is safe for concurrent use.
+type Service struct {
+	db      *gorm.DB
+	blobs   blob.Store
+	master  *crypt.Master
+	access  *access.Service
+	audit   *audit.Log
+	maxSize int64
+	log     *slog.Logger
+}
+
+// New wires the vault over its stores. The database must be migrated.
+func New(db *gorm.DB, blobs blob.Store, master *crypt.Master, acc *access.Service, log *audit.Log, cfg Config) *Service {
+	if cfg.MaxMaterialSize <= 0 {
+		cfg.MaxMaterialSize = 10 << 30
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Service{db: db, blobs: blobs, master: master, access: acc, audit: log, maxSize: cfg.MaxMaterialSize, log: cfg.Logger}
+}
+
+// MaxMaterialSize is the configured upload limit in bytes.
+func (s *Service) MaxMaterialSize() int64 { return s.maxSize }
+
+// Ping checks the database and the blob store, for readiness.
+func (s *Service) Ping(ctx context.Context) error {
+	sqlDB, err := s.db.DB()
+	if err != nil {
+		return err
+	}
+	if err := sqlDB.PingContext(ctx); err != nil {
+		return fmt.Errorf("database: %w", err)
+	}
+	if err := s.blobs.Ping(ctx); err != nil {
+		return fmt.Errorf("blob store: %w", err)
+	}
+	return nil
+}
+
+// record appends one audit event for the request. A failure is ErrUnavailable:
+// the caller must not go on.
+func (s *Service) record(ctx context.Context, a Actor, action string, outcome audit.Outcome, caseID, resource, purpose, detail string) error {
+	_, err := s.audit.Append(ctx, audit.Event{
+		Actor: a.P.User.ID, ActorOrg: a.P.User.OrgID, Action: action, Outcome: outcome,
+		CaseID: caseID, Resource: resource, Purpose: purpose, IP: a.IP, RequestID: a.RequestID, Detail: detail,
+	})
+	if err != nil {
+		s.log.ErrorContext(ctx, "audit append failed", "action", action, "request_id", a.RequestID, "err", err)
+		return &Error{Kind: ErrUnavailable, Code: "audit_unavailable", Detail: "the audit log cannot be written; the request was refused"}
+	}
+	return nil
+}
+
+// recordFailure notes that an authorised action then failed. It is best
+// effort: the original error is what the caller reports.
+func (s *Service) recordFailure(ctx context.Context, a Actor, action, caseID, resource string, cause error) {
+	code := "internal"
+	var ve *Error
+	if errors.As(cause, &ve) {
+		code = ve.Code
+	}
+	_ = s.record(context.WithoutCancel(ctx), a, action, audit.Errored, caseID, resource, "", code)
+}
+
+// RecordDenied audits a refusal that happened before the vault was reached
+// (for example a forged token); api/ calls it so every 401 is in the log.
+func (s *Service) RecordDenied(ctx context.Context, a Actor, action, resource, code string) error {
+	return s.record(ctx, a, action, audit.Denied, "", resource, "", code)
+}
+
+// caseFacts loads a case row and the facts access needs.
+func (s *Service) caseFacts(ctx context.Context, id string) (caseRow, access.CaseFacts, []string, error) {
+	var row caseRow
+	if !validID(id) {
+		return row, access.CaseFacts{}, nil, gorm.ErrRecordNotFound
+	}
+	if err := s.db.WithContext(ctx).Where("id = ?", id).Take(&row).Error; err != nil {
+		return row, access.CaseFacts{}, nil, err
+	}
+	providers, err := s.providers(ctx, id)
+	if err != nil {
+		return row, access.CaseFacts{}, nil, err
+	}
+	return row, access.CaseFacts{ID: row.ID, OperatorOrg: row.OperatorOrg, ProviderOrgs: providers, Status: row.Status}, providers, nil
+}
+
+func (s *Service) providers(ctx context.Context, caseID string) ([]string, error) {
+	var orgs []string
+	err := s.db.WithContext(ctx).Model(&caseProviderRow{}).Where("case_id = ?", caseID).Order("org_id").Pluck("org_id", &orgs).Error
+	if err != nil {
+		return nil, fmt.Errorf("load providers of case %s: %w", caseID, err)
+	}
+	if orgs == nil {
+		orgs = []string{}
+	}
+	return orgs, nil
+}
+
+// authorize loads the case and decides; every refusal is audited here, with
+// 404 for callers with no relation to the case and 403 for the others.
+func (s *Service) authorize(ctx context.Context, a Actor, caseID string, act access.Action, event, resource string) (caseRow, []string, access.Decision, error) {
+	row, facts, providers, err := s.caseFacts(ctx, caseID)
+	if errors.Is(err, gorm.ErrRecordNotFound) {
+		if err := s.record(ctx, a, event, audit.Denied, caseID, resource, "", "not_found"); err != nil {
+			return row, nil, access.Decision{}, err
+		}
+		return row, nil, access.Decision{}, fail(ErrNotFound, "not_found", "no such case")
+	}
+	if err != nil {
+		return row, nil, access.Decision{}, fmt.Errorf("load case %s: %w", caseID, err)
+	}
+	d, err := s.access.Decide(ctx, a.P, facts, act)
+	if err != nil {
+		return row, nil, d, fmt.Errorf("decide %s on case %s: %w", act, caseID, err)
+	}
+	if !d.Allowed {
+		code := d.Code
+		if !d.Visible {
+			code = "not_found"
+		}
+		if code == "" {
+			code = "forbidden"
+		}
+		if err := s.record(ctx, a, event, audit.Denied, caseID, resource, d.Purpose, code); err != nil {
+			return row, nil, d, err
+		}
+		if !d.Visible {
+			return row, nil, d, fail(ErrNotFound, "not_found", "no such case")
+		}
+		return row, nil, d, fail(ErrForbidden, code, forbiddenDetail(code))
+	}
+	return row, providers, d, nil
+}
+
+func forbiddenDetail(code string) string {
+	switch code {
+	case "declaration_required":
+		return "declare whether you have a conflict of interest before reading this case's materials"
+	case "assignment_suspended":
+		return "your assignment to this case is suspended"
+	case "assignment_expired":
+		return "your assignment to this case has expired"
+	}
+	return "you may see this case but not do this"
+}
+
+func toCase(r caseRow, providers []string) Case {
+	return Case{ID: r.ID, Title: r.Title, Product: r.Product, OperatorOrg: r.OperatorOrg, Providers: providers, Status: r.Status, CreatedAt: r.CreatedAt.UTC()}
+}
+
+// validID rejects ids that could not have been issued, before any query.
+func validID(id string) bool {
+	if len(id) == 0 || len(id) > 64 {
+		return false
+	}
+	for _, r := range id {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+func cleanText(field, v string, max int, required bool) (string, error) {
+	v = strings.TrimSpace(v)
+	if required && v == "" {
+		return "", invalid(field, "missing_field", field+" is required")
+	}
+	if !utf8.ValidString(v) || utf8.RuneCountInString(v) > max {
+		return "", invalid(field, "invalid_field", fmt.Sprintf("%s must be valid UTF-8 of at most %d characters", field, max))
+	}
+	for _, r := range v {
+		if r < 0x20 && r != '\n' && r != '\t' {
+			return "", invalid(field, "invalid_field", field+" contains control characters")
+		}
+	}
+	return v, nil
+}
