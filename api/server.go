@@ -112,6 +112,9 @@ func New(d Deps) (http.Handler, error) {
 	auth.POST("/cases/:case/declarations", h.declare)
 
 	auth.GET("/audit/events", h.auditEvents)
+	h.auditRoutes(auth, v1)
+	h.workflowRoutes(auth, v1)
+	h.supervisionRoutes(auth, v1)
 	return r, nil
 }
 

@@ -258,7 +258,3 @@ func cmdAuditPubkey(ctx context.Context, args []string, stdout, stderr io.Writer
 	fmt.Fprintln(stdout, key)
 	return nil
 }
-
-func cmdCalendar(ctx context.Context, cmd string, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
-	return usageError{cmd + ": not available yet"}
-}
