@@ -71,6 +71,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second, MaxHeaderBytes: 64 << 10,
 		ErrorLog: nil}
 	go a.janitor(ctx)
+	a.startWorkflowJobs(ctx)
 	errc := make(chan error, 1)
 	go func() {
 		if cfg.TLSCert != "" {
