@@ -13,9 +13,15 @@ args=("$@")
 [[ "${pkgs[*]}" == "./..." && "$*" != *./...* ]] && args+=(./...)
 
 trap svc_stop EXIT
-trap 'exit 130' INT TERM
+# A signal must still run the EXIT trap, and must not leave go test running against dead services.
+trap '[[ -n "${go_pid:-}" ]] && kill -TERM -- "-$go_pid" 2>/dev/null; exit 130' INT TERM
 
 svc_start
 status=0
-go test -count=1 -timeout 60m -run '^$' -bench . -benchmem "${args[@]}" || status=$?
+# In the background, in its own process group, so that a signal reaches our trap at once and the trap can stop
+# go test together with the test binaries it runs.
+setsid --wait go test -count=1 -timeout 60m -run '^$' -bench . -benchmem "${args[@]}" &
+go_pid=$!
+wait "$go_pid" || status=$?
+go_pid=""
 exit "$status"

@@ -248,12 +248,16 @@ svc_state() {
     "${SVC_DIR:-}" "${SVC_PG_DIR:-}" "${SVC_PG_BINDIR:-}" "${SVC_VGW_PID:-}"
 }
 
-# svc_pkg_args prints, one per line, the go test arguments that name packages: ".", "./x", "../x", "all" or
-# module paths (flag values like "-run A/B" do not count). Prints ./... when there are none.
+# svc_pkg_args prints, one per line, the go test arguments that name packages (".", "./x", "../x", "all",
+# module paths), skipping flag values such as the "." of "-bench ." or the "A/B" of "-run A/B".
+# Prints ./... when there are none.
 svc_pkg_args() {
-  local a found=""
+  local a found="" skip=""
   for a in "$@"; do
+    if [[ -n "$skip" ]]; then skip=""; continue; fi
     case "$a" in
+      -*=* | -v | -race | -short | -failfast | -benchmem | -json | -cover | -x | -n | -a | -msan | -asan | -trimpath | -work | -fullpath) ;;
+      -*) skip=1 ;; # a flag whose value is the next argument
       . | ./* | ../* | all | github.com/*) echo "$a"; found=1 ;;
     esac
   done

@@ -15,8 +15,8 @@ args=("$@")
 [[ "${pkgs[*]}" == "./..." && "$*" != *./...* ]] && args+=(./...)
 
 trap svc_stop EXIT
-# A signal must still run the EXIT trap.
-trap 'exit 130' INT TERM
+# A signal must still run the EXIT trap, and must not leave go test running against dead services.
+trap '[[ -n "${go_pid:-}" ]] && kill -TERM -- "-$go_pid" 2>/dev/null; exit 130' INT TERM
 
 # Vet what is tested: all of it by default, only the named packages when some are given.
 svc_log "go vet ${pkgs[*]}"
@@ -24,5 +24,10 @@ go vet "${pkgs[@]}"
 
 svc_start
 status=0
-go test -count=1 -timeout 20m "${args[@]}" || status=$?
+# In the background, in its own process group, so that a signal reaches our trap at once and the trap can stop
+# go test together with the test binaries it runs.
+setsid --wait go test -count=1 -timeout 20m "${args[@]}" &
+go_pid=$!
+wait "$go_pid" || status=$?
+go_pid=""
 exit "$status"
