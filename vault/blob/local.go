@@ -72,6 +72,9 @@ func (l *Local) Put(ctx context.Context, id string, r io.Reader, size int64) (n 
 	if err := checkID(id); err != nil {
 		return 0, err
 	}
+	if size < -1 {
+		return 0, fmt.Errorf("put blob %s: negative size %d", id, size)
+	}
 	f, err := os.CreateTemp(l.dir, tmpPrefix+"*")
 	if err != nil {
 		return 0, fmt.Errorf("put blob %s: %w", id, err)
