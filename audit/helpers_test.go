@@ -22,7 +22,7 @@ type fixture struct {
 	mirror string
 }
 
-func newFixture(t *testing.T, dialect string) *fixture {
+func newFixture(t testing.TB, dialect string) *fixture {
 	t.Helper()
 	db := sqldbtest.Open(t, dialect)
 	if err := Migrate(context.Background(), db); err != nil {
@@ -32,7 +32,7 @@ func newFixture(t *testing.T, dialect string) *fixture {
 	return &fixture{db: db, log: openLog(t, db, opts), opts: opts, mirror: opts.MirrorDir}
 }
 
-func openLog(t *testing.T, db *gorm.DB, opts Options) *Log {
+func openLog(t testing.TB, db *gorm.DB, opts Options) *Log {
 	t.Helper()
 	l, err := Open(context.Background(), db, opts)
 	if err != nil {
@@ -64,7 +64,7 @@ func (f *fixture) appendN(t *testing.T, n int) []Event {
 }
 
 // exec runs tamper SQL, failing the test on error.
-func exec(t *testing.T, db *gorm.DB, q string, args ...any) {
+func exec(t testing.TB, db *gorm.DB, q string, args ...any) {
 	t.Helper()
 	if err := db.Exec(q, args...).Error; err != nil {
 		t.Fatalf("exec %q: %v", q, err)

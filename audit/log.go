@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -211,6 +212,7 @@ func (l *Log) writer() {
 	defer l.wg.Done()
 	retry := time.NewTicker(time.Second)
 	defer retry.Stop()
+	lastBatch := 0
 	for {
 		var batch []*appendReq
 		select {
@@ -229,20 +231,39 @@ func (l *Log) writer() {
 			}
 			continue
 		}
-	drain:
-		for len(batch) < maxBatch {
-			select {
-			case r, ok := <-l.reqs:
-				if !ok {
-					break drain
-				}
-				batch = append(batch, r)
-			default:
-				break drain
-			}
-		}
+		batch = l.gather(batch, lastBatch)
+		lastBatch = len(batch)
 		l.commitAndRelease(batch)
 	}
+}
+
+// linger bounds how long the writer waits for the callers it just released
+// to come back before committing a smaller batch.
+const linger = 300 * time.Microsecond
+
+// gather adds queued requests to batch. The callers of the previous batch
+// were released together and usually append again at once; committing
+// before they are back would split one group into a large and a small
+// batch and halve throughput, so it waits (briefly, and only while below
+// the previous batch size) for them.
+func (l *Log) gather(batch []*appendReq, lastBatch int) []*appendReq {
+	deadline := time.Now().Add(linger)
+	for len(batch) < maxBatch {
+		select {
+		case r, ok := <-l.reqs:
+			if !ok {
+				return batch
+			}
+			batch = append(batch, r)
+			continue
+		default:
+		}
+		if len(batch) >= lastBatch || time.Now().After(deadline) {
+			return batch
+		}
+		runtime.Gosched()
+	}
+	return batch
 }
 
 func (l *Log) commitAndRelease(batch []*appendReq) {
