@@ -211,3 +211,38 @@ func TestAssignmentLifecycle(t *testing.T) {
 		})
 	})
 }
+
+// TestConcurrentDecideAndChange is for -race: decisions run while grants
+// are added, declared and revoked.
+func TestConcurrentDecideAndChange(t *testing.T) {
+	w := newWorld(t, "sqlite")
+	ctx := context.Background()
+	bob, admin := w.p["revNone"], w.p["admin"]
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range 20 {
+			a, err := w.svc.Assign(ctx, admin, "case-1", bob.User.ID, "reviewer", "p", nil)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			w.svc.Declare(ctx, bob, "case-1", false, "none")
+			if err := w.svc.Revoke(ctx, admin, "case-1", a.ID); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	for {
+		select {
+		case <-done:
+			if d := decide(t, w.svc, bob, w.submitted, ActCaseRead); d.Visible {
+				t.Fatalf("after the last revocation: %+v", d)
+			}
+			return
+		default:
+			decide(t, w.svc, bob, w.submitted, ActMaterialRead)
+		}
+	}
+}

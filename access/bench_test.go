@@ -3,12 +3,17 @@ package access
 import (
 	"context"
 	"fmt"
+	"io"
+	"log/slog"
 	"runtime"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/crvault/crvault/audit/sqldb"
+	"github.com/crvault/crvault/audit/sqldb/sqldbtest"
 )
 
 // benchService builds a Service holding n assignments (10 per case, each
@@ -106,4 +111,30 @@ func BenchmarkDecideParallel(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkNewFromDB measures a start (New) over 100,000 stored assignments
+// on SQLite, reading the tables included.
+func BenchmarkNewFromDB(b *testing.B) {
+	const n = 100_000
+	db := sqldbtest.Open(b, sqldb.SQLite)
+	ctx := context.Background()
+	if err := Migrate(ctx, db); err != nil {
+		b.Fatal(err)
+	}
+	now := time.Now().UTC()
+	rows := make([]assignmentRow, n)
+	for i := range rows {
+		rows[i] = assignmentRow{ID: fmt.Sprintf("a%08d", i), CaseID: fmt.Sprintf("case-%07d", i/10),
+			UserID: fmt.Sprintf("user-%07d", i%(n/20)), Role: "reviewer", Purpose: "bench", GrantedBy: "admin", GrantedAt: now}
+	}
+	if err := db.CreateInBatches(rows, 500).Error; err != nil {
+		b.Fatal(err)
+	}
+	opts := Options{Hasher: cheapArgon2id, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	for b.Loop() {
+		if _, err := New(ctx, db, opts); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
