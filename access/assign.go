@@ -82,13 +82,13 @@ func (s *Service) Assign(ctx context.Context, by Principal, caseID, userID, role
 		return Assignment{}, fmt.Errorf("assign on case %s: %w", caseID, err)
 	}
 
-	g := rowGrant(row, [2]bool{})
 	s.mu.Lock()
 	k := caseUser{caseID, userID}
-	s.grants[k] = append(s.grants[k], g)
+	s.grants[k] = append(s.grants[k], rowGrant(row, [2]bool{}))
+	err = s.syncRules(k, s.grants[k])
 	s.mu.Unlock()
-	if _, err := s.enf.AddGroupingPolicy(userID, role, caseID); err != nil {
-		return Assignment{}, fmt.Errorf("assign on case %s: casbin: %w", caseID, err)
+	if err != nil {
+		return Assignment{}, fmt.Errorf("assign on case %s: %w", caseID, err)
 	}
 	s.log.InfoContext(ctx, "assignment granted", "assignment", row.ID, "case", caseID, "user", userID, "role", role, "by", by.User.ID)
 	return s.toAssignment(row, false, [2]bool{}, now), nil

@@ -246,3 +246,24 @@ func TestConcurrentDecideAndChange(t *testing.T) {
 		}
 	}
 }
+
+func TestReloadSeesOtherInstance(t *testing.T) {
+	w := newWorld(t, "sqlite")
+	ctx := context.Background()
+	other := w.restart(t) // a second vaultd over the same database
+	dave, admin := w.p["revUndecl"], w.p["admin"]
+	as, _ := w.svc.Assignments(ctx, "case-1")
+	i := slices.IndexFunc(as, func(a Assignment) bool { return a.UserID == dave.User.ID })
+	if err := other.Revoke(ctx, admin, "case-1", as[i].ID); err != nil {
+		t.Fatal(err)
+	}
+	if d := decide(t, w.svc, dave, w.submitted, ActCaseRead); !d.Allowed {
+		t.Fatalf("memory is per instance, expected the stale grant: %+v", d)
+	}
+	if err := w.svc.Reload(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if d := decide(t, w.svc, dave, w.submitted, ActCaseRead); d.Visible {
+		t.Fatalf("after Reload: %+v", d)
+	}
+}

@@ -99,6 +99,10 @@ func (s *Service) Decide(ctx context.Context, p Principal, c CaseFacts, a Action
 		return notFound, nil
 	}
 	best := notFound
+	// One read lock over the whole decision: a Reload or grant change is
+	// seen entirely or not at all.
+	s.mu.RLock()
+	defer s.mu.RUnlock()
 	for _, r := range p.User.Roles {
 		d, err := s.decideAs(p, r, c, obj, act, a)
 		if err != nil {
@@ -150,14 +154,12 @@ func (s *Service) decideAssignee(p Principal, r Role, c CaseFacts, obj, act stri
 	now := s.now()
 	var g grant
 	found := false
-	s.mu.RLock()
 	for _, cand := range s.grants[caseUser{c.ID, p.User.ID}] {
 		// Prefer an active grant over an expired one of the same role.
 		if cand.role == string(r) && (!found || g.status(now) != StatusActive) {
 			g, found = *cand, true
 		}
 	}
-	s.mu.RUnlock()
 	if !found {
 		return notFound, nil
 	}
@@ -211,6 +213,8 @@ func (s *Service) Can(p Principal, obj, act string) bool {
 	if p.User.Disabled || slices.Contains(Actions, Action(obj+"."+act)) {
 		return false
 	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
 	for _, r := range p.User.Roles {
 		if ok, err := s.enf.Enforce(string(r), string(r), "", obj, act); err == nil && ok {
 			return true

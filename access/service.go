@@ -57,11 +57,11 @@ type Service struct {
 	dummyHash string
 	throttle  *throttle
 
-	enf *casbin.SyncedEnforcer
-
-	// mu guards grants, the in-memory view of every unrevoked assignment
-	// that Decide reads; Casbin's g rules hold the live (unsuspended) ones.
+	// mu guards enf and grants, the in-memory view of every unrevoked
+	// assignment that Decide reads; Casbin's g rules hold the unsuspended
+	// ones. Casbin has its own lock too; mu makes a change of both atomic.
 	mu     sync.RWMutex
+	enf    *casbin.SyncedEnforcer
 	grants map[caseUser][]*grant
 	// writeMu serialises assignment changes so that check-then-insert is
 	// atomic within this process.
@@ -144,14 +144,24 @@ func New(ctx context.Context, db *gorm.DB, opts Options) (*Service, error) {
 		}
 	}
 
-	rules, grants, err := s.loadGrants(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if err := s.buildEnforcer(rules, grants); err != nil {
+	if err := s.Reload(ctx); err != nil {
 		return nil, err
 	}
 	return s, nil
+}
+
+// Reload rebuilds the in-memory grants and the enforcer from the tables.
+// New calls it; a deployment with several vaultd instances over one database
+// must call it (periodically or on a signal) to see assignment changes made
+// by the other instances, since each instance only updates its own memory.
+func (s *Service) Reload(ctx context.Context) error {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	rules, grants, err := s.loadGrants(ctx)
+	if err != nil {
+		return err
+	}
+	return s.buildEnforcer(rules, grants)
 }
 
 // buildEnforcer loads the model, the role policy and the grouping rules in
@@ -171,8 +181,9 @@ func (s *Service) buildEnforcer(rules [][]string, grants map[caseUser][]*grant) 
 	}
 	// The tables are the truth; Casbin is an in-memory index of them.
 	enf.EnableAutoSave(false)
-	s.enf = enf
-	s.grants = grants
+	s.mu.Lock()
+	s.enf, s.grants = enf, grants
+	s.mu.Unlock()
 	return nil
 }
 
