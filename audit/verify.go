@@ -103,6 +103,8 @@ func checkRoots(cks []knownCheckpoint, tree *builder, rep *Report) *VerifyError 
 // mirrored checkpoint's signature and root. A failure is a *VerifyError
 // naming the first bad entry.
 func (l *Log) Verify(ctx context.Context) (Report, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // stops the page reader when verification fails early
 	cks, err := l.allCheckpoints(ctx)
 	if err != nil {
 		return Report{}, err
@@ -113,18 +115,11 @@ func (l *Log) Verify(ctx context.Context) (Report, error) {
 	if verr := checkRoots(cks, c.tree, &rep); verr != nil {
 		return rep, verr
 	}
-	for after := int64(0); ; {
-		rows, err := l.sqlDB.QueryContext(ctx, selectEvent+" WHERE seq > "+l.ph(1)+" ORDER BY seq LIMIT "+fmt.Sprint(verifyPage), after)
-		if err != nil {
-			return rep, fmt.Errorf("verify: %w", err)
-		}
-		evs, prevs, err := scanEvents(rows, verifyPage)
-		if err != nil {
-			return rep, fmt.Errorf("verify: %w", err)
-		}
-		for i, e := range evs {
+	pages, errc := l.eventPages(ctx)
+	for pg := range pages {
+		for i, e := range pg.evs {
 			first := tlog.StoredHashCount(c.tree.size)
-			hs, verr := c.add(e, prevs[i])
+			hs, verr := c.add(e, pg.prevs[i])
 			if verr != nil {
 				return rep, verr
 			}
@@ -144,10 +139,9 @@ func (l *Log) Verify(ctx context.Context) (Report, error) {
 				return rep, verr
 			}
 		}
-		if len(evs) < verifyPage {
-			break
-		}
-		after = evs[len(evs)-1].Seq
+	}
+	if err := <-errc; err != nil {
+		return rep, fmt.Errorf("verify: %w", err)
 	}
 	size := c.tree.size
 	if idx, _, ok, err := hashes.next(); err != nil {
@@ -169,6 +163,49 @@ func (l *Log) Verify(ctx context.Context) (Report, error) {
 }
 
 const verifyPage = 5000
+
+type eventPage struct {
+	evs   []Event
+	prevs []string
+}
+
+// eventPages reads the log in seq order on its own goroutine so reading
+// rows and hashing them overlap. The reader stops when ctx ends; callers
+// that return early cancel it.
+func (l *Log) eventPages(ctx context.Context) (<-chan eventPage, <-chan error) {
+	pages := make(chan eventPage, 2)
+	errc := make(chan error, 1)
+	go func() {
+		defer close(pages)
+		var after int64
+		for {
+			rows, err := l.sqlDB.QueryContext(ctx, selectEvent+" WHERE seq > "+l.ph(1)+" ORDER BY seq LIMIT "+fmt.Sprint(verifyPage), after)
+			if err != nil {
+				errc <- err
+				return
+			}
+			evs, prevs, err := scanEvents(rows, verifyPage)
+			if err != nil {
+				errc <- err
+				return
+			}
+			if len(evs) > 0 {
+				select {
+				case pages <- eventPage{evs, prevs}:
+				case <-ctx.Done():
+					errc <- ctx.Err()
+					return
+				}
+			}
+			if len(evs) < verifyPage {
+				errc <- nil
+				return
+			}
+			after = evs[len(evs)-1].Seq
+		}
+	}()
+	return pages, errc
+}
 
 func (l *Log) allCheckpoints(ctx context.Context) ([]knownCheckpoint, error) {
 	rows, err := l.sqlDB.QueryContext(ctx, "SELECT size, note FROM audit_checkpoints ORDER BY size")
