@@ -256,3 +256,28 @@ func counterValue(t *testing.T, c prometheus.Counter) float64 {
 	}
 	return m.GetCounter().GetValue()
 }
+
+func TestReadOnlyVerifiesWithoutSigning(t *testing.T) {
+	f := newFixture(t, sqldb.SQLite)
+	ctx := context.Background()
+	f.appendN(t, 3)
+	opts := f.opts
+	opts.ReadOnly, opts.Registerer = true, nil
+	ro := openLog(t, f.db, opts)
+	if _, err := ro.Append(ctx, sampleEvent(1)); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("append on read-only log: %v", err)
+	}
+	if rep, err := ro.Verify(ctx); err != nil || rep.TreeSize != 3 {
+		t.Fatalf("verify: %+v %v", rep, err)
+	}
+	if _, err := ro.Checkpoint(ctx); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("read-only Checkpoint made one: %v", err)
+	}
+	if err := ro.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var n int64
+	if err := f.db.Raw("SELECT COUNT(*) FROM audit_checkpoints").Scan(&n).Error; err != nil || n != 0 {
+		t.Fatalf("read-only log signed %d checkpoints (%v)", n, err)
+	}
+}

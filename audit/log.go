@@ -29,6 +29,11 @@ type Options struct {
 	MirrorDir       string        // optional checkpoint mirror outside the database
 	Registerer      prometheus.Registerer
 	Logger          *slog.Logger
+	// ReadOnly opens the log for Verify, Query, proofs and export only: no
+	// writer, no checkpointer, and Close signs nothing. Use it for
+	// `vaultd audit verify`, so that checking a suspect database never
+	// signs a checkpoint over it.
+	ReadOnly bool
 
 	// now is the clock; tests pin it for golden files.
 	now func() time.Time
@@ -168,6 +173,12 @@ func Open(ctx context.Context, db *gorm.DB, opts Options) (*Log, error) {
 		db: db, sqlDB: sqlDB, dialect: sqldb.Dialect(db), signer: signer, vkey: vkey,
 		opts: opts, logger: opts.Logger, now: opts.now, m: m,
 		reqs: make(chan *appendReq, 4*maxBatch), quit: make(chan struct{}),
+	}
+	if opts.ReadOnly {
+		l.closed = true
+		close(l.reqs)
+		close(l.quit)
+		return l, nil
 	}
 	l.wg.Add(2)
 	go l.writer()
@@ -479,7 +490,7 @@ func (l *Log) Close(ctx context.Context) error {
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()
-		return nil
+		return nil // already closed, or read-only
 	}
 	l.closed = true
 	close(l.reqs)
@@ -569,6 +580,9 @@ func (l *Log) Checkpoint(ctx context.Context) ([]byte, error) {
 	}
 	if !errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("%w: read checkpoint: %w", ErrUnavailable, err)
+	}
+	if l.opts.ReadOnly {
+		return nil, fmt.Errorf("%w: no checkpoint yet", ErrNotFound)
 	}
 	signed, err = l.makeCheckpoint(ctx)
 	if err != nil {
