@@ -207,6 +207,12 @@ func (h *handler) disableUser(c *gin.Context) {
 		return
 	}
 	id := c.Param("id")
+	if _, err := h.Access.User(c.Request.Context(), id); err != nil {
+		if h.record(c, "user.disable", audit.Denied, "user/"+id, "not_found") {
+			h.fail(c, err)
+		}
+		return
+	}
 	if !h.record(c, "user.disable", audit.Allowed, "user/"+id, "") {
 		return
 	}

@@ -220,9 +220,6 @@ func (h *handler) content(c *gin.Context) {
 		hd.Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", ct.Start, ct.Start+ct.Length-1, m.Size))
 	}
 	c.Status(status)
-	if c.Request.Method == http.MethodHead {
-		return
-	}
 	if n, err := io.Copy(c.Writer, ct.Body); err != nil {
 		// The status is gone; the short body tells the client. Log only
 		// the count, never content.

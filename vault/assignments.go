@@ -126,6 +126,10 @@ func accessError(err error) error {
 	switch {
 	case errors.As(err, &fe):
 		return &Error{Kind: ErrInvalid, Code: fe.Code, Detail: fe.Detail, Field: fe.Field}
+	case errors.Is(err, access.ErrBlocked):
+		return fail(ErrConflict, "assignment_blocked", "this user was recused from the case or declared a conflict of interest, and cannot be assigned to it")
+	case errors.Is(err, access.ErrForbidden):
+		return fail(ErrForbidden, "forbidden", "you may not do this")
 	case errors.Is(err, access.ErrNotFound):
 		return fail(ErrNotFound, "not_found", "no such user or assignment")
 	case errors.Is(err, access.ErrConflict):

@@ -86,8 +86,13 @@ var uploadRules = map[string]uploadRule{
 func (s *Service) Upload(ctx context.Context, a Actor, caseID string, up Upload) (Material, error) {
 	rule, known := uploadRules[up.Kind]
 	act := rule.act
-	if !known {
+	switch {
+	case !known:
 		act = "material.upload"
+	case up.Kind == "recommendation" && a.P.Has("office_admin"):
+		// The office drafts recommendations as part of running the case;
+		// reviewers need a declared assignment (material.read).
+		act = "case.transition"
 	}
 	row, _, d, err := s.authorize(ctx, a, caseID, act, "material.upload", "case/"+caseID)
 	if err != nil {
