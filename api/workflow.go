@@ -1,7 +1,110 @@
 package api
 
-import "github.com/gin-gonic/gin"
+import (
+	"net/http"
+	"strconv"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/crvault/crvault/vault"
+	"github.com/crvault/crvault/vault/calendar"
+	"github.com/crvault/crvault/vault/review"
+)
 
 // workflowRoutes registers the review workflow, statutory clock and calendar
 // endpoints (API.md "Review workflow and statutory clock").
-func (h *handler) workflowRoutes(auth, public *gin.RouterGroup) {}
+//
+// GET /calendar/deadline answers any authenticated user: it reveals nothing
+// but the public holiday calendar, and keeping it behind a session keeps
+// anonymous load off the server.
+func (h *handler) workflowRoutes(auth, public *gin.RouterGroup) {
+	auth.POST("/cases/:case/transitions", h.transition)
+	auth.POST("/cases/:case/opinions", h.opinion)
+	auth.GET("/cases/:case/clock", h.clock)
+	auth.GET("/cases/:case/events", h.caseHistory)
+	auth.GET("/deadlines", h.deadlines)
+	auth.GET("/calendar/deadline", h.calendarDeadline)
+}
+
+func (h *handler) transition(c *gin.Context) {
+	var req vault.TransitionRequest
+	if !decode(c, &req) {
+		return
+	}
+	res, err := h.Vault.Transition(c.Request.Context(), actor(c), c.Param("case"), req)
+	if err != nil {
+		h.fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, res)
+}
+
+func (h *handler) opinion(c *gin.Context) {
+	var req vault.OpinionRequest
+	if !decode(c, &req) {
+		return
+	}
+	res, err := h.Vault.Opinion(c.Request.Context(), actor(c), c.Param("case"), req)
+	if err != nil {
+		h.fail(c, err)
+		return
+	}
+	c.JSON(http.StatusCreated, res)
+}
+
+func (h *handler) clock(c *gin.Context) {
+	clk, err := h.Vault.Clock(c.Request.Context(), actor(c), c.Param("case"))
+	if err != nil {
+		h.fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, clk)
+}
+
+func (h *handler) caseHistory(c *gin.Context) {
+	evs, err := h.Vault.History(c.Request.Context(), actor(c), c.Param("case"))
+	if err != nil {
+		h.fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"items": evs, "next_cursor": ""})
+}
+
+func (h *handler) deadlines(c *gin.Context) {
+	within := review.DueSoonWorkingDays // the watcher's own window when none is asked for
+	if s, ok := c.GetQuery("within"); ok {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 0 || n > vault.MaxWithin {
+			h.fail(c, &vault.Error{Kind: vault.ErrInvalid, Code: "invalid_days", Field: "within",
+				Detail: "within must be an integer from 0 to " + strconv.Itoa(vault.MaxWithin)})
+			return
+		}
+		within = n
+	}
+	items, err := h.Vault.Deadlines(c.Request.Context(), actor(c), within)
+	if err != nil {
+		h.fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"items": items, "next_cursor": ""})
+}
+
+func (h *handler) calendarDeadline(c *gin.Context) {
+	from, err := calendar.ParseDate(c.Query("from"))
+	if err != nil {
+		h.fail(c, &vault.Error{Kind: vault.ErrInvalid, Code: "invalid_date", Field: "from", Detail: "from must be a date written YYYY-MM-DD"})
+		return
+	}
+	n, err := strconv.Atoi(c.Query("working_days"))
+	if err != nil || n < 0 || n > calendar.MaxDays {
+		h.fail(c, &vault.Error{Kind: vault.ErrInvalid, Code: "invalid_days", Field: "working_days",
+			Detail: "working_days must be an integer from 0 to " + strconv.Itoa(calendar.MaxDays)})
+		return
+	}
+	due, err := h.Vault.DueDate(c.Request.Context(), from, n)
+	if err != nil {
+		h.fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"due_on": due})
+}

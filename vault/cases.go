@@ -10,6 +10,7 @@ import (
 
 	"github.com/crvault/crvault/access"
 	"github.com/crvault/crvault/audit"
+	"github.com/crvault/crvault/vault/review"
 )
 
 // Statuses a case moves through; see vault/review for the transitions.
@@ -159,47 +160,28 @@ func (s *Service) ListCases(ctx context.Context, a Actor, status string, limit i
 // requiredKinds must each have at least one material before submission (Art. 7).
 var requiredKinds = []string{"declaration", "impact_analysis", "procurement"}
 
-// Submit files the application with the Review Office.
+// Submit files the application with the Review Office: the review
+// workflow's submit transition (Art. 7), which starts the determination clock
+// (Art. 8). It needs at least one declaration, impact analysis and
+// procurement material.
 func (s *Service) Submit(ctx context.Context, a Actor, id string) (Case, error) {
 	row, providers, d, err := s.authorize(ctx, a, id, access.Action("case.submit"), "case.submit", "case/"+id)
 	if err != nil {
 		return Case{}, err
 	}
 	if row.Status != StatusDraft {
+		// Said before the materials are looked at, so the answer does not
+		// depend on what a submitted case holds.
 		if err := s.record(ctx, a, "case.submit", audit.Denied, id, "case/"+id, d.Purpose, "illegal_transition"); err != nil {
 			return Case{}, err
 		}
 		return Case{}, &Error{Kind: ErrConflict, Code: "illegal_transition", Detail: "only a draft case can be submitted", Allowed: []string{}}
 	}
-	var have []string
-	if err := s.db.WithContext(ctx).Model(&materialRow{}).Where("case_id = ? AND kind IN ?", id, requiredKinds).
-		Distinct("kind").Pluck("kind", &have).Error; err != nil {
-		return Case{}, fmt.Errorf("check materials of case %s: %w", id, err)
-	}
-	missing := []string{}
-	for _, k := range requiredKinds {
-		found := false
-		for _, h := range have {
-			found = found || h == k
-		}
-		if !found {
-			missing = append(missing, k)
-		}
-	}
-	if len(missing) > 0 {
-		if err := s.record(ctx, a, "case.submit", audit.Denied, id, "case/"+id, d.Purpose, "materials_incomplete"); err != nil {
-			return Case{}, err
-		}
-		return Case{}, &Error{Kind: ErrIncomplete, Code: "materials_incomplete", Detail: "declaration, impact analysis and procurement documents are required (Art. 7)", Missing: missing}
-	}
-	if err := s.record(ctx, a, "case.submit", audit.Allowed, id, "case/"+id, d.Purpose, ""); err != nil {
+	res, err := s.move(ctx, a, row, d.Purpose, "case.submit", review.Submit, review.RoleOperator, review.Input{})
+	if err != nil {
 		return Case{}, err
 	}
-	if err := s.setStatus(ctx, row, StatusSubmitted); err != nil {
-		s.recordFailure(ctx, a, "case.submit", id, "case/"+id, err)
-		return Case{}, err
-	}
-	row.Status = StatusSubmitted
+	row.Status = string(res.Event.To)
 	return toCase(row, providers), nil
 }
 

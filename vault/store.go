@@ -68,7 +68,56 @@ var migrations = []sqldb.Step{
 	{Version: 1, Name: "cases, providers, case keys, materials", Up: func(tx *gorm.DB, _ string) error {
 		return tx.Migrator().CreateTable(&caseRow{}, &caseProviderRow{}, &caseKeyRow{}, &materialRow{})
 	}},
+	{Version: 2, Name: "review history, imported calendars, deadline flags", Up: func(tx *gorm.DB, _ string) error {
+		return tx.Migrator().CreateTable(&caseEventRow{}, &calendarImportRow{}, &deadlineFlagRow{})
+	}},
 }
+
+// caseEventRow is one entry of a case's review history (review.Event). The
+// table is append-only: the primary key (case_id, seq) is what makes one of
+// two racing transitions on a case fail.
+type caseEventRow struct {
+	CaseID     string    `gorm:"primaryKey;size:32"`
+	Seq        int       `gorm:"primaryKey;autoIncrement:false"`
+	Action     string    `gorm:"size:32;not null"`
+	FromStatus string    `gorm:"size:32;not null"`
+	ToStatus   string    `gorm:"size:32;not null"`
+	OnDate     string    `gorm:"size:10;not null"` // YYYY-MM-DD in Asia/Shanghai
+	At         time.Time `gorm:"not null"`
+	Actor      string    `gorm:"size:64;not null"`
+	Role       string    `gorm:"size:32;not null"`
+	Reason     string    `gorm:"size:4000;not null;default:''"`
+	Days       int       `gorm:"not null;default:0"`
+	Agree      *bool
+}
+
+func (caseEventRow) TableName() string { return "case_events" }
+
+// calendarImportRow is one calendar file imported at run time. The effective
+// calendar is the embedded one with every import applied in id order, so a
+// later file for a year replaces an earlier one (a corrected announcement).
+type calendarImportRow struct {
+	ID         int64     `gorm:"primaryKey;autoIncrement"`
+	Year       int       `gorm:"not null;index"`
+	Data       []byte    `gorm:"not null"`
+	ImportedAt time.Time `gorm:"not null"`
+}
+
+func (calendarImportRow) TableName() string { return "calendar_imports" }
+
+// deadlineFlagRow remembers that a case was flagged in a phase, so the
+// deadline watcher audits each (case, phase, flag) once and retries the
+// webhook until it is delivered.
+type deadlineFlagRow struct {
+	CaseID     string    `gorm:"primaryKey;size:32"`
+	Phase      string    `gorm:"primaryKey;size:32"`
+	Flag       string    `gorm:"primaryKey;size:16"`
+	DueOn      string    `gorm:"size:10;not null"`
+	FlaggedAt  time.Time `gorm:"not null"`
+	NotifiedAt *time.Time
+}
+
+func (deadlineFlagRow) TableName() string { return "deadline_flags" }
 
 // Migrate brings the vault's tables to this binary's schema version.
 func Migrate(ctx context.Context, db *gorm.DB) error {

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -22,6 +23,7 @@ import (
 	"github.com/crvault/crvault/access"
 	"github.com/crvault/crvault/audit"
 	"github.com/crvault/crvault/vault/blob"
+	"github.com/crvault/crvault/vault/calendar"
 	"github.com/crvault/crvault/vault/crypt"
 )
 
@@ -55,6 +57,16 @@ type NewCase struct {
 type Config struct {
 	MaxMaterialSize int64 // bytes of plaintext; default 10 GiB
 	Logger          *slog.Logger
+	// Calendar is the built-in working-day calendar; years imported into the
+	// database are applied over it. Default calendar.Embedded().
+	Calendar *calendar.Calendar
+	// Now is the clock the workflow dates events by (default time.Now);
+	// tests pass a fixed one.
+	Now func() time.Time
+	// WebhookURL, when set, receives a JSON POST for each deadline flag.
+	WebhookURL string
+	// HTTPClient posts webhooks (default: a client with a 10 s timeout).
+	HTTPClient *http.Client
 }
 
 // Service is the vault. It is safe for concurrent use.
@@ -66,6 +78,10 @@ type Service struct {
 	audit   *audit.Log
 	maxSize int64
 	log     *slog.Logger
+	now     func() time.Time
+	cals    *Calendars
+	webhook string
+	client  *http.Client
 }
 
 // New wires the vault over its stores. The database must be migrated.
@@ -76,7 +92,14 @@ func New(db *gorm.DB, blobs blob.Store, master *crypt.Master, acc *access.Servic
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Service{db: db, blobs: blobs, master: master, access: acc, audit: log, maxSize: cfg.MaxMaterialSize, log: cfg.Logger}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.HTTPClient == nil {
+		cfg.HTTPClient = &http.Client{Timeout: 10 * time.Second}
+	}
+	return &Service{db: db, blobs: blobs, master: master, access: acc, audit: log, maxSize: cfg.MaxMaterialSize, log: cfg.Logger,
+		now: cfg.Now, cals: NewCalendars(db, cfg.Calendar), webhook: cfg.WebhookURL, client: cfg.HTTPClient}
 }
 
 // MaxMaterialSize is the configured upload limit in bytes.

@@ -90,7 +90,8 @@ func openApp(ctx context.Context, cfg config, log *slog.Logger, need parts) (a *
 	if err != nil {
 		return nil, fmt.Errorf("open blob store: %w", err)
 	}
-	a.vault = vault.New(a.db, a.blobs, a.master, a.access, a.audit, vault.Config{MaxMaterialSize: cfg.MaxUpload, Logger: log})
+	a.vault = vault.New(a.db, a.blobs, a.master, a.access, a.audit, vault.Config{MaxMaterialSize: cfg.MaxUpload, Logger: log,
+		WebhookURL: cfg.WebhookURL})
 	return a, nil
 }
 

@@ -2,12 +2,170 @@ package main
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/crvault/crvault/audit"
+	"github.com/crvault/crvault/vault"
+	"github.com/crvault/crvault/vault/calendar"
 )
 
+// Exit codes of the calendar commands: 0 yes/done, 1 no (is-workday) or a
+// failure, 2 a usage error, 3 is-workday cannot answer (a year the
+// calendar does not cover: never a guess).
+const exitOutOfRange = 3
+
+// maxCalendarFile bounds what `calendar import` reads; real files are ~3 KiB.
+const maxCalendarFile = 1 << 20
+
 func cmdCalendar(ctx context.Context, cmd string, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
-	return usageError{cmd + ": not available yet"}
+	cfg, fs, err := parse(cmd, args, stderr, getenv, nil)
+	if err != nil {
+		return err
+	}
+	pos := fs.Args()
+	// Validate the arguments before touching the database.
+	var date calendar.Date
+	var n int
+	switch cmd {
+	case "calendar workdays-after":
+		if len(pos) != 2 {
+			return usageError{"usage: vaultd calendar workdays-after DATE N"}
+		}
+		if date, err = calendar.ParseDate(pos[0]); err != nil {
+			return usageError{fmt.Sprintf("DATE %q: want YYYY-MM-DD", clipArg(pos[0]))}
+		}
+		if n, err = strconv.Atoi(pos[1]); err != nil || n < 0 || n > calendar.MaxDays {
+			return usageError{fmt.Sprintf("N %q: want an integer from 0 to %d", clipArg(pos[1]), calendar.MaxDays)}
+		}
+	case "calendar is-workday":
+		if len(pos) != 1 {
+			return usageError{"usage: vaultd calendar is-workday DATE"}
+		}
+		if date, err = calendar.ParseDate(pos[0]); err != nil {
+			return usageError{fmt.Sprintf("DATE %q: want YYYY-MM-DD", clipArg(pos[0]))}
+		}
+	case "calendar import":
+		if len(pos) != 1 {
+			return usageError{"usage: vaultd calendar import FILE.json"}
+		}
+	}
+	a, err := openApp(ctx, cfg, newLogger(stderr, "warn"), withDB)
+	if err != nil {
+		return err
+	}
+	defer a.close(context.WithoutCancel(ctx))
+	cals := vault.NewCalendars(a.db, nil)
+	if cmd == "calendar import" {
+		return calendarImport(ctx, a, cals, pos[0], stdout)
+	}
+	cal, err := cals.Current(ctx)
+	if err != nil {
+		return err
+	}
+	switch cmd {
+	case "calendar workdays-after":
+		due, err := cal.WorkdaysAfter(date, n)
+		if err != nil {
+			return fmt.Errorf("workdays-after: %w (covered years: %v)", err, cal.Years())
+		}
+		fmt.Fprintln(stdout, due)
+		return nil
+	default:
+		ok, err := cal.IsWorkday(date)
+		if err != nil {
+			return exitError{exitOutOfRange, fmt.Sprintf("is-workday: %v (covered years: %v)", err, cal.Years())}
+		}
+		if !ok {
+			fmt.Fprintln(stdout, "no")
+			return exitError{1, date.String() + " is not a working day"}
+		}
+		fmt.Fprintln(stdout, "yes")
+		return nil
+	}
 }
 
-// startWorkflowJobs starts the background deadline watcher.
-func (a *app) startWorkflowJobs(ctx context.Context) {}
+func calendarImport(ctx context.Context, a *app, cals *vault.Calendars, path string, stdout io.Writer) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("calendar import: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxCalendarFile+1))
+	if err != nil {
+		return fmt.Errorf("calendar import: read %s: %w", path, err)
+	}
+	year, err := calendar.ImportedYear(data)
+	if err != nil {
+		return fmt.Errorf("calendar import: %w", err)
+	}
+	e := actorCLI()
+	e.Action, e.Outcome, e.Resource = "calendar.import", audit.Allowed, "calendar/"+strconv.Itoa(year)
+	if _, err := a.audit.Append(ctx, e); err != nil {
+		return fmt.Errorf("record in audit log: %w", err)
+	}
+	if _, err := cals.Import(ctx, data); err != nil {
+		if errors.Is(err, calendar.ErrInvalidFile) {
+			return fmt.Errorf("calendar import: %w", err)
+		}
+		return fmt.Errorf("calendar import %d: %w", year, err)
+	}
+	fmt.Fprintf(stdout, "imported calendar for %d\n", year)
+	return nil
+}
+
+func clipArg(s string) string {
+	if len(s) > 40 {
+		return s[:40] + "..."
+	}
+	return s
+}
+
+// startWorkflowJobs starts the background deadline watcher: at start and
+// every cfg.DeadlineInterval it flags cases due soon or overdue (audit
+// event, webhook) and sets the gauges crvault_cases_due_soon and
+// crvault_cases_overdue.
+func (a *app) startWorkflowJobs(ctx context.Context) {
+	dueSoon := prometheus.NewGauge(prometheus.GaugeOpts{Name: "crvault_cases_due_soon",
+		Help: "Open, running review cases due within 3 working days."})
+	overdue := prometheus.NewGauge(prometheus.GaugeOpts{Name: "crvault_cases_overdue",
+		Help: "Open, running review cases past their statutory due date."})
+	for _, g := range []prometheus.Collector{dueSoon, overdue} {
+		if err := a.reg.Register(g); err != nil {
+			a.log.Error("register deadline gauges", "err", err)
+		}
+	}
+	every := a.cfg.DeadlineInterval
+	if every <= 0 {
+		every = time.Hour
+	}
+	go func() {
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			sw, err := a.vault.SweepDeadlines(ctx)
+			switch {
+			case err != nil && ctx.Err() == nil:
+				a.log.Warn("deadline sweep failed", "err", err)
+			case err == nil:
+				dueSoon.Set(float64(sw.DueSoon))
+				overdue.Set(float64(sw.Overdue))
+				if sw.Flagged > 0 || sw.Failed > 0 {
+					a.log.Info("deadline sweep", "due_soon", sw.DueSoon, "overdue", sw.Overdue, "flagged", sw.Flagged,
+						"notified", sw.Notified, "webhook_failures", sw.Failed)
+				}
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
+}

@@ -37,11 +37,16 @@ type config struct {
 	MirrorDir      string        `yaml:"checkpoint_mirror_dir"` // VAULT_CHECKPOINT_MIRROR_DIR
 	LogLevel       string        `yaml:"log_level"`             // VAULT_LOG_LEVEL: debug, info, warn, error
 	TrustedProxies []string      `yaml:"trusted_proxies"`       // VAULT_TRUSTED_PROXIES, comma separated
+
+	// The review workflow's deadline watcher.
+	WebhookURL       string        `yaml:"webhook_url"`       // VAULT_WEBHOOK_URL: POSTed {case_id, flag, due_on, phase} on each deadline flag
+	DeadlineInterval time.Duration `yaml:"deadline_interval"` // VAULT_DEADLINE_INTERVAL, default 1h
 }
 
 func defaults() config {
 	return config{Addr: "127.0.0.1:8080", DataDir: "./vault-data", S3Bucket: "crvault", MaxUpload: 10 << 30,
-		SessionIdle: 8 * time.Hour, SessionMax: 24 * time.Hour, LogLevel: "info"}
+		SessionIdle: 8 * time.Hour, SessionMax: 24 * time.Hour, LogLevel: "info",
+		DeadlineInterval: time.Hour}
 }
 
 // flags registers the shared configuration flags on fs; apply must be called
@@ -120,6 +125,8 @@ func (f *configFlags) load(fs *flag.FlagSet, getenv func(string) string) (config
 	str(&c.MasterKeyFile, "VAULT_MASTER_KEY_FILE")
 	str(&c.MirrorDir, "VAULT_CHECKPOINT_MIRROR_DIR")
 	str(&c.LogLevel, "VAULT_LOG_LEVEL")
+	str(&c.WebhookURL, "VAULT_WEBHOOK_URL")
+	dur(&c.DeadlineInterval, "VAULT_DEADLINE_INTERVAL")
 	if v := getenv("VAULT_MAX_UPLOAD_BYTES"); v != "" {
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || n <= 0 {

@@ -1,0 +1,414 @@
+package vault
+
+// The review workflow (Measures 2020, Art. 8 to 15) over storage: vault/review
+// decides, this file loads what it needs, audits, and appends the decision to
+// the case's append-only history (case_events) together with the status
+// change, in one transaction guarded by the case's revision. Deadlines are
+// never stored: every clock is derived from the history and the current
+// calendar, so importing a corrected calendar moves every open deadline.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"gorm.io/gorm"
+
+	"github.com/crvault/crvault/access"
+	"github.com/crvault/crvault/audit"
+	"github.com/crvault/crvault/vault/calendar"
+	"github.com/crvault/crvault/vault/review"
+)
+
+// TransitionRequest is the body of POST /cases/{case}/transitions.
+type TransitionRequest struct {
+	Action string `json:"action"`
+	Reason string `json:"reason"`
+	Days   int    `json:"days"` // extend_special only: 1 to review.MaxSpecialExtension
+}
+
+// OpinionRequest is the body of POST /cases/{case}/opinions.
+type OpinionRequest struct {
+	Agree   *bool  `json:"agree"`
+	Comment string `json:"comment"`
+}
+
+// TransitionResult is the case after a transition or opinion, the event
+// appended to its history and the written notice generated, if any.
+type TransitionResult struct {
+	Case
+	Event  review.Event `json:"event"`
+	Notice *Material    `json:"notice,omitempty"`
+}
+
+// openStatuses are the statuses whose clock runs (or is paused).
+var openStatuses = []string{string(review.Submitted), string(review.UnderReview), string(review.AwaitingSupplement),
+	string(review.SolicitingOpinions), string(review.SpecialReview)}
+
+// Transition takes an office action on a case (everything but submit and
+// opinion). Errors: 404/403 from authorisation, 422 invalid_action, 409
+// illegal_transition with Allowed, 422 with a guard code, 409
+// concurrent_update when another transition won the race.
+func (s *Service) Transition(ctx context.Context, a Actor, caseID string, in TransitionRequest) (TransitionResult, error) {
+	row, providers, d, err := s.authorize(ctx, a, caseID, "case.transition", "case.transition", "case/"+caseID)
+	if err != nil {
+		return TransitionResult{}, err
+	}
+	act := review.Action(in.Action)
+	if !officeAction(act) {
+		return TransitionResult{}, invalid("action", "invalid_action",
+			"action must be one of require_review, not_required, extend, request_supplement, supplement_received, recommend, conclude, extend_special")
+	}
+	reason, err := cleanText("reason", in.Reason, review.MaxReasonLen, false)
+	if err != nil {
+		return TransitionResult{}, err
+	}
+	if act != review.ExtendSpecial && in.Days != 0 {
+		return TransitionResult{}, invalid("days", "invalid_days", "days is only for extend_special")
+	}
+	res, err := s.move(ctx, a, row, d.Purpose, "case.transition", act, review.RoleOfficeAdmin, review.Input{Reason: reason, Days: in.Days})
+	if err != nil {
+		return TransitionResult{}, err
+	}
+	res.Case = toCase(row, providers)
+	res.Case.Status = string(res.Event.To)
+	res.Notice = s.notify(ctx, a, row, d.Purpose, res.Event)
+	return res, nil
+}
+
+// Opinion records an assigned member unit's opinion on the recommendation
+// (Art. 11); a disagreement moves the case to special_review (Art. 12).
+func (s *Service) Opinion(ctx context.Context, a Actor, caseID string, in OpinionRequest) (TransitionResult, error) {
+	row, providers, d, err := s.authorize(ctx, a, caseID, "opinion.create", "opinion.create", "case/"+caseID)
+	if err != nil {
+		return TransitionResult{}, err
+	}
+	if in.Agree == nil {
+		return TransitionResult{}, invalid("agree", "missing_field", "agree (true or false) is required")
+	}
+	comment, err := cleanText("comment", in.Comment, review.MaxReasonLen, false)
+	if err != nil {
+		return TransitionResult{}, err
+	}
+	res, err := s.move(ctx, a, row, d.Purpose, "opinion.create", review.Opinion, review.RoleMemberUnit, review.Input{Reason: comment, Agree: in.Agree})
+	if err != nil {
+		return TransitionResult{}, err
+	}
+	res.Case = toCase(row, providers)
+	res.Case.Status = string(res.Event.To)
+	if res.Event.To == review.SpecialReview {
+		res.Notice = s.notify(ctx, a, row, d.Purpose, res.Event)
+	}
+	return res, nil
+}
+
+func officeAction(a review.Action) bool {
+	switch a {
+	case review.RequireReview, review.NotRequiredAction, review.Extend, review.RequestSupplement, review.SupplementReceived,
+		review.Recommend, review.Conclude, review.ExtendSpecial:
+		return true
+	}
+	return false
+}
+
+// move decides action act on an authorised case, audits the decision (denied
+// with its code, or allowed before anything changes) and appends the event.
+func (s *Service) move(ctx context.Context, a Actor, row caseRow, purpose, event string, act review.Action, role string, in review.Input) (TransitionResult, error) {
+	resource := "case/" + row.ID
+	history, err := s.history(ctx, row.ID)
+	if err != nil {
+		return TransitionResult{}, err
+	}
+	facts, err := s.reviewFacts(ctx, row.ID)
+	if err != nil {
+		return TransitionResult{}, err
+	}
+	now := s.now().UTC().Truncate(time.Microsecond)
+	in.Actor, in.At, in.On = a.P.User.ID, now, calendar.Today(now)
+	_, ev, err := review.Apply(review.Status(row.Status), history, act, role, facts, in)
+	if err != nil {
+		verr := reviewError(err, act)
+		var ve *Error
+		if !errors.As(verr, &ve) {
+			return TransitionResult{}, fmt.Errorf("%s on case %s: %w", act, row.ID, verr)
+		}
+		if err := s.record(ctx, a, event, audit.Denied, row.ID, resource, purpose, ve.Code); err != nil {
+			return TransitionResult{}, err
+		}
+		return TransitionResult{}, ve
+	}
+	if err := s.record(ctx, a, event, audit.Allowed, row.ID, resource, purpose, string(act)); err != nil {
+		return TransitionResult{}, err
+	}
+	if err := s.appendEvent(ctx, row, ev); err != nil {
+		s.recordFailure(ctx, a, event, row.ID, resource, err)
+		return TransitionResult{}, err
+	}
+	return TransitionResult{Event: ev}, nil
+}
+
+// appendEvent moves the case on and appends ev in one transaction. The
+// revision check makes the loser of a race see concurrent_update; the
+// (case_id, seq) key is the backstop should the revision ever be bypassed.
+func (s *Service) appendEvent(ctx context.Context, row caseRow, ev review.Event) error {
+	conflict := &Error{Kind: ErrConflict, Code: "concurrent_update", Detail: "the case changed while this request ran; reload and retry"}
+	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		res := tx.Model(&caseRow{}).Where("id = ? AND revision = ?", row.ID, row.Revision).
+			Updates(map[string]any{"status": string(ev.To), "revision": row.Revision + 1, "updated_at": ev.At})
+		if res.Error != nil {
+			return fmt.Errorf("update case %s: %w", row.ID, res.Error)
+		}
+		if res.RowsAffected != 1 {
+			return conflict
+		}
+		if err := tx.Create(toEventRow(row.ID, ev)).Error; err != nil {
+			if errors.Is(err, gorm.ErrDuplicatedKey) {
+				return conflict
+			}
+			return fmt.Errorf("append event %d to case %s: %w", ev.Seq, row.ID, err)
+		}
+		return nil
+	})
+	return err
+}
+
+// reviewError maps vault/review's errors to API errors.
+func reviewError(err error, act review.Action) error {
+	var ite *review.IllegalTransitionError
+	var ge *review.GuardError
+	switch {
+	case errors.As(err, &ite):
+		allowed := make([]string, 0, len(ite.Allowed))
+		for _, x := range ite.Allowed {
+			allowed = append(allowed, string(x))
+		}
+		detail := fmt.Sprintf("%s is not possible while the case is %s", act, ite.From)
+		if len(allowed) > 0 {
+			detail += "; allowed now: " + strings.Join(allowed, ", ")
+		}
+		return &Error{Kind: ErrConflict, Code: "illegal_transition", Detail: detail, Allowed: allowed}
+	case errors.As(err, &ge):
+		kind := ErrInvalid
+		if ge.Code == review.CodeMaterialsIncomplete {
+			kind = ErrIncomplete
+		}
+		return &Error{Kind: kind, Code: ge.Code, Detail: guardDetail(ge), Missing: ge.Missing}
+	case errors.Is(err, review.ErrForbidden):
+		return fail(ErrForbidden, "forbidden", fmt.Sprintf("your role may not %s", act))
+	case errors.Is(err, review.ErrUnknownAction):
+		return invalid("action", "invalid_action", "unknown action")
+	}
+	return err
+}
+
+func guardDetail(ge *review.GuardError) string {
+	switch ge.Code {
+	case review.CodeMaterialsIncomplete:
+		return "declaration, impact analysis and procurement documents are required (Art. 7)"
+	case review.CodeOpinionsPending:
+		// The detail names counts only; Missing lists the user ids.
+		return ge.Detail
+	}
+	return ge.Detail
+}
+
+// history loads a case's review events in order.
+func (s *Service) history(ctx context.Context, caseID string) ([]review.Event, error) {
+	var rows []caseEventRow
+	if err := s.db.WithContext(ctx).Where("case_id = ?", caseID).Order("seq").Find(&rows).Error; err != nil {
+		return nil, fmt.Errorf("load history of case %s: %w", caseID, err)
+	}
+	out := make([]review.Event, 0, len(rows))
+	for _, r := range rows {
+		e, err := fromEventRow(r)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+// histories loads the events of many cases at once.
+func (s *Service) histories(ctx context.Context, caseIDs []string) (map[string][]review.Event, error) {
+	out := map[string][]review.Event{}
+	for len(caseIDs) > 0 {
+		batch := caseIDs[:min(len(caseIDs), 500)]
+		caseIDs = caseIDs[len(batch):]
+		var rows []caseEventRow
+		if err := s.db.WithContext(ctx).Where("case_id IN ?", batch).Order("case_id, seq").Find(&rows).Error; err != nil {
+			return nil, fmt.Errorf("load case histories: %w", err)
+		}
+		for _, r := range rows {
+			e, err := fromEventRow(r)
+			if err != nil {
+				return nil, err
+			}
+			out[r.CaseID] = append(out[r.CaseID], e)
+		}
+	}
+	return out, nil
+}
+
+func toEventRow(caseID string, e review.Event) *caseEventRow {
+	return &caseEventRow{CaseID: caseID, Seq: e.Seq, Action: string(e.Action), FromStatus: string(e.From), ToStatus: string(e.To),
+		OnDate: e.On.String(), At: e.At.UTC(), Actor: e.Actor, Role: e.Role, Reason: e.Reason, Days: e.Days, Agree: e.Agree}
+}
+
+func fromEventRow(r caseEventRow) (review.Event, error) {
+	on, err := calendar.ParseDate(r.OnDate)
+	if err != nil {
+		return review.Event{}, fmt.Errorf("case %s event %d: %w", r.CaseID, r.Seq, err)
+	}
+	return review.Event{Seq: r.Seq, Action: review.Action(r.Action), From: review.Status(r.FromStatus), To: review.Status(r.ToStatus),
+		On: on, At: r.At.UTC(), Actor: r.Actor, Role: r.Role, Reason: r.Reason, Days: r.Days, Agree: r.Agree}, nil
+}
+
+// reviewFacts looks up what the guards need, just before deciding.
+func (s *Service) reviewFacts(ctx context.Context, caseID string) (review.Facts, error) {
+	var kinds []string
+	if err := s.db.WithContext(ctx).Model(&materialRow{}).Where("case_id = ?", caseID).Distinct("kind").Pluck("kind", &kinds).Error; err != nil {
+		return review.Facts{}, fmt.Errorf("material kinds of case %s: %w", caseID, err)
+	}
+	units, err := s.access.AssignedUsers(ctx, caseID, "member_unit")
+	if err != nil {
+		return review.Facts{}, fmt.Errorf("member units of case %s: %w", caseID, err)
+	}
+	return review.Facts{MaterialKinds: kinds, HasRecommendation: contains(kinds, review.MaterialRecommendation), SolicitedMemberUnits: units}, nil
+}
+
+// Clock derives a case's statutory clock (GET /cases/{case}/clock) from its
+// history, today's date and the current calendar.
+func (s *Service) Clock(ctx context.Context, a Actor, caseID string) (review.Clock, error) {
+	_, _, d, err := s.authorize(ctx, a, caseID, access.Action("case.read"), "case.clock", "case/"+caseID)
+	if err != nil {
+		return review.Clock{}, err
+	}
+	if err := s.record(ctx, a, "case.clock", audit.Allowed, caseID, "case/"+caseID, d.Purpose, ""); err != nil {
+		return review.Clock{}, err
+	}
+	history, err := s.history(ctx, caseID)
+	if err != nil {
+		return review.Clock{}, err
+	}
+	cal, err := s.calendar(ctx)
+	if err != nil {
+		return review.Clock{}, err
+	}
+	c, err := review.DeriveClock(cal, history, calendar.Today(s.now()))
+	if err != nil {
+		if errors.Is(err, calendar.ErrOutOfRange) {
+			return review.Clock{}, calendarError(err)
+		}
+		return review.Clock{}, fmt.Errorf("clock of case %s: %w", caseID, err)
+	}
+	return c, nil
+}
+
+// History returns a case's review events (who did what, when and why), to
+// anyone who may read the case.
+func (s *Service) History(ctx context.Context, a Actor, caseID string) ([]review.Event, error) {
+	_, _, d, err := s.authorize(ctx, a, caseID, access.Action("case.read"), "case.history", "case/"+caseID)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.record(ctx, a, "case.history", audit.Allowed, caseID, "case/"+caseID, d.Purpose, ""); err != nil {
+		return nil, err
+	}
+	return s.history(ctx, caseID)
+}
+
+// Deadline is one entry of GET /deadlines.
+type Deadline struct {
+	CaseID  string          `json:"case_id"`
+	Title   string          `json:"title"`
+	Status  string          `json:"status"`
+	Phase   review.Phase    `json:"phase"`
+	DueOn   calendar.Date   `json:"due_on"`
+	Overdue bool            `json:"overdue"`
+	Flag    review.FlagKind `json:"flag"` // the standard 3-working-day flag the watcher uses
+}
+
+// MaxWithin bounds GET /deadlines?within=N.
+const MaxWithin = calendar.MaxDays
+
+// Deadlines lists open, running cases due within the next within working
+// days (the due day counted) or overdue, soonest first. Office admins only.
+func (s *Service) Deadlines(ctx context.Context, a Actor, within int) ([]Deadline, error) {
+	if !s.access.Can(a.P, "deadline", "list") {
+		if err := s.record(ctx, a, "deadline.list", audit.Denied, "", "deadlines", "", "forbidden"); err != nil {
+			return nil, err
+		}
+		return nil, fail(ErrForbidden, "forbidden", "only the Review Office lists deadlines")
+	}
+	if within < 0 || within > MaxWithin {
+		return nil, invalid("within", "invalid_days", fmt.Sprintf("within must be an integer from 0 to %d", MaxWithin))
+	}
+	if err := s.record(ctx, a, "deadline.list", audit.Allowed, "", "deadlines", "", ""); err != nil {
+		return nil, err
+	}
+	clocks, cal, today, err := s.openClocks(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := []Deadline{}
+	for _, oc := range clocks {
+		f, err := review.FlagWithin(oc.clock, cal, today, within)
+		if err != nil || f == review.FlagNone {
+			continue
+		}
+		std, _ := review.Flag(oc.clock, cal, today)
+		out = append(out, Deadline{CaseID: oc.row.ID, Title: oc.row.Title, Status: oc.row.Status, Phase: oc.clock.Phase,
+			DueOn: oc.clock.DueOn, Overdue: oc.clock.Overdue, Flag: std})
+	}
+	sortDeadlines(out)
+	return out, nil
+}
+
+func sortDeadlines(ds []Deadline) {
+	for i := 1; i < len(ds); i++ {
+		for j := i; j > 0 && (ds[j].DueOn.Before(ds[j-1].DueOn) || ds[j].DueOn == ds[j-1].DueOn && ds[j].CaseID < ds[j-1].CaseID); j-- {
+			ds[j], ds[j-1] = ds[j-1], ds[j]
+		}
+	}
+}
+
+type openClock struct {
+	row   caseRow
+	clock review.Clock
+}
+
+// openClocks derives the clock of every open case. A case whose deadline
+// runs past the calendar's years is logged and left out: it cannot be
+// flagged until that year is imported, and guessing would be worse.
+func (s *Service) openClocks(ctx context.Context) ([]openClock, *calendar.Calendar, calendar.Date, error) {
+	today := calendar.Today(s.now())
+	cal, err := s.calendar(ctx)
+	if err != nil {
+		return nil, nil, today, err
+	}
+	var rows []caseRow
+	if err := s.db.WithContext(ctx).Where("status IN ?", openStatuses).Order("id").Find(&rows).Error; err != nil {
+		return nil, nil, today, fmt.Errorf("list open cases: %w", err)
+	}
+	ids := make([]string, len(rows))
+	for i, r := range rows {
+		ids[i] = r.ID
+	}
+	hs, err := s.histories(ctx, ids)
+	if err != nil {
+		return nil, nil, today, err
+	}
+	out := make([]openClock, 0, len(rows))
+	for _, r := range rows {
+		c, err := review.DeriveClock(cal, hs[r.ID], today)
+		if err != nil {
+			s.log.WarnContext(ctx, "no deadline for open case", "case", r.ID, "err", err)
+			continue
+		}
+		out = append(out, openClock{row: r, clock: c})
+	}
+	return out, cal, today, nil
+}

@@ -1,0 +1,115 @@
+package vault
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"gorm.io/gorm"
+
+	"github.com/crvault/crvault/audit"
+	"github.com/crvault/crvault/vault/review"
+)
+
+// Sweep is the outcome of one deadline round.
+type Sweep struct {
+	DueSoon  int // open, running cases due within review.DueSoonWorkingDays
+	Overdue  int // open, running cases past their due date
+	Flagged  int // flags raised for the first time this round
+	Notified int // webhooks delivered this round
+	Failed   int // webhooks that failed (retried next round)
+}
+
+// WebhookPayload is what the deadline webhook receives. It never carries
+// document content, titles or names: only what identifies the deadline.
+type WebhookPayload struct {
+	CaseID string `json:"case_id"`
+	Flag   string `json:"flag"`
+	DueOn  string `json:"due_on"`
+	Phase  string `json:"phase"`
+}
+
+// SweepDeadlines evaluates every open case once: a case newly due soon or
+// overdue in its current phase gets a "deadline.flag" audit event by actor
+// "system" (once per case, phase and flag) and, when a webhook is
+// configured, a POST that is retried each round until it succeeds. Paused
+// cases are never flagged.
+func (s *Service) SweepDeadlines(ctx context.Context) (Sweep, error) {
+	var out Sweep
+	clocks, cal, today, err := s.openClocks(ctx)
+	if err != nil {
+		return out, err
+	}
+	for _, oc := range clocks {
+		f, err := review.Flag(oc.clock, cal, today)
+		if err != nil || f == review.FlagNone {
+			continue
+		}
+		if f == review.FlagOverdue {
+			out.Overdue++
+		} else {
+			out.DueSoon++
+		}
+		row := deadlineFlagRow{CaseID: oc.row.ID, Phase: string(oc.clock.Phase), Flag: string(f), DueOn: oc.clock.DueOn.String()}
+		err = s.db.WithContext(ctx).Where("case_id = ? AND phase = ? AND flag = ?", row.CaseID, row.Phase, row.Flag).Take(&row).Error
+		if errors.Is(err, gorm.ErrRecordNotFound) {
+			// Audited before it is remembered, like every change here.
+			if _, err := s.audit.Append(ctx, audit.Event{Actor: "system", Action: "deadline.flag", Outcome: audit.Allowed,
+				CaseID: row.CaseID, Resource: "case/" + row.CaseID, Detail: row.Flag}); err != nil {
+				return out, fmt.Errorf("audit deadline flag of case %s: %w", row.CaseID, err)
+			}
+			row.FlaggedAt = s.now().UTC().Truncate(time.Microsecond)
+			if err := s.db.WithContext(ctx).Create(&row).Error; err != nil && !errors.Is(err, gorm.ErrDuplicatedKey) {
+				return out, fmt.Errorf("remember deadline flag of case %s: %w", row.CaseID, err)
+			}
+			out.Flagged++
+			s.log.InfoContext(ctx, "deadline flagged", "case", row.CaseID, "phase", row.Phase, "flag", row.Flag, "due_on", row.DueOn)
+		} else if err != nil {
+			return out, fmt.Errorf("look up deadline flag of case %s: %w", row.CaseID, err)
+		}
+		if s.webhook == "" || row.NotifiedAt != nil {
+			continue
+		}
+		// The due date may have moved since the flag was raised; say the current one.
+		p := WebhookPayload{CaseID: row.CaseID, Flag: row.Flag, DueOn: oc.clock.DueOn.String(), Phase: row.Phase}
+		if err := s.postWebhook(ctx, p); err != nil {
+			out.Failed++
+			s.log.WarnContext(ctx, "deadline webhook failed; retrying next round", "case", row.CaseID, "flag", row.Flag, "err", err)
+			continue
+		}
+		now := s.now().UTC()
+		if err := s.db.WithContext(ctx).Model(&deadlineFlagRow{}).Where("case_id = ? AND phase = ? AND flag = ?", row.CaseID, row.Phase, row.Flag).
+			Update("notified_at", now).Error; err != nil {
+			return out, fmt.Errorf("mark webhook delivered for case %s: %w", row.CaseID, err)
+		}
+		out.Notified++
+	}
+	return out, nil
+}
+
+func (s *Service) postWebhook(ctx context.Context, p WebhookPayload) error {
+	body, err := json.Marshal(p)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.webhook, bytes.NewReader(body))
+	if err != nil {
+		return fmt.Errorf("build webhook request: %w", err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	res, err := s.client.Do(req)
+	if err != nil {
+		return fmt.Errorf("post webhook: %w", err)
+	}
+	defer res.Body.Close()
+	if res.StatusCode < 200 || res.StatusCode > 299 {
+		return fmt.Errorf("webhook answered %d", res.StatusCode)
+	}
+	return nil
+}
