@@ -49,8 +49,8 @@ const (
 	withVault              // plus keys and blob store
 )
 
-func openApp(ctx context.Context, cfg config, log *slog.Logger, need parts) (a *app, err error) {
-	a = &app{cfg: cfg, log: log, reg: prometheus.NewRegistry()}
+func openApp(ctx context.Context, cfg config, log *slog.Logger, need parts) (_ *app, err error) {
+	a := &app{cfg: cfg, log: log, reg: prometheus.NewRegistry()}
 	defer func() {
 		if err != nil {
 			_ = a.close(context.WithoutCancel(ctx))

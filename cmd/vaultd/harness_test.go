@@ -397,3 +397,5 @@ func (w *world) newCase(t *testing.T, marker string) (string, map[string][]byte)
 	}
 	return cs.ID, docs
 }
+
+func httpClient() *http.Client { return &http.Client{Timeout: time.Minute} }
