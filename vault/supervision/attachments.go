@@ -1,0 +1,237 @@
+package supervision
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"gorm.io/gorm"
+
+	"github.com/crvault/crvault/audit"
+	"github.com/crvault/crvault/vault"
+	"github.com/crvault/crvault/vault/crypt"
+)
+
+// Attachment is a file arriving with a report. Body is read once.
+type Attachment struct {
+	Filename    string
+	ContentType string
+	Body        io.Reader
+	Size        int64 // declared length, -1 when unknown
+}
+
+// supervisionKey returns the supervision key, creating it (wrapped to the
+// master key) on first use. Two instances racing settle on one row.
+func (s *Service) supervisionKey(ctx context.Context) (*crypt.CaseKey, error) {
+	s.keyMu.Lock()
+	defer s.keyMu.Unlock()
+	if s.key != nil {
+		return s.key, nil
+	}
+	var row keyRow
+	err := s.db.WithContext(ctx).Where("id = ?", "current").Take(&row).Error
+	if errors.Is(err, gorm.ErrRecordNotFound) {
+		wrapped, werr := s.master.NewCaseKey()
+		if werr != nil {
+			return nil, fmt.Errorf("create supervision key: %w", werr)
+		}
+		row = keyRow{ID: "current", Wrapped: wrapped, CreatedAt: time.Now().UTC()}
+		if cerr := s.db.WithContext(ctx).Create(&row).Error; cerr != nil {
+			// Another instance may have won the race; take its key.
+			err = s.db.WithContext(ctx).Where("id = ?", "current").Take(&row).Error
+		} else {
+			err = nil
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load supervision key: %w", err)
+	}
+	k, err := s.master.OpenCaseKey(row.Wrapped)
+	if err != nil {
+		return nil, fmt.Errorf("open supervision key: %w", err)
+	}
+	s.key = k
+	return k, nil
+}
+
+// AddAttachment streams a file onto the receipt holder's open report,
+// encrypted to the supervision key: no plaintext is buffered or written.
+func (s *Service) AddAttachment(ctx context.Context, cl Client, receipt string, up Attachment) (AttachmentInfo, error) {
+	row, err := s.byReceipt(ctx, cl, receipt, "report.attach")
+	if err != nil {
+		return AttachmentInfo{}, err
+	}
+	if row.Status == ReportClosed {
+		return AttachmentInfo{}, conflict("report_closed", "this report is closed")
+	}
+	filename, err := cleanFilename(up.Filename)
+	if err != nil {
+		return AttachmentInfo{}, err
+	}
+	ctype := "application/octet-stream"
+	if up.ContentType != "" {
+		mt, params, perr := mime.ParseMediaType(up.ContentType)
+		if perr != nil || len(up.ContentType) > 255 {
+			return AttachmentInfo{}, invalid("content_type", "invalid_content_type", "content type is not a valid media type")
+		}
+		ctype = mime.FormatMediaType(mt, params)
+	}
+	if up.Size > s.cfg.MaxAttachmentSize {
+		return AttachmentInfo{}, &vault.Error{Kind: vault.ErrTooLarge, Code: "too_large", Detail: fmt.Sprintf("the limit is %d bytes", s.cfg.MaxAttachmentSize)}
+	}
+	key, err := s.supervisionKey(ctx)
+	if err != nil {
+		return AttachmentInfo{}, err
+	}
+	a := attachmentRow{ID: newID(), ReportID: row.ID, Filename: filename, ContentType: ctype, BlobID: "sv" + newID()}
+	if err := s.record(ctx, anonEvent(cl.RequestID, "report.attach", audit.Allowed, "report/"+row.ID+"/attachment/"+a.ID, "")); err != nil {
+		return AttachmentInfo{}, err
+	}
+	a.Size, a.SHA256, a.Header, err = s.encrypt(ctx, key, a.BlobID, up)
+	if err != nil {
+		return AttachmentInfo{}, err
+	}
+	a.CreatedAt = s.cfg.Now().UTC().Truncate(time.Microsecond)
+	if err := s.db.WithContext(ctx).Create(&a).Error; err != nil {
+		_ = s.blobs.Delete(context.WithoutCancel(ctx), a.BlobID)
+		return AttachmentInfo{}, fmt.Errorf("record attachment: %w", err)
+	}
+	return toAttachment(a), nil
+}
+
+// encrypt pipes body -> limit/hash -> age -> blob store.
+func (s *Service) encrypt(ctx context.Context, key *crypt.CaseKey, blobID string, up Attachment) (int64, string, []byte, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	pr, pw := io.Pipe()
+	blobSize := int64(-1)
+	if up.Size >= 0 {
+		blobSize = crypt.PayloadSize(up.Size)
+	}
+	putDone := make(chan error, 1)
+	go func() {
+		_, err := s.blobs.Put(ctx, blobID, pr, blobSize)
+		pr.CloseWithError(err)
+		putDone <- err
+	}()
+	sealer, err := key.Encrypt(pw)
+	if err != nil {
+		pw.CloseWithError(err)
+		<-putDone
+		return 0, "", nil, fmt.Errorf("start encryption: %w", err)
+	}
+	h := sha256.New()
+	limit := s.cfg.MaxAttachmentSize
+	if up.Size >= 0 {
+		limit = up.Size
+	}
+	n, copyErr := io.Copy(io.MultiWriter(sealer, h), io.LimitReader(up.Body, limit+1))
+	var ve *vault.Error
+	switch {
+	case copyErr != nil && errors.As(copyErr, &ve):
+		copyErr = ve
+	case copyErr != nil:
+		copyErr = &vault.Error{Kind: vault.ErrBadRequest, Code: "malformed_body", Detail: "the request body could not be read to its end"}
+	case n > limit && up.Size >= 0:
+		copyErr = &vault.Error{Kind: vault.ErrBadRequest, Code: "content_length_mismatch", Detail: "the body is longer than its declared length"}
+	case n > limit:
+		copyErr = &vault.Error{Kind: vault.ErrTooLarge, Code: "too_large", Detail: fmt.Sprintf("the limit is %d bytes", s.cfg.MaxAttachmentSize)}
+	case up.Size >= 0 && n < up.Size:
+		copyErr = &vault.Error{Kind: vault.ErrBadRequest, Code: "content_length_mismatch", Detail: "the body ended before its declared length"}
+	}
+	if copyErr == nil {
+		copyErr = sealer.Close()
+	}
+	if copyErr != nil {
+		cancel()
+		pw.CloseWithError(copyErr)
+		<-putDone
+		_ = s.blobs.Delete(context.WithoutCancel(ctx), blobID)
+		return 0, "", nil, copyErr
+	}
+	pw.Close()
+	if err := <-putDone; err != nil {
+		_ = s.blobs.Delete(context.WithoutCancel(ctx), blobID)
+		return 0, "", nil, &vault.Error{Kind: vault.ErrUnavailable, Code: "store_unavailable", Detail: "the blob store refused the write"}
+	}
+	return n, hex.EncodeToString(h.Sum(nil)), sealer.Header(), nil
+}
+
+// AttachmentContent is an opened attachment; the caller must Close it.
+type AttachmentContent struct {
+	Info  AttachmentInfo
+	Body  io.Reader
+	close func() error
+}
+
+// Close releases the blob.
+func (c *AttachmentContent) Close() error { return c.close() }
+
+// OpenAttachment decrypts a report attachment for an inspector, after the
+// read is audited; no record, no bytes.
+func (s *Service) OpenAttachment(ctx context.Context, a vault.Actor, reportID, id string) (*AttachmentContent, error) {
+	if _, err := s.inspectorReport(ctx, a, reportID, "report.attachment.read"); err != nil {
+		return nil, err
+	}
+	resource := "report/" + reportID + "/attachment/" + id
+	var row attachmentRow
+	err := gorm.ErrRecordNotFound
+	if validID(id) {
+		err = s.db.WithContext(ctx).Where("id = ? AND report_id = ?", id, reportID).Take(&row).Error
+	}
+	if errors.Is(err, gorm.ErrRecordNotFound) {
+		return nil, s.deny(ctx, event(a, "report.attachment.read", audit.Allowed, "", resource, ""), notFound("attachment"))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load attachment %s: %w", id, err)
+	}
+	if err := s.record(ctx, event(a, "report.attachment.read", audit.Allowed, "", resource, "")); err != nil {
+		return nil, err
+	}
+	key, err := s.supervisionKey(ctx)
+	if err != nil {
+		return nil, err
+	}
+	obj, err := s.blobs.Open(ctx, row.BlobID)
+	if err != nil {
+		return nil, fmt.Errorf("open blob of attachment %s: %w", id, err)
+	}
+	body, err := key.OpenStream(row.Header, io.NewSectionReader(obj, 0, obj.Size()))
+	if err != nil {
+		obj.Close()
+		return nil, fmt.Errorf("decrypt attachment %s: %w", id, err)
+	}
+	return &AttachmentContent{Info: toAttachment(row), Body: body, close: obj.Close}, nil
+}
+
+// cleanFilename keeps a display name only; it is never used as a path.
+func cleanFilename(name string) (string, error) {
+	if !utf8.ValidString(name) {
+		return "", invalid("filename", "invalid_filename", "filename must be UTF-8")
+	}
+	if i := strings.LastIndexAny(name, `/\`); i >= 0 {
+		name = name[i+1:]
+	}
+	var b strings.Builder
+	for _, r := range name {
+		if r < 0x20 || r == 0x7f || r == '"' {
+			continue
+		}
+		b.WriteRune(r)
+	}
+	name = strings.TrimSpace(b.String())
+	if name == "" || name == "." || name == ".." {
+		name = "attachment"
+	}
+	if len(name) > 255 {
+		return "", invalid("filename", "invalid_filename", "filename is longer than 255 bytes")
+	}
+	return name, nil
+}

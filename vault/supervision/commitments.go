@@ -1,0 +1,195 @@
+package supervision
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"gorm.io/gorm"
+
+	"github.com/crvault/crvault/access"
+	"github.com/crvault/crvault/audit"
+	"github.com/crvault/crvault/vault"
+)
+
+// CommitmentKinds are what a provider may commit to (Art. 6).
+var CommitmentKinds = []string{"no_illegal_data", "no_illegal_control", "supply_continuity", "other"}
+
+// Commitment is a provider's commitment on a case, with the operator's
+// urgings to keep it (Art. 18).
+type Commitment struct {
+	ID          string    `json:"id"`
+	CaseID      string    `json:"case_id"`
+	ProviderOrg string    `json:"provider"`
+	OperatorOrg string    `json:"operator_org"`
+	Kind        string    `json:"kind"`
+	Text        string    `json:"text"`
+	CreatedBy   string    `json:"created_by"`
+	CreatedAt   time.Time `json:"created_at"`
+	Urges       []Urge    `json:"urges"`
+}
+
+// Urge records that the operator urged fulfilment.
+type Urge struct {
+	ID    string    `json:"id"`
+	Note  string    `json:"note"`
+	By    string    `json:"by"`
+	ByOrg string    `json:"by_org"`
+	At    time.Time `json:"at"`
+}
+
+// NewCommitment is what a provider records.
+type NewCommitment struct {
+	Kind string `json:"kind"`
+	Text string `json:"text"`
+}
+
+// UrgeRequest is the operator's note.
+type UrgeRequest struct {
+	Note string `json:"note"`
+}
+
+// AddCommitment records a commitment of the caller's provider organisation
+// on a case it is a party to.
+func (s *Service) AddCommitment(ctx context.Context, a vault.Actor, caseID string, in NewCommitment) (Commitment, error) {
+	cs, err := s.vault.GetCase(ctx, a, caseID)
+	if err != nil {
+		return Commitment{}, err
+	}
+	ev := event(a, "commitment.create", audit.Allowed, cs.ID, "case/"+cs.ID, "")
+	d, err := s.access.Decide(ctx, a.P, s.caseFacts(cs), access.ActCommitmentCreate)
+	if err != nil {
+		return Commitment{}, fmt.Errorf("decide commitment on case %s: %w", cs.ID, err)
+	}
+	if !d.Allowed {
+		return Commitment{}, s.deny(ctx, ev, forbidden("only a provider of the case records commitments"))
+	}
+	if !oneOf(in.Kind, CommitmentKinds...) {
+		return Commitment{}, invalid("kind", "invalid_kind", "kind must be no_illegal_data, no_illegal_control, supply_continuity or other")
+	}
+	text, err := cleanText("text", in.Text, 10000, true)
+	if err != nil {
+		return Commitment{}, err
+	}
+	row := commitmentRow{ID: newID(), CaseID: cs.ID, ProviderOrg: a.P.User.OrgID, OperatorOrg: cs.OperatorOrg, Kind: in.Kind, Text: text,
+		CreatedBy: a.P.User.ID, CreatedAt: s.cfg.Now().UTC().Truncate(time.Microsecond)}
+	ev.Resource = "commitment/" + row.ID
+	if err := s.record(ctx, ev); err != nil {
+		return Commitment{}, err
+	}
+	if err := s.db.WithContext(ctx).Create(&row).Error; err != nil {
+		return Commitment{}, fmt.Errorf("store commitment: %w", err)
+	}
+	return s.toCommitment(ctx, row)
+}
+
+// UrgeCommitment records that the case's operator urged the provider to
+// keep the commitment (Art. 18).
+func (s *Service) UrgeCommitment(ctx context.Context, a vault.Actor, caseID, id string, in UrgeRequest) (Commitment, error) {
+	cs, err := s.vault.GetCase(ctx, a, caseID)
+	if err != nil {
+		return Commitment{}, err
+	}
+	ev := event(a, "commitment.urge", audit.Allowed, cs.ID, "commitment/"+id, "")
+	var row commitmentRow
+	err = gorm.ErrRecordNotFound
+	if validID(id) {
+		err = s.db.WithContext(ctx).Where("id = ? AND case_id = ?", id, cs.ID).Take(&row).Error
+	}
+	if errors.Is(err, gorm.ErrRecordNotFound) {
+		return Commitment{}, s.deny(ctx, ev, notFound("commitment"))
+	}
+	if err != nil {
+		return Commitment{}, fmt.Errorf("load commitment %s: %w", id, err)
+	}
+	if !a.P.Has(access.RoleOperator) || cs.OperatorOrg != a.P.User.OrgID {
+		return Commitment{}, s.deny(ctx, ev, forbidden("only the operator of the case urges fulfilment"))
+	}
+	note, err := cleanText("note", in.Note, 4000, true)
+	if err != nil {
+		return Commitment{}, err
+	}
+	if err := s.record(ctx, ev); err != nil {
+		return Commitment{}, err
+	}
+	u := urgeRow{ID: newID(), CommitmentID: row.ID, Note: note, By: a.P.User.ID, ByOrg: a.P.User.OrgID, At: s.cfg.Now().UTC().Truncate(time.Microsecond)}
+	if err := s.db.WithContext(ctx).Create(&u).Error; err != nil {
+		return Commitment{}, fmt.Errorf("store urge: %w", err)
+	}
+	return s.toCommitment(ctx, row)
+}
+
+func (s *Service) toCommitment(ctx context.Context, r commitmentRow) (Commitment, error) {
+	c := Commitment{ID: r.ID, CaseID: r.CaseID, ProviderOrg: r.ProviderOrg, OperatorOrg: r.OperatorOrg, Kind: r.Kind, Text: r.Text,
+		CreatedBy: r.CreatedBy, CreatedAt: r.CreatedAt.UTC(), Urges: []Urge{}}
+	var us []urgeRow
+	if err := s.db.WithContext(ctx).Where("commitment_id = ?", r.ID).Order("id").Find(&us).Error; err != nil {
+		return c, fmt.Errorf("load urges of commitment %s: %w", r.ID, err)
+	}
+	for _, u := range us {
+		c.Urges = append(c.Urges, Urge{ID: u.ID, Note: u.Note, By: u.By, ByOrg: u.ByOrg, At: u.At.UTC()})
+	}
+	return c, nil
+}
+
+// CommitmentFilter selects commitments.
+type CommitmentFilter struct {
+	Provider, CaseID string
+	Limit            int
+	Cursor           string
+}
+
+// ListCommitments lists commitments: inspectors and office admins any
+// provider's, a provider its own organisation's, an operator those on its
+// cases; others are refused.
+func (s *Service) ListCommitments(ctx context.Context, a vault.Actor, f CommitmentFilter) (Page[Commitment], error) {
+	if f.Cursor != "" && !validID(f.Cursor) {
+		return Page[Commitment]{}, invalid("cursor", "invalid_cursor", "cursor is not one this server issued")
+	}
+	ev := event(a, "commitment.list", audit.Allowed, f.CaseID, "commitments", "")
+	q := s.db.WithContext(ctx).Model(&commitmentRow{})
+	org := a.P.User.OrgID
+	switch {
+	case a.P.Has(access.RoleInspector), a.P.Has(access.RoleOfficeAdmin):
+	case a.P.Has(access.RoleProvider):
+		if f.Provider != "" && f.Provider != org {
+			return Page[Commitment]{}, s.deny(ctx, ev, forbidden("a provider sees only its own commitments"))
+		}
+		q = q.Where("provider_org = ?", org)
+	case a.P.Has(access.RoleOperator):
+		q = q.Where("operator_org = ?", org)
+	default:
+		return Page[Commitment]{}, s.deny(ctx, ev, forbidden("your role may not list commitments"))
+	}
+	if f.Provider != "" {
+		q = q.Where("provider_org = ?", f.Provider)
+	}
+	if f.CaseID != "" {
+		q = q.Where("case_id = ?", f.CaseID)
+	}
+	if f.Cursor != "" {
+		q = q.Where("id > ?", f.Cursor)
+	}
+	limit := pageLimit(f.Limit)
+	var rows []commitmentRow
+	if err := q.Order("id").Limit(limit + 1).Find(&rows).Error; err != nil {
+		return Page[Commitment]{}, fmt.Errorf("list commitments: %w", err)
+	}
+	if err := s.record(ctx, ev); err != nil {
+		return Page[Commitment]{}, err
+	}
+	page := Page[Commitment]{Items: []Commitment{}}
+	if len(rows) > limit {
+		rows = rows[:limit]
+		page.NextCursor = rows[limit-1].ID
+	}
+	for _, r := range rows {
+		c, err := s.toCommitment(ctx, r)
+		if err != nil {
+			return Page[Commitment]{}, err
+		}
+		page.Items = append(page.Items, c)
+	}
+	return page, nil
+}

@@ -1,0 +1,419 @@
+package supervision
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"gorm.io/gorm"
+
+	"github.com/crvault/crvault/access"
+	"github.com/crvault/crvault/audit"
+	"github.com/crvault/crvault/vault"
+)
+
+// Complaint statuses: open -> investigating -> upheld | dismissed.
+const (
+	StatusOpen          = "open"
+	StatusInvestigating = "investigating"
+	StatusUpheld        = "upheld"
+	StatusDismissed     = "dismissed"
+)
+
+// ActionRecuseSubject is the resolution action that recuses the subject.
+const ActionRecuseSubject = "recuse_subject"
+
+// Complaint is a complaint against a reviewer (Art. 17).
+type Complaint struct {
+	ID          string   `json:"id"`
+	CaseID      string   `json:"case_id"`
+	Subject     string   `json:"subject"`
+	Kind        string   `json:"kind"`
+	Description string   `json:"description"`
+	Evidence    []string `json:"evidence"`
+	Status      string   `json:"status"`
+	Outcome     string   `json:"outcome,omitempty"`
+	// SubjectRecused and ReassignmentRequested say the remedy was applied
+	// and the office admins are asked to assign someone else.
+	SubjectRecused        bool           `json:"subject_recused"`
+	ReassignmentRequested bool           `json:"reassignment_requested"`
+	FiledBy               string         `json:"filed_by"`
+	FiledByOrg            string         `json:"filed_by_org"`
+	FiledAt               time.Time      `json:"filed_at"`
+	UpdatedAt             time.Time      `json:"updated_at"`
+	ResolvedAt            *time.Time     `json:"resolved_at"`
+	History               []StatusChange `json:"history"`
+}
+
+// StatusChange is one step of a complaint, with the inspector's note.
+type StatusChange struct {
+	Status  string    `json:"status"`
+	Note    string    `json:"note"`
+	Actions []string  `json:"actions,omitempty"`
+	By      string    `json:"by"`
+	At      time.Time `json:"at"`
+}
+
+// NewComplaint is what an operator or provider files.
+type NewComplaint struct {
+	Case        string   `json:"case"`
+	Subject     string   `json:"subject"`
+	Kind        string   `json:"kind"`
+	Description string   `json:"description"`
+	Evidence    []string `json:"evidence"`
+}
+
+// StatusRequest moves a complaint under investigation.
+type StatusRequest struct {
+	Status string `json:"status"`
+	Note   string `json:"note"`
+}
+
+// Resolution closes a complaint.
+type Resolution struct {
+	Outcome string   `json:"outcome"`
+	Actions []string `json:"actions"`
+	Note    string   `json:"note"`
+}
+
+func (s *Service) caseFacts(c vault.Case) access.CaseFacts {
+	return access.CaseFacts{ID: c.ID, OperatorOrg: c.OperatorOrg, ProviderOrgs: c.Providers, Status: c.Status}
+}
+
+// FileComplaint files a complaint on a case the caller's organisation is a
+// party to, as operator or provider. Callers unrelated to the case get
+// not_found; the subject must be someone assigned to the case now or before.
+func (s *Service) FileComplaint(ctx context.Context, a vault.Actor, in NewComplaint) (Complaint, error) {
+	cs, err := s.vault.GetCase(ctx, a, in.Case)
+	if err != nil {
+		return Complaint{}, err
+	}
+	ev := event(a, "complaint.create", audit.Allowed, cs.ID, "case/"+cs.ID, "")
+	d, err := s.access.Decide(ctx, a.P, s.caseFacts(cs), access.ActComplaintCreate)
+	if err != nil {
+		return Complaint{}, fmt.Errorf("decide complaint on case %s: %w", cs.ID, err)
+	}
+	if !d.Allowed {
+		return Complaint{}, s.deny(ctx, ev, forbidden("only the operator or a provider of the case may complain"))
+	}
+	if in.Kind != "unfair" && in.Kind != "confidentiality" {
+		return Complaint{}, invalid("kind", "invalid_kind", `kind must be "unfair" or "confidentiality"`)
+	}
+	desc, err := cleanText("description", in.Description, 10000, true)
+	if err != nil {
+		return Complaint{}, err
+	}
+	if in.Subject != "" {
+		asgs, err := s.access.Assignments(ctx, cs.ID)
+		if err != nil {
+			return Complaint{}, fmt.Errorf("list assignments of case %s: %w", cs.ID, err)
+		}
+		known := false
+		for _, g := range asgs {
+			known = known || g.UserID == in.Subject
+		}
+		if !known {
+			return Complaint{}, invalid("subject", "unknown_subject", "the subject must be a user assigned to this case")
+		}
+	}
+	if len(in.Evidence) > 50 {
+		return Complaint{}, invalid("evidence", "invalid_field", "at most 50 evidence materials")
+	}
+	for _, id := range in.Evidence {
+		m, err := s.vault.GetMaterial(ctx, a, id)
+		var ve *vault.Error
+		if errors.As(err, &ve) && ve.Kind == vault.ErrNotFound || err == nil && (m.CaseID != cs.ID || m.Kind != "evidence") {
+			return Complaint{}, invalid("evidence", "invalid_evidence", "evidence must name evidence materials of this case")
+		}
+		if err != nil {
+			return Complaint{}, err
+		}
+	}
+	now := s.cfg.Now().UTC().Truncate(time.Microsecond)
+	row := complaintRow{ID: newID(), CaseID: cs.ID, Subject: in.Subject, Kind: in.Kind, Description: desc,
+		Evidence: strings.Join(in.Evidence, ","), Status: StatusOpen, FiledBy: a.P.User.ID, FiledByOrg: a.P.User.OrgID,
+		FiledAt: now, UpdatedAt: now}
+	ev.Resource = "complaint/" + row.ID
+	if err := s.record(ctx, ev); err != nil {
+		return Complaint{}, err
+	}
+	if err := s.db.WithContext(ctx).Create(&row).Error; err != nil {
+		return Complaint{}, fmt.Errorf("store complaint: %w", err)
+	}
+	return s.toComplaint(ctx, row)
+}
+
+func (s *Service) toComplaint(ctx context.Context, r complaintRow) (Complaint, error) {
+	c := Complaint{ID: r.ID, CaseID: r.CaseID, Subject: r.Subject, Kind: r.Kind, Description: r.Description, Evidence: []string{},
+		Status: r.Status, Outcome: r.Outcome, SubjectRecused: r.SubjectRecused, ReassignmentRequested: r.ReassignmentRequested,
+		FiledBy: r.FiledBy, FiledByOrg: r.FiledByOrg, FiledAt: r.FiledAt.UTC(), UpdatedAt: r.UpdatedAt.UTC(), History: []StatusChange{}}
+	if r.Evidence != "" {
+		c.Evidence = strings.Split(r.Evidence, ",")
+	}
+	if r.ResolvedAt != nil {
+		t := r.ResolvedAt.UTC()
+		c.ResolvedAt = &t
+	}
+	var rows []complaintChangeRow
+	if err := s.db.WithContext(ctx).Where("complaint_id = ?", r.ID).Order("id").Find(&rows).Error; err != nil {
+		return c, fmt.Errorf("load history of complaint %s: %w", r.ID, err)
+	}
+	for _, h := range rows {
+		sc := StatusChange{Status: h.Status, Note: h.Note, By: h.By, At: h.At.UTC()}
+		if h.Actions != "" {
+			sc.Actions = strings.Split(h.Actions, ",")
+		}
+		c.History = append(c.History, sc)
+	}
+	return c, nil
+}
+
+// canSee says whether the caller may see a complaint: inspectors all, the
+// filer their own, office admins those asking them to reassign.
+func (s *Service) canSee(p access.Principal, r complaintRow) bool {
+	return s.access.Can(p, "complaint", "read_all") || r.FiledBy == p.User.ID ||
+		(p.Has(access.RoleOfficeAdmin) && r.ReassignmentRequested)
+}
+
+// complaint loads a complaint for act; callers who may not see it get
+// not_found, those who may see it but not act get forbidden. Both audited.
+func (s *Service) complaint(ctx context.Context, a vault.Actor, id, action, perm string) (complaintRow, error) {
+	var r complaintRow
+	ev := event(a, action, audit.Allowed, "", "complaint/"+id, "")
+	err := gorm.ErrRecordNotFound
+	if validID(id) {
+		err = s.db.WithContext(ctx).Where("id = ?", id).Take(&r).Error
+	}
+	if errors.Is(err, gorm.ErrRecordNotFound) {
+		return r, s.deny(ctx, ev, notFound("complaint"))
+	}
+	if err != nil {
+		return r, fmt.Errorf("load complaint %s: %w", id, err)
+	}
+	ev.CaseID = r.CaseID
+	if !s.canSee(a.P, r) {
+		return r, s.deny(ctx, ev, notFound("complaint"))
+	}
+	if perm != "" && !s.access.Can(a.P, "complaint", perm) {
+		return r, s.deny(ctx, ev, forbidden("only inspectors handle complaints"))
+	}
+	return r, nil
+}
+
+// GetComplaint returns one complaint, with its history and outcome.
+func (s *Service) GetComplaint(ctx context.Context, a vault.Actor, id string) (Complaint, error) {
+	r, err := s.complaint(ctx, a, id, "complaint.read", "")
+	if err != nil {
+		return Complaint{}, err
+	}
+	if err := s.record(ctx, event(a, "complaint.read", audit.Allowed, r.CaseID, "complaint/"+id, "")); err != nil {
+		return Complaint{}, err
+	}
+	return s.toComplaint(ctx, r)
+}
+
+// ComplaintFilter selects complaints in ListComplaints.
+type ComplaintFilter struct {
+	Status, CaseID string
+	Limit          int
+	Cursor         string
+}
+
+// ListComplaints lists what the caller may see, oldest first, with counts
+// by status.
+func (s *Service) ListComplaints(ctx context.Context, a vault.Actor, f ComplaintFilter) (Page[Complaint], error) {
+	if f.Status != "" && !oneOf(f.Status, StatusOpen, StatusInvestigating, StatusUpheld, StatusDismissed) {
+		return Page[Complaint]{}, invalid("status", "invalid_status", "status must be open, investigating, upheld or dismissed")
+	}
+	if f.Cursor != "" && !validID(f.Cursor) {
+		return Page[Complaint]{}, invalid("cursor", "invalid_cursor", "cursor is not one this server issued")
+	}
+	limit := pageLimit(f.Limit)
+	q := s.db.WithContext(ctx).Model(&complaintRow{})
+	switch {
+	case s.access.Can(a.P, "complaint", "read_all"):
+	case a.P.Has(access.RoleOfficeAdmin):
+		q = q.Where("filed_by = ? OR reassignment_requested = ?", a.P.User.ID, true)
+	default:
+		q = q.Where("filed_by = ?", a.P.User.ID)
+	}
+	if f.CaseID != "" {
+		q = q.Where("case_id = ?", f.CaseID)
+	}
+	counts, err := countByStatus(q.Session(&gorm.Session{}))
+	if err != nil {
+		return Page[Complaint]{}, fmt.Errorf("count complaints: %w", err)
+	}
+	if f.Status != "" {
+		q = q.Where("status = ?", f.Status)
+	}
+	if f.Cursor != "" {
+		q = q.Where("id > ?", f.Cursor)
+	}
+	var rows []complaintRow
+	if err := q.Order("id").Limit(limit + 1).Find(&rows).Error; err != nil {
+		return Page[Complaint]{}, fmt.Errorf("list complaints: %w", err)
+	}
+	if err := s.record(ctx, event(a, "complaint.list", audit.Allowed, f.CaseID, "complaints", "")); err != nil {
+		return Page[Complaint]{}, err
+	}
+	page := Page[Complaint]{Items: []Complaint{}, Counts: counts}
+	if len(rows) > limit {
+		rows = rows[:limit]
+		page.NextCursor = rows[limit-1].ID
+	}
+	for _, r := range rows {
+		c, err := s.toComplaint(ctx, r)
+		if err != nil {
+			return Page[Complaint]{}, err
+		}
+		page.Items = append(page.Items, c)
+	}
+	return page, nil
+}
+
+func countByStatus(q *gorm.DB) (map[string]int64, error) {
+	var rows []struct {
+		Status string
+		N      int64
+	}
+	if err := q.Select("status, COUNT(*) AS n").Group("status").Scan(&rows).Error; err != nil {
+		return nil, err
+	}
+	out := map[string]int64{}
+	for _, r := range rows {
+		out[r.Status] = r.N
+	}
+	return out, nil
+}
+
+func oneOf(v string, xs ...string) bool {
+	for _, x := range xs {
+		if v == x {
+			return true
+		}
+	}
+	return false
+}
+
+// SetComplaintStatus moves an open complaint to investigating (inspectors).
+func (s *Service) SetComplaintStatus(ctx context.Context, a vault.Actor, id string, in StatusRequest) (Complaint, error) {
+	r, err := s.complaint(ctx, a, id, "complaint.status", "resolve")
+	if err != nil {
+		return Complaint{}, err
+	}
+	if in.Status != StatusInvestigating {
+		return Complaint{}, invalid("status", "invalid_status", `status must be "investigating"; resolve with /resolution`)
+	}
+	note, err := cleanText("note", in.Note, 4000, false)
+	if err != nil {
+		return Complaint{}, err
+	}
+	if r.Status != StatusOpen {
+		return Complaint{}, conflict("illegal_transition", "only an open complaint can be put under investigation", allowedFrom(r.Status)...)
+	}
+	if err := s.record(ctx, event(a, "complaint.status", audit.Allowed, r.CaseID, "complaint/"+id, in.Status)); err != nil {
+		return Complaint{}, err
+	}
+	if err := s.change(ctx, &r, in.Status, note, nil, a.P.User.ID, nil); err != nil {
+		return Complaint{}, err
+	}
+	return s.toComplaint(ctx, r)
+}
+
+func allowedFrom(status string) []string {
+	switch status {
+	case StatusOpen:
+		return []string{StatusInvestigating}
+	case StatusInvestigating:
+		return []string{StatusUpheld, StatusDismissed}
+	}
+	return []string{}
+}
+
+// change moves r to status only if nobody else moved it since it was read.
+func (s *Service) change(ctx context.Context, r *complaintRow, status, note string, actions []string, by string, extra map[string]any) error {
+	now := s.cfg.Now().UTC().Truncate(time.Microsecond)
+	upd := map[string]any{"status": status, "updated_at": now}
+	for k, v := range extra {
+		upd[k] = v
+	}
+	return s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		res := tx.Model(&complaintRow{}).Where("id = ? AND status = ?", r.ID, r.Status).Updates(upd)
+		if res.Error != nil {
+			return fmt.Errorf("update complaint %s: %w", r.ID, res.Error)
+		}
+		if res.RowsAffected != 1 {
+			return conflict("concurrent_update", "the complaint changed while this request ran; retry")
+		}
+		if err := tx.Create(&complaintChangeRow{ComplaintID: r.ID, Status: status, Note: note, Actions: strings.Join(actions, ","), By: by, At: now}).Error; err != nil {
+			return fmt.Errorf("record change of complaint %s: %w", r.ID, err)
+		}
+		return tx.Where("id = ?", r.ID).Take(r).Error
+	})
+}
+
+// Resolve upholds or dismisses a complaint under investigation. Upheld with
+// recuse_subject, the subject loses every grant on the case before Resolve
+// returns, cannot be assigned to it again, and the office admins are asked
+// to reassign (an audited "case.reassignment_requested" and a flag on the
+// complaint that office admins see in their complaint list).
+func (s *Service) Resolve(ctx context.Context, a vault.Actor, id string, in Resolution) (Complaint, error) {
+	r, err := s.complaint(ctx, a, id, "complaint.resolve", "resolve")
+	if err != nil {
+		return Complaint{}, err
+	}
+	if in.Outcome != StatusUpheld && in.Outcome != StatusDismissed {
+		return Complaint{}, invalid("outcome", "invalid_outcome", `outcome must be "upheld" or "dismissed"`)
+	}
+	recuse := false
+	for _, act := range in.Actions {
+		if act != ActionRecuseSubject {
+			return Complaint{}, invalid("actions", "invalid_action", `the only action is "recuse_subject"`)
+		}
+		recuse = true
+	}
+	if recuse && in.Outcome != StatusUpheld {
+		return Complaint{}, invalid("actions", "invalid_action", "only an upheld complaint recuses its subject")
+	}
+	if recuse && r.Subject == "" {
+		return Complaint{}, invalid("actions", "no_subject", "this complaint names no subject to recuse")
+	}
+	note, err := cleanText("note", in.Note, 4000, true)
+	if err != nil {
+		return Complaint{}, err
+	}
+	if r.Status != StatusInvestigating {
+		return Complaint{}, conflict("illegal_transition", "only a complaint under investigation can be resolved", allowedFrom(r.Status)...)
+	}
+	res := "complaint/" + id
+	if err := s.record(ctx, event(a, "complaint.resolve", audit.Allowed, r.CaseID, res, in.Outcome)); err != nil {
+		return Complaint{}, err
+	}
+	var extra = map[string]any{"outcome": in.Outcome, "resolved_at": s.cfg.Now().UTC().Truncate(time.Microsecond)}
+	var actions []string
+	if recuse {
+		actions = []string{ActionRecuseSubject}
+		e := event(a, "assignment.recuse", audit.Allowed, r.CaseID, "user/"+r.Subject, "complaint_upheld")
+		e.Purpose = res
+		if err := s.record(ctx, e); err != nil {
+			return Complaint{}, err
+		}
+		if err := s.access.Recuse(ctx, r.CaseID, r.Subject, "complaint "+id+" upheld"); err != nil {
+			_ = s.record(context.WithoutCancel(ctx), event(a, "assignment.recuse", audit.Errored, r.CaseID, "user/"+r.Subject, "internal"))
+			return Complaint{}, fmt.Errorf("recuse subject of complaint %s: %w", id, err)
+		}
+		e = event(a, "case.reassignment_requested", audit.Allowed, r.CaseID, res, "subject_recused")
+		if err := s.record(ctx, e); err != nil {
+			return Complaint{}, err
+		}
+		extra["subject_recused"] = true
+		extra["reassignment_requested"] = true
+	}
+	if err := s.change(ctx, &r, in.Outcome, note, actions, a.P.User.ID, extra); err != nil {
+		return Complaint{}, err
+	}
+	return s.toComplaint(ctx, r)
+}

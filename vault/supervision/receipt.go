@@ -1,0 +1,37 @@
+package supervision
+
+import (
+	"crypto/rand"
+	"errors"
+	"strings"
+)
+
+// A receipt is "<report id>.<secret>": the id (not secret) finds the row,
+// and the secret, 130 random bits in 26 characters of the same base32
+// alphabet as ids, is checked against its argon2id hash. The receipt is
+// shown once and never stored.
+const secretLen = 26
+
+var errMalformedReceipt = errors.New("malformed receipt")
+
+func newSecret() string {
+	var b [17]byte
+	_, _ = rand.Read(b[:])
+	return idEncoding.EncodeToString(b[:])[:secretLen]
+}
+
+// ParseReceipt splits a receipt into report id and secret, refusing anything
+// this server could not have issued (before any database or hashing work).
+func ParseReceipt(receipt string) (id, secret string, err error) {
+	receipt = strings.TrimSpace(receipt)
+	id, secret, ok := strings.Cut(receipt, ".")
+	if !ok || !validID(id) || len(secret) != secretLen {
+		return "", "", errMalformedReceipt
+	}
+	for _, r := range secret {
+		if !strings.ContainsRune("0123456789abcdefghjkmnpqrstvwxyz", r) {
+			return "", "", errMalformedReceipt
+		}
+	}
+	return id, secret, nil
+}

@@ -1,0 +1,468 @@
+package supervision
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"gorm.io/gorm"
+
+	"github.com/crvault/crvault/access"
+	"github.com/crvault/crvault/audit"
+	"github.com/crvault/crvault/vault"
+)
+
+// Report statuses: received -> triaged -> investigating -> closed (a step
+// may be skipped; closed is final).
+const (
+	ReportReceived      = "received"
+	ReportTriaged       = "triaged"
+	ReportInvestigating = "investigating"
+	ReportClosed        = "closed"
+)
+
+var reportOrder = map[string]int{ReportReceived: 0, ReportTriaged: 1, ReportInvestigating: 2, ReportClosed: 3}
+
+// NewReport is what a member of the public sends.
+type NewReport struct {
+	SubjectOrg  string `json:"subject_org"`
+	Commitment  string `json:"commitment"`
+	Description string `json:"description"`
+}
+
+// Filed is the answer to a new report; Receipt is shown only here.
+type Filed struct {
+	ID      string `json:"id"`
+	Receipt string `json:"receipt"`
+	Status  string `json:"status"`
+}
+
+// Message is one message on a report.
+type Message struct {
+	ID     string    `json:"id"`
+	From   string    `json:"from"` // "reporter" or "inspector"
+	Author string    `json:"author,omitempty"`
+	Text   string    `json:"text"`
+	At     time.Time `json:"at"`
+}
+
+// AttachmentInfo is an attachment's metadata.
+type AttachmentInfo struct {
+	ID          string    `json:"id"`
+	Filename    string    `json:"filename"`
+	ContentType string    `json:"content_type"`
+	Size        int64     `json:"size"`
+	SHA256      string    `json:"sha256"`
+	UploadedAt  time.Time `json:"uploaded_at"`
+}
+
+// Link ties a report to what it is about.
+type Link struct {
+	Provider   string `json:"provider,omitempty"`
+	Commitment string `json:"commitment,omitempty"`
+	Case       string `json:"case,omitempty"`
+}
+
+// Report is the inspectors' view of a report.
+type Report struct {
+	ID          string           `json:"id"`
+	SubjectOrg  string           `json:"subject_org"`
+	Commitment  string           `json:"commitment"`
+	Description string           `json:"description"`
+	Status      string           `json:"status"`
+	Outcome     string           `json:"outcome"`
+	Link        Link             `json:"link"`
+	CreatedAt   time.Time        `json:"created_at"`
+	UpdatedAt   time.Time        `json:"updated_at"`
+	Messages    []Message        `json:"messages,omitempty"`
+	Attachments []AttachmentInfo `json:"attachments,omitempty"`
+}
+
+// ReporterView is what the receipt holder sees: the progress and the
+// conversation, not the inspectors' links.
+type ReporterView struct {
+	ID          string           `json:"id"`
+	Status      string           `json:"status"`
+	Outcome     string           `json:"outcome"`
+	CreatedAt   time.Time        `json:"created_at"`
+	UpdatedAt   time.Time        `json:"updated_at"`
+	Messages    []Message        `json:"messages"`
+	Attachments []AttachmentInfo `json:"attachments"`
+}
+
+// ReportStatusChange is an inspector's triage step.
+type ReportStatusChange struct {
+	Status  string `json:"status"`
+	Outcome string `json:"outcome"`
+	Link    *Link  `json:"link"`
+}
+
+// Client is the anonymous caller of a report route: its address is used
+// only to throttle, through a keyed hash held in memory, and is never
+// stored, logged or audited.
+type Client struct {
+	Addr      string
+	RequestID string
+}
+
+func throttled(d time.Duration) error {
+	if d < time.Second {
+		d = time.Second
+	}
+	return &access.ThrottledError{RetryAfter: d}
+}
+
+// FileReport takes a report from the public. It needs no account.
+func (s *Service) FileReport(ctx context.Context, cl Client, in NewReport) (Filed, error) {
+	if over, wait := s.throttle.over("report", cl.Addr, s.cfg.ReportsPerWindow); over {
+		return Filed{}, throttled(wait)
+	}
+	desc, err := cleanText("description", in.Description, 10000, true)
+	if err != nil {
+		return Filed{}, err
+	}
+	subject := strings.TrimSpace(in.SubjectOrg)
+	if subject != "" {
+		org, err := s.access.Org(ctx, subject)
+		if errors.Is(err, access.ErrNotFound) {
+			org, err = s.access.OrgByName(ctx, subject)
+		}
+		if errors.Is(err, access.ErrNotFound) {
+			return Filed{}, invalid("subject_org", "unknown_org", "no such organisation")
+		}
+		if err != nil {
+			return Filed{}, fmt.Errorf("look up organisation: %w", err)
+		}
+		subject = org.ID
+	}
+	if in.Commitment != "" {
+		if err := s.commitmentExists(ctx, in.Commitment); err != nil {
+			return Filed{}, err
+		}
+	}
+	secret := newSecret()
+	hash, err := s.cfg.Hasher.Hash(secret)
+	if err != nil {
+		return Filed{}, fmt.Errorf("hash receipt: %w", err)
+	}
+	now := s.cfg.Now().UTC().Truncate(time.Microsecond)
+	row := reportRow{ID: newID(), ReceiptHash: hash, SubjectOrg: subject, Commitment: in.Commitment, Description: desc,
+		Status: ReportReceived, CreatedAt: now, UpdatedAt: now}
+	if err := s.record(ctx, anonEvent(cl.RequestID, "report.create", audit.Allowed, "report/"+row.ID, "")); err != nil {
+		return Filed{}, err
+	}
+	if err := s.db.WithContext(ctx).Create(&row).Error; err != nil {
+		return Filed{}, fmt.Errorf("store report: %w", err)
+	}
+	s.throttle.add("report", cl.Addr)
+	return Filed{ID: row.ID, Receipt: row.ID + "." + secret, Status: row.Status}, nil
+}
+
+func (s *Service) commitmentExists(ctx context.Context, id string) error {
+	var n int64
+	if validID(id) {
+		if err := s.db.WithContext(ctx).Model(&commitmentRow{}).Where("id = ?", id).Count(&n).Error; err != nil {
+			return fmt.Errorf("look up commitment: %w", err)
+		}
+	}
+	if n == 0 {
+		return invalid("commitment", "unknown_commitment", "no such commitment")
+	}
+	return nil
+}
+
+// dummyHash is verified against when the receipt names no report, so a
+// wrong id costs the same as a wrong secret.
+var dummyHash = sync.OnceValue(func() string {
+	h, _ := access.DefaultArgon2id.Hash("crvault-dummy-receipt-secret")
+	return h
+})
+
+// byReceipt finds the report a receipt opens. Wrong, malformed and guessed
+// receipts are counted (metric and throttle) and audited without any
+// address; too many from one client answer 429 before any check.
+func (s *Service) byReceipt(ctx context.Context, cl Client, receipt, action string) (reportRow, error) {
+	var row reportRow
+	if over, wait := s.throttle.over("receipt", cl.Addr, s.cfg.ReceiptFailures); over {
+		return row, throttled(wait)
+	}
+	id, secret, perr := ParseReceipt(receipt)
+	ok := false
+	if perr == nil {
+		err := s.db.WithContext(ctx).Where("id = ?", id).Take(&row).Error
+		hash := dummyHash()
+		switch {
+		case err == nil:
+			hash = row.ReceiptHash
+		case !errors.Is(err, gorm.ErrRecordNotFound):
+			return row, fmt.Errorf("load report: %w", err)
+		}
+		good, verr := s.cfg.Hasher.Verify(secret, hash)
+		ok = err == nil && verr == nil && good
+	}
+	if !ok {
+		s.failures.Inc()
+		s.throttle.add("receipt", cl.Addr)
+		bad := &vault.Error{Kind: vault.ErrUnauthorized, Code: "invalid_receipt", Detail: "the receipt is not valid"}
+		return row, s.deny(ctx, anonEvent(cl.RequestID, action, audit.Denied, "report", ""), bad)
+	}
+	return row, nil
+}
+
+// ReporterStatus shows the receipt holder the report's progress and
+// messages.
+func (s *Service) ReporterStatus(ctx context.Context, cl Client, receipt string) (ReporterView, error) {
+	row, err := s.byReceipt(ctx, cl, receipt, "report.follow_up")
+	if err != nil {
+		return ReporterView{}, err
+	}
+	if err := s.record(ctx, anonEvent(cl.RequestID, "report.follow_up", audit.Allowed, "report/"+row.ID, "")); err != nil {
+		return ReporterView{}, err
+	}
+	msgs, atts, err := s.conversation(ctx, row.ID, false)
+	if err != nil {
+		return ReporterView{}, err
+	}
+	return ReporterView{ID: row.ID, Status: row.Status, Outcome: row.Outcome, CreatedAt: row.CreatedAt.UTC(), UpdatedAt: row.UpdatedAt.UTC(),
+		Messages: msgs, Attachments: atts}, nil
+}
+
+// MessageRequest is a message's text.
+type MessageRequest struct {
+	Text string `json:"text"`
+}
+
+// ReporterMessage adds the receipt holder's message to an open report.
+func (s *Service) ReporterMessage(ctx context.Context, cl Client, receipt string, in MessageRequest) (Message, error) {
+	row, err := s.byReceipt(ctx, cl, receipt, "report.message")
+	if err != nil {
+		return Message{}, err
+	}
+	return s.addMessage(ctx, anonEvent(cl.RequestID, "report.message", audit.Allowed, "report/"+row.ID, "reporter"), row, "reporter", "", in.Text)
+}
+
+func (s *Service) addMessage(ctx context.Context, ev audit.Event, row reportRow, from, author, text string) (Message, error) {
+	text, err := cleanText("text", text, 10000, true)
+	if err != nil {
+		return Message{}, err
+	}
+	if row.Status == ReportClosed {
+		return Message{}, conflict("report_closed", "this report is closed")
+	}
+	if err := s.record(ctx, ev); err != nil {
+		return Message{}, err
+	}
+	m := reportMessageRow{ID: newID(), ReportID: row.ID, From: from, Author: author, Text: text, CreatedAt: s.cfg.Now().UTC().Truncate(time.Microsecond)}
+	if err := s.db.WithContext(ctx).Create(&m).Error; err != nil {
+		return Message{}, fmt.Errorf("store message: %w", err)
+	}
+	return toMessage(m, author != ""), nil
+}
+
+func toMessage(m reportMessageRow, withAuthor bool) Message {
+	out := Message{ID: m.ID, From: m.From, Text: m.Text, At: m.CreatedAt.UTC()}
+	if withAuthor {
+		out.Author = m.Author
+	}
+	return out
+}
+
+// conversation loads a report's messages and attachments; inspectors'
+// user ids are shown to inspectors only.
+func (s *Service) conversation(ctx context.Context, id string, inspector bool) ([]Message, []AttachmentInfo, error) {
+	var ms []reportMessageRow
+	if err := s.db.WithContext(ctx).Where("report_id = ?", id).Order("id").Find(&ms).Error; err != nil {
+		return nil, nil, fmt.Errorf("load messages of report %s: %w", id, err)
+	}
+	var as []attachmentRow
+	if err := s.db.WithContext(ctx).Omit("header").Where("report_id = ?", id).Order("id").Find(&as).Error; err != nil {
+		return nil, nil, fmt.Errorf("load attachments of report %s: %w", id, err)
+	}
+	msgs, atts := []Message{}, []AttachmentInfo{}
+	for _, m := range ms {
+		msgs = append(msgs, toMessage(m, inspector))
+	}
+	for _, a := range as {
+		atts = append(atts, toAttachment(a))
+	}
+	return msgs, atts, nil
+}
+
+func toAttachment(a attachmentRow) AttachmentInfo {
+	return AttachmentInfo{ID: a.ID, Filename: a.Filename, ContentType: a.ContentType, Size: a.Size, SHA256: a.SHA256, UploadedAt: a.CreatedAt.UTC()}
+}
+
+// inspectorReport loads a report for an inspector, auditing refusals.
+func (s *Service) inspectorReport(ctx context.Context, a vault.Actor, id, action string) (reportRow, error) {
+	var row reportRow
+	ev := event(a, action, audit.Allowed, "", "report/"+id, "")
+	if !s.access.Can(a.P, "report", "manage") {
+		return row, s.deny(ctx, ev, forbidden("only inspectors handle reports"))
+	}
+	err := gorm.ErrRecordNotFound
+	if validID(id) {
+		err = s.db.WithContext(ctx).Where("id = ?", id).Take(&row).Error
+	}
+	if errors.Is(err, gorm.ErrRecordNotFound) {
+		return row, s.deny(ctx, ev, notFound("report"))
+	}
+	if err != nil {
+		return row, fmt.Errorf("load report %s: %w", id, err)
+	}
+	return row, nil
+}
+
+func toReport(r reportRow) Report {
+	return Report{ID: r.ID, SubjectOrg: r.SubjectOrg, Commitment: r.Commitment, Description: r.Description, Status: r.Status, Outcome: r.Outcome,
+		Link: Link{Provider: r.LinkProvider, Commitment: r.LinkCommitment, Case: r.LinkCase}, CreatedAt: r.CreatedAt.UTC(), UpdatedAt: r.UpdatedAt.UTC()}
+}
+
+// GetReport returns a report with its messages and attachments (inspectors).
+func (s *Service) GetReport(ctx context.Context, a vault.Actor, id string) (Report, error) {
+	row, err := s.inspectorReport(ctx, a, id, "report.read")
+	if err != nil {
+		return Report{}, err
+	}
+	if err := s.record(ctx, event(a, "report.read", audit.Allowed, "", "report/"+id, "")); err != nil {
+		return Report{}, err
+	}
+	r := toReport(row)
+	if r.Messages, r.Attachments, err = s.conversation(ctx, id, true); err != nil {
+		return Report{}, err
+	}
+	return r, nil
+}
+
+// ReportFilter selects reports.
+type ReportFilter struct {
+	Status, Provider string
+	Limit            int
+	Cursor           string
+}
+
+// ListReports lists reports oldest first, with counts by status
+// (inspectors).
+func (s *Service) ListReports(ctx context.Context, a vault.Actor, f ReportFilter) (Page[Report], error) {
+	ev := event(a, "report.list", audit.Allowed, "", "reports", "")
+	if !s.access.Can(a.P, "report", "manage") {
+		return Page[Report]{}, s.deny(ctx, ev, forbidden("only inspectors handle reports"))
+	}
+	if f.Status != "" && reportOrder[f.Status] == 0 && f.Status != ReportReceived {
+		return Page[Report]{}, invalid("status", "invalid_status", "status must be received, triaged, investigating or closed")
+	}
+	if f.Cursor != "" && !validID(f.Cursor) {
+		return Page[Report]{}, invalid("cursor", "invalid_cursor", "cursor is not one this server issued")
+	}
+	q := s.db.WithContext(ctx).Model(&reportRow{})
+	if f.Provider != "" {
+		q = q.Where("subject_org = ? OR link_provider = ?", f.Provider, f.Provider)
+	}
+	counts, err := countByStatus(q.Session(&gorm.Session{}))
+	if err != nil {
+		return Page[Report]{}, fmt.Errorf("count reports: %w", err)
+	}
+	if f.Status != "" {
+		q = q.Where("status = ?", f.Status)
+	}
+	if f.Cursor != "" {
+		q = q.Where("id > ?", f.Cursor)
+	}
+	limit := pageLimit(f.Limit)
+	var rows []reportRow
+	if err := q.Omit("receipt_hash").Order("id").Limit(limit + 1).Find(&rows).Error; err != nil {
+		return Page[Report]{}, fmt.Errorf("list reports: %w", err)
+	}
+	if err := s.record(ctx, ev); err != nil {
+		return Page[Report]{}, err
+	}
+	page := Page[Report]{Items: []Report{}, Counts: counts}
+	if len(rows) > limit {
+		rows = rows[:limit]
+		page.NextCursor = rows[limit-1].ID
+	}
+	for _, r := range rows {
+		page.Items = append(page.Items, toReport(r))
+	}
+	return page, nil
+}
+
+// InspectorMessage sends the reporter a message (inspectors).
+func (s *Service) InspectorMessage(ctx context.Context, a vault.Actor, id string, in MessageRequest) (Message, error) {
+	row, err := s.inspectorReport(ctx, a, id, "report.message")
+	if err != nil {
+		return Message{}, err
+	}
+	return s.addMessage(ctx, event(a, "report.message", audit.Allowed, "", "report/"+id, "inspector"), row, "inspector", a.P.User.ID, in.Text)
+}
+
+// SetReportStatus triages, investigates or closes a report, optionally
+// linking it to a provider, commitment or case (inspectors). Closing needs
+// an outcome; a closed report stays closed.
+func (s *Service) SetReportStatus(ctx context.Context, a vault.Actor, id string, in ReportStatusChange) (Report, error) {
+	row, err := s.inspectorReport(ctx, a, id, "report.status")
+	if err != nil {
+		return Report{}, err
+	}
+	if in.Status != ReportTriaged && in.Status != ReportInvestigating && in.Status != ReportClosed {
+		return Report{}, invalid("status", "invalid_status", "status must be triaged, investigating or closed")
+	}
+	outcome, err := cleanText("outcome", in.Outcome, 4000, in.Status == ReportClosed)
+	if err != nil {
+		return Report{}, err
+	}
+	if row.Status == ReportClosed || reportOrder[in.Status] < reportOrder[row.Status] {
+		return Report{}, conflict("illegal_transition", "a report moves forward only, and a closed report stays closed")
+	}
+	upd := map[string]any{"status": in.Status, "updated_at": s.cfg.Now().UTC().Truncate(time.Microsecond)}
+	if outcome != "" {
+		upd["outcome"] = outcome
+	}
+	caseID := ""
+	if in.Link != nil {
+		if p := in.Link.Provider; p != "" {
+			org, err := s.access.Org(ctx, p)
+			if errors.Is(err, access.ErrNotFound) || err == nil && org.Kind != access.OrgProvider {
+				return Report{}, invalid("link.provider", "unknown_provider", "no such provider organisation")
+			}
+			if err != nil {
+				return Report{}, fmt.Errorf("look up provider: %w", err)
+			}
+			upd["link_provider"] = p
+		}
+		if c := in.Link.Commitment; c != "" {
+			if err := s.commitmentExists(ctx, c); err != nil {
+				return Report{}, err
+			}
+			upd["link_commitment"] = c
+		}
+		if c := in.Link.Case; c != "" {
+			cs, err := s.vault.GetCase(ctx, a, c)
+			var ve *vault.Error
+			if errors.As(err, &ve) && ve.Kind == vault.ErrNotFound {
+				return Report{}, invalid("link.case", "unknown_case", "no such case")
+			}
+			if err != nil {
+				return Report{}, err
+			}
+			caseID = cs.ID
+			upd["link_case"] = cs.ID
+		}
+	}
+	if err := s.record(ctx, event(a, "report.status", audit.Allowed, caseID, "report/"+id, in.Status)); err != nil {
+		return Report{}, err
+	}
+	res := s.db.WithContext(ctx).Model(&reportRow{}).Where("id = ? AND status = ?", id, row.Status).Updates(upd)
+	if res.Error != nil {
+		return Report{}, fmt.Errorf("update report %s: %w", id, res.Error)
+	}
+	if res.RowsAffected != 1 {
+		return Report{}, conflict("concurrent_update", "the report changed while this request ran; retry")
+	}
+	if err := s.db.WithContext(ctx).Where("id = ?", id).Take(&row).Error; err != nil {
+		return Report{}, fmt.Errorf("reload report %s: %w", id, err)
+	}
+	return toReport(row), nil
+}

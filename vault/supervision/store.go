@@ -1,0 +1,135 @@
+package supervision
+
+import (
+	"context"
+	"time"
+
+	"gorm.io/gorm"
+
+	"github.com/crvault/crvault/audit/sqldb"
+)
+
+type complaintRow struct {
+	ID                    string    `gorm:"primaryKey;size:32"`
+	CaseID                string    `gorm:"size:64;not null;index"`
+	Subject               string    `gorm:"size:64;not null;default:''"`
+	Kind                  string    `gorm:"size:32;not null"`
+	Description           string    `gorm:"size:20000;not null"`
+	Evidence              string    `gorm:"size:4000;not null;default:''"` // comma-separated material ids
+	Status                string    `gorm:"size:16;not null;index"`
+	Outcome               string    `gorm:"size:16;not null;default:''"`
+	SubjectRecused        bool      `gorm:"not null;default:false"`
+	ReassignmentRequested bool      `gorm:"not null;default:false"`
+	FiledBy               string    `gorm:"size:64;not null;index"`
+	FiledByOrg            string    `gorm:"size:64;not null"`
+	FiledAt               time.Time `gorm:"not null"`
+	UpdatedAt             time.Time `gorm:"not null"`
+	ResolvedAt            *time.Time
+}
+
+func (complaintRow) TableName() string { return "supervision_complaints" }
+
+// complaintChangeRow is one status change of a complaint, with its note.
+type complaintChangeRow struct {
+	ID          uint      `gorm:"primaryKey"`
+	ComplaintID string    `gorm:"size:32;not null;index"`
+	Status      string    `gorm:"size:16;not null"`
+	Note        string    `gorm:"size:4000;not null;default:''"`
+	Actions     string    `gorm:"size:200;not null;default:''"`
+	By          string    `gorm:"size:64;not null"`
+	At          time.Time `gorm:"not null"`
+}
+
+func (complaintChangeRow) TableName() string { return "supervision_complaint_changes" }
+
+type commitmentRow struct {
+	ID          string    `gorm:"primaryKey;size:32"`
+	CaseID      string    `gorm:"size:64;not null;index"`
+	ProviderOrg string    `gorm:"size:64;not null;index"`
+	OperatorOrg string    `gorm:"size:64;not null;index"`
+	Kind        string    `gorm:"size:32;not null"`
+	Text        string    `gorm:"size:20000;not null"`
+	CreatedBy   string    `gorm:"size:64;not null"`
+	CreatedAt   time.Time `gorm:"not null"`
+}
+
+func (commitmentRow) TableName() string { return "supervision_commitments" }
+
+// urgeRow records that the operator urged the provider to keep a
+// commitment (Art. 18).
+type urgeRow struct {
+	ID           string    `gorm:"primaryKey;size:32"`
+	CommitmentID string    `gorm:"size:32;not null;index"`
+	Note         string    `gorm:"size:4000;not null;default:''"`
+	By           string    `gorm:"size:64;not null"`
+	ByOrg        string    `gorm:"size:64;not null"`
+	At           time.Time `gorm:"not null"`
+}
+
+func (urgeRow) TableName() string { return "supervision_commitment_urges" }
+
+// reportRow is a report from the public. It holds nothing about the
+// reporter: no address, no agent, only the receipt's argon2id hash.
+type reportRow struct {
+	ID             string    `gorm:"primaryKey;size:32"`
+	ReceiptHash    string    `gorm:"size:200;not null"`
+	SubjectOrg     string    `gorm:"size:64;not null;default:''"`
+	Commitment     string    `gorm:"size:32;not null;default:''"`
+	Description    string    `gorm:"size:20000;not null"`
+	Status         string    `gorm:"size:16;not null;index"`
+	Outcome        string    `gorm:"size:4000;not null;default:''"`
+	LinkProvider   string    `gorm:"size:64;not null;default:''"`
+	LinkCommitment string    `gorm:"size:32;not null;default:''"`
+	LinkCase       string    `gorm:"size:64;not null;default:''"`
+	CreatedAt      time.Time `gorm:"not null"`
+	UpdatedAt      time.Time `gorm:"not null"`
+}
+
+func (reportRow) TableName() string { return "supervision_reports" }
+
+type reportMessageRow struct {
+	ID        string    `gorm:"primaryKey;size:32"`
+	ReportID  string    `gorm:"size:32;not null;index"`
+	From      string    `gorm:"column:sender;size:16;not null"` // "reporter" or "inspector"
+	Author    string    `gorm:"size:64;not null;default:''"`    // inspector's user id; "" for the reporter
+	Text      string    `gorm:"size:20000;not null"`
+	CreatedAt time.Time `gorm:"not null"`
+}
+
+func (reportMessageRow) TableName() string { return "supervision_report_messages" }
+
+type attachmentRow struct {
+	ID          string    `gorm:"primaryKey;size:32"`
+	ReportID    string    `gorm:"size:32;not null;index"`
+	Filename    string    `gorm:"size:255;not null"`
+	ContentType string    `gorm:"size:255;not null"`
+	Size        int64     `gorm:"not null"`
+	SHA256      string    `gorm:"size:64;not null"`
+	BlobID      string    `gorm:"size:64;not null"`
+	Header      []byte    `gorm:"not null"`
+	CreatedAt   time.Time `gorm:"not null"`
+}
+
+func (attachmentRow) TableName() string { return "supervision_report_attachments" }
+
+// keyRow is the supervision key, wrapped to the master key like a case key.
+type keyRow struct {
+	ID        string    `gorm:"primaryKey;size:16"`
+	Wrapped   []byte    `gorm:"not null"`
+	CreatedAt time.Time `gorm:"not null"`
+}
+
+func (keyRow) TableName() string { return "supervision_keys" }
+
+var migrations = []sqldb.Step{
+	{Version: 1, Name: "complaints, commitments, reports, supervision key", Up: func(tx *gorm.DB, _ string) error {
+		return tx.Migrator().CreateTable(&complaintRow{}, &complaintChangeRow{}, &commitmentRow{}, &urgeRow{},
+			&reportRow{}, &reportMessageRow{}, &attachmentRow{}, &keyRow{})
+	}},
+}
+
+// Migrate brings the supervision tables to this binary's schema version
+// (component "supervision").
+func Migrate(ctx context.Context, db *gorm.DB) error {
+	return sqldb.Migrate(ctx, db, "supervision", migrations)
+}
