@@ -24,6 +24,7 @@ import (
 	"github.com/crvault/crvault/access"
 	"github.com/crvault/crvault/audit"
 	"github.com/crvault/crvault/vault"
+	"github.com/crvault/crvault/vault/supervision"
 )
 
 //go:embed openapi.yaml
@@ -35,6 +36,8 @@ type Deps struct {
 	Access *access.Service
 	Audit  *audit.Log
 	Logger *slog.Logger
+	// Supervision serves complaints, commitments and reports (nil: not served).
+	Supervision *supervision.Service
 	// Gatherer serves /metrics; Registerer takes the API's own metrics.
 	Gatherer   prometheus.Gatherer
 	Registerer prometheus.Registerer

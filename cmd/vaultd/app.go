@@ -17,6 +17,7 @@ import (
 	"github.com/crvault/crvault/vault"
 	"github.com/crvault/crvault/vault/blob"
 	"github.com/crvault/crvault/vault/crypt"
+	"github.com/crvault/crvault/vault/supervision"
 )
 
 // app holds every opened piece; close releases them in reverse order.
@@ -30,6 +31,7 @@ type app struct {
 	master  *crypt.Master
 	blobs   blob.Store
 	vault   *vault.Service
+	super   *supervision.Service
 	closers []func(context.Context) error
 }
 
@@ -61,7 +63,7 @@ func openApp(ctx context.Context, cfg config, log *slog.Logger, need parts) (_ *
 		return nil, err
 	}
 	a.closers = append(a.closers, func(context.Context) error { return sqldb.Close(a.db) })
-	for _, m := range []func(context.Context, *gorm.DB) error{audit.Migrate, access.Migrate, vault.Migrate} {
+	for _, m := range []func(context.Context, *gorm.DB) error{audit.Migrate, access.Migrate, vault.Migrate, supervision.Migrate} {
 		if err = m(ctx, a.db); err != nil {
 			return nil, err
 		}
@@ -92,6 +94,10 @@ func openApp(ctx context.Context, cfg config, log *slog.Logger, need parts) (_ *
 	}
 	a.vault = vault.New(a.db, a.blobs, a.master, a.access, a.audit, vault.Config{MaxMaterialSize: cfg.MaxUpload, Logger: log,
 		WebhookURL: cfg.WebhookURL})
+	a.super, err = supervision.New(a.db, a.vault, a.access, a.audit, a.master, a.blobs, supervision.Config{Logger: log, Registerer: a.reg})
+	if err != nil {
+		return nil, fmt.Errorf("open supervision: %w", err)
+	}
 	return a, nil
 }
 

@@ -59,7 +59,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 			log.Error("shutdown", "err", err)
 		}
 	}()
-	h, err := api.New(api.Deps{Vault: a.vault, Access: a.access, Audit: a.audit, Logger: log, Gatherer: a.reg, Registerer: a.reg,
+	h, err := api.New(api.Deps{Vault: a.vault, Supervision: a.super, Access: a.access, Audit: a.audit, Logger: log, Gatherer: a.reg, Registerer: a.reg,
 		Ready: a.ready, TrustedProxies: cfg.TrustedProxies})
 	if err != nil {
 		return fmt.Errorf("build API: %w", err)
