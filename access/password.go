@@ -94,3 +94,27 @@ func parsePHC(s string) (phc, error) {
 	}
 	return phc{memory: m, time: t, threads: uint8(th), salt: salt, key: key}, nil
 }
+
+// boundedHasher lets at most n hashes run at once. Each argon2id run holds
+// its whole memory cost (19 MiB by default), so without a bound a burst of
+// logins is a memory exhaustion attack; with it, excess logins queue.
+type boundedHasher struct {
+	h   PasswordHasher
+	sem chan struct{}
+}
+
+func newBoundedHasher(h PasswordHasher, n int) boundedHasher {
+	return boundedHasher{h: h, sem: make(chan struct{}, max(n, 1))}
+}
+
+func (b boundedHasher) Hash(password string) (string, error) {
+	b.sem <- struct{}{}
+	defer func() { <-b.sem }()
+	return b.h.Hash(password)
+}
+
+func (b boundedHasher) Verify(password, encoded string) (bool, error) {
+	b.sem <- struct{}{}
+	defer func() { <-b.sem }()
+	return b.h.Verify(password, encoded)
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -111,6 +112,7 @@ func New(ctx context.Context, db *gorm.DB, opts Options) (*Service, error) {
 	if s.hasher == nil {
 		s.hasher = DefaultArgon2id
 	}
+	s.hasher = newBoundedHasher(s.hasher, runtime.GOMAXPROCS(0))
 	rate := opts.LoginRate
 	if rate.PerUser <= 0 {
 		rate.PerUser = 5

@@ -18,7 +18,7 @@ func (s *server) dbURL() string {
 	return "sqlite:" + filepath.Join(s.data, "vault.db")
 }
 
-func (s *server) sql(t *testing.T, stmts ...string) {
+func (s *server) sql(t testing.TB, stmts ...string) {
 	t.Helper()
 	db, err := sqldb.Open(context.Background(), s.dbURL())
 	if err != nil {

@@ -47,12 +47,12 @@ func TestMain(m *testing.M) {
 // backend is one storage combination the server runs on.
 type backend struct {
 	name string
-	env  func(t *testing.T) []string
+	env  func(t testing.TB) []string
 }
 
 var backends = []backend{
-	{"sqlite+local", func(t *testing.T) []string { return nil }},
-	{"postgres+s3", func(t *testing.T) []string {
+	{"sqlite+local", func(t testing.TB) []string { return nil }},
+	{"postgres+s3", func(t testing.TB) []string {
 		dbURL := sqldbtest.URL(t, "postgres")
 		endpoint := sqldbtest.Require(t, "S3 (versitygw)", "VAULT_TEST_S3_ENDPOINT")
 		b := make([]byte, 6)
@@ -69,7 +69,7 @@ var backends = []backend{
 
 // server is a running vaultd with its own data and temp directories.
 type server struct {
-	t       *testing.T
+	t       testing.TB
 	env     []string
 	data    string
 	tmp     string
@@ -99,7 +99,7 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -110,7 +110,7 @@ func freeAddr(t *testing.T) string {
 }
 
 // newServer prepares (but does not start) a server on the backend.
-func newServer(t *testing.T, be backend, extraEnv ...string) *server {
+func newServer(t testing.TB, be backend, extraEnv ...string) *server {
 	t.Helper()
 	root := t.TempDir()
 	s := &server{t: t, data: filepath.Join(root, "data"), tmp: filepath.Join(root, "tmp"), addr: freeAddr(t), log: &syncBuffer{}}
@@ -220,7 +220,7 @@ func tail(s string, n int) string {
 
 // client is one logged-in user.
 type client struct {
-	t     *testing.T
+	t     testing.TB
 	s     *server
 	token string
 	id    string
@@ -232,14 +232,14 @@ type resp struct {
 	Body   []byte
 }
 
-func (r resp) json(t *testing.T, v any) {
+func (r resp) json(t testing.TB, v any) {
 	t.Helper()
 	if err := json.Unmarshal(r.Body, v); err != nil {
 		t.Fatalf("decode %d body %q: %v", r.Status, r.Body, err)
 	}
 }
 
-func (r resp) problem(t *testing.T) map[string]any {
+func (r resp) problem(t testing.TB) map[string]any {
 	t.Helper()
 	if ct := r.Header.Get("Content-Type"); ct != "application/problem+json" {
 		t.Fatalf("content type %q, want application/problem+json (status %d, body %s)", ct, r.Status, r.Body)
@@ -254,7 +254,7 @@ func (r resp) problem(t *testing.T) map[string]any {
 	return p
 }
 
-func (s *server) do(t *testing.T, token, method, path string, body io.Reader, header map[string]string) resp {
+func (s *server) do(t testing.TB, token, method, path string, body io.Reader, header map[string]string) resp {
 	t.Helper()
 	req, err := http.NewRequest(method, s.base+"/api/v1"+path, body)
 	if err != nil {
@@ -302,7 +302,7 @@ func (c *client) expect(status int, method, path string, body any) resp {
 	return r
 }
 
-func (s *server) login(t *testing.T, username, password string) *client {
+func (s *server) login(t testing.TB, username, password string) *client {
 	t.Helper()
 	r := s.do(t, "", "POST", "/sessions", strings.NewReader(fmt.Sprintf(`{"username":%q,"password":%q}`, username, password)), map[string]string{"Content-Type": "application/json"})
 	if r.Status != 201 {
@@ -327,7 +327,7 @@ type world struct {
 
 const pw = "correct horse battery staple"
 
-func bootstrap(t *testing.T, s *server) *world {
+func bootstrap(t testing.TB, s *server) *world {
 	t.Helper()
 	w := &world{s: s}
 	w.officeOrg = s.mustCLI("", "org", "add", "--name", "Cybersecurity Review Office", "--kind", "office")
@@ -353,7 +353,7 @@ func bootstrap(t *testing.T, s *server) *world {
 	return w
 }
 
-func (w *world) loginAll(t *testing.T) {
+func (w *world) loginAll(t testing.TB) {
 	s := w.s
 	w.admin, w.office, w.rev1, w.rev2 = s.login(t, "admin", pw), s.login(t, "office", pw), s.login(t, "rev1", pw), s.login(t, "rev2", pw)
 	w.op, w.op2, w.prov, w.insp, w.mu = s.login(t, "operator1", pw), s.login(t, "operator2", pw), s.login(t, "provider1", pw), s.login(t, "inspector1", pw), s.login(t, "memberunit1", pw)
@@ -372,7 +372,7 @@ func urlQuery(s string) string {
 }
 
 // newCase files a case with the three required materials, ready to submit.
-func (w *world) newCase(t *testing.T, marker string) (string, map[string][]byte) {
+func (w *world) newCase(t testing.TB, marker string) (string, map[string][]byte) {
 	t.Helper()
 	var cs struct {
 		ID     string `json:"id"`
@@ -399,3 +399,5 @@ func (w *world) newCase(t *testing.T, marker string) (string, map[string][]byte)
 }
 
 func httpClient() *http.Client { return &http.Client{Timeout: time.Minute} }
+
+func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }

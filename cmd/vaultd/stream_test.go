@@ -62,7 +62,7 @@ type heapWatch struct {
 	peak float64
 }
 
-func (s *server) heapInuse(t *testing.T) float64 {
+func (s *server) heapInuse(t testing.TB) float64 {
 	t.Helper()
 	res, err := http.Get(s.base + "/metrics")
 	if err != nil {
@@ -84,7 +84,7 @@ func (s *server) heapInuse(t *testing.T) float64 {
 	return 0
 }
 
-func watchHeap(t *testing.T, s *server) *heapWatch {
+func watchHeap(t testing.TB, s *server) *heapWatch {
 	h := &heapWatch{s: s, stop: make(chan struct{}), done: make(chan struct{})}
 	go func() {
 		defer close(h.done)

@@ -30,6 +30,14 @@ type S3Config struct {
 	// buffered at a time. With at most 10000 parts it also bounds the largest
 	// blob of unknown size (80 GB at the default).
 	PartSize uint64
+	// Parallel is how many parts of one upload are in flight at once,
+	// default 2: the next part is read (and encrypted upstream) while the
+	// previous one uploads.
+	Parallel uint
+	// PartBuffers bounds the part buffers of all uploads of the process
+	// together, default 4: memory for uploads is at most PartBuffers ×
+	// PartSize however many run at once.
+	PartBuffers int
 	// Prefix is put in front of every object key (e.g. "blobs/"), so the vault
 	// can share a bucket; List reports ids without it.
 	Prefix string
@@ -51,6 +59,8 @@ type S3 struct {
 	bucket   string
 	prefix   string
 	partSize uint64
+	parallel uint
+	parts    *partPool
 	gets     atomic.Int64 // GET requests issued by objects, for tests of stream reuse
 }
 
@@ -72,6 +82,12 @@ func NewS3(ctx context.Context, cfg S3Config) (*S3, error) {
 	if cfg.PartSize == 0 {
 		cfg.PartSize = defaultPartSize
 	}
+	if cfg.Parallel == 0 {
+		cfg.Parallel = 2
+	}
+	if cfg.PartBuffers <= 0 {
+		cfg.PartBuffers = 4
+	}
 	if cfg.PartSize < minPartSize {
 		return nil, fmt.Errorf("s3 blob store: part size %d below the S3 minimum of 5 MiB", cfg.PartSize)
 	}
@@ -87,7 +103,8 @@ func NewS3(ctx context.Context, cfg S3Config) (*S3, error) {
 	if err != nil {
 		return nil, fmt.Errorf("s3 blob store: %w", err)
 	}
-	s := &S3{core: core, bucket: cfg.Bucket, prefix: cfg.Prefix, partSize: cfg.PartSize}
+	s := &S3{core: core, bucket: cfg.Bucket, prefix: cfg.Prefix, partSize: cfg.PartSize, parallel: cfg.Parallel,
+		parts: newPartPool(cfg.PartSize, cfg.PartBuffers)}
 	if err := s.ensureBucket(ctx, cfg.Region); err != nil {
 		return nil, err
 	}
@@ -166,9 +183,15 @@ func (s *S3) Put(ctx context.Context, id string, r io.Reader, size int64) (int64
 		return 0, fmt.Errorf("put blob %s: negative size %d", id, size)
 	}
 	g := newGuardReader(ctx, r, size)
+	if size < 0 || size > int64(s.partSize) {
+		n, err := s.putMultipart(ctx, s.key(id), g)
+		if err != nil {
+			return n, fmt.Errorf("put blob %s: %w", id, err)
+		}
+		return n, nil
+	}
 	info, err := s.core.Client.PutObject(ctx, s.bucket, s.key(id), g, size, minio.PutObjectOptions{
 		ContentType: "application/octet-stream",
-		PartSize:    s.partSize,
 	})
 	if err != nil {
 		return g.n, fmt.Errorf("put blob %s: %w", id, err)
