@@ -15,6 +15,7 @@ import (
 	"github.com/crvault/crvault/access"
 	"github.com/crvault/crvault/api"
 	"github.com/crvault/crvault/audit"
+	"github.com/crvault/crvault/audit/sqldb"
 )
 
 // parse sets up the shared configuration flags plus the command's own, and
@@ -230,12 +231,19 @@ func cmdAuditVerify(ctx context.Context, args []string, stdout, stderr io.Writer
 	if err != nil {
 		return err
 	}
-	a, err := openApp(ctx, cfg, newLogger(stderr, "warn"), withDB)
+	// Read-only: no migration, no writer, and above all no checkpoint signed
+	// over a database that may have been tampered with.
+	db, err := sqldb.Open(ctx, cfg.DatabaseURL)
 	if err != nil {
 		return err
 	}
-	defer a.close(context.WithoutCancel(ctx))
-	rep, err := a.audit.Verify(ctx)
+	defer sqldb.Close(db)
+	log, err := audit.Open(ctx, db, audit.Options{KeyDir: cfg.keyDir(), MirrorDir: cfg.MirrorDir, ReadOnly: true, Logger: newLogger(stderr, "warn")})
+	if err != nil {
+		return fmt.Errorf("open audit log: %w", err)
+	}
+	defer log.Close(context.WithoutCancel(ctx))
+	rep, err := log.Verify(ctx)
 	if err != nil {
 		var ve *audit.VerifyError
 		if errors.As(err, &ve) {

@@ -3,8 +3,11 @@ package main
 import (
 	"context"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+
+	"gorm.io/gorm"
 
 	"github.com/crvault/crvault/audit/sqldb"
 )
@@ -93,3 +96,25 @@ func TestReadFailsClosedWithoutAudit(t *testing.T) {
 		})
 	}
 }
+
+type sqlConn struct{ db *gorm.DB }
+
+func openSQL(url string) (*sqlConn, error) {
+	db, err := sqldb.Open(context.Background(), url)
+	if err != nil {
+		return nil, err
+	}
+	return &sqlConn{db}, nil
+}
+
+func (c *sqlConn) close() { sqldb.Close(c.db) }
+
+func (c *sqlConn) strings(q string) ([]string, error) {
+	var out []string
+	err := c.db.Raw(q).Scan(&out).Error
+	return out, err
+}
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+func parseInt(s string) (int64, error) { return strconv.ParseInt(strings.TrimSpace(s), 10, 64) }

@@ -25,7 +25,7 @@ import (
 // The end-to-end tests run the real vaultd binary as a subprocess over real
 // HTTP, on SQLite + local blobs and on PostgreSQL + S3 (versitygw).
 
-var vaultdBin string
+var vaultdBin, vaultctlBin string
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "vaultd-bin-")
@@ -37,6 +37,11 @@ func TestMain(m *testing.M) {
 	out, err := exec.Command("go", "build", "-o", vaultdBin, ".").CombinedOutput()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "build vaultd: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	vaultctlBin = filepath.Join(dir, "vaultctl")
+	if out, err := exec.Command("go", "build", "-o", vaultctlBin, "../vaultctl").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "build vaultctl: %v\n%s", err, out)
 		os.Exit(1)
 	}
 	code := m.Run()
