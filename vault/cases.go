@@ -157,9 +157,6 @@ func (s *Service) ListCases(ctx context.Context, a Actor, status string, limit i
 	return page, nil
 }
 
-// requiredKinds must each have at least one material before submission (Art. 7).
-var requiredKinds = []string{"declaration", "impact_analysis", "procurement"}
-
 // Submit files the application with the Review Office: the review
 // workflow's submit transition (Art. 7), which starts the determination clock
 // (Art. 8). It needs at least one declaration, impact analysis and
@@ -183,17 +180,4 @@ func (s *Service) Submit(ctx context.Context, a Actor, id string) (Case, error) 
 	}
 	row.Status = string(res.Event.To)
 	return toCase(row, providers), nil
-}
-
-// setStatus moves a case on only if nobody else moved it since it was read.
-func (s *Service) setStatus(ctx context.Context, row caseRow, status string) error {
-	res := s.db.WithContext(ctx).Model(&caseRow{}).Where("id = ? AND revision = ?", row.ID, row.Revision).
-		Updates(map[string]any{"status": status, "revision": row.Revision + 1, "updated_at": time.Now().UTC()})
-	if res.Error != nil {
-		return fmt.Errorf("update case %s: %w", row.ID, res.Error)
-	}
-	if res.RowsAffected != 1 {
-		return &Error{Kind: ErrConflict, Code: "concurrent_update", Detail: "the case changed while this request ran; retry"}
-	}
-	return nil
 }
