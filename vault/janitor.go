@@ -6,10 +6,25 @@ import (
 	"time"
 )
 
-// CollectOrphans deletes blobs that no material references and that are
-// older than grace: uploads whose process died between the blob write and
-// the material row. The grace period keeps uploads in flight safe.
-func (s *Service) CollectOrphans(ctx context.Context, grace time.Duration) (int, error) {
+// BlobRefs reports which of ids an owner of blobs still references. The
+// vault is one owner (materials); others sharing the store (supervision's
+// report attachments) pass theirs to CollectOrphans, so the janitor never
+// takes a blob that somebody holds.
+type BlobRefs func(ctx context.Context, ids []string) ([]string, error)
+
+// ReferencedBlobs is the vault's BlobRefs: the blobs of its materials.
+func (s *Service) ReferencedBlobs(ctx context.Context, ids []string) ([]string, error) {
+	var known []string
+	if err := s.db.WithContext(ctx).Model(&materialRow{}).Where("blob_id IN ?", ids).Pluck("blob_id", &known).Error; err != nil {
+		return nil, fmt.Errorf("match blobs to materials: %w", err)
+	}
+	return known, nil
+}
+
+// CollectOrphans deletes blobs that no owner references and that are older
+// than grace: uploads whose process died between the blob write and the row
+// that commits it. The grace period keeps uploads in flight safe.
+func (s *Service) CollectOrphans(ctx context.Context, grace time.Duration, others ...BlobRefs) (int, error) {
 	cutoff := time.Now().Add(-grace)
 	var candidates []string
 	err := s.blobs.List(ctx, func(id string, mod time.Time) error {
@@ -21,17 +36,20 @@ func (s *Service) CollectOrphans(ctx context.Context, grace time.Duration) (int,
 	if err != nil {
 		return 0, fmt.Errorf("list blobs: %w", err)
 	}
+	owners := append([]BlobRefs{s.ReferencedBlobs}, others...)
 	n := 0
 	for len(candidates) > 0 {
 		batch := candidates[:min(len(candidates), 500)]
 		candidates = candidates[len(batch):]
-		var known []string
-		if err := s.db.WithContext(ctx).Model(&materialRow{}).Where("blob_id IN ?", batch).Pluck("blob_id", &known).Error; err != nil {
-			return n, fmt.Errorf("match blobs to materials: %w", err)
-		}
-		ref := make(map[string]bool, len(known))
-		for _, k := range known {
-			ref[k] = true
+		ref := map[string]bool{}
+		for _, owner := range owners {
+			known, err := owner(ctx, batch)
+			if err != nil {
+				return n, err
+			}
+			for _, k := range known {
+				ref[k] = true
+			}
 		}
 		for _, id := range batch {
 			if ref[id] {

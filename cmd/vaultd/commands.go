@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"strings"
@@ -49,6 +50,9 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		return err
 	}
 	log := newLogger(stderr, cfg.LogLevel)
+	// Libraries that log through slog's default (the migration runner)
+	// should write the same structured lines as the rest of the server.
+	slog.SetDefault(log)
 	a, err := openApp(ctx, cfg, log, withVault)
 	if err != nil {
 		return err
@@ -102,7 +106,7 @@ func (a *app) janitor(ctx context.Context) {
 	t := time.NewTicker(time.Hour)
 	defer t.Stop()
 	for {
-		n, err := a.vault.CollectOrphans(ctx, time.Hour)
+		n, err := a.vault.CollectOrphans(ctx, time.Hour, a.super.ReferencedBlobs)
 		if err != nil && ctx.Err() == nil {
 			a.log.Warn("orphan collection failed", "err", err)
 		} else if n > 0 {

@@ -235,3 +235,13 @@ func cleanFilename(name string) (string, error) {
 	}
 	return name, nil
 }
+
+// ReferencedBlobs reports which of ids hold report attachments, so the
+// vault's orphan collector leaves them alone (vault.BlobRefs).
+func (s *Service) ReferencedBlobs(ctx context.Context, ids []string) ([]string, error) {
+	var known []string
+	if err := s.db.WithContext(ctx).Model(&attachmentRow{}).Where("blob_id IN ?", ids).Pluck("blob_id", &known).Error; err != nil {
+		return nil, fmt.Errorf("match blobs to report attachments: %w", err)
+	}
+	return known, nil
+}
