@@ -22,15 +22,16 @@ func (h *handler) auditRoutes(auth, public *gin.RouterGroup) {
 	auth.GET("/audit/export", h.auditExport)
 }
 
-// allowAudit checks a global audit permission, auditing the attempt either way.
-func (h *handler) allowAudit(c *gin.Context, act, action, resource string) bool {
-	if !h.Access.Can(principal(c), "audit", act) {
-		if h.record(c, action, audit.Denied, resource, "forbidden") {
-			problem(c, http.StatusForbidden, "forbidden", "your role may not fetch this from the audit log")
-		}
-		return false
+// permitAudit checks a global audit permission first, so a caller without
+// it learns nothing from parameter validation; the refusal is audited.
+func (h *handler) permitAudit(c *gin.Context, act, action, resource string) bool {
+	if h.Access.Can(principal(c), "audit", act) {
+		return true
 	}
-	return h.record(c, action, audit.Allowed, resource, "")
+	if h.record(c, action, audit.Denied, resource, "forbidden") {
+		problem(c, http.StatusForbidden, "forbidden", "your role may not fetch this from the audit log")
+	}
+	return false
 }
 
 // int64Param reads an optional positive integer query parameter.
@@ -48,7 +49,7 @@ func int64Param(c *gin.Context, name string, required bool) (int64, bool) {
 }
 
 func (h *handler) auditCheckpoint(c *gin.Context) {
-	if !h.allowAudit(c, "verify", "audit.checkpoint", "audit/checkpoint") {
+	if !h.permitAudit(c, "verify", "audit.checkpoint", "audit/checkpoint") || !h.record(c, "audit.checkpoint", audit.Allowed, "audit/checkpoint", "") {
 		return
 	}
 	cp, err := h.Audit.Checkpoint(c.Request.Context())
@@ -61,6 +62,9 @@ func (h *handler) auditCheckpoint(c *gin.Context) {
 }
 
 func (h *handler) auditInclusion(c *gin.Context) {
+	if !h.permitAudit(c, "read_all", "audit.proof", "audit/proofs/inclusion") {
+		return
+	}
 	seq, ok := int64Param(c, "seq", true)
 	if !ok {
 		return
@@ -69,7 +73,7 @@ func (h *handler) auditInclusion(c *gin.Context) {
 	if !ok {
 		return
 	}
-	if !h.allowAudit(c, "read_all", "audit.proof", "audit/proofs/inclusion?seq="+strconv.FormatInt(seq, 10)) {
+	if !h.record(c, "audit.proof", audit.Allowed, "audit/proofs/inclusion?seq="+strconv.FormatInt(seq, 10), "") {
 		return
 	}
 	p, err := h.Audit.InclusionProof(c.Request.Context(), seq, size)
@@ -81,6 +85,9 @@ func (h *handler) auditInclusion(c *gin.Context) {
 }
 
 func (h *handler) auditConsistency(c *gin.Context) {
+	if !h.permitAudit(c, "verify", "audit.proof", "audit/proofs/consistency") {
+		return
+	}
 	from, ok := int64Param(c, "from", true)
 	if !ok {
 		return
@@ -89,7 +96,7 @@ func (h *handler) auditConsistency(c *gin.Context) {
 	if !ok {
 		return
 	}
-	if !h.allowAudit(c, "verify", "audit.proof", "audit/proofs/consistency") {
+	if !h.record(c, "audit.proof", audit.Allowed, "audit/proofs/consistency", "") {
 		return
 	}
 	p, err := h.Audit.ConsistencyProof(c.Request.Context(), from, to)
@@ -111,6 +118,9 @@ func (h *handler) proofError(c *gin.Context, err error) {
 }
 
 func (h *handler) auditExport(c *gin.Context) {
+	if !h.permitAudit(c, "read_all", "audit.export", "audit/export") {
+		return
+	}
 	from, ok := int64Param(c, "from", false)
 	if !ok {
 		return
@@ -123,7 +133,7 @@ func (h *handler) auditExport(c *gin.Context) {
 		writeProblem(c, Problem{Status: http.StatusUnprocessableEntity, Code: "invalid_field", Field: "from", Detail: "from must not exceed to"})
 		return
 	}
-	if !h.allowAudit(c, "read_all", "audit.export", "audit/export") {
+	if !h.record(c, "audit.export", audit.Allowed, "audit/export", "") {
 		return
 	}
 	c.Header("Content-Type", "application/x-ndjson")

@@ -70,6 +70,7 @@ func TestAuditTrailInspection(t *testing.T) {
 			w.op.expect(200, "GET", "/audit/proofs/consistency?from=1&to="+itoa(size), nil)
 			w.op.expect(403, "GET", "/audit/export", nil).problem(t)
 			w.op.expect(403, "GET", "/audit/proofs/inclusion?seq=1", nil).problem(t)
+			w.op.expect(403, "GET", "/audit/proofs/inclusion?seq=0", nil).problem(t) // permission before validation
 			w.insp.expect(422, "GET", "/audit/proofs/inclusion?seq=0", nil).problem(t)
 			w.insp.expect(422, "GET", "/audit/proofs/inclusion?seq=1&size=999999999", nil).problem(t)
 
