@@ -27,7 +27,7 @@ func (s *Service) Assign(ctx context.Context, a Actor, caseID string, in NewAssi
 	if in.Role != "reviewer" && in.Role != "member_unit" {
 		return access.Assignment{}, invalid("role", "invalid_role", `role must be "reviewer" or "member_unit"`)
 	}
-	purpose, err := cleanText("purpose", in.Purpose, 500, true)
+	purpose, err := CleanText("purpose", in.Purpose, 500, true)
 	if err != nil {
 		return access.Assignment{}, err
 	}
@@ -100,7 +100,7 @@ func (s *Service) Declare(ctx context.Context, a Actor, caseID string, in NewDec
 	if in.Conflict == nil {
 		return access.Declaration{}, invalid("conflict", "missing_field", "conflict (true or false) is required")
 	}
-	stmt, err := cleanText("statement", in.Statement, 4000, true)
+	stmt, err := CleanText("statement", in.Statement, 4000, true)
 	if err != nil {
 		return access.Declaration{}, err
 	}

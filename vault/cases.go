@@ -28,11 +28,11 @@ func (s *Service) CreateCase(ctx context.Context, a Actor, in NewCase) (Case, er
 		}
 		return Case{}, fail(ErrForbidden, "forbidden", "only operators file review applications")
 	}
-	title, err := cleanText("title", in.Title, 300, true)
+	title, err := CleanText("title", in.Title, 300, true)
 	if err != nil {
 		return Case{}, err
 	}
-	product, err := cleanText("product", in.Product, 300, true)
+	product, err := CleanText("product", in.Product, 300, true)
 	if err != nil {
 		return Case{}, err
 	}

@@ -1,10 +1,7 @@
 package vault
 
 import (
-	"bufio"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -140,13 +137,13 @@ func (s *Service) store(ctx context.Context, a Actor, caseID, purpose string, up
 	if err := s.record(ctx, a, "material.upload", audit.Allowed, caseID, resource, purpose, ""); err != nil {
 		return Material{}, err
 	}
-	size, sum, header, err := s.encryptToBlob(ctx, key, blobID, up)
+	sealed, err := s.SealBlob(ctx, key, blobID, up.Body, up.Size, s.maxSize)
 	if err != nil {
 		s.recordFailure(ctx, a, "material.upload", caseID, resource, err)
 		return Material{}, err
 	}
-	m := materialRow{ID: id, CaseID: caseID, Kind: up.Kind, Filename: filename, ContentType: ctype, Size: size, SHA256: sum,
-		BlobID: blobID, Header: header, UploadedBy: a.P.User.ID, UploaderOrg: a.P.User.OrgID, UploadedAt: time.Now().UTC().Truncate(time.Microsecond)}
+	m := materialRow{ID: id, CaseID: caseID, Kind: up.Kind, Filename: filename, ContentType: ctype, Size: sealed.Size, SHA256: sealed.SHA256,
+		BlobID: blobID, Header: sealed.Header, UploadedBy: a.P.User.ID, UploaderOrg: a.P.User.OrgID, UploadedAt: time.Now().UTC().Truncate(time.Microsecond)}
 	if err := s.insertVersion(ctx, &m); err != nil {
 		// The row is the commit point; without it the blob is garbage.
 		if derr := s.blobs.Delete(context.WithoutCancel(ctx), blobID); derr != nil {
@@ -156,62 +153,6 @@ func (s *Service) store(ctx context.Context, a Actor, caseID, purpose string, up
 		return Material{}, fmt.Errorf("record material: %w", err)
 	}
 	return toMaterial(m), nil
-}
-
-// encryptToBlob pipes body -> limit/hash -> age -> blob store without holding
-// the document: memory stays at age's chunk plus the store's part buffer.
-func (s *Service) encryptToBlob(ctx context.Context, key *crypt.CaseKey, blobID string, up Upload) (int64, string, []byte, error) {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	pr, pw := io.Pipe()
-	blobSize := int64(-1)
-	if up.Size >= 0 {
-		blobSize = crypt.PayloadSize(up.Size)
-	}
-	putDone := make(chan error, 1)
-	go func() {
-		_, err := s.blobs.Put(ctx, blobID, pr, blobSize)
-		pr.CloseWithError(err) // unblocks the writer if the store gave up first
-		putDone <- err
-	}()
-	sealer, err := key.Encrypt(pw)
-	if err != nil {
-		pw.CloseWithError(err)
-		<-putDone
-		return 0, "", nil, fmt.Errorf("start encryption: %w", err)
-	}
-	h := sha256.New()
-	limit := s.maxSize
-	if up.Size >= 0 {
-		limit = up.Size
-	}
-	n, copyErr := io.Copy(io.MultiWriter(sealer, h), io.LimitReader(up.Body, limit+1))
-	switch {
-	case copyErr != nil:
-		copyErr = classifyBodyError(copyErr)
-	case n > limit && up.Size >= 0:
-		copyErr = fail(ErrBadRequest, "content_length_mismatch", "the body is longer than its declared length")
-	case n > limit:
-		copyErr = fail(ErrTooLarge, "too_large", fmt.Sprintf("the limit is %d bytes", s.maxSize))
-	case up.Size >= 0 && n < up.Size:
-		copyErr = fail(ErrBadRequest, "content_length_mismatch", "the body ended before its declared length")
-	}
-	if copyErr == nil {
-		copyErr = sealer.Close()
-	}
-	if copyErr != nil {
-		cancel()
-		pw.CloseWithError(copyErr)
-		<-putDone
-		_ = s.blobs.Delete(context.WithoutCancel(ctx), blobID)
-		return 0, "", nil, copyErr
-	}
-	pw.Close()
-	if err := <-putDone; err != nil {
-		_ = s.blobs.Delete(context.WithoutCancel(ctx), blobID)
-		return 0, "", nil, &Error{Kind: ErrUnavailable, Code: "store_unavailable", Detail: "the blob store refused the write"}
-	}
-	return n, hex.EncodeToString(h.Sum(nil)), sealer.Header(), nil
 }
 
 // BodyError marks a failure reading the client's body (not ours), so the
@@ -406,7 +347,7 @@ func (s *Service) OpenContent(ctx context.Context, a Actor, id string, rng Range
 	if err := s.record(ctx, a, "material.read", audit.Allowed, m.CaseID, resource, d.Purpose, ""); err != nil {
 		return nil, err
 	}
-	c, err := s.decrypt(ctx, m, r)
+	c, err := s.openMaterial(ctx, m, r)
 	if err != nil {
 		s.recordFailure(ctx, a, "material.read", m.CaseID, resource, err)
 		return nil, err
@@ -414,54 +355,21 @@ func (s *Service) OpenContent(ctx context.Context, a Actor, id string, rng Range
 	return c, nil
 }
 
-func (s *Service) decrypt(ctx context.Context, m materialRow, r *Range) (*Content, error) {
+func (s *Service) openMaterial(ctx context.Context, m materialRow, r *Range) (*Content, error) {
 	key, err := s.caseKey(ctx, m.CaseID)
 	if err != nil {
 		return nil, err
 	}
-	obj, err := s.blobs.Open(ctx, m.BlobID)
+	body, closeFn, err := s.OpenSealed(ctx, key, m.Header, m.BlobID, m.Size, r)
 	if err != nil {
-		return nil, fmt.Errorf("open blob of material %s: %w", m.ID, err)
+		return nil, fmt.Errorf("open material %s: %w", m.ID, err)
 	}
-	// One path for whole documents and ranges: age's ReaderAt decrypts the
-	// chunks a read covers, fed by a read-ahead of the ciphertext so the
-	// blob store's latency overlaps with decryption. Large reads (through
-	// the bufio below) keep age's per-call chunk allocation rare.
-	from, to := int64(0), obj.Size()
-	if r != nil && r.Length > 0 {
-		// Only the chunks the range covers are streamed.
-		from = ageNonceSize + r.Start/ageChunkSize*ageEncChunkSize
-		to = min(to, ageNonceSize+((r.Start+r.Length-1)/ageChunkSize+1)*ageEncChunkSize)
-	}
-	ra := newReadAhead(io.NewSectionReader(obj, from, max(0, to-from)), 256<<10, 4)
-	closeAll := func() error {
-		ra.Close()
-		return obj.Close()
-	}
-	plain, size, err := key.OpenReaderAt(m.Header, &seqReaderAt{ra: ra, pos: from, src: obj}, obj.Size())
-	if err != nil {
-		closeAll()
-		return nil, fmt.Errorf("decrypt material %s: %w", m.ID, err)
-	}
-	if size != m.Size {
-		closeAll()
-		return nil, fmt.Errorf("material %s: stored size %d disagrees with recorded %d", m.ID, size, m.Size)
-	}
-	c := &Content{Material: toMaterial(m), Length: m.Size, close: closeAll}
+	c := &Content{Material: toMaterial(m), Length: m.Size, Body: body, close: closeFn}
 	if r != nil {
 		c.Start, c.Length, c.Partial = r.Start, r.Length, true
 	}
-	c.Body = bufio.NewReaderSize(io.NewSectionReader(plain, c.Start, c.Length), 1<<20)
 	return c, nil
 }
-
-// The age payload layout (age's STREAM): a 16-byte nonce, then chunks of
-// 64 KiB of plaintext each sealed with a 16-byte tag.
-const (
-	ageNonceSize    = 16
-	ageChunkSize    = 64 << 10
-	ageEncChunkSize = ageChunkSize + 16
-)
 
 // sanitizeFilename keeps a display name only: no directories, no control
 // characters, bounded length. It is never used as a path.

@@ -244,7 +244,10 @@ func validID(id string) bool {
 	return true
 }
 
-func cleanText(field, v string, max int, required bool) (string, error) {
+// CleanText trims a free-text field and refuses it if required and empty,
+// longer than max characters, not UTF-8 or holding control characters, with
+// a problem naming the field.
+func CleanText(field, v string, max int, required bool) (string, error) {
 	v = strings.TrimSpace(v)
 	if required && v == "" {
 		return "", invalid(field, "missing_field", field+" is required")

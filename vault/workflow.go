@@ -61,7 +61,7 @@ func (s *Service) Transition(ctx context.Context, a Actor, caseID string, in Tra
 		return TransitionResult{}, invalid("action", "invalid_action",
 			"action must be one of require_review, not_required, extend, request_supplement, supplement_received, recommend, conclude, extend_special")
 	}
-	reason, err := cleanText("reason", in.Reason, review.MaxReasonLen, false)
+	reason, err := CleanText("reason", in.Reason, review.MaxReasonLen, false)
 	if err != nil {
 		return TransitionResult{}, err
 	}
@@ -88,7 +88,7 @@ func (s *Service) Opinion(ctx context.Context, a Actor, caseID string, in Opinio
 	if in.Agree == nil {
 		return TransitionResult{}, invalid("agree", "missing_field", "agree (true or false) is required")
 	}
-	comment, err := cleanText("comment", in.Comment, review.MaxReasonLen, false)
+	comment, err := CleanText("comment", in.Comment, review.MaxReasonLen, false)
 	if err != nil {
 		return TransitionResult{}, err
 	}

@@ -2,8 +2,6 @@ package supervision
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -94,74 +92,17 @@ func (s *Service) AddAttachment(ctx context.Context, cl Client, receipt string, 
 	if err := s.record(ctx, anonEvent(cl.RequestID, "report.attach", audit.Allowed, "report/"+row.ID+"/attachment/"+a.ID, "")); err != nil {
 		return AttachmentInfo{}, err
 	}
-	a.Size, a.SHA256, a.Header, err = s.encrypt(ctx, key, a.BlobID, up)
+	sealed, err := s.vault.SealBlob(ctx, key, a.BlobID, up.Body, up.Size, s.cfg.MaxAttachmentSize)
 	if err != nil {
 		return AttachmentInfo{}, err
 	}
+	a.Size, a.SHA256, a.Header = sealed.Size, sealed.SHA256, sealed.Header
 	a.CreatedAt = s.cfg.Now().UTC().Truncate(time.Microsecond)
 	if err := s.db.WithContext(ctx).Create(&a).Error; err != nil {
 		_ = s.blobs.Delete(context.WithoutCancel(ctx), a.BlobID)
 		return AttachmentInfo{}, fmt.Errorf("record attachment: %w", err)
 	}
 	return toAttachment(a), nil
-}
-
-// encrypt pipes body -> limit/hash -> age -> blob store.
-func (s *Service) encrypt(ctx context.Context, key *crypt.CaseKey, blobID string, up Attachment) (int64, string, []byte, error) {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	pr, pw := io.Pipe()
-	blobSize := int64(-1)
-	if up.Size >= 0 {
-		blobSize = crypt.PayloadSize(up.Size)
-	}
-	putDone := make(chan error, 1)
-	go func() {
-		_, err := s.blobs.Put(ctx, blobID, pr, blobSize)
-		pr.CloseWithError(err)
-		putDone <- err
-	}()
-	sealer, err := key.Encrypt(pw)
-	if err != nil {
-		pw.CloseWithError(err)
-		<-putDone
-		return 0, "", nil, fmt.Errorf("start encryption: %w", err)
-	}
-	h := sha256.New()
-	limit := s.cfg.MaxAttachmentSize
-	if up.Size >= 0 {
-		limit = up.Size
-	}
-	n, copyErr := io.Copy(io.MultiWriter(sealer, h), io.LimitReader(up.Body, limit+1))
-	var ve *vault.Error
-	switch {
-	case copyErr != nil && errors.As(copyErr, &ve):
-		copyErr = ve
-	case copyErr != nil:
-		copyErr = &vault.Error{Kind: vault.ErrBadRequest, Code: "malformed_body", Detail: "the request body could not be read to its end"}
-	case n > limit && up.Size >= 0:
-		copyErr = &vault.Error{Kind: vault.ErrBadRequest, Code: "content_length_mismatch", Detail: "the body is longer than its declared length"}
-	case n > limit:
-		copyErr = &vault.Error{Kind: vault.ErrTooLarge, Code: "too_large", Detail: fmt.Sprintf("the limit is %d bytes", s.cfg.MaxAttachmentSize)}
-	case up.Size >= 0 && n < up.Size:
-		copyErr = &vault.Error{Kind: vault.ErrBadRequest, Code: "content_length_mismatch", Detail: "the body ended before its declared length"}
-	}
-	if copyErr == nil {
-		copyErr = sealer.Close()
-	}
-	if copyErr != nil {
-		cancel()
-		pw.CloseWithError(copyErr)
-		<-putDone
-		_ = s.blobs.Delete(context.WithoutCancel(ctx), blobID)
-		return 0, "", nil, copyErr
-	}
-	pw.Close()
-	if err := <-putDone; err != nil {
-		_ = s.blobs.Delete(context.WithoutCancel(ctx), blobID)
-		return 0, "", nil, &vault.Error{Kind: vault.ErrUnavailable, Code: "store_unavailable", Detail: "the blob store refused the write"}
-	}
-	return n, hex.EncodeToString(h.Sum(nil)), sealer.Header(), nil
 }
 
 // AttachmentContent is an opened attachment; the caller must Close it.
@@ -199,16 +140,11 @@ func (s *Service) OpenAttachment(ctx context.Context, a vault.Actor, reportID, i
 	if err != nil {
 		return nil, err
 	}
-	obj, err := s.blobs.Open(ctx, row.BlobID)
+	body, closeFn, err := s.vault.OpenSealed(ctx, key, row.Header, row.BlobID, row.Size, nil)
 	if err != nil {
-		return nil, fmt.Errorf("open blob of attachment %s: %w", id, err)
+		return nil, fmt.Errorf("open attachment %s: %w", id, err)
 	}
-	body, err := key.OpenStream(row.Header, io.NewSectionReader(obj, 0, obj.Size()))
-	if err != nil {
-		obj.Close()
-		return nil, fmt.Errorf("decrypt attachment %s: %w", id, err)
-	}
-	return &AttachmentContent{Info: toAttachment(row), Body: body, close: obj.Close}, nil
+	return &AttachmentContent{Info: toAttachment(row), Body: body, close: closeFn}, nil
 }
 
 // cleanFilename keeps a display name only; it is never used as a path.

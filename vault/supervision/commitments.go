@@ -68,7 +68,7 @@ func (s *Service) AddCommitment(ctx context.Context, a vault.Actor, caseID strin
 	if !oneOf(in.Kind, CommitmentKinds...) {
 		return Commitment{}, invalid("kind", "invalid_kind", "kind must be no_illegal_data, no_illegal_control, supply_continuity or other")
 	}
-	text, err := cleanText("text", in.Text, 10000, true)
+	text, err := vault.CleanText("text", in.Text, 10000, true)
 	if err != nil {
 		return Commitment{}, err
 	}
@@ -106,7 +106,7 @@ func (s *Service) UrgeCommitment(ctx context.Context, a vault.Actor, caseID, id 
 	if !a.P.Has(access.RoleOperator) || cs.OperatorOrg != a.P.User.OrgID {
 		return Commitment{}, s.deny(ctx, ev, forbidden("only the operator of the case urges fulfilment"))
 	}
-	note, err := cleanText("note", in.Note, 4000, true)
+	note, err := vault.CleanText("note", in.Note, 4000, true)
 	if err != nil {
 		return Commitment{}, err
 	}

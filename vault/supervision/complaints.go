@@ -101,7 +101,7 @@ func (s *Service) FileComplaint(ctx context.Context, a vault.Actor, in NewCompla
 	if in.Kind != "unfair" && in.Kind != "confidentiality" {
 		return Complaint{}, invalid("kind", "invalid_kind", `kind must be "unfair" or "confidentiality"`)
 	}
-	desc, err := cleanText("description", in.Description, 10000, true)
+	desc, err := vault.CleanText("description", in.Description, 10000, true)
 	if err != nil {
 		return Complaint{}, err
 	}
@@ -307,7 +307,7 @@ func (s *Service) SetComplaintStatus(ctx context.Context, a vault.Actor, id stri
 	if in.Status != StatusInvestigating {
 		return Complaint{}, invalid("status", "invalid_status", `status must be "investigating"; resolve with /resolution`)
 	}
-	note, err := cleanText("note", in.Note, 4000, false)
+	note, err := vault.CleanText("note", in.Note, 4000, false)
 	if err != nil {
 		return Complaint{}, err
 	}
@@ -381,7 +381,7 @@ func (s *Service) Resolve(ctx context.Context, a vault.Actor, id string, in Reso
 	if recuse && r.Subject == "" {
 		return Complaint{}, invalid("actions", "no_subject", "this complaint names no subject to recuse")
 	}
-	note, err := cleanText("note", in.Note, 4000, true)
+	note, err := vault.CleanText("note", in.Note, 4000, true)
 	if err != nil {
 		return Complaint{}, err
 	}

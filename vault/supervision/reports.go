@@ -120,7 +120,7 @@ func (s *Service) FileReport(ctx context.Context, cl Client, in NewReport) (File
 	if over, wait := s.throttle.over("report", cl.Addr, s.cfg.ReportsPerWindow); over {
 		return Filed{}, throttled(wait)
 	}
-	desc, err := cleanText("description", in.Description, 10000, true)
+	desc, err := vault.CleanText("description", in.Description, 10000, true)
 	if err != nil {
 		return Filed{}, err
 	}
@@ -245,7 +245,7 @@ func (s *Service) ReporterMessage(ctx context.Context, cl Client, receipt string
 }
 
 func (s *Service) addMessage(ctx context.Context, ev audit.Event, row reportRow, from, author, text string) (Message, error) {
-	text, err := cleanText("text", text, 10000, true)
+	text, err := vault.CleanText("text", text, 10000, true)
 	if err != nil {
 		return Message{}, err
 	}
@@ -409,7 +409,7 @@ func (s *Service) SetReportStatus(ctx context.Context, a vault.Actor, id string,
 	if in.Status != ReportTriaged && in.Status != ReportInvestigating && in.Status != ReportClosed {
 		return Report{}, invalid("status", "invalid_status", "status must be triaged, investigating or closed")
 	}
-	outcome, err := cleanText("outcome", in.Outcome, 4000, in.Status == ReportClosed)
+	outcome, err := vault.CleanText("outcome", in.Outcome, 4000, in.Status == ReportClosed)
 	if err != nil {
 		return Report{}, err
 	}

@@ -29,7 +29,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"gorm.io/gorm"
@@ -183,21 +182,6 @@ func conflict(code, detail string, allowed ...string) *vault.Error {
 	return &vault.Error{Kind: vault.ErrConflict, Code: code, Detail: detail, Allowed: allowed}
 }
 
-func cleanText(field, v string, max int, required bool) (string, error) {
-	v = strings.TrimSpace(v)
-	if required && v == "" {
-		return "", invalid(field, "missing_field", field+" is required")
-	}
-	if !utf8.ValidString(v) || utf8.RuneCountInString(v) > max {
-		return "", invalid(field, "invalid_field", fmt.Sprintf("%s must be valid UTF-8 of at most %d characters", field, max))
-	}
-	for _, r := range v {
-		if r < 0x20 && r != '\n' && r != '\t' {
-			return "", invalid(field, "invalid_field", field+" contains control characters")
-		}
-	}
-	return v, nil
-}
 
 var idEncoding = base32.NewEncoding("0123456789abcdefghjkmnpqrstvwxyz").WithPadding(base32.NoPadding)
 
