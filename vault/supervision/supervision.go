@@ -182,7 +182,6 @@ func conflict(code, detail string, allowed ...string) *vault.Error {
 	return &vault.Error{Kind: vault.ErrConflict, Code: code, Detail: detail, Allowed: allowed}
 }
 
-
 var idEncoding = base32.NewEncoding("0123456789abcdefghjkmnpqrstvwxyz").WithPadding(base32.NoPadding)
 
 // newID returns a 26-character opaque id that sorts by creation time (48
