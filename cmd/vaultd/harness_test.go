@@ -19,6 +19,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
+
 	"github.com/crvault/crvault/audit/sqldb/sqldbtest"
 )
 
@@ -62,10 +65,14 @@ var backends = []backend{
 		endpoint := sqldbtest.Require(t, "S3 (versitygw)", "VAULT_TEST_S3_ENDPOINT")
 		b := make([]byte, 6)
 		_, _ = rand.Read(b)
+		bucket := "crv-e2e-" + hex.EncodeToString(b)
+		// Registered before the server's own cleanup, so it runs after
+		// the server stopped: a gigabyte test must not stay on disk.
+		t.Cleanup(func() { removeBucket(t, endpoint, bucket) })
 		return []string{
 			"VAULT_DATABASE_URL=" + dbURL,
 			"VAULT_S3_ENDPOINT=" + endpoint,
-			"VAULT_S3_BUCKET=crv-e2e-" + hex.EncodeToString(b),
+			"VAULT_S3_BUCKET=" + bucket,
 			"VAULT_S3_ACCESS_KEY=" + os.Getenv("VAULT_TEST_S3_ACCESS_KEY"),
 			"VAULT_S3_SECRET_KEY=" + os.Getenv("VAULT_TEST_S3_SECRET_KEY"),
 		}
@@ -406,3 +413,28 @@ func (w *world) newCase(t testing.TB, marker string) (string, map[string][]byte)
 func httpClient() *http.Client { return &http.Client{Timeout: time.Minute} }
 
 func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
+
+// removeBucket empties and deletes a test bucket on the test S3 server.
+func removeBucket(t testing.TB, endpoint, bucket string) {
+	mc, err := minio.New(endpoint, &minio.Options{
+		Creds: credentials.NewStaticV4(os.Getenv("VAULT_TEST_S3_ACCESS_KEY"), os.Getenv("VAULT_TEST_S3_SECRET_KEY"), ""), Region: "us-east-1"})
+	if err != nil {
+		t.Errorf("clean up bucket %s: %v", bucket, err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if ok, err := mc.BucketExists(ctx, bucket); err != nil || !ok {
+		return
+	}
+	objects := mc.ListObjects(ctx, bucket, minio.ListObjectsOptions{Recursive: true})
+	for e := range mc.RemoveObjects(ctx, bucket, objects, minio.RemoveObjectsOptions{}) {
+		t.Errorf("clean up bucket %s: remove %s: %v", bucket, e.ObjectName, e.Err)
+	}
+	for u := range mc.ListIncompleteUploads(ctx, bucket, "", true) {
+		_ = mc.RemoveIncompleteUpload(ctx, bucket, u.Key)
+	}
+	if err := mc.RemoveBucket(ctx, bucket); err != nil {
+		t.Errorf("clean up bucket %s: %v", bucket, err)
+	}
+}
