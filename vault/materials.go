@@ -116,7 +116,7 @@ func (s *Service) Upload(ctx context.Context, a Actor, caseID string, up Upload)
 
 // store does the streaming write of an authorised upload.
 func (s *Service) store(ctx context.Context, a Actor, caseID, purpose string, up Upload) (Material, error) {
-	filename, err := sanitizeFilename(up.Filename)
+	filename, err := SanitizeFilename(up.Filename)
 	if err != nil {
 		return Material{}, err
 	}
@@ -371,9 +371,9 @@ func (s *Service) openMaterial(ctx context.Context, m materialRow, r *Range) (*C
 	return c, nil
 }
 
-// sanitizeFilename keeps a display name only: no directories, no control
+// SanitizeFilename keeps a display name only: no directories, no control
 // characters, bounded length. It is never used as a path.
-func sanitizeFilename(name string) (string, error) {
+func SanitizeFilename(name string) (string, error) {
 	if !utf8.ValidString(name) {
 		return "", invalid("filename", "invalid_filename", "filename must be UTF-8")
 	}

@@ -1,14 +1,13 @@
 package supervision
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"mime"
-	"strings"
 	"time"
-	"unicode/utf8"
 
 	"gorm.io/gorm"
 
@@ -69,7 +68,7 @@ func (s *Service) AddAttachment(ctx context.Context, cl Client, receipt string, 
 	if row.Status == ReportClosed {
 		return AttachmentInfo{}, conflict("report_closed", "this report is closed")
 	}
-	filename, err := cleanFilename(up.Filename)
+	filename, err := vault.SanitizeFilename(cmp.Or(up.Filename, "attachment"))
 	if err != nil {
 		return AttachmentInfo{}, err
 	}
@@ -145,31 +144,6 @@ func (s *Service) OpenAttachment(ctx context.Context, a vault.Actor, reportID, i
 		return nil, fmt.Errorf("open attachment %s: %w", id, err)
 	}
 	return &AttachmentContent{Info: toAttachment(row), Body: body, close: closeFn}, nil
-}
-
-// cleanFilename keeps a display name only; it is never used as a path.
-func cleanFilename(name string) (string, error) {
-	if !utf8.ValidString(name) {
-		return "", invalid("filename", "invalid_filename", "filename must be UTF-8")
-	}
-	if i := strings.LastIndexAny(name, `/\`); i >= 0 {
-		name = name[i+1:]
-	}
-	var b strings.Builder
-	for _, r := range name {
-		if r < 0x20 || r == 0x7f || r == '"' {
-			continue
-		}
-		b.WriteRune(r)
-	}
-	name = strings.TrimSpace(b.String())
-	if name == "" || name == "." || name == ".." {
-		name = "attachment"
-	}
-	if len(name) > 255 {
-		return "", invalid("filename", "invalid_filename", "filename is longer than 255 bytes")
-	}
-	return name, nil
 }
 
 // ReferencedBlobs reports which of ids hold report attachments, so the
