@@ -15,12 +15,14 @@ import (
 	"strings"
 
 	"github.com/crvault/crvault/audit"
+	"github.com/crvault/crvault/vault/supervision"
 )
 
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
 
 const usage = `usage:
   vaultctl audit verify --export FILE --checkpoint FILE --key KEY [--old-checkpoint FILE]
+  vaultctl evidence verify --file FILE --key KEY
 
 KEY is the checkpoint verifier key (as printed by "vaultd audit pubkey") or a file holding it.
 Exit status: 0 verified, 1 verification failed, 2 usage or I/O error.
@@ -28,6 +30,9 @@ Exit status: 0 verified, 1 verification failed, 2 usage or I/O error.
 
 // run returns the exit status so tests drive the real code path.
 func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) >= 2 && args[0] == "evidence" && args[1] == "verify" {
+		return evidenceVerify(args[2:], stdout, stderr)
+	}
 	if len(args) < 2 || args[0] != "audit" || args[1] != "verify" {
 		fmt.Fprint(stderr, usage)
 		return 2
@@ -104,4 +109,44 @@ func readKey(k string) (string, error) {
 	} else {
 		return "", fmt.Errorf("read key: %w", err)
 	}
+}
+
+// evidenceVerify checks a complaint's evidence bundle (GET
+// /complaints/{id}/evidence?format=file): the checkpoint's signature and
+// every event's inclusion proof against it.
+func evidenceVerify(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("vaultctl evidence verify", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("file", "", "evidence bundle; - for stdin")
+	key := fs.String("key", "", "checkpoint verifier key, or a file holding it")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *path == "" || *key == "" || fs.NArg() > 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	vkey, err := readKey(*key)
+	if err != nil {
+		fmt.Fprintf(stderr, "vaultctl: %v\n", err)
+		return 2
+	}
+	var in io.Reader = os.Stdin
+	if *path != "-" {
+		f, err := os.Open(*path)
+		if err != nil {
+			fmt.Fprintf(stderr, "vaultctl: open evidence: %v\n", err)
+			return 2
+		}
+		defer f.Close()
+		in = f
+	}
+	rep, err := supervision.VerifyEvidence(in, vkey)
+	if err != nil {
+		fmt.Fprintf(stdout, "FAIL: %v\n", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "OK: complaint %s: %d events proven in the log of size %d, %d newer than the checkpoint\n",
+		rep.ComplaintID, rep.Proven, rep.TreeSize, rep.Pending)
+	return 0
 }

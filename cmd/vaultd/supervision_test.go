@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -142,6 +143,16 @@ func TestSupervision(t *testing.T) {
 			tampered := bytes.Replace(bundle, []byte(`"material/`+matID), []byte(`"material/x`+matID[1:]), 1)
 			if _, err := supervision.VerifyEvidence(bytes.NewReader(tampered), pub); err == nil {
 				t.Fatal("a tampered bundle verified")
+			}
+			// An outside party checks the same file with the shipped CLI.
+			dir := t.TempDir()
+			os.WriteFile(filepath.Join(dir, "evidence.json"), bundle, 0o600)
+			os.WriteFile(filepath.Join(dir, "tampered.json"), tampered, 0o600)
+			if out, code := vaultctl(t, "evidence", "verify", "--file", filepath.Join(dir, "evidence.json"), "--key", pub); code != 0 || !strings.Contains(out, "OK: complaint "+cmp.ID) {
+				t.Fatalf("vaultctl evidence verify: exit %d: %s", code, out)
+			}
+			if out, code := vaultctl(t, "evidence", "verify", "--file", filepath.Join(dir, "tampered.json"), "--key", pub); code != 1 {
+				t.Fatalf("vaultctl accepted a tampered bundle: exit %d: %s", code, out)
 			}
 			w.op.expect(403, "GET", "/complaints/"+cmp.ID+"/evidence", nil).problem(t)
 
