@@ -3,9 +3,9 @@ package audit
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -81,17 +81,79 @@ type canonicalEvent struct {
 // Canonical returns the canonical encoding of e chained to prevHash: the
 // Merkle leaf and the preimage of e.Hash.
 func Canonical(e Event, prevHash string) []byte {
-	b, err := json.Marshal(canonicalEvent{
-		V: 1, Seq: e.Seq, Time: formatTime(e.Time),
-		Actor: e.Actor, ActorOrg: e.ActorOrg, Action: e.Action, Outcome: string(e.Outcome),
-		CaseID: e.CaseID, Resource: e.Resource, Purpose: e.Purpose, IP: e.IP,
-		RequestID: e.RequestID, Detail: e.Detail, PrevHash: prevHash,
-	})
-	if err != nil {
-		// Only strings and integers: Marshal cannot fail.
-		panic(fmt.Sprintf("audit: canonical encoding: %v", err))
+	// Written by hand rather than with json.Marshal: verification encodes
+	// every event of the log, and reflection was a large share of that.
+	// The bytes are exactly json.Marshal(canonicalEvent{...}); a property
+	// test and a fuzz test hold the two together.
+	b := make([]byte, 0, 256+len(e.Resource)+len(e.Purpose)+len(e.Detail))
+	b = append(b, `{"v":1,"seq":`...)
+	b = strconv.AppendInt(b, e.Seq, 10)
+	for _, f := range [...]struct{ key, val string }{
+		{`,"time":`, formatTime(e.Time)}, {`,"actor":`, e.Actor}, {`,"actor_org":`, e.ActorOrg},
+		{`,"action":`, e.Action}, {`,"outcome":`, string(e.Outcome)}, {`,"case_id":`, e.CaseID},
+		{`,"resource":`, e.Resource}, {`,"purpose":`, e.Purpose}, {`,"ip":`, e.IP},
+		{`,"request_id":`, e.RequestID}, {`,"detail":`, e.Detail}, {`,"prev_hash":`, prevHash},
+	} {
+		b = append(b, f.key...)
+		b = appendJSONString(b, f.val)
 	}
-	return b
+	return append(b, '}')
+}
+
+// appendJSONString appends s quoted exactly as encoding/json does with its
+// default HTML escaping: <, > and & as \u003c \u003e \u0026, U+2028 and
+// U+2029 escaped, control characters as \n \r \t \b \f or \u00XX, and invalid
+// UTF-8 as \ufffd.
+func appendJSONString(b []byte, s string) []byte {
+	const hexDigits = "0123456789abcdef"
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		if c := s[i]; c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			case '\b':
+				b = append(b, '\\', 'b')
+			case '\f':
+				b = append(b, '\\', 'f')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xF])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
 }
 
 func formatTime(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
