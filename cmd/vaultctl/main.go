@@ -67,16 +67,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "vaultctl: %v\n", err)
 		return 2
 	}
-	var in io.Reader = os.Stdin
-	if *exportPath != "-" {
-		f, err := os.Open(*exportPath)
-		if err != nil {
-			fmt.Fprintf(stderr, "vaultctl: open export: %v\n", err)
-			return 2
-		}
-		defer f.Close()
-		in = f
+	in, err := openInput(*exportPath)
+	if err != nil {
+		fmt.Fprintf(stderr, "vaultctl: open export: %v\n", err)
+		return 2
 	}
+	defer in.Close()
 	rep, err := audit.VerifyExport(bufio.NewReaderSize(in, 1<<20), ck, vkey, old)
 	var ve *audit.VerifyError
 	switch {
@@ -131,16 +127,12 @@ func evidenceVerify(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "vaultctl: %v\n", err)
 		return 2
 	}
-	var in io.Reader = os.Stdin
-	if *path != "-" {
-		f, err := os.Open(*path)
-		if err != nil {
-			fmt.Fprintf(stderr, "vaultctl: open evidence: %v\n", err)
-			return 2
-		}
-		defer f.Close()
-		in = f
+	in, err := openInput(*path)
+	if err != nil {
+		fmt.Fprintf(stderr, "vaultctl: open evidence: %v\n", err)
+		return 2
 	}
+	defer in.Close()
 	rep, err := supervision.VerifyEvidence(in, vkey)
 	if err != nil {
 		fmt.Fprintf(stdout, "FAIL: %v\n", err)
@@ -149,4 +141,12 @@ func evidenceVerify(args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stdout, "OK: complaint %s: %d events proven in the log of size %d, %d newer than the checkpoint\n",
 		rep.ComplaintID, rep.Proven, rep.TreeSize, rep.Pending)
 	return 0
+}
+
+// openInput opens a file, or standard input for "-".
+func openInput(path string) (io.ReadCloser, error) {
+	if path == "-" {
+		return io.NopCloser(os.Stdin), nil
+	}
+	return os.Open(path)
 }
