@@ -60,7 +60,7 @@ func (s *Service) CreateCase(ctx context.Context, a Actor, in NewCase) (Case, er
 		return Case{}, fmt.Errorf("create case key: %w", err)
 	}
 	now := time.Now().UTC().Truncate(time.Microsecond)
-	row := caseRow{ID: newID(), Title: title, Product: product, OperatorOrg: a.P.User.OrgID, Status: StatusDraft,
+	row := caseRow{ID: NewID(), Title: title, Product: product, OperatorOrg: a.P.User.OrgID, Status: StatusDraft,
 		CreatedBy: a.P.User.ID, CreatedAt: now, UpdatedAt: now}
 	if err := s.record(ctx, a, "case.create", audit.Allowed, row.ID, "case/"+row.ID, "", ""); err != nil {
 		return Case{}, err

@@ -131,7 +131,7 @@ func (s *Service) store(ctx context.Context, a Actor, caseID, purpose string, up
 	if err != nil {
 		return Material{}, err
 	}
-	id, blobID := newID(), newID()
+	id, blobID := NewID(), NewID()
 	resource := "material/" + id
 	// The intent is audited before anything is stored: no record, no upload.
 	if err := s.record(ctx, a, "material.upload", audit.Allowed, caseID, resource, purpose, ""); err != nil {

@@ -126,9 +126,9 @@ func Migrate(ctx context.Context, db *gorm.DB) error {
 
 var idEncoding = base32.NewEncoding("0123456789abcdefghjkmnpqrstvwxyz").WithPadding(base32.NoPadding)
 
-// newID returns a 26-character opaque id: 48 bits of milliseconds, so ids
+// NewID returns a 26-character opaque id: 48 bits of milliseconds, so ids
 // sort by creation for cursors, then 80 random bits.
-func newID() string {
+func NewID() string {
 	var b [16]byte
 	binary.BigEndian.PutUint64(b[:8], uint64(time.Now().UnixMilli())<<16)
 	_, _ = rand.Read(b[6:]) // never fails since Go 1.24: it aborts the process instead

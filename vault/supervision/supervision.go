@@ -21,9 +21,7 @@ package supervision
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/base32"
-	"encoding/binary"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -182,16 +180,11 @@ func conflict(code, detail string, allowed ...string) *vault.Error {
 	return &vault.Error{Kind: vault.ErrConflict, Code: code, Detail: detail, Allowed: allowed}
 }
 
+// idEncoding spells receipt secrets in the same alphabet as ids.
 var idEncoding = base32.NewEncoding("0123456789abcdefghjkmnpqrstvwxyz").WithPadding(base32.NoPadding)
 
-// newID returns a 26-character opaque id that sorts by creation time (48
-// bits of milliseconds, then 80 random bits), for cursors.
-func newID() string {
-	var b [16]byte
-	binary.BigEndian.PutUint64(b[:8], uint64(time.Now().UnixMilli())<<16)
-	_, _ = rand.Read(b[6:])
-	return idEncoding.EncodeToString(b[:])
-}
+// newID is the vault's id scheme: opaque, sorting by creation for cursors.
+func newID() string { return vault.NewID() }
 
 // validID rejects ids this package could not have issued, before any query.
 func validID(id string) bool {
