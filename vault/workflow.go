@@ -128,6 +128,11 @@ func (s *Service) move(ctx context.Context, a Actor, row caseRow, purpose, event
 	now := s.now().UTC().Truncate(time.Microsecond)
 	in.Actor, in.At, in.On = a.P.User.ID, now, calendar.Today(now)
 	_, ev, err := review.Apply(review.Status(row.Status), history, act, role, facts, in)
+	if errors.Is(err, review.ErrBadHistory) && s.caseMovedOn(ctx, row) {
+		// The case row was read before a concurrent transition committed
+		// and its history after: this request lost the race.
+		err = errConcurrentUpdate()
+	}
 	if err != nil {
 		verr := reviewError(err, act)
 		var ve *Error
@@ -153,7 +158,7 @@ func (s *Service) move(ctx context.Context, a Actor, row caseRow, purpose, event
 // revision check makes the loser of a race see concurrent_update; the
 // (case_id, seq) key is the backstop should the revision ever be bypassed.
 func (s *Service) appendEvent(ctx context.Context, row caseRow, ev review.Event) error {
-	conflict := &Error{Kind: ErrConflict, Code: "concurrent_update", Detail: "the case changed while this request ran; reload and retry"}
+	conflict := errConcurrentUpdate()
 	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		res := tx.Model(&caseRow{}).Where("id = ? AND revision = ?", row.ID, row.Revision).
 			Updates(map[string]any{"status": string(ev.To), "revision": row.Revision + 1, "updated_at": ev.At})
@@ -172,6 +177,18 @@ func (s *Service) appendEvent(ctx context.Context, row caseRow, ev review.Event)
 		return nil
 	})
 	return err
+}
+
+func errConcurrentUpdate() *Error {
+	return &Error{Kind: ErrConflict, Code: "concurrent_update", Detail: "the case changed while this request ran; reload and retry"}
+}
+
+// caseMovedOn reports whether the case's revision is no longer the one row
+// was read at.
+func (s *Service) caseMovedOn(ctx context.Context, row caseRow) bool {
+	var cur caseRow
+	err := s.db.WithContext(ctx).Select("revision").Where("id = ?", row.ID).Take(&cur).Error
+	return err == nil && cur.Revision != row.Revision
 }
 
 // reviewError maps vault/review's errors to API errors.
