@@ -22,6 +22,7 @@ import (
 	"github.com/crvault/crvault/access"
 	"github.com/crvault/crvault/audit"
 	"github.com/crvault/crvault/vault"
+	"github.com/crvault/crvault/vault/calendar"
 	"github.com/crvault/crvault/vault/review"
 	"github.com/crvault/crvault/vault/supervision"
 )
@@ -496,6 +497,8 @@ func TestOpenAPISchemasMatchGoTypes(t *testing.T) {
 		{"Pause", review.Pause{}, false},
 		{"Extension", review.Extension{}, false},
 		{"Deadline", vault.Deadline{}, false},
+		{"CalendarDue", calendar.Due{}, false},
+		{"CalendarCoverage", calendar.Coverage{}, false},
 
 		{"InclusionProof", audit.InclusionProof{}, false},
 		{"ConsistencyProof", audit.ConsistencyProof{}, false},

@@ -194,7 +194,11 @@ func (h *handler) readyz(c *gin.Context) {
 		problem(c, http.StatusServiceUnavailable, "not_ready", "a dependency is not available")
 		return
 	}
-	c.JSON(http.StatusOK, gin.H{"status": "ready"})
+	body := gin.H{"status": "ready"}
+	if cal, ok := h.calendarReadiness(ctx); ok {
+		body["calendar"] = cal
+	}
+	c.JSON(http.StatusOK, body)
 }
 
 const maxJSONBody = 1 << 20

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"net/http"
 	"strconv"
 
@@ -24,6 +25,21 @@ func (h *handler) workflowRoutes(auth, public *gin.RouterGroup) {
 	auth.GET("/cases/:case/events", h.caseHistory)
 	auth.GET("/deadlines", h.deadlines)
 	auth.GET("/calendar/deadline", h.calendarDeadline)
+}
+
+// calendarReadiness is the calendar's part of /readyz: never a reason to be
+// unready (deadlines past the official years are provisional, not lost), but
+// a warning when the official schedules reach fewer than
+// calendar.WarnOfficialDaysAhead days ahead.
+func (h *handler) calendarReadiness(ctx context.Context) (calendar.Coverage, bool) {
+	if h.Vault == nil {
+		return calendar.Coverage{}, false
+	}
+	cov, err := h.Vault.CalendarCoverage(ctx)
+	if err != nil {
+		return calendar.Coverage{}, false
+	}
+	return cov, true
 }
 
 func (h *handler) transition(c *gin.Context) {
@@ -106,5 +122,5 @@ func (h *handler) calendarDeadline(c *gin.Context) {
 		h.fail(c, err)
 		return
 	}
-	c.JSON(http.StatusOK, gin.H{"due_on": due})
+	c.JSON(http.StatusOK, due)
 }

@@ -339,13 +339,15 @@ func (s *Service) History(ctx context.Context, a Actor, caseID string) ([]review
 
 // Deadline is one entry of GET /deadlines.
 type Deadline struct {
-	CaseID  string          `json:"case_id"`
-	Title   string          `json:"title"`
-	Status  string          `json:"status"`
-	Phase   review.Phase    `json:"phase"`
-	DueOn   calendar.Date   `json:"due_on"`
-	Overdue bool            `json:"overdue"`
-	Flag    review.FlagKind `json:"flag"` // the standard 3-working-day flag the watcher uses
+	CaseID string        `json:"case_id"`
+	Title  string        `json:"title"`
+	Status string        `json:"status"`
+	Phase  review.Phase  `json:"phase"`
+	DueOn  calendar.Date `json:"due_on"`
+	// DueOnProvisional: the due date rests on the provisional calendar model.
+	DueOnProvisional bool            `json:"due_on_provisional"`
+	Overdue          bool            `json:"overdue"`
+	Flag             review.FlagKind `json:"flag"` // the standard 3-working-day flag the watcher uses
 }
 
 // MaxWithin bounds GET /deadlines?within=N.
@@ -378,7 +380,7 @@ func (s *Service) Deadlines(ctx context.Context, a Actor, within int) ([]Deadlin
 		}
 		std, _ := review.Flag(oc.clock, cal, today)
 		out = append(out, Deadline{CaseID: oc.row.ID, Title: oc.row.Title, Status: oc.row.Status, Phase: oc.clock.Phase,
-			DueOn: oc.clock.DueOn, Overdue: oc.clock.Overdue, Flag: std})
+			DueOn: oc.clock.DueOn, DueOnProvisional: oc.clock.DueOnProvisional, Overdue: oc.clock.Overdue, Flag: std})
 	}
 	sortDeadlines(out)
 	return out, nil
@@ -397,9 +399,12 @@ type openClock struct {
 	clock review.Clock
 }
 
-// openClocks derives the clock of every open case. A case whose deadline
-// runs past the calendar's years is logged and left out: it cannot be
-// flagged until that year is imported, and guessing would be worse.
+// openClocks derives the clock of every open case. A deadline that runs
+// into a year with no official schedule is computed by the calendar's
+// provisional model and marked, so no case leaves the list for want of a
+// calendar. Only a history that cannot be replayed (corrupt storage) or a
+// date the calendar cannot answer at all (before 2020, after 2200) is
+// logged as an error and left out.
 func (s *Service) openClocks(ctx context.Context) ([]openClock, *calendar.Calendar, calendar.Date, error) {
 	today := calendar.Today(s.now())
 	cal, err := s.calendar(ctx)
@@ -422,7 +427,7 @@ func (s *Service) openClocks(ctx context.Context) ([]openClock, *calendar.Calend
 	for _, r := range rows {
 		c, err := review.DeriveClock(cal, hs[r.ID], today)
 		if err != nil {
-			s.log.WarnContext(ctx, "no deadline for open case", "case", r.ID, "err", err)
+			s.log.ErrorContext(ctx, "no deadline for open case", "case", r.ID, "err", err)
 			continue
 		}
 		out = append(out, openClock{row: r, clock: c})

@@ -103,27 +103,40 @@ func (s *Service) calendar(ctx context.Context) (*calendar.Calendar, error) {
 }
 
 // DueDate answers GET /calendar/deadline: the date on which n working days
-// after from are used up (from itself does not count).
-func (s *Service) DueDate(ctx context.Context, from calendar.Date, n int) (calendar.Date, error) {
+// after from are used up (from itself does not count), marked provisional
+// when it rests on a year with no official schedule yet.
+func (s *Service) DueDate(ctx context.Context, from calendar.Date, n int) (calendar.Due, error) {
 	if n < 0 || n > calendar.MaxDays {
-		return calendar.Date{}, invalid("working_days", "invalid_days", fmt.Sprintf("working_days must be an integer from 0 to %d", calendar.MaxDays))
+		return calendar.Due{}, invalid("working_days", "invalid_days", fmt.Sprintf("working_days must be an integer from 0 to %d", calendar.MaxDays))
 	}
 	cal, err := s.calendar(ctx)
 	if err != nil {
-		return calendar.Date{}, err
+		return calendar.Due{}, err
 	}
-	due, err := cal.WorkdaysAfter(from, n)
+	due, err := cal.Deadline(from, n)
 	if err != nil {
-		return calendar.Date{}, calendarError(err)
+		return calendar.Due{}, calendarError(err)
 	}
 	return due, nil
+}
+
+// CalendarCoverage says how far ahead the official schedules reach today
+// (readiness details, the calendar metric, `vaultd calendar status`).
+func (s *Service) CalendarCoverage(ctx context.Context) (calendar.Coverage, error) {
+	cal, err := s.calendar(ctx)
+	if err != nil {
+		return calendar.Coverage{}, err
+	}
+	return cal.Coverage(calendar.Today(s.now())), nil
 }
 
 // calendarError turns the calendar's sentinels into API errors.
 func calendarError(err error) error {
 	switch {
 	case errors.Is(err, calendar.ErrOutOfRange):
-		return &Error{Kind: ErrInvalid, Code: "calendar_out_of_range", Detail: "a date falls in a year the working-day calendar does not cover; import that year's calendar"}
+		return &Error{Kind: ErrInvalid, Code: "calendar_out_of_range", Detail: fmt.Sprintf(
+			"a date falls outside the working-day calendar: official schedules are imported per year, and years %d-%d without one are computed provisionally",
+			calendar.ProvisionalFrom, calendar.ProvisionalTo)}
 	case errors.Is(err, calendar.ErrInvalidDays):
 		return invalid("working_days", "invalid_days", fmt.Sprintf("working_days must be an integer from 0 to %d", calendar.MaxDays))
 	case errors.Is(err, calendar.ErrInvalidDate):

@@ -30,7 +30,9 @@ type WebhookPayload struct {
 	CaseID string `json:"case_id"`
 	Flag   string `json:"flag"`
 	DueOn  string `json:"due_on"`
-	Phase  string `json:"phase"`
+	// DueOnProvisional: the due date rests on the provisional calendar model.
+	DueOnProvisional bool   `json:"due_on_provisional"`
+	Phase            string `json:"phase"`
 }
 
 // SweepDeadlines evaluates every open case once: a case newly due soon or
@@ -75,7 +77,7 @@ func (s *Service) SweepDeadlines(ctx context.Context) (Sweep, error) {
 			continue
 		}
 		// The due date may have moved since the flag was raised; say the current one.
-		p := WebhookPayload{CaseID: row.CaseID, Flag: row.Flag, DueOn: oc.clock.DueOn.String(), Phase: row.Phase}
+		p := WebhookPayload{CaseID: row.CaseID, Flag: row.Flag, DueOn: oc.clock.DueOn.String(), DueOnProvisional: oc.clock.DueOnProvisional, Phase: row.Phase}
 		if err := s.postWebhook(ctx, p); err != nil {
 			out.Failed++
 			s.log.WarnContext(ctx, "deadline webhook failed; retrying next round", "case", row.CaseID, "flag", row.Flag, "err", err)

@@ -54,6 +54,9 @@ func (s *Service) notify(ctx context.Context, a Actor, row caseRow, purpose stri
 				fmt.Fprintf(&b, "Review period: %s, started %s, %d working days", c.Phase, c.StartedOn, c.AllowedWorkingDays)
 				if !c.DueOn.IsZero() {
 					fmt.Fprintf(&b, ", due %s", c.DueOn)
+					if c.DueOnProvisional {
+						b.WriteString(" (provisional: the official holiday schedule for that period is not yet published; the date will be recomputed when it is)")
+					}
 				}
 				if c.Paused {
 					b.WriteString(", suspended")

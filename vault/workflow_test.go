@@ -138,6 +138,21 @@ func (f *wfFixture) user(name string, org access.Org, role string) Actor {
 	return Actor{P: access.Principal{User: u, OrgKind: org.Kind}, IP: "127.0.0.1", RequestID: "test-" + name}
 }
 
+// read returns a material's content as a.
+func (f *wfFixture) read(a Actor, materialID string) string {
+	f.t.Helper()
+	c, err := f.svc.OpenContent(f.ctx, a, materialID, nil)
+	if err != nil {
+		f.t.Fatalf("open %s: %v", materialID, err)
+	}
+	defer c.Close()
+	b, err := io.ReadAll(c.Body)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return string(b)
+}
+
 func (f *wfFixture) upload(a Actor, caseID, kind string) {
 	f.t.Helper()
 	body := kind + " document"
@@ -515,8 +530,9 @@ func calendarFile(t *testing.T, year int, holidays ...string) []byte {
 }
 
 // TestCalendarImportRederives: a deadline running into an unpublished year
-// is an error until the year is imported; a corrected import of that year
-// moves the open deadline, and the watcher flags and notifies on it.
+// is computed provisionally and marked (clock, calendar, deadline list)
+// until the year is imported; the import re-derives it unmarked, a
+// corrected import moves it, and the watcher flags and notifies on it.
 func TestCalendarImportRederives(t *testing.T) {
 	for _, d := range sqldbtest.Backends {
 		t.Run(sqldbtest.Name(d), func(t *testing.T) {
@@ -526,11 +542,24 @@ func TestCalendarImportRederives(t *testing.T) {
 			if _, err := f.svc.Submit(f.ctx, f.op, id); err != nil {
 				t.Fatal(err)
 			}
-			f.mustMove(id, "require_review", "", 0) // 30 working days run into 2027
-			_, err := f.svc.Clock(f.ctx, f.op, id)
-			wantCode(t, err, ErrInvalid, "calendar_out_of_range")
-			_, err = f.svc.DueDate(f.ctx, date(t, "2026-12-01"), 30)
-			wantCode(t, err, ErrInvalid, "calendar_out_of_range")
+			res := f.mustMove(id, "require_review", "", 0) // 30 working days run into 2027
+			if res.Notice == nil || !strings.Contains(f.read(f.op, res.Notice.ID), "due 2027-01-13 (provisional") {
+				t.Fatalf("notice does not mark the provisional due date: %+v", res.Notice)
+			}
+			// Provisional 2027: 22 working days left in December, 01-01
+			// New Year, 01-04..08, 11..13.
+			if c := f.clockOf(id); c.DueOn != date(t, "2027-01-13") || !c.DueOnProvisional {
+				t.Fatalf("provisional clock %+v", c)
+			}
+			if due, err := f.svc.DueDate(f.ctx, date(t, "2026-12-01"), 30); err != nil || due.On != date(t, "2027-01-13") || !due.Provisional {
+				t.Fatalf("provisional DueDate %+v %v", due, err)
+			}
+			f.at("2027-01-11") // two working days before: listed, and marked
+			ds, err := f.svc.Deadlines(f.ctx, f.office, 3)
+			if err != nil || len(ds) != 1 || ds[0].CaseID != id || ds[0].DueOn != date(t, "2027-01-13") || !ds[0].DueOnProvisional || ds[0].Flag != review.FlagDueSoon {
+				t.Fatalf("provisional deadlines %+v %v", ds, err)
+			}
+			f.at("2026-12-01")
 
 			first := calendarFile(t, 2027, "2027-01-01")
 			if y, err := f.svc.cals.Import(f.ctx, first); err != nil || y != 2027 {
@@ -541,8 +570,8 @@ func TestCalendarImportRederives(t *testing.T) {
 				t.Fatal(err)
 			}
 			c := f.clockOf(id)
-			if c.DueOn != after(t, cal1, "2026-12-01", 30) {
-				t.Fatalf("due %v, want %v", c.DueOn, after(t, cal1, "2026-12-01", 30))
+			if c.DueOn != after(t, cal1, "2026-12-01", 30) || c.DueOnProvisional {
+				t.Fatalf("due %v (provisional %v), want %v final", c.DueOn, c.DueOnProvisional, after(t, cal1, "2026-12-01", 30))
 			}
 			// The corrected announcement adds a week off in January.
 			corrected := calendarFile(t, 2027, "2027-01-01", "2027-01-04", "2027-01-05", "2027-01-06", "2027-01-07", "2027-01-08")
@@ -557,7 +586,7 @@ func TestCalendarImportRederives(t *testing.T) {
 			if _, err := f.svc.cals.Import(f.ctx, []byte(`{"year":2027,"days":[]}`)); !errors.Is(err, calendar.ErrInvalidFile) {
 				t.Fatalf("empty year imported: %v", err)
 			}
-			if due, err := f.svc.DueDate(f.ctx, date(t, "2026-12-01"), 30); err != nil || due != c2.DueOn {
+			if due, err := f.svc.DueDate(f.ctx, date(t, "2026-12-01"), 30); err != nil || due.On != c2.DueOn || due.Provisional {
 				t.Fatalf("DueDate %v %v", due, err)
 			}
 
@@ -575,8 +604,8 @@ func TestCalendarImportRederives(t *testing.T) {
 					t.Fatalf("round %d: %+v", round, sw)
 				}
 			}
-			ds, err := f.svc.Deadlines(f.ctx, f.office, 3)
-			if err != nil || len(ds) != 1 || ds[0].CaseID != id || ds[0].Flag != review.FlagDueSoon || ds[0].DueOn != c2.DueOn {
+			ds, err = f.svc.Deadlines(f.ctx, f.office, 3)
+			if err != nil || len(ds) != 1 || ds[0].CaseID != id || ds[0].Flag != review.FlagDueSoon || ds[0].DueOn != c2.DueOn || ds[0].DueOnProvisional {
 				t.Fatalf("deadlines %+v %v", ds, err)
 			}
 			// Overdue, with the webhook down: flagged, not delivered, retried.
@@ -599,7 +628,7 @@ func TestCalendarImportRederives(t *testing.T) {
 			f.hookMu.Lock()
 			hooks := fmt.Sprint(f.hooks)
 			f.hookMu.Unlock()
-			want := fmt.Sprint([]WebhookPayload{{id, "due_soon", c2.DueOn.String(), "preliminary_review"}, {id, "overdue", c2.DueOn.String(), "preliminary_review"}})
+			want := fmt.Sprint([]WebhookPayload{{id, "due_soon", c2.DueOn.String(), false, "preliminary_review"}, {id, "overdue", c2.DueOn.String(), false, "preliminary_review"}})
 			if hooks != want {
 				t.Fatalf("webhooks %s, want %s", hooks, want)
 			}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -17,8 +18,11 @@ import (
 )
 
 // Exit codes of the calendar commands: 0 yes/done, 1 no (is-workday) or a
-// failure, 2 a usage error, 3 is-workday cannot answer (a year the
-// calendar does not cover: never a guess).
+// failure, 2 a usage error, 3 is-workday cannot answer (a year neither an
+// official schedule nor the provisional model covers: never a guess).
+// An answer that rests on the provisional model (a year with no official
+// schedule yet) is followed by " provisional" on the same line, with the
+// exit code of the answer itself.
 const exitOutOfRange = 3
 
 // maxCalendarFile bounds what `calendar import` reads; real files are ~3 KiB.
@@ -55,6 +59,10 @@ func cmdCalendar(ctx context.Context, cmd string, args []string, stdout, stderr 
 		if len(pos) != 1 {
 			return usageError{"usage: vaultd calendar import FILE.json"}
 		}
+	case "calendar status":
+		if len(pos) != 0 {
+			return usageError{"usage: vaultd calendar status"}
+		}
 	}
 	a, err := openApp(ctx, cfg, newLogger(stderr, "warn"), withDB)
 	if err != nil {
@@ -71,24 +79,52 @@ func cmdCalendar(ctx context.Context, cmd string, args []string, stdout, stderr 
 	}
 	switch cmd {
 	case "calendar workdays-after":
-		due, err := cal.WorkdaysAfter(date, n)
+		due, err := cal.Deadline(date, n)
 		if err != nil {
-			return fmt.Errorf("workdays-after: %w (covered years: %v)", err, cal.Years())
+			return fmt.Errorf("workdays-after: %w", err)
 		}
-		fmt.Fprintln(stdout, due)
+		fmt.Fprintln(stdout, due.On.String()+provisionalMark(due.Provisional))
 		return nil
+	case "calendar status":
+		return calendarStatus(cal, calendar.Today(time.Now()), stdout)
 	default:
 		ok, err := cal.IsWorkday(date)
 		if err != nil {
-			return exitError{exitOutOfRange, fmt.Sprintf("is-workday: %v (covered years: %v)", err, cal.Years())}
+			return exitError{exitOutOfRange, fmt.Sprintf("is-workday: %v", err)}
 		}
+		mark := provisionalMark(cal.Provisional(date))
 		if !ok {
-			fmt.Fprintln(stdout, "no")
-			return exitError{1, date.String() + " is not a working day"}
+			fmt.Fprintln(stdout, "no"+mark)
+			return exitError{1, date.String() + " is not a working day" + mark}
 		}
-		fmt.Fprintln(stdout, "yes")
+		fmt.Fprintln(stdout, "yes"+mark)
 		return nil
 	}
+}
+
+func provisionalMark(p bool) string {
+	if p {
+		return " provisional"
+	}
+	return ""
+}
+
+// calendarStatus prints, one fact a line, the official years, the first
+// provisional date and how far ahead the official schedules reach.
+func calendarStatus(cal *calendar.Calendar, today calendar.Date, stdout io.Writer) error {
+	cov := cal.Coverage(today)
+	years := make([]string, len(cov.OfficialYears))
+	for i, y := range cov.OfficialYears {
+		years[i] = strconv.Itoa(y)
+	}
+	fmt.Fprintf(stdout, "official years: %s\n", strings.Join(years, " "))
+	fmt.Fprintf(stdout, "first provisional date: %s\n", cov.FirstProvisional)
+	fmt.Fprintf(stdout, "official days ahead: %d\n", cov.OfficialDaysAhead)
+	if cov.Warning {
+		fmt.Fprintf(stdout, "warning: the official calendar covers fewer than %d days ahead; deadlines from %s are provisional until `vaultd calendar import` adds the %d schedule\n",
+			calendar.WarnOfficialDaysAhead, cov.FirstProvisional, cov.FirstProvisional.Y)
+	}
+	return nil
 }
 
 func calendarImport(ctx context.Context, a *app, cals *vault.Calendars, path string, stdout io.Writer) error {
@@ -130,13 +166,17 @@ func clipArg(s string) string {
 // startWorkflowJobs starts the background deadline watcher: at start and
 // every cfg.DeadlineInterval it flags cases due soon or overdue (audit
 // event, webhook) and sets the gauges crvault_cases_due_soon and
-// crvault_cases_overdue.
+// crvault_cases_overdue. It also sets crvault_calendar_official_days_ahead
+// and logs a warning while the official calendar reaches fewer than
+// calendar.WarnOfficialDaysAhead days ahead.
 func (a *app) startWorkflowJobs(ctx context.Context) {
 	dueSoon := prometheus.NewGauge(prometheus.GaugeOpts{Name: "crvault_cases_due_soon",
 		Help: "Open, running review cases due within 3 working days."})
 	overdue := prometheus.NewGauge(prometheus.GaugeOpts{Name: "crvault_cases_overdue",
 		Help: "Open, running review cases past their statutory due date."})
-	for _, g := range []prometheus.Collector{dueSoon, overdue} {
+	calAhead := prometheus.NewGauge(prometheus.GaugeOpts{Name: "crvault_calendar_official_days_ahead",
+		Help: "Days after today covered by an official holiday schedule; deadlines past them are provisional."})
+	for _, g := range []prometheus.Collector{dueSoon, overdue, calAhead} {
 		if err := a.reg.Register(g); err != nil {
 			a.log.Error("register deadline gauges", "err", err)
 		}
@@ -149,6 +189,7 @@ func (a *app) startWorkflowJobs(ctx context.Context) {
 		t := time.NewTicker(every)
 		defer t.Stop()
 		for {
+			a.checkCalendar(ctx, calAhead)
 			sw, err := a.vault.SweepDeadlines(ctx)
 			switch {
 			case err != nil && ctx.Err() == nil:
@@ -168,4 +209,22 @@ func (a *app) startWorkflowJobs(ctx context.Context) {
 			}
 		}
 	}()
+}
+
+// checkCalendar sets the coverage gauge and warns while the official
+// calendar runs out soon.
+func (a *app) checkCalendar(ctx context.Context, gauge prometheus.Gauge) {
+	cov, err := a.vault.CalendarCoverage(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			a.log.Warn("calendar coverage unknown", "err", err)
+		}
+		return
+	}
+	gauge.Set(float64(cov.OfficialDaysAhead))
+	if cov.Warning {
+		a.log.Warn("official holiday calendar runs out soon; later deadlines are provisional until the next year is imported",
+			"official_days_ahead", cov.OfficialDaysAhead, "first_provisional", cov.FirstProvisional.String(),
+			"import", "vaultd calendar import FILE.json")
+	}
 }

@@ -2,10 +2,13 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/crvault/crvault/vault/calendar"
 )
@@ -79,8 +82,15 @@ func TestCalendarCLI(t *testing.T) {
 		{"negative N", []string{"calendar", "workdays-after", "2025-01-02", "-1"}, 2, ""},
 		{"absurd N", []string{"calendar", "workdays-after", "2025-01-02", "1001"}, 2, ""},
 		{"missing N", []string{"calendar", "workdays-after", "2025-01-02"}, 2, ""},
-		{"year not covered", []string{"calendar", "is-workday", "2099-01-02"}, 3, ""},
-		{"deadline in uncovered year", []string{"calendar", "workdays-after", "2099-01-01", "1"}, 1, ""},
+		{"year the model does not cover", []string{"calendar", "is-workday", "2201-01-02"}, 3, ""},
+		{"year before the official ones", []string{"calendar", "is-workday", "2019-06-03"}, 3, ""},
+		{"deadline past the model", []string{"calendar", "workdays-after", "2200-12-31", "1"}, 1, ""},
+		{"provisional working day", []string{"calendar", "is-workday", "2099-01-02"}, 0, "yes provisional"},
+		{"provisional New Year", []string{"calendar", "is-workday", "2099-01-01"}, 1, "no provisional"},
+		{"provisional deadline", []string{"calendar", "workdays-after", "2098-12-31", "1"}, 0, "2099-01-02 provisional"},
+		{"provisional Spring Festival 2027", []string{"calendar", "workdays-after", "2027-02-04", "1"}, 0, "2027-02-09 provisional"},
+		{"official deadline into 2027 is provisional", []string{"calendar", "workdays-after", "2026-12-01", "30"}, 0, "2027-01-13 provisional"},
+		{"status takes no arguments", []string{"calendar", "status", "now"}, 2, ""},
 		{"invalid file refused", []string{"calendar", "import", bad}, 1, ""},
 		{"missing file", []string{"calendar", "import", filepath.Join(dir, "nope.json")}, 1, ""},
 		{"import 2099", []string{"calendar", "import", file2099}, 0, "imported calendar for 2099"},
@@ -91,12 +101,33 @@ func TestCalendarCLI(t *testing.T) {
 		{"corrected holiday", []string{"calendar", "is-workday", "2099-01-02"}, 1, "no"},
 		{"corrected deadline", []string{"calendar", "workdays-after", "2099-01-01", "1"}, 0, "2099-01-05"},
 	}
+	wantStatus := func(years ...int) {
+		t.Helper()
+		today := calendar.Today(time.Now())
+		y := today.Y
+		for slices.Contains(years, y) {
+			y++
+		}
+		first := fmt.Sprintf("%d-01-01", y)
+		if y == today.Y {
+			first = today.String()
+		}
+		ys := fmt.Sprint(years)
+		out := s.mustCLI("", "calendar", "status")
+		for _, line := range []string{"official years: " + ys[1:len(ys)-1], "first provisional date: " + first} {
+			if !strings.Contains(out, line+"\n") {
+				t.Errorf("calendar status:\n%s\nlacks %q", out, line)
+			}
+		}
+	}
+	wantStatus(2020, 2021, 2022, 2023, 2024, 2025, 2026)
 	for _, st := range steps {
 		out, errs, code := s.cli("", st.args...)
 		if code != st.code || (st.out != "" && out != st.out) {
 			t.Errorf("%s: vaultd %v: exit %d out %q (stderr %q), want exit %d out %q", st.name, st.args, code, out, errs, st.code, st.out)
 		}
 	}
+	wantStatus(2020, 2021, 2022, 2023, 2024, 2025, 2026, 2099)
 }
 
 // FuzzCalendarImport: whatever file arrives, ImportedYear either names a

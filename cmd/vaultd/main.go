@@ -4,7 +4,7 @@
 //	vaultd org add --name NAME --kind KIND
 //	vaultd user add --username U --org NAME --role ROLE [--role ROLE2] --password-stdin
 //	vaultd audit verify | audit pubkey
-//	vaultd calendar workdays-after DATE N | is-workday DATE | import FILE.json
+//	vaultd calendar workdays-after DATE N | is-workday DATE | import FILE.json | status
 //
 // Every subcommand takes the same configuration (flags, VAULT_* environment,
 // --config FILE). main wires every piece by hand and closes them in reverse.
@@ -66,7 +66,8 @@ const usage = `usage: vaultd <command> [flags]
   audit pubkey                           print the checkpoint verifier key
   calendar workdays-after DATE N         date on which N working days after DATE are used up
   calendar is-workday DATE               exit 0 for a working day, 1 otherwise
-  calendar import FILE.json              add a year to the working-day calendar`
+  calendar import FILE.json              add a year to the working-day calendar
+  calendar status                        official years, first provisional date, days covered ahead`
 
 func dispatch(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) error {
 	if len(args) == 0 {
@@ -89,7 +90,7 @@ func dispatch(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		return cmdAuditVerify(ctx, rest, stdout, stderr, getenv)
 	case "audit pubkey":
 		return cmdAuditPubkey(ctx, rest, stdout, stderr, getenv)
-	case "calendar workdays-after", "calendar is-workday", "calendar import":
+	case "calendar workdays-after", "calendar is-workday", "calendar import", "calendar status":
 		return cmdCalendar(ctx, cmd, rest, stdout, stderr, getenv)
 	case "help", "-h", "--help":
 		fmt.Fprintln(stdout, usage)

@@ -26,3 +26,17 @@ func BenchmarkBaselineAddDays(b *testing.B) {
 		_ = e.Weekday()
 	}
 }
+
+// BenchmarkWorkdaysAfter45Provisional is the same allowance across the
+// 2027/28 New Year and Spring Festival, years answered by the provisional
+// model (holiday sets computed once, then cached): compare it with
+// BenchmarkWorkdaysAfter45 and BenchmarkBaselineAddDays.
+func BenchmarkWorkdaysAfter45Provisional(b *testing.B) {
+	c := embedded(b)
+	d := date(b, "2027-12-10")
+	for b.Loop() {
+		if _, err := c.WorkdaysAfter(d, 45); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -8,8 +8,15 @@
 //     as a holiday; otherwise it is one exactly when it is Monday to Friday.
 //     Files are merged by date because a year's file may hold dates of the
 //     year before (the New Year holiday can start on 31 December).
-//   - A date of a year no file covers is an error (ErrOutOfRange), never a
-//     weekday-only guess. "Covered" means some file's "year" is that year.
+//   - A date of a year no file covers, from ProvisionalFrom to the last year
+//     a file may claim, is answered by the provisional model (provisional.go):
+//     weekends and that year's statutory holidays off, lunar dates computed,
+//     no make-up days. Such answers are marked: Provisional, ProvisionalIn and
+//     Deadline say so, and every caller that shows a date passes the mark on.
+//     Importing the year's official file replaces the model at once.
+//   - Any other uncovered date is an error (ErrOutOfRange), never a
+//     weekday-only guess. "Covered" (officially) means some file's "year" is
+//     that year.
 //   - A Calendar is immutable and safe for concurrent use; With returns a new
 //     one, so a corrected or added year never changes deadlines under a
 //     running computation, and re-deriving with the new Calendar moves them.
@@ -55,6 +62,7 @@ const (
 type Calendar struct {
 	files map[int]map[Date]bool // file year -> date -> isOffDay, as parsed
 	off   map[Date]bool         // merged: true holiday, false make-up working day
+	prov  *provisionalYears     // computed statutory holidays, shared by With
 }
 
 // Embedded is the calendar built from configs.Calendars (2020 onwards).
@@ -95,7 +103,7 @@ func Parse(files ...[]byte) (*Calendar, error) {
 		}
 		byYear[y] = days
 	}
-	return build(byYear), nil
+	return build(byYear, newProvisionalYears()), nil
 }
 
 // ImportedYear validates one holiday-cn file, as `vaultd calendar import`
@@ -114,11 +122,11 @@ func (c *Calendar) With(extra []byte) (*Calendar, error) {
 	}
 	byYear := maps.Clone(c.files)
 	byYear[y] = days
-	return build(byYear), nil
+	return build(byYear, c.prov), nil
 }
 
-func build(byYear map[int]map[Date]bool) *Calendar {
-	c := &Calendar{files: byYear, off: map[Date]bool{}}
+func build(byYear map[int]map[Date]bool, prov *provisionalYears) *Calendar {
+	c := &Calendar{files: byYear, off: map[Date]bool{}, prov: prov}
 	for _, days := range byYear {
 		for d, off := range days {
 			// A make-up day wins over a holiday listing, whichever file says it.
@@ -195,12 +203,12 @@ func parseFile(b []byte) (int, map[Date]bool, error) {
 	return y, days, nil
 }
 
-// Years lists the covered years in ascending order.
+// Years lists the officially covered years in ascending order.
 func (c *Calendar) Years() []int {
 	return slices.Sorted(maps.Keys(c.files))
 }
 
-// Covers reports whether d is a valid date of a covered year.
+// Covers reports whether d is a valid date of an officially covered year.
 func (c *Calendar) Covers(d Date) bool {
 	_, ok := c.files[d.Y]
 	return ok && d.Valid()
@@ -210,18 +218,21 @@ func (c *Calendar) check(d Date) error {
 	if !d.Valid() {
 		return fmt.Errorf("%w: %v", ErrInvalidDate, d)
 	}
-	if _, ok := c.files[d.Y]; !ok {
-		return fmt.Errorf("%w: %s (calendar covers %s)", ErrOutOfRange, d, c.yearsText())
-	}
-	return nil
+	return c.covered(d)
 }
 
 // covered is check for dates made by AddDays from a valid one, which are valid.
 func (c *Calendar) covered(d Date) error {
-	if _, ok := c.files[d.Y]; !ok {
-		return fmt.Errorf("%w: %s (calendar covers %s)", ErrOutOfRange, d, c.yearsText())
+	if _, ok := c.files[d.Y]; ok {
+		return nil
 	}
-	return nil
+	if provisionalYear(d.Y) {
+		if _, err := c.prov.year(d.Y); err != nil {
+			return fmt.Errorf("%w: %s: %v", ErrOutOfRange, d, err)
+		}
+		return nil
+	}
+	return fmt.Errorf("%w: %s (official years %s; provisional %d-%d)", ErrOutOfRange, d, c.yearsText(), ProvisionalFrom, ProvisionalTo)
 }
 
 func (c *Calendar) yearsText() string {
@@ -236,6 +247,28 @@ func (c *Calendar) yearsText() string {
 	return b.String()
 }
 
+// Provisional reports whether d is answered by the provisional model: a
+// valid date of a year with no official file, within the model's years.
+func (c *Calendar) Provisional(d Date) bool {
+	_, official := c.files[d.Y]
+	return d.Valid() && !official && provisionalYear(d.Y)
+}
+
+// ProvisionalIn reports whether any date in (from, to] is provisional, that
+// is whether a count of working days over that span rests on the model.
+func (c *Calendar) ProvisionalIn(from, to Date) bool {
+	start := from.AddDays(1)
+	if to.Before(start) {
+		return false
+	}
+	for y := start.Y; y <= to.Y; y++ {
+		if _, official := c.files[y]; !official && provisionalYear(y) {
+			return true
+		}
+	}
+	return false
+}
+
 // IsWorkday reports whether d is a working day.
 func (c *Calendar) IsWorkday(d Date) (bool, error) {
 	if err := c.check(d); err != nil {
@@ -244,18 +277,27 @@ func (c *Calendar) IsWorkday(d Date) (bool, error) {
 	return c.workday(d), nil
 }
 
-// workday assumes d has been checked.
+// workday assumes d has been checked. An official listing wins even in a
+// provisional year: a file may list the last days of the year before.
 func (c *Calendar) workday(d Date) bool {
 	if off, listed := c.off[d]; listed {
 		return !off
 	}
 	wd := d.Weekday()
-	return wd != 0 && wd != 6
+	if wd == 0 || wd == 6 {
+		return false
+	}
+	if _, official := c.files[d.Y]; official {
+		return true
+	}
+	m, _ := c.prov.year(d.Y) // computed by covered before any walk reaches d
+	return !m[d]
 }
 
 // WorkdaysAfter returns the date on which n working days after d are used up;
-// d itself does not count, and n = 0 gives d. Every date walked over must be
-// covered, so a deadline running into an unpublished year is ErrOutOfRange.
+// d itself does not count, and n = 0 gives d. A deadline running into a year
+// with no official file is computed by the provisional model: use Deadline
+// to learn whether it did.
 func (c *Calendar) WorkdaysAfter(d Date, n int) (Date, error) {
 	if n < 0 || n > MaxDays {
 		return Date{}, fmt.Errorf("%w: %d (want 0-%d)", ErrInvalidDays, n, MaxDays)
@@ -273,6 +315,22 @@ func (c *Calendar) WorkdaysAfter(d Date, n int) (Date, error) {
 		}
 	}
 	return d, nil
+}
+
+// Due is a deadline and whether it rests on the provisional model.
+type Due struct {
+	On          Date `json:"due_on"`
+	Provisional bool `json:"provisional"`
+}
+
+// Deadline is WorkdaysAfter with the mark: Provisional is true when a day
+// counted, or the due date itself, lies in a provisional year.
+func (c *Calendar) Deadline(d Date, n int) (Due, error) {
+	on, err := c.WorkdaysAfter(d, n)
+	if err != nil {
+		return Due{}, err
+	}
+	return Due{On: on, Provisional: c.ProvisionalIn(d, on) || c.Provisional(on)}, nil
 }
 
 // WorkdaysBetween counts the working days in (from, to]. If to is before

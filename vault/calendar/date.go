@@ -165,3 +165,7 @@ func (d *Date) UnmarshalText(b []byte) error {
 	*d = p
 	return nil
 }
+
+// DaysUntil is the number of calendar days from d to e, negative if e is
+// before d.
+func (d Date) DaysUntil(e Date) int { return int(e.Time().Sub(d.Time()) / (24 * time.Hour)) }

@@ -42,25 +42,31 @@ type Extension struct {
 // Clock is the state of a case's current statutory period, as served by
 // GET /cases/{case}/clock.
 type Clock struct {
-	Phase              Phase         `json:"phase"`
-	StartedOn          calendar.Date `json:"started_on"`
-	DueOn              calendar.Date `json:"due_on"`
-	AllowedWorkingDays int           `json:"allowed_working_days"`
-	UsedWorkingDays    int           `json:"used_working_days"`
-	Paused             bool          `json:"paused"`
-	Pauses             []Pause       `json:"pauses"`
-	Extensions         []Extension   `json:"extensions"`
-	Overdue            bool          `json:"overdue"`
+	Phase     Phase         `json:"phase"`
+	StartedOn calendar.Date `json:"started_on"`
+	DueOn     calendar.Date `json:"due_on"`
+	// DueOnProvisional: DueOn rests on the provisional calendar model (a
+	// working day counted lies in a year with no official schedule yet); it
+	// is re-derived when that year is imported.
+	DueOnProvisional   bool        `json:"due_on_provisional"`
+	AllowedWorkingDays int         `json:"allowed_working_days"`
+	UsedWorkingDays    int         `json:"used_working_days"`
+	Paused             bool        `json:"paused"`
+	Pauses             []Pause     `json:"pauses"`
+	Extensions         []Extension `json:"extensions"`
+	Overdue            bool        `json:"overdue"`
 }
 
 // DeriveClock computes the clock of a case from its history, the calendar and
 // today's date (calendar.Today). It stores nothing: call it again with a new
 // calendar and every date moves accordingly.
 //
-// If the current phase runs into a year the calendar does not cover, the
-// error wraps calendar.ErrOutOfRange and the Clock still carries phase,
-// start, allowance, pauses and extensions (DueOn and the counts are zero).
-// A closed case never fails that way: its DueOn is then left zero.
+// A phase that runs into a year with no official schedule is counted by the
+// calendar's provisional model and marked DueOnProvisional. Only a year the
+// calendar cannot answer at all (calendar.ErrOutOfRange) fails; the Clock
+// then still carries phase, start, allowance, pauses and extensions (DueOn
+// and the counts are zero). A closed case never fails that way: its DueOn is
+// then left zero.
 func DeriveClock(cal *calendar.Calendar, history []Event, today calendar.Date) (Clock, error) {
 	if !today.Valid() {
 		return Clock{}, fmt.Errorf("derive clock: today: %w", calendar.ErrInvalidDate)
@@ -122,6 +128,7 @@ func DeriveClock(cal *calendar.Calendar, history []Event, today calendar.Date) (
 		return c, fmt.Errorf("derive clock: %w", err)
 	}
 	c.DueOn, c.UsedWorkingDays = due, used
+	c.DueOnProvisional = cal.ProvisionalIn(c.StartedOn, due) || cal.Provisional(due)
 	c.Overdue = closedOn == nil && today.After(due)
 	return c, nil
 }

@@ -124,7 +124,7 @@ func TestClockJSON(t *testing.T) {
 	}
 	// 30 + 15 from 10-09 is 12-10; the closed pause adds 4: 12-16. Used: 10-10,
 	// 10-11 (makeup), 13..17, 20, then 27, 28 = 10; the open pause starts tomorrow.
-	want := `{"phase":"preliminary_review","started_on":"2025-10-09","due_on":"2025-12-16","allowed_working_days":45,` +
+	want := `{"phase":"preliminary_review","started_on":"2025-10-09","due_on":"2025-12-16","due_on_provisional":false,"allowed_working_days":45,` +
 		`"used_working_days":10,"paused":true,"pauses":[{"from":"2025-10-21","to":"2025-10-24"},{"from":"2025-10-29","to":null}],` +
 		`"extensions":[{"on":"2025-10-27","days":15,"reason":"complex","actor":"admin1"}],"overdue":false}`
 	if string(b) != want {
@@ -135,7 +135,7 @@ func TestClockJSON(t *testing.T) {
 		t.Fatal(err)
 	}
 	b, _ = json.Marshal(clk)
-	if want := `{"phase":"none","started_on":null,"due_on":null,"allowed_working_days":0,"used_working_days":0,"paused":false,"pauses":[],"extensions":[],"overdue":false}`; string(b) != want {
+	if want := `{"phase":"none","started_on":null,"due_on":null,"due_on_provisional":false,"allowed_working_days":0,"used_working_days":0,"paused":false,"pauses":[],"extensions":[],"overdue":false}`; string(b) != want {
 		t.Errorf("draft JSON = %s", b)
 	}
 }
@@ -179,7 +179,11 @@ func TestRederiveAfterImport(t *testing.T) {
 		t.Fatalf("after correction: due %v, %v; want 2025-10-17", after.DueOn, err)
 	}
 
-	// A special review opened 2026-12-01 runs into 2027, which is not embedded.
+	// A special review opened 2026-12-01 runs into 2027, which is not
+	// embedded: the provisional model counts it and marks it. 45 working
+	// days after Tuesday 2026-12-01: 12-02..04 (3), 07..11 (8), 14..18 (13),
+	// 21..25 (18), 28..31 (22), 2027-01-01 New Year, 01-04..08 (27), 11..15
+	// (32), 18..22 (37), 25..29 (42), 02-01..03 (45).
 	h, _ = build(t,
 		step{on: "2026-11-02", a: review.Submit},
 		step{on: "2026-11-03", a: review.RequireReview},
@@ -187,22 +191,22 @@ func TestRederiveAfterImport(t *testing.T) {
 		step{on: "2026-12-01", a: review.Opinion, actor: "mu1", agree: ptr(false)},
 	)
 	clk, err := review.DeriveClock(c, h, day(t, "2026-12-01"))
-	if !errors.Is(err, calendar.ErrOutOfRange) {
-		t.Fatalf("without 2027: err = %v, want ErrOutOfRange", err)
+	if err != nil || clk.Phase != review.PhaseSpecial || clk.DueOn.String() != "2027-02-03" || !clk.DueOnProvisional {
+		t.Fatalf("without 2027: %+v, %v; want due 2027-02-03, provisional", clk, err)
 	}
-	if clk.Phase != review.PhaseSpecial || clk.StartedOn.String() != "2026-12-01" || !clk.DueOn.IsZero() {
-		t.Errorf("partial clock = %+v", clk)
-	}
-	// Synthetic 2027 with only 2027-01-01 (Friday) off. 45 working days after
-	// Tuesday 2026-12-01: 12-02..04 (3), 07..11 (8), 14..18 (13), 21..25 (18),
-	// 28..31 (22), 2027-01-04..08 (27), 11..15 (32), 18..22 (37), 25..29 (42), 02-01..03 (45).
-	c2027, err := c.With([]byte(`{"year":2027,"papers":[],"days":[{"name":"元旦","date":"2027-01-01","isOffDay":true}]}`))
+	// A made-up official 2027 with 01-29 off too: re-derived and final.
+	c2027, err := c.With([]byte(`{"year":2027,"papers":[],"days":[{"name":"元旦","date":"2027-01-01","isOffDay":true},{"name":"test","date":"2027-01-29","isOffDay":true}]}`))
 	if err != nil {
 		t.Fatal(err)
 	}
 	clk, err = review.DeriveClock(c2027, h, day(t, "2026-12-01"))
-	if err != nil || clk.DueOn.String() != "2027-02-03" {
-		t.Fatalf("with 2027: due %v, %v; want 2027-02-03", clk.DueOn, err)
+	if err != nil || clk.DueOn.String() != "2027-02-04" || clk.DueOnProvisional {
+		t.Fatalf("with 2027: due %v (provisional %v), %v; want 2027-02-04, final", clk.DueOn, clk.DueOnProvisional, err)
+	}
+	// A phase due inside 2026 is final even while 2027 is provisional.
+	h, _ = build(t, step{on: "2026-11-02", a: review.Submit})
+	if clk, err = review.DeriveClock(c, h, day(t, "2026-11-03")); err != nil || clk.DueOnProvisional || clk.DueOn.String() != "2026-11-16" {
+		t.Fatalf("determination in 2026: %+v, %v", clk, err)
 	}
 }
 

@@ -1,0 +1,231 @@
+package calendar_test
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/crvault/crvault/configs"
+	"github.com/crvault/crvault/vault/calendar"
+)
+
+// officialDays reads an embedded holiday-cn file: date -> (name, isOffDay).
+func officialDays(t *testing.T, year int) map[string]struct {
+	name string
+	off  bool
+} {
+	t.Helper()
+	b, err := fs.ReadFile(configs.Calendars, fmt.Sprintf("calendars/%d.json", year))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var f struct {
+		Days []struct {
+			Name     string `json:"name"`
+			Date     string `json:"date"`
+			IsOffDay bool   `json:"isOffDay"`
+		} `json:"days"`
+	}
+	if err := json.Unmarshal(b, &f); err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]struct {
+		name string
+		off  bool
+	}{}
+	for _, d := range f.Days {
+		out[d.Date] = struct {
+			name string
+			off  bool
+		}{d.Name, d.IsOffDay}
+	}
+	return out
+}
+
+// TestStatutoryHolidaysMatchOfficial checks the provisional model against
+// the official schedules of the first two years under the 2025 rules: every
+// day the model calls a statutory holiday is a day off in the official file,
+// in the block of the same holiday (2025 merged Mid-Autumn into National
+// Day, so the name is matched by containment), and each holiday has its
+// statutory number of days.
+func TestStatutoryHolidaysMatchOfficial(t *testing.T) {
+	want := map[string]int{"元旦": 1, "春节": 4, "清明节": 1, "劳动节": 2, "端午节": 1, "中秋节": 1, "国庆节": 3}
+	for _, year := range []int{2025, 2026} {
+		t.Run(fmt.Sprint(year), func(t *testing.T) {
+			official := officialDays(t, year)
+			hs, err := calendar.StatutoryHolidays(year)
+			if err != nil {
+				t.Fatal(err)
+			}
+			count := map[string]int{}
+			for _, h := range hs {
+				count[h.Name]++
+				o, listed := official[h.Date.String()]
+				if !listed || !o.off {
+					t.Errorf("%s %s: not a day off in the official %d schedule", h.Date, h.Name, year)
+					continue
+				}
+				if !strings.Contains(o.name, strings.TrimSuffix(h.Name, "节")) {
+					t.Errorf("%s: model says %s, official block is %s", h.Date, h.Name, o.name)
+				}
+			}
+			for name, n := range want {
+				if count[name] != n {
+					t.Errorf("%s: %d days, want %d", name, count[name], n)
+				}
+			}
+		})
+	}
+}
+
+// TestStatutoryHolidays2027and2028 checks the model's dates for the first
+// years without an official schedule against the published Chinese calendar
+// (Spring Festival 2027-02-06 and 2028-01-26, and so on).
+func TestStatutoryHolidays2027and2028(t *testing.T) {
+	want := map[int]string{
+		2027: "01-01 元旦, 02-05 春节, 02-06 春节, 02-07 春节, 02-08 春节, 04-05 清明节, 05-01 劳动节, 05-02 劳动节, " +
+			"06-09 端午节, 09-15 中秋节, 10-01 国庆节, 10-02 国庆节, 10-03 国庆节",
+		2028: "01-01 元旦, 01-25 春节, 01-26 春节, 01-27 春节, 01-28 春节, 04-04 清明节, 05-01 劳动节, 05-02 劳动节, " +
+			"05-28 端午节, 10-01 国庆节, 10-02 国庆节, 10-03 中秋节, 10-03 国庆节",
+	}
+	for year, w := range want {
+		hs, err := calendar.StatutoryHolidays(year)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, h := range hs {
+			got = append(got, h.Date.String()[5:]+" "+h.Name)
+		}
+		slices.Sort(got)
+		if g := strings.Join(got, ", "); g != w {
+			t.Errorf("%d: %s\nwant %s", year, g, w)
+		}
+	}
+	c := embedded(t)
+	for d, work := range map[string]bool{
+		"2027-01-01": false, // Friday, New Year
+		"2027-02-05": false, // Friday, New Year's Eve
+		"2027-02-08": false, // Monday, 3rd day of the first month
+		"2027-02-09": true,  // Tuesday: the model adds no bridging days
+		"2027-02-20": false, // Saturday: no make-up working days either
+		"2027-04-05": false, // Monday, Qingming
+		"2027-05-03": true,  // Monday: Labour Day fell on the weekend
+		"2028-01-25": false, // Tuesday, New Year's Eve
+		"2028-01-31": true,  // Monday
+		"2028-10-04": true,  // Wednesday: Mid-Autumn coincides with National Day
+	} {
+		got, err := c.IsWorkday(date(t, d))
+		if err != nil || got != work {
+			t.Errorf("IsWorkday(%s) = %v, %v; want %v", d, got, err, work)
+		}
+		if !c.Provisional(date(t, d)) {
+			t.Errorf("%s not marked provisional", d)
+		}
+	}
+	if c.Provisional(date(t, "2026-12-31")) || c.Provisional(date(t, "2019-12-31")) || c.Provisional(date(t, "2201-01-01")) {
+		t.Error("an official or uncovered date marked provisional")
+	}
+}
+
+// TestStatutoryHolidaysEveryYear: the model answers for every year it
+// covers, with 13 days inside the year, and refuses the others.
+func TestStatutoryHolidaysEveryYear(t *testing.T) {
+	for y := calendar.ProvisionalFrom; y <= calendar.ProvisionalTo; y++ {
+		hs, err := calendar.StatutoryHolidays(y)
+		if err != nil || len(hs) != 13 {
+			t.Fatalf("%d: %d days, %v", y, len(hs), err)
+		}
+		for i, h := range hs {
+			if h.Date.Y != y || (i > 0 && h.Date.Before(hs[i-1].Date)) {
+				t.Fatalf("%d: %v out of order or outside the year", y, h)
+			}
+		}
+		if ny := hs[1].Date; ny.M != 1 && ny.M != 2 || hs[4].Date != ny.AddDays(3) {
+			t.Fatalf("%d: Spring Festival %v", y, hs[1:5])
+		}
+	}
+	for _, y := range []int{calendar.ProvisionalFrom - 1, calendar.ProvisionalTo + 1} {
+		if _, err := calendar.StatutoryHolidays(y); !errors.Is(err, calendar.ErrOutOfRange) {
+			t.Errorf("%d: err = %v, want ErrOutOfRange", y, err)
+		}
+	}
+}
+
+// TestDeadlineProvisional: deadlines into 2027 and 2028 are computed by the
+// model and marked; importing an official 2027 re-derives them, unmarked.
+func TestDeadlineProvisional(t *testing.T) {
+	c := embedded(t)
+	tests := []struct {
+		from string
+		n    int
+		want string
+		prov bool
+		why  string
+	}{
+		{"2026-03-02", 10, "2026-03-16", false, "inside 2026"},
+		{"2026-12-01", 30, "2027-01-13", true, "22 in December | 01-01 off | 4..8, 11..13"},
+		{"2027-12-15", 30, "2028-02-01", true, "12 in December | 3..7, 10..14, 17..21, 24 | 25..28 off | 31, 02-01"},
+		{"2027-02-04", 1, "2027-02-09", true, "02-05..08 Spring Festival (Fri-Mon)"},
+		{"2027-03-01", 0, "2027-03-01", true, "zero days, but the date itself is provisional"},
+		{"2026-12-31", 0, "2026-12-31", false, "zero days in an official year"},
+	}
+	for _, tt := range tests {
+		got, err := c.Deadline(date(t, tt.from), tt.n)
+		if err != nil || got.On.String() != tt.want || got.Provisional != tt.prov {
+			t.Errorf("Deadline(%s, %d) = %+v, %v; want %s provisional=%v (%s)", tt.from, tt.n, got, err, tt.want, tt.prov, tt.why)
+		}
+	}
+	// A made-up official 2027: 1 January is a working day in it, and the
+	// week of 4 January is off.
+	c2, err := c.With(file(t, 2027, "2027-01-04:off", "2027-01-05:off", "2027-01-06:off", "2027-01-07:off", "2027-01-08:off"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := c2.Deadline(date(t, "2026-12-01"), 30)
+	if err != nil || got.On.String() != "2027-01-19" || got.Provisional {
+		t.Errorf("after import: %+v, %v; want 2027-01-19, not provisional", got, err)
+	}
+	// 2028 is still provisional after 2027 is imported.
+	got, err = c2.Deadline(date(t, "2027-12-15"), 30)
+	if err != nil || got.On.String() != "2028-02-01" || !got.Provisional {
+		t.Errorf("into 2028 after importing 2027: %+v, %v", got, err)
+	}
+	if _, err := c.Deadline(date(t, "2019-12-01"), 30); !errors.Is(err, calendar.ErrOutOfRange) {
+		t.Errorf("before the official years: %v", err)
+	}
+}
+
+func TestCoverage(t *testing.T) {
+	c := embedded(t)
+	with2027, err := c.With(file(t, 2027, "2027-01-01:off"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		cal   *calendar.Calendar
+		today string
+		first string
+		ahead int
+		warn  bool
+	}{
+		{c, "2026-11-30", "2027-01-01", 31, true},
+		{c, "2026-11-01", "2027-01-01", 60, false},
+		{c, "2026-11-02", "2027-01-01", 59, true},
+		{c, "2027-03-01", "2027-03-01", 0, true},
+		{with2027, "2026-11-30", "2028-01-01", 396, false},
+	}
+	for _, tt := range tests {
+		got := tt.cal.Coverage(date(t, tt.today))
+		if got.FirstProvisional.String() != tt.first || got.OfficialDaysAhead != tt.ahead || got.Warning != tt.warn {
+			t.Errorf("Coverage(%s) = %+v; want first %s, %d days ahead, warning %v", tt.today, got, tt.first, tt.ahead, tt.warn)
+		}
+	}
+	if ys := c.Coverage(date(t, "2026-11-30")).OfficialYears; !slices.Equal(ys, []int{2020, 2021, 2022, 2023, 2024, 2025, 2026}) {
+		t.Errorf("official years %v", ys)
+	}
+}
