@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"gorm.io/gorm"
@@ -55,16 +56,59 @@ func (s *Service) CreateCase(ctx context.Context, a Actor, in NewCase) (Case, er
 		}
 		providers = append(providers, org.ID)
 	}
+	c := Case{ID: NewID(), Title: title, Product: product, OperatorOrg: a.P.User.OrgID, Status: StatusDraft, Origin: review.OriginApplication}
+	if err := s.caseType(in, &c); err != nil {
+		return Case{}, err
+	}
+	if err := s.record(ctx, a, "case.create", audit.Allowed, c.ID, "case/"+c.ID, "", ""); err != nil {
+		return Case{}, err
+	}
+	return s.insertCase(ctx, a, c, providers)
+}
+
+// caseType checks the type of a new case and its listing details against
+// the edition a submission would follow now, and sets them on c.
+func (s *Service) caseType(in NewCase, c *Case) error {
+	ed := s.edition()
+	c.Type = in.Type
+	if c.Type == "" {
+		c.Type = review.TypeProcurement
+	}
+	if !slices.Contains([]string{review.TypeProcurement, review.TypeDataProcessing, review.TypeListingAbroad}, c.Type) {
+		return invalid("type", "invalid_type", "type must be procurement, data_processing or listing_abroad")
+	}
+	if !ed.HasCaseType(c.Type) {
+		return invalid("type", review.CodeTypeNotInEdition, fmt.Sprintf("a %s case cannot be filed under the %s edition of the Measures", c.Type, ed.ID))
+	}
+	if c.Type != review.TypeListingAbroad {
+		if in.ListingVenue != "" || in.UsersWithPersonalInfo != nil {
+			return invalid("listing_venue", "invalid_field", "listing_venue and users_with_personal_info are for listing_abroad cases only")
+		}
+		return nil
+	}
+	venue, err := CleanText("listing_venue", in.ListingVenue, 200, true)
+	if err != nil {
+		return err
+	}
+	if in.UsersWithPersonalInfo == nil || *in.UsersWithPersonalInfo < 0 {
+		return invalid("users_with_personal_info", "missing_field",
+			fmt.Sprintf("a listing abroad needs the number of users whose personal information the party holds (%s)", ed.Art(review.ArtListing)))
+	}
+	users := *in.UsersWithPersonalInfo
+	c.ListingVenue, c.UsersWithPersonalInfo = venue, &users
+	return nil
+}
+
+// insertCase creates a case, its providers and its own age identity,
+// wrapped to the master key, in one transaction.
+func (s *Service) insertCase(ctx context.Context, a Actor, c Case, providers []string) (Case, error) {
 	wrapped, err := s.master.NewCaseKey()
 	if err != nil {
 		return Case{}, fmt.Errorf("create case key: %w", err)
 	}
 	now := time.Now().UTC().Truncate(time.Microsecond)
-	row := caseRow{ID: NewID(), Title: title, Product: product, OperatorOrg: a.P.User.OrgID, Status: StatusDraft,
-		CreatedBy: a.P.User.ID, CreatedAt: now, UpdatedAt: now}
-	if err := s.record(ctx, a, "case.create", audit.Allowed, row.ID, "case/"+row.ID, "", ""); err != nil {
-		return Case{}, err
-	}
+	c.CreatedAt = now
+	row := newCaseRow(c, a.P.User.ID)
 	err = s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		if err := tx.Create(&row).Error; err != nil {
 			return err
@@ -178,6 +222,6 @@ func (s *Service) Submit(ctx context.Context, a Actor, id string) (Case, error) 
 	if err != nil {
 		return Case{}, err
 	}
-	row.Status = string(res.Event.To)
+	row.Status, row.Edition = string(res.Event.To), res.Event.Edition
 	return toCase(row, providers), nil
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/crvault/crvault/access"
 	"github.com/crvault/crvault/audit"
 	"github.com/crvault/crvault/vault/crypt"
+	"github.com/crvault/crvault/vault/review"
 )
 
 // Material is the metadata of one stored document version.
@@ -31,8 +32,9 @@ type Material struct {
 	UploadedAt  time.Time `json:"uploaded_at"`
 }
 
-// Kinds of material (Art. 7 and 14, plus what the review produces).
-var Kinds = []string{"declaration", "impact_analysis", "procurement", "other", "supplementary", "recommendation", "opinion", "notice", "evidence"}
+// Kinds of material (Art. 7 and 14, plus what the review produces);
+// listing_application is item 3 of a listing abroad (2021 Art. 8).
+var Kinds = []string{"declaration", "impact_analysis", "procurement", "listing_application", "other", "supplementary", "recommendation", "opinion", "notice", "evidence"}
 
 func knownKind(k string) bool {
 	for _, x := range Kinds {
@@ -57,6 +59,11 @@ type Upload struct {
 	// Size is the declared plaintext length, or -1 when unknown (multipart).
 	// A body that ends early or runs past it is refused.
 	Size int64
+	// Item is the number of the requested supplementary item a
+	// supplementary upload answers (0: the first outstanding one).
+	Item int
+	// Classified: the uploader marks the material as holding state secrets.
+	Classified bool
 }
 
 // uploadRule says which decision admits an upload of a kind, and in which statuses.
@@ -67,15 +74,17 @@ type uploadRule struct {
 }
 
 var uploadRules = map[string]uploadRule{
-	"declaration":     {"material.upload", []access.Role{"operator", "provider"}, []string{"draft"}},
-	"impact_analysis": {"material.upload", []access.Role{"operator", "provider"}, []string{"draft"}},
-	"procurement":     {"material.upload", []access.Role{"operator", "provider"}, []string{"draft"}},
-	"other":           {"material.upload", []access.Role{"operator", "provider"}, []string{"draft", "submitted", "under_review", "awaiting_supplement"}},
-	"supplementary":   {"material.upload", []access.Role{"operator", "provider"}, []string{"submitted", "under_review", "awaiting_supplement"}},
-	"evidence":        {"complaint.create", []access.Role{"operator", "provider"}, nil},
-	"recommendation":  {"material.read", []access.Role{"reviewer", "office_admin"}, []string{"under_review"}},
-	"opinion":         {"opinion.create", []access.Role{"member_unit"}, []string{"soliciting_opinions", "special_review"}},
-	"notice":          {"case.transition", []access.Role{"office_admin"}, nil},
+	"declaration":         {"material.upload", []access.Role{"operator", "provider"}, []string{"draft"}},
+	"impact_analysis":     {"material.upload", []access.Role{"operator", "provider"}, []string{"draft"}},
+	"procurement":         {"material.upload", []access.Role{"operator", "provider"}, []string{"draft"}},
+	"listing_application": {"material.upload", []access.Role{"operator", "provider"}, []string{"draft"}},
+	"other":               {"material.upload", []access.Role{"operator", "provider"}, []string{"draft", "submitted", "under_review", "awaiting_supplement"}},
+	// Supplements may be requested in every phase (2020 Art. 14 / 2021 Art. 15).
+	"supplementary":  {"material.upload", []access.Role{"operator", "provider"}, []string{"submitted", "under_review", "awaiting_supplement", "soliciting_opinions", "special_review"}},
+	"evidence":       {"complaint.create", []access.Role{"operator", "provider"}, nil},
+	"recommendation": {"material.read", []access.Role{"reviewer", "office_admin"}, []string{"under_review", "special_review"}},
+	"opinion":        {"opinion.create", []access.Role{"member_unit"}, []string{"soliciting_opinions", "special_review"}},
+	"notice":         {"case.transition", []access.Role{"office_admin"}, nil},
 }
 
 // Upload streams a document into the case: hashed and counted on the way,
@@ -96,6 +105,9 @@ func (s *Service) Upload(ctx context.Context, a Actor, caseID string, up Upload)
 	if err != nil {
 		return Material{}, err
 	}
+	if up.Classified || ClassifiedMarking(up.Filename) {
+		return Material{}, s.refuseClassified(ctx, a, row, d.Purpose)
+	}
 	if !known {
 		return Material{}, invalid("kind", "invalid_kind", "kind must be one of "+strings.Join(Kinds, ", "))
 	}
@@ -111,7 +123,10 @@ func (s *Service) Upload(ctx context.Context, a Actor, caseID string, up Upload)
 		}
 		return Material{}, fail(ErrConflict, "case_not_editable", fmt.Sprintf("%s materials cannot be added to a %s case", up.Kind, row.Status))
 	}
-	return s.store(ctx, a, row.ID, d.Purpose, up)
+	if up.Kind != "supplementary" || (row.Status != string(review.AwaitingSupplement) && up.Item == 0) {
+		return s.store(ctx, a, row.ID, d.Purpose, up)
+	}
+	return s.uploadSupplement(ctx, a, row, d.Purpose, up)
 }
 
 // store does the streaming write of an authorised upload.

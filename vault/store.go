@@ -5,11 +5,13 @@ import (
 	"crypto/rand"
 	"encoding/base32"
 	"encoding/binary"
+	"fmt"
 	"time"
 
 	"gorm.io/gorm"
 
 	"github.com/crvault/crvault/audit/sqldb"
+	"github.com/crvault/crvault/vault/review"
 )
 
 // Rows as stored. They stay inside this package; callers see Case and Material.
@@ -25,6 +27,13 @@ type caseRow struct {
 	// Revision guards concurrent transitions: an update must name the
 	// revision it read, so two racing transitions cannot both succeed.
 	Revision int64 `gorm:"not null;default:0"`
+	// Edition of the Measures governing the case, fixed at submission ("" for a draft).
+	Edition               string `gorm:"size:8;not null;default:''"`
+	Type                  string `gorm:"size:32;not null;default:'procurement'"`
+	ListingVenue          string `gorm:"size:500;not null;default:''"` // listing_abroad
+	UsersWithPersonalInfo int64  `gorm:"not null;default:0"`           // listing_abroad
+	Origin                string `gorm:"size:16;not null;default:'application'"`
+	ProposalID            string `gorm:"size:32;not null;default:''"`
 }
 
 func (caseRow) TableName() string { return "cases" }
@@ -71,6 +80,34 @@ var migrations = []sqldb.Step{
 	{Version: 2, Name: "review history, imported calendars, deadline flags", Up: func(tx *gorm.DB, _ string) error {
 		return tx.Migrator().CreateTable(&caseEventRow{}, &calendarImportRow{}, &deadlineFlagRow{})
 	}},
+	{Version: 3, Name: "editions and case types, event payloads, member units, proposals", Up: migrateEditions},
+}
+
+// migrateEditions adds what the two editions of the Measures need. A case
+// submitted before it records its edition by its filing date, as the
+// history replays it (review.EditionOn).
+func migrateEditions(tx *gorm.DB, _ string) error {
+	m := tx.Migrator()
+	// Steps 1 and 2 create their tables from today's structs, so on a new
+	// database the columns are already there.
+	for _, col := range []string{"Edition", "Type", "ListingVenue", "UsersWithPersonalInfo", "Origin", "ProposalID"} {
+		if m.HasColumn(&caseRow{}, col) {
+			continue
+		}
+		if err := m.AddColumn(&caseRow{}, col); err != nil {
+			return fmt.Errorf("add cases.%s: %w", col, err)
+		}
+	}
+	if !m.HasColumn(&caseEventRow{}, "Payload") {
+		if err := m.AddColumn(&caseEventRow{}, "Payload"); err != nil {
+			return fmt.Errorf("add case_events.payload: %w", err)
+		}
+	}
+	if err := m.CreateTable(&memberUnitRow{}, &proposalRow{}); err != nil {
+		return err
+	}
+	return tx.Exec(`UPDATE cases SET edition = CASE WHEN (SELECT MIN(on_date) FROM case_events e WHERE e.case_id = cases.id AND e.action = 'submit') < ?
+		THEN '2020' ELSE '2021' END WHERE status <> 'draft'`, review.Edition2021.InForce.String()).Error
 }
 
 // caseEventRow is one entry of a case's review history (review.Event). The
@@ -89,6 +126,10 @@ type caseEventRow struct {
 	Reason     string    `gorm:"size:4000;not null;default:''"`
 	Days       int       `gorm:"not null;default:0"`
 	Agree      *bool
+	// Payload is the action's structured part (edition, items, members,
+	// outcome, conditions, factors, reference, measures...) as JSON: one
+	// column, converted only in toEventRow and fromEventRow.
+	Payload string `gorm:"type:text;not null;default:''"`
 }
 
 func (caseEventRow) TableName() string { return "case_events" }
@@ -134,3 +175,38 @@ func NewID() string {
 	_, _ = rand.Read(b[6:]) // never fails since Go 1.24: it aborts the process instead
 	return idEncoding.EncodeToString(b[:])
 }
+
+// memberUnitRow registers an organisation as a member unit of the review
+// mechanism: Code is its entry in an edition's member list ("miit"), or
+// review.DepartmentMember for a CII protection department or relevant
+// department the office registered.
+type memberUnitRow struct {
+	OrgID        string    `gorm:"primaryKey;size:64"`
+	Code         string    `gorm:"size:32;not null"`
+	RegisteredBy string    `gorm:"size:64;not null"`
+	RegisteredAt time.Time `gorm:"not null"`
+}
+
+func (memberUnitRow) TableName() string { return "member_units" }
+
+// proposalRow is a review proposed by a member unit (2020 Art. 15 / 2021
+// Art. 16). Title, Product and Reason are free text.
+type proposalRow struct {
+	ID         string    `gorm:"primaryKey;size:32"`
+	Edition    string    `gorm:"size:8;not null"`
+	MemberOrg  string    `gorm:"size:64;not null;index"`
+	PartyOrg   string    `gorm:"size:64;not null;index"`
+	Subject    string    `gorm:"size:32;not null"`
+	Title      string    `gorm:"size:500;not null"`
+	Product    string    `gorm:"size:500;not null"`
+	Reason     string    `gorm:"size:8000;not null"`
+	ProposedBy string    `gorm:"size:64;not null"`
+	ProposedAt time.Time `gorm:"not null"`
+	Status     string    `gorm:"size:16;not null"`
+	Reference  string    `gorm:"size:200;not null;default:''"` // the Commission's approval
+	ApprovedBy string    `gorm:"size:64;not null;default:''"`
+	ApprovedAt *time.Time
+	CaseID     string `gorm:"size:32;not null;default:''"`
+}
+
+func (proposalRow) TableName() string { return "proposals" }

@@ -25,6 +25,7 @@ import (
 	"github.com/crvault/crvault/vault/blob"
 	"github.com/crvault/crvault/vault/calendar"
 	"github.com/crvault/crvault/vault/crypt"
+	"github.com/crvault/crvault/vault/review"
 )
 
 // Actor is the authenticated caller of one request, with what the audit
@@ -35,7 +36,8 @@ type Actor struct {
 	RequestID string
 }
 
-// Case is a review application (Art. 5 and 7).
+// Case is a review application (Art. 5 and 7), or a review a member unit
+// proposed, opened on the party's behalf (2020 Art. 15 / 2021 Art. 16).
 type Case struct {
 	ID          string    `json:"id"`
 	Title       string    `json:"title"`
@@ -44,6 +46,17 @@ type Case struct {
 	Providers   []string  `json:"providers"`
 	Status      string    `json:"status"`
 	CreatedAt   time.Time `json:"created_at"`
+	// Edition of the Measures governing the case, fixed at submission;
+	// absent for a draft.
+	Edition string `json:"edition,omitempty"`
+	// Type: procurement, or (2021) data_processing or listing_abroad.
+	Type                  string `json:"type"`
+	ListingVenue          string `json:"listing_venue,omitempty"`
+	UsersWithPersonalInfo *int64 `json:"users_with_personal_info,omitempty"`
+	// Origin: application, or proposal (opened after a member unit's
+	// proposal, named by Proposal).
+	Origin   string `json:"origin"`
+	Proposal string `json:"proposal,omitempty"`
 }
 
 // NewCase is what an operator files.
@@ -51,6 +64,13 @@ type NewCase struct {
 	Title     string   `json:"title"`
 	Product   string   `json:"product"`
 	Providers []string `json:"providers"`
+	// Type defaults to procurement; data_processing and listing_abroad
+	// exist from the 2021 edition.
+	Type string `json:"type,omitempty"`
+	// ListingVenue and UsersWithPersonalInfo are required for, and only
+	// for, listing_abroad (2021 Art. 7).
+	ListingVenue          string `json:"listing_venue,omitempty"`
+	UsersWithPersonalInfo *int64 `json:"users_with_personal_info,omitempty"`
 }
 
 // Config tunes the service; zero values take the defaults.
@@ -67,6 +87,9 @@ type Config struct {
 	WebhookURL string
 	// HTTPClient posts webhooks (default: a client with a 10 s timeout).
 	HTTPClient *http.Client
+	// RulesEdition pins the edition of the Measures new submissions follow
+	// ("2020" or "2021"); empty: the edition in force on the filing date.
+	RulesEdition string
 }
 
 // Service is the vault. It is safe for concurrent use.
@@ -82,6 +105,7 @@ type Service struct {
 	cals    *Calendars
 	webhook string
 	client  *http.Client
+	pinned  *review.Edition // nil: by filing date
 }
 
 // New wires the vault over its stores. The database must be migrated.
@@ -98,8 +122,24 @@ func New(db *gorm.DB, blobs blob.Store, master *crypt.Master, acc *access.Servic
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = &http.Client{Timeout: 10 * time.Second}
 	}
-	return &Service{db: db, blobs: blobs, master: master, access: acc, audit: log, maxSize: cfg.MaxMaterialSize, log: cfg.Logger,
+	s := &Service{db: db, blobs: blobs, master: master, access: acc, audit: log, maxSize: cfg.MaxMaterialSize, log: cfg.Logger,
 		now: cfg.Now, cals: NewCalendars(db, cfg.Calendar), webhook: cfg.WebhookURL, client: cfg.HTTPClient}
+	if cfg.RulesEdition != "" {
+		// Validated by the configuration; an unknown one falls back to the
+		// filing date rather than to a guess.
+		if ed, err := review.EditionByID(cfg.RulesEdition); err == nil {
+			s.pinned = ed
+		}
+	}
+	return s
+}
+
+// edition is the edition a submission made now follows.
+func (s *Service) edition() *review.Edition {
+	if s.pinned != nil {
+		return s.pinned
+	}
+	return review.EditionOn(calendar.Today(s.now()))
 }
 
 // MaxMaterialSize is the configured upload limit in bytes.
@@ -227,8 +267,32 @@ func forbiddenDetail(code string) string {
 	return "you may see this case but not do this"
 }
 
+// toCase and newCaseRow are the one pair that converts between a case row
+// and a Case.
 func toCase(r caseRow, providers []string) Case {
-	return Case{ID: r.ID, Title: r.Title, Product: r.Product, OperatorOrg: r.OperatorOrg, Providers: providers, Status: r.Status, CreatedAt: r.CreatedAt.UTC()}
+	c := Case{ID: r.ID, Title: r.Title, Product: r.Product, OperatorOrg: r.OperatorOrg, Providers: providers, Status: r.Status,
+		CreatedAt: r.CreatedAt.UTC(), Edition: r.Edition, Type: r.Type, Origin: r.Origin, Proposal: r.ProposalID}
+	if c.Type == "" {
+		c.Type = review.TypeProcurement
+	}
+	if c.Origin == "" {
+		c.Origin = review.OriginApplication
+	}
+	if c.Type == review.TypeListingAbroad {
+		users := r.UsersWithPersonalInfo
+		c.ListingVenue, c.UsersWithPersonalInfo = r.ListingVenue, &users
+	}
+	return c
+}
+
+func newCaseRow(c Case, createdBy string) caseRow {
+	r := caseRow{ID: c.ID, Title: c.Title, Product: c.Product, OperatorOrg: c.OperatorOrg, Status: c.Status, CreatedBy: createdBy,
+		CreatedAt: c.CreatedAt, UpdatedAt: c.CreatedAt, Edition: c.Edition, Type: c.Type, ListingVenue: c.ListingVenue,
+		Origin: c.Origin, ProposalID: c.Proposal}
+	if c.UsersWithPersonalInfo != nil {
+		r.UsersWithPersonalInfo = *c.UsersWithPersonalInfo
+	}
+	return r
 }
 
 // validID rejects ids that could not have been issued, before any query.

@@ -1,16 +1,20 @@
 package vault
 
-// The review workflow (Measures 2020, Art. 8 to 15) over storage: vault/review
-// decides, this file loads what it needs, audits, and appends the decision to
-// the case's append-only history (case_events) together with the status
-// change, in one transaction guarded by the case's revision. Deadlines are
-// never stored: every clock is derived from the history and the current
-// calendar, so importing a corrected calendar moves every open deadline.
+// The review workflow (both editions of the Measures) over storage:
+// vault/review decides, this file loads what it needs, audits, and appends
+// the decision to the case's append-only history (case_events) together with
+// the status change, in one transaction guarded by the case's revision.
+// Deadlines are never stored: every clock is derived from the history and
+// the current calendar, so importing a corrected calendar moves every open
+// deadline.
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
+	"slices"
 	"strings"
 	"time"
 
@@ -22,17 +26,38 @@ import (
 	"github.com/crvault/crvault/vault/review"
 )
 
-// TransitionRequest is the body of POST /cases/{case}/transitions.
+// TransitionRequest is the body of POST /cases/{case}/transitions. Each
+// action reads the fields it needs; the others must be absent.
 type TransitionRequest struct {
 	Action string `json:"action"`
-	Reason string `json:"reason"`
-	Days   int    `json:"days"` // extend_special only: 1 to review.MaxSpecialExtension
+	Reason string `json:"reason,omitempty"`
+	Days   int    `json:"days,omitempty"` // extend_special: 1 to review.MaxSpecialExtension
+	// request_supplement, mark_incomplete: what is needed.
+	Items []string `json:"items,omitempty"`
+	// recommend: the organisations asked; absent means the organisations
+	// of the member-unit users assigned now.
+	Members []string `json:"members,omitempty"`
+	// conclude
+	Outcome    string                 `json:"outcome,omitempty"`
+	Conditions []string               `json:"conditions,omitempty"`
+	Factors    []review.FactorFinding `json:"factors,omitempty"`
+	// record_approval: the reference of the Commission's approval.
+	Reference string `json:"reference,omitempty"`
+	// record_measures: the risk prevention and mitigation measures required.
+	Measures []string `json:"measures,omitempty"`
 }
 
 // OpinionRequest is the body of POST /cases/{case}/opinions.
 type OpinionRequest struct {
 	Agree   *bool  `json:"agree"`
 	Comment string `json:"comment"`
+}
+
+// MeasureReport is the body of POST /cases/{case}/measure-reports: the
+// party's report on one of the measures the review requires.
+type MeasureReport struct {
+	Measure int    `json:"measure"`
+	Report  string `json:"report"`
 }
 
 // TransitionResult is the case after a transition or opinion, the event
@@ -47,28 +72,33 @@ type TransitionResult struct {
 var openStatuses = []string{string(review.Submitted), string(review.UnderReview), string(review.AwaitingSupplement),
 	string(review.SolicitingOpinions), string(review.SpecialReview)}
 
-// Transition takes an office action on a case (everything but submit and
-// opinion). Errors: 404/403 from authorisation, 422 invalid_action, 409
-// illegal_transition with Allowed, 422 with a guard code, 409
-// concurrent_update when another transition won the race.
+// Transition takes an office action on a case (everything but submit,
+// opinions and the party's own steps). Errors: 404/403 from authorisation,
+// 422 invalid_action, 409 illegal_transition with Allowed, 422 with a guard
+// code, 409 concurrent_update when another transition won the race.
 func (s *Service) Transition(ctx context.Context, a Actor, caseID string, in TransitionRequest) (TransitionResult, error) {
 	row, providers, d, err := s.authorize(ctx, a, caseID, "case.transition", "case.transition", "case/"+caseID)
 	if err != nil {
 		return TransitionResult{}, err
 	}
 	act := review.Action(in.Action)
-	if !officeAction(act) {
-		return TransitionResult{}, invalid("action", "invalid_action",
-			"action must be one of require_review, not_required, extend, request_supplement, supplement_received, recommend, conclude, extend_special")
+	if !slices.Contains(review.OfficeActions(), act) {
+		names := make([]string, 0, len(review.OfficeActions()))
+		for _, x := range review.OfficeActions() {
+			names = append(names, string(x))
+		}
+		return TransitionResult{}, invalid("action", "invalid_action", "action must be one of "+strings.Join(names, ", "))
 	}
 	reason, err := CleanText("reason", in.Reason, review.MaxReasonLen, false)
 	if err != nil {
 		return TransitionResult{}, err
 	}
-	if act != review.ExtendSpecial && in.Days != 0 {
-		return TransitionResult{}, invalid("days", "invalid_days", "days is only for extend_special")
+	if err := fieldsFor(act, in); err != nil {
+		return TransitionResult{}, err
 	}
-	res, err := s.move(ctx, a, row, d.Purpose, "case.transition", act, review.RoleOfficeAdmin, review.Input{Reason: reason, Days: in.Days})
+	ri := review.Input{Reason: reason, Days: in.Days, Items: in.Items, Members: in.Members, Outcome: in.Outcome,
+		Conditions: in.Conditions, Factors: in.Factors, Reference: in.Reference, Measures: in.Measures}
+	res, err := s.move(ctx, a, row, d.Purpose, "case.transition", act, review.RoleOfficeAdmin, ri)
 	if err != nil {
 		return TransitionResult{}, err
 	}
@@ -78,8 +108,38 @@ func (s *Service) Transition(ctx context.Context, a Actor, caseID string, in Tra
 	return res, nil
 }
 
-// Opinion records an assigned member unit's opinion on the recommendation
-// (Art. 11); a disagreement moves the case to special_review (Art. 12).
+// fieldsFor refuses fields an action does not read, so a misplaced field
+// cannot be silently dropped.
+func fieldsFor(act review.Action, in TransitionRequest) error {
+	type field struct {
+		name    string
+		present bool
+		actions []review.Action
+	}
+	for _, f := range []field{
+		{"days", in.Days != 0, []review.Action{review.ExtendSpecial}},
+		{"items", in.Items != nil, []review.Action{review.RequestSupplement, review.MarkIncomplete}},
+		{"members", in.Members != nil, []review.Action{review.Recommend}},
+		{"outcome", in.Outcome != "", []review.Action{review.Conclude}},
+		{"conditions", in.Conditions != nil, []review.Action{review.Conclude}},
+		{"factors", in.Factors != nil, []review.Action{review.Conclude}},
+		{"reference", in.Reference != "", []review.Action{review.RecordApproval}},
+		{"measures", in.Measures != nil, []review.Action{review.RecordMeasures}},
+	} {
+		if f.present && !slices.Contains(f.actions, act) {
+			code := "invalid_field"
+			if f.name == "days" {
+				code = "invalid_days"
+			}
+			return invalid(f.name, code, fmt.Sprintf("%s is not a field of %s", f.name, act))
+		}
+	}
+	return nil
+}
+
+// Opinion records an assigned member unit's opinion on the recommendation,
+// for its organisation (2020 Art. 11 / 2021 Art. 12); a disagreement in the
+// first round moves the case to special_review.
 func (s *Service) Opinion(ctx context.Context, a Actor, caseID string, in OpinionRequest) (TransitionResult, error) {
 	row, providers, d, err := s.authorize(ctx, a, caseID, "opinion.create", "opinion.create", "case/"+caseID)
 	if err != nil {
@@ -98,36 +158,58 @@ func (s *Service) Opinion(ctx context.Context, a Actor, caseID string, in Opinio
 	}
 	res.Case = toCase(row, providers)
 	res.Case.Status = string(res.Event.To)
-	if res.Event.To == review.SpecialReview {
+	if res.Event.From == review.SolicitingOpinions && res.Event.To == review.SpecialReview {
 		res.Notice = s.notify(ctx, a, row, d.Purpose, res.Event)
 	}
 	return res, nil
 }
 
-func officeAction(a review.Action) bool {
-	switch a {
-	case review.RequireReview, review.NotRequiredAction, review.Extend, review.RequestSupplement, review.SupplementReceived,
-		review.Recommend, review.Conclude, review.ExtendSpecial:
-		return true
+// ReportMeasures records the party's report on a risk prevention and
+// mitigation measure the review requires (2021 Art. 16).
+func (s *Service) ReportMeasures(ctx context.Context, a Actor, caseID string, in MeasureReport) (TransitionResult, error) {
+	row, providers, d, err := s.authorize(ctx, a, caseID, "material.upload", "measures.report", "case/"+caseID)
+	if err != nil {
+		return TransitionResult{}, err
 	}
-	return false
+	if !a.P.Has("operator") {
+		if err := s.record(ctx, a, "measures.report", audit.Denied, caseID, "case/"+caseID, d.Purpose, "forbidden"); err != nil {
+			return TransitionResult{}, err
+		}
+		return TransitionResult{}, fail(ErrForbidden, "forbidden", "the party reports on the measures")
+	}
+	report, err := CleanText("report", in.Report, review.MaxReasonLen, true)
+	if err != nil {
+		return TransitionResult{}, err
+	}
+	res, err := s.move(ctx, a, row, d.Purpose, "measures.report", review.ReportMeasures, review.RoleOperator, review.Input{Reason: report, Measure: in.Measure})
+	if err != nil {
+		return TransitionResult{}, err
+	}
+	res.Case = toCase(row, providers)
+	res.Case.Status = string(res.Event.To)
+	return res, nil
 }
 
 // move decides action act on an authorised case, audits the decision (denied
 // with its code, or allowed before anything changes) and appends the event.
+// A supplement_item that brings in the last requested item is followed, in
+// the same transaction, by the supplement_received that restarts the clock.
 func (s *Service) move(ctx context.Context, a Actor, row caseRow, purpose, event string, act review.Action, role string, in review.Input) (TransitionResult, error) {
 	resource := "case/" + row.ID
 	history, err := s.history(ctx, row.ID)
 	if err != nil {
 		return TransitionResult{}, err
 	}
-	facts, err := s.reviewFacts(ctx, row.ID)
+	facts, err := s.reviewFacts(ctx, row)
 	if err != nil {
 		return TransitionResult{}, err
 	}
 	now := s.now().UTC().Truncate(time.Microsecond)
-	in.Actor, in.At, in.On = a.P.User.ID, now, calendar.Today(now)
-	_, ev, err := review.Apply(review.Status(row.Status), history, act, role, facts, in)
+	in.Actor, in.Org, in.At, in.On = a.P.User.ID, a.P.User.OrgID, now, calendar.Today(now)
+	if act == review.Submit {
+		in.Edition = s.edition().ID
+	}
+	to, ev, err := review.Apply(review.Status(row.Status), history, act, role, facts, in)
 	if errors.Is(err, review.ErrBadHistory) && s.caseMovedOn(ctx, row) {
 		// The case row was read before a concurrent transition committed
 		// and its history after: this request lost the race.
@@ -144,35 +226,53 @@ func (s *Service) move(ctx context.Context, a Actor, row caseRow, purpose, event
 		}
 		return TransitionResult{}, ve
 	}
+	evs := []review.Event{ev}
+	if act == review.SupplementItem {
+		// The party's last requested upload receives the request.
+		follow := review.Input{Actor: in.Actor, Org: in.Org, At: in.At, On: in.On}
+		if _, rcv, err := review.Apply(to, append(slices.Clone(history), ev), review.SupplementReceived, role, facts, follow); err == nil {
+			evs = append(evs, rcv)
+		}
+	}
 	if err := s.record(ctx, a, event, audit.Allowed, row.ID, resource, purpose, string(act)); err != nil {
 		return TransitionResult{}, err
 	}
-	if err := s.appendEvent(ctx, row, ev); err != nil {
+	if err := s.appendEvents(ctx, row, evs...); err != nil {
 		s.recordFailure(ctx, a, event, row.ID, resource, err)
 		return TransitionResult{}, err
 	}
-	return TransitionResult{Event: ev}, nil
+	return TransitionResult{Event: evs[len(evs)-1]}, nil
 }
 
-// appendEvent moves the case on and appends ev in one transaction. The
+// appendEvents moves the case on and appends evs in one transaction. The
 // revision check makes the loser of a race see concurrent_update; the
 // (case_id, seq) key is the backstop should the revision ever be bypassed.
-func (s *Service) appendEvent(ctx context.Context, row caseRow, ev review.Event) error {
+func (s *Service) appendEvents(ctx context.Context, row caseRow, evs ...review.Event) error {
 	conflict := errConcurrentUpdate()
+	last := evs[len(evs)-1]
 	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		res := tx.Model(&caseRow{}).Where("id = ? AND revision = ?", row.ID, row.Revision).
-			Updates(map[string]any{"status": string(ev.To), "revision": row.Revision + 1, "updated_at": ev.At})
+		change := map[string]any{"status": string(last.To), "revision": row.Revision + 1, "updated_at": last.At}
+		if evs[0].Action == review.Submit {
+			change["edition"] = evs[0].Edition
+		}
+		res := tx.Model(&caseRow{}).Where("id = ? AND revision = ?", row.ID, row.Revision).Updates(change)
 		if res.Error != nil {
 			return fmt.Errorf("update case %s: %w", row.ID, res.Error)
 		}
 		if res.RowsAffected != 1 {
 			return conflict
 		}
-		if err := tx.Create(toEventRow(row.ID, ev)).Error; err != nil {
-			if errors.Is(err, gorm.ErrDuplicatedKey) {
-				return conflict
+		for _, ev := range evs {
+			er, err := toEventRow(row.ID, ev)
+			if err != nil {
+				return err
 			}
-			return fmt.Errorf("append event %d to case %s: %w", ev.Seq, row.ID, err)
+			if err := tx.Create(er).Error; err != nil {
+				if errors.Is(err, gorm.ErrDuplicatedKey) {
+					return conflict
+				}
+				return fmt.Errorf("append event %d to case %s: %w", ev.Seq, row.ID, err)
+			}
 		}
 		return nil
 	})
@@ -202,6 +302,9 @@ func reviewError(err error, act review.Action) error {
 			allowed = append(allowed, string(x))
 		}
 		detail := fmt.Sprintf("%s is not possible while the case is %s", act, ite.From)
+		if ite.From == review.AwaitingSupplement {
+			detail += " (the procedure waits for the requested supplementary materials)"
+		}
 		if len(allowed) > 0 {
 			detail += "; allowed now: " + strings.Join(allowed, ", ")
 		}
@@ -211,24 +314,13 @@ func reviewError(err error, act review.Action) error {
 		if ge.Code == review.CodeMaterialsIncomplete {
 			kind = ErrIncomplete
 		}
-		return &Error{Kind: kind, Code: ge.Code, Detail: guardDetail(ge), Missing: ge.Missing}
+		return &Error{Kind: kind, Code: ge.Code, Detail: ge.Detail, Missing: ge.Missing}
 	case errors.Is(err, review.ErrForbidden):
 		return fail(ErrForbidden, "forbidden", fmt.Sprintf("your role may not %s", act))
 	case errors.Is(err, review.ErrUnknownAction):
 		return invalid("action", "invalid_action", "unknown action")
 	}
 	return err
-}
-
-func guardDetail(ge *review.GuardError) string {
-	switch ge.Code {
-	case review.CodeMaterialsIncomplete:
-		return "declaration, impact analysis and procurement documents are required (Art. 7)"
-	case review.CodeOpinionsPending:
-		// The detail names counts only; Missing lists the user ids.
-		return ge.Detail
-	}
-	return ge.Detail
 }
 
 // history loads a case's review events in order.
@@ -269,9 +361,39 @@ func (s *Service) histories(ctx context.Context, caseIDs []string) (map[string][
 	return out, nil
 }
 
-func toEventRow(caseID string, e review.Event) *caseEventRow {
+// eventPayload is the structured part of an event, stored as JSON in
+// case_events.payload.
+type eventPayload struct {
+	Edition    string                 `json:"edition,omitempty"`
+	Org        string                 `json:"org,omitempty"`
+	Items      []string               `json:"items,omitempty"`
+	Item       int                    `json:"item,omitempty"`
+	Material   string                 `json:"material,omitempty"`
+	Members    []string               `json:"members,omitempty"`
+	Outcome    string                 `json:"outcome,omitempty"`
+	Conditions []string               `json:"conditions,omitempty"`
+	Factors    []review.FactorFinding `json:"factors,omitempty"`
+	Reference  string                 `json:"reference,omitempty"`
+	Measures   []string               `json:"measures,omitempty"`
+	Measure    int                    `json:"measure,omitempty"`
+}
+
+// toEventRow and fromEventRow are the one pair that converts between a
+// review.Event and its row: every free-text and structured field of an
+// event passes here (Reason, and Payload as one JSON document).
+func toEventRow(caseID string, e review.Event) (*caseEventRow, error) {
+	p := eventPayload{Edition: e.Edition, Org: e.Org, Items: e.Items, Item: e.Item, Material: e.Material, Members: e.Members,
+		Outcome: e.Outcome, Conditions: e.Conditions, Factors: e.Factors, Reference: e.Reference, Measures: e.Measures, Measure: e.Measure}
+	payload := ""
+	if !reflect.ValueOf(p).IsZero() {
+		b, err := json.Marshal(p)
+		if err != nil {
+			return nil, fmt.Errorf("encode event %d of case %s: %w", e.Seq, caseID, err)
+		}
+		payload = string(b)
+	}
 	return &caseEventRow{CaseID: caseID, Seq: e.Seq, Action: string(e.Action), FromStatus: string(e.From), ToStatus: string(e.To),
-		OnDate: e.On.String(), At: e.At.UTC(), Actor: e.Actor, Role: e.Role, Reason: e.Reason, Days: e.Days, Agree: e.Agree}
+		OnDate: e.On.String(), At: e.At.UTC(), Actor: e.Actor, Role: e.Role, Reason: e.Reason, Days: e.Days, Agree: e.Agree, Payload: payload}, nil
 }
 
 func fromEventRow(r caseEventRow) (review.Event, error) {
@@ -279,21 +401,56 @@ func fromEventRow(r caseEventRow) (review.Event, error) {
 	if err != nil {
 		return review.Event{}, fmt.Errorf("case %s event %d: %w", r.CaseID, r.Seq, err)
 	}
+	var p eventPayload
+	if r.Payload != "" {
+		if err := json.Unmarshal([]byte(r.Payload), &p); err != nil {
+			return review.Event{}, fmt.Errorf("case %s event %d: payload: %w", r.CaseID, r.Seq, err)
+		}
+	}
 	return review.Event{Seq: r.Seq, Action: review.Action(r.Action), From: review.Status(r.FromStatus), To: review.Status(r.ToStatus),
-		On: on, At: r.At.UTC(), Actor: r.Actor, Role: r.Role, Reason: r.Reason, Days: r.Days, Agree: r.Agree}, nil
+		On: on, At: r.At.UTC(), Actor: r.Actor, Role: r.Role, Reason: r.Reason, Days: r.Days, Agree: r.Agree,
+		Edition: p.Edition, Org: p.Org, Items: p.Items, Item: p.Item, Material: p.Material, Members: p.Members, Outcome: p.Outcome,
+		Conditions: p.Conditions, Factors: p.Factors, Reference: p.Reference, Measures: p.Measures, Measure: p.Measure}, nil
 }
 
 // reviewFacts looks up what the guards need, just before deciding.
-func (s *Service) reviewFacts(ctx context.Context, caseID string) (review.Facts, error) {
+func (s *Service) reviewFacts(ctx context.Context, row caseRow) (review.Facts, error) {
+	caseID := row.ID
 	var kinds []string
 	if err := s.db.WithContext(ctx).Model(&materialRow{}).Where("case_id = ?", caseID).Distinct("kind").Pluck("kind", &kinds).Error; err != nil {
 		return review.Facts{}, fmt.Errorf("material kinds of case %s: %w", caseID, err)
 	}
-	units, err := s.access.AssignedUsers(ctx, caseID, "member_unit")
+	f := review.Facts{MaterialKinds: kinds, MemberUnits: map[string]string{},
+		Case: review.CaseInfo{Type: row.Type, UsersWithPersonalInfo: row.UsersWithPersonalInfo, Origin: row.Origin}}
+	var latest []time.Time
+	if err := s.db.WithContext(ctx).Model(&materialRow{}).Where("case_id = ? AND kind = ?", caseID, review.MaterialRecommendation).
+		Order("uploaded_at DESC").Limit(1).Pluck("uploaded_at", &latest).Error; err != nil {
+		return review.Facts{}, fmt.Errorf("recommendations of case %s: %w", caseID, err)
+	}
+	if len(latest) == 1 {
+		f.LatestRecommendation = calendar.Today(latest[0])
+	}
+	users, err := s.access.AssignedUsers(ctx, caseID, "member_unit")
 	if err != nil {
 		return review.Facts{}, fmt.Errorf("member units of case %s: %w", caseID, err)
 	}
-	return review.Facts{MaterialKinds: kinds, HasRecommendation: contains(kinds, review.MaterialRecommendation), SolicitedMemberUnits: units}, nil
+	for _, id := range users {
+		u, err := s.access.User(ctx, id)
+		if err != nil {
+			return review.Facts{}, fmt.Errorf("member unit user %s of case %s: %w", id, caseID, err)
+		}
+		if u.OrgID != "" && !slices.Contains(f.AssignedMemberOrgs, u.OrgID) {
+			f.AssignedMemberOrgs = append(f.AssignedMemberOrgs, u.OrgID)
+		}
+	}
+	var units []memberUnitRow
+	if err := s.db.WithContext(ctx).Find(&units).Error; err != nil {
+		return review.Facts{}, fmt.Errorf("member units: %w", err)
+	}
+	for _, u := range units {
+		f.MemberUnits[u.OrgID] = u.Code
+	}
+	return f, nil
 }
 
 // Clock derives a case's statutory clock (GET /cases/{case}/clock) from its

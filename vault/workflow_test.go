@@ -92,13 +92,26 @@ func newWF(t *testing.T, dialect string, start time.Time, webhook bool) *wfFixtu
 		cfg.WebhookURL = srv.URL
 	}
 	f.svc = New(db, blobs, master, f.acc, f.log, cfg)
-	officeOrg, opOrg, muOrg := f.org("Review Office", "office"), f.org("Grid Co", "operator"), f.org("Ministry", "member_unit")
+	officeOrg, opOrg := f.org("Review Office", "office"), f.org("Grid Co", "operator")
 	f.office = f.user("office", officeOrg, "office_admin")
 	f.op = f.user("operator1", opOrg, "operator")
 	f.rev = f.user("rev", officeOrg, "reviewer")
-	f.u1 = f.user("mu1", muOrg, "member_unit")
-	f.u2 = f.user("mu2", muOrg, "member_unit")
-	f.unassigned = f.user("mu3", muOrg, "member_unit")
+	// Three member units of the mechanism, one user each.
+	for i, unit := range []string{"miit", "mps", "samr"} {
+		org := f.org("Member unit "+unit, "member_unit")
+		if _, err := f.svc.RegisterMemberUnit(ctx, f.office, NewMemberUnit{Org: org.ID, Unit: unit}); err != nil {
+			t.Fatal(err)
+		}
+		u := f.user(fmt.Sprintf("mu%d", i+1), org, "member_unit")
+		switch i {
+		case 0:
+			f.u1 = u
+		case 1:
+			f.u2 = u
+		default:
+			f.unassigned = u
+		}
+	}
 	return f
 }
 
@@ -187,7 +200,28 @@ func (f *wfFixture) assign(caseID string, a Actor, role string) {
 }
 
 func (f *wfFixture) move(caseID, action, reason string, days int) (TransitionResult, error) {
-	return f.svc.Transition(f.ctx, f.office, caseID, TransitionRequest{Action: action, Reason: reason, Days: days})
+	req := TransitionRequest{Action: action, Reason: reason, Days: days}
+	switch action {
+	case "request_supplement", "mark_incomplete":
+		req.Items = []string{"the source code escrow agreement"}
+	case "conclude":
+		req.Outcome = "passed"
+	}
+	return f.svc.Transition(f.ctx, f.office, caseID, req)
+}
+
+// act takes an office transition with a full request.
+func (f *wfFixture) act(caseID string, req TransitionRequest) (TransitionResult, error) {
+	return f.svc.Transition(f.ctx, f.office, caseID, req)
+}
+
+func (f *wfFixture) mustAct(caseID string, req TransitionRequest) TransitionResult {
+	f.t.Helper()
+	r, err := f.act(caseID, req)
+	if err != nil {
+		f.t.Fatalf("%s: %v", req.Action, err)
+	}
+	return r
 }
 
 func (f *wfFixture) mustMove(caseID, action, reason string, days int) TransitionResult {
@@ -289,8 +323,8 @@ func TestWorkflowClock(t *testing.T) {
 			if !c.Paused || len(c.Pauses) != 1 || c.Pauses[0].To != nil || c.DueOn != after(t, cal, "2025-03-10", 30+paused) {
 				t.Fatalf("paused clock %+v (unpaused due %v)", c, prelimDue)
 			}
+			// The party's upload of the one item requested ends the stop.
 			f.upload(f.op, id, "supplementary")
-			f.mustMove(id, "supplement_received", "", 0)
 			f.at("2025-04-09")
 			c = f.clockOf(id)
 			if c.Paused || c.Pauses[0].To == nil || *c.Pauses[0].To != date(t, "2025-04-08") || c.DueOn != after(t, cal, "2025-03-10", 30+paused) {
@@ -313,15 +347,15 @@ func TestWorkflowClock(t *testing.T) {
 			f.assign(id, f.rev, "reviewer")
 			f.upload(f.rev, id, "recommendation")
 			f.at("2025-04-30")
-			f.mustMove(id, "recommend", "", 0)
-			c = f.clockOf(id)
-			if c.Phase != review.PhaseOpinions || c.DueOn != after(t, cal, "2025-04-30", 15) || len(c.Extensions) != 0 {
-				t.Fatalf("opinion clock %+v", c)
-			}
-			_, err = f.move(id, "conclude", "", 0)
-			wantCode(t, err, ErrInvalid, review.CodeOpinionsPending) // nobody solicited yet
+			_, err = f.move(id, "recommend", "", 0)
+			wantCode(t, err, ErrInvalid, review.CodeMembersRequired) // nobody to ask yet
 			f.assign(id, f.u1, "member_unit")
 			f.assign(id, f.u2, "member_unit")
+			f.mustMove(id, "recommend", "", 0) // asks the two units assigned now
+			c = f.clockOf(id)
+			if c.Phase != review.PhaseOpinions || c.DueOn != after(t, cal, "2025-04-30", 15) || len(c.Extensions) != 0 || len(c.Opinions) != 2 {
+				t.Fatalf("opinion clock %+v", c)
+			}
 			yes := true
 			if _, err := f.svc.Opinion(f.ctx, f.u1, id, OpinionRequest{Agree: &yes, Comment: "agree"}); err != nil {
 				t.Fatal(err)
@@ -331,7 +365,7 @@ func TestWorkflowClock(t *testing.T) {
 			_, err = f.svc.Opinion(f.ctx, f.unassigned, id, OpinionRequest{Agree: &yes})
 			wantCode(t, err, ErrNotFound, "not_found")
 			ve := wantCode(t, func() error { _, err := f.move(id, "conclude", "", 0); return err }(), ErrInvalid, review.CodeOpinionsPending)
-			if len(ve.Missing) != 1 || ve.Missing[0] != f.u2.P.User.ID {
+			if len(ve.Missing) != 1 || ve.Missing[0] != f.u2.P.User.OrgID {
 				t.Fatalf("pending %v", ve.Missing)
 			}
 			if _, err := f.svc.Opinion(f.ctx, f.u2, id, OpinionRequest{Agree: &yes}); err != nil {
@@ -358,7 +392,7 @@ func TestWorkflowClock(t *testing.T) {
 			for _, e := range hist {
 				acts = append(acts, string(e.Action))
 			}
-			want := "submit require_review request_supplement supplement_received extend recommend opinion opinion conclude"
+			want := "submit require_review request_supplement supplement_item supplement_received extend recommend opinion opinion conclude"
 			if strings.Join(acts, " ") != want {
 				t.Fatalf("history %v", acts)
 			}
@@ -422,7 +456,7 @@ func TestWorkflowRefusals(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := f.move(id, tc.action, tc.reason, tc.days)
 			ve := wantCode(t, err, tc.kind, tc.code)
-			if tc.code == "illegal_transition" && strings.Join(ve.Allowed, ",") != "require_review,not_required" {
+			if tc.code == "illegal_transition" && strings.Join(ve.Allowed, ",") != "mark_incomplete,require_review,not_required,request_supplement,record_measures" {
 				t.Fatalf("allowed %v", ve.Allowed)
 			}
 		})
@@ -446,8 +480,8 @@ func TestWorkflowRefusals(t *testing.T) {
 	f.mustMove(id, "require_review", "", 0)
 	f.assign(id, f.rev, "reviewer")
 	f.upload(f.rev, id, "recommendation")
-	f.mustMove(id, "recommend", "", 0)
 	f.assign(id, f.u1, "member_unit")
+	f.mustMove(id, "recommend", "", 0)
 	no := false
 	r, err := f.svc.Opinion(f.ctx, f.u1, id, OpinionRequest{Agree: &no, Comment: "risk to supply continuity"})
 	if err != nil || r.Status != "special_review" || r.Notice == nil {
@@ -458,10 +492,11 @@ func TestWorkflowRefusals(t *testing.T) {
 		wantCode(t, err, ErrInvalid, review.CodeInvalidDays)
 	}
 	f.mustMove(id, "extend_special", "complex", 20)
-	if c := f.clockOf(id); c.Phase != review.PhaseSpecial || c.AllowedWorkingDays != 65 {
+	if c := f.clockOf(id); c.Phase != review.PhaseSpecial || c.AllowedWorkingDays != 110 { // 90 (2021 Art. 14) + 20
 		t.Fatalf("special clock %+v", c)
 	}
-	f.mustMove(id, "conclude", "", 0)
+	_, err = f.move(id, "conclude", "", 0)
+	wantCode(t, err, ErrInvalid, review.CodeStepMissingHearing)
 }
 
 // TestWorkflowConcurrentTransitions: of two racing transitions on one case,

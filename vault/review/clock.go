@@ -43,6 +43,7 @@ type Extension struct {
 // GET /cases/{case}/clock.
 type Clock struct {
 	Phase     Phase         `json:"phase"`
+	Edition   string        `json:"edition,omitempty"` // the edition governing the case; absent for a draft
 	StartedOn calendar.Date `json:"started_on"`
 	DueOn     calendar.Date `json:"due_on"`
 	// DueOnProvisional: DueOn rests on the provisional calendar model (a
@@ -55,6 +56,35 @@ type Clock struct {
 	Pauses             []Pause     `json:"pauses"`
 	Extensions         []Extension `json:"extensions"`
 	Overdue            bool        `json:"overdue"`
+	// SupplementItems are the items requested in the current phase.
+	SupplementItems []RequestedItem `json:"supplement_items"`
+	// Opinions are the member units asked in the current phase's opinion
+	// rounds, each with its answer or its own 15-day deadline.
+	Opinions []MemberOpinion `json:"opinions"`
+}
+
+// RequestedItem is one requested item of supplementary material.
+type RequestedItem struct {
+	No          int           `json:"no"`
+	Text        string        `json:"text"`
+	RequestedOn calendar.Date `json:"requested_on"`
+	Received    bool          `json:"received"`
+	ReceivedOn  calendar.Date `json:"received_on"` // null while outstanding
+	Material    string        `json:"material,omitempty"`
+}
+
+// MemberOpinion is one organisation asked in an opinion round.
+type MemberOpinion struct {
+	Org              string        `json:"org"`
+	Round            int           `json:"round"`
+	AskedOn          calendar.Date `json:"asked_on"`
+	DueOn            calendar.Date `json:"due_on"`
+	DueOnProvisional bool          `json:"due_on_provisional"`
+	Agree            *bool         `json:"agree"` // null until answered
+	AnsweredOn       calendar.Date `json:"answered_on"`
+	// Overdue: no answer and the round's deadline has passed. An overdue
+	// unit is never counted as agreeing.
+	Overdue bool `json:"overdue"`
 }
 
 // DeriveClock computes the clock of a case from its history, the calendar and
@@ -71,39 +101,51 @@ func DeriveClock(cal *calendar.Calendar, history []Event, today calendar.Date) (
 	if !today.Valid() {
 		return Clock{}, fmt.Errorf("derive clock: today: %w", calendar.ErrInvalidDate)
 	}
-	st := state{status: Draft}
-	c := Clock{Phase: PhaseNone, Pauses: []Pause{}, Extensions: []Extension{}}
+	st := state{status: Draft, phase: PhaseNone}
+	c := Clock{Phase: PhaseNone, Pauses: []Pause{}, Extensions: []Extension{}, SupplementItems: []RequestedItem{}, Opinions: []MemberOpinion{}}
 	var closedOn *calendar.Date
 	start := func(p Phase, on calendar.Date, days int) {
-		c = Clock{Phase: p, StartedOn: on, AllowedWorkingDays: days, Pauses: []Pause{}, Extensions: []Extension{}}
+		c = Clock{Phase: p, Edition: c.Edition, StartedOn: on, AllowedWorkingDays: days, Pauses: []Pause{}, Extensions: []Extension{},
+			SupplementItems: []RequestedItem{}, Opinions: []MemberOpinion{}}
 	}
 	for i, e := range history {
-		from := st.status
+		from, incomplete := st.status, st.incomplete
 		if err := st.apply(i, e); err != nil {
 			return Clock{}, fmt.Errorf("derive clock: %w", err)
 		}
+		ed := st.edition
 		switch e.Action {
 		case Submit:
-			start(PhaseDetermination, e.On, DeterminationDays)
+			c.Edition = ed.ID
+			start(PhaseDetermination, e.On, ed.DeterminationDays)
 		case RequireReview:
-			start(PhasePreliminary, e.On, PreliminaryDays)
+			start(PhasePreliminary, e.On, ed.PreliminaryDays)
 		case Recommend:
-			start(PhaseOpinions, e.On, OpinionDays)
+			if from == UnderReview {
+				start(PhaseOpinions, e.On, ed.OpinionDays)
+			}
 		case Opinion:
 			if from == SolicitingOpinions && st.status == SpecialReview {
-				start(PhaseSpecial, e.On, SpecialReviewDays)
+				start(PhaseSpecial, e.On, ed.SpecialDays)
 			}
-		case Extend:
-			c.AllowedWorkingDays += ExtensionDays
-			c.Extensions = append(c.Extensions, Extension{On: e.On, Days: ExtensionDays, Reason: e.Reason, Actor: e.Actor})
-		case ExtendSpecial:
-			c.AllowedWorkingDays += e.Days
-			c.Extensions = append(c.Extensions, Extension{On: e.On, Days: e.Days, Reason: e.Reason, Actor: e.Actor})
-		case RequestSupplement:
-			c.Pauses = append(c.Pauses, Pause{From: e.On.AddDays(1)})
+		case Extend, ExtendSpecial:
+			days := e.Days
+			if days == 0 {
+				days = ed.ExtensionDays
+			}
+			c.AllowedWorkingDays += days
+			c.Extensions = append(c.Extensions, Extension{On: e.On, Days: days, Reason: e.Reason, Actor: e.Actor})
+		case MarkIncomplete, RequestSupplement:
+			if from != AwaitingSupplement {
+				c.Pauses = append(c.Pauses, Pause{From: e.On.AddDays(1)})
+			}
 		case SupplementReceived:
 			to := e.On
 			c.Pauses[len(c.Pauses)-1].To = &to
+			if incomplete {
+				// 2021 Art. 9: the determination runs from complete materials.
+				start(PhaseDetermination, e.On, ed.DeterminationDays)
+			}
 		case NotRequiredAction, Conclude:
 			on := e.On
 			closedOn = &on
@@ -112,12 +154,18 @@ func DeriveClock(cal *calendar.Calendar, history []Event, today calendar.Date) (
 	if c.Phase == PhaseNone {
 		return c, nil
 	}
+	for _, it := range st.items {
+		if it.phase == c.Phase {
+			c.SupplementItems = append(c.SupplementItems, RequestedItem{No: it.no, Text: it.text, RequestedOn: it.requestedOn,
+				Received: it.received, ReceivedOn: it.receivedOn, Material: it.material})
+		}
+	}
 	c.Paused = len(c.Pauses) > 0 && c.Pauses[len(c.Pauses)-1].To == nil
 	end := today
 	if closedOn != nil {
 		end = *closedOn
 	}
-	due, used, err := count(cal, c, end)
+	due, used, err := count(cal, c.StartedOn, c.AllowedWorkingDays, c.Pauses, end)
 	if closedOn != nil {
 		c.Phase = PhaseClosed
 		if errors.Is(err, calendar.ErrOutOfRange) {
@@ -130,15 +178,50 @@ func DeriveClock(cal *calendar.Calendar, history []Event, today calendar.Date) (
 	c.DueOn, c.UsedWorkingDays = due, used
 	c.DueOnProvisional = cal.ProvisionalIn(c.StartedOn, due) || cal.Provisional(due)
 	c.Overdue = closedOn == nil && today.After(due)
+	if err := c.opinions(cal, &st, end, closedOn == nil); err != nil {
+		return c, fmt.Errorf("derive clock: %w", err)
+	}
 	return c, nil
 }
 
-// count walks the calendar from the phase start: due is the day the
-// allowance of unpaused working days is used up, used the unpaused working
-// days up to end. An open pause counts as running through end.
-func count(cal *calendar.Calendar, c Clock, end calendar.Date) (due calendar.Date, used int, err error) {
-	paused := func(d calendar.Date) bool {
+// opinions lists the members of the opinion rounds of the current phase,
+// each with a deadline of OpinionDays working days from the round, stops of
+// the clock after it excluded.
+func (c *Clock) opinions(cal *calendar.Calendar, st *state, end calendar.Date, open bool) error {
+	for _, r := range st.rounds {
+		if r.on.Before(c.StartedOn) {
+			continue
+		}
+		var pauses []Pause
 		for _, p := range c.Pauses {
+			if p.From.After(r.on) {
+				pauses = append(pauses, p)
+			}
+		}
+		due, _, err := count(cal, r.on, st.edition.OpinionDays, pauses, end)
+		if err != nil {
+			return err
+		}
+		prov := cal.ProvisionalIn(r.on, due) || cal.Provisional(due)
+		for _, org := range r.members {
+			mo := MemberOpinion{Org: org, Round: r.no, AskedOn: r.on, DueOn: due, DueOnProvisional: prov}
+			if agree, ok := r.answers[org]; ok {
+				mo.Agree, mo.AnsweredOn = &agree, r.answered[org]
+			} else {
+				mo.Overdue = open && end.After(due)
+			}
+			c.Opinions = append(c.Opinions, mo)
+		}
+	}
+	return nil
+}
+
+// count walks the calendar from start: due is the day the allowance of
+// unpaused working days is used up, used the unpaused working days up to
+// end. An open pause counts as running through end.
+func count(cal *calendar.Calendar, start calendar.Date, allowance int, pauses []Pause, end calendar.Date) (due calendar.Date, used int, err error) {
+	paused := func(d calendar.Date) bool {
+		for _, p := range pauses {
 			to := end
 			if p.To != nil {
 				to = *p.To
@@ -149,11 +232,11 @@ func count(cal *calendar.Calendar, c Clock, end calendar.Date) (due calendar.Dat
 		}
 		return false
 	}
-	if _, err := cal.IsWorkday(c.StartedOn); err != nil {
+	if _, err := cal.IsWorkday(start); err != nil {
 		return calendar.Date{}, 0, err
 	}
 	n := 0
-	for d := c.StartedOn; n < c.AllowedWorkingDays || d.Before(end); {
+	for d := start; n < allowance || d.Before(end); {
 		d = d.AddDays(1)
 		w, err := cal.IsWorkday(d)
 		if err != nil {
@@ -166,9 +249,12 @@ func count(cal *calendar.Calendar, c Clock, end calendar.Date) (due calendar.Dat
 			used++
 		}
 		n++
-		if n == c.AllowedWorkingDays {
+		if n == allowance {
 			due = d
 		}
+	}
+	if allowance == 0 {
+		due = start
 	}
 	return due, used, nil
 }

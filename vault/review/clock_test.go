@@ -11,9 +11,11 @@ import (
 	"github.com/crvault/crvault/vault/review"
 )
 
-// Expected dates below were counted by hand from configs/calendars/*.json.
+// Expected dates below were counted by hand from configs/calendars/*.json,
+// for a case under the 2020 edition (pinned: 45 working days of special
+// review); TestDeriveClock2021 covers the other edition.
 func TestDeriveClock(t *testing.T) {
-	sub := step{on: "2025-09-19", a: review.Submit}
+	sub := step{on: "2025-09-19", a: review.Submit, edition: "2020"}
 	req := step{on: "2025-10-09", a: review.RequireReview}
 	ask := step{on: "2025-10-20", a: review.RequestSupplement}
 	got := step{on: "2025-10-24", a: review.SupplementReceived}
@@ -22,6 +24,12 @@ func TestDeriveClock(t *testing.T) {
 	agr := step{on: "2025-11-20", a: review.Opinion, actor: "mu1", agree: ptr(true)}
 	dis := step{on: "2025-12-10", a: review.Opinion, actor: "mu2", agree: ptr(false)}
 	exs := step{on: "2026-02-10", a: review.ExtendSpecial, reason: "hearing", days: 10}
+	// The special review's steps (2020 Art. 12) change no date.
+	hear := step{on: "2026-02-24", a: review.RecordHearing, reason: "heard MIIT and MPS"}
+	rec2 := step{on: "2026-02-25", a: review.Recommend}
+	again1 := step{on: "2026-02-26", a: review.Opinion, actor: "mu1", agree: ptr(true)}
+	again2 := step{on: "2026-02-26", a: review.Opinion, actor: "mu2", agree: ptr(true)}
+	appr := step{on: "2026-02-27", a: review.RecordApproval, ref: "CCAC [2026] 7"}
 	end := step{on: "2026-03-02", a: review.Conclude}
 
 	type want struct {
@@ -69,7 +77,7 @@ func TestDeriveClock(t *testing.T) {
 		{"special due today", []step{sub, req, ask, got, ext, rec, agr, dis, exs}, "2026-03-04", want{review.PhaseSpecial, "2025-12-10", "2026-03-04", 55, 55, false, 0, 1, false, review.FlagDueSoon}},
 		{"special overdue", []step{sub, req, ask, got, ext, rec, agr, dis, exs}, "2026-03-05", want{review.PhaseSpecial, "2025-12-10", "2026-03-04", 55, 56, false, 0, 1, true, review.FlagOverdue}},
 		// Stopped on 03-02: 45 + 13, 14, 24..27, 28, 03-02 = 53.
-		{"concluded", []step{sub, req, ask, got, ext, rec, agr, dis, exs, end}, "2026-06-01", want{review.PhaseClosed, "2025-12-10", "2026-03-04", 55, 53, false, 0, 1, false, review.FlagNone}},
+		{"concluded", []step{sub, req, ask, got, ext, rec, agr, dis, exs, hear, rec2, again1, again2, appr, end}, "2026-06-01", want{review.PhaseClosed, "2025-12-10", "2026-03-04", 55, 53, false, 0, 1, false, review.FlagNone}},
 		{"same-day supplement pauses nothing", []step{sub, req, {on: "2025-10-20", a: review.RequestSupplement}, {on: "2025-10-20", a: review.SupplementReceived}}, "2025-10-21",
 			want{review.PhasePreliminary, "2025-10-09", "2025-11-19", 30, 9, false, 1, 0, false, review.FlagNone}},
 		// Due 11-19 passed before the pause began; waiting does not help, but is not flagged.
@@ -124,9 +132,11 @@ func TestClockJSON(t *testing.T) {
 	}
 	// 30 + 15 from 10-09 is 12-10; the closed pause adds 4: 12-16. Used: 10-10,
 	// 10-11 (makeup), 13..17, 20, then 27, 28 = 10; the open pause starts tomorrow.
-	want := `{"phase":"preliminary_review","started_on":"2025-10-09","due_on":"2025-12-16","due_on_provisional":false,"allowed_working_days":45,` +
+	want := `{"phase":"preliminary_review","edition":"2021","started_on":"2025-10-09","due_on":"2025-12-16","due_on_provisional":false,"allowed_working_days":45,` +
 		`"used_working_days":10,"paused":true,"pauses":[{"from":"2025-10-21","to":"2025-10-24"},{"from":"2025-10-29","to":null}],` +
-		`"extensions":[{"on":"2025-10-27","days":15,"reason":"complex","actor":"admin1"}],"overdue":false}`
+		`"extensions":[{"on":"2025-10-27","days":15,"reason":"complex","actor":"admin1"}],"overdue":false,` +
+		`"supplement_items":[{"no":1,"text":"source code escrow agreement","requested_on":"2025-10-20","received":true,"received_on":"2025-10-24"},` +
+		`{"no":2,"text":"source code escrow agreement","requested_on":"2025-10-28","received":false,"received_on":null}],"opinions":[]}`
 	if string(b) != want {
 		t.Errorf("JSON =\n%s\nwant\n%s", b, want)
 	}
@@ -135,7 +145,7 @@ func TestClockJSON(t *testing.T) {
 		t.Fatal(err)
 	}
 	b, _ = json.Marshal(clk)
-	if want := `{"phase":"none","started_on":null,"due_on":null,"due_on_provisional":false,"allowed_working_days":0,"used_working_days":0,"paused":false,"pauses":[],"extensions":[],"overdue":false}`; string(b) != want {
+	if want := `{"phase":"none","started_on":null,"due_on":null,"due_on_provisional":false,"allowed_working_days":0,"used_working_days":0,"paused":false,"pauses":[],"extensions":[],"overdue":false,"supplement_items":[],"opinions":[]}`; string(b) != want {
 		t.Errorf("draft JSON = %s", b)
 	}
 }
@@ -185,7 +195,7 @@ func TestRederiveAfterImport(t *testing.T) {
 	// 21..25 (18), 28..31 (22), 2027-01-01 New Year, 01-04..08 (27), 11..15
 	// (32), 18..22 (37), 25..29 (42), 02-01..03 (45).
 	h, _ = build(t,
-		step{on: "2026-11-02", a: review.Submit},
+		step{on: "2026-11-02", a: review.Submit, edition: "2020"},
 		step{on: "2026-11-03", a: review.RequireReview},
 		step{on: "2026-11-20", a: review.Recommend},
 		step{on: "2026-12-01", a: review.Opinion, actor: "mu1", agree: ptr(false)},

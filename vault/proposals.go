@@ -1,0 +1,250 @@
+package vault
+
+// Reviews proposed by a member unit (2020 Art. 15 / 2021 Art. 16): a
+// member unit that believes a product, service or (2021) data processing
+// activity affects national security proposes a review naming the party;
+// the office records the Central Cyberspace Affairs Commission's approval
+// and opens the case on the party's behalf; the party is notified by a
+// written notice in the case and then uploads and submits as usual. Under
+// 2021 the office records the risk prevention and mitigation measures the
+// review requires (record_measures) and the party reports on them.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"gorm.io/gorm"
+
+	"github.com/crvault/crvault/access"
+	"github.com/crvault/crvault/audit"
+	"github.com/crvault/crvault/vault/review"
+)
+
+// Proposal statuses.
+const (
+	ProposalProposed = "proposed"
+	ProposalApproved = "approved"
+)
+
+// Proposal is a review proposed by a member unit.
+type Proposal struct {
+	ID         string    `json:"id"`
+	Edition    string    `json:"edition"`
+	MemberOrg  string    `json:"member_org"`
+	PartyOrg   string    `json:"party_org"`
+	Subject    string    `json:"subject"` // product, service, data_processing (2021)
+	Title      string    `json:"title"`
+	Product    string    `json:"product"`
+	Reason     string    `json:"reason"`
+	ProposedBy string    `json:"proposed_by"`
+	ProposedAt time.Time `json:"proposed_at"`
+	Status     string    `json:"status"`
+	// Approval is the Commission's approval as the office recorded it.
+	Approval *ProposalApproval `json:"approval,omitempty"`
+	CaseID   string            `json:"case_id,omitempty"`
+}
+
+// ProposalApproval is who recorded the Commission's approval, when, and its reference.
+type ProposalApproval struct {
+	Reference string    `json:"reference"`
+	By        string    `json:"by"`
+	At        time.Time `json:"at"`
+}
+
+// NewProposal is the body of POST /proposals.
+type NewProposal struct {
+	PartyOrg string `json:"party_org"`
+	Subject  string `json:"subject"`
+	Title    string `json:"title"`
+	Product  string `json:"product"`
+	Reason   string `json:"reason"`
+}
+
+// ApprovalRequest is the body of POST /proposals/{id}/approval.
+type ApprovalRequest struct {
+	Reference string `json:"reference"`
+}
+
+// ApprovedProposal is the answer to an approval: the proposal and the
+// case opened on the party's behalf.
+type ApprovedProposal struct {
+	Proposal Proposal `json:"proposal"`
+	Case     Case     `json:"case"`
+}
+
+func toProposal(r proposalRow) Proposal {
+	p := Proposal{ID: r.ID, Edition: r.Edition, MemberOrg: r.MemberOrg, PartyOrg: r.PartyOrg, Subject: r.Subject, Title: r.Title,
+		Product: r.Product, Reason: r.Reason, ProposedBy: r.ProposedBy, ProposedAt: r.ProposedAt.UTC(), Status: r.Status, CaseID: r.CaseID}
+	if r.ApprovedAt != nil {
+		p.Approval = &ProposalApproval{Reference: r.Reference, By: r.ApprovedBy, At: r.ApprovedAt.UTC()}
+	}
+	return p
+}
+
+// Propose records a member unit's proposal of a review.
+func (s *Service) Propose(ctx context.Context, a Actor, in NewProposal) (Proposal, error) {
+	deny := func(code, detail string) (Proposal, error) {
+		if err := s.record(ctx, a, "proposal.create", audit.Denied, "", "proposals", "", code); err != nil {
+			return Proposal{}, err
+		}
+		return Proposal{}, fail(ErrForbidden, code, detail)
+	}
+	if !a.P.Has("member_unit") {
+		return deny("forbidden", "only member units of the review mechanism propose reviews")
+	}
+	ed := s.edition()
+	code, err := s.memberCode(ctx, a.P.User.OrgID)
+	if err != nil {
+		return Proposal{}, err
+	}
+	if _, listed := ed.Member(code); !listed && code != review.DepartmentMember {
+		return deny("not_a_member", fmt.Sprintf("your organisation is not registered as a member unit of the review mechanism (%s)", ed.Art(review.ArtProposal)))
+	}
+	if !slices.Contains(ed.ProposalSubjects, in.Subject) {
+		return Proposal{}, invalid("subject", "invalid_subject", fmt.Sprintf("subject must be one of %s under the %s edition (%s)",
+			strings.Join(ed.ProposalSubjects, ", "), ed.ID, ed.Art(review.ArtProposal)))
+	}
+	party, err := s.access.Org(ctx, in.PartyOrg)
+	if errors.Is(err, access.ErrNotFound) || (err == nil && party.Kind != access.OrgKind("operator")) {
+		return Proposal{}, invalid("party_org", "invalid_party", "party_org must be an operator organisation")
+	}
+	if err != nil {
+		return Proposal{}, fmt.Errorf("look up party: %w", err)
+	}
+	title, err := CleanText("title", in.Title, 300, true)
+	if err != nil {
+		return Proposal{}, err
+	}
+	product, err := CleanText("product", in.Product, 300, true)
+	if err != nil {
+		return Proposal{}, err
+	}
+	reason, err := CleanText("reason", in.Reason, 8000, true)
+	if err != nil {
+		return Proposal{}, err
+	}
+	row := proposalRow{ID: NewID(), Edition: ed.ID, MemberOrg: a.P.User.OrgID, PartyOrg: party.ID, Subject: in.Subject, Title: title,
+		Product: product, Reason: reason, ProposedBy: a.P.User.ID, ProposedAt: s.now().UTC().Truncate(time.Microsecond), Status: ProposalProposed}
+	if err := s.record(ctx, a, "proposal.create", audit.Allowed, "", "proposal/"+row.ID, "", in.Subject); err != nil {
+		return Proposal{}, err
+	}
+	if err := s.db.WithContext(ctx).Create(&row).Error; err != nil {
+		s.recordFailure(ctx, a, "proposal.create", "", "proposal/"+row.ID, err)
+		return Proposal{}, fmt.Errorf("store proposal: %w", err)
+	}
+	return toProposal(row), nil
+}
+
+// Proposals lists proposals: all for the office, its own organisation's for
+// a member unit.
+func (s *Service) Proposals(ctx context.Context, a Actor) ([]Proposal, error) {
+	q := s.db.WithContext(ctx).Order("id")
+	switch {
+	case a.P.Has("office_admin"):
+	case a.P.Has("member_unit"):
+		q = q.Where("member_org = ?", a.P.User.OrgID)
+	default:
+		if err := s.record(ctx, a, "proposal.list", audit.Denied, "", "proposals", "", "forbidden"); err != nil {
+			return nil, err
+		}
+		return nil, fail(ErrForbidden, "forbidden", "only the Review Office and member units list proposals")
+	}
+	var rows []proposalRow
+	if err := q.Find(&rows).Error; err != nil {
+		return nil, fmt.Errorf("list proposals: %w", err)
+	}
+	if err := s.record(ctx, a, "proposal.list", audit.Allowed, "", "proposals", "", ""); err != nil {
+		return nil, err
+	}
+	out := make([]Proposal, 0, len(rows))
+	for _, r := range rows {
+		out = append(out, toProposal(r))
+	}
+	return out, nil
+}
+
+// ApproveProposal records the Commission's approval of a proposal (who,
+// when, reference) and opens the case on the party's behalf, with a written
+// notice to the party in it.
+func (s *Service) ApproveProposal(ctx context.Context, a Actor, id string, in ApprovalRequest) (ApprovedProposal, error) {
+	resource := "proposal/" + id
+	if !a.P.Has("office_admin") {
+		if err := s.record(ctx, a, "proposal.approve", audit.Denied, "", resource, "", "forbidden"); err != nil {
+			return ApprovedProposal{}, err
+		}
+		return ApprovedProposal{}, fail(ErrForbidden, "forbidden", "only the Review Office records the Commission's approval")
+	}
+	var row proposalRow
+	err := gorm.ErrRecordNotFound
+	if validID(id) {
+		err = s.db.WithContext(ctx).Where("id = ?", id).Take(&row).Error
+	}
+	if errors.Is(err, gorm.ErrRecordNotFound) {
+		if err := s.record(ctx, a, "proposal.approve", audit.Denied, "", resource, "", "not_found"); err != nil {
+			return ApprovedProposal{}, err
+		}
+		return ApprovedProposal{}, fail(ErrNotFound, "not_found", "no such proposal")
+	}
+	if err != nil {
+		return ApprovedProposal{}, fmt.Errorf("load proposal %s: %w", id, err)
+	}
+	ed, err := review.EditionByID(row.Edition)
+	if err != nil {
+		return ApprovedProposal{}, fmt.Errorf("proposal %s: %w", id, err)
+	}
+	if row.Status != ProposalProposed {
+		return ApprovedProposal{}, &Error{Kind: ErrConflict, Code: "already_approved", Detail: "the Commission's approval of this proposal is already recorded"}
+	}
+	ref, err := CleanText("reference", in.Reference, review.MaxReferenceLen, true)
+	if err != nil {
+		return ApprovedProposal{}, err
+	}
+	c := Case{ID: NewID(), Title: row.Title, Product: row.Product, OperatorOrg: row.PartyOrg, Status: StatusDraft,
+		Type: review.TypeProcurement, Origin: review.OriginProposal, Proposal: row.ID}
+	if row.Subject == "data_processing" {
+		c.Type = review.TypeDataProcessing
+	}
+	if err := s.record(ctx, a, "proposal.approve", audit.Allowed, c.ID, resource, "", ref); err != nil {
+		return ApprovedProposal{}, err
+	}
+	now := s.now().UTC().Truncate(time.Microsecond)
+	res := s.db.WithContext(ctx).Model(&proposalRow{}).Where("id = ? AND status = ?", row.ID, ProposalProposed).
+		Updates(map[string]any{"status": ProposalApproved, "reference": ref, "approved_by": a.P.User.ID, "approved_at": now, "case_id": c.ID})
+	if res.Error != nil {
+		return ApprovedProposal{}, fmt.Errorf("approve proposal %s: %w", id, res.Error)
+	}
+	if res.RowsAffected != 1 {
+		return ApprovedProposal{}, &Error{Kind: ErrConflict, Code: "already_approved", Detail: "the Commission's approval of this proposal is already recorded"}
+	}
+	cs, err := s.insertCase(ctx, a, c, nil)
+	if err != nil {
+		return ApprovedProposal{}, err
+	}
+	row.Status, row.Reference, row.ApprovedBy, row.ApprovedAt, row.CaseID = ProposalApproved, ref, a.P.User.ID, &now, c.ID
+	s.proposalNotice(ctx, a, cs, ed, row)
+	return ApprovedProposal{Proposal: toProposal(row), Case: cs}, nil
+}
+
+// proposalNotice tells the party, in its case, that a review was opened on
+// its behalf and what to do.
+func (s *Service) proposalNotice(ctx context.Context, a Actor, c Case, ed *review.Edition, p proposalRow) {
+	var b strings.Builder
+	fmt.Fprintf(&b, "Cybersecurity Review Office - written notice\n\n")
+	fmt.Fprintf(&b, "Case: %s\nTitle: %s\nSubject of review: %s (%s)\n", c.ID, c.Title, c.Product, p.Subject)
+	fmt.Fprintf(&b, "Decision: A member unit of the cybersecurity review mechanism has proposed a review of the %s named above; "+
+		"the Central Cyberspace Affairs Commission approved it (reference %s), and the Review Office has opened this case on your behalf. "+
+		"Upload the application materials and submit the case.\n", p.Subject, p.Reference)
+	if ed.RiskMeasures {
+		fmt.Fprintf(&b, "During the review you shall take the risk prevention and mitigation measures the review requires, as notified, and report on them.\n")
+	}
+	fmt.Fprintf(&b, "Date: %s\nLegal basis: %s, %s\n", p.ApprovedAt.UTC().Format(time.DateOnly), ed.Title, ed.Art(review.ArtProposal))
+	body := b.String()
+	if _, err := s.store(ctx, a, c.ID, "", Upload{Kind: "notice", Filename: "notice-proposal-" + p.ID + ".txt",
+		ContentType: "text/plain; charset=utf-8", Body: strings.NewReader(body), Size: int64(len(body))}); err != nil {
+		s.log.ErrorContext(ctx, "proposal notice not stored", "case", c.ID, "proposal", p.ID, "err", err)
+	}
+}
