@@ -116,6 +116,24 @@ func (h *handler) upload(c *gin.Context) {
 		up = vault.Upload{Kind: c.Query("kind"), Filename: c.Query("filename"), ContentType: c.GetHeader("Content-Type"),
 			Body: bodyReader{c.Request.Body}, Size: c.Request.ContentLength}
 	}
+	// The workflow's part: which requested supplementary item this answers,
+	// and the uploader's state-secrets flag (both optional query parameters).
+	if v := c.Query("item"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			writeProblem(c, Problem{Status: http.StatusUnprocessableEntity, Code: "invalid_item", Field: "item", Detail: "item must be a positive integer"})
+			return
+		}
+		up.Item = n
+	}
+	if v := c.Query("classified"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			writeProblem(c, Problem{Status: http.StatusUnprocessableEntity, Code: "invalid_field", Field: "classified", Detail: "classified must be true or false"})
+			return
+		}
+		up.Classified = b
+	}
 	m, err := h.Vault.Upload(ctx, actor(c), caseID, up)
 	if err != nil {
 		h.fail(c, err)

@@ -25,6 +25,87 @@ func (h *handler) workflowRoutes(auth, public *gin.RouterGroup) {
 	auth.GET("/cases/:case/events", h.caseHistory)
 	auth.GET("/deadlines", h.deadlines)
 	auth.GET("/calendar/deadline", h.calendarDeadline)
+	auth.POST("/cases/:case/measure-reports", h.measureReport)
+	auth.GET("/editions", h.editions)
+	auth.GET("/member-units", h.listMemberUnits)
+	auth.POST("/member-units", h.registerMemberUnit)
+	auth.GET("/proposals", h.listProposals)
+	auth.POST("/proposals", h.propose)
+	auth.POST("/proposals/:id/approval", h.approveProposal)
+}
+
+func (h *handler) measureReport(c *gin.Context) {
+	var req vault.MeasureReport
+	if !decode(c, &req) {
+		return
+	}
+	res, err := h.Vault.ReportMeasures(c.Request.Context(), actor(c), c.Param("case"), req)
+	if err != nil {
+		h.fail(c, err)
+		return
+	}
+	c.JSON(http.StatusCreated, res)
+}
+
+func (h *handler) editions(c *gin.Context) {
+	c.JSON(http.StatusOK, gin.H{"items": h.Vault.Editions(), "next_cursor": ""})
+}
+
+func (h *handler) listMemberUnits(c *gin.Context) {
+	items, err := h.Vault.MemberUnits(c.Request.Context(), actor(c))
+	if err != nil {
+		h.fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, vault.Page[vault.MemberUnit]{Items: items})
+}
+
+func (h *handler) registerMemberUnit(c *gin.Context) {
+	var req vault.NewMemberUnit
+	if !decode(c, &req) {
+		return
+	}
+	m, err := h.Vault.RegisterMemberUnit(c.Request.Context(), actor(c), req)
+	if err != nil {
+		h.fail(c, err)
+		return
+	}
+	c.JSON(http.StatusCreated, m)
+}
+
+func (h *handler) listProposals(c *gin.Context) {
+	items, err := h.Vault.Proposals(c.Request.Context(), actor(c))
+	if err != nil {
+		h.fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, vault.Page[vault.Proposal]{Items: items})
+}
+
+func (h *handler) propose(c *gin.Context) {
+	var req vault.NewProposal
+	if !decode(c, &req) {
+		return
+	}
+	p, err := h.Vault.Propose(c.Request.Context(), actor(c), req)
+	if err != nil {
+		h.fail(c, err)
+		return
+	}
+	c.JSON(http.StatusCreated, p)
+}
+
+func (h *handler) approveProposal(c *gin.Context) {
+	var req vault.ApprovalRequest
+	if !decode(c, &req) {
+		return
+	}
+	res, err := h.Vault.ApproveProposal(c.Request.Context(), actor(c), c.Param("id"), req)
+	if err != nil {
+		h.fail(c, err)
+		return
+	}
+	c.JSON(http.StatusCreated, res)
 }
 
 // calendarReadiness is the calendar's part of /readyz: never a reason to be

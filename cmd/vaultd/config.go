@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/crvault/crvault/vault/review"
 )
 
 // config is every setting of vaultd, with its documented default. Precedence:
@@ -41,6 +43,9 @@ type config struct {
 	// The review workflow's deadline watcher.
 	WebhookURL       string        `yaml:"webhook_url"`       // VAULT_WEBHOOK_URL: POSTed {case_id, flag, due_on, phase} on each deadline flag
 	DeadlineInterval time.Duration `yaml:"deadline_interval"` // VAULT_DEADLINE_INTERVAL, default 1h
+	// RulesEdition pins the edition of the Measures new submissions follow
+	// (VAULT_RULES_EDITION: 2020 or 2021); empty: by the filing date.
+	RulesEdition string `yaml:"rules_edition"`
 }
 
 func defaults() config {
@@ -127,6 +132,10 @@ func (f *configFlags) load(fs *flag.FlagSet, getenv func(string) string) (config
 	str(&c.LogLevel, "VAULT_LOG_LEVEL")
 	str(&c.WebhookURL, "VAULT_WEBHOOK_URL")
 	dur(&c.DeadlineInterval, "VAULT_DEADLINE_INTERVAL")
+	str(&c.RulesEdition, "VAULT_RULES_EDITION")
+	if _, err := review.EditionByID(c.RulesEdition); c.RulesEdition != "" && err != nil {
+		errs = append(errs, fmt.Errorf("VAULT_RULES_EDITION: %w", err))
+	}
 	if v := getenv("VAULT_MAX_UPLOAD_BYTES"); v != "" {
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || n <= 0 {
