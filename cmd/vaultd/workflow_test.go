@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -8,6 +9,7 @@ import (
 	"time"
 
 	"github.com/crvault/crvault/vault/calendar"
+	"github.com/crvault/crvault/vault/review"
 )
 
 // clockJSON is GET /cases/{case}/clock.
@@ -50,6 +52,42 @@ func coverYears(t *testing.T, _ *server) *calendar.Calendar {
 		t.Fatal(err)
 	}
 	return cal
+}
+
+// orgOf is the organisation id of a signed-in user.
+func orgOf(t *testing.T, c *client) string {
+	t.Helper()
+	var me struct {
+		Org string `json:"org"`
+	}
+	c.expect(200, "GET", "/me", nil).json(t, &me)
+	if me.Org == "" {
+		t.Fatal("no org in /me")
+	}
+	return me.Org
+}
+
+func sortedPair(a, b string) []string {
+	if b < a {
+		a, b = b, a
+	}
+	return []string{a, b}
+}
+
+// submittedAllowed and awaitingAllowed are the office's actions in those
+// statuses under an edition.
+func submittedAllowed(ed *review.Edition) []string {
+	if ed.CompleteMaterials {
+		return []string{"mark_incomplete", "require_review", "not_required", "request_supplement", "record_measures"}
+	}
+	return []string{"require_review", "not_required", "request_supplement"}
+}
+
+func awaitingAllowed(ed *review.Edition) []string {
+	if ed.RiskMeasures {
+		return []string{"extend", "request_supplement", "supplement_received", "record_measures"}
+	}
+	return []string{"extend", "request_supplement", "supplement_received"}
 }
 
 func (x *wfTest) due(n int) string {
@@ -147,7 +185,8 @@ func TestWorkflow(t *testing.T) {
 		t.Run(be.name, func(t *testing.T) {
 			s := newServer(t, be, "VAULT_DEADLINE_INTERVAL=1s")
 			w := bootstrap(t, s)
-			s.mustCLI(pw+"\n", "user", "add", "--username", "memberunit2", "--org", "Ministry Unit", "--role", "member_unit", "--password-stdin")
+			org2 := s.mustCLI("", "org", "add", "--name", "Second Ministry", "--kind", "member_unit")
+			s.mustCLI(pw+"\n", "user", "add", "--username", "memberunit2", "--org", "Second Ministry", "--role", "member_unit", "--password-stdin")
 			cal := coverYears(t, s)
 			s.start()
 			w.loginAll(t)
@@ -156,6 +195,11 @@ func TestWorkflow(t *testing.T) {
 			if x.today != calendar.Today(time.Now().Add(2*time.Minute)) {
 				t.Skip("too close to midnight in Shanghai for a stable 'today'")
 			}
+			ed := review.EditionOn(x.today)
+			// Both member-unit organisations join the review mechanism.
+			org1 := orgOf(t, w.mu)
+			w.office.expect(201, "POST", "/member-units", map[string]any{"org": org1, "unit": "miit"})
+			w.office.expect(201, "POST", "/member-units", map[string]any{"org": org2, "unit": "mps"})
 
 			// Path 1: the full preliminary review with a pause, an extension,
 			// opinions that all agree, and conclusion (Art. 8 to 11, 14).
@@ -165,7 +209,7 @@ func TestWorkflow(t *testing.T) {
 			w.op.expect(200, "POST", "/cases/"+a+"/submit", nil)
 			x.wantClock(w.op, a, "determination", 10, x.due(10))
 			x.wantClock(w.office, a, "determination", 10, x.due(10))
-			wantAllowed(t, x.move(w.office, 409, a, "conclude", nil), "illegal_transition", "require_review", "not_required")
+			wantAllowed(t, x.move(w.office, 409, a, "conclude", nil), "illegal_transition", submittedAllowed(ed)...)
 			wantAllowed(t, x.move(w.op, 403, a, "require_review", nil), "forbidden")
 			wantAllowed(t, x.move(w.office, 422, a, "approve", nil), "invalid_action")
 			out := x.move(w.office, 200, a, "require_review", nil)
@@ -173,16 +217,21 @@ func TestWorkflow(t *testing.T) {
 				t.Fatalf("require_review answered %v", out)
 			}
 			x.wantClock(w.op, a, "preliminary_review", 30, x.due(30))
-			x.move(w.office, 200, a, "request_supplement", map[string]any{"reason": "escrow agreement missing"})
+			wantAllowed(t, x.move(w.office, 422, a, "request_supplement", map[string]any{"reason": "no list"}), "items_required")
+			x.move(w.office, 200, a, "request_supplement", map[string]any{"reason": "escrow agreement missing", "items": []string{"the escrow agreement"}})
 			ck := x.wantClock(w.op, a, "preliminary_review", 30, x.due(30)) // a pause from tomorrow: nothing counted yet
 			if !ck.Paused || len(ck.Pauses) != 1 || ck.Pauses[0].To != nil {
 				t.Fatalf("clock not paused: %+v", ck)
 			}
-			wantAllowed(t, x.move(w.office, 409, a, "recommend", nil), "illegal_transition", "extend", "supplement_received")
+			wantAllowed(t, x.move(w.office, 409, a, "recommend", nil), "illegal_transition", awaitingAllowed(ed)...)
+			// The party's upload of the item requested ends the stop by itself.
+			if r := s.do(t, w.op.token, "POST", "/cases/"+a+"/materials?kind=supplementary&filename=escrow.pdf&item=2", strings.NewReader("x"),
+				map[string]string{"Content-Type": "application/pdf"}); r.Status != 422 || r.problem(t)["code"] != "unknown_item" {
+				t.Fatalf("upload for an item never requested: %d %s", r.Status, r.Body)
+			}
 			if r := w.op.uploadRaw(a, "supplementary", "escrow.pdf", "application/pdf", []byte("MARKER-WF-A escrow")); r.Status != 201 {
 				t.Fatalf("supplementary upload: %d %s", r.Status, r.Body)
 			}
-			x.move(w.office, 200, a, "supplement_received", nil)
 			ck = x.wantClock(w.op, a, "preliminary_review", 30, x.due(30))
 			if ck.Paused || len(ck.Pauses) != 1 || ck.Pauses[0].To == nil || *ck.Pauses[0].To != x.today.String() {
 				t.Fatalf("clock not resumed: %+v", ck)
@@ -197,22 +246,27 @@ func TestWorkflow(t *testing.T) {
 			wantAllowed(t, x.move(w.office, 422, a, "recommend", nil), "recommendation_required")
 			x.assign(a, w.rev1, "reviewer")
 			x.recommendation(a)
-			x.move(w.office, 200, a, "recommend", nil)
-			x.wantClock(w.op, a, "member_unit_opinions", 15, x.due(15))
+			wantAllowed(t, x.move(w.office, 422, a, "recommend", nil), "members_required")
 			// An unassigned member unit cannot see the case at all.
 			w.mu.expect(404, "POST", "/cases/"+a+"/opinions", map[string]any{"agree": true, "comment": "ok"})
-			wantAllowed(t, x.move(w.office, 422, a, "conclude", nil), "opinions_pending")
 			x.assign(a, w.mu, "member_unit")
 			x.assign(a, mu2, "member_unit")
+			out = x.move(w.office, 200, a, "recommend", nil) // the two organisations assigned now, fixed
+			if ev, _ := out["event"].(map[string]any); fmt.Sprint(ev["members"]) != fmt.Sprint(sortedPair(org1, org2)) {
+				t.Fatalf("recommend fixed members %v", out["event"])
+			}
+			x.wantClock(w.op, a, "member_unit_opinions", 15, x.due(15))
 			w.mu.expect(422, "POST", "/cases/"+a+"/opinions", map[string]any{"comment": "no agree field"})
 			w.mu.expect(201, "POST", "/cases/"+a+"/opinions", map[string]any{"agree": true, "comment": "no objection"})
 			w.mu.expect(422, "POST", "/cases/"+a+"/opinions", map[string]any{"agree": true})
-			p := x.move(w.office, 422, a, "conclude", nil)
-			if miss, _ := p["missing"].([]any); len(miss) != 1 || miss[0] != mu2.id {
-				t.Fatalf("pending units %v, want [%s]", p["missing"], mu2.id)
+			p := x.move(w.office, 422, a, "conclude", map[string]any{"outcome": "passed"})
+			if miss, _ := p["missing"].([]any); len(miss) != 1 || miss[0] != org2 {
+				t.Fatalf("pending units %v, want [%s]", p["missing"], org2)
 			}
 			mu2.expect(201, "POST", "/cases/"+a+"/opinions", map[string]any{"agree": true, "comment": "agree"})
-			if out := x.move(w.office, 200, a, "conclude", nil); out["status"] != "concluded" {
+			wantAllowed(t, x.move(w.office, 422, a, "conclude", nil), "outcome_required")
+			if out := x.move(w.office, 200, a, "conclude", map[string]any{"outcome": "passed_with_conditions", "conditions": []string{"keep logs in China"},
+				"factors": []map[string]string{{"factor": "supply_interruption", "finding": "two suppliers contracted"}}}); out["status"] != "concluded" {
 				t.Fatalf("conclude: %v", out)
 			}
 			ck = x.clock(w.op, a)
@@ -239,14 +293,22 @@ func TestWorkflow(t *testing.T) {
 					t.Fatalf("%d notices, want 6 (require_review, request_supplement, supplement_received, extend, recommend, conclude)", len(notices))
 				}
 				body := string(c.expect(200, "GET", "/materials/"+notices[0]+"/content", nil).Body)
-				if !strings.Contains(body, "Art. 8") || !strings.Contains(body, "require_review") || !strings.Contains(body, x.due(30)) {
+				if !strings.Contains(body, ed.Art(review.ArtDetermination)) || !strings.Contains(body, "require_review") || !strings.Contains(body, x.due(30)) {
 					t.Fatalf("first notice does not state the decision, date and basis:\n%s", body)
+				}
+				body = string(c.expect(200, "GET", "/materials/"+notices[5]+"/content", nil).Body)
+				if !strings.Contains(body, "Outcome: passed with conditions") || !strings.Contains(body, "keep logs in China") ||
+					!strings.Contains(body, ed.Art(review.ArtFactors)+"(2)") || !strings.Contains(body, "two suppliers contracted") {
+					t.Fatalf("conclusion notice does not carry the structured conclusion:\n%s", body)
 				}
 			}
 			var evs []event
 			evs = w.insp.events("case=" + a + "&action=case.transition&outcome=allowed")
-			if len(evs) != 6 {
-				t.Fatalf("%d allowed case.transition audit events, want 6", len(evs))
+			if len(evs) != 5 { // the supplement was received by the party's upload (supplement.item)
+				t.Fatalf("%d allowed case.transition audit events, want 5", len(evs))
+			}
+			if len(w.insp.events("case="+a+"&action=supplement.item&outcome=allowed")) != 1 {
+				t.Fatal("supplementary item not audited")
 			}
 			if len(w.insp.events("case="+a+"&action=opinion.create&outcome=allowed")) != 2 {
 				t.Fatal("opinions not audited")
@@ -258,19 +320,20 @@ func TestWorkflow(t *testing.T) {
 			x.move(w.office, 200, b, "require_review", nil)
 			x.assign(b, w.rev1, "reviewer")
 			x.recommendation(b)
-			x.move(w.office, 200, b, "recommend", nil)
 			x.assign(b, w.mu, "member_unit")
+			x.move(w.office, 200, b, "recommend", nil)
 			r := w.mu.expect(201, "POST", "/cases/"+b+"/opinions", map[string]any{"agree": false, "comment": "supply continuity risk"})
 			var op map[string]any
 			r.json(t, &op)
 			if op["status"] != "special_review" || op["notice"] == nil {
 				t.Fatalf("disagreement answered %v", op)
 			}
-			x.wantClock(w.op, b, "special_review", 45, x.due(45))
+			sd := ed.SpecialDays
+			x.wantClock(w.op, b, "special_review", sd, x.due(sd))
 			wantAllowed(t, x.move(w.office, 422, b, "extend_special", map[string]any{"days": 10}), "reason_required")
-			wantAllowed(t, x.move(w.office, 422, b, "extend_special", map[string]any{"reason": "complex", "days": 46}), "invalid_days")
+			wantAllowed(t, x.move(w.office, 422, b, "extend_special", map[string]any{"reason": "complex", "days": 91}), "invalid_days")
 			x.move(w.office, 200, b, "extend_special", map[string]any{"reason": "complex", "days": 10})
-			x.wantClock(w.op, b, "special_review", 55, x.due(55))
+			x.wantClock(w.op, b, "special_review", sd+10, x.due(sd+10))
 			var dl struct {
 				Items []struct {
 					CaseID      string `json:"case_id"`
@@ -279,7 +342,7 @@ func TestWorkflow(t *testing.T) {
 				} `json:"items"`
 			}
 			w.office.expect(200, "GET", "/deadlines?within=1000", nil).json(t, &dl)
-			if len(dl.Items) != 1 || dl.Items[0].CaseID != b || dl.Items[0].DueOn != x.due(55) || dl.Items[0].Flag != "none" {
+			if len(dl.Items) != 1 || dl.Items[0].CaseID != b || dl.Items[0].DueOn != x.due(sd+10) || dl.Items[0].Flag != "none" {
 				t.Fatalf("deadlines %+v", dl)
 			}
 			w.office.expect(200, "GET", "/deadlines?within=0", nil).json(t, &dl)
@@ -292,7 +355,22 @@ func TestWorkflow(t *testing.T) {
 				}
 			}
 			w.op.expect(403, "GET", "/deadlines?within=3", nil)
-			x.move(w.office, 200, b, "conclude", nil)
+			// The special review's steps, in order (2020 Art. 12 / 2021 Art. 13).
+			wantAllowed(t, x.move(w.office, 422, b, "conclude", map[string]any{"outcome": "passed"}), "step_missing_hearing")
+			x.move(w.office, 200, b, "record_hearing", map[string]any{"reason": "heard MIIT and the operator"})
+			wantAllowed(t, x.move(w.office, 422, b, "conclude", map[string]any{"outcome": "passed"}), "step_missing_recommendation")
+			x.recommendation(b) // the new recommendation
+			x.move(w.office, 200, b, "recommend", map[string]any{"members": []string{org1}})
+			wantAllowed(t, x.move(w.office, 422, b, "record_approval", map[string]any{"reference": "CCAC-1"}), "step_missing_opinions")
+			w.mu.expect(201, "POST", "/cases/"+b+"/opinions", map[string]any{"agree": true, "comment": "agree now"})
+			wantAllowed(t, x.move(w.office, 422, b, "conclude", map[string]any{"outcome": "passed"}), "step_missing_approval")
+			x.move(w.office, 200, b, "record_approval", map[string]any{"reference": "CCAC [2026] 12"})
+			concl := x.move(w.office, 200, b, "conclude", map[string]any{"outcome": "not_passed"})
+			notice, _ := concl["notice"].(map[string]any)
+			if nb := string(w.op.expect(200, "GET", fmt.Sprintf("/materials/%v/content", notice["id"]), nil).Body); !strings.Contains(nb, "Outcome: not passed") ||
+				!strings.Contains(nb, "reference CCAC [2026] 12") || !strings.Contains(nb, ed.Art(review.ArtSpecial)) {
+				t.Fatalf("special review conclusion notice:\n%s", nb)
+			}
 
 			// Path 3: no review required (Art. 8).
 			c, _ := w.newCase(t, "MARKER-WF-C")
