@@ -36,6 +36,7 @@ type wfFixture struct {
 	now time.Time
 
 	office, op, rev, u1, u2, unassigned Actor
+	blobDir                             string
 
 	hookMu   sync.Mutex
 	hooks    []WebhookPayload
@@ -69,7 +70,8 @@ func newWF(t *testing.T, dialect string, start time.Time, webhook bool) *wfFixtu
 	if err != nil {
 		t.Fatal(err)
 	}
-	blobs, err := blob.NewLocal(t.TempDir())
+	f.blobDir = t.TempDir()
+	blobs, err := blob.NewLocal(f.blobDir)
 	if err != nil {
 		t.Fatal(err)
 	}
