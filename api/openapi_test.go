@@ -529,6 +529,7 @@ func TestOpenAPISchemasMatchGoTypes(t *testing.T) {
 		{"EvidenceEvent", supervision.EvidenceEvent{}, false},
 		{"NewCommitment", supervision.NewCommitment{}, true},
 		{"UrgeRequest", supervision.UrgeRequest{}, true},
+		{"CommitmentStatusRequest", supervision.CommitmentStatusRequest{}, true},
 		{"Commitment", supervision.Commitment{}, false},
 		{"Urge", supervision.Urge{}, false},
 		{"CommitmentPage", supervision.Page[supervision.Commitment]{}, false},

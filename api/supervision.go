@@ -31,6 +31,7 @@ func (h *handler) supervisionRoutes(auth, public *gin.RouterGroup) {
 	auth.POST("/cases/:case/commitments", h.addCommitment)
 	auth.POST("/cases/:case/commitments/:id/urge", h.urgeCommitment)
 	auth.GET("/commitments", h.listCommitments)
+	auth.POST("/commitments/:id/status", h.commitmentStatus)
 
 	public.POST("/reports", h.fileReport)
 	public.GET("/reports/status", h.reporterStatus)
@@ -138,6 +139,15 @@ func (h *handler) urgeCommitment(c *gin.Context) {
 	}
 	v, err := h.Supervision.UrgeCommitment(c.Request.Context(), actor(c), c.Param("case"), c.Param("id"), req)
 	h.reply(c, http.StatusCreated, v, err)
+}
+
+func (h *handler) commitmentStatus(c *gin.Context) {
+	var req supervision.CommitmentStatusRequest
+	if !decode(c, &req) {
+		return
+	}
+	v, err := h.Supervision.SetCommitmentStatus(c.Request.Context(), actor(c), c.Param("id"), req)
+	h.reply(c, http.StatusOK, v, err)
 }
 
 func (h *handler) listCommitments(c *gin.Context) {

@@ -16,6 +16,15 @@ import (
 // CommitmentKinds are what a provider may commit to (Art. 6).
 var CommitmentKinds = []string{"no_illegal_data", "no_illegal_control", "supply_continuity", "other"}
 
+// Commitment statuses: pending until supervision (inspectors, Art. 18 /
+// 2021 Art. 19) finds it kept, breached or under investigation.
+const (
+	CommitmentPending            = "pending"
+	CommitmentKept               = "kept"
+	CommitmentBreached           = "breached"
+	CommitmentUnderInvestigation = "under_investigation"
+)
+
 // Commitment is a provider's commitment on a case, with the operator's
 // urgings to keep it (Art. 18).
 type Commitment struct {
@@ -28,6 +37,18 @@ type Commitment struct {
 	CreatedBy   string    `json:"created_by"`
 	CreatedAt   time.Time `json:"created_at"`
 	Urges       []Urge    `json:"urges"`
+	// Status is pending, kept, breached or under_investigation; StatusBy,
+	// StatusAt and StatusNote say who set it, when and why.
+	Status     string     `json:"status"`
+	StatusNote string     `json:"status_note,omitempty"`
+	StatusBy   string     `json:"status_by,omitempty"`
+	StatusAt   *time.Time `json:"status_at,omitempty"`
+}
+
+// CommitmentStatusRequest is the body of POST /commitments/{id}/status.
+type CommitmentStatusRequest struct {
+	Status string `json:"status"`
+	Note   string `json:"note"`
 }
 
 // Urge records that the operator urged fulfilment.
@@ -73,7 +94,7 @@ func (s *Service) AddCommitment(ctx context.Context, a vault.Actor, caseID strin
 		return Commitment{}, err
 	}
 	row := commitmentRow{ID: newID(), CaseID: cs.ID, ProviderOrg: a.P.User.OrgID, OperatorOrg: cs.OperatorOrg, Kind: in.Kind, Text: text,
-		CreatedBy: a.P.User.ID, CreatedAt: s.cfg.Now().UTC().Truncate(time.Microsecond)}
+		CreatedBy: a.P.User.ID, CreatedAt: s.cfg.Now().UTC().Truncate(time.Microsecond), Status: CommitmentPending}
 	ev.Resource = "commitment/" + row.ID
 	if err := s.record(ctx, ev); err != nil {
 		return Commitment{}, err
@@ -122,7 +143,14 @@ func (s *Service) UrgeCommitment(ctx context.Context, a vault.Actor, caseID, id 
 
 func (s *Service) toCommitment(ctx context.Context, r commitmentRow) (Commitment, error) {
 	c := Commitment{ID: r.ID, CaseID: r.CaseID, ProviderOrg: r.ProviderOrg, OperatorOrg: r.OperatorOrg, Kind: r.Kind, Text: r.Text,
-		CreatedBy: r.CreatedBy, CreatedAt: r.CreatedAt.UTC(), Urges: []Urge{}}
+		CreatedBy: r.CreatedBy, CreatedAt: r.CreatedAt.UTC(), Urges: []Urge{}, Status: r.Status, StatusNote: r.StatusNote, StatusBy: r.StatusBy}
+	if c.Status == "" {
+		c.Status = CommitmentPending
+	}
+	if r.StatusAt != nil {
+		at := r.StatusAt.UTC()
+		c.StatusAt = &at
+	}
 	var us []urgeRow
 	if err := s.db.WithContext(ctx).Where("commitment_id = ?", r.ID).Order("id").Find(&us).Error; err != nil {
 		return c, fmt.Errorf("load urges of commitment %s: %w", r.ID, err)
@@ -131,6 +159,44 @@ func (s *Service) toCommitment(ctx context.Context, r commitmentRow) (Commitment
 		c.Urges = append(c.Urges, Urge{ID: u.ID, Note: u.Note, By: u.By, ByOrg: u.ByOrg, At: u.At.UTC()})
 	}
 	return c, nil
+}
+
+// SetCommitmentStatus records what supervision found about a commitment
+// (inspectors): kept, breached or under_investigation, with a note.
+func (s *Service) SetCommitmentStatus(ctx context.Context, a vault.Actor, id string, in CommitmentStatusRequest) (Commitment, error) {
+	ev := event(a, "commitment.status", audit.Allowed, "", "commitment/"+id, in.Status)
+	if !a.P.Has(access.RoleInspector) {
+		return Commitment{}, s.deny(ctx, ev, forbidden("only inspectors supervise commitments"))
+	}
+	var row commitmentRow
+	err := gorm.ErrRecordNotFound
+	if validID(id) {
+		err = s.db.WithContext(ctx).Where("id = ?", id).Take(&row).Error
+	}
+	if errors.Is(err, gorm.ErrRecordNotFound) {
+		return Commitment{}, s.deny(ctx, ev, notFound("commitment"))
+	}
+	if err != nil {
+		return Commitment{}, fmt.Errorf("load commitment %s: %w", id, err)
+	}
+	ev.CaseID = row.CaseID
+	if !oneOf(in.Status, CommitmentKept, CommitmentBreached, CommitmentUnderInvestigation) {
+		return Commitment{}, invalid("status", "invalid_status", "status must be kept, breached or under_investigation")
+	}
+	note, err := vault.CleanText("note", in.Note, 4000, in.Status == CommitmentBreached)
+	if err != nil {
+		return Commitment{}, err
+	}
+	if err := s.record(ctx, ev); err != nil {
+		return Commitment{}, err
+	}
+	now := s.cfg.Now().UTC().Truncate(time.Microsecond)
+	if err := s.db.WithContext(ctx).Model(&commitmentRow{}).Where("id = ?", row.ID).
+		Updates(map[string]any{"status": in.Status, "status_note": note, "status_by": a.P.User.ID, "status_at": now}).Error; err != nil {
+		return Commitment{}, fmt.Errorf("set status of commitment %s: %w", row.ID, err)
+	}
+	row.Status, row.StatusNote, row.StatusBy, row.StatusAt = in.Status, note, a.P.User.ID, &now
+	return s.toCommitment(ctx, row)
 }
 
 // CommitmentFilter selects commitments.

@@ -171,10 +171,12 @@ func (s *Service) toComplaint(ctx context.Context, r complaintRow) (Complaint, e
 }
 
 // canSee says whether the caller may see a complaint: inspectors all, the
-// filer their own, office admins those asking them to reassign.
+// filer their own, office admins those that name one of the office's cases
+// (every complaint names its case; 2020 Art. 17 / 2021 Art. 18 lets parties
+// complain to the office).
 func (s *Service) canSee(p access.Principal, r complaintRow) bool {
 	return s.access.Can(p, "complaint", "read_all") || r.FiledBy == p.User.ID ||
-		(p.Has(access.RoleOfficeAdmin) && r.ReassignmentRequested)
+		(p.Has(access.RoleOfficeAdmin) && (r.ReassignmentRequested || r.CaseID != ""))
 }
 
 // complaint loads a complaint for act; callers who may not see it get
@@ -235,7 +237,7 @@ func (s *Service) ListComplaints(ctx context.Context, a vault.Actor, f Complaint
 	switch {
 	case s.access.Can(a.P, "complaint", "read_all"):
 	case a.P.Has(access.RoleOfficeAdmin):
-		q = q.Where("filed_by = ? OR reassignment_requested = ?", a.P.User.ID, true)
+		q = q.Where("filed_by = ? OR reassignment_requested = ? OR case_id <> ''", a.P.User.ID, true)
 	default:
 		q = q.Where("filed_by = ?", a.P.User.ID)
 	}

@@ -347,7 +347,8 @@ type ReportFilter struct {
 // (inspectors).
 func (s *Service) ListReports(ctx context.Context, a vault.Actor, f ReportFilter) (Page[Report], error) {
 	ev := event(a, "report.list", audit.Allowed, "", "reports", "")
-	if !s.access.Can(a.P, "report", "manage") {
+	office := !s.access.Can(a.P, "report", "manage") && a.P.Has(access.RoleOfficeAdmin)
+	if !s.access.Can(a.P, "report", "manage") && !office {
 		return Page[Report]{}, s.deny(ctx, ev, forbidden("only inspectors handle reports"))
 	}
 	if f.Status != "" && reportOrder[f.Status] == 0 && f.Status != ReportReceived {
@@ -357,6 +358,11 @@ func (s *Service) ListReports(ctx context.Context, a vault.Actor, f ReportFilter
 		return Page[Report]{}, invalid("cursor", "invalid_cursor", "cursor is not one this server issued")
 	}
 	q := s.db.WithContext(ctx).Model(&reportRow{})
+	if office {
+		// The office sees the reports that name its cases: linked to a
+		// case, or naming a commitment made on one (Art. 18 / 2021 Art. 19).
+		q = q.Where("link_case <> '' OR commitment <> '' OR link_commitment <> ''")
+	}
 	if f.Provider != "" {
 		q = q.Where("subject_org = ? OR link_provider = ?", f.Provider, f.Provider)
 	}

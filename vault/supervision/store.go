@@ -51,6 +51,12 @@ type commitmentRow struct {
 	Text        string    `gorm:"size:20000;not null"`
 	CreatedBy   string    `gorm:"size:64;not null"`
 	CreatedAt   time.Time `gorm:"not null"`
+	// Status is what supervision found: pending, kept, breached or
+	// under_investigation, with who set it, when and why.
+	Status     string `gorm:"size:24;not null;default:'pending'"`
+	StatusNote string `gorm:"size:4000;not null;default:''"`
+	StatusBy   string `gorm:"size:64;not null;default:''"`
+	StatusAt   *time.Time
 }
 
 func (commitmentRow) TableName() string { return "supervision_commitments" }
@@ -125,6 +131,19 @@ var migrations = []sqldb.Step{
 	{Version: 1, Name: "complaints, commitments, reports, supervision key", Up: func(tx *gorm.DB, _ string) error {
 		return tx.Migrator().CreateTable(&complaintRow{}, &complaintChangeRow{}, &commitmentRow{}, &urgeRow{},
 			&reportRow{}, &reportMessageRow{}, &attachmentRow{}, &keyRow{})
+	}},
+	{Version: 2, Name: "commitment status", Up: func(tx *gorm.DB, _ string) error {
+		// Step 1 creates the table from today's struct: on a new database
+		// the columns are already there.
+		for _, col := range []string{"Status", "StatusNote", "StatusBy", "StatusAt"} {
+			if tx.Migrator().HasColumn(&commitmentRow{}, col) {
+				continue
+			}
+			if err := tx.Migrator().AddColumn(&commitmentRow{}, col); err != nil {
+				return err
+			}
+		}
+		return nil
 	}},
 }
 
