@@ -14,11 +14,6 @@ import (
 
 var usernameRE = regexp.MustCompile(`^[a-z0-9._-]{3,64}$`)
 
-// MinPasswordLen is the shortest password CreateUser accepts (in characters).
-const MinPasswordLen = 12
-
-// maxPasswordLen bounds the work a single login can cause.
-const maxPasswordLen = 1024
 
 // CreateOrg adds an organisation. ErrConflict if the name is taken.
 func (s *Service) CreateOrg(ctx context.Context, name string, kind OrgKind) (Org, error) {
@@ -78,8 +73,8 @@ func (s *Service) CreateUser(ctx context.Context, u NewUser) (User, error) {
 	if u.DisplayName == "" {
 		u.DisplayName = u.Username
 	}
-	if n := utf8.RuneCountInString(u.Password); n < MinPasswordLen || len(u.Password) > maxPasswordLen {
-		return User{}, invalid("password", "weak_password", fmt.Sprintf("must be %d to %d characters", MinPasswordLen, maxPasswordLen))
+	if err := CheckPassword("password", u.Password); err != nil {
+		return User{}, err
 	}
 	if len(u.Roles) == 0 {
 		return User{}, invalid("roles", "roles_required", "at least one role")

@@ -1,5 +1,6 @@
 // Package configs embeds the configuration crvault ships with: the Casbin
-// model and role policy, and China's working-day calendars (holiday-cn, MIT).
+// model and role policy, China's working-day calendars (holiday-cn, MIT) and
+// the list of common and breached passwords (zxcvbn, MIT).
 package configs
 
 import "embed"
@@ -13,3 +14,9 @@ var Casbin embed.FS
 //
 //go:embed calendars/*.json calendars/LICENSE
 var Calendars embed.FS
+
+// Passwords holds passwords/common.txt.gz (one common or breached password a
+// line, gzip-compressed) and its LICENSE.
+//
+//go:embed passwords/common.txt.gz passwords/LICENSE
+var Passwords embed.FS
