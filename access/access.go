@@ -86,7 +86,32 @@ var (
 	// ErrForbidden refuses a management call by a principal lacking the role;
 	// the API normally decides first and never reaches it.
 	ErrForbidden = errors.New("forbidden")
+	// ErrSelfAssignment refuses an office admin assigning themselves.
+	ErrSelfAssignment = errors.New("self assignment")
+	// ErrSelfApproval refuses approving an account one created, or one's own.
+	ErrSelfApproval = errors.New("self approval")
+	// ErrTOTPRequired answers a sign-in with the right password but no code
+	// from a user who has TOTP (or must give one).
+	ErrTOTPRequired = errors.New("totp required")
+	// ErrTOTPInvalid answers a wrong, expired or already used code.
+	ErrTOTPInvalid = errors.New("totp code invalid")
+	// ErrTOTPUnavailable means no Sealer was configured, so TOTP secrets
+	// cannot be stored or read.
+	ErrTOTPUnavailable = errors.New("totp unavailable: no sealer configured")
 )
+
+// StateError refuses an action the account's state does not allow; Code
+// names it (not_pending, totp_already_enrolled, totp_not_started,
+// totp_not_enrolled). It matches ErrConflict.
+type StateError struct {
+	Code   string
+	Detail string
+}
+
+func (e *StateError) Error() string { return e.Detail }
+
+// Is makes errors.Is(err, ErrConflict) true.
+func (e *StateError) Is(target error) bool { return target == ErrConflict }
 
 // FieldError says which input field is wrong; it matches ErrInvalid.
 type FieldError struct {
@@ -126,15 +151,29 @@ type Org struct {
 	CreatedAt time.Time `json:"created_at"`
 }
 
-// User is an account. It never carries the password hash.
+// Account statuses (User.Status).
+const (
+	UserActive          = "active"
+	UserPendingApproval = "pending_approval"
+	UserDisabled        = "disabled"
+)
+
+// User is an account. It never carries the password hash or a TOTP secret.
 type User struct {
-	ID          string    `json:"id"`
-	Username    string    `json:"username"`
-	DisplayName string    `json:"display_name"`
-	OrgID       string    `json:"org"`
-	Roles       []Role    `json:"roles"`
-	Disabled    bool      `json:"disabled"`
-	CreatedAt   time.Time `json:"created_at"`
+	ID          string `json:"id"`
+	Username    string `json:"username"`
+	DisplayName string `json:"display_name"`
+	OrgID       string `json:"org"`
+	Roles       []Role `json:"roles"`
+	Disabled    bool   `json:"disabled"`
+	// Status is active, pending_approval (created by a sysadmin with a role
+	// that reaches content; cannot sign in yet) or disabled.
+	Status      string     `json:"status"`
+	CreatedBy   string     `json:"created_by"` // "" when made on the command line
+	ApprovedBy  string     `json:"approved_by,omitempty"`
+	ApprovedAt  *time.Time `json:"approved_at,omitempty"`
+	TOTPEnabled bool       `json:"totp_enabled"`
+	CreatedAt   time.Time  `json:"created_at"`
 }
 
 // Has reports whether the user holds the global role r.
@@ -145,6 +184,10 @@ type Principal struct {
 	User      User
 	SessionID string
 	OrgKind   OrgKind
+	// TOTPEnrolmentRequired marks a session limited to TOTP enrolment: the
+	// user's roles require TOTP and the user has none yet. Decide and Can
+	// refuse such a principal everything.
+	TOTPEnrolmentRequired bool
 }
 
 // Has reports whether the caller holds the global role r.
@@ -157,6 +200,10 @@ type NewUser struct {
 	Org         string // name or id
 	Password    string
 	Roles       []Role
+	// By is the sysadmin creating the account through the API; nil for the
+	// command line (whoever runs it holds the data directory and its keys),
+	// whose accounts are active at once.
+	By *Principal
 }
 
 // Session is a login. Token is set only in the answer of Login; it is never
@@ -166,6 +213,8 @@ type Session struct {
 	Token     string    `json:"token,omitempty"`
 	ExpiresAt time.Time `json:"expires_at"`
 	User      User      `json:"user"`
+	// TOTPEnrolmentRequired: the session may only enrol TOTP (see Principal).
+	TOTPEnrolmentRequired bool `json:"totp_enrolment_required"`
 }
 
 // Assignment grants a reviewer or member unit need-to-know access to a case.

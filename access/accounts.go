@@ -7,6 +7,8 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"gorm.io/gorm"
@@ -14,6 +16,24 @@ import (
 
 var usernameRE = regexp.MustCompile(`^[a-z0-9._-]{3,64}$`)
 
+// reachesContent reports whether a role can reach a case's content or
+// deliberations (every role but sysadmin: the inspector reads complaint
+// and report evidence and the whole audit trail). An account holding one,
+// created by a sysadmin, needs a second person's approval.
+func reachesContent(r Role) bool { return r != RoleSysadmin }
+
+// CleanDisplayName trims a display name and drops control and format
+// characters (Unicode Cc and Cf: bidi overrides, zero-width joiners), which
+// could make a name render as someone else's.
+func CleanDisplayName(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if unicode.Is(unicode.Cf, r) || unicode.IsControl(r) {
+			return -1
+		}
+		return r
+	}, s)
+	return strings.TrimSpace(s)
+}
 
 // CreateOrg adds an organisation. ErrConflict if the name is taken.
 func (s *Service) CreateOrg(ctx context.Context, name string, kind OrgKind) (Org, error) {
@@ -59,14 +79,17 @@ func (s *Service) findOrg(ctx context.Context, where, arg string) (Org, error) {
 }
 
 // CreateUser adds an account. The username must match [a-z0-9._-]{3,64}, the
-// organisation (name or id) must exist and fit every role, and the password
-// must have at least MinPasswordLen characters. ErrConflict if the username
-// is taken; ErrInvalid (a *FieldError) for bad input.
+// organisation (name or id) must exist and fit every role, sysadmin comes
+// alone, and the password must pass CheckPassword. An account created by a
+// sysadmin through the API (u.By set) with a role that reaches content is
+// pending_approval until ApproveUser; one made on the command line is active.
+// ErrConflict if the username is taken; ErrInvalid (a *FieldError) for bad
+// input.
 func (s *Service) CreateUser(ctx context.Context, u NewUser) (User, error) {
 	if !usernameRE.MatchString(u.Username) {
 		return User{}, invalid("username", "invalid_username", "must be 3 to 64 of a-z, 0-9, '.', '_', '-'")
 	}
-	u.DisplayName = strings.TrimSpace(u.DisplayName)
+	u.DisplayName = CleanDisplayName(u.DisplayName)
 	if utf8.RuneCountInString(u.DisplayName) > 200 {
 		return User{}, invalid("display_name", "too_long", "at most 200 characters")
 	}
@@ -82,6 +105,9 @@ func (s *Service) CreateUser(ctx context.Context, u NewUser) (User, error) {
 	roles := slices.Clone(u.Roles)
 	slices.Sort(roles)
 	roles = slices.Compact(roles)
+	if slices.Contains(roles, RoleSysadmin) && len(roles) > 1 {
+		return User{}, invalid("roles", "sysadmin_exclusive", "sysadmin combines with no other role (separation of duties)")
+	}
 	if strings.TrimSpace(u.Org) == "" {
 		return User{}, invalid("org", "org_required", "organisation name or id is required")
 	}
@@ -110,15 +136,80 @@ func (s *Service) CreateUser(ctx context.Context, u NewUser) (User, error) {
 	}
 	now := s.now().UTC()
 	row := userRow{ID: newID(now), Username: u.Username, DisplayName: u.DisplayName, OrgID: org.ID,
-		Roles: joinRoles(roles), PasswordHash: hash, CreatedAt: now}
+		Roles: joinRoles(roles), PasswordHash: hash, CreatedAt: now, Status: UserActive}
+	if u.By != nil {
+		row.CreatedBy = u.By.User.ID
+		if slices.ContainsFunc(roles, reachesContent) {
+			row.Status = UserPendingApproval
+		}
+	}
 	if err := s.db.WithContext(ctx).Create(&row).Error; err != nil {
 		if errors.Is(err, gorm.ErrDuplicatedKey) {
 			return User{}, fmt.Errorf("create user %q: %w", u.Username, ErrConflict)
 		}
 		return User{}, fmt.Errorf("create user: %w", err)
 	}
-	s.log.InfoContext(ctx, "user created", "user", row.ID, "org", org.ID, "roles", row.Roles)
+	s.log.InfoContext(ctx, "user created", "user", row.ID, "org", org.ID, "roles", row.Roles, "status", row.Status)
 	return row.user(), nil
+}
+
+// MayApprove reports whether by may approve the pending account u: an
+// office_admin may approve any; for an operator or provider account, so may
+// an account of the same organisation holding the same kind of role. Nobody
+// approves an account they created, or their own. It does not look at u's
+// status.
+func (s *Service) MayApprove(ctx context.Context, by Principal, u User) (bool, error) {
+	if by.TOTPEnrolmentRequired || by.User.Disabled || by.Has(RoleSysadmin) {
+		return false, nil
+	}
+	if by.Has(RoleOfficeAdmin) {
+		return true, nil
+	}
+	if by.User.OrgID != u.OrgID {
+		return false, nil
+	}
+	for _, r := range []Role{RoleOperator, RoleProvider} {
+		if by.Has(r) && u.Has(r) {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// ApproveUser makes a pending account active. ErrNotFound if there is no
+// such account; ErrSelfApproval if by created it or is it; ErrForbidden if
+// by may not approve it (MayApprove); a *StateError "not_pending" if it is
+// not pending.
+func (s *Service) ApproveUser(ctx context.Context, by Principal, id string) (User, error) {
+	row, err := s.userRow(ctx, "id = ?", id)
+	if err != nil {
+		return User{}, fmt.Errorf("approve user %s: %w", id, err)
+	}
+	u := row.user()
+	if by.User.ID == row.ID || (row.CreatedBy != "" && by.User.ID == row.CreatedBy) {
+		return User{}, fmt.Errorf("approve user %s: %w", id, ErrSelfApproval)
+	}
+	ok, err := s.MayApprove(ctx, by, u)
+	if err != nil {
+		return User{}, err
+	}
+	if !ok {
+		return User{}, fmt.Errorf("approve user %s: %w", id, ErrForbidden)
+	}
+	if u.Status != UserPendingApproval {
+		return User{}, &StateError{Code: "not_pending", Detail: "the account is not awaiting approval"}
+	}
+	now := s.now().UTC()
+	res := s.db.WithContext(ctx).Model(&userRow{}).Where("id = ? AND status = ?", id, UserPendingApproval).
+		Updates(map[string]any{"status": UserActive, "approved_by": by.User.ID, "approved_at": now})
+	if res.Error != nil {
+		return User{}, fmt.Errorf("approve user %s: %w", id, res.Error)
+	}
+	if res.RowsAffected != 1 {
+		return User{}, &StateError{Code: "not_pending", Detail: "the account is not awaiting approval"}
+	}
+	s.log.InfoContext(ctx, "user approved", "user", id, "by", by.User.ID)
+	return s.User(ctx, id)
 }
 
 // User returns the account with the id.
@@ -142,9 +233,15 @@ func (s *Service) userRow(ctx context.Context, where, arg string) (userRow, erro
 	return row, nil
 }
 
+// UserFilter narrows ListUsers.
+type UserFilter struct {
+	Status string // active, pending_approval, disabled; "" for all
+	OrgID  string // "" for all
+}
+
 // ListUsers returns up to limit accounts (default 50, max 500) in creation
 // order after cursor, and the cursor of the next page ("" at the end).
-func (s *Service) ListUsers(ctx context.Context, limit int, cursor string) ([]User, string, error) {
+func (s *Service) ListUsers(ctx context.Context, f UserFilter, limit int, cursor string) ([]User, string, error) {
 	if limit <= 0 {
 		limit = 50
 	}
@@ -152,6 +249,18 @@ func (s *Service) ListUsers(ctx context.Context, limit int, cursor string) ([]Us
 	q := s.db.WithContext(ctx).Order("id").Limit(limit + 1)
 	if cursor != "" {
 		q = q.Where("id > ?", cursor)
+	}
+	switch f.Status {
+	case "":
+	case UserDisabled:
+		q = q.Where("disabled = ?", true)
+	case UserActive, UserPendingApproval:
+		q = q.Where("disabled = ? AND status = ?", false, f.Status)
+	default:
+		return nil, "", invalid("status", "invalid_status", "status must be active, pending_approval or disabled")
+	}
+	if f.OrgID != "" {
+		q = q.Where("org_id = ?", f.OrgID)
 	}
 	var rows []userRow
 	if err := q.Find(&rows).Error; err != nil {
@@ -180,12 +289,65 @@ func (s *Service) DisableUser(ctx context.Context, id string) error {
 		if res.RowsAffected == 0 {
 			return ErrNotFound
 		}
-		return tx.Model(&sessionRow{}).Where("user_id = ? AND revoked_at IS NULL", id).
-			Update("revoked_at", now).Error
+		if err := revokeSessions(tx, id, now); err != nil {
+			return err
+		}
+		return s.publish(tx, noticeUser, id)
 	})
 	if err != nil {
 		return fmt.Errorf("disable user %s: %w", id, err)
 	}
 	s.log.InfoContext(ctx, "user disabled", "user", id)
+	return nil
+}
+
+func revokeSessions(tx *gorm.DB, userID string, now time.Time) error {
+	return tx.Model(&sessionRow{}).Where("user_id = ? AND revoked_at IS NULL", userID).
+		Update("revoked_at", now).Error
+}
+
+// ChangePassword replaces p's password after checking the current one, and
+// ends every session of the account, the caller's included. A wrong current
+// password answers ErrBadCredentials and counts as a failed login from ip; the
+// new one must pass CheckPassword and differ from the current one.
+func (s *Service) ChangePassword(ctx context.Context, p Principal, current, next, ip string) error {
+	row, err := s.userRow(ctx, "id = ?", p.User.ID)
+	if err != nil {
+		return fmt.Errorf("change password: %w", err)
+	}
+	now := s.now().UTC()
+	keys := s.throttleKeys(row.Username, ip)
+	if wait, err := s.pairWait(ctx, keys, now); err != nil {
+		return fmt.Errorf("change password: %w", err)
+	} else if wait > 0 {
+		return &ThrottledError{RetryAfter: wait}
+	}
+	ok, err := s.hasher.Verify(truncate(current, maxPasswordLen), row.PasswordHash)
+	if err != nil || !ok || len(current) > maxPasswordLen {
+		if err := s.recordFailure(ctx, keys, now); err != nil {
+			return fmt.Errorf("change password: %w", err)
+		}
+		return ErrBadCredentials
+	}
+	if err := CheckPassword("new", next); err != nil {
+		return err
+	}
+	if next == current {
+		return invalid("new", "password_unchanged", "the new password must differ from the current one")
+	}
+	hash, err := s.hasher.Hash(next)
+	if err != nil {
+		return fmt.Errorf("change password: %w", err)
+	}
+	err = s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		if err := tx.Model(&userRow{}).Where("id = ?", row.ID).Update("password_hash", hash).Error; err != nil {
+			return err
+		}
+		return revokeSessions(tx, row.ID, now)
+	})
+	if err != nil {
+		return fmt.Errorf("change password: %w", err)
+	}
+	s.log.InfoContext(ctx, "password changed; sessions ended", "user", row.ID)
 	return nil
 }

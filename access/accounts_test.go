@@ -71,11 +71,11 @@ func TestListAndDisableUsers(t *testing.T) {
 		ids = append(ids, f.user(t, n, op, RoleOperator).User.ID)
 		f.clock.Advance(time.Second)
 	}
-	page, next, err := f.svc.ListUsers(ctx, 2, "")
+	page, next, err := f.svc.ListUsers(ctx, UserFilter{}, 2, "")
 	if err != nil || len(page) != 2 || next == "" {
 		t.Fatalf("page 1 = %v, %q, %v", page, next, err)
 	}
-	page2, next2, err := f.svc.ListUsers(ctx, 2, next)
+	page2, next2, err := f.svc.ListUsers(ctx, UserFilter{}, 2, next)
 	if err != nil || len(page2) != 1 || next2 != "" || page2[0].ID != ids[2] {
 		t.Fatalf("page 2 = %v, %q, %v", page2, next2, err)
 	}

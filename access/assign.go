@@ -21,6 +21,10 @@ func (s *Service) Assign(ctx context.Context, by Principal, caseID, userID, role
 	if !by.Has(RoleOfficeAdmin) {
 		return Assignment{}, fmt.Errorf("assign on case %s: %w", caseID, ErrForbidden)
 	}
+	if userID == by.User.ID {
+		// Need to know is granted by a second person, never taken.
+		return Assignment{}, fmt.Errorf("assign on case %s: %w", caseID, ErrSelfAssignment)
+	}
 	purpose = strings.TrimSpace(purpose)
 	now := s.now().UTC()
 	switch {
@@ -76,7 +80,10 @@ func (s *Service) Assign(ctx context.Context, by Principal, caseID, userID, role
 				return fmt.Errorf("assignment %s is active: %w", a.ID, ErrConflict)
 			}
 		}
-		return tx.Create(&row).Error
+		if err := tx.Create(&row).Error; err != nil {
+			return err
+		}
+		return s.publish(tx, noticeGrant, caseID+" "+userID)
 	})
 	if err != nil {
 		return Assignment{}, fmt.Errorf("assign on case %s: %w", caseID, err)
@@ -218,7 +225,10 @@ func (s *Service) Revoke(ctx context.Context, by Principal, caseID, assignmentID
 		if err != nil {
 			return err
 		}
-		return s.revokeRows(tx, []assignmentRow{row}, by.User.ID, "revoked", now)
+		if err := s.revokeRows(tx, []assignmentRow{row}, by.User.ID, "revoked", now); err != nil {
+			return err
+		}
+		return s.publish(tx, noticeGrant, caseID+" "+row.UserID)
 	})
 	if err != nil {
 		return fmt.Errorf("revoke assignment %s: %w", assignmentID, err)
@@ -314,7 +324,10 @@ func (s *Service) Recuse(ctx context.Context, caseID, userID, reason string) err
 			Where("id NOT IN (?)", tx.Model(&revocationRow{}).Select("assignment_id")).Find(&rows).Error; err != nil {
 			return err
 		}
-		return s.revokeRows(tx, rows, "", "recused: "+reason, now)
+		if err := s.revokeRows(tx, rows, "", "recused: "+reason, now); err != nil {
+			return err
+		}
+		return s.publish(tx, noticeGrant, caseID+" "+userID)
 	})
 	if err != nil {
 		return fmt.Errorf("recuse user %s from case %s: %w", userID, caseID, err)
@@ -359,7 +372,7 @@ func (s *Service) Declare(ctx context.Context, p Principal, caseID string, confl
 		if len(touched) == 0 {
 			return ErrNotFound
 		}
-		return nil
+		return s.publish(tx, noticeGrant, caseID+" "+p.User.ID)
 	})
 	if err != nil {
 		return Declaration{}, fmt.Errorf("declare on case %s: %w", caseID, err)

@@ -94,7 +94,10 @@ func (s *Service) Decide(ctx context.Context, p Principal, c CaseFacts, a Action
 	if !ok || !slices.Contains(Actions, a) {
 		return Decision{}, fmt.Errorf("decide %q: %w", a, invalid("action", "unknown_action", "unknown action"))
 	}
-	if c.ID == "" || p.User.ID == "" || p.User.Disabled {
+	// A session limited to TOTP enrolment reaches nothing; neither does a
+	// sysadmin, whatever other role an account made before separation of
+	// duties also holds.
+	if c.ID == "" || p.User.ID == "" || p.User.Disabled || p.TOTPEnrolmentRequired || p.Has(RoleSysadmin) {
 		s.decisions.WithLabelValues("not_found").Inc()
 		return notFound, nil
 	}
@@ -210,12 +213,18 @@ func (s *Service) permits(sub, role, dom, obj, act string) (bool, error) {
 // ("deadline", "list"). It answers false for case-scoped actions, which only
 // Decide may grant.
 func (s *Service) Can(p Principal, obj, act string) bool {
-	if p.User.Disabled || slices.Contains(Actions, Action(obj+"."+act)) {
+	if p.User.Disabled || p.TOTPEnrolmentRequired || slices.Contains(Actions, Action(obj+"."+act)) {
 		return false
+	}
+	roles := p.User.Roles
+	if p.Has(RoleSysadmin) {
+		// sysadmin combines with no other role: an older account holding
+		// more gets the sysadmin's powers only.
+		roles = []Role{RoleSysadmin}
 	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	for _, r := range p.User.Roles {
+	for _, r := range roles {
 		if ok, err := s.enf.Enforce(string(r), string(r), "", obj, act); err == nil && ok {
 			return true
 		}

@@ -1,6 +1,7 @@
 package access
 
 import (
+	"errors"
 	"strings"
 	"testing"
 )
@@ -71,4 +72,49 @@ func FuzzParsePHC(f *testing.F) {
 			t.Fatalf("accepted out-of-bounds parameters from %q", s)
 		}
 	})
+}
+
+// TestPasswordPolicy is the password list: short, repeated and
+// listed passwords (and listed ones dressed up) are refused; passphrases pass.
+func TestPasswordPolicy(t *testing.T) {
+	if n := CommonPasswordCount(); n < 20000 {
+		t.Fatalf("embedded list has %d entries, want tens of thousands", n)
+	}
+	for _, pw := range []string{
+		"elevenchars",              // too short
+		"aaaaaaaaaaaa",             // one character repeated
+		"            ",             // twelve spaces
+		"\t\t\t\t\t\t\t\t\t\t\t\t", // whitespace only
+		"ababababababab",           // a short group repeated
+		"123412341234",             // likewise
+		"password1234",             // on the list as it is
+		"qwertyasdfgh",             // likewise
+		"1qaz2wsx3edc",             // likewise
+		"PASSWORD1234",             // in capitals
+		"baseball2024!",            // a listed word plus a year and a symbol
+		"!!football12",             // padding before and after
+		"p4ssw0rd2024",             // substitutions undone
+		"sunshinesunshine",         // a listed word typed twice
+		strings.Repeat("é", 12),    // repeated non-ASCII
+		strings.Repeat("x", 1025),  // too long
+	} {
+		err := CheckPassword("password", pw)
+		var fe *FieldError
+		if !errors.As(err, &fe) || fe.Code != "weak_password" || fe.Field != "password" {
+			t.Errorf("%q accepted or wrongly refused: %v", pw, err)
+		} else if strings.Contains(fe.Detail, pw) {
+			t.Errorf("refusal of %q quotes the password", pw)
+		}
+	}
+	for _, pw := range []string{
+		"correct horse battery staple",
+		"operator passphrase 1",
+		"office admin passphrase",
+		"Tr0ub4dor&3-but-longer",
+		"密码要足够长才能通过检查啊",
+	} {
+		if err := CheckPassword("password", pw); err != nil {
+			t.Errorf("%q refused: %v", pw, err)
+		}
+	}
 }

@@ -37,15 +37,16 @@ type Options struct {
 	LoginRate LoginRate
 	// Hasher hashes passwords (default DefaultArgon2id).
 	Hasher PasswordHasher
-}
-
-// LoginRate bounds failed logins per username and per client IP within a
-// window; once a bound is reached, Login answers ErrThrottled until the
-// window ends, without checking the password.
-type LoginRate struct {
-	PerUser int           // default 5
-	PerIP   int           // default 50
-	Window  time.Duration // default 15m
+	// Sealer seals TOTP secrets at rest; without one, TOTP enrolment and
+	// sign-in with TOTP answer ErrTOTPUnavailable (the command-line tools
+	// need neither).
+	Sealer Sealer
+	// TOTPRequiredRoles must use TOTP. nil means DefaultTOTPRequiredRoles;
+	// an empty, non-nil slice turns the requirement off.
+	TOTPRequiredRoles []Role
+	// ResyncInterval is how often Listen re-reads recent grant changes as
+	// a safety net behind notifications (default 30s).
+	ResyncInterval time.Duration
 }
 
 // Service is safe for concurrent use.
@@ -56,7 +57,13 @@ type Service struct {
 	idle, abs time.Duration
 	hasher    PasswordHasher
 	dummyHash string
-	throttle  *throttle
+	rate      LoginRate
+	seal      Sealer
+	totpRoles []Role
+	resync    time.Duration
+
+	subMu sync.RWMutex
+	subs  map[string][]func(ctx context.Context, key string)
 
 	// mu guards enf and grants, the in-memory view of every unrevoked
 	// assignment that Decide reads; Casbin's g rules hold the unsuspended
@@ -96,7 +103,15 @@ func (g *grant) status(now time.Time) string {
 // configs.Casbin and every unrevoked assignment as grouping rules, in one bulk
 // load. The database must already be migrated (Migrate).
 func New(ctx context.Context, db *gorm.DB, opts Options) (*Service, error) {
-	s := &Service{db: db, now: opts.Now, log: opts.Logger, idle: opts.IdleTimeout, abs: opts.AbsoluteTimeout, hasher: opts.Hasher}
+	s := &Service{db: db, now: opts.Now, log: opts.Logger, idle: opts.IdleTimeout, abs: opts.AbsoluteTimeout, hasher: opts.Hasher,
+		seal: opts.Sealer, totpRoles: opts.TOTPRequiredRoles, resync: opts.ResyncInterval, rate: opts.LoginRate.withDefaults(),
+		subs: map[string][]func(context.Context, string){}}
+	if s.totpRoles == nil {
+		s.totpRoles = DefaultTOTPRequiredRoles
+	}
+	if s.resync <= 0 {
+		s.resync = 30 * time.Second
+	}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -113,17 +128,6 @@ func New(ctx context.Context, db *gorm.DB, opts Options) (*Service, error) {
 		s.hasher = DefaultArgon2id
 	}
 	s.hasher = newBoundedHasher(s.hasher, runtime.GOMAXPROCS(0))
-	rate := opts.LoginRate
-	if rate.PerUser <= 0 {
-		rate.PerUser = 5
-	}
-	if rate.PerIP <= 0 {
-		rate.PerIP = 50
-	}
-	if rate.Window <= 0 {
-		rate.Window = 15 * time.Minute
-	}
-	s.throttle = newThrottle(rate)
 
 	// Unknown usernames are verified against this hash so that they cost
 	// the same work as known ones.
@@ -153,9 +157,8 @@ func New(ctx context.Context, db *gorm.DB, opts Options) (*Service, error) {
 }
 
 // Reload rebuilds the in-memory grants and the enforcer from the tables.
-// New calls it; a deployment with several vaultd instances over one database
-// must call it (periodically or on a signal) to see assignment changes made
-// by the other instances, since each instance only updates its own memory.
+// New calls it. Instances sharing a PostgreSQL database learn of each
+// other's changes through Listen, incrementally; Reload is the big hammer.
 func (s *Service) Reload(ctx context.Context) error {
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
@@ -312,57 +315,4 @@ func dedupe(rules [][]string) [][]string {
 		out = append(out, r)
 	}
 	return out
-}
-
-// throttle counts failed logins per key in fixed windows.
-type throttle struct {
-	rate LoginRate
-	mu   sync.Mutex
-	m    map[string]*window
-}
-
-type window struct {
-	start time.Time
-	fails int
-}
-
-func newThrottle(r LoginRate) *throttle { return &throttle{rate: r, m: map[string]*window{}} }
-
-// check returns how long the key must wait, or 0.
-func (t *throttle) check(now time.Time, key string, limit int) time.Duration {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	w := t.m[key]
-	if w == nil || now.Sub(w.start) >= t.rate.Window {
-		return 0
-	}
-	if w.fails >= limit {
-		return w.start.Add(t.rate.Window).Sub(now)
-	}
-	return 0
-}
-
-func (t *throttle) fail(now time.Time, key string) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	w := t.m[key]
-	if w == nil || now.Sub(w.start) >= t.rate.Window {
-		if len(t.m) > 100_000 {
-			// Bound memory under a spray of distinct names or addresses.
-			for k, v := range t.m {
-				if now.Sub(v.start) >= t.rate.Window {
-					delete(t.m, k)
-				}
-			}
-		}
-		w = &window{start: now}
-		t.m[key] = w
-	}
-	w.fails++
-}
-
-func (t *throttle) reset(key string) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	delete(t.m, key)
 }

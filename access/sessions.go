@@ -14,26 +14,48 @@ import (
 	"gorm.io/gorm"
 )
 
-// Login checks a username and password and opens a session. Unknown users,
-// wrong passwords and malformed input all answer ErrBadCredentials after the
-// same password-hashing work. After too many failures for the username or
-// the ip it answers a *ThrottledError without checking the password. A
-// disabled account answers ErrDisabled, but only to the right password.
-func (s *Service) Login(ctx context.Context, username, password, ip string) (Session, error) {
+// Credentials are what a sign-in presents.
+type Credentials struct {
+	Username string
+	Password string
+	// TOTP is a current code or a recovery code; needed once the user has
+	// TOTP.
+	TOTP string
+}
+
+// Login checks the credentials and opens a session.
+//
+// Unknown users, wrong passwords, disabled accounts, accounts awaiting
+// approval and malformed input all answer ErrBadCredentials after the same
+// password-hashing work, and all count as failures for the throttle (see
+// LoginRate), which answers a *ThrottledError without checking the
+// password. With the right password, a user who has TOTP gets
+// ErrTOTPRequired without a code and ErrTOTPInvalid (a failure too) with a
+// wrong or spent one. A user whose roles require TOTP but who has none gets
+// a session limited to enrolment (Session.TOTPEnrolmentRequired).
+func (s *Service) Login(ctx context.Context, cred Credentials, ip string) (Session, error) {
 	now := s.now().UTC()
-	userKey, ipKey := "u:"+strings.ToLower(username), "ip:"+ip
-	wait := max(s.throttle.check(now, userKey, s.throttle.rate.PerUser), s.throttle.check(now, ipKey, s.throttle.rate.PerIP))
-	if wait > 0 {
+	username, password := cred.Username, cred.Password
+	keys := s.throttleKeys(username, ip)
+	st, err := s.loadThrottle(ctx, keys)
+	if err != nil {
+		return Session{}, fmt.Errorf("login: %w", err)
+	}
+	throttled := func(wait time.Duration) (Session, error) {
 		s.logins.WithLabelValues("throttled").Inc()
 		s.log.WarnContext(ctx, "login throttled", "ip", ip)
 		return Session{}, &ThrottledError{RetryAfter: wait}
 	}
-	fail := func() (Session, error) {
-		s.throttle.fail(now, userKey)
-		s.throttle.fail(now, ipKey)
-		s.logins.WithLabelValues("bad_credentials").Inc()
-		s.log.InfoContext(ctx, "login failed", "ip", ip)
-		return Session{}, ErrBadCredentials
+	if wait := st.pairWait(now); wait > 0 {
+		return throttled(wait)
+	}
+	fail := func(outcome string, err error) (Session, error) {
+		if terr := s.recordFailure(ctx, keys, now); terr != nil {
+			return Session{}, fmt.Errorf("login: count failure: %w", terr)
+		}
+		s.logins.WithLabelValues(outcome).Inc()
+		s.log.InfoContext(ctx, "login failed", "ip", ip, "reason", outcome)
+		return Session{}, err
 	}
 
 	hash := s.dummyHash
@@ -50,19 +72,41 @@ func (s *Service) Login(ctx context.Context, username, password, ip string) (Ses
 			return Session{}, fmt.Errorf("login: %w", err)
 		}
 	}
+	// Under a distributed guess at this username, a client that never
+	// signed in as the user needs TOTP; for a user without it that means
+	// waiting. Decided before the password is checked, so that the answer
+	// says nothing about the password.
+	if hit, wait := st.userLimit(s.rate, now); hit && !st.known(now) && !(found && row.TOTPSecret != nil) {
+		return throttled(wait)
+	}
 	ok, err := s.hasher.Verify(truncate(password, maxPasswordLen), hash)
 	if err != nil && found {
 		// A corrupt stored hash: refuse like a wrong password, but say so.
 		s.log.ErrorContext(ctx, "stored password hash unusable", "user", row.ID, "err", err)
 	}
 	if !found || !ok || err != nil {
-		return fail()
+		return fail("bad_credentials", ErrBadCredentials)
 	}
-	if row.Disabled {
-		s.logins.WithLabelValues("disabled").Inc()
-		return Session{}, ErrDisabled
+	if !row.active() {
+		// Exactly the answer, work and count of a wrong password.
+		return fail("inactive", ErrBadCredentials)
 	}
-	s.throttle.reset(userKey)
+	if row.TOTPSecret != nil {
+		if strings.TrimSpace(cred.TOTP) == "" {
+			s.logins.WithLabelValues("totp_required").Inc()
+			return Session{}, ErrTOTPRequired
+		}
+		ok, err := s.secondFactor(ctx, row, cred.TOTP)
+		if err != nil {
+			return Session{}, fmt.Errorf("login: %w", err)
+		}
+		if !ok {
+			return fail("totp_invalid", ErrTOTPInvalid)
+		}
+	}
+	if err := s.recordSuccess(ctx, keys, now); err != nil {
+		return Session{}, fmt.Errorf("login: %w", err)
+	}
 
 	token, tokenHash, err := newToken()
 	if err != nil {
@@ -74,8 +118,10 @@ func (s *Service) Login(ctx context.Context, username, password, ip string) (Ses
 		return Session{}, fmt.Errorf("login: store session: %w", err)
 	}
 	s.logins.WithLabelValues("ok").Inc()
-	s.log.InfoContext(ctx, "login", "user", row.ID, "session", sess.ID, "ip", ip)
-	return Session{ID: sess.ID, Token: token, ExpiresAt: s.expiry(sess), User: row.user()}, nil
+	u := row.user()
+	limited := row.TOTPSecret == nil && s.totpRequired(u.Roles)
+	s.log.InfoContext(ctx, "login", "user", row.ID, "session", sess.ID, "ip", ip, "totp_enrolment_required", limited)
+	return Session{ID: sess.ID, Token: token, ExpiresAt: s.expiry(sess), User: u, TOTPEnrolmentRequired: limited}, nil
 }
 
 func truncate(s string, n int) string {
@@ -136,7 +182,7 @@ func (s *Service) Authenticate(ctx context.Context, token string) (Principal, er
 	if err != nil {
 		return Principal{}, fmt.Errorf("authenticate: %w", err)
 	}
-	if row.Disabled {
+	if !row.active() {
 		return Principal{}, ErrUnauthenticated
 	}
 	org, err := s.Org(ctx, row.OrgID)
@@ -150,7 +196,9 @@ func (s *Service) Authenticate(ctx context.Context, token string) (Principal, er
 			return Principal{}, fmt.Errorf("authenticate: slide session: %w", err)
 		}
 	}
-	return Principal{User: row.user(), SessionID: sess.ID, OrgKind: org.Kind}, nil
+	u := row.user()
+	return Principal{User: u, SessionID: sess.ID, OrgKind: org.Kind,
+		TOTPEnrolmentRequired: row.TOTPSecret == nil && s.totpRequired(u.Roles)}, nil
 }
 
 // Logout revokes the session. ErrNotFound if there is no such session.

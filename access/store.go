@@ -33,6 +33,18 @@ type userRow struct {
 	PasswordHash string    `gorm:"size:255;not null"` // PHC string
 	Disabled     bool      `gorm:"not null"`
 	CreatedAt    time.Time `gorm:"not null"`
+
+	// Separation of duties: an account a sysadmin creates with a role that
+	// reaches content stays pending_approval until a second person approves.
+	Status     string     `gorm:"size:32;not null;default:active"`
+	CreatedBy  string     `gorm:"size:32;not null;default:''"` // "" for the command line
+	ApprovedBy string     `gorm:"size:32;not null;default:''"`
+	ApprovedAt *time.Time `gorm:""`
+
+	// TOTP (RFC 6238). Secrets are sealed (Options.Sealer), never plain.
+	TOTPSecret   []byte `gorm:"column:totp_secret"`                       // confirmed secret; nil: not enrolled
+	TOTPPending  []byte `gorm:"column:totp_pending"`                      // secret awaiting its first code
+	TOTPLastStep int64  `gorm:"column:totp_last_step;not null;default:0"` // newest step used: no replay
 }
 
 func (userRow) TableName() string { return "access_users" }
@@ -94,10 +106,37 @@ type recusalRow struct {
 
 func (recusalRow) TableName() string { return "access_recusals" }
 
+// recoveryCodeRow is one TOTP recovery code: only its SHA-256 (salted with
+// the user id) is stored, and it works once.
+type recoveryCodeRow struct {
+	UserID string     `gorm:"primaryKey;size:32"`
+	Hash   string     `gorm:"primaryKey;size:64"`
+	UsedAt *time.Time `gorm:""`
+}
+
+func (recoveryCodeRow) TableName() string { return "access_recovery_codes" }
+
+// throttleRow counts failed logins for one key: a (username, client) pair
+// ("p:...") or a username across every client ("u:..."). It lives in the
+// database so that every instance sharing it throttles alike.
+type throttleRow struct {
+	Key          string     `gorm:"primaryKey;size:200"`
+	Fails        int        `gorm:"not null"`
+	WindowStart  time.Time  `gorm:"not null"` // first failure of the current count
+	BlockedUntil time.Time  `gorm:"not null"` // pair backoff: no attempt before this
+	KnownAt      *time.Time `gorm:""`         // pair: last successful login from this client
+	UpdatedAt    time.Time  `gorm:"not null;index"`
+}
+
+func (throttleRow) TableName() string { return "access_login_throttle" }
+
 var migrations = []sqldb.Step{
 	{Version: 1, Name: "accounts, sessions, assignments, declarations, recusals", Up: func(tx *gorm.DB, _ string) error {
 		return tx.AutoMigrate(&orgRow{}, &userRow{}, &sessionRow{}, &assignmentRow{},
 			&revocationRow{}, &declarationRow{}, &recusalRow{})
+	}},
+	{Version: 2, Name: "account approval, TOTP, recovery codes, shared login throttle", Up: func(tx *gorm.DB, _ string) error {
+		return tx.AutoMigrate(&userRow{}, &recoveryCodeRow{}, &throttleRow{})
 	}},
 }
 
@@ -138,9 +177,25 @@ func splitRoles(s string) []Role {
 }
 
 func (r userRow) user() User {
-	return User{ID: r.ID, Username: r.Username, DisplayName: r.DisplayName, OrgID: r.OrgID,
-		Roles: splitRoles(r.Roles), Disabled: r.Disabled, CreatedAt: r.CreatedAt.UTC()}
+	status := r.Status
+	switch {
+	case r.Disabled:
+		status = UserDisabled
+	case status == "":
+		status = UserActive
+	}
+	u := User{ID: r.ID, Username: r.Username, DisplayName: r.DisplayName, OrgID: r.OrgID,
+		Roles: splitRoles(r.Roles), Disabled: r.Disabled, Status: status, CreatedBy: r.CreatedBy,
+		ApprovedBy: r.ApprovedBy, TOTPEnabled: r.TOTPSecret != nil, CreatedAt: r.CreatedAt.UTC()}
+	if r.ApprovedAt != nil {
+		t := r.ApprovedAt.UTC()
+		u.ApprovedAt = &t
+	}
+	return u
 }
+
+// active reports whether the account may sign in at all.
+func (r userRow) active() bool { return !r.Disabled && (r.Status == UserActive || r.Status == "") }
 
 func (r orgRow) org() Org {
 	return Org{ID: r.ID, Name: r.Name, Kind: OrgKind(r.Kind), CreatedAt: r.CreatedAt.UTC()}

@@ -67,9 +67,25 @@ func (h *handler) fail(c *gin.Context, err error) {
 		return
 	}
 	var fe *access.FieldError
+	var se *access.StateError
 	switch {
 	case errors.As(err, &fe):
 		writeProblem(c, Problem{Status: http.StatusUnprocessableEntity, Code: fe.Code, Detail: fe.Detail, Field: fe.Field})
+	case errors.As(err, &se):
+		problem(c, http.StatusConflict, se.Code, se.Detail)
+	case errors.Is(err, access.ErrTOTPRequired):
+		problem(c, http.StatusUnauthorized, "totp_required", "this account signs in with a TOTP code (or a recovery code) in \"totp\"")
+	case errors.Is(err, access.ErrTOTPInvalid):
+		problem(c, http.StatusUnauthorized, "totp_invalid", "the TOTP code is wrong, expired or already used")
+	case errors.Is(err, access.ErrTOTPUnavailable):
+		c.Header("Retry-After", "60")
+		problem(c, http.StatusServiceUnavailable, "totp_unavailable", "TOTP secrets cannot be opened on this server")
+	case errors.Is(err, access.ErrSelfApproval):
+		problem(c, http.StatusForbidden, "self_approval", "a second person must approve an account")
+	case errors.Is(err, access.ErrSelfAssignment):
+		problem(c, http.StatusForbidden, "self_assignment", "nobody assigns themselves; another office admin must")
+	case errors.Is(err, access.ErrForbidden):
+		problem(c, http.StatusForbidden, "forbidden", "you may not do this")
 	case errors.Is(err, access.ErrBadCredentials):
 		problem(c, http.StatusUnauthorized, "invalid_credentials", "username or password is wrong")
 	case errors.Is(err, access.ErrUnauthenticated), errors.Is(err, access.ErrDisabled):

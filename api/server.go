@@ -45,11 +45,20 @@ type Deps struct {
 	Ready func(ctx context.Context) error
 	// TrustedProxies are the addresses whose X-Forwarded-For is believed.
 	TrustedProxies []string
+	// Denials writes refusals of unauthenticated requests with repeats
+	// counted; nil: New makes one and flushes it in the background (the
+	// caller should pass its own, Run it, and Flush it at shutdown).
+	Denials *DenialLog
+	// AnonymousPerMinute limits requests without a session per client
+	// (default DefaultAnonymousPerMinute).
+	AnonymousPerMinute int
 }
 
 type handler struct {
 	Deps
 	log      *slog.Logger
+	denials  *DenialLog
+	anon     *rateLimiter
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 }
@@ -57,9 +66,13 @@ type handler struct {
 // New builds the HTTP handler.
 func New(d Deps) (http.Handler, error) {
 	gin.SetMode(gin.ReleaseMode)
-	h := &handler{Deps: d, log: d.Logger}
+	h := &handler{Deps: d, log: d.Logger, denials: d.Denials, anon: newRateLimiter(d.AnonymousPerMinute)}
 	if h.log == nil {
 		h.log = slog.Default()
+	}
+	if h.denials == nil {
+		h.denials = NewDenialLog(d.Audit, h.log, nil)
+		go h.denials.Run(context.Background())
 	}
 	h.requests = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "crvault_http_requests_total", Help: "HTTP requests by route and status."}, []string{"route", "method", "status"})
 	h.duration = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "crvault_http_request_duration_seconds", Help: "HTTP request latency by route.", Buckets: prometheus.DefBuckets}, []string{"route", "method"})
@@ -88,7 +101,7 @@ func New(d Deps) (http.Handler, error) {
 		r.GET("/metrics", gin.WrapH(promhttp.HandlerFor(d.Gatherer, promhttp.HandlerOpts{})))
 	}
 
-	v1 := r.Group("/api/v1")
+	v1 := r.Group("/api/v1", h.limitAnonymous)
 	v1.GET("/openapi.yaml", func(c *gin.Context) { c.Data(http.StatusOK, "application/yaml", openapi) })
 	v1.POST("/sessions", h.login)
 	v1.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
@@ -96,10 +109,15 @@ func New(d Deps) (http.Handler, error) {
 	auth := v1.Group("", h.authenticate)
 	auth.DELETE("/sessions/current", h.logout)
 	auth.GET("/me", h.me)
+	auth.POST("/me/totp", h.startTOTP)
+	auth.POST("/me/totp/confirm", h.confirmTOTP)
+	auth.DELETE("/me/totp", h.removeTOTP)
+	auth.POST("/me/password", h.changePassword)
 	auth.POST("/orgs", h.createOrg)
 	auth.POST("/users", h.createUser)
 	auth.GET("/users", h.listUsers)
 	auth.POST("/users/:id/disable", h.disableUser)
+	auth.POST("/users/:id/approve", h.approveUser)
 
 	auth.POST("/cases", h.createCase)
 	auth.GET("/cases", h.listCases)

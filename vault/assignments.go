@@ -37,6 +37,13 @@ func (s *Service) Assign(ctx context.Context, a Actor, caseID string, in NewAssi
 	if !validID(in.User) {
 		return access.Assignment{}, invalid("user", "unknown_user", "no such user")
 	}
+	if in.User == a.P.User.ID {
+		// Need to know is granted by a second person, never taken.
+		if err := s.record(ctx, a, "assignment.create", audit.Denied, caseID, "user/"+in.User, purpose, "self_assignment"); err != nil {
+			return access.Assignment{}, err
+		}
+		return access.Assignment{}, fail(ErrForbidden, "self_assignment", "nobody assigns themselves; another office admin must")
+	}
 	if err := s.record(ctx, a, "assignment.create", audit.Allowed, caseID, "user/"+in.User, purpose, in.Role); err != nil {
 		return access.Assignment{}, err
 	}
@@ -126,6 +133,8 @@ func accessError(err error) error {
 	switch {
 	case errors.As(err, &fe):
 		return &Error{Kind: ErrInvalid, Code: fe.Code, Detail: fe.Detail, Field: fe.Field}
+	case errors.Is(err, access.ErrSelfAssignment):
+		return fail(ErrForbidden, "self_assignment", "nobody assigns themselves; another office admin must")
 	case errors.Is(err, access.ErrBlocked):
 		return fail(ErrConflict, "assignment_blocked", "this user was recused from the case or declared a conflict of interest, and cannot be assigned to it")
 	case errors.Is(err, access.ErrForbidden):

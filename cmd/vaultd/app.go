@@ -73,15 +73,22 @@ func openApp(ctx context.Context, cfg config, log *slog.Logger, need parts) (_ *
 		return nil, fmt.Errorf("open audit log: %w", err)
 	}
 	a.closers = append(a.closers, a.audit.Close)
-	a.access, err = access.New(ctx, a.db, access.Options{IdleTimeout: cfg.SessionIdle, AbsoluteTimeout: cfg.SessionMax, Logger: log, Registerer: a.reg})
+	aopts := access.Options{IdleTimeout: cfg.SessionIdle, AbsoluteTimeout: cfg.SessionMax, Logger: log, Registerer: a.reg,
+		TOTPRequiredRoles: cfg.totpRoles()}
+	if need >= withVault {
+		// TOTP secrets are sealed under the master key; commands that only
+		// bootstrap accounts never touch them.
+		if a.master, err = loadMaster(cfg); err != nil {
+			return nil, err
+		}
+		aopts.Sealer = masterSealer{a.master}
+	}
+	a.access, err = access.New(ctx, a.db, aopts)
 	if err != nil {
 		return nil, fmt.Errorf("open accounts: %w", err)
 	}
 	if need < withVault {
 		return a, nil
-	}
-	if a.master, err = loadMaster(cfg); err != nil {
-		return nil, err
 	}
 	if cfg.S3Endpoint != "" {
 		a.blobs, err = blob.NewS3(ctx, blob.S3Config{Endpoint: cfg.S3Endpoint, Bucket: cfg.S3Bucket, AccessKey: cfg.S3AccessKey,
@@ -115,6 +122,17 @@ func loadMaster(cfg config) (*crypt.Master, error) {
 		return crypt.LoadMaster(cfg.MasterKeyFile)
 	}
 	return crypt.LoadOrCreateMaster(cfg.keyDir())
+}
+
+// masterSealer seals access's small secrets under the master key.
+type masterSealer struct{ m *crypt.Master }
+
+func (s masterSealer) Seal(label string, plaintext []byte) ([]byte, error) {
+	return s.m.SealValue(label, plaintext)
+}
+
+func (s masterSealer) Open(label string, sealed []byte) ([]byte, error) {
+	return s.m.OpenValue(label, sealed)
 }
 
 // ready reports whether every dependency can serve, for /readyz.

@@ -73,8 +73,21 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 			log.Error("shutdown", "err", err)
 		}
 	}()
+	denials := api.NewDenialLog(a.audit, log, nil)
+	defer func() {
+		// After the server stopped taking requests, before the audit log
+		// closes: the last minute's counts of repeated denials.
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		if err := denials.Flush(fctx, true); err != nil {
+			log.Error("denial counts not written at shutdown", "err", err)
+		}
+	}()
+	go denials.Run(ctx)
+	// Grants made on other instances sharing a PostgreSQL database.
+	go a.access.Listen(ctx, cfg.DatabaseURL)
 	h, err := api.New(api.Deps{Vault: a.vault, Supervision: a.super, Access: a.access, Audit: a.audit, Logger: log, Gatherer: a.reg, Registerer: a.reg,
-		Ready: a.ready, TrustedProxies: cfg.TrustedProxies})
+		Ready: a.ready, TrustedProxies: cfg.TrustedProxies, Denials: denials, AnonymousPerMinute: cfg.AnonymousPerMinute})
 	if err != nil {
 		return fmt.Errorf("build API: %w", err)
 	}
@@ -120,6 +133,9 @@ func (a *app) janitor(ctx context.Context) {
 			a.log.Warn("orphan collection failed", "err", err)
 		} else if n > 0 {
 			a.log.Info("orphan blobs reclaimed", "count", n)
+		}
+		if _, err := a.access.PruneThrottle(ctx); err != nil && ctx.Err() == nil {
+			a.log.Warn("login throttle pruning failed", "err", err)
 		}
 		select {
 		case <-ctx.Done():

@@ -13,6 +13,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/crvault/crvault/access"
 	"github.com/crvault/crvault/vault/review"
 )
 
@@ -39,6 +40,12 @@ type config struct {
 	MirrorDir      string        `yaml:"checkpoint_mirror_dir"` // VAULT_CHECKPOINT_MIRROR_DIR
 	LogLevel       string        `yaml:"log_level"`             // VAULT_LOG_LEVEL: debug, info, warn, error
 	TrustedProxies []string      `yaml:"trusted_proxies"`       // VAULT_TRUSTED_PROXIES, comma separated
+	// TOTPRequiredRoles is VAULT_TOTP_REQUIRED_ROLES, comma separated; nil:
+	// access.DefaultTOTPRequiredRoles; empty (or "none"): no requirement.
+	TOTPRequiredRoles *string `yaml:"totp_required_roles"`
+	// AnonymousPerMinute is VAULT_ANONYMOUS_RATE: requests without a session
+	// per client per minute (default 120).
+	AnonymousPerMinute int `yaml:"anonymous_rate"`
 
 	// The review workflow's deadline watcher.
 	WebhookURL       string        `yaml:"webhook_url"`       // VAULT_WEBHOOK_URL: POSTed {case_id, flag, due_on, phase} on each deadline flag
@@ -144,7 +151,25 @@ func (f *configFlags) load(fs *flag.FlagSet, getenv func(string) string) (config
 		c.MaxUpload = n
 	}
 	if v := getenv("VAULT_TRUSTED_PROXIES"); v != "" {
-		c.TrustedProxies = strings.Split(v, ",")
+		c.TrustedProxies = nil
+		for _, p := range strings.Split(v, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				c.TrustedProxies = append(c.TrustedProxies, p)
+			}
+		}
+	}
+	if v := getenv("VAULT_TOTP_REQUIRED_ROLES"); v != "" {
+		c.TOTPRequiredRoles = &v
+	}
+	if v := getenv("VAULT_ANONYMOUS_RATE"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 {
+			errs = append(errs, fmt.Errorf("VAULT_ANONYMOUS_RATE: %q is not a positive integer", v))
+		}
+		c.AnonymousPerMinute = n
+	}
+	if err := c.checkTOTPRoles(); err != nil {
+		errs = append(errs, err)
 	}
 	set := map[string]bool{}
 	fs.Visit(func(fl *flag.Flag) { set[fl.Name] = true })
@@ -179,6 +204,34 @@ func (f *configFlags) load(fs *flag.FlagSet, getenv func(string) string) (config
 }
 
 func (c config) keyDir() string { return filepath.Join(c.DataDir, "keys") }
+
+// totpNone is what main passes for VAULT_TOTP_REQUIRED_ROLES set to the
+// empty string, which turns the requirement off (getenv cannot tell set and
+// empty from unset).
+const totpNone = "none"
+
+// totpRoles is the access option: nil for the default, empty for none.
+func (c config) totpRoles() []access.Role {
+	if c.TOTPRequiredRoles == nil {
+		return nil
+	}
+	roles := []access.Role{}
+	for _, r := range strings.Split(*c.TOTPRequiredRoles, ",") {
+		if r = strings.TrimSpace(r); r != "" && r != totpNone {
+			roles = append(roles, access.Role(r))
+		}
+	}
+	return roles
+}
+
+func (c config) checkTOTPRoles() error {
+	for _, r := range c.totpRoles() {
+		if !r.Valid() {
+			return fmt.Errorf("VAULT_TOTP_REQUIRED_ROLES: unknown role %q", r)
+		}
+	}
+	return nil
+}
 
 // checkListen refuses plain HTTP on a non-loopback address unless the
 // operator said a TLS proxy sits in front.

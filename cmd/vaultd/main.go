@@ -23,7 +23,7 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr, os.Getenv)
+	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr, getenv)
 	stop()
 	os.Exit(code)
 }
@@ -105,4 +105,15 @@ func newLogger(w io.Writer, level string) *slog.Logger {
 		l = slog.LevelInfo
 	}
 	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))
+}
+
+// getenv is os.Getenv, except that VAULT_TOTP_REQUIRED_ROLES set to the empty
+// string (which turns the TOTP requirement off) reads as "none", since the
+// configuration cannot tell an empty variable from an unset one.
+func getenv(key string) string {
+	v, ok := os.LookupEnv(key)
+	if ok && v == "" && key == "VAULT_TOTP_REQUIRED_ROLES" {
+		return totpNone
+	}
+	return v
 }

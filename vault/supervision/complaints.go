@@ -391,6 +391,11 @@ func (s *Service) Resolve(ctx context.Context, a vault.Actor, id string, in Reso
 		return Complaint{}, conflict("illegal_transition", "only a complaint under investigation can be resolved", allowedFrom(r.Status)...)
 	}
 	res := "complaint/" + id
+	if a.P.User.ID == r.Subject || a.P.User.ID == r.FiledBy {
+		// Nobody judges a complaint about themselves, or their own.
+		return Complaint{}, s.deny(ctx, event(a, "complaint.resolve", audit.Denied, r.CaseID, res, ""),
+			&vault.Error{Kind: vault.ErrForbidden, Code: "self_resolution", Detail: "another inspector must resolve a complaint about you, or filed by you"})
+	}
 	if err := s.record(ctx, event(a, "complaint.resolve", audit.Allowed, r.CaseID, res, in.Outcome)); err != nil {
 		return Complaint{}, err
 	}

@@ -1,0 +1,258 @@
+package access
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"gorm.io/gorm"
+
+	"github.com/crvault/crvault/audit/sqldb"
+)
+
+// Several vaultd instances may share one PostgreSQL database. Decide reads
+// grants from memory, so every change to them is announced with NOTIFY in
+// the transaction that makes it (PostgreSQL delivers it at commit, and only
+// then), and every instance LISTENs and re-reads just the (case, user) pair
+// named. A periodic re-read of recent changes backs the notifications up.
+// Everything else access decides on (accounts, sessions, TOTP, throttles) is
+// read from the database on each request, so it needs no notice.
+
+// NoticeChannel is the PostgreSQL channel the notices travel on.
+const NoticeChannel = "crvault_access"
+
+// Notice topics of this package; other packages pick their own (Publish).
+const (
+	noticeGrant = "grant" // key: case id + " " + user id
+	noticeUser  = "user"  // key: user id (disabled, approved)
+)
+
+// maxNoticeKey keeps a payload well under PostgreSQL's 8000-byte limit.
+const maxNoticeKey = 1000
+
+// publish announces a change inside tx (nothing on SQLite, which one
+// process owns).
+func (s *Service) publish(tx *gorm.DB, topic, key string) error {
+	if sqldb.Dialect(tx) != sqldb.Postgres {
+		return nil
+	}
+	if strings.ContainsAny(topic, ":") || len(key) > maxNoticeKey {
+		return fmt.Errorf("notice %q: bad topic or key", topic)
+	}
+	return tx.Exec("SELECT pg_notify(?, ?)", NoticeChannel, topic+":"+key).Error
+}
+
+// Publish announces to every instance sharing the database (this one
+// included) that what key names under topic changed, so that anything they
+// hold in memory about it is re-read; Subscribe receives it. A package that
+// keeps such state (consents, say) publishes after committing its change.
+// topic must not contain ':'; key is at most 1000 bytes.
+func (s *Service) Publish(ctx context.Context, topic, key string) error {
+	if sqldb.Dialect(s.db) != sqldb.Postgres {
+		// One process: deliver at once.
+		s.deliver(ctx, topic, key)
+		return nil
+	}
+	if err := s.publish(s.db.WithContext(ctx), topic, key); err != nil {
+		return fmt.Errorf("publish %s notice: %w", topic, err)
+	}
+	return nil
+}
+
+// Subscribe calls fn for every notice on topic, from any instance (this one
+// included). fn runs on the listener's goroutine: keep it short.
+func (s *Service) Subscribe(topic string, fn func(ctx context.Context, key string)) {
+	s.subMu.Lock()
+	defer s.subMu.Unlock()
+	s.subs[topic] = append(s.subs[topic], fn)
+}
+
+func (s *Service) deliver(ctx context.Context, topic, key string) {
+	s.subMu.RLock()
+	fns := s.subs[topic]
+	s.subMu.RUnlock()
+	for _, fn := range fns {
+		fn(ctx, key)
+	}
+}
+
+// HandleNotice applies one notice payload ("topic:key").
+func (s *Service) HandleNotice(ctx context.Context, payload string) error {
+	topic, key, ok := strings.Cut(payload, ":")
+	if !ok {
+		return fmt.Errorf("malformed notice %q", truncate(payload, 80))
+	}
+	if topic == noticeGrant {
+		caseID, userID, ok := strings.Cut(key, " ")
+		if !ok {
+			return fmt.Errorf("malformed grant notice %q", truncate(payload, 80))
+		}
+		if err := s.refreshGrants(ctx, caseID, userID); err != nil {
+			return err
+		}
+	}
+	s.deliver(ctx, topic, key)
+	return nil
+}
+
+// refreshGrants re-reads one user's unrevoked assignments on one case and
+// replaces the in-memory view of them.
+func (s *Service) refreshGrants(ctx context.Context, caseID, userID string) error {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	db := s.db.WithContext(ctx)
+	var rows []assignmentRow
+	if err := db.Where("case_id = ? AND user_id = ?", caseID, userID).
+		Where("id NOT IN (?)", db.Model(&revocationRow{}).Select("assignment_id")).Find(&rows).Error; err != nil {
+		return fmt.Errorf("refresh grants: %w", err)
+	}
+	var gs []*grant
+	if len(rows) > 0 {
+		ids := make([]string, len(rows))
+		for i, r := range rows {
+			ids[i] = r.ID
+		}
+		var decls []declarationRow
+		if err := db.Select("assignment_id, conflict").Where("assignment_id IN ?", ids).Find(&decls).Error; err != nil {
+			return fmt.Errorf("refresh grants: %w", err)
+		}
+		flags := map[string][2]bool{}
+		for _, d := range decls {
+			f := flags[d.AssignmentID]
+			if d.Conflict {
+				f[1] = true
+			} else {
+				f[0] = true
+			}
+			flags[d.AssignmentID] = f
+		}
+		for _, r := range rows {
+			gs = append(gs, rowGrant(r, flags[r.ID]))
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	k := caseUser{caseID, userID}
+	if len(gs) == 0 {
+		delete(s.grants, k)
+	} else {
+		s.grants[k] = gs
+	}
+	return s.syncRules(k, gs)
+}
+
+// catchUp refreshes every (case, user) pair whose grants changed since t:
+// the safety net for a missed notice (a dropped connection, say).
+func (s *Service) catchUp(ctx context.Context, since time.Time) error {
+	db := s.db.WithContext(ctx)
+	type pair struct{ CaseID, UserID string }
+	var pairs []pair
+	queries := []*gorm.DB{
+		db.Model(&assignmentRow{}).Select("case_id, user_id").Where("granted_at >= ?", since),
+		db.Model(&assignmentRow{}).Select("case_id, user_id").
+			Where("id IN (?)", db.Model(&revocationRow{}).Select("assignment_id").Where("revoked_at >= ?", since)),
+		db.Model(&declarationRow{}).Select("case_id, user_id").Where("created_at >= ?", since),
+		db.Model(&recusalRow{}).Select("case_id, user_id").Where("created_at >= ?", since),
+	}
+	seen := map[pair]bool{}
+	for _, q := range queries {
+		var got []pair
+		if err := q.Distinct().Scan(&got).Error; err != nil {
+			return fmt.Errorf("catch up on grants: %w", err)
+		}
+		for _, p := range got {
+			if !seen[p] {
+				seen[p] = true
+				pairs = append(pairs, p)
+			}
+		}
+	}
+	for _, p := range pairs {
+		if err := s.refreshGrants(ctx, p.CaseID, p.UserID); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// resyncSlack covers clock differences between instances and transactions
+// that committed after the changes they hold were stamped.
+const resyncSlack = 2 * time.Minute
+
+// Listen keeps this instance in step with the others sharing a PostgreSQL
+// database (dsn, a postgres:// URL): it LISTENs on NoticeChannel, applies
+// each notice, re-reads recent grant changes every ResyncInterval, and after
+// a lost connection re-reads what changed while it was gone. It returns when
+// ctx ends. On SQLite it returns at once: one process owns the file.
+func (s *Service) Listen(ctx context.Context, dsn string) {
+	if sqldb.Dialect(s.db) != sqldb.Postgres {
+		return
+	}
+	// Everything before New's bulk load is in memory already.
+	synced := s.now().Add(-resyncSlack)
+	backoff := time.Second
+	for ctx.Err() == nil {
+		start := s.now()
+		err := s.listenOnce(ctx, dsn, &synced)
+		if ctx.Err() != nil {
+			return
+		}
+		s.log.WarnContext(ctx, "access: notice listener lost its connection; reconnecting", "err", err)
+		if s.now().Sub(start) > time.Minute {
+			backoff = time.Second
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 30*time.Second)
+	}
+}
+
+func (s *Service) listenOnce(ctx context.Context, dsn string, synced *time.Time) error {
+	cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	conn, err := pgx.Connect(cctx, dsn)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("connect: %w", err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{NoticeChannel}.Sanitize()); err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	// Listening now; whatever changed before is read from the tables.
+	resync := func() error {
+		next := s.now().Add(-resyncSlack)
+		if err := s.catchUp(ctx, *synced); err != nil {
+			return err
+		}
+		*synced = next
+		return nil
+	}
+	if err := resync(); err != nil {
+		return err
+	}
+	for {
+		wctx, cancel := context.WithTimeout(ctx, s.resync)
+		n, err := conn.WaitForNotification(wctx)
+		cancel()
+		switch {
+		case err == nil:
+			if err := s.HandleNotice(ctx, n.Payload); err != nil {
+				s.log.ErrorContext(ctx, "access: notice not applied", "err", err)
+			}
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case wctx.Err() != nil:
+			// The periodic safety net; also proves the connection alive.
+			if err := resync(); err != nil {
+				return err
+			}
+		default:
+			return err
+		}
+	}
+}
