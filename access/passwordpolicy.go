@@ -53,8 +53,8 @@ func CommonPasswordCount() int {
 // CheckPassword applies the password policy: MinPasswordLen to 1024
 // characters, not one character (or a short group of up to four) repeated,
 // whitespace alone included, and not on the embedded list of common and
-// breached passwords, nor such a password with up to four digits or symbols
-// added before or after it, nor one with the usual letter-for-digit
+// breached passwords, nor such a password with up to six digits or symbols
+// added after it (a year and a "!") or four before it, nor one with the usual letter-for-digit
 // substitutions (p4ssw0rd). The error is a *FieldError on field (code
 // weak_password) whose detail says which rule failed, never the password.
 func CheckPassword(field, pw string) error {
@@ -103,7 +103,7 @@ func repeatsShortGroup(pw string) bool {
 var leet = strings.NewReplacer("0", "o", "1", "i", "3", "e", "4", "a", "5", "s", "7", "t", "@", "a", "$", "s", "!", "i")
 
 // passwordVariants lists the lower-cased forms checked against the list: the
-// password itself, the password without up to four leading or trailing
+// password itself, the password without up to six trailing and four leading
 // digits, symbols or spaces, the same with substitutions undone, and a listed
 // word typed twice.
 func passwordVariants(pw string) []string {
@@ -113,7 +113,7 @@ func passwordVariants(pw string) []string {
 		return unicode.IsDigit(r) || unicode.IsPunct(r) || unicode.IsSymbol(r) || unicode.IsSpace(r)
 	}
 	core := low
-	for range 4 {
+	for range 6 {
 		r, size := utf8.DecodeLastRuneInString(core)
 		if size == 0 || !isPad(r) {
 			break
