@@ -22,6 +22,7 @@ import (
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
 
+	"github.com/crvault/crvault/access"
 	"github.com/crvault/crvault/audit/sqldb/sqldbtest"
 )
 
@@ -314,9 +315,18 @@ func (c *client) expect(status int, method, path string, body any) resp {
 	return r
 }
 
+// login signs in, with TOTP when the account needs it: a user whose roles
+// require TOTP (the default for staff) is enrolled on first sign-in, and
+// the harness then keeps the secret and gives a fresh code (or a recovery
+// code) on each later sign-in, as the person's authenticator app would.
 func (s *server) login(t testing.TB, username, password string) *client {
 	t.Helper()
-	r := s.do(t, "", "POST", "/sessions", strings.NewReader(fmt.Sprintf(`{"username":%q,"password":%q}`, username, password)), map[string]string{"Content-Type": "application/json"})
+	a := authenticators.get(s.realm(), username)
+	body := map[string]string{"username": username, "password": password}
+	if a != nil {
+		body["totp"] = a.next(t)
+	}
+	r := s.postJSON(t, "", "/sessions", body)
 	if r.Status != 201 {
 		t.Fatalf("login %s: %d %s", username, r.Status, r.Body)
 	}
@@ -325,9 +335,107 @@ func (s *server) login(t testing.TB, username, password string) *client {
 		User  struct {
 			ID string `json:"id"`
 		} `json:"user"`
+		TOTPEnrolmentRequired bool `json:"totp_enrolment_required"`
 	}
 	r.json(t, &out)
-	return &client{t: t, s: s, token: out.Token, id: out.User.ID}
+	c := &client{t: t, s: s, token: out.Token, id: out.User.ID}
+	if out.TOTPEnrolmentRequired {
+		authenticators.put(s.realm(), username, c.enrolTOTP())
+	}
+	return c
+}
+
+// postJSON sends body as JSON.
+func (s *server) postJSON(t testing.TB, token, path string, body any) resp {
+	t.Helper()
+	b, err := json.Marshal(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s.do(t, token, "POST", path, bytes.NewReader(b), map[string]string{"Content-Type": "application/json"})
+}
+
+// realm names the accounts a server sees: its database.
+func (s *server) realm() string {
+	for _, e := range s.env {
+		if v, ok := strings.CutPrefix(e, "VAULT_DATABASE_URL="); ok {
+			return v
+		}
+	}
+	return s.data
+}
+
+// authenticator is a user's TOTP device as the harness keeps it.
+type authenticator struct {
+	mu       sync.Mutex
+	secret   string
+	lastStep int64
+	recovery []string
+}
+
+// enrolTOTP sets up TOTP for the client's user and returns the device.
+func (c *client) enrolTOTP() *authenticator {
+	c.t.Helper()
+	var en struct {
+		Secret     string `json:"secret"`
+		OTPAuthURL string `json:"otpauth_url"`
+	}
+	c.expect(201, "POST", "/me/totp", nil).json(c.t, &en)
+	a := &authenticator{secret: en.Secret}
+	var rc struct {
+		RecoveryCodes []string `json:"recovery_codes"`
+	}
+	c.expect(200, "POST", "/me/totp/confirm", map[string]string{"code": a.next(c.t)}).json(c.t, &rc)
+	a.recovery = rc.RecoveryCodes
+	return a
+}
+
+// next is a code the server has not seen yet: the current step's, else the
+// next step's (within the accepted skew), else a recovery code, so that
+// tests never wait for the clock.
+func (a *authenticator) next(t testing.TB) string {
+	t.Helper()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	now := time.Now()
+	step := now.Unix() / 30
+	for _, st := range []int64{step, step + 1} {
+		if st > a.lastStep {
+			a.lastStep = st
+			code, err := access.TOTPCode(a.secret, time.Unix(st*30, 0))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return code
+		}
+	}
+	if len(a.recovery) == 0 {
+		t.Fatal("TOTP: out of fresh codes and recovery codes")
+	}
+	code := a.recovery[0]
+	a.recovery = a.recovery[1:]
+	return code
+}
+
+type authenticatorStore struct {
+	mu sync.Mutex
+	m  map[string]*authenticator
+}
+
+// authenticators holds every TOTP device the harness enrolled, by realm and
+// username, for the whole test binary.
+var authenticators = &authenticatorStore{m: map[string]*authenticator{}}
+
+func (s *authenticatorStore) get(realm, user string) *authenticator {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.m[realm+"\x00"+user]
+}
+
+func (s *authenticatorStore) put(realm, user string, a *authenticator) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.m[realm+"\x00"+user] = a
 }
 
 // world is the cast of a review: one of each role, bootstrapped by the CLI.
