@@ -17,14 +17,19 @@ import (
 // CaseKey is a case's unwrapped hybrid identity. Like Master it prints only a
 // fingerprint. It is safe for concurrent use.
 type CaseKey struct {
-	id   *age.HybridIdentity
-	rcpt *age.HybridRecipient
-	fp   string
+	id     *age.HybridIdentity
+	rcpt   *age.HybridRecipient
+	fp     string
+	fields fieldKeys
 }
 
-func newCaseKey(id *age.HybridIdentity) *CaseKey {
+func newCaseKey(id *age.HybridIdentity) (*CaseKey, error) {
 	r := id.Recipient()
-	return &CaseKey{id: id, rcpt: r, fp: fingerprint(r)}
+	fk, err := deriveFieldKeys(id.String())
+	if err != nil {
+		return nil, err
+	}
+	return &CaseKey{id: id, rcpt: r, fp: fingerprint(r), fields: fk}, nil
 }
 
 // Fingerprint names the case key's public half (16 hex digits).

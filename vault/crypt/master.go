@@ -304,7 +304,7 @@ func (m *Master) OpenCaseKey(wrapped []byte) (*CaseKey, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: open case key: %v", ErrCorrupt, err)
 	}
-	return newCaseKey(id), nil
+	return newCaseKey(id)
 }
 
 // Rewrap re-encrypts a wrapped case key from m to the master to, for master
