@@ -363,7 +363,10 @@ func (s *Service) Declare(ctx context.Context, p Principal, caseID string, confl
 				continue
 			}
 			decl = declarationRow{ID: newID(now), AssignmentID: a.ID, CaseID: caseID, UserID: p.User.ID,
-				Conflict: conflict, Statement: statement, CreatedAt: now}
+				Conflict: conflict, CreatedAt: now}
+			if decl.Statement, err = s.sealStatement(ctx, caseID, decl.ID, statement); err != nil {
+				return err
+			}
 			if err := tx.Create(&decl).Error; err != nil {
 				return err
 			}

@@ -47,6 +47,9 @@ type Options struct {
 	// ResyncInterval is how often Listen re-reads recent grant changes as
 	// a safety net behind notifications (default 30s).
 	ResyncInterval time.Duration
+	// CaseSealer encrypts declarations' statements with their case's key
+	// (default: stored as given; cmd/vaultd always sets it).
+	CaseSealer CaseSealer
 }
 
 // Service is safe for concurrent use.
@@ -56,6 +59,7 @@ type Service struct {
 	log       *slog.Logger
 	idle, abs time.Duration
 	hasher    PasswordHasher
+	caseSeal  CaseSealer
 	dummyHash string
 	rate      LoginRate
 	seal      Sealer
@@ -126,6 +130,9 @@ func New(ctx context.Context, db *gorm.DB, opts Options) (*Service, error) {
 	}
 	if s.hasher == nil {
 		s.hasher = DefaultArgon2id
+	}
+	if s.caseSeal = opts.CaseSealer; s.caseSeal == nil {
+		s.caseSeal = plainCaseSealer{}
 	}
 	s.hasher = newBoundedHasher(s.hasher, runtime.GOMAXPROCS(0))
 

@@ -91,7 +91,7 @@ type declarationRow struct {
 	CaseID       string    `gorm:"size:64;not null;index"`
 	UserID       string    `gorm:"size:32;not null"`
 	Conflict     bool      `gorm:"not null"`
-	Statement    string    `gorm:"size:4000;not null"`
+	Statement    []byte    `gorm:"not null"` // sealed with the case key (Options.Sealer)
 	CreatedAt    time.Time `gorm:"not null"`
 }
 
@@ -137,6 +137,9 @@ var migrations = []sqldb.Step{
 	}},
 	{Version: 2, Name: "account approval, TOTP, recovery codes, shared login throttle", Up: func(tx *gorm.DB, _ string) error {
 		return tx.AutoMigrate(&userRow{}, &recoveryCodeRow{}, &throttleRow{})
+	}},
+	{Version: 3, Name: "declaration statements sealed: bytes", Up: func(tx *gorm.DB, dialect string) error {
+		return sqldb.ColumnToBytes(tx, dialect, "access_declarations", "statement")
 	}},
 }
 

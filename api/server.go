@@ -136,6 +136,7 @@ func New(d Deps) (http.Handler, error) {
 	h.auditRoutes(auth, v1)
 	h.workflowRoutes(auth, v1)
 	h.supervisionRoutes(auth, v1)
+	h.consentRoutes(auth)
 	return r, nil
 }
 

@@ -56,6 +56,9 @@ type Filter struct {
 	// CaseIDs restricts to these cases when non-nil (operator transparency);
 	// an empty non-nil slice matches nothing.
 	CaseIDs []string
+	// Actions restricts to these actions when non-nil; an empty non-nil
+	// slice matches nothing.
+	Actions []string
 	Limit   int // default 50, at most 500
 	Cursor  string
 }
@@ -65,6 +68,10 @@ const (
 	DefaultLimit = 50
 	MaxLimit     = 500
 )
+
+// CursorAfter is the cursor of a page whose last event is seq, for callers
+// that filter Query's pages further and cut their own.
+func CursorAfter(seq int64) string { return encodeCursor(seq) }
 
 func encodeCursor(seq int64) string {
 	return base64.RawURLEncoding.EncodeToString([]byte("a1:" + strconv.FormatInt(seq, 10)))
@@ -95,7 +102,7 @@ func (l *Log) Query(ctx context.Context, f Filter) ([]Event, string, error) {
 	case limit > MaxLimit:
 		limit = MaxLimit
 	}
-	if f.CaseIDs != nil && len(f.CaseIDs) == 0 {
+	if f.CaseIDs != nil && len(f.CaseIDs) == 0 || f.Actions != nil && len(f.Actions) == 0 {
 		return []Event{}, "", nil
 	}
 	var where []string
@@ -136,6 +143,14 @@ func (l *Log) Query(ctx context.Context, f Filter) ([]Event, string, error) {
 			ph[i] = l.ph(len(args))
 		}
 		where = append(where, "case_id IN ("+strings.Join(ph, ",")+")")
+	}
+	if f.Actions != nil {
+		ph := make([]string, len(f.Actions))
+		for i, a := range f.Actions {
+			args = append(args, a)
+			ph[i] = l.ph(len(args))
+		}
+		where = append(where, "action IN ("+strings.Join(ph, ",")+")")
 	}
 	q := selectEvent
 	if len(where) > 0 {

@@ -62,6 +62,14 @@ func (s *Service) Assignments(ctx context.Context, a Actor, caseID string) ([]ac
 	if err != nil {
 		return nil, err
 	}
+	if isParty(a.P) {
+		// Who reviews a case is deliberation (visibility.go): parties see
+		// the readers of their materials only by pseudonym, in the audit log.
+		if err := s.record(ctx, a, "assignment.list", audit.Denied, caseID, "case/"+caseID, d.Purpose, "forbidden"); err != nil {
+			return nil, err
+		}
+		return nil, fail(ErrForbidden, "forbidden", "the review's assignments are not shown to the parties")
+	}
 	if err := s.record(ctx, a, "assignment.list", audit.Allowed, caseID, "case/"+caseID, d.Purpose, ""); err != nil {
 		return nil, err
 	}
@@ -147,54 +155,4 @@ func accessError(err error) error {
 		return fail(ErrInvalid, "invalid_field", "the request is not valid")
 	}
 	return err
-}
-
-// AuditQuery is a search of the audit log.
-type AuditQuery = audit.Filter
-
-// AuditEvents searches the log: inspectors see everything; operators and
-// providers see every event on their own organisation's cases; others 403.
-func (s *Service) AuditEvents(ctx context.Context, a Actor, f audit.Filter) ([]audit.Event, string, error) {
-	switch {
-	case a.P.Has("inspector"):
-	case a.P.Has("operator"), a.P.Has("provider"):
-		ids, err := s.orgCaseIDs(ctx, a.P)
-		if err != nil {
-			return nil, "", err
-		}
-		if f.CaseID != "" && !contains(ids, f.CaseID) {
-			ids = []string{}
-		}
-		f.CaseIDs = ids
-		if len(ids) == 0 {
-			f.CaseIDs = []string{"-"}
-		}
-	default:
-		if err := s.record(ctx, a, "audit.query", audit.Denied, f.CaseID, "audit/events", "", "forbidden"); err != nil {
-			return nil, "", err
-		}
-		return nil, "", fail(ErrForbidden, "forbidden", "only inspectors, operators and providers may read the audit trail")
-	}
-	if err := s.record(ctx, a, "audit.query", audit.Allowed, f.CaseID, "audit/events", "", ""); err != nil {
-		return nil, "", err
-	}
-	items, next, err := s.audit.Query(ctx, f)
-	if err != nil {
-		if errors.Is(err, audit.ErrInvalid) {
-			return nil, "", invalid("cursor", "invalid_query", "the audit query is not valid")
-		}
-		return nil, "", fmt.Errorf("query audit log: %w", err)
-	}
-	return items, next, nil
-}
-
-func (s *Service) orgCaseIDs(ctx context.Context, p access.Principal) ([]string, error) {
-	var ids []string
-	org := p.User.OrgID
-	err := s.db.WithContext(ctx).Model(&caseRow{}).Where("operator_org = ? OR id IN (?)", org,
-		s.db.Model(&caseProviderRow{}).Select("case_id").Where("org_id = ?", org)).Pluck("id", &ids).Error
-	if err != nil {
-		return nil, fmt.Errorf("list cases of organisation: %w", err)
-	}
-	return ids, nil
 }

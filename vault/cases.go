@@ -106,9 +106,16 @@ func (s *Service) insertCase(ctx context.Context, a Actor, c Case, providers []s
 	if err != nil {
 		return Case{}, fmt.Errorf("create case key: %w", err)
 	}
+	key, err := s.master.OpenCaseKey(wrapped)
+	if err != nil {
+		return Case{}, fmt.Errorf("open new case key: %w", err)
+	}
 	now := time.Now().UTC().Truncate(time.Microsecond)
 	c.CreatedAt = now
-	row := newCaseRow(c, a.P.User.ID)
+	row, err := newCaseRow(key, c, a.P.User.ID)
+	if err != nil {
+		return Case{}, err
+	}
 	err = s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		if err := tx.Create(&row).Error; err != nil {
 			return err
@@ -124,7 +131,8 @@ func (s *Service) insertCase(ctx context.Context, a Actor, c Case, providers []s
 		s.recordFailure(ctx, a, "case.create", row.ID, "case/"+row.ID, err)
 		return Case{}, fmt.Errorf("store case: %w", err)
 	}
-	return toCase(row, providers), nil
+	s.keys.put(row.ID, key, s.keys.now())
+	return toCase(key, row, providers)
 }
 
 // GetCase returns a case the caller may see.
@@ -136,7 +144,7 @@ func (s *Service) GetCase(ctx context.Context, a Actor, id string) (Case, error)
 	if err := s.record(ctx, a, "case.read", audit.Allowed, id, "case/"+id, d.Purpose, ""); err != nil {
 		return Case{}, err
 	}
-	return toCase(row, providers), nil
+	return s.openCase(ctx, row, providers)
 }
 
 // Page is one page of a list.
@@ -196,7 +204,11 @@ func (s *Service) ListCases(ctx context.Context, a Actor, status string, limit i
 		if err != nil {
 			return Page[Case]{}, err
 		}
-		page.Items = append(page.Items, toCase(r, p))
+		c, err := s.openCase(ctx, r, p)
+		if err != nil {
+			return Page[Case]{}, err
+		}
+		page.Items = append(page.Items, c)
 	}
 	return page, nil
 }
@@ -223,5 +235,5 @@ func (s *Service) Submit(ctx context.Context, a Actor, id string) (Case, error) 
 		return Case{}, err
 	}
 	row.Status, row.Edition = string(res.Event.To), res.Event.Edition
-	return toCase(row, providers), nil
+	return s.openCase(ctx, row, providers)
 }

@@ -45,8 +45,8 @@ func knownKind(k string) bool {
 	return false
 }
 
-func toMaterial(r materialRow) Material {
-	return Material{ID: r.ID, CaseID: r.CaseID, Kind: r.Kind, Filename: r.Filename, ContentType: r.ContentType, Size: r.Size,
+func toMaterial(r materialRow, filename string) Material {
+	return Material{ID: r.ID, CaseID: r.CaseID, Kind: r.Kind, Filename: filename, ContentType: r.ContentType, Size: r.Size,
 		SHA256: r.SHA256, Version: r.Version, UploadedBy: r.UploadedBy, UploadedAt: r.UploadedAt.UTC()}
 }
 
@@ -157,8 +157,12 @@ func (s *Service) store(ctx context.Context, a Actor, caseID, purpose string, up
 		s.recordFailure(ctx, a, "material.upload", caseID, resource, err)
 		return Material{}, err
 	}
-	m := materialRow{ID: id, CaseID: caseID, Kind: up.Kind, Filename: filename, ContentType: ctype, Size: sealed.Size, SHA256: sealed.SHA256,
+	m := materialRow{ID: id, CaseID: caseID, Kind: up.Kind, FilenameMAC: filenameMAC(key, filename), ContentType: ctype, Size: sealed.Size, SHA256: sealed.SHA256,
 		BlobID: blobID, Header: sealed.Header, UploadedBy: a.P.User.ID, UploaderOrg: a.P.User.OrgID, UploadedAt: time.Now().UTC().Truncate(time.Microsecond)}
+	if m.Filename, err = sealText(key, labelFilename(id), filename); err != nil {
+		s.recordFailure(ctx, a, "material.upload", caseID, resource, err)
+		return Material{}, err
+	}
 	if err := s.insertVersion(ctx, &m); err != nil {
 		// The row is the commit point; without it the blob is garbage.
 		if derr := s.blobs.Delete(context.WithoutCancel(ctx), blobID); derr != nil {
@@ -167,7 +171,7 @@ func (s *Service) store(ctx context.Context, a Actor, caseID, purpose string, up
 		s.recordFailure(ctx, a, "material.upload", caseID, resource, err)
 		return Material{}, fmt.Errorf("record material: %w", err)
 	}
-	return toMaterial(m), nil
+	return toMaterial(m, filename), nil
 }
 
 // BodyError marks a failure reading the client's body (not ours), so the
@@ -197,12 +201,13 @@ func classifyBodyError(err error) error {
 }
 
 // insertVersion numbers the material after the existing versions of the same
-// kind and filename; the unique index settles races, with a few retries.
+// kind and filename (matched by the filename's keyed hash, as the name itself
+// is sealed); the unique index settles races, with a few retries.
 func (s *Service) insertVersion(ctx context.Context, m *materialRow) error {
 	var err error
 	for attempt := 0; attempt < 5; attempt++ {
 		var max int
-		if err = s.db.WithContext(ctx).Model(&materialRow{}).Where("case_id = ? AND kind = ? AND filename = ?", m.CaseID, m.Kind, m.Filename).
+		if err = s.db.WithContext(ctx).Model(&materialRow{}).Where("case_id = ? AND kind = ? AND filename_mac = ?", m.CaseID, m.Kind, m.FilenameMAC).
 			Select("COALESCE(MAX(version), 0)").Scan(&max).Error; err != nil {
 			return err
 		}
@@ -215,31 +220,7 @@ func (s *Service) insertVersion(ctx context.Context, m *materialRow) error {
 }
 
 func (s *Service) caseKey(ctx context.Context, caseID string) (*crypt.CaseKey, error) {
-	var k caseKeyRow
-	if err := s.db.WithContext(ctx).Where("case_id = ?", caseID).Take(&k).Error; err != nil {
-		if errors.Is(err, gorm.ErrRecordNotFound) {
-			return nil, fail(ErrConflict, "case_shredded", "this case's key no longer exists")
-		}
-		return nil, fmt.Errorf("load key of case %s: %w", caseID, err)
-	}
-	key, err := s.master.OpenCaseKey(k.Wrapped)
-	if err != nil {
-		return nil, fmt.Errorf("open key of case %s: %w", caseID, err)
-	}
-	return key, nil
-}
-
-// materialVisible refines the case decision per material: evidence against a
-// reviewer is not the reviewer's to see, and a provider sees what its own
-// organisation filed plus the office's notices.
-func materialVisible(p access.Principal, m materialRow) bool {
-	if m.Kind == "evidence" {
-		return m.UploaderOrg == p.User.OrgID || p.Has("inspector")
-	}
-	if p.Has("provider") && !p.Has("operator") {
-		return m.UploaderOrg == p.User.OrgID || m.Kind == "notice"
-	}
-	return true
+	return s.keys.CaseKey(ctx, caseID)
 }
 
 // ListMaterials lists the materials of a case the caller may see.
@@ -255,13 +236,26 @@ func (s *Service) ListMaterials(ctx context.Context, a Actor, caseID string) ([]
 	if err := s.record(ctx, a, "material.list", audit.Allowed, caseID, "case/"+caseID, d.Purpose, ""); err != nil {
 		return nil, err
 	}
-	out := []Material{}
-	for _, r := range rows {
-		if materialVisible(a.P, r) {
-			out = append(out, toMaterial(r))
+	// Refined per material by the kind table (visibility.go) and, for
+	// another party's materials, its consents (consents.go).
+	var consented map[string]string
+	if isParty(a.P) {
+		if consented, err = s.consentedMaterials(ctx, caseID, a.P.User.OrgID); err != nil {
+			return nil, err
 		}
 	}
-	return out, nil
+	shown := rows[:0]
+	for _, r := range rows {
+		visible, needConsent := kindVisible(a.P, r.Kind, r.UploaderOrg)
+		if visible || needConsent && consented[r.ID] != "" {
+			shown = append(shown, r)
+		}
+	}
+	out, err := s.openMaterials(ctx, caseID, shown)
+	if err != nil {
+		return nil, err
+	}
+	return s.materialsFor(ctx, a.P, caseID, out)
 }
 
 // material loads a material and authorises act on it, auditing refusals.
@@ -295,11 +289,18 @@ func (s *Service) material(ctx context.Context, a Actor, id string, act access.A
 		}
 		return m, d, err
 	}
-	if !materialVisible(a.P, m) {
+	visible, consent, err := s.visibleMaterial(ctx, a.P, m)
+	if err != nil {
+		return m, d, err
+	}
+	if !visible {
 		if err := s.record(ctx, a, event, audit.Denied, m.CaseID, resource, d.Purpose, "not_found"); err != nil {
 			return m, d, err
 		}
 		return m, d, fail(ErrNotFound, "not_found", "no such material")
+	}
+	if consent != "" {
+		d.Purpose = consentPurpose(consent)
 	}
 	return m, d, nil
 }
@@ -313,7 +314,15 @@ func (s *Service) GetMaterial(ctx context.Context, a Actor, id string) (Material
 	if err := s.record(ctx, a, "material.meta", audit.Allowed, m.CaseID, "material/"+id, d.Purpose, ""); err != nil {
 		return Material{}, err
 	}
-	return toMaterial(m), nil
+	out, err := s.materialOf(ctx, m)
+	if err != nil {
+		return Material{}, err
+	}
+	ms, err := s.materialsFor(ctx, a.P, m.CaseID, []Material{out})
+	if err != nil {
+		return Material{}, err
+	}
+	return ms[0], nil
 }
 
 // Range is a single byte range [Start, Start+Length) of the plaintext.
@@ -379,7 +388,12 @@ func (s *Service) openMaterial(ctx context.Context, m materialRow, r *Range) (*C
 	if err != nil {
 		return nil, fmt.Errorf("open material %s: %w", m.ID, err)
 	}
-	c := &Content{Material: toMaterial(m), Length: m.Size, Body: body, close: closeFn}
+	mat, err := s.materialOf(ctx, m)
+	if err != nil {
+		closeFn()
+		return nil, err
+	}
+	c := &Content{Material: mat, Length: m.Size, Body: body, close: closeFn}
 	if r != nil {
 		c.Start, c.Length, c.Partial = r.Start, r.Length, true
 	}

@@ -21,6 +21,7 @@ import (
 
 	"github.com/crvault/crvault/access"
 	"github.com/crvault/crvault/audit"
+	"github.com/crvault/crvault/vault/crypt"
 	"github.com/crvault/crvault/vault/review"
 )
 
@@ -76,13 +77,55 @@ type ApprovedProposal struct {
 	Case     Case     `json:"case"`
 }
 
-func toProposal(r proposalRow) Proposal {
-	p := Proposal{ID: r.ID, Edition: r.Edition, MemberOrg: r.MemberOrg, PartyOrg: r.PartyOrg, Subject: r.Subject, Title: r.Title,
-		Product: r.Product, Reason: r.Reason, ProposedBy: r.ProposedBy, ProposedAt: r.ProposedAt.UTC(), Status: r.Status, CaseID: r.CaseID}
-	if r.ApprovedAt != nil {
-		p.Approval = &ProposalApproval{Reference: r.Reference, By: r.ApprovedBy, At: r.ApprovedAt.UTC()}
+// proposalKey seals proposals' text: no case, and so no case key, exists
+// when a member unit proposes a review.
+const proposalKey = "proposals"
+
+// proposalText is a proposal's free text, sealed as its row stores it.
+type proposalText struct{ title, product, reason, reference string }
+
+func labelProposal(column, id string) string { return "proposals." + column + "/" + id }
+
+func (t proposalText) seal(key *crypt.CaseKey, id string, r *proposalRow) error {
+	for _, f := range []struct {
+		dst *[]byte
+		col string
+		v   string
+	}{{&r.Title, "title", t.title}, {&r.Product, "product", t.product}, {&r.Reason, "reason", t.reason}, {&r.Reference, "reference", t.reference}} {
+		var err error
+		if *f.dst, err = sealText(key, labelProposal(f.col, id), f.v); err != nil {
+			return err
+		}
 	}
-	return p
+	return nil
+}
+
+func openProposal(key *crypt.CaseKey, r proposalRow) (proposalText, error) {
+	var t proposalText
+	for _, f := range []struct {
+		dst *string
+		col string
+		b   []byte
+	}{{&t.title, "title", r.Title}, {&t.product, "product", r.Product}, {&t.reason, "reason", r.Reason}, {&t.reference, "reference", r.Reference}} {
+		var err error
+		if *f.dst, err = openText(key, labelProposal(f.col, r.ID), f.b); err != nil {
+			return t, err
+		}
+	}
+	return t, nil
+}
+
+func toProposal(key *crypt.CaseKey, r proposalRow) (Proposal, error) {
+	t, err := openProposal(key, r)
+	if err != nil {
+		return Proposal{}, err
+	}
+	p := Proposal{ID: r.ID, Edition: r.Edition, MemberOrg: r.MemberOrg, PartyOrg: r.PartyOrg, Subject: r.Subject, Title: t.title,
+		Product: t.product, Reason: t.reason, ProposedBy: r.ProposedBy, ProposedAt: r.ProposedAt.UTC(), Status: r.Status, CaseID: r.CaseID}
+	if r.ApprovedAt != nil {
+		p.Approval = &ProposalApproval{Reference: t.reference, By: r.ApprovedBy, At: r.ApprovedAt.UTC()}
+	}
+	return p, nil
 }
 
 // Propose records a member unit's proposal of a review.
@@ -127,8 +170,15 @@ func (s *Service) Propose(ctx context.Context, a Actor, in NewProposal) (Proposa
 	if err != nil {
 		return Proposal{}, err
 	}
-	row := proposalRow{ID: NewID(), Edition: ed.ID, MemberOrg: a.P.User.OrgID, PartyOrg: party.ID, Subject: in.Subject, Title: title,
-		Product: product, Reason: reason, ProposedBy: a.P.User.ID, ProposedAt: s.now().UTC().Truncate(time.Microsecond), Status: ProposalProposed}
+	key, err := s.keys.vaultKey(ctx, proposalKey)
+	if err != nil {
+		return Proposal{}, err
+	}
+	row := proposalRow{ID: NewID(), Edition: ed.ID, MemberOrg: a.P.User.OrgID, PartyOrg: party.ID, Subject: in.Subject,
+		ProposedBy: a.P.User.ID, ProposedAt: s.now().UTC().Truncate(time.Microsecond), Status: ProposalProposed}
+	if err := (proposalText{title: title, product: product, reason: reason}).seal(key, row.ID, &row); err != nil {
+		return Proposal{}, err
+	}
 	if err := s.record(ctx, a, "proposal.create", audit.Allowed, "", "proposal/"+row.ID, "", in.Subject); err != nil {
 		return Proposal{}, err
 	}
@@ -136,7 +186,7 @@ func (s *Service) Propose(ctx context.Context, a Actor, in NewProposal) (Proposa
 		s.recordFailure(ctx, a, "proposal.create", "", "proposal/"+row.ID, err)
 		return Proposal{}, fmt.Errorf("store proposal: %w", err)
 	}
-	return toProposal(row), nil
+	return toProposal(key, row)
 }
 
 // Proposals lists proposals: all for the office, its own organisation's for
@@ -161,8 +211,19 @@ func (s *Service) Proposals(ctx context.Context, a Actor) ([]Proposal, error) {
 		return nil, err
 	}
 	out := make([]Proposal, 0, len(rows))
+	if len(rows) == 0 {
+		return out, nil
+	}
+	key, err := s.keys.vaultKey(ctx, proposalKey)
+	if err != nil {
+		return nil, err
+	}
 	for _, r := range rows {
-		out = append(out, toProposal(r))
+		p, err := toProposal(key, r)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, p)
 	}
 	return out, nil
 }
@@ -203,17 +264,32 @@ func (s *Service) ApproveProposal(ctx context.Context, a Actor, id string, in Ap
 	if err != nil {
 		return ApprovedProposal{}, err
 	}
-	c := Case{ID: NewID(), Title: row.Title, Product: row.Product, OperatorOrg: row.PartyOrg, Status: StatusDraft,
+	key, err := s.keys.vaultKey(ctx, proposalKey)
+	if err != nil {
+		return ApprovedProposal{}, err
+	}
+	text, err := openProposal(key, row)
+	if err != nil {
+		return ApprovedProposal{}, err
+	}
+	text.reference = ref
+	sealed := row
+	if err := text.seal(key, row.ID, &sealed); err != nil {
+		return ApprovedProposal{}, err
+	}
+	c := Case{ID: NewID(), Title: text.title, Product: text.product, OperatorOrg: row.PartyOrg, Status: StatusDraft,
 		Type: review.TypeProcurement, Origin: review.OriginProposal, Proposal: row.ID}
 	if row.Subject == "data_processing" {
 		c.Type = review.TypeDataProcessing
 	}
-	if err := s.record(ctx, a, "proposal.approve", audit.Allowed, c.ID, resource, "", ref); err != nil {
+	// The reference is sealed with the proposal, so the audit event does
+	// not carry it.
+	if err := s.record(ctx, a, "proposal.approve", audit.Allowed, c.ID, resource, "", ""); err != nil {
 		return ApprovedProposal{}, err
 	}
 	now := s.now().UTC().Truncate(time.Microsecond)
 	res := s.db.WithContext(ctx).Model(&proposalRow{}).Where("id = ? AND status = ?", row.ID, ProposalProposed).
-		Updates(map[string]any{"status": ProposalApproved, "reference": ref, "approved_by": a.P.User.ID, "approved_at": now, "case_id": c.ID})
+		Updates(map[string]any{"status": ProposalApproved, "reference": sealed.Reference, "approved_by": a.P.User.ID, "approved_at": now, "case_id": c.ID})
 	if res.Error != nil {
 		return ApprovedProposal{}, fmt.Errorf("approve proposal %s: %w", id, res.Error)
 	}
@@ -224,20 +300,24 @@ func (s *Service) ApproveProposal(ctx context.Context, a Actor, id string, in Ap
 	if err != nil {
 		return ApprovedProposal{}, err
 	}
-	row.Status, row.Reference, row.ApprovedBy, row.ApprovedAt, row.CaseID = ProposalApproved, ref, a.P.User.ID, &now, c.ID
-	s.proposalNotice(ctx, a, cs, ed, row)
-	return ApprovedProposal{Proposal: toProposal(row), Case: cs}, nil
+	row.Status, row.Reference, row.ApprovedBy, row.ApprovedAt, row.CaseID = ProposalApproved, sealed.Reference, a.P.User.ID, &now, c.ID
+	s.proposalNotice(ctx, a, cs, ed, row, ref)
+	p, err := toProposal(key, row)
+	if err != nil {
+		return ApprovedProposal{}, err
+	}
+	return ApprovedProposal{Proposal: p, Case: cs}, nil
 }
 
 // proposalNotice tells the party, in its case, that a review was opened on
 // its behalf and what to do.
-func (s *Service) proposalNotice(ctx context.Context, a Actor, c Case, ed *review.Edition, p proposalRow) {
+func (s *Service) proposalNotice(ctx context.Context, a Actor, c Case, ed *review.Edition, p proposalRow, reference string) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "Cybersecurity Review Office - written notice\n\n")
 	fmt.Fprintf(&b, "Case: %s\nTitle: %s\nSubject of review: %s (%s)\n", c.ID, c.Title, c.Product, p.Subject)
 	fmt.Fprintf(&b, "Decision: A member unit of the cybersecurity review mechanism has proposed a review of the %s named above; "+
 		"the Central Cyberspace Affairs Commission approved it (reference %s), and the Review Office has opened this case on your behalf. "+
-		"Upload the application materials and submit the case.\n", p.Subject, p.Reference)
+		"Upload the application materials and submit the case.\n", p.Subject, reference)
 	if ed.RiskMeasures {
 		fmt.Fprintf(&b, "During the review you shall take the risk prevention and mitigation measures the review requires, as notified, and report on them.\n")
 	}

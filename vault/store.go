@@ -16,9 +16,10 @@ import (
 
 // Rows as stored. They stay inside this package; callers see Case and Material.
 type caseRow struct {
-	ID          string    `gorm:"primaryKey;size:32"`
-	Title       string    `gorm:"size:500;not null"`
-	Product     string    `gorm:"size:500;not null"`
+	ID string `gorm:"primaryKey;size:32"`
+	// Title and Product are sealed with the case key (sealing.go).
+	Title       []byte    `gorm:"not null"`
+	Product     []byte    `gorm:"not null"`
 	OperatorOrg string    `gorm:"size:64;not null;index"`
 	Status      string    `gorm:"size:32;not null;index"`
 	CreatedBy   string    `gorm:"size:64;not null"`
@@ -30,8 +31,8 @@ type caseRow struct {
 	// Edition of the Measures governing the case, fixed at submission ("" for a draft).
 	Edition               string `gorm:"size:8;not null;default:''"`
 	Type                  string `gorm:"size:32;not null;default:'procurement'"`
-	ListingVenue          string `gorm:"size:500;not null;default:''"` // listing_abroad
-	UsersWithPersonalInfo int64  `gorm:"not null;default:0"`           // listing_abroad
+	ListingVenue          []byte `gorm:"not null;default:''"` // listing_abroad; sealed with the case key
+	UsersWithPersonalInfo int64  `gorm:"not null;default:0"`  // listing_abroad
 	Origin                string `gorm:"size:16;not null;default:'application'"`
 	ProposalID            string `gorm:"size:32;not null;default:''"`
 }
@@ -56,10 +57,14 @@ type caseKeyRow struct {
 func (caseKeyRow) TableName() string { return "case_keys" }
 
 type materialRow struct {
-	ID          string    `gorm:"primaryKey;size:32"`
-	CaseID      string    `gorm:"size:32;not null;uniqueIndex:ux_material_version,priority:1;index"`
-	Kind        string    `gorm:"size:32;not null;uniqueIndex:ux_material_version,priority:2"`
-	Filename    string    `gorm:"size:255;not null;uniqueIndex:ux_material_version,priority:3"`
+	ID       string `gorm:"primaryKey;size:32"`
+	CaseID   string `gorm:"size:32;not null;uniqueIndex:ux_material_version,priority:1;index"`
+	Kind     string `gorm:"size:32;not null;uniqueIndex:ux_material_version,priority:2"`
+	Filename []byte `gorm:"not null"` // sealed with the case key
+	// FilenameMAC is a keyed hash of the filename under the case key: the
+	// versions of one document are found, and numbered uniquely, without
+	// the database holding the name.
+	FilenameMAC string    `gorm:"size:64;not null;uniqueIndex:ux_material_version,priority:3"`
 	Version     int       `gorm:"not null;uniqueIndex:ux_material_version,priority:4"`
 	ContentType string    `gorm:"size:255;not null"`
 	Size        int64     `gorm:"not null"`
@@ -81,6 +86,7 @@ var migrations = []sqldb.Step{
 		return tx.Migrator().CreateTable(&caseEventRow{}, &calendarImportRow{}, &deadlineFlagRow{})
 	}},
 	{Version: 3, Name: "editions and case types, event payloads, member units, proposals", Up: migrateEditions},
+	{Version: 4, Name: "sealed case text, filename keyed hash, consents, pseudonyms, vault keys", Up: migrateSealed},
 }
 
 // migrateEditions adds what the two editions of the Measures need. A case
@@ -123,13 +129,14 @@ type caseEventRow struct {
 	At         time.Time `gorm:"not null"`
 	Actor      string    `gorm:"size:64;not null"`
 	Role       string    `gorm:"size:32;not null"`
-	Reason     string    `gorm:"size:4000;not null;default:''"`
+	Reason     []byte    `gorm:"not null"` // sealed with the case key; empty when none
 	Days       int       `gorm:"not null;default:0"`
 	Agree      *bool
 	// Payload is the action's structured part (edition, items, members,
-	// outcome, conditions, factors, reference, measures...) as JSON: one
-	// column, converted only in toEventRow and fromEventRow.
-	Payload string `gorm:"type:text;not null;default:''"`
+	// outcome, conditions, factors, reference, measures...) as JSON, sealed
+	// with the case key: one column, converted only in toEventRow and
+	// fromEventRow.
+	Payload []byte `gorm:"not null;default:''"`
 }
 
 func (caseEventRow) TableName() string { return "case_events" }
@@ -190,23 +197,102 @@ type memberUnitRow struct {
 func (memberUnitRow) TableName() string { return "member_units" }
 
 // proposalRow is a review proposed by a member unit (2020 Art. 15 / 2021
-// Art. 16). Title, Product and Reason are free text.
+// Art. 16). Title, Product, Reason and Reference are free text, sealed with
+// the vault's proposals key (sealing.go): no case, and so no case key,
+// exists yet.
 type proposalRow struct {
 	ID         string    `gorm:"primaryKey;size:32"`
 	Edition    string    `gorm:"size:8;not null"`
 	MemberOrg  string    `gorm:"size:64;not null;index"`
 	PartyOrg   string    `gorm:"size:64;not null;index"`
 	Subject    string    `gorm:"size:32;not null"`
-	Title      string    `gorm:"size:500;not null"`
-	Product    string    `gorm:"size:500;not null"`
-	Reason     string    `gorm:"size:8000;not null"`
+	Title      []byte    `gorm:"not null"`
+	Product    []byte    `gorm:"not null"`
+	Reason     []byte    `gorm:"not null"`
 	ProposedBy string    `gorm:"size:64;not null"`
 	ProposedAt time.Time `gorm:"not null"`
 	Status     string    `gorm:"size:16;not null"`
-	Reference  string    `gorm:"size:200;not null;default:''"` // the Commission's approval
+	Reference  []byte    `gorm:"not null;default:''"` // the Commission's approval
 	ApprovedBy string    `gorm:"size:64;not null;default:''"`
 	ApprovedAt *time.Time
 	CaseID     string `gorm:"size:32;not null;default:''"`
 }
 
 func (proposalRow) TableName() string { return "proposals" }
+
+// consentRow is a providing organisation's consent that another party
+// organisation of the case may see one of its materials (Art. 16). It is
+// never deleted: a withdrawal sets RevokedAt, and checks read the table at
+// every access, so a withdrawal takes effect at once on every instance.
+type consentRow struct {
+	ID         string    `gorm:"primaryKey;size:32"`
+	MaterialID string    `gorm:"size:32;not null;index"`
+	CaseID     string    `gorm:"size:32;not null;index"`
+	OrgID      string    `gorm:"size:64;not null"` // the organisation that may see the material
+	Purpose    []byte    `gorm:"not null"`         // sealed with the case key
+	GrantedBy  string    `gorm:"size:64;not null"`
+	GrantedAt  time.Time `gorm:"not null"`
+	RevokedBy  string    `gorm:"size:64;not null;default:''"`
+	RevokedAt  *time.Time
+}
+
+func (consentRow) TableName() string { return "material_consents" }
+
+// pseudonymRow is the stable name ("R3") under which a person appears to the
+// parties of one case; only the vault maps it back, for inspectors.
+type pseudonymRow struct {
+	CaseID    string    `gorm:"primaryKey;size:32;uniqueIndex:ux_case_pseudonym,priority:1"`
+	UserID    string    `gorm:"primaryKey;size:64"`
+	Pseudonym string    `gorm:"size:16;not null;uniqueIndex:ux_case_pseudonym,priority:2"`
+	CreatedAt time.Time `gorm:"not null"`
+}
+
+func (pseudonymRow) TableName() string { return "case_pseudonyms" }
+
+// vaultKeyRow is a key of the vault's own, for text that belongs to no case
+// (proposals), wrapped to the master key like a case key.
+type vaultKeyRow struct {
+	Name      string    `gorm:"primaryKey;size:32"`
+	Wrapped   []byte    `gorm:"not null"`
+	CreatedAt time.Time `gorm:"not null"`
+}
+
+func (vaultKeyRow) TableName() string { return "vault_keys" }
+
+// migrateSealed makes the case and proposal text columns hold sealed bytes,
+// indexes material versions by the filename's keyed hash instead of the
+// name, and adds consents, pseudonyms and the vault's own keys. Rows written before it are sealed by
+// Service.SealLegacy, which needs the keys; until then each legacy material
+// carries a placeholder hash unique to its row, so the new index holds.
+func migrateSealed(tx *gorm.DB, dialect string) error {
+	for _, c := range [][2]string{{"cases", "title"}, {"cases", "product"}, {"cases", "listing_venue"}, {"materials", "filename"},
+		{"case_events", "reason"}, {"case_events", "payload"},
+		{"proposals", "title"}, {"proposals", "product"}, {"proposals", "reason"}, {"proposals", "reference"}} {
+		if err := sqldb.ColumnToBytes(tx, dialect, c[0], c[1]); err != nil {
+			return err
+		}
+	}
+	m := tx.Migrator()
+	if !m.HasColumn(&materialRow{}, "filename_mac") {
+		if err := tx.Exec("ALTER TABLE materials ADD COLUMN filename_mac varchar(64) NOT NULL DEFAULT ''").Error; err != nil {
+			return err
+		}
+	}
+	for _, q := range []string{
+		"UPDATE materials SET filename_mac = 'legacy-' || id WHERE filename_mac = ''",
+		"DROP INDEX IF EXISTS ux_material_version",
+		"CREATE UNIQUE INDEX ux_material_version ON materials (case_id, kind, filename_mac, version)",
+	} {
+		if err := tx.Exec(q).Error; err != nil {
+			return err
+		}
+	}
+	for _, t := range []any{&consentRow{}, &pseudonymRow{}, &vaultKeyRow{}} {
+		if !m.HasTable(t) {
+			if err := m.CreateTable(t); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}

@@ -90,6 +90,9 @@ type Config struct {
 	// RulesEdition pins the edition of the Measures new submissions follow
 	// ("2020" or "2021"); empty: the edition in force on the filing date.
 	RulesEdition string
+	// Keyring opens case keys; pass the one access seals declarations with
+	// (default: a keyring of its own over db and master).
+	Keyring *Keyring
 }
 
 // Service is the vault. It is safe for concurrent use.
@@ -97,6 +100,7 @@ type Service struct {
 	db      *gorm.DB
 	blobs   blob.Store
 	master  *crypt.Master
+	keys    *Keyring
 	access  *access.Service
 	audit   *audit.Log
 	maxSize int64
@@ -122,7 +126,10 @@ func New(db *gorm.DB, blobs blob.Store, master *crypt.Master, acc *access.Servic
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = &http.Client{Timeout: 10 * time.Second}
 	}
-	s := &Service{db: db, blobs: blobs, master: master, access: acc, audit: log, maxSize: cfg.MaxMaterialSize, log: cfg.Logger,
+	if cfg.Keyring == nil {
+		cfg.Keyring = NewKeyring(db, master, KeyringConfig{})
+	}
+	s := &Service{db: db, blobs: blobs, master: master, keys: cfg.Keyring, access: acc, audit: log, maxSize: cfg.MaxMaterialSize, log: cfg.Logger,
 		now: cfg.Now, cals: NewCalendars(db, cfg.Calendar), webhook: cfg.WebhookURL, client: cfg.HTTPClient}
 	if cfg.RulesEdition != "" {
 		// Validated by the configuration; an unknown one falls back to the
@@ -268,9 +275,21 @@ func forbiddenDetail(code string) string {
 }
 
 // toCase and newCaseRow are the one pair that converts between a case row
-// and a Case.
-func toCase(r caseRow, providers []string) Case {
-	c := Case{ID: r.ID, Title: r.Title, Product: r.Product, OperatorOrg: r.OperatorOrg, Providers: providers, Status: r.Status,
+// and a Case. The case's free text (title, product, listing venue) is
+// sealed and opened here with the case key (sealing.go); a nil key (a
+// crypto-shredded case) leaves it empty.
+func toCase(key *crypt.CaseKey, r caseRow, providers []string) (Case, error) {
+	var text [3]string
+	for i, f := range []struct {
+		label string
+		b     []byte
+	}{{labelCaseTitle(r.ID), r.Title}, {labelCaseProduct(r.ID), r.Product}, {labelCaseVenue(r.ID), r.ListingVenue}} {
+		var err error
+		if text[i], err = openText(key, f.label, f.b); err != nil {
+			return Case{}, err
+		}
+	}
+	c := Case{ID: r.ID, Title: text[0], Product: text[1], OperatorOrg: r.OperatorOrg, Providers: providers, Status: r.Status,
 		CreatedAt: r.CreatedAt.UTC(), Edition: r.Edition, Type: r.Type, Origin: r.Origin, Proposal: r.ProposalID}
 	if c.Type == "" {
 		c.Type = review.TypeProcurement
@@ -280,19 +299,29 @@ func toCase(r caseRow, providers []string) Case {
 	}
 	if c.Type == review.TypeListingAbroad {
 		users := r.UsersWithPersonalInfo
-		c.ListingVenue, c.UsersWithPersonalInfo = r.ListingVenue, &users
+		c.ListingVenue, c.UsersWithPersonalInfo = text[2], &users
 	}
-	return c
+	return c, nil
 }
 
-func newCaseRow(c Case, createdBy string) caseRow {
-	r := caseRow{ID: c.ID, Title: c.Title, Product: c.Product, OperatorOrg: c.OperatorOrg, Status: c.Status, CreatedBy: createdBy,
-		CreatedAt: c.CreatedAt, UpdatedAt: c.CreatedAt, Edition: c.Edition, Type: c.Type, ListingVenue: c.ListingVenue,
+func newCaseRow(key *crypt.CaseKey, c Case, createdBy string) (caseRow, error) {
+	r := caseRow{ID: c.ID, OperatorOrg: c.OperatorOrg, Status: c.Status, CreatedBy: createdBy,
+		CreatedAt: c.CreatedAt, UpdatedAt: c.CreatedAt, Edition: c.Edition, Type: c.Type,
 		Origin: c.Origin, ProposalID: c.Proposal}
+	for _, f := range []struct {
+		dst   *[]byte
+		label string
+		v     string
+	}{{&r.Title, labelCaseTitle(c.ID), c.Title}, {&r.Product, labelCaseProduct(c.ID), c.Product}, {&r.ListingVenue, labelCaseVenue(c.ID), c.ListingVenue}} {
+		var err error
+		if *f.dst, err = sealText(key, f.label, f.v); err != nil {
+			return caseRow{}, err
+		}
+	}
 	if c.UsersWithPersonalInfo != nil {
 		r.UsersWithPersonalInfo = *c.UsersWithPersonalInfo
 	}
-	return r
+	return r, nil
 }
 
 // validID rejects ids that could not have been issued, before any query.

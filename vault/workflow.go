@@ -23,6 +23,7 @@ import (
 	"github.com/crvault/crvault/access"
 	"github.com/crvault/crvault/audit"
 	"github.com/crvault/crvault/vault/calendar"
+	"github.com/crvault/crvault/vault/crypt"
 	"github.com/crvault/crvault/vault/review"
 )
 
@@ -102,9 +103,11 @@ func (s *Service) Transition(ctx context.Context, a Actor, caseID string, in Tra
 	if err != nil {
 		return TransitionResult{}, err
 	}
-	res.Case = toCase(row, providers)
+	if res.Case, err = s.openCase(ctx, row, providers); err != nil {
+		return TransitionResult{}, err
+	}
 	res.Case.Status = string(res.Event.To)
-	res.Notice = s.notify(ctx, a, row, d.Purpose, res.Event)
+	res.Notice = s.notify(ctx, a, res.Case, d.Purpose, res.Event)
 	return res, nil
 }
 
@@ -156,10 +159,15 @@ func (s *Service) Opinion(ctx context.Context, a Actor, caseID string, in Opinio
 	if err != nil {
 		return TransitionResult{}, err
 	}
-	res.Case = toCase(row, providers)
+	if res.Case, err = s.openCase(ctx, row, providers); err != nil {
+		return TransitionResult{}, err
+	}
 	res.Case.Status = string(res.Event.To)
 	if res.Event.From == review.SolicitingOpinions && res.Event.To == review.SpecialReview {
-		res.Notice = s.notify(ctx, a, row, d.Purpose, res.Event)
+		// The notice is the office's, written by the system: attributed to
+		// the member unit whose opinion completed the round, it would tell
+		// the parties who voted how (visibility.go).
+		res.Notice = s.notify(ctx, systemActor(a), res.Case, "", res.Event)
 	}
 	return res, nil
 }
@@ -185,7 +193,9 @@ func (s *Service) ReportMeasures(ctx context.Context, a Actor, caseID string, in
 	if err != nil {
 		return TransitionResult{}, err
 	}
-	res.Case = toCase(row, providers)
+	if res.Case, err = s.openCase(ctx, row, providers); err != nil {
+		return TransitionResult{}, err
+	}
 	res.Case.Status = string(res.Event.To)
 	return res, nil
 }
@@ -250,7 +260,11 @@ func (s *Service) move(ctx context.Context, a Actor, row caseRow, purpose, event
 func (s *Service) appendEvents(ctx context.Context, row caseRow, evs ...review.Event) error {
 	conflict := errConcurrentUpdate()
 	last := evs[len(evs)-1]
-	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+	key, err := s.caseKey(ctx, row.ID)
+	if err != nil {
+		return err
+	}
+	err = s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		change := map[string]any{"status": string(last.To), "revision": row.Revision + 1, "updated_at": last.At}
 		if evs[0].Action == review.Submit {
 			change["edition"] = evs[0].Edition
@@ -263,7 +277,7 @@ func (s *Service) appendEvents(ctx context.Context, row caseRow, evs ...review.E
 			return conflict
 		}
 		for _, ev := range evs {
-			er, err := toEventRow(row.ID, ev)
+			er, err := toEventRow(key, row.ID, ev)
 			if err != nil {
 				return err
 			}
@@ -329,9 +343,13 @@ func (s *Service) history(ctx context.Context, caseID string) ([]review.Event, e
 	if err := s.db.WithContext(ctx).Where("case_id = ?", caseID).Order("seq").Find(&rows).Error; err != nil {
 		return nil, fmt.Errorf("load history of case %s: %w", caseID, err)
 	}
+	key, err := s.textKey(ctx, caseID)
+	if err != nil {
+		return nil, err
+	}
 	out := make([]review.Event, 0, len(rows))
 	for _, r := range rows {
-		e, err := fromEventRow(r)
+		e, err := fromEventRow(key, r)
 		if err != nil {
 			return nil, err
 		}
@@ -340,7 +358,10 @@ func (s *Service) history(ctx context.Context, caseID string) ([]review.Event, e
 	return out, nil
 }
 
-// histories loads the events of many cases at once.
+// histories loads the events of many cases at once. Replaying a history
+// needs its sealed payloads (the edition, the items requested, the members
+// asked), so each case's key is opened, once per case (and cached by the
+// keyring).
 func (s *Service) histories(ctx context.Context, caseIDs []string) (map[string][]review.Event, error) {
 	out := map[string][]review.Event{}
 	for len(caseIDs) > 0 {
@@ -350,8 +371,17 @@ func (s *Service) histories(ctx context.Context, caseIDs []string) (map[string][
 		if err := s.db.WithContext(ctx).Where("case_id IN ?", batch).Order("case_id, seq").Find(&rows).Error; err != nil {
 			return nil, fmt.Errorf("load case histories: %w", err)
 		}
+		keys := map[string]*crypt.CaseKey{}
 		for _, r := range rows {
-			e, err := fromEventRow(r)
+			key, ok := keys[r.CaseID]
+			if !ok {
+				var err error
+				if key, err = s.textKey(ctx, r.CaseID); err != nil {
+					return nil, err
+				}
+				keys[r.CaseID] = key
+			}
+			e, err := fromEventRow(key, r)
 			if err != nil {
 				return nil, err
 			}
@@ -380,8 +410,10 @@ type eventPayload struct {
 
 // toEventRow and fromEventRow are the one pair that converts between a
 // review.Event and its row: every free-text and structured field of an
-// event passes here (Reason, and Payload as one JSON document).
-func toEventRow(caseID string, e review.Event) (*caseEventRow, error) {
+// event passes here, and is sealed here with the case key (sealing.go),
+// bound to the case, the entry and the column: Reason, and Payload as one
+// JSON document. A nil key (a crypto-shredded case) leaves them empty.
+func toEventRow(key *crypt.CaseKey, caseID string, e review.Event) (*caseEventRow, error) {
 	p := eventPayload{Edition: e.Edition, Org: e.Org, Items: e.Items, Item: e.Item, Material: e.Material, Members: e.Members,
 		Outcome: e.Outcome, Conditions: e.Conditions, Factors: e.Factors, Reference: e.Reference, Measures: e.Measures, Measure: e.Measure}
 	payload := ""
@@ -392,23 +424,39 @@ func toEventRow(caseID string, e review.Event) (*caseEventRow, error) {
 		}
 		payload = string(b)
 	}
+	reason, err := sealText(key, labelReason(caseID, e.Seq), e.Reason)
+	if err != nil {
+		return nil, err
+	}
+	sealedPayload, err := sealText(key, labelPayload(caseID, e.Seq), payload)
+	if err != nil {
+		return nil, err
+	}
 	return &caseEventRow{CaseID: caseID, Seq: e.Seq, Action: string(e.Action), FromStatus: string(e.From), ToStatus: string(e.To),
-		OnDate: e.On.String(), At: e.At.UTC(), Actor: e.Actor, Role: e.Role, Reason: e.Reason, Days: e.Days, Agree: e.Agree, Payload: payload}, nil
+		OnDate: e.On.String(), At: e.At.UTC(), Actor: e.Actor, Role: e.Role, Reason: reason, Days: e.Days, Agree: e.Agree, Payload: sealedPayload}, nil
 }
 
-func fromEventRow(r caseEventRow) (review.Event, error) {
+func fromEventRow(key *crypt.CaseKey, r caseEventRow) (review.Event, error) {
 	on, err := calendar.ParseDate(r.OnDate)
 	if err != nil {
 		return review.Event{}, fmt.Errorf("case %s event %d: %w", r.CaseID, r.Seq, err)
 	}
+	reason, err := openText(key, labelReason(r.CaseID, r.Seq), r.Reason)
+	if err != nil {
+		return review.Event{}, err
+	}
+	payload, err := openText(key, labelPayload(r.CaseID, r.Seq), r.Payload)
+	if err != nil {
+		return review.Event{}, err
+	}
 	var p eventPayload
-	if r.Payload != "" {
-		if err := json.Unmarshal([]byte(r.Payload), &p); err != nil {
+	if payload != "" {
+		if err := json.Unmarshal([]byte(payload), &p); err != nil {
 			return review.Event{}, fmt.Errorf("case %s event %d: payload: %w", r.CaseID, r.Seq, err)
 		}
 	}
 	return review.Event{Seq: r.Seq, Action: review.Action(r.Action), From: review.Status(r.FromStatus), To: review.Status(r.ToStatus),
-		On: on, At: r.At.UTC(), Actor: r.Actor, Role: r.Role, Reason: r.Reason, Days: r.Days, Agree: r.Agree,
+		On: on, At: r.At.UTC(), Actor: r.Actor, Role: r.Role, Reason: reason, Days: r.Days, Agree: r.Agree,
 		Edition: p.Edition, Org: p.Org, Items: p.Items, Item: p.Item, Material: p.Material, Members: p.Members, Outcome: p.Outcome,
 		Conditions: p.Conditions, Factors: p.Factors, Reference: p.Reference, Measures: p.Measures, Measure: p.Measure}, nil
 }
@@ -478,11 +526,11 @@ func (s *Service) Clock(ctx context.Context, a Actor, caseID string) (review.Clo
 		}
 		return review.Clock{}, fmt.Errorf("clock of case %s: %w", caseID, err)
 	}
-	return c, nil
+	return s.clockView(ctx, a.P, caseID, c)
 }
 
 // History returns a case's review events (who did what, when and why), to
-// anyone who may read the case.
+// anyone who may read the case, as visibility.go lets the caller see them.
 func (s *Service) History(ctx context.Context, a Actor, caseID string) ([]review.Event, error) {
 	_, _, d, err := s.authorize(ctx, a, caseID, access.Action("case.read"), "case.history", "case/"+caseID)
 	if err != nil {
@@ -491,7 +539,11 @@ func (s *Service) History(ctx context.Context, a Actor, caseID string) ([]review
 	if err := s.record(ctx, a, "case.history", audit.Allowed, caseID, "case/"+caseID, d.Purpose, ""); err != nil {
 		return nil, err
 	}
-	return s.history(ctx, caseID)
+	h, err := s.history(ctx, caseID)
+	if err != nil {
+		return nil, err
+	}
+	return s.historyView(ctx, a.P, caseID, h)
 }
 
 // Deadline is one entry of GET /deadlines.
@@ -536,7 +588,11 @@ func (s *Service) Deadlines(ctx context.Context, a Actor, within int) ([]Deadlin
 			continue
 		}
 		std, _ := review.Flag(oc.clock, cal, today)
-		out = append(out, Deadline{CaseID: oc.row.ID, Title: oc.row.Title, Status: oc.row.Status, Phase: oc.clock.Phase,
+		c, err := s.openCase(ctx, oc.row, nil)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, Deadline{CaseID: oc.row.ID, Title: c.Title, Status: oc.row.Status, Phase: oc.clock.Phase,
 			DueOn: oc.clock.DueOn, DueOnProvisional: oc.clock.DueOnProvisional, Overdue: oc.clock.Overdue, Flag: std})
 	}
 	sortDeadlines(out)

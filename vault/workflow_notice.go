@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/crvault/crvault/access"
 	"github.com/crvault/crvault/vault/calendar"
 	"github.com/crvault/crvault/vault/review"
 )
@@ -29,11 +30,18 @@ var noticeText = map[review.Action]struct {
 	review.RecordMeasures:     {"During the review the party shall take the risk prevention and mitigation measures listed below and report on them.", []review.Article{review.ArtProposal}},
 }
 
+// systemActor is the vault itself acting on a's request (same request id),
+// for what no person should be named as the author of.
+func systemActor(a Actor) Actor {
+	return Actor{P: access.Principal{User: access.User{ID: "system"}}, RequestID: a.RequestID}
+}
+
 // notify writes the written notice of a decision as a `notice` material,
-// encrypted like every other, attributed to the user who took the decision.
-// The decision is already committed; a notice that fails to store is logged
-// and audited as an error, and the answer simply carries no notice.
-func (s *Service) notify(ctx context.Context, a Actor, row caseRow, purpose string, ev review.Event) *Material {
+// encrypted like every other, attributed to the user who took the decision
+// (or the system, see Opinion). The decision is already committed; a notice
+// that fails to store is logged and audited as an error, and the answer
+// simply carries no notice.
+func (s *Service) notify(ctx context.Context, a Actor, row Case, purpose string, ev review.Event) *Material {
 	history, err := s.history(ctx, row.ID)
 	if err != nil {
 		s.log.ErrorContext(ctx, "notice not written", "case", row.ID, "action", string(ev.Action), "err", err)

@@ -29,6 +29,7 @@ type app struct {
 	audit   *audit.Log
 	access  *access.Service
 	master  *crypt.Master
+	keys    *vault.Keyring
 	blobs   blob.Store
 	vault   *vault.Service
 	super   *supervision.Service
@@ -76,12 +77,15 @@ func openApp(ctx context.Context, cfg config, log *slog.Logger, need parts) (_ *
 	aopts := access.Options{IdleTimeout: cfg.SessionIdle, AbsoluteTimeout: cfg.SessionMax, Logger: log, Registerer: a.reg,
 		TOTPRequiredRoles: cfg.totpRoles()}
 	if need >= withVault {
-		// TOTP secrets are sealed under the master key; commands that only
-		// bootstrap accounts never touch them.
+		// TOTP secrets are sealed under the master key, declarations'
+		// statements with their case's key (the vault's keyring); commands
+		// that only bootstrap accounts touch neither.
 		if a.master, err = loadMaster(cfg); err != nil {
 			return nil, err
 		}
 		aopts.Sealer = masterSealer{a.master}
+		a.keys = vault.NewKeyring(a.db, a.master, vault.KeyringConfig{})
+		aopts.CaseSealer = a.keys
 	}
 	a.access, err = access.New(ctx, a.db, aopts)
 	if err != nil {
@@ -100,10 +104,17 @@ func openApp(ctx context.Context, cfg config, log *slog.Logger, need parts) (_ *
 		return nil, fmt.Errorf("open blob store: %w", err)
 	}
 	a.vault = vault.New(a.db, a.blobs, a.master, a.access, a.audit, vault.Config{MaxMaterialSize: cfg.MaxUpload, Logger: log,
-		WebhookURL: cfg.WebhookURL, RulesEdition: cfg.RulesEdition})
+		WebhookURL: cfg.WebhookURL, RulesEdition: cfg.RulesEdition, Keyring: a.keys})
 	a.super, err = supervision.New(a.db, a.vault, a.access, a.audit, a.master, a.blobs, supervision.Config{Logger: log, Registerer: a.reg})
 	if err != nil {
 		return nil, fmt.Errorf("open supervision: %w", err)
+	}
+	// Text written in plaintext by binaries from before sealing is sealed
+	// once, before anything is served.
+	for _, seal := range []func(context.Context) error{a.vault.SealLegacy, a.access.SealLegacy, a.super.SealLegacy} {
+		if err = seal(ctx); err != nil {
+			return nil, fmt.Errorf("seal legacy text: %w", err)
+		}
 	}
 	return a, nil
 }

@@ -87,7 +87,10 @@ func (s *Service) AddAttachment(ctx context.Context, cl Client, receipt string, 
 	if err != nil {
 		return AttachmentInfo{}, err
 	}
-	a := attachmentRow{ID: newID(), ReportID: row.ID, Filename: filename, ContentType: ctype, BlobID: "sv" + newID()}
+	a := attachmentRow{ID: newID(), ReportID: row.ID, ContentType: ctype, BlobID: "sv" + newID()}
+	if a.Filename, err = s.seal(ctx, label("supervision_report_attachments", "filename", a.ID), filename); err != nil {
+		return AttachmentInfo{}, err
+	}
 	if err := s.record(ctx, anonEvent(cl.RequestID, "report.attach", audit.Allowed, "report/"+row.ID+"/attachment/"+a.ID, "")); err != nil {
 		return AttachmentInfo{}, err
 	}
@@ -101,7 +104,7 @@ func (s *Service) AddAttachment(ctx context.Context, cl Client, receipt string, 
 		_ = s.blobs.Delete(context.WithoutCancel(ctx), a.BlobID)
 		return AttachmentInfo{}, fmt.Errorf("record attachment: %w", err)
 	}
-	return toAttachment(a), nil
+	return s.toAttachment(ctx, a)
 }
 
 // AttachmentContent is an opened attachment; the caller must Close it.
@@ -139,11 +142,15 @@ func (s *Service) OpenAttachment(ctx context.Context, a vault.Actor, reportID, i
 	if err != nil {
 		return nil, err
 	}
+	info, err := s.toAttachment(ctx, row)
+	if err != nil {
+		return nil, err
+	}
 	body, closeFn, err := s.vault.OpenSealed(ctx, key, row.Header, row.BlobID, row.Size, nil)
 	if err != nil {
 		return nil, fmt.Errorf("open attachment %s: %w", id, err)
 	}
-	return &AttachmentContent{Info: toAttachment(row), Body: body, close: closeFn}, nil
+	return &AttachmentContent{Info: info, Body: body, close: closeFn}, nil
 }
 
 // ReferencedBlobs reports which of ids hold report attachments, so the

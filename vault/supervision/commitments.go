@@ -93,8 +93,11 @@ func (s *Service) AddCommitment(ctx context.Context, a vault.Actor, caseID strin
 	if err != nil {
 		return Commitment{}, err
 	}
-	row := commitmentRow{ID: newID(), CaseID: cs.ID, ProviderOrg: a.P.User.OrgID, OperatorOrg: cs.OperatorOrg, Kind: in.Kind, Text: text,
-		CreatedBy: a.P.User.ID, CreatedAt: s.cfg.Now().UTC().Truncate(time.Microsecond), Status: CommitmentPending}
+	row := commitmentRow{ID: newID(), CaseID: cs.ID, ProviderOrg: a.P.User.OrgID, OperatorOrg: cs.OperatorOrg, Kind: in.Kind,
+		CreatedBy: a.P.User.ID, CreatedAt: s.cfg.Now().UTC().Truncate(time.Microsecond), Status: CommitmentPending, StatusNote: []byte{}}
+	if row.Text, err = s.seal(ctx, label("supervision_commitments", "text", row.ID), text); err != nil {
+		return Commitment{}, err
+	}
 	ev.Resource = "commitment/" + row.ID
 	if err := s.record(ctx, ev); err != nil {
 		return Commitment{}, err
@@ -102,7 +105,7 @@ func (s *Service) AddCommitment(ctx context.Context, a vault.Actor, caseID strin
 	if err := s.db.WithContext(ctx).Create(&row).Error; err != nil {
 		return Commitment{}, fmt.Errorf("store commitment: %w", err)
 	}
-	return s.toCommitment(ctx, row)
+	return s.toCommitment(ctx, a.P, row)
 }
 
 // UrgeCommitment records that the case's operator urged the provider to
@@ -134,18 +137,34 @@ func (s *Service) UrgeCommitment(ctx context.Context, a vault.Actor, caseID, id 
 	if err := s.record(ctx, ev); err != nil {
 		return Commitment{}, err
 	}
-	u := urgeRow{ID: newID(), CommitmentID: row.ID, Note: note, By: a.P.User.ID, ByOrg: a.P.User.OrgID, At: s.cfg.Now().UTC().Truncate(time.Microsecond)}
+	u := urgeRow{ID: newID(), CommitmentID: row.ID, By: a.P.User.ID, ByOrg: a.P.User.OrgID, At: s.cfg.Now().UTC().Truncate(time.Microsecond)}
+	if u.Note, err = s.seal(ctx, label("supervision_commitment_urges", "note", u.ID), note); err != nil {
+		return Commitment{}, err
+	}
 	if err := s.db.WithContext(ctx).Create(&u).Error; err != nil {
 		return Commitment{}, fmt.Errorf("store urge: %w", err)
 	}
-	return s.toCommitment(ctx, row)
+	return s.toCommitment(ctx, a.P, row)
 }
 
-func (s *Service) toCommitment(ctx context.Context, r commitmentRow) (Commitment, error) {
-	c := Commitment{ID: r.ID, CaseID: r.CaseID, ProviderOrg: r.ProviderOrg, OperatorOrg: r.OperatorOrg, Kind: r.Kind, Text: r.Text,
-		CreatedBy: r.CreatedBy, CreatedAt: r.CreatedAt.UTC(), Urges: []Urge{}, Status: r.Status, StatusNote: r.StatusNote, StatusBy: r.StatusBy}
+// toCommitment opens a commitment for the viewer p: the operator and the
+// provider see the inspectors' finding but not which inspector made it.
+func (s *Service) toCommitment(ctx context.Context, p access.Principal, r commitmentRow) (Commitment, error) {
+	text, err := s.open(ctx, label("supervision_commitments", "text", r.ID), r.Text)
+	if err != nil {
+		return Commitment{}, err
+	}
+	statusNote, err := s.open(ctx, label("supervision_commitments", "status_note", r.ID), r.StatusNote)
+	if err != nil {
+		return Commitment{}, err
+	}
+	c := Commitment{ID: r.ID, CaseID: r.CaseID, ProviderOrg: r.ProviderOrg, OperatorOrg: r.OperatorOrg, Kind: r.Kind, Text: text,
+		CreatedBy: r.CreatedBy, CreatedAt: r.CreatedAt.UTC(), Urges: []Urge{}, Status: r.Status, StatusNote: statusNote, StatusBy: r.StatusBy}
 	if c.Status == "" {
 		c.Status = CommitmentPending
+	}
+	if p.Has(access.RoleOperator) || p.Has(access.RoleProvider) {
+		c.StatusBy = ""
 	}
 	if r.StatusAt != nil {
 		at := r.StatusAt.UTC()
@@ -156,7 +175,11 @@ func (s *Service) toCommitment(ctx context.Context, r commitmentRow) (Commitment
 		return c, fmt.Errorf("load urges of commitment %s: %w", r.ID, err)
 	}
 	for _, u := range us {
-		c.Urges = append(c.Urges, Urge{ID: u.ID, Note: u.Note, By: u.By, ByOrg: u.ByOrg, At: u.At.UTC()})
+		note, err := s.open(ctx, label("supervision_commitment_urges", "note", u.ID), u.Note)
+		if err != nil {
+			return Commitment{}, err
+		}
+		c.Urges = append(c.Urges, Urge{ID: u.ID, Note: note, By: u.By, ByOrg: u.ByOrg, At: u.At.UTC()})
 	}
 	return c, nil
 }
@@ -191,12 +214,16 @@ func (s *Service) SetCommitmentStatus(ctx context.Context, a vault.Actor, id str
 		return Commitment{}, err
 	}
 	now := s.cfg.Now().UTC().Truncate(time.Microsecond)
+	sealedNote, err := s.seal(ctx, label("supervision_commitments", "status_note", row.ID), note)
+	if err != nil {
+		return Commitment{}, err
+	}
 	if err := s.db.WithContext(ctx).Model(&commitmentRow{}).Where("id = ?", row.ID).
-		Updates(map[string]any{"status": in.Status, "status_note": note, "status_by": a.P.User.ID, "status_at": now}).Error; err != nil {
+		Updates(map[string]any{"status": in.Status, "status_note": sealedNote, "status_by": a.P.User.ID, "status_at": now}).Error; err != nil {
 		return Commitment{}, fmt.Errorf("set status of commitment %s: %w", row.ID, err)
 	}
-	row.Status, row.StatusNote, row.StatusBy, row.StatusAt = in.Status, note, a.P.User.ID, &now
-	return s.toCommitment(ctx, row)
+	row.Status, row.StatusNote, row.StatusBy, row.StatusAt = in.Status, sealedNote, a.P.User.ID, &now
+	return s.toCommitment(ctx, a.P, row)
 }
 
 // CommitmentFilter selects commitments.
@@ -251,7 +278,7 @@ func (s *Service) ListCommitments(ctx context.Context, a vault.Actor, f Commitme
 		page.NextCursor = rows[limit-1].ID
 	}
 	for _, r := range rows {
-		c, err := s.toCommitment(ctx, r)
+		c, err := s.toCommitment(ctx, a.P, r)
 		if err != nil {
 			return Page[Commitment]{}, err
 		}

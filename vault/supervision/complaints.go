@@ -25,16 +25,19 @@ const (
 // ActionRecuseSubject is the resolution action that recuses the subject.
 const ActionRecuseSubject = "recuse_subject"
 
-// Complaint is a complaint against a reviewer (Art. 17).
+// Complaint is a complaint against a reviewer (Art. 17). Its subject is
+// named to the parties by the pseudonym they were shown ("R3"), and to the
+// inspectors and the office as the user, with the pseudonym beside it.
 type Complaint struct {
-	ID          string   `json:"id"`
-	CaseID      string   `json:"case_id"`
-	Subject     string   `json:"subject"`
-	Kind        string   `json:"kind"`
-	Description string   `json:"description"`
-	Evidence    []string `json:"evidence"`
-	Status      string   `json:"status"`
-	Outcome     string   `json:"outcome,omitempty"`
+	ID               string   `json:"id"`
+	CaseID           string   `json:"case_id"`
+	Subject          string   `json:"subject"`
+	SubjectPseudonym string   `json:"subject_pseudonym,omitempty"`
+	Kind             string   `json:"kind"`
+	Description      string   `json:"description"`
+	Evidence         []string `json:"evidence"`
+	Status           string   `json:"status"`
+	Outcome          string   `json:"outcome,omitempty"`
 	// SubjectRecused and ReassignmentRequested say the remedy was applied
 	// and the office admins are asked to assign someone else.
 	SubjectRecused        bool           `json:"subject_recused"`
@@ -47,16 +50,19 @@ type Complaint struct {
 	History               []StatusChange `json:"history"`
 }
 
-// StatusChange is one step of a complaint, with the inspector's note.
+// StatusChange is one step of a complaint, with the inspector's note. By,
+// the inspector, is shown to inspectors only.
 type StatusChange struct {
 	Status  string    `json:"status"`
 	Note    string    `json:"note"`
 	Actions []string  `json:"actions,omitempty"`
-	By      string    `json:"by"`
+	By      string    `json:"by,omitempty"`
 	At      time.Time `json:"at"`
 }
 
-// NewComplaint is what an operator or provider files.
+// NewComplaint is what an operator or provider files. Subject, when given,
+// is the pseudonym under which the person appears in the party's view of the
+// case ("R3", from GET /audit/events).
 type NewComplaint struct {
 	Case        string   `json:"case"`
 	Subject     string   `json:"subject"`
@@ -84,7 +90,8 @@ func (s *Service) caseFacts(c vault.Case) access.CaseFacts {
 
 // FileComplaint files a complaint on a case the caller's organisation is a
 // party to, as operator or provider. Callers unrelated to the case get
-// not_found; the subject must be someone assigned to the case now or before.
+// not_found; the subject must be a pseudonym of the case that names someone
+// assigned to it now or before (the inspector sees who).
 func (s *Service) FileComplaint(ctx context.Context, a vault.Actor, in NewComplaint) (Complaint, error) {
 	cs, err := s.vault.GetCase(ctx, a, in.Case)
 	if err != nil {
@@ -105,18 +112,26 @@ func (s *Service) FileComplaint(ctx context.Context, a vault.Actor, in NewCompla
 	if err != nil {
 		return Complaint{}, err
 	}
+	subject := ""
 	if in.Subject != "" {
-		asgs, err := s.access.Assignments(ctx, cs.ID)
+		uid, ok, err := s.vault.ResolvePseudonym(ctx, cs.ID, in.Subject)
 		if err != nil {
-			return Complaint{}, fmt.Errorf("list assignments of case %s: %w", cs.ID, err)
+			return Complaint{}, err
 		}
 		known := false
-		for _, g := range asgs {
-			known = known || g.UserID == in.Subject
+		if ok {
+			asgs, err := s.access.Assignments(ctx, cs.ID)
+			if err != nil {
+				return Complaint{}, fmt.Errorf("list assignments of case %s: %w", cs.ID, err)
+			}
+			for _, g := range asgs {
+				known = known || g.UserID == uid
+			}
 		}
 		if !known {
-			return Complaint{}, invalid("subject", "unknown_subject", "the subject must be a user assigned to this case")
+			return Complaint{}, invalid("subject", "unknown_subject", "the subject must be the pseudonym (as in \"R3\") of someone assigned to this case")
 		}
+		subject = uid
 	}
 	if len(in.Evidence) > 50 {
 		return Complaint{}, invalid("evidence", "invalid_field", "at most 50 evidence materials")
@@ -132,9 +147,12 @@ func (s *Service) FileComplaint(ctx context.Context, a vault.Actor, in NewCompla
 		}
 	}
 	now := s.cfg.Now().UTC().Truncate(time.Microsecond)
-	row := complaintRow{ID: newID(), CaseID: cs.ID, Subject: in.Subject, Kind: in.Kind, Description: desc,
+	row := complaintRow{ID: newID(), CaseID: cs.ID, Subject: subject, Kind: in.Kind,
 		Evidence: strings.Join(in.Evidence, ","), Status: StatusOpen, FiledBy: a.P.User.ID, FiledByOrg: a.P.User.OrgID,
 		FiledAt: now, UpdatedAt: now}
+	if row.Description, err = s.seal(ctx, label("supervision_complaints", "description", row.ID), desc); err != nil {
+		return Complaint{}, err
+	}
 	ev.Resource = "complaint/" + row.ID
 	if err := s.record(ctx, ev); err != nil {
 		return Complaint{}, err
@@ -142,13 +160,29 @@ func (s *Service) FileComplaint(ctx context.Context, a vault.Actor, in NewCompla
 	if err := s.db.WithContext(ctx).Create(&row).Error; err != nil {
 		return Complaint{}, fmt.Errorf("store complaint: %w", err)
 	}
-	return s.toComplaint(ctx, row)
+	return s.toComplaint(ctx, a.P, row)
 }
 
-func (s *Service) toComplaint(ctx context.Context, r complaintRow) (Complaint, error) {
-	c := Complaint{ID: r.ID, CaseID: r.CaseID, Subject: r.Subject, Kind: r.Kind, Description: r.Description, Evidence: []string{},
+// toComplaint opens a complaint for the viewer p. Its filer (an operator or
+// provider) sees the subject by pseudonym and not who handled it: the
+// inspectors' actions are theirs.
+func (s *Service) toComplaint(ctx context.Context, p access.Principal, r complaintRow) (Complaint, error) {
+	desc, err := s.open(ctx, label("supervision_complaints", "description", r.ID), r.Description)
+	if err != nil {
+		return Complaint{}, err
+	}
+	party := p.Has(access.RoleOperator) || p.Has(access.RoleProvider)
+	c := Complaint{ID: r.ID, CaseID: r.CaseID, Subject: r.Subject, Kind: r.Kind, Description: desc, Evidence: []string{},
 		Status: r.Status, Outcome: r.Outcome, SubjectRecused: r.SubjectRecused, ReassignmentRequested: r.ReassignmentRequested,
 		FiledBy: r.FiledBy, FiledByOrg: r.FiledByOrg, FiledAt: r.FiledAt.UTC(), UpdatedAt: r.UpdatedAt.UTC(), History: []StatusChange{}}
+	if r.Subject != "" {
+		if c.SubjectPseudonym, err = s.vault.Pseudonym(ctx, r.CaseID, r.Subject); err != nil {
+			return Complaint{}, err
+		}
+		if party {
+			c.Subject, c.SubjectPseudonym = c.SubjectPseudonym, ""
+		}
+	}
 	if r.Evidence != "" {
 		c.Evidence = strings.Split(r.Evidence, ",")
 	}
@@ -161,7 +195,14 @@ func (s *Service) toComplaint(ctx context.Context, r complaintRow) (Complaint, e
 		return c, fmt.Errorf("load history of complaint %s: %w", r.ID, err)
 	}
 	for _, h := range rows {
-		sc := StatusChange{Status: h.Status, Note: h.Note, By: h.By, At: h.At.UTC()}
+		note, err := s.open(ctx, label("supervision_complaint_changes", "note", changeRow(r.ID, h.Status)), h.Note)
+		if err != nil {
+			return Complaint{}, err
+		}
+		sc := StatusChange{Status: h.Status, Note: note, By: h.By, At: h.At.UTC()}
+		if party {
+			sc.By = ""
+		}
 		if h.Actions != "" {
 			sc.Actions = strings.Split(h.Actions, ",")
 		}
@@ -213,7 +254,7 @@ func (s *Service) GetComplaint(ctx context.Context, a vault.Actor, id string) (C
 	if err := s.record(ctx, event(a, "complaint.read", audit.Allowed, r.CaseID, "complaint/"+id, "")); err != nil {
 		return Complaint{}, err
 	}
-	return s.toComplaint(ctx, r)
+	return s.toComplaint(ctx, a.P, r)
 }
 
 // ComplaintFilter selects complaints in ListComplaints.
@@ -267,7 +308,7 @@ func (s *Service) ListComplaints(ctx context.Context, a vault.Actor, f Complaint
 		page.NextCursor = rows[limit-1].ID
 	}
 	for _, r := range rows {
-		c, err := s.toComplaint(ctx, r)
+		c, err := s.toComplaint(ctx, a.P, r)
 		if err != nil {
 			return Page[Complaint]{}, err
 		}
@@ -322,7 +363,7 @@ func (s *Service) SetComplaintStatus(ctx context.Context, a vault.Actor, id stri
 	if err := s.change(ctx, &r, in.Status, note, nil, a.P.User.ID, nil); err != nil {
 		return Complaint{}, err
 	}
-	return s.toComplaint(ctx, r)
+	return s.toComplaint(ctx, a.P, r)
 }
 
 func allowedFrom(status string) []string {
@@ -338,6 +379,10 @@ func allowedFrom(status string) []string {
 // change moves r to status only if nobody else moved it since it was read.
 func (s *Service) change(ctx context.Context, r *complaintRow, status, note string, actions []string, by string, extra map[string]any) error {
 	now := s.cfg.Now().UTC().Truncate(time.Microsecond)
+	sealed, err := s.seal(ctx, label("supervision_complaint_changes", "note", changeRow(r.ID, status)), note)
+	if err != nil {
+		return err
+	}
 	upd := map[string]any{"status": status, "updated_at": now}
 	for k, v := range extra {
 		upd[k] = v
@@ -350,7 +395,7 @@ func (s *Service) change(ctx context.Context, r *complaintRow, status, note stri
 		if res.RowsAffected != 1 {
 			return conflict("concurrent_update", "the complaint changed while this request ran; retry")
 		}
-		if err := tx.Create(&complaintChangeRow{ComplaintID: r.ID, Status: status, Note: note, Actions: strings.Join(actions, ","), By: by, At: now}).Error; err != nil {
+		if err := tx.Create(&complaintChangeRow{ComplaintID: r.ID, Status: status, Note: sealed, Actions: strings.Join(actions, ","), By: by, At: now}).Error; err != nil {
 			return fmt.Errorf("record change of complaint %s: %w", r.ID, err)
 		}
 		return tx.Where("id = ?", r.ID).Take(r).Error
@@ -422,5 +467,5 @@ func (s *Service) Resolve(ctx context.Context, a vault.Actor, id string, in Reso
 	if err := s.change(ctx, &r, in.Outcome, note, actions, a.P.User.ID, extra); err != nil {
 		return Complaint{}, err
 	}
-	return s.toComplaint(ctx, r)
+	return s.toComplaint(ctx, a.P, r)
 }

@@ -62,7 +62,7 @@ func (s *Service) ComplaintEvidence(ctx context.Context, a vault.Actor, id strin
 	if err := s.record(ctx, event(a, "complaint.evidence", audit.Allowed, r.CaseID, "complaint/"+id, "")); err != nil {
 		return Evidence{}, err
 	}
-	c, err := s.toComplaint(ctx, r)
+	c, err := s.toComplaint(ctx, a.P, r)
 	if err != nil {
 		return Evidence{}, err
 	}

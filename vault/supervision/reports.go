@@ -149,8 +149,11 @@ func (s *Service) FileReport(ctx context.Context, cl Client, in NewReport) (File
 		return Filed{}, fmt.Errorf("hash receipt: %w", err)
 	}
 	now := s.cfg.Now().UTC().Truncate(time.Microsecond)
-	row := reportRow{ID: newID(), ReceiptHash: hash, SubjectOrg: subject, Commitment: in.Commitment, Description: desc,
+	row := reportRow{ID: newID(), ReceiptHash: hash, SubjectOrg: subject, Commitment: in.Commitment, Outcome: []byte{},
 		Status: ReportReceived, CreatedAt: now, UpdatedAt: now}
+	if row.Description, err = s.seal(ctx, label("supervision_reports", "description", row.ID), desc); err != nil {
+		return Filed{}, err
+	}
 	if err := s.record(ctx, anonEvent(cl.RequestID, "report.create", audit.Allowed, "report/"+row.ID, "")); err != nil {
 		return Filed{}, err
 	}
@@ -226,7 +229,11 @@ func (s *Service) ReporterStatus(ctx context.Context, cl Client, receipt string)
 	if err != nil {
 		return ReporterView{}, err
 	}
-	return ReporterView{ID: row.ID, Status: row.Status, Outcome: row.Outcome, CreatedAt: row.CreatedAt.UTC(), UpdatedAt: row.UpdatedAt.UTC(),
+	outcome, err := s.open(ctx, label("supervision_reports", "outcome", row.ID), row.Outcome)
+	if err != nil {
+		return ReporterView{}, err
+	}
+	return ReporterView{ID: row.ID, Status: row.Status, Outcome: outcome, CreatedAt: row.CreatedAt.UTC(), UpdatedAt: row.UpdatedAt.UTC(),
 		Messages: msgs, Attachments: atts}, nil
 }
 
@@ -255,19 +262,26 @@ func (s *Service) addMessage(ctx context.Context, ev audit.Event, row reportRow,
 	if err := s.record(ctx, ev); err != nil {
 		return Message{}, err
 	}
-	m := reportMessageRow{ID: newID(), ReportID: row.ID, From: from, Author: author, Text: text, CreatedAt: s.cfg.Now().UTC().Truncate(time.Microsecond)}
+	m := reportMessageRow{ID: newID(), ReportID: row.ID, From: from, Author: author, CreatedAt: s.cfg.Now().UTC().Truncate(time.Microsecond)}
+	if m.Text, err = s.seal(ctx, label("supervision_report_messages", "text", m.ID), text); err != nil {
+		return Message{}, err
+	}
 	if err := s.db.WithContext(ctx).Create(&m).Error; err != nil {
 		return Message{}, fmt.Errorf("store message: %w", err)
 	}
-	return toMessage(m, author != ""), nil
+	return s.toMessage(ctx, m, author != "")
 }
 
-func toMessage(m reportMessageRow, withAuthor bool) Message {
-	out := Message{ID: m.ID, From: m.From, Text: m.Text, At: m.CreatedAt.UTC()}
+func (s *Service) toMessage(ctx context.Context, m reportMessageRow, withAuthor bool) (Message, error) {
+	text, err := s.open(ctx, label("supervision_report_messages", "text", m.ID), m.Text)
+	if err != nil {
+		return Message{}, err
+	}
+	out := Message{ID: m.ID, From: m.From, Text: text, At: m.CreatedAt.UTC()}
 	if withAuthor {
 		out.Author = m.Author
 	}
-	return out
+	return out, nil
 }
 
 // conversation loads a report's messages and attachments; inspectors'
@@ -283,16 +297,28 @@ func (s *Service) conversation(ctx context.Context, id string, inspector bool) (
 	}
 	msgs, atts := []Message{}, []AttachmentInfo{}
 	for _, m := range ms {
-		msgs = append(msgs, toMessage(m, inspector))
+		msg, err := s.toMessage(ctx, m, inspector)
+		if err != nil {
+			return nil, nil, err
+		}
+		msgs = append(msgs, msg)
 	}
 	for _, a := range as {
-		atts = append(atts, toAttachment(a))
+		att, err := s.toAttachment(ctx, a)
+		if err != nil {
+			return nil, nil, err
+		}
+		atts = append(atts, att)
 	}
 	return msgs, atts, nil
 }
 
-func toAttachment(a attachmentRow) AttachmentInfo {
-	return AttachmentInfo{ID: a.ID, Filename: a.Filename, ContentType: a.ContentType, Size: a.Size, SHA256: a.SHA256, UploadedAt: a.CreatedAt.UTC()}
+func (s *Service) toAttachment(ctx context.Context, a attachmentRow) (AttachmentInfo, error) {
+	name, err := s.open(ctx, label("supervision_report_attachments", "filename", a.ID), a.Filename)
+	if err != nil {
+		return AttachmentInfo{}, err
+	}
+	return AttachmentInfo{ID: a.ID, Filename: name, ContentType: a.ContentType, Size: a.Size, SHA256: a.SHA256, UploadedAt: a.CreatedAt.UTC()}, nil
 }
 
 // inspectorReport loads a report for an inspector, auditing refusals.
@@ -315,9 +341,17 @@ func (s *Service) inspectorReport(ctx context.Context, a vault.Actor, id, action
 	return row, nil
 }
 
-func toReport(r reportRow) Report {
-	return Report{ID: r.ID, SubjectOrg: r.SubjectOrg, Commitment: r.Commitment, Description: r.Description, Status: r.Status, Outcome: r.Outcome,
-		Link: Link{Provider: r.LinkProvider, Commitment: r.LinkCommitment, Case: r.LinkCase}, CreatedAt: r.CreatedAt.UTC(), UpdatedAt: r.UpdatedAt.UTC()}
+func (s *Service) toReport(ctx context.Context, r reportRow) (Report, error) {
+	desc, err := s.open(ctx, label("supervision_reports", "description", r.ID), r.Description)
+	if err != nil {
+		return Report{}, err
+	}
+	outcome, err := s.open(ctx, label("supervision_reports", "outcome", r.ID), r.Outcome)
+	if err != nil {
+		return Report{}, err
+	}
+	return Report{ID: r.ID, SubjectOrg: r.SubjectOrg, Commitment: r.Commitment, Description: desc, Status: r.Status, Outcome: outcome,
+		Link: Link{Provider: r.LinkProvider, Commitment: r.LinkCommitment, Case: r.LinkCase}, CreatedAt: r.CreatedAt.UTC(), UpdatedAt: r.UpdatedAt.UTC()}, nil
 }
 
 // GetReport returns a report with its messages and attachments (inspectors).
@@ -329,7 +363,10 @@ func (s *Service) GetReport(ctx context.Context, a vault.Actor, id string) (Repo
 	if err := s.record(ctx, event(a, "report.read", audit.Allowed, "", "report/"+id, "")); err != nil {
 		return Report{}, err
 	}
-	r := toReport(row)
+	r, err := s.toReport(ctx, row)
+	if err != nil {
+		return Report{}, err
+	}
 	if r.Messages, r.Attachments, err = s.conversation(ctx, id, true); err != nil {
 		return Report{}, err
 	}
@@ -390,7 +427,11 @@ func (s *Service) ListReports(ctx context.Context, a vault.Actor, f ReportFilter
 		page.NextCursor = rows[limit-1].ID
 	}
 	for _, r := range rows {
-		page.Items = append(page.Items, toReport(r))
+		rep, err := s.toReport(ctx, r)
+		if err != nil {
+			return Page[Report]{}, err
+		}
+		page.Items = append(page.Items, rep)
 	}
 	return page, nil
 }
@@ -424,7 +465,9 @@ func (s *Service) SetReportStatus(ctx context.Context, a vault.Actor, id string,
 	}
 	upd := map[string]any{"status": in.Status, "updated_at": s.cfg.Now().UTC().Truncate(time.Microsecond)}
 	if outcome != "" {
-		upd["outcome"] = outcome
+		if upd["outcome"], err = s.seal(ctx, label("supervision_reports", "outcome", id), outcome); err != nil {
+			return Report{}, err
+		}
 	}
 	caseID := ""
 	if in.Link != nil {
@@ -470,5 +513,5 @@ func (s *Service) SetReportStatus(ctx context.Context, a vault.Actor, id string,
 	if err := s.db.WithContext(ctx).Where("id = ?", id).Take(&row).Error; err != nil {
 		return Report{}, fmt.Errorf("reload report %s: %w", id, err)
 	}
-	return toReport(row), nil
+	return s.toReport(ctx, row)
 }

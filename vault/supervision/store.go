@@ -14,7 +14,7 @@ type complaintRow struct {
 	CaseID                string    `gorm:"size:64;not null;index"`
 	Subject               string    `gorm:"size:64;not null;default:''"`
 	Kind                  string    `gorm:"size:32;not null"`
-	Description           string    `gorm:"size:20000;not null"`
+	Description           []byte    `gorm:"not null"`                      // sealed (sealing.go)
 	Evidence              string    `gorm:"size:4000;not null;default:''"` // comma-separated material ids
 	Status                string    `gorm:"size:16;not null;index"`
 	Outcome               string    `gorm:"size:16;not null;default:''"`
@@ -34,7 +34,7 @@ type complaintChangeRow struct {
 	ID          uint      `gorm:"primaryKey"`
 	ComplaintID string    `gorm:"size:32;not null;index"`
 	Status      string    `gorm:"size:16;not null"`
-	Note        string    `gorm:"size:4000;not null;default:''"`
+	Note        []byte    `gorm:"not null"` // sealed
 	Actions     string    `gorm:"size:200;not null;default:''"`
 	By          string    `gorm:"size:64;not null"`
 	At          time.Time `gorm:"not null"`
@@ -48,13 +48,13 @@ type commitmentRow struct {
 	ProviderOrg string    `gorm:"size:64;not null;index"`
 	OperatorOrg string    `gorm:"size:64;not null;index"`
 	Kind        string    `gorm:"size:32;not null"`
-	Text        string    `gorm:"size:20000;not null"`
+	Text        []byte    `gorm:"not null"` // sealed
 	CreatedBy   string    `gorm:"size:64;not null"`
 	CreatedAt   time.Time `gorm:"not null"`
 	// Status is what supervision found: pending, kept, breached or
 	// under_investigation, with who set it, when and why.
 	Status     string `gorm:"size:24;not null;default:'pending'"`
-	StatusNote string `gorm:"size:4000;not null;default:''"`
+	StatusNote []byte `gorm:"not null;default:''"` // sealed
 	StatusBy   string `gorm:"size:64;not null;default:''"`
 	StatusAt   *time.Time
 }
@@ -66,7 +66,7 @@ func (commitmentRow) TableName() string { return "supervision_commitments" }
 type urgeRow struct {
 	ID           string    `gorm:"primaryKey;size:32"`
 	CommitmentID string    `gorm:"size:32;not null;index"`
-	Note         string    `gorm:"size:4000;not null;default:''"`
+	Note         []byte    `gorm:"not null"` // sealed
 	By           string    `gorm:"size:64;not null"`
 	ByOrg        string    `gorm:"size:64;not null"`
 	At           time.Time `gorm:"not null"`
@@ -81,9 +81,9 @@ type reportRow struct {
 	ReceiptHash    string    `gorm:"size:200;not null"`
 	SubjectOrg     string    `gorm:"size:64;not null;default:''"`
 	Commitment     string    `gorm:"size:32;not null;default:''"`
-	Description    string    `gorm:"size:20000;not null"`
+	Description    []byte    `gorm:"not null"` // sealed
 	Status         string    `gorm:"size:16;not null;index"`
-	Outcome        string    `gorm:"size:4000;not null;default:''"`
+	Outcome        []byte    `gorm:"not null"` // sealed; empty until closed
 	LinkProvider   string    `gorm:"size:64;not null;default:''"`
 	LinkCommitment string    `gorm:"size:32;not null;default:''"`
 	LinkCase       string    `gorm:"size:64;not null;default:''"`
@@ -98,7 +98,7 @@ type reportMessageRow struct {
 	ReportID  string    `gorm:"size:32;not null;index"`
 	From      string    `gorm:"column:sender;size:16;not null"` // "reporter" or "inspector"
 	Author    string    `gorm:"size:64;not null;default:''"`    // inspector's user id; "" for the reporter
-	Text      string    `gorm:"size:20000;not null"`
+	Text      []byte    `gorm:"not null"`                       // sealed
 	CreatedAt time.Time `gorm:"not null"`
 }
 
@@ -107,7 +107,7 @@ func (reportMessageRow) TableName() string { return "supervision_report_messages
 type attachmentRow struct {
 	ID          string    `gorm:"primaryKey;size:32"`
 	ReportID    string    `gorm:"size:32;not null;index"`
-	Filename    string    `gorm:"size:255;not null"`
+	Filename    []byte    `gorm:"not null"` // sealed
 	ContentType string    `gorm:"size:255;not null"`
 	Size        int64     `gorm:"not null"`
 	SHA256      string    `gorm:"size:64;not null"`
@@ -140,6 +140,14 @@ var migrations = []sqldb.Step{
 				continue
 			}
 			if err := tx.Migrator().AddColumn(&commitmentRow{}, col); err != nil {
+				return err
+			}
+		}
+		return nil
+	}},
+	{Version: 3, Name: "complaint, commitment and report texts sealed: bytes", Up: func(tx *gorm.DB, dialect string) error {
+		for _, c := range sealedColumns {
+			if err := sqldb.ColumnToBytes(tx, dialect, c.table, c.column); err != nil {
 				return err
 			}
 		}

@@ -1,0 +1,214 @@
+package vault
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"gorm.io/gorm"
+
+	"github.com/crvault/crvault/access"
+	"github.com/crvault/crvault/audit"
+)
+
+// Consent is a providing organisation's consent that another party
+// organisation of the case may see one of its materials (Art. 16 of the
+// 2020 Measures: undisclosed materials reach others only with the
+// provider's consent). Reads under it cite it in their audit event's purpose
+// as "consent/<id>".
+type Consent struct {
+	ID         string    `json:"id"`
+	MaterialID string    `json:"material_id"`
+	Org        string    `json:"org"`
+	Purpose    string    `json:"purpose"`
+	GrantedBy  string    `json:"granted_by"`
+	GrantedAt  time.Time `json:"granted_at"`
+}
+
+// NewConsent is the body of POST /materials/{id}/consents.
+type NewConsent struct {
+	Org     string `json:"org"`
+	Purpose string `json:"purpose"`
+}
+
+// consentPurpose is what an access under a consent records as its purpose.
+func consentPurpose(id string) string { return "consent/" + id }
+
+// visibleMaterial decides whether the caller may see a material (the case
+// decision already allowed), by the kind table and, where a party sees
+// another party's material only with its consent, by the consents in the
+// database now: a withdrawal takes effect on the next request, on every
+// instance. consentID names the consent the access goes through.
+func (s *Service) visibleMaterial(ctx context.Context, p access.Principal, m materialRow) (visible bool, consentID string, err error) {
+	visible, needConsent := kindVisible(p, m.Kind, m.UploaderOrg)
+	if !needConsent {
+		return visible, "", nil
+	}
+	var ids []string
+	err = s.db.WithContext(ctx).Model(&consentRow{}).Where("material_id = ? AND org_id = ? AND revoked_at IS NULL", m.ID, p.User.OrgID).
+		Order("granted_at DESC, id").Limit(1).Pluck("id", &ids).Error
+	if err != nil {
+		return false, "", fmt.Errorf("check consents of material %s: %w", m.ID, err)
+	}
+	if len(ids) == 0 {
+		return false, "", nil
+	}
+	return true, ids[0], nil
+}
+
+// consentedMaterials maps the materials of a case that org may see under a
+// live consent to that consent.
+func (s *Service) consentedMaterials(ctx context.Context, caseID, org string) (map[string]string, error) {
+	var rows []consentRow
+	err := s.db.WithContext(ctx).Select("id, material_id").Where("case_id = ? AND org_id = ? AND revoked_at IS NULL", caseID, org).
+		Order("granted_at, id").Find(&rows).Error
+	if err != nil {
+		return nil, fmt.Errorf("list consents of case %s: %w", caseID, err)
+	}
+	out := make(map[string]string, len(rows))
+	for _, r := range rows {
+		out[r.MaterialID] = r.ID
+	}
+	return out, nil
+}
+
+// providerMaterial loads a material for a consent action: callers who may
+// not see it get not_found, callers outside the organisation that provided
+// it get forbidden; both audited.
+func (s *Service) providerMaterial(ctx context.Context, a Actor, materialID, event, resource string) (materialRow, error) {
+	m, d, err := s.material(ctx, a, materialID, "material.meta", event)
+	if err != nil {
+		return m, err
+	}
+	if !isParty(a.P) || m.UploaderOrg != a.P.User.OrgID {
+		if err := s.record(ctx, a, event, audit.Denied, m.CaseID, resource, d.Purpose, "forbidden"); err != nil {
+			return m, err
+		}
+		return m, fail(ErrForbidden, "forbidden", "only the organisation that provided a material decides on its disclosure")
+	}
+	return m, nil
+}
+
+// GrantConsent lets another party organisation of the case see a material
+// the caller's organisation provided, for a purpose.
+func (s *Service) GrantConsent(ctx context.Context, a Actor, materialID string, in NewConsent) (Consent, error) {
+	m, err := s.providerMaterial(ctx, a, materialID, "consent.create", "material/"+materialID)
+	if err != nil {
+		return Consent{}, err
+	}
+	if kindRules[m.Kind].party != partyProvided {
+		return Consent{}, invalid("material", "consent_not_applicable", fmt.Sprintf("%s materials are not disclosed by consent", m.Kind))
+	}
+	purpose, err := CleanText("purpose", in.Purpose, 500, true)
+	if err != nil {
+		return Consent{}, err
+	}
+	_, facts, _, err := s.caseFacts(ctx, m.CaseID)
+	if err != nil {
+		return Consent{}, fmt.Errorf("load case %s: %w", m.CaseID, err)
+	}
+	if in.Org == m.UploaderOrg || (in.Org != facts.OperatorOrg && !contains(facts.ProviderOrgs, in.Org)) {
+		return Consent{}, invalid("org", "invalid_org", "org must be another party organisation (operator or provider) of this case")
+	}
+	var live int64
+	if err := s.db.WithContext(ctx).Model(&consentRow{}).Where("material_id = ? AND org_id = ? AND revoked_at IS NULL", m.ID, in.Org).
+		Count(&live).Error; err != nil {
+		return Consent{}, fmt.Errorf("check consents: %w", err)
+	}
+	if live > 0 {
+		return Consent{}, fail(ErrConflict, "consent_exists", "that organisation already holds a consent for this material; withdraw it first to change it")
+	}
+	key, err := s.caseKey(ctx, m.CaseID)
+	if err != nil {
+		return Consent{}, err
+	}
+	row := consentRow{ID: NewID(), MaterialID: m.ID, CaseID: m.CaseID, OrgID: in.Org, GrantedBy: a.P.User.ID,
+		GrantedAt: time.Now().UTC().Truncate(time.Microsecond)}
+	if row.Purpose, err = sealText(key, labelConsentPurpose(row.ID), purpose); err != nil {
+		return Consent{}, err
+	}
+	resource := "consent/" + row.ID
+	if err := s.record(ctx, a, "consent.create", audit.Allowed, m.CaseID, resource, "", in.Org); err != nil {
+		return Consent{}, err
+	}
+	if err := s.db.WithContext(ctx).Create(&row).Error; err != nil {
+		s.recordFailure(ctx, a, "consent.create", m.CaseID, resource, err)
+		return Consent{}, fmt.Errorf("store consent: %w", err)
+	}
+	return Consent{ID: row.ID, MaterialID: row.MaterialID, Org: row.OrgID, Purpose: purpose, GrantedBy: row.GrantedBy, GrantedAt: row.GrantedAt}, nil
+}
+
+// Consents lists the live consents of a material, to the organisation that
+// provided it.
+func (s *Service) Consents(ctx context.Context, a Actor, materialID string) ([]Consent, error) {
+	m, err := s.providerMaterial(ctx, a, materialID, "consent.list", "material/"+materialID)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.record(ctx, a, "consent.list", audit.Allowed, m.CaseID, "material/"+materialID, "", ""); err != nil {
+		return nil, err
+	}
+	var rows []consentRow
+	if err := s.db.WithContext(ctx).Where("material_id = ? AND revoked_at IS NULL", m.ID).Order("granted_at, id").Find(&rows).Error; err != nil {
+		return nil, fmt.Errorf("list consents of material %s: %w", m.ID, err)
+	}
+	out := []Consent{}
+	if len(rows) == 0 {
+		return out, nil
+	}
+	key, err := s.textKey(ctx, m.CaseID)
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range rows {
+		purpose, err := openText(key, labelConsentPurpose(r.ID), r.Purpose)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, Consent{ID: r.ID, MaterialID: r.MaterialID, Org: r.OrgID, Purpose: purpose, GrantedBy: r.GrantedBy, GrantedAt: r.GrantedAt.UTC()})
+	}
+	return out, nil
+}
+
+// RevokeConsent withdraws a consent; the next access under it is refused,
+// on every instance, since every check reads the table.
+func (s *Service) RevokeConsent(ctx context.Context, a Actor, consentID string) error {
+	resource := "consent/" + consentID
+	var row consentRow
+	err := gorm.ErrRecordNotFound
+	if validID(consentID) {
+		err = s.db.WithContext(ctx).Where("id = ? AND revoked_at IS NULL", consentID).Take(&row).Error
+	}
+	if errors.Is(err, gorm.ErrRecordNotFound) {
+		if err := s.record(ctx, a, "consent.revoke", audit.Denied, "", resource, "", "not_found"); err != nil {
+			return err
+		}
+		return fail(ErrNotFound, "not_found", "no such consent")
+	}
+	if err != nil {
+		return fmt.Errorf("load consent %s: %w", consentID, err)
+	}
+	m, err := s.providerMaterial(ctx, a, row.MaterialID, "consent.revoke", resource)
+	if err != nil {
+		var ve *Error
+		if errors.As(err, &ve) && ve.Kind == ErrNotFound {
+			ve.Detail = "no such consent"
+		}
+		return err
+	}
+	if err := s.record(ctx, a, "consent.revoke", audit.Allowed, m.CaseID, resource, "", row.OrgID); err != nil {
+		return err
+	}
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	res := s.db.WithContext(ctx).Model(&consentRow{}).Where("id = ? AND revoked_at IS NULL", row.ID).
+		Updates(map[string]any{"revoked_at": now, "revoked_by": a.P.User.ID})
+	if res.Error != nil {
+		s.recordFailure(ctx, a, "consent.revoke", m.CaseID, resource, res.Error)
+		return fmt.Errorf("revoke consent %s: %w", row.ID, res.Error)
+	}
+	if res.RowsAffected != 1 {
+		return fail(ErrNotFound, "not_found", "no such consent")
+	}
+	return nil
+}

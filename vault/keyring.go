@@ -1,0 +1,206 @@
+package vault
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"gorm.io/gorm"
+
+	"github.com/crvault/crvault/access"
+	"github.com/crvault/crvault/vault/crypt"
+)
+
+// KeyringConfig bounds the keyring's cache of unwrapped case keys. Zero
+// values take the defaults; a negative TTL turns the cache off.
+type KeyringConfig struct {
+	// TTL is how long an unwrapped case key stays in memory after it was
+	// unwrapped (default 1 minute). See vault/crypt's threat model for the
+	// trade-off.
+	TTL time.Duration
+	// Size is the most case keys kept at once (default 1024).
+	Size int
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+// Keyring opens case keys (stored wrapped to the master key in case_keys)
+// and seals and opens the case's confidential text fields with them. Opening
+// a wrapped key costs a hybrid post-quantum decryption (about half a
+// millisecond), and listing 50 cases would need 50; so it keeps recently used
+// keys in a small bounded cache for a short time. It is safe for concurrent
+// use, and it is the access.CaseSealer the access package seals
+// declarations with.
+type Keyring struct {
+	db     *gorm.DB
+	master *crypt.Master
+	ttl    time.Duration
+	size   int
+	now    func() time.Time
+
+	mu    sync.Mutex
+	cache map[string]cachedKey
+	// own are the vault's own keys (vault_keys), for text of no case.
+	ownMu sync.Mutex
+	own   map[string]*crypt.CaseKey
+}
+
+type cachedKey struct {
+	key   *crypt.CaseKey
+	until time.Time
+}
+
+var _ access.CaseSealer = (*Keyring)(nil)
+
+// NewKeyring makes a keyring over the vault's case_keys table.
+func NewKeyring(db *gorm.DB, master *crypt.Master, cfg KeyringConfig) *Keyring {
+	if cfg.TTL == 0 {
+		cfg.TTL = time.Minute
+	}
+	if cfg.Size <= 0 {
+		cfg.Size = 1024
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Keyring{db: db, master: master, ttl: cfg.TTL, size: cfg.Size, now: cfg.Now, cache: map[string]cachedKey{},
+		own: map[string]*crypt.CaseKey{}}
+}
+
+// errShredded says the case's key row is gone: its documents and sealed
+// text are unreadable for good.
+var errShredded = errors.New("case key shredded")
+
+// CaseKey returns the unwrapped key of a case; ErrConflict case_shredded when
+// its wrapped key no longer exists.
+func (k *Keyring) CaseKey(ctx context.Context, caseID string) (*crypt.CaseKey, error) {
+	key, err := k.caseKey(ctx, caseID)
+	if errors.Is(err, errShredded) {
+		return nil, fail(ErrConflict, "case_shredded", "this case's key no longer exists")
+	}
+	return key, err
+}
+
+func (k *Keyring) caseKey(ctx context.Context, caseID string) (*crypt.CaseKey, error) {
+	now := k.now()
+	if k.ttl > 0 {
+		k.mu.Lock()
+		c, ok := k.cache[caseID]
+		k.mu.Unlock()
+		if ok && now.Before(c.until) {
+			return c.key, nil
+		}
+	}
+	var row caseKeyRow
+	if err := k.db.WithContext(ctx).Where("case_id = ?", caseID).Take(&row).Error; err != nil {
+		if errors.Is(err, gorm.ErrRecordNotFound) {
+			return nil, errShredded
+		}
+		return nil, fmt.Errorf("load key of case %s: %w", caseID, err)
+	}
+	key, err := k.master.OpenCaseKey(row.Wrapped)
+	if err != nil {
+		return nil, fmt.Errorf("open key of case %s: %w", caseID, err)
+	}
+	if k.ttl > 0 {
+		k.put(caseID, key, now)
+	}
+	return key, nil
+}
+
+// put caches a key, making room first: expired entries go, and if the
+// cache is still full, the entry closest to expiry (the oldest) goes.
+func (k *Keyring) put(caseID string, key *crypt.CaseKey, now time.Time) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if _, ok := k.cache[caseID]; !ok && len(k.cache) >= k.size {
+		var oldest string
+		var oldestUntil time.Time
+		for id, c := range k.cache {
+			if !now.Before(c.until) {
+				delete(k.cache, id)
+				continue
+			}
+			if oldest == "" || c.until.Before(oldestUntil) {
+				oldest, oldestUntil = id, c.until
+			}
+		}
+		if len(k.cache) >= k.size {
+			delete(k.cache, oldest)
+		}
+	}
+	k.cache[caseID] = cachedKey{key: key, until: now.Add(k.ttl)}
+}
+
+// Forget drops a case's key from the cache, for a caller that just deleted
+// its wrapped key (crypto-shredding) in this process.
+func (k *Keyring) Forget(caseID string) {
+	k.mu.Lock()
+	delete(k.cache, caseID)
+	k.mu.Unlock()
+}
+
+// Seal seals plaintext under the case's key, bound to label
+// (access.CaseSealer).
+func (k *Keyring) Seal(ctx context.Context, caseID, label string, plaintext []byte) ([]byte, error) {
+	key, err := k.sealerKey(ctx, caseID)
+	if err != nil {
+		return nil, err
+	}
+	return key.SealField(label, plaintext)
+}
+
+// Open opens a value Seal sealed for the same case and label
+// (access.CaseSealer).
+func (k *Keyring) Open(ctx context.Context, caseID, label string, sealed []byte) ([]byte, error) {
+	key, err := k.sealerKey(ctx, caseID)
+	if err != nil {
+		return nil, err
+	}
+	return key.OpenField(label, sealed)
+}
+
+func (k *Keyring) sealerKey(ctx context.Context, caseID string) (*crypt.CaseKey, error) {
+	key, err := k.caseKey(ctx, caseID)
+	if errors.Is(err, errShredded) {
+		return nil, fmt.Errorf("case %s: %w", caseID, access.ErrNotFound)
+	}
+	return key, err
+}
+
+// vaultKey returns the vault's own key of that name (stored wrapped to the
+// master key in vault_keys), creating it on first use; two instances racing
+// settle on one row. It seals text that belongs to no case yet (a member
+// unit's proposal).
+func (k *Keyring) vaultKey(ctx context.Context, name string) (*crypt.CaseKey, error) {
+	k.ownMu.Lock()
+	defer k.ownMu.Unlock()
+	if key := k.own[name]; key != nil {
+		return key, nil
+	}
+	db := k.db.WithContext(ctx)
+	var row vaultKeyRow
+	err := db.Where("name = ?", name).Take(&row).Error
+	if errors.Is(err, gorm.ErrRecordNotFound) {
+		wrapped, werr := k.master.NewCaseKey()
+		if werr != nil {
+			return nil, fmt.Errorf("create vault key %s: %w", name, werr)
+		}
+		row = vaultKeyRow{Name: name, Wrapped: wrapped, CreatedAt: time.Now().UTC()}
+		if err = db.Create(&row).Error; err != nil {
+			// Another instance may have won the race; take its key.
+			err = db.Where("name = ?", name).Take(&row).Error
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load vault key %s: %w", name, err)
+	}
+	key, err := k.master.OpenCaseKey(row.Wrapped)
+	if err != nil {
+		return nil, fmt.Errorf("open vault key %s: %w", name, err)
+	}
+	k.own[name] = key
+	return key, nil
+}

@@ -1,0 +1,159 @@
+package vault
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"gorm.io/gorm"
+
+	"github.com/crvault/crvault/access"
+)
+
+// Pseudonyms name the people of one case to its parties: a letter for the
+// role and a number in order of first appearance ("R3" is the third reviewer
+// a party of the case was shown). They are stored, so they stay stable, and
+// only the vault maps them back to users, for inspectors (a complaint may
+// name a pseudonym as its subject).
+
+// pseudonymLetters gives a person's letter by the first role held, in this
+// order.
+var pseudonymLetters = []struct {
+	role   access.Role
+	letter string
+}{
+	{access.RoleReviewer, "R"},
+	{access.RoleMemberUnit, "M"},
+	{access.RoleOfficeAdmin, "A"},
+	{access.RoleInspector, "I"},
+	{access.RoleOperator, "O"},
+	{access.RoleProvider, "P"},
+	{access.RoleSysadmin, "S"},
+}
+
+// person is what the party views need to know about an actor. user is
+// false for actors that are no account ("system", "anonymous", "cli"):
+// they are shown as they are.
+type person struct {
+	user      bool
+	org       string
+	inspector bool
+	letter    string
+}
+
+// people looks up actors once per request.
+type people struct {
+	s     *Service
+	known map[string]person
+}
+
+func (s *Service) newPeople() *people { return &people{s: s, known: map[string]person{}} }
+
+func (pp *people) of(ctx context.Context, userID string) (person, error) {
+	if p, ok := pp.known[userID]; ok {
+		return p, nil
+	}
+	p := person{letter: "U"}
+	if validID(userID) {
+		u, err := pp.s.access.User(ctx, userID)
+		switch {
+		case errors.Is(err, access.ErrNotFound):
+		case err != nil:
+			return p, fmt.Errorf("look up user: %w", err)
+		default:
+			p.user, p.org, p.inspector = true, u.OrgID, u.Has(access.RoleInspector)
+			for _, l := range pseudonymLetters {
+				if u.Has(l.role) {
+					p.letter = l.letter
+					break
+				}
+			}
+		}
+	}
+	pp.known[userID] = p
+	return p, nil
+}
+
+// pseudonym returns the user's pseudonym on the case, giving the next free
+// one of the user's letter on first use. Two instances racing settle on one
+// through the unique index.
+func (s *Service) pseudonym(ctx context.Context, caseID, userID, letter string) (string, error) {
+	db := s.db.WithContext(ctx)
+	for attempt := 0; attempt < 8; attempt++ {
+		var row pseudonymRow
+		err := db.Where("case_id = ? AND user_id = ?", caseID, userID).Take(&row).Error
+		if err == nil {
+			return row.Pseudonym, nil
+		}
+		if !errors.Is(err, gorm.ErrRecordNotFound) {
+			return "", fmt.Errorf("load pseudonym: %w", err)
+		}
+		var taken []string
+		if err := db.Model(&pseudonymRow{}).Where("case_id = ?", caseID).Pluck("pseudonym", &taken).Error; err != nil {
+			return "", fmt.Errorf("load pseudonyms: %w", err)
+		}
+		n := 0
+		for _, t := range taken {
+			if rest, ok := strings.CutPrefix(t, letter); ok {
+				if k, err := strconv.Atoi(rest); err == nil && k > n {
+					n = k
+				}
+			}
+		}
+		row = pseudonymRow{CaseID: caseID, UserID: userID, Pseudonym: letter + strconv.Itoa(n+1), CreatedAt: time.Now().UTC()}
+		err = db.Create(&row).Error
+		if err == nil {
+			return row.Pseudonym, nil
+		}
+		if !errors.Is(err, gorm.ErrDuplicatedKey) {
+			return "", fmt.Errorf("store pseudonym: %w", err)
+		}
+	}
+	return "", errors.New("store pseudonym: too many concurrent attempts")
+}
+
+// display is how an actor appears to the viewer org on a case: as recorded
+// when of the viewer's own organisation, else by pseudonym.
+func (pp *people) display(ctx context.Context, viewerOrg, caseID, userID string) (string, error) {
+	if userID == "" {
+		return "", nil
+	}
+	p, err := pp.of(ctx, userID)
+	if err != nil {
+		return "", err
+	}
+	if !p.user || p.org == viewerOrg {
+		return userID, nil
+	}
+	return pp.s.pseudonym(ctx, caseID, userID, p.letter)
+}
+
+// Pseudonym is how userID appears to the parties of caseID (given on first
+// use). supervision shows it to a complaint's filer.
+func (s *Service) Pseudonym(ctx context.Context, caseID, userID string) (string, error) {
+	p, err := s.newPeople().of(ctx, userID)
+	if err != nil {
+		return "", err
+	}
+	return s.pseudonym(ctx, caseID, userID, p.letter)
+}
+
+// ResolvePseudonym maps a pseudonym a party was shown on caseID back to the
+// user; ok is false when the case has no such pseudonym.
+func (s *Service) ResolvePseudonym(ctx context.Context, caseID, pseudonym string) (userID string, ok bool, err error) {
+	if len(pseudonym) > 16 {
+		return "", false, nil
+	}
+	var row pseudonymRow
+	err = s.db.WithContext(ctx).Where("case_id = ? AND pseudonym = ?", caseID, pseudonym).Take(&row).Error
+	if errors.Is(err, gorm.ErrRecordNotFound) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, fmt.Errorf("resolve pseudonym: %w", err)
+	}
+	return row.UserID, true, nil
+}

@@ -1,0 +1,255 @@
+package vault
+
+// Who sees what, in one place (DESIGN.md). The review has an inside (the
+// Review Office, the reviewers and member units assigned to the case, and the
+// inspectors who watch them) and an outside (the operator and providers who
+// filed the case). The outside sees its case's status, the written notices,
+// its own filings and the access log of the materials its own organisation
+// provided, with every other reader named only by organisation and a stable
+// per-case pseudonym ("R3"). Deliberations (assignments, declarations,
+// recommendations, member units' votes and comments, complaints of others,
+// recusals, inspectors' actions) never leave the inside: not through events,
+// audit queries, lists, counts or errors.
+//
+// The three tables below decide it, one row per material kind, case history
+// action and audit action; every route that returns materials, history or
+// audit events (JSON today; the web application and exports later) goes
+// through the functions of this file. visibility_test.go fails on a kind,
+// action or audit action without a row.
+
+import (
+	"strings"
+
+	"github.com/crvault/crvault/access"
+	"github.com/crvault/crvault/vault/review"
+)
+
+// partyMaterial says how an operator or provider sees a material kind.
+type partyMaterial int
+
+const (
+	// partyNone: a deliberation; never shown to a party.
+	partyNone partyMaterial = iota
+	// partyProvided: the organisation that provided it; another party
+	// organisation of the case only under the provider's consent (Art. 16).
+	partyProvided
+	// partyFiler: only the organisation that filed it (a complaint's
+	// evidence); no consent can open it to others.
+	partyFiler
+	// partyAll: every party of the case (the office's written notices).
+	partyAll
+)
+
+// kindRule is the visibility of one material kind, beyond the case-level
+// decision of access.Decide. Inspectors see every material's metadata and
+// read none but complaint evidence (enforced by access and OpenContent).
+type kindRule struct {
+	party partyMaterial
+	// staff: office admins and assigned reviewers and member units see it.
+	staff bool
+}
+
+var kindRules = map[string]kindRule{
+	"declaration":     {party: partyProvided, staff: true},
+	"impact_analysis": {party: partyProvided, staff: true},
+	"procurement":     {party: partyProvided, staff: true},
+	"other":           {party: partyProvided, staff: true},
+	"supplementary":   {party: partyProvided, staff: true},
+	// The 2021 listing-abroad application (Art. 7).
+	"listing_application": {party: partyProvided, staff: true},
+	"recommendation":      {party: partyNone, staff: true},
+	"opinion":             {party: partyNone, staff: true},
+	"notice":              {party: partyAll, staff: true},
+	// Evidence against a reviewer is not the reviewers' (or the office's)
+	// to see; the filer and the inspectors see it.
+	"evidence": {party: partyFiler, staff: false},
+}
+
+// historyRule is the visibility of one case history action to the parties:
+// the decisions the party is told of in a written notice, and the party's
+// own steps. Shown entries carry their reason, items, conditions, findings
+// and measures (the notice states them too), never the member units asked
+// or answering (Members, Org) nor a vote (Agree), and name the actor by
+// pseudonym unless of the caller's own organisation. notFrom hides the
+// action when taken from that status (the second recommendation, inside the
+// special review, is the review's own step).
+type historyRule struct {
+	party   bool
+	notFrom review.Status
+}
+
+var historyRules = map[review.Action]historyRule{
+	review.Submit:             {party: true},
+	review.MarkIncomplete:     {party: true},
+	review.RequireReview:      {party: true},
+	review.NotRequiredAction:  {party: true},
+	review.Extend:             {party: true},
+	review.RequestSupplement:  {party: true},
+	review.SupplementItem:     {party: true}, // the party's own upload answering an item
+	review.SupplementReceived: {party: true},
+	review.Recommend:          {party: true, notFrom: review.SpecialReview},
+	review.Opinion:            {party: false}, // a member unit's vote and comment
+	review.RecordHearing:      {party: false}, // the special review hearing the units concerned
+	review.RecordApproval:     {party: false}, // the Commission's approval: the conclusion reports it
+	review.Conclude:           {party: true},
+	review.ExtendSpecial:      {party: true},
+	review.RecordMeasures:     {party: true},
+	review.ReportMeasures:     {party: true}, // the party's own report
+}
+
+// auditRule is the visibility of one audit action to the parties.
+type auditRule int
+
+const (
+	// auditNever: deliberation, other organisations' business or the
+	// system's own; never shown to a party.
+	auditNever auditRule = iota
+	// auditOwn: the caller's own organisation's events only.
+	auditOwn
+	// auditAccessLog: also anyone's event on a material the caller's
+	// organisation provided (who read what, when, why), except inspectors'.
+	auditAccessLog
+	// auditUpload: anyone's upload of a material the caller may see.
+	auditUpload
+)
+
+var auditRules = map[string]auditRule{
+	"auth":                        auditNever,
+	"case.create":                 auditOwn,
+	"case.read":                   auditOwn,
+	"case.list":                   auditOwn,
+	"case.submit":                 auditOwn,
+	"case.history":                auditOwn,
+	"case.clock":                  auditOwn,
+	"case.transition":             auditNever, // the decisions reach parties as status, history and notices
+	"case.reassignment_requested": auditNever,
+	"material.upload":             auditUpload,
+	"material.list":               auditOwn,
+	"material.meta":               auditAccessLog,
+	"supplement.item":             auditOwn, // the party's upload answering a requested item
+	"measures.report":             auditOwn,
+	"material.read":               auditAccessLog,
+	"consent.create":              auditOwn,
+	"consent.list":                auditOwn,
+	"consent.revoke":              auditOwn,
+	"assignment.create":           auditNever,
+	"assignment.list":             auditNever,
+	"assignment.revoke":           auditNever,
+	"assignment.recuse":           auditNever,
+	"declaration.create":          auditNever,
+	"opinion.create":              auditNever,
+	"complaint.create":            auditOwn,
+	"complaint.read":              auditOwn,
+	"complaint.list":              auditOwn,
+	"complaint.status":            auditNever,
+	"complaint.resolve":           auditNever,
+	"complaint.evidence":          auditNever,
+	"commitment.create":           auditOwn,
+	"commitment.urge":             auditOwn,
+	"commitment.list":             auditOwn,
+	"commitment.status":           auditNever, // an inspector's finding
+	"member_unit.register":        auditNever,
+	"member_unit.list":            auditNever,
+	"proposal.create":             auditNever, // a member unit's proposal: the review's own
+	"proposal.list":               auditNever,
+	"proposal.approve":            auditNever, // the party learns of it by the case and its notice
+	"deadline.list":               auditNever,
+	"deadline.flag":               auditNever,
+	"calendar.import":             auditNever,
+	"audit.query":                 auditOwn,
+	"audit.checkpoint":            auditNever,
+	"audit.proof":                 auditNever,
+	"audit.export":                auditNever,
+	"audit.append_failed":         auditNever,
+	"supervision.workload":        auditNever,
+}
+
+// auditFamilies cover whole families of actions that never concern a case
+// (accounts, sessions, reports from the public): a new action of these
+// families is hidden from parties without a row of its own.
+var auditFamilies = map[string]auditRule{
+	"session.": auditNever,
+	"user.":    auditNever,
+	"org.":     auditNever,
+	"report.":  auditNever,
+}
+
+// auditRuleOf is the rule of an action; an action without a row is never
+// shown (fail closed), and visibility_test.go makes sure none lacks one.
+func auditRuleOf(action string) (auditRule, bool) {
+	if r, ok := auditRules[action]; ok {
+		return r, true
+	}
+	for prefix, r := range auditFamilies {
+		if strings.HasPrefix(action, prefix) {
+			return r, true
+		}
+	}
+	return auditNever, false
+}
+
+// partyActions lists the audit actions a party may see some events of, for
+// the query that feeds the party's filter.
+func partyActions() []string {
+	var out []string
+	for a, r := range auditRules {
+		if r != auditNever {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// isParty says whether the caller sees the case from outside: an operator or
+// a provider. Roles must fit the organisation's kind, so nobody is both a
+// party and inside the review.
+func isParty(p access.Principal) bool {
+	return p.Has(access.RoleOperator) || p.Has(access.RoleProvider)
+}
+
+// kindVisible decides a material by its kind and provenance alone. It
+// answers needConsent when a party may see it only under its provider's
+// consent, which the caller then looks up (consents.go).
+func kindVisible(p access.Principal, kind, uploaderOrg string) (visible, needConsent bool) {
+	rule, ok := kindRules[kind]
+	switch {
+	case !ok:
+		return false, false
+	case p.Has(access.RoleInspector):
+		return true, false
+	case isParty(p):
+		if uploaderOrg == p.User.OrgID {
+			return rule.party != partyNone, false
+		}
+		switch rule.party {
+		case partyAll:
+			return true, false
+		case partyProvided:
+			return false, true
+		}
+		return false, false
+	}
+	return rule.staff || uploaderOrg == p.User.OrgID, false
+}
+
+// historyFor filters and renames a case's history for the caller: the
+// inside sees it whole; a party sees the rows its rule shows, renumbered so
+// hidden entries leave no gap, with other organisations' actors as
+// pseudonyms.
+func historyFor(p access.Principal, h []review.Event, names func(string) string) []review.Event {
+	if !isParty(p) {
+		return h
+	}
+	out := make([]review.Event, 0, len(h))
+	for _, e := range h {
+		rule := historyRules[e.Action]
+		if !rule.party || rule.notFrom != "" && e.From == rule.notFrom {
+			continue
+		}
+		e.Agree, e.Org, e.Members = nil, "", nil
+		e.Actor = names(e.Actor)
+		e.Seq = len(out) + 1
+		out = append(out, e)
+	}
+	return out
+}
