@@ -192,8 +192,8 @@ func TestVisibilityDeliberationRows(t *testing.T) {
 	reviewer := access.Principal{User: access.User{ID: "r", OrgID: "office", Roles: []access.Role{access.RoleReviewer}}}
 	inspector := access.Principal{User: access.User{ID: "i", OrgID: "sup", Roles: []access.Role{access.RoleInspector}}}
 	for _, tc := range []struct {
-		who           access.Principal
-		kind, uploader string
+		who                  access.Principal
+		kind, uploader       string
 		visible, needConsent bool
 	}{
 		{party, "recommendation", "office", false, false},

@@ -195,9 +195,12 @@ func TestJourney(t *testing.T) {
 			if find(all, func(e event) bool { return e.Actor == "" && strings.Contains(e.Resource, "/materials/:id/content") }) == nil {
 				t.Errorf("forged token attempt not audited: %+v", all)
 			}
-			// The operator sees who read its materials; others cannot look.
-			if opEvs := w.op.events("case=" + caseID); find(opEvs, func(e event) bool { return e.Action == "material.read" && e.Actor == w.rev1.id }) == nil {
-				t.Errorf("operator cannot see rev1's reads")
+			// The operator sees who read its materials, by organisation and
+			// pseudonym, never the user id or address; others cannot look.
+			if opEvs := w.op.events("case=" + caseID); find(opEvs, func(e event) bool {
+				return e.Action == "material.read" && e.Actor == "R1" && e.ActorOrg == w.officeOrg && e.IP == "" && e.Purpose == "preliminary review (Art. 10)"
+			}) == nil {
+				t.Errorf("operator cannot see rev1's reads as R1: %+v", opEvs)
 			}
 			if opEvs := w.op2.events("case=" + caseID); len(opEvs) != 0 {
 				t.Errorf("another operator sees %d events of this case", len(opEvs))

@@ -61,11 +61,21 @@ func TestSupervision(t *testing.T) {
 			// Evidence the operator attaches, and the complaint.
 			var evm struct{ ID string }
 			w.op.uploadRaw(caseID, "evidence", "leak.txt", "text/plain", []byte(marker+" screenshot of a leak")).json(t, &evm)
+			// The operator names the reviewer as it sees it: by pseudonym.
+			rev1Name := ""
+			if e := find(w.op.events("case="+caseID+"&action=material.read"), func(e event) bool { return e.ActorOrg == w.officeOrg }); e != nil {
+				rev1Name = e.Actor
+			}
 			var cmp complaintView
-			w.op.expect(201, "POST", "/complaints", map[string]any{"case": caseID, "subject": w.rev1.id, "kind": "confidentiality",
+			w.op.expect(201, "POST", "/complaints", map[string]any{"case": caseID, "subject": rev1Name, "kind": "confidentiality",
 				"description": "the reviewer discussed our design in public", "evidence": []string{evm.ID}}).json(t, &cmp)
-			if cmp.Status != "open" || cmp.Subject != w.rev1.id || cmp.CaseID != caseID {
+			if cmp.Status != "open" || cmp.Subject != "R1" || cmp.CaseID != caseID {
 				t.Fatalf("new complaint: %+v", cmp)
+			}
+			var asInspector complaintView
+			w.insp.expect(200, "GET", "/complaints/"+cmp.ID, nil).json(t, &asInspector)
+			if asInspector.Subject != w.rev1.id {
+				t.Fatalf("the inspector does not see who R1 is: %+v", asInspector)
 			}
 			// Bad complaints: unrelated operator, unknown case, bad kind, unknown subject.
 			for _, tc := range []struct {
@@ -78,6 +88,8 @@ func TestSupervision(t *testing.T) {
 				{w.op, map[string]any{"case": "nosuchcase", "kind": "unfair", "description": "x"}, 404, "not_found"},
 				{w.op, map[string]any{"case": caseID, "kind": "rude", "description": "x"}, 422, "invalid_kind"},
 				{w.op, map[string]any{"case": caseID, "kind": "unfair", "subject": w.rev2.id, "description": "x"}, 422, "unknown_subject"},
+				{w.op, map[string]any{"case": caseID, "kind": "unfair", "subject": w.rev1.id, "description": "x"}, 422, "unknown_subject"},
+				{w.op, map[string]any{"case": caseID, "kind": "unfair", "subject": "R9", "description": "x"}, 422, "unknown_subject"},
 				{w.op, map[string]any{"case": caseID, "kind": "unfair", "description": "x", "evidence": []string{matID}}, 422, "invalid_evidence"},
 				{w.insp, map[string]any{"case": caseID, "kind": "unfair", "description": "x"}, 403, "forbidden"},
 			} {
