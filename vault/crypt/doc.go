@@ -39,4 +39,32 @@
 // database backups and WAL archives keep them until they expire. This package
 // therefore offers no Shred function; shredding is a row deletion by the owner
 // of the data, plus that hygiene.
+//
+// # Confidential fields
+//
+// Short confidential values kept in rows rather than blobs (a case's title,
+// a filename, a reason, a comment, a complaint's text) are sealed with
+// [CaseKey.SealField]: XChaCha20-Poly1305 under a key derived (HKDF-SHA256)
+// from the case identity, bound to a label naming table, column and row. A
+// database administrator, a dump or a backup sees ciphertext of each value's
+// length plus [FieldOverhead], and cannot move a sealed value to another row
+// or column unnoticed. Being derived from the case key, field keys are
+// shredded with it. [CaseKey.FieldMAC] gives a keyed hash for the equality
+// lookups a sealed column cannot serve (which versions share a filename): it
+// tells the database which values are equal within one case, and nothing
+// else.
+//
+// # Threat model of unwrapped keys in memory
+//
+// Unwrapping a case key costs a hybrid post-quantum decryption (about half a
+// millisecond), and a list of 50 cases would need 50. The vault therefore
+// keeps unwrapped case keys in a small bounded in-memory cache with a short
+// time to live (vault.Keyring: 1024 keys, one minute, by default). The
+// trade-off: an attacker who can read the server's memory (a core dump, a
+// debugger, a swap file) finds the keys of the cases used in the last minute
+// besides the master key it holds anyway, which gains little; and a case
+// crypto-shredded by deleting its key row stays readable through an
+// instance that cached its key until that entry expires (at most the time to
+// live). Keys never leave memory: the cache is not persisted and never
+// logged. Setting the time to live negative turns the cache off.
 package crypt
