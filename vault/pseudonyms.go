@@ -44,13 +44,16 @@ type person struct {
 	letter    string
 }
 
-// people looks up actors once per request.
+// people looks up actors, and their pseudonyms, once per request.
 type people struct {
 	s     *Service
 	known map[string]person
+	names map[[2]string]string // (case, user) -> pseudonym
 }
 
-func (s *Service) newPeople() *people { return &people{s: s, known: map[string]person{}} }
+func (s *Service) newPeople() *people {
+	return &people{s: s, known: map[string]person{}, names: map[[2]string]string{}}
+}
 
 func (pp *people) of(ctx context.Context, userID string) (person, error) {
 	if p, ok := pp.known[userID]; ok {
@@ -128,7 +131,15 @@ func (pp *people) display(ctx context.Context, viewerOrg, caseID, userID string)
 	if !p.user || p.org == viewerOrg {
 		return userID, nil
 	}
-	return pp.s.pseudonym(ctx, caseID, userID, p.letter)
+	k := [2]string{caseID, userID}
+	if name, ok := pp.names[k]; ok {
+		return name, nil
+	}
+	name, err := pp.s.pseudonym(ctx, caseID, userID, p.letter)
+	if err == nil {
+		pp.names[k] = name
+	}
+	return name, err
 }
 
 // Pseudonym is how userID appears to the parties of caseID (given on first

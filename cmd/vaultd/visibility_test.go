@@ -157,7 +157,7 @@ func TestDeliberationWalk(t *testing.T) {
 			// handles it, reading what inspectors read.
 			provEvents := w.prov.events("case=" + caseID + "&action=material.read")
 			rev1Name := ""
-			if e := find(provEvents, func(e event) bool { return e.ActorOrg == w.officeOrg && strings.HasPrefix(e.Actor, "R") }); e != nil {
+			if e := find(provEvents, func(e event) bool { return e.ActorOrg == w.officeOrg && e.Purpose == "preliminary review" }); e != nil {
 				rev1Name = e.Actor
 			}
 			var cmp complaintView
