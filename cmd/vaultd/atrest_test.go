@@ -39,6 +39,8 @@ func TestConfidentialTextAtRest(t *testing.T) {
 			s.start()
 			w.loginAll(t)
 			coverYears(t, s)
+			muOrg := orgOf(t, w.mu)
+			w.office.expect(201, "POST", "/member-units", map[string]any{"org": muOrg, "unit": "miit"})
 			tok := make([]byte, 5)
 			_, _ = rand.Read(tok)
 			token := "QZ" + hex.EncodeToString(tok)
@@ -88,9 +90,9 @@ func TestConfidentialTextAtRest(t *testing.T) {
 			w.rev2.expect(201, "POST", "/cases/"+caseID+"/declarations", map[string]any{"conflict": true, "statement": mark("STATEMENT-CONFLICT")})
 			w.rev1.expect(200, "GET", "/materials/"+docs["declaration"]+"/content", nil)
 			move("extend", map[string]any{"reason": mark("REASON-EXTEND")})
-			move("request_supplement", map[string]any{"reason": mark("REASON-SUPPLEMENT")})
+			move("request_supplement", map[string]any{"reason": mark("REASON-SUPPLEMENT"), "items": []string{mark("ITEM")}})
+			// The party's upload answering the item ends the request.
 			w.op.upload(t, caseID, "supplementary", mark("FILENAME-SUPPLEMENT")+".txt", "supplement")
-			move("supplement_received", nil)
 			w.rev1.upload(t, caseID, "recommendation", mark("FILENAME-RECOMMENDATION")+".txt", "recommendation")
 			w.office.expect(201, "POST", "/cases/"+caseID+"/assignments", map[string]any{"user": w.mu.id, "role": "member_unit", "purpose": "opinion"})
 			w.mu.expect(201, "POST", "/cases/"+caseID+"/declarations", map[string]any{"conflict": false, "statement": mark("STATEMENT-MEMBER")})
@@ -98,6 +100,36 @@ func TestConfidentialTextAtRest(t *testing.T) {
 			w.mu.upload(t, caseID, "opinion", mark("FILENAME-OPINION")+".txt", "opinion")
 			w.mu.expect(201, "POST", "/cases/"+caseID+"/opinions", map[string]any{"agree": false, "comment": mark("COMMENT")})
 			move("extend_special", map[string]any{"days": 3, "reason": mark("REASON-SPECIAL")})
+			// The special review's steps, to a structured conclusion.
+			move("record_hearing", map[string]any{"reason": mark("HEARING")})
+			w.rev1.upload(t, caseID, "recommendation", mark("FILENAME-RECOMMENDATION-2")+".txt", "second recommendation")
+			move("recommend", map[string]any{"members": []string{muOrg}})
+			w.mu.expect(201, "POST", "/cases/"+caseID+"/opinions", map[string]any{"agree": true, "comment": mark("COMMENT-2")})
+			move("record_approval", map[string]any{"reference": mark("REFERENCE")})
+			move("conclude", map[string]any{"outcome": "passed_with_conditions", "conditions": []string{mark("CONDITION")},
+				"factors": []map[string]string{{"factor": "supply_interruption", "finding": mark("FINDING")}}})
+
+			// A listing abroad (2021): its venue.
+			var listing struct{ ID string }
+			w.op.expect(201, "POST", "/cases", map[string]any{"title": "listing", "product": "shares", "type": "listing_abroad",
+				"listing_venue": mark("VENUE"), "users_with_personal_info": 2000000}).json(t, &listing)
+			// A review a member unit proposes, opened on the operator's
+			// behalf, with the measures it requires and the report on them.
+			var prop struct{ ID string }
+			w.mu.expect(201, "POST", "/proposals", map[string]any{"party_org": w.opOrg, "subject": "product", "title": mark("PROPOSAL-TITLE"),
+				"product": mark("PROPOSAL-PRODUCT"), "reason": mark("PROPOSAL-REASON")}).json(t, &prop)
+			var approved struct {
+				Case struct{ ID string } `json:"case"`
+			}
+			w.office.expect(201, "POST", "/proposals/"+prop.ID+"/approval", map[string]any{"reference": mark("PROPOSAL-REFERENCE")}).json(t, &approved)
+			proposed := approved.Case.ID
+			for _, k := range []string{"declaration", "impact_analysis", "procurement"} {
+				w.op.upload(t, proposed, k, k+".txt", "document "+k)
+			}
+			w.op.expect(200, "POST", "/cases/"+proposed+"/submit", nil)
+			w.office.expect(200, "POST", "/cases/"+proposed+"/transitions", map[string]any{"action": "require_review"})
+			w.office.expect(200, "POST", "/cases/"+proposed+"/transitions", map[string]any{"action": "record_measures", "measures": []string{mark("MEASURE")}})
+			w.op.expect(201, "POST", "/cases/"+proposed+"/measure-reports", map[string]any{"measure": 1, "report": mark("MEASURE-REPORT")})
 
 			// A complaint, a commitment and an urging.
 			evidence := w.op.upload(t, caseID, "evidence", mark("FILENAME-EVIDENCE")+".txt", "evidence")
@@ -113,6 +145,7 @@ func TestConfidentialTextAtRest(t *testing.T) {
 			var cm struct{ ID string }
 			w.prov.expect(201, "POST", "/cases/"+caseID+"/commitments", map[string]any{"kind": "other", "text": mark("COMMITMENT")}).json(t, &cm)
 			w.op.expect(201, "POST", "/cases/"+caseID+"/commitments/"+cm.ID+"/urge", map[string]any{"note": mark("URGE")})
+			w.insp.expect(200, "POST", "/commitments/"+cm.ID+"/status", map[string]any{"status": "breached", "note": mark("COMMITMENT-FINDING")})
 
 			// A report from the public, its attachment and messages.
 			jsonH := map[string]string{"Content-Type": "application/json"}
@@ -142,7 +175,8 @@ func TestConfidentialTextAtRest(t *testing.T) {
 				{w.op, "/cases/" + caseID}, {w.office, "/cases/" + caseID + "/materials"}, {w.prov, "/cases/" + caseID + "/materials"},
 				{w.office, "/cases/" + caseID + "/events"}, {w.op, "/materials/" + docs["procurement"] + "/consents"},
 				{w.insp, "/complaints/" + cmp.ID}, {w.insp, "/cases/" + caseID + "/materials"}, {w.op, "/commitments"},
-				{w.insp, "/reports/" + filed.ID},
+				{w.insp, "/reports/" + filed.ID}, {w.op, "/cases/" + listing.ID}, {w.office, "/proposals"},
+				{w.office, "/cases/" + proposed + "/events"},
 			} {
 				seen.Write(get.c.expect(200, "GET", get.path, nil).Body)
 			}

@@ -111,6 +111,8 @@ func TestDeliberationWalk(t *testing.T) {
 			w.loginAll(t)
 			coverYears(t, s)
 			_, inspOrg := w.insp.me(t)
+			muOrg := orgOf(t, w.mu)
+			w.office.expect(201, "POST", "/member-units", map[string]any{"org": muOrg, "unit": "miit"})
 			caseID, opDocs := w.newCase(t, "WALK")
 			opDoc := ""
 			for id := range opDocs {
@@ -178,7 +180,7 @@ func TestDeliberationWalk(t *testing.T) {
 			// them (the access log says why); the assignments are not.
 			never := []string{"DELIB-", "127.0.0.1", `"agree"`, "assignment.", "declaration.create", "opinion.create", `"action":"opinion"`,
 				`"kind":"opinion"`, `"kind":"recommendation"`, "case.reassignment_requested", "complaint.status", "complaint.resolve",
-				"complaint.evidence", "case.transition", inspOrg}
+				"complaint.evidence", "case.transition", `"members":`, inspOrg}
 			random := "0000000000000000000000zzzz"
 			notFound := func(p *partyWalk, path string) {
 				t.Helper()
