@@ -173,6 +173,10 @@ func TestDeliberationWalk(t *testing.T) {
 			var opCmp complaintView
 			w.op.expect(201, "POST", "/complaints", map[string]any{"case": caseID, "kind": "unfair", "description": "OP-COMPLAINT-TEXT"}).json(t, &opCmp)
 			w.admin.expect(404, "GET", "/materials/"+opDoc+"/content", nil)
+			// An inspector's finding on the provider's commitment.
+			var cm struct{ ID string }
+			w.prov.expect(201, "POST", "/cases/"+caseID+"/commitments", map[string]any{"kind": "supply_continuity", "text": "five years of spares"}).json(t, &cm)
+			w.insp.expect(200, "POST", "/commitments/"+cm.ID+"/status", map[string]any{"status": "kept", "note": "spares in stock"})
 
 			staff := map[string]string{"office admin": w.office.id, "rev1": w.rev1.id, "rev2": w.rev2.id, "member unit": w.mu.id,
 				"inspector": w.insp.id, "sysadmin": w.admin.id}
