@@ -162,6 +162,7 @@ var auditRules = map[string]auditRule{
 	"audit.export":                auditNever,
 	"audit.append_failed":         auditNever,
 	"supervision.workload":        auditNever,
+	"http.rate_limited":           auditNever,
 }
 
 // auditFamilies cover whole families of actions that never concern a case
@@ -172,6 +173,7 @@ var auditFamilies = map[string]auditRule{
 	"user.":    auditNever,
 	"org.":     auditNever,
 	"report.":  auditNever,
+	"totp.":    auditNever,
 }
 
 // auditRuleOf is the rule of an action; an action without a row is never
