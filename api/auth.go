@@ -77,6 +77,9 @@ var enrolmentRoutes = map[string]bool{
 // denied attempt on the path it tried.
 func (h *handler) authenticate(c *gin.Context) {
 	token, ok := strings.CutPrefix(c.GetHeader("Authorization"), "Bearer ")
+	if !ok && !h.cookieSession(c, &token, &ok) {
+		return
+	}
 	token = strings.TrimSpace(token)
 	if !ok || token == "" {
 		if !h.takeAnonymous(c) {

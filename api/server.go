@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/crvault/crvault/access"
+	"github.com/crvault/crvault/api/web"
 	"github.com/crvault/crvault/audit"
 	"github.com/crvault/crvault/vault"
 	"github.com/crvault/crvault/vault/supervision"
@@ -52,6 +53,9 @@ type Deps struct {
 	// AnonymousPerMinute limits requests without a session per client
 	// (default DefaultAnonymousPerMinute).
 	AnonymousPerMinute int
+	// Web, when set, serves the web application at / (api/web); its service
+	// fields are filled from these Deps.
+	Web *web.Deps
 }
 
 type handler struct {
@@ -137,6 +141,9 @@ func New(d Deps) (http.Handler, error) {
 	h.workflowRoutes(auth, v1)
 	h.supervisionRoutes(auth, v1)
 	h.consentRoutes(auth)
+	if err := h.webRoutes(r); err != nil {
+		return nil, err
+	}
 	return r, nil
 }
 

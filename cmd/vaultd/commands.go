@@ -40,7 +40,8 @@ func parse(name string, args []string, stderr io.Writer, getenv func(string) str
 }
 
 func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
-	cfg, fs, err := parse("serve", args, stderr, getenv, nil)
+	var demo bool
+	cfg, fs, err := parse("serve", args, stderr, getenv, demoFlag(&demo))
 	if err != nil {
 		return err
 	}
@@ -86,8 +87,17 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	go denials.Run(ctx)
 	// Grants made on other instances sharing a PostgreSQL database.
 	go a.access.Listen(ctx, cfg.DatabaseURL)
+	if demo {
+		if err := fillDemo(ctx, a, stdout); err != nil {
+			return err
+		}
+	}
+	wd, err := a.webDeps(ctx)
+	if err != nil {
+		return err
+	}
 	h, err := api.New(api.Deps{Vault: a.vault, Supervision: a.super, Access: a.access, Audit: a.audit, Logger: log, Gatherer: a.reg, Registerer: a.reg,
-		Ready: a.ready, TrustedProxies: cfg.TrustedProxies, Denials: denials, AnonymousPerMinute: cfg.AnonymousPerMinute})
+		Ready: a.ready, TrustedProxies: cfg.TrustedProxies, Denials: denials, AnonymousPerMinute: cfg.AnonymousPerMinute, Web: wd})
 	if err != nil {
 		return fmt.Errorf("build API: %w", err)
 	}
@@ -108,6 +118,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		}
 	}()
 	log.Info("vaultd listening", "addr", ln.Addr().String(), "tls", cfg.TLSCert != "", "database", dbKind(cfg.DatabaseURL), "blobs", blobKind(cfg))
+	announceSetup(a, wd, ln, cfg.TLSCert != "")
 	select {
 	case err := <-errc:
 		return fmt.Errorf("serve: %w", err)

@@ -1,6 +1,7 @@
 // Command vaultd is the crvault server and its administration commands:
 //
-//	vaultd serve
+//	vaultd serve [--demo]
+//	vaultd demo
 //	vaultd org add --name NAME --kind KIND
 //	vaultd user add --username U --org NAME --role ROLE [--role ROLE2] --password-stdin
 //	vaultd audit verify | audit pubkey
@@ -59,7 +60,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 }
 
 const usage = `usage: vaultd <command> [flags]
-  serve                                  run the server
+  serve [--demo]                         run the server (--demo: fill an empty data directory first)
+  demo                                   fill an empty data directory with sample accounts and a case
   org add --name NAME --kind KIND        create an organisation, print its id
   user add --username U --org NAME --role ROLE [--role R2] --password-stdin
   audit verify                           check the whole audit log
@@ -82,6 +84,8 @@ func dispatch(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	switch cmd {
 	case "serve":
 		return cmdServe(ctx, rest, stdout, stderr, getenv)
+	case "demo":
+		return cmdDemo(ctx, rest, stdout, stderr, getenv)
 	case "org add":
 		return cmdOrgAdd(ctx, rest, stdout, stderr, getenv)
 	case "user add":

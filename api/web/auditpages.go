@@ -1,0 +1,143 @@
+package web
+
+import (
+	"bytes"
+	"net/http"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/crvault/crvault/audit"
+)
+
+func (a *app) auditRoutes(g *gin.RouterGroup) {
+	g.GET("/audit", a.auditSearch)
+	g.POST("/audit/verify", a.csrf, a.auditVerify)
+}
+
+type auditView struct {
+	Filter     map[string]string
+	Events     []audit.Event
+	Next       string
+	Checkpoint *checkpointView
+	Verified   *audit.Report
+	Outcomes   []string
+}
+
+type checkpointView struct {
+	Origin, Size, Root string
+}
+
+// parseCheckpoint reads the body of a signed note (origin, size, root).
+func parseCheckpoint(b []byte) *checkpointView {
+	lines := bytes.SplitN(b, []byte("\n"), 4)
+	if len(lines) < 3 {
+		return nil
+	}
+	return &checkpointView{Origin: string(lines[0]), Size: string(lines[1]), Root: string(lines[2])}
+}
+
+// auditSearch is the audit log as the service lets this user see it: all
+// of it for inspectors, the access log of their own materials for operators
+// and providers. Filters and paging are the API's.
+func (a *app) auditSearch(c *gin.Context) {
+	p := pageOf(c)
+	ctx := c.Request.Context()
+	q := map[string]string{}
+	for _, k := range []string{"case", "actor", "action", "outcome", "since", "until"} {
+		q[k] = c.Query(k)
+	}
+	f := audit.Filter{CaseID: q["case"], Actor: q["actor"], Action: q["action"], Outcome: audit.Outcome(q["outcome"]), Limit: 50, Cursor: c.Query("cursor")}
+	switch f.Outcome {
+	case "", audit.Allowed, audit.Denied, audit.Errored:
+	default:
+		a.errorPage(c, http.StatusUnprocessableEntity, "error.invalid")
+		return
+	}
+	for k, dst := range map[string]*time.Time{"since": &f.Since, "until": &f.Until} {
+		if q[k] == "" {
+			continue
+		}
+		// A date picker gives a day; it means that day in Asia/Shanghai.
+		d, err := time.ParseInLocation("2006-01-02", q[k], shanghai)
+		if err != nil {
+			a.errorPage(c, http.StatusUnprocessableEntity, "error.invalid")
+			return
+		}
+		if k == "until" {
+			d = d.Add(24*time.Hour - time.Nanosecond)
+		}
+		*dst = d.UTC()
+	}
+	events, next, err := a.Vault.AuditEvents(ctx, a.actor(c), f)
+	if err != nil {
+		a.fail(c, err)
+		return
+	}
+	v := auditView{Filter: q, Events: events, Next: next, Outcomes: []string{"allowed", "denied", "error"}}
+	if a.Access.Can(principalOf(c), "audit", "read_all") {
+		cp, ok := a.checkpoint(c)
+		if !ok {
+			return
+		}
+		v.Checkpoint = cp
+	}
+	p.Data = v
+	a.render(c, http.StatusOK, "audit", p)
+}
+
+// checkpoint fetches the newest signed checkpoint as GET /audit/checkpoint
+// does: permitted by the access service and audited.
+func (a *app) checkpoint(c *gin.Context) (*checkpointView, bool) {
+	ctx := c.Request.Context()
+	pr := principalOf(c)
+	if !a.Access.Can(pr, "audit", "verify") {
+		return nil, true
+	}
+	if _, err := a.Audit.Append(ctx, audit.Event{Actor: pr.User.ID, ActorOrg: pr.User.OrgID, Action: "audit.checkpoint", Outcome: audit.Allowed,
+		Resource: "audit/checkpoint", IP: c.ClientIP(), RequestID: a.RequestID(c)}); err != nil {
+		a.fail(c, err)
+		return nil, false
+	}
+	b, err := a.Audit.Checkpoint(ctx)
+	if err != nil {
+		a.fail(c, err)
+		return nil, false
+	}
+	return parseCheckpoint(b), true
+}
+
+// auditVerify checks the whole log (hash chain, Merkle tree, every stored
+// checkpoint's signature) for an inspector and shows the result.
+func (a *app) auditVerify(c *gin.Context) {
+	p := pageOf(c)
+	ctx := c.Request.Context()
+	pr := principalOf(c)
+	outcome := audit.Allowed
+	if !a.Access.Can(pr, "audit", "read_all") {
+		outcome = audit.Denied
+	}
+	if _, err := a.Audit.Append(ctx, audit.Event{Actor: pr.User.ID, ActorOrg: pr.User.OrgID, Action: "audit.verify", Outcome: outcome,
+		Resource: "audit", IP: c.ClientIP(), RequestID: a.RequestID(c)}); err != nil {
+		a.fail(c, err)
+		return
+	}
+	if outcome == audit.Denied {
+		a.errorPage(c, http.StatusForbidden, "error.forbidden")
+		return
+	}
+	v := auditView{Filter: map[string]string{}, Outcomes: []string{"allowed", "denied", "error"}}
+	rep, err := a.Audit.Verify(ctx)
+	if err != nil {
+		p.Error = p.L.T("audit.verify_failed", "Reason", err.Error())
+	} else {
+		v.Verified = &rep
+	}
+	cp, ok := a.checkpoint(c)
+	if !ok {
+		return
+	}
+	v.Checkpoint = cp
+	p.Data = v
+	a.render(c, http.StatusOK, "audit", p)
+}

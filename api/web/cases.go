@@ -1,0 +1,465 @@
+package web
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"mime/multipart"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/crvault/crvault/access"
+	"github.com/crvault/crvault/vault"
+	"github.com/crvault/crvault/vault/review"
+	"github.com/crvault/crvault/vault/supervision"
+)
+
+func (a *app) caseRoutes(g *gin.RouterGroup) {
+	g.GET("/cases", a.cases)
+	g.GET("/cases/new", a.newCase)
+	g.POST("/cases", a.csrf, a.createCase)
+	g.GET("/cases/:case", a.showCase)
+	g.POST("/cases/:case/submit", a.csrf, a.submitCase)
+	g.POST("/cases/:case/materials", a.csrf, a.uploadMaterial)
+	g.POST("/cases/:case/assignments", a.csrf, a.assign)
+	g.POST("/cases/:case/assignments/:id/revoke", a.csrf, a.revoke)
+	g.POST("/cases/:case/declarations", a.csrf, a.declare)
+	g.POST("/cases/:case/transitions", a.csrf, a.transition)
+	g.POST("/cases/:case/opinions", a.csrf, a.opinion)
+	g.POST("/cases/:case/commitments", a.csrf, a.addCommitment)
+	g.GET("/materials/:id", a.viewMaterial)
+	g.GET("/deadlines", a.deadlines)
+}
+
+type dashboardView struct {
+	Cases     []vault.Case
+	Intake    []vault.Case
+	Deadlines []vault.Deadline
+	Next      string
+	Status    string
+	Statuses  []review.Status
+}
+
+// dashboard is the signed-in home page: what the person's role works on.
+func (a *app) dashboard(c *gin.Context) {
+	p := pageOf(c)
+	ctx := c.Request.Context()
+	v := dashboardView{}
+	if p.Is("office_admin") {
+		intake, err := a.Vault.ListCases(ctx, a.actor(c), string(review.Submitted), 50, "")
+		if err != nil {
+			a.fail(c, err)
+			return
+		}
+		v.Intake = intake.Items
+		if v.Deadlines, err = a.Vault.Deadlines(ctx, a.actor(c), review.DueSoonWorkingDays); err != nil {
+			a.fail(c, err)
+			return
+		}
+	}
+	if p.Is("operator") || p.Is("provider") || p.Is("reviewer") || p.Is("member_unit") {
+		page, err := a.Vault.ListCases(ctx, a.actor(c), "", 20, "")
+		if err != nil {
+			a.fail(c, err)
+			return
+		}
+		v.Cases, v.Next = page.Items, page.NextCursor
+	}
+	p.Data = v
+	a.render(c, http.StatusOK, "dashboard", p)
+}
+
+func (a *app) cases(c *gin.Context) {
+	p := pageOf(c)
+	status := c.Query("status")
+	page, err := a.Vault.ListCases(c.Request.Context(), a.actor(c), status, 50, c.Query("cursor"))
+	if err != nil {
+		a.fail(c, err)
+		return
+	}
+	p.Data = dashboardView{Cases: page.Items, Next: page.NextCursor, Status: status, Statuses: review.Statuses()}
+	a.render(c, http.StatusOK, "cases", p)
+}
+
+type newCaseForm struct {
+	Title, Product, Providers string
+}
+
+func (a *app) newCase(c *gin.Context) {
+	p := pageOf(c)
+	p.Data = newCaseForm{}
+	a.render(c, http.StatusOK, "case_new", p)
+}
+
+// createCase files a case. Providers are named as the operator knows them
+// (organisation names, one a line or comma separated) and looked up.
+func (a *app) createCase(c *gin.Context) {
+	p := pageOf(c)
+	ctx := c.Request.Context()
+	form := newCaseForm{Title: c.PostForm("title"), Product: c.PostForm("product"), Providers: c.PostForm("providers")}
+	again := func(status int, msg string) {
+		p.Error, p.Data = msg, form
+		a.render(c, status, "case_new", p)
+	}
+	ids := []string{}
+	for _, name := range strings.FieldsFunc(form.Providers, func(r rune) bool { return r == ',' || r == '\n' || r == '，' }) {
+		name = strings.TrimSpace(name)
+		if name == "" {
+			continue
+		}
+		org, err := a.Access.OrgByName(ctx, name)
+		if errors.Is(err, access.ErrNotFound) {
+			org, err = a.Access.Org(ctx, name)
+		}
+		if err != nil {
+			if errors.Is(err, access.ErrNotFound) {
+				again(http.StatusUnprocessableEntity, p.L.T("case.unknown_provider", "Name", name))
+				return
+			}
+			a.fail(c, err)
+			return
+		}
+		ids = append(ids, org.ID)
+	}
+	cs, err := a.Vault.CreateCase(ctx, a.actor(c), vault.NewCase{Title: form.Title, Product: form.Product, Providers: ids})
+	if err != nil {
+		again(a.formError(c, err))
+		return
+	}
+	c.Redirect(http.StatusSeeOther, "/cases/"+cs.ID+"?done=case_created")
+}
+
+type caseView struct {
+	Case        vault.Case
+	Clock       *review.Clock
+	DaysLeft    int
+	Provisional bool
+	ClockError  string
+	Materials   []vault.Material
+	History     []review.Event
+	Assignments []access.Assignment
+	Actions     []string
+	Commitments []supervision.Commitment
+	Kinds       []string
+	Roles       []string
+	Outcomes    []string
+	CommitKinds []string
+	MaxUpload   int64
+}
+
+// showCase shows one case. Which service calls it makes depends on the
+// role (an office admin is shown assignments and actions, a party the
+// upload form); each call decides itself what this user may see.
+func (a *app) showCase(c *gin.Context) {
+	p := pageOf(c)
+	ctx := c.Request.Context()
+	id := c.Param("case")
+	act := a.actor(c)
+	cs, err := a.Vault.GetCase(ctx, act, id)
+	if err != nil {
+		a.fail(c, err)
+		return
+	}
+	v := caseView{Case: cs, Kinds: vault.Kinds, Roles: []string{"reviewer", "member_unit"}, CommitKinds: supervision.CommitmentKinds,
+		MaxUpload: a.Vault.MaxMaterialSize()}
+	if clk, err := a.Vault.Clock(ctx, act, id); err == nil {
+		if clk.Phase != review.PhaseNone {
+			v.Clock = &clk
+			v.DaysLeft = clk.AllowedWorkingDays - clk.UsedWorkingDays
+		}
+	} else if status, _, _ := a.Classify(err); status == http.StatusServiceUnavailable || status >= 500 {
+		a.fail(c, err)
+		return
+	} else {
+		v.ClockError = p.L.T("case.clock_unknown")
+	}
+	if v.Materials, err = a.Vault.ListMaterials(ctx, act, id); err != nil {
+		a.fail(c, err)
+		return
+	}
+	if v.History, err = a.Vault.History(ctx, act, id); err != nil {
+		a.fail(c, err)
+		return
+	}
+	if p.Is("office_admin") {
+		if v.Assignments, err = a.Vault.Assignments(ctx, act, id); err != nil {
+			a.fail(c, err)
+			return
+		}
+		if v.Actions, err = a.Vault.Offered(ctx, act, id); err != nil {
+			a.fail(c, err)
+			return
+		}
+	}
+	if a.Supervision != nil && (p.Is("provider") || p.Is("operator")) {
+		cm, err := a.Supervision.ListCommitments(ctx, act, supervision.CommitmentFilter{CaseID: id, Limit: 100})
+		if err != nil {
+			a.fail(c, err)
+			return
+		}
+		v.Commitments = cm.Items
+	}
+	p.Data = v
+	a.render(c, http.StatusOK, "case", p)
+}
+
+// done redirects back to the case after a change, with a notice.
+func done(c *gin.Context, caseID, flash string) {
+	c.Redirect(http.StatusSeeOther, "/cases/"+caseID+"?done="+flash)
+}
+
+func (a *app) submitCase(c *gin.Context) {
+	if _, err := a.Vault.Submit(c.Request.Context(), a.actor(c), c.Param("case")); err != nil {
+		a.fail(c, err)
+		return
+	}
+	done(c, c.Param("case"), "submitted")
+}
+
+// uploadMaterial is the upload without JavaScript: a multipart form whose
+// parts come in page order (csrf, kind, file), streamed into the vault as
+// the API's upload is. Scripts send files to the JSON API instead, with a
+// progress bar.
+func (a *app) uploadMaterial(c *gin.Context) {
+	caseID := c.Param("case")
+	c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, a.Vault.MaxMaterialSize()+1<<20)
+	mr, err := multipartReader(c)
+	if err != nil {
+		a.errorPage(c, http.StatusBadRequest, "error.bad_form")
+		return
+	}
+	if !a.multipartCSRF(c, mr) {
+		return
+	}
+	kind, ok := smallField(mr, "kind")
+	if !ok {
+		a.errorPage(c, http.StatusBadRequest, "error.bad_form")
+		return
+	}
+	part, err := mr.NextPart()
+	if err != nil || part.FormName() != "file" || part.FileName() == "" {
+		a.errorPage(c, http.StatusBadRequest, "error.no_file")
+		return
+	}
+	_, err = a.Vault.Upload(c.Request.Context(), a.actor(c), caseID, vault.Upload{Kind: kind, Filename: part.FileName(),
+		ContentType: part.Header.Get("Content-Type"), Body: part, Size: -1})
+	if err != nil {
+		a.fail(c, err)
+		return
+	}
+	done(c, caseID, "uploaded")
+}
+
+func multipartReader(c *gin.Context) (*multipart.Reader, error) {
+	mt, params, err := mime.ParseMediaType(c.GetHeader("Content-Type"))
+	if err != nil || mt != "multipart/form-data" || params["boundary"] == "" {
+		return nil, errors.New("not multipart")
+	}
+	return multipart.NewReader(c.Request.Body, params["boundary"]), nil
+}
+
+// smallField reads the next part, which must be the named short field.
+func smallField(mr *multipart.Reader, name string) (string, bool) {
+	part, err := mr.NextPart()
+	if err != nil || part.FormName() != name || part.FileName() != "" {
+		return "", false
+	}
+	b, err := io.ReadAll(io.LimitReader(part, 16<<10+1))
+	if err != nil || len(b) > 16<<10 {
+		return "", false
+	}
+	return string(b), true
+}
+
+// multipartCSRF checks the token of a streamed form: its first part (or
+// the header a script sent).
+func (a *app) multipartCSRF(c *gin.Context, mr *multipart.Reader) bool {
+	token, ok := smallField(mr, csrfField)
+	if !ok || !tokenEqual(token, pageOf(c).CSRF) {
+		a.csrfRefused(c)
+		return false
+	}
+	return true
+}
+
+func (a *app) assign(c *gin.Context) {
+	in := vault.NewAssignment{User: strings.TrimSpace(c.PostForm("user")), Role: c.PostForm("role"), Purpose: c.PostForm("purpose")}
+	if s := c.PostForm("expires_on"); s != "" {
+		d, err := time.ParseInLocation("2006-01-02", s, shanghai)
+		if err != nil {
+			a.errorPage(c, http.StatusUnprocessableEntity, "error.invalid")
+			return
+		}
+		t := d.Add(24*time.Hour - time.Second)
+		in.ExpiresAt = &t
+	}
+	if _, err := a.Vault.Assign(c.Request.Context(), a.actor(c), c.Param("case"), in); err != nil {
+		a.fail(c, err)
+		return
+	}
+	done(c, c.Param("case"), "assigned")
+}
+
+func (a *app) revoke(c *gin.Context) {
+	if err := a.Vault.Revoke(c.Request.Context(), a.actor(c), c.Param("case"), c.Param("id")); err != nil {
+		a.fail(c, err)
+		return
+	}
+	done(c, c.Param("case"), "revoked")
+}
+
+func (a *app) declare(c *gin.Context) {
+	var conflict *bool
+	switch c.PostForm("conflict") {
+	case "true":
+		t := true
+		conflict = &t
+	case "false":
+		f := false
+		conflict = &f
+	}
+	if _, err := a.Vault.Declare(c.Request.Context(), a.actor(c), c.Param("case"),
+		vault.NewDeclaration{Conflict: conflict, Statement: c.PostForm("statement")}); err != nil {
+		a.fail(c, err)
+		return
+	}
+	done(c, c.Param("case"), "declared")
+}
+
+func (a *app) transition(c *gin.Context) {
+	in := vault.TransitionRequest{Action: c.PostForm("action"), Reason: c.PostForm("reason")}
+	if s := c.PostForm("days"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil {
+			a.errorPage(c, http.StatusUnprocessableEntity, "error.invalid")
+			return
+		}
+		in.Days = n
+	}
+	if _, err := a.Vault.Transition(c.Request.Context(), a.actor(c), c.Param("case"), in); err != nil {
+		a.fail(c, err)
+		return
+	}
+	done(c, c.Param("case"), "moved")
+}
+
+func (a *app) opinion(c *gin.Context) {
+	var agree *bool
+	if v := c.PostForm("agree"); v == "true" || v == "false" {
+		b := v == "true"
+		agree = &b
+	}
+	if _, err := a.Vault.Opinion(c.Request.Context(), a.actor(c), c.Param("case"), vault.OpinionRequest{Agree: agree, Comment: c.PostForm("comment")}); err != nil {
+		a.fail(c, err)
+		return
+	}
+	done(c, c.Param("case"), "opinion")
+}
+
+func (a *app) addCommitment(c *gin.Context) {
+	if a.Supervision == nil {
+		a.errorPage(c, http.StatusNotFound, "error.not_found")
+		return
+	}
+	_, err := a.Supervision.AddCommitment(c.Request.Context(), a.actor(c), c.Param("case"),
+		supervision.NewCommitment{Kind: c.PostForm("kind"), Text: c.PostForm("text")})
+	if err != nil {
+		a.fail(c, err)
+		return
+	}
+	done(c, c.Param("case"), "committed")
+}
+
+// inlineTypes are shown in the browser; everything else is downloaded.
+var inlineTypes = map[string]bool{"application/pdf": true, "image/png": true, "image/jpeg": true, "image/gif": true, "image/webp": true}
+
+// viewMaterial sends a document through the vault's one audited road.
+// PDFs and images are shown inline, confined by a CSP sandbox; anything
+// else is an attachment. ?download=1 downloads any type.
+func (a *app) viewMaterial(c *gin.Context) {
+	ct, err := a.Vault.OpenContent(c.Request.Context(), a.actor(c), c.Param("id"), nil)
+	if err != nil {
+		a.fail(c, err)
+		return
+	}
+	defer ct.Close()
+	m := ct.Material
+	mt, _, _ := mime.ParseMediaType(m.ContentType)
+	inline := inlineTypes[mt] && c.Query("download") == ""
+	serveContent(c, m.ContentType, m.Filename, m.SHA256, ct.Length, inline, ct.Body, a)
+}
+
+func serveContent(c *gin.Context, contentType, filename, sha string, size int64, inline bool, body io.Reader, a *app) {
+	h := c.Writer.Header()
+	disp := "attachment"
+	if inline {
+		disp = "inline"
+	}
+	h.Set("Content-Type", contentType)
+	h.Set("Content-Disposition", contentDisposition(disp, filename))
+	h.Set("Content-Length", strconv.FormatInt(size, 10))
+	h.Set("X-Content-SHA256", sha)
+	h.Set("Cache-Control", "no-store")
+	h.Set("Content-Security-Policy", contentCSP)
+	h.Del("X-Frame-Options")
+	c.Status(http.StatusOK)
+	if n, err := io.Copy(c.Writer, body); err != nil {
+		a.log.WarnContext(c.Request.Context(), "content transfer cut short", "request_id", a.RequestID(c), "sent", n, "err", err)
+		panic(http.ErrAbortHandler)
+	}
+}
+
+// contentDisposition builds an RFC 6266 header with an ASCII fallback and
+// the exact UTF-8 name.
+func contentDisposition(disp, name string) string {
+	var ascii strings.Builder
+	for _, r := range name {
+		if r < 0x20 || r > 0x7e || r == '"' || r == '\\' || r == '%' {
+			ascii.WriteByte('_')
+		} else {
+			ascii.WriteRune(r)
+		}
+	}
+	return fmt.Sprintf(`%s; filename="%s"; filename*=UTF-8''%s`, disp, ascii.String(), pathEscape(name))
+}
+
+func pathEscape(s string) string {
+	const hex = "0123456789ABCDEF"
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		ch := s[i]
+		if ch >= 'a' && ch <= 'z' || ch >= 'A' && ch <= 'Z' || ch >= '0' && ch <= '9' || strings.IndexByte("-._~", ch) >= 0 {
+			b.WriteByte(ch)
+		} else {
+			b.WriteByte('%')
+			b.WriteByte(hex[ch>>4])
+			b.WriteByte(hex[ch&15])
+		}
+	}
+	return b.String()
+}
+
+func (a *app) deadlines(c *gin.Context) {
+	p := pageOf(c)
+	within := review.DueSoonWorkingDays
+	if s := c.Query("within"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 0 || n > vault.MaxWithin {
+			a.errorPage(c, http.StatusUnprocessableEntity, "error.invalid")
+			return
+		}
+		within = n
+	}
+	ds, err := a.Vault.Deadlines(c.Request.Context(), a.actor(c), within)
+	if err != nil {
+		a.fail(c, err)
+		return
+	}
+	p.Data = map[string]any{"Deadlines": ds, "Within": within}
+	a.render(c, http.StatusOK, "deadlines", p)
+}

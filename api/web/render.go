@@ -1,0 +1,122 @@
+package web
+
+import (
+	"bytes"
+	"embed"
+	"fmt"
+	"html/template"
+	"io/fs"
+	"net/http"
+	"path"
+	"strings"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/crvault/crvault/access"
+)
+
+//go:embed templates
+var templateFS embed.FS
+
+//go:embed static
+var staticFS embed.FS
+
+// engine holds every page's template, parsed once at start: the layout and
+// its partials, plus one view each (the miniflux pattern). A view defines
+// "title" and "content".
+type engine struct {
+	views map[string]*template.Template
+}
+
+var funcs = template.FuncMap{
+	"join": strings.Join,
+	// dict builds a map for passing several values to a partial.
+	"dict": func(kv ...any) map[string]any {
+		m := make(map[string]any, len(kv)/2)
+		for i := 0; i+1 < len(kv); i += 2 {
+			m[fmt.Sprint(kv[i])] = kv[i+1]
+		}
+		return m
+	},
+	"has": func(list any, v string) bool {
+		switch l := list.(type) {
+		case []string:
+			for _, x := range l {
+				if x == v {
+					return true
+				}
+			}
+		case []access.Role:
+			for _, x := range l {
+				if string(x) == v {
+					return true
+				}
+			}
+		}
+		return false
+	},
+}
+
+func loadEngine() (*engine, error) {
+	views, err := fs.Glob(templateFS, "templates/views/*.html")
+	if err != nil {
+		return nil, err
+	}
+	e := &engine{views: map[string]*template.Template{}}
+	for _, v := range views {
+		name := strings.TrimSuffix(path.Base(v), ".html")
+		t, err := template.New("layout.html").Funcs(funcs).ParseFS(templateFS, "templates/layout.html", "templates/partials/*.html", v)
+		if err != nil {
+			return nil, fmt.Errorf("parse view %s: %w", name, err)
+		}
+		e.views[name] = t
+	}
+	return e, nil
+}
+
+// page is what every template sees.
+type page struct {
+	L    *Locale
+	User *access.User
+	// Roles of the signed-in user, for the navigation.
+	Roles    []string
+	OrgKind  string
+	CSRF     string
+	Path     string // the current path and query, for the language switch
+	Flash    string // message id of a notice after a redirect
+	Error    string // a translated error to show above the content
+	Data     any
+	NoHeader bool
+}
+
+// Is reports whether the signed-in user holds a role.
+func (p *page) Is(role string) bool {
+	for _, r := range p.Roles {
+		if r == role {
+			return true
+		}
+	}
+	return false
+}
+
+// render writes a page with status. Rendering into a buffer first means a
+// template error becomes a clean 500, never half a page.
+func (a *app) render(c *gin.Context, status int, view string, p *page) {
+	t, ok := a.engine.views[view]
+	if !ok {
+		a.log.ErrorContext(c.Request.Context(), "no such view", "view", view)
+		c.Status(http.StatusInternalServerError)
+		return
+	}
+	var buf bytes.Buffer
+	if err := t.Execute(&buf, p); err != nil {
+		a.log.ErrorContext(c.Request.Context(), "render page", "view", view, "err", err)
+		c.Header("Content-Type", "text/plain; charset=utf-8")
+		c.String(http.StatusInternalServerError, "internal error")
+		return
+	}
+	c.Header("Content-Type", "text/html; charset=utf-8")
+	c.Header("Cache-Control", "no-store")
+	c.Status(status)
+	_, _ = c.Writer.Write(buf.Bytes())
+}

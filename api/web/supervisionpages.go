@@ -1,0 +1,153 @@
+package web
+
+import (
+	"net/http"
+	"strings"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/crvault/crvault/vault/supervision"
+)
+
+func (a *app) supervisionRoutes(g *gin.RouterGroup) {
+	if a.Supervision == nil {
+		return
+	}
+	g.GET("/complaints", a.complaints)
+	g.POST("/complaints", a.csrf, a.fileComplaint)
+	g.GET("/complaints/:id", a.complaint)
+	g.POST("/complaints/:id/resolution", a.csrf, a.resolveComplaint)
+	g.GET("/commitments", a.commitments)
+	g.GET("/reports", a.reports)
+	g.GET("/reports/:id", a.report)
+	g.POST("/reports/:id/messages", a.csrf, a.inspectorMessage)
+	g.POST("/reports/:id/status", a.csrf, a.reportStatus)
+	g.GET("/reports/:id/attachments/:aid", a.reportAttachment)
+}
+
+func (a *app) complaints(c *gin.Context) {
+	p := pageOf(c)
+	list, err := a.Supervision.ListComplaints(c.Request.Context(), a.actor(c), supervision.ComplaintFilter{Status: c.Query("status"),
+		CaseID: c.Query("case"), Limit: 50, Cursor: c.Query("cursor")})
+	if err != nil {
+		a.fail(c, err)
+		return
+	}
+	p.Data = list
+	a.render(c, http.StatusOK, "complaints", p)
+}
+
+func (a *app) fileComplaint(c *gin.Context) {
+	in := supervision.NewComplaint{Case: c.PostForm("case"), Subject: strings.TrimSpace(c.PostForm("subject")), Kind: c.PostForm("kind"),
+		Description: c.PostForm("description")}
+	cp, err := a.Supervision.FileComplaint(c.Request.Context(), a.actor(c), in)
+	if err != nil {
+		a.fail(c, err)
+		return
+	}
+	c.Redirect(http.StatusSeeOther, "/complaints/"+cp.ID+"?done=complaint_filed")
+}
+
+type complaintView struct {
+	Complaint supervision.Complaint
+	Evidence  *supervision.Evidence
+}
+
+func (a *app) complaint(c *gin.Context) {
+	p := pageOf(c)
+	ctx := c.Request.Context()
+	cp, err := a.Supervision.GetComplaint(ctx, a.actor(c), c.Param("id"))
+	if err != nil {
+		a.fail(c, err)
+		return
+	}
+	v := complaintView{Complaint: cp}
+	if p.Is("inspector") {
+		ev, err := a.Supervision.ComplaintEvidence(ctx, a.actor(c), cp.ID)
+		if err != nil {
+			a.fail(c, err)
+			return
+		}
+		v.Evidence = &ev
+	}
+	p.Data = v
+	a.render(c, http.StatusOK, "complaint", p)
+}
+
+func (a *app) resolveComplaint(c *gin.Context) {
+	in := supervision.Resolution{Outcome: c.PostForm("outcome"), Note: c.PostForm("note")}
+	if c.PostForm("recuse") == "1" {
+		in.Actions = []string{supervision.ActionRecuseSubject}
+	}
+	if _, err := a.Supervision.Resolve(c.Request.Context(), a.actor(c), c.Param("id"), in); err != nil {
+		a.fail(c, err)
+		return
+	}
+	c.Redirect(http.StatusSeeOther, "/complaints/"+c.Param("id")+"?done=resolved")
+}
+
+func (a *app) commitments(c *gin.Context) {
+	p := pageOf(c)
+	list, err := a.Supervision.ListCommitments(c.Request.Context(), a.actor(c), supervision.CommitmentFilter{Provider: c.Query("provider"),
+		CaseID: c.Query("case"), Limit: 50, Cursor: c.Query("cursor")})
+	if err != nil {
+		a.fail(c, err)
+		return
+	}
+	p.Data = list
+	a.render(c, http.StatusOK, "commitments", p)
+}
+
+func (a *app) reports(c *gin.Context) {
+	p := pageOf(c)
+	list, err := a.Supervision.ListReports(c.Request.Context(), a.actor(c), supervision.ReportFilter{Status: c.Query("status"),
+		Limit: 50, Cursor: c.Query("cursor")})
+	if err != nil {
+		a.fail(c, err)
+		return
+	}
+	p.Data = list
+	a.render(c, http.StatusOK, "reports", p)
+}
+
+var reportStatuses = []string{supervision.ReportReceived, supervision.ReportTriaged, supervision.ReportInvestigating, supervision.ReportClosed}
+
+func (a *app) report(c *gin.Context) {
+	p := pageOf(c)
+	r, err := a.Supervision.GetReport(c.Request.Context(), a.actor(c), c.Param("id"))
+	if err != nil {
+		a.fail(c, err)
+		return
+	}
+	p.Data = map[string]any{"Report": r, "Statuses": reportStatuses}
+	a.render(c, http.StatusOK, "report", p)
+}
+
+func (a *app) inspectorMessage(c *gin.Context) {
+	if _, err := a.Supervision.InspectorMessage(c.Request.Context(), a.actor(c), c.Param("id"), supervision.MessageRequest{Text: c.PostForm("text")}); err != nil {
+		a.fail(c, err)
+		return
+	}
+	c.Redirect(http.StatusSeeOther, "/reports/"+c.Param("id")+"?done=message_sent")
+}
+
+func (a *app) reportStatus(c *gin.Context) {
+	in := supervision.ReportStatusChange{Status: c.PostForm("status"), Outcome: c.PostForm("outcome")}
+	if _, err := a.Supervision.SetReportStatus(c.Request.Context(), a.actor(c), c.Param("id"), in); err != nil {
+		a.fail(c, err)
+		return
+	}
+	c.Redirect(http.StatusSeeOther, "/reports/"+c.Param("id")+"?done=status_changed")
+}
+
+// reportAttachment downloads evidence a reporter attached (never inline:
+// it comes from anyone on the internet).
+func (a *app) reportAttachment(c *gin.Context) {
+	ct, err := a.Supervision.OpenAttachment(c.Request.Context(), a.actor(c), c.Param("id"), c.Param("aid"))
+	if err != nil {
+		a.fail(c, err)
+		return
+	}
+	defer ct.Close()
+	serveContent(c, ct.Info.ContentType, ct.Info.Filename, ct.Info.SHA256, ct.Info.Size, false, ct.Body, a)
+}

@@ -1,0 +1,327 @@
+// Package web is crvault's web application: server-rendered pages in
+// Chinese and English for every role, served by vaultd at / beside the JSON
+// API. Handlers call the same vault, access, audit and supervision services
+// as the API and hold no rule of their own: whatever a page shows or offers
+// comes from a service call made as the signed-in user, and every refusal is
+// the service's (and audited by it).
+//
+// Pages work without JavaScript; small scripts (static/*.js) add drag and
+// drop uploads with progress. The Content-Security-Policy allows no inline
+// script or style. Sessions live in a __Host- cookie (HttpOnly, Secure,
+// SameSite=Strict); every state-changing request carries a CSRF token.
+package web
+
+import (
+	"context"
+	"errors"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"net/url"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/crvault/crvault/access"
+	"github.com/crvault/crvault/audit"
+	"github.com/crvault/crvault/vault"
+	"github.com/crvault/crvault/vault/supervision"
+)
+
+// Deps are the services the pages call.
+type Deps struct {
+	Vault       *vault.Service
+	Access      *access.Service
+	Audit       *audit.Log
+	Supervision *supervision.Service
+	// Prefs remembers each account's language (nil: cookie only).
+	Prefs *Prefs
+	// Setup is the first-run setup (nil: none).
+	Setup  *Setup
+	Logger *slog.Logger
+	// Classify answers the HTTP status, problem code and detail the JSON API
+	// gives an error: api/problem.go stays the one place errors become
+	// statuses.
+	Classify func(error) (status int, code, detail string)
+	// RequestID is the id the API's middleware gave the request.
+	RequestID func(*gin.Context) string
+}
+
+type app struct {
+	Deps
+	log    *slog.Logger
+	engine *engine
+	cat    *catalogue
+}
+
+const (
+	ctxPage      = "crvault.web.page"
+	ctxPrincipal = "crvault.web.principal"
+	ctxToken     = "crvault.web.token"
+)
+
+// Register adds the web application's routes to r. It fails only if the
+// embedded templates or catalogues are broken.
+func Register(r *gin.Engine, d Deps) error {
+	a := &app{Deps: d, log: d.Logger}
+	if a.log == nil {
+		a.log = slog.Default()
+	}
+	if a.RequestID == nil {
+		a.RequestID = func(*gin.Context) string { return "" }
+	}
+	var err error
+	if a.engine, err = loadEngine(); err != nil {
+		return err
+	}
+	if a.cat, err = loadCatalogue(); err != nil {
+		return err
+	}
+	static, _ := fs.Sub(staticFS, "static")
+	assets := http.StripPrefix("/static/", http.FileServer(http.FS(static)))
+	r.GET("/static/*file", func(c *gin.Context) {
+		c.Header("Cache-Control", "public, max-age=3600")
+		c.Header("X-Content-Type-Options", "nosniff")
+		assets.ServeHTTP(c.Writer, c.Request)
+	})
+	r.GET("/favicon.ico", func(c *gin.Context) { c.Status(http.StatusNoContent) })
+
+	g := r.Group("", a.headers, a.identify)
+	g.GET("/", a.home)
+	g.GET("/login", a.loginPage)
+	g.POST("/login", a.csrf, a.login)
+	g.POST("/logout", a.csrf, a.logout)
+	g.POST("/lang", a.csrf, a.setLang)
+	g.GET("/setup", a.setupPage)
+	g.POST("/setup", a.csrf, a.setup)
+	a.publicRoutes(g)
+
+	in := g.Group("", a.signedIn)
+	a.caseRoutes(in)
+	a.auditRoutes(in)
+	a.supervisionRoutes(in)
+	return nil
+}
+
+// headers sets the strict policy of HTML pages. A handler serving document
+// content replaces it with the sandbox of contentCSP.
+func (a *app) headers(c *gin.Context) {
+	h := c.Writer.Header()
+	h.Set("Content-Security-Policy", csp)
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("Referrer-Policy", "same-origin")
+	h.Set("Cross-Origin-Opener-Policy", "same-origin")
+	h.Set("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
+	c.Next()
+}
+
+// identify finds the signed-in user, if any, and the page's language and
+// CSRF token. A stale session cookie is dropped, and the page served as to
+// someone signed out.
+func (a *app) identify(c *gin.Context) {
+	p := &page{Path: c.Request.URL.RequestURI()}
+	chosen := ""
+	if ck, err := c.Request.Cookie(langCookie); err == nil {
+		chosen = ck.Value
+	}
+	if token, ok := SessionToken(c.Request); ok {
+		pr, err := a.Access.Authenticate(c.Request.Context(), token)
+		switch {
+		case err == nil:
+			c.Set(ctxPrincipal, pr)
+			c.Set(ctxToken, token)
+			u := pr.User
+			p.User = &u
+			for _, r := range u.Roles {
+				p.Roles = append(p.Roles, string(r))
+			}
+			p.OrgKind = string(pr.OrgKind)
+			p.CSRF = sessionCSRF(token)
+		case errors.Is(err, access.ErrUnauthenticated), errors.Is(err, access.ErrDisabled):
+			clearCookie(c.Writer, SessionCookie)
+		default:
+			a.log.ErrorContext(c.Request.Context(), "authenticate web session", "request_id", a.RequestID(c), "err", err)
+			p.L = a.cat.locale(pick(chosen, c.Request))
+			c.Set(ctxPage, p)
+			a.fail(c, err)
+			c.Abort()
+			return
+		}
+	}
+	if p.CSRF == "" {
+		if ck, err := c.Request.Cookie(csrfCookie); err == nil && len(ck.Value) == 43 {
+			p.CSRF = ck.Value
+		} else {
+			p.CSRF = randomToken()
+			setCookie(c.Writer, csrfCookie, p.CSRF, timeZero, true)
+		}
+	}
+	p.L = a.cat.locale(pick(chosen, c.Request))
+	if f := c.Query("done"); f != "" && a.cat.has("flash."+f) {
+		p.Flash = "flash." + f
+	}
+	c.Set(ctxPage, p)
+	c.Next()
+}
+
+// csrf refuses a state-changing form whose token is not this browser's.
+// It parses url-encoded forms only (1 MiB at most); multipart handlers
+// check the token themselves as the parts stream in.
+func (a *app) csrf(c *gin.Context) {
+	p := pageOf(c)
+	ct := c.ContentType()
+	if ct != "multipart/form-data" {
+		c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, 1<<20)
+		if err := c.Request.ParseForm(); err != nil {
+			a.errorPage(c, http.StatusBadRequest, "error.bad_form")
+			c.Abort()
+			return
+		}
+		if !crossSiteOK(c.Request) || !tokenEqual(submittedCSRF(c.Request), p.CSRF) {
+			a.csrfRefused(c)
+			return
+		}
+	} else if !crossSiteOK(c.Request) || (c.GetHeader(CSRFHeader) != "" && !tokenEqual(c.GetHeader(CSRFHeader), p.CSRF)) {
+		a.csrfRefused(c)
+		return
+	}
+	c.Next()
+}
+
+func (a *app) csrfRefused(c *gin.Context) {
+	pr := principalOf(c)
+	_, _ = a.Audit.Append(c.Request.Context(), audit.Event{Actor: pr.User.ID, ActorOrg: pr.User.OrgID, Action: "web.csrf", Outcome: audit.Denied,
+		Resource: c.Request.Method + " " + c.FullPath(), IP: c.ClientIP(), RequestID: a.RequestID(c), Detail: "csrf_failed"})
+	a.errorPage(c, http.StatusForbidden, "error.csrf_failed")
+	c.Abort()
+}
+
+// signedIn sends a visitor without a session to the sign-in page, and a
+// session limited to TOTP enrolment to the enrolment page.
+func (a *app) signedIn(c *gin.Context) {
+	if _, ok := c.Get(ctxPrincipal); !ok {
+		next := url.QueryEscape(c.Request.URL.RequestURI())
+		if c.Request.Method != http.MethodGet {
+			next = ""
+		}
+		c.Redirect(http.StatusSeeOther, "/login?next="+next)
+		c.Abort()
+		return
+	}
+	c.Next()
+}
+
+func pageOf(c *gin.Context) *page {
+	v, _ := c.Get(ctxPage)
+	p, _ := v.(*page)
+	if p == nil {
+		p = &page{}
+	}
+	return p
+}
+
+func principalOf(c *gin.Context) access.Principal {
+	v, _ := c.Get(ctxPrincipal)
+	p, _ := v.(access.Principal)
+	return p
+}
+
+func (a *app) actor(c *gin.Context) vault.Actor {
+	return vault.Actor{P: principalOf(c), IP: c.ClientIP(), RequestID: a.RequestID(c)}
+}
+
+func (a *app) client(c *gin.Context) supervision.Client {
+	return supervision.Client{Addr: c.ClientIP(), RequestID: a.RequestID(c)}
+}
+
+// fail answers a service error as a page, with the status the JSON API
+// would give it. A lost session goes back to the sign-in page.
+func (a *app) fail(c *gin.Context, err error) {
+	status, code, _ := a.Classify(err)
+	if status == http.StatusUnauthorized {
+		clearCookie(c.Writer, SessionCookie)
+		c.Redirect(http.StatusSeeOther, "/login")
+		c.Abort()
+		return
+	}
+	if status >= 500 && status != http.StatusServiceUnavailable {
+		a.log.ErrorContext(c.Request.Context(), "web page failed", "request_id", a.RequestID(c), "path", c.FullPath(), "err", err)
+	}
+	a.errorPage(c, status, a.errorMessage(code, status))
+}
+
+// errorMessage is the message id for a problem code, falling back to one
+// for the status.
+func (a *app) errorMessage(code string, status int) string {
+	if a.cat.has("error." + code) {
+		return "error." + code
+	}
+	switch status {
+	case http.StatusNotFound:
+		return "error.not_found"
+	case http.StatusForbidden:
+		return "error.forbidden"
+	case http.StatusServiceUnavailable:
+		return "error.unavailable"
+	case http.StatusBadRequest, http.StatusUnprocessableEntity, http.StatusRequestEntityTooLarge, http.StatusConflict:
+		return "error.invalid"
+	}
+	return "error.internal"
+}
+
+// formError is the translated message of a refused form, shown above it.
+func (a *app) formError(c *gin.Context, err error) (int, string) {
+	status, code, _ := a.Classify(err)
+	return status, pageOf(c).L.T(a.errorMessage(code, status))
+}
+
+func (a *app) errorPage(c *gin.Context, status int, msgID string) {
+	p := pageOf(c)
+	if p.L == nil {
+		p.L = a.cat.locale(pick("", c.Request))
+	}
+	p.Data = map[string]any{"Status": status, "Message": msgID}
+	a.render(c, status, "error", p)
+	c.Abort()
+}
+
+// home is the dashboard of the signed-in user, or the sign-in page.
+func (a *app) home(c *gin.Context) {
+	if _, ok := c.Get(ctxPrincipal); !ok {
+		a.loginPage(c)
+		return
+	}
+	a.dashboard(c)
+}
+
+// setLang switches the language, remembers it in a cookie and, once signed
+// in, on the account; then goes back to the page it was chosen on.
+func (a *app) setLang(c *gin.Context) {
+	tag, ok := supported(c.PostForm("lang"))
+	if !ok {
+		a.errorPage(c, http.StatusUnprocessableEntity, "error.invalid")
+		return
+	}
+	setCookie(c.Writer, langCookie, tag.String(), oneYear(), true)
+	if pr, ok := c.Get(ctxPrincipal); ok && a.Prefs != nil {
+		if err := a.Prefs.SetLang(c.Request.Context(), pr.(access.Principal).User.ID, tag.String()); err != nil {
+			a.log.WarnContext(c.Request.Context(), "remember language", "err", err)
+		}
+	}
+	c.Redirect(http.StatusSeeOther, safeNext(c.PostForm("next")))
+}
+
+// accountLang applies the account's remembered language at sign-in.
+func (a *app) accountLang(ctx context.Context, c *gin.Context, userID string) {
+	if a.Prefs == nil {
+		return
+	}
+	lang, err := a.Prefs.Lang(ctx, userID)
+	if err != nil {
+		a.log.WarnContext(ctx, "read language", "err", err)
+		return
+	}
+	if _, ok := supported(lang); ok {
+		setCookie(c.Writer, langCookie, lang, oneYear(), true)
+	}
+}

@@ -1,0 +1,49 @@
+package vault
+
+import (
+	"context"
+
+	"github.com/crvault/crvault/audit"
+	"github.com/crvault/crvault/vault/calendar"
+	"github.com/crvault/crvault/vault/review"
+)
+
+// Offered lists the office actions the caller could take on a case right
+// now: allowed in its status and history, and passing every guard that
+// depends on the case (materials, opinions) rather than on what the caller
+// will type (a reason, a number of days). It is what a form should offer;
+// Transition still decides each request. Authorised and audited like a
+// transition ("case.actions"), it changes nothing.
+func (s *Service) Offered(ctx context.Context, a Actor, caseID string) ([]string, error) {
+	row, _, d, err := s.authorize(ctx, a, caseID, "case.transition", "case.actions", "case/"+caseID)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.record(ctx, a, "case.actions", audit.Allowed, caseID, "case/"+caseID, d.Purpose, ""); err != nil {
+		return nil, err
+	}
+	history, err := s.history(ctx, caseID)
+	if err != nil {
+		return nil, err
+	}
+	facts, err := s.reviewFacts(ctx, caseID)
+	if err != nil {
+		return nil, err
+	}
+	now := s.now().UTC()
+	agree := true
+	// A stand-in for what the caller will type, so that only the case's
+	// own guards decide.
+	in := review.Input{Actor: a.P.User.ID, At: now, On: calendar.Today(now), Reason: "-", Days: 1, Agree: &agree}
+	out := []string{}
+	status := review.Status(row.Status)
+	for _, act := range review.Allowed(status, history, review.RoleOfficeAdmin) {
+		if !officeAction(act) {
+			continue
+		}
+		if _, err := review.Next(status, history, act, review.RoleOfficeAdmin, facts, in); err == nil {
+			out = append(out, string(act))
+		}
+	}
+	return out, nil
+}
