@@ -118,7 +118,7 @@ type tab struct {
 
 	mu        sync.Mutex
 	responses map[string]*network.Response // by URL, the newest
-	csp       []string                      // Content-Security-Policy violations the browser logged
+	csp       []string                     // Content-Security-Policy violations the browser logged
 }
 
 // person opens a fresh browser context whose Accept-Language is lang.
