@@ -8,6 +8,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/services.sh
 source scripts/services.sh
+# shellcheck source=scripts/chromium.sh
+source scripts/chromium.sh
 
 mapfile -t pkgs < <(svc_pkg_args "$@")
 args=("$@")
@@ -23,6 +25,7 @@ svc_log "go vet ${pkgs[*]}"
 go vet "${pkgs[@]}"
 
 svc_start
+chromium_ensure
 status=0
 # In the background, in its own process group, so that a signal reaches our trap at once and the trap can stop
 # go test together with the test binaries it runs.

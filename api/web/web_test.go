@@ -1,0 +1,249 @@
+package web
+
+import (
+	"io/fs"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/crvault/crvault/access"
+	"github.com/crvault/crvault/vault"
+	"github.com/crvault/crvault/vault/review"
+	"github.com/crvault/crvault/vault/supervision"
+)
+
+// Every message id the code and templates use exists in both languages,
+// and the two catalogues hold the same ids.
+func TestCataloguesComplete(t *testing.T) {
+	cat, err := loadCatalogue()
+	if err != nil {
+		t.Fatal(err)
+	}
+	en, zh := cat.keys["en"], cat.keys["zh-CN"]
+	for id := range en {
+		if !zh[id] {
+			t.Errorf("message %q is in English only", id)
+		}
+	}
+	for id := range zh {
+		if !en[id] {
+			t.Errorf("message %q is in Chinese only", id)
+		}
+	}
+	used := map[string]bool{}
+	// Literal ids: in templates after T/N, in Go code as "group.name"
+	// strings passed to the translators, flashes and errors.
+	tmplID := regexp.MustCompile(`\.(?:T|N) "([a-z0-9_]+\.[a-z0-9_.]+)"`)
+	goID := regexp.MustCompile(`"((?:error|flash|setup|case|audit|login|public|upload)\.[a-z0-9_]+)"`)
+	walk := func(root string, re *regexp.Regexp) {
+		err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+			if err != nil || d.IsDir() || strings.HasSuffix(p, "_test.go") {
+				return err
+			}
+			if !strings.HasSuffix(p, ".html") && !strings.HasSuffix(p, ".go") {
+				return nil
+			}
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			for _, m := range re.FindAllStringSubmatch(string(b), -1) {
+				used[m[1]] = true
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	walk("templates", tmplID)
+	walk(".", goID)
+	// Domain values shown through Enum, and flashes named in redirects.
+	enum := func(group string, vals ...string) {
+		for _, v := range vals {
+			used[group+"."+v] = true
+		}
+	}
+	for _, s := range review.Statuses() {
+		enum("status", string(s))
+	}
+	for _, a := range review.Actions() {
+		enum("action", string(a))
+	}
+	enum("phase", string(review.PhaseNone), string(review.PhaseDetermination), string(review.PhasePreliminary), string(review.PhaseOpinions),
+		string(review.PhaseSpecial), string(review.PhaseClosed))
+	enum("flag", string(review.FlagNone), string(review.FlagDueSoon), string(review.FlagOverdue))
+	enum("kind", vault.Kinds...)
+	for _, r := range access.Roles {
+		enum("role", string(r))
+	}
+	enum("assignment", access.StatusActive, access.StatusSuspended, access.StatusRevoked, access.StatusExpired)
+	enum("outcome", "allowed", "denied", "error")
+	enum("commitment", supervision.CommitmentKinds...)
+	enum("complaint", "unfair", "confidentiality")
+	enum("cstatus", supervision.StatusOpen, supervision.StatusInvestigating, supervision.StatusUpheld, supervision.StatusDismissed)
+	enum("rstatus", reportStatuses...)
+	enum("from", "reporter", "inspector")
+	flash := regexp.MustCompile(`done=([a-z_]+)|done\(c, [^,]+, "([a-z_]+)"\)`)
+	files, _ := filepath.Glob("*.go")
+	for _, f := range files {
+		b, _ := os.ReadFile(f)
+		for _, m := range flash.FindAllStringSubmatch(string(b), -1) {
+			used["flash."+m[1]+m[2]] = true
+		}
+	}
+	if len(used) < 100 {
+		t.Fatalf("found only %d message ids in use; the scan is broken", len(used))
+	}
+	for id := range used {
+		if !cat.has(id) {
+			t.Errorf("message %q is used but missing from a catalogue", id)
+		}
+	}
+}
+
+// Localize falls back to the id, so a missing message is visible; plural
+// forms follow each language's rules.
+func TestLocale(t *testing.T) {
+	cat, err := loadCatalogue()
+	if err != nil {
+		t.Fatal(err)
+	}
+	en, zh := cat.locale(languages[1]), cat.locale(languages[0])
+	if got := en.N("clock.days_left", 1); got != "1 working day left" {
+		t.Errorf("en one: %q", got)
+	}
+	if got := en.N("clock.days_left", 3); got != "3 working days left" {
+		t.Errorf("en other: %q", got)
+	}
+	if got := zh.N("clock.days_left", 3); got != "剩余 3 个工作日" {
+		t.Errorf("zh: %q", got)
+	}
+	if got := en.T("no.such.message"); got != "no.such.message" {
+		t.Errorf("missing id: %q", got)
+	}
+	if got := zh.Date("2026-02-17"); got != "2026年2月17日" {
+		t.Errorf("zh date: %q", got)
+	}
+}
+
+func TestPickLanguage(t *testing.T) {
+	for _, c := range []struct{ chosen, accept, want string }{
+		{"", "", "zh-CN"},
+		{"", "en-US,en;q=0.9", "en"},
+		{"", "fr-FR", "zh-CN"},
+		{"", "zh-CN,zh;q=0.9,en;q=0.5", "zh-CN"},
+		{"en", "zh-CN", "en"},
+		{"zh-CN", "en", "zh-CN"},
+		{"xx", "en", "en"},
+	} {
+		r := httptest.NewRequest("GET", "/", nil)
+		r.Header.Set("Accept-Language", c.accept)
+		if got := pick(c.chosen, r).String(); got != c.want {
+			t.Errorf("pick(%q, %q) = %s, want %s", c.chosen, c.accept, got, c.want)
+		}
+	}
+}
+
+func TestSafeNext(t *testing.T) {
+	for in, want := range map[string]string{
+		"":                  "/",
+		"/cases/x?done=1":   "/cases/x?done=1",
+		"//evil.example/":   "/",
+		"/\\evil.example":   "/",
+		"https://evil.test": "/",
+		"cases":             "/",
+		"/api/v1/me":        "/",
+		"/a\r\nSet-Cookie:": "/",
+	} {
+		if got := safeNext(in); got != want {
+			t.Errorf("safeNext(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestCSRFValid(t *testing.T) {
+	token := "session-token"
+	good := sessionCSRF(token)
+	for _, c := range []struct {
+		name   string
+		header map[string]string
+		want   bool
+	}{
+		{"header", map[string]string{CSRFHeader: good}, true},
+		{"same-origin fetch", map[string]string{CSRFHeader: good, "Sec-Fetch-Site": "same-origin"}, true},
+		{"none", nil, false},
+		{"another session's", map[string]string{CSRFHeader: sessionCSRF("other")}, false},
+		{"the session token itself", map[string]string{CSRFHeader: token}, false},
+		{"cross-site", map[string]string{CSRFHeader: good, "Sec-Fetch-Site": "cross-site"}, false},
+		{"same-site sibling", map[string]string{CSRFHeader: good, "Sec-Fetch-Site": "same-site"}, false},
+	} {
+		r := httptest.NewRequest("POST", "/api/v1/cases", nil)
+		for k, v := range c.header {
+			r.Header.Set(k, v)
+		}
+		if got := CSRFValid(r, token); got != c.want {
+			t.Errorf("%s: %v, want %v", c.name, got, c.want)
+		}
+	}
+}
+
+// The pages' policy allows nothing inline and nothing from elsewhere, and
+// no template carries an inline script, style or event handler that it
+// would block (after miniflux's csp_header_test.go).
+func TestContentSecurityPolicy(t *testing.T) {
+	gin.SetMode(gin.ReleaseMode)
+	r := gin.New()
+	if err := Register(r, Deps{Classify: func(error) (int, string, string) { return 500, "internal", "" }}); err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{"/login", "/", "/setup?token=x"} {
+		w := httptest.NewRecorder()
+		r.ServeHTTP(w, httptest.NewRequest("GET", path, nil))
+		got := w.Header().Get("Content-Security-Policy")
+		want := "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; " +
+			"form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+		if got != want {
+			t.Errorf("%s: CSP %q, want %q", path, got, want)
+		}
+		if strings.Contains(got, "unsafe") {
+			t.Errorf("%s: CSP allows something unsafe: %q", path, got)
+		}
+		if w.Header().Get("X-Frame-Options") != "DENY" || w.Header().Get("X-Content-Type-Options") != "nosniff" {
+			t.Errorf("%s: headers %v", path, w.Header())
+		}
+		for _, c := range w.Result().Cookies() {
+			if !strings.HasPrefix(c.Name, "__Host-") || !c.Secure || !c.HttpOnly || c.SameSite != http.SameSiteStrictMode || c.Path != "/" || c.Domain != "" {
+				t.Errorf("%s: cookie %+v is not a strict __Host- cookie", path, c)
+			}
+		}
+	}
+	inline := regexp.MustCompile(`(?i)<script(?:\s[^>]*)?>\s*[^<\s]|<style|\sstyle=|\son[a-z]+=|javascript:`)
+	err := fs.WalkDir(templateFS, "templates", func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := fs.ReadFile(templateFS, p)
+		if err != nil {
+			return err
+		}
+		if m := inline.FindString(string(b)); m != "" {
+			t.Errorf("%s holds inline code or style: %q", p, m)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The content of a document shown inline runs in a sandbox, without
+	// scripts.
+	if !strings.HasPrefix(contentCSP, "sandbox;") || strings.Contains(contentCSP, "allow-scripts") {
+		t.Errorf("content CSP %q", contentCSP)
+	}
+}
