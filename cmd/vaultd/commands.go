@@ -88,7 +88,10 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	// Grants made on other instances sharing a PostgreSQL database.
 	go a.access.Listen(ctx, cfg.DatabaseURL)
 	if demo {
-		if err := fillDemo(ctx, a, stdout); err != nil {
+		// Once filled, later starts with --demo just serve what is there.
+		if err := fillDemo(ctx, a, stdout); errors.Is(err, errNotEmpty) {
+			log.Info("demo data not added: the data directory already has accounts")
+		} else if err != nil {
 			return err
 		}
 	}
@@ -118,7 +121,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		}
 	}()
 	log.Info("vaultd listening", "addr", ln.Addr().String(), "tls", cfg.TLSCert != "", "database", dbKind(cfg.DatabaseURL), "blobs", blobKind(cfg))
-	announceSetup(a, wd, ln, cfg.TLSCert != "")
+	announceSetup(a, wd, ln, cfg.TLSCert != "", stdout)
 	select {
 	case err := <-errc:
 		return fmt.Errorf("serve: %w", err)

@@ -30,8 +30,9 @@ func (a *app) webDeps(ctx context.Context) (*web.Deps, error) {
 	return &web.Deps{Prefs: web.NewPrefs(a.db), Setup: setup}, nil
 }
 
-// announceSetup logs the one-time setup URL on a first start.
-func announceSetup(a *app, d *web.Deps, ln net.Listener, tls bool) {
+// announceSetup logs the one-time setup URL on a first start, and prints it
+// as a plain line on stdout for the person who just typed vaultd serve.
+func announceSetup(a *app, d *web.Deps, ln net.Listener, tls bool, stdout io.Writer) {
 	if d == nil || d.Setup == nil {
 		return
 	}
@@ -39,8 +40,10 @@ func announceSetup(a *app, d *web.Deps, ln net.Listener, tls bool) {
 	if tls {
 		scheme = "https"
 	}
+	u := scheme + "://" + browserHost(ln.Addr().String()) + d.Setup.URL()
 	a.log.Warn("first run: no account exists yet; open this one-time URL in a browser to create the Review Office and its first administrator",
-		"url", scheme+"://"+browserHost(ln.Addr().String())+d.Setup.URL())
+		"url", u)
+	fmt.Fprintf(stdout, "\ncrvault is running. First start: open this one-time link in your browser to set it up:\n\n    %s\n\n", u)
 }
 
 // browserHost turns a listen address into one a browser can open.
@@ -78,6 +81,8 @@ func demoFlag(demo *bool) func(*flag.FlagSet) {
 	}
 }
 
+var errNotEmpty = errors.New("demo needs an empty data directory: this one already has accounts")
+
 type demoUser struct {
 	username, display, org string
 	role                   access.Role
@@ -95,7 +100,7 @@ func fillDemo(ctx context.Context, a *app, out io.Writer) error {
 		return err
 	}
 	if len(users) > 0 {
-		return errors.New("demo needs an empty data directory: this one already has accounts")
+		return errNotEmpty
 	}
 	orgs := []struct {
 		name string
