@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"net/http"
+	"strings"
 
 	"github.com/gin-gonic/gin"
 
@@ -25,7 +26,24 @@ func (h *handler) webRoutes(r *gin.Engine) error {
 	}
 	d.Classify = h.classify
 	d.RequestID = requestID
-	return web.Register(r, d)
+	notFound, err := web.Register(r, d)
+	if err != nil {
+		return err
+	}
+	// A browser asking for a page that does not exist gets a page; the
+	// API and every other client keep the problem+json answer.
+	r.NoRoute(func(c *gin.Context) {
+		if strings.HasPrefix(c.Request.URL.Path, "/api/") || !strings.Contains(c.GetHeader("Accept"), "text/html") {
+			problem(c, http.StatusNotFound, "no_route", "no such endpoint")
+			return
+		}
+		for _, f := range notFound {
+			if f(c); c.IsAborted() {
+				return
+			}
+		}
+	})
+	return nil
 }
 
 // cookieSession lets the browser's scripts call the JSON API with the web

@@ -59,9 +59,10 @@ const (
 	ctxToken     = "crvault.web.token"
 )
 
-// Register adds the web application's routes to r. It fails only if the
-// embedded templates or catalogues are broken.
-func Register(r *gin.Engine, d Deps) error {
+// Register adds the web application's routes to r, and returns the handlers
+// of its "page not found" page for the caller's NoRoute. It fails only if
+// the embedded templates or catalogues are broken.
+func Register(r *gin.Engine, d Deps) ([]gin.HandlerFunc, error) {
 	a := &app{Deps: d, log: d.Logger}
 	if a.log == nil {
 		a.log = slog.Default()
@@ -71,10 +72,10 @@ func Register(r *gin.Engine, d Deps) error {
 	}
 	var err error
 	if a.engine, err = loadEngine(); err != nil {
-		return err
+		return nil, err
 	}
 	if a.cat, err = loadCatalogue(); err != nil {
-		return err
+		return nil, err
 	}
 	static, _ := fs.Sub(staticFS, "static")
 	assets := http.StripPrefix("/static/", http.FileServer(http.FS(static)))
@@ -99,7 +100,7 @@ func Register(r *gin.Engine, d Deps) error {
 	a.caseRoutes(in)
 	a.auditRoutes(in)
 	a.supervisionRoutes(in)
-	return nil
+	return []gin.HandlerFunc{a.headers, a.identify, func(c *gin.Context) { a.errorPage(c, http.StatusNotFound, "error.not_found") }}, nil
 }
 
 // headers sets the strict policy of HTML pages. A handler serving document

@@ -200,7 +200,7 @@ func TestCSRFValid(t *testing.T) {
 func TestContentSecurityPolicy(t *testing.T) {
 	gin.SetMode(gin.ReleaseMode)
 	r := gin.New()
-	if err := Register(r, Deps{Classify: func(error) (int, string, string) { return 500, "internal", "" }}); err != nil {
+	if _, err := Register(r, Deps{Classify: func(error) (int, string, string) { return 500, "internal", "" }}); err != nil {
 		t.Fatal(err)
 	}
 	for _, path := range []string{"/login", "/", "/setup?token=x"} {
@@ -245,5 +245,23 @@ func TestContentSecurityPolicy(t *testing.T) {
 	// scripts.
 	if !strings.HasPrefix(contentCSP, "sandbox;") || strings.Contains(contentCSP, "allow-scripts") {
 		t.Errorf("content CSP %q", contentCSP)
+	}
+}
+
+// An unknown path is a page for a browser and problem+json for the API.
+func TestNotFoundPage(t *testing.T) {
+	gin.SetMode(gin.ReleaseMode)
+	r := gin.New()
+	nf, err := Register(r, Deps{Classify: func(error) (int, string, string) { return 500, "internal", "" }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.NoRoute(nf...)
+	w := httptest.NewRecorder()
+	req := httptest.NewRequest("GET", "/no/such/page", nil)
+	req.Header.Set("Accept-Language", "en")
+	r.ServeHTTP(w, req)
+	if w.Code != 404 || !strings.Contains(w.Body.String(), "There is no such page") || w.Header().Get("Content-Security-Policy") == "" {
+		t.Fatalf("%d %v %s", w.Code, w.Header(), w.Body)
 	}
 }
