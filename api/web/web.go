@@ -121,6 +121,9 @@ func (a *app) headers(c *gin.Context) {
 // someone signed out.
 func (a *app) identify(c *gin.Context) {
 	p := &page{Path: c.Request.URL.RequestURI()}
+	if c.Request.Method != http.MethodGet {
+		p.Path = "/" // a page answering a form cannot be fetched again
+	}
 	chosen := ""
 	if ck, err := c.Request.Cookie(langCookie); err == nil {
 		chosen = ck.Value

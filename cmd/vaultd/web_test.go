@@ -307,6 +307,22 @@ func (tb *tab) shot(name string) {
 	}
 }
 
+// shotBoth saves the page in both languages: as it is, then switched to
+// the other language with the page's own switch, and back.
+func (tb *tab) shotBoth(name string) {
+	tb.t.Helper()
+	tb.shot(name)
+	lang := tb.lang
+	tb.lang = map[string]string{"en": "zh-CN", "zh-CN": "en"}[lang]
+	tb.submit(`form[action="/lang"] button`)
+	if got := js[string](tb, `document.documentElement.lang`); got != tb.lang {
+		tb.t.Fatalf("language switch on %s gave %s", name, got)
+	}
+	tb.shot(name)
+	tb.lang = lang
+	tb.submit(`form[action="/lang"] button`)
+}
+
 // axeCheck runs axe-core on the current page and fails on any serious or
 // critical WCAG 2.1 A/AA violation.
 func (tb *tab) axeCheck(name string) {
@@ -446,7 +462,7 @@ func TestWebBrowser(t *testing.T) {
 		if st := tb.open(setupPath); st != 200 {
 			t.Fatalf("setup page: %d", st)
 		}
-		tb.shot("setup")
+		tb.shotBoth("setup")
 		tb.axeCheck("setup")
 		tb.fill(map[string]string{"#username": "office", "#display_name": "王主任", "#password": officePW, "#password2": officePW})
 		tb.submit(`form[action="/setup"] button[type=submit]`)
@@ -540,7 +556,7 @@ func TestWebBrowser(t *testing.T) {
 		tb := b.person(t, "en", true)
 		tb.signIn("operator1", pw)
 		tb.open("/cases/new")
-		tb.shot("case-new")
+		tb.shotBoth("case-new")
 		tb.axeCheck("case-new")
 		tb.fill(map[string]string{"#title": "Core routers", "#product": "AR-9000", "#providers": "Acme Routers"})
 		tb.submit(`form[action="/cases"] button[type=submit]`)
@@ -593,7 +609,7 @@ func TestWebBrowser(t *testing.T) {
 		tb.open("/cases/" + caseID)
 		tb.submit(`form[action$="/submit"] button`)
 		tb.expectText(msg(t, "en", "flash.submitted"), msg(t, "en", "status.submitted"), msg(t, "en", "phase.determination"))
-		tb.shot("case-operator")
+		tb.shotBoth("case-operator")
 		tb.axeCheck("case-operator")
 		tb.narrow("case-operator")
 	})
@@ -625,11 +641,11 @@ func TestWebBrowser(t *testing.T) {
 		tb.fill(map[string]string{"#assign-user": ids["rev1"], "#assign-purpose": "初步审查"})
 		tb.submit(`#assign-form button[type=submit]`)
 		tb.expectText(msg(t, "zh-CN", "flash.assigned"), ids["rev1"])
-		tb.shot("case-office")
+		tb.shotBoth("case-office")
 		tb.axeCheck("case-office")
 		tb.open("/deadlines?within=30")
 		tb.expectText(msg(t, "zh-CN", "deadlines.title"))
-		tb.shot("deadlines")
+		tb.shotBoth("deadlines")
 		tb.axeCheck("deadlines")
 	})
 
@@ -645,7 +661,7 @@ func TestWebBrowser(t *testing.T) {
 		}
 		tb.expectText(msg(t, "en", "error.declaration_required"))
 		tb.open("/cases/" + caseID)
-		tb.shot("case-reviewer")
+		tb.shotBoth("case-reviewer")
 		tb.axeCheck("case-reviewer")
 		tb.click("#conflict-no")
 		tb.fill(map[string]string{"#statement": "No ties to the operator or its providers."})
@@ -707,15 +723,15 @@ func TestWebBrowser(t *testing.T) {
 		if !found {
 			t.Fatalf("the reviewer's read is not in the results: %q", rows)
 		}
-		tb.shot("audit")
+		tb.shotBoth("audit")
 		tb.axeCheck("audit")
 		tb.narrow("audit")
 		tb.submit(`form[action="/audit/verify"] button`)
 		tb.run(chromedp.WaitVisible(chromedp.ID("verified")))
 		tb.open("/complaints")
-		tb.shot("complaints")
+		tb.shotBoth("complaints")
 		tb.open("/reports")
-		tb.shot("reports")
+		tb.shotBoth("reports")
 		tb.axeCheck("reports")
 	})
 
@@ -752,7 +768,7 @@ func TestWebBrowser(t *testing.T) {
 		tb.open("/reports")
 		tb.submit(`table a`)
 		tb.expectText("Routers phone home", "photo-")
-		tb.shot("report-inspector")
+		tb.shotBoth("report-inspector")
 		tb.axeCheck("report-inspector")
 	})
 
