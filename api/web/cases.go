@@ -141,6 +141,7 @@ type caseView struct {
 	Provisional bool
 	ClockError  string
 	Materials   []vault.Material
+	Notices     []vault.Material // the written notices among them (Art. 8, 14, ...)
 	History     []review.Event
 	Assignments []access.Assignment
 	Actions     []string
@@ -181,6 +182,11 @@ func (a *app) showCase(c *gin.Context) {
 	if v.Materials, err = a.Vault.ListMaterials(ctx, act, id); err != nil {
 		a.fail(c, err)
 		return
+	}
+	for _, m := range v.Materials {
+		if m.Kind == "notice" {
+			v.Notices = append(v.Notices, m)
+		}
 	}
 	if v.History, err = a.Vault.History(ctx, act, id); err != nil {
 		a.fail(c, err)

@@ -311,16 +311,18 @@ func (tb *tab) shot(name string) {
 // the other language with the page's own switch, and back.
 func (tb *tab) shotBoth(name string) {
 	tb.t.Helper()
-	tb.shot(name)
 	lang := tb.lang
-	tb.lang = map[string]string{"en": "zh-CN", "zh-CN": "en"}[lang]
+	// The account's language may differ from what the browser asked for.
+	tb.lang = js[string](tb, `document.documentElement.lang`)
+	tb.shot(name)
+	tb.lang = map[string]string{"en": "zh-CN", "zh-CN": "en"}[tb.lang]
 	tb.submit(`form[action="/lang"] button`)
 	if got := js[string](tb, `document.documentElement.lang`); got != tb.lang {
 		tb.t.Fatalf("language switch on %s gave %s", name, got)
 	}
 	tb.shot(name)
-	tb.lang = lang
 	tb.submit(`form[action="/lang"] button`)
+	tb.lang = lang
 }
 
 // axeCheck runs axe-core on the current page and fails on any serious or
@@ -632,6 +634,10 @@ func TestWebBrowser(t *testing.T) {
 		tb.click(`#action-require_review`)
 		tb.submit(`#transition-form button[type=submit]`)
 		tb.expectText(msg(t, "zh-CN", "flash.moved"), msg(t, "zh-CN", "status.under_review"))
+		// The decision produced a written notice (Art. 8), listed apart.
+		if n := js[int](tb, `document.querySelectorAll("#notices li").length`); n != 1 {
+			t.Fatalf("%d notices after require_review", n)
+		}
 		offered = js[[]string](tb, offeredJS)
 		for _, a := range offered {
 			if a == "recommend" {
