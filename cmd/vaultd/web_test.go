@@ -599,7 +599,21 @@ func TestWebBrowser(t *testing.T) {
 		tb.open("/cases/" + caseID)
 		// Two files at once, each with a progress bar.
 		upload("impact_analysis", impactPath, procPath)
-		upload("declaration", declPath)
+		// A network error fails the upload and offers a retry, which
+		// then goes through.
+		block := func(on bool) {
+			tb.run(call(network.SetBlockedURLs, network.SetBlockedURLsParams{URLPatterns: []*network.BlockPattern{
+				{URLPattern: b.base + "/api/v1/cases/*/materials", Block: on}}}))
+		}
+		block(true)
+		tb.run(chromedp.SetValue(chromedp.CSS("#kind"), "declaration"),
+			chromedp.SetUploadFiles(chromedp.CSS("#file"), []string{declPath}),
+			chromedp.Click(chromedp.CSS(`#upload-form button[type=submit]`)),
+			chromedp.WaitVisible(chromedp.CSS(`#upload-list li.failed button`)))
+		block(false)
+		tb.run(chromedp.Click(chromedp.CSS(`#upload-list li.failed button`)),
+			chromedp.WaitVisible(chromedp.CSS(`#upload-list li.done`)))
+		tb.run(chromedp.Evaluate[chromedp.Void](`document.getElementById("upload-list").innerHTML = ""; undefined`))
 		tb.open("/cases/" + caseID)
 		tb.expectText("declaration.pdf", "impact.txt", "contract.txt")
 		// contract.txt went up as an impact analysis; the third kind is
