@@ -2,6 +2,7 @@ package vault
 
 import (
 	"context"
+	"slices"
 
 	"github.com/crvault/crvault/audit"
 	"github.com/crvault/crvault/vault/calendar"
@@ -26,7 +27,7 @@ func (s *Service) Offered(ctx context.Context, a Actor, caseID string) ([]string
 	if err != nil {
 		return nil, err
 	}
-	facts, err := s.reviewFacts(ctx, caseID)
+	facts, err := s.reviewFacts(ctx, row)
 	if err != nil {
 		return nil, err
 	}
@@ -34,11 +35,12 @@ func (s *Service) Offered(ctx context.Context, a Actor, caseID string) ([]string
 	agree := true
 	// A stand-in for what the caller will type, so that only the case's
 	// own guards decide.
-	in := review.Input{Actor: a.P.User.ID, At: now, On: calendar.Today(now), Reason: "-", Days: 1, Agree: &agree}
+	in := review.Input{Actor: a.P.User.ID, Org: a.P.User.OrgID, At: now, On: calendar.Today(now), Reason: "-", Days: 1, Agree: &agree,
+		Items: []string{"-"}, Outcome: "passed", Reference: "-", Measures: []string{"-"}}
 	out := []string{}
 	status := review.Status(row.Status)
 	for _, act := range review.Allowed(status, history, review.RoleOfficeAdmin) {
-		if !officeAction(act) {
+		if !slices.Contains(review.OfficeActions(), act) {
 			continue
 		}
 		if _, err := review.Next(status, history, act, review.RoleOfficeAdmin, facts, in); err == nil {

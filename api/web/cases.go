@@ -138,7 +138,6 @@ type caseView struct {
 	Case        vault.Case
 	Clock       *review.Clock
 	DaysLeft    int
-	Provisional bool
 	ClockError  string
 	Materials   []vault.Material
 	Notices     []vault.Material // the written notices among them (Art. 8, 14, ...)
@@ -166,7 +165,7 @@ func (a *app) showCase(c *gin.Context) {
 		a.fail(c, err)
 		return
 	}
-	v := caseView{Case: cs, Kinds: vault.Kinds, Roles: []string{"reviewer", "member_unit"}, CommitKinds: supervision.CommitmentKinds,
+	v := caseView{Case: cs, Kinds: vault.Kinds, Roles: []string{"reviewer", "member_unit"}, CommitKinds: supervision.CommitmentKinds, Outcomes: review.Outcomes(),
 		MaxUpload: a.Vault.MaxMaterialSize()}
 	if clk, err := a.Vault.Clock(ctx, act, id); err == nil {
 		if clk.Phase != review.PhaseNone {
@@ -339,7 +338,19 @@ func (a *app) declare(c *gin.Context) {
 
 func (a *app) transition(c *gin.Context) {
 	in := vault.TransitionRequest{Action: c.PostForm("action"), Reason: c.PostForm("reason")}
-	if s := c.PostForm("days"); s != "" {
+	// The form has a field for everything any offered step takes; send the
+	// service only those of the chosen step, which refuses the others.
+	switch review.Action(in.Action) {
+	case review.RequestSupplement, review.MarkIncomplete:
+		in.Items = lines(c.PostForm("items"))
+	case review.Conclude:
+		in.Outcome, in.Conditions = c.PostForm("outcome"), lines(c.PostForm("conditions"))
+	case review.RecordApproval:
+		in.Reference = strings.TrimSpace(c.PostForm("reference"))
+	case review.RecordMeasures:
+		in.Measures = lines(c.PostForm("measures"))
+	}
+	if s := c.PostForm("days"); s != "" && review.Action(in.Action) == review.ExtendSpecial {
 		n, err := strconv.Atoi(s)
 		if err != nil {
 			a.errorPage(c, http.StatusUnprocessableEntity, "error.invalid")
@@ -352,6 +363,17 @@ func (a *app) transition(c *gin.Context) {
 		return
 	}
 	done(c, c.Param("case"), "moved")
+}
+
+// lines splits a textarea into its non-empty lines (nil when none).
+func lines(s string) []string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			out = append(out, l)
+		}
+	}
+	return out
 }
 
 func (a *app) opinion(c *gin.Context) {

@@ -85,6 +85,7 @@ func TestCataloguesComplete(t *testing.T) {
 	}
 	enum("assignment", access.StatusActive, access.StatusSuspended, access.StatusRevoked, access.StatusExpired)
 	enum("outcome", "allowed", "denied", "error")
+	enum("outcome", review.Outcomes()...)
 	enum("commitment", supervision.CommitmentKinds...)
 	enum("complaint", "unfair", "confidentiality")
 	enum("cstatus", supervision.StatusOpen, supervision.StatusInvestigating, supervision.StatusUpheld, supervision.StatusDismissed)
