@@ -14,6 +14,7 @@ import (
 
 	"github.com/crvault/crvault/access"
 	"github.com/crvault/crvault/vault"
+	"github.com/crvault/crvault/vault/calendar"
 	"github.com/crvault/crvault/vault/review"
 	"github.com/crvault/crvault/vault/supervision"
 )
@@ -264,5 +265,41 @@ func TestNotFoundPage(t *testing.T) {
 	r.ServeHTTP(w, req)
 	if w.Code != 404 || !strings.Contains(w.Body.String(), "There is no such page") || w.Header().Get("Content-Security-Policy") == "" {
 		t.Fatalf("%d %v %s", w.Code, w.Header(), w.Body)
+	}
+}
+
+// The case page renders every part of a rich clock (supplement items,
+// opinion rounds, a provisional date) in both languages; the browser test
+// does not reach every one of them.
+func TestCaseViewRenders(t *testing.T) {
+	e, err := loadEngine()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cat, err := loadCatalogue()
+	if err != nil {
+		t.Fatal(err)
+	}
+	yes, no := true, false
+	due, _ := calendar.ParseDate("2027-01-12")
+	clk := review.Clock{Phase: review.PhaseOpinions, DueOn: due, DueOnProvisional: true, AllowedWorkingDays: 15, UsedWorkingDays: 3,
+		SupplementItems: []review.RequestedItem{{No: 1, Text: "network diagram", Received: true, ReceivedOn: due}, {No: 2, Text: "source audit"}},
+		Opinions: []review.MemberOpinion{{Org: "org-a", DueOn: due, Agree: &yes}, {Org: "org-b", DueOn: due, Agree: &no},
+			{Org: "org-c", DueOn: due, Overdue: true}, {Org: "org-d", DueOn: due}}}
+	for _, tag := range languages {
+		p := &page{L: cat.locale(tag), User: &access.User{DisplayName: "x"}, Roles: []string{"office_admin", "member_unit", "operator"},
+			Data: caseView{Case: vault.Case{ID: "c1", Title: "T", Status: "soliciting_opinions"}, Clock: &clk, DaysLeft: 12,
+				Actions: []string{"conclude", "request_supplement", "record_approval", "record_measures", "extend_special"}, Outcomes: review.Outcomes(),
+				Kinds: vault.Kinds, Roles: []string{"reviewer"}}}
+		var b strings.Builder
+		if err := e.views["case"].Execute(&b, p); err != nil {
+			t.Fatalf("%s: %v", tag, err)
+		}
+		for _, want := range []string{"network diagram", "source audit", "org-d", p.L.T("clock.provisional"), p.L.T("clock.disagreed"),
+			p.L.T("actions.measures"), p.L.N("clock.days_left", 12)} {
+			if !strings.Contains(b.String(), want) {
+				t.Errorf("%s: case page lacks %q", tag, want)
+			}
+		}
 	}
 }
