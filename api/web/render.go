@@ -29,7 +29,7 @@ type engine struct {
 }
 
 var funcs = template.FuncMap{
-	"join": strings.Join,
+	"join":  strings.Join,
 	"deref": func(b *bool) bool { return b != nil && *b },
 	// dict builds a map for passing several values to a partial.
 	"dict": func(kv ...any) map[string]any {
