@@ -31,17 +31,25 @@ func (a *app) loginPage(c *gin.Context) {
 func (a *app) login(c *gin.Context) {
 	p := pageOf(c)
 	ctx := c.Request.Context()
-	form := loginForm{Username: c.PostForm("username"), Next: safeNext(c.PostForm("next"))}
-	s, err := a.Access.Login(ctx, form.Username, c.PostForm("password"), c.ClientIP())
+	form := loginForm{Username: c.PostForm("username"), Next: safeNext(c.PostForm("next")), NeedTOTP: c.PostForm("totp") != ""}
+	s, err := a.Access.Login(ctx, access.Credentials{Username: form.Username, Password: c.PostForm("password"), TOTP: c.PostForm("totp")}, c.ClientIP())
 	if err != nil {
+		status, code, _ := a.Classify(err)
+		detail := code
+		if code != "totp_required" && code != "totp_invalid" && status == http.StatusUnauthorized {
+			detail = "invalid_credentials"
+		}
 		if _, aerr := a.Audit.Append(ctx, audit.Event{Action: "session.create", Outcome: audit.Denied, Resource: "session",
-			IP: c.ClientIP(), RequestID: a.RequestID(c), Detail: "invalid_credentials"}); aerr != nil {
+			IP: c.ClientIP(), RequestID: a.RequestID(c), Detail: detail}); aerr != nil {
 			a.fail(c, aerr)
 			return
 		}
 		status, msg := a.formError(c, err)
-		if errors.Is(err, access.ErrBadCredentials) || errors.Is(err, access.ErrDisabled) {
-			status, msg = http.StatusUnauthorized, p.L.T("error.invalid_credentials")
+		switch {
+		case detail == "totp_required" || detail == "totp_invalid":
+			form.NeedTOTP = true
+		case status == http.StatusUnauthorized:
+			msg = p.L.T("error.invalid_credentials")
 		}
 		p.Error = msg
 		p.Data = form
@@ -57,7 +65,89 @@ func (a *app) login(c *gin.Context) {
 	setCookie(c.Writer, SessionCookie, s.Token, s.ExpiresAt, true)
 	clearCookie(c.Writer, csrfCookie)
 	a.accountLang(ctx, c, s.User.ID)
+	if s.TOTPEnrolmentRequired {
+		c.Redirect(http.StatusSeeOther, "/account/totp")
+		return
+	}
 	c.Redirect(http.StatusSeeOther, form.Next)
+}
+
+func (a *app) accountRoutes(g *gin.RouterGroup) {
+	g.GET("/account/totp", a.totpPage)
+	g.POST("/account/totp/start", a.csrf, a.totpStart)
+	g.POST("/account/totp/confirm", a.csrf, a.totpConfirm)
+}
+
+// enrolmentPaths are all a session limited to TOTP enrolment may open, as
+// the JSON API allows such a session only its enrolment routes.
+var enrolmentPaths = map[string]bool{"/account/totp": true, "/account/totp/start": true, "/account/totp/confirm": true}
+
+type totpView struct {
+	Required   bool
+	Secret     string
+	OTPAuthURL string
+	Recovery   []string
+}
+
+func (a *app) totpPage(c *gin.Context) {
+	p := pageOf(c)
+	p.Data = totpView{Required: principalOf(c).TOTPEnrolmentRequired}
+	a.render(c, http.StatusOK, "totp", p)
+}
+
+// totpStart begins enrolment: a fresh secret, shown once, to put in an
+// authenticator app. Audited as the API audits it.
+func (a *app) totpStart(c *gin.Context) {
+	p := pageOf(c)
+	pr := principalOf(c)
+	en, err := a.Access.StartTOTP(c.Request.Context(), pr)
+	if !a.recordAccount(c, "totp.enrol_start", err) {
+		return
+	}
+	if err != nil {
+		a.fail(c, err)
+		return
+	}
+	p.Data = totpView{Required: pr.TOTPEnrolmentRequired, Secret: en.Secret, OTPAuthURL: en.OTPAuthURL}
+	a.render(c, http.StatusOK, "totp", p)
+}
+
+// totpConfirm finishes enrolment with a code from the app and shows the
+// recovery codes, once.
+func (a *app) totpConfirm(c *gin.Context) {
+	p := pageOf(c)
+	pr := principalOf(c)
+	codes, err := a.Access.ConfirmTOTP(c.Request.Context(), pr, c.PostForm("code"))
+	if !a.recordAccount(c, "totp.enrol", err) {
+		return
+	}
+	if err != nil {
+		status, msg := a.formError(c, err)
+		p.Error = msg
+		p.Data = totpView{Required: pr.TOTPEnrolmentRequired}
+		a.render(c, status, "totp", p)
+		return
+	}
+	p.Flash = "flash.totp_enrolled"
+	p.Data = totpView{Recovery: codes}
+	a.render(c, http.StatusOK, "totp", p)
+}
+
+// recordAccount audits an account action on the user's own account; false
+// when the audit log refused (the page is then answered).
+func (a *app) recordAccount(c *gin.Context, action string, err error) bool {
+	pr := principalOf(c)
+	e := audit.Event{Actor: pr.User.ID, ActorOrg: pr.User.OrgID, Action: action, Outcome: audit.Allowed, Resource: "user/" + pr.User.ID,
+		IP: c.ClientIP(), RequestID: a.RequestID(c)}
+	if err != nil {
+		_, code, _ := a.Classify(err)
+		e.Outcome, e.Detail = audit.Denied, code
+	}
+	if _, aerr := a.Audit.Append(c.Request.Context(), e); aerr != nil {
+		a.fail(c, aerr)
+		return false
+	}
+	return true
 }
 
 // logout ends the session on the server, not only the cookie.

@@ -30,7 +30,7 @@ type Setup struct {
 // NewSetup returns the setup when the database has no account yet, with a
 // fresh random token; nil when there is nothing to set up.
 func NewSetup(ctx context.Context, acc *access.Service) (*Setup, error) {
-	users, _, err := acc.ListUsers(ctx, 1, "")
+	users, _, err := acc.ListUsers(ctx, access.UserFilter{}, 1, "")
 	if err != nil {
 		return nil, fmt.Errorf("first-run check: %w", err)
 	}
@@ -55,7 +55,7 @@ func (s *Setup) open(ctx context.Context, token string) bool {
 	if !valid {
 		return false
 	}
-	users, _, err := s.access.ListUsers(ctx, 1, "")
+	users, _, err := s.access.ListUsers(ctx, access.UserFilter{}, 1, "")
 	return err == nil && len(users) == 0
 }
 
@@ -140,7 +140,7 @@ func (a *app) setup(c *gin.Context) {
 		}
 	}
 	a.log.InfoContext(ctx, "first-run setup done", "org", org.ID, "user", u.ID)
-	sess, err := a.Access.Login(ctx, form.Username, password, c.ClientIP())
+	sess, err := a.Access.Login(ctx, access.Credentials{Username: form.Username, Password: password}, c.ClientIP())
 	if err != nil {
 		c.Redirect(http.StatusSeeOther, "/login?done=setup")
 		return
@@ -153,5 +153,10 @@ func (a *app) setup(c *gin.Context) {
 	}
 	setCookie(c.Writer, SessionCookie, sess.Token, sess.ExpiresAt, true)
 	clearCookie(c.Writer, csrfCookie)
+	if sess.TOTPEnrolmentRequired {
+		// Office admins sign in with TOTP: enrol the device next.
+		c.Redirect(http.StatusSeeOther, "/account/totp?done=setup")
+		return
+	}
 	c.Redirect(http.StatusSeeOther, "/?done=setup")
 }

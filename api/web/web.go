@@ -97,6 +97,7 @@ func Register(r *gin.Engine, d Deps) ([]gin.HandlerFunc, error) {
 	a.publicRoutes(g)
 
 	in := g.Group("", a.signedIn)
+	a.accountRoutes(in)
 	a.caseRoutes(in)
 	a.auditRoutes(in)
 	a.supervisionRoutes(in)
@@ -209,6 +210,11 @@ func (a *app) signedIn(c *gin.Context) {
 			next = ""
 		}
 		c.Redirect(http.StatusSeeOther, "/login?next="+next)
+		c.Abort()
+		return
+	}
+	if principalOf(c).TOTPEnrolmentRequired && !enrolmentPaths[c.FullPath()] {
+		c.Redirect(http.StatusSeeOther, "/account/totp")
 		c.Abort()
 		return
 	}

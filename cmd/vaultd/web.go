@@ -95,7 +95,7 @@ type demoUser struct {
 // an empty database, through the same services the server uses, and prints
 // the accounts. It refuses a database that has any account.
 func fillDemo(ctx context.Context, a *app, out io.Writer) error {
-	users, _, err := a.access.ListUsers(ctx, 1, "")
+	users, _, err := a.access.ListUsers(ctx, access.UserFilter{}, 1, "")
 	if err != nil {
 		return err
 	}

@@ -56,6 +56,7 @@ func chromiumPath(t *testing.T) string {
 // browser is one headless Chromium shared by the subtests.
 type browser struct {
 	t     *testing.T
+	srv   *server
 	alloc context.Context
 	root  context.Context
 	base  string
@@ -66,7 +67,8 @@ type browser struct {
 	checked map[string]bool // pages axe-core has checked
 }
 
-func newBrowser(t *testing.T, base string) *browser {
+func newBrowser(t *testing.T, srv *server) *browser {
+	base := srv.base
 	t.Helper()
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(chromiumPath(t)),
@@ -104,7 +106,7 @@ func newBrowser(t *testing.T, base string) *browser {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &browser{t: t, alloc: alloc, root: root, base: base, shots: shots, axe: string(axe), checked: map[string]bool{}}
+	return &browser{t: t, srv: srv, alloc: alloc, root: root, base: base, shots: shots, axe: string(axe), checked: map[string]bool{}}
 }
 
 // tab is one person's browser context (own cookies) with one tab.
@@ -288,15 +290,40 @@ func (tb *tab) submit(sel string) {
 	tb.scripts(true)
 }
 
-// signIn signs in through the form.
+// signIn signs in through the form, with a code from the person's
+// authenticator when the account has TOTP (the harness's authenticators,
+// shared with API sign-ins), and enrols one when the role requires it.
 func (tb *tab) signIn(username, password string) {
 	tb.t.Helper()
 	tb.open("/login")
-	tb.fill(map[string]string{"#username": username, "#password": password})
+	fields := map[string]string{"#username": username, "#password": password}
+	if a := authenticators.get(tb.b.srv.realm(), username); a != nil {
+		fields["#totp"] = a.next(tb.t)
+	}
+	tb.fill(fields)
 	tb.submit(`form[action="/login"] button[type=submit]`)
+	if strings.HasPrefix(tb.location(), "/account/totp") {
+		tb.enrolTOTP(username)
+	}
 	if strings.HasPrefix(tb.location(), "/login") {
 		tb.t.Fatalf("sign-in as %s failed: %s", username, tb.text())
 	}
+}
+
+// enrolTOTP sets up TOTP on the enrolment page, as a person with an
+// authenticator app would, and keeps the device for later sign-ins.
+func (tb *tab) enrolTOTP(username string) {
+	tb.t.Helper()
+	tb.submit(`form[action="/account/totp/start"] button`)
+	a := &authenticator{secret: strings.TrimSpace(get(tb, chromedp.Text(chromedp.ID("totp-secret"))))}
+	tb.fill(map[string]string{"#code": a.next(tb.t)})
+	tb.submit(`form[action="/account/totp/confirm"] button`)
+	a.recovery = js[[]string](tb, `Array.from(document.querySelectorAll("#recovery-codes code")).map(c => c.textContent)`)
+	if len(a.recovery) == 0 {
+		tb.t.Fatalf("no recovery codes after enrolling %s: %s", username, tb.text())
+	}
+	authenticators.put(tb.b.srv.realm(), username, a)
+	tb.open("/")
 }
 
 // shot saves a full-page screenshot named after the page and language.
@@ -448,7 +475,7 @@ var langs = []string{"zh-CN", "en"}
 func TestWebBrowser(t *testing.T) {
 	s := newServer(t, backends[0])
 	s.start()
-	b := newBrowser(t, s.base)
+	b := newBrowser(t, s)
 	setup := setupURL(t, s)
 	u, err := url.Parse(setup)
 	if err != nil {
@@ -469,7 +496,15 @@ func TestWebBrowser(t *testing.T) {
 		tb.axeCheck("setup")
 		tb.fill(map[string]string{"#username": "office", "#display_name": "王主任", "#password": officePW, "#password2": officePW})
 		tb.submit(`form[action="/setup"] button[type=submit]`)
-		tb.expectText(msg(t, "zh-CN", "flash.setup"), "王主任")
+		// Signed in at once; an office admin enrols TOTP before anything else.
+		tb.expectText(msg(t, "zh-CN", "flash.setup"))
+		if tb.open("/cases"); !strings.HasPrefix(tb.location(), "/account/totp") {
+			t.Fatalf("a session awaiting TOTP enrolment reached %s", tb.location())
+		}
+		tb.shotBoth("totp")
+		tb.axeCheck("totp")
+		tb.enrolTOTP("office")
+		tb.expectText("王主任", msg(t, "zh-CN", "dashboard.intake"))
 		if st := tb.open(setupPath); st != 404 {
 			t.Fatalf("setup page after setup: %d, want 404", st)
 		}
@@ -524,6 +559,22 @@ func TestWebBrowser(t *testing.T) {
 				tb.expectText(msg(t, lang, "flash.signed_out"))
 			}
 		}
+	})
+
+	t.Run("TOTP at sign-in", func(t *testing.T) {
+		tb := b.person(t, "en", true)
+		tb.open("/login")
+		tb.fill(map[string]string{"#username": "office", "#password": officePW})
+		tb.submit(`form[action="/login"] button[type=submit]`)
+		tb.expectText(msg(t, "en", "error.totp_required"))
+		if req := js[bool](tb, `document.getElementById("totp").required`); !req {
+			t.Fatal("the code field is not required after totp_required")
+		}
+		tb.fill(map[string]string{"#password": officePW, "#totp": "000000"})
+		tb.submit(`form[action="/login"] button[type=submit]`)
+		tb.expectText(msg(t, "en", "error.totp_invalid"))
+		tb.signIn("office", officePW)
+		tb.expectText(msg(t, "en", "dashboard.intake"))
 	})
 
 	t.Run("language switch is remembered per account", func(t *testing.T) {
