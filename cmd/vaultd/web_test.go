@@ -118,6 +118,9 @@ type tab struct {
 	// noJS: the page's scripts are off while pages load and forms are sent
 	// (DevTools evaluates between, to read the page).
 	noJS bool
+	// accountLang: after signing in, keep the language the account
+	// remembered rather than switch to the browser's.
+	accountLang bool
 
 	mu        sync.Mutex
 	responses map[string]*network.Response // by URL, the newest
@@ -308,6 +311,9 @@ func (tb *tab) signIn(username, password string) {
 	if strings.HasPrefix(tb.location(), "/login") {
 		tb.t.Fatalf("sign-in as %s failed: %s", username, tb.text())
 	}
+	if !tb.accountLang {
+		tb.useLang(tb.lang) // an account may remember the other language
+	}
 }
 
 // enrolTOTP sets up TOTP on the enrolment page, as a person with an
@@ -333,6 +339,16 @@ func (tb *tab) shot(name string) {
 	if err := os.WriteFile(filepath.Join(tb.b.shots, name+"."+tb.lang+".png"), buf, 0o644); err != nil {
 		tb.t.Fatal(err)
 	}
+}
+
+// useLang switches the page to lang with its own switch when the account
+// remembered another language.
+func (tb *tab) useLang(lang string) {
+	tb.t.Helper()
+	if js[string](tb, `document.documentElement.lang`) != lang {
+		tb.submit(`form[action="/lang"] button`)
+	}
+	tb.lang = lang
 }
 
 // shotBoth saves the page in both languages: as it is, then switched to
@@ -585,6 +601,7 @@ func TestWebBrowser(t *testing.T) {
 		tb.expectText(msg(t, "en", "nav.cases"))
 		// A new browser asking for Chinese gets the account's English.
 		tb2 := b.person(t, "zh-CN", true)
+		tb2.accountLang = true
 		tb2.signIn("operator1", pw)
 		tb2.expectText(msg(t, "en", "nav.cases"))
 		// Signed out, the cookie still speaks for the browser.
