@@ -163,6 +163,9 @@ var auditRules = map[string]auditRule{
 	"audit.append_failed":         auditNever,
 	"supervision.workload":        auditNever,
 	"http.rate_limited":           auditNever,
+	"case.actions":                auditNever, // the office's view of the steps open to it
+	"audit.verify":                auditNever, // an inspector's check of the whole log
+	"web.csrf":                    auditNever, // a form refused for its CSRF token, like "auth"
 }
 
 // auditFamilies cover whole families of actions that never concern a case

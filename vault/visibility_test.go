@@ -83,6 +83,9 @@ func auditActionsInSource(t *testing.T) map[string]string {
 		if err != nil {
 			return err
 		}
+		// The web application's dotted literals are message ids and context
+		// keys; its audit actions are still found as Action: values.
+		anyLiteral := !strings.Contains(filepath.ToSlash(path), "api/web/")
 		add := func(lit *ast.BasicLit) {
 			if lit == nil || lit.Kind != token.STRING {
 				return
@@ -128,7 +131,7 @@ func auditActionsInSource(t *testing.T) map[string]string {
 					}
 				}
 			case *ast.BasicLit:
-				if n.Kind == token.STRING {
+				if n.Kind == token.STRING && anyLiteral {
 					if v, err := strconv.Unquote(n.Value); err == nil && actionLike.MatchString(v) && !fileExt.MatchString(v) && !notActions[v] {
 						add(n)
 					}

@@ -15,6 +15,7 @@ import (
 	"github.com/crvault/crvault/api/web"
 	"github.com/crvault/crvault/audit"
 	"github.com/crvault/crvault/vault"
+	"github.com/crvault/crvault/vault/review"
 )
 
 // webDeps prepares the web application: its preferences table and, on a
@@ -173,7 +174,7 @@ func fillDemo(ctx context.Context, a *app, out io.Writer) error {
 	if _, err := a.vault.Submit(ctx, as("gridop"), cs.ID); err != nil {
 		return fmt.Errorf("demo submit: %w", err)
 	}
-	if _, err := a.vault.Transition(ctx, as("office"), cs.ID, vault.TransitionRequest{Action: "require_review"}); err != nil {
+	if _, err := a.vault.Transition(ctx, as("office"), cs.ID, vault.TransitionRequest{Action: string(review.RequireReview)}); err != nil {
 		return fmt.Errorf("demo review: %w", err)
 	}
 	if _, err := a.vault.Assign(ctx, as("office"), cs.ID, vault.NewAssignment{User: byName["reviewer"].id, Role: "reviewer",
