@@ -28,6 +28,9 @@ type Error struct {
 	Missing []string // materials_incomplete
 	Allowed []string // illegal_transition
 	Field   string   // invalid input
+	// Offset is where a resumable upload stands, on the errors that should
+	// tell the client where to continue.
+	Offset *int64
 }
 
 func (e *Error) Error() string {

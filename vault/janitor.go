@@ -12,11 +12,16 @@ import (
 // takes a blob that somebody holds.
 type BlobRefs func(ctx context.Context, ids []string) ([]string, error)
 
-// ReferencedBlobs is the vault's BlobRefs: the blobs of its materials.
+// ReferencedBlobs is the vault's BlobRefs: the blobs of its materials,
+// segments of materials included, and of its open upload sessions.
 func (s *Service) ReferencedBlobs(ctx context.Context, ids []string) ([]string, error) {
 	var known []string
-	if err := s.db.WithContext(ctx).Model(&materialRow{}).Where("blob_id IN ?", ids).Pluck("blob_id", &known).Error; err != nil {
-		return nil, fmt.Errorf("match blobs to materials: %w", err)
+	for _, model := range []any{&materialRow{}, &materialSegmentRow{}, &uploadSegmentRow{}} {
+		var some []string
+		if err := s.db.WithContext(ctx).Model(model).Where("blob_id IN ?", ids).Pluck("blob_id", &some).Error; err != nil {
+			return nil, fmt.Errorf("match blobs to materials: %w", err)
+		}
+		known = append(known, some...)
 	}
 	return known, nil
 }

@@ -64,6 +64,9 @@ type Upload struct {
 	Item int
 	// Classified: the uploader marks the material as holding state secrets.
 	Classified bool
+	// session is a resumable upload whose bytes are already stored: the
+	// material is made from its segments instead of from Body.
+	session *uploadRow
 }
 
 // uploadRule says which decision admits an upload of a kind, and in which statuses.
@@ -91,6 +94,21 @@ var uploadRules = map[string]uploadRule{
 // encrypted to the case key, written to the blob store, and only then
 // recorded. A failed upload leaves no material and no blob.
 func (s *Service) Upload(ctx context.Context, a Actor, caseID string, up Upload) (Material, error) {
+	row, purpose, err := s.admitUpload(ctx, a, caseID, up, "material.upload")
+	if err != nil {
+		return Material{}, err
+	}
+	if up.Kind != "supplementary" || (row.Status != string(review.AwaitingSupplement) && up.Item == 0) {
+		return s.store(ctx, a, row.ID, purpose, up)
+	}
+	return s.uploadSupplement(ctx, a, row, purpose, up)
+}
+
+// admitUpload decides whether the caller may add a material of up's kind
+// to the case now, auditing refusals as event. Resumable uploads ask it
+// again at every chunk, so a case that moved on or a right withdrawn stops
+// an upload half way.
+func (s *Service) admitUpload(ctx context.Context, a Actor, caseID string, up Upload, event string) (caseRow, string, error) {
 	rule, known := uploadRules[up.Kind]
 	act := rule.act
 	switch {
@@ -101,36 +119,36 @@ func (s *Service) Upload(ctx context.Context, a Actor, caseID string, up Upload)
 		// reviewers need a declared assignment (material.read).
 		act = "case.transition"
 	}
-	row, _, d, err := s.authorize(ctx, a, caseID, act, "material.upload", "case/"+caseID)
+	row, _, d, err := s.authorize(ctx, a, caseID, act, event, "case/"+caseID)
 	if err != nil {
-		return Material{}, err
+		return row, "", err
 	}
 	if up.Classified || ClassifiedMarking(up.Filename) {
-		return Material{}, s.refuseClassified(ctx, a, row, d.Purpose)
+		return row, "", s.refuseClassified(ctx, a, row, d.Purpose)
 	}
 	if !known {
-		return Material{}, invalid("kind", "invalid_kind", "kind must be one of "+strings.Join(Kinds, ", "))
+		return row, "", invalid("kind", "invalid_kind", "kind must be one of "+strings.Join(Kinds, ", "))
 	}
 	if !hasAnyRole(a.P, rule.roles) {
-		if err := s.record(ctx, a, "material.upload", audit.Denied, caseID, "case/"+caseID, d.Purpose, "forbidden"); err != nil {
-			return Material{}, err
+		if err := s.record(ctx, a, event, audit.Denied, caseID, "case/"+caseID, d.Purpose, "forbidden"); err != nil {
+			return row, "", err
 		}
-		return Material{}, fail(ErrForbidden, "forbidden", fmt.Sprintf("your role may not upload %s materials", up.Kind))
+		return row, "", fail(ErrForbidden, "forbidden", fmt.Sprintf("your role may not upload %s materials", up.Kind))
 	}
 	if rule.statuses != nil && !contains(rule.statuses, row.Status) {
-		if err := s.record(ctx, a, "material.upload", audit.Denied, caseID, "case/"+caseID, d.Purpose, "case_not_editable"); err != nil {
-			return Material{}, err
+		if err := s.record(ctx, a, event, audit.Denied, caseID, "case/"+caseID, d.Purpose, "case_not_editable"); err != nil {
+			return row, "", err
 		}
-		return Material{}, fail(ErrConflict, "case_not_editable", fmt.Sprintf("%s materials cannot be added to a %s case", up.Kind, row.Status))
+		return row, "", fail(ErrConflict, "case_not_editable", fmt.Sprintf("%s materials cannot be added to a %s case", up.Kind, row.Status))
 	}
-	if up.Kind != "supplementary" || (row.Status != string(review.AwaitingSupplement) && up.Item == 0) {
-		return s.store(ctx, a, row.ID, d.Purpose, up)
-	}
-	return s.uploadSupplement(ctx, a, row, d.Purpose, up)
+	return row, d.Purpose, nil
 }
 
 // store does the streaming write of an authorised upload.
 func (s *Service) store(ctx context.Context, a Actor, caseID, purpose string, up Upload) (Material, error) {
+	if up.session != nil {
+		return s.commitSession(ctx, a, caseID, purpose, up)
+	}
 	filename, err := SanitizeFilename(up.Filename)
 	if err != nil {
 		return Material{}, err
@@ -204,15 +222,21 @@ func classifyBodyError(err error) error {
 // kind and filename (matched by the filename's keyed hash, as the name itself
 // is sealed); the unique index settles races, with a few retries.
 func (s *Service) insertVersion(ctx context.Context, m *materialRow) error {
+	return insertVersionIn(s.db.WithContext(ctx), m)
+}
+
+// insertVersionIn is insertVersion on db, which may be a transaction: each
+// attempt is a savepoint there, so a lost race does not abort it.
+func insertVersionIn(db *gorm.DB, m *materialRow) error {
 	var err error
 	for attempt := 0; attempt < 5; attempt++ {
 		var max int
-		if err = s.db.WithContext(ctx).Model(&materialRow{}).Where("case_id = ? AND kind = ? AND filename_mac = ?", m.CaseID, m.Kind, m.FilenameMAC).
+		if err = db.Model(&materialRow{}).Where("case_id = ? AND kind = ? AND filename_mac = ?", m.CaseID, m.Kind, m.FilenameMAC).
 			Select("COALESCE(MAX(version), 0)").Scan(&max).Error; err != nil {
 			return err
 		}
 		m.Version = max + 1
-		if err = s.db.WithContext(ctx).Create(m).Error; !errors.Is(err, gorm.ErrDuplicatedKey) {
+		if err = db.Transaction(func(tx *gorm.DB) error { return tx.Create(m).Error }); !errors.Is(err, gorm.ErrDuplicatedKey) {
 			return err
 		}
 	}
@@ -384,7 +408,14 @@ func (s *Service) openMaterial(ctx context.Context, m materialRow, r *Range) (*C
 	if err != nil {
 		return nil, err
 	}
-	body, closeFn, err := s.OpenSealed(ctx, key, m.Header, m.BlobID, m.Size, r)
+	open := s.OpenSealed
+	if m.Segments > 1 {
+		// A resumable upload's material: an ordered set of sealed segments.
+		open = func(ctx context.Context, key *crypt.CaseKey, _ []byte, _ string, size int64, r *Range) (io.Reader, func() error, error) {
+			return s.openSegments(ctx, key, m.ID, size, r)
+		}
+	}
+	body, closeFn, err := open(ctx, key, m.Header, m.BlobID, m.Size, r)
 	if err != nil {
 		return nil, fmt.Errorf("open material %s: %w", m.ID, err)
 	}

@@ -74,6 +74,9 @@ type materialRow struct {
 	UploadedBy  string    `gorm:"size:64;not null"`
 	UploaderOrg string    `gorm:"size:64;not null"`
 	UploadedAt  time.Time `gorm:"not null"`
+	// Segments is how many sealed segments a resumable upload left
+	// (material_segments); 0 or 1: the material is the one blob above.
+	Segments int `gorm:"not null;default:0"`
 }
 
 func (materialRow) TableName() string { return "materials" }
@@ -87,6 +90,7 @@ var migrations = []sqldb.Step{
 	}},
 	{Version: 3, Name: "editions and case types, event payloads, member units, proposals", Up: migrateEditions},
 	{Version: 4, Name: "sealed case text, filename keyed hash, consents, pseudonyms, vault keys", Up: migrateSealed},
+	{Version: 5, Name: "resumable uploads: sessions, their segments, segmented materials", Up: migrateUploads},
 }
 
 // migrateEditions adds what the two editions of the Measures need. A case

@@ -93,6 +93,9 @@ type Config struct {
 	// Keyring opens case keys; pass the one access seals declarations with
 	// (default: a keyring of its own over db and master).
 	Keyring *Keyring
+	// UploadExpiry is how long a resumable upload session lives after its
+	// last chunk (default DefaultUploadExpiry).
+	UploadExpiry time.Duration
 }
 
 // Service is the vault. It is safe for concurrent use.
@@ -110,6 +113,8 @@ type Service struct {
 	webhook string
 	client  *http.Client
 	pinned  *review.Edition // nil: by filing date
+
+	uploadExpiry time.Duration
 }
 
 // New wires the vault over its stores. The database must be migrated.
@@ -123,6 +128,9 @@ func New(db *gorm.DB, blobs blob.Store, master *crypt.Master, acc *access.Servic
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.UploadExpiry <= 0 {
+		cfg.UploadExpiry = DefaultUploadExpiry
+	}
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = &http.Client{Timeout: 10 * time.Second}
 	}
@@ -130,7 +138,7 @@ func New(db *gorm.DB, blobs blob.Store, master *crypt.Master, acc *access.Servic
 		cfg.Keyring = NewKeyring(db, master, KeyringConfig{})
 	}
 	s := &Service{db: db, blobs: blobs, master: master, keys: cfg.Keyring, access: acc, audit: log, maxSize: cfg.MaxMaterialSize, log: cfg.Logger,
-		now: cfg.Now, cals: NewCalendars(db, cfg.Calendar), webhook: cfg.WebhookURL, client: cfg.HTTPClient}
+		now: cfg.Now, cals: NewCalendars(db, cfg.Calendar), webhook: cfg.WebhookURL, client: cfg.HTTPClient, uploadExpiry: cfg.UploadExpiry}
 	if cfg.RulesEdition != "" {
 		// Validated by the configuration; an unknown one falls back to the
 		// filing date rather than to a guess.

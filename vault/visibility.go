@@ -125,47 +125,56 @@ var auditRules = map[string]auditRule{
 	"case.reassignment_requested": auditNever,
 	"material.upload":             auditUpload,
 	"material.list":               auditOwn,
-	"material.meta":               auditAccessLog,
-	"supplement.item":             auditOwn, // the party's upload answering a requested item
-	"measures.report":             auditOwn,
-	"material.read":               auditAccessLog,
-	"consent.create":              auditOwn,
-	"consent.list":                auditOwn,
-	"consent.revoke":              auditOwn,
-	"assignment.create":           auditNever,
-	"assignment.list":             auditNever,
-	"assignment.revoke":           auditNever,
-	"assignment.recuse":           auditNever,
-	"declaration.create":          auditNever,
-	"opinion.create":              auditNever,
-	"complaint.create":            auditOwn,
-	"complaint.read":              auditOwn,
-	"complaint.list":              auditOwn,
-	"complaint.status":            auditNever,
-	"complaint.resolve":           auditNever,
-	"complaint.evidence":          auditNever,
-	"commitment.create":           auditOwn,
-	"commitment.urge":             auditOwn,
-	"commitment.list":             auditOwn,
-	"commitment.status":           auditNever, // an inspector's finding
-	"member_unit.register":        auditNever,
-	"member_unit.list":            auditNever,
-	"proposal.create":             auditNever, // a member unit's proposal: the review's own
-	"proposal.list":               auditNever,
-	"proposal.approve":            auditNever, // the party learns of it by the case and its notice
-	"deadline.list":               auditNever,
-	"deadline.flag":               auditNever,
-	"calendar.import":             auditNever,
-	"audit.query":                 auditOwn,
-	"audit.checkpoint":            auditNever,
-	"audit.proof":                 auditNever,
-	"audit.export":                auditNever,
-	"audit.append_failed":         auditNever,
-	"supervision.workload":        auditNever,
-	"http.rate_limited":           auditNever,
-	"case.actions":                auditNever, // the office's view of the steps open to it
-	"audit.verify":                auditNever, // an inspector's check of the whole log
-	"web.csrf":                    auditNever, // a form refused for its CSRF token, like "auth"
+	// Resumable uploads: the uploader's own steps; the material they make
+	// is a material.upload like any other. The janitor's expiry is the
+	// system's.
+	"upload.create":        auditOwn,
+	"upload.read":          auditOwn,
+	"upload.list":          auditOwn,
+	"upload.chunk":         auditOwn,
+	"upload.cancel":        auditOwn,
+	"upload.expire":        auditNever,
+	"material.meta":        auditAccessLog,
+	"supplement.item":      auditOwn, // the party's upload answering a requested item
+	"measures.report":      auditOwn,
+	"material.read":        auditAccessLog,
+	"consent.create":       auditOwn,
+	"consent.list":         auditOwn,
+	"consent.revoke":       auditOwn,
+	"assignment.create":    auditNever,
+	"assignment.list":      auditNever,
+	"assignment.revoke":    auditNever,
+	"assignment.recuse":    auditNever,
+	"declaration.create":   auditNever,
+	"opinion.create":       auditNever,
+	"complaint.create":     auditOwn,
+	"complaint.read":       auditOwn,
+	"complaint.list":       auditOwn,
+	"complaint.status":     auditNever,
+	"complaint.resolve":    auditNever,
+	"complaint.evidence":   auditNever,
+	"commitment.create":    auditOwn,
+	"commitment.urge":      auditOwn,
+	"commitment.list":      auditOwn,
+	"commitment.status":    auditNever, // an inspector's finding
+	"member_unit.register": auditNever,
+	"member_unit.list":     auditNever,
+	"proposal.create":      auditNever, // a member unit's proposal: the review's own
+	"proposal.list":        auditNever,
+	"proposal.approve":     auditNever, // the party learns of it by the case and its notice
+	"deadline.list":        auditNever,
+	"deadline.flag":        auditNever,
+	"calendar.import":      auditNever,
+	"audit.query":          auditOwn,
+	"audit.checkpoint":     auditNever,
+	"audit.proof":          auditNever,
+	"audit.export":         auditNever,
+	"audit.append_failed":  auditNever,
+	"supervision.workload": auditNever,
+	"http.rate_limited":    auditNever,
+	"case.actions":         auditNever, // the office's view of the steps open to it
+	"audit.verify":         auditNever, // an inspector's check of the whole log
+	"web.csrf":             auditNever, // a form refused for its CSRF token, like "auth"
 }
 
 // auditFamilies cover whole families of actions that never concern a case
