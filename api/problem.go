@@ -24,6 +24,8 @@ type Problem struct {
 	Missing  []string `json:"missing,omitempty"`
 	Allowed  []string `json:"allowed,omitempty"`
 	Field    string   `json:"field,omitempty"`
+	// Offset is where a resumable upload stands (also in Upload-Offset).
+	Offset *int64 `json:"offset,omitempty"`
 }
 
 const problemBase = "https://crvault.example/problems/"
@@ -53,7 +55,10 @@ func writeProblem(c *gin.Context, p Problem) {
 func (h *handler) fail(c *gin.Context, err error) {
 	var ve *vault.Error
 	if errors.As(err, &ve) {
-		writeProblem(c, Problem{Status: statusOf(ve.Kind), Code: ve.Code, Detail: ve.Detail, Missing: ve.Missing, Allowed: ve.Allowed, Field: ve.Field})
+		if ve.Offset != nil {
+			c.Header("Upload-Offset", strconv.FormatInt(*ve.Offset, 10))
+		}
+		writeProblem(c, Problem{Status: statusOf(ve.Kind), Code: ve.Code, Detail: ve.Detail, Missing: ve.Missing, Allowed: ve.Allowed, Field: ve.Field, Offset: ve.Offset})
 		return
 	}
 	var te *access.ThrottledError

@@ -135,6 +135,7 @@ func New(d Deps) (http.Handler, error) {
 	auth.GET("/cases/:case/assignments", h.listAssignments)
 	auth.DELETE("/cases/:case/assignments/:id", h.revoke)
 	auth.POST("/cases/:case/declarations", h.declare)
+	h.uploadRoutes(auth)
 
 	auth.GET("/audit/events", h.auditEvents)
 	h.auditRoutes(auth, v1)
