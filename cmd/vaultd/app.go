@@ -104,7 +104,7 @@ func openApp(ctx context.Context, cfg config, log *slog.Logger, need parts) (_ *
 		return nil, fmt.Errorf("open blob store: %w", err)
 	}
 	a.vault = vault.New(a.db, a.blobs, a.master, a.access, a.audit, vault.Config{MaxMaterialSize: cfg.MaxUpload, Logger: log,
-		WebhookURL: cfg.WebhookURL, RulesEdition: cfg.RulesEdition, Keyring: a.keys})
+		WebhookURL: cfg.WebhookURL, RulesEdition: cfg.RulesEdition, Keyring: a.keys, UploadExpiry: cfg.UploadExpiry})
 	a.super, err = supervision.New(a.db, a.vault, a.access, a.audit, a.master, a.blobs, supervision.Config{Logger: log, Registerer: a.reg})
 	if err != nil {
 		return nil, fmt.Errorf("open supervision: %w", err)

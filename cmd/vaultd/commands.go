@@ -148,6 +148,12 @@ func (a *app) janitor(ctx context.Context) {
 		} else if n > 0 {
 			a.log.Info("orphan blobs reclaimed", "count", n)
 		}
+		// Resumable uploads abandoned past their expiry, blobs and rows.
+		if n, err := a.vault.ExpireUploads(ctx, time.Now()); err != nil && ctx.Err() == nil {
+			a.log.Warn("upload session expiry failed", "err", err)
+		} else if n > 0 {
+			a.log.Info("abandoned upload sessions removed", "count", n)
+		}
 		if _, err := a.access.PruneThrottle(ctx); err != nil && ctx.Err() == nil {
 			a.log.Warn("login throttle pruning failed", "err", err)
 		}

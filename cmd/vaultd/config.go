@@ -14,6 +14,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/crvault/crvault/access"
+	"github.com/crvault/crvault/vault"
 	"github.com/crvault/crvault/vault/review"
 )
 
@@ -53,12 +54,16 @@ type config struct {
 	// RulesEdition pins the edition of the Measures new submissions follow
 	// (VAULT_RULES_EDITION: 2020 or 2021); empty: by the filing date.
 	RulesEdition string `yaml:"rules_edition"`
+	// UploadExpiry is VAULT_UPLOAD_EXPIRY: how long a resumable upload
+	// session lives after its last chunk before the janitor removes it
+	// (default 24h).
+	UploadExpiry time.Duration `yaml:"upload_expiry"`
 }
 
 func defaults() config {
 	return config{Addr: "127.0.0.1:8080", DataDir: "./vault-data", S3Bucket: "crvault", MaxUpload: 10 << 30,
 		SessionIdle: 8 * time.Hour, SessionMax: 24 * time.Hour, LogLevel: "info",
-		DeadlineInterval: time.Hour}
+		DeadlineInterval: time.Hour, UploadExpiry: vault.DefaultUploadExpiry}
 }
 
 // flags registers the shared configuration flags on fs; apply must be called
@@ -140,6 +145,7 @@ func (f *configFlags) load(fs *flag.FlagSet, getenv func(string) string) (config
 	str(&c.WebhookURL, "VAULT_WEBHOOK_URL")
 	dur(&c.DeadlineInterval, "VAULT_DEADLINE_INTERVAL")
 	str(&c.RulesEdition, "VAULT_RULES_EDITION")
+	dur(&c.UploadExpiry, "VAULT_UPLOAD_EXPIRY")
 	if _, err := review.EditionByID(c.RulesEdition); c.RulesEdition != "" && err != nil {
 		errs = append(errs, fmt.Errorf("VAULT_RULES_EDITION: %w", err))
 	}
