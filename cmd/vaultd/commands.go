@@ -29,7 +29,15 @@ func parse(name string, args []string, stderr io.Writer, getenv func(string) str
 	if extra != nil {
 		extra(fs)
 	}
-	if err := fs.Parse(args); err != nil {
+	pos, err := parseInterleaved(fs, args)
+	if errors.Is(err, flag.ErrHelp) {
+		return config{}, fs, errHelp
+	}
+	if err != nil {
+		return config{}, fs, usageError{err.Error()}
+	}
+	// fs.Args() is then the positional arguments, wherever they stood.
+	if err := fs.Parse(append([]string{"--"}, pos...)); err != nil {
 		return config{}, fs, usageError{err.Error()}
 	}
 	cfg, err := cf.load(fs, getenv)
@@ -37,6 +45,37 @@ func parse(name string, args []string, stderr io.Writer, getenv func(string) str
 		return cfg, fs, usageError{err.Error()}
 	}
 	return cfg, fs, nil
+}
+
+// parseInterleaved parses flags wherever they stand among the arguments
+// (the flag package stops at the first argument, so "calendar
+// workdays-after 2025-09-26 10 --data DIR" would leave --data unread) and
+// returns the arguments in order. After "--" everything is an argument.
+func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			return pos, nil
+		}
+		if consumed := len(args) - len(rest); consumed > 0 && args[consumed-1] == "--" {
+			return append(pos, rest...), nil
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
+}
+
+// noArgs refuses positional arguments to a command that takes none, now
+// that they can no longer hide flags after them.
+func noArgs(name string, fs *flag.FlagSet) error {
+	if fs.NArg() > 0 {
+		return usageError{fmt.Sprintf("%s takes no arguments (got %q)", name, clipArg(fs.Arg(0)))}
+	}
+	return nil
 }
 
 func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
@@ -181,11 +220,14 @@ func blobKind(cfg config) string {
 
 func cmdOrgAdd(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
 	var name, kind string
-	cfg, _, err := parse("org add", args, stderr, getenv, func(fs *flag.FlagSet) {
+	cfg, fs, err := parse("org add", args, stderr, getenv, func(fs *flag.FlagSet) {
 		fs.StringVar(&name, "name", "", "organisation name")
 		fs.StringVar(&kind, "kind", "", "operator, provider, office, member_unit or supervision")
 	})
 	if err != nil {
+		return err
+	}
+	if err := noArgs("org add", fs); err != nil {
 		return err
 	}
 	if name == "" || kind == "" {
@@ -218,7 +260,7 @@ func cmdUserAdd(ctx context.Context, args []string, stdin io.Reader, stdout, std
 	var username, org, display string
 	var roles stringList
 	var pwStdin bool
-	cfg, _, err := parse("user add", args, stderr, getenv, func(fs *flag.FlagSet) {
+	cfg, fs, err := parse("user add", args, stderr, getenv, func(fs *flag.FlagSet) {
 		fs.StringVar(&username, "username", "", "login name")
 		fs.StringVar(&org, "org", "", "organisation name or id")
 		fs.StringVar(&display, "display-name", "", "display name (default: the username)")
@@ -226,6 +268,9 @@ func cmdUserAdd(ctx context.Context, args []string, stdin io.Reader, stdout, std
 		fs.BoolVar(&pwStdin, "password-stdin", false, "read the password from the first line of standard input")
 	})
 	if err != nil {
+		return err
+	}
+	if err := noArgs("user add", fs); err != nil {
 		return err
 	}
 	if username == "" || org == "" || len(roles) == 0 || !pwStdin {
@@ -276,8 +321,11 @@ func cliError(what string, err error) error {
 }
 
 func cmdAuditVerify(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
-	cfg, _, err := parse("audit verify", args, stderr, getenv, nil)
+	cfg, fs, err := parse("audit verify", args, stderr, getenv, nil)
 	if err != nil {
+		return err
+	}
+	if err := noArgs("audit verify", fs); err != nil {
 		return err
 	}
 	// Read-only: no migration, no writer, and above all no checkpoint signed
@@ -305,8 +353,11 @@ func cmdAuditVerify(ctx context.Context, args []string, stdout, stderr io.Writer
 }
 
 func cmdAuditPubkey(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
-	cfg, _, err := parse("audit pubkey", args, stderr, getenv, nil)
+	cfg, fs, err := parse("audit pubkey", args, stderr, getenv, nil)
 	if err != nil {
+		return err
+	}
+	if err := noArgs("audit pubkey", fs); err != nil {
 		return err
 	}
 	key, err := audit.LoadPublicKey(cfg.keyDir())

@@ -34,6 +34,10 @@ type usageError struct{ msg string }
 
 func (e usageError) Error() string { return e.msg }
 
+// errHelp: the user asked for a command's flags (-h, --help), which the
+// flag package printed; exit 0.
+var errHelp = errors.New("help requested")
+
 // exitError carries a specific exit code with a message.
 type exitError struct {
 	code int
@@ -44,7 +48,7 @@ func (e exitError) Error() string { return e.msg }
 
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) int {
 	err := dispatch(ctx, args, stdin, stdout, stderr, getenv)
-	if err == nil {
+	if err == nil || errors.Is(err, errHelp) {
 		return 0
 	}
 	fmt.Fprintln(stderr, "vaultd:", err)
