@@ -1,152 +1,258 @@
-// Command vaultctl is crvault's client CLI. Its audit verify subcommand
-// checks an exported audit log offline, with no server and no database: it
-// rebuilds the Merkle tree from the export, checks the signed checkpoint
-// (and optionally consistency with an older one) and names the first bad
-// entry.
+// Command vaultctl is crvault's command-line client: it signs in to a vaultd
+// server, lists and files cases, uploads materials (streamed, resumable
+// after a network error) and downloads them (verified against the SHA-256
+// the server reports, never leaving a partial file under the final name),
+// exports the audit log, and checks exports and evidence bundles offline,
+// with no server at all.
+//
+// Commands are "noun verb"; flags may come before or after arguments; every
+// command answers --help. Errors are one line on standard error, carrying
+// the server's problem code, and the exit status says what kind of failure
+// it was (see exitHelp).
 package main
 
 import (
-	"bufio"
+	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"strings"
-
-	"github.com/crvault/crvault/audit"
-	"github.com/crvault/crvault/vault/supervision"
+	"syscall"
 )
 
-func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], stdio())
+	stop()
+	os.Exit(code)
+}
 
-const usage = `usage:
-  vaultctl audit verify --export FILE --checkpoint FILE --key KEY [--old-checkpoint FILE]
-  vaultctl evidence verify --file FILE --key KEY
+// Exit statuses: a script can tell every kind of failure apart.
+const (
+	exitOK       = 0
+	exitFail     = 1 // a verification failed: audit log, evidence, a download's checksum
+	exitUsage    = 2 // the command line is wrong, or a local file cannot be used
+	exitAuth     = 3 // not signed in, session expired, or sign-in refused (401)
+	exitDenied   = 4 // signed in, but not allowed to do this (403)
+	exitNotFound = 5 // no such case, material or upload, or none visible to you (404)
+	exitRefused  = 6 // the server refused the request as it stands (400, 409, 413, 422, 429...)
+	exitServer   = 7 // the server failed or could not be reached (5xx, network, timeout)
+)
 
-KEY is the checkpoint verifier key (as printed by "vaultd audit pubkey") or a file holding it.
-Exit status: 0 verified, 1 verification failed, 2 usage or I/O error.
+const exitHelp = `Exit status:
+  0  success
+  1  verification failed (audit log, evidence bundle, a download's SHA-256)
+  2  usage error, or a local file that cannot be read or written
+  3  authentication: not signed in, session expired, sign-in refused
+  4  permission: signed in but not allowed (HTTP 403)
+  5  not found, or not visible to you (HTTP 404)
+  6  refused: the request conflicts with the current state or is invalid
+     (HTTP 400, 409, 413, 422, 429); the message carries the server's code
+  7  server error or network failure (HTTP 5xx, unreachable, timeout)
 `
 
-// run returns the exit status so tests drive the real code path.
-func run(args []string, stdout, stderr io.Writer) int {
-	if len(args) >= 2 && args[0] == "evidence" && args[1] == "verify" {
-		return evidenceVerify(args[2:], stdout, stderr)
+// env is what a command may touch besides its arguments; tests fill it.
+type env struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+	getenv         func(string) string
+	// isTerminal says whether a stream is an interactive terminal (for
+	// prompts and the progress bar).
+	isTerminal func(any) bool
+	// readPassword reads a line from the terminal without echo.
+	readPassword func() (string, error)
+}
+
+// command is one "noun verb" of the CLI.
+type command struct {
+	name     string
+	synopsis string
+	summary  string
+	// network commands take --server, --ca-cert and --idle-timeout.
+	network bool
+	// flags registers the command's own flags and returns the function the
+	// command runs with once they are parsed.
+	setup func(fs *flag.FlagSet) func(ctx context.Context, e *env, args []string) error
+}
+
+// commands is the dispatch table; a new command is one more row.
+func commands() []command {
+	return []command{
+		{name: "login", synopsis: "[--username U] [--password-stdin] [--totp CODE]", summary: "sign in and keep the session token (0600) for the other commands", network: true, setup: loginCmd},
+		{name: "logout", synopsis: "", summary: "end the session and forget the token", network: true, setup: logoutCmd},
+		{name: "whoami", synopsis: "", summary: "show who the kept session belongs to", network: true, setup: whoamiCmd},
+		{name: "cases list", synopsis: "[--status S] [--json]", summary: "the cases you may see", network: true, setup: casesListCmd},
+		{name: "cases show", synopsis: "CASE [--json]", summary: "a case and its materials", network: true, setup: casesShowCmd},
+		{name: "cases create", synopsis: "--title T --product P [--provider ORG]... [--type T]", summary: "file a new case (operators); prints its id", network: true, setup: casesCreateCmd},
+		{name: "cases submit", synopsis: "CASE", summary: "submit a draft case for review", network: true, setup: casesSubmitCmd},
+		{name: "upload", synopsis: "CASE FILE|- --kind K [--filename NAME] [--content-type T]  |  upload --resume ID FILE|-", summary: "upload a material, resumable after a network error; prints the material id", network: true, setup: uploadCmd},
+		{name: "download", synopsis: "MATERIAL [-o FILE|-] [--force]", summary: "download a material, verified against its SHA-256", network: true, setup: downloadCmd},
+		{name: "audit export", synopsis: "[--from SEQ] [--to SEQ] [-o FILE|-]", summary: "export the audit log as NDJSON (inspectors)", network: true, setup: auditExportCmd},
+		{name: "audit verify", synopsis: "--export FILE --checkpoint FILE --key KEY [--old-checkpoint FILE]", summary: "check an exported audit log offline, with no server", setup: auditVerifyCmd},
+		{name: "evidence verify", synopsis: "--file FILE --key KEY", summary: "check a complaint's evidence bundle offline", setup: evidenceVerifyCmd},
 	}
-	if len(args) < 2 || args[0] != "audit" || args[1] != "verify" {
-		fmt.Fprint(stderr, usage)
-		return 2
+}
+
+func usage() string {
+	var b strings.Builder
+	b.WriteString("usage: vaultctl COMMAND [flags] [arguments]   (flags may come before or after arguments)\n\ncommands:\n")
+	for _, c := range commands() {
+		fmt.Fprintf(&b, "  %-16s %s\n", c.name, c.summary)
 	}
-	fs := flag.NewFlagSet("vaultctl audit verify", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	exportPath := fs.String("export", "", "NDJSON export (GET /api/v1/audit/export); - for stdin")
-	ckPath := fs.String("checkpoint", "", "signed checkpoint (GET /api/v1/audit/checkpoint)")
-	key := fs.String("key", "", "checkpoint verifier key, or a file holding it")
-	oldPath := fs.String("old-checkpoint", "", "an older checkpoint that must be a prefix of the log")
-	if err := fs.Parse(args[2:]); err != nil {
-		return 2
+	b.WriteString(`
+"vaultctl COMMAND --help" describes a command and its flags.
+
+The server is --server URL or VAULTCTL_SERVER (else the one "login" used);
+the session token is VAULTCTL_TOKEN, else the one "login" kept in
+` + "`" + `<config dir>/crvault/credentials.json` + "`" + ` (mode 0600).
+
+`)
+	b.WriteString(exitHelp)
+	return b.String()
+}
+
+// run returns the exit status, so tests drive the real code path.
+func run(ctx context.Context, args []string, e *env) int {
+	if len(args) == 0 {
+		fmt.Fprint(e.stderr, usage())
+		return exitUsage
 	}
-	if *exportPath == "" || *ckPath == "" || *key == "" || fs.NArg() > 0 {
-		fmt.Fprint(stderr, usage)
-		return 2
+	if len(args) == 1 && (args[0] == "help" || args[0] == "-h" || args[0] == "--help") {
+		fmt.Fprint(e.stdout, usage())
+		return exitOK
 	}
-	ck, err := os.ReadFile(*ckPath)
-	if err != nil {
-		fmt.Fprintf(stderr, "vaultctl: read checkpoint: %v\n", err)
-		return 2
-	}
-	var old []byte
-	if *oldPath != "" {
-		if old, err = os.ReadFile(*oldPath); err != nil {
-			fmt.Fprintf(stderr, "vaultctl: read old checkpoint: %v\n", err)
-			return 2
+	var cmd *command
+	rest := args
+	for _, c := range commands() {
+		words := strings.Fields(c.name)
+		if len(args) >= len(words) && strings.Join(args[:len(words)], " ") == c.name {
+			if cmd == nil || len(strings.Fields(cmd.name)) < len(words) {
+				c := c
+				cmd, rest = &c, args[len(words):]
+			}
 		}
 	}
-	vkey, err := readKey(*key)
-	if err != nil {
-		fmt.Fprintf(stderr, "vaultctl: %v\n", err)
-		return 2
+	if cmd == nil {
+		fmt.Fprintf(e.stderr, "vaultctl: unknown command %q\n\n%s", strings.Join(args[:min(2, len(args))], " "), usage())
+		return exitUsage
 	}
-	in, err := openInput(*exportPath)
-	if err != nil {
-		fmt.Fprintf(stderr, "vaultctl: open export: %v\n", err)
-		return 2
+	fs := flag.NewFlagSet("vaultctl "+cmd.name, flag.ContinueOnError)
+	// A bad flag is reported in one line like any error; the usage is
+	// for --help.
+	fs.SetOutput(io.Discard)
+	var net *netFlags
+	if cmd.network {
+		net = registerNetFlags(fs, e)
 	}
-	defer in.Close()
-	rep, err := audit.VerifyExport(bufio.NewReaderSize(in, 1<<20), ck, vkey, old)
-	var ve *audit.VerifyError
+	runFn := cmd.setup(fs)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: vaultctl %s %s\n\n%s.\n\nflags (before or after the arguments):\n", cmd.name, cmd.synopsis, capitalise(cmd.summary))
+		fs.PrintDefaults()
+		fmt.Fprintf(fs.Output(), "\n%s", exitHelp)
+	}
+	pos, err := parseFlags(fs, rest)
+	if errors.Is(err, flag.ErrHelp) {
+		fs.SetOutput(e.stdout)
+		fs.Usage()
+		return exitOK
+	}
+	if err != nil {
+		return report(e, cmd.name, usageError{err.Error()})
+	}
+	if net != nil {
+		ctx = withNet(ctx, net)
+	}
+	return report(e, cmd.name, runFn(ctx, e, pos))
+}
+
+func capitalise(s string) string {
+	if s == "" {
+		return s
+	}
+	return strings.ToUpper(s[:1]) + s[1:]
+}
+
+// parseFlags parses flags wherever they appear among the arguments (Go's
+// flag package stops at the first argument) and returns the arguments in
+// order. After "--" everything is an argument. A lone "-" (standard input)
+// is an argument.
+func parseFlags(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			return pos, nil
+		}
+		if consumed := len(args) - len(rest); consumed > 0 && args[consumed-1] == "--" {
+			return append(pos, rest...), nil
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
+}
+
+// usageError is a mistake on the command line.
+type usageError struct{ msg string }
+
+func (u usageError) Error() string { return u.msg }
+
+func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(format, args...)} }
+
+// localError is a local file or terminal that cannot be used.
+type localError struct{ err error }
+
+func (l localError) Error() string { return l.err.Error() }
+func (l localError) Unwrap() error { return l.err }
+
+// verifyError is a verification that did not hold.
+type verifyError struct{ msg string }
+
+func (v verifyError) Error() string { return v.msg }
+
+// report prints err as one line and turns it into the exit status.
+func report(e *env, name string, err error) int {
+	if err == nil {
+		return exitOK
+	}
+	code := exitCode(err)
+	msg := strings.Join(strings.Fields(err.Error()), " ")
+	switch code {
+	case exitFail:
+		fmt.Fprintf(e.stdout, "FAIL: %s\n", msg)
+	case exitUsage:
+		var ue usageError
+		if errors.As(err, &ue) {
+			fmt.Fprintf(e.stderr, "vaultctl %s: %s (see \"vaultctl %s --help\")\n", name, msg, name)
+			break
+		}
+		fmt.Fprintf(e.stderr, "vaultctl %s: %s\n", name, msg)
+	default:
+		fmt.Fprintf(e.stderr, "vaultctl %s: %s\n", name, msg)
+	}
+	return code
+}
+
+func exitCode(err error) int {
+	var ue usageError
+	var le localError
+	var ve verifyError
+	var ae *apiError
 	switch {
 	case errors.As(err, &ve):
-		if ve.Seq > 0 {
-			fmt.Fprintf(stdout, "FAIL: first bad entry seq %d: %s\n", ve.Seq, ve.Reason)
-		} else {
-			fmt.Fprintf(stdout, "FAIL: %s\n", ve.Reason)
-		}
-		return 1
-	case err != nil:
-		fmt.Fprintf(stderr, "vaultctl: %v\n", err)
-		return 2
+		return exitFail
+	case errors.As(err, &ae):
+		return ae.exitCode()
+	case errors.As(err, &ue), errors.As(err, &le):
+		return exitUsage
+	case errors.Is(err, errNotSignedIn):
+		return exitAuth
 	}
-	fmt.Fprintf(stdout, "OK: events %d..%d verified, tree size %d, root %s, checkpoints matched %d\n",
-		rep.From, rep.To, rep.TreeSize, rep.Root, rep.Checkpoints)
-	if rep.Covered < rep.TreeSize {
-		fmt.Fprintf(stdout, "note: events %d..%d are chained but newer than the checkpoint (size %d)\n",
-			rep.Covered+1, rep.TreeSize, rep.Covered)
-	}
-	return 0
-}
-
-// readKey accepts the key text itself or a file holding it.
-func readKey(k string) (string, error) {
-	if b, err := os.ReadFile(k); err == nil {
-		return strings.TrimSpace(string(b)), nil
-	} else if strings.Count(k, "+") >= 2 {
-		return strings.TrimSpace(k), nil
-	} else {
-		return "", fmt.Errorf("read key: %w", err)
-	}
-}
-
-// evidenceVerify checks a complaint's evidence bundle (GET
-// /complaints/{id}/evidence?format=file): the checkpoint's signature and
-// every event's inclusion proof against it.
-func evidenceVerify(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("vaultctl evidence verify", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	path := fs.String("file", "", "evidence bundle; - for stdin")
-	key := fs.String("key", "", "checkpoint verifier key, or a file holding it")
-	if err := fs.Parse(args); err != nil {
-		return 2
-	}
-	if *path == "" || *key == "" || fs.NArg() > 0 {
-		fmt.Fprint(stderr, usage)
-		return 2
-	}
-	vkey, err := readKey(*key)
-	if err != nil {
-		fmt.Fprintf(stderr, "vaultctl: %v\n", err)
-		return 2
-	}
-	in, err := openInput(*path)
-	if err != nil {
-		fmt.Fprintf(stderr, "vaultctl: open evidence: %v\n", err)
-		return 2
-	}
-	defer in.Close()
-	rep, err := supervision.VerifyEvidence(in, vkey)
-	if err != nil {
-		fmt.Fprintf(stdout, "FAIL: %v\n", err)
-		return 1
-	}
-	fmt.Fprintf(stdout, "OK: complaint %s: %d events proven in the log of size %d, %d newer than the checkpoint\n",
-		rep.ComplaintID, rep.Proven, rep.TreeSize, rep.Pending)
-	return 0
-}
-
-// openInput opens a file, or standard input for "-".
-func openInput(path string) (io.ReadCloser, error) {
-	if path == "-" {
-		return io.NopCloser(os.Stdin), nil
-	}
-	return os.Open(path)
+	// Anything else failed on the way to or from the server.
+	return exitServer
 }

@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -49,13 +51,25 @@ func TestAuditVerifyOffline(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			var out, errb bytes.Buffer
-			if code := run(tc.args, &out, &errb); code != tc.code {
-				t.Fatalf("exit %d, want %d; stdout %q stderr %q", code, tc.code, out.String(), errb.String())
+			code, out, errs := runCtl(t, nil, "", tc.args...)
+			if code != tc.code {
+				t.Fatalf("exit %d, want %d; stdout %q stderr %q", code, tc.code, out, errs)
 			}
-			if !strings.Contains(out.String(), tc.out) {
-				t.Fatalf("stdout %q lacks %q", out.String(), tc.out)
+			if !strings.Contains(out, tc.out) {
+				t.Fatalf("stdout %q lacks %q", out, tc.out)
 			}
 		})
 	}
+}
+
+// runCtl runs vaultctl in-process with the given environment and input.
+func runCtl(t *testing.T, envVars map[string]string, stdin string, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	e := &env{stdin: strings.NewReader(stdin), stdout: &out, stderr: &errb,
+		getenv:       func(k string) string { return envVars[k] },
+		isTerminal:   func(any) bool { return false },
+		readPassword: func() (string, error) { return "", io.EOF }}
+	code := run(context.Background(), args, e)
+	return code, out.String(), errb.String()
 }
