@@ -29,6 +29,13 @@ type Options struct {
 	MirrorDir       string        // optional checkpoint mirror outside the database
 	Registerer      prometheus.Registerer
 	Logger          *slog.Logger
+	// SyncCommit is the synchronous_commit level every audit transaction
+	// commits with on PostgreSQL, whatever the server or role is configured
+	// with: SyncOn (the default: the commit is flushed to the primary's WAL
+	// before Append returns) or SyncRemoteApply (also applied on the
+	// synchronous standbys, for deployments with synchronous_standby_names).
+	// SQLite always commits with synchronous=FULL.
+	SyncCommit string
 	// ReadOnly opens the log for Verify, Query, proofs and export only: no
 	// writer, no checkpointer, and Close signs nothing. Use it for
 	// `vaultd audit verify`, so that checking a suspect database never
@@ -49,6 +56,12 @@ const (
 	// pgLockKey serialises writers of several vaultd processes on one
 	// PostgreSQL so the chain never forks.
 	pgLockKey = 0x63727661756c74 // "crvault"
+)
+
+// Levels of Options.SyncCommit.
+const (
+	SyncOn          = "on"
+	SyncRemoteApply = "remote_apply"
 )
 
 // Log is an open audit log: a single writer committing batches, and a
@@ -152,6 +165,13 @@ func Open(ctx context.Context, db *gorm.DB, opts Options) (*Log, error) {
 	}
 	if opts.now == nil {
 		opts.now = time.Now
+	}
+	switch opts.SyncCommit {
+	case "":
+		opts.SyncCommit = SyncOn
+	case SyncOn, SyncRemoteApply:
+	default:
+		return nil, fmt.Errorf("open audit log: synchronous commit level %q is neither %q nor %q", opts.SyncCommit, SyncOn, SyncRemoteApply)
 	}
 	signer, vkey, err := loadOrCreateKey(opts.KeyDir, opts.Origin)
 	if err != nil {
@@ -330,7 +350,13 @@ func (l *Log) commit(ctx context.Context, events []Event) ([]Event, error) {
 	}
 	defer tx.Rollback()
 	if l.dialect == sqldb.Postgres {
-		if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock($1)", int64(pgLockKey)); err != nil {
+		// The event must be durable before Append releases the caller (a
+		// read then sends bytes), so the transaction sets its own commit
+		// level: a server or role running with synchronous_commit=off would
+		// otherwise acknowledge a commit that a crash then loses. set_config
+		// with is_local is SET LOCAL, in the same round trip as the lock.
+		if _, err := tx.ExecContext(ctx, "SELECT set_config('synchronous_commit', $1, true), pg_advisory_xact_lock($2)",
+			l.opts.SyncCommit, int64(pgLockKey)); err != nil {
 			return nil, fmt.Errorf("lock log head: %w", err)
 		}
 	}

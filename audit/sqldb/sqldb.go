@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	neturl "net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -40,9 +41,11 @@ func Open(ctx context.Context, url string) (*gorm.DB, error) {
 		NowFunc:        func() time.Time { return time.Now().UTC() },
 	}
 	var dial gorm.Dialector
+	dsn := url
 	switch {
 	case strings.HasPrefix(url, "postgres://"), strings.HasPrefix(url, "postgresql://"):
-		dial = postgres.Open(url)
+		dsn = durableCommits(url)
+		dial = postgres.Open(dsn)
 	default:
 		path := strings.TrimPrefix(url, "sqlite:")
 		if path == "" {
@@ -61,7 +64,7 @@ func Open(ctx context.Context, url string) (*gorm.DB, error) {
 	}
 	db, err := gorm.Open(dial, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("open %s database: %w", dialName(url), redact(err, url))
+		return nil, fmt.Errorf("open %s database: %w", dialName(url), redact(redact(err, dsn), url))
 	}
 	sqlDB, err := db.DB()
 	if err != nil {
@@ -78,9 +81,29 @@ func Open(ctx context.Context, url string) (*gorm.DB, error) {
 	pctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	if err := sqlDB.PingContext(pctx); err != nil {
-		return nil, fmt.Errorf("reach %s database: %w", dialName(url), redact(err, url))
+		return nil, fmt.Errorf("reach %s database: %w", dialName(url), redact(redact(err, dsn), url))
 	}
 	return db, nil
+}
+
+// durableCommits makes every connection commit with synchronous_commit=on
+// (a startup parameter, which outranks the server's and the role's
+// defaults) unless the URL sets the parameter itself: a write acknowledged
+// to a client must survive a crash of the database server, whatever its
+// administrator chose for other applications. The audit log sets its own
+// level in each transaction on top of this.
+func durableCommits(dsn string) string {
+	u, err := neturl.Parse(dsn)
+	if err != nil {
+		return dsn // the driver reports the malformed URL
+	}
+	q := u.Query()
+	if q.Has("synchronous_commit") || strings.Contains(q.Get("options"), "synchronous_commit") {
+		return dsn
+	}
+	q.Set("synchronous_commit", "on")
+	u.RawQuery = q.Encode()
+	return u.String()
 }
 
 func dialName(url string) string {

@@ -69,7 +69,8 @@ func openApp(ctx context.Context, cfg config, log *slog.Logger, need parts) (_ *
 			return nil, err
 		}
 	}
-	a.audit, err = audit.Open(ctx, a.db, audit.Options{KeyDir: cfg.keyDir(), MirrorDir: cfg.MirrorDir, Registerer: a.reg, Logger: log})
+	a.audit, err = audit.Open(ctx, a.db, audit.Options{KeyDir: cfg.keyDir(), MirrorDir: cfg.MirrorDir, Registerer: a.reg, Logger: log,
+		SyncCommit: cfg.AuditSyncCommit})
 	if err != nil {
 		return nil, fmt.Errorf("open audit log: %w", err)
 	}

@@ -47,6 +47,10 @@ type config struct {
 	// AnonymousPerMinute is VAULT_ANONYMOUS_RATE: requests without a session
 	// per client per minute (default 120).
 	AnonymousPerMinute int `yaml:"anonymous_rate"`
+	// AuditSyncCommit is the synchronous_commit level of every audit
+	// transaction on PostgreSQL: "on" (default) or "remote_apply" for a
+	// primary with synchronous standbys. VAULT_AUDIT_SYNC_COMMIT.
+	AuditSyncCommit string `yaml:"audit_sync_commit"`
 
 	// The review workflow's deadline watcher.
 	WebhookURL       string        `yaml:"webhook_url"`       // VAULT_WEBHOOK_URL: POSTed {case_id, flag, due_on, phase} on each deadline flag
@@ -63,7 +67,7 @@ type config struct {
 func defaults() config {
 	return config{Addr: "127.0.0.1:8080", DataDir: "./vault-data", S3Bucket: "crvault", MaxUpload: 10 << 30,
 		SessionIdle: 8 * time.Hour, SessionMax: 24 * time.Hour, LogLevel: "info",
-		DeadlineInterval: time.Hour, UploadExpiry: vault.DefaultUploadExpiry}
+		DeadlineInterval: time.Hour, UploadExpiry: vault.DefaultUploadExpiry, AuditSyncCommit: "on"}
 }
 
 // flags registers the shared configuration flags on fs; apply must be called
@@ -149,6 +153,7 @@ func (f *configFlags) load(fs *flag.FlagSet, getenv func(string) string) (config
 	if _, err := review.EditionByID(c.RulesEdition); c.RulesEdition != "" && err != nil {
 		errs = append(errs, fmt.Errorf("VAULT_RULES_EDITION: %w", err))
 	}
+	str(&c.AuditSyncCommit, "VAULT_AUDIT_SYNC_COMMIT")
 	if v := getenv("VAULT_MAX_UPLOAD_BYTES"); v != "" {
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || n <= 0 {
@@ -202,6 +207,9 @@ func (f *configFlags) load(fs *flag.FlagSet, getenv func(string) string) (config
 	}
 	if c.MaxUpload <= 0 {
 		errs = append(errs, errors.New("max upload size must be positive"))
+	}
+	if c.AuditSyncCommit != "on" && c.AuditSyncCommit != "remote_apply" {
+		errs = append(errs, fmt.Errorf("VAULT_AUDIT_SYNC_COMMIT: %q is neither on nor remote_apply", c.AuditSyncCommit))
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		errs = append(errs, errors.New("VAULT_TLS_CERT and VAULT_TLS_KEY must be set together"))
