@@ -7,6 +7,12 @@
 //     visible under the id (an old blob of the same id stays as it was).
 //   - Stored objects carry nothing but the bytes: no content type beyond
 //     application/octet-stream, no user metadata, names are the caller's ids.
+//   - A failure of the store itself (unreachable, failing, full, too slow)
+//     wraps ErrUnavailable, so callers can tell "try again later" from a
+//     missing blob, a bad id or a fault in the stream they handed in.
+//   - Unfinished writes (S3 multipart uploads, local temp files) are removed
+//     when the write fails, retried for a while if the store is down, and
+//     otherwise found by SweepIncomplete.
 //   - Ids are restricted to [A-Za-z0-9_-] (1 to MaxIDLen characters), so an id
 //     can never name a path or key outside the store.
 //
@@ -31,6 +37,18 @@ var ErrInvalidID = errors.New("invalid blob id")
 // bytes than the size the caller declared; nothing is stored.
 var ErrSizeMismatch = errors.New("blob size does not match declared size")
 
+// ErrUnavailable wraps every failure of the store itself: it cannot be
+// reached, answers with a server error, throttles, times out, or has no
+// space left. Nothing about the request was wrong; it may succeed later.
+var ErrUnavailable = errors.New("blob store unavailable")
+
+func unavailable(err error) error {
+	if err == nil || errors.Is(err, ErrUnavailable) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", ErrUnavailable, err)
+}
+
 // MaxIDLen bounds ids so that they fit any filesystem name and S3 key.
 const MaxIDLen = 128
 
@@ -51,6 +69,11 @@ type Store interface {
 	List(ctx context.Context, fn func(id string, modTime time.Time) error) error
 	// Ping reports whether the store is usable (readiness).
 	Ping(ctx context.Context) error
+	// SweepIncomplete removes unfinished writes (multipart uploads, temp
+	// files) begun before cutoff that no Put of this process is still
+	// making: what a crash, or a store that was down when the failed write
+	// tried to clean up, left behind. It returns how many it removed.
+	SweepIncomplete(ctx context.Context, before time.Time) (int, error)
 }
 
 // Object is an open blob. It is safe for concurrent ReadAt calls.
@@ -98,6 +121,10 @@ type guardReader struct {
 	r         io.Reader
 	remaining int64 // -1: size unknown
 	n         int64
+	// srcErr is the first failure of the source (its own error, a size
+	// mismatch or cancellation): a Put that fails after one is the
+	// caller's fault, not the store's.
+	srcErr error
 }
 
 func newGuardReader(ctx context.Context, r io.Reader, size int64) *guardReader {
@@ -109,10 +136,26 @@ func (g *guardReader) Read(p []byte) (int, error) {
 	if err != nil && err != io.EOF {
 		// Cancellation explains whatever else went wrong.
 		if cerr := g.ctx.Err(); cerr != nil {
-			return n, cerr
+			err = cerr
+		}
+		if g.srcErr == nil {
+			g.srcErr = err
 		}
 	}
 	return n, err
+}
+
+// fault returns the error a Put reports when the store call failed with
+// err: the source's own failure if there was one, else err marked as the
+// store's (unless the caller's ctx ended, which explains it).
+func (g *guardReader) fault(err error) error {
+	if g.srcErr != nil {
+		return g.srcErr
+	}
+	if cerr := g.ctx.Err(); cerr != nil {
+		return cerr
+	}
+	return err
 }
 
 func (g *guardReader) read(p []byte) (int, error) {

@@ -2,6 +2,7 @@ package blob
 
 import (
 	"context"
+	"time"
 
 	"github.com/minio/minio-go/v7"
 )
@@ -23,3 +24,12 @@ func (s *S3) IncompleteUploads(ctx context.Context) ([]string, error) {
 
 // RawClient exposes the minio client for benchmarks against the raw SDK.
 func (s *S3) RawClient() (*minio.Client, string, string) { return s.core.Client, s.bucket, s.prefix }
+
+// SetAbortRetry shortens the pause between background abort attempts.
+func (s *S3) SetAbortRetry(d time.Duration) { s.abortRetry = d }
+
+// StartMultipart opens a multipart upload under id and leaves it unfinished,
+// as a crashed writer would.
+func (s *S3) StartMultipart(ctx context.Context, id string) (string, error) {
+	return s.core.NewMultipartUpload(ctx, s.bucket, s.key(id), minio.PutObjectOptions{})
+}

@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"syscall"
 	"time"
 )
 
@@ -23,6 +25,9 @@ const staleTmpAge = 24 * time.Hour
 // Local stores blobs as files in one directory, the embedded default.
 type Local struct {
 	dir string
+	// inflight holds the temp files of Puts in progress, which
+	// SweepIncomplete leaves alone however long the upload takes.
+	inflight sync.Map
 }
 
 var _ Store = (*Local)(nil)
@@ -37,30 +42,54 @@ func NewLocal(dir string) (*Local, error) {
 		return nil, fmt.Errorf("create blob dir: %w", err)
 	}
 	l := &Local{dir: dir}
-	if err := l.sweepTemps(time.Now().Add(-staleTmpAge)); err != nil {
+	if _, err := l.SweepIncomplete(context.Background(), time.Now().Add(-staleTmpAge)); err != nil {
 		return nil, err
 	}
 	return l, nil
 }
 
-func (l *Local) sweepTemps(before time.Time) error {
+// fsFault marks the errors that say the filesystem cannot take or give the
+// bytes now (full, over quota, read-only, failing, a lost network mount) as
+// ErrUnavailable; anything else (permissions, a missing directory) is a
+// fault of the setup and stays as it is.
+func fsFault(err error) error {
+	for _, e := range []error{syscall.ENOSPC, syscall.EDQUOT, syscall.EROFS, syscall.EIO, syscall.ENOTCONN, syscall.ESTALE, syscall.ETIMEDOUT} {
+		if errors.Is(err, e) {
+			return unavailable(err)
+		}
+	}
+	return err
+}
+
+// SweepIncomplete removes temp files (a crashed Put's) older than before
+// that no Put of this process is writing.
+func (l *Local) SweepIncomplete(ctx context.Context, before time.Time) (int, error) {
 	entries, err := os.ReadDir(l.dir)
 	if err != nil {
-		return fmt.Errorf("read blob dir: %w", err)
+		return 0, fmt.Errorf("read blob dir: %w", fsFault(err))
 	}
+	n := 0
 	for _, e := range entries {
+		if err := ctx.Err(); err != nil {
+			return n, err
+		}
 		if !strings.HasPrefix(e.Name(), tmpPrefix) {
 			continue
 		}
-		info, err := e.Info()
-		if err != nil || info.ModTime().After(before) {
+		path := filepath.Join(l.dir, e.Name())
+		if _, live := l.inflight.Load(path); live {
 			continue
 		}
-		if err := os.Remove(filepath.Join(l.dir, e.Name())); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("remove stale temp blob: %w", err)
+		info, err := e.Info()
+		if err != nil || !info.ModTime().Before(before) {
+			continue
 		}
+		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return n, fmt.Errorf("remove stale temp blob: %w", fsFault(err))
+		}
+		n++
 	}
-	return nil
+	return n, nil
 }
 
 func (l *Local) path(id string) string { return filepath.Join(l.dir, id) }
@@ -77,36 +106,39 @@ func (l *Local) Put(ctx context.Context, id string, r io.Reader, size int64) (n 
 	}
 	f, err := os.CreateTemp(l.dir, tmpPrefix+"*")
 	if err != nil {
-		return 0, fmt.Errorf("put blob %s: %w", id, err)
+		return 0, fmt.Errorf("put blob %s: %w", id, fsFault(err))
 	}
 	tmp := f.Name()
+	l.inflight.Store(tmp, struct{}{})
 	defer func() {
 		if err != nil {
 			_ = f.Close()
 			_ = os.Remove(tmp)
 		}
+		l.inflight.Delete(tmp)
 	}()
 	buf := make([]byte, 256<<10)
+	g := newGuardReader(ctx, r, size)
 	// CopyBuffer would use f.ReadFrom and skip our buffer; wrap to keep one bounded copy loop.
-	n, err = io.CopyBuffer(struct{ io.Writer }{f}, newGuardReader(ctx, r, size), buf)
+	n, err = io.CopyBuffer(struct{ io.Writer }{f}, g, buf)
 	if err != nil {
-		return n, fmt.Errorf("put blob %s: %w", id, err)
+		return n, fmt.Errorf("put blob %s: %w", id, g.fault(fsFault(err)))
 	}
 	if err = f.Sync(); err != nil {
-		return n, fmt.Errorf("put blob %s: sync: %w", id, err)
+		return n, fmt.Errorf("put blob %s: sync: %w", id, fsFault(err))
 	}
 	if err = f.Close(); err != nil {
-		return n, fmt.Errorf("put blob %s: close: %w", id, err)
+		return n, fmt.Errorf("put blob %s: close: %w", id, fsFault(err))
 	}
 	if err = ctx.Err(); err != nil {
 		return n, fmt.Errorf("put blob %s: %w", id, err)
 	}
 	if err = os.Rename(tmp, l.path(id)); err != nil {
-		return n, fmt.Errorf("put blob %s: rename: %w", id, err)
+		return n, fmt.Errorf("put blob %s: rename: %w", id, fsFault(err))
 	}
 	if err = syncDir(l.dir); err != nil {
 		// The rename happened; report the failure but the blob is in place.
-		return n, fmt.Errorf("put blob %s: sync dir: %w", id, err)
+		return n, fmt.Errorf("put blob %s: sync dir: %w", id, fsFault(err))
 	}
 	return n, nil
 }
@@ -136,12 +168,12 @@ func (l *Local) Open(ctx context.Context, id string) (Object, error) {
 		return nil, fmt.Errorf("open blob %s: %w", id, ErrNotFound)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("open blob %s: %w", id, err)
+		return nil, fmt.Errorf("open blob %s: %w", id, fsFault(err))
 	}
 	info, err := f.Stat()
 	if err != nil {
 		_ = f.Close()
-		return nil, fmt.Errorf("open blob %s: %w", id, err)
+		return nil, fmt.Errorf("open blob %s: %w", id, fsFault(err))
 	}
 	if !info.Mode().IsRegular() {
 		_ = f.Close()
@@ -155,9 +187,15 @@ type localObject struct {
 	size int64
 }
 
-func (o *localObject) ReadAt(p []byte, off int64) (int, error) { return o.f.ReadAt(p, off) }
-func (o *localObject) Size() int64                             { return o.size }
-func (o *localObject) Close() error                            { return o.f.Close() }
+func (o *localObject) ReadAt(p []byte, off int64) (int, error) {
+	n, err := o.f.ReadAt(p, off)
+	if err != nil && err != io.EOF {
+		err = fsFault(err)
+	}
+	return n, err
+}
+func (o *localObject) Size() int64  { return o.size }
+func (o *localObject) Close() error { return o.f.Close() }
 
 // Delete removes the file and syncs the directory so the removal is durable.
 func (l *Local) Delete(ctx context.Context, id string) error {
@@ -172,10 +210,10 @@ func (l *Local) Delete(ctx context.Context, id string) error {
 		return nil
 	}
 	if err != nil {
-		return fmt.Errorf("delete blob %s: %w", id, err)
+		return fmt.Errorf("delete blob %s: %w", id, fsFault(err))
 	}
 	if err := syncDir(l.dir); err != nil {
-		return fmt.Errorf("delete blob %s: sync dir: %w", id, err)
+		return fmt.Errorf("delete blob %s: sync dir: %w", id, fsFault(err))
 	}
 	return nil
 }
@@ -223,7 +261,7 @@ func (l *Local) Ping(ctx context.Context) error {
 	}
 	f, err := os.CreateTemp(l.dir, tmpPrefix+"ping-*")
 	if err != nil {
-		return fmt.Errorf("blob dir not writable: %w", err)
+		return fmt.Errorf("blob dir not writable: %w", fsFault(err))
 	}
 	name := f.Name()
 	_ = f.Close()

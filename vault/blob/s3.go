@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"strings"
@@ -41,6 +42,9 @@ type S3Config struct {
 	// Prefix is put in front of every object key (e.g. "blobs/"), so the vault
 	// can share a bucket; List reports ids without it.
 	Prefix string
+	// Logger hears about multipart uploads that could not be aborted
+	// (default slog.Default()).
+	Logger *slog.Logger
 }
 
 const (
@@ -61,7 +65,18 @@ type S3 struct {
 	partSize uint64
 	parallel uint
 	parts    *partPool
+	log      *slog.Logger
 	gets     atomic.Int64 // GET requests issued by objects, for tests of stream reuse
+
+	// inflight holds the upload ids of multipart uploads this process is
+	// making, which SweepIncomplete must leave alone however old they are.
+	inflight sync.Map
+	// aborts counts background retries of aborts; Close waits for them.
+	aborts  sync.WaitGroup
+	closing chan struct{}
+	once    sync.Once
+	// abortRetry is the first pause between abort attempts (doubling).
+	abortRetry time.Duration
 }
 
 var _ Store = (*S3)(nil)
@@ -103,8 +118,11 @@ func NewS3(ctx context.Context, cfg S3Config) (*S3, error) {
 	if err != nil {
 		return nil, fmt.Errorf("s3 blob store: %w", err)
 	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
 	s := &S3{core: core, bucket: cfg.Bucket, prefix: cfg.Prefix, partSize: cfg.PartSize, parallel: cfg.Parallel,
-		parts: newPartPool(cfg.PartSize, cfg.PartBuffers)}
+		parts: newPartPool(cfg.PartSize, cfg.PartBuffers), log: cfg.Logger, closing: make(chan struct{}), abortRetry: time.Second}
 	if err := s.ensureBucket(ctx, cfg.Region); err != nil {
 		return nil, err
 	}
@@ -148,7 +166,7 @@ func (s *S3) ensureBucket(ctx context.Context, region string) error {
 	defer cancel()
 	ok, err := s.core.BucketExists(ctx, s.bucket)
 	if err != nil {
-		return fmt.Errorf("s3 blob store: check bucket %s: %w", s.bucket, err)
+		return fmt.Errorf("s3 blob store: check bucket %s: %w", s.bucket, s3Fault(ctx, err))
 	}
 	if ok {
 		return nil
@@ -171,6 +189,32 @@ func isNotFound(err error) bool {
 	return r.Code == minio.NoSuchKey || r.StatusCode == http.StatusNotFound
 }
 
+// s3Fault marks err as the store's unavailability (ErrUnavailable) unless it
+// is the server's answer about the request itself, or the caller's ctx ended
+// (which explains it). No answer at all (refused, reset, timed out, cut
+// short) is unavailability; so are server errors, throttling and refused
+// credentials, none of which the vault's client can do anything about.
+func s3Fault(ctx context.Context, err error) error {
+	if err == nil || ctx.Err() != nil || errors.Is(err, ErrUnavailable) {
+		return err
+	}
+	r := minio.ToErrorResponse(err)
+	if r.StatusCode == 0 && r.Code == "" {
+		return unavailable(err)
+	}
+	switch {
+	case r.StatusCode >= 500, r.StatusCode == http.StatusForbidden, r.StatusCode == http.StatusRequestTimeout,
+		r.StatusCode == http.StatusTooManyRequests:
+		return unavailable(err)
+	}
+	switch r.Code {
+	case "SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout", "XMinioStorageFull",
+		"XMinioServerNotInitialized", "InsufficientStorage", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch":
+		return unavailable(err)
+	}
+	return err
+}
+
 // Put uploads with a single PUT when the size is known and at most PartSize,
 // else with a multipart upload that buffers one part at a time. S3 makes an
 // object visible only when the PUT or the multipart completion succeeds; a
@@ -186,7 +230,7 @@ func (s *S3) Put(ctx context.Context, id string, r io.Reader, size int64) (int64
 	if size < 0 || size > int64(s.partSize) {
 		n, err := s.putMultipart(ctx, s.key(id), g)
 		if err != nil {
-			return n, fmt.Errorf("put blob %s: %w", id, err)
+			return n, fmt.Errorf("put blob %s: %w", id, g.fault(err))
 		}
 		return n, nil
 	}
@@ -194,7 +238,7 @@ func (s *S3) Put(ctx context.Context, id string, r io.Reader, size int64) (int64
 		ContentType: "application/octet-stream",
 	})
 	if err != nil {
-		return g.n, fmt.Errorf("put blob %s: %w", id, err)
+		return g.n, fmt.Errorf("put blob %s: %w", id, g.fault(s3Fault(ctx, err)))
 	}
 	if size >= 0 && info.Size != size {
 		return info.Size, fmt.Errorf("put blob %s: stored %d bytes: %w", id, info.Size, ErrSizeMismatch)
@@ -216,7 +260,7 @@ func (s *S3) Open(ctx context.Context, id string) (Object, error) {
 		return nil, fmt.Errorf("open blob %s: %w", id, ErrNotFound)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("open blob %s: %w", id, err)
+		return nil, fmt.Errorf("open blob %s: %w", id, s3Fault(ctx, err))
 	}
 	return &s3Object{s: s, ctx: ctx, id: id, etag: info.ETag, size: info.Size}, nil
 }
@@ -230,7 +274,7 @@ func (s *S3) Delete(ctx context.Context, id string) error {
 	defer cancel()
 	err := s.core.RemoveObject(ctx, s.bucket, s.key(id), minio.RemoveObjectOptions{})
 	if err != nil && !isNotFound(err) {
-		return fmt.Errorf("delete blob %s: %w", id, err)
+		return fmt.Errorf("delete blob %s: %w", id, s3Fault(ctx, err))
 	}
 	return nil
 }
@@ -243,7 +287,7 @@ func (s *S3) List(ctx context.Context, fn func(id string, modTime time.Time) err
 	defer cancel()
 	for obj := range s.core.Client.ListObjects(ctx, s.bucket, minio.ListObjectsOptions{Prefix: s.prefix, Recursive: true}) {
 		if obj.Err != nil {
-			return fmt.Errorf("list blobs: %w", obj.Err)
+			return fmt.Errorf("list blobs: %w", s3Fault(ctx, obj.Err))
 		}
 		id := strings.TrimPrefix(obj.Key, s.prefix)
 		if !ValidID(id) {
@@ -262,10 +306,10 @@ func (s *S3) Ping(ctx context.Context) error {
 	defer cancel()
 	ok, err := s.core.BucketExists(ctx, s.bucket)
 	if err != nil {
-		return fmt.Errorf("s3 blob store: %w", err)
+		return fmt.Errorf("s3 blob store: %w", s3Fault(ctx, err))
 	}
 	if !ok {
-		return fmt.Errorf("s3 blob store: bucket %s missing", s.bucket)
+		return fmt.Errorf("s3 blob store: bucket %s missing: %w", s.bucket, ErrUnavailable)
 	}
 	return nil
 }
@@ -378,7 +422,7 @@ func (o *s3Object) ReadAt(p []byte, off int64) (int, error) {
 		pos := off + int64(n)
 		if s == nil {
 			if s, err = o.open(pos); err != nil {
-				return n, fmt.Errorf("read blob %s: %w", o.id, err)
+				return n, fmt.Errorf("read blob %s: %w", o.id, s3Fault(o.ctx, err))
 			}
 		}
 		if s.pos < pos {
@@ -401,7 +445,7 @@ func (o *s3Object) ReadAt(p []byte, off int64) (int, error) {
 				failures++
 			}
 			if failures >= 2 || o.ctx.Err() != nil {
-				return n, fmt.Errorf("read blob %s at %d: %w", o.id, pos, err)
+				return n, fmt.Errorf("read blob %s at %d: %w", o.id, pos, s3Fault(o.ctx, err))
 			}
 			err = nil
 		}

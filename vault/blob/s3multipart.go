@@ -3,9 +3,12 @@ package blob
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
+	"time"
 
 	"github.com/minio/minio-go/v7"
 )
@@ -51,21 +54,22 @@ func (p *partPool) put(b []byte) {
 
 // putMultipart streams r to key as a multipart upload: each part is read into
 // a pooled buffer and sent while the next one is read, at most s.parallel
-// parts of this upload in flight. On any error the upload is aborted, so no
-// object and no stray parts remain.
-func (s *S3) putMultipart(ctx context.Context, key string, r io.Reader) (n int64, err error) {
-	ctx, cancel := context.WithCancel(ctx)
+// parts of this upload in flight. On any error the upload is aborted (see
+// abortUpload), so no object and no stray parts remain. Errors of S3 calls
+// are classified with s3Fault; errors of r are returned as they are.
+func (s *S3) putMultipart(pctx context.Context, key string, r io.Reader) (n int64, err error) {
+	ctx, cancel := context.WithCancel(pctx)
 	defer cancel()
 	uploadID, err := s.core.NewMultipartUpload(ctx, s.bucket, key, minio.PutObjectOptions{ContentType: "application/octet-stream"})
 	if err != nil {
-		return 0, err
+		return 0, s3Fault(pctx, err)
 	}
+	s.inflight.Store(uploadID, struct{}{})
 	defer func() {
 		if err != nil {
-			actx, acancel := context.WithTimeout(context.WithoutCancel(ctx), opTimeout)
-			defer acancel()
-			_ = s.core.AbortMultipartUpload(actx, s.bucket, key, uploadID)
+			s.abortUpload(pctx, key, uploadID, err)
 		}
+		s.inflight.Delete(uploadID)
 	}()
 	var (
 		wg       sync.WaitGroup
@@ -126,7 +130,7 @@ func (s *S3) putMultipart(ctx context.Context, key string, r io.Reader) (n int64
 				DisableContentSha256: true,
 			})
 			if perr != nil {
-				fail(fmt.Errorf("part %d: %w", num, perr))
+				fail(fmt.Errorf("part %d: %w", num, s3Fault(pctx, perr)))
 				return
 			}
 			mu.Lock()
@@ -146,9 +150,100 @@ func (s *S3) putMultipart(ctx context.Context, key string, r io.Reader) (n int64
 	}
 	sortParts(parts)
 	if _, err := s.core.CompleteMultipartUpload(ctx, s.bucket, key, uploadID, parts, minio.PutObjectOptions{}); err != nil {
-		return n, err
+		return n, s3Fault(pctx, err)
 	}
 	return n, nil
+}
+
+// abortAttempts bounds the background retries of one abort: with the
+// doubling pause from S3.abortRetry (1 s) they span about a minute, past
+// which the upload is left to SweepIncomplete and the bucket's lifecycle
+// rule.
+const abortAttempts = 7
+
+// abortUpload removes the parts of a failed multipart upload. When the store
+// itself failed there is no point in asking it at once: the abort is retried
+// in the background, with a doubling pause, on a context of its own (the
+// request that failed is over by then). Otherwise one attempt is made before
+// returning, so a failed Put normally leaves nothing, and retries follow if
+// it did not go through.
+func (s *S3) abortUpload(ctx context.Context, key, uploadID string, cause error) {
+	ctx = context.WithoutCancel(ctx)
+	if !errors.Is(cause, ErrUnavailable) && s.abortOnce(ctx, key, uploadID) == nil {
+		return
+	}
+	s.aborts.Add(1)
+	go func() {
+		defer s.aborts.Done()
+		pause := s.abortRetry
+		var err error
+		for attempt := 1; attempt <= abortAttempts; attempt++ {
+			if err = s.abortOnce(ctx, key, uploadID); err == nil {
+				return
+			}
+			select {
+			case <-time.After(pause):
+			case <-s.closing:
+				attempt = abortAttempts - 1 // one last try, then leave it to the sweep
+			}
+			pause *= 2
+		}
+		s.log.Warn("multipart upload not aborted; the janitor will remove it", "key", key, "upload", uploadID, "err", err)
+	}()
+}
+
+func (s *S3) abortOnce(ctx context.Context, key, uploadID string) error {
+	ctx, cancel := context.WithTimeout(ctx, opTimeout)
+	defer cancel()
+	err := s.core.AbortMultipartUpload(ctx, s.bucket, key, uploadID)
+	if err != nil && minio.ToErrorResponse(err).Code == "NoSuchUpload" {
+		return nil // already gone: aborted by the sweep, or completed
+	}
+	return err
+}
+
+// SweepIncomplete aborts the multipart uploads under the prefix that began
+// before cutoff, except those this process is still making.
+func (s *S3) SweepIncomplete(ctx context.Context, before time.Time) (int, error) {
+	lctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type upload struct{ key, id string }
+	var stale []upload
+	// Collected first: aborting while paging could disturb the listing's markers.
+	for u := range s.core.Client.ListIncompleteUploads(lctx, s.bucket, s.prefix, true) {
+		if u.Err != nil {
+			return 0, fmt.Errorf("list incomplete uploads: %w", s3Fault(ctx, u.Err))
+		}
+		if !ValidID(strings.TrimPrefix(u.Key, s.prefix)) || !u.Initiated.Before(before) {
+			continue
+		}
+		if _, live := s.inflight.Load(u.UploadID); live {
+			continue
+		}
+		stale = append(stale, upload{u.Key, u.UploadID})
+	}
+	n := 0
+	for _, u := range stale {
+		if err := s.abortOnce(ctx, u.key, u.id); err != nil {
+			return n, fmt.Errorf("abort incomplete upload %s: %w", u.key, s3Fault(ctx, err))
+		}
+		n++
+	}
+	return n, nil
+}
+
+// Close waits (within ctx) for aborts still being retried in the background,
+// cutting their pauses short.
+func (s *S3) Close(ctx context.Context) error {
+	s.once.Do(func() { close(s.closing) })
+	done := make(chan struct{})
+	go func() { s.aborts.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("s3 blob store: aborts still pending: %w", ctx.Err())
+	}
 }
 
 func sortParts(p []minio.CompletePart) {

@@ -9,7 +9,9 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"os"
+	"os/exec"
 	"testing"
 	"time"
 
@@ -95,4 +97,26 @@ func require(t testing.TB, what, envVar string) string {
 		t.Skipf("%s not available: set %s or run scripts/test.sh", what, envVar)
 	}
 	return v
+}
+
+// Tmpfs mounts a fresh tmpfs of size bytes and returns its directory,
+// unmounted at cleanup: a filesystem a test can fill up. Mounting needs
+// root; without it the test is skipped, or fails under CI=true.
+func Tmpfs(t testing.TB, size int64) string {
+	t.Helper()
+	dir := t.TempDir()
+	out, err := exec.Command("mount", "-t", "tmpfs", "-o", fmt.Sprintf("size=%d,mode=0700", size), "tmpfs", dir).CombinedOutput()
+	if err != nil {
+		msg := fmt.Sprintf("cannot mount a tmpfs (needs root): %v: %s", err, out)
+		if os.Getenv("CI") == "true" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("umount", "-l", dir).CombinedOutput(); err != nil {
+			t.Errorf("umount %s: %v: %s", dir, err, out)
+		}
+	})
+	return dir
 }
