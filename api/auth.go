@@ -92,6 +92,13 @@ func (h *handler) authenticate(c *gin.Context) {
 		return
 	}
 	p, err := h.Access.Authenticate(c.Request.Context(), token)
+	if err != nil && !errors.Is(err, access.ErrUnauthenticated) {
+		// Not a verdict on the token: the sessions could not be read. The
+		// client hears why (503 database_unavailable) and nothing is
+		// recorded as a denial, for nothing was denied.
+		h.fail(c, err)
+		return
+	}
 	if err != nil {
 		if !h.takeAnonymous(c) {
 			return

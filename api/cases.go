@@ -239,9 +239,12 @@ func (h *handler) content(c *gin.Context) {
 	}
 	c.Status(status)
 	if n, err := io.Copy(c.Writer, ct.Body); err != nil {
-		// The status is gone; the short body tells the client. Log only
-		// the count, never content.
-		h.log.WarnContext(c.Request.Context(), "content transfer cut short", "request_id", requestID(c), "material", m.ID, "sent", n, "err", err)
+		// The status is gone; the short body (against Content-Length)
+		// tells the client. The audit log gets an error event with the
+		// count, never content, and the connection is cut so no client
+		// can take the short body for the document.
+		ct.CutShort(c.Request.Context(), n)
+		c.Set(ctxCutShort, n)
 		panic(http.ErrAbortHandler)
 	}
 }

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"strconv"
@@ -9,8 +10,13 @@ import (
 
 	"github.com/crvault/crvault/access"
 	"github.com/crvault/crvault/audit"
+	"github.com/crvault/crvault/audit/sqldb"
 	"github.com/crvault/crvault/vault"
 )
+
+// statusClientClosedRequest is nginx's 499: the client closed the
+// connection before the answer; only the access log ever sees it.
+const statusClientClosedRequest = 499
 
 // Problem is an RFC 9457 problem details body. Code is the stable,
 // machine-readable reason clients branch on.
@@ -42,6 +48,11 @@ func writeProblem(c *gin.Context, p Problem) {
 		p.Title = http.StatusText(p.Status)
 	}
 	p.Instance = c.Request.URL.Path
+	if p.Status == http.StatusServiceUnavailable && c.Writer.Header().Get("Retry-After") == "" {
+		// Every outage is worth retrying; a few seconds lets a restarting
+		// database or store come back without a stampede.
+		c.Header("Retry-After", strconv.Itoa(retryAfterSeconds))
+	}
 	c.Header("Content-Type", "application/problem+json")
 	c.Header("Cache-Control", "no-store")
 	c.Status(p.Status)
@@ -49,10 +60,35 @@ func writeProblem(c *gin.Context, p Problem) {
 	_ = jsonEncode(c.Writer, p)
 }
 
+// retryAfterSeconds is the Retry-After of every 503.
+const retryAfterSeconds = 5
+
+// outage names the part whose failure err reports, or "" when err is not an
+// outage. The audit log comes first: its failure is what the request
+// refused for, even when the database behind it is the cause.
+func outage(err error) (code, detail string) {
+	switch {
+	case errors.Is(err, audit.ErrUnavailable):
+		return "audit_unavailable", "the audit log cannot be written; the request was refused"
+	case errors.Is(err, vault.ErrStoreUnavailable):
+		return "store_unavailable", "the document store is unavailable; try again later"
+	case sqldb.IsUnavailable(err):
+		return "database_unavailable", "the database is unavailable; try again later"
+	}
+	return "", ""
+}
+
 // fail maps a domain error to its HTTP answer. This is the one place where
 // errors become statuses; unknown errors are logged with the request id and
-// answered as a bare 500 so nothing internal leaks.
+// answered as a bare 500 so nothing internal leaks. Outages of the audit
+// log, the blob store and the database are 503 with Retry-After, never 500.
 func (h *handler) fail(c *gin.Context, err error) {
+	if c.Request.Context().Err() != nil && errors.Is(err, context.Canceled) {
+		// The client went away; nobody reads the answer, and the access
+		// log should not count it as a fault of ours.
+		c.AbortWithStatus(statusClientClosedRequest)
+		return
+	}
 	var ve *vault.Error
 	if errors.As(err, &ve) {
 		if ve.Offset != nil {
@@ -101,13 +137,16 @@ func (h *handler) fail(c *gin.Context, err error) {
 		problem(c, http.StatusConflict, "conflict", "that already exists")
 	case errors.Is(err, access.ErrInvalid):
 		problem(c, http.StatusUnprocessableEntity, "invalid_field", "the request is not valid")
-	case errors.Is(err, audit.ErrUnavailable):
-		problem(c, http.StatusServiceUnavailable, "audit_unavailable", "the audit log cannot be written; the request was refused")
 	case errors.Is(err, audit.ErrInvalid):
 		problem(c, http.StatusUnprocessableEntity, "invalid_query", "the audit query is not valid")
 	case errors.Is(err, audit.ErrNotFound):
 		problem(c, http.StatusNotFound, "not_found", "not found")
 	default:
+		if code, detail := outage(err); code != "" {
+			h.log.WarnContext(c.Request.Context(), "request refused: outage", "request_id", requestID(c), "code", code, "err", err)
+			problem(c, http.StatusServiceUnavailable, code, detail)
+			return
+		}
 		h.log.ErrorContext(c.Request.Context(), "request failed", "request_id", requestID(c), "err", err)
 		problem(c, http.StatusInternalServerError, "internal", "the server could not complete the request; quote the X-Request-ID to the operator")
 	}

@@ -193,20 +193,50 @@ func slogValue(v any) string {
 	return "non-error panic"
 }
 
+// ctxCutShort holds the bytes sent of a response body that was cut short.
+const ctxCutShort = "crvault.cut_short"
+
 // observe logs one structured line per request (no bodies, no tokens) and
-// counts it.
+// counts it, also for a response aborted mid-body (http.ErrAbortHandler),
+// which it lets on its way afterwards.
 func (h *handler) observe(c *gin.Context) {
 	start := time.Now()
+	defer func() {
+		if v := recover(); v != nil {
+			h.logRequest(c, start, v)
+			panic(v)
+		}
+	}()
 	c.Next()
+	h.logRequest(c, start, nil)
+}
+
+// logRequest writes the access log line; panicked is what the handler
+// panicked with, if it did.
+func (h *handler) logRequest(c *gin.Context, start time.Time, panicked any) {
+	aborted := panicked == http.ErrAbortHandler
 	route := c.FullPath()
 	if route == "" {
 		route = "unmatched"
 	}
 	status := c.Writer.Status()
+	if panicked != nil && !aborted && !c.Writer.Written() {
+		status = http.StatusInternalServerError // what recover is about to answer
+	}
 	h.requests.WithLabelValues(route, c.Request.Method, strconv.Itoa(status)).Inc()
 	h.duration.WithLabelValues(route, c.Request.Method).Observe(time.Since(start).Seconds())
-	h.log.InfoContext(c.Request.Context(), "http", "method", c.Request.Method, "route", route, "status", status,
-		"bytes", c.Writer.Size(), "ms", time.Since(start).Milliseconds(), "request_id", requestID(c), "user", actorID(c))
+	attrs := []any{"method", c.Request.Method, "route", route, "status", status,
+		"bytes", c.Writer.Size(), "ms", time.Since(start).Milliseconds(), "request_id", requestID(c), "user", actorID(c)}
+	if aborted {
+		// The status line went out, the rest of the body did not.
+		attrs = append(attrs, "aborted", true)
+		if n, ok := c.Get(ctxCutShort); ok {
+			attrs = append(attrs, "body_sent", n)
+		}
+		h.log.WarnContext(c.Request.Context(), "http", attrs...)
+		return
+	}
+	h.log.InfoContext(c.Request.Context(), "http", attrs...)
 }
 
 func (h *handler) readyz(c *gin.Context) {

@@ -361,6 +361,8 @@ type Content struct {
 	Partial  bool
 	Body     io.Reader
 	close    func() error
+	tracked  *trackedBody
+	cutShort func(ctx context.Context, sent int64)
 }
 
 // Close releases the blob.
@@ -400,6 +402,9 @@ func (s *Service) OpenContent(ctx context.Context, a Actor, id string, rng Range
 		s.recordFailure(ctx, a, "material.read", m.CaseID, resource, err)
 		return nil, err
 	}
+	c.tracked = &trackedBody{r: c.Body}
+	c.Body = c.tracked
+	c.cutShort = s.cutShortRecorder(a, m.CaseID, resource, d.Purpose, c)
 	return c, nil
 }
 

@@ -5,9 +5,11 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 
+	"github.com/crvault/crvault/vault/blob"
 	"github.com/crvault/crvault/vault/crypt"
 )
 
@@ -56,7 +58,6 @@ func (s *Service) SealBlob(ctx context.Context, key *crypt.CaseKey, blobID strin
 	n, copyErr := io.CopyBuffer(io.MultiWriter(sealer, h), io.LimitReader(body, max+1), make([]byte, 256<<10))
 	switch {
 	case copyErr != nil:
-		copyErr = classifyBodyError(copyErr)
 	case n > max && size >= 0:
 		copyErr = fail(ErrBadRequest, "content_length_mismatch", "the body is longer than its declared length")
 	case n > max:
@@ -70,17 +71,44 @@ func (s *Service) SealBlob(ctx context.Context, key *crypt.CaseKey, blobID strin
 	if copyErr != nil {
 		cancel()
 		pw.CloseWithError(copyErr)
-		<-putDone
+		// A store that failed first closed the pipe, and the copy failed
+		// writing to it: that is the failure to report, not the body.
+		if putErr := <-putDone; errors.Is(putErr, blob.ErrUnavailable) {
+			return Sealed{}, s.storeFailed(ctx, blobID, putErr)
+		}
 		_ = s.blobs.Delete(context.WithoutCancel(ctx), blobID)
-		return Sealed{}, copyErr
+		return Sealed{}, classifyBodyError(copyErr)
 	}
 	pw.Close()
 	if err := <-putDone; err != nil {
+		if errors.Is(err, blob.ErrUnavailable) {
+			return Sealed{}, s.storeFailed(ctx, blobID, err)
+		}
 		_ = s.blobs.Delete(context.WithoutCancel(ctx), blobID)
-		return Sealed{}, &Error{Kind: ErrUnavailable, Code: "store_unavailable", Detail: "the blob store refused the write"}
+		return Sealed{}, fmt.Errorf("store blob: %w", err)
 	}
 	return Sealed{Size: n, SHA256: hex.EncodeToString(h.Sum(nil)), Header: sealer.Header()}, nil
 }
+
+// storeFailed reports a write the blob store could not take: 503
+// store_unavailable, with the cause kept for the log and errors.Is. The
+// store cleans up after itself (a failed Put leaves nothing, or something
+// its SweepIncomplete finds), so no Delete is sent to a store that is down.
+func (s *Service) storeFailed(ctx context.Context, blobID string, err error) error {
+	s.log.WarnContext(ctx, "blob store refused a write", "blob", blobID, "err", err)
+	return &storeError{ve: fail(ErrUnavailable, "store_unavailable", "the document store is unavailable; nothing was stored, try again later"),
+		cause: err}
+}
+
+// storeError is a vault Error that also unwraps to the store's own error,
+// so that errors.Is(err, ErrStoreUnavailable) holds for it.
+type storeError struct {
+	ve    *Error
+	cause error
+}
+
+func (e *storeError) Error() string   { return e.ve.Error() }
+func (e *storeError) Unwrap() []error { return []error{e.ve, e.cause} }
 
 // OpenSealed decrypts a blob written by SealBlob: the whole plaintext, or the
 // range r of it. Callers authorise and audit before calling it; the caller

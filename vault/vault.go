@@ -192,12 +192,7 @@ func (s *Service) record(ctx context.Context, a Actor, action string, outcome au
 // recordFailure notes that an authorised action then failed. It is best
 // effort: the original error is what the caller reports.
 func (s *Service) recordFailure(ctx context.Context, a Actor, action, caseID, resource string, cause error) {
-	code := "internal"
-	var ve *Error
-	if errors.As(cause, &ve) {
-		code = ve.Code
-	}
-	_ = s.record(context.WithoutCancel(ctx), a, action, audit.Errored, caseID, resource, "", code)
+	_ = s.record(context.WithoutCancel(ctx), a, action, audit.Errored, caseID, resource, "", failureCode(cause))
 }
 
 // RecordDenied audits a refusal that happened before the vault was reached
