@@ -68,3 +68,16 @@ func (s *Service) CollectOrphans(ctx context.Context, grace time.Duration, other
 	}
 	return n, nil
 }
+
+// CollectIncomplete removes unfinished writes from the blob store (S3
+// multipart uploads, local temp files) begun more than grace ago and not
+// still being made by this process: what a crash, or a store that was down
+// when a failed upload tried to abort, left behind. grace must exceed the
+// longest upload another instance sharing the store may be making.
+func (s *Service) CollectIncomplete(ctx context.Context, grace time.Duration) (int, error) {
+	n, err := s.blobs.SweepIncomplete(ctx, time.Now().Add(-grace))
+	if err != nil {
+		return n, fmt.Errorf("sweep incomplete uploads: %w", err)
+	}
+	return n, nil
+}

@@ -96,8 +96,14 @@ func openApp(ctx context.Context, cfg config, log *slog.Logger, need parts) (_ *
 		return a, nil
 	}
 	if cfg.S3Endpoint != "" {
-		a.blobs, err = blob.NewS3(ctx, blob.S3Config{Endpoint: cfg.S3Endpoint, Bucket: cfg.S3Bucket, AccessKey: cfg.S3AccessKey,
-			SecretKey: cfg.S3SecretKey, TLS: cfg.S3TLS, Region: cfg.S3Region})
+		var s3 *blob.S3
+		s3, err = blob.NewS3(ctx, blob.S3Config{Endpoint: cfg.S3Endpoint, Bucket: cfg.S3Bucket, AccessKey: cfg.S3AccessKey,
+			SecretKey: cfg.S3SecretKey, TLS: cfg.S3TLS, Region: cfg.S3Region, Logger: log})
+		if err == nil {
+			a.blobs = s3
+			// Aborts of failed uploads still being retried get a last chance.
+			a.closers = append(a.closers, s3.Close)
+		}
 	} else {
 		a.blobs, err = blob.NewLocal(filepath.Join(cfg.DataDir, "blobs"))
 	}

@@ -176,11 +176,14 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 }
 
 // janitor reclaims blobs whose upload never committed (a crash between the
-// blob write and the material row), at start and then hourly.
+// blob write and the material row) and unfinished uploads (multipart uploads
+// and temp files that a crash, or a store down when a failed upload tried to
+// abort, left behind), at start and then every JanitorInterval.
 func (a *app) janitor(ctx context.Context) {
-	t := time.NewTicker(time.Hour)
+	t := time.NewTicker(a.cfg.JanitorInterval)
 	defer t.Stop()
 	for {
+		// A finished blob waits for its row for moments; an hour is ample.
 		n, err := a.vault.CollectOrphans(ctx, time.Hour, a.super.ReferencedBlobs)
 		if err != nil && ctx.Err() == nil {
 			a.log.Warn("orphan collection failed", "err", err)
@@ -195,6 +198,12 @@ func (a *app) janitor(ctx context.Context) {
 		}
 		if _, err := a.access.PruneThrottle(ctx); err != nil && ctx.Err() == nil {
 			a.log.Warn("login throttle pruning failed", "err", err)
+		}
+		n, err = a.vault.CollectIncomplete(ctx, a.cfg.JanitorGrace)
+		if err != nil && ctx.Err() == nil {
+			a.log.Warn("incomplete upload collection failed", "err", err)
+		} else if n > 0 {
+			a.log.Info("incomplete uploads removed", "count", n)
 		}
 		select {
 		case <-ctx.Done():

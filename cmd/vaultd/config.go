@@ -51,6 +51,11 @@ type config struct {
 	// transaction on PostgreSQL: "on" (default) or "remote_apply" for a
 	// primary with synchronous standbys. VAULT_AUDIT_SYNC_COMMIT.
 	AuditSyncCommit string `yaml:"audit_sync_commit"`
+	// The janitor: how often it runs, and how old an unfinished upload (S3
+	// multipart upload, local temp file) must be before it is removed; the
+	// grace must exceed the longest upload any instance may be making.
+	JanitorInterval time.Duration `yaml:"janitor_interval"` // VAULT_JANITOR_INTERVAL, default 1h
+	JanitorGrace    time.Duration `yaml:"janitor_grace"`    // VAULT_JANITOR_GRACE, default 24h
 
 	// The review workflow's deadline watcher.
 	WebhookURL       string        `yaml:"webhook_url"`       // VAULT_WEBHOOK_URL: POSTed {case_id, flag, due_on, phase} on each deadline flag
@@ -67,7 +72,8 @@ type config struct {
 func defaults() config {
 	return config{Addr: "127.0.0.1:8080", DataDir: "./vault-data", S3Bucket: "crvault", MaxUpload: 10 << 30,
 		SessionIdle: 8 * time.Hour, SessionMax: 24 * time.Hour, LogLevel: "info",
-		DeadlineInterval: time.Hour, UploadExpiry: vault.DefaultUploadExpiry, AuditSyncCommit: "on"}
+		DeadlineInterval: time.Hour, UploadExpiry: vault.DefaultUploadExpiry, AuditSyncCommit: "on",
+		JanitorInterval: time.Hour, JanitorGrace: 24 * time.Hour}
 }
 
 // flags registers the shared configuration flags on fs; apply must be called
@@ -154,6 +160,8 @@ func (f *configFlags) load(fs *flag.FlagSet, getenv func(string) string) (config
 		errs = append(errs, fmt.Errorf("VAULT_RULES_EDITION: %w", err))
 	}
 	str(&c.AuditSyncCommit, "VAULT_AUDIT_SYNC_COMMIT")
+	dur(&c.JanitorInterval, "VAULT_JANITOR_INTERVAL")
+	dur(&c.JanitorGrace, "VAULT_JANITOR_GRACE")
 	if v := getenv("VAULT_MAX_UPLOAD_BYTES"); v != "" {
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || n <= 0 {

@@ -105,6 +105,17 @@ func require(t testing.TB, what, envVar string) string {
 func Tmpfs(t testing.TB, size int64) string {
 	t.Helper()
 	dir := t.TempDir()
+	MountTmpfs(t, dir, size)
+	return dir
+}
+
+// MountTmpfs mounts a tmpfs of size bytes on dir (created if missing) until
+// the test ends, with Tmpfs's rules.
+func MountTmpfs(t testing.TB, dir string, size int64) {
+	t.Helper()
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
 	out, err := exec.Command("mount", "-t", "tmpfs", "-o", fmt.Sprintf("size=%d,mode=0700", size), "tmpfs", dir).CombinedOutput()
 	if err != nil {
 		msg := fmt.Sprintf("cannot mount a tmpfs (needs root): %v: %s", err, out)
@@ -118,5 +129,4 @@ func Tmpfs(t testing.TB, size int64) string {
 			t.Errorf("umount %s: %v: %s", dir, err, out)
 		}
 	})
-	return dir
 }
