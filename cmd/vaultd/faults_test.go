@@ -145,6 +145,7 @@ func expectOutage(t *testing.T, what string, a answer, code string) {
 // with a valid session may get 401, and no outage may answer 500; vaultd
 // is never restarted.
 func TestAuditSurvivesPostgresCrash(t *testing.T) {
+	t.Parallel() // its services are its own; it mostly waits on them
 	pg := startPostgres(t, "-c synchronous_commit=off -c wal_writer_delay=10000")
 	s := newServer(t, backend{"private-postgres+local", func(testing.TB) []string {
 		return []string{"VAULT_DATABASE_URL=" + pg.url() + "&synchronous_commit=off"}
@@ -355,6 +356,7 @@ func errorEvent(insp *client, rid string) *faultEvent {
 // failure, no multipart upload is left once the failed upload or the
 // janitor has cleaned up, and vaultd recovers without a restart.
 func TestS3Outages(t *testing.T) {
+	t.Parallel() // its services are its own; it mostly waits on them
 	f := newS3Fixture(t)
 	s, w := f.s, f.w
 	caseID, docs := w.newCase(t, "MARKER-S3")
@@ -552,6 +554,7 @@ func (k *killAt) Read(p []byte) (int, error) {
 // leave no temp file, stored documents still read, and once there is room
 // again uploads work, all without restarting vaultd.
 func TestLocalStoreDiskFull(t *testing.T) {
+	t.Parallel() // its services are its own; it mostly waits on them
 	s := newServer(t, backends[0])
 	blobtest.MountTmpfs(t, filepath.Join(s.data, "blobs"), 8<<20)
 	w := bootstrap(t, s)
