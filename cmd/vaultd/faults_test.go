@@ -380,11 +380,38 @@ func TestS3Outages(t *testing.T) {
 
 	t.Run("before", func(t *testing.T) {
 		f.s3.kill()
-		expectOutage(t, "small upload with S3 down", f.upload(caseID, "s3down-small", bytes.NewReader([]byte("small")), 5), "store_unavailable")
-		expectOutage(t, "multipart upload with S3 down", f.upload(caseID, "s3down-big", bytes.NewReader(big[:20<<20]), -1), "store_unavailable")
-		expectOutage(t, "read with S3 down", s.call(w.op.token, "GET", "/materials/"+smallID+"/content", "s3down-read", nil, nil), "store_unavailable")
-		expectOutage(t, "range read with S3 down", s.call(w.op.token, "GET", "/materials/"+bigID+"/content", "s3down-range", nil,
-			map[string]string{"Range": "bytes=1000-2000"}), "store_unavailable")
+		// At once: each waits out the S3 client's retries against a dead server.
+		calls := map[string]func() answer{
+			"small upload with S3 down": func() answer {
+				return f.upload(caseID, "s3down-small", bytes.NewReader([]byte("small")), 5)
+			},
+			"multipart upload with S3 down": func() answer {
+				return f.upload(caseID, "s3down-big", bytes.NewReader(big[:20<<20]), -1)
+			},
+			"read with S3 down": func() answer {
+				return s.call(w.op.token, "GET", "/materials/"+smallID+"/content", "s3down-read", nil, nil)
+			},
+			"range read with S3 down": func() answer {
+				return s.call(w.op.token, "GET", "/materials/"+bigID+"/content", "s3down-range", nil, map[string]string{"Range": "bytes=1000-2000"})
+			},
+		}
+		answers := make(map[string]answer)
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		for what, call := range calls {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				a := call()
+				mu.Lock()
+				answers[what] = a
+				mu.Unlock()
+			}()
+		}
+		wg.Wait()
+		for what, a := range answers {
+			expectOutage(t, what, a, "store_unavailable")
+		}
 		if a := s.call(w.op.token, "GET", "/materials/"+smallID, "s3down-meta", nil, nil); a.status != 200 {
 			t.Fatalf("metadata needs no store, got %v", a)
 		}
