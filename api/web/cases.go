@@ -419,10 +419,14 @@ func (a *app) viewMaterial(c *gin.Context) {
 	m := ct.Material
 	mt, _, _ := mime.ParseMediaType(m.ContentType)
 	inline := inlineTypes[mt] && c.Query("download") == ""
-	serveContent(c, m.ContentType, m.Filename, m.SHA256, ct.Length, inline, ct.Body, a)
+	serveContent(c, m.ContentType, m.Filename, m.SHA256, ct.Length, inline, ct.Body, a, func(sent int64) {
+		ct.CutShort(c.Request.Context(), sent) // the audit log's error event, beside the read's
+	})
 }
 
-func serveContent(c *gin.Context, contentType, filename, sha string, size int64, inline bool, body io.Reader, a *app) {
+// serveContent sends a document; cutShort, if not nil, hears how many bytes
+// went out when the transfer breaks off.
+func serveContent(c *gin.Context, contentType, filename, sha string, size int64, inline bool, body io.Reader, a *app, cutShort func(sent int64)) {
 	h := c.Writer.Header()
 	disp := "attachment"
 	if inline {
@@ -438,6 +442,9 @@ func serveContent(c *gin.Context, contentType, filename, sha string, size int64,
 	c.Status(http.StatusOK)
 	if n, err := io.Copy(c.Writer, body); err != nil {
 		a.log.WarnContext(c.Request.Context(), "content transfer cut short", "request_id", a.RequestID(c), "sent", n, "err", err)
+		if cutShort != nil {
+			cutShort(n)
+		}
 		panic(http.ErrAbortHandler)
 	}
 }

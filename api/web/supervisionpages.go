@@ -149,5 +149,5 @@ func (a *app) reportAttachment(c *gin.Context) {
 		return
 	}
 	defer ct.Close()
-	serveContent(c, ct.Info.ContentType, ct.Info.Filename, ct.Info.SHA256, ct.Info.Size, false, ct.Body, a)
+	serveContent(c, ct.Info.ContentType, ct.Info.Filename, ct.Info.SHA256, ct.Info.Size, false, ct.Body, a, nil)
 }
