@@ -242,7 +242,7 @@ func TestCloseMakesFinalCheckpoint(t *testing.T) {
 	if err != nil || c.Size != 5 {
 		t.Fatalf("final checkpoint %+v %v", c, err)
 	}
-	pub, err := LoadPublicKey(f.opts.KeyDir)
+	pub, err := LoadPublicKey(DefaultKeyFile(f.opts.KeyDir), nil)
 	if err != nil || pub != f.log.PublicKey() {
 		t.Fatalf("LoadPublicKey = %q, %v; want %q", pub, err, f.log.PublicKey())
 	}

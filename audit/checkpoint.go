@@ -10,7 +10,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 
@@ -21,11 +20,8 @@ import (
 // DefaultOrigin is the checkpoint origin line and signing key name.
 const DefaultOrigin = "crvault.audit"
 
-// Key file names under Options.KeyDir.
-const (
-	signerKeyFile   = "audit-checkpoint.key"
-	verifierKeyFile = "audit-checkpoint.pub"
-)
+// signerKeyFile is the key's name under Options.KeyDir.
+const signerKeyFile = "audit-checkpoint.key"
 
 // Checkpoint is a parsed, signature-checked checkpoint.
 type Checkpoint struct {
@@ -68,60 +64,88 @@ func ParseCheckpoint(signed []byte, verifierKey string) (Checkpoint, error) {
 	return Checkpoint{Origin: lines[0], Size: size, Root: tlog.Hash(raw)}, nil
 }
 
-// loadOrCreateKey returns the signer and verifier key, generating them
-// (mode 0600) on first start.
-func loadOrCreateKey(dir, origin string) (note.Signer, string, error) {
-	if dir == "" {
-		return nil, "", fmt.Errorf("audit: Options.KeyDir is required")
-	}
-	path := filepath.Join(dir, signerKeyFile)
+// DefaultKeyFile is where the checkpoint signer key lives when no key file
+// is configured: audit-checkpoint.key in keyDir.
+func DefaultKeyFile(keyDir string) string { return filepath.Join(keyDir, signerKeyFile) }
+
+// ageHeader starts an age-encrypted file.
+const ageHeader = "age-encryption.org/"
+
+// loadOrCreateKey returns the signer and verifier key from path, generating
+// them (mode 0600, with the verifier key beside it) on first start. A key
+// file encrypted with age (for instance to an age plugin holding the real
+// secret in a token) is decrypted with unwrap.
+func loadOrCreateKey(path, origin string, unwrap func([]byte) ([]byte, error)) (note.Signer, string, error) {
 	skey, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return nil, "", fmt.Errorf("create key dir: %w", err)
+		skey, err = createKey(path, origin)
+		if errors.Is(err, fs.ErrExist) {
+			// Another process starting at the same moment won the race.
+			skey, err = os.ReadFile(path)
 		}
-		s, v, err := note.GenerateKey(rand.Reader, origin)
-		if err != nil {
-			return nil, "", fmt.Errorf("generate checkpoint key: %w", err)
-		}
-		// O_EXCL: two processes starting at once must not overwrite each other's key.
-		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-		if err != nil {
-			return loadOrCreateKeyRetry(dir, origin, err)
-		}
-		if _, err := f.WriteString(s + "\n"); err != nil {
-			f.Close()
-			return nil, "", fmt.Errorf("write checkpoint key: %w", err)
-		}
-		if err := f.Sync(); err != nil {
-			f.Close()
-			return nil, "", fmt.Errorf("write checkpoint key: %w", err)
-		}
-		if err := f.Close(); err != nil {
-			return nil, "", fmt.Errorf("write checkpoint key: %w", err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, verifierKeyFile), []byte(v+"\n"), 0o644); err != nil {
-			return nil, "", fmt.Errorf("write verifier key: %w", err)
-		}
-		skey = []byte(s)
-	} else if err != nil {
-		return nil, "", fmt.Errorf("read checkpoint key: %w", err)
+	}
+	if err != nil {
+		return nil, "", fmt.Errorf("checkpoint key %s: %w", path, err)
+	}
+	if skey, err = unwrapKey(path, skey, unwrap); err != nil {
+		return nil, "", err
 	}
 	signer, vkey, err := parseSignerKey(strings.TrimSpace(string(skey)))
 	if err != nil {
-		return nil, "", err
+		return nil, "", fmt.Errorf("checkpoint key %s: %w", path, err)
 	}
 	if signer.Name() != origin {
-		return nil, "", fmt.Errorf("checkpoint key in %s is for origin %q, not %q", dir, signer.Name(), origin)
+		return nil, "", fmt.Errorf("checkpoint key %s is for origin %q, not %q", path, signer.Name(), origin)
 	}
 	return signer, vkey, nil
 }
 
-func loadOrCreateKeyRetry(dir, origin string, cause error) (note.Signer, string, error) {
-	if !errors.Is(cause, fs.ErrExist) {
-		return nil, "", fmt.Errorf("create checkpoint key: %w", cause)
+// unwrapKey decrypts an age-encrypted key file; other files pass through.
+func unwrapKey(path string, skey []byte, unwrap func([]byte) ([]byte, error)) ([]byte, error) {
+	if !bytes.HasPrefix(skey, []byte(ageHeader)) {
+		return skey, nil
 	}
-	return loadOrCreateKey(dir, origin)
+	if unwrap == nil {
+		return nil, fmt.Errorf("checkpoint key %s is age-encrypted but no identity to decrypt it is configured", path)
+	}
+	plain, err := unwrap(skey)
+	if err != nil {
+		return nil, fmt.Errorf("decrypt checkpoint key %s: %w", path, err)
+	}
+	return plain, nil
+}
+
+// createKey generates a signer key into path (O_EXCL: two processes starting
+// at once must not overwrite each other's key) and its verifier key beside
+// it.
+func createKey(path, origin string) ([]byte, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("create key dir: %w", err)
+	}
+	s, v, err := note.GenerateKey(rand.Reader, origin)
+	if err != nil {
+		return nil, fmt.Errorf("generate: %w", err)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := f.WriteString(s + "\n"); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("write: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("write: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return nil, fmt.Errorf("write: %w", err)
+	}
+	pub := strings.TrimSuffix(path, ".key") + ".pub"
+	if err := os.WriteFile(pub, []byte(v+"\n"), 0o644); err != nil {
+		return nil, fmt.Errorf("write verifier key: %w", err)
+	}
+	return []byte(s), nil
 }
 
 // parseSignerKey derives the verifier key from the private key, so the two
@@ -148,12 +172,16 @@ func parseSignerKey(skey string) (note.Signer, string, error) {
 	return signer, vkey, nil
 }
 
-// LoadPublicKey returns the checkpoint verifier key stored in keyDir (for
-// `vaultd audit pubkey`), without opening the log.
-func LoadPublicKey(keyDir string) (string, error) {
-	skey, err := os.ReadFile(filepath.Join(keyDir, signerKeyFile))
+// LoadPublicKey returns the verifier key of the checkpoint signer key in
+// keyFile (for `vaultd audit pubkey`), without opening the log; unwrap
+// decrypts an age-encrypted key file as for Options.UnwrapKey.
+func LoadPublicKey(keyFile string, unwrap func([]byte) ([]byte, error)) (string, error) {
+	skey, err := os.ReadFile(keyFile)
 	if err != nil {
 		return "", fmt.Errorf("read checkpoint key: %w", err)
+	}
+	if skey, err = unwrapKey(keyFile, skey, unwrap); err != nil {
+		return "", err
 	}
 	_, vkey, err := parseSignerKey(strings.TrimSpace(string(skey)))
 	return vkey, err
@@ -161,67 +189,4 @@ func LoadPublicKey(keyDir string) (string, error) {
 
 func signCheckpoint(signer note.Signer, size int64, root tlog.Hash) ([]byte, error) {
 	return note.Sign(&note.Note{Text: string(formatCheckpoint(signer.Name(), size, root))}, signer)
-}
-
-// mirrorName sorts by size.
-func mirrorName(size int64) string { return fmt.Sprintf("checkpoint-%020d", size) }
-
-// writeMirror stores a checkpoint outside the database; write then rename so
-// a reader never sees half a file.
-func writeMirror(dir string, size int64, signed []byte) error {
-	final := filepath.Join(dir, mirrorName(size))
-	if old, err := os.ReadFile(final); err == nil && bytes.Equal(old, signed) {
-		return nil
-	}
-	tmp, err := os.CreateTemp(dir, ".checkpoint-*")
-	if err != nil {
-		return fmt.Errorf("mirror checkpoint %d: %w", size, err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(signed); err != nil {
-		tmp.Close()
-		return fmt.Errorf("mirror checkpoint %d: %w", size, err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("mirror checkpoint %d: %w", size, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("mirror checkpoint %d: %w", size, err)
-	}
-	if err := os.Rename(tmp.Name(), final); err != nil {
-		return fmt.Errorf("mirror checkpoint %d: %w", size, err)
-	}
-	return nil
-}
-
-type mirrored struct {
-	name   string
-	signed []byte
-}
-
-func readMirror(dir string) ([]mirrored, error) {
-	if dir == "" {
-		return nil, nil
-	}
-	ents, err := os.ReadDir(dir)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read checkpoint mirror: %w", err)
-	}
-	var out []mirrored
-	for _, e := range ents {
-		if !strings.HasPrefix(e.Name(), "checkpoint-") || e.IsDir() {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
-		if err != nil {
-			return nil, fmt.Errorf("read mirrored %s: %w", e.Name(), err)
-		}
-		out = append(out, mirrored{name: e.Name(), signed: b})
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
-	return out, nil
 }

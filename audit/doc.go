@@ -14,11 +14,18 @@
 //     interior hashes are stored beside the events, so proofs never scan the
 //     log. Signed checkpoints (C2SP tlog-checkpoint signed notes, Ed25519) are
 //     made at least every Options.CheckpointEvery while events arrive and at
-//     Close, all are kept, and they may be mirrored to a directory the
-//     database administrator does not control, which catches a rollback of
-//     the database to an older, self-consistent state.
+//     Close, and all are kept.
+//   - No rollback. Each checkpoint is also handed to Witnesses the database
+//     administrator does not control (an object-locked S3 bucket, a
+//     directory elsewhere; see audit/witness), and outside parties can keep
+//     their own (`vaultctl audit watch`). The writer refuses to open on a
+//     log shorter than, or inconsistent with, any checkpoint it can see,
+//     naming the first missing event; before signing it proves the tree
+//     extends the newest checkpoint it knows, and if the database went
+//     backwards under it, it halts: every append fails (ErrRolledBack) and
+//     nothing more is signed.
 //   - Verification without trust in the server. Verify recomputes the chain,
-//     the tree and every stored and mirrored checkpoint; VerifyExport does the
+//     the tree and every stored and witnessed checkpoint; VerifyExport does the
 //     same offline from an NDJSON export, a checkpoint and the verifier key.
 //
 // # Sequence numbers

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
@@ -16,10 +17,10 @@ import (
 )
 
 type fixture struct {
-	db     *gorm.DB
-	log    *Log
-	opts   Options
-	mirror string
+	db      *gorm.DB
+	log     *Log
+	opts    Options
+	witness *memWitness
 }
 
 func newFixture(t testing.TB, dialect string) *fixture {
@@ -28,8 +29,9 @@ func newFixture(t testing.TB, dialect string) *fixture {
 	if err := Migrate(context.Background(), db); err != nil {
 		t.Fatalf("migrate: %v", err)
 	}
-	opts := Options{KeyDir: t.TempDir(), MirrorDir: t.TempDir(), CheckpointEvery: time.Hour, Registerer: prometheus.NewRegistry()}
-	return &fixture{db: db, log: openLog(t, db, opts), opts: opts, mirror: opts.MirrorDir}
+	w := &memWitness{}
+	opts := Options{KeyDir: t.TempDir(), Witnesses: []Witness{w}, CheckpointEvery: time.Hour, Registerer: prometheus.NewRegistry()}
+	return &fixture{db: db, log: openLog(t, db, opts), opts: opts, witness: w}
 }
 
 func openLog(t testing.TB, db *gorm.DB, opts Options) *Log {
@@ -119,4 +121,45 @@ func reopen(t *testing.T, db *gorm.DB) *gorm.DB {
 	}
 	t.Cleanup(func() { sqldb.Close(db2) })
 	return db2
+}
+
+// memWitness is a Witness in memory that keeps the newest checkpoint and
+// refuses to go backwards, like the real ones in audit/witness (which
+// cannot be imported here without a cycle, and are tested there).
+type memWitness struct {
+	mu     sync.Mutex
+	size   int64
+	signed []byte
+	stores int
+}
+
+func (w *memWitness) Latest(_ context.Context, accept func([]byte) error) ([]byte, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.signed == nil {
+		return nil, nil
+	}
+	if err := accept(w.signed); err != nil {
+		return nil, err
+	}
+	return append([]byte(nil), w.signed...), nil
+}
+
+func (w *memWitness) Store(_ context.Context, size int64, signed []byte, _ func([]byte) error) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.signed != nil && size < w.size {
+		return fmt.Errorf("%w: holds %d, offered %d", ErrStale, w.size, size)
+	}
+	w.size, w.signed = size, append([]byte(nil), signed...)
+	w.stores++
+	return nil
+}
+
+func (w *memWitness) String() string { return "memory" }
+
+func (w *memWitness) latest() (int64, []byte) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.size, w.signed
 }

@@ -23,12 +23,20 @@ import (
 
 // Options configures Open.
 type Options struct {
-	KeyDir          string        // where the Ed25519 checkpoint signer key lives (generated 0600 if absent)
+	KeyDir          string        // where the Ed25519 checkpoint signer key is generated (0600) when KeyFile is empty
 	Origin          string        // checkpoint origin line, default DefaultOrigin
 	CheckpointEvery time.Duration // default 10s
-	MirrorDir       string        // optional checkpoint mirror outside the database
-	Registerer      prometheus.Registerer
-	Logger          *slog.Logger
+	// KeyFile is the checkpoint signer key, default DefaultKeyFile(KeyDir);
+	// generated there on first start if absent. It can live apart from the
+	// data directory (a secrets mount), and be age-encrypted (to an age
+	// plugin, say): UnwrapKey then decrypts it.
+	KeyFile   string
+	UnwrapKey func(ciphertext []byte) ([]byte, error)
+	// Witnesses keep the newest checkpoint where the database administrator
+	// cannot rewrite it (see Witness and package audit/witness).
+	Witnesses  []Witness
+	Registerer prometheus.Registerer
+	Logger     *slog.Logger
 	// SyncCommit is the synchronous_commit level every audit transaction
 	// commits with on PostgreSQL, whatever the server or role is configured
 	// with: SyncOn (the default: the commit is flushed to the primary's WAL
@@ -85,6 +93,10 @@ type Log struct {
 
 	failing atomic.Bool // the last commit failed
 
+	// anchor is the newest checkpoint known genuine; the log must extend it.
+	anchor      anchor
+	lastWitness atomic.Int64 // unix micros of the last hand-over to the witnesses
+
 	// Owned by the writer goroutine.
 	tree     *builder
 	failures int64 // appends refused since the last successful commit
@@ -112,7 +124,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		failures: prometheus.NewCounter(prometheus.CounterOpts{Name: "crvault_audit_append_failures_total",
 			Help: "Audit appends refused because the database did not commit them (callers failed closed)."}),
 		ckFailures: prometheus.NewCounter(prometheus.CounterOpts{Name: "crvault_audit_checkpoint_failures_total",
-			Help: "Checkpoints that could not be made, stored or mirrored."}),
+			Help: "Checkpoints that could not be made, stored or witnessed, and rollbacks detected."}),
 		batch: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "crvault_audit_batch_size",
 			Help: "Events per group commit.", Buckets: prometheus.ExponentialBuckets(1, 2, 10)}),
 	}
@@ -173,7 +185,13 @@ func Open(ctx context.Context, db *gorm.DB, opts Options) (*Log, error) {
 	default:
 		return nil, fmt.Errorf("open audit log: synchronous commit level %q is neither %q nor %q", opts.SyncCommit, SyncOn, SyncRemoteApply)
 	}
-	signer, vkey, err := loadOrCreateKey(opts.KeyDir, opts.Origin)
+	if opts.KeyFile == "" {
+		if opts.KeyDir == "" {
+			return nil, errors.New("open audit log: Options.KeyDir or KeyFile is required")
+		}
+		opts.KeyFile = DefaultKeyFile(opts.KeyDir)
+	}
+	signer, vkey, err := loadOrCreateKey(opts.KeyFile, opts.Origin, opts.UnwrapKey)
 	if err != nil {
 		return nil, fmt.Errorf("open audit log: %w", err)
 	}
@@ -200,6 +218,12 @@ func Open(ctx context.Context, db *gorm.DB, opts Options) (*Log, error) {
 		close(l.quit)
 		return l, nil
 	}
+	// The writer refuses to start on a log shorter than, or inconsistent
+	// with, any checkpoint it can see: appending to a rolled-back log and
+	// signing over it would launder the rollback.
+	if err := l.startupCheck(ctx); err != nil {
+		return nil, fmt.Errorf("open audit log: %w", err)
+	}
 	l.wg.Add(2)
 	go l.writer()
 	go l.checkpointer()
@@ -215,6 +239,9 @@ func (l *Log) PublicKey() string { return l.vkey }
 func (l *Log) Append(ctx context.Context, e Event) (Event, error) {
 	e, err := normalize(e)
 	if err != nil {
+		return Event{}, err
+	}
+	if err := l.anchor.haltErr(); err != nil {
 		return Event{}, err
 	}
 	r := &appendReq{ev: e, done: make(chan appendResult, 1)}
@@ -298,6 +325,12 @@ func (l *Log) gather(batch []*appendReq, lastBatch int) []*appendReq {
 }
 
 func (l *Log) commitAndRelease(batch []*appendReq) {
+	if err := l.anchor.haltErr(); err != nil {
+		for _, r := range batch {
+			r.done <- appendResult{err: err}
+		}
+		return
+	}
 	events := make([]Event, 0, len(batch)+1)
 	if l.failures > 0 {
 		events = append(events, Event{
@@ -312,6 +345,10 @@ func (l *Log) commitAndRelease(batch []*appendReq) {
 	defer cancel()
 	out, err := l.commit(ctx, events)
 	if err != nil {
+		l.haltOn(err)
+		if herr := l.anchor.haltErr(); herr != nil {
+			err = herr
+		}
 		l.failing.Store(true)
 		l.failures += int64(len(batch))
 		l.m.failures.Add(float64(len(batch)))
@@ -362,6 +399,9 @@ func (l *Log) commit(ctx context.Context, events []Event) ([]Event, error) {
 	}
 	size, prev, err := head(ctx, tx)
 	if err != nil {
+		return nil, err
+	}
+	if err := l.checkHead(size); err != nil {
 		return nil, err
 	}
 	tree := l.tree
@@ -501,6 +541,9 @@ func (l *Log) Ping(ctx context.Context) error {
 	if closed {
 		return fmt.Errorf("%w: log closed", ErrUnavailable)
 	}
+	if err := l.anchor.haltErr(); err != nil {
+		return err
+	}
 	if l.failing.Load() {
 		return fmt.Errorf("%w: last append failed", ErrUnavailable)
 	}
@@ -529,6 +572,10 @@ func (l *Log) Close(ctx context.Context) error {
 	case <-ctx.Done():
 		return fmt.Errorf("close audit log: %w", ctx.Err())
 	}
+	if err := l.anchor.haltErr(); err != nil {
+		// Never sign over a log found rolled back.
+		return fmt.Errorf("close audit log: no final checkpoint: %w", err)
+	}
 	if _, err := l.makeCheckpoint(ctx); err != nil {
 		return fmt.Errorf("close audit log: final checkpoint: %w", err)
 	}
@@ -553,10 +600,19 @@ func (l *Log) checkpointer() {
 	}
 }
 
+// witnessRefresh is how often the latest checkpoint is handed to the
+// witnesses again while the log is idle, so a witness's retention (an S3
+// object lock) never runs out under the newest checkpoint.
+const witnessRefresh = 24 * time.Hour
+
 // makeCheckpoint signs and stores a checkpoint of the committed log unless
-// the latest stored one already covers it, mirrors it, and returns the
-// latest checkpoint note.
+// the latest stored one already covers it, hands it to the witnesses, and
+// returns the latest checkpoint note. Before signing it proves that the
+// tree extends the newest checkpoint known genuine; if not, the log halts.
 func (l *Log) makeCheckpoint(ctx context.Context) ([]byte, error) {
+	if err := l.anchor.haltErr(); err != nil {
+		return nil, err
+	}
 	size, _, err := head(ctx, l.sqlDB)
 	if err != nil {
 		l.m.ckFailures.Inc()
@@ -569,13 +625,35 @@ func (l *Log) makeCheckpoint(ctx context.Context) ([]byte, error) {
 		l.m.ckFailures.Inc()
 		return nil, fmt.Errorf("checkpoint: read latest: %w", err)
 	}
-	if latestSize >= size {
+	if latestSize > size {
+		return nil, l.halt(bad(size+1, "log ends at seq %d but the stored checkpoint covers %d events: events %d..%d were removed under the running server",
+			size, latestSize, size+1, latestSize))
+	}
+	if latestSize == size {
+		ck, err := ParseCheckpoint(latest, l.vkey)
+		if err != nil {
+			l.m.ckFailures.Inc()
+			return nil, fmt.Errorf("checkpoint: latest stored: %w", err)
+		}
+		if err := l.checkExtends(ctx, ck.Size, ck.Root); err != nil {
+			l.m.ckFailures.Inc()
+			return nil, err
+		}
+		l.anchor.raise(ck, "latest stored")
+		if l.now().Sub(time.UnixMicro(l.lastWitness.Load())) > witnessRefresh {
+			l.lastWitness.Store(l.now().UnixMicro())
+			_ = l.witness(ctx, ck.Size, latest)
+		}
 		return latest, nil
 	}
 	root, err := tlog.TreeHash(size, dbHashes{ctx: ctx, q: l.sqlDB, ph: l.ph})
 	if err != nil {
 		l.m.ckFailures.Inc()
 		return nil, fmt.Errorf("checkpoint at size %d: %w", size, err)
+	}
+	if err := l.checkExtends(ctx, size, root); err != nil {
+		l.m.ckFailures.Inc()
+		return nil, err
 	}
 	signed, err := signCheckpoint(l.signer, size, root)
 	if err != nil {
@@ -588,12 +666,11 @@ func (l *Log) makeCheckpoint(ctx context.Context) ([]byte, error) {
 		l.m.ckFailures.Inc()
 		return nil, fmt.Errorf("store checkpoint at size %d: %w", size, err)
 	}
-	if l.opts.MirrorDir != "" {
-		if err := writeMirror(l.opts.MirrorDir, size, signed); err != nil {
-			l.m.ckFailures.Inc()
-			return nil, err
-		}
-	}
+	l.anchor.raise(Checkpoint{Origin: l.signer.Name(), Size: size, Root: root}, "latest signed")
+	// A witness that is down is logged and counted by witness; the
+	// checkpoint itself is made, and the next one goes to it again.
+	l.lastWitness.Store(l.now().UnixMicro())
+	_ = l.witness(ctx, size, signed)
 	return signed, nil
 }
 

@@ -62,13 +62,23 @@ func TestTamperMatrix(t *testing.T) {
 			exec(t, f.db, "DELETE FROM audit_events WHERE seq > 8")
 			exec(t, f.db, "DELETE FROM audit_hashes WHERE idx >= ?", tlog.StoredHashCount(8))
 			exec(t, f.db, "DELETE FROM audit_checkpoints WHERE size > 8")
-		}, 9, "mirrored (checkpoint-00000000000000000010) checkpoint covers 10"},
+		}, 9, "witnessed (memory) checkpoint covers 10"},
 		{"rollback and regrow", func(t *testing.T, f *fixture) {
 			exec(t, f.db, "DELETE FROM audit_events WHERE seq > 8")
 			exec(t, f.db, "DELETE FROM audit_hashes WHERE idx >= ?", tlog.StoredHashCount(8))
 			exec(t, f.db, "DELETE FROM audit_checkpoints WHERE size > 8")
-			f.appendN(t, 3) // the writer notices the shorter head and carries on from it
-		}, 10, "mirrored (checkpoint-00000000000000000010) checkpoint at size 10 does not match"},
+			// A writer that does not know the witness (a restarted
+			// server whose witness configuration was removed) carries on
+			// from the shorter head.
+			opts := f.opts
+			opts.Witnesses, opts.Registerer = nil, nil
+			l2 := openLog(t, reopen(t, f.db), opts)
+			for i := range 3 {
+				if _, err := l2.Append(context.Background(), sampleEvent(i)); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}, 10, "witnessed (memory) checkpoint at size 10 does not match"},
 		{"checkpoint signed by another key", func(t *testing.T, f *fixture) {
 			skey, _, err := note.GenerateKey(rand.Reader, DefaultOrigin)
 			if err != nil {
@@ -113,11 +123,14 @@ func TestTamperMatrix(t *testing.T) {
 					t.Fatalf("got seq %d %q; want seq %d containing %q", ve.Seq, ve.Reason, tc.wantSeq, tc.want)
 				}
 				// The same tampering is caught offline from an export,
-				// against the mirrored (database-independent) checkpoint.
+				// against the witnessed (database-independent) checkpoint.
 				if tc.name == "checkpoint signed by another key" {
 					return
 				}
-				ck := mirroredAt(t, f, n)
+				size, ck := f.witness.latest()
+				if size != n {
+					t.Fatalf("witness holds size %d, want %d", size, n)
+				}
 				var buf bytes.Buffer
 				if err := f.log.Export(ctx, &buf, 1, 0); err != nil && !errors.Is(err, ErrInvalid) {
 					t.Fatalf("export: %v", err)
@@ -147,19 +160,4 @@ func readOne(t *testing.T, f *fixture, seq int64) (Event, string) {
 		t.Fatalf("read seq %d: %v", seq, err)
 	}
 	return evs[0], prevs[0]
-}
-
-func mirroredAt(t *testing.T, f *fixture, size int64) []byte {
-	t.Helper()
-	ms, err := readMirror(f.mirror)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, m := range ms {
-		if m.name == mirrorName(size) {
-			return m.signed
-		}
-	}
-	t.Fatalf("no mirrored checkpoint of size %d", size)
-	return nil
 }

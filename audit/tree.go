@@ -148,7 +148,7 @@ func (r dbHashes) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
 	for i, x := range indexes {
 		h, ok := got[x]
 		if !ok {
-			return nil, fmt.Errorf("tree hash %d missing", x)
+			return nil, fmt.Errorf("%w: %d", errHashMissing, x)
 		}
 		out[i] = h
 	}

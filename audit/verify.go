@@ -99,8 +99,9 @@ func checkRoots(cks []knownCheckpoint, tree *builder, rep *Report) *VerifyError 
 }
 
 // Verify recomputes the hash chain and the Merkle tree from every event,
-// compares them with the stored tree hashes, and checks every stored and
-// mirrored checkpoint's signature and root. A failure is a *VerifyError
+// compares them with the stored tree hashes, and checks every stored
+// checkpoint's and each witness's newest checkpoint's signature and root: a
+// log shorter than any of them fails, naming the first missing event. A failure is a *VerifyError
 // naming the first bad entry.
 func (l *Log) Verify(ctx context.Context) (Report, error) {
 	ctx, cancel := context.WithCancel(ctx)
@@ -232,17 +233,11 @@ func (l *Log) allCheckpoints(ctx context.Context) ([]knownCheckpoint, error) {
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("verify: read checkpoints: %w", err)
 	}
-	ms, err := readMirror(l.opts.MirrorDir)
+	ws, err := l.witnessed(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("verify: %w", err)
 	}
-	for _, m := range ms {
-		ck, err := ParseCheckpoint(m.signed, l.vkey)
-		if err != nil {
-			return nil, bad(0, "mirrored checkpoint %s: %v", m.name, err)
-		}
-		out = append(out, knownCheckpoint{where: "mirrored (" + m.name + ")", ck: ck})
-	}
+	out = append(out, ws...)
 	sort.SliceStable(out, func(i, j int) bool { return out[i].ck.Size < out[j].ck.Size })
 	return out, nil
 }

@@ -69,8 +69,12 @@ func openApp(ctx context.Context, cfg config, log *slog.Logger, need parts) (_ *
 			return nil, err
 		}
 	}
-	a.audit, err = audit.Open(ctx, a.db, audit.Options{KeyDir: cfg.keyDir(), MirrorDir: cfg.MirrorDir, Registerer: a.reg, Logger: log,
-		SyncCommit: cfg.AuditSyncCommit})
+	auditOpts, err := auditOptions(ctx, cfg, log, false)
+	if err != nil {
+		return nil, fmt.Errorf("open audit log: %w", err)
+	}
+	auditOpts.Registerer = a.reg
+	a.audit, err = audit.Open(ctx, a.db, auditOpts)
 	if err != nil {
 		return nil, fmt.Errorf("open audit log: %w", err)
 	}

@@ -106,6 +106,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	if err != nil {
 		return err
 	}
+	warnWitnesses(cfg, log)
 	defer func() {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
@@ -344,7 +345,11 @@ func cmdAuditVerify(ctx context.Context, args []string, stdout, stderr io.Writer
 		return err
 	}
 	defer sqldb.Close(db)
-	log, err := audit.Open(ctx, db, audit.Options{KeyDir: cfg.keyDir(), MirrorDir: cfg.MirrorDir, ReadOnly: true, Logger: newLogger(stderr, "warn")})
+	aopts, err := auditOptions(ctx, cfg, newLogger(stderr, "warn"), true)
+	if err != nil {
+		return fmt.Errorf("open audit log: %w", err)
+	}
+	log, err := audit.Open(ctx, db, aopts)
 	if err != nil {
 		return fmt.Errorf("open audit log: %w", err)
 	}
@@ -369,7 +374,7 @@ func cmdAuditPubkey(ctx context.Context, args []string, stdout, stderr io.Writer
 	if err := noArgs("audit pubkey", fs); err != nil {
 		return err
 	}
-	key, err := audit.LoadPublicKey(cfg.keyDir())
+	key, err := audit.LoadPublicKey(cfg.auditKeyFile(), keyUnwrapper(cfg.AuditKeyIdentity, newLogger(stderr, "warn")))
 	if err != nil {
 		return err
 	}

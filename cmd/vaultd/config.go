@@ -57,6 +57,20 @@ type config struct {
 	JanitorInterval time.Duration `yaml:"janitor_interval"` // VAULT_JANITOR_INTERVAL, default 1h
 	JanitorGrace    time.Duration `yaml:"janitor_grace"`    // VAULT_JANITOR_GRACE, default 24h
 
+	// The audit trail's signing key and checkpoint witnesses (issue 8).
+	AuditKeyFile        string        `yaml:"audit_key_file"`       // VAULT_AUDIT_KEY_FILE, default <data>/keys/audit-checkpoint.key
+	AuditKeyIdentity    string        `yaml:"audit_key_identity"`   // VAULT_AUDIT_KEY_IDENTITY: age identities file when the key file is age-encrypted
+	CheckpointS3Bucket  string        `yaml:"checkpoint_s3_bucket"` // VAULT_CHECKPOINT_S3_BUCKET, default <s3 bucket>-audit; "off" for none
+	CheckpointS3Prefix  string        `yaml:"checkpoint_s3_prefix"` // VAULT_CHECKPOINT_S3_PREFIX, default audit-checkpoints/
+	CheckpointRetention time.Duration `yaml:"checkpoint_retention"` // VAULT_CHECKPOINT_RETENTION, default 2160h (90 days)
+
+	// HTTP hardening (issue 8).
+	MetricsAddr       string        `yaml:"metrics_addr"`              // VAULT_METRICS_ADDR: a separate listener for /metrics
+	MetricsToken      string        `yaml:"-"`                         // VAULT_METRICS_TOKEN (environment only): bearer token for /metrics
+	BodyIdleTimeout   time.Duration `yaml:"http_body_idle_timeout"`    // VAULT_HTTP_BODY_IDLE_TIMEOUT, default 30s
+	WriteIdleTimeout  time.Duration `yaml:"http_write_idle_timeout"`   // VAULT_HTTP_WRITE_IDLE_TIMEOUT, default 60s
+	MaxConnsPerClient int           `yaml:"http_max_conns_per_client"` // VAULT_HTTP_MAX_CONNS_PER_CLIENT, default 100; 0 for no cap
+
 	// The review workflow's deadline watcher.
 	WebhookURL       string        `yaml:"webhook_url"`       // VAULT_WEBHOOK_URL: POSTed {case_id, flag, due_on, phase} on each deadline flag
 	DeadlineInterval time.Duration `yaml:"deadline_interval"` // VAULT_DEADLINE_INTERVAL, default 1h
@@ -73,7 +87,9 @@ func defaults() config {
 	return config{Addr: "127.0.0.1:8080", DataDir: "./vault-data", S3Bucket: "crvault", MaxUpload: 10 << 30,
 		SessionIdle: 8 * time.Hour, SessionMax: 24 * time.Hour, LogLevel: "info",
 		DeadlineInterval: time.Hour, UploadExpiry: vault.DefaultUploadExpiry, AuditSyncCommit: "on",
-		JanitorInterval: time.Hour, JanitorGrace: 24 * time.Hour}
+		JanitorInterval: time.Hour, JanitorGrace: 24 * time.Hour, CheckpointS3Prefix: "audit-checkpoints/",
+		CheckpointRetention: 90 * 24 * time.Hour, BodyIdleTimeout: 30 * time.Second, WriteIdleTimeout: 60 * time.Second,
+		MaxConnsPerClient: 100}
 }
 
 // flags registers the shared configuration flags on fs; apply must be called
@@ -169,6 +185,22 @@ func (f *configFlags) load(fs *flag.FlagSet, getenv func(string) string) (config
 		}
 		c.MaxUpload = n
 	}
+	str(&c.AuditKeyFile, "VAULT_AUDIT_KEY_FILE")
+	str(&c.AuditKeyIdentity, "VAULT_AUDIT_KEY_IDENTITY")
+	str(&c.CheckpointS3Bucket, "VAULT_CHECKPOINT_S3_BUCKET")
+	str(&c.CheckpointS3Prefix, "VAULT_CHECKPOINT_S3_PREFIX")
+	dur(&c.CheckpointRetention, "VAULT_CHECKPOINT_RETENTION")
+	str(&c.MetricsAddr, "VAULT_METRICS_ADDR")
+	str(&c.MetricsToken, "VAULT_METRICS_TOKEN")
+	dur(&c.BodyIdleTimeout, "VAULT_HTTP_BODY_IDLE_TIMEOUT")
+	dur(&c.WriteIdleTimeout, "VAULT_HTTP_WRITE_IDLE_TIMEOUT")
+	if v := getenv("VAULT_HTTP_MAX_CONNS_PER_CLIENT"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			errs = append(errs, fmt.Errorf("VAULT_HTTP_MAX_CONNS_PER_CLIENT: %q is not a count", v))
+		}
+		c.MaxConnsPerClient = n
+	}
 	if v := getenv("VAULT_TRUSTED_PROXIES"); v != "" {
 		c.TrustedProxies = nil
 		for _, p := range strings.Split(v, ",") {
@@ -218,6 +250,12 @@ func (f *configFlags) load(fs *flag.FlagSet, getenv func(string) string) (config
 	}
 	if c.AuditSyncCommit != "on" && c.AuditSyncCommit != "remote_apply" {
 		errs = append(errs, fmt.Errorf("VAULT_AUDIT_SYNC_COMMIT: %q is neither on nor remote_apply", c.AuditSyncCommit))
+	}
+	if c.MetricsToken != "" && len(c.MetricsToken) < 16 {
+		errs = append(errs, errors.New("VAULT_METRICS_TOKEN must be at least 16 characters"))
+	}
+	if c.CheckpointS3Bucket == "" && c.S3Bucket != "" {
+		c.CheckpointS3Bucket = c.S3Bucket + "-audit"
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		errs = append(errs, errors.New("VAULT_TLS_CERT and VAULT_TLS_KEY must be set together"))

@@ -1,0 +1,328 @@
+package audit
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+
+	"golang.org/x/mod/sumdb/tlog"
+)
+
+// A Witness keeps the newest signed checkpoint somewhere the database
+// administrator cannot rewrite: an object-locked S3 bucket, a directory on
+// another machine or mount (see package audit/witness). The log hands every
+// checkpoint it signs to its witnesses, and at start-up, in Verify and
+// before each signature it refuses a log that is shorter than, or not an
+// extension of, what they hold. Implementations must be safe for concurrent
+// use by several processes.
+type Witness interface {
+	// Latest returns the newest checkpoint the witness holds that accept
+	// takes (accept checks the signature), or nil when it holds none.
+	Latest(ctx context.Context, accept func(signed []byte) error) ([]byte, error)
+	// Store keeps signed, a checkpoint of the given size, as the newest. A
+	// witness never goes backwards: when it already holds a larger
+	// checkpoint (one that accept takes: planted junk does not count) it
+	// keeps it and returns an error wrapping ErrStale. Storing the
+	// checkpoint it already holds again succeeds (and may refresh its
+	// retention).
+	Store(ctx context.Context, size int64, signed []byte, accept func(signed []byte) error) error
+	// String names the witness in messages.
+	String() string
+}
+
+// ErrStale is wrapped by Witness.Store when the witness already holds a
+// newer checkpoint than the one offered.
+var ErrStale = errors.New("audit: the witness holds a newer checkpoint")
+
+// ErrRolledBack is wrapped (with ErrUnavailable and a *VerifyError naming the
+// first missing or inconsistent event) by every append and checkpoint after
+// the running log noticed that the database no longer extends the newest
+// checkpoint it knows: events were removed or rewritten under it.
+var ErrRolledBack = errors.New("audit log truncated or rewritten under the running server")
+
+// CheckpointSize reads the tree size of a checkpoint note without checking
+// its signature, for witnesses that order what they keep.
+func CheckpointSize(signed []byte) (int64, error) {
+	lines := strings.SplitN(string(signed), "\n", 3)
+	if len(lines) < 3 {
+		return 0, fmt.Errorf("%w: not a checkpoint", ErrInvalid)
+	}
+	n, err := strconv.ParseInt(lines[1], 10, 64)
+	if err != nil || n < 0 || strconv.FormatInt(n, 10) != lines[1] {
+		return 0, fmt.Errorf("%w: checkpoint size %q", ErrInvalid, lines[1])
+	}
+	return n, nil
+}
+
+// anchor is the newest checkpoint the running log knows to be genuine: the
+// larger of what it found at start-up (database, witnesses) and what it
+// signed since. Every later tree must extend it.
+type anchor struct {
+	mu    sync.Mutex
+	ck    Checkpoint
+	where string
+	// halted is set once a rollback was seen; appends and checkpoints then
+	// fail with it until the process restarts (and start-up refuses).
+	halted error
+}
+
+func (a *anchor) get() (Checkpoint, string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.ck, a.where
+}
+
+func (a *anchor) raise(ck Checkpoint, where string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if ck.Size > a.ck.Size {
+		a.ck, a.where = ck, where
+	}
+}
+
+func (a *anchor) haltErr() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.halted
+}
+
+// halt stops appends and signatures for good and says so loudly, once.
+func (l *Log) halt(verr *VerifyError) error {
+	l.anchor.mu.Lock()
+	first := l.anchor.halted == nil
+	if first {
+		l.anchor.halted = fmt.Errorf("%w: %w: %w", ErrUnavailable, ErrRolledBack, verr)
+	}
+	err := l.anchor.halted
+	l.anchor.mu.Unlock()
+	if first {
+		l.m.ckFailures.Inc()
+		l.logger.Error("AUDIT LOG ROLLED BACK OR REWRITTEN UNDER THE RUNNING SERVER: refusing every audit append and checkpoint; "+
+			"requests that need the audit log fail closed until an operator investigates with `vaultd audit verify`",
+			"first_bad_seq", verr.Seq, "reason", verr.Reason)
+	}
+	return err
+}
+
+// haltOn halts when err says the database went backwards.
+func (l *Log) haltOn(err error) {
+	var verr *VerifyError
+	if errors.As(err, &verr) && !errors.Is(err, ErrRolledBack) {
+		l.halt(verr)
+	}
+}
+
+// checkHead is called by the writer with the head it read inside its
+// transaction: a log shorter than what this process committed or knows to
+// be checkpointed was truncated under it.
+func (l *Log) checkHead(size int64) error {
+	if err := l.anchor.haltErr(); err != nil {
+		return err
+	}
+	if l.tree != nil && size < l.tree.size {
+		return bad(size+1, "log ends at seq %d but this server committed up to seq %d: events %d..%d were removed under it",
+			size, l.tree.size, size+1, l.tree.size)
+	}
+	if ck, where := l.anchor.get(); size < ck.Size {
+		return bad(size+1, "log ends at seq %d but the %s checkpoint covers %d events: events %d..%d were removed",
+			size, where, ck.Size, size+1, ck.Size)
+	}
+	return nil
+}
+
+// errHashMissing marks a stored tree hash that is not there: deleted, not an
+// outage.
+var errHashMissing = errors.New("tree hash missing")
+
+// adopt checks that the database extends ck (the log is at least as long and
+// its stored tree at ck.Size has ck's root) and raises the anchor to it. A
+// mismatch is a *VerifyError; a database failure is returned as is.
+func (l *Log) adopt(ctx context.Context, ck Checkpoint, where string) error {
+	size, _, err := head(ctx, l.sqlDB)
+	if err != nil {
+		return err
+	}
+	if size < ck.Size {
+		return bad(size+1, "log ends at seq %d but the %s checkpoint covers %d events (tail truncated or database rolled back)",
+			size, where, ck.Size)
+	}
+	if ck.Size > 0 {
+		root, err := tlog.TreeHash(ck.Size, dbHashes{ctx: ctx, q: l.sqlDB, ph: l.ph})
+		if errors.Is(err, errHashMissing) {
+			return bad(ck.Size, "the log's tree hashes up to the %s checkpoint (size %d) are missing (log rewritten)", where, ck.Size)
+		}
+		if err != nil {
+			return err
+		}
+		if root != ck.Root {
+			return bad(ck.Size, "the %s checkpoint at size %d does not match the log's tree (log rewritten, or rolled back and regrown)", where, ck.Size)
+		}
+	}
+	l.anchor.raise(ck, where)
+	return nil
+}
+
+// visibleCheckpoints returns the newest checkpoint stored in the database
+// and each witness's newest, signature-checked. A checkpoint that does not
+// verify is an error: it is either forged or signed with another key.
+func (l *Log) visibleCheckpoints(ctx context.Context) ([]knownCheckpoint, error) {
+	var out []knownCheckpoint
+	var signed []byte
+	var size int64
+	err := l.sqlDB.QueryRowContext(ctx, "SELECT size, note FROM audit_checkpoints ORDER BY size DESC LIMIT 1").Scan(&size, &signed)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+	case err != nil:
+		return nil, fmt.Errorf("read latest checkpoint: %w", err)
+	default:
+		ck, err := ParseCheckpoint(signed, l.vkey)
+		if err != nil {
+			return nil, bad(size, "stored checkpoint at size %d: %v", size, err)
+		}
+		out = append(out, knownCheckpoint{where: "stored", ck: ck})
+	}
+	ws, err := l.witnessed(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return append(out, ws...), nil
+}
+
+// witnessed returns each witness's newest checkpoint.
+func (l *Log) witnessed(ctx context.Context) ([]knownCheckpoint, error) {
+	var out []knownCheckpoint
+	for _, w := range l.opts.Witnesses {
+		signed, err := w.Latest(ctx, l.acceptCheckpoint)
+		if err != nil {
+			return nil, fmt.Errorf("read checkpoint witness %s: %w", w, err)
+		}
+		if signed == nil {
+			continue
+		}
+		ck, err := ParseCheckpoint(signed, l.vkey)
+		if err != nil {
+			return nil, bad(0, "witness %s holds a checkpoint that does not verify: %v", w, err)
+		}
+		out = append(out, knownCheckpoint{where: "witnessed (" + w.String() + ")", ck: ck})
+	}
+	return out, nil
+}
+
+func (l *Log) acceptCheckpoint(signed []byte) error {
+	_, err := ParseCheckpoint(signed, l.vkey)
+	return err
+}
+
+// startupCheck refuses a log shorter than, or inconsistent with, any
+// checkpoint the writer can see, and brings witnesses that lag (newly
+// configured, or down at the last checkpoint) up to the newest.
+func (l *Log) startupCheck(ctx context.Context) error {
+	cks, err := l.visibleCheckpoints(ctx)
+	if err != nil {
+		return err
+	}
+	for _, k := range cks {
+		if err := l.adopt(ctx, k.ck, k.where); err != nil {
+			return err
+		}
+	}
+	ck, _ := l.anchor.get()
+	if ck.Size == 0 {
+		return nil
+	}
+	signed, err := l.signedAt(ctx, ck)
+	if err != nil {
+		return err
+	}
+	l.witness(ctx, ck.Size, signed)
+	return nil
+}
+
+// signedAt returns a signed note for ck: the stored one, or a fresh
+// signature over the same size and root (the tree was checked to match).
+func (l *Log) signedAt(ctx context.Context, ck Checkpoint) ([]byte, error) {
+	var signed []byte
+	err := l.sqlDB.QueryRowContext(ctx, "SELECT note FROM audit_checkpoints WHERE size = "+l.ph(1), ck.Size).Scan(&signed)
+	if err == nil {
+		if got, perr := ParseCheckpoint(signed, l.vkey); perr == nil && got == ck {
+			return signed, nil
+		}
+	} else if !errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("read checkpoint %d: %w", ck.Size, err)
+	}
+	return signCheckpoint(l.signer, ck.Size, ck.Root)
+}
+
+// witness hands a checkpoint to every witness. A witness that is down is
+// logged and counted, not fatal: the checkpoint is in the database and the
+// next one goes to the witness again. A witness that holds a newer
+// checkpoint than this one is checked against the log right away.
+func (l *Log) witness(ctx context.Context, size int64, signed []byte) error {
+	var errs []error
+	for _, w := range l.opts.Witnesses {
+		err := w.Store(ctx, size, signed, l.acceptCheckpoint)
+		if errors.Is(err, ErrStale) {
+			// Another instance sharing the database may simply have been
+			// faster; or the database lost what the witness saw.
+			err = l.checkWitnessAhead(ctx, w)
+		}
+		if err != nil {
+			l.m.ckFailures.Inc()
+			l.logger.Error("checkpoint witness failed", "witness", w.String(), "size", size, "err", err)
+			errs = append(errs, fmt.Errorf("witness %s: %w", w, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (l *Log) checkWitnessAhead(ctx context.Context, w Witness) error {
+	signed, err := w.Latest(ctx, l.acceptCheckpoint)
+	if err != nil || signed == nil {
+		return err
+	}
+	ck, err := ParseCheckpoint(signed, l.vkey)
+	if err != nil {
+		return err
+	}
+	err = l.adopt(ctx, ck, "witnessed ("+w.String()+")")
+	var verr *VerifyError
+	if errors.As(err, &verr) {
+		return l.halt(verr)
+	}
+	return err
+}
+
+// checkExtends is called before signing a tree of the given size and root:
+// it must extend the anchor, proven with a consistency proof over the
+// stored hashes. A failure halts the log.
+func (l *Log) checkExtends(ctx context.Context, size int64, root tlog.Hash) error {
+	ck, where := l.anchor.get()
+	if ck.Size == 0 {
+		return nil
+	}
+	if size < ck.Size {
+		return l.halt(bad(size+1, "log ends at seq %d but the %s checkpoint covers %d events: events %d..%d were removed under the running server",
+			size, where, ck.Size, size+1, ck.Size))
+	}
+	if size == ck.Size {
+		if root != ck.Root {
+			return l.halt(bad(size, "the tree at size %d no longer has the root of the %s checkpoint (log rewritten under the running server)", size, where))
+		}
+		return nil
+	}
+	proof, err := tlog.ProveTree(size, ck.Size, dbHashes{ctx: ctx, q: l.sqlDB, ph: l.ph})
+	if errors.Is(err, errHashMissing) {
+		return l.halt(bad(ck.Size, "tree hashes needed to extend the %s checkpoint (size %d) are missing (log rewritten under the running server)", where, ck.Size))
+	}
+	if err != nil {
+		return fmt.Errorf("prove %d extends %d: %w", size, ck.Size, err)
+	}
+	if err := tlog.CheckTree(proof, size, root, ck.Size, ck.Root); err != nil {
+		return l.halt(bad(ck.Size, "the tree at size %d is not an extension of the %s checkpoint at size %d (log rewritten under the running server)", size, where, ck.Size))
+	}
+	return nil
+}

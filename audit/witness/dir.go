@@ -1,0 +1,193 @@
+package witness
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/crvault/crvault/audit"
+)
+
+// Dir keeps the newest checkpoint as the file checkpoint-<size, 20 digits>
+// in a directory (the names of earlier releases' checkpoint mirror, which
+// it reads). Older files are removed once a newer one is durable.
+type Dir struct {
+	dir string
+}
+
+var _ audit.Witness = (*Dir)(nil)
+
+const dirPrefix = "checkpoint-"
+
+// maxCheckpoint bounds what a witness reads: a checkpoint note is a few
+// hundred bytes.
+const maxCheckpoint = 64 << 10
+
+// NewDir opens (creating, mode 0700) a directory witness.
+func NewDir(dir string) (*Dir, error) {
+	if dir == "" {
+		return nil, errors.New("checkpoint witness: directory not set")
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("checkpoint witness %s: %w", dir, err)
+	}
+	if err := os.MkdirAll(abs, 0o700); err != nil {
+		return nil, fmt.Errorf("checkpoint witness: %w", err)
+	}
+	return &Dir{dir: abs}, nil
+}
+
+func (d *Dir) String() string { return "directory " + d.dir }
+
+// newest returns the size and name of the newest checkpoint file, -1 when
+// there is none.
+func (d *Dir) newest() (int64, string, error) {
+	ents, err := os.ReadDir(d.dir)
+	if err != nil {
+		return 0, "", fmt.Errorf("read %s: %w", d.dir, err)
+	}
+	var names []string
+	for _, e := range ents {
+		if n, ok := strings.CutPrefix(e.Name(), dirPrefix); ok && !e.IsDir() && len(n) == 20 {
+			names = append(names, e.Name())
+		}
+	}
+	if len(names) == 0 {
+		return -1, "", nil
+	}
+	sort.Strings(names)
+	name := names[len(names)-1]
+	size, err := strconv.ParseInt(strings.TrimPrefix(name, dirPrefix), 10, 64)
+	if err != nil {
+		return 0, "", fmt.Errorf("%s: malformed checkpoint file name %s", d.dir, name)
+	}
+	return size, name, nil
+}
+
+// Latest returns the newest checkpoint. A newest file that is not a
+// checkpoint of the size its name says, or that accept refuses, is an
+// error, not skipped: in a directory only someone who can write it can
+// have put it there, and that needs a human.
+func (d *Dir) Latest(_ context.Context, accept func([]byte) error) ([]byte, error) {
+	size, name, err := d.newest()
+	if err != nil || size < 0 {
+		return nil, err
+	}
+	b, err := readBounded(filepath.Join(d.dir, name))
+	if err != nil {
+		return nil, err
+	}
+	if n, err := audit.CheckpointSize(b); err != nil || n != size {
+		return nil, fmt.Errorf("%s/%s does not hold a checkpoint of size %d", d.dir, name, size)
+	}
+	if err := accept(b); err != nil {
+		return nil, fmt.Errorf("%s/%s: %w", d.dir, name, err)
+	}
+	return b, nil
+}
+
+func readBounded(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b := make([]byte, maxCheckpoint+1)
+	n, err := f.Read(b)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	if n > maxCheckpoint {
+		return nil, fmt.Errorf("%s is too large for a checkpoint", path)
+	}
+	return b[:n], nil
+}
+
+// Store writes signed as the newest checkpoint unless a newer one is there
+// (audit.ErrStale). Writers in several processes are serialised by a lock
+// file, so the comparison and the rename are one step.
+func (d *Dir) Store(_ context.Context, size int64, signed []byte, accept func([]byte) error) error {
+	if n, err := audit.CheckpointSize(signed); err != nil || n != size {
+		return fmt.Errorf("checkpoint witness: offered a note that is not a checkpoint of size %d", size)
+	}
+	unlock, err := lockDir(d.dir)
+	if err != nil {
+		return fmt.Errorf("lock %s: %w", d.dir, err)
+	}
+	defer unlock()
+	cur, name, err := d.newest()
+	if err != nil {
+		return err
+	}
+	if cur >= 0 {
+		// What is there must be genuine before it can hold us back, and
+		// a forged newest file needs a human, not an overwrite.
+		if _, err := d.Latest(context.Background(), accept); err != nil {
+			return err
+		}
+	}
+	switch {
+	case size < cur:
+		return fmt.Errorf("%w: %s holds size %d, offered %d", audit.ErrStale, d.dir, cur, size)
+	case size == cur:
+		old, err := readBounded(filepath.Join(d.dir, name))
+		if err != nil {
+			return err
+		}
+		if !bytes.Equal(old, signed) {
+			return fmt.Errorf("%s holds a different checkpoint of size %d than the one offered (two signers, or a fork)", d.dir, size)
+		}
+		return nil
+	}
+	final := filepath.Join(d.dir, fmt.Sprintf("%s%020d", dirPrefix, size))
+	if err := writeDurably(d.dir, final, signed); err != nil {
+		return err
+	}
+	// The new file is durable: the older ones say nothing more.
+	ents, err := os.ReadDir(d.dir)
+	if err != nil {
+		return nil
+	}
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), dirPrefix) && filepath.Join(d.dir, e.Name()) != final && e.Name() < filepath.Base(final) {
+			_ = os.Remove(filepath.Join(d.dir, e.Name()))
+		}
+	}
+	return nil
+}
+
+// writeDurably writes then renames, and syncs the file and the directory, so
+// a crash leaves either the old newest or the new one, whole.
+func writeDurably(dir, final string, b []byte) error {
+	tmp, err := os.CreateTemp(dir, ".checkpoint-*")
+	if err != nil {
+		return fmt.Errorf("write checkpoint witness: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(b); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write checkpoint witness: %w", err)
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write checkpoint witness: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("write checkpoint witness: %w", err)
+	}
+	if err := os.Rename(tmp.Name(), final); err != nil {
+		return fmt.Errorf("write checkpoint witness: %w", err)
+	}
+	if df, err := os.Open(dir); err == nil {
+		_ = df.Sync()
+		df.Close()
+	}
+	return nil
+}

@@ -1,0 +1,16 @@
+// Package witness keeps the audit log's newest signed checkpoint where the
+// database administrator cannot rewrite it, for audit.Options.Witnesses:
+//
+//   - S3 writes each checkpoint as a new object under COMPLIANCE-mode object
+//     lock (WORM) in a bucket created with object lock enabled: nobody, the
+//     holder of the vault's S3 credentials included, can delete or replace
+//     it before its retention ends, and the newest is kept under lock while
+//     the vault runs. It refuses a bucket without object lock.
+//   - Dir keeps the newest checkpoint in a directory, which should be on a
+//     mount or machine the database administrator cannot write. It never goes
+//     backwards: a smaller checkpoint than the one it holds is refused.
+//
+// A witness does not check signatures or consistency itself: the audit log
+// does that (it holds the verifier key and the tree); a witness orders what
+// it keeps by tree size and refuses to go backwards, across processes too.
+package witness

@@ -1,0 +1,278 @@
+package witness
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
+
+	"github.com/crvault/crvault/audit"
+)
+
+// S3Config says where the object-locked witness lives.
+type S3Config struct {
+	Endpoint  string // host[:port], no scheme; TLS selects https
+	Bucket    string // created with object lock enabled when missing
+	Prefix    string // key prefix, e.g. "crvault/audit-checkpoints/"
+	AccessKey string
+	SecretKey string
+	TLS       bool
+	Region    string // default us-east-1
+	// Retention is how long each checkpoint object stays locked in
+	// COMPLIANCE mode, default 90 days. The newest one's lock is extended
+	// whenever the log hands it over again (at least daily while it runs),
+	// so it never lapses under a running vault.
+	Retention time.Duration
+	Logger    *slog.Logger
+	// ReadOnly does not create a missing bucket (for verification).
+	ReadOnly bool
+}
+
+// DefaultRetention is S3Config.Retention's default.
+const DefaultRetention = 90 * 24 * time.Hour
+
+// S3 keeps checkpoints as write-once objects. Their keys sort newest first
+// (the size is stored inverted), so the newest is found with one short
+// listing however many the bucket holds.
+type S3 struct {
+	mc        *minio.Client
+	bucket    string
+	prefix    string
+	retention time.Duration
+	log       *slog.Logger
+	now       func() time.Time
+}
+
+var _ audit.Witness = (*S3)(nil)
+
+const (
+	s3Timeout = 30 * time.Second
+	// scanLimit bounds how many objects Latest looks at past ones that are
+	// not genuine checkpoints (planted by someone with write access, who
+	// cannot remove the real ones).
+	scanLimit = 1000
+)
+
+// NewS3 connects to the witness bucket, creating it with object lock enabled
+// when it is missing, and refuses a bucket without object lock: a witness
+// the holder of the credentials could rewrite would be no witness.
+func NewS3(ctx context.Context, cfg S3Config) (*S3, error) {
+	switch {
+	case cfg.Endpoint == "":
+		return nil, errors.New("s3 checkpoint witness: endpoint not set")
+	case strings.Contains(cfg.Endpoint, "://"):
+		return nil, fmt.Errorf("s3 checkpoint witness: endpoint %q must be host:port without a scheme", cfg.Endpoint)
+	case cfg.Bucket == "":
+		return nil, errors.New("s3 checkpoint witness: bucket not set")
+	case cfg.Retention < 0:
+		return nil, errors.New("s3 checkpoint witness: negative retention")
+	}
+	if cfg.Region == "" {
+		cfg.Region = "us-east-1"
+	}
+	if cfg.Retention == 0 {
+		cfg.Retention = DefaultRetention
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	mc, err := minio.New(cfg.Endpoint, &minio.Options{
+		Creds:     credentials.NewStaticV4(cfg.AccessKey, cfg.SecretKey, ""),
+		Secure:    cfg.TLS,
+		Region:    cfg.Region,
+		Transport: newTransport(),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("s3 checkpoint witness: %w", err)
+	}
+	s := &S3{mc: mc, bucket: cfg.Bucket, prefix: cfg.Prefix, retention: cfg.Retention, log: cfg.Logger, now: time.Now}
+	ctx, cancel := context.WithTimeout(ctx, s3Timeout)
+	defer cancel()
+	ok, err := mc.BucketExists(ctx, cfg.Bucket)
+	if err != nil {
+		return nil, fmt.Errorf("s3 checkpoint witness: bucket %s: %w", cfg.Bucket, err)
+	}
+	if !ok && cfg.ReadOnly {
+		return nil, fmt.Errorf("s3 checkpoint witness: bucket %s does not exist", cfg.Bucket)
+	}
+	if !ok {
+		err := mc.MakeBucket(ctx, cfg.Bucket, minio.MakeBucketOptions{Region: cfg.Region, ObjectLocking: true})
+		if err != nil && minio.ToErrorResponse(err).Code != "BucketAlreadyOwnedByYou" {
+			return nil, fmt.Errorf("s3 checkpoint witness: create bucket %s with object lock: %w", cfg.Bucket, err)
+		}
+	}
+	lock, _, _, _, err := mc.GetObjectLockConfig(ctx, cfg.Bucket)
+	if err != nil || lock != "Enabled" {
+		return nil, fmt.Errorf("s3 checkpoint witness: bucket %s does not have object lock enabled (%v); "+
+			"object lock can only be turned on when a bucket is created: name a new bucket in VAULT_CHECKPOINT_S3_BUCKET "+
+			"and the vault creates it with object lock", cfg.Bucket, errOrNone(err))
+	}
+	return s, nil
+}
+
+func errOrNone(err error) any {
+	if err == nil {
+		return "not enabled"
+	}
+	return err
+}
+
+func newTransport() *http.Transport {
+	return &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		TLSHandshakeTimeout:   10 * time.Second,
+		TLSClientConfig:       &tls.Config{MinVersion: tls.VersionTLS12},
+		ResponseHeaderTimeout: s3Timeout,
+		IdleConnTimeout:       90 * time.Second,
+		MaxIdleConnsPerHost:   2,
+	}
+}
+
+func (s *S3) String() string { return "s3://" + s.bucket + "/" + s.prefix }
+
+// key sorts newest first: the digits are MaxInt64 minus the size.
+func (s *S3) key(size int64) string {
+	return fmt.Sprintf("%scheckpoint-%019d", s.prefix, int64(math.MaxInt64)-size)
+}
+
+func (s *S3) sizeOf(key string) (int64, bool) {
+	digits, ok := strings.CutPrefix(key, s.prefix+"checkpoint-")
+	if !ok || len(digits) != 19 {
+		return 0, false
+	}
+	inv, err := strconv.ParseInt(digits, 10, 64)
+	if err != nil || inv < 0 {
+		return 0, false
+	}
+	return math.MaxInt64 - inv, true
+}
+
+// newest walks the objects newest first and returns the first that holds a
+// checkpoint of the size its key names and that accept takes. Others are logged and passed over: write access to the
+// bucket lets someone add objects, not remove the genuine ones.
+func (s *S3) newest(ctx context.Context, accept func([]byte) error) (int64, []byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, s3Timeout)
+	defer cancel() // also ends the listing goroutine when we stop early
+	seen := 0
+	for obj := range s.mc.ListObjects(ctx, s.bucket, minio.ListObjectsOptions{Prefix: s.prefix + "checkpoint-", MaxKeys: 100}) {
+		if obj.Err != nil {
+			return 0, nil, fmt.Errorf("list %s: %w", s, obj.Err)
+		}
+		if seen++; seen > scanLimit {
+			return 0, nil, fmt.Errorf("%s: none of the newest %d objects is a valid checkpoint", s, scanLimit)
+		}
+		size, ok := s.sizeOf(obj.Key)
+		if !ok {
+			continue
+		}
+		b, err := s.get(ctx, obj.Key)
+		if err != nil {
+			return 0, nil, err
+		}
+		if n, err := audit.CheckpointSize(b); err != nil || n != size {
+			s.log.Warn("checkpoint witness: object is not the checkpoint its name says; passed over", "witness", s.String(), "key", obj.Key)
+			continue
+		}
+		if err := accept(b); err != nil {
+			s.log.Warn("checkpoint witness: object does not verify; passed over", "witness", s.String(), "key", obj.Key, "err", err)
+			continue
+		}
+		return size, b, nil
+	}
+	if err := ctx.Err(); err != nil {
+		return 0, nil, fmt.Errorf("list %s: %w", s, err)
+	}
+	return -1, nil, nil
+}
+
+func (s *S3) get(ctx context.Context, key string) ([]byte, error) {
+	obj, err := s.mc.GetObject(ctx, s.bucket, key, minio.GetObjectOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("get %s: %w", key, err)
+	}
+	defer obj.Close()
+	b, err := io.ReadAll(io.LimitReader(obj, maxCheckpoint+1))
+	if err != nil {
+		return nil, fmt.Errorf("get %s: %w", key, err)
+	}
+	if len(b) > maxCheckpoint {
+		return nil, fmt.Errorf("get %s: too large for a checkpoint", key)
+	}
+	return b, nil
+}
+
+// Latest returns the newest checkpoint accept takes, nil when none.
+func (s *S3) Latest(ctx context.Context, accept func([]byte) error) ([]byte, error) {
+	_, b, err := s.newest(ctx, accept)
+	return b, err
+}
+
+// Store writes signed as a new object locked in COMPLIANCE mode, unless a
+// newer checkpoint is there (audit.ErrStale). Offered the newest again, it
+// extends that object's lock instead.
+func (s *S3) Store(ctx context.Context, size int64, signed []byte, accept func([]byte) error) error {
+	if n, err := audit.CheckpointSize(signed); err != nil || n != size {
+		return fmt.Errorf("checkpoint witness: offered a note that is not a checkpoint of size %d", size)
+	}
+	cur, held, err := s.newest(ctx, accept)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, s3Timeout)
+	defer cancel()
+	until := s.now().Add(s.retention).UTC().Truncate(time.Second)
+	switch {
+	case size < cur:
+		return fmt.Errorf("%w: %s holds size %d, offered %d", audit.ErrStale, s, cur, size)
+	case size == cur:
+		if !bytes.Equal(held, signed) {
+			return fmt.Errorf("%s holds a different checkpoint of size %d than the one offered (two signers, or a fork)", s, size)
+		}
+		return s.extend(ctx, s.key(size), until)
+	}
+	_, err = s.mc.PutObject(ctx, s.bucket, s.key(size), bytes.NewReader(signed), int64(len(signed)), minio.PutObjectOptions{
+		ContentType:     "text/plain; charset=utf-8",
+		Mode:            minio.Compliance,
+		RetainUntilDate: until,
+		SendContentMd5:  true, // S3 requires an integrity header on object-lock writes
+	})
+	if err != nil {
+		return fmt.Errorf("put %s: %w", s.key(size), err)
+	}
+	return nil
+}
+
+// extend pushes the lock of the newest checkpoint out to until when less
+// than half the retention is left, so an idle log's newest checkpoint stays
+// locked. COMPLIANCE locks can be extended, never shortened.
+func (s *S3) extend(ctx context.Context, key string, until time.Time) error {
+	// The lock is read from the object's headers: versitygw 1.8 answers
+	// GetObjectRetention with an XML element minio-go does not parse.
+	info, err := s.mc.StatObject(ctx, s.bucket, key, minio.StatObjectOptions{})
+	if err != nil {
+		return fmt.Errorf("read lock of %s: %w", key, err)
+	}
+	mode := info.Metadata.Get("X-Amz-Object-Lock-Mode")
+	cur, err := time.Parse(time.RFC3339, info.Metadata.Get("X-Amz-Object-Lock-Retain-Until-Date"))
+	if err == nil && minio.RetentionMode(mode) == minio.Compliance && cur.After(s.now().Add(s.retention/2)) {
+		return nil
+	}
+	c := minio.Compliance
+	if err := s.mc.PutObjectRetention(ctx, s.bucket, key, minio.PutObjectRetentionOptions{Mode: &c, RetainUntilDate: &until}); err != nil {
+		return fmt.Errorf("extend lock of %s: %w", key, err)
+	}
+	return nil
+}

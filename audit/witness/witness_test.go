@@ -1,0 +1,325 @@
+package witness
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/crvault/crvault/audit"
+	"github.com/crvault/crvault/audit/sqldb/sqldbtest"
+)
+
+// signer makes genuine checkpoint notes for the tests; roots are random,
+// which the witnesses do not look at.
+type signer struct {
+	s    note.Signer
+	vkey string
+}
+
+func newSigner(t *testing.T) *signer {
+	t.Helper()
+	skey, vkey, err := note.GenerateKey(rand.Reader, audit.DefaultOrigin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := note.NewSigner(skey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &signer{s: s, vkey: vkey}
+}
+
+func (g *signer) at(t *testing.T, size int64) []byte {
+	t.Helper()
+	root := make([]byte, 32)
+	_, _ = rand.Read(root)
+	b, err := note.Sign(&note.Note{Text: fmt.Sprintf("%s\n%d\n%s\n", audit.DefaultOrigin, size, base64.StdEncoding.EncodeToString(root))}, g.s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func (g *signer) accept(b []byte) error {
+	_, err := audit.ParseCheckpoint(b, g.vkey)
+	return err
+}
+
+// conformance runs what every witness must do on w.
+func conformance(t *testing.T, w audit.Witness, g *signer) {
+	t.Helper()
+	ctx := context.Background()
+	if b, err := w.Latest(ctx, g.accept); err != nil || b != nil {
+		t.Fatalf("empty witness: %q %v", b, err)
+	}
+	c5, c9, c7 := g.at(t, 5), g.at(t, 9), g.at(t, 7)
+	for _, c := range [][]byte{c5, c9} {
+		if err := w.Store(ctx, mustSize(t, c), c, g.accept); err != nil {
+			t.Fatalf("store: %v", err)
+		}
+	}
+	if err := w.Store(ctx, 7, c7, g.accept); !errors.Is(err, audit.ErrStale) {
+		t.Fatalf("storing 7 over 9: %v, want ErrStale", err)
+	}
+	if err := w.Store(ctx, 9, c9, g.accept); err != nil {
+		t.Fatalf("storing the newest again: %v", err)
+	}
+	if err := w.Store(ctx, 9, g.at(t, 9), g.accept); err == nil || errors.Is(err, audit.ErrStale) {
+		t.Fatalf("a different checkpoint of the same size was taken: %v", err)
+	}
+	if err := w.Store(ctx, 10, c9, g.accept); err == nil {
+		t.Fatal("a note stored under another size was taken")
+	}
+	if b, err := w.Latest(ctx, g.accept); err != nil || !bytes.Equal(b, c9) {
+		t.Fatalf("latest = %q, %v; want the size 9 checkpoint", b, err)
+	}
+}
+
+func mustSize(t *testing.T, b []byte) int64 {
+	t.Helper()
+	n, err := audit.CheckpointSize(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func TestDirWitness(t *testing.T) {
+	g := newSigner(t)
+	dir := t.TempDir()
+	w, err := NewDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conformance(t, w, g)
+	// Only the newest is kept.
+	files, _ := filepath.Glob(filepath.Join(dir, "checkpoint-*"))
+	if len(files) != 1 || !strings.HasSuffix(files[0], fmt.Sprintf("%020d", 9)) {
+		t.Fatalf("files %v, want only size 9", files)
+	}
+	// A second process (another handle on the same directory) sees it and
+	// cannot go back either.
+	w2, err := NewDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w2.Store(context.Background(), 6, g.at(t, 6), g.accept); !errors.Is(err, audit.ErrStale) {
+		t.Fatalf("second handle stored backwards: %v", err)
+	}
+	// A newest file that is not genuine is an error, never skipped back
+	// to an older one.
+	forged := newSigner(t).at(t, 11)
+	if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("checkpoint-%020d", 11)), forged, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Latest(context.Background(), g.accept); err == nil {
+		t.Fatal("a checkpoint signed by another key was accepted")
+	}
+}
+
+// TestDirWitnessReadsOldMirror: the checkpoint mirror of earlier releases
+// (every checkpoint as checkpoint-<size>) is read as a witness.
+func TestDirWitnessReadsOldMirror(t *testing.T) {
+	g := newSigner(t)
+	dir := t.TempDir()
+	for _, n := range []int64{3, 8, 12} {
+		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("checkpoint-%020d", n)), g.at(t, n), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w, err := NewDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := w.Latest(context.Background(), g.accept)
+	if err != nil || mustSize(t, b) != 12 {
+		t.Fatalf("latest of an old mirror: %q %v", b, err)
+	}
+	if err := w.Store(context.Background(), 10, g.at(t, 10), g.accept); !errors.Is(err, audit.ErrStale) {
+		t.Fatalf("store under the old newest: %v", err)
+	}
+}
+
+// TestDirWitnessConcurrentWriters: many writers racing end with the
+// largest, never a smaller one written last.
+func TestDirWitnessConcurrentWriters(t *testing.T) {
+	g := newSigner(t)
+	dir := t.TempDir()
+	notes := make([][]byte, 64)
+	for i := range notes {
+		notes[i] = g.at(t, int64(i+1))
+	}
+	var wg sync.WaitGroup
+	for i := range notes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w, err := NewDir(dir)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			if err := w.Store(context.Background(), int64(i+1), notes[i], g.accept); err != nil && !errors.Is(err, audit.ErrStale) {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	w, _ := NewDir(dir)
+	b, err := w.Latest(context.Background(), g.accept)
+	if err != nil || !bytes.Equal(b, notes[len(notes)-1]) {
+		t.Fatalf("latest after the race: size %d, %v; want 64", mustSize(t, b), err)
+	}
+}
+
+type s3env struct {
+	endpoint, access, secret string
+	mc                       *minio.Client
+}
+
+func newS3Env(t *testing.T) s3env {
+	t.Helper()
+	e := s3env{endpoint: sqldbtest.Require(t, "S3 (versitygw)", "VAULT_TEST_S3_ENDPOINT"),
+		access: os.Getenv("VAULT_TEST_S3_ACCESS_KEY"), secret: os.Getenv("VAULT_TEST_S3_SECRET_KEY")}
+	mc, err := minio.New(e.endpoint, &minio.Options{Creds: credentials.NewStaticV4(e.access, e.secret, ""), Region: "us-east-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.mc = mc
+	return e
+}
+
+func randomBucket(prefix string) string {
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	return prefix + hex.EncodeToString(b)
+}
+
+func (e s3env) config(bucket string) S3Config {
+	return S3Config{Endpoint: e.endpoint, Bucket: bucket, Prefix: "vault-a/checkpoints/", AccessKey: e.access, SecretKey: e.secret, Retention: 2 * time.Hour}
+}
+
+// TestS3ObjectLockWitness runs against the real versitygw: the bucket is
+// created with object lock, each checkpoint is a COMPLIANCE-locked object
+// that neither a delete nor an overwrite with the vault's own credentials
+// removes, planted junk that sorts first is passed over, and the newest's
+// lock is extended when handed over again.
+func TestS3ObjectLockWitness(t *testing.T) {
+	e := newS3Env(t)
+	ctx := context.Background()
+	g := newSigner(t)
+	bucket := randomBucket("crv-witness-")
+	w, err := NewS3(ctx, e.config(bucket))
+	if err != nil {
+		t.Fatal(err)
+	}
+	conformance(t, w, g)
+
+	key := w.key(9)
+	mode, until := lockOf(t, e, bucket, key)
+	if mode != minio.Compliance || until.Before(time.Now().Add(time.Hour)) {
+		t.Fatalf("retention of %s: %v %v", key, mode, until)
+	}
+	// The holder of the credentials (a sysadmin) cannot remove or replace it.
+	if err := e.mc.RemoveObject(ctx, bucket, key, minio.RemoveObjectOptions{}); err == nil {
+		t.Fatal("a locked checkpoint was deleted")
+	}
+	if _, err := e.mc.PutObject(ctx, bucket, key, strings.NewReader("x"), 1, minio.PutObjectOptions{}); err == nil {
+		t.Fatal("a locked checkpoint was overwritten")
+	}
+	if err := e.mc.PutObjectRetention(ctx, bucket, key, minio.PutObjectRetentionOptions{
+		Mode: &mode, RetainUntilDate: ptr(time.Now().Add(time.Minute))}); err == nil {
+		t.Fatal("a COMPLIANCE lock was shortened")
+	}
+	if b, err := w.Latest(ctx, g.accept); err != nil || mustSize(t, b) != 9 {
+		t.Fatalf("latest after the attempts: %v", err)
+	}
+
+	// Handed over again with less than half its retention left, the
+	// newest's lock is pushed out.
+	w.now = func() time.Time { return time.Now().Add(90 * time.Minute) }
+	c9, _ := w.Latest(ctx, g.accept)
+	if err := w.Store(ctx, 9, c9, g.accept); err != nil {
+		t.Fatal(err)
+	}
+	if _, until2 := lockOf(t, e, bucket, key); !until2.After(until.Add(time.Hour)) {
+		t.Fatalf("lock not extended: %v -> %v", until, until2)
+	}
+
+	// Junk that sorts before the genuine newest: a forged checkpoint of
+	// size 20 and an object under a size-30 name holding the size-9 note.
+	forged := newSigner(t).at(t, 20)
+	if _, err := e.mc.PutObject(ctx, bucket, w.key(20), bytes.NewReader(forged), int64(len(forged)), minio.PutObjectOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.mc.PutObject(ctx, bucket, w.key(30), bytes.NewReader(c9), int64(len(c9)), minio.PutObjectOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := w.Latest(ctx, g.accept); err != nil || !bytes.Equal(b, c9) {
+		t.Fatalf("latest with junk ahead: %q %v", b, err)
+	}
+	// Nor does the junk hold the witness back.
+	c10 := g.at(t, 10)
+	if err := w.Store(ctx, 10, c10, g.accept); err != nil {
+		t.Fatalf("store behind planted junk: %v", err)
+	}
+	if b, err := w.Latest(ctx, g.accept); err != nil || !bytes.Equal(b, c10) {
+		t.Fatalf("latest after storing behind junk: %q %v", b, err)
+	}
+
+	// Another handle (a second vaultd, or a restart) sees the same newest.
+	w2, err := NewS3(ctx, e.config(bucket))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w2.Store(ctx, 8, g.at(t, 8), g.accept); !errors.Is(err, audit.ErrStale) {
+		t.Fatalf("second handle stored backwards: %v", err)
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// lockOf reads an object's lock from its headers (versitygw 1.8's
+// GetObjectRetention answer does not parse in minio-go).
+func lockOf(t *testing.T, e s3env, bucket, key string) (minio.RetentionMode, time.Time) {
+	t.Helper()
+	info, err := e.mc.StatObject(context.Background(), bucket, key, minio.StatObjectOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	until, err := time.Parse(time.RFC3339, info.Metadata.Get("X-Amz-Object-Lock-Retain-Until-Date"))
+	if err != nil {
+		t.Fatalf("lock of %s: %v (headers %v)", key, err, info.Metadata)
+	}
+	return minio.RetentionMode(info.Metadata.Get("X-Amz-Object-Lock-Mode")), until
+}
+
+// TestS3WitnessRefusesUnlockedBucket: a bucket without object lock is no
+// witness; the error says how to get one.
+func TestS3WitnessRefusesUnlockedBucket(t *testing.T) {
+	e := newS3Env(t)
+	ctx := context.Background()
+	bucket := randomBucket("crv-plain-")
+	if err := e.mc.MakeBucket(ctx, bucket, minio.MakeBucketOptions{Region: "us-east-1"}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = e.mc.RemoveBucket(context.Background(), bucket) })
+	_, err := NewS3(ctx, e.config(bucket))
+	if err == nil || !strings.Contains(err.Error(), "object lock") || !strings.Contains(err.Error(), "VAULT_CHECKPOINT_S3_BUCKET") {
+		t.Fatalf("unlocked bucket: %v", err)
+	}
+}
