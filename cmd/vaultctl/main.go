@@ -91,6 +91,7 @@ func commands() []command {
 		{name: "upload", synopsis: "CASE FILE|- --kind K [--filename NAME] [--content-type T]  |  upload --resume ID FILE|-", summary: "upload a material, resumable after a network error; prints the material id", network: true, setup: uploadCmd},
 		{name: "download", synopsis: "MATERIAL [-o FILE|-] [--force]", summary: "download a material, verified against its SHA-256", network: true, setup: downloadCmd},
 		{name: "audit export", synopsis: "[--from SEQ] [--to SEQ] [-o FILE|-]", summary: "export the audit log as NDJSON (inspectors)", network: true, setup: auditExportCmd},
+		{name: "audit watch", synopsis: "--key KEY --state FILE [--once] [--interval 5m]", summary: "an outside witness: keep the newest checkpoint seen, prove each new one extends it", network: true, setup: auditWatchCmd},
 		{name: "audit verify", synopsis: "--export FILE --checkpoint FILE --key KEY [--old-checkpoint FILE]", summary: "check an exported audit log offline, with no server", setup: auditVerifyCmd},
 		{name: "evidence verify", synopsis: "--file FILE --key KEY", summary: "check a complaint's evidence bundle offline", setup: evidenceVerifyCmd},
 	}
