@@ -73,6 +73,9 @@ func (b bodyReader) Read(p []byte) (int, error) {
 		if errors.As(err, &mbe) {
 			return n, &vault.Error{Kind: vault.ErrTooLarge, Code: "too_large", Detail: "the body exceeds the upload limit"}
 		}
+		if isBodyTimeout(err) {
+			return n, &vault.Error{Kind: vault.ErrBadRequest, Code: codeBodyTimeout, Detail: "the request body stopped arriving"}
+		}
 		err = &vault.BodyError{Err: err}
 	}
 	return n, err

@@ -189,9 +189,10 @@ func TestOpenAPIDocumentsExactlyTheRegisteredRoutes(t *testing.T) {
 		// served are the optional services this configuration has.
 		served []string
 	}{
-		{name: "everything", deps: Deps{Gatherer: prometheus.NewRegistry(), Supervision: sv}, served: []string{"metrics", "supervision"}},
+		{name: "everything", deps: Deps{Gatherer: prometheus.NewRegistry(), MetricsToken: "metrics-token-123456", Supervision: sv}, served: []string{"metrics", "supervision"}},
 		{name: "without metrics", deps: Deps{Supervision: sv}, served: []string{"supervision"}},
-		{name: "without supervision", deps: Deps{Gatherer: prometheus.NewRegistry()}, served: []string{"metrics"}},
+		{name: "metrics without a token", deps: Deps{Gatherer: prometheus.NewRegistry(), Supervision: sv}, served: []string{"supervision"}},
+		{name: "without supervision", deps: Deps{Gatherer: prometheus.NewRegistry(), MetricsToken: "metrics-token-123456"}, served: []string{"metrics"}},
 		{name: "bare", deps: Deps{}},
 	}
 	for _, tc := range tests {

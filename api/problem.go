@@ -94,7 +94,11 @@ func (h *handler) fail(c *gin.Context, err error) {
 		if ve.Offset != nil {
 			c.Header("Upload-Offset", strconv.FormatInt(*ve.Offset, 10))
 		}
-		writeProblem(c, Problem{Status: statusOf(ve.Kind), Code: ve.Code, Detail: ve.Detail, Missing: ve.Missing, Allowed: ve.Allowed, Field: ve.Field, Offset: ve.Offset})
+		status := statusOf(ve.Kind)
+		if ve.Code == codeBodyTimeout {
+			status = http.StatusRequestTimeout
+		}
+		writeProblem(c, Problem{Status: status, Code: ve.Code, Detail: ve.Detail, Missing: ve.Missing, Allowed: ve.Allowed, Field: ve.Field, Offset: ve.Offset})
 		return
 	}
 	var te *access.ThrottledError

@@ -42,6 +42,10 @@ type Deps struct {
 	// Gatherer serves /metrics; Registerer takes the API's own metrics.
 	Gatherer   prometheus.Gatherer
 	Registerer prometheus.Registerer
+	// MetricsToken, when set, serves /metrics on this router to bearers of
+	// it; without it /metrics is not served here (see MetricsHandler for a
+	// separate listener).
+	MetricsToken string
 	// Ready reports whether every dependency is usable, for /readyz.
 	Ready func(ctx context.Context) error
 	// TrustedProxies are the addresses whose X-Forwarded-For is believed.
@@ -60,11 +64,13 @@ type Deps struct {
 
 type handler struct {
 	Deps
-	log      *slog.Logger
-	denials  *DenialLog
-	anon     *rateLimiter
-	requests *prometheus.CounterVec
-	duration *prometheus.HistogramVec
+	log     *slog.Logger
+	denials *DenialLog
+	anon    *rateLimiter
+	// metricsHandler serves /metrics once the bearer token checked out.
+	metricsHandler http.Handler
+	requests       *prometheus.CounterVec
+	duration       *prometheus.HistogramVec
 }
 
 // New builds the HTTP handler.
@@ -93,7 +99,7 @@ func New(d Deps) (http.Handler, error) {
 	if err := r.SetTrustedProxies(d.TrustedProxies); err != nil {
 		return nil, err
 	}
-	r.Use(h.requestID, h.recover, h.observe)
+	r.Use(h.requestID, securityHeaders, h.recover, h.observe)
 	r.NoRoute(func(c *gin.Context) { problem(c, http.StatusNotFound, "no_route", "no such endpoint") })
 	r.NoMethod(func(c *gin.Context) {
 		problem(c, http.StatusMethodNotAllowed, "method_not_allowed", "method not allowed on this endpoint")
@@ -101,8 +107,9 @@ func New(d Deps) (http.Handler, error) {
 
 	r.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
 	r.GET("/readyz", h.readyz)
-	if d.Gatherer != nil {
-		r.GET("/metrics", gin.WrapH(promhttp.HandlerFor(d.Gatherer, promhttp.HandlerOpts{})))
+	if d.Gatherer != nil && d.MetricsToken != "" {
+		h.metricsHandler = promhttp.HandlerFor(d.Gatherer, promhttp.HandlerOpts{})
+		r.GET("/metrics", h.metrics)
 	}
 
 	v1 := r.Group("/api/v1", h.limitAnonymous)
@@ -289,6 +296,8 @@ func jsonProblem(c *gin.Context, err error) {
 	switch {
 	case errors.As(err, &mbe):
 		problem(c, http.StatusRequestEntityTooLarge, "too_large", "JSON bodies are limited to 1 MiB")
+	case isBodyTimeout(err):
+		problem(c, http.StatusRequestTimeout, codeBodyTimeout, "the request body stopped arriving")
 	case errors.As(err, &syn), errors.Is(err, io.ErrUnexpectedEOF):
 		problem(c, http.StatusBadRequest, "invalid_json", "the body is not valid JSON")
 	case errors.Is(err, io.EOF):

@@ -8,6 +8,7 @@ import (
 	"mime"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"gorm.io/gorm"
@@ -437,7 +438,11 @@ func (s *Service) openMaterial(ctx context.Context, m materialRow, r *Range) (*C
 }
 
 // SanitizeFilename keeps a display name only: no directories, no control
-// characters, bounded length. It is never used as a path.
+// characters, no Unicode format characters (category Cf: the bidi
+// overrides and isolates that make "invoice\u202Efdp.exe" display as
+// "invoiceexe.pdf", zero-width characters that make two names look alike),
+// no line or paragraph separators, bounded length. It is never used as a
+// path.
 func SanitizeFilename(name string) (string, error) {
 	if !utf8.ValidString(name) {
 		return "", invalid("filename", "invalid_filename", "filename must be UTF-8")
@@ -447,7 +452,7 @@ func SanitizeFilename(name string) (string, error) {
 	}
 	var b strings.Builder
 	for _, r := range name {
-		if r < 0x20 || r == 0x7f || r == '"' {
+		if r == '"' || unicode.In(r, unicode.Cc, unicode.Cf, unicode.Zl, unicode.Zp) {
 			continue
 		}
 		b.WriteRune(r)

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/crvault/crvault/access"
 	"github.com/crvault/crvault/api"
 	"github.com/crvault/crvault/audit"
@@ -140,16 +142,29 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		return err
 	}
 	h, err := api.New(api.Deps{Vault: a.vault, Supervision: a.super, Access: a.access, Audit: a.audit, Logger: log, Gatherer: a.reg, Registerer: a.reg,
-		Ready: a.ready, TrustedProxies: cfg.TrustedProxies, Denials: denials, AnonymousPerMinute: cfg.AnonymousPerMinute, Web: wd})
+		Ready: a.ready, TrustedProxies: cfg.TrustedProxies, Denials: denials, AnonymousPerMinute: cfg.AnonymousPerMinute, Web: wd,
+		MetricsToken: cfg.MetricsToken})
 	if err != nil {
 		return fmt.Errorf("build API: %w", err)
 	}
-	ln, err := net.Listen("tcp", cfg.Addr)
+	ln, err := listen(cfg, log, a.reg)
 	if err != nil {
-		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
+		return err
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second, MaxHeaderBytes: 64 << 10,
+	// No whole-request ReadTimeout or WriteTimeout: they would cut slow
+	// uploads and downloads that are still moving. WithIOTimeouts cuts the
+	// ones that stall instead, and the listener caps connections per client.
+	srv := &http.Server{Handler: api.WithIOTimeouts(h, cfg.BodyIdleTimeout, cfg.WriteIdleTimeout),
+		ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second, MaxHeaderBytes: 64 << 10,
 		ErrorLog: nil}
+	if cfg.MetricsAddr != "" {
+		msrv, err := serveMetrics(cfg, a, log)
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		defer msrv.Close()
+	}
 	go a.janitor(ctx)
 	a.startWorkflowJobs(ctx)
 	errc := make(chan error, 1)
@@ -212,6 +227,43 @@ func (a *app) janitor(ctx context.Context) {
 		case <-t.C:
 		}
 	}
+}
+
+// listen opens the API listener, with the per-client connection cap.
+func listen(cfg config, log *slog.Logger, reg prometheus.Registerer) (net.Listener, error) {
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", cfg.Addr, err)
+	}
+	if cfg.MaxConnsPerClient <= 0 {
+		return ln, nil
+	}
+	capped, err := newClientCap(ln, cfg.MaxConnsPerClient, cfg.TrustedProxies, log, reg)
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	return capped, nil
+}
+
+// serveMetrics serves /metrics alone on VAULT_METRICS_ADDR (behind the
+// token too when one is set), apart from the API.
+func serveMetrics(cfg config, a *app, log *slog.Logger) (*http.Server, error) {
+	ln, err := net.Listen("tcp", cfg.MetricsAddr)
+	if err != nil {
+		return nil, fmt.Errorf("metrics: listen on %s: %w", cfg.MetricsAddr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", api.MetricsHandler(a.reg, cfg.MetricsToken))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+		WriteTimeout: 30 * time.Second, IdleTimeout: 120 * time.Second, MaxHeaderBytes: 16 << 10}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("metrics listener stopped", "err", err)
+		}
+	}()
+	log.Info("metrics listening", "addr", ln.Addr().String(), "token", cfg.MetricsToken != "")
+	return srv, nil
 }
 
 func dbKind(url string) string {

@@ -93,6 +93,9 @@ type server struct {
 	exited  chan struct{}
 	mu      sync.Mutex
 	logFile string
+	// metricsBase is the separate metrics listener (VAULT_METRICS_ADDR):
+	// /metrics is not served on the API listener without a token.
+	metricsBase string
 }
 
 type syncBuffer struct {
@@ -131,8 +134,10 @@ func newServer(t testing.TB, be backend, extraEnv ...string) *server {
 		t.Fatal(err)
 	}
 	s.base = "http://" + s.addr
+	metricsAddr := freeAddr(t)
+	s.metricsBase = "http://" + metricsAddr
 	s.env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + root, "TMPDIR=" + s.tmp,
-		"VAULT_DATA_DIR=" + s.data, "VAULT_ADDR=" + s.addr, "VAULT_LOG_LEVEL=debug"}, be.env(t)...)
+		"VAULT_DATA_DIR=" + s.data, "VAULT_ADDR=" + s.addr, "VAULT_LOG_LEVEL=debug", "VAULT_METRICS_ADDR=" + metricsAddr}, be.env(t)...)
 	s.env = append(s.env, extraEnv...)
 	t.Cleanup(s.stop)
 	return s

@@ -115,7 +115,11 @@ func TestHealthAndReadiness(t *testing.T) {
 	s := newServer(t, backends[0])
 	s.start()
 	for _, path := range []string{"/healthz", "/readyz", "/metrics"} {
-		res, err := httpGet(s.base + path)
+		base := s.base
+		if path == "/metrics" {
+			base = s.metricsBase // its own listener
+		}
+		res, err := httpGet(base + path)
 		if err != nil || res.status != 200 {
 			t.Fatalf("%s: %v %+v", path, err, res)
 		}

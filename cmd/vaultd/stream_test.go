@@ -64,7 +64,7 @@ type heapWatch struct {
 
 func (s *server) heapInuse(t testing.TB) float64 {
 	t.Helper()
-	res, err := http.Get(s.base + "/metrics")
+	res, err := http.Get(s.metricsBase + "/metrics")
 	if err != nil {
 		t.Fatalf("metrics: %v", err)
 	}
@@ -95,7 +95,7 @@ func watchHeap(t testing.TB, s *server) *heapWatch {
 			case <-h.stop:
 				return
 			case <-tick.C:
-				res, err := http.Get(s.base + "/metrics")
+				res, err := http.Get(s.metricsBase + "/metrics")
 				if err != nil {
 					continue
 				}

@@ -354,7 +354,7 @@ func TestSupervision(t *testing.T) {
 
 func metrics(t *testing.T, s *server) string {
 	t.Helper()
-	res, err := http.Get(s.base + "/metrics")
+	res, err := http.Get(s.metricsBase + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -450,7 +450,7 @@ func TestWorkflow(t *testing.T) {
 			}
 
 			// The watcher's gauges are exported.
-			res, err := http.Get(s.base + "/metrics")
+			res, err := http.Get(s.metricsBase + "/metrics")
 			if err != nil {
 				t.Fatal(err)
 			}
