@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"golang.org/x/mod/sumdb/tlog"
 )
@@ -66,8 +67,9 @@ type anchor struct {
 	ck    Checkpoint
 	where string
 	// halted is set once a rollback was seen; appends and checkpoints then
-	// fail with it until the process restarts (and start-up refuses).
-	halted error
+	// fail with it until the process restarts (and start-up refuses). It
+	// is read on every append, hence atomic.
+	halted atomic.Pointer[error]
 }
 
 func (a *anchor) get() (Checkpoint, string) {
@@ -85,20 +87,19 @@ func (a *anchor) raise(ck Checkpoint, where string) {
 }
 
 func (a *anchor) haltErr() error {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.halted
+	if p := a.halted.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 // halt stops appends and signatures for good and says so loudly, once.
 func (l *Log) halt(verr *VerifyError) error {
-	l.anchor.mu.Lock()
-	first := l.anchor.halted == nil
-	if first {
-		l.anchor.halted = fmt.Errorf("%w: %w: %w", ErrUnavailable, ErrRolledBack, verr)
+	err := fmt.Errorf("%w: %w: %w", ErrUnavailable, ErrRolledBack, verr)
+	first := l.anchor.halted.CompareAndSwap(nil, &err)
+	if !first {
+		err = *l.anchor.halted.Load()
 	}
-	err := l.anchor.halted
-	l.anchor.mu.Unlock()
 	if first {
 		l.m.ckFailures.Inc()
 		l.logger.Error("AUDIT LOG ROLLED BACK OR REWRITTEN UNDER THE RUNNING SERVER: refusing every audit append and checkpoint; "+
@@ -238,7 +239,8 @@ func (l *Log) startupCheck(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	l.witness(ctx, ck.Size, signed)
+	l.lastWitness.Store(l.now().UnixMicro())
+	_ = l.witness(ctx, ck.Size, signed)
 	return nil
 }
 
