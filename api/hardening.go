@@ -1,9 +1,11 @@
 package api
 
 import (
+	"bufio"
 	"crypto/subtle"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"strings"
@@ -176,3 +178,7 @@ func (w *deadlineWriter) Flush() {
 
 // Unwrap lets http.ResponseController reach the connection.
 func (w *deadlineWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// Hijack keeps gin's Hijack working through the wrapper; the hijacker
+// owns the connection's deadlines from then on.
+func (w *deadlineWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) { return w.rc.Hijack() }
