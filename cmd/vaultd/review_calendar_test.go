@@ -69,7 +69,7 @@ func TestCalendarCoverageWarns(t *testing.T) {
 		want := fmt.Sprintf("crvault_calendar_official_days_ahead %d\n", ahead)
 		var metrics string
 		for range 60 {
-			m, err := httpGet(s.base + "/metrics")
+			m, err := httpGet(s.metricsBase + "/metrics")
 			if err != nil {
 				t.Fatal(err)
 			}
