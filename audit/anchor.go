@@ -102,6 +102,7 @@ func (l *Log) halt(verr *VerifyError) error {
 	}
 	if first {
 		l.m.ckFailures.Inc()
+		l.m.rolledBack.Set(1)
 		l.logger.Error("AUDIT LOG ROLLED BACK OR REWRITTEN UNDER THE RUNNING SERVER: refusing every audit append and checkpoint; "+
 			"requests that need the audit log fail closed until an operator investigates with `vaultd audit verify`",
 			"first_bad_seq", verr.Seq, "reason", verr.Reason)

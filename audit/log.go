@@ -114,6 +114,7 @@ type appendResult struct {
 
 type metrics struct {
 	appended, failures, ckFailures prometheus.Counter
+	rolledBack                     prometheus.Gauge
 	batch                          prometheus.Histogram
 }
 
@@ -123,6 +124,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Audit events durably appended."}),
 		failures: prometheus.NewCounter(prometheus.CounterOpts{Name: "crvault_audit_append_failures_total",
 			Help: "Audit appends refused because the database did not commit them (callers failed closed)."}),
+		rolledBack: prometheus.NewGauge(prometheus.GaugeOpts{Name: "crvault_audit_rolled_back",
+			Help: "1 once the running server found the audit log truncated or rewritten under it (alert on it)."}),
 		ckFailures: prometheus.NewCounter(prometheus.CounterOpts{Name: "crvault_audit_checkpoint_failures_total",
 			Help: "Checkpoints that could not be made, stored or witnessed, and rollbacks detected."}),
 		batch: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "crvault_audit_batch_size",
@@ -136,6 +139,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		return nil, err
 	}
 	if m.failures, err = register(reg, m.failures); err != nil {
+		return nil, err
+	}
+	if m.rolledBack, err = register(reg, m.rolledBack); err != nil {
 		return nil, err
 	}
 	if m.ckFailures, err = register(reg, m.ckFailures); err != nil {

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	dto "github.com/prometheus/client_model/go"
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/crvault/crvault/audit/sqldb/sqldbtest"
@@ -124,6 +125,10 @@ func TestRunningLogHaltsOnTruncation(t *testing.T) {
 			}
 			if size, _ := f.witness.latest(); size != 10 {
 				t.Fatalf("witness went from 10 to %d", size)
+			}
+			var m dto.Metric
+			if err := f.log.m.rolledBack.Write(&m); err != nil || m.GetGauge().GetValue() != 1 {
+				t.Fatalf("crvault_audit_rolled_back = %v (%v), want 1", m.GetGauge().GetValue(), err)
 			}
 		})
 		t.Run(sqldbtest.Name(d)+"/checkpointer", func(t *testing.T) {
