@@ -15,8 +15,6 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-
-	"github.com/crvault/crvault/audit"
 )
 
 // APIContentSecurityPolicy is the CSP of every API answer: nothing may load,
@@ -69,10 +67,15 @@ func bearerIs(r *http.Request, token string) bool {
 }
 
 // metrics serves /metrics on the main router behind the bearer token; a
-// refused scrape is a denied attempt like any other and is audited.
+// refused scrape is a denied attempt like any other and is audited (a
+// misconfigured scraper's repeats are counted, not written one by one).
 func (h *handler) metrics(c *gin.Context) {
 	if !bearerIs(c.Request, h.MetricsToken) {
-		if h.record(c, "metrics.scrape", audit.Denied, "metrics", "invalid_token") {
+		detail := "invalid_token"
+		if c.GetHeader("Authorization") == "" {
+			detail = "missing_token"
+		}
+		if h.recordDenied(c, "metrics.scrape", "GET /metrics", detail) {
 			c.Header("WWW-Authenticate", `Bearer realm="crvault-metrics"`)
 			problem(c, http.StatusUnauthorized, "unauthenticated", "a metrics bearer token is required")
 		}

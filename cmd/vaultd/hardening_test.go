@@ -345,8 +345,8 @@ func TestMetricsToken(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.close()
-	denied, err := db.strings(`SELECT outcome FROM audit_events WHERE action = 'metrics.scrape'`)
-	if err != nil || len(denied) != 2 || denied[0] != "denied" {
+	denied, err := db.strings(`SELECT outcome || ' ' || detail FROM audit_events WHERE action = 'metrics.scrape' ORDER BY seq`)
+	if err != nil || len(denied) != 2 || denied[0] != "denied missing_token" || denied[1] != "denied invalid_token" {
 		t.Fatalf("audited refused scrapes: %v %v", denied, err)
 	}
 	// The separate listener asks for the token too.
