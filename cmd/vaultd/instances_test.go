@@ -16,6 +16,10 @@ func (s *server) twin(t *testing.T) *server {
 		if strings.HasPrefix(e, "VAULT_ADDR=") {
 			e = "VAULT_ADDR=" + s2.addr
 		}
+		if strings.HasPrefix(e, "VAULT_METRICS_ADDR=") {
+			m := freeAddr(t)
+			e, s2.metricsBase = "VAULT_METRICS_ADDR="+m, "http://"+m
+		}
 		s2.env = append(s2.env, e)
 	}
 	t.Cleanup(s2.stop)
