@@ -172,6 +172,7 @@ var auditRules = map[string]auditRule{
 	"audit.append_failed":  auditNever,
 	"supervision.workload": auditNever,
 	"http.rate_limited":    auditNever,
+	"metrics.scrape":       auditNever, // a refused scrape of /metrics: operations, no case
 	"case.actions":         auditNever, // the office's view of the steps open to it
 	"audit.verify":         auditNever, // an inspector's check of the whole log
 	"web.csrf":             auditNever, // a form refused for its CSRF token, like "auth"
