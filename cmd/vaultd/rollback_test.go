@@ -79,9 +79,9 @@ func TestAuditTailTruncationIsCaught(t *testing.T) {
 	for _, be := range backends {
 		t.Run(be.name, func(t *testing.T) {
 			s := newServer(t, be)
-			w := bootstrap(t, s)
+			w := operatorWorld(t, s)
 			s.start()
-			w.loginAll(t)
+			w.loginOperator(t)
 			w.newCase(t, "MARKER-ROLLBACK")
 			key := s.mustCLI("", "audit", "pubkey")
 			state := filepath.Join(t.TempDir(), "watch-state")
@@ -115,7 +115,7 @@ func TestAuditTailTruncationIsCaught(t *testing.T) {
 			s.truncateAuditTail(t, keep)
 			// The next audited request fails closed: the writer sees a log
 			// shorter than what it committed and checkpointed.
-			p := w.insp.expect(503, "GET", "/audit/checkpoint", nil).problem(t)
+			p := w.op.expect(503, "GET", "/audit/checkpoint", nil).problem(t)
 			if p["code"] != "audit_unavailable" {
 				t.Fatalf("audited request after truncation: %v", p)
 			}
