@@ -141,32 +141,7 @@ func parseHybrid(line string) (*age.HybridIdentity, error) {
 // file must be a regular file of mode 0600 or stricter (for a Kubernetes
 // secret, set defaultMode: 0400).
 func LoadMaster(path string) (*Master, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("%w: open key file: %w", ErrNoKey, err)
-	}
-	defer f.Close()
-	// Stat the open file, not the path, so the checked file is the read one.
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("%w: stat key file %s: %w", ErrNoKey, path, err)
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("%w: key file %s is not a regular file", ErrNoKey, path)
-	}
-	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
-		return nil, fmt.Errorf("%w: %s has mode %04o: %w", ErrNoKey, path, perm, ErrKeyPermissions)
-	}
-	b, err := io.ReadAll(io.LimitReader(f, maxKeyFileSize+1))
-	if err != nil {
-		return nil, fmt.Errorf("%w: read key file %s: %w", ErrNoKey, path, err)
-	}
-	defer clear(b)
-	m, err := ParseMaster(string(b))
-	if err != nil {
-		return nil, fmt.Errorf("key file %s: %w", path, err)
-	}
-	return m, nil
+	return LoadMasterFile(path, nil)
 }
 
 // LoadOrCreateMaster loads <dir>/master.age-key, generating it on first start.
@@ -200,7 +175,28 @@ func LoadOrCreateMaster(dir string) (*Master, error) {
 // disaster recovery) at path, mode 0600, atomically and only if path does not
 // exist yet (the error then wraps fs.ErrExist): a master key is never
 // overwritten, since that would lose every case.
-func (m *Master) WriteKeyFile(path string) (err error) {
+func (m *Master) WriteKeyFile(path string) error {
+	b := m.identityFile()
+	defer clear(b)
+	return writeFileOnce(path, b)
+}
+
+// identityFile is m as an age identity file, with comments.
+func (m *Master) identityFile() []byte {
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "# crvault master key. Keep it secret and backed up offline:\n")
+	fmt.Fprintf(&b, "# without it no document in this vault can ever be read again.\n")
+	fmt.Fprintf(&b, "# created: %s\n# fingerprint: %s\n", time.Now().UTC().Format(time.RFC3339), m.fp)
+	fmt.Fprintf(&b, "# public key: %s\n", m.rcpt.String())
+	b.WriteString(m.id.String())
+	b.WriteString("\n")
+	return b.Bytes()
+}
+
+// writeFileOnce writes content at path, mode 0600, atomically (a synced
+// temporary file linked into place) and only if path does not exist yet
+// (the error then wraps fs.ErrExist).
+func writeFileOnce(path string, content []byte) (err error) {
 	dir := filepath.Dir(path)
 	tmp, err := os.CreateTemp(dir, ".master-*.tmp") // CreateTemp uses mode 0600
 	if err != nil {
@@ -213,16 +209,7 @@ func (m *Master) WriteKeyFile(path string) (err error) {
 	if err := tmp.Chmod(0o600); err != nil {
 		return fmt.Errorf("write key file: %w", err)
 	}
-	var b bytes.Buffer
-	fmt.Fprintf(&b, "# crvault master key. Keep it secret and backed up offline:\n")
-	fmt.Fprintf(&b, "# without it no document in this vault can ever be read again.\n")
-	fmt.Fprintf(&b, "# created: %s\n# fingerprint: %s\n", time.Now().UTC().Format(time.RFC3339), m.fp)
-	fmt.Fprintf(&b, "# public key: %s\n", m.rcpt.String())
-	b.WriteString(m.id.String())
-	b.WriteString("\n")
-	_, err = tmp.Write(b.Bytes())
-	clear(b.Bytes())
-	if err != nil {
+	if _, err := tmp.Write(content); err != nil {
 		return fmt.Errorf("write key file: %w", err)
 	}
 	if err := tmp.Sync(); err != nil {
