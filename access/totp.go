@@ -313,3 +313,49 @@ func newRecoveryCodes(userID string) ([]string, []recoveryCodeRow, error) {
 	}
 	return codes, rows, nil
 }
+
+// StaleSealer is a Sealer that can tell a value sealed under a key it is
+// moving away from; ResealSecrets re-seals those.
+type StaleSealer interface {
+	Sealer
+	Stale(sealed []byte) bool
+}
+
+// ResealSecrets re-seals the TOTP secrets (confirmed and pending) that the
+// Sealer reports stale, each in a conditional update (a value changed in the
+// meantime is left for the next run). It returns how many it re-sealed, and
+// does nothing if the Sealer cannot tell.
+func (s *Service) ResealSecrets(ctx context.Context) (int, error) {
+	seal, ok := s.seal.(StaleSealer)
+	if !ok {
+		return 0, nil
+	}
+	var rows []userRow
+	if err := s.db.WithContext(ctx).Select("id, totp_secret, totp_pending").
+		Where("totp_secret IS NOT NULL OR totp_pending IS NOT NULL").Find(&rows).Error; err != nil {
+		return 0, fmt.Errorf("reseal secrets: %w", err)
+	}
+	n := 0
+	for _, r := range rows {
+		for col, v := range map[string][]byte{"totp_secret": r.TOTPSecret, "totp_pending": r.TOTPPending} {
+			if v == nil || !seal.Stale(v) {
+				continue
+			}
+			plain, err := seal.Open(totpLabel(r.ID), v)
+			if err != nil {
+				return n, fmt.Errorf("reseal %s of %s: %w", col, r.ID, err)
+			}
+			nv, err := seal.Seal(totpLabel(r.ID), plain)
+			clear(plain)
+			if err != nil {
+				return n, fmt.Errorf("reseal %s of %s: %w", col, r.ID, err)
+			}
+			res := s.db.WithContext(ctx).Model(&userRow{}).Where("id = ? AND "+col+" = ?", r.ID, v).Update(col, nv)
+			if res.Error != nil {
+				return n, fmt.Errorf("reseal %s of %s: %w", col, r.ID, res.Error)
+			}
+			n += int(res.RowsAffected)
+		}
+	}
+	return n, nil
+}

@@ -102,13 +102,9 @@ func (s *Service) caseType(in NewCase, c *Case) error {
 // insertCase creates a case, its providers and its own age identity,
 // wrapped to the master key, in one transaction.
 func (s *Service) insertCase(ctx context.Context, a Actor, c Case, providers []string) (Case, error) {
-	wrapped, err := s.master.NewCaseKey()
+	wrapped, key, err := s.keys.NewKey(ctx)
 	if err != nil {
 		return Case{}, fmt.Errorf("create case key: %w", err)
-	}
-	key, err := s.master.OpenCaseKey(wrapped)
-	if err != nil {
-		return Case{}, fmt.Errorf("open new case key: %w", err)
 	}
 	now := time.Now().UTC().Truncate(time.Microsecond)
 	c.CreatedAt = now
@@ -125,7 +121,7 @@ func (s *Service) insertCase(ctx context.Context, a Actor, c Case, providers []s
 				return err
 			}
 		}
-		return tx.Create(&caseKeyRow{CaseID: row.ID, Wrapped: wrapped, CreatedAt: now}).Error
+		return tx.Create(&caseKeyRow{CaseID: row.ID, Wrapped: wrapped.Data, Master: wrapped.Master, Escrow: wrapped.Escrow, CreatedAt: now}).Error
 	})
 	if err != nil {
 		s.recordFailure(ctx, a, "case.create", row.ID, "case/"+row.ID, err)

@@ -24,6 +24,9 @@ type KeyringConfig struct {
 	Size int
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// Masters holds the master keys and escrow recipients (default: a set
+	// of the one master given to NewKeyring, no escrow).
+	Masters *crypt.Masters
 }
 
 // Keyring opens case keys (stored wrapped to the master key in case_keys)
@@ -34,11 +37,11 @@ type KeyringConfig struct {
 // use, and it is the access.CaseSealer the access package seals
 // declarations with.
 type Keyring struct {
-	db     *gorm.DB
-	master *crypt.Master
-	ttl    time.Duration
-	size   int
-	now    func() time.Time
+	db      *gorm.DB
+	masters *crypt.Masters
+	ttl     time.Duration
+	size    int
+	now     func() time.Time
 
 	mu    sync.Mutex
 	cache map[string]cachedKey
@@ -65,7 +68,10 @@ func NewKeyring(db *gorm.DB, master *crypt.Master, cfg KeyringConfig) *Keyring {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Keyring{db: db, master: master, ttl: cfg.TTL, size: cfg.Size, now: cfg.Now, cache: map[string]cachedKey{},
+	if cfg.Masters == nil {
+		cfg.Masters, _ = crypt.NewMasters(master)
+	}
+	return &Keyring{db: db, masters: cfg.Masters, ttl: cfg.TTL, size: cfg.Size, now: cfg.Now, cache: map[string]cachedKey{},
 		own: map[string]*crypt.CaseKey{}}
 }
 
@@ -100,7 +106,7 @@ func (k *Keyring) caseKey(ctx context.Context, caseID string) (*crypt.CaseKey, e
 		}
 		return nil, fmt.Errorf("load key of case %s: %w", caseID, err)
 	}
-	key, err := k.master.OpenCaseKey(row.Wrapped)
+	key, err := k.masters.Open(row.wrapped())
 	if err != nil {
 		return nil, fmt.Errorf("open key of case %s: %w", caseID, err)
 	}
@@ -170,6 +176,12 @@ func (k *Keyring) sealerKey(ctx context.Context, caseID string) (*crypt.CaseKey,
 	return key, err
 }
 
+// VaultKey returns the vault's own key of that name, creating it on first
+// use (see vaultKey); cmd/vaultd seals account secrets with one.
+func (k *Keyring) VaultKey(ctx context.Context, name string) (*crypt.CaseKey, error) {
+	return k.vaultKey(ctx, name)
+}
+
 // vaultKey returns the vault's own key of that name (stored wrapped to the
 // master key in vault_keys), creating it on first use; two instances racing
 // settle on one row. It seals text that belongs to no case yet (a member
@@ -184,11 +196,11 @@ func (k *Keyring) vaultKey(ctx context.Context, name string) (*crypt.CaseKey, er
 	var row vaultKeyRow
 	err := db.Where("name = ?", name).Take(&row).Error
 	if errors.Is(err, gorm.ErrRecordNotFound) {
-		wrapped, werr := k.master.NewCaseKey()
+		w, _, werr := k.NewKey(ctx)
 		if werr != nil {
 			return nil, fmt.Errorf("create vault key %s: %w", name, werr)
 		}
-		row = vaultKeyRow{Name: name, Wrapped: wrapped, CreatedAt: time.Now().UTC()}
+		row = vaultKeyRow{Name: name, Wrapped: w.Data, Master: w.Master, Escrow: w.Escrow, CreatedAt: time.Now().UTC()}
 		if err = db.Create(&row).Error; err != nil {
 			// Another instance may have won the race; take its key.
 			err = db.Where("name = ?", name).Take(&row).Error
@@ -197,7 +209,7 @@ func (k *Keyring) vaultKey(ctx context.Context, name string) (*crypt.CaseKey, er
 	if err != nil {
 		return nil, fmt.Errorf("load vault key %s: %w", name, err)
 	}
-	key, err := k.master.OpenCaseKey(row.Wrapped)
+	key, err := k.masters.Open(crypt.Wrapped{Data: row.Wrapped, Master: row.Master, Escrow: row.Escrow})
 	if err != nil {
 		return nil, fmt.Errorf("open vault key %s: %w", name, err)
 	}

@@ -11,6 +11,7 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/crvault/crvault/audit/sqldb"
+	"github.com/crvault/crvault/vault/crypt"
 	"github.com/crvault/crvault/vault/review"
 )
 
@@ -35,6 +36,15 @@ type caseRow struct {
 	UsersWithPersonalInfo int64  `gorm:"not null;default:0"`  // listing_abroad
 	Origin                string `gorm:"size:16;not null;default:'application'"`
 	ProposalID            string `gorm:"size:32;not null;default:''"`
+	// Legal hold (retention.go): while set, the case is never shredded.
+	LegalHold  bool   `gorm:"not null;default:false"`
+	HoldReason []byte `gorm:"not null;default:''"` // sealed with the case key
+	HoldBy     string `gorm:"size:64;not null;default:''"`
+	HoldAt     *time.Time
+	// ShreddedAt: the case key was destroyed (retention.go); BlobsPurgedAt:
+	// its blobs were deleted too.
+	ShreddedAt    *time.Time
+	BlobsPurgedAt *time.Time
 }
 
 func (caseRow) TableName() string { return "cases" }
@@ -52,6 +62,14 @@ type caseKeyRow struct {
 	CaseID    string    `gorm:"primaryKey;size:32"`
 	Wrapped   []byte    `gorm:"not null"`
 	CreatedAt time.Time `gorm:"not null"`
+	// Master and Escrow name the master key and the escrow set Wrapped is
+	// wrapped to ("" on rows from before they were named).
+	Master string `gorm:"size:16;not null;default:''"`
+	Escrow string `gorm:"size:16;not null;default:''"`
+}
+
+func (r caseKeyRow) wrapped() crypt.Wrapped {
+	return crypt.Wrapped{Data: r.Wrapped, Master: r.Master, Escrow: r.Escrow}
 }
 
 func (caseKeyRow) TableName() string { return "case_keys" }
@@ -91,6 +109,7 @@ var migrations = []sqldb.Step{
 	{Version: 3, Name: "editions and case types, event payloads, member units, proposals", Up: migrateEditions},
 	{Version: 4, Name: "sealed case text, filename keyed hash, consents, pseudonyms, vault keys", Up: migrateSealed},
 	{Version: 5, Name: "resumable uploads: sessions, their segments, segmented materials", Up: migrateUploads},
+	{Version: 6, Name: "masters named on wrapped keys, key rotations, legal holds, shredding", Up: migrateKeys},
 }
 
 // migrateEditions adds what the two editions of the Measures need. A case
@@ -259,6 +278,8 @@ type vaultKeyRow struct {
 	Name      string    `gorm:"primaryKey;size:32"`
 	Wrapped   []byte    `gorm:"not null"`
 	CreatedAt time.Time `gorm:"not null"`
+	Master    string    `gorm:"size:16;not null;default:''"`
+	Escrow    string    `gorm:"size:16;not null;default:''"`
 }
 
 func (vaultKeyRow) TableName() string { return "vault_keys" }
@@ -292,6 +313,64 @@ func migrateSealed(tx *gorm.DB, dialect string) error {
 		}
 	}
 	for _, t := range []any{&consentRow{}, &pseudonymRow{}, &vaultKeyRow{}} {
+		if !m.HasTable(t) {
+			if err := m.CreateTable(t); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// masterRow is a master key the vault has used, named by its fingerprint:
+// "active" wraps new keys (one at a time), "retiring" may still be named by
+// wrapped rows, "retired" is named by none and may be destroyed.
+type masterRow struct {
+	Fingerprint string    `gorm:"primaryKey;size:16"`
+	Recipient   string    `gorm:"type:text;not null"`
+	State       string    `gorm:"size:16;not null;index"`
+	CreatedAt   time.Time `gorm:"not null"`
+	RetiredAt   *time.Time
+}
+
+func (masterRow) TableName() string { return "vault_masters" }
+
+// rotationRow is one master key rotation; FinishedAt is nil while rows are
+// still being rewrapped, so a second run knows to continue it.
+type rotationRow struct {
+	ID         int64     `gorm:"primaryKey;autoIncrement"`
+	FromMaster string    `gorm:"size:16;not null"`
+	ToMaster   string    `gorm:"size:16;not null"`
+	StartedAt  time.Time `gorm:"not null"`
+	FinishedAt *time.Time
+	Rewrapped  int64 `gorm:"not null;default:0"`
+}
+
+func (rotationRow) TableName() string { return "vault_key_rotations" }
+
+// migrateKeys names the master (and escrow set) of each wrapped key, and
+// adds the tables of masters and rotations and the retention columns of
+// cases. Existing rows name no master; Keyring.Init names them after the
+// one master that opened them.
+func migrateKeys(tx *gorm.DB, _ string) error {
+	m := tx.Migrator()
+	for _, t := range []any{&caseKeyRow{}, &vaultKeyRow{}} {
+		for _, col := range []string{"Master", "Escrow"} {
+			if !m.HasColumn(t, col) {
+				if err := m.AddColumn(t, col); err != nil {
+					return fmt.Errorf("add %s: %w", col, err)
+				}
+			}
+		}
+	}
+	for _, col := range []string{"LegalHold", "HoldReason", "HoldBy", "HoldAt", "ShreddedAt", "BlobsPurgedAt"} {
+		if !m.HasColumn(&caseRow{}, col) {
+			if err := m.AddColumn(&caseRow{}, col); err != nil {
+				return fmt.Errorf("add cases.%s: %w", col, err)
+			}
+		}
+	}
+	for _, t := range []any{&masterRow{}, &rotationRow{}} {
 		if !m.HasTable(t) {
 			if err := m.CreateTable(t); err != nil {
 				return err

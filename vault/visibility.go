@@ -187,6 +187,7 @@ var auditFamilies = map[string]auditRule{
 	"org.":     auditNever,
 	"report.":  auditNever,
 	"totp.":    auditNever,
+	"keys.":    auditNever, // master key rotation and retirement: the system's
 }
 
 // auditRuleOf is the rule of an action; an action without a row is never

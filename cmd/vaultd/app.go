@@ -28,7 +28,7 @@ type app struct {
 	db      *gorm.DB
 	audit   *audit.Log
 	access  *access.Service
-	master  *crypt.Master
+	masters *crypt.Masters
 	keys    *vault.Keyring
 	blobs   blob.Store
 	vault   *vault.Service
@@ -82,14 +82,24 @@ func openApp(ctx context.Context, cfg config, log *slog.Logger, need parts) (_ *
 	aopts := access.Options{IdleTimeout: cfg.SessionIdle, AbsoluteTimeout: cfg.SessionMax, Logger: log, Registerer: a.reg,
 		TOTPRequiredRoles: cfg.totpRoles()}
 	if need >= withVault {
-		// TOTP secrets are sealed under the master key, declarations'
+		// TOTP secrets are sealed under a key of the vault's own (wrapped
+		// to the master and escrow like every key), declarations'
 		// statements with their case's key (the vault's keyring); commands
 		// that only bootstrap accounts touch neither.
-		if a.master, err = loadMaster(cfg); err != nil {
+		if a.masters, err = loadMasters(cfg, log); err != nil {
 			return nil, err
 		}
-		aopts.Sealer = masterSealer{a.master}
-		a.keys = vault.NewKeyring(a.db, a.master, vault.KeyringConfig{})
+		a.keys = vault.NewKeyring(a.db, nil, vault.KeyringConfig{Masters: a.masters})
+		if err = a.keys.Init(ctx, supervision.KeyTables()...); err != nil && !(cfg.recovery && errors.Is(err, vault.ErrMasterNotHeld)) {
+			return nil, fmt.Errorf("master key: %w", err)
+		}
+		if !cfg.recovery {
+			secrets, err := a.keys.VaultKey(ctx, secretsKeyName)
+			if err != nil {
+				return nil, fmt.Errorf("open the secrets key: %w", err)
+			}
+			aopts.Sealer = secretSealer{key: secrets, masters: a.masters}
+		}
 		aopts.CaseSealer = a.keys
 	}
 	a.access, err = access.New(ctx, a.db, aopts)
@@ -114,9 +124,13 @@ func openApp(ctx context.Context, cfg config, log *slog.Logger, need parts) (_ *
 	if err != nil {
 		return nil, fmt.Errorf("open blob store: %w", err)
 	}
-	a.vault = vault.New(a.db, a.blobs, a.master, a.access, a.audit, vault.Config{MaxMaterialSize: cfg.MaxUpload, Logger: log,
+	if cfg.recovery {
+		// Recovery rewraps keys and nothing else.
+		return a, nil
+	}
+	a.vault = vault.New(a.db, a.blobs, nil, a.access, a.audit, vault.Config{MaxMaterialSize: cfg.MaxUpload, Logger: log,
 		WebhookURL: cfg.WebhookURL, RulesEdition: cfg.RulesEdition, Keyring: a.keys, UploadExpiry: cfg.UploadExpiry})
-	a.super, err = supervision.New(a.db, a.vault, a.access, a.audit, a.master, a.blobs, supervision.Config{Logger: log, Registerer: a.reg})
+	a.super, err = supervision.New(a.db, a.vault, a.access, a.audit, nil, a.blobs, supervision.Config{Logger: log, Registerer: a.reg, Keyring: a.keys})
 	if err != nil {
 		return nil, fmt.Errorf("open supervision: %w", err)
 	}
@@ -127,35 +141,39 @@ func openApp(ctx context.Context, cfg config, log *slog.Logger, need parts) (_ *
 			return nil, fmt.Errorf("seal legacy text: %w", err)
 		}
 	}
+	// TOTP secrets sealed directly under a master (before they moved under
+	// the secrets key) move once, so that retiring that master loses none.
+	if n, err := a.access.ResealSecrets(ctx); err != nil {
+		return nil, fmt.Errorf("reseal account secrets: %w", err)
+	} else if n > 0 {
+		log.Info("account secrets resealed under the secrets key", "count", n)
+	}
 	return a, nil
 }
 
-// loadMaster takes the master key from the environment, a file, or
-// <data>/keys (generated on first start). No key, no start.
-func loadMaster(cfg config) (*crypt.Master, error) {
-	switch {
-	case cfg.MasterKey != "":
-		m, err := crypt.ParseMaster(cfg.MasterKey)
-		if err != nil {
-			return nil, fmt.Errorf("VAULT_MASTER_KEY: %w", err)
-		}
-		return m, nil
-	case cfg.MasterKeyFile != "":
-		return crypt.LoadMaster(cfg.MasterKeyFile)
+// secretsKeyName names the vault key that seals account secrets (TOTP).
+const secretsKeyName = "secrets"
+
+// secretSealer seals access's small secrets under the vault's secrets key.
+// Values sealed before, directly under a master (crypt.Master.SealValue),
+// still open, and are Stale so that access re-seals them.
+type secretSealer struct {
+	key     *crypt.CaseKey
+	masters *crypt.Masters
+}
+
+func (s secretSealer) Seal(label string, plaintext []byte) ([]byte, error) {
+	return s.key.SealField(label, plaintext)
+}
+
+func (s secretSealer) Open(label string, sealed []byte) ([]byte, error) {
+	if crypt.IsMasterValue(sealed) {
+		return s.masters.OpenValue(label, sealed)
 	}
-	return crypt.LoadOrCreateMaster(cfg.keyDir())
+	return s.key.OpenField(label, sealed)
 }
 
-// masterSealer seals access's small secrets under the master key.
-type masterSealer struct{ m *crypt.Master }
-
-func (s masterSealer) Seal(label string, plaintext []byte) ([]byte, error) {
-	return s.m.SealValue(label, plaintext)
-}
-
-func (s masterSealer) Open(label string, sealed []byte) ([]byte, error) {
-	return s.m.OpenValue(label, sealed)
-}
+func (s secretSealer) Stale(sealed []byte) bool { return crypt.IsMasterValue(sealed) }
 
 // ready reports whether every dependency can serve, for /readyz.
 func (a *app) ready(ctx context.Context) error {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/crvault/crvault/access"
 	"github.com/crvault/crvault/vault"
+	"github.com/crvault/crvault/vault/crypt"
 	"github.com/crvault/crvault/vault/review"
 )
 
@@ -37,7 +38,7 @@ type config struct {
 	SessionIdle    time.Duration `yaml:"session_idle"`          // VAULT_SESSION_IDLE, default 8h
 	SessionMax     time.Duration `yaml:"session_absolute"`      // VAULT_SESSION_ABSOLUTE, default 24h
 	MasterKey      string        `yaml:"-"`                     // VAULT_MASTER_KEY (environment only: never in a file that gets copied around)
-	MasterKeyFile  string        `yaml:"master_key_file"`       // VAULT_MASTER_KEY_FILE
+	MasterKeyFile  string        `yaml:"master_key_file"`       // VAULT_MASTER_KEY_FILE: one or more files, comma separated
 	MirrorDir      string        `yaml:"checkpoint_mirror_dir"` // VAULT_CHECKPOINT_MIRROR_DIR
 	LogLevel       string        `yaml:"log_level"`             // VAULT_LOG_LEVEL: debug, info, warn, error
 	TrustedProxies []string      `yaml:"trusted_proxies"`       // VAULT_TRUSTED_PROXIES, comma separated
@@ -81,6 +82,25 @@ type config struct {
 	// session lives after its last chunk before the janitor removes it
 	// (default 24h).
 	UploadExpiry time.Duration `yaml:"upload_expiry"`
+
+	// Keys (docs/keys.md). MasterIdentityFile is VAULT_MASTER_IDENTITY_FILE:
+	// identities (an age plugin's, e.g. AGE-PLUGIN-YUBIKEY-1...) that open
+	// sealed master key files. MasterRecipients is VAULT_MASTER_RECIPIENTS:
+	// recipients (age1yubikey1..., age1pq1...) new master key files are
+	// sealed to. EscrowFile is VAULT_ESCROW_RECIPIENTS_FILE: hybrid
+	// recipients (age1pq1...) every key is also wrapped to.
+	MasterIdentityFile string `yaml:"master_identity_file"`
+	MasterRecipients   string `yaml:"master_recipients"`
+	EscrowFile         string `yaml:"escrow_recipients_file"`
+	// RetentionYears is VAULT_RETENTION_YEARS: how long a case is kept
+	// after its conclusion before retention apply shreds it (default 10).
+	RetentionYears int `yaml:"retention_years"`
+
+	// Set by commands, never by configuration: extra masters (an escrow
+	// identity, for keys recover) and recovery mode (the active master may
+	// be missing; only keys are opened).
+	extraMasters []*crypt.Master
+	recovery     bool
 }
 
 func defaults() config {
@@ -89,7 +109,7 @@ func defaults() config {
 		DeadlineInterval: time.Hour, UploadExpiry: vault.DefaultUploadExpiry, AuditSyncCommit: "on",
 		JanitorInterval: time.Hour, JanitorGrace: 24 * time.Hour, CheckpointS3Prefix: "audit-checkpoints/",
 		CheckpointRetention: 90 * 24 * time.Hour, BodyIdleTimeout: 30 * time.Second, WriteIdleTimeout: 60 * time.Second,
-		MaxConnsPerClient: 100}
+		MaxConnsPerClient: 100, RetentionYears: 10}
 }
 
 // flags registers the shared configuration flags on fs; apply must be called
@@ -172,6 +192,16 @@ func (f *configFlags) load(fs *flag.FlagSet, getenv func(string) string) (config
 	dur(&c.DeadlineInterval, "VAULT_DEADLINE_INTERVAL")
 	str(&c.RulesEdition, "VAULT_RULES_EDITION")
 	dur(&c.UploadExpiry, "VAULT_UPLOAD_EXPIRY")
+	str(&c.MasterIdentityFile, "VAULT_MASTER_IDENTITY_FILE")
+	str(&c.MasterRecipients, "VAULT_MASTER_RECIPIENTS")
+	str(&c.EscrowFile, "VAULT_ESCROW_RECIPIENTS_FILE")
+	if v := getenv("VAULT_RETENTION_YEARS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 || n > 1000 {
+			errs = append(errs, fmt.Errorf("VAULT_RETENTION_YEARS: %q is not a positive number of years", v))
+		}
+		c.RetentionYears = n
+	}
 	if _, err := review.EditionByID(c.RulesEdition); c.RulesEdition != "" && err != nil {
 		errs = append(errs, fmt.Errorf("VAULT_RULES_EDITION: %w", err))
 	}

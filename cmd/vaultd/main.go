@@ -6,6 +6,7 @@
 //	vaultd user add --username U --org NAME --role ROLE [--role ROLE2] --password-stdin
 //	vaultd audit verify | audit pubkey
 //	vaultd calendar workdays-after DATE N | is-workday DATE | import FILE.json | status
+//	vaultd keys rotate | rewrap | retire | status | recover
 //
 // Every subcommand takes the same configuration (flags, VAULT_* environment,
 // --config FILE). main wires every piece by hand and closes them in reverse.
@@ -73,14 +74,19 @@ const usage = `usage: vaultd <command> [flags]
   calendar workdays-after DATE N         date on which N working days after DATE are used up
   calendar is-workday DATE               exit 0 for a working day, 1 otherwise
   calendar import FILE.json              add a year to the working-day calendar
-  calendar status                        official years, first provisional date, days covered ahead`
+  calendar status                        official years, first provisional date, days covered ahead
+  keys rotate [--limit N]                new master key, rewrap every key to it (run again to continue)
+  keys rewrap                            rewrap every key to the active master and escrow recipients
+  keys retire [FINGERPRINT]              retire old masters no key is wrapped to any more
+  keys status                            masters, their states and how many keys each wraps
+  keys recover --escrow-identity FILE    disaster recovery: new master, every key rewrapped via escrow`
 
 func dispatch(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) error {
 	if len(args) == 0 {
 		return usageError{usage}
 	}
 	cmd := args[0]
-	if len(args) > 1 && (cmd == "org" || cmd == "user" || cmd == "audit" || cmd == "calendar") {
+	if len(args) > 1 && (cmd == "org" || cmd == "user" || cmd == "audit" || cmd == "calendar" || cmd == "keys" || cmd == "retention") {
 		cmd += " " + args[1]
 		args = args[1:]
 	}
@@ -100,6 +106,8 @@ func dispatch(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		return cmdAuditPubkey(ctx, rest, stdout, stderr, getenv)
 	case "calendar workdays-after", "calendar is-workday", "calendar import", "calendar status":
 		return cmdCalendar(ctx, cmd, rest, stdout, stderr, getenv)
+	case "keys rotate", "keys rewrap", "keys retire", "keys status", "keys recover":
+		return cmdKeys(ctx, cmd, rest, stdout, stderr, getenv)
 	case "help", "-h", "--help":
 		fmt.Fprintln(stdout, usage)
 		return nil

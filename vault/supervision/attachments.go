@@ -35,11 +35,11 @@ func (s *Service) supervisionKey(ctx context.Context) (*crypt.CaseKey, error) {
 	var row keyRow
 	err := s.db.WithContext(ctx).Where("id = ?", "current").Take(&row).Error
 	if errors.Is(err, gorm.ErrRecordNotFound) {
-		wrapped, werr := s.master.NewCaseKey()
+		w, _, werr := s.keys.NewKey(ctx)
 		if werr != nil {
 			return nil, fmt.Errorf("create supervision key: %w", werr)
 		}
-		row = keyRow{ID: "current", Wrapped: wrapped, CreatedAt: time.Now().UTC()}
+		row = keyRow{ID: "current", Wrapped: w.Data, Master: w.Master, Escrow: w.Escrow, CreatedAt: time.Now().UTC()}
 		if cerr := s.db.WithContext(ctx).Create(&row).Error; cerr != nil {
 			// Another instance may have won the race; take its key.
 			err = s.db.WithContext(ctx).Where("id = ?", "current").Take(&row).Error
@@ -50,7 +50,7 @@ func (s *Service) supervisionKey(ctx context.Context) (*crypt.CaseKey, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load supervision key: %w", err)
 	}
-	k, err := s.master.OpenCaseKey(row.Wrapped)
+	k, err := s.keys.OpenKey(crypt.Wrapped{Data: row.Wrapped, Master: row.Master, Escrow: row.Escrow})
 	if err != nil {
 		return nil, fmt.Errorf("open supervision key: %w", err)
 	}

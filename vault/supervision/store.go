@@ -123,6 +123,9 @@ type keyRow struct {
 	ID        string    `gorm:"primaryKey;size:16"`
 	Wrapped   []byte    `gorm:"not null"`
 	CreatedAt time.Time `gorm:"not null"`
+	// Master and Escrow name what Wrapped is wrapped to (vault/keys.go).
+	Master string `gorm:"size:16;not null;default:''"`
+	Escrow string `gorm:"size:16;not null;default:''"`
 }
 
 func (keyRow) TableName() string { return "supervision_keys" }
@@ -149,6 +152,16 @@ var migrations = []sqldb.Step{
 		for _, c := range sealedColumns {
 			if err := sqldb.ColumnToBytes(tx, dialect, c.table, c.column); err != nil {
 				return err
+			}
+		}
+		return nil
+	}},
+	{Version: 4, Name: "supervision key names its master and escrow set", Up: func(tx *gorm.DB, _ string) error {
+		for _, col := range []string{"Master", "Escrow"} {
+			if !tx.Migrator().HasColumn(&keyRow{}, col) {
+				if err := tx.Migrator().AddColumn(&keyRow{}, col); err != nil {
+					return err
+				}
 			}
 		}
 		return nil

@@ -57,6 +57,9 @@ type Config struct {
 	// Hasher hashes receipts (default access.DefaultArgon2id).
 	Hasher access.PasswordHasher
 	Now    func() time.Time
+	// Keyring wraps and opens the supervision key (default: a keyring of
+	// its own over db and the master given to New).
+	Keyring *vault.Keyring
 }
 
 // Service is safe for concurrent use.
@@ -65,7 +68,7 @@ type Service struct {
 	vault    *vault.Service
 	access   *access.Service
 	audit    *audit.Log
-	master   *crypt.Master
+	keys     *vault.Keyring
 	blobs    blob.Store
 	cfg      Config
 	log      *slog.Logger
@@ -99,7 +102,10 @@ func New(db *gorm.DB, v *vault.Service, acc *access.Service, log *audit.Log, mas
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	s := &Service{db: db, vault: v, access: acc, audit: log, master: master, blobs: blobs, cfg: cfg, log: cfg.Logger,
+	if cfg.Keyring == nil {
+		cfg.Keyring = vault.NewKeyring(db, master, vault.KeyringConfig{})
+	}
+	s := &Service{db: db, vault: v, access: acc, audit: log, keys: cfg.Keyring, blobs: blobs, cfg: cfg, log: cfg.Logger,
 		throttle: newThrottle(cfg.Now, cfg.FailureWindow)}
 	s.failures = prometheus.NewCounter(prometheus.CounterOpts{Name: "crvault_report_receipt_failures_total",
 		Help: "Wrong or malformed report receipts presented."})
@@ -128,6 +134,12 @@ func New(db *gorm.DB, v *vault.Service, acc *access.Service, log *audit.Log, mas
 		}
 	}
 	return s, nil
+}
+
+// KeyTables are the supervision service's tables of keys wrapped to the
+// master, for rotation (vault.Keyring.Rewrap).
+func KeyTables() []vault.KeyTable {
+	return []vault.KeyTable{{Table: "supervision_keys", IDColumn: "id"}}
 }
 
 // MaxAttachmentSize is the configured attachment limit in bytes.

@@ -1,0 +1,207 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/crvault/crvault/audit"
+	"github.com/crvault/crvault/vault"
+	"github.com/crvault/crvault/vault/crypt"
+	"github.com/crvault/crvault/vault/supervision"
+)
+
+// keysEvent appends one audit event for a key command; no record, no
+// change (the caller appends before it acts).
+func (a *app) keysEvent(ctx context.Context, action string, outcome audit.Outcome, resource, detail string) error {
+	e := actorCLI()
+	e.Action, e.Outcome, e.Resource, e.Detail = action, outcome, resource, detail
+	if _, err := a.audit.Append(ctx, e); err != nil {
+		return fmt.Errorf("record in audit log: %w", err)
+	}
+	return nil
+}
+
+// cmdKeys runs keys rotate | rewrap | retire | status | recover.
+func cmdKeys(ctx context.Context, cmd string, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
+	var batch, limit int
+	var out, escrowID string
+	cfg, fs, err := parse(cmd, args, stderr, getenv, func(fs *flag.FlagSet) {
+		switch cmd {
+		case "keys rotate", "keys rewrap", "keys recover":
+			fs.IntVar(&batch, "batch", 100, "keys rewrapped per transaction")
+			fs.IntVar(&limit, "limit", 0, "stop after rewrapping this many keys (0: all); run again to continue")
+		}
+		switch cmd {
+		case "keys rotate", "keys recover":
+			fs.StringVar(&out, "out", "", "where to write the new master key file (default <data>/keys/master-<fingerprint>.age-key)")
+		}
+		if cmd == "keys recover" {
+			fs.StringVar(&escrowID, "escrow-identity", "", "file holding an escrow identity (AGE-SECRET-KEY-PQ-1...)")
+		}
+	})
+	if err != nil {
+		return err
+	}
+	log := newLogger(stderr, cfg.LogLevel)
+	if cmd == "keys recover" {
+		if escrowID == "" {
+			return usageError{"keys recover needs --escrow-identity FILE"}
+		}
+		m, err := crypt.LoadMaster(escrowID)
+		if err != nil {
+			return fmt.Errorf("escrow identity: %w", err)
+		}
+		cfg.extraMasters, cfg.recovery = []*crypt.Master{m}, true
+	}
+	a, err := openApp(ctx, cfg, log, withVault)
+	if err != nil {
+		return err
+	}
+	defer a.close(context.WithoutCancel(ctx))
+	switch cmd {
+	case "keys status":
+		return a.keysStatus(ctx, stdout)
+	case "keys retire":
+		return a.keysRetire(ctx, fs.Args(), stdout)
+	case "keys rewrap":
+		return a.keysRewrap(ctx, "keys.rewrap", batch, limit, stdout)
+	}
+	// rotate and recover: continue an unfinished rotation, or begin one.
+	pending, err := a.keys.PendingRotation(ctx)
+	if err != nil {
+		return err
+	}
+	action := "keys.rotate"
+	if cmd == "keys recover" {
+		action = "keys.recover"
+	}
+	if pending != nil {
+		if !a.masters.Has(pending.To) {
+			return fmt.Errorf("a rotation to master %s begun %s is unfinished, and that master's key file is not loaded (put it in %s or VAULT_MASTER_KEY_FILE)",
+				pending.To, pending.StartedAt.Format("2006-01-02 15:04"), cfg.keyDir())
+		}
+		fmt.Fprintf(stdout, "continuing the rotation from %s to %s\n", pending.From, pending.To)
+	} else {
+		m, path, err := writeNewMaster(cfg, log, out)
+		if err != nil {
+			return fmt.Errorf("new master key: %w", err)
+		}
+		a.masters.Add(m)
+		from, _ := a.keys.ActiveMaster(ctx)
+		if err := a.keysEvent(ctx, action, audit.Allowed, "master/"+m.Fingerprint(), "begin: from "+from+" to "+m.Fingerprint()); err != nil {
+			os.Remove(path) // nothing names it yet
+			return err
+		}
+		if _, err := a.keys.BeginRotation(ctx, m); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "new master %s written to %s\n", m.Fingerprint(), path)
+		if cfg.MasterKey != "" || len(cfg.masterFiles()) > 0 {
+			fmt.Fprintf(stdout, "give %s to every instance (VAULT_MASTER_KEY_FILE) beside the old key\n", path)
+		}
+	}
+	return a.keysRewrap(ctx, action, batch, limit, stdout)
+}
+
+func (a *app) keysRewrap(ctx context.Context, action string, batch, limit int, stdout io.Writer) error {
+	rep, err := a.keys.Rewrap(ctx, batch, limit, supervision.KeyTables()...)
+	active, _ := a.keys.ActiveMaster(ctx)
+	if err != nil {
+		_ = a.keysEvent(context.WithoutCancel(ctx), action, audit.Errored, "master/"+active,
+			fmt.Sprintf("rewrapped %d keys, then failed", rep.Rewrapped))
+		return err
+	}
+	detail := fmt.Sprintf("rewrapped %d keys; %d remaining", rep.Rewrapped, rep.Remaining)
+	if err := a.keysEvent(ctx, action, audit.Allowed, "master/"+active, detail); err != nil {
+		return err
+	}
+	if rep.Remaining > 0 {
+		fmt.Fprintf(stdout, "%s; run the same command again to continue\n", detail)
+		return nil
+	}
+	fmt.Fprintf(stdout, "%s; every key is wrapped to master %s and %d escrow recipient(s)\n", detail, active, a.masters.EscrowCount())
+	return nil
+}
+
+func (a *app) keysStatus(ctx context.Context, stdout io.Writer) error {
+	st, err := a.keys.Status(ctx, supervision.KeyTables()...)
+	if err != nil {
+		return err
+	}
+	for _, m := range st {
+		held := "not loaded"
+		if m.Held {
+			held = "loaded"
+		}
+		fmt.Fprintf(stdout, "%s %-8s %d keys %s\n", m.Fingerprint, m.State, m.Keys, held)
+	}
+	if p, err := a.keys.PendingRotation(ctx); err != nil {
+		return err
+	} else if p != nil {
+		fmt.Fprintf(stdout, "rotation from %s to %s unfinished (%d rewrapped)\n", p.From, p.To, p.Rewrapped)
+	}
+	fmt.Fprintf(stdout, "escrow recipients: %d\n", a.masters.EscrowCount())
+	return nil
+}
+
+// keysRetire retires the masters named, or every retiring one, refusing
+// any that keys are still wrapped to; the key file of a retired master in
+// <data>/keys is deleted.
+func (a *app) keysRetire(ctx context.Context, fps []string, stdout io.Writer) error {
+	tables := supervision.KeyTables()
+	if len(fps) == 0 {
+		st, err := a.keys.Status(ctx, tables...)
+		if err != nil {
+			return err
+		}
+		for _, m := range st {
+			if m.State == vault.MasterRetiring {
+				fps = append(fps, m.Fingerprint)
+			}
+		}
+		if len(fps) == 0 {
+			fmt.Fprintln(stdout, "no master to retire")
+			return nil
+		}
+	}
+	var errs []error
+	for _, fp := range fps {
+		if err := a.keys.Retire(ctx, fp, tables...); err != nil {
+			_ = a.keysEvent(context.WithoutCancel(ctx), "keys.retire", audit.Denied, "master/"+fp, err.Error())
+			errs = append(errs, err)
+			continue
+		}
+		if err := a.keysEvent(ctx, "keys.retire", audit.Allowed, "master/"+fp, "retired"); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "master %s retired\n", fp)
+		a.deleteKeyFile(fp, stdout)
+	}
+	if len(errs) > 0 {
+		return exitError{1, errors.Join(errs...).Error()}
+	}
+	return nil
+}
+
+// deleteKeyFile removes the key file of master fp from <data>/keys, if it
+// is there; files given by VAULT_MASTER_KEY_FILE are the operator's to
+// remove.
+func (a *app) deleteKeyFile(fp string, stdout io.Writer) {
+	unseal, err := unsealIdentities(a.cfg, a.log)
+	if err != nil {
+		return
+	}
+	paths, _ := filepath.Glob(filepath.Join(a.cfg.keyDir(), crypt.MasterFilePattern))
+	for _, p := range paths {
+		if m, err := crypt.LoadMasterFile(p, unseal); err == nil && m.Fingerprint() == fp {
+			if err := os.Remove(p); err == nil {
+				fmt.Fprintf(stdout, "deleted %s\n", p)
+			}
+		}
+	}
+}

@@ -1,0 +1,288 @@
+package main
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+
+	"filippo.io/age"
+	"filippo.io/age/plugin"
+)
+
+// Keys (issue 12, item 3): master key rotation interrupted and resumed,
+// retirement, escrow recovery, and a master sealed by an age plugin.
+
+// escrowFiles writes an escrow identity (the office's offline key) and its
+// recipients file; it returns the env setting and the identity's path.
+func escrowFiles(t *testing.T) (env, identityPath string) {
+	t.Helper()
+	id, err := age.GenerateHybridIdentity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	identityPath = filepath.Join(dir, "escrow.key")
+	if err := os.WriteFile(identityPath, []byte(id.String()+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rcpts := filepath.Join(dir, "escrow.txt")
+	if err := os.WriteFile(rcpts, []byte("# the office's safe\n"+id.Recipient().String()+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return "VAULT_ESCROW_RECIPIENTS_FILE=" + rcpts, identityPath
+}
+
+// readAll reads every document back through the API and compares.
+func readAll(t *testing.T, c *client, docs map[string][]byte) {
+	t.Helper()
+	for id, want := range docs {
+		r := c.do("GET", "/materials/"+id+"/content", nil)
+		if r.Status != 200 || !bytes.Equal(r.Body, want) {
+			t.Fatalf("material %s: %d, %d bytes (want %d): %.200s", id, r.Status, len(r.Body), len(want), r.Body)
+		}
+	}
+}
+
+// fileSums hashes every file under dir, for "blobs untouched".
+func fileSums(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	_ = filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
+		if err != nil || fi.IsDir() {
+			return nil
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum := sha256.Sum256(b)
+		out[p] = hex.EncodeToString(sum[:])
+		return nil
+	})
+	return out
+}
+
+func masterFiles(t *testing.T, s *server) []string {
+	t.Helper()
+	fs, _ := filepath.Glob(filepath.Join(s.data, "keys", "master*.age-key"))
+	sort.Strings(fs)
+	return fs
+}
+
+// TestKeyRotationInterruptedAndResumed rotates the master key of a running
+// vault in two runs: the first stops after two keys (as an interrupted run
+// would), the server keeps reading every material and signing in with TOTP
+// (its secrets are sealed under a key wrapped to the master), the old master
+// cannot be retired yet, the second run finishes, the old master is retired
+// and its file deleted; after a restart with only the new key everything
+// still reads, no blob changed, and the log verifies with the rotation in it.
+func TestKeyRotationInterruptedAndResumed(t *testing.T) {
+	for _, be := range backends {
+		t.Run(be.name, func(t *testing.T) {
+			escrowEnv, _ := escrowFiles(t)
+			s := newServer(t, be, escrowEnv)
+			w := bootstrap(t, s)
+			s.start()
+			w.loginAll(t)
+			docs := map[string][]byte{}
+			var cases []string
+			for i := range 3 {
+				caseID, d := w.newCase(t, "rotation-"+string(rune('a'+i)))
+				cases = append(cases, caseID)
+				for k, v := range d {
+					docs[k] = v
+				}
+				if i == 0 {
+					// A complaint creates the supervision key, which is
+					// wrapped to the master too.
+					w.op.expect(201, "POST", "/complaints", map[string]any{"case": caseID, "kind": "unfair", "description": "slow review"})
+				}
+			}
+			readAll(t, w.op, docs)
+			blobsBefore := fileSums(t, filepath.Join(s.data, "blobs"))
+			old := masterFiles(t, s)
+			if len(old) != 1 {
+				t.Fatalf("key files before rotation: %v", old)
+			}
+
+			out := s.mustCLI("", "keys", "rotate", "--batch", "1", "--limit", "2")
+			if !strings.Contains(out, "rewrapped 2 keys") || !strings.Contains(out, "run the same command again") {
+				t.Fatalf("interrupted rotation said:\n%s", out)
+			}
+			status := s.mustCLI("", "keys", "status")
+			if !strings.Contains(status, "unfinished") || !strings.Contains(status, "retiring") {
+				t.Fatalf("status after an interrupted rotation:\n%s", status)
+			}
+			// Half rotated: the running server opens keys of both masters.
+			readAll(t, w.op, docs)
+			w.office = s.login(t, "office", pw)
+			w.op.expect(201, "POST", "/complaints", map[string]any{"case": cases[1], "kind": "unfair", "description": "x"})
+
+			if _, errs, code := s.cli("", "keys", "retire"); code == 0 || !strings.Contains(errs, "still wrapped") {
+				t.Fatalf("retire during an unfinished rotation: exit %d: %s", code, errs)
+			}
+			out = s.mustCLI("", "keys", "rotate")
+			if !strings.Contains(out, "continuing the rotation") || !strings.Contains(out, "0 remaining") {
+				t.Fatalf("resumed rotation said:\n%s", out)
+			}
+			out = s.mustCLI("", "keys", "retire")
+			if !strings.Contains(out, "retired") || !strings.Contains(out, "deleted") {
+				t.Fatalf("retire said:\n%s", out)
+			}
+			now := masterFiles(t, s)
+			if len(now) != 1 || now[0] == old[0] {
+				t.Fatalf("key files after retirement: %v (before %v)", now, old)
+			}
+
+			s.stop()
+			s.start()
+			readAll(t, w.op, docs)
+			w.office = s.login(t, "office", pw) // TOTP secret still opens
+			w.newCase(t, "after rotation")
+			if got := fileSums(t, filepath.Join(s.data, "blobs")); be.name == "sqlite+local" {
+				for p, sum := range blobsBefore {
+					if got[p] != sum {
+						t.Fatalf("blob %s changed or vanished in the rotation", p)
+					}
+				}
+			}
+			if out := s.mustCLI("", "audit", "verify"); !strings.Contains(out, "OK") {
+				t.Fatalf("audit verify: %s", out)
+			}
+			var ev struct {
+				Items []struct {
+					Action, Detail string
+				} `json:"items"`
+			}
+			w.insp = s.login(t, "inspector1", pw)
+			w.insp.expect(200, "GET", "/audit/events?action=keys.rotate", nil).json(t, &ev)
+			if len(ev.Items) < 3 {
+				t.Fatalf("rotation audit events: %+v", ev.Items)
+			}
+		})
+	}
+}
+
+// TestEscrowRecovery loses every master key file; the server refuses to
+// start (it will not wrap new keys to a master of its own invention), and
+// keys recover with the escrow identity alone rewraps every key to a new
+// master: every material reads again and staff sign in with their TOTP.
+func TestEscrowRecovery(t *testing.T) {
+	escrowEnv, escrowID := escrowFiles(t)
+	s := newServer(t, backends[0], escrowEnv)
+	w := bootstrap(t, s)
+	s.start()
+	w.loginAll(t)
+	_, docs := w.newCase(t, "escrow")
+	s.stop()
+	for _, f := range masterFiles(t, s) {
+		if err := os.Remove(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cmd := exec.Command(vaultdBin, "serve")
+	cmd.Env = s.env
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "active master key is not loaded") {
+		t.Fatalf("serve without its master: %v\n%s", err, out)
+	}
+	for _, f := range masterFiles(t, s) {
+		os.Remove(f) // the refused start generated one; it never became active
+	}
+	out2 := s.mustCLI("", "keys", "recover", "--escrow-identity", escrowID)
+	if !strings.Contains(out2, "0 remaining") {
+		t.Fatalf("recover said:\n%s", out2)
+	}
+	s.mustCLI("", "keys", "retire")
+	s.start()
+	readAll(t, w.op, docs)
+	s.login(t, "office", pw)
+	if out := s.mustCLI("", "audit", "verify"); !strings.Contains(out, "OK") {
+		t.Fatalf("audit verify: %s", out)
+	}
+}
+
+// buildAgePlugin builds the stand-in token plugin of vault/crypt's tests
+// and makes a token for it; it returns the env that plugs the token in.
+func buildAgePlugin(t *testing.T) (pluginEnv []string, tokenEnv string) {
+	t.Helper()
+	dir := t.TempDir()
+	out, err := exec.Command("go", "build", "-o", filepath.Join(dir, "age-plugin-crvaulttest"),
+		"../../vault/crypt/testdata/age-plugin-crvaulttest").CombinedOutput()
+	if err != nil {
+		t.Fatalf("build test plugin: %v\n%s", err, out)
+	}
+	tok, err := age.GenerateX25519Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(tokenFile, []byte(tok.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	idFile := filepath.Join(t.TempDir(), "identity.txt")
+	if err := os.WriteFile(idFile, []byte(plugin.EncodeIdentity("crvaulttest", []byte("slot-1"))+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return []string{"PATH=" + dir + string(os.PathListSeparator) + os.Getenv("PATH"),
+		"VAULT_MASTER_IDENTITY_FILE=" + idFile,
+		"VAULT_MASTER_RECIPIENTS=" + plugin.EncodeRecipient("crvaulttest", []byte(tok.Recipient().String()))}, "CRVAULT_TEST_TOKEN=" + tokenFile
+}
+
+// TestMasterSealedByAgePlugin runs the vault with its master key sealed to
+// an age plugin's token: the first start writes it sealed, no plaintext
+// master ever reaches the data directory (before or after a rotation), and
+// without the token the server does not start.
+func TestMasterSealedByAgePlugin(t *testing.T) {
+	pluginEnv, tokenEnv := buildAgePlugin(t)
+	s := newServer(t, backends[0], append(pluginEnv, tokenEnv)...)
+	w := bootstrap(t, s)
+	s.start()
+	w.loginAll(t)
+	_, docs := w.newCase(t, "plugin")
+	readAll(t, w.op, docs)
+	s.mustCLI("", "keys", "rotate")
+	s.mustCLI("", "keys", "retire")
+	s.stop()
+	s.start()
+	readAll(t, w.op, docs)
+	s.stop()
+
+	files := masterFiles(t, s)
+	if len(files) != 1 {
+		t.Fatalf("key files: %v", files)
+	}
+	_ = filepath.Walk(s.data, func(p string, fi os.FileInfo, err error) error {
+		if err != nil || fi.IsDir() {
+			return nil
+		}
+		b, _ := os.ReadFile(p)
+		if bytes.Contains(b, []byte("AGE-SECRET-KEY-PQ-1")) {
+			t.Errorf("%s holds a plaintext master key", p)
+		}
+		return nil
+	})
+	b, _ := os.ReadFile(files[0])
+	if !bytes.Contains(b, []byte("BEGIN AGE ENCRYPTED FILE")) {
+		t.Fatalf("rotated key file is not sealed:\n%s", b)
+	}
+
+	// The token unplugged: no start, and a clear reason.
+	for i, e := range s.env {
+		if e == tokenEnv {
+			s.env[i] = "CRVAULT_TEST_TOKEN="
+		}
+	}
+	cmd := exec.Command(vaultdBin, "serve")
+	cmd.Env = s.env
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "no usable master key") {
+		t.Fatalf("serve without the token: %v\n%s", err, out)
+	}
+}

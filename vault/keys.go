@@ -1,0 +1,364 @@
+package vault
+
+// Master keys, rotation and retirement. Every key the vault keeps (case
+// keys, the vault's own keys, the supervision key) is a row holding a
+// hybrid identity wrapped to one master and to the escrow recipients, and
+// naming both by fingerprint. vault_masters says which master is active:
+// every instance wraps new keys to that one, whatever else it holds.
+//
+// A rotation makes a new master active and then rewraps every row, in
+// batches of one transaction each, to the new master and the current escrow
+// set. The rows themselves are the progress: a run that stops (killed, or
+// told to stop after so many keys) leaves some rows on the old master, and
+// the next run, seeing an unfinished rotation in vault_key_rotations, goes
+// on with those. Blobs, headers and sealed fields are untouched: the keys
+// under the masters do not change, only their wrapping. A master is retired
+// only once no row names it.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"gorm.io/gorm"
+
+	"github.com/crvault/crvault/vault/crypt"
+)
+
+// Master states (vault_masters.state).
+const (
+	MasterActive   = "active"
+	MasterRetiring = "retiring"
+	MasterRetired  = "retired"
+)
+
+// KeyTable names a table of wrapped keys: its id column and the columns
+// wrapped, master and escrow. Each owner of such a table (vault, the
+// supervision service) lists its own.
+type KeyTable struct {
+	Table    string
+	IDColumn string
+}
+
+// KeyTables are the vault's own tables of wrapped keys.
+func (k *Keyring) KeyTables() []KeyTable {
+	return []KeyTable{{Table: "case_keys", IDColumn: "case_id"}, {Table: "vault_keys", IDColumn: "name"}}
+}
+
+// ErrMasterNotHeld means the database names an active master this process
+// was not given: starting would wrap new keys to the wrong master.
+var ErrMasterNotHeld = errors.New("the active master key is not loaded")
+
+// Masters is the set of master keys the keyring uses.
+func (k *Keyring) Masters() *crypt.Masters { return k.masters }
+
+// Init records the master on first use (the one master loaded becomes
+// active), names it on rows from before masters were named, and checks that
+// this process holds the active master. tables are the other owners' key
+// tables.
+func (k *Keyring) Init(ctx context.Context, tables ...KeyTable) error {
+	db := k.db.WithContext(ctx)
+	var active []masterRow
+	if err := db.Where("state = ?", MasterActive).Find(&active).Error; err != nil {
+		return fmt.Errorf("load masters: %w", err)
+	}
+	switch len(active) {
+	case 0:
+		m, err := k.masters.Only()
+		if err != nil {
+			return err
+		}
+		err = db.Transaction(func(tx *gorm.DB) error {
+			var n int64
+			if err := tx.Model(&masterRow{}).Where("state = ?", MasterActive).Count(&n).Error; err != nil || n > 0 {
+				return err // another instance won the race
+			}
+			return tx.Create(&masterRow{Fingerprint: m.Fingerprint(), Recipient: m.Recipient(), State: MasterActive,
+				CreatedAt: time.Now().UTC()}).Error
+		})
+		if err != nil {
+			return fmt.Errorf("record master: %w", err)
+		}
+		return k.Init(ctx, tables...)
+	case 1:
+	default:
+		return fmt.Errorf("%d masters are marked active", len(active))
+	}
+	fp := active[0].Fingerprint
+	if _, err := k.masters.Get(fp); err != nil {
+		return fmt.Errorf("%w: the database wraps new keys to master %s; give its key file (VAULT_MASTER_KEY_FILE or <data>/keys/master-%s.age-key)", ErrMasterNotHeld, fp, fp)
+	}
+	// Rows from before masters were named were wrapped to the only master
+	// there was; name it, if this process holds just that one.
+	if len(k.masters.Fingerprints()) == 1 {
+		for _, t := range append(k.KeyTables(), tables...) {
+			if err := db.Exec("UPDATE "+t.Table+" SET master = ? WHERE master = ''", fp).Error; err != nil {
+				return fmt.Errorf("name master on %s: %w", t.Table, err)
+			}
+		}
+	}
+	return nil
+}
+
+// ActiveMaster is the fingerprint of the master new keys are wrapped to.
+func (k *Keyring) ActiveMaster(ctx context.Context) (string, error) {
+	var row masterRow
+	err := k.db.WithContext(ctx).Where("state = ?", MasterActive).Take(&row).Error
+	if errors.Is(err, gorm.ErrRecordNotFound) {
+		// First key of a vault nobody initialised (tests, tools): the one
+		// master held becomes active.
+		if err := k.Init(ctx); err != nil {
+			return "", err
+		}
+		err = k.db.WithContext(ctx).Where("state = ?", MasterActive).Take(&row).Error
+	}
+	if err != nil {
+		return "", fmt.Errorf("load active master: %w", err)
+	}
+	return row.Fingerprint, nil
+}
+
+// NewKey generates a key (for a case, or of the vault's own) wrapped to the
+// active master and the escrow recipients.
+func (k *Keyring) NewKey(ctx context.Context) (crypt.Wrapped, *crypt.CaseKey, error) {
+	fp, err := k.ActiveMaster(ctx)
+	if err != nil {
+		return crypt.Wrapped{}, nil, err
+	}
+	return k.masters.NewKey(fp)
+}
+
+// OpenKey unwraps a stored key.
+func (k *Keyring) OpenKey(w crypt.Wrapped) (*crypt.CaseKey, error) { return k.masters.Open(w) }
+
+// Rotation is a master key rotation as recorded.
+type Rotation struct {
+	ID         int64
+	From, To   string
+	StartedAt  time.Time
+	FinishedAt *time.Time
+	Rewrapped  int64
+}
+
+func (r rotationRow) rotation() Rotation {
+	return Rotation{ID: r.ID, From: r.FromMaster, To: r.ToMaster, StartedAt: r.StartedAt, FinishedAt: r.FinishedAt, Rewrapped: r.Rewrapped}
+}
+
+// PendingRotation returns the unfinished rotation, if any.
+func (k *Keyring) PendingRotation(ctx context.Context) (*Rotation, error) {
+	var rows []rotationRow
+	if err := k.db.WithContext(ctx).Where("finished_at IS NULL").Order("id").Find(&rows).Error; err != nil {
+		return nil, fmt.Errorf("load rotations: %w", err)
+	}
+	if len(rows) == 0 {
+		return nil, nil
+	}
+	r := rows[len(rows)-1].rotation()
+	return &r, nil
+}
+
+// ErrRotationPending means a rotation is unfinished: continue it first.
+var ErrRotationPending = errors.New("a key rotation is unfinished")
+
+// BeginRotation makes m (already written where every instance finds it, and
+// added to the keyring's masters) the active master, marks the old one
+// retiring and records the rotation. Rows are rewrapped by Rewrap.
+func (k *Keyring) BeginRotation(ctx context.Context, m *crypt.Master) (Rotation, error) {
+	if !k.masters.Has(m.Fingerprint()) {
+		return Rotation{}, errors.New("begin rotation: the new master is not in the keyring")
+	}
+	var out rotationRow
+	err := k.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		var n int64
+		if err := tx.Model(&rotationRow{}).Where("finished_at IS NULL").Count(&n).Error; err != nil {
+			return err
+		}
+		if n > 0 {
+			return ErrRotationPending
+		}
+		var old masterRow
+		if err := tx.Where("state = ?", MasterActive).Take(&old).Error; err != nil {
+			return fmt.Errorf("load active master: %w", err)
+		}
+		now := time.Now().UTC()
+		res := tx.Model(&masterRow{}).Where("fingerprint = ? AND state = ?", old.Fingerprint, MasterActive).Update("state", MasterRetiring)
+		if res.Error != nil || res.RowsAffected != 1 {
+			return fmt.Errorf("mark master %s retiring: %v", old.Fingerprint, res.Error)
+		}
+		if err := tx.Create(&masterRow{Fingerprint: m.Fingerprint(), Recipient: m.Recipient(), State: MasterActive, CreatedAt: now}).Error; err != nil {
+			return fmt.Errorf("record new master: %w", err)
+		}
+		out = rotationRow{FromMaster: old.Fingerprint, ToMaster: m.Fingerprint(), StartedAt: now}
+		return tx.Create(&out).Error
+	})
+	if err != nil {
+		return Rotation{}, fmt.Errorf("begin rotation: %w", err)
+	}
+	return out.rotation(), nil
+}
+
+// RewrapReport says what one Rewrap run did.
+type RewrapReport struct {
+	Rewrapped int64 // rows rewrapped by this run
+	Remaining int64 // rows still not on the active master and escrow set
+}
+
+// Rewrap brings every row of the vault's key tables and tables to the
+// active master and the current escrow set, batch rows per transaction,
+// stopping after limit rows (0: no limit). When nothing remains, an
+// unfinished rotation is marked finished. A concurrent run or instance is
+// harmless: each row is updated only if it is still as read.
+func (k *Keyring) Rewrap(ctx context.Context, batch, limit int, tables ...KeyTable) (RewrapReport, error) {
+	if batch <= 0 {
+		batch = 100
+	}
+	to, err := k.ActiveMaster(ctx)
+	if err != nil {
+		return RewrapReport{}, err
+	}
+	escrow := k.masters.EscrowFingerprint()
+	all := append(k.KeyTables(), tables...)
+	var rep RewrapReport
+	db := k.db.WithContext(ctx)
+	for _, t := range all {
+		for limit <= 0 || rep.Rewrapped < int64(limit) {
+			n := batch
+			if limit > 0 {
+				n = min(n, limit-int(rep.Rewrapped))
+			}
+			done, err := k.rewrapBatch(ctx, t, to, escrow, n)
+			if err != nil {
+				return rep, err
+			}
+			rep.Rewrapped += int64(done)
+			if done > 0 {
+				// Progress, for whoever looks while it runs.
+				if err := db.Exec("UPDATE vault_key_rotations SET rewrapped = rewrapped + ? WHERE finished_at IS NULL", done).Error; err != nil {
+					return rep, fmt.Errorf("record rotation progress: %w", err)
+				}
+			}
+			if done < n {
+				break
+			}
+		}
+	}
+	for _, t := range all {
+		var n int64
+		if err := db.Table(t.Table).Where("NOT (master = ? AND escrow = ?)", to, escrow).Count(&n).Error; err != nil {
+			return rep, fmt.Errorf("count %s: %w", t.Table, err)
+		}
+		rep.Remaining += n
+	}
+	if rep.Remaining == 0 {
+		if err := db.Model(&rotationRow{}).Where("finished_at IS NULL").Update("finished_at", time.Now().UTC()).Error; err != nil {
+			return rep, fmt.Errorf("finish rotation: %w", err)
+		}
+	}
+	return rep, nil
+}
+
+type wrappedRow struct {
+	ID      string
+	Wrapped []byte
+	Master  string
+	Escrow  string
+}
+
+func (k *Keyring) rewrapBatch(ctx context.Context, t KeyTable, to, escrow string, n int) (int, error) {
+	done := 0
+	err := k.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		var rows []wrappedRow
+		if err := tx.Table(t.Table).Select(t.IDColumn+" AS id, wrapped, master, escrow").
+			Where("NOT (master = ? AND escrow = ?)", to, escrow).Order(t.IDColumn).Limit(n).Scan(&rows).Error; err != nil {
+			return fmt.Errorf("read %s: %w", t.Table, err)
+		}
+		for _, r := range rows {
+			w, err := k.masters.Rewrap(crypt.Wrapped{Data: r.Wrapped, Master: r.Master, Escrow: r.Escrow}, to)
+			if err != nil {
+				return fmt.Errorf("rewrap %s %s: %w", t.Table, r.ID, err)
+			}
+			res := tx.Table(t.Table).Where(t.IDColumn+" = ? AND master = ? AND escrow = ?", r.ID, r.Master, r.Escrow).
+				Updates(map[string]any{"wrapped": w.Data, "master": w.Master, "escrow": w.Escrow})
+			if res.Error != nil {
+				return fmt.Errorf("store rewrapped %s %s: %w", t.Table, r.ID, res.Error)
+			}
+			done += int(res.RowsAffected)
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	return done, nil
+}
+
+// MasterStatus is one master and how many rows name it.
+type MasterStatus struct {
+	Fingerprint string
+	State       string
+	Keys        int64
+	Held        bool // this process holds it
+}
+
+// Status lists every master recorded, newest state first.
+func (k *Keyring) Status(ctx context.Context, tables ...KeyTable) ([]MasterStatus, error) {
+	var rows []masterRow
+	if err := k.db.WithContext(ctx).Order("created_at").Find(&rows).Error; err != nil {
+		return nil, fmt.Errorf("load masters: %w", err)
+	}
+	out := make([]MasterStatus, 0, len(rows))
+	for _, r := range rows {
+		n, err := k.countWrapped(ctx, r.Fingerprint, tables)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, MasterStatus{Fingerprint: r.Fingerprint, State: r.State, Keys: n, Held: k.masters.Has(r.Fingerprint)})
+	}
+	return out, nil
+}
+
+func (k *Keyring) countWrapped(ctx context.Context, fp string, tables []KeyTable) (int64, error) {
+	var total int64
+	for _, t := range append(k.KeyTables(), tables...) {
+		var n int64
+		if err := k.db.WithContext(ctx).Table(t.Table).Where("master = ?", fp).Count(&n).Error; err != nil {
+			return 0, fmt.Errorf("count %s: %w", t.Table, err)
+		}
+		total += n
+	}
+	return total, nil
+}
+
+// ErrMasterInUse means a master cannot be retired: keys are still wrapped
+// to it, or it is the active one.
+var ErrMasterInUse = errors.New("master key still in use")
+
+// Retire marks a retiring master retired, refusing while any row of the
+// key tables names it (or while it is active). After it, the master's key
+// file may be destroyed.
+func (k *Keyring) Retire(ctx context.Context, fp string, tables ...KeyTable) error {
+	var row masterRow
+	if err := k.db.WithContext(ctx).Where("fingerprint = ?", fp).Take(&row).Error; err != nil {
+		if errors.Is(err, gorm.ErrRecordNotFound) {
+			return fmt.Errorf("no master %s is recorded", fp)
+		}
+		return fmt.Errorf("load master %s: %w", fp, err)
+	}
+	switch row.State {
+	case MasterActive:
+		return fmt.Errorf("%w: %s is the active master; rotate first", ErrMasterInUse, fp)
+	case MasterRetired:
+		return nil
+	}
+	n, err := k.countWrapped(ctx, fp, tables)
+	if err != nil {
+		return err
+	}
+	if n > 0 {
+		return fmt.Errorf("%w: %d keys are still wrapped to %s; run vaultd keys rotate to finish the rotation", ErrMasterInUse, n, fp)
+	}
+	now := time.Now().UTC()
+	return k.db.WithContext(ctx).Model(&masterRow{}).Where("fingerprint = ? AND state = ?", fp, MasterRetiring).
+		Updates(map[string]any{"state": MasterRetired, "retired_at": now}).Error
+}
