@@ -34,12 +34,14 @@ const (
 	ActOpinionCreate     Action = "opinion.create"
 	ActComplaintCreate   Action = "complaint.create"
 	ActCommitmentCreate  Action = "commitment.create"
+	// ActCaseHold: read a case's retention, set and clear its legal hold.
+	ActCaseHold Action = "case.hold"
 )
 
 // Actions lists every case-scoped action.
 var Actions = []Action{ActCaseRead, ActCaseSubmit, ActCaseTransition, ActMaterialList, ActMaterialUpload,
 	ActMaterialRead, ActMaterialMeta, ActAssignmentManage, ActAssignmentList, ActDeclarationCreate,
-	ActOpinionCreate, ActComplaintCreate, ActCommitmentCreate}
+	ActOpinionCreate, ActComplaintCreate, ActCommitmentCreate, ActCaseHold}
 
 // needsDeclaration lists the actions an assignee may take only after
 // declaring no conflict of interest.

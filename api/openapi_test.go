@@ -483,6 +483,8 @@ func TestOpenAPISchemasMatchGoTypes(t *testing.T) {
 		{"PasswordChange", passwordChange{}, true},
 		{"NewCase", vault.NewCase{}, true},
 		{"Case", vault.Case{}, false},
+		{"Retention", vault.Retention{}, false},
+		{"LegalHold", vault.LegalHold{}, true},
 		{"CasePage", vault.Page[vault.Case]{}, false},
 		{"Material", vault.Material{}, false},
 		{"MaterialPage", vault.Page[vault.Material]{}, false},

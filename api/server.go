@@ -152,6 +152,7 @@ func New(d Deps) (http.Handler, error) {
 	if err := h.webRoutes(r); err != nil {
 		return nil, err
 	}
+	h.retentionRoutes(auth)
 	return r, nil
 }
 

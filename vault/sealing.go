@@ -88,6 +88,9 @@ func (s *Service) textKey(ctx context.Context, caseID string) (*crypt.CaseKey, e
 
 // openCase turns a stored case into what callers see, opening its text.
 func (s *Service) openCase(ctx context.Context, r caseRow, providers []string) (Case, error) {
+	if r.ShreddedAt != nil {
+		s.keys.Forget(r.ID)
+	}
 	key, err := s.textKey(ctx, r.ID)
 	if err != nil {
 		return Case{}, err

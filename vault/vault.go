@@ -96,6 +96,9 @@ type Config struct {
 	// UploadExpiry is how long a resumable upload session lives after its
 	// last chunk (default DefaultUploadExpiry).
 	UploadExpiry time.Duration
+	// Retention is how long a case is kept after it ended (default
+	// DefaultRetention, ten years); see retention.go.
+	Retention Period
 }
 
 // Service is the vault. It is safe for concurrent use.
@@ -115,6 +118,7 @@ type Service struct {
 	pinned  *review.Edition // nil: by filing date
 
 	uploadExpiry time.Duration
+	retention    Period
 }
 
 // New wires the vault over its stores. The database must be migrated.
@@ -137,7 +141,12 @@ func New(db *gorm.DB, blobs blob.Store, master *crypt.Master, acc *access.Servic
 	if cfg.Keyring == nil {
 		cfg.Keyring = NewKeyring(db, master, KeyringConfig{})
 	}
-	s := &Service{db: db, blobs: blobs, master: master, keys: cfg.Keyring, access: acc, audit: log, maxSize: cfg.MaxMaterialSize, log: cfg.Logger,
+	if cfg.Retention == (Period{}) {
+		cfg.Retention = DefaultRetention
+	}
+	// A case shredded on any instance: forget its key here too.
+	acc.Subscribe(NoticeCaseKey, func(_ context.Context, caseID string) { cfg.Keyring.Forget(caseID) })
+	s := &Service{db: db, blobs: blobs, master: master, keys: cfg.Keyring, retention: cfg.Retention, access: acc, audit: log, maxSize: cfg.MaxMaterialSize, log: cfg.Logger,
 		now: cfg.Now, cals: NewCalendars(db, cfg.Calendar), webhook: cfg.WebhookURL, client: cfg.HTTPClient, uploadExpiry: cfg.UploadExpiry}
 	if cfg.RulesEdition != "" {
 		// Validated by the configuration; an unknown one falls back to the
@@ -209,6 +218,10 @@ func (s *Service) caseFacts(ctx context.Context, id string) (caseRow, access.Cas
 	}
 	if err := s.db.WithContext(ctx).Where("id = ?", id).Take(&row).Error; err != nil {
 		return row, access.CaseFacts{}, nil, err
+	}
+	if row.ShreddedAt != nil {
+		// Another process shredded it: no cached key may outlive the row.
+		s.keys.Forget(id)
 	}
 	providers, err := s.providers(ctx, id)
 	if err != nil {

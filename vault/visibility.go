@@ -165,6 +165,9 @@ var auditRules = map[string]auditRule{
 	"deadline.list":        auditNever,
 	"deadline.flag":        auditNever,
 	"calendar.import":      auditNever,
+	"case.retention":       auditNever, // the office\'s view of retention and holds
+	"case.legal_hold":      auditNever,
+	"case.shred":           auditNever, // retention destroying a case
 	"audit.query":          auditOwn,
 	"audit.checkpoint":     auditNever,
 	"audit.proof":          auditNever,
@@ -182,12 +185,13 @@ var auditRules = map[string]auditRule{
 // (accounts, sessions, reports from the public): a new action of these
 // families is hidden from parties without a row of its own.
 var auditFamilies = map[string]auditRule{
-	"session.": auditNever,
-	"user.":    auditNever,
-	"org.":     auditNever,
-	"report.":  auditNever,
-	"totp.":    auditNever,
-	"keys.":    auditNever, // master key rotation and retirement: the system's
+	"session.":   auditNever,
+	"user.":      auditNever,
+	"org.":       auditNever,
+	"report.":    auditNever,
+	"totp.":      auditNever,
+	"keys.":      auditNever, // master key rotation and retirement: the system's
+	"retention.": auditNever,
 }
 
 // auditRuleOf is the rule of an action; an action without a row is never

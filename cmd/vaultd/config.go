@@ -92,9 +92,10 @@ type config struct {
 	MasterIdentityFile string `yaml:"master_identity_file"`
 	MasterRecipients   string `yaml:"master_recipients"`
 	EscrowFile         string `yaml:"escrow_recipients_file"`
-	// RetentionYears is VAULT_RETENTION_YEARS: how long a case is kept
-	// after its conclusion before retention apply shreds it (default 10).
-	RetentionYears int `yaml:"retention_years"`
+	// Retention is VAULT_RETENTION: how long a case is kept after it ended
+	// before retention apply shreds it: years ("10y", the default) or a
+	// duration ("2160h").
+	Retention string `yaml:"retention"`
 
 	// Set by commands, never by configuration: extra masters (an escrow
 	// identity, for keys recover) and recovery mode (the active master may
@@ -109,7 +110,7 @@ func defaults() config {
 		DeadlineInterval: time.Hour, UploadExpiry: vault.DefaultUploadExpiry, AuditSyncCommit: "on",
 		JanitorInterval: time.Hour, JanitorGrace: 24 * time.Hour, CheckpointS3Prefix: "audit-checkpoints/",
 		CheckpointRetention: 90 * 24 * time.Hour, BodyIdleTimeout: 30 * time.Second, WriteIdleTimeout: 60 * time.Second,
-		MaxConnsPerClient: 100, RetentionYears: 10}
+		MaxConnsPerClient: 100, Retention: "10y"}
 }
 
 // flags registers the shared configuration flags on fs; apply must be called
@@ -195,12 +196,9 @@ func (f *configFlags) load(fs *flag.FlagSet, getenv func(string) string) (config
 	str(&c.MasterIdentityFile, "VAULT_MASTER_IDENTITY_FILE")
 	str(&c.MasterRecipients, "VAULT_MASTER_RECIPIENTS")
 	str(&c.EscrowFile, "VAULT_ESCROW_RECIPIENTS_FILE")
-	if v := getenv("VAULT_RETENTION_YEARS"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n <= 0 || n > 1000 {
-			errs = append(errs, fmt.Errorf("VAULT_RETENTION_YEARS: %q is not a positive number of years", v))
-		}
-		c.RetentionYears = n
+	str(&c.Retention, "VAULT_RETENTION")
+	if _, err := vault.ParsePeriod(c.Retention); err != nil {
+		errs = append(errs, fmt.Errorf("VAULT_RETENTION: %w", err))
 	}
 	if _, err := review.EditionByID(c.RulesEdition); c.RulesEdition != "" && err != nil {
 		errs = append(errs, fmt.Errorf("VAULT_RULES_EDITION: %w", err))
@@ -340,4 +338,13 @@ func (c config) checkListen() error {
 		return nil
 	}
 	return fmt.Errorf("refusing to listen on %s without TLS: set VAULT_TLS_CERT and VAULT_TLS_KEY, or pass --insecure-http behind a TLS-terminating proxy", c.Addr)
+}
+
+// retention is the parsed VAULT_RETENTION (checked by load).
+func (c config) retention() vault.Period {
+	p, err := vault.ParsePeriod(c.Retention)
+	if err != nil {
+		return vault.DefaultRetention
+	}
+	return p
 }

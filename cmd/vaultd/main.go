@@ -7,6 +7,7 @@
 //	vaultd audit verify | audit pubkey
 //	vaultd calendar workdays-after DATE N | is-workday DATE | import FILE.json | status
 //	vaultd keys rotate | rewrap | retire | status | recover
+//	vaultd retention apply [--dry-run]
 //
 // Every subcommand takes the same configuration (flags, VAULT_* environment,
 // --config FILE). main wires every piece by hand and closes them in reverse.
@@ -79,7 +80,8 @@ const usage = `usage: vaultd <command> [flags]
   keys rewrap                            rewrap every key to the active master and escrow recipients
   keys retire [FINGERPRINT]              retire old masters no key is wrapped to any more
   keys status                            masters, their states and how many keys each wraps
-  keys recover --escrow-identity FILE    disaster recovery: new master, every key rewrapped via escrow`
+  keys recover --escrow-identity FILE    disaster recovery: new master, every key rewrapped via escrow
+  retention apply [--dry-run]            destroy the keys and blobs of cases past their retention`
 
 func dispatch(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) error {
 	if len(args) == 0 {
@@ -108,6 +110,8 @@ func dispatch(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		return cmdCalendar(ctx, cmd, rest, stdout, stderr, getenv)
 	case "keys rotate", "keys rewrap", "keys retire", "keys status", "keys recover":
 		return cmdKeys(ctx, cmd, rest, stdout, stderr, getenv)
+	case "retention apply":
+		return cmdRetentionApply(ctx, rest, stdout, stderr, getenv)
 	case "help", "-h", "--help":
 		fmt.Fprintln(stdout, usage)
 		return nil
