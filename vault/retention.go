@@ -96,7 +96,7 @@ type Retention struct {
 	EndedAt *time.Time `json:"ended_at,omitempty"`
 	// ExpiresAt is EndedAt plus the retention period: from then on
 	// retention apply destroys the case, unless it is held.
-	ExpiresAt  *time.Time `json:"expires_at,omitempty"`
+	ExpiresAt *time.Time `json:"expires_at,omitempty"`
 	// Period is the retention period: "10y", or a duration.
 	Period     string     `json:"retention"`
 	LegalHold  bool       `json:"legal_hold"`

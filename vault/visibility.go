@@ -192,6 +192,7 @@ var auditFamilies = map[string]auditRule{
 	"totp.":      auditNever,
 	"keys.":      auditNever, // master key rotation and retirement: the system's
 	"retention.": auditNever,
+	"backup.":    auditNever,
 }
 
 // auditRuleOf is the rule of an action; an action without a row is never

@@ -8,6 +8,7 @@
 //	vaultd calendar workdays-after DATE N | is-workday DATE | import FILE.json | status
 //	vaultd keys rotate | rewrap | retire | status | recover
 //	vaultd retention apply [--dry-run]
+//	vaultd backup --out DIR | restore --from DIR
 //
 // Every subcommand takes the same configuration (flags, VAULT_* environment,
 // --config FILE). main wires every piece by hand and closes them in reverse.
@@ -81,7 +82,9 @@ const usage = `usage: vaultd <command> [flags]
   keys retire [FINGERPRINT]              retire old masters no key is wrapped to any more
   keys status                            masters, their states and how many keys each wraps
   keys recover --escrow-identity FILE    disaster recovery: new master, every key rewrapped via escrow
-  retention apply [--dry-run]            destroy the keys and blobs of cases past their retention`
+  retention apply [--dry-run]            destroy the keys and blobs of cases past their retention
+  backup --out DIR [--keys-out DIR]      consistent copy of database, blobs, keys and checkpoints
+  restore --from DIR [--keys-from DIR]   restore a backup into an empty environment`
 
 func dispatch(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) error {
 	if len(args) == 0 {
@@ -110,6 +113,10 @@ func dispatch(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		return cmdCalendar(ctx, cmd, rest, stdout, stderr, getenv)
 	case "keys rotate", "keys rewrap", "keys retire", "keys status", "keys recover":
 		return cmdKeys(ctx, cmd, rest, stdout, stderr, getenv)
+	case "backup":
+		return cmdBackup(ctx, rest, stdout, stderr, getenv)
+	case "restore":
+		return cmdRestore(ctx, rest, stdout, stderr, getenv)
 	case "retention apply":
 		return cmdRetentionApply(ctx, rest, stdout, stderr, getenv)
 	case "help", "-h", "--help":

@@ -1,0 +1,449 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/crvault/crvault/audit"
+	"github.com/crvault/crvault/audit/sqldb"
+	"github.com/crvault/crvault/vault/blob"
+)
+
+// Backup and restore (docs/operations.md). A backup is a directory:
+//
+//	manifest.json         what is in it, with the SHA-256 of every file
+//	vault.db | vault.pgdump  the database: SQLite through VACUUM INTO (a
+//	                      consistent copy of a live database, never a file
+//	                      copy), PostgreSQL through pg_dump (one snapshot)
+//	blobs/<id>            every blob of the store, as stored (ciphertext)
+//	keys/                 <data>/keys: master key files, checkpoint signing key
+//	checkpoint-mirror/    VAULT_CHECKPOINT_MIRROR_DIR, when set
+//
+// The database is copied first, then the blobs: blobs are written before
+// the row that names them and never change, so every blob the copied
+// database names is in the store when the copy of the store runs (blobs
+// deleted in between belong to cases shredded in between). Blobs that no
+// row of the copy names are harmless: the janitor reclaims them after a
+// restore. Keys go to --keys-out when given: keep them apart from the
+// rest, since whoever holds both reads everything.
+
+// backupManifest describes a backup.
+type backupManifest struct {
+	Format    int          `json:"format"`
+	CreatedAt time.Time    `json:"created_at"`
+	Database  string       `json:"database"` // sqlite or postgres
+	DBFile    string       `json:"db_file"`
+	DBSHA256  string       `json:"db_sha256"`
+	Blobs     []backupFile `json:"blobs"`
+	Keys      []string     `json:"keys"`
+	KeysDir   string       `json:"keys_dir"`
+	// Checkpoint is the latest signed checkpoint before the database was
+	// copied: the copy's log extends it.
+	Checkpoint string `json:"checkpoint,omitempty"`
+}
+
+type backupFile struct {
+	ID     string `json:"id"`
+	Size   int64  `json:"size"`
+	SHA256 string `json:"sha256"`
+}
+
+const manifestFile = "manifest.json"
+
+// openBlobStore opens the configured blob store.
+func openBlobStore(ctx context.Context, cfg config) (blob.Store, error) {
+	if cfg.S3Endpoint != "" {
+		return blob.NewS3(ctx, blob.S3Config{Endpoint: cfg.S3Endpoint, Bucket: cfg.S3Bucket, AccessKey: cfg.S3AccessKey,
+			SecretKey: cfg.S3SecretKey, TLS: cfg.S3TLS, Region: cfg.S3Region})
+	}
+	return blob.NewLocal(filepath.Join(cfg.DataDir, "blobs"))
+}
+
+func cmdBackup(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
+	var out, keysOut string
+	cfg, _, err := parse("backup", args, stderr, getenv, func(fs *flag.FlagSet) {
+		fs.StringVar(&out, "out", "", "directory to write the backup to (must not exist or be empty)")
+		fs.StringVar(&keysOut, "keys-out", "", "directory for the key files (default <out>/keys); keep it apart")
+	})
+	if err != nil {
+		return err
+	}
+	if out == "" {
+		return usageError{"backup needs --out DIR"}
+	}
+	if err := emptyDir(out); err != nil {
+		return err
+	}
+	if keysOut == "" {
+		keysOut = filepath.Join(out, "keys")
+	} else if err := emptyDir(keysOut); err != nil {
+		return err
+	}
+	log := newLogger(stderr, cfg.LogLevel)
+	a, err := openApp(ctx, cfg, log, withDB)
+	if err != nil {
+		return err
+	}
+	defer a.close(context.WithoutCancel(ctx))
+	store, err := openBlobStore(ctx, cfg)
+	if err != nil {
+		return fmt.Errorf("open blob store: %w", err)
+	}
+	m := backupManifest{Format: 1, CreatedAt: time.Now().UTC(), Database: dbKind(cfg.DatabaseURL)}
+	if cp, err := a.audit.Checkpoint(ctx); err == nil {
+		m.Checkpoint = string(cp)
+	}
+	// 1. The database, one consistent snapshot.
+	if m.Database == "sqlite" {
+		m.DBFile = "vault.db"
+		if err := a.db.WithContext(ctx).Exec("VACUUM INTO ?", filepath.Join(out, m.DBFile)).Error; err != nil {
+			return fmt.Errorf("copy the database (VACUUM INTO): %w", err)
+		}
+	} else {
+		m.DBFile = "vault.pgdump"
+		if err := pgDumpTo(ctx, cfg.DatabaseURL, filepath.Join(out, m.DBFile)); err != nil {
+			return err
+		}
+	}
+	if m.DBSHA256, err = fileSHA256(filepath.Join(out, m.DBFile)); err != nil {
+		return err
+	}
+	// 2. The blobs, after the database.
+	if err := os.MkdirAll(filepath.Join(out, "blobs"), 0o700); err != nil {
+		return err
+	}
+	err = store.List(ctx, func(id string, _ time.Time) error {
+		f, err := copyBlobOut(ctx, store, id, filepath.Join(out, "blobs", id))
+		if errors.Is(err, blob.ErrNotFound) {
+			return nil // deleted since it was listed
+		}
+		m.Blobs = append(m.Blobs, f)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("copy blobs: %w", err)
+	}
+	// 3. Keys and the checkpoint mirror.
+	if m.Keys, err = copyDir(cfg.keyDir(), keysOut); err != nil {
+		return fmt.Errorf("copy keys: %w", err)
+	}
+	if rel, err := filepath.Rel(out, keysOut); err == nil && !strings.HasPrefix(rel, "..") {
+		m.KeysDir = rel
+	}
+	if cfg.MirrorDir != "" {
+		if _, err := copyDir(cfg.MirrorDir, filepath.Join(out, "checkpoint-mirror")); err != nil {
+			return fmt.Errorf("copy checkpoint mirror: %w", err)
+		}
+	}
+	b, _ := json.MarshalIndent(m, "", "  ")
+	if err := os.WriteFile(filepath.Join(out, manifestFile), append(b, '\n'), 0o600); err != nil {
+		return err
+	}
+	e := actorCLI()
+	e.Action, e.Outcome, e.Resource = "backup.create", audit.Allowed, "backup"
+	e.Detail = fmt.Sprintf("%s database, %d blobs, %d key files", m.Database, len(m.Blobs), len(m.Keys))
+	if _, err := a.audit.Append(ctx, e); err != nil {
+		return fmt.Errorf("record in audit log: %w", err)
+	}
+	fmt.Fprintf(stdout, "backup written to %s: %s database, %d blobs, %d key files in %s\n", out, m.Database, len(m.Blobs), len(m.Keys), keysOut)
+	if cfg.MasterKey != "" || len(cfg.masterFiles()) > 0 || cfg.MasterIdentityFile != "" {
+		fmt.Fprintln(stdout, "note: master keys given by VAULT_MASTER_KEY, VAULT_MASTER_KEY_FILE or a token are not in it; back them up apart")
+	}
+	return nil
+}
+
+func cmdRestore(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
+	var from, keysFrom string
+	cfg, _, err := parse("restore", args, stderr, getenv, func(fs *flag.FlagSet) {
+		fs.StringVar(&from, "from", "", "backup directory written by vaultd backup")
+		fs.StringVar(&keysFrom, "keys-from", "", "directory of the key files (default <from>/keys)")
+	})
+	if err != nil {
+		return err
+	}
+	if from == "" {
+		return usageError{"restore needs --from DIR"}
+	}
+	b, err := os.ReadFile(filepath.Join(from, manifestFile))
+	if err != nil {
+		return fmt.Errorf("read backup manifest: %w", err)
+	}
+	var m backupManifest
+	if err := json.Unmarshal(b, &m); err != nil || m.Format != 1 {
+		return fmt.Errorf("backup manifest %s is not one this vaultd wrote", filepath.Join(from, manifestFile))
+	}
+	if keysFrom == "" {
+		keysFrom = filepath.Join(from, "keys")
+	}
+	if got := dbKind(cfg.DatabaseURL); got != m.Database {
+		return fmt.Errorf("the backup holds a %s database; VAULT_DATABASE_URL is %s", m.Database, got)
+	}
+	dbFile := filepath.Join(from, filepath.Base(m.DBFile))
+	if sum, err := fileSHA256(dbFile); err != nil || sum != m.DBSHA256 {
+		return fmt.Errorf("database file %s does not match the manifest", dbFile)
+	}
+	// Only into an empty environment: nothing is overwritten.
+	store, err := openBlobStore(ctx, cfg)
+	if err != nil {
+		return fmt.Errorf("open blob store: %w", err)
+	}
+	nonEmpty := errors.New("not empty")
+	if err := store.List(ctx, func(string, time.Time) error { return nonEmpty }); err != nil {
+		return fmt.Errorf("the blob store is not empty (%v): restore only into an empty environment", err)
+	}
+	if ms, _ := filepath.Glob(filepath.Join(cfg.keyDir(), "*")); len(ms) > 0 {
+		return fmt.Errorf("%s is not empty: restore only into an empty environment", cfg.keyDir())
+	}
+	if m.Database == "sqlite" {
+		path := strings.TrimPrefix(cfg.DatabaseURL, "sqlite:")
+		if _, err := os.Stat(path); err == nil {
+			return fmt.Errorf("%s exists: restore only into an empty environment", path)
+		}
+		// A file copy is right here: the source is a finished backup file,
+		// not a live database, and nothing has the target open.
+		if err := copyFile(dbFile, path, 0o600); err != nil {
+			return fmt.Errorf("restore database: %w", err)
+		}
+	} else if err := pgRestore(ctx, cfg.DatabaseURL, dbFile); err != nil {
+		return err
+	}
+	for _, f := range m.Blobs {
+		if err := copyBlobIn(ctx, store, f, filepath.Join(from, "blobs", f.ID)); err != nil {
+			return err
+		}
+	}
+	if _, err := copyDir(keysFrom, cfg.keyDir()); err != nil {
+		return fmt.Errorf("restore keys: %w", err)
+	}
+	if cfg.MirrorDir != "" {
+		if _, err := copyDir(filepath.Join(from, "checkpoint-mirror"), cfg.MirrorDir); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("restore checkpoint mirror: %w", err)
+		}
+	}
+	// The restore itself goes into the restored log.
+	a, err := openApp(ctx, cfg, newLogger(stderr, "warn"), withDB)
+	if err != nil {
+		return err
+	}
+	defer a.close(context.WithoutCancel(ctx))
+	e := actorCLI()
+	e.Action, e.Outcome, e.Resource = "backup.restore", audit.Allowed, "backup"
+	e.Detail = fmt.Sprintf("backup of %s: %d blobs", m.CreatedAt.Format(time.RFC3339), len(m.Blobs))
+	if _, err := a.audit.Append(ctx, e); err != nil {
+		return fmt.Errorf("record in audit log: %w", err)
+	}
+	fmt.Fprintf(stdout, "restored the backup of %s: %s database, %d blobs; now run vaultd audit verify\n", m.CreatedAt.Format(time.RFC3339), m.Database, len(m.Blobs))
+	return nil
+}
+
+// emptyDir makes dir (0700) or checks it is empty.
+func emptyDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	if len(entries) > 0 {
+		return fmt.Errorf("%s is not empty", dir)
+	}
+	return nil
+}
+
+func copyBlobOut(ctx context.Context, store blob.Store, id, path string) (backupFile, error) {
+	obj, err := store.Open(ctx, id)
+	if err != nil {
+		return backupFile{}, err
+	}
+	defer obj.Close()
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return backupFile{}, err
+	}
+	h := sha256.New()
+	n, err := io.Copy(io.MultiWriter(f, h), io.NewSectionReader(obj, 0, obj.Size()))
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return backupFile{}, fmt.Errorf("copy blob %s: %w", id, err)
+	}
+	return backupFile{ID: id, Size: n, SHA256: hex.EncodeToString(h.Sum(nil))}, nil
+}
+
+func copyBlobIn(ctx context.Context, store blob.Store, f backupFile, path string) error {
+	if !blob.ValidID(f.ID) {
+		return fmt.Errorf("backup names an invalid blob id %q", f.ID)
+	}
+	if sum, err := fileSHA256(path); err != nil || sum != f.SHA256 {
+		return fmt.Errorf("blob %s in the backup is missing or damaged", f.ID)
+	}
+	r, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	if _, err := store.Put(ctx, f.ID, r, f.Size); err != nil {
+		return fmt.Errorf("restore blob %s: %w", f.ID, err)
+	}
+	return nil
+}
+
+func fileSHA256(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// copyDir copies the regular files of src into dst (0700), each 0600,
+// never overwriting; a missing src copies nothing.
+func copyDir(src, dst string) ([]string, error) {
+	entries, err := os.ReadDir(src)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(dst, 0o700); err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, e := range entries {
+		if !e.Type().IsRegular() || strings.HasPrefix(e.Name(), ".") {
+			continue
+		}
+		if err := copyFile(filepath.Join(src, e.Name()), filepath.Join(dst, e.Name()), 0o600); err != nil {
+			return names, err
+		}
+		names = append(names, e.Name())
+	}
+	sort.Strings(names)
+	return names, nil
+}
+
+func copyFile(src, dst string, mode fs.FileMode) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
+		return err
+	}
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(out, in)
+	if err == nil {
+		err = out.Sync()
+	}
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// pgTool finds pg_dump or pg_restore: on PATH, else the newest of
+// Debian's /usr/lib/postgresql/*/bin.
+func pgTool(name string) (string, error) {
+	if p, err := exec.LookPath(name); err == nil {
+		return p, nil
+	}
+	ms, _ := filepath.Glob("/usr/lib/postgresql/*/bin/" + name)
+	sort.Strings(ms)
+	if len(ms) == 0 {
+		return "", fmt.Errorf("%s not found: install the PostgreSQL client of the server's version", name)
+	}
+	return ms[len(ms)-1], nil
+}
+
+// libpqURL turns a database URL into one libpq tools accept, and says
+// which schema it names (search_path), if any.
+func libpqURL(dbURL string) (string, string, error) {
+	u, err := url.Parse(dbURL)
+	if err != nil {
+		return "", "", fmt.Errorf("database URL: %w", err)
+	}
+	q := u.Query()
+	schema := q.Get("search_path")
+	q.Del("search_path")
+	u.RawQuery = q.Encode()
+	return u.String(), schema, nil
+}
+
+func pgDumpTo(ctx context.Context, dbURL, out string) error {
+	bin, err := pgTool("pg_dump")
+	if err != nil {
+		return err
+	}
+	u, schema, err := libpqURL(dbURL)
+	if err != nil {
+		return err
+	}
+	args := []string{"--format=custom", "--no-owner", "--no-privileges", "--file=" + out}
+	if schema != "" {
+		args = append(args, "--schema="+schema)
+	}
+	cmd := exec.CommandContext(ctx, bin, append(args, "--dbname="+u)...)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("pg_dump: %v: %s", err, strings.TrimSpace(string(b)))
+	}
+	return nil
+}
+
+func pgRestore(ctx context.Context, dbURL, file string) error {
+	// Only into an empty schema.
+	db, err := sqldb.Open(ctx, dbURL)
+	if err != nil {
+		return err
+	}
+	var n int64
+	err = db.WithContext(ctx).Raw("SELECT count(*) FROM information_schema.tables WHERE table_schema = current_schema()").Scan(&n).Error
+	sqldb.Close(db)
+	if err != nil {
+		return fmt.Errorf("inspect target database: %w", err)
+	}
+	if n > 0 {
+		return errors.New("the target database is not empty: restore only into an empty environment")
+	}
+	bin, err := pgTool("pg_restore")
+	if err != nil {
+		return err
+	}
+	u, _, err := libpqURL(dbURL)
+	if err != nil {
+		return err
+	}
+	cmd := exec.CommandContext(ctx, bin, "--no-owner", "--no-privileges", "--exit-on-error", "--single-transaction", "--dbname="+u, file)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("pg_restore: %v: %s", err, strings.TrimSpace(string(b)))
+	}
+	return nil
+}
