@@ -80,7 +80,7 @@ func (s *Service) Login(ctx context.Context, cred Credentials, ip string) (Sessi
 		return throttled(wait)
 	}
 	ok, err := s.hasher.Verify(truncate(password, maxPasswordLen), hash)
-	if err != nil && found {
+	if err != nil && found && hash != noPasswordHash {
 		// A corrupt stored hash: refuse like a wrong password, but say so.
 		s.log.ErrorContext(ctx, "stored password hash unusable", "user", row.ID, "err", err)
 	}
@@ -198,7 +198,7 @@ func (s *Service) Authenticate(ctx context.Context, token string) (Principal, er
 	}
 	u := row.user()
 	return Principal{User: u, SessionID: sess.ID, OrgKind: org.Kind,
-		TOTPEnrolmentRequired: row.TOTPSecret == nil && s.totpRequired(u.Roles)}, nil
+		TOTPEnrolmentRequired: row.TOTPSecret == nil && s.totpRequired(u.Roles) && sess.SecondFactor == ""}, nil
 }
 
 // Logout revokes the session. ErrNotFound if there is no such session.

@@ -57,6 +57,10 @@ type sessionRow struct {
 	LastSeenAt  time.Time  `gorm:"not null"`
 	AbsoluteEnd time.Time  `gorm:"not null"`
 	RevokedAt   *time.Time `gorm:""`
+	// SecondFactor names a second factor proven outside this service for
+	// the session ("amr": the identity provider's, trusted by
+	// configuration); "" when the account's own TOTP is what counts.
+	SecondFactor string `gorm:"size:32;not null;default:''"`
 }
 
 func (sessionRow) TableName() string { return "access_sessions" }
@@ -140,6 +144,14 @@ var migrations = []sqldb.Step{
 	}},
 	{Version: 3, Name: "declaration statements sealed: bytes", Up: func(tx *gorm.DB, dialect string) error {
 		return sqldb.ColumnToBytes(tx, dialect, "access_declarations", "statement")
+	}},
+	{Version: 4, Name: "single sign-on: identities, sign-in states, TOTP tickets, second factor of sessions", Up: func(tx *gorm.DB, _ string) error {
+		if !tx.Migrator().HasColumn(&sessionRow{}, "SecondFactor") {
+			if err := tx.Migrator().AddColumn(&sessionRow{}, "SecondFactor"); err != nil {
+				return err
+			}
+		}
+		return tx.Migrator().CreateTable(&oidcIdentityRow{}, &oidcStateRow{}, &oidcTicketRow{})
 	}},
 }
 

@@ -60,6 +60,8 @@ type Deps struct {
 	// Web, when set, serves the web application at / (api/web); its service
 	// fields are filled from these Deps.
 	Web *web.Deps
+	// OIDC signs in through an identity provider (nil: not configured).
+	OIDC *access.OIDC
 }
 
 type handler struct {
@@ -153,6 +155,7 @@ func New(d Deps) (http.Handler, error) {
 		return nil, err
 	}
 	h.retentionRoutes(auth)
+	h.oidcRoutes(v1)
 	return r, nil
 }
 
