@@ -141,9 +141,17 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	if err != nil {
 		return err
 	}
+	var sso *access.OIDC
+	if oc, err := cfg.oidcConfig(); err != nil {
+		return err
+	} else if oc != nil {
+		if sso, err = a.access.NewOIDC(*oc); err != nil {
+			return err
+		}
+	}
 	h, err := api.New(api.Deps{Vault: a.vault, Supervision: a.super, Access: a.access, Audit: a.audit, Logger: log, Gatherer: a.reg, Registerer: a.reg,
 		Ready: a.ready, TrustedProxies: cfg.TrustedProxies, Denials: denials, AnonymousPerMinute: cfg.AnonymousPerMinute, Web: wd,
-		MetricsToken: cfg.MetricsToken})
+		MetricsToken: cfg.MetricsToken, OIDC: sso})
 	if err != nil {
 		return fmt.Errorf("build API: %w", err)
 	}

@@ -97,6 +97,22 @@ type config struct {
 	// duration ("2160h").
 	Retention string `yaml:"retention"`
 
+	// Single sign-on (docs/sign-in.md): VAULT_OIDC_ISSUER,
+	// VAULT_OIDC_CLIENT_ID, VAULT_OIDC_CLIENT_SECRET (environment only),
+	// VAULT_OIDC_REDIRECT_URL, VAULT_OIDC_USERNAME_CLAIM,
+	// VAULT_OIDC_ORG_CLAIM, VAULT_OIDC_ROLES_CLAIM, VAULT_OIDC_MAPPING_FILE
+	// (YAML: orgs and roles maps), VAULT_OIDC_TRUSTED_AMR (comma
+	// separated). Single sign-on is on when the issuer is set.
+	OIDCIssuer        string `yaml:"oidc_issuer"`
+	OIDCClientID      string `yaml:"oidc_client_id"`
+	OIDCClientSecret  string `yaml:"-"`
+	OIDCRedirectURL   string `yaml:"oidc_redirect_url"`
+	OIDCUsernameClaim string `yaml:"oidc_username_claim"`
+	OIDCOrgClaim      string `yaml:"oidc_org_claim"`
+	OIDCRolesClaim    string `yaml:"oidc_roles_claim"`
+	OIDCMappingFile   string `yaml:"oidc_mapping_file"`
+	OIDCTrustedAMR    string `yaml:"oidc_trusted_amr"`
+
 	// Set by commands, never by configuration: extra masters (an escrow
 	// identity, for keys recover) and recovery mode (the active master may
 	// be missing; only keys are opened).
@@ -197,6 +213,18 @@ func (f *configFlags) load(fs *flag.FlagSet, getenv func(string) string) (config
 	str(&c.MasterRecipients, "VAULT_MASTER_RECIPIENTS")
 	str(&c.EscrowFile, "VAULT_ESCROW_RECIPIENTS_FILE")
 	str(&c.Retention, "VAULT_RETENTION")
+	str(&c.OIDCIssuer, "VAULT_OIDC_ISSUER")
+	str(&c.OIDCClientID, "VAULT_OIDC_CLIENT_ID")
+	str(&c.OIDCClientSecret, "VAULT_OIDC_CLIENT_SECRET")
+	str(&c.OIDCRedirectURL, "VAULT_OIDC_REDIRECT_URL")
+	str(&c.OIDCUsernameClaim, "VAULT_OIDC_USERNAME_CLAIM")
+	str(&c.OIDCOrgClaim, "VAULT_OIDC_ORG_CLAIM")
+	str(&c.OIDCRolesClaim, "VAULT_OIDC_ROLES_CLAIM")
+	str(&c.OIDCMappingFile, "VAULT_OIDC_MAPPING_FILE")
+	str(&c.OIDCTrustedAMR, "VAULT_OIDC_TRUSTED_AMR")
+	if c.OIDCIssuer != "" && (c.OIDCClientID == "" || c.OIDCRedirectURL == "" || c.OIDCMappingFile == "") {
+		errs = append(errs, errors.New("VAULT_OIDC_ISSUER needs VAULT_OIDC_CLIENT_ID, VAULT_OIDC_REDIRECT_URL and VAULT_OIDC_MAPPING_FILE"))
+	}
 	if _, err := vault.ParsePeriod(c.Retention); err != nil {
 		errs = append(errs, fmt.Errorf("VAULT_RETENTION: %w", err))
 	}
@@ -347,4 +375,52 @@ func (c config) retention() vault.Period {
 		return vault.DefaultRetention
 	}
 	return p
+}
+
+// oidcMapping is the YAML of VAULT_OIDC_MAPPING_FILE.
+type oidcMapping struct {
+	// Orgs: org claim value -> organisation name or id.
+	Orgs map[string]string `yaml:"orgs"`
+	// Roles: roles claim value -> a role, or a list of roles.
+	Roles map[string]yaml.Node `yaml:"roles"`
+}
+
+// oidcConfig reads the single sign-on settings; nil when off.
+func (c config) oidcConfig() (*access.OIDCConfig, error) {
+	if c.OIDCIssuer == "" {
+		return nil, nil
+	}
+	b, err := os.ReadFile(c.OIDCMappingFile)
+	if err != nil {
+		return nil, fmt.Errorf("VAULT_OIDC_MAPPING_FILE: %w", err)
+	}
+	var m oidcMapping
+	dec := yaml.NewDecoder(strings.NewReader(string(b)))
+	dec.KnownFields(true)
+	if err := dec.Decode(&m); err != nil {
+		return nil, fmt.Errorf("VAULT_OIDC_MAPPING_FILE: %w", err)
+	}
+	oc := &access.OIDCConfig{Issuer: c.OIDCIssuer, ClientID: c.OIDCClientID, ClientSecret: c.OIDCClientSecret,
+		RedirectURL: c.OIDCRedirectURL, UsernameClaim: c.OIDCUsernameClaim, OrgClaim: c.OIDCOrgClaim, RolesClaim: c.OIDCRolesClaim,
+		Orgs: m.Orgs, Roles: map[string][]access.Role{}}
+	for k, n := range m.Roles {
+		var list []string
+		if n.Kind == yaml.ScalarNode {
+			list = []string{n.Value}
+		} else if err := n.Decode(&list); err != nil {
+			return nil, fmt.Errorf("VAULT_OIDC_MAPPING_FILE: roles.%s: a role or a list of roles", k)
+		}
+		for _, r := range list {
+			if !access.Role(r).Valid() {
+				return nil, fmt.Errorf("VAULT_OIDC_MAPPING_FILE: roles.%s: unknown role %q", k, r)
+			}
+			oc.Roles[k] = append(oc.Roles[k], access.Role(r))
+		}
+	}
+	for _, a := range strings.Split(c.OIDCTrustedAMR, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			oc.TrustedAMR = append(oc.TrustedAMR, a)
+		}
+	}
+	return oc, nil
 }
