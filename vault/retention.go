@@ -28,6 +28,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -337,7 +338,16 @@ func (s *Service) shred(ctx context.Context, actor audit.Event, caseID string, r
 			return err
 		}
 		r.Materials = int(n)
-		return tx.Model(&materialRow{}).Where("case_id = ?", caseID).Update("header", []byte{}).Error
+		if err := tx.Model(&materialRow{}).Where("case_id = ?", caseID).Update("header", []byte{}).Error; err != nil {
+			return err
+		}
+		// Materials made of several segments, and uploads in progress.
+		if err := tx.Model(&materialSegmentRow{}).Where("material_id IN (?)", tx.Model(&materialRow{}).Select("id").Where("case_id = ?", caseID)).
+			Update("header", []byte{}).Error; err != nil {
+			return err
+		}
+		return tx.Model(&uploadSegmentRow{}).Where("upload_id IN (?)", tx.Model(&uploadRow{}).Select("id").Where("case_id = ?", caseID)).
+			Update("header", []byte{}).Error
 	})
 	if errors.Is(err, errHeldMeanwhile) {
 		r.Held = true
@@ -367,10 +377,25 @@ var errHeldMeanwhile = errors.New("case put under legal hold meanwhile")
 // purgeBlobs deletes the blobs of a shredded case (noise without their
 // key, but space, and one less copy) and records that it is done.
 func (s *Service) purgeBlobs(ctx context.Context, caseID string) (int, error) {
-	var blobs []string
-	if err := s.db.WithContext(ctx).Model(&materialRow{}).Where("case_id = ?", caseID).Pluck("blob_id", &blobs).Error; err != nil {
+	db := s.db.WithContext(ctx)
+	var blobs, more []string
+	if err := db.Model(&materialRow{}).Where("case_id = ?", caseID).Pluck("blob_id", &blobs).Error; err != nil {
 		return 0, fmt.Errorf("list blobs of case %s: %w", caseID, err)
 	}
+	if err := db.Model(&materialSegmentRow{}).Where("material_id IN (?)", db.Model(&materialRow{}).Select("id").Where("case_id = ?", caseID)).
+		Pluck("blob_id", &more).Error; err != nil {
+		return 0, fmt.Errorf("list blobs of case %s: %w", caseID, err)
+	}
+	blobs = append(blobs, more...)
+	more = nil
+	if err := db.Model(&uploadSegmentRow{}).Where("upload_id IN (?)", db.Model(&uploadRow{}).Select("id").Where("case_id = ?", caseID)).
+		Pluck("blob_id", &more).Error; err != nil {
+		return 0, fmt.Errorf("list blobs of case %s: %w", caseID, err)
+	}
+	blobs = append(blobs, more...)
+	// A material's first segment is also its row's blob.
+	slices.Sort(blobs)
+	blobs = slices.Compact(blobs)
 	for i, b := range blobs {
 		if err := s.blobs.Delete(ctx, b); err != nil {
 			return i, fmt.Errorf("delete blob of case %s: %w", caseID, err)
