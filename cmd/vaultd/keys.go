@@ -29,7 +29,7 @@ func (a *app) keysEvent(ctx context.Context, action string, outcome audit.Outcom
 // cmdKeys runs keys rotate | rewrap | retire | status | recover.
 func cmdKeys(ctx context.Context, cmd string, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
 	var batch, limit int
-	var out, escrowID string
+	var out, escrowID, keyFile string
 	cfg, fs, err := parse(cmd, args, stderr, getenv, func(fs *flag.FlagSet) {
 		switch cmd {
 		case "keys rotate", "keys rewrap", "keys recover":
@@ -37,8 +37,11 @@ func cmdKeys(ctx context.Context, cmd string, args []string, stdout, stderr io.W
 			fs.IntVar(&limit, "limit", 0, "stop after rewrapping this many keys (0: all); run again to continue")
 		}
 		switch cmd {
-		case "keys rotate", "keys recover":
+		case "keys rotate", "keys recover", "keys new":
 			fs.StringVar(&out, "out", "", "where to write the new master key file (default <data>/keys/master-<fingerprint>.age-key)")
+		}
+		if cmd == "keys rotate" {
+			fs.StringVar(&keyFile, "key", "", "rotate to this master key file (made by keys new and given to every instance) instead of a new one")
 		}
 		if cmd == "keys recover" {
 			fs.StringVar(&escrowID, "escrow-identity", "", "file holding an escrow identity (AGE-SECRET-KEY-PQ-1...)")
@@ -48,6 +51,16 @@ func cmdKeys(ctx context.Context, cmd string, args []string, stdout, stderr io.W
 		return err
 	}
 	log := newLogger(stderr, cfg.LogLevel)
+	if cmd == "keys new" {
+		// A master for a rotation across machines: distribute it first,
+		// then keys rotate --key FILE. Nothing in the database changes.
+		m, path, err := writeNewMaster(cfg, log, out)
+		if err != nil {
+			return fmt.Errorf("new master key: %w", err)
+		}
+		fmt.Fprintf(stdout, "master %s written to %s\n", m.Fingerprint(), path)
+		return nil
+	}
 	if cmd == "keys recover" {
 		if escrowID == "" {
 			return usageError{"keys recover needs --escrow-identity FILE"}
@@ -87,20 +100,32 @@ func cmdKeys(ctx context.Context, cmd string, args []string, stdout, stderr io.W
 		}
 		fmt.Fprintf(stdout, "continuing the rotation from %s to %s\n", pending.From, pending.To)
 	} else {
-		m, path, err := writeNewMaster(cfg, log, out)
-		if err != nil {
+		var m *crypt.Master
+		var path string
+		if keyFile != "" {
+			unseal, err := unsealIdentities(cfg, log)
+			if err != nil {
+				return err
+			}
+			if m, err = crypt.LoadMasterFile(keyFile, unseal); err != nil {
+				return err
+			}
+			path = keyFile
+		} else if m, path, err = writeNewMaster(cfg, log, out); err != nil {
 			return fmt.Errorf("new master key: %w", err)
 		}
 		a.masters.Add(m)
 		from, _ := a.keys.ActiveMaster(ctx)
 		if err := a.keysEvent(ctx, action, audit.Allowed, "master/"+m.Fingerprint(), "begin: from "+from+" to "+m.Fingerprint()); err != nil {
-			os.Remove(path) // nothing names it yet
+			if keyFile == "" {
+				os.Remove(path) // nothing names it yet
+			}
 			return err
 		}
 		if _, err := a.keys.BeginRotation(ctx, m); err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "new master %s written to %s\n", m.Fingerprint(), path)
+		fmt.Fprintf(stdout, "rotating to master %s (%s)\n", m.Fingerprint(), path)
 		if cfg.MasterKey != "" || len(cfg.masterFiles()) > 0 {
 			fmt.Fprintf(stdout, "give %s to every instance (VAULT_MASTER_KEY_FILE) beside the old key\n", path)
 		}

@@ -286,3 +286,36 @@ func TestMasterSealedByAgePlugin(t *testing.T) {
 		t.Fatalf("serve without the token: %v\n%s", err, out)
 	}
 }
+
+// TestKeyRotationToADistributedKey is the rotation of several machines:
+// keys new writes a master without touching the database, every instance
+// is restarted with it beside the old one, then keys rotate --key moves
+// every key to it; after retirement the instances need only the new file.
+func TestKeyRotationToADistributedKey(t *testing.T) {
+	s := newServer(t, backends[0])
+	w := bootstrap(t, s)
+	s.start()
+	w.loginAll(t)
+	_, docs := w.newCase(t, "distributed")
+	secret := filepath.Join(t.TempDir(), "next-master.age-key")
+	out := s.mustCLI("", "keys", "new", "--out", secret)
+	if !strings.Contains(out, secret) {
+		t.Fatalf("keys new said: %s", out)
+	}
+	if st := s.mustCLI("", "keys", "status"); strings.Count(st, "\n") != 1 || !strings.Contains(st, "active") {
+		t.Fatalf("keys new changed the database:\n%s", st)
+	}
+	s.stop()
+	s.env = append(s.env, "VAULT_MASTER_KEY_FILE="+secret)
+	s.start()
+	s.mustCLI("", "keys", "rotate", "--key", secret)
+	s.mustCLI("", "keys", "retire")
+	if fs := masterFiles(t, s); len(fs) != 0 {
+		t.Fatalf("the retired master's file is still in the keys directory: %v", fs)
+	}
+	readAll(t, w.op, docs)
+	s.stop()
+	s.start()
+	readAll(t, w.op, docs)
+	w.newCase(t, "after")
+}

@@ -77,7 +77,8 @@ const usage = `usage: vaultd <command> [flags]
   calendar is-workday DATE               exit 0 for a working day, 1 otherwise
   calendar import FILE.json              add a year to the working-day calendar
   calendar status                        official years, first provisional date, days covered ahead
-  keys rotate [--limit N]                new master key, rewrap every key to it (run again to continue)
+  keys rotate [--limit N] [--key FILE]   new master key, rewrap every key to it (run again to continue)
+  keys new [--out FILE]                  write a master key file to give every instance before keys rotate --key
   keys rewrap                            rewrap every key to the active master and escrow recipients
   keys retire [FINGERPRINT]              retire old masters no key is wrapped to any more
   keys status                            masters, their states and how many keys each wraps
@@ -111,7 +112,7 @@ func dispatch(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		return cmdAuditPubkey(ctx, rest, stdout, stderr, getenv)
 	case "calendar workdays-after", "calendar is-workday", "calendar import", "calendar status":
 		return cmdCalendar(ctx, cmd, rest, stdout, stderr, getenv)
-	case "keys rotate", "keys rewrap", "keys retire", "keys status", "keys recover":
+	case "keys rotate", "keys rewrap", "keys retire", "keys status", "keys recover", "keys new":
 		return cmdKeys(ctx, cmd, rest, stdout, stderr, getenv)
 	case "backup":
 		return cmdBackup(ctx, rest, stdout, stderr, getenv)
