@@ -101,6 +101,20 @@ func (k *Keyring) Init(ctx context.Context, tables ...KeyTable) error {
 	return nil
 }
 
+// RecordedActiveMaster is the fingerprint of the active master recorded in
+// db, "" for a vault that has none yet (first start): a process that finds
+// no key file must not generate one for a vault that already has a master.
+func RecordedActiveMaster(ctx context.Context, db *gorm.DB) (string, error) {
+	var fps []string
+	if err := db.WithContext(ctx).Model(&masterRow{}).Where("state = ?", MasterActive).Pluck("fingerprint", &fps).Error; err != nil {
+		return "", fmt.Errorf("load masters: %w", err)
+	}
+	if len(fps) == 0 {
+		return "", nil
+	}
+	return fps[0], nil
+}
+
 // ActiveMaster is the fingerprint of the master new keys are wrapped to.
 func (k *Keyring) ActiveMaster(ctx context.Context) (string, error) {
 	var row masterRow

@@ -86,7 +86,11 @@ func openApp(ctx context.Context, cfg config, log *slog.Logger, need parts) (_ *
 		// to the master and escrow like every key), declarations'
 		// statements with their case's key (the vault's keyring); commands
 		// that only bootstrap accounts touch neither.
-		if a.masters, err = loadMasters(cfg, log); err != nil {
+		recorded, err := vault.RecordedActiveMaster(ctx, a.db)
+		if err != nil {
+			return nil, err
+		}
+		if a.masters, err = loadMasters(cfg, log, recorded); err != nil {
 			return nil, err
 		}
 		a.keys = vault.NewKeyring(a.db, nil, vault.KeyringConfig{Masters: a.masters})

@@ -109,7 +109,10 @@ func readMasters(cfg config, unseal []age.Identity) ([]*crypt.Master, error) {
 // With no master anywhere, the first start generates one into <data>/keys:
 // sealed to VAULT_MASTER_RECIPIENTS when set, else a plain file of mode
 // 0600. No key, no start.
-func loadMasters(cfg config, log *slog.Logger) (*crypt.Masters, error) {
+//
+// recorded is the active master the database names ("" on a new vault):
+// with one recorded and no key file found, nothing is generated.
+func loadMasters(cfg config, log *slog.Logger, recorded string) (*crypt.Masters, error) {
 	unseal, err := unsealIdentities(cfg, log)
 	if err != nil {
 		return nil, err
@@ -119,6 +122,10 @@ func loadMasters(cfg config, log *slog.Logger) (*crypt.Masters, error) {
 		return nil, err
 	}
 	ms = append(ms, cfg.extraMasters...)
+	if len(ms) == 0 && recorded != "" {
+		return nil, fmt.Errorf("%w: the vault's master key %s is not loaded (%s, VAULT_MASTER_KEY_FILE or VAULT_MASTER_KEY); if it is lost, run vaultd keys recover --escrow-identity FILE",
+			crypt.ErrNoKey, recorded, cfg.keyDir())
+	}
 	if len(ms) == 0 {
 		m, err := firstMaster(cfg, log)
 		if err != nil {
