@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"filippo.io/age"
@@ -191,4 +192,61 @@ func TestSealedMasterOpensOnlyThroughThePlugin(t *testing.T) {
 	if _, err := LoadMasterFile(path, ids); !errors.Is(err, ErrNoKey) {
 		t.Fatalf("sealed file opened without the token: %v", err)
 	}
+}
+
+// Fuzz the parsers of configuration files that name keys: they must never
+// panic, and never accept a classic escrow recipient.
+func FuzzParseHybridRecipients(f *testing.F) {
+	id, _ := age.GenerateHybridIdentity()
+	x, _ := age.GenerateX25519Identity()
+	f.Add(id.Recipient().String())
+	f.Add("# comment\n" + id.Recipient().String() + "," + id.Recipient().String())
+	f.Add(x.Recipient().String())
+	f.Add("age1pq1")
+	f.Fuzz(func(t *testing.T, s string) {
+		rs, err := ParseHybridRecipients(s)
+		if err == nil && len(rs) > 0 && strings.Contains(s, x.Recipient().String()) {
+			t.Fatal("accepted a classic recipient")
+		}
+	})
+}
+
+func FuzzParseUnsealIdentities(f *testing.F) {
+	f.Add(plugin.EncodeIdentity("crvaulttest", []byte("slot-1")))
+	f.Add("AGE-PLUGIN-\n#x\n")
+	f.Add("AGE-SECRET-KEY-1QQQ")
+	f.Fuzz(func(t *testing.T, s string) {
+		// Parsing runs no plugin; only Unwrap would.
+		_, _ = ParseUnsealIdentities(s, nil)
+		_, _ = ParseSealRecipients(s, nil)
+		_ = IsSealedKeyFile([]byte(s))
+	})
+}
+
+// BenchmarkMastersRewrap measures a rotation's work per key against the
+// unwrap every cache miss already pays (the in-run baseline): report the
+// ratio of the two ns/op.
+func BenchmarkMastersRewrap(b *testing.B) {
+	m1, m2 := testMaster(b), testMaster(b)
+	ms, _ := NewMasters(m1, m2)
+	_, escrowRcpt := escrowPair(b)
+	_ = ms.SetEscrow(escrowRcpt)
+	w, _, err := ms.NewKey(m1.Fingerprint())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("baseline-open", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := ms.Open(w); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("rewrap", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := ms.Rewrap(w, m2.Fingerprint()); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }
