@@ -301,13 +301,19 @@ func Allowed(status Status, history []Event, role string) []Action {
 	if err != nil || st.status != status {
 		return nil
 	}
-	return st.allowed(role)
+	return st.allowed(role, nil)
 }
 
-func (st *state) allowed(role string) []Action {
+// allowed lists role's actions in the current state. With the case's facts
+// (f non-nil) it also leaves out actions the case's kind rules out whatever
+// the input, so that a 409 does not advertise them.
+func (st *state) allowed(role string, f *Facts) []Action {
 	var out []Action
 	for _, a := range Actions() {
 		if !slices.Contains(rolesFor(a), role) || !st.can(a) || (a == Extend && st.extended) {
+			continue
+		}
+		if f != nil && a == RecordMeasures && f.Case.Origin != OriginProposal {
 			continue
 		}
 		if role != RoleOfficeAdmin && (a == SupplementItem || a == SupplementReceived) {
@@ -354,7 +360,7 @@ func next(status Status, history []Event, a Action, role string, f Facts, in Inp
 				return "", e, guard(CodeNotInEdition, "%s rests on %s; this case follows the %s edition", a, Edition2021.Cite(art), st.edition.ID)
 			}
 		}
-		return "", e, &IllegalTransitionError{From: status, Action: a, Allowed: st.allowed(role)}
+		return "", e, &IllegalTransitionError{From: status, Action: a, Allowed: st.allowed(role, &f)}
 	}
 	if !slices.Contains(rolesFor(a), role) {
 		return "", e, fmt.Errorf("%w: %s needs %s", ErrForbidden, a, strings.Join(rolesFor(a), " or "))
