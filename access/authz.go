@@ -14,6 +14,10 @@ type CaseFacts struct {
 	OperatorOrg  string
 	ProviderOrgs []string
 	Status       string // "draft", "submitted", ...
+	// OpenedByOffice: the office opened the case itself (after a member
+	// unit's proposal was approved), so its draft is no secret from the
+	// office; the party's draft materials still are until it submits.
+	OpenedByOffice bool
 }
 
 // Action is a case-scoped action, "object.action".
@@ -138,7 +142,7 @@ func (s *Service) decideAs(p Principal, r Role, c CaseFacts, obj, act string, a 
 	case RoleProvider:
 		related = p.User.OrgID != "" && slices.Contains(c.ProviderOrgs, p.User.OrgID)
 	case RoleOfficeAdmin:
-		related = c.Status != "draft"
+		related = c.Status != "draft" || (c.OpenedByOffice && a == ActCaseRead)
 	case RoleReviewer, RoleMemberUnit:
 		return s.decideAssignee(p, r, c, obj, act, a)
 	default:

@@ -83,13 +83,14 @@ func ptr[T any](v T) *T { return &v }
 var (
 	operatorActs = []Action{ActCaseRead, ActCaseSubmit, ActMaterialList, ActMaterialMeta, ActMaterialRead, ActMaterialUpload, ActAssignmentList, ActComplaintCreate}
 	providerActs = []Action{ActCaseRead, ActMaterialList, ActMaterialMeta, ActMaterialUpload, ActMaterialRead, ActCommitmentCreate, ActComplaintCreate}
-	officeActs   = []Action{ActCaseRead, ActMaterialList, ActMaterialMeta, ActAssignmentManage, ActAssignmentList, ActCaseTransition}
+	officeActs   = []Action{ActCaseRead, ActMaterialList, ActMaterialMeta, ActAssignmentManage, ActAssignmentList, ActCaseTransition, ActCaseHold}
 	assigneeActs = []Action{ActCaseRead, ActMaterialList, ActMaterialMeta, ActDeclarationCreate}
 )
 
 type matrixRow struct {
 	who       string
 	draft     bool // the draft case instead of the submitted one
+	opened    bool // with draft: the office opened it (a proposed review)
 	allowed   []Action
 	otherwise string            // the code of every other action
 	codes     map[Action]string // exceptions to otherwise
@@ -106,6 +107,10 @@ var matrix = []matrixRow{
 	{who: "prov2", otherwise: CodeNotFound},
 	{who: "admin", allowed: officeActs, otherwise: CodeForbidden},
 	{who: "admin", draft: true, otherwise: CodeNotFound},
+	// The office follows a draft it opened itself, but reads nothing in it.
+	{who: "admin", draft: true, opened: true, allowed: []Action{ActCaseRead}, otherwise: CodeNotFound},
+	{who: "operA", draft: true, opened: true, allowed: operatorActs, otherwise: CodeForbidden},
+	{who: "rev", draft: true, opened: true, otherwise: CodeNotFound},
 	{who: "rev", allowed: append(slices.Clone(assigneeActs), ActMaterialRead), otherwise: CodeForbidden},
 	{who: "rev", draft: true, otherwise: CodeNotFound},
 	{who: "revUndecl", allowed: assigneeActs, otherwise: CodeForbidden,
@@ -130,6 +135,7 @@ func checkMatrix(t *testing.T, w *world, s *Service) {
 		c := w.submitted
 		if row.draft {
 			c = w.draft
+			c.OpenedByOffice = row.opened
 		}
 		for _, a := range Actions {
 			want := Decision{Allowed: slices.Contains(row.allowed, a)}

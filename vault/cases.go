@@ -160,7 +160,8 @@ func (s *Service) ListCases(ctx context.Context, a Actor, status string, limit i
 	case a.P.Has("inspector"):
 		// inspectors audit every case; they never read content
 	case a.P.Has("office_admin"):
-		q = q.Where("status <> ?", StatusDraft)
+		// A draft is the party's own, except one the office opened itself.
+		q = q.Where("status <> ? OR origin = ?", StatusDraft, review.OriginProposal)
 	case a.P.Has("operator"):
 		q = q.Where("operator_org = ?", u.OrgID)
 	case a.P.Has("provider"):

@@ -227,7 +227,8 @@ func (s *Service) caseFacts(ctx context.Context, id string) (caseRow, access.Cas
 	if err != nil {
 		return row, access.CaseFacts{}, nil, err
 	}
-	return row, access.CaseFacts{ID: row.ID, OperatorOrg: row.OperatorOrg, ProviderOrgs: providers, Status: row.Status}, providers, nil
+	return row, access.CaseFacts{ID: row.ID, OperatorOrg: row.OperatorOrg, ProviderOrgs: providers, Status: row.Status,
+		OpenedByOffice: row.Origin == review.OriginProposal}, providers, nil
 }
 
 func (s *Service) providers(ctx context.Context, caseID string) ([]string, error) {

@@ -373,6 +373,22 @@ func TestProposalByMemberUnit(t *testing.T) {
 				if _, err := f.svc.ApproveProposal(f.ctx, f.office, p.ID, ApprovalRequest{Reference: "again"}); err == nil {
 					t.Fatal("approved twice")
 				}
+				// The office opened this draft, so it follows it; the party's
+				// own drafts and everyone's draft materials stay hidden.
+				if got, err := f.svc.GetCase(f.ctx, f.office, cs.ID); err != nil || got.Status != "draft" {
+					t.Fatalf("office reads the draft it opened: %+v %v", got, err)
+				}
+				own := f.draft()
+				if _, err := f.svc.GetCase(f.ctx, f.office, own); !errors.Is(err, ErrNotFound) {
+					t.Fatalf("office reads the party's own draft: %v", err)
+				}
+				if _, err := f.svc.ListMaterials(f.ctx, f.office, cs.ID); !errors.Is(err, ErrNotFound) {
+					t.Fatalf("office lists a draft's materials: %v", err)
+				}
+				listed, err := f.svc.ListCases(f.ctx, f.office, "draft", 50, "")
+				if err != nil || len(listed.Items) != 1 || listed.Items[0].ID != cs.ID {
+					t.Fatalf("office's drafts %+v %v, want only %s", listed.Items, err, cs.ID)
+				}
 				// The party is notified in its case and goes on as usual.
 				ms, err := f.svc.ListMaterials(f.ctx, f.op, cs.ID)
 				if err != nil || len(ms) != 1 || ms[0].Kind != "notice" {
