@@ -29,7 +29,7 @@ chromium_ensure
 status=0
 # In the background, in its own process group, so that a signal reaches our trap at once and the trap can stop
 # go test together with the test binaries it runs.
-setsid --wait go test -count=1 -timeout 20m "${args[@]}" &
+setsid --wait go test -count=1 -timeout 40m "${args[@]}" &
 go_pid=$!
 wait "$go_pid" || status=$?
 go_pid=""

@@ -46,10 +46,10 @@ var notActions = map[string]bool{
 	"vault.db": true, "openapi.yaml": true, "vault.yaml": true, "casbin.conf": true,
 	"crvault.request_id": true, "crvault.principal": true, "crvault.audit": true, "crvault.cut_short": true,
 	"link.provider": true, "link.case": true, "link.commitment": true,
-	"assignment.manage": true, "audit.read_all": true,
+	"assignment.manage": true, "audit.read_all": true, "case.hold": true,
 }
 
-var fileExt = regexp.MustCompile(`\.(txt|json|ndjson|yaml|yml|db|pdf|bin|csv|conf|key|html|md|go|sql|tmpl|js|css|pem)$`)
+var fileExt = regexp.MustCompile(`\.(txt|json|ndjson|yaml|yml|db|pdf|bin|csv|conf|key|html|md|go|sql|tmpl|js|css|pem|pgdump)$`)
 
 // recorders are the functions whose string arguments name audit actions.
 var recorders = map[string]bool{"record": true, "RecordDenied": true, "recordFailure": true, "event": true,
