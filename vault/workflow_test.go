@@ -474,7 +474,7 @@ func TestWorkflowRefusals(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := f.move(id, tc.action, tc.reason, tc.days)
 			ve := wantCode(t, err, tc.kind, tc.code)
-			if tc.code == "illegal_transition" && strings.Join(ve.Allowed, ",") != "mark_incomplete,require_review,not_required,request_supplement,record_measures" {
+			if tc.code == "illegal_transition" && strings.Join(ve.Allowed, ",") != "mark_incomplete,require_review,not_required,request_supplement" {
 				t.Fatalf("allowed %v", ve.Allowed)
 			}
 		})

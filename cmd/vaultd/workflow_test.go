@@ -75,18 +75,16 @@ func sortedPair(a, b string) []string {
 }
 
 // submittedAllowed and awaitingAllowed are the office's actions in those
-// statuses under an edition.
+// statuses under an edition, on an application (risk measures are for
+// proposed reviews only, so a 409 on an application never offers them).
 func submittedAllowed(ed *review.Edition) []string {
 	if ed.CompleteMaterials {
-		return []string{"mark_incomplete", "require_review", "not_required", "request_supplement", "record_measures"}
+		return []string{"mark_incomplete", "require_review", "not_required", "request_supplement"}
 	}
 	return []string{"require_review", "not_required", "request_supplement"}
 }
 
-func awaitingAllowed(ed *review.Edition) []string {
-	if ed.RiskMeasures {
-		return []string{"extend", "request_supplement", "supplement_received", "record_measures"}
-	}
+func awaitingAllowed(*review.Edition) []string {
 	return []string{"extend", "request_supplement", "supplement_received"}
 }
 
