@@ -668,20 +668,25 @@ func TestWebBrowser(t *testing.T) {
 		tb.open("/cases/" + caseID)
 		// Two files at once, each with a progress bar.
 		upload("impact_analysis", impactPath, procPath)
-		// A network error fails the upload and offers a retry, which
-		// then goes through.
+		// One of two files cut mid-PATCH resumes from the server's offset
+		// (webresume_test.go).
+		testResumedUpload(t, tb, s, caseID)
+		// The network down before the upload began: the page offers to
+		// resume and, with the network back, the Resume button completes it.
 		block := func(on bool) {
 			tb.run(call(network.SetBlockedURLs, network.SetBlockedURLsParams{URLPatterns: []*network.BlockPattern{
-				{URLPattern: b.base + "/api/v1/cases/*/materials", Block: on}}}))
+				{URLPattern: b.base + "/api/v1/cases/*/uploads", Block: on}}}))
 		}
 		block(true)
+		tb.open("/cases/" + caseID)
 		tb.run(chromedp.SetValue(chromedp.CSS("#kind"), "declaration"),
 			chromedp.SetUploadFiles(chromedp.CSS("#file"), []string{declPath}),
 			chromedp.Click(chromedp.CSS(`#upload-form button[type=submit]`)),
-			chromedp.WaitVisible(chromedp.CSS(`#upload-list li.failed button`)))
+			chromedp.WaitVisible(chromedp.CSS(`#upload-list li.interrupted button.resume`)))
 		block(false)
-		tb.run(chromedp.Click(chromedp.CSS(`#upload-list li.failed button`)),
-			chromedp.WaitVisible(chromedp.CSS(`#upload-list li.done`)))
+		// (The backoff timer may have resumed it first: click if still offered.)
+		js[chromedp.Void](tb, `var r = document.querySelector("#upload-list li.interrupted button.resume"); if (r) { r.click(); }; undefined`)
+		tb.run(chromedp.WaitVisible(chromedp.CSS(`#upload-list li.done`)))
 		tb.run(chromedp.Evaluate[chromedp.Void](`document.getElementById("upload-list").innerHTML = ""; undefined`))
 		tb.open("/cases/" + caseID)
 		tb.expectText("declaration.pdf", "impact.txt", "contract.txt")

@@ -1,9 +1,18 @@
 // crvault: progressive enhancement only. Without this file every page and
 // form still works; with it, materials upload by drag and drop, several at
-// once, each with its own progress bar, straight to the JSON API with the
-// session cookie and the CSRF token in a header.
+// once, each with its own progress bar, through the JSON API's resumable
+// uploads (tus-style: open a session, PATCH chunks at the server's offset)
+// with the session cookie and the CSRF token in a header. After a network
+// error the upload asks the server where it stands (HEAD) and continues
+// from there, by itself with backoff or at once with the Resume button: it
+// never starts again from zero.
 (function () {
   "use strict";
+
+  // CHUNK bounds each PATCH: a cut connection loses at most the part of one
+  // chunk the server had not received yet (it keeps what arrived).
+  var CHUNK = 8 * 1024 * 1024;
+  var MAX_DELAY = 30000;
 
   function el(tag, attrs, text) {
     var e = document.createElement(tag);
@@ -12,15 +21,20 @@
     return e;
   }
 
+  function problemCode(xhr) {
+    try { return JSON.parse(xhr.responseText).code || ""; } catch (e) { return ""; }
+  }
+
   function setupUpload(form) {
     var input = form.querySelector("input[type=file]");
     var drop = form.querySelector(".drop");
     var list = form.querySelector(".uploads");
     var kind = form.querySelector("select[name=kind]");
-    var api = form.getAttribute("data-api");
+    var api = form.getAttribute("data-uploads");
     var csrf = form.getAttribute("data-csrf");
     var t = list.dataset;
     var pending = 0, okCount = 0;
+    var interrupted = [];
 
     function finished() {
       if (pending === 0 && okCount > 0 && !form.querySelector(".reload")) {
@@ -29,52 +43,189 @@
       }
     }
 
-    function send(file, item) {
-      var bar = item.querySelector("progress");
-      var state = item.querySelector(".state");
-      var old = item.querySelector("button");
-      if (old) { old.remove(); }
-      pending++;
-      state.textContent = t.waiting;
+    function request(method, url, headers) {
       var xhr = new XMLHttpRequest();
-      xhr.open("POST", api);
+      xhr.open(method, url);
       xhr.setRequestHeader("X-CSRF-Token", csrf);
-      xhr.upload.addEventListener("progress", function (ev) {
-        if (ev.lengthComputable) {
-          bar.max = ev.total;
-          bar.value = ev.loaded;
-          state.textContent = Math.floor(100 * ev.loaded / ev.total) + "%";
-        }
-      });
-      xhr.addEventListener("load", function () {
-        pending--;
-        if (xhr.status === 201) {
-          bar.value = bar.max;
-          state.textContent = t.done;
-          item.classList.add("done");
-          okCount++;
-        } else {
-          var msg = "";
-          try { msg = JSON.parse(xhr.responseText).code || ""; } catch (e) { msg = ""; }
-          fail(file, item, msg || String(xhr.status));
-        }
-        finished();
-      });
-      xhr.addEventListener("error", function () { pending--; fail(file, item, ""); finished(); });
-      xhr.addEventListener("abort", function () { pending--; fail(file, item, ""); finished(); });
-      var body = new FormData();
-      body.append("kind", kind.value);
-      body.append("file", file, file.name);
-      xhr.send(body);
+      Object.keys(headers || {}).forEach(function (k) { xhr.setRequestHeader(k, headers[k]); });
+      return xhr;
     }
 
-    function fail(file, item, why) {
-      item.querySelector(".state").textContent = t.failed + (why ? " (" + why + ")" : "");
-      item.classList.add("failed");
-      var retry = el("button", { type: "button" }, t.retry);
-      retry.addEventListener("click", function () { item.classList.remove("failed"); send(file, item); });
-      item.appendChild(retry);
+    // Upload is one file's journey: a session on the server, the offset
+    // the server holds, and what the item in the list shows.
+    function Upload(file, kindValue, item) {
+      this.file = file;
+      this.kind = kindValue;
+      this.item = item;
+      this.bar = item.querySelector("progress");
+      this.state = item.querySelector(".state");
+      this.url = "";
+      this.offset = 0;
+      this.attempt = 0;
+      this.timer = 0;
+      this.busy = false;
+      this.over = false;
     }
+
+    Upload.prototype.show = function (text) {
+      this.state.textContent = text;
+    };
+
+    Upload.prototype.progress = function (at) {
+      var size = this.file.size;
+      this.bar.max = size || 1;
+      this.bar.value = size ? at : 0;
+      this.show(size ? Math.floor(100 * at / size) + "%" : t.waiting);
+    };
+
+    Upload.prototype.buttons = function (label, cls, action) {
+      var old = this.item.querySelector("button");
+      if (old) { old.remove(); }
+      if (!label) { return; }
+      var b = el("button", { type: "button", "class": cls }, label);
+      b.addEventListener("click", action);
+      this.item.appendChild(b);
+    };
+
+    Upload.prototype.begin = function () {
+      var self = this;
+      pending++;
+      self.busy = true;
+      self.show(t.waiting);
+      var xhr = request("POST", api, { "Content-Type": "application/json" });
+      xhr.addEventListener("load", function () {
+        self.busy = false;
+        if (xhr.status === 201) {
+          var s = JSON.parse(xhr.responseText);
+          self.url = "/api/v1/uploads/" + encodeURIComponent(s.id);
+          self.offset = s.offset || 0;
+          self.send();
+        } else if (xhr.status >= 500 || xhr.status === 429) {
+          self.interrupt();
+        } else {
+          self.fail(problemCode(xhr) || String(xhr.status));
+        }
+      });
+      xhr.addEventListener("error", function () { self.busy = false; self.interrupt(); });
+      xhr.send(JSON.stringify({ kind: self.kind, filename: self.file.name, content_type: self.file.type || "", size: self.file.size }));
+    };
+
+    // send PATCHes the next chunk from the server's offset.
+    Upload.prototype.send = function () {
+      var self = this;
+      var end = Math.min(self.offset + CHUNK, self.file.size);
+      var from = self.offset;
+      self.busy = true;
+      self.item.classList.remove("interrupted");
+      self.buttons("");
+      self.progress(from);
+      var xhr = request("PATCH", self.url, { "Content-Type": "application/offset+octet-stream", "Upload-Offset": String(from) });
+      xhr.upload.addEventListener("progress", function (ev) {
+        if (ev.lengthComputable) { self.progress(from + ev.loaded); }
+      });
+      xhr.addEventListener("load", function () {
+        self.busy = false;
+        var at = parseInt(xhr.getResponseHeader("Upload-Offset") || "", 10);
+        if (xhr.status === 200) {
+          var s = JSON.parse(xhr.responseText);
+          self.attempt = 0;
+          self.offset = s.offset;
+          if (s.status === "completed" || s.material) {
+            self.done();
+          } else {
+            self.send();
+          }
+        } else if (xhr.status === 409 && !isNaN(at)) {
+          self.offset = at; // the server holds a different part: go on from there
+          self.send();
+        } else if (xhr.status >= 500 || xhr.status === 429 || xhr.status === 408) {
+          self.interrupt();
+        } else {
+          self.fail(problemCode(xhr) || String(xhr.status));
+        }
+      });
+      xhr.addEventListener("error", function () { self.busy = false; self.interrupt(); });
+      xhr.addEventListener("abort", function () { self.busy = false; self.interrupt(); });
+      xhr.send(self.file.slice(from, end));
+    };
+
+    // interrupt waits, longer after each failed attempt, then resumes; the
+    // Resume button does not wait.
+    Upload.prototype.interrupt = function () {
+      var self = this;
+      if (self.over) { return; }
+      var delay = Math.min(MAX_DELAY, 1000 * Math.pow(2, self.attempt));
+      delay = Math.round(delay * (0.75 + Math.random() / 2));
+      self.attempt++;
+      self.item.classList.add("interrupted");
+      self.show(t.interrupted);
+      self.buttons(t.resume, "resume", function () { self.resume(); });
+      clearTimeout(self.timer);
+      self.timer = setTimeout(function () { self.resume(); }, delay);
+      if (interrupted.indexOf(self) < 0) { interrupted.push(self); }
+    };
+
+    // resume asks the server where the upload stands and continues there.
+    Upload.prototype.resume = function () {
+      var self = this;
+      clearTimeout(self.timer);
+      if (self.busy || self.over) { return; }
+      var i = interrupted.indexOf(self);
+      if (i >= 0) { interrupted.splice(i, 1); }
+      if (!self.url) { pending--; self.begin(); return; }
+      self.busy = true;
+      self.show(t.resuming);
+      self.buttons("");
+      var xhr = request("HEAD", self.url);
+      xhr.addEventListener("load", function () {
+        self.busy = false;
+        var at = parseInt(xhr.getResponseHeader("Upload-Offset") || "", 10);
+        if (xhr.status === 200 && !isNaN(at)) {
+          self.offset = at;
+          if (at >= self.file.size && xhr.getResponseHeader("Content-Location")) {
+            self.done();
+          } else {
+            self.send();
+          }
+        } else if (xhr.status >= 500 || xhr.status === 429) {
+          self.interrupt();
+        } else {
+          self.fail(String(xhr.status));
+        }
+      });
+      xhr.addEventListener("error", function () { self.busy = false; self.interrupt(); });
+      xhr.send();
+    };
+
+    Upload.prototype.done = function () {
+      this.over = true;
+      pending--;
+      this.progress(this.file.size);
+      this.bar.value = this.bar.max;
+      this.show(t.done);
+      this.buttons("");
+      this.item.classList.remove("interrupted");
+      this.item.classList.add("done");
+      okCount++;
+      finished();
+    };
+
+    // fail is a refusal by the server (or a session it no longer has):
+    // retrying opens a new session.
+    Upload.prototype.fail = function (why) {
+      var self = this;
+      pending--;
+      self.over = true;
+      self.item.classList.remove("interrupted");
+      self.item.classList.add("failed");
+      self.show(t.failed + (why ? " (" + why + ")" : ""));
+      self.buttons(t.retry, "retry", function () {
+        self.item.classList.remove("failed");
+        var again = new Upload(self.file, self.kind, self.item);
+        again.begin();
+      });
+      finished();
+    };
 
     function start(files) {
       Array.prototype.forEach.call(files, function (file) {
@@ -87,10 +238,14 @@
         bar.setAttribute("aria-label", t.progressLabel + " " + file.name);
         item.appendChild(bar);
         list.appendChild(item);
-        send(file, item);
+        new Upload(file, kind.value, item).begin();
       });
     }
 
+    // Back online: resume what waits rather than wait out the backoff.
+    window.addEventListener("online", function () {
+      interrupted.slice().forEach(function (u) { u.resume(); });
+    });
     form.addEventListener("submit", function (ev) {
       ev.preventDefault();
       if (input.files.length) { start(input.files); }
@@ -111,6 +266,6 @@
 
   document.addEventListener("DOMContentLoaded", function () {
     var form = document.getElementById("upload-form");
-    if (form && window.FormData && window.XMLHttpRequest) { setupUpload(form); }
+    if (form && window.XMLHttpRequest && window.Blob && Blob.prototype.slice) { setupUpload(form); }
   });
 })();
