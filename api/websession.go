@@ -26,6 +26,7 @@ func (h *handler) webRoutes(r *gin.Engine) error {
 	}
 	d.Classify = h.classify
 	d.RequestID = requestID
+	d.API = r
 	notFound, err := web.Register(r, d)
 	if err != nil {
 		return err

@@ -44,6 +44,9 @@ type Deps struct {
 	Classify func(error) (status int, code, detail string)
 	// RequestID is the id the API's middleware gave the request.
 	RequestID func(*gin.Context) string
+	// API is the JSON API itself: the account pages call it in process as
+	// the signed-in user (apicall.go), where its handlers hold the rules.
+	API http.Handler
 }
 
 type app struct {
@@ -98,6 +101,8 @@ func Register(r *gin.Engine, d Deps) ([]gin.HandlerFunc, error) {
 
 	in := g.Group("", a.signedIn)
 	a.accountRoutes(in)
+	a.accountPages(in)
+	a.partyRoutes(in)
 	a.caseRoutes(in)
 	a.auditRoutes(in)
 	a.supervisionRoutes(in)

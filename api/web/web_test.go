@@ -92,6 +92,11 @@ func TestCataloguesComplete(t *testing.T) {
 	enum("cstatus", supervision.StatusOpen, supervision.StatusInvestigating, supervision.StatusUpheld, supervision.StatusDismissed)
 	enum("rstatus", reportStatuses...)
 	enum("from", "reporter", "inspector")
+	enum("ustatus", access.UserActive, access.UserPendingApproval, access.UserDisabled)
+	for _, k := range access.OrgKinds {
+		enum("orgkind", string(k))
+	}
+	enum("cmstatus", supervision.CommitmentPending, supervision.CommitmentKept, supervision.CommitmentBreached, supervision.CommitmentUnderInvestigation)
 	flash := regexp.MustCompile(`done=([a-z_]+)|done\(c, [^,]+, "([a-z_]+)"\)`)
 	files, _ := filepath.Glob("*.go")
 	for _, f := range files {

@@ -917,6 +917,10 @@ func TestWebBrowser(t *testing.T) {
 		}
 	})
 
+	// Accounts, approvals, password, consents, member units, commitment
+	// statuses (webaccounts_test.go).
+	testAccountPages(t, b, s, caseID, officePW)
+
 	t.Run("a form or API call without its CSRF token is refused", func(t *testing.T) {
 		c := cookieClient{t: t, base: b.base, token: s.login(t, "operator1", pw).token}
 		_, page, _ := c.do("GET", "/cases/new", "", "", nil)
