@@ -127,6 +127,39 @@ func (s *Service) caseAssignments(db *gorm.DB, caseID, userID string) ([]Assignm
 	if err := q.Order("granted_at, id").Find(&rows).Error; err != nil {
 		return nil, fmt.Errorf("read assignments: %w", err)
 	}
+	return s.withStatus(db, rows)
+}
+
+// AssignmentsPage lists up to limit assignments of the case after the one
+// with id after ("" from the first), in id (creation) order, by keyset on
+// (case_id, id); more says whether another follows.
+func (s *Service) AssignmentsPage(ctx context.Context, caseID, after string, limit int) ([]Assignment, bool, error) {
+	db := s.db.WithContext(ctx)
+	q := db.Where("case_id = ?", caseID)
+	if after != "" {
+		q = q.Where("id > ?", after)
+	}
+	var rows []assignmentRow
+	if err := q.Order("id").Limit(limit + 1).Find(&rows).Error; err != nil {
+		return nil, false, fmt.Errorf("assignments of case %s: %w", caseID, err)
+	}
+	more := len(rows) > limit
+	if more {
+		rows = rows[:limit]
+	}
+	as, err := s.withStatus(db, rows)
+	if err != nil {
+		return nil, false, fmt.Errorf("assignments of case %s: %w", caseID, err)
+	}
+	if as == nil {
+		as = []Assignment{}
+	}
+	return as, more, nil
+}
+
+// withStatus derives the status of assignment rows from their revocations
+// and declarations.
+func (s *Service) withStatus(db *gorm.DB, rows []assignmentRow) ([]Assignment, error) {
 	if len(rows) == 0 {
 		return nil, nil
 	}

@@ -147,12 +147,16 @@ func (h *handler) upload(c *gin.Context) {
 }
 
 func (h *handler) listMaterials(c *gin.Context) {
-	list, err := h.Vault.ListMaterials(c.Request.Context(), actor(c), c.Param("case"))
+	limit, cursor, ok := listParams(c)
+	if !ok {
+		return
+	}
+	page, err := h.Vault.MaterialsPage(c.Request.Context(), actor(c), c.Param("case"), limit, cursor)
 	if err != nil {
 		h.fail(c, err)
 		return
 	}
-	c.JSON(http.StatusOK, vault.Page[vault.Material]{Items: list})
+	c.JSON(http.StatusOK, page)
 }
 
 func (h *handler) getMaterial(c *gin.Context) {
@@ -280,12 +284,16 @@ func (h *handler) assign(c *gin.Context) {
 }
 
 func (h *handler) listAssignments(c *gin.Context) {
-	list, err := h.Vault.Assignments(c.Request.Context(), actor(c), c.Param("case"))
+	limit, cursor, ok := listParams(c)
+	if !ok {
+		return
+	}
+	page, err := h.Vault.AssignmentsPage(c.Request.Context(), actor(c), c.Param("case"), limit, cursor)
 	if err != nil {
 		h.fail(c, err)
 		return
 	}
-	c.JSON(http.StatusOK, gin.H{"items": list, "next_cursor": ""})
+	c.JSON(http.StatusOK, page)
 }
 
 func (h *handler) revoke(c *gin.Context) {

@@ -159,12 +159,16 @@ func (h *handler) clock(c *gin.Context) {
 }
 
 func (h *handler) caseHistory(c *gin.Context) {
-	evs, err := h.Vault.History(c.Request.Context(), actor(c), c.Param("case"))
+	limit, cursor, ok := listParams(c)
+	if !ok {
+		return
+	}
+	page, err := h.Vault.HistoryPage(c.Request.Context(), actor(c), c.Param("case"), limit, cursor)
 	if err != nil {
 		h.fail(c, err)
 		return
 	}
-	c.JSON(http.StatusOK, gin.H{"items": evs, "next_cursor": ""})
+	c.JSON(http.StatusOK, page)
 }
 
 func (h *handler) deadlines(c *gin.Context) {
@@ -178,12 +182,16 @@ func (h *handler) deadlines(c *gin.Context) {
 		}
 		within = n
 	}
-	items, err := h.Vault.Deadlines(c.Request.Context(), actor(c), within)
+	limit, cursor, ok := listParams(c)
+	if !ok {
+		return
+	}
+	page, err := h.Vault.DeadlinesPage(c.Request.Context(), actor(c), within, limit, cursor)
 	if err != nil {
 		h.fail(c, err)
 		return
 	}
-	c.JSON(http.StatusOK, gin.H{"items": items, "next_cursor": ""})
+	c.JSON(http.StatusOK, page)
 }
 
 func (h *handler) calendarDeadline(c *gin.Context) {

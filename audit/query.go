@@ -77,15 +77,20 @@ func encodeCursor(seq int64) string {
 	return base64.RawURLEncoding.EncodeToString([]byte("a1:" + strconv.FormatInt(seq, 10)))
 }
 
+// ErrInvalidCursor is a cursor Query did not issue (it wraps ErrInvalid).
+// A cursor only says where a page starts: a forged one moves the start,
+// never what the filter lets through.
+var ErrInvalidCursor = fmt.Errorf("%w: cursor", ErrInvalid)
+
 func decodeCursor(c string) (int64, error) {
 	b, err := base64.RawURLEncoding.DecodeString(c)
 	s, ok := strings.CutPrefix(string(b), "a1:")
 	if err != nil || !ok {
-		return 0, fmt.Errorf("%w: cursor", ErrInvalid)
+		return 0, ErrInvalidCursor
 	}
 	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || n < 0 {
-		return 0, fmt.Errorf("%w: cursor", ErrInvalid)
+	if err != nil || n < 0 || strconv.FormatInt(n, 10) != s {
+		return 0, ErrInvalidCursor
 	}
 	return n, nil
 }

@@ -58,19 +58,7 @@ func (s *Service) Assign(ctx context.Context, a Actor, caseID string, in NewAssi
 
 // Assignments lists a case's assignments.
 func (s *Service) Assignments(ctx context.Context, a Actor, caseID string) ([]access.Assignment, error) {
-	_, _, d, err := s.authorize(ctx, a, caseID, "assignment.list", "assignment.list", "case/"+caseID)
-	if err != nil {
-		return nil, err
-	}
-	if isParty(a.P) {
-		// Who reviews a case is deliberation (visibility.go): parties see
-		// the readers of their materials only by pseudonym, in the audit log.
-		if err := s.record(ctx, a, "assignment.list", audit.Denied, caseID, "case/"+caseID, d.Purpose, "forbidden"); err != nil {
-			return nil, err
-		}
-		return nil, fail(ErrForbidden, "forbidden", "the review's assignments are not shown to the parties")
-	}
-	if err := s.record(ctx, a, "assignment.list", audit.Allowed, caseID, "case/"+caseID, d.Purpose, ""); err != nil {
+	if _, err := s.assignmentsAllowed(ctx, a, caseID); err != nil {
 		return nil, err
 	}
 	list, err := s.access.Assignments(ctx, caseID)
@@ -155,4 +143,22 @@ func accessError(err error) error {
 		return fail(ErrInvalid, "invalid_field", "the request is not valid")
 	}
 	return err
+}
+
+// assignmentsAllowed authorises and audits a listing of a case's
+// assignments.
+func (s *Service) assignmentsAllowed(ctx context.Context, a Actor, caseID string) (access.Decision, error) {
+	_, _, d, err := s.authorize(ctx, a, caseID, "assignment.list", "assignment.list", "case/"+caseID)
+	if err != nil {
+		return d, err
+	}
+	if isParty(a.P) {
+		// Who reviews a case is deliberation (visibility.go): parties see
+		// the readers of their materials only by pseudonym, in the audit log.
+		if err := s.record(ctx, a, "assignment.list", audit.Denied, caseID, "case/"+caseID, d.Purpose, "forbidden"); err != nil {
+			return d, err
+		}
+		return d, fail(ErrForbidden, "forbidden", "the review's assignments are not shown to the parties")
+	}
+	return d, s.record(ctx, a, "assignment.list", audit.Allowed, caseID, "case/"+caseID, d.Purpose, "")
 }

@@ -151,9 +151,11 @@ type Page[T any] struct {
 
 // ListCases lists the cases the caller may see, in creation order.
 func (s *Service) ListCases(ctx context.Context, a Actor, status string, limit int, cursor string) (Page[Case], error) {
-	if cursor != "" && !validID(cursor) {
-		return Page[Case]{}, invalid("cursor", "invalid_cursor", "cursor is not one this server issued")
+	after, err := decodeIDCursor("cases", cursor)
+	if err != nil {
+		return Page[Case]{}, err
 	}
+	limit = pageLimit(limit)
 	q := s.db.WithContext(ctx).Model(&caseRow{})
 	u := a.P.User
 	switch {
@@ -181,8 +183,8 @@ func (s *Service) ListCases(ctx context.Context, a Actor, status string, limit i
 	if status != "" {
 		q = q.Where("status = ?", status)
 	}
-	if cursor != "" {
-		q = q.Where("id > ?", cursor)
+	if after != "" {
+		q = q.Where("id > ?", after)
 	}
 	var rows []caseRow
 	if err := q.Order("id").Limit(limit + 1).Find(&rows).Error; err != nil {
@@ -194,14 +196,18 @@ func (s *Service) ListCases(ctx context.Context, a Actor, status string, limit i
 	page := Page[Case]{Items: []Case{}}
 	if len(rows) > limit {
 		rows = rows[:limit]
-		page.NextCursor = rows[limit-1].ID
+		page.NextCursor = encodeCursor("cases", rows[limit-1].ID)
+	}
+	ids := make([]string, len(rows))
+	for i, r := range rows {
+		ids[i] = r.ID
+	}
+	provs, err := s.providersOf(ctx, ids)
+	if err != nil {
+		return Page[Case]{}, err
 	}
 	for _, r := range rows {
-		p, err := s.providers(ctx, r.ID)
-		if err != nil {
-			return Page[Case]{}, err
-		}
-		c, err := s.openCase(ctx, r, p)
+		c, err := s.openCase(ctx, r, provs[r.ID])
 		if err != nil {
 			return Page[Case]{}, err
 		}

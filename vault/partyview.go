@@ -287,6 +287,9 @@ func (s *Service) AuditEvents(ctx context.Context, a Actor, f audit.Filter) ([]a
 		return nil, "", fail(ErrForbidden, "forbidden", "only inspectors, operators and providers may read the audit trail")
 	}
 	if err != nil {
+		if errors.Is(err, audit.ErrInvalidCursor) {
+			return nil, "", errInvalidCursor()
+		}
 		if errors.Is(err, audit.ErrInvalid) {
 			return nil, "", invalid("cursor", "invalid_query", "the audit query is not valid")
 		}

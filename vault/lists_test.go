@@ -1,0 +1,299 @@
+package vault
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/crvault/crvault/access"
+	"github.com/crvault/crvault/audit"
+	"github.com/crvault/crvault/audit/sqldb/sqldbtest"
+	"github.com/crvault/crvault/vault/review"
+)
+
+// walk follows next_cursor from the first page to the last, checking the
+// page contract on the way: every page but the last is full, the last
+// carries no cursor, and no item comes twice. between runs after each page.
+func walk[T any](t *testing.T, limit int, page func(cursor string) (Page[T], error), id func(T) string, between func(n int)) []string {
+	t.Helper()
+	var ids []string
+	seen := map[string]bool{}
+	cursor := ""
+	for n := 1; ; n++ {
+		p, err := page(cursor)
+		if err != nil {
+			t.Fatalf("page %d: %v", n, err)
+		}
+		if p.Items == nil {
+			t.Fatalf("page %d: items is null", n)
+		}
+		for _, it := range p.Items {
+			k := id(it)
+			if seen[k] {
+				t.Fatalf("page %d repeats %s", n, k)
+			}
+			seen[k] = true
+			ids = append(ids, k)
+		}
+		if p.NextCursor == "" {
+			if len(p.Items) > limit {
+				t.Fatalf("last page %d holds %d items, limit %d", n, len(p.Items), limit)
+			}
+			return ids
+		}
+		if len(p.Items) != limit {
+			t.Fatalf("page %d holds %d items with a next_cursor: a short page must be the last (limit %d)", n, len(p.Items), limit)
+		}
+		if n > 1000 {
+			t.Fatal("cursor never ends")
+		}
+		cursor = p.NextCursor
+		if between != nil {
+			between(n)
+		}
+	}
+}
+
+func (f *wfFixture) uploadID(a Actor, caseID, kind, name string) string {
+	f.t.Helper()
+	body := name + " document"
+	m, err := f.svc.Upload(f.ctx, a, caseID, Upload{Kind: kind, Filename: name + ".txt", ContentType: "text/plain",
+		Body: strings.NewReader(body), Size: int64(len(body))})
+	if err != nil {
+		f.t.Fatalf("upload %s: %v", name, err)
+	}
+	return m.ID
+}
+
+func forgedCursors(valid string) []string {
+	return []string{
+		"garbage!",
+		"bm90IGEgY3Vyc29y",                        // base64 of "not a cursor"
+		encodeCursor("cases", "0"),                // another list's cursor
+		encodeCursor("materials", "x' OR '1'='1"), // not an id
+		encodeCursor("materials", "a", "b"),       // too many keys
+		encodeCursor("materials", ""),             // empty key
+		strings.Repeat("A", 300),                  // too long
+		valid[:len(valid)-1] + "%",                // not base64url
+		"YzF8bWF0ZXJpYWxzfA",                      // "c1|materials|"
+		encodeCursor("events", "0"), encodeCursor("events", "-3"), encodeCursor("events", "007"),
+		encodeCursor("deadlines", "2025-02-30", "abc"), encodeCursor("deadlines", "2025-03-01"),
+	}
+}
+
+// TestMaterialsPages walks a case's materials page by page as a party that
+// may see only some of them: the pages are full until the last, the hidden
+// materials leave no trace (no short page with a cursor, no cursor after
+// the last visible one), and materials added or opened to the caller by a
+// consent between pages are met further on.
+func TestMaterialsPages(t *testing.T) {
+	for _, d := range sqldbtest.Backends {
+		t.Run(sqldbtest.Name(d), func(t *testing.T) {
+			f := newWF(t, d, time.Date(2025, 3, 3, 2, 0, 0, 0, time.UTC), false)
+			prov := f.org("Acme Routers", "provider")
+			pu := f.user("prov1", prov, "provider")
+			c, err := f.svc.CreateCase(f.ctx, f.op, NewCase{Title: "Routers", Product: "AR-9000", Providers: []string{prov.ID}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var mine, theirs []string
+			for i := range 3 {
+				mine = append(mine, f.uploadID(f.op, c.ID, "other", fmt.Sprintf("op-%d", i)))
+				time.Sleep(2 * time.Millisecond) // ids sort by millisecond first
+			}
+			for i := range 4 {
+				theirs = append(theirs, f.uploadID(pu, c.ID, "other", fmt.Sprintf("prov-%d", i)))
+				time.Sleep(2 * time.Millisecond)
+			}
+			matID := func(m Material) string { return m.ID }
+
+			// Three visible, four hidden after them: a page of three is the
+			// whole list and says so.
+			p, err := f.svc.MaterialsPage(f.ctx, f.op, c.ID, 3, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := ids(p.Items); !slices.Equal(got, mine) || p.NextCursor != "" {
+				t.Fatalf("operator's one page: %v next %q, want %v and no cursor", got, p.NextCursor, mine)
+			}
+			if got := walk(t, 2, func(cur string) (Page[Material], error) { return f.svc.MaterialsPage(f.ctx, f.op, c.ID, 2, cur) }, matID, nil); !slices.Equal(got, mine) {
+				t.Fatalf("operator walk %v, want %v", got, mine)
+			}
+			if got := walk(t, 3, func(cur string) (Page[Material], error) { return f.svc.MaterialsPage(f.ctx, pu, c.ID, 3, cur) }, matID, nil); !slices.Equal(got, theirs) {
+				t.Fatalf("provider walk %v, want %v", got, theirs)
+			}
+
+			// Between pages: the provider opens its third material to the
+			// operator, and the operator adds one.
+			var added string
+			got := walk(t, 1, func(cur string) (Page[Material], error) { return f.svc.MaterialsPage(f.ctx, f.op, c.ID, 1, cur) }, matID, func(n int) {
+				if n != 1 {
+					return
+				}
+				if _, err := f.svc.GrantConsent(f.ctx, pu, theirs[2], NewConsent{Org: f.op.P.User.OrgID, Purpose: "joint answer"}); err != nil {
+					t.Fatal(err)
+				}
+				added = f.uploadID(f.op, c.ID, "other", "op-late")
+			})
+			want := append(slices.Clone(mine), theirs[2], added)
+			if !slices.Equal(got, want) {
+				t.Fatalf("walk across a consent and an upload: %v, want %v", got, want)
+			}
+
+			// A cursor that names a hidden material moves the start, and
+			// shows nothing hidden.
+			p, err = f.svc.MaterialsPage(f.ctx, f.op, c.ID, 50, encodeCursor("materials", theirs[0]))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := ids(p.Items); !slices.Equal(got, []string{theirs[2], added}) {
+				t.Fatalf("from a hidden material's id: %v", got)
+			}
+			for _, bad := range forgedCursors(p0Cursor(t, f, c.ID)) {
+				_, err := f.svc.MaterialsPage(f.ctx, f.op, c.ID, 2, bad)
+				wantCode(t, err, ErrInvalid, "invalid_cursor")
+			}
+		})
+	}
+}
+
+func p0Cursor(t *testing.T, f *wfFixture, caseID string) string {
+	t.Helper()
+	p, err := f.svc.MaterialsPage(f.ctx, f.op, caseID, 1, "")
+	if err != nil || p.NextCursor == "" {
+		t.Fatalf("first page: %+v %v", p, err)
+	}
+	return p.NextCursor
+}
+
+func ids(ms []Material) []string {
+	out := make([]string, len(ms))
+	for i, m := range ms {
+		out[i] = m.ID
+	}
+	return out
+}
+
+// TestAssignmentsPages walks a case's assignments while one on a page not
+// yet read is revoked: every assignment comes once, the revoked one as
+// revoked, and forged cursors are refused.
+func TestAssignmentsPages(t *testing.T) {
+	for _, d := range sqldbtest.Backends {
+		t.Run(sqldbtest.Name(d), func(t *testing.T) {
+			f := newWF(t, d, time.Date(2025, 3, 3, 2, 0, 0, 0, time.UTC), false)
+			id := f.draft()
+			if _, err := f.svc.Submit(f.ctx, f.op, id); err != nil {
+				t.Fatal(err)
+			}
+			officeOrg := f.office.P.User.OrgID
+			var want []string
+			for i := range 5 {
+				u := f.user(fmt.Sprintf("rev-%d", i), access.Org{ID: officeOrg, Kind: "office"}, "reviewer")
+				a, err := f.svc.Assign(f.ctx, f.office, id, NewAssignment{User: u.P.User.ID, Role: "reviewer", Purpose: "review"})
+				if err != nil {
+					t.Fatal(err)
+				}
+				want = append(want, a.ID)
+				time.Sleep(2 * time.Millisecond)
+			}
+			status := map[string]string{}
+			got := walk(t, 2, func(cur string) (Page[access.Assignment], error) {
+				p, err := f.svc.AssignmentsPage(f.ctx, f.office, id, 2, cur)
+				for _, a := range p.Items {
+					status[a.ID] = a.Status
+				}
+				return p, err
+			}, func(a access.Assignment) string { return a.ID }, func(n int) {
+				if n == 1 {
+					if err := f.svc.Revoke(f.ctx, f.office, id, want[3]); err != nil {
+						t.Fatal(err)
+					}
+				}
+			})
+			if !slices.Equal(got, want) {
+				t.Fatalf("walk %v, want %v", got, want)
+			}
+			if status[want[3]] != access.StatusRevoked || status[want[4]] != access.StatusActive {
+				t.Fatalf("statuses %v", status)
+			}
+			for _, bad := range forgedCursors(encodeCursor("assignments", want[0])) {
+				_, err := f.svc.AssignmentsPage(f.ctx, f.office, id, 2, bad)
+				wantCode(t, err, ErrInvalid, "invalid_cursor")
+			}
+			// The operator is refused whatever the cursor.
+			_, err := f.svc.AssignmentsPage(f.ctx, f.op, id, 2, encodeCursor("assignments", want[0]))
+			wantCode(t, err, ErrForbidden, "forbidden")
+		})
+	}
+}
+
+// TestHistoryAndDeadlinePages checks that walking the case history (as the
+// office and as a party, whose numbering skips what it may not see) and the
+// deadlines page by page gives the whole list, in order.
+func TestHistoryAndDeadlinePages(t *testing.T) {
+	for _, d := range sqldbtest.Backends {
+		t.Run(sqldbtest.Name(d), func(t *testing.T) {
+			f := newWF(t, d, time.Date(2025, 3, 3, 2, 0, 0, 0, time.UTC), false)
+			var cases []string
+			for range 3 {
+				id := f.draft()
+				f.at("2025-03-03")
+				if _, err := f.svc.Submit(f.ctx, f.op, id); err != nil {
+					t.Fatal(err)
+				}
+				cases = append(cases, id)
+			}
+			f.at("2025-03-05")
+			id := cases[0]
+			f.mustMove(id, "require_review", "", 0)
+			f.mustMove(id, "request_supplement", "need the escrow agreement", 0)
+			for _, who := range []Actor{f.office, f.op} {
+				whole, err := f.svc.History(f.ctx, who, id)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var want []string
+				for _, e := range whole {
+					want = append(want, fmt.Sprint(e.Seq, e.Action))
+				}
+				got := walk(t, 1, func(cur string) (Page[review.Event], error) { return f.svc.HistoryPage(f.ctx, who, id, 1, cur) },
+					func(e review.Event) string { return fmt.Sprint(e.Seq, e.Action) }, nil)
+				if !slices.Equal(got, want) || len(want) < 2 {
+					t.Fatalf("%s history walk %v, want %v", who.P.User.Username, got, want)
+				}
+			}
+			whole, err := f.svc.Deadlines(f.ctx, f.office, MaxWithin)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var want []string
+			for _, d := range whole {
+				want = append(want, d.CaseID)
+			}
+			got := walk(t, 2, func(cur string) (Page[Deadline], error) {
+				return f.svc.DeadlinesPage(f.ctx, f.office, MaxWithin, 2, cur)
+			},
+				func(d Deadline) string { return d.CaseID }, nil)
+			if !slices.Equal(got, want) || len(want) < 2 {
+				t.Fatalf("deadlines walk %v, want %v", got, want)
+			}
+			for _, bad := range forgedCursors(encodeCursor("events", "1")) {
+				_, err := f.svc.HistoryPage(f.ctx, f.op, id, 2, bad)
+				wantCode(t, err, ErrInvalid, "invalid_cursor")
+				_, err = f.svc.DeadlinesPage(f.ctx, f.office, 3, 2, bad)
+				wantCode(t, err, ErrInvalid, "invalid_cursor")
+			}
+			// The cases list's cursor is opaque too: a raw id is refused.
+			if _, err := f.svc.ListCases(f.ctx, f.op, "", 1, id); err == nil {
+				t.Fatal("a raw case id taken as a cursor")
+			}
+			// A forged audit cursor is invalid_cursor, for a party too.
+			for _, who := range []Actor{f.op, f.user("insp", f.org("Inspectorate", "supervision"), "inspector")} {
+				_, _, err := f.svc.AuditEvents(f.ctx, who, audit.Filter{Cursor: "bm9wZQ"})
+				wantCode(t, err, ErrInvalid, "invalid_cursor")
+			}
+		})
+	}
+}
