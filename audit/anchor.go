@@ -185,7 +185,7 @@ func (l *Log) visibleCheckpoints(ctx context.Context) ([]knownCheckpoint, error)
 		if err != nil {
 			return nil, bad(size, "stored checkpoint at size %d: %v", size, err)
 		}
-		out = append(out, knownCheckpoint{where: "stored", ck: ck})
+		out = append(out, knownCheckpoint{where: "stored", ck: ck, note: signed})
 	}
 	ws, err := l.witnessed(ctx)
 	if err != nil {
@@ -209,7 +209,7 @@ func (l *Log) witnessed(ctx context.Context) ([]knownCheckpoint, error) {
 		if err != nil {
 			return nil, bad(0, "witness %s holds a checkpoint that does not verify: %v", w, err)
 		}
-		out = append(out, knownCheckpoint{where: "witnessed (" + w.String() + ")", ck: ck})
+		out = append(out, knownCheckpoint{where: "witnessed (" + w.String() + ")", ck: ck, note: signed})
 	}
 	return out, nil
 }

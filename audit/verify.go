@@ -78,6 +78,7 @@ func (c *chain) add(e Event, prevHash string) ([]tlog.Hash, *VerifyError) {
 type knownCheckpoint struct {
 	where string
 	ck    Checkpoint
+	note  []byte // the signed note
 }
 
 func checkRoots(cks []knownCheckpoint, tree *builder, rep *Report) *VerifyError {
@@ -111,56 +112,64 @@ func (l *Log) Verify(ctx context.Context) (Report, error) {
 		return Report{}, err
 	}
 	c := &chain{tree: newBuilder(0, nil), prev: zeroHash, next: 1}
-	hashes := &hashIter{ctx: ctx, l: l}
 	rep := Report{From: 1}
-	if verr := checkRoots(cks, c.tree, &rep); verr != nil {
-		return rep, verr
+	err = l.verifyFrom(ctx, c, cks, &rep)
+	return rep, err
+}
+
+// verifyFrom checks every event after c's position to the end of the log
+// against the stored tree hashes and the checkpoints cks, and fills rep.
+// The caller cancels ctx when it returns.
+func (l *Log) verifyFrom(ctx context.Context, c *chain, cks []knownCheckpoint, rep *Report) error {
+	hashes := &hashIter{ctx: ctx, l: l, after: tlog.StoredHashCount(c.tree.size)}
+	if verr := checkRoots(cks, c.tree, rep); verr != nil {
+		return verr
 	}
-	pages, errc := l.eventPages(ctx)
+	pages, errc := l.eventPages(ctx, c.next-1)
 	for pg := range pages {
 		for i, e := range pg.evs {
 			first := tlog.StoredHashCount(c.tree.size)
 			hs, verr := c.add(e, pg.prevs[i])
 			if verr != nil {
-				return rep, verr
+				return verr
 			}
 			for j, h := range hs {
 				idx, got, ok, err := hashes.next()
 				if err != nil {
-					return rep, err
+					return err
 				}
 				if !ok || idx != first+int64(j) {
-					return rep, bad(e.Seq, "stored tree hash %d missing (event inserted outside the writer?)", first+int64(j))
+					return bad(e.Seq, "stored tree hash %d missing (event inserted outside the writer?)", first+int64(j))
 				}
 				if got != h {
-					return rep, bad(e.Seq, "stored tree hash %d differs from the recomputed one (event or tree rewritten)", idx)
+					return bad(e.Seq, "stored tree hash %d differs from the recomputed one (event or tree rewritten)", idx)
 				}
 			}
-			if verr := checkRoots(cks, c.tree, &rep); verr != nil {
-				return rep, verr
+			if verr := checkRoots(cks, c.tree, rep); verr != nil {
+				return verr
 			}
 		}
 	}
 	if err := <-errc; err != nil {
-		return rep, fmt.Errorf("verify: %w", err)
+		return fmt.Errorf("verify: %w", err)
 	}
 	size := c.tree.size
 	if idx, _, ok, err := hashes.next(); err != nil {
-		return rep, err
+		return err
 	} else if ok {
-		return rep, bad(size+1, "stored tree hash %d lies beyond the last event %d (events removed from the tail)", idx, size)
+		return bad(size+1, "stored tree hash %d lies beyond the last event %d (events removed from the tail)", idx, size)
 	}
 	for _, k := range cks {
 		if k.ck.Size > size {
-			return rep, bad(size+1, "log ends at seq %d but the %s checkpoint covers %d events (tail truncated or database rolled back)", size, k.where, k.ck.Size)
+			return bad(size+1, "log ends at seq %d but the %s checkpoint covers %d events (tail truncated or database rolled back)", size, k.where, k.ck.Size)
 		}
 	}
 	root, err := c.tree.root()
 	if err != nil {
-		return rep, bad(size, "tree root: %v", err)
+		return bad(size, "tree root: %v", err)
 	}
 	rep.To, rep.TreeSize, rep.Root = size, size, base64.StdEncoding.EncodeToString(root[:])
-	return rep, nil
+	return nil
 }
 
 const verifyPage = 5000
@@ -173,12 +182,11 @@ type eventPage struct {
 // eventPages reads the log in seq order on its own goroutine so reading
 // rows and hashing them overlap. The reader stops when ctx ends; callers
 // that return early cancel it.
-func (l *Log) eventPages(ctx context.Context) (<-chan eventPage, <-chan error) {
+func (l *Log) eventPages(ctx context.Context, after int64) (<-chan eventPage, <-chan error) {
 	pages := make(chan eventPage, 2)
 	errc := make(chan error, 1)
 	go func() {
 		defer close(pages)
-		var after int64
 		for {
 			rows, err := l.sqlDB.QueryContext(ctx, selectEvent+" WHERE seq > "+l.ph(1)+" ORDER BY seq LIMIT "+fmt.Sprint(verifyPage), after)
 			if err != nil {
@@ -228,7 +236,7 @@ func (l *Log) allCheckpoints(ctx context.Context) ([]knownCheckpoint, error) {
 		if ck.Size != size {
 			return nil, bad(size, "stored checkpoint row %d holds a checkpoint of size %d", size, ck.Size)
 		}
-		out = append(out, knownCheckpoint{where: "stored", ck: ck})
+		out = append(out, knownCheckpoint{where: "stored", ck: ck, note: signed})
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("verify: read checkpoints: %w", err)

@@ -391,7 +391,12 @@ func cliError(what string, err error) error {
 }
 
 func cmdAuditVerify(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
-	cfg, fs, err := parse("audit verify", args, stderr, getenv, nil)
+	var incremental bool
+	var state string
+	cfg, fs, err := parse("audit verify", args, stderr, getenv, func(fs *flag.FlagSet) {
+		fs.BoolVar(&incremental, "incremental", false, "check only the events after the checkpoint the last incremental run vouched for (kept in --state)")
+		fs.StringVar(&state, "state", "", "file keeping the last verified checkpoint (default <data>/audit-verified)")
+	})
 	if err != nil {
 		return err
 	}
@@ -414,6 +419,9 @@ func cmdAuditVerify(ctx context.Context, args []string, stdout, stderr io.Writer
 		return fmt.Errorf("open audit log: %w", err)
 	}
 	defer log.Close(context.WithoutCancel(ctx))
+	if incremental {
+		return auditVerifyIncremental(ctx, log, cfg.verifiedStateFile(state), stdout)
+	}
 	rep, err := log.Verify(ctx)
 	if err != nil {
 		var ve *audit.VerifyError
