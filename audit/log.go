@@ -205,8 +205,9 @@ func Open(ctx context.Context, db *gorm.DB, opts Options) (*Log, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open audit log: %w", err)
 	}
+	// Is the table there? (One row at most, never a count.)
 	var n int64
-	if err := sqlDB.QueryRowContext(ctx, "SELECT COUNT(*) FROM audit_checkpoints").Scan(&n); err != nil {
+	if err := sqlDB.QueryRowContext(ctx, "SELECT COUNT(*) FROM (SELECT 1 FROM audit_checkpoints LIMIT 1) t").Scan(&n); err != nil {
 		return nil, fmt.Errorf("open audit log (was audit.Migrate run?): %w", err)
 	}
 	m, err := newMetrics(opts.Registerer)
@@ -403,7 +404,7 @@ func (l *Log) commit(ctx context.Context, events []Event) ([]Event, error) {
 			return nil, fmt.Errorf("lock log head: %w", err)
 		}
 	}
-	size, prev, err := head(ctx, tx)
+	size, prev, lastUs, err := headAt(ctx, tx)
 	if err != nil {
 		return nil, err
 	}
@@ -420,6 +421,12 @@ func (l *Log) commit(ctx context.Context, events []Event) ([]Event, error) {
 	}
 	tree.fallback = dbHashes{ctx: ctx, q: tx, ph: l.ph}
 	now := l.now().UTC().Truncate(time.Microsecond)
+	if last := time.UnixMicro(lastUs).UTC(); now.Before(last) {
+		// Times never go backwards along the log, whatever the clocks of
+		// the instances sharing it do: Query turns a time range into a
+		// range of sequence numbers on that promise.
+		now = last
+	}
 	out := make([]Event, len(events))
 	prevs := make([]string, len(events))
 	var hashes []tlog.Hash
@@ -471,6 +478,22 @@ func head(ctx context.Context, q interface {
 		return 0, "", fmt.Errorf("read log head: %w", err)
 	}
 	return size, prev, nil
+}
+
+// headAt is head with the time of the last event (0 for an empty log).
+func headAt(ctx context.Context, q interface {
+	QueryRowContext(context.Context, string, ...any) *sql.Row
+}) (int64, string, int64, error) {
+	var size, us int64
+	var prev string
+	err := q.QueryRowContext(ctx, "SELECT seq, hash, at_us FROM audit_events ORDER BY seq DESC LIMIT 1").Scan(&size, &prev, &us)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, zeroHash, 0, nil
+	}
+	if err != nil {
+		return 0, "", 0, fmt.Errorf("read log head: %w", err)
+	}
+	return size, prev, us, nil
 }
 
 const eventCols = 14

@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"strconv"
@@ -137,9 +138,29 @@ func (l *Log) Query(ctx context.Context, f Filter) ([]Event, string, error) {
 	}
 	if !f.Since.IsZero() {
 		add("at_us >= ?", f.Since.UnixMicro())
+		// Times never go backwards along the log (the writer sees to it),
+		// so the range is also a range of seq: the page is then read from
+		// the primary key where it starts, not filtered from the start of
+		// the log.
+		lo, ok, err := l.seqAt(ctx, "SELECT seq FROM audit_events WHERE at_us >= "+l.ph(1)+" ORDER BY at_us, seq LIMIT 1", f.Since.UnixMicro())
+		if err != nil {
+			return nil, "", err
+		}
+		if !ok {
+			return []Event{}, "", nil
+		}
+		add("seq >= ?", lo)
 	}
 	if !f.Until.IsZero() {
 		add("at_us < ?", f.Until.UnixMicro())
+		hi, ok, err := l.seqAt(ctx, "SELECT seq FROM audit_events WHERE at_us < "+l.ph(1)+" ORDER BY at_us DESC, seq DESC LIMIT 1", f.Until.UnixMicro())
+		if err != nil {
+			return nil, "", err
+		}
+		if !ok {
+			return []Event{}, "", nil
+		}
+		add("seq <= ?", hi)
 	}
 	if f.CaseIDs != nil {
 		ph := make([]string, len(f.CaseIDs))
@@ -176,6 +197,19 @@ func (l *Log) Query(ctx context.Context, f Filter) ([]Event, string, error) {
 		next = encodeCursor(evs[limit-1].Seq)
 	}
 	return evs, next, nil
+}
+
+// seqAt runs a query answering one seq, or none.
+func (l *Log) seqAt(ctx context.Context, q string, arg any) (int64, bool, error) {
+	var seq int64
+	err := l.sqlDB.QueryRowContext(ctx, q, arg).Scan(&seq)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, fmt.Errorf("%w: query events: %w", ErrUnavailable, err)
+	}
+	return seq, true, nil
 }
 
 // ExportFormat names the export's header line.
