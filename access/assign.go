@@ -92,11 +92,7 @@ func (s *Service) Assign(ctx context.Context, by Principal, caseID, userID, role
 	s.mu.Lock()
 	k := caseUser{caseID, userID}
 	s.grants[k] = append(s.grants[k], rowGrant(row, [2]bool{}))
-	err = s.syncRules(k, s.grants[k])
 	s.mu.Unlock()
-	if err != nil {
-		return Assignment{}, fmt.Errorf("assign on case %s: %w", caseID, err)
-	}
 	s.log.InfoContext(ctx, "assignment granted", "assignment", row.ID, "case", caseID, "user", userID, "role", role, "by", by.User.ID)
 	return s.toAssignment(row, false, [2]bool{}, now), nil
 }
@@ -307,28 +303,6 @@ func (s *Service) forget(caseID, userID string, ids ...string) error {
 	} else {
 		s.grants[k] = kept
 	}
-	return s.syncRules(k, kept)
-}
-
-// syncRules makes Casbin hold exactly one g rule per role in which the user
-// has a live (unsuspended) grant on the case. Caller holds s.mu.
-func (s *Service) syncRules(k caseUser, gs []*grant) error {
-	for _, role := range []Role{RoleReviewer, RoleMemberUnit} {
-		live := slices.ContainsFunc(gs, func(g *grant) bool { return g.role == string(role) && !g.suspended })
-		has, err := s.enf.HasGroupingPolicy(k.userID, string(role), k.caseID)
-		if err != nil {
-			return err
-		}
-		switch {
-		case live && !has:
-			_, err = s.enf.AddGroupingPolicy(k.userID, string(role), k.caseID)
-		case !live && has:
-			_, err = s.enf.RemoveGroupingPolicy(k.userID, string(role), k.caseID)
-		}
-		if err != nil {
-			return fmt.Errorf("casbin: %w", err)
-		}
-	}
 	return nil
 }
 
@@ -425,11 +399,7 @@ func (s *Service) Declare(ctx context.Context, p Principal, caseID string, confl
 			}
 		}
 	}
-	err = s.syncRules(k, s.grants[k])
 	s.mu.Unlock()
-	if err != nil {
-		return Declaration{}, fmt.Errorf("declare on case %s: %w", caseID, err)
-	}
 	s.log.InfoContext(ctx, "declaration", "case", caseID, "user", p.User.ID, "conflict", conflict)
 	return Declaration{ID: decl.ID, CaseID: caseID, UserID: p.User.ID, Conflict: conflict,
 		Statement: statement, CreatedAt: now}, nil

@@ -140,7 +140,7 @@ func (s *Service) refreshGrants(ctx context.Context, caseID, userID string) erro
 	} else {
 		s.grants[k] = gs
 	}
-	return s.syncRules(k, gs)
+	return nil
 }
 
 // catchUp refreshes every (case, user) pair whose grants changed since t:

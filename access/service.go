@@ -3,6 +3,7 @@ package access
 import (
 	"bufio"
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -169,16 +170,17 @@ func New(ctx context.Context, db *gorm.DB, opts Options) (*Service, error) {
 func (s *Service) Reload(ctx context.Context) error {
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
-	rules, grants, err := s.loadGrants(ctx)
+	grants, err := s.loadGrants(ctx)
 	if err != nil {
 		return err
 	}
-	return s.buildEnforcer(rules, grants)
+	return s.buildEnforcer(grants)
 }
 
-// buildEnforcer loads the model, the role policy and the grouping rules in
-// one pass through an in-memory adapter, so role links are built once.
-func (s *Service) buildEnforcer(rules [][]string, grants map[caseUser][]*grant) error {
+// buildEnforcer loads the model and the role policy through an in-memory
+// adapter. The model's grouping g(user, role, case) is answered from grants
+// (grouped), not from Casbin role links.
+func (s *Service) buildEnforcer(grants map[caseUser][]*grant) error {
 	m, err := loadModel()
 	if err != nil {
 		return err
@@ -187,7 +189,7 @@ func (s *Service) buildEnforcer(rules [][]string, grants map[caseUser][]*grant) 
 	if err != nil {
 		return fmt.Errorf("access: read casbin policy: %w", err)
 	}
-	enf, err := casbin.NewSyncedEnforcer(m, &memAdapter{policy: string(policy), grants: rules})
+	enf, err := casbin.NewSyncedEnforcer(m, &memAdapter{policy: string(policy)})
 	if err != nil {
 		return fmt.Errorf("access: load casbin policy: %w", err)
 	}
@@ -211,10 +213,9 @@ func loadModel() (model.Model, error) {
 	return m, nil
 }
 
-// memAdapter feeds the embedded policy and the grants to Casbin once.
+// memAdapter feeds the embedded role policy to Casbin once.
 type memAdapter struct {
 	policy string
-	grants [][]string // each {user, role, case}
 }
 
 func (a *memAdapter) LoadPolicy(m model.Model) error {
@@ -233,12 +234,6 @@ func (a *memAdapter) LoadPolicy(m model.Model) error {
 			return fmt.Errorf("policy.csv: %w", err)
 		}
 	}
-	if len(a.grants) > 0 {
-		if err := m.AddPolicies("g", "g", a.grants); err != nil {
-			return fmt.Errorf("load grants: %w", err)
-		}
-	}
-	a.grants = nil // the model owns them now
 	return nil
 }
 
@@ -251,53 +246,73 @@ func (*memAdapter) RemoveFilteredPolicy(string, string, int, ...string) error {
 	return nil
 }
 
-// loadGrants reads every unrevoked assignment with its declarations.
-func (s *Service) loadGrants(ctx context.Context) ([][]string, map[caseUser][]*grant, error) {
-	db := s.db.WithContext(ctx)
-	type declFlags struct {
-		AssignmentID string
-		Conflict     bool
+// loadGrants reads every unrevoked assignment with its declarations, in
+// two plain scans (no ORM reflection per row: a start reads a million).
+func (s *Service) loadGrants(ctx context.Context) (map[caseUser][]*grant, error) {
+	sqlDB, err := s.db.DB()
+	if err != nil {
+		return nil, fmt.Errorf("access: load assignments: %w", err)
 	}
 	flags := map[string][2]bool{} // assignment id -> {declared, suspended}
-	var decls []declFlags
-	err := db.Model(&declarationRow{}).Select("assignment_id, conflict").
-		FindInBatches(&decls, 10000, func(*gorm.DB, int) error {
-			for _, d := range decls {
-				f := flags[d.AssignmentID]
-				if d.Conflict {
-					f[1] = true
-				} else {
-					f[0] = true
-				}
-				flags[d.AssignmentID] = f
-			}
-			return nil
-		}).Error
+	rows, err := sqlDB.QueryContext(ctx, "SELECT assignment_id, conflict FROM access_declarations")
 	if err != nil {
-		return nil, nil, fmt.Errorf("access: load declarations: %w", err)
+		return nil, fmt.Errorf("access: load declarations: %w", err)
+	}
+	for rows.Next() {
+		var id string
+		var conflict bool
+		if err := rows.Scan(&id, &conflict); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("access: load declarations: %w", err)
+		}
+		f := flags[id]
+		if conflict {
+			f[1] = true
+		} else {
+			f[0] = true
+		}
+		flags[id] = f
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("access: load declarations: %w", err)
 	}
 
-	grants := map[caseUser][]*grant{}
-	var rules [][]string
-	var rows []assignmentRow
-	err = db.Where("id NOT IN (?)", db.Model(&revocationRow{}).Select("assignment_id")).
-		FindInBatches(&rows, 10000, func(*gorm.DB, int) error {
-			for _, r := range rows {
-				g := rowGrant(r, flags[r.ID])
-				k := caseUser{r.CaseID, r.UserID}
-				grants[k] = append(grants[k], g)
-				// Casbin holds every unsuspended grant; expiry is checked
-				// against the clock at decision time.
-				if !g.suspended {
-					rules = append(rules, []string{r.UserID, r.Role, r.CaseID})
-				}
-			}
-			return nil
-		}).Error
+	rows, err = sqlDB.QueryContext(ctx, `SELECT a.id, a.case_id, a.user_id, a.role, a.purpose, a.expires_at FROM access_assignments a
+		WHERE NOT EXISTS (SELECT 1 FROM access_assignment_revocations r WHERE r.assignment_id = a.id)`)
 	if err != nil {
-		return nil, nil, fmt.Errorf("access: load assignments: %w", err)
+		return nil, fmt.Errorf("access: load assignments: %w", err)
 	}
-	return dedupe(rules), grants, nil
+	defer rows.Close()
+	grants := map[caseUser][]*grant{}
+	// Roles and purposes repeat across assignments: one string each.
+	intern := map[string]string{}
+	in := func(v string) string {
+		if x, ok := intern[v]; ok {
+			return x
+		}
+		if len(intern) < 1<<16 {
+			intern[v] = v
+		}
+		return v
+	}
+	for rows.Next() {
+		var r assignmentRow
+		var expires sql.NullTime
+		if err := rows.Scan(&r.ID, &r.CaseID, &r.UserID, &r.Role, &r.Purpose, &expires); err != nil {
+			return nil, fmt.Errorf("access: load assignments: %w", err)
+		}
+		r.Role, r.Purpose = in(r.Role), in(r.Purpose)
+		if expires.Valid {
+			r.ExpiresAt = &expires.Time
+		}
+		k := caseUser{r.CaseID, r.UserID}
+		grants[k] = append(grants[k], rowGrant(r, flags[r.ID]))
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("access: load assignments: %w", err)
+	}
+	return grants, nil
 }
 
 func rowGrant(r assignmentRow, f [2]bool) *grant {
@@ -306,20 +321,4 @@ func rowGrant(r assignmentRow, f [2]bool) *grant {
 		g.expiresAt = r.ExpiresAt.UTC()
 	}
 	return g
-}
-
-// dedupe drops repeated {user, role, case} rules (two active assignments
-// cannot coexist, but an expired one may sit beside a fresh one).
-func dedupe(rules [][]string) [][]string {
-	seen := make(map[[3]string]struct{}, len(rules))
-	out := rules[:0]
-	for _, r := range rules {
-		k := [3]string{r[0], r[1], r[2]}
-		if _, ok := seen[k]; ok {
-			continue
-		}
-		seen[k] = struct{}{}
-		out = append(out, r)
-	}
-	return out
 }
