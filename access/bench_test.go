@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"runtime"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -114,28 +116,84 @@ func BenchmarkDecideParallel(b *testing.B) {
 	})
 }
 
-// BenchmarkNewFromDB measures a start (New) over 100,000 stored assignments
-// on SQLite, reading the tables included.
+// BenchmarkNewFromDB measures a start (New: reading the tables and building
+// the in-memory grants) over CRVAULT_BENCH_ASSIGNMENTS stored assignments
+// (default 100,000; issue 10 asks for 1,000,000 under 2 s), one in ten with
+// a declaration, on each backend. The baseline in the same run is a start
+// over no assignments; compare the two. Rows are generated in one
+// transaction of prepared inserts, not checked in.
 func BenchmarkNewFromDB(b *testing.B) {
-	const n = 100_000
-	db := sqldbtest.Open(b, sqldb.SQLite)
+	n := 100_000
+	if v, err := strconv.Atoi(os.Getenv("CRVAULT_BENCH_ASSIGNMENTS")); err == nil && v > 0 {
+		n = v
+	}
 	ctx := context.Background()
-	if err := Migrate(ctx, db); err != nil {
-		b.Fatal(err)
-	}
-	now := time.Now().UTC()
-	rows := make([]assignmentRow, n)
-	for i := range rows {
-		rows[i] = assignmentRow{ID: fmt.Sprintf("a%08d", i), CaseID: fmt.Sprintf("case-%07d", i/10),
-			UserID: fmt.Sprintf("user-%07d", i%(n/20)), Role: "reviewer", Purpose: "bench", GrantedBy: "admin", GrantedAt: now}
-	}
-	if err := db.CreateInBatches(rows, 500).Error; err != nil {
-		b.Fatal(err)
-	}
-	opts := Options{Hasher: cheapArgon2id, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
-	for b.Loop() {
-		if _, err := New(ctx, db, opts); err != nil {
-			b.Fatal(err)
+	for _, d := range sqldbtest.Backends {
+		for _, size := range []int{0, n} {
+			b.Run(fmt.Sprintf("%s/assignments=%d", sqldbtest.Name(d), size), func(b *testing.B) {
+				db := sqldbtest.Open(b, d)
+				if err := Migrate(ctx, db); err != nil {
+					b.Fatal(err)
+				}
+				sqlDB, err := db.DB()
+				if err != nil {
+					b.Fatal(err)
+				}
+				ph := func(i int) string { return "?" }
+				if d == sqldb.Postgres {
+					ph = func(i int) string { return "$" + strconv.Itoa(i) }
+				}
+				tx, err := sqlDB.BeginTx(ctx, nil)
+				if err != nil {
+					b.Fatal(err)
+				}
+				ins, err := tx.PrepareContext(ctx, "INSERT INTO access_assignments (id, case_id, user_id, role, purpose, granted_by, granted_at) VALUES ("+
+					ph(1)+","+ph(2)+","+ph(3)+","+ph(4)+","+ph(5)+","+ph(6)+","+ph(7)+")")
+				if err != nil {
+					b.Fatal(err)
+				}
+				decl, err := tx.PrepareContext(ctx, "INSERT INTO access_declarations (id, case_id, user_id, assignment_id, conflict, statement, created_at) VALUES ("+
+					ph(1)+","+ph(2)+","+ph(3)+","+ph(4)+","+ph(5)+","+ph(6)+","+ph(7)+")")
+				if err != nil {
+					b.Fatal(err)
+				}
+				now := time.Now().UTC()
+				users := max(size/20, 1)
+				for i := range size {
+					id, caseID, user := fmt.Sprintf("a%08d", i), fmt.Sprintf("case-%07d", i/10), fmt.Sprintf("user-%07d", (i*7919)%users)
+					if _, err := ins.ExecContext(ctx, id, caseID, user, "reviewer", "preliminary review (Art. 10)", "admin", now); err != nil {
+						b.Fatal(err)
+					}
+					if i%10 == 0 {
+						if _, err := decl.ExecContext(ctx, "d"+id, caseID, user, id, false, []byte("none"), now); err != nil {
+							b.Fatal(err)
+						}
+					}
+				}
+				if err := tx.Commit(); err != nil {
+					b.Fatal(err)
+				}
+				opts := Options{Hasher: cheapArgon2id, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+				var s *Service
+				for b.Loop() {
+					if s, err = New(ctx, db, opts); err != nil {
+						b.Fatal(err)
+					}
+				}
+				if size > 0 {
+					// Decisions on the service just started, at this size.
+					rev := Principal{User: User{ID: "user-0000000", Roles: []Role{RoleReviewer}}}
+					c := CaseFacts{ID: "case-0000000", Status: "under_review"}
+					const k = 100_000
+					start := time.Now()
+					for range k {
+						if d, _ := s.Decide(ctx, rev, c, ActCaseRead); !d.Allowed {
+							b.Fatalf("denied: %+v", d)
+						}
+					}
+					b.ReportMetric(float64(time.Since(start).Nanoseconds())/k, "decide-ns")
+				}
+			})
 		}
 	}
 }

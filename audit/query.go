@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/crvault/crvault/audit/sqldb"
 )
 
 const selectEvent = "SELECT seq, at_us, actor, actor_org, action, outcome, case_id, resource, purpose, ip, request_id, detail, prev_hash, hash FROM audit_events"
@@ -124,20 +126,39 @@ func (l *Log) Query(ctx context.Context, f Filter) ([]Event, string, error) {
 		}
 		add("seq > ?", after)
 	}
+	// SQLite plans without statistics and may walk the (outcome, seq)
+	// index of a common outcome while the case's index holds a handful of
+	// rows: when a more selective filter (case, then actor, then action)
+	// is given, the others are written +col, which SQLite does not look up
+	// by index. PostgreSQL plans from its statistics.
+	indexed := true
+	col := func(name string) string {
+		if l.dialect == sqldb.Postgres || indexed {
+			indexed = false
+			return name
+		}
+		return "+" + name
+	}
 	if f.CaseID != "" {
-		add("case_id = ?", f.CaseID)
+		add(col("case_id")+" = ?", f.CaseID)
 	}
 	if f.Actor != "" {
-		add("actor = ?", f.Actor)
+		add(col("actor")+" = ?", f.Actor)
 	}
 	if f.Action != "" {
-		add("action = ?", f.Action)
+		add(col("action")+" = ?", f.Action)
 	}
 	if f.Outcome != "" {
-		add("outcome = ?", string(f.Outcome))
+		add(col("outcome")+" = ?", string(f.Outcome))
+	}
+	// The time range also becomes a seq range below, read from the
+	// primary key; on SQLite the at_us terms then only filter.
+	atUs := "at_us"
+	if l.dialect != sqldb.Postgres {
+		atUs = "+at_us"
 	}
 	if !f.Since.IsZero() {
-		add("at_us >= ?", f.Since.UnixMicro())
+		add(atUs+" >= ?", f.Since.UnixMicro())
 		// Times never go backwards along the log (the writer sees to it),
 		// so the range is also a range of seq: the page is then read from
 		// the primary key where it starts, not filtered from the start of
@@ -152,7 +173,7 @@ func (l *Log) Query(ctx context.Context, f Filter) ([]Event, string, error) {
 		add("seq >= ?", lo)
 	}
 	if !f.Until.IsZero() {
-		add("at_us < ?", f.Until.UnixMicro())
+		add(atUs+" < ?", f.Until.UnixMicro())
 		hi, ok, err := l.seqAt(ctx, "SELECT seq FROM audit_events WHERE at_us < "+l.ph(1)+" ORDER BY at_us DESC, seq DESC LIMIT 1", f.Until.UnixMicro())
 		if err != nil {
 			return nil, "", err
