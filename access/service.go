@@ -285,24 +285,27 @@ func (s *Service) loadGrants(ctx context.Context) (map[caseUser][]*grant, error)
 	}
 	defer rows.Close()
 	grants := map[caseUser][]*grant{}
-	// Roles and purposes repeat across assignments: one string each.
+	// Roles and purposes repeat across assignments: read as raw bytes and
+	// kept as one string each.
 	intern := map[string]string{}
-	in := func(v string) string {
-		if x, ok := intern[v]; ok {
+	in := func(b sql.RawBytes) string {
+		if x, ok := intern[string(b)]; ok { // no allocation for the lookup
 			return x
 		}
+		v := string(b)
 		if len(intern) < 1<<16 {
 			intern[v] = v
 		}
 		return v
 	}
+	var role, purpose sql.RawBytes
 	for rows.Next() {
 		var r assignmentRow
 		var expires sql.NullTime
-		if err := rows.Scan(&r.ID, &r.CaseID, &r.UserID, &r.Role, &r.Purpose, &expires); err != nil {
+		if err := rows.Scan(&r.ID, &r.CaseID, &r.UserID, &role, &purpose, &expires); err != nil {
 			return nil, fmt.Errorf("access: load assignments: %w", err)
 		}
-		r.Role, r.Purpose = in(r.Role), in(r.Purpose)
+		r.Role, r.Purpose = in(role), in(purpose)
 		if expires.Valid {
 			r.ExpiresAt = &expires.Time
 		}
