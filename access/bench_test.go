@@ -8,8 +8,8 @@ import (
 	"os"
 	"runtime"
 	"strconv"
-	"syscall"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
