@@ -153,6 +153,10 @@ var migrations = []sqldb.Step{
 		}
 		return tx.Migrator().CreateTable(&oidcIdentityRow{}, &oidcStateRow{}, &oidcTicketRow{})
 	}},
+	// AssignmentsPage reads a case's assignments in id order.
+	{Version: 5, Name: "assignments by case in id order, for paging", Up: func(tx *gorm.DB, _ string) error {
+		return tx.Exec("CREATE INDEX idx_access_assign_case_paging ON access_assignments (case_id, id)").Error
+	}},
 }
 
 // Migrate brings the access tables up to date (component "access").

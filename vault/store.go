@@ -110,6 +110,10 @@ var migrations = []sqldb.Step{
 	{Version: 4, Name: "sealed case text, filename keyed hash, consents, pseudonyms, vault keys", Up: migrateSealed},
 	{Version: 5, Name: "resumable uploads: sessions, their segments, segmented materials", Up: migrateUploads},
 	{Version: 6, Name: "masters named on wrapped keys, key rotations, legal holds, shredding", Up: migrateKeys},
+	// Keyset pagination (lists.go) reads a case's materials in id order.
+	{Version: 7, Name: "materials by case in id order, for paging", Up: func(tx *gorm.DB, _ string) error {
+		return tx.Exec("CREATE INDEX idx_materials_case_paging ON materials (case_id, id)").Error
+	}},
 }
 
 // migrateEditions adds what the two editions of the Measures need. A case

@@ -1,0 +1,209 @@
+package vault
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"slices"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
+
+	"github.com/crvault/crvault/audit/sqldb"
+	"github.com/crvault/crvault/audit/sqldb/sqldbtest"
+)
+
+func benchSize(env string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(env)); err == nil && v > 0 {
+		return v
+	}
+	return def
+}
+
+// fillCases bulk-loads n cases of another operator and m materials spread
+// over them (rows only: sealed fields are filler bytes, no blobs), COPY on
+// PostgreSQL and one transaction of prepared inserts on SQLite. They are
+// invisible to the probe operator, and there to make the tables the size
+// issue 10 names.
+func fillCases(tb testing.TB, f *wfFixture, n, m int) {
+	tb.Helper()
+	ctx := context.Background()
+	sqlDB, err := f.svc.db.DB()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	now := time.Now().UTC()
+	caseID := func(i int) string { return fmt.Sprintf("fill%022d", i) }
+	filler := []byte("sealed filler, never opened")
+	caseCols := []string{"id", "title", "product", "operator_org", "status", "created_by", "created_at", "updated_at"}
+	caseRow := func(i int) []any {
+		return []any{caseID(i), filler, filler, fmt.Sprintf("org-%04d", i%1000), []string{"draft", "submitted", "under_review", "concluded"}[i%4], "someone", now, now}
+	}
+	matCols := []string{"id", "case_id", "kind", "filename", "filename_mac", "version", "content_type", "size", "sha256", "blob_id", "header", "uploaded_by", "uploader_org", "uploaded_at"}
+	matRow := func(i int) []any {
+		id := fmt.Sprintf("mfill%021d", i)
+		return []any{id, caseID(i % max(n, 1)), "other", filler, id, 1, "application/pdf", 300_000, "00", "blob-" + id, filler, "someone", "org-x", now}
+	}
+	if sqldb.Dialect(f.svc.db) == sqldb.Postgres {
+		conn, err := sqlDB.Conn(ctx)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		defer conn.Close()
+		err = conn.Raw(func(dc any) error {
+			c := dc.(*stdlib.Conn).Conn()
+			i := 0
+			if _, err := c.CopyFrom(ctx, pgx.Identifier{"cases"}, caseCols, pgx.CopyFromFunc(func() ([]any, error) {
+				if i == n {
+					return nil, nil
+				}
+				i++
+				return caseRow(i - 1), nil
+			})); err != nil {
+				return err
+			}
+			j := 0
+			_, err := c.CopyFrom(ctx, pgx.Identifier{"materials"}, matCols, pgx.CopyFromFunc(func() ([]any, error) {
+				if j == m {
+					return nil, nil
+				}
+				j++
+				return matRow(j - 1), nil
+			}))
+			return err
+		})
+		if err != nil {
+			tb.Fatal(err)
+		}
+		for _, t := range []string{"cases", "materials"} {
+			if _, err := sqlDB.ExecContext(ctx, "ANALYZE "+t); err != nil {
+				tb.Fatal(err)
+			}
+		}
+		return
+	}
+	tx, err := sqlDB.BeginTx(ctx, nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	insert := func(table string, cols []string, k int, row func(int) []any) {
+		q := "INSERT INTO " + table + " (" + joinCols(cols) + ") VALUES (?" + repeatPH(len(cols)-1) + ")"
+		st, err := tx.PrepareContext(ctx, q)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		defer st.Close()
+		for i := range k {
+			if _, err := st.ExecContext(ctx, row(i)...); err != nil {
+				tb.Fatal(err)
+			}
+		}
+	}
+	insert("cases", caseCols, n, caseRow)
+	insert("materials", matCols, m, matRow)
+	if err := tx.Commit(); err != nil {
+		tb.Fatal(err)
+	}
+	// One big transaction leaves it all in the WAL: checkpoint it, as a
+	// running database would have.
+	if _, err := sqlDB.ExecContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)"); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+func joinCols(cols []string) string {
+	out := cols[0]
+	for _, c := range cols[1:] {
+		out += ", " + c
+	}
+	return out
+}
+
+func repeatPH(n int) string {
+	out := ""
+	for range n {
+		out += ",?"
+	}
+	return out
+}
+
+func p99Of(tb testing.TB, k int, op func() error) time.Duration {
+	tb.Helper()
+	lat := make([]time.Duration, 0, k)
+	for range k {
+		t0 := time.Now()
+		if err := op(); err != nil {
+			tb.Fatal(err)
+		}
+		lat = append(lat, time.Since(t0))
+	}
+	slices.Sort(lat)
+	return lat[len(lat)*99/100]
+}
+
+// BenchmarkListsScale measures the p99 of first and later pages of the
+// operator's case list and of a case's materials (120 of each, real rows
+// with sealed names, read through the vault with auditing), first on the
+// fixture's small tables (the baseline, same run) and then after
+// CRVAULT_BENCH_CASES other cases (default 10,000; issue 10: 100,000) and
+// CRVAULT_BENCH_MATERIALS materials (default 100,000; issue 10: 1,000,000)
+// were bulk-loaded beside them. Run with -benchtime 1x.
+func BenchmarkListsScale(b *testing.B) {
+	n, m := benchSize("CRVAULT_BENCH_CASES", 10_000), benchSize("CRVAULT_BENCH_MATERIALS", 100_000)
+	for _, d := range sqldbtest.Backends {
+		b.Run(fmt.Sprintf("%s/cases=%d/materials=%d", sqldbtest.Name(d), n, m), func(b *testing.B) {
+			for b.Loop() {
+				f := newWF(b, d, time.Now(), false)
+				var probe string
+				for i := range 120 {
+					c, err := f.svc.CreateCase(f.ctx, f.op, NewCase{Title: "Core routers", Product: "AR-9000"})
+					if err != nil {
+						b.Fatal(err)
+					}
+					if i == 0 {
+						probe = c.ID
+					}
+				}
+				for i := range 120 {
+					f.uploadID(f.op, probe, "other", fmt.Sprintf("doc-%03d", i))
+				}
+				casesLater, err := f.svc.ListCases(f.ctx, f.op, "", 50, "")
+				if err != nil {
+					b.Fatal(err)
+				}
+				matsLater, err := f.svc.MaterialsPage(f.ctx, f.op, probe, 50, "")
+				if err != nil {
+					b.Fatal(err)
+				}
+				type probeQ struct {
+					name string
+					op   func() error
+				}
+				qs := []probeQ{
+					{"cases-first", func() error { _, err := f.svc.ListCases(f.ctx, f.op, "", 50, ""); return err }},
+					{"cases-later", func() error { _, err := f.svc.ListCases(f.ctx, f.op, "", 50, casesLater.NextCursor); return err }},
+					{"materials-first", func() error { _, err := f.svc.MaterialsPage(f.ctx, f.op, probe, 50, ""); return err }},
+					{"materials-later", func() error {
+						_, err := f.svc.MaterialsPage(f.ctx, f.op, probe, 50, matsLater.NextCursor)
+						return err
+					}},
+				}
+				base := make([]time.Duration, len(qs))
+				for i, q := range qs {
+					base[i] = p99Of(b, 100, q.op)
+				}
+				t0 := time.Now()
+				fillCases(b, f, n, m)
+				b.ReportMetric(time.Since(t0).Seconds(), "generate-s")
+				for i, q := range qs {
+					got := p99Of(b, 100, q.op)
+					b.ReportMetric(float64(got.Microseconds())/1000, q.name+"-p99-ms")
+					b.ReportMetric(float64(got)/float64(base[i]), q.name+"/small")
+				}
+			}
+		})
+	}
+}
