@@ -284,7 +284,9 @@ func (s *Service) loadGrants(ctx context.Context) (map[caseUser][]*grant, error)
 		return nil, fmt.Errorf("access: load assignments: %w", err)
 	}
 	defer rows.Close()
-	grants := map[caseUser][]*grant{}
+	// Sized up front: growing a map of a million entries rehashes it about
+	// twenty times, a third of the load.
+	grants := make(map[caseUser][]*grant, s.assignmentsEstimate(ctx, sqlDB))
 	// Roles and purposes repeat across assignments: read as raw bytes and
 	// kept as one string each.
 	intern := map[string]string{}
@@ -324,4 +326,19 @@ func rowGrant(r assignmentRow, f [2]bool) *grant {
 		g.expiresAt = r.ExpiresAt.UTC()
 	}
 	return g
+}
+
+// assignmentsEstimate guesses how many assignments there are without
+// counting them: SQLite's largest rowid, PostgreSQL's planner statistics.
+// A wrong guess only costs map growth.
+func (s *Service) assignmentsEstimate(ctx context.Context, sqlDB *sql.DB) int {
+	q := "SELECT COALESCE(MAX(rowid), 0) FROM access_assignments"
+	if s.db.Dialector.Name() == "postgres" {
+		q = "SELECT GREATEST(reltuples, 0)::bigint FROM pg_class WHERE oid = to_regclass('access_assignments')"
+	}
+	var n int64
+	if err := sqlDB.QueryRowContext(ctx, q).Scan(&n); err != nil || n < 0 {
+		return 0
+	}
+	return int(min(n, 1<<24))
 }
