@@ -49,6 +49,12 @@ type Options struct {
 	// `vaultd audit verify`, so that checking a suspect database never
 	// signs a checkpoint over it.
 	ReadOnly bool
+	// Leading, when set, says whether this process runs the periodic
+	// checkpointer now: of several processes sharing one database only the
+	// elected leader (sqldb.Leader) signs checkpoints on schedule. Nil:
+	// always (a single process). Close's final checkpoint is made either
+	// way; checkpoints are serialised across processes regardless.
+	Leading func() bool
 
 	// now is the clock; tests pin it for golden files.
 	now func() time.Time
@@ -64,6 +70,10 @@ const (
 	// pgLockKey serialises writers of several vaultd processes on one
 	// PostgreSQL so the chain never forks.
 	pgLockKey = 0x63727661756c74 // "crvault"
+	// pgCheckpointLockClass, with the schema's hash, serialises checkpoint
+	// signing across processes, so that each reads the head and the latest
+	// checkpoint only after the previous signer stored its own.
+	pgCheckpointLockClass = 0x63727602
 )
 
 // Levels of Options.SyncCommit.
@@ -114,8 +124,9 @@ type appendResult struct {
 
 type metrics struct {
 	appended, failures, ckFailures prometheus.Counter
+	ckSigned                       prometheus.Counter
 	rolledBack                     prometheus.Gauge
-	batch                          prometheus.Histogram
+	batch, commitSeconds           prometheus.Histogram
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -128,8 +139,13 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "1 once the running server found the audit log truncated or rewritten under it (alert on it)."}),
 		ckFailures: prometheus.NewCounter(prometheus.CounterOpts{Name: "crvault_audit_checkpoint_failures_total",
 			Help: "Checkpoints that could not be made, stored or witnessed, and rollbacks detected."}),
+		ckSigned: prometheus.NewCounter(prometheus.CounterOpts{Name: "crvault_audit_checkpoints_signed_total",
+			Help: "Checkpoints this instance signed and stored."}),
 		batch: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "crvault_audit_batch_size",
 			Help: "Events per group commit.", Buckets: prometheus.ExponentialBuckets(1, 2, 10)}),
+		commitSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "crvault_audit_commit_seconds",
+			Help:    "Duration of one group commit of the audit log (what every audited request waits for), failed ones included.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}),
 	}
 	if reg == nil {
 		return m, nil
@@ -148,6 +164,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		return nil, err
 	}
 	if m.batch, err = register(reg, m.batch); err != nil {
+		return nil, err
+	}
+	if m.ckSigned, err = register(reg, m.ckSigned); err != nil {
+		return nil, err
+	}
+	if m.commitSeconds, err = register(reg, m.commitSeconds); err != nil {
 		return nil, err
 	}
 	return m, nil
@@ -350,7 +372,9 @@ func (l *Log) commitAndRelease(batch []*appendReq) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), commitTimeout)
 	defer cancel()
+	start := time.Now()
 	out, err := l.commit(ctx, events)
+	l.m.commitSeconds.Observe(time.Since(start).Seconds())
 	if err != nil {
 		l.haltOn(err)
 		if herr := l.anchor.haltErr(); herr != nil {
@@ -620,6 +644,9 @@ func (l *Log) checkpointer() {
 		case <-l.quit:
 			return
 		case <-t.C:
+			if l.opts.Leading != nil && !l.opts.Leading() {
+				continue
+			}
 			ctx, cancel := context.WithTimeout(context.Background(), commitTimeout)
 			if _, err := l.makeCheckpoint(ctx); err != nil {
 				l.logger.Error("audit checkpoint failed", "err", err)
@@ -639,6 +666,24 @@ const witnessRefresh = 24 * time.Hour
 // returns the latest checkpoint note. Before signing it proves that the
 // tree extends the newest checkpoint known genuine; if not, the log halts.
 func (l *Log) makeCheckpoint(ctx context.Context) ([]byte, error) {
+	if l.dialect == sqldb.Postgres {
+		// Held by an otherwise idle transaction for the whole signing; its
+		// end (or the process's death) releases it.
+		tx, err := l.sqlDB.BeginTx(ctx, nil)
+		if err != nil {
+			l.m.ckFailures.Inc()
+			return nil, fmt.Errorf("checkpoint: lock: %w", err)
+		}
+		defer tx.Rollback()
+		if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock($1, hashtext(current_schema()))", int32(pgCheckpointLockClass)); err != nil {
+			l.m.ckFailures.Inc()
+			return nil, fmt.Errorf("checkpoint: lock: %w", err)
+		}
+	}
+	return l.makeCheckpointLocked(ctx)
+}
+
+func (l *Log) makeCheckpointLocked(ctx context.Context) ([]byte, error) {
 	if err := l.anchor.haltErr(); err != nil {
 		return nil, err
 	}
@@ -695,6 +740,7 @@ func (l *Log) makeCheckpoint(ctx context.Context) ([]byte, error) {
 		l.m.ckFailures.Inc()
 		return nil, fmt.Errorf("store checkpoint at size %d: %w", size, err)
 	}
+	l.m.ckSigned.Inc()
 	l.anchor.raise(Checkpoint{Origin: l.signer.Name(), Size: size, Root: root}, "latest signed")
 	// A witness that is down is logged and counted by witness; the
 	// checkpoint itself is made, and the next one goes to it again.

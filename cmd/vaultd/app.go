@@ -33,6 +33,9 @@ type app struct {
 	blobs   blob.Store
 	vault   *vault.Service
 	super   *supervision.Service
+	// leader says whether this process runs the periodic jobs (see
+	// jobs.go); serve campaigns, other commands never lead.
+	leader  *sqldb.Leader
 	closers []func(context.Context) error
 }
 
@@ -74,6 +77,8 @@ func openApp(ctx context.Context, cfg config, log *slog.Logger, need parts) (_ *
 		return nil, fmt.Errorf("open audit log: %w", err)
 	}
 	auditOpts.Registerer = a.reg
+	a.leader = sqldb.NewLeader(cfg.DatabaseURL, log)
+	auditOpts.Leading = a.leader.Leading
 	a.audit, err = audit.Open(ctx, a.db, auditOpts)
 	if err != nil {
 		return nil, fmt.Errorf("open audit log: %w", err)

@@ -163,17 +163,18 @@ func clipArg(s string) string {
 	return s
 }
 
-// startWorkflowJobs starts the background deadline watcher: at start and
-// every cfg.DeadlineInterval it flags cases due soon or overdue (audit
-// event, webhook) and sets the gauges crvault_cases_due_soon and
-// crvault_cases_overdue. It also sets crvault_calendar_official_days_ahead
-// and logs a warning while the official calendar reaches fewer than
-// calendar.WarnOfficialDaysAhead days ahead.
-func (a *app) startWorkflowJobs(ctx context.Context) {
+// deadlineJob registers the deadline gauges and returns the deadline
+// watcher's sweep (run by the leader, see jobs.go): it flags cases due soon
+// or overdue (audit event, webhook) and sets the gauges
+// crvault_cases_due_soon and crvault_cases_overdue. It also sets
+// crvault_calendar_official_days_ahead and logs a warning while the
+// official calendar reaches fewer than calendar.WarnOfficialDaysAhead days
+// ahead.
+func (a *app) deadlineJob() func(context.Context) error {
 	dueSoon := prometheus.NewGauge(prometheus.GaugeOpts{Name: "crvault_cases_due_soon",
-		Help: "Open, running review cases due within 3 working days."})
+		Help: "Open, running review cases due within 3 working days (set by the instance leading the background jobs)."})
 	overdue := prometheus.NewGauge(prometheus.GaugeOpts{Name: "crvault_cases_overdue",
-		Help: "Open, running review cases past their statutory due date."})
+		Help: "Open, running review cases past their statutory due date (set by the instance leading the background jobs)."})
 	calAhead := prometheus.NewGauge(prometheus.GaugeOpts{Name: "crvault_calendar_official_days_ahead",
 		Help: "Days after today covered by an official holiday schedule; deadlines past them are provisional."})
 	for _, g := range []prometheus.Collector{dueSoon, overdue, calAhead} {
@@ -181,34 +182,20 @@ func (a *app) startWorkflowJobs(ctx context.Context) {
 			a.log.Error("register deadline gauges", "err", err)
 		}
 	}
-	every := a.cfg.DeadlineInterval
-	if every <= 0 {
-		every = time.Hour
-	}
-	go func() {
-		t := time.NewTicker(every)
-		defer t.Stop()
-		for {
-			a.checkCalendar(ctx, calAhead)
-			sw, err := a.vault.SweepDeadlines(ctx)
-			switch {
-			case err != nil && ctx.Err() == nil:
-				a.log.Warn("deadline sweep failed", "err", err)
-			case err == nil:
-				dueSoon.Set(float64(sw.DueSoon))
-				overdue.Set(float64(sw.Overdue))
-				if sw.Flagged > 0 || sw.Failed > 0 {
-					a.log.Info("deadline sweep", "due_soon", sw.DueSoon, "overdue", sw.Overdue, "flagged", sw.Flagged,
-						"notified", sw.Notified, "webhook_failures", sw.Failed)
-				}
-			}
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-			}
+	return func(ctx context.Context) error {
+		a.checkCalendar(ctx, calAhead)
+		sw, err := a.vault.SweepDeadlines(ctx)
+		if err != nil {
+			return fmt.Errorf("deadline sweep: %w", err)
 		}
-	}()
+		dueSoon.Set(float64(sw.DueSoon))
+		overdue.Set(float64(sw.Overdue))
+		if sw.Flagged > 0 || sw.Failed > 0 {
+			a.log.Info("deadline sweep", "due_soon", sw.DueSoon, "overdue", sw.Overdue, "flagged", sw.Flagged,
+				"notified", sw.Notified, "webhook_failures", sw.Failed)
+		}
+		return nil
+	}
 }
 
 // checkCalendar sets the coverage gauge and warns while the official

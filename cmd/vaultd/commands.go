@@ -173,8 +173,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		}
 		defer msrv.Close()
 	}
-	go a.janitor(ctx)
-	a.startWorkflowJobs(ctx)
+	a.startJobs(ctx)
 	errc := make(chan error, 1)
 	go func() {
 		if cfg.TLSCert != "" {
@@ -197,44 +196,6 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		return fmt.Errorf("shutdown: %w", err)
 	}
 	return nil
-}
-
-// janitor reclaims blobs whose upload never committed (a crash between the
-// blob write and the material row) and unfinished uploads (multipart uploads
-// and temp files that a crash, or a store down when a failed upload tried to
-// abort, left behind), at start and then every JanitorInterval.
-func (a *app) janitor(ctx context.Context) {
-	t := time.NewTicker(a.cfg.JanitorInterval)
-	defer t.Stop()
-	for {
-		// A finished blob waits for its row for moments; an hour is ample.
-		n, err := a.vault.CollectOrphans(ctx, time.Hour, a.super.ReferencedBlobs)
-		if err != nil && ctx.Err() == nil {
-			a.log.Warn("orphan collection failed", "err", err)
-		} else if n > 0 {
-			a.log.Info("orphan blobs reclaimed", "count", n)
-		}
-		// Resumable uploads abandoned past their expiry, blobs and rows.
-		if n, err := a.vault.ExpireUploads(ctx, time.Now()); err != nil && ctx.Err() == nil {
-			a.log.Warn("upload session expiry failed", "err", err)
-		} else if n > 0 {
-			a.log.Info("abandoned upload sessions removed", "count", n)
-		}
-		if _, err := a.access.PruneThrottle(ctx); err != nil && ctx.Err() == nil {
-			a.log.Warn("login throttle pruning failed", "err", err)
-		}
-		n, err = a.vault.CollectIncomplete(ctx, a.cfg.JanitorGrace)
-		if err != nil && ctx.Err() == nil {
-			a.log.Warn("incomplete upload collection failed", "err", err)
-		} else if n > 0 {
-			a.log.Info("incomplete uploads removed", "count", n)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
 }
 
 // listen opens the API listener, with the per-client connection cap.
