@@ -48,6 +48,7 @@ func writeProblem(c *gin.Context, p Problem) {
 		p.Title = http.StatusText(p.Status)
 	}
 	p.Instance = c.Request.URL.Path
+	c.Set(ctxProblemCode, p.Code)
 	if p.Status == http.StatusServiceUnavailable && c.Writer.Header().Get("Retry-After") == "" {
 		// Every outage is worth retrying; a few seconds lets a restarting
 		// database or store come back without a stampede.

@@ -73,6 +73,7 @@ type handler struct {
 	metricsHandler http.Handler
 	requests       *prometheus.CounterVec
 	duration       *prometheus.HistogramVec
+	obs            *observability
 }
 
 // New builds the HTTP handler.
@@ -94,6 +95,10 @@ func New(d Deps) (http.Handler, error) {
 				return nil, err
 			}
 		}
+	}
+	var err error
+	if h.obs, err = newObservability(d.Registerer); err != nil {
+		return nil, err
 	}
 	r := gin.New()
 	r.HandleMethodNotAllowed = true
@@ -212,19 +217,20 @@ const ctxCutShort = "crvault.cut_short"
 // which it lets on its way afterwards.
 func (h *handler) observe(c *gin.Context) {
 	start := time.Now()
+	body := h.obs.wrapBody(c)
 	defer func() {
 		if v := recover(); v != nil {
-			h.logRequest(c, start, v)
+			h.logRequest(c, start, v, body)
 			panic(v)
 		}
 	}()
 	c.Next()
-	h.logRequest(c, start, nil)
+	h.logRequest(c, start, nil, body)
 }
 
 // logRequest writes the access log line; panicked is what the handler
 // panicked with, if it did.
-func (h *handler) logRequest(c *gin.Context, start time.Time, panicked any) {
+func (h *handler) logRequest(c *gin.Context, start time.Time, panicked any, body *countingBody) {
 	aborted := panicked == http.ErrAbortHandler
 	route := c.FullPath()
 	if route == "" {
@@ -236,6 +242,7 @@ func (h *handler) logRequest(c *gin.Context, start time.Time, panicked any) {
 	}
 	h.requests.WithLabelValues(route, c.Request.Method, strconv.Itoa(status)).Inc()
 	h.duration.WithLabelValues(route, c.Request.Method).Observe(time.Since(start).Seconds())
+	h.obs.record(c, route, status, body, time.Since(start))
 	attrs := []any{"method", c.Request.Method, "route", route, "status", status,
 		"bytes", c.Writer.Size(), "ms", time.Since(start).Milliseconds(), "request_id", requestID(c), "user", actorID(c)}
 	if aborted {
@@ -259,7 +266,13 @@ func (h *handler) readyz(c *gin.Context) {
 	defer cancel()
 	if err := h.Ready(ctx); err != nil {
 		h.log.WarnContext(ctx, "not ready", "err", err)
-		problem(c, http.StatusServiceUnavailable, "not_ready", "a dependency is not available")
+		detail := "a dependency is not available"
+		var nr *NotReady
+		if errors.As(err, &nr) {
+			// What failed, never why: the reasons are in the log.
+			detail = "not available: " + strings.Join(nr.Failed, ", ")
+		}
+		problem(c, http.StatusServiceUnavailable, "not_ready", detail)
 		return
 	}
 	body := gin.H{"status": "ready"}

@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"gorm.io/gorm"
 
 	"github.com/crvault/crvault/access"
+	"github.com/crvault/crvault/api"
 	"github.com/crvault/crvault/audit"
 	"github.com/crvault/crvault/audit/sqldb"
 	"github.com/crvault/crvault/vault"
@@ -184,12 +186,62 @@ func (s secretSealer) Open(label string, sealed []byte) ([]byte, error) {
 
 func (s secretSealer) Stale(sealed []byte) bool { return crypt.IsMasterValue(sealed) }
 
-// ready reports whether every dependency can serve, for /readyz.
+// ready reports whether every dependency can serve, for /readyz: the
+// database answers, the blob store answers, the active master key (which
+// another instance may have rotated to) is held, and the audit writer takes
+// appends. A failure is an *api.NotReady naming the parts that failed.
 func (a *app) ready(ctx context.Context) error {
-	if err := a.vault.Ping(ctx); err != nil {
+	// At once, so that a dependency that hangs until the deadline does not
+	// make the ones checked after it look failed too.
+	names := []string{"database", "store", "keys", "audit"}
+	checks := []func() error{
+		func() error {
+			sqlDB, err := a.db.DB()
+			if err != nil {
+				return err
+			}
+			return sqlDB.PingContext(ctx)
+		},
+		func() error { return a.blobs.Ping(ctx) },
+		func() error { return a.activeMasterHeld(ctx) },
+		func() error { return a.audit.Ping(ctx) },
+	}
+	errs := make([]error, len(checks))
+	var wg sync.WaitGroup
+	for i, check := range checks {
+		wg.Add(1)
+		go func() { defer wg.Done(); errs[i] = check() }()
+	}
+	wg.Wait()
+	var failed []string
+	var reasons []error
+	for i, err := range errs {
+		if err != nil {
+			failed = append(failed, names[i])
+			reasons = append(reasons, fmt.Errorf("%s: %w", names[i], err))
+		}
+	}
+	if len(failed) > 0 {
+		return &api.NotReady{Failed: failed, Err: errors.Join(reasons...)}
+	}
+	return nil
+}
+
+// activeMasterHeld says whether this process holds the master new keys are
+// wrapped to: after a rotation on another instance, one not given the new
+// key file cannot open the keys of new cases.
+func (a *app) activeMasterHeld(ctx context.Context) error {
+	fp, err := vault.RecordedActiveMaster(ctx, a.db)
+	if err != nil {
 		return err
 	}
-	return a.audit.Ping(ctx)
+	if fp == "" {
+		return nil
+	}
+	if _, err := a.masters.Get(fp); err != nil {
+		return fmt.Errorf("active master %s not held: %w", fp, err)
+	}
+	return nil
 }
 
 // actorCLI is who the audit log names for bootstrap commands run on the host.
