@@ -33,4 +33,11 @@ setsid --wait go test -count=1 -timeout 40m "${args[@]}" &
 go_pid=$!
 wait "$go_pid" || status=$?
 go_pid=""
+# deploy/ is a Go module of its own, so that the compose and Kubernetes libraries that validate the deployment files
+# stay out of the server's go.mod; the whole suite runs it too (alone: cd deploy && go test ./...). It builds the
+# static binary the Dockerfile builds and checks it.
+if [[ $# -eq 0 ]]; then
+  svc_log "deploy: go vet and go test"
+  (cd deploy && go vet ./... && setsid --wait go test -count=1 -timeout 20m ./...) || status=$?
+fi
 exit "$status"
