@@ -8,7 +8,7 @@ import (
 
 // twin prepares a second vaultd over the same database, blob store and keys
 // as s, on its own address.
-func (s *server) twin(t *testing.T) *server {
+func (s *server) twin(t testing.TB) *server {
 	t.Helper()
 	s2 := &server{t: t, data: s.data, tmp: s.tmp, addr: freeAddr(t), log: &syncBuffer{}}
 	s2.base = "http://" + s2.addr
