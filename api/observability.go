@@ -37,7 +37,7 @@ var transferRoutes = map[string]string{
 }
 
 // ctxProblemCode holds the code of the problem a request was answered with.
-const ctxProblemCode = "crvault.problem_code"
+const ctxProblemCode = "crvault-problem-code"
 
 // observability holds the metrics of requests beyond counts and latency:
 // document bytes moved and how long transfers took, and refusals by code.
