@@ -50,6 +50,35 @@ func (b *trackedBody) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// WriteTo lets io.Copy skip its own 32 KiB buffer when the body can write
+// itself (a small document in memory). Only the body's own failures are
+// kept: a failing w is the client's.
+func (b *trackedBody) WriteTo(w io.Writer) (int64, error) {
+	wt, ok := b.r.(io.WriterTo)
+	if !ok {
+		return io.Copy(w, struct{ io.Reader }{b})
+	}
+	fw := &failedWriter{w: w}
+	n, err := wt.WriteTo(fw)
+	if err != nil && fw.err == nil && b.err == nil {
+		b.err = err
+	}
+	return n, err
+}
+
+type failedWriter struct {
+	w   io.Writer
+	err error
+}
+
+func (f *failedWriter) Write(p []byte) (int, error) {
+	n, err := f.w.Write(p)
+	if err != nil {
+		f.err = err
+	}
+	return n, err
+}
+
 // CutShort records that the transfer of c ended after sent bytes of Length,
 // after its material.read event was written: an "error" event with the same
 // resource, saying why (the store failed, the data did not authenticate,

@@ -1,13 +1,13 @@
 package vault
 
 import (
-	"bufio"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 
 	"github.com/crvault/crvault/vault/blob"
 	"github.com/crvault/crvault/vault/crypt"
@@ -112,13 +112,26 @@ func (e *storeError) Unwrap() []error { return []error{e.ve, e.cause} }
 
 // OpenSealed decrypts a blob written by SealBlob: the whole plaintext, or the
 // range r of it. Callers authorise and audit before calling it; the caller
-// must call closeFn.
+// must call closeFn, and must not read body after it.
 //
-// Whole documents and ranges share one path: age's ReaderAt decrypts the
-// chunks a read covers, fed by a read-ahead of the ciphertext that starts at
-// the first chunk needed, so the store's latency overlaps with decryption.
-// Large reads (through the bufio) keep age's per-call chunk buffer rare.
+// Small documents (up to smallPayloadMax of ciphertext, 1 MiB of plaintext)
+// are read whole, in one request, into a pooled buffer sized to the document
+// and decrypted in place: no goroutine, and no allocation that grows with
+// the stream machinery below. Most review materials are that small.
+//
+// Larger ones share one streaming path: age's ReaderAt decrypts the chunks
+// a read covers, fed by a read-ahead of the ciphertext that starts at the
+// first chunk needed, so the store's latency overlaps with decryption.
+// Large reads (through a pooled buffer) keep age's per-call chunk buffer
+// rare. Memory per read is bounded either way.
 func (s *Service) OpenSealed(ctx context.Context, key *crypt.CaseKey, header []byte, blobID string, size int64, r *Range) (body io.Reader, closeFn func() error, err error) {
+	start, length := int64(0), size
+	if r != nil {
+		start, length = r.Start, r.Length
+	}
+	if payload := crypt.PayloadSize(size); payload >= 0 && payload <= smallPayloadMax {
+		return s.openSmall(ctx, key, header, blobID, payload, start, length)
+	}
 	obj, err := s.blobs.Open(ctx, blobID)
 	if err != nil {
 		return nil, nil, fmt.Errorf("open blob: %w", err)
@@ -128,25 +141,152 @@ func (s *Service) OpenSealed(ctx context.Context, key *crypt.CaseKey, header []b
 		from = ageNonceSize + r.Start/ageChunkSize*ageEncChunkSize
 		to = min(to, ageNonceSize+((r.Start+r.Length-1)/ageChunkSize+1)*ageEncChunkSize)
 	}
-	ra := newReadAhead(io.NewSectionReader(obj, from, max(0, to-from)), 256<<10, 4)
-	closeFn = func() error {
+	ra := newReadAhead(io.NewSectionReader(obj, from, max(0, to-from)), readAheadBlock, readAheadDepth)
+	release := func() error {
 		ra.Close()
 		return obj.Close()
 	}
 	plain, plainSize, err := key.OpenReaderAt(header, &seqReaderAt{ra: ra, pos: from, src: obj}, obj.Size())
 	if err != nil {
-		closeFn()
+		release()
 		return nil, nil, fmt.Errorf("decrypt: %w", err)
 	}
 	if plainSize != size {
-		closeFn()
+		release()
 		return nil, nil, fmt.Errorf("stored size %d disagrees with recorded %d", plainSize, size)
 	}
-	start, length := int64(0), size
-	if r != nil {
-		start, length = r.Start, r.Length
+	ps := newPlainStream(plain, start, length)
+	return ps, func() error {
+		ps.Close()
+		return release()
+	}, nil
+}
+
+// openSmall reads a small blob whole and decrypts it in place. The buffer
+// holds plaintext from then on: it is cleared before it goes back to the
+// pool, and the body refuses to read once closed.
+func (s *Service) openSmall(ctx context.Context, key *crypt.CaseKey, header []byte, blobID string, payload, start, length int64) (io.Reader, func() error, error) {
+	buf := getPayloadBuf(int(payload))
+	if err := blob.ReadWhole(ctx, s.blobs, blobID, buf); err != nil {
+		putPayloadBuf(buf)
+		if errors.Is(err, blob.ErrWrongSize) {
+			// Truncated, padded or swapped for another blob: it does not
+			// authenticate as this material, like a changed byte.
+			err = fmt.Errorf("%w: %w", crypt.ErrCorrupt, err)
+		}
+		return nil, nil, fmt.Errorf("open blob: %w", err)
 	}
-	return bufio.NewReaderSize(io.NewSectionReader(plain, start, length), 1<<20), closeFn, nil
+	plain, err := key.OpenPayload(header, buf)
+	if err != nil {
+		clear(buf)
+		putPayloadBuf(buf)
+		return nil, nil, fmt.Errorf("decrypt: %w", err)
+	}
+	b := &pooledBody{buf: buf, rest: plain[start : start+length]}
+	return b, b.Close, nil
+}
+
+// pooledBody reads plaintext held in a pooled buffer.
+type pooledBody struct {
+	buf    []byte
+	rest   []byte
+	closed bool
+}
+
+var errBodyClosed = errors.New("content body read after close")
+
+func (b *pooledBody) Read(p []byte) (int, error) {
+	if b.closed {
+		return 0, errBodyClosed
+	}
+	if len(b.rest) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p, b.rest)
+	b.rest = b.rest[n:]
+	return n, nil
+}
+
+// WriteTo hands the plaintext to w in one write, so io.Copy needs no buffer
+// of its own.
+func (b *pooledBody) WriteTo(w io.Writer) (int64, error) {
+	if b.closed {
+		return 0, errBodyClosed
+	}
+	n, err := w.Write(b.rest)
+	b.rest = b.rest[n:]
+	if err == nil && len(b.rest) > 0 {
+		err = io.ErrShortWrite
+	}
+	return int64(n), err
+}
+
+func (b *pooledBody) Close() error {
+	if !b.closed {
+		b.closed, b.rest = true, nil
+		clear(b.buf)
+		putPayloadBuf(b.buf)
+		b.buf = nil
+	}
+	return nil
+}
+
+// plainStream reads a range of age's plaintext ReaderAt through a pooled
+// buffer of plainBufSize, in large ReadAt calls (each one costs age a
+// chunk-sized allocation). Its buffer holds plaintext: cleared on Close.
+type plainStream struct {
+	src      io.ReaderAt
+	off, end int64
+	buf      *[]byte
+	cur      []byte
+	err      error
+}
+
+var plainBufs = sync.Pool{New: func() any { b := make([]byte, plainBufSize); return &b }}
+
+func newPlainStream(src io.ReaderAt, start, length int64) *plainStream {
+	return &plainStream{src: src, off: start, end: start + length}
+}
+
+func (p *plainStream) Read(b []byte) (int, error) {
+	if len(p.cur) == 0 {
+		if p.err != nil {
+			return 0, p.err
+		}
+		if p.off >= p.end {
+			return 0, io.EOF
+		}
+		if p.buf == nil {
+			p.buf = plainBufs.Get().(*[]byte)
+		}
+		want := (*p.buf)[:min(int64(len(*p.buf)), p.end-p.off)]
+		n, err := p.src.ReadAt(want, p.off)
+		p.off += int64(n)
+		p.cur = want[:n]
+		if err == io.EOF && p.off >= p.end {
+			err = nil
+		}
+		if err == nil && n == 0 {
+			err = io.ErrNoProgress
+		}
+		p.err = err
+		if n == 0 {
+			return 0, err
+		}
+	}
+	n := copy(b, p.cur)
+	p.cur = p.cur[n:]
+	return n, nil
+}
+
+// Close clears the buffer and returns it to the pool.
+func (p *plainStream) Close() {
+	if p.buf != nil {
+		clear(*p.buf)
+		plainBufs.Put(p.buf)
+		p.buf, p.cur = nil, nil
+	}
+	p.err = errBodyClosed
 }
 
 // The age payload layout (age's STREAM): a 16-byte nonce, then chunks of
@@ -156,3 +296,50 @@ const (
 	ageChunkSize    = 64 << 10
 	ageEncChunkSize = ageChunkSize + 16
 )
+
+const (
+	// smallPayloadMax is the largest ciphertext read whole: 16 chunks, a
+	// document of up to 1 MiB.
+	smallPayloadMax = ageNonceSize + 16*ageEncChunkSize
+	// The streaming path's buffers: a read-ahead of readAheadDepth blocks
+	// of readAheadBlock ciphertext, and plainBufSize of plaintext.
+	readAheadBlock = 256 << 10
+	readAheadDepth = 4
+	plainBufSize   = 1 << 20
+)
+
+// Pools of payload buffers for small reads, one per size class, so a
+// buffer is at most twice its document (below one chunk) or exact to the
+// chunk (above): 4, 8, 16 and 32 KiB, then 1 to 16 whole chunks.
+var payloadPools [4 + 16]sync.Pool
+
+func payloadClass(n int) (class, size int) {
+	for i, c := range []int{4 << 10, 8 << 10, 16 << 10, 32 << 10} {
+		if n <= c {
+			return i, c
+		}
+	}
+	chunks := (n - ageNonceSize + ageEncChunkSize - 1) / ageEncChunkSize
+	return 3 + chunks, ageNonceSize + chunks*ageEncChunkSize
+}
+
+// getPayloadBuf returns a buffer of exactly n bytes (n <= smallPayloadMax).
+func getPayloadBuf(n int) []byte {
+	class, size := payloadClass(n)
+	if b, ok := payloadPools[class].Get().(*[]byte); ok {
+		return (*b)[:n]
+	}
+	return make([]byte, n, size)
+}
+
+func putPayloadBuf(b []byte) {
+	if b == nil {
+		return
+	}
+	class, size := payloadClass(cap(b))
+	if size != cap(b) {
+		return // not one of ours
+	}
+	b = b[:cap(b)]
+	payloadPools[class].Put(&b)
+}
