@@ -42,6 +42,13 @@ func benchServer(b *testing.B) (*server, *world, string, *minio.Client, string) 
 	s.start()
 	w.loginAll(b)
 	caseID, _ := w.newCase(b, "bench")
+	mc, bucket := rawS3(b, s)
+	return s, w, caseID, mc, bucket
+}
+
+// rawS3 is a minio client on the server's own bucket, for baselines.
+func rawS3(b *testing.B, s *server) (*minio.Client, string) {
+	b.Helper()
 	var bucket string
 	for _, e := range s.env {
 		if v, ok := strings.CutPrefix(e, "VAULT_S3_BUCKET="); ok {
@@ -53,7 +60,7 @@ func benchServer(b *testing.B) (*server, *world, string, *minio.Client, string) 
 	if err != nil {
 		b.Fatal(err)
 	}
-	return s, w, caseID, mc, bucket
+	return mc, bucket
 }
 
 func (c *client) uploadStream(caseID string, body io.Reader, size int64) (string, error) {

@@ -1,0 +1,259 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+
+	"github.com/crvault/crvault/vault/crypt"
+)
+
+// loadClients is how many clients drive the server at once (issue 10).
+const loadClients = 64
+
+// loadDuration is how long each row runs: 5 s unless CRVAULT_LOAD_SECONDS
+// says otherwise.
+func loadDuration() time.Duration {
+	if v, err := strconv.Atoi(os.Getenv("CRVAULT_LOAD_SECONDS")); err == nil && v > 0 {
+		return time.Duration(v) * time.Second
+	}
+	return 5 * time.Second
+}
+
+type loadResult struct {
+	// commits and events are the audit log's group commits and events
+	// during the row (from vaultd's metrics).
+	commits, events float64
+	n               int
+	bytes           int64
+	dur             time.Duration
+	p50             time.Duration
+	p99             time.Duration
+}
+
+func (r loadResult) rps() float64  { return float64(r.n) / r.dur.Seconds() }
+func (r loadResult) mbps() float64 { return float64(r.bytes) / r.dur.Seconds() / 1e6 }
+
+// drive runs fn from loadClients goroutines for d and collects every
+// request's latency. fn returns the bytes it received.
+func drive(b *testing.B, d time.Duration, fn func(ctx context.Context) (int64, error)) loadResult {
+	b.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	lat := make([][]time.Duration, loadClients)
+	bytesOf := make([]int64, loadClients)
+	errs := make(chan error, loadClients)
+	var wg sync.WaitGroup
+	t0 := time.Now()
+	for i := range loadClients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				s := time.Now()
+				n, err := fn(context.Background())
+				if err != nil {
+					errs <- err
+					return
+				}
+				lat[i] = append(lat[i], time.Since(s))
+				bytesOf[i] += n
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(t0)
+	close(errs)
+	for err := range errs {
+		b.Fatal(err)
+	}
+	all := slices.Concat(lat...)
+	slices.Sort(all)
+	r := loadResult{n: len(all), dur: elapsed}
+	for _, n := range bytesOf {
+		r.bytes += n
+	}
+	if len(all) > 0 {
+		r.p50, r.p99 = all[len(all)/2], all[len(all)*99/100]
+	}
+	return r
+}
+
+// BenchmarkLoad drives the real vaultd (PostgreSQL on durable settings,
+// versitygw) with 64 concurrent clients over keep-alive connections, one
+// row after the other on the same server: GET /healthz, GET /api/v1/me,
+// material metadata, a 4 KiB and a 1 MiB document (audited reads), and, as
+// the baseline of the 1 MiB row, minio-go GetObject of that document's very
+// ciphertext from the same S3 server. It reports requests/s and p99 of
+// every row and the ratios issue 10 sets targets for:
+//   - small_read_vs_me: 4 KiB reads/s over /me requests/s (target >= 0.6);
+//   - mib_read_vs_raw: 1 MiB read throughput over raw GetObject (>= 0.8).
+//
+// Run with scripts/bench.sh -bench Load -benchtime 1x -count 3 ./cmd/vaultd/.
+// CRVAULT_LOAD_SECONDS sets each row's duration; CRVAULT_LOAD_PROFILE=dir
+// records a perf profile of vaultd per row (perf record -g) into dir.
+func BenchmarkLoad(b *testing.B) {
+	s := newServer(b, backends[1], "VAULT_LOG_LEVEL=info", "VAULT_ANONYMOUS_RATE=100000000")
+	w := bootstrap(b, s)
+	s.start()
+	w.loginAll(b)
+	caseID, _ := w.newCase(b, "load")
+	small, err := w.op.uploadStream(caseID, bytes.NewReader(benchData(4<<10)), 4<<10)
+	if err != nil {
+		b.Fatal(err)
+	}
+	big, err := w.op.uploadStream(caseID, bytes.NewReader(benchData(1<<20)), 1<<20)
+	if err != nil {
+		b.Fatal(err)
+	}
+	mc, bucket, key := rawObjectOfSize(b, s, crypt.PayloadSize(1<<20))
+
+	tr := &http.Transport{MaxIdleConns: 2 * loadClients, MaxIdleConnsPerHost: 2 * loadClients, IdleConnTimeout: time.Minute}
+	defer tr.CloseIdleConnections()
+	hc := &http.Client{Transport: tr, Timeout: time.Minute}
+	get := func(path string, auth bool, want int64) func(context.Context) (int64, error) {
+		return func(ctx context.Context) (int64, error) {
+			req, _ := http.NewRequestWithContext(ctx, "GET", s.base+path, nil)
+			if auth {
+				req.Header.Set("Authorization", "Bearer "+w.op.token)
+			}
+			res, err := hc.Do(req)
+			if err != nil {
+				return 0, err
+			}
+			n, err := io.Copy(io.Discard, res.Body)
+			res.Body.Close()
+			if err == nil && res.StatusCode != 200 {
+				err = fmt.Errorf("GET %s: %d", path, res.StatusCode)
+			}
+			if err == nil && want >= 0 && n != want {
+				err = fmt.Errorf("GET %s: %d bytes, want %d", path, n, want)
+			}
+			return n, err
+		}
+	}
+	raw := func(ctx context.Context) (int64, error) {
+		obj, err := mc.GetObject(ctx, bucket, key, minio.GetObjectOptions{})
+		if err != nil {
+			return 0, err
+		}
+		defer obj.Close()
+		return io.Copy(io.Discard, obj)
+	}
+	rows := []struct {
+		name string
+		fn   func(context.Context) (int64, error)
+	}{
+		{"healthz", get("/healthz", false, -1)},
+		{"me", get("/api/v1/me", true, -1)},
+		{"metadata", get("/api/v1/materials/"+small, true, -1)},
+		{"read_4KiB", get("/api/v1/materials/"+small+"/content", true, 4<<10)},
+		{"read_1MiB", get("/api/v1/materials/"+big+"/content", true, 1<<20)},
+		{"raw_get_1MiB", raw},
+	}
+	d := loadDuration()
+	profDir := os.Getenv("CRVAULT_LOAD_PROFILE")
+	results := map[string]loadResult{}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		for _, row := range rows {
+			// A short warm-up opens the keep-alive connections.
+			drive(b, d/10, row.fn)
+			stop := startPerf(b, profDir, s.cmd.Process.Pid, row.name)
+			c0, e0 := auditBatches(b, s)
+			r := drive(b, d, row.fn)
+			c1, e1 := auditBatches(b, s)
+			stop()
+			r.commits, r.events = c1-c0, e1-e0
+			results[row.name] = r
+		}
+	}
+	b.StopTimer()
+	for _, row := range rows {
+		r := results[row.name]
+		b.ReportMetric(r.rps(), row.name+"_req/s")
+		b.ReportMetric(float64(r.p99.Microseconds())/1000, row.name+"_p99_ms")
+		b.Logf("%-13s %8.0f req/s  p50 %6.1f ms  p99 %6.1f ms  %7.1f MB/s  audit: %5.0f commits/s, %5.1f events/commit", row.name, r.rps(),
+			float64(r.p50.Microseconds())/1000, float64(r.p99.Microseconds())/1000, r.mbps(),
+			r.commits/r.dur.Seconds(), r.events/max(1, r.commits))
+	}
+	b.ReportMetric(results["read_4KiB"].rps()/results["me"].rps(), "small_read_vs_me")
+	b.ReportMetric(results["read_1MiB"].mbps()/results["raw_get_1MiB"].mbps(), "mib_read_vs_raw")
+}
+
+// rawObjectOfSize finds the one object of that size in the server's bucket:
+// the ciphertext of the document the benchmark uploaded.
+func rawObjectOfSize(b *testing.B, s *server, size int64) (*minio.Client, string, string) {
+	b.Helper()
+	mc, bucket := rawS3(b, s)
+	var found []string
+	for obj := range mc.ListObjects(context.Background(), bucket, minio.ListObjectsOptions{Recursive: true}) {
+		if obj.Err != nil {
+			b.Fatal(obj.Err)
+		}
+		if obj.Size == size {
+			found = append(found, obj.Key)
+		}
+	}
+	if len(found) != 1 {
+		b.Fatalf("%d objects of %d bytes in the bucket, want 1", len(found), size)
+	}
+	return mc, bucket, found[0]
+}
+
+// auditBatches reads vaultd's count of audit group commits and the events
+// they held.
+func auditBatches(b *testing.B, s *server) (commits, events float64) {
+	b.Helper()
+	res, err := http.Get(s.metricsBase + "/metrics")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer res.Body.Close()
+	body, err := io.ReadAll(res.Body)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, line := range strings.Split(string(body), "\n") {
+		name, v, ok := strings.Cut(line, " ")
+		f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+		switch {
+		case !ok || err != nil:
+		case name == "crvault_audit_batch_size_count":
+			commits = f
+		case name == "crvault_audit_batch_size_sum":
+			events = f
+		}
+	}
+	return commits, events
+}
+
+// startPerf records vaultd's CPU profile with perf until stop is called,
+// when dir is set.
+func startPerf(b *testing.B, dir string, pid int, name string) (stop func()) {
+	if dir == "" {
+		return func() {}
+	}
+	cmd := exec.Command("perf", "record", "-F", "499", "-g", "-p", strconv.Itoa(pid), "-o", filepath.Join(dir, name+".perf.data"))
+	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
+	if err := cmd.Start(); err != nil {
+		b.Fatalf("perf: %v", err)
+	}
+	return func() {
+		cmd.Process.Signal(os.Interrupt)
+		cmd.Wait()
+	}
+}
