@@ -176,7 +176,12 @@ func (s *Service) openSmall(ctx context.Context, key *crypt.CaseKey, header []by
 		}
 		return nil, nil, fmt.Errorf("open blob: %w", err)
 	}
-	plain, err := key.OpenPayload(header, buf)
+	fk, err := s.keys.FileKey(key, header)
+	if err != nil {
+		putPayloadBuf(buf)
+		return nil, nil, fmt.Errorf("decrypt: %w", err)
+	}
+	plain, err := fk.OpenPayload(buf)
 	if err != nil {
 		clear(buf)
 		putPayloadBuf(buf)

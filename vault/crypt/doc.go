@@ -67,4 +67,20 @@
 // instance that cached its key until that entry expires (at most the time to
 // live). Keys never leave memory: the cache is not persisted and never
 // logged. Setting the time to live negative turns the cache off.
+//
+// The same cache keeps materials' file keys ([CaseKey.OpenHeader], a
+// [FileKey]), under the same bound and time to live: opening a header is
+// another hybrid decapsulation, and most of the CPU and allocations of a
+// small read. This adds nothing to what memory already exposes: a file key
+// opens one material, which the case key cached beside it opens anyway;
+// and it does not stretch the window of a shredded case, because a read
+// still needs the case key first (and forgetting a case drops every cached
+// file key). A material shredded alone (its header row deleted) cannot be
+// named by a read any more, so its cached file key is unreachable until it
+// expires.
+//
+// Small documents are decrypted in memory ([CaseKey.OpenPayload], up to
+// [MaxInPlacePayload]) into buffers the vault pools; the vault wipes a
+// buffer before it returns it to the pool, so plaintext does not outlive
+// its read there either.
 package crypt

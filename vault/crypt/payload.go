@@ -5,6 +5,8 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
+	"io"
+	"log/slog"
 
 	"golang.org/x/crypto/chacha20poly1305"
 )
@@ -27,6 +29,35 @@ const MaxInPlacePayload = 4 << 20
 // payload holds partial plaintext and the caller must clear it (a pooled
 // buffer must not carry it to the next user).
 func (k *CaseKey) OpenPayload(header, payload []byte) ([]byte, error) {
+	fk, err := k.OpenHeader(header)
+	if err != nil {
+		return nil, err
+	}
+	return fk.OpenPayload(payload)
+}
+
+// FileKey is one material's unwrapped file key: it opens that material's
+// payload and nothing else. Like CaseKey it never prints its secret.
+type FileKey struct{ k []byte }
+
+func (FileKey) String() string               { return "crypt.FileKey{}" }
+func (f FileKey) GoString() string           { return f.String() }
+func (f FileKey) Format(s fmt.State, _ rune) { _, _ = io.WriteString(s, f.String()) }
+func (f FileKey) LogValue() slog.Value       { return slog.StringValue(f.String()) }
+
+// OpenHeader authenticates a material's header with k and returns its file
+// key: the hybrid post-quantum decapsulation that dominates a small read's
+// CPU, which a caller may cache (see the package's threat model).
+func (k *CaseKey) OpenHeader(header []byte) (*FileKey, error) {
+	fk, err := k.fileKey(header)
+	if err != nil {
+		return nil, err
+	}
+	return &FileKey{k: fk}, nil
+}
+
+// OpenPayload is [CaseKey.OpenPayload] with the header already opened.
+func (f *FileKey) OpenPayload(payload []byte) ([]byte, error) {
 	if len(payload) > MaxInPlacePayload {
 		return nil, fmt.Errorf("crypt: open payload: %d bytes is over the in-memory limit", len(payload))
 	}
@@ -34,12 +65,7 @@ func (k *CaseKey) OpenPayload(header, payload []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	fk, err := k.fileKey(header)
-	if err != nil {
-		return nil, err
-	}
-	key, err := hkdf.Key(sha256.New, fk, payload[:nonceSize], "payload", chacha20poly1305.KeySize)
-	clear(fk)
+	key, err := hkdf.Key(sha256.New, f.k, payload[:nonceSize], "payload", chacha20poly1305.KeySize)
 	if err != nil {
 		return nil, fmt.Errorf("crypt: payload key: %w", err)
 	}
