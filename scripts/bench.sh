@@ -2,6 +2,13 @@
 # Runs every benchmark (no tests) against the same throwaway services as scripts/test.sh. Usage:
 #   scripts/bench.sh                                  all benchmarks in ./...
 #   scripts/bench.sh -bench S3 -benchtime 3x ./vault/blob/   extra go test arguments (later flags win)
+# The figures issue 10 asks for, each a ratio to a baseline measured in the same run:
+#   scripts/bench.sh -bench Load -benchtime 1x -count 3 ./cmd/vaultd/
+#       the real vaultd at 64 clients: /healthz, /me, metadata, 4 KiB and 1 MiB reads, raw GetObject of the
+#       same 1 MiB ciphertext (CRVAULT_LOAD_SECONDS per row, CRVAULT_LOAD_PROFILE=dir for perf profiles)
+#   scripts/bench.sh -bench OpenContent ./vault/         heap per audited read (B/op), SQLite and PostgreSQL
+#   scripts/bench.sh -bench TransferVsRawS3 -benchtime 1x -count 10 ./cmd/vaultd/
+#       256 MiB upload and download against raw minio-go, ten runs (CRVAULT_BENCH_MIB sets the size)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/services.sh
