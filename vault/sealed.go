@@ -129,6 +129,9 @@ func (s *Service) OpenSealed(ctx context.Context, key *crypt.CaseKey, header []b
 	if r != nil {
 		start, length = r.Start, r.Length
 	}
+	if start < 0 || length < 0 || start+length > size {
+		return nil, nil, fmt.Errorf("range %d+%d outside a document of %d bytes", start, length, size)
+	}
 	if payload := crypt.PayloadSize(size); payload >= 0 && payload <= smallPayloadMax {
 		return s.openSmall(ctx, key, header, blobID, payload, start, length)
 	}
