@@ -102,11 +102,24 @@ func drive(b *testing.B, d time.Duration, fn func(ctx context.Context) (int64, e
 //   - small_read_vs_me: 4 KiB reads/s over /me requests/s (target >= 0.6);
 //   - mib_read_vs_raw: 1 MiB read throughput over raw GetObject (>= 0.8).
 //
-// Run with scripts/bench.sh -bench Load -benchtime 1x -count 3 ./cmd/vaultd/.
+// It runs on PostgreSQL and on SQLite (the embedded default), both durable,
+// both with versitygw. Run with
+// scripts/bench.sh -bench Load -benchtime 1x -count 3 ./cmd/vaultd/.
 // CRVAULT_LOAD_SECONDS sets each row's duration; CRVAULT_LOAD_PROFILE=dir
 // records a perf profile of vaultd per row (perf record -g) into dir.
 func BenchmarkLoad(b *testing.B) {
-	s := newServer(b, backends[1], "VAULT_LOG_LEVEL=info", "VAULT_ANONYMOUS_RATE=100000000")
+	// The database is where the audited rows differ (the audit log's group
+	// commit); both databases durable, both on the same S3 server.
+	sqliteS3 := backend{"sqlite+s3", func(t testing.TB) []string {
+		return slices.DeleteFunc(backends[1].env(t), func(e string) bool { return strings.HasPrefix(e, "VAULT_DATABASE_URL=") })
+	}}
+	for _, be := range []backend{backends[1], sqliteS3} {
+		b.Run(be.name, func(b *testing.B) { benchLoad(b, be) })
+	}
+}
+
+func benchLoad(b *testing.B, be backend) {
+	s := newServer(b, be, "VAULT_LOG_LEVEL=info", "VAULT_ANONYMOUS_RATE=100000000")
 	w := bootstrap(b, s)
 	s.start()
 	w.loginAll(b)
@@ -172,7 +185,7 @@ func BenchmarkLoad(b *testing.B) {
 		for _, row := range rows {
 			// A short warm-up opens the keep-alive connections.
 			drive(b, d/10, row.fn)
-			stop := startPerf(b, profDir, s.cmd.Process.Pid, row.name)
+			stop := startPerf(b, profDir, s.cmd.Process.Pid, be.name+"-"+row.name)
 			c0, e0 := auditBatches(b, s)
 			r := drive(b, d, row.fn)
 			c1, e1 := auditBatches(b, s)
