@@ -70,6 +70,18 @@ func TestOpenSealedSizesAndRanges(t *testing.T) {
 			if err != nil || !bytes.Equal(got, exp) {
 				t.Fatalf("%d bytes, range %v: got %d bytes, %v", n, r, len(got), err)
 			}
+			// Again through io.Copy, which takes the body's WriteTo.
+			body, closeFn, err = f.svc.OpenSealed(f.ctx, key, row.Header, row.BlobID, row.Size, r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var buf bytes.Buffer
+			_, err = io.Copy(&buf, body)
+			closeFn()
+			got = buf.Bytes()
+			if err != nil || !bytes.Equal(got, exp) {
+				t.Fatalf("%d bytes, range %v: got %d bytes, %v", n, r, len(got), err)
+			}
 		}
 	}
 }

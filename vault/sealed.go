@@ -258,33 +258,62 @@ func newPlainStream(src io.ReaderAt, start, length int64) *plainStream {
 
 func (p *plainStream) Read(b []byte) (int, error) {
 	if len(p.cur) == 0 {
-		if p.err != nil {
-			return 0, p.err
-		}
-		if p.off >= p.end {
-			return 0, io.EOF
-		}
-		if p.buf == nil {
-			p.buf = plainBufs.Get().(*[]byte)
-		}
-		want := (*p.buf)[:min(int64(len(*p.buf)), p.end-p.off)]
-		n, err := p.src.ReadAt(want, p.off)
-		p.off += int64(n)
-		p.cur = want[:n]
-		if err == io.EOF && p.off >= p.end {
-			err = nil
-		}
-		if err == nil && n == 0 {
-			err = io.ErrNoProgress
-		}
-		p.err = err
-		if n == 0 {
+		if err := p.fill(); err != nil {
 			return 0, err
 		}
 	}
 	n := copy(b, p.cur)
 	p.cur = p.cur[n:]
 	return n, nil
+}
+
+// WriteTo hands w the buffer's plaintext directly, a large write at a time,
+// saving io.Copy's buffer and a copy of every byte.
+func (p *plainStream) WriteTo(w io.Writer) (int64, error) {
+	var n int64
+	for {
+		if len(p.cur) == 0 {
+			if err := p.fill(); err == io.EOF {
+				return n, nil
+			} else if err != nil {
+				return n, err
+			}
+		}
+		m, err := w.Write(p.cur)
+		n += int64(m)
+		p.cur = p.cur[m:]
+		if err != nil {
+			return n, err
+		}
+	}
+}
+
+// fill reads the next part of the range into the buffer; io.EOF at its end.
+func (p *plainStream) fill() error {
+	if p.err != nil {
+		return p.err
+	}
+	if p.off >= p.end {
+		return io.EOF
+	}
+	if p.buf == nil {
+		p.buf = plainBufs.Get().(*[]byte)
+	}
+	want := (*p.buf)[:min(int64(len(*p.buf)), p.end-p.off)]
+	n, err := p.src.ReadAt(want, p.off)
+	p.off += int64(n)
+	p.cur = want[:n]
+	if err == io.EOF && p.off >= p.end {
+		err = nil
+	}
+	if err == nil && n == 0 {
+		err = io.ErrNoProgress
+	}
+	p.err = err
+	if n == 0 {
+		return err
+	}
+	return nil
 }
 
 // Close clears the buffer and returns it to the pool.
