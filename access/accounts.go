@@ -37,7 +37,9 @@ func CleanDisplayName(s string) string {
 
 // CreateOrg adds an organisation. ErrConflict if the name is taken.
 func (s *Service) CreateOrg(ctx context.Context, name string, kind OrgKind) (Org, error) {
-	name = strings.TrimSpace(name)
+	// An organisation's name is shown beside every reader in an access log,
+	// so it must not be able to render as another's.
+	name = CleanDisplayName(name)
 	if name == "" || utf8.RuneCountInString(name) > 200 {
 		return Org{}, invalid("name", "invalid_name", "must be 1 to 200 characters")
 	}

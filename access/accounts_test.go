@@ -19,6 +19,13 @@ func TestCreateUserValidation(t *testing.T) {
 		if _, err := f.svc.CreateOrg(ctx, "Grid Co", OrgProvider); !errors.Is(err, ErrConflict) {
 			t.Errorf("duplicate org name: %v, want ErrConflict", err)
 		}
+		// Format characters cannot make a second "Grid Co", nor survive in a name.
+		if _, err := f.svc.CreateOrg(ctx, "Grid\u200b Co\u202e", OrgProvider); !errors.Is(err, ErrConflict) {
+			t.Errorf("org name differing by format characters only: %v, want ErrConflict", err)
+		}
+		if o, err := f.svc.CreateOrg(ctx, "\u2066Wind\u2069 Co\u0007", OrgProvider); err != nil || o.Name != "Wind Co" {
+			t.Errorf("org name with format characters: %+v %v, want Wind Co", o, err)
+		}
 		if _, err := f.svc.CreateOrg(ctx, "X", "ministry"); !errors.Is(err, ErrInvalid) {
 			t.Errorf("unknown kind: %v, want ErrInvalid", err)
 		}
