@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sort"
 
 	"golang.org/x/mod/sumdb/tlog"
 )
@@ -216,38 +215,10 @@ func (l *Log) eventPages(ctx context.Context, after int64) (<-chan eventPage, <-
 	return pages, errc
 }
 
+// allCheckpoints returns every stored checkpoint and each witness's newest,
+// signature-checked, in size order.
 func (l *Log) allCheckpoints(ctx context.Context) ([]knownCheckpoint, error) {
-	rows, err := l.sqlDB.QueryContext(ctx, "SELECT size, note FROM audit_checkpoints ORDER BY size")
-	if err != nil {
-		return nil, fmt.Errorf("verify: read checkpoints: %w", err)
-	}
-	defer rows.Close()
-	var out []knownCheckpoint
-	for rows.Next() {
-		var size int64
-		var signed []byte
-		if err := rows.Scan(&size, &signed); err != nil {
-			return nil, fmt.Errorf("verify: read checkpoints: %w", err)
-		}
-		ck, err := ParseCheckpoint(signed, l.vkey)
-		if err != nil {
-			return nil, bad(size, "stored checkpoint at size %d: %v", size, err)
-		}
-		if ck.Size != size {
-			return nil, bad(size, "stored checkpoint row %d holds a checkpoint of size %d", size, ck.Size)
-		}
-		out = append(out, knownCheckpoint{where: "stored", ck: ck, note: signed})
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("verify: read checkpoints: %w", err)
-	}
-	ws, err := l.witnessed(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("verify: %w", err)
-	}
-	out = append(out, ws...)
-	sort.SliceStable(out, func(i, j int) bool { return out[i].ck.Size < out[j].ck.Size })
-	return out, nil
+	return l.checkpointsAfter(ctx, -1)
 }
 
 // hashIter streams stored tree hashes in index order.
