@@ -24,38 +24,6 @@ import (
 // what the audit log keeps, what is left behind, and that vaultd recovers
 // without a restart.
 
-// faultEvent is an audit event as an inspector reads it, with its detail.
-type faultEvent struct {
-	Seq       int64  `json:"seq"`
-	Action    string `json:"action"`
-	Outcome   string `json:"outcome"`
-	Resource  string `json:"resource"`
-	RequestID string `json:"request_id"`
-	Detail    string `json:"detail"`
-}
-
-func (c *client) faultEvents(query string) []faultEvent {
-	c.t.Helper()
-	var all []faultEvent
-	cursor := ""
-	for {
-		q := query
-		if cursor != "" {
-			q += "&cursor=" + cursor
-		}
-		var page struct {
-			Items      []faultEvent `json:"items"`
-			NextCursor string       `json:"next_cursor"`
-		}
-		c.expect(200, "GET", "/audit/events?limit=500&"+q, nil).json(c.t, &page)
-		all = append(all, page.Items...)
-		if page.NextCursor == "" {
-			return all
-		}
-		cursor = page.NextCursor
-	}
-}
-
 // answer is what one client got, without failing the test from whatever
 // goroutine made the request.
 type answer struct {
@@ -239,7 +207,7 @@ func TestAuditSurvivesPostgresCrash(t *testing.T) {
 	outcomes.Range(func(k, v any) bool { t.Logf("answers %q: %d", k, v.(*atomic.Int64).Load()); return true })
 
 	logged := map[string]bool{}
-	for _, e := range w.insp.faultEvents("action=material.read&outcome=allowed") {
+	for _, e := range w.insp.events("action=material.read&outcome=allowed") {
 		logged[e.RequestID] = true
 	}
 	missing, total := 0, 0
@@ -257,7 +225,7 @@ func TestAuditSurvivesPostgresCrash(t *testing.T) {
 	if total == 0 {
 		t.Fatal("no read succeeded")
 	}
-	for _, e := range w.insp.faultEvents("action=auth&outcome=denied") {
+	for _, e := range w.insp.events("action=auth&outcome=denied") {
 		if strings.HasPrefix(e.RequestID, "pgcrash-") {
 			t.Errorf("a valid session was logged as denied during the crash: %+v", e)
 		}
@@ -340,8 +308,8 @@ type sized struct {
 
 func (s *sized) Read(p []byte) (int, error) { return s.r.Read(p) }
 
-func errorEvent(insp *client, rid string) *faultEvent {
-	for _, e := range insp.faultEvents("outcome=error") {
+func errorEvent(insp *client, rid string) *event {
+	for _, e := range insp.events("outcome=error") {
 		if e.RequestID == rid {
 			return &e
 		}
@@ -500,8 +468,8 @@ func TestS3Outages(t *testing.T) {
 		}
 		f.s3.start()
 		f.recovered(t, smallID, docs[smallID])
-		var allowed, failed *faultEvent
-		for _, e := range w.insp.faultEvents("action=material.read") {
+		var allowed, failed *event
+		for _, e := range w.insp.events("action=material.read") {
 			if e.RequestID == "s3download" {
 				switch e.Outcome {
 				case "allowed":

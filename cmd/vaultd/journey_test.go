@@ -23,6 +23,7 @@ type event struct {
 	IP        string `json:"ip"`
 	RequestID string `json:"request_id"`
 	Hash      string `json:"hash"`
+	Detail    string `json:"detail"`
 }
 
 func (c *client) events(query string) []event {
