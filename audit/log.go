@@ -109,7 +109,17 @@ type Log struct {
 
 	// Owned by the writer goroutine.
 	tree     *builder
+	head     logHead
 	failures int64 // appends refused since the last successful commit
+	wconn    *writerConn
+}
+
+// logHead is the last event this writer committed: the next batch chains
+// on it unless another process appended since (the pipelined commit checks).
+type logHead struct {
+	known bool
+	hash  string
+	us    int64
 }
 
 type appendReq struct {
@@ -127,6 +137,10 @@ type metrics struct {
 	ckSigned                       prometheus.Counter
 	rolledBack                     prometheus.Gauge
 	batch, commitSeconds           prometheus.Histogram
+	// headReads counts batches that read the log head in their transaction
+	// instead of chaining on this writer's last commit (PostgreSQL): the
+	// first, and each after another instance appended.
+	headReads prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -143,6 +157,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Checkpoints this instance signed and stored."}),
 		batch: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "crvault_audit_batch_size",
 			Help: "Events per group commit.", Buckets: prometheus.ExponentialBuckets(1, 2, 10)}),
+		headReads: prometheus.NewCounter(prometheus.CounterOpts{Name: "crvault_audit_head_reads_total",
+			Help: "Group commits that read the log head first (the first one, and those after another instance appended; every one on SQLite)."}),
 		commitSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "crvault_audit_commit_seconds",
 			Help:    "Duration of one group commit of the audit log (what every audited request waits for), failed ones included.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}),
@@ -170,6 +186,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		return nil, err
 	}
 	if m.commitSeconds, err = register(reg, m.commitSeconds); err != nil {
+		return nil, err
+	}
+	if m.headReads, err = register(reg, m.headReads); err != nil {
 		return nil, err
 	}
 	return m, nil
@@ -297,6 +316,7 @@ func (l *Log) Append(ctx context.Context, e Event) (Event, error) {
 
 func (l *Log) writer() {
 	defer l.wg.Done()
+	defer l.closeWriterConn()
 	retry := time.NewTicker(time.Second)
 	defer retry.Stop()
 	lastBatch := 0
@@ -410,8 +430,69 @@ func (l *Log) ph(i int) string {
 }
 
 // commit writes events as one transaction and returns them with Seq, Time
-// and Hash set. The in-memory tree frontier changes only on success.
+// and Hash set. The in-memory tree frontier and head change only on
+// success. On PostgreSQL a batch following this writer's own last commit
+// goes out in a single round trip (commitPipelined); anything else, or a
+// head that moved, takes the general path.
 func (l *Log) commit(ctx context.Context, events []Event) ([]Event, error) {
+	if l.dialect == sqldb.Postgres && l.tree != nil && l.head.known && len(events) <= pipelineMax {
+		out, done, err := l.commitPipelined(ctx, events)
+		if done || err != nil {
+			return out, err
+		}
+	}
+	return l.commitGeneral(ctx, events)
+}
+
+// sealed is a batch ready to store: events with Seq, Time and Hash set, the
+// previous hash of each, and the tree hashes they add.
+type sealed struct {
+	out      []Event
+	prevs    []string
+	hashes   []tlog.Hash
+	firstIdx int64
+	tree     *builder
+}
+
+// seal chains events after the head (size, prev, lastUs) on a copy of tree.
+func (l *Log) seal(events []Event, tree *builder, size int64, prev string, lastUs int64) (sealed, error) {
+	now := l.now().UTC().Truncate(time.Microsecond)
+	if last := time.UnixMicro(lastUs).UTC(); now.Before(last) {
+		// Times never go backwards along the log, whatever the clocks of
+		// the instances sharing it do: Query turns a time range into a
+		// range of sequence numbers on that promise.
+		now = last
+	}
+	b := sealed{out: make([]Event, len(events)), prevs: make([]string, len(events)),
+		firstIdx: tlog.StoredHashCount(size), tree: tree}
+	for i, e := range events {
+		e.Seq, e.Time = size+int64(i)+1, now
+		c := Canonical(e, prev)
+		e.Hash = hashHex(c)
+		hs, err := tree.add(tlog.RecordHash(c))
+		if err != nil {
+			return sealed{}, fmt.Errorf("tree hashes for seq %d: %w", e.Seq, err)
+		}
+		b.hashes = append(b.hashes, hs...)
+		b.prevs[i], prev, b.out[i] = prev, e.Hash, e
+	}
+	return b, nil
+}
+
+// committed records the new head once a batch is durable.
+func (l *Log) committed(b sealed) {
+	b.tree.fallback = nil
+	l.tree = b.tree
+	last := b.out[len(b.out)-1]
+	l.head = logHead{known: true, hash: last.Hash, us: last.Time.UnixMicro()}
+}
+
+// commitGeneral reads the head inside the transaction (under the advisory
+// lock on PostgreSQL): the first batch, one after another process appended,
+// and every batch on SQLite.
+func (l *Log) commitGeneral(ctx context.Context, events []Event) ([]Event, error) {
+	l.head.known = false
+	l.m.headReads.Inc()
 	tx, err := l.sqlDB.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, fmt.Errorf("begin: %w", err)
@@ -423,8 +504,7 @@ func (l *Log) commit(ctx context.Context, events []Event) ([]Event, error) {
 		// level: a server or role running with synchronous_commit=off would
 		// otherwise acknowledge a commit that a crash then loses. set_config
 		// with is_local is SET LOCAL, in the same round trip as the lock.
-		if _, err := tx.ExecContext(ctx, "SELECT set_config('synchronous_commit', $1, true), pg_advisory_xact_lock($2)",
-			l.opts.SyncCommit, int64(pgLockKey)); err != nil {
+		if _, err := tx.ExecContext(ctx, lockSQL, l.opts.SyncCommit, int64(pgLockKey)); err != nil {
 			return nil, fmt.Errorf("lock log head: %w", err)
 		}
 	}
@@ -444,50 +524,36 @@ func (l *Log) commit(ctx context.Context, events []Event) ([]Event, error) {
 		tree = tree.clone()
 	}
 	tree.fallback = dbHashes{ctx: ctx, q: tx, ph: l.ph}
-	now := l.now().UTC().Truncate(time.Microsecond)
-	if last := time.UnixMicro(lastUs).UTC(); now.Before(last) {
-		// Times never go backwards along the log, whatever the clocks of
-		// the instances sharing it do: Query turns a time range into a
-		// range of sequence numbers on that promise.
-		now = last
+	b, err := l.seal(events, tree, size, prev, lastUs)
+	if err != nil {
+		return nil, err
 	}
-	out := make([]Event, len(events))
-	prevs := make([]string, len(events))
-	var hashes []tlog.Hash
-	firstIdx := tlog.StoredHashCount(size)
-	for i, e := range events {
-		e.Seq, e.Time = size+int64(i)+1, now
-		c := Canonical(e, prev)
-		e.Hash = hashHex(c)
-		hs, err := tree.add(tlog.RecordHash(c))
-		if err != nil {
-			return nil, fmt.Errorf("tree hashes for seq %d: %w", e.Seq, err)
-		}
-		hashes = append(hashes, hs...)
-		prevs[i], prev, out[i] = prev, e.Hash, e
-	}
+	out := b.out
 	if l.dialect == sqldb.Postgres && len(out) <= 1024 {
 		// One round trip instead of two: a data-modifying CTE.
-		evSQL, evArgs := l.eventsInsert(out, prevs, 0)
-		hSQL, hArgs := l.hashesInsert(firstIdx, hashes, len(evArgs))
+		evSQL, evArgs := l.eventsInsert(out, b.prevs, 0)
+		hSQL, hArgs := l.hashesInsert(b.firstIdx, b.hashes, len(evArgs))
 		if _, err := tx.ExecContext(ctx, "WITH ev AS ("+evSQL+") "+hSQL, append(evArgs, hArgs...)...); err != nil {
 			return nil, fmt.Errorf("insert events %d..%d: %w", out[0].Seq, out[len(out)-1].Seq, err)
 		}
 	} else {
-		if err := l.insertEvents(ctx, tx, out, prevs); err != nil {
+		if err := l.insertEvents(ctx, tx, out, b.prevs); err != nil {
 			return nil, err
 		}
-		if err := l.insertHashes(ctx, tx, firstIdx, hashes); err != nil {
+		if err := l.insertHashes(ctx, tx, b.firstIdx, b.hashes); err != nil {
 			return nil, err
 		}
 	}
 	if err := tx.Commit(); err != nil {
 		return nil, fmt.Errorf("commit: %w", err)
 	}
-	tree.fallback = nil
-	l.tree = tree
+	l.committed(b)
 	return out, nil
 }
+
+// lockSQL sets the audit transaction's commit level and takes the writers'
+// advisory lock.
+const lockSQL = "SELECT set_config('synchronous_commit', $1, true), pg_advisory_xact_lock($2)"
 
 func head(ctx context.Context, q interface {
 	QueryRowContext(context.Context, string, ...any) *sql.Row
