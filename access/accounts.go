@@ -204,6 +204,7 @@ func (s *Service) ApproveUser(ctx context.Context, by Principal, id string) (Use
 	now := s.now().UTC()
 	res := s.db.WithContext(ctx).Model(&userRow{}).Where("id = ? AND status = ?", id, UserPendingApproval).
 		Updates(map[string]any{"status": UserActive, "approved_by": by.User.ID, "approved_at": now})
+	s.accounts.flushUser(id)
 	if res.Error != nil {
 		return User{}, fmt.Errorf("approve user %s: %w", id, res.Error)
 	}
@@ -296,6 +297,7 @@ func (s *Service) DisableUser(ctx context.Context, id string) error {
 		}
 		return s.publish(tx, noticeUser, id)
 	})
+	s.accounts.flushUser(id)
 	if err != nil {
 		return fmt.Errorf("disable user %s: %w", id, err)
 	}
@@ -345,8 +347,12 @@ func (s *Service) ChangePassword(ctx context.Context, p Principal, current, next
 		if err := tx.Model(&userRow{}).Where("id = ?", row.ID).Update("password_hash", hash).Error; err != nil {
 			return err
 		}
-		return revokeSessions(tx, row.ID, now)
+		if err := revokeSessions(tx, row.ID, now); err != nil {
+			return err
+		}
+		return s.publish(tx, noticeUser, row.ID)
 	})
+	s.accounts.flushUser(row.ID)
 	if err != nil {
 		return fmt.Errorf("change password: %w", err)
 	}

@@ -17,8 +17,9 @@ import (
 // the transaction that makes it (PostgreSQL delivers it at commit, and only
 // then), and every instance LISTENs and re-reads just the (case, user) pair
 // named. A periodic re-read of recent changes backs the notifications up.
-// Everything else access decides on (accounts, sessions, TOTP, throttles) is
-// read from the database on each request, so it needs no notice.
+// Accounts are cached for a few seconds (accountcache.go): a change to one
+// publishes a user notice, which flushes it. Everything else (sessions,
+// throttles, sign-in state) is read from the database each time.
 
 // NoticeChannel is the PostgreSQL channel the notices travel on.
 const NoticeChannel = "crvault_access"
@@ -83,6 +84,9 @@ func (s *Service) HandleNotice(ctx context.Context, payload string) error {
 	topic, key, ok := strings.Cut(payload, ":")
 	if !ok {
 		return fmt.Errorf("malformed notice %q", truncate(payload, 80))
+	}
+	if topic == noticeUser {
+		s.accounts.flushUser(key)
 	}
 	if topic == noticeGrant {
 		caseID, userID, ok := strings.Cut(key, " ")
@@ -223,7 +227,9 @@ func (s *Service) listenOnce(ctx context.Context, dsn string, synced *time.Time)
 	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{NoticeChannel}.Sanitize()); err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	// Listening now; whatever changed before is read from the tables.
+	// Listening now; whatever changed before is read from the tables, and
+	// sessions are read afresh (a notice may have been missed meanwhile).
+	s.accounts.flushUser("")
 	resync := func() error {
 		next := s.now().Add(-resyncSlack)
 		if err := s.catchUp(ctx, *synced); err != nil {

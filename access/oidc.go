@@ -427,6 +427,7 @@ func (o *OIDC) syncRoles(ctx context.Context, row userRow, roles []Role) (userRo
 		return row, fmt.Errorf("oidc: update roles: %w", err)
 	}
 	row.Roles = joinRoles(roles)
+	o.s.accounts.flushUser(row.ID)
 	if err := o.s.Publish(ctx, noticeUser, row.ID); err != nil {
 		o.s.log.WarnContext(ctx, "could not announce a role change", "user", row.ID, "err", err)
 	}

@@ -48,6 +48,10 @@ type Options struct {
 	// ResyncInterval is how often Listen re-reads recent grant changes as
 	// a safety net behind notifications (default 30s).
 	ResyncInterval time.Duration
+	// AccountCacheTTL is how long Authenticate may reuse an account and
+	// its organisation as read (default 2s; negative: never). See
+	// accountcache.go.
+	AccountCacheTTL time.Duration
 	// CaseSealer encrypts declarations' statements with their case's key
 	// (default: stored as given; cmd/vaultd always sets it).
 	CaseSealer CaseSealer
@@ -69,6 +73,8 @@ type Service struct {
 
 	subMu sync.RWMutex
 	subs  map[string][]func(ctx context.Context, key string)
+
+	accounts *accountCache
 
 	// mu guards enf and grants, the in-memory view of every unrevoked
 	// assignment that Decide reads; Casbin's g rules hold the unsuspended
@@ -111,6 +117,11 @@ func New(ctx context.Context, db *gorm.DB, opts Options) (*Service, error) {
 	s := &Service{db: db, now: opts.Now, log: opts.Logger, idle: opts.IdleTimeout, abs: opts.AbsoluteTimeout, hasher: opts.Hasher,
 		seal: opts.Sealer, totpRoles: opts.TOTPRequiredRoles, resync: opts.ResyncInterval, rate: opts.LoginRate.withDefaults(),
 		subs: map[string][]func(context.Context, string){}}
+	ttl := opts.AccountCacheTTL
+	if ttl == 0 {
+		ttl = accountCacheTTL
+	}
+	s.accounts = newAccountCache(ttl)
 	if s.totpRoles == nil {
 		s.totpRoles = DefaultTOTPRequiredRoles
 	}

@@ -175,19 +175,16 @@ func (s *Service) Authenticate(ctx context.Context, token string) (Principal, er
 	if sess.RevokedAt != nil || !now.Before(s.expiry(sess)) {
 		return Principal{}, ErrUnauthenticated
 	}
-	row, err := s.userRow(ctx, "id = ?", sess.UserID)
+	acct, err := s.account(ctx, sess.UserID, now)
 	if errors.Is(err, ErrNotFound) {
 		return Principal{}, ErrUnauthenticated
 	}
 	if err != nil {
 		return Principal{}, fmt.Errorf("authenticate: %w", err)
 	}
+	row := acct.user
 	if !row.active() {
 		return Principal{}, ErrUnauthenticated
-	}
-	org, err := s.Org(ctx, row.OrgID)
-	if err != nil {
-		return Principal{}, fmt.Errorf("authenticate: %w", err)
 	}
 	// Sliding costs a write; a minute (or a tenth of a short idle timeout)
 	// of slack keeps that to at most one per session per minute.
@@ -197,8 +194,28 @@ func (s *Service) Authenticate(ctx context.Context, token string) (Principal, er
 		}
 	}
 	u := row.user()
-	return Principal{User: u, SessionID: sess.ID, OrgKind: org.Kind,
+	return Principal{User: u, SessionID: sess.ID, OrgKind: acct.org.Kind,
 		TOTPEnrolmentRequired: row.TOTPSecret == nil && s.totpRequired(u.Roles) && sess.SecondFactor == ""}, nil
+}
+
+// account returns the user's row and organisation, from the cache when it
+// is fresh (accountcache.go).
+func (s *Service) account(ctx context.Context, userID string, now time.Time) (cachedAccount, error) {
+	if a, ok := s.accounts.get(userID, now); ok {
+		return a, nil
+	}
+	gen := s.accounts.generation()
+	row, err := s.userRow(ctx, "id = ?", userID)
+	if err != nil {
+		return cachedAccount{}, err
+	}
+	org, err := s.Org(ctx, row.OrgID)
+	if err != nil {
+		return cachedAccount{}, err
+	}
+	a := cachedAccount{user: row, org: org, at: now}
+	s.accounts.put(userID, a, gen)
+	return a, nil
 }
 
 // Logout revokes the session. ErrNotFound if there is no such session.

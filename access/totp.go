@@ -173,8 +173,12 @@ func (s *Service) ConfirmTOTP(ctx context.Context, p Principal, code string) ([]
 		if err := tx.Where("user_id = ?", row.ID).Delete(&recoveryCodeRow{}).Error; err != nil {
 			return err
 		}
-		return tx.Create(&rows).Error
+		if err := tx.Create(&rows).Error; err != nil {
+			return err
+		}
+		return s.publish(tx, noticeUser, row.ID)
 	})
+	s.accounts.flushUser(row.ID)
 	if err != nil {
 		return nil, fmt.Errorf("confirm totp: %w", err)
 	}
@@ -206,8 +210,12 @@ func (s *Service) RemoveTOTP(ctx context.Context, p Principal, code string) erro
 			Updates(map[string]any{"totp_secret": nil, "totp_pending": nil}).Error; err != nil {
 			return err
 		}
-		return tx.Where("user_id = ?", row.ID).Delete(&recoveryCodeRow{}).Error
+		if err := tx.Where("user_id = ?", row.ID).Delete(&recoveryCodeRow{}).Error; err != nil {
+			return err
+		}
+		return s.publish(tx, noticeUser, row.ID)
 	})
+	s.accounts.flushUser(row.ID)
 	if err != nil {
 		return fmt.Errorf("remove totp: %w", err)
 	}
