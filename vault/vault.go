@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -22,6 +23,7 @@ import (
 
 	"github.com/crvault/crvault/access"
 	"github.com/crvault/crvault/audit"
+	"github.com/crvault/crvault/audit/sqldb"
 	"github.com/crvault/crvault/vault/blob"
 	"github.com/crvault/crvault/vault/calendar"
 	"github.com/crvault/crvault/vault/crypt"
@@ -210,25 +212,42 @@ func (s *Service) RecordDenied(ctx context.Context, a Actor, action, resource, c
 	return s.record(ctx, a, action, audit.Denied, "", resource, "", code)
 }
 
-// caseFacts loads a case row and the facts access needs.
+// caseFacts loads a case row and the facts access needs, in one query:
+// it runs on every case-scoped request.
 func (s *Service) caseFacts(ctx context.Context, id string) (caseRow, access.CaseFacts, []string, error) {
-	var row caseRow
+	var row caseWithProviders
 	if !validID(id) {
-		return row, access.CaseFacts{}, nil, gorm.ErrRecordNotFound
+		return row.Case, access.CaseFacts{}, nil, gorm.ErrRecordNotFound
 	}
-	if err := s.db.WithContext(ctx).Where("id = ?", id).Take(&row).Error; err != nil {
-		return row, access.CaseFacts{}, nil, err
+	agg := "group_concat(org_id, ',')"
+	if sqldb.Dialect(s.db) == sqldb.Postgres {
+		agg = "string_agg(org_id, ',')"
 	}
-	if row.ShreddedAt != nil {
+	if err := s.db.WithContext(ctx).Table("cases").
+		Select("cases.*, (SELECT "+agg+" FROM case_providers WHERE case_providers.case_id = cases.id) AS provider_ids").
+		Where("cases.id = ?", id).Take(&row).Error; err != nil {
+		return row.Case, access.CaseFacts{}, nil, err
+	}
+	if row.Case.ShreddedAt != nil {
 		// Another process shredded it: no cached key may outlive the row.
 		s.keys.Forget(id)
 	}
-	providers, err := s.providers(ctx, id)
-	if err != nil {
-		return row, access.CaseFacts{}, nil, err
+	providers := []string{}
+	if row.ProviderIDs != nil && *row.ProviderIDs != "" {
+		// Organisation ids never hold a comma.
+		providers = strings.Split(*row.ProviderIDs, ",")
+		slices.Sort(providers)
 	}
-	return row, access.CaseFacts{ID: row.ID, OperatorOrg: row.OperatorOrg, ProviderOrgs: providers, Status: row.Status,
-		OpenedByOffice: row.Origin == review.OriginProposal}, providers, nil
+	c := row.Case
+	return c, access.CaseFacts{ID: c.ID, OperatorOrg: c.OperatorOrg, ProviderOrgs: providers, Status: c.Status,
+		OpenedByOffice: c.Origin == review.OriginProposal}, providers, nil
+}
+
+// caseWithProviders is a case row with its providers' organisation ids,
+// comma-separated, in no particular order.
+type caseWithProviders struct {
+	Case        caseRow `gorm:"embedded"`
+	ProviderIDs *string
 }
 
 func (s *Service) providers(ctx context.Context, caseID string) ([]string, error) {
