@@ -41,7 +41,7 @@ func BenchmarkOpenContent(b *testing.B) {
 	}
 }
 
-func benchMaterial(b *testing.B, f *wfFixture, size int) string {
+func benchMaterial(b testing.TB, f *wfFixture, size int) string {
 	b.Helper()
 	c, err := f.svc.CreateCase(f.ctx, f.op, NewCase{Title: "Routers", Product: "AR-9000"})
 	if err != nil {

@@ -178,6 +178,14 @@ func (s *server) start() {
 	s.cmd = exec.Command(vaultdBin, "serve")
 	s.cmd.Env = s.env
 	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
+	if s.logFile != "" {
+		f, err := os.OpenFile(s.logFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+		if err != nil {
+			s.t.Fatalf("open vaultd log: %v", err)
+		}
+		defer f.Close()
+		s.cmd.Stdout, s.cmd.Stderr = f, f
+	}
 	if err := s.cmd.Start(); err != nil {
 		s.t.Fatalf("start vaultd: %v", err)
 	}

@@ -102,8 +102,9 @@ func drive(b *testing.B, d time.Duration, fn func(ctx context.Context) (int64, e
 //   - small_read_vs_me: 4 KiB reads/s over /me requests/s (target >= 0.6);
 //   - mib_read_vs_raw: 1 MiB read throughput over raw GetObject (>= 0.8).
 //
-// It runs on PostgreSQL and on SQLite (the embedded default), both durable,
-// both with versitygw. Run with
+// It runs on vaultd's embedded defaults (SQLite and the local blob store,
+// where the issue's table was measured), on PostgreSQL with versitygw and on
+// SQLite with versitygw, all durable. Run with
 // scripts/bench.sh -bench Load -benchtime 1x -count 3 ./cmd/vaultd/.
 // CRVAULT_LOAD_SECONDS sets each row's duration; CRVAULT_LOAD_PROFILE=dir
 // records a perf profile of vaultd per row (perf record -g) into dir.
@@ -113,14 +114,21 @@ func BenchmarkLoad(b *testing.B) {
 	sqliteS3 := backend{"sqlite+s3", func(t testing.TB) []string {
 		return slices.DeleteFunc(backends[1].env(t), func(e string) bool { return strings.HasPrefix(e, "VAULT_DATABASE_URL=") })
 	}}
-	for _, be := range []backend{backends[1], sqliteS3} {
+	// sqlite+local is vaultd on its embedded defaults, where issue 10's
+	// targets are stated; it has no S3 server, hence no raw_get_1MiB row.
+	for _, be := range []backend{backends[0], backends[1], sqliteS3} {
 		b.Run(be.name, func(b *testing.B) { benchLoad(b, be) })
 	}
 }
 
 func benchLoad(b *testing.B, be backend) {
-	s := newServer(b, be, "VAULT_LOG_LEVEL=info", "VAULT_ANONYMOUS_RATE=100000000")
+	// 64 clients from one address: lift the per-client caps meant for
+	// abuse.
+	s := newServer(b, be, "VAULT_LOG_LEVEL=info", "VAULT_ANONYMOUS_RATE=100000000", "VAULT_HTTP_MAX_CONNS_PER_CLIENT=0")
 	w := bootstrap(b, s)
+	// Its log goes to a file, as in production; a pipe drained by this
+	// busy process would make the server wait on its own log lines.
+	s.logFile = filepath.Join(b.TempDir(), "vaultd.log")
 	s.start()
 	w.loginAll(b)
 	caseID, _ := w.newCase(b, "load")
@@ -132,7 +140,19 @@ func benchLoad(b *testing.B, be backend) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	mc, bucket, key := rawObjectOfSize(b, s, crypt.PayloadSize(1<<20))
+	onS3 := slices.ContainsFunc(s.env, func(e string) bool { return strings.HasPrefix(e, "VAULT_S3_ENDPOINT=") })
+	var raw func(context.Context) (int64, error)
+	if onS3 {
+		mc, bucket, key := rawObjectOfSize(b, s, crypt.PayloadSize(1<<20))
+		raw = func(ctx context.Context) (int64, error) {
+			obj, err := mc.GetObject(ctx, bucket, key, minio.GetObjectOptions{})
+			if err != nil {
+				return 0, err
+			}
+			defer obj.Close()
+			return io.Copy(io.Discard, obj)
+		}
+	}
 
 	tr := &http.Transport{MaxIdleConns: 2 * loadClients, MaxIdleConnsPerHost: 2 * loadClients, IdleConnTimeout: time.Minute}
 	defer tr.CloseIdleConnections()
@@ -158,14 +178,6 @@ func benchLoad(b *testing.B, be backend) {
 			return n, err
 		}
 	}
-	raw := func(ctx context.Context) (int64, error) {
-		obj, err := mc.GetObject(ctx, bucket, key, minio.GetObjectOptions{})
-		if err != nil {
-			return 0, err
-		}
-		defer obj.Close()
-		return io.Copy(io.Discard, obj)
-	}
 	rows := []struct {
 		name string
 		fn   func(context.Context) (int64, error)
@@ -175,7 +187,12 @@ func benchLoad(b *testing.B, be backend) {
 		{"metadata", get("/api/v1/materials/"+small, true, -1)},
 		{"read_4KiB", get("/api/v1/materials/"+small+"/content", true, 4<<10)},
 		{"read_1MiB", get("/api/v1/materials/"+big+"/content", true, 1<<20)},
-		{"raw_get_1MiB", raw},
+	}
+	if onS3 {
+		rows = append(rows, struct {
+			name string
+			fn   func(context.Context) (int64, error)
+		}{"raw_get_1MiB", raw})
 	}
 	d := loadDuration()
 	profDir := os.Getenv("CRVAULT_LOAD_PROFILE")
@@ -204,7 +221,9 @@ func benchLoad(b *testing.B, be backend) {
 			r.commits/r.dur.Seconds(), r.events/max(1, r.commits))
 	}
 	b.ReportMetric(results["read_4KiB"].rps()/results["me"].rps(), "small_read_vs_me")
-	b.ReportMetric(results["read_1MiB"].mbps()/results["raw_get_1MiB"].mbps(), "mib_read_vs_raw")
+	if onS3 {
+		b.ReportMetric(results["read_1MiB"].mbps()/results["raw_get_1MiB"].mbps(), "mib_read_vs_raw")
+	}
 }
 
 // rawObjectOfSize finds the one object of that size in the server's bucket:
