@@ -138,21 +138,25 @@ func (s *Service) DeadlinesPage(ctx context.Context, a Actor, within, limit int,
 		afterCase = keys[1]
 	}
 	limit = pageLimit(limit)
-	ds, err := s.Deadlines(ctx, a, within)
+	ds, err := s.deadlines(ctx, a, within)
 	if err != nil {
 		return Page[Deadline]{}, err
 	}
 	page := Page[Deadline]{Items: []Deadline{}}
+	var items []dueCase
 	for _, d := range ds {
 		if afterCase != "" && (d.DueOn.Before(afterDue) || d.DueOn == afterDue && d.CaseID <= afterCase) {
 			continue
 		}
-		if len(page.Items) == limit {
-			last := page.Items[limit-1]
+		if len(items) == limit {
+			last := items[limit-1]
 			page.NextCursor = encodeCursor("deadlines", last.DueOn.String(), last.CaseID)
 			break
 		}
-		page.Items = append(page.Items, d)
+		items = append(items, d)
+	}
+	if page.Items, err = s.titleDeadlines(ctx, items); err != nil {
+		return Page[Deadline]{}, err
 	}
 	return page, nil
 }

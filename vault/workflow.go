@@ -565,6 +565,22 @@ const MaxWithin = calendar.MaxDays
 // Deadlines lists open, running cases due within the next within working
 // days (the due day counted) or overdue, soonest first. Office admins only.
 func (s *Service) Deadlines(ctx context.Context, a Actor, within int) ([]Deadline, error) {
+	ds, err := s.deadlines(ctx, a, within)
+	if err != nil {
+		return nil, err
+	}
+	return s.titleDeadlines(ctx, ds)
+}
+
+// dueCase is a Deadline before its title is decrypted.
+type dueCase struct {
+	Deadline
+	row caseRow
+}
+
+// deadlines is Deadlines without the titles: opening every due case's key
+// to decrypt a title is what a page of them need not pay for the rest.
+func (s *Service) deadlines(ctx context.Context, a Actor, within int) ([]dueCase, error) {
 	if !s.access.Can(a.P, "deadline", "list") {
 		if err := s.record(ctx, a, "deadline.list", audit.Denied, "", "deadlines", "", "forbidden"); err != nil {
 			return nil, err
@@ -581,30 +597,42 @@ func (s *Service) Deadlines(ctx context.Context, a Actor, within int) ([]Deadlin
 	if err != nil {
 		return nil, err
 	}
-	out := []Deadline{}
+	out := []dueCase{}
 	for _, oc := range clocks {
 		f, err := review.FlagWithin(oc.clock, cal, today, within)
 		if err != nil || f == review.FlagNone {
 			continue
 		}
 		std, _ := review.Flag(oc.clock, cal, today)
-		c, err := s.openCase(ctx, oc.row, nil)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, Deadline{CaseID: oc.row.ID, Title: c.Title, Status: oc.row.Status, Phase: oc.clock.Phase,
-			DueOn: oc.clock.DueOn, DueOnProvisional: oc.clock.DueOnProvisional, Overdue: oc.clock.Overdue, Flag: std})
+		out = append(out, dueCase{Deadline: Deadline{CaseID: oc.row.ID, Status: oc.row.Status, Phase: oc.clock.Phase,
+			DueOn: oc.clock.DueOn, DueOnProvisional: oc.clock.DueOnProvisional, Overdue: oc.clock.Overdue, Flag: std},
+			row: oc.row})
 	}
 	sortDeadlines(out)
 	return out, nil
 }
 
-func sortDeadlines(ds []Deadline) {
-	for i := 1; i < len(ds); i++ {
-		for j := i; j > 0 && (ds[j].DueOn.Before(ds[j-1].DueOn) || ds[j].DueOn == ds[j-1].DueOn && ds[j].CaseID < ds[j-1].CaseID); j-- {
-			ds[j], ds[j-1] = ds[j-1], ds[j]
+// titleDeadlines fills in the titles, opening each case's key.
+func (s *Service) titleDeadlines(ctx context.Context, ds []dueCase) ([]Deadline, error) {
+	out := make([]Deadline, len(ds))
+	for i, d := range ds {
+		c, err := s.openCase(ctx, d.row, nil)
+		if err != nil {
+			return nil, err
 		}
+		out[i] = d.Deadline
+		out[i].Title = c.Title
 	}
+	return out, nil
+}
+
+func sortDeadlines(ds []dueCase) {
+	slices.SortFunc(ds, func(a, b dueCase) int {
+		if c := a.DueOn.Compare(b.DueOn); c != 0 {
+			return c
+		}
+		return strings.Compare(a.CaseID, b.CaseID)
+	})
 }
 
 type openClock struct {
