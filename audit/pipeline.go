@@ -18,6 +18,10 @@ import (
 // statement well under PostgreSQL's 65,535 bound parameters.
 const pipelineMax = 1024
 
+// errWriterConnClosed: the held connection was closed before the batch was
+// sent.
+var errWriterConnClosed = errors.New("writer connection closed")
+
 // writerConn is the writer's own PostgreSQL connection, held across
 // commits: under load the shared pool is busy with the requests that wait
 // for this very commit, and queueing behind them would stall every one.
@@ -71,7 +75,7 @@ func (l *Log) commitPipelined(ctx context.Context, events []Event) (out []Event,
 	})
 	if err != nil {
 		l.head.known = false
-		if pgconn.SafeToRetry(err) {
+		if pgconn.SafeToRetry(err) || errors.Is(err, errWriterConnClosed) {
 			return nil, false, nil
 		}
 		return nil, true, fmt.Errorf("commit events %d..%d: %w", b.out[0].Seq, b.out[len(b.out)-1].Seq, err)
@@ -109,6 +113,11 @@ func (l *Log) onWriterConn(ctx context.Context, fn func(*pgx.Conn) error) error 
 		pc, ok := dc.(interface{ Conn() *pgx.Conn })
 		if !ok {
 			ferr = fmt.Errorf("writer connection: driver %T is not pgx", dc)
+			return driver.ErrBadConn
+		}
+		if pc.Conn().IsClosed() {
+			// Known dead before anything was sent: safe to retry.
+			ferr = errWriterConnClosed
 			return driver.ErrBadConn
 		}
 		if ferr = fn(pc.Conn()); ferr != nil {
