@@ -275,6 +275,10 @@ func Open(ctx context.Context, db *gorm.DB, opts Options) (*Log, error) {
 	l.wg.Add(2)
 	go l.writer()
 	go l.checkpointer()
+	if l.dialect == sqldb.SQLite {
+		l.wg.Add(1)
+		go l.walCheckpointer()
+	}
 	return l, nil
 }
 
@@ -493,9 +497,21 @@ func (l *Log) committed(b sealed) {
 func (l *Log) commitGeneral(ctx context.Context, events []Event) ([]Event, error) {
 	l.head.known = false
 	l.m.headReads.Inc()
-	tx, err := l.sqlDB.BeginTx(ctx, nil)
-	if err != nil {
-		return nil, fmt.Errorf("begin: %w", err)
+	var tx *sql.Tx
+	if l.dialect == sqldb.SQLite {
+		c, err := l.sqliteWriterConn(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if tx, err = c.BeginTx(ctx, nil); err != nil {
+			l.closeWriterConn()
+			return nil, fmt.Errorf("begin: %w", err)
+		}
+	} else {
+		var err error
+		if tx, err = l.sqlDB.BeginTx(ctx, nil); err != nil {
+			return nil, fmt.Errorf("begin: %w", err)
+		}
 	}
 	defer tx.Rollback()
 	if l.dialect == sqldb.Postgres {

@@ -95,3 +95,33 @@ func TestWriterConnectionLostWhileIdle(t *testing.T) {
 		t.Fatalf("verify: %+v %v", rep, err)
 	}
 }
+
+// TestSQLiteWriterLeavesWALCheckpointsToTheBackground: the writer's own
+// connection never copies the write-ahead log back inside a commit (that
+// stalled whole batches of audited requests); the log's background
+// checkpointer does, and the log stays whole.
+func TestSQLiteWriterLeavesWALCheckpointsToTheBackground(t *testing.T) {
+	f := newFixture(t, sqldb.SQLite)
+	ctx := context.Background()
+	f.appendN(t, 50)
+	if f.log.wconn == nil {
+		t.Fatal("no writer connection")
+	}
+	var n int
+	if err := f.log.wconn.c.QueryRowContext(ctx, "PRAGMA wal_autocheckpoint").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 0 {
+		t.Fatalf("writer connection checkpoints every %d pages, want never", n)
+	}
+	// Another connection keeps SQLite's default, which bounds the WAL
+	// should the background checkpointer stall.
+	sqlDB, _ := f.db.DB()
+	if err := sqlDB.QueryRowContext(ctx, "PRAGMA wal_autocheckpoint").Scan(&n); err != nil || n != 1000 {
+		t.Fatalf("pool connection: wal_autocheckpoint %d (%v), want 1000", n, err)
+	}
+	rep, err := f.log.Verify(ctx)
+	if err != nil || rep.TreeSize != 50 {
+		t.Fatalf("verify: %+v %v", rep, err)
+	}
+}
