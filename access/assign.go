@@ -89,8 +89,9 @@ func (s *Service) Assign(ctx context.Context, by Principal, caseID, userID, role
 		return Assignment{}, fmt.Errorf("assign on case %s: %w", caseID, err)
 	}
 
-	s.mu.Lock()
 	k := caseUser{caseID, userID}
+	s.touched(k)
+	s.mu.Lock()
 	s.grants[k] = append(s.grants[k], rowGrant(row, [2]bool{}))
 	s.mu.Unlock()
 	s.log.InfoContext(ctx, "assignment granted", "assignment", row.ID, "case", caseID, "user", userID, "role", role, "by", by.User.ID)
@@ -289,9 +290,10 @@ func (s *Service) revokeRows(tx *gorm.DB, rows []assignmentRow, by, reason strin
 // forget drops the assignment from memory (ids empty: all of the user's on
 // the case) and re-derives the user's Casbin grants on the case.
 func (s *Service) forget(caseID, userID string, ids ...string) error {
+	k := caseUser{caseID, userID}
+	s.touched(k)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	k := caseUser{caseID, userID}
 	kept := s.grants[k][:0:0]
 	for _, g := range s.grants[k] {
 		if len(ids) > 0 && !slices.Contains(ids, g.id) {
@@ -388,8 +390,9 @@ func (s *Service) Declare(ctx context.Context, p Principal, caseID string, confl
 		return Declaration{}, fmt.Errorf("declare on case %s: %w", caseID, err)
 	}
 
-	s.mu.Lock()
 	k := caseUser{caseID, p.User.ID}
+	s.touched(k)
+	s.mu.Lock()
 	for _, g := range s.grants[k] {
 		if slices.Contains(touched, g.id) {
 			if conflict {

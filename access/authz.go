@@ -107,13 +107,31 @@ func (s *Service) Decide(ctx context.Context, p Principal, c CaseFacts, a Action
 		s.decisions.WithLabelValues("not_found").Inc()
 		return notFound, nil
 	}
+	// Until the index is complete (a start loading in the background), the
+	// caller's grants on the case come from the tables: the truth, read
+	// fresh, so nothing revoked anywhere is granted. A read that fails
+	// fails the decision (closed).
+	var fromDB []*grant
+	fetched := false
+	if (p.Has(RoleReviewer) || p.Has(RoleMemberUnit)) && !s.isReady() {
+		gs, err := s.readGrants(ctx, c.ID, p.User.ID)
+		if err != nil {
+			s.decisions.WithLabelValues("error").Inc()
+			return Decision{}, fmt.Errorf("decide %s on case %s: %w", a, c.ID, err)
+		}
+		fromDB, fetched = gs, true
+	}
 	best := notFound
 	// One read lock over the whole decision: a Reload or grant change is
 	// seen entirely or not at all.
 	s.mu.RLock()
 	defer s.mu.RUnlock()
+	grants := fromDB
+	if !fetched {
+		grants = s.grants[caseUser{c.ID, p.User.ID}]
+	}
 	for _, r := range p.User.Roles {
-		d, err := s.decideAs(p, r, c, obj, act, a)
+		d, err := s.decideAs(p, r, c, obj, act, a, grants)
 		if err != nil {
 			return Decision{}, fmt.Errorf("decide %s on case %s: %w", a, c.ID, err)
 		}
@@ -129,8 +147,15 @@ func (s *Service) Decide(ctx context.Context, p Principal, c CaseFacts, a Action
 	return best, nil
 }
 
-// decideAs decides for one of the caller's roles.
-func (s *Service) decideAs(p Principal, r Role, c CaseFacts, obj, act string, a Action) (Decision, error) {
+func (s *Service) isReady() bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.ready
+}
+
+// decideAs decides for one of the caller's roles; grants are the caller's
+// on the case.
+func (s *Service) decideAs(p Principal, r Role, c CaseFacts, obj, act string, a Action, grants []*grant) (Decision, error) {
 	var related bool
 	switch r {
 	case RoleSysadmin:
@@ -144,7 +169,7 @@ func (s *Service) decideAs(p Principal, r Role, c CaseFacts, obj, act string, a 
 	case RoleOfficeAdmin:
 		related = c.Status != "draft" || (c.OpenedByOffice && a == ActCaseRead)
 	case RoleReviewer, RoleMemberUnit:
-		return s.decideAssignee(p, r, c, obj, act, a)
+		return s.decideAssignee(p, r, obj, act, a, grants)
 	default:
 		return notFound, nil
 	}
@@ -152,18 +177,18 @@ func (s *Service) decideAs(p Principal, r Role, c CaseFacts, obj, act string, a 
 		return notFound, nil
 	}
 	// A derived relation: the role itself is the subject (g(x, x, dom) holds).
-	ok, err := s.permits(string(r), string(r), c.ID, obj, act)
+	ok, err := s.permits(string(r), string(r), obj, act, nil)
 	if err != nil || !ok {
 		return Decision{Visible: true, Code: CodeForbidden}, err
 	}
 	return Decision{Allowed: true, Visible: true}, nil
 }
 
-func (s *Service) decideAssignee(p Principal, r Role, c CaseFacts, obj, act string, a Action) (Decision, error) {
+func (s *Service) decideAssignee(p Principal, r Role, obj, act string, a Action, grants []*grant) (Decision, error) {
 	now := s.now()
 	var g grant
 	found := false
-	for _, cand := range s.grants[caseUser{c.ID, p.User.ID}] {
+	for _, cand := range grants {
 		// Prefer an active grant over an expired one of the same role.
 		if cand.role == string(r) && (!found || g.status(now) != StatusActive) {
 			g, found = *cand, true
@@ -181,7 +206,7 @@ func (s *Service) decideAssignee(p Principal, r Role, c CaseFacts, obj, act stri
 		d.Code = CodeAssignmentExpired
 		return d, nil
 	}
-	ok, err := s.permits(p.User.ID, string(r), c.ID, obj, act)
+	ok, err := s.permits(p.User.ID, string(r), obj, act, grants)
 	switch {
 	case err != nil || !ok:
 		d.Code = CodeForbidden
@@ -199,12 +224,13 @@ func (s *Service) decideAssignee(p Principal, r Role, c CaseFacts, obj, act stri
 //	r.role == p.sub && r.obj == p.obj && r.act == p.act && g(r.sub, r.role, r.dom)
 //
 // by looking the two facts up directly: the p rule in Casbin, the g fact in
-// the grants (grouped), each one map lookup, where Enforce would evaluate
-// the matcher expression against every p rule (about 30 µs; Decide must
-// stay under 20 µs with a million grants). It is exact because domains
-// match by equality and roles have no hierarchy; TestPermitsMatchesEnforce
-// keeps it in step with Casbin's Enforce over the same grants as g rules.
-func (s *Service) permits(sub, role, dom, obj, act string) (bool, error) {
+// grants (the subject's on the case r.dom, see grouped), where Enforce would
+// evaluate the matcher expression against every p rule (about 30 µs;
+// Decide must stay under 20 µs with a million grants). It is exact because
+// domains match by equality and roles have no hierarchy;
+// TestPermitsMatchesEnforce keeps it in step with Casbin's Enforce over the
+// same grants as g rules.
+func (s *Service) permits(sub, role, obj, act string, grants []*grant) (bool, error) {
 	ok, err := s.enf.HasPolicy(role, obj, act)
 	if err != nil || !ok {
 		return false, err
@@ -212,16 +238,16 @@ func (s *Service) permits(sub, role, dom, obj, act string) (bool, error) {
 	if sub == role {
 		return true, nil
 	}
-	return s.grouped(sub, role, dom), nil
+	return grouped(grants, role), nil
 }
 
-// grouped answers the model's g(user, role, case): the user holds an
-// unsuspended grant in that role on the case. The grants map is the index
-// of the assignment tables; Casbin holds the role policy only, so a start
-// loads a million assignments into one map instead of a million Casbin
-// role links (issue 10). Caller holds s.mu.
-func (s *Service) grouped(user, role, caseID string) bool {
-	for _, g := range s.grants[caseUser{caseID, user}] {
+// grouped answers the model's g(user, role, case) from the user's grants
+// on the case: one of them, unsuspended, is in that role. The grants are
+// the index of the assignment tables (or, while it loads, read from them);
+// Casbin holds the role policy only, so a start loads a million assignments
+// into one map instead of a million Casbin role links (issue 10).
+func grouped(grants []*grant, role string) bool {
+	for _, g := range grants {
 		if g.role == role && !g.suspended {
 			return true
 		}

@@ -246,7 +246,7 @@ func TestPermitsMatchesEnforce(t *testing.T) {
 					if err != nil {
 						t.Fatal(err)
 					}
-					if got, _ := s.permits(sub, string(r), dom, obj, act); got != want {
+					if got, _ := s.permits(sub, string(r), obj, act, s.grants[caseUser{dom, sub}]); got != want {
 						t.Fatalf("permits(%s, %s, %s, %s) = %v, Enforce = %v", sub, r, dom, a, got, want)
 					}
 				}

@@ -6,7 +6,9 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"sync"
 	"syscall"
@@ -45,7 +47,7 @@ func benchService(tb testing.TB, n int) (*Service, time.Duration) {
 	runtime.GC()
 	start := time.Now()
 	_ = rules
-	if err := s.buildEnforcer(grants); err != nil {
+	if err := s.buildEnforcer(grants, true); err != nil {
 		tb.Fatal(err)
 	}
 	return s, time.Since(start)
@@ -185,12 +187,21 @@ func BenchmarkNewFromDB(b *testing.B) {
 				opts := Options{Hasher: cheapArgon2id, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 				var s *Service
 				var cpu time.Duration
+				stop := startProfile(b, fmt.Sprintf("newfromdb-%s-%d", sqldbtest.Name(d), size))
+				var m0, m1 runtime.MemStats
+				runtime.ReadMemStats(&m0)
 				for b.Loop() {
 					c0 := cpuTime()
 					if s, err = New(ctx, db, opts); err != nil {
 						b.Fatal(err)
 					}
 					cpu += cpuTime() - c0
+				}
+				runtime.ReadMemStats(&m1)
+				stop()
+				b.ReportMetric(float64(m1.NumGC-m0.NumGC)/float64(b.N), "gc/op")
+				if size > 0 {
+					b.ReportMetric(float64(m1.Mallocs-m0.Mallocs)/float64(b.N)/float64(size), "allocs/row")
 				}
 				// The machine is shared: CPU time says what a start costs
 				// when the wall clock is inflated by other work.
@@ -210,6 +221,36 @@ func BenchmarkNewFromDB(b *testing.B) {
 				}
 			})
 		}
+	}
+}
+
+// startProfile writes a CPU profile and the allocations (as two heap
+// profiles, before and after, to compare with pprof -base) of what runs
+// until the returned function is called, to CRVAULT_BENCH_PROFILE/name-*,
+// when that variable names a directory: go test's own -cpuprofile would
+// mostly show the generation of the rows.
+func startProfile(tb testing.TB, name string) (stop func()) {
+	dir := os.Getenv("CRVAULT_BENCH_PROFILE")
+	if dir == "" {
+		return func() {}
+	}
+	write := func(suffix string, fn func(*os.File) error) {
+		f, err := os.Create(filepath.Join(dir, name+suffix))
+		if err != nil {
+			tb.Fatal(err)
+		}
+		if err := fn(f); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	runtime.GC()
+	write("-allocs0.pprof", func(f *os.File) error { defer f.Close(); return pprof.Lookup("allocs").WriteTo(f, 0) })
+	var cpu *os.File
+	write("-cpu.pprof", func(f *os.File) error { cpu = f; return pprof.StartCPUProfile(f) })
+	return func() {
+		pprof.StopCPUProfile()
+		cpu.Close()
+		write("-allocs1.pprof", func(f *os.File) error { defer f.Close(); return pprof.Lookup("allocs").WriteTo(f, 0) })
 	}
 }
 

@@ -2,6 +2,8 @@ package access
 
 import (
 	"context"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 )
@@ -59,4 +61,135 @@ func TestReloadRebuildsEveryGrant(t *testing.T) {
 			t.Fatalf("a revoked grant came back on reload: %+v", d)
 		}
 	})
+}
+
+// loadingService starts a Service over w's database that loads its grants
+// in the background and stops once it has read the tables, before it
+// catches up on changes made meanwhile; release lets it finish.
+func loadingService(t *testing.T, w *world) (s *Service, release func()) {
+	t.Helper()
+	snapshot, gate := make(chan struct{}), make(chan struct{})
+	opts := w.opts
+	opts.LoadInBackground = true
+	opts.afterLoad = func() { close(snapshot); <-gate }
+	s, err := New(context.Background(), w.db, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	release = func() { once.Do(func() { close(gate) }) }
+	t.Cleanup(func() {
+		release()
+		if err := s.Close(context.Background()); err != nil {
+			t.Error(err)
+		}
+	})
+	select {
+	case <-snapshot:
+	case <-time.After(time.Minute):
+		t.Fatal("the background load never read the tables")
+	}
+	if s.isReady() {
+		t.Fatal("the index is ready before the load was let finish: the test would prove nothing")
+	}
+	return s, release
+}
+
+// TestBackgroundLoadDecidesAsLoaded: while a start still loads the grants,
+// every decision of the matrix is the one a fully loaded service gives (the
+// caller's grants are read from the tables), and so is it once loaded.
+func TestBackgroundLoadDecidesAsLoaded(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, dialect string) {
+		w := newWorld(t, dialect)
+		s, release := loadingService(t, w)
+		checkMatrix(t, w, s)
+		if d := decide(t, s, w.p["rev"], w.submitted, ActMaterialRead); d.Purpose != "Art. 16 review of rev" || d.AssignmentID == "" {
+			t.Errorf("decision while loading = %+v, want the assignment's purpose and id", d)
+		}
+		release()
+		<-s.Loaded()
+		if !s.isReady() {
+			t.Fatal("Loaded closed before the index was ready")
+		}
+		checkMatrix(t, w, s)
+	})
+}
+
+// TestChangesDuringBackgroundLoadSurvive: changes made after the load read
+// its snapshot, on another instance (revocation, announced by a notice) or
+// on the loading one itself (grant, declaration, recusal), hold both while
+// it loads and after the index it loaded is installed: a revoked grant
+// never comes back from the stale snapshot.
+func TestChangesDuringBackgroundLoadSurvive(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, dialect string) {
+		ctx := context.Background()
+		w := newWorld(t, dialect)
+		s, release := loadingService(t, w)
+		admin, rev, mu, bob := w.p["admin"], w.p["rev"], w.p["muDecl"], w.p["revNone"]
+		c := w.submitted
+		if d := decide(t, s, rev, c, ActMaterialRead); !d.Allowed {
+			t.Fatalf("rev before the revocation: %+v", d)
+		}
+
+		// Another instance (w.svc) revokes rev's assignment.
+		as, err := w.svc.Assignments(ctx, c.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		i := slices.IndexFunc(as, func(a Assignment) bool { return a.UserID == rev.User.ID && a.Status == StatusActive })
+		if err := w.svc.Revoke(ctx, admin, c.ID, as[i].ID); err != nil {
+			t.Fatal(err)
+		}
+		if d := decide(t, s, rev, c, ActCaseRead); d.Visible {
+			t.Fatalf("revoked on another instance, still visible while loading: %+v", d)
+		}
+		// Its notice arrives (Listen), while the index is still loading.
+		if err := s.HandleNotice(ctx, noticeGrant+":"+c.ID+" "+rev.User.ID); err != nil {
+			t.Fatal(err)
+		}
+
+		// Changes on the loading instance itself.
+		a, err := s.Assign(ctx, admin, c.ID, bob.User.ID, "reviewer", "late review", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Declare(ctx, bob, c.ID, false, "No conflict."); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Recuse(ctx, c.ID, mu.User.ID, "complaint upheld"); err != nil {
+			t.Fatal(err)
+		}
+		check := func(when string) {
+			t.Helper()
+			if d := decide(t, s, rev, c, ActCaseRead); d.Visible {
+				t.Errorf("%s: the revoked grant is visible: %+v", when, d)
+			}
+			if d := decide(t, s, bob, c, ActMaterialRead); !d.Allowed || d.AssignmentID != a.ID {
+				t.Errorf("%s: the grant made while loading: %+v", when, d)
+			}
+			if d := decide(t, s, mu, c, ActCaseRead); d.Visible {
+				t.Errorf("%s: the recused member unit: %+v", when, d)
+			}
+		}
+		check("while loading")
+		release()
+		<-s.Loaded()
+		check("once loaded")
+	})
+}
+
+// TestBackgroundLoadFailsClosed: while the index loads, a decision that
+// cannot read the tables is an error, never a grant.
+func TestBackgroundLoadFailsClosed(t *testing.T) {
+	w := newWorld(t, "sqlite")
+	s, _ := loadingService(t, w)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if d, err := s.Decide(ctx, w.p["rev"], w.submitted, ActMaterialRead); err == nil || d.Allowed {
+		t.Fatalf("a decision without the database: %+v, %v", d, err)
+	}
+	// Relations that need no assignment do not read the tables.
+	if d, err := s.Decide(ctx, w.p["operA"], w.submitted, ActMaterialRead); err != nil || !d.Allowed {
+		t.Fatalf("operator while loading: %+v, %v", d, err)
+	}
 }

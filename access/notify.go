@@ -2,6 +2,7 @@ package access
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"strings"
 	"time"
@@ -106,45 +107,55 @@ func (s *Service) HandleNotice(ctx context.Context, payload string) error {
 func (s *Service) refreshGrants(ctx context.Context, caseID, userID string) error {
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
-	db := s.db.WithContext(ctx)
-	var rows []assignmentRow
-	if err := db.Where("case_id = ? AND user_id = ?", caseID, userID).
-		Where("id NOT IN (?)", db.Model(&revocationRow{}).Select("assignment_id")).Find(&rows).Error; err != nil {
+	gs, err := s.readGrants(ctx, caseID, userID)
+	if err != nil {
 		return fmt.Errorf("refresh grants: %w", err)
 	}
-	var gs []*grant
-	if len(rows) > 0 {
-		ids := make([]string, len(rows))
-		for i, r := range rows {
-			ids[i] = r.ID
-		}
-		var decls []declarationRow
-		if err := db.Select("assignment_id, conflict").Where("assignment_id IN ?", ids).Find(&decls).Error; err != nil {
-			return fmt.Errorf("refresh grants: %w", err)
-		}
-		flags := map[string][2]bool{}
-		for _, d := range decls {
-			f := flags[d.AssignmentID]
-			if d.Conflict {
-				f[1] = true
-			} else {
-				f[0] = true
-			}
-			flags[d.AssignmentID] = f
-		}
-		for _, r := range rows {
-			gs = append(gs, rowGrant(r, flags[r.ID]))
-		}
-	}
+	k := caseUser{caseID, userID}
+	s.touched(k)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	k := caseUser{caseID, userID}
 	if len(gs) == 0 {
 		delete(s.grants, k)
 	} else {
 		s.grants[k] = gs
 	}
 	return nil
+}
+
+// readGrants reads one user's unrevoked assignments on one case with their
+// declarations from the tables, in one indexed query
+// (idx_access_assign_case_user): what the in-memory index holds for the
+// pair, or what Decide reads while the index is still loading.
+func (s *Service) readGrants(ctx context.Context, caseID, userID string) ([]*grant, error) {
+	rows, err := s.db.WithContext(ctx).Raw(`SELECT a.id, a.case_id, a.user_id, a.role, a.purpose, a.expires_at,
+		EXISTS (SELECT 1 FROM access_declarations d WHERE d.assignment_id = a.id AND d.conflict = ?),
+		EXISTS (SELECT 1 FROM access_declarations d WHERE d.assignment_id = a.id AND d.conflict = ?)
+		FROM access_assignments a
+		WHERE a.case_id = ? AND a.user_id = ?
+		AND NOT EXISTS (SELECT 1 FROM access_assignment_revocations r WHERE r.assignment_id = a.id)
+		ORDER BY a.id`, false, true, caseID, userID).Rows()
+	if err != nil {
+		return nil, fmt.Errorf("read grants of user %s on case %s: %w", userID, caseID, err)
+	}
+	defer rows.Close()
+	var gs []*grant
+	for rows.Next() {
+		var r assignmentRow
+		var expires sql.NullTime
+		var f [2]bool
+		if err := rows.Scan(&r.ID, &r.CaseID, &r.UserID, &r.Role, &r.Purpose, &expires, &f[0], &f[1]); err != nil {
+			return nil, fmt.Errorf("read grants of user %s on case %s: %w", userID, caseID, err)
+		}
+		if expires.Valid {
+			r.ExpiresAt = &expires.Time
+		}
+		gs = append(gs, rowGrant(r, f))
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read grants of user %s on case %s: %w", userID, caseID, err)
+	}
+	return gs, nil
 }
 
 // catchUp refreshes every (case, user) pair whose grants changed since t:

@@ -55,6 +55,15 @@ type Options struct {
 	// CaseSealer encrypts declarations' statements with their case's key
 	// (default: stored as given; cmd/vaultd always sets it).
 	CaseSealer CaseSealer
+	// LoadInBackground makes New return before every assignment is read
+	// into memory: until the index is complete (Loaded), Decide reads the
+	// caller's grants on the case from the database, so a start answers at
+	// once whatever the number of assignments. Close stops the load.
+	LoadInBackground bool
+
+	// afterLoad, for tests, runs when a background load has read the tables
+	// and before it catches up on changes made meanwhile and installs them.
+	afterLoad func()
 }
 
 // Service is safe for concurrent use.
@@ -82,12 +91,26 @@ type Service struct {
 	mu     sync.RWMutex
 	enf    *casbin.SyncedEnforcer
 	grants map[caseUser][]*grant
+	// ready (guarded by mu) says grants hold every unrevoked assignment;
+	// until then Decide reads from the database (readGrants).
+	ready bool
 	// writeMu serialises assignment changes so that check-then-insert is
 	// atomic within this process.
 	writeMu sync.Mutex
+	// dirty (guarded by writeMu), while a background load runs, names the
+	// (case, user) pairs changed since it began, here or on another
+	// instance: the load's snapshot may predate them, so they are re-read
+	// before it is installed. nil when no load runs.
+	dirty map[caseUser]struct{}
 
-	logins    *prometheus.CounterVec
-	decisions *prometheus.CounterVec
+	afterLoad func()
+	loaded    chan struct{} // closed once grants are ready
+	stopLoad  context.CancelFunc
+	loadDone  chan struct{} // closed when the background load ends
+
+	logins      *prometheus.CounterVec
+	decisions   *prometheus.CounterVec
+	indexLoaded prometheus.Gauge
 }
 
 type caseUser struct{ caseID, userID string }
@@ -116,7 +139,7 @@ func (g *grant) status(now time.Time) string {
 func New(ctx context.Context, db *gorm.DB, opts Options) (*Service, error) {
 	s := &Service{db: db, now: opts.Now, log: opts.Logger, idle: opts.IdleTimeout, abs: opts.AbsoluteTimeout, hasher: opts.Hasher,
 		seal: opts.Sealer, totpRoles: opts.TOTPRequiredRoles, resync: opts.ResyncInterval, rate: opts.LoginRate.withDefaults(),
-		subs: map[string][]func(context.Context, string){}}
+		subs: map[string][]func(context.Context, string){}, afterLoad: opts.afterLoad, loaded: make(chan struct{})}
 	ttl := opts.AccountCacheTTL
 	if ttl == 0 {
 		ttl = accountCacheTTL
@@ -161,18 +184,129 @@ func New(ctx context.Context, db *gorm.DB, opts Options) (*Service, error) {
 	s.decisions = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "crvault_access_decisions_total", Help: "Case authorisation decisions by outcome.",
 	}, []string{"outcome"})
+	s.indexLoaded = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "crvault_access_grants_loaded",
+		Help: "1 once every assignment is indexed in memory; 0 while a start still loads them (decisions then read the database).",
+	})
 	if opts.Registerer != nil {
-		for _, c := range []prometheus.Collector{s.logins, s.decisions} {
+		for _, c := range []prometheus.Collector{s.logins, s.decisions, s.indexLoaded} {
 			if err := opts.Registerer.Register(c); err != nil {
 				return nil, fmt.Errorf("access: register metrics: %w", err)
 			}
 		}
 	}
 
-	if err := s.Reload(ctx); err != nil {
+	if !opts.LoadInBackground {
+		if err := s.Reload(ctx); err != nil {
+			return nil, err
+		}
+		return s, nil
+	}
+	if err := s.buildEnforcer(map[caseUser][]*grant{}, false); err != nil {
 		return nil, err
 	}
+	lctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	s.stopLoad, s.loadDone = cancel, make(chan struct{})
+	go s.loadInBackground(lctx)
 	return s, nil
+}
+
+// Loaded is closed once every assignment is indexed in memory (at once
+// unless Options.LoadInBackground).
+func (s *Service) Loaded() <-chan struct{} { return s.loaded }
+
+// Close stops a background load still running and waits for it.
+func (s *Service) Close(ctx context.Context) error {
+	if s.stopLoad == nil {
+		return nil
+	}
+	s.stopLoad()
+	select {
+	case <-s.loadDone:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("access: stop loading grants: %w", ctx.Err())
+	}
+}
+
+// loadInBackground loads the grants until it succeeds or ctx ends, retrying
+// a failed load; decisions read the database meanwhile.
+func (s *Service) loadInBackground(ctx context.Context) {
+	defer close(s.loadDone)
+	backoff := time.Second
+	for {
+		start := time.Now()
+		n, err := s.loadConcurrently(ctx)
+		if err == nil {
+			s.log.InfoContext(ctx, "access: assignments indexed", "grants", n, "took", time.Since(start).Round(time.Millisecond))
+			return
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		s.log.ErrorContext(ctx, "access: loading assignments failed; decisions read the database until a retry succeeds",
+			"err", err, "retry_in", backoff)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 30*time.Second)
+	}
+}
+
+// loadConcurrently reads every grant without holding writeMu, so that
+// assignment changes go on meanwhile, then re-reads the pairs they touched
+// (dirty) and installs the result: whatever the load's snapshot missed is
+// caught up before a decision reads the index.
+func (s *Service) loadConcurrently(ctx context.Context) (int, error) {
+	s.writeMu.Lock()
+	s.dirty = map[caseUser]struct{}{}
+	s.writeMu.Unlock()
+	grants, err := s.loadGrants(ctx)
+	if err != nil {
+		return 0, err
+	}
+	if s.afterLoad != nil {
+		s.afterLoad()
+	}
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	for k := range s.dirty {
+		gs, err := s.readGrants(ctx, k.caseID, k.userID)
+		if err != nil {
+			return 0, err
+		}
+		if len(gs) == 0 {
+			delete(grants, k)
+		} else {
+			grants[k] = gs
+		}
+	}
+	s.dirty = nil
+	s.install(grants)
+	return len(grants), nil
+}
+
+// install makes grants the complete index. Caller holds writeMu.
+func (s *Service) install(grants map[caseUser][]*grant) {
+	s.mu.Lock()
+	s.grants, s.ready = grants, true
+	s.mu.Unlock()
+	s.indexLoaded.Set(1)
+	select {
+	case <-s.loaded:
+	default:
+		close(s.loaded)
+	}
+}
+
+// touched records, while a background load runs, that the grants of k
+// changed. Caller holds writeMu.
+func (s *Service) touched(k caseUser) {
+	if s.dirty != nil {
+		s.dirty[k] = struct{}{}
+	}
 }
 
 // Reload rebuilds the in-memory grants and the enforcer from the tables.
@@ -185,13 +319,20 @@ func (s *Service) Reload(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return s.buildEnforcer(grants)
+	if err := s.buildEnforcer(grants, true); err != nil {
+		return err
+	}
+	// A background load still running catches up on what changes after
+	// this point only; what it missed before is in grants already, and it
+	// re-reads whatever it noted as changed.
+	s.install(grants)
+	return nil
 }
 
 // buildEnforcer loads the model and the role policy through an in-memory
 // adapter. The model's grouping g(user, role, case) is answered from grants
 // (grouped), not from Casbin role links.
-func (s *Service) buildEnforcer(grants map[caseUser][]*grant) error {
+func (s *Service) buildEnforcer(grants map[caseUser][]*grant, ready bool) error {
 	m, err := loadModel()
 	if err != nil {
 		return err
@@ -207,7 +348,7 @@ func (s *Service) buildEnforcer(grants map[caseUser][]*grant) error {
 	// The tables are the truth; Casbin is an in-memory index of them.
 	enf.EnableAutoSave(false)
 	s.mu.Lock()
-	s.enf, s.grants = enf, grants
+	s.enf, s.grants, s.ready = enf, grants, ready
 	s.mu.Unlock()
 	return nil
 }
