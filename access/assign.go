@@ -393,12 +393,13 @@ func (s *Service) Declare(ctx context.Context, p Principal, caseID string, confl
 	k := caseUser{caseID, p.User.ID}
 	s.touched(k)
 	s.mu.Lock()
-	for _, g := range s.grants[k] {
-		if slices.Contains(touched, g.id) {
+	gs := s.grants[k]
+	for i := range gs {
+		if slices.Contains(touched, gs[i].id) {
 			if conflict {
-				g.suspended = true
+				gs[i].suspended = true
 			} else {
-				g.declared = true
+				gs[i].declared = true
 			}
 		}
 	}

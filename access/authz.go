@@ -111,7 +111,7 @@ func (s *Service) Decide(ctx context.Context, p Principal, c CaseFacts, a Action
 	// caller's grants on the case come from the tables: the truth, read
 	// fresh, so nothing revoked anywhere is granted. A read that fails
 	// fails the decision (closed).
-	var fromDB []*grant
+	var fromDB []grant
 	fetched := false
 	if (p.Has(RoleReviewer) || p.Has(RoleMemberUnit)) && !s.isReady() {
 		gs, err := s.readGrants(ctx, c.ID, p.User.ID)
@@ -155,7 +155,7 @@ func (s *Service) isReady() bool {
 
 // decideAs decides for one of the caller's roles; grants are the caller's
 // on the case.
-func (s *Service) decideAs(p Principal, r Role, c CaseFacts, obj, act string, a Action, grants []*grant) (Decision, error) {
+func (s *Service) decideAs(p Principal, r Role, c CaseFacts, obj, act string, a Action, grants []grant) (Decision, error) {
 	var related bool
 	switch r {
 	case RoleSysadmin:
@@ -184,14 +184,14 @@ func (s *Service) decideAs(p Principal, r Role, c CaseFacts, obj, act string, a 
 	return Decision{Allowed: true, Visible: true}, nil
 }
 
-func (s *Service) decideAssignee(p Principal, r Role, obj, act string, a Action, grants []*grant) (Decision, error) {
+func (s *Service) decideAssignee(p Principal, r Role, obj, act string, a Action, grants []grant) (Decision, error) {
 	now := s.now()
 	var g grant
 	found := false
 	for _, cand := range grants {
 		// Prefer an active grant over an expired one of the same role.
 		if cand.role == string(r) && (!found || g.status(now) != StatusActive) {
-			g, found = *cand, true
+			g, found = cand, true
 		}
 	}
 	if !found {
@@ -230,7 +230,7 @@ func (s *Service) decideAssignee(p Principal, r Role, obj, act string, a Action,
 // domains match by equality and roles have no hierarchy;
 // TestPermitsMatchesEnforce keeps it in step with Casbin's Enforce over the
 // same grants as g rules.
-func (s *Service) permits(sub, role, obj, act string, grants []*grant) (bool, error) {
+func (s *Service) permits(sub, role, obj, act string, grants []grant) (bool, error) {
 	ok, err := s.enf.HasPolicy(role, obj, act)
 	if err != nil || !ok {
 		return false, err
@@ -246,7 +246,7 @@ func (s *Service) permits(sub, role, obj, act string, grants []*grant) (bool, er
 // the index of the assignment tables (or, while it loads, read from them);
 // Casbin holds the role policy only, so a start loads a million assignments
 // into one map instead of a million Casbin role links (issue 10).
-func grouped(grants []*grant, role string) bool {
+func grouped(grants []grant, role string) bool {
 	for _, g := range grants {
 		if g.role == role && !g.suspended {
 			return true

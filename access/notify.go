@@ -127,7 +127,7 @@ func (s *Service) refreshGrants(ctx context.Context, caseID, userID string) erro
 // declarations from the tables, in one indexed query
 // (idx_access_assign_case_user): what the in-memory index holds for the
 // pair, or what Decide reads while the index is still loading.
-func (s *Service) readGrants(ctx context.Context, caseID, userID string) ([]*grant, error) {
+func (s *Service) readGrants(ctx context.Context, caseID, userID string) ([]grant, error) {
 	rows, err := s.db.WithContext(ctx).Raw(`SELECT a.id, a.case_id, a.user_id, a.role, a.purpose, a.expires_at,
 		EXISTS (SELECT 1 FROM access_declarations d WHERE d.assignment_id = a.id AND d.conflict = ?),
 		EXISTS (SELECT 1 FROM access_declarations d WHERE d.assignment_id = a.id AND d.conflict = ?)
@@ -139,7 +139,7 @@ func (s *Service) readGrants(ctx context.Context, caseID, userID string) ([]*gra
 		return nil, fmt.Errorf("read grants of user %s on case %s: %w", userID, caseID, err)
 	}
 	defer rows.Close()
-	var gs []*grant
+	var gs []grant
 	for rows.Next() {
 		var r assignmentRow
 		var expires sql.NullTime

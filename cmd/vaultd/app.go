@@ -113,10 +113,14 @@ func openApp(ctx context.Context, cfg config, log *slog.Logger, need parts) (_ *
 		}
 		aopts.CaseSealer = a.keys
 	}
+	// Grants are indexed in the background: decisions read the tables
+	// until then, so a start answers at once however many there are.
+	aopts.LoadInBackground = true
 	a.access, err = access.New(ctx, a.db, aopts)
 	if err != nil {
 		return nil, fmt.Errorf("open accounts: %w", err)
 	}
+	a.closers = append(a.closers, a.access.Close)
 	if need < withVault {
 		return a, nil
 	}
