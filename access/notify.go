@@ -205,7 +205,8 @@ func (s *Service) Listen(ctx context.Context, dsn string) {
 	if sqldb.Dialect(s.db) != sqldb.Postgres {
 		return
 	}
-	// Everything before New's bulk load is in memory already.
+	// Everything committed before New's bulk load read the tables is in
+	// it; a load still running notes what changes later and re-reads it.
 	synced := s.now().Add(-resyncSlack)
 	backoff := time.Second
 	for ctx.Err() == nil {
