@@ -92,7 +92,7 @@ func (s *Service) Assign(ctx context.Context, by Principal, caseID, userID, role
 	k := caseUser{caseID, userID}
 	s.touched(k)
 	s.mu.Lock()
-	s.grants[k] = append(s.grants[k], rowGrant(row, [2]bool{}))
+	s.grants.add(caseID, userID, rowGrant(row, [2]bool{}))
 	s.mu.Unlock()
 	s.log.InfoContext(ctx, "assignment granted", "assignment", row.ID, "case", caseID, "user", userID, "role", role, "by", by.User.ID)
 	return s.toAssignment(row, false, [2]bool{}, now), nil
@@ -294,17 +294,13 @@ func (s *Service) forget(caseID, userID string, ids ...string) error {
 	s.touched(k)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	kept := s.grants[k][:0:0]
-	for _, g := range s.grants[k] {
+	var kept []grant
+	for _, g := range s.grants.get(caseID, userID) {
 		if len(ids) > 0 && !slices.Contains(ids, g.id) {
 			kept = append(kept, g)
 		}
 	}
-	if len(kept) == 0 {
-		delete(s.grants, k)
-	} else {
-		s.grants[k] = kept
-	}
+	s.grants.set(caseID, userID, kept)
 	return nil
 }
 
@@ -393,7 +389,7 @@ func (s *Service) Declare(ctx context.Context, p Principal, caseID string, confl
 	k := caseUser{caseID, p.User.ID}
 	s.touched(k)
 	s.mu.Lock()
-	gs := s.grants[k]
+	gs := s.grants.get(caseID, p.User.ID)
 	for i := range gs {
 		if slices.Contains(touched, gs[i].id) {
 			if conflict {

@@ -128,7 +128,7 @@ func (s *Service) Decide(ctx context.Context, p Principal, c CaseFacts, a Action
 	defer s.mu.RUnlock()
 	grants := fromDB
 	if !fetched {
-		grants = s.grants[caseUser{c.ID, p.User.ID}]
+		grants = s.grants.get(c.ID, p.User.ID)
 	}
 	for _, r := range p.User.Roles {
 		d, err := s.decideAs(p, r, c, obj, act, a, grants)

@@ -216,9 +216,9 @@ func TestPermitsMatchesEnforce(t *testing.T) {
 	ref := s.enf
 	var rules [][]string
 	seen := map[[3]string]bool{}
-	for k, gs := range s.grants {
+	for caseID, gs := range s.grants {
 		for _, g := range gs {
-			if r := [3]string{k.userID, g.role, k.caseID}; !g.suspended && !seen[r] {
+			if r := [3]string{g.user, g.role, caseID}; !g.suspended && !seen[r] {
 				seen[r] = true
 				rules = append(rules, r[:])
 			}
@@ -246,7 +246,7 @@ func TestPermitsMatchesEnforce(t *testing.T) {
 					if err != nil {
 						t.Fatal(err)
 					}
-					if got, _ := s.permits(sub, string(r), obj, act, s.grants[caseUser{dom, sub}]); got != want {
+					if got, _ := s.permits(sub, string(r), obj, act, s.grants.get(dom, sub)); got != want {
 						t.Fatalf("permits(%s, %s, %s, %s) = %v, Enforce = %v", sub, r, dom, a, got, want)
 					}
 				}

@@ -27,8 +27,8 @@ import (
 func benchService(tb testing.TB, n int) (*Service, time.Duration) {
 	tb.Helper()
 	s := &Service{now: time.Now, decisions: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "d"}, []string{"outcome"})}
-	rules := make([][]string, 0, n)
-	grants := make(map[caseUser][]grant, n)
+	b := newIndexBuilder(n)
+	seen := make(map[caseUser]bool, n)
 	users := max(n/20, 1)
 	for i := range n {
 		caseID := fmt.Sprintf("case-%07d", i/10)
@@ -38,15 +38,15 @@ func benchService(tb testing.TB, n int) (*Service, time.Duration) {
 			role = "member_unit"
 		}
 		k := caseUser{caseID, userID}
-		if _, dup := grants[k]; dup {
+		if seen[k] {
 			continue
 		}
-		rules = append(rules, []string{userID, role, caseID})
-		grants[k] = []grant{{id: fmt.Sprintf("a%d", i), role: role, purpose: "bench", declared: true}}
+		seen[k] = true
+		b.add([]byte(caseID), grant{user: userID, id: fmt.Sprintf("a%d", i), role: role, purpose: "bench", declared: true})
 	}
+	grants := b.index()
 	runtime.GC()
 	start := time.Now()
-	_ = rules
 	if err := s.buildEnforcer(grants, true); err != nil {
 		tb.Fatal(err)
 	}

@@ -115,11 +115,7 @@ func (s *Service) refreshGrants(ctx context.Context, caseID, userID string) erro
 	s.touched(k)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if len(gs) == 0 {
-		delete(s.grants, k)
-	} else {
-		s.grants[k] = gs
-	}
+	s.grants.set(caseID, userID, gs)
 	return nil
 }
 

@@ -91,7 +91,7 @@ type Service struct {
 	// ones. Casbin has its own lock too; mu makes a change of both atomic.
 	mu     sync.RWMutex
 	enf    *casbin.SyncedEnforcer
-	grants map[caseUser][]grant
+	grants grantIndex
 	// ready (guarded by mu) says grants hold every unrevoked assignment;
 	// until then Decide reads from the database (readGrants).
 	ready bool
@@ -118,6 +118,7 @@ type caseUser struct{ caseID, userID string }
 
 // grant is the in-memory state of one unrevoked assignment.
 type grant struct {
+	user              string // the assignee (the case is the index's key)
 	id, role, purpose string
 	expiresAt         time.Time // zero: no expiry
 	declared          bool      // a conflict:false declaration exists
@@ -203,7 +204,7 @@ func New(ctx context.Context, db *gorm.DB, opts Options) (*Service, error) {
 		}
 		return s, nil
 	}
-	if err := s.buildEnforcer(map[caseUser][]grant{}, false); err != nil {
+	if err := s.buildEnforcer(grantIndex{}, false); err != nil {
 		return nil, err
 	}
 	lctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -278,11 +279,7 @@ func (s *Service) loadConcurrently(ctx context.Context) (int, error) {
 		if err != nil {
 			return 0, err
 		}
-		if len(gs) == 0 {
-			delete(grants, k)
-		} else {
-			grants[k] = gs
-		}
+		grants.set(k.caseID, k.userID, gs)
 	}
 	s.dirty = nil
 	s.install(grants)
@@ -290,7 +287,7 @@ func (s *Service) loadConcurrently(ctx context.Context) (int, error) {
 }
 
 // install makes grants the complete index. Caller holds writeMu.
-func (s *Service) install(grants map[caseUser][]grant) {
+func (s *Service) install(grants grantIndex) {
 	s.mu.Lock()
 	s.grants, s.ready = grants, true
 	s.mu.Unlock()
@@ -333,7 +330,7 @@ func (s *Service) Reload(ctx context.Context) error {
 // buildEnforcer loads the model and the role policy through an in-memory
 // adapter. The model's grouping g(user, role, case) is answered from grants
 // (grouped), not from Casbin role links.
-func (s *Service) buildEnforcer(grants map[caseUser][]grant, ready bool) error {
+func (s *Service) buildEnforcer(grants grantIndex, ready bool) error {
 	m, err := loadModel()
 	if err != nil {
 		return err
@@ -401,7 +398,7 @@ func (*memAdapter) RemoveFilteredPolicy(string, string, int, ...string) error {
 
 // loadGrants reads every unrevoked assignment with its declarations, in
 // two plain scans (no ORM reflection per row: a start reads a million).
-func (s *Service) loadGrants(ctx context.Context) (map[caseUser][]grant, error) {
+func (s *Service) loadGrants(ctx context.Context) (grantIndex, error) {
 	sqlDB, err := s.db.DB()
 	if err != nil {
 		return nil, fmt.Errorf("access: load assignments: %w", err)
@@ -437,12 +434,10 @@ func (s *Service) loadGrants(ctx context.Context) (map[caseUser][]grant, error) 
 		return nil, fmt.Errorf("access: load assignments: %w", err)
 	}
 	defer rows.Close()
-	// Sized up front: growing a map of a million entries rehashes it about
-	// twenty times, a third of the load.
-	grants := make(map[caseUser][]grant, s.assignmentsEstimate(ctx, sqlDB))
-	// What repeats across assignments (cases, users, roles, purposes) is
-	// read as raw bytes and kept as one string each: besides the id, a
-	// grant costs the garbage collector one object, its slice.
+	grants := newIndexBuilder(s.assignmentsEstimate(ctx, sqlDB))
+	// What repeats across assignments (users, roles, purposes) is read as
+	// raw bytes and kept as one string each: a grant then costs the garbage
+	// collector one object, its id.
 	// Purposes are free text: at most 65,536 of them are kept.
 	keys, texts := map[string]string{}, map[string]string{}
 	intern := func(m map[string]string, limit int) func(sql.RawBytes) string {
@@ -465,17 +460,16 @@ func (s *Service) loadGrants(ctx context.Context) (map[caseUser][]grant, error) 
 			return nil, fmt.Errorf("access: load assignments: %w", err)
 		}
 		f := flags[string(id)]
-		g := grant{id: string(id), role: in(role), purpose: in(purpose), declared: f[0], suspended: f[1]}
+		g := grant{user: key(userID), id: string(id), role: in(role), purpose: in(purpose), declared: f[0], suspended: f[1]}
 		if expires.Valid {
 			g.expiresAt = expires.Time.UTC()
 		}
-		k := caseUser{key(caseID), key(userID)}
-		grants[k] = append(grants[k], g)
+		grants.add(caseID, g)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("access: load assignments: %w", err)
 	}
-	return grants, nil
+	return grants.index(), nil
 }
 
 func rowGrant(r assignmentRow, f [2]bool) grant {
