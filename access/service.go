@@ -136,8 +136,9 @@ func (g grant) status(now time.Time) string {
 }
 
 // New builds the Service: it loads the Casbin model and role policy from
-// configs.Casbin and every unrevoked assignment as grouping rules, in one bulk
-// load. The database must already be migrated (Migrate).
+// configs.Casbin and indexes every unrevoked assignment in one bulk load,
+// before it returns or, with Options.LoadInBackground, after. The database
+// must already be migrated (Migrate).
 func New(ctx context.Context, db *gorm.DB, opts Options) (*Service, error) {
 	s := &Service{db: db, now: opts.Now, log: opts.Logger, idle: opts.IdleTimeout, abs: opts.AbsoluteTimeout, hasher: opts.Hasher,
 		seal: opts.Sealer, totpRoles: opts.TOTPRequiredRoles, resync: opts.ResyncInterval, rate: opts.LoginRate.withDefaults(),
@@ -240,7 +241,7 @@ func (s *Service) loadInBackground(ctx context.Context) {
 		start := time.Now()
 		n, err := s.loadConcurrently(ctx)
 		if err == nil {
-			s.log.InfoContext(ctx, "access: assignments indexed", "grants", n, "took", time.Since(start).Round(time.Millisecond))
+			s.log.InfoContext(ctx, "access: assignments indexed", "cases", n, "took", time.Since(start).Round(time.Millisecond))
 			return
 		}
 		if ctx.Err() != nil {
@@ -260,7 +261,8 @@ func (s *Service) loadInBackground(ctx context.Context) {
 // loadConcurrently reads every grant without holding writeMu, so that
 // assignment changes go on meanwhile, then re-reads the pairs they touched
 // (dirty) and installs the result: whatever the load's snapshot missed is
-// caught up before a decision reads the index.
+// caught up before a decision reads the index. It returns the number of
+// cases with grants.
 func (s *Service) loadConcurrently(ctx context.Context) (int, error) {
 	s.writeMu.Lock()
 	s.dirty = map[caseUser]struct{}{}
