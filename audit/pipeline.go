@@ -40,8 +40,14 @@ type writerConn struct {
 // reached the server (a stale connection): nothing can have committed.
 func (l *Log) commitPipelined(ctx context.Context, events []Event) (out []Event, done bool, err error) {
 	size := l.tree.size
-	if err := l.checkHead(size); err != nil {
+	if err := l.anchor.haltErr(); err != nil {
 		return nil, true, err
+	}
+	if ck, _ := l.anchor.get(); size < ck.Size {
+		// A checkpoint beyond this writer's last commit: another process
+		// appended and signed since. Only the head read under the lock
+		// can tell that from a rollback (checkHead on the general path).
+		return nil, false, nil
 	}
 	tree := l.tree.clone()
 	tree.fallback = dbHashes{ctx: ctx, q: l.sqlDB, ph: l.ph}

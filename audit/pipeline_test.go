@@ -125,3 +125,38 @@ func TestSQLiteWriterLeavesWALCheckpointsToTheBackground(t *testing.T) {
 		t.Fatalf("verify: %+v %v", rep, err)
 	}
 }
+
+// TestPipelinedCommitAfterAnotherWriterSigned: another process (a CLI
+// command) appends and signs a checkpoint, which this writer then learns of
+// while its own view of the head is older. That is no rollback: the batch
+// must read the head again, not halt the log.
+func TestPipelinedCommitAfterAnotherWriterSigned(t *testing.T) {
+	f := newFixture(t, sqldb.Postgres)
+	ctx := context.Background()
+	f.appendN(t, 3)
+	opts2 := f.opts
+	opts2.Registerer, opts2.Witnesses = nil, nil
+	l2 := openLog(t, reopen(t, f.db), opts2)
+	for i := range 2 {
+		if _, err := l2.Append(ctx, sampleEvent(100+i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := l2.makeCheckpoint(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// This writer's checkpointer comes round and sees the newer checkpoint.
+	if _, err := f.log.makeCheckpoint(ctx); err != nil {
+		t.Fatalf("checkpoint after another writer: %v", err)
+	}
+	e, err := f.log.Append(ctx, sampleEvent(200))
+	if err != nil {
+		t.Fatalf("append after another writer signed: %v", err)
+	}
+	if e.Seq != 6 {
+		t.Fatalf("seq %d, want 6", e.Seq)
+	}
+	if rep, err := f.log.Verify(ctx); err != nil || rep.TreeSize != 6 {
+		t.Fatalf("verify: %+v %v", rep, err)
+	}
+}
