@@ -408,7 +408,7 @@ func TestS3Outages(t *testing.T) {
 			// what happened either way.
 			t.Logf("the client's send failed before it read the answer: %v", a.err)
 		}
-		if !strings.Contains(s.log.String(), `"request_id":"s3cut"`) {
+		if _, ok := s.waitLog(t, `"msg":"http"`, `"request_id":"s3cut"`); !ok {
 			t.Error("the access log has no line for the cut upload")
 		}
 		f.s3.start()
@@ -486,10 +486,8 @@ func TestS3Outages(t *testing.T) {
 			t.Fatalf("error event %+v does not match the read %+v", failed, allowed)
 		}
 		var line map[string]any
-		for _, l := range strings.Split(s.log.String(), "\n") {
-			if strings.Contains(l, `"msg":"http"`) && strings.Contains(l, `"request_id":"s3download"`) {
-				_ = json.Unmarshal([]byte(l), &line)
-			}
+		if l, ok := s.waitLog(t, `"msg":"http"`, `"request_id":"s3download"`); ok {
+			_ = json.Unmarshal([]byte(l), &line)
 		}
 		if line == nil || line["aborted"] != true || line["status"] != float64(200) {
 			t.Fatalf("access log line of the cut download: %v", line)

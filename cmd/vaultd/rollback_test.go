@@ -124,7 +124,7 @@ func TestAuditTailTruncationIsCaught(t *testing.T) {
 			} else {
 				r.Body.Close()
 			}
-			if !strings.Contains(s.log.String(), "AUDIT LOG ROLLED BACK OR REWRITTEN UNDER THE RUNNING SERVER") {
+			if _, ok := s.waitLog(t, "AUDIT LOG ROLLED BACK OR REWRITTEN UNDER THE RUNNING SERVER"); !ok {
 				t.Fatalf("no loud log line:\n%s", tail(s.log.String(), 3000))
 			}
 			s.stop()
