@@ -4,6 +4,7 @@
 #   scripts/test.sh                       go vet ./... and go test ./...
 #   scripts/test.sh -run TestX ./vault/...  extra go test arguments; packages default to ./...
 # Set CI=true to turn any missing component into a failure instead of skipped tests.
+# cmd/vaultd runs its end-to-end tests 8 at a time (its TestMain; they mostly wait); -parallel N overrides that.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/services.sh

@@ -18,8 +18,10 @@ import (
 // sysadmin creates cannot sign in until the organisation's own account (not
 // the sysadmin) approves it.
 func TestSysadminCannotMintContentAccess(t *testing.T) {
+	t.Parallel()
 	for _, be := range backends {
 		t.Run(be.name, func(t *testing.T) {
+			t.Parallel()
 			s := newServer(t, be)
 			w := bootstrap(t, s)
 			s.start()
@@ -98,8 +100,10 @@ func TestSysadminCannotMintContentAccess(t *testing.T) {
 // TestOfficeAccountCannotAssignItself: an office account holding
 // office_admin and reviewer used to assign itself, declare and read.
 func TestOfficeAccountCannotAssignItself(t *testing.T) {
+	t.Parallel()
 	for _, be := range backends {
 		t.Run(be.name, func(t *testing.T) {
+			t.Parallel()
 			s := newServer(t, be)
 			w := bootstrap(t, s)
 			s.mustCLI(pw+"\n", "user", "add", "--username", "chief", "--org", "Cybersecurity Review Office",
@@ -151,6 +155,7 @@ func TestOfficeAccountCannotAssignItself(t *testing.T) {
 // code, a code works once, a recovery code works once, and enrolment and
 // removal are audited.
 func TestTOTPSignIn(t *testing.T) {
+	t.Parallel()
 	s := newServer(t, backends[0])
 	w := bootstrap(t, s)
 	s.start()
@@ -238,6 +243,7 @@ func TestTOTPSignIn(t *testing.T) {
 // TestTOTPRequirementConfigurable: VAULT_TOTP_REQUIRED_ROLES set empty
 // turns the requirement off; naming operator turns it on for operators.
 func TestTOTPRequirementConfigurable(t *testing.T) {
+	t.Parallel()
 	s := newServer(t, backends[0], "VAULT_TOTP_REQUIRED_ROLES=operator")
 	bootstrap(t, s)
 	s.start()
@@ -257,6 +263,7 @@ func TestTOTPRequirementConfigurable(t *testing.T) {
 // CLI; changing the password ends every session; a disabled account's
 // right password answers exactly like a wrong one.
 func TestPasswordRulesEndToEnd(t *testing.T) {
+	t.Parallel()
 	s := newServer(t, backends[0])
 	w := bootstrap(t, s)
 	for _, weak := range []string{"aaaaaaaaaaaa", "            ", "password1234", "short"} {
@@ -306,6 +313,8 @@ func TestPasswordRulesEndToEnd(t *testing.T) {
 // client address comes from X-Forwarded-For only through a trusted proxy,
 // and requests without a session are rate-limited per client.
 func TestLockoutAcrossClients(t *testing.T) {
+	// Not parallel: it asserts timing (rate limits per minute and login backoff),
+	// which the load of parallel tests would blur.
 	s := newServer(t, backends[0], "VAULT_TRUSTED_PROXIES=127.0.0.1", "VAULT_ANONYMOUS_RATE=1000")
 	bootstrap(t, s)
 	s.start()
@@ -369,6 +378,8 @@ func TestLockoutAcrossClients(t *testing.T) {
 // client leave a handful of audit events, whose counts add up to exactly
 // 150 once the minute is written (at shutdown at the latest).
 func TestRepeatedDenialsCounted(t *testing.T) {
+	// Not parallel: it asserts timing (a rate limit per minute),
+	// which the load of parallel tests would blur.
 	s := newServer(t, backends[0], "VAULT_ANONYMOUS_RATE=100")
 	bootstrap(t, s)
 	s.start()

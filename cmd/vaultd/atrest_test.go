@@ -32,8 +32,10 @@ import (
 // A plain field (an organisation's name) must be found by the same scan, so
 // a scan that sees nothing proves nothing.
 func TestConfidentialTextAtRest(t *testing.T) {
+	t.Parallel()
 	for _, be := range backends {
 		t.Run(be.name, func(t *testing.T) {
+			t.Parallel()
 			s := newServer(t, be)
 			w := bootstrap(t, s)
 			s.start()

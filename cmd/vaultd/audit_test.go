@@ -29,8 +29,10 @@ func vaultctl(t *testing.T, args ...string) (string, int) {
 // happened; then shows that the CLI names the first bad entry of an edited
 // export and of an edited database.
 func TestAuditTrailInspection(t *testing.T) {
+	t.Parallel()
 	for _, be := range backends {
 		t.Run(be.name, func(t *testing.T) {
+			t.Parallel()
 			s := newServer(t, be)
 			w := bootstrap(t, s)
 			s.start()

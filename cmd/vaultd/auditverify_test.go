@@ -12,8 +12,10 @@ import (
 // checks only what was appended since; tampering in the new part fails it
 // naming the event, and a forged state file is refused.
 func TestAuditVerifyIncremental(t *testing.T) {
+	t.Parallel()
 	for _, be := range backends {
 		t.Run(be.name, func(t *testing.T) {
+			t.Parallel()
 			s := newServer(t, be)
 			// Every command appends and signs a checkpoint as it closes.
 			s.mustCLI("", "org", "add", "--name", "Grid Co", "--kind", "operator")

@@ -61,6 +61,7 @@ func TestAgeWrappedAuditKey(t *testing.T) {
 // outside the data directory (generated there on first start), and every
 // command uses it.
 func TestAuditKeyApartFromData(t *testing.T) {
+	t.Parallel()
 	secrets := filepath.Join(t.TempDir(), "secrets")
 	keyFile := filepath.Join(secrets, "audit.key")
 	s := newServer(t, backends[0], "VAULT_AUDIT_KEY_FILE="+keyFile)

@@ -59,8 +59,10 @@ func emptyEnvironment(t *testing.T, be backend, from *server) *server {
 // checks that the restored log verifies, every material reads back, staff
 // sign in with their TOTP, and a restore refuses a non-empty target.
 func TestBackupWipeRestoreVerify(t *testing.T) {
+	t.Parallel()
 	for _, be := range backends {
 		t.Run(be.name, func(t *testing.T) {
+			t.Parallel()
 			escrowEnv, _ := escrowFiles(t)
 			s := newServer(t, be, escrowEnv)
 			w := bootstrap(t, s)

@@ -40,8 +40,10 @@ func rawHTTP(t *testing.T, s *server, request string) (int, string) {
 // TestBadInput sends malformed, incomplete and oversized requests; each must
 // get a clear problem+json with a stable code, and nothing may be stored.
 func TestBadInput(t *testing.T) {
+	t.Parallel()
 	for _, be := range backends {
 		t.Run(be.name, func(t *testing.T) {
+			t.Parallel()
 			s := newServer(t, be, "VAULT_MAX_UPLOAD_BYTES=1048576")
 			w := bootstrap(t, s)
 			s.start()

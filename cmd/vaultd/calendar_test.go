@@ -43,6 +43,7 @@ func holidayFile(t *testing.T, dir string, year int, holidays ...string) (string
 // TestCalendarCLI runs `vaultd calendar` against a fresh data directory:
 // answers and exit codes, and an import that later commands see.
 func TestCalendarCLI(t *testing.T) {
+	t.Parallel()
 	s := newServer(t, backends[0])
 	emb, err := calendar.Embedded()
 	if err != nil {

@@ -40,8 +40,10 @@ func (s *slowReader) Read(p []byte) (int, error) {
 // and checks that no half material exists, that every earlier material still
 // reads back intact, and that the audit log still verifies.
 func TestCrashMidUpload(t *testing.T) {
+	t.Parallel()
 	for _, be := range backends {
 		t.Run(be.name, func(t *testing.T) {
+			t.Parallel()
 			s := newServer(t, be)
 			w := bootstrap(t, s)
 			s.start()

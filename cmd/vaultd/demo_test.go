@@ -9,6 +9,7 @@ import (
 // vaultd demo fills an empty data directory with accounts that can sign in
 // and a case under review that they can see, and refuses a second time.
 func TestDemo(t *testing.T) {
+	t.Parallel()
 	s := newServer(t, backends[0])
 	out := s.mustCLI("", "demo")
 	rows := regexp.MustCompile(`(?m)^(\w+)\s+([a-z0-9]{5}(?:-[a-z0-9]{5}){3})\s+(\w+)\s`).FindAllStringSubmatch(out, -1)

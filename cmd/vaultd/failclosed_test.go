@@ -39,8 +39,10 @@ func (s *server) sql(t testing.TB, stmts ...string) {
 // while the server runs: a read must then fail with 503 and send no byte of
 // the document, and after recovery the log records the failure.
 func TestReadFailsClosedWithoutAudit(t *testing.T) {
+	t.Parallel()
 	for _, be := range backends {
 		t.Run(be.name, func(t *testing.T) {
+			t.Parallel()
 			s := newServer(t, be)
 			w := bootstrap(t, s)
 			s.start()

@@ -81,6 +81,8 @@ const (
 // acknowledged upload reads back byte for byte, every acknowledged read
 // has its audit event, and the log verifies with no gap or fork.
 func TestTwoInstancesFailover(t *testing.T) {
+	// Not parallel: it asserts timing (the survivor must take the lead within seconds),
+	// which the load of parallel tests would blur.
 	be := backends[1]
 	a := newServer(t, be, "VAULT_JANITOR_INTERVAL=1s", "VAULT_DEADLINE_INTERVAL=1s")
 	w := bootstrap(t, a)

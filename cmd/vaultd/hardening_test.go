@@ -86,6 +86,8 @@ func (b *slowBody) Read(p []byte) (int, error) {
 // trickles in over many times the deadline, never pausing that long, is
 // stored whole.
 func TestStalledBodyCutSlowUploadGoesOn(t *testing.T) {
+	// Not parallel: it asserts timing (a 2 s body deadline against a client pausing 0.5 s),
+	// which the load of parallel tests would blur.
 	const idle = 2 * time.Second
 	for _, be := range backends {
 		t.Run(be.name, func(t *testing.T) {
@@ -187,6 +189,8 @@ func healthzFrom(local, addr string) error {
 // answers everyone else, and the client gets its slots back as its
 // connections end.
 func TestStalledConnectionsDoNotStarveOthers(t *testing.T) {
+	// Not parallel: it asserts timing (a refused connection must be closed within the 5 s it watches),
+	// which the load of parallel tests would blur.
 	const attacker, held = "127.0.0.2", 100
 	s := newServer(t, backends[0], "VAULT_HTTP_BODY_IDLE_TIMEOUT=10m")
 	s.start()
@@ -277,6 +281,7 @@ func checkHeaders(t *testing.T, what string, h http.Header) {
 // security headers; /metrics is only on its own listener, or behind the
 // token; format characters never reach a stored filename.
 func TestSecurityHeadersMetricsAndFilenames(t *testing.T) {
+	t.Parallel()
 	s := newServer(t, backends[0])
 	w := operatorWorld(t, s)
 	s.start()
@@ -330,6 +335,7 @@ func TestSecurityHeadersMetricsAndFilenames(t *testing.T) {
 // TestMetricsToken: with VAULT_METRICS_TOKEN, /metrics on the API listener
 // answers only its bearers, and a refused scrape is audited.
 func TestMetricsToken(t *testing.T) {
+	t.Parallel()
 	const token = "metrics-token-0123456789"
 	s := newServer(t, backends[0], "VAULT_METRICS_TOKEN="+token)
 	s.start()

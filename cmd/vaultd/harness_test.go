@@ -6,6 +6,8 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -13,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -32,6 +35,16 @@ import (
 var vaultdBin, vaultctlBin string
 
 func TestMain(m *testing.M) {
+	// The end-to-end tests spend most of their time waiting on vaultd, the
+	// databases, S3 and timers, not on the CPU: unless -parallel is given,
+	// run up to e2eParallel of them at once instead of GOMAXPROCS (2 on CI).
+	// Tests whose assertions are about timing do not call t.Parallel.
+	flag.Parse()
+	parallelSet := false
+	flag.Visit(func(f *flag.Flag) { parallelSet = parallelSet || f.Name == "test.parallel" })
+	if !parallelSet {
+		_ = flag.Set("test.parallel", strconv.Itoa(e2eParallel))
+	}
 	dir, err := os.MkdirTemp("", "vaultd-bin-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -175,19 +188,39 @@ func (s *server) mustCLI(stdin string, args ...string) string {
 
 func (s *server) start() {
 	s.t.Helper()
+	for attempt := 1; ; attempt++ {
+		err := s.startOnce()
+		if err == nil {
+			return
+		}
+		// freeAddr's port was free when it looked, but with many tests at
+		// once an outgoing connection can take it before vaultd listens.
+		if errors.Is(err, errPortTaken) && attempt < 3 {
+			s.t.Logf("vaultd's port was taken meanwhile; moving to new ports (attempt %d)", attempt)
+			s.movePorts()
+			continue
+		}
+		s.t.Fatal(err)
+	}
+}
+
+var errPortTaken = errors.New("address already in use")
+
+func (s *server) startOnce() error {
 	s.cmd = exec.Command(vaultdBin, "serve")
 	s.cmd.Env = s.env
 	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
+	logStart := len(s.log.String())
 	if s.logFile != "" {
 		f, err := os.OpenFile(s.logFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 		if err != nil {
-			s.t.Fatalf("open vaultd log: %v", err)
+			return fmt.Errorf("open vaultd log: %v", err)
 		}
 		defer f.Close()
 		s.cmd.Stdout, s.cmd.Stderr = f, f
 	}
 	if err := s.cmd.Start(); err != nil {
-		s.t.Fatalf("start vaultd: %v", err)
+		return fmt.Errorf("start vaultd: %v", err)
 	}
 	s.exited = make(chan struct{})
 	go func() { s.cmd.Wait(); close(s.exited) }()
@@ -195,19 +228,44 @@ func (s *server) start() {
 	for time.Now().Before(deadline) {
 		select {
 		case <-s.exited:
-			s.t.Fatalf("vaultd exited during start:\n%s", s.log.String())
+			s.cmd = nil
+			log := s.log.String()[logStart:]
+			if s.logFile != "" {
+				b, _ := os.ReadFile(s.logFile)
+				log = string(b[max(0, len(b)-16000):])
+			}
+			if strings.Contains(log, "address already in use") {
+				return fmt.Errorf("%w:\n%s", errPortTaken, log)
+			}
+			return fmt.Errorf("vaultd exited during start:\n%s", log)
 		default:
 		}
 		resp, err := http.Get(s.base + "/healthz")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
-				return
+				return nil
 			}
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	s.t.Fatalf("vaultd did not become healthy:\n%s", s.log.String())
+	return fmt.Errorf("vaultd did not become healthy:\n%s", s.log.String())
+}
+
+// movePorts gives the server new API and metrics addresses, everywhere its
+// environment names them.
+func (s *server) movePorts() {
+	pairs := []string{s.addr, freeAddr(s.t)}
+	s.addr, s.base = pairs[1], "http://"+pairs[1]
+	if old, ok := strings.CutPrefix(s.metricsBase, "http://"); ok && old != "" {
+		m := freeAddr(s.t)
+		pairs = append(pairs, old, m)
+		s.metricsBase = "http://" + m
+	}
+	r := strings.NewReplacer(pairs...)
+	for i, e := range s.env {
+		s.env[i] = r.Replace(e)
+	}
 }
 
 // kill stops the server abruptly (SIGKILL), as a crash would.

@@ -46,6 +46,8 @@ func within(t *testing.T, d time.Duration, what string, check func() bool) {
 // on one take effect on the other within one second; so do an account
 // disable and the login throttle.
 func TestTwoInstancesStayInStep(t *testing.T) {
+	// Not parallel: it asserts timing (changes must reach the other instance within a second),
+	// which the load of parallel tests would blur.
 	be := backends[1] // postgres+s3: several instances need a shared database
 	a := newServer(t, be)
 	w := bootstrap(t, a)

@@ -60,8 +60,10 @@ func find(evs []event, pred func(event) bool) *event {
 // TestJourney walks a case from filing to reading on each backend, with
 // every denial the contract names and the audit events they leave.
 func TestJourney(t *testing.T) {
+	t.Parallel()
 	for _, be := range backends {
 		t.Run(be.name, func(t *testing.T) {
+			t.Parallel()
 			s := newServer(t, be)
 			w := bootstrap(t, s)
 			s.start()

@@ -83,8 +83,10 @@ func masterFiles(t *testing.T, s *server) []string {
 // and its file deleted; after a restart with only the new key everything
 // still reads, no blob changed, and the log verifies with the rotation in it.
 func TestKeyRotationInterruptedAndResumed(t *testing.T) {
+	t.Parallel()
 	for _, be := range backends {
 		t.Run(be.name, func(t *testing.T) {
+			t.Parallel()
 			escrowEnv, _ := escrowFiles(t)
 			s := newServer(t, be, escrowEnv)
 			w := bootstrap(t, s)
@@ -174,6 +176,7 @@ func TestKeyRotationInterruptedAndResumed(t *testing.T) {
 // keys recover with the escrow identity alone rewraps every key to a new
 // master: every material reads again and staff sign in with their TOTP.
 func TestEscrowRecovery(t *testing.T) {
+	t.Parallel()
 	escrowEnv, escrowID := escrowFiles(t)
 	s := newServer(t, backends[0], escrowEnv)
 	w := bootstrap(t, s)
@@ -240,6 +243,7 @@ func buildAgePlugin(t *testing.T) (pluginEnv []string, tokenEnv string) {
 // master ever reaches the data directory (before or after a rotation), and
 // without the token the server does not start.
 func TestMasterSealedByAgePlugin(t *testing.T) {
+	t.Parallel()
 	pluginEnv, tokenEnv := buildAgePlugin(t)
 	s := newServer(t, backends[0], append(pluginEnv, tokenEnv)...)
 	w := bootstrap(t, s)
@@ -292,6 +296,7 @@ func TestMasterSealedByAgePlugin(t *testing.T) {
 // is restarted with it beside the old one, then keys rotate --key moves
 // every key to it; after retirement the instances need only the new file.
 func TestKeyRotationToADistributedKey(t *testing.T) {
+	t.Parallel()
 	s := newServer(t, backends[0])
 	w := bootstrap(t, s)
 	s.start()

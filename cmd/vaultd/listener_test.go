@@ -14,6 +14,8 @@ import (
 // over it are closed at once, a closed one frees its slot, and trusted
 // proxies (through which every client arrives) are not capped.
 func TestClientCap(t *testing.T) {
+	// Not parallel: it tells open from closed connections by a 1 s read
+	// deadline, which the load of parallel tests would blur.
 	inner, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -11,8 +11,10 @@ import (
 // from the operator, leave no cursor behind the last visible one); a
 // forged cursor or a bad limit is 422 with its own code.
 func TestListPagesOverHTTP(t *testing.T) {
+	t.Parallel()
 	for _, be := range backends {
 		t.Run(be.name, func(t *testing.T) {
+			t.Parallel()
 			s := newServer(t, be)
 			w := bootstrap(t, s)
 			s.start()

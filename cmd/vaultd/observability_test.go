@@ -16,6 +16,7 @@ import (
 // metric the Grafana dashboard in deploy/ queries is one the server
 // exports.
 func TestObservability(t *testing.T) {
+	t.Parallel()
 	s3 := startS3(t)
 	s := newServer(t, backends[0], s3.env()...)
 	w := bootstrap(t, s)

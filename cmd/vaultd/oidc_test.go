@@ -228,8 +228,10 @@ func pendingUser(t *testing.T, admin *client, prefix string) string {
 // unmapped organisations, forged tokens and a callback in another browser
 // sign nobody in.
 func TestSingleSignOnWithOIDC(t *testing.T) {
+	t.Parallel()
 	for _, be := range backends {
 		t.Run(be.name, func(t *testing.T) {
+			t.Parallel()
 			idp := newTestIdP(t)
 			mapping := filepath.Join(t.TempDir(), "oidc.yaml")
 			if err := os.WriteFile(mapping, []byte(`orgs:

@@ -89,6 +89,7 @@ func runVaultd(t *testing.T, env []string, args ...string) (int, string) {
 // TestServeRefusals: plain HTTP on a public address, and a database that a
 // newer vaultd migrated, each stop the server with one clear line.
 func TestServeRefusals(t *testing.T) {
+	t.Parallel()
 	data := t.TempDir()
 	code, out := runVaultd(t, []string{"VAULT_DATA_DIR=" + data}, "serve", "--addr", "0.0.0.0:0")
 	if code == 0 || !strings.Contains(out, "refusing to listen on 0.0.0.0:0 without TLS") || strings.Count(strings.TrimSpace(out), "\n") != 0 {
@@ -112,6 +113,7 @@ func TestServeRefusals(t *testing.T) {
 }
 
 func TestHealthAndReadiness(t *testing.T) {
+	t.Parallel()
 	s := newServer(t, backends[0])
 	s.start()
 	for _, path := range []string{"/healthz", "/readyz", "/metrics"} {

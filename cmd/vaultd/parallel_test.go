@@ -6,6 +6,13 @@ import (
 	"time"
 )
 
+// e2eParallel is how many end-to-end tests run at once when -parallel is not
+// given (see TestMain). Run one after another they left the two cores of CI
+// idle much of the time (load average ~1.5 on a quiet machine); 8 at once
+// keep both busy. Timing-sensitive tests stay serial: Go runs every test
+// without t.Parallel first, alone in this package, then the parallel ones.
+const e2eParallel = 8
+
 // waitLog waits until vaultd's log has a line containing every one of parts
 // and returns that line. vaultd writes a request's access log line before the
 // response leaves, but the line reaches s.log through a pipe that a goroutine

@@ -133,8 +133,10 @@ func endCase(t *testing.T, w *world, marker string) (string, map[string][]byte) 
 // case is listed with its status, the log verifies and records each
 // destruction and hold.
 func TestRetentionWithAndWithoutLegalHold(t *testing.T) {
+	t.Parallel()
 	for _, be := range backends {
 		t.Run(be.name, func(t *testing.T) {
+			t.Parallel()
 			s := newServer(t, be, "VAULT_RETENTION=1ms")
 			w := bootstrap(t, s)
 			s.start()

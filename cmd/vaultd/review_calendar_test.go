@@ -32,6 +32,7 @@ func officialAhead(today calendar.Date, years []int) (first calendar.Date, ahead
 // the log say how far the official calendar reaches, and warn below 60
 // days; importing the coming years lifts the warning at once.
 func TestCalendarCoverageWarns(t *testing.T) {
+	t.Parallel()
 	s := newServer(t, backends[0], "VAULT_DEADLINE_INTERVAL=1s")
 	s.start()
 	today := calendar.Today(time.Now())

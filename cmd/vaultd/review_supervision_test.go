@@ -12,6 +12,7 @@ import (
 // office sees the complaints and reports that name its cases, and nothing
 // else of the inspectors' queue.
 func TestCommitmentStatusAndOfficeView(t *testing.T) {
+	t.Parallel()
 	s := newServer(t, backends[0])
 	w := bootstrap(t, s)
 	s.start()

@@ -76,8 +76,10 @@ func (s *server) truncateAuditTail(t *testing.T, keep int64) {
 // fails naming it, and when the insider also takes the server's own
 // witness away, an operator's `vaultctl audit watch` still catches it.
 func TestAuditTailTruncationIsCaught(t *testing.T) {
+	t.Parallel()
 	for _, be := range backends {
 		t.Run(be.name, func(t *testing.T) {
+			t.Parallel()
 			s := newServer(t, be)
 			w := operatorWorld(t, s)
 			s.start()

@@ -128,12 +128,14 @@ func (h *heapWatch) finish() float64 {
 // reached disk or the log. Set CRVAULT_LARGE=0 to shrink it to 64 MiB when
 // iterating locally.
 func TestLargeTransferBoundedHeap(t *testing.T) {
+	t.Parallel()
 	size := int64(1 << 30)
 	if testing.Short() {
 		size = 64 << 20
 	}
 	for _, be := range backends {
 		t.Run(be.name, func(t *testing.T) {
+			t.Parallel()
 			s := newServer(t, be)
 			w := bootstrap(t, s)
 			s.start()

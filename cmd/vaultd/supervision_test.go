@@ -41,8 +41,10 @@ type listOf[T any] struct {
 // anonymous report with attachment, messages both ways, wrong receipts and
 // throttling, then proves no reporter address reached the database or log.
 func TestSupervision(t *testing.T) {
+	t.Parallel()
 	for _, be := range backends {
 		t.Run(be.name, func(t *testing.T) {
+			t.Parallel()
 			s := newServer(t, be)
 			w := bootstrap(t, s)
 			s.start()

@@ -93,8 +93,10 @@ func (c *client) waitOffset(id string, from int64) int64 {
 // disk in plaintext, on the way; and the janitor reclaims an abandoned
 // session, blobs and rows.
 func TestResumableUploadHTTP(t *testing.T) {
+	t.Parallel()
 	for _, be := range backends {
 		t.Run(be.name, func(t *testing.T) {
+			t.Parallel()
 			s := newServer(t, be, "VAULT_UPLOAD_EXPIRY=1s")
 			w := bootstrap(t, s)
 			s.start()

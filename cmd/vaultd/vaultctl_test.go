@@ -229,6 +229,7 @@ var idLine = regexp.MustCompile(`^[0-9a-z]{26}$`)
 // itself, and with --resume), a download cut and resumed, a download
 // corrupted in transit refused without a file, and each exit status.
 func TestVaultctl(t *testing.T) {
+	t.Parallel()
 	s := newServer(t, backends[0])
 	w := bootstrap(t, s)
 	s.start()

@@ -103,8 +103,10 @@ func auditPages(t *testing.T, c *client, query string, size int) []event {
 // (their materials' access log under pseudonyms, status, notices, their own
 // filings) must be there.
 func TestDeliberationWalk(t *testing.T) {
+	t.Parallel()
 	for _, be := range backends {
 		t.Run(be.name, func(t *testing.T) {
+			t.Parallel()
 			s := newServer(t, be)
 			w := bootstrap(t, s)
 			s.start()
@@ -397,8 +399,10 @@ func clip(body, needle string) string {
 // provider's consent (Art. 16), which is listed to the provider, cited by
 // every read under it, and withdrawn at once; and the reverse.
 func TestConsent(t *testing.T) {
+	t.Parallel()
 	for _, be := range backends {
 		t.Run(be.name, func(t *testing.T) {
+			t.Parallel()
 			s := newServer(t, be)
 			w := bootstrap(t, s)
 			s.start()

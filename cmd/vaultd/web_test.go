@@ -489,6 +489,7 @@ func msg(t *testing.T, lang, id string) string {
 var langs = []string{"zh-CN", "en"}
 
 func TestWebBrowser(t *testing.T) {
+	t.Parallel()
 	s := newServer(t, backends[0])
 	s.start()
 	b := newBrowser(t, s)

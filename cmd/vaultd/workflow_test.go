@@ -179,8 +179,10 @@ func (x *wfTest) recommendation(caseID string) {
 // TestWorkflow walks cases through every path of the review state machine
 // over HTTP, on each backend, with the clock checked at every step.
 func TestWorkflow(t *testing.T) {
+	t.Parallel()
 	for _, be := range backends {
 		t.Run(be.name, func(t *testing.T) {
+			t.Parallel()
 			s := newServer(t, be, "VAULT_DEADLINE_INTERVAL=1s")
 			w := bootstrap(t, s)
 			org2 := s.mustCLI("", "org", "add", "--name", "Second Ministry", "--kind", "member_unit")
