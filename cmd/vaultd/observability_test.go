@@ -56,6 +56,7 @@ func TestObservability(t *testing.T) {
 	}
 	for _, series := range []string{
 		"crvault_audit_commit_seconds_count", "crvault_audit_batch_size_count", "crvault_audit_events_appended_total",
+		"crvault_audit_head_reads_total",
 		`crvault_background_job_runs_total{job="deadlines",outcome="ok"}`, `crvault_background_job_runs_total{job="janitor",outcome="ok"}`,
 	} {
 		if got := metricValue(m, series); got < 1 {
