@@ -72,7 +72,12 @@ func (l *Log) commitPipelined(ctx context.Context, events []Event) (out []Event,
 			err = br.QueryRow().Scan(&ok)
 		}
 		if err == nil {
-			_, err = br.Exec()
+			var tag pgconn.CommandTag
+			// An aborted transaction answers COMMIT with ROLLBACK, not
+			// an error: only the tag says the events are stored.
+			if tag, err = br.Exec(); err == nil && tag.String() != "COMMIT" {
+				err = fmt.Errorf("commit answered %q", tag.String())
+			}
 		}
 		if cerr := br.Close(); err == nil {
 			err = cerr
@@ -87,7 +92,8 @@ func (l *Log) commitPipelined(ctx context.Context, events []Event) (out []Event,
 		return nil, true, fmt.Errorf("commit events %d..%d: %w", b.out[0].Seq, b.out[len(b.out)-1].Seq, err)
 	}
 	if !ok {
-		l.logger.Info("audit log head moved under this writer; rereading it", "seq", size)
+		// Routine with several instances: each appends in turn.
+		l.logger.Debug("audit log head moved under this writer; rereading it", "seq", size)
 		return nil, false, nil
 	}
 	l.committed(b)
