@@ -604,10 +604,19 @@ func headAt(ctx context.Context, q interface {
 
 const eventCols = 14
 
+// eventColumns are the stored columns of an event, in appendEventRow's order.
+const eventColumns = "seq, at_us, actor, actor_org, action, outcome, case_id, resource, purpose, ip, request_id, detail, prev_hash, hash"
+
+// appendEventRow appends the eventCols values stored for e.
+func appendEventRow(args []any, e Event, prev string) []any {
+	return append(args, e.Seq, e.Time.UnixMicro(), e.Actor, e.ActorOrg, e.Action, string(e.Outcome),
+		e.CaseID, e.Resource, e.Purpose, e.IP, e.RequestID, e.Detail, prev, e.Hash)
+}
+
 // eventsInsert builds one multi-row INSERT; placeholders start after argBase.
 func (l *Log) eventsInsert(evs []Event, prevs []string, argBase int) (string, []any) {
 	var sb strings.Builder
-	sb.WriteString("INSERT INTO audit_events (seq, at_us, actor, actor_org, action, outcome, case_id, resource, purpose, ip, request_id, detail, prev_hash, hash) VALUES ")
+	sb.WriteString("INSERT INTO audit_events (" + eventColumns + ") VALUES ")
 	args := make([]any, 0, len(evs)*eventCols)
 	for i, e := range evs {
 		if i > 0 {
@@ -621,8 +630,7 @@ func (l *Log) eventsInsert(evs []Event, prevs []string, argBase int) (string, []
 			sb.WriteString(l.ph(argBase + len(args) + c + 1))
 		}
 		sb.WriteByte(')')
-		args = append(args, e.Seq, e.Time.UnixMicro(), e.Actor, e.ActorOrg, e.Action, string(e.Outcome),
-			e.CaseID, e.Resource, e.Purpose, e.IP, e.RequestID, e.Detail, prevs[i], e.Hash)
+		args = appendEventRow(args, e, prevs[i])
 	}
 	return sb.String(), args
 }

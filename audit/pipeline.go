@@ -168,31 +168,30 @@ func guardedInsert(size int64, b sealed) (string, []any) {
 	args := make([]any, 0, 1+len(b.out)*eventCols+2*len(b.hashes))
 	var sb strings.Builder
 	sb.Grow(160 + len(b.out)*eventCols*12 + len(b.hashes)*24)
-	ph := func(cast string) {
+	ph := func(n int, cast string) { // the nth parameter
 		sb.WriteByte('$')
-		sb.WriteString(strconv.Itoa(len(args)))
+		sb.WriteString(strconv.Itoa(n))
 		sb.WriteString(cast)
 	}
 	args = append(args, size)
 	sb.WriteString("WITH g AS (SELECT coalesce(max(seq), 0) = ")
-	ph("::bigint")
-	sb.WriteString(" AS ok FROM audit_events), ev AS (INSERT INTO audit_events (seq, at_us, actor, actor_org, action, outcome, case_id, resource, purpose, ip, request_id, detail, prev_hash, hash) SELECT * FROM (VALUES ")
+	ph(len(args), "::bigint")
+	sb.WriteString(" AS ok FROM audit_events), ev AS (INSERT INTO audit_events (" + eventColumns + ") SELECT * FROM (VALUES ")
 	for i, e := range b.out {
 		if i > 0 {
 			sb.WriteByte(',')
 		}
-		row := []any{e.Seq, e.Time.UnixMicro(), e.Actor, e.ActorOrg, e.Action, string(e.Outcome),
-			e.CaseID, e.Resource, e.Purpose, e.IP, e.RequestID, e.Detail, b.prevs[i], e.Hash}
 		sb.WriteByte('(')
-		for c, v := range row {
+		first := len(args)
+		args = appendEventRow(args, e, b.prevs[i])
+		for c := range eventCols {
 			if c > 0 {
 				sb.WriteByte(',')
 			}
-			args = append(args, v)
 			if c < 2 {
-				ph("::bigint")
+				ph(first+c+1, "::bigint")
 			} else {
-				ph("::text")
+				ph(first+c+1, "::text")
 			}
 		}
 		sb.WriteByte(')')
@@ -204,10 +203,10 @@ func guardedInsert(size int64, b sealed) (string, []any) {
 		}
 		sb.WriteByte('(')
 		args = append(args, b.firstIdx+int64(i))
-		ph("::bigint")
+		ph(len(args), "::bigint")
 		sb.WriteByte(',')
 		args = append(args, h[:])
-		ph("::bytea")
+		ph(len(args), "::bytea")
 		sb.WriteByte(')')
 	}
 	sb.WriteString(") h WHERE (SELECT ok FROM g)) SELECT ok FROM g")
