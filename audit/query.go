@@ -119,12 +119,16 @@ func (l *Log) Query(ctx context.Context, f Filter) ([]Event, string, error) {
 		args = append(args, v)
 		where = append(where, strings.Replace(cond, "?", l.ph(len(args)), 1))
 	}
+	// The cursor and a Since bound both start the page somewhere in the
+	// primary key. They become one term: given two, SQLite starts its range
+	// at either and filters the rows between them one by one.
+	after := int64(-1)
 	if f.Cursor != "" {
-		after, err := decodeCursor(f.Cursor)
+		a, err := decodeCursor(f.Cursor)
 		if err != nil {
 			return nil, "", err
 		}
-		add("seq > ?", after)
+		after = a
 	}
 	// SQLite plans without statistics and may walk the (outcome, seq)
 	// index of a common outcome while the case's index holds a handful of
@@ -170,7 +174,10 @@ func (l *Log) Query(ctx context.Context, f Filter) ([]Event, string, error) {
 		if !ok {
 			return []Event{}, "", nil
 		}
-		add("seq >= ?", lo)
+		after = max(after, lo-1)
+	}
+	if after >= 0 {
+		add("seq > ?", after)
 	}
 	if !f.Until.IsZero() {
 		add(atUs+" < ?", f.Until.UnixMicro())

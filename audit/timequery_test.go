@@ -2,6 +2,7 @@ package audit
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -88,6 +89,24 @@ func TestTimeNeverGoesBackAndRangesQuery(t *testing.T) {
 					if got[i] != want[i] {
 						t.Fatalf("since %s until %s: %v, want %v", r.since, r.until, got, want)
 					}
+				}
+			}
+			// A cursor behind the time range and one inside it: the page
+			// starts at whichever is later.
+			for _, c := range []struct {
+				after int64
+				want  []int64
+			}{{2, []int64{12, 13, 14}}, {15, []int64{16, 17, 18}}} {
+				evs, _, err := l.Query(ctx, Filter{Since: times[11], Cursor: CursorAfter(c.after), Limit: 3})
+				if err != nil {
+					t.Fatal(err)
+				}
+				var got []int64
+				for _, e := range evs {
+					got = append(got, e.Seq)
+				}
+				if !slices.Equal(got, c.want) {
+					t.Fatalf("since event 12, after %d: %v, want %v", c.after, got, c.want)
 				}
 			}
 		})
