@@ -112,6 +112,7 @@ func (s *Service) insertCase(ctx context.Context, a Actor, c Case, providers []s
 	if err != nil {
 		return Case{}, err
 	}
+	row.DueBasis = basisNone // a draft: no clock runs
 	err = s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		if err := tx.Create(&row).Error; err != nil {
 			return err

@@ -123,37 +123,29 @@ func (s *Service) HistoryPage(ctx context.Context, a Actor, caseID string, limit
 }
 
 // DeadlinesPage is one page of Deadlines, soonest first, by keyset on
-// (due_on, case_id).
+// (due_on, case_id) over the index of stored due dates.
 func (s *Service) DeadlinesPage(ctx context.Context, a Actor, within, limit int, cursor string) (Page[Deadline], error) {
 	keys, err := decodeCursor("deadlines", cursor, 2)
 	if err != nil {
 		return Page[Deadline]{}, err
 	}
-	var afterDue calendar.Date
-	afterCase := ""
+	var after *dueKey
 	if keys != nil {
-		if afterDue, err = calendar.ParseDate(keys[0]); err != nil || !validID(keys[1]) {
+		due, err := calendar.ParseDate(keys[0])
+		if err != nil || !validID(keys[1]) {
 			return Page[Deadline]{}, errInvalidCursor()
 		}
-		afterCase = keys[1]
+		after = &dueKey{on: due, id: keys[1]}
 	}
 	limit = pageLimit(limit)
-	ds, err := s.deadlines(ctx, a, within)
+	items, more, err := s.deadlines(ctx, a, within, after, limit)
 	if err != nil {
 		return Page[Deadline]{}, err
 	}
 	page := Page[Deadline]{Items: []Deadline{}}
-	var items []dueCase
-	for _, d := range ds {
-		if afterCase != "" && (d.DueOn.Before(afterDue) || d.DueOn == afterDue && d.CaseID <= afterCase) {
-			continue
-		}
-		if len(items) == limit {
-			last := items[limit-1]
-			page.NextCursor = encodeCursor("deadlines", last.DueOn.String(), last.CaseID)
-			break
-		}
-		items = append(items, d)
+	if more {
+		last := items[len(items)-1]
+		page.NextCursor = encodeCursor("deadlines", last.DueOn.String(), last.CaseID)
 	}
 	if page.Items, err = s.titleDeadlines(ctx, items); err != nil {
 		return Page[Deadline]{}, err

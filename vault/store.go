@@ -45,6 +45,14 @@ type caseRow struct {
 	// its blobs were deleted too.
 	ShreddedAt    *time.Time
 	BlobsPurgedAt *time.Time
+	// The running clock's due date, stored so the deadlines list and the
+	// sweeper read an index instead of replaying every history
+	// (workflow_due.go): DueOn is NULL when no clock runs, DueBasis names
+	// the calendar and rules it was derived with ("-": none needed).
+	DueOn            *string `gorm:"size:10"`
+	DueOnProvisional bool    `gorm:"not null;default:false"`
+	DuePhase         string  `gorm:"size:32;not null;default:''"`
+	DueBasis         string  `gorm:"size:64;not null;default:'-'"`
 }
 
 func (caseRow) TableName() string { return "cases" }
@@ -114,6 +122,32 @@ var migrations = []sqldb.Step{
 	{Version: 7, Name: "materials by case in id order, for paging", Up: func(tx *gorm.DB, _ string) error {
 		return tx.Exec("CREATE INDEX idx_materials_case_paging ON materials (case_id, id)").Error
 	}},
+	{Version: 8, Name: "stored due dates of running clocks, indexed for the deadlines list and the sweeper", Up: migrateDue},
+}
+
+// migrateDue adds the due columns of cases and their indexes. Filling them
+// needs each open case's history replayed, and so its key: the migration
+// marks every open case stale (an empty due_basis) and the service derives them
+// on the first deadlines read or sweep (refreshDue), as it does after a
+// calendar change.
+func migrateDue(tx *gorm.DB, _ string) error {
+	m := tx.Migrator()
+	for _, col := range []string{"DueOn", "DueOnProvisional", "DuePhase", "DueBasis"} {
+		if !m.HasColumn(&caseRow{}, col) {
+			if err := m.AddColumn(&caseRow{}, col); err != nil {
+				return fmt.Errorf("add cases.%s: %w", col, err)
+			}
+		}
+	}
+	for _, q := range []string{
+		"CREATE INDEX idx_cases_due ON cases (due_on, id) WHERE due_on IS NOT NULL",
+		"CREATE INDEX idx_cases_due_basis ON cases (due_basis)",
+	} {
+		if err := tx.Exec(q).Error; err != nil {
+			return err
+		}
+	}
+	return tx.Model(&caseRow{}).Where("status IN ?", openStatuses).Update("due_basis", "").Error
 }
 
 // migrateEditions adds what the two editions of the Measures need. A case

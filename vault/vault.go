@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -121,6 +122,7 @@ type Service struct {
 
 	uploadExpiry time.Duration
 	retention    Period
+	dueMu        sync.Mutex // one refreshDue at a time (workflow_due.go)
 }
 
 // New wires the vault over its stores. The database must be migrated.

@@ -247,17 +247,26 @@ func (s *Service) move(ctx context.Context, a Actor, row caseRow, purpose, event
 	if err := s.record(ctx, a, event, audit.Allowed, row.ID, resource, purpose, string(act)); err != nil {
 		return TransitionResult{}, err
 	}
-	if err := s.appendEvents(ctx, row, evs...); err != nil {
+	cal, err := s.calendar(ctx)
+	if err != nil {
+		return TransitionResult{}, err
+	}
+	due, err := deriveDue(cal, dueBasis(cal), string(evs[len(evs)-1].To), append(slices.Clone(history), evs...))
+	if err != nil {
+		s.log.ErrorContext(ctx, "no deadline for open case", "case", row.ID, "err", err)
+	}
+	if err := s.appendEvents(ctx, row, due, evs...); err != nil {
 		s.recordFailure(ctx, a, event, row.ID, resource, err)
 		return TransitionResult{}, err
 	}
 	return TransitionResult{Event: evs[len(evs)-1]}, nil
 }
 
-// appendEvents moves the case on and appends evs in one transaction. The
-// revision check makes the loser of a race see concurrent_update; the
+// appendEvents moves the case on and appends evs in one transaction, with
+// the due columns derived from the history they complete (workflow_due.go).
+// The revision check makes the loser of a race see concurrent_update; the
 // (case_id, seq) key is the backstop should the revision ever be bypassed.
-func (s *Service) appendEvents(ctx context.Context, row caseRow, evs ...review.Event) error {
+func (s *Service) appendEvents(ctx context.Context, row caseRow, due dueColumns, evs ...review.Event) error {
 	conflict := errConcurrentUpdate()
 	last := evs[len(evs)-1]
 	key, err := s.caseKey(ctx, row.ID)
@@ -265,7 +274,8 @@ func (s *Service) appendEvents(ctx context.Context, row caseRow, evs ...review.E
 		return err
 	}
 	err = s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		change := map[string]any{"status": string(last.To), "revision": row.Revision + 1, "updated_at": last.At}
+		change := due.updates()
+		change["status"], change["revision"], change["updated_at"] = string(last.To), row.Revision+1, last.At
 		if evs[0].Action == review.Submit {
 			change["edition"] = evs[0].Edition
 		}
@@ -565,7 +575,7 @@ const MaxWithin = calendar.MaxDays
 // Deadlines lists open, running cases due within the next within working
 // days (the due day counted) or overdue, soonest first. Office admins only.
 func (s *Service) Deadlines(ctx context.Context, a Actor, within int) ([]Deadline, error) {
-	ds, err := s.deadlines(ctx, a, within)
+	ds, _, err := s.deadlines(ctx, a, within, nil, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -578,38 +588,24 @@ type dueCase struct {
 	row caseRow
 }
 
-// deadlines is Deadlines without the titles: opening every due case's key
-// to decrypt a title is what a page of them need not pay for the rest.
-func (s *Service) deadlines(ctx context.Context, a Actor, within int) ([]dueCase, error) {
+// deadlines is Deadlines without the titles (opening each case's key to
+// decrypt its title is for the page's rows only), from the stored due
+// dates (workflow_due.go): the cases due after the key after, up to limit
+// of them (0: all), and whether more follow.
+func (s *Service) deadlines(ctx context.Context, a Actor, within int, after *dueKey, limit int) ([]dueCase, bool, error) {
 	if !s.access.Can(a.P, "deadline", "list") {
 		if err := s.record(ctx, a, "deadline.list", audit.Denied, "", "deadlines", "", "forbidden"); err != nil {
-			return nil, err
+			return nil, false, err
 		}
-		return nil, fail(ErrForbidden, "forbidden", "only the Review Office lists deadlines")
+		return nil, false, fail(ErrForbidden, "forbidden", "only the Review Office lists deadlines")
 	}
 	if within < 0 || within > MaxWithin {
-		return nil, invalid("within", "invalid_days", fmt.Sprintf("within must be an integer from 0 to %d", MaxWithin))
+		return nil, false, invalid("within", "invalid_days", fmt.Sprintf("within must be an integer from 0 to %d", MaxWithin))
 	}
 	if err := s.record(ctx, a, "deadline.list", audit.Allowed, "", "deadlines", "", ""); err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	clocks, cal, today, err := s.openClocks(ctx)
-	if err != nil {
-		return nil, err
-	}
-	out := []dueCase{}
-	for _, oc := range clocks {
-		f, err := review.FlagWithin(oc.clock, cal, today, within)
-		if err != nil || f == review.FlagNone {
-			continue
-		}
-		std, _ := review.Flag(oc.clock, cal, today)
-		out = append(out, dueCase{Deadline: Deadline{CaseID: oc.row.ID, Status: oc.row.Status, Phase: oc.clock.Phase,
-			DueOn: oc.clock.DueOn, DueOnProvisional: oc.clock.DueOnProvisional, Overdue: oc.clock.Overdue, Flag: std},
-			row: oc.row})
-	}
-	sortDeadlines(out)
-	return out, nil
+	return s.dueRows(ctx, within, after, limit)
 }
 
 // titleDeadlines fills in the titles, opening each case's key.
@@ -624,54 +620,4 @@ func (s *Service) titleDeadlines(ctx context.Context, ds []dueCase) ([]Deadline,
 		out[i].Title = c.Title
 	}
 	return out, nil
-}
-
-func sortDeadlines(ds []dueCase) {
-	slices.SortFunc(ds, func(a, b dueCase) int {
-		if c := a.DueOn.Compare(b.DueOn); c != 0 {
-			return c
-		}
-		return strings.Compare(a.CaseID, b.CaseID)
-	})
-}
-
-type openClock struct {
-	row   caseRow
-	clock review.Clock
-}
-
-// openClocks derives the clock of every open case. A deadline that runs
-// into a year with no official schedule is computed by the calendar's
-// provisional model and marked, so no case leaves the list for want of a
-// calendar. Only a history that cannot be replayed (corrupt storage) or a
-// date the calendar cannot answer at all (before 2020, after 2200) is
-// logged as an error and left out.
-func (s *Service) openClocks(ctx context.Context) ([]openClock, *calendar.Calendar, calendar.Date, error) {
-	today := calendar.Today(s.now())
-	cal, err := s.calendar(ctx)
-	if err != nil {
-		return nil, nil, today, err
-	}
-	var rows []caseRow
-	if err := s.db.WithContext(ctx).Where("status IN ?", openStatuses).Order("id").Find(&rows).Error; err != nil {
-		return nil, nil, today, fmt.Errorf("list open cases: %w", err)
-	}
-	ids := make([]string, len(rows))
-	for i, r := range rows {
-		ids[i] = r.ID
-	}
-	hs, err := s.histories(ctx, ids)
-	if err != nil {
-		return nil, nil, today, err
-	}
-	out := make([]openClock, 0, len(rows))
-	for _, r := range rows {
-		c, err := review.DeriveClock(cal, hs[r.ID], today)
-		if err != nil {
-			s.log.ErrorContext(ctx, "no deadline for open case", "case", r.ID, "err", err)
-			continue
-		}
-		out = append(out, openClock{row: r, clock: c})
-	}
-	return out, cal, today, nil
 }

@@ -35,28 +35,28 @@ type WebhookPayload struct {
 	Phase            string `json:"phase"`
 }
 
-// SweepDeadlines evaluates every open case once: a case newly due soon or
+// SweepDeadlines evaluates every open, running case due within
+// review.DueSoonWorkingDays or overdue (read from the stored due dates, so
+// a round touches only those; it first re-derives any stale ones, which
+// after a calendar import is every open case): a case newly due soon or
 // overdue in its current phase gets a "deadline.flag" audit event by actor
 // "system" (once per case, phase and flag) and, when a webhook is
 // configured, a POST that is retried each round until it succeeds. Paused
 // cases are never flagged.
 func (s *Service) SweepDeadlines(ctx context.Context) (Sweep, error) {
 	var out Sweep
-	clocks, cal, today, err := s.openClocks(ctx)
+	due, _, err := s.dueRows(ctx, review.DueSoonWorkingDays, nil, 0)
 	if err != nil {
 		return out, err
 	}
-	for _, oc := range clocks {
-		f, err := review.Flag(oc.clock, cal, today)
-		if err != nil || f == review.FlagNone {
-			continue
-		}
+	for _, dc := range due {
+		f := dc.Flag
 		if f == review.FlagOverdue {
 			out.Overdue++
 		} else {
 			out.DueSoon++
 		}
-		row := deadlineFlagRow{CaseID: oc.row.ID, Phase: string(oc.clock.Phase), Flag: string(f), DueOn: oc.clock.DueOn.String()}
+		row := deadlineFlagRow{CaseID: dc.CaseID, Phase: string(dc.Phase), Flag: string(f), DueOn: dc.DueOn.String()}
 		err = s.db.WithContext(ctx).Where("case_id = ? AND phase = ? AND flag = ?", row.CaseID, row.Phase, row.Flag).Take(&row).Error
 		if errors.Is(err, gorm.ErrRecordNotFound) {
 			// Audited before it is remembered, like every change here.
@@ -77,7 +77,7 @@ func (s *Service) SweepDeadlines(ctx context.Context) (Sweep, error) {
 			continue
 		}
 		// The due date may have moved since the flag was raised; say the current one.
-		p := WebhookPayload{CaseID: row.CaseID, Flag: row.Flag, DueOn: oc.clock.DueOn.String(), DueOnProvisional: oc.clock.DueOnProvisional, Phase: row.Phase}
+		p := WebhookPayload{CaseID: row.CaseID, Flag: row.Flag, DueOn: dc.DueOn.String(), DueOnProvisional: dc.DueOnProvisional, Phase: row.Phase}
 		if err := s.postWebhook(ctx, p); err != nil {
 			out.Failed++
 			s.log.WarnContext(ctx, "deadline webhook failed; retrying next round", "case", row.CaseID, "flag", row.Flag, "err", err)

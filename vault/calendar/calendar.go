@@ -26,6 +26,8 @@ package calendar
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -357,4 +359,21 @@ func (c *Calendar) WorkdaysBetween(from, to Date) (int, error) {
 		}
 	}
 	return sign * n, nil
+}
+
+// Fingerprint identifies what the calendar answers: two calendars with the
+// same official files (merged as they are applied) have the same one, and
+// any imported, corrected or newly embedded year changes it. Values derived
+// from a calendar and stored (a case's due date) carry it, so a reader can
+// tell they were derived with another calendar.
+func (c *Calendar) Fingerprint() string {
+	h := sha256.New()
+	for _, y := range c.Years() {
+		fmt.Fprintf(h, "y%d;", y)
+	}
+	days := slices.SortedFunc(maps.Keys(c.off), func(a, b Date) int { return a.Compare(b) })
+	for _, d := range days {
+		fmt.Fprintf(h, "%s=%t;", d, c.off[d])
+	}
+	return hex.EncodeToString(h.Sum(nil)[:12])
 }
