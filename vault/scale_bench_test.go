@@ -14,6 +14,7 @@ import (
 
 	"github.com/crvault/crvault/audit/sqldb"
 	"github.com/crvault/crvault/audit/sqldb/sqldbtest"
+	"github.com/crvault/crvault/vault/calendar"
 )
 
 func benchSize(env string, def int) int {
@@ -27,7 +28,10 @@ func benchSize(env string, def int) int {
 // over them (rows only: sealed fields are filler bytes, no blobs), COPY on
 // PostgreSQL and one transaction of prepared inserts on SQLite. They are
 // invisible to the probe operator, and there to make the tables the size
-// issue 10 names.
+// issue 10 names. Each is open, with a stored due date (no history: the
+// date is set directly, with the current basis so nothing re-derives it)
+// from 30 days to about three years ahead, after every case the
+// fixture filed, so the deadlines index holds n rows more.
 func fillCases(tb testing.TB, f *wfFixture, n, m int) {
 	tb.Helper()
 	ctx := context.Background()
@@ -38,9 +42,18 @@ func fillCases(tb testing.TB, f *wfFixture, n, m int) {
 	now := time.Now().UTC()
 	caseID := func(i int) string { return fmt.Sprintf("fill%022d", i) }
 	filler := []byte("sealed filler, never opened")
-	caseCols := []string{"id", "title", "product", "operator_org", "status", "created_by", "created_at", "updated_at"}
+	cal, err := f.svc.calendar(ctx)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	basis, today := dueBasis(cal), calendar.Today(now)
+	caseCols := []string{"id", "title", "product", "operator_org", "status", "created_by", "created_at", "updated_at",
+		"due_on", "due_on_provisional", "due_phase", "due_basis"}
 	caseRow := func(i int) []any {
-		return []any{caseID(i), filler, filler, fmt.Sprintf("org-%04d", i%1000), []string{"draft", "submitted", "under_review", "concluded"}[i%4], "someone", now, now}
+		k := i % 4
+		return []any{caseID(i), filler, filler, fmt.Sprintf("org-%04d", i%1000), []string{"submitted", "under_review", "soliciting_opinions", "special_review"}[k],
+			"someone", now, now, today.AddDays(30 + i%1000).String(), false,
+			[]string{"determination", "preliminary_review", "member_unit_opinions", "special_review"}[k], basis}
 	}
 	matCols := []string{"id", "case_id", "kind", "filename", "filename_mac", "version", "content_type", "size", "sha256", "blob_id", "header", "uploaded_by", "uploader_org", "uploaded_at"}
 	matRow := func(i int) []any {
@@ -146,7 +159,9 @@ func p99Of(tb testing.TB, k int, op func() error) time.Duration {
 
 // BenchmarkListsScale measures the p99 of first and later pages of the
 // operator's case list and of a case's materials (120 of each, real rows
-// with sealed names, read through the vault with auditing), first on the
+// with sealed names, read through the vault with auditing), and of the
+// office's deadlines (100 cases on the clock, all due within MaxWithin;
+// the bulk-loaded cases are due after them), first on the
 // fixture's small tables (the baseline, same run) and then after
 // CRVAULT_BENCH_CASES other cases (default 10,000; issue 10: 100,000) and
 // CRVAULT_BENCH_MATERIALS materials (default 100,000; issue 10: 1,000,000)
@@ -170,6 +185,17 @@ func BenchmarkListsScale(b *testing.B) {
 				for i := range 120 {
 					f.uploadID(f.op, probe, "other", fmt.Sprintf("doc-%03d", i))
 				}
+				// 100 cases on the clock, for two pages of deadlines.
+				for range 100 {
+					id := f.draft()
+					if _, err := f.svc.Submit(f.ctx, f.op, id); err != nil {
+						b.Fatal(err)
+					}
+				}
+				dlLater, err := f.svc.DeadlinesPage(f.ctx, f.office, MaxWithin, 50, "")
+				if err != nil || dlLater.NextCursor == "" {
+					b.Fatalf("deadlines: %+v %v", dlLater, err)
+				}
 				casesLater, err := f.svc.ListCases(f.ctx, f.op, "", 50, "")
 				if err != nil {
 					b.Fatal(err)
@@ -188,6 +214,14 @@ func BenchmarkListsScale(b *testing.B) {
 					{"materials-first", func() error { _, err := f.svc.MaterialsPage(f.ctx, f.op, probe, 50, ""); return err }},
 					{"materials-later", func() error {
 						_, err := f.svc.MaterialsPage(f.ctx, f.op, probe, 50, matsLater.NextCursor)
+						return err
+					}},
+					{"deadlines-first", func() error {
+						_, err := f.svc.DeadlinesPage(f.ctx, f.office, MaxWithin, 50, "")
+						return err
+					}},
+					{"deadlines-later", func() error {
+						_, err := f.svc.DeadlinesPage(f.ctx, f.office, MaxWithin, 50, dlLater.NextCursor)
 						return err
 					}},
 				}

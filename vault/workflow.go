@@ -4,9 +4,13 @@ package vault
 // vault/review decides, this file loads what it needs, audits, and appends
 // the decision to the case's append-only history (case_events) together with
 // the status change, in one transaction guarded by the case's revision.
-// Deadlines are never stored: every clock is derived from the history and
-// the current calendar, so importing a corrected calendar moves every open
-// deadline.
+// A clock is always derived from the history and the current calendar
+// (GET /clock replays it on every call); what is stored besides is each
+// case's running due date, written by the same transaction as the event
+// that changes it and stamped with the calendar it was derived with, so the
+// deadlines list and the sweeper read an index instead of replaying every
+// open case, and importing a corrected calendar still moves every open
+// deadline (workflow_due.go).
 
 import (
 	"context"
