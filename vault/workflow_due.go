@@ -149,17 +149,26 @@ func (s *Service) refreshDue(ctx context.Context, cal *calendar.Calendar) error 
 		if err != nil {
 			return err
 		}
-		for _, r := range rows {
-			d, err := deriveDue(cal, basis, r.Status, hs[r.ID])
-			if err != nil {
+		derived := make([]dueColumns, len(rows))
+		for i, r := range rows {
+			if derived[i], err = deriveDue(cal, basis, r.Status, hs[r.ID]); err != nil {
 				s.log.ErrorContext(ctx, "no deadline for open case", "case", r.ID, "err", err)
 			}
-			if err := s.db.WithContext(ctx).Model(&caseRow{}).Where("id = ? AND revision = ?", r.ID, r.Revision).
-				Updates(d.updates()).Error; err != nil {
-				return fmt.Errorf("store due date of case %s: %w", r.ID, err)
-			}
-			n++
 		}
+		// One transaction a batch: one commit (and, on SQLite, one fsync)
+		// per 500 cases rather than per case.
+		err = s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+			for i, r := range rows {
+				if err := tx.Model(&caseRow{}).Where("id = ? AND revision = ?", r.ID, r.Revision).Updates(derived[i].updates()).Error; err != nil {
+					return fmt.Errorf("store due date of case %s: %w", r.ID, err)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		n += len(rows)
 	}
 	s.log.InfoContext(ctx, "due dates re-derived", "cases", n, "basis", basis)
 	return nil
