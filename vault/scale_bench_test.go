@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
 
+	"github.com/crvault/crvault/audit"
 	"github.com/crvault/crvault/audit/sqldb"
 	"github.com/crvault/crvault/audit/sqldb/sqldbtest"
 	"github.com/crvault/crvault/vault/calendar"
@@ -237,6 +238,59 @@ func BenchmarkListsScale(b *testing.B) {
 					b.ReportMetric(float64(got.Microseconds())/1000, q.name+"-p99-ms")
 					b.ReportMetric(float64(got)/float64(base[i]), q.name+"/small")
 				}
+			}
+		})
+	}
+}
+
+// BenchmarkDeadlinesIndexVsReplay compares, in one run, a page of
+// deadlines read from the stored due dates with the same page as every
+// request computed it before: audited, the history of every open case
+// replayed (replayDeadlines, the tests' oracle), then the page's titles
+// decrypted. CRVAULT_BENCH_DUE_CASES real cases (default 200) are filed
+// and submitted, each with its own key and history. The replay grows with
+// the open cases, the indexed page does not.
+func BenchmarkDeadlinesIndexVsReplay(b *testing.B) {
+	n := benchSize("CRVAULT_BENCH_DUE_CASES", 200)
+	for _, d := range sqldbtest.Backends {
+		b.Run(fmt.Sprintf("%s/open=%d", sqldbtest.Name(d), n), func(b *testing.B) {
+			for b.Loop() {
+				f := newWF(b, d, time.Now(), false)
+				for range n {
+					id := f.draft()
+					if _, err := f.svc.Submit(f.ctx, f.op, id); err != nil {
+						b.Fatal(err)
+					}
+				}
+				page := p99Of(b, 50, func() error {
+					p, err := f.svc.DeadlinesPage(f.ctx, f.office, MaxWithin, 50, "")
+					if err == nil && len(p.Items) != min(n, 50) {
+						err = fmt.Errorf("%d items", len(p.Items))
+					}
+					return err
+				})
+				replay := p99Of(b, 50, func() error {
+					if err := f.svc.record(f.ctx, f.office, "deadline.list", audit.Allowed, "", "deadlines", "", ""); err != nil {
+						return err
+					}
+					all := replayDeadlines(b, f, MaxWithin)
+					if len(all) != n {
+						return fmt.Errorf("%d deadlines", len(all))
+					}
+					for _, dl := range all[:min(n, 50)] {
+						var row caseRow
+						if err := f.svc.db.Where("id = ?", dl.CaseID).Take(&row).Error; err != nil {
+							return err
+						}
+						if _, err := f.svc.openCase(f.ctx, row, nil); err != nil {
+							return err
+						}
+					}
+					return nil
+				})
+				b.ReportMetric(float64(page.Microseconds())/1000, "page-p99-ms")
+				b.ReportMetric(float64(replay.Microseconds())/1000, "replay-page-p99-ms")
+				b.ReportMetric(float64(replay)/float64(page), "replay/page")
 			}
 		})
 	}

@@ -17,7 +17,7 @@ import (
 // replayDeadlines is the deadlines list as it was computed before due dates
 // were stored: every open case's history replayed with today's date, kept
 // here as the oracle the stored dates must agree with.
-func replayDeadlines(t *testing.T, f *wfFixture, within int) []Deadline {
+func replayDeadlines(t testing.TB, f *wfFixture, within int) []Deadline {
 	t.Helper()
 	today := calendar.Today(f.svc.now())
 	cal, err := f.svc.calendar(f.ctx)
