@@ -57,10 +57,13 @@ func (a *app) dashboard(c *gin.Context) {
 			return
 		}
 		v.Intake = intake.Items
-		if v.Deadlines, err = a.Vault.Deadlines(ctx, a.actor(c), review.DueSoonWorkingDays); err != nil {
+		// The soonest 20: the deadlines page lists the rest a page at a time.
+		due, err := a.Vault.DeadlinesPage(ctx, a.actor(c), review.DueSoonWorkingDays, 20, "")
+		if err != nil {
 			a.fail(c, err)
 			return
 		}
+		v.Deadlines = due.Items
 	}
 	if p.Is("operator") || p.Is("provider") || p.Is("reviewer") || p.Is("member_unit") {
 		page, err := a.Vault.ListCases(ctx, a.actor(c), "", 20, "")
@@ -490,11 +493,12 @@ func (a *app) deadlines(c *gin.Context) {
 		}
 		within = n
 	}
-	ds, err := a.Vault.Deadlines(c.Request.Context(), a.actor(c), within)
+	// A page at a time: each title costs a case key to open.
+	ds, err := a.Vault.DeadlinesPage(c.Request.Context(), a.actor(c), within, 50, c.Query("cursor"))
 	if err != nil {
 		a.fail(c, err)
 		return
 	}
-	p.Data = map[string]any{"Deadlines": ds, "Within": within}
+	p.Data = map[string]any{"Deadlines": ds.Items, "Within": within, "Next": ds.NextCursor}
 	a.render(c, http.StatusOK, "deadlines", p)
 }
