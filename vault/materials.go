@@ -287,10 +287,11 @@ func (s *Service) ListMaterials(ctx context.Context, a Actor, caseID string) ([]
 // Unknown ids and materials hidden from the caller both answer 404.
 func (s *Service) material(ctx context.Context, a Actor, id string, act access.Action, event string) (materialRow, access.Decision, error) {
 	var m materialRow
+	var c caseWithProviders
 	resource := "material/" + id
 	err := gorm.ErrRecordNotFound
 	if validID(id) {
-		err = s.db.WithContext(ctx).Where("id = ?", id).Take(&m).Error
+		m, c, err = s.materialWithCase(ctx, id)
 	}
 	if errors.Is(err, gorm.ErrRecordNotFound) {
 		if err := s.record(ctx, a, event, audit.Denied, "", resource, "", "not_found"); err != nil {
@@ -299,14 +300,15 @@ func (s *Service) material(ctx context.Context, a Actor, id string, act access.A
 		return m, access.Decision{}, fail(ErrNotFound, "not_found", "no such material")
 	}
 	if err != nil {
-		return m, access.Decision{}, fmt.Errorf("load material %s: %w", id, err)
+		return m, access.Decision{}, err
 	}
 	if act == "material.read" && m.Kind == "evidence" && a.P.Has("inspector") {
 		// Inspectors read no documents except evidence filed with a
 		// complaint, which is theirs to weigh (Art. 17).
 		act = "case.read"
 	}
-	_, _, d, err := s.authorize(ctx, a, m.CaseID, act, event, resource)
+	row, facts, providers := s.factsOf(c)
+	_, _, d, err := s.decideOn(ctx, a, m.CaseID, act, event, resource, row, facts, providers, nil)
 	if err != nil {
 		var ve *Error
 		if errors.As(err, &ve) && ve.Code == "not_found" {

@@ -123,6 +123,7 @@ type Service struct {
 	uploadExpiry time.Duration
 	retention    Period
 	dueMu        sync.Mutex // one refreshDue at a time (workflow_due.go)
+	materialSQL  string     // materialWithCase's statement (rowscan.go)
 }
 
 // New wires the vault over its stores. The database must be migrated.
@@ -151,7 +152,8 @@ func New(db *gorm.DB, blobs blob.Store, master *crypt.Master, acc *access.Servic
 	// A case shredded on any instance: forget its key here too.
 	acc.Subscribe(NoticeCaseKey, func(_ context.Context, caseID string) { cfg.Keyring.Forget(caseID) })
 	s := &Service{db: db, blobs: blobs, master: master, keys: cfg.Keyring, retention: cfg.Retention, access: acc, audit: log, maxSize: cfg.MaxMaterialSize, log: cfg.Logger,
-		now: cfg.Now, cals: NewCalendars(db, cfg.Calendar), webhook: cfg.WebhookURL, client: cfg.HTTPClient, uploadExpiry: cfg.UploadExpiry}
+		now: cfg.Now, cals: NewCalendars(db, cfg.Calendar), webhook: cfg.WebhookURL, client: cfg.HTTPClient, uploadExpiry: cfg.UploadExpiry,
+		materialSQL: materialQuery(sqldb.Dialect(db))}
 	if cfg.RulesEdition != "" {
 		// Validated by the configuration; an unknown one falls back to the
 		// filing date rather than to a guess.
@@ -230,9 +232,15 @@ func (s *Service) caseFacts(ctx context.Context, id string) (caseRow, access.Cas
 		Where("cases.id = ?", id).Take(&row).Error; err != nil {
 		return row.Case, access.CaseFacts{}, nil, err
 	}
+	c, facts, providers := s.factsOf(row)
+	return c, facts, providers, nil
+}
+
+// factsOf is what caseFacts returns for a loaded row.
+func (s *Service) factsOf(row caseWithProviders) (caseRow, access.CaseFacts, []string) {
 	if row.Case.ShreddedAt != nil {
 		// Another process shredded it: no cached key may outlive the row.
-		s.keys.Forget(id)
+		s.keys.Forget(row.Case.ID)
 	}
 	providers := []string{}
 	if row.ProviderIDs != nil && *row.ProviderIDs != "" {
@@ -242,7 +250,7 @@ func (s *Service) caseFacts(ctx context.Context, id string) (caseRow, access.Cas
 	}
 	c := row.Case
 	return c, access.CaseFacts{ID: c.ID, OperatorOrg: c.OperatorOrg, ProviderOrgs: providers, Status: c.Status,
-		OpenedByOffice: c.Origin == review.OriginProposal}, providers, nil
+		OpenedByOffice: c.Origin == review.OriginProposal}, providers
 }
 
 // caseWithProviders is a case row with its providers' organisation ids,
@@ -268,6 +276,12 @@ func (s *Service) providers(ctx context.Context, caseID string) ([]string, error
 // 404 for callers with no relation to the case and 403 for the others.
 func (s *Service) authorize(ctx context.Context, a Actor, caseID string, act access.Action, event, resource string) (caseRow, []string, access.Decision, error) {
 	row, facts, providers, err := s.caseFacts(ctx, caseID)
+	return s.decideOn(ctx, a, caseID, act, event, resource, row, facts, providers, err)
+}
+
+// decideOn is authorize once the case is loaded (err: how loading it failed).
+func (s *Service) decideOn(ctx context.Context, a Actor, caseID string, act access.Action, event, resource string,
+	row caseRow, facts access.CaseFacts, providers []string, err error) (caseRow, []string, access.Decision, error) {
 	if errors.Is(err, gorm.ErrRecordNotFound) {
 		if err := s.record(ctx, a, event, audit.Denied, caseID, resource, "", "not_found"); err != nil {
 			return row, nil, access.Decision{}, err

@@ -1,0 +1,113 @@
+package vault
+
+import (
+	"reflect"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"gorm.io/gorm"
+	"gorm.io/gorm/schema"
+
+	"github.com/crvault/crvault/audit/sqldb/sqldbtest"
+)
+
+// TestRowColumnsMatchModels: the hand-written column lists name exactly the
+// columns GORM maps each model to, each once, and each target is the
+// model's own field, so a field added to a model fails here until the
+// fast lookup reads it too.
+func TestRowColumnsMatchModels(t *testing.T) {
+	check := func(model any, cols []column) {
+		t.Helper()
+		sch, err := schema.Parse(model, &sync.Map{}, schema.NamingStrategy{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := slices.Clone(sch.DBNames)
+		var got []string
+		base := reflect.ValueOf(model).Pointer()
+		for _, c := range cols {
+			got = append(got, c.name)
+			f := sch.LookUpField(c.name)
+			if f == nil {
+				t.Errorf("%s: column %q is not in the model", sch.Table, c.name)
+				continue
+			}
+			// The target must be that field of the model value itself.
+			if p := reflect.ValueOf(c.dst).Pointer(); p != base+f.StructField.Offset {
+				t.Errorf("%s: column %q scans into another field", sch.Table, c.name)
+			}
+		}
+		slices.Sort(got)
+		slices.Sort(want)
+		if !slices.Equal(got, want) {
+			t.Errorf("%s: columns %v, model has %v", sch.Table, got, want)
+		}
+	}
+	var c caseRow
+	check(&c, c.columns())
+	var m materialRow
+	check(&m, m.columns())
+}
+
+// TestMaterialWithCaseReadsWhatGORMReads: the one-statement lookup of an
+// audited read returns the same material row as GORM, the case's facts and
+// its providers; a missing material is gorm.ErrRecordNotFound. A shredded
+// case reads as shredded.
+func TestMaterialWithCaseReadsWhatGORMReads(t *testing.T) {
+	for _, d := range sqldbtest.Backends {
+		t.Run(sqldbtest.Name(d), func(t *testing.T) {
+			f := newWF(t, d, time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC), false)
+			caseID := f.draft()
+			id := f.uploadID(f.op, caseID, "other", "letter")
+
+			for _, org := range []string{"org-b", "org-a"} {
+				if err := f.svc.db.Create(&caseProviderRow{CaseID: caseID, OrgID: org}).Error; err != nil {
+					t.Fatal(err)
+				}
+			}
+			var wantM materialRow
+			var wantC caseRow
+			if err := f.svc.db.Where("id = ?", id).Take(&wantM).Error; err != nil {
+				t.Fatal(err)
+			}
+			if err := f.svc.db.Where("id = ?", caseID).Take(&wantC).Error; err != nil {
+				t.Fatal(err)
+			}
+			m, c, err := f.svc.materialWithCase(f.ctx, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(m, wantM) {
+				t.Errorf("material\n got %+v\nwant %+v", m, wantM)
+			}
+			// The case holds its fact columns, as GORM reads them, and
+			// nothing else.
+			var wantFacts caseRow
+			for i, col := range wantFacts.factColumns() {
+				reflect.ValueOf(col.dst).Elem().Set(reflect.ValueOf(wantC.factColumns()[i].dst).Elem())
+			}
+			if !reflect.DeepEqual(c.Case, wantFacts) {
+				t.Errorf("case\n got %+v\nwant %+v", c.Case, wantFacts)
+			}
+			if c.Case.ID != caseID || c.Case.OperatorOrg == "" || c.Case.Status != "draft" || c.Case.Origin == "" {
+				t.Errorf("case facts not read: %+v", c.Case)
+			}
+			_, facts, providers := f.svc.factsOf(c)
+			if !slices.Equal(providers, []string{"org-a", "org-b"}) || !slices.Equal(facts.ProviderOrgs, providers) || facts.OperatorOrg != wantC.OperatorOrg {
+				t.Errorf("providers %v, facts %+v", providers, facts)
+			}
+			at := time.Date(2026, 3, 3, 10, 4, 5, 123456000, time.UTC)
+			if err := f.svc.db.Model(&caseRow{}).Where("id = ?", caseID).Update("shredded_at", at).Error; err != nil {
+				t.Fatal(err)
+			}
+			if _, c, err = f.svc.materialWithCase(f.ctx, id); err != nil || c.Case.ShreddedAt == nil || !c.Case.ShreddedAt.Equal(at) {
+				t.Errorf("shredded case: %+v, %v", c.Case, err)
+			}
+			if _, _, err := f.svc.materialWithCase(f.ctx, "nosuchmaterial0000000000000000"); err != gorm.ErrRecordNotFound {
+				t.Errorf("missing material: %v", err)
+			}
+		})
+	}
+}
