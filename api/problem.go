@@ -177,6 +177,8 @@ func statusOf(kind error) int {
 		return http.StatusBadRequest
 	case vault.ErrUnauthorized:
 		return http.StatusUnauthorized
+	case vault.ErrDamaged:
+		return http.StatusInternalServerError
 	}
 	return http.StatusInternalServerError
 }

@@ -17,6 +17,9 @@ var (
 	ErrIncomplete   = errors.New("materials incomplete")
 	ErrBadRequest   = errors.New("bad request") // malformed body or framing
 	ErrUnauthorized = errors.New("unauthenticated")
+	// ErrDamaged: what is stored for a material is missing or does not
+	// authenticate (lost or altered outside crvault); only a restore helps.
+	ErrDamaged = errors.New("stored material damaged")
 )
 
 // Error carries a stable machine code and safe detail for one failure. It

@@ -15,6 +15,7 @@ import (
 
 	"github.com/crvault/crvault/access"
 	"github.com/crvault/crvault/audit"
+	"github.com/crvault/crvault/vault/blob"
 	"github.com/crvault/crvault/vault/crypt"
 	"github.com/crvault/crvault/vault/review"
 )
@@ -424,6 +425,13 @@ func (s *Service) openMaterial(ctx context.Context, m materialRow, r *Range) (*C
 		}
 	}
 	body, closeFn, err := open(ctx, key, m.Header, m.BlobID, m.Size, r)
+	if errors.Is(err, crypt.ErrCorrupt) || errors.Is(err, blob.ErrNotFound) {
+		// Not the caller's fault and not an outage: the operator must
+		// restore this blob from a backup, so say which one, once, loudly.
+		s.log.ErrorContext(ctx, "stored material damaged: restore its blob from a backup", "material", m.ID, "case", m.CaseID,
+			"blob", m.BlobID, "err", err)
+		return nil, fail(ErrDamaged, "material_damaged", "the stored copy of this material is missing or damaged; the operator has been told")
+	}
 	if err != nil {
 		return nil, fmt.Errorf("open material %s: %w", m.ID, err)
 	}
