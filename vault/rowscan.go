@@ -16,26 +16,15 @@ import (
 // case's providers) are one hand-written query scanned into fixed targets.
 // Through GORM they were two statements built per request and scanned by
 // reflection: about 500 allocations per read, the largest share of a small
-// read's CPU after the audit commit (issue 10). The column lists below must
-// name every field of their model; TestRowColumnsMatchModels holds them to
-// the GORM schema, so a field added to a model cannot be left unread here.
+// read's CPU after the audit commit (issue 10). A material's column list
+// must name every field of materialRow, and a case's fact columns only
+// fields of caseRow; TestRowColumnsMatchModels holds both to the GORM
+// schema, so a field added to materialRow cannot be left unread here.
 
 // column is a column name and where its value is scanned to.
 type column struct {
 	name string
 	dst  any
-}
-
-func (r *caseRow) columns() []column {
-	return []column{
-		{"id", &r.ID}, {"title", &r.Title}, {"product", &r.Product}, {"operator_org", &r.OperatorOrg},
-		{"status", &r.Status}, {"created_by", &r.CreatedBy}, {"created_at", &r.CreatedAt}, {"updated_at", &r.UpdatedAt},
-		{"revision", &r.Revision}, {"edition", &r.Edition}, {"type", &r.Type}, {"listing_venue", &r.ListingVenue},
-		{"users_with_personal_info", &r.UsersWithPersonalInfo}, {"origin", &r.Origin}, {"proposal_id", &r.ProposalID},
-		{"legal_hold", &r.LegalHold}, {"hold_reason", &r.HoldReason}, {"hold_by", &r.HoldBy}, {"hold_at", &r.HoldAt},
-		{"shredded_at", &r.ShreddedAt}, {"blobs_purged_at", &r.BlobsPurgedAt}, {"due_on", &r.DueOn},
-		{"due_on_provisional", &r.DueOnProvisional}, {"due_phase", &r.DuePhase}, {"due_basis", &r.DueBasis},
-	}
 }
 
 func (r *materialRow) columns() []column {
@@ -47,17 +36,14 @@ func (r *materialRow) columns() []column {
 	}
 }
 
-// selectList writes the columns qualified by alias, and appends their
-// targets to dst.
-func selectList(b *strings.Builder, alias string, cols []column, dst []any) []any {
+// selectList writes the columns qualified by alias.
+func selectList(b *strings.Builder, alias string, cols []column) {
 	for i, c := range cols {
 		if i > 0 {
 			b.WriteString(", ")
 		}
 		b.WriteString(alias + "." + c.name)
-		dst = append(dst, c.dst)
 	}
-	return dst
 }
 
 // factColumns are the columns of a case that access decides on (factsOf):
@@ -75,9 +61,9 @@ func materialQuery(dialect string) string {
 	var c caseRow
 	var b strings.Builder
 	b.WriteString("SELECT ")
-	selectList(&b, "m", m.columns(), nil)
+	selectList(&b, "m", m.columns())
 	b.WriteString(", ")
-	selectList(&b, "c", c.factColumns(), nil)
+	selectList(&b, "c", c.factColumns())
 	agg, ph := "group_concat(p.org_id, ',')", "?"
 	if dialect == sqldb.Postgres {
 		agg, ph = "string_agg(p.org_id, ',')", "$1"

@@ -13,12 +13,12 @@ import (
 	"github.com/crvault/crvault/audit/sqldb/sqldbtest"
 )
 
-// TestRowColumnsMatchModels: the hand-written column lists name exactly the
-// columns GORM maps each model to, each once, and each target is the
-// model's own field, so a field added to a model fails here until the
-// fast lookup reads it too.
+// TestRowColumnsMatchModels: every hand-written column is a column GORM
+// maps the model to, scanned into that very field; a material's list names
+// exactly materialRow's columns, each once, so a field added to it fails
+// here until the fast lookup reads it too.
 func TestRowColumnsMatchModels(t *testing.T) {
-	check := func(model any, cols []column) {
+	check := func(model any, cols []column, all bool) {
 		t.Helper()
 		sch, err := schema.Parse(model, &sync.Map{}, schema.NamingStrategy{})
 		if err != nil {
@@ -41,14 +41,14 @@ func TestRowColumnsMatchModels(t *testing.T) {
 		}
 		slices.Sort(got)
 		slices.Sort(want)
-		if !slices.Equal(got, want) {
+		if all && !slices.Equal(got, want) {
 			t.Errorf("%s: columns %v, model has %v", sch.Table, got, want)
 		}
 	}
 	var c caseRow
-	check(&c, c.columns())
+	check(&c, c.factColumns(), false)
 	var m materialRow
-	check(&m, m.columns())
+	check(&m, m.columns(), true)
 }
 
 // TestMaterialWithCaseReadsWhatGORMReads: the one-statement lookup of an

@@ -35,6 +35,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 
 	"gorm.io/gorm"
 
@@ -70,23 +71,13 @@ func (d dueColumns) updates() map[string]any {
 	return map[string]any{"due_on": d.On, "due_on_provisional": d.Provisional, "due_phase": d.Phase, "due_basis": d.Basis}
 }
 
-// isOpen reports whether a status is one whose clock runs (or is paused).
-func isOpen(status string) bool {
-	for _, s := range openStatuses {
-		if s == status {
-			return true
-		}
-	}
-	return false
-}
-
 // deriveDue derives the due columns of a case in status from its whole
 // history. The date passed to DeriveClock as today is the last event's: a
 // running clock's due date does not depend on it (see the file comment),
 // and it keeps the walk short.
 func deriveDue(cal *calendar.Calendar, basis, status string, history []review.Event) (dueColumns, error) {
 	none := dueColumns{Basis: basisNone}
-	if !isOpen(status) || len(history) == 0 {
+	if !slices.Contains(openStatuses, status) || len(history) == 0 {
 		return none, nil
 	}
 	c, err := review.DeriveClock(cal, history, history[len(history)-1].On)
@@ -141,7 +132,7 @@ func (s *Service) refreshDue(ctx context.Context, cal *calendar.Calendar) error 
 		after = rows[len(rows)-1].ID
 		var ids []string
 		for _, r := range rows {
-			if isOpen(r.Status) {
+			if slices.Contains(openStatuses, r.Status) {
 				ids = append(ids, r.ID)
 			}
 		}
