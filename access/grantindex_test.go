@@ -12,9 +12,9 @@ func TestGrantIndex(t *testing.T) {
 	for _, r := range []struct{ c, u, id string }{
 		{"c1", "u3", "a1"}, {"c1", "u1", "a2"}, {"c2", "u1", "a3"}, {"c1", "u3", "a4"}, {"c1", "u2", "a5"},
 	} {
-		b.add([]byte(r.c), grant{user: r.u, id: r.id, role: "reviewer"})
+		b.add(grantRow{caseID: []byte(r.c), userID: []byte(r.u), id: []byte(r.id), role: []byte("reviewer")})
 	}
-	x := b.index()
+	x := buildIndex(b)
 	ids := func(c, u string) []string {
 		var out []string
 		for _, g := range x.get(c, u) {

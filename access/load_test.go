@@ -2,6 +2,8 @@ package access
 
 import (
 	"context"
+	"fmt"
+	"reflect"
 	"slices"
 	"sync"
 	"testing"
@@ -192,4 +194,101 @@ func TestBackgroundLoadFailsClosed(t *testing.T) {
 	if d, err := s.Decide(ctx, w.p["operA"], w.submitted, ActMaterialRead); err != nil || !d.Allowed {
 		t.Fatalf("operator while loading: %+v, %v", d, err)
 	}
+}
+
+// TestSplitLoadReadsEveryGrant: a start that reads the assignments in two
+// halves at once (by rowid on SQLite, by ctid on PostgreSQL) builds the
+// same index as one that reads them in one scan: every unrevoked grant once,
+// with its expiry, declarations and purpose (one holding the separator the
+// load joins columns with), in the same order.
+func TestSplitLoadReadsEveryGrant(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, dialect string) {
+		ctx := context.Background()
+		f := newFixture(t, dialect, nil)
+		now := f.clock.Now().UTC().Truncate(time.Second)
+		expires := now.Add(36 * time.Hour)
+		var as []assignmentRow
+		var ds []declarationRow
+		var rs []revocationRow
+		for i := range 600 {
+			a := assignmentRow{ID: fmt.Sprintf("a%05d", i), CaseID: fmt.Sprintf("case-%03d", i%37), UserID: fmt.Sprintf("user-%03d", (i*7)%53),
+				Role: []string{"reviewer", "member_unit"}[i%2], Purpose: fmt.Sprintf("review %d, Art. 16", i%5), GrantedBy: "admin", GrantedAt: now}
+			switch {
+			case i%11 == 0:
+				a.ExpiresAt = &expires
+			case i%13 == 0:
+				a.Purpose = "joined\x1fby the separator"
+			}
+			as = append(as, a)
+			if i%3 == 0 {
+				ds = append(ds, declarationRow{ID: "d" + a.ID, AssignmentID: a.ID, CaseID: a.CaseID, UserID: a.UserID, Conflict: i%2 == 0, Statement: []byte("s"), CreatedAt: now})
+			}
+			if i%17 == 0 {
+				rs = append(rs, revocationRow{AssignmentID: a.ID, RevokedBy: "admin", RevokedAt: now, Reason: "r"})
+			}
+		}
+		for _, rows := range []any{as, ds, rs} {
+			if err := f.db.WithContext(ctx).CreateInBatches(rows, 100).Error; err != nil {
+				t.Fatal(err)
+			}
+		}
+
+		split, whole := f.opts, f.opts
+		split.splitLoadAt, whole.splitLoadAt = 1, 1<<30
+		load := func(opts Options) *Service {
+			s, err := New(ctx, f.db, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return s
+		}
+		halves, one := load(split), load(whole)
+		sqlDB, err := f.db.DB()
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, ranges := halves.assignmentRanges(ctx, sqlDB)
+		if len(ranges) != 2 {
+			t.Fatalf("the test table was read in one scan (%v): the test proves nothing", ranges)
+		}
+		for _, where := range ranges {
+			var n int
+			if err := sqlDB.QueryRowContext(ctx, "SELECT count(*) FROM access_assignments a WHERE "+where).Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			if n == 0 {
+				t.Fatalf("half %q holds no assignment: the test proves nothing", where)
+			}
+		}
+		if !reflect.DeepEqual(halves.grants, one.grants) {
+			t.Fatal("the two halves built another index than one scan")
+		}
+
+		want := 0
+		for i, a := range as {
+			if i%17 == 0 {
+				continue
+			}
+			want++
+			gs := one.grants.get(a.CaseID, a.UserID)
+			k := slices.IndexFunc(gs, func(g grant) bool { return g.id == a.ID })
+			if k < 0 {
+				t.Fatalf("assignment %s is not indexed", a.ID)
+			}
+			g := gs[k]
+			if g.role != a.Role || g.purpose != a.Purpose || g.declared != (i%3 == 0 && i%2 == 1) || g.suspended != (i%3 == 0 && i%2 == 0) {
+				t.Errorf("assignment %s indexed as %+v", a.ID, g)
+			}
+			if (a.ExpiresAt == nil) != g.expiresAt.IsZero() || (a.ExpiresAt != nil && !g.expiresAt.Equal(*a.ExpiresAt)) {
+				t.Errorf("assignment %s expires %v, indexed %v", a.ID, a.ExpiresAt, g.expiresAt)
+			}
+		}
+		got := 0
+		for _, gs := range one.grants {
+			got += len(gs)
+		}
+		if got != want {
+			t.Errorf("%d grants indexed, want %d (the revoked ones left out)", got, want)
+		}
+	})
 }

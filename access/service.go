@@ -2,14 +2,16 @@ package access
 
 import (
 	"bufio"
+	"bytes"
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
-	"math"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -65,6 +67,9 @@ type Options struct {
 	// afterLoad, for tests, runs when a background load has read the tables
 	// and before it catches up on changes made meanwhile and installs them.
 	afterLoad func()
+	// splitLoadAt, for tests, overrides how many assignments make a start
+	// read the table in two halves (0: 100,000).
+	splitLoadAt int
 }
 
 // Service is safe for concurrent use.
@@ -104,10 +109,11 @@ type Service struct {
 	// before it is installed. nil when no load runs.
 	dirty map[caseUser]struct{}
 
-	afterLoad func()
-	loaded    chan struct{} // closed once grants are ready
-	stopLoad  context.CancelFunc
-	loadDone  chan struct{} // closed when the background load ends
+	afterLoad   func()
+	splitLoadAt int
+	loaded      chan struct{} // closed once grants are ready
+	stopLoad    context.CancelFunc
+	loadDone    chan struct{} // closed when the background load ends
 
 	logins      *prometheus.CounterVec
 	decisions   *prometheus.CounterVec
@@ -142,7 +148,8 @@ func (g grant) status(now time.Time) string {
 func New(ctx context.Context, db *gorm.DB, opts Options) (*Service, error) {
 	s := &Service{db: db, now: opts.Now, log: opts.Logger, idle: opts.IdleTimeout, abs: opts.AbsoluteTimeout, hasher: opts.Hasher,
 		seal: opts.Sealer, totpRoles: opts.TOTPRequiredRoles, resync: opts.ResyncInterval, rate: opts.LoginRate.withDefaults(),
-		subs: map[string][]func(context.Context, string){}, afterLoad: opts.afterLoad, loaded: make(chan struct{})}
+		subs: map[string][]func(context.Context, string){}, afterLoad: opts.afterLoad, loaded: make(chan struct{}),
+		splitLoadAt: cmp.Or(opts.splitLoadAt, 100_000)}
 	ttl := opts.AccountCacheTTL
 	if ttl == 0 {
 		ttl = accountCacheTTL
@@ -399,22 +406,52 @@ func (*memAdapter) RemoveFilteredPolicy(string, string, int, ...string) error {
 }
 
 // loadGrants reads every unrevoked assignment with its declarations, in
-// two plain scans (no ORM reflection per row: a start reads a million).
+// plain scans (no ORM reflection per row: a start reads a million). A large
+// table is read in two halves at once, on two connections: most of a start
+// is the drivers' work per row, which then runs on two cores.
 func (s *Service) loadGrants(ctx context.Context) (grantIndex, error) {
 	sqlDB, err := s.db.DB()
 	if err != nil {
 		return nil, fmt.Errorf("access: load assignments: %w", err)
 	}
-	flags := map[string][2]bool{} // assignment id -> {declared, suspended}
-	rows, err := sqlDB.QueryContext(ctx, "SELECT assignment_id, conflict FROM access_declarations")
+	flags, err := loadDeclarationFlags(ctx, sqlDB)
+	if err != nil {
+		return nil, err
+	}
+	n, ranges := s.assignmentRanges(ctx, sqlDB)
+	parts := make([]*indexBuilder, len(ranges))
+	errs := make([]error, len(ranges))
+	var wg sync.WaitGroup
+	for i, where := range ranges {
+		wg.Go(func() { parts[i], errs[i] = s.scanGrants(ctx, sqlDB, where, flags, n/len(ranges)) })
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return buildIndex(parts...), nil
+}
+
+// loadDeclarationFlags reads, per assignment id, whether it has a
+// conflict:false declaration and a conflict:true one.
+func loadDeclarationFlags(ctx context.Context, sqlDB *sql.DB) (map[string][2]bool, error) {
+	// The scans run on a context without cancellation, checked every few
+	// thousand rows instead: given one that can be cancelled, the SQLite
+	// driver starts a goroutine and a channel for every row it steps, which
+	// made a background start half again as long as a blocking one.
+	rows, err := sqlDB.QueryContext(context.WithoutCancel(ctx), "SELECT assignment_id, conflict FROM access_declarations")
 	if err != nil {
 		return nil, fmt.Errorf("access: load declarations: %w", err)
 	}
-	for rows.Next() {
+	defer rows.Close()
+	flags := map[string][2]bool{}
+	for n := 0; rows.Next(); n++ {
+		if n%4096 == 0 && ctx.Err() != nil {
+			return nil, fmt.Errorf("access: load declarations: %w", ctx.Err())
+		}
 		var id string
 		var conflict bool
 		if err := rows.Scan(&id, &conflict); err != nil {
-			rows.Close()
 			return nil, fmt.Errorf("access: load declarations: %w", err)
 		}
 		f := flags[id]
@@ -425,53 +462,62 @@ func (s *Service) loadGrants(ctx context.Context) (grantIndex, error) {
 		}
 		flags[id] = f
 	}
-	rows.Close()
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("access: load declarations: %w", err)
 	}
+	return flags, nil
+}
 
-	rows, err = sqlDB.QueryContext(ctx, `SELECT a.id, a.case_id, a.user_id, a.role, a.purpose, a.expires_at FROM access_assignments a
-		WHERE NOT EXISTS (SELECT 1 FROM access_assignment_revocations r WHERE r.assignment_id = a.id)`)
+// scanGrants reads the unrevoked assignments that where (a condition on
+// the row's place in the table) selects, about n of them.
+func (s *Service) scanGrants(ctx context.Context, sqlDB *sql.DB, where string, flags map[string][2]bool, n int) (*indexBuilder, error) {
+	// The four ids and the purpose come as one text column, joined by the
+	// unit separator (0x1f): each column costs the drivers an allocation or
+	// two and SQLite's a few cgo calls, which were a third of a start. The
+	// ids, generated here and in vault, never hold a control character;
+	// the purpose, free text, comes last and may.
+	sep := "char(31)"
+	if s.db.Dialector.Name() == "postgres" {
+		sep = "chr(31)"
+	}
+	rows, err := sqlDB.QueryContext(context.WithoutCancel(ctx), `SELECT a.id || `+sep+` || a.case_id || `+sep+` || a.user_id || `+sep+` || a.role || `+sep+` || a.purpose,
+		a.expires_at FROM access_assignments a
+		WHERE `+where+` AND NOT EXISTS (SELECT 1 FROM access_assignment_revocations r WHERE r.assignment_id = a.id)`)
 	if err != nil {
 		return nil, fmt.Errorf("access: load assignments: %w", err)
 	}
 	defer rows.Close()
-	grants := newIndexBuilder(s.assignmentsEstimate(ctx, sqlDB))
-	// What repeats across assignments (users, roles, purposes) is read as
-	// raw bytes and kept as one string each: a grant then costs the garbage
-	// collector one object, its id.
-	// Purposes are free text: at most 65,536 of them are kept.
-	keys, texts := map[string]string{}, map[string]string{}
-	intern := func(m map[string]string, limit int) func(sql.RawBytes) string {
-		return func(b sql.RawBytes) string {
-			if x, ok := m[string(b)]; ok { // no allocation for the lookup
-				return x
-			}
-			v := string(b)
-			if len(m) < limit {
-				m[v] = v
-			}
-			return v
-		}
-	}
-	key, in := intern(keys, math.MaxInt), intern(texts, 1<<16)
-	var id, caseID, userID, role, purpose sql.RawBytes
+	grants := newIndexBuilder(n)
+	var line sql.RawBytes
 	var expires sql.NullTime
-	for rows.Next() {
-		if err := rows.Scan(&id, &caseID, &userID, &role, &purpose, &expires); err != nil {
+	unitSep := []byte{0x1f}
+	for n := 0; rows.Next(); n++ {
+		if n%4096 == 0 && ctx.Err() != nil {
+			return nil, fmt.Errorf("access: load assignments: %w", ctx.Err())
+		}
+		if err := rows.Scan(&line, &expires); err != nil {
 			return nil, fmt.Errorf("access: load assignments: %w", err)
 		}
-		f := flags[string(id)]
-		g := grant{user: key(userID), id: string(id), role: in(role), purpose: in(purpose), declared: f[0], suspended: f[1]}
-		if expires.Valid {
-			g.expiresAt = expires.Time.UTC()
+		var r grantRow
+		var ok [4]bool
+		r.id, r.purpose, ok[0] = bytes.Cut(line, unitSep)
+		r.caseID, r.purpose, ok[1] = bytes.Cut(r.purpose, unitSep)
+		r.userID, r.purpose, ok[2] = bytes.Cut(r.purpose, unitSep)
+		r.role, r.purpose, ok[3] = bytes.Cut(r.purpose, unitSep)
+		if ok != [4]bool{true, true, true, true} {
+			return nil, fmt.Errorf("access: load assignments: a row without its five fields")
 		}
-		grants.add(caseID, g)
+		f := flags[string(r.id)]
+		r.declared, r.suspended = f[0], f[1]
+		if expires.Valid {
+			r.expires = expires.Time
+		}
+		grants.add(r)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("access: load assignments: %w", err)
 	}
-	return grants.index(), nil
+	return grants, nil
 }
 
 func rowGrant(r assignmentRow, f [2]bool) grant {
@@ -482,25 +528,44 @@ func rowGrant(r assignmentRow, f [2]bool) grant {
 	return g
 }
 
-// assignmentsEstimate guesses how many assignments there are without
-// counting them: SQLite's largest rowid, PostgreSQL's planner statistics.
-// A wrong guess only costs map growth.
-func (s *Service) assignmentsEstimate(ctx context.Context, sqlDB *sql.DB) int {
-	q := "SELECT COALESCE(MAX(rowid), 0) FROM access_assignments"
-	if s.db.Dialector.Name() == "postgres" {
-		q = "SELECT GREATEST(reltuples, 0)::bigint FROM pg_class WHERE oid = to_regclass('access_assignments')"
+// assignmentRanges guesses how many assignments there are without
+// counting them (SQLite's largest rowid, PostgreSQL's planner statistics),
+// and splits the table in two halves by place (rowid, ctid) once it holds
+// s.splitLoadAt of them. The conditions cover every row whatever the
+// guess: a wrong one only costs balance and map growth.
+func (s *Service) assignmentRanges(ctx context.Context, sqlDB *sql.DB) (n int, where []string) {
+	whole := []string{"1 = 1"}
+	if s.db.Dialector.Name() != "postgres" {
+		var maxRowid int64
+		if err := sqlDB.QueryRowContext(ctx, "SELECT COALESCE(MAX(rowid), 0) FROM access_assignments").Scan(&maxRowid); err != nil || maxRowid < 0 {
+			return 0, whole
+		}
+		n = int(min(maxRowid, 1<<24))
+		if maxRowid < int64(s.splitLoadAt) {
+			return n, whole
+		}
+		mid := strconv.FormatInt(maxRowid/2, 10)
+		return n, []string{"a.rowid <= " + mid, "a.rowid > " + mid}
 	}
-	var n int64
-	if err := sqlDB.QueryRowContext(ctx, q).Scan(&n); err != nil || n < 0 {
-		return 0
+	var tuples, pages int64
+	if err := sqlDB.QueryRowContext(ctx, `SELECT GREATEST(reltuples, 0)::bigint, relpages::bigint FROM pg_class
+		WHERE oid = to_regclass('access_assignments')`).Scan(&tuples, &pages); err != nil {
+		return 0, whole
 	}
-	if n == 0 && s.db.Dialector.Name() == "postgres" {
+	if tuples == 0 {
 		// Never analysed (a table just filled or restored): counting costs
 		// a scan, far less than growing the map (a quarter of the load
 		// when measured).
-		if err := sqlDB.QueryRowContext(ctx, "SELECT count(*) FROM access_assignments").Scan(&n); err != nil {
-			return 0
+		if err := sqlDB.QueryRowContext(ctx, "SELECT count(*), pg_relation_size('access_assignments') / current_setting('block_size')::bigint FROM access_assignments").
+			Scan(&tuples, &pages); err != nil {
+			return 0, whole
 		}
 	}
-	return int(min(n, 1<<24))
+	n = int(min(tuples, 1<<24))
+	if tuples < int64(s.splitLoadAt) || pages < 2 {
+		return n, whole
+	}
+	// A TID range scan (PostgreSQL 14 and later) reads each half alone.
+	mid := "'(" + strconv.FormatInt(pages/2, 10) + ",0)'::tid"
+	return n, []string{"a.ctid < " + mid, "a.ctid >= " + mid}
 }
