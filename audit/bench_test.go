@@ -146,10 +146,14 @@ func BenchmarkVerify(b *testing.B) {
 			}
 			scan := time.Since(scanStart)
 			_ = cnt
+			// vaultd audit verify runs on a context that a signal cancels,
+			// and so does this: the SQLite driver works differently on one.
+			vctx, cancel := context.WithCancel(ctx)
+			defer cancel()
 			b.ResetTimer()
 			start := time.Now()
 			for range b.N {
-				rep, err := f.log.Verify(ctx)
+				rep, err := f.log.Verify(vctx)
 				if err != nil || rep.TreeSize != int64(n) {
 					b.Fatalf("verify: %+v %v", rep, err)
 				}

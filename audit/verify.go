@@ -187,7 +187,15 @@ func (l *Log) eventPages(ctx context.Context, after int64) (<-chan eventPage, <-
 	go func() {
 		defer close(pages)
 		for {
-			rows, err := l.sqlDB.QueryContext(ctx, selectEvent+" WHERE seq > "+l.ph(1)+" ORDER BY seq LIMIT "+fmt.Sprint(verifyPage), after)
+			if err := ctx.Err(); err != nil {
+				errc <- err
+				return
+			}
+			// A page is read on a context without cancellation (ctx is
+			// checked between pages): given one that can be cancelled,
+			// the SQLite driver starts a goroutine and a channel for every
+			// row it steps.
+			rows, err := l.sqlDB.QueryContext(context.WithoutCancel(ctx), selectEvent+" WHERE seq > "+l.ph(1)+" ORDER BY seq LIMIT "+fmt.Sprint(verifyPage), after)
 			if err != nil {
 				errc <- err
 				return
@@ -232,7 +240,11 @@ type hashIter struct {
 
 func (it *hashIter) next() (int64, tlog.Hash, bool, error) {
 	if len(it.buf) == 0 && !it.done {
-		rows, err := it.l.sqlDB.QueryContext(it.ctx, "SELECT idx, hash FROM audit_hashes WHERE idx >= "+it.l.ph(1)+" ORDER BY idx LIMIT 10000", it.after)
+		if err := it.ctx.Err(); err != nil {
+			return 0, tlog.Hash{}, false, fmt.Errorf("verify: read tree hashes: %w", err)
+		}
+		// Without cancellation for the driver's sake, as eventPages.
+		rows, err := it.l.sqlDB.QueryContext(context.WithoutCancel(it.ctx), "SELECT idx, hash FROM audit_hashes WHERE idx >= "+it.l.ph(1)+" ORDER BY idx LIMIT 10000", it.after)
 		if err != nil {
 			return 0, tlog.Hash{}, false, fmt.Errorf("verify: read tree hashes: %w", err)
 		}
