@@ -113,8 +113,9 @@ func openApp(ctx context.Context, cfg config, log *slog.Logger, need parts) (_ *
 		}
 		aopts.CaseSealer = a.keys
 	}
-	// Grants are indexed in the background: decisions read the tables
-	// until then, so a start answers at once however many there are.
+	// Grants are indexed in the background, beside the rest of the start:
+	// decisions read the tables until then, so a start answers within
+	// indexWait however many there are.
 	aopts.LoadInBackground = true
 	a.access, err = access.New(ctx, a.db, aopts)
 	if err != nil {

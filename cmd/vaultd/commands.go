@@ -80,6 +80,11 @@ func noArgs(name string, fs *flag.FlagSet) error {
 	return nil
 }
 
+// indexWait bounds how long a start waits for the grants index before it
+// answers (issue 10: answering within 2 s of a start with a million
+// assignments).
+const indexWait = 1500 * time.Millisecond
+
 func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
 	var demo bool
 	cfg, fs, err := parse("serve", args, stderr, getenv, demoFlag(&demo))
@@ -154,6 +159,17 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		MetricsToken: cfg.MetricsToken, OIDC: sso})
 	if err != nil {
 		return fmt.Errorf("build API: %w", err)
+	}
+	// The listener opens once the grants are indexed (a million take about
+	// a second), so the first requests are decided from memory, or after
+	// indexWait at most: past that a start answers anyway, and decisions
+	// read the tables until the index is complete.
+	select {
+	case <-a.access.Loaded():
+	case <-time.After(indexWait):
+		log.Info("access: assignments still being indexed; decisions read the database until then")
+	case <-ctx.Done():
+		return nil
 	}
 	ln, err := listen(cfg, log, a.reg)
 	if err != nil {
