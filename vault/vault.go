@@ -16,7 +16,6 @@ import (
 	"net/http"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -122,8 +121,8 @@ type Service struct {
 
 	uploadExpiry time.Duration
 	retention    Period
-	dueMu        sync.Mutex // one refreshDue at a time (workflow_due.go)
-	materialSQL  string     // materialWithCase's statement (rowscan.go)
+	dueTurn      chan struct{} // one refreshDue at a time (workflow_due.go): holding its one slot
+	materialSQL  string        // materialWithCase's statement (rowscan.go)
 }
 
 // New wires the vault over its stores. The database must be migrated.
@@ -151,7 +150,7 @@ func New(db *gorm.DB, blobs blob.Store, master *crypt.Master, acc *access.Servic
 	}
 	// A case shredded on any instance: forget its key here too.
 	acc.Subscribe(NoticeCaseKey, func(_ context.Context, caseID string) { cfg.Keyring.Forget(caseID) })
-	s := &Service{db: db, blobs: blobs, master: master, keys: cfg.Keyring, retention: cfg.Retention, access: acc, audit: log, maxSize: cfg.MaxMaterialSize, log: cfg.Logger,
+	s := &Service{dueTurn: make(chan struct{}, 1), db: db, blobs: blobs, master: master, keys: cfg.Keyring, retention: cfg.Retention, access: acc, audit: log, maxSize: cfg.MaxMaterialSize, log: cfg.Logger,
 		now: cfg.Now, cals: NewCalendars(db, cfg.Calendar), webhook: cfg.WebhookURL, client: cfg.HTTPClient, uploadExpiry: cfg.UploadExpiry,
 		materialSQL: materialQuery(sqldb.Dialect(db))}
 	if cfg.RulesEdition != "" {

@@ -114,8 +114,14 @@ func (s *Service) refreshDue(ctx context.Context, cal *calendar.Calendar) error 
 	if len(probe) == 0 {
 		return nil
 	}
-	s.dueMu.Lock()
-	defer s.dueMu.Unlock()
+	// A channel, not a mutex: a request waiting for another's refresh
+	// stops waiting when it is cancelled.
+	select {
+	case s.dueTurn <- struct{}{}:
+	case <-ctx.Done():
+		return fmt.Errorf("wait for the due dates being refreshed: %w", ctx.Err())
+	}
+	defer func() { <-s.dueTurn }()
 	after, n := "", 0
 	for {
 		var rows []caseRow

@@ -1,6 +1,8 @@
 package vault
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -9,6 +11,7 @@ import (
 
 	"gorm.io/gorm"
 
+	"github.com/crvault/crvault/audit/sqldb"
 	"github.com/crvault/crvault/audit/sqldb/sqldbtest"
 	"github.com/crvault/crvault/vault/calendar"
 	"github.com/crvault/crvault/vault/review"
@@ -480,5 +483,41 @@ func TestDueCutoff(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestDueRefreshWaitEndsWithItsRequest: a deadlines request that finds
+// stale due dates while another refresh holds the turn gives up when its
+// context ends, instead of waiting the refresh out; once the turn is free
+// it refreshes and answers as the replay does.
+func TestDueRefreshWaitEndsWithItsRequest(t *testing.T) {
+	f := newWF(t, sqldb.SQLite, time.Date(2026, 9, 1, 2, 0, 0, 0, time.UTC), false)
+	dueMix(t, f)
+	f.at("2026-12-31")
+	want := replayDeadlines(t, f, MaxWithin)
+	if err := f.svc.db.Exec("UPDATE cases SET due_basis = 'stale' WHERE due_on IS NOT NULL").Error; err != nil {
+		t.Fatal(err)
+	}
+	f.svc.dueTurn <- struct{}{} // another request's refresh
+	ctx, cancel := context.WithTimeout(f.ctx, 200*time.Millisecond)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { _, err := f.svc.Deadlines(ctx, f.office, MaxWithin); done <- err }()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("waiting for the turn: %v, want the request's deadline", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the request kept waiting after its context ended")
+	}
+	<-f.svc.dueTurn
+	got, err := f.svc.Deadlines(f.ctx, f.office, MaxWithin)
+	if err != nil || deadlineLines(got) != deadlineLines(want) {
+		t.Fatalf("after the turn was freed:\n%s%v\nwant\n%s", deadlineLines(got), err, deadlineLines(want))
+	}
+	var stale int64
+	if err := f.svc.db.Model(&caseRow{}).Where("due_basis = 'stale'").Count(&stale).Error; err != nil || stale != 0 {
+		t.Fatalf("%d stale rows left (%v)", stale, err)
 	}
 }

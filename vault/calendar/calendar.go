@@ -65,6 +65,7 @@ type Calendar struct {
 	files map[int]map[Date]bool // file year -> date -> isOffDay, as parsed
 	off   map[Date]bool         // merged: true holiday, false make-up working day
 	prov  *provisionalYears     // computed statutory holidays, shared by With
+	fp    string                // Fingerprint, computed once: a calendar never changes
 }
 
 // Embedded is the calendar built from configs.Calendars (2020 onwards).
@@ -138,6 +139,7 @@ func build(byYear map[int]map[Date]bool, prov *provisionalYears) *Calendar {
 			c.off[d] = off
 		}
 	}
+	c.fp = c.fingerprint()
 	return c
 }
 
@@ -366,7 +368,9 @@ func (c *Calendar) WorkdaysBetween(from, to Date) (int, error) {
 // any imported, corrected or newly embedded year changes it. Values derived
 // from a calendar and stored (a case's due date) carry it, so a reader can
 // tell they were derived with another calendar.
-func (c *Calendar) Fingerprint() string {
+func (c *Calendar) Fingerprint() string { return c.fp }
+
+func (c *Calendar) fingerprint() string {
 	h := sha256.New()
 	for _, y := range c.Years() {
 		fmt.Fprintf(h, "y%d;", y)
