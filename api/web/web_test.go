@@ -1,9 +1,11 @@
 package web
 
 import (
+	htmlstd "html"
 	"io/fs"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -304,6 +306,48 @@ func TestCaseViewRenders(t *testing.T) {
 			p.L.T("actions.measures"), p.L.N("clock.days_left", 12)} {
 			if !strings.Contains(b.String(), want) {
 				t.Errorf("%s: case page lacks %q", tag, want)
+			}
+		}
+	}
+}
+
+// TestDeadlinesPageLinksTheNextPage: a deadlines page that has more after it
+// links the next one, keeping the window and carrying the cursor escaped
+// for a URL; the last page has no such link.
+func TestDeadlinesPageLinksTheNextPage(t *testing.T) {
+	e, err := loadEngine()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cat, err := loadCatalogue()
+	if err != nil {
+		t.Fatal(err)
+	}
+	due, _ := calendar.ParseDate("2027-01-12")
+	ds := []vault.Deadline{{CaseID: "c1", Title: "审查 A", Status: "under_review", Phase: review.PhasePreliminary, DueOn: due}}
+	for _, tag := range languages {
+		for _, next := range []string{"eyJhIjoiMjAyNy0wMS0xMiJ9+/=&x", ""} {
+			p := &page{L: cat.locale(tag), User: &access.User{DisplayName: "x"}, Roles: []string{"office_admin"},
+				Data: map[string]any{"Deadlines": ds, "Within": 30, "Next": next}}
+			var b strings.Builder
+			if err := e.views["deadlines"].Execute(&b, p); err != nil {
+				t.Fatalf("%s: %v", tag, err)
+			}
+			html := b.String()
+			if !strings.Contains(html, "审查 A") {
+				t.Errorf("%s: the page lacks its deadline", tag)
+			}
+			_, after, found := strings.Cut(html, `id="next-page" href="`)
+			if found != (next != "") {
+				t.Fatalf("%s, next %q: next-page link present %v", tag, next, found)
+			}
+			if !found {
+				continue
+			}
+			href, _, _ := strings.Cut(after, `"`)
+			u, err := url.Parse(htmlstd.UnescapeString(href))
+			if err != nil || u.Path != "/deadlines" || u.Query().Get("within") != "30" || u.Query().Get("cursor") != next {
+				t.Errorf("%s: next-page link %q (%v), want /deadlines with within=30 and cursor %q", tag, href, err, next)
 			}
 		}
 	}
