@@ -21,7 +21,7 @@ type grantRow struct {
 type grantRec struct {
 	expires             int64 // Unix seconds, if hasExpiry
 	expiresNsec         int32
-	caseIdx             int32
+	caseIdx             uint32
 	idOff, idLen        uint32 // in indexBuilder.ids
 	user, role, purpose uint32 // in indexBuilder.str
 	hasExpiry           bool
@@ -35,7 +35,7 @@ type grantRec struct {
 // substrings of one string. So a start allocates a few large objects, not
 // one or more per row.
 type indexBuilder struct {
-	pos   map[string]int32 // case id -> index in cases
+	pos   map[string]uint32 // case id -> index in cases
 	cases []string
 	strs  map[string]uint32 // interned text -> index in str
 	str   []string
@@ -47,45 +47,36 @@ type indexBuilder struct {
 func newIndexBuilder(n int) *indexBuilder {
 	// About ten assignments a case, and twenty cases a user, are guesses too.
 	return &indexBuilder{
-		pos:  make(map[string]int32, n/10+1),
+		pos:  make(map[string]uint32, n/10+1),
 		strs: make(map[string]uint32, n/20+8),
 		ids:  make([]byte, 0, 32*n),
 		recs: make([]grantRec, 0, n),
 	}
 }
 
+// interned returns v's index in *list (m maps each to it), adding it if new.
+func interned(m map[string]uint32, list *[]string, v string) uint32 {
+	i, ok := m[v]
+	if !ok {
+		i = uint32(len(*list))
+		m[v] = i
+		*list = append(*list, v)
+	}
+	return i
+}
+
 func (b *indexBuilder) intern(s []byte) uint32 {
 	if i, ok := b.strs[string(s)]; ok { // no allocation for the lookup
 		return i
 	}
-	return b.internString(string(s))
+	return interned(b.strs, &b.str, string(s))
 }
 
-func (b *indexBuilder) internString(v string) uint32 {
-	i, ok := b.strs[v]
-	if !ok {
-		i = uint32(len(b.str))
-		b.strs[v] = i
-		b.str = append(b.str, v)
-	}
-	return i
-}
-
-func (b *indexBuilder) caseIndex(c []byte) int32 {
+func (b *indexBuilder) caseIndex(c []byte) uint32 {
 	if i, ok := b.pos[string(c)]; ok {
 		return i
 	}
-	return b.caseIndexString(string(c))
-}
-
-func (b *indexBuilder) caseIndexString(v string) int32 {
-	i, ok := b.pos[v]
-	if !ok {
-		i = int32(len(b.cases))
-		b.pos[v] = i
-		b.cases = append(b.cases, v)
-	}
-	return i
+	return interned(b.pos, &b.cases, string(c))
 }
 
 func (b *indexBuilder) add(r grantRow) {
@@ -107,7 +98,7 @@ func (b *indexBuilder) add(r grantRow) {
 func buildIndex(parts ...*indexBuilder) grantIndex {
 	b := parts[0]
 	type remap struct {
-		cases []int32  // nil: b's own
+		cases []uint32 // nil: b's own
 		strs  []uint32 // nil: b's own
 		ids   string
 	}
@@ -119,16 +110,16 @@ func buildIndex(parts ...*indexBuilder) grantIndex {
 		if k == 0 {
 			continue
 		}
-		maps[k].cases = make([]int32, len(p.cases))
+		maps[k].cases = make([]uint32, len(p.cases))
 		for i, c := range p.cases {
-			maps[k].cases[i] = b.caseIndexString(c)
+			maps[k].cases[i] = interned(b.pos, &b.cases, c)
 		}
 		maps[k].strs = make([]uint32, len(p.str))
 		for i, v := range p.str {
-			maps[k].strs[i] = b.internString(v)
+			maps[k].strs[i] = interned(b.strs, &b.str, v)
 		}
 	}
-	caseOf := func(m *remap, r *grantRec) int32 {
+	caseOf := func(m *remap, r *grantRec) uint32 {
 		if m.cases == nil {
 			return r.caseIdx
 		}
