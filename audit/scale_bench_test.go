@@ -7,6 +7,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"syscall"
 	"testing"
 	"time"
 
@@ -278,6 +279,14 @@ func BenchmarkScale(b *testing.B) {
 					} else {
 						exec(b, db, "PRAGMA wal_checkpoint(TRUNCATE)")
 					}
+					// And with no dirty pages left to the kernel: the
+					// gigabytes just generated are written back for
+					// minutes, and a commit's fsync on the same file
+					// system can wait behind them (ext4's default ordered
+					// mode writes data before the journal commit that
+					// fsync needs), which a log written over years does
+					// not see.
+					syscall.Sync()
 					r, _ := runConcurrent(b, appends, func(i int) error {
 						_, err := l.Append(ctx, sampleEvent(i))
 						return err
