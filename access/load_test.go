@@ -197,7 +197,7 @@ func TestBackgroundLoadFailsClosed(t *testing.T) {
 }
 
 // TestSplitLoadReadsEveryGrant: a start that reads the assignments in two
-// halves at once (by rowid on SQLite, by ctid on PostgreSQL) builds the
+// halves at once (by the last character of their ids) builds the
 // same index as one that reads them in one scan: every unrevoked grant once,
 // with its expiry, declarations and purpose (one holding the separator the
 // load joins columns with), in the same order.

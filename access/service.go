@@ -11,7 +11,6 @@ import (
 	"io/fs"
 	"log/slog"
 	"runtime"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -408,7 +407,10 @@ func (*memAdapter) RemoveFilteredPolicy(string, string, int, ...string) error {
 // loadGrants reads every unrevoked assignment with its declarations, in
 // plain scans (no ORM reflection per row: a start reads a million). A large
 // table is read in two halves at once, on two connections: most of a start
-// is the drivers' work per row, which then runs on two cores.
+// is the drivers' work per row, which then runs on two cores. The halves
+// are two snapshots; a change between them is one the background load
+// notes as dirty and re-reads, as it does for any change after its
+// snapshot.
 func (s *Service) loadGrants(ctx context.Context) (grantIndex, error) {
 	sqlDB, err := s.db.DB()
 	if err != nil {
@@ -469,7 +471,7 @@ func loadDeclarationFlags(ctx context.Context, sqlDB *sql.DB) (map[string][2]boo
 }
 
 // scanGrants reads the unrevoked assignments that where (a condition on
-// the row's place in the table) selects, about n of them.
+// the assignment's id) selects, about n of them.
 func (s *Service) scanGrants(ctx context.Context, sqlDB *sql.DB, where string, flags map[string][2]bool, n int) (*indexBuilder, error) {
 	// The four ids and the purpose come as one text column, joined by the
 	// unit separator (0x1f): each column costs the drivers an allocation or
@@ -530,42 +532,34 @@ func rowGrant(r assignmentRow, f [2]bool) grant {
 
 // assignmentRanges guesses how many assignments there are without
 // counting them (SQLite's largest rowid, PostgreSQL's planner statistics),
-// and splits the table in two halves by place (rowid, ctid) once it holds
-// s.splitLoadAt of them. The conditions cover every row whatever the
-// guess: a wrong one only costs balance and map growth.
+// and from s.splitLoadAt of them on splits the table in two halves by the
+// last character of the assignment's id (random in the ids newID makes).
+// The split is on the id, never on where a row lies (rowid, ctid), which a
+// VACUUM between the two halves' snapshots could change: each row is in
+// exactly one half whatever happens meanwhile. A wrong guess only costs
+// map growth.
 func (s *Service) assignmentRanges(ctx context.Context, sqlDB *sql.DB) (n int, where []string) {
-	whole := []string{"1 = 1"}
-	if s.db.Dialector.Name() != "postgres" {
-		var maxRowid int64
-		if err := sqlDB.QueryRowContext(ctx, "SELECT COALESCE(MAX(rowid), 0) FROM access_assignments").Scan(&maxRowid); err != nil || maxRowid < 0 {
-			return 0, whole
-		}
-		n = int(min(maxRowid, 1<<24))
-		if maxRowid < int64(s.splitLoadAt) {
-			return n, whole
-		}
-		mid := strconv.FormatInt(maxRowid/2, 10)
-		return n, []string{"a.rowid <= " + mid, "a.rowid > " + mid}
+	last := "substr(a.id, -1)"
+	q := "SELECT COALESCE(MAX(rowid), 0) FROM access_assignments"
+	if s.db.Dialector.Name() == "postgres" {
+		last = "right(a.id, 1)"
+		q = "SELECT GREATEST(reltuples, 0)::bigint FROM pg_class WHERE oid = to_regclass('access_assignments')"
 	}
-	var tuples, pages int64
-	if err := sqlDB.QueryRowContext(ctx, `SELECT GREATEST(reltuples, 0)::bigint, relpages::bigint FROM pg_class
-		WHERE oid = to_regclass('access_assignments')`).Scan(&tuples, &pages); err != nil {
-		return 0, whole
+	var guess int64
+	if err := sqlDB.QueryRowContext(ctx, q).Scan(&guess); err != nil || guess < 0 {
+		guess = 0
 	}
-	if tuples == 0 {
+	if guess == 0 && s.db.Dialector.Name() == "postgres" {
 		// Never analysed (a table just filled or restored): counting costs
 		// a scan, far less than growing the map (a quarter of the load
 		// when measured).
-		if err := sqlDB.QueryRowContext(ctx, "SELECT count(*), pg_relation_size('access_assignments') / current_setting('block_size')::bigint FROM access_assignments").
-			Scan(&tuples, &pages); err != nil {
-			return 0, whole
+		if err := sqlDB.QueryRowContext(ctx, "SELECT count(*) FROM access_assignments").Scan(&guess); err != nil {
+			guess = 0
 		}
 	}
-	n = int(min(tuples, 1<<24))
-	if tuples < int64(s.splitLoadAt) || pages < 2 {
-		return n, whole
+	n = int(min(guess, 1<<24))
+	if n < s.splitLoadAt {
+		return n, []string{"1 = 1"}
 	}
-	// A TID range scan (PostgreSQL 14 and later) reads each half alone.
-	mid := "'(" + strconv.FormatInt(pages/2, 10) + ",0)'::tid"
-	return n, []string{"a.ctid < " + mid, "a.ctid >= " + mid}
+	return n, []string{last + " < '8'", last + " >= '8'"}
 }
