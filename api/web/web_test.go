@@ -279,14 +279,7 @@ func TestNotFoundPage(t *testing.T) {
 // opinion rounds, a provisional date) in both languages; the browser test
 // does not reach every one of them.
 func TestCaseViewRenders(t *testing.T) {
-	e, err := loadEngine()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cat, err := loadCatalogue()
-	if err != nil {
-		t.Fatal(err)
-	}
+	e, cat := viewsAndCatalogue(t)
 	yes, no := true, false
 	due, _ := calendar.ParseDate("2027-01-12")
 	clk := review.Clock{Phase: review.PhaseOpinions, DueOn: due, DueOnProvisional: true, AllowedWorkingDays: 15, UsedWorkingDays: 3,
@@ -315,14 +308,7 @@ func TestCaseViewRenders(t *testing.T) {
 // links the next one, keeping the window and carrying the cursor escaped
 // for a URL; the last page has no such link.
 func TestDeadlinesPageLinksTheNextPage(t *testing.T) {
-	e, err := loadEngine()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cat, err := loadCatalogue()
-	if err != nil {
-		t.Fatal(err)
-	}
+	e, cat := viewsAndCatalogue(t)
 	due, _ := calendar.ParseDate("2027-01-12")
 	ds := []vault.Deadline{{CaseID: "c1", Title: "审查 A", Status: "under_review", Phase: review.PhasePreliminary, DueOn: due}}
 	for _, tag := range languages {
@@ -351,4 +337,19 @@ func TestDeadlinesPageLinksTheNextPage(t *testing.T) {
 			}
 		}
 	}
+}
+
+// viewsAndCatalogue loads the embedded templates and messages, as a view
+// test renders with them.
+func viewsAndCatalogue(t *testing.T) (*engine, *catalogue) {
+	t.Helper()
+	e, err := loadEngine()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cat, err := loadCatalogue()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e, cat
 }
