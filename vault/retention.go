@@ -397,6 +397,7 @@ func (s *Service) purgeBlobs(ctx context.Context, caseID string) (int, error) {
 	slices.Sort(blobs)
 	blobs = slices.Compact(blobs)
 	for i, b := range blobs {
+		s.ciphers.drop(b)
 		if err := s.blobs.Delete(ctx, b); err != nil {
 			return i, fmt.Errorf("delete blob of case %s: %w", caseID, err)
 		}

@@ -165,24 +165,43 @@ func (s *Service) OpenSealed(ctx context.Context, key *crypt.CaseKey, header []b
 	}, nil
 }
 
-// openSmall reads a small blob whole and decrypts it in place. The buffer
-// holds plaintext from then on: it is cleared before it goes back to the
-// pool, and the body refuses to read once closed.
+// openSmall reads a small blob whole and decrypts it in place, or from the
+// ciphertext cache into a pooled buffer. The buffer holds plaintext from
+// then on: it is cleared before it goes back to the pool, and the body
+// refuses to read once closed.
 func (s *Service) openSmall(ctx context.Context, key *crypt.CaseKey, header []byte, blobID string, payload, start, length int64) (io.Reader, func() error, error) {
-	buf := getPayloadBuf(int(payload))
-	if err := blob.ReadWhole(ctx, s.blobs, blobID, buf); err != nil {
-		putPayloadBuf(buf)
-		if errors.Is(err, blob.ErrWrongSize) {
-			// Truncated, padded or swapped for another blob: it does not
-			// authenticate as this material, like a changed byte.
-			err = fmt.Errorf("%w: %w", crypt.ErrCorrupt, err)
-		}
-		return nil, nil, fmt.Errorf("open blob: %w", err)
-	}
 	fk, err := s.keys.FileKey(key, header)
 	if err != nil {
-		putPayloadBuf(buf)
 		return nil, nil, fmt.Errorf("decrypt: %w", err)
+	}
+	// A blob in the cache (ciphercache.go), or one read a second time:
+	// ciphertext in a buffer of its own, decrypted into the pooled one.
+	ct, cached := s.ciphers.get(blobID, payload)
+	if !cached && s.ciphers.admit(blobID, payload) {
+		ct = make([]byte, payload)
+		if err := s.readWhole(ctx, blobID, ct); err != nil {
+			return nil, nil, err
+		}
+	}
+	if ct != nil {
+		buf := getPayloadBuf(int(payload))
+		plain, err := fk.OpenPayloadTo(buf, ct)
+		if err != nil {
+			clear(buf)
+			putPayloadBuf(buf)
+			s.ciphers.drop(blobID)
+			return nil, nil, fmt.Errorf("decrypt: %w", err)
+		}
+		if !cached {
+			s.ciphers.put(blobID, ct)
+		}
+		b := &pooledBody{buf: buf, rest: plain[start : start+length]}
+		return b, b.Close, nil
+	}
+	buf := getPayloadBuf(int(payload))
+	if err := s.readWhole(ctx, blobID, buf); err != nil {
+		putPayloadBuf(buf)
+		return nil, nil, err
 	}
 	plain, err := fk.OpenPayload(buf)
 	if err != nil {
@@ -192,6 +211,19 @@ func (s *Service) openSmall(ctx context.Context, key *crypt.CaseKey, header []by
 	}
 	b := &pooledBody{buf: buf, rest: plain[start : start+length]}
 	return b, b.Close, nil
+}
+
+// readWhole reads a small blob whole into p.
+func (s *Service) readWhole(ctx context.Context, blobID string, p []byte) error {
+	if err := blob.ReadWhole(ctx, s.blobs, blobID, p); err != nil {
+		if errors.Is(err, blob.ErrWrongSize) {
+			// Truncated, padded or swapped for another blob: it does not
+			// authenticate as this material, like a changed byte.
+			err = fmt.Errorf("%w: %w", crypt.ErrCorrupt, err)
+		}
+		return fmt.Errorf("open blob: %w", err)
+	}
+	return nil
 }
 
 // pooledBody reads plaintext held in a pooled buffer.

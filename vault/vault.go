@@ -10,12 +10,14 @@ package vault
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -101,6 +103,10 @@ type Config struct {
 	// Retention is how long a case is kept after it ended (default
 	// DefaultRetention, ten years); see retention.go.
 	Retention Period
+	// CiphertextCache is the memory budget, in bytes, for the ciphertext of
+	// small materials read more than once (ciphercache.go): 0 takes
+	// DefaultCiphertextCache, negative turns the cache off.
+	CiphertextCache int64
 }
 
 // Service is the vault. It is safe for concurrent use.
@@ -123,6 +129,9 @@ type Service struct {
 	retention    Period
 	dueTurn      chan struct{} // one refreshDue at a time (workflow_due.go): holding its one slot
 	materialSQL  string        // materialWithCase's statement (rowscan.go)
+	materialPrep atomic.Pointer[sql.Stmt]
+	sqlite       bool
+	ciphers      *ciphertextCache
 }
 
 // New wires the vault over its stores. The database must be migrated.
@@ -148,11 +157,14 @@ func New(db *gorm.DB, blobs blob.Store, master *crypt.Master, acc *access.Servic
 	if cfg.Retention == (Period{}) {
 		cfg.Retention = DefaultRetention
 	}
+	if cfg.CiphertextCache == 0 {
+		cfg.CiphertextCache = DefaultCiphertextCache
+	}
 	// A case shredded on any instance: forget its key here too.
 	acc.Subscribe(NoticeCaseKey, func(_ context.Context, caseID string) { cfg.Keyring.Forget(caseID) })
 	s := &Service{dueTurn: make(chan struct{}, 1), db: db, blobs: blobs, master: master, keys: cfg.Keyring, retention: cfg.Retention, access: acc, audit: log, maxSize: cfg.MaxMaterialSize, log: cfg.Logger,
 		now: cfg.Now, cals: NewCalendars(db, cfg.Calendar), webhook: cfg.WebhookURL, client: cfg.HTTPClient, uploadExpiry: cfg.UploadExpiry,
-		materialSQL: materialQuery(sqldb.Dialect(db))}
+		materialSQL: materialQuery(sqldb.Dialect(db)), sqlite: sqldb.Dialect(db) == sqldb.SQLite, ciphers: newCiphertextCache(cfg.CiphertextCache, ciphertextCacheTTL, cfg.Now)}
 	if cfg.RulesEdition != "" {
 		// Validated by the configuration; an unknown one falls back to the
 		// filing date rather than to a guess.

@@ -145,7 +145,8 @@ func openApp(ctx context.Context, cfg config, log *slog.Logger, need parts) (_ *
 		return a, nil
 	}
 	a.vault = vault.New(a.db, a.blobs, nil, a.access, a.audit, vault.Config{MaxMaterialSize: cfg.MaxUpload, Logger: log,
-		WebhookURL: cfg.WebhookURL, RulesEdition: cfg.RulesEdition, Keyring: a.keys, UploadExpiry: cfg.UploadExpiry, Retention: cfg.retention()})
+		WebhookURL: cfg.WebhookURL, RulesEdition: cfg.RulesEdition, Keyring: a.keys, UploadExpiry: cfg.UploadExpiry, Retention: cfg.retention(),
+		CiphertextCache: cfg.ciphertextCache()})
 	a.super, err = supervision.New(a.db, a.vault, a.access, a.audit, nil, a.blobs, supervision.Config{Logger: log, Registerer: a.reg, Keyring: a.keys})
 	if err != nil {
 		return nil, fmt.Errorf("open supervision: %w", err)

@@ -72,6 +72,10 @@ type config struct {
 	WriteIdleTimeout  time.Duration `yaml:"http_write_idle_timeout"`   // VAULT_HTTP_WRITE_IDLE_TIMEOUT, default 60s
 	MaxConnsPerClient int           `yaml:"http_max_conns_per_client"` // VAULT_HTTP_MAX_CONNS_PER_CLIENT, default 100; 0 for no cap
 
+	// CiphertextCache is VAULT_CIPHERTEXT_CACHE_BYTES: memory for the
+	// ciphertext of small materials read more than once; 0 turns it off.
+	CiphertextCache int64 `yaml:"ciphertext_cache_bytes"`
+
 	// The review workflow's deadline watcher.
 	WebhookURL       string        `yaml:"webhook_url"`       // VAULT_WEBHOOK_URL: POSTed {case_id, flag, due_on, phase} on each deadline flag
 	DeadlineInterval time.Duration `yaml:"deadline_interval"` // VAULT_DEADLINE_INTERVAL, default 1h
@@ -126,7 +130,7 @@ func defaults() config {
 		DeadlineInterval: time.Hour, UploadExpiry: vault.DefaultUploadExpiry, AuditSyncCommit: "on",
 		JanitorInterval: time.Hour, JanitorGrace: 24 * time.Hour, CheckpointS3Prefix: "audit-checkpoints/",
 		CheckpointRetention: 90 * 24 * time.Hour, BodyIdleTimeout: 30 * time.Second, WriteIdleTimeout: 60 * time.Second,
-		MaxConnsPerClient: 100, Retention: "10y"}
+		MaxConnsPerClient: 100, Retention: "10y", CiphertextCache: vault.DefaultCiphertextCache}
 }
 
 // flags registers the shared configuration flags on fs; apply must be called
@@ -257,6 +261,13 @@ func (f *configFlags) load(fs *flag.FlagSet, getenv func(string) string) (config
 		}
 		c.MaxConnsPerClient = n
 	}
+	if v := getenv("VAULT_CIPHERTEXT_CACHE_BYTES"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			errs = append(errs, fmt.Errorf("VAULT_CIPHERTEXT_CACHE_BYTES: %q is not a size in bytes", v))
+		}
+		c.CiphertextCache = n
+	}
 	if v := getenv("VAULT_TRUSTED_PROXIES"); v != "" {
 		c.TrustedProxies = nil
 		for _, p := range strings.Split(v, ",") {
@@ -303,6 +314,9 @@ func (f *configFlags) load(fs *flag.FlagSet, getenv func(string) string) (config
 	}
 	if c.MaxUpload <= 0 {
 		errs = append(errs, errors.New("max upload size must be positive"))
+	}
+	if c.CiphertextCache < 0 {
+		errs = append(errs, errors.New("the ciphertext cache size cannot be negative"))
 	}
 	if c.AuditSyncCommit != "on" && c.AuditSyncCommit != "remote_apply" {
 		errs = append(errs, fmt.Errorf("VAULT_AUDIT_SYNC_COMMIT: %q is neither on nor remote_apply", c.AuditSyncCommit))
@@ -423,4 +437,13 @@ func (c config) oidcConfig() (*access.OIDCConfig, error) {
 		}
 	}
 	return oc, nil
+}
+
+// ciphertextCache is the vault's cache budget: vault.Config takes 0 as its
+// default and a negative size as off, where the setting's 0 means off.
+func (c config) ciphertextCache() int64 {
+	if c.CiphertextCache == 0 {
+		return -1
+	}
+	return c.CiphertextCache
 }

@@ -83,4 +83,19 @@
 // [MaxInPlacePayload]) into buffers the vault pools; the vault wipes a
 // buffer before it returns it to the pool, so plaintext does not outlive
 // its read there either.
+//
+// # Cached ciphertext
+//
+// The vault also keeps the ciphertext of small materials read more than
+// once (64 MiB and one minute by default; [FileKey.OpenPayloadTo] decrypts
+// it without changing it), so that a document many reviewers open is not
+// fetched from the store each time. Only ciphertext is kept, and only after
+// it authenticated; every read still passes the access decision and the
+// audit log and authenticates every chunk. What it costs: memory holds
+// ciphertext that the keys cached beside it can open (no more than those
+// keys already expose), and damage to, or loss of, a stored blob is seen by
+// an instance that cached it only when the entry expires, at most a minute
+// later. A purged case's blobs leave this instance's cache with them; on
+// other instances they expire unreachable, since no row names them and
+// their key is gone.
 package crypt

@@ -58,6 +58,21 @@ func (k *CaseKey) OpenHeader(header []byte) (*FileKey, error) {
 
 // OpenPayload is [CaseKey.OpenPayload] with the header already opened.
 func (f *FileKey) OpenPayload(payload []byte) ([]byte, error) {
+	return f.open(payload, payload)
+}
+
+// OpenPayloadTo is OpenPayload into dst, which must hold the plaintext
+// ([PlaintextSize] of len(payload)); payload is left as it was, for a
+// caller that keeps the ciphertext (the vault's cache of small blobs).
+// dst must not overlap payload. Every chunk is authenticated; on error dst
+// may hold partial plaintext and the caller must clear it.
+func (f *FileKey) OpenPayloadTo(dst, payload []byte) ([]byte, error) {
+	return f.open(dst, payload)
+}
+
+// open decrypts payload into dst; dst == payload (the same array) decrypts
+// in place.
+func (f *FileKey) open(dst, payload []byte) ([]byte, error) {
 	if len(payload) > MaxInPlacePayload {
 		return nil, fmt.Errorf("crypt: open payload: %d bytes is over the in-memory limit", len(payload))
 	}
@@ -65,6 +80,10 @@ func (f *FileKey) OpenPayload(payload []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	if int64(len(dst)) < size {
+		return nil, fmt.Errorf("crypt: open payload: %d bytes of room for %d of plaintext", len(dst), size)
+	}
+	inPlace := len(dst) > 0 && len(payload) > 0 && &dst[0] == &payload[0]
 	key, err := hkdf.Key(sha256.New, f.k, payload[:nonceSize], "payload", chacha20poly1305.KeySize)
 	if err != nil {
 		return nil, fmt.Errorf("crypt: payload key: %w", err)
@@ -83,13 +102,19 @@ func (f *FileKey) OpenPayload(payload []byte) ([]byte, error) {
 		if i == chunks-1 {
 			nonce[len(nonce)-1] = 1
 		}
-		// In place, then moved left over the nonce and earlier tags, so the
-		// plaintext ends up contiguous at the front of payload.
-		pt, err := aead.Open(ct[:0], nonce[:], ct, nil)
+		out := dst[i*chunkSize : i*chunkSize]
+		if inPlace {
+			// In place, then moved left over the nonce and earlier tags, so
+			// the plaintext ends up contiguous at the front of payload.
+			out = ct[:0]
+		}
+		pt, err := aead.Open(out, nonce[:], ct, nil)
 		if err != nil {
 			return nil, fmt.Errorf("%w: payload: chunk %d does not authenticate", ErrCorrupt, i)
 		}
-		copy(payload[i*chunkSize:], pt)
+		if inPlace {
+			copy(payload[i*chunkSize:], pt)
+		}
 	}
-	return payload[:size], nil
+	return dst[:size], nil
 }

@@ -28,6 +28,25 @@ func TestOpenPayloadMatchesAge(t *testing.T) {
 		if err != nil || !bytes.Equal(got, plain) {
 			t.Fatalf("%d bytes: OpenPayload gave %d bytes, %v", n, len(got), err)
 		}
+		// Into a buffer of its own: the same plaintext, the ciphertext
+		// untouched (the vault caches it).
+		fk, err := k.OpenHeader(header)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kept := bytes.Clone(payload)
+		got, err = fk.OpenPayloadTo(make([]byte, n+3), kept)
+		if err != nil || !bytes.Equal(got, plain) {
+			t.Fatalf("%d bytes: OpenPayloadTo gave %d bytes, %v", n, len(got), err)
+		}
+		if !bytes.Equal(kept, payload) {
+			t.Fatalf("%d bytes: OpenPayloadTo changed the ciphertext", n)
+		}
+		if n > 0 {
+			if _, err := fk.OpenPayloadTo(make([]byte, n-1), kept); err == nil {
+				t.Fatalf("%d bytes: OpenPayloadTo wrote into a buffer one byte short", n)
+			}
+		}
 	}
 }
 
@@ -51,8 +70,15 @@ func TestOpenPayloadRefusesTampering(t *testing.T) {
 	copy(swapped[nonceSize+encChunk:], payload[nonceSize:nonceSize+encChunk])
 	bad["chunks swapped"] = swapped
 	for name, p := range bad {
-		if _, err := k.OpenPayload(header, p); !errors.Is(err, ErrCorrupt) {
+		if _, err := k.OpenPayload(header, bytes.Clone(p)); !errors.Is(err, ErrCorrupt) {
 			t.Errorf("%s: err %v, want ErrCorrupt", name, err)
+		}
+		fk, err := k.OpenHeader(header)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := fk.OpenPayloadTo(make([]byte, len(plain)), p); !errors.Is(err, ErrCorrupt) {
+			t.Errorf("%s, out of place: err %v, want ErrCorrupt", name, err)
 		}
 	}
 	// Another case's key, or another material's header, opens nothing.
