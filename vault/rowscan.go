@@ -89,11 +89,19 @@ func (s *Service) materialWithCase(ctx context.Context, id string) (materialRow,
 		dst = append(dst, col.dst)
 	}
 	dst = append(dst, &c.ProviderIDs)
-	sqlDB, err := s.db.DB()
+	stmt, err := s.materialStmt(ctx)
 	if err != nil {
 		return m, c, fmt.Errorf("load material %s: %w", id, err)
 	}
-	err = sqlDB.QueryRowContext(ctx, s.materialSQL, id).Scan(dst...)
+	if s.sqlite {
+		// A lookup by primary key in the embedded database takes
+		// microseconds, and cancelling it would save nothing; on a
+		// cancellable context mattn/go-sqlite3 starts a goroutine per row to
+		// watch it, and database/sql another per query, which cost more
+		// than the lookup.
+		ctx = context.WithoutCancel(ctx)
+	}
+	err = stmt.QueryRowContext(ctx, id).Scan(dst...)
 	if errors.Is(err, sql.ErrNoRows) {
 		return m, c, gorm.ErrRecordNotFound
 	}
@@ -101,4 +109,27 @@ func (s *Service) materialWithCase(ctx context.Context, id string) (materialRow,
 		return m, c, fmt.Errorf("load material %s: %w", id, err)
 	}
 	return m, c, nil
+}
+
+// materialStmt is materialWithCase's statement, prepared on first use and
+// kept: database/sql prepares it once per connection, where a query by
+// text is parsed and planned on every read (on SQLite, as much CPU as
+// running it).
+func (s *Service) materialStmt(ctx context.Context) (*sql.Stmt, error) {
+	if st := s.materialPrep.Load(); st != nil {
+		return st, nil
+	}
+	sqlDB, err := s.db.DB()
+	if err != nil {
+		return nil, err
+	}
+	st, err := sqlDB.PrepareContext(ctx, s.materialSQL)
+	if err != nil {
+		return nil, fmt.Errorf("prepare: %w", err)
+	}
+	if !s.materialPrep.CompareAndSwap(nil, st) {
+		st.Close()
+		return s.materialPrep.Load(), nil
+	}
+	return st, nil
 }
