@@ -28,6 +28,9 @@ func frontierIndexes(n int64) []int64 {
 type builder struct {
 	size     int64
 	frontier map[int64]tlog.Hash
+	// spare is the frontier before the last add, cleared and refilled by
+	// the next: a map per leaf was most of an append's allocations.
+	spare map[int64]tlog.Hash
 	// fallback reads frontier hashes not in memory (the database), or nil.
 	fallback tlog.HashReader
 }
@@ -81,7 +84,11 @@ func (b *builder) add(leaf tlog.Hash) ([]tlog.Hash, error) {
 		return nil, err
 	}
 	first := tlog.StoredHashCount(b.size)
-	next := make(map[int64]tlog.Hash, 64)
+	next := b.spare
+	if next == nil {
+		next = make(map[int64]tlog.Hash, 64)
+	}
+	clear(next)
 	b.size++
 	for _, x := range frontierIndexes(b.size) {
 		if x >= first {
@@ -91,7 +98,7 @@ func (b *builder) add(leaf tlog.Hash) ([]tlog.Hash, error) {
 		}
 		// else: left for the fallback to supply when needed.
 	}
-	b.frontier = next
+	b.spare, b.frontier = b.frontier, next
 	return hs, nil
 }
 
