@@ -109,6 +109,7 @@ type Log struct {
 
 	// Owned by the writer goroutine.
 	tree     *builder
+	spare    *builder // the tree before the last commit, refilled by the next batch
 	head     logHead
 	failures int64 // appends refused since the last successful commit
 	wconn    *writerConn
@@ -486,7 +487,10 @@ func (l *Log) seal(events []Event, tree *builder, size int64, prev string, lastU
 // committed records the new head once a batch is durable.
 func (l *Log) committed(b sealed) {
 	b.tree.fallback = nil
-	l.tree = b.tree
+	if l.tree != b.tree {
+		// The builder just replaced takes the next batch's copy.
+		l.spare, l.tree = l.tree, b.tree
+	}
 	last := b.out[len(b.out)-1]
 	l.head = logHead{known: true, hash: last.Hash, us: last.Time.UnixMicro()}
 }
@@ -537,7 +541,7 @@ func (l *Log) commitGeneral(ctx context.Context, events []Event) ([]Event, error
 		// lazily from the stored hashes.
 		tree = newBuilder(size, nil)
 	} else {
-		tree = tree.clone()
+		tree = tree.cloneInto(l.spare)
 	}
 	tree.fallback = dbHashes{ctx: ctx, q: tx, ph: l.ph}
 	b, err := l.seal(events, tree, size, prev, lastUs)

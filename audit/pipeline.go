@@ -49,7 +49,7 @@ func (l *Log) commitPipelined(ctx context.Context, events []Event) (out []Event,
 		// can tell that from a rollback (checkHead on the general path).
 		return nil, false, nil
 	}
-	tree := l.tree.clone()
+	tree := l.tree.cloneInto(l.spare)
 	tree.fallback = dbHashes{ctx: ctx, q: l.sqlDB, ph: l.ph}
 	b, err := l.seal(events, tree, size, l.head.hash, l.head.us)
 	if err != nil {

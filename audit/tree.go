@@ -43,6 +43,22 @@ func (b *builder) clone() *builder {
 	return &builder{size: b.size, frontier: maps.Clone(b.frontier), fallback: b.fallback}
 }
 
+// cloneInto is clone into dst's maps, for a writer that alternates two
+// builders (the committed one and the next batch's) instead of allocating
+// two maps per batch. dst must not be b, nor in use.
+func (b *builder) cloneInto(dst *builder) *builder {
+	if dst == nil || dst == b {
+		return b.clone()
+	}
+	if dst.frontier == nil {
+		dst.frontier = make(map[int64]tlog.Hash, len(b.frontier))
+	}
+	clear(dst.frontier)
+	maps.Copy(dst.frontier, b.frontier)
+	dst.size, dst.fallback = b.size, b.fallback
+	return dst
+}
+
 // ReadHashes implements tlog.HashReader over the frontier and the fallback.
 func (b *builder) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
 	out := make([]tlog.Hash, len(indexes))
