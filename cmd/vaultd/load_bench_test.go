@@ -107,7 +107,8 @@ func drive(b *testing.B, d time.Duration, fn func(ctx context.Context) (int64, e
 // SQLite with versitygw, all durable. Run with
 // scripts/bench.sh -bench Load -benchtime 1x -count 3 ./cmd/vaultd/.
 // CRVAULT_LOAD_SECONDS sets each row's duration; CRVAULT_LOAD_PROFILE=dir
-// records a perf profile of vaultd per row (perf record -g) into dir.
+// records a perf profile of vaultd per row (perf record -g) into dir;
+// CRVAULT_LOAD_CIPHERTEXT_CACHE=0 turns vaultd's ciphertext cache off.
 func BenchmarkLoad(b *testing.B) {
 	// The database is where the audited rows differ (the audit log's group
 	// commit); both databases durable, both on the same S3 server.
@@ -124,7 +125,14 @@ func BenchmarkLoad(b *testing.B) {
 func benchLoad(b *testing.B, be backend) {
 	// 64 clients from one address: lift the per-client caps meant for
 	// abuse.
-	s := newServer(b, be, "VAULT_LOG_LEVEL=info", "VAULT_ANONYMOUS_RATE=100000000", "VAULT_HTTP_MAX_CONNS_PER_CLIENT=0")
+	env := []string{"VAULT_LOG_LEVEL=info", "VAULT_ANONYMOUS_RATE=100000000", "VAULT_HTTP_MAX_CONNS_PER_CLIENT=0"}
+	// Every row rereads one document, which the ciphertext cache serves
+	// after the second read; CRVAULT_LOAD_CIPHERTEXT_CACHE=0 measures the
+	// reads that go to the store.
+	if v := os.Getenv("CRVAULT_LOAD_CIPHERTEXT_CACHE"); v != "" {
+		env = append(env, "VAULT_CIPHERTEXT_CACHE_BYTES="+v)
+	}
+	s := newServer(b, be, env...)
 	w := bootstrap(b, s)
 	// Its log goes to a file, as in production; a pipe drained by this
 	// busy process would make the server wait on its own log lines.
