@@ -107,12 +107,8 @@ func TestCachedReadsAreAuditedAndExpire(t *testing.T) {
 	for _, d := range sqldbtest.Backends {
 		t.Run(sqldbtest.Name(d), func(t *testing.T) {
 			f := newWF(t, d, time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC), false)
-			caseID := f.draft()
-			id := f.uploadID(f.op, caseID, "other", "letter")
-			var row materialRow
-			if err := f.svc.db.Where("id = ?", id).Take(&row).Error; err != nil {
-				t.Fatal(err)
-			}
+			id, path := f.letterOnDisk()
+			blobID := filepath.Base(path)
 			reads := func(outcome audit.Outcome) int {
 				t.Helper()
 				evs, _, err := f.log.Query(f.ctx, audit.Filter{Action: "material.read", Outcome: outcome, Limit: 100})
@@ -126,10 +122,9 @@ func TestCachedReadsAreAuditedAndExpire(t *testing.T) {
 					t.Fatalf("read %q", got)
 				}
 			}
-			if _, ok := f.svc.ciphers.items[row.BlobID]; !ok {
+			if _, ok := f.svc.ciphers.items[blobID]; !ok {
 				t.Fatal("a material read twice is not cached")
 			}
-			path := filepath.Join(f.blobDir, row.BlobID)
 			orig, err := os.ReadFile(path)
 			if err != nil {
 				t.Fatal(err)
@@ -169,7 +164,7 @@ func TestCachedReadsAreAuditedAndExpire(t *testing.T) {
 					t.Fatalf("altered blob: %v, want ErrDamaged", err)
 				}
 			}
-			if _, ok := f.svc.ciphers.items[row.BlobID]; ok {
+			if _, ok := f.svc.ciphers.items[blobID]; ok {
 				t.Fatal("a blob that does not authenticate was cached")
 			}
 			if err := os.WriteFile(path, orig, 0o600); err != nil {

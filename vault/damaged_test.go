@@ -19,16 +19,10 @@ func TestDamagedMaterialHasItsOwnCode(t *testing.T) {
 	for _, d := range sqldbtest.Backends {
 		t.Run(sqldbtest.Name(d), func(t *testing.T) {
 			f := newWF(t, d, time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC), false)
-			caseID := f.draft()
-			id := f.uploadID(f.op, caseID, "other", "letter")
+			id, path := f.letterOnDisk()
 			if got := f.read(f.op, id); got != "letter document" {
 				t.Fatalf("read %q", got)
 			}
-			var row materialRow
-			if err := f.svc.db.Where("id = ?", id).Take(&row).Error; err != nil {
-				t.Fatal(err)
-			}
-			path := filepath.Join(f.blobDir, row.BlobID)
 			orig, err := os.ReadFile(path)
 			if err != nil {
 				t.Fatal(err)
@@ -66,4 +60,16 @@ func TestDamagedMaterialHasItsOwnCode(t *testing.T) {
 			}
 		})
 	}
+}
+
+// letterOnDisk uploads a letter to a new draft and returns the material's
+// id and the path of its blob in the local store.
+func (f *wfFixture) letterOnDisk() (id, path string) {
+	f.t.Helper()
+	id = f.uploadID(f.op, f.draft(), "other", "letter")
+	var row materialRow
+	if err := f.svc.db.Where("id = ?", id).Take(&row).Error; err != nil {
+		f.t.Fatal(err)
+	}
+	return id, filepath.Join(f.blobDir, row.BlobID)
 }
