@@ -3,7 +3,10 @@ package vault
 import (
 	"container/list"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // DefaultCiphertextCache is the default memory budget of the ciphertext
@@ -53,6 +56,8 @@ type ciphertextCache struct {
 	// missed remembers blobs missed once, for admission; bounded by
 	// missedMax.
 	missed map[string]time.Time
+
+	hits, misses atomic.Int64
 }
 
 type cipherEntry struct {
@@ -83,14 +88,17 @@ func (c *ciphertextCache) get(id string, size int64) ([]byte, bool) {
 	defer c.mu.Unlock()
 	el, ok := c.items[id]
 	if !ok {
+		c.misses.Add(1)
 		return nil, false
 	}
 	e := el.Value.(*cipherEntry)
 	if !now.Before(e.until) || int64(len(e.data)) != size {
 		c.removeLocked(el)
+		c.misses.Add(1)
 		return nil, false
 	}
 	c.lru.MoveToFront(el)
+	c.hits.Add(1)
 	return e.data, true
 }
 
@@ -161,4 +169,24 @@ func (c *ciphertextCache) removeLocked(el *list.Element) {
 	e := c.lru.Remove(el).(*cipherEntry)
 	delete(c.items, e.id)
 	c.used -= int64(len(e.data))
+}
+
+// collectors are the cache's Prometheus metrics: reads served from it and
+// not, and the bytes it holds, so an operator can size the budget.
+func (c *ciphertextCache) collectors() []prometheus.Collector {
+	if c == nil {
+		return nil
+	}
+	reads := func(result string, n *atomic.Int64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "crvault_ciphertext_cache_reads_total",
+			Help: "Small material reads by whether the ciphertext cache held the blob.", ConstLabels: prometheus.Labels{"result": result}},
+			func() float64 { return float64(n.Load()) })
+	}
+	return []prometheus.Collector{reads("hit", &c.hits), reads("miss", &c.misses),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "crvault_ciphertext_cache_bytes", Help: "Ciphertext held by the cache."},
+			func() float64 {
+				c.mu.Lock()
+				defer c.mu.Unlock()
+				return float64(c.used)
+			})}
 }

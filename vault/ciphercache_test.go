@@ -3,10 +3,13 @@ package vault
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/crvault/crvault/audit"
 	"github.com/crvault/crvault/audit/sqldb/sqldbtest"
@@ -137,6 +140,31 @@ func TestCachedReadsAreAuditedAndExpire(t *testing.T) {
 			}
 			if n := reads(audit.Allowed); n != 3 {
 				t.Fatalf("%d successful reads in the audit log, want 3", n)
+			}
+			// The metrics an operator sizes the cache by: two misses, a hit,
+			// and the letter's ciphertext held.
+			reg := prometheus.NewRegistry()
+			for _, c := range f.svc.Collectors() {
+				reg.MustRegister(c)
+			}
+			mfs, err := reg.Gather()
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := map[string]float64{}
+			for _, mf := range mfs {
+				for _, m := range mf.GetMetric() {
+					k := mf.GetName()
+					for _, l := range m.GetLabel() {
+						k += "/" + l.GetValue()
+					}
+					got[k] = m.GetCounter().GetValue() + m.GetGauge().GetValue()
+				}
+			}
+			want := map[string]float64{"crvault_ciphertext_cache_reads_total/hit": 1, "crvault_ciphertext_cache_reads_total/miss": 2,
+				"crvault_ciphertext_cache_bytes": float64(len(orig))}
+			if !maps.Equal(got, want) {
+				t.Fatalf("cache metrics %v, want %v", got, want)
 			}
 			// Need to know is decided before the cache is asked: to someone
 			// not assigned, the material does not exist.

@@ -21,6 +21,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"gorm.io/gorm"
 
 	"github.com/crvault/crvault/access"
@@ -174,6 +175,10 @@ func New(db *gorm.DB, blobs blob.Store, master *crypt.Master, acc *access.Servic
 	}
 	return s
 }
+
+// Collectors are the vault's Prometheus metrics (the ciphertext cache's),
+// for the caller to register.
+func (s *Service) Collectors() []prometheus.Collector { return s.ciphers.collectors() }
 
 // edition is the edition a submission made now follows.
 func (s *Service) edition() *review.Edition {

@@ -147,6 +147,9 @@ func openApp(ctx context.Context, cfg config, log *slog.Logger, need parts) (_ *
 	a.vault = vault.New(a.db, a.blobs, nil, a.access, a.audit, vault.Config{MaxMaterialSize: cfg.MaxUpload, Logger: log,
 		WebhookURL: cfg.WebhookURL, RulesEdition: cfg.RulesEdition, Keyring: a.keys, UploadExpiry: cfg.UploadExpiry, Retention: cfg.retention(),
 		CiphertextCache: cfg.ciphertextCache()})
+	if err := registerAll(a.reg, a.vault.Collectors()); err != nil {
+		return nil, err
+	}
 	a.super, err = supervision.New(a.db, a.vault, a.access, a.audit, nil, a.blobs, supervision.Config{Logger: log, Registerer: a.reg, Keyring: a.keys})
 	if err != nil {
 		return nil, fmt.Errorf("open supervision: %w", err)
@@ -253,4 +256,14 @@ func (a *app) activeMasterHeld(ctx context.Context) error {
 // actorCLI is who the audit log names for bootstrap commands run on the host.
 func actorCLI() audit.Event {
 	return audit.Event{Actor: "cli", ActorOrg: "", IP: "local"}
+}
+
+// registerAll registers a package's collectors.
+func registerAll(reg prometheus.Registerer, cs []prometheus.Collector) error {
+	for _, c := range cs {
+		if err := reg.Register(c); err != nil {
+			return fmt.Errorf("register metrics: %w", err)
+		}
+	}
+	return nil
 }

@@ -57,6 +57,8 @@ func TestObservability(t *testing.T) {
 	for _, series := range []string{
 		"crvault_audit_commit_seconds_count", "crvault_audit_batch_size_count", "crvault_audit_events_appended_total",
 		"crvault_audit_head_reads_total",
+		// Each document read twice: cached on its second read.
+		`crvault_ciphertext_cache_reads_total{result="miss"}`, "crvault_ciphertext_cache_bytes",
 		`crvault_background_job_runs_total{job="deadlines",outcome="ok"}`, `crvault_background_job_runs_total{job="janitor",outcome="ok"}`,
 	} {
 		if got := metricValue(m, series); got < 1 {
