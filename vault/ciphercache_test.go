@@ -105,7 +105,7 @@ func TestCiphertextCacheBoundsAndExpiry(t *testing.T) {
 // those reads is still decided by access and in the audit log, and once the
 // entry's time to live has passed, the store is read again, so a lost or
 // damaged blob is reported within that time. A blob that fails to
-// authenticate is never cached.
+// authenticate is never cached, and purging a case's blobs drops them.
 func TestCachedReadsAreAuditedAndExpire(t *testing.T) {
 	for _, d := range sqldbtest.Backends {
 		t.Run(sqldbtest.Name(d), func(t *testing.T) {
@@ -200,6 +200,21 @@ func TestCachedReadsAreAuditedAndExpire(t *testing.T) {
 			}
 			if got := f.read(f.op, id); got != "letter document" {
 				t.Fatalf("restored blob reads %q", got)
+			}
+			// Purging a shredded case's blobs drops them here too.
+			f.read(f.op, id)
+			if _, ok := f.svc.ciphers.items[blobID]; !ok {
+				t.Fatal("the restored blob, read twice, is not cached")
+			}
+			var row materialRow
+			if err := f.svc.db.Where("id = ?", id).Take(&row).Error; err != nil {
+				t.Fatal(err)
+			}
+			if n, err := f.svc.purgeBlobs(f.ctx, row.CaseID); err != nil || n < 1 {
+				t.Fatalf("purge: %d blobs, %v", n, err)
+			}
+			if _, ok := f.svc.ciphers.items[blobID]; ok {
+				t.Fatal("a purged blob is still cached")
 			}
 		})
 	}
