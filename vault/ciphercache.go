@@ -31,10 +31,10 @@ const ciphertextCacheTTL = time.Minute
 //     it, so a damaged blob is never served from here and a blob restored
 //     from a backup is read afresh.
 //   - blobs are immutable (a new version is a new blob), so an entry cannot
-//     go stale; it can only go away. Deleting a material or purging a case
-//     drops its entries on this instance. Another instance keeps its entry
-//     until it expires or is evicted, but no read can name it any more: the
-//     rows that named it are gone, and a purged case's key with them.
+//     go stale; it can only go away. Purging a shredded case's blobs drops
+//     them on this instance. Another instance keeps its entries until they
+//     expire or are evicted, but they cannot be opened: the case's key is
+//     gone.
 //
 // The trade-off, stated in the threat model of vault/crypt: someone who
 // damages or replaces a stored blob is noticed by the instances that cached
