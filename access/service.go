@@ -89,6 +89,7 @@ type Service struct {
 	subs  map[string][]func(ctx context.Context, key string)
 
 	accounts *accountCache
+	sessions *sessionStmt
 
 	// mu guards enf and grants, the in-memory view of every unrevoked
 	// assignment that Decide reads; Casbin's g rules hold the unsuspended
@@ -154,6 +155,7 @@ func New(ctx context.Context, db *gorm.DB, opts Options) (*Service, error) {
 		ttl = accountCacheTTL
 	}
 	s.accounts = newAccountCache(ttl)
+	s.sessions = newSessionStmt(db)
 	if s.totpRoles == nil {
 		s.totpRoles = DefaultTOTPRequiredRoles
 	}

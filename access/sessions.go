@@ -164,8 +164,7 @@ func (s *Service) Authenticate(ctx context.Context, token string) (Principal, er
 	}
 	now := s.now().UTC()
 	db := s.db.WithContext(ctx)
-	var sess sessionRow
-	err := db.Where("token_hash = ?", hashToken(token)).Take(&sess).Error
+	sess, err := s.sessions.byTokenHash(ctx, hashToken(token))
 	if errors.Is(err, gorm.ErrRecordNotFound) {
 		return Principal{}, ErrUnauthenticated
 	}
