@@ -224,6 +224,19 @@ func (s *Service) User(ctx context.Context, id string) (User, error) {
 	return row.user(), nil
 }
 
+// CachedUser is User read through Authenticate's account cache: at most
+// accountCacheTTL old, and dropped at once when the account changes (on
+// another instance, when its notice arrives). Reads that only show who
+// someone is, or pick their pseudonym, run on every audited request and
+// use it; anything that changes an account or grants access reads User.
+func (s *Service) CachedUser(ctx context.Context, id string) (User, error) {
+	a, err := s.account(ctx, id, s.now().UTC())
+	if err != nil {
+		return User{}, err
+	}
+	return a.user.user(), nil
+}
+
 func (s *Service) userRow(ctx context.Context, where, arg string) (userRow, error) {
 	var row userRow
 	err := s.db.WithContext(ctx).Where(where, arg).Take(&row).Error

@@ -61,7 +61,7 @@ func (pp *people) of(ctx context.Context, userID string) (person, error) {
 	}
 	p := person{letter: "U"}
 	if validID(userID) {
-		u, err := pp.s.access.User(ctx, userID)
+		u, err := pp.s.access.CachedUser(ctx, userID)
 		switch {
 		case errors.Is(err, access.ErrNotFound):
 		case err != nil:
