@@ -126,6 +126,31 @@ func TestSQLiteWriterLeavesWALCheckpointsToTheBackground(t *testing.T) {
 	}
 }
 
+// TestSQLiteWriterJournalsStatementsInMemory: the writer's connection keeps
+// the statement journal of its multi-row inserts in memory, where SQLite
+// otherwise created and unlinked a temporary file every few commits; the
+// pool's connections keep temporary storage on disk, which bounds the
+// memory of a large sort.
+func TestSQLiteWriterJournalsStatementsInMemory(t *testing.T) {
+	f := newFixture(t, sqldb.SQLite)
+	ctx := context.Background()
+	f.appendN(t, 20)
+	if f.log.wconn == nil {
+		t.Fatal("no writer connection")
+	}
+	var n int
+	if err := f.log.wconn.c.QueryRowContext(ctx, "PRAGMA temp_store").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 2 {
+		t.Fatalf("writer connection: temp_store %d, want 2 (memory)", n)
+	}
+	sqlDB, _ := f.db.DB()
+	if err := sqlDB.QueryRowContext(ctx, "PRAGMA temp_store").Scan(&n); err != nil || n != 0 {
+		t.Fatalf("pool connection: temp_store %d (%v), want 0 (the default)", n, err)
+	}
+}
+
 // TestPipelinedCommitAfterAnotherWriterSigned: another process (a CLI
 // command) appends and signs a checkpoint, which this writer then learns of
 // while its own view of the head is older. That is no rollback: the batch

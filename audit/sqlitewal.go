@@ -17,8 +17,17 @@ import (
 // stays bounded even if this goroutine stalls.
 const walCheckpointEvery = 500 * time.Millisecond
 
+// A batch is one multi-row INSERT per table inside the commit's
+// transaction, so SQLite keeps a statement journal to undo just that
+// statement, and past 64 KiB spills it to a temporary file: under load that
+// was a file created and unlinked every few commits, on the commit's path.
+// The writer's connection keeps it in memory (temp_store=MEMORY), bounded
+// by the pages one batch touches. Other connections keep the default: a
+// large sort there must spill to disk rather than grow without bound.
+
 // sqliteWriterConn returns the writer's connection, taking one from the
-// pool (and turning its automatic checkpoints off) when there is none.
+// pool (turning its automatic checkpoints off and its temporary storage to
+// memory) when there is none.
 func (l *Log) sqliteWriterConn(ctx context.Context) (*sql.Conn, error) {
 	if l.wconn != nil {
 		return l.wconn.c, nil
@@ -27,9 +36,11 @@ func (l *Log) sqliteWriterConn(ctx context.Context) (*sql.Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("writer connection: %w", err)
 	}
-	if _, err := c.ExecContext(ctx, "PRAGMA wal_autocheckpoint=0"); err != nil {
-		c.Close()
-		return nil, fmt.Errorf("writer connection: %w", err)
+	for _, pragma := range []string{"PRAGMA wal_autocheckpoint=0", "PRAGMA temp_store=MEMORY"} {
+		if _, err := c.ExecContext(ctx, pragma); err != nil {
+			c.Close()
+			return nil, fmt.Errorf("writer connection: %w", err)
+		}
 	}
 	l.wconn = &writerConn{c: c, used: time.Now()}
 	return c, nil
