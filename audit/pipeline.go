@@ -12,6 +12,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/crvault/crvault/audit/sqldb"
 )
 
 // pipelineMax bounds the batches commitPipelined takes, keeping one
@@ -152,12 +154,18 @@ func (l *Log) onWriterConn(ctx context.Context, fn func(*pgx.Conn) error) error 
 	return ferr
 }
 
-// closeWriterConn returns the writer's connection to the pool.
+// closeWriterConn returns the writer's connection to the pool; on SQLite
+// it closes it instead, since its pragmas (sqlitewal.go) are the writer's
+// alone and would outlive it in the pool.
 func (l *Log) closeWriterConn() {
-	if l.wconn != nil {
-		l.wconn.c.Close()
-		l.wconn = nil
+	if l.wconn == nil {
+		return
 	}
+	if l.dialect == sqldb.SQLite {
+		_ = l.wconn.c.Raw(func(any) error { return driver.ErrBadConn })
+	}
+	l.wconn.c.Close()
+	l.wconn = nil
 }
 
 // guardedInsert is one statement that inserts the batch's events and tree

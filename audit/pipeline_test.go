@@ -2,6 +2,7 @@ package audit
 
 import (
 	"context"
+	"database/sql"
 	"testing"
 	"time"
 
@@ -148,6 +149,34 @@ func TestSQLiteWriterJournalsStatementsInMemory(t *testing.T) {
 	sqlDB, _ := f.db.DB()
 	if err := sqlDB.QueryRowContext(ctx, "PRAGMA temp_store").Scan(&n); err != nil || n != 0 {
 		t.Fatalf("pool connection: temp_store %d (%v), want 0 (the default)", n, err)
+	}
+	// Once the writer lets its connection go, no connection in the pool
+	// carries its settings.
+	if err := f.log.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var conns []*sql.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for range sqlDB.Stats().Idle {
+		c, err := sqlDB.Conn(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+		var store, ckpt int
+		if err := c.QueryRowContext(ctx, "PRAGMA temp_store").Scan(&store); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.QueryRowContext(ctx, "PRAGMA wal_autocheckpoint").Scan(&ckpt); err != nil {
+			t.Fatal(err)
+		}
+		if store != 0 || ckpt != 1000 {
+			t.Fatalf("pool connection after the writer's: temp_store %d, wal_autocheckpoint %d", store, ckpt)
+		}
 	}
 }
 
