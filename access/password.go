@@ -58,6 +58,28 @@ func (Argon2id) Verify(password, encoded string) (bool, error) {
 	return subtle.ConstantTimeCompare(key, p.key) == 1, nil
 }
 
+// decoyMaker is a PasswordHasher that can make a stored-hash string without
+// hashing anything: one that Verify checks with exactly the work of a real
+// hash made now, and that no password matches.
+type decoyMaker interface {
+	Decoy() (string, error)
+}
+
+// Decoy returns a PHC string with a's parameters, a random salt and a
+// random key. Verifying a password against it runs argon2id with those
+// parameters, like any stored hash of a; it matches with probability
+// 2^-(8*KeyLen). Unknown usernames are checked against it, and making it
+// costs no argon2id run: every start of vaultd and every command-line call
+// used to hash a random string for it (19 MiB, t=2).
+func (a Argon2id) Decoy() (string, error) {
+	buf := make([]byte, a.SaltLen+int(a.KeyLen))
+	if _, err := rand.Read(buf); err != nil {
+		return "", fmt.Errorf("decoy hash: %w", err)
+	}
+	return fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s", argon2.Version, a.MemoryKiB, a.Time, a.Threads,
+		b64.EncodeToString(buf[:a.SaltLen]), b64.EncodeToString(buf[a.SaltLen:])), nil
+}
+
 type phc struct {
 	memory, time uint32
 	threads      uint8
@@ -111,6 +133,15 @@ func (b boundedHasher) Hash(password string) (string, error) {
 	b.sem <- struct{}{}
 	defer func() { <-b.sem }()
 	return b.h.Hash(password)
+}
+
+// decoy makes a decoy hash: without hashing when the wrapped hasher can,
+// else by hashing a random string.
+func (b boundedHasher) decoy(random string) (string, error) {
+	if d, ok := b.h.(decoyMaker); ok {
+		return d.Decoy()
+	}
+	return b.Hash(random)
 }
 
 func (b boundedHasher) Verify(password, encoded string) (bool, error) {

@@ -118,3 +118,57 @@ func TestPasswordPolicy(t *testing.T) {
 		}
 	}
 }
+
+// TestDecoyHash: the decoy an unknown username is checked against has the
+// hasher's own parameters and lengths, so that checking it is the work of
+// checking a real hash; it is random, matches no password, and making it
+// runs no argon2id. A hasher that cannot make decoys still gets one, by
+// hashing.
+func TestDecoyHash(t *testing.T) {
+	d1, err := DefaultArgon2id.Decoy()
+	if err != nil {
+		t.Fatal(err)
+	}
+	d2, _ := DefaultArgon2id.Decoy()
+	if d1 == d2 {
+		t.Fatal("two decoys are equal")
+	}
+	p, err := parsePHC(d1)
+	if err != nil {
+		t.Fatalf("decoy %q does not parse: %v", d1, err)
+	}
+	a := DefaultArgon2id
+	if p.memory != a.MemoryKiB || p.time != a.Time || p.threads != a.Threads || len(p.salt) != a.SaltLen || len(p.key) != int(a.KeyLen) {
+		t.Fatalf("decoy %+v does not carry the hasher's parameters %+v", p, a)
+	}
+	cheap, _ := cheapArgon2id.Decoy()
+	for _, pw := range []string{"", "correct horse battery"} {
+		if ok, err := cheapArgon2id.Verify(pw, cheap); ok || err != nil {
+			t.Errorf("Verify(%q, decoy) = %v, %v; want false, nil", pw, ok, err)
+		}
+	}
+
+	withDecoys := &countingHasher{PasswordHasher: cheapArgon2id}
+	if _, err := newBoundedHasher(withDecoys, 1).decoy("x"); err != nil || withDecoys.hashes.Load() != 0 {
+		t.Fatalf("decoy from an argon2id hasher: %v, %d hashes, want none", err, withDecoys.hashes.Load())
+	}
+	without := &hashOnly{PasswordHasher: cheapArgon2id}
+	h, err := newBoundedHasher(without, 1).decoy("x")
+	if err != nil || without.hashes != 1 {
+		t.Fatalf("decoy from another hasher: %v, %d hashes, want 1", err, without.hashes)
+	}
+	if ok, err := cheapArgon2id.Verify("correct horse battery", h); ok || err != nil {
+		t.Errorf("Verify against the hashed decoy = %v, %v; want false, nil", ok, err)
+	}
+}
+
+// hashOnly is a hasher that cannot make decoys, counting its hashes.
+type hashOnly struct {
+	PasswordHasher
+	hashes int
+}
+
+func (c *hashOnly) Hash(p string) (string, error) {
+	c.hashes++
+	return c.PasswordHasher.Hash(p)
+}

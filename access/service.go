@@ -180,12 +180,13 @@ func New(ctx context.Context, db *gorm.DB, opts Options) (*Service, error) {
 	if s.caseSeal = opts.CaseSealer; s.caseSeal == nil {
 		s.caseSeal = plainCaseSealer{}
 	}
-	s.hasher = newBoundedHasher(s.hasher, runtime.GOMAXPROCS(0))
+	bounded := newBoundedHasher(s.hasher, runtime.GOMAXPROCS(0))
+	s.hasher = bounded
 
 	// Unknown usernames are verified against this hash so that they cost
 	// the same work as known ones.
 	var err error
-	if s.dummyHash, err = s.hasher.Hash(newID(s.now())); err != nil {
+	if s.dummyHash, err = bounded.decoy(newID(s.now())); err != nil {
 		return nil, fmt.Errorf("access: dummy hash: %w", err)
 	}
 
