@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync/atomic"
 
 	"gorm.io/gorm"
 
@@ -22,68 +21,41 @@ import (
 // the column list to the GORM schema, so a field added to sessionRow cannot
 // be left unread here.
 
-// column is a column name and where its value is scanned to.
-type column struct {
-	name string
-	dst  any
+// col names a column and the field it is scanned to.
+func col(name string, dst any) sqldb.Column { return sqldb.Column{Name: name, Dst: dst} }
+
+func (r *sessionRow) columns() []sqldb.Column {
+	return []sqldb.Column{col("id", &r.ID), col("token_hash", &r.TokenHash), col("user_id", &r.UserID), col("created_at", &r.CreatedAt),
+		col("last_seen_at", &r.LastSeenAt), col("absolute_end", &r.AbsoluteEnd), col("revoked_at", &r.RevokedAt),
+		col("second_factor", &r.SecondFactor)}
 }
 
-func (r *sessionRow) columns() []column {
-	return []column{{"id", &r.ID}, {"token_hash", &r.TokenHash}, {"user_id", &r.UserID}, {"created_at", &r.CreatedAt},
-		{"last_seen_at", &r.LastSeenAt}, {"absolute_end", &r.AbsoluteEnd}, {"revoked_at", &r.RevokedAt},
-		{"second_factor", &r.SecondFactor}}
-}
-
-// sessionStmt is prepared on first use and kept for the Service's life;
-// closing the database closes it (a Close of its own could race with a
-// request still authenticating).
+// sessionStmt is the session lookup, prepared on first use.
 type sessionStmt struct {
-	db     *gorm.DB
 	sqlite bool
-	prep   atomic.Pointer[sql.Stmt]
+	prep   *sqldb.Prepared
 }
 
 func newSessionStmt(db *gorm.DB) *sessionStmt {
-	return &sessionStmt{db: db, sqlite: sqldb.Dialect(db) == sqldb.SQLite}
-}
-
-func (q *sessionStmt) query() string {
+	sqlite := sqldb.Dialect(db) == sqldb.SQLite
 	var r sessionRow
 	names := make([]string, 0, 8)
 	for _, c := range r.columns() {
-		names = append(names, c.name)
+		names = append(names, c.Name)
 	}
 	ph := "?"
-	if !q.sqlite {
+	if !sqlite {
 		ph = "$1"
 	}
-	return "SELECT " + strings.Join(names, ", ") + " FROM access_sessions WHERE token_hash = " + ph
-}
-
-func (q *sessionStmt) stmt(ctx context.Context) (*sql.Stmt, error) {
-	if st := q.prep.Load(); st != nil {
-		return st, nil
-	}
-	sqlDB, err := q.db.DB()
-	if err != nil {
-		return nil, err
-	}
-	st, err := sqlDB.PrepareContext(ctx, q.query())
-	if err != nil {
-		return nil, fmt.Errorf("prepare: %w", err)
-	}
-	if !q.prep.CompareAndSwap(nil, st) {
-		st.Close()
-		return q.prep.Load(), nil
-	}
-	return st, nil
+	return &sessionStmt{sqlite: sqlite,
+		prep: sqldb.NewPrepared(db, "SELECT "+strings.Join(names, ", ")+" FROM access_sessions WHERE token_hash = "+ph)}
 }
 
 // byTokenHash returns the session whose token hashes to hash, or
 // gorm.ErrRecordNotFound.
 func (q *sessionStmt) byTokenHash(ctx context.Context, hash string) (sessionRow, error) {
 	var r sessionRow
-	st, err := q.stmt(ctx)
+	st, err := q.prep.Stmt(ctx)
 	if err != nil {
 		return r, fmt.Errorf("load session: %w", err)
 	}
@@ -96,7 +68,7 @@ func (q *sessionStmt) byTokenHash(ctx context.Context, hash string) (sessionRow,
 	cols := r.columns()
 	dst := make([]any, len(cols))
 	for i, c := range cols {
-		dst[i] = c.dst
+		dst[i] = c.Dst
 	}
 	err = st.QueryRowContext(ctx, hash).Scan(dst...)
 	if errors.Is(err, sql.ErrNoRows) {

@@ -3,43 +3,19 @@ package access
 import (
 	"context"
 	"errors"
-	"reflect"
-	"slices"
-	"sync"
 	"testing"
 	"time"
 
 	"gorm.io/gorm"
-	"gorm.io/gorm/schema"
+
+	"github.com/crvault/crvault/audit/sqldb/sqldbtest"
 )
 
 // TestSessionColumnsMatchModel: the hand-written session lookup reads every
 // column of sessionRow, each into its own field.
 func TestSessionColumnsMatchModel(t *testing.T) {
 	var r sessionRow
-	sch, err := schema.Parse(&r, &sync.Map{}, schema.NamingStrategy{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	base := reflect.ValueOf(&r).Pointer()
-	var got []string
-	for _, c := range r.columns() {
-		got = append(got, c.name)
-		f := sch.LookUpField(c.name)
-		if f == nil {
-			t.Errorf("column %q is not in the model", c.name)
-			continue
-		}
-		if p := reflect.ValueOf(c.dst).Pointer(); p != base+f.StructField.Offset {
-			t.Errorf("column %q scans into another field", c.name)
-		}
-	}
-	want := slices.Clone(sch.DBNames)
-	slices.Sort(got)
-	slices.Sort(want)
-	if !slices.Equal(got, want) {
-		t.Errorf("columns %v, model has %v", got, want)
-	}
+	sqldbtest.CheckColumns(t, &r, r.columns(), true)
 }
 
 // TestSessionLookupReadsWhatGORMReads: the prepared lookup returns the row

@@ -21,37 +21,34 @@ import (
 // fields of caseRow; TestRowColumnsMatchModels holds both to the GORM
 // schema, so a field added to materialRow cannot be left unread here.
 
-// column is a column name and where its value is scanned to.
-type column struct {
-	name string
-	dst  any
-}
+// col names a column and the field it is scanned to.
+func col(name string, dst any) sqldb.Column { return sqldb.Column{Name: name, Dst: dst} }
 
-func (r *materialRow) columns() []column {
-	return []column{
-		{"id", &r.ID}, {"case_id", &r.CaseID}, {"kind", &r.Kind}, {"filename", &r.Filename},
-		{"filename_mac", &r.FilenameMAC}, {"version", &r.Version}, {"content_type", &r.ContentType}, {"size", &r.Size},
-		{"sha256", &r.SHA256}, {"blob_id", &r.BlobID}, {"header", &r.Header}, {"uploaded_by", &r.UploadedBy},
-		{"uploader_org", &r.UploaderOrg}, {"uploaded_at", &r.UploadedAt}, {"segments", &r.Segments},
+func (r *materialRow) columns() []sqldb.Column {
+	return []sqldb.Column{
+		col("id", &r.ID), col("case_id", &r.CaseID), col("kind", &r.Kind), col("filename", &r.Filename),
+		col("filename_mac", &r.FilenameMAC), col("version", &r.Version), col("content_type", &r.ContentType), col("size", &r.Size),
+		col("sha256", &r.SHA256), col("blob_id", &r.BlobID), col("header", &r.Header), col("uploaded_by", &r.UploadedBy),
+		col("uploader_org", &r.UploaderOrg), col("uploaded_at", &r.UploadedAt), col("segments", &r.Segments),
 	}
 }
 
 // selectList writes the columns qualified by alias.
-func selectList(b *strings.Builder, alias string, cols []column) {
+func selectList(b *strings.Builder, alias string, cols []sqldb.Column) {
 	for i, c := range cols {
 		if i > 0 {
 			b.WriteString(", ")
 		}
-		b.WriteString(alias + "." + c.name)
+		b.WriteString(alias + "." + c.Name)
 	}
 }
 
 // factColumns are the columns of a case that access decides on (factsOf):
 // all an audited read needs of its case. Every column costs the SQLite
 // driver allocations per row, so the read loads no more.
-func (r *caseRow) factColumns() []column {
-	return []column{{"id", &r.ID}, {"operator_org", &r.OperatorOrg}, {"status", &r.Status}, {"origin", &r.Origin},
-		{"shredded_at", &r.ShreddedAt}}
+func (r *caseRow) factColumns() []sqldb.Column {
+	return []sqldb.Column{col("id", &r.ID), col("operator_org", &r.OperatorOrg), col("status", &r.Status), col("origin", &r.Origin),
+		col("shredded_at", &r.ShreddedAt)}
 }
 
 // materialQuery is the statement of materialWithCase for a dialect, built
@@ -83,13 +80,13 @@ func (s *Service) materialWithCase(ctx context.Context, id string) (materialRow,
 	mcols, ccols := m.columns(), c.Case.factColumns()
 	dst := make([]any, 0, len(mcols)+len(ccols)+1)
 	for _, col := range mcols {
-		dst = append(dst, col.dst)
+		dst = append(dst, col.Dst)
 	}
 	for _, col := range ccols {
-		dst = append(dst, col.dst)
+		dst = append(dst, col.Dst)
 	}
 	dst = append(dst, &c.ProviderIDs)
-	stmt, err := s.materialStmt(ctx)
+	stmt, err := s.materialStmt.Stmt(ctx)
 	if err != nil {
 		return m, c, fmt.Errorf("load material %s: %w", id, err)
 	}
@@ -109,27 +106,4 @@ func (s *Service) materialWithCase(ctx context.Context, id string) (materialRow,
 		return m, c, fmt.Errorf("load material %s: %w", id, err)
 	}
 	return m, c, nil
-}
-
-// materialStmt is materialWithCase's statement, prepared on first use and
-// kept: database/sql prepares it once per connection, where a query by
-// text is parsed and planned on every read (on SQLite, as much CPU as
-// running it).
-func (s *Service) materialStmt(ctx context.Context) (*sql.Stmt, error) {
-	if st := s.materialPrep.Load(); st != nil {
-		return st, nil
-	}
-	sqlDB, err := s.db.DB()
-	if err != nil {
-		return nil, err
-	}
-	st, err := sqlDB.PrepareContext(ctx, s.materialSQL)
-	if err != nil {
-		return nil, fmt.Errorf("prepare: %w", err)
-	}
-	if !s.materialPrep.CompareAndSwap(nil, st) {
-		st.Close()
-		return s.materialPrep.Load(), nil
-	}
-	return st, nil
 }

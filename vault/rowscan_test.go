@@ -3,12 +3,10 @@ package vault
 import (
 	"reflect"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
 	"gorm.io/gorm"
-	"gorm.io/gorm/schema"
 
 	"github.com/crvault/crvault/audit/sqldb/sqldbtest"
 )
@@ -18,37 +16,10 @@ import (
 // exactly materialRow's columns, each once, so a field added to it fails
 // here until the fast lookup reads it too.
 func TestRowColumnsMatchModels(t *testing.T) {
-	check := func(model any, cols []column, all bool) {
-		t.Helper()
-		sch, err := schema.Parse(model, &sync.Map{}, schema.NamingStrategy{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		want := slices.Clone(sch.DBNames)
-		var got []string
-		base := reflect.ValueOf(model).Pointer()
-		for _, c := range cols {
-			got = append(got, c.name)
-			f := sch.LookUpField(c.name)
-			if f == nil {
-				t.Errorf("%s: column %q is not in the model", sch.Table, c.name)
-				continue
-			}
-			// The target must be that field of the model value itself.
-			if p := reflect.ValueOf(c.dst).Pointer(); p != base+f.StructField.Offset {
-				t.Errorf("%s: column %q scans into another field", sch.Table, c.name)
-			}
-		}
-		slices.Sort(got)
-		slices.Sort(want)
-		if all && !slices.Equal(got, want) {
-			t.Errorf("%s: columns %v, model has %v", sch.Table, got, want)
-		}
-	}
 	var c caseRow
-	check(&c, c.factColumns(), false)
+	sqldbtest.CheckColumns(t, &c, c.factColumns(), false)
 	var m materialRow
-	check(&m, m.columns(), true)
+	sqldbtest.CheckColumns(t, &m, m.columns(), true)
 }
 
 // TestMaterialWithCaseReadsWhatGORMReads: the one-statement lookup of an
@@ -86,7 +57,7 @@ func TestMaterialWithCaseReadsWhatGORMReads(t *testing.T) {
 			// nothing else.
 			var wantFacts caseRow
 			for i, col := range wantFacts.factColumns() {
-				reflect.ValueOf(col.dst).Elem().Set(reflect.ValueOf(wantC.factColumns()[i].dst).Elem())
+				reflect.ValueOf(col.Dst).Elem().Set(reflect.ValueOf(wantC.factColumns()[i].Dst).Elem())
 			}
 			if !reflect.DeepEqual(c.Case, wantFacts) {
 				t.Errorf("case\n got %+v\nwant %+v", c.Case, wantFacts)
