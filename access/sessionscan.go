@@ -21,13 +21,13 @@ import (
 // the column list to the GORM schema, so a field added to sessionRow cannot
 // be left unread here.
 
-// col names a column and the field it is scanned to.
-func col(name string, dst any) sqldb.Column { return sqldb.Column{Name: name, Dst: dst} }
+// column names a column and the field it is scanned to.
+func column(name string, dst any) sqldb.Column { return sqldb.Column{Name: name, Dst: dst} }
 
 func (r *sessionRow) columns() []sqldb.Column {
-	return []sqldb.Column{col("id", &r.ID), col("token_hash", &r.TokenHash), col("user_id", &r.UserID), col("created_at", &r.CreatedAt),
-		col("last_seen_at", &r.LastSeenAt), col("absolute_end", &r.AbsoluteEnd), col("revoked_at", &r.RevokedAt),
-		col("second_factor", &r.SecondFactor)}
+	return []sqldb.Column{column("id", &r.ID), column("token_hash", &r.TokenHash), column("user_id", &r.UserID), column("created_at", &r.CreatedAt),
+		column("last_seen_at", &r.LastSeenAt), column("absolute_end", &r.AbsoluteEnd), column("revoked_at", &r.RevokedAt),
+		column("second_factor", &r.SecondFactor)}
 }
 
 // sessionStmt is the session lookup, prepared on first use.

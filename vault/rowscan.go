@@ -21,15 +21,15 @@ import (
 // fields of caseRow; TestRowColumnsMatchModels holds both to the GORM
 // schema, so a field added to materialRow cannot be left unread here.
 
-// col names a column and the field it is scanned to.
-func col(name string, dst any) sqldb.Column { return sqldb.Column{Name: name, Dst: dst} }
+// column names a column and the field it is scanned to.
+func column(name string, dst any) sqldb.Column { return sqldb.Column{Name: name, Dst: dst} }
 
 func (r *materialRow) columns() []sqldb.Column {
 	return []sqldb.Column{
-		col("id", &r.ID), col("case_id", &r.CaseID), col("kind", &r.Kind), col("filename", &r.Filename),
-		col("filename_mac", &r.FilenameMAC), col("version", &r.Version), col("content_type", &r.ContentType), col("size", &r.Size),
-		col("sha256", &r.SHA256), col("blob_id", &r.BlobID), col("header", &r.Header), col("uploaded_by", &r.UploadedBy),
-		col("uploader_org", &r.UploaderOrg), col("uploaded_at", &r.UploadedAt), col("segments", &r.Segments),
+		column("id", &r.ID), column("case_id", &r.CaseID), column("kind", &r.Kind), column("filename", &r.Filename),
+		column("filename_mac", &r.FilenameMAC), column("version", &r.Version), column("content_type", &r.ContentType), column("size", &r.Size),
+		column("sha256", &r.SHA256), column("blob_id", &r.BlobID), column("header", &r.Header), column("uploaded_by", &r.UploadedBy),
+		column("uploader_org", &r.UploaderOrg), column("uploaded_at", &r.UploadedAt), column("segments", &r.Segments),
 	}
 }
 
@@ -47,8 +47,8 @@ func selectList(b *strings.Builder, alias string, cols []sqldb.Column) {
 // all an audited read needs of its case. Every column costs the SQLite
 // driver allocations per row, so the read loads no more.
 func (r *caseRow) factColumns() []sqldb.Column {
-	return []sqldb.Column{col("id", &r.ID), col("operator_org", &r.OperatorOrg), col("status", &r.Status), col("origin", &r.Origin),
-		col("shredded_at", &r.ShreddedAt)}
+	return []sqldb.Column{column("id", &r.ID), column("operator_org", &r.OperatorOrg), column("status", &r.Status), column("origin", &r.Origin),
+		column("shredded_at", &r.ShreddedAt)}
 }
 
 // materialQuery is the statement of materialWithCase for a dialect, built
