@@ -2,7 +2,6 @@ package access
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"strings"
@@ -32,50 +31,34 @@ func (r *sessionRow) columns() []sqldb.Column {
 
 // sessionStmt is the session lookup, prepared on first use.
 type sessionStmt struct {
-	sqlite bool
-	prep   *sqldb.Prepared
+	prep *sqldb.Prepared
 }
 
 func newSessionStmt(db *gorm.DB) *sessionStmt {
-	sqlite := sqldb.Dialect(db) == sqldb.SQLite
 	var r sessionRow
 	names := make([]string, 0, 8)
 	for _, c := range r.columns() {
 		names = append(names, c.Name)
 	}
 	ph := "?"
-	if !sqlite {
+	if sqldb.Dialect(db) == sqldb.Postgres {
 		ph = "$1"
 	}
-	return &sessionStmt{sqlite: sqlite,
-		prep: sqldb.NewPrepared(db, "SELECT "+strings.Join(names, ", ")+" FROM access_sessions WHERE token_hash = "+ph)}
+	return &sessionStmt{prep: sqldb.NewPrepared(db, "SELECT "+strings.Join(names, ", ")+" FROM access_sessions WHERE token_hash = "+ph)}
 }
 
 // byTokenHash returns the session whose token hashes to hash, or
 // gorm.ErrRecordNotFound.
 func (q *sessionStmt) byTokenHash(ctx context.Context, hash string) (sessionRow, error) {
 	var r sessionRow
-	st, err := q.prep.Stmt(ctx)
-	if err != nil {
-		return r, fmt.Errorf("load session: %w", err)
-	}
-	if q.sqlite {
-		// A lookup by unique index in the embedded database takes
-		// microseconds: there is nothing to cancel, and watching the
-		// context costs mattn/go-sqlite3 a goroutine per row.
-		ctx = context.WithoutCancel(ctx)
-	}
 	cols := r.columns()
 	dst := make([]any, len(cols))
 	for i, c := range cols {
 		dst[i] = c.Dst
 	}
-	err = st.QueryRowContext(ctx, hash).Scan(dst...)
-	if errors.Is(err, sql.ErrNoRows) {
-		return r, gorm.ErrRecordNotFound
+	err := q.prep.Lookup(ctx, dst, hash)
+	if err != nil && !errors.Is(err, gorm.ErrRecordNotFound) {
+		err = fmt.Errorf("load session: %w", err)
 	}
-	if err != nil {
-		return r, fmt.Errorf("load session: %w", err)
-	}
-	return r, nil
+	return r, err
 }

@@ -2,7 +2,6 @@ package vault
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"strings"
@@ -86,24 +85,9 @@ func (s *Service) materialWithCase(ctx context.Context, id string) (materialRow,
 		dst = append(dst, col.Dst)
 	}
 	dst = append(dst, &c.ProviderIDs)
-	stmt, err := s.materialStmt.Stmt(ctx)
-	if err != nil {
-		return m, c, fmt.Errorf("load material %s: %w", id, err)
+	err := s.materialStmt.Lookup(ctx, dst, id)
+	if err != nil && !errors.Is(err, gorm.ErrRecordNotFound) {
+		err = fmt.Errorf("load material %s: %w", id, err)
 	}
-	if s.sqlite {
-		// A lookup by primary key in the embedded database takes
-		// microseconds, and cancelling it would save nothing; on a
-		// cancellable context mattn/go-sqlite3 starts a goroutine per row to
-		// watch it, and database/sql another per query, which cost more
-		// than the lookup.
-		ctx = context.WithoutCancel(ctx)
-	}
-	err = stmt.QueryRowContext(ctx, id).Scan(dst...)
-	if errors.Is(err, sql.ErrNoRows) {
-		return m, c, gorm.ErrRecordNotFound
-	}
-	if err != nil {
-		return m, c, fmt.Errorf("load material %s: %w", id, err)
-	}
-	return m, c, nil
+	return m, c, err
 }

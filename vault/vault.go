@@ -128,7 +128,6 @@ type Service struct {
 	retention    Period
 	dueTurn      chan struct{}   // one refreshDue at a time (workflow_due.go): holding its one slot
 	materialStmt *sqldb.Prepared // materialWithCase's statement (rowscan.go)
-	sqlite       bool
 	ciphers      *ciphertextCache
 }
 
@@ -162,7 +161,7 @@ func New(db *gorm.DB, blobs blob.Store, master *crypt.Master, acc *access.Servic
 	acc.Subscribe(NoticeCaseKey, func(_ context.Context, caseID string) { cfg.Keyring.Forget(caseID) })
 	s := &Service{dueTurn: make(chan struct{}, 1), db: db, blobs: blobs, master: master, keys: cfg.Keyring, retention: cfg.Retention, access: acc, audit: log, maxSize: cfg.MaxMaterialSize, log: cfg.Logger,
 		now: cfg.Now, cals: NewCalendars(db, cfg.Calendar), webhook: cfg.WebhookURL, client: cfg.HTTPClient, uploadExpiry: cfg.UploadExpiry,
-		materialStmt: sqldb.NewPrepared(db, materialQuery(sqldb.Dialect(db))), sqlite: sqldb.Dialect(db) == sqldb.SQLite, ciphers: newCiphertextCache(cfg.CiphertextCache, ciphertextCacheTTL, cfg.Now)}
+		materialStmt: sqldb.NewPrepared(db, materialQuery(sqldb.Dialect(db))), ciphers: newCiphertextCache(cfg.CiphertextCache, ciphertextCacheTTL, cfg.Now)}
 	if cfg.RulesEdition != "" {
 		// Validated by the configuration; an unknown one falls back to the
 		// filing date rather than to a guess.

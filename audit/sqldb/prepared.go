@@ -3,6 +3,7 @@ package sqldb
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"sync/atomic"
 
@@ -15,14 +16,36 @@ import (
 // CPU as running it). Closing the database closes it; a Close of its own
 // could race with a request still using it.
 type Prepared struct {
-	db    *gorm.DB
-	query string
-	st    atomic.Pointer[sql.Stmt]
+	db     *gorm.DB
+	query  string
+	sqlite bool
+	st     atomic.Pointer[sql.Stmt]
 }
 
 // NewPrepared returns query on db, to be prepared on first use.
 func NewPrepared(db *gorm.DB, query string) *Prepared {
-	return &Prepared{db: db, query: query}
+	return &Prepared{db: db, query: query, sqlite: Dialect(db) == SQLite}
+}
+
+// Lookup runs the statement for one row, scanning it into dst;
+// gorm.ErrRecordNotFound when there is none. On SQLite it runs
+// uncancelled: a lookup by key in the embedded database takes
+// microseconds, and on a cancellable context mattn/go-sqlite3 starts a
+// goroutine per row to watch it, and database/sql another per query, which
+// cost more than the lookup. PostgreSQL keeps the caller's context.
+func (p *Prepared) Lookup(ctx context.Context, dst []any, args ...any) error {
+	st, err := p.Stmt(ctx)
+	if err != nil {
+		return err
+	}
+	if p.sqlite {
+		ctx = context.WithoutCancel(ctx)
+	}
+	err = st.QueryRowContext(ctx, args...).Scan(dst...)
+	if errors.Is(err, sql.ErrNoRows) {
+		return gorm.ErrRecordNotFound
+	}
+	return err
 }
 
 // Stmt returns the prepared statement, preparing it if no call has yet.

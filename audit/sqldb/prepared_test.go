@@ -2,8 +2,11 @@ package sqldb_test
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"testing"
+
+	"gorm.io/gorm"
 
 	"github.com/crvault/crvault/audit/sqldb"
 	"github.com/crvault/crvault/audit/sqldb/sqldbtest"
@@ -11,7 +14,9 @@ import (
 
 // TestPreparedOnceAndShared: callers racing for a statement on first use
 // all get the one that was kept, and it runs; a query that does not prepare
-// answers an error every time instead of a nil statement.
+// answers an error every time instead of a nil statement. Lookup scans one
+// row, answers gorm.ErrRecordNotFound for none, and on SQLite only runs
+// whatever the caller's context.
 func TestPreparedOnceAndShared(t *testing.T) {
 	for _, d := range sqldbtest.Backends {
 		t.Run(sqldbtest.Name(d), func(t *testing.T) {
@@ -47,6 +52,26 @@ func TestPreparedOnceAndShared(t *testing.T) {
 				if st != any(first) {
 					t.Fatal("two callers got different statements")
 				}
+			}
+
+			// Lookup: one row, none, and a cancelled context, which only
+			// PostgreSQL heeds (an embedded lookup is never cancelled).
+			var n int
+			if err := p.Lookup(ctx, []any{&n}, 41); err != nil || n != 42 {
+				t.Fatalf("lookup: %d, %v; want 42", n, err)
+			}
+			none := "SELECT 1 WHERE CAST(? AS INTEGER) = 0"
+			if sqldb.Dialect(db) == sqldb.Postgres {
+				none = "SELECT 1 WHERE $1::int = 0"
+			}
+			if err := sqldb.NewPrepared(db, none).Lookup(ctx, []any{&n}, 1); !errors.Is(err, gorm.ErrRecordNotFound) {
+				t.Fatalf("lookup of no row: %v, want gorm.ErrRecordNotFound", err)
+			}
+			cctx, cancel := context.WithCancel(ctx)
+			cancel()
+			err := p.Lookup(cctx, []any{&n}, 1)
+			if d := sqldb.Dialect(db); (d == sqldb.SQLite) != (err == nil) {
+				t.Fatalf("%s lookup on a cancelled context: %v", d, err)
 			}
 
 			bad := sqldb.NewPrepared(db, "SELECT FROM nowhere WHERE")
