@@ -1,6 +1,7 @@
 package vault
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -119,11 +120,11 @@ func (e *storeError) Unwrap() []error { return []error{e.ve, e.cause} }
 // and decrypted in place: no goroutine, and no allocation that grows with
 // the stream machinery below. Most review materials are that small.
 //
-// Larger ones share one streaming path: age's ReaderAt decrypts the chunks
-// a read covers, fed by a read-ahead of the ciphertext that starts at the
-// first chunk needed, so the store's latency overlaps with decryption.
-// Large reads (through a pooled buffer) keep age's per-call chunk buffer
-// rare. Memory per read is bounded either way.
+// Larger ones stream: the blob's size and final chunk are authenticated
+// first (a truncated, padded or swapped blob fails here, before any byte is
+// served), then a chunkStream reads and decrypts the chunks the range
+// covers, a block ahead of the sending. Memory per read is bounded either
+// way.
 func (s *Service) OpenSealed(ctx context.Context, key *crypt.CaseKey, header []byte, blobID string, size int64, r *Range) (body io.Reader, closeFn func() error, err error) {
 	start, length := int64(0), size
 	if r != nil {
@@ -135,34 +136,74 @@ func (s *Service) OpenSealed(ctx context.Context, key *crypt.CaseKey, header []b
 	if payload := crypt.PayloadSize(size); payload >= 0 && payload <= smallPayloadMax {
 		return s.openSmall(ctx, key, header, blobID, payload, start, length)
 	}
+	fk, err := s.keys.FileKey(key, header)
+	if err != nil {
+		return nil, nil, fmt.Errorf("decrypt: %w", err)
+	}
 	obj, err := s.blobs.Open(ctx, blobID)
 	if err != nil {
 		return nil, nil, fmt.Errorf("open blob: %w", err)
 	}
-	from, to := int64(0), obj.Size()
-	if r != nil && r.Length > 0 {
-		from = ageNonceSize + r.Start/ageChunkSize*ageEncChunkSize
-		to = min(to, ageNonceSize+((r.Start+r.Length-1)/ageChunkSize+1)*ageEncChunkSize)
-	}
-	ra := newReadAhead(io.NewSectionReader(obj, from, max(0, to-from)), readAheadBlock, readAheadDepth)
-	release := func() error {
-		ra.Close()
-		return obj.Close()
-	}
-	plain, plainSize, err := key.OpenReaderAt(header, &seqReaderAt{ra: ra, pos: from, src: obj}, obj.Size())
+	o, err := openChunks(fk, obj, size)
 	if err != nil {
-		release()
-		return nil, nil, fmt.Errorf("decrypt: %w", err)
+		obj.Close()
+		return nil, nil, err
 	}
-	if plainSize != size {
-		release()
-		return nil, nil, fmt.Errorf("stored size %d disagrees with recorded %d", plainSize, size)
+	if length == 0 {
+		return bytes.NewReader(nil), obj.Close, nil
 	}
-	ps := newPlainStream(plain, start, length)
-	return ps, func() error {
-		ps.Close()
-		return release()
+	cs := newChunkStream(obj, o, spanOf(start, length))
+	return cs, func() error {
+		cs.Close()
+		return obj.Close()
 	}, nil
+}
+
+// openChunks checks a large blob against its recorded plaintext size and
+// authenticates its final chunk, and returns the opener of its chunks.
+func openChunks(fk *crypt.FileKey, obj blob.Object, size int64) (*crypt.ChunkOpener, error) {
+	payload := obj.Size()
+	if plain, err := crypt.PlaintextSize(payload); err != nil {
+		return nil, fmt.Errorf("decrypt: %w", err)
+	} else if plain != size {
+		return nil, fmt.Errorf("decrypt: %w: stored size %d disagrees with recorded %d", crypt.ErrCorrupt, plain, size)
+	}
+	buf := getChunkBlock()
+	defer func() {
+		clear(buf)
+		putChunkBlock(buf)
+	}()
+	// The final chunk first, then the nonce: on S3 the nonce's read leaves
+	// its response open at the first chunk, where a whole read continues.
+	chunks := (payload - ageNonceSize + ageEncChunkSize - 1) / ageEncChunkSize
+	final := buf[:payload-crypt.ChunkOffset(chunks-1)]
+	if err := readFullAt(obj, final, crypt.ChunkOffset(chunks-1)); err != nil {
+		return nil, fmt.Errorf("open blob: %w", err)
+	}
+	var nonce [ageNonceSize]byte
+	if err := readFullAt(obj, nonce[:], 0); err != nil {
+		return nil, fmt.Errorf("open blob: %w", err)
+	}
+	o, err := fk.ChunkOpener(nonce[:], payload)
+	if err != nil {
+		return nil, fmt.Errorf("decrypt: %w", err)
+	}
+	if _, err := o.Open(final, chunks-1); err != nil {
+		return nil, fmt.Errorf("decrypt: %w", err)
+	}
+	return o, nil
+}
+
+// readFullAt fills p from r at off; a short read is io.ErrUnexpectedEOF.
+func readFullAt(r io.ReaderAt, p []byte, off int64) error {
+	n, err := r.ReadAt(p, off)
+	switch {
+	case n == len(p):
+		return nil
+	case err == nil || errors.Is(err, io.EOF):
+		return io.ErrUnexpectedEOF
+	}
+	return err
 }
 
 // openSmall reads a small blob whole and decrypts it in place, or from the
@@ -271,93 +312,6 @@ func (b *pooledBody) Close() error {
 	return nil
 }
 
-// plainStream reads a range of age's plaintext ReaderAt through a pooled
-// buffer of plainBufSize, in large ReadAt calls (each one costs age a
-// chunk-sized allocation). Its buffer holds plaintext: cleared on Close.
-type plainStream struct {
-	src      io.ReaderAt
-	off, end int64
-	buf      *[]byte
-	cur      []byte
-	err      error
-}
-
-var plainBufs = sync.Pool{New: func() any { b := make([]byte, plainBufSize); return &b }}
-
-func newPlainStream(src io.ReaderAt, start, length int64) *plainStream {
-	return &plainStream{src: src, off: start, end: start + length}
-}
-
-func (p *plainStream) Read(b []byte) (int, error) {
-	if len(p.cur) == 0 {
-		if err := p.fill(); err != nil {
-			return 0, err
-		}
-	}
-	n := copy(b, p.cur)
-	p.cur = p.cur[n:]
-	return n, nil
-}
-
-// WriteTo hands w the buffer's plaintext directly, a large write at a time,
-// saving io.Copy's buffer and a copy of every byte.
-func (p *plainStream) WriteTo(w io.Writer) (int64, error) {
-	var n int64
-	for {
-		if len(p.cur) == 0 {
-			if err := p.fill(); err == io.EOF {
-				return n, nil
-			} else if err != nil {
-				return n, err
-			}
-		}
-		m, err := w.Write(p.cur)
-		n += int64(m)
-		p.cur = p.cur[m:]
-		if err != nil {
-			return n, err
-		}
-	}
-}
-
-// fill reads the next part of the range into the buffer; io.EOF at its end.
-func (p *plainStream) fill() error {
-	if p.err != nil {
-		return p.err
-	}
-	if p.off >= p.end {
-		return io.EOF
-	}
-	if p.buf == nil {
-		p.buf = plainBufs.Get().(*[]byte)
-	}
-	want := (*p.buf)[:min(int64(len(*p.buf)), p.end-p.off)]
-	n, err := p.src.ReadAt(want, p.off)
-	p.off += int64(n)
-	p.cur = want[:n]
-	if err == io.EOF && p.off >= p.end {
-		err = nil
-	}
-	if err == nil && n == 0 {
-		err = io.ErrNoProgress
-	}
-	p.err = err
-	if n == 0 {
-		return err
-	}
-	return nil
-}
-
-// Close clears the buffer and returns it to the pool.
-func (p *plainStream) Close() {
-	if p.buf != nil {
-		clear(*p.buf)
-		plainBufs.Put(p.buf)
-		p.buf, p.cur = nil, nil
-	}
-	p.err = errBodyClosed
-}
-
 // The age payload layout (age's STREAM): a 16-byte nonce, then chunks of
 // 64 KiB of plaintext each sealed with a 16-byte tag.
 const (
@@ -366,16 +320,9 @@ const (
 	ageEncChunkSize = ageChunkSize + 16
 )
 
-const (
-	// smallPayloadMax is the largest ciphertext read whole: 16 chunks, a
-	// document of up to 1 MiB.
-	smallPayloadMax = ageNonceSize + 16*ageEncChunkSize
-	// The streaming path's buffers: a read-ahead of readAheadDepth blocks
-	// of readAheadBlock ciphertext, and plainBufSize of plaintext.
-	readAheadBlock = 256 << 10
-	readAheadDepth = 4
-	plainBufSize   = 1 << 20
-)
+// smallPayloadMax is the largest ciphertext read whole: 16 chunks, a
+// document of up to 1 MiB.
+const smallPayloadMax = ageNonceSize + 16*ageEncChunkSize
 
 // Pools of payload buffers for small reads, one per size class, so a
 // buffer is at most twice its document (below one chunk) or exact to the

@@ -1,6 +1,7 @@
 package crypt
 
 import (
+	"crypto/cipher"
 	"crypto/hkdf"
 	"crypto/sha256"
 	"encoding/binary"
@@ -83,8 +84,48 @@ func (f *FileKey) open(dst, payload []byte) ([]byte, error) {
 	if int64(len(dst)) < size {
 		return nil, fmt.Errorf("crypt: open payload: %d bytes of room for %d of plaintext", len(dst), size)
 	}
-	inPlace := len(dst) > 0 && len(payload) > 0 && &dst[0] == &payload[0]
-	key, err := hkdf.Key(sha256.New, f.k, payload[:nonceSize], "payload", chacha20poly1305.KeySize)
+	o, err := f.ChunkOpener(payload[:nonceSize], int64(len(payload)))
+	if err != nil {
+		return nil, err
+	}
+	if len(dst) > 0 && len(payload) > 0 && &dst[0] == &payload[0] {
+		// In place, then moved left over the nonce.
+		pt, err := o.Open(payload[nonceSize:], 0)
+		if err != nil {
+			return nil, err
+		}
+		copy(payload, pt)
+		return dst[:size], nil
+	}
+	if _, err := o.openTo(dst, payload[nonceSize:], 0); err != nil {
+		return nil, err
+	}
+	return dst[:size], nil
+}
+
+// ChunkOpener decrypts the chunks of one payload in any order, a block of
+// consecutive whole chunks at a time, into the block itself: the streaming
+// read path decrypts each block of ciphertext where the store put it, with
+// no copy to a buffer of age's and none back out, and can hand the blocks to
+// another goroutine to send. It is age's STREAM, as [FileKey.OpenPayload]
+// is; the final chunk is opened under its final-chunk nonce, so a payload cut
+// at a chunk boundary, or blocks taken from another payload, do not
+// authenticate. A ChunkOpener is safe for concurrent use.
+type ChunkOpener struct {
+	aead   cipher.AEAD
+	chunks int64
+}
+
+// ChunkOpener derives the payload key from the payload's nonce (its first 16
+// bytes) for a payload of payloadSize bytes, nonce included.
+func (f *FileKey) ChunkOpener(nonce []byte, payloadSize int64) (*ChunkOpener, error) {
+	if len(nonce) != nonceSize {
+		return nil, fmt.Errorf("crypt: payload nonce of %d bytes", len(nonce))
+	}
+	if _, err := PlaintextSize(payloadSize); err != nil {
+		return nil, err
+	}
+	key, err := hkdf.Key(sha256.New, f.k, nonce, "payload", chacha20poly1305.KeySize)
 	if err != nil {
 		return nil, fmt.Errorf("crypt: payload key: %w", err)
 	}
@@ -93,28 +134,60 @@ func (f *FileKey) open(dst, payload []byte) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("crypt: payload key: %w", err)
 	}
-	enc := payload[nonceSize:]
-	chunks := (len(enc) + encChunk - 1) / encChunk
+	return &ChunkOpener{aead: aead, chunks: (payloadSize - nonceSize + encChunk - 1) / encChunk}, nil
+}
+
+// Chunks is the number of chunks in the payload; chunk i starts at byte
+// [ChunkOffset](i) of it and holds plaintext from i*[ChunkSize].
+func (o *ChunkOpener) Chunks() int64 { return o.chunks }
+
+// ChunkSize is the plaintext size of every chunk but the final one.
+const ChunkSize = chunkSize
+
+// ChunkOffset is where chunk i starts in the payload.
+func ChunkOffset(i int64) int64 { return nonceSize + i*encChunk }
+
+// Open authenticates and decrypts in place block, which holds the chunks
+// first, first+1, ... whole (the payload's final chunk may be short), and
+// returns their plaintext, contiguous at the front of block. On error block
+// may hold partial plaintext and the caller must clear it.
+func (o *ChunkOpener) Open(block []byte, first int64) ([]byte, error) {
+	return o.openTo(block, block, first)
+}
+
+// openTo decrypts enc, the chunks from first on, into dst, which may be enc
+// itself.
+func (o *ChunkOpener) openTo(dst, enc []byte, first int64) ([]byte, error) {
+	n := (int64(len(enc)) + encChunk - 1) / encChunk
+	if first < 0 || n == 0 || first+n > o.chunks {
+		return nil, fmt.Errorf("%w: payload: %d bytes from chunk %d of %d", ErrCorrupt, len(enc), first, o.chunks)
+	}
+	// Only the payload's final chunk may be short.
+	if last := int64(len(enc)) - (n-1)*encChunk; last < tagSize || (last < encChunk && first+n != o.chunks) {
+		return nil, fmt.Errorf("%w: payload: short chunk %d", ErrCorrupt, first+n-1)
+	}
+	inPlace := len(dst) > 0 && &dst[0] == &enc[0]
 	var nonce [chacha20poly1305.NonceSize]byte
-	for i := range chunks {
-		ct := enc[i*encChunk : min(len(enc), (i+1)*encChunk)]
+	for j := range n {
+		i := first + j
+		ct := enc[j*encChunk : min(int64(len(enc)), (j+1)*encChunk)]
 		binary.BigEndian.PutUint64(nonce[3:11], uint64(i))
-		if i == chunks-1 {
+		nonce[len(nonce)-1] = 0
+		if i == o.chunks-1 {
 			nonce[len(nonce)-1] = 1
 		}
-		out := dst[i*chunkSize : i*chunkSize]
+		out := dst[j*chunkSize : j*chunkSize]
 		if inPlace {
-			// In place, then moved left over the nonce and earlier tags, so
-			// the plaintext ends up contiguous at the front of payload.
+			// In place, then moved left over the earlier chunks' tags.
 			out = ct[:0]
 		}
-		pt, err := aead.Open(out, nonce[:], ct, nil)
+		pt, err := o.aead.Open(out, nonce[:], ct, nil)
 		if err != nil {
 			return nil, fmt.Errorf("%w: payload: chunk %d does not authenticate", ErrCorrupt, i)
 		}
-		if inPlace {
-			copy(payload[i*chunkSize:], pt)
+		if inPlace && j > 0 {
+			copy(dst[j*chunkSize:], pt)
 		}
 	}
-	return dst[:size], nil
+	return dst[:int64(len(enc))-n*tagSize], nil
 }

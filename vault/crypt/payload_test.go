@@ -91,3 +91,65 @@ func TestOpenPayloadRefusesTampering(t *testing.T) {
 		t.Errorf("another material's header: err %v, want ErrCorrupt", err)
 	}
 }
+
+// A ChunkOpener opens any run of whole chunks in place, wherever it
+// starts, to exactly what age gives for those bytes; and it refuses a run
+// opened as another position, a short chunk that is not the final one, and
+// a run past the end.
+func TestChunkOpenerMatchesAge(t *testing.T) {
+	k, _ := newCase(t, testMaster(t))
+	for _, n := range []int{0, 1, chunkSize, chunkSize + 1, 5 * chunkSize, 7*chunkSize + 9} {
+		plain := testData(t, n, uint64(n)+1)
+		header, payload := seal(t, k, plain)
+		fk, err := k.OpenHeader(header)
+		if err != nil {
+			t.Fatal(err)
+		}
+		o, err := fk.ChunkOpener(payload[:nonceSize], int64(len(payload)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := int64(max(1, (n+chunkSize-1)/chunkSize)); o.Chunks() != want {
+			t.Fatalf("%d bytes: %d chunks, want %d", n, o.Chunks(), want)
+		}
+		for _, per := range []int64{1, 3, 8} {
+			var got []byte
+			for first := int64(0); first < o.Chunks(); first += per {
+				end := min(int64(len(payload)), ChunkOffset(first+per))
+				block := bytes.Clone(payload[ChunkOffset(first):end])
+				pt, err := o.Open(block, first)
+				if err != nil {
+					t.Fatalf("%d bytes, %d per block, from chunk %d: %v", n, per, first, err)
+				}
+				if len(pt) > 0 && &pt[0] != &block[0] {
+					t.Fatalf("%d bytes: plaintext not in the block", n)
+				}
+				got = append(got, pt...)
+			}
+			if !bytes.Equal(got, plain) {
+				t.Fatalf("%d bytes, %d chunks per block: %d bytes differ from the plaintext", n, per, len(got))
+			}
+		}
+		if _, err := fk.ChunkOpener(payload[:nonceSize], nonceSize+encChunk+10); !errors.Is(err, ErrCorrupt) {
+			t.Errorf("impossible payload size: %v", err)
+		}
+		if o.Chunks() < 3 {
+			continue
+		}
+		refuse := map[string]func() ([]byte, error){
+			"chunk 1 opened as 0": func() ([]byte, error) { return o.Open(bytes.Clone(payload[ChunkOffset(1):ChunkOffset(2)]), 0) },
+			"a short chunk before the final one": func() ([]byte, error) {
+				return o.Open(bytes.Clone(payload[ChunkOffset(0):ChunkOffset(1)-1]), 0)
+			},
+			"past the end": func() ([]byte, error) { return o.Open(bytes.Clone(payload[ChunkOffset(1):ChunkOffset(2)]), o.Chunks()) },
+			"a chunk as the final one": func() ([]byte, error) {
+				return o.Open(bytes.Clone(payload[ChunkOffset(0):ChunkOffset(1)]), o.Chunks()-1)
+			},
+		}
+		for name, open := range refuse {
+			if _, err := open(); !errors.Is(err, ErrCorrupt) {
+				t.Errorf("%d bytes, %s: %v, want ErrCorrupt", n, name, err)
+			}
+		}
+	}
+}

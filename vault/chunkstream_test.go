@@ -1,0 +1,267 @@
+package vault
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/crvault/crvault/audit/sqldb"
+	"github.com/crvault/crvault/vault/blob"
+	"github.com/crvault/crvault/vault/blob/blobtest"
+	"github.com/crvault/crvault/vault/crypt"
+)
+
+// largeDoc seals a document of n bytes through the service and returns its
+// file key, its stored payload and its plaintext.
+func largeDoc(t *testing.T, f *wfFixture, n int) (*crypt.FileKey, []byte, []byte) {
+	t.Helper()
+	row, key, want := sealedDoc(t, f, n)
+	payload, err := os.ReadFile(filepath.Join(f.blobDir, row.BlobID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fk, err := key.OpenHeader(row.Header)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fk, payload, want
+}
+
+// openStream opens a chunkStream of the range on the payload stored in st.
+func openStream(t *testing.T, st blob.Store, fk *crypt.FileKey, payload []byte, size, start, length int64) (*chunkStream, blob.Object, error) {
+	t.Helper()
+	ctx := context.Background()
+	id := NewID()
+	if _, err := st.Put(ctx, id, bytes.NewReader(payload), int64(len(payload))); err != nil {
+		t.Fatal(err)
+	}
+	obj, err := st.Open(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err := openChunks(fk, obj, size)
+	if err != nil {
+		obj.Close()
+		return nil, nil, err
+	}
+	return newChunkStream(obj, o, spanOf(start, length)), obj, nil
+}
+
+// The streamed path reads back every range exactly on both stores, across
+// chunk and block boundaries, through Read and through WriteTo.
+func TestChunkStreamRanges(t *testing.T) {
+	f := newWF(t, sqldb.SQLite, time.Date(2025, 3, 3, 2, 0, 0, 0, time.UTC), false)
+	const n = 2*chunkBlockChunks*ageChunkSize + 3*ageChunkSize + 11 // 2 blocks, 3 chunks and a short final one
+	fk, payload, want := largeDoc(t, f, n)
+	block := int64(chunkBlockChunks * ageChunkSize)
+	for name, st := range blobtest.Stores(t) {
+		for _, r := range []Range{{0, n}, {0, 1}, {n - 1, 1}, {ageChunkSize - 1, 2}, {block - 5, 10}, {block, block},
+			{7, n - 7}, {block + 3, n - block - 3}, {2*block + ageChunkSize + 1, 100}} {
+			for _, via := range []string{"Read", "WriteTo"} {
+				cs, obj, err := openStream(t, st, fk, payload, n, r.Start, r.Length)
+				if err != nil {
+					t.Fatalf("%s %v: %v", name, r, err)
+				}
+				var got []byte
+				if via == "Read" {
+					got, err = io.ReadAll(struct{ io.Reader }{cs})
+				} else {
+					var buf bytes.Buffer
+					_, err = cs.WriteTo(&buf)
+					got = buf.Bytes()
+				}
+				cs.Close()
+				obj.Close()
+				if err != nil || !bytes.Equal(got, want[r.Start:r.Start+r.Length]) {
+					t.Fatalf("%s %v via %s: %d bytes, %v", name, r, via, len(got), err)
+				}
+			}
+		}
+	}
+}
+
+// A blob cut, padded, or with its final chunk changed fails at open, before
+// any plaintext; a changed or misplaced chunk further in stops the stream
+// at its block, after only the authenticated blocks before it.
+func TestChunkStreamRefusesAlteredBlobs(t *testing.T) {
+	f := newWF(t, sqldb.SQLite, time.Date(2025, 3, 3, 2, 0, 0, 0, time.UTC), false)
+	const n = 3*chunkBlockChunks*ageChunkSize + 100
+	fk, payload, want := largeDoc(t, f, n)
+	st, err := blob.NewLocal(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	flip := func(off int64) []byte { p := bytes.Clone(payload); p[off] ^= 1; return p }
+	enc := int64(ageEncChunkSize)
+	cut := payload[:len(payload)-100-16] // the final chunk gone: a payload that ends on a full chunk
+	for name, p := range map[string][]byte{
+		"one byte short":  payload[:len(payload)-1],
+		"final chunk cut": cut, "padded": append(bytes.Clone(payload), 0),
+		"final chunk changed": flip(int64(len(payload)) - 3), "nonce changed": flip(3),
+	} {
+		if _, _, err := openStream(t, st, fk, p, n, 0, n); !errors.Is(err, crypt.ErrCorrupt) {
+			t.Errorf("%s: open gave %v, want ErrCorrupt", name, err)
+		}
+	}
+	// The final chunk cut and the size recorded to match: the new last
+	// chunk was not sealed as final.
+	if _, _, err := openStream(t, st, fk, cut, n-100, 0, n-100); !errors.Is(err, crypt.ErrCorrupt) {
+		t.Errorf("truncated at a chunk boundary: open gave %v, want ErrCorrupt", err)
+	}
+	swapped := bytes.Clone(payload)
+	c := func(i int64) []byte { return swapped[crypt.ChunkOffset(i) : crypt.ChunkOffset(i)+enc] }
+	tmp := bytes.Clone(c(2*chunkBlockChunks + 1))
+	copy(c(2*chunkBlockChunks+1), c(2*chunkBlockChunks+2))
+	copy(c(2*chunkBlockChunks+2), tmp)
+	for name, p := range map[string][]byte{
+		"chunk changed": flip(crypt.ChunkOffset(2*chunkBlockChunks+5) + 7), "chunks swapped": swapped,
+	} {
+		cs, obj, err := openStream(t, st, fk, p, n, 0, n)
+		if err != nil {
+			t.Fatalf("%s: open: %v", name, err)
+		}
+		got, err := io.ReadAll(struct{ io.Reader }{cs})
+		cs.Close()
+		obj.Close()
+		if !errors.Is(err, crypt.ErrCorrupt) || !bytes.Equal(got, want[:2*chunkBlockChunks*ageChunkSize]) {
+			t.Errorf("%s: %d bytes, %v; want the first two blocks, then ErrCorrupt", name, len(got), err)
+		}
+	}
+}
+
+// Blocks hold plaintext: Close clears every one it can reach (the one being
+// read and those waiting), the filler clears the one it holds, and the
+// filler stops.
+func TestChunkStreamCloseClearsItsBlocks(t *testing.T) {
+	f := newWF(t, sqldb.SQLite, time.Date(2025, 3, 3, 2, 0, 0, 0, time.UTC), false)
+	const n = 8 * chunkBlockChunks * ageChunkSize
+	fk, payload, want := largeDoc(t, f, n)
+	st, err := blob.NewLocal(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs, obj, err := openStream(t, st, fk, payload, n, 0, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer obj.Close()
+	head := make([]byte, 1000)
+	if _, err := io.ReadFull(cs, head); err != nil || !bytes.Equal(head, want[:1000]) {
+		t.Fatalf("first read: %v", err)
+	}
+	// With one block held, the filler decrypts chunkStreamDepth more and
+	// waits for a free one.
+	deadline := time.Now().Add(10 * time.Second)
+	for len(cs.filled) < chunkStreamDepth {
+		if time.Now().After(deadline) {
+			t.Fatal("the filler did not fill its blocks")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	blocks := [][]byte{cs.held[:cap(cs.held)]}
+	var waiting []plainBlock
+	for range chunkStreamDepth {
+		b := <-cs.filled
+		waiting = append(waiting, b)
+		blocks = append(blocks, b.buf[:cap(b.buf)])
+	}
+	for _, b := range waiting {
+		cs.filled <- b
+	}
+	for i, b := range blocks {
+		if !bytes.Contains(b, want[int64(i)*chunkBlockChunks*ageChunkSize:][:64]) {
+			t.Fatalf("block %d does not hold its plaintext", i)
+		}
+	}
+	cs.Close()
+	<-cs.exited
+	for i, b := range blocks {
+		if !bytes.Equal(b, make([]byte, len(b))) {
+			t.Errorf("block %d holds data after Close", i)
+		}
+	}
+	if _, err := cs.Read(head); !errors.Is(err, errBodyClosed) {
+		t.Fatalf("read after close: %v", err)
+	}
+}
+
+// gatedObject holds every ReadAt until its gate opens, and keeps the
+// buffers it was given.
+type gatedObject struct {
+	blob.Object
+	entered chan struct{}
+	gate    chan struct{}
+	bufs    chan []byte
+}
+
+func (g *gatedObject) ReadAt(p []byte, off int64) (int, error) {
+	g.entered <- struct{}{}
+	<-g.gate
+	g.bufs <- p[:cap(p)]
+	return g.Object.ReadAt(p, off)
+}
+
+// Close does not wait for a store that stalls; when the read finally
+// returns, the filler clears its block and stops.
+func TestChunkStreamCloseWhileTheStoreStalls(t *testing.T) {
+	f := newWF(t, sqldb.SQLite, time.Date(2025, 3, 3, 2, 0, 0, 0, time.UTC), false)
+	const n = 4 * chunkBlockChunks * ageChunkSize
+	fk, payload, _ := largeDoc(t, f, n)
+	st, err := blob.NewLocal(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := NewID()
+	if _, err := st.Put(context.Background(), id, bytes.NewReader(payload), int64(len(payload))); err != nil {
+		t.Fatal(err)
+	}
+	obj, err := st.Open(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer obj.Close()
+	o, err := openChunks(fk, obj, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &gatedObject{Object: obj, entered: make(chan struct{}, 1), gate: make(chan struct{}), bufs: make(chan []byte, 1)}
+	cs := newChunkStream(g, o, spanOf(0, n))
+	<-g.entered
+	closed := make(chan struct{})
+	go func() { cs.Close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close waited for the stalled store")
+	}
+	close(g.gate)
+	buf := <-g.bufs
+	<-cs.exited
+	if !bytes.Equal(buf, make([]byte, len(buf))) {
+		t.Fatal("the filler's block holds data after it stopped")
+	}
+}
+
+// spanOf maps a plaintext range to the chunks that hold it.
+func TestSpanOf(t *testing.T) {
+	c := int64(ageChunkSize)
+	for _, tc := range []struct {
+		start, length int64
+		want          chunkSpan
+	}{
+		{0, 1, chunkSpan{0, 0, 0, 1}},
+		{0, c, chunkSpan{0, 0, 0, c}},
+		{0, c + 1, chunkSpan{0, 1, 0, c + 1}},
+		{c - 1, 2, chunkSpan{0, 1, c - 1, 2}},
+		{5*c + 3, 10 * c, chunkSpan{5, 15, 3, 10 * c}},
+	} {
+		if got := spanOf(tc.start, tc.length); got != tc.want {
+			t.Errorf("spanOf(%d, %d) = %+v, want %+v", tc.start, tc.length, got, tc.want)
+		}
+	}
+}
