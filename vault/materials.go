@@ -222,16 +222,25 @@ func classifyBodyError(err error) error {
 
 // insertVersion numbers the material after the existing versions of the same
 // kind and filename (matched by the filename's keyed hash, as the name itself
-// is sealed); the unique index settles races, with a few retries.
+// is sealed); the unique index settles races.
 func (s *Service) insertVersion(ctx context.Context, m *materialRow) error {
 	return insertVersionIn(s.db.WithContext(ctx), m)
 }
+
+// maxVersionRaces bounds the retries of insertVersionIn. A lost race means
+// another upload of the same name took the number and committed (the unique
+// index waits for it), so each retry sees a higher maximum: n uploads of one
+// name finishing at once need at most n-1 retries. Five were too few for the
+// eight concurrent 256 MiB uploads of BenchmarkConcurrentTransfersRSS, which
+// finished within the same millisecond and lost one of them, after its whole
+// transfer, to a 500.
+const maxVersionRaces = 64
 
 // insertVersionIn is insertVersion on db, which may be a transaction: each
 // attempt is a savepoint there, so a lost race does not abort it.
 func insertVersionIn(db *gorm.DB, m *materialRow) error {
 	var err error
-	for attempt := 0; attempt < 5; attempt++ {
+	for range maxVersionRaces {
 		var max int
 		if err = db.Model(&materialRow{}).Where("case_id = ? AND kind = ? AND filename_mac = ?", m.CaseID, m.Kind, m.FilenameMAC).
 			Select("COALESCE(MAX(version), 0)").Scan(&max).Error; err != nil {

@@ -1,0 +1,51 @@
+package vault
+
+import (
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/crvault/crvault/audit/sqldb/sqldbtest"
+)
+
+// Uploads of one name that finish together all succeed, each its own
+// version: a lost race on the version number is retried, never a 500
+// after the whole transfer.
+func TestConcurrentUploadsOfOneNameAllGetAVersion(t *testing.T) {
+	for _, d := range sqldbtest.Backends {
+		t.Run(sqldbtest.Name(d), func(t *testing.T) {
+			f := newWF(t, d, time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC), false)
+			caseID := f.draft()
+			const n = 16
+			start := make(chan struct{})
+			versions := make([]int, n)
+			errs := make([]error, n)
+			var wg sync.WaitGroup
+			for i := range n {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					<-start
+					m, err := f.svc.Upload(f.ctx, f.op, caseID, Upload{Kind: "other", Filename: "same.txt", ContentType: "text/plain",
+						Body: strings.NewReader("same"), Size: 4})
+					versions[i], errs[i] = m.Version, err
+				}()
+			}
+			close(start)
+			wg.Wait()
+			for i, err := range errs {
+				if err != nil {
+					t.Fatalf("upload %d: %v", i, err)
+				}
+			}
+			slices.Sort(versions)
+			for i, v := range versions {
+				if v != i+1 {
+					t.Fatalf("versions %v, want 1 to %d", versions, n)
+				}
+			}
+		})
+	}
+}
