@@ -265,3 +265,52 @@ func TestSpanOf(t *testing.T) {
 		}
 	}
 }
+
+// failingObject fails every ReadAt from off on.
+type failingObject struct {
+	blob.Object
+	from int64
+	err  error
+}
+
+func (f *failingObject) ReadAt(p []byte, off int64) (int, error) {
+	if off >= f.from {
+		return 0, f.err
+	}
+	return f.Object.ReadAt(p, off)
+}
+
+// A store that fails midway is an I/O error, reported as itself after the
+// blocks before it, never as a damaged blob.
+func TestChunkStreamPassesStoreErrors(t *testing.T) {
+	f := newWF(t, sqldb.SQLite, time.Date(2025, 3, 3, 2, 0, 0, 0, time.UTC), false)
+	const n = 3 * chunkBlockChunks * ageChunkSize
+	fk, payload, want := largeDoc(t, f, n)
+	st, err := blob.NewLocal(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := NewID()
+	if _, err := st.Put(context.Background(), id, bytes.NewReader(payload), int64(len(payload))); err != nil {
+		t.Fatal(err)
+	}
+	obj, err := st.Open(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer obj.Close()
+	o, err := openChunks(fk, obj, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reset := errors.New("connection reset")
+	cs := newChunkStream(&failingObject{Object: obj, from: crypt.ChunkOffset(chunkBlockChunks), err: reset}, o, spanOf(0, n))
+	defer cs.Close()
+	got, err := io.ReadAll(struct{ io.Reader }{cs})
+	if !errors.Is(err, reset) || errors.Is(err, crypt.ErrCorrupt) || !bytes.Equal(got, want[:chunkBlockChunks*ageChunkSize]) {
+		t.Fatalf("%d bytes, %v; want the first block, then the store's error", len(got), err)
+	}
+	if _, err := openChunks(fk, &failingObject{Object: obj, err: reset}, n); !errors.Is(err, reset) || errors.Is(err, crypt.ErrCorrupt) {
+		t.Fatalf("open on a failing store: %v", err)
+	}
+}

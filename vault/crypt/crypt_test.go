@@ -79,13 +79,34 @@ func openAll(k *CaseKey, header, payload []byte) ([]byte, error) {
 	return io.ReadAll(r)
 }
 
-// openAllAt reads the whole document through OpenReaderAt.
-func openAllAt(k *CaseKey, header, payload []byte) ([]byte, error) {
-	r, size, err := k.OpenReaderAt(header, bytes.NewReader(payload), int64(len(payload)))
+// openAllChunks reads the whole document the way the vault streams a large
+// one: the file key from the header, the final chunk first, then the chunks
+// in place, three at a time.
+func openAllChunks(k *CaseKey, header, payload []byte) ([]byte, error) {
+	if _, err := PlaintextSize(int64(len(payload))); err != nil {
+		return nil, err
+	}
+	fk, err := k.OpenHeader(header)
 	if err != nil {
 		return nil, err
 	}
-	return io.ReadAll(io.NewSectionReader(r, 0, size))
+	o, err := fk.ChunkOpener(payload[:nonceSize], int64(len(payload)))
+	if err != nil {
+		return nil, err
+	}
+	last := o.Chunks() - 1
+	if _, err := o.Open(bytes.Clone(payload[ChunkOffset(last):]), last); err != nil {
+		return nil, err
+	}
+	var out []byte
+	for i := int64(0); i <= last; i += 3 {
+		pt, err := o.Open(bytes.Clone(payload[ChunkOffset(i):min(int64(len(payload)), ChunkOffset(i+3))]), i)
+		if err != nil {
+			return out, err
+		}
+		out = append(out, pt...)
+	}
+	return out, nil
 }
 
 var roundTripSizes = []int{0, 1, 64<<10 - 1, 64 << 10, 64<<10 + 1, 5 << 20}
@@ -116,38 +137,29 @@ func TestRoundTrip(t *testing.T) {
 				t.Fatalf("OpenStream: %d bytes, err %v; want %d bytes back", len(got), err, size)
 			}
 
-			ra, psize, err := k.OpenReaderAt(header, bytes.NewReader(payload), int64(len(payload)))
+			if got, err := openAllChunks(k, header, payload); err != nil || !bytes.Equal(got, plain) {
+				t.Fatalf("chunks: %d bytes, err %v; want %d bytes back", len(got), err, size)
+			}
+			// Runs of chunks from anywhere, as a range read opens them.
+			fk, err := k.OpenHeader(header)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if psize != int64(size) {
-				t.Fatalf("OpenReaderAt size %d, want %d", psize, size)
+			o, err := fk.ChunkOpener(payload[:nonceSize], int64(len(payload)))
+			if err != nil {
+				t.Fatal(err)
 			}
 			rng := rand.New(rand.NewPCG(uint64(size), 1))
-			type rg struct{ off, n int }
-			ranges := []rg{{0, size}, {size, 0}, {0, min(size, 1)}, {max(size-1, 0), min(size, 1)}}
-			if size > 64<<10 {
-				ranges = append(ranges, rg{64<<10 - 3, min(7, size-(64<<10-3))}) // across a chunk boundary
-			}
 			for range 20 {
-				if size == 0 {
-					break
+				first := rng.Int64N(o.Chunks())
+				n := 1 + rng.Int64N(o.Chunks()-first)
+				pt, err := o.Open(bytes.Clone(payload[ChunkOffset(first):min(int64(len(payload)), ChunkOffset(first+n))]), first)
+				if err != nil {
+					t.Fatalf("chunks %d+%d: %v", first, n, err)
 				}
-				off := rng.IntN(size)
-				ranges = append(ranges, rg{off, rng.IntN(size - off + 1)})
-			}
-			for _, r := range ranges {
-				buf := make([]byte, r.n)
-				n, err := ra.ReadAt(buf, int64(r.off))
-				if n != r.n || (err != nil && err != io.EOF) {
-					t.Fatalf("ReadAt(off %d, len %d) = %d, %v", r.off, r.n, n, err)
+				if !bytes.Equal(pt, plain[first*chunkSize:min(int64(size), (first+n)*chunkSize)]) {
+					t.Fatalf("chunks %d+%d: wrong plaintext", first, n)
 				}
-				if !bytes.Equal(buf, plain[r.off:r.off+r.n]) {
-					t.Fatalf("ReadAt(off %d, len %d): wrong plaintext", r.off, r.n)
-				}
-			}
-			if _, err := ra.ReadAt(make([]byte, 1), int64(size)+1); err == nil {
-				t.Error("ReadAt past the end succeeded")
 			}
 		})
 	}
@@ -230,7 +242,7 @@ func TestTamperingAndWrongKeys(t *testing.T) {
 		{"wrong case key", other, header, payload, []error{ErrWrongKey}},
 	}
 	for _, tc := range tests {
-		for name, open := range map[string]func(*CaseKey, []byte, []byte) ([]byte, error){"stream": openAll, "readerat": openAllAt} {
+		for name, open := range map[string]func(*CaseKey, []byte, []byte) ([]byte, error){"stream": openAll, "chunks": openAllChunks} {
 			t.Run(tc.name+"/"+name, func(t *testing.T) {
 				got, err := open(tc.key, tc.header, tc.payload)
 				if err == nil {
@@ -258,8 +270,8 @@ func TestSwappedHeaderFailsAtOpen(t *testing.T) {
 	if _, err := k.OpenStream(header2, bytes.NewReader(payload)); !errors.Is(err, ErrCorrupt) {
 		t.Errorf("OpenStream = %v, want ErrCorrupt", err)
 	}
-	if _, _, err := k.OpenReaderAt(header2, bytes.NewReader(payload), int64(len(payload))); !errors.Is(err, ErrCorrupt) {
-		t.Errorf("OpenReaderAt = %v, want ErrCorrupt", err)
+	if _, err := openAllChunks(k, header2, payload); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("chunks = %v, want ErrCorrupt", err)
 	}
 }
 
@@ -279,8 +291,6 @@ func (f *failingReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func (f *failingReader) ReadAt(p []byte, off int64) (int, error) { return 0, f.err }
-
 // An I/O error of the blob store is not evidence of tampering and must stay
 // recognisable as itself.
 func TestSourceErrorsAreNotCorruption(t *testing.T) {
@@ -299,10 +309,6 @@ func TestSourceErrorsAreNotCorruption(t *testing.T) {
 				t.Fatalf("err = %v, want the source error and not ErrCorrupt", err)
 			}
 		})
-	}
-	_, _, err := k.OpenReaderAt(header, &failingReader{err: errNet}, int64(len(payload)))
-	if !errors.Is(err, errNet) || errors.Is(err, ErrCorrupt) {
-		t.Fatalf("OpenReaderAt err = %v, want the source error and not ErrCorrupt", err)
 	}
 }
 
@@ -379,7 +385,7 @@ func TestCaseKeyRotation(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for name, open := range map[string]func(*CaseKey, []byte, []byte) ([]byte, error){"stream": openAll, "readerat": openAllAt} {
+		for name, open := range map[string]func(*CaseKey, []byte, []byte) ([]byte, error){"stream": openAll, "chunks": openAllChunks} {
 			if got, err := open(newK, h2, payload); err != nil || !bytes.Equal(got, plain) {
 				t.Fatalf("%s: open rewrapped header (size %d): %v", name, size, err)
 			}
