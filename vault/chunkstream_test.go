@@ -32,18 +32,31 @@ func largeDoc(t *testing.T, f *wfFixture, n int) (*crypt.FileKey, []byte, []byte
 	return fk, payload, want
 }
 
-// openStream opens a chunkStream of the range on the payload stored in st.
-func openStream(t *testing.T, st blob.Store, fk *crypt.FileKey, payload []byte, size, start, length int64) (*chunkStream, blob.Object, error) {
+// storedBlob puts payload into st (a fresh local store if nil) and opens
+// it; the test closes it.
+func storedBlob(t *testing.T, st blob.Store, payload []byte) blob.Object {
 	t.Helper()
-	ctx := context.Background()
+	if st == nil {
+		var err error
+		if st, err = blob.NewLocal(t.TempDir()); err != nil {
+			t.Fatal(err)
+		}
+	}
 	id := NewID()
-	if _, err := st.Put(ctx, id, bytes.NewReader(payload), int64(len(payload))); err != nil {
+	if _, err := st.Put(context.Background(), id, bytes.NewReader(payload), int64(len(payload))); err != nil {
 		t.Fatal(err)
 	}
-	obj, err := st.Open(ctx, id)
+	obj, err := st.Open(context.Background(), id)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return obj
+}
+
+// openStream opens a chunkStream of the range on the payload stored in st.
+func openStream(t *testing.T, st blob.Store, fk *crypt.FileKey, payload []byte, size, start, length int64) (*chunkStream, blob.Object, error) {
+	t.Helper()
+	obj := storedBlob(t, st, payload)
 	o, err := openChunks(fk, obj, size)
 	if err != nil {
 		obj.Close()
@@ -212,18 +225,7 @@ func TestChunkStreamCloseWhileTheStoreStalls(t *testing.T) {
 	f := newWF(t, sqldb.SQLite, time.Date(2025, 3, 3, 2, 0, 0, 0, time.UTC), false)
 	const n = 4 * chunkBlockChunks * ageChunkSize
 	fk, payload, _ := largeDoc(t, f, n)
-	st, err := blob.NewLocal(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	id := NewID()
-	if _, err := st.Put(context.Background(), id, bytes.NewReader(payload), int64(len(payload))); err != nil {
-		t.Fatal(err)
-	}
-	obj, err := st.Open(context.Background(), id)
-	if err != nil {
-		t.Fatal(err)
-	}
+	obj := storedBlob(t, nil, payload)
 	defer obj.Close()
 	o, err := openChunks(fk, obj, n)
 	if err != nil {
@@ -286,18 +288,7 @@ func TestChunkStreamPassesStoreErrors(t *testing.T) {
 	f := newWF(t, sqldb.SQLite, time.Date(2025, 3, 3, 2, 0, 0, 0, time.UTC), false)
 	const n = 3 * chunkBlockChunks * ageChunkSize
 	fk, payload, want := largeDoc(t, f, n)
-	st, err := blob.NewLocal(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	id := NewID()
-	if _, err := st.Put(context.Background(), id, bytes.NewReader(payload), int64(len(payload))); err != nil {
-		t.Fatal(err)
-	}
-	obj, err := st.Open(context.Background(), id)
-	if err != nil {
-		t.Fatal(err)
-	}
+	obj := storedBlob(t, nil, payload)
 	defer obj.Close()
 	o, err := openChunks(fk, obj, n)
 	if err != nil {

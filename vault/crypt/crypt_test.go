@@ -141,14 +141,7 @@ func TestRoundTrip(t *testing.T) {
 				t.Fatalf("chunks: %d bytes, err %v; want %d bytes back", len(got), err, size)
 			}
 			// Runs of chunks from anywhere, as a range read opens them.
-			fk, err := k.OpenHeader(header)
-			if err != nil {
-				t.Fatal(err)
-			}
-			o, err := fk.ChunkOpener(payload[:nonceSize], int64(len(payload)))
-			if err != nil {
-				t.Fatal(err)
-			}
+			_, o := chunkOpener(t, k, header, payload)
 			rng := rand.New(rand.NewPCG(uint64(size), 1))
 			for range 20 {
 				first := rng.Int64N(o.Chunks())

@@ -101,14 +101,7 @@ func TestChunkOpenerMatchesAge(t *testing.T) {
 	for _, n := range []int{0, 1, chunkSize, chunkSize + 1, 5 * chunkSize, 7*chunkSize + 9} {
 		plain := testData(t, n, uint64(n)+1)
 		header, payload := seal(t, k, plain)
-		fk, err := k.OpenHeader(header)
-		if err != nil {
-			t.Fatal(err)
-		}
-		o, err := fk.ChunkOpener(payload[:nonceSize], int64(len(payload)))
-		if err != nil {
-			t.Fatal(err)
-		}
+		fk, o := chunkOpener(t, k, header, payload)
 		if want := int64(max(1, (n+chunkSize-1)/chunkSize)); o.Chunks() != want {
 			t.Fatalf("%d bytes: %d chunks, want %d", n, o.Chunks(), want)
 		}
@@ -152,4 +145,18 @@ func TestChunkOpenerMatchesAge(t *testing.T) {
 			}
 		}
 	}
+}
+
+// chunkOpener opens a material's header and its payload's chunk opener.
+func chunkOpener(t testing.TB, k *CaseKey, header, payload []byte) (*FileKey, *ChunkOpener) {
+	t.Helper()
+	fk, err := k.OpenHeader(header)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err := fk.ChunkOpener(payload[:nonceSize], int64(len(payload)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fk, o
 }
