@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"github.com/crvault/crvault/audit/sqldb"
@@ -303,5 +304,67 @@ func TestChunkStreamPassesStoreErrors(t *testing.T) {
 	}
 	if _, err := openChunks(fk, &failingObject{Object: obj, err: reset}, n); !errors.Is(err, reset) || errors.Is(err, crypt.ErrCorrupt) {
 		t.Fatalf("open on a failing store: %v", err)
+	}
+}
+
+// An upload whose body disagrees with its declared size, or fails, is
+// refused as the client's error, on both stores, and leaves no blob and no
+// material; one that matches reads back.
+func TestSealKnownRefusesABadBody(t *testing.T) {
+	for name, st := range blobtest.Stores(t) {
+		t.Run(name, func(t *testing.T) {
+			f := newWF(t, sqldb.SQLite, time.Date(2025, 3, 3, 2, 0, 0, 0, time.UTC), false)
+			f.svc.blobs = st
+			caseID := f.draft()
+			count := func() int {
+				n := 0
+				if err := st.List(f.ctx, func(string, time.Time) error { n++; return nil }); err != nil {
+					t.Fatal(err)
+				}
+				return n
+			}
+			before := count()
+			const size = 2*ageChunkSize + 7
+			plain := make([]byte, size+1)
+			for i := range plain {
+				plain[i] = byte(i)
+			}
+			reset := errors.New("connection reset")
+			for body, want := range map[string]struct {
+				r    io.Reader
+				code string
+			}{
+				"short": {bytes.NewReader(plain[:size-1]), "content_length_mismatch"},
+				"long":  {bytes.NewReader(plain), "content_length_mismatch"},
+				"cut":   {io.MultiReader(bytes.NewReader(plain[:ageChunkSize+3]), iotest.ErrReader(&BodyError{Err: reset})), "malformed_body"},
+			} {
+				_, err := f.svc.Upload(f.ctx, f.op, caseID, Upload{Kind: "other", Filename: body + ".bin", Body: want.r, Size: size})
+				var ve *Error
+				if !errors.As(err, &ve) || ve.Code != want.code {
+					t.Fatalf("%s body: %v, want %s", body, err, want.code)
+				}
+			}
+			n := count()
+			var rows int64
+			if err := f.svc.db.Model(&materialRow{}).Where("case_id = ? AND kind = ?", caseID, "other").Count(&rows).Error; err != nil {
+				t.Fatal(err)
+			}
+			m, err := f.svc.Upload(f.ctx, f.op, caseID, Upload{Kind: "other", Filename: "good.bin", Body: bytes.NewReader(plain[:size]), Size: size})
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, err := f.svc.OpenContent(f.ctx, f.op, m.ID, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := io.ReadAll(c.Body)
+			c.Close()
+			if err != nil || !bytes.Equal(got, plain[:size]) {
+				t.Fatalf("the good upload reads back %d bytes, %v", len(got), err)
+			}
+			if after := count(); rows != 0 || n != before || after != before+1 {
+				t.Fatalf("%d materials of kind other and %d blobs after the refused uploads (%d before), %d after one good upload", rows, n, before, after)
+			}
+		})
 	}
 }

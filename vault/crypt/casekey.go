@@ -118,27 +118,37 @@ func (s *splitWriter) Write(p []byte) (int, error) {
 // from Header once Close has succeeded.
 func (k *CaseKey) Encrypt(payload io.Writer) (*Sealer, error) {
 	sw := &splitWriter{}
+	w, hdr, nonce, err := k.startAge(sw)
+	if err != nil {
+		return nil, err
+	}
+	sw.dst = payload
+	if _, err := payload.Write(nonce); err != nil {
+		return nil, fmt.Errorf("crypt: write payload nonce: %w", err)
+	}
+	return &Sealer{w: w, header: hdr}, nil
+}
+
+// startAge begins an age file to k on sw and returns age's STREAM writer,
+// the detached header and the payload nonce.
+func (k *CaseKey) startAge(sw *splitWriter) (io.WriteCloser, []byte, []byte, error) {
 	// age.Encrypt writes the header and then the nonce before returning; the
 	// STREAM writer writes nothing until its first chunk is full.
 	w, err := age.Encrypt(sw, k.rcpt)
 	if err != nil {
-		return nil, fmt.Errorf("crypt: start encryption: %w", err)
+		return nil, nil, nil, fmt.Errorf("crypt: start encryption: %w", err)
 	}
 	raw := sw.head.Bytes()
 	hdr, err := age.ExtractHeader(bytes.NewReader(raw))
 	if err != nil {
-		return nil, fmt.Errorf("crypt: split header: %w", err)
+		return nil, nil, nil, fmt.Errorf("crypt: split header: %w", err)
 	}
 	// ExtractHeader re-marshals; it must be byte-identical to what was
 	// written, and exactly the nonce must follow, or PayloadSize would lie.
 	if !bytes.HasPrefix(raw, hdr) || len(raw)-len(hdr) != nonceSize {
-		return nil, errors.New("crypt: split header: unexpected age file layout")
+		return nil, nil, nil, errors.New("crypt: split header: unexpected age file layout")
 	}
-	sw.dst = payload
-	if _, err := payload.Write(raw[len(hdr):]); err != nil {
-		return nil, fmt.Errorf("crypt: write payload nonce: %w", err)
-	}
-	return &Sealer{w: w, header: bytes.Clone(hdr)}, nil
+	return w, bytes.Clone(hdr), bytes.Clone(raw[len(hdr):]), nil
 }
 
 // Write encrypts p. Errors from the payload writer are returned wrapped.
