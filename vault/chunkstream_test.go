@@ -307,10 +307,10 @@ func TestChunkStreamPassesStoreErrors(t *testing.T) {
 	}
 }
 
-// An upload whose body disagrees with its declared size, or fails, is
-// refused as the client's error, on both stores, and leaves no blob and no
-// material; one that matches reads back.
-func TestSealKnownRefusesABadBody(t *testing.T) {
+// An upload whose body disagrees with its declared size, runs over the
+// limit, or fails, is refused as the client's error, on both stores, and
+// leaves no blob and no material; one that matches reads back.
+func TestSealBlobRefusesABadBody(t *testing.T) {
 	for name, st := range blobtest.Stores(t) {
 		t.Run(name, func(t *testing.T) {
 			f := newWF(t, sqldb.SQLite, time.Date(2025, 3, 3, 2, 0, 0, 0, time.UTC), false)
@@ -343,6 +343,19 @@ func TestSealKnownRefusesABadBody(t *testing.T) {
 				if !errors.As(err, &ve) || ve.Code != want.code {
 					t.Fatalf("%s body: %v, want %s", body, err, want.code)
 				}
+			}
+			key, err := f.svc.caseKey(f.ctx, caseID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var ve *Error
+			if _, err := f.svc.SealBlob(f.ctx, key, NewID(), bytes.NewReader(plain[:size]), -1, size-1); !errors.As(err, &ve) || ve.Code != "too_large" {
+				t.Fatalf("a body of unknown size over the limit: %v", err)
+			}
+			if sealed, err := f.svc.SealBlob(f.ctx, key, NewID(), bytes.NewReader(plain[:size]), -1, size); err != nil || sealed.Size != size {
+				t.Fatalf("a body of unknown size at the limit: %+v, %v", sealed, err)
+			} else {
+				before++
 			}
 			n := count()
 			var rows int64

@@ -22,99 +22,40 @@ type Sealed struct {
 	Header []byte
 }
 
-// SealBlob pipes body -> limit/hash -> age -> blob store without holding the
-// document: memory stays at age's chunk plus the store's part buffer (with
-// a declared size, at the store's part buffer: sealKnown). size is the
-// declared plaintext length or -1; limit is the largest accepted. On any
-// error nothing is left in the store. Only holders of a key (the vault for
-// cases, supervision for report attachments) can use it.
+// SealBlob streams body -> hash -> age -> blob store without holding the
+// document: the store reads the payload from a crypt.SealReader, which reads
+// each chunk of the body into the store's own buffer and encrypts it there
+// (no goroutine, no pipe, no copy in between), so memory stays at the
+// store's part buffer. size is the declared plaintext length or -1; limit
+// is the largest accepted. On any error nothing is left in the store. Only
+// holders of a key (the vault for cases, supervision for report
+// attachments) can use it.
 func (s *Service) SealBlob(ctx context.Context, key *crypt.CaseKey, blobID string, body io.Reader, size, limit int64) (Sealed, error) {
 	if size > limit {
 		return Sealed{}, fail(ErrTooLarge, "too_large", fmt.Sprintf("the limit is %d bytes", limit))
 	}
-	if size >= 0 {
-		return s.sealKnown(ctx, key, blobID, body, size)
+	h := sha256.New()
+	sr, err := key.SealReader(body, size, limit, h)
+	if err != nil {
+		return Sealed{}, fmt.Errorf("start encryption: %w", err)
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	pr, pw := io.Pipe()
 	blobSize := int64(-1)
 	if size >= 0 {
 		blobSize = crypt.PayloadSize(size)
 	}
-	putDone := make(chan error, 1)
-	go func() {
-		_, err := s.blobs.Put(ctx, blobID, pr, blobSize)
-		pr.CloseWithError(err) // unblocks the writer if the store gave up first
-		putDone <- err
-	}()
-	sealer, err := key.Encrypt(pw)
-	if err != nil {
-		pw.CloseWithError(err)
-		<-putDone
-		return Sealed{}, fmt.Errorf("start encryption: %w", err)
-	}
-	h := sha256.New()
-	max := limit
-	if size >= 0 {
-		max = size
-	}
-	// Large reads mean fewer syscalls and pipe hand-offs per byte.
-	n, copyErr := io.CopyBuffer(io.MultiWriter(sealer, h), io.LimitReader(body, max+1), make([]byte, 256<<10))
-	switch {
-	case copyErr != nil:
-	case n > max && size >= 0:
-		copyErr = fail(ErrBadRequest, "content_length_mismatch", "the body is longer than its declared length")
-	case n > max:
-		copyErr = fail(ErrTooLarge, "too_large", fmt.Sprintf("the limit is %d bytes", limit))
-	case size >= 0 && n < size:
-		copyErr = fail(ErrBadRequest, "content_length_mismatch", "the body ended before its declared length")
-	}
-	if copyErr == nil {
-		copyErr = sealer.Close()
-	}
-	if copyErr != nil {
-		cancel()
-		pw.CloseWithError(copyErr)
-		// A store that failed first closed the pipe, and the copy failed
-		// writing to it: that is the failure to report, not the body.
-		if putErr := <-putDone; errors.Is(putErr, blob.ErrUnavailable) {
-			return Sealed{}, s.storeFailed(ctx, blobID, putErr)
-		}
-		_ = s.blobs.Delete(context.WithoutCancel(ctx), blobID)
-		return Sealed{}, classifyBodyError(copyErr)
-	}
-	pw.Close()
-	if err := <-putDone; err != nil {
-		if errors.Is(err, blob.ErrUnavailable) {
-			return Sealed{}, s.storeFailed(ctx, blobID, err)
-		}
-		_ = s.blobs.Delete(context.WithoutCancel(ctx), blobID)
-		return Sealed{}, fmt.Errorf("store blob: %w", err)
-	}
-	return Sealed{Size: n, SHA256: hex.EncodeToString(h.Sum(nil)), Header: sealer.Header()}, nil
-}
-
-// sealKnown is SealBlob for a declared size: the store reads the payload
-// from a crypt.SealReader, which reads each chunk of the body into the
-// store's own buffer and encrypts it there. No goroutine, no pipe, and two
-// fewer copies of every byte than age's writer behind a pipe.
-func (s *Service) sealKnown(ctx context.Context, key *crypt.CaseKey, blobID string, body io.Reader, size int64) (Sealed, error) {
-	h := sha256.New()
-	sr, err := key.SealReader(body, size, h)
-	if err != nil {
-		return Sealed{}, fmt.Errorf("start encryption: %w", err)
-	}
-	_, err = s.blobs.Put(ctx, blobID, sr, crypt.PayloadSize(size))
+	_, err = s.blobs.Put(ctx, blobID, sr, blobSize)
 	if bodyErr := sr.SourceErr(); bodyErr != nil {
-		// The body failed or disagreed with its declared length: the
-		// client's failure, whatever the store made of the short stream.
+		// The body failed, or disagreed with its declared length or the
+		// limit: the client's failure, whatever the store made of the
+		// stream that stopped short of io.EOF.
 		_ = s.blobs.Delete(context.WithoutCancel(ctx), blobID)
 		switch {
 		case errors.Is(bodyErr, crypt.ErrBodyShort):
 			return Sealed{}, fail(ErrBadRequest, "content_length_mismatch", "the body ended before its declared length")
-		case errors.Is(bodyErr, crypt.ErrBodyLong):
+		case errors.Is(bodyErr, crypt.ErrBodyLong) && size >= 0:
 			return Sealed{}, fail(ErrBadRequest, "content_length_mismatch", "the body is longer than its declared length")
+		case errors.Is(bodyErr, crypt.ErrBodyLong):
+			return Sealed{}, fail(ErrTooLarge, "too_large", fmt.Sprintf("the limit is %d bytes", limit))
 		}
 		return Sealed{}, classifyBodyError(bodyErr)
 	}
@@ -125,7 +66,7 @@ func (s *Service) sealKnown(ctx context.Context, key *crypt.CaseKey, blobID stri
 		_ = s.blobs.Delete(context.WithoutCancel(ctx), blobID)
 		return Sealed{}, fmt.Errorf("store blob: %w", err)
 	}
-	return Sealed{Size: size, SHA256: hex.EncodeToString(h.Sum(nil)), Header: sr.Header()}, nil
+	return Sealed{Size: sr.Size(), SHA256: hex.EncodeToString(h.Sum(nil)), Header: sr.Header()}, nil
 }
 
 // storeFailed reports a write the blob store could not take: 503

@@ -14,11 +14,13 @@
 //
 // # Detached headers
 //
-// An age file is header || nonce || STREAM chunks. [CaseKey.Encrypt] splits it:
-// the header (about 1.6 KB, it wraps the per-material file key to the case key)
-// is returned by [Sealer.Header] for the database, and only the payload (the
-// 16-byte nonce and the 64 KiB chunks) goes to the blob store. Its size is known
-// in advance: [PayloadSize]. Because every key lives in a database row and not
+// An age file is header || nonce || STREAM chunks. [CaseKey.SealReader] splits
+// it: the header (about 1.6 KB, it wraps the per-material file key to the case
+// key) is returned by [SealReader.Header] for the database, and only the
+// payload (the 16-byte nonce and the 64 KiB chunks) goes to the blob store,
+// which reads it from the SealReader. Its size is known in advance:
+// [PayloadSize]. Large payloads are read back a run of chunks at a time
+// ([ChunkOpener]), small ones whole ([FileKey.OpenPayload]). Because every key lives in a database row and not
 // in a blob, keys rotate without rewriting blobs:
 //   - master rotation: [Master.Rewrap] re-encrypts each wrapped case key row;
 //   - case key rotation: [CaseKey.RewrapHeader] re-encrypts each header row.

@@ -17,13 +17,13 @@ func Example() {
 	wrapped, _ := master.NewCaseKey() // stored in the case's key row
 	caseKey, _ := master.OpenCaseKey(wrapped)
 
-	var blob bytes.Buffer // the blob store; its size is known up front
-	size := int64(len("the declaration"))
-	fmt.Println("payload size:", crypt.PayloadSize(size))
-	s, _ := caseKey.Encrypt(&blob)
-	io.Copy(s, strings.NewReader("the declaration"))
-	s.Close()
-	header := s.Header() // stored beside the material row
+	doc := "the declaration"
+	size := int64(len(doc))
+	fmt.Println("payload size:", crypt.PayloadSize(size)) // told to the blob store up front
+	sr, _ := caseKey.SealReader(strings.NewReader(doc), size, size, nil)
+	var blob bytes.Buffer // the blob store, reading the payload
+	io.Copy(&blob, sr)
+	header := sr.Header() // stored beside the material row
 
 	r, _ := caseKey.OpenStream(header, &blob)
 	plain, _ := io.ReadAll(r)

@@ -36,7 +36,10 @@ type SealReader struct {
 	src     io.Reader
 	tee     io.Writer
 	header  []byte
-	left    int64  // plaintext still to read
+	known   bool   // the size is declared; else the source's end is the end
+	left    int64  // plaintext still to read (declared) or allowed (up to the limit)
+	read    int64  // plaintext read
+	carry   []byte // a byte read past a full chunk to learn it was not the final one
 	chunk   uint64 // index of the next chunk
 	pending []byte // ciphertext sealed but not yet read
 	scratch []byte // a chunk that did not fit the caller's buffer
@@ -44,12 +47,17 @@ type SealReader struct {
 	srcErr  error
 }
 
-// SealReader starts a material of size bytes of plaintext read from src,
-// encrypted to k. Each chunk of plaintext is written to tee (a hash), if
-// not nil, before it is sealed.
-func (k *CaseKey) SealReader(src io.Reader, size int64, tee io.Writer) (*SealReader, error) {
-	if size < 0 {
-		return nil, fmt.Errorf("crypt: seal reader: size %d", size)
+// SealReader starts a material read from src, encrypted to k: exactly size
+// bytes of plaintext, or, with size -1, whatever src holds up to limit bytes
+// (more is ErrBodyLong). Each chunk of plaintext is written to tee (a hash),
+// if not nil, before it is sealed.
+func (k *CaseKey) SealReader(src io.Reader, size, limit int64, tee io.Writer) (*SealReader, error) {
+	known, left := size >= 0, size
+	if !known {
+		left = limit
+	}
+	if left < 0 {
+		return nil, fmt.Errorf("crypt: seal reader: size %d, limit %d", size, limit)
 	}
 	_, hdr, nonce, err := k.startAge(&splitWriter{})
 	if err != nil {
@@ -70,7 +78,7 @@ func (k *CaseKey) SealReader(src io.Reader, size int64, tee io.Writer) (*SealRea
 	if err != nil {
 		return nil, fmt.Errorf("crypt: payload key: %w", err)
 	}
-	return &SealReader{aead: aead, src: src, tee: tee, header: hdr, left: size, pending: nonce}, nil
+	return &SealReader{aead: aead, src: src, tee: tee, header: hdr, known: known, left: left, pending: nonce, carry: make([]byte, 0, 1)}, nil
 }
 
 // Header is the detached age header to store beside the payload. It is
@@ -80,6 +88,9 @@ func (s *SealReader) Header() []byte { return s.header }
 // SourceErr is the source's failure, ErrBodyShort or ErrBodyLong, if the
 // payload ended because of the source.
 func (s *SealReader) SourceErr() error { return s.srcErr }
+
+// Size is the plaintext read so far: all of it once Read returned io.EOF.
+func (s *SealReader) Size() int64 { return s.read }
 
 func (s *SealReader) Read(p []byte) (int, error) {
 	n := 0
@@ -92,7 +103,10 @@ func (s *SealReader) Read(p []byte) (int, error) {
 		if s.err != nil {
 			break
 		}
-		pt := int(min(chunkSize, s.left))
+		pt := chunkSize
+		if s.known {
+			pt = int(min(chunkSize, s.left))
+		}
 		if len(p) >= pt+tagSize {
 			ct, err := s.seal(p[:pt])
 			if err != nil {
@@ -115,28 +129,57 @@ func (s *SealReader) Read(p []byte) (int, error) {
 }
 
 // seal reads the next chunk's plaintext into buf and seals it in place; buf
-// must have room for the tag.
+// must have room for the tag. With an unknown size, buf is a whole chunk's
+// room and the chunk may come out shorter: the final one.
 func (s *SealReader) seal(buf []byte) ([]byte, error) {
-	if _, err := io.ReadFull(s.src, buf); err != nil {
-		clear(buf)
-		if err == io.EOF || err == io.ErrUnexpectedEOF {
-			err = ErrBodyShort
-		}
-		return nil, s.fail(err)
-	}
-	s.left -= int64(len(buf))
-	final := s.left == 0
-	if final {
-		// The declared size is all there may be.
-		var one [1]byte
-		if m, err := io.ReadFull(s.src, one[:]); m > 0 {
+	var final bool
+	if s.known {
+		if _, err := io.ReadFull(s.src, buf); err != nil {
 			clear(buf)
-			return nil, s.fail(ErrBodyLong)
-		} else if err != io.EOF {
-			clear(buf)
+			if err == io.EOF || err == io.ErrUnexpectedEOF {
+				err = ErrBodyShort
+			}
 			return nil, s.fail(err)
 		}
+		s.left -= int64(len(buf))
+		final = s.left == 0
+		if final {
+			// The declared size is all there may be.
+			if err := s.expectEOF(); err != nil {
+				clear(buf)
+				return nil, s.fail(err)
+			}
+		}
+	} else {
+		c := copy(buf, s.carry)
+		s.carry = s.carry[:0]
+		n, err := io.ReadFull(s.src, buf[c:])
+		buf = buf[:c+n]
+		switch {
+		case err == io.EOF || err == io.ErrUnexpectedEOF:
+			final = true
+		case err != nil:
+			clear(buf)
+			return nil, s.fail(err)
+		default:
+			// A full chunk: the final one only if nothing follows.
+			var one [1]byte
+			m, err := io.ReadFull(s.src, one[:])
+			if err != nil && err != io.EOF {
+				clear(buf)
+				return nil, s.fail(err)
+			}
+			final = m == 0
+			s.carry = append(s.carry, one[:m]...)
+		}
+		if int64(len(buf)) > s.left || (!final && int64(len(buf)) == s.left) {
+			clear(buf)
+			clear(s.carry[:cap(s.carry)])
+			return nil, s.fail(ErrBodyLong)
+		}
+		s.left -= int64(len(buf))
 	}
+	s.read += int64(len(buf))
 	if s.tee != nil {
 		if _, err := s.tee.Write(buf); err != nil {
 			clear(buf)
@@ -154,6 +197,19 @@ func (s *SealReader) seal(buf []byte) ([]byte, error) {
 		s.err = io.EOF
 	}
 	return ct, nil
+}
+
+// expectEOF reads one byte past the declared size: there must be none.
+func (s *SealReader) expectEOF() error {
+	var one [1]byte
+	m, err := io.ReadFull(s.src, one[:])
+	if m > 0 {
+		return ErrBodyLong
+	}
+	if err != io.EOF {
+		return err
+	}
+	return nil
 }
 
 func (s *SealReader) fail(err error) error {

@@ -39,7 +39,7 @@ func TestSealReaderMatchesAge(t *testing.T) {
 				continue // slow, and the small sizes cover these reads
 			}
 			h := sha256.New()
-			sr, err := k.SealReader(bytes.NewReader(plain), int64(size), h)
+			sr, err := k.SealReader(bytes.NewReader(plain), int64(size), int64(size), h)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -83,7 +83,7 @@ func TestSealReaderRefusesABadSource(t *testing.T) {
 		"failing":          {io.MultiReader(bytes.NewReader(plain[:chunkSize+9]), iotest.ErrReader(reset)), reset},
 	} {
 		for _, read := range []int{100, 1 << 20} {
-			sr, err := k.SealReader(tc.src, size, nil)
+			sr, err := k.SealReader(tc.src, size, size, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -102,7 +102,64 @@ func TestSealReaderRefusesABadSource(t *testing.T) {
 			}
 		}
 	}
-	if _, err := k.SealReader(bytes.NewReader(nil), -1, nil); err == nil {
+	if _, err := k.SealReader(bytes.NewReader(nil), -1, -1, nil); err == nil {
 		t.Fatal("a negative size was accepted")
+	}
+}
+
+// Without a declared size, the source's end is the plaintext's end: the
+// payload is age's for every size around the chunk boundaries, from
+// sources that return little at a time, at the limit and under it; one
+// byte over the limit is ErrBodyLong.
+func TestSealReaderUnknownSize(t *testing.T) {
+	k, _ := newCase(t, testMaster(t))
+	for _, size := range []int{0, 1, chunkSize - 1, chunkSize, chunkSize + 1, 2 * chunkSize, 3*chunkSize + 5} {
+		plain := testData(t, size, uint64(size)+3)
+		for _, limit := range []int64{int64(size), int64(size) + 100} {
+			for name, src := range map[string]func() io.Reader{
+				"whole":    func() io.Reader { return bytes.NewReader(plain) },
+				"halves":   func() io.Reader { return iotest.HalfReader(bytes.NewReader(plain)) },
+				"one byte": func() io.Reader { return iotest.OneByteReader(bytes.NewReader(plain)) },
+			} {
+				for _, read := range []int{100, 1 << 20} {
+					h := sha256.New()
+					sr, err := k.SealReader(src(), -1, limit, h)
+					if err != nil {
+						t.Fatal(err)
+					}
+					payload, err := readIn(sr, read)
+					if err != nil {
+						t.Fatalf("%d bytes (limit %d, %s, reads of %d): %v", size, limit, name, read, err)
+					}
+					got, err := openAll(k, sr.Header(), payload)
+					if err != nil || !bytes.Equal(got, plain) || int64(len(payload)) != PayloadSize(int64(size)) || sr.Size() != int64(size) {
+						t.Fatalf("%d bytes (limit %d, %s, reads of %d): age read %d bytes of a %d-byte payload, %v", size, limit, name, read, len(got), len(payload), err)
+					}
+					if sum := sha256.Sum256(plain); !bytes.Equal(h.Sum(nil), sum[:]) {
+						t.Fatalf("%d bytes: the tee did not see the plaintext", size)
+					}
+				}
+			}
+		}
+		if size == 0 {
+			continue
+		}
+		for _, read := range []int{100, 1 << 20} {
+			sr, err := k.SealReader(bytes.NewReader(plain), -1, int64(size-1), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := readIn(sr, read); !errors.Is(err, ErrBodyLong) || !errors.Is(sr.SourceErr(), ErrBodyLong) {
+				t.Fatalf("%d bytes over a limit of %d: %v", size, size-1, err)
+			}
+		}
+	}
+	reset := errors.New("connection reset")
+	sr, err := k.SealReader(io.MultiReader(bytes.NewReader(testData(t, chunkSize+9, 1)), iotest.ErrReader(reset)), -1, 1<<20, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := readIn(sr, 1<<20); !errors.Is(err, reset) || !errors.Is(sr.SourceErr(), reset) {
+		t.Fatalf("failing source: %v", err)
 	}
 }
