@@ -125,7 +125,17 @@ func (f *FileKey) ChunkOpener(nonce []byte, payloadSize int64) (*ChunkOpener, er
 	if _, err := PlaintextSize(payloadSize); err != nil {
 		return nil, err
 	}
-	key, err := hkdf.Key(sha256.New, f.k, nonce, "payload", chacha20poly1305.KeySize)
+	aead, err := payloadAEAD(f.k, nonce)
+	if err != nil {
+		return nil, err
+	}
+	return &ChunkOpener{aead: aead, chunks: (payloadSize - nonceSize + encChunk - 1) / encChunk}, nil
+}
+
+// payloadAEAD is age's payload cipher: ChaCha20-Poly1305 under
+// HKDF-SHA256(file key, nonce, "payload").
+func payloadAEAD(fileKey, nonce []byte) (cipher.AEAD, error) {
+	key, err := hkdf.Key(sha256.New, fileKey, nonce, "payload", chacha20poly1305.KeySize)
 	if err != nil {
 		return nil, fmt.Errorf("crypt: payload key: %w", err)
 	}
@@ -134,7 +144,7 @@ func (f *FileKey) ChunkOpener(nonce []byte, payloadSize int64) (*ChunkOpener, er
 	if err != nil {
 		return nil, fmt.Errorf("crypt: payload key: %w", err)
 	}
-	return &ChunkOpener{aead: aead, chunks: (payloadSize - nonceSize + encChunk - 1) / encChunk}, nil
+	return aead, nil
 }
 
 // Chunks is the number of chunks in the payload; chunk i starts at byte

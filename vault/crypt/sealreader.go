@@ -2,8 +2,6 @@ package crypt
 
 import (
 	"crypto/cipher"
-	"crypto/hkdf"
-	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -68,15 +66,10 @@ func (k *CaseKey) SealReader(src io.Reader, size, limit int64, tee io.Writer) (*
 	if err != nil {
 		return nil, fmt.Errorf("crypt: seal reader: %w", err)
 	}
-	key, err := hkdf.Key(sha256.New, fk, nonce, "payload", chacha20poly1305.KeySize)
+	aead, err := payloadAEAD(fk, nonce)
 	clear(fk)
 	if err != nil {
-		return nil, fmt.Errorf("crypt: payload key: %w", err)
-	}
-	aead, err := chacha20poly1305.New(key)
-	clear(key)
-	if err != nil {
-		return nil, fmt.Errorf("crypt: payload key: %w", err)
+		return nil, err
 	}
 	return &SealReader{aead: aead, src: src, tee: tee, header: hdr, known: known, left: left, pending: nonce, carry: make([]byte, 0, 1)}, nil
 }
