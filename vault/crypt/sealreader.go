@@ -10,20 +10,21 @@ import (
 	"golang.org/x/crypto/chacha20poly1305"
 )
 
-// Errors of a SealReader's source that disagrees with its declared size.
+// Errors of a SealReader's source that disagrees with its declared size, or
+// runs past the limit.
 var (
 	ErrBodyShort = errors.New("crypt: the plaintext ended before its declared size")
-	ErrBodyLong  = errors.New("crypt: the plaintext is longer than its declared size")
+	ErrBodyLong  = errors.New("crypt: the plaintext is longer than its declared size or the limit")
 )
 
-// SealReader encrypts a plaintext of known size to a case key as an
-// io.Reader of its payload (nonce, then STREAM chunks): each whole chunk is
-// read from the source into the caller's buffer and sealed there. A blob
-// store that fills its part buffers from it gets ciphertext with no copy in
-// between, where [CaseKey.Encrypt] copies every byte into age's chunk
-// buffer and the caller copies it again out of a pipe. The format is age's,
-// as age writes it: the header comes from age itself, and
-// TestSealReaderMatchesAge reads every size back through age.
+// SealReader encrypts a plaintext to a case key as an io.Reader of its
+// payload (nonce, then STREAM chunks): each whole chunk is read from the
+// source into the caller's buffer and sealed there. A blob store that fills
+// its part buffers from it gets ciphertext with no copy in between, where
+// age's own writer copies every byte into its chunk buffer and its caller
+// copies it again out of a pipe. The format is age's, as age writes it: the
+// header comes from age itself, and TestSealReaderMatchesAge and
+// TestSealReaderUnknownSize read every size back through age.
 //
 // Read returns only ciphertext in the bytes it counts. A source that fails,
 // or whose length is not the declared size, fails the Read with a non-EOF
