@@ -81,11 +81,13 @@ func (pp *people) of(ctx context.Context, userID string) (person, error) {
 }
 
 // pseudonym returns the user's pseudonym on the case, giving the next free
-// one of the user's letter on first use. Two instances racing settle on one
-// through the unique index.
+// one of the user's letter on first use. Racers settle through the unique
+// index: a lost race means another user took that pseudonym and committed,
+// so n people first seen on a case at once need at most n-1 retries (the
+// same bound as the version number, maxVersionRaces).
 func (s *Service) pseudonym(ctx context.Context, caseID, userID, letter string) (string, error) {
 	db := s.db.WithContext(ctx)
-	for attempt := 0; attempt < 8; attempt++ {
+	for range maxVersionRaces {
 		var row pseudonymRow
 		err := db.Where("case_id = ? AND user_id = ?", caseID, userID).Take(&row).Error
 		if err == nil {

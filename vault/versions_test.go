@@ -49,3 +49,38 @@ func TestConcurrentUploadsOfOneNameAllGetAVersion(t *testing.T) {
 		})
 	}
 }
+
+// People first seen on a case at the same moment each get their own
+// pseudonym: lost races on the unique index are retried, not an error.
+func TestConcurrentFirstPseudonymsAllSucceed(t *testing.T) {
+	for _, d := range sqldbtest.Backends {
+		t.Run(sqldbtest.Name(d), func(t *testing.T) {
+			f := newWF(t, d, time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC), false)
+			caseID := f.draft()
+			const n = 16
+			start := make(chan struct{})
+			got := make([]string, n)
+			errs := make([]error, n)
+			var wg sync.WaitGroup
+			for i := range n {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					<-start
+					got[i], errs[i] = f.svc.pseudonym(f.ctx, caseID, NewID(), "R")
+				}()
+			}
+			close(start)
+			wg.Wait()
+			for i, err := range errs {
+				if err != nil {
+					t.Fatalf("pseudonym %d: %v", i, err)
+				}
+			}
+			slices.Sort(got)
+			if len(slices.Compact(slices.Clone(got))) != n {
+				t.Fatalf("pseudonyms %v are not all different", got)
+			}
+		})
+	}
+}
