@@ -10,6 +10,32 @@ import (
 	"github.com/crvault/crvault/audit/sqldb/sqldbtest"
 )
 
+// atOnce calls fn n times from n goroutines released together, and fails
+// the test on any error.
+func atOnce[T any](t *testing.T, n int, fn func() (T, error)) []T {
+	t.Helper()
+	start := make(chan struct{})
+	got := make([]T, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			got[i], errs[i] = fn()
+		}()
+	}
+	close(start)
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("call %d of %d: %v", i, n, err)
+		}
+	}
+	return got
+}
+
 // Uploads of one name that finish together all succeed, each its own
 // version: a lost race on the version number is retried, never a 500
 // after the whole transfer.
@@ -19,27 +45,11 @@ func TestConcurrentUploadsOfOneNameAllGetAVersion(t *testing.T) {
 			f := newWF(t, d, time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC), false)
 			caseID := f.draft()
 			const n = 16
-			start := make(chan struct{})
-			versions := make([]int, n)
-			errs := make([]error, n)
-			var wg sync.WaitGroup
-			for i := range n {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					<-start
-					m, err := f.svc.Upload(f.ctx, f.op, caseID, Upload{Kind: "other", Filename: "same.txt", ContentType: "text/plain",
-						Body: strings.NewReader("same"), Size: 4})
-					versions[i], errs[i] = m.Version, err
-				}()
-			}
-			close(start)
-			wg.Wait()
-			for i, err := range errs {
-				if err != nil {
-					t.Fatalf("upload %d: %v", i, err)
-				}
-			}
+			versions := atOnce(t, n, func() (int, error) {
+				m, err := f.svc.Upload(f.ctx, f.op, caseID, Upload{Kind: "other", Filename: "same.txt", ContentType: "text/plain",
+					Body: strings.NewReader("same"), Size: 4})
+				return m.Version, err
+			})
 			slices.Sort(versions)
 			for i, v := range versions {
 				if v != i+1 {
@@ -58,25 +68,7 @@ func TestConcurrentFirstPseudonymsAllSucceed(t *testing.T) {
 			f := newWF(t, d, time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC), false)
 			caseID := f.draft()
 			const n = 16
-			start := make(chan struct{})
-			got := make([]string, n)
-			errs := make([]error, n)
-			var wg sync.WaitGroup
-			for i := range n {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					<-start
-					got[i], errs[i] = f.svc.pseudonym(f.ctx, caseID, NewID(), "R")
-				}()
-			}
-			close(start)
-			wg.Wait()
-			for i, err := range errs {
-				if err != nil {
-					t.Fatalf("pseudonym %d: %v", i, err)
-				}
-			}
+			got := atOnce(t, n, func() (string, error) { return f.svc.pseudonym(f.ctx, caseID, NewID(), "R") })
 			slices.Sort(got)
 			if len(slices.Compact(slices.Clone(got))) != n {
 				t.Fatalf("pseudonyms %v are not all different", got)
