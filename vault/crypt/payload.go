@@ -88,16 +88,10 @@ func (f *FileKey) open(dst, payload []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if len(dst) > 0 && len(payload) > 0 && &dst[0] == &payload[0] {
-		// In place, then moved left over the nonce.
-		pt, err := o.Open(payload[nonceSize:], 0)
-		if err != nil {
-			return nil, err
-		}
-		copy(payload, pt)
-		return dst[:size], nil
-	}
-	if _, err := o.openTo(dst, payload[nonceSize:], 0); err != nil {
+	// In place, each chunk is moved left over the nonce and the earlier
+	// tags once decrypted, so the plaintext ends up at the front of payload.
+	inPlace := len(dst) > 0 && &dst[0] == &payload[0]
+	if _, err := o.openTo(dst, payload[nonceSize:], 0, inPlace); err != nil {
 		return nil, err
 	}
 	return dst[:size], nil
@@ -162,12 +156,13 @@ func ChunkOffset(i int64) int64 { return nonceSize + i*encChunk }
 // returns their plaintext, contiguous at the front of block. On error block
 // may hold partial plaintext and the caller must clear it.
 func (o *ChunkOpener) Open(block []byte, first int64) ([]byte, error) {
-	return o.openTo(block, block, first)
+	return o.openTo(block, block, first, true)
 }
 
-// openTo decrypts enc, the chunks from first on, into dst, which may be enc
-// itself.
-func (o *ChunkOpener) openTo(dst, enc []byte, first int64) ([]byte, error) {
+// openTo decrypts enc, the chunks from first on, into dst. inPlace says that
+// dst is enc's own array, starting at enc or before it: each chunk is then
+// decrypted where it is and moved to its place in dst.
+func (o *ChunkOpener) openTo(dst, enc []byte, first int64, inPlace bool) ([]byte, error) {
 	n := (int64(len(enc)) + encChunk - 1) / encChunk
 	if first < 0 || n == 0 || first+n > o.chunks {
 		return nil, fmt.Errorf("%w: payload: %d bytes from chunk %d of %d", ErrCorrupt, len(enc), first, o.chunks)
@@ -176,7 +171,6 @@ func (o *ChunkOpener) openTo(dst, enc []byte, first int64) ([]byte, error) {
 	if last := int64(len(enc)) - (n-1)*encChunk; last < tagSize || (last < encChunk && first+n != o.chunks) {
 		return nil, fmt.Errorf("%w: payload: short chunk %d", ErrCorrupt, first+n-1)
 	}
-	inPlace := len(dst) > 0 && &dst[0] == &enc[0]
 	var nonce [chacha20poly1305.NonceSize]byte
 	for j := range n {
 		i := first + j
@@ -188,14 +182,13 @@ func (o *ChunkOpener) openTo(dst, enc []byte, first int64) ([]byte, error) {
 		}
 		out := dst[j*chunkSize : j*chunkSize]
 		if inPlace {
-			// In place, then moved left over the earlier chunks' tags.
 			out = ct[:0]
 		}
 		pt, err := o.aead.Open(out, nonce[:], ct, nil)
 		if err != nil {
 			return nil, fmt.Errorf("%w: payload: chunk %d does not authenticate", ErrCorrupt, i)
 		}
-		if inPlace && j > 0 {
+		if inPlace && len(pt) > 0 && &dst[j*chunkSize] != &pt[0] {
 			copy(dst[j*chunkSize:], pt)
 		}
 	}
