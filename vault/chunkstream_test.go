@@ -54,6 +54,22 @@ func storedBlob(t *testing.T, st blob.Store, payload []byte) blob.Object {
 	return obj
 }
 
+// openedDoc seals a document of n bytes, stores it in a fresh local store
+// and authenticates it, for tests that drive a chunkStream on the object
+// themselves. The object is closed at the test's end.
+func openedDoc(t *testing.T, n int64) (*crypt.FileKey, blob.Object, *crypt.ChunkOpener, []byte) {
+	t.Helper()
+	f := newWF(t, sqldb.SQLite, time.Date(2025, 3, 3, 2, 0, 0, 0, time.UTC), false)
+	fk, payload, want := largeDoc(t, f, int(n))
+	obj := storedBlob(t, nil, payload)
+	t.Cleanup(func() { obj.Close() })
+	o, err := openChunks(fk, obj, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fk, obj, o, want
+}
+
 // openStream opens a chunkStream of the range on the payload stored in st.
 func openStream(t *testing.T, st blob.Store, fk *crypt.FileKey, payload []byte, size, start, length int64) (*chunkStream, blob.Object, error) {
 	t.Helper()
@@ -223,15 +239,8 @@ func (g *gatedObject) ReadAt(p []byte, off int64) (int, error) {
 // Close does not wait for a store that stalls; when the read finally
 // returns, the filler clears its block and stops.
 func TestChunkStreamCloseWhileTheStoreStalls(t *testing.T) {
-	f := newWF(t, sqldb.SQLite, time.Date(2025, 3, 3, 2, 0, 0, 0, time.UTC), false)
 	const n = 4 * chunkBlockChunks * ageChunkSize
-	fk, payload, _ := largeDoc(t, f, n)
-	obj := storedBlob(t, nil, payload)
-	defer obj.Close()
-	o, err := openChunks(fk, obj, n)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, obj, o, _ := openedDoc(t, n)
 	g := &gatedObject{Object: obj, entered: make(chan struct{}, 1), gate: make(chan struct{}), bufs: make(chan []byte, 1)}
 	cs := newChunkStream(g, o, spanOf(0, n))
 	<-g.entered
@@ -286,15 +295,8 @@ func (f *failingObject) ReadAt(p []byte, off int64) (int, error) {
 // A store that fails midway is an I/O error, reported as itself after the
 // blocks before it, never as a damaged blob.
 func TestChunkStreamPassesStoreErrors(t *testing.T) {
-	f := newWF(t, sqldb.SQLite, time.Date(2025, 3, 3, 2, 0, 0, 0, time.UTC), false)
 	const n = 3 * chunkBlockChunks * ageChunkSize
-	fk, payload, want := largeDoc(t, f, n)
-	obj := storedBlob(t, nil, payload)
-	defer obj.Close()
-	o, err := openChunks(fk, obj, n)
-	if err != nil {
-		t.Fatal(err)
-	}
+	fk, obj, o, want := openedDoc(t, n)
 	reset := errors.New("connection reset")
 	cs := newChunkStream(&failingObject{Object: obj, from: crypt.ChunkOffset(chunkBlockChunks), err: reset}, o, spanOf(0, n))
 	defer cs.Close()
