@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -311,6 +312,11 @@ func (f *configFlags) load(fs *flag.FlagSet, getenv func(string) string) (config
 	}
 	if c.DatabaseURL == "" {
 		c.DatabaseURL = "sqlite:" + filepath.Join(c.DataDir, "vault.db")
+	}
+	if !slices.Contains([]string{"debug", "info", "warn", "error"}, strings.ToLower(c.LogLevel)) {
+		// A typo must not quietly log at another level: an operator who
+		// asked for debug to chase a fault would see nothing of it.
+		errs = append(errs, fmt.Errorf("log level %q: want debug, info, warn or error (VAULT_LOG_LEVEL, --log-level)", c.LogLevel))
 	}
 	if c.MaxUpload <= 0 {
 		errs = append(errs, errors.New("max upload size must be positive"))

@@ -217,6 +217,8 @@ func sampleValue(f reflect.Value) string {
 		return "remote_apply"
 	case "10y":
 		return "7y"
+	case "info":
+		return "debug"
 	}
 	return "2021" // a valid edition, and a distinct string for every other setting
 }

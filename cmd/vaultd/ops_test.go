@@ -47,6 +47,16 @@ func TestConfigPrecedence(t *testing.T) {
 	if _, err := cf.load(fs, getenv); err == nil || !strings.Contains(err.Error(), "VAULT_S3_TLS") {
 		t.Fatalf("bad boolean not named: %v", err)
 	}
+	delete(env, "VAULT_S3_TLS")
+	for level, ok := range map[string]bool{"debug": true, "WARN": true, "error": true, "loud": false, "info+4": false, "": true} {
+		env["VAULT_LOG_LEVEL"] = level
+		fs = flag.NewFlagSet("t", flag.ContinueOnError)
+		cf = registerConfigFlags(fs)
+		fs.Parse(nil)
+		if _, err := cf.load(fs, getenv); (err == nil) != ok || !ok && !strings.Contains(err.Error(), "VAULT_LOG_LEVEL") {
+			t.Errorf("log level %q: %v", level, err)
+		}
+	}
 }
 
 func TestListenCheck(t *testing.T) {
