@@ -10,6 +10,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -128,14 +129,53 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
+// freeAddr finds a loopback address nobody listens on, for a vaultd that
+// will listen there a moment later. It looks below the kernel's ephemeral
+// range (as scripts/services.sh does): a port from that range, which a
+// listener on port 0 gets, is handed to the next outgoing connection once
+// released, and the suite's many parallel clients took one before vaultd
+// could listen, three times in a row in one run. Below the range only
+// another explicit bind can take it, and start retries on that.
 func freeAddr(t testing.TB) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	lo, hi := belowEphemeral()
+	for range 100 {
+		port := 0
+		if hi > lo {
+			port = lo + mrand.IntN(hi-lo)
+		}
+		ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		if err != nil {
+			if port == 0 {
+				t.Fatal(err)
+			}
+			continue
+		}
+		addr := ln.Addr().String()
+		ln.Close()
+		return addr
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	t.Fatal("no free loopback port below the ephemeral range")
+	return ""
+}
+
+// belowEphemeral gives the port range freeAddr picks from: up to 12,000 ports
+// just below the kernel's ephemeral range, or none (port 0) where the range
+// cannot be read or leaves no room.
+func belowEphemeral() (lo, hi int) {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 0, 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) != 2 {
+		return 0, 0
+	}
+	first, err := strconv.Atoi(f[0])
+	if err != nil || first < 2048 {
+		return 0, 0
+	}
+	return max(1024, first-12000), first
 }
 
 // newServer prepares (but does not start) a server on the backend.
@@ -210,13 +250,18 @@ func (s *server) startOnce() error {
 	s.cmd = exec.Command(vaultdBin, "serve")
 	s.cmd.Env = s.env
 	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
-	logStart := len(s.log.String())
+	logStart := int64(len(s.log.String()))
 	if s.logFile != "" {
 		f, err := os.OpenFile(s.logFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 		if err != nil {
 			return fmt.Errorf("open vaultd log: %v", err)
 		}
 		defer f.Close()
+		// Only this start's lines say why it failed: an earlier start's
+		// port collision must not make any later exit look like one.
+		if logStart, err = f.Seek(0, io.SeekEnd); err != nil {
+			return fmt.Errorf("open vaultd log: %v", err)
+		}
 		s.cmd.Stdout, s.cmd.Stderr = f, f
 	}
 	if err := s.cmd.Start(); err != nil {
@@ -225,14 +270,17 @@ func (s *server) startOnce() error {
 	s.exited = make(chan struct{})
 	go func() { s.cmd.Wait(); close(s.exited) }()
 	deadline := time.Now().Add(60 * time.Second)
+	probe := &http.Client{Timeout: 2 * time.Second}
 	for time.Now().Before(deadline) {
 		select {
 		case <-s.exited:
 			s.cmd = nil
-			log := s.log.String()[logStart:]
+			var log string
 			if s.logFile != "" {
 				b, _ := os.ReadFile(s.logFile)
-				log = string(b[max(0, len(b)-16000):])
+				log = tail(string(b[min(logStart, int64(len(b))):]), 16000)
+			} else {
+				log = s.log.String()[logStart:]
 			}
 			if strings.Contains(log, "address already in use") {
 				return fmt.Errorf("%w:\n%s", errPortTaken, log)
@@ -240,9 +288,18 @@ func (s *server) startOnce() error {
 			return fmt.Errorf("vaultd exited during start:\n%s", log)
 		default:
 		}
-		resp, err := http.Get(s.base + "/healthz")
+		// The probe has a deadline: whatever else holds the port may
+		// accept and never answer.
+		resp, err := probe.Get(s.base + "/healthz")
 		if err == nil {
 			resp.Body.Close()
+			select {
+			case <-s.exited:
+				// Another server on the port answered; the exit is
+				// handled above on the next turn.
+				continue
+			default:
+			}
 			if resp.StatusCode == 200 {
 				return nil
 			}
@@ -615,5 +672,49 @@ func removeBucket(t testing.TB, endpoint, bucket string) {
 	}
 	if err := mc.RemoveBucket(ctx, bucket); err != nil {
 		t.Errorf("clean up bucket %s: %v", bucket, err)
+	}
+}
+
+// TestHarnessStartsOnFreshPorts checks the harness the whole suite starts
+// vaultd with: freeAddr stays below the ephemeral range, a start that finds
+// its port taken is told apart from other failures (only this start's log
+// lines count, not an earlier one's), and start moves to fresh ports.
+func TestHarnessStartsOnFreshPorts(t *testing.T) {
+	t.Parallel()
+	if lo, hi := belowEphemeral(); hi > lo {
+		for range 20 {
+			_, p, _ := net.SplitHostPort(freeAddr(t))
+			if port, _ := strconv.Atoi(p); port < lo || port >= hi {
+				t.Fatalf("freeAddr gave port %d, want one in [%d, %d)", port, lo, hi)
+			}
+		}
+	}
+	s := newServer(t, backends[0])
+	s.logFile = filepath.Join(t.TempDir(), "vaultd.log")
+	taken, err := net.Listen("tcp", strings.TrimPrefix(s.metricsBase, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	if err := s.startOnce(); !errors.Is(err, errPortTaken) {
+		t.Fatalf("start on a taken metrics port: %v, want errPortTaken", err)
+	}
+	s.movePorts()
+	s.env = append(s.env, "VAULT_LOG_LEVEL=loud")
+	if err := s.startOnce(); err == nil || errors.Is(err, errPortTaken) {
+		t.Fatalf("start with a bad setting after a port collision: %v, want another error", err)
+	}
+	s.env = s.env[:len(s.env)-1]
+	for i, e := range s.env {
+		s.env[i] = strings.ReplaceAll(e, s.addr, taken.Addr().String())
+	}
+	s.addr = taken.Addr().String()
+	s.base = "http://" + s.addr
+	s.start()
+	if s.addr == taken.Addr().String() {
+		t.Fatal("start stayed on the taken port")
+	}
+	if res, err := http.Get(s.base + "/healthz"); err != nil || res.StatusCode != 200 {
+		t.Fatalf("healthz after moving ports: %v %v", res, err)
 	}
 }
