@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gin-gonic/gin"
 	"github.com/prometheus/client_golang/prometheus"
@@ -124,7 +125,7 @@ func New(d Deps) (http.Handler, error) {
 	v1.POST("/sessions", h.login)
 	v1.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
 
-	auth := v1.Group("", h.authenticate)
+	auth := v1.Group("", h.authenticate, plainParams)
 	auth.DELETE("/sessions/current", h.logout)
 	auth.GET("/me", h.me)
 	auth.POST("/me/totp", h.startTOTP)
@@ -336,8 +337,30 @@ func jsonEncode(w io.Writer, v any) error {
 	return enc.Encode(v)
 }
 
-// listParams reads ?limit= (default 50, max 500) and ?cursor=.
+// plainText reports whether s can be an identifier, a filter or a stored
+// name: UTF-8 without NUL. PostgreSQL refuses anything else in a text
+// column, and no value crvault issued or stores contains it.
+func plainText(s string) bool { return utf8.ValidString(s) && !strings.ContainsRune(s, 0) }
+
+// plainParams answers 404 for a path whose identifiers cannot name
+// anything, before they reach a query that would fail on them.
+func plainParams(c *gin.Context) {
+	for _, p := range c.Params {
+		if !plainText(p.Value) {
+			problem(c, http.StatusNotFound, "not_found", "no such "+p.Key)
+			c.Abort()
+			return
+		}
+	}
+}
+
+// listParams reads ?limit= (default 50, max 500) and ?cursor=, and refuses
+// a query whose filters are not plain text: a list's filters go to the
+// database as they are.
 func listParams(c *gin.Context) (int, string, bool) {
+	if !plainQuery(c) {
+		return 0, "", false
+	}
 	limit := 50
 	if s := c.Query("limit"); s != "" {
 		n, err := strconv.Atoi(s)
@@ -353,4 +376,22 @@ func listParams(c *gin.Context) (int, string, bool) {
 		return 0, "", false
 	}
 	return limit, cursor, true
+}
+
+// plainQuery answers 422 invalid_field, and returns false, when a query
+// parameter's name or value is not plain text.
+func plainQuery(c *gin.Context) bool {
+	for name, values := range c.Request.URL.Query() {
+		bad := !plainText(name)
+		for _, v := range values {
+			bad = bad || !plainText(v)
+		}
+		if bad {
+			field := strings.ToValidUTF8(strings.ReplaceAll(name, "\x00", ""), "")
+			writeProblem(c, Problem{Status: http.StatusUnprocessableEntity, Code: "invalid_field", Field: field,
+				Detail: "query parameter " + strconv.Quote(field) + " must be UTF-8 text without NUL characters"})
+			return false
+		}
+	}
+	return true
 }

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -109,6 +110,19 @@ func (l *Log) Query(ctx context.Context, f Filter) ([]Event, string, error) {
 		limit = DefaultLimit
 	case limit > MaxLimit:
 		limit = MaxLimit
+	}
+	// Every stored field went through clean, so a value that clean would
+	// change matches nothing; sent on, PostgreSQL would refuse it as an
+	// error, and a bad filter would read as an outage.
+	storable := func(v string) bool { return clean(v) == v }
+	if !storable(f.CaseID) || !storable(f.Actor) || !storable(f.Action) {
+		return []Event{}, "", nil
+	}
+	if f.CaseIDs != nil {
+		f.CaseIDs = slices.DeleteFunc(slices.Clone(f.CaseIDs), func(v string) bool { return !storable(v) })
+	}
+	if f.Actions != nil {
+		f.Actions = slices.DeleteFunc(slices.Clone(f.Actions), func(v string) bool { return !storable(v) })
 	}
 	if f.CaseIDs != nil && len(f.CaseIDs) == 0 || f.Actions != nil && len(f.Actions) == 0 {
 		return []Event{}, "", nil
