@@ -12,6 +12,8 @@ import (
 	"unicode/utf8"
 
 	"gorm.io/gorm"
+
+	"github.com/crvault/crvault/audit/sqldb"
 )
 
 var usernameRE = regexp.MustCompile(`^[a-z0-9._-]{3,64}$`)
@@ -70,7 +72,8 @@ func (s *Service) OrgByName(ctx context.Context, name string) (Org, error) {
 
 func (s *Service) findOrg(ctx context.Context, where, arg string) (Org, error) {
 	var row orgRow
-	err := s.db.WithContext(ctx).Where(where, arg).Take(&row).Error
+	// Names come from forms: one PostgreSQL cannot hold is no one's.
+	err := sqldb.WhereText(s.db.WithContext(ctx), where, arg).Take(&row).Error
 	if errors.Is(err, gorm.ErrRecordNotFound) {
 		return Org{}, fmt.Errorf("org %q: %w", arg, ErrNotFound)
 	}
@@ -239,7 +242,7 @@ func (s *Service) CachedUser(ctx context.Context, id string) (User, error) {
 
 func (s *Service) userRow(ctx context.Context, where, arg string) (userRow, error) {
 	var row userRow
-	err := s.db.WithContext(ctx).Where(where, arg).Take(&row).Error
+	err := sqldb.WhereText(s.db.WithContext(ctx), where, arg).Take(&row).Error
 	if errors.Is(err, gorm.ErrRecordNotFound) {
 		return row, fmt.Errorf("user: %w", ErrNotFound)
 	}

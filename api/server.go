@@ -16,7 +16,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/gin-gonic/gin"
 	"github.com/prometheus/client_golang/prometheus"
@@ -25,6 +24,7 @@ import (
 	"github.com/crvault/crvault/access"
 	"github.com/crvault/crvault/api/web"
 	"github.com/crvault/crvault/audit"
+	"github.com/crvault/crvault/audit/sqldb"
 	"github.com/crvault/crvault/vault"
 	"github.com/crvault/crvault/vault/supervision"
 )
@@ -338,9 +338,8 @@ func jsonEncode(w io.Writer, v any) error {
 }
 
 // plainText reports whether s can be an identifier, a filter or a stored
-// name: UTF-8 without NUL. PostgreSQL refuses anything else in a text
-// column, and no value crvault issued or stores contains it.
-func plainText(s string) bool { return utf8.ValidString(s) && !strings.ContainsRune(s, 0) }
+// name: no value crvault issued or stores is anything else.
+func plainText(s string) bool { return sqldb.Storable(s) }
 
 // plainParams answers 404 for a path whose identifiers cannot name
 // anything, before they reach a query that would fail on them.

@@ -11,6 +11,7 @@ import (
 
 	"github.com/crvault/crvault/access"
 	"github.com/crvault/crvault/audit"
+	"github.com/crvault/crvault/audit/sqldb"
 	"github.com/crvault/crvault/vault/review"
 )
 
@@ -182,7 +183,7 @@ func (s *Service) ListCases(ctx context.Context, a Actor, status string, limit i
 		q = q.Where("1 = 0")
 	}
 	if status != "" {
-		q = q.Where("status = ?", status)
+		q = sqldb.WhereText(q, "status = ?", status)
 	}
 	if after != "" {
 		q = q.Where("id > ?", after)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/crvault/crvault/access"
 	"github.com/crvault/crvault/audit"
+	"github.com/crvault/crvault/audit/sqldb"
 	"github.com/crvault/crvault/vault"
 )
 
@@ -256,10 +257,10 @@ func (s *Service) ListCommitments(ctx context.Context, a vault.Actor, f Commitme
 		return Page[Commitment]{}, s.deny(ctx, ev, forbidden("your role may not list commitments"))
 	}
 	if f.Provider != "" {
-		q = q.Where("provider_org = ?", f.Provider)
+		q = sqldb.WhereText(q, "provider_org = ?", f.Provider)
 	}
 	if f.CaseID != "" {
-		q = q.Where("case_id = ?", f.CaseID)
+		q = sqldb.WhereText(q, "case_id = ?", f.CaseID)
 	}
 	if f.Cursor != "" {
 		q = q.Where("id > ?", f.Cursor)

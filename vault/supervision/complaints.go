@@ -11,6 +11,7 @@ import (
 
 	"github.com/crvault/crvault/access"
 	"github.com/crvault/crvault/audit"
+	"github.com/crvault/crvault/audit/sqldb"
 	"github.com/crvault/crvault/vault"
 )
 
@@ -283,7 +284,7 @@ func (s *Service) ListComplaints(ctx context.Context, a vault.Actor, f Complaint
 		q = q.Where("filed_by = ?", a.P.User.ID)
 	}
 	if f.CaseID != "" {
-		q = q.Where("case_id = ?", f.CaseID)
+		q = sqldb.WhereText(q, "case_id = ?", f.CaseID)
 	}
 	counts, err := countByStatus(q.Session(&gorm.Session{}))
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/crvault/crvault/access"
 	"github.com/crvault/crvault/audit"
+	"github.com/crvault/crvault/audit/sqldb"
 	"github.com/crvault/crvault/vault"
 )
 
@@ -401,7 +402,7 @@ func (s *Service) ListReports(ctx context.Context, a vault.Actor, f ReportFilter
 		q = q.Where("link_case <> '' OR commitment <> '' OR link_commitment <> ''")
 	}
 	if f.Provider != "" {
-		q = q.Where("subject_org = ? OR link_provider = ?", f.Provider, f.Provider)
+		q = sqldb.WhereText(q, "subject_org = ? OR link_provider = ?", f.Provider)
 	}
 	counts, err := countByStatus(q.Session(&gorm.Session{}))
 	if err != nil {
