@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"sort"
@@ -277,4 +279,158 @@ func nulBody(schemas map[string]any, operation map[string]any) string {
 	}
 	b, _ := json.Marshal(body)
 	return string(b)
+}
+
+// TestEveryWebPageAnswersGarbage does for the web application what
+// TestEveryOperationAnswersGarbage does for the API: every route the web
+// package registers (read from its source, so a new page is covered without
+// a list here to keep) gets malformed identifiers, queries and forms, with a
+// valid CSRF token so that forms reach their handlers, as each role. No
+// answer may be a 5xx or hold a stack trace, and vaultd must not panic.
+func TestEveryWebPageAnswersGarbage(t *testing.T) {
+	t.Parallel()
+	routes := webRoutes(t)
+	if len(routes) < 40 {
+		t.Fatalf("found %d web routes in api/web; the pattern no longer matches how they are registered", len(routes))
+	}
+	for _, be := range backends {
+		t.Run(be.name, func(t *testing.T) {
+			t.Parallel()
+			s := newServer(t, be, "VAULT_ANONYMOUS_RATE=100000000")
+			w := bootstrap(t, s)
+			s.start()
+			w.loginAll(t)
+			caseID, docs := w.newCase(t, "MARKER-WEBGARBAGE")
+			var materialID string
+			for id := range docs {
+				materialID = id
+			}
+			realIDs := map[string]string{"case": caseID, "id": materialID}
+			ids := []string{"nosuch", "%00", "%FF%FE", strings.Repeat("a", 3000), "%E4%B8%AD"}
+			noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+			// One bad parameter each: a page that refuses the first stops
+			// looking at the others.
+			var queries []string
+			for _, name := range []string{"case", "actor", "action", "outcome", "since", "until", "status", "cursor", "within", "next", "lang", "download", "kind", "filename", "item"} {
+				queries = append(queries, "?"+name+"=%FF", "?"+name+"=a%00b")
+			}
+			queries = append(queries, "", "?limit=-1", "?q="+strings.Repeat("z", 3000))
+			forms := []string{"", "a=%ZZ", "title=%00&product=%FF&reason=%00&purpose=%FF&user=%00&role=%FF&status=%00&kind=%FF&to=%00&text=%00&name=%FF&username=%00&password=%FF&code=%00",
+				"title=" + strings.Repeat("x", 100000)}
+			// And one bad field at a time, for handlers that stop at the
+			// first they refuse.
+			for _, name := range []string{"title", "product", "providers", "reason", "purpose", "statement", "comment", "text", "note", "name", "display_name",
+				"username", "org", "unit", "kind", "role", "user", "status", "action", "outcome", "reference", "items", "measures", "conditions", "material",
+				"receipt", "expires_on", "days", "conflict", "agree", "code", "next"} {
+				forms = append(forms, name+"=a%00b", name+"=%FF")
+			}
+			statuses := map[int]int{}
+			var failures []string
+			seen := map[string]bool{}
+			for _, user := range []*client{w.op, w.rev1, w.insp, w.office, w.admin, {}} {
+				cl := cookieClient{t: t, base: s.base, token: user.token}
+				csrf := ""
+				if _, page, _ := cl.do("GET", "/account", "", "", nil); csrfInput.MatchString(page) {
+					csrf = csrfInput.FindStringSubmatch(page)[1]
+				}
+				send := func(method, path, body string) {
+					req, err := http.NewRequest(method, s.base+path, strings.NewReader(body))
+					if err != nil {
+						return // a path no client could send
+					}
+					if method == "POST" {
+						req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+					}
+					if user.token != "" {
+						req.AddCookie(&http.Cookie{Name: "__Host-crvault-session", Value: user.token})
+					}
+					// Same-origin, as the browser says of its own forms.
+					req.Header.Set("Origin", s.base)
+					req.Header.Set("Sec-Fetch-Site", "same-origin")
+					res, err := noRedirect.Do(req)
+					if err != nil {
+						t.Fatalf("%s %s: %v", method, path, err)
+					}
+					b, _ := io.ReadAll(res.Body)
+					res.Body.Close()
+					statuses[res.StatusCode]++
+					key := fmt.Sprintf("%s %s %d", method, webParam.ReplaceAllString(path, ":x"), res.StatusCode)
+					if (res.StatusCode >= 500 || strings.Contains(string(b), "goroutine ")) && !seen[key] {
+						seen[key] = true
+						_, form, _ := strings.Cut(body, "&")
+						failures = append(failures, fmt.Sprintf("%s %.120s (%.60q): %d %.300s", method, path, form, res.StatusCode, b))
+					}
+				}
+				for _, r := range routes {
+					// The real identifiers get every query and form; the
+					// garbage ones (for routes that take one) a plain
+					// request, or the empty and the NUL form.
+					real := webParam.ReplaceAllStringFunc(r.path, func(m string) string { return realIDs[m[1:]] })
+					var garbage []string
+					if webParam.MatchString(r.path) {
+						for _, id := range ids {
+							garbage = append(garbage, webParam.ReplaceAllString(r.path, id))
+						}
+					}
+					if r.method == "GET" {
+						for _, q := range queries {
+							send("GET", real+q, "")
+						}
+						for _, p := range garbage {
+							send("GET", p, "")
+						}
+						continue
+					}
+					for _, f := range forms {
+						send("POST", real, "csrf="+csrf+"&"+f)
+					}
+					for _, p := range garbage {
+						send("POST", p, "csrf="+csrf+"&"+forms[0])
+						send("POST", p, "csrf="+csrf+"&"+forms[2])
+					}
+				}
+			}
+			t.Logf("%d routes, answers by status: %v", len(routes), statuses)
+			if statuses[200] == 0 || statuses[303]+statuses[302] == 0 || statuses[404] == 0 {
+				t.Errorf("the garbage never reached the pages: %v", statuses)
+			}
+			s.stop()
+			if strings.Contains(s.log.String(), "panic") {
+				t.Errorf("vaultd logged a panic:\n%s", tail(s.log.String(), 4000))
+			}
+			sort.Strings(failures)
+			for _, f := range failures {
+				t.Error(f)
+			}
+			assertNoPlaintext(t, s, "MARKER-WEBGARBAGE")
+		})
+	}
+}
+
+var webParam = regexp.MustCompile(`:([a-z]+)`)
+
+type webRoute struct{ method, path string }
+
+// webRoutes reads the routes api/web registers from its source.
+func webRoutes(t *testing.T) []webRoute {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join("..", "..", "api", "web", "*.go"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("api/web sources: %v", err)
+	}
+	reg := regexp.MustCompile(`\b[a-z]+\.(GET|POST)\("(/[^"]*)"`)
+	var routes []webRoute
+	for _, f := range files {
+		if strings.HasSuffix(f, "_test.go") {
+			continue
+		}
+		src, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range reg.FindAllStringSubmatch(string(src), -1) {
+			routes = append(routes, webRoute{m[1], m[2]})
+		}
+	}
+	return routes
 }
