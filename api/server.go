@@ -337,15 +337,12 @@ func jsonEncode(w io.Writer, v any) error {
 	return enc.Encode(v)
 }
 
-// plainText reports whether s can be an identifier, a filter or a stored
-// name: no value crvault issued or stores is anything else.
-func plainText(s string) bool { return sqldb.Storable(s) }
-
 // plainParams answers 404 for a path whose identifiers cannot name
-// anything, before they reach a query that would fail on them.
+// anything (no identifier crvault issues is other than Storable text),
+// before they reach a query that would fail on them.
 func plainParams(c *gin.Context) {
 	for _, p := range c.Params {
-		if !plainText(p.Value) {
+		if !sqldb.Storable(p.Value) {
 			problem(c, http.StatusNotFound, "not_found", "no such "+p.Key)
 			c.Abort()
 			return
@@ -354,7 +351,7 @@ func plainParams(c *gin.Context) {
 }
 
 // listParams reads ?limit= (default 50, max 500) and ?cursor=, and refuses
-// a query whose filters are not plain text: a list's filters go to the
+// a query whose filters are not Storable text: a list's filters go to the
 // database as they are.
 func listParams(c *gin.Context) (int, string, bool) {
 	if !plainQuery(c) {
@@ -378,12 +375,12 @@ func listParams(c *gin.Context) (int, string, bool) {
 }
 
 // plainQuery answers 422 invalid_field, and returns false, when a query
-// parameter's name or value is not plain text.
+// parameter's name or value is not Storable text.
 func plainQuery(c *gin.Context) bool {
 	for name, values := range c.Request.URL.Query() {
-		bad := !plainText(name)
+		bad := !sqldb.Storable(name)
 		for _, v := range values {
-			bad = bad || !plainText(v)
+			bad = bad || !sqldb.Storable(v)
 		}
 		if bad {
 			field := strings.ToValidUTF8(strings.ReplaceAll(name, "\x00", ""), "")

@@ -36,8 +36,7 @@ func TestEveryOperationAnswersGarbage(t *testing.T) {
 }
 
 func answersGarbage(t *testing.T, be backend) {
-	// The garbage comes fast from one address, anonymous and forged
-	// included: lift the cap meant for abuse, or most answers would be 429.
+	// The garbage comes fast from one address, anonymous included: lift the cap meant for abuse, or most answers would be 429.
 	s := newServer(t, be, "VAULT_MAX_UPLOAD_BYTES=1048576", "VAULT_ANONYMOUS_RATE=100000000")
 	w := bootstrap(t, s)
 	s.start()
@@ -101,7 +100,7 @@ func answersGarbage(t *testing.T, be backend) {
 	})
 
 	param := regexp.MustCompile(`\{([a-z]+)\}`)
-	ids := []string{"nosuch", strings.Repeat("a", 3000), "%00", "%FF%FE", "..%2F..%2Fetc", "%E4%B8%AD%E6%96%87", "-1", "%27%20OR%201%3D1"}
+	ids := []string{"nosuch", strings.Repeat("a", 3000), "%00", "%FF%FE", "%E4%B8%AD%E6%96%87"}
 	queries := []string{"", "?limit=-1", "?limit=abc&cursor=%25%25", "?cursor=" + strings.Repeat("z", 2000), "?since=notatime&until=2026-13-45&case=%00&actor=x&action=&outcome=maybe",
 		"?date=2026-02-30&n=-5&from=x&days=1e9", "?case=%FF&actor=%FF%00&provider=%FF&status=%FF&kind=%FF&org=%00&user=%FF&q=%00%FF", "?kind=%00&filename=" + strings.Repeat("%2F", 300),
 		"?kind=other&filename=a%00b.txt", "?kind=other&filename=%FF.txt&item=%FF&classified=%00", "?state=%FF&code=%00&error=%FF&format=%00"}
@@ -118,10 +117,15 @@ func answersGarbage(t *testing.T, be backend) {
 		{"application/json", `{"title":"a\u0000b","product":"\u0000","reason":"\u0000","purpose":"\u0000","text":"\u0000","name":"\u0000","user":"\u0000","status":"\u0000"}`},
 		{"text/plain", "hello"},
 		{"multipart/form-data; boundary=X", "--X\r\nContent-Disposition: form-data; name=\"file\"\r\n\r\nMARKER-GARBAGE"},
+		{"multipart/form-data; boundary=X", multipartFile("a\x00b.txt", "text/plain")},
+		{"multipart/form-data; boundary=X", multipartFile("\xff\xfe.txt", "text/plain")},
+		{"multipart/form-data; boundary=X", multipartFile("a.txt", "text/\xff; charset=\x00")},
 		{"application/x-www-form-urlencoded", "a=%ZZ"},
 		{"application/json", `{"title":"` + strings.Repeat("长", 1<<20) + `"}`},
 	}
-	tokens := []string{w.op.token, w.rev1.token, w.insp.token, w.office.token, w.admin.token, w.prov.token, w.mu.token, "", "forged-token-" + strings.Repeat("x", 40)}
+	// The parties, the office, the inspectorate and the administrator reach
+	// different handlers; a forged token fares as no token, tested once.
+	tokens := []string{w.op.token, w.rev1.token, w.insp.token, w.office.token, w.admin.token, ""}
 
 	// One failure per operation, status and code: the first example says
 	// enough.
@@ -186,6 +190,10 @@ func answersGarbage(t *testing.T, be backend) {
 	}
 	real := map[string]string{"case": caseID, "id": materialID, "aid": materialID}
 	for _, o := range ops {
+		if o.method == "GET" && o.path == "/me" {
+			cur = o
+			send(o, "forged-token-"+strings.Repeat("x", 40), "/me", "", "")
+		}
 		cur = o
 		paths := []string{param.ReplaceAllStringFunc(o.path, func(m string) string { return real[m[1:len(m)-1]] })}
 		for _, id := range ids {
@@ -327,7 +335,7 @@ func TestEveryWebPageAnswersGarbage(t *testing.T) {
 			statuses := map[int]int{}
 			var failures []string
 			seen := map[string]bool{}
-			for _, user := range []*client{w.op, w.rev1, w.insp, w.office, w.admin, {}} {
+			for _, user := range []*client{w.op, w.insp, w.office, w.admin, {}} {
 				cl := cookieClient{t: t, base: s.base, token: user.token}
 				csrf := ""
 				if _, page, _ := cl.do("GET", "/account", "", "", nil); csrfInput.MatchString(page) {
@@ -433,4 +441,11 @@ func webRoutes(t *testing.T) []webRoute {
 		}
 	}
 	return routes
+}
+
+// multipartFile is a well-formed upload form (kind, then the file) whose
+// part headers carry the given filename and content type as they are.
+func multipartFile(filename, ctype string) string {
+	return "--X\r\nContent-Disposition: form-data; name=\"kind\"\r\n\r\nother\r\n" +
+		"--X\r\nContent-Disposition: form-data; name=\"file\"; filename=\"" + filename + "\"\r\nContent-Type: " + ctype + "\r\n\r\nMARKER-GARBAGE\r\n--X--\r\n"
 }
