@@ -35,17 +35,42 @@ func TestEveryOperationAnswersGarbage(t *testing.T) {
 	}
 }
 
-func answersGarbage(t *testing.T, be backend) {
-	// The garbage comes fast from one address, anonymous included: lift the cap meant for abuse, or most answers would be 429.
-	s := newServer(t, be, "VAULT_MAX_UPLOAD_BYTES=1048576", "VAULT_ANONYMOUS_RATE=100000000")
-	w := bootstrap(t, s)
+// garbageServer starts vaultd on be for a garbage test, with a case whose
+// documents hold marker, and returns one of its materials.
+func garbageServer(t *testing.T, be backend, marker string) (s *server, w *world, caseID, materialID string) {
+	// The garbage comes fast from one address, anonymous included: lift
+	// the cap meant for abuse, or most answers would be 429.
+	s = newServer(t, be, "VAULT_MAX_UPLOAD_BYTES=1048576", "VAULT_ANONYMOUS_RATE=100000000")
+	w = bootstrap(t, s)
 	s.start()
 	w.loginAll(t)
-	caseID, docs := w.newCase(t, "MARKER-GARBAGE")
-	var materialID string
+	caseID, docs := w.newCase(t, marker)
 	for id := range docs {
 		materialID = id
 	}
+	return s, w, caseID, materialID
+}
+
+// garbageVerdict stops the server and reports what the garbage found: the
+// failures (at most 60), a panic in vaultd's log, the marker on disk.
+func garbageVerdict(t *testing.T, s *server, failures []string, marker string) {
+	s.stop()
+	if strings.Contains(s.log.String(), "panic") {
+		t.Errorf("vaultd logged a panic:\n%s", tail(s.log.String(), 4000))
+	}
+	sort.Strings(failures)
+	for i, f := range failures {
+		if i == 60 {
+			t.Errorf("... and %d more", len(failures)-60)
+			break
+		}
+		t.Error(f)
+	}
+	assertNoPlaintext(t, s, marker)
+}
+
+func answersGarbage(t *testing.T, be backend) {
+	s, w, caseID, materialID := garbageServer(t, be, "MARKER-GARBAGE")
 
 	served := s.do(t, "", "GET", "/openapi.yaml", nil, nil)
 	var doc struct {
@@ -226,19 +251,7 @@ func answersGarbage(t *testing.T, be backend) {
 	if statuses[200] == 0 || statuses[201] == 0 || statuses[400] == 0 || statuses[422] == 0 || len(ops) < 70 {
 		t.Errorf("the garbage never got past authentication or parsing: %v", statuses)
 	}
-	s.stop()
-	if strings.Contains(s.log.String(), "panic") {
-		t.Errorf("vaultd logged a panic:\n%s", tail(s.log.String(), 4000))
-	}
-	sort.Strings(failures)
-	for i, f := range failures {
-		if i == 60 {
-			t.Errorf("... and %d more", len(failures)-60)
-			break
-		}
-		t.Error(f)
-	}
-	assertNoPlaintext(t, s, "MARKER-GARBAGE")
+	garbageVerdict(t, s, failures, "MARKER-GARBAGE")
 }
 
 // nulBody builds a JSON body of the operation's request schema with a NUL in
@@ -304,15 +317,7 @@ func TestEveryWebPageAnswersGarbage(t *testing.T) {
 	for _, be := range backends {
 		t.Run(be.name, func(t *testing.T) {
 			t.Parallel()
-			s := newServer(t, be, "VAULT_ANONYMOUS_RATE=100000000")
-			w := bootstrap(t, s)
-			s.start()
-			w.loginAll(t)
-			caseID, docs := w.newCase(t, "MARKER-WEBGARBAGE")
-			var materialID string
-			for id := range docs {
-				materialID = id
-			}
+			s, w, caseID, materialID := garbageServer(t, be, "MARKER-WEBGARBAGE")
 			realIDs := map[string]string{"case": caseID, "id": materialID}
 			ids := []string{"nosuch", "%00", "%FF%FE", strings.Repeat("a", 3000), "%E4%B8%AD"}
 			noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
@@ -402,15 +407,7 @@ func TestEveryWebPageAnswersGarbage(t *testing.T) {
 			if statuses[200] == 0 || statuses[303]+statuses[302] == 0 || statuses[404] == 0 {
 				t.Errorf("the garbage never reached the pages: %v", statuses)
 			}
-			s.stop()
-			if strings.Contains(s.log.String(), "panic") {
-				t.Errorf("vaultd logged a panic:\n%s", tail(s.log.String(), 4000))
-			}
-			sort.Strings(failures)
-			for _, f := range failures {
-				t.Error(f)
-			}
-			assertNoPlaintext(t, s, "MARKER-WEBGARBAGE")
+			garbageVerdict(t, s, failures, "MARKER-WEBGARBAGE")
 		})
 	}
 }
