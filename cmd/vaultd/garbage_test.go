@@ -166,6 +166,7 @@ func answersGarbage(t *testing.T, be backend) {
 			failures = append(failures, msg)
 		}
 	}
+	var header map[string]string // extra headers for the next sends
 	send := func(o op, token, path, ctype, body string) {
 		req, err := http.NewRequest(o.method, s.base+"/api/v1"+path, strings.NewReader(body))
 		if err != nil {
@@ -176,6 +177,9 @@ func answersGarbage(t *testing.T, be backend) {
 		}
 		if ctype != "" {
 			req.Header.Set("Content-Type", ctype)
+		}
+		for k, v := range header {
+			req.Header.Set(k, v)
 		}
 		res, err := http.DefaultClient.Do(req)
 		if err != nil {
@@ -213,14 +217,48 @@ func answersGarbage(t *testing.T, be backend) {
 			fail("%s: %d %s is not among the documented %v", where, res.StatusCode, p.Code, o.documented)
 		}
 	}
+	// A resumable upload of the case, for the routes under /uploads.
+	var upload struct {
+		ID string `json:"id"`
+	}
+	w.op.expect(201, "POST", "/cases/"+caseID+"/uploads", map[string]any{"kind": "other", "filename": "garbage.bin", "size": 1 << 20}).json(t, &upload)
 	real := map[string]string{"case": caseID, "id": materialID, "aid": materialID}
+	realPath := func(path string) string {
+		if strings.HasPrefix(path, "/uploads/") {
+			return strings.Replace(path, "{id}", upload.ID, 1)
+		}
+		return param.ReplaceAllStringFunc(path, func(m string) string { return real[m[1:len(m)-1]] })
+	}
+	// The headers the handlers read, malformed, on every operation's real
+	// path.
+	headers := []map[string]string{
+		{"Range": "bytes=abc"}, {"Range": "bytes=5-1"}, {"Range": "bytes=-99999999999999999999"}, {"Range": "items=0-1"},
+		{"Range": "bytes=" + strings.Repeat("0-0,", 2000) + "0-0"},
+		{"Upload-Offset": "-1", "Upload-Length": "-5"}, {"Upload-Offset": "99999999999999999999"}, {"Upload-Offset": "0", "Upload-Length": "1e9"},
+		{"Upload-Offset": "1048577", "Upload-Length": "1"},
+		{"X-Receipt": "\xff\xfe"}, {"X-Receipt": strings.Repeat("r", 10000)}, {"X-Request-ID": strings.Repeat("q", 10000)}, {"X-Request-ID": "a\xffb"},
+		{"Accept": "\xff/\xfe;q=x"}, {"X-Forwarded-Proto": "\xff"},
+	}
+	for _, o := range ops {
+		if last(o) {
+			continue // they would end the sessions the rest uses
+		}
+		cur = o
+		for _, h := range headers {
+			header = h
+			for _, token := range []string{w.op.token, w.insp.token} {
+				send(o, token, realPath(o.path), "application/offset+octet-stream", "MARKER-GARBAGE chunk")
+			}
+		}
+		header = nil
+	}
 	for _, o := range ops {
 		if o.method == "GET" && o.path == "/me" {
 			cur = o
 			send(o, "forged-token-"+strings.Repeat("x", 40), "/me", "", "")
 		}
 		cur = o
-		paths := []string{param.ReplaceAllStringFunc(o.path, func(m string) string { return real[m[1:len(m)-1]] })}
+		paths := []string{realPath(o.path)}
 		for _, id := range ids {
 			paths = append(paths, param.ReplaceAllString(o.path, id))
 		}
