@@ -153,7 +153,7 @@ func openChunks(fk *crypt.FileKey, obj blob.Object, size int64) (*crypt.ChunkOpe
 	}()
 	// The final chunk first, then the nonce: on S3 the nonce's read leaves
 	// its response open at the first chunk, where a whole read continues.
-	chunks := (payload - ageNonceSize + ageEncChunkSize - 1) / ageEncChunkSize
+	chunks := crypt.PayloadChunks(payload)
 	final := buf[:payload-crypt.ChunkOffset(chunks-1)]
 	if err := readFullAt(obj, final, crypt.ChunkOffset(chunks-1)); err != nil {
 		return nil, fmt.Errorf("open blob: %w", err)
@@ -313,7 +313,7 @@ func payloadClass(n int) (class, size int) {
 			return i, c
 		}
 	}
-	chunks := (n - ageNonceSize + ageEncChunkSize - 1) / ageEncChunkSize
+	chunks := int(crypt.PayloadChunks(int64(n)))
 	return 3 + chunks, ageNonceSize + chunks*ageEncChunkSize
 }
 

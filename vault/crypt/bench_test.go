@@ -90,14 +90,7 @@ func BenchmarkOpenChunks(b *testing.B) {
 	b.ResetTimer()
 	for b.Loop() {
 		dst.Reset()
-		fk, err := k.OpenHeader(header)
-		if err != nil {
-			b.Fatal(err)
-		}
-		o, err := fk.ChunkOpener(payload[:nonceSize], int64(len(payload)))
-		if err != nil {
-			b.Fatal(err)
-		}
+		_, o := chunkOpener(b, k, header, payload)
 		for i := int64(0); i < o.Chunks(); i += 8 {
 			n := copy(block, payload[ChunkOffset(i):min(int64(len(payload)), ChunkOffset(i+8))])
 			pt, err := o.Open(block[:n], i)

@@ -123,7 +123,13 @@ func (f *FileKey) ChunkOpener(nonce []byte, payloadSize int64) (*ChunkOpener, er
 	if err != nil {
 		return nil, err
 	}
-	return &ChunkOpener{aead: aead, chunks: (payloadSize - nonceSize + encChunk - 1) / encChunk}, nil
+	return &ChunkOpener{aead: aead, chunks: PayloadChunks(payloadSize)}, nil
+}
+
+// PayloadChunks is the number of chunks in a payload of payloadSize bytes,
+// nonce included (one of PayloadSize's results).
+func PayloadChunks(payloadSize int64) int64 {
+	return (payloadSize - nonceSize + encChunk - 1) / encChunk
 }
 
 // payloadAEAD is age's payload cipher: ChaCha20-Poly1305 under
