@@ -17,6 +17,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -404,7 +405,17 @@ func validID(id string) bool {
 // CleanText trims a free-text field and refuses it if required and empty,
 // longer than max characters, not UTF-8 or holding control characters, with
 // a problem naming the field.
+//
+// Line breaks are kept, as "\n" whatever the client sent: browsers submit
+// a textarea's line breaks as "\r\n" (HTML's form submission rules), and so
+// do Windows clients, so a CR is a line break, not a control character to
+// refuse; a member of the public typing a report in two paragraphs must not
+// be turned away. Tabs are kept. Every other control character (C0, DEL and
+// the C1 range, which some terminals obey as escape sequences) is refused.
 func CleanText(field, v string, max int, required bool) (string, error) {
+	if strings.ContainsRune(v, '\r') {
+		v = strings.ReplaceAll(strings.ReplaceAll(v, "\r\n", "\n"), "\r", "\n")
+	}
 	v = strings.TrimSpace(v)
 	if required && v == "" {
 		return "", invalid(field, "missing_field", field+" is required")
@@ -413,7 +424,7 @@ func CleanText(field, v string, max int, required bool) (string, error) {
 		return "", invalid(field, "invalid_field", fmt.Sprintf("%s must be valid UTF-8 of at most %d characters", field, max))
 	}
 	for _, r := range v {
-		if r < 0x20 && r != '\n' && r != '\t' {
+		if unicode.Is(unicode.Cc, r) && r != '\n' && r != '\t' {
 			return "", invalid(field, "invalid_field", field+" contains control characters")
 		}
 	}

@@ -850,7 +850,8 @@ func TestWebBrowser(t *testing.T) {
 			tb.axeCheck("public-report")
 			tb.narrow("public-report")
 			att := write("photo-"+lang+".txt", []byte("what I saw"))
-			tb.fill(map[string]string{"#subject_org": "Acme Routers", "#description": "Routers phone home to an unknown server."})
+			// Two paragraphs: the browser sends the line break as CRLF.
+			tb.fill(map[string]string{"#subject_org": "Acme Routers", "#description": "Routers phone home to an unknown server.\n\nSeen at three sites."})
 			tb.run(chromedp.SetUploadFiles(chromedp.CSS("#files"), []string{att}))
 			tb.submit(`#report-form button[type=submit]`)
 			receipt := get(tb, chromedp.Text(chromedp.ID("receipt")))
@@ -863,7 +864,7 @@ func TestWebBrowser(t *testing.T) {
 			tb.fill(map[string]string{"#receipt": receipt})
 			tb.submit(`form[action="/report/status"] button[type=submit]`)
 			tb.expectText(msg(t, lang, "rstatus.received"))
-			tb.fill(map[string]string{"#text": "One more detail."})
+			tb.fill(map[string]string{"#text": "One more detail.\nAnd a second line."})
 			tb.submit(`form[action="/report/messages"] button[type=submit]`)
 			tb.expectText(msg(t, lang, "flash.message_sent"), "One more detail.")
 			tb.shot("public-status")
@@ -877,6 +878,35 @@ func TestWebBrowser(t *testing.T) {
 		tb.expectText("Routers phone home", "photo-")
 		tb.shotBoth("report-inspector")
 		tb.axeCheck("report-inspector")
+		// What the browsers sent as CRLF is stored with plain line breaks.
+		req, _ := http.NewRequest("GET", b.base+"/api/v1/reports", nil)
+		req.Header.Set("Authorization", "Bearer "+s.login(t, "inspector1", pw).token)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var reports struct {
+			Items []struct {
+				Description string `json:"description"`
+			} `json:"items"`
+		}
+		err = json.NewDecoder(res.Body).Decode(&reports)
+		res.Body.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		filed := 0
+		for _, r := range reports.Items {
+			if strings.HasPrefix(r.Description, "Routers phone home") {
+				filed++
+				if r.Description != "Routers phone home to an unknown server.\n\nSeen at three sites." {
+					t.Errorf("stored description %q", r.Description)
+				}
+			}
+		}
+		if filed != len(langs) {
+			t.Fatalf("%d reports filed from the browser, want %d: %+v", filed, len(langs), reports.Items)
+		}
 	})
 
 	t.Run("other roles get 403 and 404", func(t *testing.T) {
