@@ -7,7 +7,8 @@ import (
 )
 
 // TestCleanText: what a browser's textarea sends (CRLF line breaks) is
-// kept as text with "\n" line breaks; controls that are not line breaks or
+// kept as text with "\n" line breaks, and so are the other line and page
+// breaks of pasted text; controls that are not line breaks or
 // tabs, from C0, DEL or C1, are refused with a problem naming the field.
 func TestCleanText(t *testing.T) {
 	for _, c := range []struct {
@@ -17,6 +18,8 @@ func TestCleanText(t *testing.T) {
 	}{
 		{"textarea paragraphs", "First paragraph.\r\n\r\nSecond, 第二段。\r\n", "First paragraph.\n\nSecond, 第二段。", 100, ""},
 		{"lone CR", "a\rb", "a\nb", 10, ""},
+		{"CR CR LF", "a\r\r\nb", "a\n\nb", 10, ""},
+		{"pasted breaks", "a\vb\fc\u0085d", "a\nb\nc\nd", 10, ""},
 		{"LF and tab kept", "\ta\tb\nc ", "a\tb\nc", 10, ""},
 		{"CRLF counts as one character", strings.Repeat("ab\r\n", 3) + "ab", "ab\nab\nab\nab", 11, ""},
 		{"over the limit", "abcd", "", 3, "invalid_field"},

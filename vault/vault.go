@@ -410,11 +410,13 @@ func validID(id string) bool {
 // a textarea's line breaks as "\r\n" (HTML's form submission rules), and so
 // do Windows clients, so a CR is a line break, not a control character to
 // refuse; a member of the public typing a report in two paragraphs must not
-// be turned away. Tabs are kept. Every other control character (C0, DEL and
-// the C1 range, which some terminals obey as escape sequences) is refused.
+// be turned away. The other controls that mean a line or page break in text
+// pasted from elsewhere (vertical tab, form feed, NEL) become "\n" too. Tabs
+// are kept. Every other control character (C0, DEL and the C1 range, which
+// some terminals obey as escape sequences) is refused.
 func CleanText(field, v string, max int, required bool) (string, error) {
-	if strings.ContainsRune(v, '\r') {
-		v = strings.ReplaceAll(strings.ReplaceAll(v, "\r\n", "\n"), "\r", "\n")
+	if strings.ContainsAny(v, "\r\v\f\u0085") {
+		v = strings.NewReplacer("\r\n", "\n", "\r", "\n", "\v", "\n", "\f", "\n", "\u0085", "\n").Replace(v)
 	}
 	v = strings.TrimSpace(v)
 	if required && v == "" {
