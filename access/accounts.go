@@ -11,6 +11,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"golang.org/x/text/unicode/norm"
 	"gorm.io/gorm"
 
 	"github.com/crvault/crvault/audit/sqldb"
@@ -37,7 +38,19 @@ func CleanDisplayName(s string) string {
 	return strings.TrimSpace(s)
 }
 
-// CreateOrg adds an organisation. ErrConflict if the name is taken.
+// nameKey is how people tell organisation names apart, and so how a typed
+// name finds its organisation: the same name with full-width or half-width
+// characters (华为技术（深圳）有限公司 and 华为技术(深圳)有限公司, ＡＢＣ and
+// ABC, the ideographic space), other spacing or other letter case is the
+// same name. Chinese company names are registered with full-width
+// brackets and typed with either. Compatibility normalisation (NFKC) folds
+// the widths.
+func nameKey(name string) string {
+	return strings.ToLower(strings.Join(strings.Fields(norm.NFKC.String(CleanDisplayName(name))), " "))
+}
+
+// CreateOrg adds an organisation. ErrConflict if the name is taken, also
+// written another way (nameKey).
 func (s *Service) CreateOrg(ctx context.Context, name string, kind OrgKind) (Org, error) {
 	// An organisation's name is shown beside every reader in an access log,
 	// so it must not be able to render as another's.
@@ -47,6 +60,15 @@ func (s *Service) CreateOrg(ctx context.Context, name string, kind OrgKind) (Org
 	}
 	if !kind.Valid() {
 		return Org{}, invalid("kind", "unknown_kind", "must be one of operator, provider, office, member_unit, supervision")
+	}
+	// Two sysadmins adding variants of one name at the same instant could
+	// both pass this check (the unique index holds only the exact name);
+	// organisations are added by hand, rarely, so that race is left open.
+	switch ids, err := s.orgsByKey(ctx, nameKey(name)); {
+	case err != nil:
+		return Org{}, err
+	case len(ids) > 0:
+		return Org{}, fmt.Errorf("create org %q: the name of organisation %s written another way: %w", name, ids[0], ErrConflict)
 	}
 	now := s.now().UTC()
 	row := orgRow{ID: newID(now), Name: name, Kind: string(kind), CreatedAt: now}
@@ -65,9 +87,50 @@ func (s *Service) Org(ctx context.Context, id string) (Org, error) {
 	return s.findOrg(ctx, "id = ?", id)
 }
 
-// OrgByName returns the organisation with the name.
+// OrgByName returns the organisation with the name, or else the one
+// organisation whose name is the same written another way (nameKey). When
+// several are, it answers ErrNotFound rather than guess.
 func (s *Service) OrgByName(ctx context.Context, name string) (Org, error) {
-	return s.findOrg(ctx, "name = ?", name)
+	o, err := s.findOrg(ctx, "name = ?", name)
+	if !errors.Is(err, ErrNotFound) {
+		return o, err
+	}
+	ids, kerr := s.orgsByKey(ctx, nameKey(name))
+	if kerr != nil {
+		return Org{}, kerr
+	}
+	if len(ids) != 1 {
+		return Org{}, err
+	}
+	return s.Org(ctx, ids[0])
+}
+
+// orgsByKey lists the organisations whose names have the key. It reads
+// every name: organisations number in the hundreds or thousands, and
+// this runs only when a typed name is not exact, or one is added.
+func (s *Service) orgsByKey(ctx context.Context, key string) ([]string, error) {
+	if key == "" {
+		return nil, nil
+	}
+	rows, err := s.db.WithContext(ctx).Model(&orgRow{}).Select("id", "name").Rows()
+	if err != nil {
+		return nil, fmt.Errorf("list org names: %w", err)
+	}
+	defer rows.Close()
+	var ids []string
+	for rows.Next() {
+		var id, name string
+		if err := rows.Scan(&id, &name); err != nil {
+			return nil, fmt.Errorf("list org names: %w", err)
+		}
+		if nameKey(name) == key {
+			ids = append(ids, id)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list org names: %w", err)
+	}
+	return ids, nil
 }
 
 func (s *Service) findOrg(ctx context.Context, where, arg string) (Org, error) {

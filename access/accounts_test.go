@@ -96,3 +96,58 @@ func TestListAndDisableUsers(t *testing.T) {
 		t.Error("user not disabled")
 	}
 }
+
+// TestOrgNameWrittenAnotherWay: a name typed with half-width brackets,
+// full-width letters, other spacing or case finds the organisation
+// registered with the other forms, and cannot register a second one; two
+// organisations that already share a key are not guessed between.
+func TestOrgNameWrittenAnotherWay(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, dialect string) {
+		f := newFixture(t, dialect, nil)
+		ctx := context.Background()
+		hw := f.org(t, "华为技术（深圳）有限公司", OrgProvider)
+		acme := f.org(t, "Acme Routers Ltd", OrgProvider)
+		f.org(t, "华为技术有限公司", OrgProvider) // a different name
+
+		for typed, want := range map[string]Org{
+			"华为技术（深圳）有限公司":        hw, // exact
+			"华为技术(深圳)有限公司":        hw,
+			" 华为技术（深圳）有限公司\u3000": hw,
+			"ＡＣＭＥ　Routers  ltd":   acme,
+			"acme routers ltd":    acme,
+		} {
+			got, err := f.svc.OrgByName(ctx, typed)
+			if err != nil || got.ID != want.ID {
+				t.Errorf("OrgByName(%q) = %+v, %v; want %s", typed, got, err, want.Name)
+			}
+		}
+		for _, typed := range []string{"华为技术(深圳)", "Acme Routers", "AcmeRouters Ltd"} {
+			if got, err := f.svc.OrgByName(ctx, typed); !errors.Is(err, ErrNotFound) {
+				t.Errorf("OrgByName(%q) = %+v, %v; want ErrNotFound", typed, got, err)
+			}
+		}
+		for _, name := range []string{"华为技术(深圳)有限公司", "ACME ROUTERS LTD", "Acme　Routers Ｌｔｄ"} {
+			if o, err := f.svc.CreateOrg(ctx, name, OrgOperator); !errors.Is(err, ErrConflict) {
+				t.Errorf("CreateOrg(%q) = %+v, %v; want ErrConflict", name, o, err)
+			}
+		}
+		// Accounts name their organisation the same way.
+		u, err := f.svc.CreateUser(ctx, NewUser{Username: "lin", Org: "华为技术(深圳)有限公司", Password: testPassword, Roles: []Role{RoleProvider}})
+		if err != nil || u.OrgID != hw.ID {
+			t.Fatalf("user of 华为技术(深圳)有限公司: %+v, %v", u, err)
+		}
+
+		// Two organisations stored before names were compared this way.
+		for _, name := range []string{"Wind Co (North)", "Wind Co （North）"} {
+			if err := f.svc.db.Create(&orgRow{ID: newID(time.Now()), Name: name, Kind: string(OrgProvider), CreatedAt: time.Now()}).Error; err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got, err := f.svc.OrgByName(ctx, "Wind Co （North）"); err != nil || got.Name != "Wind Co （North）" {
+			t.Errorf("exact name among two variants: %+v, %v", got, err)
+		}
+		if got, err := f.svc.OrgByName(ctx, "wind co (north)"); !errors.Is(err, ErrNotFound) {
+			t.Errorf("a variant of two organisations' names = %+v, %v; want ErrNotFound", got, err)
+		}
+	})
+}
