@@ -23,6 +23,22 @@ type Credentials struct {
 	TOTP string
 }
 
+// typedUsername is the username someone meant: usernames are lower case
+// ASCII, while phones capitalise the first letter of a field and
+// autofill leaves spaces, so an upper-case ASCII letter and surrounding
+// space cannot name another account. Other characters are left alone (and
+// fail the username pattern): Unicode case folding would let look-alikes
+// such as the Kelvin sign stand for a "k".
+func typedUsername(s string) string {
+	b := []byte(strings.TrimSpace(s))
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return string(b)
+}
+
 // Login checks the credentials and opens a session.
 //
 // Unknown users, wrong passwords, disabled accounts, accounts awaiting
@@ -32,10 +48,11 @@ type Credentials struct {
 // password. With the right password, a user who has TOTP gets
 // ErrTOTPRequired without a code and ErrTOTPInvalid (a failure too) with a
 // wrong or spent one. A user whose roles require TOTP but who has none gets
-// a session limited to enrolment (Session.TOTPEnrolmentRequired).
+// a session limited to enrolment (Session.TOTPEnrolmentRequired). The
+// username is taken as typedUsername reads it.
 func (s *Service) Login(ctx context.Context, cred Credentials, ip string) (Session, error) {
 	now := s.now().UTC()
-	username, password := cred.Username, cred.Password
+	username, password := typedUsername(cred.Username), cred.Password
 	keys := s.throttleKeys(username, ip)
 	st, err := s.loadThrottle(ctx, keys)
 	if err != nil {

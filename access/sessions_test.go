@@ -24,7 +24,12 @@ func TestLogin(t *testing.T) {
 			want           error
 		}{
 			{"ok", "alice", testPassword, nil},
+			// A phone's capital first letter, autofill's spaces.
+			{"typed Alice", " Alice\t", testPassword, nil},
+			{"typed ALICE", "ALICE", testPassword, nil},
+			{"Cyrillic a", "\u0430lice", testPassword, ErrBadCredentials},
 			{"wrong password", "alice", "wrong password!", ErrBadCredentials},
+			{"wrong password, typed Alice", "Alice", "wrong password!", ErrBadCredentials},
 			{"unknown user", "mallory", testPassword, ErrBadCredentials},
 			{"empty", "", "", ErrBadCredentials},
 			{"overlong username", string(make([]byte, 500)), testPassword, ErrBadCredentials},
@@ -134,4 +139,20 @@ func TestSessionLifetime(t *testing.T) {
 			}
 		})
 	})
+}
+
+// TestTypedUsername: only ASCII capitals fold; a look-alike that Unicode
+// case folding would turn into ASCII (the Kelvin sign, K) stays itself and
+// so names no account.
+func TestTypedUsername(t *testing.T) {
+	for in, want := range map[string]string{
+		" Zhang.San_1 ": "zhang.san_1",
+		"KELLY":         "kelly",
+		"\u212Aelly":    "\u212Aelly",
+		"al\xffce":      "al\xffce",
+	} {
+		if got := typedUsername(in); got != want {
+			t.Errorf("typedUsername(%q) = %q, want %q", in, got, want)
+		}
+	}
 }
