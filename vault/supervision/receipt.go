@@ -22,8 +22,26 @@ func newSecret() string {
 
 // ParseReceipt splits a receipt into report id and secret, refusing anything
 // this server could not have issued (before any database or hashing work).
+//
+// A receipt is shown once, and a member of the public may well copy it by
+// hand and type it back days later: it is read as Crockford's base32 is
+// meant to be, whatever the letter case, with O for 0, I and L for 1, and
+// spaces and hyphens (grouping) ignored. None of that adds a guess: every
+// character still stands for the same five bits of the issued receipt.
 func ParseReceipt(receipt string) (id, secret string, err error) {
-	receipt = strings.TrimSpace(receipt)
+	receipt = strings.Map(func(r rune) rune {
+		switch {
+		case r == ' ' || r == '-' || r == '\t' || r == '\n' || r == '\r':
+			return -1
+		case r == 'o' || r == 'O':
+			return '0'
+		case r == 'i' || r == 'I' || r == 'l' || r == 'L':
+			return '1'
+		case 'A' <= r && r <= 'Z':
+			return r + 'a' - 'A'
+		}
+		return r
+	}, receipt)
 	id, secret, ok := strings.Cut(receipt, ".")
 	if !ok || !validID(id) || len(secret) != secretLen {
 		return "", "", errMalformedReceipt

@@ -18,11 +18,17 @@ func TestParseReceipt(t *testing.T) {
 		{"no dot", id + secret, false},
 		{"short secret", id + "." + secret[:25], false},
 		{"long secret", id + "." + secret + "a", false},
-		{"upper case", id + "." + strings.ToUpper(secret), false},
+		{"upper case", strings.ToUpper(id + "." + secret), true},
+		{"copied by hand", byHand(id) + " . " + byHand(secret), true},
 		{"letter outside alphabet", id + "." + "u" + secret[1:], false},
 		{"bad id", "U" + id[1:] + "." + secret, false},
 		{"two dots", id + "." + secret[:12] + "." + secret[13:], false},
 		{"empty", "", false},
+	}
+	// Every 0 and 1 written as a letter, for certain.
+	const fixedID, fixedSecret = "0123456789abcdefghjkmnpqrs", "tvwxyz0123456789abcdefghjk"
+	if gotID, gotSecret, err := ParseReceipt(byHand(fixedID) + "." + byHand(fixedSecret)); err != nil || gotID != fixedID || gotSecret != fixedSecret {
+		t.Fatalf("ParseReceipt(%q) = %q, %q, %v", byHand(fixedID)+"."+byHand(fixedSecret), gotID, gotSecret, err)
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -35,6 +41,25 @@ func TestParseReceipt(t *testing.T) {
 			}
 		})
 	}
+}
+
+// byHand writes a receipt part as someone copying it might: in groups of
+// four, upper case, with O for 0 and l for 1.
+func byHand(s string) string {
+	var b strings.Builder
+	for i, r := range strings.ToUpper(s) {
+		if i > 0 && i%4 == 0 {
+			b.WriteString("- ")
+		}
+		switch r {
+		case '0':
+			r = 'O'
+		case '1':
+			r = 'l'
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }
 
 func TestSecretsAreDistinctAndLong(t *testing.T) {
