@@ -10,6 +10,7 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode"
 
 	"github.com/crvault/crvault/vault"
 )
@@ -74,14 +75,29 @@ func casesListCmd(fs *flag.FlagSet) func(ctx context.Context, e *env, args []str
 		tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "ID\tSTATUS\tTYPE\tCREATED\tTITLE")
 		for _, cs := range all {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", cs.ID, cs.Status, cs.Type, cs.CreatedAt.Format(time.DateOnly), oneLine(cs.Title))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", oneLine(cs.ID), oneLine(cs.Status), oneLine(cs.Type), cs.CreatedAt.Format(time.DateOnly), oneLine(cs.Title))
 		}
 		return tw.Flush()
 	}
 }
 
-// oneLine keeps a server's text on one line of a table.
-func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
+// oneLine keeps a server's text on one line of a table, and keeps it
+// text, whatever the server sent: control characters (C0, DEL and C1, some
+// of which a terminal obeys as escape sequences) and bidirectional
+// formatting characters (which can make one name display as another) are
+// dropped, and bytes that are not UTF-8 become U+FFFD.
+func oneLine(s string) string {
+	s = strings.Map(func(r rune) rune {
+		switch {
+		case r == '\t' || r == '\n' || r == '\r':
+			return ' '
+		case unicode.Is(unicode.Cc, r) || unicode.Is(unicode.Bidi_Control, r):
+			return -1
+		}
+		return r
+	}, s)
+	return strings.Join(strings.Fields(s), " ")
+}
 
 func casesShowCmd(fs *flag.FlagSet) func(ctx context.Context, e *env, args []string) error {
 	asJSON := fs.Bool("json", false, "print the case and its materials as JSON")
@@ -112,16 +128,16 @@ func casesShowCmd(fs *flag.FlagSet) func(ctx context.Context, e *env, args []str
 			return printJSON(e.stdout, map[string]any{"case": cs, "materials": mats.Items})
 		}
 		tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintf(tw, "case\t%s\n", cs.ID)
+		fmt.Fprintf(tw, "case\t%s\n", oneLine(cs.ID))
 		fmt.Fprintf(tw, "title\t%s\n", oneLine(cs.Title))
 		fmt.Fprintf(tw, "product\t%s\n", oneLine(cs.Product))
-		fmt.Fprintf(tw, "status\t%s\n", cs.Status)
-		fmt.Fprintf(tw, "type\t%s\n", cs.Type)
+		fmt.Fprintf(tw, "status\t%s\n", oneLine(cs.Status))
+		fmt.Fprintf(tw, "type\t%s\n", oneLine(cs.Type))
 		if cs.Edition != "" {
-			fmt.Fprintf(tw, "edition\t%s\n", cs.Edition)
+			fmt.Fprintf(tw, "edition\t%s\n", oneLine(cs.Edition))
 		}
-		fmt.Fprintf(tw, "operator\t%s\n", cs.OperatorOrg)
-		fmt.Fprintf(tw, "providers\t%s\n", strings.Join(cs.Providers, ", "))
+		fmt.Fprintf(tw, "operator\t%s\n", oneLine(cs.OperatorOrg))
+		fmt.Fprintf(tw, "providers\t%s\n", oneLine(strings.Join(cs.Providers, ", ")))
 		fmt.Fprintf(tw, "created\t%s\n", cs.CreatedAt.Format(time.RFC3339))
 		if err := tw.Flush(); err != nil {
 			return err
@@ -130,7 +146,7 @@ func casesShowCmd(fs *flag.FlagSet) func(ctx context.Context, e *env, args []str
 		tw = tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "ID\tKIND\tVERSION\tSIZE\tUPLOADED\tFILENAME")
 		for _, m := range mats.Items {
-			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\n", m.ID, m.Kind, m.Version, m.Size, m.UploadedAt.Format(time.RFC3339), oneLine(m.Filename))
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\n", oneLine(m.ID), oneLine(m.Kind), m.Version, m.Size, m.UploadedAt.Format(time.RFC3339), oneLine(m.Filename))
 		}
 		return tw.Flush()
 	}
@@ -165,7 +181,7 @@ func casesCreateCmd(fs *flag.FlagSet) func(ctx context.Context, e *env, args []s
 		if *asJSON {
 			return printJSON(e.stdout, cs)
 		}
-		fmt.Fprintln(e.stdout, cs.ID)
+		fmt.Fprintln(e.stdout, oneLine(cs.ID))
 		return nil
 	}
 }
@@ -191,7 +207,7 @@ func casesSubmitCmd(fs *flag.FlagSet) func(ctx context.Context, e *env, args []s
 		if *asJSON {
 			return printJSON(e.stdout, cs)
 		}
-		fmt.Fprintf(e.stdout, "%s %s (edition %s)\n", cs.ID, cs.Status, cs.Edition)
+		fmt.Fprintf(e.stdout, "%s %s (edition %s)\n", oneLine(cs.ID), oneLine(cs.Status), oneLine(cs.Edition))
 		return nil
 	}
 }

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"unicode"
+	"unicode/utf8"
 )
 
 // TestExitStatusOfProblems: each kind of refusal has its own exit status,
@@ -143,5 +145,60 @@ func TestUploadRetries(t *testing.T) {
 	code, _, errs = runCtl(t, env, "", "upload", "c1", path, "--kind", "other", "--retries", "0")
 	if code != exitServer || !strings.Contains(errs, "store_unavailable") || !strings.Contains(errs, "--resume up1") {
 		t.Fatalf("no retries: exit %d %q", code, errs)
+	}
+}
+
+// TestServerTextCannotDriveTheTerminal: whatever text a server sends back
+// (a case title typed by another party, an error's detail, an account
+// name), vaultctl prints it as text: no escape sequence, no C1 control,
+// no bidirectional override reaches the terminal, and a table row stays
+// one line.
+func TestServerTextCannotDriveTheTerminal(t *testing.T) {
+	const evil = "A\x1b]52;c;cGF5bG9hZA==\x07\x1b[2J\u009b31m\u202eB\x7f\r\nC\xff"
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		switch r.URL.Path {
+		case "/api/v1/cases":
+			_ = json.NewEncoder(w).Encode(map[string]any{"items": []map[string]any{{"id": "c1" + evil, "title": evil, "status": evil, "type": evil}}, "next_cursor": ""})
+		case "/api/v1/cases/c1":
+			_ = json.NewEncoder(w).Encode(map[string]any{"id": "c1", "title": evil, "product": evil, "status": evil, "type": evil, "edition": evil,
+				"operator_org": evil, "providers": []string{evil}})
+		case "/api/v1/cases/c1/materials":
+			_ = json.NewEncoder(w).Encode(map[string]any{"items": []map[string]any{{"id": "m1", "kind": evil, "filename": evil}}, "next_cursor": ""})
+		case "/api/v1/me":
+			_ = json.NewEncoder(w).Encode(map[string]any{"id": evil, "username": evil, "org": evil, "roles": []string{evil}})
+		default:
+			w.Header().Set("Content-Type", "application/problem+json")
+			w.WriteHeader(http.StatusConflict)
+			_ = json.NewEncoder(w).Encode(map[string]any{"status": 409, "code": "x" + evil, "detail": evil, "missing": []string{evil}})
+		}
+	}))
+	defer srv.Close()
+	env := map[string]string{"VAULTCTL_SERVER": srv.URL, "VAULTCTL_TOKEN": "t", "XDG_CONFIG_HOME": t.TempDir()}
+	for _, args := range [][]string{{"cases", "list"}, {"cases", "show", "c1"}, {"whoami"}, {"cases", "submit", "c2"}} {
+		_, out, errs := runCtl(t, env, "", args...)
+		if !strings.Contains(out+errs, "A") {
+			t.Fatalf("%v printed nothing of the server's text: %q %q", args, out, errs)
+		}
+		for _, printed := range []string{out, errs} {
+			for i, r := range printed {
+				if (unicode.Is(unicode.Cc, r) && r != '\n') || unicode.Is(unicode.Bidi_Control, r) {
+					t.Errorf("%v printed %U at %d: %q", args, r, i, printed)
+					break
+				}
+			}
+			if !utf8.ValidString(printed) {
+				t.Errorf("%v printed bytes that are not UTF-8: %q", args, printed)
+			}
+		}
+		if len(args) == 2 && args[1] == "list" {
+			if lines := strings.Count(out, "\n"); lines != 2 {
+				t.Errorf("cases list: %d lines for one case: %q", lines, out)
+			}
+		}
+	}
+	// A downloaded file's name from the server is a plain, visible name.
+	if got := safeName("..\\evil\u202egpj.exe\u009b", "m1"); got != "evilgpj.exe" {
+		t.Errorf("safeName = %q", got)
 	}
 }

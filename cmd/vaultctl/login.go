@@ -110,7 +110,7 @@ func loginCmd(fs *flag.FlagSet) func(ctx context.Context, e *env, args []string)
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(e.stdout, "signed in as %s (%s) until %s; session kept in %s\n", ans.User.Username, strings.Join(ans.User.Roles, ", "),
+		fmt.Fprintf(e.stdout, "signed in as %s (%s) until %s; session kept in %s\n", oneLine(ans.User.Username), oneLine(strings.Join(ans.User.Roles, ", ")),
 			ans.ExpiresAt.Local().Format(time.RFC3339), path)
 		if ans.TOTPEnrolmentRequired {
 			fmt.Fprintln(e.stderr, "note: this account must set up TOTP before it can do anything else; sign in to the web application to do so")
@@ -166,7 +166,8 @@ func whoamiCmd(fs *flag.FlagSet) func(ctx context.Context, e *env, args []string
 		if *asJSON {
 			return printJSON(e.stdout, me)
 		}
-		fmt.Fprintf(e.stdout, "%v (%v) of organisation %v, roles %v\n", me["username"], me["id"], me["org"], me["roles"])
+		fmt.Fprintf(e.stdout, "%s (%s) of organisation %s, roles %s\n", oneLine(fmt.Sprint(me["username"])), oneLine(fmt.Sprint(me["id"])),
+			oneLine(fmt.Sprint(me["org"])), oneLine(fmt.Sprint(me["roles"])))
 		return nil
 	}
 }

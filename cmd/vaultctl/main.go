@@ -222,7 +222,7 @@ func report(e *env, name string, err error) int {
 		return exitOK
 	}
 	code := exitCode(err)
-	msg := strings.Join(strings.Fields(err.Error()), " ")
+	msg := oneLine(err.Error())
 	switch code {
 	case exitFail:
 		fmt.Fprintf(e.stdout, "FAIL: %s\n", msg)

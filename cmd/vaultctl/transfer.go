@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/schollz/progressbar/v3"
 
@@ -364,7 +365,7 @@ func sendChunks(ctx context.Context, e *env, c *client, src *source, sess *vault
 	if sess.Size != nil {
 		total = *sess.Size
 	}
-	bar, err := newBar(e, mode, total, "upload "+sess.Filename)
+	bar, err := newBar(e, mode, total, "upload "+oneLine(sess.Filename))
 	if err != nil {
 		return nil, err
 	}
@@ -733,7 +734,7 @@ func (d *download) copy(res *http.Response, dst io.Writer) error {
 func safeName(name, id string) string {
 	name = filepath.Base(strings.ReplaceAll(name, `\`, "/"))
 	name = strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f {
+		if unicode.Is(unicode.Cc, r) || unicode.Is(unicode.Bidi_Control, r) {
 			return -1
 		}
 		return r
