@@ -78,13 +78,31 @@ func FuzzParseReceipt(f *testing.F) {
 	f.Add("")
 	f.Add("..")
 	f.Add(strings.Repeat("z", 26) + "." + strings.Repeat("0", 26))
+	f.Add(byHand(newID()) + " . " + byHand(newSecret()))
 	f.Fuzz(func(t *testing.T, in string) {
 		id, secret, err := ParseReceipt(in)
 		if err != nil {
 			return
 		}
-		if !validID(id) || len(secret) != secretLen || strings.TrimSpace(in) != id+"."+secret {
+		canon := id + "." + secret
+		if !validID(id) || len(secret) != secretLen {
 			t.Fatalf("accepted %q as %q.%q", in, id, secret)
+		}
+		if id2, secret2, err := ParseReceipt(canon); err != nil || id2 != id || secret2 != secret {
+			t.Fatalf("%q reads as %q.%q, %v", canon, id2, secret2, err)
+		}
+		// Every character typed is the receipt's, written another way, or
+		// grouping.
+		typed := strings.NewReplacer(" ", "", "-", "", "\t", "", "\n", "", "\r", "").Replace(in)
+		if len(typed) != len(canon) {
+			t.Fatalf("accepted %q as %q", in, canon)
+		}
+		for i := range len(typed) {
+			c, want := typed[i], canon[i]
+			if c != want && !('A' <= c && c <= 'Z' && c+'a'-'A' == want) && !(want == '0' && (c == 'o' || c == 'O')) &&
+				!(want == '1' && strings.IndexByte("iIlL", c) >= 0) {
+				t.Fatalf("accepted %q as %q: %q read as %q", in, canon, c, want)
+			}
 		}
 	})
 }
