@@ -100,7 +100,8 @@ func (a *app) newCase(c *gin.Context) {
 }
 
 // createCase files a case. Providers are named as the operator knows them
-// (organisation names, one a line or comma separated) and looked up.
+// (organisation names or ids, one a line, or listed on a line) and looked
+// up.
 func (a *app) createCase(c *gin.Context) {
 	p := pageOf(c)
 	ctx := c.Request.Context()
@@ -109,25 +110,38 @@ func (a *app) createCase(c *gin.Context) {
 		p.Error, p.Data = msg, form
 		a.render(c, status, "case_new", p)
 	}
-	ids := []string{}
-	for _, name := range strings.FieldsFunc(form.Providers, func(r rune) bool { return r == ',' || r == '\n' || r == '，' }) {
-		name = strings.TrimSpace(name)
-		if name == "" {
-			continue
-		}
+	find := func(name string) (access.Org, error) {
 		org, err := a.Access.OrgByName(ctx, name)
 		if errors.Is(err, access.ErrNotFound) {
 			org, err = a.Access.Org(ctx, name)
 		}
-		if err != nil {
+		return org, err
+	}
+	ids := []string{}
+	for _, line := range lines(form.Providers) {
+		// A whole line is one organisation when one has that name ("Acme,
+		// Inc."); otherwise it is a list.
+		org, err := find(line)
+		if err == nil {
+			ids = append(ids, org.ID)
+			continue
+		}
+		if !errors.Is(err, access.ErrNotFound) {
+			a.fail(c, err)
+			return
+		}
+		for _, name := range listedNames(line) {
+			org, err := find(name)
 			if errors.Is(err, access.ErrNotFound) {
 				again(http.StatusUnprocessableEntity, p.L.T("case.unknown_provider", "Name", name))
 				return
 			}
-			a.fail(c, err)
-			return
+			if err != nil {
+				a.fail(c, err)
+				return
+			}
+			ids = append(ids, org.ID)
 		}
-		ids = append(ids, org.ID)
 	}
 	cs, err := a.Vault.CreateCase(ctx, a.actor(c), vault.NewCase{Title: form.Title, Product: form.Product, Providers: ids})
 	if err != nil {
@@ -369,6 +383,19 @@ func (a *app) transition(c *gin.Context) {
 }
 
 // lines splits a textarea into its non-empty lines (nil when none).
+// listedNames splits a line listing organisations as people write a list:
+// with commas or semicolons of either width, or the enumeration comma
+// (华为、中兴).
+func listedNames(line string) []string {
+	var out []string
+	for _, name := range strings.FieldsFunc(line, func(r rune) bool { return strings.ContainsRune(",，、;；", r) }) {
+		if name = strings.TrimSpace(name); name != "" {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
 func lines(s string) []string {
 	var out []string
 	for _, l := range strings.Split(s, "\n") {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -352,4 +353,12 @@ func viewsAndCatalogue(t *testing.T) (*engine, *catalogue) {
 		t.Fatal(err)
 	}
 	return e, cat
+}
+
+func TestListedNames(t *testing.T) {
+	got := listedNames("中兴通讯、 Acme Ltd；Beta,Gamma , ；；Delta")
+	want := []string{"中兴通讯", "Acme Ltd", "Beta", "Gamma", "Delta"}
+	if !slices.Equal(got, want) {
+		t.Errorf("listedNames = %q, want %q", got, want)
+	}
 }

@@ -621,7 +621,8 @@ func TestWebBrowser(t *testing.T) {
 		return p
 	}
 	declPath := write("declaration.pdf", pdf)
-	impactPath := write("impact.txt", bytes.Repeat([]byte("national security impact analysis\n"), 20000))
+	// Most materials are named in Chinese, brackets full-width.
+	impactPath := write("国家安全影响分析（第二版）.txt", bytes.Repeat([]byte("national security impact analysis\n"), 20000))
 	procPath := write("contract.txt", []byte("procurement contract\n"))
 
 	t.Run("operator creates a case and uploads with progress", func(t *testing.T) {
@@ -630,7 +631,8 @@ func TestWebBrowser(t *testing.T) {
 		tb.open("/cases/new")
 		tb.shotBoth("case-new")
 		tb.axeCheck("case-new")
-		tb.fill(map[string]string{"#title": "Core routers", "#product": "AR-9000", "#providers": "Acme Routers"})
+		// The provider's name as typed, not as registered.
+		tb.fill(map[string]string{"#title": "Core routers", "#product": "AR-9000", "#providers": "ACME  routers"})
 		tb.submit(`form[action="/cases"] button[type=submit]`)
 		loc := tb.location()
 		m := regexp.MustCompile(`^/cases/([0-9a-z]+)\?done=case_created$`).FindStringSubmatch(loc)
@@ -690,7 +692,7 @@ func TestWebBrowser(t *testing.T) {
 		tb.run(chromedp.WaitVisible(chromedp.CSS(`#upload-list li.done`)))
 		tb.run(chromedp.Evaluate[chromedp.Void](`document.getElementById("upload-list").innerHTML = ""; undefined`))
 		tb.open("/cases/" + caseID)
-		tb.expectText("declaration.pdf", "impact.txt", "contract.txt")
+		tb.expectText("declaration.pdf", "国家安全影响分析（第二版）.txt", "contract.txt")
 		// contract.txt went up as an impact analysis; the third kind is
 		// still missing, so submission is refused with the reason.
 		tb.submit(`form[action$="/submit"] button`)
