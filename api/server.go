@@ -286,7 +286,8 @@ func (h *handler) readyz(c *gin.Context) {
 const maxJSONBody = 1 << 20
 
 // decode reads one strict JSON object: unknown fields, wrong types, trailing
-// data and oversized bodies are refused with a problem, and false returned.
+// data, oversized bodies and text holding NUL (nulField) are refused with a
+// problem, and false returned.
 func decode(c *gin.Context, v any) bool {
 	ct := c.GetHeader("Content-Type")
 	if ct != "" && !strings.HasPrefix(strings.ToLower(ct), "application/json") {
@@ -302,6 +303,11 @@ func decode(c *gin.Context, v any) bool {
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		problem(c, http.StatusBadRequest, "invalid_json", "the body must hold exactly one JSON object")
+		return false
+	}
+	if field, found := nulField(v); found {
+		writeProblem(c, Problem{Status: http.StatusBadRequest, Code: "invalid_text", Field: field,
+			Detail: "field " + strconv.Quote(field) + " holds a NUL character, which no text can"})
 		return false
 	}
 	return true

@@ -8,9 +8,11 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/text/unicode/norm"
 	"gorm.io/gorm"
 
 	"github.com/crvault/crvault/access"
+	"github.com/crvault/crvault/audit/sqldb"
 )
 
 // Pseudonyms name the people of one case to its parties: a letter for the
@@ -157,7 +159,16 @@ func (s *Service) Pseudonym(ctx context.Context, caseID, userID string) (string,
 // ResolvePseudonym maps a pseudonym a party was shown on caseID back to the
 // user; ok is false when the case has no such pseudonym.
 func (s *Service) ResolvePseudonym(ctx context.Context, caseID, pseudonym string) (userID string, ok bool, err error) {
-	if len(pseudonym) > 16 {
+	// As typed: "r3", " R3 ", or "Ｒ３" from an input method left in
+	// full-width mode, which compatibility normalisation (NFKC) folds.
+	// Only ASCII letters are raised: Unicode would raise "ſ" to "S".
+	pseudonym = strings.Map(func(r rune) rune {
+		if 'a' <= r && r <= 'z' {
+			return r - 'a' + 'A'
+		}
+		return r
+	}, strings.TrimSpace(norm.NFKC.String(pseudonym)))
+	if len(pseudonym) > 16 || !sqldb.Storable(pseudonym) {
 		return "", false, nil
 	}
 	var row pseudonymRow
