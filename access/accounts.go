@@ -290,6 +290,20 @@ func (s *Service) User(ctx context.Context, id string) (User, error) {
 	return row.user(), nil
 }
 
+// UserByUsername returns the account with the username, read as sign-in
+// reads it (typedUsername): "Zhangsan " names zhangsan.
+func (s *Service) UserByUsername(ctx context.Context, username string) (User, error) {
+	username = typedUsername(username)
+	if !usernameRE.MatchString(username) {
+		return User{}, fmt.Errorf("user %q: %w", username, ErrNotFound)
+	}
+	row, err := s.userRow(ctx, "username = ?", username)
+	if err != nil {
+		return User{}, err
+	}
+	return row.user(), nil
+}
+
 // CachedUser is User read through Authenticate's account cache: at most
 // accountCacheTTL old, and dropped at once when the account changes (on
 // another instance, when its notice arrives). Reads that only show who

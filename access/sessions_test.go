@@ -156,3 +156,23 @@ func TestTypedUsername(t *testing.T) {
 		}
 	}
 }
+
+// TestUserByUsername: an account is found by its username as sign-in reads
+// it, and text that is no username finds nothing, without a database error.
+func TestUserByUsername(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, dialect string) {
+		f := newFixture(t, dialect, nil)
+		ctx := context.Background()
+		alice := f.user(t, "alice", f.org(t, "Grid Co", OrgOperator), RoleOperator)
+		for _, typed := range []string{"alice", " Alice ", "ALICE"} {
+			if u, err := f.svc.UserByUsername(ctx, typed); err != nil || u.ID != alice.User.ID {
+				t.Errorf("UserByUsername(%q) = %+v, %v", typed, u, err)
+			}
+		}
+		for _, typed := range []string{"bob", alice.User.ID, "al\x00ice", "\xff", ""} {
+			if u, err := f.svc.UserByUsername(ctx, typed); !errors.Is(err, ErrNotFound) {
+				t.Errorf("UserByUsername(%q) = %+v, %v; want ErrNotFound", typed, u, err)
+			}
+		}
+	})
+}

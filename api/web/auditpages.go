@@ -3,6 +3,7 @@ package web
 import (
 	"bytes"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -22,6 +23,9 @@ type auditView struct {
 	Checkpoint *checkpointView
 	Verified   *audit.Report
 	Outcomes   []string
+	// People names the actors and their organisations, for those who may
+	// read the whole trail; parties see pseudonyms, which stay as they are.
+	People map[string]person
 }
 
 type checkpointView struct {
@@ -47,7 +51,13 @@ func (a *app) auditSearch(c *gin.Context) {
 	for _, k := range []string{"case", "actor", "action", "outcome", "since", "until"} {
 		q[k] = c.Query(k)
 	}
-	f := audit.Filter{CaseID: q["case"], Actor: q["actor"], Action: q["action"], Outcome: audit.Outcome(q["outcome"]), Limit: 50, Cursor: c.Query("cursor")}
+	readAll := a.Access.Can(principalOf(c), "audit", "read_all")
+	f := audit.Filter{CaseID: strings.TrimSpace(q["case"]), Actor: strings.TrimSpace(q["actor"]), Action: strings.TrimSpace(q["action"]),
+		Outcome: audit.Outcome(q["outcome"]), Limit: 50, Cursor: c.Query("cursor")}
+	if readAll && f.Actor != "" {
+		// An inspector looks for a person by the name they know.
+		f.Actor = a.accountID(ctx, f.Actor)
+	}
 	switch f.Outcome {
 	case "", audit.Allowed, audit.Denied, audit.Errored:
 	default:
@@ -75,7 +85,12 @@ func (a *app) auditSearch(c *gin.Context) {
 		return
 	}
 	v := auditView{Filter: q, Events: events, Next: next, Outcomes: []string{"allowed", "denied", "error"}}
-	if a.Access.Can(principalOf(c), "audit", "read_all") {
+	if readAll {
+		ids := make([]string, 0, 2*len(events))
+		for _, e := range events {
+			ids = append(ids, e.Actor, e.ActorOrg)
+		}
+		v.People = a.people(ctx, ids...)
 		cp, ok := a.checkpoint(c)
 		if !ok {
 			return

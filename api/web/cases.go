@@ -160,6 +160,7 @@ type caseView struct {
 	Notices     []vault.Material // the written notices among them (Art. 8, 14, ...)
 	History     []review.Event
 	Assignments []access.Assignment
+	People      map[string]person // the assigned accounts, by id
 	Actions     []string
 	Commitments []supervision.Commitment
 	Kinds       []string
@@ -213,6 +214,11 @@ func (a *app) showCase(c *gin.Context) {
 			a.fail(c, err)
 			return
 		}
+		ids := make([]string, 0, len(v.Assignments))
+		for _, as := range v.Assignments {
+			ids = append(ids, as.UserID)
+		}
+		v.People = a.people(ctx, ids...)
 		if v.Actions, err = a.Vault.Offered(ctx, act, id); err != nil {
 			a.fail(c, err)
 			return
@@ -310,7 +316,7 @@ func (a *app) multipartCSRF(c *gin.Context, mr *multipart.Reader) bool {
 }
 
 func (a *app) assign(c *gin.Context) {
-	in := vault.NewAssignment{User: strings.TrimSpace(c.PostForm("user")), Role: c.PostForm("role"), Purpose: c.PostForm("purpose")}
+	in := vault.NewAssignment{User: a.accountID(c.Request.Context(), c.PostForm("user")), Role: c.PostForm("role"), Purpose: c.PostForm("purpose")}
 	if s := c.PostForm("expires_on"); s != "" {
 		d, err := time.ParseInLocation("2006-01-02", s, shanghai)
 		if err != nil {

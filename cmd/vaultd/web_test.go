@@ -736,9 +736,11 @@ func TestWebBrowser(t *testing.T) {
 				t.Fatalf("recommend offered without a recommendation material: %v", offered)
 			}
 		}
-		tb.fill(map[string]string{"#assign-user": ids["rev1"], "#assign-purpose": "初步审查"})
+		// By username, capitalised as a phone would: the page finds the account
+		// and lists it by name, with its id.
+		tb.fill(map[string]string{"#assign-user": "Rev1", "#assign-purpose": "初步审查"})
 		tb.submit(`#assign-form button[type=submit]`)
-		tb.expectText(msg(t, "zh-CN", "flash.assigned"), ids["rev1"])
+		tb.expectText(msg(t, "zh-CN", "flash.assigned"), ids["rev1"], "rev1")
 		tb.shotBoth("case-office")
 		tb.axeCheck("case-office")
 		// The deadline shows as the service derives it, marked provisional
@@ -819,13 +821,16 @@ func TestWebBrowser(t *testing.T) {
 		tb.signIn("inspector1", pw)
 		tb.open("/audit")
 		tb.expectText(msg(t, "zh-CN", "audit.checkpoint"))
-		tb.fill(map[string]string{"#f-case": caseID, "#f-action": "material.read", "#f-actor": ids["rev1"]})
+		// The inspector looks for the reviewer by username, and sees the
+		// reader and their organisation by name.
+		tb.fill(map[string]string{"#f-case": caseID, "#f-action": "material.read", "#f-actor": "rev1"})
 		tb.run(chromedp.SetValue(chromedp.CSS("#f-outcome"), "allowed"))
 		tb.submit(`form[action="/audit"] button[type=submit]`)
 		rows := js[[]string](tb, `Array.from(document.querySelectorAll("#events tbody tr")).map(r => r.innerText)`)
 		found := false
 		for _, r := range rows {
-			if strings.Contains(r, ids["rev1"]) && strings.Contains(r, "material.read") && strings.Contains(r, pdfID) {
+			if strings.Contains(r, ids["rev1"]) && strings.Contains(r, "rev1") && strings.Contains(r, "网络安全审查办公室") &&
+				strings.Contains(r, "material.read") && strings.Contains(r, pdfID) {
 				found = true
 			}
 		}

@@ -1,0 +1,50 @@
+package web
+
+import (
+	"context"
+	"strings"
+)
+
+// person is how a page names an account or an organisation to the people
+// who may know it (office admins for their assignments, inspectors in the
+// audit trail): by name, with the opaque id kept for copying.
+type person struct {
+	ID, Name string
+}
+
+// people names the accounts and organisations of ids, one lookup per
+// distinct id; an id that names neither (a pseudonym, "system", a
+// deleted account) has no name, and the page shows the id alone.
+func (a *app) people(ctx context.Context, ids ...string) map[string]person {
+	out := make(map[string]person, len(ids))
+	for _, id := range ids {
+		if _, done := out[id]; done || id == "" {
+			continue
+		}
+		p := person{ID: id}
+		if u, err := a.Access.CachedUser(ctx, id); err == nil {
+			p.Name = u.Username
+			if d := strings.TrimSpace(u.DisplayName); d != "" && d != u.Username {
+				p.Name = d + " (" + u.Username + ")"
+			}
+		} else if o, err := a.Access.Org(ctx, id); err == nil {
+			p.Name = o.Name
+		}
+		out[id] = p
+	}
+	return out
+}
+
+// accountID reads what an office admin typed to name an account: its id,
+// or else its username as sign-in reads it. What names neither is
+// returned as typed, for the service to refuse.
+func (a *app) accountID(ctx context.Context, typed string) string {
+	typed = strings.TrimSpace(typed)
+	if _, err := a.Access.User(ctx, typed); err == nil {
+		return typed
+	}
+	if u, err := a.Access.UserByUsername(ctx, typed); err == nil {
+		return u.ID
+	}
+	return typed
+}
