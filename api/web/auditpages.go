@@ -86,11 +86,11 @@ func (a *app) auditSearch(c *gin.Context) {
 	}
 	v := auditView{Filter: q, Events: events, Next: next, Outcomes: []string{"allowed", "denied", "error"}}
 	if readAll {
-		ids := make([]string, 0, 2*len(events))
+		users, orgs := make([]string, 0, len(events)), make([]string, 0, len(events))
 		for _, e := range events {
-			ids = append(ids, e.Actor, e.ActorOrg)
+			users, orgs = append(users, e.Actor), append(orgs, e.ActorOrg)
 		}
-		v.People = a.people(ctx, ids...)
+		v.People = a.people(ctx, users, orgs)
 		cp, ok := a.checkpoint(c)
 		if !ok {
 			return

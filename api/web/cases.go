@@ -160,7 +160,7 @@ type caseView struct {
 	Notices     []vault.Material // the written notices among them (Art. 8, 14, ...)
 	History     []review.Event
 	Assignments []access.Assignment
-	People      map[string]person // the assigned accounts, by id
+	People      map[string]person // the case's organisations and assigned accounts, by id
 	Actions     []string
 	Commitments []supervision.Commitment
 	Kinds       []string
@@ -214,11 +214,6 @@ func (a *app) showCase(c *gin.Context) {
 			a.fail(c, err)
 			return
 		}
-		ids := make([]string, 0, len(v.Assignments))
-		for _, as := range v.Assignments {
-			ids = append(ids, as.UserID)
-		}
-		v.People = a.people(ctx, ids...)
 		if v.Actions, err = a.Vault.Offered(ctx, act, id); err != nil {
 			a.fail(c, err)
 			return
@@ -232,6 +227,21 @@ func (a *app) showCase(c *gin.Context) {
 		}
 		v.Commitments = cm.Items
 	}
+	// Names for what the page shows by id: the operator and providers
+	// (which every viewer of the case is shown), the member units asked
+	// (on clocks shown only to the review's own side) and the assigned
+	// accounts (office admins).
+	orgs := append([]string{v.Case.OperatorOrg}, v.Case.Providers...)
+	if v.Clock != nil {
+		for _, o := range v.Clock.Opinions {
+			orgs = append(orgs, o.Org)
+		}
+	}
+	users := make([]string, 0, len(v.Assignments))
+	for _, as := range v.Assignments {
+		users = append(users, as.UserID)
+	}
+	v.People = a.people(ctx, users, orgs)
 	p.Data = v
 	a.render(c, http.StatusOK, "case", p)
 }

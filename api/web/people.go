@@ -12,12 +12,12 @@ type person struct {
 	ID, Name string
 }
 
-// people names the accounts and organisations of ids, one lookup per
-// distinct id; an id that names neither (a pseudonym, "system", a
+// people names the accounts of users and the organisations of orgs, one
+// lookup per distinct id; an id that names none (a pseudonym, "system", a
 // deleted account) has no name, and the page shows the id alone.
-func (a *app) people(ctx context.Context, ids ...string) map[string]person {
-	out := make(map[string]person, len(ids))
-	for _, id := range ids {
+func (a *app) people(ctx context.Context, users, orgs []string) map[string]person {
+	out := make(map[string]person, len(users)+len(orgs))
+	for _, id := range users {
 		if _, done := out[id]; done || id == "" {
 			continue
 		}
@@ -27,7 +27,15 @@ func (a *app) people(ctx context.Context, ids ...string) map[string]person {
 			if d := strings.TrimSpace(u.DisplayName); d != "" && d != u.Username {
 				p.Name = d + " (" + u.Username + ")"
 			}
-		} else if o, err := a.Access.Org(ctx, id); err == nil {
+		}
+		out[id] = p
+	}
+	for _, id := range orgs {
+		if _, done := out[id]; done || id == "" {
+			continue
+		}
+		p := person{ID: id}
+		if o, err := a.Access.Org(ctx, id); err == nil {
 			p.Name = o.Name
 		}
 		out[id] = p

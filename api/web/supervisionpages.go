@@ -51,6 +51,9 @@ func (a *app) fileComplaint(c *gin.Context) {
 type complaintView struct {
 	Complaint supervision.Complaint
 	Evidence  *supervision.Evidence
+	// People names the subject for the inspector; the complainant knows
+	// the subject by the pseudonym it was shown.
+	People map[string]person
 }
 
 func (a *app) complaint(c *gin.Context) {
@@ -69,6 +72,7 @@ func (a *app) complaint(c *gin.Context) {
 			return
 		}
 		v.Evidence = &ev
+		v.People = a.people(ctx, []string{cp.Subject}, nil)
 	}
 	p.Data = v
 	a.render(c, http.StatusOK, "complaint", p)

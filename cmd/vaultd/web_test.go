@@ -640,6 +640,11 @@ func TestWebBrowser(t *testing.T) {
 			t.Fatalf("after creating: at %s: %s", loc, tb.text())
 		}
 		caseID = m[1]
+		// The case names its operator and provider, as registered.
+		if got := get(tb, chromedp.Text(chromedp.ID("case-providers"))); got != "Acme Routers" {
+			t.Fatalf("providers shown as %q", got)
+		}
+		tb.expectText("Grid Co")
 		upload := func(kind string, files ...string) {
 			tb.run(chromedp.SetValue(chromedp.CSS("#kind"), kind),
 				chromedp.SetUploadFiles(chromedp.CSS("#file"), files),
@@ -913,6 +918,43 @@ func TestWebBrowser(t *testing.T) {
 		}
 		if filed != len(langs) {
 			t.Fatalf("%d reports filed from the browser, want %d: %+v", filed, len(langs), reports.Items)
+		}
+	})
+
+	t.Run("complaint about a reader the operator knows by pseudonym", func(t *testing.T) {
+		op := s.login(t, "operator1", pw)
+		var events struct {
+			Items []struct {
+				Actor, Action string
+			} `json:"items"`
+		}
+		op.expect(200, "GET", "/audit/events?case="+caseID+"&action=material.read", nil).json(t, &events)
+		pseudonym := ""
+		for _, e := range events.Items {
+			if strings.HasPrefix(e.Actor, "R") {
+				pseudonym = e.Actor
+			}
+		}
+		if pseudonym == "" {
+			t.Fatalf("the operator sees no reviewer's read: %+v", events.Items)
+		}
+		// Typed in lower case, the description in two paragraphs as a
+		// Windows client sends them.
+		var cp struct {
+			ID string `json:"id"`
+		}
+		op.expect(201, "POST", "/complaints", map[string]any{"case": caseID, "subject": strings.ToLower(pseudonym), "kind": "unfair",
+			"description": "第一段。\r\n第二段。"}).json(t, &cp)
+		// The inspector sees the subject by name, beside the pseudonym.
+		insp := cookieClient{t: t, base: b.base, token: s.login(t, "inspector1", pw).token}
+		st, body, _ := insp.do("GET", "/complaints/"+cp.ID, "", "", nil)
+		if st != 200 || !strings.Contains(body, "rev1") || !strings.Contains(body, ids["rev1"]) || !strings.Contains(body, pseudonym) {
+			t.Fatalf("complaint page for the inspector: %d %s", st, tail(body, 3000))
+		}
+		// The operator, who filed it, sees the pseudonym only.
+		opWeb := cookieClient{t: t, base: b.base, token: op.token}
+		if st, body, _ := opWeb.do("GET", "/complaints/"+cp.ID, "", "", nil); st != 200 || strings.Contains(body, "rev1") || strings.Contains(body, ids["rev1"]) {
+			t.Fatalf("complaint page for the operator: %d %s", st, tail(body, 3000))
 		}
 	})
 
