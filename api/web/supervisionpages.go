@@ -98,7 +98,11 @@ func (a *app) commitments(c *gin.Context) {
 		a.fail(c, err)
 		return
 	}
-	p.Data = list
+	orgs := make([]string, 0, len(list.Items))
+	for _, cm := range list.Items {
+		orgs = append(orgs, cm.ProviderOrg)
+	}
+	p.Data = map[string]any{"Items": list.Items, "NextCursor": list.NextCursor, "People": a.people(c.Request.Context(), nil, orgs)}
 	a.render(c, http.StatusOK, "commitments", p)
 }
 
@@ -110,7 +114,11 @@ func (a *app) reports(c *gin.Context) {
 		a.fail(c, err)
 		return
 	}
-	p.Data = list
+	orgs := make([]string, 0, len(list.Items))
+	for _, r := range list.Items {
+		orgs = append(orgs, r.SubjectOrg)
+	}
+	p.Data = map[string]any{"Items": list.Items, "NextCursor": list.NextCursor, "People": a.people(c.Request.Context(), nil, orgs)}
 	a.render(c, http.StatusOK, "reports", p)
 }
 
@@ -123,7 +131,7 @@ func (a *app) report(c *gin.Context) {
 		a.fail(c, err)
 		return
 	}
-	p.Data = map[string]any{"Report": r, "Statuses": reportStatuses}
+	p.Data = map[string]any{"Report": r, "Statuses": reportStatuses, "People": a.people(c.Request.Context(), nil, []string{r.SubjectOrg})}
 	a.render(c, http.StatusOK, "report", p)
 }
 

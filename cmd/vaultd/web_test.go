@@ -887,7 +887,8 @@ func TestWebBrowser(t *testing.T) {
 		tb.signIn("inspector1", pw)
 		tb.open("/reports")
 		tb.submit(`table a`)
-		tb.expectText("Routers phone home", "photo-")
+		// The reported organisation by name.
+		tb.expectText("Routers phone home", "photo-", "Acme Routers")
 		tb.shotBoth("report-inspector")
 		tb.axeCheck("report-inspector")
 		// What the browsers sent as CRLF is stored with plain line breaks.

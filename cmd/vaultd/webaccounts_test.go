@@ -231,7 +231,8 @@ func testAccountPages(t *testing.T, b *browser, s *server, caseID, officePW stri
 		tb := b.person(t, "zh-CN", true)
 		tb.signIn("inspector1", pw)
 		tb.open("/commitments")
-		tb.expectText("Spare parts for ten years", msg(t, "zh-CN", "cmstatus.pending"))
+		// Whose commitment it is, by name.
+		tb.expectText("Spare parts for ten years", msg(t, "zh-CN", "cmstatus.pending"), "Acme Routers")
 		tb.shotBoth("commitments-inspector")
 		tb.axeCheck("commitments-inspector")
 		// Breached needs a note: the service refuses it without one.
