@@ -23,8 +23,8 @@ type auditView struct {
 	Checkpoint *checkpointView
 	Verified   *audit.Report
 	Outcomes   []string
-	// People names the actors and their organisations, for those who may
-	// read the whole trail; parties see pseudonyms, which stay as they are.
+	// People names the organisations, and the actors for those who may
+	// read the whole trail; parties see people by pseudonym.
 	People map[string]person
 }
 
@@ -85,12 +85,17 @@ func (a *app) auditSearch(c *gin.Context) {
 		return
 	}
 	v := auditView{Filter: q, Events: events, Next: next, Outcomes: []string{"allowed", "denied", "error"}}
+	users, orgs := make([]string, 0, len(events)), make([]string, 0, len(events))
+	for _, e := range events {
+		users, orgs = append(users, e.Actor), append(orgs, e.ActorOrg)
+	}
+	if !readAll {
+		// A party is shown each reader's organisation and role, the person
+		// only by pseudonym.
+		users = nil
+	}
+	v.People = a.people(ctx, users, orgs)
 	if readAll {
-		users, orgs := make([]string, 0, len(events)), make([]string, 0, len(events))
-		for _, e := range events {
-			users, orgs = append(users, e.Actor), append(orgs, e.ActorOrg)
-		}
-		v.People = a.people(ctx, users, orgs)
 		cp, ok := a.checkpoint(c)
 		if !ok {
 			return

@@ -952,10 +952,15 @@ func TestWebBrowser(t *testing.T) {
 		if st != 200 || !strings.Contains(body, "rev1") || !strings.Contains(body, ids["rev1"]) || !strings.Contains(body, pseudonym) {
 			t.Fatalf("complaint page for the inspector: %d %s", st, tail(body, 3000))
 		}
-		// The operator, who filed it, sees the pseudonym only.
+		// The operator, who filed it, sees the pseudonym only; in the access
+		// log of its materials, the reader's organisation by name.
 		opWeb := cookieClient{t: t, base: b.base, token: op.token}
 		if st, body, _ := opWeb.do("GET", "/complaints/"+cp.ID, "", "", nil); st != 200 || strings.Contains(body, "rev1") || strings.Contains(body, ids["rev1"]) {
 			t.Fatalf("complaint page for the operator: %d %s", st, tail(body, 3000))
+		}
+		st, body, _ = opWeb.do("GET", "/audit?case="+caseID+"&action=material.read", "", "", nil)
+		if st != 200 || !strings.Contains(body, pseudonym) || !strings.Contains(body, "网络安全审查办公室") || strings.Contains(body, "rev1") || strings.Contains(body, ids["rev1"]) {
+			t.Fatalf("access log for the operator: %d %s", st, tail(body, 3000))
 		}
 	})
 
