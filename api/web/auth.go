@@ -2,6 +2,7 @@ package web
 
 import (
 	"errors"
+	"html/template"
 	"net/http"
 
 	"github.com/gin-gonic/gin"
@@ -86,6 +87,7 @@ type totpView struct {
 	Required   bool
 	Secret     string
 	OTPAuthURL string
+	QR         template.HTML // OTPAuthURL as a QR code
 	Recovery   []string
 }
 
@@ -108,7 +110,12 @@ func (a *app) totpStart(c *gin.Context) {
 		a.fail(c, err)
 		return
 	}
-	p.Data = totpView{Required: pr.TOTPEnrolmentRequired, Secret: en.Secret, OTPAuthURL: en.OTPAuthURL}
+	v := totpView{Required: pr.TOTPEnrolmentRequired, Secret: en.Secret, OTPAuthURL: en.OTPAuthURL}
+	if v.QR, err = qrSVG(en.OTPAuthURL, p.L.T("totp.qr_label")); err != nil {
+		// The key and the link still enrol; never the secret in a log.
+		a.log.WarnContext(c.Request.Context(), "TOTP enrolment page without its QR code", "err", err)
+	}
+	p.Data = v
 	a.render(c, http.StatusOK, "totp", p)
 }
 

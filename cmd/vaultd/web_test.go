@@ -13,6 +13,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"image/png"
 	"io"
 	"net/http"
 	"net/url"
@@ -32,6 +33,8 @@ import (
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
+	"github.com/makiuchi-d/gozxing"
+	zxingqr "github.com/makiuchi-d/gozxing/qrcode"
 )
 
 // chromiumPath finds Debian's chromium; without it the browser tests skip,
@@ -317,11 +320,33 @@ func (tb *tab) signIn(username, password string) {
 }
 
 // enrolTOTP sets up TOTP on the enrolment page, as a person with an
-// authenticator app would, and keeps the device for later sign-ins.
+// authenticator app would: it scans the QR code the browser shows (a
+// screenshot, read by ZXing's decoder) and checks it holds the key the
+// page prints. It keeps the device for later sign-ins.
 func (tb *tab) enrolTOTP(username string) {
 	tb.t.Helper()
 	tb.submit(`form[action="/account/totp/start"] button`)
-	a := &authenticator{secret: strings.TrimSpace(get(tb, chromedp.Text(chromedp.ID("totp-secret"))))}
+	shot := get(tb, chromedp.Screenshot("#totp-qr svg", chromedp.NodeVisible))
+	img, err := png.Decode(bytes.NewReader(shot))
+	if err != nil {
+		tb.t.Fatalf("QR screenshot: %v", err)
+	}
+	bmp, err := gozxing.NewBinaryBitmapFromImage(img)
+	if err != nil {
+		tb.t.Fatal(err)
+	}
+	scanned, err := zxingqr.NewQRCodeReader().Decode(bmp, nil)
+	if err != nil {
+		tb.t.Fatalf("the enrolment QR code does not scan: %v", err)
+	}
+	u, err := url.Parse(scanned.GetText())
+	if err != nil || u.Scheme != "otpauth" {
+		tb.t.Fatalf("QR code holds %q", scanned.GetText())
+	}
+	a := &authenticator{secret: u.Query().Get("secret")}
+	if printed := strings.TrimSpace(get(tb, chromedp.Text(chromedp.ID("totp-secret")))); a.secret != printed {
+		tb.t.Fatalf("QR code key %q, printed key %q", a.secret, printed)
+	}
 	tb.fill(map[string]string{"#code": a.next(tb.t)})
 	tb.submit(`form[action="/account/totp/confirm"] button`)
 	a.recovery = js[[]string](tb, `Array.from(document.querySelectorAll("#recovery-codes code")).map(c => c.textContent)`)

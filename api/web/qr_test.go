@@ -1,0 +1,67 @@
+package web
+
+import (
+	"image"
+	"image/color"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/makiuchi-d/gozxing"
+	zxingqr "github.com/makiuchi-d/gozxing/qrcode"
+)
+
+// TestQRSVGScans: the SVG drawn for an enrolment, read back as the picture
+// it draws and scanned by an independent QR decoder (ZXing's), gives the
+// otpauth URL exactly; the label is escaped.
+func TestQRSVGScans(t *testing.T) {
+	const url = "otpauth://totp/crvault:zhangsan?secret=JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP&issuer=crvault&algorithm=SHA1&digits=6&period=30"
+	svg, err := qrSVG(url, `密钥的二维码 "<b>"`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(svg)
+	if strings.Contains(s, "<b>") || !strings.Contains(s, `aria-label="密钥的二维码 &#34;&lt;b&gt;&#34;"`) {
+		t.Fatalf("label not escaped: %s", s[:200])
+	}
+	m := regexp.MustCompile(`viewBox="0 0 (\d+) (\d+)"`).FindStringSubmatch(s)
+	if m == nil || m[1] != m[2] {
+		t.Fatalf("no square viewBox: %s", s[:200])
+	}
+	n, _ := strconv.Atoi(m[1])
+	// Paint the path's rectangles at 4 pixels a module, white elsewhere.
+	const scale = 4
+	img := image.NewGray(image.Rect(0, 0, n*scale, n*scale))
+	for i := range img.Pix {
+		img.Pix[i] = 0xff
+	}
+	runs := regexp.MustCompile(`M(\d+) (\d+)h(\d+)v1h-(\d+)z`).FindAllStringSubmatch(s, -1)
+	if len(runs) == 0 {
+		t.Fatal("no dark modules drawn")
+	}
+	for _, r := range runs {
+		x, _ := strconv.Atoi(r[1])
+		y, _ := strconv.Atoi(r[2])
+		w, _ := strconv.Atoi(r[3])
+		if r[3] != r[4] || x+w > n || y >= n {
+			t.Fatalf("run %q outside the %d-module code", r[0], n)
+		}
+		for px := x * scale; px < (x+w)*scale; px++ {
+			for py := y * scale; py < (y+1)*scale; py++ {
+				img.SetGray(px, py, color.Gray{})
+			}
+		}
+	}
+	bmp, err := gozxing.NewBinaryBitmapFromImage(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := zxingqr.NewQRCodeReader().Decode(bmp, nil)
+	if err != nil {
+		t.Fatalf("the drawn code does not scan: %v", err)
+	}
+	if res.GetText() != url {
+		t.Fatalf("scanned %q, want %q", res.GetText(), url)
+	}
+}
