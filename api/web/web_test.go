@@ -362,3 +362,17 @@ func TestListedNames(t *testing.T) {
 		t.Errorf("listedNames = %q, want %q", got, want)
 	}
 }
+
+// TestGroupedReceiptStillOpens: the receipt as the page prints it for
+// copying parses back to the issued one.
+func TestGroupedReceiptStillOpens(t *testing.T) {
+	const receipt = "06h34gkepax6k5q496zwjgm1c8.abcdefghjkmnpqrstvwxyz0123"
+	g := grouped(receipt)
+	if g != "06h3 4gke pax6 k5q4 96zw jgm1 c8 . abcd efgh jkmn pqrs tvwx yz01 23" {
+		t.Fatalf("grouped = %q", g)
+	}
+	id, secret, err := supervision.ParseReceipt(g)
+	if err != nil || id+"."+secret != receipt {
+		t.Fatalf("ParseReceipt(%q) = %q, %q, %v", g, id, secret, err)
+	}
+}

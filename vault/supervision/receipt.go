@@ -12,6 +12,9 @@ import (
 // shown once and never stored.
 const secretLen = 26
 
+// idLen is the length of a report id (validID).
+const idLen = 26
+
 var errMalformedReceipt = errors.New("malformed receipt")
 
 func newSecret() string {
@@ -26,7 +29,7 @@ func newSecret() string {
 // A receipt is shown once, and a member of the public may well copy it by
 // hand and type it back days later: it is read as Crockford's base32 is
 // meant to be, whatever the letter case, with O for 0, I and L for 1, and
-// spaces and hyphens (grouping) ignored. None of that adds a guess: every
+// spaces and hyphens (grouping) ignored; the dot may be left out. None of that adds a guess: every
 // character still stands for the same five bits of the issued receipt.
 func ParseReceipt(receipt string) (id, secret string, err error) {
 	receipt = strings.Map(func(r rune) rune {
@@ -43,6 +46,10 @@ func ParseReceipt(receipt string) (id, secret string, err error) {
 		return r
 	}, receipt)
 	id, secret, ok := strings.Cut(receipt, ".")
+	if !ok && len(receipt) == idLen+secretLen {
+		// The dot left out in copying.
+		id, secret, ok = receipt[:idLen], receipt[idLen:], true
+	}
 	if !ok || !validID(id) || len(secret) != secretLen {
 		return "", "", errMalformedReceipt
 	}
