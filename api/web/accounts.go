@@ -212,9 +212,12 @@ func (a *app) withOrgNames(ctx context.Context, users []access.User) []userRow {
 	return rows
 }
 
-func (a *app) orgName(ctx context.Context, id string) string {
+func (a *app) orgName(ctx context.Context, id string) string { return a.orgNameOr(ctx, id, id) }
+
+// orgNameOr is the organisation's name, or otherwise when id names none.
+func (a *app) orgNameOr(ctx context.Context, id, otherwise string) string {
 	if o, err := a.Access.Org(ctx, id); err == nil {
 		return o.Name
 	}
-	return id
+	return otherwise
 }

@@ -17,29 +17,24 @@ type person struct {
 // deleted account) has no name, and the page shows the id alone.
 func (a *app) people(ctx context.Context, users, orgs []string) map[string]person {
 	out := make(map[string]person, len(users)+len(orgs))
-	for _, id := range users {
-		if _, done := out[id]; done || id == "" {
-			continue
-		}
-		p := person{ID: id}
-		if u, err := a.Access.CachedUser(ctx, id); err == nil {
-			p.Name = u.Username
-			if d := strings.TrimSpace(u.DisplayName); d != "" && d != u.Username {
-				p.Name = d + " (" + u.Username + ")"
+	name := func(ids []string, nameOf func(id string) string) {
+		for _, id := range ids {
+			if _, done := out[id]; !done && id != "" {
+				out[id] = person{ID: id, Name: nameOf(id)}
 			}
 		}
-		out[id] = p
 	}
-	for _, id := range orgs {
-		if _, done := out[id]; done || id == "" {
-			continue
+	name(users, func(id string) string {
+		u, err := a.Access.CachedUser(ctx, id)
+		if err != nil {
+			return ""
 		}
-		p := person{ID: id}
-		if o, err := a.Access.Org(ctx, id); err == nil {
-			p.Name = o.Name
+		if d := strings.TrimSpace(u.DisplayName); d != "" && d != u.Username {
+			return d + " (" + u.Username + ")"
 		}
-		out[id] = p
-	}
+		return u.Username
+	})
+	name(orgs, func(id string) string { return a.orgNameOr(ctx, id, "") })
 	return out
 }
 
