@@ -29,8 +29,9 @@ func newSecret() string {
 // A receipt is shown once, and a member of the public may well copy it by
 // hand and type it back days later: it is read as Crockford's base32 is
 // meant to be, whatever the letter case, with O for 0, I and L for 1, and
-// spaces and hyphens (grouping) ignored; the dot may be left out. None of that adds a guess: every
-// character still stands for the same five bits of the issued receipt.
+// spaces and hyphens (grouping) ignored; the dot may be left out. None of
+// that adds a guess: every character still stands for the same five bits
+// of the issued receipt.
 func ParseReceipt(receipt string) (id, secret string, err error) {
 	receipt = strings.Map(func(r rune) rune {
 		switch {
