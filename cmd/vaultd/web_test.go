@@ -766,6 +766,11 @@ func TestWebBrowser(t *testing.T) {
 				t.Fatalf("recommend offered without a recommendation material: %v", offered)
 			}
 		}
+		// A name that is no account is answered in words.
+		tb.fill(map[string]string{"#assign-user": "nobody", "#assign-purpose": "初步审查"})
+		tb.submit(`#assign-form button[type=submit]`)
+		tb.expectText(msg(t, "zh-CN", "error.unknown_user"))
+		tb.open("/cases/" + caseID)
 		// By username, capitalised as a phone would: the page finds the account
 		// and lists it by name, with its id.
 		tb.fill(map[string]string{"#assign-user": "Rev1", "#assign-purpose": "初步审查"})
