@@ -20,6 +20,8 @@ func TestCleanText(t *testing.T) {
 		{"lone CR", "a\rb", "a\nb", 10, ""},
 		{"CR CR LF", "a\r\r\nb", "a\n\nb", 10, ""},
 		{"pasted breaks", "a\vb\fc\u0085d", "a\nb\nc\nd", 10, ""},
+		{"bidi override dropped", "invoice\u202egpj.exe\u202c", "invoicegpj.exe", 20, ""},
+		{"bidi isolates dropped, marks kept", "\u2067R\u2069\u200ex", "R\u200ex", 10, ""},
 		{"LF and tab kept", "\ta\tb\nc ", "a\tb\nc", 10, ""},
 		{"CRLF counts as one character", strings.Repeat("ab\r\n", 3) + "ab", "ab\nab\nab\nab", 11, ""},
 		{"over the limit", "abcd", "", 3, "invalid_field"},

@@ -413,10 +413,21 @@ func validID(id string) bool {
 // be turned away. The other controls that mean a line or page break in text
 // pasted from elsewhere (vertical tab, form feed, NEL) become "\n" too. Tabs
 // are kept. Every other control character (C0, DEL and the C1 range, which
-// some terminals obey as escape sequences) is refused.
+// some terminals obey as escape sequences) is refused. Explicit bidi
+// embeddings, overrides and isolates are dropped: no Chinese or English
+// text needs them, and they can make a title or a reason display as other
+// words than it holds (the right-to-left and left-to-right marks stay).
 func CleanText(field, v string, max int, required bool) (string, error) {
 	if strings.ContainsAny(v, "\r\v\f\u0085") {
 		v = strings.NewReplacer("\r\n", "\n", "\r", "\n", "\v", "\n", "\f", "\n", "\u0085", "\n").Replace(v)
+	}
+	if utf8.ValidString(v) { // Map would hide bytes that are not UTF-8
+		v = strings.Map(func(r rune) rune {
+			if '\u202a' <= r && r <= '\u202e' || '\u2066' <= r && r <= '\u2069' {
+				return -1
+			}
+			return r
+		}, v)
 	}
 	v = strings.TrimSpace(v)
 	if required && v == "" {
