@@ -56,6 +56,9 @@ func chromiumPath(t *testing.T) string {
 	return ""
 }
 
+// insecureHost reaches the test server under a name that is not loopback.
+const insecureHost = "crvault.insecure.test"
+
 // browser is one headless Chromium shared by the subtests.
 type browser struct {
 	t     *testing.T
@@ -82,6 +85,9 @@ func newBrowser(t *testing.T, srv *server) *browser {
 		chromedp.Flag("disable-sync", true),
 		chromedp.Flag("disable-quic", true),
 		chromedp.Flag("no-first-run", true),
+		// A name for this server that is not loopback, hence not a secure
+		// context over plain HTTP, as a LAN address would be.
+		chromedp.Flag("host-resolver-rules", "MAP "+insecureHost+" 127.0.0.1"),
 		chromedp.UserDataDir(t.TempDir()),
 		chromedp.WindowSize(1280, 900),
 	)
@@ -882,6 +888,17 @@ func TestWebBrowser(t *testing.T) {
 		tb.open("/reports")
 		tb.shotBoth("reports")
 		tb.axeCheck("reports")
+	})
+
+	t.Run("sign-in over plain HTTP from another machine says it cannot work", func(t *testing.T) {
+		tb := b.person(t, "zh-CN", true)
+		tb.open("/login")
+		if !js[bool](tb, `document.getElementById("insecure-context").hidden`) {
+			t.Fatal("the plain-HTTP warning shows on http://127.0.0.1, a secure context")
+		}
+		tb.run(chromedp.Navigate(strings.Replace(b.base, "127.0.0.1", insecureHost, 1) + "/login"))
+		tb.run(chromedp.WaitVisible(chromedp.ID("insecure-context")))
+		tb.expectText(msg(t, "zh-CN", "login.insecure_context"))
 	})
 
 	t.Run("public report without JavaScript and follow-up by receipt", func(t *testing.T) {

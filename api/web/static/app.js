@@ -265,6 +265,11 @@
   }
 
   document.addEventListener("DOMContentLoaded", function () {
+    // Served over plain HTTP to a browser that is not on this machine (no
+    // TLS proxy in front): the browser drops the Secure cookies, and every
+    // sign-in would come back to this page without a word. Say so.
+    var insecure = document.getElementById("insecure-context");
+    if (insecure && window.isSecureContext === false) { insecure.hidden = false; }
     var form = document.getElementById("upload-form");
     if (form && window.XMLHttpRequest && window.Blob && Blob.prototype.slice) { setupUpload(form); }
   });
