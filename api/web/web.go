@@ -262,7 +262,23 @@ func (a *app) fail(c *gin.Context, err error) {
 	if status >= 500 && status != http.StatusServiceUnavailable {
 		a.log.ErrorContext(c.Request.Context(), "web page failed", "request_id", a.RequestID(c), "path", c.FullPath(), "err", err)
 	}
+	if text, ok := a.fieldMessage(c, err, code); ok {
+		a.errorPageText(c, status, text)
+		return
+	}
 	a.errorPage(c, status, a.errorMessage(code, status))
+}
+
+// fieldMessage names the field of a missing or invalid free-text entry,
+// when the page can say which it is in the reader's words: "check what you
+// filled in" leaves a form of five fields to guess at.
+func (a *app) fieldMessage(c *gin.Context, err error, code string) (string, bool) {
+	var ve *vault.Error
+	if code != "missing_field" && code != "invalid_field" || !errors.As(err, &ve) || !a.cat.has("field."+ve.Field) {
+		return "", false
+	}
+	L := a.locale(c)
+	return L.T("error."+code+"_named", "Field", L.T("field."+ve.Field)), true
 }
 
 // errorMessage is the message id for a problem code, falling back to one
@@ -287,15 +303,30 @@ func (a *app) errorMessage(code string, status int) string {
 // formError is the translated message of a refused form, shown above it.
 func (a *app) formError(c *gin.Context, err error) (int, string) {
 	status, code, _ := a.Classify(err)
-	return status, pageOf(c).L.T(a.errorMessage(code, status))
+	if text, ok := a.fieldMessage(c, err, code); ok {
+		return status, text
+	}
+	return status, a.locale(c).T(a.errorMessage(code, status))
 }
 
-func (a *app) errorPage(c *gin.Context, status int, msgID string) {
+// locale is the page's language, or the request's before a page has one.
+func (a *app) locale(c *gin.Context) *Locale {
 	p := pageOf(c)
 	if p.L == nil {
 		p.L = a.cat.locale(pick("", c.Request))
 	}
-	p.Data = map[string]any{"Status": status, "Message": msgID}
+	return p.L
+}
+
+func (a *app) errorPage(c *gin.Context, status int, msgID string) {
+	a.errorPageText(c, status, a.locale(c).T(msgID))
+}
+
+// errorPageText shows an error page with a message already translated.
+func (a *app) errorPageText(c *gin.Context, status int, text string) {
+	p := pageOf(c)
+	a.locale(c)
+	p.Data = map[string]any{"Status": status, "Message": text}
 	a.render(c, status, "error", p)
 	c.Abort()
 }

@@ -13,6 +13,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	htmlstd "html"
 	"image/png"
 	"io"
 	"net/http"
@@ -1074,6 +1075,13 @@ func TestWebBrowser(t *testing.T) {
 		}
 		if st, body, _ := c.do("POST", "/cases", form.Encode(), "application/x-www-form-urlencoded", nil); st != 303 {
 			t.Fatalf("form with token: %d %s", st, tail(body, 300))
+		}
+		// A title of spaces passes the browser's "required" but not the
+		// server, which says which field it wants.
+		blank := url.Values{"csrf": {token}, "title": {"   "}, "product": {"X"}}
+		want := strings.ReplaceAll(msg(t, "zh-CN", "error.missing_field_named"), "{{.Field}}", msg(t, "zh-CN", "field.title"))
+		if st, body, _ := c.do("POST", "/cases", blank.Encode(), "application/x-www-form-urlencoded", nil); st != 422 || !strings.Contains(htmlstd.UnescapeString(body), want) {
+			t.Fatalf("form with a blank title: %d, want 422 and %q: %s", st, want, tail(body, 600))
 		}
 		// The JSON API takes the cookie session only with the token header.
 		js := `{"title":"Via cookie","product":"X","providers":[]}`
