@@ -161,6 +161,7 @@ type caseView struct {
 	History     []review.Event
 	Assignments []access.Assignment
 	People      map[string]person // the case's organisations and assigned accounts, by id
+	Assignable  []person          // suggestions for the assignment form (office admins)
 	Actions     []string
 	Commitments []supervision.Commitment
 	Kinds       []string
@@ -218,6 +219,7 @@ func (a *app) showCase(c *gin.Context) {
 			a.fail(c, err)
 			return
 		}
+		v.Assignable = a.assignable(ctx)
 	}
 	if a.Supervision != nil && (p.Is("provider") || p.Is("operator")) {
 		cm, err := a.Supervision.ListCommitments(ctx, act, supervision.CommitmentFilter{CaseID: id, Limit: 100})

@@ -3,6 +3,8 @@ package web
 import (
 	"context"
 	"strings"
+
+	"github.com/crvault/crvault/access"
 )
 
 // person is how a page names an account or an organisation to the people
@@ -50,4 +52,37 @@ func (a *app) accountID(ctx context.Context, typed string) string {
 		return u.ID
 	}
 	return typed
+}
+
+// maxAssignable bounds the accounts read for the assignment form's
+// suggestions; past it, typing a username still works.
+const maxAssignable = 2000
+
+// assignable lists the active accounts an office admin may assign to a
+// case (reviewers and member-unit staff), username first, for the form to
+// suggest as the admin types.
+func (a *app) assignable(ctx context.Context) []person {
+	var out []person
+	cursor := ""
+	for read := 0; read < maxAssignable; {
+		users, next, err := a.Access.ListUsers(ctx, access.UserFilter{Status: access.UserActive}, 500, cursor)
+		if err != nil {
+			return out // suggestions only: the form works without them
+		}
+		read += len(users)
+		for _, u := range users {
+			if u.Has(access.RoleReviewer) || u.Has(access.RoleMemberUnit) {
+				name := u.Username
+				if d := strings.TrimSpace(u.DisplayName); d != "" && d != u.Username {
+					name = d + " (" + u.Username + ")"
+				}
+				out = append(out, person{ID: u.Username, Name: name})
+			}
+		}
+		if next == "" {
+			break
+		}
+		cursor = next
+	}
+	return out
 }

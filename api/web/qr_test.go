@@ -3,6 +3,7 @@ package web
 import (
 	"image"
 	"image/color"
+	"math/rand/v2"
 	"regexp"
 	"strconv"
 	"strings"
@@ -14,23 +15,44 @@ import (
 
 // TestQRSVGScans: the SVG drawn for an enrolment, read back as the picture
 // it draws and scanned by an independent QR decoder (ZXing's), gives the
-// otpauth URL exactly; the label is escaped.
+// otpauth URL exactly, for fifty keys; the label is escaped. The decoder
+// reads the picture as a pure barcode: its finder-pattern search misses
+// about one clean code in fifty, which a phone's scanner does not.
 func TestQRSVGScans(t *testing.T) {
-	const url = "otpauth://totp/crvault:zhangsan?secret=JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP&issuer=crvault&algorithm=SHA1&digits=6&period=30"
-	svg, err := qrSVG(url, `密钥的二维码 "<b>"`)
+	svg, err := qrSVG("otpauth://totp/x", `密钥的二维码 "<b>"`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := string(svg); strings.Contains(s, "<b>") || !strings.Contains(s, `aria-label="密钥的二维码 &#34;&lt;b&gt;&#34;"`) {
+		t.Fatalf("label not escaped: %s", s[:200])
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := range 50 {
+		var secret strings.Builder
+		for range 32 {
+			secret.WriteByte("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"[rng.IntN(32)])
+		}
+		url := "otpauth://totp/crvault:user" + strconv.Itoa(i) + "?secret=" + secret.String() + "&issuer=crvault&algorithm=SHA1&digits=6&period=30"
+		if got := scanSVG(t, url); got != url {
+			t.Fatalf("scanned %q, want %q", got, url)
+		}
+	}
+}
+
+// scanSVG draws content with qrSVG, paints the path's rectangles at 4
+// pixels a module and decodes the picture.
+func scanSVG(t *testing.T, content string) string {
+	t.Helper()
+	svg, err := qrSVG(content, "QR")
 	if err != nil {
 		t.Fatal(err)
 	}
 	s := string(svg)
-	if strings.Contains(s, "<b>") || !strings.Contains(s, `aria-label="密钥的二维码 &#34;&lt;b&gt;&#34;"`) {
-		t.Fatalf("label not escaped: %s", s[:200])
-	}
 	m := regexp.MustCompile(`viewBox="0 0 (\d+) (\d+)"`).FindStringSubmatch(s)
 	if m == nil || m[1] != m[2] {
 		t.Fatalf("no square viewBox: %s", s[:200])
 	}
 	n, _ := strconv.Atoi(m[1])
-	// Paint the path's rectangles at 4 pixels a module, white elsewhere.
 	const scale = 4
 	img := image.NewGray(image.Rect(0, 0, n*scale, n*scale))
 	for i := range img.Pix {
@@ -57,11 +79,9 @@ func TestQRSVGScans(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := zxingqr.NewQRCodeReader().Decode(bmp, nil)
+	res, err := zxingqr.NewQRCodeReader().Decode(bmp, map[gozxing.DecodeHintType]any{gozxing.DecodeHintType_PURE_BARCODE: true})
 	if err != nil {
 		t.Fatalf("the drawn code does not scan: %v", err)
 	}
-	if res.GetText() != url {
-		t.Fatalf("scanned %q, want %q", res.GetText(), url)
-	}
+	return res.GetText()
 }

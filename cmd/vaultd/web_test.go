@@ -342,7 +342,9 @@ func (tb *tab) enrolTOTP(username string) {
 	if err != nil {
 		tb.t.Fatal(err)
 	}
-	scanned, err := zxingqr.NewQRCodeReader().Decode(bmp, nil)
+	// The screenshot is the code alone, quiet zone included: read it as a
+	// pure barcode, as a phone's scanner locks onto a code it has framed.
+	scanned, err := zxingqr.NewQRCodeReader().Decode(bmp, map[gozxing.DecodeHintType]any{gozxing.DecodeHintType_PURE_BARCODE: true})
 	if err != nil {
 		tb.t.Fatalf("the enrolment QR code does not scan: %v", err)
 	}
@@ -772,6 +774,12 @@ func TestWebBrowser(t *testing.T) {
 			if a == "recommend" {
 				t.Fatalf("recommend offered without a recommendation material: %v", offered)
 			}
+		}
+		// The form suggests the accounts that may be assigned, and no other.
+		suggested := js[[]string](tb, `Array.from(document.querySelectorAll("#assignable option")).map(o => o.value)`)
+		if !slices.Contains(suggested, "rev1") || !slices.Contains(suggested, "memberunit1") ||
+			slices.Contains(suggested, "operator1") || slices.Contains(suggested, "office") || slices.Contains(suggested, "inspector1") {
+			t.Fatalf("assignment suggestions: %q", suggested)
 		}
 		// A name that is no account is answered in words.
 		tb.fill(map[string]string{"#assign-user": "nobody", "#assign-purpose": "初步审查"})
