@@ -31,13 +31,19 @@ func (a *app) people(ctx context.Context, users, orgs []string) map[string]perso
 		if err != nil {
 			return ""
 		}
-		if d := strings.TrimSpace(u.DisplayName); d != "" && d != u.Username {
-			return d + " (" + u.Username + ")"
-		}
-		return u.Username
+		return accountLabel(u)
 	})
 	name(orgs, func(id string) string { return a.orgNameOr(ctx, id, "") })
 	return out
+}
+
+// accountLabel names an account as people know it: display name and
+// username, or the username alone.
+func accountLabel(u access.User) string {
+	if d := strings.TrimSpace(u.DisplayName); d != "" && d != u.Username {
+		return d + " (" + u.Username + ")"
+	}
+	return u.Username
 }
 
 // accountID reads what an office admin typed to name an account: its id,
@@ -72,11 +78,7 @@ func (a *app) assignable(ctx context.Context) []person {
 		read += len(users)
 		for _, u := range users {
 			if u.Has(access.RoleReviewer) || u.Has(access.RoleMemberUnit) {
-				name := u.Username
-				if d := strings.TrimSpace(u.DisplayName); d != "" && d != u.Username {
-					name = d + " (" + u.Username + ")"
-				}
-				out = append(out, person{ID: u.Username, Name: name})
+				out = append(out, person{ID: u.Username, Name: accountLabel(u)})
 			}
 		}
 		if next == "" {
