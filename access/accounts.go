@@ -105,6 +105,16 @@ func (s *Service) OrgByName(ctx context.Context, name string) (Org, error) {
 	return s.Org(ctx, ids[0])
 }
 
+// OrgByRef returns the organisation a person or a configuration names by
+// id or by name (OrgByName), the id first.
+func (s *Service) OrgByRef(ctx context.Context, ref string) (Org, error) {
+	org, err := s.Org(ctx, ref)
+	if errors.Is(err, ErrNotFound) {
+		org, err = s.OrgByName(ctx, ref)
+	}
+	return org, err
+}
+
 // orgsByKey lists the organisations whose names have the key. It reads
 // every name: organisations number in the hundreds or thousands, and
 // this runs only when a typed name is not exact, or one is added.
@@ -179,10 +189,7 @@ func (s *Service) CreateUser(ctx context.Context, u NewUser) (User, error) {
 	if strings.TrimSpace(u.Org) == "" {
 		return User{}, invalid("org", "org_required", "organisation name or id is required")
 	}
-	org, err := s.Org(ctx, u.Org)
-	if errors.Is(err, ErrNotFound) {
-		org, err = s.OrgByName(ctx, u.Org)
-	}
+	org, err := s.OrgByRef(ctx, u.Org)
 	if errors.Is(err, ErrNotFound) {
 		return User{}, invalid("org", "unknown_org", "no such organisation")
 	}

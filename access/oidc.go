@@ -339,10 +339,7 @@ func (o *OIDC) signIn(ctx context.Context, issuer, subject string, claims map[st
 	if orgRef == "" || len(roles) == 0 {
 		return OIDCResult{}, fmt.Errorf("%w: subject %s", ErrOIDCNotMapped, subject)
 	}
-	org, err := s.Org(ctx, orgRef)
-	if errors.Is(err, ErrNotFound) {
-		org, err = s.OrgByName(ctx, orgRef)
-	}
+	org, err := s.OrgByRef(ctx, orgRef)
 	if err != nil {
 		return OIDCResult{}, fmt.Errorf("%w: organisation %q: %v", ErrOIDCNotMapped, orgRef, err)
 	}

@@ -110,18 +110,11 @@ func (a *app) createCase(c *gin.Context) {
 		p.Error, p.Data = msg, form
 		a.render(c, status, "case_new", p)
 	}
-	find := func(name string) (access.Org, error) {
-		org, err := a.Access.OrgByName(ctx, name)
-		if errors.Is(err, access.ErrNotFound) {
-			org, err = a.Access.Org(ctx, name)
-		}
-		return org, err
-	}
 	ids := []string{}
 	for _, line := range lines(form.Providers) {
 		// A whole line is one organisation when one has that name ("Acme,
 		// Inc."); otherwise it is a list.
-		org, err := find(line)
+		org, err := a.Access.OrgByRef(ctx, line)
 		if err == nil {
 			ids = append(ids, org.ID)
 			continue
@@ -131,7 +124,7 @@ func (a *app) createCase(c *gin.Context) {
 			return
 		}
 		for _, name := range listedNames(line) {
-			org, err := find(name)
+			org, err := a.Access.OrgByRef(ctx, name)
 			if errors.Is(err, access.ErrNotFound) {
 				again(http.StatusUnprocessableEntity, p.L.T("case.unknown_provider", "Name", name))
 				return
@@ -404,21 +397,17 @@ func (a *app) transition(c *gin.Context) {
 // listedNames splits a line listing organisations as people write a list:
 // with commas or semicolons of either width, or the enumeration comma
 // (华为、中兴).
-func listedNames(line string) []string {
-	var out []string
-	for _, name := range strings.FieldsFunc(line, func(r rune) bool { return strings.ContainsRune(",，、;；", r) }) {
-		if name = strings.TrimSpace(name); name != "" {
-			out = append(out, name)
-		}
-	}
-	return out
-}
+func listedNames(line string) []string { return splitTrimmed(line, ",，、;；") }
 
-func lines(s string) []string {
+func lines(s string) []string { return splitTrimmed(s, "\n") }
+
+// splitTrimmed splits s at any of seps and keeps the parts that are not
+// blank, trimmed.
+func splitTrimmed(s, seps string) []string {
 	var out []string
-	for _, l := range strings.Split(s, "\n") {
-		if l = strings.TrimSpace(l); l != "" {
-			out = append(out, l)
+	for _, part := range strings.FieldsFunc(s, func(r rune) bool { return strings.ContainsRune(seps, r) }) {
+		if part = strings.TrimSpace(part); part != "" {
+			out = append(out, part)
 		}
 	}
 	return out

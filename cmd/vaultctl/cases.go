@@ -91,12 +91,18 @@ func oneLine(s string) string {
 		switch {
 		case r == '\t' || r == '\n' || r == '\r':
 			return ' '
-		case unicode.Is(unicode.Cc, r) || unicode.Is(unicode.Bidi_Control, r):
+		case terminalControl(r):
 			return -1
 		}
 		return r
 	}, s)
 	return strings.Join(strings.Fields(s), " ")
+}
+
+// terminalControl reports a character that is not text on a terminal: a
+// control (C0, DEL, C1) or a bidirectional formatting character.
+func terminalControl(r rune) bool {
+	return unicode.Is(unicode.Cc, r) || unicode.Is(unicode.Bidi_Control, r)
 }
 
 func casesShowCmd(fs *flag.FlagSet) func(ctx context.Context, e *env, args []string) error {

@@ -18,7 +18,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode"
 
 	"github.com/schollz/progressbar/v3"
 
@@ -734,7 +733,7 @@ func (d *download) copy(res *http.Response, dst io.Writer) error {
 func safeName(name, id string) string {
 	name = filepath.Base(strings.ReplaceAll(name, `\`, "/"))
 	name = strings.Map(func(r rune) rune {
-		if unicode.Is(unicode.Cc, r) || unicode.Is(unicode.Bidi_Control, r) {
+		if terminalControl(r) {
 			return -1
 		}
 		return r

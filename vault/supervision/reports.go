@@ -127,10 +127,7 @@ func (s *Service) FileReport(ctx context.Context, cl Client, in NewReport) (File
 	}
 	subject := strings.TrimSpace(in.SubjectOrg)
 	if subject != "" {
-		org, err := s.access.Org(ctx, subject)
-		if errors.Is(err, access.ErrNotFound) {
-			org, err = s.access.OrgByName(ctx, subject)
-		}
+		org, err := s.access.OrgByRef(ctx, subject)
 		if errors.Is(err, access.ErrNotFound) {
 			return Filed{}, invalid("subject_org", "unknown_org", "no such organisation")
 		}
