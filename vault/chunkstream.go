@@ -9,29 +9,43 @@ import (
 	"github.com/crvault/crvault/vault/crypt"
 )
 
-// chunkStream serves a range of a large blob's plaintext. A goroutine of its
-// own reads the ciphertext a block of whole chunks at a time and decrypts
-// each block where it was read, while the reader sends the block before:
-// fetching and decryption overlap with sending, on a second core when there
-// is one, and between the store and the client every byte is copied once,
-// into the block. Memory is bounded by chunkStreamDepth+1 blocks whatever
-// the document size.
+// chunkStream serves a range of a large blob's plaintext in three stages
+// that overlap: a reader goroutine fetches the ciphertext a block of whole
+// chunks at a time, a decrypter goroutine decrypts each block where it was
+// read, and the caller sends the block before. Fetching waits on the store,
+// decrypting on a core and sending on the client; done one after another
+// in one goroutine, the first two left the store's connection idle while a
+// block was decrypted and a core idle while the next was fetched, which
+// held a download well below a raw GetObject of the same ciphertext.
+// Between the store and the client every byte is copied once, into the
+// block. Memory is bounded by chunkStreamDepth+1 blocks whatever the
+// document size.
 //
-// Blocks hold plaintext once decrypted. Each is cleared before it goes back
-// to the pool, by whichever side (the filler or Close) receives it from a
-// channel last: a receive hands a block to exactly one side, and the filler
-// looks for Close after every block it sends and on its way out, so none is
-// pooled twice, pooled in use, or dropped uncleared.
+// Blocks hold plaintext once decrypted, and a block handed back to be
+// refilled still holds its old plaintext. Each is cleared before it goes
+// back to the pool, by whichever side (the reader, the decrypter or Close)
+// receives it from a channel last: a receive hands a block to exactly one
+// side. The decrypter drains the sealed blocks until the reader has
+// stopped, and looks for Close after every block it sends and on its way
+// out, so none is pooled twice, pooled in use, or dropped uncleared.
 type chunkStream struct {
-	filled chan plainBlock // decrypted blocks in order; closed after the last
-	free   chan []byte     // blocks to fill, at full capacity
-	done   chan struct{}
-	exited chan struct{} // closed when the filler has stopped
+	sealed chan sealedBlock // fetched blocks in order; closed by the reader after the last
+	filled chan plainBlock  // decrypted blocks in order; closed by the decrypter after the last
+	free   chan []byte      // blocks to fill, at full capacity
+	done   chan struct{}    // closed by Close
+	stop   chan struct{}    // closed by the decrypter when it fails, to stop the reader
+	exited chan struct{}    // closed when both goroutines have stopped
 	once   sync.Once
-	err    error // the filler's failure, set before filled is closed
+	rerr   error // the reader's failure, set before sealed is closed
+	err    error // the stream's failure, set before filled is closed
 	held   []byte
 	cur    []byte // held's unread plaintext
 	failed error  // what Read returns once the stream ended
+}
+
+type sealedBlock struct {
+	buf, enc []byte
+	first    int64 // the first chunk enc holds
 }
 
 type plainBlock struct{ buf, plain []byte }
@@ -48,18 +62,67 @@ func spanOf(start, length int64) chunkSpan {
 	return chunkSpan{first: first, last: (start + length - 1) / crypt.ChunkSize, skip: start - first*crypt.ChunkSize, length: length}
 }
 
-// newChunkStream starts the filler on obj; length must be positive.
+// newChunkStream starts the reader and the decrypter on obj; length must be
+// positive.
 func newChunkStream(obj blob.Object, o *crypt.ChunkOpener, span chunkSpan) *chunkStream {
-	cs := &chunkStream{filled: make(chan plainBlock, chunkStreamDepth), free: make(chan []byte, chunkStreamDepth+1), done: make(chan struct{}), exited: make(chan struct{})}
+	cs := &chunkStream{
+		sealed: make(chan sealedBlock, chunkStreamDepth), filled: make(chan plainBlock, chunkStreamDepth),
+		free: make(chan []byte, chunkStreamDepth+1), done: make(chan struct{}), stop: make(chan struct{}), exited: make(chan struct{}),
+	}
 	for range chunkStreamDepth + 1 {
 		cs.free <- getChunkBlock()
 	}
-	go cs.fill(obj, o, span)
+	go cs.read(obj, span)
+	go cs.decrypt(o, span)
 	return cs
 }
 
-func (cs *chunkStream) fill(obj blob.Object, o *crypt.ChunkOpener, span chunkSpan) {
+// read fetches the span's chunks, a block at a time, until the last, a
+// failure, Close, or the decrypter's failure.
+func (cs *chunkStream) read(obj blob.Object, span chunkSpan) {
+	defer close(cs.sealed)
+	end := min(obj.Size(), crypt.ChunkOffset(span.last+1))
+	for i := span.first; i <= span.last; i += chunkBlockChunks {
+		var buf []byte
+		select {
+		case buf = <-cs.free:
+		case <-cs.done:
+			return
+		case <-cs.stop:
+			return
+		}
+		off := crypt.ChunkOffset(i)
+		enc := buf[:min(int64(len(buf)), end-off)]
+		if err := readFullAt(obj, enc, off); err != nil {
+			clear(buf)
+			putChunkBlock(buf)
+			cs.rerr = fmt.Errorf("read blob at %d: %w", off, err)
+			return
+		}
+		select {
+		case cs.sealed <- sealedBlock{buf: buf, enc: enc, first: i}:
+		case <-cs.done:
+			clear(buf)
+			putChunkBlock(buf)
+			return
+		case <-cs.stop:
+			clear(buf)
+			putChunkBlock(buf)
+			return
+		}
+	}
+}
+
+// decrypt authenticates and decrypts each fetched block in place and hands
+// it on, trimmed to the range.
+func (cs *chunkStream) decrypt(o *crypt.ChunkOpener, span chunkSpan) {
 	defer func() {
+		// Whatever ended the stream, the reader stops soon; take and clear
+		// what it still sends.
+		for b := range cs.sealed {
+			clear(b.buf)
+			putChunkBlock(b.buf)
+		}
 		close(cs.filled)
 		select {
 		case <-cs.done:
@@ -68,46 +131,29 @@ func (cs *chunkStream) fill(obj blob.Object, o *crypt.ChunkOpener, span chunkSpa
 		}
 		close(cs.exited)
 	}()
-	end := min(obj.Size(), crypt.ChunkOffset(span.last+1))
 	skip, rest := span.skip, span.length
-	for i := span.first; i <= span.last && rest > 0; i += chunkBlockChunks {
-		select {
-		case <-cs.done:
-			return
-		default:
-		}
-		var buf []byte
-		select {
-		case buf = <-cs.free:
-		case <-cs.done:
-			return
-		}
-		off := crypt.ChunkOffset(i)
-		enc := buf[:min(int64(len(buf)), end-off)]
-		var plain []byte
-		err := readFullAt(obj, enc, off)
+	for b := range cs.sealed {
+		plain, err := o.Open(b.enc, b.first)
 		if err != nil {
-			err = fmt.Errorf("read blob at %d: %w", off, err)
-		} else {
-			plain, err = o.Open(enc, i)
-		}
-		if err != nil {
-			clear(buf)
-			putChunkBlock(buf)
+			clear(b.buf)
+			putChunkBlock(b.buf)
 			cs.err = err
+			close(cs.stop)
 			return
 		}
 		plain = plain[skip:]
 		plain = plain[:min(int64(len(plain)), rest)]
 		skip, rest = 0, rest-int64(len(plain))
 		select {
-		case cs.filled <- plainBlock{buf: buf, plain: plain}:
+		case cs.filled <- plainBlock{buf: b.buf, plain: plain}:
 		case <-cs.done:
-			clear(buf)
-			putChunkBlock(buf)
+			clear(b.buf)
+			putChunkBlock(b.buf)
 			return
 		}
 	}
+	// sealed is closed: the reader's failure, if any, is visible here.
+	cs.err = cs.rerr
 }
 
 // next makes the next block current; io.EOF after the last.
