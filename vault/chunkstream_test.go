@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"testing/iotest"
 	"time"
@@ -256,6 +257,71 @@ func TestChunkStreamCloseWhileTheStoreStalls(t *testing.T) {
 	<-cs.exited
 	if !bytes.Equal(buf, make([]byte, len(buf))) {
 		t.Fatal("the filler's block holds data after it stopped")
+	}
+}
+
+// recordingObject keeps every buffer a read was given.
+type recordingObject struct {
+	blob.Object
+	mu   sync.Mutex
+	bufs [][]byte
+}
+
+func (r *recordingObject) ReadAt(p []byte, off int64) (int, error) {
+	r.mu.Lock()
+	r.bufs = append(r.bufs, p[:cap(p)])
+	r.mu.Unlock()
+	return r.Object.ReadAt(p, off)
+}
+
+// A block that fails to authenticate stops the reader as well as the
+// decrypter, without waiting for Close, and every block either of them
+// held is cleared; the caller's own block is cleared by Close.
+func TestChunkStreamFailureStopsBothStages(t *testing.T) {
+	f := newWF(t, sqldb.SQLite, time.Date(2025, 3, 3, 2, 0, 0, 0, time.UTC), false)
+	const blocks = 4 * (chunkStreamDepth + 1)
+	const n = blocks * chunkBlockChunks * ageChunkSize
+	fk, payload, want := largeDoc(t, f, n)
+	payload[crypt.ChunkOffset(2*chunkBlockChunks)+100] ^= 1
+	obj := storedBlob(t, nil, payload)
+	defer obj.Close()
+	o, err := openChunks(fk, obj, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &recordingObject{Object: obj}
+	cs := newChunkStream(rec, o, spanOf(0, n))
+	var got []byte
+	read := make(chan error, 1)
+	go func() {
+		var err error
+		got, err = io.ReadAll(struct{ io.Reader }{cs})
+		read <- err
+	}()
+	select {
+	case err := <-read:
+		if !errors.Is(err, crypt.ErrCorrupt) || !bytes.Equal(got, want[:2*chunkBlockChunks*ageChunkSize]) {
+			t.Fatalf("%d bytes, %v; want two blocks, then ErrCorrupt", len(got), err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the failure never reached the caller")
+	}
+	select {
+	case <-cs.exited:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the reader and the decrypter did not stop after the failure")
+	}
+	rec.mu.Lock()
+	fetched := len(rec.bufs)
+	rec.mu.Unlock()
+	if fetched >= blocks {
+		t.Errorf("the reader fetched all %d blocks after the failure", fetched)
+	}
+	cs.Close()
+	for i, b := range rec.bufs {
+		if !bytes.Equal(b, make([]byte, len(b))) {
+			t.Errorf("block %d of %d holds data after the stream stopped", i, fetched)
+		}
 	}
 }
 
