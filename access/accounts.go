@@ -2,6 +2,8 @@ package access
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"regexp"
@@ -49,6 +51,14 @@ func nameKey(name string) string {
 	return strings.ToLower(strings.Join(strings.Fields(norm.NFKC.String(CleanDisplayName(name))), " "))
 }
 
+// keyDigest is what the database holds of a name key: compatibility
+// normalisation can make a 200-character name many times longer, too long
+// for a PostgreSQL index entry, and the index only needs equality.
+func keyDigest(key string) string {
+	d := sha256.Sum256([]byte(key))
+	return hex.EncodeToString(d[:])
+}
+
 // CreateOrg adds an organisation. ErrConflict if the name is taken, also
 // written another way (nameKey).
 func (s *Service) CreateOrg(ctx context.Context, name string, kind OrgKind) (Org, error) {
@@ -61,17 +71,19 @@ func (s *Service) CreateOrg(ctx context.Context, name string, kind OrgKind) (Org
 	if !kind.Valid() {
 		return Org{}, invalid("kind", "unknown_kind", "must be one of operator, provider, office, member_unit, supervision")
 	}
-	// Two sysadmins adding variants of one name at the same instant could
-	// both pass this check (the unique index holds only the exact name);
-	// organisations are added by hand, rarely, so that race is left open.
-	switch ids, err := s.orgsByKey(ctx, nameKey(name)); {
+	// This check names the organisation in the way; the unique index on
+	// the key is what holds when two sysadmins add variants of one name at
+	// the same instant.
+	key := nameKey(name)
+	digest := keyDigest(key)
+	switch ids, err := s.orgsByKey(ctx, key); {
 	case err != nil:
 		return Org{}, err
 	case len(ids) > 0:
 		return Org{}, fmt.Errorf("create org %q: the name of organisation %s written another way: %w", name, ids[0], ErrConflict)
 	}
 	now := s.now().UTC()
-	row := orgRow{ID: newID(now), Name: name, Kind: string(kind), CreatedAt: now}
+	row := orgRow{ID: newID(now), Name: name, NameKey: &digest, Kind: string(kind), CreatedAt: now}
 	if err := s.db.WithContext(ctx).Create(&row).Error; err != nil {
 		if errors.Is(err, gorm.ErrDuplicatedKey) {
 			return Org{}, fmt.Errorf("create org %q: %w", name, ErrConflict)
@@ -115,14 +127,15 @@ func (s *Service) OrgByRef(ctx context.Context, ref string) (Org, error) {
 	return org, err
 }
 
-// orgsByKey lists the organisations whose names have the key. It reads
-// every name: organisations number in the hundreds or thousands, and
-// this runs only when a typed name is not exact, or one is added.
+// orgsByKey lists the organisations whose names have the key: the one that
+// holds it, and any added before keys were stored that shares it (their
+// key is NULL, so their names are read and keyed here).
 func (s *Service) orgsByKey(ctx context.Context, key string) ([]string, error) {
 	if key == "" {
 		return nil, nil
 	}
-	rows, err := s.db.WithContext(ctx).Model(&orgRow{}).Select("id", "name").Rows()
+	rows, err := s.db.WithContext(ctx).Model(&orgRow{}).Select("id", "name", "name_key").
+		Where("name_key = ? OR name_key IS NULL", keyDigest(key)).Order("created_at, id").Rows()
 	if err != nil {
 		return nil, fmt.Errorf("list org names: %w", err)
 	}
@@ -130,10 +143,11 @@ func (s *Service) orgsByKey(ctx context.Context, key string) ([]string, error) {
 	var ids []string
 	for rows.Next() {
 		var id, name string
-		if err := rows.Scan(&id, &name); err != nil {
+		var stored *string
+		if err := rows.Scan(&id, &name, &stored); err != nil {
 			return nil, fmt.Errorf("list org names: %w", err)
 		}
-		if nameKey(name) == key {
+		if stored != nil || nameKey(name) == key {
 			ids = append(ids, id)
 		}
 	}

@@ -3,10 +3,123 @@ package access
 import (
 	"context"
 	"errors"
+	"io"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/crvault/crvault/audit/sqldb"
+	"github.com/crvault/crvault/audit/sqldb/sqldbtest"
 )
+
+// Two sysadmins adding variants of one name at the same instant: the
+// database's unique key lets exactly one through, and the other is a
+// conflict, not a second organisation.
+func TestOrgNameVariantsAddedAtOnce(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, dialect string) {
+		f := newFixture(t, dialect, nil)
+		ctx := context.Background()
+		names := []string{"华为技术（深圳）有限公司", "华为技术(深圳)有限公司", "华为技术(深圳)有限公司\u3000", "华为技术（深圳）有限公司 "}
+		for round := range 5 {
+			suffix := strings.Repeat("甲", round)
+			start := make(chan struct{})
+			errs := make(chan error, len(names))
+			for _, n := range names {
+				go func() {
+					<-start
+					_, err := f.svc.CreateOrg(ctx, suffix+n, OrgProvider)
+					errs <- err
+				}()
+			}
+			close(start)
+			created := 0
+			for range names {
+				switch err := <-errs; {
+				case err == nil:
+					created++
+				case !errors.Is(err, ErrConflict):
+					t.Fatalf("round %d: %v, want ErrConflict", round, err)
+				}
+			}
+			if created != 1 {
+				t.Fatalf("round %d: %d organisations added for one name", round, created)
+			}
+		}
+		// The check before the insert is not what holds: a row that skips
+		// it is refused by the index.
+		digest := keyDigest(nameKey("华为技术(深圳)有限公司"))
+		if err := f.svc.db.Create(&orgRow{ID: newID(time.Now()), Name: "华为技术（深圳）有限公司　", NameKey: &digest,
+			Kind: string(OrgProvider), CreatedAt: time.Now()}).Error; err == nil {
+			t.Fatal("a second row with the same name key was stored")
+		}
+	})
+}
+
+// Migration 6 keys the organisations added before names were keyed: the
+// oldest of two that share a key holds it, the younger stays findable by
+// its exact name, and neither variant can be added again.
+func TestOrgNameKeysMigrated(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, dialect string) {
+		ctx := context.Background()
+		db := sqldbtest.Open(t, dialect)
+		if err := sqldb.Migrate(ctx, db, "access", migrations[:5]); err != nil {
+			t.Fatal(err)
+		}
+		// Version 1 creates the table from today's struct; take the key
+		// away to get the table as version 5 left it.
+		m := db.Migrator()
+		if err := m.DropIndex(&orgRow{}, "NameKey"); err != nil {
+			t.Fatal(err)
+		}
+		if err := m.DropColumn(&orgRow{}, "NameKey"); err != nil {
+			t.Fatal(err)
+		}
+		t0 := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+		legacy := []struct{ id, name string }{
+			{"0001", "Wind Co (North)"}, {"0002", "Grid Co"}, {"0003", "Wind Co （North）"}, {"0004", "ＧＲＩＤ　ｃｏ"},
+		}
+		for i, o := range legacy {
+			if err := db.Exec("INSERT INTO access_orgs (id, name, kind, created_at) VALUES (?, ?, ?, ?)",
+				o.id, o.name, string(OrgProvider), t0.Add(time.Duration(i)*time.Hour)).Error; err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := Migrate(ctx, db); err != nil {
+			t.Fatal(err)
+		}
+		var rows []orgRow
+		if err := db.Order("id").Find(&rows).Error; err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range rows {
+			older := r.ID == "0001" || r.ID == "0002"
+			if older != (r.NameKey != nil) || (older && *r.NameKey != keyDigest(nameKey(r.Name))) {
+				t.Errorf("%s %q: key %v after the migration", r.ID, r.Name, r.NameKey)
+			}
+		}
+		svc, err := New(ctx, db, Options{Hasher: cheapArgon2id, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for typed, want := range map[string]string{"Wind Co （North）": "0003", "Wind Co (North)": "0001", "ＧＲＩＤ　ｃｏ": "0004"} {
+			if got, err := svc.OrgByName(ctx, typed); err != nil || got.ID != want {
+				t.Errorf("OrgByName(%q) = %+v, %v; want %s", typed, got, err, want)
+			}
+		}
+		if got, err := svc.OrgByName(ctx, "grid co"); !errors.Is(err, ErrNotFound) {
+			t.Errorf("a variant of two organisations' names = %+v, %v; want ErrNotFound", got, err)
+		}
+		for _, name := range []string{"wind co (north)", "GRID CO"} {
+			if o, err := svc.CreateOrg(ctx, name, OrgOperator); !errors.Is(err, ErrConflict) {
+				t.Errorf("CreateOrg(%q) = %+v, %v; want ErrConflict", name, o, err)
+			}
+		}
+		if o, err := svc.CreateOrg(ctx, "Wind Co (South)", OrgOperator); err != nil || o.Name != "Wind Co (South)" {
+			t.Errorf("a new name after the migration: %+v, %v", o, err)
+		}
+	})
+}
 
 func TestCreateUserValidation(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, dialect string) {

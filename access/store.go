@@ -16,8 +16,13 @@ import (
 // Table rows. They stay inside this package; other packages see domain types.
 
 type orgRow struct {
-	ID        string    `gorm:"primaryKey;size:32"`
-	Name      string    `gorm:"size:200;not null;uniqueIndex"`
+	ID   string `gorm:"primaryKey;size:32"`
+	Name string `gorm:"size:200;not null;uniqueIndex"`
+	// NameKey is keyDigest(nameKey(Name)), unique, so that two names
+	// people read as one cannot both be added, even at the same instant.
+	// It is NULL only for an organisation added before keys were stored
+	// whose key an earlier one already held (see migration 6).
+	NameKey   *string   `gorm:"size:64;uniqueIndex"`
 	Kind      string    `gorm:"size:32;not null"`
 	CreatedAt time.Time `gorm:"not null"`
 }
@@ -157,6 +162,40 @@ var migrations = []sqldb.Step{
 	{Version: 5, Name: "assignments by case in id order, for paging", Up: func(tx *gorm.DB, _ string) error {
 		return tx.Exec("CREATE INDEX idx_access_assign_case_paging ON access_assignments (case_id, id)").Error
 	}},
+	{Version: 6, Name: "organisation names unique as people read them (name_key)", Up: migrateOrgNameKeys},
+}
+
+// migrateOrgNameKeys stores every organisation's name key under a unique
+// index. Names that were added before they were compared this way may
+// already share a key: the oldest keeps it, the others keep NULL (a unique
+// index allows many) and are still found by their exact names, and by
+// orgsByKey, which reads the NULL rows' names.
+func migrateOrgNameKeys(tx *gorm.DB, _ string) error {
+	m := tx.Migrator()
+	if !m.HasColumn(&orgRow{}, "NameKey") {
+		if err := m.AddColumn(&orgRow{}, "NameKey"); err != nil {
+			return err
+		}
+	}
+	var rows []orgRow
+	if err := tx.Select("id", "name").Order("created_at, id").Find(&rows).Error; err != nil {
+		return err
+	}
+	taken := map[string]bool{}
+	for _, r := range rows {
+		key := keyDigest(nameKey(r.Name))
+		if taken[key] {
+			continue
+		}
+		taken[key] = true
+		if err := tx.Model(&orgRow{}).Where("id = ?", r.ID).Update("name_key", key).Error; err != nil {
+			return err
+		}
+	}
+	if !m.HasIndex(&orgRow{}, "NameKey") {
+		return m.CreateIndex(&orgRow{}, "NameKey")
+	}
+	return nil
 }
 
 // Migrate brings the access tables up to date (component "access").
