@@ -30,12 +30,16 @@ func (h *handler) grantConsent(c *gin.Context) {
 }
 
 func (h *handler) listConsents(c *gin.Context) {
-	list, err := h.Vault.Consents(c.Request.Context(), actor(c), c.Param("id"))
+	limit, cursor, ok := listParams(c)
+	if !ok {
+		return
+	}
+	page, err := h.Vault.Consents(c.Request.Context(), actor(c), c.Param("id"), limit, cursor)
 	if err != nil {
 		h.fail(c, err)
 		return
 	}
-	c.JSON(http.StatusOK, vault.Page[vault.Consent]{Items: list})
+	c.JSON(http.StatusOK, page)
 }
 
 func (h *handler) revokeConsent(c *gin.Context) {

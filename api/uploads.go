@@ -43,12 +43,16 @@ func (h *handler) createUpload(c *gin.Context) {
 }
 
 func (h *handler) listUploads(c *gin.Context) {
-	list, err := h.Vault.ListUploads(c.Request.Context(), actor(c), c.Param("case"))
+	limit, cursor, ok := listParams(c)
+	if !ok {
+		return
+	}
+	page, err := h.Vault.ListUploads(c.Request.Context(), actor(c), c.Param("case"), limit, cursor)
 	if err != nil {
 		h.fail(c, err)
 		return
 	}
-	c.JSON(http.StatusOK, vault.Page[vault.UploadSession]{Items: list})
+	c.JSON(http.StatusOK, page)
 }
 
 func (h *handler) getUpload(c *gin.Context) {

@@ -52,12 +52,16 @@ func (h *handler) editions(c *gin.Context) {
 }
 
 func (h *handler) listMemberUnits(c *gin.Context) {
-	items, err := h.Vault.MemberUnits(c.Request.Context(), actor(c))
+	limit, cursor, ok := listParams(c)
+	if !ok {
+		return
+	}
+	page, err := h.Vault.MemberUnits(c.Request.Context(), actor(c), limit, cursor)
 	if err != nil {
 		h.fail(c, err)
 		return
 	}
-	c.JSON(http.StatusOK, vault.Page[vault.MemberUnit]{Items: items})
+	c.JSON(http.StatusOK, page)
 }
 
 func (h *handler) registerMemberUnit(c *gin.Context) {
@@ -74,12 +78,16 @@ func (h *handler) registerMemberUnit(c *gin.Context) {
 }
 
 func (h *handler) listProposals(c *gin.Context) {
-	items, err := h.Vault.Proposals(c.Request.Context(), actor(c))
+	limit, cursor, ok := listParams(c)
+	if !ok {
+		return
+	}
+	page, err := h.Vault.Proposals(c.Request.Context(), actor(c), limit, cursor)
 	if err != nil {
 		h.fail(c, err)
 		return
 	}
-	c.JSON(http.StatusOK, vault.Page[vault.Proposal]{Items: items})
+	c.JSON(http.StatusOK, page)
 }
 
 func (h *handler) propose(c *gin.Context) {

@@ -140,35 +140,46 @@ func (s *Service) GrantConsent(ctx context.Context, a Actor, materialID string, 
 }
 
 // Consents lists the live consents of a material, to the organisation that
-// provided it.
-func (s *Service) Consents(ctx context.Context, a Actor, materialID string) ([]Consent, error) {
+// provided it, a page at a time in the order they were granted (ids sort
+// by creation time).
+func (s *Service) Consents(ctx context.Context, a Actor, materialID string, limit int, cursor string) (Page[Consent], error) {
+	after, err := decodeIDCursor("consents", cursor)
+	if err != nil {
+		return Page[Consent]{}, err
+	}
+	limit = pageLimit(limit)
 	m, err := s.providerMaterial(ctx, a, materialID, "consent.list", "material/"+materialID)
 	if err != nil {
-		return nil, err
+		return Page[Consent]{}, err
 	}
 	if err := s.record(ctx, a, "consent.list", audit.Allowed, m.CaseID, "material/"+materialID, "", ""); err != nil {
-		return nil, err
+		return Page[Consent]{}, err
+	}
+	q := s.db.WithContext(ctx).Where("material_id = ? AND revoked_at IS NULL", m.ID)
+	if after != "" {
+		q = q.Where("id > ?", after)
 	}
 	var rows []consentRow
-	if err := s.db.WithContext(ctx).Where("material_id = ? AND revoked_at IS NULL", m.ID).Order("granted_at, id").Find(&rows).Error; err != nil {
-		return nil, fmt.Errorf("list consents of material %s: %w", m.ID, err)
+	if err := q.Order("id").Limit(limit + 1).Find(&rows).Error; err != nil {
+		return Page[Consent]{}, fmt.Errorf("list consents of material %s: %w", m.ID, err)
 	}
-	out := []Consent{}
+	page := Page[Consent]{Items: []Consent{}}
+	rows, page.NextCursor = idPage("consents", rows, limit, func(r consentRow) string { return r.ID })
 	if len(rows) == 0 {
-		return out, nil
+		return page, nil
 	}
 	key, err := s.textKey(ctx, m.CaseID)
 	if err != nil {
-		return nil, err
+		return Page[Consent]{}, err
 	}
 	for _, r := range rows {
 		purpose, err := openText(key, labelConsentPurpose(r.ID), r.Purpose)
 		if err != nil {
-			return nil, err
+			return Page[Consent]{}, err
 		}
-		out = append(out, Consent{ID: r.ID, MaterialID: r.MaterialID, Org: r.OrgID, Purpose: purpose, GrantedBy: r.GrantedBy, GrantedAt: r.GrantedAt.UTC()})
+		page.Items = append(page.Items, Consent{ID: r.ID, MaterialID: r.MaterialID, Org: r.OrgID, Purpose: purpose, GrantedBy: r.GrantedBy, GrantedAt: r.GrantedAt.UTC()})
 	}
-	return out, nil
+	return page, nil
 }
 
 // RevokeConsent withdraws a consent; the next access under it is refused,

@@ -74,6 +74,16 @@ func decodeSeqCursor(list, cursor string) (int, error) {
 	return n, nil
 }
 
+// idPage cuts rows read in id order with a limit of limit+1 to a page,
+// with the cursor of the next page if there is one.
+func idPage[R any](list string, rows []R, limit int, id func(R) string) ([]R, string) {
+	if len(rows) <= limit {
+		return rows, ""
+	}
+	rows = rows[:limit]
+	return rows, encodeCursor(list, id(rows[limit-1]))
+}
+
 func errInvalidCursor() *Error {
 	return invalid("cursor", "invalid_cursor", "cursor is not one this server issued")
 }

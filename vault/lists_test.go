@@ -297,3 +297,136 @@ func TestHistoryAndDeadlinePages(t *testing.T) {
 		})
 	}
 }
+
+// TestSmallListsPages walks the lists that are short in practice (a
+// material's consents, a member's own open uploads, the member units, the
+// proposals) page by page: they honour limit and cursor like every other
+// list, an item added between pages is met further on, one withdrawn
+// before its page is not, and a forged cursor is invalid_cursor.
+func TestSmallListsPages(t *testing.T) {
+	for _, d := range sqldbtest.Backends {
+		t.Run(sqldbtest.Name(d), func(t *testing.T) {
+			f := newWF(t, d, time.Date(2025, 3, 3, 2, 0, 0, 0, time.UTC), false)
+			var provs []access.Org
+			var pu Actor
+			for i := range 4 {
+				provs = append(provs, f.org(fmt.Sprintf("Provider %d", i), "provider"))
+				if i == 0 {
+					pu = f.user("prov0", provs[0], "provider")
+				}
+			}
+			c, err := f.svc.CreateCase(f.ctx, f.op, NewCase{Title: "Routers", Product: "AR-9000",
+				Providers: []string{provs[0].ID, provs[1].ID, provs[2].ID, provs[3].ID}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			forged := func(list string, page func(cursor string) error) {
+				t.Helper()
+				for _, bad := range append(forgedCursors(encodeCursor(list, "abc")), encodeCursor(list, "x y")) {
+					wantCode(t, page(bad), ErrInvalid, "invalid_cursor")
+				}
+			}
+
+			// Consents: to the operator and three other providers; the one
+			// to the last is withdrawn after the first page.
+			mat := f.uploadID(pu, c.ID, "other", "quote")
+			var consents []string
+			for _, org := range []string{f.op.P.User.OrgID, provs[1].ID, provs[2].ID, provs[3].ID} {
+				k, err := f.svc.GrantConsent(f.ctx, pu, mat, NewConsent{Org: org, Purpose: "joint answer"})
+				if err != nil {
+					t.Fatal(err)
+				}
+				consents = append(consents, k.ID)
+				time.Sleep(2 * time.Millisecond) // ids sort by millisecond first
+			}
+			got := walk(t, 2, func(cur string) (Page[Consent], error) { return f.svc.Consents(f.ctx, pu, mat, 2, cur) },
+				func(k Consent) string { return k.ID }, func(n int) {
+					if err := f.svc.RevokeConsent(f.ctx, pu, consents[3]); err != nil {
+						t.Fatal(err)
+					}
+				})
+			if !slices.Equal(got, consents[:3]) {
+				t.Fatalf("consents %v, want %v", got, consents[:3])
+			}
+			forged("consents", func(cur string) error { _, err := f.svc.Consents(f.ctx, pu, mat, 2, cur); return err })
+
+			// The operator's open uploads; another one opened between pages.
+			var uploads []string
+			for i := range 3 {
+				u, err := f.svc.CreateUpload(f.ctx, f.op, c.ID, NewUpload{Kind: "other", Filename: fmt.Sprintf("part-%d.bin", i)})
+				if err != nil {
+					t.Fatal(err)
+				}
+				uploads = append(uploads, u.ID)
+				time.Sleep(2 * time.Millisecond)
+			}
+			if _, err := f.svc.CreateUpload(f.ctx, pu, c.ID, NewUpload{Kind: "other", Filename: "not-the-operators.bin"}); err != nil {
+				t.Fatal(err)
+			}
+			got = walk(t, 2, func(cur string) (Page[UploadSession], error) { return f.svc.ListUploads(f.ctx, f.op, c.ID, 2, cur) },
+				func(u UploadSession) string { return u.ID }, func(n int) {
+					u, err := f.svc.CreateUpload(f.ctx, f.op, c.ID, NewUpload{Kind: "other", Filename: "late.bin"})
+					if err != nil {
+						t.Fatal(err)
+					}
+					uploads = append(uploads, u.ID)
+				})
+			if !slices.Equal(got, uploads) {
+				t.Fatalf("uploads %v, want %v", got, uploads)
+			}
+			forged("uploads", func(cur string) error { _, err := f.svc.ListUploads(f.ctx, f.op, c.ID, 2, cur); return err })
+
+			// The fixture's three member units, and a fourth registered
+			// between pages (its org id sorts after the others').
+			var units []string
+			all, err := f.svc.MemberUnits(f.ctx, f.office, 500, "")
+			if err != nil || len(all.Items) != 3 || all.NextCursor != "" {
+				t.Fatalf("member units in one page: %+v, %v", all, err)
+			}
+			for _, m := range all.Items {
+				units = append(units, m.Org)
+			}
+			got = walk(t, 2, func(cur string) (Page[MemberUnit], error) { return f.svc.MemberUnits(f.ctx, f.u1, 2, cur) },
+				func(m MemberUnit) string { return m.Org }, func(n int) {
+					org := f.org("Member unit cac", "member_unit")
+					if _, err := f.svc.RegisterMemberUnit(f.ctx, f.office, NewMemberUnit{Org: org.ID, Unit: "cac"}); err != nil {
+						t.Fatal(err)
+					}
+					units = append(units, org.ID)
+				})
+			if !slices.IsSorted(units) || !slices.Equal(got, units) {
+				t.Fatalf("member units %v, want %v", got, units)
+			}
+			forged("member_units", func(cur string) error { _, err := f.svc.MemberUnits(f.ctx, f.office, 2, cur); return err })
+
+			// Proposals: the office sees every unit's, a unit its own.
+			var mine []string
+			for i := range 3 {
+				in := NewProposal{PartyOrg: f.op.P.User.OrgID, Subject: "product", Title: fmt.Sprintf("Ride data %d", i), Product: "dispatch platform", Reason: "national security risk"}
+				p, err := f.svc.Propose(f.ctx, f.u1, in)
+				if err != nil {
+					t.Fatal(err)
+				}
+				mine = append(mine, p.ID)
+				time.Sleep(2 * time.Millisecond)
+				if i == 1 {
+					in.Title = "Another unit's"
+					if _, err := f.svc.Propose(f.ctx, f.u2, in); err != nil {
+						t.Fatal(err)
+					}
+					time.Sleep(2 * time.Millisecond)
+				}
+			}
+			got = walk(t, 2, func(cur string) (Page[Proposal], error) { return f.svc.Proposals(f.ctx, f.u1, 2, cur) },
+				func(p Proposal) string { return p.ID }, nil)
+			if !slices.Equal(got, mine) {
+				t.Fatalf("a unit's proposals %v, want %v", got, mine)
+			}
+			if got := walk(t, 3, func(cur string) (Page[Proposal], error) { return f.svc.Proposals(f.ctx, f.office, 3, cur) },
+				func(p Proposal) string { return p.ID }, nil); len(got) != 4 {
+				t.Fatalf("the office sees %d proposals, want 4", len(got))
+			}
+			forged("proposals", func(cur string) error { _, err := f.svc.Proposals(f.ctx, f.office, 2, cur); return err })
+		})
+	}
+}

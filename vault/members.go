@@ -95,26 +95,37 @@ func (s *Service) RegisterMemberUnit(ctx context.Context, a Actor, in NewMemberU
 }
 
 // MemberUnits lists the registered member units (office_admin and member
-// units: who is in the mechanism is no secret to its members).
-func (s *Service) MemberUnits(ctx context.Context, a Actor) ([]MemberUnit, error) {
+// units: who is in the mechanism is no secret to its members), a page at a
+// time in organisation id order.
+func (s *Service) MemberUnits(ctx context.Context, a Actor, limit int, cursor string) (Page[MemberUnit], error) {
+	after, err := decodeIDCursor("member_units", cursor)
+	if err != nil {
+		return Page[MemberUnit]{}, err
+	}
+	limit = pageLimit(limit)
 	if !a.P.Has("office_admin") && !a.P.Has("member_unit") {
 		if err := s.record(ctx, a, "member_unit.list", audit.Denied, "", "member_units", "", "forbidden"); err != nil {
-			return nil, err
+			return Page[MemberUnit]{}, err
 		}
-		return nil, fail(ErrForbidden, "forbidden", "only the Review Office and member units list member units")
+		return Page[MemberUnit]{}, fail(ErrForbidden, "forbidden", "only the Review Office and member units list member units")
+	}
+	q := s.db.WithContext(ctx)
+	if after != "" {
+		q = q.Where("org_id > ?", after)
 	}
 	var rows []memberUnitRow
-	if err := s.db.WithContext(ctx).Order("org_id").Find(&rows).Error; err != nil {
-		return nil, fmt.Errorf("list member units: %w", err)
+	if err := q.Order("org_id").Limit(limit + 1).Find(&rows).Error; err != nil {
+		return Page[MemberUnit]{}, fmt.Errorf("list member units: %w", err)
 	}
 	if err := s.record(ctx, a, "member_unit.list", audit.Allowed, "", "member_units", "", ""); err != nil {
-		return nil, err
+		return Page[MemberUnit]{}, err
 	}
-	out := make([]MemberUnit, 0, len(rows))
+	page := Page[MemberUnit]{Items: make([]MemberUnit, 0, len(rows))}
+	rows, page.NextCursor = idPage("member_units", rows, limit, func(r memberUnitRow) string { return r.OrgID })
 	for _, r := range rows {
-		out = append(out, toMemberUnit(r))
+		page.Items = append(page.Items, toMemberUnit(r))
 	}
-	return out, nil
+	return page, nil
 }
 
 // memberCode is the registered code of an organisation ("" if none).

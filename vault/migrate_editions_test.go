@@ -66,7 +66,7 @@ func TestMigrateEditionsBackfill(t *testing.T) {
 				}
 			}
 			// The registry is back and usable.
-			if _, err := f.svc.MemberUnits(f.ctx, f.office); err != nil {
+			if _, err := f.svc.MemberUnits(f.ctx, f.office, 0, ""); err != nil {
 				t.Fatalf("member units after migration: %v", err)
 			}
 		})

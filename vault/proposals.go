@@ -190,42 +190,52 @@ func (s *Service) Propose(ctx context.Context, a Actor, in NewProposal) (Proposa
 }
 
 // Proposals lists proposals: all for the office, its own organisation's for
-// a member unit.
-func (s *Service) Proposals(ctx context.Context, a Actor) ([]Proposal, error) {
-	q := s.db.WithContext(ctx).Order("id")
+// a member unit; a page at a time, oldest first (ids sort by creation
+// time).
+func (s *Service) Proposals(ctx context.Context, a Actor, limit int, cursor string) (Page[Proposal], error) {
+	after, err := decodeIDCursor("proposals", cursor)
+	if err != nil {
+		return Page[Proposal]{}, err
+	}
+	limit = pageLimit(limit)
+	q := s.db.WithContext(ctx)
 	switch {
 	case a.P.Has("office_admin"):
 	case a.P.Has("member_unit"):
 		q = q.Where("member_org = ?", a.P.User.OrgID)
 	default:
 		if err := s.record(ctx, a, "proposal.list", audit.Denied, "", "proposals", "", "forbidden"); err != nil {
-			return nil, err
+			return Page[Proposal]{}, err
 		}
-		return nil, fail(ErrForbidden, "forbidden", "only the Review Office and member units list proposals")
+		return Page[Proposal]{}, fail(ErrForbidden, "forbidden", "only the Review Office and member units list proposals")
+	}
+	if after != "" {
+		q = q.Where("id > ?", after)
 	}
 	var rows []proposalRow
-	if err := q.Find(&rows).Error; err != nil {
-		return nil, fmt.Errorf("list proposals: %w", err)
+	if err := q.Order("id").Limit(limit + 1).Find(&rows).Error; err != nil {
+		return Page[Proposal]{}, fmt.Errorf("list proposals: %w", err)
 	}
 	if err := s.record(ctx, a, "proposal.list", audit.Allowed, "", "proposals", "", ""); err != nil {
-		return nil, err
+		return Page[Proposal]{}, err
 	}
-	out := make([]Proposal, 0, len(rows))
+	page := Page[Proposal]{Items: make([]Proposal, 0, len(rows))}
+	rows, page.NextCursor = idPage("proposals", rows, limit, func(r proposalRow) string { return r.ID })
 	if len(rows) == 0 {
-		return out, nil
+		return page, nil
 	}
 	key, err := s.keys.vaultKey(ctx, proposalKey)
 	if err != nil {
-		return nil, err
+		return Page[Proposal]{}, err
 	}
 	for _, r := range rows {
 		p, err := toProposal(key, r)
 		if err != nil {
-			return nil, err
+			return Page[Proposal]{}, err
 		}
-		out = append(out, p)
+		page.Items = append(page.Items, p)
 	}
-	return out, nil
+	return page, nil
 }
 
 // ApproveProposal records the Commission's approval of a proposal (who,

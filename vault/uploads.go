@@ -342,36 +342,46 @@ func (s *Service) GetUpload(ctx context.Context, a Actor, id string) (UploadSess
 }
 
 // ListUploads lists the caller's open uploads to a case, so a client that
-// lost its place (a browser reloaded) can offer to continue them.
-func (s *Service) ListUploads(ctx context.Context, a Actor, caseID string) ([]UploadSession, error) {
+// lost its place (a browser reloaded) can offer to continue them; a page at
+// a time, oldest first (ids sort by creation time).
+func (s *Service) ListUploads(ctx context.Context, a Actor, caseID string, limit int, cursor string) (Page[UploadSession], error) {
+	after, err := decodeIDCursor("uploads", cursor)
+	if err != nil {
+		return Page[UploadSession]{}, err
+	}
+	limit = pageLimit(limit)
 	_, _, d, err := s.authorize(ctx, a, caseID, "case.read", "upload.list", "case/"+caseID)
 	if err != nil {
-		return nil, err
+		return Page[UploadSession]{}, err
+	}
+	q := s.db.WithContext(ctx).Where("case_id = ? AND user_id = ? AND status = ?", caseID, a.P.User.ID, uploadOpen)
+	if after != "" {
+		q = q.Where("id > ?", after)
 	}
 	var rows []uploadRow
-	if err := s.db.WithContext(ctx).Where("case_id = ? AND user_id = ? AND status = ?", caseID, a.P.User.ID, uploadOpen).
-		Order("created_at, id").Limit(500).Find(&rows).Error; err != nil {
-		return nil, fmt.Errorf("list uploads of case %s: %w", caseID, err)
+	if err := q.Order("id").Limit(limit + 1).Find(&rows).Error; err != nil {
+		return Page[UploadSession]{}, fmt.Errorf("list uploads of case %s: %w", caseID, err)
 	}
 	if err := s.record(ctx, a, "upload.list", audit.Allowed, caseID, "case/"+caseID, d.Purpose, ""); err != nil {
-		return nil, err
+		return Page[UploadSession]{}, err
 	}
-	out := make([]UploadSession, 0, len(rows))
+	page := Page[UploadSession]{Items: make([]UploadSession, 0, len(rows))}
+	rows, page.NextCursor = idPage("uploads", rows, limit, func(r uploadRow) string { return r.ID })
 	if len(rows) == 0 {
-		return out, nil
+		return page, nil
 	}
 	key, err := s.caseKey(ctx, caseID)
 	if err != nil {
-		return nil, err
+		return Page[UploadSession]{}, err
 	}
 	for _, r := range rows {
 		name, err := key.OpenField(labelUploadFilename(r.ID), r.Filename)
 		if err != nil {
-			return nil, fmt.Errorf("open filename of upload %s: %w", r.ID, err)
+			return Page[UploadSession]{}, fmt.Errorf("open filename of upload %s: %w", r.ID, err)
 		}
-		out = append(out, s.toSession(r, string(name), nil))
+		page.Items = append(page.Items, s.toSession(r, string(name), nil))
 	}
-	return out, nil
+	return page, nil
 }
 
 // cutReader ends the stream quietly where the client's body broke (a

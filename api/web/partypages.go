@@ -36,6 +36,7 @@ type consentView struct {
 	Consents []consentRow
 	Parties  []orgOption // the case's other parties, who may be granted a consent
 	Purpose  string
+	Next     string // the cursor of the next page of consents
 }
 
 type consentRow struct {
@@ -52,7 +53,7 @@ func (a *app) renderConsents(c *gin.Context, status int, errMsg, purpose string)
 	ctx := c.Request.Context()
 	// Consents first: it refuses anyone but the providing organisation,
 	// before the material or the case is read.
-	list, err := a.Vault.Consents(ctx, a.actor(c), c.Param("id"))
+	list, err := a.Vault.Consents(ctx, a.actor(c), c.Param("id"), 50, c.Query("cursor"))
 	if err != nil {
 		a.fail(c, err)
 		return
@@ -67,8 +68,8 @@ func (a *app) renderConsents(c *gin.Context, status int, errMsg, purpose string)
 		a.fail(c, err)
 		return
 	}
-	v := consentView{Material: m, Purpose: purpose}
-	for _, k := range list {
+	v := consentView{Material: m, Purpose: purpose, Next: list.NextCursor}
+	for _, k := range list.Items {
 		v.Consents = append(v.Consents, consentRow{Consent: k, OrgName: a.orgName(ctx, k.Org)})
 	}
 	own := principalOf(c).User.OrgID
@@ -113,6 +114,7 @@ type memberUnitsView struct {
 	Org   string
 	Unit  string
 	Codes []review.Member // the member units of the editions' lists
+	Next  string          // the cursor of the next page of units
 }
 
 type memberUnitRow struct {
@@ -127,13 +129,13 @@ func (a *app) memberUnitsPage(c *gin.Context) {
 func (a *app) renderMemberUnits(c *gin.Context, status int, errMsg, org, unit string) {
 	p := pageOf(c)
 	ctx := c.Request.Context()
-	list, err := a.Vault.MemberUnits(ctx, a.actor(c))
+	list, err := a.Vault.MemberUnits(ctx, a.actor(c), 50, c.Query("cursor"))
 	if err != nil {
 		a.fail(c, err)
 		return
 	}
-	v := memberUnitsView{Org: org, Unit: unit, Codes: memberCodes(a.Vault)}
-	for _, m := range list {
+	v := memberUnitsView{Org: org, Unit: unit, Codes: memberCodes(a.Vault), Next: list.NextCursor}
+	for _, m := range list.Items {
 		v.Units = append(v.Units, memberUnitRow{MemberUnit: m, OrgName: a.orgName(ctx, m.Org)})
 	}
 	p.Error = errMsg

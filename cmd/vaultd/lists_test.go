@@ -59,7 +59,18 @@ func TestListPagesOverHTTP(t *testing.T) {
 					t.Fatalf("%s with limit=0: %v", path, p)
 				}
 			}
-			for _, path := range []string{"/cases/" + caseID + "/assignments", "/deadlines"} {
+			provMaterial := p.Items[0].ID
+			for _, path := range []string{"/cases/" + caseID + "/uploads"} {
+				if p := w.op.expect(422, "GET", path+"?cursor=Zm9yZ2Vk", nil).problem(t); p["code"] != "invalid_cursor" {
+					t.Fatalf("%s with a forged cursor: %v", path, p)
+				}
+			}
+			for _, path := range []string{"/materials/" + provMaterial + "/consents"} {
+				if p := w.prov.expect(422, "GET", path+"?limit=501", nil).problem(t); p["code"] != "invalid_limit" {
+					t.Fatalf("%s with limit=501: %v", path, p)
+				}
+			}
+			for _, path := range []string{"/cases/" + caseID + "/assignments", "/deadlines", "/member-units", "/proposals"} {
 				p := w.office.expect(422, "GET", path+"?cursor=Zm9yZ2Vk", nil).problem(t)
 				if p["code"] != "invalid_cursor" {
 					t.Fatalf("%s with a forged cursor: %v", path, p)
