@@ -296,6 +296,7 @@ func store(t *testing.T, kind string) blob.Store {
 		if err != nil {
 			t.Fatal(err)
 		}
+		s.SetAbortRetry(200 * time.Millisecond)
 		t.Cleanup(func() {
 			_ = s.List(context.Background(), func(id string, _ time.Time) error { return s.Delete(context.Background(), id) })
 		})
@@ -323,6 +324,7 @@ func assertOnly(t *testing.T, s blob.Store, ids ...string) {
 	}
 	switch s := s.(type) {
 	case *blob.S3:
+		s.WaitAborts()
 		uploads, err := s.IncompleteUploads(ctxT(t))
 		if err != nil {
 			t.Fatalf("list incomplete uploads: %v", err)

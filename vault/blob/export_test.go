@@ -25,6 +25,9 @@ func (s *S3) IncompleteUploads(ctx context.Context) ([]string, error) {
 // RawClient exposes the minio client for benchmarks against the raw SDK.
 func (s *S3) RawClient() (*minio.Client, string, string) { return s.core.Client, s.bucket, s.prefix }
 
+// WaitAborts waits for the background aborts started so far.
+func (s *S3) WaitAborts() { s.aborts.Wait() }
+
 // SetAbortRetry shortens the pause between background abort attempts.
 func (s *S3) SetAbortRetry(d time.Duration) { s.abortRetry = d }
 
