@@ -32,8 +32,11 @@ type S3Config struct {
 	// blob of unknown size (80 GB at the default).
 	PartSize uint64
 	// Parallel is how many parts of one upload are in flight at once,
-	// default 2: the next part is read (and encrypted upstream) while the
-	// previous one uploads.
+	// counting the one being read (and encrypted upstream), default 3: two
+	// upload while the next is read. The store's own write of a part is
+	// what limits an upload (versitygw used a core where vaultd used a
+	// third of one), so two parts at the store at once beat one; memory is
+	// bounded by PartBuffers either way.
 	Parallel uint
 	// PartBuffers bounds the part buffers of all uploads of the process
 	// together, default 4: memory for uploads is at most PartBuffers ×
@@ -98,7 +101,7 @@ func NewS3(ctx context.Context, cfg S3Config) (*S3, error) {
 		cfg.PartSize = defaultPartSize
 	}
 	if cfg.Parallel == 0 {
-		cfg.Parallel = 2
+		cfg.Parallel = 3
 	}
 	if cfg.PartBuffers <= 0 {
 		cfg.PartBuffers = 4
