@@ -48,7 +48,16 @@ func (h *handler) measureReport(c *gin.Context) {
 }
 
 func (h *handler) editions(c *gin.Context) {
-	c.JSON(http.StatusOK, gin.H{"items": h.Vault.Editions(), "next_cursor": ""})
+	limit, cursor, ok := listParams(c)
+	if !ok {
+		return
+	}
+	page, err := h.Vault.EditionsPage(limit, cursor)
+	if err != nil {
+		h.fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, page)
 }
 
 func (h *handler) listMemberUnits(c *gin.Context) {

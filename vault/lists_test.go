@@ -9,6 +9,7 @@ import (
 
 	"github.com/crvault/crvault/access"
 	"github.com/crvault/crvault/audit"
+	"github.com/crvault/crvault/audit/sqldb"
 	"github.com/crvault/crvault/audit/sqldb/sqldbtest"
 	"github.com/crvault/crvault/vault/review"
 )
@@ -428,5 +429,23 @@ func TestSmallListsPages(t *testing.T) {
 			}
 			forged("proposals", func(cur string) error { _, err := f.svc.Proposals(f.ctx, f.office, 2, cur); return err })
 		})
+	}
+}
+
+// The editions are a list like the others: two, oldest first, a page at a
+// time.
+func TestEditionsPages(t *testing.T) {
+	f := newWF(t, sqldb.SQLite, time.Date(2025, 3, 3, 2, 0, 0, 0, time.UTC), false)
+	got := walk(t, 1, func(cur string) (Page[EditionInfo], error) { return f.svc.EditionsPage(1, cur) },
+		func(e EditionInfo) string { return e.ID }, nil)
+	if !slices.Equal(got, []string{"2020", "2021"}) {
+		t.Fatalf("editions %v", got)
+	}
+	if p, err := f.svc.EditionsPage(0, ""); err != nil || len(p.Items) != 2 || p.NextCursor != "" {
+		t.Fatalf("one page: %+v, %v", p, err)
+	}
+	for _, bad := range append(forgedCursors(encodeCursor("editions", "2020")), encodeCursor("editions", "2019")) {
+		_, err := f.svc.EditionsPage(1, bad)
+		wantCode(t, err, ErrInvalid, "invalid_cursor")
 	}
 }

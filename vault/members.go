@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"gorm.io/gorm"
@@ -168,4 +169,24 @@ func (s *Service) Editions() []EditionInfo {
 			CaseTypes: ed.CaseTypes, ListingThreshold: ed.ListingThreshold, Members: ed.Members, Factors: ed.Factors, Current: ed == cur})
 	}
 	return out
+}
+
+// EditionsPage is Editions a page at a time, like every list; the cursor
+// names the last edition of the page before.
+func (s *Service) EditionsPage(limit int, cursor string) (Page[EditionInfo], error) {
+	keys, err := decodeCursor("editions", cursor, 1)
+	if err != nil {
+		return Page[EditionInfo]{}, err
+	}
+	all := s.Editions()
+	start := 0
+	if keys != nil {
+		i := slices.IndexFunc(all, func(e EditionInfo) bool { return e.ID == keys[0] })
+		if i < 0 {
+			return Page[EditionInfo]{}, errInvalidCursor()
+		}
+		start = i + 1
+	}
+	items, next := idPage("editions", all[start:], pageLimit(limit), func(e EditionInfo) string { return e.ID })
+	return Page[EditionInfo]{Items: append([]EditionInfo{}, items...), NextCursor: next}, nil
 }

@@ -49,7 +49,7 @@ func TestListPagesOverHTTP(t *testing.T) {
 			if len(p.Items) != 2 {
 				t.Fatalf("provider sees %d materials, want its own 2", len(p.Items))
 			}
-			for _, path := range []string{"/cases/" + caseID + "/materials", "/cases/" + caseID + "/events", "/cases", "/audit/events"} {
+			for _, path := range []string{"/cases/" + caseID + "/materials", "/cases/" + caseID + "/events", "/cases", "/audit/events", "/editions"} {
 				p := w.op.expect(422, "GET", path+"?cursor=Zm9yZ2Vk", nil).problem(t)
 				if p["code"] != "invalid_cursor" {
 					t.Fatalf("%s with a forged cursor: %v", path, p)
