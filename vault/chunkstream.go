@@ -83,6 +83,12 @@ func (cs *chunkStream) read(obj blob.Object, span chunkSpan) {
 	defer close(cs.sealed)
 	end := min(obj.Size(), crypt.ChunkOffset(span.last+1))
 	for i := span.first; i <= span.last; i += chunkBlockChunks {
+		// Closed streams fetch nothing more, even with a block free.
+		select {
+		case <-cs.done:
+			return
+		default:
+		}
 		var buf []byte
 		select {
 		case buf = <-cs.free:
@@ -133,6 +139,13 @@ func (cs *chunkStream) decrypt(o *crypt.ChunkOpener, span chunkSpan) {
 	}()
 	skip, rest := span.skip, span.length
 	for b := range cs.sealed {
+		select {
+		case <-cs.done:
+			clear(b.buf)
+			putChunkBlock(b.buf)
+			return
+		default:
+		}
 		plain, err := o.Open(b.enc, b.first)
 		if err != nil {
 			clear(b.buf)
