@@ -2,6 +2,7 @@ package vault
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -447,5 +448,60 @@ func TestEditionsPages(t *testing.T) {
 	for _, bad := range append(forgedCursors(encodeCursor("editions", "2020")), encodeCursor("editions", "2019")) {
 		_, err := f.svc.EditionsPage(1, bad)
 		wantCode(t, err, ErrInvalid, "invalid_cursor")
+	}
+}
+
+// CaseTitles names only the cases the caller may list, whatever ids it is
+// given, in one audited listing.
+func TestCaseTitles(t *testing.T) {
+	for _, d := range sqldbtest.Backends {
+		t.Run(sqldbtest.Name(d), func(t *testing.T) {
+			f := newWF(t, d, time.Date(2025, 3, 3, 2, 0, 0, 0, time.UTC), false)
+			prov := f.org("Acme Routers", "provider")
+			pu := f.user("prov1", prov, "provider")
+			other := f.user("operator2", f.org("Other Grid", "operator"), "operator")
+			insp := f.user("insp", f.org("Supervision", "supervision"), "inspector")
+			mine, err := f.svc.CreateCase(f.ctx, f.op, NewCase{Title: "路由器采购", Product: "AR-9000", Providers: []string{prov.ID}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			theirs, err := f.svc.CreateCase(f.ctx, other, NewCase{Title: "Their secret title", Product: "X"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ids := []string{theirs.ID, mine.ID, mine.ID, "not an id", NewID()}
+			for _, tc := range []struct {
+				who  Actor
+				want map[string]string
+			}{
+				{f.op, map[string]string{mine.ID: "路由器采购"}},
+				{pu, map[string]string{mine.ID: "路由器采购"}},
+				{other, map[string]string{theirs.ID: "Their secret title"}},
+				{insp, map[string]string{mine.ID: "路由器采购", theirs.ID: "Their secret title"}},
+				{f.rev, map[string]string{}}, // assigned to neither
+			} {
+				before, _, err := f.log.Query(f.ctx, audit.Filter{Actor: tc.who.P.User.ID, Action: "case.list", Limit: 100})
+				if err != nil {
+					t.Fatal(err)
+				}
+				got, err := f.svc.CaseTitles(f.ctx, tc.who, ids)
+				if err != nil || !maps.Equal(got, tc.want) {
+					t.Errorf("%s: %v, %v; want %v", tc.who.P.User.Username, got, err, tc.want)
+				}
+				after, _, err := f.log.Query(f.ctx, audit.Filter{Actor: tc.who.P.User.ID, Action: "case.list", Limit: 100})
+				if err != nil || len(after) != len(before)+1 {
+					t.Errorf("%s: %d case.list events after %d, want one more", tc.who.P.User.Username, len(after), len(before))
+				}
+			}
+			if _, err := f.svc.CaseTitles(f.ctx, f.op, make([]string, 0)); err != nil {
+				t.Fatal(err)
+			}
+			many := make([]string, maxCaseTitles+1)
+			for i := range many {
+				many[i] = fmt.Sprintf("c%04d", i)
+			}
+			_, err = f.svc.CaseTitles(f.ctx, f.op, many)
+			wantCode(t, err, ErrInvalid, "too_many_ids")
+		})
 	}
 }

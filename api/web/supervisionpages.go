@@ -27,14 +27,32 @@ func (a *app) supervisionRoutes(g *gin.RouterGroup) {
 
 func (a *app) complaints(c *gin.Context) {
 	p := pageOf(c)
-	list, err := a.Supervision.ListComplaints(c.Request.Context(), a.actor(c), supervision.ComplaintFilter{Status: c.Query("status"),
+	ctx := c.Request.Context()
+	list, err := a.Supervision.ListComplaints(ctx, a.actor(c), supervision.ComplaintFilter{Status: c.Query("status"),
 		CaseID: c.Query("case"), Limit: 50, Cursor: c.Query("cursor")})
 	if err != nil {
 		a.fail(c, err)
 		return
 	}
-	p.Data = list
+	v := complaintsView{Items: list.Items, NextCursor: list.NextCursor}
+	ids := make([]string, 0, len(list.Items))
+	for _, cp := range list.Items {
+		ids = append(ids, cp.CaseID)
+	}
+	// Titles only name the cases: a page that cannot have them shows ids.
+	if v.Titles, err = a.Vault.CaseTitles(ctx, a.actor(c), ids); err != nil {
+		a.log.WarnContext(ctx, "complaints page without case titles", "err", err)
+	}
+	p.Data = v
 	a.render(c, http.StatusOK, "complaints", p)
+}
+
+// complaintsView is a page of complaints with the titles of the cases the
+// viewer may list.
+type complaintsView struct {
+	Items      []supervision.Complaint
+	NextCursor string
+	Titles     map[string]string
 }
 
 func (a *app) fileComplaint(c *gin.Context) {

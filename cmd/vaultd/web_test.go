@@ -1019,6 +1019,10 @@ func TestWebBrowser(t *testing.T) {
 		if st, body, _ := opWeb.do("GET", "/complaints/"+cp.ID, "", "", nil); st != 200 || strings.Contains(body, "rev1") || strings.Contains(body, ids["rev1"]) {
 			t.Fatalf("complaint page for the operator: %d %s", st, tail(body, 3000))
 		}
+		// The list of its complaints names the case, not only its id.
+		if st, body, _ := opWeb.do("GET", "/complaints", "", "", nil); st != 200 || !strings.Contains(body, "Core routers") || !strings.Contains(body, caseID) {
+			t.Fatalf("complaints list for the operator: %d %s", st, tail(body, 3000))
+		}
 		st, body, _ = opWeb.do("GET", "/audit?case="+caseID+"&action=material.read", "", "", nil)
 		if st != 200 || !strings.Contains(body, pseudonym) || !strings.Contains(body, "网络安全审查办公室") || strings.Contains(body, "rev1") || strings.Contains(body, ids["rev1"]) {
 			t.Fatalf("access log for the operator: %d %s", st, tail(body, 3000))
