@@ -162,6 +162,13 @@ func (s *Service) ResolvePseudonym(ctx context.Context, caseID, pseudonym string
 	// As typed: "r3", " R3 ", or "Ｒ３" from an input method left in
 	// full-width mode, which compatibility normalisation (NFKC) folds.
 	// Only ASCII letters are raised: Unicode would raise "ſ" to "S".
+	// Normalisation costs in proportion to its input, which comes from a
+	// request body: text too long to fold into a 16-byte pseudonym
+	// (at most 4 bytes per character) is nobody, unread.
+	pseudonym = strings.TrimSpace(pseudonym)
+	if len(pseudonym) > 4*16 {
+		return "", false, nil
+	}
 	pseudonym = strings.Map(func(r rune) rune {
 		if 'a' <= r && r <= 'z' {
 			return r - 'a' + 'A'

@@ -1,6 +1,8 @@
 package vault
 
 import (
+	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -32,6 +34,22 @@ func TestResolvePseudonymAsTyped(t *testing.T) {
 				if uid, ok, err := f.svc.ResolvePseudonym(f.ctx, c.ID, typed); err != nil || ok {
 					t.Errorf("ResolvePseudonym(%q) = %q, %v, %v; want nobody", typed, uid, ok, err)
 				}
+			}
+			// Padding is trimmed before anything is bounded; a megabyte
+			// of full-width letters is nobody, and is not normalised.
+			if uid, ok, err := f.svc.ResolvePseudonym(f.ctx, c.ID, strings.Repeat(" ", 1<<20)+"R1\u3000"); err != nil || !ok || uid != f.rev.P.User.ID {
+				t.Errorf("padded R1 = %q, %v, %v", uid, ok, err)
+			}
+			long := strings.Repeat("Ｒ", 1<<20)
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			uid, ok, err := f.svc.ResolvePseudonym(f.ctx, c.ID, long)
+			runtime.ReadMemStats(&after)
+			if err != nil || ok {
+				t.Errorf("a megabyte of Ｒ = %q, %v, %v; want nobody", uid, ok, err)
+			}
+			if n := after.TotalAlloc - before.TotalAlloc; n > 256<<10 {
+				t.Errorf("resolving a megabyte of Ｒ allocated %d bytes", n)
 			}
 		})
 	}
