@@ -89,6 +89,11 @@ type page struct {
 	Error    string // a translated error to show above the content
 	Data     any
 	NoHeader bool
+	// PlainHTTP: the request came over plain HTTP for a host that is not
+	// this machine, so the browser will drop the Secure session cookie.
+	// The sign-in pages show it to browsers without JavaScript, whose
+	// own check (isSecureContext) is exact where this is a guess.
+	PlainHTTP bool
 }
 
 // Is reports whether the signed-in user holds a role.

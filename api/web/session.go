@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
+	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -128,3 +129,35 @@ func safeNext(next string) string {
 var timeZero time.Time
 
 func oneYear() time.Time { return time.Now().Add(365 * 24 * time.Hour) }
+
+// plainHTTPFromAfar guesses whether the browser sees this page as an
+// insecure context: plain HTTP (no TLS here, and no proxy in front saying
+// it ended TLS) for a host name that is not this machine. Browsers treat
+// http://localhost and http://127.0.0.1 as secure, so the Secure cookies
+// work there. A TLS proxy that sends neither X-Forwarded-Proto nor
+// Forwarded makes this guess wrong, which is why only browsers without
+// JavaScript are shown it.
+func plainHTTPFromAfar(r *http.Request) bool {
+	if r.TLS != nil {
+		return false
+	}
+	proto, _, _ := strings.Cut(r.Header.Get("X-Forwarded-Proto"), ",")
+	if strings.EqualFold(strings.TrimSpace(proto), "https") {
+		return false
+	}
+	for _, f := range strings.FieldsFunc(strings.ToLower(r.Header.Get("Forwarded")), func(c rune) bool { return c == ';' || c == ',' }) {
+		if strings.TrimSpace(f) == "proto=https" || strings.TrimSpace(f) == `proto="https"` {
+			return false
+		}
+	}
+	host := r.Host
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.ToLower(strings.Trim(host, "[]")), ".")
+	if host == "" || host == "localhost" || strings.HasSuffix(host, ".localhost") {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return ip == nil || !ip.IsLoopback()
+}

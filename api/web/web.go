@@ -167,6 +167,7 @@ func (a *app) identify(c *gin.Context) {
 		}
 	}
 	p.L = a.cat.locale(pick(chosen, c.Request))
+	p.PlainHTTP = plainHTTPFromAfar(c.Request)
 	if f := c.Query("done"); f != "" && a.cat.has("flash."+f) {
 		p.Flash = "flash." + f
 	}

@@ -1,6 +1,8 @@
 package web
 
 import (
+	"crypto/tls"
+	"golang.org/x/text/language"
 	htmlstd "html"
 	"io/fs"
 	"net/http"
@@ -374,5 +376,74 @@ func TestGroupedReceiptStillOpens(t *testing.T) {
 	id, secret, err := supervision.ParseReceipt(g)
 	if err != nil || id+"."+secret != receipt {
 		t.Fatalf("ParseReceipt(%q) = %q, %q, %v", g, id, secret, err)
+	}
+}
+
+// TestPlainHTTPWarningWithoutScript: a browser without JavaScript that
+// opened the sign-in pages over plain HTTP from another machine is told why
+// signing in will not stick; on loopback, over TLS or behind a proxy that
+// ended TLS, it is not.
+func TestPlainHTTPWarningWithoutScript(t *testing.T) {
+	gin.SetMode(gin.ReleaseMode)
+	r := gin.New()
+	if _, err := Register(r, Deps{Classify: func(error) (int, string, string) { return 500, "internal", "" }}); err != nil {
+		t.Fatal(err)
+	}
+	_, cat := viewsAndCatalogue(t)
+	warning := htmlstd.EscapeString(cat.locale(language.English).T("login.insecure_context"))
+	for _, tc := range []struct {
+		host   string
+		header [2]string
+		tls    bool
+		want   bool
+	}{
+		{host: "crvault.example.org", want: true},
+		{host: "192.0.2.7:8080", want: true},
+		{host: "[2001:db8::1]:8080", want: true},
+		{host: "localhost.example.org", want: true},
+		{host: "crvault.example.org", header: [2]string{"X-Forwarded-Proto", "http"}, want: true},
+		{host: "127.0.0.1:8080"},
+		{host: "127.8.0.1"},
+		{host: "[::1]:8080"},
+		{host: "localhost:8080"},
+		{host: "LocalHost."},
+		{host: "vault.localhost"},
+		{host: "crvault.example.org", tls: true},
+		{host: "crvault.example.org", header: [2]string{"X-Forwarded-Proto", "HTTPS, http"}},
+		{host: "crvault.example.org", header: [2]string{"Forwarded", `for=192.0.2.60;Proto=https;by=203.0.113.43`}},
+		{host: "crvault.example.org", header: [2]string{"Forwarded", `for=192.0.2.60; proto="https"`}},
+	} {
+		for _, path := range []string{"/login"} {
+			req := httptest.NewRequest("GET", "http://"+tc.host+path, nil)
+			req.Header.Set("Accept-Language", "en")
+			if tc.header[0] != "" {
+				req.Header.Set(tc.header[0], tc.header[1])
+			}
+			if tc.tls {
+				req.TLS = &tls.ConnectionState{}
+			}
+			w := httptest.NewRecorder()
+			r.ServeHTTP(w, req)
+			body := w.Body.String()
+			if w.Code != 200 || !strings.Contains(body, warning) {
+				t.Fatalf("%s %s: %d, and the page lacks the scripted warning", tc.host, path, w.Code)
+			}
+			_, after, _ := strings.Cut(body, `id="insecure-context"`)
+			if got := strings.Contains(after, "<noscript><p class=\"error\" role=\"alert\">"+warning); got != tc.want {
+				t.Errorf("%s %s %v (TLS %v): warning without script %v, want %v", tc.host, path, tc.header, tc.tls, got, tc.want)
+			}
+		}
+	}
+	// The first-run setup page, which a sysadmin may well open from afar.
+	e, _ := viewsAndCatalogue(t)
+	for _, plain := range []bool{true, false} {
+		var b strings.Builder
+		p := &page{L: cat.locale(language.English), PlainHTTP: plain, Data: map[string]any{}}
+		if err := e.views["setup"].Execute(&b, p); err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Contains(b.String(), "<noscript><p class=\"error\" role=\"alert\">"+warning); got != plain {
+			t.Errorf("setup page, plain HTTP %v: warning without script %v", plain, got)
+		}
 	}
 }
