@@ -125,7 +125,37 @@ func (a *app) render(c *gin.Context, status int, view string, p *page) {
 	c.Header("Content-Type", "text/html; charset=utf-8")
 	c.Header("Cache-Control", "no-store")
 	c.Status(status)
-	_, _ = c.Writer.Write(buf.Bytes())
+	_, _ = c.Writer.Write(dropControls(buf.Bytes()))
+}
+
+// dropControls removes from a rendered page what no text saved today can
+// hold (vault.CleanText refuses or drops it) but text saved by earlier
+// versions may: control characters other than tab and line breaks (C0,
+// DEL, C1) and the explicit bidi embeddings, overrides and isolates that
+// make "invoice<RLO>gpj.exe" display as "invoiceexe.jpg". The templates
+// hold none, so only stored text is touched; vaultctl drops the same
+// when it prints. A page without any (every page today) is returned as it
+// is, after one pass over its bytes.
+func dropControls(b []byte) []byte {
+	if !bytes.ContainsFunc(b, pageControl) {
+		return b
+	}
+	return bytes.Map(func(r rune) rune {
+		if pageControl(r) {
+			return -1
+		}
+		return r
+	}, b)
+}
+
+func pageControl(r rune) bool {
+	switch {
+	case r == '\t' || r == '\n' || r == '\r':
+		return false
+	case r < 0x20 || 0x7f <= r && r <= 0x9f:
+		return true
+	}
+	return '\u202a' <= r && r <= '\u202e' || '\u2066' <= r && r <= '\u2069'
 }
 
 // grouped writes a receipt for a person to copy by hand: its id and secret

@@ -5,6 +5,7 @@ import (
 	"golang.org/x/text/language"
 	htmlstd "html"
 	"io/fs"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -445,5 +446,41 @@ func TestPlainHTTPWarningWithoutScript(t *testing.T) {
 		if got := strings.Contains(b.String(), "<noscript><p class=\"error\" role=\"alert\">"+warning); got != plain {
 			t.Errorf("setup page, plain HTTP %v: warning without script %v", plain, got)
 		}
+	}
+}
+
+// TestPagesDropStoredControls: text saved before input refused them may
+// hold control characters and bidi overrides; a page shows it without them
+// (a title with RLO reads as it is stored, not reversed), and keeps the
+// rest of the text, tabs and line breaks included.
+func TestPagesDropStoredControls(t *testing.T) {
+	gin.SetMode(gin.ReleaseMode)
+	e, cat := viewsAndCatalogue(t)
+	a := &app{engine: e, cat: cat, log: slog.New(slog.DiscardHandler)}
+	show := func(title string) string {
+		w := httptest.NewRecorder()
+		c, _ := gin.CreateTestContext(w)
+		c.Request = httptest.NewRequest("GET", "/cases/c1", nil)
+		p := &page{L: cat.locale(language.English), User: &access.User{DisplayName: "x"}, Roles: []string{"operator"},
+			Data: caseView{Case: vault.Case{ID: "c1", Title: title, Product: "AR-9000\tv2", Status: "draft"}, Kinds: vault.Kinds}}
+		a.render(c, http.StatusOK, "case", p)
+		if w.Code != http.StatusOK {
+			t.Fatalf("render %q: %d", title, w.Code)
+		}
+		return w.Body.String()
+	}
+	clean := show("审查 invoice.pdf")
+	if !strings.Contains(clean, "审查 invoice.pdf") || !strings.Contains(clean, "AR-9000\tv2") {
+		t.Fatal("the clean page lacks its title or product")
+	}
+	evil := show("审查 invoice\u202egpj.exe\u2066\u2069\u202a\u009b31m\x1b[2J\x7f\x00")
+	if !strings.Contains(evil, "审查 invoicegpj.exe31m[2J") {
+		t.Errorf("the title is not shown without its controls")
+	}
+	if i := strings.IndexFunc(evil, pageControl); i >= 0 {
+		t.Errorf("the page holds %U", []rune(evil[i:])[0])
+	}
+	if strings.Count(evil, "\n") != strings.Count(clean, "\n") {
+		t.Error("line breaks of the page changed")
 	}
 }
