@@ -14,14 +14,21 @@ type BlobRefs func(ctx context.Context, ids []string) ([]string, error)
 
 // ReferencedBlobs is the vault's BlobRefs: the blobs of its materials,
 // segments of materials included, and of its open upload sessions.
+//
+// One statement reads all three tables, so it sees them at one instant.
+// Completing a resumable upload moves its segments' blobs from
+// upload_segments to materials and material_segments in one transaction;
+// read table by table (each statement its own snapshot, as on PostgreSQL
+// at read committed, or on SQLite outside a transaction), a completion
+// committing between the reads left its blobs in neither answer, and the
+// janitor deleted the new material's ciphertext.
 func (s *Service) ReferencedBlobs(ctx context.Context, ids []string) ([]string, error) {
 	var known []string
-	for _, model := range []any{&materialRow{}, &materialSegmentRow{}, &uploadSegmentRow{}} {
-		var some []string
-		if err := s.db.WithContext(ctx).Model(model).Where("blob_id IN ?", ids).Pluck("blob_id", &some).Error; err != nil {
-			return nil, fmt.Errorf("match blobs to materials: %w", err)
-		}
-		known = append(known, some...)
+	err := s.db.WithContext(ctx).Raw(`SELECT blob_id FROM materials WHERE blob_id IN ?
+		UNION ALL SELECT blob_id FROM material_segments WHERE blob_id IN ?
+		UNION ALL SELECT blob_id FROM upload_segments WHERE blob_id IN ?`, ids, ids, ids).Scan(&known).Error
+	if err != nil {
+		return nil, fmt.Errorf("match blobs to materials: %w", err)
 	}
 	return known, nil
 }

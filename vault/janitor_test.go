@@ -1,12 +1,16 @@
 package vault
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"gorm.io/gorm"
 
 	"github.com/crvault/crvault/audit/sqldb/sqldbtest"
 	"github.com/crvault/crvault/vault/blob"
@@ -63,6 +67,100 @@ func TestCollectOrphans(t *testing.T) {
 				c.Close()
 				if err != nil || string(b) != m.Kind+" document" {
 					t.Fatalf("material %s reads %q, %v", m.ID, b, err)
+				}
+			}
+		})
+	}
+}
+
+// TestCollectOrphansWhileUploadCompletes: completing a resumable upload
+// moves its segments' blobs from the session to the material in one
+// transaction. Whenever that commits while the janitor is matching blobs
+// to their owners (here: after the first, second or third statement it
+// runs), every blob of the new material stays, and the material reads back.
+func TestCollectOrphansWhileUploadCompletes(t *testing.T) {
+	for _, dialect := range sqldbtest.Backends {
+		t.Run(dialect, func(t *testing.T) {
+			f := newWF(t, dialect, time.Date(2025, 3, 3, 9, 0, 0, 0, time.UTC), false)
+			caseID := f.draft()
+			var (
+				mu      sync.Mutex
+				armed   bool
+				seen    int
+				fireAt  int
+				inHook  bool
+				pending func()
+			)
+			hook := func(db *gorm.DB) {
+				mu.Lock()
+				if !armed || inHook || !strings.Contains(db.Statement.SQL.String(), "blob_id IN") {
+					mu.Unlock()
+					return
+				}
+				seen++
+				if seen != fireAt || pending == nil {
+					mu.Unlock()
+					return
+				}
+				complete := pending
+				pending, inHook = nil, true
+				mu.Unlock()
+				complete()
+				mu.Lock()
+				inHook = false
+				mu.Unlock()
+			}
+			if err := f.svc.db.Callback().Query().After("gorm:query").Register("test:complete_upload", hook); err != nil {
+				t.Fatal(err)
+			}
+			if err := f.svc.db.Callback().Row().After("gorm:row").Register("test:complete_upload", hook); err != nil {
+				t.Fatal(err)
+			}
+			for at := 1; at <= 3; at++ {
+				doc := randomDoc(t, 200<<10)
+				size := int64(len(doc))
+				u, err := f.svc.CreateUpload(f.ctx, f.op, caseID, NewUpload{Kind: "other", Filename: "late.bin", Size: &size})
+				if err != nil {
+					t.Fatal(err)
+				}
+				// Two chunks already stored: two segment blobs that the
+				// janitor lists, older than its grace.
+				for _, part := range [][]byte{doc[:64<<10], doc[64<<10 : 128<<10]} {
+					if u, err = f.svc.AppendUpload(f.ctx, f.op, u.ID, Chunk{Offset: u.Offset, Length: int64(len(part)), UploadLength: -1, Body: bytes.NewReader(part)}); err != nil {
+						t.Fatal(err)
+					}
+				}
+				var done UploadSession
+				var doneErr error
+				complete := func() {
+					rest := doc[u.Offset:]
+					done, doneErr = f.svc.AppendUpload(f.ctx, f.op, u.ID, Chunk{Offset: u.Offset, Length: int64(len(rest)), UploadLength: -1, Body: bytes.NewReader(rest)})
+				}
+				mu.Lock()
+				armed, seen, fireAt, pending = true, 0, at, complete
+				mu.Unlock()
+				_, err = f.svc.CollectOrphans(f.ctx, -time.Minute)
+				mu.Lock()
+				fired := pending == nil
+				armed, pending = false, nil
+				mu.Unlock()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !fired {
+					complete() // the janitor ran fewer statements than at
+				}
+				if doneErr != nil || done.Material == nil {
+					t.Fatalf("completion after statement %d: %+v, %v", at, done, doneErr)
+				}
+				c, err := f.svc.OpenContent(f.ctx, f.op, done.Material.ID, nil)
+				if err != nil {
+					t.Fatalf("completed during statement %d of the janitor: %v", at, err)
+				}
+				got, err := io.ReadAll(c.Body)
+				c.Close()
+				if err != nil || !bytes.Equal(got, doc) {
+					t.Fatalf("completed during statement %d of the janitor: read %d bytes, %v", at, len(got), err)
 				}
 			}
 		})
