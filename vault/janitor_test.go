@@ -3,10 +3,13 @@ package vault
 import (
 	"bytes"
 	"context"
+	"database/sql/driver"
 	"errors"
 	"io"
+	"net"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -161,6 +164,62 @@ func TestCollectOrphansWhileUploadCompletes(t *testing.T) {
 				c.Close()
 				if err != nil || !bytes.Equal(got, doc) {
 					t.Fatalf("completed during statement %d of the janitor: read %d bytes, %v", at, len(got), err)
+				}
+			}
+		})
+	}
+}
+
+// TestFailedRowKeepsBlobWhenCommitUnknown: an upload whose row fails to
+// commit deletes its blob at once when the database refused the row, but
+// leaves it when the failure says nothing of the commit (a connection
+// lost during COMMIT, which may have made the row durable): the janitor,
+// which keeps what is referenced, collects it later.
+func TestFailedRowKeepsBlobWhenCommitUnknown(t *testing.T) {
+	for _, dialect := range sqldbtest.Backends {
+		t.Run(dialect, func(t *testing.T) {
+			f := newWF(t, dialect, time.Date(2025, 3, 3, 9, 0, 0, 0, time.UTC), false)
+			caseID := f.draft()
+			var inject error
+			if err := f.svc.db.Callback().Create().After("gorm:create").Register("test:fail_material", func(db *gorm.DB) {
+				if inject != nil && db.Statement.Table == "materials" {
+					_ = db.AddError(inject)
+				}
+			}); err != nil {
+				t.Fatal(err)
+			}
+			blobs := func() int {
+				n := 0
+				if err := f.svc.blobs.List(f.ctx, func(string, time.Time) error { n++; return nil }); err != nil {
+					t.Fatal(err)
+				}
+				return n
+			}
+			before := blobs()
+			for _, tc := range []struct {
+				err  error
+				kept bool
+			}{
+				{gorm.ErrCheckConstraintViolated, false},
+				{&net.OpError{Op: "read", Net: "tcp", Err: syscall.ECONNRESET}, true},
+				{driver.ErrBadConn, true},
+				{context.DeadlineExceeded, true},
+			} {
+				inject = tc.err
+				_, err := f.svc.Upload(f.ctx, f.op, caseID, Upload{Kind: "other", Filename: "x.bin", Body: strings.NewReader("ciphertext to be"), Size: 16})
+				inject = nil
+				if err == nil {
+					t.Fatalf("%v: the upload succeeded", tc.err)
+				}
+				want := before
+				if tc.kept {
+					want++
+				}
+				if got := blobs(); got != want {
+					t.Fatalf("after a row that failed with %v: %d blobs, want %d", tc.err, got, want)
+				}
+				if n, err := f.svc.CollectOrphans(f.ctx, -time.Minute); err != nil || blobs() != before || n != want-before {
+					t.Fatalf("the janitor collected %d (%v), leaving %d blobs, want %d", n, err, blobs(), before)
 				}
 			}
 		})

@@ -15,6 +15,7 @@ import (
 
 	"github.com/crvault/crvault/access"
 	"github.com/crvault/crvault/audit"
+	"github.com/crvault/crvault/audit/sqldb"
 	"github.com/crvault/crvault/vault/blob"
 	"github.com/crvault/crvault/vault/crypt"
 	"github.com/crvault/crvault/vault/review"
@@ -185,9 +186,7 @@ func (s *Service) store(ctx context.Context, a Actor, caseID, purpose string, up
 	}
 	if err := s.insertVersion(ctx, &m); err != nil {
 		// The row is the commit point; without it the blob is garbage.
-		if derr := s.blobs.Delete(context.WithoutCancel(ctx), blobID); derr != nil {
-			s.log.WarnContext(ctx, "orphan blob left for the janitor", "blob", blobID, "err", derr)
-		}
+		s.discardBlob(ctx, blobID, err)
 		s.recordFailure(ctx, a, "material.upload", caseID, resource, err)
 		return Material{}, fmt.Errorf("record material: %w", err)
 	}
@@ -223,6 +222,22 @@ func classifyBodyError(err error) error {
 // insertVersion numbers the material after the existing versions of the same
 // kind and filename (matched by the filename's keyed hash, as the name itself
 // is sealed); the unique index settles races.
+// discardBlob deletes a blob that a failed transaction was to reference,
+// unless the transaction may have committed all the same: a connection
+// lost during COMMIT says nothing of its outcome, and deleting then could
+// leave a committed row without its ciphertext. That blob is left to the
+// janitor, which deletes only blobs that nothing references, an hour on.
+func (s *Service) discardBlob(ctx context.Context, blobID string, cause error) {
+	var ve *Error
+	if !errors.As(cause, &ve) && sqldb.CommitUnknown(cause) {
+		s.log.WarnContext(ctx, "blob left for the janitor: the row that references it may have committed", "blob", blobID, "err", cause)
+		return
+	}
+	if err := s.blobs.Delete(context.WithoutCancel(ctx), blobID); err != nil {
+		s.log.WarnContext(ctx, "orphan blob left for the janitor", "blob", blobID, "err", err)
+	}
+}
+
 func (s *Service) insertVersion(ctx context.Context, m *materialRow) error {
 	return insertVersionIn(s.db.WithContext(ctx), m)
 }

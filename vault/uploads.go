@@ -513,9 +513,7 @@ func (s *Service) AppendUpload(ctx context.Context, a Actor, id string, ch Chunk
 	if seg != nil || size != r.Size {
 		if err := s.commitChunk(wctx, key, &r, seg, size, h); err != nil {
 			if seg != nil {
-				if derr := s.blobs.Delete(wctx, seg.BlobID); derr != nil {
-					s.log.WarnContext(ctx, "segment blob left for the janitor", "blob", seg.BlobID, "err", derr)
-				}
+				s.discardBlob(wctx, seg.BlobID, err)
 			}
 			s.recordFailure(ctx, a, "upload.chunk", r.CaseID, resource, err)
 			return UploadSession{}, err
@@ -671,7 +669,7 @@ func (s *Service) commitSession(ctx context.Context, a Actor, caseID, purpose st
 	})
 	if err != nil {
 		if emptyBlob != "" {
-			_ = s.blobs.Delete(wctx, emptyBlob)
+			s.discardBlob(wctx, emptyBlob, err)
 		}
 		if moved {
 			err = uploadConflict("upload_offset_mismatch", "another request completed or moved this upload", sess.Received)

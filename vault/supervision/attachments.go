@@ -12,6 +12,7 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/crvault/crvault/audit"
+	"github.com/crvault/crvault/audit/sqldb"
 	"github.com/crvault/crvault/vault"
 	"github.com/crvault/crvault/vault/crypt"
 )
@@ -101,7 +102,12 @@ func (s *Service) AddAttachment(ctx context.Context, cl Client, receipt string, 
 	a.Size, a.SHA256, a.Header = sealed.Size, sealed.SHA256, sealed.Header
 	a.CreatedAt = s.cfg.Now().UTC().Truncate(time.Microsecond)
 	if err := s.db.WithContext(ctx).Create(&a).Error; err != nil {
-		_ = s.blobs.Delete(context.WithoutCancel(ctx), a.BlobID)
+		// Unless the row may have committed all the same (a connection
+		// lost during COMMIT): the janitor, which keeps what is
+		// referenced, takes that blob later.
+		if !sqldb.CommitUnknown(err) {
+			_ = s.blobs.Delete(context.WithoutCancel(ctx), a.BlobID)
+		}
 		return AttachmentInfo{}, fmt.Errorf("record attachment: %w", err)
 	}
 	return s.toAttachment(ctx, a)
