@@ -668,11 +668,11 @@ func (s *Service) commitSession(ctx context.Context, a Actor, caseID, purpose st
 		return tx.Where("upload_id = ?", sess.ID).Delete(&uploadSegmentRow{}).Error
 	})
 	if err != nil {
-		if emptyBlob != "" {
-			s.discardBlob(wctx, emptyBlob, err)
-		}
 		if moved {
 			err = uploadConflict("upload_offset_mismatch", "another request completed or moved this upload", sess.Received)
+		}
+		if emptyBlob != "" {
+			s.discardBlob(wctx, emptyBlob, err)
 		}
 		s.recordFailure(ctx, a, "material.upload", caseID, resource, err)
 		return Material{}, fmt.Errorf("complete upload %s: %w", sess.ID, err)
