@@ -219,9 +219,6 @@ func classifyBodyError(err error) error {
 	return fmt.Errorf("store upload: %w", err)
 }
 
-// insertVersion numbers the material after the existing versions of the same
-// kind and filename (matched by the filename's keyed hash, as the name itself
-// is sealed); the unique index settles races.
 // discardBlob deletes a blob that a failed transaction was to reference,
 // unless the transaction may have committed all the same: a connection
 // lost during COMMIT says nothing of its outcome, and deleting then could
@@ -238,6 +235,9 @@ func (s *Service) discardBlob(ctx context.Context, blobID string, cause error) {
 	}
 }
 
+// insertVersion numbers the material after the existing versions of the same
+// kind and filename (matched by the filename's keyed hash, as the name itself
+// is sealed); the unique index settles races.
 func (s *Service) insertVersion(ctx context.Context, m *materialRow) error {
 	return insertVersionIn(s.db.WithContext(ctx), m)
 }
