@@ -12,6 +12,7 @@ import (
 	"github.com/crvault/crvault/access"
 	"github.com/crvault/crvault/audit"
 	"github.com/crvault/crvault/audit/sqldb"
+	"github.com/crvault/crvault/vault/crypt"
 	"github.com/crvault/crvault/vault/review"
 )
 
@@ -103,30 +104,29 @@ func (s *Service) caseType(in NewCase, c *Case) error {
 // insertCase creates a case, its providers and its own age identity,
 // wrapped to the master key, in one transaction.
 func (s *Service) insertCase(ctx context.Context, a Actor, c Case, providers []string) (Case, error) {
-	wrapped, key, err := s.keys.NewKey(ctx)
-	if err != nil {
-		return Case{}, fmt.Errorf("create case key: %w", err)
-	}
 	now := time.Now().UTC().Truncate(time.Microsecond)
 	c.CreatedAt = now
-	row, err := newCaseRow(key, c, a.P.User.ID)
-	if err != nil {
-		return Case{}, err
-	}
-	row.DueBasis = basisNone // a draft: no clock runs
-	err = s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		if err := tx.Create(&row).Error; err != nil {
+	var row caseRow
+	var key *crypt.CaseKey
+	err := s.keys.StoreNewKey(ctx, func(tx *gorm.DB, wrapped crypt.Wrapped, k *crypt.CaseKey) error {
+		r, err := newCaseRow(k, c, a.P.User.ID)
+		if err != nil {
+			return err
+		}
+		r.DueBasis = basisNone // a draft: no clock runs
+		if err := tx.Create(&r).Error; err != nil {
 			return err
 		}
 		for _, p := range providers {
-			if err := tx.Create(&caseProviderRow{CaseID: row.ID, OrgID: p}).Error; err != nil {
+			if err := tx.Create(&caseProviderRow{CaseID: r.ID, OrgID: p}).Error; err != nil {
 				return err
 			}
 		}
-		return tx.Create(&caseKeyRow{CaseID: row.ID, Wrapped: wrapped.Data, Master: wrapped.Master, Escrow: wrapped.Escrow, CreatedAt: now}).Error
+		row, key = r, k
+		return tx.Create(&caseKeyRow{CaseID: r.ID, Wrapped: wrapped.Data, Master: wrapped.Master, Escrow: wrapped.Escrow, CreatedAt: now}).Error
 	})
 	if err != nil {
-		s.recordFailure(ctx, a, "case.create", row.ID, "case/"+row.ID, err)
+		s.recordFailure(ctx, a, "case.create", c.ID, "case/"+c.ID, err)
 		return Case{}, fmt.Errorf("store case: %w", err)
 	}
 	s.keys.put(row.ID, key, s.keys.now())

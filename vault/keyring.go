@@ -243,12 +243,11 @@ func (k *Keyring) vaultKey(ctx context.Context, name string) (*crypt.CaseKey, er
 	var row vaultKeyRow
 	err := db.Where("name = ?", name).Take(&row).Error
 	if errors.Is(err, gorm.ErrRecordNotFound) {
-		w, _, werr := k.NewKey(ctx)
-		if werr != nil {
-			return nil, fmt.Errorf("create vault key %s: %w", name, werr)
-		}
-		row = vaultKeyRow{Name: name, Wrapped: w.Data, Master: w.Master, Escrow: w.Escrow, CreatedAt: time.Now().UTC()}
-		if err = db.Create(&row).Error; err != nil {
+		err = k.StoreNewKey(ctx, func(tx *gorm.DB, w crypt.Wrapped, _ *crypt.CaseKey) error {
+			row = vaultKeyRow{Name: name, Wrapped: w.Data, Master: w.Master, Escrow: w.Escrow, CreatedAt: time.Now().UTC()}
+			return tx.Create(&row).Error
+		})
+		if err != nil {
 			// Another instance may have won the race; take its key.
 			err = db.Where("name = ?", name).Take(&row).Error
 		}

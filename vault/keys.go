@@ -23,6 +23,7 @@ import (
 
 	"gorm.io/gorm"
 
+	"github.com/crvault/crvault/audit/sqldb"
 	"github.com/crvault/crvault/vault/crypt"
 )
 
@@ -141,6 +142,58 @@ func (k *Keyring) NewKey(ctx context.Context) (crypt.Wrapped, *crypt.CaseKey, er
 		return crypt.Wrapped{}, nil, err
 	}
 	return k.masters.NewKey(fp)
+}
+
+// errMasterRetired: the master a new key was wrapped to was retired before
+// the key could be stored.
+var errMasterRetired = errors.New("the master was retired meanwhile")
+
+// StoreNewKey generates a key wrapped to the active master and the escrow
+// recipients, and has store write it (with whatever goes with it) in one
+// transaction that first checks that the master is not retired and holds
+// that fact until the transaction ends: a row lock on PostgreSQL, and on
+// SQLite the write lock every transaction takes at BEGIN. Retire marks a
+// master retired and counts the keys still naming it in one transaction,
+// which therefore comes wholly before or after this one: either it counts
+// the new key and refuses, or this one finds the master retired and wraps a
+// fresh key to the new one. Without the check, a key wrapped by a request
+// that read the active master just before a rotation could be stored after
+// the old master was retired (and its key file destroyed), leaving that
+// key to the escrow alone.
+func (k *Keyring) StoreNewKey(ctx context.Context, store func(tx *gorm.DB, w crypt.Wrapped, key *crypt.CaseKey) error) error {
+	for attempt := 0; ; attempt++ {
+		w, key, err := k.NewKey(ctx)
+		if err != nil {
+			return err
+		}
+		err = k.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+			if err := lockUsableMaster(tx, w.Master); err != nil {
+				return err
+			}
+			return store(tx, w, key)
+		})
+		if !errors.Is(err, errMasterRetired) || attempt > 0 {
+			return err
+		}
+	}
+}
+
+// lockUsableMaster fails with errMasterRetired unless master fp is recorded
+// and not retired, and on PostgreSQL keeps Retire's update of its row
+// waiting until tx ends.
+func lockUsableMaster(tx *gorm.DB, fp string) error {
+	q := "SELECT state FROM vault_masters WHERE fingerprint = ?"
+	if sqldb.Dialect(tx) == sqldb.Postgres {
+		q += " FOR SHARE"
+	}
+	var states []string
+	if err := tx.Raw(q, fp).Scan(&states).Error; err != nil {
+		return fmt.Errorf("check master %s: %w", fp, err)
+	}
+	if len(states) != 1 || states[0] == MasterRetired {
+		return fmt.Errorf("%w: %s", errMasterRetired, fp)
+	}
+	return nil
 }
 
 // OpenKey unwraps a stored key.
@@ -323,7 +376,7 @@ func (k *Keyring) Status(ctx context.Context, tables ...KeyTable) ([]MasterStatu
 	}
 	out := make([]MasterStatus, 0, len(rows))
 	for _, r := range rows {
-		n, err := k.countWrapped(ctx, r.Fingerprint, tables)
+		n, err := k.countWrapped(k.db.WithContext(ctx), r.Fingerprint, tables)
 		if err != nil {
 			return nil, err
 		}
@@ -332,11 +385,11 @@ func (k *Keyring) Status(ctx context.Context, tables ...KeyTable) ([]MasterStatu
 	return out, nil
 }
 
-func (k *Keyring) countWrapped(ctx context.Context, fp string, tables []KeyTable) (int64, error) {
+func (k *Keyring) countWrapped(db *gorm.DB, fp string, tables []KeyTable) (int64, error) {
 	var total int64
 	for _, t := range append(k.KeyTables(), tables...) {
 		var n int64
-		if err := k.db.WithContext(ctx).Table(t.Table).Where("master = ?", fp).Count(&n).Error; err != nil {
+		if err := db.Table(t.Table).Where("master = ?", fp).Count(&n).Error; err != nil {
 			return 0, fmt.Errorf("count %s: %w", t.Table, err)
 		}
 		total += n
@@ -350,7 +403,9 @@ var ErrMasterInUse = errors.New("master key still in use")
 
 // Retire marks a retiring master retired, refusing while any row of the
 // key tables names it (or while it is active). After it, the master's key
-// file may be destroyed.
+// file may be destroyed. The mark and the count are one transaction, which
+// waits for any StoreNewKey that has checked this master and counts what it
+// stored.
 func (k *Keyring) Retire(ctx context.Context, fp string, tables ...KeyTable) error {
 	var row masterRow
 	if err := k.db.WithContext(ctx).Where("fingerprint = ?", fp).Take(&row).Error; err != nil {
@@ -365,14 +420,25 @@ func (k *Keyring) Retire(ctx context.Context, fp string, tables ...KeyTable) err
 	case MasterRetired:
 		return nil
 	}
-	n, err := k.countWrapped(ctx, fp, tables)
-	if err != nil {
-		return err
-	}
-	if n > 0 {
-		return fmt.Errorf("%w: %d keys are still wrapped to %s; run vaultd keys rotate to finish the rotation", ErrMasterInUse, n, fp)
-	}
-	now := time.Now().UTC()
-	return k.db.WithContext(ctx).Model(&masterRow{}).Where("fingerprint = ? AND state = ?", fp, MasterRetiring).
-		Updates(map[string]any{"state": MasterRetired, "retired_at": now}).Error
+	return k.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		// The update first: on PostgreSQL it waits for the keys being
+		// stored under a lock on this row, and the count, a statement
+		// after it, then sees them.
+		res := tx.Model(&masterRow{}).Where("fingerprint = ? AND state = ?", fp, MasterRetiring).
+			Updates(map[string]any{"state": MasterRetired, "retired_at": time.Now().UTC()})
+		if res.Error != nil {
+			return fmt.Errorf("retire master %s: %w", fp, res.Error)
+		}
+		if res.RowsAffected == 0 {
+			return nil // retired meanwhile by another run
+		}
+		n, err := k.countWrapped(tx, fp, tables)
+		if err != nil {
+			return err
+		}
+		if n > 0 {
+			return fmt.Errorf("%w: %d keys are still wrapped to %s; run vaultd keys rotate to finish the rotation", ErrMasterInUse, n, fp)
+		}
+		return nil
+	})
 }

@@ -36,16 +36,13 @@ func (s *Service) supervisionKey(ctx context.Context) (*crypt.CaseKey, error) {
 	var row keyRow
 	err := s.db.WithContext(ctx).Where("id = ?", "current").Take(&row).Error
 	if errors.Is(err, gorm.ErrRecordNotFound) {
-		w, _, werr := s.keys.NewKey(ctx)
-		if werr != nil {
-			return nil, fmt.Errorf("create supervision key: %w", werr)
-		}
-		row = keyRow{ID: "current", Wrapped: w.Data, Master: w.Master, Escrow: w.Escrow, CreatedAt: time.Now().UTC()}
-		if cerr := s.db.WithContext(ctx).Create(&row).Error; cerr != nil {
+		err = s.keys.StoreNewKey(ctx, func(tx *gorm.DB, w crypt.Wrapped, _ *crypt.CaseKey) error {
+			row = keyRow{ID: "current", Wrapped: w.Data, Master: w.Master, Escrow: w.Escrow, CreatedAt: time.Now().UTC()}
+			return tx.Create(&row).Error
+		})
+		if err != nil {
 			// Another instance may have won the race; take its key.
 			err = s.db.WithContext(ctx).Where("id = ?", "current").Take(&row).Error
-		} else {
-			err = nil
 		}
 	}
 	if err != nil {

@@ -1,0 +1,153 @@
+package vault
+
+import (
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"gorm.io/gorm"
+
+	"github.com/crvault/crvault/audit/sqldb/sqldbtest"
+	"github.com/crvault/crvault/vault/crypt"
+)
+
+// TestRetireWaitsForKeysBeingStored: a case created by a request that read
+// the active master just before a rotation wraps its key to the old master.
+// If the old master is retired while that key is being stored, the
+// retirement is refused, because it counts the new key; if it was retired
+// before, the key is wrapped again to the new master. Either way no key is
+// left wrapped to a retired master, whose key file may then be destroyed.
+func TestRetireWaitsForKeysBeingStored(t *testing.T) {
+	for _, dialect := range sqldbtest.Backends {
+		t.Run(dialect, func(t *testing.T) {
+			f := newWF(t, dialect, time.Date(2025, 3, 3, 9, 0, 0, 0, time.UTC), false)
+			f.draft() // records the first master as active
+			k := f.svc.keys
+			old, err := k.ActiveMaster(f.ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var (
+				mu         sync.Mutex
+				mode       string // "during" or "before": when Retire runs
+				inHook     bool
+				rotated    bool
+				retireErrs = make(chan error, 1)
+			)
+			done := func() { mu.Lock(); inHook = false; mu.Unlock() }
+			rotate := func() {
+				m, err := crypt.GenerateMaster()
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				k.masters.Add(m)
+				if _, err := k.BeginRotation(f.ctx, m); err != nil {
+					t.Error(err)
+					return
+				}
+				if rep, err := k.Rewrap(f.ctx, 100, 0); err != nil || rep.Remaining != 0 {
+					t.Errorf("rewrap: %+v, %v", rep, err)
+				}
+			}
+			// The request has just read the active master: the rotation
+			// happens now, and in "before" the old master is retired too.
+			if err := f.svc.db.Callback().Query().After("gorm:query").Register("test:rotate", func(db *gorm.DB) {
+				if db.Statement.Table != "vault_masters" || !strings.Contains(db.Statement.SQL.String(), "state =") {
+					return
+				}
+				mu.Lock()
+				fire := mode != "" && !rotated && !inHook
+				if fire {
+					rotated, inHook = true, true
+				}
+				m := mode
+				mu.Unlock()
+				if !fire {
+					return
+				}
+				defer done()
+				rotate()
+				if m == "before" {
+					retireErrs <- k.Retire(f.ctx, old)
+				}
+			}); err != nil {
+				t.Fatal(err)
+			}
+			// In "during", Retire starts while the case and its key are
+			// being stored, and is given time to finish if it does not wait.
+			if err := f.svc.db.Callback().Create().Before("gorm:create").Register("test:retire", func(db *gorm.DB) {
+				mu.Lock()
+				fire := mode == "during" && rotated && !inHook && db.Statement.Table == "cases"
+				if fire {
+					mode = "fired"
+				}
+				mu.Unlock()
+				if !fire {
+					return
+				}
+				go func() { retireErrs <- k.Retire(f.ctx, old) }()
+				time.Sleep(300 * time.Millisecond)
+			}); err != nil {
+				t.Fatal(err)
+			}
+			for _, when := range []string{"during", "before"} {
+				mu.Lock()
+				mode, rotated = when, false
+				mu.Unlock()
+				c, err := f.svc.CreateCase(f.ctx, f.op, NewCase{Title: "Switches " + when, Product: "SW-1"})
+				mu.Lock()
+				mode = ""
+				mu.Unlock()
+				if err != nil {
+					t.Fatalf("%s: create case: %v", when, err)
+				}
+				var retireErr error
+				select {
+				case retireErr = <-retireErrs:
+				case <-time.After(30 * time.Second):
+					t.Fatalf("%s: Retire did not return", when)
+				}
+				var keyRow struct{ Master string }
+				if err := f.svc.db.Table("case_keys").Select("master").Where("case_id = ?", c.ID).Take(&keyRow).Error; err != nil {
+					t.Fatal(err)
+				}
+				var state string
+				if err := f.svc.db.Table("vault_masters").Select("state").Where("fingerprint = ?", old).Take(&state).Error; err != nil {
+					t.Fatal(err)
+				}
+				if keyRow.Master == old && state == MasterRetired {
+					t.Fatalf("%s: the new case's key is wrapped to master %s, which Retire (%v) marked retired", when, old, retireErr)
+				}
+				switch when {
+				case "during":
+					if !errors.Is(retireErr, ErrMasterInUse) || keyRow.Master != old || state != MasterRetiring {
+						t.Fatalf("during: Retire %v, key on %s (old %s), old master %s; want the key counted and Retire refused", retireErr, keyRow.Master, old, state)
+					}
+				case "before":
+					if retireErr != nil || keyRow.Master == old {
+						t.Fatalf("before: Retire %v, key on %s (old %s); want it retired and the key on the new master", retireErr, keyRow.Master, old)
+					}
+				}
+				if _, err := f.svc.GetCase(f.ctx, f.op, c.ID); err != nil {
+					t.Fatalf("%s: the new case does not open: %v", when, err)
+				}
+				// What the refusal asks for: finish the rotation, then retire.
+				if when == "during" {
+					if _, err := k.Rewrap(f.ctx, 100, 0); err != nil {
+						t.Fatal(err)
+					}
+					if err := k.Retire(f.ctx, old); err != nil {
+						t.Fatalf("retire after the rewrap: %v", err)
+					}
+					old, err = k.ActiveMaster(f.ctx)
+					if err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+		})
+	}
+}
