@@ -437,7 +437,7 @@ func (k *Keyring) Retire(ctx context.Context, fp string, tables ...KeyTable) err
 			return err
 		}
 		if n > 0 {
-			return fmt.Errorf("%w: %d keys are still wrapped to %s; run vaultd keys rotate to finish the rotation", ErrMasterInUse, n, fp)
+			return fmt.Errorf("%w: %d keys are still wrapped to %s; run vaultd keys rewrap (or keys rotate, to finish an unfinished rotation) first", ErrMasterInUse, n, fp)
 		}
 		return nil
 	})
