@@ -35,29 +35,21 @@ func (s *Service) ReferencedBlobs(ctx context.Context, ids []string) ([]string, 
 
 // CollectOrphans deletes blobs that no owner references and that are older
 // than grace: uploads whose process died between the blob write and the row
-// that commits it. The grace period keeps uploads in flight safe.
+// that commits it. The grace period keeps uploads in flight safe. It works
+// through the store's listing in batches as it goes, so its memory stays
+// one batch whatever the number of blobs.
 func (s *Service) CollectOrphans(ctx context.Context, grace time.Duration, others ...BlobRefs) (int, error) {
 	cutoff := time.Now().Add(-grace)
-	var candidates []string
-	err := s.blobs.List(ctx, func(id string, mod time.Time) error {
-		if mod.Before(cutoff) {
-			candidates = append(candidates, id)
-		}
-		return nil
-	})
-	if err != nil {
-		return 0, fmt.Errorf("list blobs: %w", err)
-	}
 	owners := append([]BlobRefs{s.ReferencedBlobs}, others...)
 	n := 0
-	for len(candidates) > 0 {
-		batch := candidates[:min(len(candidates), 500)]
-		candidates = candidates[len(batch):]
+	batch := make([]string, 0, orphanBatch)
+	var collectErr error
+	collect := func() error {
 		ref := map[string]bool{}
 		for _, owner := range owners {
 			known, err := owner(ctx, batch)
 			if err != nil {
-				return n, err
+				return err
 			}
 			for _, k := range known {
 				ref[k] = true
@@ -68,13 +60,41 @@ func (s *Service) CollectOrphans(ctx context.Context, grace time.Duration, other
 				continue
 			}
 			if err := s.blobs.Delete(ctx, id); err != nil {
-				return n, fmt.Errorf("delete orphan blob: %w", err)
+				return fmt.Errorf("delete orphan blob: %w", err)
 			}
 			n++
+		}
+		batch = batch[:0]
+		return nil
+	}
+	err := s.blobs.List(ctx, func(id string, mod time.Time) error {
+		if !mod.Before(cutoff) {
+			return nil
+		}
+		if batch = append(batch, id); len(batch) == orphanBatch {
+			collectErr = collect()
+			return collectErr
+		}
+		return nil
+	})
+	if collectErr != nil {
+		return n, collectErr
+	}
+	if err != nil {
+		return n, fmt.Errorf("list blobs: %w", err)
+	}
+	if len(batch) > 0 {
+		if err := collect(); err != nil {
+			return n, err
 		}
 	}
 	return n, nil
 }
+
+// orphanBatch is how many listed blobs CollectOrphans matches to their
+// owners at a time: one query per owner, its ids well inside either
+// database's limit on bound parameters (three times over for the vault's).
+const orphanBatch = 500
 
 // CollectIncomplete removes unfinished writes from the blob store (S3
 // multipart uploads, local temp files) begun more than grace ago and not

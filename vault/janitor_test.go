@@ -225,3 +225,61 @@ func TestFailedRowKeepsBlobWhenCommitUnknown(t *testing.T) {
 		})
 	}
 }
+
+// TestCollectOrphansInBatches: more blobs than one batch are matched to
+// their owners a batch at a time, the last partial batch included; every
+// orphan goes and every owned blob stays.
+func TestCollectOrphansInBatches(t *testing.T) {
+	f := newWF(t, sqldbtest.Backends[0], time.Date(2025, 3, 3, 9, 0, 0, 0, time.UTC), false)
+	caseID := f.draft()
+	const orphans = orphanBatch + 3
+	for range orphans {
+		if _, err := f.svc.blobs.Put(f.ctx, NewID(), strings.NewReader("x"), -1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	held := NewID()
+	if _, err := f.svc.blobs.Put(f.ctx, held, strings.NewReader("held"), -1); err != nil {
+		t.Fatal(err)
+	}
+	var batches []int
+	other := func(_ context.Context, ids []string) ([]string, error) {
+		batches = append(batches, len(ids))
+		for _, id := range ids {
+			if id == held {
+				return []string{held}, nil
+			}
+		}
+		return nil, nil
+	}
+	n, err := f.svc.CollectOrphans(f.ctx, -time.Minute, other)
+	if err != nil || n != orphans {
+		t.Fatalf("collected %d (%v), want %d", n, err, orphans)
+	}
+	total := 0
+	for _, b := range batches {
+		if b > orphanBatch {
+			t.Fatalf("an owner was asked about %d blobs at once", b)
+		}
+		total += b
+	}
+	if total != orphans+1+3 { // the orphans, the held blob, the draft's three materials
+		t.Fatalf("owners were asked about %d blobs in %v", total, batches)
+	}
+	if obj, err := f.svc.blobs.Open(f.ctx, held); err != nil {
+		t.Fatalf("the held blob went: %v", err)
+	} else {
+		obj.Close()
+	}
+	list, err := f.svc.ListMaterials(f.ctx, f.op, caseID)
+	if err != nil || len(list) != 3 {
+		t.Fatalf("materials: %d, %v", len(list), err)
+	}
+	for _, m := range list {
+		c, err := f.svc.OpenContent(f.ctx, f.op, m.ID, nil)
+		if err != nil {
+			t.Fatalf("material %s after collection: %v", m.ID, err)
+		}
+		c.Close()
+	}
+}
