@@ -247,9 +247,11 @@ func (k *Keyring) vaultKey(ctx context.Context, name string) (*crypt.CaseKey, er
 			row = vaultKeyRow{Name: name, Wrapped: w.Data, Master: w.Master, Escrow: w.Escrow, CreatedAt: time.Now().UTC()}
 			return tx.Create(&row).Error
 		})
-		if err != nil {
+		if serr := err; serr != nil {
 			// Another instance may have won the race; take its key.
-			err = db.Where("name = ?", name).Take(&row).Error
+			if err = db.Where("name = ?", name).Take(&row).Error; err != nil {
+				err = fmt.Errorf("create: %w; then read: %w", serr, err)
+			}
 		}
 	}
 	if err != nil {

@@ -40,9 +40,11 @@ func (s *Service) supervisionKey(ctx context.Context) (*crypt.CaseKey, error) {
 			row = keyRow{ID: "current", Wrapped: w.Data, Master: w.Master, Escrow: w.Escrow, CreatedAt: time.Now().UTC()}
 			return tx.Create(&row).Error
 		})
-		if err != nil {
+		if serr := err; serr != nil {
 			// Another instance may have won the race; take its key.
-			err = s.db.WithContext(ctx).Where("id = ?", "current").Take(&row).Error
+			if err = s.db.WithContext(ctx).Where("id = ?", "current").Take(&row).Error; err != nil {
+				err = fmt.Errorf("create: %w; then read: %w", serr, err)
+			}
 		}
 	}
 	if err != nil {
