@@ -486,6 +486,14 @@ func (s *Service) AppendUpload(ctx context.Context, a Actor, id string, ch Chunk
 	if err := s.record(ctx, a, "upload.chunk", audit.Allowed, r.CaseID, resource, purpose, ""); err != nil {
 		return UploadSession{}, err
 	}
+	// The session is in use from now, not from when this chunk commits:
+	// a long chunk begun near the session's expiry would otherwise see
+	// the janitor expire the session under it, and be refused at the end.
+	if err := s.db.WithContext(ctx).Model(&uploadRow{}).Where("id = ? AND status = ? AND received = ?", id, uploadOpen, r.Received).
+		Update("updated_at", time.Now().UTC().Truncate(time.Microsecond)).Error; err != nil {
+		s.recordFailure(ctx, a, "upload.chunk", r.CaseID, resource, err)
+		return UploadSession{}, fmt.Errorf("mark upload %s in use: %w", id, err)
+	}
 	h, err := restoreHash(key, r)
 	if err != nil {
 		s.recordFailure(ctx, a, "upload.chunk", r.CaseID, resource, err)

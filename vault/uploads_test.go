@@ -391,3 +391,53 @@ func TestSegmentedMaterialDamaged(t *testing.T) {
 		t.Fatal("a material missing a segment opened")
 	}
 }
+
+// TestChunkInFlightKeepsSessionAlive: a chunk begun near its session's
+// expiry marks the session in use when it begins, so the janitor expiring
+// sessions while the chunk streams leaves this one, and the chunk lands.
+func TestChunkInFlightKeepsSessionAlive(t *testing.T) {
+	for _, dialect := range sqldbtest.Backends {
+		t.Run(dialect, func(t *testing.T) {
+			f := newWF(t, dialect, time.Date(2025, 3, 3, 9, 0, 0, 0, time.UTC), false)
+			caseID := f.draft()
+			doc := randomDoc(t, 2000)
+			u, err := f.svc.CreateUpload(f.ctx, f.op, caseID, NewUpload{Kind: "other", Filename: "slow.bin"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if u, err = f.svc.AppendUpload(f.ctx, f.op, u.ID, Chunk{Offset: 0, Length: 1000, UploadLength: -1, Body: bytes.NewReader(doc[:1000])}); err != nil {
+				t.Fatal(err)
+			}
+			lastChunk := u.ExpiresAt.Add(-f.svc.UploadExpiry())
+			time.Sleep(300 * time.Millisecond)
+			pr, pw := io.Pipe()
+			t.Cleanup(func() { pw.CloseWithError(io.ErrUnexpectedEOF) })
+			type result struct {
+				u   UploadSession
+				err error
+			}
+			res := make(chan result, 1)
+			go func() {
+				u, err := f.svc.AppendUpload(f.ctx, f.op, u.ID, Chunk{Offset: 1000, Length: 1000, UploadLength: -1, Body: pr})
+				res <- result{u, err}
+			}()
+			// Half the chunk arrives; the rest is slow to come.
+			if _, err := pw.Write(doc[1000:1500]); err != nil {
+				t.Fatal(err)
+			}
+			// The janitor runs as if the session had been idle past its
+			// expiry since the first chunk, but not since the second began.
+			if n, err := f.svc.ExpireUploads(f.ctx, lastChunk.Add(f.svc.UploadExpiry()+100*time.Millisecond)); err != nil || n != 0 {
+				t.Fatalf("expired %d (%v) while a chunk was arriving", n, err)
+			}
+			if _, err := pw.Write(doc[1500:]); err != nil {
+				t.Fatal(err)
+			}
+			pw.Close()
+			r := <-res
+			if r.err != nil || r.u.Offset != 2000 {
+				t.Fatalf("the chunk in flight: %+v, %v", r.u, r.err)
+			}
+		})
+	}
+}
