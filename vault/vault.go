@@ -402,6 +402,13 @@ func validID(id string) bool {
 	return true
 }
 
+// BidiOverride reports an explicit bidi embedding, override or isolate
+// (U+202A-202E, U+2066-2069): what CleanText drops from text, and pages
+// drop from text stored before it did. The marks (LRM, RLM) are not.
+func BidiOverride(r rune) bool {
+	return '\u202a' <= r && r <= '\u202e' || '\u2066' <= r && r <= '\u2069'
+}
+
 // CleanText trims a free-text field and refuses it if required and empty,
 // longer than max characters, not UTF-8 or holding control characters, with
 // a problem naming the field.
@@ -423,7 +430,7 @@ func CleanText(field, v string, max int, required bool) (string, error) {
 	}
 	if utf8.ValidString(v) { // Map would hide bytes that are not UTF-8
 		v = strings.Map(func(r rune) rune {
-			if '\u202a' <= r && r <= '\u202e' || '\u2066' <= r && r <= '\u2069' {
+			if BidiOverride(r) {
 				return -1
 			}
 			return r

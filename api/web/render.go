@@ -13,6 +13,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/crvault/crvault/access"
+	"github.com/crvault/crvault/vault"
 )
 
 //go:embed templates
@@ -155,7 +156,7 @@ func pageControl(r rune) bool {
 	case r < 0x20 || 0x7f <= r && r <= 0x9f:
 		return true
 	}
-	return '\u202a' <= r && r <= '\u202e' || '\u2066' <= r && r <= '\u2069'
+	return vault.BidiOverride(r)
 }
 
 // grouped writes a receipt for a person to copy by hand: its id and secret
