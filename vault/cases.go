@@ -227,6 +227,33 @@ func (s *Service) visibleCases(ctx context.Context, a Actor) (*gorm.DB, error) {
 	return q, nil
 }
 
+// VisibleCaseIDs is a subquery of the ids of the cases the caller may
+// list (ListCases), for services beside the vault that keep rows naming a
+// case: a row on a case the caller may not see must not reach it either.
+func (s *Service) VisibleCaseIDs(ctx context.Context, a Actor) (*gorm.DB, error) {
+	q, err := s.visibleCases(ctx, a)
+	if err != nil {
+		return nil, err
+	}
+	return q.Select("id"), nil
+}
+
+// CaseVisible says whether the caller may list the case (VisibleCaseIDs).
+func (s *Service) CaseVisible(ctx context.Context, a Actor, caseID string) (bool, error) {
+	if !validID(caseID) {
+		return false, nil
+	}
+	q, err := s.visibleCases(ctx, a)
+	if err != nil {
+		return false, err
+	}
+	var ids []string
+	if err := q.Where("id = ?", caseID).Limit(1).Pluck("id", &ids).Error; err != nil {
+		return false, fmt.Errorf("check case %s: %w", caseID, err)
+	}
+	return len(ids) == 1, nil
+}
+
 // maxCaseTitles bounds CaseTitles' ids: a page of any list.
 const maxCaseTitles = 500
 

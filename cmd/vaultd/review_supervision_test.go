@@ -76,4 +76,47 @@ func TestCommitmentStatusAndOfficeView(t *testing.T) {
 		t.Fatalf("inspector sees %d reports", len(rs.Items))
 	}
 	w.rev1.expect(403, "GET", "/reports", nil)
+
+	// A party's draft is not the office's case (404 for it), and neither
+	// are the complaints, commitments and reports on it, until it is
+	// submitted.
+	var draft struct{ ID string }
+	draft.ID, _ = w.newCase(t, "MARKER-DRAFT")
+	w.office.expect(404, "GET", "/cases/"+draft.ID, nil)
+	var dc, dcm struct{ ID string }
+	w.op.expect(201, "POST", "/complaints", map[string]any{"case": draft.ID, "kind": "confidentiality", "description": "MARKER-DRAFT-COMPLAINT"}).json(t, &dc)
+	w.prov.expect(201, "POST", "/cases/"+draft.ID+"/commitments", map[string]any{"kind": "other", "text": "MARKER-DRAFT-COMMITMENT"}).json(t, &dcm)
+	anon(fmt.Sprintf(`{"commitment":%q,"description":"about the draft's commitment"}`, dcm.ID))
+	officeSees := func(want int) {
+		t.Helper()
+		var cs, cms, rs struct {
+			Items  []map[string]any `json:"items"`
+			Counts map[string]int   `json:"counts"`
+		}
+		w.office.expect(200, "GET", "/complaints", nil).json(t, &cs)
+		w.office.expect(200, "GET", "/commitments", nil).json(t, &cms)
+		w.office.expect(200, "GET", "/reports", nil).json(t, &rs)
+		total := 0
+		for _, n := range cs.Counts {
+			total += n
+		}
+		if len(cs.Items) != 1+want || total != 1+want || len(cms.Items) != 1+want || len(rs.Items) != 1+want {
+			t.Fatalf("office sees %d complaints (counts %v), %d commitments, %d reports; want %d of each",
+				len(cs.Items), cs.Counts, len(cms.Items), len(rs.Items), 1+want)
+		}
+		w.office.expect(map[int]int{0: 404, 1: 200}[want], "GET", "/complaints/"+dc.ID, nil)
+	}
+	officeSees(0)
+	w.insp.expect(200, "GET", "/complaints/"+dc.ID, nil)
+	w.insp.expect(200, "GET", "/reports", nil).json(t, &rs)
+	if len(rs.Items) != 3 {
+		t.Fatalf("inspector sees %d reports, want 3", len(rs.Items))
+	}
+	// Urging is the operator's: anyone else is refused alike whether the
+	// commitment exists or not.
+	w.prov.expect(403, "POST", "/cases/"+draft.ID+"/commitments/"+dcm.ID+"/urge", map[string]any{"note": "x"})
+	w.prov.expect(403, "POST", "/cases/"+draft.ID+"/commitments/00000000000000000000000000/urge", map[string]any{"note": "x"})
+	w.op.expect(404, "POST", "/cases/"+draft.ID+"/commitments/00000000000000000000000000/urge", map[string]any{"note": "x"})
+	w.op.expect(200, "POST", "/cases/"+draft.ID+"/submit", nil)
+	officeSees(1)
 }

@@ -117,6 +117,11 @@ func (s *Service) UrgeCommitment(ctx context.Context, a vault.Actor, caseID, id 
 		return Commitment{}, err
 	}
 	ev := event(a, "commitment.urge", audit.Allowed, cs.ID, "commitment/"+id, "")
+	if !a.P.Has(access.RoleOperator) || cs.OperatorOrg != a.P.User.OrgID {
+		// Before the commitment is looked up, so the answer says nothing
+		// of which ids exist on the case.
+		return Commitment{}, s.deny(ctx, ev, forbidden("only the operator of the case urges fulfilment"))
+	}
 	var row commitmentRow
 	err = gorm.ErrRecordNotFound
 	if validID(id) {
@@ -127,9 +132,6 @@ func (s *Service) UrgeCommitment(ctx context.Context, a vault.Actor, caseID, id 
 	}
 	if err != nil {
 		return Commitment{}, fmt.Errorf("load commitment %s: %w", id, err)
-	}
-	if !a.P.Has(access.RoleOperator) || cs.OperatorOrg != a.P.User.OrgID {
-		return Commitment{}, s.deny(ctx, ev, forbidden("only the operator of the case urges fulfilment"))
 	}
 	note, err := vault.CleanText("note", in.Note, 4000, true)
 	if err != nil {
@@ -234,9 +236,10 @@ type CommitmentFilter struct {
 	Cursor           string
 }
 
-// ListCommitments lists commitments: inspectors and office admins any
-// provider's, a provider its own organisation's, an operator those on its
-// cases; others are refused.
+// ListCommitments lists commitments: inspectors any provider's, office
+// admins those on the cases the office may list (not a party's draft), a
+// provider its own organisation's, an operator those on its cases; others
+// are refused.
 func (s *Service) ListCommitments(ctx context.Context, a vault.Actor, f CommitmentFilter) (Page[Commitment], error) {
 	if f.Cursor != "" && !validID(f.Cursor) {
 		return Page[Commitment]{}, invalid("cursor", "invalid_cursor", "cursor is not one this server issued")
@@ -245,7 +248,13 @@ func (s *Service) ListCommitments(ctx context.Context, a vault.Actor, f Commitme
 	q := s.db.WithContext(ctx).Model(&commitmentRow{})
 	org := a.P.User.OrgID
 	switch {
-	case a.P.Has(access.RoleInspector), a.P.Has(access.RoleOfficeAdmin):
+	case a.P.Has(access.RoleInspector):
+	case a.P.Has(access.RoleOfficeAdmin):
+		cases, err := s.vault.VisibleCaseIDs(ctx, a)
+		if err != nil {
+			return Page[Commitment]{}, err
+		}
+		q = q.Where("case_id IN (?)", cases)
 	case a.P.Has(access.RoleProvider):
 		if f.Provider != "" && f.Provider != org {
 			return Page[Commitment]{}, s.deny(ctx, ev, forbidden("a provider sees only its own commitments"))

@@ -213,12 +213,18 @@ func (s *Service) toComplaint(ctx context.Context, p access.Principal, r complai
 }
 
 // canSee says whether the caller may see a complaint: inspectors all, the
-// filer their own, office admins those that name one of the office's cases
-// (every complaint names its case; 2020 Art. 17 / 2021 Art. 18 lets parties
-// complain to the office).
-func (s *Service) canSee(p access.Principal, r complaintRow) bool {
-	return s.access.Can(p, "complaint", "read_all") || r.FiledBy == p.User.ID ||
-		(p.Has(access.RoleOfficeAdmin) && (r.ReassignmentRequested || r.CaseID != ""))
+// filer their own, office admins those on the office's cases (2020 Art. 17
+// / 2021 Art. 18 lets parties complain to the office), which are the cases
+// it may list: a party's draft is not one, and neither are its complaints.
+func (s *Service) canSee(ctx context.Context, a vault.Actor, r complaintRow) (bool, error) {
+	p := a.P
+	if s.access.Can(p, "complaint", "read_all") || r.FiledBy == p.User.ID {
+		return true, nil
+	}
+	if !p.Has(access.RoleOfficeAdmin) {
+		return false, nil
+	}
+	return s.vault.CaseVisible(ctx, a, r.CaseID)
 }
 
 // complaint loads a complaint for act; callers who may not see it get
@@ -237,7 +243,11 @@ func (s *Service) complaint(ctx context.Context, a vault.Actor, id, action, perm
 		return r, fmt.Errorf("load complaint %s: %w", id, err)
 	}
 	ev.CaseID = r.CaseID
-	if !s.canSee(a.P, r) {
+	visible, err := s.canSee(ctx, a, r)
+	if err != nil {
+		return r, err
+	}
+	if !visible {
 		return r, s.deny(ctx, ev, notFound("complaint"))
 	}
 	if perm != "" && !s.access.Can(a.P, "complaint", perm) {
@@ -279,7 +289,11 @@ func (s *Service) ListComplaints(ctx context.Context, a vault.Actor, f Complaint
 	switch {
 	case s.access.Can(a.P, "complaint", "read_all"):
 	case a.P.Has(access.RoleOfficeAdmin):
-		q = q.Where("filed_by = ? OR reassignment_requested = ? OR case_id <> ''", a.P.User.ID, true)
+		cases, err := s.vault.VisibleCaseIDs(ctx, a)
+		if err != nil {
+			return Page[Complaint]{}, err
+		}
+		q = q.Where("filed_by = ? OR case_id IN (?)", a.P.User.ID, cases)
 	default:
 		q = q.Where("filed_by = ?", a.P.User.ID)
 	}

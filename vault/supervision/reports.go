@@ -394,9 +394,15 @@ func (s *Service) ListReports(ctx context.Context, a vault.Actor, f ReportFilter
 	}
 	q := s.db.WithContext(ctx).Model(&reportRow{})
 	if office {
-		// The office sees the reports that name its cases: linked to a
-		// case, or naming a commitment made on one (Art. 18 / 2021 Art. 19).
-		q = q.Where("link_case <> '' OR commitment <> '' OR link_commitment <> ''")
+		// The office sees the reports that name its cases (those it may
+		// list: not a party's draft): linked to one, or naming a commitment
+		// made on one (Art. 18 / 2021 Art. 19).
+		cases, err := s.vault.VisibleCaseIDs(ctx, a)
+		if err != nil {
+			return Page[Report]{}, err
+		}
+		onCases := s.db.Model(&commitmentRow{}).Select("id").Where("case_id IN (?)", cases)
+		q = q.Where("link_case IN (?) OR commitment IN (?) OR link_commitment IN (?)", cases, onCases, onCases)
 	}
 	if f.Provider != "" {
 		q = sqldb.WhereText(q, "subject_org = ? OR link_provider = ?", f.Provider)
