@@ -16,6 +16,7 @@ package vault
 // only once no row names it.
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -182,16 +183,49 @@ func (k *Keyring) StoreNewKey(ctx context.Context, store func(tx *gorm.DB, w cry
 // and not retired, and on PostgreSQL keeps Retire's update of its row
 // waiting until tx ends.
 func lockUsableMaster(tx *gorm.DB, fp string) error {
+	state, err := lockMaster(tx, fp)
+	if err != nil {
+		return err
+	}
+	if state == "" || state == MasterRetired {
+		return fmt.Errorf("%w: %s", errMasterRetired, fp)
+	}
+	return nil
+}
+
+// lockMaster reads the state of master fp ("" when it is not recorded) and,
+// on PostgreSQL, holds a share lock on its row until tx ends, so that a
+// rotation or a retirement changing it waits for tx. SQLite's transactions
+// hold the database's write lock from BEGIN.
+func lockMaster(tx *gorm.DB, fp string) (string, error) {
 	q := "SELECT state FROM vault_masters WHERE fingerprint = ?"
 	if sqldb.Dialect(tx) == sqldb.Postgres {
 		q += " FOR SHARE"
 	}
 	var states []string
 	if err := tx.Raw(q, fp).Scan(&states).Error; err != nil {
-		return fmt.Errorf("check master %s: %w", fp, err)
+		return "", fmt.Errorf("check master %s: %w", fp, err)
 	}
-	if len(states) != 1 || states[0] == MasterRetired {
-		return fmt.Errorf("%w: %s", errMasterRetired, fp)
+	if len(states) != 1 {
+		return "", nil
+	}
+	return states[0], nil
+}
+
+// ErrMasterChanged: another rotation made a new master active while Rewrap
+// ran. The run stops rather than wrap keys to a master that may be retired
+// (and its file destroyed) under it; run it again.
+var ErrMasterChanged = errors.New("the active master changed while keys were rewrapped; run keys rewrap again")
+
+// lockActiveMaster fails with ErrMasterChanged unless fp is still the
+// active master, and keeps it so until tx ends (lockMaster).
+func lockActiveMaster(tx *gorm.DB, fp string) error {
+	state, err := lockMaster(tx, fp)
+	if err != nil {
+		return err
+	}
+	if state != MasterActive {
+		return fmt.Errorf("%w (it was %s, now %s)", ErrMasterChanged, fp, cmp.Or(state, "unrecorded"))
 	}
 	return nil
 }
@@ -274,8 +308,11 @@ type RewrapReport struct {
 // Rewrap brings every row of the vault's key tables and tables to the
 // active master and the current escrow set, batch rows per transaction,
 // stopping after limit rows (0: no limit). When nothing remains, an
-// unfinished rotation is marked finished. A concurrent run or instance is
-// harmless: each row is updated only if it is still as read.
+// unfinished rotation to that master is marked finished. A concurrent run
+// or instance is harmless: each row is updated only if it is still as read,
+// and each batch only while the master it wraps to is still the active one
+// (ErrMasterChanged otherwise: a newer rotation began, and its master may
+// retire the one this run read).
 func (k *Keyring) Rewrap(ctx context.Context, batch, limit int, tables ...KeyTable) (RewrapReport, error) {
 	if batch <= 0 {
 		batch = 100
@@ -310,19 +347,28 @@ func (k *Keyring) Rewrap(ctx context.Context, batch, limit int, tables ...KeyTab
 			}
 		}
 	}
-	for _, t := range all {
-		var n int64
-		if err := db.Table(t.Table).Where("NOT (master = ? AND escrow = ?)", to, escrow).Count(&n).Error; err != nil {
-			return rep, fmt.Errorf("count %s: %w", t.Table, err)
+	err = db.Transaction(func(tx *gorm.DB) error {
+		// Counted and finished against the master as it is now, not as it
+		// was when the run began.
+		if err := lockActiveMaster(tx, to); err != nil {
+			return err
 		}
-		rep.Remaining += n
-	}
-	if rep.Remaining == 0 {
-		if err := db.Model(&rotationRow{}).Where("finished_at IS NULL").Update("finished_at", time.Now().UTC()).Error; err != nil {
-			return rep, fmt.Errorf("finish rotation: %w", err)
+		for _, t := range all {
+			var n int64
+			if err := tx.Table(t.Table).Where("NOT (master = ? AND escrow = ?)", to, escrow).Count(&n).Error; err != nil {
+				return fmt.Errorf("count %s: %w", t.Table, err)
+			}
+			rep.Remaining += n
 		}
-	}
-	return rep, nil
+		if rep.Remaining > 0 {
+			return nil
+		}
+		if err := tx.Model(&rotationRow{}).Where("finished_at IS NULL AND to_master = ?", to).Update("finished_at", time.Now().UTC()).Error; err != nil {
+			return fmt.Errorf("finish rotation: %w", err)
+		}
+		return nil
+	})
+	return rep, err
 }
 
 type wrappedRow struct {
@@ -335,6 +381,9 @@ type wrappedRow struct {
 func (k *Keyring) rewrapBatch(ctx context.Context, t KeyTable, to, escrow string, n int) (int, error) {
 	done := 0
 	err := k.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		if err := lockActiveMaster(tx, to); err != nil {
+			return err
+		}
 		var rows []wrappedRow
 		if err := tx.Table(t.Table).Select(t.IDColumn+" AS id, wrapped, master, escrow").
 			Where("NOT (master = ? AND escrow = ?)", to, escrow).Order(t.IDColumn).Limit(n).Scan(&rows).Error; err != nil {

@@ -151,3 +151,110 @@ func TestRetireWaitsForKeysBeingStored(t *testing.T) {
 		})
 	}
 }
+
+// TestRewrapStopsWhenTheMasterChanges: a rewrap run reads the active master
+// when it begins. If meanwhile another rotation makes a new master active,
+// rewraps everything to it and retires the one the first run read (whose
+// key file may then be destroyed), the first run must not go on to wrap
+// keys back to that retired master: it stops with ErrMasterChanged, and
+// every key stays on the new master. Nor may it mark the newer rotation
+// finished against its own stale master.
+func TestRewrapStopsWhenTheMasterChanges(t *testing.T) {
+	for _, dialect := range sqldbtest.Backends {
+		t.Run(dialect, func(t *testing.T) {
+			f := newWF(t, dialect, time.Date(2025, 3, 3, 9, 0, 0, 0, time.UTC), false)
+			f.draft()
+			f.draft()
+			k := f.svc.keys
+			rotate := func() *crypt.Master {
+				m, err := crypt.GenerateMaster()
+				if err != nil {
+					t.Fatal(err)
+				}
+				k.masters.Add(m)
+				from, err := k.ActiveMaster(f.ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := k.BeginRotation(f.ctx, m); err != nil {
+					t.Fatal(err)
+				}
+				if rep, err := k.Rewrap(f.ctx, 100, 0); err != nil || rep.Remaining != 0 {
+					t.Fatalf("rewrap: %+v, %v", rep, err)
+				}
+				if err := k.Retire(f.ctx, from); err != nil {
+					t.Fatalf("retire %s: %v", from, err)
+				}
+				return m
+			}
+			m2 := rotate()
+			var (
+				mu    sync.Mutex
+				armed = true
+				m3    *crypt.Master
+			)
+			// Right after the run has read the active master (m2), another
+			// operator rotates to m3 and retires m2.
+			if err := f.svc.db.Callback().Query().After("gorm:query").Register("test:rotate-under-rewrap", func(db *gorm.DB) {
+				if db.Statement.Table != "vault_masters" {
+					return
+				}
+				mu.Lock()
+				fire := armed
+				armed = false
+				mu.Unlock()
+				if fire {
+					m3 = rotate()
+				}
+			}); err != nil {
+				t.Fatal(err)
+			}
+			// A rotation to m3 that is unfinished as the stale run ends must
+			// stay unfinished; the stale run must not mark it.
+			_, err := k.Rewrap(f.ctx, 1, 0)
+			if !errors.Is(err, ErrMasterChanged) {
+				t.Fatalf("a run whose master was retired under it: %v, want ErrMasterChanged", err)
+			}
+			if m3 == nil {
+				t.Fatal("the rotation under the run did not happen: the test did not test")
+			}
+			for _, table := range []string{"case_keys", "vault_keys"} {
+				var onOld, total int64
+				f.svc.db.Table(table).Where("master = ?", m2.Fingerprint()).Count(&onOld)
+				f.svc.db.Table(table).Where("master = ?", m3.Fingerprint()).Count(&total)
+				if onOld != 0 || table == "case_keys" && total != 2 {
+					t.Fatalf("%s: %d keys on the retired master, %d on the active one", table, onOld, total)
+				}
+			}
+			// A stale run that reaches its final count after a new rotation
+			// began does not finish that rotation.
+			m4, err := crypt.GenerateMaster()
+			if err != nil {
+				t.Fatal(err)
+			}
+			k.masters.Add(m4)
+			mu.Lock()
+			armed = false
+			mu.Unlock()
+			if _, err := k.BeginRotation(f.ctx, m4); err != nil {
+				t.Fatal(err)
+			}
+			err = f.svc.db.Transaction(func(tx *gorm.DB) error { return lockActiveMaster(tx, m3.Fingerprint()) })
+			if !errors.Is(err, ErrMasterChanged) {
+				t.Fatalf("m3 after the rotation to m4: %v, want ErrMasterChanged", err)
+			}
+			var open int64
+			f.svc.db.Model(&rotationRow{}).Where("finished_at IS NULL AND to_master = ?", m4.Fingerprint()).Count(&open)
+			if open != 1 {
+				t.Fatalf("%d unfinished rotations to m4", open)
+			}
+			if rep, err := k.Rewrap(f.ctx, 100, 0); err != nil || rep.Remaining != 0 {
+				t.Fatalf("rewrap to m4: %+v, %v", rep, err)
+			}
+			f.svc.db.Model(&rotationRow{}).Where("finished_at IS NULL").Count(&open)
+			if open != 0 {
+				t.Fatalf("%d rotations unfinished after a complete rewrap", open)
+			}
+		})
+	}
+}
