@@ -262,11 +262,41 @@ func insertVersionIn(db *gorm.DB, m *materialRow) error {
 			return err
 		}
 		m.Version = max + 1
-		if err = db.Transaction(func(tx *gorm.DB) error { return tx.Create(m).Error }); !errors.Is(err, gorm.ErrDuplicatedKey) {
+		err = db.Transaction(func(tx *gorm.DB) error {
+			if err := lockLiveCase(tx, m.CaseID); err != nil {
+				return err
+			}
+			return tx.Create(m).Error
+		})
+		if !errors.Is(err, gorm.ErrDuplicatedKey) {
 			return err
 		}
 	}
 	return err
+}
+
+// lockLiveCase refuses with case_shredded once the case has been
+// crypto-shredded, and otherwise keeps it from being shredded until tx
+// ends: a share lock on its row on PostgreSQL, which shred's update waits
+// for; SQLite's transactions hold the write lock from BEGIN. Every
+// transaction that makes a row name a new blob of the case checks it: an
+// upload that streamed while the case was shredded would otherwise commit a
+// material no key opens, after the shredding had purged the case's blobs.
+func lockLiveCase(tx *gorm.DB, caseID string) error {
+	// On PostgreSQL a shredding in progress holds the row: this waits for
+	// it, then reads the row as it committed.
+	q := "SELECT id FROM cases WHERE id = ? AND shredded_at IS NULL"
+	if sqldb.Dialect(tx) == sqldb.Postgres {
+		q += " FOR SHARE"
+	}
+	var ids []string
+	if err := tx.Raw(q, caseID).Scan(&ids).Error; err != nil {
+		return fmt.Errorf("check case %s: %w", caseID, err)
+	}
+	if len(ids) != 1 {
+		return fail(ErrConflict, "case_shredded", "this case was destroyed at the end of its retention")
+	}
+	return nil
 }
 
 func (s *Service) caseKey(ctx context.Context, caseID string) (*crypt.CaseKey, error) {

@@ -567,6 +567,9 @@ func (s *Service) commitChunk(ctx context.Context, key *crypt.CaseKey, r *upload
 	now := time.Now().UTC().Truncate(time.Microsecond)
 	moved := false
 	err = s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		if err := lockLiveCase(tx, r.CaseID); err != nil {
+			return err
+		}
 		res := tx.Model(&uploadRow{}).Where("id = ? AND status = ? AND received = ?", r.ID, uploadOpen, r.Received).
 			Updates(map[string]any{"received": received, "segments": segments, "hash_state": state, "size": size, "updated_at": now})
 		if res.Error != nil {
