@@ -51,31 +51,50 @@ type Period struct {
 // DefaultRetention is ten years.
 var DefaultRetention = Period{Years: 10}
 
-// ParsePeriod reads "10y" (years) or a Go duration ("2160h", "90s").
+// ParsePeriod reads "10y" (years), "180d" (days) or a Go duration
+// ("2160h", "90s"). A bare number of minutes ("6m") is refused: beside
+// years it reads as months, and a retention of six minutes would have the
+// next retention apply destroy nearly every ended case.
 func ParsePeriod(s string) (Period, error) {
 	s = strings.TrimSpace(s)
-	if n, ok := strings.CutSuffix(s, "y"); ok {
-		y, err := strconv.Atoi(n)
-		if err != nil || y <= 0 || y > 1000 {
-			return Period{}, fmt.Errorf("%q is not a number of years", s)
+	for _, u := range []struct {
+		suffix, name string
+		max          int
+		period       func(int) Period
+	}{
+		{"y", "years", 1000, func(n int) Period { return Period{Years: n} }},
+		{"d", "days", 1000 * 366, func(n int) Period { return Period{Duration: time.Duration(n) * 24 * time.Hour} }},
+	} {
+		if n, ok := strings.CutSuffix(s, u.suffix); ok {
+			v, err := strconv.Atoi(n)
+			if err != nil || v <= 0 || v > u.max {
+				return Period{}, fmt.Errorf("%q is not a number of %s", s, u.name)
+			}
+			return u.period(v), nil
 		}
-		return Period{Years: y}, nil
+	}
+	if n, ok := strings.CutSuffix(s, "m"); ok && n != "" && strings.Trim(n, "0123456789") == "" {
+		return Period{}, fmt.Errorf("%q would be %s minutes, not months (which have no unit here): write days (180d) or years (1y)", s, n)
 	}
 	d, err := time.ParseDuration(s)
 	if err != nil || d <= 0 {
-		return Period{}, fmt.Errorf("%q is neither years (10y) nor a positive duration (2160h)", s)
+		return Period{}, fmt.Errorf("%q is neither years (10y), days (180d) nor a positive duration (2160h)", s)
 	}
 	return Period{Duration: d}, nil
 }
 
 func (p Period) String() string {
+	d := p.Duration.String()
+	if day := 24 * time.Hour; p.Duration%day == 0 {
+		d = strconv.FormatInt(int64(p.Duration/day), 10) + "d"
+	}
 	switch {
 	case p.Duration == 0:
 		return strconv.Itoa(p.Years) + "y"
 	case p.Years == 0:
-		return p.Duration.String()
+		return d
 	}
-	return strconv.Itoa(p.Years) + "y+" + p.Duration.String()
+	return strconv.Itoa(p.Years) + "y+" + d
 }
 
 func (p Period) after(t time.Time) time.Time { return t.AddDate(p.Years, 0, 0).Add(p.Duration) }
