@@ -15,6 +15,8 @@ import (
 
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/crvault/crvault/audit/keyfile"
 )
 
 // DefaultOrigin is the checkpoint origin line and signing key name.
@@ -115,9 +117,10 @@ func unwrapKey(path string, skey []byte, unwrap func([]byte) ([]byte, error)) ([
 	return plain, nil
 }
 
-// createKey generates a signer key into path (O_EXCL: two processes starting
-// at once must not overwrite each other's key) and its verifier key beside
-// it.
+// createKey generates a signer key into path (keyfile.WriteOnce: two
+// processes starting at once must not overwrite each other's key, and a
+// crash must leave either no key or a whole one) and its verifier key
+// beside it.
 func createKey(path, origin string) ([]byte, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("create key dir: %w", err)
@@ -126,26 +129,24 @@ func createKey(path, origin string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("generate: %w", err)
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
+	if err := keyfile.WriteOnce(path, []byte(s+"\n")); err != nil {
 		return nil, err
 	}
-	if _, err := f.WriteString(s + "\n"); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("write: %w", err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("write: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return nil, fmt.Errorf("write: %w", err)
-	}
-	pub := strings.TrimSuffix(path, ".key") + ".pub"
-	if err := os.WriteFile(pub, []byte(v+"\n"), 0o644); err != nil {
-		return nil, fmt.Errorf("write verifier key: %w", err)
+	if err := writeVerifierKey(path, v); err != nil {
+		return nil, err
 	}
 	return []byte(s), nil
+}
+
+// writeVerifierKey writes the verifier key beside the new signer key at
+// path, mode 0600 like every file under the key directory. It is a
+// convenience: vaultd audit pubkey derives it from the signer key.
+func writeVerifierKey(path, vkey string) error {
+	pub := strings.TrimSuffix(path, ".key") + ".pub"
+	if err := keyfile.WriteOnce(pub, []byte(vkey+"\n")); err != nil && !errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("write verifier key: %w", err)
+	}
+	return nil
 }
 
 // parseSignerKey derives the verifier key from the private key, so the two

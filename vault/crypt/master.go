@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"filippo.io/age"
+
+	"github.com/crvault/crvault/audit/keyfile"
 )
 
 var (
@@ -178,7 +180,7 @@ func LoadOrCreateMaster(dir string) (*Master, error) {
 func (m *Master) WriteKeyFile(path string) error {
 	b := m.identityFile()
 	defer clear(b)
-	return writeFileOnce(path, b)
+	return keyfile.WriteOnce(path, b)
 }
 
 // identityFile is m as an age identity file, with comments.
@@ -191,55 +193,6 @@ func (m *Master) identityFile() []byte {
 	b.WriteString(m.id.String())
 	b.WriteString("\n")
 	return b.Bytes()
-}
-
-// writeFileOnce writes content at path, mode 0600, atomically (a synced
-// temporary file linked into place) and only if path does not exist yet
-// (the error then wraps fs.ErrExist).
-func writeFileOnce(path string, content []byte) (err error) {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, ".master-*.tmp") // CreateTemp uses mode 0600
-	if err != nil {
-		return fmt.Errorf("write key file: %w", err)
-	}
-	defer func() {
-		tmp.Close()
-		os.Remove(tmp.Name())
-	}()
-	if err := tmp.Chmod(0o600); err != nil {
-		return fmt.Errorf("write key file: %w", err)
-	}
-	if _, err := tmp.Write(content); err != nil {
-		return fmt.Errorf("write key file: %w", err)
-	}
-	if err := tmp.Sync(); err != nil {
-		return fmt.Errorf("sync key file: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("close key file: %w", err)
-	}
-	// Link, unlike rename, refuses to replace an existing key.
-	if err := os.Link(tmp.Name(), path); err != nil {
-		if errors.Is(err, fs.ErrExist) {
-			return fmt.Errorf("write key file %s: %w", path, err)
-		}
-		// Filesystems without hard links: rename after checking absence.
-		if _, serr := os.Lstat(path); serr == nil {
-			return fmt.Errorf("write key file %s: %w", path, fs.ErrExist)
-		}
-		if err := os.Rename(tmp.Name(), path); err != nil {
-			return fmt.Errorf("write key file %s: %w", path, err)
-		}
-	}
-	if d, err := os.Open(dir); err == nil {
-		// Make the new directory entry durable too.
-		serr := d.Sync()
-		d.Close()
-		if serr != nil {
-			return fmt.Errorf("sync key directory: %w", serr)
-		}
-	}
-	return nil
 }
 
 // NewCaseKey generates a hybrid identity for a new case and returns it

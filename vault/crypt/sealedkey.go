@@ -14,6 +14,8 @@ import (
 	"filippo.io/age"
 	"filippo.io/age/armor"
 	"filippo.io/age/plugin"
+
+	"github.com/crvault/crvault/audit/keyfile"
 )
 
 // Sealed master key files. A master key file may hold the hybrid identity
@@ -227,7 +229,7 @@ func (m *Master) WriteSealedKeyFile(path string, recipients []age.Recipient) err
 	var out bytes.Buffer
 	fmt.Fprintf(&out, "# crvault master key %s, sealed to %d recipient(s) (age plugin or hybrid key).\n", m.fp, len(recipients))
 	out.Write(b.Bytes())
-	return writeFileOnce(path, out.Bytes())
+	return keyfile.WriteOnce(path, out.Bytes())
 }
 
 // readKeyFile reads a key file after checking it is a regular file of mode
