@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"syscall"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/mattn/go-sqlite3"
@@ -56,8 +57,15 @@ func IsUnavailable(err error) bool {
 		}
 		return false
 	}
+	// A network failure on the way to the server. A bare errno also has
+	// net.Error's methods, but one not under a network operation is a
+	// file's (a blob store's missing directory, say), not the database's.
 	var ne net.Error
-	return errors.As(err, &ne)
+	if !errors.As(err, &ne) {
+		return false
+	}
+	_, bare := ne.(syscall.Errno)
+	return !bare
 }
 
 // unavailableState reports whether a PostgreSQL SQLSTATE names an outage.

@@ -6,7 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
+	"os"
+	"syscall"
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -30,6 +33,9 @@ func TestIsUnavailable(t *testing.T) {
 		{"bad connection", driver.ErrBadConn, true},
 		{"conn closed", pgconn.ErrConnClosed, true},
 		{"refused", &net.OpError{Op: "dial", Net: "tcp", Err: errors.New("connection refused")}, true},
+		{"refused, errno", &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}, true},
+		{"a file's errno", &fs.PathError{Op: "open", Path: "/data/blobs/.tmp-1", Err: syscall.ENOENT}, false},
+		{"a bare errno", wrap(syscall.ENOTDIR), false},
 		{"admin shutdown", &pgconn.PgError{Code: "57P01"}, true},
 		{"starting up", &pgconn.PgError{Code: "57P03"}, true},
 		{"disk full", &pgconn.PgError{Code: "53100"}, true},

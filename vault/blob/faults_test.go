@@ -308,3 +308,36 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// TestLocalDirGoneIsUnavailable: a store whose directory has gone (a
+// volume unmounted under it) cannot take bytes: ErrUnavailable, which the
+// vault answers 503 store_unavailable, never a database outage or a 500;
+// once the directory is back, the same store works again.
+func TestLocalDirGoneIsUnavailable(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "blobs")
+	s, err := blob.NewLocal(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := ctxT(t)
+	aside := dir + ".aside"
+	if err := os.Rename(dir, aside); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Put(ctx, "new", bytes.NewReader(data(1, 1000)), 1000); !errors.Is(err, blob.ErrUnavailable) {
+		t.Fatalf("put with the directory gone: %v, want ErrUnavailable", err)
+	}
+	if err := os.WriteFile(dir, nil, 0o600); err != nil { // a file where the directory was
+		t.Fatal(err)
+	}
+	if _, err := s.Put(ctx, "new", bytes.NewReader(data(1, 1000)), 1000); !errors.Is(err, blob.ErrUnavailable) {
+		t.Fatalf("put with a file for a directory: %v, want ErrUnavailable", err)
+	}
+	if err := os.Remove(dir); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(aside, dir); err != nil {
+		t.Fatal(err)
+	}
+	put(t, s, "new", data(1, 1000))
+}

@@ -49,11 +49,12 @@ func NewLocal(dir string) (*Local, error) {
 }
 
 // fsFault marks the errors that say the filesystem cannot take or give the
-// bytes now (full, over quota, read-only, failing, a lost network mount) as
-// ErrUnavailable; anything else (permissions, a missing directory) is a
-// fault of the setup and stays as it is.
+// bytes now (full, over quota, read-only, failing, a lost network mount,
+// out of file descriptors) as ErrUnavailable; anything else (permissions)
+// is a fault of the setup and stays as it is.
 func fsFault(err error) error {
-	for _, e := range []error{syscall.ENOSPC, syscall.EDQUOT, syscall.EROFS, syscall.EIO, syscall.ENOTCONN, syscall.ESTALE, syscall.ETIMEDOUT} {
+	for _, e := range []error{syscall.ENOSPC, syscall.EDQUOT, syscall.EROFS, syscall.EIO, syscall.ENOTCONN, syscall.ESTALE, syscall.ETIMEDOUT,
+		syscall.EMFILE, syscall.ENFILE} {
 		if errors.Is(err, e) {
 			return unavailable(err)
 		}
@@ -105,6 +106,11 @@ func (l *Local) Put(ctx context.Context, id string, r io.Reader, size int64) (n 
 		return 0, fmt.Errorf("put blob %s: negative size %d", id, size)
 	}
 	f, err := os.CreateTemp(l.dir, tmpPrefix+"*")
+	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
+		// The store's directory itself is gone (an unmounted volume, say):
+		// the store cannot take bytes now, as /readyz says too.
+		err = unavailable(err)
+	}
 	if err != nil {
 		return 0, fmt.Errorf("put blob %s: %w", id, fsFault(err))
 	}
