@@ -72,10 +72,20 @@ var kindRules = map[string]kindRule{
 // or answering (Members, Org) nor a vote (Agree), and name the actor by
 // pseudonym unless of the caller's own organisation. notFrom hides the
 // action when taken from that status (the second recommendation, inside the
-// special review, is the review's own step).
+// special review, is the review's own step). ownReason keeps the reason
+// from the parties, in the history and in the notice: the step is theirs
+// to know of, why the office took it is deliberation.
 type historyRule struct {
-	party   bool
-	notFrom review.Status
+	party     bool
+	notFrom   review.Status
+	ownReason bool
+}
+
+// partyReason says whether the parties may read the reason given with
+// action: in the case history and in the written notice.
+func partyReason(action review.Action) bool {
+	r := historyRules[action]
+	return r.party && !r.ownReason
 }
 
 var historyRules = map[review.Action]historyRule{
@@ -87,14 +97,16 @@ var historyRules = map[review.Action]historyRule{
 	review.RequestSupplement:  {party: true},
 	review.SupplementItem:     {party: true}, // the party's own upload answering an item
 	review.SupplementReceived: {party: true},
-	review.Recommend:          {party: true, notFrom: review.SpecialReview},
-	review.Opinion:            {party: false}, // a member unit's vote and comment
-	review.RecordHearing:      {party: false}, // the special review hearing the units concerned
-	review.RecordApproval:     {party: false}, // the Commission's approval: the conclusion reports it
-	review.Conclude:           {party: true},
-	review.ExtendSpecial:      {party: true},
-	review.RecordMeasures:     {party: true},
-	review.ReportMeasures:     {party: true}, // the party's own report
+	// The review conclusion recommendation is the office's to the member
+	// units: the parties learn that it was made, not what it says.
+	review.Recommend:      {party: true, notFrom: review.SpecialReview, ownReason: true},
+	review.Opinion:        {party: false}, // a member unit's vote and comment
+	review.RecordHearing:  {party: false}, // the special review hearing the units concerned
+	review.RecordApproval: {party: false}, // the Commission's approval: the conclusion reports it
+	review.Conclude:       {party: true},
+	review.ExtendSpecial:  {party: true},
+	review.RecordMeasures: {party: true},
+	review.ReportMeasures: {party: true}, // the party's own report
 }
 
 // auditRule is the visibility of one audit action to the parties.
@@ -268,6 +280,9 @@ func historyFor(p access.Principal, h []review.Event, names func(string) string)
 			continue
 		}
 		e.Agree, e.Org, e.Members = nil, "", nil
+		if !partyReason(e.Action) {
+			e.Reason = ""
+		}
 		e.Actor = names(e.Actor)
 		e.Seq = len(out) + 1
 		out = append(out, e)

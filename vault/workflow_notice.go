@@ -75,8 +75,9 @@ func (s *Service) notify(ctx context.Context, a Actor, row Case, purpose string,
 	if ev.Days > 0 {
 		fmt.Fprintf(&b, "Working days added: %d\n", ev.Days)
 	}
-	if ev.Reason != "" && ev.Action != review.Opinion {
-		// A member unit's comment is internal to the review mechanism.
+	if ev.Reason != "" && partyReason(ev.Action) {
+		// Not a member unit's comment, nor the office's reasons for its
+		// recommendation: both are internal to the review mechanism.
 		fmt.Fprintf(&b, "Reason: %s\n", ev.Reason)
 	}
 	for i, it := range ev.Items {

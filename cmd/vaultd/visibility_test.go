@@ -146,7 +146,7 @@ func TestDeliberationWalk(t *testing.T) {
 			w.mu.expect(200, "GET", "/materials/"+provDoc+"/content", nil)
 			w.mu.expect(200, "GET", "/materials/"+opDoc+"/content", nil)
 			recID := w.office.upload(t, caseID, "recommendation", "DELIB-recommendation.txt", "DELIB-RECOMMENDATION-BODY")
-			w.office.expect(200, "POST", "/cases/"+caseID+"/transitions", map[string]any{"action": "recommend"})
+			w.office.expect(200, "POST", "/cases/"+caseID+"/transitions", map[string]any{"action": "recommend", "reason": "DELIB-RECOMMEND-REASON: firmware can be controlled remotely"})
 			opinionID := w.mu.upload(t, caseID, "opinion", "DELIB-opinion.txt", "DELIB-OPINION-BODY")
 			var op struct {
 				Status string `json:"status"`
