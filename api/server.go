@@ -125,7 +125,7 @@ func New(d Deps) (http.Handler, error) {
 	v1.POST("/sessions", h.login)
 	v1.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
 
-	auth := v1.Group("", h.authenticate, plainParams)
+	auth := v1.Group("", h.authenticate, h.plainParams)
 	auth.DELETE("/sessions/current", h.logout)
 	auth.GET("/me", h.me)
 	auth.POST("/me/totp", h.startTOTP)
@@ -345,11 +345,15 @@ func jsonEncode(w io.Writer, v any) error {
 
 // plainParams answers 404 for a path whose identifiers cannot name
 // anything (no identifier crvault issues is other than Storable text),
-// before they reach a query that would fail on them.
-func plainParams(c *gin.Context) {
+// before they reach a query that would fail on them. Like every 404 on a
+// protected resource it is audited as denied: as a "request" on the path,
+// percent-encoded, since the identifier itself cannot be stored.
+func (h *handler) plainParams(c *gin.Context) {
 	for _, p := range c.Params {
 		if !sqldb.Storable(p.Value) {
-			problem(c, http.StatusNotFound, "not_found", "no such "+p.Key)
+			if h.record(c, "request", audit.Denied, c.Request.Method+" "+c.Request.URL.EscapedPath(), "not_found") {
+				problem(c, http.StatusNotFound, "not_found", "no such "+p.Key)
+			}
 			c.Abort()
 			return
 		}

@@ -484,3 +484,27 @@ func multipartFile(filename, ctype string) string {
 	return "--X\r\nContent-Disposition: form-data; name=\"kind\"\r\n\r\nother\r\n" +
 		"--X\r\nContent-Disposition: form-data; name=\"file\"; filename=\"" + filename + "\"\r\nContent-Type: " + ctype + "\r\n\r\nMARKER-GARBAGE\r\n--X--\r\n"
 }
+
+// TestUnstorableIDAudited: an id that cannot name anything (not UTF-8)
+// answers 404 like an unknown one, and like every 404 on a protected
+// resource it is in the audit log as denied, with the path percent-encoded.
+func TestUnstorableIDAudited(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, backends[0])
+	w := bootstrap(t, s)
+	s.start()
+	w.loginAll(t)
+	before := len(w.insp.events("action=request&outcome=denied"))
+	w.op.expect(404, "GET", "/materials/%ff%fe/content", nil)
+	w.op.expect(404, "GET", "/materials/zzzzzzzzzzzzzzzzzzzz/content", nil)
+	evs := w.insp.events("action=request&outcome=denied")
+	if len(evs) != before+1 {
+		t.Fatalf("%d denied request events after an unstorable id, want %d", len(evs), before+1)
+	}
+	if e := evs[len(evs)-1]; e.Actor != w.op.id || e.Resource != "GET /api/v1/materials/%ff%fe/content" || e.Detail != "not_found" {
+		t.Fatalf("event %+v", e)
+	}
+	if n := len(w.insp.events("action=material.read&outcome=denied")); n != 1 {
+		t.Fatalf("%d denied material.read events, want the unknown id's", n)
+	}
+}
