@@ -99,6 +99,11 @@ func TestSupervision(t *testing.T) {
 					t.Errorf("complaint %v: code %v, want %s", tc.body, p["code"], tc.code)
 				}
 			}
+			// Naming a subject is a way to learn which pseudonyms are in
+			// use: each refused try is for the inspectors to see.
+			if n := len(w.insp.events("action=complaint.create&outcome=denied&actor=" + w.op.id)); n != 3 {
+				t.Errorf("%d denied complaint.create events of the operator, want its three unknown subjects", n)
+			}
 			var mine, all listOf[complaintView]
 			w.op.expect(200, "GET", "/complaints", nil).json(t, &mine)
 			w.insp.expect(200, "GET", "/complaints?status=open&case="+caseID, nil).json(t, &all)

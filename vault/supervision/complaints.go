@@ -130,7 +130,9 @@ func (s *Service) FileComplaint(ctx context.Context, a vault.Actor, in NewCompla
 			}
 		}
 		if !known {
-			return Complaint{}, invalid("subject", "unknown_subject", "the subject must be the pseudonym (as in \"R3\") of someone assigned to this case")
+			// Audited: the answer tells a pseudonym in use from one that is
+			// not, so tries are for the inspectors to see.
+			return Complaint{}, s.deny(ctx, ev, invalid("subject", "unknown_subject", "the subject must be the pseudonym (as in \"R3\") of someone assigned to this case"))
 		}
 		subject = uid
 	}
