@@ -459,6 +459,15 @@ func (h *handler) disableUser(c *gin.Context) {
 		}
 		return
 	}
+	if id == principal(c).User.ID {
+		// Nothing enables an account again: an administrator who disabled
+		// their own (perhaps the only one) would leave the vault to
+		// whoever holds its data directory.
+		if h.record(c, "user.disable", audit.Denied, "user/"+id, "self_disable") {
+			problem(c, http.StatusForbidden, "self_disable", "you cannot disable your own account; another administrator can")
+		}
+		return
+	}
 	if !h.record(c, "user.disable", audit.Allowed, "user/"+id, "") {
 		return
 	}

@@ -298,6 +298,16 @@ func TestPasswordRulesEndToEnd(t *testing.T) {
 		ID string `json:"id"`
 	}
 	w.prov.expect(200, "GET", "/me", nil).json(t, &prov)
+	// Nothing enables an account again: an administrator cannot disable
+	// their own.
+	var admin struct {
+		ID string `json:"id"`
+	}
+	w.admin.expect(200, "GET", "/me", nil).json(t, &admin)
+	if p := w.admin.expect(403, "POST", "/users/"+admin.ID+"/disable", nil).problem(t); p["code"] != "self_disable" {
+		t.Fatalf("an administrator disabling their own account: %v", p)
+	}
+	w.admin.expect(200, "GET", "/me", nil)
 	w.admin.expect(200, "POST", "/users/"+prov.ID+"/disable", nil)
 	w.prov.expect(401, "GET", "/me", nil)
 	right := s.postJSON(t, "", "/sessions", map[string]string{"username": "provider1", "password": pw})
