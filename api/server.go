@@ -124,6 +124,7 @@ func New(d Deps) (http.Handler, error) {
 	v1.GET("/openapi.yaml", func(c *gin.Context) { c.Data(http.StatusOK, "application/yaml", openapi) })
 	v1.POST("/sessions", h.login)
 	v1.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
+	v1.GET("/readyz", h.readyz)
 
 	auth := v1.Group("", h.authenticate, h.plainParams)
 	auth.DELETE("/sessions/current", h.logout)

@@ -92,11 +92,18 @@ func TestObservability(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.body), &p); err != nil || p.Code != "not_ready" || p.Detail != "not available: store" {
 		t.Fatalf("readyz problem with the store down: %s", r.body)
 	}
+	// Under the API's base path too, like /api/v1/healthz.
+	if r, err := httpGet(s.base + "/api/v1/readyz"); err != nil || r.status != 503 || !strings.Contains(r.body, "not available: store") {
+		t.Fatalf("/api/v1/readyz with the store down: %v %+v", err, r)
+	}
 	s3.start()
 	within(t, 30*time.Second, "readiness after the store came back", func() bool {
 		r, err := httpGet(s.base + "/readyz")
 		return err == nil && r.status == 200
 	})
+	if r, err := httpGet(s.base + "/api/v1/readyz"); err != nil || r.status != 200 {
+		t.Fatalf("/api/v1/readyz: %v %+v", err, r)
+	}
 }
 
 func grepLines(text, needle string) string {
