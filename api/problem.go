@@ -28,8 +28,10 @@ type Problem struct {
 	Code     string   `json:"code"`
 	Instance string   `json:"instance,omitempty"`
 	Missing  []string `json:"missing,omitempty"`
-	Allowed  []string `json:"allowed,omitempty"`
-	Field    string   `json:"field,omitempty"`
+	// Allowed is set for illegal_transition only, and then always, an
+	// empty list when no action is possible (a concluded case).
+	Allowed *[]string `json:"allowed,omitempty"`
+	Field   string    `json:"field,omitempty"`
 	// Offset is where a resumable upload stands (also in Upload-Offset).
 	Offset *int64 `json:"offset,omitempty"`
 }
@@ -99,7 +101,12 @@ func (h *handler) fail(c *gin.Context, err error) {
 		if ve.Code == codeBodyTimeout {
 			status = http.StatusRequestTimeout
 		}
-		writeProblem(c, Problem{Status: status, Code: ve.Code, Detail: ve.Detail, Missing: ve.Missing, Allowed: ve.Allowed, Field: ve.Field, Offset: ve.Offset})
+		p := Problem{Status: status, Code: ve.Code, Detail: ve.Detail, Missing: ve.Missing, Field: ve.Field, Offset: ve.Offset}
+		if ve.Code == "illegal_transition" {
+			allowed := append([]string{}, ve.Allowed...)
+			p.Allowed = &allowed
+		}
+		writeProblem(c, p)
 		return
 	}
 	var te *access.ThrottledError
