@@ -371,6 +371,36 @@ func (k *Keyring) Rewrap(ctx context.Context, batch, limit int, tables ...KeyTab
 	return rep, err
 }
 
+// ErrEscrowChange: the keys are escrowed to a set of recipients that this
+// process is not configured with, and rewrapping them would replace (or
+// drop) those disaster-recovery copies. The escrow set is the process's
+// configuration (VAULT_ESCROW_RECIPIENTS_FILE), so a command run from a
+// shell without it would otherwise strip escrow from every key quietly.
+var ErrEscrowChange = errors.New("the keys are escrowed to recipients this process is not configured with")
+
+// CheckEscrow fails with ErrEscrowChange if any key is escrowed to a set of
+// recipients other than this process's (keys without escrow may gain it:
+// that only adds a copy). Callers that mean to change the set skip it.
+func (k *Keyring) CheckEscrow(ctx context.Context, tables ...KeyTable) error {
+	escrow := k.masters.EscrowFingerprint()
+	var n int64
+	for _, t := range append(k.KeyTables(), tables...) {
+		var c int64
+		if err := k.db.WithContext(ctx).Table(t.Table).Where("escrow <> '' AND escrow <> ?", escrow).Count(&c).Error; err != nil {
+			return fmt.Errorf("count %s: %w", t.Table, err)
+		}
+		n += c
+	}
+	if n == 0 {
+		return nil
+	}
+	have := "no escrow recipients"
+	if escrow != "" {
+		have = fmt.Sprintf("%d other escrow recipient(s)", k.masters.EscrowCount())
+	}
+	return fmt.Errorf("%w: %d keys are escrowed to a set this process does not have (it has %s); rewrapping would replace those copies", ErrEscrowChange, n, have)
+}
+
 type wrappedRow struct {
 	ID      string
 	Wrapped []byte

@@ -30,11 +30,13 @@ func (a *app) keysEvent(ctx context.Context, action string, outcome audit.Outcom
 func cmdKeys(ctx context.Context, cmd string, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
 	var batch, limit int
 	var out, escrowID, keyFile string
+	var escrowChange bool
 	cfg, fs, err := parse(cmd, args, stderr, getenv, func(fs *flag.FlagSet) {
 		switch cmd {
 		case "keys rotate", "keys rewrap", "keys recover":
 			fs.IntVar(&batch, "batch", 100, "keys rewrapped per transaction")
 			fs.IntVar(&limit, "limit", 0, "stop after rewrapping this many keys (0: all); run again to continue")
+			fs.BoolVar(&escrowChange, "escrow-change", false, "rewrap keys escrowed to other recipients than VAULT_ESCROW_RECIPIENTS_FILE gives (replacing, or with none dropping, those copies)")
 		}
 		switch cmd {
 		case "keys rotate", "keys recover", "keys new":
@@ -76,6 +78,11 @@ func cmdKeys(ctx context.Context, cmd string, args []string, stdout, stderr io.W
 		return err
 	}
 	defer a.close(context.WithoutCancel(ctx))
+	if cmd != "keys status" && cmd != "keys retire" && !escrowChange {
+		if err := a.keys.CheckEscrow(ctx, supervision.KeyTables()...); err != nil {
+			return fmt.Errorf("%w; check VAULT_ESCROW_RECIPIENTS_FILE, or pass --escrow-change to replace them", err)
+		}
+	}
 	switch cmd {
 	case "keys status":
 		return a.keysStatus(ctx, stdout)

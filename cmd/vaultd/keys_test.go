@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -183,6 +184,26 @@ func TestEscrowRecovery(t *testing.T) {
 	s.start()
 	w.loginAll(t)
 	_, docs := w.newCase(t, "escrow")
+	// A key command run from a shell that lacks the escrow setting must not
+	// strip the escrow copies from every key, unless asked to.
+	withEnv := s.env
+	s.env = slices.DeleteFunc(slices.Clone(withEnv), func(e string) bool { return strings.HasPrefix(e, "VAULT_ESCROW_RECIPIENTS_FILE=") })
+	escrowed := func() []string {
+		return queryStrings(t, s, "SELECT DISTINCT escrow FROM case_keys")
+	}
+	before := escrowed()
+	if len(before) != 1 || before[0] == "" {
+		t.Fatalf("escrow of the case keys: %q", before)
+	}
+	for _, cmd := range [][]string{{"keys", "rewrap"}, {"keys", "rotate"}} {
+		if _, errs, code := s.cli("", cmd...); code == 0 || !strings.Contains(errs, "--escrow-change") {
+			t.Fatalf("vaultd %v without the escrow setting: exit %d: %s", cmd, code, errs)
+		}
+	}
+	if got := escrowed(); !slices.Equal(got, before) {
+		t.Fatalf("escrow after refused commands: %q, want %q", got, before)
+	}
+	s.env = withEnv
 	s.stop()
 	for _, f := range masterFiles(t, s) {
 		if err := os.Remove(f); err != nil {
@@ -209,6 +230,13 @@ func TestEscrowRecovery(t *testing.T) {
 	if out := s.mustCLI("", "audit", "verify"); !strings.Contains(out, "OK") {
 		t.Fatalf("audit verify: %s", out)
 	}
+	// Asked to, the same command drops the copies.
+	s.env = slices.DeleteFunc(slices.Clone(withEnv), func(e string) bool { return strings.HasPrefix(e, "VAULT_ESCROW_RECIPIENTS_FILE=") })
+	s.mustCLI("", "keys", "rewrap", "--escrow-change")
+	if got := escrowed(); len(got) != 1 || got[0] != "" {
+		t.Fatalf("escrow after keys rewrap --escrow-change without recipients: %q", got)
+	}
+	s.env = withEnv
 }
 
 // buildAgePlugin builds the stand-in token plugin of vault/crypt's tests
