@@ -3,6 +3,7 @@ package vault
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 )
 
@@ -35,14 +36,26 @@ func (s *Service) ReferencedBlobs(ctx context.Context, ids []string) ([]string, 
 
 // CollectOrphans deletes blobs that no owner references and that are older
 // than grace: uploads whose process died between the blob write and the row
-// that commits it. The grace period keeps uploads in flight safe. It works
-// through the store's listing in batches as it goes, so its memory stays
-// one batch whatever the number of blobs.
+// that commits it. It works through the store's listing in batches as it
+// goes, so its memory stays one batch (and the suspects below) whatever the
+// number of blobs.
+//
+// A blob's age in the store is not enough to keep uploads in flight safe:
+// S3 dates an object made by a multipart upload from when the upload began,
+// so a document that took longer than grace to arrive looks old the moment
+// it is complete, before its row commits. A blob is therefore deleted only
+// when it has also been found unreferenced, past the grace, by passes grace
+// apart: the first pass that finds it only remembers it (in this process;
+// a new leader starts over, which only delays).
 func (s *Service) CollectOrphans(ctx context.Context, grace time.Duration, others ...BlobRefs) (int, error) {
+	s.orphans.mu.Lock()
+	defer s.orphans.mu.Unlock()
+	now := s.now()
 	cutoff := time.Now().Add(-grace)
 	owners := append([]BlobRefs{s.ReferencedBlobs}, others...)
 	n := 0
 	batch := make([]string, 0, orphanBatch)
+	suspects := map[string]time.Time{}
 	var collectErr error
 	collect := func() error {
 		ref := map[string]bool{}
@@ -57,6 +70,16 @@ func (s *Service) CollectOrphans(ctx context.Context, grace time.Duration, other
 		}
 		for _, id := range batch {
 			if ref[id] {
+				continue
+			}
+			first, seen := s.orphans.seen[id]
+			if !seen {
+				first = now
+			}
+			if now.Sub(first) < grace {
+				if len(suspects) < maxOrphanSuspects {
+					suspects[id] = first
+				}
 				continue
 			}
 			if err := s.blobs.Delete(ctx, id); err != nil {
@@ -88,8 +111,22 @@ func (s *Service) CollectOrphans(ctx context.Context, grace time.Duration, other
 			return n, err
 		}
 	}
+	// Only a whole pass says what is still unreferenced; a blob referenced
+	// since drops out.
+	s.orphans.seen = suspects
 	return n, nil
 }
+
+// orphanSuspects are the blobs the last pass of CollectOrphans found
+// unreferenced past the grace, with when a pass first found them.
+type orphanSuspects struct {
+	mu   sync.Mutex
+	seen map[string]time.Time
+}
+
+// maxOrphanSuspects bounds the suspects remembered between passes (about
+// 100 bytes each); more wait for a later pass.
+const maxOrphanSuspects = 100_000
 
 // orphanBatch is how many listed blobs CollectOrphans matches to their
 // owners at a time: one query per owner, its ids well inside either

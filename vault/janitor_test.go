@@ -7,8 +7,12 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -281,5 +285,63 @@ func TestCollectOrphansInBatches(t *testing.T) {
 			t.Fatalf("material %s after collection: %v", m.ID, err)
 		}
 		c.Close()
+	}
+}
+
+// TestOrphanTakenOnlyAfterGraceUnreferenced: S3 dates a multipart object
+// from when its upload began, so a large document that took longer than the
+// grace to arrive is "old" the moment it is complete, before the row that
+// references it commits. A blob is therefore taken only when passes a grace
+// apart both found it unreferenced: one referenced in between (its row
+// committed) stays, and is suspected afresh if it is ever let go.
+func TestOrphanTakenOnlyAfterGraceUnreferenced(t *testing.T) {
+	f := newWF(t, sqldbtest.Backends[0], time.Date(2025, 3, 3, 9, 0, 0, 0, time.UTC), false)
+	ctx := context.Background()
+	old := time.Now().Add(-3 * time.Hour)
+	for _, id := range []string{"completed", "orphan"} {
+		if _, err := f.svc.blobs.Put(ctx, id, strings.NewReader("ciphertext"), -1); err != nil {
+			t.Fatal(err)
+		}
+		// As S3 dates a multipart upload begun three hours ago.
+		if err := os.Chtimes(filepath.Join(f.blobDir, id), old, old); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var rowCommitted atomic.Bool
+	rows := func(ctx context.Context, ids []string) ([]string, error) {
+		if rowCommitted.Load() && slices.Contains(ids, "completed") {
+			return []string{"completed"}, nil
+		}
+		return nil, nil
+	}
+	pass := func(after time.Duration, want int) {
+		t.Helper()
+		f.mu.Lock()
+		f.now = f.now.Add(after)
+		f.mu.Unlock()
+		if n, err := f.svc.CollectOrphans(ctx, time.Hour, rows); err != nil || n != want {
+			t.Fatalf("pass %v later: collected %d (%v), want %d", after, n, err, want)
+		}
+	}
+	exists := func(id string) bool {
+		obj, err := f.svc.blobs.Open(ctx, id)
+		if err == nil {
+			obj.Close()
+		}
+		return err == nil
+	}
+	pass(0, 0) // both found old and unreferenced: suspected, not taken
+	rowCommitted.Store(true)
+	pass(30*time.Minute, 0) // within the grace of the first sighting
+	pass(time.Hour, 1)      // the orphan, unreferenced a grace apart
+	if !exists("completed") || exists("orphan") {
+		t.Fatalf("after the passes: completed %v, orphan %v", exists("completed"), exists("orphan"))
+	}
+	// Let go later (a shredded case's row, say): suspected afresh.
+	rowCommitted.Store(false)
+	pass(time.Hour, 0)
+	pass(time.Hour, 1)
+	if exists("completed") {
+		t.Fatal("a blob unreferenced for a grace stayed")
 	}
 }

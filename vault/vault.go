@@ -128,6 +128,7 @@ type Service struct {
 	uploadExpiry time.Duration
 	retention    Period
 	dueTurn      chan struct{}   // one refreshDue at a time (workflow_due.go): holding its one slot
+	orphans      orphanSuspects  // CollectOrphans' memory between passes
 	materialStmt *sqldb.Prepared // materialWithCase's statement (rowscan.go)
 	ciphers      *ciphertextCache
 }
