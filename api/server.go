@@ -347,12 +347,12 @@ func jsonEncode(w io.Writer, v any) error {
 // plainParams answers 404 for a path whose identifiers cannot name
 // anything (no identifier crvault issues is other than Storable text),
 // before they reach a query that would fail on them. Like every 404 on a
-// protected resource it is audited as denied: as a "request" on the path,
-// percent-encoded, since the identifier itself cannot be stored.
+// protected resource it is audited as denied, as request.invalid_path with
+// the path percent-encoded, since the identifier itself cannot be stored.
 func (h *handler) plainParams(c *gin.Context) {
 	for _, p := range c.Params {
 		if !sqldb.Storable(p.Value) {
-			if h.record(c, "request", audit.Denied, c.Request.Method+" "+c.Request.URL.EscapedPath(), "not_found") {
+			if h.record(c, "request.invalid_path", audit.Denied, c.Request.Method+" "+c.Request.URL.EscapedPath(), "not_found") {
 				problem(c, http.StatusNotFound, "not_found", "no such "+p.Key)
 			}
 			c.Abort()

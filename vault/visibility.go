@@ -127,7 +127,7 @@ const (
 
 var auditRules = map[string]auditRule{
 	"auth":                        auditNever,
-	"request":                     auditNever, // a path naming nothing storable (api's plainParams)
+	"request.invalid_path":        auditNever, // a path naming nothing storable (api's plainParams)
 	"case.create":                 auditOwn,
 	"case.read":                   auditOwn,
 	"case.list":                   auditOwn,

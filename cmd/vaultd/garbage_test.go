@@ -494,10 +494,10 @@ func TestUnstorableIDAudited(t *testing.T) {
 	w := bootstrap(t, s)
 	s.start()
 	w.loginAll(t)
-	before := len(w.insp.events("action=request&outcome=denied"))
+	before := len(w.insp.events("action=request.invalid_path&outcome=denied"))
 	w.op.expect(404, "GET", "/materials/%ff%fe/content", nil)
 	w.op.expect(404, "GET", "/materials/zzzzzzzzzzzzzzzzzzzz/content", nil)
-	evs := w.insp.events("action=request&outcome=denied")
+	evs := w.insp.events("action=request.invalid_path&outcome=denied")
 	if len(evs) != before+1 {
 		t.Fatalf("%d denied request events after an unstorable id, want %d", len(evs), before+1)
 	}
