@@ -359,8 +359,15 @@ func (s *Service) material(ctx context.Context, a Actor, id string, act access.A
 	}
 	if act == "material.read" && m.Kind == "evidence" && a.P.Has("inspector") {
 		// Inspectors read no documents except evidence filed with a
-		// complaint, which is theirs to weigh (Art. 17).
-		act = "case.read"
+		// complaint, which is theirs to weigh (Art. 17): not a party's
+		// evidence before it is attached to one.
+		cited, err := s.evidenceCited(ctx, m.CaseID, m.ID)
+		if err != nil {
+			return m, access.Decision{}, err
+		}
+		if cited {
+			act = "case.read"
+		}
 	}
 	row, facts, providers := s.factsOf(c)
 	_, _, d, err := s.decideOn(ctx, a, m.CaseID, act, event, resource, row, facts, providers, nil)
@@ -385,6 +392,29 @@ func (s *Service) material(ctx context.Context, a Actor, id string, act access.A
 		d.Purpose = consentPurpose(consent)
 	}
 	return m, d, nil
+}
+
+// EvidenceIndex says whether a complaint on the case cites the evidence
+// material (package supervision keeps complaints and their evidence).
+type EvidenceIndex func(ctx context.Context, caseID, materialID string) (bool, error)
+
+// SetEvidenceIndex tells the vault where complaints' evidence is listed;
+// the supervision service sets it when it is made. Without one no evidence
+// is cited, and inspectors read none.
+func (s *Service) SetEvidenceIndex(f EvidenceIndex) {
+	s.evidenceMu.Lock()
+	defer s.evidenceMu.Unlock()
+	s.evidence = f
+}
+
+func (s *Service) evidenceCited(ctx context.Context, caseID, materialID string) (bool, error) {
+	s.evidenceMu.RLock()
+	f := s.evidence
+	s.evidenceMu.RUnlock()
+	if f == nil {
+		return false, nil
+	}
+	return f(ctx, caseID, materialID)
 }
 
 // GetMaterial returns a material's metadata.

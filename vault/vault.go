@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -127,8 +128,10 @@ type Service struct {
 
 	uploadExpiry time.Duration
 	retention    Period
-	dueTurn      chan struct{}   // one refreshDue at a time (workflow_due.go): holding its one slot
-	orphans      orphanSuspects  // CollectOrphans' memory between passes
+	dueTurn      chan struct{}  // one refreshDue at a time (workflow_due.go): holding its one slot
+	orphans      orphanSuspects // CollectOrphans' memory between passes
+	evidenceMu   sync.RWMutex
+	evidence     EvidenceIndex   // complaints' evidence, set by package supervision
 	materialStmt *sqldb.Prepared // materialWithCase's statement (rowscan.go)
 	ciphers      *ciphertextCache
 }

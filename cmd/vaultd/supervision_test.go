@@ -63,6 +63,9 @@ func TestSupervision(t *testing.T) {
 			// Evidence the operator attaches, and the complaint.
 			var evm struct{ ID string }
 			w.op.uploadRaw(caseID, "evidence", "leak.txt", "text/plain", []byte(marker+" screenshot of a leak")).json(t, &evm)
+			// Not the inspectors' to read until a complaint cites it.
+			w.insp.expect(200, "GET", "/materials/"+evm.ID, nil)
+			w.insp.expect(403, "GET", "/materials/"+evm.ID+"/content", nil)
 			// The operator names the reviewer as it sees it: by pseudonym.
 			rev1Name := ""
 			if e := find(w.op.events("case="+caseID+"&action=material.read"), func(e event) bool { return e.ActorOrg == w.officeOrg }); e != nil {

@@ -258,6 +258,22 @@ func (s *Service) complaint(ctx context.Context, a vault.Actor, id, action, perm
 	return r, nil
 }
 
+// evidenceCited is the vault's EvidenceIndex: whether a complaint on the
+// case lists the material among its evidence (kept comma-separated; ids
+// hold no comma, nor any of LIKE's wildcards once checked).
+func (s *Service) evidenceCited(ctx context.Context, caseID, materialID string) (bool, error) {
+	if !validID(materialID) || strings.ContainsAny(materialID, "_%") {
+		return false, nil
+	}
+	var ids []string
+	err := s.db.WithContext(ctx).Model(&complaintRow{}).Where("case_id = ? AND (',' || evidence || ',') LIKE ?", caseID, "%,"+materialID+",%").
+		Limit(1).Pluck("id", &ids).Error
+	if err != nil {
+		return false, fmt.Errorf("find complaints citing %s: %w", materialID, err)
+	}
+	return len(ids) == 1, nil
+}
+
 // GetComplaint returns one complaint, with its history and outcome.
 func (s *Service) GetComplaint(ctx context.Context, a vault.Actor, id string) (Complaint, error) {
 	r, err := s.complaint(ctx, a, id, "complaint.read", "")

@@ -107,6 +107,7 @@ func New(db *gorm.DB, v *vault.Service, acc *access.Service, log *audit.Log, mas
 	}
 	s := &Service{db: db, vault: v, access: acc, audit: log, keys: cfg.Keyring, blobs: blobs, cfg: cfg, log: cfg.Logger,
 		throttle: newThrottle(cfg.Now, cfg.FailureWindow)}
+	v.SetEvidenceIndex(s.evidenceCited)
 	s.failures = prometheus.NewCounter(prometheus.CounterOpts{Name: "crvault_report_receipt_failures_total",
 		Help: "Wrong or malformed report receipts presented."})
 	if cfg.Registerer != nil {
