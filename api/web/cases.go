@@ -25,7 +25,7 @@ func (a *app) caseRoutes(g *gin.RouterGroup) {
 	g.POST("/cases", a.csrf, a.createCase)
 	g.GET("/cases/:case", a.showCase)
 	g.POST("/cases/:case/submit", a.csrf, a.submitCase)
-	g.POST("/cases/:case/materials", a.csrf, a.uploadMaterial)
+	g.POST("/cases/:case/materials", a.csrfStreamed, a.uploadMaterial)
 	g.POST("/cases/:case/assignments", a.csrf, a.assign)
 	g.POST("/cases/:case/assignments/:id/revoke", a.csrf, a.revoke)
 	g.POST("/cases/:case/declarations", a.csrf, a.declare)

@@ -57,8 +57,8 @@ func CSRFValid(r *http.Request, sessionToken string) bool {
 }
 
 // submittedCSRF reads the token from the header, else from an already
-// parsed form. Multipart bodies are never parsed for it: uploads stream, so
-// a script sends the header instead.
+// parsed form (the web's csrf middleware parses multipart forms too, all
+// but the streamed uploads, whose handlers read the token from the stream).
 func submittedCSRF(r *http.Request) string {
 	if h := r.Header.Get(CSRFHeader); h != "" {
 		return h

@@ -14,8 +14,12 @@ package web
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
+	"mime"
+	"mime/multipart"
 	"net/http"
 	"net/url"
 
@@ -175,28 +179,93 @@ func (a *app) identify(c *gin.Context) {
 	c.Next()
 }
 
-// csrf refuses a state-changing form whose token is not this browser's.
-// It parses url-encoded forms only (1 MiB at most); multipart handlers
-// check the token themselves as the parts stream in.
+// csrf refuses a state-changing request that does not carry this
+// browser's token, whatever the form's encoding: it reads the form here (1
+// MiB at most), url-encoded or multipart, and checks the token before the
+// handler sees a field. Handlers then read fields with c.PostForm.
+// Uploads, which must stream, are the exception: their routes use
+// csrfStreamed instead, and their handlers check the token themselves.
 func (a *app) csrf(c *gin.Context) {
-	p := pageOf(c)
-	ct := c.ContentType()
-	if ct != "multipart/form-data" {
-		c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, 1<<20)
-		if err := c.Request.ParseForm(); err != nil {
-			a.errorPage(c, http.StatusBadRequest, "error.bad_form")
-			c.Abort()
-			return
-		}
-		if !crossSiteOK(c.Request) || !tokenEqual(submittedCSRF(c.Request), p.CSRF) {
-			a.csrfRefused(c)
-			return
-		}
-	} else if !crossSiteOK(c.Request) || (c.GetHeader(CSRFHeader) != "" && !tokenEqual(c.GetHeader(CSRFHeader), p.CSRF)) {
+	if !crossSiteOK(c.Request) {
+		a.csrfRefused(c)
+		return
+	}
+	c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, maxFormBytes)
+	if err := parseSmallForm(c.Request); err != nil {
+		a.errorPage(c, http.StatusBadRequest, "error.bad_form")
+		c.Abort()
+		return
+	}
+	if !tokenEqual(submittedCSRF(c.Request), pageOf(c).CSRF) {
 		a.csrfRefused(c)
 		return
 	}
 	c.Next()
+}
+
+// csrfStreamed guards a route whose handler streams a multipart body
+// (documents go to the store as they arrive, never to memory or disk
+// whole) and so checks the form's token itself, from its first part,
+// before acting on anything (multipartCSRF). Here only what needs no body:
+// the request's site, and the token header a script sends. Only the
+// upload routes may use it; every other route uses csrf.
+func (a *app) csrfStreamed(c *gin.Context) {
+	if !crossSiteOK(c.Request) || (c.GetHeader(CSRFHeader) != "" && !tokenEqual(c.GetHeader(CSRFHeader), pageOf(c).CSRF)) {
+		a.csrfRefused(c)
+		return
+	}
+	c.Next()
+}
+
+// maxFormBytes bounds a form that is not an upload.
+const maxFormBytes = 1 << 20
+
+// errFileInForm refuses a file sent to a form that takes none.
+var errFileInForm = errors.New("a file part in a form without files")
+
+// parseSmallForm reads a form that is not an upload into r.PostForm and
+// r.Form. A multipart body is read here, its fields kept in memory (the
+// body is bounded) and a file part refused: no handler but the streaming
+// ones reads files, and nothing of a document is to be buffered or written
+// to a temporary file. Afterwards r.MultipartForm holds the fields, so
+// that Gin's c.PostForm does not try to parse the spent body again.
+func parseSmallForm(r *http.Request) error {
+	mt, params, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if mt != "multipart/form-data" {
+		return r.ParseForm()
+	}
+	if params["boundary"] == "" {
+		return errors.New("multipart form without a boundary")
+	}
+	values := url.Values{}
+	mr := multipart.NewReader(r.Body, params["boundary"])
+	for {
+		part, err := mr.NextPart()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("read multipart form: %w", err)
+		}
+		if part.FileName() != "" {
+			return errFileInForm
+		}
+		b, err := io.ReadAll(part)
+		if err != nil {
+			return fmt.Errorf("read multipart field %q: %w", part.FormName(), err)
+		}
+		values.Add(part.FormName(), string(b))
+	}
+	r.PostForm = values
+	r.Form = url.Values{}
+	for k, vs := range r.URL.Query() {
+		r.Form[k] = append(r.Form[k], vs...)
+	}
+	for k, vs := range values {
+		r.Form[k] = append(r.Form[k], vs...)
+	}
+	r.MultipartForm = &multipart.Form{Value: values, File: map[string][]*multipart.FileHeader{}}
+	return nil
 }
 
 func (a *app) csrfRefused(c *gin.Context) {
