@@ -164,19 +164,63 @@ func TestPickLanguage(t *testing.T) {
 	}
 }
 
+// TestSafeNext: a redirect target from the request stays on this site, as
+// the browser will read it after http.Redirect has cleaned it.
 func TestSafeNext(t *testing.T) {
 	for in, want := range map[string]string{
-		"":                  "/",
-		"/cases/x?done=1":   "/cases/x?done=1",
-		"//evil.example/":   "/",
-		"/\\evil.example":   "/",
-		"https://evil.test": "/",
-		"cases":             "/",
-		"/api/v1/me":        "/",
-		"/a\r\nSet-Cookie:": "/",
+		"":                         "/",
+		"/":                        "/",
+		"/cases/x?done=1":          "/cases/x?done=1",
+		"/cases/":                  "/cases/",
+		"/audit?case=a&action=b#x": "/audit?case=a&action=b#x",
+		"/cases/./x/../y":          "/cases/y",
+		"//evil.example/":          "/",
+		"/\\evil.example":          "/",
+		"/./\\evil.example":        "/",
+		"/a/../\\evil.example":     "/",
+		"/.//evil.example":         "/evil.example",
+		"/..//evil.example/":       "/evil.example/",
+		"/%5Cevil.example":         "/",
+		"/%2F%2Fevil.example":      "/",
+		"/%2f/evil.example":        "/",
+		"/cases?next=\\evil":       "/",
+		"https://evil.test":        "/",
+		"http:/evil.test":          "/",
+		"javascript:alert(1)":      "/",
+		"cases":                    "/",
+		"/api/v1/me":               "/",
+		"/./api/v1/me":             "/",
+		"/a/../api/v1/me":          "/",
+		"/api":                     "/",
+		"/%61pi/v1/me":             "/",
+		"/a\r\nSet-Cookie:":        "/",
+		"/\t/evil.example":         "/",
+		"/\x00/evil.example":       "/",
+		"/\x7f/evil.example":       "/",
 	} {
-		if got := safeNext(in); got != want {
+		got := safeNext(in)
+		if got != want {
 			t.Errorf("safeNext(%q) = %q, want %q", in, got, want)
+		}
+		// What the browser is sent, after http.Redirect, resolves on this
+		// site: a path that is not protocol-relative, with no backslash.
+		w := httptest.NewRecorder()
+		http.Redirect(w, httptest.NewRequest("POST", "/login", nil), got, http.StatusSeeOther)
+		loc := w.Header().Get("Location")
+		if !strings.HasPrefix(loc, "/") || strings.HasPrefix(loc, "//") || strings.ContainsAny(loc, "\\\t\r\n") {
+			t.Errorf("safeNext(%q) redirects to %q", in, loc)
+		}
+		u, err := url.Parse("https://vault.example" + loc)
+		if err != nil || u.Host != "vault.example" {
+			t.Errorf("safeNext(%q): Location %q leaves the site (%v)", in, loc, err)
+		}
+	}
+}
+
+func TestIsID(t *testing.T) {
+	for in, want := range map[string]bool{"06h373hyfdsh8w2w6s9ty5b1xm": true, "": false, "../x": false, "a/b": false, "\\evil": false, "A1": false} {
+		if got := isID(in); got != want {
+			t.Errorf("isID(%q) = %v, want %v", in, got, want)
 		}
 	}
 }
