@@ -254,13 +254,35 @@ func (a *app) submitCase(c *gin.Context) {
 	done(c, c.Param("case"), "submitted")
 }
 
+// maxUploadFiles is how many files one upload form may carry.
+const maxUploadFiles = 50
+
+// uploadResult is what an upload form stored and what it did not, by
+// file name, with the reason.
+type uploadResult struct {
+	CaseID string
+	Stored []string
+	Failed []failedUpload
+	// Broken: the form broke off (too large, or the connection), so files
+	// after the last one named were not read.
+	Broken bool
+}
+
+type failedUpload struct {
+	Name, Reason string
+}
+
 // uploadMaterial is the upload without JavaScript: a multipart form whose
-// parts come in page order (csrf, kind, file), streamed into the vault as
-// the API's upload is. Scripts send files to the JSON API instead, with a
-// progress bar.
+// parts come in page order (csrf, kind, then each chosen file), each file
+// streamed into the vault as the API's upload is, all under the chosen
+// kind. Scripts send files to the JSON API instead, with a progress bar.
+// One file stored goes back to the case; several, to the case with their
+// count; if any failed, a page names the files stored and those that were
+// not, with why, since the person must send those again.
 func (a *app) uploadMaterial(c *gin.Context) {
+	p := pageOf(c)
 	caseID := c.Param("case")
-	c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, a.Vault.MaxMaterialSize()+1<<20)
+	c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, maxUploadFiles*(a.Vault.MaxMaterialSize()+1<<16)+1<<20)
 	mr, err := multipartReader(c)
 	if err != nil {
 		a.errorPage(c, http.StatusBadRequest, "error.bad_form")
@@ -274,18 +296,55 @@ func (a *app) uploadMaterial(c *gin.Context) {
 		a.errorPage(c, http.StatusBadRequest, "error.bad_form")
 		return
 	}
-	part, err := mr.NextPart()
-	if err != nil || part.FormName() != "file" || part.FileName() == "" {
+	res := uploadResult{CaseID: caseID}
+	status := http.StatusOK
+	for {
+		part, err := mr.NextPart()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			res.Broken, status = true, http.StatusBadRequest
+			break
+		}
+		if part.FormName() != "file" || part.FileName() == "" {
+			continue // an empty file input sends an empty part
+		}
+		if len(res.Stored)+len(res.Failed) == maxUploadFiles {
+			res.Failed = append(res.Failed, failedUpload{part.FileName(), p.L.T("upload.too_many", "Max", maxUploadFiles)})
+			status = http.StatusRequestEntityTooLarge
+			continue
+		}
+		_, err = a.Vault.Upload(c.Request.Context(), a.actor(c), caseID, vault.Upload{Kind: kind, Filename: part.FileName(),
+			ContentType: part.Header.Get("Content-Type"), Body: part, Size: -1})
+		if err != nil {
+			st, msg := a.formError(c, err)
+			if st == http.StatusUnauthorized || st == http.StatusNotFound {
+				a.fail(c, err) // no session, or no such case: nothing to list
+				return
+			}
+			if st >= 500 {
+				a.log.ErrorContext(c.Request.Context(), "web upload failed", "request_id", a.RequestID(c), "err", err)
+			}
+			res.Failed = append(res.Failed, failedUpload{part.FileName(), msg})
+			if status == http.StatusOK {
+				status = st
+			}
+			continue
+		}
+		res.Stored = append(res.Stored, part.FileName())
+	}
+	switch {
+	case len(res.Stored) == 0 && len(res.Failed) == 0 && !res.Broken:
 		a.errorPage(c, http.StatusBadRequest, "error.no_file")
-		return
+	case len(res.Failed) == 0 && !res.Broken && len(res.Stored) == 1:
+		done(c, caseID, "uploaded")
+	case len(res.Failed) == 0 && !res.Broken:
+		c.Redirect(http.StatusSeeOther, "/cases/"+caseID+"?done=uploaded_n&count="+strconv.Itoa(len(res.Stored)))
+	default:
+		p.Data = res
+		a.render(c, status, "upload_result", p)
 	}
-	_, err = a.Vault.Upload(c.Request.Context(), a.actor(c), caseID, vault.Upload{Kind: kind, Filename: part.FileName(),
-		ContentType: part.Header.Get("Content-Type"), Body: part, Size: -1})
-	if err != nil {
-		a.fail(c, err)
-		return
-	}
-	done(c, caseID, "uploaded")
 }
 
 func multipartReader(c *gin.Context) (*multipart.Reader, error) {

@@ -22,6 +22,8 @@ import (
 	"mime/multipart"
 	"net/http"
 	"net/url"
+	"strconv"
+	"strings"
 
 	"github.com/gin-gonic/gin"
 
@@ -174,6 +176,12 @@ func (a *app) identify(c *gin.Context) {
 	p.PlainHTTP = plainHTTPFromAfar(c.Request)
 	if f := c.Query("done"); f != "" && a.cat.has("flash."+f) {
 		p.Flash = "flash." + f
+		// A notice with a count (flash.*_n) says nothing without one.
+		if n, err := strconv.Atoi(c.Query("count")); err == nil && n > 0 {
+			p.FlashCount = n
+		} else if strings.HasSuffix(f, "_n") {
+			p.Flash = ""
+		}
 	}
 	c.Set(ctxPage, p)
 	c.Next()

@@ -11,6 +11,7 @@ import (
 	"mime/multipart"
 	"net/http"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -203,5 +204,75 @@ func TestWebMultipartCSRF(t *testing.T) {
 	}
 	if st, _, _ := op.do("GET", "/cases", "", "", nil); st != 303 {
 		t.Fatalf("the session survived signing out: %d", st)
+	}
+}
+
+// materialNames lists the filenames of a case's materials, as the API
+// gives them.
+func materialNames(t *testing.T, c *client, caseID string) []string {
+	t.Helper()
+	var page struct {
+		Items []struct {
+			Filename string `json:"filename"`
+			Kind     string `json:"kind"`
+		} `json:"items"`
+	}
+	c.expect(200, "GET", "/cases/"+caseID+"/materials", nil).json(t, &page)
+	var names []string
+	for _, m := range page.Items {
+		names = append(names, m.Kind+"/"+m.Filename)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// TestWebUploadSeveralFiles: the upload form without JavaScript stores
+// every file chosen, under the chosen kind, and says how many; when one
+// fails, it names the files stored and the one that was not.
+func TestWebUploadSeveralFiles(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, backends[0], "VAULT_TOTP_REQUIRED_ROLES=")
+	s.start()
+	w := bootstrap(t, s)
+	opAPI := s.login(t, "operator1", pw)
+	var cs struct {
+		ID string `json:"id"`
+	}
+	opAPI.expect(201, "POST", "/cases", map[string]any{"title": "Core routers", "product": "AR-9000", "providers": []string{w.provOrg}}).json(t, &cs)
+	op := cookieClient{t: t, base: s.base, token: opAPI.token}
+	token := pageCSRF(t, op)
+
+	body, ct := multipartForm(t, field{name: "csrf", value: token}, field{name: "kind", value: "procurement"},
+		field{name: "file", filename: "one.txt", value: "first contract"}, field{name: "file", filename: "two.txt", value: "second contract"},
+		field{name: "file", value: ""}) // an empty file input
+	st, page, hd := op.do("POST", "/cases/"+cs.ID+"/materials", body, ct, nil)
+	if st != 303 || hd.Get("Location") != "/cases/"+cs.ID+"?done=uploaded_n&count=2" {
+		t.Fatalf("two files: %d %q %s", st, hd.Get("Location"), tail(page, 300))
+	}
+	if got, want := materialNames(t, opAPI, cs.ID), []string{"procurement/one.txt", "procurement/two.txt"}; !slices.Equal(got, want) {
+		t.Fatalf("stored %q, want %q", got, want)
+	}
+	_, page, _ = op.do("GET", hd.Get("Location"), "", "", nil)
+	if !strings.Contains(page, `<p class="flash" role="status">已上传 2 个文件。</p>`) {
+		t.Fatalf("the case page does not say how many were uploaded: %s", tail(page, 2000))
+	}
+
+	// The second of three files has a name the vault refuses: the other
+	// two are stored, and the page names each.
+	long := strings.Repeat("长", 100) + ".txt"
+	body, ct = multipartForm(t, field{name: "csrf", value: token}, field{name: "kind", value: "other"},
+		field{name: "file", filename: "three.txt", value: "3"}, field{name: "file", filename: long, value: "refused"},
+		field{name: "file", filename: "four.txt", value: "4"})
+	st, page, _ = op.do("POST", "/cases/"+cs.ID+"/materials", body, ct, map[string]string{"Accept-Language": "en"})
+	if st != 422 {
+		t.Fatalf("three files, one refused: %d %s", st, tail(page, 600))
+	}
+	stored, failed, _ := strings.Cut(page, `id="failed"`)
+	if !strings.Contains(stored, "2 files were stored") || !strings.Contains(stored, "three.txt") || !strings.Contains(stored, "four.txt") ||
+		!strings.Contains(stored, "1 file was not stored") || !strings.Contains(failed, long) || !strings.Contains(failed, `href="/cases/`+cs.ID+`"`) {
+		t.Fatalf("the result page does not name what was stored and what was not: %s", tail(page, 2000))
+	}
+	if got, want := materialNames(t, opAPI, cs.ID), []string{"other/four.txt", "other/three.txt", "procurement/one.txt", "procurement/two.txt"}; !slices.Equal(got, want) {
+		t.Fatalf("stored %q, want %q", got, want)
 	}
 }
