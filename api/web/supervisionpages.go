@@ -34,7 +34,8 @@ func (a *app) complaints(c *gin.Context) {
 		a.fail(c, err)
 		return
 	}
-	v := complaintsView{Items: list.Items, NextCursor: list.NextCursor}
+	// The filters go on to the next page with its cursor.
+	v := complaintsView{Items: list.Items, NextCursor: list.NextCursor, Case: c.Query("case"), Status: c.Query("status")}
 	ids := make([]string, 0, len(list.Items))
 	for _, cp := range list.Items {
 		ids = append(ids, cp.CaseID)
@@ -50,9 +51,10 @@ func (a *app) complaints(c *gin.Context) {
 // complaintsView is a page of complaints with the titles of the cases the
 // viewer may list.
 type complaintsView struct {
-	Items      []supervision.Complaint
-	NextCursor string
-	Titles     map[string]string
+	Items        []supervision.Complaint
+	NextCursor   string
+	Titles       map[string]string
+	Case, Status string // the filters the page was asked for
 }
 
 func (a *app) fileComplaint(c *gin.Context) {
@@ -120,7 +122,8 @@ func (a *app) commitments(c *gin.Context) {
 	for _, cm := range list.Items {
 		orgs = append(orgs, cm.ProviderOrg)
 	}
-	p.Data = map[string]any{"Items": list.Items, "NextCursor": list.NextCursor, "People": a.people(c.Request.Context(), nil, orgs)}
+	p.Data = map[string]any{"Items": list.Items, "NextCursor": list.NextCursor, "People": a.people(c.Request.Context(), nil, orgs),
+		"Case": c.Query("case"), "Provider": c.Query("provider")}
 	a.render(c, http.StatusOK, "commitments", p)
 }
 
@@ -136,7 +139,8 @@ func (a *app) reports(c *gin.Context) {
 	for _, r := range list.Items {
 		orgs = append(orgs, r.SubjectOrg)
 	}
-	p.Data = map[string]any{"Items": list.Items, "NextCursor": list.NextCursor, "People": a.people(c.Request.Context(), nil, orgs)}
+	p.Data = map[string]any{"Items": list.Items, "NextCursor": list.NextCursor, "People": a.people(c.Request.Context(), nil, orgs),
+		"Status": c.Query("status")}
 	a.render(c, http.StatusOK, "reports", p)
 }
 

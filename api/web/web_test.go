@@ -528,3 +528,45 @@ func TestPagesDropStoredControls(t *testing.T) {
 		t.Error("line breaks of the page changed")
 	}
 }
+
+// TestListPagesKeepTheirFilters: the next-page link of complaints,
+// commitments and reports carries the filters the page was asked for, so
+// page 2 of one case's complaints is not everyone's.
+func TestListPagesKeepTheirFilters(t *testing.T) {
+	e, cat := viewsAndCatalogue(t)
+	const cursor = "eyJhIjoiMjAyNy0wMS0xMiJ9+/=&x"
+	for _, tc := range []struct {
+		view, path string
+		data       any
+		want       map[string]string
+	}{
+		{"complaints", "/complaints", complaintsView{Items: []supervision.Complaint{{ID: "k1", CaseID: "c1", Kind: "unfair", Status: "open"}},
+			NextCursor: cursor, Case: "c1", Status: "open"}, map[string]string{"case": "c1", "status": "open"}},
+		{"commitments", "/commitments", map[string]any{"Items": []supervision.Commitment{{ID: "m1", CaseID: "c1", Kind: "no_backdoor", Text: "t"}},
+			"NextCursor": cursor, "People": map[string]person{}, "Case": "c1", "Provider": "org&1"}, map[string]string{"case": "c1", "provider": "org&1"}},
+		{"reports", "/reports", map[string]any{"Items": []supervision.Report{{ID: "r1", Status: "triaged"}}, "NextCursor": cursor,
+			"People": map[string]person{}, "Status": "triaged"}, map[string]string{"status": "triaged"}},
+	} {
+		for _, tag := range languages {
+			p := &page{L: cat.locale(tag), User: &access.User{DisplayName: "x"}, Roles: []string{"inspector"}, Data: tc.data}
+			var b strings.Builder
+			if err := e.views[tc.view].Execute(&b, p); err != nil {
+				t.Fatalf("%s %s: %v", tc.view, tag, err)
+			}
+			_, after, found := strings.Cut(b.String(), `id="next-page" href="`)
+			if !found {
+				t.Fatalf("%s %s: no next-page link", tc.view, tag)
+			}
+			href, _, _ := strings.Cut(after, `"`)
+			u, err := url.Parse(htmlstd.UnescapeString(href))
+			if err != nil || u.Path != tc.path || u.Query().Get("cursor") != cursor {
+				t.Fatalf("%s %s: next-page link %q (%v)", tc.view, tag, href, err)
+			}
+			for k, v := range tc.want {
+				if got := u.Query().Get(k); got != v {
+					t.Errorf("%s %s: next-page link %q has %s=%q, want %q", tc.view, tag, href, k, got, v)
+				}
+			}
+		}
+	}
+}
