@@ -7,6 +7,7 @@ import (
 	"mime"
 	"mime/multipart"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -397,12 +398,43 @@ func (a *app) assign(c *gin.Context) {
 	done(c, c.Param("case"), "assigned")
 }
 
+// revoke ends an assignment, after a page that names whom and says what
+// follows: access to the case's materials ends at once.
 func (a *app) revoke(c *gin.Context) {
+	if c.PostForm("confirm") != "1" {
+		a.confirmRevoke(c)
+		return
+	}
 	if err := a.Vault.Revoke(c.Request.Context(), a.actor(c), c.Param("case"), c.Param("id")); err != nil {
 		a.fail(c, err)
 		return
 	}
 	done(c, c.Param("case"), "revoked")
+}
+
+func (a *app) confirmRevoke(c *gin.Context) {
+	L := pageOf(c).L
+	ctx := c.Request.Context()
+	caseID, id := c.Param("case"), c.Param("id")
+	list, err := a.Vault.Assignments(ctx, a.actor(c), caseID)
+	if err != nil {
+		a.fail(c, err)
+		return
+	}
+	i := slices.IndexFunc(list, func(as access.Assignment) bool { return as.ID == id })
+	if i < 0 {
+		a.errorPage(c, http.StatusNotFound, "error.not_found")
+		return
+	}
+	as := list[i]
+	who := as.UserID
+	if n := a.people(ctx, []string{as.UserID}, nil)[as.UserID].Name; n != "" {
+		who = n
+	}
+	a.confirmFirst(c, confirmView{Title: L.T("confirm.revoke_title"),
+		Summary:     L.T("confirm.revoke_summary", "User", who, "Role", L.Enum("role", as.Role), "Purpose", as.Purpose),
+		Consequence: L.T("confirm.revoke_consequence"), Button: L.T("assign.revoke"),
+		Action: "/cases/" + caseID + "/assignments/" + id + "/revoke", Back: "/cases/" + caseID})
 }
 
 func (a *app) declare(c *gin.Context) {

@@ -101,6 +101,14 @@ func (a *app) complaint(c *gin.Context) {
 func (a *app) resolveComplaint(c *gin.Context) {
 	in := supervision.Resolution{Outcome: c.PostForm("outcome"), Note: c.PostForm("note")}
 	if c.PostForm("recuse") == "1" {
+		// Recusing ends the subject's part in the case: asked first.
+		L := pageOf(c).L
+		v := confirmView{Title: L.T("confirm.recuse_title"), Summary: L.T("confirm.recuse_summary", "Outcome", L.Enum("cstatus", in.Outcome)),
+			Consequence: L.T("confirm.recuse_consequence"), Button: L.T("complaints.resolve"),
+			Action: "/complaints/" + c.Param("id") + "/resolution", Back: "/complaints/" + c.Param("id")}
+		if !a.confirmFirst(c, v, "outcome", "recuse", "note") {
+			return
+		}
 		in.Actions = []string{supervision.ActionRecuseSubject}
 	}
 	if _, err := a.Supervision.Resolve(c.Request.Context(), a.actor(c), c.Param("id"), in); err != nil {

@@ -409,6 +409,40 @@ func (a *app) errorPageText(c *gin.Context, status int, text string) {
 	c.Abort()
 }
 
+// confirmView is the page that asks before an irreversible step: what it
+// will do, what follows, and the same form again, with confirm=1.
+type confirmView struct {
+	Title, Summary, Consequence, Button string
+	Warning                             string // something the person may not have meant (their own account)
+	Action                              string // where the form posts: the step's own route
+	Fields                              []formField
+	Back                                string // the page the form was on
+}
+
+type formField struct {
+	Name, Value string
+}
+
+// confirmFirst reports whether the post is the confirmation of an
+// irreversible step (confirm=1). Otherwise it answers with the page that
+// asks, carrying the fields named in keep, and the handler must stop: one
+// click, or a submit without reading, must not disable an account or end
+// someone's access. It works without JavaScript.
+func (a *app) confirmFirst(c *gin.Context, v confirmView, keep ...string) bool {
+	if c.PostForm("confirm") == "1" {
+		return true
+	}
+	for _, k := range keep {
+		for _, val := range c.PostFormArray(k) {
+			v.Fields = append(v.Fields, formField{k, val})
+		}
+	}
+	p := pageOf(c)
+	p.Data = v
+	a.render(c, http.StatusOK, "confirm", p)
+	return false
+}
+
 // home is the dashboard of the signed-in user, or the sign-in page.
 func (a *app) home(c *gin.Context) {
 	if _, ok := c.Get(ctxPrincipal); !ok {

@@ -7,9 +7,11 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	htmlstd "html"
 	"io"
 	"mime/multipart"
 	"net/http"
+	"net/url"
 	"regexp"
 	"slices"
 	"strings"
@@ -189,8 +191,9 @@ func TestWebMultipartCSRF(t *testing.T) {
 	if res.StatusCode != 303 || res.Header.Get("Location") != "/cases" || !strings.Contains(strings.Join(res.Header["Set-Cookie"], "\n"), "__Host-crvault-session=") {
 		t.Fatalf("multipart sign-in with its token: %d %v", res.StatusCode, res.Header)
 	}
-	// The sysadmin disables the account with the token; it no longer signs in.
-	body, ct = multipartForm(t, field{name: "csrf", value: pageCSRF(t, admin)})
+	// The sysadmin disables the account with the token (and confirms);
+	// it no longer signs in.
+	body, ct = multipartForm(t, field{name: "csrf", value: pageCSRF(t, admin)}, field{name: "confirm", value: "1"})
 	if st, _, hd := admin.do("POST", "/admin/users/"+victimID+"/disable", body, ct, nil); st != 303 {
 		t.Fatalf("disable with its token: %d %q", st, hd.Get("Location"))
 	}
@@ -274,5 +277,141 @@ func TestWebUploadSeveralFiles(t *testing.T) {
 	}
 	if got, want := materialNames(t, opAPI, cs.ID), []string{"other/four.txt", "other/three.txt", "procurement/one.txt", "procurement/two.txt"}; !slices.Equal(got, want) {
 		t.Fatalf("stored %q, want %q", got, want)
+	}
+}
+
+// confirmForm is the form of a confirmation page: where it posts and its
+// fields.
+func confirmForm(t *testing.T, page string) (string, url.Values) {
+	t.Helper()
+	m := regexp.MustCompile(`<form method="post" action="([^"]*)" id="confirm-form">`).FindStringSubmatchIndex(page)
+	if m == nil {
+		t.Fatalf("no confirmation form: %s", tail(page, 1500))
+	}
+	action := page[m[2]:m[3]]
+	form, _, _ := strings.Cut(page[m[1]:], "</form>")
+	v := url.Values{}
+	for _, m := range regexp.MustCompile(`<input type="hidden" name="([^"]+)" value="([^"]*)">`).FindAllStringSubmatch(form, -1) {
+		v.Add(htmlstd.UnescapeString(m[1]), htmlstd.UnescapeString(m[2]))
+	}
+	return htmlstd.UnescapeString(action), v
+}
+
+// TestWebConfirmsIrreversibleSteps: disabling an account, revoking an
+// assignment and recusing a complaint's subject first show a page that
+// says what will happen, and change nothing; that page's form, sent, does
+// it. The case's next step is not chosen in advance.
+func TestWebConfirmsIrreversibleSteps(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, backends[0], "VAULT_TOTP_REQUIRED_ROLES=")
+	s.start()
+	w := bootstrap(t, s)
+	w.loginAll(t)
+	victimID := s.mustCLI(pw+"\n", "user", "add", "--username", "victim", "--org", "Grid Co", "--role", "operator", "--password-stdin")
+	post := func(c cookieClient, path string, v url.Values) (int, string, http.Header) {
+		t.Helper()
+		return c.do("POST", path, v.Encode(), "application/x-www-form-urlencoded", map[string]string{"Accept-Language": "en"})
+	}
+	signsIn := func(username string) bool {
+		return s.postJSON(t, "", "/sessions", map[string]string{"username": username, "password": pw}).Status == 201
+	}
+
+	// Disabling an account.
+	admin := cookieClient{t: t, base: s.base, token: w.admin.token}
+	token := pageCSRF(t, admin)
+	st, page, _ := post(admin, "/admin/users/"+victimID+"/disable", url.Values{"csrf": {token}, "username": {"victim"}})
+	if st != 200 || !strings.Contains(page, "The account victim will be disabled.") {
+		t.Fatalf("disable, first post: %d %s", st, tail(page, 1500))
+	}
+	if !signsIn("victim") {
+		t.Fatal("the account was disabled before it was confirmed")
+	}
+	action, form := confirmForm(t, page)
+	if action != "/admin/users/"+victimID+"/disable" || form.Get("confirm") != "1" || form.Get("csrf") != token {
+		t.Fatalf("confirmation form posts to %s with %v", action, form)
+	}
+	if st, _, hd := post(admin, action, form); st != 303 || hd.Get("Location") != "/admin/users?done=user_disabled" {
+		t.Fatalf("disable, confirmed: %d %q", st, hd.Get("Location"))
+	}
+	if signsIn("victim") {
+		t.Fatal("a disabled account signed in")
+	}
+	// One's own account: the page warns.
+	st, page, _ = post(admin, "/admin/users/"+w.admin.id+"/disable", url.Values{"csrf": {token}, "username": {"admin"}})
+	if st != 200 || !strings.Contains(page, "This is your own account") || !signsIn("admin") {
+		t.Fatalf("disable oneself, first post: %d %s", st, tail(page, 1500))
+	}
+
+	// Revoking an assignment.
+	caseID, _ := w.newCase(t, "confirm")
+	w.op.expect(200, "POST", "/cases/"+caseID+"/submit", nil)
+	var as struct {
+		ID string `json:"id"`
+	}
+	w.office.expect(201, "POST", "/cases/"+caseID+"/assignments", map[string]any{"user": w.rev1.id, "role": "reviewer", "purpose": "preliminary review"}).json(t, &as)
+	office := cookieClient{t: t, base: s.base, token: w.office.token}
+	token = pageCSRF(t, office)
+	_, casePage, _ := office.do("GET", "/cases/"+caseID, "", "", nil)
+	if regexp.MustCompile(`name="action" value="[a-z_]+" required checked`).MatchString(casePage) || strings.Contains(casePage, " checked>") {
+		t.Errorf("the case page chooses a next step in advance")
+	}
+	revoke := "/cases/" + caseID + "/assignments/" + as.ID + "/revoke"
+	st, page, _ = post(office, revoke, url.Values{"csrf": {token}})
+	if st != 200 || !strings.Contains(page, "rev1") || !strings.Contains(page, "preliminary review") || !strings.Contains(page, `href="/cases/`+caseID+`"`) {
+		t.Fatalf("revoke, first post: %d %s", st, tail(page, 1500))
+	}
+	active := func() bool {
+		var list struct{ Items []struct{ ID, Status string } }
+		w.office.expect(200, "GET", "/cases/"+caseID+"/assignments", nil).json(t, &list)
+		for _, a := range list.Items {
+			if a.ID == as.ID {
+				return a.Status == "active"
+			}
+		}
+		return false
+	}
+	if !active() {
+		t.Fatal("the assignment ended before it was confirmed")
+	}
+	action, form = confirmForm(t, page)
+	if st, _, hd := post(office, action, form); st != 303 || hd.Get("Location") != "/cases/"+caseID+"?done=revoked" {
+		t.Fatalf("revoke, confirmed: %d %q", st, hd.Get("Location"))
+	}
+	if active() {
+		t.Fatal("the assignment is still active after a confirmed revoke")
+	}
+
+	// Recusing a complaint's subject; a resolution without recusal is not
+	// asked about.
+	var cp struct {
+		ID string `json:"id"`
+	}
+	for i := 0; i < 2; i++ {
+		w.op.expect(201, "POST", "/complaints", map[string]any{"case": caseID, "kind": "unfair", "description": "the reviewer leaked"}).json(t, &cp)
+		insp := cookieClient{t: t, base: s.base, token: w.insp.token}
+		v := url.Values{"csrf": {pageCSRF(t, insp)}, "outcome": {"upheld"}, "note": {"a long note of the inquiry"}}
+		if i == 1 {
+			// Straight to the service (which answers as it will).
+			if st, page, _ := post(insp, "/complaints/"+cp.ID+"/resolution", v); strings.Contains(page, `id="confirm-form"`) {
+				t.Fatalf("resolution without recusal asks to confirm: %d", st)
+			}
+			break
+		}
+		v.Set("recuse", "1")
+		st, page, _ = post(insp, "/complaints/"+cp.ID+"/resolution", v)
+		if st != 200 || !strings.Contains(page, "recused") {
+			t.Fatalf("recusal, first post: %d %s", st, tail(page, 1500))
+		}
+		var got struct {
+			Status string `json:"status"`
+		}
+		w.insp.expect(200, "GET", "/complaints/"+cp.ID, nil).json(t, &got)
+		if got.Status != "open" {
+			t.Fatalf("the complaint is %s before the recusal was confirmed", got.Status)
+		}
+		action, form = confirmForm(t, page)
+		if action != "/complaints/"+cp.ID+"/resolution" || form.Get("note") != "a long note of the inquiry" || form.Get("recuse") != "1" || form.Get("outcome") != "upheld" {
+			t.Fatalf("the confirmation form posts to %s with %v", action, form)
+		}
 	}
 }
