@@ -163,15 +163,50 @@ type caseView struct {
 	Outcomes    []string
 	CommitKinds []string
 	MaxUpload   int64
+	// Form is what was typed into a form of the page that was refused,
+	// by form and field ("transition.reason"), shown again with the
+	// reason above.
+	Form map[string]string
 }
 
 // showCase shows one case. Which service calls it makes depends on the
 // role (an office admin is shown assignments and actions, a party the
 // upload form); each call decides itself what this user may see.
 func (a *app) showCase(c *gin.Context) {
+	a.renderCase(c, c.Param("case"), http.StatusOK, nil)
+}
+
+// caseFormRefused answers a form of the case page that the service
+// refused for what was typed in it: the case page again, the reason above
+// and the form filled in as it was sent (form names the values, by form
+// and field). A refusal that typing cannot mend (no such case, no right,
+// no session) is the error page, which links back to the case.
+func (a *app) caseFormRefused(c *gin.Context, err error, form map[string]string) {
+	status, msg := a.formError(c, err)
+	switch status {
+	case http.StatusBadRequest, http.StatusConflict, http.StatusRequestEntityTooLarge, http.StatusUnprocessableEntity:
+		pageOf(c).Error = msg
+		a.renderCase(c, c.Param("case"), status, form)
+	default:
+		a.fail(c, err)
+	}
+}
+
+// keptForm is the named fields of the posted form, kept under prefix for
+// the page's form of that name.
+func keptForm(c *gin.Context, prefix string, fields ...string) map[string]string {
+	out := make(map[string]string, len(fields))
+	for _, f := range fields {
+		out[prefix+"."+f] = c.PostForm(f)
+	}
+	return out
+}
+
+// renderCase shows the case page with status; form, when not nil, fills
+// a refused form back in.
+func (a *app) renderCase(c *gin.Context, id string, status int, form map[string]string) {
 	p := pageOf(c)
 	ctx := c.Request.Context()
-	id := c.Param("case")
 	act := a.actor(c)
 	cs, err := a.Vault.GetCase(ctx, act, id)
 	if err != nil {
@@ -238,8 +273,9 @@ func (a *app) showCase(c *gin.Context) {
 		users = append(users, as.UserID)
 	}
 	v.People = a.people(ctx, users, orgs)
+	v.Form = form
 	p.Data = v
-	a.render(c, http.StatusOK, "case", p)
+	a.render(c, status, "case", p)
 }
 
 // done redirects back to the case after a change, with a notice.
@@ -382,17 +418,18 @@ func (a *app) multipartCSRF(c *gin.Context, mr *multipart.Reader) bool {
 
 func (a *app) assign(c *gin.Context) {
 	in := vault.NewAssignment{User: a.accountID(c.Request.Context(), c.PostForm("user")), Role: c.PostForm("role"), Purpose: c.PostForm("purpose")}
+	form := keptForm(c, "assign", "user", "role", "purpose", "expires_on")
 	if s := c.PostForm("expires_on"); s != "" {
 		d, err := time.ParseInLocation("2006-01-02", s, shanghai)
 		if err != nil {
-			a.errorPage(c, http.StatusUnprocessableEntity, "error.invalid")
+			a.caseFormRefused(c, &vault.Error{Kind: vault.ErrInvalid, Code: "invalid_field", Detail: "not a date", Field: "expires_on"}, form)
 			return
 		}
 		t := d.Add(24*time.Hour - time.Second)
 		in.ExpiresAt = &t
 	}
 	if _, err := a.Vault.Assign(c.Request.Context(), a.actor(c), c.Param("case"), in); err != nil {
-		a.fail(c, err)
+		a.caseFormRefused(c, err, form)
 		return
 	}
 	done(c, c.Param("case"), "assigned")
@@ -449,7 +486,7 @@ func (a *app) declare(c *gin.Context) {
 	}
 	if _, err := a.Vault.Declare(c.Request.Context(), a.actor(c), c.Param("case"),
 		vault.NewDeclaration{Conflict: conflict, Statement: c.PostForm("statement")}); err != nil {
-		a.fail(c, err)
+		a.caseFormRefused(c, err, keptForm(c, "declaration", "conflict", "statement"))
 		return
 	}
 	done(c, c.Param("case"), "declared")
@@ -457,6 +494,7 @@ func (a *app) declare(c *gin.Context) {
 
 func (a *app) transition(c *gin.Context) {
 	in := vault.TransitionRequest{Action: c.PostForm("action"), Reason: c.PostForm("reason")}
+	form := keptForm(c, "transition", "action", "reason", "items", "outcome", "conditions", "reference", "measures", "days")
 	// The form has a field for everything any offered step takes; send the
 	// service only those of the chosen step, which refuses the others.
 	switch review.Action(in.Action) {
@@ -472,13 +510,13 @@ func (a *app) transition(c *gin.Context) {
 	if s := c.PostForm("days"); s != "" && review.Action(in.Action) == review.ExtendSpecial {
 		n, err := strconv.Atoi(s)
 		if err != nil {
-			a.errorPage(c, http.StatusUnprocessableEntity, "error.invalid")
+			a.caseFormRefused(c, &vault.Error{Kind: vault.ErrInvalid, Code: "invalid_field", Detail: "not a number", Field: "days"}, form)
 			return
 		}
 		in.Days = n
 	}
 	if _, err := a.Vault.Transition(c.Request.Context(), a.actor(c), c.Param("case"), in); err != nil {
-		a.fail(c, err)
+		a.caseFormRefused(c, err, form)
 		return
 	}
 	done(c, c.Param("case"), "moved")
@@ -511,7 +549,7 @@ func (a *app) opinion(c *gin.Context) {
 		agree = &b
 	}
 	if _, err := a.Vault.Opinion(c.Request.Context(), a.actor(c), c.Param("case"), vault.OpinionRequest{Agree: agree, Comment: c.PostForm("comment")}); err != nil {
-		a.fail(c, err)
+		a.caseFormRefused(c, err, keptForm(c, "opinion", "agree", "comment"))
 		return
 	}
 	done(c, c.Param("case"), "opinion")
@@ -540,7 +578,7 @@ var inlineTypes = map[string]bool{"application/pdf": true, "image/png": true, "i
 func (a *app) viewMaterial(c *gin.Context) {
 	ct, err := a.Vault.OpenContent(c.Request.Context(), a.actor(c), c.Param("id"), nil)
 	if err != nil {
-		a.fail(c, err)
+		a.materialRefused(c, err)
 		return
 	}
 	defer ct.Close()
@@ -550,6 +588,25 @@ func (a *app) viewMaterial(c *gin.Context) {
 	serveContent(c, m.ContentType, m.Filename, m.SHA256, ct.Length, inline, ct.Body, a, func(sent int64) {
 		ct.CutShort(c.Request.Context(), sent) // the audit log's error event, beside the read's
 	})
+}
+
+// materialRefused answers a refused read. A reviewer or member unit who
+// has not declared yet is sent to the declaration form on the case page,
+// the one next step, when the material's case may be named to them (its
+// metadata is theirs to see).
+func (a *app) materialRefused(c *gin.Context, err error) {
+	var ve *vault.Error
+	if !errors.As(err, &ve) || ve.Code != "declaration_required" {
+		a.fail(c, err)
+		return
+	}
+	m, merr := a.Vault.GetMaterial(c.Request.Context(), a.actor(c), c.Param("id"))
+	if merr != nil {
+		a.fail(c, err)
+		return
+	}
+	status, msg := a.formError(c, err)
+	a.errorPageBack(c, status, msg, "/cases/"+m.CaseID+"#decl-h", "error.declare_first")
 }
 
 // serveContent sends a document; cutShort, if not nil, hears how many bytes

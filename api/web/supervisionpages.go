@@ -62,6 +62,12 @@ func (a *app) fileComplaint(c *gin.Context) {
 		Description: c.PostForm("description")}
 	cp, err := a.Supervision.FileComplaint(c.Request.Context(), a.actor(c), in)
 	if err != nil {
+		// Filed from the case page: that page again, the text kept.
+		if status, msg := a.formError(c, err); isID(in.Case) && (status == http.StatusUnprocessableEntity || status == http.StatusBadRequest || status == http.StatusConflict) {
+			pageOf(c).Error = msg
+			a.renderCase(c, in.Case, status, keptForm(c, "complaint", "kind", "subject", "description"))
+			return
+		}
 		a.fail(c, err)
 		return
 	}
@@ -74,9 +80,17 @@ type complaintView struct {
 	// People names the subject for the inspector; the complainant knows
 	// the subject by the pseudonym it was shown.
 	People map[string]person
+	// Form is a refused resolution as it was sent ("resolution.note").
+	Form map[string]string
 }
 
 func (a *app) complaint(c *gin.Context) {
+	a.renderComplaint(c, http.StatusOK, nil)
+}
+
+// renderComplaint shows the complaint page with status; form, when not
+// nil, fills a refused resolution back in.
+func (a *app) renderComplaint(c *gin.Context, status int, form map[string]string) {
 	p := pageOf(c)
 	ctx := c.Request.Context()
 	cp, err := a.Supervision.GetComplaint(ctx, a.actor(c), c.Param("id"))
@@ -94,8 +108,9 @@ func (a *app) complaint(c *gin.Context) {
 		v.Evidence = &ev
 		v.People = a.people(ctx, []string{cp.Subject}, nil)
 	}
+	v.Form = form
 	p.Data = v
-	a.render(c, http.StatusOK, "complaint", p)
+	a.render(c, status, "complaint", p)
 }
 
 func (a *app) resolveComplaint(c *gin.Context) {
@@ -112,6 +127,11 @@ func (a *app) resolveComplaint(c *gin.Context) {
 		in.Actions = []string{supervision.ActionRecuseSubject}
 	}
 	if _, err := a.Supervision.Resolve(c.Request.Context(), a.actor(c), c.Param("id"), in); err != nil {
+		if status, msg := a.formError(c, err); status == http.StatusUnprocessableEntity || status == http.StatusBadRequest || status == http.StatusConflict {
+			pageOf(c).Error = msg
+			a.renderComplaint(c, status, keptForm(c, "resolution", "outcome", "recuse", "note"))
+			return
+		}
 		a.fail(c, err)
 		return
 	}

@@ -290,7 +290,12 @@ func (a *app) signedIn(c *gin.Context) {
 	if _, ok := c.Get(ctxPrincipal); !ok {
 		next := url.QueryEscape(c.Request.URL.RequestURI())
 		if c.Request.Method != http.MethodGet {
-			next = ""
+			// A form sent after the session ended: back to its page once
+			// signed in again, told why (what was typed is lost, but the
+			// browser's Back button may still hold it).
+			c.Redirect(http.StatusSeeOther, "/login?done=session_ended&next="+url.QueryEscape(formPage(c, false)))
+			c.Abort()
+			return
 		}
 		c.Redirect(http.StatusSeeOther, "/login?next="+next)
 		c.Abort()
@@ -401,12 +406,98 @@ func (a *app) errorPage(c *gin.Context, status int, msgID string) {
 }
 
 // errorPageText shows an error page with a message already translated.
+// A refused form links back to the page it was on.
 func (a *app) errorPageText(c *gin.Context, status int, text string) {
+	a.errorPageBack(c, status, text, backTo(c), "error.back")
+}
+
+// errorPageBack shows an error page that links to back (if not empty),
+// the link saying backLabel: where the person goes next.
+func (a *app) errorPageBack(c *gin.Context, status int, text, back, backLabel string) {
 	p := pageOf(c)
 	a.locale(c)
-	p.Data = map[string]any{"Status": status, "Message": text}
+	p.Data = map[string]any{"Status": status, "Message": text, "Back": back, "BackLabel": backLabel, "Form": c.Request.Method == http.MethodPost}
 	a.render(c, status, "error", p)
 	c.Abort()
+}
+
+// backTo is the page a form posted to this route is on, derived from the
+// route and its ids (never from the Referer, which another site can
+// set): where someone whose form was refused goes to try again. Empty
+// when there is no such page (a GET, or a route it does not know).
+func backTo(c *gin.Context) string { return formPage(c, true) }
+
+// formPage is backTo, reading the posted form only if readForm: before
+// the csrf middleware has read it, reading it would let Gin parse a
+// multipart body its own way (into temporary files).
+func formPage(c *gin.Context, readForm bool) string {
+	if c.Request.Method != http.MethodPost {
+		return ""
+	}
+	id := func(name string) string {
+		if v := c.Param(name); isID(v) {
+			return v
+		}
+		return ""
+	}
+	posted := func(name string) string {
+		if !readForm {
+			return ""
+		}
+		return c.PostForm(name)
+	}
+	route := c.FullPath()
+	switch {
+	case strings.HasPrefix(route, "/cases/:case/"):
+		if v := id("case"); v != "" {
+			return "/cases/" + v
+		}
+	case route == "/cases":
+		return "/cases/new"
+	case route == "/complaints":
+		// Filed from the case page, which names its case.
+		if v := posted("case"); isID(v) {
+			return "/cases/" + v
+		}
+		return "/complaints"
+	case strings.HasPrefix(route, "/complaints/:id/"):
+		if v := id("id"); v != "" {
+			return "/complaints/" + v
+		}
+	case strings.HasPrefix(route, "/reports/:id/"):
+		if v := id("id"); v != "" {
+			return "/reports/" + v
+		}
+	case strings.HasPrefix(route, "/commitments/"):
+		return "/commitments"
+	case route == "/materials/:id/consents":
+		if v := id("id"); v != "" {
+			return "/materials/" + v + "/consents"
+		}
+	case route == "/consents/:id/revoke":
+		if v := posted("material"); isID(v) {
+			return "/materials/" + v + "/consents"
+		}
+	case strings.HasPrefix(route, "/admin/"):
+		return "/admin/users"
+	case strings.HasPrefix(route, "/approvals/"):
+		return "/approvals"
+	case strings.HasPrefix(route, "/account/totp"):
+		return "/account/totp"
+	case strings.HasPrefix(route, "/account/"):
+		return "/account"
+	case route == "/member-units":
+		return "/member-units"
+	case route == "/audit/verify":
+		return "/audit"
+	case route == "/report/status", route == "/report/messages":
+		return "/report/status"
+	case route == "/report":
+		return "/report"
+	case route == "/login", route == "/setup":
+		return route
+	}
+	return ""
 }
 
 // confirmView is the page that asks before an irreversible step: what it

@@ -570,3 +570,42 @@ func TestListPagesKeepTheirFilters(t *testing.T) {
 		}
 	}
 }
+
+// TestBackTo: the page a refused form links back to comes from the route
+// it posted to and its ids, never from a hostile value.
+func TestBackTo(t *testing.T) {
+	gin.SetMode(gin.ReleaseMode)
+	r := gin.New()
+	var got string
+	record := func(c *gin.Context) { got = backTo(c) }
+	for _, route := range []string{"/cases", "/cases/:case/transitions", "/cases/:case/assignments/:id/revoke", "/complaints", "/complaints/:id/resolution",
+		"/reports/:id/status", "/consents/:id/revoke", "/admin/users/:id/disable", "/account/totp/confirm", "/login"} {
+		r.POST(route, record)
+	}
+	r.GET("/cases/:case", record)
+	for _, tc := range []struct{ method, path, form, want string }{
+		{"POST", "/cases", "", "/cases/new"},
+		{"POST", "/cases/06h373hyeqyptd28c11jskj23m/transitions", "", "/cases/06h373hyeqyptd28c11jskj23m"},
+		{"POST", "/cases/06h373hyeqyptd28c11jskj23m/assignments/a1/revoke", "", "/cases/06h373hyeqyptd28c11jskj23m"},
+		{"POST", "/cases/%5Cevil.example/transitions", "", ""},
+		{"POST", "/complaints", "case=06h373hyeqyptd28c11jskj23m", "/cases/06h373hyeqyptd28c11jskj23m"},
+		{"POST", "/complaints", "case=%2F%2Fevil.example", "/complaints"},
+		{"POST", "/complaints/k1/resolution", "", "/complaints/k1"},
+		{"POST", "/reports/r1/status", "", "/reports/r1"},
+		{"POST", "/consents/k1/revoke", "material=m1", "/materials/m1/consents"},
+		{"POST", "/consents/k1/revoke", "material=..%2F..%2Fx", ""},
+		{"POST", "/admin/users/u1/disable", "", "/admin/users"},
+		{"POST", "/account/totp/confirm", "", "/account/totp"},
+		{"POST", "/login", "", "/login"},
+		{"GET", "/cases/c1", "", ""},
+	} {
+		got = "unset"
+		req := httptest.NewRequest(tc.method, tc.path, strings.NewReader(tc.form))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Referer", "https://evil.example/")
+		r.ServeHTTP(httptest.NewRecorder(), req)
+		if got != tc.want {
+			t.Errorf("%s %s %s: back to %q, want %q", tc.method, tc.path, tc.form, got, tc.want)
+		}
+	}
+}

@@ -415,3 +415,88 @@ func TestWebConfirmsIrreversibleSteps(t *testing.T) {
 		}
 	}
 }
+
+// TestWebRefusedFormsKeepWhatWasTyped: a form of the case or complaint
+// page that the service refuses for what was typed comes back as that
+// page, the reason above and the text kept; other refusals link back to
+// the page of the form; a reviewer who must declare first is sent to the
+// declaration form.
+func TestWebRefusedFormsKeepWhatWasTyped(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, backends[0], "VAULT_TOTP_REQUIRED_ROLES=")
+	s.start()
+	w := bootstrap(t, s)
+	w.loginAll(t)
+	caseID, docs := w.newCase(t, "forms")
+	w.op.expect(200, "POST", "/cases/"+caseID+"/submit", nil)
+	w.office.expect(201, "POST", "/cases/"+caseID+"/assignments", map[string]any{"user": w.rev1.id, "role": "reviewer", "purpose": "preliminary review"})
+	post := func(tok, path string, v url.Values) (int, string) {
+		t.Helper()
+		c := cookieClient{t: t, base: s.base, token: tok}
+		v.Set("csrf", pageCSRF(t, c))
+		st, page, _ := c.do("POST", path, v.Encode(), "application/x-www-form-urlencoded", map[string]string{"Accept-Language": "en"})
+		return st, htmlstd.UnescapeString(page)
+	}
+	// kept checks the answer is the page again with the reason and the text.
+	kept := func(what string, st, want int, page string, texts ...string) {
+		t.Helper()
+		if st != want || !strings.Contains(page, `<p class="error" role="alert">`) {
+			t.Fatalf("%s: %d, want %d with the reason above the form: %s", what, st, want, tail(page, 1500))
+		}
+		for _, s := range texts {
+			if !strings.Contains(page, s) {
+				t.Errorf("%s: the page lacks %q", what, s)
+			}
+		}
+	}
+	reason := "Please add the third-party audit report of the firmware, chapter 4."
+	st, page := post(w.office.token, "/cases/"+caseID+"/transitions", url.Values{"action": {"request_supplement"}, "reason": {reason}, "items": {""}})
+	kept("transition", st, 422, page, `id="transition-form"`, reason)
+	st, page = post(w.office.token, "/cases/"+caseID+"/assignments", url.Values{"user": {"nosuchuser"}, "role": {"reviewer"}, "purpose": {"初步审查（第十条）"}})
+	kept("assignment", st, 422, page, msg(t, "en", "error.unknown_user"), `value="nosuchuser"`, `value="初步审查（第十条）"`)
+	st, page = post(w.office.token, "/cases/"+caseID+"/assignments", url.Values{"user": {"rev2"}, "role": {"reviewer"}, "purpose": {"p"}, "expires_on": {"next week"}})
+	kept("assignment with a bad date", st, 422, page, msg(t, "en", "field.expires_on"), `value="rev2"`)
+	description := "The reviewer disclosed our pricing in a meeting with a competitor."
+	st, page = post(w.op.token, "/complaints", url.Values{"case": {caseID}, "kind": {"confidentiality"}, "subject": {"nosuchperson"}, "description": {description}})
+	kept("complaint", st, 422, page, description, `<option value="confidentiality" selected>`)
+	statement := "I advised the operator in 2019 on another matter."
+	st, page = post(w.rev1.token, "/cases/"+caseID+"/declarations", url.Values{"conflict": {"maybe"}, "statement": {statement}})
+	kept("declaration", st, 422, page, statement)
+
+	// A refusal that typing cannot mend: the error page, linking back.
+	st, page = post(w.op.token, "/cases/"+caseID+"/transitions", url.Values{"action": {"conclude"}})
+	if st != 403 || !strings.Contains(page, `<a href="/cases/`+caseID+`" id="error-back">`) || !strings.Contains(page, msg(t, "en", "error.back_help")) {
+		t.Fatalf("operator's transition: %d %s", st, tail(page, 1500))
+	}
+	// Reading before declaring: to the declaration form.
+	var matID string
+	for id := range docs {
+		matID = id
+	}
+	rev := cookieClient{t: t, base: s.base, token: w.rev1.token}
+	st, page, _ = rev.do("GET", "/materials/"+matID, "", "", map[string]string{"Accept-Language": "en"})
+	if st != 403 || !strings.Contains(page, `<a href="/cases/`+caseID+`#decl-h" id="error-back">`+msg(t, "en", "error.declare_first")) {
+		t.Fatalf("reading before declaring: %d %s", st, tail(page, 1500))
+	}
+
+	// A form sent after the session ended: signing in again leads back to
+	// the page of the form, with a word on why.
+	gone := cookieClient{t: t, base: s.base, token: "expiredtoken"}
+	st, _, hd := gone.do("POST", "/cases/"+caseID+"/transitions", "action=conclude", "application/x-www-form-urlencoded", nil)
+	if want := "/login?done=session_ended&next=" + url.QueryEscape("/cases/"+caseID); st != 303 || hd.Get("Location") != want {
+		t.Fatalf("a form after the session ended: %d %q, want %q", st, hd.Get("Location"), want)
+	}
+	_, page, _ = gone.do("GET", hd.Get("Location"), "", "", map[string]string{"Accept-Language": "en"})
+	if page = htmlstd.UnescapeString(page); !strings.Contains(page, msg(t, "en", "flash.session_ended")) || !strings.Contains(page, `value="/cases/`+caseID+`"`) {
+		t.Fatalf("sign-in page after the session ended: %s", tail(page, 1500))
+	}
+
+	// A resolution the service refuses: the complaint page, the note kept.
+	var cp struct {
+		ID string `json:"id"`
+	}
+	w.op.expect(201, "POST", "/complaints", map[string]any{"case": caseID, "kind": "unfair", "description": "unfair treatment"}).json(t, &cp)
+	note := "Heard both sides on 3 March; the minutes show no disclosure."
+	st, page = post(w.insp.token, "/complaints/"+cp.ID+"/resolution", url.Values{"outcome": {"dismissed"}, "note": {note}})
+	kept("resolution", st, 409, page, note, `id="out-dismissed" name="outcome" value="dismissed" checked`)
+}
