@@ -609,3 +609,37 @@ func TestBackTo(t *testing.T) {
 		}
 	}
 }
+
+// TestTimesSayBeijingTime: times are shown in Asia/Shanghai without a
+// zone in each cell, so every page says so, in both languages, and the
+// case page says when a due date ends.
+func TestTimesSayBeijingTime(t *testing.T) {
+	e, cat := viewsAndCatalogue(t)
+	due, _ := calendar.ParseDate("2027-01-14")
+	want := map[string][]string{"zh-CN": {"北京时间", "UTC+8", "24:00"}, "en": {"Beijing time", "UTC+8", "24:00"}}
+	for _, tag := range languages {
+		L := cat.locale(tag)
+		for _, view := range []struct {
+			name string
+			data any
+		}{
+			{"deadlines", map[string]any{"Deadlines": []vault.Deadline{{CaseID: "c1", Title: "T", DueOn: due}}, "Within": 30}},
+			{"case", caseView{Case: vault.Case{ID: "c1", Title: "T", Status: "under_review"}, Clock: &review.Clock{Phase: review.PhasePreliminary, DueOn: due}}},
+		} {
+			p := &page{L: L, User: &access.User{DisplayName: "x"}, Roles: []string{"office_admin"}, Data: view.data}
+			var b strings.Builder
+			if err := e.views[view.name].Execute(&b, p); err != nil {
+				t.Fatalf("%s %s: %v", view.name, tag, err)
+			}
+			_, footer, _ := strings.Cut(htmlstd.UnescapeString(b.String()), `id="tz-note"`)
+			for _, w := range want[tag.String()] {
+				if !strings.Contains(footer, w) {
+					t.Errorf("%s %s: the page's time-zone note lacks %q", view.name, tag, w)
+				}
+			}
+			if view.name == "case" && !strings.Contains(b.String(), htmlstd.EscapeString(L.T("time.due_end"))) {
+				t.Errorf("case %s: the due date does not say when it ends", tag)
+			}
+		}
+	}
+}
