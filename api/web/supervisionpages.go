@@ -35,7 +35,7 @@ func (a *app) complaints(c *gin.Context) {
 		return
 	}
 	// The filters go on to the next page with its cursor.
-	v := complaintsView{Items: list.Items, NextCursor: list.NextCursor, Case: c.Query("case"), Status: c.Query("status")}
+	v := complaintsView{Items: list.Items, NextCursor: list.NextCursor, Case: c.Query("case"), Status: c.Query("status"), Statuses: complaintStatuses}
 	ids := make([]string, 0, len(list.Items))
 	for _, cp := range list.Items {
 		ids = append(ids, cp.CaseID)
@@ -55,7 +55,10 @@ type complaintsView struct {
 	NextCursor   string
 	Titles       map[string]string
 	Case, Status string // the filters the page was asked for
+	Statuses     []string
 }
+
+var complaintStatuses = []string{supervision.StatusOpen, supervision.StatusInvestigating, supervision.StatusUpheld, supervision.StatusDismissed}
 
 func (a *app) fileComplaint(c *gin.Context) {
 	in := supervision.NewComplaint{Case: c.PostForm("case"), Subject: strings.TrimSpace(c.PostForm("subject")), Kind: c.PostForm("kind"),
@@ -168,7 +171,7 @@ func (a *app) reports(c *gin.Context) {
 		orgs = append(orgs, r.SubjectOrg)
 	}
 	p.Data = map[string]any{"Items": list.Items, "NextCursor": list.NextCursor, "People": a.people(c.Request.Context(), nil, orgs),
-		"Status": c.Query("status")}
+		"Status": c.Query("status"), "Statuses": reportStatuses}
 	a.render(c, http.StatusOK, "reports", p)
 }
 

@@ -541,11 +541,11 @@ func TestListPagesKeepTheirFilters(t *testing.T) {
 		want       map[string]string
 	}{
 		{"complaints", "/complaints", complaintsView{Items: []supervision.Complaint{{ID: "k1", CaseID: "c1", Kind: "unfair", Status: "open"}},
-			NextCursor: cursor, Case: "c1", Status: "open"}, map[string]string{"case": "c1", "status": "open"}},
+			NextCursor: cursor, Case: "c1", Status: "open", Statuses: complaintStatuses}, map[string]string{"case": "c1", "status": "open"}},
 		{"commitments", "/commitments", map[string]any{"Items": []supervision.Commitment{{ID: "m1", CaseID: "c1", Kind: "no_backdoor", Text: "t"}},
 			"NextCursor": cursor, "People": map[string]person{}, "Case": "c1", "Provider": "org&1"}, map[string]string{"case": "c1", "provider": "org&1"}},
 		{"reports", "/reports", map[string]any{"Items": []supervision.Report{{ID: "r1", Status: "triaged"}}, "NextCursor": cursor,
-			"People": map[string]person{}, "Status": "triaged"}, map[string]string{"status": "triaged"}},
+			"People": map[string]person{}, "Status": "triaged", "Statuses": reportStatuses}, map[string]string{"status": "triaged"}},
 	} {
 		for _, tag := range languages {
 			p := &page{L: cat.locale(tag), User: &access.User{DisplayName: "x"}, Roles: []string{"inspector"}, Data: tc.data}
@@ -561,6 +561,10 @@ func TestListPagesKeepTheirFilters(t *testing.T) {
 			u, err := url.Parse(htmlstd.UnescapeString(href))
 			if err != nil || u.Path != tc.path || u.Query().Get("cursor") != cursor {
 				t.Fatalf("%s %s: next-page link %q (%v)", tc.view, tag, href, err)
+			}
+			// The page's filter form shows the filter it applies.
+			if st, ok := tc.want["status"]; ok && !strings.Contains(b.String(), `<option value="`+st+`" selected>`) {
+				t.Errorf("%s %s: the filter form does not show status %s", tc.view, tag, st)
 			}
 			for k, v := range tc.want {
 				if got := u.Query().Get(k); got != v {
