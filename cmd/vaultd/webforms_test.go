@@ -336,7 +336,13 @@ func TestWebConfirmsIrreversibleSteps(t *testing.T) {
 	if signsIn("victim") {
 		t.Fatal("a disabled account signed in")
 	}
-	// One's own account: the page warns.
+	// One's own account: the list offers no button, and a post is warned.
+	_, list, _ := admin.do("GET", "/admin/users", "", "", nil)
+	_, own, _ := strings.Cut(list, `data-user="admin"`)
+	own, _, _ = strings.Cut(own, "</tr>")
+	if own == "" || strings.Contains(own, "/disable") {
+		t.Errorf("the users list offers the administrator to disable their own account: %q", own)
+	}
 	st, page, _ = post(admin, "/admin/users/"+w.admin.id+"/disable", url.Values{"csrf": {token}, "username": {"admin"}})
 	if st != 200 || !strings.Contains(page, "This is your own account") || !signsIn("admin") {
 		t.Fatalf("disable oneself, first post: %d %s", st, tail(page, 1500))
