@@ -149,7 +149,24 @@ func (a *app) createUser(c *gin.Context) {
 	c.Redirect(http.StatusSeeOther, "/admin/users?done="+done)
 }
 
+// disableUser disables an account, after a page that asks: it cannot be
+// undone from the web (the API has no enable), so it is never one click.
 func (a *app) disableUser(c *gin.Context) {
+	L := pageOf(c).L
+	id := c.Param("id")
+	name := strings.TrimSpace(c.PostForm("username")) // as the list showed it; only to say whom
+	if name == "" {
+		name = id
+	}
+	v := confirmView{Title: L.T("confirm.disable_title"), Summary: L.T("confirm.disable_summary", "User", name),
+		Consequence: L.T("confirm.disable_consequence"), Button: L.T("users.disable"),
+		Action: "/admin/users/" + url.PathEscape(id) + "/disable", Back: "/admin/users"}
+	if id == principalOf(c).User.ID {
+		v.Warning = L.T("confirm.disable_self")
+	}
+	if !a.confirmFirst(c, v, "username") {
+		return
+	}
 	if ans, ok := a.apiJSON(c, http.MethodPost, "/users/"+url.PathEscape(c.Param("id"))+"/disable", nil, nil); !ok {
 		a.apiFail(c, ans)
 		return

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"html/template"
 	"net/http"
+	"strings"
 
 	"github.com/gin-gonic/gin"
 
@@ -86,8 +87,8 @@ var enrolmentPaths = map[string]bool{"/account/totp": true, "/account/totp/start
 type totpView struct {
 	Required   bool
 	Secret     string
-	OTPAuthURL string
-	QR         template.HTML // OTPAuthURL as a QR code
+	OTPAuthURL template.URL  // the link that opens an authenticator app on this device
+	QR         template.HTML // the same URL as a QR code
 	Recovery   []string
 }
 
@@ -110,13 +111,25 @@ func (a *app) totpStart(c *gin.Context) {
 		a.fail(c, err)
 		return
 	}
-	v := totpView{Required: pr.TOTPEnrolmentRequired, Secret: en.Secret, OTPAuthURL: en.OTPAuthURL}
+	v := totpView{Required: pr.TOTPEnrolmentRequired, Secret: en.Secret, OTPAuthURL: otpauthLink(en.OTPAuthURL)}
 	if v.QR, err = qrSVG(en.OTPAuthURL, p.L.T("totp.qr_label")); err != nil {
 		// The key and the link still enrol; never the secret in a log.
 		a.log.WarnContext(c.Request.Context(), "TOTP enrolment page without its QR code", "err", err)
 	}
 	p.Data = v
 	a.render(c, http.StatusOK, "totp", p)
+}
+
+// otpauthLink lets the enrolment URL into a link. html/template turns any
+// scheme but http, https and mailto into "#ZgotmplZ", so a phone, which
+// cannot scan its own screen, had no way to hand the key to its app; it is
+// trusted only once it is checked to be a TOTP key URI, nothing a browser
+// would run. Anything else gives no link (the key is still shown).
+func otpauthLink(u string) template.URL {
+	if !strings.HasPrefix(u, "otpauth://totp/") || strings.ContainsFunc(u, func(r rune) bool { return r <= ' ' || r == 0x7f || r == '"' || r == '<' || r == '>' }) {
+		return ""
+	}
+	return template.URL(u)
 }
 
 // totpConfirm finishes enrolment with a code from the app and shows the

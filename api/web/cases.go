@@ -7,6 +7,7 @@ import (
 	"mime"
 	"mime/multipart"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -25,7 +26,7 @@ func (a *app) caseRoutes(g *gin.RouterGroup) {
 	g.POST("/cases", a.csrf, a.createCase)
 	g.GET("/cases/:case", a.showCase)
 	g.POST("/cases/:case/submit", a.csrf, a.submitCase)
-	g.POST("/cases/:case/materials", a.csrf, a.uploadMaterial)
+	g.POST("/cases/:case/materials", a.csrfStreamed, a.uploadMaterial)
 	g.POST("/cases/:case/assignments", a.csrf, a.assign)
 	g.POST("/cases/:case/assignments/:id/revoke", a.csrf, a.revoke)
 	g.POST("/cases/:case/declarations", a.csrf, a.declare)
@@ -162,15 +163,50 @@ type caseView struct {
 	Outcomes    []string
 	CommitKinds []string
 	MaxUpload   int64
+	// Form is what was typed into a form of the page that was refused,
+	// by form and field ("transition.reason"), shown again with the
+	// reason above.
+	Form map[string]string
 }
 
 // showCase shows one case. Which service calls it makes depends on the
 // role (an office admin is shown assignments and actions, a party the
 // upload form); each call decides itself what this user may see.
 func (a *app) showCase(c *gin.Context) {
+	a.renderCase(c, c.Param("case"), http.StatusOK, nil)
+}
+
+// caseFormRefused answers a form of the case page that the service
+// refused for what was typed in it: the case page again, the reason above
+// and the form filled in as it was sent (form names the values, by form
+// and field). A refusal that typing cannot mend (no such case, no right,
+// no session) is the error page, which links back to the case.
+func (a *app) caseFormRefused(c *gin.Context, err error, form map[string]string) {
+	status, msg := a.formError(c, err)
+	switch status {
+	case http.StatusBadRequest, http.StatusConflict, http.StatusRequestEntityTooLarge, http.StatusUnprocessableEntity:
+		pageOf(c).Error = msg
+		a.renderCase(c, c.Param("case"), status, form)
+	default:
+		a.fail(c, err)
+	}
+}
+
+// keptForm is the named fields of the posted form, kept under prefix for
+// the page's form of that name.
+func keptForm(c *gin.Context, prefix string, fields ...string) map[string]string {
+	out := make(map[string]string, len(fields))
+	for _, f := range fields {
+		out[prefix+"."+f] = c.PostForm(f)
+	}
+	return out
+}
+
+// renderCase shows the case page with status; form, when not nil, fills
+// a refused form back in.
+func (a *app) renderCase(c *gin.Context, id string, status int, form map[string]string) {
 	p := pageOf(c)
 	ctx := c.Request.Context()
-	id := c.Param("case")
 	act := a.actor(c)
 	cs, err := a.Vault.GetCase(ctx, act, id)
 	if err != nil {
@@ -237,8 +273,9 @@ func (a *app) showCase(c *gin.Context) {
 		users = append(users, as.UserID)
 	}
 	v.People = a.people(ctx, users, orgs)
+	v.Form = form
 	p.Data = v
-	a.render(c, http.StatusOK, "case", p)
+	a.render(c, status, "case", p)
 }
 
 // done redirects back to the case after a change, with a notice.
@@ -254,13 +291,35 @@ func (a *app) submitCase(c *gin.Context) {
 	done(c, c.Param("case"), "submitted")
 }
 
+// maxUploadFiles is how many files one upload form may carry.
+const maxUploadFiles = 50
+
+// uploadResult is what an upload form stored and what it did not, by
+// file name, with the reason.
+type uploadResult struct {
+	CaseID string
+	Stored []string
+	Failed []failedUpload
+	// Broken: the form broke off (too large, or the connection), so files
+	// after the last one named were not read.
+	Broken bool
+}
+
+type failedUpload struct {
+	Name, Reason string
+}
+
 // uploadMaterial is the upload without JavaScript: a multipart form whose
-// parts come in page order (csrf, kind, file), streamed into the vault as
-// the API's upload is. Scripts send files to the JSON API instead, with a
-// progress bar.
+// parts come in page order (csrf, kind, then each chosen file), each file
+// streamed into the vault as the API's upload is, all under the chosen
+// kind. Scripts send files to the JSON API instead, with a progress bar.
+// One file stored goes back to the case; several, to the case with their
+// count; if any failed, a page names the files stored and those that were
+// not, with why, since the person must send those again.
 func (a *app) uploadMaterial(c *gin.Context) {
+	p := pageOf(c)
 	caseID := c.Param("case")
-	c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, a.Vault.MaxMaterialSize()+1<<20)
+	c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, maxUploadFiles*(a.Vault.MaxMaterialSize()+1<<16)+1<<20)
 	mr, err := multipartReader(c)
 	if err != nil {
 		a.errorPage(c, http.StatusBadRequest, "error.bad_form")
@@ -274,18 +333,55 @@ func (a *app) uploadMaterial(c *gin.Context) {
 		a.errorPage(c, http.StatusBadRequest, "error.bad_form")
 		return
 	}
-	part, err := mr.NextPart()
-	if err != nil || part.FormName() != "file" || part.FileName() == "" {
+	res := uploadResult{CaseID: caseID}
+	status := http.StatusOK
+	for {
+		part, err := mr.NextPart()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			res.Broken, status = true, http.StatusBadRequest
+			break
+		}
+		if part.FormName() != "file" || part.FileName() == "" {
+			continue // an empty file input sends an empty part
+		}
+		if len(res.Stored)+len(res.Failed) == maxUploadFiles {
+			res.Failed = append(res.Failed, failedUpload{part.FileName(), p.L.T("upload.too_many", "Max", maxUploadFiles)})
+			status = http.StatusRequestEntityTooLarge
+			continue
+		}
+		_, err = a.Vault.Upload(c.Request.Context(), a.actor(c), caseID, vault.Upload{Kind: kind, Filename: part.FileName(),
+			ContentType: part.Header.Get("Content-Type"), Body: part, Size: -1})
+		if err != nil {
+			st, msg := a.formError(c, err)
+			if st == http.StatusUnauthorized || st == http.StatusNotFound {
+				a.fail(c, err) // no session, or no such case: nothing to list
+				return
+			}
+			if st >= 500 {
+				a.log.ErrorContext(c.Request.Context(), "web upload failed", "request_id", a.RequestID(c), "err", err)
+			}
+			res.Failed = append(res.Failed, failedUpload{part.FileName(), msg})
+			if status == http.StatusOK {
+				status = st
+			}
+			continue
+		}
+		res.Stored = append(res.Stored, part.FileName())
+	}
+	switch {
+	case len(res.Stored) == 0 && len(res.Failed) == 0 && !res.Broken:
 		a.errorPage(c, http.StatusBadRequest, "error.no_file")
-		return
+	case len(res.Failed) == 0 && !res.Broken && len(res.Stored) == 1:
+		done(c, caseID, "uploaded")
+	case len(res.Failed) == 0 && !res.Broken:
+		c.Redirect(http.StatusSeeOther, "/cases/"+caseID+"?done=uploaded_n&count="+strconv.Itoa(len(res.Stored)))
+	default:
+		p.Data = res
+		a.render(c, status, "upload_result", p)
 	}
-	_, err = a.Vault.Upload(c.Request.Context(), a.actor(c), caseID, vault.Upload{Kind: kind, Filename: part.FileName(),
-		ContentType: part.Header.Get("Content-Type"), Body: part, Size: -1})
-	if err != nil {
-		a.fail(c, err)
-		return
-	}
-	done(c, caseID, "uploaded")
 }
 
 func multipartReader(c *gin.Context) (*multipart.Reader, error) {
@@ -322,28 +418,60 @@ func (a *app) multipartCSRF(c *gin.Context, mr *multipart.Reader) bool {
 
 func (a *app) assign(c *gin.Context) {
 	in := vault.NewAssignment{User: a.accountID(c.Request.Context(), c.PostForm("user")), Role: c.PostForm("role"), Purpose: c.PostForm("purpose")}
+	form := keptForm(c, "assign", "user", "role", "purpose", "expires_on")
 	if s := c.PostForm("expires_on"); s != "" {
 		d, err := time.ParseInLocation("2006-01-02", s, shanghai)
 		if err != nil {
-			a.errorPage(c, http.StatusUnprocessableEntity, "error.invalid")
+			a.caseFormRefused(c, &vault.Error{Kind: vault.ErrInvalid, Code: "invalid_field", Detail: "not a date", Field: "expires_on"}, form)
 			return
 		}
 		t := d.Add(24*time.Hour - time.Second)
 		in.ExpiresAt = &t
 	}
 	if _, err := a.Vault.Assign(c.Request.Context(), a.actor(c), c.Param("case"), in); err != nil {
-		a.fail(c, err)
+		a.caseFormRefused(c, err, form)
 		return
 	}
 	done(c, c.Param("case"), "assigned")
 }
 
+// revoke ends an assignment, after a page that names whom and says what
+// follows: access to the case's materials ends at once.
 func (a *app) revoke(c *gin.Context) {
+	if c.PostForm("confirm") != "1" {
+		a.confirmRevoke(c)
+		return
+	}
 	if err := a.Vault.Revoke(c.Request.Context(), a.actor(c), c.Param("case"), c.Param("id")); err != nil {
 		a.fail(c, err)
 		return
 	}
 	done(c, c.Param("case"), "revoked")
+}
+
+func (a *app) confirmRevoke(c *gin.Context) {
+	L := pageOf(c).L
+	ctx := c.Request.Context()
+	caseID, id := c.Param("case"), c.Param("id")
+	list, err := a.Vault.Assignments(ctx, a.actor(c), caseID)
+	if err != nil {
+		a.fail(c, err)
+		return
+	}
+	i := slices.IndexFunc(list, func(as access.Assignment) bool { return as.ID == id })
+	if i < 0 {
+		a.errorPage(c, http.StatusNotFound, "error.not_found")
+		return
+	}
+	as := list[i]
+	who := as.UserID
+	if n := a.people(ctx, []string{as.UserID}, nil)[as.UserID].Name; n != "" {
+		who = n
+	}
+	a.confirmFirst(c, confirmView{Title: L.T("confirm.revoke_title"),
+		Summary:     L.T("confirm.revoke_summary", "User", who, "Role", L.Enum("role", as.Role), "Purpose", as.Purpose),
+		Consequence: L.T("confirm.revoke_consequence"), Button: L.T("assign.revoke"),
+		Action: "/cases/" + caseID + "/assignments/" + id + "/revoke", Back: "/cases/" + caseID})
 }
 
 func (a *app) declare(c *gin.Context) {
@@ -358,7 +486,7 @@ func (a *app) declare(c *gin.Context) {
 	}
 	if _, err := a.Vault.Declare(c.Request.Context(), a.actor(c), c.Param("case"),
 		vault.NewDeclaration{Conflict: conflict, Statement: c.PostForm("statement")}); err != nil {
-		a.fail(c, err)
+		a.caseFormRefused(c, err, keptForm(c, "declaration", "conflict", "statement"))
 		return
 	}
 	done(c, c.Param("case"), "declared")
@@ -366,6 +494,7 @@ func (a *app) declare(c *gin.Context) {
 
 func (a *app) transition(c *gin.Context) {
 	in := vault.TransitionRequest{Action: c.PostForm("action"), Reason: c.PostForm("reason")}
+	form := keptForm(c, "transition", "action", "reason", "items", "outcome", "conditions", "reference", "measures", "days")
 	// The form has a field for everything any offered step takes; send the
 	// service only those of the chosen step, which refuses the others.
 	switch review.Action(in.Action) {
@@ -381,13 +510,13 @@ func (a *app) transition(c *gin.Context) {
 	if s := c.PostForm("days"); s != "" && review.Action(in.Action) == review.ExtendSpecial {
 		n, err := strconv.Atoi(s)
 		if err != nil {
-			a.errorPage(c, http.StatusUnprocessableEntity, "error.invalid")
+			a.caseFormRefused(c, &vault.Error{Kind: vault.ErrInvalid, Code: "invalid_field", Detail: "not a number", Field: "days"}, form)
 			return
 		}
 		in.Days = n
 	}
 	if _, err := a.Vault.Transition(c.Request.Context(), a.actor(c), c.Param("case"), in); err != nil {
-		a.fail(c, err)
+		a.caseFormRefused(c, err, form)
 		return
 	}
 	done(c, c.Param("case"), "moved")
@@ -420,7 +549,7 @@ func (a *app) opinion(c *gin.Context) {
 		agree = &b
 	}
 	if _, err := a.Vault.Opinion(c.Request.Context(), a.actor(c), c.Param("case"), vault.OpinionRequest{Agree: agree, Comment: c.PostForm("comment")}); err != nil {
-		a.fail(c, err)
+		a.caseFormRefused(c, err, keptForm(c, "opinion", "agree", "comment"))
 		return
 	}
 	done(c, c.Param("case"), "opinion")
@@ -449,7 +578,7 @@ var inlineTypes = map[string]bool{"application/pdf": true, "image/png": true, "i
 func (a *app) viewMaterial(c *gin.Context) {
 	ct, err := a.Vault.OpenContent(c.Request.Context(), a.actor(c), c.Param("id"), nil)
 	if err != nil {
-		a.fail(c, err)
+		a.materialRefused(c, err)
 		return
 	}
 	defer ct.Close()
@@ -459,6 +588,25 @@ func (a *app) viewMaterial(c *gin.Context) {
 	serveContent(c, m.ContentType, m.Filename, m.SHA256, ct.Length, inline, ct.Body, a, func(sent int64) {
 		ct.CutShort(c.Request.Context(), sent) // the audit log's error event, beside the read's
 	})
+}
+
+// materialRefused answers a refused read. A reviewer or member unit who
+// has not declared yet is sent to the declaration form on the case page,
+// the one next step, when the material's case may be named to them (its
+// metadata is theirs to see).
+func (a *app) materialRefused(c *gin.Context, err error) {
+	var ve *vault.Error
+	if !errors.As(err, &ve) || ve.Code != "declaration_required" {
+		a.fail(c, err)
+		return
+	}
+	m, merr := a.Vault.GetMaterial(c.Request.Context(), a.actor(c), c.Param("id"))
+	if merr != nil {
+		a.fail(c, err)
+		return
+	}
+	status, msg := a.formError(c, err)
+	a.errorPageBack(c, status, msg, "/cases/"+m.CaseID+"#decl-h", "error.declare_first")
 }
 
 // serveContent sends a document; cutShort, if not nil, hears how many bytes

@@ -102,8 +102,10 @@ func (a *app) revokeConsent(c *gin.Context) {
 		a.fail(c, err)
 		return
 	}
+	// Back to the material's consents: the form names it, so it comes from
+	// the request and must be an id, nothing a path could be built from.
 	next := "/"
-	if m := c.PostForm("material"); m != "" {
+	if m := c.PostForm("material"); isID(m) {
 		next = "/materials/" + m + "/consents"
 	}
 	c.Redirect(http.StatusSeeOther, safeNext(next)+"?done=consent_revoked")
@@ -188,4 +190,19 @@ func (a *app) commitmentStatus(c *gin.Context) {
 		return
 	}
 	c.Redirect(http.StatusSeeOther, "/commitments?done=status_changed")
+}
+
+// isID reports whether s looks like one of the vault's ids (lower-case
+// letters and digits), as a value from a form must before it goes into a
+// path.
+func isID(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for _, r := range s {
+		if (r < 'a' || r > 'z') && (r < '0' || r > '9') {
+			return false
+		}
+	}
+	return true
 }

@@ -19,7 +19,7 @@ func (a *app) publicRoutes(g *gin.RouterGroup) {
 		return
 	}
 	g.GET("/report", a.reportForm)
-	g.POST("/report", a.fileReport)
+	g.POST("/report", a.csrfStreamed, a.fileReport)
 	g.GET("/report/status", a.reportStatusForm)
 	g.POST("/report/status", a.csrf, a.reporterStatus)
 	g.POST("/report/messages", a.csrf, a.reporterMessage)

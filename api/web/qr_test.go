@@ -11,6 +11,8 @@ import (
 
 	"github.com/makiuchi-d/gozxing"
 	zxingqr "github.com/makiuchi-d/gozxing/qrcode"
+
+	"github.com/crvault/crvault/access"
 )
 
 // TestQRSVGScans: the SVG drawn for an enrolment, read back as the picture
@@ -84,4 +86,28 @@ func scanSVG(t *testing.T, content string) string {
 		t.Fatalf("the drawn code does not scan: %v", err)
 	}
 	return res.GetText()
+}
+
+// TestTOTPLink: the enrolment page links the otpauth URL for an
+// authenticator app on the same device (html/template would write
+// "#ZgotmplZ" for a scheme it does not know), and only a TOTP key URI.
+func TestTOTPLink(t *testing.T) {
+	e, cat := viewsAndCatalogue(t)
+	const uri = "otpauth://totp/crvault:office?secret=JBSWY3DPEHPK3PXP&issuer=crvault&algorithm=SHA1&digits=6&period=30"
+	for _, tag := range languages {
+		var b strings.Builder
+		p := &page{L: cat.locale(tag), User: &access.User{DisplayName: "x"}, Data: totpView{Secret: "JBSWY3DPEHPK3PXP", OTPAuthURL: otpauthLink(uri)}}
+		if err := e.views["totp"].Execute(&b, p); err != nil {
+			t.Fatal(err)
+		}
+		want := `<a id="totp-link" href="` + strings.ReplaceAll(uri, "&", "&amp;") + `">` + p.L.T("totp.open_app") + `</a>`
+		if !strings.Contains(b.String(), want) || strings.Contains(b.String(), "ZgotmplZ") {
+			t.Errorf("%s: the page lacks %s", tag, want)
+		}
+	}
+	for _, bad := range []string{"", "javascript:alert(1)", "otpauth://hotp/x?secret=A", "https://evil.example/", "otpauth://totp/x\"><script>", "otpauth://totp/a b"} {
+		if got := otpauthLink(bad); got != "" {
+			t.Errorf("otpauthLink(%q) = %q, want no link", bad, got)
+		}
+	}
 }

@@ -82,14 +82,16 @@ type page struct {
 	L    *Locale
 	User *access.User
 	// Roles of the signed-in user, for the navigation.
-	Roles    []string
-	OrgKind  string
-	CSRF     string
-	Path     string // the current path and query, for the language switch
-	Flash    string // message id of a notice after a redirect
-	Error    string // a translated error to show above the content
-	Data     any
-	NoHeader bool
+	Roles   []string
+	OrgKind string
+	CSRF    string
+	Path    string // the current path and query, for the language switch
+	Flash   string // message id of a notice after a redirect
+	// FlashCount is the count a plural notice tells (?count=), or 0.
+	FlashCount int
+	Error      string // a translated error to show above the content
+	Data       any
+	NoHeader   bool
 	// PlainHTTP: the request came over plain HTTP for a host that is not
 	// this machine, so the browser will drop the Secure session cookie.
 	// The sign-in pages show it to browsers without JavaScript, whose

@@ -7,6 +7,8 @@ import (
 	"encoding/base64"
 	"net"
 	"net/http"
+	"net/url"
+	"path"
 	"strings"
 	"time"
 )
@@ -57,8 +59,8 @@ func CSRFValid(r *http.Request, sessionToken string) bool {
 }
 
 // submittedCSRF reads the token from the header, else from an already
-// parsed form. Multipart bodies are never parsed for it: uploads stream, so
-// a script sends the header instead.
+// parsed form (the web's csrf middleware parses multipart forms too, all
+// but the streamed uploads, whose handlers read the token from the stream).
 func submittedCSRF(r *http.Request) string {
 	if h := r.Header.Get(CSRFHeader); h != "" {
 		return h
@@ -116,14 +118,32 @@ const csp = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 's
 // as this site nor read its cookies or pages.
 const contentCSP = "sandbox; default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; object-src 'self'; plugin-types application/pdf"
 
-// safeNext keeps a post-sign-in redirect on this site: a path, never a
-// scheme, host or protocol-relative URL.
+// safeNext keeps a redirect whose target came from the request (the page
+// to return to after signing in or switching language) on this site: a
+// path, never a scheme, host or protocol-relative URL, and never the API.
+// It answers the path as cleaned, because http.Redirect cleans it again
+// (path.Clean turns "/./\evil.example" into "/\evil.example", which
+// browsers read as "//evil.example"): what is checked is what is sent.
+// A backslash anywhere, or any control character, is refused outright.
 func safeNext(next string) string {
-	if next == "" || !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.HasPrefix(next, "/\\") ||
-		strings.ContainsAny(next, "\r\n\t") || strings.HasPrefix(next, "/api/") {
+	if next == "" || next[0] != '/' || strings.HasPrefix(next, "//") || strings.ContainsFunc(next, func(r rune) bool { return r == '\\' || r < 0x20 || r == 0x7f }) {
 		return "/"
 	}
-	return next
+	p, rest := next, ""
+	if i := strings.IndexAny(next, "?#"); i >= 0 {
+		p, rest = next[:i], next[i:]
+	}
+	clean := path.Clean(p)
+	if strings.HasSuffix(p, "/") && clean != "/" {
+		clean += "/" // as http.Redirect keeps it
+	}
+	u, err := url.Parse(clean + rest)
+	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil || u.Opaque != "" ||
+		strings.HasPrefix(clean, "//") || strings.HasPrefix(u.Path, "//") || strings.Contains(u.Path, "\\") ||
+		clean == "/api" || strings.HasPrefix(clean, "/api/") || strings.HasPrefix(u.Path, "/api/") {
+		return "/"
+	}
+	return clean + rest
 }
 
 var timeZero time.Time

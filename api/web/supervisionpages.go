@@ -34,7 +34,8 @@ func (a *app) complaints(c *gin.Context) {
 		a.fail(c, err)
 		return
 	}
-	v := complaintsView{Items: list.Items, NextCursor: list.NextCursor}
+	// The filters go on to the next page with its cursor.
+	v := complaintsView{Items: list.Items, NextCursor: list.NextCursor, Case: c.Query("case"), Status: c.Query("status"), Statuses: complaintStatuses}
 	ids := make([]string, 0, len(list.Items))
 	for _, cp := range list.Items {
 		ids = append(ids, cp.CaseID)
@@ -50,16 +51,26 @@ func (a *app) complaints(c *gin.Context) {
 // complaintsView is a page of complaints with the titles of the cases the
 // viewer may list.
 type complaintsView struct {
-	Items      []supervision.Complaint
-	NextCursor string
-	Titles     map[string]string
+	Items        []supervision.Complaint
+	NextCursor   string
+	Titles       map[string]string
+	Case, Status string // the filters the page was asked for
+	Statuses     []string
 }
+
+var complaintStatuses = []string{supervision.StatusOpen, supervision.StatusInvestigating, supervision.StatusUpheld, supervision.StatusDismissed}
 
 func (a *app) fileComplaint(c *gin.Context) {
 	in := supervision.NewComplaint{Case: c.PostForm("case"), Subject: strings.TrimSpace(c.PostForm("subject")), Kind: c.PostForm("kind"),
 		Description: c.PostForm("description")}
 	cp, err := a.Supervision.FileComplaint(c.Request.Context(), a.actor(c), in)
 	if err != nil {
+		// Filed from the case page: that page again, the text kept.
+		if status, msg := a.formError(c, err); isID(in.Case) && (status == http.StatusUnprocessableEntity || status == http.StatusBadRequest || status == http.StatusConflict) {
+			pageOf(c).Error = msg
+			a.renderCase(c, in.Case, status, keptForm(c, "complaint", "kind", "subject", "description"))
+			return
+		}
 		a.fail(c, err)
 		return
 	}
@@ -72,9 +83,17 @@ type complaintView struct {
 	// People names the subject for the inspector; the complainant knows
 	// the subject by the pseudonym it was shown.
 	People map[string]person
+	// Form is a refused resolution as it was sent ("resolution.note").
+	Form map[string]string
 }
 
 func (a *app) complaint(c *gin.Context) {
+	a.renderComplaint(c, http.StatusOK, nil)
+}
+
+// renderComplaint shows the complaint page with status; form, when not
+// nil, fills a refused resolution back in.
+func (a *app) renderComplaint(c *gin.Context, status int, form map[string]string) {
 	p := pageOf(c)
 	ctx := c.Request.Context()
 	cp, err := a.Supervision.GetComplaint(ctx, a.actor(c), c.Param("id"))
@@ -92,16 +111,30 @@ func (a *app) complaint(c *gin.Context) {
 		v.Evidence = &ev
 		v.People = a.people(ctx, []string{cp.Subject}, nil)
 	}
+	v.Form = form
 	p.Data = v
-	a.render(c, http.StatusOK, "complaint", p)
+	a.render(c, status, "complaint", p)
 }
 
 func (a *app) resolveComplaint(c *gin.Context) {
 	in := supervision.Resolution{Outcome: c.PostForm("outcome"), Note: c.PostForm("note")}
 	if c.PostForm("recuse") == "1" {
+		// Recusing ends the subject's part in the case: asked first.
+		L := pageOf(c).L
+		v := confirmView{Title: L.T("confirm.recuse_title"), Summary: L.T("confirm.recuse_summary", "Outcome", L.Enum("cstatus", in.Outcome)),
+			Consequence: L.T("confirm.recuse_consequence"), Button: L.T("complaints.resolve"),
+			Action: "/complaints/" + c.Param("id") + "/resolution", Back: "/complaints/" + c.Param("id")}
+		if !a.confirmFirst(c, v, "outcome", "recuse", "note") {
+			return
+		}
 		in.Actions = []string{supervision.ActionRecuseSubject}
 	}
 	if _, err := a.Supervision.Resolve(c.Request.Context(), a.actor(c), c.Param("id"), in); err != nil {
+		if status, msg := a.formError(c, err); status == http.StatusUnprocessableEntity || status == http.StatusBadRequest || status == http.StatusConflict {
+			pageOf(c).Error = msg
+			a.renderComplaint(c, status, keptForm(c, "resolution", "outcome", "recuse", "note"))
+			return
+		}
 		a.fail(c, err)
 		return
 	}
@@ -120,7 +153,8 @@ func (a *app) commitments(c *gin.Context) {
 	for _, cm := range list.Items {
 		orgs = append(orgs, cm.ProviderOrg)
 	}
-	p.Data = map[string]any{"Items": list.Items, "NextCursor": list.NextCursor, "People": a.people(c.Request.Context(), nil, orgs)}
+	p.Data = map[string]any{"Items": list.Items, "NextCursor": list.NextCursor, "People": a.people(c.Request.Context(), nil, orgs),
+		"Case": c.Query("case"), "Provider": c.Query("provider")}
 	a.render(c, http.StatusOK, "commitments", p)
 }
 
@@ -136,7 +170,8 @@ func (a *app) reports(c *gin.Context) {
 	for _, r := range list.Items {
 		orgs = append(orgs, r.SubjectOrg)
 	}
-	p.Data = map[string]any{"Items": list.Items, "NextCursor": list.NextCursor, "People": a.people(c.Request.Context(), nil, orgs)}
+	p.Data = map[string]any{"Items": list.Items, "NextCursor": list.NextCursor, "People": a.people(c.Request.Context(), nil, orgs),
+		"Status": c.Query("status"), "Statuses": reportStatuses}
 	a.render(c, http.StatusOK, "reports", p)
 }
 

@@ -14,10 +14,16 @@ package web
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
+	"mime"
+	"mime/multipart"
 	"net/http"
 	"net/url"
+	"strconv"
+	"strings"
 
 	"github.com/gin-gonic/gin"
 
@@ -170,33 +176,104 @@ func (a *app) identify(c *gin.Context) {
 	p.PlainHTTP = plainHTTPFromAfar(c.Request)
 	if f := c.Query("done"); f != "" && a.cat.has("flash."+f) {
 		p.Flash = "flash." + f
+		// A notice with a count (flash.*_n) says nothing without one.
+		if n, err := strconv.Atoi(c.Query("count")); err == nil && n > 0 {
+			p.FlashCount = n
+		} else if strings.HasSuffix(f, "_n") {
+			p.Flash = ""
+		}
 	}
 	c.Set(ctxPage, p)
 	c.Next()
 }
 
-// csrf refuses a state-changing form whose token is not this browser's.
-// It parses url-encoded forms only (1 MiB at most); multipart handlers
-// check the token themselves as the parts stream in.
+// csrf refuses a state-changing request that does not carry this
+// browser's token, whatever the form's encoding: it reads the form here (1
+// MiB at most), url-encoded or multipart, and checks the token before the
+// handler sees a field. Handlers then read fields with c.PostForm.
+// Uploads, which must stream, are the exception: their routes use
+// csrfStreamed instead, and their handlers check the token themselves.
 func (a *app) csrf(c *gin.Context) {
-	p := pageOf(c)
-	ct := c.ContentType()
-	if ct != "multipart/form-data" {
-		c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, 1<<20)
-		if err := c.Request.ParseForm(); err != nil {
-			a.errorPage(c, http.StatusBadRequest, "error.bad_form")
-			c.Abort()
-			return
-		}
-		if !crossSiteOK(c.Request) || !tokenEqual(submittedCSRF(c.Request), p.CSRF) {
-			a.csrfRefused(c)
-			return
-		}
-	} else if !crossSiteOK(c.Request) || (c.GetHeader(CSRFHeader) != "" && !tokenEqual(c.GetHeader(CSRFHeader), p.CSRF)) {
+	if !crossSiteOK(c.Request) {
+		a.csrfRefused(c)
+		return
+	}
+	c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, maxFormBytes)
+	if err := parseSmallForm(c.Request); err != nil {
+		a.errorPage(c, http.StatusBadRequest, "error.bad_form")
+		c.Abort()
+		return
+	}
+	if !tokenEqual(submittedCSRF(c.Request), pageOf(c).CSRF) {
 		a.csrfRefused(c)
 		return
 	}
 	c.Next()
+}
+
+// csrfStreamed guards a route whose handler streams a multipart body
+// (documents go to the store as they arrive, never to memory or disk
+// whole) and so checks the form's token itself, from its first part,
+// before acting on anything (multipartCSRF). Here only what needs no body:
+// the request's site, and the token header a script sends. Only the
+// upload routes may use it; every other route uses csrf.
+func (a *app) csrfStreamed(c *gin.Context) {
+	if !crossSiteOK(c.Request) || (c.GetHeader(CSRFHeader) != "" && !tokenEqual(c.GetHeader(CSRFHeader), pageOf(c).CSRF)) {
+		a.csrfRefused(c)
+		return
+	}
+	c.Next()
+}
+
+// maxFormBytes bounds a form that is not an upload.
+const maxFormBytes = 1 << 20
+
+// errFileInForm refuses a file sent to a form that takes none.
+var errFileInForm = errors.New("a file part in a form without files")
+
+// parseSmallForm reads a form that is not an upload into r.PostForm and
+// r.Form. A multipart body is read here, its fields kept in memory (the
+// body is bounded) and a file part refused: no handler but the streaming
+// ones reads files, and nothing of a document is to be buffered or written
+// to a temporary file. Afterwards r.MultipartForm holds the fields, so
+// that Gin's c.PostForm does not try to parse the spent body again.
+func parseSmallForm(r *http.Request) error {
+	mt, params, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if mt != "multipart/form-data" {
+		return r.ParseForm()
+	}
+	if params["boundary"] == "" {
+		return errors.New("multipart form without a boundary")
+	}
+	values := url.Values{}
+	mr := multipart.NewReader(r.Body, params["boundary"])
+	for {
+		part, err := mr.NextPart()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("read multipart form: %w", err)
+		}
+		if part.FileName() != "" {
+			return errFileInForm
+		}
+		b, err := io.ReadAll(part)
+		if err != nil {
+			return fmt.Errorf("read multipart field %q: %w", part.FormName(), err)
+		}
+		values.Add(part.FormName(), string(b))
+	}
+	r.PostForm = values
+	r.Form = url.Values{}
+	for k, vs := range r.URL.Query() {
+		r.Form[k] = append(r.Form[k], vs...)
+	}
+	for k, vs := range values {
+		r.Form[k] = append(r.Form[k], vs...)
+	}
+	r.MultipartForm = &multipart.Form{Value: values, File: map[string][]*multipart.FileHeader{}}
+	return nil
 }
 
 func (a *app) csrfRefused(c *gin.Context) {
@@ -213,7 +290,12 @@ func (a *app) signedIn(c *gin.Context) {
 	if _, ok := c.Get(ctxPrincipal); !ok {
 		next := url.QueryEscape(c.Request.URL.RequestURI())
 		if c.Request.Method != http.MethodGet {
-			next = ""
+			// A form sent after the session ended: back to its page once
+			// signed in again, told why (what was typed is lost, but the
+			// browser's Back button may still hold it).
+			c.Redirect(http.StatusSeeOther, "/login?done=session_ended&next="+url.QueryEscape(formPage(c, false)))
+			c.Abort()
+			return
 		}
 		c.Redirect(http.StatusSeeOther, "/login?next="+next)
 		c.Abort()
@@ -324,12 +406,132 @@ func (a *app) errorPage(c *gin.Context, status int, msgID string) {
 }
 
 // errorPageText shows an error page with a message already translated.
+// A refused form links back to the page it was on.
 func (a *app) errorPageText(c *gin.Context, status int, text string) {
+	a.errorPageBack(c, status, text, backTo(c), "error.back")
+}
+
+// errorPageBack shows an error page that links to back (if not empty),
+// the link saying backLabel: where the person goes next.
+func (a *app) errorPageBack(c *gin.Context, status int, text, back, backLabel string) {
 	p := pageOf(c)
 	a.locale(c)
-	p.Data = map[string]any{"Status": status, "Message": text}
+	p.Data = map[string]any{"Status": status, "Message": text, "Back": back, "BackLabel": backLabel, "Form": c.Request.Method == http.MethodPost}
 	a.render(c, status, "error", p)
 	c.Abort()
+}
+
+// backTo is the page a form posted to this route is on, derived from the
+// route and its ids (never from the Referer, which another site can
+// set): where someone whose form was refused goes to try again. Empty
+// when there is no such page (a GET, or a route it does not know).
+func backTo(c *gin.Context) string { return formPage(c, true) }
+
+// formPage is backTo, reading the posted form only if readForm: before
+// the csrf middleware has read it, reading it would let Gin parse a
+// multipart body its own way (into temporary files).
+func formPage(c *gin.Context, readForm bool) string {
+	if c.Request.Method != http.MethodPost {
+		return ""
+	}
+	id := func(name string) string {
+		if v := c.Param(name); isID(v) {
+			return v
+		}
+		return ""
+	}
+	posted := func(name string) string {
+		if !readForm {
+			return ""
+		}
+		return c.PostForm(name)
+	}
+	route := c.FullPath()
+	switch {
+	case strings.HasPrefix(route, "/cases/:case/"):
+		if v := id("case"); v != "" {
+			return "/cases/" + v
+		}
+	case route == "/cases":
+		return "/cases/new"
+	case route == "/complaints":
+		// Filed from the case page, which names its case.
+		if v := posted("case"); isID(v) {
+			return "/cases/" + v
+		}
+		return "/complaints"
+	case strings.HasPrefix(route, "/complaints/:id/"):
+		if v := id("id"); v != "" {
+			return "/complaints/" + v
+		}
+	case strings.HasPrefix(route, "/reports/:id/"):
+		if v := id("id"); v != "" {
+			return "/reports/" + v
+		}
+	case strings.HasPrefix(route, "/commitments/"):
+		return "/commitments"
+	case route == "/materials/:id/consents":
+		if v := id("id"); v != "" {
+			return "/materials/" + v + "/consents"
+		}
+	case route == "/consents/:id/revoke":
+		if v := posted("material"); isID(v) {
+			return "/materials/" + v + "/consents"
+		}
+	case strings.HasPrefix(route, "/admin/"):
+		return "/admin/users"
+	case strings.HasPrefix(route, "/approvals/"):
+		return "/approvals"
+	case strings.HasPrefix(route, "/account/totp"):
+		return "/account/totp"
+	case strings.HasPrefix(route, "/account/"):
+		return "/account"
+	case route == "/member-units":
+		return "/member-units"
+	case route == "/audit/verify":
+		return "/audit"
+	case route == "/report/status", route == "/report/messages":
+		return "/report/status"
+	case route == "/report":
+		return "/report"
+	case route == "/login", route == "/setup":
+		return route
+	}
+	return ""
+}
+
+// confirmView is the page that asks before an irreversible step: what it
+// will do, what follows, and the same form again, with confirm=1.
+type confirmView struct {
+	Title, Summary, Consequence, Button string
+	Warning                             string // something the person may not have meant (their own account)
+	Action                              string // where the form posts: the step's own route
+	Fields                              []formField
+	Back                                string // the page the form was on
+}
+
+type formField struct {
+	Name, Value string
+}
+
+// confirmFirst reports whether the post is the confirmation of an
+// irreversible step (confirm=1). Otherwise it answers with the page that
+// asks, carrying the fields named in keep, and the handler must stop: one
+// click, or a submit without reading, must not disable an account or end
+// someone's access. It works without JavaScript.
+func (a *app) confirmFirst(c *gin.Context, v confirmView, keep ...string) bool {
+	if c.PostForm("confirm") == "1" {
+		return true
+	}
+	for _, k := range keep {
+		for _, val := range c.PostFormArray(k) {
+			v.Fields = append(v.Fields, formField{k, val})
+		}
+	}
+	p := pageOf(c)
+	p.Data = v
+	a.render(c, http.StatusOK, "confirm", p)
+	return false
 }
 
 // home is the dashboard of the signed-in user, or the sign-in page.

@@ -164,19 +164,63 @@ func TestPickLanguage(t *testing.T) {
 	}
 }
 
+// TestSafeNext: a redirect target from the request stays on this site, as
+// the browser will read it after http.Redirect has cleaned it.
 func TestSafeNext(t *testing.T) {
 	for in, want := range map[string]string{
-		"":                  "/",
-		"/cases/x?done=1":   "/cases/x?done=1",
-		"//evil.example/":   "/",
-		"/\\evil.example":   "/",
-		"https://evil.test": "/",
-		"cases":             "/",
-		"/api/v1/me":        "/",
-		"/a\r\nSet-Cookie:": "/",
+		"":                         "/",
+		"/":                        "/",
+		"/cases/x?done=1":          "/cases/x?done=1",
+		"/cases/":                  "/cases/",
+		"/audit?case=a&action=b#x": "/audit?case=a&action=b#x",
+		"/cases/./x/../y":          "/cases/y",
+		"//evil.example/":          "/",
+		"/\\evil.example":          "/",
+		"/./\\evil.example":        "/",
+		"/a/../\\evil.example":     "/",
+		"/.//evil.example":         "/evil.example",
+		"/..//evil.example/":       "/evil.example/",
+		"/%5Cevil.example":         "/",
+		"/%2F%2Fevil.example":      "/",
+		"/%2f/evil.example":        "/",
+		"/cases?next=\\evil":       "/",
+		"https://evil.test":        "/",
+		"http:/evil.test":          "/",
+		"javascript:alert(1)":      "/",
+		"cases":                    "/",
+		"/api/v1/me":               "/",
+		"/./api/v1/me":             "/",
+		"/a/../api/v1/me":          "/",
+		"/api":                     "/",
+		"/%61pi/v1/me":             "/",
+		"/a\r\nSet-Cookie:":        "/",
+		"/\t/evil.example":         "/",
+		"/\x00/evil.example":       "/",
+		"/\x7f/evil.example":       "/",
 	} {
-		if got := safeNext(in); got != want {
+		got := safeNext(in)
+		if got != want {
 			t.Errorf("safeNext(%q) = %q, want %q", in, got, want)
+		}
+		// What the browser is sent, after http.Redirect, resolves on this
+		// site: a path that is not protocol-relative, with no backslash.
+		w := httptest.NewRecorder()
+		http.Redirect(w, httptest.NewRequest("POST", "/login", nil), got, http.StatusSeeOther)
+		loc := w.Header().Get("Location")
+		if !strings.HasPrefix(loc, "/") || strings.HasPrefix(loc, "//") || strings.ContainsAny(loc, "\\\t\r\n") {
+			t.Errorf("safeNext(%q) redirects to %q", in, loc)
+		}
+		u, err := url.Parse("https://vault.example" + loc)
+		if err != nil || u.Host != "vault.example" {
+			t.Errorf("safeNext(%q): Location %q leaves the site (%v)", in, loc, err)
+		}
+	}
+}
+
+func TestIsID(t *testing.T) {
+	for in, want := range map[string]bool{"06h373hyfdsh8w2w6s9ty5b1xm": true, "": false, "../x": false, "a/b": false, "\\evil": false, "A1": false} {
+		if got := isID(in); got != want {
+			t.Errorf("isID(%q) = %v, want %v", in, got, want)
 		}
 	}
 }
@@ -482,5 +526,124 @@ func TestPagesDropStoredControls(t *testing.T) {
 	}
 	if strings.Count(evil, "\n") != strings.Count(clean, "\n") {
 		t.Error("line breaks of the page changed")
+	}
+}
+
+// TestListPagesKeepTheirFilters: the next-page link of complaints,
+// commitments and reports carries the filters the page was asked for, so
+// page 2 of one case's complaints is not everyone's.
+func TestListPagesKeepTheirFilters(t *testing.T) {
+	e, cat := viewsAndCatalogue(t)
+	const cursor = "eyJhIjoiMjAyNy0wMS0xMiJ9+/=&x"
+	for _, tc := range []struct {
+		view, path string
+		data       any
+		want       map[string]string
+	}{
+		{"complaints", "/complaints", complaintsView{Items: []supervision.Complaint{{ID: "k1", CaseID: "c1", Kind: "unfair", Status: "open"}},
+			NextCursor: cursor, Case: "c1", Status: "open", Statuses: complaintStatuses}, map[string]string{"case": "c1", "status": "open"}},
+		{"commitments", "/commitments", map[string]any{"Items": []supervision.Commitment{{ID: "m1", CaseID: "c1", Kind: "no_backdoor", Text: "t"}},
+			"NextCursor": cursor, "People": map[string]person{}, "Case": "c1", "Provider": "org&1"}, map[string]string{"case": "c1", "provider": "org&1"}},
+		{"reports", "/reports", map[string]any{"Items": []supervision.Report{{ID: "r1", Status: "triaged"}}, "NextCursor": cursor,
+			"People": map[string]person{}, "Status": "triaged", "Statuses": reportStatuses}, map[string]string{"status": "triaged"}},
+	} {
+		for _, tag := range languages {
+			p := &page{L: cat.locale(tag), User: &access.User{DisplayName: "x"}, Roles: []string{"inspector"}, Data: tc.data}
+			var b strings.Builder
+			if err := e.views[tc.view].Execute(&b, p); err != nil {
+				t.Fatalf("%s %s: %v", tc.view, tag, err)
+			}
+			_, after, found := strings.Cut(b.String(), `id="next-page" href="`)
+			if !found {
+				t.Fatalf("%s %s: no next-page link", tc.view, tag)
+			}
+			href, _, _ := strings.Cut(after, `"`)
+			u, err := url.Parse(htmlstd.UnescapeString(href))
+			if err != nil || u.Path != tc.path || u.Query().Get("cursor") != cursor {
+				t.Fatalf("%s %s: next-page link %q (%v)", tc.view, tag, href, err)
+			}
+			// The page's filter form shows the filter it applies.
+			if st, ok := tc.want["status"]; ok && !strings.Contains(b.String(), `<option value="`+st+`" selected>`) {
+				t.Errorf("%s %s: the filter form does not show status %s", tc.view, tag, st)
+			}
+			for k, v := range tc.want {
+				if got := u.Query().Get(k); got != v {
+					t.Errorf("%s %s: next-page link %q has %s=%q, want %q", tc.view, tag, href, k, got, v)
+				}
+			}
+		}
+	}
+}
+
+// TestBackTo: the page a refused form links back to comes from the route
+// it posted to and its ids, never from a hostile value.
+func TestBackTo(t *testing.T) {
+	gin.SetMode(gin.ReleaseMode)
+	r := gin.New()
+	var got string
+	record := func(c *gin.Context) { got = backTo(c) }
+	for _, route := range []string{"/cases", "/cases/:case/transitions", "/cases/:case/assignments/:id/revoke", "/complaints", "/complaints/:id/resolution",
+		"/reports/:id/status", "/consents/:id/revoke", "/admin/users/:id/disable", "/account/totp/confirm", "/login"} {
+		r.POST(route, record)
+	}
+	r.GET("/cases/:case", record)
+	for _, tc := range []struct{ method, path, form, want string }{
+		{"POST", "/cases", "", "/cases/new"},
+		{"POST", "/cases/06h373hyeqyptd28c11jskj23m/transitions", "", "/cases/06h373hyeqyptd28c11jskj23m"},
+		{"POST", "/cases/06h373hyeqyptd28c11jskj23m/assignments/a1/revoke", "", "/cases/06h373hyeqyptd28c11jskj23m"},
+		{"POST", "/cases/%5Cevil.example/transitions", "", ""},
+		{"POST", "/complaints", "case=06h373hyeqyptd28c11jskj23m", "/cases/06h373hyeqyptd28c11jskj23m"},
+		{"POST", "/complaints", "case=%2F%2Fevil.example", "/complaints"},
+		{"POST", "/complaints/k1/resolution", "", "/complaints/k1"},
+		{"POST", "/reports/r1/status", "", "/reports/r1"},
+		{"POST", "/consents/k1/revoke", "material=m1", "/materials/m1/consents"},
+		{"POST", "/consents/k1/revoke", "material=..%2F..%2Fx", ""},
+		{"POST", "/admin/users/u1/disable", "", "/admin/users"},
+		{"POST", "/account/totp/confirm", "", "/account/totp"},
+		{"POST", "/login", "", "/login"},
+		{"GET", "/cases/c1", "", ""},
+	} {
+		got = "unset"
+		req := httptest.NewRequest(tc.method, tc.path, strings.NewReader(tc.form))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Referer", "https://evil.example/")
+		r.ServeHTTP(httptest.NewRecorder(), req)
+		if got != tc.want {
+			t.Errorf("%s %s %s: back to %q, want %q", tc.method, tc.path, tc.form, got, tc.want)
+		}
+	}
+}
+
+// TestTimesSayBeijingTime: times are shown in Asia/Shanghai without a
+// zone in each cell, so every page says so, in both languages, and the
+// case page says when a due date ends.
+func TestTimesSayBeijingTime(t *testing.T) {
+	e, cat := viewsAndCatalogue(t)
+	due, _ := calendar.ParseDate("2027-01-14")
+	want := map[string][]string{"zh-CN": {"北京时间", "UTC+8", "24:00"}, "en": {"Beijing time", "UTC+8", "24:00"}}
+	for _, tag := range languages {
+		L := cat.locale(tag)
+		for _, view := range []struct {
+			name string
+			data any
+		}{
+			{"deadlines", map[string]any{"Deadlines": []vault.Deadline{{CaseID: "c1", Title: "T", DueOn: due}}, "Within": 30}},
+			{"case", caseView{Case: vault.Case{ID: "c1", Title: "T", Status: "under_review"}, Clock: &review.Clock{Phase: review.PhasePreliminary, DueOn: due}}},
+		} {
+			p := &page{L: L, User: &access.User{DisplayName: "x"}, Roles: []string{"office_admin"}, Data: view.data}
+			var b strings.Builder
+			if err := e.views[view.name].Execute(&b, p); err != nil {
+				t.Fatalf("%s %s: %v", view.name, tag, err)
+			}
+			_, footer, _ := strings.Cut(htmlstd.UnescapeString(b.String()), `id="tz-note"`)
+			for _, w := range want[tag.String()] {
+				if !strings.Contains(footer, w) {
+					t.Errorf("%s %s: the page's time-zone note lacks %q", view.name, tag, w)
+				}
+			}
+			if view.name == "case" && !strings.Contains(b.String(), htmlstd.EscapeString(L.T("time.due_end"))) {
+				t.Errorf("case %s: the due date does not say when it ends", tag)
+			}
+		}
 	}
 }

@@ -62,7 +62,14 @@ func testAccountPages(t *testing.T, b *browser, s *server, caseID, officePW stri
 		if r := s.postJSON(t, "", "/sessions", map[string]string{"username": "admin9", "password": pw}); r.Status != 201 {
 			t.Fatalf("the new sysadmin cannot sign in: %d %s", r.Status, r.Body)
 		}
+		// Disabling asks first, and says it cannot be undone.
 		tb.submit(`#users tr[data-user="admin9"] form button`)
+		tb.expectText(msg(t, "zh-CN", "confirm.disable_consequence"))
+		if r := s.postJSON(t, "", "/sessions", map[string]string{"username": "admin9", "password": pw}); r.Status != 201 {
+			t.Fatalf("admin9 was disabled before it was confirmed: %d", r.Status)
+		}
+		tb.axeCheck("confirm")
+		tb.submit(`#confirm-form button[type=submit]`)
 		tb.expectText(msg(t, "zh-CN", "flash.user_disabled"))
 		if got := js[string](tb, `document.querySelector('#users tr[data-user="admin9"]').innerText`); !strings.Contains(got, msg(t, "zh-CN", "ustatus.disabled")) {
 			t.Errorf("admin9 after disabling: %q", got)
