@@ -254,6 +254,63 @@ func (s *Service) CaseVisible(ctx context.Context, a Actor, caseID string) (bool
 	return len(ids) == 1, nil
 }
 
+// MaterialNames names the materials of ids that the caller may list (as
+// ListMaterials shows them: on a case the caller may list, by the kind
+// table and, for another party's material, a live consent), for pages that
+// refer to materials, such as the access log; the others are left out. It
+// is one material.list in the audit trail, not a read per material.
+func (s *Service) MaterialNames(ctx context.Context, a Actor, ids []string) (map[string]string, error) {
+	out := map[string]string{}
+	ids = slices.DeleteFunc(slices.Clone(ids), func(id string) bool { return !validID(id) })
+	slices.Sort(ids)
+	ids = slices.Compact(ids)
+	if len(ids) == 0 {
+		return out, nil
+	}
+	if len(ids) > maxCaseTitles {
+		return nil, invalid("ids", "too_many_ids", fmt.Sprintf("at most %d materials at once", maxCaseTitles))
+	}
+	cases, err := s.VisibleCaseIDs(ctx, a)
+	if err != nil {
+		return nil, err
+	}
+	var rows []materialRow
+	if err := s.db.WithContext(ctx).Omit("header").Where("id IN ? AND case_id IN (?)", ids, cases).Order("case_id, id").Find(&rows).Error; err != nil {
+		return nil, fmt.Errorf("list material names: %w", err)
+	}
+	if err := s.record(ctx, a, "material.list", audit.Allowed, "", "materials", "", ""); err != nil {
+		return nil, err
+	}
+	byCase := map[string][]materialRow{}
+	consents := map[string]map[string]string{}
+	for _, r := range rows {
+		visible, needConsent := kindVisible(a.P, r.Kind, r.UploaderOrg)
+		if !visible && needConsent {
+			granted, ok := consents[r.CaseID]
+			if !ok {
+				if granted, err = s.consentedMaterials(ctx, r.CaseID, a.P.User.OrgID); err != nil {
+					return nil, err
+				}
+				consents[r.CaseID] = granted
+			}
+			visible = granted[r.ID] != ""
+		}
+		if visible {
+			byCase[r.CaseID] = append(byCase[r.CaseID], r)
+		}
+	}
+	for caseID, rs := range byCase {
+		ms, err := s.openMaterials(ctx, caseID, rs)
+		if err != nil {
+			return nil, err
+		}
+		for _, m := range ms {
+			out[m.ID] = m.Filename
+		}
+	}
+	return out, nil
+}
+
 // maxCaseTitles bounds CaseTitles' ids: a page of any list.
 const maxCaseTitles = 500
 

@@ -505,3 +505,63 @@ func TestCaseTitles(t *testing.T) {
 		})
 	}
 }
+
+// TestMaterialNames: the access log names the materials it refers to, each
+// only to a viewer who may list it: the operator its own, another party's
+// only under a live consent, an unrelated operator none, inspectors all;
+// one material.list event per call.
+func TestMaterialNames(t *testing.T) {
+	for _, d := range sqldbtest.Backends {
+		t.Run(sqldbtest.Name(d), func(t *testing.T) {
+			f := newWF(t, d, time.Date(2025, 3, 3, 2, 0, 0, 0, time.UTC), false)
+			prov := f.org("Acme Routers", "provider")
+			pu := f.user("prov1", prov, "provider")
+			other := f.user("operator2", f.org("Other Grid", "operator"), "operator")
+			insp := f.user("insp", f.org("Supervision", "supervision"), "inspector")
+			cs, err := f.svc.CreateCase(f.ctx, f.op, NewCase{Title: "路由器采购", Product: "AR-9000", Providers: []string{prov.ID}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			up := func(a Actor, kind, name string) string {
+				m, err := f.svc.Upload(f.ctx, a, cs.ID, Upload{Kind: kind, Filename: name, ContentType: "text/plain", Body: strings.NewReader("x"), Size: 1})
+				if err != nil {
+					t.Fatal(err)
+				}
+				return m.ID
+			}
+			opDoc, provDoc, provSecret := up(f.op, "declaration", "申报书.pdf"), up(pu, "other", "设计说明.pdf"), up(pu, "other", "源代码清单.txt")
+			if _, err := f.svc.GrantConsent(f.ctx, pu, provDoc, NewConsent{Org: f.op.P.User.OrgID, Purpose: "the operator's own review"}); err != nil {
+				t.Fatal(err)
+			}
+			ids := []string{opDoc, provDoc, provSecret, opDoc, "not an id", NewID()}
+			for _, tc := range []struct {
+				who  Actor
+				want map[string]string
+			}{
+				{f.op, map[string]string{opDoc: "申报书.pdf", provDoc: "设计说明.pdf"}},
+				{pu, map[string]string{provDoc: "设计说明.pdf", provSecret: "源代码清单.txt"}},
+				{other, map[string]string{}},
+				{insp, map[string]string{opDoc: "申报书.pdf", provDoc: "设计说明.pdf", provSecret: "源代码清单.txt"}},
+			} {
+				before, _, err := f.log.Query(f.ctx, audit.Filter{Actor: tc.who.P.User.ID, Action: "material.list", Limit: 100})
+				if err != nil {
+					t.Fatal(err)
+				}
+				got, err := f.svc.MaterialNames(f.ctx, tc.who, ids)
+				if err != nil || !maps.Equal(got, tc.want) {
+					t.Errorf("%s: %v, %v; want %v", tc.who.P.User.Username, got, err, tc.want)
+				}
+				after, _, err := f.log.Query(f.ctx, audit.Filter{Actor: tc.who.P.User.ID, Action: "material.list", Limit: 100})
+				if err != nil || len(after) != len(before)+1 {
+					t.Errorf("%s: %d material.list events after %d, want one more", tc.who.P.User.Username, len(after), len(before))
+				}
+			}
+			many := make([]string, maxCaseTitles+1)
+			for i := range many {
+				many[i] = fmt.Sprintf("m%04d", i)
+			}
+			_, err = f.svc.MaterialNames(f.ctx, f.op, many)
+			wantCode(t, err, ErrInvalid, "too_many_ids")
+		})
+	}
+}

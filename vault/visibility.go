@@ -18,6 +18,7 @@ package vault
 // action or audit action without a row.
 
 import (
+	"slices"
 	"strings"
 
 	"github.com/crvault/crvault/access"
@@ -206,6 +207,18 @@ var auditFamilies = map[string]auditRule{
 	"keys.":      auditNever, // master key rotation and retirement: the system's
 	"retention.": auditNever,
 	"backup.":    auditNever,
+}
+
+// AuditActions lists the audit actions with a row of their own, sorted:
+// for pages that name them in words (the families' actions are the
+// system's and the accounts', shown by their codes).
+func AuditActions() []string {
+	out := make([]string, 0, len(auditRules))
+	for a := range auditRules {
+		out = append(out, a)
+	}
+	slices.Sort(out)
+	return out
 }
 
 // auditRuleOf is the rule of an action; an action without a row is never
