@@ -26,6 +26,22 @@ type auditView struct {
 	// People names the organisations, and the actors for those who may
 	// read the whole trail; parties see people by pseudonym.
 	People map[string]person
+	// Materials names the materials the events refer to, those the
+	// viewer may list (vault.MaterialNames): which document was read.
+	Materials map[string]string
+}
+
+// materialOf is the material an event's resource names ("material/ID",
+// perhaps with a byte range or an upload after it), or "".
+func materialOf(resource string) string {
+	rest, ok := strings.CutPrefix(resource, "material/")
+	if !ok {
+		return ""
+	}
+	if i := strings.IndexByte(rest, ' '); i >= 0 {
+		rest = rest[:i]
+	}
+	return rest
 }
 
 type checkpointView struct {
@@ -95,6 +111,16 @@ func (a *app) auditSearch(c *gin.Context) {
 		users = nil
 	}
 	v.People = a.people(ctx, users, orgs)
+	var materials []string
+	for _, e := range events {
+		if m := materialOf(e.Resource); m != "" {
+			materials = append(materials, m)
+		}
+	}
+	if v.Materials, err = a.Vault.MaterialNames(ctx, a.actor(c), materials); err != nil {
+		a.fail(c, err)
+		return
+	}
 	if readAll {
 		cp, ok := a.checkpoint(c)
 		if !ok {

@@ -142,6 +142,17 @@ func (l *Locale) Enum(group string, v any) string {
 	return l.T(group + "." + s)
 }
 
+// AuditAction names an audit action in words when the catalogue has it
+// (audit_action.material.read), else by its code: actions of the account
+// and system families are shown as they are.
+func (l *Locale) AuditAction(code string) string {
+	id := "audit_action." + code
+	if s := l.T(id); s != id {
+		return s
+	}
+	return code
+}
+
 // Time shows an instant in Asia/Shanghai, to the minute.
 func (l *Locale) Time(t time.Time) string {
 	if t.IsZero() {

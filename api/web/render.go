@@ -33,6 +33,8 @@ var funcs = template.FuncMap{
 	"join":    strings.Join,
 	"grouped": grouped,
 	"deref":   func(b *bool) bool { return b != nil && *b },
+	// materialOf is the material an audit event's resource names.
+	"materialOf": materialOf,
 	// dict builds a map for passing several values to a partial.
 	"dict": func(kv ...any) map[string]any {
 		m := make(map[string]any, len(kv)/2)

@@ -13,6 +13,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"html"
 	htmlstd "html"
 	"image/png"
 	"io"
@@ -990,14 +991,15 @@ func TestWebBrowser(t *testing.T) {
 		op := s.login(t, "operator1", pw)
 		var events struct {
 			Items []struct {
-				Actor, Action string
+				Actor, Action, Resource string
 			} `json:"items"`
 		}
 		op.expect(200, "GET", "/audit/events?case="+caseID+"&action=material.read", nil).json(t, &events)
-		pseudonym := ""
+		pseudonym, readID := "", ""
 		for _, e := range events.Items {
 			if strings.HasPrefix(e.Actor, "R") {
 				pseudonym = e.Actor
+				readID = strings.Fields(strings.TrimPrefix(e.Resource, "material/"))[0]
 			}
 		}
 		if pseudonym == "" {
@@ -1029,6 +1031,15 @@ func TestWebBrowser(t *testing.T) {
 		st, body, _ = opWeb.do("GET", "/audit?case="+caseID+"&action=material.read", "", "", nil)
 		if st != 200 || !strings.Contains(body, pseudonym) || !strings.Contains(body, "网络安全审查办公室") || strings.Contains(body, "rev1") || strings.Contains(body, ids["rev1"]) {
 			t.Fatalf("access log for the operator: %d %s", st, tail(body, 3000))
+		}
+		// Which document was read, in words: the action, and the material
+		// by its name.
+		var read struct {
+			Filename string `json:"filename"`
+		}
+		op.expect(200, "GET", "/materials/"+readID, nil).json(t, &read)
+		if read.Filename == "" || !strings.Contains(body, html.EscapeString(read.Filename)) || !strings.Contains(body, msg(t, "zh-CN", "audit_action.material.read")) {
+			t.Fatalf("access log for the operator names neither the material %q nor the action: %s", read.Filename, tail(body, 3000))
 		}
 	})
 
