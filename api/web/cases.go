@@ -115,10 +115,17 @@ func (a *app) createCase(c *gin.Context) {
 	for _, line := range lines(form.Providers) {
 		// A whole line is one organisation when one has that name ("Acme,
 		// Inc."); otherwise it is a list.
+		// An organisation that is not a provider is refused as one that
+		// does not exist: the form is no way to learn what else is
+		// registered.
+		isProvider := func(o access.Org) bool { return o.Kind == access.OrgKind("provider") }
 		org, err := a.Access.OrgByRef(ctx, line)
-		if err == nil {
+		if err == nil && isProvider(org) {
 			ids = append(ids, org.ID)
 			continue
+		}
+		if err == nil {
+			err = access.ErrNotFound
 		}
 		if !errors.Is(err, access.ErrNotFound) {
 			a.fail(c, err)
@@ -126,7 +133,7 @@ func (a *app) createCase(c *gin.Context) {
 		}
 		for _, name := range listedNames(line) {
 			org, err := a.Access.OrgByRef(ctx, name)
-			if errors.Is(err, access.ErrNotFound) {
+			if errors.Is(err, access.ErrNotFound) || err == nil && !isProvider(org) {
 				again(http.StatusUnprocessableEntity, p.L.T("case.unknown_provider", "Name", name))
 				return
 			}

@@ -464,7 +464,13 @@ func TestWebRefusedFormsKeepWhatWasTyped(t *testing.T) {
 	kept("assignment with a bad date", st, 422, page, msg(t, "en", "field.expires_on"), `value="rev2"`)
 	description := "The reviewer disclosed our pricing in a meeting with a competitor."
 	st, page = post(w.op.token, "/complaints", url.Values{"case": {caseID}, "kind": {"confidentiality"}, "subject": {"nosuchperson"}, "description": {description}})
-	kept("complaint", st, 422, page, description, `<option value="confidentiality" selected>`)
+	kept("complaint", st, 422, page, description, `<option value="confidentiality" selected>`, msg(t, "en", "error.unknown_subject"))
+	// An organisation that is not a provider reads as one that does not
+	// exist: the form names neither, and says what it wanted.
+	for _, name := range []string{"Inspectorate", "No Such Organisation"} {
+		st, page = post(w.op.token, "/cases", url.Values{"title": {"T"}, "product": {"P"}, "providers": {name}})
+		kept("new case naming "+name, st, 422, page, strings.ReplaceAll(msg(t, "en", "case.unknown_provider"), "{{.Name}}", name))
+	}
 	statement := "I advised the operator in 2019 on another matter."
 	st, page = post(w.rev1.token, "/cases/"+caseID+"/declarations", url.Values{"conflict": {"maybe"}, "statement": {statement}})
 	kept("declaration", st, 422, page, statement)
