@@ -114,6 +114,9 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		return err
 	}
 	warnWitnesses(cfg, log)
+	if err := a.warnEscrow(ctx, log); err != nil {
+		return err
+	}
 	defer func() {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()

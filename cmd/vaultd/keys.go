@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 
@@ -236,4 +237,17 @@ func (a *app) deleteKeyFile(fp string, stdout io.Writer) {
 			}
 		}
 	}
+}
+
+// warnEscrow logs, at start, an instance whose escrow recipients differ
+// from those of the stored keys. Serving is not refused (reads are
+// unaffected), but every key the instance creates gets its set, not the
+// vault's, which is how a forgotten VAULT_ESCROW_RECIPIENTS_FILE shows.
+func (a *app) warnEscrow(ctx context.Context, log *slog.Logger) error {
+	err := a.keys.CheckEscrow(ctx, supervision.KeyTables()...)
+	if errors.Is(err, vault.ErrEscrowChange) {
+		log.Warn("this instance's escrow recipients (VAULT_ESCROW_RECIPIENTS_FILE) differ from those of the stored keys; the keys it creates get its set", "err", err)
+		return nil
+	}
+	return err
 }

@@ -203,6 +203,13 @@ func TestEscrowRecovery(t *testing.T) {
 	if got := escrowed(); !slices.Equal(got, before) {
 		t.Fatalf("escrow after refused commands: %q, want %q", got, before)
 	}
+	// An instance started so serves, and says at start that the keys it
+	// creates will lack the vault's escrow.
+	s.stop()
+	s.start()
+	if !strings.Contains(s.log.String(), "escrow recipients (VAULT_ESCROW_RECIPIENTS_FILE) differ") {
+		t.Fatal("an instance without the keys' escrow recipients started without a warning")
+	}
 	s.env = withEnv
 	s.stop()
 	for _, f := range masterFiles(t, s) {
