@@ -344,6 +344,24 @@ func (s *Service) Recuse(ctx context.Context, caseID, userID, reason string) err
 	return nil
 }
 
+// LatestDeclaration says where the user stands on conflicts of interest on
+// the case: the newest declaration of a conflict if there is one (a
+// conflict, once declared, suspends the assignments it was made on for
+// good), else the newest declaration, without its statement (sealed, and
+// not needed for that); found is false when the user has made none.
+func (s *Service) LatestDeclaration(ctx context.Context, caseID, userID string) (d Declaration, found bool, err error) {
+	var rows []declarationRow
+	if err := s.db.WithContext(ctx).Select("id", "case_id", "user_id", "conflict", "created_at").
+		Where("case_id = ? AND user_id = ?", caseID, userID).Order("conflict DESC, created_at DESC, id DESC").Limit(1).Find(&rows).Error; err != nil {
+		return Declaration{}, false, fmt.Errorf("read declarations on case %s: %w", caseID, err)
+	}
+	if len(rows) == 0 {
+		return Declaration{}, false, nil
+	}
+	r := rows[0]
+	return Declaration{ID: r.ID, CaseID: r.CaseID, UserID: r.UserID, Conflict: r.Conflict, CreatedAt: r.CreatedAt.UTC()}, true, nil
+}
+
 // Declare records p's declaration on conflicts of interest for every active
 // assignment p holds on the case. conflict:false opens content reads;
 // conflict:true suspends the assignments at once. ErrNotFound if p holds no

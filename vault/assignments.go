@@ -123,6 +123,17 @@ func (s *Service) Declare(ctx context.Context, a Actor, caseID string, in NewDec
 	return dec, nil
 }
 
+// OwnDeclaration is where the caller stands on conflicts of interest on
+// the case (access.LatestDeclaration): for the case page of a reviewer or
+// member unit, who must declare before reading. It is the caller's own
+// record, read after the page's case.read, and not audited apart.
+func (s *Service) OwnDeclaration(ctx context.Context, a Actor, caseID string) (access.Declaration, bool, error) {
+	if !validID(caseID) {
+		return access.Declaration{}, false, nil
+	}
+	return s.access.LatestDeclaration(ctx, caseID, a.P.User.ID)
+}
+
 // accessError turns access's sentinels into vault errors for api/.
 func accessError(err error) error {
 	var fe *access.FieldError

@@ -165,6 +165,9 @@ type caseView struct {
 	Assignable  []person          // suggestions for the assignment form (office admins)
 	Actions     []string
 	Commitments []supervision.Commitment
+	// Declaration is where a reviewer or member unit stands on conflicts
+	// of interest (Declared false: not yet).
+	Declaration *access.Declaration
 	Kinds       []string
 	Roles       []string
 	Outcomes    []string
@@ -256,6 +259,16 @@ func (a *app) renderCase(c *gin.Context, id string, status int, form map[string]
 			return
 		}
 		v.Assignable = a.assignable(ctx)
+	}
+	if p.Is("reviewer") || p.Is("member_unit") {
+		d, found, err := a.Vault.OwnDeclaration(ctx, act, id)
+		if err != nil {
+			a.fail(c, err)
+			return
+		}
+		if found {
+			v.Declaration = &d
+		}
 	}
 	if a.Supervision != nil && (p.Is("provider") || p.Is("operator")) {
 		cm, err := a.Supervision.ListCommitments(ctx, act, supervision.CommitmentFilter{CaseID: id, Limit: 100})

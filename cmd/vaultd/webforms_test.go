@@ -512,3 +512,50 @@ func TestWebRefusedFormsKeepWhatWasTyped(t *testing.T) {
 	st, page = post(w.insp.token, "/complaints/"+cp.ID+"/resolution", url.Values{"outcome": {"dismissed"}, "note": {note}})
 	kept("resolution", st, 409, page, note, `id="out-dismissed" name="outcome" value="dismissed" checked`)
 }
+
+// TestWebDeclarationShown: a reviewer's case page says whether they have
+// declared, and how: before, the form; after "no conflict", the date and
+// the form folded under "change"; after a conflict, the suspension and no
+// form, since nobody undoes a conflict alone.
+func TestWebDeclarationShown(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, backends[0], "VAULT_TOTP_REQUIRED_ROLES=")
+	s.start()
+	w := bootstrap(t, s)
+	w.loginAll(t)
+	caseID, _ := w.newCase(t, "declarations")
+	w.op.expect(200, "POST", "/cases/"+caseID+"/submit", nil)
+	w.office.expect(201, "POST", "/cases/"+caseID+"/assignments", map[string]any{"user": w.rev1.id, "role": "reviewer", "purpose": "preliminary review"})
+	rev := cookieClient{t: t, base: s.base, token: w.rev1.token}
+	page := func() string {
+		t.Helper()
+		st, body, _ := rev.do("GET", "/cases/"+caseID, "", "", map[string]string{"Accept-Language": "en"})
+		if st != 200 {
+			t.Fatalf("case page: %d", st)
+		}
+		return htmlstd.UnescapeString(body)
+	}
+	declare := func(conflict string) {
+		t.Helper()
+		v := url.Values{"csrf": {pageCSRF(t, rev)}, "conflict": {conflict}, "statement": {"stated " + conflict}}
+		if st, body, _ := rev.do("POST", "/cases/"+caseID+"/declarations", v.Encode(), "application/x-www-form-urlencoded", nil); st != 303 {
+			t.Fatalf("declare %s: %d %s", conflict, st, tail(body, 1000))
+		}
+	}
+	before := page()
+	if strings.Contains(before, `id="declared"`) || !strings.Contains(before, `action="/cases/`+caseID+`/declarations"`) || strings.Contains(before, "<details") {
+		t.Fatalf("before declaring: %s", tail(before, 3000))
+	}
+	declare("false")
+	after := page()
+	none := strings.SplitN(msg(t, "en", "declaration.declared_none"), "{{", 2)[0]
+	if !strings.Contains(after, `id="declared"`) || !strings.Contains(after, none) || !strings.Contains(after, msg(t, "en", "declaration.change")) {
+		t.Fatalf("after declaring no conflict: %s", tail(after, 3000))
+	}
+	// A conflict suspends the assignment: the case page is refused, and
+	// says so.
+	declare("true")
+	if st, body, _ := rev.do("GET", "/cases/"+caseID, "", "", map[string]string{"Accept-Language": "en"}); st != 403 || !strings.Contains(htmlstd.UnescapeString(body), msg(t, "en", "error.assignment_suspended")) {
+		t.Fatalf("after declaring a conflict: %d %s", st, tail(body, 1500))
+	}
+}
