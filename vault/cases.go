@@ -261,14 +261,9 @@ func (s *Service) CaseVisible(ctx context.Context, a Actor, caseID string) (bool
 // is one material.list in the audit trail, not a read per material.
 func (s *Service) MaterialNames(ctx context.Context, a Actor, ids []string) (map[string]string, error) {
 	out := map[string]string{}
-	ids = slices.DeleteFunc(slices.Clone(ids), func(id string) bool { return !validID(id) })
-	slices.Sort(ids)
-	ids = slices.Compact(ids)
-	if len(ids) == 0 {
-		return out, nil
-	}
-	if len(ids) > maxCaseTitles {
-		return nil, invalid("ids", "too_many_ids", fmt.Sprintf("at most %d materials at once", maxCaseTitles))
+	ids, err := namedIDs(ids, "materials")
+	if err != nil || len(ids) == 0 {
+		return out, err
 	}
 	cases, err := s.VisibleCaseIDs(ctx, a)
 	if err != nil {
@@ -311,22 +306,30 @@ func (s *Service) MaterialNames(ctx context.Context, a Actor, ids []string) (map
 	return out, nil
 }
 
-// maxCaseTitles bounds CaseTitles' ids: a page of any list.
+// maxCaseTitles bounds the ids CaseTitles and MaterialNames take: a page
+// of any list.
 const maxCaseTitles = 500
+
+// namedIDs is the ids a page asks names for: those that could have been
+// issued, each once, sorted; at most maxCaseTitles of them.
+func namedIDs(ids []string, what string) ([]string, error) {
+	ids = slices.DeleteFunc(slices.Clone(ids), func(id string) bool { return !validID(id) })
+	slices.Sort(ids)
+	ids = slices.Compact(ids)
+	if len(ids) > maxCaseTitles {
+		return nil, invalid("ids", "too_many_ids", fmt.Sprintf("at most %d %s at once", maxCaseTitles, what))
+	}
+	return ids, nil
+}
 
 // CaseTitles names the cases of ids that the caller may list (ListCases),
 // for pages that refer to cases, such as a list of complaints; the others
 // are left out. It is one listing in the audit trail, not a read per case.
 func (s *Service) CaseTitles(ctx context.Context, a Actor, ids []string) (map[string]string, error) {
 	out := map[string]string{}
-	ids = slices.DeleteFunc(slices.Clone(ids), func(id string) bool { return !validID(id) })
-	slices.Sort(ids)
-	ids = slices.Compact(ids)
-	if len(ids) == 0 {
-		return out, nil
-	}
-	if len(ids) > maxCaseTitles {
-		return nil, invalid("ids", "too_many_ids", fmt.Sprintf("at most %d cases at once", maxCaseTitles))
+	ids, err := namedIDs(ids, "cases")
+	if err != nil || len(ids) == 0 {
+		return out, err
 	}
 	q, err := s.visibleCases(ctx, a)
 	if err != nil {
