@@ -17,9 +17,13 @@ package calendar
 //	中秋节 Mid-Autumn        1 day   15th day of the 8th lunar month
 //	国庆节 National Day      3 days  1 to 3 October
 //
-// A holiday on a weekend gives no extra day, and no weekend becomes a
-// working day: both are what the annual schedule decides, and the model does
-// not guess at it. The lunar dates and the solar term come from
+// Article 6 of the same Regulations gives a holiday of all citizens that
+// falls on a Saturday or Sunday back on a working day (补假): the model
+// takes the first working days after the holiday for them (SubstituteDays),
+// as every official schedule does. Which weekends become working days to
+// join the holidays into longer breaks (调休) is what each annual schedule
+// decides, and the model does not guess at it. The lunar dates and the
+// solar term come from
 // github.com/6tail/lunar-go, a maintained implementation of the Chinese
 // calendar's astronomical rules, never from a table typed in here.
 // TestStatutoryHolidaysMatchOfficial checks the model against the official
@@ -124,8 +128,44 @@ func (p *provisionalYears) year(y int) (map[Date]bool, error) {
 	for _, h := range hs {
 		m[h.Date] = true
 	}
+	for _, h := range SubstituteDays(hs) {
+		m[h.Date] = true
+	}
 	p.years.Store(y, m)
 	return m, nil
+}
+
+// SubstituteDays lists, for the statutory holidays hs of one year (as
+// StatutoryHolidays gives them), the working days given back for those
+// that fall on a Saturday or Sunday (Article 6: 适逢星期六、星期日，应当在
+// 工作日补假): for each, in date order, the first weekday after it that
+// is neither a holiday nor already given back. A day of two holidays at
+// once gives one back at most. Days that would fall in the next year are
+// left to that year's schedule.
+func SubstituteDays(hs []Holiday) []Holiday {
+	off := make(map[Date]bool, len(hs))
+	for _, h := range hs {
+		off[h.Date] = true
+	}
+	weekend := func(d Date) bool { wd := d.Weekday(); return wd == time.Saturday || wd == time.Sunday }
+	var out []Holiday
+	seen := map[Date]bool{}
+	for _, h := range hs {
+		if !weekend(h.Date) || seen[h.Date] {
+			continue
+		}
+		seen[h.Date] = true
+		d := h.Date.AddDays(1)
+		for weekend(d) || off[d] {
+			d = d.AddDays(1)
+		}
+		if d.Y != h.Date.Y {
+			continue
+		}
+		off[d] = true
+		out = append(out, Holiday{Date: d, Name: h.Name})
+	}
+	return out
 }
 
 // WarnOfficialDaysAhead is how far ahead the official calendar should reach:

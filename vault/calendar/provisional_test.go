@@ -82,6 +82,46 @@ func TestStatutoryHolidaysMatchOfficial(t *testing.T) {
 	}
 }
 
+// TestSubstituteDays: a holiday of all citizens that falls on a weekend is
+// given back on the next working day (Art. 6). In the official 2025 and
+// 2026 schedules every day the model gives back is off, and for 2027 and
+// 2028, which have none yet, the model gives back exactly these.
+func TestSubstituteDays(t *testing.T) {
+	for _, year := range []int{2025, 2026} {
+		official := officialDays(t, year)
+		hs, err := calendar.StatutoryHolidays(year)
+		if err != nil {
+			t.Fatal(err)
+		}
+		subs := calendar.SubstituteDays(hs)
+		if len(subs) == 0 {
+			t.Fatalf("%d: no day given back, though holidays fell on weekends", year)
+		}
+		for _, h := range subs {
+			if o, listed := official[h.Date.String()]; !listed || !o.off {
+				t.Errorf("%d: %s given back for %s, not a day off in the official schedule", year, h.Date, h.Name)
+			}
+		}
+	}
+	want := map[int]string{
+		2027: "02-09 春节, 02-10 春节, 05-03 劳动节, 05-04 劳动节, 10-04 国庆节, 10-05 国庆节",
+		2028: "01-03 元旦, 05-29 端午节, 10-04 国庆节",
+	}
+	for year, w := range want {
+		hs, err := calendar.StatutoryHolidays(year)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, h := range calendar.SubstituteDays(hs) {
+			got = append(got, fmt.Sprintf("%02d-%02d %s", h.Date.M, h.Date.D, h.Name))
+		}
+		if g := strings.Join(got, ", "); g != w {
+			t.Errorf("%d: %s\nwant %s", year, g, w)
+		}
+	}
+}
+
 // TestStatutoryHolidays2027and2028 checks the model's dates for the first
 // years without an official schedule against the published Chinese calendar
 // (Spring Festival 2027-02-06 and 2028-01-26, and so on).
@@ -111,13 +151,19 @@ func TestStatutoryHolidays2027and2028(t *testing.T) {
 		"2027-01-01": false, // Friday, New Year
 		"2027-02-05": false, // Friday, New Year's Eve
 		"2027-02-08": false, // Monday, 3rd day of the first month
-		"2027-02-09": true,  // Tuesday: the model adds no bridging days
+		"2027-02-09": false, // Tuesday: given back for Saturday 02-06 of the Spring Festival (Art. 6)
+		"2027-02-10": false, // Wednesday: given back for Sunday 02-07
+		"2027-02-11": true,  // Thursday: the model adds no bridging days
 		"2027-02-20": false, // Saturday: no make-up working days either
 		"2027-04-05": false, // Monday, Qingming
-		"2027-05-03": true,  // Monday: Labour Day fell on the weekend
+		"2027-05-03": false, // Monday: given back for Labour Day on Saturday 05-01
+		"2027-05-04": false, // Tuesday: given back for Sunday 05-02
+		"2027-05-05": true,  // Wednesday
+		"2028-01-03": false, // Monday: given back for New Year on Saturday 01-01
 		"2028-01-25": false, // Tuesday, New Year's Eve
 		"2028-01-31": true,  // Monday
-		"2028-10-04": true,  // Wednesday: Mid-Autumn coincides with National Day
+		"2028-10-04": false, // Wednesday: given back for National Day on Sunday 10-01
+		"2028-10-05": true,  // Thursday: Mid-Autumn coincides with National Day, on a weekday
 	} {
 		got, err := c.IsWorkday(date(t, d))
 		if err != nil || got != work {
@@ -169,8 +215,8 @@ func TestDeadlineProvisional(t *testing.T) {
 	}{
 		{"2026-03-02", 10, "2026-03-16", false, "inside 2026"},
 		{"2026-12-01", 30, "2027-01-13", true, "22 in December | 01-01 off | 4..8, 11..13"},
-		{"2027-12-15", 30, "2028-02-01", true, "12 in December | 3..7, 10..14, 17..21, 24 | 25..28 off | 31, 02-01"},
-		{"2027-02-04", 1, "2027-02-09", true, "02-05..08 Spring Festival (Fri-Mon)"},
+		{"2027-12-15", 30, "2028-02-02", true, "12 in December | 01-03 given back | 4..7, 10..14, 17..21, 24 | 25..28 off | 31, 02-01, 02-02"},
+		{"2027-02-04", 1, "2027-02-11", true, "02-05..08 Spring Festival (Fri-Mon), 02-09 and 02-10 given back for its weekend"},
 		{"2027-03-01", 0, "2027-03-01", true, "zero days, but the date itself is provisional"},
 		{"2026-12-31", 0, "2026-12-31", false, "zero days in an official year"},
 	}
@@ -192,7 +238,7 @@ func TestDeadlineProvisional(t *testing.T) {
 	}
 	// 2028 is still provisional after 2027 is imported.
 	got, err = c2.Deadline(date(t, "2027-12-15"), 30)
-	if err != nil || got.On.String() != "2028-02-01" || !got.Provisional {
+	if err != nil || got.On.String() != "2028-02-02" || !got.Provisional {
 		t.Errorf("into 2028 after importing 2027: %+v, %v", got, err)
 	}
 	if _, err := c.Deadline(date(t, "2019-12-01"), 30); !errors.Is(err, calendar.ErrOutOfRange) {
