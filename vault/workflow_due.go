@@ -47,7 +47,7 @@ import (
 // when review.DeriveClock or the calendar's provisional model changes what
 // a running clock is due on: every stored date then reads as stale and is
 // re-derived.
-const clockVersion = "clock-1"
+const clockVersion = "clock-2" // 2: provisional years give back weekend holidays (补假)
 
 // basisNone marks due columns that depend on no calendar (no clock runs:
 // draft, closed, paused). It sorts before every hex basis.
