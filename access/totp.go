@@ -176,6 +176,15 @@ func (s *Service) ConfirmTOTP(ctx context.Context, p Principal, code string) ([]
 		if err := tx.Create(&rows).Error; err != nil {
 			return err
 		}
+		// Whether a session is limited to enrolment is read from the
+		// account on each request, so every session opened with the
+		// password alone would become a full one now, someone else's too
+		// (whoever set the first password, say). Only the session that
+		// just proved the code stays.
+		if err := tx.Model(&sessionRow{}).Where("user_id = ? AND id <> ? AND revoked_at IS NULL", row.ID, p.SessionID).
+			Update("revoked_at", s.now().UTC()).Error; err != nil {
+			return err
+		}
 		return s.publish(tx, noticeUser, row.ID)
 	})
 	s.accounts.flushUser(row.ID)

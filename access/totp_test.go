@@ -205,7 +205,7 @@ func TestTOTPRequiredRoles(t *testing.T) {
 	ctx := context.Background()
 	f := newFixture(t, "sqlite", func(o *Options) { o.Sealer = testSealer(t) })
 	office := f.org(t, "Review Office", OrgOffice)
-	rev := f.user(t, "rev1", office, RoleReviewer)
+	f.user(t, "rev1", office, RoleReviewer)
 	s, err := f.svc.Login(ctx, Credentials{Username: "rev1", Password: testPassword}, "10.0.0.1")
 	if err != nil || !s.TOTPEnrolmentRequired {
 		t.Fatalf("reviewer without TOTP: %+v, %v", s, err)
@@ -220,10 +220,20 @@ func TestTOTPRequiredRoles(t *testing.T) {
 	if d, _ := f.svc.Decide(ctx, p, CaseFacts{ID: "c1", Status: "submitted"}, ActCaseRead); d.Visible || d.Allowed {
 		t.Errorf("a session limited to enrolment sees a case: %+v", d)
 	}
-	enrol(t, f, rev)
-	// The same session is a full one once enrolled.
+	// Another session opened with the password alone (whoever set it,
+	// say), kept alive meanwhile.
+	other, err := f.svc.Login(ctx, Credentials{Username: "rev1", Password: testPassword}, "10.0.0.9")
+	if err != nil || !other.TOTPEnrolmentRequired {
+		t.Fatalf("second session: %+v, %v", other, err)
+	}
+	enrol(t, f, p)
+	// The session that proved the code is a full one once enrolled; the
+	// other ends, rather than become full without a second factor.
 	if p, err := f.svc.Authenticate(ctx, s.Token); err != nil || p.TOTPEnrolmentRequired {
 		t.Fatalf("after enrolment: %+v, %v", p, err)
+	}
+	if p, err := f.svc.Authenticate(ctx, other.Token); !errors.Is(err, ErrUnauthenticated) {
+		t.Fatalf("a password-only session after the holder enrolled elsewhere: %+v, %v", p, err)
 	}
 
 	off := newFixture(t, "sqlite", func(o *Options) { o.TOTPRequiredRoles = []Role{} })
