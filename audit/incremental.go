@@ -26,10 +26,12 @@ import (
 //     at or below the verified size must be a prefix of it (consistency
 //     proof). A log shorter than any visible checkpoint is refused.
 //
-// What an incremental run cannot see is a rewrite of events before the
-// verified checkpoint that also rewrites the stored tree hashes below it
-// consistently: that needs the signing key to go unnoticed by the root
-// check, and a full Verify (or an offline VerifyExport) reads everything.
+// What an incremental run cannot see is a change to the rows of events
+// before the verified checkpoint: it reads only the last of them, and the
+// tree hashes it checks are stored apart from the events, so an edited or
+// deleted older event goes unnoticed until a full Verify (or an offline
+// VerifyExport), which reads everything. Run one now and then (the README
+// says so); the incremental run is for the nightly check of what is new.
 //
 // It returns the report (From is the first event checked) and the signed
 // note of the newest checkpoint the run vouched for, to keep for the next
@@ -42,7 +44,7 @@ func (l *Log) VerifySince(ctx context.Context, verified []byte) (Report, []byte,
 		if err != nil {
 			return Report{}, nil, err
 		}
-		c := &chain{tree: newBuilder(0, nil), prev: zeroHash, next: 1}
+		c := &chain{tree: newBuilder(0, nil), prev: zeroHash, next: 1, horizon: l.now().Add(futureSkew)}
 		rep := Report{From: 1}
 		if err := l.verifyFrom(ctx, c, cks, &rep); err != nil {
 			return rep, nil, err
@@ -63,7 +65,7 @@ func (l *Log) VerifySince(ctx context.Context, verified []byte) (Report, []byte,
 		return rep, nil, bad(size+1, "log ends at seq %d but the last verified checkpoint covers %d events (tail truncated or database rolled back)", size, m)
 	}
 	hr := dbHashes{ctx: ctx, q: l.sqlDB, ph: l.ph}
-	c := &chain{tree: newBuilder(m, nil), prev: zeroHash, next: m + 1}
+	c := &chain{tree: newBuilder(m, nil), prev: zeroHash, next: m + 1, horizon: l.now().Add(futureSkew)}
 	if m > 0 {
 		idx := frontierIndexes(m)
 		hs, err := hr.ReadHashes(idx)
@@ -97,7 +99,7 @@ func (l *Log) VerifySince(ctx context.Context, verified []byte) (Report, []byte,
 		if err := tlog.CheckRecord(proof, m, base.Root, m-1, tlog.RecordHash(canon)); err != nil {
 			return rep, nil, bad(m, "event %d is not the one the last verified checkpoint holds (log rewritten)", m)
 		}
-		c.prev = evs[0].Hash
+		c.prev, c.last = evs[0].Hash, evs[0].Time
 	}
 	cks, err := l.checkpointsAfter(ctx, m)
 	if err != nil {

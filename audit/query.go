@@ -135,8 +135,10 @@ func (l *Log) Query(ctx context.Context, f Filter) ([]Event, string, error) {
 	}
 	// The cursor and a Since bound both start the page somewhere in the
 	// primary key. They become one term: given two, SQLite starts its range
-	// at either and filters the rows between them one by one.
-	after := int64(-1)
+	// at either and filters the rows between them one by one. The log is
+	// numbered from 1; a row below that was not written by the log's writer
+	// (Verify says so) and is never served.
+	after := int64(0)
 	if f.Cursor != "" {
 		a, err := decodeCursor(f.Cursor)
 		if err != nil {
@@ -190,9 +192,7 @@ func (l *Log) Query(ctx context.Context, f Filter) ([]Event, string, error) {
 		}
 		after = max(after, lo-1)
 	}
-	if after >= 0 {
-		add("seq > ?", after)
-	}
+	add("seq > ?", after)
 	if !f.Until.IsZero() {
 		add(atUs+" < ?", f.Until.UnixMicro())
 		hi, ok, err := l.seqAt(ctx, "SELECT seq FROM audit_events WHERE at_us < "+l.ph(1)+" ORDER BY at_us DESC, seq DESC LIMIT 1", f.Until.UnixMicro())

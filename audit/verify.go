@@ -4,13 +4,18 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"strings"
+	"time"
 
 	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/crvault/crvault/audit/sqldb"
 )
 
 // VerifyError names the first bad entry found by Verify or VerifyExport.
@@ -45,12 +50,25 @@ type Report struct {
 }
 
 // chain checks one event after another: numbering, hash chain, content hash,
-// and grows the Merkle tree.
+// time order, and grows the Merkle tree.
 type chain struct {
 	tree *builder
 	prev string
 	next int64
+	// last is the time of the event before next (zero: unknown); times
+	// never go backwards along the log, and Query turns time ranges into
+	// ranges of sequence numbers on that promise.
+	last time.Time
+	// horizon, when set, is the latest time an event may bear: one dated
+	// after it was written with a clock far ahead, or forged, and would
+	// drag every later event's time up to it.
+	horizon time.Time
 }
+
+// futureSkew is how far ahead of the verifier's clock an event's time may
+// be: instances sharing a log keep their clocks within seconds of each
+// other; a day is ample.
+const futureSkew = 24 * time.Hour
 
 func (c *chain) add(e Event, prevHash string) ([]tlog.Hash, *VerifyError) {
 	switch {
@@ -58,6 +76,11 @@ func (c *chain) add(e Event, prevHash string) ([]tlog.Hash, *VerifyError) {
 		return nil, bad(c.next, "event missing: next stored event is seq %d (row deleted)", e.Seq)
 	case e.Seq < c.next:
 		return nil, bad(c.next, "event seq %d out of order or duplicated", e.Seq)
+	case !c.last.IsZero() && e.Time.Before(c.last):
+		return nil, bad(e.Seq, "dated %s, before the event it follows (%s): times never go backwards along the log (event forged or clock set back)",
+			e.Time.UTC().Format(time.RFC3339Nano), c.last.UTC().Format(time.RFC3339Nano))
+	case !c.horizon.IsZero() && e.Time.After(c.horizon):
+		return nil, bad(e.Seq, "dated %s, in the future (event forged, or written with a clock far ahead)", e.Time.UTC().Format(time.RFC3339Nano))
 	}
 	canon := Canonical(e, prevHash)
 	if hashHex(canon) != e.Hash {
@@ -70,7 +93,7 @@ func (c *chain) add(e Event, prevHash string) ([]tlog.Hash, *VerifyError) {
 	if err != nil {
 		return nil, bad(e.Seq, "tree: %v", err)
 	}
-	c.prev, c.next = e.Hash, e.Seq+1
+	c.prev, c.next, c.last = e.Hash, e.Seq+1, e.Time
 	return hs, nil
 }
 
@@ -110,16 +133,54 @@ func (l *Log) Verify(ctx context.Context) (Report, error) {
 	if err != nil {
 		return Report{}, err
 	}
-	c := &chain{tree: newBuilder(0, nil), prev: zeroHash, next: 1}
+	c := &chain{tree: newBuilder(0, nil), prev: zeroHash, next: 1, horizon: l.now().Add(futureSkew)}
 	rep := Report{From: 1}
 	err = l.verifyFrom(ctx, c, cks, &rep)
 	return rep, err
 }
 
+// strays looks for rows that no walk of the chain would meet: events
+// numbered below 1 (the chain starts at 1, yet Query would serve them) and,
+// on SQLite, events after seq after whose text is not stored as text
+// (SQLite holds a value of any type in any column, and a blob equal to a
+// string compares unequal to it, so such an event drops out of every
+// filtered query while its hash still verifies).
+func (l *Log) strays(ctx context.Context, after int64) *VerifyError {
+	var n int64
+	var first sql.NullInt64
+	if err := l.sqlDB.QueryRowContext(ctx, "SELECT COUNT(*), MIN(seq) FROM audit_events WHERE seq < 1").Scan(&n, &first); err != nil {
+		return bad(0, "count events outside the numbering: %v", err)
+	}
+	if n > 0 {
+		return bad(first.Int64, "%d events numbered below 1: written outside the log's writer", n)
+	}
+	if l.dialect != sqldb.SQLite {
+		return nil // PostgreSQL's columns hold their declared types
+	}
+	cond := make([]string, 0, len(textColumns))
+	for _, col := range textColumns {
+		cond = append(cond, "typeof("+col+") <> 'text'")
+	}
+	q := "SELECT COUNT(*), MIN(seq) FROM audit_events WHERE seq > " + l.ph(1) + " AND (" + strings.Join(cond, " OR ") + ")"
+	if err := l.sqlDB.QueryRowContext(ctx, q, after).Scan(&n, &first); err != nil {
+		return bad(0, "check the types of events: %v", err)
+	}
+	if n > 0 {
+		return bad(first.Int64, "%d events hold text stored as another type, which hides them from queries", n)
+	}
+	return nil
+}
+
+// textColumns are the text columns of audit_events.
+var textColumns = []string{"actor", "actor_org", "action", "outcome", "case_id", "resource", "purpose", "ip", "request_id", "detail", "prev_hash", "hash"}
+
 // verifyFrom checks every event after c's position to the end of the log
 // against the stored tree hashes and the checkpoints cks, and fills rep.
 // The caller cancels ctx when it returns.
 func (l *Log) verifyFrom(ctx context.Context, c *chain, cks []knownCheckpoint, rep *Report) error {
+	if verr := l.strays(ctx, c.next-1); verr != nil {
+		return verr
+	}
 	hashes := &hashIter{ctx: ctx, l: l, after: tlog.StoredHashCount(c.tree.size)}
 	if verr := checkRoots(cks, c.tree, rep); verr != nil {
 		return verr
@@ -327,7 +388,7 @@ func VerifyExport(r io.Reader, checkpoint []byte, verifierKey string, oldCheckpo
 	if len(h.Prefix) != len(want) {
 		return Report{}, bad(h.From, "export header has %d prefix hashes, a tree of size %d needs %d", len(h.Prefix), h.From-1, len(want))
 	}
-	c := &chain{tree: newBuilder(h.From-1, nil), prev: h.PrevHash, next: h.From}
+	c := &chain{tree: newBuilder(h.From-1, nil), prev: h.PrevHash, next: h.From, horizon: time.Now().Add(futureSkew)}
 	for i, p := range h.Prefix {
 		if p.Index != want[i] {
 			return Report{}, bad(h.From, "export header prefix hash %d has index %d, want %d", i, p.Index, want[i])
