@@ -121,10 +121,13 @@ func New(d Deps) (http.Handler, error) {
 	}
 
 	v1 := r.Group("/api/v1", h.limitAnonymous)
-	v1.GET("/openapi.yaml", func(c *gin.Context) { c.Data(http.StatusOK, "application/yaml", openapi) })
-	v1.POST("/sessions", h.login)
-	v1.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
-	v1.GET("/readyz", h.readyz)
+	// The routes that take no session: a token sent to them is not looked
+	// at, so it must not spare the request the anonymous limit either.
+	public := v1.Group("", h.limitIgnoringToken)
+	public.GET("/openapi.yaml", func(c *gin.Context) { c.Data(http.StatusOK, "application/yaml", openapi) })
+	public.POST("/sessions", h.login)
+	public.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
+	public.GET("/readyz", h.readyz)
 
 	auth := v1.Group("", h.authenticate, h.plainParams)
 	auth.DELETE("/sessions/current", h.logout)
@@ -154,15 +157,15 @@ func New(d Deps) (http.Handler, error) {
 	h.uploadRoutes(auth)
 
 	auth.GET("/audit/events", h.auditEvents)
-	h.auditRoutes(auth, v1)
-	h.workflowRoutes(auth, v1)
-	h.supervisionRoutes(auth, v1)
+	h.auditRoutes(auth, public)
+	h.workflowRoutes(auth, public)
+	h.supervisionRoutes(auth, public)
 	h.consentRoutes(auth)
 	if err := h.webRoutes(r); err != nil {
 		return nil, err
 	}
 	h.retentionRoutes(auth)
-	h.oidcRoutes(v1)
+	h.oidcRoutes(public)
 	return r, nil
 }
 

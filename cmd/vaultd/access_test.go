@@ -382,6 +382,23 @@ func TestLockoutAcrossClients(t *testing.T) {
 	if limited == 0 {
 		t.Fatal("40 anonymous requests at a limit of 30 a minute were never limited")
 	}
+
+	// Sign-in takes no session: a made-up token sent with it spares it
+	// nothing (one password tried across many names, say).
+	s3 := newServer(t, backends[0], "VAULT_ANONYMOUS_RATE=30")
+	bootstrap(t, s3)
+	s3.start()
+	limited = 0
+	for i := range 40 {
+		b := fmt.Sprintf(`{"username":"nobody%d","password":"guess guess guess"}`, i)
+		r := s3.do(t, "", "POST", "/sessions", strings.NewReader(b), map[string]string{"Content-Type": "application/json", "Authorization": "Bearer made-up"})
+		if r.Status == 429 && r.problem(t)["code"] == "rate_limited" {
+			limited++
+		}
+	}
+	if limited == 0 {
+		t.Fatal("40 sign-ins with a made-up token at a limit of 30 a minute were never limited")
+	}
 }
 
 // TestRepeatedDenialsCounted: 150 requests with a bad token from one
