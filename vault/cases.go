@@ -203,6 +203,10 @@ func (s *Service) visibleCases(ctx context.Context, a Actor) (*gorm.DB, error) {
 	q := s.db.WithContext(ctx).Model(&caseRow{})
 	u := a.P.User
 	switch {
+	case a.P.TOTPEnrolmentRequired:
+		// A session limited to setting up its second factor sees no case,
+		// whatever its roles (access.Decide refuses it everything too).
+		q = q.Where("1 = 0")
 	case a.P.Has("inspector"):
 		// inspectors audit every case; they never read content
 	case a.P.Has("office_admin"):

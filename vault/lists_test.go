@@ -565,3 +565,27 @@ func TestMaterialNames(t *testing.T) {
 		})
 	}
 }
+
+// TestLimitedSessionListsNoCase: a session limited to setting up its
+// second factor lists no case, whatever its roles and assignments.
+func TestLimitedSessionListsNoCase(t *testing.T) {
+	f := newWF(t, sqldbtest.Backends[0], time.Date(2025, 3, 3, 2, 0, 0, 0, time.UTC), false)
+	cs, err := f.svc.CreateCase(f.ctx, f.op, NewCase{Title: "T", Product: "P"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	limited := f.op
+	limited.P.TOTPEnrolmentRequired = true
+	for _, a := range []Actor{f.op, limited} {
+		page, err := f.svc.ListCases(f.ctx, a, "", 50, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := map[bool]int{false: 1, true: 0}[a.P.TOTPEnrolmentRequired]; len(page.Items) != want {
+			t.Errorf("limited=%v: %d cases listed, want %d", a.P.TOTPEnrolmentRequired, len(page.Items), want)
+		}
+		if names, err := f.svc.CaseTitles(f.ctx, a, []string{cs.ID}); err != nil || len(names) != map[bool]int{false: 1, true: 0}[a.P.TOTPEnrolmentRequired] {
+			t.Errorf("limited=%v: titles %v, %v", a.P.TOTPEnrolmentRequired, names, err)
+		}
+	}
+}

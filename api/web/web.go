@@ -540,6 +540,12 @@ func (a *app) home(c *gin.Context) {
 		a.loginPage(c)
 		return
 	}
+	if principalOf(c).TOTPEnrolmentRequired {
+		// As every other page: a session limited to enrolment sees none
+		// of the vault, the dashboard's list of cases included.
+		c.Redirect(http.StatusSeeOther, "/account/totp")
+		return
+	}
 	a.dashboard(c)
 }
 

@@ -559,3 +559,35 @@ func TestWebDeclarationShown(t *testing.T) {
 		t.Fatalf("after declaring a conflict: %d %s", st, tail(body, 1500))
 	}
 }
+
+// TestWebLimitedSessionSeesNoCase: a session opened with the password
+// alone by an account that must set up TOTP first is sent to the set-up
+// page from the home page too, which would otherwise list its cases.
+func TestWebLimitedSessionSeesNoCase(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, backends[0]) // reviewers must set up TOTP (the default)
+	w := bootstrap(t, s)
+	s.start()
+	w.loginAll(t)
+	caseID, _ := w.newCase(t, "MARKER-LIMITED")
+	w.op.expect(200, "POST", "/cases/"+caseID+"/submit", nil)
+	// A second reviewer, assigned, who has never signed in.
+	s.mustCLI(pw+"\n", "user", "add", "--username", "rev9", "--org", "Cybersecurity Review Office", "--role", "reviewer", "--password-stdin")
+	var rev9 struct {
+		Token string `json:"token"`
+		User  struct {
+			ID string `json:"id"`
+		} `json:"user"`
+		Limited bool `json:"totp_enrolment_required"`
+	}
+	s.postJSON(t, "", "/sessions", map[string]string{"username": "rev9", "password": pw}).json(t, &rev9)
+	if !rev9.Limited {
+		t.Fatal("the reviewer's first session is not limited to enrolment")
+	}
+	w.office.expect(201, "POST", "/cases/"+caseID+"/assignments", map[string]any{"user": rev9.User.ID, "role": "reviewer", "purpose": "p"})
+	c := cookieClient{t: t, base: s.base, token: rev9.Token}
+	st, body, hd := c.do("GET", "/", "", "", nil)
+	if st != 303 || hd.Get("Location") != "/account/totp" || strings.Contains(body, "MARKER-LIMITED") {
+		t.Fatalf("home page of a session limited to enrolment: %d %q %s", st, hd.Get("Location"), tail(body, 1500))
+	}
+}
