@@ -22,6 +22,7 @@ import (
 	"github.com/crvault/crvault/access"
 	"github.com/crvault/crvault/audit"
 	"github.com/crvault/crvault/vault/crypt"
+	"github.com/crvault/crvault/vault/calendar"
 	"github.com/crvault/crvault/vault/review"
 )
 
@@ -331,7 +332,8 @@ func (s *Service) proposalNotice(ctx context.Context, a Actor, c Case, ed *revie
 	if ed.RiskMeasures {
 		fmt.Fprintf(&b, "During the review you shall take the risk prevention and mitigation measures the review requires, as notified, and report on them.\n")
 	}
-	fmt.Fprintf(&b, "Date: %s\nLegal basis: %s, %s\n", p.ApprovedAt.UTC().Format(time.DateOnly), ed.Title, ed.Art(review.ArtProposal))
+	// The date of the day in Beijing, as every notice and deadline counts days.
+	fmt.Fprintf(&b, "Date: %s\nLegal basis: %s, %s\n", calendar.Today(*p.ApprovedAt), ed.Title, ed.Art(review.ArtProposal))
 	body := b.String()
 	if _, err := s.store(ctx, a, c.ID, "", Upload{Kind: "notice", Filename: "notice-proposal-" + p.ID + ".txt",
 		ContentType: "text/plain; charset=utf-8", Body: strings.NewReader(body), Size: int64(len(body))}); err != nil {

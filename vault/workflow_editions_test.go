@@ -10,6 +10,7 @@ import (
 
 	"github.com/crvault/crvault/audit"
 	"github.com/crvault/crvault/audit/sqldb/sqldbtest"
+	"github.com/crvault/crvault/vault/calendar"
 	"github.com/crvault/crvault/vault/review"
 )
 
@@ -358,6 +359,12 @@ func TestProposalByMemberUnit(t *testing.T) {
 				}
 				_, err = f.svc.ApproveProposal(f.ctx, f.office, p.ID, ApprovalRequest{})
 				wantCode(t, err, ErrInvalid, "missing_field")
+				// Approved at 23:30 UTC: already the next day in Beijing,
+				// which is the day the notice must bear.
+				f.mu.Lock()
+				f.now = time.Date(f.now.Year(), f.now.Month(), f.now.Day(), 23, 30, 0, 0, time.UTC)
+				approvedOn := calendar.Today(f.now)
+				f.mu.Unlock()
 				res, err := f.svc.ApproveProposal(f.ctx, f.office, p.ID, ApprovalRequest{Reference: "CCAC approval [2025] No. 3"})
 				if err != nil {
 					t.Fatal(err)
@@ -395,7 +402,8 @@ func TestProposalByMemberUnit(t *testing.T) {
 					t.Fatalf("party's materials %+v %v", ms, err)
 				}
 				art := map[string]string{"2020": "Art. 15", "2021": "Art. 16"}[ed]
-				if body := f.read(f.op, ms[0].ID); !strings.Contains(body, "CCAC approval [2025] No. 3") || !strings.Contains(body, art) {
+				if body := f.read(f.op, ms[0].ID); !strings.Contains(body, "CCAC approval [2025] No. 3") || !strings.Contains(body, art) ||
+					!strings.Contains(body, "Date: "+approvedOn.String()+"\n") {
 					t.Fatalf("notice:\n%s", body)
 				}
 				for _, k := range []string{"declaration", "impact_analysis", "procurement"} {
