@@ -21,8 +21,8 @@ import (
 
 	"github.com/crvault/crvault/access"
 	"github.com/crvault/crvault/audit"
-	"github.com/crvault/crvault/vault/crypt"
 	"github.com/crvault/crvault/vault/calendar"
+	"github.com/crvault/crvault/vault/crypt"
 	"github.com/crvault/crvault/vault/review"
 )
 
