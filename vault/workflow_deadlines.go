@@ -40,7 +40,8 @@ type WebhookPayload struct {
 // a round touches only those; it first re-derives any stale ones, which
 // after a calendar import is every open case): a case newly due soon or
 // overdue in its current phase gets a "deadline.flag" audit event by actor
-// "system" (once per case, phase and flag) and, when a webhook is
+// "system" (once per case, phase, flag and due date: a flag raised before
+// an extension is raised again for the new date) and, when a webhook is
 // configured, a POST that is retried each round until it succeeds. Paused
 // cases are never flagged.
 func (s *Service) SweepDeadlines(ctx context.Context) (Sweep, error) {
@@ -72,6 +73,22 @@ func (s *Service) SweepDeadlines(ctx context.Context) (Sweep, error) {
 			s.log.InfoContext(ctx, "deadline flagged", "case", row.CaseID, "phase", row.Phase, "flag", row.Flag, "due_on", row.DueOn)
 		} else if err != nil {
 			return out, fmt.Errorf("look up deadline flag of case %s: %w", row.CaseID, err)
+		} else if due := dc.DueOn.String(); row.DueOn != due {
+			// The due date moved since the flag was raised (an extension, a
+			// stop for supplements): the warning was about a date that no
+			// longer holds, so this one is raised, and sent, afresh.
+			if _, err := s.audit.Append(ctx, audit.Event{Actor: "system", Action: "deadline.flag", Outcome: audit.Allowed,
+				CaseID: row.CaseID, Resource: "case/" + row.CaseID, Detail: row.Flag}); err != nil {
+				return out, fmt.Errorf("audit deadline flag of case %s: %w", row.CaseID, err)
+			}
+			now := s.now().UTC().Truncate(time.Microsecond)
+			if err := s.db.WithContext(ctx).Model(&deadlineFlagRow{}).Where("case_id = ? AND phase = ? AND flag = ?", row.CaseID, row.Phase, row.Flag).
+				Updates(map[string]any{"due_on": due, "flagged_at": now, "notified_at": nil}).Error; err != nil {
+				return out, fmt.Errorf("remember deadline flag of case %s: %w", row.CaseID, err)
+			}
+			row.DueOn, row.FlaggedAt, row.NotifiedAt = due, now, nil
+			out.Flagged++
+			s.log.InfoContext(ctx, "deadline flagged again: the due date moved", "case", row.CaseID, "phase", row.Phase, "flag", row.Flag, "due_on", due)
 		}
 		if s.webhook == "" || row.NotifiedAt != nil {
 			continue

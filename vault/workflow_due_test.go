@@ -521,3 +521,39 @@ func TestDueRefreshWaitEndsWithItsRequest(t *testing.T) {
 		t.Fatalf("%d stale rows left (%v)", stale, err)
 	}
 }
+
+// TestDeadlineFlaggedAgainWhenItMoves: a case warned of as due soon and
+// then extended has a new statutory date; the office must be warned of
+// that one too, not only when it has passed.
+func TestDeadlineFlaggedAgainWhenItMoves(t *testing.T) {
+	f := newWF(t, sqldbtest.Backends[0], time.Date(2025, 6, 2, 2, 0, 0, 0, time.UTC), true)
+	id := f.draft()
+	f.submit(id)
+	f.at("2025-06-03")
+	f.mustMove(id, "require_review", "", 0)
+	first, err := f.svc.Clock(f.ctx, f.office, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sweep := func(day string, wantFlagged int) {
+		t.Helper()
+		f.at(day)
+		sw, err := f.svc.SweepDeadlines(f.ctx)
+		if err != nil || sw.Flagged != wantFlagged {
+			t.Fatalf("sweep on %s: %+v, %v; want %d flagged", day, sw, err, wantFlagged)
+		}
+	}
+	sweep(first.DueOn.AddDays(-1).String(), 1)
+	f.mustMove(id, "extend", "complex", 0)
+	extended, err := f.svc.Clock(f.ctx, f.office, id)
+	if err != nil || !extended.DueOn.After(first.DueOn) {
+		t.Fatalf("extended clock: %+v, %v", extended, err)
+	}
+	sweep(extended.DueOn.AddDays(-1).String(), 1) // due soon again, for the new date
+	sweep(extended.DueOn.String(), 0)             // and once only
+	f.hookMu.Lock()
+	defer f.hookMu.Unlock()
+	if len(f.hooks) != 2 || f.hooks[0].DueOn != first.DueOn.String() || f.hooks[1].DueOn != extended.DueOn.String() || f.hooks[1].Flag != "due_soon" {
+		t.Fatalf("webhooks %+v; want due_soon for %s, then for %s", f.hooks, first.DueOn, extended.DueOn)
+	}
+}
