@@ -199,7 +199,7 @@ func (s *Service) ConfirmTOTP(ctx context.Context, p Principal, code string) ([]
 // code. A *StateError "totp_not_enrolled" if there is none; ErrTOTPInvalid
 // for a wrong code. If the user's roles require TOTP, the user's sessions
 // are limited to enrolment again from the next request on.
-func (s *Service) RemoveTOTP(ctx context.Context, p Principal, code string) error {
+func (s *Service) RemoveTOTP(ctx context.Context, p Principal, code, ip string) error {
 	row, err := s.userRow(ctx, "id = ?", p.User.ID)
 	if err != nil {
 		return fmt.Errorf("remove totp: %w", err)
@@ -207,11 +207,24 @@ func (s *Service) RemoveTOTP(ctx context.Context, p Principal, code string) erro
 	if row.TOTPSecret == nil {
 		return &StateError{Code: "totp_not_enrolled", Detail: "TOTP is not set up"}
 	}
+	// Guesses at the code count as failed sign-ins, as a wrong current
+	// password does: a stolen session must not try a million codes to
+	// take the second factor off and put its own on.
+	now := s.now().UTC()
+	keys := s.throttleKeys(row.Username, ip)
+	if wait, err := s.pairWait(ctx, keys, now); err != nil {
+		return fmt.Errorf("remove totp: %w", err)
+	} else if wait > 0 {
+		return &ThrottledError{RetryAfter: wait}
+	}
 	ok, err := s.secondFactor(ctx, row, code)
 	if err != nil {
 		return fmt.Errorf("remove totp: %w", err)
 	}
 	if !ok {
+		if err := s.recordFailure(ctx, keys, now); err != nil {
+			return fmt.Errorf("remove totp: %w", err)
+		}
 		return ErrTOTPInvalid
 	}
 	err = s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {

@@ -173,17 +173,29 @@ func TestTOTP(t *testing.T) {
 		if _, err := other.Login(ctx, Credentials{Username: "alice", Password: testPassword, TOTP: c2}, "10.0.0.1"); err != nil {
 			t.Fatalf("login on a restarted service: %v", err)
 		}
-		// Removal needs a valid code; afterwards no code is asked.
-		if err := f.svc.RemoveTOTP(ctx, alice, "000000"); !errors.Is(err, ErrTOTPInvalid) {
+		// Removal needs a valid code, and guesses are throttled like
+		// sign-ins; afterwards no code is asked.
+		if err := f.svc.RemoveTOTP(ctx, alice, "000000", "10.0.0.7"); !errors.Is(err, ErrTOTPInvalid) {
 			t.Fatalf("remove with a wrong code: %v", err)
 		}
-		if err := f.svc.RemoveTOTP(ctx, alice, recovery[1]); err != nil {
+		var throttled *ThrottledError
+		for i := 0; i < 20 && !errors.As(err, &throttled); i++ {
+			err = f.svc.RemoveTOTP(ctx, alice, "000000", "10.0.0.7")
+		}
+		if !errors.As(err, &throttled) {
+			t.Fatalf("20 wrong codes to remove TOTP, never throttled: %v", err)
+		}
+		if err := f.svc.RemoveTOTP(ctx, alice, recovery[1], "10.0.0.7"); !errors.As(err, &throttled) {
+			t.Fatalf("a right code while throttled: %v", err)
+		}
+		f.clock.Advance(24 * time.Hour)
+		if err := f.svc.RemoveTOTP(ctx, alice, recovery[1], "10.0.0.1"); err != nil {
 			t.Fatalf("remove with a recovery code: %v", err)
 		}
 		if _, err := f.svc.Login(ctx, cred, "10.0.0.1"); err != nil {
 			t.Fatalf("login after removal: %v", err)
 		}
-		if err := f.svc.RemoveTOTP(ctx, alice, recovery[2]); !isState(err, "totp_not_enrolled") {
+		if err := f.svc.RemoveTOTP(ctx, alice, recovery[2], "10.0.0.1"); !isState(err, "totp_not_enrolled") {
 			t.Fatalf("remove twice: %v", err)
 		}
 		var left int64

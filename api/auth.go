@@ -235,7 +235,7 @@ func (h *handler) removeTOTP(c *gin.Context) {
 		return
 	}
 	p := principal(c)
-	if err := h.Access.RemoveTOTP(c.Request.Context(), p, req.Code); err != nil {
+	if err := h.Access.RemoveTOTP(c.Request.Context(), p, req.Code, c.ClientIP()); err != nil {
 		if h.record(c, "totp.remove", audit.Denied, "user/"+p.User.ID, errCode(err)) {
 			h.failCode(c, err)
 		}
