@@ -435,6 +435,11 @@ func (s *Service) ChangePassword(ctx context.Context, p Principal, current, next
 	}
 	now := s.now().UTC()
 	keys := s.throttleKeys(row.Username, ip)
+	release, err := s.attempts.take(ctx, keys.pair)
+	if err != nil {
+		return fmt.Errorf("change password: %w", err)
+	}
+	defer release()
 	if wait, err := s.pairWait(ctx, keys, now); err != nil {
 		return fmt.Errorf("change password: %w", err)
 	} else if wait > 0 {

@@ -529,6 +529,11 @@ func (o *OIDC) FinishTOTP(ctx context.Context, ticket, code, ip string) (Session
 		return Session{}, ErrBadCredentials
 	}
 	keys := s.throttleKeys(row.Username, ip)
+	release, err := s.attempts.take(ctx, keys.pair)
+	if err != nil {
+		return Session{}, err
+	}
+	defer release()
 	st, err := s.loadThrottle(ctx, keys)
 	if err != nil {
 		return Session{}, err

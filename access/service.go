@@ -90,6 +90,9 @@ type Service struct {
 
 	accounts *accountCache
 	sessions *sessionStmt
+	// attempts serialise the credential checks of each (username,
+	// client) pair in this process (throttle.go).
+	attempts *attemptStripes
 
 	// mu guards enf and grants, the in-memory view of every unrevoked
 	// assignment that Decide reads; Casbin's g rules hold the unsuspended
@@ -149,7 +152,7 @@ func New(ctx context.Context, db *gorm.DB, opts Options) (*Service, error) {
 	s := &Service{db: db, now: opts.Now, log: opts.Logger, idle: opts.IdleTimeout, abs: opts.AbsoluteTimeout, hasher: opts.Hasher,
 		seal: opts.Sealer, totpRoles: opts.TOTPRequiredRoles, resync: opts.ResyncInterval, rate: opts.LoginRate.withDefaults(),
 		subs: map[string][]func(context.Context, string){}, afterLoad: opts.afterLoad, loaded: make(chan struct{}),
-		splitLoadAt: cmp.Or(opts.splitLoadAt, 100_000)}
+		splitLoadAt: cmp.Or(opts.splitLoadAt, 100_000), attempts: newAttemptStripes()}
 	ttl := opts.AccountCacheTTL
 	if ttl == 0 {
 		ttl = accountCacheTTL

@@ -54,6 +54,11 @@ func (s *Service) Login(ctx context.Context, cred Credentials, ip string) (Sessi
 	now := s.now().UTC()
 	username, password := typedUsername(cred.Username), cred.Password
 	keys := s.throttleKeys(username, ip)
+	release, err := s.attempts.take(ctx, keys.pair)
+	if err != nil {
+		return Session{}, fmt.Errorf("login: %w", err)
+	}
+	defer release()
 	st, err := s.loadThrottle(ctx, keys)
 	if err != nil {
 		return Session{}, fmt.Errorf("login: %w", err)

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"hash/fnv"
 	"net"
 	"strings"
 	"time"
@@ -100,6 +101,36 @@ func (s *Service) throttleKeys(username, ip string) throttleKeys {
 		name = "#" + hex.EncodeToString(sum[:8])
 	}
 	return throttleKeys{pair: "p:" + name + "|" + ClientKey(ip), user: "u:" + name}
+}
+
+// attemptStripes serialise, within this process, the credential checks
+// of one (username, client) pair: the throttle is read before a password
+// or code is checked and the failure recorded after, so checks sent at
+// once would all be judged on the state before any of them failed (40
+// guesses in one burst, where the backoff allows 3). One at a time, each
+// sees the failures before it. Pairs share a stripe by hash, which only
+// makes an unrelated sign-in wait for a moment.
+type attemptStripes [256]chan struct{}
+
+func newAttemptStripes() *attemptStripes {
+	var a attemptStripes
+	for i := range a {
+		a[i] = make(chan struct{}, 1)
+	}
+	return &a
+}
+
+// take waits for key's stripe (or ctx) and returns its release.
+func (a *attemptStripes) take(ctx context.Context, key string) (func(), error) {
+	h := fnv.New32a()
+	h.Write([]byte(key))
+	ch := a[h.Sum32()%uint32(len(a))]
+	select {
+	case ch <- struct{}{}:
+		return func() { <-ch }, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 }
 
 type throttleState struct {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 )
@@ -161,4 +162,44 @@ func TestClientKey(t *testing.T) {
 			t.Errorf("ClientKey(%q) = %q, want %q", in, got, want)
 		}
 	}
+}
+
+// TestConcurrentGuessesThrottled: guesses sent all at once from one client
+// are checked one after another, each seeing the failures before it, so
+// the backoff stops the burst after the free failures as it stops the same
+// guesses sent in turn, and the right password after it is refused too.
+func TestConcurrentGuessesThrottled(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, dialect string) {
+		f := newFixture(t, dialect, func(o *Options) {
+			o.LoginRate = LoginRate{FreeFails: 3, BaseDelay: time.Minute, MaxDelay: time.Hour, PerUser: 1000, Window: time.Hour}
+		})
+		f.user(t, "alice", f.org(t, "Grid Co", OrgOperator), RoleOperator)
+		const n = 30
+		errs := make([]error, n)
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, errs[i] = login(f, "alice", fmt.Sprintf("wrong guess number %d", i), "203.0.113.9")
+			}()
+		}
+		wg.Wait()
+		checked := 0
+		for i, err := range errs {
+			var te *ThrottledError
+			switch {
+			case errors.As(err, &te):
+			case errors.Is(err, ErrBadCredentials):
+				checked++
+			default:
+				t.Errorf("attempt %d: %v", i, err)
+			}
+		}
+		if checked > 3 {
+			t.Fatalf("%d of %d simultaneous guesses were checked; the backoff allows 3", checked, n)
+		}
+		_, err := login(f, "alice", testPassword, "203.0.113.9")
+		wantThrottled(t, err, 0)
+	})
 }

@@ -212,6 +212,11 @@ func (s *Service) RemoveTOTP(ctx context.Context, p Principal, code, ip string) 
 	// take the second factor off and put its own on.
 	now := s.now().UTC()
 	keys := s.throttleKeys(row.Username, ip)
+	release, err := s.attempts.take(ctx, keys.pair)
+	if err != nil {
+		return fmt.Errorf("remove totp: %w", err)
+	}
+	defer release()
 	if wait, err := s.pairWait(ctx, keys, now); err != nil {
 		return fmt.Errorf("remove totp: %w", err)
 	} else if wait > 0 {
