@@ -145,6 +145,12 @@ func TestExportVerifiesOffline(t *testing.T) {
 				{"partial after old checkpoint", export(100, 0), ck, nil, f.log.PublicKey(), -1, ""},
 				{"old checkpoint before partial export", export(100, 0), ck, old, f.log.PublicKey(), 100, "cannot check"},
 				{"edited line", bytes.Replace(full, []byte(`"resource":"mat-3"`), []byte(`"resource":"mat-X"`), 1), ck, nil, f.log.PublicKey(), 4, "content does not match"},
+				// What other readers of the file see must be what is hashed:
+				// encoding/json alone would take the last of duplicates and
+				// match keys regardless of case and Unicode folding.
+				{"key twice", bytes.Replace(full, []byte(`"resource":"mat-3"`), []byte(`"resource":"forged","resource":"mat-3"`), 1), ck, nil, f.log.PublicKey(), 4, "appears twice"},
+				{"key in upper case", bytes.Replace(full, []byte(`"resource":"mat-3"`), []byte(`"resource":"forged","RESOURCE":"mat-3"`), 1), ck, nil, f.log.PublicKey(), 4, "not one of the format's"},
+				{"key folded", bytes.Replace(full, []byte(`"resource":"mat-3"`), []byte(`"re\u017fource":"mat-3"`), 1), ck, nil, f.log.PublicKey(), 4, "not one of the format's"},
 				{"dropped line", join(append(append([][]byte{}, lines[:11]...), lines[12:]...)), ck, nil, f.log.PublicKey(), 11, "event missing"},
 				{"truncated", join(lines[:2000]), ck, nil, f.log.PublicKey(), 2000, "truncated"},
 				{"checkpoint beyond export", export(1, 7), ck, nil, f.log.PublicKey(), 8, "checkpoint covers 2507"},

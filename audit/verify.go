@@ -438,6 +438,9 @@ func VerifyExport(r io.Reader, checkpoint []byte, verifierKey string, oldCheckpo
 }
 
 func strictJSON(b []byte, v any) error {
+	if err := plainKeys(b); err != nil {
+		return err
+	}
 	d := json.NewDecoder(bytes.NewReader(b))
 	d.DisallowUnknownFields()
 	if err := d.Decode(v); err != nil {
@@ -447,4 +450,64 @@ func strictJSON(b []byte, v any) error {
 		return errors.New("trailing data")
 	}
 	return nil
+}
+
+// plainKeys refuses an object, at any depth, with a key twice or a key
+// other than lower-case ASCII letters, digits and underscores (every key
+// of the export format). encoding/json matches keys without regard to
+// case, Unicode's foldings included ("ſ" for "s"), and keeps the last of
+// duplicates, so without this a line could show one actor to jq or a
+// spreadsheet and be hashed, and pass, with another.
+func plainKeys(b []byte) error {
+	d := json.NewDecoder(bytes.NewReader(b))
+	d.UseNumber()
+	type frame struct {
+		object bool
+		keys   map[string]bool
+		expect bool // in an object, the next string is a key
+	}
+	var stack []*frame
+	for {
+		tok, err := d.Token()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		var top *frame
+		if len(stack) > 0 {
+			top = stack[len(stack)-1]
+		}
+		switch t := tok.(type) {
+		case json.Delim:
+			switch t {
+			case '{', '[':
+				if top != nil && top.object {
+					top.expect = true
+				}
+				stack = append(stack, &frame{object: t == '{', keys: map[string]bool{}, expect: t == '{'})
+			default:
+				stack = stack[:len(stack)-1]
+			}
+			continue
+		case string:
+			if top != nil && top.object && top.expect {
+				for _, r := range t {
+					if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '_') {
+						return fmt.Errorf("key %q is not one of the format's", t)
+					}
+				}
+				if top.keys[t] {
+					return fmt.Errorf("key %q appears twice", t)
+				}
+				top.keys[t] = true
+				top.expect = false
+				continue
+			}
+		}
+		if top != nil && top.object {
+			top.expect = true // a value was read; a key comes next
+		}
+	}
 }
