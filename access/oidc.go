@@ -420,7 +420,19 @@ func (o *OIDC) syncRoles(ctx context.Context, row userRow, roles []Role) (userRo
 			row.Status = UserPendingApproval
 		}
 	}
-	if err := o.s.db.WithContext(ctx).Model(&userRow{}).Where("id = ?", row.ID).Updates(upd).Error; err != nil {
+	err := o.s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		if err := tx.Model(&userRow{}).Where("id = ?", row.ID).Updates(upd).Error; err != nil {
+			return err
+		}
+		if _, pending := upd["status"]; pending {
+			// Sessions end, not merely pause: once approved, the account
+			// signs in afresh rather than its old sessions waking up with
+			// the new role.
+			return revokeSessions(tx, row.ID, o.s.now().UTC())
+		}
+		return nil
+	})
+	if err != nil {
 		return row, fmt.Errorf("oidc: update roles: %w", err)
 	}
 	row.Roles = joinRoles(roles)

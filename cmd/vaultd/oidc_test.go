@@ -340,6 +340,10 @@ roles:
 				t.Fatalf("new role: %s", code)
 			}
 			c.expect(401, "GET", "/cases", nil)
+			// Her sessions ended, rather than paused: approved again, the
+			// old one does not wake up with the new role.
+			w.office.expect(200, "POST", "/users/"+aliceID+"/approve", nil)
+			c.expect(401, "GET", "/cases", nil)
 
 			// A token signed by a key the IdP does not publish.
 			idp.setEvil(true)
