@@ -161,12 +161,18 @@ func (s *S3) sizeOf(key string) (int64, bool) {
 }
 
 // newest walks the objects newest first and returns the first that holds a
-// checkpoint of the size its key names and that accept takes. Others are logged and passed over: write access to the
-// bucket lets someone add objects, not remove the genuine ones.
+// checkpoint of the size its key names and that accept takes. Others are
+// logged and passed over: write access to the bucket lets someone add
+// objects, not remove the genuine ones. But if the bucket holds
+// checkpoints and none of them verifies, it is an error, not an empty
+// witness: the checkpoint key was swapped (perhaps with a rewritten log
+// beside it), and passing over every genuine checkpoint would let that
+// pass as a new vault's first start.
 func (s *S3) newest(ctx context.Context, accept func([]byte) error) (int64, []byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, s3Timeout)
 	defer cancel() // also ends the listing goroutine when we stop early
 	seen := 0
+	var refused error // the last well-formed checkpoint accept refused
 	for obj := range s.mc.ListObjects(ctx, s.bucket, minio.ListObjectsOptions{Prefix: s.prefix + "checkpoint-", MaxKeys: 100}) {
 		if obj.Err != nil {
 			return 0, nil, fmt.Errorf("list %s: %w", s, obj.Err)
@@ -188,12 +194,16 @@ func (s *S3) newest(ctx context.Context, accept func([]byte) error) (int64, []by
 		}
 		if err := accept(b); err != nil {
 			s.log.Warn("checkpoint witness: object does not verify; passed over", "witness", s.String(), "key", obj.Key, "err", err)
+			refused = err
 			continue
 		}
 		return size, b, nil
 	}
 	if err := ctx.Err(); err != nil {
 		return 0, nil, fmt.Errorf("list %s: %w", s, err)
+	}
+	if refused != nil {
+		return 0, nil, fmt.Errorf("%s holds checkpoints, and none verifies with this vault's checkpoint key (the key was changed, or this is another vault's witness): %w", s, refused)
 	}
 	return -1, nil, nil
 }

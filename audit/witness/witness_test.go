@@ -281,6 +281,13 @@ func TestS3ObjectLockWitness(t *testing.T) {
 		t.Fatalf("latest after storing behind junk: %q %v", b, err)
 	}
 
+	// A vault whose checkpoint key was swapped (a rewritten log signed
+	// with a new key beside it) does not take the genuine checkpoints for
+	// junk and start as if the witness were empty.
+	if b, err := w.Latest(ctx, newSigner(t).accept); err == nil {
+		t.Fatalf("a witness whose every checkpoint another key signed answered %q, nil", b)
+	}
+
 	// Another handle (a second vaultd, or a restart) sees the same newest.
 	w2, err := NewS3(ctx, e.config(bucket))
 	if err != nil {
