@@ -143,3 +143,47 @@ func TestSQLiteTextTypesVerified(t *testing.T) {
 	exec(t, f.db, "UPDATE audit_events SET actor = CAST(actor AS BLOB), case_id = CAST(case_id AS BLOB) WHERE seq = 7")
 	bothVerifiesRefuse(t, f, note, "stored as another type")
 }
+
+// TestCheckpointerToleratesAnotherWriter: another process on the same
+// SQLite file (a vaultd user add while the server runs) may append and
+// sign a checkpoint between the checkpointer's read of the head and of the
+// latest checkpoint. That is no rollback: the server goes on appending.
+// (On PostgreSQL the checkpointer holds a lock that the other waits for.)
+func TestCheckpointerToleratesAnotherWriter(t *testing.T) {
+	f := newFixture(t, sqldb.SQLite)
+	ctx := context.Background()
+	f.appendN(t, 3)
+	f.log.Close(ctx)
+	var other *Log
+	ran := false
+	opts := f.opts
+	opts.Registerer = nil
+	opts.afterHead = func() {
+		if ran || other == nil {
+			return
+		}
+		ran = true
+		if _, err := other.Append(ctx, sampleEvent(9)); err != nil {
+			t.Errorf("the other process's append: %v", err)
+		}
+		if _, err := other.makeCheckpoint(ctx); err != nil {
+			t.Errorf("the other process's checkpoint: %v", err)
+		}
+	}
+	server := openLog(t, f.db, opts)
+	otherOpts := f.opts
+	otherOpts.Registerer = nil
+	other = openLog(t, f.db, otherOpts)
+	if _, err := server.Append(ctx, sampleEvent(4)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := server.makeCheckpoint(ctx); err != nil {
+		t.Fatalf("checkpoint while another process appended: %v", err)
+	}
+	if !ran {
+		t.Fatal("the other process never ran: the test did not test")
+	}
+	if _, err := server.Append(ctx, sampleEvent(5)); err != nil {
+		t.Fatalf("append after the checkpoint: %v", err)
+	}
+}
