@@ -77,8 +77,14 @@ const ageHeader = "age-encryption.org/"
 // them (mode 0600, with the verifier key beside it) on first start. A key
 // file encrypted with age (for instance to an age plugin holding the real
 // secret in a token) is decrypted with unwrap.
-func loadOrCreateKey(path, origin string, unwrap func([]byte) ([]byte, error)) (note.Signer, string, error) {
+func loadOrCreateKey(path, origin string, unwrap func([]byte) ([]byte, error), create bool) (note.Signer, string, error) {
 	skey, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) && !create {
+		// A read-only open (vaultd audit verify) never makes a key: with
+		// the key's mount missing it would make a new one and report the
+		// genuine log's signatures as forged.
+		return nil, "", fmt.Errorf("checkpoint key %s: %w", path, err)
+	}
 	if errors.Is(err, fs.ErrNotExist) {
 		skey, err = createKey(path, origin)
 		if errors.Is(err, fs.ErrExist) {

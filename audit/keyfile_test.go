@@ -1,6 +1,9 @@
 package audit
 
 import (
+	"context"
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sync"
@@ -22,7 +25,7 @@ func TestCheckpointKeyCreatedWhole(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, vkeys[i], errs[i] = loadOrCreateKey(path, DefaultOrigin, nil)
+			_, vkeys[i], errs[i] = loadOrCreateKey(path, DefaultOrigin, nil, true)
 		}()
 	}
 	wg.Wait()
@@ -50,5 +53,20 @@ func TestCheckpointKeyCreatedWhole(t *testing.T) {
 	pub, err := os.ReadFile(filepath.Join(dir, "audit-checkpoint.pub"))
 	if err != nil || string(pub) != vkeys[0]+"\n" {
 		t.Fatalf("verifier key file %q, %v; want %q", pub, err, vkeys[0])
+	}
+}
+
+// TestReadOnlyOpenMakesNoKey: vaultd audit verify opens the log read-only;
+// with the checkpoint key's mount missing it must fail, not make a new key
+// and then report the genuine checkpoints' signatures as forged.
+func TestReadOnlyOpenMakesNoKey(t *testing.T) {
+	f := newFixture(t, "sqlite")
+	dir := t.TempDir()
+	_, err := Open(context.Background(), f.db, Options{KeyDir: dir, ReadOnly: true})
+	if !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("read-only open without its key: %v", err)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Fatalf("a read-only open wrote %v", entries)
 	}
 }

@@ -243,7 +243,7 @@ func Open(ctx context.Context, db *gorm.DB, opts Options) (*Log, error) {
 		}
 		opts.KeyFile = DefaultKeyFile(opts.KeyDir)
 	}
-	signer, vkey, err := loadOrCreateKey(opts.KeyFile, opts.Origin, opts.UnwrapKey)
+	signer, vkey, err := loadOrCreateKey(opts.KeyFile, opts.Origin, opts.UnwrapKey, !opts.ReadOnly)
 	if err != nil {
 		return nil, fmt.Errorf("open audit log: %w", err)
 	}
