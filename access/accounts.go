@@ -434,17 +434,11 @@ func (s *Service) ChangePassword(ctx context.Context, p Principal, current, next
 		return fmt.Errorf("change password: %w", err)
 	}
 	now := s.now().UTC()
-	keys := s.throttleKeys(row.Username, ip)
-	release, err := s.attempts.take(ctx, keys.pair)
+	keys, release, err := s.guardAttempt(ctx, row.Username, ip, now)
 	if err != nil {
 		return fmt.Errorf("change password: %w", err)
 	}
 	defer release()
-	if wait, err := s.pairWait(ctx, keys, now); err != nil {
-		return fmt.Errorf("change password: %w", err)
-	} else if wait > 0 {
-		return &ThrottledError{RetryAfter: wait}
-	}
 	ok, err := s.hasher.Verify(truncate(current, maxPasswordLen), row.PasswordHash)
 	if err != nil || !ok || len(current) > maxPasswordLen {
 		if err := s.recordFailure(ctx, keys, now); err != nil {

@@ -133,6 +133,27 @@ func (a *attemptStripes) take(ctx context.Context, key string) (func(), error) {
 	}
 }
 
+// guardAttempt begins a check of a signed-in user's credential (the
+// current password, a TOTP code) from ip: it takes the pair's stripe, to be
+// released when the check and its counting are done, and refuses with a
+// *ThrottledError while the pair is backed off.
+func (s *Service) guardAttempt(ctx context.Context, username, ip string, now time.Time) (throttleKeys, func(), error) {
+	keys := s.throttleKeys(username, ip)
+	release, err := s.attempts.take(ctx, keys.pair)
+	if err != nil {
+		return keys, nil, err
+	}
+	wait, err := s.pairWait(ctx, keys, now)
+	if err == nil && wait > 0 {
+		err = &ThrottledError{RetryAfter: wait}
+	}
+	if err != nil {
+		release()
+		return keys, nil, err
+	}
+	return keys, release, nil
+}
+
 type throttleState struct {
 	pair, user throttleRow
 }

@@ -211,17 +211,11 @@ func (s *Service) RemoveTOTP(ctx context.Context, p Principal, code, ip string) 
 	// password does: a stolen session must not try a million codes to
 	// take the second factor off and put its own on.
 	now := s.now().UTC()
-	keys := s.throttleKeys(row.Username, ip)
-	release, err := s.attempts.take(ctx, keys.pair)
+	keys, release, err := s.guardAttempt(ctx, row.Username, ip, now)
 	if err != nil {
 		return fmt.Errorf("remove totp: %w", err)
 	}
 	defer release()
-	if wait, err := s.pairWait(ctx, keys, now); err != nil {
-		return fmt.Errorf("remove totp: %w", err)
-	} else if wait > 0 {
-		return &ThrottledError{RetryAfter: wait}
-	}
 	ok, err := s.secondFactor(ctx, row, code)
 	if err != nil {
 		return fmt.Errorf("remove totp: %w", err)
