@@ -89,7 +89,8 @@ func TestCalendarCLI(t *testing.T) {
 		{"provisional working day", []string{"calendar", "is-workday", "2099-01-02"}, 0, "yes provisional"},
 		{"provisional New Year", []string{"calendar", "is-workday", "2099-01-01"}, 1, "no provisional"},
 		{"provisional deadline", []string{"calendar", "workdays-after", "2098-12-31", "1"}, 0, "2099-01-02 provisional"},
-		{"provisional Spring Festival 2027", []string{"calendar", "workdays-after", "2027-02-04", "1"}, 0, "2027-02-09 provisional"},
+		// 02-05..08 off, and 02-09, 02-10 given back for its Saturday and Sunday.
+		{"provisional Spring Festival 2027", []string{"calendar", "workdays-after", "2027-02-04", "1"}, 0, "2027-02-11 provisional"},
 		{"official deadline into 2027 is provisional", []string{"calendar", "workdays-after", "2026-12-01", "30"}, 0, "2027-01-13 provisional"},
 		{"status takes no arguments", []string{"calendar", "status", "now"}, 2, ""},
 		{"invalid file refused", []string{"calendar", "import", bad}, 1, ""},
