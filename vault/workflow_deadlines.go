@@ -57,38 +57,36 @@ func (s *Service) SweepDeadlines(ctx context.Context) (Sweep, error) {
 		} else {
 			out.DueSoon++
 		}
-		row := deadlineFlagRow{CaseID: dc.CaseID, Phase: string(dc.Phase), Flag: string(f), DueOn: dc.DueOn.String()}
+		due := dc.DueOn.String()
+		row := deadlineFlagRow{CaseID: dc.CaseID, Phase: string(dc.Phase), Flag: string(f), DueOn: due}
 		err = s.db.WithContext(ctx).Where("case_id = ? AND phase = ? AND flag = ?", row.CaseID, row.Phase, row.Flag).Take(&row).Error
-		if errors.Is(err, gorm.ErrRecordNotFound) {
+		found := err == nil
+		if err != nil && !errors.Is(err, gorm.ErrRecordNotFound) {
+			return out, fmt.Errorf("look up deadline flag of case %s: %w", row.CaseID, err)
+		}
+		// Raised once per case, phase, flag and due date: a date that moved
+		// since (an extension, a stop for supplements) makes the warning
+		// one about a date that no longer holds, so it is raised, and
+		// sent, afresh.
+		if !found || row.DueOn != due {
 			// Audited before it is remembered, like every change here.
 			if _, err := s.audit.Append(ctx, audit.Event{Actor: "system", Action: "deadline.flag", Outcome: audit.Allowed,
 				CaseID: row.CaseID, Resource: "case/" + row.CaseID, Detail: row.Flag}); err != nil {
 				return out, fmt.Errorf("audit deadline flag of case %s: %w", row.CaseID, err)
 			}
-			row.FlaggedAt = s.now().UTC().Truncate(time.Microsecond)
-			if err := s.db.WithContext(ctx).Create(&row).Error; err != nil && !errors.Is(err, gorm.ErrDuplicatedKey) {
+			row.DueOn, row.FlaggedAt, row.NotifiedAt = due, s.now().UTC().Truncate(time.Microsecond), nil
+			db := s.db.WithContext(ctx)
+			if found {
+				err = db.Model(&deadlineFlagRow{}).Where("case_id = ? AND phase = ? AND flag = ?", row.CaseID, row.Phase, row.Flag).
+					Updates(map[string]any{"due_on": row.DueOn, "flagged_at": row.FlaggedAt, "notified_at": nil}).Error
+			} else if err = db.Create(&row).Error; errors.Is(err, gorm.ErrDuplicatedKey) {
+				err = nil
+			}
+			if err != nil {
 				return out, fmt.Errorf("remember deadline flag of case %s: %w", row.CaseID, err)
 			}
 			out.Flagged++
-			s.log.InfoContext(ctx, "deadline flagged", "case", row.CaseID, "phase", row.Phase, "flag", row.Flag, "due_on", row.DueOn)
-		} else if err != nil {
-			return out, fmt.Errorf("look up deadline flag of case %s: %w", row.CaseID, err)
-		} else if due := dc.DueOn.String(); row.DueOn != due {
-			// The due date moved since the flag was raised (an extension, a
-			// stop for supplements): the warning was about a date that no
-			// longer holds, so this one is raised, and sent, afresh.
-			if _, err := s.audit.Append(ctx, audit.Event{Actor: "system", Action: "deadline.flag", Outcome: audit.Allowed,
-				CaseID: row.CaseID, Resource: "case/" + row.CaseID, Detail: row.Flag}); err != nil {
-				return out, fmt.Errorf("audit deadline flag of case %s: %w", row.CaseID, err)
-			}
-			now := s.now().UTC().Truncate(time.Microsecond)
-			if err := s.db.WithContext(ctx).Model(&deadlineFlagRow{}).Where("case_id = ? AND phase = ? AND flag = ?", row.CaseID, row.Phase, row.Flag).
-				Updates(map[string]any{"due_on": due, "flagged_at": now, "notified_at": nil}).Error; err != nil {
-				return out, fmt.Errorf("remember deadline flag of case %s: %w", row.CaseID, err)
-			}
-			row.DueOn, row.FlaggedAt, row.NotifiedAt = due, now, nil
-			out.Flagged++
-			s.log.InfoContext(ctx, "deadline flagged again: the due date moved", "case", row.CaseID, "phase", row.Phase, "flag", row.Flag, "due_on", due)
+			s.log.InfoContext(ctx, "deadline flagged", "case", row.CaseID, "phase", row.Phase, "flag", row.Flag, "due_on", row.DueOn, "again", found)
 		}
 		if s.webhook == "" || row.NotifiedAt != nil {
 			continue
