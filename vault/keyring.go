@@ -247,10 +247,12 @@ func (k *Keyring) vaultKey(ctx context.Context, name string) (*crypt.CaseKey, er
 			row = vaultKeyRow{Name: name, Wrapped: w.Data, Master: w.Master, Escrow: w.Escrow, CreatedAt: time.Now().UTC()}
 			return tx.Create(&row).Error
 		})
-		if serr := err; serr != nil {
+		if err != nil {
 			// Another instance may have won the race; take its key.
-			if err = db.Where("name = ?", name).Take(&row).Error; err != nil {
-				err = fmt.Errorf("create: %w; then read: %w", serr, err)
+			if rerr := db.Where("name = ?", name).Take(&row).Error; rerr != nil {
+				err = fmt.Errorf("create: %w; then read: %w", err, rerr)
+			} else {
+				err = nil
 			}
 		}
 	}
