@@ -45,8 +45,10 @@ func typedUsername(s string) string {
 // approval and malformed input all answer ErrBadCredentials after the same
 // password-hashing work, and all count as failures for the throttle (see
 // LoginRate), which answers a *ThrottledError without checking the
-// password. With the right password, a user who has TOTP gets
-// ErrTOTPRequired without a code and ErrTOTPInvalid (a failure too) with a
+// password. Once a username's failures from all clients reach the limit, a
+// client that never signed in as the user needs a TOTP code to try at all.
+// With the right password, a user who has TOTP gets ErrTOTPRequired
+// without a code and ErrTOTPInvalid (a failure too) with a
 // wrong or spent one. A user whose roles require TOTP but who has none gets
 // a session limited to enrolment (Session.TOTPEnrolmentRequired). The
 // username is taken as typedUsername reads it.
@@ -95,11 +97,19 @@ func (s *Service) Login(ctx context.Context, cred Credentials, ip string) (Sessi
 		}
 	}
 	// Under a distributed guess at this username, a client that never
-	// signed in as the user needs TOTP; for a user without it that means
-	// waiting. Decided before the password is checked, so that the answer
-	// says nothing about the password.
-	if hit, wait := st.userLimit(s.rate, now); hit && !st.known(now) && !(found && row.TOTPSecret != nil) {
-		return throttled(wait)
+	// signed in as the user must bring a TOTP code. Without one it waits,
+	// whatever the name, and before the password is checked. With one the
+	// password is checked as always, but only a user with TOTP can get
+	// through; anyone else gets the answer of a wrong password. So neither
+	// the answer nor the work says whether the name exists or has TOTP
+	// (staff, who all have it, were told apart before), or whether the
+	// password was right, and staff can still sign in during the guess.
+	needTOTP := false
+	if hit, wait := st.userLimit(s.rate, now); hit && !st.known(now) {
+		if strings.TrimSpace(cred.TOTP) == "" {
+			return throttled(wait)
+		}
+		needTOTP = true
 	}
 	ok, err := s.hasher.Verify(truncate(password, maxPasswordLen), hash)
 	if err != nil && found && hash != noPasswordHash {
@@ -112,6 +122,9 @@ func (s *Service) Login(ctx context.Context, cred Credentials, ip string) (Sessi
 	if !row.active() {
 		// Exactly the answer, work and count of a wrong password.
 		return fail("inactive", ErrBadCredentials)
+	}
+	if needTOTP && row.TOTPSecret == nil {
+		return fail("throttled", ErrBadCredentials)
 	}
 	if row.TOTPSecret != nil {
 		if strings.TrimSpace(cred.TOTP) == "" {

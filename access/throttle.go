@@ -24,9 +24,11 @@ import (
 //     affected, so an attacker cannot lock the user out from elsewhere.
 //   - PerUser failures for a username across all clients within Window (a
 //     distributed guess) make a correct password alone insufficient from a
-//     client that never signed in successfully as that user: a user with
-//     TOTP signs in with the code as always, one without waits for the window
-//     to pass. Clients that signed in before carry on.
+//     client that never signed in successfully as that user: it must send a
+//     TOTP code with the password or wait, whatever the name, so that the
+//     answer does not tell which names exist or have TOTP. A user with TOTP
+//     signs in with the code, one without waits for the window to pass.
+//     Clients that signed in before carry on.
 //
 // The counters live in the database, shared by every instance.
 type LoginRate struct {

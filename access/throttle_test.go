@@ -112,7 +112,10 @@ func TestDistributedGuessNeedsTOTP(t *testing.T) {
 	if _, err := login(f, "alice", testPassword, home); err != nil {
 		t.Fatalf("known client under the per-user limit: %v", err)
 	}
-	// Bob has TOTP: from a new client, password and code still work.
+	// Bob has TOTP: from a new client, password and code still work; the
+	// password alone waits, as everyone's does.
+	_, err = login(f, "bobby", testPassword, "198.51.100.7")
+	wantThrottled(t, err, 0)
 	f.clock.Advance(totpPeriod * time.Second)
 	code, _ := TOTPCode(secret, f.clock.Now())
 	if _, err := f.svc.Login(context.Background(), Credentials{Username: "bobby", Password: testPassword, TOTP: code}, "198.51.100.7"); err != nil {
@@ -121,6 +124,52 @@ func TestDistributedGuessNeedsTOTP(t *testing.T) {
 	f.clock.Advance(time.Hour)
 	if _, err := login(f, "alice", testPassword, "198.51.100.7"); err != nil {
 		t.Fatalf("after the window: %v", err)
+	}
+}
+
+// TestUserLimitSaysNothingOfTheName: under the per-user limit, a fresh
+// client gets the same answer after the same work for a name that does not
+// exist, one without TOTP and one with it (every staff account), so a
+// distributed guess cannot sort names into staff, parties and nobody; and a
+// user without TOTP cannot be signed in, nor its password confirmed, by
+// sending any code.
+func TestUserLimitSaysNothingOfTheName(t *testing.T) {
+	f := newFixture(t, "sqlite", func(o *Options) {
+		o.LoginRate = LoginRate{PerUser: 5, Window: time.Hour}
+		o.Sealer = testSealer(t)
+	})
+	op := f.org(t, "Grid Co", OrgOperator)
+	f.user(t, "alice", op, RoleOperator)
+	enrol(t, f, f.user(t, "bobby", op, RoleOperator))
+	names := []string{"ghost", "alice", "bobby"}
+	for _, u := range names {
+		for i := range 5 {
+			login(f, u, "wrong password!", fmt.Sprintf("203.0.113.%d", i))
+		}
+	}
+	const fresh = "198.51.100.7"
+	attempt := func(u, password, code string) (error, int64) {
+		before := f.hasher.verifies.Load()
+		_, err := f.svc.Login(context.Background(), Credentials{Username: u, Password: password, TOTP: code}, fresh)
+		return err, f.hasher.verifies.Load() - before
+	}
+	for _, u := range names {
+		// Without a code: the limit's answer, before any hashing.
+		err, work := attempt(u, "wrong password!", "")
+		wantThrottled(t, err, 0)
+		if work != 0 {
+			t.Errorf("%s without a code: %d password checks", u, work)
+		}
+		// With a code: the answer of a wrong password, after one check.
+		err, work = attempt(u, "wrong password!", "123456")
+		if !errors.Is(err, ErrBadCredentials) || work != 1 {
+			t.Errorf("%s with a code: %v after %d checks, want bad credentials after 1", u, err, work)
+		}
+	}
+	// Alice's right password and any code: still a wrong password's answer.
+	err, work := attempt("alice", testPassword, "123456")
+	if !errors.Is(err, ErrBadCredentials) || work != 1 {
+		t.Errorf("alice's right password with a code: %v after %d checks", err, work)
 	}
 }
 
