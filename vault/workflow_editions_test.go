@@ -410,6 +410,10 @@ func TestProposalByMemberUnit(t *testing.T) {
 					f.upload(f.op, cs.ID, k)
 				}
 				f.submit(cs.ID)
+				// The Commission approved the review: the office carries it
+				// out and cannot find it not required.
+				_, err = f.act(cs.ID, TransitionRequest{Action: "not_required", Reason: "no risk found"})
+				wantCode(t, err, ErrInvalid, review.CodeCommissionApproved)
 				f.mustMove(cs.ID, "require_review", "", 0)
 				if ed == "2020" {
 					_, err := f.act(cs.ID, TransitionRequest{Action: "record_measures", Measures: []string{"x"}})

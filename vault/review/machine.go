@@ -316,12 +316,22 @@ func (st *state) allowed(role string, f *Facts) []Action {
 		if f != nil && a == RecordMeasures && f.Case.Origin != OriginProposal {
 			continue
 		}
+		if f != nil && a == NotRequiredAction && st.reviewDecided(f) {
+			continue
+		}
 		if role != RoleOfficeAdmin && (a == SupplementItem || a == SupplementReceived) {
 			continue
 		}
 		out = append(out, a)
 	}
 	return out
+}
+
+// reviewDecided reports whether the case must be reviewed whatever the
+// office finds: a listing above the threshold, or a review the Commission
+// approved on a member unit's proposal. not_required is refused for them.
+func (st *state) reviewDecided(f *Facts) bool {
+	return f.Case.Origin == OriginProposal || (st.edition != nil && st.edition.MandatoryFiling(f.Case))
 }
 
 // Next decides whether role may take action a on a case in status with this
@@ -413,6 +423,12 @@ func (st *state) check(a Action, role string, f Facts, in Input, e *Event) error
 		if ed.MandatoryFiling(f.Case) {
 			return guard(CodeFilingMandatory, "a listing abroad by a party holding personal information of more than %d users must be reviewed (%s); it cannot be found not to require review",
 				ed.ListingThreshold, ed.Art(ArtListing))
+		}
+		if f.Case.Origin == OriginProposal {
+			// The Commission approved this review; the office carries it
+			// out and cannot overrule the approval with its own finding.
+			return guard(CodeCommissionApproved, "the Commission approved the review a member unit proposed (%s); it cannot be found not to require review",
+				ed.Art(ArtProposal))
 		}
 	case Extend:
 		if st.extended {

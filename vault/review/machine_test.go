@@ -170,6 +170,8 @@ func TestGuards(t *testing.T) {
 	allAgreed := append(slices.Clone(p[review.SolicitingOpinions]), step{on: "2025-10-22", a: review.Opinion, actor: "mu2", agree: ptr(true)})
 	listing := facts
 	listing.Case = review.CaseInfo{Type: review.TypeListingAbroad, UsersWithPersonalInfo: 1_000_001}
+	proposed := facts
+	proposed.Case.Origin = review.OriginProposal
 	atThreshold := facts
 	atThreshold.Case = review.CaseInfo{Type: review.TypeListingAbroad, UsersWithPersonalInfo: 1_000_000}
 	listingNoDocs := listing
@@ -189,6 +191,7 @@ func TestGuards(t *testing.T) {
 		{name: "listing case under 2020", a: review.Submit, f: listing, in: review.Input{Edition: "2020"}, code: review.CodeTypeNotInEdition},
 		{name: "submit without edition", a: review.Submit, f: facts, other: review.ErrInvalidInput},
 		{name: "listing above the threshold not required", steps: p[review.Submitted], a: review.NotRequiredAction, f: listing, code: review.CodeFilingMandatory},
+		{name: "Commission-approved review not required", steps: p[review.Submitted], a: review.NotRequiredAction, f: proposed, code: review.CodeCommissionApproved},
 		{name: "supplement without items", steps: p[review.UnderReview], a: review.RequestSupplement, in: review.Input{Items: []string{" "}}, code: review.CodeItemsRequired},
 		{name: "mark incomplete without items", steps: p[review.Submitted], a: review.MarkIncomplete, code: review.CodeItemsRequired},
 		{name: "upload for an item never requested", steps: p[review.AwaitingSupplement], a: review.SupplementItem, in: review.Input{Item: 2, Material: "m"}, code: review.CodeUnknownItem},
@@ -394,6 +397,36 @@ func TestIllegalTransitionAllowedFollowsOrigin(t *testing.T) {
 		}
 		if !slices.Contains(ite.Allowed, review.Recommend) {
 			t.Errorf("origin %q: allowed %v lacks recommend", tt.origin, ite.Allowed)
+		}
+	}
+}
+
+// A case that must be reviewed whatever the office finds (a listing above
+// the threshold, a review the Commission approved) is not offered
+// not_required in a 409 either; an ordinary application is.
+func TestIllegalTransitionAllowedOmitsNotRequired(t *testing.T) {
+	h, s := build(t, paths()[review.Submitted]...)
+	in := review.Input{Actor: "office", At: time.Date(2025, 9, 3, 2, 0, 0, 0, time.UTC), On: day(t, "2025-09-03")}
+	proposed := facts
+	proposed.Case.Origin = review.OriginProposal
+	listing := facts
+	listing.Case = review.CaseInfo{Type: review.TypeListingAbroad, UsersWithPersonalInfo: 1_000_001}
+	listing.MaterialKinds = append(slices.Clone(facts.MaterialKinds), review.MaterialListingApplication)
+	for _, tt := range []struct {
+		name string
+		f    review.Facts
+		want bool
+	}{{"application", facts, true}, {"proposal", proposed, false}, {"listing", listing, false}} {
+		_, err := review.Next(s, h, review.Recommend, review.RoleOfficeAdmin, tt.f, in)
+		var ite *review.IllegalTransitionError
+		if !errors.As(err, &ite) {
+			t.Fatalf("%s: recommend while submitted = %v, want an illegal transition", tt.name, err)
+		}
+		if got := slices.Contains(ite.Allowed, review.NotRequiredAction); got != tt.want {
+			t.Errorf("%s: allowed %v, not_required listed = %v, want %v", tt.name, ite.Allowed, got, tt.want)
+		}
+		if !slices.Contains(ite.Allowed, review.RequireReview) {
+			t.Errorf("%s: allowed %v lacks require_review", tt.name, ite.Allowed)
 		}
 	}
 }

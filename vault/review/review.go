@@ -320,6 +320,7 @@ const (
 	CodeNotInEdition           = "not_in_edition"
 	CodeTypeNotInEdition       = "type_not_in_edition"
 	CodeFilingMandatory        = "filing_mandatory"
+	CodeCommissionApproved     = "commission_approved"
 	CodeItemsRequired          = "items_required"
 	CodeUnknownItem            = "unknown_item"
 	CodeItemsOutstanding       = "items_outstanding"
