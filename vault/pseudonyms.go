@@ -15,11 +15,13 @@ import (
 	"github.com/crvault/crvault/audit/sqldb"
 )
 
-// Pseudonyms name the people of one case to its parties: a letter for the
-// role and a number in order of first appearance ("R3" is the third reviewer
-// a party of the case was shown). They are stored, so they stay stable, and
-// only the vault maps them back to users, for inspectors (a complaint may
-// name a pseudonym as its subject).
+// Pseudonyms name the people of one case to each of its parties: a letter
+// for the role and a number in order of first appearance to that party ("R3"
+// is the third reviewer this party was shown). Each party has its own
+// numbers, so that neither a name seen nor a name tried (a complaint's
+// subject) tells a party whom the others were shown. They are stored, so
+// they stay stable, and only the vault maps them back to users, for
+// inspectors (a complaint may name a pseudonym as its subject).
 
 // pseudonymLetters gives a person's letter by the first role held, in this
 // order.
@@ -50,11 +52,11 @@ type person struct {
 type people struct {
 	s     *Service
 	known map[string]person
-	names map[[2]string]string // (case, user) -> pseudonym
+	names map[[3]string]string // (case, viewer org, user) -> pseudonym
 }
 
 func (s *Service) newPeople() *people {
-	return &people{s: s, known: map[string]person{}, names: map[[2]string]string{}}
+	return &people{s: s, known: map[string]person{}, names: map[[3]string]string{}}
 }
 
 func (pp *people) of(ctx context.Context, userID string) (person, error) {
@@ -82,16 +84,17 @@ func (pp *people) of(ctx context.Context, userID string) (person, error) {
 	return p, nil
 }
 
-// pseudonym returns the user's pseudonym on the case, giving the next free
-// one of the user's letter on first use. Racers settle through the unique
-// index: a lost race means another user took that pseudonym and committed,
-// so n people first seen on a case at once need at most n-1 retries (the
-// same bound as the version number, maxVersionRaces).
-func (s *Service) pseudonym(ctx context.Context, caseID, userID, letter string) (string, error) {
+// pseudonym returns the user's pseudonym on the case for the viewer org,
+// giving the next free one of the user's letter on first use. Racers settle
+// through the unique index: a lost race means another user took that
+// pseudonym and committed, so n people first seen by a party at once need
+// at most n-1 retries (the same bound as the version number,
+// maxVersionRaces).
+func (s *Service) pseudonym(ctx context.Context, caseID, viewerOrg, userID, letter string) (string, error) {
 	db := s.db.WithContext(ctx)
 	for range maxVersionRaces {
-		var row pseudonymRow
-		err := db.Where("case_id = ? AND user_id = ?", caseID, userID).Take(&row).Error
+		var row partyPseudonymRow
+		err := db.Where("case_id = ? AND viewer_org = ? AND user_id = ?", caseID, viewerOrg, userID).Take(&row).Error
 		if err == nil {
 			return row.Pseudonym, nil
 		}
@@ -99,7 +102,7 @@ func (s *Service) pseudonym(ctx context.Context, caseID, userID, letter string) 
 			return "", fmt.Errorf("load pseudonym: %w", err)
 		}
 		var taken []string
-		if err := db.Model(&pseudonymRow{}).Where("case_id = ?", caseID).Pluck("pseudonym", &taken).Error; err != nil {
+		if err := db.Model(&partyPseudonymRow{}).Where("case_id = ? AND viewer_org = ?", caseID, viewerOrg).Pluck("pseudonym", &taken).Error; err != nil {
 			return "", fmt.Errorf("load pseudonyms: %w", err)
 		}
 		n := 0
@@ -110,7 +113,7 @@ func (s *Service) pseudonym(ctx context.Context, caseID, userID, letter string) 
 				}
 			}
 		}
-		row = pseudonymRow{CaseID: caseID, UserID: userID, Pseudonym: letter + strconv.Itoa(n+1), CreatedAt: time.Now().UTC()}
+		row = partyPseudonymRow{CaseID: caseID, ViewerOrg: viewerOrg, UserID: userID, Pseudonym: letter + strconv.Itoa(n+1), CreatedAt: time.Now().UTC()}
 		err = db.Create(&row).Error
 		if err == nil {
 			return row.Pseudonym, nil
@@ -135,30 +138,31 @@ func (pp *people) display(ctx context.Context, viewerOrg, caseID, userID string)
 	if !p.user || p.org == viewerOrg {
 		return userID, nil
 	}
-	k := [2]string{caseID, userID}
+	k := [3]string{caseID, viewerOrg, userID}
 	if name, ok := pp.names[k]; ok {
 		return name, nil
 	}
-	name, err := pp.s.pseudonym(ctx, caseID, userID, p.letter)
+	name, err := pp.s.pseudonym(ctx, caseID, viewerOrg, userID, p.letter)
 	if err == nil {
 		pp.names[k] = name
 	}
 	return name, err
 }
 
-// Pseudonym is how userID appears to the parties of caseID (given on first
-// use). supervision shows it to a complaint's filer.
-func (s *Service) Pseudonym(ctx context.Context, caseID, userID string) (string, error) {
+// Pseudonym is how userID appears to the party viewerOrg of caseID (given
+// on first use). supervision shows it to a complaint's filer.
+func (s *Service) Pseudonym(ctx context.Context, caseID, viewerOrg, userID string) (string, error) {
 	p, err := s.newPeople().of(ctx, userID)
 	if err != nil {
 		return "", err
 	}
-	return s.pseudonym(ctx, caseID, userID, p.letter)
+	return s.pseudonym(ctx, caseID, viewerOrg, userID, p.letter)
 }
 
-// ResolvePseudonym maps a pseudonym a party was shown on caseID back to the
-// user; ok is false when the case has no such pseudonym.
-func (s *Service) ResolvePseudonym(ctx context.Context, caseID, pseudonym string) (userID string, ok bool, err error) {
+// ResolvePseudonym maps a pseudonym the party viewerOrg was shown on caseID
+// back to the user; ok is false when that party was shown no such name,
+// whatever the other parties were shown.
+func (s *Service) ResolvePseudonym(ctx context.Context, caseID, viewerOrg, pseudonym string) (userID string, ok bool, err error) {
 	// As typed: "r3", " R3 ", or "Ｒ３" from an input method left in
 	// full-width mode, which compatibility normalisation (NFKC) folds.
 	// Only ASCII letters are raised: Unicode would raise "ſ" to "S".
@@ -178,8 +182,8 @@ func (s *Service) ResolvePseudonym(ctx context.Context, caseID, pseudonym string
 	if len(pseudonym) > 16 || !sqldb.Storable(pseudonym) {
 		return "", false, nil
 	}
-	var row pseudonymRow
-	err = s.db.WithContext(ctx).Where("case_id = ? AND pseudonym = ?", caseID, pseudonym).Take(&row).Error
+	var row partyPseudonymRow
+	err = s.db.WithContext(ctx).Where("case_id = ? AND viewer_org = ? AND pseudonym = ?", caseID, viewerOrg, pseudonym).Take(&row).Error
 	if errors.Is(err, gorm.ErrRecordNotFound) {
 		return "", false, nil
 	}

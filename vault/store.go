@@ -123,6 +123,7 @@ var migrations = []sqldb.Step{
 		return tx.Exec("CREATE INDEX idx_materials_case_paging ON materials (case_id, id)").Error
 	}},
 	{Version: 8, Name: "stored due dates of running clocks, indexed for the deadlines list and the sweeper", Up: migrateDue},
+	{Version: 9, Name: "pseudonyms numbered per party", Up: migratePartyPseudonyms},
 }
 
 // migrateDue adds the due columns of cases and their indexes. Filling them
@@ -299,8 +300,9 @@ type consentRow struct {
 
 func (consentRow) TableName() string { return "material_consents" }
 
-// pseudonymRow is the stable name ("R3") under which a person appears to the
-// parties of one case; only the vault maps it back, for inspectors.
+// pseudonymRow is the stable name ("R3") under which a person appeared to
+// the parties of one case until migration 9, numbered across all of them.
+// Kept as it was: migration 9 copies its rows to partyPseudonymRow.
 type pseudonymRow struct {
 	CaseID    string    `gorm:"primaryKey;size:32;uniqueIndex:ux_case_pseudonym,priority:1"`
 	UserID    string    `gorm:"primaryKey;size:64"`
@@ -309,6 +311,34 @@ type pseudonymRow struct {
 }
 
 func (pseudonymRow) TableName() string { return "case_pseudonyms" }
+
+// partyPseudonymRow is the stable name ("R3") under which a person appears
+// to one party (ViewerOrg) of one case, numbered in the order that party
+// was shown them, so that a name tells a party nothing of who the others
+// were shown. Only the vault maps it back, for inspectors.
+type partyPseudonymRow struct {
+	CaseID    string    `gorm:"primaryKey;size:32;uniqueIndex:ux_party_pseudonym,priority:1"`
+	ViewerOrg string    `gorm:"primaryKey;size:64;uniqueIndex:ux_party_pseudonym,priority:2"`
+	UserID    string    `gorm:"primaryKey;size:64"`
+	Pseudonym string    `gorm:"size:16;not null;uniqueIndex:ux_party_pseudonym,priority:3"`
+	CreatedAt time.Time `gorm:"not null"`
+}
+
+func (partyPseudonymRow) TableName() string { return "party_pseudonyms" }
+
+// migratePartyPseudonyms gives every party of a case its own pseudonyms.
+// A name already shown must not change, and which party was shown which
+// name was not recorded, so each existing name is copied to every party of
+// its case (the operator and each provider).
+func migratePartyPseudonyms(tx *gorm.DB, _ string) error {
+	if err := tx.Migrator().CreateTable(&partyPseudonymRow{}); err != nil {
+		return err
+	}
+	return tx.Exec(`INSERT INTO party_pseudonyms (case_id, viewer_org, user_id, pseudonym, created_at)
+		SELECT p.case_id, o.org, p.user_id, p.pseudonym, p.created_at FROM case_pseudonyms p
+		JOIN (SELECT id AS case_id, operator_org AS org FROM cases UNION SELECT case_id, org_id FROM case_providers) o
+		ON o.case_id = p.case_id`).Error
+}
 
 // vaultKeyRow is a key of the vault's own, for text that belongs to no case
 // (proposals), wrapped to the master key like a case key.

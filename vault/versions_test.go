@@ -68,7 +68,7 @@ func TestConcurrentFirstPseudonymsAllSucceed(t *testing.T) {
 			f := newWF(t, d, time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC), false)
 			caseID := f.draft()
 			const n = 16
-			got := atOnce(t, n, func() (string, error) { return f.svc.pseudonym(f.ctx, caseID, NewID(), "R") })
+			got := atOnce(t, n, func() (string, error) { return f.svc.pseudonym(f.ctx, caseID, f.op.P.User.OrgID, NewID(), "R") })
 			slices.Sort(got)
 			if len(slices.Compact(slices.Clone(got))) != n {
 				t.Fatalf("pseudonyms %v are not all different", got)

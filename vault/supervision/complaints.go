@@ -115,7 +115,7 @@ func (s *Service) FileComplaint(ctx context.Context, a vault.Actor, in NewCompla
 	}
 	subject := ""
 	if in.Subject != "" {
-		uid, ok, err := s.vault.ResolvePseudonym(ctx, cs.ID, in.Subject)
+		uid, ok, err := s.vault.ResolvePseudonym(ctx, cs.ID, a.P.User.OrgID, in.Subject)
 		if err != nil {
 			return Complaint{}, err
 		}
@@ -130,8 +130,9 @@ func (s *Service) FileComplaint(ctx context.Context, a vault.Actor, in NewCompla
 			}
 		}
 		if !known {
-			// Audited: the answer tells a pseudonym in use from one that is
-			// not, so tries are for the inspectors to see.
+			// Audited, so that tries are for the inspectors to see. The
+			// answer tells only what the filer's own party was shown:
+			// pseudonyms are numbered per party.
 			return Complaint{}, s.deny(ctx, ev, invalid("subject", "unknown_subject", "the subject must be the pseudonym (as in \"R3\") of someone assigned to this case"))
 		}
 		subject = uid
@@ -179,7 +180,7 @@ func (s *Service) toComplaint(ctx context.Context, p access.Principal, r complai
 		Status: r.Status, Outcome: r.Outcome, SubjectRecused: r.SubjectRecused, ReassignmentRequested: r.ReassignmentRequested,
 		FiledBy: r.FiledBy, FiledByOrg: r.FiledByOrg, FiledAt: r.FiledAt.UTC(), UpdatedAt: r.UpdatedAt.UTC(), History: []StatusChange{}}
 	if r.Subject != "" {
-		if c.SubjectPseudonym, err = s.vault.Pseudonym(ctx, r.CaseID, r.Subject); err != nil {
+		if c.SubjectPseudonym, err = s.vault.Pseudonym(ctx, r.CaseID, r.FiledByOrg, r.Subject); err != nil {
 			return Complaint{}, err
 		}
 		if party {
