@@ -212,11 +212,11 @@ func (s *S3) newest(ctx context.Context, accept func([]byte) error) (int64, []by
 // History passes every checkpoint object above after, newest first (the
 // keys sort so), and stops listing at the first at or below it, so a run
 // that starts from the last verified size lists only what came since, a
-// page of keys at a time. It lists object versions, not
-// objects: object lock keeps versioning on, and there the vault's
-// credentials can hide a locked checkpoint from a plain listing without
-// removing it (a delete marker) or put a new version of its key in front of
-// it; every version is passed.
+// page of keys at a time. It lists object versions, not objects: object
+// lock keeps versioning on, and there the vault's credentials can hide a
+// locked checkpoint from a plain listing without removing it (a delete
+// marker) or put a new version of its key in front of it; every version is
+// passed.
 func (s *S3) History(ctx context.Context, after int64, fn func(int64, []byte) error) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
