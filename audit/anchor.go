@@ -18,8 +18,12 @@ import (
 // another machine or mount (see package audit/witness). The log hands every
 // checkpoint it signs to its witnesses, and at start-up, in Verify and
 // before each signature it refuses a log that is shorter than, or not an
-// extension of, what they hold. Implementations must be safe for concurrent
-// use by several processes.
+// extension of, what they hold. Verify and VerifySince also check every
+// older checkpoint a witness still holds (History): whoever holds the
+// signing key and can add to the witness can rewrite the log and sign a
+// newer checkpoint over it, but not take back the older ones that commit to
+// the original. Implementations must be safe for concurrent use by several
+// processes.
 type Witness interface {
 	// Latest returns the newest checkpoint the witness holds that accept
 	// takes (accept checks the signature), or nil when it holds none.
@@ -31,6 +35,14 @@ type Witness interface {
 	// checkpoint it already holds again succeeds (and may refresh its
 	// retention).
 	Store(ctx context.Context, size int64, signed []byte, accept func(signed []byte) error) error
+	// History calls fn with every checkpoint the witness holds whose size
+	// is above after, newest first, and with the size it is kept under. It
+	// does not check them, nor pass over any that look wrong: the caller
+	// does, and a witness that holds a checkpoint the log does not match
+	// is exactly what it looks for. It stops at, and returns, the first
+	// error fn returns. A witness that keeps only its newest checkpoint
+	// passes what it has.
+	History(ctx context.Context, after int64, fn func(size int64, signed []byte) error) error
 	// String names the witness in messages.
 	String() string
 }

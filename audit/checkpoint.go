@@ -66,6 +66,40 @@ func ParseCheckpoint(signed []byte, verifierKey string) (Checkpoint, error) {
 	return Checkpoint{Origin: lines[0], Size: size, Root: tlog.Hash(raw)}, nil
 }
 
+// ErrKeyNotPinned is wrapped by Open when the checkpoint key file is not the
+// private half of Options.VerifierKey.
+var ErrKeyNotPinned = errors.New("audit: the checkpoint key is not the pinned one")
+
+// openKey loads (or, on a first start without a pinned key, creates) the
+// signer key and checks it against the pinned verifier key, if any. A
+// read-only open with a pinned key and no key file gets a nil signer.
+func openKey(opts Options) (note.Signer, string, error) {
+	pinned := strings.TrimSpace(opts.VerifierKey)
+	if pinned == "" {
+		return loadOrCreateKey(opts.KeyFile, opts.Origin, opts.UnwrapKey, !opts.ReadOnly)
+	}
+	v, err := note.NewVerifier(pinned)
+	if err != nil {
+		return nil, "", fmt.Errorf("%w: pinned checkpoint verifier key: %v", ErrInvalid, err)
+	}
+	if v.Name() != opts.Origin {
+		return nil, "", fmt.Errorf("%w: pinned checkpoint verifier key is for origin %q, not %q", ErrInvalid, v.Name(), opts.Origin)
+	}
+	// Never generated: a pinned key says the real one exists somewhere,
+	// and a new one would only be refused.
+	signer, vkey, err := loadOrCreateKey(opts.KeyFile, opts.Origin, opts.UnwrapKey, false)
+	switch {
+	case errors.Is(err, fs.ErrNotExist) && opts.ReadOnly:
+		return nil, pinned, nil
+	case err != nil:
+		return nil, "", err
+	case vkey != pinned:
+		return nil, "", fmt.Errorf("%w: checkpoint key %s verifies as %s, the pinned verifier key is %s (the key was swapped, or the pin is stale)",
+			ErrKeyNotPinned, opts.KeyFile, vkey, pinned)
+	}
+	return signer, vkey, nil
+}
+
 // DefaultKeyFile is where the checkpoint signer key lives when no key file
 // is configured: audit-checkpoint.key in keyDir.
 func DefaultKeyFile(keyDir string) string { return filepath.Join(keyDir, signerKeyFile) }

@@ -25,8 +25,11 @@
 //     backwards under it, it halts: every append fails (ErrRolledBack) and
 //     nothing more is signed.
 //   - Verification without trust in the server. Verify recomputes the chain,
-//     the tree and every stored and witnessed checkpoint; VerifyExport does the
-//     same offline from an NDJSON export, a checkpoint and the verifier key.
+//     the tree and every stored checkpoint, and checks every checkpoint the
+//     witnesses hold, older ones included (a holder of the signing key can
+//     add a newer one over a rewritten log, not remove those); VerifyExport
+//     does the same offline from an NDJSON export, a checkpoint and the
+//     verifier key.
 //
 // # Sequence numbers
 //

@@ -1,10 +1,13 @@
 package audit
 
 import (
+	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"net/url"
 	"os"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -123,14 +126,50 @@ func reopen(t *testing.T, db *gorm.DB) *gorm.DB {
 	return db2
 }
 
-// memWitness is a Witness in memory that keeps the newest checkpoint and
-// refuses to go backwards, like the real ones in audit/witness (which
-// cannot be imported here without a cycle, and are tested there).
+// memWitness is a Witness in memory that keeps every checkpoint, answers
+// with the newest and refuses to go backwards, like the S3 one in
+// audit/witness (which cannot be imported here without a cycle, and is
+// tested there).
 type memWitness struct {
 	mu     sync.Mutex
 	size   int64
 	signed []byte
 	stores int
+	all    []heldCheckpoint // in the order stored
+}
+
+type heldCheckpoint struct {
+	size   int64
+	signed []byte
+}
+
+// History passes what it holds above after, largest first.
+func (w *memWitness) History(_ context.Context, after int64, fn func(int64, []byte) error) error {
+	w.mu.Lock()
+	held := slices.Clone(w.all)
+	w.mu.Unlock()
+	slices.SortStableFunc(held, func(a, b heldCheckpoint) int { return cmp.Compare(b.size, a.size) })
+	for _, h := range held {
+		if h.size <= after {
+			return nil
+		}
+		if err := fn(h.size, h.signed); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// plant adds a checkpoint as someone with write access to the witness
+// would (the S3 credentials add objects): one larger than the newest
+// becomes the newest.
+func (w *memWitness) plant(size int64, signed []byte) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if size > w.size {
+		w.size, w.signed = size, slices.Clone(signed)
+	}
+	w.all = append(w.all, heldCheckpoint{size, slices.Clone(signed)})
 }
 
 func (w *memWitness) Latest(_ context.Context, accept func([]byte) error) ([]byte, error) {
@@ -151,8 +190,12 @@ func (w *memWitness) Store(_ context.Context, size int64, signed []byte, _ func(
 	if w.signed != nil && size < w.size {
 		return fmt.Errorf("%w: holds %d, offered %d", ErrStale, w.size, size)
 	}
-	w.size, w.signed = size, append([]byte(nil), signed...)
 	w.stores++
+	if w.signed != nil && size == w.size && bytes.Equal(signed, w.signed) {
+		return nil // held already
+	}
+	w.size, w.signed = size, append([]byte(nil), signed...)
+	w.all = append(w.all, heldCheckpoint{size, w.signed})
 	return nil
 }
 

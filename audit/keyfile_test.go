@@ -2,12 +2,16 @@ package audit
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
+
+	"golang.org/x/mod/sumdb/note"
 )
 
 // TestCheckpointKeyCreatedWhole: the checkpoint signer key and its verifier
@@ -68,5 +72,71 @@ func TestReadOnlyOpenMakesNoKey(t *testing.T) {
 	}
 	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
 		t.Fatalf("a read-only open wrote %v", entries)
+	}
+}
+
+// TestPinnedVerifierKey: with Options.VerifierKey set, a key file that is
+// not its private half is refused, by the writer and by a read-only open
+// alike, none is generated, and a read-only open without the key file
+// verifies with the pinned key alone.
+func TestPinnedVerifierKey(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t, "sqlite")
+	f.appendN(t, 4)
+	if err := f.log.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	pinned := f.log.PublicKey()
+	_, other, err := note.GenerateKey(rand.Reader, DefaultOrigin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	with := func(pin string, readOnly bool, keyDir string) (*Log, error) {
+		opts := f.opts
+		opts.VerifierKey, opts.ReadOnly, opts.Registerer = pin, readOnly, nil
+		if keyDir != "" {
+			opts.KeyDir = keyDir
+		}
+		l, err := Open(ctx, f.db, opts)
+		if err == nil {
+			t.Cleanup(func() { l.Close(ctx) })
+		}
+		return l, err
+	}
+	for _, ro := range []bool{false, true} {
+		if _, err := with(pinned+"\n", ro, ""); err != nil {
+			t.Fatalf("read-only %v, the pinned key: %v", ro, err)
+		}
+		if _, err := with(other, ro, ""); !errors.Is(err, ErrKeyNotPinned) || !strings.Contains(err.Error(), other) {
+			t.Fatalf("read-only %v, another key pinned: %v, want ErrKeyNotPinned naming it", ro, err)
+		}
+		if _, err := with("not a key", ro, ""); !errors.Is(err, ErrInvalid) {
+			t.Fatalf("read-only %v, a malformed pin: %v", ro, err)
+		}
+	}
+	// The key's mount is missing: the writer refuses and makes none; a
+	// read-only open verifies with the pin.
+	empty := t.TempDir()
+	if _, err := with(pinned, false, empty); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("writer without its key file: %v", err)
+	}
+	if entries, _ := os.ReadDir(empty); len(entries) != 0 {
+		t.Fatalf("a pinned open wrote %v", entries)
+	}
+	l, err := with(pinned, true, empty)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep, err := l.Verify(ctx); err != nil || rep.TreeSize != 4 || rep.Checkpoints == 0 {
+		t.Fatalf("verify with the pinned key alone: %+v %v", rep, err)
+	}
+	// Pinned to another key, the genuine checkpoints do not verify.
+	l, err = with(other, true, empty)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ve *VerifyError
+	if _, err := l.Verify(ctx); !errors.As(err, &ve) || !strings.Contains(ve.Reason, "does not verify") {
+		t.Fatalf("verify pinned to another key: %v", err)
 	}
 }

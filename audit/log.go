@@ -32,6 +32,14 @@ type Options struct {
 	// plugin, say): UnwrapKey then decrypts it.
 	KeyFile   string
 	UnwrapKey func(ciphertext []byte) ([]byte, error)
+	// VerifierKey, when set, pins the checkpoint verifier key (the line
+	// `vaultd audit pubkey` prints), configured apart from the data
+	// directory that holds the key file: Open refuses a key file that is
+	// not its private half (ErrKeyNotPinned) rather than verify, or sign,
+	// with a key swapped in beside a rewritten log, and never generates
+	// one. A ReadOnly open whose key file is missing verifies with it
+	// alone, so the log can be checked where the signing key is not.
+	VerifierKey string
 	// Witnesses keep the newest checkpoint where the database administrator
 	// cannot rewrite it (see Witness and package audit/witness).
 	Witnesses  []Witness
@@ -243,7 +251,7 @@ func Open(ctx context.Context, db *gorm.DB, opts Options) (*Log, error) {
 		}
 		opts.KeyFile = DefaultKeyFile(opts.KeyDir)
 	}
-	signer, vkey, err := loadOrCreateKey(opts.KeyFile, opts.Origin, opts.UnwrapKey, !opts.ReadOnly)
+	signer, vkey, err := openKey(opts)
 	if err != nil {
 		return nil, fmt.Errorf("open audit log: %w", err)
 	}

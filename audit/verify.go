@@ -47,6 +47,10 @@ type Report struct {
 	// Covered is the size of the largest checkpoint that matched: events
 	// after it are chained but not yet vouched for by a signature.
 	Covered int64 `json:"covered"`
+	// Witnessed counts the checkpoints held by the witnesses, older ones
+	// included, that verified and matched the log: all of them in Verify,
+	// those after the last verified checkpoint in VerifySince.
+	Witnessed int `json:"witnessed"`
 }
 
 // chain checks one event after another: numbering, hash chain, content hash,
@@ -122,10 +126,11 @@ func checkRoots(cks []knownCheckpoint, tree *builder, rep *Report) *VerifyError 
 }
 
 // Verify recomputes the hash chain and the Merkle tree from every event,
-// compares them with the stored tree hashes, and checks every stored
-// checkpoint's and each witness's newest checkpoint's signature and root: a
-// log shorter than any of them fails, naming the first missing event. A failure is a *VerifyError
-// naming the first bad entry.
+// compares them with the stored tree hashes, and checks the signature and
+// root of every stored checkpoint and of every checkpoint the witnesses
+// hold, older ones included: a log shorter than any of them fails, naming
+// the first missing event. A failure is a *VerifyError naming the first bad
+// entry.
 func (l *Log) Verify(ctx context.Context) (Report, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel() // stops the page reader when verification fails early
@@ -135,7 +140,10 @@ func (l *Log) Verify(ctx context.Context) (Report, error) {
 	}
 	c := &chain{tree: newBuilder(0, nil), prev: zeroHash, next: 1, horizon: l.now().Add(futureSkew)}
 	rep := Report{From: 1}
-	err = l.verifyFrom(ctx, c, cks, &rep)
+	if err := l.verifyFrom(ctx, c, cks, &rep); err != nil {
+		return rep, err
+	}
+	err = l.checkHistory(ctx, 0, rep.TreeSize, &rep)
 	return rep, err
 }
 

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
@@ -16,7 +17,11 @@ import (
 
 // Dir keeps the newest checkpoint as the file checkpoint-<size, 20 digits>
 // in a directory (the names of earlier releases' checkpoint mirror, which
-// it reads). Older files are removed once a newer one is durable.
+// it reads). Older files are removed once a newer one is durable: keeping
+// them would add no evidence, as whoever can write the directory can also
+// remove them (S3 keeps every checkpoint because there nobody can). History
+// still reads every checkpoint file there is: an earlier release's mirror,
+// or a directory on a write-once mount where the removal fails.
 type Dir struct {
 	dir string
 }
@@ -46,12 +51,11 @@ func NewDir(dir string) (*Dir, error) {
 
 func (d *Dir) String() string { return "directory " + d.dir }
 
-// newest returns the size and name of the newest checkpoint file, -1 when
-// there is none.
-func (d *Dir) newest() (int64, string, error) {
+// names returns the checkpoint file names, oldest first.
+func (d *Dir) names() ([]string, error) {
 	ents, err := os.ReadDir(d.dir)
 	if err != nil {
-		return 0, "", fmt.Errorf("read %s: %w", d.dir, err)
+		return nil, fmt.Errorf("read %s: %w", d.dir, err)
 	}
 	var names []string
 	for _, e := range ents {
@@ -59,16 +63,60 @@ func (d *Dir) newest() (int64, string, error) {
 			names = append(names, e.Name())
 		}
 	}
-	if len(names) == 0 {
-		return -1, "", nil
-	}
 	sort.Strings(names)
-	name := names[len(names)-1]
+	return names, nil
+}
+
+func (d *Dir) sizeOf(name string) (int64, error) {
 	size, err := strconv.ParseInt(strings.TrimPrefix(name, dirPrefix), 10, 64)
+	if err != nil || size < 0 {
+		return 0, fmt.Errorf("%s: malformed checkpoint file name %s", d.dir, name)
+	}
+	return size, nil
+}
+
+// newest returns the size and name of the newest checkpoint file, -1 when
+// there is none.
+func (d *Dir) newest() (int64, string, error) {
+	names, err := d.names()
+	if err != nil || len(names) == 0 {
+		return -1, "", err
+	}
+	name := names[len(names)-1]
+	size, err := d.sizeOf(name)
 	if err != nil {
-		return 0, "", fmt.Errorf("%s: malformed checkpoint file name %s", d.dir, name)
+		return 0, "", err
 	}
 	return size, name, nil
+}
+
+// History passes every checkpoint file above after, newest first (one, as a
+// rule: see Dir).
+func (d *Dir) History(_ context.Context, after int64, fn func(int64, []byte) error) error {
+	names, err := d.names()
+	if err != nil {
+		return err
+	}
+	for i := len(names) - 1; i >= 0; i-- {
+		size, err := d.sizeOf(names[i])
+		if err != nil {
+			return err
+		}
+		if size <= after {
+			return nil
+		}
+		b, err := readBounded(filepath.Join(d.dir, names[i]))
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // replaced by a newer one since the listing
+		}
+		if err != nil {
+			return err
+		}
+		if err := fn(size, b); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Latest returns the newest checkpoint. A newest file that is not a

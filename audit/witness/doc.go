@@ -13,4 +13,7 @@
 // A witness does not check signatures or consistency itself: the audit log
 // does that (it holds the verifier key and the tree); a witness orders what
 // it keeps by tree size and refuses to go backwards, across processes too.
+// Its History hands the log every checkpoint it still holds, for
+// verification to check them all: the older S3 objects are what a holder of
+// the signing key and the S3 credentials cannot take back.
 package witness

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -87,6 +88,35 @@ func conformance(t *testing.T, w audit.Witness, g *signer) {
 	if b, err := w.Latest(ctx, g.accept); err != nil || !bytes.Equal(b, c9) {
 		t.Fatalf("latest = %q, %v; want the size 9 checkpoint", b, err)
 	}
+	// History starts with the newest, goes down, and stops at after.
+	if sizes, notes := history(t, w, -1); len(sizes) == 0 || sizes[0] != 9 || !bytes.Equal(notes[0], c9) {
+		t.Fatalf("history starts with %v, want the size 9 checkpoint", sizes)
+	}
+	if sizes, _ := history(t, w, 9); len(sizes) != 0 {
+		t.Fatalf("history above 9: %v", sizes)
+	}
+	stop := errors.New("stop")
+	if err := w.History(ctx, -1, func(int64, []byte) error { return stop }); !errors.Is(err, stop) {
+		t.Fatalf("history did not return fn's error: %v", err)
+	}
+}
+
+// history collects what w.History passes above after, and checks the order.
+func history(t *testing.T, w audit.Witness, after int64) ([]int64, [][]byte) {
+	t.Helper()
+	var sizes []int64
+	var notes [][]byte
+	err := w.History(context.Background(), after, func(size int64, signed []byte) error {
+		if size <= after || len(sizes) > 0 && size > sizes[len(sizes)-1] {
+			t.Errorf("history passed size %d after %v (above %d)", size, sizes, after)
+		}
+		sizes, notes = append(sizes, size), append(notes, signed)
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("history: %v", err)
+	}
+	return sizes, notes
 }
 
 func mustSize(t *testing.T, b []byte) int64 {
@@ -106,10 +136,13 @@ func TestDirWitness(t *testing.T) {
 		t.Fatal(err)
 	}
 	conformance(t, w, g)
-	// Only the newest is kept.
+	// Only the newest is kept, and is all History has.
 	files, _ := filepath.Glob(filepath.Join(dir, "checkpoint-*"))
 	if len(files) != 1 || !strings.HasSuffix(files[0], fmt.Sprintf("%020d", 9)) {
 		t.Fatalf("files %v, want only size 9", files)
+	}
+	if sizes, _ := history(t, w, -1); !slices.Equal(sizes, []int64{9}) {
+		t.Fatalf("history %v, want [9]", sizes)
 	}
 	// A second process (another handle on the same directory) sees it and
 	// cannot go back either.
@@ -148,6 +181,13 @@ func TestDirWitnessReadsOldMirror(t *testing.T) {
 	b, err := w.Latest(context.Background(), g.accept)
 	if err != nil || mustSize(t, b) != 12 {
 		t.Fatalf("latest of an old mirror: %q %v", b, err)
+	}
+	// Every checkpoint of the old mirror is in its history.
+	if sizes, _ := history(t, w, -1); !slices.Equal(sizes, []int64{12, 8, 3}) {
+		t.Fatalf("history of an old mirror: %v", sizes)
+	}
+	if sizes, _ := history(t, w, 5); !slices.Equal(sizes, []int64{12, 8}) {
+		t.Fatalf("history of an old mirror above 5: %v", sizes)
 	}
 	if err := w.Store(context.Background(), 10, g.at(t, 10), g.accept); !errors.Is(err, audit.ErrStale) {
 		t.Fatalf("store under the old newest: %v", err)
@@ -228,6 +268,10 @@ func TestS3ObjectLockWitness(t *testing.T) {
 		t.Fatal(err)
 	}
 	conformance(t, w, g)
+	// Every checkpoint stays, and History passes them all.
+	if sizes, _ := history(t, w, -1); !slices.Equal(sizes, []int64{9, 5}) {
+		t.Fatalf("history %v, want [9 5]", sizes)
+	}
 
 	key := w.key(9)
 	mode, until := lockOf(t, e, bucket, key)
@@ -280,6 +324,22 @@ func TestS3ObjectLockWitness(t *testing.T) {
 	if b, err := w.Latest(ctx, g.accept); err != nil || !bytes.Equal(b, c10) {
 		t.Fatalf("latest after storing behind junk: %q %v", b, err)
 	}
+	// History passes the junk too, unchecked, as the names say: telling
+	// it apart is the log's work, and a witness holding what the log does
+	// not match is what the log looks for.
+	sizes, notes := history(t, w, -1)
+	if !slices.Equal(sizes, []int64{30, 20, 10, 9, 5}) || !bytes.Equal(notes[0], c9) || !bytes.Equal(notes[1], forged) {
+		t.Fatalf("history with junk: %v", sizes)
+	}
+	if sizes, _ := history(t, w, 9); !slices.Equal(sizes, []int64{30, 20, 10}) {
+		t.Fatalf("history above 9: %v", sizes)
+	}
+	// Page by page, the same.
+	w.page = 2
+	if sizes, _ := history(t, w, -1); !slices.Equal(sizes, []int64{30, 20, 10, 9, 5}) {
+		t.Fatalf("history in pages of 2: %v", sizes)
+	}
+	w.page = historyPage
 
 	// A vault whose checkpoint key was swapped (a rewritten log signed
 	// with a new key beside it) does not take the genuine checkpoints for

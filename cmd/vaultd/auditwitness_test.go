@@ -81,3 +81,36 @@ func TestAuditKeyApartFromData(t *testing.T) {
 		t.Fatalf("verify: %s", out)
 	}
 }
+
+// TestAuditVerifierKeyPinned: VAULT_AUDIT_VERIFIER_KEY, set apart from the
+// data directory, makes commands refuse a checkpoint key that is not its
+// private half, and lets `vaultd audit verify` run without the key file.
+func TestAuditVerifierKeyPinned(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, backends[0])
+	s.mustCLI("", "org", "add", "--name", "Grid Co", "--kind", "operator")
+	pub := s.mustCLI("", "audit", "pubkey")
+	_, other, err := note.GenerateKey(rand.Reader, audit.DefaultOrigin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := s.env
+	s.env = append(append([]string(nil), base...), "VAULT_AUDIT_VERIFIER_KEY="+other)
+	for _, args := range [][]string{{"audit", "verify"}, {"org", "add", "--name", "Acme", "--kind", "provider"}} {
+		if _, errs, code := s.cli("", args...); code == 0 || !strings.Contains(errs, "the pinned verifier key is "+other) {
+			t.Fatalf("vaultd %v with another key pinned: exit %d: %s", args, code, errs)
+		}
+	}
+	s.env = append(append([]string(nil), base...), "VAULT_AUDIT_VERIFIER_KEY="+pub)
+	s.mustCLI("", "org", "add", "--name", "Acme", "--kind", "provider")
+	keyFile := filepath.Join(s.data, "keys", "audit-checkpoint.key")
+	if err := os.Rename(keyFile, keyFile+".away"); err != nil {
+		t.Fatal(err)
+	}
+	if out := s.mustCLI("", "audit", "verify"); !strings.Contains(out, "audit log OK") {
+		t.Fatalf("verify with the pinned key alone: %s", out)
+	}
+	if _, err := os.Stat(keyFile); err == nil {
+		t.Fatal("a key was generated")
+	}
+}

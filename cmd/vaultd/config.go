@@ -62,6 +62,7 @@ type config struct {
 	// The audit trail's signing key and checkpoint witnesses (issue 8).
 	AuditKeyFile        string        `yaml:"audit_key_file"`       // VAULT_AUDIT_KEY_FILE, default <data>/keys/audit-checkpoint.key
 	AuditKeyIdentity    string        `yaml:"audit_key_identity"`   // VAULT_AUDIT_KEY_IDENTITY: age identities file when the key file is age-encrypted
+	AuditVerifierKey    string        `yaml:"audit_verifier_key"`   // VAULT_AUDIT_VERIFIER_KEY: pins the checkpoint key (vaultd audit pubkey's line)
 	CheckpointS3Bucket  string        `yaml:"checkpoint_s3_bucket"` // VAULT_CHECKPOINT_S3_BUCKET, default <s3 bucket>-audit; "off" for none
 	CheckpointS3Prefix  string        `yaml:"checkpoint_s3_prefix"` // VAULT_CHECKPOINT_S3_PREFIX, default audit-checkpoints/
 	CheckpointRetention time.Duration `yaml:"checkpoint_retention"` // VAULT_CHECKPOINT_RETENTION, default 2160h (90 days)
@@ -248,6 +249,7 @@ func (f *configFlags) load(fs *flag.FlagSet, getenv func(string) string) (config
 	}
 	str(&c.AuditKeyFile, "VAULT_AUDIT_KEY_FILE")
 	str(&c.AuditKeyIdentity, "VAULT_AUDIT_KEY_IDENTITY")
+	str(&c.AuditVerifierKey, "VAULT_AUDIT_VERIFIER_KEY")
 	str(&c.CheckpointS3Bucket, "VAULT_CHECKPOINT_S3_BUCKET")
 	str(&c.CheckpointS3Prefix, "VAULT_CHECKPOINT_S3_PREFIX")
 	dur(&c.CheckpointRetention, "VAULT_CHECKPOINT_RETENTION")

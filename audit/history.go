@@ -1,0 +1,78 @@
+package audit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"golang.org/x/mod/sumdb/tlog"
+)
+
+// checkHistory checks every checkpoint the witnesses hold above floor
+// against the log that verifyFrom has just checked up to size: each must
+// verify with the checkpoint key, be kept under its own size, and be a
+// prefix of the log. The newest alone is not enough: whoever holds the
+// signing key and can add to a witness (the vault's S3 credentials add
+// objects to the object-locked bucket) can rewrite the log, sign a larger
+// checkpoint over it and make that the newest; the older checkpoints, which
+// nobody can remove, still commit to the original.
+//
+// The roots are read from the stored tree hashes, which verifyFrom checked
+// against the events for every size above floor (and, in an incremental
+// run, tied to the verified checkpoint at floor), so each check is a few
+// primary-key lookups, and one checkpoint at a time is held in memory
+// however many a witness keeps. A failure is a *VerifyError naming the
+// witness and the size.
+func (l *Log) checkHistory(ctx context.Context, floor, size int64, rep *Report) error {
+	hr := dbHashes{ctx: ctx, q: l.sqlDB, ph: l.ph}
+	for _, w := range l.opts.Witnesses {
+		where := "witnessed (" + w.String() + ")"
+		err := w.History(ctx, floor, func(named int64, signed []byte) error {
+			ck, err := ParseCheckpoint(signed, l.vkey)
+			if err != nil {
+				return bad(0, "%s holds a checkpoint at size %d that does not verify with this vault's checkpoint key "+
+					"(written by someone who can write the witness, or the key was changed): %v", w, named, err)
+			}
+			if ck.Size != named {
+				return bad(0, "%s holds a checkpoint of size %d under the name of size %d (written by someone who can write the witness)",
+					w, ck.Size, named)
+			}
+			if ck.Size == 0 {
+				return nil
+			}
+			if ck.Size > size {
+				// Signed after the walk ended (the server runs on), or
+				// the log was cut back below it.
+				now, _, err := head(ctx, l.sqlDB)
+				if err != nil {
+					return fmt.Errorf("verify: %w", err)
+				}
+				if now < ck.Size {
+					return bad(now+1, "log ends at seq %d but the %s checkpoint covers %d events (tail truncated or database rolled back)",
+						now, where, ck.Size)
+				}
+			}
+			root, err := tlog.TreeHash(ck.Size, hr)
+			if errors.Is(err, errHashMissing) {
+				return bad(ck.Size, "the log's tree hashes up to the %s checkpoint (size %d) are missing (log rewritten)", where, ck.Size)
+			}
+			if err != nil {
+				return fmt.Errorf("verify: %w", err)
+			}
+			if root != ck.Root {
+				return bad(ck.Size, "%s checkpoint at size %d does not match the log's tree root (log rewritten or rolled back and regrown)",
+					where, ck.Size)
+			}
+			rep.Witnessed++
+			return nil
+		})
+		if err != nil {
+			var verr *VerifyError
+			if errors.As(err, &verr) {
+				return verr
+			}
+			return fmt.Errorf("verify: read the checkpoints witness %s holds: %w", w, err)
+		}
+	}
+	return nil
+}
