@@ -31,7 +31,7 @@ type signer struct {
 	vkey string
 }
 
-func newSigner(t *testing.T) *signer {
+func newSigner(t testing.TB) *signer {
 	t.Helper()
 	skey, vkey, err := note.GenerateKey(rand.Reader, audit.DefaultOrigin)
 	if err != nil {
@@ -44,7 +44,7 @@ func newSigner(t *testing.T) *signer {
 	return &signer{s: s, vkey: vkey}
 }
 
-func (g *signer) at(t *testing.T, size int64) []byte {
+func (g *signer) at(t testing.TB, size int64) []byte {
 	t.Helper()
 	root := make([]byte, 32)
 	_, _ = rand.Read(root)
@@ -231,7 +231,7 @@ type s3env struct {
 	mc                       *minio.Client
 }
 
-func newS3Env(t *testing.T) s3env {
+func newS3Env(t testing.TB) s3env {
 	t.Helper()
 	e := s3env{endpoint: sqldbtest.Require(t, "S3 (versitygw)", "VAULT_TEST_S3_ENDPOINT"),
 		access: os.Getenv("VAULT_TEST_S3_ACCESS_KEY"), secret: os.Getenv("VAULT_TEST_S3_SECRET_KEY")}
@@ -388,5 +388,58 @@ func TestS3WitnessRefusesUnlockedBucket(t *testing.T) {
 	_, err := NewS3(ctx, e.config(bucket))
 	if err == nil || !strings.Contains(err.Error(), "object lock") || !strings.Contains(err.Error(), "VAULT_CHECKPOINT_S3_BUCKET") {
 		t.Fatalf("unlocked bucket: %v", err)
+	}
+}
+
+// TestS3HistoryReadsAheadInOrder: History reads several checkpoints at once
+// but hands them over newest first, across pages of the listing, stops at
+// after, and returns fn's error at once without leaving reads behind.
+func TestS3HistoryReadsAheadInOrder(t *testing.T) {
+	e := newS3Env(t)
+	ctx := context.Background()
+	g := newSigner(t)
+	w, err := NewS3(ctx, e.config(randomBucket("crv-history-")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.page = 7 // several pages of the listing, each smaller than the read-ahead
+	const n = 60
+	want := make([]int64, 0, n)
+	notes := map[int64][]byte{}
+	for size := int64(1); size <= n; size++ {
+		c := g.at(t, size)
+		if err := w.Store(ctx, size, c, g.accept); err != nil {
+			t.Fatal(err)
+		}
+		want = append([]int64{size}, want...)
+		notes[size] = c
+	}
+	sizes, got := history(t, w, -1)
+	if !slices.Equal(sizes, want) {
+		t.Fatalf("history %v, want %v", sizes, want)
+	}
+	for i, size := range sizes {
+		if !bytes.Equal(got[i], notes[size]) {
+			t.Fatalf("history passed another note for size %d", size)
+		}
+	}
+	if sizes, _ := history(t, w, 45); !slices.Equal(sizes, want[:15]) {
+		t.Fatalf("history above 45: %v", sizes)
+	}
+	stop := errors.New("stop")
+	seen := 0
+	err = w.History(ctx, -1, func(int64, []byte) error {
+		if seen++; seen == 3 {
+			return stop
+		}
+		return nil
+	})
+	if !errors.Is(err, stop) || seen != 3 {
+		t.Fatalf("history after fn failed at the third: %v, %d calls", err, seen)
+	}
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := w.History(cancelled, -1, func(int64, []byte) error { return nil }); !errors.Is(err, context.Canceled) {
+		t.Fatalf("history on a cancelled context: %v", err)
 	}
 }
