@@ -17,6 +17,25 @@ import (
 // unreachable, failing or full. The request may succeed later unchanged.
 var ErrStoreUnavailable = blob.ErrUnavailable
 
+// faultPoint names a moment where a test may make the vault fail as a
+// crashing process would, to check what a restart recovers.
+type faultPoint int
+
+const (
+	// faultAfterDecision: a decision (an event and its pending notice
+	// marker) has committed; its written notice is not yet written.
+	faultAfterDecision faultPoint = iota + 1
+)
+
+// fault runs the test hook at p, if any. Tests set Service.faults (in
+// package only); a hook that panics stops the request right there, like a
+// process killed at that point, with nothing after it run.
+func (s *Service) fault(p faultPoint) {
+	if s.faults != nil {
+		s.faults(p)
+	}
+}
+
 // failureCode is the machine reason an "error" audit event gives for cause.
 func failureCode(cause error) string {
 	var ve *Error

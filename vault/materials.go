@@ -70,6 +70,10 @@ type Upload struct {
 	// session is a resumable upload whose bytes are already stored: the
 	// material is made from its segments instead of from Body.
 	session *uploadRow
+	// alsoInTx, when set, runs in the transaction that inserts the
+	// material row, before it: an error aborts the insert (and the blob
+	// is discarded). A written notice clears its pending marker there.
+	alsoInTx func(tx *gorm.DB) error
 }
 
 // uploadRule says which decision admits an upload of a kind, and in which statuses.
@@ -184,7 +188,18 @@ func (s *Service) store(ctx context.Context, a Actor, caseID, purpose string, up
 		s.recordFailure(ctx, a, "material.upload", caseID, resource, err)
 		return Material{}, err
 	}
-	if err := s.insertVersion(ctx, &m); err != nil {
+	insert := s.insertVersion
+	if up.alsoInTx != nil {
+		insert = func(ctx context.Context, m *materialRow) error {
+			return s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+				if err := up.alsoInTx(tx); err != nil {
+					return err
+				}
+				return insertVersionIn(tx, m)
+			})
+		}
+	}
+	if err := insert(ctx, &m); err != nil {
 		// The row is the commit point; without it the blob is garbage.
 		s.discardBlob(ctx, blobID, err)
 		s.recordFailure(ctx, a, "material.upload", caseID, resource, err)

@@ -124,6 +124,10 @@ var migrations = []sqldb.Step{
 	}},
 	{Version: 8, Name: "stored due dates of running clocks, indexed for the deadlines list and the sweeper", Up: migrateDue},
 	{Version: 9, Name: "pseudonyms numbered per party", Up: migratePartyPseudonyms},
+	// Written with the decision, cleared with its notice (workflow_notice.go).
+	{Version: 10, Name: "written notices pending, for the notice sweeper", Up: func(tx *gorm.DB, _ string) error {
+		return tx.Migrator().CreateTable(&pendingNoticeRow{})
+	}},
 }
 
 // migrateDue adds the due columns of cases and their indexes. Filling them
@@ -228,6 +232,25 @@ type deadlineFlagRow struct {
 }
 
 func (deadlineFlagRow) TableName() string { return "deadline_flags" }
+
+// pendingNoticeRow says that the decision recorded as event Seq of a case
+// owes the party a written notice not yet stored. It is inserted in the
+// transaction that appends the event and deleted in the one that inserts
+// the notice material, so a notice is written exactly once, whether by the
+// request that took the decision or, after a crash, by the notice sweeper.
+// Actor, ActorOrg, Purpose and RequestID are what the notice is attributed
+// to (the decision's author, or "system"; see noticeAuthor).
+type pendingNoticeRow struct {
+	CaseID    string    `gorm:"primaryKey;size:32"`
+	Seq       int       `gorm:"primaryKey;autoIncrement:false"`
+	Actor     string    `gorm:"size:64;not null"`
+	ActorOrg  string    `gorm:"size:64;not null;default:''"`
+	Purpose   string    `gorm:"size:1000;not null;default:''"`
+	RequestID string    `gorm:"size:200;not null;default:''"`
+	DecidedAt time.Time `gorm:"not null;index"`
+}
+
+func (pendingNoticeRow) TableName() string { return "pending_notices" }
 
 // Migrate brings the vault's tables to this binary's schema version.
 func Migrate(ctx context.Context, db *gorm.DB) error {

@@ -134,6 +134,7 @@ type Service struct {
 	evidence     EvidenceIndex   // complaints' evidence, set by package supervision
 	materialStmt *sqldb.Prepared // materialWithCase's statement (rowscan.go)
 	ciphers      *ciphertextCache
+	faults       func(faultPoint) // tests only (faults.go)
 }
 
 // New wires the vault over its stores. The database must be migrated.

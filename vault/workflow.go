@@ -71,6 +71,9 @@ type TransitionResult struct {
 	Case
 	Event  review.Event `json:"event"`
 	Notice *Material    `json:"notice,omitempty"`
+	// noticeDue: Event owes the party a written notice, and its pending
+	// marker committed with it.
+	noticeDue bool
 }
 
 // openStatuses are the statuses whose clock runs (or is paused).
@@ -111,7 +114,7 @@ func (s *Service) Transition(ctx context.Context, a Actor, caseID string, in Tra
 		return TransitionResult{}, err
 	}
 	res.Case.Status = string(res.Event.To)
-	res.Notice = s.notify(ctx, a, res.Case, d.Purpose, res.Event)
+	res.Notice = s.notify(ctx, a, res.Case, d.Purpose, res)
 	return res, nil
 }
 
@@ -167,12 +170,9 @@ func (s *Service) Opinion(ctx context.Context, a Actor, caseID string, in Opinio
 		return TransitionResult{}, err
 	}
 	res.Case.Status = string(res.Event.To)
-	if res.Event.From == review.SolicitingOpinions && res.Event.To == review.SpecialReview {
-		// The notice is the office's, written by the system: attributed to
-		// the member unit whose opinion completed the round, it would tell
-		// the parties who voted how (visibility.go).
-		res.Notice = s.notify(ctx, systemActor(a), res.Case, "", res.Event)
-	}
+	// Only the disagreement that starts the special review gives notice,
+	// written by the system (noticeAuthor).
+	res.Notice = s.notify(ctx, a, res.Case, d.Purpose, res)
 	return res, nil
 }
 
@@ -259,18 +259,22 @@ func (s *Service) move(ctx context.Context, a Actor, row caseRow, purpose, event
 	if err != nil {
 		s.log.ErrorContext(ctx, "no deadline for open case", "case", row.ID, "err", err)
 	}
-	if err := s.appendEvents(ctx, row, due, evs...); err != nil {
+	notices := pendingNotices(a, purpose, row.ID, evs)
+	if err := s.appendEvents(ctx, row, due, notices, evs...); err != nil {
 		s.recordFailure(ctx, a, event, row.ID, resource, err)
 		return TransitionResult{}, err
 	}
-	return TransitionResult{Event: evs[len(evs)-1]}, nil
+	last := evs[len(evs)-1]
+	s.fault(faultAfterDecision)
+	return TransitionResult{Event: last, noticeDue: len(notices) > 0 && notices[len(notices)-1].Seq == last.Seq}, nil
 }
 
 // appendEvents moves the case on and appends evs in one transaction, with
-// the due columns derived from the history they complete (workflow_due.go).
+// the due columns derived from the history they complete (workflow_due.go)
+// and the markers of the written notices they owe (workflow_notice.go).
 // The revision check makes the loser of a race see concurrent_update; the
 // (case_id, seq) key is the backstop should the revision ever be bypassed.
-func (s *Service) appendEvents(ctx context.Context, row caseRow, due dueColumns, evs ...review.Event) error {
+func (s *Service) appendEvents(ctx context.Context, row caseRow, due dueColumns, notices []pendingNoticeRow, evs ...review.Event) error {
 	conflict := errConcurrentUpdate()
 	last := evs[len(evs)-1]
 	key, err := s.caseKey(ctx, row.ID)
@@ -300,6 +304,11 @@ func (s *Service) appendEvents(ctx context.Context, row caseRow, due dueColumns,
 					return conflict
 				}
 				return fmt.Errorf("append event %d to case %s: %w", ev.Seq, row.ID, err)
+			}
+		}
+		for i := range notices {
+			if err := tx.Create(&notices[i]).Error; err != nil {
+				return fmt.Errorf("mark notice of event %d of case %s pending: %w", notices[i].Seq, row.ID, err)
 			}
 		}
 		return nil

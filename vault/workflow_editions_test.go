@@ -2,6 +2,7 @@ package vault
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -439,6 +440,87 @@ func TestProposalByMemberUnit(t *testing.T) {
 				ps, err := f.svc.Proposals(f.ctx, f.u2, 0, "")
 				if err != nil || len(ps.Items) != 0 {
 					t.Fatalf("another unit sees %d proposals, %v", len(ps.Items), err)
+				}
+			})
+		}
+	}
+}
+
+// opinionStates is the clock's member-unit opinions as "round/org:state".
+func (f *wfFixture) opinionStates(id string) []string {
+	f.t.Helper()
+	out := []string{}
+	for _, mo := range f.clockOf(id).Opinions {
+		st := "awaiting"
+		switch {
+		case mo.Agree != nil && *mo.Agree:
+			st = "agree"
+		case mo.Agree != nil:
+			st = "disagree"
+		case mo.Overdue:
+			st = "overdue"
+		}
+		out = append(out, fmt.Sprintf("%d/%s:%s", mo.Round, mo.Org, st))
+	}
+	return out
+}
+
+// TestSameDayDisagreementEndsFirstRound, for each edition: a member unit
+// disagrees on the day the recommendation went out, so the special review
+// begins that day. The first round is over: its silent unit is listed
+// neither then nor as overdue once the first round's 15 working days have
+// passed. In the special review's own round, a unit answering on its due
+// day is not overdue and the silent one is, the day after.
+func TestSameDayDisagreementEndsFirstRound(t *testing.T) {
+	for _, d := range sqldbtest.Backends {
+		for ed, start := range editionStarts {
+			t.Run(sqldbtest.Name(d)+"/"+ed, func(t *testing.T) {
+				f := newWF(t, d, start, false)
+				cal := embedded(t)
+				id := f.draft()
+				f.submit(id)
+				f.toRecommend(id)
+				no, yes := false, true
+				if r, err := f.svc.Opinion(f.ctx, f.u1, id, OpinionRequest{Agree: &no, Comment: "supply risk"}); err != nil || r.Status != "special_review" {
+					t.Fatalf("disagreement: %+v %v", r.Case, err)
+				}
+				c := f.clockOf(id)
+				edition, _ := review.EditionByID(ed)
+				today := calendar.Today(f.clock())
+				if due, _ := cal.WorkdaysAfter(today, edition.SpecialDays); c.Phase != review.PhaseSpecial || c.StartedOn != today || c.DueOn != due {
+					t.Fatalf("special review clock %+v, want due %s", c, due)
+				}
+				due1, _ := cal.WorkdaysAfter(today, 15)
+				// Past the first round's due date first: there the silent unit
+				// would read as overdue.
+				for _, day := range []calendar.Date{due1.AddDays(1), today, due1} {
+					f.at(day.String())
+					if got := f.opinionStates(id); len(got) != 0 {
+						t.Fatalf("on %s the special review lists the first round: %v", day, got)
+					}
+				}
+				// The special review's own round.
+				f.mustMove(id, "record_hearing", "heard the departments concerned", 0)
+				f.upload(f.rev, id, "recommendation")
+				f.mustMove(id, "recommend", "", 0)
+				due2, _ := cal.WorkdaysAfter(calendar.Today(f.clock()), 15)
+				f.at(due2.String())
+				if _, err := f.svc.Opinion(f.ctx, f.u2, id, OpinionRequest{Agree: &yes}); err != nil {
+					t.Fatal(err)
+				}
+				o1, o2 := f.u1.P.User.OrgID, f.u2.P.User.OrgID
+				sorted := func(a, b string) string {
+					if o2 < o1 {
+						return "[" + b + " " + a + "]"
+					}
+					return "[" + a + " " + b + "]"
+				}
+				if got, want := fmt.Sprint(f.opinionStates(id)), sorted("2/"+o1+":awaiting", "2/"+o2+":agree"); got != want {
+					t.Fatalf("on the due day %s: %s, want %s", due2, got, want)
+				}
+				f.at(due2.AddDays(1).String())
+				if got, want := fmt.Sprint(f.opinionStates(id)), sorted("2/"+o1+":overdue", "2/"+o2+":agree"); got != want {
+					t.Fatalf("after the due day: %s, want %s", got, want)
 				}
 			})
 		}

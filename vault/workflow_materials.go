@@ -108,11 +108,11 @@ func (s *Service) uploadSupplement(ctx context.Context, a Actor, row caseRow, pu
 	case err != nil:
 		// The office sees the upload and can close the request itself.
 		s.log.WarnContext(ctx, "supplementary item stored but not recorded", "case", row.ID, "item", up.Item, "material", m.ID, "err", err)
-	case res.Event.Action == review.SupplementReceived:
+	case res.noticeDue:
 		if c, err := s.openCase(ctx, row, nil); err == nil {
-			s.notify(ctx, a, c, purpose, res.Event)
+			s.notify(ctx, a, c, purpose, res)
 		} else {
-			s.log.ErrorContext(ctx, "notice not written", "case", row.ID, "action", string(res.Event.Action), "err", err)
+			s.log.ErrorContext(ctx, "notice not written; the notice sweeper retries", "case", row.ID, "action", string(res.Event.Action), "err", err)
 		}
 	}
 	return m, nil

@@ -2,8 +2,12 @@ package vault
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
+	"time"
+
+	"gorm.io/gorm"
 
 	"github.com/crvault/crvault/access"
 	"github.com/crvault/crvault/vault/calendar"
@@ -36,24 +40,13 @@ func systemActor(a Actor) Actor {
 	return Actor{P: access.Principal{User: access.User{ID: "system"}}, RequestID: a.RequestID}
 }
 
-// notify writes the written notice of a decision as a `notice` material,
-// encrypted like every other, attributed to the user who took the decision
-// (or the system, see Opinion). The decision is already committed; a notice
-// that fails to store is logged and audited as an error, and the answer
-// simply carries no notice.
-func (s *Service) notify(ctx context.Context, a Actor, row Case, purpose string, ev review.Event) *Material {
-	history, err := s.history(ctx, row.ID)
-	if err != nil {
-		s.log.ErrorContext(ctx, "notice not written", "case", row.ID, "action", string(ev.Action), "err", err)
-		return nil
-	}
-	ed, err := review.EditionOf(history)
-	if err != nil || ed == nil {
-		s.log.ErrorContext(ctx, "notice not written", "case", row.ID, "action", string(ev.Action), "err", err)
-		return nil
-	}
-	text, basis := noticeText[ev.Action].decision, noticeText[ev.Action].basis
+// noticeOf is what the written notice of ev says and on which provisions it
+// rests; text is "" when the event gives the party no notice.
+func noticeOf(ev review.Event) (text string, basis []review.Article) {
+	text, basis = noticeText[ev.Action].decision, noticeText[ev.Action].basis
 	switch {
+	case ev.Action == review.Opinion && (ev.From != review.SolicitingOpinions || ev.To != review.SpecialReview):
+		return "", nil // only the disagreement that starts the special review
 	case ev.Action == review.Conclude:
 		text, basis = "The cybersecurity review is concluded.", []review.Article{review.ArtFactors, review.ArtOpinions}
 		if ev.From == review.SpecialReview {
@@ -65,8 +58,86 @@ func (s *Service) notify(ctx context.Context, a Actor, row Case, purpose string,
 	case ev.Action == review.SupplementReceived && ev.Role != review.RoleOfficeAdmin:
 		text = "The last of the requested supplementary materials has been received; the review period resumes the day after."
 	}
-	if text == "" {
+	return text, basis
+}
+
+// noticeAuthor is who the notice of ev, decided by a for purpose, is
+// attributed to, and under which purpose it is stored.
+func noticeAuthor(a Actor, purpose string, ev review.Event) (Actor, string) {
+	if ev.Action == review.Opinion {
+		// The notice is the office's, written by the system: attributed to
+		// the member unit whose opinion completed the round, it would tell
+		// the parties who voted how (visibility.go).
+		return systemActor(a), ""
+	}
+	return a, purpose
+}
+
+// pendingNotices are the markers of the notices evs owe, decided by a for
+// purpose: appendEvents inserts them with the events.
+func pendingNotices(a Actor, purpose, caseID string, evs []review.Event) []pendingNoticeRow {
+	var out []pendingNoticeRow
+	for _, ev := range evs {
+		if text, _ := noticeOf(ev); text == "" {
+			continue
+		}
+		by, p := noticeAuthor(a, purpose, ev)
+		out = append(out, pendingNoticeRow{CaseID: caseID, Seq: ev.Seq, Actor: by.P.User.ID, ActorOrg: by.P.User.OrgID,
+			Purpose: p, RequestID: by.RequestID, DecidedAt: ev.At})
+	}
+	return out
+}
+
+// errNoticeWritten: another writer (the request, or the sweeper on another
+// instance) stored the notice first; this one is dropped.
+var errNoticeWritten = &Error{Kind: ErrConflict, Code: "notice_already_written", Detail: "the written notice of this decision is already stored"}
+
+// notify writes the written notice that the decision res took on case c
+// owes the party, right after the decision committed; the notice is
+// attributed as noticeAuthor says. A notice that fails to store is logged
+// and audited as an error and the answer simply carries no notice: its
+// pending marker stays, and the notice sweeper writes it later
+// (WritePendingNotices).
+func (s *Service) notify(ctx context.Context, a Actor, c Case, purpose string, res TransitionResult) *Material {
+	if !res.noticeDue {
 		return nil
+	}
+	by, purpose := noticeAuthor(a, purpose, res.Event)
+	m, err := s.writeNotice(ctx, by, c, purpose, res.Event.Seq)
+	if err != nil {
+		s.log.ErrorContext(ctx, "notice not written; the notice sweeper retries", "case", c.ID, "action", string(res.Event.Action),
+			"request_id", a.RequestID, "err", err)
+		return nil
+	}
+	return &m
+}
+
+// writeNotice writes the written notice of the decision recorded as event
+// seq of the case as a `notice` material, encrypted like every other,
+// attributed to a, and clears the decision's pending marker in the same
+// transaction: errNoticeWritten when the marker is already gone. The notice
+// describes the case as the decision left it, whenever it is written.
+func (s *Service) writeNotice(ctx context.Context, a Actor, row Case, purpose string, seq int) (Material, error) {
+	history, err := s.history(ctx, row.ID)
+	if err != nil {
+		return Material{}, err
+	}
+	if seq < 1 || seq > len(history) {
+		return Material{}, fmt.Errorf("notice of event %d of case %s: %w", seq, row.ID, review.ErrBadHistory)
+	}
+	// Later events do not belong in it (the clock, for one, moves on).
+	history = history[:seq]
+	ev := history[seq-1]
+	ed, err := review.EditionOf(history)
+	if err != nil {
+		return Material{}, err
+	}
+	if ed == nil {
+		return Material{}, fmt.Errorf("notice of event %d of case %s: no edition: %w", ev.Seq, row.ID, review.ErrBadHistory)
+	}
+	text, basis := noticeOf(ev)
+	if text == "" {
+		return Material{}, fmt.Errorf("notice of event %d (%s) of case %s: the event gives no notice", ev.Seq, ev.Action, row.ID)
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "Cybersecurity Review Office - written notice\n\n")
@@ -116,13 +187,94 @@ func (s *Service) notify(ctx context.Context, a Actor, row Case, purpose string,
 	}
 	fmt.Fprintf(&b, "Legal basis: %s, %s\n", ed.Title, strings.Join(arts, ", "))
 	body := b.String()
-	m, err := s.store(ctx, a, row.ID, purpose, Upload{Kind: "notice", Filename: noticeFilename(ev.Action, ev.On),
-		ContentType: "text/plain; charset=utf-8", Body: strings.NewReader(body), Size: int64(len(body))})
-	if err != nil {
-		s.log.ErrorContext(ctx, "notice not stored", "case", row.ID, "action", string(ev.Action), "request_id", a.RequestID, "err", err)
+	clear := func(tx *gorm.DB) error {
+		res := tx.Where("case_id = ? AND seq = ?", row.ID, ev.Seq).Delete(&pendingNoticeRow{})
+		if res.Error != nil {
+			return fmt.Errorf("clear pending notice of case %s: %w", row.ID, res.Error)
+		}
+		if res.RowsAffected != 1 {
+			return errNoticeWritten
+		}
 		return nil
 	}
-	return &m
+	return s.store(ctx, a, row.ID, purpose, Upload{Kind: "notice", Filename: noticeFilename(ev.Action, ev.On),
+		ContentType: "text/plain; charset=utf-8", Body: strings.NewReader(body), Size: int64(len(body)), alsoInTx: clear})
+}
+
+// noticeGrace is how long the notice sweeper leaves a pending notice to the
+// request that took the decision, which writes it moments after the commit
+// unless it died first. Were both to write it, one would still lose
+// (writeNotice), at the cost of a blob sealed for nothing.
+const noticeGrace = 30 * time.Second
+
+// WritePendingNotices writes the written notices that decisions committed
+// more than noticeGrace ago still owe the party: the request that took the
+// decision died (or its instance crashed, or the store failed) after the
+// commit and before the notice was stored. Each is written exactly once:
+// the notice's material row and the deletion of its marker commit
+// together, so one written meanwhile by another writer is dropped, not
+// doubled. A notice is attributed as the request would have attributed
+// it, under that request's id. It returns how many it wrote; one that fails
+// stays pending for the next run. The leader runs it with the periodic jobs.
+func (s *Service) WritePendingNotices(ctx context.Context) (int, error) {
+	cutoff := s.now().UTC().Add(-noticeGrace)
+	n := 0
+	var errs []error
+	var after *pendingNoticeRow
+	for {
+		q := s.db.WithContext(ctx).Where("decided_at < ?", cutoff)
+		if after != nil {
+			q = q.Where("(case_id, seq) > (?, ?)", after.CaseID, after.Seq)
+		}
+		var rows []pendingNoticeRow
+		if err := q.Order("case_id, seq").Limit(200).Find(&rows).Error; err != nil {
+			return n, errors.Join(append(errs, fmt.Errorf("list pending notices: %w", err))...)
+		}
+		for i, p := range rows {
+			after = &rows[i]
+			wrote, err := s.writePending(ctx, p)
+			if err != nil {
+				if ctx.Err() != nil {
+					return n, ctx.Err()
+				}
+				s.log.ErrorContext(ctx, "pending notice not written; retried next run", "case", p.CaseID, "seq", p.Seq, "err", err)
+				errs = append(errs, fmt.Errorf("notice of event %d of case %s: %w", p.Seq, p.CaseID, err))
+				continue
+			}
+			if wrote {
+				n++
+				s.log.InfoContext(ctx, "pending notice written", "case", p.CaseID, "seq", p.Seq, "request_id", p.RequestID)
+			}
+		}
+		if len(rows) < 200 {
+			return n, errors.Join(errs...)
+		}
+	}
+}
+
+// writePending writes one pending notice; false when there was nothing
+// (left) to write.
+func (s *Service) writePending(ctx context.Context, p pendingNoticeRow) (bool, error) {
+	var row caseRow
+	err := s.db.WithContext(ctx).Where("id = ?", p.CaseID).Take(&row).Error
+	if err != nil && !errors.Is(err, gorm.ErrRecordNotFound) {
+		return false, fmt.Errorf("load case: %w", err)
+	}
+	if err != nil || row.ShreddedAt != nil {
+		// No case, or no key to seal a notice with: nothing can be written.
+		s.log.WarnContext(ctx, "pending notice dropped: the case is gone or shredded", "case", p.CaseID, "seq", p.Seq)
+		return false, s.db.WithContext(ctx).Where("case_id = ? AND seq = ?", p.CaseID, p.Seq).Delete(&pendingNoticeRow{}).Error
+	}
+	c, err := s.openCase(ctx, row, nil)
+	if err != nil {
+		return false, err
+	}
+	by := Actor{P: access.Principal{User: access.User{ID: p.Actor, OrgID: p.ActorOrg}}, RequestID: p.RequestID}
+	_, err = s.writeNotice(ctx, by, c, p.Purpose, p.Seq)
+	if errors.Is(err, errNoticeWritten) {
+		return false, nil
+	}
+	return err == nil, err
 }
 
 // writeConclusion is the structured part of a conclusion notice: outcome,

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"gorm.io/gorm"
+
 	"github.com/crvault/crvault/access"
 	"github.com/crvault/crvault/audit"
 	"github.com/crvault/crvault/audit/sqldb/sqldbtest"
@@ -37,6 +39,12 @@ type wfFixture struct {
 
 	office, op, rev, u1, u2, unassigned Actor
 	blobDir                             string
+
+	// What the vault is built from, for restart.
+	db     *gorm.DB
+	blobs  blob.Store
+	master *crypt.Master
+	cfg    Config
 
 	hookMu   sync.Mutex
 	hooks    []WebhookPayload
@@ -93,6 +101,7 @@ func newWF(t testing.TB, dialect string, start time.Time, webhook bool) *wfFixtu
 		t.Cleanup(srv.Close)
 		cfg.WebhookURL = srv.URL
 	}
+	f.db, f.blobs, f.master, f.cfg = db, blobs, master, cfg
 	f.svc = New(db, blobs, master, f.acc, f.log, cfg)
 	officeOrg, opOrg := f.org("Review Office", "office"), f.org("Grid Co", "operator")
 	f.office = f.user("office", officeOrg, "office_admin")
@@ -115,6 +124,12 @@ func newWF(t testing.TB, dialect string, start time.Time, webhook bool) *wfFixtu
 		}
 	}
 	return f
+}
+
+// restart is a new vault over the same database, store and keys: what a
+// process started after a crash finds.
+func (f *wfFixture) restart() *Service {
+	return New(f.db, f.blobs, f.master, f.acc, f.log, f.cfg)
 }
 
 func (f *wfFixture) clock() time.Time {

@@ -11,13 +11,14 @@ import (
 
 // startJobs campaigns for the lead of the deployment and runs the periodic
 // jobs while this process holds it: several vaultd sharing one PostgreSQL
-// database sweep deadlines (and send their webhooks), collect garbage and
-// sign checkpoints once, not once per instance. When the leader dies,
+// database sweep deadlines (and send their webhooks), write the notices a
+// crash left pending, collect garbage and sign checkpoints once, not once
+// per instance. When the leader dies,
 // another instance takes the lead within seconds (sqldb.LeaderPoll) and
 // runs every job at once. On SQLite the only process always leads.
 func (a *app) startJobs(ctx context.Context) {
 	leading := prometheus.NewGauge(prometheus.GaugeOpts{Name: "crvault_leader",
-		Help: "1 while this instance leads the deployment and runs its background jobs (deadline watcher, janitor, audit checkpoints)."})
+		Help: "1 while this instance leads the deployment and runs its background jobs (deadline watcher, pending notices, janitor, audit checkpoints)."})
 	runs := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "crvault_background_job_runs_total",
 		Help: "Runs of the background jobs on this instance, by job and outcome (ok, failed)."}, []string{"job", "outcome"})
 	for _, c := range []prometheus.Collector{leading, runs} {
@@ -56,7 +57,27 @@ func (a *app) startJobs(ctx context.Context) {
 		deadlineEvery = time.Hour
 	}
 	every("deadlines", deadlineEvery, a.deadlineJob())
+	every("notices", noticeInterval, a.notices)
 	every("janitor", a.cfg.JanitorInterval, a.janitor)
+}
+
+// noticeInterval is how often the leader looks for written notices that
+// committed decisions still owe (an indexed probe of a table that is
+// empty but for moments): a notice lost to a crash reaches the party
+// within a minute or two of the restart.
+const noticeInterval = time.Minute
+
+// notices writes the written notices a crash kept from being written after
+// their decision committed (vault.WritePendingNotices).
+func (a *app) notices(ctx context.Context) error {
+	n, err := a.vault.WritePendingNotices(ctx)
+	if n > 0 {
+		a.log.Info("pending written notices written", "count", n)
+	}
+	if err != nil {
+		return fmt.Errorf("pending notices: %w", err)
+	}
+	return nil
 }
 
 // janitor reclaims blobs whose upload never committed (a crash between the

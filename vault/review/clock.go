@@ -58,8 +58,9 @@ type Clock struct {
 	Overdue            bool        `json:"overdue"`
 	// SupplementItems are the items requested in the current phase.
 	SupplementItems []RequestedItem `json:"supplement_items"`
-	// Opinions are the member units asked in the current phase's opinion
-	// rounds, each with its answer or its own 15-day deadline.
+	// Opinions are the member units asked in the opinion rounds sent in the
+	// current phase (a special review lists only its own), each with its
+	// answer or its own 15-day deadline.
 	Opinions []MemberOpinion `json:"opinions"`
 }
 
@@ -82,8 +83,9 @@ type MemberOpinion struct {
 	DueOnProvisional bool          `json:"due_on_provisional"`
 	Agree            *bool         `json:"agree"` // null until answered
 	AnsweredOn       calendar.Date `json:"answered_on"`
-	// Overdue: no answer and the round's deadline has passed. An overdue
-	// unit is never counted as agreeing.
+	// Overdue: no answer, the round is the latest (no new recommendation
+	// has ended it) and its deadline has passed; an answer on the due day
+	// is in time. An overdue unit is never counted as agreeing.
 	Overdue bool `json:"overdue"`
 }
 
@@ -166,6 +168,7 @@ func DeriveClock(cal *calendar.Calendar, history []Event, today calendar.Date) (
 		end = *closedOn
 	}
 	due, used, err := count(cal, c.StartedOn, c.AllowedWorkingDays, c.Pauses, end)
+	phase := c.Phase // the period the clock describes, also once closed
 	if closedOn != nil {
 		c.Phase = PhaseClosed
 		if errors.Is(err, calendar.ErrOutOfRange) {
@@ -178,20 +181,26 @@ func DeriveClock(cal *calendar.Calendar, history []Event, today calendar.Date) (
 	c.DueOn, c.UsedWorkingDays = due, used
 	c.DueOnProvisional = cal.ProvisionalIn(c.StartedOn, due) || cal.Provisional(due)
 	c.Overdue = closedOn == nil && today.After(due)
-	if err := c.opinions(cal, &st, end, closedOn == nil); err != nil {
+	if err := c.opinions(cal, &st, phase, end, closedOn == nil); err != nil {
 		return c, fmt.Errorf("derive clock: %w", err)
 	}
 	return c, nil
 }
 
-// opinions lists the members of the opinion rounds of the current phase,
-// each with a deadline of OpinionDays working days from the round, stops of
-// the clock after it excluded.
-func (c *Clock) opinions(cal *calendar.Calendar, st *state, end calendar.Date, open bool) error {
-	for _, r := range st.rounds {
-		if r.on.Before(c.StartedOn) {
+// opinions lists the members of the opinion rounds of phase, each with a
+// deadline of OpinionDays working days from the round, stops of the clock
+// after it excluded. A round belongs to the phase it was sent in, not to
+// whichever phase started on or before its day: a disagreement on the day
+// of the first recommendation starts the special review that same day, and
+// that first round, over from then on, is not the special review's. Only
+// a member of the latest round can be overdue: a new recommendation ends
+// the round before it, whose silent members are asked again (or no more).
+func (c *Clock) opinions(cal *calendar.Calendar, st *state, phase Phase, end calendar.Date, open bool) error {
+	for i, r := range st.rounds {
+		if r.phase != phase {
 			continue
 		}
+		current := i == len(st.rounds)-1
 		var pauses []Pause
 		for _, p := range c.Pauses {
 			if p.From.After(r.on) {
@@ -208,7 +217,7 @@ func (c *Clock) opinions(cal *calendar.Calendar, st *state, end calendar.Date, o
 			if agree, ok := r.answers[org]; ok {
 				mo.Agree, mo.AnsweredOn = &agree, r.answered[org]
 			} else {
-				mo.Overdue = open && end.After(due)
+				mo.Overdue = open && current && end.After(due)
 			}
 			c.Opinions = append(c.Opinions, mo)
 		}

@@ -22,8 +22,12 @@ type item struct {
 // round is one opinion round: the organisations asked, fixed when the
 // recommendation was sent, and their answers.
 type round struct {
-	no       int
-	on       calendar.Date
+	no int
+	on calendar.Date
+	// phase is the period the round belongs to: the member-unit opinions,
+	// or the special review its first disagreement began (which may begin
+	// on the very day of the round).
+	phase    Phase
 	members  []string
 	answers  map[string]bool
 	answered map[string]calendar.Date
@@ -228,7 +232,7 @@ func (st *state) apply(i int, e Event) error {
 		} else {
 			st.specialRec = true
 		}
-		st.rounds = append(st.rounds, round{no: len(st.rounds) + 1, on: e.On, members: slices.Clone(e.Members),
+		st.rounds = append(st.rounds, round{no: len(st.rounds) + 1, on: e.On, phase: st.phase, members: slices.Clone(e.Members),
 			answers: map[string]bool{}, answered: map[string]calendar.Date{}, legacy: len(e.Members) == 0})
 	case Opinion:
 		r := st.lastRound()

@@ -55,9 +55,11 @@
 //     is sent, fixed then: one opinion per organisation per round, whoever of
 //     its assigned users gives it. Losing its assigned users does not remove
 //     an organisation; one that has not answered within OpinionDays working
-//     days is overdue, never agreeing.
+//     days is overdue, never agreeing, until a new recommendation ends the
+//     round. An answer on the due day is in time.
 //   - The first disagreement in the first round moves the case to special
-//     review at once. In the special review every organisation of the latest
+//     review at once, and ends that round: the special review's clock lists
+//     only the rounds sent in it, even if it began on the first round's day. In the special review every organisation of the latest
 //     round must have answered before the Commission's approval is recorded.
 //   - The opinion phase clock keeps running after every unit agreed, until the
 //     office concludes: the office is then the one late.

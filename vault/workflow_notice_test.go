@@ -1,0 +1,178 @@
+package vault
+
+import (
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/crvault/crvault/audit/sqldb/sqldbtest"
+)
+
+// crashed is the panic of a simulated crash.
+type crashed struct{}
+
+// crashAfterDecision runs fn with the vault dying (a panic) right after a
+// decision commits, before its written notice is written.
+func (f *wfFixture) crashAfterDecision(fn func()) {
+	f.t.Helper()
+	f.svc.faults = func(p faultPoint) {
+		if p == faultAfterDecision {
+			panic(crashed{})
+		}
+	}
+	defer func() { f.svc.faults = nil }()
+	died := false
+	func() {
+		defer func() {
+			if v := recover(); v != nil {
+				if _, ok := v.(crashed); !ok {
+					panic(v)
+				}
+				died = true
+			}
+		}()
+		fn()
+	}()
+	if !died {
+		f.t.Fatal("the request finished: no decision was taken")
+	}
+}
+
+// notices are the case's written notices, as the party lists them.
+func (f *wfFixture) notices(id string) []Material {
+	f.t.Helper()
+	ms, err := f.svc.ListMaterials(f.ctx, f.op, id)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	var out []Material
+	for _, m := range ms {
+		if m.Kind == "notice" {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// uploader is who a material is attributed to, as stored.
+func (f *wfFixture) uploader(materialID string) string {
+	f.t.Helper()
+	var r materialRow
+	if err := f.db.Where("id = ?", materialID).Take(&r).Error; err != nil {
+		f.t.Fatal(err)
+	}
+	return r.UploadedBy
+}
+
+// TestNoticeWrittenAfterCrash: the vault dies right after a decision
+// commits and before its written notice is stored. The decision stands; the
+// notice is owed, not lost: after a restart the notice sweeper writes it,
+// once, even with two instances sweeping at once, and attributed as the
+// request would have (the office for its decision, the system for the
+// disagreement that starts a special review). The sweeper leaves alone a
+// notice its own request is still about to write, and one already written.
+func TestNoticeWrittenAfterCrash(t *testing.T) {
+	for _, d := range sqldbtest.Backends {
+		t.Run(sqldbtest.Name(d), func(t *testing.T) {
+			f := newWF(t, d, editionStarts["2021"], false)
+			id := f.draft()
+			f.submit(id)
+			f.crashAfterDecision(func() { _, _ = f.move(id, "require_review", "", 0) })
+			if c, err := f.svc.GetCase(f.ctx, f.office, id); err != nil || c.Status != "under_review" {
+				t.Fatalf("after the crash: %+v %v", c, err)
+			}
+			if n := len(f.notices(id)); n != 0 {
+				t.Fatalf("%d notices before the restart", n)
+			}
+
+			// Restarted at once: the sweeper gives the request its grace
+			// (it cannot tell a dead request from a slow one yet).
+			svc := f.restart()
+			if n, err := svc.WritePendingNotices(f.ctx); err != nil || n != 0 {
+				t.Fatalf("sweep within the grace: %d %v", n, err)
+			}
+			// Past it, two instances sweep at once: one notice.
+			f.mu.Lock()
+			f.now = f.now.Add(noticeGrace + time.Second)
+			f.mu.Unlock()
+			other := f.restart()
+			var wg sync.WaitGroup
+			written := make([]int, 2)
+			for i, s := range []*Service{svc, other} {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					n, err := s.WritePendingNotices(f.ctx)
+					if err != nil {
+						t.Errorf("sweep: %v", err)
+					}
+					written[i] = n
+				}()
+			}
+			wg.Wait()
+			ns := f.notices(id)
+			if written[0]+written[1] != 1 || len(ns) != 1 {
+				t.Fatalf("written %v, %d notices; want one", written, len(ns))
+			}
+			body := f.read(f.op, ns[0].ID)
+			if !strings.Contains(body, "requires a cybersecurity review") || !strings.Contains(body, "Status: submitted -> under_review") ||
+				!strings.Contains(body, "Review period: preliminary_review") || f.uploader(ns[0].ID) != f.office.P.User.ID {
+				t.Fatalf("notice by %s:\n%s", f.uploader(ns[0].ID), body)
+			}
+			if n, err := svc.WritePendingNotices(f.ctx); err != nil || n != 0 {
+				t.Fatalf("second sweep: %d %v", n, err)
+			}
+
+			// A decision whose request lives writes its own notice; the
+			// sweeper finds nothing left to write.
+			f.mustMove(id, "extend", "complex supply chain", 0)
+			f.mu.Lock()
+			f.now = f.now.Add(time.Hour)
+			f.mu.Unlock()
+			if n, err := f.svc.WritePendingNotices(f.ctx); err != nil || n != 0 {
+				t.Fatalf("sweep after a live decision: %d %v", n, err)
+			}
+			if n := len(f.notices(id)); n != 2 {
+				t.Fatalf("%d notices, want 2", n)
+			}
+
+			// The disagreement that starts the special review: its notice
+			// is the system's, never the member unit's.
+			f.assign(id, f.rev, "reviewer")
+			f.upload(f.rev, id, "recommendation")
+			f.assign(id, f.u1, "member_unit")
+			f.assign(id, f.u2, "member_unit")
+			f.mustMove(id, "recommend", "", 0)
+			no := false
+			f.crashAfterDecision(func() { _, _ = f.svc.Opinion(f.ctx, f.u1, id, OpinionRequest{Agree: &no, Comment: "supply risk"}) })
+			if n := len(f.notices(id)); n != 3 {
+				t.Fatalf("%d notices after the crash, want 3", n)
+			}
+			f.mu.Lock()
+			f.now = f.now.Add(time.Hour)
+			f.mu.Unlock()
+			if n, err := f.restart().WritePendingNotices(f.ctx); err != nil || n != 1 {
+				t.Fatalf("sweep after the disagreement: %d %v", n, err)
+			}
+			ns = f.notices(id)
+			if len(ns) != 4 {
+				t.Fatalf("%d notices, want 4", len(ns))
+			}
+			var special *Material
+			for i := range ns {
+				if strings.HasPrefix(ns[i].Filename, "notice-special_review-") {
+					special = &ns[i]
+				}
+			}
+			if special == nil {
+				t.Fatalf("no special review notice in %+v", ns)
+			}
+			body = f.read(f.op, special.ID)
+			if by := f.uploader(special.ID); by != "system" || strings.Contains(body, "supply risk") ||
+				!strings.Contains(body, "special review procedure") {
+				t.Fatalf("special review notice by %s:\n%s", by, body)
+			}
+		})
+	}
+}
