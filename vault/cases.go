@@ -65,7 +65,7 @@ func (s *Service) CreateCase(ctx context.Context, a Actor, in NewCase) (Case, er
 	if err := s.record(ctx, a, "case.create", audit.Allowed, c.ID, "case/"+c.ID, "", ""); err != nil {
 		return Case{}, err
 	}
-	return s.insertCase(ctx, a, c, providers)
+	return s.insertCase(ctx, a, c, providers, nil)
 }
 
 // caseType checks the type of a new case and its listing details against
@@ -102,8 +102,9 @@ func (s *Service) caseType(in NewCase, c *Case) error {
 }
 
 // insertCase creates a case, its providers and its own age identity,
-// wrapped to the master key, in one transaction.
-func (s *Service) insertCase(ctx context.Context, a Actor, c Case, providers []string) (Case, error) {
+// wrapped to the master key, in one transaction, which alsoInTx (if not
+// nil) joins: an *Error it returns refuses the case as it is, unaudited.
+func (s *Service) insertCase(ctx context.Context, a Actor, c Case, providers []string, alsoInTx func(tx *gorm.DB) error) (Case, error) {
 	now := time.Now().UTC().Truncate(time.Microsecond)
 	c.CreatedAt = now
 	var row caseRow
@@ -123,8 +124,18 @@ func (s *Service) insertCase(ctx context.Context, a Actor, c Case, providers []s
 			}
 		}
 		row, key = r, k
-		return tx.Create(&caseKeyRow{CaseID: r.ID, Wrapped: wrapped.Data, Master: wrapped.Master, Escrow: wrapped.Escrow, CreatedAt: now}).Error
+		if err := tx.Create(&caseKeyRow{CaseID: r.ID, Wrapped: wrapped.Data, Master: wrapped.Master, Escrow: wrapped.Escrow, CreatedAt: now}).Error; err != nil {
+			return err
+		}
+		if alsoInTx != nil {
+			return alsoInTx(tx)
+		}
+		return nil
 	})
+	var refused *Error
+	if errors.As(err, &refused) {
+		return Case{}, err // alsoInTx refused it: nothing was stored
+	}
 	if err != nil {
 		s.recordFailure(ctx, a, "case.create", c.ID, "case/"+c.ID, err)
 		return Case{}, fmt.Errorf("store case: %w", err)

@@ -22,8 +22,9 @@ var ErrStoreUnavailable = blob.ErrUnavailable
 type faultPoint int
 
 const (
-	// faultAfterDecision: a decision (an event and its pending notice
-	// marker) has committed; its written notice is not yet written.
+	// faultAfterDecision: a decision (an event, or a proposal's approval
+	// with its case, and its pending notice marker) has committed; its
+	// written notice is not yet written.
 	faultAfterDecision faultPoint = iota + 1
 )
 

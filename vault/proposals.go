@@ -264,8 +264,7 @@ func (s *Service) ApproveProposal(ctx context.Context, a Actor, id string, in Ap
 	if err != nil {
 		return ApprovedProposal{}, fmt.Errorf("load proposal %s: %w", id, err)
 	}
-	ed, err := review.EditionByID(row.Edition)
-	if err != nil {
+	if _, err := review.EditionByID(row.Edition); err != nil {
 		return ApprovedProposal{}, fmt.Errorf("proposal %s: %w", id, err)
 	}
 	if row.Status != ProposalProposed {
@@ -299,20 +298,30 @@ func (s *Service) ApproveProposal(ctx context.Context, a Actor, id string, in Ap
 		return ApprovedProposal{}, err
 	}
 	now := s.now().UTC().Truncate(time.Microsecond)
-	res := s.db.WithContext(ctx).Model(&proposalRow{}).Where("id = ? AND status = ?", row.ID, ProposalProposed).
-		Updates(map[string]any{"status": ProposalApproved, "reference": sealed.Reference, "approved_by": a.P.User.ID, "approved_at": now, "case_id": c.ID})
-	if res.Error != nil {
-		return ApprovedProposal{}, fmt.Errorf("approve proposal %s: %w", id, res.Error)
-	}
-	if res.RowsAffected != 1 {
-		return ApprovedProposal{}, &Error{Kind: ErrConflict, Code: "already_approved", Detail: "the Commission's approval of this proposal is already recorded"}
-	}
-	cs, err := s.insertCase(ctx, a, c, nil)
+	// The approval, the case it opens and the notice it owes the party
+	// commit together: approved with no case, the proposal could be neither
+	// approved again nor followed, and a notice lost to a crash would leave
+	// the party unaware of the review (the notice sweeper writes it).
+	cs, err := s.insertCase(ctx, a, c, nil, func(tx *gorm.DB) error {
+		res := tx.Model(&proposalRow{}).Where("id = ? AND status = ?", row.ID, ProposalProposed).
+			Updates(map[string]any{"status": ProposalApproved, "reference": sealed.Reference, "approved_by": a.P.User.ID, "approved_at": now, "case_id": c.ID})
+		if res.Error != nil {
+			return fmt.Errorf("approve proposal %s: %w", id, res.Error)
+		}
+		if res.RowsAffected != 1 {
+			return &Error{Kind: ErrConflict, Code: "already_approved", Detail: "the Commission's approval of this proposal is already recorded"}
+		}
+		return tx.Create(&pendingNoticeRow{CaseID: c.ID, Seq: proposalNoticeSeq, Actor: a.P.User.ID, ActorOrg: a.P.User.OrgID,
+			RequestID: a.RequestID, DecidedAt: now}).Error
+	})
 	if err != nil {
 		return ApprovedProposal{}, err
 	}
+	s.fault(faultAfterDecision)
 	row.Status, row.Reference, row.ApprovedBy, row.ApprovedAt, row.CaseID = ProposalApproved, sealed.Reference, a.P.User.ID, &now, c.ID
-	s.proposalNotice(ctx, a, cs, ed, row, ref)
+	if _, err := s.writeProposalNotice(ctx, a, cs); err != nil {
+		s.log.ErrorContext(ctx, "proposal notice not written; the notice sweeper retries", "case", c.ID, "proposal", row.ID, "err", err)
+	}
 	p, err := toProposal(key, row)
 	if err != nil {
 		return ApprovedProposal{}, err
@@ -320,23 +329,47 @@ func (s *Service) ApproveProposal(ctx context.Context, a Actor, id string, in Ap
 	return ApprovedProposal{Proposal: p, Case: cs}, nil
 }
 
-// proposalNotice tells the party, in its case, that a review was opened on
-// its behalf and what to do.
-func (s *Service) proposalNotice(ctx context.Context, a Actor, c Case, ed *review.Edition, p proposalRow, reference string) {
+// proposalNoticeSeq marks, in pending_notices, the notice a case opened on
+// a member unit's proposal owes the party: no event of the case (they are
+// numbered from 1) takes that decision.
+const proposalNoticeSeq = 0
+
+// writeProposalNotice tells the party, in case c, that a review was opened
+// on its behalf and what to do, and clears the notice's pending marker in
+// the same transaction (errNoticeWritten when it is already gone).
+func (s *Service) writeProposalNotice(ctx context.Context, a Actor, c Case) (Material, error) {
+	var p proposalRow
+	if err := s.db.WithContext(ctx).Where("id = ? AND case_id = ?", c.Proposal, c.ID).Take(&p).Error; err != nil {
+		return Material{}, fmt.Errorf("load proposal of case %s: %w", c.ID, err)
+	}
+	if p.ApprovedAt == nil {
+		return Material{}, fmt.Errorf("proposal %s of case %s is not approved", p.ID, c.ID)
+	}
+	ed, err := review.EditionByID(p.Edition)
+	if err != nil {
+		return Material{}, fmt.Errorf("proposal %s: %w", p.ID, err)
+	}
+	key, err := s.keys.vaultKey(ctx, proposalKey)
+	if err != nil {
+		return Material{}, err
+	}
+	text, err := openProposal(key, p)
+	if err != nil {
+		return Material{}, err
+	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "Cybersecurity Review Office - written notice\n\n")
 	fmt.Fprintf(&b, "Case: %s\nTitle: %s\nSubject of review: %s (%s)\n", c.ID, c.Title, c.Product, p.Subject)
 	fmt.Fprintf(&b, "Decision: A member unit of the cybersecurity review mechanism has proposed a review of the %s named above; "+
 		"the Central Cyberspace Affairs Commission approved it (reference %s), and the Review Office has opened this case on your behalf. "+
-		"Upload the application materials and submit the case.\n", p.Subject, reference)
+		"Upload the application materials and submit the case.\n", p.Subject, text.reference)
 	if ed.RiskMeasures {
 		fmt.Fprintf(&b, "During the review you shall take the risk prevention and mitigation measures the review requires, as notified, and report on them.\n")
 	}
 	// The date of the day in Beijing, as every notice and deadline counts days.
 	fmt.Fprintf(&b, "Date: %s\nLegal basis: %s, %s\n", calendar.Today(*p.ApprovedAt), ed.Title, ed.Art(review.ArtProposal))
 	body := b.String()
-	if _, err := s.store(ctx, a, c.ID, "", Upload{Kind: "notice", Filename: "notice-proposal-" + p.ID + ".txt",
-		ContentType: "text/plain; charset=utf-8", Body: strings.NewReader(body), Size: int64(len(body))}); err != nil {
-		s.log.ErrorContext(ctx, "proposal notice not stored", "case", c.ID, "proposal", p.ID, "err", err)
-	}
+	return s.store(ctx, a, c.ID, "", Upload{Kind: "notice", Filename: "notice-proposal-" + p.ID + ".txt",
+		ContentType: "text/plain; charset=utf-8", Body: strings.NewReader(body), Size: int64(len(body)),
+		alsoInTx: clearPendingNotice(c.ID, proposalNoticeSeq)})
 }

@@ -187,18 +187,25 @@ func (s *Service) writeNotice(ctx context.Context, a Actor, row Case, purpose st
 	}
 	fmt.Fprintf(&b, "Legal basis: %s, %s\n", ed.Title, strings.Join(arts, ", "))
 	body := b.String()
-	clear := func(tx *gorm.DB) error {
-		res := tx.Where("case_id = ? AND seq = ?", row.ID, ev.Seq).Delete(&pendingNoticeRow{})
+	return s.store(ctx, a, row.ID, purpose, Upload{Kind: "notice", Filename: noticeFilename(ev.Action, ev.On),
+		ContentType: "text/plain; charset=utf-8", Body: strings.NewReader(body), Size: int64(len(body)),
+		alsoInTx: clearPendingNotice(row.ID, ev.Seq)})
+}
+
+// clearPendingNotice deletes the pending marker of the notice stored in the
+// same transaction: errNoticeWritten, which aborts it, when another writer
+// got there first.
+func clearPendingNotice(caseID string, seq int) func(tx *gorm.DB) error {
+	return func(tx *gorm.DB) error {
+		res := tx.Where("case_id = ? AND seq = ?", caseID, seq).Delete(&pendingNoticeRow{})
 		if res.Error != nil {
-			return fmt.Errorf("clear pending notice of case %s: %w", row.ID, res.Error)
+			return fmt.Errorf("clear pending notice of case %s: %w", caseID, res.Error)
 		}
 		if res.RowsAffected != 1 {
 			return errNoticeWritten
 		}
 		return nil
 	}
-	return s.store(ctx, a, row.ID, purpose, Upload{Kind: "notice", Filename: noticeFilename(ev.Action, ev.On),
-		ContentType: "text/plain; charset=utf-8", Body: strings.NewReader(body), Size: int64(len(body)), alsoInTx: clear})
 }
 
 // noticeGrace is how long the notice sweeper leaves a pending notice to the
@@ -270,7 +277,11 @@ func (s *Service) writePending(ctx context.Context, p pendingNoticeRow) (bool, e
 		return false, err
 	}
 	by := Actor{P: access.Principal{User: access.User{ID: p.Actor, OrgID: p.ActorOrg}}, RequestID: p.RequestID}
-	_, err = s.writeNotice(ctx, by, c, p.Purpose, p.Seq)
+	if p.Seq == proposalNoticeSeq {
+		_, err = s.writeProposalNotice(ctx, by, c)
+	} else {
+		_, err = s.writeNotice(ctx, by, c, p.Purpose, p.Seq)
+	}
 	if errors.Is(err, errNoticeWritten) {
 		return false, nil
 	}

@@ -176,3 +176,77 @@ func TestNoticeWrittenAfterCrash(t *testing.T) {
 		})
 	}
 }
+
+// TestProposalApprovalAtomicWithItsNotice: recording the Commission's
+// approval opens the party's case in the same transaction, so two offices
+// approving at once open one case, and a crash right after leaves a case
+// whose notice the sweeper writes, once, as the office's. Before, the
+// approval committed on its own: a crash before the case left a proposal
+// approved with no case, which could be neither approved again nor
+// followed, and a crash before the notice left the party uninformed.
+func TestProposalApprovalAtomicWithItsNotice(t *testing.T) {
+	for _, d := range sqldbtest.Backends {
+		t.Run(sqldbtest.Name(d), func(t *testing.T) {
+			f := newWF(t, d, editionStarts["2021"], false)
+			in := NewProposal{PartyOrg: f.op.P.User.OrgID, Subject: "data_processing", Title: "Ride data", Product: "dispatch platform", Reason: "risk"}
+			p, err := f.svc.Propose(f.ctx, f.u1, in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Approved twice at once: one case, one refusal.
+			var wg sync.WaitGroup
+			errs := make([]error, 2)
+			for i := range errs {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					_, errs[i] = f.svc.ApproveProposal(f.ctx, f.office, p.ID, ApprovalRequest{Reference: "CCAC-1"})
+				}()
+			}
+			wg.Wait()
+			if (errs[0] == nil) == (errs[1] == nil) {
+				t.Fatalf("concurrent approvals: %v, %v; want one to win", errs[0], errs[1])
+			}
+			var cases int64
+			if err := f.db.Model(&caseRow{}).Where("proposal_id = ?", p.ID).Count(&cases).Error; err != nil || cases != 1 {
+				t.Fatalf("%d cases for the proposal (%v), want 1", cases, err)
+			}
+
+			// The vault dies right after the approval commits.
+			p2, err := f.svc.Propose(f.ctx, f.u1, in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.crashAfterDecision(func() {
+				_, _ = f.svc.ApproveProposal(f.ctx, f.office, p2.ID, ApprovalRequest{Reference: "CCAC-2"})
+			})
+			var row proposalRow
+			if err := f.db.Where("id = ?", p2.ID).Take(&row).Error; err != nil || row.Status != ProposalApproved || row.CaseID == "" {
+				t.Fatalf("proposal after the crash: %+v %v", row, err)
+			}
+			if _, err := f.svc.GetCase(f.ctx, f.op, row.CaseID); err != nil {
+				t.Fatalf("the approved proposal's case: %v", err)
+			}
+			if n := len(f.notices(row.CaseID)); n != 0 {
+				t.Fatalf("%d notices before the restart", n)
+			}
+			f.mu.Lock()
+			f.now = f.now.Add(noticeGrace + time.Second)
+			f.mu.Unlock()
+			svc := f.restart()
+			if n, err := svc.WritePendingNotices(f.ctx); err != nil || n != 1 {
+				t.Fatalf("sweep: %d %v", n, err)
+			}
+			if n, err := svc.WritePendingNotices(f.ctx); err != nil || n != 0 {
+				t.Fatalf("second sweep: %d %v", n, err)
+			}
+			ns := f.notices(row.CaseID)
+			if len(ns) != 1 || f.uploader(ns[0].ID) != f.office.P.User.ID {
+				t.Fatalf("notices %+v", ns)
+			}
+			if body := f.read(f.op, ns[0].ID); !strings.Contains(body, "CCAC-2") || !strings.Contains(body, "Art. 16") {
+				t.Fatalf("notice:\n%s", body)
+			}
+		})
+	}
+}
