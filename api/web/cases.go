@@ -179,6 +179,23 @@ type caseView struct {
 	Form map[string]string
 }
 
+// ProvisionalDates reports whether the clock shows a date computed for a
+// year without an official holiday schedule, which the page then explains.
+func (v caseView) ProvisionalDates() bool {
+	if v.Clock == nil {
+		return false
+	}
+	if v.Clock.DueOnProvisional {
+		return true
+	}
+	for _, o := range v.Clock.Opinions {
+		if o.DueOnProvisional {
+			return true
+		}
+	}
+	return false
+}
+
 // showCase shows one case. Which service calls it makes depends on the
 // role (an office admin is shown assignments and actions, a party the
 // upload form); each call decides itself what this user may see.

@@ -650,3 +650,51 @@ func TestTimesSayBeijingTime(t *testing.T) {
 		}
 	}
 }
+
+// TestProvisionalExplainedInWords: a provisional date says why in text
+// the page shows, which a keyboard or a finger reaches (a title tooltip
+// reaches neither): the badge links to the note and is described by it,
+// on the case page, the deadlines page and the dashboard, in both
+// languages; a page with no provisional date has no note.
+func TestProvisionalExplainedInWords(t *testing.T) {
+	e, cat := viewsAndCatalogue(t)
+	due, _ := calendar.ParseDate("2031-01-14")
+	for _, tag := range languages {
+		L := cat.locale(tag)
+		for _, provisional := range []bool{true, false} {
+			ds := []vault.Deadline{{CaseID: "c1", Title: "T", Status: "under_review", Phase: review.PhasePreliminary, DueOn: due, DueOnProvisional: provisional}}
+			for _, view := range []struct {
+				name string
+				data any
+			}{
+				{"deadlines", map[string]any{"Deadlines": ds, "Within": 30}},
+				{"dashboard", dashboardView{Deadlines: ds}},
+				{"case", caseView{Case: vault.Case{ID: "c1", Title: "T", Status: "under_review"},
+					Clock: &review.Clock{Phase: review.PhasePreliminary, DueOn: due, DueOnProvisional: provisional}}},
+				{"case", caseView{Case: vault.Case{ID: "c1", Title: "T", Status: "soliciting_opinions"},
+					Clock: &review.Clock{Phase: review.PhaseOpinions, DueOn: due, Opinions: []review.MemberOpinion{{Org: "o", DueOn: due, DueOnProvisional: provisional}}}}},
+			} {
+				p := &page{L: L, User: &access.User{DisplayName: "x"}, Roles: []string{"office_admin"}, Data: view.data}
+				var b strings.Builder
+				if err := e.views[view.name].Execute(&b, p); err != nil {
+					t.Fatalf("%s %s: %v", view.name, tag, err)
+				}
+				html := b.String()
+				if strings.Contains(html, `title="`) {
+					t.Errorf("%s %s: an explanation in a title attribute", view.name, tag)
+				}
+				note := `<p class="help" id="provisional-note">` + htmlstd.EscapeString(L.T("clock.provisional_note")) + `</p>`
+				badge := `<a class="badge" href="#provisional-note" aria-describedby="provisional-note">` + L.T("clock.provisional") + `</a>`
+				if got := strings.Contains(html, note); got != provisional {
+					t.Errorf("%s %s, provisional %v: note shown %v", view.name, tag, provisional, got)
+				}
+				if got := strings.Contains(html, badge); got != provisional {
+					t.Errorf("%s %s, provisional %v: linked badge shown %v", view.name, tag, provisional, got)
+				}
+				if strings.Count(html, `id="provisional-note"`) > 1 {
+					t.Errorf("%s %s: the note's id is not unique", view.name, tag)
+				}
+			}
+		}
+	}
+}
