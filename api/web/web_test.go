@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gin-gonic/gin"
 
@@ -694,6 +695,41 @@ func TestProvisionalExplainedInWords(t *testing.T) {
 				if strings.Count(html, `id="provisional-note"`) > 1 {
 					t.Errorf("%s %s: the note's id is not unique", view.name, tag)
 				}
+			}
+		}
+	}
+}
+
+// TestAssignmentsShowWhenAccessEnds: the office's table of assignments
+// says when each one's access ends, as the day the office chose (ending
+// at 24:00 Beijing time) or to the minute when set otherwise, and says so
+// when there is no end.
+func TestAssignmentsShowWhenAccessEnds(t *testing.T) {
+	e, cat := viewsAndCatalogue(t)
+	dayEnd := time.Date(2027, 3, 5, 23, 59, 59, 0, shanghai)
+	odd := time.Date(2027, 3, 6, 1, 30, 0, 0, time.UTC) // 09:30 in Beijing
+	for _, tag := range languages {
+		L := cat.locale(tag)
+		p := &page{L: L, User: &access.User{DisplayName: "x"}, Roles: []string{"office_admin"},
+			Data: caseView{Case: vault.Case{ID: "c1", Title: "T", Status: "under_review"}, Roles: []string{"reviewer"},
+				Assignments: []access.Assignment{{ID: "a1", UserID: "u1", Role: "reviewer", Purpose: "p", Status: "active", ExpiresAt: &dayEnd},
+					{ID: "a2", UserID: "u2", Role: "reviewer", Purpose: "p", Status: "active", ExpiresAt: &odd},
+					{ID: "a3", UserID: "u3", Role: "reviewer", Purpose: "p", Status: "active"}}}}
+		var b strings.Builder
+		if err := e.views["case"].Execute(&b, p); err != nil {
+			t.Fatalf("%s: %v", tag, err)
+		}
+		html := htmlstd.UnescapeString(b.String())
+		if !strings.Contains(html, `<th scope="col">`+L.T("assign.ends")+`</th>`) {
+			t.Errorf("%s: no column for when access ends", tag)
+		}
+		for _, want := range []string{
+			`<td class="assign-ends"><time datetime="2027-03-05T23:59:59+08:00">` + L.Date("2027-03-05") + " " + L.T("time.due_end") + `</time></td>`,
+			`<td class="assign-ends"><time datetime="2027-03-06T09:30:00+08:00">` + L.Time(odd) + `</time></td>`,
+			`<td class="assign-ends">` + L.T("assign.no_end") + `</td>`,
+		} {
+			if !strings.Contains(html, want) {
+				t.Errorf("%s: the assignments table lacks %s", tag, want)
 			}
 		}
 	}
