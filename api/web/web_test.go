@@ -734,3 +734,52 @@ func TestAssignmentsShowWhenAccessEnds(t *testing.T) {
 		}
 	}
 }
+
+// TestShortListsLinkTheRest: a list a page shows only the start of links
+// to the rest: the office's intake on the dashboard to the submitted
+// cases after it, and a party's commitments on the case page to the case's
+// commitments after them. Without more, no link.
+func TestShortListsLinkTheRest(t *testing.T) {
+	e, cat := viewsAndCatalogue(t)
+	const cursor = "eyJhIjoiMjAyNy0wMS0xMiJ9+/=&x"
+	for _, tag := range languages {
+		for _, next := range []string{cursor, ""} {
+			for _, tc := range []struct {
+				view, id, path string
+				roles          []string
+				data           any
+				want           map[string]string
+			}{
+				{"dashboard", "intake-next", "/cases", []string{"office_admin"},
+					dashboardView{Intake: []vault.Case{{ID: "c1", Title: "T", Status: "submitted"}}, IntakeNext: next}, map[string]string{"status": "submitted"}},
+				{"case", "commitments-next", "/commitments", []string{"provider"},
+					caseView{Case: vault.Case{ID: "c1", Title: "T", Status: "under_review"}, Kinds: vault.Kinds,
+						Commitments: []supervision.Commitment{{ID: "m1", CaseID: "c1", Kind: "no_backdoor", Text: "t"}}, CommitmentsNext: next},
+					map[string]string{"case": "c1"}},
+			} {
+				p := &page{L: cat.locale(tag), User: &access.User{DisplayName: "x"}, Roles: tc.roles, Data: tc.data}
+				var b strings.Builder
+				if err := e.views[tc.view].Execute(&b, p); err != nil {
+					t.Fatalf("%s %s: %v", tc.view, tag, err)
+				}
+				_, after, found := strings.Cut(b.String(), `id="`+tc.id+`" href="`)
+				if found != (next != "") {
+					t.Fatalf("%s %s, next %q: link to the rest present %v", tc.view, tag, next, found)
+				}
+				if !found {
+					continue
+				}
+				href, _, _ := strings.Cut(after, `"`)
+				u, err := url.Parse(htmlstd.UnescapeString(href))
+				if err != nil || u.Path != tc.path || u.Query().Get("cursor") != next {
+					t.Fatalf("%s %s: link to the rest %q (%v)", tc.view, tag, href, err)
+				}
+				for k, v := range tc.want {
+					if got := u.Query().Get(k); got != v {
+						t.Errorf("%s %s: link %q has %s=%q, want %q", tc.view, tag, href, k, got, v)
+					}
+				}
+			}
+		}
+	}
+}
