@@ -85,6 +85,9 @@ type complaintView struct {
 	People map[string]person
 	// Form is a refused resolution as it was sent ("resolution.note").
 	Form map[string]string
+	// CaseTitle names the complaint's case when the viewer may list it
+	// (vault.CaseTitles), and the page then links to it; else "".
+	CaseTitle string
 }
 
 func (a *app) complaint(c *gin.Context) {
@@ -110,6 +113,12 @@ func (a *app) renderComplaint(c *gin.Context, status int, form map[string]string
 		}
 		v.Evidence = &ev
 		v.People = a.people(ctx, []string{cp.Subject}, nil)
+	}
+	// The title only names the case: a page that cannot have it shows the id.
+	if titles, err := a.Vault.CaseTitles(ctx, a.actor(c), []string{cp.CaseID}); err != nil {
+		a.log.WarnContext(ctx, "complaint page without its case's title", "err", err)
+	} else {
+		v.CaseTitle = titles[cp.CaseID]
 	}
 	v.Form = form
 	p.Data = v
