@@ -187,19 +187,57 @@ func (a *app) reports(c *gin.Context) {
 var reportStatuses = []string{supervision.ReportReceived, supervision.ReportTriaged, supervision.ReportInvestigating, supervision.ReportClosed}
 
 func (a *app) report(c *gin.Context) {
+	a.renderReport(c, http.StatusOK, nil)
+}
+
+// reportView is a report for the inspector, with its two forms: a
+// message to the reporter and a change of status, each filled in as it
+// was sent when the service refused it.
+type reportView struct {
+	Report   supervision.Report
+	Statuses []string
+	People   map[string]person
+	Message  string // the message form's text
+	// Status and Outcome are the status form's choice and text.
+	Status, Outcome string
+}
+
+// renderReport shows the report page with status; form, when not nil,
+// fills a refused form back in ("message.text", "status.status" and
+// "status.outcome"; the status form is kept only if it was the one sent).
+func (a *app) renderReport(c *gin.Context, status int, form map[string]string) {
 	p := pageOf(c)
 	r, err := a.Supervision.GetReport(c.Request.Context(), a.actor(c), c.Param("id"))
 	if err != nil {
 		a.fail(c, err)
 		return
 	}
-	p.Data = map[string]any{"Report": r, "Statuses": reportStatuses, "People": a.people(c.Request.Context(), nil, []string{r.SubjectOrg})}
-	a.render(c, http.StatusOK, "report", p)
+	v := reportView{Report: r, Statuses: reportStatuses, People: a.people(c.Request.Context(), nil, []string{r.SubjectOrg}),
+		Message: form["message.text"], Status: r.Status, Outcome: r.Outcome}
+	if st, sent := form["status.status"]; sent {
+		v.Status, v.Outcome = st, form["status.outcome"]
+	}
+	p.Data = v
+	a.render(c, status, "report", p)
+}
+
+// reportFormRefused answers a form of the report page that the service
+// refused for what was typed in it: the page again, the reason above and
+// the form as it was sent. Other refusals are the error page.
+func (a *app) reportFormRefused(c *gin.Context, err error, form map[string]string) {
+	status, msg := a.formError(c, err)
+	switch status {
+	case http.StatusBadRequest, http.StatusConflict, http.StatusUnprocessableEntity:
+		pageOf(c).Error = msg
+		a.renderReport(c, status, form)
+	default:
+		a.fail(c, err)
+	}
 }
 
 func (a *app) inspectorMessage(c *gin.Context) {
 	if _, err := a.Supervision.InspectorMessage(c.Request.Context(), a.actor(c), c.Param("id"), supervision.MessageRequest{Text: c.PostForm("text")}); err != nil {
-		a.fail(c, err)
+		a.reportFormRefused(c, err, map[string]string{"message.text": c.PostForm("text")})
 		return
 	}
 	c.Redirect(http.StatusSeeOther, "/reports/"+c.Param("id")+"?done=message_sent")
@@ -208,7 +246,7 @@ func (a *app) inspectorMessage(c *gin.Context) {
 func (a *app) reportStatus(c *gin.Context) {
 	in := supervision.ReportStatusChange{Status: c.PostForm("status"), Outcome: c.PostForm("outcome")}
 	if _, err := a.Supervision.SetReportStatus(c.Request.Context(), a.actor(c), c.Param("id"), in); err != nil {
-		a.fail(c, err)
+		a.reportFormRefused(c, err, keptForm(c, "status", "status", "outcome"))
 		return
 	}
 	c.Redirect(http.StatusSeeOther, "/reports/"+c.Param("id")+"?done=status_changed")
