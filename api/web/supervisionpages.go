@@ -6,6 +6,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/crvault/crvault/access"
 	"github.com/crvault/crvault/vault/supervision"
 )
 
@@ -150,10 +151,21 @@ func (a *app) resolveComplaint(c *gin.Context) {
 	c.Redirect(http.StatusSeeOther, "/complaints/"+c.Param("id")+"?done=resolved")
 }
 
+// commitments lists commitments, filtered by case and provider. The
+// provider may be typed as its name, as people know it; a name that names
+// no provider is passed on as typed and finds nothing, as an unknown id
+// does, so the filter tells no one what else is registered.
 func (a *app) commitments(c *gin.Context) {
 	p := pageOf(c)
-	list, err := a.Supervision.ListCommitments(c.Request.Context(), a.actor(c), supervision.CommitmentFilter{Provider: c.Query("provider"),
-		CaseID: c.Query("case"), Limit: 50, Cursor: c.Query("cursor")})
+	ctx := c.Request.Context()
+	caseID, provider := strings.TrimSpace(c.Query("case")), strings.TrimSpace(c.Query("provider"))
+	f := supervision.CommitmentFilter{Provider: provider, CaseID: caseID, Limit: 50, Cursor: c.Query("cursor")}
+	if provider != "" && !p.Is("provider") {
+		if org, err := a.Access.OrgByRef(ctx, provider); err == nil && org.Kind == access.OrgProvider {
+			f.Provider = org.ID
+		}
+	}
+	list, err := a.Supervision.ListCommitments(ctx, a.actor(c), f)
 	if err != nil {
 		a.fail(c, err)
 		return
@@ -162,8 +174,9 @@ func (a *app) commitments(c *gin.Context) {
 	for _, cm := range list.Items {
 		orgs = append(orgs, cm.ProviderOrg)
 	}
-	p.Data = map[string]any{"Items": list.Items, "NextCursor": list.NextCursor, "People": a.people(c.Request.Context(), nil, orgs),
-		"Case": c.Query("case"), "Provider": c.Query("provider")}
+	// The filters go on to the next page with its cursor, as typed.
+	p.Data = map[string]any{"Items": list.Items, "NextCursor": list.NextCursor, "People": a.people(ctx, nil, orgs),
+		"Case": caseID, "Provider": provider}
 	a.render(c, http.StatusOK, "commitments", p)
 }
 

@@ -783,3 +783,28 @@ func TestShortListsLinkTheRest(t *testing.T) {
 		}
 	}
 }
+
+// TestCommitmentsFilterForm: the commitments page offers its filters as a
+// form showing the filters applied, the provider among them for everyone
+// but a provider, who sees only its own.
+func TestCommitmentsFilterForm(t *testing.T) {
+	e, cat := viewsAndCatalogue(t)
+	for _, tag := range languages {
+		for _, role := range []string{"inspector", "office_admin", "operator", "provider"} {
+			p := &page{L: cat.locale(tag), User: &access.User{DisplayName: "x"}, Roles: []string{role},
+				Data: map[string]any{"Items": []supervision.Commitment{}, "People": map[string]person{}, "Case": "c1", "Provider": "Acme & Co"}}
+			var b strings.Builder
+			if err := e.views["commitments"].Execute(&b, p); err != nil {
+				t.Fatalf("%s %s: %v", role, tag, err)
+			}
+			html := b.String()
+			if !strings.Contains(html, `<form method="get" action="/commitments" class="filters card" id="commitment-filters">`) ||
+				!strings.Contains(html, `<input id="f-case" name="case" value="c1"`) {
+				t.Errorf("%s %s: no case filter showing the case", role, tag)
+			}
+			if got := strings.Contains(html, `<input id="f-provider" name="provider" value="Acme &amp; Co">`); got != (role != "provider") {
+				t.Errorf("%s %s: provider filter shown %v", role, tag, got)
+			}
+		}
+	}
+}

@@ -20,7 +20,7 @@ import (
 // offline-verifiable export from the audit page (all of it, or a range; a
 // bad range is a page saying why, not problem+json), and a party sees
 // neither the offer nor the export; the complaint page names and links its
-// case; the inspector's report forms and the reporter's message form come
+// case; the commitments page filters by a provider's name; the inspector's report forms and the reporter's message form come
 // back filled in after a refusal.
 func TestWebExportComplaintCaseAndReportForms(t *testing.T) {
 	t.Parallel()
@@ -128,6 +128,28 @@ func TestWebExportComplaintCaseAndReportForms(t *testing.T) {
 			st, page, _ = get(c, "/complaints")
 			if st != 200 || !strings.Contains(page, link) {
 				t.Errorf("%s's complaints page does not link the case: %d %s", name, st, tail(page, 3000))
+			}
+		}
+	})
+
+	t.Run("commitments filtered by provider name", func(t *testing.T) {
+		w.prov.expect(201, "POST", "/cases/"+caseID+"/commitments", map[string]any{"kind": "other", "text": "MARKER-COMMITMENT no remote access"})
+		for _, tc := range []struct {
+			c     cookieClient
+			query string
+			found bool
+		}{
+			{insp, "?provider=Acme+Routers", true},
+			{insp, "?provider=" + w.provOrg, true},
+			{insp, "?provider=Grid+Co", false}, // an operator, not a provider
+			{insp, "?provider=No+Such+Org", false},
+			{insp, "?case=" + caseID + "&provider=Acme+Routers", true},
+			{op, "?provider=Acme+Routers", true},
+			{op, "?case=no-such-case", false},
+		} {
+			st, page, _ := get(tc.c, "/commitments"+tc.query)
+			if st != 200 || strings.Contains(page, "MARKER-COMMITMENT") != tc.found || !strings.Contains(page, `id="commitment-filters"`) {
+				t.Errorf("commitments%s: %d, lists the commitment: want %v: %s", tc.query, st, tc.found, tail(page, 1500))
 			}
 		}
 	})
