@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 
@@ -43,9 +44,24 @@ func (a *app) callAPI(c *gin.Context, method, path string, body any) (apiAnswer,
 	} else {
 		rd = bytes.NewReader(nil)
 	}
-	req, err := http.NewRequestWithContext(c.Request.Context(), method, "/api/v1"+path, rd)
+	req, err := a.apiRequest(c, method, path, rd)
 	if err != nil {
-		return apiAnswer{}, fmt.Errorf("call %s %s: %w", method, path, err)
+		return apiAnswer{}, err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	w := &recorder{header: http.Header{}, status: http.StatusOK}
+	a.API.ServeHTTP(w, req)
+	return answer(w.status, w.header, w.body.Bytes()), nil
+}
+
+// apiRequest is method path (under /api/v1) as the signed-in user's
+// browser would send it with its cookie session.
+func (a *app) apiRequest(c *gin.Context, method, path string, body io.Reader) (*http.Request, error) {
+	req, err := http.NewRequestWithContext(c.Request.Context(), method, "/api/v1"+path, body)
+	if err != nil {
+		return nil, fmt.Errorf("call %s %s: %w", method, path, err)
 	}
 	req.RemoteAddr = c.Request.RemoteAddr
 	req.Host = c.Request.Host
@@ -57,26 +73,100 @@ func (a *app) callAPI(c *gin.Context, method, path string, body any) (apiAnswer,
 	if id := a.RequestID(c); id != "" {
 		req.Header.Set("X-Request-ID", id)
 	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
 	req.Header.Set("Accept", "application/json")
 	if token, ok := c.Get(ctxToken); ok {
 		req.AddCookie(&http.Cookie{Name: SessionCookie, Value: token.(string)})
 		req.Header.Set(CSRFHeader, sessionCSRF(token.(string)))
 		req.Header.Set("Sec-Fetch-Site", "same-origin")
 	}
-	w := &recorder{header: http.Header{}, status: http.StatusOK}
-	a.API.ServeHTTP(w, req)
-	ans := apiAnswer{Status: w.status, Body: w.body.Bytes(), Header: w.header}
-	if !ans.ok() && strings.HasPrefix(w.header.Get("Content-Type"), "application/problem+json") {
+	return req, nil
+}
+
+// answer reads the API's answer, with the problem code of a refusal.
+func answer(status int, header http.Header, body []byte) apiAnswer {
+	ans := apiAnswer{Status: status, Body: body, Header: header}
+	if !ans.ok() && strings.HasPrefix(header.Get("Content-Type"), "application/problem+json") {
 		var p struct {
 			Code string `json:"code"`
 		}
 		_ = json.Unmarshal(ans.Body, &p)
 		ans.Code = p.Code
 	}
-	return ans, nil
+	return ans
+}
+
+// streamAPI runs GET path (under /api/v1) through the JSON API as
+// callAPI does, but sends a successful answer to the browser as it
+// comes, headers and all: a download too large to hold (the audit
+// export) passes through, while the API keeps its rules and its audit
+// records. A refusal is not sent: it comes back (ok false) for the page
+// to answer in words.
+func (a *app) streamAPI(c *gin.Context, path string) (ans apiAnswer, ok bool) {
+	if a.API == nil {
+		a.log.ErrorContext(c.Request.Context(), "web API call", "request_id", a.RequestID(c), "err", "the web application has no API handler")
+		return apiAnswer{Status: http.StatusInternalServerError}, false
+	}
+	req, err := a.apiRequest(c, http.MethodGet, path, http.NoBody)
+	if err != nil {
+		a.log.ErrorContext(c.Request.Context(), "web API call", "request_id", a.RequestID(c), "err", err)
+		return apiAnswer{Status: http.StatusInternalServerError}, false
+	}
+	w := &passWriter{dst: c.Writer, header: http.Header{}}
+	a.API.ServeHTTP(w, req)
+	if w.passing {
+		return apiAnswer{Status: w.status}, true
+	}
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return answer(w.status, w.header, w.body.Bytes()), false
+}
+
+// passWriter sends a 2xx answer on to dst as it is written, and keeps
+// the start of any other (a problem+json body) for the page to read.
+type passWriter struct {
+	dst     http.ResponseWriter
+	header  http.Header
+	status  int
+	passing bool
+	body    bytes.Buffer
+}
+
+func (w *passWriter) Header() http.Header { return w.header }
+
+func (w *passWriter) WriteHeader(s int) {
+	if w.status != 0 {
+		return
+	}
+	w.status = s
+	if s >= 200 && s < 300 {
+		w.passing = true
+		h := w.dst.Header()
+		for k, v := range w.header {
+			h[k] = v
+		}
+		w.dst.WriteHeader(s)
+	}
+}
+
+func (w *passWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.WriteHeader(http.StatusOK)
+	}
+	if w.passing {
+		return w.dst.Write(b)
+	}
+	if w.body.Len() < 64<<10 {
+		w.body.Write(b)
+	}
+	return len(b), nil
+}
+
+// Flush lets a streamed answer out as the API flushes it.
+func (w *passWriter) Flush() {
+	if f, ok := w.dst.(http.Flusher); ok && w.passing {
+		f.Flush()
+	}
 }
 
 // apiJSON calls the API and decodes a successful answer into out. A

@@ -38,12 +38,15 @@ func (a *app) caseRoutes(g *gin.RouterGroup) {
 }
 
 type dashboardView struct {
-	Cases     []vault.Case
-	Intake    []vault.Case
-	Deadlines []vault.Deadline
-	Next      string
-	Status    string
-	Statuses  []review.Status
+	Cases  []vault.Case
+	Intake []vault.Case
+	// IntakeNext is the cursor of the submitted cases after Intake, which
+	// the cases page lists on from (filtered to submitted).
+	IntakeNext string
+	Deadlines  []vault.Deadline
+	Next       string
+	Status     string
+	Statuses   []review.Status
 }
 
 // dashboard is the signed-in home page: what the person's role works on.
@@ -57,7 +60,7 @@ func (a *app) dashboard(c *gin.Context) {
 			a.fail(c, err)
 			return
 		}
-		v.Intake = intake.Items
+		v.Intake, v.IntakeNext = intake.Items, intake.NextCursor
 		// The soonest 20: the deadlines page lists the rest a page at a time.
 		due, err := a.Vault.DeadlinesPage(ctx, a.actor(c), review.DueSoonWorkingDays, 20, "")
 		if err != nil {
@@ -165,6 +168,9 @@ type caseView struct {
 	Assignable  []person          // suggestions for the assignment form (office admins)
 	Actions     []string
 	Commitments []supervision.Commitment
+	// CommitmentsNext is the cursor of the commitments after those shown,
+	// which the commitments page lists on from (filtered to the case).
+	CommitmentsNext string
 	// Declaration is where a reviewer or member unit stands on conflicts
 	// of interest (Declared false: not yet).
 	Declaration *access.Declaration
@@ -177,6 +183,23 @@ type caseView struct {
 	// by form and field ("transition.reason"), shown again with the
 	// reason above.
 	Form map[string]string
+}
+
+// ProvisionalDates reports whether the clock shows a date computed for a
+// year without an official holiday schedule, which the page then explains.
+func (v caseView) ProvisionalDates() bool {
+	if v.Clock == nil {
+		return false
+	}
+	if v.Clock.DueOnProvisional {
+		return true
+	}
+	for _, o := range v.Clock.Opinions {
+		if o.DueOnProvisional {
+			return true
+		}
+	}
+	return false
 }
 
 // showCase shows one case. Which service calls it makes depends on the
@@ -211,6 +234,10 @@ func keptForm(c *gin.Context, prefix string, fields ...string) map[string]string
 	}
 	return out
 }
+
+// caseCommitments is how many commitments the case page lists; the
+// commitments page, filtered to the case, lists the rest.
+const caseCommitments = 50
 
 // renderCase shows the case page with status; form, when not nil, fills
 // a refused form back in.
@@ -271,12 +298,12 @@ func (a *app) renderCase(c *gin.Context, id string, status int, form map[string]
 		}
 	}
 	if a.Supervision != nil && (p.Is("provider") || p.Is("operator")) {
-		cm, err := a.Supervision.ListCommitments(ctx, act, supervision.CommitmentFilter{CaseID: id, Limit: 100})
+		cm, err := a.Supervision.ListCommitments(ctx, act, supervision.CommitmentFilter{CaseID: id, Limit: caseCommitments})
 		if err != nil {
 			a.fail(c, err)
 			return
 		}
-		v.Commitments = cm.Items
+		v.Commitments, v.CommitmentsNext = cm.Items, cm.NextCursor
 	}
 	// Names for what the page shows by id: the operator and providers
 	// (which every viewer of the case is shown), the member units asked

@@ -182,6 +182,16 @@ func (l *Locale) Date(v any) string {
 	return d.Format("2 Jan 2006")
 }
 
+// Ends shows when something that ends at a moment (an assignment's
+// access) ends: as a day, with "by 24:00", when it ends with a day in
+// Beijing time (as the assignment form sets it), else to the minute.
+func (l *Locale) Ends(t time.Time) string {
+	if s := t.In(shanghai); s.Hour() == 23 && s.Minute() == 59 && s.Second() == 59 {
+		return l.Date(s.Format("2006-01-02")) + " " + l.T("time.due_end")
+	}
+	return l.Time(t)
+}
+
 // Size shows a byte count for people.
 func (l *Locale) Size(n int64) string {
 	const unit = 1024

@@ -100,10 +100,12 @@ func (a *app) reportStatusForm(c *gin.Context) {
 }
 
 func (a *app) reporterStatus(c *gin.Context) {
-	a.showReporterStatus(c, c.PostForm("receipt"), http.StatusOK)
+	a.showReporterStatus(c, c.PostForm("receipt"), http.StatusOK, "")
 }
 
-func (a *app) showReporterStatus(c *gin.Context, receipt string, status int) {
+// showReporterStatus shows the report a receipt opens, with status; text
+// fills the message form back in after a refusal.
+func (a *app) showReporterStatus(c *gin.Context, receipt string, status int, text string) {
 	p := pageOf(c)
 	v, err := a.Supervision.ReporterStatus(c.Request.Context(), a.client(c), receipt)
 	if err != nil {
@@ -112,18 +114,21 @@ func (a *app) showReporterStatus(c *gin.Context, receipt string, status int) {
 		a.render(c, st, "public_status", p)
 		return
 	}
-	p.Data = map[string]any{"Report": v, "Receipt": receipt}
+	p.Data = map[string]any{"Report": v, "Receipt": receipt, "Text": text}
 	a.render(c, status, "public_status", p)
 }
 
+// reporterMessage sends the reporter's message. Refused, the status page
+// comes back with the reason and the message as it was typed.
 func (a *app) reporterMessage(c *gin.Context) {
 	p := pageOf(c)
 	receipt := c.PostForm("receipt")
 	if _, err := a.Supervision.ReporterMessage(c.Request.Context(), a.client(c), receipt, supervision.MessageRequest{Text: c.PostForm("text")}); err != nil {
-		_, msg := a.formError(c, err)
+		status, msg := a.formError(c, err)
 		p.Error = msg
-	} else {
-		p.Flash = "flash.message_sent"
+		a.showReporterStatus(c, receipt, status, c.PostForm("text"))
+		return
 	}
-	a.showReporterStatus(c, receipt, http.StatusOK)
+	p.Flash = "flash.message_sent"
+	a.showReporterStatus(c, receipt, http.StatusOK, "")
 }

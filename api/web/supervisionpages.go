@@ -6,6 +6,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/crvault/crvault/access"
 	"github.com/crvault/crvault/vault/supervision"
 )
 
@@ -85,6 +86,9 @@ type complaintView struct {
 	People map[string]person
 	// Form is a refused resolution as it was sent ("resolution.note").
 	Form map[string]string
+	// CaseTitle names the complaint's case when the viewer may list it
+	// (vault.CaseTitles), and the page then links to it; else "".
+	CaseTitle string
 }
 
 func (a *app) complaint(c *gin.Context) {
@@ -110,6 +114,12 @@ func (a *app) renderComplaint(c *gin.Context, status int, form map[string]string
 		}
 		v.Evidence = &ev
 		v.People = a.people(ctx, []string{cp.Subject}, nil)
+	}
+	// The title only names the case: a page that cannot have it shows the id.
+	if titles, err := a.Vault.CaseTitles(ctx, a.actor(c), []string{cp.CaseID}); err != nil {
+		a.log.WarnContext(ctx, "complaint page without its case's title", "err", err)
+	} else {
+		v.CaseTitle = titles[cp.CaseID]
 	}
 	v.Form = form
 	p.Data = v
@@ -141,10 +151,21 @@ func (a *app) resolveComplaint(c *gin.Context) {
 	c.Redirect(http.StatusSeeOther, "/complaints/"+c.Param("id")+"?done=resolved")
 }
 
+// commitments lists commitments, filtered by case and provider. The
+// provider may be typed as its name, as people know it; a name that names
+// no provider is passed on as typed and finds nothing, as an unknown id
+// does, so the filter tells no one what else is registered.
 func (a *app) commitments(c *gin.Context) {
 	p := pageOf(c)
-	list, err := a.Supervision.ListCommitments(c.Request.Context(), a.actor(c), supervision.CommitmentFilter{Provider: c.Query("provider"),
-		CaseID: c.Query("case"), Limit: 50, Cursor: c.Query("cursor")})
+	ctx := c.Request.Context()
+	caseID, provider := strings.TrimSpace(c.Query("case")), strings.TrimSpace(c.Query("provider"))
+	f := supervision.CommitmentFilter{Provider: provider, CaseID: caseID, Limit: 50, Cursor: c.Query("cursor")}
+	if provider != "" && !p.Is("provider") {
+		if org, err := a.Access.OrgByRef(ctx, provider); err == nil && org.Kind == access.OrgProvider {
+			f.Provider = org.ID
+		}
+	}
+	list, err := a.Supervision.ListCommitments(ctx, a.actor(c), f)
 	if err != nil {
 		a.fail(c, err)
 		return
@@ -153,8 +174,9 @@ func (a *app) commitments(c *gin.Context) {
 	for _, cm := range list.Items {
 		orgs = append(orgs, cm.ProviderOrg)
 	}
-	p.Data = map[string]any{"Items": list.Items, "NextCursor": list.NextCursor, "People": a.people(c.Request.Context(), nil, orgs),
-		"Case": c.Query("case"), "Provider": c.Query("provider")}
+	// The filters go on to the next page with its cursor, as typed.
+	p.Data = map[string]any{"Items": list.Items, "NextCursor": list.NextCursor, "People": a.people(ctx, nil, orgs),
+		"Case": caseID, "Provider": provider}
 	a.render(c, http.StatusOK, "commitments", p)
 }
 
@@ -178,19 +200,57 @@ func (a *app) reports(c *gin.Context) {
 var reportStatuses = []string{supervision.ReportReceived, supervision.ReportTriaged, supervision.ReportInvestigating, supervision.ReportClosed}
 
 func (a *app) report(c *gin.Context) {
+	a.renderReport(c, http.StatusOK, nil)
+}
+
+// reportView is a report for the inspector, with its two forms: a
+// message to the reporter and a change of status, each filled in as it
+// was sent when the service refused it.
+type reportView struct {
+	Report   supervision.Report
+	Statuses []string
+	People   map[string]person
+	Message  string // the message form's text
+	// Status and Outcome are the status form's choice and text.
+	Status, Outcome string
+}
+
+// renderReport shows the report page with status; form, when not nil,
+// fills a refused form back in ("message.text", "status.status" and
+// "status.outcome"; the status form is kept only if it was the one sent).
+func (a *app) renderReport(c *gin.Context, status int, form map[string]string) {
 	p := pageOf(c)
 	r, err := a.Supervision.GetReport(c.Request.Context(), a.actor(c), c.Param("id"))
 	if err != nil {
 		a.fail(c, err)
 		return
 	}
-	p.Data = map[string]any{"Report": r, "Statuses": reportStatuses, "People": a.people(c.Request.Context(), nil, []string{r.SubjectOrg})}
-	a.render(c, http.StatusOK, "report", p)
+	v := reportView{Report: r, Statuses: reportStatuses, People: a.people(c.Request.Context(), nil, []string{r.SubjectOrg}),
+		Message: form["message.text"], Status: r.Status, Outcome: r.Outcome}
+	if st, sent := form["status.status"]; sent {
+		v.Status, v.Outcome = st, form["status.outcome"]
+	}
+	p.Data = v
+	a.render(c, status, "report", p)
+}
+
+// reportFormRefused answers a form of the report page that the service
+// refused for what was typed in it: the page again, the reason above and
+// the form as it was sent. Other refusals are the error page.
+func (a *app) reportFormRefused(c *gin.Context, err error, form map[string]string) {
+	status, msg := a.formError(c, err)
+	switch status {
+	case http.StatusBadRequest, http.StatusConflict, http.StatusUnprocessableEntity:
+		pageOf(c).Error = msg
+		a.renderReport(c, status, form)
+	default:
+		a.fail(c, err)
+	}
 }
 
 func (a *app) inspectorMessage(c *gin.Context) {
 	if _, err := a.Supervision.InspectorMessage(c.Request.Context(), a.actor(c), c.Param("id"), supervision.MessageRequest{Text: c.PostForm("text")}); err != nil {
-		a.fail(c, err)
+		a.reportFormRefused(c, err, map[string]string{"message.text": c.PostForm("text")})
 		return
 	}
 	c.Redirect(http.StatusSeeOther, "/reports/"+c.Param("id")+"?done=message_sent")
@@ -199,7 +259,7 @@ func (a *app) inspectorMessage(c *gin.Context) {
 func (a *app) reportStatus(c *gin.Context) {
 	in := supervision.ReportStatusChange{Status: c.PostForm("status"), Outcome: c.PostForm("outcome")}
 	if _, err := a.Supervision.SetReportStatus(c.Request.Context(), a.actor(c), c.Param("id"), in); err != nil {
-		a.fail(c, err)
+		a.reportFormRefused(c, err, keptForm(c, "status", "status", "outcome"))
 		return
 	}
 	c.Redirect(http.StatusSeeOther, "/reports/"+c.Param("id")+"?done=status_changed")

@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gin-gonic/gin"
 
@@ -646,6 +647,163 @@ func TestTimesSayBeijingTime(t *testing.T) {
 			}
 			if view.name == "case" && !strings.Contains(b.String(), htmlstd.EscapeString(L.T("time.due_end"))) {
 				t.Errorf("case %s: the due date does not say when it ends", tag)
+			}
+		}
+	}
+}
+
+// TestProvisionalExplainedInWords: a provisional date says why in text
+// the page shows, which a keyboard or a finger reaches (a title tooltip
+// reaches neither): the badge links to the note and is described by it,
+// on the case page, the deadlines page and the dashboard, in both
+// languages; a page with no provisional date has no note.
+func TestProvisionalExplainedInWords(t *testing.T) {
+	e, cat := viewsAndCatalogue(t)
+	due, _ := calendar.ParseDate("2031-01-14")
+	for _, tag := range languages {
+		L := cat.locale(tag)
+		for _, provisional := range []bool{true, false} {
+			ds := []vault.Deadline{{CaseID: "c1", Title: "T", Status: "under_review", Phase: review.PhasePreliminary, DueOn: due, DueOnProvisional: provisional}}
+			for _, view := range []struct {
+				name string
+				data any
+			}{
+				{"deadlines", map[string]any{"Deadlines": ds, "Within": 30}},
+				{"dashboard", dashboardView{Deadlines: ds}},
+				{"case", caseView{Case: vault.Case{ID: "c1", Title: "T", Status: "under_review"},
+					Clock: &review.Clock{Phase: review.PhasePreliminary, DueOn: due, DueOnProvisional: provisional}}},
+				{"case", caseView{Case: vault.Case{ID: "c1", Title: "T", Status: "soliciting_opinions"},
+					Clock: &review.Clock{Phase: review.PhaseOpinions, DueOn: due, Opinions: []review.MemberOpinion{{Org: "o", DueOn: due, DueOnProvisional: provisional}}}}},
+			} {
+				p := &page{L: L, User: &access.User{DisplayName: "x"}, Roles: []string{"office_admin"}, Data: view.data}
+				var b strings.Builder
+				if err := e.views[view.name].Execute(&b, p); err != nil {
+					t.Fatalf("%s %s: %v", view.name, tag, err)
+				}
+				html := b.String()
+				if strings.Contains(html, `title="`) {
+					t.Errorf("%s %s: an explanation in a title attribute", view.name, tag)
+				}
+				note := `<p class="help" id="provisional-note">` + htmlstd.EscapeString(L.T("clock.provisional_note")) + `</p>`
+				badge := `<a class="badge" href="#provisional-note" aria-describedby="provisional-note">` + L.T("clock.provisional") + `</a>`
+				if got := strings.Contains(html, note); got != provisional {
+					t.Errorf("%s %s, provisional %v: note shown %v", view.name, tag, provisional, got)
+				}
+				if got := strings.Contains(html, badge); got != provisional {
+					t.Errorf("%s %s, provisional %v: linked badge shown %v", view.name, tag, provisional, got)
+				}
+				if strings.Count(html, `id="provisional-note"`) > 1 {
+					t.Errorf("%s %s: the note's id is not unique", view.name, tag)
+				}
+			}
+		}
+	}
+}
+
+// TestAssignmentsShowWhenAccessEnds: the office's table of assignments
+// says when each one's access ends, as the day the office chose (ending
+// at 24:00 Beijing time) or to the minute when set otherwise, and says so
+// when there is no end.
+func TestAssignmentsShowWhenAccessEnds(t *testing.T) {
+	e, cat := viewsAndCatalogue(t)
+	dayEnd := time.Date(2027, 3, 5, 23, 59, 59, 0, shanghai)
+	odd := time.Date(2027, 3, 6, 1, 30, 0, 0, time.UTC) // 09:30 in Beijing
+	for _, tag := range languages {
+		L := cat.locale(tag)
+		p := &page{L: L, User: &access.User{DisplayName: "x"}, Roles: []string{"office_admin"},
+			Data: caseView{Case: vault.Case{ID: "c1", Title: "T", Status: "under_review"}, Roles: []string{"reviewer"},
+				Assignments: []access.Assignment{{ID: "a1", UserID: "u1", Role: "reviewer", Purpose: "p", Status: "active", ExpiresAt: &dayEnd},
+					{ID: "a2", UserID: "u2", Role: "reviewer", Purpose: "p", Status: "active", ExpiresAt: &odd},
+					{ID: "a3", UserID: "u3", Role: "reviewer", Purpose: "p", Status: "active"}}}}
+		var b strings.Builder
+		if err := e.views["case"].Execute(&b, p); err != nil {
+			t.Fatalf("%s: %v", tag, err)
+		}
+		html := htmlstd.UnescapeString(b.String())
+		if !strings.Contains(html, `<th scope="col">`+L.T("assign.ends")+`</th>`) {
+			t.Errorf("%s: no column for when access ends", tag)
+		}
+		for _, want := range []string{
+			`<td class="assign-ends"><time datetime="2027-03-05T23:59:59+08:00">` + L.Date("2027-03-05") + " " + L.T("time.due_end") + `</time></td>`,
+			`<td class="assign-ends"><time datetime="2027-03-06T09:30:00+08:00">` + L.Time(odd) + `</time></td>`,
+			`<td class="assign-ends">` + L.T("assign.no_end") + `</td>`,
+		} {
+			if !strings.Contains(html, want) {
+				t.Errorf("%s: the assignments table lacks %s", tag, want)
+			}
+		}
+	}
+}
+
+// TestShortListsLinkTheRest: a list a page shows only the start of links
+// to the rest: the office's intake on the dashboard to the submitted
+// cases after it, and a party's commitments on the case page to the case's
+// commitments after them. Without more, no link.
+func TestShortListsLinkTheRest(t *testing.T) {
+	e, cat := viewsAndCatalogue(t)
+	const cursor = "eyJhIjoiMjAyNy0wMS0xMiJ9+/=&x"
+	for _, tag := range languages {
+		for _, next := range []string{cursor, ""} {
+			for _, tc := range []struct {
+				view, id, path string
+				roles          []string
+				data           any
+				want           map[string]string
+			}{
+				{"dashboard", "intake-next", "/cases", []string{"office_admin"},
+					dashboardView{Intake: []vault.Case{{ID: "c1", Title: "T", Status: "submitted"}}, IntakeNext: next}, map[string]string{"status": "submitted"}},
+				{"case", "commitments-next", "/commitments", []string{"provider"},
+					caseView{Case: vault.Case{ID: "c1", Title: "T", Status: "under_review"}, Kinds: vault.Kinds,
+						Commitments: []supervision.Commitment{{ID: "m1", CaseID: "c1", Kind: "no_backdoor", Text: "t"}}, CommitmentsNext: next},
+					map[string]string{"case": "c1"}},
+			} {
+				p := &page{L: cat.locale(tag), User: &access.User{DisplayName: "x"}, Roles: tc.roles, Data: tc.data}
+				var b strings.Builder
+				if err := e.views[tc.view].Execute(&b, p); err != nil {
+					t.Fatalf("%s %s: %v", tc.view, tag, err)
+				}
+				_, after, found := strings.Cut(b.String(), `id="`+tc.id+`" href="`)
+				if found != (next != "") {
+					t.Fatalf("%s %s, next %q: link to the rest present %v", tc.view, tag, next, found)
+				}
+				if !found {
+					continue
+				}
+				href, _, _ := strings.Cut(after, `"`)
+				u, err := url.Parse(htmlstd.UnescapeString(href))
+				if err != nil || u.Path != tc.path || u.Query().Get("cursor") != next {
+					t.Fatalf("%s %s: link to the rest %q (%v)", tc.view, tag, href, err)
+				}
+				for k, v := range tc.want {
+					if got := u.Query().Get(k); got != v {
+						t.Errorf("%s %s: link %q has %s=%q, want %q", tc.view, tag, href, k, got, v)
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestCommitmentsFilterForm: the commitments page offers its filters as a
+// form showing the filters applied, the provider among them for everyone
+// but a provider, who sees only its own.
+func TestCommitmentsFilterForm(t *testing.T) {
+	e, cat := viewsAndCatalogue(t)
+	for _, tag := range languages {
+		for _, role := range []string{"inspector", "office_admin", "operator", "provider"} {
+			p := &page{L: cat.locale(tag), User: &access.User{DisplayName: "x"}, Roles: []string{role},
+				Data: map[string]any{"Items": []supervision.Commitment{}, "People": map[string]person{}, "Case": "c1", "Provider": "Acme & Co"}}
+			var b strings.Builder
+			if err := e.views["commitments"].Execute(&b, p); err != nil {
+				t.Fatalf("%s %s: %v", role, tag, err)
+			}
+			html := b.String()
+			if !strings.Contains(html, `<form method="get" action="/commitments" class="filters card" id="commitment-filters">`) ||
+				!strings.Contains(html, `<input id="f-case" name="case" value="c1"`) {
+				t.Errorf("%s %s: no case filter showing the case", role, tag)
+			}
+			if got := strings.Contains(html, `<input id="f-provider" name="provider" value="Acme &amp; Co">`); got != (role != "provider") {
+				t.Errorf("%s %s: provider filter shown %v", role, tag, got)
 			}
 		}
 	}
