@@ -451,16 +451,7 @@ func (f *wfFixture) opinionStates(id string) []string {
 	f.t.Helper()
 	out := []string{}
 	for _, mo := range f.clockOf(id).Opinions {
-		st := "awaiting"
-		switch {
-		case mo.Agree != nil && *mo.Agree:
-			st = "agree"
-		case mo.Agree != nil:
-			st = "disagree"
-		case mo.Overdue:
-			st = "overdue"
-		}
-		out = append(out, fmt.Sprintf("%d/%s:%s", mo.Round, mo.Org, st))
+		out = append(out, fmt.Sprintf("%d/%s:%s", mo.Round, mo.Org, mo.State()))
 	}
 	return out
 }

@@ -89,6 +89,20 @@ type MemberOpinion struct {
 	Overdue bool `json:"overdue"`
 }
 
+// State is the unit's answer in a word: agree, disagree, overdue or
+// awaiting.
+func (m MemberOpinion) State() string {
+	switch {
+	case m.Agree != nil && *m.Agree:
+		return "agree"
+	case m.Agree != nil:
+		return "disagree"
+	case m.Overdue:
+		return "overdue"
+	}
+	return "awaiting"
+}
+
 // DeriveClock computes the clock of a case from its history, the calendar and
 // today's date (calendar.Today). It stores nothing: call it again with a new
 // calendar and every date moves accordingly.

@@ -18,16 +18,7 @@ func opinionsOn(t *testing.T, h []review.Event, today calendar.Date) []string {
 	}
 	out := []string{}
 	for _, mo := range c.Opinions {
-		st := "awaiting"
-		switch {
-		case mo.Agree != nil && *mo.Agree:
-			st = "agree"
-		case mo.Agree != nil:
-			st = "disagree"
-		case mo.Overdue:
-			st = "overdue"
-		}
-		out = append(out, fmt.Sprintf("%d/%s:%s", mo.Round, mo.Org, st))
+		out = append(out, fmt.Sprintf("%d/%s:%s", mo.Round, mo.Org, mo.State()))
 	}
 	return out
 }
