@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/crvault/crvault/audit"
@@ -24,11 +25,14 @@ func (c config) verifiedStateFile(flag string) string {
 
 // auditVerifyIncremental checks the events after the checkpoint kept in
 // state (the whole log when there is none) and keeps the newest checkpoint
-// it vouched for. The file holds a signed checkpoint note, so it needs no
-// secrecy: a forged one does not verify, an older genuine one only makes
-// the next run longer, and a newer genuine one is checked against the
-// database like any other (a log shorter than it or not extending it is
-// refused).
+// it vouched for. The file holds a signed checkpoint note: it needs no
+// secrecy, and one forged without the checkpoint key does not verify, an
+// older genuine one only makes the next run longer, and a newer genuine one
+// is checked against the database like any other (a log shorter than it or
+// not extending it is refused). It does need integrity against whoever
+// holds the key: a note signed over a rewritten log makes the run skip the
+// witnessed checkpoints below it, which only the full verify then reads.
+// Hence the warning when it lies in the data directory.
 func auditVerifyIncremental(ctx context.Context, log *audit.Log, state string, stdout io.Writer) error {
 	prev, err := os.ReadFile(state)
 	switch {
@@ -54,6 +58,18 @@ func auditVerifyIncremental(ctx context.Context, log *audit.Log, state string, s
 	n := rep.To - rep.From + 1
 	fmt.Fprintf(stdout, "audit log OK: %+v (%d new events checked in %s)\n", rep, max(n, 0), time.Since(start).Round(time.Millisecond))
 	return nil
+}
+
+// insideDir reports whether path lies inside dir (both as given, made
+// absolute).
+func insideDir(dir, path string) bool {
+	d, err1 := filepath.Abs(dir)
+	p, err2 := filepath.Abs(path)
+	if err1 != nil || err2 != nil {
+		return false
+	}
+	rel, err := filepath.Rel(d, p)
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator))
 }
 
 // writeFileAtomic replaces path with data: written to a temporary file

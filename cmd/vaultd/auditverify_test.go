@@ -63,6 +63,11 @@ func TestAuditVerifyIncremental(t *testing.T) {
 			if code != 1 || !strings.Contains(out+errs, "seq "+last) {
 				t.Fatalf("tampered new part: exit %d: %s %s", code, out, errs)
 			}
+			// The default state lies in the data directory, which whoever
+			// holds the checkpoint key may write: said on every run.
+			if !strings.Contains(errs, "is in the data directory") {
+				t.Errorf("no warning about the state's place: %s", errs)
+			}
 			if after, _ := os.ReadFile(state); string(after) != string(second) {
 				t.Fatal("a failed run moved the state")
 			}
@@ -74,6 +79,9 @@ func TestAuditVerifyIncremental(t *testing.T) {
 			out, errs, code = s.cli("", "audit", "verify", "--incremental", "--state", forged)
 			if code != 1 || !strings.Contains(out+errs, "does not verify") {
 				t.Fatalf("forged state: exit %d: %s %s", code, out, errs)
+			}
+			if strings.Contains(errs, "is in the data directory") {
+				t.Errorf("warned about a state kept elsewhere: %s", errs)
 			}
 		})
 	}

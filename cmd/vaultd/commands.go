@@ -400,7 +400,13 @@ func cmdAuditVerify(ctx context.Context, args []string, stdout, stderr io.Writer
 	}
 	defer log.Close(context.WithoutCancel(ctx))
 	if incremental {
-		return auditVerifyIncremental(ctx, log, cfg.verifiedStateFile(state), stdout)
+		path := cfg.verifiedStateFile(state)
+		if insideDir(cfg.DataDir, path) {
+			fmt.Fprintf(stderr, "vaultd: warning: the verification state %s is in the data directory: whoever can write it and holds the "+
+				"checkpoint key can make --incremental skip what it should check; keep it elsewhere with --state FILE, and run the full "+
+				"verify now and then\n", path)
+		}
+		return auditVerifyIncremental(ctx, log, path, stdout)
 	}
 	rep, err := log.Verify(ctx)
 	if err != nil {
