@@ -135,6 +135,11 @@ func (s *Service) Login(ctx context.Context, cred Credentials, ip string) (Sessi
 		if err != nil {
 			return Session{}, fmt.Errorf("login: %w", err)
 		}
+		if !ok && needTOTP {
+			// Under the limit a wrong code answers as a wrong password
+			// does: totp_invalid would confirm the password to the guess.
+			return fail("totp_invalid", ErrBadCredentials)
+		}
 		if !ok {
 			return fail("totp_invalid", ErrTOTPInvalid)
 		}

@@ -140,7 +140,7 @@ func TestUserLimitSaysNothingOfTheName(t *testing.T) {
 	})
 	op := f.org(t, "Grid Co", OrgOperator)
 	f.user(t, "alice", op, RoleOperator)
-	enrol(t, f, f.user(t, "bobby", op, RoleOperator))
+	secret := enrol(t, f, f.user(t, "bobby", op, RoleOperator))
 	names := []string{"ghost", "alice", "bobby"}
 	for _, u := range names {
 		for i := range 5 {
@@ -170,6 +170,16 @@ func TestUserLimitSaysNothingOfTheName(t *testing.T) {
 	err, work := attempt("alice", testPassword, "123456")
 	if !errors.Is(err, ErrBadCredentials) || work != 1 {
 		t.Errorf("alice's right password with a code: %v after %d checks", err, work)
+	}
+	// Bobby's right password with a wrong code: the same answer, or the
+	// code's refusal would confirm the password to the guess.
+	wrong := "000000"
+	if code, _ := TOTPCode(secret, f.clock.Now()); code == wrong {
+		wrong = "111111"
+	}
+	err, _ = attempt("bobby", testPassword, wrong)
+	if !errors.Is(err, ErrBadCredentials) {
+		t.Errorf("bobby's right password with a wrong code: %v, want bad credentials", err)
 	}
 }
 
