@@ -46,6 +46,12 @@ func Open(ctx context.Context, url string) (*gorm.DB, error) {
 	case strings.HasPrefix(url, "postgres://"), strings.HasPrefix(url, "postgresql://"):
 		dsn = durableCommits(url)
 		dial = postgres.Open(dsn)
+	case hasScheme(url) && !strings.HasPrefix(url, "sqlite:"):
+		// A mistyped "postgress://..." read as a file path would open a
+		// fresh SQLite vault (a new master key, a setup link) in a
+		// directory named after the password.
+		return nil, fmt.Errorf("open database: unknown database URL scheme in %q: use postgres://, postgresql:// or sqlite:PATH",
+			redactURL(url))
 	default:
 		path := strings.TrimPrefix(url, "sqlite:")
 		if path == "" {
@@ -196,4 +202,37 @@ func Migrate(ctx context.Context, db *gorm.DB, component string, steps []Step) e
 		}
 		return nil
 	})
+}
+
+// hasScheme reports whether url starts with a URL scheme and "://"
+// (RFC 3986: a letter, then letters, digits, "+", "-" or ".").
+func hasScheme(url string) bool {
+	i := strings.Index(url, "://")
+	if i < 1 {
+		return false
+	}
+	for j, r := range url[:i] {
+		switch {
+		case 'a' <= r && r <= 'z', 'A' <= r && r <= 'Z':
+		case j > 0 && ('0' <= r && r <= '9' || r == '+' || r == '-' || r == '.'):
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// redactURL is url with any password in it replaced, for messages.
+func redactURL(raw string) string {
+	u, err := neturl.Parse(raw)
+	if err != nil || u.User == nil {
+		if i := strings.Index(raw, "://"); i >= 0 {
+			return raw[:i+3] + "..."
+		}
+		return "..."
+	}
+	if _, ok := u.User.Password(); ok {
+		u.User = neturl.UserPassword(u.User.Username(), "xxxxxx")
+	}
+	return u.String()
 }

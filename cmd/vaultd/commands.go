@@ -255,7 +255,7 @@ func serveMetrics(cfg config, a *app, log *slog.Logger) (*http.Server, error) {
 }
 
 func dbKind(url string) string {
-	if strings.HasPrefix(url, "postgres") {
+	if strings.HasPrefix(url, "postgres://") || strings.HasPrefix(url, "postgresql://") {
 		return "postgres"
 	}
 	return "sqlite"
