@@ -66,6 +66,10 @@ func ParseCheckpoint(signed []byte, verifierKey string) (Checkpoint, error) {
 	return Checkpoint{Origin: lines[0], Size: size, Root: tlog.Hash(raw)}, nil
 }
 
+// ErrKeyMissing is wrapped by Open when the checkpoint key file is missing
+// and none may be made: a read-only open, or a log that holds checkpoints.
+var ErrKeyMissing = errors.New("audit: the checkpoint key is missing")
+
 // ErrKeyNotPinned is wrapped by Open when the checkpoint key file is not the
 // private half of Options.VerifierKey.
 var ErrKeyNotPinned = errors.New("audit: the checkpoint key is not the pinned one")
@@ -73,10 +77,10 @@ var ErrKeyNotPinned = errors.New("audit: the checkpoint key is not the pinned on
 // openKey loads (or, on a first start without a pinned key, creates) the
 // signer key and checks it against the pinned verifier key, if any. A
 // read-only open with a pinned key and no key file gets a nil signer.
-func openKey(opts Options) (note.Signer, string, error) {
+func openKey(opts Options, create bool) (note.Signer, string, error) {
 	pinned := strings.TrimSpace(opts.VerifierKey)
 	if pinned == "" {
-		return loadOrCreateKey(opts.KeyFile, opts.Origin, opts.UnwrapKey, !opts.ReadOnly)
+		return loadOrCreateKey(opts.KeyFile, opts.Origin, opts.UnwrapKey, create)
 	}
 	v, err := note.NewVerifier(pinned)
 	if err != nil {
@@ -114,10 +118,12 @@ const ageHeader = "age-encryption.org/"
 func loadOrCreateKey(path, origin string, unwrap func([]byte) ([]byte, error), create bool) (note.Signer, string, error) {
 	skey, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) && !create {
-		// A read-only open (vaultd audit verify) never makes a key: with
-		// the key's mount missing it would make a new one and report the
-		// genuine log's signatures as forged.
-		return nil, "", fmt.Errorf("checkpoint key %s: %w", path, err)
+		// A read-only open (vaultd audit verify) never makes a key, nor
+		// does one on a log with checkpoints: with the key's mount
+		// missing it would make a new one and report the genuine log's
+		// signatures as forged.
+		return nil, "", fmt.Errorf("%w: %s: give its file (VAULT_AUDIT_KEY_FILE, or restore <data>/keys from the backup); "+
+			"a new key would make the signatures already in the log read as forged (%w)", ErrKeyMissing, path, err)
 	}
 	if errors.Is(err, fs.ErrNotExist) {
 		skey, err = createKey(path, origin)

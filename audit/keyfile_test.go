@@ -75,6 +75,34 @@ func TestReadOnlyOpenMakesNoKey(t *testing.T) {
 	}
 }
 
+// TestNoNewKeyBesideCheckpoints: a writer whose key file is missing makes a
+// new key only for a log nothing has signed; beside checkpoints signed with
+// the old key (a restore without its keys, a key mount missing) it refuses,
+// saying what to give it, and writes nothing.
+func TestNoNewKeyBesideCheckpoints(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t, "sqlite")
+	f.appendN(t, 3)
+	if err := f.log.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	empty := t.TempDir()
+	opts := f.opts
+	opts.KeyDir, opts.KeyFile, opts.Registerer = empty, "", nil
+	_, err := Open(ctx, f.db, opts)
+	if !errors.Is(err, ErrKeyMissing) || !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), "VAULT_AUDIT_KEY_FILE") {
+		t.Fatalf("writer without its key beside checkpoints: %v", err)
+	}
+	if entries, _ := os.ReadDir(empty); len(entries) != 0 {
+		t.Fatalf("the refused open wrote %v", entries)
+	}
+	// A fresh log still gets its key on first start.
+	fresh := newFixture(t, "sqlite")
+	if fresh.log.PublicKey() == "" {
+		t.Fatal("a fresh log made no key")
+	}
+}
+
 // TestPinnedVerifierKey: with Options.VerifierKey set, a key file that is
 // not its private half is refused, by the writer and by a read-only open
 // alike, none is generated, and a read-only open without the key file

@@ -251,18 +251,23 @@ func Open(ctx context.Context, db *gorm.DB, opts Options) (*Log, error) {
 		}
 		opts.KeyFile = DefaultKeyFile(opts.KeyDir)
 	}
-	signer, vkey, err := openKey(opts)
-	if err != nil {
-		return nil, fmt.Errorf("open audit log: %w", err)
-	}
 	sqlDB, err := db.DB()
 	if err != nil {
 		return nil, fmt.Errorf("open audit log: %w", err)
 	}
-	// Is the table there? (One row at most, never a count.)
+	// Is the table there, and does it hold a checkpoint? (One row at most,
+	// never a count.)
 	var n int64
 	if err := sqlDB.QueryRowContext(ctx, "SELECT COUNT(*) FROM (SELECT 1 FROM audit_checkpoints LIMIT 1) t").Scan(&n); err != nil {
 		return nil, fmt.Errorf("open audit log (was audit.Migrate run?): %w", err)
+	}
+	// A key is made only for a log nothing has signed yet: beside
+	// checkpoints signed with another, a new key would sign on and make
+	// every earlier signature read as forged (a restore without its keys,
+	// a key mount missing).
+	signer, vkey, err := openKey(opts, !opts.ReadOnly && n == 0)
+	if err != nil {
+		return nil, fmt.Errorf("open audit log: %w", err)
 	}
 	m, err := newMetrics(opts.Registerer)
 	if err != nil {
