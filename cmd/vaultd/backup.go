@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -54,6 +55,10 @@ type backupManifest struct {
 	// Checkpoint is the latest signed checkpoint before the database was
 	// copied: the copy's log extends it.
 	Checkpoint string `json:"checkpoint,omitempty"`
+	// AuditHead is the audit log's last sequence number once the copy was
+	// made, at least the copy's own: a witness holding a checkpoint beyond
+	// it would refuse the restored log (restore checks that first).
+	AuditHead int64 `json:"audit_head,omitempty"`
 }
 
 type backupFile struct {
@@ -122,6 +127,9 @@ func cmdBackup(ctx context.Context, args []string, stdout, stderr io.Writer, get
 	if m.DBSHA256, err = fileSHA256(filepath.Join(out, m.DBFile)); err != nil {
 		return err
 	}
+	if err := a.db.WithContext(ctx).Raw("SELECT COALESCE(MAX(seq), 0) FROM audit_events").Scan(&m.AuditHead).Error; err != nil {
+		return fmt.Errorf("read the audit log's head: %w", err)
+	}
 	// 2. The blobs, after the database.
 	if err := os.MkdirAll(filepath.Join(out, "blobs"), 0o700); err != nil {
 		return err
@@ -162,6 +170,9 @@ func cmdBackup(ctx context.Context, args []string, stdout, stderr io.Writer, get
 	fmt.Fprintf(stdout, "backup written to %s: %s database, %d blobs, %d key files in %s\n", out, m.Database, len(m.Blobs), len(m.Keys), keysOut)
 	if cfg.MasterKey != "" || len(cfg.masterFiles()) > 0 || cfg.MasterIdentityFile != "" {
 		fmt.Fprintln(stdout, "note: master keys given by VAULT_MASTER_KEY, VAULT_MASTER_KEY_FILE or a token are not in it; back them up apart")
+	}
+	if k := cfg.auditKeyFile(); !insideDir(cfg.keyDir(), k) {
+		fmt.Fprintf(stdout, "note: the checkpoint signing key %s (VAULT_AUDIT_KEY_FILE) is not in it; back it up apart: a restore needs it\n", k)
 	}
 	return nil
 }
@@ -208,6 +219,15 @@ func cmdRestore(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 	if ms, _ := filepath.Glob(filepath.Join(cfg.keyDir(), "*")); len(ms) > 0 {
 		return fmt.Errorf("%s is not empty: restore only into an empty environment", cfg.keyDir())
 	}
+	// What would make the restored log fail to open is found before
+	// anything is written: a failure half-way leaves an environment that
+	// is no longer empty, and a second try is refused.
+	if err := restoreKeysPresent(cfg, m, keysFrom); err != nil {
+		return err
+	}
+	if err := restoreWitnessesBehind(ctx, cfg, m, stderr); err != nil {
+		return err
+	}
 	if m.Database == "sqlite" {
 		path := strings.TrimPrefix(cfg.DatabaseURL, "sqlite:")
 		if _, err := os.Stat(path); err == nil {
@@ -247,6 +267,68 @@ func cmdRestore(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 		return fmt.Errorf("record in audit log: %w", err)
 	}
 	fmt.Fprintf(stdout, "restored the backup of %s: %s database, %d blobs; now run vaultd audit verify\n", m.CreatedAt.Format(time.RFC3339), m.Database, len(m.Blobs))
+	return nil
+}
+
+// restoreKeysPresent checks that the key files the backup lists are in
+// keysFrom, and that the checkpoint signing key will be where the
+// configuration says: without it the first command would refuse the
+// restored log (it holds checkpoints signed with that key).
+func restoreKeysPresent(cfg config, m backupManifest, keysFrom string) error {
+	for _, k := range m.Keys {
+		if _, err := os.Stat(filepath.Join(keysFrom, k)); err != nil {
+			return fmt.Errorf("the backup's key file %s is not in %s: give --keys-from DIR (where vaultd backup --keys-out wrote them)", k, keysFrom)
+		}
+	}
+	if m.Checkpoint == "" {
+		return nil // nothing signed yet: a key can be made
+	}
+	key := cfg.auditKeyFile()
+	if insideDir(cfg.keyDir(), key) {
+		if rel, err := filepath.Rel(cfg.keyDir(), key); err == nil && slices.Contains(m.Keys, filepath.ToSlash(rel)) {
+			return nil
+		}
+	} else if _, err := os.Stat(key); err == nil {
+		return nil
+	}
+	return fmt.Errorf("the checkpoint signing key %s will not be there after the restore, and the backup's log holds checkpoints signed "+
+		"with it: give its file (VAULT_AUDIT_KEY_FILE) or the backup's keys (--keys-from DIR)", key)
+}
+
+// restoreWitnessesBehind refuses a restore that a checkpoint witness
+// outside the data directory would refuse once it is done: one holding a
+// checkpoint beyond the backup's log. That is the usual case after a real
+// loss, as the live log went on (if only with the backup's own record):
+// restoring rolls the log back, which the witness exists to catch. The
+// operator records the incident and restores against a fresh witness, and
+// the old one keeps the evidence of what was lost. Backups whose manifest
+// has no audit head are not checked here.
+func restoreWitnessesBehind(ctx context.Context, cfg config, m backupManifest, stderr io.Writer) error {
+	if m.AuditHead == 0 || (!cfg.s3Witness() && cfg.MirrorDir == "") {
+		return nil // the default witness lives in the keys directory, which is empty
+	}
+	// Not read-only: a witness bucket not made yet is made, with its
+	// object lock, as the restore's own audit record would make it.
+	opts, err := auditOptions(ctx, cfg, newLogger(stderr, "warn"), false)
+	if err != nil {
+		return fmt.Errorf("open the checkpoint witnesses: %w", err)
+	}
+	sizeOnly := func(b []byte) error { _, err := audit.CheckpointSize(b); return err }
+	for _, w := range opts.Witnesses {
+		b, err := w.Latest(ctx, sizeOnly)
+		if err != nil {
+			return fmt.Errorf("read checkpoint witness %s: %w", w, err)
+		}
+		if b == nil {
+			continue
+		}
+		if size, _ := audit.CheckpointSize(b); size > m.AuditHead {
+			return fmt.Errorf("the checkpoint witness %s holds a checkpoint of %d events, beyond this backup's log (%d): the restored log "+
+				"would be refused as rolled back, as the events after the backup are lost. If that is what happened, record the incident, "+
+				"point the restore at a fresh witness (a new VAULT_CHECKPOINT_S3_PREFIX, or an empty VAULT_CHECKPOINT_MIRROR_DIR) and run it "+
+				"again; the old witness keeps the evidence (README, \"Restoring a database backup\"). Nothing was written", w, size, m.AuditHead)
+		}
+	}
 	return nil
 }
 

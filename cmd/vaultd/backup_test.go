@@ -122,3 +122,60 @@ func TestBackupWipeRestoreVerify(t *testing.T) {
 		})
 	}
 }
+
+// TestRestoreRefusedBeforeWriting: what would make the restored log fail
+// to open is refused before anything is written, with what to do, so that
+// the corrected command then runs in the same, still empty, environment:
+// the backup's keys not given (they were written apart with --keys-out),
+// and a checkpoint witness that outlived the loss and holds the backup's
+// own record, beyond the backup's log.
+func TestRestoreRefusedBeforeWriting(t *testing.T) {
+	t.Parallel()
+	be := backends[0]
+	mirror := filepath.Join(t.TempDir(), "witness")
+	s := newServer(t, be, "VAULT_CHECKPOINT_MIRROR_DIR="+mirror)
+	s.mustCLI("", "org", "add", "--name", "Grid Co", "--kind", "operator")
+	out := filepath.Join(t.TempDir(), "backup")
+	keysOut := filepath.Join(t.TempDir(), "backup-keys")
+	s.mustCLI("", "backup", "--out", out, "--keys-out", keysOut)
+
+	r := emptyEnvironment(t, be, s)
+	r.env = append(r.env, "VAULT_CHECKPOINT_MIRROR_DIR="+mirror)
+	// Nothing restored: no database, no keys, no blob, and the surviving
+	// witness as it was.
+	witnessed, _ := os.ReadDir(mirror)
+	empty := func(when string) {
+		t.Helper()
+		for _, dir := range []string{filepath.Join(r.data, "keys"), filepath.Join(r.data, "blobs")} {
+			if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+				t.Fatalf("%s: %s holds %d entries", when, dir, len(ents))
+			}
+		}
+		if _, err := os.Stat(filepath.Join(r.data, "vault.db")); err == nil {
+			t.Fatalf("%s: the database was written", when)
+		}
+		if now, _ := os.ReadDir(mirror); len(now) != len(witnessed) {
+			t.Fatalf("%s: the witness went from %d to %d files", when, len(witnessed), len(now))
+		}
+	}
+	if _, errs, code := r.cli("", "restore", "--from", out); code == 0 || !strings.Contains(errs, "--keys-from") {
+		t.Fatalf("restore without the backup's keys: exit %d: %s", code, errs)
+	}
+	empty("after the restore without keys")
+	_, errs, code := r.cli("", "restore", "--from", out, "--keys-from", keysOut)
+	if code == 0 || !strings.Contains(errs, "fresh witness") || !strings.Contains(errs, "Nothing was written") {
+		t.Fatalf("restore behind the witness: exit %d: %s", code, errs)
+	}
+	empty("after the restore behind the witness")
+	// Against a fresh witness it runs, and the log verifies.
+	fresh := filepath.Join(t.TempDir(), "fresh-witness")
+	for i, e := range r.env {
+		if strings.HasPrefix(e, "VAULT_CHECKPOINT_MIRROR_DIR=") {
+			r.env[i] = "VAULT_CHECKPOINT_MIRROR_DIR=" + fresh
+		}
+	}
+	r.mustCLI("", "restore", "--from", out, "--keys-from", keysOut)
+	if v := r.mustCLI("", "audit", "verify"); !strings.Contains(v, "OK") {
+		t.Fatalf("audit verify after the restore: %s", v)
+	}
+}
