@@ -132,7 +132,16 @@ func (s *Service) GrantConsent(ctx context.Context, a Actor, materialID string, 
 	if err := s.record(ctx, a, "consent.create", audit.Allowed, m.CaseID, resource, "", in.Org); err != nil {
 		return Consent{}, err
 	}
-	if err := s.db.WithContext(ctx).Create(&row).Error; err != nil {
+	err = s.db.WithContext(ctx).Create(&row).Error
+	if errors.Is(err, gorm.ErrDuplicatedKey) {
+		// Another grant to the organisation won the race (the live
+		// consents' unique index): this one never took effect.
+		if err := s.record(ctx, a, "consent.create", audit.Denied, m.CaseID, resource, "", "consent_exists"); err != nil {
+			return Consent{}, err
+		}
+		return Consent{}, fail(ErrConflict, "consent_exists", "that organisation already holds a consent for this material; withdraw it first to change it")
+	}
+	if err != nil {
 		s.recordFailure(ctx, a, "consent.create", m.CaseID, resource, err)
 		return Consent{}, fmt.Errorf("store consent: %w", err)
 	}

@@ -128,6 +128,22 @@ var migrations = []sqldb.Step{
 	{Version: 10, Name: "written notices pending, for the notice sweeper", Up: func(tx *gorm.DB, _ string) error {
 		return tx.Migrator().CreateTable(&pendingNoticeRow{})
 	}},
+	{Version: 11, Name: "one live consent per material and organisation", Up: migrateLiveConsents},
+}
+
+// migrateLiveConsents puts a unique index on the live consents of a
+// material and organisation: two grants at the same moment both passed
+// GrantConsent's check, and withdrawing one left the other in force. Live
+// duplicates a race left are withdrawn first, keeping the oldest, which
+// grants exactly what each of them granted.
+func migrateLiveConsents(tx *gorm.DB, _ string) error {
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	if err := tx.Exec(`UPDATE material_consents SET revoked_at = ?, revoked_by = 'migration'
+		WHERE revoked_at IS NULL AND id NOT IN
+		(SELECT MIN(id) FROM material_consents WHERE revoked_at IS NULL GROUP BY material_id, org_id)`, now).Error; err != nil {
+		return err
+	}
+	return tx.Exec("CREATE UNIQUE INDEX ux_consent_live ON material_consents (material_id, org_id) WHERE revoked_at IS NULL").Error
 }
 
 // migrateDue adds the due columns of cases and their indexes. Filling them
