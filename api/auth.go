@@ -32,7 +32,7 @@ func principal(c *gin.Context) access.Principal {
 func actorID(c *gin.Context) string { return principal(c).User.ID }
 
 func actor(c *gin.Context) vault.Actor {
-	return vault.Actor{P: principal(c), IP: c.ClientIP(), RequestID: requestID(c)}
+	return vault.Actor{P: principal(c), IP: auditIP(c), RequestID: requestID(c)}
 }
 
 // record appends an audit event for requests outside any case (sessions,
@@ -40,7 +40,7 @@ func actor(c *gin.Context) vault.Actor {
 func (h *handler) record(c *gin.Context, action string, outcome audit.Outcome, resource, detail string) bool {
 	p := principal(c)
 	_, err := h.Audit.Append(c.Request.Context(), audit.Event{Actor: p.User.ID, ActorOrg: p.User.OrgID, Action: action, Outcome: outcome,
-		Resource: resource, IP: c.ClientIP(), RequestID: requestID(c), Detail: detail})
+		Resource: resource, IP: auditIP(c), RequestID: requestID(c), Detail: detail})
 	if err != nil {
 		h.log.ErrorContext(c.Request.Context(), "audit append failed", "action", action, "request_id", requestID(c), "err", err)
 		problem(c, http.StatusServiceUnavailable, "audit_unavailable", "the audit log cannot be written; the request was refused")
@@ -55,13 +55,34 @@ func (h *handler) record(c *gin.Context, action string, outcome audit.Outcome, r
 func (h *handler) recordDenied(c *gin.Context, action, resource, detail string) bool {
 	p := principal(c)
 	err := h.denials.Record(c.Request.Context(), audit.Event{Actor: p.User.ID, ActorOrg: p.User.OrgID, Action: action,
-		Outcome: audit.Denied, Resource: resource, IP: c.ClientIP(), RequestID: requestID(c), Detail: detail})
+		Outcome: audit.Denied, Resource: resource, IP: auditIP(c), RequestID: requestID(c), Detail: detail})
 	if err != nil {
 		h.log.ErrorContext(c.Request.Context(), "audit append failed", "action", action, "request_id", requestID(c), "err", err)
 		problem(c, http.StatusServiceUnavailable, "audit_unavailable", "the audit log cannot be written; the request was refused")
 		return false
 	}
 	return true
+}
+
+// ReporterRoutes are the public report desk's routes ("METHOD /path"):
+// whoever uses them must stay anonymous, so no audit event of a request to
+// them carries the client's address, refusals before the desk included (a
+// rate limit, a CSRF check): beside the reporter's own events, which name
+// the report, an address would say who filed it.
+var ReporterRoutes = map[string]bool{
+	"POST /api/v1/reports":             true,
+	"GET /api/v1/reports/status":       true,
+	"POST /api/v1/reports/messages":    true,
+	"POST /api/v1/reports/attachments": true,
+}
+
+// auditIP is the client address an audit event of c records: none on the
+// report desk's routes.
+func auditIP(c *gin.Context) string {
+	if ReporterRoutes[c.Request.Method+" "+c.FullPath()] {
+		return ""
+	}
+	return c.ClientIP()
 }
 
 // enrolmentRoutes are all a session limited to TOTP enrolment may use.

@@ -14,6 +14,11 @@ import (
 // 18): a report with attachments, and the follow-up by receipt. They work
 // without JavaScript. The receipt travels only in form bodies, never in a
 // URL, so it stays out of logs and browser history.
+// reporterPages are the report desk's pages that take a form: as on the
+// API's desk routes (api.ReporterRoutes), no audit event of a request to
+// them records the visitor's address.
+var reporterPages = map[string]bool{"POST /report": true, "POST /report/status": true, "POST /report/messages": true}
+
 func (a *app) publicRoutes(g *gin.RouterGroup) {
 	if a.Supervision == nil {
 		return

@@ -278,8 +278,12 @@ func parseSmallForm(r *http.Request) error {
 
 func (a *app) csrfRefused(c *gin.Context) {
 	pr := principalOf(c)
+	ip := c.ClientIP()
+	if reporterPages[c.Request.Method+" "+c.FullPath()] {
+		ip = "" // the report desk's visitors stay anonymous (api.ReporterRoutes)
+	}
 	_, _ = a.Audit.Append(c.Request.Context(), audit.Event{Actor: pr.User.ID, ActorOrg: pr.User.OrgID, Action: "web.csrf", Outcome: audit.Denied,
-		Resource: c.Request.Method + " " + c.FullPath(), IP: c.ClientIP(), RequestID: a.RequestID(c), Detail: "csrf_failed"})
+		Resource: c.Request.Method + " " + c.FullPath(), IP: ip, RequestID: a.RequestID(c), Detail: "csrf_failed"})
 	a.errorPage(c, http.StatusForbidden, "error.csrf_failed")
 	c.Abort()
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -407,5 +408,65 @@ func scanTables(t *testing.T, s *server, needle string) {
 				}
 			}
 		}
+	}
+}
+
+// TestReportDeskRefusalsCarryNoAddress: refusals on the public report desk
+// that happen before the desk is reached (the anonymous rate limit, the web
+// form's CSRF check) are audited without the client's address, which beside
+// the reporter's own events would say who filed a report; refusals
+// elsewhere keep it.
+func TestReportDeskRefusalsCarryNoAddress(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, backends[0], "VAULT_ANONYMOUS_RATE=3")
+	bootstrap(t, s)
+	s.start()
+	insp := s.login(t, "inspector1", pw) // before the anonymous limit is spent
+	limited := 0
+	for range 8 {
+		res, err := http.Get(s.base + "/api/v1/reports/status")
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode == 429 {
+			limited++
+		}
+	}
+	if limited == 0 {
+		t.Fatal("the desk was never rate-limited")
+	}
+	// The web form without its CSRF cookie.
+	res, err := http.PostForm(s.base+"/report/status", url.Values{"receipt": {"x"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != 403 {
+		t.Fatalf("report status form without CSRF: %d", res.StatusCode)
+	}
+	// A refusal elsewhere: an unauthenticated request to the API.
+	res, err = http.Get(s.base + "/api/v1/cases")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	desk, other := 0, 0
+	for _, e := range insp.events("outcome=denied") {
+		switch {
+		case strings.Contains(e.Resource, "/reports") || strings.Contains(e.Resource, "/report/"):
+			desk++
+			if e.IP != "" {
+				t.Errorf("a refusal on the report desk carries the address: %+v", e)
+			}
+		case strings.Contains(e.Resource, "/api/v1/cases"):
+			other++
+			if e.IP == "" {
+				t.Errorf("a refusal elsewhere lost its address: %+v", e)
+			}
+		}
+	}
+	if desk < 2 || other == 0 {
+		t.Fatalf("refusals seen: %d on the desk, %d elsewhere", desk, other)
 	}
 }
