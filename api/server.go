@@ -5,17 +5,20 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	_ "embed"
 	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
+	"mime"
 	"net/http"
 	"regexp"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gin-gonic/gin"
 	"github.com/prometheus/client_golang/prometheus"
@@ -290,16 +293,41 @@ func (h *handler) readyz(c *gin.Context) {
 const maxJSONBody = 1 << 20
 
 // decode reads one strict JSON object: unknown fields, wrong types, trailing
-// data, oversized bodies and text holding NUL (nulField) are refused with a
-// problem, and false returned.
+// data, oversized bodies, text that is not UTF-8 or holds NUL (nulField),
+// and a key given twice are refused with a problem, and false returned.
 func decode(c *gin.Context, v any) bool {
-	ct := c.GetHeader("Content-Type")
-	if ct != "" && !strings.HasPrefix(strings.ToLower(ct), "application/json") {
-		problem(c, http.StatusUnsupportedMediaType, "unsupported_media_type", "send application/json")
+	if ct := c.GetHeader("Content-Type"); ct != "" {
+		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
+			problem(c, http.StatusUnsupportedMediaType, "unsupported_media_type", "send application/json")
+			return false
+		}
+	}
+	// Read whole (a JSON body is at most 1 MiB, never a document) so that
+	// it can be checked before it is decoded.
+	raw, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, maxJSONBody))
+	if err != nil {
+		jsonProblem(c, err)
 		return false
 	}
-	body := http.MaxBytesReader(c.Writer, c.Request.Body, maxJSONBody)
-	dec := json.NewDecoder(body)
+	if !utf8.Valid(raw) {
+		// The decoder would store U+FFFD in place of what was sent.
+		problem(c, http.StatusBadRequest, "invalid_json", "the body is not UTF-8")
+		return false
+	}
+	if string(bytes.TrimSpace(raw)) == "null" {
+		// The decoder takes null for an empty object.
+		problem(c, http.StatusBadRequest, "invalid_json", "the body must be a JSON object, not null")
+		return false
+	}
+	if key, dup := duplicateKey(raw); dup {
+		// The decoder keeps the last: {"conflict":true,"conflict":false}
+		// would read as no conflict, whatever a reviewer of the request
+		// saw first.
+		writeProblem(c, Problem{Status: http.StatusBadRequest, Code: "invalid_json", Field: key,
+			Detail: "field " + strconv.Quote(key) + " is given more than once"})
+		return false
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		jsonProblem(c, err)
@@ -315,6 +343,51 @@ func decode(c *gin.Context, v any) bool {
 		return false
 	}
 	return true
+}
+
+// duplicateKey finds a key given twice in one object of a JSON text
+// (compared as the decoder matches them, without regard to case). Text
+// that is not valid JSON has none: the decoder says what is wrong with it.
+func duplicateKey(raw []byte) (string, bool) {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	type frame struct {
+		keys   map[string]bool
+		object bool
+		key    bool // the next token in an object is a key
+	}
+	var stack []frame
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return "", false
+		}
+		top := len(stack) - 1
+		if d, ok := tok.(json.Delim); ok {
+			switch d {
+			case '{', '[':
+				if top >= 0 && stack[top].object {
+					stack[top].key = true // this value done, a key next
+				}
+				stack = append(stack, frame{object: d == '{', key: d == '{', keys: map[string]bool{}})
+			default:
+				stack = stack[:top]
+			}
+			continue
+		}
+		if top < 0 || !stack[top].object {
+			continue
+		}
+		if stack[top].key {
+			k := strings.ToLower(tok.(string))
+			if stack[top].keys[k] {
+				return tok.(string), true
+			}
+			stack[top].keys[k] = true
+			stack[top].key = false
+		} else {
+			stack[top].key = true
+		}
+	}
 }
 
 func jsonProblem(c *gin.Context, err error) {
