@@ -106,6 +106,10 @@ func New(d Deps) (http.Handler, error) {
 	}
 	r := gin.New()
 	r.HandleMethodNotAllowed = true
+	// A path with a slash too many is no route: gin's redirect answered it
+	// with an HTML page before any middleware ran, without the security
+	// headers or X-Request-ID.
+	r.RedirectTrailingSlash = false
 	r.ContextWithFallback = true
 	if err := r.SetTrustedProxies(d.TrustedProxies); err != nil {
 		return nil, err

@@ -131,6 +131,7 @@ func TestBadInput(t *testing.T) {
 				{"assignment bad role", "POST", "/cases/" + caseID + "/assignments", "application/json", `{"user":"x","role":"king","purpose":"p"}`, 403, "forbidden", nil},
 				{"declaration wrong type", "POST", "/cases/" + caseID + "/declarations", "application/json", `{"conflict":"no","statement":"s"}`, 400, "invalid_type", nil},
 				{"no such route", "GET", "/nowhere", "", "", 404, "no_route", nil},
+				{"trailing slash", "GET", "/cases/", "", "", 404, "no_route", nil},
 				{"wrong method", "PUT", "/cases", "", "", 405, "method_not_allowed", nil},
 			}
 			cases[2].ctype, cases[2].body = mp(file("a.txt", "MARKER-BAD"), field("kind", "other"))
