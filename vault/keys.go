@@ -20,6 +20,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"gorm.io/gorm"
@@ -41,11 +42,18 @@ const (
 type KeyTable struct {
 	Table    string
 	IDColumn string
+	// Kind names its keys in messages ("case", "vault", "supervision").
+	Kind string
+	// Vital: the vault cannot start (or serve a part of itself) without
+	// any of its keys. Rewrap moves these first, and stops at one it
+	// cannot open; a case key it cannot open loses that case only.
+	Vital bool
 }
 
 // KeyTables are the vault's own tables of wrapped keys.
 func (k *Keyring) KeyTables() []KeyTable {
-	return []KeyTable{{Table: "case_keys", IDColumn: "case_id"}, {Table: "vault_keys", IDColumn: "name"}}
+	return []KeyTable{{Table: "case_keys", IDColumn: "case_id", Kind: "case"},
+		{Table: "vault_keys", IDColumn: "name", Kind: "vault", Vital: true}}
 }
 
 // ErrMasterNotHeld means the database names an active master this process
@@ -303,16 +311,53 @@ func (k *Keyring) BeginRotation(ctx context.Context, m *crypt.Master) (Rotation,
 type RewrapReport struct {
 	Rewrapped int64 // rows rewrapped by this run
 	Remaining int64 // rows still not on the active master and escrow set
+	// Unopened are the case keys that no key this process holds opens
+	// (after a recovery: keys that were not escrowed, or escrowed to other
+	// recipients, and whose master is lost). They are left as they are,
+	// and counted in Remaining.
+	Unopened []UnopenedKey
+}
+
+// UnopenedKey is a stored key Rewrap could not open.
+type UnopenedKey struct {
+	Table, ID string
+	Master    string // the master it is wrapped to
+	Escrow    string // the escrow set it is wrapped to, "" for none
+	Err       error
+}
+
+// ErrVitalKeyUnopened: a key of a vital table (the vault's secrets or
+// proposals key, the supervision key) opens with no key this process
+// holds. Rewrap stops there: the vault cannot start without it.
+var ErrVitalKeyUnopened = errors.New("a key the vault cannot start without opens with no key this process holds")
+
+// rewrapOrder puts the vital tables first: a run that meets a case key it
+// cannot open has already moved the keys without which nothing starts.
+func rewrapOrder(tables []KeyTable) []KeyTable {
+	out := slices.Clone(tables)
+	slices.SortStableFunc(out, func(a, b KeyTable) int {
+		switch {
+		case a.Vital == b.Vital:
+			return 0
+		case a.Vital:
+			return -1
+		}
+		return 1
+	})
+	return out
 }
 
 // Rewrap brings every row of the vault's key tables and tables to the
 // active master and the current escrow set, batch rows per transaction,
-// stopping after limit rows (0: no limit). When nothing remains, an
-// unfinished rotation to that master is marked finished. A concurrent run
-// or instance is harmless: each row is updated only if it is still as read,
-// and each batch only while the master it wraps to is still the active one
-// (ErrMasterChanged otherwise: a newer rotation began, and its master may
-// retire the one this run read).
+// stopping after limit rows (0: no limit). The vital tables go first. A
+// case key that no key held opens is skipped and listed in the report
+// (each run visits every row once, so a run ends however many there are);
+// a vital key that none opens stops the run with ErrVitalKeyUnopened. When
+// nothing remains, an unfinished rotation to that master is marked
+// finished. A concurrent run or instance is harmless: each row is updated
+// only if it is still as read, and each batch only while the master it
+// wraps to is still the active one (ErrMasterChanged otherwise: a newer
+// rotation began, and its master may retire the one this run read).
 func (k *Keyring) Rewrap(ctx context.Context, batch, limit int, tables ...KeyTable) (RewrapReport, error) {
 	if batch <= 0 {
 		batch = 100
@@ -322,29 +367,32 @@ func (k *Keyring) Rewrap(ctx context.Context, batch, limit int, tables ...KeyTab
 		return RewrapReport{}, err
 	}
 	escrow := k.masters.EscrowFingerprint()
-	all := append(k.KeyTables(), tables...)
+	all := rewrapOrder(append(k.KeyTables(), tables...))
 	var rep RewrapReport
 	db := k.db.WithContext(ctx)
 	for _, t := range all {
+		after := "" // rows are visited in id order, each once per run
 		for limit <= 0 || rep.Rewrapped < int64(limit) {
 			n := batch
 			if limit > 0 {
 				n = min(n, limit-int(rep.Rewrapped))
 			}
-			done, err := k.rewrapBatch(ctx, t, to, escrow, n)
+			b, err := k.rewrapBatch(ctx, t, to, escrow, after, n)
 			if err != nil {
 				return rep, err
 			}
-			rep.Rewrapped += int64(done)
-			if done > 0 {
+			rep.Rewrapped += int64(b.done)
+			rep.Unopened = append(rep.Unopened, b.unopened...)
+			if b.done > 0 {
 				// Progress, for whoever looks while it runs.
-				if err := db.Exec("UPDATE vault_key_rotations SET rewrapped = rewrapped + ? WHERE finished_at IS NULL", done).Error; err != nil {
+				if err := db.Exec("UPDATE vault_key_rotations SET rewrapped = rewrapped + ? WHERE finished_at IS NULL", b.done).Error; err != nil {
 					return rep, fmt.Errorf("record rotation progress: %w", err)
 				}
 			}
-			if done < n {
+			if b.read < n {
 				break
 			}
+			after = b.last
 		}
 	}
 	err = db.Transaction(func(tx *gorm.DB) error {
@@ -408,35 +456,86 @@ type wrappedRow struct {
 	Escrow  string
 }
 
-func (k *Keyring) rewrapBatch(ctx context.Context, t KeyTable, to, escrow string, n int) (int, error) {
-	done := 0
+// batchResult is what one batch of Rewrap did.
+type batchResult struct {
+	read, done int
+	last       string // the id of the last row read
+	unopened   []UnopenedKey
+}
+
+// rewrapBatch rewraps up to n rows of t with ids after after, in one
+// transaction. A case key no key held opens is listed and left as it is,
+// so that it holds back neither the rest of its batch nor the run.
+func (k *Keyring) rewrapBatch(ctx context.Context, t KeyTable, to, escrow, after string, n int) (batchResult, error) {
+	var b batchResult
 	err := k.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		b = batchResult{}
 		if err := lockActiveMaster(tx, to); err != nil {
 			return err
 		}
 		var rows []wrappedRow
 		if err := tx.Table(t.Table).Select(t.IDColumn+" AS id, wrapped, master, escrow").
-			Where("NOT (master = ? AND escrow = ?)", to, escrow).Order(t.IDColumn).Limit(n).Scan(&rows).Error; err != nil {
+			Where("NOT (master = ? AND escrow = ?) AND "+t.IDColumn+" > ?", to, escrow, after).
+			Order(t.IDColumn).Limit(n).Scan(&rows).Error; err != nil {
 			return fmt.Errorf("read %s: %w", t.Table, err)
 		}
+		b.read = len(rows)
 		for _, r := range rows {
+			b.last = r.ID
 			w, err := k.masters.Rewrap(crypt.Wrapped{Data: r.Wrapped, Master: r.Master, Escrow: r.Escrow}, to)
 			if err != nil {
-				return fmt.Errorf("rewrap %s %s: %w", t.Table, r.ID, err)
+				if t.Vital {
+					return fmt.Errorf("%w: %s key %s (%s, wrapped to master %s): %w", ErrVitalKeyUnopened, t.Kind, r.ID, t.Table, r.Master, err)
+				}
+				b.unopened = append(b.unopened, UnopenedKey{Table: t.Table, ID: r.ID, Master: r.Master, Escrow: r.Escrow, Err: err})
+				continue
 			}
 			res := tx.Table(t.Table).Where(t.IDColumn+" = ? AND master = ? AND escrow = ?", r.ID, r.Master, r.Escrow).
 				Updates(map[string]any{"wrapped": w.Data, "master": w.Master, "escrow": w.Escrow})
 			if res.Error != nil {
 				return fmt.Errorf("store rewrapped %s %s: %w", t.Table, r.ID, res.Error)
 			}
-			done += int(res.RowsAffected)
+			b.done += int(res.RowsAffected)
 		}
 		return nil
 	})
 	if err != nil {
-		return 0, err
+		return batchResult{}, err
 	}
-	return done, nil
+	return b, nil
+}
+
+// EscrowGap counts the keys of one table that are not wrapped to this
+// process's escrow set: those without escrow, and those escrowed to
+// another set.
+type EscrowGap struct {
+	Table KeyTable
+	// Without: keys wrapped to no escrow recipient while this process has
+	// some; lost for good with their master. keys rewrap adds the copies.
+	Without int64
+	// Other: keys escrowed to another set than this process's.
+	Other int64
+}
+
+// EscrowGaps counts, per table, the keys not wrapped to this process's
+// escrow set, so that an operator sees them before the master is lost.
+func (k *Keyring) EscrowGaps(ctx context.Context, tables ...KeyTable) ([]EscrowGap, error) {
+	escrow := k.masters.EscrowFingerprint()
+	db := k.db.WithContext(ctx)
+	var out []EscrowGap
+	for _, t := range rewrapOrder(append(k.KeyTables(), tables...)) {
+		g := EscrowGap{Table: t}
+		if escrow != "" {
+			if err := db.Table(t.Table).Where("escrow = ''").Count(&g.Without).Error; err != nil {
+				return nil, fmt.Errorf("count %s: %w", t.Table, err)
+			}
+		}
+		if err := db.Table(t.Table).Where("escrow <> '' AND escrow <> ?", escrow).Count(&g.Other).Error; err != nil {
+			return nil, fmt.Errorf("count %s: %w", t.Table, err)
+		}
+		out = append(out, g)
+	}
+	return out, nil
 }
 
 // MasterStatus is one master and how many rows name it.

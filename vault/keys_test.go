@@ -258,3 +258,140 @@ func TestRewrapStopsWhenTheMasterChanges(t *testing.T) {
 		})
 	}
 }
+
+// TestRecoverSkipsKeysWithoutEscrow: a vault holds a case key wrapped to
+// its master only (created before escrow was configured), and the master
+// is lost. A recovery with the escrow identity moves the vault's own keys
+// and every escrowed case key to a new master, lists the one it cannot
+// open instead of failing on it (which left the secrets key on the lost
+// master, and the vault unable to start), and a second run visits it once
+// more and ends. keys status's count shows the gap beforehand.
+func TestRecoverSkipsKeysWithoutEscrow(t *testing.T) {
+	for _, dialect := range sqldbtest.Backends {
+		t.Run(dialect, func(t *testing.T) {
+			f := newWF(t, dialect, time.Date(2025, 3, 3, 9, 0, 0, 0, time.UTC), false)
+			k := f.svc.keys
+			lost := f.draft() // first, so first in id order: before escrow
+			escrowID, err := crypt.GenerateMaster()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := k.masters.SetEscrow(escrowID.Recipient()); err != nil {
+				t.Fatal(err)
+			}
+			kept := []string{f.draft(), f.draft()}
+			if _, err := k.VaultKey(f.ctx, "secrets"); err != nil {
+				t.Fatal(err)
+			}
+			var vaultUnescrowed int64
+			f.db.Table("vault_keys").Where("escrow = ''").Count(&vaultUnescrowed)
+			if vaultUnescrowed != 0 {
+				t.Fatalf("%d vault keys without escrow: the test wants them escrowed", vaultUnescrowed)
+			}
+			gaps, err := k.EscrowGaps(f.ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, g := range gaps {
+				want := int64(0)
+				if g.Table.Table == "case_keys" {
+					want = 1
+				}
+				if g.Without != want || g.Other != 0 {
+					t.Fatalf("escrow gap of %s: %+v, want %d without escrow", g.Table.Table, g, want)
+				}
+			}
+
+			// The master is lost: only the escrow identity opens anything.
+			ms, err := crypt.NewMasters(escrowID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := ms.SetEscrow(escrowID.Recipient()); err != nil {
+				t.Fatal(err)
+			}
+			rk := NewKeyring(f.db, nil, KeyringConfig{Masters: ms})
+			next, err := crypt.GenerateMaster()
+			if err != nil {
+				t.Fatal(err)
+			}
+			ms.Add(next)
+			if _, err := rk.BeginRotation(f.ctx, next); err != nil {
+				t.Fatal(err)
+			}
+			for run := range 2 {
+				rep, err := rk.Rewrap(f.ctx, 100, 0)
+				if err != nil {
+					t.Fatalf("recovery run %d: %v", run, err)
+				}
+				if len(rep.Unopened) != 1 || rep.Unopened[0].ID != lost || rep.Remaining != 1 {
+					t.Fatalf("recovery run %d: %+v, want only case %s unopened", run, rep, lost)
+				}
+			}
+			var left int64
+			f.db.Table("vault_keys").Where("master <> ?", next.Fingerprint()).Count(&left)
+			if left != 0 {
+				t.Fatalf("%d vault keys left on the lost master", left)
+			}
+
+			// With the new master alone: the vault's keys and the escrowed
+			// cases open; the lost case does not.
+			after, err := crypt.NewMasters(next)
+			if err != nil {
+				t.Fatal(err)
+			}
+			nk := NewKeyring(f.db, nil, KeyringConfig{Masters: after})
+			if _, err := nk.VaultKey(f.ctx, "secrets"); err != nil {
+				t.Fatalf("secrets key after the recovery: %v", err)
+			}
+			for _, id := range kept {
+				if _, err := nk.CaseKey(f.ctx, id); err != nil {
+					t.Fatalf("escrowed case %s after the recovery: %v", id, err)
+				}
+			}
+			if _, err := nk.CaseKey(f.ctx, lost); err == nil {
+				t.Fatal("a case key that was never escrowed opened after the master was lost")
+			}
+		})
+	}
+}
+
+// TestRecoverStopsAtAVitalKeyWithoutEscrow: a vault key the escrow cannot
+// open stops the recovery before any case key moves, naming it.
+func TestRecoverStopsAtAVitalKeyWithoutEscrow(t *testing.T) {
+	f := newWF(t, sqldbtest.Backends[0], time.Date(2025, 3, 3, 9, 0, 0, 0, time.UTC), false)
+	k := f.svc.keys
+	if _, err := k.VaultKey(f.ctx, "proposals"); err != nil {
+		t.Fatal(err)
+	}
+	escrowID, err := crypt.GenerateMaster()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := k.masters.SetEscrow(escrowID.Recipient()); err != nil {
+		t.Fatal(err)
+	}
+	f.draft()
+	ms, err := crypt.NewMasters(escrowID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rk := NewKeyring(f.db, nil, KeyringConfig{Masters: ms})
+	next, err := crypt.GenerateMaster()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms.Add(next)
+	if _, err := rk.BeginRotation(f.ctx, next); err != nil {
+		t.Fatal(err)
+	}
+	_, err = rk.Rewrap(f.ctx, 100, 0)
+	if !errors.Is(err, ErrVitalKeyUnopened) || !strings.Contains(err.Error(), "vault key proposals") {
+		t.Fatalf("recovery with the proposals key unescrowed: %v", err)
+	}
+	var moved int64
+	f.db.Table("case_keys").Where("master = ?", next.Fingerprint()).Count(&moved)
+	if moved != 0 {
+		t.Fatalf("%d case keys moved after a vital key failed", moved)
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/crvault/crvault/audit"
 	"github.com/crvault/crvault/vault"
@@ -147,9 +148,15 @@ func (a *app) keysRewrap(ctx context.Context, action string, batch, limit int, s
 	if err != nil {
 		_ = a.keysEvent(context.WithoutCancel(ctx), action, audit.Errored, "master/"+active,
 			fmt.Sprintf("rewrapped %d keys, then failed", rep.Rewrapped))
+		if errors.Is(err, vault.ErrVitalKeyUnopened) && action == "keys.recover" {
+			return fmt.Errorf("%w; it was not escrowed to this identity, and without it the vault cannot start: find the lost master key file (put it in %s) and run vaultd keys rewrap", err, a.cfg.keyDir())
+		}
 		return err
 	}
 	detail := fmt.Sprintf("rewrapped %d keys; %d remaining", rep.Rewrapped, rep.Remaining)
+	if len(rep.Unopened) > 0 {
+		return a.keysUnopened(ctx, action, active, detail, rep.Unopened, stdout)
+	}
 	if err := a.keysEvent(ctx, action, audit.Allowed, "master/"+active, detail); err != nil {
 		return err
 	}
@@ -159,6 +166,52 @@ func (a *app) keysRewrap(ctx context.Context, action string, batch, limit int, s
 	}
 	fmt.Fprintf(stdout, "%s; every key is wrapped to master %s and %d escrow recipient(s)\n", detail, active, a.masters.EscrowCount())
 	return nil
+}
+
+// keysUnopened reports the case keys a run could not open, and fails. The
+// run moved every other key (a case key opens only its own case); those
+// are left wrapped as they were, and the next run visits them once again.
+// After a recovery they are lost: each is recorded (keys.lost).
+func (a *app) keysUnopened(ctx context.Context, action, active, detail string, lost []vault.UnopenedKey, stdout io.Writer) error {
+	cases := make([]string, 0, len(lost))
+	masters := map[string]bool{}
+	var fps []string
+	for _, u := range lost {
+		cases = append(cases, u.ID)
+		if !masters[u.Master] {
+			masters[u.Master] = true
+			fps = append(fps, u.Master)
+		}
+	}
+	detail = fmt.Sprintf("%s; %d case keys could not be opened", detail, len(lost))
+	fmt.Fprintln(stdout, detail)
+	if action == "keys.recover" {
+		for _, u := range lost {
+			why := "not escrowed"
+			if u.Escrow != "" {
+				why = "escrowed to other recipients (" + u.Escrow + ")"
+			}
+			e := actorCLI()
+			e.Action, e.Outcome, e.CaseID, e.Resource = "keys.lost", audit.Errored, u.ID, "case/"+u.ID
+			e.Detail = fmt.Sprintf("case key wrapped to lost master %s, %s: not recovered", u.Master, why)
+			if _, err := a.audit.Append(ctx, e); err != nil {
+				return fmt.Errorf("record in audit log: %w", err)
+			}
+		}
+	}
+	if err := a.keysEvent(ctx, action, audit.Errored, "master/"+active, detail); err != nil {
+		return err
+	}
+	list := strings.Join(cases, ", ")
+	if action == "keys.recover" {
+		return exitError{1, fmt.Sprintf("%d case keys could not be recovered: they were not escrowed to this identity, and the master they are wrapped to (%s) is lost. "+
+			"The documents and sealed text of these cases cannot be read: %s. Every other key is recovered. "+
+			"If the old master key file turns up, put it in %s and run vaultd keys rewrap to bring them back",
+			len(lost), strings.Join(fps, ", "), list, a.cfg.keyDir())}
+	}
+	return exitError{1, fmt.Sprintf("%d case keys could not be opened: they are wrapped to master %s, which this process does not hold (cases %s). "+
+		"Give its key file (%s or VAULT_MASTER_KEY_FILE) and run the same command again; if it is lost, run vaultd keys recover --escrow-identity FILE",
+		len(lost), strings.Join(fps, ", "), list, a.cfg.keyDir())}
 }
 
 func (a *app) keysStatus(ctx context.Context, stdout io.Writer) error {
@@ -178,8 +231,44 @@ func (a *app) keysStatus(ctx context.Context, stdout io.Writer) error {
 	} else if p != nil {
 		fmt.Fprintf(stdout, "rotation from %s to %s unfinished (%d rewrapped)\n", p.From, p.To, p.Rewrapped)
 	}
-	fmt.Fprintf(stdout, "escrow recipients: %d\n", a.masters.EscrowCount())
+	gaps, err := a.keys.EscrowGaps(ctx, supervision.KeyTables()...)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "escrow recipients: %d%s\n", a.masters.EscrowCount(), escrowGapNote(gaps))
 	return nil
+}
+
+// escrowGapNote says which keys are not wrapped to the process's escrow
+// set (" (1 case key without escrow: run vaultd keys rewrap)"), "" when
+// none: a key without escrow is lost with its master.
+func escrowGapNote(gaps []vault.EscrowGap) string {
+	var without, other []string
+	count := func(n int64, kind string) string {
+		if n == 1 {
+			return fmt.Sprintf("1 %s key", kind)
+		}
+		return fmt.Sprintf("%d %s keys", n, kind)
+	}
+	for _, g := range gaps {
+		if g.Without > 0 {
+			without = append(without, count(g.Without, g.Table.Kind))
+		}
+		if g.Other > 0 {
+			other = append(other, count(g.Other, g.Table.Kind))
+		}
+	}
+	var parts []string
+	if len(without) > 0 {
+		parts = append(parts, strings.Join(without, ", ")+" without escrow: run vaultd keys rewrap")
+	}
+	if len(other) > 0 {
+		parts = append(parts, strings.Join(other, ", ")+" escrowed to other recipients: check VAULT_ESCROW_RECIPIENTS_FILE, or run vaultd keys rewrap --escrow-change to replace them")
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return " (" + strings.Join(parts, "; ") + ")"
 }
 
 // keysRetire retires the masters named, or every retiring one, refusing
@@ -249,5 +338,16 @@ func (a *app) warnEscrow(ctx context.Context, log *slog.Logger) error {
 		log.Warn("this instance's escrow recipients (VAULT_ESCROW_RECIPIENTS_FILE) differ from those of the stored keys; the keys it creates get its set", "err", err)
 		return nil
 	}
-	return err
+	if err != nil {
+		return err
+	}
+	// Keys without escrow are lost with their master: say so at start too.
+	gaps, err := a.keys.EscrowGaps(ctx, supervision.KeyTables()...)
+	if err != nil {
+		return err
+	}
+	if note := escrowGapNote(gaps); note != "" {
+		log.Warn("some keys are not wrapped to the escrow recipients: they are lost if the master key is", "keys", strings.Trim(note, " ()"))
+	}
+	return nil
 }

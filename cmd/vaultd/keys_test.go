@@ -246,6 +246,74 @@ func TestEscrowRecovery(t *testing.T) {
 	s.env = withEnv
 }
 
+// TestEscrowRecoveryWithAKeyWithoutEscrow (review h27f, finding 1): a
+// server started without VAULT_ESCROW_RECIPIENTS_FILE creates a case after
+// the keys were given escrow, so its key is wrapped to the master alone;
+// keys status says so. The master is lost. keys recover moves the vault's
+// keys, the supervision key and every escrowed case key to a new master,
+// records and names the lost case, and exits non-zero, every run; the vault
+// starts again and the escrowed case reads.
+func TestEscrowRecoveryWithAKeyWithoutEscrow(t *testing.T) {
+	t.Parallel()
+	for _, be := range backends {
+		t.Run(be.name, func(t *testing.T) {
+			t.Parallel()
+			escrowEnv, escrowID := escrowFiles(t)
+			s := newServer(t, be)
+			w := bootstrap(t, s)
+			s.start() // without escrow, and it keeps running so
+			w.loginAll(t)
+			kept, docs := w.newCase(t, "escrowed")
+			w.op.expect(201, "POST", "/complaints", map[string]any{"case": kept, "kind": "unfair", "description": "slow review"})
+			s.env = append(s.env, escrowEnv)
+			s.mustCLI("", "keys", "rewrap")
+			if st := s.mustCLI("", "keys", "status"); strings.Contains(st, "without escrow") {
+				t.Fatalf("status with every key escrowed:\n%s", st)
+			}
+			lost, _ := w.newCase(t, "not escrowed")
+			if st := s.mustCLI("", "keys", "status"); !strings.Contains(st, "escrow recipients: 1 (1 case key without escrow: run vaultd keys rewrap)") {
+				t.Fatalf("status with a case key without escrow:\n%s", st)
+			}
+			s.stop()
+			for _, f := range masterFiles(t, s) {
+				if err := os.Remove(f); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for run := range 2 {
+				out, errs, code := s.cli("", "keys", "recover", "--escrow-identity", escrowID, "--batch", "1")
+				if code != 1 || !strings.Contains(errs, "1 case keys could not be recovered") || !strings.Contains(errs, lost) ||
+					!strings.Contains(errs, "cannot be read") || !strings.Contains(errs, "old master key file turns up") || strings.Contains(errs, kept) {
+					t.Fatalf("recover run %d: exit %d\n%s\n%s", run, code, out, errs)
+				}
+			}
+			for _, table := range []string{"vault_keys", "supervision_keys"} {
+				if got := queryStrings(t, s, "SELECT DISTINCT master FROM "+table); len(got) != 1 || got[0] != queryStrings(t, s, "SELECT fingerprint FROM vault_masters WHERE state = 'active'")[0] {
+					t.Fatalf("%s after the recovery: masters %q", table, got)
+				}
+			}
+			if st := s.mustCLI("", "keys", "status"); !strings.Contains(st, "escrow recipients: 1") {
+				t.Fatalf("status after the recovery:\n%s", st)
+			}
+			s.start()
+			w.loginAll(t) // TOTP secrets open: the secrets key was recovered
+			readAll(t, w.op, docs)
+			var ev struct {
+				Items []struct {
+					Action, Outcome, Resource string
+				} `json:"items"`
+			}
+			w.insp.expect(200, "GET", "/audit/events?action=keys.lost", nil).json(t, &ev)
+			if len(ev.Items) != 2 || ev.Items[0].Resource != "case/"+lost || ev.Items[0].Outcome != "error" {
+				t.Fatalf("keys.lost events (one per run): %+v", ev.Items)
+			}
+			if out := s.mustCLI("", "audit", "verify"); !strings.Contains(out, "OK") {
+				t.Fatalf("audit verify: %s", out)
+			}
+		})
+	}
+}
+
 // buildAgePlugin builds the stand-in token plugin of vault/crypt's tests
 // and makes a token for it; it returns the env that plugs the token in.
 func buildAgePlugin(t *testing.T) (pluginEnv []string, tokenEnv string) {

@@ -140,7 +140,7 @@ func New(db *gorm.DB, v *vault.Service, acc *access.Service, log *audit.Log, mas
 // KeyTables are the supervision service's tables of keys wrapped to the
 // master, for rotation (vault.Keyring.Rewrap).
 func KeyTables() []vault.KeyTable {
-	return []vault.KeyTable{{Table: "supervision_keys", IDColumn: "id"}}
+	return []vault.KeyTable{{Table: "supervision_keys", IDColumn: "id", Kind: "supervision", Vital: true}}
 }
 
 // MaxAttachmentSize is the configured attachment limit in bytes.
