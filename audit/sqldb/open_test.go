@@ -12,7 +12,8 @@ import (
 // PostgreSQL's is refused, with the password kept out of the message,
 // instead of being taken for a SQLite file path: "postgress://..." used to
 // open a fresh, empty vault in a directory named after the password. A
-// path, or sqlite:PATH, still opens SQLite.
+// path, or sqlite:PATH, still opens SQLite, in files only their owner may
+// read.
 func TestOpenRefusesUnknownSchemes(t *testing.T) {
 	dir := t.TempDir()
 	t.Chdir(dir)
@@ -45,6 +46,28 @@ func TestOpenRefusesUnknownSchemes(t *testing.T) {
 		if Dialect(db) != SQLite {
 			t.Errorf("%s opened %s", url, Dialect(db))
 		}
+		if err := db.Exec("CREATE TABLE t (x int)").Error; err != nil {
+			t.Fatal(err)
+		}
+		path := strings.TrimPrefix(url, "sqlite:")
+		for _, p := range []string{path, path + "-wal", path + "-shm"} {
+			if fi, err := os.Stat(p); err != nil || fi.Mode().Perm() != 0o600 {
+				t.Errorf("%s: %v %v, want mode 0600", p, fi.Mode(), err)
+			}
+		}
 		Close(db)
+	}
+	// A database made before is made private when opened.
+	old := filepath.Join(dir, "old.db")
+	if err := os.WriteFile(old, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	db, err := Open(ctx, old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	Close(db)
+	if fi, err := os.Stat(old); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("an existing database: %v %v, want mode 0600", fi.Mode(), err)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	neturl "net/url"
 	"os"
@@ -61,6 +62,12 @@ func Open(ctx context.Context, url string) (*gorm.DB, error) {
 			if err := os.MkdirAll(dir, 0o700); err != nil {
 				return nil, fmt.Errorf("open database: %w", err)
 			}
+		}
+		// SQLite makes the file with 0644, and its -wal and -shm files
+		// take the file's mode: the database (sealed texts, the audit log
+		// with its addresses) is for vaultd alone.
+		if err := ownerOnly(path); err != nil {
+			return nil, fmt.Errorf("open database: %w", err)
 		}
 		// WAL lets readers proceed while the audit writer commits;
 		// synchronous=FULL makes a commit survive power loss, which the
@@ -235,4 +242,22 @@ func redactURL(raw string) string {
 		u.User = neturl.UserPassword(u.User.Username(), "xxxxxx")
 	}
 	return u.String()
+}
+
+// ownerOnly makes the SQLite file at path, and the -wal and -shm files
+// beside it if they exist, readable by their owner only, creating the
+// database file empty (which SQLite takes as a new database) if there is
+// none.
+func ownerOnly(path string) error {
+	f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE, 0o600)
+	if err != nil {
+		return err
+	}
+	f.Close()
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		if err := os.Chmod(p, 0o600); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+	}
+	return nil
 }

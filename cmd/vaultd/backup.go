@@ -118,6 +118,11 @@ func cmdBackup(ctx context.Context, args []string, stdout, stderr io.Writer, get
 		if err := a.db.WithContext(ctx).Exec("VACUUM INTO ?", filepath.Join(out, m.DBFile)).Error; err != nil {
 			return fmt.Errorf("copy the database (VACUUM INTO): %w", err)
 		}
+		// SQLite writes it 0644; like every other file of a backup, it is
+		// its owner's alone.
+		if err := os.Chmod(filepath.Join(out, m.DBFile), 0o600); err != nil {
+			return fmt.Errorf("copy the database: %w", err)
+		}
 	} else {
 		m.DBFile = "vault.pgdump"
 		if err := pgDumpTo(ctx, cfg.DatabaseURL, filepath.Join(out, m.DBFile)); err != nil {
