@@ -117,6 +117,9 @@ func (s *Service) GrantConsent(ctx context.Context, a Actor, materialID string, 
 		return Consent{}, fmt.Errorf("check consents: %w", err)
 	}
 	if live > 0 {
+		if err := s.record(ctx, a, "consent.create", audit.Denied, m.CaseID, "material/"+m.ID, "", "consent_exists"); err != nil {
+			return Consent{}, err
+		}
 		return Consent{}, fail(ErrConflict, "consent_exists", "that organisation already holds a consent for this material; withdraw it first to change it")
 	}
 	key, err := s.caseKey(ctx, m.CaseID)

@@ -8,6 +8,7 @@ import (
 
 	"gorm.io/gorm"
 
+	"github.com/crvault/crvault/audit"
 	"github.com/crvault/crvault/audit/sqldb/sqldbtest"
 )
 
@@ -53,6 +54,11 @@ func TestConcurrentConsentsOneTakesEffect(t *testing.T) {
 			}
 			if granted == "" {
 				t.Fatal("no grant took effect")
+			}
+			// Every refusal is in the audit log, whichever check refused it.
+			denied, _, err := f.log.Query(f.ctx, audit.Filter{Action: "consent.create", Outcome: audit.Denied, Limit: 100})
+			if err != nil || len(denied) != n-1 {
+				t.Fatalf("%d denied consent.create events (%v), want %d", len(denied), err, n-1)
 			}
 			if _, err := f.svc.OpenContent(f.ctx, f.op, mat, nil); err != nil {
 				t.Fatalf("the operator under the consent: %v", err)
