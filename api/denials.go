@@ -64,6 +64,7 @@ func (d *DenialLog) Record(ctx context.Context, e audit.Event) error {
 		w.repeats++
 		w.last = e
 		d.mu.Unlock()
+		audit.MarkRecorded(ctx) // counted, and written with the minute's count
 		return nil
 	}
 	var stale *denialWindow

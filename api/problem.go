@@ -43,6 +43,16 @@ func problem(c *gin.Context, status int, code, detail string) {
 }
 
 func writeProblem(c *gin.Context, p Problem) {
+	if p.Status >= 400 && p.Status < 500 {
+		// Every refused request is in the audit log before its answer
+		// leaves; if it cannot be written, the answer is that.
+		if f, ok := c.Get(ctxRefused); ok {
+			if err := f.(func(string) error)(p.Code); err != nil {
+				p = Problem{Status: http.StatusServiceUnavailable, Code: "audit_unavailable",
+					Detail: "the audit log cannot be written; the request was refused"}
+			}
+		}
+	}
 	if p.Type == "" {
 		p.Type = problemBase + p.Code
 	}

@@ -189,7 +189,36 @@ func (h *handler) requestID(c *gin.Context) {
 	}
 	c.Set(ctxRequestID, id)
 	c.Header("X-Request-ID", id)
+	// Whatever answers the request notes whether its event is in the
+	// audit log; a refusal that nothing recorded is recorded as it is
+	// written (writeProblem, refused).
+	ctx, recorded := audit.Tracked(c.Request.Context())
+	c.Request = c.Request.WithContext(ctx)
+	c.Set(ctxRefused, func(code string) error { return h.refused(c, recorded, code) })
 	c.Next()
+}
+
+// ctxRefused holds the func that audits a refusal no one else recorded.
+const ctxRefused = "crvault-refused"
+
+// refused records a 4xx answer with code as request.refused, unless an
+// event of the request is in the log already (the refusal's own, as most
+// are, or a denial counted as a repeat). Those caught here are refused on
+// their form: a body that is not JSON, a wrong field, an unknown route or
+// method, a conflict. They go through the DenialLog, so that a client
+// sending the same bad request again and again is counted, not written
+// each time.
+func (h *handler) refused(c *gin.Context, recorded func() bool, code string) error {
+	if recorded() {
+		return nil
+	}
+	route := c.FullPath()
+	if route == "" {
+		route = "unmatched"
+	}
+	p := principal(c)
+	return h.denials.Record(c.Request.Context(), audit.Event{Actor: p.User.ID, ActorOrg: p.User.OrgID, Action: "request.refused",
+		Outcome: audit.Denied, Resource: c.Request.Method + " " + route, IP: auditIP(c), RequestID: requestID(c), Detail: code})
 }
 
 func requestID(c *gin.Context) string { return c.GetString(ctxRequestID) }

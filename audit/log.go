@@ -329,6 +329,9 @@ func (l *Log) Append(ctx context.Context, e Event) (Event, error) {
 	l.mu.RUnlock()
 	select {
 	case res := <-r.done:
+		if res.err == nil {
+			MarkRecorded(ctx)
+		}
 		return res.ev, res.err
 	case <-ctx.Done():
 		// The event may still commit; the caller fails closed regardless.

@@ -129,6 +129,7 @@ const (
 var auditRules = map[string]auditRule{
 	"auth":                        auditNever,
 	"request.invalid_path":        auditNever, // a path naming nothing storable (api's plainParams)
+	"request.refused":             auditNever, // a request refused on its form (api's refused)
 	"case.create":                 auditOwn,
 	"case.read":                   auditOwn,
 	"case.list":                   auditOwn,

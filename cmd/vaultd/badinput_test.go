@@ -200,3 +200,60 @@ func TestBadInput(t *testing.T) {
 		})
 	}
 }
+
+// TestEveryRefusalAudited: requests refused on their form (a body that is
+// not JSON, a wrong media type, a wrong field, an unknown route or method,
+// a bad list limit) are in the audit log, as request.refused with the
+// problem's code, and a refusal the service records itself (an unknown
+// case) is there once, not twice.
+func TestEveryRefusalAudited(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, backends[0])
+	w := bootstrap(t, s)
+	s.start()
+	w.loginAll(t)
+	caseID, _ := w.newCase(t, "refusals")
+	probes := []struct {
+		method, path, ctype, body string
+		status                    int
+		code, action              string
+	}{
+		{"POST", "/cases/" + caseID + "/declarations", "application/json", `{`, 400, "invalid_json", "request.refused"},
+		{"POST", "/cases/" + caseID + "/transitions", "text/plain", `x`, 415, "unsupported_media_type", "request.refused"},
+		{"POST", "/cases", "application/json", `{"title":"t","product":"p","owner":"me"}`, 400, "unknown_field", "request.refused"},
+		{"GET", "/cases?limit=0", "", "", 422, "invalid_limit", "request.refused"},
+		// No route: the caller is not looked up, the address is kept.
+		{"PUT", "/cases", "", "", 405, "method_not_allowed", "request.refused"},
+		{"GET", "/casez", "", "", 404, "no_route", "request.refused"},
+		{"GET", "/cases/nosuchcase", "", "", 404, "not_found", "case.read"},
+	}
+	for i, p := range probes {
+		id := fmt.Sprintf("refusal-probe-%d", i)
+		h := map[string]string{"X-Request-ID": id}
+		if p.ctype != "" {
+			h["Content-Type"] = p.ctype
+		}
+		r := s.do(t, w.office.token, p.method, p.path, strings.NewReader(p.body), h)
+		if got := r.problem(t); r.Status != p.status || got["code"] != p.code {
+			t.Fatalf("%s %s: %d %v, want %d %s", p.method, p.path, r.Status, got["code"], p.status, p.code)
+		}
+	}
+	byID := map[string][]event{}
+	for _, e := range w.insp.events("outcome=denied") {
+		byID[e.RequestID] = append(byID[e.RequestID], e)
+	}
+	for i, p := range probes {
+		evs := byID[fmt.Sprintf("refusal-probe-%d", i)]
+		actor := w.office.id
+		if p.status == 405 || p.code == "no_route" {
+			actor = ""
+		}
+		if len(evs) != 1 || evs[0].Action != p.action || evs[0].Actor != actor || evs[0].IP == "" {
+			t.Errorf("%s %s: audited as %+v, want one %s by %q", p.method, p.path, evs, p.action, actor)
+			continue
+		}
+		if p.action == "request.refused" && evs[0].Detail != p.code {
+			t.Errorf("%s %s: detail %q, want %q", p.method, p.path, evs[0].Detail, p.code)
+		}
+	}
+}
