@@ -50,10 +50,23 @@ func (s *Service) Assign(ctx context.Context, a Actor, caseID string, in NewAssi
 	asg, err := s.access.Assign(ctx, a.P, caseID, in.User, in.Role, purpose, in.ExpiresAt)
 	if err != nil {
 		err = accessError(err)
-		s.recordFailure(ctx, a, "assignment.create", caseID, "user/"+in.User, err)
+		s.recordRefusal(ctx, a, "assignment.create", caseID, "user/"+in.User, purpose, err)
 		return access.Assignment{}, err
 	}
 	return asg, nil
+}
+
+// recordRefusal follows an action audited as allowed that then failed: a
+// refusal of the caller's (a duplicate, a user who does not exist, one
+// blocked from the case) is recorded as denied with its code, so the trail
+// does not read as a grant and a server fault; anything else as an error.
+func (s *Service) recordRefusal(ctx context.Context, a Actor, action, caseID, resource, purpose string, err error) {
+	var ve *Error
+	if errors.As(err, &ve) && ve.Kind != ErrUnavailable && ve.Kind != ErrDamaged {
+		_ = s.record(context.WithoutCancel(ctx), a, action, audit.Denied, caseID, resource, purpose, ve.Code)
+		return
+	}
+	s.recordFailure(ctx, a, action, caseID, resource, err)
 }
 
 // Assignments lists a case's assignments.

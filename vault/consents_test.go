@@ -9,6 +9,7 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/crvault/crvault/audit"
+	"github.com/crvault/crvault/audit/sqldb"
 	"github.com/crvault/crvault/audit/sqldb/sqldbtest"
 )
 
@@ -110,5 +111,32 @@ func TestMigrateLiveConsentsKeepsTheOldest(t *testing.T) {
 				t.Fatalf("a second live consent: %v", err)
 			}
 		})
+	}
+}
+
+// TestRefusedAssignmentAuditedAsDenied: an assignment refused because the
+// user already holds it reads in the trail as a refusal with its code,
+// not as a grant followed by a server fault.
+func TestRefusedAssignmentAuditedAsDenied(t *testing.T) {
+	f := newWF(t, sqldb.SQLite, time.Date(2025, 3, 3, 2, 0, 0, 0, time.UTC), false)
+	id := f.draft()
+	f.submit(id)
+	in := NewAssignment{User: f.rev.P.User.ID, Role: "reviewer", Purpose: "review"}
+	if _, err := f.svc.Assign(f.ctx, f.office, id, in); err != nil {
+		t.Fatal(err)
+	}
+	_, err := f.svc.Assign(f.ctx, f.office, id, in)
+	wantCode(t, err, ErrConflict, "conflict")
+	evs, _, err := f.log.Query(f.ctx, audit.Filter{Action: "assignment.create", Limit: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var outcomes []string
+	for _, e := range evs {
+		outcomes = append(outcomes, string(e.Outcome)+":"+e.Detail)
+	}
+	want := []string{"allowed:reviewer", "allowed:reviewer", "denied:conflict"}
+	if len(outcomes) != len(want) || outcomes[0] != want[0] || outcomes[1] != want[1] || outcomes[2] != want[2] {
+		t.Fatalf("assignment.create events %v, want %v", outcomes, want)
 	}
 }
