@@ -111,7 +111,11 @@ func (h *handler) auditConsistency(c *gin.Context) {
 // tree are the caller's mistake.
 func (h *handler) proofError(c *gin.Context, err error) {
 	if errors.Is(err, audit.ErrInvalid) {
-		problem(c, http.StatusUnprocessableEntity, "invalid_tree_size", "seq, size, from and to must lie within the log: from <= to <= its current size")
+		// Recorded as allowed before the log was asked; the answer was a
+		// refusal, and the trail says so.
+		if h.record(c, "audit.proof", audit.Denied, "audit/proofs", "invalid_tree_size") {
+			problem(c, http.StatusUnprocessableEntity, "invalid_tree_size", "seq, size, from and to must lie within the log: from <= to <= its current size")
+		}
 		return
 	}
 	h.fail(c, err)

@@ -227,6 +227,12 @@ func TestEveryRefusalAudited(t *testing.T) {
 		{"GET", "/casez", "", "", 404, "no_route", "request.refused"},
 		{"GET", "/cases/nosuchcase", "", "", 404, "not_found", "case.read"},
 	}
+	// Asked of the inspector: a proof for a size beyond the log is
+	// recorded as allowed when asked, then as refused.
+	r := s.do(t, w.insp.token, "GET", "/audit/proofs/consistency?from=1&to=999999999", nil, map[string]string{"X-Request-ID": "refusal-proof"})
+	if p := r.problem(t); r.Status != 422 || p["code"] != "invalid_tree_size" {
+		t.Fatalf("proof beyond the log: %d %v", r.Status, p)
+	}
 	for i, p := range probes {
 		id := fmt.Sprintf("refusal-probe-%d", i)
 		h := map[string]string{"X-Request-ID": id}
@@ -241,6 +247,9 @@ func TestEveryRefusalAudited(t *testing.T) {
 	byID := map[string][]event{}
 	for _, e := range w.insp.events("outcome=denied") {
 		byID[e.RequestID] = append(byID[e.RequestID], e)
+	}
+	if evs := byID["refusal-proof"]; len(evs) != 1 || evs[0].Action != "audit.proof" || evs[0].Detail != "invalid_tree_size" {
+		t.Errorf("refused proof audited as %+v", evs)
 	}
 	for i, p := range probes {
 		evs := byID[fmt.Sprintf("refusal-probe-%d", i)]
