@@ -53,6 +53,22 @@ type Report struct {
 	Witnessed int `json:"witnessed"`
 }
 
+// String says what a verification checked, in words: "events 1 to 69
+// (69 in the tree), 3 stored checkpoints and 5 witnessed ones matched,
+// signed up to event 69". A run with nothing new says so.
+func (r Report) String() string {
+	events := "no new events"
+	if r.To >= r.From {
+		events = fmt.Sprintf("events %d to %d", r.From, r.To)
+	}
+	s := fmt.Sprintf("%s (%d in the tree), %d stored and %d witnessed checkpoints matched, signed up to event %d",
+		events, r.TreeSize, r.Checkpoints, r.Witnessed, r.Covered)
+	if r.Covered < r.TreeSize {
+		s += fmt.Sprintf("; the %d after it are not signed yet", r.TreeSize-r.Covered)
+	}
+	return s
+}
+
 // chain checks one event after another: numbering, hash chain, content hash,
 // time order, and grows the Merkle tree.
 type chain struct {

@@ -56,7 +56,7 @@ func auditVerifyIncremental(ctx context.Context, log *audit.Log, state string, s
 		}
 	}
 	n := rep.To - rep.From + 1
-	fmt.Fprintf(stdout, "audit log OK: %+v (%d new events checked in %s)\n", rep, max(n, 0), time.Since(start).Round(time.Millisecond))
+	fmt.Fprintf(stdout, "audit log OK: %s (%d new events checked in %s)\n", rep, max(n, 0), time.Since(start).Round(time.Millisecond))
 	return nil
 }
 

@@ -21,7 +21,7 @@ func TestAuditVerifyIncremental(t *testing.T) {
 			s.mustCLI("", "org", "add", "--name", "Grid Co", "--kind", "operator")
 			s.mustCLI("", "org", "add", "--name", "Acme", "--kind", "provider")
 			out := s.mustCLI("", "audit", "verify", "--incremental")
-			if !strings.Contains(out, "audit log OK") || !strings.Contains(out, "From:1 ") {
+			if !strings.Contains(out, "audit log OK") || !strings.Contains(out, "events 1 to ") {
 				t.Fatalf("first incremental run: %s", out)
 			}
 			state := filepath.Join(s.data, "audit-verified")
@@ -31,7 +31,7 @@ func TestAuditVerifyIncremental(t *testing.T) {
 			}
 			s.mustCLI("", "org", "add", "--name", "Inspectorate", "--kind", "supervision")
 			out = s.mustCLI("", "audit", "verify", "--incremental")
-			if !strings.Contains(out, "audit log OK") || strings.Contains(out, "From:1 ") {
+			if !strings.Contains(out, "audit log OK") || strings.Contains(out, "events 1 to ") {
 				t.Fatalf("second incremental run re-read the log from the start: %s", out)
 			}
 			second, _ := os.ReadFile(state)

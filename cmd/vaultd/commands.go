@@ -416,7 +416,7 @@ func cmdAuditVerify(ctx context.Context, args []string, stdout, stderr io.Writer
 		}
 		return fmt.Errorf("verify audit log: %w", err)
 	}
-	fmt.Fprintf(stdout, "audit log OK: %+v\n", rep)
+	fmt.Fprintf(stdout, "audit log OK: %s\n", rep)
 	return nil
 }
 
