@@ -1,0 +1,128 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// approvedUser creates an account through the API (the sysadmin creates
+// it, the office admin approves it) and signs it in.
+func approvedUser(t *testing.T, s *server, w *world, name, org, role string) *client {
+	t.Helper()
+	var u struct{ ID string }
+	w.admin.expect(201, "POST", "/users", map[string]any{"username": name, "org": org, "roles": []string{role}, "password": pw}).json(t, &u)
+	w.office.expect(200, "POST", "/users/"+u.ID+"/approve", nil)
+	return s.login(t, name, pw)
+}
+
+// rawJSON sends a request and never fails the test, so that goroutines can
+// use it.
+func rawJSON(s *server, token, method, path, body string) (int, string) {
+	req, err := http.NewRequest(method, s.base+"/api/v1"+path, strings.NewReader(body))
+	if err != nil {
+		return 0, err.Error()
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	res, err := httpClient().Do(req)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return res.StatusCode, string(b)
+}
+
+// TestConcurrentResolutionAppliesOnlyTheWinner: two inspectors resolve one
+// complaint at once, one dismissing it, the other upholding it with
+// recuse_subject. Exactly one wins; the subject is recused only when the
+// uphold won, and the audit log holds the winner's events only.
+func TestConcurrentResolutionAppliesOnlyTheWinner(t *testing.T) {
+	t.Parallel()
+	for _, be := range backends {
+		t.Run(be.name, func(t *testing.T) {
+			t.Parallel()
+			s := newServer(t, be, "VAULT_TOTP_REQUIRED_ROLES=")
+			w := bootstrap(t, s)
+			s.start()
+			w.loginAll(t)
+			insp2 := approvedUser(t, s, w, "inspector2", "Inspectorate", "inspector")
+			caseID, docs := w.newCase(t, "RESOLVE-RACE")
+			w.op.expect(200, "POST", "/cases/"+caseID+"/submit", nil)
+			var matID string
+			for id := range docs {
+				matID = id
+			}
+			for attempt := 1; attempt <= 8; attempt++ {
+				rev := approvedUser(t, s, w, fmt.Sprintf("racerev%d", attempt), "Cybersecurity Review Office", "reviewer")
+				w.office.expect(201, "POST", "/cases/"+caseID+"/assignments", map[string]any{"user": rev.id, "role": "reviewer", "purpose": "review"})
+				rev.expect(201, "POST", "/cases/"+caseID+"/declarations", map[string]any{"conflict": false, "statement": "no ties"})
+				rev.expect(200, "GET", "/materials/"+matID+"/content", nil)
+				pseudo, best := "", int64(-1)
+				for _, e := range w.op.events("case=" + caseID + "&action=material.read&limit=500") {
+					if e.ActorOrg == w.officeOrg && e.Seq > best {
+						pseudo, best = e.Actor, e.Seq
+					}
+				}
+				var cp struct{ ID string }
+				w.op.expect(201, "POST", "/complaints", map[string]any{"case": caseID, "subject": pseudo, "kind": "confidentiality", "description": "leak"}).json(t, &cp)
+				w.insp.expect(200, "POST", "/complaints/"+cp.ID+"/status", map[string]any{"status": "investigating", "note": "looking"})
+				var wg sync.WaitGroup
+				var dst, ust int
+				wg.Add(2)
+				go func() {
+					defer wg.Done()
+					dst, _ = rawJSON(s, w.insp.token, "POST", "/complaints/"+cp.ID+"/resolution", `{"outcome":"dismissed","note":"no breach"}`)
+				}()
+				go func() {
+					defer wg.Done()
+					ust, _ = rawJSON(s, insp2.token, "POST", "/complaints/"+cp.ID+"/resolution", `{"outcome":"upheld","actions":["recuse_subject"],"note":"breach"}`)
+				}()
+				wg.Wait()
+				var got complaintView
+				w.insp.expect(200, "GET", "/complaints/"+cp.ID, nil).json(t, &got)
+				read := rev.do("GET", "/materials/"+matID+"/content", nil).Status
+				if (dst == 200) == (ust == 200) {
+					t.Fatalf("attempt %d: dismiss %d, uphold %d: exactly one resolution must win", attempt, dst, ust)
+				}
+				wantStatus, wantRead := "dismissed", 200
+				if ust == 200 {
+					wantStatus, wantRead = "upheld", 404
+				}
+				if got.Status != wantStatus || got.SubjectRecused != (ust == 200) || read != wantRead {
+					t.Fatalf("attempt %d: complaint %s recused=%v, subject's read %d; want %s, read %d", attempt, got.Status, got.SubjectRecused, read, wantStatus, wantRead)
+				}
+				resolves, recusals, reassign := 0, 0, 0
+				for _, e := range w.insp.events("case=" + caseID + "&limit=500") {
+					switch {
+					case e.Action == "complaint.resolve" && e.Resource == "complaint/"+cp.ID && e.Outcome == "allowed":
+						resolves++
+						if e.Detail != wantStatus {
+							t.Errorf("attempt %d: the log says the complaint was %s; it was %s", attempt, e.Detail, wantStatus)
+						}
+					case e.Action == "assignment.recuse" && e.Purpose == "complaint/"+cp.ID:
+						recusals++
+					case e.Action == "case.reassignment_requested" && e.Resource == "complaint/"+cp.ID:
+						reassign++
+					}
+				}
+				wantRecusals := 0
+				if ust == 200 {
+					wantRecusals = 1
+				}
+				if resolves != 1 || recusals != wantRecusals || reassign != wantRecusals {
+					t.Fatalf("attempt %d (%s won): %d complaint.resolve, %d assignment.recuse, %d case.reassignment_requested events; want 1, %d, %d",
+						attempt, wantStatus, resolves, recusals, reassign, wantRecusals, wantRecusals)
+				}
+			}
+		})
+	}
+}
