@@ -126,3 +126,94 @@ func TestConcurrentResolutionAppliesOnlyTheWinner(t *testing.T) {
 		})
 	}
 }
+
+// TestConcurrentCommitmentFindingsAreKept: two inspectors record findings
+// on one commitment at once. Every finding that was answered 200 is in the
+// commitment's history, the stored status is the history's last, and the
+// audit log records the findings that took effect in the same order.
+func TestConcurrentCommitmentFindingsAreKept(t *testing.T) {
+	t.Parallel()
+	for _, be := range backends {
+		t.Run(be.name, func(t *testing.T) {
+			t.Parallel()
+			s := newServer(t, be, "VAULT_TOTP_REQUIRED_ROLES=")
+			w := bootstrap(t, s)
+			s.start()
+			w.loginAll(t)
+			insp2 := approvedUser(t, s, w, "inspector2", "Inspectorate", "inspector")
+			caseID, _ := w.newCase(t, "COMMITMENT-RACE")
+			w.op.expect(200, "POST", "/cases/"+caseID+"/submit", nil)
+			type commitment struct {
+				ID, Status string
+				History    []struct{ Status, Note, By string }
+			}
+			for attempt := 1; attempt <= 5; attempt++ {
+				var cm commitment
+				w.prov.expect(201, "POST", "/cases/"+caseID+"/commitments", map[string]any{"kind": "no_illegal_data", "text": "no user data"}).json(t, &cm)
+				var wg sync.WaitGroup
+				var a, b int
+				wg.Add(2)
+				go func() {
+					defer wg.Done()
+					a, _ = rawJSON(s, w.insp.token, "POST", "/commitments/"+cm.ID+"/status", `{"status":"breached","note":"firmware phones home"}`)
+				}()
+				go func() {
+					defer wg.Done()
+					b, _ = rawJSON(s, insp2.token, "POST", "/commitments/"+cm.ID+"/status", `{"status":"kept","note":"annual check passed"}`)
+				}()
+				wg.Wait()
+				var l struct{ Items []commitment }
+				w.insp.expect(200, "GET", "/commitments?case="+caseID+"&limit=500", nil).json(t, &l)
+				var got commitment
+				for _, it := range l.Items {
+					if it.ID == cm.ID {
+						got = it
+					}
+				}
+				var want []string
+				if a == 200 {
+					want = append(want, "breached")
+				}
+				if b == 200 {
+					want = append(want, "kept")
+				}
+				var history []string
+				for _, h := range got.History {
+					history = append(history, h.Status)
+					if h.By == "" || h.Note == "" {
+						t.Errorf("attempt %d: a finding without its inspector or note: %+v", attempt, h)
+					}
+				}
+				if len(want) == 0 || len(history) != len(want) || got.Status != history[len(history)-1] {
+					t.Fatalf("attempt %d: breached %d, kept %d; stored %q, history %v", attempt, a, b, got.Status, history)
+				}
+				var effective []string
+				errored := map[string]bool{}
+				evs := w.insp.events("action=commitment.status&limit=500")
+				for _, e := range evs {
+					if e.Resource == "commitment/"+cm.ID && e.Outcome == "errored" {
+						errored[e.RequestID] = true
+					}
+				}
+				for _, e := range evs {
+					if e.Resource == "commitment/"+cm.ID && e.Outcome == "allowed" && !errored[e.RequestID] {
+						effective = append(effective, e.Detail)
+					}
+				}
+				if strings.Join(effective, ",") != strings.Join(history, ",") {
+					t.Fatalf("attempt %d: the audit log orders the findings %v, the history %v", attempt, effective, history)
+				}
+			}
+			// The parties see the findings, not who made them.
+			var l struct{ Items []commitment }
+			w.op.expect(200, "GET", "/commitments?case="+caseID+"&limit=500", nil).json(t, &l)
+			for _, it := range l.Items {
+				for _, h := range it.History {
+					if h.By != "" {
+						t.Errorf("the operator sees who recorded a finding: %+v", h)
+					}
+				}
+			}
+		})
+	}
+}

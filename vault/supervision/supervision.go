@@ -77,6 +77,9 @@ type Service struct {
 
 	keyMu sync.Mutex
 	key   *crypt.CaseKey
+
+	// commitmentMu serialises findings on commitments (SetCommitmentStatus).
+	commitmentMu sync.Mutex
 }
 
 // New wires the service. The database must be migrated (Migrate).
