@@ -217,3 +217,115 @@ func TestConcurrentCommitmentFindingsAreKept(t *testing.T) {
 		})
 	}
 }
+
+// TestReportDeskLimitsHoldUnderConcurrency: the anonymous desk's limits
+// hold when requests come in parallel (reports per client per hour, wrong
+// receipts per client per hour), and one receipt cannot add attachments or
+// messages without bound.
+func TestReportDeskLimitsHoldUnderConcurrency(t *testing.T) {
+	t.Parallel()
+	for _, be := range backends {
+		t.Run(be.name, func(t *testing.T) {
+			t.Parallel()
+			// The generic anonymous rate is not what is tested here.
+			s := newServer(t, be, "VAULT_TOTP_REQUIRED_ROLES=", "VAULT_ANONYMOUS_RATE=100000")
+			bootstrap(t, s)
+			s.start()
+			jsonH := map[string]string{"Content-Type": "application/json"}
+			r := s.do(t, "", "POST", "/reports", strings.NewReader(`{"description":"limits"}`), jsonH)
+			if r.Status != 201 {
+				t.Fatalf("file a report: %d %s", r.Status, r.Body)
+			}
+			var f struct{ Receipt string }
+			r.json(t, &f)
+
+			// 20 attachments per report; the 21st is refused with its code.
+			for i := 0; i < 21; i++ {
+				a := s.do(t, "", "POST", fmt.Sprintf("/reports/attachments?filename=f%d.bin", i), strings.NewReader(strings.Repeat("x", 1<<10)),
+					map[string]string{"X-Receipt": f.Receipt, "Content-Type": "application/octet-stream"})
+				switch {
+				case i < 20 && a.Status != 201:
+					t.Fatalf("attachment %d: %d %s", i+1, a.Status, a.Body)
+				case i == 20 && (a.Status != 422 || a.problem(t)["code"] != "attachment_limit"):
+					t.Errorf("attachment 21 of one report: %d %s", a.Status, a.Body)
+				}
+			}
+			// 100 messages from the reporter, sent 8 at a time (in-flight
+			// receipts hold one of the 10 slots for wrong ones until they are
+			// found right): exactly 100 are taken.
+			var wg sync.WaitGroup
+			var mu sync.Mutex
+			codes := map[int]int{}
+			jobs := make(chan struct{})
+			for range 8 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for range jobs {
+						req, _ := http.NewRequest("POST", s.base+"/api/v1/reports/messages", strings.NewReader(`{"text":"more"}`))
+						req.Header.Set("Content-Type", "application/json")
+						req.Header.Set("X-Receipt", f.Receipt)
+						st := 0
+						if res, err := httpClient().Do(req); err == nil {
+							st = res.StatusCode
+							_, _ = io.Copy(io.Discard, res.Body)
+							_ = res.Body.Close()
+						}
+						mu.Lock()
+						codes[st]++
+						mu.Unlock()
+					}
+				}()
+			}
+			for range 110 {
+				jobs <- struct{}{}
+			}
+			close(jobs)
+			wg.Wait()
+			if codes[201] != 100 || codes[422] != 10 {
+				t.Errorf("110 parallel messages on one report: %v; want 100 taken and 10 refused", codes)
+			}
+
+			// Wrong receipts in parallel: at most 10 are checked.
+			codes = map[int]int{}
+			for i := 0; i < 30; i++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					req, _ := http.NewRequest("GET", s.base+"/api/v1/reports/status", nil)
+					req.Header.Set("X-Receipt", strings.Split(f.Receipt, ".")[0]+".wrongsecretwrongsecretwrong")
+					st := 0
+					if res, err := httpClient().Do(req); err == nil {
+						st = res.StatusCode
+						_ = res.Body.Close()
+					}
+					mu.Lock()
+					codes[st]++
+					mu.Unlock()
+				}()
+			}
+			wg.Wait()
+			if codes[401] > 10 || codes[401]+codes[429] != 30 {
+				t.Errorf("30 parallel wrong receipts: %v; want at most 10 checked, the rest 429", codes)
+			}
+
+			// Reports in parallel: one was filed above, so at most 19 more.
+			filed := 0
+			for i := 0; i < 40; i++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					if st, _ := rawJSON(s, "", "POST", "/reports", `{"description":"parallel"}`); st == 201 {
+						mu.Lock()
+						filed++
+						mu.Unlock()
+					}
+				}()
+			}
+			wg.Wait()
+			if filed != 19 {
+				t.Errorf("%d of 40 parallel reports from one client filed after one earlier; want 19 (20 per hour)", filed)
+			}
+		})
+	}
+}
