@@ -17,6 +17,7 @@ func (a *app) supervisionRoutes(g *gin.RouterGroup) {
 	g.GET("/complaints", a.complaints)
 	g.POST("/complaints", a.csrf, a.fileComplaint)
 	g.GET("/complaints/:id", a.complaint)
+	g.POST("/complaints/:id/status", a.csrf, a.investigateComplaint)
 	g.POST("/complaints/:id/resolution", a.csrf, a.resolveComplaint)
 	g.GET("/commitments", a.commitments)
 	g.GET("/reports", a.reports)
@@ -84,7 +85,8 @@ type complaintView struct {
 	// People names the subject for the inspector; the complainant knows
 	// the subject by the pseudonym it was shown.
 	People map[string]person
-	// Form is a refused resolution as it was sent ("resolution.note").
+	// Form is a refused form as it was sent ("resolution.note",
+	// "investigate.note").
 	Form map[string]string
 	// CaseTitle names the complaint's case when the viewer may list it
 	// (vault.CaseTitles), and the page then links to it; else "".
@@ -140,15 +142,37 @@ func (a *app) resolveComplaint(c *gin.Context) {
 		in.Actions = []string{supervision.ActionRecuseSubject}
 	}
 	if _, err := a.Supervision.Resolve(c.Request.Context(), a.actor(c), c.Param("id"), in); err != nil {
-		if status, msg := a.formError(c, err); status == http.StatusUnprocessableEntity || status == http.StatusBadRequest || status == http.StatusConflict {
-			pageOf(c).Error = msg
-			a.renderComplaint(c, status, keptForm(c, "resolution", "outcome", "recuse", "note"))
-			return
-		}
-		a.fail(c, err)
+		a.refusedComplaintForm(c, err, keptForm(c, "resolution", "outcome", "recuse", "note"))
 		return
 	}
 	c.Redirect(http.StatusSeeOther, "/complaints/"+c.Param("id")+"?done=resolved")
+}
+
+// investigateComplaint puts an open complaint under investigation, the step
+// before it can be resolved.
+func (a *app) investigateComplaint(c *gin.Context) {
+	in := supervision.StatusRequest{Status: supervision.StatusInvestigating, Note: c.PostForm("note")}
+	if _, err := a.Supervision.SetComplaintStatus(c.Request.Context(), a.actor(c), c.Param("id"), in); err != nil {
+		a.refusedComplaintForm(c, err, keptForm(c, "investigate", "note"))
+		return
+	}
+	c.Redirect(http.StatusSeeOther, "/complaints/"+c.Param("id")+"?done=investigating")
+}
+
+// refusedComplaintForm shows the complaint page again with what was typed
+// when the service refused a form on it, and the error page otherwise. A
+// refused step names the complaint's status, not a case's.
+func (a *app) refusedComplaintForm(c *gin.Context, err error, form map[string]string) {
+	status, msg := a.formError(c, err)
+	if status != http.StatusUnprocessableEntity && status != http.StatusBadRequest && status != http.StatusConflict {
+		a.fail(c, err)
+		return
+	}
+	if _, code, _ := a.Classify(err); code == "illegal_transition" {
+		msg = a.locale(c).T("error.complaint_illegal_transition")
+	}
+	pageOf(c).Error = msg
+	a.renderComplaint(c, status, form)
 }
 
 // commitments lists commitments, filtered by case and provider. The

@@ -508,9 +508,89 @@ func TestWebRefusedFormsKeepWhatWasTyped(t *testing.T) {
 		ID string `json:"id"`
 	}
 	w.op.expect(201, "POST", "/complaints", map[string]any{"case": caseID, "kind": "unfair", "description": "unfair treatment"}).json(t, &cp)
+	w.insp.expect(200, "POST", "/complaints/"+cp.ID+"/status", map[string]any{"status": "investigating", "note": "looking"})
 	note := "Heard both sides on 3 March; the minutes show no disclosure."
-	st, page = post(w.insp.token, "/complaints/"+cp.ID+"/resolution", url.Values{"outcome": {"dismissed"}, "note": {note}})
-	kept("resolution", st, 409, page, note, `id="out-dismissed" name="outcome" value="dismissed" checked`)
+	st, page = post(w.insp.token, "/complaints/"+cp.ID+"/resolution", url.Values{"outcome": {"withdrawn"}, "note": {note}})
+	kept("resolution", st, 422, page, note)
+}
+
+// TestWebComplaintInvestigatedThenResolved: on the web complaint page an
+// inspector puts an open complaint under investigation (the step the
+// service requires before a resolution) and then resolves it; each page
+// offers only the form that can succeed, and a step the complaint's status
+// forbids says so in the complaint's words.
+func TestWebComplaintInvestigatedThenResolved(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, backends[0], "VAULT_TOTP_REQUIRED_ROLES=")
+	s.start()
+	w := bootstrap(t, s)
+	w.loginAll(t)
+	caseID, _ := w.newCase(t, "investigate")
+	w.op.expect(200, "POST", "/cases/"+caseID+"/submit", nil)
+	var cp struct {
+		ID string `json:"id"`
+	}
+	w.op.expect(201, "POST", "/complaints", map[string]any{"case": caseID, "kind": "unfair", "description": "biased"}).json(t, &cp)
+	insp := cookieClient{t: t, base: s.base, token: w.insp.token}
+	en := map[string]string{"Accept-Language": "en"}
+	get := func() string {
+		t.Helper()
+		st, page, _ := insp.do("GET", "/complaints/"+cp.ID, "", "", en)
+		if st != 200 {
+			t.Fatalf("complaint page: %d", st)
+		}
+		return htmlstd.UnescapeString(page)
+	}
+	post := func(path string, v url.Values) (int, string, http.Header) {
+		t.Helper()
+		v.Set("csrf", pageCSRF(t, insp))
+		st, page, hd := insp.do("POST", path, v.Encode(), "application/x-www-form-urlencoded", en)
+		return st, htmlstd.UnescapeString(page), hd
+	}
+	statusForm, resolutionForm := `action="/complaints/`+cp.ID+`/status"`, `action="/complaints/`+cp.ID+`/resolution"`
+	page := get()
+	if !strings.Contains(page, statusForm) || strings.Contains(page, resolutionForm) {
+		t.Fatalf("open complaint: status form %v, resolution form %v; want only the status form",
+			strings.Contains(page, statusForm), strings.Contains(page, resolutionForm))
+	}
+	// A resolution sent from a page that was stale: refused in the
+	// complaint's words.
+	st, page, _ := post("/complaints/"+cp.ID+"/resolution", url.Values{"outcome": {"dismissed"}, "note": {"no bias"}})
+	if st != 409 || !strings.Contains(page, msg(t, "en", "error.complaint_illegal_transition")) || !strings.Contains(page, statusForm) {
+		t.Fatalf("resolving an open complaint: %d %s", st, tail(page, 1500))
+	}
+	// Without its CSRF token the step is refused.
+	if st, _, _ := insp.do("POST", "/complaints/"+cp.ID+"/status", "note=x", "application/x-www-form-urlencoded", en); st != 403 {
+		t.Fatalf("status form without its token: %d", st)
+	}
+	// A note too long comes back with the text kept.
+	long := strings.Repeat("n", 4001)
+	if st, page, _ := post("/complaints/"+cp.ID+"/status", url.Values{"note": {long}}); st != 422 || !strings.Contains(page, long) {
+		t.Fatalf("too long a note: %d", st)
+	}
+	st, _, hd := post("/complaints/"+cp.ID+"/status", url.Values{"note": {"asking both sides"}})
+	if st != 303 || hd.Get("Location") != "/complaints/"+cp.ID+"?done=investigating" {
+		t.Fatalf("start the investigation: %d %q", st, hd.Get("Location"))
+	}
+	page = get()
+	if strings.Contains(page, statusForm) || !strings.Contains(page, resolutionForm) || !strings.Contains(page, "asking both sides") {
+		t.Fatalf("complaint under investigation: status form %v, resolution form %v", strings.Contains(page, statusForm), strings.Contains(page, resolutionForm))
+	}
+	if st, page, _ := post("/complaints/"+cp.ID+"/status", url.Values{"note": {"again"}}); st != 409 || !strings.Contains(page, msg(t, "en", "error.complaint_illegal_transition")) {
+		t.Fatalf("investigating twice: %d %s", st, tail(page, 1500))
+	}
+	st, _, hd = post("/complaints/"+cp.ID+"/resolution", url.Values{"outcome": {"dismissed"}, "note": {"no bias found"}})
+	if st != 303 || hd.Get("Location") != "/complaints/"+cp.ID+"?done=resolved" {
+		t.Fatalf("resolve: %d %q", st, hd.Get("Location"))
+	}
+	if page = get(); strings.Contains(page, statusForm) || strings.Contains(page, resolutionForm) {
+		t.Fatal("a resolved complaint still offers a form")
+	}
+	// The filer sees neither form.
+	filer := cookieClient{t: t, base: s.base, token: w.op.token}
+	if _, page, _ := filer.do("GET", "/complaints/"+cp.ID, "", "", en); strings.Contains(page, statusForm) {
+		t.Fatal("the filer is offered the inspectors' form")
+	}
 }
 
 // TestWebDeclarationShown: a reviewer's case page says whether they have

@@ -83,6 +83,17 @@ func (s *Service) AddAttachment(ctx context.Context, cl Client, receipt string, 
 	if up.Size > s.cfg.MaxAttachmentSize {
 		return AttachmentInfo{}, &vault.Error{Kind: vault.ErrTooLarge, Code: "too_large", Detail: fmt.Sprintf("the limit is %d bytes", s.cfg.MaxAttachmentSize)}
 	}
+	// Refused early when the report is already full, before the upload;
+	// the count that decides is the one made again with the row stored.
+	var used attachmentUse
+	if err := s.db.WithContext(ctx).Model(&attachmentRow{}).Select("COUNT(*) AS n, COALESCE(SUM(size), 0) AS bytes").
+		Where("report_id = ?", row.ID).Scan(&used).Error; err != nil {
+		return AttachmentInfo{}, fmt.Errorf("count attachments of report %s: %w", row.ID, err)
+	}
+	if err := s.attachmentRoom(used, 1); err != nil {
+		return AttachmentInfo{}, err
+	}
+	limit := min(s.cfg.MaxAttachmentSize, s.cfg.MaxReportBytes-used.Bytes)
 	key, err := s.supervisionKey(ctx)
 	if err != nil {
 		return AttachmentInfo{}, err
@@ -94,22 +105,64 @@ func (s *Service) AddAttachment(ctx context.Context, cl Client, receipt string, 
 	if err := s.record(ctx, anonEvent(cl.RequestID, "report.attach", audit.Allowed, "report/"+row.ID+"/attachment/"+a.ID, "")); err != nil {
 		return AttachmentInfo{}, err
 	}
-	sealed, err := s.vault.SealBlob(ctx, key, a.BlobID, up.Body, up.Size, s.cfg.MaxAttachmentSize)
+	if up.Size > limit {
+		return AttachmentInfo{}, s.attachmentLimit()
+	}
+	sealed, err := s.vault.SealBlob(ctx, key, a.BlobID, up.Body, up.Size, limit)
 	if err != nil {
+		var ve *vault.Error
+		if limit < s.cfg.MaxAttachmentSize && errors.As(err, &ve) && ve.Code == "too_large" {
+			// Too large for what the report has left, not for one file.
+			return AttachmentInfo{}, s.attachmentLimit()
+		}
 		return AttachmentInfo{}, err
 	}
 	a.Size, a.SHA256, a.Header = sealed.Size, sealed.SHA256, sealed.Header
 	a.CreatedAt = s.cfg.Now().UTC().Truncate(time.Microsecond)
-	if err := s.db.WithContext(ctx).Create(&a).Error; err != nil {
+	err = s.appendToReport(ctx, row.ID, func(tx *gorm.DB) error {
+		var used attachmentUse
+		if err := tx.Model(&attachmentRow{}).Select("COUNT(*) AS n, COALESCE(SUM(size), 0) AS bytes").
+			Where("report_id = ?", row.ID).Scan(&used).Error; err != nil {
+			return fmt.Errorf("count attachments of report %s: %w", row.ID, err)
+		}
+		if err := s.attachmentRoom(used, a.Size); err != nil {
+			return err
+		}
+		if err := tx.Create(&a).Error; err != nil {
+			return fmt.Errorf("record attachment: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
 		// Unless the row may have committed all the same (a connection
 		// lost during COMMIT): the janitor, which keeps what is
 		// referenced, takes that blob later.
 		if !sqldb.CommitUnknown(err) {
 			_ = s.blobs.Delete(context.WithoutCancel(ctx), a.BlobID)
 		}
-		return AttachmentInfo{}, fmt.Errorf("record attachment: %w", err)
+		return AttachmentInfo{}, err
 	}
 	return s.toAttachment(ctx, a)
+}
+
+// attachmentUse is what a report's attachments take.
+type attachmentUse struct {
+	N     int64
+	Bytes int64
+}
+
+// attachmentRoom says whether the report, using used, takes one more
+// attachment of size bytes.
+func (s *Service) attachmentRoom(used attachmentUse, size int64) error {
+	if used.N >= int64(s.cfg.MaxAttachmentsPerReport) || used.Bytes+size > s.cfg.MaxReportBytes {
+		return s.attachmentLimit()
+	}
+	return nil
+}
+
+func (s *Service) attachmentLimit() error {
+	return invalid("attachment", "attachment_limit", fmt.Sprintf("a report takes at most %d attachments of %d bytes together",
+		s.cfg.MaxAttachmentsPerReport, s.cfg.MaxReportBytes))
 }
 
 // AttachmentContent is an opened attachment; the caller must Close it.

@@ -44,6 +44,18 @@ type Commitment struct {
 	StatusNote string     `json:"status_note,omitempty"`
 	StatusBy   string     `json:"status_by,omitempty"`
 	StatusAt   *time.Time `json:"status_at,omitempty"`
+	// History is every finding, oldest first (those recorded before
+	// histories were kept appear only as the status above).
+	History []CommitmentChange `json:"history"`
+}
+
+// CommitmentChange is one finding on a commitment. By, the inspector, is
+// not shown to the operator and the provider.
+type CommitmentChange struct {
+	Status string    `json:"status"`
+	Note   string    `json:"note"`
+	By     string    `json:"by,omitempty"`
+	At     time.Time `json:"at"`
 }
 
 // CommitmentStatusRequest is the body of POST /commitments/{id}/status.
@@ -162,12 +174,29 @@ func (s *Service) toCommitment(ctx context.Context, p access.Principal, r commit
 		return Commitment{}, err
 	}
 	c := Commitment{ID: r.ID, CaseID: r.CaseID, ProviderOrg: r.ProviderOrg, OperatorOrg: r.OperatorOrg, Kind: r.Kind, Text: text,
-		CreatedBy: r.CreatedBy, CreatedAt: r.CreatedAt.UTC(), Urges: []Urge{}, Status: r.Status, StatusNote: statusNote, StatusBy: r.StatusBy}
+		CreatedBy: r.CreatedBy, CreatedAt: r.CreatedAt.UTC(), Urges: []Urge{}, Status: r.Status, StatusNote: statusNote, StatusBy: r.StatusBy,
+		History: []CommitmentChange{}}
 	if c.Status == "" {
 		c.Status = CommitmentPending
 	}
-	if p.Has(access.RoleOperator) || p.Has(access.RoleProvider) {
+	party := p.Has(access.RoleOperator) || p.Has(access.RoleProvider)
+	if party {
 		c.StatusBy = ""
+	}
+	var hs []commitmentChangeRow
+	if err := s.db.WithContext(ctx).Where("commitment_id = ?", r.ID).Order("version").Find(&hs).Error; err != nil {
+		return c, fmt.Errorf("load history of commitment %s: %w", r.ID, err)
+	}
+	for _, h := range hs {
+		note, err := s.open(ctx, label("supervision_commitment_changes", "note", h.ID), h.Note)
+		if err != nil {
+			return Commitment{}, err
+		}
+		ch := CommitmentChange{Status: h.Status, Note: note, By: h.By, At: h.At.UTC()}
+		if party {
+			ch.By = ""
+		}
+		c.History = append(c.History, ch)
 	}
 	if r.StatusAt != nil {
 		at := r.StatusAt.UTC()
@@ -188,12 +217,20 @@ func (s *Service) toCommitment(ctx context.Context, p access.Principal, r commit
 }
 
 // SetCommitmentStatus records what supervision found about a commitment
-// (inspectors): kept, breached or under_investigation, with a note.
+// (inspectors): kept, breached or under_investigation, with a note. Each
+// finding is kept in the commitment's history. Findings on one commitment
+// are serialised: in this process by a lock held from the read through the
+// audit record to the update, so the audit log and the history agree on
+// their order; across processes by the version the update is conditional
+// on, and the one that lost answers concurrent_update, its audit record
+// followed by an errored one.
 func (s *Service) SetCommitmentStatus(ctx context.Context, a vault.Actor, id string, in CommitmentStatusRequest) (Commitment, error) {
 	ev := event(a, "commitment.status", audit.Allowed, "", "commitment/"+id, in.Status)
 	if !a.P.Has(access.RoleInspector) {
 		return Commitment{}, s.deny(ctx, ev, forbidden("only inspectors supervise commitments"))
 	}
+	s.commitmentMu.Lock()
+	defer s.commitmentMu.Unlock()
 	var row commitmentRow
 	err := gorm.ErrRecordNotFound
 	if validID(id) {
@@ -213,19 +250,43 @@ func (s *Service) SetCommitmentStatus(ctx context.Context, a vault.Actor, id str
 	if err != nil {
 		return Commitment{}, err
 	}
-	if err := s.record(ctx, ev); err != nil {
-		return Commitment{}, err
-	}
 	now := s.cfg.Now().UTC().Truncate(time.Microsecond)
 	sealedNote, err := s.seal(ctx, label("supervision_commitments", "status_note", row.ID), note)
 	if err != nil {
 		return Commitment{}, err
 	}
-	if err := s.db.WithContext(ctx).Model(&commitmentRow{}).Where("id = ?", row.ID).
-		Updates(map[string]any{"status": in.Status, "status_note": sealedNote, "status_by": a.P.User.ID, "status_at": now}).Error; err != nil {
-		return Commitment{}, fmt.Errorf("set status of commitment %s: %w", row.ID, err)
+	change := commitmentChangeRow{ID: newID(), CommitmentID: row.ID, Version: row.Version + 1, Status: in.Status, By: a.P.User.ID, At: now}
+	if change.Note, err = s.seal(ctx, label("supervision_commitment_changes", "note", change.ID), note); err != nil {
+		return Commitment{}, err
 	}
-	row.Status, row.StatusNote, row.StatusBy, row.StatusAt = in.Status, sealedNote, a.P.User.ID, &now
+	if err := s.record(ctx, ev); err != nil {
+		return Commitment{}, err
+	}
+	err = s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		res := tx.Model(&commitmentRow{}).Where("id = ? AND version = ?", row.ID, row.Version).
+			Updates(map[string]any{"status": in.Status, "status_note": sealedNote, "status_by": a.P.User.ID, "status_at": now, "version": change.Version})
+		if res.Error != nil {
+			return fmt.Errorf("set status of commitment %s: %w", row.ID, res.Error)
+		}
+		if res.RowsAffected != 1 {
+			return conflict("concurrent_update", "the commitment changed while this request ran; reload it and retry")
+		}
+		if err := tx.Create(&change).Error; err != nil {
+			return fmt.Errorf("record finding on commitment %s: %w", row.ID, err)
+		}
+		return nil
+	})
+	if err != nil {
+		// The allowed record above did not take effect: say so.
+		ev.Outcome, ev.Detail = audit.Errored, "concurrent_update"
+		var ve *vault.Error
+		if !errors.As(err, &ve) {
+			ev.Detail = "internal"
+		}
+		_ = s.record(context.WithoutCancel(ctx), ev)
+		return Commitment{}, err
+	}
+	row.Status, row.StatusNote, row.StatusBy, row.StatusAt, row.Version = in.Status, sealedNote, a.P.User.ID, &now, change.Version
 	return s.toCommitment(ctx, a.P, row)
 }
 

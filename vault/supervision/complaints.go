@@ -440,7 +440,9 @@ func (s *Service) change(ctx context.Context, r *complaintRow, status, note stri
 // recuse_subject, the subject loses every grant on the case before Resolve
 // returns, cannot be assigned to it again, and the office admins are asked
 // to reassign (an audited "case.reassignment_requested" and a flag on the
-// complaint that office admins see in their complaint list).
+// complaint that office admins see in their complaint list). Of inspectors
+// resolving at once, one wins and the others get concurrent_update with
+// nothing applied or audited.
 func (s *Service) Resolve(ctx context.Context, a vault.Actor, id string, in Resolution) (Complaint, error) {
 	r, err := s.complaint(ctx, a, id, "complaint.resolve", "resolve")
 	if err != nil {
@@ -475,31 +477,73 @@ func (s *Service) Resolve(ctx context.Context, a vault.Actor, id string, in Reso
 		return Complaint{}, s.deny(ctx, event(a, "complaint.resolve", audit.Denied, r.CaseID, res, ""),
 			&vault.Error{Kind: vault.ErrForbidden, Code: "self_resolution", Detail: "another inspector must resolve a complaint about you, or filed by you"})
 	}
-	if err := s.record(ctx, event(a, "complaint.resolve", audit.Allowed, r.CaseID, res, in.Outcome)); err != nil {
-		return Complaint{}, err
-	}
-	var extra = map[string]any{"outcome": in.Outcome, "resolved_at": s.cfg.Now().UTC().Truncate(time.Microsecond)}
+	// The conditional status update decides between inspectors resolving at
+	// once: only its winner audits the outcome and applies the remedy, so a
+	// dismissal that wins never leaves its subject recused by the loser.
+	before := r
+	resolvedAt := s.cfg.Now().UTC().Truncate(time.Microsecond)
 	var actions []string
 	if recuse {
 		actions = []string{ActionRecuseSubject}
-		e := event(a, "assignment.recuse", audit.Allowed, r.CaseID, "user/"+r.Subject, "complaint_upheld")
-		e.Purpose = res
-		if err := s.record(ctx, e); err != nil {
-			return Complaint{}, err
-		}
-		if err := s.access.Recuse(ctx, r.CaseID, r.Subject, "complaint "+id+" upheld"); err != nil {
-			_ = s.record(context.WithoutCancel(ctx), event(a, "assignment.recuse", audit.Errored, r.CaseID, "user/"+r.Subject, "internal"))
-			return Complaint{}, fmt.Errorf("recuse subject of complaint %s: %w", id, err)
-		}
-		e = event(a, "case.reassignment_requested", audit.Allowed, r.CaseID, res, "subject_recused")
-		if err := s.record(ctx, e); err != nil {
-			return Complaint{}, err
-		}
-		extra["subject_recused"] = true
-		extra["reassignment_requested"] = true
 	}
-	if err := s.change(ctx, &r, in.Outcome, note, actions, a.P.User.ID, extra); err != nil {
+	if err := s.change(ctx, &r, in.Outcome, note, actions, a.P.User.ID, map[string]any{"outcome": in.Outcome, "resolved_at": resolvedAt}); err != nil {
 		return Complaint{}, err
 	}
+	if err := s.record(ctx, event(a, "complaint.resolve", audit.Allowed, r.CaseID, res, in.Outcome)); err != nil {
+		// Fail closed: no audit record, no resolution.
+		if uerr := s.unresolve(context.WithoutCancel(ctx), before, r); uerr != nil {
+			s.log.ErrorContext(ctx, "cannot undo an unaudited resolution", "complaint", id, "err", uerr)
+		}
+		return Complaint{}, err
+	}
+	if recuse {
+		if err := s.recuseSubject(ctx, a, &r); err != nil {
+			return Complaint{}, err
+		}
+	}
 	return s.toComplaint(ctx, a.P, r)
+}
+
+// recuseSubject applies an upheld complaint's recusal, after its resolution
+// is stored. The flags are set only once the recusal took effect, so a
+// failure leaves the complaint upheld with subject_recused false: what
+// happened, with an errored assignment.recuse in the audit log.
+func (s *Service) recuseSubject(ctx context.Context, a vault.Actor, r *complaintRow) error {
+	res := "complaint/" + r.ID
+	e := event(a, "assignment.recuse", audit.Allowed, r.CaseID, "user/"+r.Subject, "complaint_upheld")
+	e.Purpose = res
+	if err := s.record(ctx, e); err != nil {
+		return err
+	}
+	if err := s.access.Recuse(ctx, r.CaseID, r.Subject, "complaint "+r.ID+" upheld"); err != nil {
+		e.Outcome, e.Detail = audit.Errored, "internal"
+		_ = s.record(context.WithoutCancel(ctx), e)
+		return fmt.Errorf("recuse subject of complaint %s: %w", r.ID, err)
+	}
+	if err := s.record(ctx, event(a, "case.reassignment_requested", audit.Allowed, r.CaseID, res, "subject_recused")); err != nil {
+		return err
+	}
+	err := s.db.WithContext(ctx).Model(&complaintRow{}).Where("id = ?", r.ID).
+		Updates(map[string]any{"subject_recused": true, "reassignment_requested": true}).Error
+	if err != nil {
+		return fmt.Errorf("flag recusal on complaint %s: %w", r.ID, err)
+	}
+	r.SubjectRecused, r.ReassignmentRequested = true, true
+	return nil
+}
+
+// unresolve takes back a resolution whose audit record could not be
+// written, if nobody changed the complaint since.
+func (s *Service) unresolve(ctx context.Context, before, after complaintRow) error {
+	return s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		res := tx.Model(&complaintRow{}).Where("id = ? AND status = ? AND updated_at = ?", after.ID, after.Status, after.UpdatedAt).
+			Updates(map[string]any{"status": before.Status, "outcome": before.Outcome, "resolved_at": before.ResolvedAt, "updated_at": before.UpdatedAt})
+		if res.Error != nil || res.RowsAffected != 1 {
+			return fmt.Errorf("revert complaint %s (%d rows): %w", after.ID, res.RowsAffected, res.Error)
+		}
+		if err := tx.Where("complaint_id = ? AND status = ? AND at = ?", after.ID, after.Status, after.UpdatedAt).Delete(&complaintChangeRow{}).Error; err != nil {
+			return fmt.Errorf("drop change of complaint %s: %w", after.ID, err)
+		}
+		return nil
+	})
 }

@@ -127,13 +127,13 @@ func TestThrottle(t *testing.T) {
 	}
 	th := newThrottle(clock, time.Hour)
 	for i := 0; i < 3; i++ {
-		th.add("receipt", "198.51.100.7")
+		th.take("receipt", "198.51.100.7", 3)
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			now = now.Add(tc.advance)
-			if over, _ := th.over("receipt", tc.client, 3); over != tc.wantOn {
-				t.Fatalf("over = %v, want %v", over, tc.wantOn)
+			if ok, _ := th.take("receipt", tc.client, 3); !ok != tc.wantOn {
+				t.Fatalf("refused = %v, want %v", !ok, tc.wantOn)
 			}
 		})
 	}

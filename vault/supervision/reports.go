@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
 
 	"github.com/crvault/crvault/access"
 	"github.com/crvault/crvault/audit"
@@ -118,7 +119,9 @@ func throttled(d time.Duration) error {
 
 // FileReport takes a report from the public. It needs no account.
 func (s *Service) FileReport(ctx context.Context, cl Client, in NewReport) (Filed, error) {
-	if over, wait := s.throttle.over("report", cl.Addr, s.cfg.ReportsPerWindow); over {
+	// Counted before the slow work (argon2id, sealing), so that parallel
+	// requests cannot all pass; every attempt counts, refused ones too.
+	if ok, wait := s.throttle.take("report", cl.Addr, s.cfg.ReportsPerWindow); !ok {
 		return Filed{}, throttled(wait)
 	}
 	desc, err := vault.CleanText("description", in.Description, 10000, true)
@@ -158,7 +161,6 @@ func (s *Service) FileReport(ctx context.Context, cl Client, in NewReport) (File
 	if err := s.db.WithContext(ctx).Create(&row).Error; err != nil {
 		return Filed{}, fmt.Errorf("store report: %w", err)
 	}
-	s.throttle.add("report", cl.Addr)
 	return Filed{ID: row.ID, Receipt: row.ID + "." + secret, Status: row.Status}, nil
 }
 
@@ -187,7 +189,10 @@ var dummyHash = sync.OnceValue(func() string {
 // address; too many from one client answer 429 before any check.
 func (s *Service) byReceipt(ctx context.Context, cl Client, receipt, action string) (reportRow, error) {
 	var row reportRow
-	if over, wait := s.throttle.over("receipt", cl.Addr, s.cfg.ReceiptFailures); over {
+	// Every attempt takes a slot before the argon2id verification and a
+	// right one gives it back, so parallel wrong receipts cannot all pass
+	// the check before any is counted.
+	if ok, wait := s.throttle.take("receipt", cl.Addr, s.cfg.ReceiptFailures); !ok {
 		return row, throttled(wait)
 	}
 	id, secret, perr := ParseReceipt(receipt)
@@ -204,9 +209,11 @@ func (s *Service) byReceipt(ctx context.Context, cl Client, receipt, action stri
 		good, verr := s.cfg.Hasher.Verify(secret, hash)
 		ok = err == nil && verr == nil && good
 	}
+	if ok {
+		s.throttle.refund("receipt", cl.Addr)
+	}
 	if !ok {
 		s.failures.Inc()
-		s.throttle.add("receipt", cl.Addr)
 		bad := &vault.Error{Kind: vault.ErrUnauthorized, Code: "invalid_receipt", Detail: "the receipt is not valid"}
 		return row, s.deny(ctx, anonEvent(cl.RequestID, action, audit.Denied, "report", ""), bad)
 	}
@@ -264,10 +271,48 @@ func (s *Service) addMessage(ctx context.Context, ev audit.Event, row reportRow,
 	if m.Text, err = s.seal(ctx, label("supervision_report_messages", "text", m.ID), text); err != nil {
 		return Message{}, err
 	}
-	if err := s.db.WithContext(ctx).Create(&m).Error; err != nil {
-		return Message{}, fmt.Errorf("store message: %w", err)
+	if from != "reporter" {
+		if err := s.db.WithContext(ctx).Create(&m).Error; err != nil {
+			return Message{}, fmt.Errorf("store message: %w", err)
+		}
+		return s.toMessage(ctx, m, author != "")
+	}
+	// A receipt holder's messages are bounded per report.
+	err = s.appendToReport(ctx, row.ID, func(tx *gorm.DB) error {
+		var n int64
+		if err := tx.Model(&reportMessageRow{}).Where("report_id = ? AND sender = ?", row.ID, "reporter").Count(&n).Error; err != nil {
+			return fmt.Errorf("count messages of report %s: %w", row.ID, err)
+		}
+		if n >= int64(s.cfg.MaxReporterMessages) {
+			return invalid("text", "message_limit", fmt.Sprintf("a report takes at most %d messages from its reporter", s.cfg.MaxReporterMessages))
+		}
+		if err := tx.Create(&m).Error; err != nil {
+			return fmt.Errorf("store message: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return Message{}, err
 	}
 	return s.toMessage(ctx, m, author != "")
+}
+
+// appendToReport runs add in a transaction holding the report's row, so
+// that per-report limits counted inside it hold under concurrency: on
+// PostgreSQL by the row lock, on SQLite by the write lock every
+// transaction takes at its start.
+func (s *Service) appendToReport(ctx context.Context, reportID string, add func(tx *gorm.DB) error) error {
+	return s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		q := tx.Model(&reportRow{}).Select("id").Where("id = ?", reportID)
+		if sqldb.Dialect(tx) == sqldb.Postgres {
+			q = q.Clauses(clause.Locking{Strength: "UPDATE"})
+		}
+		var r reportRow
+		if err := q.Take(&r).Error; err != nil {
+			return fmt.Errorf("lock report %s: %w", reportID, err)
+		}
+		return add(tx)
+	})
 }
 
 func (s *Service) toMessage(ctx context.Context, m reportMessageRow, withAuthor bool) (Message, error) {

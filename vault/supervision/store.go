@@ -57,9 +57,27 @@ type commitmentRow struct {
 	StatusNote []byte `gorm:"not null;default:''"` // sealed
 	StatusBy   string `gorm:"size:64;not null;default:''"`
 	StatusAt   *time.Time
+	// Version counts status changes; a change applies only to the version
+	// it read, so concurrent findings cannot overwrite each other unseen.
+	Version int `gorm:"not null;default:0"`
 }
 
 func (commitmentRow) TableName() string { return "supervision_commitments" }
+
+// commitmentChangeRow is one finding on a commitment, kept for good: the
+// commitment's own status columns hold only the latest. Born sealed, it is
+// not among the legacy sealedColumns.
+type commitmentChangeRow struct {
+	ID           string    `gorm:"primaryKey;size:32"`
+	CommitmentID string    `gorm:"size:32;not null;uniqueIndex:idx_commitment_change_version"`
+	Version      int       `gorm:"not null;uniqueIndex:idx_commitment_change_version"` // the commitment's version after it
+	Status       string    `gorm:"size:24;not null"`
+	Note         []byte    `gorm:"not null"` // sealed
+	By           string    `gorm:"size:64;not null"`
+	At           time.Time `gorm:"not null"`
+}
+
+func (commitmentChangeRow) TableName() string { return "supervision_commitment_changes" }
 
 // urgeRow records that the operator urged the provider to keep a
 // commitment (Art. 18).
@@ -165,6 +183,16 @@ var migrations = []sqldb.Step{
 			}
 		}
 		return nil
+	}},
+	{Version: 5, Name: "commitment versions and finding history", Up: func(tx *gorm.DB, _ string) error {
+		// Findings recorded before this step stay in the commitment's own
+		// status columns; the history starts with the next one.
+		if !tx.Migrator().HasColumn(&commitmentRow{}, "Version") {
+			if err := tx.Migrator().AddColumn(&commitmentRow{}, "Version"); err != nil {
+				return err
+			}
+		}
+		return tx.Migrator().CreateTable(&commitmentChangeRow{})
 	}},
 }
 

@@ -50,10 +50,17 @@ type Config struct {
 	ReceiptFailures int
 	FailureWindow   time.Duration
 	// ReportsPerWindow bounds new reports per client per FailureWindow
-	// (default 20).
+	// (default 20); every attempt counts.
 	ReportsPerWindow int
-	Logger           *slog.Logger
-	Registerer       prometheus.Registerer
+	// MaxAttachmentsPerReport and MaxReportBytes bound what one receipt
+	// can attach: files (default 20) and their bytes together (default
+	// 500 MiB). MaxReporterMessages bounds its messages (default 100).
+	// Beyond them the desk answers 422 attachment_limit or message_limit.
+	MaxAttachmentsPerReport int
+	MaxReportBytes          int64
+	MaxReporterMessages     int
+	Logger                  *slog.Logger
+	Registerer              prometheus.Registerer
 	// Hasher hashes receipts (default access.DefaultArgon2id).
 	Hasher access.PasswordHasher
 	Now    func() time.Time
@@ -77,6 +84,9 @@ type Service struct {
 
 	keyMu sync.Mutex
 	key   *crypt.CaseKey
+
+	// commitmentMu serialises findings on commitments (SetCommitmentStatus).
+	commitmentMu sync.Mutex
 }
 
 // New wires the service. The database must be migrated (Migrate).
@@ -92,6 +102,15 @@ func New(db *gorm.DB, v *vault.Service, acc *access.Service, log *audit.Log, mas
 	}
 	if cfg.ReportsPerWindow <= 0 {
 		cfg.ReportsPerWindow = 20
+	}
+	if cfg.MaxAttachmentsPerReport <= 0 {
+		cfg.MaxAttachmentsPerReport = 20
+	}
+	if cfg.MaxReportBytes <= 0 {
+		cfg.MaxReportBytes = 500 << 20
+	}
+	if cfg.MaxReporterMessages <= 0 {
+		cfg.MaxReporterMessages = 100
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()

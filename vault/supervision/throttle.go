@@ -49,23 +49,34 @@ func (t *throttle) tag(client string) [32]byte {
 	return out
 }
 
-// over reports whether the client reached limit for kind, and when the
-// window ends.
-func (t *throttle) over(kind, client string, limit int) (bool, time.Duration) {
+// take counts one attempt of kind by the client unless it reached limit,
+// in one step: concurrent attempts cannot all pass a check made before
+// any of them is counted. ok is false, with when the window ends, if the
+// client is over the limit.
+func (t *throttle) take(kind, client string, limit int) (ok bool, wait time.Duration) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.roll()
-	n := t.counts[kind][t.tag(client)]
-	return n >= limit, t.window - t.now().Sub(t.started)
-}
-
-// add counts one attempt of kind by the client.
-func (t *throttle) add(kind, client string) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.roll()
+	wait = t.window - t.now().Sub(t.started)
 	if t.counts[kind] == nil {
 		t.counts[kind] = map[[32]byte]int{}
 	}
-	t.counts[kind][t.tag(client)]++
+	tag := t.tag(client)
+	if t.counts[kind][tag] >= limit {
+		return false, wait
+	}
+	t.counts[kind][tag]++
+	return true, wait
+}
+
+// refund gives back an attempt taken that turned out not to count (a
+// receipt that was right). A window that rolled meanwhile lost it anyway.
+func (t *throttle) refund(kind, client string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.roll()
+	tag := t.tag(client)
+	if t.counts[kind][tag] > 0 {
+		t.counts[kind][tag]--
+	}
 }
