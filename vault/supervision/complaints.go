@@ -441,8 +441,8 @@ func (s *Service) change(ctx context.Context, r *complaintRow, status, note stri
 // returns, cannot be assigned to it again, and the office admins are asked
 // to reassign (an audited "case.reassignment_requested" and a flag on the
 // complaint that office admins see in their complaint list). Of inspectors
-// resolving at once, one wins and the others get concurrent_update with
-// nothing applied or audited.
+// resolving at once, one wins and the others get concurrent_update, their
+// attempt audited as refused and nothing of it applied.
 func (s *Service) Resolve(ctx context.Context, a vault.Actor, id string, in Resolution) (Complaint, error) {
 	r, err := s.complaint(ctx, a, id, "complaint.resolve", "resolve")
 	if err != nil {
@@ -477,23 +477,28 @@ func (s *Service) Resolve(ctx context.Context, a vault.Actor, id string, in Reso
 		return Complaint{}, s.deny(ctx, event(a, "complaint.resolve", audit.Denied, r.CaseID, res, ""),
 			&vault.Error{Kind: vault.ErrForbidden, Code: "self_resolution", Detail: "another inspector must resolve a complaint about you, or filed by you"})
 	}
-	// The conditional status update decides between inspectors resolving at
-	// once: only its winner audits the outcome and applies the remedy, so a
-	// dismissal that wins never leaves its subject recused by the loser.
-	before := r
+	// Audited before it is written, as every change is. The conditional
+	// status update then decides between inspectors resolving at once:
+	// only its winner applies the remedy, so a dismissal that wins never
+	// leaves its subject recused by the loser, whose attempt reads in the
+	// trail as refused.
 	resolvedAt := s.cfg.Now().UTC().Truncate(time.Microsecond)
 	var actions []string
 	if recuse {
 		actions = []string{ActionRecuseSubject}
 	}
-	if err := s.change(ctx, &r, in.Outcome, note, actions, a.P.User.ID, map[string]any{"outcome": in.Outcome, "resolved_at": resolvedAt}); err != nil {
+	ev := event(a, "complaint.resolve", audit.Allowed, r.CaseID, res, in.Outcome)
+	if err := s.record(ctx, ev); err != nil {
 		return Complaint{}, err
 	}
-	if err := s.record(ctx, event(a, "complaint.resolve", audit.Allowed, r.CaseID, res, in.Outcome)); err != nil {
-		// Fail closed: no audit record, no resolution.
-		if uerr := s.unresolve(context.WithoutCancel(ctx), before, r); uerr != nil {
-			s.log.ErrorContext(ctx, "cannot undo an unaudited resolution", "complaint", id, "err", uerr)
+	if err := s.change(ctx, &r, in.Outcome, note, actions, a.P.User.ID, map[string]any{"outcome": in.Outcome, "resolved_at": resolvedAt}); err != nil {
+		var ve *vault.Error
+		if errors.As(err, &ve) {
+			ev.Outcome, ev.Detail = audit.Denied, ve.Code
+		} else {
+			ev.Outcome, ev.Detail = audit.Errored, "internal"
 		}
+		_ = s.record(context.WithoutCancel(ctx), ev)
 		return Complaint{}, err
 	}
 	if recuse {
@@ -530,20 +535,4 @@ func (s *Service) recuseSubject(ctx context.Context, a vault.Actor, r *complaint
 	}
 	r.SubjectRecused, r.ReassignmentRequested = true, true
 	return nil
-}
-
-// unresolve takes back a resolution whose audit record could not be
-// written, if nobody changed the complaint since.
-func (s *Service) unresolve(ctx context.Context, before, after complaintRow) error {
-	return s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		res := tx.Model(&complaintRow{}).Where("id = ? AND status = ? AND updated_at = ?", after.ID, after.Status, after.UpdatedAt).
-			Updates(map[string]any{"status": before.Status, "outcome": before.Outcome, "resolved_at": before.ResolvedAt, "updated_at": before.UpdatedAt})
-		if res.Error != nil || res.RowsAffected != 1 {
-			return fmt.Errorf("revert complaint %s (%d rows): %w", after.ID, res.RowsAffected, res.Error)
-		}
-		if err := tx.Where("complaint_id = ? AND status = ? AND at = ?", after.ID, after.Status, after.UpdatedAt).Delete(&complaintChangeRow{}).Error; err != nil {
-			return fmt.Errorf("drop change of complaint %s: %w", after.ID, err)
-		}
-		return nil
-	})
 }
