@@ -198,6 +198,9 @@ func (h *handler) requestID(c *gin.Context) {
 	c.Next()
 }
 
+// refusalRecordTimeout bounds the wait for a refusal's audit record.
+const refusalRecordTimeout = 10 * time.Second
+
 // ctxRefused holds the func that audits a refusal no one else recorded.
 const ctxRefused = "crvault-refused"
 
@@ -217,7 +220,11 @@ func (h *handler) refused(c *gin.Context, recorded func() bool, code string) err
 		route = "unmatched"
 	}
 	p := principal(c)
-	return h.denials.Record(c.Request.Context(), audit.Event{Actor: p.User.ID, ActorOrg: p.User.OrgID, Action: "request.refused",
+	// Recorded even when the request's context is over (a body that
+	// stopped arriving, a client gone), within a bound of its own.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.Request.Context()), refusalRecordTimeout)
+	defer cancel()
+	return h.denials.Record(ctx, audit.Event{Actor: p.User.ID, ActorOrg: p.User.OrgID, Action: "request.refused",
 		Outcome: audit.Denied, Resource: c.Request.Method + " " + route, IP: auditIP(c), RequestID: requestID(c), Detail: code})
 }
 
