@@ -77,7 +77,7 @@ func (s *Service) caseType(in NewCase, c *Case) error {
 		c.Type = review.TypeProcurement
 	}
 	if !slices.Contains([]string{review.TypeProcurement, review.TypeDataProcessing, review.TypeListingAbroad}, c.Type) {
-		return invalid("type", "invalid_type", "type must be procurement, data_processing or listing_abroad")
+		return invalid("type", "invalid_case_type", "type must be procurement, data_processing or listing_abroad")
 	}
 	if !ed.HasCaseType(c.Type) {
 		return invalid("type", review.CodeTypeNotInEdition, fmt.Sprintf("a %s case cannot be filed under the %s edition of the Measures", c.Type, ed.ID))

@@ -117,6 +117,7 @@ func TestBadInput(t *testing.T) {
 				{"json empty", "POST", "/cases", "application/json", ``, 400, "invalid_json", nil},
 				{"json trailing data", "POST", "/cases", "application/json", `{"title":"t","product":"p"} {}`, 400, "invalid_json", nil},
 				{"json missing title", "POST", "/cases", "application/json", `{"product":"p"}`, 422, "missing_field", nil},
+				{"unknown case type", "POST", "/cases", "application/json", `{"title":"t","product":"p","type":"bogus"}`, 422, "invalid_case_type", nil},
 				{"json not json", "POST", "/cases", "text/plain", `title=t`, 415, "unsupported_media_type", nil},
 				{"json patch media type", "POST", "/cases", "application/json-patch+json", `{"title":"t","product":"p"}`, 415, "unsupported_media_type", nil},
 				{"json duplicate key", "POST", "/cases/" + caseID + "/declarations", "application/json", `{"conflict":true,"statement":"s","conflict":false}`, 400, "invalid_json", nil},
