@@ -470,3 +470,39 @@ func TestReportDeskRefusalsCarryNoAddress(t *testing.T) {
 		t.Fatalf("refusals seen: %d on the desk, %d elsewhere", desk, other)
 	}
 }
+
+// TestReportDeskNamesNoOrganisation: the public report desk answers a
+// report about an organisation that is not registered as it answers one
+// about a registered one, so that it cannot be asked which organisations
+// are party to a review; the inspectors read the name as the reporter
+// typed it.
+func TestReportDeskNamesNoOrganisation(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, backends[0])
+	w := bootstrap(t, s)
+	s.start()
+	insp := s.login(t, "inspector1", pw)
+	jsonH := map[string]string{"Content-Type": "application/json"}
+	ids := map[string]string{}
+	for _, org := range []string{"Grid Co", "Nobody Co"} {
+		r := s.do(t, "", "POST", "/reports", strings.NewReader(fmt.Sprintf(`{"subject_org":%q,"description":"a broken promise"}`, org)), jsonH)
+		if r.Status != 201 {
+			t.Fatalf("report about %s: %d %s", org, r.Status, r.Body)
+		}
+		var filed struct{ ID string }
+		r.json(t, &filed)
+		ids[org] = filed.ID
+	}
+	var known, unknown struct {
+		SubjectOrg  string `json:"subject_org"`
+		Description string
+	}
+	insp.expect(200, "GET", "/reports/"+ids["Grid Co"], nil).json(t, &known)
+	insp.expect(200, "GET", "/reports/"+ids["Nobody Co"], nil).json(t, &unknown)
+	if known.SubjectOrg != w.opOrg || strings.Contains(known.Description, "not registered") {
+		t.Errorf("report about a registered organisation: %+v", known)
+	}
+	if unknown.SubjectOrg != "" || !strings.Contains(unknown.Description, "Nobody Co") || !strings.Contains(unknown.Description, "a broken promise") {
+		t.Errorf("report about an unregistered one: %+v", unknown)
+	}
+}

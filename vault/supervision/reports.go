@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
@@ -128,16 +127,25 @@ func (s *Service) FileReport(ctx context.Context, cl Client, in NewReport) (File
 	if err != nil {
 		return Filed{}, err
 	}
-	subject := strings.TrimSpace(in.SubjectOrg)
+	subject, err := vault.CleanText("subject_org", in.SubjectOrg, 300, false)
+	if err != nil {
+		return Filed{}, err
+	}
 	if subject != "" {
 		org, err := s.access.OrgByRef(ctx, subject)
-		if errors.Is(err, access.ErrNotFound) {
-			return Filed{}, invalid("subject_org", "unknown_org", "no such organisation")
-		}
-		if err != nil {
+		switch {
+		case errors.Is(err, access.ErrNotFound):
+			// Taken as typed: answering unknown_org told anyone without an
+			// account which organisations are registered, that is, which
+			// are party to a review. The inspectors read the name in the
+			// report's sealed description; the reporter's view has neither.
+			desc = "Organisation named by the reporter, not registered: " + subject + "\n\n" + desc
+			subject = ""
+		case err != nil:
 			return Filed{}, fmt.Errorf("look up organisation: %w", err)
+		default:
+			subject = org.ID
 		}
-		subject = org.ID
 	}
 	if in.Commitment != "" {
 		if err := s.commitmentExists(ctx, in.Commitment); err != nil {
