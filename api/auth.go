@@ -64,12 +64,12 @@ func (h *handler) recordDenied(c *gin.Context, action, resource, detail string) 
 	return true
 }
 
-// ReporterRoutes are the public report desk's routes ("METHOD /path"):
+// reporterRoutes are the public report desk's routes ("METHOD /path"):
 // whoever uses them must stay anonymous, so no audit event of a request to
 // them carries the client's address, refusals before the desk included (a
 // rate limit, a CSRF check): beside the reporter's own events, which name
 // the report, an address would say who filed it.
-var ReporterRoutes = map[string]bool{
+var reporterRoutes = map[string]bool{
 	"POST /api/v1/reports":             true,
 	"GET /api/v1/reports/status":       true,
 	"POST /api/v1/reports/messages":    true,
@@ -79,7 +79,7 @@ var ReporterRoutes = map[string]bool{
 // auditIP is the client address an audit event of c records: none on the
 // report desk's routes.
 func auditIP(c *gin.Context) string {
-	if ReporterRoutes[c.Request.Method+" "+c.FullPath()] {
+	if reporterRoutes[c.Request.Method+" "+c.FullPath()] {
 		return ""
 	}
 	return c.ClientIP()

@@ -90,6 +90,10 @@ func (s *Service) providerMaterial(ctx context.Context, a Actor, materialID, eve
 	return m, nil
 }
 
+func errConsentExists() error {
+	return fail(ErrConflict, "consent_exists", "that organisation already holds a consent for this material; withdraw it first to change it")
+}
+
 // GrantConsent lets another party organisation of the case see a material
 // the caller's organisation provided, for a purpose.
 func (s *Service) GrantConsent(ctx context.Context, a Actor, materialID string, in NewConsent) (Consent, error) {
@@ -120,7 +124,7 @@ func (s *Service) GrantConsent(ctx context.Context, a Actor, materialID string, 
 		if err := s.record(ctx, a, "consent.create", audit.Denied, m.CaseID, "material/"+m.ID, "", "consent_exists"); err != nil {
 			return Consent{}, err
 		}
-		return Consent{}, fail(ErrConflict, "consent_exists", "that organisation already holds a consent for this material; withdraw it first to change it")
+		return Consent{}, errConsentExists()
 	}
 	key, err := s.caseKey(ctx, m.CaseID)
 	if err != nil {
@@ -142,7 +146,7 @@ func (s *Service) GrantConsent(ctx context.Context, a Actor, materialID string, 
 		if err := s.record(ctx, a, "consent.create", audit.Denied, m.CaseID, resource, "", "consent_exists"); err != nil {
 			return Consent{}, err
 		}
-		return Consent{}, fail(ErrConflict, "consent_exists", "that organisation already holds a consent for this material; withdraw it first to change it")
+		return Consent{}, errConsentExists()
 	}
 	if err != nil {
 		s.recordFailure(ctx, a, "consent.create", m.CaseID, resource, err)

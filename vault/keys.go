@@ -430,20 +430,24 @@ var ErrEscrowChange = errors.New("the keys are escrowed to recipients this proce
 // recipients other than this process's (keys without escrow may gain it:
 // that only adds a copy). Callers that mean to change the set skip it.
 func (k *Keyring) CheckEscrow(ctx context.Context, tables ...KeyTable) error {
-	escrow := k.masters.EscrowFingerprint()
+	gaps, err := k.EscrowGaps(ctx, tables...)
+	if err != nil {
+		return err
+	}
+	return k.EscrowChange(gaps)
+}
+
+// EscrowChange is CheckEscrow's verdict on counts EscrowGaps already made.
+func (k *Keyring) EscrowChange(gaps []EscrowGap) error {
 	var n int64
-	for _, t := range append(k.KeyTables(), tables...) {
-		var c int64
-		if err := k.db.WithContext(ctx).Table(t.Table).Where("escrow <> '' AND escrow <> ?", escrow).Count(&c).Error; err != nil {
-			return fmt.Errorf("count %s: %w", t.Table, err)
-		}
-		n += c
+	for _, g := range gaps {
+		n += g.Other
 	}
 	if n == 0 {
 		return nil
 	}
 	have := "no escrow recipients"
-	if escrow != "" {
+	if k.masters.EscrowFingerprint() != "" {
 		have = fmt.Sprintf("%d other escrow recipient(s)", k.masters.EscrowCount())
 	}
 	return fmt.Errorf("%w: %d keys are escrowed to a set this process does not have (it has %s); rewrapping would replace those copies", ErrEscrowChange, n, have)

@@ -15,8 +15,8 @@ import (
 // without JavaScript. The receipt travels only in form bodies, never in a
 // URL, so it stays out of logs and browser history.
 // reporterPages are the report desk's pages that take a form: as on the
-// API's desk routes (api.ReporterRoutes), no audit event of a request to
-// them records the visitor's address.
+// API's desk routes (reporterRoutes in package api), no audit event of a
+// request to them records the visitor's address.
 var reporterPages = map[string]bool{"POST /report": true, "POST /report/status": true, "POST /report/messages": true}
 
 func (a *app) publicRoutes(g *gin.RouterGroup) {

@@ -280,7 +280,7 @@ func (a *app) csrfRefused(c *gin.Context) {
 	pr := principalOf(c)
 	ip := c.ClientIP()
 	if reporterPages[c.Request.Method+" "+c.FullPath()] {
-		ip = "" // the report desk's visitors stay anonymous (api.ReporterRoutes)
+		ip = "" // the report desk's visitors stay anonymous (as on the API's desk routes)
 	}
 	_, _ = a.Audit.Append(c.Request.Context(), audit.Event{Actor: pr.User.ID, ActorOrg: pr.User.OrgID, Action: "web.csrf", Outcome: audit.Denied,
 		Resource: c.Request.Method + " " + c.FullPath(), IP: ip, RequestID: a.RequestID(c), Detail: "csrf_failed"})

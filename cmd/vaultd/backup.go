@@ -154,8 +154,8 @@ func cmdBackup(ctx context.Context, args []string, stdout, stderr io.Writer, get
 	if m.Keys, err = copyDir(cfg.keyDir(), keysOut); err != nil {
 		return fmt.Errorf("copy keys: %w", err)
 	}
-	if rel, err := filepath.Rel(out, keysOut); err == nil && !strings.HasPrefix(rel, "..") {
-		m.KeysDir = rel
+	if insideDir(out, keysOut) {
+		m.KeysDir, _ = filepath.Rel(out, keysOut)
 	}
 	if cfg.MirrorDir != "" {
 		if _, err := copyDir(cfg.MirrorDir, filepath.Join(out, "checkpoint-mirror")); err != nil {

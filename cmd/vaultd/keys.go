@@ -333,19 +333,16 @@ func (a *app) deleteKeyFile(fp string, stdout io.Writer) {
 // unaffected), but every key the instance creates gets its set, not the
 // vault's, which is how a forgotten VAULT_ESCROW_RECIPIENTS_FILE shows.
 func (a *app) warnEscrow(ctx context.Context, log *slog.Logger) error {
-	err := a.keys.CheckEscrow(ctx, supervision.KeyTables()...)
-	if errors.Is(err, vault.ErrEscrowChange) {
-		log.Warn("this instance's escrow recipients (VAULT_ESCROW_RECIPIENTS_FILE) differ from those of the stored keys; the keys it creates get its set", "err", err)
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	// Keys without escrow are lost with their master: say so at start too.
+	// One count per table answers both warnings.
 	gaps, err := a.keys.EscrowGaps(ctx, supervision.KeyTables()...)
 	if err != nil {
 		return err
 	}
+	if err := a.keys.EscrowChange(gaps); err != nil {
+		log.Warn("this instance's escrow recipients (VAULT_ESCROW_RECIPIENTS_FILE) differ from those of the stored keys; the keys it creates get its set", "err", err)
+		return nil
+	}
+	// Keys without escrow are lost with their master: say so at start too.
 	if note := escrowGapNote(gaps); note != "" {
 		log.Warn("some keys are not wrapped to the escrow recipients: they are lost if the master key is", "keys", strings.Trim(note, " ()"))
 	}
