@@ -153,7 +153,7 @@ func (s *Service) GetCase(ctx context.Context, a Actor, id string) (Case, error)
 	if err := s.record(ctx, a, "case.read", audit.Allowed, id, "case/"+id, d.Purpose, ""); err != nil {
 		return Case{}, err
 	}
-	return s.openCase(ctx, row, providers)
+	return s.openCase(ctx, row, providersFor(a.P, providers))
 }
 
 // Page is one page of a list.
@@ -200,7 +200,7 @@ func (s *Service) ListCases(ctx context.Context, a Actor, status string, limit i
 		return Page[Case]{}, err
 	}
 	for _, r := range rows {
-		c, err := s.openCase(ctx, r, provs[r.ID])
+		c, err := s.openCase(ctx, r, providersFor(a.P, provs[r.ID]))
 		if err != nil {
 			return Page[Case]{}, err
 		}

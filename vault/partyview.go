@@ -31,10 +31,11 @@ func (s *Service) materialsFor(ctx context.Context, p access.Principal, caseID s
 	return ms, nil
 }
 
-// historyView is the case history as the caller may see it.
-func (s *Service) historyView(ctx context.Context, p access.Principal, caseID string, h []review.Event) ([]review.Event, error) {
+// historyView is the case history as the caller may see it (historyFor);
+// mayRead says whether the caller may read the case's materials now.
+func (s *Service) historyView(ctx context.Context, p access.Principal, caseID string, h []review.Event, mayRead bool) ([]review.Event, error) {
 	if !isParty(p) {
-		return h, nil
+		return historyFor(p, h, nil, mayRead), nil
 	}
 	pp := s.newPeople()
 	var ferr error
@@ -44,19 +45,18 @@ func (s *Service) historyView(ctx context.Context, p access.Principal, caseID st
 			ferr = err
 		}
 		return name
-	})
+	}, false)
 	return out, ferr
 }
 
-// clockView is the clock as a party may see it: the member units asked and
-// their answers are the review's own (visibility.go), and the office staff
-// who extended a period appear by pseudonym; the rest is the case's public
-// timetable.
+// clockView is the clock as the caller may see it: the member units' answers
+// as opinionsFor shows them, and for a party the office staff who extended a
+// period by pseudonym; the rest is the case's public timetable.
 func (s *Service) clockView(ctx context.Context, p access.Principal, caseID string, c review.Clock) (review.Clock, error) {
+	c.Opinions = opinionsFor(p, c.Opinions)
 	if !isParty(p) {
 		return c, nil
 	}
-	c.Opinions = []review.MemberOpinion{}
 	pp := s.newPeople()
 	exts := make([]review.Extension, len(c.Extensions))
 	for i, e := range c.Extensions {
@@ -158,6 +158,13 @@ func (v *auditView) visible(ctx context.Context, e audit.Event) (bool, error) {
 	}
 	if own {
 		return true, nil
+	}
+	// Who read the material, not who was kept from it: staff are refused by
+	// the office's own gates (a declared conflict, a suspension, a recusal,
+	// an assignment's end), and a refusal shown to the party would tell it
+	// of those. The inspectors see the refusals.
+	if e.Outcome == audit.Denied {
+		return false, nil
 	}
 	switch rule {
 	case auditAccessLog:

@@ -340,6 +340,8 @@ func forbiddenDetail(code string) string {
 		return "your assignment to this case is suspended"
 	case "assignment_expired":
 		return "your assignment to this case has expired"
+	case "case_concluded":
+		return "the review of this case is over: its materials are no longer open to member units"
 	}
 	return "you may see this case but not do this"
 }

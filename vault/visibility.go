@@ -280,14 +280,53 @@ func kindVisible(p access.Principal, kind, uploaderOrg string) (visible, needCon
 	return rule.staff || uploaderOrg == p.User.OrgID, false
 }
 
-// historyFor filters and renames a case's history for the caller: the
-// inside sees it whole; a party sees the rows its rule shows, renumbered so
-// hidden entries leave no gap, with other organisations' actors as
-// pseudonyms.
-func historyFor(p access.Principal, h []review.Event, names func(string) string) []review.Event {
-	if !isParty(p) {
+// historyFor filters and renames a case's history for the caller. The
+// office (its admins and reviewers) sees it whole. A party sees the rows its
+// rule shows, renumbered so hidden entries leave no gap, with other
+// organisations' actors as pseudonyms. Inside, each unit gives its own
+// opinion (Art. 11, 12): a member unit sees its own opinions and not its
+// peers' votes, comments or accounts, renumbered like a party's view, and
+// the texts of the deliberation (the reasons the parties are not told) only
+// while it may read the case's materials, that is after declaring no
+// conflict and until the case is concluded (mayRead). Inspectors watch who
+// did what and when; what the deliberation said is as much theirs to read as
+// the opinion documents they are refused, so they get every row without
+// those texts.
+func historyFor(p access.Principal, h []review.Event, names func(string) string, mayRead bool) []review.Event {
+	switch {
+	case isParty(p):
+		return partyHistory(h, names)
+	case p.Has(access.RoleOfficeAdmin) || p.Has(access.RoleReviewer):
 		return h
+	case p.Has(access.RoleMemberUnit):
+		out := make([]review.Event, 0, len(h))
+		for _, e := range h {
+			own := e.Org != "" && e.Org == p.User.OrgID
+			if e.Action == review.Opinion && !own {
+				continue
+			}
+			if !own && !mayRead && !partyReason(e.Action) {
+				e.Reason = ""
+			}
+			e.Seq = len(out) + 1
+			out = append(out, e)
+		}
+		return out
 	}
+	// An inspector, or any other role that may read the case: the rows
+	// without the deliberation's texts (fail closed).
+	out := make([]review.Event, len(h))
+	for i, e := range h {
+		if !partyReason(e.Action) {
+			e.Reason = ""
+		}
+		out[i] = e
+	}
+	return out
+}
+
+// partyHistory is historyFor for an operator or provider.
+func partyHistory(h []review.Event, names func(string) string) []review.Event {
 	out := make([]review.Event, 0, len(h))
 	for _, e := range h {
 		rule := historyRules[e.Action]
@@ -301,6 +340,42 @@ func historyFor(p access.Principal, h []review.Event, names func(string) string)
 		e.Actor = names(e.Actor)
 		e.Seq = len(out) + 1
 		out = append(out, e)
+	}
+	return out
+}
+
+// opinionsFor is the clock's table of member units' answers for the
+// caller: the parties see none, a member unit its own rows, the office and
+// the inspectors (who watch the units' deadlines) all of them.
+func opinionsFor(p access.Principal, ops []review.MemberOpinion) []review.MemberOpinion {
+	switch {
+	case isParty(p):
+		return []review.MemberOpinion{}
+	case p.Has(access.RoleOfficeAdmin) || p.Has(access.RoleReviewer) || p.Has(access.RoleInspector):
+		return ops
+	}
+	out := []review.MemberOpinion{}
+	for _, o := range ops {
+		if o.Org != "" && o.Org == p.User.OrgID {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+// providersFor is the list of a case's providers the caller is shown. The
+// other suppliers in the same procurement are commercially sensitive to
+// each other (Art. 16) and a provider has no need to know them: a provider
+// sees only its own organisation among them.
+func providersFor(p access.Principal, providers []string) []string {
+	if !p.Has(access.RoleProvider) || p.Has(access.RoleOperator) {
+		return providers
+	}
+	out := []string{}
+	for _, org := range providers {
+		if org == p.User.OrgID {
+			out = append(out, org)
+		}
 	}
 	return out
 }

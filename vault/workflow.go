@@ -555,9 +555,20 @@ func (s *Service) Clock(ctx context.Context, a Actor, caseID string) (review.Clo
 // History returns a case's review events (who did what, when and why), to
 // anyone who may read the case, as visibility.go lets the caller see them.
 func (s *Service) History(ctx context.Context, a Actor, caseID string) ([]review.Event, error) {
-	_, _, d, err := s.authorize(ctx, a, caseID, access.Action("case.read"), "case.history", "case/"+caseID)
+	row, facts, providers, err := s.caseFacts(ctx, caseID)
+	_, _, d, err := s.decideOn(ctx, a, caseID, access.Action("case.read"), "case.history", "case/"+caseID, row, facts, providers, err)
 	if err != nil {
 		return nil, err
+	}
+	// A member unit reads the deliberation's texts on the terms it reads
+	// the materials (historyFor); the decision is the index's, in memory.
+	mayRead := false
+	if a.P.Has(access.RoleMemberUnit) {
+		rd, err := s.access.Decide(ctx, a.P, facts, access.ActMaterialRead)
+		if err != nil {
+			return nil, fmt.Errorf("history of case %s: %w", caseID, err)
+		}
+		mayRead = rd.Allowed
 	}
 	if err := s.record(ctx, a, "case.history", audit.Allowed, caseID, "case/"+caseID, d.Purpose, ""); err != nil {
 		return nil, err
@@ -566,7 +577,7 @@ func (s *Service) History(ctx context.Context, a Actor, caseID string) ([]review
 	if err != nil {
 		return nil, err
 	}
-	return s.historyView(ctx, a.P, caseID, h)
+	return s.historyView(ctx, a.P, caseID, h, mayRead)
 }
 
 // Deadline is one entry of GET /deadlines.

@@ -205,7 +205,13 @@ func (s *Service) toComplaint(ctx context.Context, p access.Principal, r complai
 		}
 		sc := StatusChange{Status: h.Status, Note: note, By: h.By, At: h.At.UTC()}
 		if party {
+			// The complainant is told what became of the complaint and
+			// why (the resolution's note), not the inspectors' working
+			// notes, which may name the reviewer behind a pseudonym.
 			sc.By = ""
+			if h.Status == StatusInvestigating {
+				sc.Note = ""
+			}
 		}
 		if h.Actions != "" {
 			sc.Actions = strings.Split(h.Actions, ",")
