@@ -48,8 +48,10 @@ type Report struct {
 	// after it are chained but not yet vouched for by a signature.
 	Covered int64 `json:"covered"`
 	// Witnessed counts the checkpoints held by the witnesses, older ones
-	// included, that verified and matched the log: all of them in Verify,
-	// those after the last verified checkpoint in VerifySince.
+	// included, that matched the log: all of them in Verify, those after
+	// the last verified checkpoint in VerifySince. Each witness's newest,
+	// and any named without its root, also had its signature checked; the
+	// others were matched by the root their name carries (see Held).
 	Witnessed int `json:"witnessed"`
 }
 
