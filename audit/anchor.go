@@ -3,6 +3,7 @@ package audit
 import (
 	"context"
 	"database/sql"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"strconv"
@@ -36,15 +37,41 @@ type Witness interface {
 	// retention).
 	Store(ctx context.Context, size int64, signed []byte, accept func(signed []byte) error) error
 	// History calls fn with every checkpoint the witness holds whose size
-	// is above after, newest first, and with the size it is kept under. It
-	// does not check them, nor pass over any that look wrong: the caller
-	// does, and a witness that holds a checkpoint the log does not match
-	// is exactly what it looks for. It stops at, and returns, the first
-	// error fn returns. A witness that keeps only its newest checkpoint
-	// passes what it has.
-	History(ctx context.Context, after int64, fn func(size int64, signed []byte) error) error
+	// is above after, newest first, as a Held: the size (and root) it is
+	// kept under, and the note itself where the witness read it. It does
+	// not check them, nor pass over any that look wrong: the caller does,
+	// and a witness that holds a checkpoint the log does not match is
+	// exactly what it looks for. It stops at, and returns, the first error
+	// fn returns. A witness that keeps only its newest checkpoint passes
+	// what it has.
+	History(ctx context.Context, after int64, fn func(Held) error) error
 	// String names the witness in messages.
 	String() string
+}
+
+// Held is one checkpoint a witness holds, as its History hands it over.
+//
+// A witness names what it keeps after the checkpoint's size and, since this
+// release, its tree root (NamedRoot); a name written by an earlier release
+// carries only the size. History reads the note (Signed) of the newest
+// checkpoint it passes and of every one whose name carries no root; for the
+// others it may pass the name alone, which spares a read per checkpoint (a
+// busy log leaves thousands a day). The name is as good as the note for
+// what verification looks for: nobody, the holder of the vault's S3
+// credentials included, can remove or rename a locked genuine object, and
+// the vault names each one after its own content, so the name of a genuine
+// checkpoint still commits to the original root however the log is
+// rewritten later. A name forged by someone who can add objects can only
+// raise an alarm (its root does not match the log), never hide the genuine
+// ones beside it.
+type Held struct {
+	Size int64 // the size the checkpoint is kept under
+	// Root is the tree root the name commits to, when NamedRoot.
+	Root      tlog.Hash
+	NamedRoot bool
+	// Signed is the checkpoint note, nil when the witness did not read it
+	// (only ever with NamedRoot).
+	Signed []byte
 }
 
 // ErrStale is wrapped by Witness.Store when the witness already holds a
@@ -69,6 +96,25 @@ func CheckpointSize(signed []byte) (int64, error) {
 		return 0, fmt.Errorf("%w: checkpoint size %q", ErrInvalid, lines[1])
 	}
 	return n, nil
+}
+
+// CheckpointSizeRoot reads the tree size and root of a checkpoint note
+// without checking its signature, for witnesses that name what they keep
+// after both.
+func CheckpointSizeRoot(signed []byte) (int64, tlog.Hash, error) {
+	n, err := CheckpointSize(signed)
+	if err != nil {
+		return 0, tlog.Hash{}, err
+	}
+	lines := strings.SplitN(string(signed), "\n", 4)
+	if len(lines) < 4 {
+		return 0, tlog.Hash{}, fmt.Errorf("%w: not a checkpoint", ErrInvalid)
+	}
+	raw, err := base64.StdEncoding.DecodeString(lines[2])
+	if err != nil || len(raw) != tlog.HashSize {
+		return 0, tlog.Hash{}, fmt.Errorf("%w: checkpoint root %q", ErrInvalid, lines[2])
+	}
+	return n, tlog.Hash(raw), nil
 }
 
 // anchor is the newest checkpoint the running log knows to be genuine: the

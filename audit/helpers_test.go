@@ -136,6 +136,10 @@ type memWitness struct {
 	signed []byte
 	stores int
 	all    []heldCheckpoint // in the order stored
+	// named: History passes all but the newest by the size and root
+	// their names carry, unread, as the witnesses of this release do;
+	// otherwise it reads them all, as for names of earlier releases.
+	named bool
 }
 
 type heldCheckpoint struct {
@@ -144,16 +148,27 @@ type heldCheckpoint struct {
 }
 
 // History passes what it holds above after, largest first.
-func (w *memWitness) History(_ context.Context, after int64, fn func(int64, []byte) error) error {
+func (w *memWitness) History(_ context.Context, after int64, fn func(Held) error) error {
 	w.mu.Lock()
-	held := slices.Clone(w.all)
+	held, named := slices.Clone(w.all), w.named
 	w.mu.Unlock()
 	slices.SortStableFunc(held, func(a, b heldCheckpoint) int { return cmp.Compare(b.size, a.size) })
-	for _, h := range held {
+	for i, h := range held {
 		if h.size <= after {
 			return nil
 		}
-		if err := fn(h.size, h.signed); err != nil {
+		p := Held{Size: h.size, Signed: h.signed}
+		if named {
+			// Named as the witnesses name them: after the note's own
+			// size and root (plant can put a note under another size).
+			if _, root, err := CheckpointSizeRoot(h.signed); err == nil {
+				p.Root, p.NamedRoot = root, true
+				if i > 0 {
+					p.Signed = nil
+				}
+			}
+		}
+		if err := fn(p); err != nil {
 			return err
 		}
 	}
@@ -170,6 +185,20 @@ func (w *memWitness) plant(size int64, signed []byte) {
 		w.size, w.signed = size, slices.Clone(signed)
 	}
 	w.all = append(w.all, heldCheckpoint{size, slices.Clone(signed)})
+}
+
+// plantNewest adds a checkpoint that becomes the newest, and the first
+// History passes among those of its size, whatever its size: the order in
+// which a store lists two objects of one size depends on their names.
+func (w *memWitness) plantNewest(signed []byte) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	size, err := CheckpointSize(signed)
+	if err != nil {
+		panic(err)
+	}
+	w.size, w.signed = size, slices.Clone(signed)
+	w.all = append([]heldCheckpoint{{size, slices.Clone(signed)}}, w.all...)
 }
 
 func (w *memWitness) Latest(_ context.Context, accept func([]byte) error) ([]byte, error) {

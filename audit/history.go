@@ -17,6 +17,18 @@ import (
 // checkpoint over it and make that the newest; the older checkpoints, which
 // nobody can remove, still commit to the original.
 //
+// A checkpoint whose name carries its root (Held.NamedRoot) and that the
+// witness did not read is checked by that root alone, without its
+// signature: nobody can remove or rename a locked genuine object, and the
+// vault names each genuine object after its own content, so a genuine
+// object's name still commits to the original root; a name forged by
+// someone who can add objects can only raise an alarm here, never hide the
+// genuine ones. So the check is as strong as reading each object, at the
+// cost of a listing instead of one read per checkpoint ever witnessed. The
+// newest each witness passes is always read and its signature checked (as
+// is every one named without a root: written by an earlier release), and a
+// note that was read must match the root its name carries.
+//
 // The roots are read from the stored tree hashes, which verifyFrom checked
 // against the events for every size above floor (and, in an incremental
 // run, tied to the verified checkpoint at floor), so each check is a few
@@ -27,15 +39,33 @@ func (l *Log) checkHistory(ctx context.Context, floor, size int64, rep *Report) 
 	hr := dbHashes{ctx: ctx, q: l.sqlDB, ph: l.ph}
 	for _, w := range l.opts.Witnesses {
 		where := "witnessed (" + w.String() + ")"
-		err := w.History(ctx, floor, func(named int64, signed []byte) error {
-			ck, err := ParseCheckpoint(signed, l.vkey)
-			if err != nil {
-				return bad(0, "%s holds a checkpoint at size %d that does not verify with this vault's checkpoint key "+
-					"(written by someone who can write the witness, or the key was changed): %v", w, named, err)
-			}
-			if ck.Size != named {
-				return bad(0, "%s holds a checkpoint of size %d under the name of size %d (written by someone who can write the witness)",
-					w, ck.Size, named)
+		first := true
+		err := w.History(ctx, floor, func(h Held) error {
+			newest := first
+			first = false
+			ck := Checkpoint{Size: h.Size, Root: h.Root}
+			switch {
+			case h.Signed != nil:
+				var err error
+				ck, err = ParseCheckpoint(h.Signed, l.vkey)
+				if err != nil {
+					return bad(0, "%s holds a checkpoint at size %d that does not verify with this vault's checkpoint key "+
+						"(written by someone who can write the witness, or the key was changed): %v", w, h.Size, err)
+				}
+				if ck.Size != h.Size {
+					return bad(0, "%s holds a checkpoint of size %d under the name of size %d (written by someone who can write the witness)",
+						w, ck.Size, h.Size)
+				}
+				if h.NamedRoot && ck.Root != h.Root {
+					return bad(0, "%s holds a checkpoint of size %d under the name of another root (written by someone who can write the witness)",
+						w, h.Size)
+				}
+			case !h.NamedRoot:
+				return fmt.Errorf("verify: witness %s passed a checkpoint at size %d with neither its note nor its root", w, h.Size)
+			case newest:
+				// The newest is the one a forger would most want taken
+				// on its name: its note is always checked.
+				return fmt.Errorf("verify: witness %s passed its newest checkpoint (size %d) without reading it", w, h.Size)
 			}
 			if ck.Size == 0 {
 				return nil

@@ -18,6 +18,15 @@ import (
 // checkpoint.
 func insiderRewrite(t *testing.T, f *fixture, keep int64, grow int) []byte {
 	t.Helper()
+	forged := insiderResign(t, f, keep, grow)
+	f.witness.plant(mustCheckpointSize(t, forged), forged)
+	return forged
+}
+
+// insiderResign rewrites the log as insiderRewrite does, and returns the
+// forged checkpoint without putting it at the witness.
+func insiderResign(t *testing.T, f *fixture, keep int64, grow int) []byte {
+	t.Helper()
 	ctx := context.Background()
 	if err := f.log.Close(ctx); err != nil {
 		t.Fatal(err)
@@ -38,7 +47,6 @@ func insiderRewrite(t *testing.T, f *fixture, keep int64, grow int) []byte {
 	if err := l.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
-	f.witness.plant(mustCheckpointSize(t, forged), forged)
 	return forged
 }
 
@@ -64,8 +72,26 @@ func readOnly(t *testing.T, f *fixture) *Log {
 // consistent in itself and with that newest checkpoint; the older
 // checkpoint the witness still holds is what shows the rewrite, in the
 // full and in the incremental verification, naming the witness and size.
+// Each case runs with a witness that reads every checkpoint (names of
+// earlier releases) and with one that passes all but the newest by the
+// root in their names.
 func TestVerifyChecksOlderWitnessedCheckpoints(t *testing.T) {
+	for _, named := range []bool{false, true} {
+		mode := "read"
+		if named {
+			mode = "named"
+		}
+		t.Run(mode, func(t *testing.T) { testOlderWitnessed(t, named) })
+	}
+}
+
+func testOlderWitnessed(t *testing.T, named bool) {
 	ctx := context.Background()
+	incrementalFixture := func(t *testing.T, d string) (*fixture, []byte, []byte) {
+		f, cp10, cp15 := incrementalFixture(t, d)
+		f.witness.named = named
+		return f, cp10, cp15
+	}
 	for _, d := range sqldbtest.Backends {
 		t.Run(sqldbtest.Name(d)+"/full", func(t *testing.T) {
 			f, _, _ := incrementalFixture(t, d) // witnessed at 10 and 15
@@ -124,12 +150,40 @@ func TestVerifyChecksOlderWitnessedCheckpoints(t *testing.T) {
 			}
 			f.witness.plant(3, foreign)
 			_, err = readOnly(t, f).Verify(ctx)
-			wantVerifyError(t, err, 0, "holds a checkpoint at size 3 that does not verify with this vault's checkpoint key")
+			if named {
+				// Passed by its name, which commits to another log.
+				wantVerifyError(t, err, 3, "witnessed (memory) checkpoint at size 3 does not match the log's tree root")
+			} else {
+				wantVerifyError(t, err, 0, "holds a checkpoint at size 3 that does not verify with this vault's checkpoint key")
+			}
 
 			g, _, cp15 := incrementalFixture(t, d)
 			g.witness.plant(12, cp15)
 			_, err = readOnly(t, g).Verify(ctx)
-			wantVerifyError(t, err, 0, "holds a checkpoint of size 15 under the name of size 12")
+			if named {
+				wantVerifyError(t, err, 12, "witnessed (memory) checkpoint at size 12 does not match the log's tree root")
+			} else {
+				wantVerifyError(t, err, 0, "holds a checkpoint of size 15 under the name of size 12")
+			}
+
+		})
+		t.Run(sqldbtest.Name(d)+"/same-size", func(t *testing.T) {
+			// The log is rewritten back to its old size, so the forged
+			// checkpoint and the genuine one have the same size (and, in
+			// a witness of this release, distinct names), and the forged
+			// one is the newest, read first: the genuine one beside it,
+			// passed by name, shows the rewrite.
+			f, _, _ := incrementalFixture(t, d)
+			forged := insiderResign(t, f, 3, 12)
+			if n := mustCheckpointSize(t, forged); n != 15 {
+				t.Fatalf("forged checkpoint at %d, want 15", n)
+			}
+			f.witness.plantNewest(forged)
+			l := readOnly(t, f)
+			_, err := l.Verify(ctx)
+			wantVerifyError(t, err, 15, "witnessed (memory) checkpoint at size 15 does not match the log's tree root")
+			_, _, err = l.VerifySince(ctx, nil)
+			wantVerifyError(t, err, 15, "witnessed (memory) checkpoint at size 15 does not match the log's tree root")
 		})
 		t.Run(sqldbtest.Name(d)+"/truncated", func(t *testing.T) {
 			// An older witnessed checkpoint beyond the log is the

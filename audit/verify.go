@@ -48,8 +48,10 @@ type Report struct {
 	// after it are chained but not yet vouched for by a signature.
 	Covered int64 `json:"covered"`
 	// Witnessed counts the checkpoints held by the witnesses, older ones
-	// included, that verified and matched the log: all of them in Verify,
-	// those after the last verified checkpoint in VerifySince.
+	// included, that matched the log: all of them in Verify, those after
+	// the last verified checkpoint in VerifySince. Each witness's newest,
+	// and any named without its root, also had its signature checked; the
+	// others were matched by the root their name carries (see Held).
 	Witnessed int `json:"witnessed"`
 }
 
@@ -83,6 +85,8 @@ type chain struct {
 	// after it was written with a clock far ahead, or forged, and would
 	// drag every later event's time up to it.
 	horizon time.Time
+	// progress, when set, is told the last event checked after each page.
+	progress func(checked int64)
 }
 
 // futureSkew is how far ahead of the verifier's clock an event's time may
@@ -148,6 +152,14 @@ func checkRoots(cks []knownCheckpoint, tree *builder, rep *Report) *VerifyError 
 // the first missing event. A failure is a *VerifyError naming the first bad
 // entry.
 func (l *Log) Verify(ctx context.Context) (Report, error) {
+	return l.VerifyProgress(ctx, nil)
+}
+
+// VerifyProgress is Verify, telling progress (when not nil) how far it has
+// got: the last event checked and the log's length when it started, after
+// each page of events (a page is a few thousand), for a verification run in
+// the background to show.
+func (l *Log) VerifyProgress(ctx context.Context, progress func(checked, total int64)) (Report, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel() // stops the page reader when verification fails early
 	cks, err := l.allCheckpoints(ctx)
@@ -155,6 +167,14 @@ func (l *Log) Verify(ctx context.Context) (Report, error) {
 		return Report{}, err
 	}
 	c := &chain{tree: newBuilder(0, nil), prev: zeroHash, next: 1, horizon: l.now().Add(futureSkew)}
+	if progress != nil {
+		total, _, err := head(ctx, l.sqlDB)
+		if err != nil {
+			return Report{}, fmt.Errorf("verify: %w", err)
+		}
+		progress(0, total)
+		c.progress = func(checked int64) { progress(checked, max(total, checked)) }
+	}
 	rep := Report{From: 1}
 	if err := l.verifyFrom(ctx, c, cks, &rep); err != nil {
 		return rep, err
@@ -232,6 +252,9 @@ func (l *Log) verifyFrom(ctx context.Context, c *chain, cks []knownCheckpoint, r
 			if verr := checkRoots(cks, c.tree, rep); verr != nil {
 				return verr
 			}
+		}
+		if c.progress != nil {
+			c.progress(c.tree.size)
 		}
 	}
 	if err := <-errc; err != nil {

@@ -23,8 +23,11 @@ type auditView struct {
 	Events     []audit.Event
 	Next       string
 	Checkpoint *checkpointView
-	Verified   *audit.Report
-	Outcomes   []string
+	// Verifying is the background verification running now, Verified the
+	// last that ended (nil: none since the server started); shown to
+	// those who may start one.
+	Verifying, Verified *VerifyRun
+	Outcomes            []string
 	// People names the organisations, and the actors for those who may
 	// read the whole trail; parties see people by pseudonym.
 	People map[string]person
@@ -114,9 +117,17 @@ func (a *app) auditSearch(c *gin.Context) {
 		}
 		v.ExportTo = max(v.ExportTo, e.Seq)
 	}
-	users, orgs := make([]string, 0, len(events)), make([]string, 0, len(events))
+	users, orgs := make([]string, 0, len(events)+2), make([]string, 0, len(events)+2)
 	for _, e := range events {
 		users, orgs = append(users, e.Actor), append(orgs, e.ActorOrg)
+	}
+	if readAll && a.Verifier != nil {
+		v.Verifying, v.Verified = a.Verifier.Status()
+		for _, r := range []*VerifyRun{v.Verifying, v.Verified} {
+			if r != nil {
+				users, orgs = append(users, r.By), append(orgs, r.ByOrg)
+			}
+		}
 	}
 	if !readAll {
 		// A party is shown each reader's organisation and role, the person
@@ -166,10 +177,14 @@ func (a *app) checkpoint(c *gin.Context) (*checkpointView, bool) {
 	return parseCheckpoint(b), true
 }
 
-// auditVerify checks the whole log (hash chain, Merkle tree, every stored
-// checkpoint's signature) for an inspector and shows the result.
+// auditVerify starts the background verification of the whole log (hash
+// chain, Merkle tree, every stored and witnessed checkpoint) for an
+// inspector, or, while one runs, leaves that one to run: see Verifier. The
+// press is audited before anything else, allowed or refused, and a press
+// that cannot be recorded starts nothing (fail closed). The answer is the
+// audit page (303), which shows the run: a short log's result at once (the
+// run is given a moment to end first), a long one's progress.
 func (a *app) auditVerify(c *gin.Context) {
-	p := pageOf(c)
 	ctx := c.Request.Context()
 	pr := principalOf(c)
 	outcome := audit.Allowed
@@ -185,21 +200,26 @@ func (a *app) auditVerify(c *gin.Context) {
 		a.errorPage(c, http.StatusForbidden, "error.forbidden")
 		return
 	}
-	v := auditView{Filter: map[string]string{}, Outcomes: []string{"allowed", "denied", "error"}, CanExport: true}
-	rep, err := a.Audit.Verify(ctx)
-	if err != nil {
-		p.Error = p.L.T("audit.verify_failed", "Reason", err.Error())
-	} else {
-		v.Verified = &rep
-	}
-	cp, ok := a.checkpoint(c)
-	if !ok {
+	if a.Verifier == nil {
+		a.errorPage(c, http.StatusServiceUnavailable, "error.unavailable")
 		return
 	}
-	v.Checkpoint = cp
-	p.Data = v
-	a.render(c, http.StatusOK, "audit", p)
+	run, started, err := a.Verifier.Start(pr.User.ID, pr.User.OrgID)
+	if err != nil {
+		a.errorPage(c, http.StatusServiceUnavailable, "error.unavailable")
+		return
+	}
+	done := "verify_running"
+	if started {
+		done = "verify_started"
+		a.Verifier.Wait(ctx, run.ID, verifyGrace)
+	}
+	c.Redirect(http.StatusSeeOther, "/audit?done="+done+"#verify")
 }
+
+// verifyGrace is how long the button waits for the run it started before
+// showing the page: a short log's result comes back with it.
+const verifyGrace = 2 * time.Second
 
 // auditExport downloads the whole log, or the run of events from..to, as
 // the JSON API's export (GET /audit/export): the NDJSON that vaultctl

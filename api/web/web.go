@@ -53,6 +53,9 @@ type Deps struct {
 	// API is the JSON API itself: the account pages call it in process as
 	// the signed-in user (apicall.go), where its handlers hold the rules.
 	API http.Handler
+	// Verifier runs the audit page's full verification in the background
+	// (nil: the button answers that the service is unavailable).
+	Verifier *Verifier
 }
 
 type app struct {

@@ -15,9 +15,9 @@ import (
 	"github.com/crvault/crvault/audit"
 )
 
-// Dir keeps the newest checkpoint as the file checkpoint-<size, 20 digits>
-// in a directory (the names of earlier releases' checkpoint mirror, which
-// it reads). Older files are removed once a newer one is durable: keeping
+// Dir keeps the newest checkpoint as the file checkpoint-<size, 20
+// digits>-<root, hex> in a directory (names.go; it reads the names without
+// a root of earlier releases and their checkpoint mirror). Older files are removed once a newer one is durable: keeping
 // them would add no evidence, as whoever can write the directory can also
 // remove them (S3 keeps every checkpoint because there nobody can). History
 // still reads every checkpoint file there is: an earlier release's mirror,
@@ -51,7 +51,8 @@ func NewDir(dir string) (*Dir, error) {
 
 func (d *Dir) String() string { return "directory " + d.dir }
 
-// names returns the checkpoint file names, oldest first.
+// names returns the checkpoint file names, oldest first (the size digits
+// come first, in fixed width).
 func (d *Dir) names() ([]string, error) {
 	ents, err := os.ReadDir(d.dir)
 	if err != nil {
@@ -59,7 +60,11 @@ func (d *Dir) names() ([]string, error) {
 	}
 	var names []string
 	for _, e := range ents {
-		if n, ok := strings.CutPrefix(e.Name(), dirPrefix); ok && !e.IsDir() && len(n) == 20 {
+		n, ok := strings.CutPrefix(e.Name(), dirPrefix)
+		if !ok || e.IsDir() || len(n) < 20 {
+			continue
+		}
+		if _, _, ok := parseRootSuffix(n[20:]); ok {
 			names = append(names, e.Name())
 		}
 	}
@@ -67,52 +72,62 @@ func (d *Dir) names() ([]string, error) {
 	return names, nil
 }
 
-func (d *Dir) sizeOf(name string) (int64, error) {
-	size, err := strconv.ParseInt(strings.TrimPrefix(name, dirPrefix), 10, 64)
-	if err != nil || size < 0 {
-		return 0, fmt.Errorf("%s: malformed checkpoint file name %s", d.dir, name)
+// parse reads the size, and the root when the name carries one, from a
+// name names returned.
+func (d *Dir) parse(name string) (audit.Held, error) {
+	n := strings.TrimPrefix(name, dirPrefix)
+	size, err := strconv.ParseUint(n[:20], 10, 63)
+	if err != nil {
+		return audit.Held{}, fmt.Errorf("%s: malformed checkpoint file name %s", d.dir, name)
 	}
-	return size, nil
+	root, named, _ := parseRootSuffix(n[20:])
+	return audit.Held{Size: int64(size), Root: root, NamedRoot: named}, nil
 }
 
 // newest returns the size and name of the newest checkpoint file, -1 when
 // there is none.
-func (d *Dir) newest() (int64, string, error) {
+func (d *Dir) newest() (audit.Held, string, error) {
 	names, err := d.names()
 	if err != nil || len(names) == 0 {
-		return -1, "", err
+		return audit.Held{Size: -1}, "", err
 	}
 	name := names[len(names)-1]
-	size, err := d.sizeOf(name)
+	h, err := d.parse(name)
 	if err != nil {
-		return 0, "", err
+		return audit.Held{}, "", err
 	}
-	return size, name, nil
+	return h, name, nil
 }
 
 // History passes every checkpoint file above after, newest first (one, as a
-// rule: see Dir).
-func (d *Dir) History(_ context.Context, after int64, fn func(int64, []byte) error) error {
+// rule: see Dir). Like S3's, it reads the newest and those named without a
+// root, and passes the others by name.
+func (d *Dir) History(_ context.Context, after int64, fn func(audit.Held) error) error {
 	names, err := d.names()
 	if err != nil {
 		return err
 	}
+	first := true
 	for i := len(names) - 1; i >= 0; i-- {
-		size, err := d.sizeOf(names[i])
+		h, err := d.parse(names[i])
 		if err != nil {
 			return err
 		}
-		if size <= after {
+		if h.Size <= after {
 			return nil
 		}
-		b, err := readBounded(filepath.Join(d.dir, names[i]))
-		if errors.Is(err, fs.ErrNotExist) {
-			continue // replaced by a newer one since the listing
+		if first || !h.NamedRoot {
+			b, err := readBounded(filepath.Join(d.dir, names[i]))
+			if errors.Is(err, fs.ErrNotExist) {
+				continue // replaced by a newer one since the listing
+			}
+			if err != nil {
+				return err
+			}
+			h.Signed = b
 		}
-		if err != nil {
-			return err
-		}
-		if err := fn(size, b); err != nil {
+		first = false
+		if err := fn(h); err != nil {
 			return err
 		}
 	}
@@ -124,16 +139,16 @@ func (d *Dir) History(_ context.Context, after int64, fn func(int64, []byte) err
 // error, not skipped: in a directory only someone who can write it can
 // have put it there, and that needs a human.
 func (d *Dir) Latest(_ context.Context, accept func([]byte) error) ([]byte, error) {
-	size, name, err := d.newest()
-	if err != nil || size < 0 {
+	h, name, err := d.newest()
+	if err != nil || h.Size < 0 {
 		return nil, err
 	}
 	b, err := readBounded(filepath.Join(d.dir, name))
 	if err != nil {
 		return nil, err
 	}
-	if n, err := audit.CheckpointSize(b); err != nil || n != size {
-		return nil, fmt.Errorf("%s/%s does not hold a checkpoint of size %d", d.dir, name, size)
+	if !holds(b, h.Size, h.Root, h.NamedRoot) {
+		return nil, fmt.Errorf("%s/%s does not hold the checkpoint its name says (size %d)", d.dir, name, h.Size)
 	}
 	if err := accept(b); err != nil {
 		return nil, fmt.Errorf("%s/%s: %w", d.dir, name, err)
@@ -162,7 +177,8 @@ func readBounded(path string) ([]byte, error) {
 // (audit.ErrStale). Writers in several processes are serialised by a lock
 // file, so the comparison and the rename are one step.
 func (d *Dir) Store(_ context.Context, size int64, signed []byte, accept func([]byte) error) error {
-	if n, err := audit.CheckpointSize(signed); err != nil || n != size {
+	n, root, err := audit.CheckpointSizeRoot(signed)
+	if err != nil || n != size {
 		return fmt.Errorf("checkpoint witness: offered a note that is not a checkpoint of size %d", size)
 	}
 	unlock, err := lockDir(d.dir)
@@ -170,10 +186,11 @@ func (d *Dir) Store(_ context.Context, size int64, signed []byte, accept func([]
 		return fmt.Errorf("lock %s: %w", d.dir, err)
 	}
 	defer unlock()
-	cur, name, err := d.newest()
+	h, name, err := d.newest()
 	if err != nil {
 		return err
 	}
+	cur := h.Size
 	if cur >= 0 {
 		// What is there must be genuine before it can hold us back, and
 		// a forged newest file needs a human, not an overwrite.
@@ -194,18 +211,18 @@ func (d *Dir) Store(_ context.Context, size int64, signed []byte, accept func([]
 		}
 		return nil
 	}
-	final := filepath.Join(d.dir, fmt.Sprintf("%s%020d", dirPrefix, size))
+	final := filepath.Join(d.dir, fmt.Sprintf("%s%020d%s", dirPrefix, size, rootSuffix(root)))
 	if err := writeDurably(d.dir, final, signed); err != nil {
 		return err
 	}
-	// The new file is durable: the older ones say nothing more.
-	ents, err := os.ReadDir(d.dir)
+	// The new file is durable: the smaller ones say nothing more.
+	names, err := d.names()
 	if err != nil {
 		return nil
 	}
-	for _, e := range ents {
-		if strings.HasPrefix(e.Name(), dirPrefix) && filepath.Join(d.dir, e.Name()) != final && e.Name() < filepath.Base(final) {
-			_ = os.Remove(filepath.Join(d.dir, e.Name()))
+	for _, old := range names {
+		if h, err := d.parse(old); err == nil && h.Size < size {
+			_ = os.Remove(filepath.Join(d.dir, old))
 		}
 	}
 	return nil

@@ -15,5 +15,8 @@
 // it keeps by tree size and refuses to go backwards, across processes too.
 // Its History hands the log every checkpoint it still holds, for
 // verification to check them all: the older S3 objects are what a holder of
-// the signing key and the S3 credentials cannot take back.
+// the signing key and the S3 credentials cannot take back. Each is named
+// after its size and tree root (names.go), so History reads only the newest
+// and those named by earlier releases, without a root, and passes the rest
+// by name (audit.Held says why the name is enough).
 package witness

@@ -18,6 +18,7 @@ import (
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
+	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/crvault/crvault/audit"
 )
@@ -46,7 +47,8 @@ const DefaultRetention = 90 * 24 * time.Hour
 
 // S3 keeps checkpoints as write-once objects. Their keys sort newest first
 // (the size is stored inverted), so the newest is found with one short
-// listing however many the bucket holds.
+// listing however many the bucket holds, and carry the checkpoint's root,
+// so History passes the older ones from the listing alone.
 type S3 struct {
 	mc        *minio.Client
 	bucket    string
@@ -56,6 +58,9 @@ type S3 struct {
 	now       func() time.Time
 	page      int // keys History asks for at a time
 	fetches   int // checkpoint objects History reads at once
+	// readAll makes History read every object, as for names without a
+	// root (BenchmarkS3History compares the two).
+	readAll bool
 }
 
 var _ audit.Witness = (*S3)(nil)
@@ -146,52 +151,67 @@ func newTransport() *http.Transport {
 
 func (s *S3) String() string { return "s3://" + s.bucket + "/" + s.prefix }
 
-// key sorts newest first: the digits are MaxInt64 minus the size.
-func (s *S3) key(size int64) string {
-	return fmt.Sprintf("%scheckpoint-%019d", s.prefix, int64(math.MaxInt64)-size)
+// key sorts newest first: the digits are MaxInt64 minus the size. The root
+// follows (names.go).
+func (s *S3) key(size int64, root tlog.Hash) string {
+	return fmt.Sprintf("%scheckpoint-%019d%s", s.prefix, int64(math.MaxInt64)-size, rootSuffix(root))
 }
 
-func (s *S3) sizeOf(key string) (int64, bool) {
-	digits, ok := strings.CutPrefix(key, s.prefix+"checkpoint-")
-	if !ok || len(digits) != 19 {
-		return 0, false
+// parseKey reads the size, and the root when the key carries one, from a
+// checkpoint object's key; ok is false for a key that is not a
+// checkpoint's.
+func (s *S3) parseKey(key string) (size int64, root tlog.Hash, named, ok bool) {
+	name, ok := strings.CutPrefix(key, s.prefix+"checkpoint-")
+	if !ok || len(name) < 19 {
+		return 0, tlog.Hash{}, false, false
 	}
-	inv, err := strconv.ParseInt(digits, 10, 64)
-	if err != nil || inv < 0 {
-		return 0, false
+	inv, err := strconv.ParseUint(name[:19], 10, 63)
+	if err != nil {
+		return 0, tlog.Hash{}, false, false
 	}
-	return math.MaxInt64 - inv, true
+	if root, named, ok = parseRootSuffix(name[19:]); !ok {
+		return 0, tlog.Hash{}, false, false
+	}
+	return math.MaxInt64 - int64(inv), root, named, true
+}
+
+// holds says whether b is the checkpoint a key of that size (and root, when
+// named) says it is; the signature is the caller's to check.
+func holds(b []byte, size int64, root tlog.Hash, named bool) bool {
+	n, r, err := audit.CheckpointSizeRoot(b)
+	return err == nil && n == size && (!named || r == root)
 }
 
 // newest walks the objects newest first and returns the first that holds a
-// checkpoint of the size its key names and that accept takes. Others are
+// checkpoint of the size (and root) its key names and that accept takes,
+// with its key. Others are
 // logged and passed over: write access to the bucket lets someone add
 // objects, not remove the genuine ones. But if the bucket holds
 // checkpoints and none of them verifies, it is an error, not an empty
 // witness: the checkpoint key was swapped (perhaps with a rewritten log
 // beside it), and passing over every genuine checkpoint would let that
 // pass as a new vault's first start.
-func (s *S3) newest(ctx context.Context, accept func([]byte) error) (int64, []byte, error) {
+func (s *S3) newest(ctx context.Context, accept func([]byte) error) (int64, string, []byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, s3Timeout)
 	defer cancel() // also ends the listing goroutine when we stop early
 	seen := 0
 	var refused error // the last well-formed checkpoint accept refused
 	for obj := range s.mc.ListObjects(ctx, s.bucket, minio.ListObjectsOptions{Prefix: s.prefix + "checkpoint-", MaxKeys: 100}) {
 		if obj.Err != nil {
-			return 0, nil, fmt.Errorf("list %s: %w", s, obj.Err)
+			return 0, "", nil, fmt.Errorf("list %s: %w", s, obj.Err)
 		}
 		if seen++; seen > scanLimit {
-			return 0, nil, fmt.Errorf("%s: none of the newest %d objects is a valid checkpoint", s, scanLimit)
+			return 0, "", nil, fmt.Errorf("%s: none of the newest %d objects is a valid checkpoint", s, scanLimit)
 		}
-		size, ok := s.sizeOf(obj.Key)
+		size, root, named, ok := s.parseKey(obj.Key)
 		if !ok {
 			continue
 		}
 		b, err := s.get(ctx, obj.Key)
 		if err != nil {
-			return 0, nil, err
+			return 0, "", nil, err
 		}
-		if n, err := audit.CheckpointSize(b); err != nil || n != size {
+		if !holds(b, size, root, named) {
 			s.log.Warn("checkpoint witness: object is not the checkpoint its name says; passed over", "witness", s.String(), "key", obj.Key)
 			continue
 		}
@@ -200,15 +220,15 @@ func (s *S3) newest(ctx context.Context, accept func([]byte) error) (int64, []by
 			refused = err
 			continue
 		}
-		return size, b, nil
+		return size, obj.Key, b, nil
 	}
 	if err := ctx.Err(); err != nil {
-		return 0, nil, fmt.Errorf("list %s: %w", s, err)
+		return 0, "", nil, fmt.Errorf("list %s: %w", s, err)
 	}
 	if refused != nil {
-		return 0, nil, fmt.Errorf("%s holds checkpoints, and none verifies with this vault's checkpoint key (the key was changed, or this is another vault's witness): %w", s, refused)
+		return 0, "", nil, fmt.Errorf("%s holds checkpoints, and none verifies with this vault's checkpoint key (the key was changed, or this is another vault's witness): %w", s, refused)
 	}
-	return -1, nil, nil
+	return -1, "", nil, nil
 }
 
 // History passes every checkpoint object above after, newest first (the
@@ -221,11 +241,16 @@ func (s *S3) newest(ctx context.Context, accept func([]byte) error) (int64, []by
 // passed.
 //
 // A busy log is checkpointed every few seconds, so a day can leave
-// thousands of objects; read one after another, a nightly run would wait
-// out as many round trips to the store. historyFetches objects are read at
-// once, ahead of fn, which still gets them in order (BenchmarkS3History
-// measures the gain).
-func (s *S3) History(ctx context.Context, after int64, fn func(int64, []byte) error) error {
+// thousands of objects, and a year millions. Only the first object passed
+// (the newest above after) and those whose key carries no root (written by
+// an earlier release, or planted) are read; the others are passed as their
+// keys name them, size and root, which commit to the content as well as
+// the content itself (see audit.Held), so a full verification costs a
+// listing, a page of keys per request, not a read per checkpoint ever
+// witnessed. What must be read is read historyFetches objects at once,
+// ahead of fn, which still gets them in order (BenchmarkS3History measures
+// both).
+func (s *S3) History(ctx context.Context, after int64, fn func(audit.Held) error) error {
 	// Whatever way this returns, the lister and the reads are stopped
 	// (cancel), then waited for.
 	var running sync.WaitGroup
@@ -233,8 +258,7 @@ func (s *S3) History(ctx context.Context, after int64, fn func(int64, []byte) er
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	type fetch struct {
-		size int64
-		b    []byte
+		held audit.Held
 		err  error
 		done chan struct{}
 	}
@@ -263,6 +287,7 @@ func (s *S3) History(ctx context.Context, after int64, fn func(int64, []byte) er
 			}
 		}
 		var prevKey, prevVersion string
+		first := true
 		for obj := range s.mc.ListObjectsIter(ctx, s.bucket, minio.ListObjectsOptions{
 			Prefix: s.prefix + "checkpoint-", WithVersions: true, MaxKeys: s.page}) {
 			if obj.Err != nil {
@@ -275,12 +300,24 @@ func (s *S3) History(ctx context.Context, after int64, fn func(int64, []byte) er
 				continue
 			}
 			prevKey, prevVersion = obj.Key, obj.VersionID
-			size, ok := s.sizeOf(obj.Key)
+			size, root, named, ok := s.parseKey(obj.Key)
 			if !ok || obj.IsDeleteMarker {
 				continue
 			}
 			if size <= after {
 				return
+			}
+			f := &fetch{held: audit.Held{Size: size, Root: root, NamedRoot: named}, done: make(chan struct{})}
+			read := first || !named || s.readAll
+			first = false
+			if !read {
+				close(f.done)
+				select {
+				case window <- f:
+				case <-ctx.Done():
+					return
+				}
+				continue
 			}
 			version := obj.VersionID
 			if version == "null" && obj.IsLatest {
@@ -289,7 +326,6 @@ func (s *S3) History(ctx context.Context, after int64, fn func(int64, []byte) er
 				// current object is this one.
 				version = ""
 			}
-			f := &fetch{size: size, done: make(chan struct{})}
 			select {
 			case window <- f:
 			case <-ctx.Done():
@@ -299,7 +335,7 @@ func (s *S3) History(ctx context.Context, after int64, fn func(int64, []byte) er
 			go func(key string) {
 				defer running.Done()
 				defer close(f.done)
-				f.b, f.err = s.getVersion(ctx, key, version)
+				f.held.Signed, f.err = s.getVersion(ctx, key, version)
 			}(obj.Key)
 		}
 		if err := ctx.Err(); err != nil {
@@ -311,7 +347,7 @@ func (s *S3) History(ctx context.Context, after int64, fn func(int64, []byte) er
 		if f.err != nil {
 			return f.err
 		}
-		if err := fn(f.size, f.b); err != nil {
+		if err := fn(f.held); err != nil {
 			return err
 		}
 	}
@@ -358,7 +394,7 @@ func (s *S3) read(ctx context.Context, key string, opts minio.GetObjectOptions) 
 
 // Latest returns the newest checkpoint accept takes, nil when none.
 func (s *S3) Latest(ctx context.Context, accept func([]byte) error) ([]byte, error) {
-	_, b, err := s.newest(ctx, accept)
+	_, _, b, err := s.newest(ctx, accept)
 	return b, err
 }
 
@@ -366,10 +402,11 @@ func (s *S3) Latest(ctx context.Context, accept func([]byte) error) ([]byte, err
 // newer checkpoint is there (audit.ErrStale). Offered the newest again, it
 // extends that object's lock instead.
 func (s *S3) Store(ctx context.Context, size int64, signed []byte, accept func([]byte) error) error {
-	if n, err := audit.CheckpointSize(signed); err != nil || n != size {
+	n, root, err := audit.CheckpointSizeRoot(signed)
+	if err != nil || n != size {
 		return fmt.Errorf("checkpoint witness: offered a note that is not a checkpoint of size %d", size)
 	}
-	cur, held, err := s.newest(ctx, accept)
+	cur, curKey, held, err := s.newest(ctx, accept)
 	if err != nil {
 		return err
 	}
@@ -383,16 +420,17 @@ func (s *S3) Store(ctx context.Context, size int64, signed []byte, accept func([
 		if !bytes.Equal(held, signed) {
 			return fmt.Errorf("%s holds a different checkpoint of size %d than the one offered (two signers, or a fork)", s, size)
 		}
-		return s.extend(ctx, s.key(size), until)
+		return s.extend(ctx, curKey, until)
 	}
-	_, err = s.mc.PutObject(ctx, s.bucket, s.key(size), bytes.NewReader(signed), int64(len(signed)), minio.PutObjectOptions{
+	key := s.key(size, root)
+	_, err = s.mc.PutObject(ctx, s.bucket, key, bytes.NewReader(signed), int64(len(signed)), minio.PutObjectOptions{
 		ContentType:     "text/plain; charset=utf-8",
 		Mode:            minio.Compliance,
 		RetainUntilDate: until,
 		SendContentMd5:  true, // S3 requires an integrity header on object-lock writes
 	})
 	if err != nil {
-		return fmt.Errorf("put %s: %w", s.key(size), err)
+		return fmt.Errorf("put %s: %w", key, err)
 	}
 	return nil
 }

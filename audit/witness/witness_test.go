@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -19,6 +20,7 @@ import (
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
 	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/crvault/crvault/audit"
 	"github.com/crvault/crvault/audit/sqldb/sqldbtest"
@@ -96,27 +98,51 @@ func conformance(t *testing.T, w audit.Witness, g *signer) {
 		t.Fatalf("history above 9: %v", sizes)
 	}
 	stop := errors.New("stop")
-	if err := w.History(ctx, -1, func(int64, []byte) error { return stop }); !errors.Is(err, stop) {
+	if err := w.History(ctx, -1, func(audit.Held) error { return stop }); !errors.Is(err, stop) {
 		t.Fatalf("history did not return fn's error: %v", err)
 	}
 }
 
-// history collects what w.History passes above after, and checks the order.
+// history collects what w.History passes above after, and checks the
+// order, that the first (the newest) and every one named without a root
+// was read, and that a root named beside a note read is the note's.
 func history(t *testing.T, w audit.Witness, after int64) ([]int64, [][]byte) {
 	t.Helper()
-	var sizes []int64
-	var notes [][]byte
-	err := w.History(context.Background(), after, func(size int64, signed []byte) error {
-		if size <= after || len(sizes) > 0 && size > sizes[len(sizes)-1] {
-			t.Errorf("history passed size %d after %v (above %d)", size, sizes, after)
+	held := heldHistory(t, w, after)
+	sizes, notes := make([]int64, len(held)), make([][]byte, len(held))
+	for i, h := range held {
+		sizes[i], notes[i] = h.Size, h.Signed
+	}
+	return sizes, notes
+}
+
+func heldHistory(t *testing.T, w audit.Witness, after int64) []audit.Held {
+	t.Helper()
+	var held []audit.Held
+	err := w.History(context.Background(), after, func(h audit.Held) error {
+		if h.Size <= after || len(held) > 0 && h.Size > held[len(held)-1].Size {
+			t.Errorf("history passed size %d after %v (above %d)", h.Size, held, after)
 		}
-		sizes, notes = append(sizes, size), append(notes, signed)
+		if h.Signed == nil && (len(held) == 0 || !h.NamedRoot) {
+			t.Errorf("history passed size %d unread (first: %v, named: %v)", h.Size, len(held) == 0, h.NamedRoot)
+		}
+		held = append(held, h)
 		return nil
 	})
 	if err != nil {
 		t.Fatalf("history: %v", err)
 	}
-	return sizes, notes
+	return held
+}
+
+// rootOf is the root a checkpoint note holds.
+func rootOf(t testing.TB, b []byte) tlog.Hash {
+	t.Helper()
+	_, root, err := audit.CheckpointSizeRoot(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return root
 }
 
 func mustSize(t *testing.T, b []byte) int64 {
@@ -138,7 +164,7 @@ func TestDirWitness(t *testing.T) {
 	conformance(t, w, g)
 	// Only the newest is kept, and is all History has.
 	files, _ := filepath.Glob(filepath.Join(dir, "checkpoint-*"))
-	if len(files) != 1 || !strings.HasSuffix(files[0], fmt.Sprintf("%020d", 9)) {
+	if len(files) != 1 || !strings.Contains(files[0], fmt.Sprintf("%020d-", 9)) {
 		t.Fatalf("files %v, want only size 9", files)
 	}
 	if sizes, _ := history(t, w, -1); !slices.Equal(sizes, []int64{9}) {
@@ -273,7 +299,8 @@ func TestS3ObjectLockWitness(t *testing.T) {
 		t.Fatalf("history %v, want [9 5]", sizes)
 	}
 
-	key := w.key(9)
+	c9 := must(w.Latest(ctx, g.accept))
+	key := w.key(9, rootOf(t, c9))
 	mode, until := lockOf(t, e, bucket, key)
 	if mode != minio.Compliance || until.Before(time.Now().Add(time.Hour)) {
 		t.Fatalf("retention of %s: %v %v", key, mode, until)
@@ -296,7 +323,6 @@ func TestS3ObjectLockWitness(t *testing.T) {
 	// Handed over again with less than half its retention left, the
 	// newest's lock is pushed out.
 	w.now = func() time.Time { return time.Now().Add(90 * time.Minute) }
-	c9, _ := w.Latest(ctx, g.accept)
 	if err := w.Store(ctx, 9, c9, g.accept); err != nil {
 		t.Fatal(err)
 	}
@@ -307,10 +333,10 @@ func TestS3ObjectLockWitness(t *testing.T) {
 	// Junk that sorts before the genuine newest: a forged checkpoint of
 	// size 20 and an object under a size-30 name holding the size-9 note.
 	forged := newSigner(t).at(t, 20)
-	if _, err := e.mc.PutObject(ctx, bucket, w.key(20), bytes.NewReader(forged), int64(len(forged)), minio.PutObjectOptions{}); err != nil {
+	if _, err := e.mc.PutObject(ctx, bucket, w.key(20, rootOf(t, forged)), bytes.NewReader(forged), int64(len(forged)), minio.PutObjectOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.mc.PutObject(ctx, bucket, w.key(30), bytes.NewReader(c9), int64(len(c9)), minio.PutObjectOptions{}); err != nil {
+	if _, err := e.mc.PutObject(ctx, bucket, w.key(30, rootOf(t, c9)), bytes.NewReader(c9), int64(len(c9)), minio.PutObjectOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if b, err := w.Latest(ctx, g.accept); err != nil || !bytes.Equal(b, c9) {
@@ -326,11 +352,18 @@ func TestS3ObjectLockWitness(t *testing.T) {
 	}
 	// History passes the junk too, unchecked, as the names say: telling
 	// it apart is the log's work, and a witness holding what the log does
-	// not match is what the log looks for.
-	sizes, notes := history(t, w, -1)
-	if !slices.Equal(sizes, []int64{30, 20, 10, 9, 5}) || !bytes.Equal(notes[0], c9) || !bytes.Equal(notes[1], forged) {
-		t.Fatalf("history with junk: %v", sizes)
+	// not match is what the log looks for. The newest is read; the others
+	// are passed by the roots their names carry.
+	held := heldHistory(t, w, -1)
+	if len(held) != 5 || held[0].Size != 30 || !bytes.Equal(held[0].Signed, c9) ||
+		held[1].Size != 20 || held[1].Signed != nil || !held[1].NamedRoot || held[1].Root != rootOf(t, forged) {
+		t.Fatalf("history with junk: %v", held)
 	}
+	w.readAll = true
+	if sizes, notes := history(t, w, -1); !slices.Equal(sizes, []int64{30, 20, 10, 9, 5}) || !bytes.Equal(notes[1], forged) {
+		t.Fatalf("history with junk, every object read: %v", sizes)
+	}
+	w.readAll = false
 	if sizes, _ := history(t, w, 9); !slices.Equal(sizes, []int64{30, 20, 10}) {
 		t.Fatalf("history above 9: %v", sizes)
 	}
@@ -359,6 +392,13 @@ func TestS3ObjectLockWitness(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
+}
 
 // lockOf reads an object's lock from its headers (versitygw 1.8's
 // GetObjectRetention answer does not parse in minio-go).
@@ -403,6 +443,7 @@ func TestS3HistoryReadsAheadInOrder(t *testing.T) {
 		t.Fatal(err)
 	}
 	w.page = 7 // several pages of the listing, each smaller than the read-ahead
+	w.readAll = true
 	const n = 60
 	want := make([]int64, 0, n)
 	notes := map[int64][]byte{}
@@ -426,9 +467,17 @@ func TestS3HistoryReadsAheadInOrder(t *testing.T) {
 	if sizes, _ := history(t, w, 45); !slices.Equal(sizes, want[:15]) {
 		t.Fatalf("history above 45: %v", sizes)
 	}
+	// Without readAll, the newest is read and the rest passed by name,
+	// with their own roots.
+	w.readAll = false
+	for i, h := range heldHistory(t, w, -1) {
+		if h.Size != want[i] || !h.NamedRoot || h.Root != rootOf(t, notes[h.Size]) || (i == 0) != (h.Signed != nil) {
+			t.Fatalf("history by name, #%d: %+v", i, h)
+		}
+	}
 	stop := errors.New("stop")
 	seen := 0
-	err = w.History(ctx, -1, func(int64, []byte) error {
+	err = w.History(ctx, -1, func(audit.Held) error {
 		if seen++; seen == 3 {
 			return stop
 		}
@@ -439,7 +488,124 @@ func TestS3HistoryReadsAheadInOrder(t *testing.T) {
 	}
 	cancelled, cancel := context.WithCancel(ctx)
 	cancel()
-	if err := w.History(cancelled, -1, func(int64, []byte) error { return nil }); !errors.Is(err, context.Canceled) {
+	if err := w.History(cancelled, -1, func(audit.Held) error { return nil }); !errors.Is(err, context.Canceled) {
 		t.Fatalf("history on a cancelled context: %v", err)
 	}
+}
+
+// TestS3WitnessOldNames: checkpoints written by an earlier release, under
+// keys without a root, are still the witness's: Latest finds them, Store
+// extends the newest of them and goes on past it under the new naming,
+// newest first across both namings, and History reads each of them (their
+// keys say nothing of their content). Two checkpoints of one size with
+// different roots (a rewrite signed with the genuine key) get distinct
+// keys, and History passes both.
+func TestS3WitnessOldNames(t *testing.T) {
+	e := newS3Env(t)
+	ctx := context.Background()
+	g := newSigner(t)
+	bucket := randomBucket("crv-oldnames-")
+	w, err := NewS3(ctx, e.config(bucket))
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := map[int64][]byte{}
+	for _, n := range []int64{3, 8} {
+		old[n] = g.at(t, n)
+		key := fmt.Sprintf("%scheckpoint-%019d", w.prefix, int64(math.MaxInt64)-n)
+		if _, err := e.mc.PutObject(ctx, bucket, key, bytes.NewReader(old[n]), int64(len(old[n])), minio.PutObjectOptions{
+			Mode: minio.Compliance, RetainUntilDate: time.Now().Add(time.Hour).UTC().Truncate(time.Second), SendContentMd5: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if b, err := w.Latest(ctx, g.accept); err != nil || !bytes.Equal(b, old[8]) {
+		t.Fatalf("latest of old names: %q %v", b, err)
+	}
+	if err := w.Store(ctx, 8, old[8], g.accept); err != nil {
+		t.Fatalf("the newest under an old name handed over again: %v", err)
+	}
+	if err := w.Store(ctx, 6, g.at(t, 6), g.accept); !errors.Is(err, audit.ErrStale) {
+		t.Fatalf("stored under the old newest: %v", err)
+	}
+	c12 := g.at(t, 12)
+	if err := w.Store(ctx, 12, c12, g.accept); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := w.Latest(ctx, g.accept); err != nil || !bytes.Equal(b, c12) {
+		t.Fatalf("latest past old names: %q %v", b, err)
+	}
+	held := heldHistory(t, w, -1)
+	if len(held) != 3 || held[0].Size != 12 || !held[0].NamedRoot || !bytes.Equal(held[0].Signed, c12) ||
+		held[1].Size != 8 || held[1].NamedRoot || !bytes.Equal(held[1].Signed, old[8]) ||
+		held[2].Size != 3 || held[2].NamedRoot || !bytes.Equal(held[2].Signed, old[3]) {
+		t.Fatalf("history across namings: %+v", held)
+	}
+
+	// A second checkpoint of size 12 over another root, added as the
+	// holder of the credentials can: its own key, beside the genuine one.
+	other := g.at(t, 12)
+	if _, err := e.mc.PutObject(ctx, bucket, w.key(12, rootOf(t, other)), bytes.NewReader(other), int64(len(other)), minio.PutObjectOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	held = heldHistory(t, w, -1)
+	roots := map[tlog.Hash]bool{}
+	for _, h := range held {
+		if h.Size == 12 {
+			roots[h.Root] = true
+		}
+	}
+	if len(held) != 4 || !roots[rootOf(t, c12)] || !roots[rootOf(t, other)] {
+		t.Fatalf("history with two checkpoints of size 12: %+v", held)
+	}
+}
+
+// TestDirWitnessNames: the directory witness names its file after the size
+// and root, reads a file named by an earlier release, and passes a file
+// whose name carries a root without reading it unless it is the newest.
+func TestDirWitnessNames(t *testing.T) {
+	g := newSigner(t)
+	dir := t.TempDir()
+	c5, c9 := g.at(t, 5), g.at(t, 9)
+	if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("checkpoint-%020d", 5)), c5, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	w, err := NewDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Store(context.Background(), 5, c5, g.accept); err != nil {
+		t.Fatalf("the old-named newest handed over again: %v", err)
+	}
+	if held := heldHistory(t, w, -1); len(held) != 1 || held[0].NamedRoot || !bytes.Equal(held[0].Signed, c5) {
+		t.Fatalf("history of an old name: %+v", held)
+	}
+	if err := w.Store(context.Background(), 9, c9, g.accept); err != nil {
+		t.Fatal(err)
+	}
+	named := filepath.Join(dir, fmt.Sprintf("checkpoint-%020d-%s", 9, rootHex(t, c9)))
+	if files, _ := filepath.Glob(filepath.Join(dir, "checkpoint-*")); !slices.Equal(files, []string{named}) {
+		t.Fatalf("files %v, want %s", files, named)
+	}
+	// A genuine older file kept beside it (a write-once mount where the
+	// removal fails) is passed by its name.
+	c7 := g.at(t, 7)
+	if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("checkpoint-%020d-%s", 7, rootHex(t, c7))), c7, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	held := heldHistory(t, w, -1)
+	if len(held) != 2 || !bytes.Equal(held[0].Signed, c9) || held[1].Size != 7 || held[1].Signed != nil || held[1].Root != rootOf(t, c7) {
+		t.Fatalf("history by name: %+v", held)
+	}
+	// The newest file must hold the root its name says.
+	if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("checkpoint-%020d-%s", 11, rootHex(t, c9))), g.at(t, 11), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Latest(context.Background(), g.accept); err == nil {
+		t.Fatal("a newest file under another root's name was taken")
+	}
+}
+
+func rootHex(t testing.TB, b []byte) string {
+	root := rootOf(t, b)
+	return hex.EncodeToString(root[:])
 }

@@ -149,6 +149,9 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	if err != nil {
 		return err
 	}
+	// A verification started from the audit page stops, and is waited
+	// for, before the audit log closes (deferred earlier, so run later).
+	defer wd.Verifier.Close()
 	var sso *access.OIDC
 	if oc, err := cfg.oidcConfig(); err != nil {
 		return err

@@ -10,6 +10,7 @@ import (
 	"net"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/crvault/crvault/access"
 	"github.com/crvault/crvault/api/web"
@@ -18,8 +19,10 @@ import (
 	"github.com/crvault/crvault/vault/review"
 )
 
-// webDeps prepares the web application: its preferences table and, on a
-// database without accounts, the first-run setup.
+// webDeps prepares the web application: its preferences table, on a
+// database without accounts the first-run setup, and the audit page's
+// background verifier, whose runs end with ctx (the server's); the caller
+// closes it (Verifier.Close) before the audit log.
 func (a *app) webDeps(ctx context.Context) (*web.Deps, error) {
 	if err := web.Migrate(ctx, a.db); err != nil {
 		return nil, err
@@ -28,8 +31,16 @@ func (a *app) webDeps(ctx context.Context) (*web.Deps, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &web.Deps{Prefs: web.NewPrefs(a.db), Setup: setup}, nil
+	return &web.Deps{Prefs: web.NewPrefs(a.db), Setup: setup,
+		Verifier: web.NewVerifier(ctx, a.audit.VerifyProgress, webVerifyTimeout, a.log)}, nil
 }
+
+// webVerifyTimeout bounds one verification started from the audit page. A
+// full run reads every event (hundreds of thousands a second) and lists the
+// witnesses; hours mean something is stuck, and the page says the run did
+// not finish rather than leave it running for ever. `vaultd audit verify`
+// has no such bound.
+const webVerifyTimeout = 4 * time.Hour
 
 // announceSetup logs the one-time setup URL on a first start, and prints it
 // as a plain line on stdout for the person who just typed vaultd serve.

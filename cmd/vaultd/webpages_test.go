@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestWebExportComplaintCaseAndReportForms: an inspector downloads the
@@ -210,4 +211,71 @@ func TestWebExportComplaintCaseAndReportForms(t *testing.T) {
 		st, page, _ = anon.do("POST", "/report/messages", v.Encode(), "application/x-www-form-urlencoded", map[string]string{"Accept-Language": "en", "Cookie": cookie})
 		kept("the reporter's message to a closed report", st, 409, htmlstd.UnescapeString(page), `required>It also happens with 2.2.</textarea>`)
 	})
+}
+
+// TestWebAuditVerifyInBackground: the inspector's "verify the whole log"
+// starts a verification in the background and answers with the audit page
+// (303), which shows its result and who started it; each press is in the
+// audit trail, allowed or refused, and a party may not start one. (That a
+// press while a run is going shows that run instead of starting another is
+// TestVerifierOneRunAtATime's, in api/web: here a short log is verified in
+// milliseconds.)
+func TestWebAuditVerifyInBackground(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, backends[0], "VAULT_TOTP_REQUIRED_ROLES=")
+	s.start()
+	w := bootstrap(t, s)
+	w.loginAll(t)
+	en := map[string]string{"Accept-Language": "en"}
+	insp := cookieClient{t: t, base: s.base, token: w.insp.token}
+	op := cookieClient{t: t, base: s.base, token: w.op.token}
+	press := func(c cookieClient) (int, string, string) {
+		t.Helper()
+		body, ct := multipartForm(t, field{name: "csrf", value: pageCSRF(t, c)})
+		st, page, hd := c.do("POST", "/audit/verify", body, ct, en)
+		return st, page, hd.Get("Location")
+	}
+	verifyEvents := func() []struct{ Actor, Outcome string } {
+		var ev struct {
+			Items []struct{ Actor, Outcome string } `json:"items"`
+		}
+		w.insp.expect(200, "GET", "/audit/events?action=audit.verify", nil).json(t, &ev)
+		return ev.Items
+	}
+
+	st, _, loc := press(insp)
+	if st != 303 || loc != "/audit?done=verify_started#verify" {
+		t.Fatalf("press: %d %q", st, loc)
+	}
+	var page string
+	for i := 0; ; i++ {
+		var st int
+		st, page, _ = insp.do("GET", "/audit?done=verify_started", "", "", en)
+		page = htmlstd.UnescapeString(page)
+		if st != 200 {
+			t.Fatalf("audit page: %d %s", st, tail(page, 500))
+		}
+		if strings.Contains(page, `id="verified"`) {
+			break
+		}
+		if i == 100 || strings.Contains(page, `id="verify-failed"`) || strings.Contains(page, `id="verify-incomplete"`) {
+			t.Fatalf("no result on the audit page: %s", tail(page, 3000))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	last := regexp.MustCompile(`id="verify-last">([^<]*)<`).FindStringSubmatch(page)
+	if !strings.Contains(page, msg(t, "en", "flash.verify_started")) || last == nil || !strings.Contains(last[1], "Inspectorate") {
+		t.Fatalf("the result does not say who ran it: %s", tail(page, 3000))
+	}
+	if ev := verifyEvents(); len(ev) != 1 || ev[0].Outcome != "allowed" {
+		t.Fatalf("audit.verify events after the press: %+v", ev)
+	}
+
+	// A party may not start one; the refusal is recorded.
+	if st, _, _ := press(op); st != 403 {
+		t.Fatalf("an operator pressed verify: %d", st)
+	}
+	if ev := verifyEvents(); len(ev) != 2 || ev[0].Outcome != "denied" && ev[1].Outcome != "denied" {
+		t.Fatalf("audit.verify events after the refused press: %+v", ev)
+	}
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"fmt"
 	"math"
 	"os"
@@ -13,6 +14,8 @@ import (
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
+
+	"github.com/crvault/crvault/audit"
 )
 
 // auditHead returns the last seq and the newest stored checkpoint note.
@@ -40,12 +43,17 @@ func (s *server) auditHead(t *testing.T) (int64, []byte) {
 
 // plantWitnessed puts a checkpoint at the server's witness as the insider
 // can: an object added with the vault's own S3 credentials (it cannot
-// remove or replace the locked ones), or a file in the witness directory.
+// remove or replace the locked ones), or a file in the witness directory,
+// named as vaultd names it (after its size and root).
 func (s *server) plantWitnessed(t *testing.T, size int64, note []byte) string {
 	t.Helper()
+	_, root, err := audit.CheckpointSizeRoot(note)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if envOf(s, "VAULT_S3_ENDPOINT") == "" {
 		dir := filepath.Join(s.data, "keys", "checkpoint-witness")
-		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("checkpoint-%020d", size)), note, 0o600); err != nil {
+		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("checkpoint-%020d-%s", size, hex.EncodeToString(root[:]))), note, 0o600); err != nil {
 			t.Fatal(err)
 		}
 		return "directory " + dir
@@ -58,7 +66,7 @@ func (s *server) plantWitnessed(t *testing.T, size int64, note []byte) string {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	key := fmt.Sprintf("audit-checkpoints/checkpoint-%019d", int64(math.MaxInt64)-size)
+	key := fmt.Sprintf("audit-checkpoints/checkpoint-%019d-%s", int64(math.MaxInt64)-size, hex.EncodeToString(root[:]))
 	if _, err := mc.PutObject(ctx, bucket, key, bytes.NewReader(note), int64(len(note)), minio.PutObjectOptions{SendContentMd5: true}); err != nil {
 		t.Fatalf("plant %s: %v", key, err)
 	}
