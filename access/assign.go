@@ -339,16 +339,36 @@ func (s *Service) forget(caseID, userID string, ids ...string) error {
 }
 
 // Recuse revokes every assignment of the user on the case at once and blocks
-// new ones (complaint resolution "recuse_subject").
+// new ones (complaint resolution "recuse_subject"). It is idempotent: a
+// user already recused keeps the one recusal, and only assignments still
+// unrevoked are revoked.
 func (s *Service) Recuse(ctx context.Context, caseID, userID, reason string) error {
-	s.writeMu.Lock()
-	defer s.writeMu.Unlock()
-	now := s.now().UTC()
+	return s.RecuseWith(ctx, caseID, userID, reason, nil)
+}
+
+// RecuseWith is Recuse in one database transaction with also, which runs in
+// it first: the change the recusal belongs to (a complaint upheld), so that
+// both take effect or neither does. also must use only tx (on SQLite a
+// second connection would wait for this transaction), must not append to
+// the audit log (its writer waits for the same database), and may run
+// while this service's assignment changes wait. The database must be the
+// one this service was built on.
+func (s *Service) RecuseWith(ctx context.Context, caseID, userID, reason string, also func(tx *gorm.DB) error) error {
 	reason = strings.TrimSpace(reason)
 	if utf8.RuneCountInString(reason) > 1000 {
 		return invalid("reason", "too_long", "at most 1000 characters")
 	}
+	// Taken before the transaction begins, as every assignment change
+	// does: the other order could wait on each other.
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	now := s.now().UTC()
 	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		if also != nil {
+			if err := also(tx); err != nil {
+				return err
+			}
+		}
 		var n int64
 		if err := tx.Model(&recusalRow{}).Where("case_id = ? AND user_id = ?", caseID, userID).Count(&n).Error; err != nil {
 			return err

@@ -11,6 +11,9 @@
 //     checkpoint verifier key alone, trusting nothing the server says.
 //   - Upholding a complaint with "recuse_subject" revokes the subject's
 //     grants on the case before the answer is sent, and blocks re-assignment.
+//     The resolution and the recusal are one database transaction: if the
+//     recusal fails, the complaint is still under investigation and the
+//     inspector resolves it again; it is never upheld without its remedy.
 //   - An anonymous reporter leaves no IP address, user agent or other
 //     identifying data in the database, the audit log or the server log: the
 //     receipt is kept only as an argon2id hash, and throttling counts a keyed
