@@ -333,13 +333,17 @@ func (s *Service) ListComplaints(ctx context.Context, a vault.Actor, f Complaint
 	if err := q.Order("id").Limit(limit + 1).Find(&rows).Error; err != nil {
 		return Page[Complaint]{}, fmt.Errorf("list complaints: %w", err)
 	}
-	if err := s.record(ctx, event(a, "complaint.list", audit.Allowed, f.CaseID, "complaints", "")); err != nil {
-		return Page[Complaint]{}, err
-	}
 	page := Page[Complaint]{Items: []Complaint{}, Counts: counts}
 	if len(rows) > limit {
 		rows = rows[:limit]
 		page.NextCursor = rows[limit-1].ID
+	}
+	seen := make([]listed, len(rows))
+	for i, r := range rows {
+		seen[i] = listed{r.CaseID, r.ID}
+	}
+	if err := s.recordList(ctx, event(a, "complaint.list", audit.Allowed, f.CaseID, "complaints", ""), seen); err != nil {
+		return Page[Complaint]{}, err
 	}
 	for _, r := range rows {
 		c, err := s.toComplaint(ctx, a.P, r)
