@@ -18,34 +18,10 @@ import (
 // active assignment in that role on the case; ErrBlocked if the user was
 // recused from the case or declared a conflict of interest on it.
 func (s *Service) Assign(ctx context.Context, by Principal, caseID, userID, role, purpose string, expiresAt *time.Time) (Assignment, error) {
-	if !by.Has(RoleOfficeAdmin) {
-		return Assignment{}, fmt.Errorf("assign on case %s: %w", caseID, ErrForbidden)
-	}
-	if userID == by.User.ID {
-		// Need to know is granted by a second person, never taken.
-		return Assignment{}, fmt.Errorf("assign on case %s: %w", caseID, ErrSelfAssignment)
-	}
 	purpose = strings.TrimSpace(purpose)
 	now := s.now().UTC()
-	switch {
-	case caseID == "" || len(caseID) > 64:
-		return Assignment{}, invalid("case", "invalid_case", "case id required")
-	case Role(role) != RoleReviewer && Role(role) != RoleMemberUnit:
-		return Assignment{}, invalid("role", "invalid_role", "must be reviewer or member_unit")
-	case purpose == "" || utf8.RuneCountInString(purpose) > 1000:
-		return Assignment{}, invalid("purpose", "purpose_required", "purpose of 1 to 1000 characters is required")
-	case expiresAt != nil && !expiresAt.After(now):
-		return Assignment{}, invalid("expires_at", "expiry_in_past", "must be in the future")
-	}
-	u, err := s.User(ctx, userID)
-	if errors.Is(err, ErrNotFound) {
-		return Assignment{}, invalid("user", "unknown_user", "no such user")
-	}
-	if err != nil {
+	if err := s.checkAssign(ctx, by, caseID, userID, role, purpose, expiresAt, now); err != nil {
 		return Assignment{}, fmt.Errorf("assign on case %s: %w", caseID, err)
-	}
-	if !u.Has(Role(role)) || u.Disabled {
-		return Assignment{}, invalid("user", "role_not_held", "the user does not hold role "+role)
 	}
 
 	s.writeMu.Lock()
@@ -56,29 +32,9 @@ func (s *Service) Assign(ctx context.Context, by Principal, caseID, userID, role
 		t := expiresAt.UTC()
 		row.ExpiresAt = &t
 	}
-	err = s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		var n int64
-		if err := tx.Model(&recusalRow{}).Where("case_id = ? AND user_id = ?", caseID, userID).Count(&n).Error; err != nil {
+	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		if err := s.assignBlocked(tx, caseID, userID, role); err != nil {
 			return err
-		}
-		if n > 0 {
-			return fmt.Errorf("user %s was recused: %w", userID, ErrBlocked)
-		}
-		if err := tx.Model(&declarationRow{}).Where("case_id = ? AND user_id = ? AND conflict = ?", caseID, userID, true).
-			Count(&n).Error; err != nil {
-			return err
-		}
-		if n > 0 {
-			return fmt.Errorf("user %s declared a conflict of interest: %w", userID, ErrBlocked)
-		}
-		existing, err := s.caseAssignments(tx, caseID, userID)
-		if err != nil {
-			return err
-		}
-		for _, a := range existing {
-			if a.Role == role && a.Status == StatusActive {
-				return fmt.Errorf("assignment %s is active: %w", a.ID, ErrConflict)
-			}
 		}
 		if err := tx.Create(&row).Error; err != nil {
 			return err
@@ -96,6 +52,84 @@ func (s *Service) Assign(ctx context.Context, by Principal, caseID, userID, role
 	s.mu.Unlock()
 	s.log.InfoContext(ctx, "assignment granted", "assignment", row.ID, "case", caseID, "user", userID, "role", role, "by", by.User.ID)
 	return s.toAssignment(row, false, [2]bool{}, now), nil
+}
+
+// CheckAssign answers the error Assign would answer now for the same
+// arguments, without writing anything, so that a caller auditing before it
+// writes can record a refusal as one rather than as a grant that then
+// failed. It decides nothing: Assign checks again under its lock, and a
+// concurrent assignment can still make it refuse.
+func (s *Service) CheckAssign(ctx context.Context, by Principal, caseID, userID, role, purpose string, expiresAt *time.Time) error {
+	if err := s.checkAssign(ctx, by, caseID, userID, role, strings.TrimSpace(purpose), expiresAt, s.now().UTC()); err != nil {
+		return fmt.Errorf("check assignment on case %s: %w", caseID, err)
+	}
+	if err := s.assignBlocked(s.db.WithContext(ctx), caseID, userID, role); err != nil {
+		return fmt.Errorf("check assignment on case %s: %w", caseID, err)
+	}
+	return nil
+}
+
+// checkAssign validates an assignment's arguments and its user (purpose
+// already trimmed).
+func (s *Service) checkAssign(ctx context.Context, by Principal, caseID, userID, role, purpose string, expiresAt *time.Time, now time.Time) error {
+	if !by.Has(RoleOfficeAdmin) {
+		return ErrForbidden
+	}
+	if userID == by.User.ID {
+		// Need to know is granted by a second person, never taken.
+		return ErrSelfAssignment
+	}
+	switch {
+	case caseID == "" || len(caseID) > 64:
+		return invalid("case", "invalid_case", "case id required")
+	case Role(role) != RoleReviewer && Role(role) != RoleMemberUnit:
+		return invalid("role", "invalid_role", "must be reviewer or member_unit")
+	case purpose == "" || utf8.RuneCountInString(purpose) > 1000:
+		return invalid("purpose", "purpose_required", "purpose of 1 to 1000 characters is required")
+	case expiresAt != nil && !expiresAt.After(now):
+		return invalid("expires_at", "expiry_in_past", "must be in the future")
+	}
+	u, err := s.User(ctx, userID)
+	if errors.Is(err, ErrNotFound) {
+		return invalid("user", "unknown_user", "no such user")
+	}
+	if err != nil {
+		return err
+	}
+	if !u.Has(Role(role)) || u.Disabled {
+		return invalid("user", "role_not_held", "the user does not hold role "+role)
+	}
+	return nil
+}
+
+// assignBlocked refuses an assignment of userID to caseID in role that the
+// case's state forbids: ErrBlocked after a recusal or a declared conflict,
+// ErrConflict while the same assignment is active.
+func (s *Service) assignBlocked(db *gorm.DB, caseID, userID, role string) error {
+	var n int64
+	if err := db.Model(&recusalRow{}).Where("case_id = ? AND user_id = ?", caseID, userID).Count(&n).Error; err != nil {
+		return err
+	}
+	if n > 0 {
+		return fmt.Errorf("user %s was recused: %w", userID, ErrBlocked)
+	}
+	if err := db.Model(&declarationRow{}).Where("case_id = ? AND user_id = ? AND conflict = ?", caseID, userID, true).
+		Count(&n).Error; err != nil {
+		return err
+	}
+	if n > 0 {
+		return fmt.Errorf("user %s declared a conflict of interest: %w", userID, ErrBlocked)
+	}
+	existing, err := s.caseAssignments(db, caseID, userID)
+	if err != nil {
+		return err
+	}
+	for _, a := range existing {
+		if a.Role == role && a.Status == StatusActive {
+			return fmt.Errorf("assignment %s is active: %w", a.ID, ErrConflict)
+		}
+	}
+	return nil
 }
 
 func (s *Service) toAssignment(r assignmentRow, revoked bool, f [2]bool, now time.Time) Assignment {
@@ -305,16 +339,36 @@ func (s *Service) forget(caseID, userID string, ids ...string) error {
 }
 
 // Recuse revokes every assignment of the user on the case at once and blocks
-// new ones (complaint resolution "recuse_subject").
+// new ones (complaint resolution "recuse_subject"). It is idempotent: a
+// user already recused keeps the one recusal, and only assignments still
+// unrevoked are revoked.
 func (s *Service) Recuse(ctx context.Context, caseID, userID, reason string) error {
-	s.writeMu.Lock()
-	defer s.writeMu.Unlock()
-	now := s.now().UTC()
+	return s.RecuseWith(ctx, caseID, userID, reason, nil)
+}
+
+// RecuseWith is Recuse in one database transaction with also, which runs in
+// it first: the change the recusal belongs to (a complaint upheld), so that
+// both take effect or neither does. also must use only tx (on SQLite a
+// second connection would wait for this transaction), must not append to
+// the audit log (its writer waits for the same database), and may run
+// while this service's assignment changes wait. The database must be the
+// one this service was built on.
+func (s *Service) RecuseWith(ctx context.Context, caseID, userID, reason string, also func(tx *gorm.DB) error) error {
 	reason = strings.TrimSpace(reason)
 	if utf8.RuneCountInString(reason) > 1000 {
 		return invalid("reason", "too_long", "at most 1000 characters")
 	}
+	// Taken before the transaction begins, as every assignment change
+	// does: the other order could wait on each other.
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	now := s.now().UTC()
 	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		if also != nil {
+			if err := also(tx); err != nil {
+				return err
+			}
+		}
 		var n int64
 		if err := tx.Model(&recusalRow{}).Where("case_id = ? AND user_id = ?", caseID, userID).Count(&n).Error; err != nil {
 			return err

@@ -45,7 +45,9 @@ type Event struct {
 	Purpose   string    `json:"purpose"`
 	IP        string    `json:"ip"`
 	RequestID string    `json:"request_id"`
-	// Detail is a short machine reason, e.g. "declaration_required"; never content.
+	// Detail is a short machine reason, e.g. "declaration_required", or
+	// for a list of confidential records the ids it returned
+	// ("ids=a,b,..."); never content.
 	Detail string `json:"detail,omitempty"`
 	// Hash is the hex SHA-256 of the canonical encoding (which includes the
 	// predecessor's hash).

@@ -339,6 +339,58 @@ func (l *Log) Append(ctx context.Context, e Event) (Event, error) {
 	}
 }
 
+// AppendAll writes evs as Append writes each, in order, but queues them
+// together so that the writer commits them in as few batches as it can: a
+// request that records many events (a list page, one per case it shows)
+// waits for about one commit rather than one per event. It returns them with
+// Seq, Time and Hash set once every one is durable. On failure (wrapping
+// ErrUnavailable, or ErrInvalid for a malformed event, when none is queued)
+// some may have been written: the caller fails closed as for Append.
+func (l *Log) AppendAll(ctx context.Context, evs []Event) ([]Event, error) {
+	reqs := make([]*appendReq, len(evs))
+	for i, e := range evs {
+		e, err := normalize(e)
+		if err != nil {
+			return nil, err
+		}
+		reqs[i] = &appendReq{ev: e, done: make(chan appendResult, 1)}
+	}
+	if err := l.anchor.haltErr(); err != nil {
+		return nil, err
+	}
+	l.mu.RLock()
+	if l.closed {
+		l.mu.RUnlock()
+		return nil, fmt.Errorf("%w: log closed", ErrUnavailable)
+	}
+	for _, r := range reqs {
+		select {
+		case l.reqs <- r:
+		case <-ctx.Done():
+			l.mu.RUnlock()
+			return nil, fmt.Errorf("%w: %w", ErrUnavailable, ctx.Err())
+		}
+	}
+	l.mu.RUnlock()
+	out := make([]Event, len(reqs))
+	for i, r := range reqs {
+		select {
+		case res := <-r.done:
+			if res.err != nil {
+				return nil, res.err
+			}
+			out[i] = res.ev
+		case <-ctx.Done():
+			// Those queued may still commit; the caller fails closed regardless.
+			return nil, fmt.Errorf("%w: %w", ErrUnavailable, ctx.Err())
+		}
+	}
+	if len(out) > 0 {
+		MarkRecorded(ctx)
+	}
+	return out, nil
+}
+
 func (l *Log) writer() {
 	defer l.wg.Done()
 	defer l.closeWriterConn()

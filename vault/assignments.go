@@ -44,6 +44,23 @@ func (s *Service) Assign(ctx context.Context, a Actor, caseID string, in NewAssi
 		}
 		return access.Assignment{}, fail(ErrForbidden, "self_assignment", "nobody assigns themselves; another office admin must")
 	}
+	// What access would refuse (a duplicate, a user who cannot be assigned
+	// or is blocked from the case) is refused here, before the write-ahead
+	// record, so that the trail reads as one refusal and never as a grant.
+	// The check decides nothing: Assign checks again under its lock, and
+	// an identical assignment made between the two makes it refuse after
+	// all; only then does the trail read "allowed" followed by "denied".
+	if err := s.access.CheckAssign(ctx, a.P, caseID, in.User, in.Role, purpose, in.ExpiresAt); err != nil {
+		err = accessError(err)
+		var ve *Error
+		if !errors.As(err, &ve) {
+			return access.Assignment{}, fmt.Errorf("assign user %s on case %s: %w", in.User, caseID, err)
+		}
+		if rerr := s.record(ctx, a, "assignment.create", audit.Denied, caseID, "user/"+in.User, purpose, ve.Code); rerr != nil {
+			return access.Assignment{}, rerr
+		}
+		return access.Assignment{}, err
+	}
 	if err := s.record(ctx, a, "assignment.create", audit.Allowed, caseID, "user/"+in.User, purpose, in.Role); err != nil {
 		return access.Assignment{}, err
 	}

@@ -2,6 +2,7 @@ package vault
 
 import (
 	"errors"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -9,7 +10,6 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/crvault/crvault/audit"
-	"github.com/crvault/crvault/audit/sqldb"
 	"github.com/crvault/crvault/audit/sqldb/sqldbtest"
 )
 
@@ -115,28 +115,38 @@ func TestMigrateLiveConsentsKeepsTheOldest(t *testing.T) {
 }
 
 // TestRefusedAssignmentAuditedAsDenied: an assignment refused because the
-// user already holds it reads in the trail as a refusal with its code,
-// not as a grant followed by a server fault.
+// user already holds it, or was recused from the case, reads in the trail
+// as one refusal with its code: no write-ahead "allowed" before it, and no
+// server fault.
 func TestRefusedAssignmentAuditedAsDenied(t *testing.T) {
-	f := newWF(t, sqldb.SQLite, time.Date(2025, 3, 3, 2, 0, 0, 0, time.UTC), false)
-	id := f.draft()
-	f.submit(id)
-	in := NewAssignment{User: f.rev.P.User.ID, Role: "reviewer", Purpose: "review"}
-	if _, err := f.svc.Assign(f.ctx, f.office, id, in); err != nil {
-		t.Fatal(err)
-	}
-	_, err := f.svc.Assign(f.ctx, f.office, id, in)
-	wantCode(t, err, ErrConflict, "conflict")
-	evs, _, err := f.log.Query(f.ctx, audit.Filter{Action: "assignment.create", Limit: 100})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var outcomes []string
-	for _, e := range evs {
-		outcomes = append(outcomes, string(e.Outcome)+":"+e.Detail)
-	}
-	want := []string{"allowed:reviewer", "allowed:reviewer", "denied:conflict"}
-	if len(outcomes) != len(want) || outcomes[0] != want[0] || outcomes[1] != want[1] || outcomes[2] != want[2] {
-		t.Fatalf("assignment.create events %v, want %v", outcomes, want)
+	for _, d := range sqldbtest.Backends {
+		t.Run(d, func(t *testing.T) {
+			f := newWF(t, d, time.Date(2025, 3, 3, 2, 0, 0, 0, time.UTC), false)
+			id := f.draft()
+			f.submit(id)
+			in := NewAssignment{User: f.rev.P.User.ID, Role: "reviewer", Purpose: "review"}
+			if _, err := f.svc.Assign(f.ctx, f.office, id, in); err != nil {
+				t.Fatal(err)
+			}
+			_, err := f.svc.Assign(f.ctx, f.office, id, in)
+			wantCode(t, err, ErrConflict, "conflict")
+			if err := f.acc.Recuse(f.ctx, id, f.rev.P.User.ID, "complaint upheld"); err != nil {
+				t.Fatal(err)
+			}
+			_, err = f.svc.Assign(f.ctx, f.office, id, in)
+			wantCode(t, err, ErrConflict, "assignment_blocked")
+			evs, _, err := f.log.Query(f.ctx, audit.Filter{Action: "assignment.create", Limit: 100})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var outcomes []string
+			for _, e := range evs {
+				outcomes = append(outcomes, string(e.Outcome)+":"+e.Detail)
+			}
+			want := []string{"allowed:reviewer", "denied:conflict", "denied:assignment_blocked"}
+			if !slices.Equal(outcomes, want) {
+				t.Fatalf("assignment.create events %v, want %v", outcomes, want)
+			}
+		})
 	}
 }

@@ -340,13 +340,17 @@ func (s *Service) ListCommitments(ctx context.Context, a vault.Actor, f Commitme
 	if err := q.Order("id").Limit(limit + 1).Find(&rows).Error; err != nil {
 		return Page[Commitment]{}, fmt.Errorf("list commitments: %w", err)
 	}
-	if err := s.record(ctx, ev); err != nil {
-		return Page[Commitment]{}, err
-	}
 	page := Page[Commitment]{Items: []Commitment{}}
 	if len(rows) > limit {
 		rows = rows[:limit]
 		page.NextCursor = rows[limit-1].ID
+	}
+	seen := make([]listed, len(rows))
+	for i, r := range rows {
+		seen[i] = listed{r.CaseID, r.ID}
+	}
+	if err := s.recordList(ctx, ev, seen); err != nil {
+		return Page[Commitment]{}, err
 	}
 	for _, r := range rows {
 		c, err := s.toCommitment(ctx, a.P, r)

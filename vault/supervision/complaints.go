@@ -339,13 +339,17 @@ func (s *Service) ListComplaints(ctx context.Context, a vault.Actor, f Complaint
 	if err := q.Order("id").Limit(limit + 1).Find(&rows).Error; err != nil {
 		return Page[Complaint]{}, fmt.Errorf("list complaints: %w", err)
 	}
-	if err := s.record(ctx, event(a, "complaint.list", audit.Allowed, f.CaseID, "complaints", "")); err != nil {
-		return Page[Complaint]{}, err
-	}
 	page := Page[Complaint]{Items: []Complaint{}, Counts: counts}
 	if len(rows) > limit {
 		rows = rows[:limit]
 		page.NextCursor = rows[limit-1].ID
+	}
+	seen := make([]listed, len(rows))
+	for i, r := range rows {
+		seen[i] = listed{r.CaseID, r.ID}
+	}
+	if err := s.recordList(ctx, event(a, "complaint.list", audit.Allowed, f.CaseID, "complaints", ""), seen); err != nil {
+		return Page[Complaint]{}, err
 	}
 	for _, r := range rows {
 		c, err := s.toComplaint(ctx, a.P, r)
@@ -418,16 +422,27 @@ func allowedFrom(status string) []string {
 
 // change moves r to status only if nobody else moved it since it was read.
 func (s *Service) change(ctx context.Context, r *complaintRow, status, note string, actions []string, by string, extra map[string]any) error {
+	apply, err := s.changer(ctx, r, status, note, actions, by, extra)
+	if err != nil {
+		return err
+	}
+	return s.db.WithContext(ctx).Transaction(apply)
+}
+
+// changer seals the note of a change and returns the step, to run in a
+// transaction, that makes it: r moves to status only if nobody else moved
+// it since it was read (concurrent_update otherwise), and is reloaded.
+func (s *Service) changer(ctx context.Context, r *complaintRow, status, note string, actions []string, by string, extra map[string]any) (func(tx *gorm.DB) error, error) {
 	now := s.cfg.Now().UTC().Truncate(time.Microsecond)
 	sealed, err := s.seal(ctx, label("supervision_complaint_changes", "note", changeRow(r.ID, status)), note)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	upd := map[string]any{"status": status, "updated_at": now}
 	for k, v := range extra {
 		upd[k] = v
 	}
-	return s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+	return func(tx *gorm.DB) error {
 		res := tx.Model(&complaintRow{}).Where("id = ? AND status = ?", r.ID, r.Status).Updates(upd)
 		if res.Error != nil {
 			return fmt.Errorf("update complaint %s: %w", r.ID, res.Error)
@@ -439,14 +454,20 @@ func (s *Service) change(ctx context.Context, r *complaintRow, status, note stri
 			return fmt.Errorf("record change of complaint %s: %w", r.ID, err)
 		}
 		return tx.Where("id = ?", r.ID).Take(r).Error
-	})
+	}, nil
 }
 
 // Resolve upholds or dismisses a complaint under investigation. Upheld with
 // recuse_subject, the subject loses every grant on the case before Resolve
 // returns, cannot be assigned to it again, and the office admins are asked
 // to reassign (an audited "case.reassignment_requested" and a flag on the
-// complaint that office admins see in their complaint list). Of inspectors
+// complaint that office admins see in their complaint list).
+//
+// The resolution and its recusal are one database transaction: either the
+// complaint is upheld with its subject recused, or, if any part fails, the
+// complaint is still under investigation, nobody is recused, and the
+// inspector may simply resolve it again. An upheld complaint whose remedy
+// did not take effect, to be completed later, cannot arise. Of inspectors
 // resolving at once, one wins and the others get concurrent_update, their
 // attempt audited as refused and nothing of it applied.
 func (s *Service) Resolve(ctx context.Context, a vault.Actor, id string, in Resolution) (Complaint, error) {
@@ -483,62 +504,66 @@ func (s *Service) Resolve(ctx context.Context, a vault.Actor, id string, in Reso
 		return Complaint{}, s.deny(ctx, event(a, "complaint.resolve", audit.Denied, r.CaseID, res, ""),
 			&vault.Error{Kind: vault.ErrForbidden, Code: "self_resolution", Detail: "another inspector must resolve a complaint about you, or filed by you"})
 	}
-	// Audited before it is written, as every change is. The conditional
-	// status update then decides between inspectors resolving at once:
-	// only its winner applies the remedy, so a dismissal that wins never
-	// leaves its subject recused by the loser, whose attempt reads in the
-	// trail as refused.
 	resolvedAt := s.cfg.Now().UTC().Truncate(time.Microsecond)
 	var actions []string
+	extra := map[string]any{"outcome": in.Outcome, "resolved_at": resolvedAt}
 	if recuse {
 		actions = []string{ActionRecuseSubject}
+		extra["subject_recused"], extra["reassignment_requested"] = true, true
 	}
-	ev := event(a, "complaint.resolve", audit.Allowed, r.CaseID, res, in.Outcome)
-	if err := s.record(ctx, ev); err != nil {
+	apply, err := s.changer(ctx, &r, in.Outcome, note, actions, a.P.User.ID, extra)
+	if err != nil {
 		return Complaint{}, err
 	}
-	if err := s.change(ctx, &r, in.Outcome, note, actions, a.P.User.ID, map[string]any{"outcome": in.Outcome, "resolved_at": resolvedAt}); err != nil {
-		var ve *vault.Error
-		if errors.As(err, &ve) {
-			ev.Outcome, ev.Detail = audit.Denied, ve.Code
-		} else {
-			ev.Outcome, ev.Detail = audit.Errored, "internal"
-		}
-		_ = s.record(context.WithoutCancel(ctx), ev)
-		return Complaint{}, err
-	}
+	// Audited before it is written, as every change is: the resolution,
+	// and with a recusal the recusal and the request to reassign. The
+	// conditional status update then decides between inspectors resolving
+	// at once: the winner's transaction applies the remedy with the
+	// resolution, a loser's applies nothing, and its events are followed
+	// by refusals. The audit log is not written inside the transaction:
+	// on SQLite its writer waits for the same database.
+	evs := []audit.Event{event(a, "complaint.resolve", audit.Allowed, r.CaseID, res, in.Outcome)}
 	if recuse {
-		if err := s.recuseSubject(ctx, a, &r); err != nil {
+		e := event(a, "assignment.recuse", audit.Allowed, r.CaseID, "user/"+r.Subject, "complaint_upheld")
+		e.Purpose = res
+		evs = append(evs, e, event(a, "case.reassignment_requested", audit.Allowed, r.CaseID, res, "subject_recused"))
+	}
+	for i, e := range evs {
+		if err := s.record(ctx, e); err != nil {
+			s.unrecord(ctx, evs[:i], err)
 			return Complaint{}, err
 		}
+	}
+	if recuse {
+		err = s.access.RecuseWith(ctx, r.CaseID, r.Subject, "complaint "+r.ID+" upheld", apply)
+	} else {
+		err = s.db.WithContext(ctx).Transaction(apply)
+	}
+	if err != nil {
+		s.unrecord(ctx, evs, err)
+		if errors.As(err, new(*vault.Error)) {
+			return Complaint{}, err
+		}
+		return Complaint{}, fmt.Errorf("resolve complaint %s: %w", r.ID, err)
 	}
 	return s.toComplaint(ctx, a.P, r)
 }
 
-// recuseSubject applies an upheld complaint's recusal, after its resolution
-// is stored. The flags are set only once the recusal took effect, so a
-// failure leaves the complaint upheld with subject_recused false: what
-// happened, with an errored assignment.recuse in the audit log.
-func (s *Service) recuseSubject(ctx context.Context, a vault.Actor, r *complaintRow) error {
-	res := "complaint/" + r.ID
-	e := event(a, "assignment.recuse", audit.Allowed, r.CaseID, "user/"+r.Subject, "complaint_upheld")
-	e.Purpose = res
-	if err := s.record(ctx, e); err != nil {
-		return err
+// unrecord follows events audited as allowed whose change then did not
+// take effect because of cause: each again, refused with the code of a
+// refusal (concurrent_update) or as an error. Best effort: the request
+// fails either way.
+func (s *Service) unrecord(ctx context.Context, evs []audit.Event, cause error) {
+	outcome, detail := audit.Errored, "internal"
+	var ve *vault.Error
+	if errors.As(cause, &ve) {
+		outcome, detail = audit.Denied, ve.Code
+		if ve.Kind == vault.ErrUnavailable {
+			outcome = audit.Errored
+		}
 	}
-	if err := s.access.Recuse(ctx, r.CaseID, r.Subject, "complaint "+r.ID+" upheld"); err != nil {
-		e.Outcome, e.Detail = audit.Errored, "internal"
+	for _, e := range evs {
+		e.Outcome, e.Detail = outcome, detail
 		_ = s.record(context.WithoutCancel(ctx), e)
-		return fmt.Errorf("recuse subject of complaint %s: %w", r.ID, err)
 	}
-	if err := s.record(ctx, event(a, "case.reassignment_requested", audit.Allowed, r.CaseID, res, "subject_recused")); err != nil {
-		return err
-	}
-	err := s.db.WithContext(ctx).Model(&complaintRow{}).Where("id = ?", r.ID).
-		Updates(map[string]any{"subject_recused": true, "reassignment_requested": true}).Error
-	if err != nil {
-		return fmt.Errorf("flag recusal on complaint %s: %w", r.ID, err)
-	}
-	r.SubjectRecused, r.ReassignmentRequested = true, true
-	return nil
 }

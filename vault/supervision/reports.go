@@ -475,13 +475,18 @@ func (s *Service) ListReports(ctx context.Context, a vault.Actor, f ReportFilter
 	if err := q.Omit("receipt_hash").Order("id").Limit(limit + 1).Find(&rows).Error; err != nil {
 		return Page[Report]{}, fmt.Errorf("list reports: %w", err)
 	}
-	if err := s.record(ctx, ev); err != nil {
-		return Page[Report]{}, err
-	}
 	page := Page[Report]{Items: []Report{}, Counts: counts}
 	if len(rows) > limit {
 		rows = rows[:limit]
 		page.NextCursor = rows[limit-1].ID
+	}
+	// Reports are on no case: their ids alone, in events of no case.
+	seen := make([]listed, len(rows))
+	for i, r := range rows {
+		seen[i] = listed{"", r.ID}
+	}
+	if err := s.recordList(ctx, ev, seen); err != nil {
+		return Page[Report]{}, err
 	}
 	for _, r := range rows {
 		rep, err := s.toReport(ctx, r)

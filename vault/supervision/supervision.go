@@ -11,6 +11,9 @@
 //     checkpoint verifier key alone, trusting nothing the server says.
 //   - Upholding a complaint with "recuse_subject" revokes the subject's
 //     grants on the case before the answer is sent, and blocks re-assignment.
+//     The resolution and the recusal are one database transaction: if the
+//     recusal fails, the complaint is still under investigation and the
+//     inspector resolves it again; it is never upheld without its remedy.
 //   - An anonymous reporter leaves no IP address, user agent or other
 //     identifying data in the database, the audit log or the server log: the
 //     receipt is kept only as an argon2id hash, and throttling counts a keyed
@@ -247,4 +250,46 @@ func pageLimit(limit int) int {
 		return 500
 	}
 	return limit
+}
+
+// listed is one record a list returned: its id and its case ("" for none).
+type listed struct{ caseID, id string }
+
+// maxListDetail bounds the ids one list event carries, under the audit
+// log's bound on a field (2048 bytes): about 75 ids of 26 characters.
+const maxListDetail = 2000
+
+// recordList audits a list read before its page leaves: who read which
+// confidential records, not only that a list was asked for. The ids go in
+// the detail ("ids=a,b,..."), one event per case they are on (with its
+// case id, so that the case's trail names them), split where a case's ids
+// would outgrow maxListDetail. A page is bounded by its limit (at most
+// 500), and so is the number of events. A page with nothing on it is one
+// event with no ids; base gives every event its action, caller and, for
+// such a page, case.
+func (s *Service) recordList(ctx context.Context, base audit.Event, items []listed) error {
+	if len(items) == 0 {
+		return s.record(ctx, base)
+	}
+	var evs []audit.Event
+	open := map[string]int{} // case id -> index in evs of its event being filled
+	for _, it := range items {
+		i, ok := open[it.caseID]
+		if ok && len(evs[i].Detail)+1+len(it.id) > maxListDetail {
+			ok = false
+		}
+		if !ok {
+			e := base
+			e.CaseID, e.Detail = it.caseID, "ids="+it.id
+			evs = append(evs, e)
+			open[it.caseID] = len(evs) - 1
+			continue
+		}
+		evs[i].Detail += "," + it.id
+	}
+	if _, err := s.audit.AppendAll(ctx, evs); err != nil {
+		s.log.ErrorContext(ctx, "audit append failed", "action", base.Action, "request_id", base.RequestID, "events", len(evs), "err", err)
+		return &vault.Error{Kind: vault.ErrUnavailable, Code: "audit_unavailable", Detail: "the audit log cannot be written; the request was refused"}
+	}
+	return nil
 }
