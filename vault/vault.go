@@ -129,6 +129,7 @@ type Service struct {
 	uploadExpiry time.Duration
 	retention    Period
 	dueTurn      chan struct{}  // one refreshDue at a time (workflow_due.go): holding its one slot
+	sweepSlot    chan struct{}  // one SweepDeadlines at a time in this process (workflow_deadlines.go)
 	orphans      orphanSuspects // CollectOrphans' memory between passes
 	evidenceMu   sync.RWMutex
 	evidence     EvidenceIndex   // complaints' evidence, set by package supervision
@@ -165,7 +166,7 @@ func New(db *gorm.DB, blobs blob.Store, master *crypt.Master, acc *access.Servic
 	}
 	// A case shredded on any instance: forget its key here too.
 	acc.Subscribe(NoticeCaseKey, func(_ context.Context, caseID string) { cfg.Keyring.Forget(caseID) })
-	s := &Service{dueTurn: make(chan struct{}, 1), db: db, blobs: blobs, master: master, keys: cfg.Keyring, retention: cfg.Retention, access: acc, audit: log, maxSize: cfg.MaxMaterialSize, log: cfg.Logger,
+	s := &Service{dueTurn: make(chan struct{}, 1), sweepSlot: make(chan struct{}, 1), db: db, blobs: blobs, master: master, keys: cfg.Keyring, retention: cfg.Retention, access: acc, audit: log, maxSize: cfg.MaxMaterialSize, log: cfg.Logger,
 		now: cfg.Now, cals: NewCalendars(db, cfg.Calendar), webhook: cfg.WebhookURL, client: cfg.HTTPClient, uploadExpiry: cfg.UploadExpiry,
 		materialStmt: sqldb.NewPrepared(db, materialQuery(sqldb.Dialect(db))), ciphers: newCiphertextCache(cfg.CiphertextCache, ciphertextCacheTTL, cfg.Now)}
 	if cfg.RulesEdition != "" {

@@ -12,6 +12,7 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/crvault/crvault/audit"
+	"github.com/crvault/crvault/audit/sqldb"
 	"github.com/crvault/crvault/vault/review"
 )
 
@@ -44,7 +45,16 @@ type WebhookPayload struct {
 // an extension is raised again for the new date) and, when a webhook is
 // configured, a POST that is retried each round until it succeeds. Paused
 // cases are never flagged.
+//
+// Sweeps run one at a time, across instances too: the leader's jobs may
+// overlap during a change of leader, and two sweeps that both find a flag
+// unraised would each audit it and post it.
 func (s *Service) SweepDeadlines(ctx context.Context) (Sweep, error) {
+	release, err := s.sweepTurn(ctx)
+	if err != nil {
+		return Sweep{}, err
+	}
+	defer release()
 	var out Sweep
 	due, _, err := s.dueRows(ctx, review.DueSoonWorkingDays, nil, 0)
 	if err != nil {
@@ -106,6 +116,38 @@ func (s *Service) SweepDeadlines(ctx context.Context) (Sweep, error) {
 		out.Notified++
 	}
 	return out, nil
+}
+
+// sweepLockClass is the deadline sweep's PostgreSQL advisory lock class,
+// beside the leader's and the checkpointer's ("crv" 3).
+const sweepLockClass = 0x63727603
+
+// sweepTurn waits for the sweep's turn: this process's other sweep, and on
+// PostgreSQL any other instance's, holding a transaction-scoped advisory
+// lock (per schema, as the leader's) until release. The transaction does
+// nothing else, so the sweep's own writes commit as they go.
+func (s *Service) sweepTurn(ctx context.Context) (release func(), err error) {
+	select {
+	case s.sweepSlot <- struct{}{}:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("wait for the deadline sweep running: %w", ctx.Err())
+	}
+	if sqldb.Dialect(s.db) != sqldb.Postgres {
+		return func() { <-s.sweepSlot }, nil
+	}
+	tx := s.db.WithContext(ctx).Begin()
+	if tx.Error == nil {
+		tx.Exec("SELECT pg_advisory_xact_lock(?, hashtext(current_schema()))", int32(sweepLockClass))
+	}
+	if tx.Error != nil {
+		tx.Rollback()
+		<-s.sweepSlot
+		return nil, fmt.Errorf("wait for another instance's deadline sweep: %w", tx.Error)
+	}
+	return func() {
+		tx.Rollback()
+		<-s.sweepSlot
+	}, nil
 }
 
 func (s *Service) postWebhook(ctx context.Context, p WebhookPayload) error {
