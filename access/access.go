@@ -13,7 +13,10 @@
 // Promises: a sysadmin or inspector is never allowed to read document
 // content; a reviewer or member unit reads content only through an active,
 // unexpired assignment with a conflict-free declaration; a revocation,
-// suspension or recusal takes effect on the very next Decide of this Service.
+// suspension or recusal takes effect on the very next Decide of this Service,
+// and of every other instance on the same PostgreSQL database within
+// noticeTrust (3 s) at worst: past that without proof that notices arrive,
+// Decide reads grants from the database (notify.go).
 package access
 
 import (

@@ -102,7 +102,10 @@ var notFound = Decision{Code: CodeNotFound}
 
 // Decide says whether p may take action a on the case c. It reads only
 // memory, so it is cheap enough for every request; an assignment change made
-// through this Service is seen by the very next call.
+// through this Service is seen by the very next call. On PostgreSQL, while
+// Listen cannot show that other instances' changes reach this one (see
+// noticeTrust), it reads a reviewer's or member unit's grants on the case
+// from the database instead.
 func (s *Service) Decide(ctx context.Context, p Principal, c CaseFacts, a Action) (Decision, error) {
 	obj, act, ok := strings.Cut(string(a), ".")
 	if !ok || !slices.Contains(Actions, a) {
@@ -115,13 +118,14 @@ func (s *Service) Decide(ctx context.Context, p Principal, c CaseFacts, a Action
 		s.decisions.WithLabelValues("not_found").Inc()
 		return notFound, nil
 	}
-	// Until the index is complete (a start loading in the background), the
-	// caller's grants on the case come from the tables: the truth, read
-	// fresh, so nothing revoked anywhere is granted. A read that fails
-	// fails the decision (closed).
+	// Until the index is complete (a start loading in the background), and
+	// whenever notices of other instances' changes are not known to arrive
+	// (noticesStale), the caller's grants on the case come from the tables:
+	// the truth, read fresh, so nothing revoked anywhere is granted. A read
+	// that fails fails the decision (closed).
 	var fromDB []grant
 	fetched := false
-	if (p.Has(RoleReviewer) || p.Has(RoleMemberUnit)) && !s.isReady() {
+	if (p.Has(RoleReviewer) || p.Has(RoleMemberUnit)) && (s.noticesStale() || !s.isReady()) {
 		gs, err := s.readGrants(ctx, c.ID, p.User.ID)
 		if err != nil {
 			s.decisions.WithLabelValues("error").Inc()

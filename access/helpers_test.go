@@ -76,7 +76,9 @@ func newFixture(t *testing.T, dialect string, tweak func(*Options)) *fixture {
 	}
 	f := &fixture{db: db, clock: &clock{t: time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)},
 		hasher: &countingHasher{PasswordHasher: cheapArgon2id}}
-	f.opts = Options{Now: f.clock.Now, Hasher: f.hasher, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	// The tests hand notices over themselves (HandleNotice); the trust in
+	// them that Listen earns is tested in notify_test.go.
+	f.opts = Options{Now: f.clock.Now, Hasher: f.hasher, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), trustNotices: true}
 	if tweak != nil {
 		tweak(&f.opts)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"net"
 	"strings"
 	"time"
 
@@ -192,11 +193,52 @@ func (s *Service) catchUp(ctx context.Context, since time.Time) error {
 // that committed after the changes they hold were stamped.
 const resyncSlack = 2 * time.Minute
 
+// A LISTEN connection carries nothing while no grant changes, and a NAT,
+// firewall or load balancer may drop such an idle flow without a word:
+// notices then stop arriving and nothing fails. So Listen proves its own
+// connection alive every noticePingInterval it has been quiet (a query on
+// it, answered within the interval), and Decide trusts the index for other
+// instances' changes only until noticeTrust after the last proof (a ping
+// sent, or a notice received), reading the caller's grants from the
+// database after that. A change made on another instance thus stops
+// counting on B within noticeTrust at worst, about two intervals when the
+// connection is lost (the ping that fails ends the trust at once).
+const (
+	noticePingInterval = time.Second
+	noticeTrustFactor  = 3 // noticeTrust = 3 * the ping interval
+)
+
+// noticeTrust is how long one proof that notices arrive is trusted.
+func (s *Service) noticeTrust() time.Duration { return noticeTrustFactor * s.noticePing }
+
+// sinceEpoch is the time since New by s's clock, in nanoseconds.
+func (s *Service) sinceEpoch() int64 { return int64(s.now().Sub(s.epoch)) }
+
+// noticesStale reports that changes made by other instances may not have
+// reached the index: the database is shared and the notice connection was
+// not proven alive recently. One atomic load and a clock read: Decide asks
+// on every call.
+func (s *Service) noticesStale() bool {
+	return s.shared && s.sinceEpoch() >= s.trustUntil.Load()
+}
+
+// noticesProven records that every notice sent before at (nanoseconds since
+// epoch) has been received.
+func (s *Service) noticesProven(at int64) {
+	s.trustUntil.Store(at + int64(s.noticeTrust()))
+}
+
+// noticesLost withdraws the last proof: decisions read the database until
+// the listener proves a connection again.
+func (s *Service) noticesLost() { s.trustUntil.Store(0) }
+
 // Listen keeps this instance in step with the others sharing a PostgreSQL
 // database (dsn, a postgres:// URL): it LISTENs on NoticeChannel, applies
-// each notice, re-reads recent grant changes every ResyncInterval, and after
-// a lost connection re-reads what changed while it was gone. It returns when
-// ctx ends. On SQLite it returns at once: one process owns the file.
+// each notice, proves its connection alive every second it is quiet,
+// re-reads recent grant changes every ResyncInterval, and after a lost
+// connection re-reads what changed while it was gone. Until it has a
+// proven connection, decisions read grants from the database. It returns
+// when ctx ends. On SQLite it returns at once: one process owns the file.
 func (s *Service) Listen(ctx context.Context, dsn string) {
 	if sqldb.Dialect(s.db) != sqldb.Postgres {
 		return
@@ -208,10 +250,12 @@ func (s *Service) Listen(ctx context.Context, dsn string) {
 	for ctx.Err() == nil {
 		start := s.now()
 		err := s.listenOnce(ctx, dsn, &synced)
+		s.noticesLost()
 		if ctx.Err() != nil {
 			return
 		}
-		s.log.WarnContext(ctx, "access: notice listener lost its connection; reconnecting", "err", err)
+		s.log.WarnContext(ctx, "access: notice listener lost its connection; reviewers' and member units' decisions read grants from the database until it reconnects",
+			"err", err, "retry_in", backoff.String())
 		if s.now().Sub(start) > time.Minute {
 			backoff = time.Second
 		}
@@ -224,19 +268,49 @@ func (s *Service) Listen(ctx context.Context, dsn string) {
 	}
 }
 
+// listenerKeepalive makes the kernel (on both ends: the server would
+// otherwise keep a dead listener's backend) give up on a vanished peer
+// within idle+interval*count seconds, as the leader's connection does
+// (sqldb.Leader). The pings find a dropped connection sooner; these also
+// cover a peer that stops acknowledging.
+var listenerKeepalive = net.KeepAliveConfig{Enable: true, Idle: 5 * time.Second, Interval: 2 * time.Second, Count: 3}
+
 func (s *Service) listenOnce(ctx context.Context, dsn string, synced *time.Time) error {
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		return fmt.Errorf("parse database url: %w", err)
+	}
+	dialer := &net.Dialer{KeepAliveConfig: listenerKeepalive}
+	cfg.DialFunc = dialer.DialContext
 	cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-	conn, err := pgx.Connect(cctx, dsn)
+	conn, err := pgx.ConnectConfig(cctx, cfg)
 	cancel()
 	if err != nil {
 		return fmt.Errorf("connect: %w", err)
 	}
-	defer conn.Close(context.WithoutCancel(ctx))
-	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{NoticeChannel}.Sanitize()); err != nil {
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		conn.Close(cctx)
+	}()
+	// Every exchange on conn is bounded: a dropped connection would hold
+	// an unbounded one for good.
+	exec := func(timeout time.Duration, sql string) error {
+		qctx, cancel := context.WithTimeout(ctx, timeout)
+		defer cancel()
+		_, err := conn.Exec(qctx, sql)
+		return err
+	}
+	if err := exec(5*time.Second, fmt.Sprintf("SET tcp_keepalives_idle = %d; SET tcp_keepalives_interval = %d; SET tcp_keepalives_count = %d",
+		int(listenerKeepalive.Idle.Seconds()), int(listenerKeepalive.Interval.Seconds()), listenerKeepalive.Count)); err != nil {
+		return fmt.Errorf("keepalives: %w", err)
+	}
+	if err := exec(5*time.Second, "LISTEN "+pgx.Identifier{NoticeChannel}.Sanitize()); err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
 	// Listening now; whatever changed before is read from the tables, and
 	// sessions are read afresh (a notice may have been missed meanwhile).
+	listening := s.sinceEpoch()
 	s.accounts.flushUser("")
 	resync := func() error {
 		next := s.now().Add(-resyncSlack)
@@ -249,24 +323,43 @@ func (s *Service) listenOnce(ctx context.Context, dsn string, synced *time.Time)
 	if err := resync(); err != nil {
 		return err
 	}
+	// Every notice sent since LISTEN will arrive on conn, and the tables
+	// held everything before it.
+	s.noticesProven(listening)
+	nextResync := time.Now().Add(s.resync)
 	for {
-		wctx, cancel := context.WithTimeout(ctx, s.resync)
+		if !time.Now().Before(nextResync) {
+			// The safety net behind the notices.
+			if err := resync(); err != nil {
+				return err
+			}
+			nextResync = time.Now().Add(s.resync)
+		}
+		wctx, cancel := context.WithTimeout(ctx, min(s.noticePing, time.Until(nextResync)))
 		n, err := conn.WaitForNotification(wctx)
 		cancel()
 		switch {
 		case err == nil:
+			s.noticesProven(s.sinceEpoch())
 			if err := s.HandleNotice(ctx, n.Payload); err != nil {
-				s.log.ErrorContext(ctx, "access: notice not applied", "err", err)
+				// The index may now miss a change: read the database until
+				// a resync, at once, has caught up on it.
+				s.noticesLost()
+				nextResync = time.Now()
+				s.log.ErrorContext(ctx, "access: notice not applied; catching up", "err", err)
 			}
+			continue
 		case ctx.Err() != nil:
 			return ctx.Err()
-		case wctx.Err() != nil:
-			// The periodic safety net; also proves the connection alive.
-			if err := resync(); err != nil {
-				return err
-			}
-		default:
-			return err
+		case wctx.Err() == nil:
+			return fmt.Errorf("wait for notices: %w", err)
 		}
+		// Quiet for a while: prove the connection alive. Its answer comes
+		// after every notice the server sent before it.
+		at := s.sinceEpoch()
+		if err := exec(s.noticePing, "SELECT 1"); err != nil {
+			return fmt.Errorf("no answer on the notice connection within %v: %w", s.noticePing, err)
+		}
+		s.noticesProven(at)
 	}
 }

@@ -10,9 +10,11 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"math"
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/casbin/casbin/v2"
@@ -21,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"gorm.io/gorm"
 
+	"github.com/crvault/crvault/audit/sqldb"
 	"github.com/crvault/crvault/configs"
 )
 
@@ -69,6 +72,12 @@ type Options struct {
 	// splitLoadAt, for tests, overrides how many assignments make a start
 	// read the table in two halves (0: 100,000).
 	splitLoadAt int
+	// noticePing, for tests, overrides noticePingInterval.
+	noticePing time.Duration
+	// trustNotices, for tests of the index that hand notices over
+	// themselves (HandleNotice) instead of running Listen: the index is
+	// trusted as though Listen had a live connection for good.
+	trustNotices bool
 }
 
 // Service is safe for concurrent use.
@@ -84,6 +93,22 @@ type Service struct {
 	seal      Sealer
 	totpRoles []Role
 	resync    time.Duration
+
+	// shared: the database is PostgreSQL, which other instances may
+	// change; the index is then trusted only while Listen proves its
+	// notices arrive (noticesStale).
+	shared bool
+	// epoch is when New ran; notice proofs are measured from it (by the
+	// monotonic clock when now is time.Now, so a wall-clock step cannot
+	// stretch a proof).
+	epoch time.Time
+	// trustUntil (nanoseconds since epoch) is when the last proof that
+	// the notice connection is alive lapses: Decide trusts the index for
+	// other instances' changes only before it. 0 (never proven, or the
+	// connection lost) means now. Only Listen's goroutine stores it.
+	trustUntil atomic.Int64
+	// noticePing is how often Listen proves its connection alive.
+	noticePing time.Duration
 
 	subMu sync.RWMutex
 	subs  map[string][]func(ctx context.Context, key string)
@@ -152,7 +177,8 @@ func New(ctx context.Context, db *gorm.DB, opts Options) (*Service, error) {
 	s := &Service{db: db, now: opts.Now, log: opts.Logger, idle: opts.IdleTimeout, abs: opts.AbsoluteTimeout, hasher: opts.Hasher,
 		seal: opts.Sealer, totpRoles: opts.TOTPRequiredRoles, resync: opts.ResyncInterval, rate: opts.LoginRate.withDefaults(),
 		subs: map[string][]func(context.Context, string){}, afterLoad: opts.afterLoad, loaded: make(chan struct{}),
-		splitLoadAt: cmp.Or(opts.splitLoadAt, 100_000), attempts: newAttemptStripes()}
+		splitLoadAt: cmp.Or(opts.splitLoadAt, 100_000), attempts: newAttemptStripes(),
+		shared: sqldb.Dialect(db) == sqldb.Postgres, noticePing: cmp.Or(opts.noticePing, noticePingInterval)}
 	ttl := opts.AccountCacheTTL
 	if ttl == 0 {
 		ttl = accountCacheTTL
@@ -167,6 +193,10 @@ func New(ctx context.Context, db *gorm.DB, opts Options) (*Service, error) {
 	}
 	if s.now == nil {
 		s.now = time.Now
+	}
+	s.epoch = s.now()
+	if opts.trustNotices {
+		s.trustUntil.Store(math.MaxInt64)
 	}
 	if s.log == nil {
 		s.log = slog.Default()
@@ -203,8 +233,17 @@ func New(ctx context.Context, db *gorm.DB, opts Options) (*Service, error) {
 		Name: "crvault_access_grants_loaded",
 		Help: "1 once every assignment is indexed in memory; 0 while a start still loads them (decisions then read the database).",
 	})
+	noticesLive := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "crvault_access_notices_live",
+		Help: "1 while grant changes made on other instances are known to reach this one (PostgreSQL: the notice listener proved its connection within the last few seconds; SQLite: always); 0 while decisions read grants from the database instead.",
+	}, func() float64 {
+		if s.noticesStale() {
+			return 0
+		}
+		return 1
+	})
 	if opts.Registerer != nil {
-		for _, c := range []prometheus.Collector{s.logins, s.decisions, s.indexLoaded} {
+		for _, c := range []prometheus.Collector{s.logins, s.decisions, s.indexLoaded, noticesLive} {
 			if err := opts.Registerer.Register(c); err != nil {
 				return nil, fmt.Errorf("access: register metrics: %w", err)
 			}
