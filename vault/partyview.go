@@ -159,13 +159,6 @@ func (v *auditView) visible(ctx context.Context, e audit.Event) (bool, error) {
 	if own {
 		return true, nil
 	}
-	// Who read the material, not who was kept from it: staff are refused by
-	// the office's own gates (a declared conflict, a suspension, a recusal,
-	// an assignment's end), and a refusal shown to the party would tell it
-	// of those. The inspectors see the refusals.
-	if e.Outcome == audit.Denied {
-		return false, nil
-	}
 	switch rule {
 	case auditAccessLog:
 		if m.UploaderOrg != v.org {
