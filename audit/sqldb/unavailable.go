@@ -60,6 +60,11 @@ func IsUnavailable(err error) bool {
 	// A network failure on the way to the server. A bare errno also has
 	// net.Error's methods, but one not under a network operation is a
 	// file's (a blob store's missing directory, say), not the database's.
+	// A bare context.DeadlineExceeded has them too and stays the
+	// database's: database/sql returns one, unwrapped, when a deadline
+	// ends its wait for a pooled connection or a transaction. Other parts
+	// must not let theirs out bare: the blob store wraps its own deadlines
+	// in its ErrUnavailable, which the callers check first.
 	var ne net.Error
 	if !errors.As(err, &ne) {
 		return false

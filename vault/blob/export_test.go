@@ -36,3 +36,7 @@ func (s *S3) SetAbortRetry(d time.Duration) { s.abortRetry = d }
 func (s *S3) StartMultipart(ctx context.Context, id string) (string, error) {
 	return s.core.NewMultipartUpload(ctx, s.bucket, s.key(id), minio.PutObjectOptions{})
 }
+
+// SetOpTimeout shortens the bound of calls that move no blob bytes and of
+// whole reads of small blobs (30 s).
+func (s *S3) SetOpTimeout(d time.Duration) { s.opTimeout = d }

@@ -48,13 +48,19 @@ type S3Config struct {
 	// Logger hears about multipart uploads that could not be aborted
 	// (default slog.Default()).
 	Logger *slog.Logger
+	// ReadIdle bounds each wait for the next bytes of an object being read
+	// (default 30 s): a store that holds a GET open and sends nothing for
+	// this long fails the read with ErrUnavailable (after one retry of a
+	// streaming read) instead of holding it forever.
+	ReadIdle time.Duration
 }
 
 const (
 	defaultPartSize = 8 << 20
 	minPartSize     = 5 << 20
-	// opTimeout bounds the calls that move no blob bytes (stat, delete, bucket checks).
-	opTimeout = 30 * time.Second
+	// defaultOpTimeout bounds the calls that move no blob bytes (stat,
+	// delete, bucket checks) and the whole read of a small blob.
+	defaultOpTimeout = 30 * time.Second
 	// skipLimit is how far forward a ReadAt may jump and still continue the
 	// open stream by discarding bytes, which beats a new round trip.
 	skipLimit = 256 << 10
@@ -80,6 +86,9 @@ type S3 struct {
 	once    sync.Once
 	// abortRetry is the first pause between abort attempts (doubling).
 	abortRetry time.Duration
+	// readIdle is S3Config.ReadIdle; opTimeout is defaultOpTimeout (a field
+	// so that tests need not wait it out).
+	readIdle, opTimeout time.Duration
 }
 
 var _ Store = (*S3)(nil)
@@ -106,6 +115,9 @@ func NewS3(ctx context.Context, cfg S3Config) (*S3, error) {
 	if cfg.PartBuffers <= 0 {
 		cfg.PartBuffers = 4
 	}
+	if cfg.ReadIdle <= 0 {
+		cfg.ReadIdle = defaultReadIdle
+	}
 	if cfg.PartSize < minPartSize {
 		return nil, fmt.Errorf("s3 blob store: part size %d below the S3 minimum of 5 MiB", cfg.PartSize)
 	}
@@ -125,7 +137,8 @@ func NewS3(ctx context.Context, cfg S3Config) (*S3, error) {
 		cfg.Logger = slog.Default()
 	}
 	s := &S3{core: core, bucket: cfg.Bucket, prefix: cfg.Prefix, partSize: cfg.PartSize, parallel: cfg.Parallel,
-		parts: newPartPool(cfg.PartSize, cfg.PartBuffers), log: cfg.Logger, closing: make(chan struct{}), abortRetry: time.Second}
+		parts: newPartPool(cfg.PartSize, cfg.PartBuffers), log: cfg.Logger, closing: make(chan struct{}), abortRetry: time.Second,
+		readIdle: cfg.ReadIdle, opTimeout: defaultOpTimeout}
 	if err := s.ensureBucket(ctx, cfg.Region); err != nil {
 		return nil, err
 	}
@@ -143,7 +156,8 @@ func validPrefix(p string) bool {
 
 // newTransport bounds every phase of a request except the body: a blob of
 // gigabytes may legitimately stream for a long time, a silent server may not
-// hold a connection or a header forever.
+// hold a connection or a header forever. (A body that stops moving is cut by
+// idleBody.)
 func newTransport() *http.Transport {
 	return &http.Transport{
 		Proxy: http.ProxyFromEnvironment,
@@ -165,16 +179,16 @@ func newTransport() *http.Transport {
 }
 
 func (s *S3) ensureBucket(ctx context.Context, region string) error {
-	ctx, cancel := context.WithTimeout(ctx, opTimeout)
+	octx, cancel := context.WithTimeout(ctx, s.opTimeout)
 	defer cancel()
-	ok, err := s.core.BucketExists(ctx, s.bucket)
+	ok, err := s.core.BucketExists(octx, s.bucket)
 	if err != nil {
 		return fmt.Errorf("s3 blob store: check bucket %s: %w", s.bucket, s3Fault(ctx, err))
 	}
 	if ok {
 		return nil
 	}
-	err = s.core.MakeBucket(ctx, s.bucket, minio.MakeBucketOptions{Region: region})
+	err = s.core.MakeBucket(octx, s.bucket, minio.MakeBucketOptions{Region: region})
 	if code := minio.ToErrorResponse(err).Code; code == minio.BucketAlreadyOwnedByYou {
 		// Another instance created it between our check and our create.
 		return nil
@@ -197,6 +211,11 @@ func isNotFound(err error) bool {
 // (which explains it). No answer at all (refused, reset, timed out, cut
 // short) is unavailability; so are server errors, throttling and refused
 // credentials, none of which the vault's client can do anything about.
+//
+// ctx must be the caller's context, never one the store derived with its
+// own deadline (opTimeout): that deadline running out is the store not
+// answering in time, an outage, and must not come out as a bare
+// context.DeadlineExceeded, which reads as nobody's (or the database's).
 func s3Fault(ctx context.Context, err error) error {
 	if err == nil || ctx.Err() != nil || errors.Is(err, ErrUnavailable) {
 		return err
@@ -256,7 +275,7 @@ func (s *S3) Open(ctx context.Context, id string) (Object, error) {
 	if err := checkID(id); err != nil {
 		return nil, err
 	}
-	sctx, cancel := context.WithTimeout(ctx, opTimeout)
+	sctx, cancel := context.WithTimeout(ctx, s.opTimeout)
 	defer cancel()
 	info, err := s.core.StatObject(sctx, s.bucket, s.key(id), minio.StatObjectOptions{})
 	if isNotFound(err) {
@@ -273,9 +292,9 @@ func (s *S3) Delete(ctx context.Context, id string) error {
 	if err := checkID(id); err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, opTimeout)
+	octx, cancel := context.WithTimeout(ctx, s.opTimeout)
 	defer cancel()
-	err := s.core.RemoveObject(ctx, s.bucket, s.key(id), minio.RemoveObjectOptions{})
+	err := s.core.RemoveObject(octx, s.bucket, s.key(id), minio.RemoveObjectOptions{})
 	if err != nil && !isNotFound(err) {
 		return fmt.Errorf("delete blob %s: %w", id, s3Fault(ctx, err))
 	}
@@ -305,9 +324,9 @@ func (s *S3) List(ctx context.Context, fn func(id string, modTime time.Time) err
 
 // Ping checks that the bucket is reachable with our credentials.
 func (s *S3) Ping(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, opTimeout)
+	octx, cancel := context.WithTimeout(ctx, s.opTimeout)
 	defer cancel()
-	ok, err := s.core.BucketExists(ctx, s.bucket)
+	ok, err := s.core.BucketExists(octx, s.bucket)
 	if err != nil {
 		return fmt.Errorf("s3 blob store: %w", s3Fault(ctx, err))
 	}
@@ -331,6 +350,7 @@ type s3Object struct {
 	mu     sync.Mutex
 	cur    *s3Stream // idle stream ready to continue, if any
 	closed bool
+	stalls atomic.Int32 // streams of this object the store stalled
 }
 
 type s3Stream struct {
@@ -395,11 +415,15 @@ func (o *s3Object) open(off int64) (*s3Stream, error) {
 		}
 	}
 	o.s.gets.Add(1)
-	body, _, _, err := o.s.core.GetObject(o.ctx, o.s.bucket, o.s.key(o.id), opts)
+	// The stream's own context, so that a stalled body can be cut without
+	// ending the object's other streams.
+	sctx, cancel := context.WithCancelCause(o.ctx)
+	body, _, _, err := o.s.core.GetObject(sctx, o.s.bucket, o.s.key(o.id), opts)
 	if err != nil {
+		cancel(nil)
 		return nil, err
 	}
-	return &s3Stream{body: body, pos: off}, nil
+	return &s3Stream{body: newIdleBody(body, o.s.readIdle, cancel), pos: off}, nil
 }
 
 func (o *s3Object) ReadAt(p []byte, off int64) (int, error) {
@@ -443,11 +467,16 @@ func (o *s3Object) ReadAt(p []byte, off int64) (int, error) {
 			_ = s.body.Close()
 			s = nil
 			// A dropped connection mid-stream is retried from where it broke,
-			// but a server that keeps failing without progress is not.
+			// but a server that keeps failing without progress is not. A
+			// stall is retried once per object, whatever came before it:
+			// each costs readIdle, and a store that sends a little and then
+			// stalls on every new connection would otherwise hold the read
+			// for as many rounds as the blob has pieces.
 			if m == 0 {
 				failures++
 			}
-			if failures >= 2 || o.ctx.Err() != nil {
+			stalledAgain := errors.Is(err, errStalled) && o.stalls.Add(1) > 1
+			if failures >= 2 || stalledAgain || o.ctx.Err() != nil {
 				return n, fmt.Errorf("read blob %s at %d: %w", o.id, pos, s3Fault(o.ctx, err))
 			}
 			err = nil

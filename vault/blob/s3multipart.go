@@ -210,7 +210,7 @@ func (s *S3) abortUpload(ctx context.Context, key, uploadID string, cause error)
 }
 
 func (s *S3) abortOnce(ctx context.Context, key, uploadID string) error {
-	ctx, cancel := context.WithTimeout(ctx, opTimeout)
+	ctx, cancel := context.WithTimeout(ctx, s.opTimeout)
 	defer cancel()
 	err := s.core.AbortMultipartUpload(ctx, s.bucket, key, uploadID)
 	if err != nil && minio.ToErrorResponse(err).Code == "NoSuchUpload" {

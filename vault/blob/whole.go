@@ -46,16 +46,23 @@ func (s *S3) readWhole(ctx context.Context, id string, p []byte) error {
 	if err := checkID(id); err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, opTimeout)
-	defer cancel()
+	// opTimeout bounds the whole read (the blob is small), the idle timeout
+	// each wait for its bytes. Faults are judged against the caller's ctx:
+	// either bound running out is the store's unavailability.
+	tctx, cancelT := context.WithTimeout(ctx, s.opTimeout)
+	defer cancelT()
+	rctx, cancel := context.WithCancelCause(tctx)
 	s.gets.Add(1)
-	body, info, _, err := s.core.GetObject(ctx, s.bucket, s.key(id), minio.GetObjectOptions{})
+	raw, info, _, err := s.core.GetObject(rctx, s.bucket, s.key(id), minio.GetObjectOptions{})
 	if isNotFound(err) {
+		cancel(nil)
 		return fmt.Errorf("read blob %s: %w", id, ErrNotFound)
 	}
 	if err != nil {
+		cancel(nil)
 		return fmt.Errorf("read blob %s: %w", id, s3Fault(ctx, err))
 	}
+	body := newIdleBody(raw, s.readIdle, cancel)
 	defer body.Close()
 	if info.Size != int64(len(p)) {
 		return fmt.Errorf("read blob %s: %d bytes, want %d: %w", id, info.Size, len(p), ErrWrongSize)

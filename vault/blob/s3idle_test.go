@@ -1,0 +1,264 @@
+package blob_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/crvault/crvault/vault/blob"
+	"github.com/crvault/crvault/vault/blob/blobtest"
+)
+
+// stallProxy relays TCP to the S3 server. While armed, each connection
+// carries at most budget more bytes from the server, then nothing, with the
+// connection left open: a server (or a middlebox) gone silent mid-answer.
+// stalls limits how many connections stall (negative: all of them).
+type stallProxy struct {
+	target string
+	ln     net.Listener
+	armed  atomic.Bool
+	budget atomic.Int64
+	stalls atomic.Int64
+	mu     sync.Mutex
+	conns  []net.Conn
+}
+
+func newStallProxy(t *testing.T, target string) *stallProxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &stallProxy{target: target, ln: ln}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			u, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			p.mu.Lock()
+			p.conns = append(p.conns, c, u)
+			p.mu.Unlock()
+			go func() { _, _ = io.Copy(u, c); u.Close() }()
+			go p.down(c, u)
+		}
+	}()
+	t.Cleanup(func() {
+		p.armed.Store(false)
+		ln.Close()
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		for _, c := range p.conns {
+			c.Close()
+		}
+	})
+	return p
+}
+
+// arm makes the next stalls connections (all if negative) go silent once
+// they have carried budget bytes from now on.
+func (p *stallProxy) arm(budget, stalls int64) {
+	p.budget.Store(budget)
+	p.stalls.Store(stalls)
+	p.armed.Store(true)
+}
+
+func (p *stallProxy) down(dst, src net.Conn) {
+	defer dst.Close()
+	buf := make([]byte, 1024)
+	var sent int64
+	stalled := false
+	for {
+		n, err := src.Read(buf)
+		if !p.armed.Load() {
+			sent, stalled = 0, false
+		} else if n > 0 {
+			if !stalled && sent+int64(n) > p.budget.Load() {
+				if s := p.stalls.Load(); s < 0 || (s > 0 && p.stalls.CompareAndSwap(s, s-1)) {
+					stalled = true
+				}
+			}
+			if stalled {
+				if keep := p.budget.Load() - sent; keep > 0 {
+					_, _ = dst.Write(buf[:keep])
+					sent += keep
+				}
+				// Silent from here: hold the connection until disarmed.
+				for p.armed.Load() {
+					time.Sleep(10 * time.Millisecond)
+				}
+				return
+			}
+			sent += int64(n)
+		}
+		if n > 0 {
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// s3Stalling opens a store that reaches the test S3 server through a
+// stallProxy, with a short read idle timeout.
+func s3Stalling(t *testing.T, idle time.Duration) (*blob.S3, *stallProxy) {
+	t.Helper()
+	cfg := blobtest.S3Config(t)
+	p := newStallProxy(t, cfg.Endpoint)
+	cfg.Endpoint = p.ln.Addr().String()
+	cfg.ReadIdle = idle
+	s, err := blob.NewS3(ctxT(t), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		p.armed.Store(false)
+		_ = s.List(context.Background(), func(id string, _ time.Time) error { return s.Delete(context.Background(), id) })
+	})
+	return s, p
+}
+
+// TestS3StalledBodyIsUnavailable (review h28d, finding 2): a store that
+// sends the headers of a GET and part of the body, then nothing, keeping the
+// connection open, fails the read with ErrUnavailable within about two read
+// idle timeouts (one retry on a new connection), on the streaming path and
+// on the whole-read path; a stall followed by a working retry is not a
+// failure; a reader that pauses between reads is not a stalled store; and
+// the store serves again once the server talks.
+func TestS3StalledBodyIsUnavailable(t *testing.T) {
+	const idle = 300 * time.Millisecond
+	s, p := s3Stalling(t, idle)
+	ctx := ctxT(t)
+	big, small := data(21, 3<<20), data(22, 12<<10)
+	put(t, s, "big", big)
+	put(t, s, "small", small)
+
+	timed := func(what string, f func() error) error {
+		t.Helper()
+		start := time.Now()
+		err := f()
+		took := time.Since(start)
+		t.Logf("%s: %v after %v", what, err, took.Round(time.Millisecond))
+		if took > 2*idle+3*time.Second {
+			t.Errorf("%s took %v, want about two idle timeouts (%v each)", what, took, idle)
+		}
+		return err
+	}
+
+	p.arm(64<<10, -1)
+	err := timed("streaming read, every connection stalls", func() error {
+		o, err := s.Open(ctx, "big")
+		if err != nil {
+			return err
+		}
+		defer o.Close()
+		_, err = io.ReadAll(io.NewSectionReader(o, 0, o.Size()))
+		return err
+	})
+	if !errors.Is(err, blob.ErrUnavailable) {
+		t.Fatalf("stalled streaming read: %v, want ErrUnavailable", err)
+	}
+	p.armed.Store(false)
+	p.arm(4<<10, -1)
+	err = timed("whole read, stalled", func() error { return blob.ReadWhole(ctx, s, "small", make([]byte, len(small))) })
+	if !errors.Is(err, blob.ErrUnavailable) {
+		t.Fatalf("stalled whole read: %v, want ErrUnavailable", err)
+	}
+
+	// One connection stalls, the retry's does not: the read completes.
+	p.armed.Store(false)
+	p.arm(256<<10, 1)
+	var got []byte
+	err = timed("streaming read, one connection stalls", func() error {
+		o, err := s.Open(ctx, "big")
+		if err != nil {
+			return err
+		}
+		defer o.Close()
+		got, err = io.ReadAll(io.NewSectionReader(o, 0, o.Size()))
+		return err
+	})
+	if err != nil || !bytes.Equal(got, big) {
+		t.Fatalf("read with one stalled connection: %v (%d bytes), want the blob after a retry", err, len(got))
+	}
+	if p.stalls.Load() != 0 {
+		t.Fatal("no connection stalled: the test did not test the retry")
+	}
+	p.armed.Store(false)
+
+	// A consumer that pauses longer than the idle timeout between reads
+	// (a slow client) continues the same stream.
+	o, err := s.Open(ctx, "big")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer o.Close()
+	head := make([]byte, 1<<20)
+	if _, err := o.ReadAt(head, 0); err != nil {
+		t.Fatal(err)
+	}
+	gets := s.Gets()
+	time.Sleep(3 * idle)
+	rest := make([]byte, len(big)-len(head))
+	if _, err := o.ReadAt(rest, int64(len(head))); err != nil && err != io.EOF {
+		t.Fatalf("read after a pause of the reader: %v", err)
+	}
+	if !bytes.Equal(append(head, rest...), big) || s.Gets() != gets {
+		t.Fatalf("read after a pause: %d new GETs, want the same stream continued", s.Gets()-gets)
+	}
+	if b := readAll(t, s, "small"); !bytes.Equal(b, small) {
+		t.Fatal("small blob not served after the stall")
+	}
+}
+
+// TestS3OwnDeadlineIsUnavailable (review h28d, finding 3): when the store's
+// own bound on a call runs out (a server that does not answer, or trickles
+// a small blob too slowly), the error is ErrUnavailable, not a bare
+// context.DeadlineExceeded (which the API took for the database's); a
+// caller's own cancellation stays the caller's.
+func TestS3OwnDeadlineIsUnavailable(t *testing.T) {
+	s, p := s3Stalling(t, 10*time.Second)
+	ctx := ctxT(t)
+	small := data(23, 12<<10)
+	put(t, s, "small", small)
+	s.SetOpTimeout(500 * time.Millisecond)
+	p.arm(0, -1) // not even a header
+	ops := map[string]func(context.Context) error{
+		"open":  func(ctx context.Context) error { _, err := s.Open(ctx, "small"); return err },
+		"whole": func(ctx context.Context) error { return blob.ReadWhole(ctx, s, "small", make([]byte, len(small))) },
+		// The request reaches the server, only its answer does not:
+		// delete another blob.
+		"delete": func(ctx context.Context) error { return s.Delete(ctx, "other") },
+		"ping":   s.Ping,
+	}
+	for name, op := range ops {
+		err := op(ctx)
+		if !errors.Is(err, blob.ErrUnavailable) {
+			t.Errorf("%s against a silent store: %v, want ErrUnavailable", name, err)
+		}
+		cctx, cancel := context.WithCancel(ctx)
+		time.AfterFunc(100*time.Millisecond, cancel)
+		if err := op(cctx); !errors.Is(err, context.Canceled) || errors.Is(err, blob.ErrUnavailable) {
+			t.Errorf("%s cancelled by its caller: %v, want the cancellation only", name, err)
+		}
+	}
+	p.armed.Store(false)
+	s.SetOpTimeout(30 * time.Second)
+	if b := readAll(t, s, "small"); !bytes.Equal(b, small) {
+		t.Fatal("small blob not served once the store answers")
+	}
+}
