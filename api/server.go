@@ -136,7 +136,7 @@ func New(d Deps) (http.Handler, error) {
 	public.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
 	public.GET("/readyz", h.readyz)
 
-	auth := v1.Group("", h.authenticate, h.plainParams)
+	auth := v1.Group("", h.authenticate, h.plainParams, h.caseScope)
 	auth.DELETE("/sessions/current", h.logout)
 	auth.GET("/me", h.me)
 	auth.POST("/me/totp", h.startTOTP)
@@ -475,6 +475,33 @@ func (h *handler) plainParams(c *gin.Context) {
 			return
 		}
 	}
+}
+
+// ctxCaseHidden holds, on a route under /cases/{case}, the func that says
+// whether the case is hidden from the caller (writeProblem, hideForm).
+const ctxCaseHidden = "crvault.case_hidden"
+
+// caseScope lets writeProblem ask, on a route under /cases/{case}, whether
+// the caller may see the case. Asked only when a request is refused on its
+// form, so a valid request costs nothing more.
+func (h *handler) caseScope(c *gin.Context) {
+	id := c.Param("case")
+	if id == "" {
+		return
+	}
+	c.Set(ctxCaseHidden, func() (bool, error) {
+		// Answered, and recorded, even when the request's context is over
+		// (a body that stopped arriving), within a bound of its own, as
+		// refused does.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(c.Request.Context()), refusalRecordTimeout)
+		defer cancel()
+		hidden, err := h.Vault.RefuseHiddenCase(ctx, actor(c), id, c.Request.Method+" "+c.FullPath())
+		var ve *vault.Error
+		if code, _ := outage(err); err != nil && code == "" && !errors.As(err, &ve) {
+			h.log.ErrorContext(c.Request.Context(), "case visibility check failed", "request_id", requestID(c), "err", err)
+		}
+		return hidden, err
+	})
 }
 
 // listParams reads ?limit= (default 50, max 500) and ?cursor=, and refuses
