@@ -57,3 +57,38 @@ func TestFlagsAfterArguments(t *testing.T) {
 		t.Fatalf("the refused org was created after all, or the store broke: exit %d %q", code, out)
 	}
 }
+
+// TestGroupHelp: "vaultd keys -h" (and every other way of asking, on every
+// command group) lists the group's commands and exits 0, as a command's
+// own -h lists its flags; a group without a command, or with an unknown
+// one, is a usage error (exit 2) that lists them too.
+func TestGroupHelp(t *testing.T) {
+	t.Chdir(t.TempDir()) // nothing here may create ./vault-data
+	for _, group := range groups {
+		for _, ask := range []string{"-h", "-help", "--help", "help"} {
+			code, out := runVaultd(t, nil, group, ask)
+			if code != 0 || !strings.HasPrefix(out, "usage: vaultd "+group+" <command>") {
+				t.Errorf("vaultd %s %s: exit %d: %q", group, ask, code, out)
+				continue
+			}
+			for _, line := range strings.Split(usage, "\n")[1:] {
+				if listed := strings.Contains(out, line); listed != strings.HasPrefix(strings.TrimSpace(line), group+" ") {
+					t.Errorf("vaultd %s %s: line %q listed: %v", group, ask, line, listed)
+				}
+			}
+		}
+		for _, args := range [][]string{{group}, {group, "bogus"}} {
+			if code, out := runVaultd(t, nil, args...); code != 2 || !strings.Contains(out, "usage: vaultd "+group+" <command>") {
+				t.Errorf("vaultd %s: exit %d: %q", strings.Join(args, " "), code, out)
+			}
+		}
+	}
+	for _, ask := range []string{"-h", "-help", "--help", "help"} {
+		if code, out := runVaultd(t, nil, ask); code != 0 || !strings.HasPrefix(out, usage) {
+			t.Errorf("vaultd %s: exit %d: %q", ask, code, out)
+		}
+	}
+	if _, err := os.Stat("vault-data"); err == nil {
+		t.Fatal("asking for help opened a vault")
+	}
+}
