@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -90,5 +91,31 @@ func TestGroupHelp(t *testing.T) {
 	}
 	if _, err := os.Stat("vault-data"); err == nil {
 		t.Fatal("asking for help opened a vault")
+	}
+}
+
+// TestMigrationsLogJSON: a command other than serve that migrates a fresh
+// database logs the migrations as the JSON lines every log line is
+// (docs/configuration.md), through its own logger, not slog's default.
+func TestMigrationsLogJSON(t *testing.T) {
+	t.Chdir(t.TempDir())
+	data := t.TempDir()
+	code, out := runVaultd(t, []string{"VAULT_DATA_DIR=" + data, "VAULT_LOG_LEVEL=info"}, "keys", "status")
+	if code != 0 {
+		t.Fatalf("keys status: exit %d: %s", code, out)
+	}
+	migrated := 0
+	for _, line := range strings.Split(out, "\n") {
+		if !strings.Contains(line, "schema migrated") {
+			continue
+		}
+		var e map[string]any
+		if err := json.Unmarshal([]byte(line), &e); err != nil || e["msg"] != "schema migrated" || e["component"] == nil {
+			t.Errorf("not a JSON log line: %q", line)
+		}
+		migrated++
+	}
+	if migrated == 0 {
+		t.Fatalf("no migration logged by the command:\n%s", out)
 	}
 }
