@@ -75,14 +75,15 @@ func writeProblem(c *gin.Context, p Problem) {
 }
 
 // hideForm turns a refusal of a request's form (a body, query or header
-// that cannot be read or is invalid) on a case the caller cannot see into
-// the 404 the caller gets for everything in that case: what is checked
-// first must not tell an unrelated caller anything, not even the order of
-// the checks (API.md: no relation to a case, 404 for the case and
+// that cannot be read or is invalid) on a case or material the caller
+// cannot see into the 404 the caller gets for everything in it: what is
+// checked first must not tell an unrelated caller anything, not even the
+// order of the checks (API.md: no relation to a case, 404 for the case and
 // everything in it). 401, 403, 404 and 429 are left as they are: they are
 // decided on the caller, not the form. The 404 is recorded under the case
-// (vault.RefuseHiddenCase); if the case cannot be looked up or the refusal
-// recorded, the answer is that failure, never the form's refusal.
+// (vault.RefuseHiddenCase, RefuseHiddenMaterial); if what the route names
+// cannot be looked up or the refusal recorded, the answer is that failure,
+// never the form's refusal.
 func hideForm(c *gin.Context, p Problem) Problem {
 	switch p.Status {
 	case http.StatusBadRequest, http.StatusConflict, http.StatusRequestEntityTooLarge,
@@ -91,7 +92,7 @@ func hideForm(c *gin.Context, p Problem) Problem {
 		return p
 	}
 	v, _ := c.Get(ctxCaseHidden)
-	f, _ := v.(func() (bool, error))
+	f, _ := v.(func() (string, error))
 	if f == nil {
 		return p
 	}
@@ -107,8 +108,8 @@ func hideForm(c *gin.Context, p Problem) Problem {
 		}
 		return Problem{Status: http.StatusInternalServerError, Code: "internal", Detail: "the server could not complete the request"}
 	}
-	if hidden {
-		return Problem{Status: http.StatusNotFound, Code: "not_found", Detail: "no such case"}
+	if hidden != "" {
+		return Problem{Status: http.StatusNotFound, Code: "not_found", Detail: hidden}
 	}
 	return p
 }

@@ -477,30 +477,41 @@ func (h *handler) plainParams(c *gin.Context) {
 	}
 }
 
-// ctxCaseHidden holds, on a route under /cases/{case}, the func that says
-// whether the case is hidden from the caller (writeProblem, hideForm).
+// ctxCaseHidden holds, on a route under /cases/{case} or /materials/{id},
+// the func that says whether what the route names is hidden from the
+// caller: "" if not, else the 404's detail (writeProblem, hideForm).
 const ctxCaseHidden = "crvault.case_hidden"
 
-// caseScope lets writeProblem ask, on a route under /cases/{case}, whether
-// the caller may see the case. Asked only when a request is refused on its
-// form, so a valid request costs nothing more.
+// caseScope lets writeProblem ask, on a route under /cases/{case} or
+// /materials/{id}, whether the caller may see what it names. Asked only
+// when a request is refused on its form, so a valid request costs nothing
+// more.
 func (h *handler) caseScope(c *gin.Context) {
-	id := c.Param("case")
-	if id == "" {
+	var refuse func(ctx context.Context, a vault.Actor, id, resource string) (bool, error)
+	var id, detail string
+	switch {
+	case c.Param("case") != "":
+		refuse, id, detail = h.Vault.RefuseHiddenCase, c.Param("case"), "no such case"
+	case strings.HasPrefix(c.FullPath(), "/api/v1/materials/:id"):
+		refuse, id, detail = h.Vault.RefuseHiddenMaterial, c.Param("id"), "no such material"
+	default:
 		return
 	}
-	c.Set(ctxCaseHidden, func() (bool, error) {
+	c.Set(ctxCaseHidden, func() (string, error) {
 		// Answered, and recorded, even when the request's context is over
 		// (a body that stopped arriving), within a bound of its own, as
 		// refused does.
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(c.Request.Context()), refusalRecordTimeout)
 		defer cancel()
-		hidden, err := h.Vault.RefuseHiddenCase(ctx, actor(c), id, c.Request.Method+" "+c.FullPath())
+		hidden, err := refuse(ctx, actor(c), id, c.Request.Method+" "+c.FullPath())
 		var ve *vault.Error
 		if code, _ := outage(err); err != nil && code == "" && !errors.As(err, &ve) {
-			h.log.ErrorContext(c.Request.Context(), "case visibility check failed", "request_id", requestID(c), "err", err)
+			h.log.ErrorContext(c.Request.Context(), "visibility check failed", "request_id", requestID(c), "err", err)
 		}
-		return hidden, err
+		if !hidden {
+			return "", err
+		}
+		return detail, err
 	})
 }
 

@@ -329,6 +329,43 @@ func (s *Service) RefuseHiddenCase(ctx context.Context, a Actor, caseID, resourc
 	return true, nil
 }
 
+// RefuseHiddenMaterial is RefuseHiddenCase for a route under
+// /materials/{id}: the material is hidden when there is no such material,
+// its case is hidden, or its kind is not the caller's to see (material).
+func (s *Service) RefuseHiddenMaterial(ctx context.Context, a Actor, id, resource string) (bool, error) {
+	var m materialRow
+	var c caseWithProviders
+	err := gorm.ErrRecordNotFound
+	if validID(id) {
+		m, c, err = s.materialWithCase(ctx, id)
+	}
+	hidden := errors.Is(err, gorm.ErrRecordNotFound)
+	if err != nil && !hidden {
+		return false, fmt.Errorf("load material %s: %w", id, err)
+	}
+	if !hidden {
+		_, facts, _ := s.factsOf(c)
+		d, err := s.access.Decide(ctx, a.P, facts, access.ActCaseRead)
+		if err != nil {
+			return false, fmt.Errorf("decide visibility of material %s: %w", id, err)
+		}
+		visible := d.Visible
+		if visible {
+			if visible, _, err = s.visibleMaterial(ctx, a.P, m); err != nil {
+				return false, err
+			}
+		}
+		hidden = !visible
+	}
+	if !hidden {
+		return false, nil
+	}
+	if err := s.record(ctx, a, "request.refused", audit.Denied, m.CaseID, resource, "", "not_found"); err != nil {
+		return true, err
+	}
+	return true, nil
+}
+
 // decideOn is authorize once the case is loaded (err: how loading it failed).
 func (s *Service) decideOn(ctx context.Context, a Actor, caseID string, act access.Action, event, resource string,
 	row caseRow, facts access.CaseFacts, providers []string, err error) (caseRow, []string, access.Decision, error) {

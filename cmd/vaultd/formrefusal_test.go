@@ -20,15 +20,23 @@ func TestFormRefusalOnHiddenCase(t *testing.T) {
 	w := bootstrap(t, s)
 	s.start()
 	w.loginAll(t)
-	caseID, _ := w.newCase(t, "MARKER-FORM")
+	caseID, docs := w.newCase(t, "MARKER-FORM")
 	// A well-formed id that names no case.
 	missing := caseID[:len(caseID)-4] + "zzzz"
+	var materialID string
+	for id := range docs {
+		materialID = id
+	}
 
+	// Rows whose path starts with /materials are on the case's material
+	// (the operator provided it), the rest under /cases/{case}.
 	rows := []struct {
 		name, method, path, ctype, body string
 		status                          int // what the case's own operator hears
 		code                            string
 	}{
+		{"consent, unknown member", "POST", "/materials/consents", "application/json", `{"zz":1}`, 400, "unknown_field"},
+		{"consents, limit 0", "GET", "/materials/consents?limit=0", "", "", 422, "invalid_limit"},
 		{"upload, item not a number", "POST", "/materials?kind=other&filename=a.txt&item=x", "text/plain", "MARKER-FORM", 422, "invalid_item"},
 		{"upload, classified not a boolean", "POST", "/materials?kind=other&filename=a.txt&classified=maybe", "text/plain", "MARKER-FORM", 422, "invalid_field"},
 		{"upload, multipart without boundary", "POST", "/materials", "multipart/form-data", "MARKER-FORM", 400, "malformed_multipart"},
@@ -53,6 +61,16 @@ func TestFormRefusalOnHiddenCase(t *testing.T) {
 	var refusals []refusal
 	for i, r := range rows {
 		t.Run(r.name, func(t *testing.T) {
+			target := func(id string) string { return "/cases/" + id + r.path }
+			if rest, ok := strings.CutPrefix(r.path, "/materials/"); ok {
+				// The material's id, or one that names no material.
+				target = func(id string) string {
+					if id == caseID {
+						id = materialID
+					}
+					return "/materials/" + id + "/" + rest
+				}
+			}
 			send := func(c *client, id, reqID string) resp {
 				h := map[string]string{"X-Request-ID": reqID}
 				if r.ctype != "" {
@@ -63,9 +81,9 @@ func TestFormRefusalOnHiddenCase(t *testing.T) {
 					body = strings.NewReader(r.body)
 				}
 				if body == nil {
-					return s.do(t, c.token, r.method, "/cases/"+id+r.path, nil, h)
+					return s.do(t, c.token, r.method, target(id), nil, h)
 				}
-				return s.do(t, c.token, r.method, "/cases/"+id+r.path, body, h)
+				return s.do(t, c.token, r.method, target(id), body, h)
 			}
 			// The case's own operator sees it, so hears what is wrong.
 			got := send(w.op, caseID, fmt.Sprintf("form-%d-op", i))
@@ -86,7 +104,11 @@ func TestFormRefusalOnHiddenCase(t *testing.T) {
 				if got.Status != 404 || got.problem(t)["code"] != "not_found" {
 					t.Errorf("%s: %d %s, want 404 not_found", who.name, got.Status, got.Body)
 				}
-				refusals = append(refusals, refusal{reqID, r.name, who.name, who.id})
+				auditedCase := who.id
+				if strings.HasPrefix(r.path, "/materials/") && who.id == missing {
+					auditedCase = "" // no material, so no case
+				}
+				refusals = append(refusals, refusal{reqID, r.name, who.name, auditedCase})
 			}
 		})
 	}
