@@ -477,13 +477,14 @@ func (h *handler) plainParams(c *gin.Context) {
 	}
 }
 
-// ctxCaseHidden holds, on a route under /cases/{case} or /materials/{id},
+// ctxCaseHidden holds, on a route under /cases/{case}, /materials/{id} or
+// /uploads/{id},
 // the func that says whether what the route names is hidden from the
 // caller: "" if not, else the 404's detail (writeProblem, hideForm).
 const ctxCaseHidden = "crvault.case_hidden"
 
-// caseScope lets writeProblem ask, on a route under /cases/{case} or
-// /materials/{id}, whether the caller may see what it names. Asked only
+// caseScope lets writeProblem ask, on a route under /cases/{case},
+// /materials/{id} or /uploads/{id}, whether the caller may see what it names. Asked only
 // when a request is refused on its form, so a valid request costs nothing
 // more.
 func (h *handler) caseScope(c *gin.Context) {
@@ -494,6 +495,8 @@ func (h *handler) caseScope(c *gin.Context) {
 		refuse, id, detail = h.Vault.RefuseHiddenCase, c.Param("case"), "no such case"
 	case strings.HasPrefix(c.FullPath(), "/api/v1/materials/:id"):
 		refuse, id, detail = h.Vault.RefuseHiddenMaterial, c.Param("id"), "no such material"
+	case strings.HasPrefix(c.FullPath(), "/api/v1/uploads/:id"):
+		refuse, id, detail = h.Vault.RefuseHiddenUpload, c.Param("id"), "no such upload"
 	default:
 		return
 	}

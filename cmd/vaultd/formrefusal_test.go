@@ -27,9 +27,14 @@ func TestFormRefusalOnHiddenCase(t *testing.T) {
 	for id := range docs {
 		materialID = id
 	}
+	var upload struct {
+		ID string `json:"id"`
+	}
+	w.op.expect(201, "POST", "/cases/"+caseID+"/uploads", map[string]any{"kind": "other", "filename": "form.txt", "size": 10}).json(t, &upload)
 
 	// Rows whose path starts with /materials are on the case's material
-	// (the operator provided it), the rest under /cases/{case}.
+	// (the operator provided it), /uploads on the operator's upload
+	// session, the rest under /cases/{case}.
 	rows := []struct {
 		name, method, path, ctype, body string
 		status                          int // what the case's own operator hears
@@ -37,6 +42,8 @@ func TestFormRefusalOnHiddenCase(t *testing.T) {
 	}{
 		{"consent, unknown member", "POST", "/materials/consents", "application/json", `{"zz":1}`, 400, "unknown_field"},
 		{"consents, limit 0", "GET", "/materials/consents?limit=0", "", "", 422, "invalid_limit"},
+		{"chunk, wrong media type", "PATCH", "/uploads/", "text/plain", "MARKER-FORM", 415, "unsupported_media_type"},
+		{"chunk, offset not a number", "PATCH", "/uploads/", "application/offset+octet-stream", "MARKER-FORM", 400, "invalid_upload_offset"},
 		{"upload, item not a number", "POST", "/materials?kind=other&filename=a.txt&item=x", "text/plain", "MARKER-FORM", 422, "invalid_item"},
 		{"upload, classified not a boolean", "POST", "/materials?kind=other&filename=a.txt&classified=maybe", "text/plain", "MARKER-FORM", 422, "invalid_field"},
 		{"upload, multipart without boundary", "POST", "/materials", "multipart/form-data", "MARKER-FORM", 400, "malformed_multipart"},
@@ -62,6 +69,14 @@ func TestFormRefusalOnHiddenCase(t *testing.T) {
 	for i, r := range rows {
 		t.Run(r.name, func(t *testing.T) {
 			target := func(id string) string { return "/cases/" + id + r.path }
+			if r.path == "/uploads/" {
+				target = func(id string) string {
+					if id == caseID {
+						id = upload.ID
+					}
+					return "/uploads/" + id
+				}
+			}
 			if rest, ok := strings.CutPrefix(r.path, "/materials/"); ok {
 				// The material's id, or one that names no material.
 				target = func(id string) string {
@@ -105,8 +120,8 @@ func TestFormRefusalOnHiddenCase(t *testing.T) {
 					t.Errorf("%s: %d %s, want 404 not_found", who.name, got.Status, got.Body)
 				}
 				auditedCase := who.id
-				if strings.HasPrefix(r.path, "/materials/") && who.id == missing {
-					auditedCase = "" // no material, so no case
+				if (strings.HasPrefix(r.path, "/materials/") || strings.HasPrefix(r.path, "/uploads/")) && who.id == missing {
+					auditedCase = "" // no material or upload, so no case
 				}
 				refusals = append(refusals, refusal{reqID, r.name, who.name, auditedCase})
 			}
