@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"mime"
 	"mime/multipart"
 	"net/http"
@@ -168,12 +169,49 @@ func (h *handler) getMaterial(c *gin.Context) {
 	c.JSON(http.StatusOK, m)
 }
 
+// materialETag is the strong entity tag of a material's content. A
+// material never changes under its id and its SHA-256 is already sent as
+// X-Content-SHA256, so the tag discloses nothing new.
+func materialETag(sha256 string) string { return `"sha256-` + sha256 + `"` }
+
+// requestedRange decides which part of a material a GET asks for: nil for
+// the whole document. Range is a singleton field, so a request with two is
+// ignored, as is one whose If-Range does not name this material
+// (RFC 9110 §13.1.5, §14.2).
+func requestedRange(h http.Header, t vault.RangeTarget) (*vault.Range, error) {
+	ranges := h.Values("Range")
+	if len(ranges) != 1 {
+		return nil, nil
+	}
+	if cond := h.Values("If-Range"); len(cond) > 0 && (len(cond) != 1 || !ifRangeHolds(cond[0], t)) {
+		return nil, nil
+	}
+	r, ok, err := parseRange(ranges[0], t.Size)
+	if !ok {
+		return nil, nil
+	}
+	return r, err
+}
+
+// ifRangeHolds evaluates an If-Range validator. An entity tag matches only
+// the one this server issues, compared strongly (a weak tag never does). A
+// date matches only if it is exactly the Last-Modified sent: that date is a
+// strong validator here because a material never changes after upload.
+func ifRangeHolds(v string, t vault.RangeTarget) bool {
+	v = strings.TrimSpace(v)
+	if strings.HasPrefix(v, `"`) || strings.HasPrefix(v, "W/") {
+		return v == materialETag(t.SHA256)
+	}
+	d, err := http.ParseTime(v)
+	return err == nil && d.Equal(t.UploadedAt.Truncate(time.Second))
+}
+
 // parseRange reads a single "bytes=" range against size. ok=false means the
-// header is absent, not a single byte range, or unparseable, and is ignored
-// (RFC 9110 14.2); err is ErrRange when it cannot be satisfied.
+// header is not a single well-formed byte range and is ignored (RFC 9110
+// §14.2); err is ErrRange when it cannot be satisfied.
 func parseRange(header string, size int64) (r *vault.Range, ok bool, err error) {
-	spec, found := strings.CutPrefix(header, "bytes=")
-	if !found || strings.Contains(spec, ",") {
+	unit, spec, found := strings.Cut(header, "=")
+	if !found || !strings.EqualFold(unit, "bytes") || strings.Contains(spec, ",") {
 		return nil, false, nil
 	}
 	first, last, found := strings.Cut(strings.TrimSpace(spec), "-")
@@ -182,8 +220,8 @@ func parseRange(header string, size int64) (r *vault.Range, ok bool, err error) 
 	}
 	unsat := &vault.Error{Kind: vault.ErrRange, Code: "range_not_satisfiable", Detail: fmt.Sprintf("the document has %d bytes", size)}
 	if first == "" { // suffix: the last N bytes
-		n, err := strconv.ParseInt(last, 10, 64)
-		if err != nil || n < 0 {
+		n, ok := rangeDigits(last)
+		if !ok {
 			return nil, false, nil
 		}
 		if n == 0 || size == 0 {
@@ -192,33 +230,50 @@ func parseRange(header string, size int64) (r *vault.Range, ok bool, err error) 
 		n = min(n, size)
 		return &vault.Range{Start: size - n, Length: n}, true, nil
 	}
-	start, err := strconv.ParseInt(first, 10, 64)
-	if err != nil || start < 0 {
+	start, ok := rangeDigits(first)
+	if !ok {
 		return nil, false, nil
 	}
-	end := size - 1
+	end := int64(math.MaxInt64)
 	if last != "" {
-		if end, err = strconv.ParseInt(last, 10, 64); err != nil || end < start {
+		if end, ok = rangeDigits(last); !ok || end < start {
 			return nil, false, nil
 		}
-		end = min(end, size-1)
 	}
 	if start >= size {
 		return nil, true, unsat
 	}
+	end = min(end, size-1)
 	return &vault.Range{Start: start, Length: end - start + 1}, true, nil
 }
 
-func (h *handler) content(c *gin.Context) {
-	header := c.GetHeader("Range")
-	var size int64 = -1
-	rng := func(n int64) (*vault.Range, error) {
-		size = n
-		r, ok, err := parseRange(header, n)
-		if !ok {
-			return nil, nil
+// rangeDigits reads a range position: 1*DIGIT, no sign or space. A number
+// too large for int64 saturates at MaxInt64 rather than failing: it is past
+// the end of any document, which is what it says.
+func rangeDigits(s string) (int64, bool) {
+	if s == "" {
+		return 0, false
+	}
+	var n int64
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < '0' || c > '9' {
+			return 0, false
 		}
-		return r, err
+		if d := int64(c - '0'); n > (math.MaxInt64-d)/10 {
+			n = math.MaxInt64
+		} else {
+			n = n*10 + d
+		}
+	}
+	return n, true
+}
+
+func (h *handler) content(c *gin.Context) {
+	var size int64 = -1
+	rng := func(t vault.RangeTarget) (*vault.Range, error) {
+		size = t.Size
+		return requestedRange(c.Request.Header, t)
 	}
 	ct, err := h.Vault.OpenContent(c.Request.Context(), actor(c), c.Param("id"), rng)
 	if err != nil {
@@ -239,6 +294,7 @@ func (h *handler) content(c *gin.Context) {
 	hd.Set("Cache-Control", "no-store")
 	hd.Set("X-Content-Type-Options", "nosniff")
 	hd.Set("Last-Modified", m.UploadedAt.Format(http.TimeFormat))
+	hd.Set("ETag", materialETag(m.SHA256))
 	status := http.StatusOK
 	if ct.Partial {
 		status = http.StatusPartialContent

@@ -43,6 +43,7 @@ func problem(c *gin.Context, status int, code, detail string) {
 }
 
 func writeProblem(c *gin.Context, p Problem) {
+	p = hideForm(c, p)
 	if p.Status >= 400 && p.Status < 500 {
 		// Every refused request is in the audit log before its answer
 		// leaves; if it cannot be written, the answer is that.
@@ -71,6 +72,46 @@ func writeProblem(c *gin.Context, p Problem) {
 	c.Status(p.Status)
 	c.Abort()
 	_ = jsonEncode(c.Writer, p)
+}
+
+// hideForm turns a refusal of a request's form (a body, query or header
+// that cannot be read or is invalid) on a case or material the caller
+// cannot see into the 404 the caller gets for everything in it: what is
+// checked first must not tell an unrelated caller anything, not even the
+// order of the checks (API.md: no relation to a case, 404 for the case and
+// everything in it). 401, 403, 404 and 429 are left as they are: they are
+// decided on the caller, not the form. The 404 is recorded under the case
+// (vault.RefuseHiddenCase, RefuseHiddenMaterial); if what the route names
+// cannot be looked up or the refusal recorded, the answer is that failure,
+// never the form's refusal.
+func hideForm(c *gin.Context, p Problem) Problem {
+	switch p.Status {
+	case http.StatusBadRequest, http.StatusConflict, http.StatusRequestEntityTooLarge,
+		http.StatusUnsupportedMediaType, http.StatusUnprocessableEntity:
+	default:
+		return p
+	}
+	v, _ := c.Get(ctxCaseHidden)
+	f, _ := v.(func() (string, error))
+	if f == nil {
+		return p
+	}
+	c.Set(ctxCaseHidden, nil) // asked once: the answer below is final
+	hidden, err := f()
+	if err != nil {
+		var ve *vault.Error
+		if errors.As(err, &ve) {
+			return Problem{Status: statusOf(ve.Kind), Code: ve.Code, Detail: ve.Detail}
+		}
+		if code, detail := outage(err); code != "" {
+			return Problem{Status: http.StatusServiceUnavailable, Code: code, Detail: detail}
+		}
+		return Problem{Status: http.StatusInternalServerError, Code: "internal", Detail: "the server could not complete the request"}
+	}
+	if hidden != "" {
+		return Problem{Status: http.StatusNotFound, Code: "not_found", Detail: hidden}
+	}
+	return p
 }
 
 // retryAfterSeconds is the Retry-After of every 503.

@@ -136,7 +136,7 @@ func New(d Deps) (http.Handler, error) {
 	public.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
 	public.GET("/readyz", h.readyz)
 
-	auth := v1.Group("", h.authenticate, h.plainParams)
+	auth := v1.Group("", h.authenticate, h.plainParams, h.caseScope)
 	auth.DELETE("/sessions/current", h.logout)
 	auth.GET("/me", h.me)
 	auth.POST("/me/totp", h.startTOTP)
@@ -475,6 +475,47 @@ func (h *handler) plainParams(c *gin.Context) {
 			return
 		}
 	}
+}
+
+// ctxCaseHidden holds, on a route under /cases/{case}, /materials/{id} or
+// /uploads/{id},
+// the func that says whether what the route names is hidden from the
+// caller: "" if not, else the 404's detail (writeProblem, hideForm).
+const ctxCaseHidden = "crvault.case_hidden"
+
+// caseScope lets writeProblem ask, on a route under /cases/{case},
+// /materials/{id} or /uploads/{id}, whether the caller may see what it names. Asked only
+// when a request is refused on its form, so a valid request costs nothing
+// more.
+func (h *handler) caseScope(c *gin.Context) {
+	var refuse func(ctx context.Context, a vault.Actor, id, resource string) (bool, error)
+	var id, detail string
+	switch {
+	case c.Param("case") != "":
+		refuse, id, detail = h.Vault.RefuseHiddenCase, c.Param("case"), "no such case"
+	case strings.HasPrefix(c.FullPath(), "/api/v1/materials/:id"):
+		refuse, id, detail = h.Vault.RefuseHiddenMaterial, c.Param("id"), "no such material"
+	case strings.HasPrefix(c.FullPath(), "/api/v1/uploads/:id"):
+		refuse, id, detail = h.Vault.RefuseHiddenUpload, c.Param("id"), "no such upload"
+	default:
+		return
+	}
+	c.Set(ctxCaseHidden, func() (string, error) {
+		// Answered, and recorded, even when the request's context is over
+		// (a body that stopped arriving), within a bound of its own, as
+		// refused does.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(c.Request.Context()), refusalRecordTimeout)
+		defer cancel()
+		hidden, err := refuse(ctx, actor(c), id, c.Request.Method+" "+c.FullPath())
+		var ve *vault.Error
+		if code, _ := outage(err); err != nil && code == "" && !errors.As(err, &ve) {
+			h.log.ErrorContext(c.Request.Context(), "visibility check failed", "request_id", requestID(c), "err", err)
+		}
+		if !hidden {
+			return "", err
+		}
+		return detail, err
+	})
 }
 
 // listParams reads ?limit= (default 50, max 500) and ?cursor=, and refuses

@@ -471,10 +471,20 @@ type Content struct {
 // Close releases the blob.
 func (c *Content) Close() error { return c.close() }
 
-// RangeFunc resolves the caller's Range header against the material's size
-// once it is known; nil means the whole document. It returns ErrRange for an
-// unsatisfiable range.
-type RangeFunc func(size int64) (*Range, error)
+// RangeTarget is what a Range request is resolved against: the material's
+// size and its validators. A material never changes under its id, so both
+// validators are strong (RFC 9110 §8.8): SHA256 for an entity tag, and
+// UploadedAt, which no later write can share, for a date.
+type RangeTarget struct {
+	Size       int64
+	SHA256     string
+	UploadedAt time.Time
+}
+
+// RangeFunc resolves the caller's Range (and If-Range) against the material
+// once it is known, after authorisation; nil means the whole document. It
+// returns ErrRange for an unsatisfiable range.
+type RangeFunc func(t RangeTarget) (*Range, error)
 
 // OpenContent is the only road to plaintext. It authorises the read, appends
 // the material.read audit event and only then opens and decrypts the blob.
@@ -486,7 +496,7 @@ func (s *Service) OpenContent(ctx context.Context, a Actor, id string, rng Range
 	}
 	var r *Range
 	if rng != nil {
-		if r, err = rng(m.Size); err != nil {
+		if r, err = rng(RangeTarget{Size: m.Size, SHA256: m.SHA256, UploadedAt: m.UploadedAt.UTC()}); err != nil {
 			if err := s.record(ctx, a, "material.read", audit.Denied, m.CaseID, "material/"+id, d.Purpose, "range_not_satisfiable"); err != nil {
 				return nil, err
 			}

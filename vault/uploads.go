@@ -308,6 +308,27 @@ func (s *Service) ownUpload(ctx context.Context, a Actor, id, event string) (upl
 	return r, key, string(name), nil
 }
 
+// RefuseHiddenUpload is RefuseHiddenCase for a route under /uploads/{id}:
+// an upload session is its creator's alone (ownUpload), hidden from
+// everyone else as if it did not exist.
+func (s *Service) RefuseHiddenUpload(ctx context.Context, a Actor, id, resource string) (bool, error) {
+	var r uploadRow
+	err := gorm.ErrRecordNotFound
+	if validID(id) {
+		err = s.db.WithContext(ctx).Where("id = ?", id).Take(&r).Error
+	}
+	if err != nil && !errors.Is(err, gorm.ErrRecordNotFound) {
+		return false, fmt.Errorf("load upload %s: %w", id, err)
+	}
+	if err == nil && r.UserID == a.P.User.ID {
+		return false, nil
+	}
+	if err := s.record(ctx, a, "request.refused", audit.Denied, r.CaseID, resource, "", "not_found"); err != nil {
+		return true, err
+	}
+	return true, nil
+}
+
 // GetUpload says where an upload stands (GET and HEAD /uploads/{id}); a
 // completed one carries its material.
 func (s *Service) GetUpload(ctx context.Context, a Actor, id string) (UploadSession, error) {

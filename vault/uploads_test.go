@@ -62,7 +62,7 @@ func offsetOf(t *testing.T, err error) int64 {
 
 func (f *wfFixture) readRange(a Actor, id string, r *Range) []byte {
 	f.t.Helper()
-	c, err := f.svc.OpenContent(f.ctx, a, id, func(int64) (*Range, error) { return r, nil })
+	c, err := f.svc.OpenContent(f.ctx, a, id, func(RangeTarget) (*Range, error) { return r, nil })
 	if err != nil {
 		f.t.Fatalf("open %s: %v", id, err)
 	}

@@ -298,6 +298,75 @@ func (s *Service) authorize(ctx context.Context, a Actor, caseID string, act acc
 	return s.decideOn(ctx, a, caseID, act, event, resource, row, facts, providers, err)
 }
 
+// RefuseHiddenCase reports whether the case is hidden from the caller:
+// there is no such case, or the caller has no relation to it (404 in every
+// answer about it). api asks it before answering a request it refuses on
+// its form (resource: the request's method and route), so that such a
+// caller hears 404, as for an absent case, and never how its request was
+// read. A hidden case's refusal is recorded here, under the case, as the
+// vault records any refusal on a hidden case: one event per request, which
+// the inspectors find among the case's events.
+func (s *Service) RefuseHiddenCase(ctx context.Context, a Actor, caseID, resource string) (bool, error) {
+	_, facts, _, err := s.caseFacts(ctx, caseID)
+	hidden := errors.Is(err, gorm.ErrRecordNotFound)
+	if err != nil && !hidden {
+		return false, fmt.Errorf("load case %s: %w", caseID, err)
+	}
+	if !hidden {
+		// case.read is the widest relation: whoever may see the case at
+		// all may learn how a request on it was malformed.
+		d, err := s.access.Decide(ctx, a.P, facts, access.ActCaseRead)
+		if err != nil {
+			return false, fmt.Errorf("decide visibility of case %s: %w", caseID, err)
+		}
+		hidden = !d.Visible
+	}
+	if !hidden {
+		return false, nil
+	}
+	if err := s.record(ctx, a, "request.refused", audit.Denied, caseID, resource, "", "not_found"); err != nil {
+		return true, err
+	}
+	return true, nil
+}
+
+// RefuseHiddenMaterial is RefuseHiddenCase for a route under
+// /materials/{id}: the material is hidden when there is no such material,
+// its case is hidden, or its kind is not the caller's to see (material).
+func (s *Service) RefuseHiddenMaterial(ctx context.Context, a Actor, id, resource string) (bool, error) {
+	var m materialRow
+	var c caseWithProviders
+	err := gorm.ErrRecordNotFound
+	if validID(id) {
+		m, c, err = s.materialWithCase(ctx, id)
+	}
+	hidden := errors.Is(err, gorm.ErrRecordNotFound)
+	if err != nil && !hidden {
+		return false, fmt.Errorf("load material %s: %w", id, err)
+	}
+	if !hidden {
+		_, facts, _ := s.factsOf(c)
+		d, err := s.access.Decide(ctx, a.P, facts, access.ActCaseRead)
+		if err != nil {
+			return false, fmt.Errorf("decide visibility of material %s: %w", id, err)
+		}
+		visible := d.Visible
+		if visible {
+			if visible, _, err = s.visibleMaterial(ctx, a.P, m); err != nil {
+				return false, err
+			}
+		}
+		hidden = !visible
+	}
+	if !hidden {
+		return false, nil
+	}
+	if err := s.record(ctx, a, "request.refused", audit.Denied, m.CaseID, resource, "", "not_found"); err != nil {
+		return true, err
+	}
+	return true, nil
+}
+
 // decideOn is authorize once the case is loaded (err: how loading it failed).
 func (s *Service) decideOn(ctx context.Context, a Actor, caseID string, act access.Action, event, resource string,
 	row caseRow, facts access.CaseFacts, providers []string, err error) (caseRow, []string, access.Decision, error) {

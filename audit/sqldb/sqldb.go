@@ -168,6 +168,23 @@ type schemaMigration struct {
 
 func (schemaMigration) TableName() string { return "schema_migrations" }
 
+type loggerKey struct{}
+
+// WithLogger returns ctx carrying the logger that Migrate reports the steps
+// it applies to: the process's own, so that a migration run by any command
+// is logged as that command logs (JSON lines), not through slog's default.
+func WithLogger(ctx context.Context, l *slog.Logger) context.Context {
+	return context.WithValue(ctx, loggerKey{}, l)
+}
+
+// loggerFrom is the logger WithLogger put in ctx, or slog's default.
+func loggerFrom(ctx context.Context) *slog.Logger {
+	if l, ok := ctx.Value(loggerKey{}).(*slog.Logger); ok && l != nil {
+		return l
+	}
+	return slog.Default()
+}
+
 // Migrate applies the component's steps that the database lacks, each in its
 // own transaction, and refuses (ErrSchemaTooNew) when the database holds a
 // version this binary does not know.
@@ -205,7 +222,7 @@ func Migrate(ctx context.Context, db *gorm.DB, component string, steps []Step) e
 			if err := tx.Create(&rec).Error; err != nil {
 				return fmt.Errorf("migrate %s: record version %d: %w", component, s.Version, err)
 			}
-			slog.Default().InfoContext(ctx, "schema migrated", "component", component, "version", s.Version, "name", s.Name)
+			loggerFrom(ctx).InfoContext(ctx, "schema migrated", "component", component, "version", s.Version, "name", s.Name)
 		}
 		return nil
 	})

@@ -58,6 +58,9 @@ const (
 )
 
 func openApp(ctx context.Context, cfg config, log *slog.Logger, need parts) (_ *app, err error) {
+	// Migrations here and in the services opened below log through this
+	// command's logger (JSON, at its level), not through slog's default.
+	ctx = sqldb.WithLogger(ctx, log)
 	a := &app{cfg: cfg, log: log, reg: prometheus.NewRegistry()}
 	defer func() {
 		if err != nil {

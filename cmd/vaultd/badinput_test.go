@@ -214,6 +214,10 @@ func TestEveryRefusalAudited(t *testing.T) {
 	s.start()
 	w.loginAll(t)
 	caseID, _ := w.newCase(t, "refusals")
+	// Submitted, so that the office sees it: on a case it cannot see, a
+	// request refused on its form is the case's 404
+	// (TestFormRefusalOnHiddenCase).
+	w.op.expect(200, "POST", "/cases/"+caseID+"/submit", nil)
 	probes := []struct {
 		method, path, ctype, body string
 		status                    int

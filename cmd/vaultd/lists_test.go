@@ -70,6 +70,9 @@ func TestListPagesOverHTTP(t *testing.T) {
 					t.Fatalf("%s with limit=501: %v", path, p)
 				}
 			}
+			// Submitted, so that the office sees the case: on a case it
+			// cannot see, a forged cursor is the case's 404.
+			w.op.expect(200, "POST", "/cases/"+caseID+"/submit", nil)
 			for _, path := range []string{"/cases/" + caseID + "/assignments", "/deadlines", "/member-units", "/proposals"} {
 				p := w.office.expect(422, "GET", path+"?cursor=Zm9yZ2Vk", nil).problem(t)
 				if p["code"] != "invalid_cursor" {

@@ -22,6 +22,8 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"slices"
+	"strings"
 	"syscall"
 )
 
@@ -92,7 +94,14 @@ func dispatch(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		return usageError{usage}
 	}
 	cmd := args[0]
-	if len(args) > 1 && (cmd == "org" || cmd == "user" || cmd == "audit" || cmd == "calendar" || cmd == "keys" || cmd == "retention") {
+	if isGroup(cmd) {
+		if len(args) == 1 {
+			return usageError{fmt.Sprintf("%s needs a command\n%s", cmd, groupUsage(cmd))}
+		}
+		if isHelp(args[1]) {
+			fmt.Fprintln(stdout, groupUsage(cmd))
+			return nil
+		}
 		cmd += " " + args[1]
 		args = args[1:]
 	}
@@ -120,11 +129,43 @@ func dispatch(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		return cmdRestore(ctx, rest, stdout, stderr, getenv)
 	case "retention apply":
 		return cmdRetentionApply(ctx, rest, stdout, stderr, getenv)
-	case "help", "-h", "--help":
+	}
+	if isHelp(cmd) {
 		fmt.Fprintln(stdout, usage)
 		return nil
 	}
+	if group, _, ok := strings.Cut(cmd, " "); ok && isGroup(group) {
+		return usageError{fmt.Sprintf("unknown command %q\n%s", cmd, groupUsage(group))}
+	}
 	return usageError{fmt.Sprintf("unknown command %q\n%s", cmd, usage)}
+}
+
+// groups are the commands that take a subcommand ("keys rotate").
+var groups = []string{"org", "user", "audit", "calendar", "keys", "retention"}
+
+func isGroup(cmd string) bool { return slices.Contains(groups, cmd) }
+
+// isHelp: every way of asking for help the flag package accepts, and "help".
+func isHelp(arg string) bool {
+	switch arg {
+	case "help", "-h", "-help", "--help":
+		return true
+	}
+	return false
+}
+
+// groupUsage is the part of usage about one group's commands: "vaultd keys
+// -h" lists the keys commands, as "vaultd keys rotate -h" lists its flags.
+func groupUsage(group string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "usage: vaultd %s <command> [flags]", group)
+	for _, line := range strings.Split(usage, "\n")[1:] {
+		if strings.HasPrefix(strings.TrimSpace(line), group+" ") {
+			b.WriteString("\n" + line)
+		}
+	}
+	fmt.Fprintf(&b, "\nvaultd %s <command> -h lists a command's flags", group)
+	return b.String()
 }
 
 func newLogger(w io.Writer, level string) *slog.Logger {

@@ -166,7 +166,8 @@ func TestRetentionWithAndWithoutLegalHold(t *testing.T) {
 			}
 
 			out := s.mustCLI("", "retention", "apply", "--dry-run")
-			if !strings.Contains(out, "expired  "+a) || !strings.Contains(out, "held     "+b) || strings.Contains(out, open) {
+			if !strings.Contains(out, "expired  "+a) || !strings.Contains(out, "held     "+b) || strings.Contains(out, open) ||
+				!strings.Contains(out, "dry run: 1 would be shredded, 1 held; nothing was destroyed") || strings.Contains(out, "0 shredded") {
 				t.Fatalf("dry run:\n%s", out)
 			}
 			readAll(t, w.op, aDocs) // a dry run destroys nothing
