@@ -44,7 +44,7 @@ var actionLike = regexp.MustCompile(`^[a-z]+(_[a-z]+)*(\.[a-z]+(_[a-z]+)*)+$`)
 // file names, keys of other namespaces, Casbin-only actions.
 var notActions = map[string]bool{
 	"vault.db": true, "openapi.yaml": true, "vault.yaml": true, "casbin.conf": true,
-	"crvault.request_id": true, "crvault.principal": true, "crvault.audit": true, "crvault.cut_short": true,
+	"crvault.request_id": true, "crvault.principal": true, "crvault.audit": true, "crvault.cut_short": true, "crvault.case_hidden": true,
 	"link.provider": true, "link.case": true, "link.commitment": true,
 	"assignment.manage": true, "audit.read_all": true, "case.hold": true,
 }
