@@ -189,11 +189,14 @@ func (l *Log) VerifyProgress(ctx context.Context, progress func(checked, total i
 // (SQLite holds a value of any type in any column, and a blob equal to a
 // string compares unequal to it, so such an event drops out of every
 // filtered query while its hash still verifies).
-func (l *Log) strays(ctx context.Context, after int64) *VerifyError {
+//
+// A query that fails is an error of its own, not a *VerifyError: the log
+// could not be read, which says nothing of whether it was altered.
+func (l *Log) strays(ctx context.Context, after int64) error {
 	var n int64
 	var first sql.NullInt64
 	if err := l.sqlDB.QueryRowContext(ctx, "SELECT COUNT(*), MIN(seq) FROM audit_events WHERE seq < 1").Scan(&n, &first); err != nil {
-		return bad(0, "count events outside the numbering: %v", err)
+		return fmt.Errorf("verify: count events outside the numbering: %w", err)
 	}
 	if n > 0 {
 		return bad(first.Int64, "%d events numbered below 1: written outside the log's writer", n)
@@ -207,7 +210,7 @@ func (l *Log) strays(ctx context.Context, after int64) *VerifyError {
 	}
 	q := "SELECT COUNT(*), MIN(seq) FROM audit_events WHERE seq > " + l.ph(1) + " AND (" + strings.Join(cond, " OR ") + ")"
 	if err := l.sqlDB.QueryRowContext(ctx, q, after).Scan(&n, &first); err != nil {
-		return bad(0, "check the types of events: %v", err)
+		return fmt.Errorf("verify: check the types of events: %w", err)
 	}
 	if n > 0 {
 		return bad(first.Int64, "%d events hold text stored as another type, which hides them from queries", n)
@@ -222,8 +225,8 @@ var textColumns = []string{"actor", "actor_org", "action", "outcome", "case_id",
 // against the stored tree hashes and the checkpoints cks, and fills rep.
 // The caller cancels ctx when it returns.
 func (l *Log) verifyFrom(ctx context.Context, c *chain, cks []knownCheckpoint, rep *Report) error {
-	if verr := l.strays(ctx, c.next-1); verr != nil {
-		return verr
+	if err := l.strays(ctx, c.next-1); err != nil {
+		return err
 	}
 	hashes := &hashIter{ctx: ctx, l: l, after: tlog.StoredHashCount(c.tree.size)}
 	if verr := checkRoots(cks, c.tree, rep); verr != nil {

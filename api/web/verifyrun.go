@@ -118,11 +118,13 @@ func (v *Verifier) Start(by, org string) (VerifyRun, bool, error) {
 		case err == nil:
 			run.Report, run.Checked = &rep, rep.TreeSize
 			v.log.Info("audit verification passed", "run", run.ID, "by", by, "report", rep.String())
+		case v.base.Err() != nil:
+			// First: a run cut short proves nothing either way, whatever
+			// error the cut gave.
+			run.Failure = "stopped: the server is shutting down"
 		case errors.As(err, &verr):
 			run.Failure, run.Broken = err.Error(), true
 			v.log.Error("AUDIT VERIFICATION FAILED", "run", run.ID, "by", by, "err", err)
-		case v.base.Err() != nil:
-			run.Failure = "stopped: the server is shutting down"
 		case errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil:
 			run.Failure = fmt.Sprintf("not finished within %s: %v", v.timeout, err)
 			v.log.Error("audit verification did not finish in time", "run", run.ID, "by", by, "timeout", v.timeout, "err", err)
