@@ -59,14 +59,10 @@ const (
 	CodeAssignmentSuspended = "assignment_suspended"
 	CodeAssignmentExpired   = "assignment_expired"
 	// CodeCaseConcluded: a member unit's need to know the materials ends
-	// with the review.
+	// with the review (decided by the vault, which knows whose each
+	// material is).
 	CodeCaseConcluded = "case_concluded"
 )
-
-// closedStatuses are the case statuses after which the review needs no
-// member unit (the 2020 and 2021 Measures' conclusion, or a decision that
-// no review is needed).
-var closedStatuses = map[string]bool{"concluded": true, "not_required": true}
 
 // Decision is the answer of Decide.
 type Decision struct {
@@ -181,7 +177,7 @@ func (s *Service) decideAs(p Principal, r Role, c CaseFacts, obj, act string, a 
 	case RoleOfficeAdmin:
 		related = c.Status != "draft" || (c.OpenedByOffice && a == ActCaseRead)
 	case RoleReviewer, RoleMemberUnit:
-		return s.decideAssignee(p, r, c, obj, act, a, grants)
+		return s.decideAssignee(p, r, obj, act, a, grants)
 	default:
 		return notFound, nil
 	}
@@ -196,7 +192,7 @@ func (s *Service) decideAs(p Principal, r Role, c CaseFacts, obj, act string, a 
 	return Decision{Allowed: true, Visible: true}, nil
 }
 
-func (s *Service) decideAssignee(p Principal, r Role, c CaseFacts, obj, act string, a Action, grants []grant) (Decision, error) {
+func (s *Service) decideAssignee(p Principal, r Role, obj, act string, a Action, grants []grant) (Decision, error) {
 	now := s.now()
 	var g grant
 	found := false
@@ -225,13 +221,6 @@ func (s *Service) decideAssignee(p Principal, r Role, c CaseFacts, obj, act stri
 		return d, err
 	case needsDeclaration[a] && !g.declared:
 		d.Code = CodeDeclarationRequired
-		return d, nil
-	case r == RoleMemberUnit && a == ActMaterialRead && closedStatuses[c.Status]:
-		// A unit is asked for its opinion (Art. 11-13); once the review
-		// is over it has no more use for the materials, whatever end
-		// the office gave its assignment. The reviewers stay, for the
-		// measures the conclusion may require (2021 Art. 16).
-		d.Code = CodeCaseConcluded
 		return d, nil
 	}
 	d.Allowed = true

@@ -112,8 +112,13 @@ func (s *Service) GrantConsent(ctx context.Context, a Actor, materialID string, 
 	if err != nil {
 		return Consent{}, fmt.Errorf("load case %s: %w", m.CaseID, err)
 	}
-	if in.Org == m.UploaderOrg || (in.Org != facts.OperatorOrg && !contains(facts.ProviderOrgs, in.Org)) {
-		return Consent{}, invalid("org", "invalid_org", "org must be another party organisation (operator or provider) of this case")
+	// The operator may disclose to its providers, a provider to the
+	// operator only: a provider is not told who the other suppliers are
+	// (providersFor), and an answer that took a co-provider's id and
+	// refused others would tell it.
+	fromOperator := m.UploaderOrg == facts.OperatorOrg
+	if in.Org == m.UploaderOrg || (in.Org != facts.OperatorOrg && !(fromOperator && contains(facts.ProviderOrgs, in.Org))) {
+		return Consent{}, invalid("org", "invalid_org", "org must be another party organisation of this case: the operator, or for the operator's own materials one of its providers")
 	}
 	var live int64
 	if err := s.db.WithContext(ctx).Model(&consentRow{}).Where("material_id = ? AND org_id = ? AND revoked_at IS NULL", m.ID, in.Org).

@@ -329,28 +329,28 @@ func TestSmallListsPages(t *testing.T) {
 				}
 			}
 
-			// Consents: to the operator and three other providers; the one
-			// to the last is withdrawn after the first page.
-			mat := f.uploadID(pu, c.ID, "other", "quote")
+			// Consents: the operator's material to its four providers; the
+			// one to the last is withdrawn after the first page.
+			mat := f.uploadID(f.op, c.ID, "other", "quote")
 			var consents []string
-			for _, org := range []string{f.op.P.User.OrgID, provs[1].ID, provs[2].ID, provs[3].ID} {
-				k, err := f.svc.GrantConsent(f.ctx, pu, mat, NewConsent{Org: org, Purpose: "joint answer"})
+			for _, org := range []string{provs[0].ID, provs[1].ID, provs[2].ID, provs[3].ID} {
+				k, err := f.svc.GrantConsent(f.ctx, f.op, mat, NewConsent{Org: org, Purpose: "joint answer"})
 				if err != nil {
 					t.Fatal(err)
 				}
 				consents = append(consents, k.ID)
 				time.Sleep(2 * time.Millisecond) // ids sort by millisecond first
 			}
-			got := walk(t, 2, func(cur string) (Page[Consent], error) { return f.svc.Consents(f.ctx, pu, mat, 2, cur) },
+			got := walk(t, 2, func(cur string) (Page[Consent], error) { return f.svc.Consents(f.ctx, f.op, mat, 2, cur) },
 				func(k Consent) string { return k.ID }, func(n int) {
-					if err := f.svc.RevokeConsent(f.ctx, pu, consents[3]); err != nil {
+					if err := f.svc.RevokeConsent(f.ctx, f.op, consents[3]); err != nil {
 						t.Fatal(err)
 					}
 				})
 			if !slices.Equal(got, consents[:3]) {
 				t.Fatalf("consents %v, want %v", got, consents[:3])
 			}
-			forged("consents", func(cur string) error { _, err := f.svc.Consents(f.ctx, pu, mat, 2, cur); return err })
+			forged("consents", func(cur string) error { _, err := f.svc.Consents(f.ctx, f.op, mat, 2, cur); return err })
 
 			// The operator's open uploads; another one opened between pages.
 			var uploads []string

@@ -403,6 +403,12 @@ func (s *Service) material(ctx context.Context, a Actor, id string, act access.A
 		}
 		return m, d, fail(ErrNotFound, "not_found", "no such material")
 	}
+	if act == access.ActMaterialRead && unitDone(a.P, row.Status) && m.UploaderOrg != a.P.User.OrgID {
+		if err := s.record(ctx, a, event, audit.Denied, m.CaseID, resource, d.Purpose, access.CodeCaseConcluded); err != nil {
+			return m, d, err
+		}
+		return m, d, fail(ErrForbidden, access.CodeCaseConcluded, forbiddenDetail(access.CodeCaseConcluded))
+	}
 	if consent != "" {
 		d.Purpose = consentPurpose(consent)
 	}

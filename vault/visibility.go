@@ -48,6 +48,9 @@ type kindRule struct {
 	party partyMaterial
 	// staff: office admins and assigned reviewers and member units see it.
 	staff bool
+	// ownUnit: a member unit sees only its own organisation's, whatever
+	// staff says: each unit gives its own opinion (Art. 11, 12).
+	ownUnit bool
 }
 
 var kindRules = map[string]kindRule{
@@ -59,7 +62,7 @@ var kindRules = map[string]kindRule{
 	// The 2021 listing-abroad application (Art. 7).
 	"listing_application": {party: partyProvided, staff: true},
 	"recommendation":      {party: partyNone, staff: true},
-	"opinion":             {party: partyNone, staff: true},
+	"opinion":             {party: partyNone, staff: true, ownUnit: true},
 	"notice":              {party: partyAll, staff: true},
 	// Evidence against a reviewer is not the reviewers' (or the office's)
 	// to see; the filer and the inspectors see it.
@@ -277,11 +280,16 @@ func kindVisible(p access.Principal, kind, uploaderOrg string) (visible, needCon
 		}
 		return false, false
 	}
+	if rule.ownUnit && p.Has(access.RoleMemberUnit) {
+		return uploaderOrg == p.User.OrgID, false
+	}
 	return rule.staff || uploaderOrg == p.User.OrgID, false
 }
 
 // historyFor filters and renames a case's history for the caller. The
-// office (its admins and reviewers) sees it whole. A party sees the rows its
+// office's admins see it whole, its reviewers too once they may read the
+// case's materials (mayRead: declared no conflict), and the rows without
+// the deliberation's texts before. A party sees the rows its
 // rule shows, renumbered so hidden entries leave no gap, with other
 // organisations' actors as pseudonyms. Inside, each unit gives its own
 // opinion (Art. 11, 12): a member unit sees its own opinions and not its
@@ -296,8 +304,12 @@ func historyFor(p access.Principal, h []review.Event, names func(string) string,
 	switch {
 	case isParty(p):
 		return partyHistory(h, names)
-	case p.Has(access.RoleOfficeAdmin) || p.Has(access.RoleReviewer):
+	case p.Has(access.RoleOfficeAdmin) || p.Has(access.RoleReviewer) && mayRead:
 		return h
+	case p.Has(access.RoleReviewer):
+		// Assigned, not yet declared (or suspended): the rows, not the
+		// texts, on the terms of the materials.
+		return withoutDeliberationText(h)
 	case p.Has(access.RoleMemberUnit):
 		out := make([]review.Event, 0, len(h))
 		for _, e := range h {
@@ -315,6 +327,12 @@ func historyFor(p access.Principal, h []review.Event, names func(string) string,
 	}
 	// An inspector, or any other role that may read the case: the rows
 	// without the deliberation's texts (fail closed).
+	return withoutDeliberationText(h)
+}
+
+// withoutDeliberationText is h without the reasons the parties are not
+// told: a recommendation's, a member unit's comment, a hearing's summary.
+func withoutDeliberationText(h []review.Event) []review.Event {
 	out := make([]review.Event, len(h))
 	for i, e := range h {
 		if !partyReason(e.Action) {
@@ -323,6 +341,16 @@ func historyFor(p access.Principal, h []review.Event, names func(string) string,
 		out[i] = e
 	}
 	return out
+}
+
+// unitDone says the review no longer needs the member unit p: the case is
+// concluded or was found not to need review. A unit is asked for its
+// opinion (Art. 11-13); once the review is over it has no use for the
+// case's materials, whatever end the office gave its assignment, except
+// its own organisation's filings. Reviewers stay, for the measures a
+// conclusion may require (2021 Art. 16).
+func unitDone(p access.Principal, status string) bool {
+	return p.Has(access.RoleMemberUnit) && (status == string(review.Concluded) || status == string(review.NotRequired))
 }
 
 // partyHistory is historyFor for an operator or provider.

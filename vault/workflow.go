@@ -170,6 +170,9 @@ func (s *Service) Opinion(ctx context.Context, a Actor, caseID string, in Opinio
 		return TransitionResult{}, err
 	}
 	res.Case.Status = string(res.Event.To)
+	if res.Event.Seq, err = s.seqSeen(ctx, a.P, caseID, res.Event.Seq); err != nil {
+		return TransitionResult{}, err
+	}
 	// Only the disagreement that starts the special review gives notice,
 	// written by the system (noticeAuthor).
 	res.Notice = s.notify(ctx, a, res.Case, d.Purpose, res)
@@ -201,7 +204,29 @@ func (s *Service) ReportMeasures(ctx context.Context, a Actor, caseID string, in
 		return TransitionResult{}, err
 	}
 	res.Case.Status = string(res.Event.To)
+	if res.Event.Seq, err = s.seqSeen(ctx, a.P, caseID, res.Event.Seq); err != nil {
+		return TransitionResult{}, err
+	}
 	return res, nil
+}
+
+// seqSeen is the number the caller's own view of the history (historyFor)
+// gives the event numbered seq: for a member unit or a party, whose views
+// leave others' entries out, the gap between the two would count them.
+func (s *Service) seqSeen(ctx context.Context, p access.Principal, caseID string, seq int) (int, error) {
+	if !isParty(p) && !p.Has(access.RoleMemberUnit) {
+		return seq, nil
+	}
+	h, err := s.history(ctx, caseID)
+	if err != nil {
+		return 0, err
+	}
+	for i, e := range h {
+		if e.Seq == seq {
+			return len(historyFor(p, h[:i+1], func(string) string { return "" }, true)), nil
+		}
+	}
+	return 0, fmt.Errorf("history of case %s lacks its event %d", caseID, seq)
 }
 
 // move decides action act on an authorised case, audits the decision (denied
@@ -560,15 +585,15 @@ func (s *Service) History(ctx context.Context, a Actor, caseID string) ([]review
 	if err != nil {
 		return nil, err
 	}
-	// A member unit reads the deliberation's texts on the terms it reads
-	// the materials (historyFor); the decision is the index's, in memory.
+	// An assignee reads the deliberation's texts on the terms it reads the
+	// materials (historyFor); the decision is the index's, in memory.
 	mayRead := false
-	if a.P.Has(access.RoleMemberUnit) {
+	if a.P.Has(access.RoleMemberUnit) || a.P.Has(access.RoleReviewer) {
 		rd, err := s.access.Decide(ctx, a.P, facts, access.ActMaterialRead)
 		if err != nil {
 			return nil, fmt.Errorf("history of case %s: %w", caseID, err)
 		}
-		mayRead = rd.Allowed
+		mayRead = rd.Allowed && !unitDone(a.P, row.Status)
 	}
 	if err := s.record(ctx, a, "case.history", audit.Allowed, caseID, "case/"+caseID, d.Purpose, ""); err != nil {
 		return nil, err

@@ -59,6 +59,17 @@ func TestDeliberationNeedToKnow(t *testing.T) {
 	if body := string(w.prov.expect(200, "GET", "/cases?limit=50", nil).Body); strings.Contains(body, prov2Org) {
 		t.Errorf("provider 1's case list names provider 2: %s", body)
 	}
+	// Nor can it learn of them by naming one in a consent: a co-provider
+	// and an organisation foreign to the case are refused alike; the
+	// operator may disclose to its providers.
+	provDoc := w.prov.upload(t, caseID, "other", "prov.txt", "provider filing")
+	co := w.prov.do("POST", "/materials/"+provDoc+"/consents", map[string]any{"org": prov2Org, "purpose": "probe"})
+	foreign := w.prov.do("POST", "/materials/"+provDoc+"/consents", map[string]any{"org": muOrg, "purpose": "probe"})
+	if co.Status != 422 || foreign.Status != 422 || string(co.Body) != string(foreign.Body) {
+		t.Errorf("provider's consent to a co-provider: %d %s; to a foreign organisation: %d %s", co.Status, co.Body, foreign.Status, foreign.Body)
+	}
+	w.prov.expect(201, "POST", "/materials/"+provDoc+"/consents", map[string]any{"org": w.opOrg, "purpose": "to the operator"})
+	w.op.expect(201, "POST", "/materials/"+opDoc+"/consents", map[string]any{"org": prov2Org, "purpose": "to a provider"})
 
 	w.office.expect(200, "POST", "/cases/"+caseID+"/transitions", map[string]any{"action": "require_review"})
 	w.office.expect(201, "POST", "/cases/"+caseID+"/assignments", map[string]any{"user": w.rev1.id, "role": "reviewer", "purpose": "preliminary review"})
@@ -75,9 +86,24 @@ func TestDeliberationNeedToKnow(t *testing.T) {
 	w.rev2.expect(201, "POST", "/cases/"+caseID+"/declarations", map[string]any{"conflict": true, "statement": "I advise the operator"})
 	w.rev2.expect(403, "GET", "/materials/"+opDoc+"/content", nil)
 
-	// Unit 2 answers; unit 1 has neither declared nor answered.
+	// A third reviewer, assigned and yet to declare, sees the steps, not
+	// the deliberation's texts; declared, it reads them.
+	s.mustCLI(pw+"\n", "user", "add", "--username", "rev3", "--org", "Cybersecurity Review Office", "--role", "reviewer", "--password-stdin")
+	rev3 := s.login(t, "rev3", pw)
+	w.office.expect(201, "POST", "/cases/"+caseID+"/assignments", map[string]any{"user": rev3.id, "role": "reviewer", "purpose": "third look"})
+	if hist := string(rev3.expect(200, "GET", "/cases/"+caseID+"/events", nil).Body); strings.Contains(hist, "RECOMMEND-REASON") || !strings.Contains(hist, `"recommend"`) {
+		t.Errorf("undeclared reviewer's history: want the recommendation without its reason: %s", hist)
+	}
+
+	// Unit 2 answers, with a written opinion; unit 1 has neither declared
+	// nor answered.
 	mu2.expect(201, "POST", "/cases/"+caseID+"/declarations", map[string]any{"conflict": false, "statement": "none"})
+	peerDoc := mu2.upload(t, caseID, "opinion", "peer-opinion.txt", "PEER-OPINION-DOC")
 	mu2.expect(201, "POST", "/cases/"+caseID+"/opinions", map[string]any{"agree": true, "comment": "PEER-COMMENT"})
+	rev3.expect(201, "POST", "/cases/"+caseID+"/declarations", map[string]any{"conflict": false, "statement": "none"})
+	if hist := string(rev3.expect(200, "GET", "/cases/"+caseID+"/events", nil).Body); !strings.Contains(hist, "RECOMMEND-REASON") || !strings.Contains(hist, "PEER-COMMENT") {
+		t.Errorf("declared reviewer's history lacks the deliberation: %s", hist)
+	}
 	hist := string(w.mu.expect(200, "GET", "/cases/"+caseID+"/events", nil).Body)
 	clock := string(w.mu.expect(200, "GET", "/cases/"+caseID+"/clock", nil).Body)
 	// Which units were asked is its to know (the recommendation's
@@ -115,7 +141,25 @@ func TestDeliberationNeedToKnow(t *testing.T) {
 	if !strings.Contains(hist, "RECOMMEND-REASON") || strings.Contains(hist, "PEER-COMMENT") {
 		t.Errorf("declared member unit 1's history: want the recommendation's reason and no peer comment: %s", hist)
 	}
-	w.mu.expect(201, "POST", "/cases/"+caseID+"/opinions", map[string]any{"agree": true, "comment": "OWN-COMMENT"})
+	// Another unit's written opinion is its own: unit 1 sees no trace of it,
+	// even declared.
+	for _, path := range []string{"/materials/" + peerDoc, "/materials/" + peerDoc + "/content"} {
+		w.mu.expect(404, "GET", path, nil)
+	}
+	if body := string(w.mu.expect(200, "GET", "/cases/"+caseID+"/materials?limit=500", nil).Body); strings.Contains(body, peerDoc) {
+		t.Errorf("member unit 1 lists member unit 2's opinion document: %s", body)
+	}
+	ownDoc := w.mu.upload(t, caseID, "opinion", "own-opinion.txt", "OWN-OPINION-DOC")
+	var answered struct {
+		Event struct {
+			Seq int `json:"seq"`
+		} `json:"event"`
+	}
+	w.mu.expect(201, "POST", "/cases/"+caseID+"/opinions", map[string]any{"agree": true, "comment": "OWN-COMMENT"}).json(t, &answered)
+	w.mu.expect(200, "GET", "/cases/"+caseID+"/events", nil).json(t, &page)
+	if n := len(page.Items); n == 0 || answered.Event.Seq != page.Items[n-1].Seq {
+		t.Errorf("member unit 1's answer is numbered %d, its own history's last entry %+v: the gap counts its peers", answered.Event.Seq, page.Items)
+	}
 	hist = string(w.mu.expect(200, "GET", "/cases/"+caseID+"/events", nil).Body)
 	if !strings.Contains(hist, "OWN-COMMENT") || strings.Contains(hist, "PEER-COMMENT") {
 		t.Errorf("member unit 1's history after answering: want its own comment only: %s", hist)
@@ -169,6 +213,9 @@ func TestDeliberationNeedToKnow(t *testing.T) {
 		if r.Status != 403 || !strings.Contains(string(r.Body), `"case_concluded"`) {
 			t.Errorf("member unit reads material %s of a concluded case: %d %s", id, r.Status, r.Body)
 		}
+	}
+	if body := string(w.mu.expect(200, "GET", "/materials/"+ownDoc+"/content", nil).Body); body != "OWN-OPINION-DOC" {
+		t.Errorf("member unit 1 lost its own opinion document after the conclusion: %q", body)
 	}
 	if hist := string(w.mu.expect(200, "GET", "/cases/"+caseID+"/events", nil).Body); strings.Contains(hist, "RECOMMEND-REASON") {
 		t.Errorf("member unit still reads the recommendation's reason after the conclusion: %s", hist)
