@@ -131,7 +131,8 @@ func openApp(ctx context.Context, cfg config, log *slog.Logger, need parts) (_ *
 	if cfg.S3Endpoint != "" {
 		var s3 *blob.S3
 		s3, err = blob.NewS3(ctx, blob.S3Config{Endpoint: cfg.S3Endpoint, Bucket: cfg.S3Bucket, AccessKey: cfg.S3AccessKey,
-			SecretKey: cfg.S3SecretKey, TLS: cfg.S3TLS, Region: cfg.S3Region, Logger: log, ReadIdle: cfg.S3ReadIdle})
+			SecretKey: cfg.S3SecretKey, TLS: cfg.S3TLS, Region: cfg.S3Region, Logger: log, ReadIdle: cfg.S3ReadIdle,
+			WriteIdle: cfg.S3WriteIdle})
 		if err == nil {
 			a.blobs = s3
 			// Aborts of failed uploads still being retried get a last chance.

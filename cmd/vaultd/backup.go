@@ -73,7 +73,8 @@ const manifestFile = "manifest.json"
 func openBlobStore(ctx context.Context, cfg config) (blob.Store, error) {
 	if cfg.S3Endpoint != "" {
 		return blob.NewS3(ctx, blob.S3Config{Endpoint: cfg.S3Endpoint, Bucket: cfg.S3Bucket, AccessKey: cfg.S3AccessKey,
-			SecretKey: cfg.S3SecretKey, TLS: cfg.S3TLS, Region: cfg.S3Region, ReadIdle: cfg.S3ReadIdle})
+			SecretKey: cfg.S3SecretKey, TLS: cfg.S3TLS, Region: cfg.S3Region, ReadIdle: cfg.S3ReadIdle,
+			WriteIdle: cfg.S3WriteIdle})
 	}
 	return blob.NewLocal(filepath.Join(cfg.DataDir, "blobs"))
 }

@@ -23,19 +23,20 @@ import (
 // config is every setting of vaultd, with its documented default. Precedence:
 // flags, then environment variables, then the YAML file, then defaults.
 type config struct {
-	Addr           string        `yaml:"addr"`                 // VAULT_ADDR, default 127.0.0.1:8080
-	DataDir        string        `yaml:"data"`                 // VAULT_DATA_DIR, default ./vault-data
-	DatabaseURL    string        `yaml:"database_url"`         // VAULT_DATABASE_URL, default sqlite:<data>/vault.db
-	S3Endpoint     string        `yaml:"s3_endpoint"`          // VAULT_S3_ENDPOINT; S3 is used when set
-	S3Bucket       string        `yaml:"s3_bucket"`            // VAULT_S3_BUCKET, default crvault
-	S3AccessKey    string        `yaml:"s3_access_key"`        // VAULT_S3_ACCESS_KEY
-	S3SecretKey    string        `yaml:"s3_secret_key"`        // VAULT_S3_SECRET_KEY
-	S3TLS          bool          `yaml:"s3_tls"`               // VAULT_S3_TLS
-	S3Region       string        `yaml:"s3_region"`            // VAULT_S3_REGION
-	S3ReadIdle     time.Duration `yaml:"s3_read_idle_timeout"` // VAULT_S3_READ_IDLE_TIMEOUT, default 30s: bound on each wait for an object's bytes
-	TLSCert        string        `yaml:"tls_cert"`             // VAULT_TLS_CERT
-	TLSKey         string        `yaml:"tls_key"`              // VAULT_TLS_KEY
-	InsecureHTTP   bool          `yaml:"insecure_http"`        // --insecure-http: plain HTTP on a non-loopback address, behind a TLS proxy
+	Addr           string        `yaml:"addr"`                  // VAULT_ADDR, default 127.0.0.1:8080
+	DataDir        string        `yaml:"data"`                  // VAULT_DATA_DIR, default ./vault-data
+	DatabaseURL    string        `yaml:"database_url"`          // VAULT_DATABASE_URL, default sqlite:<data>/vault.db
+	S3Endpoint     string        `yaml:"s3_endpoint"`           // VAULT_S3_ENDPOINT; S3 is used when set
+	S3Bucket       string        `yaml:"s3_bucket"`             // VAULT_S3_BUCKET, default crvault
+	S3AccessKey    string        `yaml:"s3_access_key"`         // VAULT_S3_ACCESS_KEY
+	S3SecretKey    string        `yaml:"s3_secret_key"`         // VAULT_S3_SECRET_KEY
+	S3TLS          bool          `yaml:"s3_tls"`                // VAULT_S3_TLS
+	S3Region       string        `yaml:"s3_region"`             // VAULT_S3_REGION
+	S3ReadIdle     time.Duration `yaml:"s3_read_idle_timeout"`  // VAULT_S3_READ_IDLE_TIMEOUT, default 30s: bound on each wait for an object's bytes
+	S3WriteIdle    time.Duration `yaml:"s3_write_idle_timeout"` // VAULT_S3_WRITE_IDLE_TIMEOUT, default 30s: bound on each wait of an upload on S3
+	TLSCert        string        `yaml:"tls_cert"`              // VAULT_TLS_CERT
+	TLSKey         string        `yaml:"tls_key"`               // VAULT_TLS_KEY
+	InsecureHTTP   bool          `yaml:"insecure_http"`         // --insecure-http: plain HTTP on a non-loopback address, behind a TLS proxy
 	MaxUpload      int64         `yaml:"max_upload_bytes"`
 	SessionIdle    time.Duration `yaml:"session_idle"`          // VAULT_SESSION_IDLE, default 8h
 	SessionMax     time.Duration `yaml:"session_absolute"`      // VAULT_SESSION_ABSOLUTE, default 24h
@@ -133,7 +134,7 @@ func defaults() config {
 		DeadlineInterval: time.Hour, UploadExpiry: vault.DefaultUploadExpiry, AuditSyncCommit: "on",
 		JanitorInterval: time.Hour, JanitorGrace: 24 * time.Hour, CheckpointS3Prefix: "audit-checkpoints/",
 		CheckpointRetention: 90 * 24 * time.Hour, BodyIdleTimeout: 30 * time.Second, WriteIdleTimeout: 60 * time.Second,
-		S3ReadIdle:        30 * time.Second,
+		S3ReadIdle: 30 * time.Second, S3WriteIdle: 30 * time.Second,
 		MaxConnsPerClient: 100, Retention: "10y", CiphertextCache: vault.DefaultCiphertextCache}
 }
 
@@ -205,6 +206,7 @@ func (f *configFlags) load(fs *flag.FlagSet, getenv func(string) string) (config
 	str(&c.S3Region, "VAULT_S3_REGION")
 	boolean(&c.S3TLS, "VAULT_S3_TLS")
 	dur(&c.S3ReadIdle, "VAULT_S3_READ_IDLE_TIMEOUT")
+	dur(&c.S3WriteIdle, "VAULT_S3_WRITE_IDLE_TIMEOUT")
 	str(&c.TLSCert, "VAULT_TLS_CERT")
 	str(&c.TLSKey, "VAULT_TLS_KEY")
 	boolean(&c.InsecureHTTP, "VAULT_INSECURE_HTTP")
@@ -330,6 +332,9 @@ func (f *configFlags) load(fs *flag.FlagSet, getenv func(string) string) (config
 		// Zero would read as "no bound" to some and as the default to
 		// others; a stalled store must always be cut.
 		errs = append(errs, errors.New("s3_read_idle_timeout must be positive"))
+	}
+	if c.S3WriteIdle <= 0 {
+		errs = append(errs, errors.New("s3_write_idle_timeout must be positive"))
 	}
 	if c.CiphertextCache < 0 {
 		errs = append(errs, errors.New("the ciphertext cache size cannot be negative"))

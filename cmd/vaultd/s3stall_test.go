@@ -17,12 +17,17 @@ import (
 // each connection carries at most budget more bytes from the server to
 // vaultd, then nothing, with the connection held open: a server (or a
 // middlebox) that answered a GET's headers and went silent mid-body.
+// While upArmed, each connection carries at most upBudget more bytes from
+// vaultd to the server, then the proxy stops reading them (review h28h): a
+// server that stopped taking an upload, the connection held open.
 type s3StallProxy struct {
-	ln     net.Listener
-	armed  atomic.Bool
-	budget atomic.Int64
-	mu     sync.Mutex
-	conns  []net.Conn
+	ln       net.Listener
+	armed    atomic.Bool
+	budget   atomic.Int64
+	upArmed  atomic.Bool
+	upBudget atomic.Int64
+	mu       sync.Mutex
+	conns    []net.Conn
 }
 
 func newS3StallProxy(t *testing.T, target string) *s3StallProxy {
@@ -46,12 +51,13 @@ func newS3StallProxy(t *testing.T, target string) *s3StallProxy {
 			p.mu.Lock()
 			p.conns = append(p.conns, c, u)
 			p.mu.Unlock()
-			go func() { _, _ = io.Copy(u, c); u.Close() }()
+			go p.up(u, c)
 			go p.down(c, u)
 		}
 	}()
 	t.Cleanup(func() {
 		p.armed.Store(false)
+		p.upArmed.Store(false)
 		ln.Close()
 		p.mu.Lock()
 		defer p.mu.Unlock()
@@ -66,6 +72,37 @@ func newS3StallProxy(t *testing.T, target string) *s3StallProxy {
 // bytes from the server; disarm lets them all flow again.
 func (p *s3StallProxy) arm(budget int64) { p.budget.Store(budget); p.armed.Store(true) }
 func (p *s3StallProxy) disarm()          { p.armed.Store(false) }
+
+// up relays vaultd's bytes to the server; see upArmed.
+func (p *s3StallProxy) up(dst, src net.Conn) {
+	defer dst.Close()
+	buf := make([]byte, 16<<10)
+	var sent int64
+	for {
+		if !p.upArmed.Load() {
+			sent = 0
+		} else if sent > p.upBudget.Load() {
+			// Not reading from here, the connection held open, until
+			// disarmed; then this connection is given up.
+			for p.upArmed.Load() {
+				time.Sleep(10 * time.Millisecond)
+			}
+			return
+		}
+		n, err := src.Read(buf)
+		if n > 0 {
+			if p.upArmed.Load() {
+				sent += int64(n)
+			}
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
 
 func (p *s3StallProxy) down(dst, src net.Conn) {
 	defer dst.Close()
@@ -104,13 +141,19 @@ func (p *s3StallProxy) down(dst, src net.Conn) {
 // through a proxy that lets each connection carry a few bytes of the answer
 // and then holds it open in silence. A read of a document must not wait on
 // such a store without bound: with a read idle timeout of 500 ms,
+//
 //   - a stall before the first byte of the document is sent (a small
 //     document read whole; a large one while its end is authenticated)
 //     answers 503 store_unavailable (not database_unavailable) with
 //     Retry-After within a few seconds, audited as an error;
+//
 //   - a stall after the download began cuts the connection short of its
 //     Content-Length, and the audit log has the read's error event with
 //     store_unavailable and the bytes sent;
+//
+//   - an upload that S3 stops reading (review h28h) answers 503
+//     store_unavailable within a few seconds, and uploads work again once
+//     S3 reads;
 //
 // and once S3 talks again, the same documents read back whole.
 func TestS3StallEndsReads(t *testing.T) {
@@ -125,7 +168,7 @@ func TestS3StallEndsReads(t *testing.T) {
 	proxy := newS3StallProxy(t, endpoint)
 	env = append(env, "VAULT_S3_ENDPOINT="+proxy.ln.Addr().String())
 	s := newServer(t, backend{"postgres+s3-via-stall-proxy", func(testing.TB) []string { return env }},
-		"VAULT_S3_READ_IDLE_TIMEOUT="+idle.String(),
+		"VAULT_S3_READ_IDLE_TIMEOUT="+idle.String(), "VAULT_S3_WRITE_IDLE_TIMEOUT="+idle.String(),
 		// Every read must reach the store, not the ciphertext cache.
 		"VAULT_CIPHERTEXT_CACHE_BYTES=0")
 	w := bootstrap(t, s)
@@ -216,6 +259,35 @@ func TestS3StallEndsReads(t *testing.T) {
 			t.Fatalf("access log line of the cut download: %v", line)
 		}
 	})
+
+	t.Run("upload S3 stops taking", func(t *testing.T) {
+		// Review h28h, finding 1: the store keeps the connection open and
+		// stops reading the upload. Both sizes: one sent as a single PUT,
+		// one as a multipart upload.
+		proxy.upArmed.Store(true)
+		proxy.upBudget.Store(64 << 10)
+		defer proxy.upArmed.Store(false)
+		for _, u := range []struct {
+			rid  string
+			body []byte
+		}{{"upstall-single", big}, {"upstall-multipart", readAll(newGen(20<<20, 5, "MARKER-STALL-UP"))}} {
+			start := time.Now()
+			a := s.call(w.op.token, "POST", "/cases/"+caseID+"/materials?kind=other&filename="+u.rid+".bin", u.rid,
+				bytes.NewReader(u.body), map[string]string{"Content-Type": "application/octet-stream"})
+			took := time.Since(start)
+			expectOutage(t, u.rid+" with S3 not reading", a, "store_unavailable")
+			if took > bound {
+				t.Errorf("%s: answered after %v, want within %v", u.rid, took, bound)
+			}
+			if e := errorEvent(w.insp, u.rid); e == nil || e.Detail != "store_unavailable" {
+				t.Errorf("%s: audit error event %+v, want detail store_unavailable", u.rid, e)
+			}
+		}
+	})
+	if a := s.call(w.op.token, "POST", "/cases/"+caseID+"/materials?kind=other&filename=after.bin", "upstall-after",
+		bytes.NewReader(big), map[string]string{"Content-Type": "application/octet-stream"}); a.status != 201 {
+		t.Fatalf("upload once S3 reads again: %v", a)
+	}
 
 	for id, want := range map[string][]byte{smallID: small, bigID: big} {
 		deadline := time.Now().Add(time.Minute)

@@ -53,6 +53,13 @@ type S3Config struct {
 	// this long fails the read with ErrUnavailable (after one retry of a
 	// streaming read) instead of holding it forever.
 	ReadIdle time.Duration
+	// WriteIdle bounds each wait of an upload request on the store (default
+	// 30 s): for it to take the bytes last handed to it, or to answer once
+	// it has them all. A store that does neither for this long fails the
+	// Put with ErrUnavailable instead of holding it, and a multipart
+	// upload's part buffers, forever. Time spent waiting on the Put's own
+	// source (a slow client) does not count.
+	WriteIdle time.Duration
 }
 
 const (
@@ -86,9 +93,9 @@ type S3 struct {
 	once    sync.Once
 	// abortRetry is the first pause between abort attempts (doubling).
 	abortRetry time.Duration
-	// readIdle is S3Config.ReadIdle; opTimeout is defaultOpTimeout (a field
-	// so that tests need not wait it out).
-	readIdle, opTimeout time.Duration
+	// readIdle and writeIdle are S3Config's; opTimeout is defaultOpTimeout
+	// (a field so that tests need not wait it out).
+	readIdle, writeIdle, opTimeout time.Duration
 }
 
 var _ Store = (*S3)(nil)
@@ -118,6 +125,9 @@ func NewS3(ctx context.Context, cfg S3Config) (*S3, error) {
 	if cfg.ReadIdle <= 0 {
 		cfg.ReadIdle = defaultReadIdle
 	}
+	if cfg.WriteIdle <= 0 {
+		cfg.WriteIdle = defaultWriteIdle
+	}
 	if cfg.PartSize < minPartSize {
 		return nil, fmt.Errorf("s3 blob store: part size %d below the S3 minimum of 5 MiB", cfg.PartSize)
 	}
@@ -138,7 +148,7 @@ func NewS3(ctx context.Context, cfg S3Config) (*S3, error) {
 	}
 	s := &S3{core: core, bucket: cfg.Bucket, prefix: cfg.Prefix, partSize: cfg.PartSize, parallel: cfg.Parallel,
 		parts: newPartPool(cfg.PartSize, cfg.PartBuffers), log: cfg.Logger, closing: make(chan struct{}), abortRetry: time.Second,
-		readIdle: cfg.ReadIdle, opTimeout: defaultOpTimeout}
+		readIdle: cfg.ReadIdle, writeIdle: cfg.WriteIdle, opTimeout: defaultOpTimeout}
 	if err := s.ensureBucket(ctx, cfg.Region); err != nil {
 		return nil, err
 	}
@@ -156,8 +166,11 @@ func validPrefix(p string) bool {
 
 // newTransport bounds every phase of a request except the body: a blob of
 // gigabytes may legitimately stream for a long time, a silent server may not
-// hold a connection or a header forever. (A body that stops moving is cut by
-// idleBody.)
+// hold a connection or a header forever. A response body that stops moving
+// is cut by idleBody. A request body that the server stops taking is not
+// bounded here at all (ResponseHeaderTimeout starts only once the whole body
+// is written): uploads are cut by writeWatch, which also bounds their wait
+// for the answer.
 func newTransport() *http.Transport {
 	return &http.Transport{
 		Proxy: http.ProxyFromEnvironment,
@@ -256,9 +269,11 @@ func (s *S3) Put(ctx context.Context, id string, r io.Reader, size int64) (int64
 		}
 		return n, nil
 	}
-	info, err := s.core.Client.PutObject(ctx, s.bucket, s.key(id), g, size, minio.PutObjectOptions{
+	w := watchWrite(ctx, g, s.writeIdle)
+	info, err := s.core.Client.PutObject(w.ctx, s.bucket, s.key(id), w.Body(), size, minio.PutObjectOptions{
 		ContentType: "application/octet-stream",
 	})
+	err = w.End(ctx, err)
 	if err != nil {
 		return g.n, fmt.Errorf("put blob %s: %w", id, g.fault(s3Fault(ctx, err)))
 	}

@@ -123,12 +123,16 @@ func (s *S3) putMultipart(pctx context.Context, key string, r io.Reader) (n int6
 		go func(num int, data []byte) {
 			defer wg.Done()
 			defer func() { s.parts.put(buf); <-inflight }()
-			p, perr := s.core.PutObjectPart(ctx, s.bucket, key, uploadID, num, bytes.NewReader(data), int64(len(data)), minio.PutObjectPartOptions{
+			// A part the store stops taking ends within writeIdle, which
+			// fails the upload and frees its buffers for other uploads.
+			w := watchWrite(ctx, bytes.NewReader(data), s.writeIdle)
+			p, perr := s.core.PutObjectPart(w.ctx, s.bucket, key, uploadID, num, w.Body(), int64(len(data)), minio.PutObjectPartOptions{
 				// Parts are age ciphertext, authenticated end to end: a payload
 				// hash for the request signature would only repeat that, at the
 				// cost of a SHA-256 pass over every byte.
 				DisableContentSha256: true,
 			})
+			perr = w.End(ctx, perr)
 			if perr != nil {
 				fail(fmt.Errorf("part %d: %w", num, s3Fault(pctx, perr)))
 				return
