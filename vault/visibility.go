@@ -9,7 +9,10 @@ package vault
 // per-case pseudonym ("R3"). Deliberations (assignments, declarations,
 // recommendations, member units' votes and comments, complaints of others,
 // recusals, inspectors' actions) never leave the inside: not through events,
-// audit queries, lists, counts or errors.
+// audit queries, lists, counts or errors. Inside, each sees its part
+// (historyFor, opinionsFor, kindRule.ownUnit, unitDone): a member unit its
+// own opinions, an assignee the deliberation's texts on the terms of the
+// materials, an inspector who did what and when but not what was said.
 //
 // The three tables below decide it, one row per material kind, case history
 // action and audit action; every route that returns materials, history or
@@ -286,20 +289,21 @@ func kindVisible(p access.Principal, kind, uploaderOrg string) (visible, needCon
 	return rule.staff || uploaderOrg == p.User.OrgID, false
 }
 
-// historyFor filters and renames a case's history for the caller. The
-// office's admins see it whole, its reviewers too once they may read the
-// case's materials (mayRead: declared no conflict), and the rows without
-// the deliberation's texts before. A party sees the rows its
-// rule shows, renumbered so hidden entries leave no gap, with other
-// organisations' actors as pseudonyms. Inside, each unit gives its own
-// opinion (Art. 11, 12): a member unit sees its own opinions and not its
-// peers' votes, comments or accounts, renumbered like a party's view, and
-// the texts of the deliberation (the reasons the parties are not told) only
-// while it may read the case's materials, that is after declaring no
-// conflict and until the case is concluded (mayRead). Inspectors watch who
-// did what and when; what the deliberation said is as much theirs to read as
-// the opinion documents they are refused, so they get every row without
-// those texts.
+// historyFor filters and renames a case's history for the caller; mayRead
+// says whether an assignee may read the case's materials now (declared no
+// conflict; for a member unit, the case not yet concluded).
+//   - A party sees the rows its rule shows, renumbered so hidden entries
+//     leave no gap, with other organisations' actors as pseudonyms.
+//   - The office's admins see it whole; its reviewers too when mayRead,
+//     and before that the rows without the deliberation's texts (the
+//     reasons the parties are not told), on the terms of the materials.
+//   - Each unit gives its own opinion (Art. 11, 12): a member unit sees its
+//     own opinions and none of its peers' votes, comments or accounts,
+//     renumbered like a party's view, and the deliberation's texts only
+//     when mayRead.
+//   - Inspectors watch who did what and when; what the deliberation said is
+//     as much theirs to read as the opinion documents they are refused, so
+//     they get every row without those texts.
 func historyFor(p access.Principal, h []review.Event, names func(string) string, mayRead bool) []review.Event {
 	switch {
 	case isParty(p):
