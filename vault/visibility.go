@@ -199,6 +199,7 @@ var auditRules = map[string]auditRule{
 	"metrics.scrape":       auditNever, // a refused scrape of /metrics: operations, no case
 	"case.actions":         auditNever, // the office's view of the steps open to it
 	"audit.verify":         auditNever, // an inspector's check of the whole log
+	"audit.verify_result":  auditNever, // and what it found
 	"web.csrf":             auditNever, // a form refused for its CSRF token, like "auth"
 }
 

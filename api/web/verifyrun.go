@@ -28,6 +28,9 @@ type Verifier struct {
 	timeout time.Duration
 	log     *slog.Logger
 	now     func() time.Time
+	// record writes an ended run's result to the audit log
+	// (RecordResults); nil: results go to the server log only.
+	record func(context.Context, VerifyRun) error
 
 	base context.Context
 	stop context.CancelFunc
@@ -86,6 +89,15 @@ func NewVerifier(ctx context.Context, verify VerifyFunc, timeout time.Duration, 
 	return &Verifier{verify: verify, timeout: timeout, log: log, now: time.Now, base: base, stop: stop}
 }
 
+// RecordResults has record write every ended run's result to the audit
+// log, so that the trail itself says when it was last found whole, or not:
+// the press is recorded before the run, the result after it. Call it before
+// Start.
+func (v *Verifier) RecordResults(record func(context.Context, VerifyRun) error) *Verifier {
+	v.record = record
+	return v
+}
+
 // Start starts a run for the account by (of organisation org), unless one
 // is running: then it returns that one and false.
 func (v *Verifier) Start(by, org string) (VerifyRun, bool, error) {
@@ -111,32 +123,52 @@ func (v *Verifier) Start(by, org string) (VerifyRun, bool, error) {
 			run.Checked, run.Total = checked, total
 			v.mu.Unlock()
 		})
+		// The result is recorded before it is shown: whoever sees it on
+		// the page finds it in the trail.
 		v.mu.Lock()
-		run.Ended = v.now()
+		res := *run
+		v.mu.Unlock()
+		res.Ended = v.now()
 		var verr *audit.VerifyError
 		switch {
 		case err == nil:
-			run.Report, run.Checked = &rep, rep.TreeSize
+			res.Report, res.Checked = &rep, rep.TreeSize
 			v.log.Info("audit verification passed", "run", run.ID, "by", by, "report", rep.String())
 		case v.base.Err() != nil:
 			// First: a run cut short proves nothing either way, whatever
 			// error the cut gave.
-			run.Failure = "stopped: the server is shutting down"
+			res.Failure = "stopped: the server is shutting down"
 		case errors.As(err, &verr):
-			run.Failure, run.Broken = err.Error(), true
+			res.Failure, res.Broken = err.Error(), true
 			v.log.Error("AUDIT VERIFICATION FAILED", "run", run.ID, "by", by, "err", err)
 		case errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil:
-			run.Failure = fmt.Sprintf("not finished within %s: %v", v.timeout, err)
+			res.Failure = fmt.Sprintf("not finished within %s: %v", v.timeout, err)
 			v.log.Error("audit verification did not finish in time", "run", run.ID, "by", by, "timeout", v.timeout, "err", err)
 		default:
-			run.Failure = err.Error()
+			res.Failure = err.Error()
 			v.log.Error("audit verification could not finish", "run", run.ID, "by", by, "err", err)
 		}
-		v.cur, v.last = nil, run
+		v.recordResult(res)
+		v.mu.Lock()
+		v.cur, v.last = nil, &res
 		v.mu.Unlock()
 		close(done)
 	}(v.done)
 	return *run, true, nil
+}
+
+// recordResult hands the ended run to record, on a context of its own: the
+// run's may be over, and the server's is when it stops (the audit log
+// closes after the verifier).
+func (v *Verifier) recordResult(run VerifyRun) {
+	if v.record == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(v.base), 10*time.Second)
+	defer cancel()
+	if err := v.record(ctx, run); err != nil {
+		v.log.Error("audit verification result not recorded in the audit log", "run", run.ID, "err", err)
+	}
 }
 
 // Wait waits up to d for the running run with that ID to end, so a short

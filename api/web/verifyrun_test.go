@@ -2,8 +2,10 @@ package web
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -166,4 +168,34 @@ func waitFor(t *testing.T, ok func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	t.Fatal("timed out")
+}
+
+// TestVerifierRecordsResults: each ended run reaches the recorder once, with
+// its result: passed, tampering found, or not finished.
+func TestVerifierRecordsResults(t *testing.T) {
+	b := &blockingVerify{release: make(chan error)}
+	var mu sync.Mutex
+	var got []VerifyRun
+	v := quietVerifier(context.Background(), b, time.Minute).RecordResults(func(_ context.Context, run VerifyRun) error {
+		mu.Lock()
+		defer mu.Unlock()
+		got = append(got, run)
+		return nil
+	})
+	defer v.Close()
+	for i, release := range []error{nil, &audit.VerifyError{Seq: 9, Reason: "content does not match its hash"}, errors.New("database gone")} {
+		run, _, err := v.Start("u-1", "org-1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, func() bool { return b.started.Load() == int32(i+1) })
+		b.release <- release
+		v.Wait(context.Background(), run.ID, time.Minute)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got) != 3 || got[0].Report == nil || got[0].Report.TreeSize != 200 || !got[1].Broken || got[2].Broken || got[2].Report != nil ||
+		got[2].Failure == "" || got[0].By != "u-1" || got[2].Running() {
+		t.Fatalf("recorded %+v", got)
+	}
 }

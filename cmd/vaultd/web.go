@@ -32,7 +32,7 @@ func (a *app) webDeps(ctx context.Context) (*web.Deps, error) {
 		return nil, err
 	}
 	return &web.Deps{Prefs: web.NewPrefs(a.db), Setup: setup,
-		Verifier: web.NewVerifier(ctx, a.audit.VerifyProgress, webVerifyTimeout, a.log)}, nil
+		Verifier: web.NewVerifier(ctx, a.audit.VerifyProgress, webVerifyTimeout, a.log).RecordResults(a.recordVerifyResult)}, nil
 }
 
 // webVerifyTimeout bounds one verification started from the audit page. A
@@ -255,4 +255,25 @@ func SamplePDF(text string) []byte {
 	}
 	fmt.Fprintf(&b, "trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n", len(objs)+1, xref)
 	return []byte(b.String())
+}
+
+// recordVerifyResult writes what a verification started from the audit page
+// found, by whoever started it: passed (with the size checked), damaged,
+// or incomplete (a run that could not finish proves nothing either way).
+func (a *app) recordVerifyResult(ctx context.Context, run web.VerifyRun) error {
+	_, err := a.audit.Append(ctx, verifyResultEvent(run))
+	return err
+}
+
+func verifyResultEvent(run web.VerifyRun) audit.Event {
+	e := audit.Event{Actor: run.By, ActorOrg: run.ByOrg, Action: "audit.verify_result", Resource: "audit"}
+	switch {
+	case run.Report != nil:
+		e.Outcome, e.Detail = audit.Allowed, fmt.Sprintf("passed;size=%d", run.Report.TreeSize)
+	case run.Broken:
+		e.Outcome, e.Detail = audit.Errored, "damaged"
+	default:
+		e.Outcome, e.Detail = audit.Errored, "incomplete"
+	}
+	return e
 }

@@ -270,6 +270,15 @@ func TestWebAuditVerifyInBackground(t *testing.T) {
 	if ev := verifyEvents(); len(ev) != 1 || ev[0].Outcome != "allowed" {
 		t.Fatalf("audit.verify events after the press: %+v", ev)
 	}
+	// What it found is in the trail too, by whoever started it.
+	var results struct {
+		Items []struct{ Actor, Outcome, Detail string } `json:"items"`
+	}
+	w.insp.expect(200, "GET", "/audit/events?action=audit.verify_result", nil).json(t, &results)
+	if len(results.Items) != 1 || results.Items[0].Actor != w.insp.id || results.Items[0].Outcome != "allowed" ||
+		!strings.HasPrefix(results.Items[0].Detail, "passed;size=") {
+		t.Fatalf("audit.verify_result events after the run: %+v", results.Items)
+	}
 
 	// A party may not start one; the refusal is recorded.
 	if st, _, _ := press(op); st != 403 {
