@@ -5,7 +5,6 @@ import (
 	"net"
 	"net/url"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -17,90 +16,60 @@ import (
 // connection that stays idle for long, as a LISTEN connection does. The
 // pool's connections pass untouched. (From review h28d.)
 type sniffProxy struct {
-	ln     net.Listener
-	armed  atomic.Bool
-	mu     sync.Mutex
-	conns  []net.Conn
-	listen []*atomic.Bool
+	ln    net.Listener
+	armed atomic.Bool
 }
 
 func newSniffProxy(t *testing.T, target string) *sniffProxy {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &sniffProxy{ln: ln}
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			u, err := net.Dial("tcp", target)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			dead := &atomic.Bool{}
-			isListen := &atomic.Bool{}
-			p.mu.Lock()
-			p.conns = append(p.conns, c, u)
-			p.listen = append(p.listen, isListen)
-			p.mu.Unlock()
-			hole := func() bool { return p.armed.Load() && isListen.Load() }
-			go func() { // client -> server
-				buf := make([]byte, 32<<10)
-				for {
-					n, err := c.Read(buf)
-					if n > 0 {
-						if bytes.Contains(buf[:n], []byte("LISTEN ")) {
-							isListen.Store(true)
-						}
-						if hole() {
-							dead.Store(true)
-						}
-						if !dead.Load() {
-							if _, err := u.Write(buf[:n]); err != nil {
-								return
-							}
-						}
+	p := &sniffProxy{}
+	p.ln = relay(t, target, func(c, u net.Conn) {
+		dead := &atomic.Bool{}
+		isListen := &atomic.Bool{}
+		hole := func() bool { return p.armed.Load() && isListen.Load() }
+		go func() { // client -> server
+			buf := make([]byte, 32<<10)
+			for {
+				n, err := c.Read(buf)
+				if n > 0 {
+					if bytes.Contains(buf[:n], []byte("LISTEN ")) {
+						isListen.Store(true)
 					}
-					if err != nil {
-						u.Close()
-						return
+					if hole() {
+						dead.Store(true)
+					}
+					if !dead.Load() {
+						if _, err := u.Write(buf[:n]); err != nil {
+							return
+						}
 					}
 				}
-			}()
-			go func() { // server -> client
-				buf := make([]byte, 32<<10)
-				for {
-					n, err := u.Read(buf)
-					if n > 0 {
-						if hole() {
-							dead.Store(true)
-						}
-						if !dead.Load() {
-							if _, err := c.Write(buf[:n]); err != nil {
-								return
-							}
-						}
+				if err != nil {
+					u.Close()
+					return
+				}
+			}
+		}()
+		go func() { // server -> client
+			buf := make([]byte, 32<<10)
+			for {
+				n, err := u.Read(buf)
+				if n > 0 {
+					if hole() {
+						dead.Store(true)
 					}
-					if err != nil {
-						c.Close()
-						return
+					if !dead.Load() {
+						if _, err := c.Write(buf[:n]); err != nil {
+							return
+						}
 					}
 				}
-			}()
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		p.mu.Lock()
-		for _, c := range p.conns {
-			c.Close()
-		}
-		p.mu.Unlock()
-	})
+				if err != nil {
+					c.Close()
+					return
+				}
+			}
+		}()
+	}, nil)
 	return p
 }
 

@@ -25,17 +25,30 @@ type stallProxy struct {
 	armed  atomic.Bool
 	budget atomic.Int64
 	stalls atomic.Int64
-	mu     sync.Mutex
-	conns  []net.Conn
 }
 
 func newStallProxy(t *testing.T, target string) *stallProxy {
+	t.Helper()
+	p := &stallProxy{target: target}
+	p.ln = relay(t, target, func(c, u net.Conn) {
+		go func() { _, _ = io.Copy(u, c); u.Close() }()
+		go p.down(c, u)
+	}, func() { p.armed.Store(false) })
+	return p
+}
+
+// relay accepts TCP connections on a loopback port, dials target for each
+// and hands both ends to pipe, which relays them as the test needs (in
+// goroutines of its own). At cleanup stop runs first (to release pipes held
+// on purpose), then the listener and every connection close.
+func relay(t testing.TB, target string, pipe func(client, upstream net.Conn), stop func()) net.Listener {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &stallProxy{target: target, ln: ln}
+	var mu sync.Mutex
+	var conns []net.Conn
 	go func() {
 		for {
 			c, err := ln.Accept()
@@ -47,23 +60,24 @@ func newStallProxy(t *testing.T, target string) *stallProxy {
 				c.Close()
 				continue
 			}
-			p.mu.Lock()
-			p.conns = append(p.conns, c, u)
-			p.mu.Unlock()
-			go func() { _, _ = io.Copy(u, c); u.Close() }()
-			go p.down(c, u)
+			mu.Lock()
+			conns = append(conns, c, u)
+			mu.Unlock()
+			pipe(c, u)
 		}
 	}()
 	t.Cleanup(func() {
-		p.armed.Store(false)
+		if stop != nil {
+			stop()
+		}
 		ln.Close()
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		for _, c := range p.conns {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
 			c.Close()
 		}
 	})
-	return p
+	return ln
 }
 
 // arm makes the next stalls connections (all if negative) go silent once

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -30,46 +29,17 @@ type upStallProxy struct {
 	cut      atomic.Bool
 	budget   int64
 	released chan struct{}
-	mu       sync.Mutex
-	conns    []net.Conn
 }
 
 func newUpStallProxy(t *testing.T, target string, budget int64) (*upStallProxy, string) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	p := &upStallProxy{budget: budget, released: make(chan struct{})}
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			// Small buffers: a stalled upload backs up to the client soon.
-			_ = c.(*net.TCPConn).SetReadBuffer(64 << 10)
-			u, err := net.Dial("tcp", target)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			p.mu.Lock()
-			p.conns = append(p.conns, c, u)
-			p.mu.Unlock()
-			go func() { _, _ = io.Copy(c, u); c.Close() }()
-			go p.up(c, u)
-		}
-	}()
-	t.Cleanup(func() {
-		close(p.released)
-		ln.Close()
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		for _, c := range p.conns {
-			c.Close()
-		}
-	})
+	ln := relay(t, target, func(c, u net.Conn) {
+		// Small buffers: a stalled upload backs up to the client soon.
+		_ = c.(*net.TCPConn).SetReadBuffer(64 << 10)
+		go func() { _, _ = io.Copy(c, u); c.Close() }()
+		go p.up(c, u)
+	}, func() { close(p.released) })
 	return p, ln.Addr().String()
 }
 
