@@ -433,7 +433,18 @@ func (o *s3Object) open(off int64) (*s3Stream, error) {
 	// The stream's own context, so that a stalled body can be cut without
 	// ending the object's other streams.
 	sctx, cancel := context.WithCancelCause(o.ctx)
+	// Until the answer's headers arrive the GET moves no blob bytes, so it
+	// has opTimeout like any such call (the transport alone would wait two
+	// minutes); from then on idleBody watches the body.
+	noAnswer := time.AfterFunc(o.s.opTimeout, func() { cancel(errNoAnswer) })
 	body, _, _, err := o.s.core.GetObject(sctx, o.s.bucket, o.s.key(o.id), opts)
+	if !noAnswer.Stop() {
+		if err == nil {
+			_ = body.Close()
+		}
+		cancel(nil)
+		return nil, unavailable(fmt.Errorf("%w within %v", errNoAnswer, o.s.opTimeout))
+	}
 	if err != nil {
 		cancel(nil)
 		return nil, err

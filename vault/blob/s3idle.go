@@ -16,6 +16,10 @@ const defaultReadIdle = 30 * time.Second
 // of its body for the read idle timeout.
 var errStalled = errors.New("the store sent no byte of the object")
 
+// errNoAnswer says the store took a request but sent no answer to it within
+// the store's bound on calls that move no blob bytes.
+var errNoAnswer = errors.New("the store did not answer")
+
 // idleBody bounds every wait for bytes of a GET's response body. The
 // transport bounds each phase of a request except the body (newTransport),
 // and the whole body cannot have a deadline, since a large blob may rightly

@@ -250,7 +250,24 @@ func TestS3OwnDeadlineIsUnavailable(t *testing.T) {
 	small := data(23, 12<<10)
 	put(t, s, "small", small)
 	s.SetOpTimeout(500 * time.Millisecond)
+	// Opened while the store answers: its reads' GETs then meet the silence.
+	// The caller's own bound, well past opTimeout, so that a GET the store
+	// does not bound fails the test instead of hanging it.
+	rctx, rcancel := context.WithTimeout(ctx, 10*time.Second)
+	defer rcancel()
+	obj, err := s.Open(rctx, "small")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer obj.Close()
 	p.arm(0, -1) // not even a header
+	// A GET whose headers never come was bounded only by the transport's
+	// two-minute header timeout, as were the start of a multipart upload
+	// (size unknown) and its completion (TestS3UnansweredCompletionIsUnavailable).
+	_, err = obj.ReadAt(make([]byte, len(small)), 0)
+	if !errors.Is(err, blob.ErrUnavailable) {
+		t.Errorf("stream read against a silent store: %v, want ErrUnavailable", err)
+	}
 	ops := map[string]func(context.Context) error{
 		"open":  func(ctx context.Context) error { _, err := s.Open(ctx, "small"); return err },
 		"whole": func(ctx context.Context) error { return blob.ReadWhole(ctx, s, "small", make([]byte, len(small))) },
@@ -258,9 +275,17 @@ func TestS3OwnDeadlineIsUnavailable(t *testing.T) {
 		// delete another blob.
 		"delete": func(ctx context.Context) error { return s.Delete(ctx, "other") },
 		"ping":   s.Ping,
+		"multipart": func(ctx context.Context) error {
+			_, err := s.Put(ctx, "multipart", bytes.NewReader(small), -1)
+			return err
+		},
 	}
 	for name, op := range ops {
-		err := op(ctx)
+		// The caller's own bound, well past opTimeout, so that a call the
+		// store does not bound fails here instead of hanging the test.
+		octx, ocancel := context.WithTimeout(ctx, 10*time.Second)
+		err := op(octx)
+		ocancel()
 		if !errors.Is(err, blob.ErrUnavailable) {
 			t.Errorf("%s against a silent store: %v, want ErrUnavailable", name, err)
 		}
@@ -275,4 +300,93 @@ func TestS3OwnDeadlineIsUnavailable(t *testing.T) {
 	if b := readAll(t, s, "small"); !bytes.Equal(b, small) {
 		t.Fatal("small blob not served once the store answers")
 	}
+}
+
+// TestS3UnansweredCompletionIsUnavailable: a store that takes a multipart
+// upload's parts, then the completion, and never answers it fails the
+// upload with ErrUnavailable within the store's bound (opTimeout, plus an
+// allowance growing with the object's size), where it waited for the
+// transport's two-minute header timeout and minio-go's retries; the store
+// takes uploads again once it answers.
+func TestS3UnansweredCompletionIsUnavailable(t *testing.T) {
+	cfg := blobtest.S3Config(t)
+	var armed atomic.Bool
+	ln := relay(t, cfg.Endpoint, func(c, u net.Conn) {
+		// Requests on a connection follow one another, so once a completion
+		// has gone up, whatever comes down is its answer: withheld.
+		var hold atomic.Bool
+		go func() {
+			buf := make([]byte, 32<<10)
+			for {
+				n, err := c.Read(buf)
+				if n > 0 {
+					if armed.Load() && bytes.HasPrefix(buf[:n], []byte("POST ")) &&
+						bytes.Contains(bytes.SplitN(buf[:n], []byte("\r\n"), 2)[0], []byte("uploadId=")) {
+						hold.Store(true)
+					}
+					if _, werr := u.Write(buf[:n]); werr != nil {
+						break
+					}
+				}
+				if err != nil {
+					break
+				}
+			}
+			u.Close()
+		}()
+		go func() {
+			buf := make([]byte, 32<<10)
+			for {
+				n, err := u.Read(buf)
+				if n > 0 && hold.Load() {
+					for armed.Load() {
+						time.Sleep(10 * time.Millisecond)
+					}
+					break
+				}
+				if n > 0 {
+					if _, werr := c.Write(buf[:n]); werr != nil {
+						break
+					}
+				}
+				if err != nil {
+					break
+				}
+			}
+			c.Close()
+		}()
+	}, func() { armed.Store(false) })
+	cfg.Endpoint = ln.Addr().String()
+	s, err := blob.NewS3(ctxT(t), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.SetOpTimeout(500 * time.Millisecond)
+	s.SetAbortRetry(10 * time.Millisecond)
+	ctx := ctxT(t)
+	body := data(24, 1<<20)
+
+	armed.Store(true)
+	// The caller's own bound, well past the store's.
+	pctx, pcancel := context.WithTimeout(ctx, 10*time.Second)
+	_, err = s.Put(pctx, "unanswered", bytes.NewReader(body), -1) // size unknown: multipart
+	pcancel()
+	if !errors.Is(err, blob.ErrUnavailable) {
+		t.Fatalf("completion never answered: %v, want ErrUnavailable", err)
+	}
+	armed.Store(false)
+	s.WaitAborts()
+	// The store may well have completed the upload it never answered: the
+	// outcome is unknown here, as after a crash, so the vault deletes the
+	// blob of a failed Put (discardBlob) and the janitor collects what that
+	// misses.
+	if _, err := s.Put(ctx, "answered", bytes.NewReader(body), -1); err != nil {
+		t.Fatalf("once the store answers: %v", err)
+	}
+	if b := readAll(t, s, "answered"); !bytes.Equal(b, body) {
+		t.Fatal("uploaded blob reads back different")
+	}
+	t.Cleanup(func() {
+		_ = s.List(context.Background(), func(id string, _ time.Time) error { return s.Delete(context.Background(), id) })
+	})
 }

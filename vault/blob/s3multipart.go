@@ -60,7 +60,9 @@ func (p *partPool) put(b []byte) {
 func (s *S3) putMultipart(pctx context.Context, key string, r io.Reader) (n int64, err error) {
 	ctx, cancel := context.WithCancel(pctx)
 	defer cancel()
-	uploadID, err := s.core.NewMultipartUpload(ctx, s.bucket, key, minio.PutObjectOptions{ContentType: "application/octet-stream"})
+	ictx, icancel := context.WithTimeout(ctx, s.opTimeout)
+	uploadID, err := s.core.NewMultipartUpload(ictx, s.bucket, key, minio.PutObjectOptions{ContentType: "application/octet-stream"})
+	icancel()
 	if err != nil {
 		return 0, s3Fault(pctx, err)
 	}
@@ -153,10 +155,26 @@ func (s *S3) putMultipart(pctx context.Context, key string, r io.Reader) (n int6
 		return n, err
 	}
 	sortParts(parts)
-	if _, err := s.core.CompleteMultipartUpload(ctx, s.bucket, key, uploadID, parts, minio.PutObjectOptions{}); err != nil {
+	cctx, ccancel := context.WithTimeout(ctx, s.opTimeout+completionAllowance(n))
+	defer ccancel()
+	if _, err := s.core.CompleteMultipartUpload(cctx, s.bucket, key, uploadID, parts, minio.PutObjectOptions{}); err != nil {
 		return n, s3Fault(pctx, err)
 	}
 	return n, nil
+}
+
+// completionFloor is the slowest rate, in bytes a second, at which a
+// healthy store assembles a multipart upload's parts when it completes it.
+const completionFloor = 8 << 20
+
+// completionAllowance is the time a completion may take beyond opTimeout: a
+// store answers it only once the parts are assembled, which takes time in
+// proportion to the object on some servers (AWS documents minutes for large
+// ones). Without a bound at all, a store that took the request and never
+// answered would hold the upload, and its client, until the transport's
+// two-minute header timeout, and minio-go's retries, ran out.
+func completionAllowance(size int64) time.Duration {
+	return time.Duration(size/completionFloor) * time.Second
 }
 
 // abortAttempts bounds the background retries of one abort: with the
