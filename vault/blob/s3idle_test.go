@@ -377,9 +377,8 @@ func TestS3UnansweredCompletionIsUnavailable(t *testing.T) {
 	armed.Store(false)
 	s.WaitAborts()
 	// The store may well have completed the upload it never answered: the
-	// outcome is unknown here, as after a crash, so the vault deletes the
-	// blob of a failed Put (discardBlob) and the janitor collects what that
-	// misses.
+	// outcome is unknown here, as after a crash; no material refers to the
+	// blob of a failed Put, and the vault's janitor collects such orphans.
 	if _, err := s.Put(ctx, "answered", bytes.NewReader(body), -1); err != nil {
 		t.Fatalf("once the store answers: %v", err)
 	}
