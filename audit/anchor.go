@@ -124,6 +124,12 @@ type anchor struct {
 	mu    sync.Mutex
 	ck    Checkpoint
 	where string
+	// own is the tree as this process last committed it (size and root,
+	// from its in-memory frontier): the events it wrote since the newest
+	// checkpoint are anchored by nothing else. Whoever rewrites those, and
+	// adds a few so that the log does not look shorter, must still leave a
+	// tree that extends own, or the writer and the checkpointer halt.
+	own Checkpoint
 	// halted is set once a rollback was seen; appends and checkpoints then
 	// fail with it until the process restarts (and start-up refuses). It
 	// is read on every append, hence atomic.
@@ -141,6 +147,20 @@ func (a *anchor) raise(ck Checkpoint, where string) {
 	defer a.mu.Unlock()
 	if ck.Size > a.ck.Size {
 		a.ck, a.where = ck, where
+	}
+}
+
+func (a *anchor) getOwn() Checkpoint {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.own
+}
+
+func (a *anchor) setOwn(size int64, root tlog.Hash) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if size > a.own.Size {
+		a.own = Checkpoint{Size: size, Root: root}
 	}
 }
 
@@ -355,6 +375,66 @@ func (l *Log) checkWitnessAhead(ctx context.Context, w Witness) error {
 		return l.halt(verr)
 	}
 	return err
+}
+
+// checkExtendsOwn proves that the tree of the given size and root, read
+// from hr (the database), extends own, what this process last committed;
+// without it, a rewrite of the events this process wrote since the newest
+// checkpoint that also lengthened the log would be taken for another
+// process's appends, and signed. A failure halts the log; the caller then
+// keeps the tree this process committed (preserveOwn), once it holds no
+// lock that the database write needs.
+func (l *Log) checkExtendsOwn(ctx context.Context, size int64, root tlog.Hash, own Checkpoint, hr tlog.HashReader) error {
+	if own.Size == 0 {
+		return nil
+	}
+	var verr *VerifyError
+	switch {
+	case size < own.Size:
+		verr = bad(size+1, "log ends at seq %d but this server committed up to seq %d: events %d..%d were removed under it",
+			size, own.Size, size+1, own.Size)
+	case size == own.Size:
+		if root != own.Root {
+			verr = bad(size, "the tree at size %d is not the one this server committed (log rewritten under the running server)", size)
+		}
+	default:
+		proof, err := tlog.ProveTree(size, own.Size, hr)
+		if errors.Is(err, errHashMissing) {
+			verr = bad(own.Size, "tree hashes needed to extend what this server committed (size %d) are missing (log rewritten under the running server)", own.Size)
+		} else if err != nil {
+			return fmt.Errorf("prove %d extends this server's commit at %d: %w", size, own.Size, err)
+		} else if err := tlog.CheckTree(proof, size, root, own.Size, own.Root); err != nil {
+			verr = bad(own.Size, "the tree at size %d is not an extension of what this server committed up to seq %d (log rewritten under the running server)", size, own.Size)
+		}
+	}
+	if verr == nil {
+		return nil
+	}
+	return l.halt(verr)
+}
+
+// preserveOwn signs the tree this process committed and stores it where it
+// can: the database (whoever rewrote the log may delete it again) and every
+// witness, which keeps it for good. Without this the halt would last only
+// as long as the process: the log as rewritten extends every checkpoint
+// signed before, so a restart would take it. With it, start-up refuses the
+// log and verify names the first event that differs.
+func (l *Log) preserveOwn(ctx context.Context, own Checkpoint) {
+	signed, err := signCheckpoint(l.signer, own.Size, own.Root)
+	if err != nil {
+		l.logger.Error("audit: cannot sign the tree this server committed", "size", own.Size, "err", err)
+		return
+	}
+	if _, err := l.sqlDB.ExecContext(ctx,
+		"INSERT INTO audit_checkpoints (size, root, note, created_us) VALUES ("+l.ph(1)+","+l.ph(2)+","+l.ph(3)+","+l.ph(4)+") ON CONFLICT (size) DO NOTHING",
+		own.Size, own.Root[:], string(signed), l.now().UnixMicro()); err != nil {
+		l.logger.Error("audit: cannot store the checkpoint of the tree this server committed", "size", own.Size, "err", err)
+	}
+	if err := l.witness(ctx, own.Size, signed); err != nil {
+		l.logger.Error("audit: the checkpoint of the tree this server committed did not reach every witness", "size", own.Size, "err", err)
+		return
+	}
+	l.logger.Error("audit: the tree this server committed is signed and witnessed; start-up and verify will refuse the rewritten log", "size", own.Size)
 }
 
 // checkExtends is called before signing a tree of the given size and root:

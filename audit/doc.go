@@ -24,6 +24,19 @@
 //     extends the newest checkpoint it knows, and if the database went
 //     backwards under it, it halts: every append fails (ErrRolledBack) and
 //     nothing more is signed.
+//   - No rewrite of the unsigned tail. The events a writer committed since
+//     the newest checkpoint are anchored by its own memory: it keeps the
+//     root of the tree as it last committed it, and before it appends to a
+//     head another process moved, and before it signs, it proves the
+//     database's tree extends that root. A rewrite of those events halts it
+//     even when the rewrite made the log longer (which looks like another
+//     process's appends), and the tree it committed is then signed and
+//     handed to the witnesses, so that start-up and Verify refuse the
+//     rewritten log after a restart too. What this cannot cover: the
+//     events of a writer that died (kill -9, a crash) after its last
+//     checkpoint, and, with several instances, another instance's events
+//     that this one never built on; those are anchored only by the next
+//     checkpoint (Options.CheckpointEvery).
 //   - Verification without trust in the server. Verify recomputes the chain,
 //     the tree and every stored checkpoint, and checks every checkpoint the
 //     witnesses hold, older ones included (a holder of the signing key can

@@ -529,6 +529,10 @@ type sealed struct {
 	hashes   []tlog.Hash
 	firstIdx int64
 	tree     *builder
+	// root is the tree's root after the batch, when computed while the
+	// transaction could still supply frontier hashes not in memory.
+	root   tlog.Hash
+	rooted bool
 }
 
 // seal chains events after the head (size, prev, lastUs) on a copy of tree.
@@ -556,8 +560,21 @@ func (l *Log) seal(events []Event, tree *builder, size int64, prev string, lastU
 	return b, nil
 }
 
-// committed records the new head once a batch is durable.
+// committed records the new head once a batch is durable, and the tree's
+// root as this process's own anchor. The root comes from the frontier the
+// batch was sealed on (its fallback still set, for frontier hashes not yet
+// in memory); if it cannot be had, the anchor stays where it was, which
+// only weakens the check until the next commit.
 func (l *Log) committed(b sealed) {
+	root, err := b.root, error(nil)
+	if !b.rooted {
+		root, err = b.tree.root()
+	}
+	if err == nil {
+		l.anchor.setOwn(b.tree.size, root)
+	} else {
+		l.logger.Warn("audit: root of the committed tree not computed; the next commit anchors it", "size", b.tree.size, "err", err)
+	}
 	b.tree.fallback = nil
 	if l.tree != b.tree {
 		// The builder just replaced takes the next batch's copy.
@@ -610,7 +627,25 @@ func (l *Log) commitGeneral(ctx context.Context, events []Event) ([]Event, error
 	tree := l.tree
 	if tree == nil || tree.size != size {
 		// First batch, or another process appended: rebuild the frontier
-		// lazily from the stored hashes.
+		// lazily from the stored hashes, once they are proven to extend
+		// what this process committed (a rewrite that also added events
+		// looks like another process's appends).
+		if own := l.anchor.getOwn(); own.Size > 0 {
+			hr := dbHashes{ctx: ctx, q: tx, ph: l.ph}
+			root, err := tlog.TreeHash(size, hr)
+			if err != nil {
+				return nil, fmt.Errorf("tree at the moved head %d: %w", size, err)
+			}
+			if err := l.checkExtendsOwn(ctx, size, root, own, hr); err != nil {
+				if errors.Is(err, ErrRolledBack) {
+					// The writer's transaction (SQLite's write lock) goes
+					// first: the evidence is stored on another connection.
+					_ = tx.Rollback()
+					l.preserveOwn(ctx, own)
+				}
+				return nil, err
+			}
+		}
 		tree = newBuilder(size, nil)
 	} else {
 		tree = tree.cloneInto(l.spare)
@@ -636,6 +671,12 @@ func (l *Log) commitGeneral(ctx context.Context, events []Event) ([]Event, error
 			return nil, err
 		}
 	}
+	// The frontier may still lack hashes the root needs, which only the
+	// transaction can read before it ends.
+	if b.root, err = b.tree.root(); err != nil {
+		return nil, fmt.Errorf("tree root at %d: %w", b.tree.size, err)
+	}
+	b.rooted = true
 	if err := tx.Commit(); err != nil {
 		return nil, fmt.Errorf("commit: %w", err)
 	}
@@ -853,6 +894,10 @@ func (l *Log) makeCheckpointLocked(ctx context.Context) ([]byte, error) {
 	if err := l.anchor.haltErr(); err != nil {
 		return nil, err
 	}
+	// Before the head: what this process had committed then is in the
+	// database the head is read from (a commit is durable before it is
+	// recorded), so the tree read must extend it.
+	own := l.anchor.getOwn()
 	size, _, err := head(ctx, l.sqlDB)
 	if err != nil {
 		l.m.ckFailures.Inc()
@@ -891,6 +936,13 @@ func (l *Log) makeCheckpointLocked(ctx context.Context) ([]byte, error) {
 			l.m.ckFailures.Inc()
 			return nil, err
 		}
+		if err := l.checkExtendsOwn(ctx, ck.Size, ck.Root, own, dbHashes{ctx: ctx, q: l.sqlDB, ph: l.ph}); err != nil {
+			if errors.Is(err, ErrRolledBack) {
+				l.preserveOwn(ctx, own)
+			}
+			l.m.ckFailures.Inc()
+			return nil, err
+		}
 		l.anchor.raise(ck, "latest stored")
 		if l.now().Sub(time.UnixMicro(l.lastWitness.Load())) > witnessRefresh {
 			l.lastWitness.Store(l.now().UnixMicro())
@@ -904,6 +956,13 @@ func (l *Log) makeCheckpointLocked(ctx context.Context) ([]byte, error) {
 		return nil, fmt.Errorf("checkpoint at size %d: %w", size, err)
 	}
 	if err := l.checkExtends(ctx, size, root); err != nil {
+		l.m.ckFailures.Inc()
+		return nil, err
+	}
+	if err := l.checkExtendsOwn(ctx, size, root, own, dbHashes{ctx: ctx, q: l.sqlDB, ph: l.ph}); err != nil {
+		if errors.Is(err, ErrRolledBack) {
+			l.preserveOwn(ctx, own)
+		}
 		l.m.ckFailures.Inc()
 		return nil, err
 	}

@@ -239,3 +239,117 @@ func TestWitnessCatchesUpAndAnotherWriterIsNoRollback(t *testing.T) {
 		})
 	}
 }
+
+// forgeTail plays the database administrator of review h29b (finding 3):
+// the events after keep, which no checkpoint covers yet, are replaced by n
+// others, chained and hashed as a writer would (a second, blind writer here;
+// the administrator needs no key for this), so that the log is longer than
+// before and consistent in itself, and nothing but the running writer's own
+// memory remembers the originals. The checkpoints the blind writer signed
+// on closing go too: the administrator could not have made them.
+func forgeTail(t *testing.T, f *fixture, keep int64, n int) {
+	t.Helper()
+	truncateTail(t, f, keep)
+	blind := f.opts
+	blind.Witnesses, blind.Registerer = nil, nil
+	l2, err := Open(context.Background(), f.db, blind)
+	if err != nil {
+		t.Fatalf("open the forger's writer: %v", err)
+	}
+	for i := range n {
+		if _, err := l2.Append(context.Background(), sampleEvent(200+i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l2.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	exec(t, f.db, "DELETE FROM audit_checkpoints WHERE size > ?", keep)
+}
+
+// TestRunningLogHaltsOnRewrittenTail (review h29b, finding 3): the events a
+// running writer committed after the newest checkpoint are rewritten under
+// it, and the log made longer than before, so that it looks like another
+// process's appends. Neither the next append nor the next checkpoint takes
+// it: the log halts, naming the last event this writer committed, no
+// checkpoint is signed over the forged tail, and the tree the writer
+// committed is signed and witnessed, so that a restart and verify refuse
+// the log too. Before the fix the writer appended to it and the
+// checkpointer signed it.
+func TestRunningLogHaltsOnRewrittenTail(t *testing.T) {
+	for _, d := range sqldbtest.Backends {
+		for _, first := range []string{"append", "checkpoint"} {
+			t.Run(sqldbtest.Name(d)+"/"+first, func(t *testing.T) {
+				f := newFixture(t, d)
+				ctx := context.Background()
+				f.appendN(t, 10)
+				if _, err := f.log.makeCheckpoint(ctx); err != nil {
+					t.Fatal(err)
+				}
+				f.appendN(t, 5) // 11..15, anchored by this writer alone
+				forgeTail(t, f, 10, 8)
+				var err error
+				if first == "append" {
+					_, err = f.log.Append(ctx, sampleEvent(1))
+				} else {
+					_, err = f.log.makeCheckpoint(ctx)
+				}
+				if !errors.Is(err, ErrUnavailable) || !errors.Is(err, ErrRolledBack) {
+					t.Fatalf("%s over the rewritten tail: %v, want ErrUnavailable and ErrRolledBack", first, err)
+				}
+				wantVerifyError(t, err, 15, "what this server committed up to seq 15")
+				if _, err := f.log.makeCheckpoint(ctx); !errors.Is(err, ErrRolledBack) {
+					t.Fatalf("checkpoint after the halt: %v", err)
+				}
+				if n := checkpointRows(t, f, 15); n != 0 {
+					t.Fatalf("%d checkpoints signed over the forged tail", n)
+				}
+				// The halt outlives the process: the tree this writer
+				// committed was signed and witnessed, and a restart, or a
+				// verify, refuses the rewritten log.
+				if size, _ := f.witness.latest(); size != 15 {
+					t.Fatalf("witness holds size %d, want the writer's own 15", size)
+				}
+				opts := f.opts
+				opts.Registerer = nil
+				_, err = Open(ctx, f.db, opts)
+				wantVerifyError(t, err, 15, "checkpoint at size 15 does not match the log's tree")
+				ro := opts
+				ro.ReadOnly, ro.Witnesses = true, nil // the database's copy alone
+				_, err = openLog(t, f.db, ro).Verify(ctx)
+				var ve *VerifyError
+				if !errors.As(err, &ve) {
+					t.Fatalf("verify of the rewritten log, with the database's checkpoints only: %v, want a *VerifyError", err)
+				}
+			})
+		}
+	}
+}
+
+// TestRunningLogTakesAnotherWritersAppends: a head that moved because
+// another process appended (vaultd user add beside the server, a second
+// instance) extends what this writer committed, and is taken as before.
+func TestRunningLogTakesAnotherWritersAppends(t *testing.T) {
+	for _, d := range sqldbtest.Backends {
+		t.Run(sqldbtest.Name(d), func(t *testing.T) {
+			f := newFixture(t, d)
+			ctx := context.Background()
+			f.appendN(t, 10)
+			other := f.opts
+			other.Witnesses, other.Registerer = nil, nil
+			l2 := openLog(t, f.db, other)
+			for i := range 3 {
+				if _, err := l2.Append(ctx, sampleEvent(300+i)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			e, err := f.log.Append(ctx, sampleEvent(1))
+			if err != nil || e.Seq != 14 {
+				t.Fatalf("append after another writer's: seq %d, %v", e.Seq, err)
+			}
+			if _, err := f.log.makeCheckpoint(ctx); err != nil {
+				t.Fatalf("checkpoint: %v", err)
+			}
+		})
+	}
+}
