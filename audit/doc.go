@@ -35,8 +35,8 @@
 //     rewritten log after a restart too. What this cannot cover: the
 //     events of a writer that died (kill -9, a crash) after its last
 //     checkpoint, and, with several instances, another instance's events
-//     that this one never built on; those are anchored only by the next
-//     checkpoint (Options.CheckpointEvery).
+//     that this one never built on; those are anchored by nothing until a
+//     checkpoint covers them (Options.CheckpointEvery).
 //   - Verification without trust in the server. Verify recomputes the chain,
 //     the tree and every stored checkpoint, and checks every checkpoint the
 //     witnesses hold, older ones included (a holder of the signing key can
