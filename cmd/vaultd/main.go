@@ -28,6 +28,10 @@ import (
 )
 
 func main() {
+	if err := hardenProcess(); err != nil {
+		// Defence in depth, not a precondition: say so, and go on.
+		fmt.Fprintln(os.Stderr, "vaultd: warning: cannot keep memory out of core dumps:", err)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr, getenv)
 	stop()
