@@ -161,9 +161,12 @@ func (s *Service) ConfirmTOTP(ctx context.Context, p Principal, code string) ([]
 	if err != nil {
 		return nil, fmt.Errorf("confirm totp: %w", err)
 	}
+	enrolled := row
+	enrolled.TOTPSecret = row.TOTPPending
 	err = s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		res := tx.Model(&userRow{}).Where("id = ? AND totp_secret IS NULL", row.ID).
-			Updates(map[string]any{"totp_secret": row.TOTPPending, "totp_pending": nil, "totp_last_step": step})
+			Updates(map[string]any{"totp_secret": row.TOTPPending, "totp_pending": nil, "totp_last_step": step,
+				"row_tag": s.tag(tagUsers, enrolled.tagFields()...)})
 		if res.Error != nil {
 			return res.Error
 		}
@@ -182,7 +185,7 @@ func (s *Service) ConfirmTOTP(ctx context.Context, p Principal, code string) ([]
 		// (whoever set the first password, say). Only the session that
 		// just proved the code stays.
 		if err := tx.Model(&sessionRow{}).Where("user_id = ? AND id <> ? AND revoked_at IS NULL", row.ID, p.SessionID).
-			Update("revoked_at", s.now().UTC()).Error; err != nil {
+			Updates(revokedSession(s.now().UTC())).Error; err != nil {
 			return err
 		}
 		return s.publish(tx, noticeUser, row.ID)
@@ -226,9 +229,11 @@ func (s *Service) RemoveTOTP(ctx context.Context, p Principal, code, ip string) 
 		}
 		return ErrTOTPInvalid
 	}
+	removed := row
+	removed.TOTPSecret = nil
 	err = s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		if err := tx.Model(&userRow{}).Where("id = ?", row.ID).
-			Updates(map[string]any{"totp_secret": nil, "totp_pending": nil}).Error; err != nil {
+			Updates(map[string]any{"totp_secret": nil, "totp_pending": nil, "row_tag": s.tag(tagUsers, removed.tagFields()...)}).Error; err != nil {
 			return err
 		}
 		if err := tx.Where("user_id = ?", row.ID).Delete(&recoveryCodeRow{}).Error; err != nil {
