@@ -10,8 +10,8 @@ import (
 )
 
 // Row tags. Every row that decides who a caller is or what they may do
-// (sessions, accounts, organisations, single sign-on links, assignments and
-// declarations) carries a MAC over its id and its deciding columns, under a
+// (sessions, accounts, organisations, single sign-on links, TOTP recovery
+// codes, assignments and declarations) carries a MAC over its id and its deciding columns, under a
 // key the database never holds (Options.RowTagger: in vaultd, the vault key
 // "rows", wrapped to the master key). A database administrator can still
 // insert or edit these rows, but a row whose tag does not check is refused
@@ -53,6 +53,7 @@ const (
 	tagIdentities   = "access_oidc_identities"
 	tagAssignments  = "access_assignments"
 	tagDeclarations = "access_declarations"
+	tagRecovery     = "access_recovery_codes"
 )
 
 // Assignment states a tag names.
@@ -98,6 +99,10 @@ func (r *userRow) tagFields() []string {
 func (r *orgRow) tagFields() []string { return []string{r.ID, r.Name, r.Kind} }
 
 func (r *oidcIdentityRow) tagFields() []string { return []string{r.Issuer, r.Subject, r.UserID} }
+
+// A recovery code the database administrator inserts (its hash is of a code
+// he chose) must not stand in for an account's second factor.
+func (r *recoveryCodeRow) tagFields() []string { return []string{r.UserID, r.Hash} }
 
 func assignmentTagFields(id, caseID, userID, role, purpose, grantedBy string, expires *time.Time, state string) []string {
 	return []string{id, caseID, userID, role, purpose, grantedBy, tagOptTime(expires), state}
@@ -153,22 +158,23 @@ func (s *Service) tagRefused(ctx context.Context, table, id string) {
 
 // RowTagCounts are what TagUntaggedRows tagged, per table.
 type RowTagCounts struct {
-	Orgs, Users, Identities, Sessions, Assignments, Declarations int
+	Orgs, Users, Identities, Sessions, Assignments, Declarations, RecoveryCodes int
 }
 
 // Total is the number of rows tagged.
 func (c RowTagCounts) Total() int {
-	return c.Orgs + c.Users + c.Identities + c.Sessions + c.Assignments + c.Declarations
+	return c.Orgs + c.Users + c.Identities + c.Sessions + c.Assignments + c.Declarations + c.RecoveryCodes
 }
 
 func (c RowTagCounts) String() string {
-	return fmt.Sprintf("orgs=%d users=%d identities=%d sessions=%d assignments=%d declarations=%d",
-		c.Orgs, c.Users, c.Identities, c.Sessions, c.Assignments, c.Declarations)
+	return fmt.Sprintf("orgs=%d users=%d identities=%d sessions=%d assignments=%d declarations=%d recovery_codes=%d",
+		c.Orgs, c.Users, c.Identities, c.Sessions, c.Assignments, c.Declarations, c.RecoveryCodes)
 }
 
 // TagUntaggedRows tags every row written before row tags existed, as it
 // stands, in one transaction: unrevoked sessions, accounts, organisations,
-// single sign-on links, assignments (with their state) and declarations.
+// single sign-on links, assignments (with their state), declarations and
+// unused recovery codes.
 // It trusts the rows it tags, so it must run once only, at the upgrade:
 // vaultd records it in the audit log and never runs it again once that
 // record exists (a database administrator who blanks tags and restarts
@@ -225,6 +231,19 @@ func TagUntaggedRows(ctx context.Context, db *gorm.DB, tags RowTagger) (RowTagCo
 		}
 		c.Sessions = len(sessions)
 
+		// Used recovery codes stay untagged, as revoked sessions do.
+		var codes []recoveryCodeRow
+		if err := tx.Select("user_id", "hash").Where("row_tag IS NULL AND used_at IS NULL").Find(&codes).Error; err != nil {
+			return err
+		}
+		for _, r := range codes {
+			if err := tx.Model(&recoveryCodeRow{}).Where("user_id = ? AND hash = ?", r.UserID, r.Hash).
+				Update("row_tag", tags.RowTag(tagRecovery, r.tagFields()...)).Error; err != nil {
+				return err
+			}
+		}
+		c.RecoveryCodes = len(codes)
+
 		var decls []declarationRow
 		if err := tx.Select("id", "assignment_id", "case_id", "user_id", "conflict").Where("row_tag IS NULL").Find(&decls).Error; err != nil {
 			return err
@@ -266,7 +285,7 @@ func TagUntaggedRows(ctx context.Context, db *gorm.DB, tags RowTagger) (RowTagCo
 // this binary's rows have them already).
 func migrateRowTags(tx *gorm.DB, _ string) error {
 	m := tx.Migrator()
-	for _, model := range []any{&orgRow{}, &userRow{}, &sessionRow{}, &assignmentRow{}, &declarationRow{}, &oidcIdentityRow{}} {
+	for _, model := range []any{&orgRow{}, &userRow{}, &sessionRow{}, &assignmentRow{}, &declarationRow{}, &oidcIdentityRow{}, &recoveryCodeRow{}} {
 		if !m.HasColumn(model, "RowTag") {
 			if err := m.AddColumn(model, "RowTag"); err != nil {
 				return err

@@ -393,3 +393,47 @@ func TestTagUntaggedRows(t *testing.T) {
 		}
 	})
 }
+
+func TestDBARecoveryCodesAreRefused(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, dialect string) {
+		ctx := context.Background()
+		f := newFixture(t, dialect, func(o *Options) { o.Sealer = testSealer(t) })
+		grid := f.org(t, "Grid", OrgOperator)
+		alice := f.user(t, "alice", grid, RoleOperator)
+		en, err := f.svc.StartTOTP(ctx, alice)
+		if err != nil {
+			t.Fatal(err)
+		}
+		code, _ := TOTPCode(en.Secret, f.clock.Now())
+		recovery, err := f.svc.ConfirmTOTP(ctx, alice, code)
+		if err != nil {
+			t.Fatal(err)
+		}
+		withCode := func(c string) error {
+			_, err := f.svc.Login(ctx, Credentials{Username: "alice", Password: testPassword, TOTP: c}, "10.0.0.1")
+			return err
+		}
+		// A code of the DBA's choosing, its hash inserted.
+		mine := "abcd-efgh-jkmn"
+		dbaExec(t, f, `INSERT INTO access_recovery_codes (user_id, hash) VALUES (?, ?)`, alice.User.ID, recoveryHash(alice.User.ID, mine))
+		if err := withCode(mine); !errors.Is(err, ErrTOTPInvalid) {
+			t.Fatalf("an inserted recovery code: %v", err)
+		}
+		// A used code made unused again.
+		if err := withCode(recovery[0]); err != nil {
+			t.Fatalf("a genuine recovery code: %v", err)
+		}
+		dbaExec(t, f, `UPDATE access_recovery_codes SET used_at = NULL WHERE user_id = ?`, alice.User.ID)
+		if err := withCode(recovery[0]); !errors.Is(err, ErrTOTPInvalid) {
+			t.Fatalf("a spent recovery code made unused: %v", err)
+		}
+		if err := withCode(recovery[1]); err != nil {
+			t.Fatalf("another genuine recovery code: %v", err)
+		}
+		// TOTP taken off the account behind its back: no sign-in at all.
+		dbaExec(t, f, `UPDATE access_users SET totp_secret = NULL WHERE id = ?`, alice.User.ID)
+		if err := withCode(""); !errors.Is(err, ErrBadCredentials) {
+			t.Fatalf("sign-in after the DBA removed TOTP: %v", err)
+		}
+	})
+}

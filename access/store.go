@@ -132,6 +132,8 @@ type recoveryCodeRow struct {
 	UserID string     `gorm:"primaryKey;size:32"`
 	Hash   string     `gorm:"primaryKey;size:64"`
 	UsedAt *time.Time `gorm:""`
+	// RowTag is cleared when the code is used, like a revoked session's.
+	RowTag []byte `gorm:"column:row_tag"`
 }
 
 func (recoveryCodeRow) TableName() string { return "access_recovery_codes" }

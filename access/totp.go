@@ -10,6 +10,7 @@ import (
 	"encoding/base32"
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net/url"
 	"slices"
@@ -176,6 +177,9 @@ func (s *Service) ConfirmTOTP(ctx context.Context, p Principal, code string) ([]
 		if err := tx.Where("user_id = ?", row.ID).Delete(&recoveryCodeRow{}).Error; err != nil {
 			return err
 		}
+		for i := range rows {
+			rows[i].RowTag = s.tag(tagRecovery, rows[i].tagFields()...)
+		}
 		if err := tx.Create(&rows).Error; err != nil {
 			return err
 		}
@@ -297,8 +301,20 @@ func (s *Service) secondFactor(ctx context.Context, row userRow, code string) (b
 		return res.RowsAffected == 1, nil
 	}
 	now := s.now().UTC()
-	res := db.Model(&recoveryCodeRow{}).Where("user_id = ? AND hash = ? AND used_at IS NULL", row.ID, recoveryHash(row.ID, code)).
-		Update("used_at", now)
+	hash := recoveryHash(row.ID, code)
+	var rc recoveryCodeRow
+	switch err := db.Where("user_id = ? AND hash = ? AND used_at IS NULL", row.ID, hash).Take(&rc).Error; {
+	case errors.Is(err, gorm.ErrRecordNotFound):
+		return false, nil
+	case err != nil:
+		return false, err
+	case !s.tagOK(ctx, tagRecovery, rc.UserID, rc.RowTag, rc.tagFields()...):
+		return false, nil
+	}
+	// Spent in one conditional update (two instances cannot both accept
+	// it), its tag with it.
+	res := db.Model(&recoveryCodeRow{}).Where("user_id = ? AND hash = ? AND used_at IS NULL", row.ID, hash).
+		Updates(map[string]any{"used_at": now, "row_tag": nil})
 	if res.Error != nil {
 		return false, res.Error
 	}
