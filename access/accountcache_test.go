@@ -66,7 +66,14 @@ func TestAccountCache(t *testing.T) {
 		if _, err := other.Authenticate(ctx, s2.Token); err != nil {
 			t.Fatal(err)
 		}
-		if err := f.db.Model(&userRow{}).Where("id = ?", alice.User.ID).Update("roles", "operator,provider").Error; err != nil {
+		// (Written as another instance writes it: tag and all.)
+		changed, err := f.svc.userRow(ctx, "id = ?", alice.User.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		changed.Roles = "operator,provider"
+		if err := f.db.Model(&userRow{}).Where("id = ?", alice.User.ID).
+			Updates(map[string]any{"roles": changed.Roles, "row_tag": f.svc.tag(tagUsers, changed.tagFields()...)}).Error; err != nil {
 			t.Fatal(err)
 		}
 		f.clock.Advance(accountCacheTTL - time.Millisecond)
@@ -85,7 +92,9 @@ func TestAccountCache(t *testing.T) {
 		}
 
 		// The notice flushes at once.
-		if err := f.db.Model(&userRow{}).Where("id = ?", alice.User.ID).Update("roles", "operator").Error; err != nil {
+		changed.Roles = "operator"
+		if err := f.db.Model(&userRow{}).Where("id = ?", alice.User.ID).
+			Updates(map[string]any{"roles": changed.Roles, "row_tag": f.svc.tag(tagUsers, changed.tagFields()...)}).Error; err != nil {
 			t.Fatal(err)
 		}
 		if err := other.HandleNotice(ctx, noticeUser+":"+alice.User.ID); err != nil {

@@ -84,6 +84,7 @@ func (s *Service) CreateOrg(ctx context.Context, name string, kind OrgKind) (Org
 	}
 	now := s.now().UTC()
 	row := orgRow{ID: newID(now), Name: name, NameKey: &digest, Kind: string(kind), CreatedAt: now}
+	row.RowTag = s.tag(tagOrgs, row.tagFields()...)
 	if err := s.db.WithContext(ctx).Create(&row).Error; err != nil {
 		if errors.Is(err, gorm.ErrDuplicatedKey) {
 			return Org{}, fmt.Errorf("create org %q: %w", name, ErrConflict)
@@ -167,6 +168,11 @@ func (s *Service) findOrg(ctx context.Context, where, arg string) (Org, error) {
 	if err != nil {
 		return Org{}, fmt.Errorf("find org: %w", err)
 	}
+	// An organisation whose kind or name the database administrator set
+	// is no organisation: its accounts sign in nowhere.
+	if !s.tagOK(ctx, tagOrgs, row.ID, row.RowTag, row.tagFields()...) {
+		return Org{}, fmt.Errorf("org %q: %w", arg, ErrNotFound)
+	}
 	return row.org(), nil
 }
 
@@ -232,6 +238,7 @@ func (s *Service) CreateUser(ctx context.Context, u NewUser) (User, error) {
 			row.Status = UserPendingApproval
 		}
 	}
+	row.RowTag = s.tag(tagUsers, row.tagFields()...)
 	if err := s.db.WithContext(ctx).Create(&row).Error; err != nil {
 		if errors.Is(err, gorm.ErrDuplicatedKey) {
 			return User{}, fmt.Errorf("create user %q: %w", u.Username, ErrConflict)
@@ -289,8 +296,11 @@ func (s *Service) ApproveUser(ctx context.Context, by Principal, id string) (Use
 		return User{}, &StateError{Code: "not_pending", Detail: "the account is not awaiting approval"}
 	}
 	now := s.now().UTC()
+	approved := row
+	approved.Status = UserActive
 	res := s.db.WithContext(ctx).Model(&userRow{}).Where("id = ? AND status = ?", id, UserPendingApproval).
-		Updates(map[string]any{"status": UserActive, "approved_by": by.User.ID, "approved_at": now})
+		Updates(map[string]any{"status": UserActive, "approved_by": by.User.ID, "approved_at": now,
+			"row_tag": s.tag(tagUsers, approved.tagFields()...)})
 	s.accounts.flushUser(id)
 	if res.Error != nil {
 		return User{}, fmt.Errorf("approve user %s: %w", id, res.Error)
@@ -347,6 +357,12 @@ func (s *Service) userRow(ctx context.Context, where, arg string) (userRow, erro
 	if err != nil {
 		return row, fmt.Errorf("find user: %w", err)
 	}
+	// An account the database administrator inserted or edited (roles,
+	// status, organisation, password hash) is unknown: it signs in
+	// nowhere, and a session of it is refused.
+	if !s.tagOK(ctx, tagUsers, row.ID, row.RowTag, row.tagFields()...) {
+		return userRow{}, fmt.Errorf("user: %w", ErrNotFound)
+	}
 	return row, nil
 }
 
@@ -390,6 +406,10 @@ func (s *Service) ListUsers(ctx context.Context, f UserFilter, limit int, cursor
 	}
 	out := make([]User, len(rows))
 	for i, r := range rows {
+		if !s.tagOK(ctx, tagUsers, r.ID, r.RowTag, r.tagFields()...) {
+			// Listed as what it is to sign-in: disabled.
+			r.Disabled = true
+		}
 		out[i] = r.user()
 	}
 	return out, next, nil
@@ -399,7 +419,22 @@ func (s *Service) ListUsers(ctx context.Context, f UserFilter, limit int, cursor
 func (s *Service) DisableUser(ctx context.Context, id string) error {
 	now := s.now().UTC()
 	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		res := tx.Model(&userRow{}).Where("id = ?", id).Update("disabled", true)
+		var row userRow
+		err := tx.Where("id = ?", id).Take(&row).Error
+		if errors.Is(err, gorm.ErrRecordNotFound) {
+			return ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		// A row that did not check stays untagged: disabling it must not
+		// vouch for what the database administrator wrote in it.
+		var tag []byte
+		if s.tagOK(ctx, tagUsers, row.ID, row.RowTag, row.tagFields()...) {
+			row.Disabled = true
+			tag = s.tag(tagUsers, row.tagFields()...)
+		}
+		res := tx.Model(&userRow{}).Where("id = ?", id).Updates(map[string]any{"disabled": true, "row_tag": tag})
 		if res.Error != nil {
 			return res.Error
 		}
@@ -421,7 +456,7 @@ func (s *Service) DisableUser(ctx context.Context, id string) error {
 
 func revokeSessions(tx *gorm.DB, userID string, now time.Time) error {
 	return tx.Model(&sessionRow{}).Where("user_id = ? AND revoked_at IS NULL", userID).
-		Update("revoked_at", now).Error
+		Updates(revokedSession(now)).Error
 }
 
 // ChangePassword replaces p's password after checking the current one, and
@@ -457,7 +492,10 @@ func (s *Service) ChangePassword(ctx context.Context, p Principal, current, next
 		return fmt.Errorf("change password: %w", err)
 	}
 	err = s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		if err := tx.Model(&userRow{}).Where("id = ?", row.ID).Update("password_hash", hash).Error; err != nil {
+		changed := row
+		changed.PasswordHash = hash
+		if err := tx.Model(&userRow{}).Where("id = ?", row.ID).
+			Updates(map[string]any{"password_hash": hash, "row_tag": s.tag(tagUsers, changed.tagFields()...)}).Error; err != nil {
 			return err
 		}
 		if err := revokeSessions(tx, row.ID, now); err != nil {

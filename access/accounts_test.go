@@ -256,6 +256,10 @@ func TestOrgNameWrittenAnotherWay(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
+		// And tagged by the upgrade that brought row tags.
+		if _, err := TagUntaggedRows(ctx, f.db, f.opts.RowTagger); err != nil {
+			t.Fatal(err)
+		}
 		if got, err := f.svc.OrgByName(ctx, "Wind Co （North）"); err != nil || got.Name != "Wind Co （North）" {
 			t.Errorf("exact name among two variants: %+v, %v", got, err)
 		}

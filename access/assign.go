@@ -29,9 +29,10 @@ func (s *Service) Assign(ctx context.Context, by Principal, caseID, userID, role
 	row := assignmentRow{ID: newID(now), CaseID: caseID, UserID: userID, Role: role, Purpose: purpose,
 		GrantedBy: by.User.ID, GrantedAt: now}
 	if expiresAt != nil {
-		t := expiresAt.UTC()
+		t := microTime(expiresAt.UTC())
 		row.ExpiresAt = &t
 	}
+	row.RowTag = s.tag(tagAssignments, row.tagFields(stateOpen)...)
 	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		if err := s.assignBlocked(tx, caseID, userID, role); err != nil {
 			return err
@@ -203,11 +204,15 @@ func (s *Service) withStatus(db *gorm.DB, rows []assignmentRow) ([]Assignment, e
 		return nil, fmt.Errorf("read revocations: %w", err)
 	}
 	var decls []declarationRow
-	if err := db.Select("assignment_id, conflict").Where("assignment_id IN ?", ids).Find(&decls).Error; err != nil {
+	if err := db.Select("id, assignment_id, case_id, user_id, conflict, row_tag").Where("assignment_id IN ?", ids).Find(&decls).Error; err != nil {
 		return nil, fmt.Errorf("read declarations: %w", err)
 	}
+	ctx := db.Statement.Context
 	flags := map[string][2]bool{}
 	for _, d := range decls {
+		if !s.tagOK(ctx, tagDeclarations, d.ID, d.RowTag, d.tagFields()...) {
+			continue
+		}
 		f := flags[d.AssignmentID]
 		if d.Conflict {
 			f[1] = true
@@ -217,9 +222,16 @@ func (s *Service) withStatus(db *gorm.DB, rows []assignmentRow) ([]Assignment, e
 		flags[d.AssignmentID] = f
 	}
 	now := s.now()
-	out := make([]Assignment, len(rows))
-	for i, r := range rows {
-		out[i] = s.toAssignment(r, slices.Contains(revoked, r.ID), flags[r.ID], now)
+	out := make([]Assignment, 0, len(rows))
+	for _, r := range rows {
+		isRevoked := slices.Contains(revoked, r.ID)
+		// An assignment the database administrator inserted or edited, or
+		// whose revocation or declared conflict he deleted, is not listed
+		// and counts for nothing.
+		if !s.tagOK(ctx, tagAssignments, r.ID, r.RowTag, r.tagFields(assignmentState(isRevoked, flags[r.ID][1]))...) {
+			continue
+		}
+		out = append(out, s.toAssignment(r, isRevoked, flags[r.ID], now))
 	}
 	return out, nil
 }
@@ -266,6 +278,9 @@ func (s *Service) CasesOf(ctx context.Context, p Principal) ([]string, error) {
 	now := s.now()
 	cases := []string{}
 	for _, r := range rows {
+		if !s.tagOK(ctx, tagAssignments, r.ID, r.RowTag, r.tagFields(stateOpen)...) {
+			continue
+		}
 		if (r.ExpiresAt == nil || now.Before(*r.ExpiresAt)) && p.Has(Role(r.Role)) &&
 			(len(cases) == 0 || cases[len(cases)-1] != r.CaseID) {
 			cases = append(cases, r.CaseID)
@@ -315,6 +330,14 @@ func (s *Service) revokeRows(tx *gorm.DB, rows []assignmentRow, by, reason strin
 			return ErrNotFound
 		}
 		if err := tx.Create(&revocationRow{AssignmentID: r.ID, RevokedBy: by, RevokedAt: now, Reason: reason}).Error; err != nil {
+			return err
+		}
+		// The assignment's own tag now says revoked: deleting the
+		// revocation row makes it refused, not active again. (A row that
+		// did not check gets a revoked tag too: it grants nothing either
+		// way.)
+		if err := tx.Model(&assignmentRow{}).Where("id = ?", r.ID).
+			Update("row_tag", s.tag(tagAssignments, r.tagFields(stateRevoked)...)).Error; err != nil {
 			return err
 		}
 	}
@@ -405,7 +428,7 @@ func (s *Service) RecuseWith(ctx context.Context, caseID, userID, reason string,
 // not needed for that); found is false when the user has made none.
 func (s *Service) LatestDeclaration(ctx context.Context, caseID, userID string) (d Declaration, found bool, err error) {
 	var rows []declarationRow
-	if err := s.db.WithContext(ctx).Select("id", "case_id", "user_id", "conflict", "created_at").
+	if err := s.db.WithContext(ctx).Select("id", "assignment_id", "case_id", "user_id", "conflict", "created_at", "row_tag").
 		Where("case_id = ? AND user_id = ?", caseID, userID).Order("conflict DESC, created_at DESC, id DESC").Limit(1).Find(&rows).Error; err != nil {
 		return Declaration{}, false, fmt.Errorf("read declarations on case %s: %w", caseID, err)
 	}
@@ -413,6 +436,9 @@ func (s *Service) LatestDeclaration(ctx context.Context, caseID, userID string) 
 		return Declaration{}, false, nil
 	}
 	r := rows[0]
+	if !s.tagOK(ctx, tagDeclarations, r.ID, r.RowTag, r.tagFields()...) {
+		return Declaration{}, false, nil
+	}
 	return Declaration{ID: r.ID, CaseID: r.CaseID, UserID: r.UserID, Conflict: r.Conflict, CreatedAt: r.CreatedAt.UTC()}, true, nil
 }
 
@@ -444,8 +470,17 @@ func (s *Service) Declare(ctx context.Context, p Principal, caseID string, confl
 			if decl.Statement, err = s.sealStatement(ctx, caseID, decl.ID, statement); err != nil {
 				return err
 			}
+			decl.RowTag = s.tag(tagDeclarations, decl.tagFields()...)
 			if err := tx.Create(&decl).Error; err != nil {
 				return err
+			}
+			if conflict {
+				// Suspended for good: the assignment's tag says so, so
+				// deleting the declaration does not lift it.
+				tag := s.tag(tagAssignments, assignmentTagFields(a.ID, a.CaseID, a.UserID, a.Role, a.Purpose, a.GrantedBy, a.ExpiresAt, stateSuspended)...)
+				if err := tx.Model(&assignmentRow{}).Where("id = ?", a.ID).Update("row_tag", tag).Error; err != nil {
+					return err
+				}
 			}
 			touched = append(touched, a.ID)
 		}

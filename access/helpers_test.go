@@ -2,6 +2,9 @@ package access
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/binary"
 	"io"
 	"log/slog"
 	"sync"
@@ -78,7 +81,8 @@ func newFixture(t *testing.T, dialect string, tweak func(*Options)) *fixture {
 		hasher: &countingHasher{PasswordHasher: cheapArgon2id}}
 	// The tests hand notices over themselves (HandleNotice); the trust in
 	// them that Listen earns is tested in notify_test.go.
-	f.opts = Options{Now: f.clock.Now, Hasher: f.hasher, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), trustNotices: true}
+	f.opts = Options{Now: f.clock.Now, Hasher: f.hasher, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), trustNotices: true,
+		RowTagger: testTagger{key: []byte("access tests' row key")}}
 	if tweak != nil {
 		tweak(&f.opts)
 	}
@@ -121,4 +125,23 @@ func forEachBackend(t *testing.T, fn func(t *testing.T, dialect string)) {
 	for _, d := range sqldbtest.Backends {
 		t.Run(sqldbtest.Name(d), func(t *testing.T) { fn(t, d) })
 	}
+}
+
+// testTagger tags rows as *crypt.CaseKey does (an HMAC over the table and
+// the length-prefixed fields), under a fixed key: access's tests need no
+// vault key.
+type testTagger struct{ key []byte }
+
+func (t testTagger) RowTag(table string, fields ...string) []byte {
+	m := hmac.New(sha256.New, t.key)
+	m.Write([]byte(table))
+	for _, f := range fields {
+		m.Write(binary.BigEndian.AppendUint64(nil, uint64(len(f))))
+		m.Write([]byte(f))
+	}
+	return m.Sum(nil)
+}
+
+func (t testTagger) CheckRowTag(tag []byte, table string, fields ...string) bool {
+	return hmac.Equal(tag, t.RowTag(table, fields...))
 }

@@ -148,6 +148,7 @@ type oidcIdentityRow struct {
 	Subject   string    `gorm:"primaryKey;size:255"`
 	UserID    string    `gorm:"size:32;not null;uniqueIndex"`
 	CreatedAt time.Time `gorm:"not null"`
+	RowTag    []byte    `gorm:"column:row_tag"`
 }
 
 func (oidcIdentityRow) TableName() string { return "access_oidc_identities" }
@@ -361,6 +362,10 @@ func (o *OIDC) signIn(ctx context.Context, issuer, subject string, claims map[st
 		link.UserID = row.ID
 	case err != nil:
 		return OIDCResult{}, fmt.Errorf("oidc: load identity: %w", err)
+	case !s.tagOK(ctx, tagIdentities, link.UserID, link.RowTag, link.tagFields()...):
+		// A link the database administrator made or moved to another
+		// account signs nobody in.
+		return OIDCResult{}, fmt.Errorf("%w: subject %s: its account link does not check", ErrOIDCNotMapped, subject)
 	}
 	row, err := s.userRow(ctx, "id = ?", link.UserID)
 	if err != nil {
@@ -420,6 +425,9 @@ func (o *OIDC) syncRoles(ctx context.Context, row userRow, roles []Role) (userRo
 			row.Status = UserPendingApproval
 		}
 	}
+	changed := row
+	changed.Roles = joinRoles(roles)
+	upd["row_tag"] = o.s.tag(tagUsers, changed.tagFields()...)
 	err := o.s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		if err := tx.Model(&userRow{}).Where("id = ?", row.ID).Updates(upd).Error; err != nil {
 			return err
@@ -476,10 +484,13 @@ func (o *OIDC) createAccount(ctx context.Context, issuer, subject string, claims
 		if n > 0 {
 			row.Username = truncate(name, 51) + "-" + hashToken(issuer + "\x00" + subject)[:12]
 		}
+		row.RowTag = o.s.tag(tagUsers, row.tagFields()...)
 		if err := tx.Create(&row).Error; err != nil {
 			return err
 		}
-		return tx.Create(&oidcIdentityRow{Issuer: issuer, Subject: subject, UserID: row.ID, CreatedAt: now}).Error
+		link := oidcIdentityRow{Issuer: issuer, Subject: subject, UserID: row.ID, CreatedAt: now}
+		link.RowTag = o.s.tag(tagIdentities, link.tagFields()...)
+		return tx.Create(&link).Error
 	})
 	if err != nil {
 		return row, fmt.Errorf("oidc: create account: %w", err)
@@ -575,8 +586,9 @@ func (s *Service) openSession(ctx context.Context, row userRow, limited bool, fa
 	if err != nil {
 		return Session{}, err
 	}
-	sess := sessionRow{ID: newID(now), TokenHash: tokenHash, UserID: row.ID, CreatedAt: now, LastSeenAt: now, AbsoluteEnd: now.Add(s.abs),
-		SecondFactor: factor}
+	sess := sessionRow{ID: newID(now), TokenHash: tokenHash, UserID: row.ID, CreatedAt: now, LastSeenAt: now,
+		AbsoluteEnd: microTime(now.Add(s.abs)), SecondFactor: factor}
+	sess.RowTag = s.tag(tagSessions, sess.tagFields()...)
 	if err := s.db.WithContext(ctx).Create(&sess).Error; err != nil {
 		return Session{}, fmt.Errorf("store session: %w", err)
 	}

@@ -60,6 +60,10 @@ type Options struct {
 	// CaseSealer encrypts declarations' statements with their case's key
 	// (default: stored as given; cmd/vaultd always sets it).
 	CaseSealer CaseSealer
+	// RowTagger tags the rows that decide access and checks their tags
+	// (rowtags.go); nil: neither (cmd/vaultd always sets it when it holds
+	// the keys). Run TagUntaggedRows once before the first New with one.
+	RowTagger RowTagger
 	// LoadInBackground makes New return before every assignment is read
 	// into memory: until the index is complete (Loaded), Decide reads the
 	// caller's grants on the case from the database, so a start answers at
@@ -88,6 +92,7 @@ type Service struct {
 	idle, abs time.Duration
 	hasher    PasswordHasher
 	caseSeal  CaseSealer
+	tags      RowTagger
 	dummyHash string
 	rate      LoginRate
 	seal      Sealer
@@ -143,9 +148,10 @@ type Service struct {
 	stopLoad    context.CancelFunc
 	loadDone    chan struct{} // closed when the background load ends
 
-	logins      *prometheus.CounterVec
-	decisions   *prometheus.CounterVec
-	indexLoaded prometheus.Gauge
+	logins         *prometheus.CounterVec
+	decisions      *prometheus.CounterVec
+	rowTagRefusals *prometheus.CounterVec
+	indexLoaded    prometheus.Gauge
 }
 
 type caseUser struct{ caseID, userID string }
@@ -175,7 +181,7 @@ func (g grant) status(now time.Time) string {
 // must already be migrated (Migrate).
 func New(ctx context.Context, db *gorm.DB, opts Options) (*Service, error) {
 	s := &Service{db: db, now: opts.Now, log: opts.Logger, idle: opts.IdleTimeout, abs: opts.AbsoluteTimeout, hasher: opts.Hasher,
-		seal: opts.Sealer, totpRoles: opts.TOTPRequiredRoles, resync: opts.ResyncInterval, rate: opts.LoginRate.withDefaults(),
+		seal: opts.Sealer, tags: opts.RowTagger, totpRoles: opts.TOTPRequiredRoles, resync: opts.ResyncInterval, rate: opts.LoginRate.withDefaults(),
 		subs: map[string][]func(context.Context, string){}, afterLoad: opts.afterLoad, loaded: make(chan struct{}),
 		splitLoadAt: cmp.Or(opts.splitLoadAt, 100_000), attempts: newAttemptStripes(),
 		shared: sqldb.Dialect(db) == sqldb.Postgres, noticePing: cmp.Or(opts.noticePing, noticePingInterval)}
@@ -229,6 +235,10 @@ func New(ctx context.Context, db *gorm.DB, opts Options) (*Service, error) {
 	s.decisions = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "crvault_access_decisions_total", Help: "Case authorisation decisions by outcome.",
 	}, []string{"outcome"})
+	s.rowTagRefusals = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "crvault_access_row_tag_refusals_total",
+		Help: "Rows refused because their row tag did not check (written or changed outside vaultd), by table.",
+	}, []string{"table"})
 	s.indexLoaded = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "crvault_access_grants_loaded",
 		Help: "1 once every assignment is indexed in memory; 0 while a start still loads them (decisions then read the database).",
@@ -243,7 +253,7 @@ func New(ctx context.Context, db *gorm.DB, opts Options) (*Service, error) {
 		return 1
 	})
 	if opts.Registerer != nil {
-		for _, c := range []prometheus.Collector{s.logins, s.decisions, s.indexLoaded, noticesLive} {
+		for _, c := range []prometheus.Collector{s.logins, s.decisions, s.rowTagRefusals, s.indexLoaded, noticesLive} {
 			if err := opts.Registerer.Register(c); err != nil {
 				return nil, fmt.Errorf("access: register metrics: %w", err)
 			}
@@ -461,7 +471,7 @@ func (s *Service) loadGrants(ctx context.Context) (grantIndex, error) {
 	if err != nil {
 		return nil, fmt.Errorf("access: load assignments: %w", err)
 	}
-	flags, err := loadDeclarationFlags(ctx, sqlDB)
+	flags, err := s.loadDeclarationFlags(ctx, sqlDB)
 	if err != nil {
 		return nil, err
 	}
@@ -480,13 +490,13 @@ func (s *Service) loadGrants(ctx context.Context) (grantIndex, error) {
 }
 
 // loadDeclarationFlags reads, per assignment id, whether it has a
-// conflict:false declaration and a conflict:true one.
-func loadDeclarationFlags(ctx context.Context, sqlDB *sql.DB) (map[string][2]bool, error) {
+// conflict:false declaration and a conflict:true one whose tags check.
+func (s *Service) loadDeclarationFlags(ctx context.Context, sqlDB *sql.DB) (map[string][2]bool, error) {
 	// The scans run on a context without cancellation, checked every few
 	// thousand rows instead: given one that can be cancelled, the SQLite
 	// driver starts a goroutine and a channel for every row it steps, which
 	// made a background start half again as long as a blocking one.
-	rows, err := sqlDB.QueryContext(context.WithoutCancel(ctx), "SELECT assignment_id, conflict FROM access_declarations")
+	rows, err := sqlDB.QueryContext(context.WithoutCancel(ctx), "SELECT id, assignment_id, case_id, user_id, conflict, row_tag FROM access_declarations")
 	if err != nil {
 		return nil, fmt.Errorf("access: load declarations: %w", err)
 	}
@@ -496,11 +506,14 @@ func loadDeclarationFlags(ctx context.Context, sqlDB *sql.DB) (map[string][2]boo
 		if n%4096 == 0 && ctx.Err() != nil {
 			return nil, fmt.Errorf("access: load declarations: %w", ctx.Err())
 		}
-		var id string
-		var conflict bool
-		if err := rows.Scan(&id, &conflict); err != nil {
+		var d declarationRow
+		if err := rows.Scan(&d.ID, &d.AssignmentID, &d.CaseID, &d.UserID, &d.Conflict, &d.RowTag); err != nil {
 			return nil, fmt.Errorf("access: load declarations: %w", err)
 		}
+		if !s.tagOK(ctx, tagDeclarations, d.ID, d.RowTag, d.tagFields()...) {
+			continue
+		}
+		id, conflict := d.AssignmentID, d.Conflict
 		f := flags[id]
 		if conflict {
 			f[1] = true
@@ -518,51 +531,68 @@ func loadDeclarationFlags(ctx context.Context, sqlDB *sql.DB) (map[string][2]boo
 // scanGrants reads the unrevoked assignments that where (a condition on
 // the assignment's id) selects, about n of them.
 func (s *Service) scanGrants(ctx context.Context, sqlDB *sql.DB, where string, flags map[string][2]bool, n int) (*indexBuilder, error) {
-	// The four ids and the purpose come as one text column, joined by the
+	// The five ids and the purpose come as one text column, joined by the
 	// unit separator (0x1f): each column costs the drivers an allocation or
 	// two and SQLite's a few cgo calls, which were a third of a start. The
 	// ids, generated here and in vault, never hold a control character;
-	// the purpose, free text, comes last and may.
+	// the purpose, free text, comes last and may. The row tag comes apart,
+	// as bytes.
 	sep := "char(31)"
 	if s.db.Dialector.Name() == "postgres" {
 		sep = "chr(31)"
 	}
-	rows, err := sqlDB.QueryContext(context.WithoutCancel(ctx), `SELECT a.id || `+sep+` || a.case_id || `+sep+` || a.user_id || `+sep+` || a.role || `+sep+` || a.purpose,
-		a.expires_at FROM access_assignments a
+	rows, err := sqlDB.QueryContext(context.WithoutCancel(ctx), `SELECT a.id || `+sep+` || a.case_id || `+sep+` || a.user_id || `+sep+` || a.role || `+sep+` || a.granted_by || `+sep+` || a.purpose,
+		a.expires_at, a.row_tag FROM access_assignments a
 		WHERE `+where+` AND NOT EXISTS (SELECT 1 FROM access_assignment_revocations r WHERE r.assignment_id = a.id)`)
 	if err != nil {
 		return nil, fmt.Errorf("access: load assignments: %w", err)
 	}
 	defer rows.Close()
 	grants := newIndexBuilder(n)
-	var line sql.RawBytes
+	var line, tag sql.RawBytes
 	var expires sql.NullTime
 	unitSep := []byte{0x1f}
+	refused := 0
 	for n := 0; rows.Next(); n++ {
 		if n%4096 == 0 && ctx.Err() != nil {
 			return nil, fmt.Errorf("access: load assignments: %w", ctx.Err())
 		}
-		if err := rows.Scan(&line, &expires); err != nil {
+		if err := rows.Scan(&line, &expires, &tag); err != nil {
 			return nil, fmt.Errorf("access: load assignments: %w", err)
 		}
 		var r grantRow
-		var ok [4]bool
+		var grantedBy []byte
+		var ok [5]bool
 		r.id, r.purpose, ok[0] = bytes.Cut(line, unitSep)
 		r.caseID, r.purpose, ok[1] = bytes.Cut(r.purpose, unitSep)
 		r.userID, r.purpose, ok[2] = bytes.Cut(r.purpose, unitSep)
 		r.role, r.purpose, ok[3] = bytes.Cut(r.purpose, unitSep)
-		if ok != [4]bool{true, true, true, true} {
-			return nil, fmt.Errorf("access: load assignments: a row without its five fields")
+		grantedBy, r.purpose, ok[4] = bytes.Cut(r.purpose, unitSep)
+		if ok != [5]bool{true, true, true, true, true} {
+			return nil, fmt.Errorf("access: load assignments: a row without its six fields")
 		}
 		f := flags[string(r.id)]
 		r.declared, r.suspended = f[0], f[1]
+		var exp *time.Time
 		if expires.Valid {
 			r.expires = expires.Time
+			exp = &expires.Time
+		}
+		// One HMAC per row, here where rows enter the index, never per
+		// decision.
+		if s.tags != nil && !s.tags.CheckRowTag(tag, tagAssignments, assignmentTagFields(string(r.id), string(r.caseID), string(r.userID),
+			string(r.role), string(r.purpose), string(grantedBy), exp, assignmentState(false, r.suspended))...) {
+			s.tagRefused(ctx, tagAssignments, string(r.id))
+			refused++
+			continue
 		}
 		grants.add(r)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("access: load assignments: %w", err)
+	}
+	if refused > 0 {
+		s.log.ErrorContext(ctx, "access: assignments refused for their row tags while loading", "count", refused)
 	}
 	return grants, nil
 }

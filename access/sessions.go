@@ -153,7 +153,8 @@ func (s *Service) Login(ctx context.Context, cred Credentials, ip string) (Sessi
 		return Session{}, fmt.Errorf("login: %w", err)
 	}
 	sess := sessionRow{ID: newID(now), TokenHash: tokenHash, UserID: row.ID, CreatedAt: now, LastSeenAt: now,
-		AbsoluteEnd: now.Add(s.abs)}
+		AbsoluteEnd: microTime(now.Add(s.abs))}
+	sess.RowTag = s.tag(tagSessions, sess.tagFields()...)
 	if err := s.db.WithContext(ctx).Create(&sess).Error; err != nil {
 		return Session{}, fmt.Errorf("login: store session: %w", err)
 	}
@@ -214,6 +215,11 @@ func (s *Service) Authenticate(ctx context.Context, token string) (Principal, er
 	if sess.RevokedAt != nil || !now.Before(s.expiry(sess)) {
 		return Principal{}, ErrUnauthenticated
 	}
+	// A session row the database administrator inserted or edited (its
+	// user, end, second factor, or revoked_at back to NULL) is no session.
+	if !s.tagOK(ctx, tagSessions, sess.ID, sess.RowTag, sess.tagFields()...) {
+		return Principal{}, ErrUnauthenticated
+	}
 	acct, err := s.account(ctx, sess.UserID, now)
 	if errors.Is(err, ErrNotFound) {
 		return Principal{}, ErrUnauthenticated
@@ -270,9 +276,15 @@ func (s *Service) Logout(ctx context.Context, sessionID string) error {
 		return fmt.Errorf("logout: %w", err)
 	}
 	if err := db.Model(&sessionRow{}).Where("id = ? AND revoked_at IS NULL", sessionID).
-		Update("revoked_at", now).Error; err != nil {
+		Updates(revokedSession(now)).Error; err != nil {
 		return fmt.Errorf("logout: %w", err)
 	}
 	s.log.InfoContext(ctx, "logout", "user", sess.UserID, "session", sessionID)
 	return nil
+}
+
+// revokedSession is the update that revokes a session: its tag goes with
+// it, so that setting revoked_at back to NULL gives no session.
+func revokedSession(now time.Time) map[string]any {
+	return map[string]any{"revoked_at": now, "row_tag": nil}
 }

@@ -26,7 +26,7 @@ func column(name string, dst any) sqldb.Column { return sqldb.Column{Name: name,
 func (r *sessionRow) columns() []sqldb.Column {
 	return []sqldb.Column{column("id", &r.ID), column("token_hash", &r.TokenHash), column("user_id", &r.UserID), column("created_at", &r.CreatedAt),
 		column("last_seen_at", &r.LastSeenAt), column("absolute_end", &r.AbsoluteEnd), column("revoked_at", &r.RevokedAt),
-		column("second_factor", &r.SecondFactor)}
+		column("second_factor", &r.SecondFactor), column("row_tag", &r.RowTag)}
 }
 
 // sessionStmt is the session lookup, prepared on first use.
@@ -36,7 +36,7 @@ type sessionStmt struct {
 
 func newSessionStmt(db *gorm.DB) *sessionStmt {
 	var r sessionRow
-	names := make([]string, 0, 8)
+	names := make([]string, 0, 9)
 	for _, c := range r.columns() {
 		names = append(names, c.Name)
 	}

@@ -25,6 +25,8 @@ type orgRow struct {
 	NameKey   *string   `gorm:"size:64;uniqueIndex"`
 	Kind      string    `gorm:"size:32;not null"`
 	CreatedAt time.Time `gorm:"not null"`
+	// RowTag: see rowtags.go (this and every row tag below).
+	RowTag []byte `gorm:"column:row_tag"`
 }
 
 func (orgRow) TableName() string { return "access_orgs" }
@@ -50,6 +52,8 @@ type userRow struct {
 	TOTPSecret   []byte `gorm:"column:totp_secret"`                       // confirmed secret; nil: not enrolled
 	TOTPPending  []byte `gorm:"column:totp_pending"`                      // secret awaiting its first code
 	TOTPLastStep int64  `gorm:"column:totp_last_step;not null;default:0"` // newest step used: no replay
+
+	RowTag []byte `gorm:"column:row_tag"`
 }
 
 func (userRow) TableName() string { return "access_users" }
@@ -66,12 +70,17 @@ type sessionRow struct {
 	// the session ("amr": the identity provider's, trusted by
 	// configuration); "" when the account's own TOTP is what counts.
 	SecondFactor string `gorm:"size:32;not null;default:''"`
+	// RowTag is NULL once the session is revoked: a revoked session's row
+	// never checks again, whatever is done to revoked_at.
+	RowTag []byte `gorm:"column:row_tag"`
 }
 
 func (sessionRow) TableName() string { return "access_sessions" }
 
-// assignmentRow is immutable once written; its status is derived from
-// revocation rows, declarations and the expiry.
+// assignmentRow is immutable once written but for its tag; its status is
+// derived from revocation rows, declarations and the expiry. The tag also
+// covers whether it was revoked or suspended (rowtags.go), so removing the
+// row that says so grants nothing.
 type assignmentRow struct {
 	ID        string     `gorm:"primaryKey;size:32"`
 	CaseID    string     `gorm:"size:64;not null;index:idx_access_assign_case_user"`
@@ -81,6 +90,7 @@ type assignmentRow struct {
 	GrantedBy string     `gorm:"size:32;not null"`
 	GrantedAt time.Time  `gorm:"not null"`
 	ExpiresAt *time.Time `gorm:""`
+	RowTag    []byte     `gorm:"column:row_tag"`
 }
 
 func (assignmentRow) TableName() string { return "access_assignments" }
@@ -102,6 +112,7 @@ type declarationRow struct {
 	Conflict     bool      `gorm:"not null"`
 	Statement    []byte    `gorm:"not null"` // sealed with the case key (Options.Sealer)
 	CreatedAt    time.Time `gorm:"not null"`
+	RowTag       []byte    `gorm:"column:row_tag"`
 }
 
 func (declarationRow) TableName() string { return "access_declarations" }
@@ -121,6 +132,8 @@ type recoveryCodeRow struct {
 	UserID string     `gorm:"primaryKey;size:32"`
 	Hash   string     `gorm:"primaryKey;size:64"`
 	UsedAt *time.Time `gorm:""`
+	// RowTag is cleared when the code is used, like a revoked session's.
+	RowTag []byte `gorm:"column:row_tag"`
 }
 
 func (recoveryCodeRow) TableName() string { return "access_recovery_codes" }
@@ -163,6 +176,7 @@ var migrations = []sqldb.Step{
 		return tx.Exec("CREATE INDEX idx_access_assign_case_paging ON access_assignments (case_id, id)").Error
 	}},
 	{Version: 6, Name: "organisation names unique as people read them (name_key)", Up: migrateOrgNameKeys},
+	{Version: 7, Name: "row tags on the rows that decide access", Up: migrateRowTags},
 }
 
 // migrateOrgNameKeys stores every organisation's name key under a unique

@@ -10,6 +10,7 @@ import (
 	"encoding/base32"
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net/url"
 	"slices"
@@ -161,9 +162,12 @@ func (s *Service) ConfirmTOTP(ctx context.Context, p Principal, code string) ([]
 	if err != nil {
 		return nil, fmt.Errorf("confirm totp: %w", err)
 	}
+	enrolled := row
+	enrolled.TOTPSecret = row.TOTPPending
 	err = s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		res := tx.Model(&userRow{}).Where("id = ? AND totp_secret IS NULL", row.ID).
-			Updates(map[string]any{"totp_secret": row.TOTPPending, "totp_pending": nil, "totp_last_step": step})
+			Updates(map[string]any{"totp_secret": row.TOTPPending, "totp_pending": nil, "totp_last_step": step,
+				"row_tag": s.tag(tagUsers, enrolled.tagFields()...)})
 		if res.Error != nil {
 			return res.Error
 		}
@@ -172,6 +176,9 @@ func (s *Service) ConfirmTOTP(ctx context.Context, p Principal, code string) ([]
 		}
 		if err := tx.Where("user_id = ?", row.ID).Delete(&recoveryCodeRow{}).Error; err != nil {
 			return err
+		}
+		for i := range rows {
+			rows[i].RowTag = s.tag(tagRecovery, rows[i].tagFields()...)
 		}
 		if err := tx.Create(&rows).Error; err != nil {
 			return err
@@ -182,7 +189,7 @@ func (s *Service) ConfirmTOTP(ctx context.Context, p Principal, code string) ([]
 		// (whoever set the first password, say). Only the session that
 		// just proved the code stays.
 		if err := tx.Model(&sessionRow{}).Where("user_id = ? AND id <> ? AND revoked_at IS NULL", row.ID, p.SessionID).
-			Update("revoked_at", s.now().UTC()).Error; err != nil {
+			Updates(revokedSession(s.now().UTC())).Error; err != nil {
 			return err
 		}
 		return s.publish(tx, noticeUser, row.ID)
@@ -226,9 +233,11 @@ func (s *Service) RemoveTOTP(ctx context.Context, p Principal, code, ip string) 
 		}
 		return ErrTOTPInvalid
 	}
+	removed := row
+	removed.TOTPSecret = nil
 	err = s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		if err := tx.Model(&userRow{}).Where("id = ?", row.ID).
-			Updates(map[string]any{"totp_secret": nil, "totp_pending": nil}).Error; err != nil {
+			Updates(map[string]any{"totp_secret": nil, "totp_pending": nil, "row_tag": s.tag(tagUsers, removed.tagFields()...)}).Error; err != nil {
 			return err
 		}
 		if err := tx.Where("user_id = ?", row.ID).Delete(&recoveryCodeRow{}).Error; err != nil {
@@ -292,8 +301,20 @@ func (s *Service) secondFactor(ctx context.Context, row userRow, code string) (b
 		return res.RowsAffected == 1, nil
 	}
 	now := s.now().UTC()
-	res := db.Model(&recoveryCodeRow{}).Where("user_id = ? AND hash = ? AND used_at IS NULL", row.ID, recoveryHash(row.ID, code)).
-		Update("used_at", now)
+	hash := recoveryHash(row.ID, code)
+	var rc recoveryCodeRow
+	switch err := db.Where("user_id = ? AND hash = ? AND used_at IS NULL", row.ID, hash).Take(&rc).Error; {
+	case errors.Is(err, gorm.ErrRecordNotFound):
+		return false, nil
+	case err != nil:
+		return false, err
+	case !s.tagOK(ctx, tagRecovery, rc.UserID, rc.RowTag, rc.tagFields()...):
+		return false, nil
+	}
+	// Spent in one conditional update (two instances cannot both accept
+	// it), its tag with it.
+	res := db.Model(&recoveryCodeRow{}).Where("user_id = ? AND hash = ? AND used_at IS NULL", row.ID, hash).
+		Updates(map[string]any{"used_at": now, "row_tag": nil})
 	if res.Error != nil {
 		return false, res.Error
 	}

@@ -201,6 +201,7 @@ var auditRules = map[string]auditRule{
 	"audit.verify":         auditNever, // an inspector's check of the whole log
 	"audit.verify_result":  auditNever, // and what it found
 	"web.csrf":             auditNever, // a form refused for its CSRF token, like "auth"
+	"access.rows_tagged":   auditNever, // the one-time tagging of access rows at an upgrade
 }
 
 // auditFamilies cover whole families of actions that never concern a case

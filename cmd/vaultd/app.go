@@ -53,8 +53,9 @@ func (a *app) close(ctx context.Context) error {
 type parts int
 
 const (
-	withDB    parts = iota // database, migrations, audit log, accounts
-	withVault              // plus keys and blob store
+	withDB    parts = iota // database, migrations, audit log, accounts (read only: rows neither tagged nor checked)
+	withKeys               // plus the keys: accounts written and checked with row tags
+	withVault              // plus the blob store and the services
 )
 
 func openApp(ctx context.Context, cfg config, log *slog.Logger, need parts) (_ *app, err error) {
@@ -91,7 +92,7 @@ func openApp(ctx context.Context, cfg config, log *slog.Logger, need parts) (_ *
 	a.closers = append(a.closers, a.audit.Close)
 	aopts := access.Options{IdleTimeout: cfg.SessionIdle, AbsoluteTimeout: cfg.SessionMax, Logger: log, Registerer: a.reg,
 		TOTPRequiredRoles: cfg.totpRoles()}
-	if need >= withVault {
+	if need >= withKeys {
 		// TOTP secrets are sealed under a key of the vault's own (wrapped
 		// to the master and escrow like every key), declarations'
 		// statements with their case's key (the vault's keyring); commands
@@ -113,6 +114,17 @@ func openApp(ctx context.Context, cfg config, log *slog.Logger, need parts) (_ *
 				return nil, fmt.Errorf("open the secrets key: %w", err)
 			}
 			aopts.Sealer = secretSealer{key: secrets, masters: a.masters}
+			// The rows that decide who a caller is and what they may do
+			// carry tags under a key the database never holds, so that a
+			// database administrator's edit of them is refused.
+			rows, err := a.keys.VaultKey(ctx, rowsKeyName)
+			if err != nil {
+				return nil, fmt.Errorf("open the rows key: %w", err)
+			}
+			aopts.RowTagger = rows
+			if err := a.tagUntaggedRows(ctx, rows); err != nil {
+				return nil, err
+			}
 		}
 		aopts.CaseSealer = a.keys
 	}
@@ -177,6 +189,40 @@ func openApp(ctx context.Context, cfg config, log *slog.Logger, need parts) (_ *
 
 // secretsKeyName names the vault key that seals account secrets (TOTP).
 const secretsKeyName = "secrets"
+
+// rowsKeyName names the vault key that tags authorisation rows.
+const rowsKeyName = "rows"
+
+// rowsTaggedAction records, once, that the access rows written before row
+// tags existed were tagged. It is the marker: while it is in the audit
+// log, the tagging never runs again, so a database administrator who
+// blanks tags and restarts gets his rows refused, not tagged.
+const rowsTaggedAction = "access.rows_tagged"
+
+// tagUntaggedRows tags the access rows of an upgraded database once, before
+// access reads any, and records it in the audit log. The marker is looked
+// up by action, on the (action, seq) index: one short index read however
+// long the log. Tagging twice at once (two instances upgraded together) is
+// harmless: each tags what is still untagged, and both record it.
+func (a *app) tagUntaggedRows(ctx context.Context, tags access.RowTagger) error {
+	done, _, err := a.audit.Query(ctx, audit.Filter{Action: rowsTaggedAction, Limit: 1})
+	if err != nil {
+		return fmt.Errorf("row tags: look for the record of their first tagging: %w", err)
+	}
+	if len(done) > 0 {
+		return nil
+	}
+	n, err := access.TagUntaggedRows(ctx, a.db, tags)
+	if err != nil {
+		return err
+	}
+	e := audit.Event{Actor: "system", Action: rowsTaggedAction, Outcome: audit.Allowed, Resource: "access", Detail: n.String()}
+	if _, err := a.audit.Append(ctx, e); err != nil {
+		return fmt.Errorf("row tags: record their first tagging in the audit log: %w", err)
+	}
+	a.log.Info("access rows written before row tags were tagged, once", "count", n.Total(), "detail", n.String())
+	return nil
+}
 
 // secretSealer seals access's small secrets under the vault's secrets key.
 // Values sealed before, directly under a master (crypt.Master.SealValue),

@@ -286,7 +286,8 @@ func cmdOrgAdd(ctx context.Context, args []string, stdout, stderr io.Writer, get
 	if name == "" || kind == "" {
 		return usageError{"org add needs --name and --kind"}
 	}
-	a, err := openApp(ctx, cfg, newLogger(stderr, "warn"), withDB)
+	// With the keys: the row it writes is tagged (access's row tags).
+	a, err := openApp(ctx, cfg, newLogger(stderr, "warn"), withKeys)
 	if err != nil {
 		return err
 	}
@@ -337,7 +338,8 @@ func cmdUserAdd(ctx context.Context, args []string, stdin io.Reader, stdout, std
 	if display == "" {
 		display = username
 	}
-	a, err := openApp(ctx, cfg, newLogger(stderr, "warn"), withDB)
+	// With the keys: the row it writes is tagged (access's row tags).
+	a, err := openApp(ctx, cfg, newLogger(stderr, "warn"), withKeys)
 	if err != nil {
 		return err
 	}

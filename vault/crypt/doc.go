@@ -56,6 +56,28 @@
 // tells the database which values are equal within one case, and nothing
 // else.
 //
+// # Row tags
+//
+// A database administrator cannot read sealed values, but he can write rows,
+// and some rows are decisions rather than data: who a session belongs to,
+// what an account may do, who is assigned to a case. [CaseKey.RowTag] is a
+// MAC over a row's table, id and deciding columns under a key derived from a
+// vault key (the vault's "rows" key for the access tables, wrapped to the
+// master key like every key), which the database never holds. A row he
+// inserts, or whose deciding columns he edits, fails its tag and is refused
+// as if it did not exist (package access says which columns each tag
+// covers). Deletions are caught where a deletion would grant something: an
+// assignment's tag names its own revoked or suspended state, so deleting
+// the revocation or the declared conflict makes it refused, not active. What
+// a tag cannot catch is a replay: an old genuine row put back as it was, tag
+// and all (a session he saved before it was revoked, with its token, or an
+// assignment row before its revocation together with the tag it had then).
+// For that the audit trail is the record: every sign-in, grant and
+// revocation is an event there, and a replayed row grants only what the
+// trail shows was once granted. Rows written before tags existed were
+// tagged once at the upgrade, trusting them as they stood; that tagging is
+// an event in the audit log (access.rows_tagged) and never runs again.
+//
 // # Threat model of unwrapped keys in memory
 //
 // Unwrapping a case key costs a hybrid post-quantum decryption (about half a
