@@ -43,7 +43,7 @@ func (c config) s3Witness() bool {
 // when set, and the default directory when neither is.
 func auditOptions(ctx context.Context, cfg config, log *slog.Logger, readOnly bool) (audit.Options, error) {
 	opts := audit.Options{KeyDir: cfg.keyDir(), KeyFile: cfg.auditKeyFile(), UnwrapKey: keyUnwrapper(cfg.AuditKeyIdentity, log),
-		VerifierKey: cfg.AuditVerifierKey, SyncCommit: cfg.AuditSyncCommit, Logger: log, ReadOnly: readOnly}
+		VerifierKey: cfg.AuditVerifierKey, SyncCommit: cfg.AuditSyncCommit, CheckpointEvery: cfg.CheckpointInterval, Logger: log, ReadOnly: readOnly}
 	if cfg.s3Witness() {
 		w, err := witness.NewS3(ctx, witness.S3Config{Endpoint: cfg.S3Endpoint, Bucket: cfg.CheckpointS3Bucket, Prefix: cfg.CheckpointS3Prefix,
 			AccessKey: cfg.S3AccessKey, SecretKey: cfg.S3SecretKey, TLS: cfg.S3TLS, Region: cfg.S3Region,

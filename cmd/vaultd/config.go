@@ -68,6 +68,10 @@ type config struct {
 	CheckpointS3Bucket  string        `yaml:"checkpoint_s3_bucket"` // VAULT_CHECKPOINT_S3_BUCKET, default <s3 bucket>-audit; "off" for none
 	CheckpointS3Prefix  string        `yaml:"checkpoint_s3_prefix"` // VAULT_CHECKPOINT_S3_PREFIX, default audit-checkpoints/
 	CheckpointRetention time.Duration `yaml:"checkpoint_retention"` // VAULT_CHECKPOINT_RETENTION, default 2160h (90 days)
+	// CheckpointInterval is how often the leading instance signs a
+	// checkpoint while events arrive: how long a rewrite of the newest
+	// events can go unwitnessed, against a witnessed object each time.
+	CheckpointInterval time.Duration `yaml:"checkpoint_interval"` // VAULT_CHECKPOINT_INTERVAL, default 10s
 
 	// HTTP hardening (issue 8).
 	MetricsAddr       string        `yaml:"metrics_addr"`              // VAULT_METRICS_ADDR: a separate listener for /metrics
@@ -133,7 +137,7 @@ func defaults() config {
 		SessionIdle: 8 * time.Hour, SessionMax: 24 * time.Hour, LogLevel: "info",
 		DeadlineInterval: time.Hour, UploadExpiry: vault.DefaultUploadExpiry, AuditSyncCommit: "on",
 		JanitorInterval: time.Hour, JanitorGrace: 24 * time.Hour, CheckpointS3Prefix: "audit-checkpoints/",
-		CheckpointRetention: 90 * 24 * time.Hour, BodyIdleTimeout: 30 * time.Second, WriteIdleTimeout: 60 * time.Second,
+		CheckpointRetention: 90 * 24 * time.Hour, CheckpointInterval: 10 * time.Second, BodyIdleTimeout: 30 * time.Second, WriteIdleTimeout: 60 * time.Second,
 		S3ReadIdle: 30 * time.Second, S3WriteIdle: 30 * time.Second,
 		MaxConnsPerClient: 100, Retention: "10y", CiphertextCache: vault.DefaultCiphertextCache}
 }
@@ -258,6 +262,7 @@ func (f *configFlags) load(fs *flag.FlagSet, getenv func(string) string) (config
 	str(&c.CheckpointS3Bucket, "VAULT_CHECKPOINT_S3_BUCKET")
 	str(&c.CheckpointS3Prefix, "VAULT_CHECKPOINT_S3_PREFIX")
 	dur(&c.CheckpointRetention, "VAULT_CHECKPOINT_RETENTION")
+	dur(&c.CheckpointInterval, "VAULT_CHECKPOINT_INTERVAL")
 	str(&c.MetricsAddr, "VAULT_METRICS_ADDR")
 	str(&c.MetricsToken, "VAULT_METRICS_TOKEN")
 	dur(&c.BodyIdleTimeout, "VAULT_HTTP_BODY_IDLE_TIMEOUT")

@@ -17,6 +17,7 @@ import (
 //   - a member unit's reading ends with the review, a reviewer's does not;
 //   - a complainant reads the resolution, not the inspectors' working note.
 func TestDeliberationNeedToKnow(t *testing.T) {
+	t.Parallel() // its own server; it asserts no timing
 	s := newServer(t, backends[0])
 	w := bootstrap(t, s)
 	s.mustCLI("", "org", "add", "--name", "Second Unit", "--kind", "member_unit")

@@ -84,7 +84,10 @@ func TestTwoInstancesFailover(t *testing.T) {
 	// Not parallel: it asserts timing (the survivor must take the lead within seconds),
 	// which the load of parallel tests would blur.
 	be := backends[1]
-	a := newServer(t, be, "VAULT_JANITOR_INTERVAL=1s", "VAULT_DEADLINE_INTERVAL=1s")
+	// Checkpoints every 2 s rather than 10: the test waits for one on each
+	// side of the kill, and runs in the serial phase where every second of
+	// waiting is a second of the suite.
+	a := newServer(t, be, "VAULT_JANITOR_INTERVAL=1s", "VAULT_DEADLINE_INTERVAL=1s", "VAULT_CHECKPOINT_INTERVAL=2s")
 	w := bootstrap(t, a)
 	a.start()
 	b := a.twin(t)
@@ -192,10 +195,12 @@ func TestTwoInstancesFailover(t *testing.T) {
 	defer func() { stop.Store(true); wg.Wait() }()
 
 	// Before the kill: the leader has run its jobs and signed a checkpoint
-	// (every 10s) under the traffic; the follower has done none of it.
-	within(t, 40*time.Second, "a checkpoint signed by the leader", func() bool {
+	// (every 2 s here) under the traffic; the follower has done none of it.
+	// The traffic is under way too: with checkpoints that often, the first
+	// can come before any request is through.
+	within(t, 40*time.Second, "a checkpoint signed by the leader, and traffic", func() bool {
 		m, _ := scrapeOK(lead)
-		return metricValue(m, signedTotal) >= 1
+		return acked.Load() >= 50 && metricValue(m, signedTotal) >= 1
 	})
 	mf := metrics(t, follow)
 	for _, series := range []string{fmt.Sprintf(jobOK, "janitor"), fmt.Sprintf(jobOK, "deadlines"), signedTotal} {

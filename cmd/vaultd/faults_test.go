@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -616,14 +617,19 @@ func TestFaultConfig(t *testing.T) {
 		return cf.load(fs, func(k string) string { return env[k] })
 	}
 	c, err := load(nil)
-	if err != nil || c.AuditSyncCommit != "on" || c.JanitorInterval != time.Hour || c.JanitorGrace != 24*time.Hour {
+	if err != nil || c.AuditSyncCommit != "on" || c.JanitorInterval != time.Hour || c.JanitorGrace != 24*time.Hour || c.CheckpointInterval != 10*time.Second {
 		t.Fatalf("defaults: %+v %v", c, err)
 	}
-	c, err = load(map[string]string{"VAULT_AUDIT_SYNC_COMMIT": "remote_apply", "VAULT_JANITOR_INTERVAL": "5m", "VAULT_JANITOR_GRACE": "48h"})
-	if err != nil || c.AuditSyncCommit != "remote_apply" || c.JanitorInterval != 5*time.Minute || c.JanitorGrace != 48*time.Hour {
+	c, err = load(map[string]string{"VAULT_AUDIT_SYNC_COMMIT": "remote_apply", "VAULT_JANITOR_INTERVAL": "5m", "VAULT_JANITOR_GRACE": "48h",
+		"VAULT_CHECKPOINT_INTERVAL": "2s", "VAULT_DATA_DIR": t.TempDir()})
+	if err != nil || c.AuditSyncCommit != "remote_apply" || c.JanitorInterval != 5*time.Minute || c.JanitorGrace != 48*time.Hour || c.CheckpointInterval != 2*time.Second {
 		t.Fatalf("from the environment: %+v %v", c, err)
 	}
-	for k, v := range map[string]string{"VAULT_AUDIT_SYNC_COMMIT": "off", "VAULT_JANITOR_GRACE": "0s", "VAULT_JANITOR_INTERVAL": "soon"} {
+	// The interval reaches the audit log's checkpointer.
+	if o, err := auditOptions(t.Context(), c, slog.New(slog.DiscardHandler), false); err != nil || o.CheckpointEvery != 2*time.Second {
+		t.Fatalf("audit options: checkpoint every %v, %v; want 2s", o.CheckpointEvery, err)
+	}
+	for k, v := range map[string]string{"VAULT_AUDIT_SYNC_COMMIT": "off", "VAULT_JANITOR_GRACE": "0s", "VAULT_JANITOR_INTERVAL": "soon", "VAULT_CHECKPOINT_INTERVAL": "0s"} {
 		if _, err := load(map[string]string{k: v}); err == nil || !strings.Contains(err.Error(), k) {
 			t.Errorf("%s=%s: %v, want a refusal naming it", k, v, err)
 		}

@@ -10,7 +10,9 @@ import (
 	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"gopkg.in/yaml.v3"
@@ -28,11 +30,67 @@ func TestEveryOperationAnswersGarbage(t *testing.T) {
 	for _, be := range backends {
 		// PostgreSQL refuses what SQLite stores (a NUL, invalid UTF-8):
 		// that must be a 4xx too.
-		t.Run(be.name, func(t *testing.T) {
-			t.Parallel()
-			answersGarbage(t, be)
+		sum := &garbageTally{}
+		t.Cleanup(func() {
+			if sum.partial() {
+				return
+			}
+			t.Logf("%s: %d operations, answers by status: %v", be.name, sum.routes, sum.statuses)
+			if sum.statuses[200] == 0 || sum.statuses[201] == 0 || sum.statuses[400] == 0 || sum.statuses[422] == 0 || sum.routes < 70 {
+				t.Errorf("%s: the garbage never got past authentication or parsing: %v", be.name, sum.statuses)
+			}
 		})
+		for shard := range garbageShards {
+			t.Run(be.name+"/"+strconv.Itoa(shard), func(t *testing.T) {
+				t.Parallel()
+				sum.add(answersGarbage(t, be, shard))
+			})
+		}
 	}
+}
+
+// garbageShards is how many servers share a garbage test's operations (or
+// pages) on each backend, each sending its share one request after another.
+// On one server the tests were the last of ./cmd/vaultd to end, by minutes:
+// tens of thousands of requests, each waiting on the one before. Every
+// operation still gets all of the garbage, on a server of its own shard's.
+// The shards are the test's own subtests, not grouped under one per
+// backend: a parallel subtest waits for a free slot only once its parent
+// runs, and every level more put the shards further back in that queue.
+const garbageShards = 3
+
+// inShard spreads items over the shards: item i of a list goes to shard
+// i % garbageShards.
+func inShard(i, shard int) bool { return i%garbageShards == shard }
+
+// garbageTally adds up what the shards of one garbage test saw, for the
+// checks that the garbage got anywhere at all.
+type garbageTally struct {
+	mu       sync.Mutex
+	statuses map[int]int
+	routes   int // operations or pages in the whole document, as each shard counted
+	shards   int // shards that reported
+}
+
+func (g *garbageTally) add(statuses map[int]int, routes int) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.statuses == nil {
+		g.statuses = map[int]int{}
+	}
+	for k, v := range statuses {
+		g.statuses[k] += v
+	}
+	g.routes = routes
+	g.shards++
+}
+
+// partial is whether some shard did not report: filtered out by -run, or
+// failed (and said so itself). The sum then proves nothing either way.
+func (g *garbageTally) partial() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.shards < garbageShards
 }
 
 // garbageServer starts vaultd on be for a garbage test, with a case whose
@@ -69,7 +127,9 @@ func garbageVerdict(t *testing.T, s *server, failures []string, marker string) {
 	assertNoPlaintext(t, s, marker)
 }
 
-func answersGarbage(t *testing.T, be backend) {
+// answersGarbage sends the operations of its shard their garbage, and
+// returns the answers by status and how many operations the document has.
+func answersGarbage(t *testing.T, be backend, shard int) (map[int]int, int) {
 	s, w, caseID, materialID := garbageServer(t, be, "MARKER-GARBAGE")
 
 	served := s.do(t, "", "GET", "/openapi.yaml", nil, nil)
@@ -123,6 +183,25 @@ func answersGarbage(t *testing.T, be backend) {
 		}
 		return ops[i].method+ops[i].path < ops[j].method+ops[j].path
 	})
+	all := len(ops)
+	// This shard's share, in the same order; the last ones all go to the
+	// last shard, after its share.
+	var mine []op
+	n := 0
+	for _, o := range ops {
+		switch {
+		case last(o):
+			if shard == garbageShards-1 {
+				mine = append(mine, o)
+			}
+		default:
+			if inShard(n, shard) {
+				mine = append(mine, o)
+			}
+			n++
+		}
+	}
+	ops = mine
 
 	param := regexp.MustCompile(`\{([a-z]+)\}`)
 	ids := []string{"nosuch", strings.Repeat("a", 3000), "%00", "%FF%FE", "%E4%B8%AD%E6%96%87"}
@@ -285,11 +364,9 @@ func answersGarbage(t *testing.T, be backend) {
 			}
 		}
 	}
-	t.Logf("%d operations, answers by status: %v", len(ops), statuses)
-	if statuses[200] == 0 || statuses[201] == 0 || statuses[400] == 0 || statuses[422] == 0 || len(ops) < 70 {
-		t.Errorf("the garbage never got past authentication or parsing: %v", statuses)
-	}
+	t.Logf("%d of %d operations, answers by status: %v", len(ops), all, statuses)
 	garbageVerdict(t, s, failures, "MARKER-GARBAGE")
+	return statuses, all
 }
 
 // nulBody builds a JSON body of the operation's request schema with a NUL in
@@ -353,101 +430,123 @@ func TestEveryWebPageAnswersGarbage(t *testing.T) {
 		t.Fatalf("found %d web routes in api/web; the pattern no longer matches how they are registered", len(routes))
 	}
 	for _, be := range backends {
-		t.Run(be.name, func(t *testing.T) {
-			t.Parallel()
-			s, w, caseID, materialID := garbageServer(t, be, "MARKER-WEBGARBAGE")
-			realIDs := map[string]string{"case": caseID, "id": materialID}
-			ids := []string{"nosuch", "%00", "%FF%FE", strings.Repeat("a", 3000), "%E4%B8%AD"}
-			noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-			// One bad parameter each: a page that refuses the first stops
-			// looking at the others.
-			var queries []string
-			for _, name := range []string{"case", "actor", "action", "outcome", "since", "until", "status", "cursor", "within", "next", "lang", "download", "kind", "filename", "item"} {
-				queries = append(queries, "?"+name+"=%FF", "?"+name+"=a%00b")
+		sum := &garbageTally{}
+		t.Cleanup(func() {
+			if sum.partial() {
+				return
 			}
-			queries = append(queries, "", "?limit=-1", "?q="+strings.Repeat("z", 3000))
-			forms := []string{"", "a=%ZZ", "title=%00&product=%FF&reason=%00&purpose=%FF&user=%00&role=%FF&status=%00&kind=%FF&to=%00&text=%00&name=%FF&username=%00&password=%FF&code=%00",
-				"title=" + strings.Repeat("x", 100000)}
-			// And one bad field at a time, for handlers that stop at the
-			// first they refuse.
-			for _, name := range []string{"title", "product", "providers", "reason", "purpose", "statement", "comment", "text", "note", "name", "display_name",
-				"username", "org", "unit", "kind", "role", "user", "status", "action", "outcome", "reference", "items", "measures", "conditions", "material",
-				"receipt", "expires_on", "days", "conflict", "agree", "code", "next"} {
-				forms = append(forms, name+"=a%00b", name+"=%FF")
+			t.Logf("%s: %d routes, answers by status: %v", be.name, sum.routes, sum.statuses)
+			if sum.statuses[200] == 0 || sum.statuses[303]+sum.statuses[302] == 0 || sum.statuses[404] == 0 {
+				t.Errorf("%s: the garbage never reached the pages: %v", be.name, sum.statuses)
 			}
-			statuses := map[int]int{}
-			var failures []string
-			seen := map[string]bool{}
-			for _, user := range []*client{w.op, w.insp, w.office, w.admin, {}} {
-				cl := cookieClient{t: t, base: s.base, token: user.token}
-				csrf := ""
-				if _, page, _ := cl.do("GET", "/account", "", "", nil); csrfInput.MatchString(page) {
-					csrf = csrfInput.FindStringSubmatch(page)[1]
-				}
-				send := func(method, path, body string) {
-					req, err := http.NewRequest(method, s.base+path, strings.NewReader(body))
-					if err != nil {
-						return // a path no client could send
-					}
-					if method == "POST" {
-						req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-					}
-					if user.token != "" {
-						req.AddCookie(&http.Cookie{Name: "__Host-crvault-session", Value: user.token})
-					}
-					// Same-origin, as the browser says of its own forms.
-					req.Header.Set("Origin", s.base)
-					req.Header.Set("Sec-Fetch-Site", "same-origin")
-					res, err := noRedirect.Do(req)
-					if err != nil {
-						t.Fatalf("%s %s: %v", method, path, err)
-					}
-					b, _ := io.ReadAll(res.Body)
-					res.Body.Close()
-					statuses[res.StatusCode]++
-					key := fmt.Sprintf("%s %s %d", method, webParam.ReplaceAllString(path, ":x"), res.StatusCode)
-					if (res.StatusCode >= 500 || strings.Contains(string(b), "goroutine ")) && !seen[key] {
-						seen[key] = true
-						_, form, _ := strings.Cut(body, "&")
-						failures = append(failures, fmt.Sprintf("%s %.120s (%.60q): %d %.300s", method, path, form, res.StatusCode, b))
-					}
-				}
-				for _, r := range routes {
-					// The real identifiers get every query and form; the
-					// garbage ones (for routes that take one) a plain
-					// request, or the empty and the NUL form.
-					real := webParam.ReplaceAllStringFunc(r.path, func(m string) string { return realIDs[m[1:]] })
-					var garbage []string
-					if webParam.MatchString(r.path) {
-						for _, id := range ids {
-							garbage = append(garbage, webParam.ReplaceAllString(r.path, id))
-						}
-					}
-					if r.method == "GET" {
-						for _, q := range queries {
-							send("GET", real+q, "")
-						}
-						for _, p := range garbage {
-							send("GET", p, "")
-						}
-						continue
-					}
-					for _, f := range forms {
-						send("POST", real, "csrf="+csrf+"&"+f)
-					}
-					for _, p := range garbage {
-						send("POST", p, "csrf="+csrf+"&"+forms[0])
-						send("POST", p, "csrf="+csrf+"&"+forms[2])
-					}
-				}
-			}
-			t.Logf("%d routes, answers by status: %v", len(routes), statuses)
-			if statuses[200] == 0 || statuses[303]+statuses[302] == 0 || statuses[404] == 0 {
-				t.Errorf("the garbage never reached the pages: %v", statuses)
-			}
-			garbageVerdict(t, s, failures, "MARKER-WEBGARBAGE")
 		})
+		for shard := range garbageShards {
+			t.Run(be.name+"/"+strconv.Itoa(shard), func(t *testing.T) {
+				t.Parallel()
+				var mine []webRoute
+				for i, r := range routes {
+					if inShard(i, shard) {
+						mine = append(mine, r)
+					}
+				}
+				sum.add(webPagesAnswerGarbage(t, be, mine), len(routes))
+			})
+		}
 	}
+}
+
+// webPagesAnswerGarbage sends routes (a shard of the web application's)
+// their garbage on a server of their own, and returns the answers by status.
+func webPagesAnswerGarbage(t *testing.T, be backend, routes []webRoute) map[int]int {
+	s, w, caseID, materialID := garbageServer(t, be, "MARKER-WEBGARBAGE")
+	realIDs := map[string]string{"case": caseID, "id": materialID}
+	ids := []string{"nosuch", "%00", "%FF%FE", strings.Repeat("a", 3000), "%E4%B8%AD"}
+	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	// One bad parameter each: a page that refuses the first stops
+	// looking at the others.
+	var queries []string
+	for _, name := range []string{"case", "actor", "action", "outcome", "since", "until", "status", "cursor", "within", "next", "lang", "download", "kind", "filename", "item"} {
+		queries = append(queries, "?"+name+"=%FF", "?"+name+"=a%00b")
+	}
+	queries = append(queries, "", "?limit=-1", "?q="+strings.Repeat("z", 3000))
+	forms := []string{"", "a=%ZZ", "title=%00&product=%FF&reason=%00&purpose=%FF&user=%00&role=%FF&status=%00&kind=%FF&to=%00&text=%00&name=%FF&username=%00&password=%FF&code=%00",
+		"title=" + strings.Repeat("x", 100000)}
+	// And one bad field at a time, for handlers that stop at the
+	// first they refuse.
+	for _, name := range []string{"title", "product", "providers", "reason", "purpose", "statement", "comment", "text", "note", "name", "display_name",
+		"username", "org", "unit", "kind", "role", "user", "status", "action", "outcome", "reference", "items", "measures", "conditions", "material",
+		"receipt", "expires_on", "days", "conflict", "agree", "code", "next"} {
+		forms = append(forms, name+"=a%00b", name+"=%FF")
+	}
+	statuses := map[int]int{}
+	var failures []string
+	seen := map[string]bool{}
+	for _, user := range []*client{w.op, w.insp, w.office, w.admin, {}} {
+		cl := cookieClient{t: t, base: s.base, token: user.token}
+		csrf := ""
+		if _, page, _ := cl.do("GET", "/account", "", "", nil); csrfInput.MatchString(page) {
+			csrf = csrfInput.FindStringSubmatch(page)[1]
+		}
+		send := func(method, path, body string) {
+			req, err := http.NewRequest(method, s.base+path, strings.NewReader(body))
+			if err != nil {
+				return // a path no client could send
+			}
+			if method == "POST" {
+				req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			}
+			if user.token != "" {
+				req.AddCookie(&http.Cookie{Name: "__Host-crvault-session", Value: user.token})
+			}
+			// Same-origin, as the browser says of its own forms.
+			req.Header.Set("Origin", s.base)
+			req.Header.Set("Sec-Fetch-Site", "same-origin")
+			res, err := noRedirect.Do(req)
+			if err != nil {
+				t.Fatalf("%s %s: %v", method, path, err)
+			}
+			b, _ := io.ReadAll(res.Body)
+			res.Body.Close()
+			statuses[res.StatusCode]++
+			key := fmt.Sprintf("%s %s %d", method, webParam.ReplaceAllString(path, ":x"), res.StatusCode)
+			if (res.StatusCode >= 500 || strings.Contains(string(b), "goroutine ")) && !seen[key] {
+				seen[key] = true
+				_, form, _ := strings.Cut(body, "&")
+				failures = append(failures, fmt.Sprintf("%s %.120s (%.60q): %d %.300s", method, path, form, res.StatusCode, b))
+			}
+		}
+		for _, r := range routes {
+			// The real identifiers get every query and form; the
+			// garbage ones (for routes that take one) a plain
+			// request, or the empty and the NUL form.
+			real := webParam.ReplaceAllStringFunc(r.path, func(m string) string { return realIDs[m[1:]] })
+			var garbage []string
+			if webParam.MatchString(r.path) {
+				for _, id := range ids {
+					garbage = append(garbage, webParam.ReplaceAllString(r.path, id))
+				}
+			}
+			if r.method == "GET" {
+				for _, q := range queries {
+					send("GET", real+q, "")
+				}
+				for _, p := range garbage {
+					send("GET", p, "")
+				}
+				continue
+			}
+			for _, f := range forms {
+				send("POST", real, "csrf="+csrf+"&"+f)
+			}
+			for _, p := range garbage {
+				send("POST", p, "csrf="+csrf+"&"+forms[0])
+				send("POST", p, "csrf="+csrf+"&"+forms[2])
+			}
+		}
+	}
+	t.Logf("%d routes, answers by status: %v", len(routes), statuses)
+	garbageVerdict(t, s, failures, "MARKER-WEBGARBAGE")
+	return statuses
 }
 
 var webParam = regexp.MustCompile(`:([a-z]+)`)

@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -48,6 +49,19 @@ func TestClientCap(t *testing.T) {
 		}
 		return err.Error()
 	}
+	// states is state of each connection, all waited on at once: each
+	// "open" costs its full second, and one after another they made this
+	// serial test 11 s long.
+	states := func(cs ...net.Conn) []string {
+		out := make([]string, len(cs))
+		var wg sync.WaitGroup
+		for i, c := range cs {
+			wg.Add(1)
+			go func() { defer wg.Done(); out[i] = state(c) }()
+		}
+		wg.Wait()
+		return out
+	}
 	dial := func(from string) net.Conn {
 		t.Helper()
 		c, err := dialFrom(from, inner.Addr().String())
@@ -61,22 +75,28 @@ func TestClientCap(t *testing.T) {
 	for range 5 {
 		a = append(a, dial("127.0.0.2"))
 	}
-	for i, c := range a {
+	// Another client is not affected; a trusted proxy is not capped.
+	other := dial("127.0.0.4")
+	var proxied []net.Conn
+	for range 6 {
+		proxied = append(proxied, dial("127.0.0.3"))
+	}
+	got := states(append(append(append([]net.Conn{}, a...), other), proxied...)...)
+	for i := range a {
 		want := "open"
 		if i >= 3 {
 			want = "closed"
 		}
-		if got := state(c); got != want {
-			t.Fatalf("connection %d from 127.0.0.2: %s, want %s", i, got, want)
+		if got[i] != want {
+			t.Fatalf("connection %d from 127.0.0.2: %s, want %s", i, got[i], want)
 		}
 	}
-	// Another client is not affected; a trusted proxy is not capped.
-	if got := state(dial("127.0.0.4")); got != "open" {
-		t.Fatalf("another client: %s", got)
+	if got[len(a)] != "open" {
+		t.Fatalf("another client: %s", got[len(a)])
 	}
-	for i := range 6 {
-		if got := state(dial("127.0.0.3")); got != "open" {
-			t.Fatalf("trusted proxy connection %d: %s", i, got)
+	for i, st := range got[len(a)+1:] {
+		if st != "open" {
+			t.Fatalf("trusted proxy connection %d: %s", i, st)
 		}
 	}
 	// The server closing one of the three frees a slot.
