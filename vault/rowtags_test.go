@@ -1,6 +1,7 @@
 package vault
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -247,6 +248,123 @@ func TestRewrapKeepsRowTags(t *testing.T) {
 			cfg.Keyring = NewKeyring(f.db, nil, KeyringConfig{Masters: k.masters})
 			if got := f.readWith(New(f.db, f.blobs, nil, f.acc, f.log, cfg), f.op, id); got != "letter document" {
 				t.Fatalf("after the rotation, a fresh key cache: %q", got)
+			}
+		})
+	}
+}
+
+// segmented uploads a document of three 1000-byte chunks through a
+// resumable upload, completing it unless open, and returns the upload.
+func (f *wfFixture) segmented(caseID string, doc []byte, open bool) UploadSession {
+	f.t.Helper()
+	sz := int64(len(doc))
+	u, err := f.svc.CreateUpload(f.ctx, f.op, caseID, NewUpload{Kind: "other", Filename: "d.bin", Size: &sz})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	for off := int64(0); off < sz; off += 1000 {
+		if open && off+1000 == sz {
+			break
+		}
+		if u, err = f.svc.AppendUpload(f.ctx, f.op, u.ID, Chunk{Offset: off, Length: 1000, UploadLength: -1, Body: bytes.NewReader(doc[off : off+1000])}); err != nil {
+			f.t.Fatal(err)
+		}
+	}
+	return u
+}
+
+// swapSegment exchanges the blob and header of segment seq between two
+// owners in table (ownerCol names them): both stay sealed to the case key
+// and of the same size, so only their tags tell.
+func (f *wfFixture) swapSegment(table, ownerCol, a, b string, seq int) {
+	f.t.Helper()
+	type seg struct {
+		BlobID string
+		Header []byte
+	}
+	var sa, sb seg
+	if err := f.db.Table(table).Select("blob_id, header").Where(ownerCol+" = ? AND seq = ?", a, seq).Take(&sa).Error; err != nil {
+		f.t.Fatal(err)
+	}
+	if err := f.db.Table(table).Select("blob_id, header").Where(ownerCol+" = ? AND seq = ?", b, seq).Take(&sb).Error; err != nil {
+		f.t.Fatal(err)
+	}
+	set := func(owner string, s seg) {
+		if err := f.db.Table(table).Where(ownerCol+" = ? AND seq = ?", owner, seq).Updates(map[string]any{"blob_id": s.BlobID, "header": s.Header}).Error; err != nil {
+			f.t.Fatal(err)
+		}
+	}
+	set(a, seg{BlobID: "tmp-" + sa.BlobID, Header: sa.Header})
+	set(b, sa)
+	set(a, sb)
+}
+
+// TestSwappedSegmentIsRefused: a segment of one segmented material (or of
+// one open upload) exchanged with the segment of the same place of another
+// is refused, though both are sealed to the case key and of the same size:
+// the material does not read, and the upload does not complete.
+func TestSwappedSegmentIsRefused(t *testing.T) {
+	for _, d := range sqldbtest.Backends {
+		t.Run(sqldbtest.Name(d), func(t *testing.T) {
+			f := newWF(t, d, time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC), false)
+			c := f.draft()
+			one, two := randomDoc(t, 3000), randomDoc(t, 3000)
+			m1, m2 := f.segmented(c, one, false).Material.ID, f.segmented(c, two, false).Material.ID
+			if b := f.readRange(f.op, m1, nil); !bytes.Equal(b, one) {
+				t.Fatal("first material differs before the swap")
+			}
+			f.swapSegment("material_segments", "material_id", m1, m2, 1)
+			f.wantDamaged(f.svc, f.op, m1)
+			f.wantDamaged(f.svc, f.op, m2)
+
+			u1, u2 := f.segmented(c, one, true), f.segmented(c, two, true)
+			f.swapSegment("upload_segments", "upload_id", u1.ID, u2.ID, 1)
+			_, err := f.svc.AppendUpload(f.ctx, f.op, u1.ID, Chunk{Offset: 2000, Length: 1000, UploadLength: -1, Body: bytes.NewReader(one[2000:])})
+			if err == nil || !errors.Is(err, errRowTag) {
+				t.Fatalf("an upload with another's segment completed: %v", err)
+			}
+		})
+	}
+}
+
+// TestMovedVaultKeyIsRefused: one of the vault's own keys copied, tag and
+// all, into another's row (or a case key into a vault key's) is refused
+// when a fresh keyring opens it, and the row's own key still opens.
+func TestMovedVaultKeyIsRefused(t *testing.T) {
+	for _, d := range sqldbtest.Backends {
+		t.Run(sqldbtest.Name(d), func(t *testing.T) {
+			f := newWF(t, d, time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC), false)
+			c := f.draft()
+			for _, name := range []string{"secrets", proposalKey} {
+				if _, err := f.svc.keys.VaultKey(f.ctx, name); err != nil {
+					t.Fatal(err)
+				}
+			}
+			fresh := func() *Keyring { return NewKeyring(f.db, f.master, KeyringConfig{}) }
+			if _, err := fresh().VaultKey(f.ctx, proposalKey); err != nil {
+				t.Fatalf("untouched: %v", err)
+			}
+			for _, from := range []string{
+				"SELECT wrapped, master, escrow, tag FROM vault_keys WHERE name = 'secrets'",
+				"SELECT wrapped, master, escrow, tag FROM case_keys WHERE case_id = '" + c + "'",
+			} {
+				var row struct {
+					Wrapped, Tag   []byte
+					Master, Escrow string
+				}
+				if err := f.db.Raw(from).Scan(&row).Error; err != nil {
+					t.Fatal(err)
+				}
+				if err := f.db.Table("vault_keys").Where("name = ?", proposalKey).
+					Updates(map[string]any{"wrapped": row.Wrapped, "master": row.Master, "escrow": row.Escrow, "tag": row.Tag}).Error; err != nil {
+					t.Fatal(err)
+				}
+				if _, err := fresh().VaultKey(f.ctx, proposalKey); !errors.Is(err, errRowTag) {
+					t.Fatalf("%s, copied to the proposals key: %v", from, err)
+				}
+			}
+			if _, err := fresh().VaultKey(f.ctx, "secrets"); err != nil {
+				t.Fatalf("the key copied from still opens in its own row: %v", err)
 			}
 		})
 	}
