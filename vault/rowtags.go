@@ -178,13 +178,15 @@ func (k *Keyring) tagLegacyRows(ctx context.Context, log *audit.Log, extra []Key
 		k.log.InfoContext(ctx, "tagging rows written before row tags", "cases", len(ids))
 	}
 	// Each case costs one unwrap (about half a millisecond): the cases are
-	// shared among as many workers as there are CPUs.
+	// shared among as many workers as there are CPUs, at most 8, well
+	// within the database pool (8 connections on SQLite, 32 on PostgreSQL,
+	// one of which holds the advisory lock).
 	var mu sync.Mutex
 	var firstErr error
 	unopened := 0
 	work := make(chan string)
 	var wg sync.WaitGroup
-	for range max(1, runtime.GOMAXPROCS(0)) {
+	for range min(8, max(1, runtime.GOMAXPROCS(0))) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
