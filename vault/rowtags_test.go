@@ -369,3 +369,45 @@ func TestMovedVaultKeyIsRefused(t *testing.T) {
 		})
 	}
 }
+
+// TestEditedMaterialRowShowsPartyNoMoreEvents: the kind and uploader
+// of a material decide which of its audit events a party sees. A
+// reviewer's recommendation, relabelled in the database as the operator's
+// own "other" material, does not open its upload and reads to the
+// operator: the row fails its tag and counts as unknown.
+func TestEditedMaterialRowShowsPartyNoMoreEvents(t *testing.T) {
+	for _, d := range sqldbtest.Backends {
+		t.Run(sqldbtest.Name(d), func(t *testing.T) {
+			f := newWF(t, d, time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC), false)
+			c := f.draft()
+			f.submit(c)
+			f.mustMove(c, "require_review", "", 0)
+			f.assign(c, f.rev, "reviewer")
+			rec := f.uploadID(f.rev, c, "recommendation", "rec")
+			f.read(f.rev, rec)
+			seen := func() int {
+				t.Helper()
+				evs, _, err := f.svc.AuditEvents(f.ctx, f.op, audit.Filter{CaseID: c, Limit: audit.MaxLimit})
+				if err != nil {
+					t.Fatal(err)
+				}
+				n := 0
+				for _, e := range evs {
+					if id, ok := materialOfResource(e.Resource); ok && id == rec {
+						n++
+					}
+				}
+				return n
+			}
+			if n := seen(); n != 0 {
+				t.Fatalf("the operator sees %d events of the recommendation", n)
+			}
+			if err := f.db.Exec("UPDATE materials SET kind = 'other', uploader_org = ? WHERE id = ?", f.op.P.User.OrgID, rec).Error; err != nil {
+				t.Fatal(err)
+			}
+			if n := seen(); n != 0 {
+				t.Fatalf("relabelled in the database, the recommendation shows the operator %d events", n)
+			}
+		})
+	}
+}
