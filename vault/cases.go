@@ -124,7 +124,8 @@ func (s *Service) insertCase(ctx context.Context, a Actor, c Case, providers []s
 			}
 		}
 		row, key = r, k
-		if err := tx.Create(&caseKeyRow{CaseID: r.ID, Wrapped: wrapped.Data, Master: wrapped.Master, Escrow: wrapped.Escrow, CreatedAt: now}).Error; err != nil {
+		if err := tx.Create(&caseKeyRow{CaseID: r.ID, Wrapped: wrapped.Data, Master: wrapped.Master, Escrow: wrapped.Escrow, CreatedAt: now,
+			Tag: keyTag(k, "case_keys", r.ID)}).Error; err != nil {
 			return err
 		}
 		if alsoInTx != nil {

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -28,6 +29,9 @@ type KeyringConfig struct {
 	// Masters holds the master keys and escrow recipients (default: a set
 	// of the one master given to NewKeyring, no escrow).
 	Masters *crypt.Masters
+	// Logger receives the refusals of keys whose row tag does not check
+	// (default slog.Default()).
+	Logger *slog.Logger
 }
 
 // Keyring opens case keys (stored wrapped to the master key in case_keys)
@@ -40,6 +44,7 @@ type KeyringConfig struct {
 type Keyring struct {
 	db      *gorm.DB
 	masters *crypt.Masters
+	log     *slog.Logger
 	ttl     time.Duration
 	size    int
 	now     func() time.Time
@@ -82,7 +87,10 @@ func NewKeyring(db *gorm.DB, master *crypt.Master, cfg KeyringConfig) *Keyring {
 	if cfg.Masters == nil {
 		cfg.Masters, _ = crypt.NewMasters(master)
 	}
-	return &Keyring{db: db, masters: cfg.Masters, ttl: cfg.TTL, size: cfg.Size, now: cfg.Now, cache: map[string]cached[*crypt.CaseKey]{},
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Keyring{db: db, masters: cfg.Masters, log: cfg.Logger, ttl: cfg.TTL, size: cfg.Size, now: cfg.Now, cache: map[string]cached[*crypt.CaseKey]{},
 		files: map[fileKeyID]cached[*crypt.FileKey]{}, own: map[string]*crypt.CaseKey{}}
 }
 
@@ -117,7 +125,9 @@ func (k *Keyring) caseKey(ctx context.Context, caseID string) (*crypt.CaseKey, e
 		}
 		return nil, fmt.Errorf("load key of case %s: %w", caseID, err)
 	}
-	key, err := k.masters.Open(row.wrapped())
+	// The tag is checked here, once per unwrap: keys served from the
+	// cache were checked when they were put there.
+	key, err := k.OpenTaggedKey(ctx, "case_keys", caseID, row.wrapped(), row.Tag)
 	if err != nil {
 		return nil, fmt.Errorf("open key of case %s: %w", caseID, err)
 	}
@@ -243,8 +253,9 @@ func (k *Keyring) vaultKey(ctx context.Context, name string) (*crypt.CaseKey, er
 	var row vaultKeyRow
 	err := db.Where("name = ?", name).Take(&row).Error
 	if errors.Is(err, gorm.ErrRecordNotFound) {
-		err = k.StoreNewKey(ctx, func(tx *gorm.DB, w crypt.Wrapped, _ *crypt.CaseKey) error {
-			row = vaultKeyRow{Name: name, Wrapped: w.Data, Master: w.Master, Escrow: w.Escrow, CreatedAt: time.Now().UTC()}
+		err = k.StoreNewKey(ctx, func(tx *gorm.DB, w crypt.Wrapped, key *crypt.CaseKey) error {
+			row = vaultKeyRow{Name: name, Wrapped: w.Data, Master: w.Master, Escrow: w.Escrow, CreatedAt: time.Now().UTC(),
+				Tag: keyTag(key, "vault_keys", name)}
 			return tx.Create(&row).Error
 		})
 		if err != nil {
@@ -259,7 +270,7 @@ func (k *Keyring) vaultKey(ctx context.Context, name string) (*crypt.CaseKey, er
 	if err != nil {
 		return nil, fmt.Errorf("load vault key %s: %w", name, err)
 	}
-	key, err := k.masters.Open(crypt.Wrapped{Data: row.Wrapped, Master: row.Master, Escrow: row.Escrow})
+	key, err := k.OpenTaggedKey(ctx, "vault_keys", name, crypt.Wrapped{Data: row.Wrapped, Master: row.Master, Escrow: row.Escrow}, row.Tag)
 	if err != nil {
 		return nil, fmt.Errorf("open vault key %s: %w", name, err)
 	}

@@ -238,9 +238,6 @@ func lockActiveMaster(tx *gorm.DB, fp string) error {
 	return nil
 }
 
-// OpenKey unwraps a stored key.
-func (k *Keyring) OpenKey(w crypt.Wrapped) (*crypt.CaseKey, error) { return k.masters.Open(w) }
-
 // Rotation is a master key rotation as recorded.
 type Rotation struct {
 	ID         int64

@@ -188,6 +188,7 @@ func (s *Service) store(ctx context.Context, a Actor, caseID, purpose string, up
 		s.recordFailure(ctx, a, "material.upload", caseID, resource, err)
 		return Material{}, err
 	}
+	m.Tag = materialTag(key, &m)
 	insert := s.insertVersion
 	if up.alsoInTx != nil {
 		insert = func(ctx context.Context, m *materialRow) error {
@@ -356,6 +357,41 @@ func (s *Service) ListMaterials(ctx context.Context, a Actor, caseID string) ([]
 // material loads a material and authorises act on it, auditing refusals.
 // Unknown ids and materials hidden from the caller both answer 404.
 func (s *Service) material(ctx context.Context, a Actor, id string, act access.Action, event string) (materialRow, access.Decision, error) {
+	m, _, d, err := s.materialKeyed(ctx, a, id, act, event)
+	return m, d, err
+}
+
+// materialKeyed is material, also returning the case key it checked the
+// material's row tag with (nil for a shredded case), so that a read does
+// not look it up twice.
+func (s *Service) materialKeyed(ctx context.Context, a Actor, id string, act access.Action, event string) (m materialRow, key *crypt.CaseKey, d access.Decision, err error) {
+	m, d, err = s.materialDecided(ctx, a, id, act, event, func(m *materialRow, d access.Decision) error {
+		// The row's tag is checked once the caller may see the case and
+		// before its kind and uploader decide what more it may see: a row
+		// moved to another case, or edited, is refused as damaged (not the
+		// caller's fault; checkMaterial and the keyring log which row).
+		k, err := s.keys.caseKey(ctx, m.CaseID)
+		switch {
+		case errors.Is(err, errShredded):
+			return nil // nothing of it can be read; the read says so
+		case err != nil && !errors.Is(err, errRowTag):
+			return err
+		case err != nil || !s.checkMaterial(ctx, k, m):
+			if err := s.record(ctx, a, event, audit.Errored, m.CaseID, "material/"+id, d.Purpose, "material_damaged"); err != nil {
+				return err
+			}
+			return errDamagedRow()
+		}
+		key = k
+		return nil
+	})
+	return m, key, d, err
+}
+
+// materialDecided is material with check run between the case's decision
+// and the material's own visibility.
+func (s *Service) materialDecided(ctx context.Context, a Actor, id string, act access.Action, event string,
+	check func(m *materialRow, d access.Decision) error) (materialRow, access.Decision, error) {
 	var m materialRow
 	var c caseWithProviders
 	resource := "material/" + id
@@ -391,6 +427,9 @@ func (s *Service) material(ctx context.Context, a Actor, id string, act access.A
 		if errors.As(err, &ve) && ve.Code == "not_found" {
 			ve.Detail = "no such material"
 		}
+		return m, d, err
+	}
+	if err := check(&m, d); err != nil {
 		return m, d, err
 	}
 	visible, consent, err := s.visibleMaterial(ctx, a.P, m)
@@ -496,7 +535,7 @@ type RangeFunc func(t RangeTarget) (*Range, error)
 // the material.read audit event and only then opens and decrypts the blob.
 // If the event cannot be written, nothing is opened.
 func (s *Service) OpenContent(ctx context.Context, a Actor, id string, rng RangeFunc) (*Content, error) {
-	m, d, err := s.material(ctx, a, id, "material.read", "material.read")
+	m, key, d, err := s.materialKeyed(ctx, a, id, "material.read", "material.read")
 	if err != nil {
 		return nil, err
 	}
@@ -516,7 +555,7 @@ func (s *Service) OpenContent(ctx context.Context, a Actor, id string, rng Range
 	if err := s.record(ctx, a, "material.read", audit.Allowed, m.CaseID, resource, d.Purpose, ""); err != nil {
 		return nil, err
 	}
-	c, err := s.openMaterial(ctx, m, r)
+	c, err := s.openMaterial(ctx, m, key, r)
 	if err != nil {
 		s.recordFailure(ctx, a, "material.read", m.CaseID, resource, err)
 		return nil, err
@@ -527,10 +566,14 @@ func (s *Service) OpenContent(ctx context.Context, a Actor, id string, rng Range
 	return c, nil
 }
 
-func (s *Service) openMaterial(ctx context.Context, m materialRow, r *Range) (*Content, error) {
-	key, err := s.caseKey(ctx, m.CaseID)
-	if err != nil {
-		return nil, err
+// openMaterial opens m with key, its case key as material checked m's tag
+// with (nil: look it up, and fail as a shredded case does).
+func (s *Service) openMaterial(ctx context.Context, m materialRow, key *crypt.CaseKey, r *Range) (*Content, error) {
+	if key == nil {
+		var err error
+		if key, err = s.caseKey(ctx, m.CaseID); err != nil {
+			return nil, err
+		}
 	}
 	open := s.OpenSealed
 	if m.Segments > 1 {
@@ -540,6 +583,12 @@ func (s *Service) openMaterial(ctx context.Context, m materialRow, r *Range) (*C
 		}
 	}
 	body, closeFn, err := open(ctx, key, m.Header, m.BlobID, m.Size, r)
+	if errors.Is(err, errRowTag) {
+		// A segment row moved or edited: refused like a damaged blob
+		// (openSegments names the row), restored the same way.
+		s.log.ErrorContext(ctx, "stored material refused: a segment's row tag does not check", "material", m.ID, "case", m.CaseID, "err", err)
+		return nil, errDamagedRow()
+	}
 	if errors.Is(err, crypt.ErrCorrupt) || errors.Is(err, blob.ErrNotFound) {
 		// Not the caller's fault and not an outage: the operator must
 		// restore this blob from a backup, so say which one, once, loudly.

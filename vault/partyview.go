@@ -112,10 +112,23 @@ func (v *auditView) load(ctx context.Context, evs []audit.Event) error {
 		return nil
 	}
 	var rows []materialRow
-	if err := v.s.db.WithContext(ctx).Select("id, case_id, kind, uploader_org").Where("id IN ?", ids).Find(&rows).Error; err != nil {
+	if err := v.s.db.WithContext(ctx).Omit("header", "filename").Where("id IN ?", ids).Find(&rows).Error; err != nil {
 		return fmt.Errorf("load materials of audit events: %w", err)
 	}
 	for i := range rows {
+		// Kind and uploader decide which events of a material a party
+		// sees: a row whose tag does not check is as unknown (only the
+		// party's own events are shown), not obeyed.
+		key, err := v.s.keys.caseKey(ctx, rows[i].CaseID)
+		switch {
+		case errors.Is(err, errShredded):
+		case errors.Is(err, errRowTag):
+			continue
+		case err != nil:
+			return err
+		case !v.s.checkMaterial(ctx, key, &rows[i]):
+			continue
+		}
 		v.mats[rows[i].ID] = &rows[i]
 	}
 	return nil

@@ -29,6 +29,7 @@ func (r *materialRow) columns() []sqldb.Column {
 		column("filename_mac", &r.FilenameMAC), column("version", &r.Version), column("content_type", &r.ContentType), column("size", &r.Size),
 		column("sha256", &r.SHA256), column("blob_id", &r.BlobID), column("header", &r.Header), column("uploaded_by", &r.UploadedBy),
 		column("uploader_org", &r.UploaderOrg), column("uploaded_at", &r.UploadedAt), column("segments", &r.Segments),
+		column("tag", &r.Tag),
 	}
 }
 

@@ -109,6 +109,12 @@ func (s *Service) openMaterials(ctx context.Context, caseID string, rows []mater
 		return nil, err
 	}
 	for _, r := range rows {
+		// A row that fails its tag is left out, as if it did not exist
+		// (checkMaterial logs it); a shredded case has no key, and no
+		// text to show either.
+		if key != nil && !s.checkMaterial(ctx, key, &r) {
+			continue
+		}
 		name, err := openText(key, labelFilename(r.ID), r.Filename)
 		if err != nil {
 			return nil, err
@@ -123,6 +129,9 @@ func (s *Service) materialOf(ctx context.Context, r materialRow) (Material, erro
 	ms, err := s.openMaterials(ctx, r.CaseID, []materialRow{r})
 	if err != nil {
 		return Material{}, err
+	}
+	if len(ms) == 0 {
+		return Material{}, errDamagedRow()
 	}
 	return ms[0], nil
 }

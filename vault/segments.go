@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 
 	"github.com/crvault/crvault/vault/crypt"
 )
@@ -15,6 +16,7 @@ type segment struct {
 	BlobID     string
 	PlainStart int64
 	PlainSize  int64
+	Tag        []byte
 }
 
 // openSegments reads a material stored as an ordered set of sealed segments
@@ -26,12 +28,18 @@ type segment struct {
 // no gap or overlap, or the material is refused as damaged.
 func (s *Service) openSegments(ctx context.Context, key *crypt.CaseKey, materialID string, size int64, r *Range) (io.Reader, func() error, error) {
 	var segs []segment
-	if err := s.db.WithContext(ctx).Model(&materialSegmentRow{}).Select("seq", "blob_id", "plain_start", "plain_size").
+	if err := s.db.WithContext(ctx).Model(&materialSegmentRow{}).Select("seq", "blob_id", "plain_start", "plain_size", "tag").
 		Where("material_id = ?", materialID).Order("seq").Scan(&segs).Error; err != nil {
 		return nil, nil, fmt.Errorf("load segments: %w", err)
 	}
 	var at int64
 	for i, sg := range segs {
+		// A segment moved from another material, or edited, is refused
+		// before any byte is served.
+		if !key.CheckRowTag(sg.Tag, "material_segments", materialID, strconv.Itoa(sg.Seq), sg.BlobID,
+			strconv.FormatInt(sg.PlainStart, 10), strconv.FormatInt(sg.PlainSize, 10)) {
+			return nil, nil, fmt.Errorf("material_segments %s seq %d (blob %s): %w", materialID, sg.Seq, sg.BlobID, errRowTag)
+		}
 		if sg.Seq != i || sg.PlainStart != at || sg.PlainSize <= 0 {
 			return nil, nil, fmt.Errorf("segment %d of %d does not continue the document at byte %d", i, len(segs), at)
 		}

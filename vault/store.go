@@ -74,6 +74,9 @@ type caseKeyRow struct {
 	// wrapped to ("" on rows from before they were named).
 	Master string `gorm:"size:16;not null;default:''"`
 	Escrow string `gorm:"size:16;not null;default:''"`
+	// Tag binds the key to its case (rowtags.go): a wrapped key copied to
+	// another case's row opens, but its tag names the case it came from.
+	Tag []byte `gorm:"not null;default:''"`
 }
 
 func (r caseKeyRow) wrapped() crypt.Wrapped {
@@ -103,6 +106,9 @@ type materialRow struct {
 	// Segments is how many sealed segments a resumable upload left
 	// (material_segments); 0 or 1: the material is the one blob above.
 	Segments int `gorm:"not null;default:0"`
+	// Tag binds the row's deciding columns (its case, kind, uploader and
+	// blob) under the case key (rowtags.go).
+	Tag []byte `gorm:"not null;default:''"`
 }
 
 func (materialRow) TableName() string { return "materials" }
@@ -129,6 +135,7 @@ var migrations = []sqldb.Step{
 		return tx.Migrator().CreateTable(&pendingNoticeRow{})
 	}},
 	{Version: 11, Name: "one live consent per material and organisation", Up: migrateLiveConsents},
+	{Version: 12, Name: "row tags binding keys and materials to their place", Up: migrateRowTags},
 }
 
 // migrateLiveConsents puts a unique index on the live consents of a
@@ -387,6 +394,7 @@ type vaultKeyRow struct {
 	CreatedAt time.Time `gorm:"not null"`
 	Master    string    `gorm:"size:16;not null;default:''"`
 	Escrow    string    `gorm:"size:16;not null;default:''"`
+	Tag       []byte    `gorm:"not null;default:''"` // binds the key to its name (rowtags.go)
 }
 
 func (vaultKeyRow) TableName() string { return "vault_keys" }

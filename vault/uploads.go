@@ -75,6 +75,7 @@ type uploadSegmentRow struct {
 	Header     []byte `gorm:"not null"`
 	PlainStart int64  `gorm:"not null"` // offset of its first byte in the document
 	PlainSize  int64  `gorm:"not null"`
+	Tag        []byte `gorm:"not null;default:''"` // rowtags.go
 }
 
 func (uploadSegmentRow) TableName() string { return "upload_segments" }
@@ -89,6 +90,7 @@ type materialSegmentRow struct {
 	Header     []byte `gorm:"not null"`
 	PlainStart int64  `gorm:"not null"`
 	PlainSize  int64  `gorm:"not null"`
+	Tag        []byte `gorm:"not null;default:''"` // rowtags.go
 }
 
 func (materialSegmentRow) TableName() string { return "material_segments" }
@@ -534,7 +536,8 @@ func (s *Service) AppendUpload(ctx context.Context, a Actor, id string, ch Chunk
 			return UploadSession{}, err
 		}
 		if sealed.Size > 0 {
-			seg = &uploadSegmentRow{UploadID: id, Seq: r.Segments, BlobID: blobID, Header: sealed.Header, PlainStart: r.Received, PlainSize: sealed.Size}
+			seg = &uploadSegmentRow{UploadID: id, Seq: r.Segments, BlobID: blobID, Header: sealed.Header, PlainStart: r.Received, PlainSize: sealed.Size,
+				Tag: segmentTag(key, "upload_segments", id, r.Segments, blobID, r.Received, sealed.Size)}
 		} else if err := s.blobs.Delete(wctx, blobID); err != nil {
 			s.log.WarnContext(ctx, "empty segment left for the janitor", "blob", blobID, "err", err)
 		}
@@ -649,6 +652,7 @@ func (s *Service) commitSession(ctx context.Context, a Actor, caseID, purpose st
 	}
 	wctx := context.WithoutCancel(ctx)
 	var first uploadSegmentRow
+	var msegs []materialSegmentRow
 	segments := sess.Segments
 	emptyBlob := ""
 	if segments == 0 {
@@ -660,9 +664,12 @@ func (s *Service) commitSession(ctx context.Context, a Actor, caseID, purpose st
 			return Material{}, err
 		}
 		first, segments = uploadSegmentRow{BlobID: emptyBlob, Header: sealed.Header}, 1
-	} else if err := s.db.WithContext(ctx).Where("upload_id = ? AND seq = 0", sess.ID).Take(&first).Error; err != nil {
-		s.recordFailure(ctx, a, "material.upload", caseID, resource, err)
-		return Material{}, fmt.Errorf("load first segment of upload %s: %w", sess.ID, err)
+	} else {
+		var err error
+		if first, msegs, err = s.uploadedSegments(ctx, key, sess, id); err != nil {
+			s.recordFailure(ctx, a, "material.upload", caseID, resource, err)
+			return Material{}, err
+		}
 	}
 	m := materialRow{ID: id, CaseID: caseID, Kind: up.Kind, FilenameMAC: filenameMAC(key, filename), ContentType: up.ContentType, Size: sess.Received,
 		SHA256: hex.EncodeToString(h.Sum(nil)), BlobID: first.BlobID, Header: first.Header, UploadedBy: a.P.User.ID,
@@ -670,6 +677,7 @@ func (s *Service) commitSession(ctx context.Context, a Actor, caseID, purpose st
 	if segments > 1 {
 		m.Segments = segments
 	}
+	m.Tag = materialTag(key, &m)
 	if m.Filename, err = sealText(key, labelFilename(id), filename); err != nil {
 		if emptyBlob != "" {
 			_ = s.blobs.Delete(wctx, emptyBlob)
@@ -692,8 +700,7 @@ func (s *Service) commitSession(ctx context.Context, a Actor, caseID, purpose st
 			return err
 		}
 		if m.Segments > 1 {
-			if err := tx.Exec(`INSERT INTO material_segments (material_id, seq, blob_id, header, plain_start, plain_size)
-				SELECT ?, seq, blob_id, header, plain_start, plain_size FROM upload_segments WHERE upload_id = ?`, id, sess.ID).Error; err != nil {
+			if err := tx.CreateInBatches(msegs, 200).Error; err != nil {
 				return err
 			}
 		}
@@ -710,6 +717,33 @@ func (s *Service) commitSession(ctx context.Context, a Actor, caseID, purpose st
 		return Material{}, fmt.Errorf("complete upload %s: %w", sess.ID, err)
 	}
 	return toMaterial(m, filename), nil
+}
+
+// uploadedSegments loads an upload's segments and checks each one's tag,
+// refusing (errRowTag, logged at ERROR) a segment moved from another
+// upload or edited, and returns the first and the material's segments
+// materialID is to be made of, tagged as such.
+func (s *Service) uploadedSegments(ctx context.Context, key *crypt.CaseKey, sess *uploadRow, materialID string) (uploadSegmentRow, []materialSegmentRow, error) {
+	var segs []uploadSegmentRow
+	if err := s.db.WithContext(ctx).Where("upload_id = ? AND seq < ?", sess.ID, sess.Segments).Order("seq").Find(&segs).Error; err != nil {
+		return uploadSegmentRow{}, nil, fmt.Errorf("load segments of upload %s: %w", sess.ID, err)
+	}
+	if len(segs) != sess.Segments || len(segs) == 0 {
+		return uploadSegmentRow{}, nil, fmt.Errorf("upload %s has %d segments stored, %d recorded", sess.ID, len(segs), sess.Segments)
+	}
+	out := make([]materialSegmentRow, 0, len(segs))
+	for _, sg := range segs {
+		if !key.CheckRowTag(sg.Tag, "upload_segments", sess.ID, strconv.Itoa(sg.Seq), sg.BlobID,
+			strconv.FormatInt(sg.PlainStart, 10), strconv.FormatInt(sg.PlainSize, 10)) {
+			s.log.ErrorContext(ctx, "upload segment refused: its row tag does not check (moved or edited outside crvault, or written by an older vaultd)",
+				"table", "upload_segments", "upload", sess.ID, "seq", sg.Seq, "blob", sg.BlobID, "tagged", len(sg.Tag) > 0)
+			return uploadSegmentRow{}, nil, fmt.Errorf("upload_segments %s seq %d: %w", sess.ID, sg.Seq, errRowTag)
+		}
+		out = append(out, materialSegmentRow{MaterialID: materialID, Seq: sg.Seq, BlobID: sg.BlobID, Header: sg.Header,
+			PlainStart: sg.PlainStart, PlainSize: sg.PlainSize,
+			Tag: segmentTag(key, "material_segments", materialID, sg.Seq, sg.BlobID, sg.PlainStart, sg.PlainSize)})
+	}
+	return segs[0], out, nil
 }
 
 type eofReader struct{}

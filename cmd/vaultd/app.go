@@ -104,11 +104,18 @@ func openApp(ctx context.Context, cfg config, log *slog.Logger, need parts) (_ *
 		if a.masters, err = loadMasters(cfg, log, recorded); err != nil {
 			return nil, err
 		}
-		a.keys = vault.NewKeyring(a.db, nil, vault.KeyringConfig{Masters: a.masters})
+		a.keys = vault.NewKeyring(a.db, nil, vault.KeyringConfig{Masters: a.masters, Logger: log})
 		if err = a.keys.Init(ctx, supervision.KeyTables()...); err != nil && !(cfg.recovery && errors.Is(err, vault.ErrMasterNotHeld)) {
 			return nil, fmt.Errorf("master key: %w", err)
 		}
 		if !cfg.recovery {
+			// Rows older binaries wrote carry no row tag: tagged once,
+			// before any key is opened (a key opened finds its tag
+			// checked). Recovery skips it: it may not hold the master the
+			// keys are wrapped to, and rewraps without reading any.
+			if err := a.keys.TagLegacyRows(ctx, a.audit, supervision.KeyTables()...); err != nil {
+				return nil, fmt.Errorf("tag rows written before row tags: %w", err)
+			}
 			secrets, err := a.keys.VaultKey(ctx, secretsKeyName)
 			if err != nil {
 				return nil, fmt.Errorf("open the secrets key: %w", err)

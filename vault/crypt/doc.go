@@ -56,7 +56,7 @@
 // tells the database which values are equal within one case, and nothing
 // else.
 //
-// # Row tags
+// # Row tags: who a caller is and what they may do
 //
 // A database administrator cannot read sealed values, but he can write rows,
 // and some rows are decisions rather than data: who a session belongs to,
@@ -77,6 +77,34 @@
 // trail shows was once granted. Rows written before tags existed were
 // tagged once at the upgrade, trusting them as they stood; that tagging is
 // an event in the audit log (access.rows_tagged) and never runs again.
+//
+// # Row tags: keys and materials bound to their place
+//
+// A wrapped key is an age file of an identity, and a header an age file of a
+// file key: neither names the row it belongs to, so a database administrator
+// (who holds no key) could copy case A's wrapped key into case B's row, move
+// A's materials under B, and have the vault decrypt A's documents for whoever
+// may read case B. [CaseKey.RowTag] is a MAC, under a key derived from a
+// CaseKey, over a row's table and deciding columns; the vault stores it
+// beside the row and refuses a row whose tag does not check (vault/rowtags.go):
+//   - each wrapped key carries a tag under itself over its table and row id,
+//     checked when it is unwrapped: a copied key opens, but its tag names
+//     the row it came from, and only its holder could make one for another;
+//     rewrapping to a new master keeps the key, so the tag stays true;
+//   - each material row carries a tag under its case key over its id, case,
+//     kind, uploader, blob, size, hash and content type, and each segment
+//     row one over its material, order, blob and place; a header is bound
+//     through its blob, which no other header opens.
+//
+// What a tag cannot do: it cannot tell an old genuine row put back from the
+// current one (a replay: a material deleted and restored from a dump, a key
+// row of a case that was since given a new key), nor notice a row deleted
+// (which only loses data: a deleted key row is a shredded case). Rows written
+// before tags existed are tagged once, on trust, when the first tagging vaultd
+// starts (the audit log records it, and no later start tags anything), so an
+// edit made before that upgrade is blessed with the rest; and an older binary
+// still running beside a newer one writes untagged rows that the newer one
+// refuses.
 //
 // # Threat model of unwrapped keys in memory
 //

@@ -36,8 +36,9 @@ func (s *Service) supervisionKey(ctx context.Context) (*crypt.CaseKey, error) {
 	var row keyRow
 	err := s.db.WithContext(ctx).Where("id = ?", "current").Take(&row).Error
 	if errors.Is(err, gorm.ErrRecordNotFound) {
-		err = s.keys.StoreNewKey(ctx, func(tx *gorm.DB, w crypt.Wrapped, _ *crypt.CaseKey) error {
-			row = keyRow{ID: "current", Wrapped: w.Data, Master: w.Master, Escrow: w.Escrow, CreatedAt: time.Now().UTC()}
+		err = s.keys.StoreNewKey(ctx, func(tx *gorm.DB, w crypt.Wrapped, key *crypt.CaseKey) error {
+			row = keyRow{ID: "current", Wrapped: w.Data, Master: w.Master, Escrow: w.Escrow, CreatedAt: time.Now().UTC(),
+				Tag: vault.KeyTag(key, "supervision_keys", "current")}
 			return tx.Create(&row).Error
 		})
 		if serr := err; serr != nil {
@@ -50,7 +51,7 @@ func (s *Service) supervisionKey(ctx context.Context) (*crypt.CaseKey, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load supervision key: %w", err)
 	}
-	k, err := s.keys.OpenKey(crypt.Wrapped{Data: row.Wrapped, Master: row.Master, Escrow: row.Escrow})
+	k, err := s.keys.OpenTaggedKey(ctx, "supervision_keys", row.ID, crypt.Wrapped{Data: row.Wrapped, Master: row.Master, Escrow: row.Escrow}, row.Tag)
 	if err != nil {
 		return nil, fmt.Errorf("open supervision key: %w", err)
 	}

@@ -144,6 +144,9 @@ type keyRow struct {
 	// Master and Escrow name what Wrapped is wrapped to (vault/keys.go).
 	Master string `gorm:"size:16;not null;default:''"`
 	Escrow string `gorm:"size:16;not null;default:''"`
+	// Tag binds the key to its row (vault/rowtags.go): a key copied here
+	// from another table's row is refused.
+	Tag []byte `gorm:"not null;default:''"`
 }
 
 func (keyRow) TableName() string { return "supervision_keys" }
@@ -193,6 +196,12 @@ var migrations = []sqldb.Step{
 			}
 		}
 		return tx.Migrator().CreateTable(&commitmentChangeRow{})
+	}},
+	{Version: 6, Name: "supervision key bound to its row by a tag", Up: func(tx *gorm.DB, _ string) error {
+		if tx.Migrator().HasColumn(&keyRow{}, "Tag") {
+			return nil
+		}
+		return tx.Migrator().AddColumn(&keyRow{}, "Tag")
 	}},
 }
 

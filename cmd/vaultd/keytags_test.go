@@ -1,0 +1,110 @@
+package main
+
+import (
+	"strings"
+	"testing"
+)
+
+// TestMovedCaseKeyIsRefusedEndToEnd (review h29b, finding 2): a database
+// administrator copies case A's wrapped key, with every column beside it
+// (its tag too), into the row of case B, to which rev1 alone is assigned,
+// and moves A's materials under B. rev1 is refused every document of A
+// (500 material_damaged, audited as an error with that code) instead of
+// reading them on case B's account, and vaultd names the refused key's row
+// in an ERROR line.
+func TestMovedCaseKeyIsRefusedEndToEnd(t *testing.T) {
+	t.Parallel()
+	for _, be := range backends {
+		t.Run(be.name, func(t *testing.T) {
+			t.Parallel()
+			s := newServer(t, be)
+			w := bootstrap(t, s)
+			s.start()
+			w.loginAll(t)
+			caseA, docsA := w.newCase(t, "MARKER-ROWTAG-SECRET-A")
+			w.op.expect(200, "POST", "/cases/"+caseA+"/submit", nil)
+			caseB, _ := w.newCase(t, "MARKER-ROWTAG-B")
+			w.op.expect(200, "POST", "/cases/"+caseB+"/submit", nil)
+			w.office.expect(201, "POST", "/cases/"+caseB+"/assignments", map[string]any{"user": w.rev1.id, "role": "reviewer", "purpose": "preliminary review"})
+			w.rev1.expect(201, "POST", "/cases/"+caseB+"/declarations", map[string]any{"conflict": false, "statement": "none"})
+			for id := range docsA {
+				w.rev1.expect(404, "GET", "/materials/"+id+"/content", nil)
+			}
+
+			s.stop() // only to drop the one-minute key cache; waiting works too
+			dbaExec(t, s, `UPDATE case_keys SET wrapped = (SELECT wrapped FROM case_keys WHERE case_id = ?), master = (SELECT master FROM case_keys WHERE case_id = ?),
+				escrow = (SELECT escrow FROM case_keys WHERE case_id = ?), tag = (SELECT tag FROM case_keys WHERE case_id = ?) WHERE case_id = ?`,
+				caseA, caseA, caseA, caseA, caseB)
+			dbaExec(t, s, `UPDATE materials SET case_id = ? WHERE case_id = ?`, caseB, caseA)
+			s.start()
+			rev1 := s.login(t, "rev1", pw)
+			for id := range docsA {
+				r := rev1.do("GET", "/materials/"+id+"/content", nil)
+				if r.Status != 500 {
+					t.Fatalf("moved material %s: %d %.200s", id, r.Status, r.Body)
+				}
+				if p := r.problem(t); p["code"] != "material_damaged" {
+					t.Fatalf("moved material %s: problem %v", id, p)
+				}
+				if strings.Contains(string(r.Body), "MARKER-ROWTAG-SECRET-A") {
+					t.Fatalf("the refusal carries the document: %.200s", r.Body)
+				}
+			}
+			reads := queryStrings(t, s, `SELECT outcome || ' ' || resource || ' ' || detail FROM audit_events WHERE actor = ? AND action = 'material.read' ORDER BY seq`, rev1.id)
+			var refused int
+			for _, e := range reads {
+				if strings.HasPrefix(e, "allowed ") && !strings.Contains(e, "error") {
+					// The 404s before the move were denied; nothing was allowed.
+					t.Fatalf("a read was allowed: %s (all: %v)", e, reads)
+				}
+				if strings.HasPrefix(e, "error ") && strings.HasSuffix(e, " material_damaged") {
+					refused++
+				}
+			}
+			if refused != len(docsA) {
+				t.Fatalf("%d reads audited as material_damaged, want %d: %v", refused, len(docsA), reads)
+			}
+			logs := s.log.String()
+			if !strings.Contains(logs, "wrapped key refused") || !strings.Contains(logs, caseB) {
+				t.Fatalf("no ERROR line names case B's key row:\n%s", tail(logs, 3000))
+			}
+		})
+	}
+}
+
+// TestBlankedTagsAreNotRetaggedAtStart: vaultd's first start records the
+// backfill of each table's row tags in the audit log; a database
+// administrator who then blanks a case key's and its materials' tags and
+// restarts vaultd gets nothing re-tagged: the case's documents stay
+// refused, and no second backfill is recorded.
+func TestBlankedTagsAreNotRetaggedAtStart(t *testing.T) {
+	t.Parallel()
+	for _, be := range backends {
+		t.Run(be.name, func(t *testing.T) {
+			t.Parallel()
+			s := newServer(t, be)
+			w := bootstrap(t, s)
+			s.start()
+			w.loginAll(t)
+			caseID, docs := w.newCase(t, "MARKER-ROWTAG-BLANK")
+			marks := queryStrings(t, s, `SELECT resource FROM audit_events WHERE action = 'keys.tag_backfill' ORDER BY resource`)
+			if strings.Join(marks, ",") != "case_keys,material_segments,materials,supervision_keys,upload_segments,vault_keys" {
+				t.Fatalf("backfill events after the first start: %v", marks)
+			}
+			s.stop()
+			dbaExec(t, s, `UPDATE case_keys SET tag = '' WHERE case_id = ?`, caseID)
+			dbaExec(t, s, `UPDATE materials SET tag = '' WHERE case_id = ?`, caseID)
+			s.start()
+			op := s.login(t, "operator1", pw)
+			for id := range docs {
+				r := op.do("GET", "/materials/"+id+"/content", nil)
+				if r.Status != 500 || r.problem(t)["code"] != "material_damaged" {
+					t.Fatalf("untagged material %s after restart: %d %.200s", id, r.Status, r.Body)
+				}
+			}
+			if again := queryStrings(t, s, `SELECT resource FROM audit_events WHERE action = 'keys.tag_backfill'`); len(again) != len(marks) {
+				t.Fatalf("backfill events after the restart: %v", again)
+			}
+		})
+	}
+}

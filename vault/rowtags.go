@@ -1,0 +1,414 @@
+package vault
+
+// Row tags (crypt.CaseKey.RowTag) bind the rows that say where a key
+// belongs and which bytes a material is to a key the database never holds,
+// so that a database administrator who moves them is refused, not obeyed
+// (review h29b, finding 2: a case's wrapped key copied into another case's
+// row, and its materials moved under that case, were read by a reviewer of
+// the other case).
+//
+//   - A wrapped key (case_keys, vault_keys, supervision_keys) carries a tag
+//     under itself naming its table and row id: a key copied to another row
+//     still opens, but its tag names the row it came from, and nobody
+//     without the key can make one for the new row. It is checked once,
+//     when the key is unwrapped, not on reads served from the key cache.
+//     Rewrapping (rotation, recovery) changes the wrapping, not the key, so
+//     the tag stays true.
+//   - A material (materials) carries a tag under its case key over every
+//     column that decides for which case, to whom and from which bytes it
+//     is served: id, case, kind, uploading user and organisation, blob,
+//     size, hash, segment count and content type. Its segments
+//     (material_segments, and upload_segments of an upload in progress)
+//     carry one over their material or upload, order, blob and place. The
+//     header is left out: it opens only the blob it was written with (age's
+//     payload is authenticated under the header's file key), so binding the
+//     blob binds it too, and a listing need not load headers.
+//
+// Rows written by binaries from before the tags carry none. They are tagged
+// once, at start-up before anything is served (TagLegacyRows), and each
+// table's backfill is recorded in the audit log (keys.tag_backfill, the
+// table as resource). The log is the marker: once a table's event exists,
+// the backfill never runs for it again, and an untagged row is refused like
+// one whose tag does not check, so a database administrator who blanks a
+// tag gets nothing re-tagged. A tag cannot tell an old genuine row put back
+// (a replay) from the current one; vault/crypt's threat model says so.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"strconv"
+	"sync"
+
+	"gorm.io/gorm"
+
+	"github.com/crvault/crvault/audit"
+	"github.com/crvault/crvault/audit/sqldb"
+	"github.com/crvault/crvault/vault/crypt"
+)
+
+// keyTag is the tag of a wrapped key stored in table under id.
+func keyTag(key *crypt.CaseKey, table, id string) []byte { return key.RowTag(table, id) }
+
+// KeyTag is keyTag for the other owners of key tables (supervision).
+func KeyTag(key *crypt.CaseKey, table, id string) []byte { return keyTag(key, table, id) }
+
+// materialFields are the columns of a material row its tag covers.
+func materialFields(m *materialRow) []string {
+	return []string{m.ID, m.CaseID, m.Kind, m.UploadedBy, m.UploaderOrg, m.BlobID,
+		strconv.FormatInt(m.Size, 10), m.SHA256, strconv.Itoa(m.Segments), m.ContentType}
+}
+
+// materialTag is the tag of a material row under its case key.
+func materialTag(key *crypt.CaseKey, m *materialRow) []byte {
+	return key.RowTag("materials", materialFields(m)...)
+}
+
+// segmentTag is the tag of one segment of a material (material_segments)
+// or of an upload in progress (upload_segments), owner naming which.
+func segmentTag(key *crypt.CaseKey, table, owner string, seq int, blobID string, start, size int64) []byte {
+	return key.RowTag(table, owner, strconv.Itoa(seq), blobID, strconv.FormatInt(start, 10), strconv.FormatInt(size, 10))
+}
+
+// errRowTag: a stored row's tag does not check (or it has none): the row
+// was moved or edited outside crvault, and is refused.
+var errRowTag = errors.New("row tag does not check: the row was moved or edited outside crvault")
+
+// errDamagedRow is what a caller is told of a material whose row, or whose
+// case's key, fails its tag: not the caller's fault, and the operator is
+// told which row in the log.
+func errDamagedRow() *Error {
+	return fail(ErrDamaged, "material_damaged", "the stored copy of this material is missing or damaged; the operator has been told")
+}
+
+// OpenTaggedKey unwraps the key stored in table under id and checks its tag,
+// refusing (errRowTag, logged at ERROR with table and id) a key that was
+// copied there from another row.
+func (k *Keyring) OpenTaggedKey(ctx context.Context, table, id string, w crypt.Wrapped, tag []byte) (*crypt.CaseKey, error) {
+	key, err := k.masters.Open(w)
+	if err != nil {
+		return nil, err
+	}
+	if !key.CheckRowTag(tag, table, id) {
+		k.log.ErrorContext(ctx, "wrapped key refused: its row tag does not check (moved or edited outside crvault, or written by an older vaultd)",
+			"table", table, "id", id, "tagged", len(tag) > 0)
+		return nil, fmt.Errorf("%s %s: %w", table, id, errRowTag)
+	}
+	return key, nil
+}
+
+// checkMaterial says whether a material row's tag checks under its case
+// key, logging a row that fails at ERROR.
+func (s *Service) checkMaterial(ctx context.Context, key *crypt.CaseKey, m *materialRow) bool {
+	if key.CheckRowTag(m.Tag, "materials", materialFields(m)...) {
+		return true
+	}
+	s.log.ErrorContext(ctx, "material refused: its row tag does not check (moved or edited outside crvault, or written by an older vaultd)",
+		"table", "materials", "material", m.ID, "case", m.CaseID, "blob", m.BlobID, "tagged", len(m.Tag) > 0)
+	return false
+}
+
+// TagBackfillAction is the audit action recording one table's backfill of
+// row tags (resource: the table; detail: how many rows were tagged).
+const TagBackfillAction = "keys.tag_backfill"
+
+// tagTables are the tables TagLegacyRows backfills, vital keys first.
+var tagTables = []string{"vault_keys", "case_keys", "materials", "material_segments", "upload_segments"}
+
+// TagLegacyRows tags, once, the rows that binaries from before row tags
+// wrote: the vault's keys, extra (other owners' key tables, such as the
+// supervision key) and every case's key, materials and segments. Each table
+// done is recorded in the audit log as TagBackfillAction; a table whose
+// event exists is never backfilled again, so its untagged rows stay
+// refused. It runs before anything opens a key (cmd/vaultd calls it right
+// after Keyring.Init). A case key that no key held opens is left as it is
+// (with its materials) and logged: it cannot be read anyway. Several
+// instances starting at once on PostgreSQL take turns under an advisory
+// lock; on SQLite a second one finds the events and does nothing.
+func (k *Keyring) TagLegacyRows(ctx context.Context, log *audit.Log, extra ...KeyTable) error {
+	run := func() error { return k.tagLegacyRows(ctx, log, extra) }
+	if sqldb.Dialect(k.db) != sqldb.Postgres {
+		return run()
+	}
+	// The lock is held by this transaction's connection while the work
+	// runs on others; the transaction itself writes nothing.
+	return k.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		if err := tx.Exec("SELECT pg_advisory_xact_lock(hashtext(?))", "crvault-row-tags").Error; err != nil {
+			return fmt.Errorf("row tags: lock: %w", err)
+		}
+		return run()
+	})
+}
+
+func (k *Keyring) tagLegacyRows(ctx context.Context, log *audit.Log, extra []KeyTable) error {
+	done, err := tagBackfillsDone(ctx, log)
+	if err != nil {
+		return err
+	}
+	counts := map[string]int64{}
+	// The vault's own keys and the other owners' (few, vital) one by one.
+	for _, t := range append(k.KeyTables(), extra...) {
+		if t.Table == "case_keys" || done[t.Table] {
+			continue
+		}
+		n, err := k.tagKeyTable(ctx, t)
+		if err != nil {
+			return err
+		}
+		if err := recordTagBackfill(ctx, log, t.Table, n, 0); err != nil {
+			return err
+		}
+		done[t.Table] = true
+	}
+	todo := map[string]bool{}
+	for _, t := range tagTables[1:] {
+		if !done[t] {
+			todo[t] = true
+		}
+	}
+	if len(todo) == 0 {
+		return nil
+	}
+	ids, err := k.casesToTag(ctx, todo)
+	if err != nil {
+		return err
+	}
+	if len(ids) > 0 {
+		k.log.InfoContext(ctx, "tagging rows written before row tags", "cases", len(ids))
+	}
+	// Each case costs one unwrap (about half a millisecond): the cases are
+	// shared among as many workers as there are CPUs, at most 8, well
+	// within the database pool (8 connections on SQLite, 32 on PostgreSQL,
+	// one of which holds the advisory lock).
+	var mu sync.Mutex
+	var firstErr error
+	unopened := 0
+	work := make(chan string)
+	var wg sync.WaitGroup
+	for range min(8, max(1, runtime.GOMAXPROCS(0))) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for id := range work {
+				c, opened, err := k.tagCase(ctx, id, todo)
+				mu.Lock()
+				if err != nil && firstErr == nil {
+					firstErr = err
+				}
+				if !opened {
+					unopened++
+				}
+				for t, n := range c {
+					counts[t] += n
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	for _, id := range ids {
+		mu.Lock()
+		stop := firstErr != nil
+		mu.Unlock()
+		if stop {
+			break
+		}
+		work <- id
+	}
+	close(work)
+	wg.Wait()
+	if firstErr != nil {
+		return firstErr
+	}
+	for _, t := range tagTables[1:] {
+		if !todo[t] {
+			continue
+		}
+		skipped := 0
+		if t == "case_keys" {
+			skipped = unopened
+		}
+		if err := recordTagBackfill(ctx, log, t, counts[t], skipped); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// tagBackfillsDone reads which tables' backfills the audit log records: a
+// few events, found through the index on (action, seq).
+func tagBackfillsDone(ctx context.Context, log *audit.Log) (map[string]bool, error) {
+	done := map[string]bool{}
+	cursor := ""
+	for {
+		evs, next, err := log.Query(ctx, audit.Filter{Action: TagBackfillAction, Limit: audit.MaxLimit, Cursor: cursor})
+		if err != nil {
+			return nil, fmt.Errorf("row tags: read the audit log: %w", err)
+		}
+		for _, e := range evs {
+			done[e.Resource] = true
+		}
+		if next == "" {
+			return done, nil
+		}
+		cursor = next
+	}
+}
+
+// recordTagBackfill appends the event that marks table's backfill done.
+func recordTagBackfill(ctx context.Context, log *audit.Log, table string, n int64, skipped int) error {
+	detail := fmt.Sprintf("tagged %d", n)
+	if skipped > 0 {
+		detail += fmt.Sprintf("; %d case keys no key held opens left untagged", skipped)
+	}
+	e := audit.Event{Actor: "system", Action: TagBackfillAction, Outcome: audit.Allowed, Resource: table, Detail: detail}
+	if _, err := log.Append(ctx, e); err != nil {
+		return fmt.Errorf("row tags: record the backfill of %s: %w", table, err)
+	}
+	return nil
+}
+
+// tagKeyTable tags the untagged keys of t.
+func (k *Keyring) tagKeyTable(ctx context.Context, t KeyTable) (int64, error) {
+	db := k.db.WithContext(ctx)
+	var rows []wrappedRow
+	if err := db.Table(t.Table).Select(t.IDColumn + " AS id, wrapped, master, escrow").Where("length(tag) = 0").Scan(&rows).Error; err != nil {
+		return 0, fmt.Errorf("row tags: read %s: %w", t.Table, err)
+	}
+	var n int64
+	for _, r := range rows {
+		key, err := k.masters.Open(crypt.Wrapped{Data: r.Wrapped, Master: r.Master, Escrow: r.Escrow})
+		if err != nil {
+			return n, fmt.Errorf("row tags: open %s key %s: %w", t.Kind, r.ID, err)
+		}
+		res := db.Table(t.Table).Where(t.IDColumn+" = ? AND length(tag) = 0", r.ID).Update("tag", keyTag(key, t.Table, r.ID))
+		if res.Error != nil {
+			return n, fmt.Errorf("row tags: tag %s %s: %w", t.Table, r.ID, res.Error)
+		}
+		n += res.RowsAffected
+	}
+	return n, nil
+}
+
+// casesToTag lists the cases with an untagged row in the tables todo.
+func (k *Keyring) casesToTag(ctx context.Context, todo map[string]bool) ([]string, error) {
+	db := k.db.WithContext(ctx)
+	seen := map[string]bool{}
+	var out []string
+	for _, q := range []struct{ table, sql string }{
+		{"case_keys", "SELECT case_id FROM case_keys WHERE length(tag) = 0"},
+		{"materials", "SELECT DISTINCT case_id FROM materials WHERE length(tag) = 0"},
+		{"material_segments", "SELECT DISTINCT m.case_id FROM material_segments s JOIN materials m ON m.id = s.material_id WHERE length(s.tag) = 0"},
+		{"upload_segments", "SELECT DISTINCT u.case_id FROM upload_segments s JOIN upload_sessions u ON u.id = s.upload_id WHERE length(s.tag) = 0"},
+	} {
+		if !todo[q.table] {
+			continue
+		}
+		var ids []string
+		if err := db.Raw(q.sql).Scan(&ids).Error; err != nil {
+			return nil, fmt.Errorf("row tags: list untagged %s: %w", q.table, err)
+		}
+		for _, id := range ids {
+			if !seen[id] {
+				seen[id] = true
+				out = append(out, id)
+			}
+		}
+	}
+	return out, nil
+}
+
+// tagCase tags the untagged rows of one case in the tables todo, in one
+// transaction. opened is false when the case has no key (shredded) or no
+// key held opens it: its rows are left as they are.
+func (k *Keyring) tagCase(ctx context.Context, caseID string, todo map[string]bool) (map[string]int64, bool, error) {
+	db := k.db.WithContext(ctx)
+	var kr caseKeyRow
+	err := db.Where("case_id = ?", caseID).Take(&kr).Error
+	if errors.Is(err, gorm.ErrRecordNotFound) {
+		return nil, true, nil // shredded: nothing of it can be read
+	}
+	if err != nil {
+		return nil, true, fmt.Errorf("row tags: load key of case %s: %w", caseID, err)
+	}
+	key, err := k.masters.Open(kr.wrapped())
+	if err != nil {
+		k.log.WarnContext(ctx, "row tags: a case key no key held opens is left untagged", "case", caseID, "master", kr.Master, "err", err)
+		return nil, false, nil
+	}
+	if len(kr.Tag) > 0 && !key.CheckRowTag(kr.Tag, "case_keys", caseID) {
+		// Tagged, and wrongly: not ours to bless by tagging what is under it.
+		k.log.ErrorContext(ctx, "row tags: case key refused, its rows are left untagged", "table", "case_keys", "id", caseID)
+		return nil, false, nil
+	}
+	counts := map[string]int64{}
+	err = db.Transaction(func(tx *gorm.DB) error {
+		if todo["case_keys"] && len(kr.Tag) == 0 {
+			res := tx.Model(&caseKeyRow{}).Where("case_id = ? AND length(tag) = 0", caseID).Update("tag", keyTag(key, "case_keys", caseID))
+			if res.Error != nil {
+				return res.Error
+			}
+			counts["case_keys"] += res.RowsAffected
+		}
+		if todo["materials"] {
+			var ms []materialRow
+			if err := tx.Omit("header", "filename").Where("case_id = ? AND length(tag) = 0", caseID).Find(&ms).Error; err != nil {
+				return err
+			}
+			for i := range ms {
+				res := tx.Model(&materialRow{}).Where("id = ? AND length(tag) = 0", ms[i].ID).Update("tag", materialTag(key, &ms[i]))
+				if res.Error != nil {
+					return res.Error
+				}
+				counts["materials"] += res.RowsAffected
+			}
+		}
+		for _, seg := range []struct{ table, owner, owners string }{
+			{"material_segments", "material_id", "SELECT id FROM materials WHERE case_id = ?"},
+			{"upload_segments", "upload_id", "SELECT id FROM upload_sessions WHERE case_id = ?"},
+		} {
+			if !todo[seg.table] {
+				continue
+			}
+			var rows []struct {
+				Owner      string
+				Seq        int
+				BlobID     string
+				PlainStart int64
+				PlainSize  int64
+			}
+			if err := tx.Raw("SELECT "+seg.owner+" AS owner, seq, blob_id, plain_start, plain_size FROM "+seg.table+
+				" WHERE length(tag) = 0 AND "+seg.owner+" IN ("+seg.owners+")", caseID).Scan(&rows).Error; err != nil {
+				return err
+			}
+			for _, r := range rows {
+				res := tx.Table(seg.table).Where(seg.owner+" = ? AND seq = ? AND length(tag) = 0", r.Owner, r.Seq).
+					Update("tag", segmentTag(key, seg.table, r.Owner, r.Seq, r.BlobID, r.PlainStart, r.PlainSize))
+				if res.Error != nil {
+					return res.Error
+				}
+				counts[seg.table] += res.RowsAffected
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, true, fmt.Errorf("row tags: tag the rows of case %s: %w", caseID, err)
+	}
+	return counts, true, nil
+}
+
+// migrateRowTags adds the tag columns. Step 1 and the steps that create
+// these tables make them from today's structs, so on a new database the
+// columns are already there.
+func migrateRowTags(tx *gorm.DB, _ string) error {
+	m := tx.Migrator()
+	for _, t := range []any{&caseKeyRow{}, &vaultKeyRow{}, &materialRow{}, &materialSegmentRow{}, &uploadSegmentRow{}} {
+		if !m.HasColumn(t, "Tag") {
+			if err := m.AddColumn(t, "Tag"); err != nil {
+				return fmt.Errorf("add tag: %w", err)
+			}
+		}
+	}
+	return nil
+}
