@@ -215,10 +215,11 @@ func (a *app) showCase(c *gin.Context) {
 // and field). A refusal that typing cannot mend (no such case, no right,
 // no session) is the error page, which links back to the case.
 func (a *app) caseFormRefused(c *gin.Context, err error, form map[string]string) {
-	status, msg := a.formError(c, err)
+	status, _, _ := a.Classify(err)
 	switch status {
 	case http.StatusBadRequest, http.StatusConflict, http.StatusRequestEntityTooLarge, http.StatusUnprocessableEntity:
-		pageOf(c).Error = msg
+		// Translated by renderCase, in the case's edition (its articles).
+		pageOf(c).refused = err
 		a.renderCase(c, c.Param("case"), status, form)
 	default:
 		a.fail(c, err)
@@ -249,6 +250,11 @@ func (a *app) renderCase(c *gin.Context, id string, status int, form map[string]
 	if err != nil {
 		a.fail(c, err)
 		return
+	}
+	// The page cites the articles of the case's own edition.
+	p.L = p.L.ForEdition(cs.Edition)
+	if p.refused != nil {
+		_, p.Error = a.formError(c, p.refused)
 	}
 	v := caseView{Case: cs, Kinds: vault.Kinds, Roles: []string{"reviewer", "member_unit"}, CommitKinds: supervision.CommitmentKinds, Outcomes: review.Outcomes(),
 		MaxUpload: a.Vault.MaxMaterialSize()}
