@@ -12,6 +12,7 @@ import (
 	"github.com/nicksnyder/go-i18n/v2/i18n"
 	"golang.org/x/text/language"
 
+	"github.com/crvault/crvault/vault"
 	"github.com/crvault/crvault/vault/calendar"
 	"github.com/crvault/crvault/vault/review"
 )
@@ -305,6 +306,21 @@ func (l *Locale) Ends(t time.Time) string {
 		return l.Date(s.Format("2006-01-02")) + " " + l.T("time.due_end")
 	}
 	return l.Time(t)
+}
+
+// NoticeTitle names a written notice by its file name (vault.NoticeKind)
+// in this language, with the day it was decided: 要求补充材料通知（2026年12月2日）.
+// A name it cannot read is shown as it is.
+func (l *Locale) NoticeTitle(filename string) string {
+	key, on, ok := vault.NoticeKind(filename)
+	if !ok {
+		return filename
+	}
+	title := l.T("notice_title." + key)
+	if on == "" {
+		return title
+	}
+	return l.T("notice_title.dated", "Title", title, "On", l.Date(on))
 }
 
 // Count shows a count for people, in groups of digits (1,200,000) and,
