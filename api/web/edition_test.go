@@ -50,7 +50,7 @@ func TestCasePageCitesItsEdition(t *testing.T) {
 		{vault.Case{ID: "c2", Title: "T", Status: "special_review", Edition: "2020", Type: review.TypeProcurement},
 			review.PhaseSpecial, []string{"特别审查（第十二、十三条）", "2020年", "第6号", "采购网络产品和服务"}, []string{"第十三、十四条"}},
 		{vault.Case{ID: "c3", Title: "T", Status: "draft", Type: review.TypeProcurement},
-			review.PhaseNone, []string{"提交时确定", "采购文件（第八条）"}, []string{"第七条"}},
+			review.PhaseNone, []string{"提交时确定", "国家安全影响分析报告和采购文件、协议、合同（第八条）"}, []string{"第七条"}},
 	} {
 		L := cat.locale(languages[0])
 		L.current = review.Edition2021
@@ -81,5 +81,30 @@ func TestCasePageCitesItsEdition(t *testing.T) {
 	en := cat.locale(languages[1]).ForEdition("2021")
 	if got := en.Phase(review.PhaseSpecial); got != "Special review (Art. 13, 14)" {
 		t.Errorf("en special review: %q", got)
+	}
+}
+
+// TestNewCaseFormOffersTheEditionsTypes: the new-case form offers the case
+// types of the edition a submission today follows, with the listing
+// details, and under the 2020 edition (procurement only) no choice at all.
+func TestNewCaseFormOffersTheEditionsTypes(t *testing.T) {
+	e, cat := viewsAndCatalogue(t)
+	for ed, want := range map[*review.Edition]bool{review.Edition2020: false, review.Edition2021: true} {
+		L := cat.locale(languages[0])
+		L.current = ed
+		p := &page{L: L, User: &access.User{DisplayName: "x"}, Roles: []string{"operator"}, Data: newCaseForm{}}
+		var b strings.Builder
+		if err := e.views["case_new"].Execute(&b, p); err != nil {
+			t.Fatal(err)
+		}
+		html := b.String()
+		if got := strings.Contains(html, `value="listing_abroad"`) && strings.Contains(html, `name="users_with_personal_info"`) &&
+			strings.Contains(html, "100万") && strings.Contains(html, "第七条"); got != want {
+			t.Errorf("%s: listing abroad offered %v, want %v", ed.ID, got, want)
+		}
+	}
+	L := cat.locale(languages[0])
+	if got := L.MaterialsMissing([]string{"impact_analysis", "listing_application"}); got != "国家安全影响分析报告和上市申请文件（或采购文件、协议、合同）" {
+		t.Errorf("missing: %q", got)
 	}
 }

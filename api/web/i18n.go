@@ -174,6 +174,14 @@ func (l *Locale) EditionTitle(id string) string {
 	return ed.Title
 }
 
+// CaseTypes are the types of case that may be filed today (the current
+// edition's), for the new-case form.
+func (l *Locale) CaseTypes() []string { return l.current.CaseTypes }
+
+// ListingThreshold is the number of users above which a listing abroad
+// must be filed, under the current edition.
+func (l *Locale) ListingThreshold() int64 { return l.current.ListingThreshold }
+
 // CurrentEdition is the id of the edition a case submitted today follows.
 func (l *Locale) CurrentEdition() string { return l.current.ID }
 
@@ -321,6 +329,37 @@ func (l *Locale) NoticeTitle(filename string) string {
 		return title
 	}
 	return l.T("notice_title.dated", "Title", title, "On", l.Date(on))
+}
+
+// MaterialsNeeded names, in this language, the materials the page's
+// edition requires before a case of type caseType is submitted (the
+// materials article): 申报书、国家安全影响分析报告和采购文件、协议、合同.
+func (l *Locale) MaterialsNeeded(caseType string) string {
+	kinds := []string{review.MaterialDeclaration, review.MaterialImpactAnalysis}
+	return l.kindList(append(kinds, l.edition().Item3Kinds(caseType)[0]))
+}
+
+// MaterialsMissing names the kinds a refused submission still lacks (the
+// problem's missing list). The listing application documents stand for
+// the third item, which procurement documents satisfy as well.
+func (l *Locale) MaterialsMissing(missing []string) string { return l.kindList(missing) }
+
+// kindList names material kinds as a list in this language.
+func (l *Locale) kindList(kinds []string) string {
+	names := make([]string, len(kinds))
+	for i, k := range kinds {
+		names[i] = l.Enum("kind", k)
+		if k == review.MaterialListingApplication {
+			names[i] = l.T("materials.either", "A", names[i], "B", l.Enum("kind", review.MaterialProcurement))
+		}
+	}
+	switch len(names) {
+	case 0:
+		return ""
+	case 1:
+		return names[0]
+	}
+	return l.T("list.and", "Items", strings.Join(names[:len(names)-1], l.T("list.sep")), "Last", names[len(names)-1])
 }
 
 // Count shows a count for people, in groups of digits (1,200,000) and,
