@@ -277,6 +277,17 @@ func (l *Locale) AuditAction(code string) string {
 	return code
 }
 
+// SystemActor names in words an audit actor that is no account (the
+// vault's own jobs "system", the server's command line "cli"), "" for
+// any other: those are named from the accounts, or shown by their id.
+func (l *Locale) SystemActor(actor string) string {
+	id := "actor." + actor
+	if s := l.T(id); s != id && actor != "" {
+		return s
+	}
+	return ""
+}
+
 // Time shows an instant in Asia/Shanghai, to the minute.
 func (l *Locale) Time(t time.Time) string {
 	if t.IsZero() {
