@@ -271,7 +271,7 @@ func (a *app) renderCase(c *gin.Context, id string, status int, form map[string]
 	// The page cites the articles of the case's own edition.
 	p.L = p.L.ForEdition(cs.Edition)
 	if p.refused != nil {
-		_, p.Error = a.formError(c, p.refused)
+		p.Error = a.caseRefusal(c, p.refused)
 	}
 	v := caseView{Case: cs, Kinds: vault.Kinds, Roles: []string{"reviewer", "member_unit"}, CommitKinds: supervision.CommitmentKinds, Outcomes: review.Outcomes(),
 		MaxUpload: a.Vault.MaxMaterialSize()}

@@ -364,6 +364,11 @@ func (l *Locale) kindList(kinds []string) string {
 			names[i] = l.T("materials.either", "A", names[i], "B", l.Enum("kind", review.MaterialProcurement))
 		}
 	}
+	return l.list(names)
+}
+
+// list joins names as a list in this language: A、B和C, or A, B and C.
+func (l *Locale) list(names []string) string {
 	switch len(names) {
 	case 0:
 		return ""
@@ -371,6 +376,20 @@ func (l *Locale) kindList(kinds []string) string {
 		return names[0]
 	}
 	return l.T("list.and", "Items", strings.Join(names[:len(names)-1], l.T("list.sep")), "Last", names[len(names)-1])
+}
+
+// MemberName names a member unit of an edition's list (its code) in this
+// language; name, as the service gave it, for any other.
+func (l *Locale) MemberName(code, name string) string {
+	for _, ed := range review.Editions() {
+		if m, ok := ed.Member(code); ok {
+			if l.tag == languages[0] {
+				return m.Zh
+			}
+			return m.Name
+		}
+	}
+	return name
 }
 
 // Count shows a count for people, in groups of digits (1,200,000) and,

@@ -86,4 +86,35 @@ func TestWebSpeaksTheCasesEdition(t *testing.T) {
 			t.Errorf("the refused submission names what is there, or the 2020 article: %s", tail(page, 2000))
 		}
 	})
+
+	t.Run("member units", func(t *testing.T) {
+		caseID, _ := w.newCase(t, "members")
+		w.op.expect(200, "POST", "/cases/"+caseID+"/submit", nil)
+		w.office.expect(200, "POST", "/cases/"+caseID+"/transitions", map[string]any{"action": "require_review"})
+		for _, a := range []struct {
+			c    *client
+			role string
+		}{{w.rev1, "reviewer"}, {w.mu, "member_unit"}} {
+			w.office.expect(201, "POST", "/cases/"+caseID+"/assignments", map[string]any{"user": a.c.id, "role": a.role, "purpose": "审查"})
+			a.c.expect(201, "POST", "/cases/"+caseID+"/declarations", map[string]any{"conflict": false, "statement": "无"})
+		}
+		if r := w.rev1.uploadRaw(caseID, "recommendation", "建议.txt", "text/plain", []byte("建议通过")); r.Status != 201 {
+			t.Fatalf("recommendation: %d %s", r.Status, r.Body)
+		}
+		st, page, _ := post(w.office.token, "/cases/"+caseID+"/transitions", url.Values{"action": {"recommend"}})
+		if st < 400 {
+			t.Fatalf("recommend to an unregistered unit: %d", st)
+		}
+		has("the refused recommendation", page, "尚未登记为本案适用的2021年版", "（第十二条）", "Ministry Unit", `<a href="/member-units" id="error-fix">`)
+		var org struct {
+			Org string `json:"org"`
+		}
+		w.mu.expect(200, "GET", "/me", nil).json(t, &org)
+		w.office.expect(201, "POST", "/member-units", map[string]any{"org": org.Org, "unit": "miit"})
+		page = get(w.office.token, "/member-units")
+		has("the member units page", page, "工业和信息化部 <code>miit</code>")
+		if strings.Contains(page, "Ministry of Industry") {
+			t.Errorf("the Chinese member units page names units in English: %s", tail(page, 3000))
+		}
+	})
 }
