@@ -118,3 +118,10 @@ func TestWebSpeaksTheCasesEdition(t *testing.T) {
 		}
 	})
 }
+
+// msgPrefix is a message's text up to its first placeholder: what a page
+// shows of it whatever the placeholders become.
+func msgPrefix(t *testing.T, lang, id string) string {
+	t.Helper()
+	return strings.SplitN(msg(t, lang, id), "{{", 2)[0]
+}
