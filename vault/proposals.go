@@ -357,7 +357,17 @@ func (s *Service) writeProposalNotice(ctx context.Context, a Actor, c Case) (Mat
 	if err != nil {
 		return Material{}, err
 	}
+	on := calendar.Today(*p.ApprovedAt)
 	var b strings.Builder
+	fmt.Fprintf(&b, "网络安全审查办公室\n%s\n\n", noticeKinds["proposal"])
+	fmt.Fprintf(&b, "案件编号：%s\n案件名称：%s\n审查对象：%s（%s）\n", c.ID, c.Title, c.Product, zhSubject[p.Subject])
+	fmt.Fprintf(&b, "决定：网络安全审查工作机制成员单位提议对上述%s进行网络安全审查，经中央网络安全和信息化委员会批准（文号 %s），"+
+		"网络安全审查办公室已代为立案。请上传申报材料并提交本案。\n", zhSubject[p.Subject], text.reference)
+	if ed.RiskMeasures {
+		b.WriteString("审查期间，当事人应当按照通知要求采取风险防范和化解措施，并报告落实情况。\n")
+	}
+	fmt.Fprintf(&b, "日期：%s\n依据：%s%s\n", zhDate(on), ed.TitleZh, ed.ArtZh(review.ArtProposal))
+	b.WriteString(englishFollows)
 	fmt.Fprintf(&b, "Cybersecurity Review Office - written notice\n\n")
 	fmt.Fprintf(&b, "Case: %s\nTitle: %s\nSubject of review: %s (%s)\n", c.ID, c.Title, c.Product, p.Subject)
 	fmt.Fprintf(&b, "Decision: A member unit of the cybersecurity review mechanism has proposed a review of the %s named above; "+
@@ -367,9 +377,9 @@ func (s *Service) writeProposalNotice(ctx context.Context, a Actor, c Case) (Mat
 		fmt.Fprintf(&b, "During the review you shall take the risk prevention and mitigation measures the review requires, as notified, and report on them.\n")
 	}
 	// The date of the day in Beijing, as every notice and deadline counts days.
-	fmt.Fprintf(&b, "Date: %s\nLegal basis: %s, %s\n", calendar.Today(*p.ApprovedAt), ed.Title, ed.Art(review.ArtProposal))
+	fmt.Fprintf(&b, "Date: %s\nLegal basis: %s, %s\n", on, ed.Title, ed.Art(review.ArtProposal))
 	body := b.String()
-	return s.store(ctx, a, c.ID, "", Upload{Kind: "notice", Filename: "notice-proposal-" + p.ID + ".txt",
+	return s.store(ctx, a, c.ID, "", Upload{Kind: "notice", Filename: noticeKinds["proposal"] + "-" + p.ID + ".txt",
 		ContentType: "text/plain; charset=utf-8", Body: strings.NewReader(body), Size: int64(len(body)),
 		alsoInTx: clearPendingNotice(c.ID, proposalNoticeSeq)})
 }

@@ -191,6 +191,10 @@ func (s *Service) edition() *review.Edition {
 	return review.EditionOn(calendar.Today(s.now()))
 }
 
+// CurrentEdition is the edition a case submitted today follows (the pinned
+// one, if any): what pages without a case of their own cite.
+func (s *Service) CurrentEdition() *review.Edition { return s.edition() }
+
 // MaxMaterialSize is the configured upload limit in bytes.
 func (s *Service) MaxMaterialSize() int64 { return s.maxSize }
 

@@ -407,6 +407,9 @@ func TestProposalByMemberUnit(t *testing.T) {
 					!strings.Contains(body, "Date: "+approvedOn.String()+"\n") {
 					t.Fatalf("notice:\n%s", body)
 				}
+				// In Chinese first, citing the edition's own article.
+				zhNotice(t, ms[0], f.read(f.op, ms[0].ID), "成员单位提议审查通知-", map[string]string{"2020": "第十五条", "2021": "第十六条"}[ed],
+					map[string]string{"2020": "（2020年，", "2021": "（2021年，"}[ed], "CCAC approval [2025] No. 3")
 				for _, k := range []string{"declaration", "impact_analysis", "procurement"} {
 					f.upload(f.op, cs.ID, k)
 				}

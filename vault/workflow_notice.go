@@ -10,7 +10,6 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/crvault/crvault/access"
-	"github.com/crvault/crvault/vault/calendar"
 	"github.com/crvault/crvault/vault/review"
 )
 
@@ -139,7 +138,15 @@ func (s *Service) writeNotice(ctx context.Context, a Actor, row Case, purpose st
 	if text == "" {
 		return Material{}, fmt.Errorf("notice of event %d (%s) of case %s: the event gives no notice", ev.Seq, ev.Action, row.ID)
 	}
+	var clk *review.Clock
+	if cal, err := s.calendar(ctx); err == nil {
+		if c, err := review.DeriveClock(cal, history, ev.On); err == nil && c.Phase != review.PhaseClosed && c.Phase != review.PhaseNone {
+			clk = &c
+		}
+	}
 	var b strings.Builder
+	writeNoticeZh(&b, ed, row, history, ev, basis, clk)
+	b.WriteString(englishFollows)
 	fmt.Fprintf(&b, "Cybersecurity Review Office - written notice\n\n")
 	fmt.Fprintf(&b, "Case: %s\nTitle: %s\nProduct: %s\n", row.ID, row.Title, row.Product)
 	fmt.Fprintf(&b, "Decision: %s\nAction: %s\nStatus: %s -> %s\nDate: %s\n", text, ev.Action, ev.From, ev.To, ev.On)
@@ -166,20 +173,18 @@ func (s *Service) writeNotice(ctx context.Context, a Actor, row Case, purpose st
 	if ev.Action == review.Conclude {
 		writeConclusion(&b, ed, history, ev)
 	}
-	if cal, err := s.calendar(ctx); err == nil {
-		if c, err := review.DeriveClock(cal, history, ev.On); err == nil && c.Phase != review.PhaseClosed && c.Phase != review.PhaseNone {
-			fmt.Fprintf(&b, "Review period: %s, started %s, %d working days", c.Phase, c.StartedOn, c.AllowedWorkingDays)
-			if !c.DueOn.IsZero() {
-				fmt.Fprintf(&b, ", due %s", c.DueOn)
-				if c.DueOnProvisional {
-					b.WriteString(" (provisional: the official holiday schedule for that period is not yet published; the date will be recomputed when it is)")
-				}
+	if c := clk; c != nil {
+		fmt.Fprintf(&b, "Review period: %s, started %s, %d working days", c.Phase, c.StartedOn, c.AllowedWorkingDays)
+		if !c.DueOn.IsZero() {
+			fmt.Fprintf(&b, ", due %s", c.DueOn)
+			if c.DueOnProvisional {
+				b.WriteString(" (provisional: the official holiday schedule for that period is not yet published; the date will be recomputed when it is)")
 			}
-			if c.Paused {
-				b.WriteString(", suspended")
-			}
-			b.WriteString("\n")
 		}
+		if c.Paused {
+			b.WriteString(", suspended")
+		}
+		b.WriteString("\n")
 	}
 	arts := make([]string, len(basis))
 	for i, a := range basis {
@@ -322,6 +327,72 @@ func writeConclusion(b *strings.Builder, ed *review.Edition, history []review.Ev
 	}
 }
 
+// writeNoticeZh is the Chinese text of the notice of ev, which comes
+// first: the same facts as the English text after it, in the words and
+// dates of Chinese official letters.
+func writeNoticeZh(b *strings.Builder, ed *review.Edition, row Case, history []review.Event, ev review.Event, basis []review.Article, clk *review.Clock) {
+	fmt.Fprintf(b, "网络安全审查办公室\n%s\n\n", noticeKinds[noticeKey(ev.Action)])
+	fmt.Fprintf(b, "案件编号：%s\n案件名称：%s\n产品或服务：%s\n", row.ID, row.Title, row.Product)
+	fmt.Fprintf(b, "决定：%s\n状态：%s → %s\n日期：%s\n", zhDecision(ev), zhStatus[ev.From], zhStatus[ev.To], zhDate(ev.On))
+	if ev.Days > 0 {
+		fmt.Fprintf(b, "增加工作日：%d个\n", ev.Days)
+	}
+	if ev.Reason != "" && partyReason(ev.Action) {
+		fmt.Fprintf(b, "理由：%s\n", ev.Reason)
+	}
+	for i, it := range ev.Items {
+		if i == 0 {
+			b.WriteString("请补充的材料（每项作为“补充材料”上传，并注明其序号）：\n")
+		}
+		fmt.Fprintf(b, "  %d. %s\n", firstItem(history, ev)+i, it)
+	}
+	for i, m := range ev.Measures {
+		if i == 0 {
+			b.WriteString("须采取的措施：\n")
+		}
+		fmt.Fprintf(b, "  %d. %s\n", measureNo(history, ev)+i, m)
+	}
+	if ev.Action == review.Conclude {
+		if o := zhOutcome[ev.Outcome]; o != "" {
+			fmt.Fprintf(b, "审查结论：%s\n", o)
+		}
+		for i, c := range ev.Conditions {
+			if i == 0 {
+				b.WriteString("附加条件：\n")
+			}
+			fmt.Fprintf(b, "  %d. %s\n", i+1, c)
+		}
+		for i, f := range ev.Factors {
+			if i == 0 {
+				fmt.Fprintf(b, "考虑的因素（%s）：\n", ed.ArtZh(review.ArtFactors))
+			}
+			fac, _ := ed.Factor(f.Factor)
+			fmt.Fprintf(b, "  %s第（%s）项：%s\n", ed.ArtZh(review.ArtFactors), review.ZhNumber(fac.Item), f.Finding)
+		}
+		if ev.From == review.SpecialReview {
+			for _, e := range history {
+				if e.Action == review.RecordApproval {
+					fmt.Fprintf(b, "经中央网络安全和信息化委员会批准：文号 %s，记录于%s\n", e.Reference, zhDate(e.On))
+				}
+			}
+		}
+	}
+	if c := clk; c != nil {
+		fmt.Fprintf(b, "审查期限：%s，自%s起，%d个工作日", zhPhase[c.Phase], zhDate(c.StartedOn), c.AllowedWorkingDays)
+		if !c.DueOn.IsZero() {
+			fmt.Fprintf(b, "，%s届满", zhDate(c.DueOn))
+			if c.DueOnProvisional {
+				b.WriteString("（暂定：该期间的法定节假日安排尚未公布，公布后将重新计算）")
+			}
+		}
+		if c.Paused {
+			b.WriteString("，现暂停计算")
+		}
+		b.WriteString("\n")
+	}
+	fmt.Fprintf(b, "依据：%s%s\n", ed.TitleZh, zhArts(ed, basis))
+}
+
 // firstItem is the number of the first item ev requested.
 func firstItem(history []review.Event, ev review.Event) int {
 	n := 1
@@ -344,12 +415,4 @@ func measureNo(history []review.Event, ev review.Event) int {
 		n += len(e.Measures)
 	}
 	return n
-}
-
-func noticeFilename(a review.Action, on calendar.Date) string {
-	name := string(a)
-	if a == review.Opinion {
-		name = "special_review"
-	}
-	return fmt.Sprintf("notice-%s-%s.txt", name, on)
 }

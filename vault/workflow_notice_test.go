@@ -1,12 +1,15 @@
 package vault
 
 import (
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/crvault/crvault/audit/sqldb/sqldbtest"
+	"github.com/crvault/crvault/vault/calendar"
+	"github.com/crvault/crvault/vault/review"
 )
 
 // crashed is the panic of a simulated crash.
@@ -120,6 +123,7 @@ func TestNoticeWrittenAfterCrash(t *testing.T) {
 				!strings.Contains(body, "Review period: preliminary_review") || f.uploader(ns[0].ID) != f.office.P.User.ID {
 				t.Fatalf("notice by %s:\n%s", f.uploader(ns[0].ID), body)
 			}
+			zhNotice(t, ns[0], body, "启动审查通知-", "状态：已提交 → 审查中", "审查期限：初步审查，自", "依据：《网络安全审查办法》（2021年", "第九条")
 			if n, err := svc.WritePendingNotices(f.ctx); err != nil || n != 0 {
 				t.Fatalf("second sweep: %d %v", n, err)
 			}
@@ -161,7 +165,7 @@ func TestNoticeWrittenAfterCrash(t *testing.T) {
 			}
 			var special *Material
 			for i := range ns {
-				if strings.HasPrefix(ns[i].Filename, "notice-special_review-") {
+				if strings.HasPrefix(ns[i].Filename, "进入特别审查程序通知-") {
 					special = &ns[i]
 				}
 			}
@@ -173,6 +177,7 @@ func TestNoticeWrittenAfterCrash(t *testing.T) {
 				!strings.Contains(body, "special review procedure") {
 				t.Fatalf("special review notice by %s:\n%s", by, body)
 			}
+			zhNotice(t, *special, body, "进入特别审查程序通知-", "本案进入特别审查程序", "状态：征求意见中 → 特别审查", "第十二条、第十三条")
 		})
 	}
 }
@@ -247,6 +252,56 @@ func TestProposalApprovalAtomicWithItsNotice(t *testing.T) {
 			if body := f.read(f.op, ns[0].ID); !strings.Contains(body, "CCAC-2") || !strings.Contains(body, "Art. 16") {
 				t.Fatalf("notice:\n%s", body)
 			}
+			zhNotice(t, ns[0], f.read(f.op, ns[0].ID), "成员单位提议审查通知-", "CCAC-2", "第十六条", "审查期间，当事人应当")
 		})
+	}
+}
+
+// zhNotice checks that a written notice is written for its Chinese reader
+// first: a Chinese file name, then a Chinese text with what want names, no
+// raw enum or ISO date in it, and the English text after it.
+func zhNotice(t *testing.T, m Material, body, prefix string, want ...string) {
+	t.Helper()
+	if !strings.HasPrefix(m.Filename, prefix) {
+		t.Errorf("notice file %q, want it to start %q", m.Filename, prefix)
+	}
+	zh, en, found := strings.Cut(body, englishFollows)
+	if !found || !strings.HasPrefix(zh, "网络安全审查办公室\n") || !strings.Contains(en, "Cybersecurity Review Office - written notice") {
+		t.Fatalf("notice is not Chinese first, English after:\n%s", body)
+	}
+	for _, w := range want {
+		if !strings.Contains(zh, w) {
+			t.Errorf("Chinese notice lacks %q:\n%s", w, zh)
+		}
+	}
+	if raw := regexp.MustCompile(`[a-z]+_[a-z_]+|\d{4}-\d{2}-\d{2}|Art\.`).FindString(zh); raw != "" {
+		t.Errorf("Chinese notice shows %q:\n%s", raw, zh)
+	}
+}
+
+// TestNoticeKind: the notices list can name a notice from its file name,
+// the Chinese ones written now and the English ones written before.
+func TestNoticeKind(t *testing.T) {
+	for name, want := range map[string][2]string{
+		"要求补充材料通知-2026-12-02.txt":                        {"request_supplement", "2026-12-02"},
+		"notice-request_supplement-2026-12-02.txt":       {"request_supplement", "2026-12-02"},
+		"notice-special_review-2027-01-04.txt":           {"special_review", "2027-01-04"},
+		"进入特别审查程序通知-2027-01-04.txt":                      {"special_review", "2027-01-04"},
+		"notice-proposal-06h3aj4e7wn919cetygrsncj64.txt": {"proposal", ""},
+		"成员单位提议审查通知-06h3aj4e7wn919cetygrsncj64.txt":      {"proposal", ""},
+		"notice-2026-12-02.txt":                          {"", ""},
+		"notice-unknown-2026-12-02.txt":                  {"", ""},
+		"会议纪要.txt":                                       {"", ""},
+	} {
+		key, on, ok := NoticeKind(name)
+		if key != want[0] || on != want[1] || ok != (want[0] != "") {
+			t.Errorf("NoticeKind(%q) = %q, %q, %v; want %q, %q", name, key, on, ok, want[0], want[1])
+		}
+	}
+	for _, a := range []review.Action{review.RequireReview, review.Opinion, review.Conclude} {
+		on := calendar.Date{Y: 2026, M: 12, D: 2}
+		if key, d, ok := NoticeKind(noticeFilename(a, on)); !ok || key != noticeKey(a) || d != on.String() {
+			t.Errorf("%s: its own file name reads as %q, %q", a, key, d)
+		}
 	}
 }

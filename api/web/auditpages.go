@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
 
 	"github.com/crvault/crvault/audit"
+	"github.com/crvault/crvault/vault"
 )
 
 func (a *app) auditRoutes(g *gin.RouterGroup) {
@@ -28,6 +30,9 @@ type auditView struct {
 	// those who may start one.
 	Verifying, Verified *VerifyRun
 	Outcomes            []string
+	// Actions are the actions the filter offers: every one to those who
+	// read the whole trail, the ones a party may be shown to a party.
+	Actions []string
 	// People names the organisations, and the actors for those who may
 	// read the whole trail; parties see people by pseudonym.
 	People map[string]person
@@ -110,7 +115,16 @@ func (a *app) auditSearch(c *gin.Context) {
 		a.fail(c, err)
 		return
 	}
-	v := auditView{Filter: q, Events: events, Next: next, Outcomes: []string{"allowed", "denied", "error"}, CanExport: readAll}
+	v := auditView{Filter: q, Events: events, Next: next, Outcomes: []string{"allowed", "denied", "error"}, CanExport: readAll,
+		Actions: vault.PartyAuditActions()}
+	if readAll {
+		v.Actions = vault.AuditActions()
+	}
+	if f.Action != "" && !slices.Contains(v.Actions, f.Action) {
+		// An action typed into the address (a family's new one) stays the
+		// filter shown.
+		v.Actions = append(v.Actions, f.Action)
+	}
 	for _, e := range events {
 		if v.ExportFrom == 0 || e.Seq < v.ExportFrom {
 			v.ExportFrom = e.Seq

@@ -95,6 +95,8 @@ func (a *app) cases(c *gin.Context) {
 
 type newCaseForm struct {
 	Title, Product, Providers string
+	// Type, and for a listing abroad its venue and user count (2021).
+	Type, ListingVenue, Users string
 }
 
 func (a *app) newCase(c *gin.Context) {
@@ -109,7 +111,8 @@ func (a *app) newCase(c *gin.Context) {
 func (a *app) createCase(c *gin.Context) {
 	p := pageOf(c)
 	ctx := c.Request.Context()
-	form := newCaseForm{Title: c.PostForm("title"), Product: c.PostForm("product"), Providers: c.PostForm("providers")}
+	form := newCaseForm{Title: c.PostForm("title"), Product: c.PostForm("product"), Providers: c.PostForm("providers"),
+		Type: c.PostForm("type"), ListingVenue: strings.TrimSpace(c.PostForm("listing_venue")), Users: strings.TrimSpace(c.PostForm("users_with_personal_info"))}
 	again := func(status int, msg string) {
 		p.Error, p.Data = msg, form
 		a.render(c, status, "case_new", p)
@@ -147,7 +150,21 @@ func (a *app) createCase(c *gin.Context) {
 			ids = append(ids, org.ID)
 		}
 	}
-	cs, err := a.Vault.CreateCase(ctx, a.actor(c), vault.NewCase{Title: form.Title, Product: form.Product, Providers: ids})
+	nc := vault.NewCase{Title: form.Title, Product: form.Product, Providers: ids, Type: form.Type}
+	// The listing fields are on the form whatever the type (it works
+	// without scripts): they count only for a listing abroad.
+	if form.Type == review.TypeListingAbroad {
+		nc.ListingVenue = form.ListingVenue
+		if form.Users != "" {
+			n, err := strconv.ParseInt(strings.ReplaceAll(strings.ReplaceAll(form.Users, ",", ""), "，", ""), 10, 64)
+			if err != nil || n < 0 {
+				again(http.StatusUnprocessableEntity, p.L.T("case.bad_users"))
+				return
+			}
+			nc.UsersWithPersonalInfo = &n
+		}
+	}
+	cs, err := a.Vault.CreateCase(ctx, a.actor(c), nc)
 	if err != nil {
 		again(a.formError(c, err))
 		return
@@ -215,10 +232,11 @@ func (a *app) showCase(c *gin.Context) {
 // and field). A refusal that typing cannot mend (no such case, no right,
 // no session) is the error page, which links back to the case.
 func (a *app) caseFormRefused(c *gin.Context, err error, form map[string]string) {
-	status, msg := a.formError(c, err)
+	status, _, _ := a.Classify(err)
 	switch status {
 	case http.StatusBadRequest, http.StatusConflict, http.StatusRequestEntityTooLarge, http.StatusUnprocessableEntity:
-		pageOf(c).Error = msg
+		// Translated by renderCase, in the case's edition (its articles).
+		pageOf(c).refused = err
 		a.renderCase(c, c.Param("case"), status, form)
 	default:
 		a.fail(c, err)
@@ -249,6 +267,11 @@ func (a *app) renderCase(c *gin.Context, id string, status int, form map[string]
 	if err != nil {
 		a.fail(c, err)
 		return
+	}
+	// The page cites the articles of the case's own edition.
+	p.L = p.L.ForEdition(cs.Edition)
+	if p.refused != nil {
+		p.Error = a.caseRefusal(c, p.refused)
 	}
 	v := caseView{Case: cs, Kinds: vault.Kinds, Roles: []string{"reviewer", "member_unit"}, CommitKinds: supervision.CommitmentKinds, Outcomes: review.Outcomes(),
 		MaxUpload: a.Vault.MaxMaterialSize()}
@@ -332,6 +355,15 @@ func done(c *gin.Context, caseID, flash string) {
 
 func (a *app) submitCase(c *gin.Context) {
 	if _, err := a.Vault.Submit(c.Request.Context(), a.actor(c), c.Param("case")); err != nil {
+		// Say which materials are missing, in the upload form's words,
+		// under the edition the submission follows.
+		var ve *vault.Error
+		if errors.As(err, &ve) && ve.Code == review.CodeMaterialsIncomplete && len(ve.Missing) > 0 {
+			status, _, _ := a.Classify(err)
+			L := a.locale(c)
+			a.errorPageText(c, status, L.T("error.materials_missing", "Kinds", L.MaterialsMissing(ve.Missing)))
+			return
+		}
 		a.fail(c, err)
 		return
 	}

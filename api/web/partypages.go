@@ -68,6 +68,7 @@ func (a *app) renderConsents(c *gin.Context, status int, errMsg, purpose string)
 		a.fail(c, err)
 		return
 	}
+	p.L = p.L.ForEdition(cs.Edition)
 	v := consentView{Material: m, Purpose: purpose, Next: list.NextCursor}
 	for _, k := range list.Items {
 		v.Consents = append(v.Consents, consentRow{Consent: k, OrgName: a.orgName(ctx, k.Org)})

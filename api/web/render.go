@@ -92,8 +92,14 @@ type page struct {
 	// FlashCount is the count a plural notice tells (?count=), or 0.
 	FlashCount int
 	Error      string // a translated error to show above the content
-	Data       any
-	NoHeader   bool
+	// refused is the error of a refused form of a case page, which the
+	// case page translates (into Error) once it knows the case's edition.
+	refused error
+	// ErrorLink, when set, is a page that mends the Error, shown after it
+	// with ErrorLinkLabel.
+	ErrorLink, ErrorLinkLabel string
+	Data                      any
+	NoHeader                  bool
 	// PlainHTTP: the request came over plain HTTP for a host that is not
 	// this machine, so the browser will drop the Secure session cookie.
 	// The sign-in pages show it to browsers without JavaScript, whose

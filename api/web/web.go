@@ -26,6 +26,7 @@ import (
 	"strings"
 
 	"github.com/gin-gonic/gin"
+	"golang.org/x/text/language"
 
 	"github.com/crvault/crvault/access"
 	"github.com/crvault/crvault/audit"
@@ -160,7 +161,7 @@ func (a *app) identify(c *gin.Context) {
 			clearCookie(c.Writer, SessionCookie)
 		default:
 			a.log.ErrorContext(c.Request.Context(), "authenticate web session", "request_id", a.RequestID(c), "err", err)
-			p.L = a.cat.locale(pick(chosen, c.Request))
+			p.L = a.newLocale(pick(chosen, c.Request))
 			c.Set(ctxPage, p)
 			a.fail(c, err)
 			c.Abort()
@@ -175,7 +176,7 @@ func (a *app) identify(c *gin.Context) {
 			setCookie(c.Writer, csrfCookie, p.CSRF, timeZero, true)
 		}
 	}
-	p.L = a.cat.locale(pick(chosen, c.Request))
+	p.L = a.newLocale(pick(chosen, c.Request))
 	p.PlainHTTP = plainHTTPFromAfar(c.Request)
 	if f := c.Query("done"); f != "" && a.cat.has("flash."+f) {
 		p.Flash = "flash." + f
@@ -403,9 +404,19 @@ func (a *app) formError(c *gin.Context, err error) (int, string) {
 func (a *app) locale(c *gin.Context) *Locale {
 	p := pageOf(c)
 	if p.L == nil {
-		p.L = a.cat.locale(pick("", c.Request))
+		p.L = a.newLocale(pick("", c.Request))
 	}
 	return p.L
+}
+
+// newLocale is a page's locale, citing by default the edition a case
+// submitted today follows: the office may pin one by configuration.
+func (a *app) newLocale(tag language.Tag) *Locale {
+	l := a.cat.locale(tag)
+	if a.Vault != nil {
+		l.current = a.Vault.CurrentEdition()
+	}
+	return l
 }
 
 func (a *app) errorPage(c *gin.Context, status int, msgID string) {

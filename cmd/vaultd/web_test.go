@@ -556,7 +556,7 @@ func TestWebBrowser(t *testing.T) {
 		tb.shotBoth("totp")
 		tb.axeCheck("totp")
 		tb.enrolTOTP("office")
-		tb.expectText("王主任", msg(t, "zh-CN", "dashboard.intake"))
+		tb.expectText("王主任", msgPrefix(t, "zh-CN", "dashboard.intake"))
 		if st := tb.open(setupPath); st != 404 {
 			t.Fatalf("setup page after setup: %d, want 404", st)
 		}
@@ -626,7 +626,7 @@ func TestWebBrowser(t *testing.T) {
 		tb.submit(`form[action="/login"] button[type=submit]`)
 		tb.expectText(msg(t, "en", "error.totp_invalid"))
 		tb.signIn("office", officePW)
-		tb.expectText(msg(t, "en", "dashboard.intake"))
+		tb.expectText(msgPrefix(t, "en", "dashboard.intake"))
 	})
 
 	t.Run("language switch is remembered per account", func(t *testing.T) {
@@ -734,9 +734,9 @@ func TestWebBrowser(t *testing.T) {
 		tb.open("/cases/" + caseID)
 		tb.expectText("declaration.pdf", "国家安全影响分析（第二版）.txt", "contract.txt")
 		// contract.txt went up as an impact analysis; the third kind is
-		// still missing, so submission is refused with the reason.
+		// still missing, so submission is refused, naming it.
 		tb.submit(`form[action$="/submit"] button`)
-		tb.expectText(msg(t, "en", "error.materials_incomplete"))
+		tb.expectText(msgPrefix(t, "en", "error.materials_missing"), msg(t, "en", "kind.procurement"))
 		tb.open("/cases/" + caseID)
 		upload("procurement", procPath)
 		tb.open("/cases/" + caseID)

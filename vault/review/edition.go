@@ -15,6 +15,7 @@ import (
 type Edition struct {
 	ID      string        // "2020" or "2021"
 	Title   string        // as cited in notices
+	TitleZh string        // the same in Chinese, as the notices cite it first
 	InForce calendar.Date // the first day cases are filed under it
 
 	DeterminationDays int // working days to decide whether to review
@@ -130,6 +131,7 @@ var factors2021 = []Factor{
 // 2022-02-14.
 var Edition2020 = &Edition{
 	ID: "2020", Title: "Cybersecurity Review Measures (2020, CAC and 11 departments, Order No. 6)",
+	TitleZh:           "《网络安全审查办法》（2020年，国家互联网信息办公室等12部门令第6号）",
 	InForce:           calendar.Date{Y: 2020, M: 6, D: 1},
 	DeterminationDays: 10, PreliminaryDays: 30, ExtensionDays: 15, OpinionDays: 15, SpecialDays: 45,
 	CaseTypes:        []string{TypeProcurement},
@@ -147,6 +149,7 @@ var Edition2020 = &Edition{
 // Edition2021 is CAC Order No. 8 (2021-12-28), in force from 2022-02-15.
 var Edition2021 = &Edition{
 	ID: "2021", Title: "Cybersecurity Review Measures (2021, CAC and 12 departments, Order No. 8)",
+	TitleZh:           "《网络安全审查办法》（2021年，国家互联网信息办公室等13部门令第8号）",
 	InForce:           calendar.Date{Y: 2022, M: 2, D: 15},
 	DeterminationDays: 10, PreliminaryDays: 30, ExtensionDays: 15, OpinionDays: 15, SpecialDays: 90,
 	CaseTypes:         []string{TypeProcurement, TypeDataProcessing, TypeListingAbroad},
@@ -194,6 +197,41 @@ func EditionOn(d calendar.Date) *Edition {
 // Art is the article that provision a has in this edition, e.g. "Art. 9".
 // A provision the edition does not have (ArtListing in 2020) is "".
 func (e *Edition) Art(a Article) string { return e.art[a] }
+
+// ArtNo is the number of the article that provision a has in this edition,
+// 0 when it has none.
+func (e *Edition) ArtNo(a Article) int {
+	var n int
+	if _, err := fmt.Sscanf(e.art[a], "Art. %d", &n); err != nil {
+		return 0
+	}
+	return n
+}
+
+// ArtZh is the article that provision a has in this edition as Chinese
+// texts cite it, e.g. "第九条"; "" when it has none.
+func (e *Edition) ArtZh(a Article) string {
+	n := e.ArtNo(a)
+	if n == 0 {
+		return ""
+	}
+	return "第" + ZhNumber(n) + "条"
+}
+
+// ZhNumber writes 1 to 99 in Chinese numerals as article and item numbers
+// are written (十五, 二十二); other numbers in digits.
+func ZhNumber(n int) string {
+	digits := []string{"", "一", "二", "三", "四", "五", "六", "七", "八", "九"}
+	switch {
+	case n >= 1 && n <= 9:
+		return digits[n]
+	case n >= 10 && n <= 19:
+		return "十" + digits[n%10]
+	case n >= 20 && n <= 99:
+		return digits[n/10] + "十" + digits[n%10]
+	}
+	return fmt.Sprint(n)
+}
 
 // Cite is "Art. N of the Cybersecurity Review Measures (YEAR)".
 func (e *Edition) Cite(a Article) string {

@@ -3,6 +3,7 @@ package review_test
 import (
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/crvault/crvault/vault/calendar"
@@ -273,6 +274,24 @@ func TestEditions(t *testing.T) {
 	}
 	if e20.HasCaseType(review.TypeListingAbroad) || !e21.HasCaseType(review.TypeDataProcessing) {
 		t.Error("case types")
+	}
+	// Chinese citations, as the pages and notices write them.
+	for _, tt := range []struct {
+		ed   *review.Edition
+		a    review.Article
+		want string
+	}{
+		{e20, review.ArtMaterials, "第七条"}, {e21, review.ArtMaterials, "第八条"},
+		{e20, review.ArtPreliminary, "第十条"}, {e21, review.ArtPreliminary, "第十一条"},
+		{e21, review.ArtSupplements, "第十五条"}, {e21, review.ArtStateSecrets, "第二十二条"},
+		{e20, review.ArtListing, ""},
+	} {
+		if got := tt.ed.ArtZh(tt.a); got != tt.want {
+			t.Errorf("%s: article %d in Chinese = %q, want %q", tt.ed.ID, tt.a, got, tt.want)
+		}
+	}
+	if !strings.Contains(e21.TitleZh, "第8号") || !strings.Contains(e20.TitleZh, "第6号") {
+		t.Errorf("Chinese titles: %q, %q", e20.TitleZh, e21.TitleZh)
 	}
 	if _, err := review.EditionByID("2019"); !errors.Is(err, review.ErrUnknownEdition) {
 		t.Errorf("EditionByID(2019): %v", err)
