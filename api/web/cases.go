@@ -179,6 +179,9 @@ type caseView struct {
 	Outcomes    []string
 	CommitKinds []string
 	MaxUpload   int64
+	// OpinionDue: the viewer's member unit is asked in the round open now
+	// and has not answered it (opinionDue).
+	OpinionDue bool
 	// Form is what was typed into a form of the page that was refused,
 	// by form and field ("transition.reason"), shown again with the
 	// reason above.
@@ -200,6 +203,45 @@ func (v caseView) ProvisionalDates() bool {
 		}
 	}
 	return false
+}
+
+// opinionDue says whether member unit org may give its opinion now, as
+// the review's machine decides it (review.Opinion): in soliciting_opinions,
+// or in a special review once its new recommendation is out, when the
+// latest recommendation asked org (or, stored before rounds named their
+// members, asked anyone) and org has not answered it. The history is the
+// unit's own view, which keeps its own opinions.
+func opinionDue(status, org string, history []review.Event) bool {
+	if status != string(review.SolicitingOpinions) && status != string(review.SpecialReview) {
+		return false
+	}
+	last := -1
+	for i, e := range history {
+		if e.Action == review.Recommend {
+			last = i
+		}
+	}
+	if last < 0 {
+		return false
+	}
+	rec := history[last]
+	if status == string(review.SpecialReview) && rec.From != review.SpecialReview {
+		return false // the first round is over; the special review has not asked again yet
+	}
+	if len(rec.Members) > 0 && !slices.Contains(rec.Members, org) {
+		return false
+	}
+	for _, e := range history[last+1:] {
+		switch e.Action {
+		case review.Opinion:
+			if e.Org == org {
+				return false
+			}
+		case review.RecordApproval:
+			return false
+		}
+	}
+	return true
 }
 
 // showCase shows one case. Which service calls it makes depends on the
@@ -296,6 +338,7 @@ func (a *app) renderCase(c *gin.Context, id string, status int, form map[string]
 		if found {
 			v.Declaration = &d
 		}
+		v.OpinionDue = p.Is("member_unit") && opinionDue(cs.Status, act.P.User.OrgID, v.History)
 	}
 	if a.Supervision != nil && (p.Is("provider") || p.Is("operator")) {
 		cm, err := a.Supervision.ListCommitments(ctx, act, supervision.CommitmentFilter{CaseID: id, Limit: caseCommitments})

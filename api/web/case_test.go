@@ -1,0 +1,89 @@
+package web
+
+import (
+	htmlstd "html"
+	"strings"
+	"testing"
+
+	"github.com/crvault/crvault/access"
+	"github.com/crvault/crvault/vault"
+	"github.com/crvault/crvault/vault/review"
+)
+
+// renderCasePage renders the case page for roles, in each language, and
+// hands each page (unescaped) and its locale to check.
+func renderCasePage(t *testing.T, roles []string, v caseView, check func(L *Locale, html string)) {
+	t.Helper()
+	e, cat := viewsAndCatalogue(t)
+	for _, tag := range languages {
+		L := cat.locale(tag)
+		p := &page{L: L, User: &access.User{ID: "u-self", DisplayName: "x"}, Roles: roles, Data: v}
+		var b strings.Builder
+		if err := e.views["case"].Execute(&b, p); err != nil {
+			t.Fatalf("%s: %v", tag, err)
+		}
+		check(L, htmlstd.UnescapeString(b.String()))
+	}
+}
+
+// TestOpinionFormWhenTheRoundAwaitsTheUnit: the opinion form is there
+// when the unit's answer is due (either round), and for a unit that has
+// not declared yet it is the way to the declaration instead, which the
+// opinion needs first.
+func TestOpinionFormWhenTheRoundAwaitsTheUnit(t *testing.T) {
+	form := `action="/cases/c1/opinions"`
+	for _, c := range []struct {
+		due, declared, wantForm, wantDeclare bool
+	}{
+		{due: true, declared: true, wantForm: true},
+		{due: true, declared: false, wantDeclare: true},
+		{due: false, declared: true},
+	} {
+		v := caseView{Case: vault.Case{ID: "c1", Title: "T", Status: "special_review"}, OpinionDue: c.due}
+		if c.declared {
+			v.Declaration = &access.Declaration{}
+		}
+		renderCasePage(t, []string{"member_unit"}, v, func(L *Locale, html string) {
+			if got := strings.Contains(html, form); got != c.wantForm {
+				t.Errorf("%s %+v: opinion form %v", L.Lang(), c, got)
+			}
+			if got := strings.Contains(html, `<a href="#decl-h">`+L.T("opinion.declare_first")); got != c.wantDeclare {
+				t.Errorf("%s %+v: the way to the declaration %v", L.Lang(), c, got)
+			}
+		})
+	}
+}
+
+// TestOpinionDue follows the review's rule for who may answer now: the
+// units the latest recommendation asked, until they answer; in a special
+// review only once its own recommendation is out, and not after the
+// Commission's approval.
+func TestOpinionDue(t *testing.T) {
+	yes, no := true, false
+	first := review.Event{Action: review.Recommend, From: review.UnderReview, To: review.SolicitingOpinions, Members: []string{"a", "b"}}
+	second := review.Event{Action: review.Recommend, From: review.SpecialReview, To: review.SpecialReview, Members: []string{"a", "b"}}
+	disagree := review.Event{Action: review.Opinion, From: review.SolicitingOpinions, To: review.SpecialReview, Org: "a", Agree: &no}
+	for _, c := range []struct {
+		name, status, org string
+		h                 []review.Event
+		want              bool
+	}{
+		{"first round, asked", "soliciting_opinions", "a", []review.Event{first}, true},
+		{"first round, not asked", "soliciting_opinions", "c", []review.Event{first}, false},
+		{"first round, answered", "soliciting_opinions", "b",
+			[]review.Event{first, {Action: review.Opinion, Org: "b", Agree: &yes}}, false},
+		{"special review before its recommendation", "special_review", "b", []review.Event{first, disagree}, false},
+		{"special review, second round", "special_review", "a", []review.Event{first, disagree, {Action: review.RecordHearing}, second}, true},
+		{"second round, answered", "special_review", "a",
+			[]review.Event{first, disagree, second, {Action: review.Opinion, Org: "a", Agree: &yes}}, false},
+		{"after the approval", "special_review", "b", []review.Event{first, disagree, second, {Action: review.RecordApproval}}, false},
+		{"a round from before members were named", "soliciting_opinions", "c",
+			[]review.Event{{Action: review.Recommend, From: review.UnderReview}}, true},
+		{"paused for supplements", "awaiting_supplement", "a", []review.Event{first}, false},
+		{"concluded", "concluded", "a", []review.Event{first, {Action: review.Conclude}}, false},
+	} {
+		if got := opinionDue(c.status, c.org, c.h); got != c.want {
+			t.Errorf("%s: %v, want %v", c.name, got, c.want)
+		}
+	}
+}
