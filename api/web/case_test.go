@@ -4,9 +4,11 @@ import (
 	htmlstd "html"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/crvault/crvault/access"
 	"github.com/crvault/crvault/vault"
+	"github.com/crvault/crvault/vault/calendar"
 	"github.com/crvault/crvault/vault/review"
 )
 
@@ -24,6 +26,59 @@ func renderCasePage(t *testing.T, roles []string, v caseView, check func(L *Loca
 		}
 		check(L, htmlstd.UnescapeString(b.String()))
 	}
+}
+
+func day(t *testing.T, s string) calendar.Date {
+	t.Helper()
+	d, err := calendar.ParseDate(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// TestCasePageShowsTheConclusion: a concluded case says how it ended (the
+// outcome in words, the conditions) among its facts, and the history's
+// lines carry what each step decided: the outcome and conditions of the
+// conclusion, the items a request asked for, the item an upload answered.
+func TestCasePageShowsTheConclusion(t *testing.T) {
+	at := time.Date(2026, 12, 2, 5, 0, 0, 0, time.UTC)
+	hist := []review.Event{
+		{Seq: 1, Action: review.RequestSupplement, To: review.AwaitingSupplement, At: at, Items: []string{"供应链安全说明", "源代码审计报告"}},
+		{Seq: 2, Action: review.SupplementItem, To: review.AwaitingSupplement, At: at, Item: 2},
+		{Seq: 3, Action: review.Conclude, To: review.Concluded, At: at, On: day(t, "2026-12-23"), Outcome: "passed_with_conditions",
+			Conditions: []string{"每年报告供应链情况"}},
+	}
+	v := caseView{Case: vault.Case{ID: "c1", Title: "T", Status: "concluded"}, History: hist, Conclusion: &hist[2]}
+	renderCasePage(t, []string{"operator"}, v, func(L *Locale, html string) {
+		_, fact, ok := strings.Cut(html, `id="conclusion"`)
+		if !ok {
+			t.Fatalf("%s: no conclusion among the facts", L.Lang())
+		}
+		fact, _, _ = strings.Cut(fact, "</dd>")
+		for _, want := range []string{L.T("case.conclusion"), L.Enum("outcome", "passed_with_conditions"), "每年报告供应链情况", L.Date("2026-12-23")} {
+			if !strings.Contains(html, want) {
+				t.Errorf("%s: the page lacks %q", L.Lang(), want)
+			}
+		}
+		if !strings.Contains(fact, "每年报告供应链情况") || !strings.Contains(fact, L.Enum("outcome", "passed_with_conditions")) {
+			t.Errorf("%s: the conclusion fact lacks the outcome or the condition: %s", L.Lang(), fact)
+		}
+		_, history, _ := strings.Cut(html, `id="hist-h"`)
+		for _, want := range []string{L.T("history.outcome", "Outcome", L.Enum("outcome", "passed_with_conditions")), "每年报告供应链情况",
+			"供应链安全说明", "源代码审计报告", L.T("history.item", "No", 2)} {
+			if !strings.Contains(history, want) {
+				t.Errorf("%s: the history lacks %q", L.Lang(), want)
+			}
+		}
+	})
+	// A running case has no conclusion to show.
+	v = caseView{Case: vault.Case{ID: "c1", Title: "T", Status: "under_review"}}
+	renderCasePage(t, []string{"operator"}, v, func(L *Locale, html string) {
+		if strings.Contains(html, `id="conclusion"`) {
+			t.Errorf("%s: a running case shows a conclusion", L.Lang())
+		}
+	})
 }
 
 // TestOpinionFormWhenTheRoundAwaitsTheUnit: the opinion form is there

@@ -182,6 +182,9 @@ type caseView struct {
 	// OpinionDue: the viewer's member unit is asked in the round open now
 	// and has not answered it (opinionDue).
 	OpinionDue bool
+	// Conclusion is the event that concluded the case (its outcome and
+	// conditions), nil while the review runs.
+	Conclusion *review.Event
 	// Form is what was typed into a form of the page that was refused,
 	// by form and field ("transition.reason"), shown again with the
 	// reason above.
@@ -317,6 +320,12 @@ func (a *app) renderCase(c *gin.Context, id string, status int, form map[string]
 	if v.History, err = a.Vault.History(ctx, act, id); err != nil {
 		a.fail(c, err)
 		return
+	}
+	for i, e := range v.History {
+		switch e.Action {
+		case review.Conclude:
+			v.Conclusion = &v.History[i]
+		}
 	}
 	if p.Is("office_admin") {
 		if v.Assignments, err = a.Vault.Assignments(ctx, act, id); err != nil {
