@@ -49,7 +49,7 @@ func TestCasePageShowsTheConclusion(t *testing.T) {
 		{Seq: 3, Action: review.Conclude, To: review.Concluded, At: at, On: day(t, "2026-12-23"), Outcome: "passed_with_conditions",
 			Conditions: []string{"每年报告供应链情况"}},
 	}
-	v := caseView{Case: vault.Case{ID: "c1", Title: "T", Status: "concluded"}, History: hist, Conclusion: &hist[2]}
+	v := caseView{Case: vault.Case{ID: "c1", Title: "T", Status: "concluded"}, History: hist, Conclusion: &hist[2], ClosedOn: hist[2].On}
 	renderCasePage(t, []string{"operator"}, v, func(L *Locale, html string) {
 		_, fact, ok := strings.Cut(html, `id="conclusion"`)
 		if !ok {
@@ -77,6 +77,46 @@ func TestCasePageShowsTheConclusion(t *testing.T) {
 	renderCasePage(t, []string{"operator"}, v, func(L *Locale, html string) {
 		if strings.Contains(html, `id="conclusion"`) {
 			t.Errorf("%s: a running case shows a conclusion", L.Lang())
+		}
+	})
+}
+
+// TestClockPanelPausedAndClosed: while the clock is stopped for
+// supplements, the panel says since when, and gives the due date as a
+// projection that moves, not as a deadline with days left; once the case
+// is closed it says when the review ended and counts no days left.
+func TestClockPanelPausedAndClosed(t *testing.T) {
+	due := day(t, "2027-01-14")
+	paused := caseView{Case: vault.Case{ID: "c1", Title: "T", Status: "awaiting_supplement"}, DaysLeft: 30,
+		Clock: &review.Clock{Phase: review.PhasePreliminary, DueOn: due, AllowedWorkingDays: 30, UsedWorkingDays: 0, Paused: true,
+			Pauses: []review.Pause{{From: day(t, "2026-12-03")}}}}
+	renderCasePage(t, []string{"operator"}, paused, func(L *Locale, html string) {
+		_, clock, _ := strings.Cut(html, `id="clock-h"`)
+		clock, _, _ = strings.Cut(clock, "</section>")
+		for _, want := range []string{L.T("clock.paused_since", "On", L.Date("2026-12-03")), L.T("clock.projected"), L.Date("2027-01-14"),
+			L.T("clock.projected_help")} {
+			if !strings.Contains(clock, want) {
+				t.Errorf("%s: the paused clock lacks %q", L.Lang(), want)
+			}
+		}
+		for _, not := range []string{">" + L.T("clock.due_on") + "<", L.N("clock.days_left", 30)} {
+			if strings.Contains(clock, not) {
+				t.Errorf("%s: the paused clock shows %q as if it ran", L.Lang(), not)
+			}
+		}
+	})
+	closed := caseView{Case: vault.Case{ID: "c1", Title: "T", Status: "concluded"}, DaysLeft: 15, ClosedOn: day(t, "2026-12-02"),
+		Clock: &review.Clock{Phase: review.PhaseClosed, DueOn: day(t, "2026-12-23"), AllowedWorkingDays: 15, UsedWorkingDays: 0}}
+	renderCasePage(t, []string{"operator"}, closed, func(L *Locale, html string) {
+		_, clock, _ := strings.Cut(html, `id="clock-h"`)
+		clock, _, _ = strings.Cut(clock, "</section>")
+		if !strings.Contains(clock, L.T("clock.ended_on", "On", L.Date("2026-12-02"))) {
+			t.Errorf("%s: the closed clock does not say when the review ended", L.Lang())
+		}
+		for _, not := range []string{">" + L.T("clock.due_on") + "<", L.N("clock.days_left", 15), L.Date("2026-12-23")} {
+			if strings.Contains(clock, not) {
+				t.Errorf("%s: the closed clock shows %q", L.Lang(), not)
+			}
 		}
 	})
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/crvault/crvault/access"
 	"github.com/crvault/crvault/vault"
+	"github.com/crvault/crvault/vault/calendar"
 	"github.com/crvault/crvault/vault/review"
 	"github.com/crvault/crvault/vault/supervision"
 )
@@ -185,6 +186,9 @@ type caseView struct {
 	// Conclusion is the event that concluded the case (its outcome and
 	// conditions), nil while the review runs.
 	Conclusion *review.Event
+	// ClosedOn is the day the case was concluded or found not to need a
+	// review: the clock stopped then.
+	ClosedOn calendar.Date
 	// Form is what was typed into a form of the page that was refused,
 	// by form and field ("transition.reason"), shown again with the
 	// reason above.
@@ -206,6 +210,15 @@ func (v caseView) ProvisionalDates() bool {
 		}
 	}
 	return false
+}
+
+// PausedSince is the first day of the stop of the clock under way (the
+// day after the supplements were requested), zero when none is.
+func (v caseView) PausedSince() calendar.Date {
+	if v.Clock == nil || !v.Clock.Paused || len(v.Clock.Pauses) == 0 {
+		return calendar.Date{}
+	}
+	return v.Clock.Pauses[len(v.Clock.Pauses)-1].From
 }
 
 // opinionDue says whether member unit org may give its opinion now, as
@@ -324,7 +337,9 @@ func (a *app) renderCase(c *gin.Context, id string, status int, form map[string]
 	for i, e := range v.History {
 		switch e.Action {
 		case review.Conclude:
-			v.Conclusion = &v.History[i]
+			v.Conclusion, v.ClosedOn = &v.History[i], e.On
+		case review.NotRequiredAction:
+			v.ClosedOn = e.On
 		}
 	}
 	if p.Is("office_admin") {
