@@ -121,6 +121,36 @@ func TestClockPanelPausedAndClosed(t *testing.T) {
 	})
 }
 
+// TestInspectorIsLinkedNoContent: an inspector reads no document but the
+// evidence a complaint cites, so the case page links no other (each click
+// was a refused read in the audit trail under the inspector's name); the
+// office still gets every link.
+func TestInspectorIsLinkedNoContent(t *testing.T) {
+	at := time.Date(2026, 12, 2, 5, 0, 0, 0, time.UTC)
+	ms := []vault.Material{{ID: "m-decl", Kind: "declaration", Filename: "declaration.pdf", UploadedAt: at, UploadedBy: "u-self"},
+		{ID: "m-evid", Kind: "evidence", Filename: "evidence.pdf", UploadedAt: at, UploadedBy: "u-self"},
+		{ID: "m-note", Kind: "notice", Filename: "notice.txt", UploadedAt: at, UploadedBy: "u-self"}}
+	v := caseView{Case: vault.Case{ID: "c1", Title: "T", Status: "under_review"}, Materials: ms, Notices: ms[2:], NoContent: true}
+	renderCasePage(t, []string{"inspector"}, v, func(L *Locale, html string) {
+		for _, id := range []string{"m-decl", "m-note"} {
+			if strings.Contains(html, `href="/materials/`+id) {
+				t.Errorf("%s: the inspector is linked %s", L.Lang(), id)
+			}
+		}
+		if !strings.Contains(html, `href="/materials/m-evid"`) || !strings.Contains(html, "declaration.pdf") {
+			t.Errorf("%s: the inspector lost the evidence link or the list", L.Lang())
+		}
+	})
+	v.NoContent = false
+	renderCasePage(t, []string{"operator"}, v, func(L *Locale, html string) {
+		for _, id := range []string{"m-decl", "m-note", "m-evid"} {
+			if !strings.Contains(html, `href="/materials/`+id+`"`) {
+				t.Errorf("%s: %s is not linked", L.Lang(), id)
+			}
+		}
+	})
+}
+
 // TestOpinionFormWhenTheRoundAwaitsTheUnit: the opinion form is there
 // when the unit's answer is due (either round), and for a unit that has
 // not declared yet it is the way to the declaration instead, which the

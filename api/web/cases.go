@@ -189,6 +189,10 @@ type caseView struct {
 	// ClosedOn is the day the case was concluded or found not to need a
 	// review: the clock stopped then.
 	ClosedOn calendar.Date
+	// NoContent: the viewer's role reads no material's content but
+	// complaint evidence (an inspector; vault.Service.material), so the
+	// page links no other document.
+	NoContent bool
 	// Form is what was typed into a form of the page that was refused,
 	// by form and field ("transition.reason"), shown again with the
 	// reason above.
@@ -220,6 +224,11 @@ func (v caseView) PausedSince() calendar.Date {
 	}
 	return v.Clock.Pauses[len(v.Clock.Pauses)-1].From
 }
+
+// Opens says whether the page links m's content: not for a viewer who
+// would only be refused (and audited as trying), but evidence, which an
+// inspector reads once a complaint cites it.
+func (v caseView) Opens(m vault.Material) bool { return !v.NoContent || m.Kind == "evidence" }
 
 // opinionDue says whether member unit org may give its opinion now, as
 // the review's machine decides it (review.Opinion): in soliciting_opinions,
@@ -309,7 +318,7 @@ func (a *app) renderCase(c *gin.Context, id string, status int, form map[string]
 		return
 	}
 	v := caseView{Case: cs, Kinds: vault.Kinds, Roles: []string{"reviewer", "member_unit"}, CommitKinds: supervision.CommitmentKinds, Outcomes: review.Outcomes(),
-		MaxUpload: a.Vault.MaxMaterialSize()}
+		MaxUpload: a.Vault.MaxMaterialSize(), NoContent: p.Is("inspector")}
 	if clk, err := a.Vault.Clock(ctx, act, id); err == nil {
 		if clk.Phase != review.PhaseNone {
 			v.Clock = &clk
