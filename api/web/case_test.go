@@ -151,6 +151,30 @@ func TestInspectorIsLinkedNoContent(t *testing.T) {
 	})
 }
 
+// TestUploadFormOffersWhatMayBeStored: the upload form lists only the
+// kinds it is given (vault.UploadKinds), and none at all means no form.
+func TestUploadFormOffersWhatMayBeStored(t *testing.T) {
+	v := caseView{Case: vault.Case{ID: "c1", Title: "T", Status: "awaiting_supplement"}, Kinds: []string{"other", "supplementary", "evidence"}}
+	renderCasePage(t, []string{"operator"}, v, func(L *Locale, html string) {
+		_, form, ok := strings.Cut(html, `id="upload-form"`)
+		if !ok {
+			t.Fatalf("%s: no upload form", L.Lang())
+		}
+		form, _, _ = strings.Cut(form, "</form>")
+		for _, k := range vault.Kinds {
+			if got, want := strings.Contains(form, `<option value="`+k+`">`), k == "other" || k == "supplementary" || k == "evidence"; got != want {
+				t.Errorf("%s: kind %s offered %v, want %v", L.Lang(), k, got, want)
+			}
+		}
+	})
+	v.Kinds = nil
+	renderCasePage(t, []string{"member_unit"}, v, func(L *Locale, html string) {
+		if strings.Contains(html, `id="upload-form"`) {
+			t.Errorf("%s: an upload form with no kind to upload", L.Lang())
+		}
+	})
+}
+
 // TestOpinionFormWhenTheRoundAwaitsTheUnit: the opinion form is there
 // when the unit's answer is due (either round), and for a unit that has
 // not declared yet it is the way to the declaration instead, which the

@@ -175,6 +175,8 @@ type caseView struct {
 	// Declaration is where a reviewer or member unit stands on conflicts
 	// of interest (Declared false: not yet).
 	Declaration *access.Declaration
+	// Kinds are the kinds of material the viewer may upload to the case
+	// now (vault.UploadKinds); no upload form when none.
 	Kinds       []string
 	Roles       []string
 	Outcomes    []string
@@ -317,7 +319,7 @@ func (a *app) renderCase(c *gin.Context, id string, status int, form map[string]
 		a.fail(c, err)
 		return
 	}
-	v := caseView{Case: cs, Kinds: vault.Kinds, Roles: []string{"reviewer", "member_unit"}, CommitKinds: supervision.CommitmentKinds, Outcomes: review.Outcomes(),
+	v := caseView{Case: cs, Roles: []string{"reviewer", "member_unit"}, CommitKinds: supervision.CommitmentKinds, Outcomes: review.Outcomes(),
 		MaxUpload: a.Vault.MaxMaterialSize(), NoContent: p.Is("inspector")}
 	if clk, err := a.Vault.Clock(ctx, act, id); err == nil {
 		if clk.Phase != review.PhaseNone {
@@ -372,6 +374,12 @@ func (a *app) renderCase(c *gin.Context, id string, status int, form map[string]
 			v.Declaration = &d
 		}
 		v.OpinionDue = p.Is("member_unit") && opinionDue(cs.Status, act.P.User.OrgID, v.History)
+	}
+	v.Kinds = vault.UploadKinds(act.P, cs)
+	if v.Declaration == nil && (p.Is("reviewer") || p.Is("member_unit")) && !p.Is("office_admin") {
+		// Their kinds (a recommendation, an opinion) need a declared
+		// assignment: the declaration form comes first.
+		v.Kinds = nil
 	}
 	if a.Supervision != nil && (p.Is("provider") || p.Is("operator")) {
 		cm, err := a.Supervision.ListCommitments(ctx, act, supervision.CommitmentFilter{CaseID: id, Limit: caseCommitments})
