@@ -236,3 +236,18 @@ func TestOpinionDue(t *testing.T) {
 		}
 	}
 }
+
+// TestSpecialExtensionBoundIsTheService: the extension field allows what
+// the service allows; a lower bound in the page stopped the office in the
+// browser before the server could answer.
+func TestSpecialExtensionBoundIsTheService(t *testing.T) {
+	v := caseView{Case: vault.Case{ID: "c1", Title: "T", Status: "special_review"}, Actions: []string{"extend_special"},
+		MaxSpecialDays: review.MaxSpecialExtension}
+	renderCasePage(t, []string{"office_admin"}, v, func(L *Locale, html string) {
+		_, input, ok := strings.Cut(html, `<input id="days"`)
+		input, _, _ = strings.Cut(input, ">")
+		if !ok || !strings.Contains(input, ` max="90"`) {
+			t.Errorf("%s: the days field %q, want max=\"90\"", L.Lang(), input)
+		}
+	})
+}

@@ -195,6 +195,9 @@ type caseView struct {
 	// complaint evidence (an inspector; vault.Service.material), so the
 	// page links no other document.
 	NoContent bool
+	// MaxSpecialDays bounds the special review's extension field, as the
+	// service does (review.MaxSpecialExtension).
+	MaxSpecialDays int
 	// Form is what was typed into a form of the page that was refused,
 	// by form and field ("transition.reason"), shown again with the
 	// reason above.
@@ -320,7 +323,7 @@ func (a *app) renderCase(c *gin.Context, id string, status int, form map[string]
 		return
 	}
 	v := caseView{Case: cs, Roles: []string{"reviewer", "member_unit"}, CommitKinds: supervision.CommitmentKinds, Outcomes: review.Outcomes(),
-		MaxUpload: a.Vault.MaxMaterialSize(), NoContent: p.Is("inspector")}
+		MaxUpload: a.Vault.MaxMaterialSize(), MaxSpecialDays: review.MaxSpecialExtension, NoContent: p.Is("inspector")}
 	if clk, err := a.Vault.Clock(ctx, act, id); err == nil {
 		if clk.Phase != review.PhaseNone {
 			v.Clock = &clk
