@@ -152,9 +152,12 @@ func TestInspectorIsLinkedNoContent(t *testing.T) {
 }
 
 // TestUploadFormOffersWhatMayBeStored: the upload form lists only the
-// kinds it is given (vault.UploadKinds), and none at all means no form.
+// kinds it is given (vault.UploadKinds), and none at all means no form;
+// while supplements are outstanding it asks which requested item the
+// files answer, by number and text.
 func TestUploadFormOffersWhatMayBeStored(t *testing.T) {
-	v := caseView{Case: vault.Case{ID: "c1", Title: "T", Status: "awaiting_supplement"}, Kinds: []string{"other", "supplementary", "evidence"}}
+	v := caseView{Case: vault.Case{ID: "c1", Title: "T", Status: "awaiting_supplement"}, Kinds: []string{"other", "supplementary", "evidence"},
+		OpenItems: []review.RequestedItem{{No: 1, Text: "供应链安全说明"}, {No: 2, Text: "源代码审计报告"}}}
 	renderCasePage(t, []string{"operator"}, v, func(L *Locale, html string) {
 		_, form, ok := strings.Cut(html, `id="upload-form"`)
 		if !ok {
@@ -165,6 +168,22 @@ func TestUploadFormOffersWhatMayBeStored(t *testing.T) {
 			if got, want := strings.Contains(form, `<option value="`+k+`">`), k == "other" || k == "supplementary" || k == "evidence"; got != want {
 				t.Errorf("%s: kind %s offered %v, want %v", L.Lang(), k, got, want)
 			}
+		}
+		for _, want := range []string{`<select id="item" name="item"`, `<option value="2">2. 源代码审计报告</option>`, L.T("upload.item")} {
+			if !strings.Contains(form, want) {
+				t.Errorf("%s: the upload form lacks %q", L.Lang(), want)
+			}
+		}
+		// The item comes after the kind and before the files, the order
+		// the streamed form reads its parts in.
+		if k, i, f := strings.Index(form, `name="kind"`), strings.Index(form, `name="item"`), strings.Index(form, `name="file"`); !(k < i && i < f) {
+			t.Errorf("%s: parts in the order kind %d, item %d, file %d", L.Lang(), k, i, f)
+		}
+	})
+	v.OpenItems = nil
+	renderCasePage(t, []string{"operator"}, v, func(L *Locale, html string) {
+		if strings.Contains(html, `name="item"`) {
+			t.Errorf("%s: an item choice with nothing outstanding", L.Lang())
 		}
 	})
 	v.Kinds = nil

@@ -198,6 +198,9 @@ type caseView struct {
 	// MaxSpecialDays bounds the special review's extension field, as the
 	// service does (review.MaxSpecialExtension).
 	MaxSpecialDays int
+	// OpenItems are the requested supplementary items still outstanding,
+	// which a supplementary upload names the one it answers of.
+	OpenItems []review.RequestedItem
 	// Form is what was typed into a form of the page that was refused,
 	// by form and field ("transition.reason"), shown again with the
 	// reason above.
@@ -356,6 +359,13 @@ func (a *app) renderCase(c *gin.Context, id string, status int, form map[string]
 			v.ClosedOn = e.On
 		}
 	}
+	if v.Clock != nil && cs.Status == string(review.AwaitingSupplement) {
+		for _, it := range v.Clock.SupplementItems {
+			if !it.Received {
+				v.OpenItems = append(v.OpenItems, it)
+			}
+		}
+	}
 	if p.Is("office_admin") {
 		if v.Assignments, err = a.Vault.Assignments(ctx, act, id); err != nil {
 			a.fail(c, err)
@@ -444,9 +454,10 @@ type failedUpload struct {
 }
 
 // uploadMaterial is the upload without JavaScript: a multipart form whose
-// parts come in page order (csrf, kind, then each chosen file), each file
-// streamed into the vault as the API's upload is, all under the chosen
-// kind. Scripts send files to the JSON API instead, with a progress bar.
+// parts come in page order (csrf, kind, the requested item a supplementary
+// upload answers when supplements are outstanding, then each chosen file),
+// each file streamed into the vault as the API's upload is, all under the
+// chosen kind (and item). Scripts send files to the JSON API instead, with a progress bar.
 // One file stored goes back to the case; several, to the case with their
 // count; if any failed, a page names the files stored and those that were
 // not, with why, since the person must send those again.
@@ -469,6 +480,7 @@ func (a *app) uploadMaterial(c *gin.Context) {
 	}
 	res := uploadResult{CaseID: caseID}
 	status := http.StatusOK
+	item := 0
 	for {
 		part, err := mr.NextPart()
 		if errors.Is(err, io.EOF) {
@@ -477,6 +489,18 @@ func (a *app) uploadMaterial(c *gin.Context) {
 		if err != nil {
 			res.Broken, status = true, http.StatusBadRequest
 			break
+		}
+		if part.FormName() == "item" && part.FileName() == "" && len(res.Stored)+len(res.Failed) == 0 {
+			v, ok := partValue(part)
+			n, err := strconv.Atoi(strings.TrimSpace(v))
+			if !ok || v != "" && (err != nil || n < 1) {
+				a.errorPage(c, http.StatusBadRequest, "error.bad_form")
+				return
+			}
+			if kind == "supplementary" {
+				item = n // the service ignores it for any other kind
+			}
+			continue
 		}
 		if part.FormName() != "file" || part.FileName() == "" {
 			continue // an empty file input sends an empty part
@@ -487,7 +511,7 @@ func (a *app) uploadMaterial(c *gin.Context) {
 			continue
 		}
 		_, err = a.Vault.Upload(c.Request.Context(), a.actor(c), caseID, vault.Upload{Kind: kind, Filename: part.FileName(),
-			ContentType: part.Header.Get("Content-Type"), Body: part, Size: -1})
+			ContentType: part.Header.Get("Content-Type"), Body: part, Size: -1, Item: item})
 		if err != nil {
 			st, msg := a.formError(c, err)
 			if st == http.StatusUnauthorized || st == http.StatusNotFound {
@@ -532,6 +556,11 @@ func smallField(mr *multipart.Reader, name string) (string, bool) {
 	if err != nil || part.FormName() != name || part.FileName() != "" {
 		return "", false
 	}
+	return partValue(part)
+}
+
+// partValue reads a short field's value (16 KiB at most).
+func partValue(part *multipart.Part) (string, bool) {
 	b, err := io.ReadAll(io.LimitReader(part, 16<<10+1))
 	if err != nil || len(b) > 16<<10 {
 		return "", false
