@@ -124,7 +124,8 @@ func TestClockPanelPausedAndClosed(t *testing.T) {
 // TestInspectorIsLinkedNoContent: an inspector reads no document but the
 // evidence a complaint cites, so the case page links no other (each click
 // was a refused read in the audit trail under the inspector's name); the
-// office still gets every link.
+// office still gets every link. A workflow notice is never offered for
+// consent: it is the office's, not the party's to disclose.
 func TestInspectorIsLinkedNoContent(t *testing.T) {
 	at := time.Date(2026, 12, 2, 5, 0, 0, 0, time.UTC)
 	ms := []vault.Material{{ID: "m-decl", Kind: "declaration", Filename: "declaration.pdf", UploadedAt: at, UploadedBy: "u-self"},
@@ -147,6 +148,10 @@ func TestInspectorIsLinkedNoContent(t *testing.T) {
 			if !strings.Contains(html, `href="/materials/`+id+`"`) {
 				t.Errorf("%s: %s is not linked", L.Lang(), id)
 			}
+		}
+		if !strings.Contains(html, `href="/materials/m-decl/consents"`) || strings.Contains(html, `href="/materials/m-note/consents"`) {
+			t.Errorf("%s: consent links: declaration %v, notice %v; want only the declaration", L.Lang(),
+				strings.Contains(html, `href="/materials/m-decl/consents"`), strings.Contains(html, `href="/materials/m-note/consents"`))
 		}
 	})
 }
