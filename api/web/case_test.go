@@ -275,3 +275,23 @@ func TestSpecialExtensionBoundIsTheService(t *testing.T) {
 		}
 	})
 }
+
+// TestAccountApprovalHelpNamesTheException: every role but the system
+// administrator's reaches content (access.reachesContent), so the help on
+// creating accounts names that one role as the exception rather than
+// listing a few that need approval.
+func TestAccountApprovalHelpNamesTheException(t *testing.T) {
+	_, cat := viewsAndCatalogue(t)
+	for _, tag := range languages {
+		L := cat.locale(tag)
+		help := strings.ToLower(L.T("users.create_help"))
+		if !strings.Contains(help, strings.ToLower(L.Enum("role", "sysadmin"))) {
+			t.Errorf("%s: %q does not name the system administrator as the exception", tag, help)
+		}
+		for _, r := range []string{"reviewer", "member_unit", "inspector"} {
+			if !strings.Contains(help, strings.ToLower(L.Enum("role", r))) {
+				t.Errorf("%s: %q does not say %s accounts need approval too", tag, help, r)
+			}
+		}
+	}
+}
