@@ -295,3 +295,16 @@ func TestAccountApprovalHelpNamesTheException(t *testing.T) {
 		}
 	}
 }
+
+// TestUploadItemRefusalsInWords: a supplementary upload naming an item
+// that is not outstanding (a second file for an item already answered) is
+// refused with a message that says why, not the generic "invalid".
+func TestUploadItemRefusalsInWords(t *testing.T) {
+	_, cat := viewsAndCatalogue(t)
+	a := &app{cat: cat}
+	for _, code := range []string{review.CodeUnknownItem, "invalid_item"} {
+		if got := a.errorMessage(code, 422); got != "error."+code {
+			t.Errorf("%s is shown as %s", code, got)
+		}
+	}
+}
