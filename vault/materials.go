@@ -97,6 +97,26 @@ var uploadRules = map[string]uploadRule{
 	"notice":         {"case.transition", []access.Role{"office_admin"}, nil},
 }
 
+// UploadKinds are the kinds of material p's roles may add to case c in its
+// present status, in the order of Kinds, by the rules Upload applies
+// (uploadRules), so that a form offers only what can be stored. What the
+// rule's decision adds (a declared assignment, for one) is the caller's to
+// weigh. listing_application is left out unless c lists abroad: it is item
+// 3 of that case type alone (2021 Art. 8).
+func UploadKinds(p access.Principal, c Case) []string {
+	var out []string
+	for _, k := range Kinds {
+		rule := uploadRules[k]
+		switch {
+		case !hasAnyRole(p, rule.roles), rule.statuses != nil && !contains(rule.statuses, c.Status),
+			k == "listing_application" && c.Type != review.TypeListingAbroad:
+			continue
+		}
+		out = append(out, k)
+	}
+	return out
+}
+
 // Upload streams a document into the case: hashed and counted on the way,
 // encrypted to the case key, written to the blob store, and only then
 // recorded. A failed upload leaves no material and no blob.

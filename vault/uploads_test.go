@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -439,5 +440,36 @@ func TestChunkInFlightKeepsSessionAlive(t *testing.T) {
 				t.Fatalf("the chunk in flight: %+v, %v", r.u, r.err)
 			}
 		})
+	}
+}
+
+// TestUploadKindsFollowTheRules: the kinds a form offers are those the
+// upload rules admit for the caller's roles in the case's status, and a
+// listing application only on a case listing abroad.
+func TestUploadKindsFollowTheRules(t *testing.T) {
+	as := func(r access.Role) access.Principal {
+		return access.Principal{User: access.User{Roles: []access.Role{r}}}
+	}
+	for _, c := range []struct {
+		role        access.Role
+		status, typ string
+		want        string
+	}{
+		{"operator", "draft", "procurement", "declaration impact_analysis procurement other evidence"},
+		{"operator", "draft", "listing_abroad", "declaration impact_analysis procurement listing_application other evidence"},
+		{"operator", "awaiting_supplement", "procurement", "other supplementary evidence"},
+		{"provider", "special_review", "procurement", "supplementary evidence"},
+		{"operator", "concluded", "procurement", "evidence"},
+		{"reviewer", "under_review", "procurement", "recommendation"},
+		{"reviewer", "soliciting_opinions", "procurement", ""},
+		{"member_unit", "special_review", "procurement", "opinion"},
+		{"member_unit", "under_review", "procurement", ""},
+		{"office_admin", "awaiting_supplement", "procurement", "notice"},
+		{"inspector", "under_review", "procurement", ""},
+	} {
+		got := strings.Join(UploadKinds(as(c.role), Case{Status: c.status, Type: c.typ}), " ")
+		if got != c.want {
+			t.Errorf("%s in %s (%s): %q, want %q", c.role, c.status, c.typ, got, c.want)
+		}
 	}
 }

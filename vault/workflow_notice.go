@@ -63,10 +63,13 @@ func noticeOf(ev review.Event) (text string, basis []review.Article) {
 // noticeAuthor is who the notice of ev, decided by a for purpose, is
 // attributed to, and under which purpose it is stored.
 func noticeAuthor(a Actor, purpose string, ev review.Event) (Actor, string) {
-	if ev.Action == review.Opinion {
-		// The notice is the office's, written by the system: attributed to
+	if ev.Role != review.RoleOfficeAdmin {
+		// The notice is the office's, written by the system. Attributed to
 		// the member unit whose opinion completed the round, it would tell
-		// the parties who voted how (visibility.go).
+		// the parties who voted how (visibility.go); attributed to the
+		// party whose upload brought in the last supplement, it would be
+		// the party's material (offered for consent, listed in the access
+		// log as the party's upload).
 		return systemActor(a), ""
 	}
 	return a, purpose

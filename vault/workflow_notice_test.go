@@ -305,3 +305,37 @@ func TestNoticeKind(t *testing.T) {
 		}
 	}
 }
+
+// TestPartysUploadLeavesTheNoticeTheSystems: the party's upload that
+// brings in the last requested supplement closes the request, and the
+// written notice of that is the office's, written by the system: stored as
+// the party's upload it would be offered for consent and listed in the
+// providers' access log as the operator's material.
+func TestPartysUploadLeavesTheNoticeTheSystems(t *testing.T) {
+	for _, d := range sqldbtest.Backends {
+		t.Run(sqldbtest.Name(d), func(t *testing.T) {
+			f := newWF(t, d, editionStarts["2021"], false)
+			id := f.draft()
+			f.submit(id)
+			f.mustMove(id, "require_review", "", 0)
+			f.mustMove(id, "request_supplement", "escrow agreement missing", 0)
+			before := map[string]bool{}
+			for _, m := range f.notices(id) {
+				before[m.ID] = true
+			}
+			f.upload(f.op, id, "supplementary")
+			var added []Material
+			for _, m := range f.notices(id) {
+				if !before[m.ID] {
+					added = append(added, m)
+				}
+			}
+			if len(added) != 1 {
+				t.Fatalf("%d notices after the last supplement, want 1", len(added))
+			}
+			if by := f.uploader(added[0].ID); by != "system" {
+				t.Fatalf("the notice of the closed request is attributed to %s, want system", by)
+			}
+		})
+	}
+}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/crvault/crvault/access"
 	"github.com/crvault/crvault/vault"
+	"github.com/crvault/crvault/vault/calendar"
 	"github.com/crvault/crvault/vault/review"
 	"github.com/crvault/crvault/vault/supervision"
 )
@@ -191,11 +192,32 @@ type caseView struct {
 	// Declaration is where a reviewer or member unit stands on conflicts
 	// of interest (Declared false: not yet).
 	Declaration *access.Declaration
+	// Kinds are the kinds of material the viewer may upload to the case
+	// now (vault.UploadKinds); no upload form when none.
 	Kinds       []string
 	Roles       []string
 	Outcomes    []string
 	CommitKinds []string
 	MaxUpload   int64
+	// OpinionDue: the viewer's member unit is asked in the round open now
+	// and has not answered it (opinionDue).
+	OpinionDue bool
+	// Conclusion is the event that concluded the case (its outcome and
+	// conditions), nil while the review runs.
+	Conclusion *review.Event
+	// ClosedOn is the day the case was concluded or found not to need a
+	// review: the clock stopped then.
+	ClosedOn calendar.Date
+	// NoContent: the viewer's role reads no material's content but
+	// complaint evidence (an inspector; vault.Service.material), so the
+	// page links no other document.
+	NoContent bool
+	// MaxSpecialDays bounds the special review's extension field, as the
+	// service does (review.MaxSpecialExtension).
+	MaxSpecialDays int
+	// OpenItems are the requested supplementary items still outstanding,
+	// which a supplementary upload names the one it answers of.
+	OpenItems []review.RequestedItem
 	// Form is what was typed into a form of the page that was refused,
 	// by form and field ("transition.reason"), shown again with the
 	// reason above.
@@ -217,6 +239,59 @@ func (v caseView) ProvisionalDates() bool {
 		}
 	}
 	return false
+}
+
+// PausedSince is the first day of the stop of the clock under way (the
+// day after the supplements were requested), zero when none is.
+func (v caseView) PausedSince() calendar.Date {
+	if v.Clock == nil || !v.Clock.Paused || len(v.Clock.Pauses) == 0 {
+		return calendar.Date{}
+	}
+	return v.Clock.Pauses[len(v.Clock.Pauses)-1].From
+}
+
+// Opens says whether the page links m's content: not for a viewer who
+// would only be refused (and audited as trying), but evidence, which an
+// inspector reads once a complaint cites it.
+func (v caseView) Opens(m vault.Material) bool { return !v.NoContent || m.Kind == "evidence" }
+
+// opinionDue says whether member unit org may give its opinion now, as
+// the review's machine decides it (review.Opinion): in soliciting_opinions,
+// or in a special review once its new recommendation is out, when the
+// latest recommendation asked org (or, stored before rounds named their
+// members, asked anyone) and org has not answered it. The history is the
+// unit's own view, which keeps its own opinions.
+func opinionDue(status, org string, history []review.Event) bool {
+	if status != string(review.SolicitingOpinions) && status != string(review.SpecialReview) {
+		return false
+	}
+	last := -1
+	for i, e := range history {
+		if e.Action == review.Recommend {
+			last = i
+		}
+	}
+	if last < 0 {
+		return false
+	}
+	rec := history[last]
+	if status == string(review.SpecialReview) && rec.From != review.SpecialReview {
+		return false // the first round is over; the special review has not asked again yet
+	}
+	if len(rec.Members) > 0 && !slices.Contains(rec.Members, org) {
+		return false
+	}
+	for _, e := range history[last+1:] {
+		switch e.Action {
+		case review.Opinion:
+			if e.Org == org {
+				return false
+			}
+		case review.RecordApproval:
+			return false
+		}
+	}
+	return true
 }
 
 // showCase shows one case. Which service calls it makes depends on the
@@ -273,8 +348,8 @@ func (a *app) renderCase(c *gin.Context, id string, status int, form map[string]
 	if p.refused != nil {
 		p.Error = a.caseRefusal(c, p.refused)
 	}
-	v := caseView{Case: cs, Kinds: vault.Kinds, Roles: []string{"reviewer", "member_unit"}, CommitKinds: supervision.CommitmentKinds, Outcomes: review.Outcomes(),
-		MaxUpload: a.Vault.MaxMaterialSize()}
+	v := caseView{Case: cs, Roles: []string{"reviewer", "member_unit"}, CommitKinds: supervision.CommitmentKinds, Outcomes: review.Outcomes(),
+		MaxUpload: a.Vault.MaxMaterialSize(), MaxSpecialDays: review.MaxSpecialExtension, NoContent: p.Is("inspector")}
 	if clk, err := a.Vault.Clock(ctx, act, id); err == nil {
 		if clk.Phase != review.PhaseNone {
 			v.Clock = &clk
@@ -299,6 +374,21 @@ func (a *app) renderCase(c *gin.Context, id string, status int, form map[string]
 		a.fail(c, err)
 		return
 	}
+	for i, e := range v.History {
+		switch e.Action {
+		case review.Conclude:
+			v.Conclusion, v.ClosedOn = &v.History[i], e.On
+		case review.NotRequiredAction:
+			v.ClosedOn = e.On
+		}
+	}
+	if v.Clock != nil && cs.Status == string(review.AwaitingSupplement) {
+		for _, it := range v.Clock.SupplementItems {
+			if !it.Received {
+				v.OpenItems = append(v.OpenItems, it)
+			}
+		}
+	}
 	if p.Is("office_admin") {
 		if v.Assignments, err = a.Vault.Assignments(ctx, act, id); err != nil {
 			a.fail(c, err)
@@ -319,6 +409,13 @@ func (a *app) renderCase(c *gin.Context, id string, status int, form map[string]
 		if found {
 			v.Declaration = &d
 		}
+		v.OpinionDue = p.Is("member_unit") && opinionDue(cs.Status, act.P.User.OrgID, v.History)
+	}
+	v.Kinds = vault.UploadKinds(act.P, cs)
+	if v.Declaration == nil && (p.Is("reviewer") || p.Is("member_unit")) && !p.Is("office_admin") {
+		// Their kinds (a recommendation, an opinion) need a declared
+		// assignment: the declaration form comes first.
+		v.Kinds = nil
 	}
 	if a.Supervision != nil && (p.Is("provider") || p.Is("operator")) {
 		cm, err := a.Supervision.ListCommitments(ctx, act, supervision.CommitmentFilter{CaseID: id, Limit: caseCommitments})
@@ -389,9 +486,10 @@ type failedUpload struct {
 }
 
 // uploadMaterial is the upload without JavaScript: a multipart form whose
-// parts come in page order (csrf, kind, then each chosen file), each file
-// streamed into the vault as the API's upload is, all under the chosen
-// kind. Scripts send files to the JSON API instead, with a progress bar.
+// parts come in page order (csrf, kind, the requested item a supplementary
+// upload answers when supplements are outstanding, then each chosen file),
+// each file streamed into the vault as the API's upload is, all under the
+// chosen kind (and item). Scripts send files to the JSON API instead, with a progress bar.
 // One file stored goes back to the case; several, to the case with their
 // count; if any failed, a page names the files stored and those that were
 // not, with why, since the person must send those again.
@@ -414,6 +512,7 @@ func (a *app) uploadMaterial(c *gin.Context) {
 	}
 	res := uploadResult{CaseID: caseID}
 	status := http.StatusOK
+	item := 0
 	for {
 		part, err := mr.NextPart()
 		if errors.Is(err, io.EOF) {
@@ -422,6 +521,18 @@ func (a *app) uploadMaterial(c *gin.Context) {
 		if err != nil {
 			res.Broken, status = true, http.StatusBadRequest
 			break
+		}
+		if part.FormName() == "item" && part.FileName() == "" && len(res.Stored)+len(res.Failed) == 0 {
+			v, ok := partValue(part)
+			n, err := strconv.Atoi(strings.TrimSpace(v))
+			if !ok || v != "" && (err != nil || n < 1) {
+				a.errorPage(c, http.StatusBadRequest, "error.bad_form")
+				return
+			}
+			if kind == "supplementary" {
+				item = n // the service ignores it for any other kind
+			}
+			continue
 		}
 		if part.FormName() != "file" || part.FileName() == "" {
 			continue // an empty file input sends an empty part
@@ -432,7 +543,7 @@ func (a *app) uploadMaterial(c *gin.Context) {
 			continue
 		}
 		_, err = a.Vault.Upload(c.Request.Context(), a.actor(c), caseID, vault.Upload{Kind: kind, Filename: part.FileName(),
-			ContentType: part.Header.Get("Content-Type"), Body: part, Size: -1})
+			ContentType: part.Header.Get("Content-Type"), Body: part, Size: -1, Item: item})
 		if err != nil {
 			st, msg := a.formError(c, err)
 			if st == http.StatusUnauthorized || st == http.StatusNotFound {
@@ -477,6 +588,11 @@ func smallField(mr *multipart.Reader, name string) (string, bool) {
 	if err != nil || part.FormName() != name || part.FileName() != "" {
 		return "", false
 	}
+	return partValue(part)
+}
+
+// partValue reads a short field's value (16 KiB at most).
+func partValue(part *multipart.Part) (string, bool) {
 	b, err := io.ReadAll(io.LimitReader(part, 16<<10+1))
 	if err != nil || len(b) > 16<<10 {
 		return "", false

@@ -30,6 +30,9 @@
     var drop = form.querySelector(".drop");
     var list = form.querySelector(".uploads");
     var kind = form.querySelector("select[name=kind]");
+    // answers: which requested supplementary item an upload answers, when
+    // the form asks (supplements outstanding); the API's "item".
+    var answers = form.querySelector("select[name=item]");
     var api = form.getAttribute("data-uploads");
     var csrf = form.getAttribute("data-csrf");
     var t = list.dataset;
@@ -53,9 +56,10 @@
 
     // Upload is one file's journey: a session on the server, the offset
     // the server holds, and what the item in the list shows.
-    function Upload(file, kindValue, item) {
+    function Upload(file, kindValue, item, answers) {
       this.file = file;
       this.kind = kindValue;
+      this.answers = answers || 0;
       this.item = item;
       this.bar = item.querySelector("progress");
       this.state = item.querySelector(".state");
@@ -107,7 +111,9 @@
         }
       });
       xhr.addEventListener("error", function () { self.busy = false; self.interrupt(); });
-      xhr.send(JSON.stringify({ kind: self.kind, filename: self.file.name, content_type: self.file.type || "", size: self.file.size }));
+      var session = { kind: self.kind, filename: self.file.name, content_type: self.file.type || "", size: self.file.size };
+      if (self.answers) { session.item = self.answers; }
+      xhr.send(JSON.stringify(session));
     };
 
     // send PATCHes the next chunk from the server's offset.
@@ -221,7 +227,7 @@
       self.show(t.failed + (why ? " (" + why + ")" : ""));
       self.buttons(t.retry, "retry", function () {
         self.item.classList.remove("failed");
-        var again = new Upload(self.file, self.kind, self.item);
+        var again = new Upload(self.file, self.kind, self.item, self.answers);
         again.begin();
       });
       finished();
@@ -238,7 +244,8 @@
         bar.setAttribute("aria-label", t.progressLabel + " " + file.name);
         item.appendChild(bar);
         list.appendChild(item);
-        new Upload(file, kind.value, item).begin();
+        var n = answers && kind.value === "supplementary" ? parseInt(answers.value, 10) || 0 : 0;
+        new Upload(file, kind.value, item, n).begin();
       });
     }
 
