@@ -227,40 +227,6 @@ func TestOpinionFormWhenTheRoundAwaitsTheUnit(t *testing.T) {
 	}
 }
 
-// TestOpinionDue follows the review's rule for who may answer now: the
-// units the latest recommendation asked, until they answer; in a special
-// review only once its own recommendation is out, and not after the
-// Commission's approval.
-func TestOpinionDue(t *testing.T) {
-	yes, no := true, false
-	first := review.Event{Action: review.Recommend, From: review.UnderReview, To: review.SolicitingOpinions, Members: []string{"a", "b"}}
-	second := review.Event{Action: review.Recommend, From: review.SpecialReview, To: review.SpecialReview, Members: []string{"a", "b"}}
-	disagree := review.Event{Action: review.Opinion, From: review.SolicitingOpinions, To: review.SpecialReview, Org: "a", Agree: &no}
-	for _, c := range []struct {
-		name, status, org string
-		h                 []review.Event
-		want              bool
-	}{
-		{"first round, asked", "soliciting_opinions", "a", []review.Event{first}, true},
-		{"first round, not asked", "soliciting_opinions", "c", []review.Event{first}, false},
-		{"first round, answered", "soliciting_opinions", "b",
-			[]review.Event{first, {Action: review.Opinion, Org: "b", Agree: &yes}}, false},
-		{"special review before its recommendation", "special_review", "b", []review.Event{first, disagree}, false},
-		{"special review, second round", "special_review", "a", []review.Event{first, disagree, {Action: review.RecordHearing}, second}, true},
-		{"second round, answered", "special_review", "a",
-			[]review.Event{first, disagree, second, {Action: review.Opinion, Org: "a", Agree: &yes}}, false},
-		{"after the approval", "special_review", "b", []review.Event{first, disagree, second, {Action: review.RecordApproval}}, false},
-		{"a round from before members were named", "soliciting_opinions", "c",
-			[]review.Event{{Action: review.Recommend, From: review.UnderReview}}, true},
-		{"paused for supplements", "awaiting_supplement", "a", []review.Event{first}, false},
-		{"concluded", "concluded", "a", []review.Event{first, {Action: review.Conclude}}, false},
-	} {
-		if got := opinionDue(c.status, c.org, c.h); got != c.want {
-			t.Errorf("%s: %v, want %v", c.name, got, c.want)
-		}
-	}
-}
-
 // TestSpecialExtensionBoundIsTheService: the extension field allows what
 // the service allows; a lower bound in the page stopped the office in the
 // browser before the server could answer.

@@ -200,7 +200,7 @@ type caseView struct {
 	CommitKinds []string
 	MaxUpload   int64
 	// OpinionDue: the viewer's member unit is asked in the round open now
-	// and has not answered it (opinionDue).
+	// and has not answered it (review.OpinionDue).
 	OpinionDue bool
 	// Conclusion is the event that concluded the case (its outcome and
 	// conditions), nil while the review runs.
@@ -254,45 +254,6 @@ func (v caseView) PausedSince() calendar.Date {
 // would only be refused (and audited as trying), but evidence, which an
 // inspector reads once a complaint cites it.
 func (v caseView) Opens(m vault.Material) bool { return !v.NoContent || m.Kind == "evidence" }
-
-// opinionDue says whether member unit org may give its opinion now, as
-// the review's machine decides it (review.Opinion): in soliciting_opinions,
-// or in a special review once its new recommendation is out, when the
-// latest recommendation asked org (or, stored before rounds named their
-// members, asked anyone) and org has not answered it. The history is the
-// unit's own view, which keeps its own opinions.
-func opinionDue(status, org string, history []review.Event) bool {
-	if status != string(review.SolicitingOpinions) && status != string(review.SpecialReview) {
-		return false
-	}
-	last := -1
-	for i, e := range history {
-		if e.Action == review.Recommend {
-			last = i
-		}
-	}
-	if last < 0 {
-		return false
-	}
-	rec := history[last]
-	if status == string(review.SpecialReview) && rec.From != review.SpecialReview {
-		return false // the first round is over; the special review has not asked again yet
-	}
-	if len(rec.Members) > 0 && !slices.Contains(rec.Members, org) {
-		return false
-	}
-	for _, e := range history[last+1:] {
-		switch e.Action {
-		case review.Opinion:
-			if e.Org == org {
-				return false
-			}
-		case review.RecordApproval:
-			return false
-		}
-	}
-	return true
-}
 
 // showCase shows one case. Which service calls it makes depends on the
 // role (an office admin is shown assignments and actions, a party the
@@ -409,7 +370,7 @@ func (a *app) renderCase(c *gin.Context, id string, status int, form map[string]
 		if found {
 			v.Declaration = &d
 		}
-		v.OpinionDue = p.Is("member_unit") && opinionDue(cs.Status, act.P.User.OrgID, v.History)
+		v.OpinionDue = p.Is("member_unit") && review.OpinionDue(review.Status(cs.Status), act.P.User.OrgID, v.History)
 	}
 	v.Kinds = vault.UploadKinds(act.P, cs)
 	if v.Declaration == nil && (p.Is("reviewer") || p.Is("member_unit")) && !p.Is("office_admin") {
