@@ -161,18 +161,8 @@ func (s *Service) writeNotice(ctx context.Context, a Actor, row Case, purpose st
 		// recommendation: both are internal to the review mechanism.
 		fmt.Fprintf(&b, "Reason: %s\n", ev.Reason)
 	}
-	for i, it := range ev.Items {
-		if i == 0 {
-			b.WriteString("Materials requested (upload each as a supplementary material naming its number):\n")
-		}
-		fmt.Fprintf(&b, "  %d. %s\n", firstItem(history, ev)+i, it)
-	}
-	for i, m := range ev.Measures {
-		if i == 0 {
-			b.WriteString("Measures required:\n")
-		}
-		fmt.Fprintf(&b, "  %d. %s\n", measureNo(history, ev)+i, m)
-	}
+	writeNumbered(&b, "Materials requested (upload each as a supplementary material naming its number):\n", firstItem(history, ev), ev.Items)
+	writeNumbered(&b, "Measures required:\n", measureNo(history, ev), ev.Measures)
 	if ev.Action == review.Conclude {
 		writeConclusion(&b, ed, history, ev)
 	}
@@ -308,12 +298,7 @@ func writeConclusion(b *strings.Builder, ed *review.Edition, history []review.Ev
 	if outcome != "" {
 		fmt.Fprintf(b, "Outcome: %s\n", outcome)
 	}
-	for i, c := range ev.Conditions {
-		if i == 0 {
-			b.WriteString("Conditions:\n")
-		}
-		fmt.Fprintf(b, "  %d. %s\n", i+1, c)
-	}
+	writeNumbered(b, "Conditions:\n", 1, ev.Conditions)
 	for i, f := range ev.Factors {
 		if i == 0 {
 			fmt.Fprintf(b, "Factors weighed (%s):\n", ed.Art(review.ArtFactors))
@@ -343,28 +328,13 @@ func writeNoticeZh(b *strings.Builder, ed *review.Edition, row Case, history []r
 	if ev.Reason != "" && partyReason(ev.Action) {
 		fmt.Fprintf(b, "理由：%s\n", ev.Reason)
 	}
-	for i, it := range ev.Items {
-		if i == 0 {
-			b.WriteString("请补充的材料（每项作为“补充材料”上传，并注明其序号）：\n")
-		}
-		fmt.Fprintf(b, "  %d. %s\n", firstItem(history, ev)+i, it)
-	}
-	for i, m := range ev.Measures {
-		if i == 0 {
-			b.WriteString("须采取的措施：\n")
-		}
-		fmt.Fprintf(b, "  %d. %s\n", measureNo(history, ev)+i, m)
-	}
+	writeNumbered(b, "请补充的材料（每项作为“补充材料”上传，并注明其序号）：\n", firstItem(history, ev), ev.Items)
+	writeNumbered(b, "须采取的措施：\n", measureNo(history, ev), ev.Measures)
 	if ev.Action == review.Conclude {
 		if o := zhOutcome[ev.Outcome]; o != "" {
 			fmt.Fprintf(b, "审查结论：%s\n", o)
 		}
-		for i, c := range ev.Conditions {
-			if i == 0 {
-				b.WriteString("附加条件：\n")
-			}
-			fmt.Fprintf(b, "  %d. %s\n", i+1, c)
-		}
+		writeNumbered(b, "附加条件：\n", 1, ev.Conditions)
 		for i, f := range ev.Factors {
 			if i == 0 {
 				fmt.Fprintf(b, "考虑的因素（%s）：\n", ed.ArtZh(review.ArtFactors))
@@ -418,4 +388,16 @@ func measureNo(history []review.Event, ev review.Event) int {
 		n += len(e.Measures)
 	}
 	return n
+}
+
+// writeNumbered writes items as a list numbered from first under heading,
+// or nothing when there are none: the notices' requested materials,
+// measures and conditions, in either language.
+func writeNumbered(b *strings.Builder, heading string, first int, items []string) {
+	for i, it := range items {
+		if i == 0 {
+			b.WriteString(heading)
+		}
+		fmt.Fprintf(b, "  %d. %s\n", first+i, it)
+	}
 }
