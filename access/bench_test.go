@@ -155,13 +155,16 @@ func BenchmarkNewFromDB(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				ins, err := tx.PrepareContext(ctx, "INSERT INTO access_assignments (id, case_id, user_id, role, purpose, granted_by, granted_at) VALUES ("+
-					ph(1)+","+ph(2)+","+ph(3)+","+ph(4)+","+ph(5)+","+ph(6)+","+ph(7)+")")
+				// Tagged as vaultd tags them, and loaded with the tags
+				// checked, as vaultd loads them (one HMAC a row).
+				tags := testTagger{key: []byte("access benchmarks' row key")}
+				ins, err := tx.PrepareContext(ctx, "INSERT INTO access_assignments (id, case_id, user_id, role, purpose, granted_by, granted_at, row_tag) VALUES ("+
+					ph(1)+","+ph(2)+","+ph(3)+","+ph(4)+","+ph(5)+","+ph(6)+","+ph(7)+","+ph(8)+")")
 				if err != nil {
 					b.Fatal(err)
 				}
-				decl, err := tx.PrepareContext(ctx, "INSERT INTO access_declarations (id, case_id, user_id, assignment_id, conflict, statement, created_at) VALUES ("+
-					ph(1)+","+ph(2)+","+ph(3)+","+ph(4)+","+ph(5)+","+ph(6)+","+ph(7)+")")
+				decl, err := tx.PrepareContext(ctx, "INSERT INTO access_declarations (id, case_id, user_id, assignment_id, conflict, statement, created_at, row_tag) VALUES ("+
+					ph(1)+","+ph(2)+","+ph(3)+","+ph(4)+","+ph(5)+","+ph(6)+","+ph(7)+","+ph(8)+")")
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -169,11 +172,14 @@ func BenchmarkNewFromDB(b *testing.B) {
 				users := max(size/20, 1)
 				for i := range size {
 					id, caseID, user := fmt.Sprintf("a%08d", i), fmt.Sprintf("case-%07d", i/10), fmt.Sprintf("user-%07d", (i*7919)%users)
-					if _, err := ins.ExecContext(ctx, id, caseID, user, "reviewer", "preliminary review (Art. 10)", "admin", now); err != nil {
+					const purpose = "preliminary review (Art. 10)"
+					tag := tags.RowTag(tagAssignments, assignmentTagFields(id, caseID, user, "reviewer", purpose, "admin", nil, stateOpen)...)
+					if _, err := ins.ExecContext(ctx, id, caseID, user, "reviewer", purpose, "admin", now, tag); err != nil {
 						b.Fatal(err)
 					}
 					if i%10 == 0 {
-						if _, err := decl.ExecContext(ctx, "d"+id, caseID, user, id, false, []byte("none"), now); err != nil {
+						dtag := tags.RowTag(tagDeclarations, declarationTagFields("d"+id, id, caseID, user, false)...)
+						if _, err := decl.ExecContext(ctx, "d"+id, caseID, user, id, false, []byte("none"), now, dtag); err != nil {
 							b.Fatal(err)
 						}
 					}
@@ -189,7 +195,7 @@ func BenchmarkNewFromDB(b *testing.B) {
 						b.Fatal(err)
 					}
 				}
-				opts := Options{Hasher: cheapArgon2id, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), trustNotices: true}
+				opts := Options{Hasher: cheapArgon2id, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), trustNotices: true, RowTagger: tags}
 				var s *Service
 				var cpu time.Duration
 				stop := startProfile(b, fmt.Sprintf("newfromdb-%s-%d", sqldbtest.Name(d), size))
