@@ -18,7 +18,8 @@ import (
 	"github.com/crvault/crvault/audit"
 )
 
-// auditHead returns the last seq and the newest stored checkpoint note.
+// auditHead returns the last seq and the newest stored checkpoint note (nil
+// when none is stored).
 func (s *server) auditHead(t *testing.T) (int64, []byte) {
 	t.Helper()
 	db, err := openSQL(s.dbURL())
@@ -35,8 +36,14 @@ func (s *server) auditHead(t *testing.T) (int64, []byte) {
 		t.Fatal(err)
 	}
 	notes, err := db.strings(`SELECT note FROM audit_checkpoints ORDER BY size DESC LIMIT 1`)
-	if err != nil || len(notes) != 1 {
+	if err != nil || len(notes) > 1 {
 		t.Fatalf("newest checkpoint: %v %v", notes, err)
+	}
+	if len(notes) == 0 {
+		// A log cut below its first checkpoint: the first command of a
+		// data directory appends its start-up events (the row-tag
+		// backfills) and signs once, after them.
+		return n, nil
 	}
 	return n, []byte(notes[0])
 }
