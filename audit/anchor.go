@@ -179,6 +179,19 @@ func (l *Log) halt(verr *VerifyError) error {
 		err = *l.anchor.halted.Load()
 	}
 	if first {
+		// Whatever the halt saw, the tree this process committed is the
+		// evidence that outlives it (preserveOwn). In the background, on
+		// a deadline of its own: the caller may hold the database's write
+		// lock (SQLite) or be out of time.
+		if own := l.anchor.getOwn(); own.Size > 0 && l.signer != nil {
+			l.preserving.Add(1)
+			go func() {
+				defer l.preserving.Done()
+				ctx, cancel := context.WithTimeout(context.Background(), commitTimeout)
+				defer cancel()
+				l.preserveOwn(ctx, own)
+			}()
+		}
 		l.m.ckFailures.Inc()
 		l.m.rolledBack.Set(1)
 		l.logger.Error("AUDIT LOG ROLLED BACK OR REWRITTEN UNDER THE RUNNING SERVER: refusing every audit append and checkpoint; "+
@@ -381,9 +394,8 @@ func (l *Log) checkWitnessAhead(ctx context.Context, w Witness) error {
 // from hr (the database), extends own, what this process last committed;
 // without it, a rewrite of the events this process wrote since the newest
 // checkpoint that also lengthened the log would be taken for another
-// process's appends, and signed. A failure halts the log; the caller then
-// keeps the tree this process committed (preserveOwn), once it holds no
-// lock that the database write needs.
+// process's appends, and signed. A failure halts the log, and halt keeps
+// the tree this process committed (preserveOwn).
 func (l *Log) checkExtendsOwn(ctx context.Context, size int64, root tlog.Hash, own Checkpoint, hr tlog.HashReader) error {
 	if own.Size == 0 {
 		return nil
@@ -425,16 +437,19 @@ func (l *Log) preserveOwn(ctx context.Context, own Checkpoint) {
 		l.logger.Error("audit: cannot sign the tree this server committed", "size", own.Size, "err", err)
 		return
 	}
+	// The witnesses first: the database is where the rewrite happened, and
+	// a table held locked there must not use up the deadline (review h29i).
+	werr := l.witness(ctx, own.Size, signed)
 	if _, err := l.sqlDB.ExecContext(ctx,
 		"INSERT INTO audit_checkpoints (size, root, note, created_us) VALUES ("+l.ph(1)+","+l.ph(2)+","+l.ph(3)+","+l.ph(4)+") ON CONFLICT (size) DO NOTHING",
 		own.Size, own.Root[:], string(signed), l.now().UnixMicro()); err != nil {
 		l.logger.Error("audit: cannot store the checkpoint of the tree this server committed", "size", own.Size, "err", err)
 	}
-	if err := l.witness(ctx, own.Size, signed); err != nil {
-		l.logger.Error("audit: the checkpoint of the tree this server committed did not reach every witness", "size", own.Size, "err", err)
+	if werr != nil {
+		l.logger.Error("audit: the checkpoint of the tree this server committed did not reach every witness", "size", own.Size, "err", werr)
 		return
 	}
-	l.logger.Error("audit: the tree this server committed is signed and witnessed; start-up and verify will refuse the rewritten log", "size", own.Size)
+	l.logger.Error("audit: the tree this server committed is signed and witnessed; start-up and verify will refuse the changed log", "size", own.Size)
 }
 
 // checkExtends is called before signing a tree of the given size and root:

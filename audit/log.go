@@ -112,6 +112,8 @@ type Log struct {
 	reqs   chan *appendReq
 	quit   chan struct{}
 	wg     sync.WaitGroup
+	// preserving counts halts still keeping their evidence (halt).
+	preserving sync.WaitGroup
 
 	failing atomic.Bool // the last commit failed
 
@@ -637,12 +639,6 @@ func (l *Log) commitGeneral(ctx context.Context, events []Event) ([]Event, error
 				return nil, fmt.Errorf("tree at the moved head %d: %w", size, err)
 			}
 			if err := l.checkExtendsOwn(ctx, size, root, own, hr); err != nil {
-				if errors.Is(err, ErrRolledBack) {
-					// The writer's transaction (SQLite's write lock) goes
-					// first: the evidence is stored on another connection.
-					_ = tx.Rollback()
-					l.preserveOwn(ctx, own)
-				}
 				return nil, err
 			}
 		}
@@ -833,10 +829,15 @@ func (l *Log) Close(ctx context.Context) error {
 		return fmt.Errorf("close audit log: %w", ctx.Err())
 	}
 	if err := l.anchor.haltErr(); err != nil {
-		// Never sign over a log found rolled back.
+		// Never sign over a log found rolled back; keep what the halt
+		// keeps.
+		l.preserving.Wait()
 		return fmt.Errorf("close audit log: no final checkpoint: %w", err)
 	}
 	if _, err := l.makeCheckpoint(ctx); err != nil {
+		// A halt keeps its evidence in the background (halt): wait for
+		// it before the process goes.
+		l.preserving.Wait()
 		return fmt.Errorf("close audit log: final checkpoint: %w", err)
 	}
 	return nil
@@ -918,7 +919,14 @@ func (l *Log) makeCheckpointLocked(ctx context.Context) ([]byte, error) {
 		// on the same file (vaultd user add, say) may have appended and
 		// signed between them. Only a head that still ends before the
 		// checkpoint when read again was rolled back.
-		if again, _, err := head(ctx, l.sqlDB); err == nil && again >= latestSize {
+		again, _, err := head(ctx, l.sqlDB)
+		if err != nil {
+			// Not read is not short: a lost connection here must not pass
+			// for a rollback, which halts the log for good (review h29i).
+			l.m.ckFailures.Inc()
+			return nil, fmt.Errorf("checkpoint: read the head again: %w", err)
+		}
+		if again >= latestSize {
 			size = again
 		}
 	}
@@ -937,9 +945,6 @@ func (l *Log) makeCheckpointLocked(ctx context.Context) ([]byte, error) {
 			return nil, err
 		}
 		if err := l.checkExtendsOwn(ctx, ck.Size, ck.Root, own, dbHashes{ctx: ctx, q: l.sqlDB, ph: l.ph}); err != nil {
-			if errors.Is(err, ErrRolledBack) {
-				l.preserveOwn(ctx, own)
-			}
 			l.m.ckFailures.Inc()
 			return nil, err
 		}
@@ -960,9 +965,6 @@ func (l *Log) makeCheckpointLocked(ctx context.Context) ([]byte, error) {
 		return nil, err
 	}
 	if err := l.checkExtendsOwn(ctx, size, root, own, dbHashes{ctx: ctx, q: l.sqlDB, ph: l.ph}); err != nil {
-		if errors.Is(err, ErrRolledBack) {
-			l.preserveOwn(ctx, own)
-		}
 		l.m.ckFailures.Inc()
 		return nil, err
 	}

@@ -120,8 +120,13 @@ func TestRunningLogHaltsOnTruncation(t *testing.T) {
 			if err := f.log.Close(ctx); !errors.Is(err, ErrRolledBack) {
 				t.Fatalf("close: %v", err)
 			}
-			if n := checkpointRows(t, f, 7); n != 0 {
-				t.Fatalf("%d checkpoints signed over the truncated log", n)
+			// Nothing signed over the truncated log: the one checkpoint
+			// above it is the tree the writer committed, kept as evidence.
+			if n := checkpointRows(t, f, 10); n != 0 {
+				t.Fatalf("%d checkpoints signed beyond the writer's own tree", n)
+			}
+			if n := checkpointRows(t, f, 9); n > 1 {
+				t.Fatalf("%d checkpoints at size 10", n)
 			}
 			if size, _ := f.witness.latest(); size != 10 {
 				t.Fatalf("witness went from 10 to %d", size)
@@ -307,6 +312,8 @@ func TestRunningLogHaltsOnRewrittenTail(t *testing.T) {
 				// The halt outlives the process: the tree this writer
 				// committed was signed and witnessed, and a restart, or a
 				// verify, refuses the rewritten log.
+				// Kept in the background (halt): wait for it.
+				f.log.preserving.Wait()
 				if size, _ := f.witness.latest(); size != 15 {
 					t.Fatalf("witness holds size %d, want the writer's own 15", size)
 				}
@@ -349,6 +356,43 @@ func TestRunningLogTakesAnotherWritersAppends(t *testing.T) {
 			}
 			if _, err := f.log.makeCheckpoint(ctx); err != nil {
 				t.Fatalf("checkpoint: %v", err)
+			}
+		})
+	}
+}
+
+// TestTruncatedUnsignedTailLeavesEvidence (review h29i, finding 3): the
+// administrator deletes the events a running writer committed after the
+// newest checkpoint, without regrowing the log. The next append halts, and
+// the tree the writer committed is kept at the witness and in the database,
+// so a restart refuses the shortened log and verify fails. Before, the halt
+// kept nothing, and both accepted it.
+func TestTruncatedUnsignedTailLeavesEvidence(t *testing.T) {
+	for _, d := range sqldbtest.Backends {
+		t.Run(sqldbtest.Name(d), func(t *testing.T) {
+			f := newFixture(t, d)
+			ctx := context.Background()
+			f.appendN(t, 10)
+			if _, err := f.log.makeCheckpoint(ctx); err != nil {
+				t.Fatal(err)
+			}
+			f.appendN(t, 5) // 11..15: the reads the administrator wants gone
+			truncateTail(t, f, 10)
+			if _, err := f.log.Append(ctx, sampleEvent(1)); !errors.Is(err, ErrRolledBack) {
+				t.Fatalf("append: %v, want ErrRolledBack", err)
+			}
+			f.log.preserving.Wait() // the evidence is kept in the background
+			if size, _ := f.witness.latest(); size != 15 {
+				t.Fatalf("witness holds size %d, want the writer's own 15", size)
+			}
+			opts := f.opts
+			opts.Registerer = nil
+			_, err := Open(ctx, f.db, opts)
+			wantVerifyError(t, err, 11, "checkpoint covers 15 events")
+			ro := f.opts
+			ro.ReadOnly, ro.Registerer, ro.Witnesses = true, nil, nil // the database's copy alone
+			if _, err := openLog(t, f.db, ro).Verify(ctx); err == nil {
+				t.Fatal("verify passes on the truncated log")
 			}
 		})
 	}
