@@ -45,26 +45,37 @@ func (s *Service) visibleMaterial(ctx context.Context, p access.Principal, m mat
 	if !needConsent {
 		return visible, "", nil
 	}
-	var ids []string
-	err = s.db.WithContext(ctx).Model(&consentRow{}).Where("material_id = ? AND org_id = ? AND revoked_at IS NULL", m.ID, p.User.OrgID).
-		Order("granted_at DESC, id").Limit(1).Pluck("id", &ids).Error
+	// A consent row counts only if its tag checks under the case key
+	// (rowtags.go): one HMAC, with the key from the cache.
+	var rows []consentRow
+	err = s.db.WithContext(ctx).Select(consentTagColumns).Where("material_id = ? AND org_id = ? AND revoked_at IS NULL", m.ID, p.User.OrgID).
+		Order("granted_at DESC, id").Limit(1).Find(&rows).Error
 	if err != nil {
 		return false, "", fmt.Errorf("check consents of material %s: %w", m.ID, err)
 	}
-	if len(ids) == 0 {
+	if rows, err = s.liveConsents(ctx, m.CaseID, rows); err != nil {
+		return false, "", err
+	}
+	if len(rows) == 0 {
 		return false, "", nil
 	}
-	return true, ids[0], nil
+	return true, rows[0].ID, nil
 }
+
+// consentTagColumns are the columns a consent's tag is checked over.
+const consentTagColumns = "id, material_id, case_id, org_id, granted_by, tag"
 
 // consentedMaterials maps the materials of a case that org may see under a
 // live consent to that consent.
 func (s *Service) consentedMaterials(ctx context.Context, caseID, org string) (map[string]string, error) {
 	var rows []consentRow
-	err := s.db.WithContext(ctx).Select("id, material_id").Where("case_id = ? AND org_id = ? AND revoked_at IS NULL", caseID, org).
+	err := s.db.WithContext(ctx).Select(consentTagColumns).Where("case_id = ? AND org_id = ? AND revoked_at IS NULL", caseID, org).
 		Order("granted_at, id").Find(&rows).Error
 	if err != nil {
 		return nil, fmt.Errorf("list consents of case %s: %w", caseID, err)
+	}
+	if rows, err = s.liveConsents(ctx, caseID, rows); err != nil {
+		return nil, err
 	}
 	out := make(map[string]string, len(rows))
 	for _, r := range rows {
@@ -140,6 +151,7 @@ func (s *Service) GrantConsent(ctx context.Context, a Actor, materialID string, 
 	if row.Purpose, err = sealText(key, labelConsentPurpose(row.ID), purpose); err != nil {
 		return Consent{}, err
 	}
+	row.Tag = consentTag(key, &row, true)
 	resource := "consent/" + row.ID
 	if err := s.record(ctx, a, "consent.create", audit.Allowed, m.CaseID, resource, "", in.Org); err != nil {
 		return Consent{}, err
@@ -186,6 +198,10 @@ func (s *Service) Consents(ctx context.Context, a Actor, materialID string, limi
 	}
 	page := Page[Consent]{Items: []Consent{}}
 	rows, page.NextCursor = idPage("consents", rows, limit, func(r consentRow) string { return r.ID })
+	// A row whose tag fails gives no access, so it is not listed either.
+	if rows, err = s.liveConsents(ctx, m.CaseID, rows); err != nil {
+		return Page[Consent]{}, err
+	}
 	if len(rows) == 0 {
 		return page, nil
 	}
@@ -232,9 +248,15 @@ func (s *Service) RevokeConsent(ctx context.Context, a Actor, consentID string) 
 	if err := s.record(ctx, a, "consent.revoke", audit.Allowed, m.CaseID, resource, "", row.OrgID); err != nil {
 		return err
 	}
+	// The tag is rewritten as revoked in the same statement, so that a
+	// revoked_at set back to NULL outside crvault does not re-grant.
+	key, err := s.caseKey(ctx, m.CaseID)
+	if err != nil {
+		return err
+	}
 	now := time.Now().UTC().Truncate(time.Microsecond)
 	res := s.db.WithContext(ctx).Model(&consentRow{}).Where("id = ? AND revoked_at IS NULL", row.ID).
-		Updates(map[string]any{"revoked_at": now, "revoked_by": a.P.User.ID})
+		Updates(map[string]any{"revoked_at": now, "revoked_by": a.P.User.ID, "tag": consentTag(key, &row, false)})
 	if res.Error != nil {
 		s.recordFailure(ctx, a, "consent.revoke", m.CaseID, resource, res.Error)
 		return fmt.Errorf("revoke consent %s: %w", row.ID, res.Error)

@@ -23,6 +23,11 @@ package vault
 //     header is left out: it opens only the blob it was written with (age's
 //     payload is authenticated under the header's file key), so binding the
 //     blob binds it too, and a listing need not load headers.
+//   - A consent (material_consents) carries a tag under its case key over
+//     its id, material, case, organisation, granter and state, live or
+//     revoked (review h29h, F1: one inserted row showed a party another's
+//     document). Revoking re-tags it as revoked; readers accept only rows
+//     tagged live, so un-revoking it in the database does not re-grant.
 //
 // Rows written by binaries from before the tags carry none. They are tagged
 // once, at start-up before anything is served (TagLegacyRows), and each
@@ -71,6 +76,41 @@ func segmentTag(key *crypt.CaseKey, table, owner string, seq int, blobID string,
 	return key.RowTag(table, owner, strconv.Itoa(seq), blobID, strconv.FormatInt(start, 10), strconv.FormatInt(size, 10))
 }
 
+// consentTag is the tag of a consent row under its case key: its id, the
+// material, case and organisation it opens to, who granted it, and whether
+// it is live. A revoked consent is re-tagged as revoked in the statement
+// that revokes it, so setting revoked_at back to NULL does not re-grant it.
+func consentTag(key *crypt.CaseKey, c *consentRow, live bool) []byte {
+	state := "revoked"
+	if live {
+		state = "live"
+	}
+	return key.RowTag("material_consents", c.ID, c.MaterialID, c.CaseID, c.OrgID, c.GrantedBy, state)
+}
+
+// liveConsents keeps the consents (all read as live) whose tags check under
+// the case key, logging each one refused at ERROR. A shredded case (nil
+// key) has none.
+func (s *Service) liveConsents(ctx context.Context, caseID string, rows []consentRow) ([]consentRow, error) {
+	if len(rows) == 0 {
+		return rows, nil
+	}
+	key, err := s.textKey(ctx, caseID)
+	if err != nil {
+		return nil, fmt.Errorf("check consents of case %s: %w", caseID, err)
+	}
+	out := rows[:0]
+	for i := range rows {
+		if key != nil && key.CheckRowTag(rows[i].Tag, "material_consents", rows[i].ID, rows[i].MaterialID, caseID, rows[i].OrgID, rows[i].GrantedBy, "live") {
+			out = append(out, rows[i])
+			continue
+		}
+		s.log.ErrorContext(ctx, "consent refused: its row tag does not check (inserted, edited or un-revoked outside crvault, or written by an older vaultd)",
+			"table", "material_consents", "id", rows[i].ID, "material", rows[i].MaterialID, "case", rows[i].CaseID, "org", rows[i].OrgID, "tagged", len(rows[i].Tag) > 0)
+	}
+	return out, nil
+}
+
 // errRowTag: a stored row's tag does not check (or it has none): the row
 // was moved or edited outside crvault, and is refused.
 var errRowTag = errors.New("row tag does not check: the row was moved or edited outside crvault")
@@ -114,7 +154,8 @@ func (s *Service) checkMaterial(ctx context.Context, key *crypt.CaseKey, m *mate
 const TagBackfillAction = "keys.tag_backfill"
 
 // tagTables are the tables TagLegacyRows backfills, vital keys first.
-var tagTables = []string{"vault_keys", "case_keys", "materials", "material_segments", "upload_segments"}
+var tagTables = []string{"vault_keys", "case_keys", "materials", "material_segments", "upload_segments",
+	"material_consents"}
 
 // TagLegacyRows tags, once, the rows that binaries from before row tags
 // wrote: the vault's keys, extra (other owners' key tables, such as the
@@ -300,6 +341,7 @@ func (k *Keyring) casesToTag(ctx context.Context, todo map[string]bool) ([]strin
 		{"materials", "SELECT DISTINCT case_id FROM materials WHERE length(tag) = 0"},
 		{"material_segments", "SELECT DISTINCT m.case_id FROM material_segments s JOIN materials m ON m.id = s.material_id WHERE length(s.tag) = 0"},
 		{"upload_segments", "SELECT DISTINCT u.case_id FROM upload_segments s JOIN upload_sessions u ON u.id = s.upload_id WHERE length(s.tag) = 0"},
+		{"material_consents", "SELECT DISTINCT case_id FROM material_consents WHERE length(tag) = 0"},
 	} {
 		if !todo[q.table] {
 			continue
@@ -363,6 +405,19 @@ func (k *Keyring) tagCase(ctx context.Context, caseID string, todo map[string]bo
 				counts["materials"] += res.RowsAffected
 			}
 		}
+		if todo["material_consents"] {
+			var cs []consentRow
+			if err := tx.Omit("purpose").Where("case_id = ? AND length(tag) = 0", caseID).Find(&cs).Error; err != nil {
+				return err
+			}
+			for i := range cs {
+				res := tx.Model(&consentRow{}).Where("id = ? AND length(tag) = 0", cs[i].ID).Update("tag", consentTag(key, &cs[i], cs[i].RevokedAt == nil))
+				if res.Error != nil {
+					return res.Error
+				}
+				counts["material_consents"] += res.RowsAffected
+			}
+		}
 		for _, seg := range []struct{ table, owner, owners string }{
 			{"material_segments", "material_id", "SELECT id FROM materials WHERE case_id = ?"},
 			{"upload_segments", "upload_id", "SELECT id FROM upload_sessions WHERE case_id = ?"},
@@ -396,6 +451,16 @@ func (k *Keyring) tagCase(ctx context.Context, caseID string, todo map[string]bo
 		return nil, true, fmt.Errorf("row tags: tag the rows of case %s: %w", caseID, err)
 	}
 	return counts, true, nil
+}
+
+// migrateConsentTags adds the consents' tag column (see migrateRowTags).
+func migrateConsentTags(tx *gorm.DB, _ string) error {
+	if m := tx.Migrator(); !m.HasColumn(&consentRow{}, "Tag") {
+		if err := m.AddColumn(&consentRow{}, "Tag"); err != nil {
+			return fmt.Errorf("add tag: %w", err)
+		}
+	}
+	return nil
 }
 
 // migrateRowTags adds the tag columns. Step 1 and the steps that create

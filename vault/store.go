@@ -136,6 +136,7 @@ var migrations = []sqldb.Step{
 	}},
 	{Version: 11, Name: "one live consent per material and organisation", Up: migrateLiveConsents},
 	{Version: 12, Name: "row tags binding keys and materials to their place", Up: migrateRowTags},
+	{Version: 13, Name: "row tags on consents", Up: migrateConsentTags},
 }
 
 // migrateLiveConsents puts a unique index on the live consents of a
@@ -342,6 +343,10 @@ type consentRow struct {
 	GrantedAt  time.Time `gorm:"not null"`
 	RevokedBy  string    `gorm:"size:64;not null;default:''"`
 	RevokedAt  *time.Time
+	// Tag binds the consent's deciding columns and its state (live or
+	// revoked) under the case key (rowtags.go): a row inserted, edited or
+	// un-revoked outside crvault gives no access.
+	Tag []byte `gorm:"not null;default:''"`
 }
 
 func (consentRow) TableName() string { return "material_consents" }

@@ -94,12 +94,26 @@
 //   - each material row carries a tag under its case key over its id, case,
 //     kind, uploader, blob, size, hash and content type, and each segment
 //     row one over its material, order, blob and place; a header is bound
-//     through its blob, which no other header opens.
+//     through its blob, which no other header opens;
+//   - each consent row (material_consents, which decides whether another
+//     party may see a material) carries a tag under its case key over its
+//     id, material, case, organisation, granter and state (live or
+//     revoked): a consent inserted outside the vault gives no access, and
+//     revoking re-tags it as revoked, so setting its revoked_at back to NULL
+//     does not re-grant it.
+//
+// Not yet covered: the rows that say who the parties of a case are
+// (cases.operator_org, its status and opening office, and case_providers).
+// A database administrator who edits them makes an organisation a party of
+// the case (it sees the case and the materials shown to every party); it
+// still cannot see another party's provided materials, which need a tagged
+// consent.
 //
 // What a tag cannot do: it cannot tell an old genuine row put back from the
 // current one (a replay: a material deleted and restored from a dump, a key
 // row of a case that was since given a new key), nor notice a row deleted
-// (which only loses data: a deleted key row is a shredded case). Rows written
+// (which only loses data: a deleted key row is a shredded case, a deleted
+// consent one withdrawn). Rows written
 // before tags existed are tagged once, on trust, when the first tagging vaultd
 // starts (the audit log records it, and no later start tags anything), so an
 // edit made before that upgrade is blessed with the rest; and an older binary
