@@ -94,7 +94,17 @@
 //   - each material row carries a tag under its case key over its id, case,
 //     kind, uploader, blob, size, hash and content type, and each segment
 //     row one over its material, order, blob and place; a header is bound
-//     through its blob, which no other header opens.
+//     through its blob, which no other header opens;
+//   - each upload session (a resumable upload in progress, or completed)
+//     carries a tag under its case key over its id, case, owner, kind,
+//     content type, item, declared size, status and the material it became,
+//     re-made when a chunk declares the size and at completion; it is
+//     checked at every chunk, read and listing and again at completion, so
+//     a session edited between two chunks cannot be committed as a genuine
+//     material of another kind, and a session cannot be pointed at another
+//     material; one that fails is refused as an unknown upload (404). The
+//     counters a chunk moves are left out: the hash state is sealed under a
+//     label naming the offset, and each segment carries its own tag.
 //
 // What a tag cannot do: it cannot tell an old genuine row put back from the
 // current one (a replay: a material deleted and restored from a dump, a key
