@@ -155,7 +155,7 @@ const TagBackfillAction = "keys.tag_backfill"
 
 // tagTables are the tables TagLegacyRows backfills, vital keys first.
 var tagTables = []string{"vault_keys", "case_keys", "materials", "material_segments", "upload_segments",
-	"material_consents"}
+	"material_consents", "upload_sessions"}
 
 // TagLegacyRows tags, once, the rows that binaries from before row tags
 // wrote: the vault's keys, extra (other owners' key tables, such as the
@@ -342,6 +342,7 @@ func (k *Keyring) casesToTag(ctx context.Context, todo map[string]bool) ([]strin
 		{"material_segments", "SELECT DISTINCT m.case_id FROM material_segments s JOIN materials m ON m.id = s.material_id WHERE length(s.tag) = 0"},
 		{"upload_segments", "SELECT DISTINCT u.case_id FROM upload_segments s JOIN upload_sessions u ON u.id = s.upload_id WHERE length(s.tag) = 0"},
 		{"material_consents", "SELECT DISTINCT case_id FROM material_consents WHERE length(tag) = 0"},
+		{"upload_sessions", "SELECT DISTINCT case_id FROM upload_sessions WHERE length(tag) = 0"},
 	} {
 		if !todo[q.table] {
 			continue
@@ -416,6 +417,21 @@ func (k *Keyring) tagCase(ctx context.Context, caseID string, todo map[string]bo
 					return res.Error
 				}
 				counts["material_consents"] += res.RowsAffected
+			}
+		}
+		if todo["upload_sessions"] {
+			// Open sessions an older binary left continue after the upgrade,
+			// and completed ones still say which material they made.
+			var us []uploadRow
+			if err := tx.Omit("filename", "hash_state").Where("case_id = ? AND length(tag) = 0", caseID).Find(&us).Error; err != nil {
+				return err
+			}
+			for i := range us {
+				res := tx.Model(&uploadRow{}).Where("id = ? AND length(tag) = 0", us[i].ID).Update("tag", uploadTag(key, &us[i]))
+				if res.Error != nil {
+					return res.Error
+				}
+				counts["upload_sessions"] += res.RowsAffected
 			}
 		}
 		for _, seg := range []struct{ table, owner, owners string }{

@@ -137,6 +137,7 @@ var migrations = []sqldb.Step{
 	{Version: 11, Name: "one live consent per material and organisation", Up: migrateLiveConsents},
 	{Version: 12, Name: "row tags binding keys and materials to their place", Up: migrateRowTags},
 	{Version: 13, Name: "row tags on consents", Up: migrateConsentTags},
+	{Version: 14, Name: "row tags binding upload sessions to their case", Up: migrateUploadTags},
 }
 
 // migrateLiveConsents puts a unique index on the live consents of a

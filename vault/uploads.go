@@ -63,9 +63,52 @@ type uploadRow struct {
 	MaterialID string    `gorm:"size:32;not null;default:''"`
 	CreatedAt  time.Time `gorm:"not null"`
 	UpdatedAt  time.Time `gorm:"not null;index"`
+	Tag        []byte    `gorm:"not null;default:''"` // uploadTag
 }
 
 func (uploadRow) TableName() string { return "upload_sessions" }
+
+// uploadFields are the columns of a session its row tag covers: every one
+// that decides what the material it becomes will be (case, kind, content
+// type, item, declared size), who may continue it (user; the material's
+// organisation is the continuing user's) and, once completed, which
+// material it names. The counters a chunk moves (received, segments) are
+// left out so a chunk stays at one HMAC; the hash state is sealed under a
+// label naming the offset, and each segment carries its own tag.
+func uploadFields(r *uploadRow) []string {
+	return []string{r.ID, r.CaseID, r.UserID, r.Kind, r.ContentType, strconv.Itoa(r.Item),
+		strconv.FormatInt(r.Size, 10), r.Status, r.MaterialID}
+}
+
+// uploadTag is the row tag of a session under its case key (review h29h,
+// findings 3 and 4: a session's kind edited between two chunks was committed
+// as a genuinely tagged material of that kind, and a session repointed at
+// another case's material showed that material to the session's owner).
+func uploadTag(key *crypt.CaseKey, r *uploadRow) []byte {
+	return key.RowTag("upload_sessions", uploadFields(r)...)
+}
+
+// checkUpload says whether a session's tag checks, logging one that fails
+// at ERROR with its table and row.
+func (s *Service) checkUpload(ctx context.Context, key *crypt.CaseKey, r *uploadRow) bool {
+	if key.CheckRowTag(r.Tag, "upload_sessions", uploadFields(r)...) {
+		return true
+	}
+	s.log.ErrorContext(ctx, "upload session refused: its row tag does not check (moved or edited outside crvault, or written by an older vaultd)",
+		"table", "upload_sessions", "upload", r.ID, "case", r.CaseID, "tagged", len(r.Tag) > 0)
+	return false
+}
+
+// migrateUploadTags adds upload_sessions.tag; step 5 makes the table from
+// today's struct, so on a new database it is already there.
+func migrateUploadTags(tx *gorm.DB, _ string) error {
+	if m := tx.Migrator(); !m.HasColumn(&uploadRow{}, "Tag") {
+		if err := m.AddColumn(&uploadRow{}, "Tag"); err != nil {
+			return fmt.Errorf("add upload_sessions.tag: %w", err)
+		}
+	}
+	return nil
+}
 
 // uploadSegmentRow is one stored chunk of an open session.
 type uploadSegmentRow struct {
@@ -243,6 +286,7 @@ func (s *Service) CreateUpload(ctx context.Context, a Actor, caseID string, req 
 	now := time.Now().UTC().Truncate(time.Microsecond)
 	r := uploadRow{ID: id, CaseID: caseID, UserID: a.P.User.ID, Kind: up.Kind, Filename: sealedName, ContentType: ctype, Item: req.Item,
 		Size: size, Status: uploadOpen, CreatedAt: now, UpdatedAt: now}
+	r.Tag = uploadTag(key, &r)
 	if err := s.record(ctx, a, "upload.create", audit.Allowed, caseID, "upload/"+id, purpose, ""); err != nil {
 		return UploadSession{}, err
 	}
@@ -280,7 +324,12 @@ func (s *Service) checkSupplementItem(ctx context.Context, a Actor, row caseRow,
 }
 
 // ownUpload loads a session for its owner. Another caller, like an unknown
-// id, gets 404, audited as event denied; then the case decides act.
+// id, gets 404, audited as event denied; then the case decides act. A
+// session whose row tag does not check (edited outside crvault) is refused
+// the same way, as absent: nothing in it can be trusted to continue, and the
+// client's remedy is the one for an unknown upload, to start again (a 500
+// would have it retry a session that can never complete); the ERROR log
+// names the row for the operator.
 func (s *Service) ownUpload(ctx context.Context, a Actor, id, event string) (uploadRow, *crypt.CaseKey, string, error) {
 	var r uploadRow
 	err := gorm.ErrRecordNotFound
@@ -290,24 +339,34 @@ func (s *Service) ownUpload(ctx context.Context, a Actor, id, event string) (upl
 	if err == nil && r.UserID != a.P.User.ID {
 		err = gorm.ErrRecordNotFound
 	}
-	if errors.Is(err, gorm.ErrRecordNotFound) {
-		if err := s.record(ctx, a, event, audit.Denied, r.CaseID, "upload/"+id, "", "not_found"); err != nil {
+	var key *crypt.CaseKey
+	if err == nil {
+		if key, err = s.caseKey(ctx, r.CaseID); err != nil {
 			return r, nil, "", err
 		}
-		return r, nil, "", fail(ErrNotFound, "not_found", "no such upload")
+		if !s.checkUpload(ctx, key, &r) {
+			err = gorm.ErrRecordNotFound
+		}
+	}
+	if errors.Is(err, gorm.ErrRecordNotFound) {
+		return r, nil, "", s.uploadNotFound(ctx, a, event, r.CaseID, id)
 	}
 	if err != nil {
 		return r, nil, "", fmt.Errorf("load upload %s: %w", id, err)
-	}
-	key, err := s.caseKey(ctx, r.CaseID)
-	if err != nil {
-		return r, nil, "", err
 	}
 	name, err := key.OpenField(labelUploadFilename(r.ID), r.Filename)
 	if err != nil {
 		return r, nil, "", fmt.Errorf("open filename of upload %s: %w", id, err)
 	}
 	return r, key, string(name), nil
+}
+
+// uploadNotFound audits event as denied and answers 404 for upload id.
+func (s *Service) uploadNotFound(ctx context.Context, a Actor, event, caseID, id string) error {
+	if err := s.record(ctx, a, event, audit.Denied, caseID, "upload/"+id, "", "not_found"); err != nil {
+		return err
+	}
+	return fail(ErrNotFound, "not_found", "no such upload")
 }
 
 // RefuseHiddenUpload is RefuseHiddenCase for a route under /uploads/{id}:
@@ -347,6 +406,14 @@ func (s *Service) GetUpload(ctx context.Context, a Actor, id string) (UploadSess
 		var mr materialRow
 		if err := s.db.WithContext(ctx).Omit("header").Where("id = ?", r.MaterialID).Take(&mr).Error; err != nil {
 			return UploadSession{}, fmt.Errorf("load material of upload %s: %w", id, err)
+		}
+		if mr.CaseID != r.CaseID {
+			// The tag binds material_id to the session, so only a forgery
+			// under the case key or a material moved (refused by its own
+			// tag) lands here; a session names its own case's material.
+			s.log.ErrorContext(ctx, "upload session refused: it names a material of another case",
+				"table", "upload_sessions", "upload", r.ID, "case", r.CaseID, "material", mr.ID, "material_case", mr.CaseID)
+			return UploadSession{}, s.uploadNotFound(ctx, a, "upload.read", r.CaseID, id)
 		}
 		mat, err := s.materialOf(ctx, mr)
 		if err != nil {
@@ -398,6 +465,9 @@ func (s *Service) ListUploads(ctx context.Context, a Actor, caseID string, limit
 		return Page[UploadSession]{}, err
 	}
 	for _, r := range rows {
+		if !s.checkUpload(ctx, key, &r) {
+			continue // refused as absent, as ownUpload does
+		}
 		name, err := key.OpenField(labelUploadFilename(r.ID), r.Filename)
 		if err != nil {
 			return Page[UploadSession]{}, fmt.Errorf("open filename of upload %s: %w", r.ID, err)
@@ -589,13 +659,22 @@ func (s *Service) commitChunk(ctx context.Context, key *crypt.CaseKey, r *upload
 		return err
 	}
 	now := time.Now().UTC().Truncate(time.Microsecond)
+	set := map[string]any{"received": received, "segments": segments, "hash_state": state, "size": size, "updated_at": now}
+	tag := r.Tag
+	if size != r.Size {
+		// The declared size is tagged: declaring it now re-tags the row.
+		next := *r
+		next.Size = size
+		tag = uploadTag(key, &next)
+		set["tag"] = tag
+	}
 	moved := false
 	err = s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		if err := lockLiveCase(tx, r.CaseID); err != nil {
 			return err
 		}
 		res := tx.Model(&uploadRow{}).Where("id = ? AND status = ? AND received = ?", r.ID, uploadOpen, r.Received).
-			Updates(map[string]any{"received": received, "segments": segments, "hash_state": state, "size": size, "updated_at": now})
+			Updates(set)
 		if res.Error != nil {
 			return res.Error
 		}
@@ -621,7 +700,7 @@ func (s *Service) commitChunk(ctx context.Context, key *crypt.CaseKey, r *upload
 	if err != nil {
 		return fmt.Errorf("record chunk of upload %s: %w", r.ID, err)
 	}
-	r.Received, r.Segments, r.HashState, r.Size, r.UpdatedAt = received, segments, state, size, now
+	r.Received, r.Segments, r.HashState, r.Size, r.UpdatedAt, r.Tag = received, segments, state, size, now, tag
 	return nil
 }
 
@@ -639,6 +718,12 @@ func (s *Service) commitSession(ctx context.Context, a Actor, caseID, purpose st
 	key, err := s.caseKey(ctx, caseID)
 	if err != nil {
 		return Material{}, err
+	}
+	// The material is made of the session's kind, type and item: they must
+	// be the ones its tag covers, in this case (checked when it was loaded
+	// for this chunk too; this is one HMAC).
+	if sess.CaseID != caseID || up.Kind != sess.Kind || up.ContentType != sess.ContentType || up.Item != sess.Item || !s.checkUpload(ctx, key, sess) {
+		return Material{}, s.uploadNotFound(ctx, a, "material.upload", caseID, sess.ID)
 	}
 	id := NewID()
 	resource := "material/" + id + " upload/" + sess.ID
@@ -685,10 +770,13 @@ func (s *Service) commitSession(ctx context.Context, a Actor, caseID, purpose st
 		s.recordFailure(ctx, a, "material.upload", caseID, resource, err)
 		return Material{}, err
 	}
+	done := *sess
+	done.Status, done.MaterialID = uploadCompleted, id
 	moved := false
 	err = s.db.WithContext(wctx).Transaction(func(tx *gorm.DB) error {
 		res := tx.Model(&uploadRow{}).Where("id = ? AND status = ? AND received = ? AND segments = ?", sess.ID, uploadOpen, sess.Received, sess.Segments).
-			Updates(map[string]any{"status": uploadCompleted, "material_id": id, "hash_state": []byte{}, "updated_at": m.UploadedAt})
+			Updates(map[string]any{"status": uploadCompleted, "material_id": id, "hash_state": []byte{}, "updated_at": m.UploadedAt,
+				"tag": uploadTag(key, &done)})
 		if res.Error != nil {
 			return res.Error
 		}

@@ -101,6 +101,16 @@
 //     revoked): a consent inserted outside the vault gives no access, and
 //     revoking re-tags it as revoked, so setting its revoked_at back to NULL
 //     does not re-grant it.
+//   - each upload session (a resumable upload in progress, or completed)
+//     carries a tag under its case key over its id, case, owner, kind,
+//     content type, item, declared size, status and the material it became,
+//     re-made when a chunk declares the size and at completion; it is
+//     checked at every chunk, read and listing and again at completion, so
+//     a session edited between two chunks cannot be committed as a genuine
+//     material of another kind, and a session cannot be pointed at another
+//     material; one that fails is refused as an unknown upload (404). The
+//     counters a chunk moves are left out: the hash state is sealed under a
+//     label naming the offset, and each segment carries its own tag.
 //
 // Not yet covered: the rows that say who the parties of a case are
 // (cases.operator_org, its status and opening office, and case_providers).
