@@ -1,11 +1,14 @@
 package blob_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -388,4 +391,62 @@ func TestS3UnansweredCompletionIsUnavailable(t *testing.T) {
 	t.Cleanup(func() {
 		_ = s.List(context.Background(), func(id string, _ time.Time) error { return s.Delete(context.Background(), id) })
 	})
+}
+
+// TestS3SlowHealthyCompletionGoesOn (review h29i, finding 5): a store that
+// answers a completion as AWS documents for a large object, 200 and its
+// headers at once, then white space while it assembles the parts, then the
+// result, is alive all along: the upload completes, though it takes longer
+// than the bound on a completion that gets no answer at all.
+func TestS3SlowHealthyCompletionGoesOn(t *testing.T) {
+	cfg := blobtest.S3Config(t)
+	var armed atomic.Bool
+	ln := relay(t, cfg.Endpoint, func(c, u net.Conn) {
+		go func() { io.Copy(u, c); u.Close() }()
+		go func() {
+			defer c.Close()
+			br := bufio.NewReader(u)
+			for {
+				res, err := http.ReadResponse(br, nil)
+				if err != nil {
+					return
+				}
+				body, _ := io.ReadAll(res.Body)
+				res.Body.Close()
+				complete := armed.Load() && bytes.Contains(body, []byte("CompleteMultipartUploadResult"))
+				if !complete {
+					res.Body = io.NopCloser(bytes.NewReader(body))
+					res.ContentLength = int64(len(body))
+					res.TransferEncoding = nil
+					if err := res.Write(c); err != nil {
+						return
+					}
+					continue
+				}
+				fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Type: application/xml\r\nTransfer-Encoding: chunked\r\n\r\n")
+				for range 25 { // 5 s of keep-alive white space
+					fmt.Fprintf(c, "1\r\n \r\n")
+					time.Sleep(200 * time.Millisecond)
+				}
+				fmt.Fprintf(c, "%x\r\n%s\r\n0\r\n\r\n", len(body), body)
+			}
+		}()
+	}, func() { armed.Store(false) })
+	cfg.Endpoint = ln.Addr().String()
+	s, err := blob.NewS3(ctxT(t), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.SetOpTimeout(500 * time.Millisecond) // allowance for 24 MiB: 3 s more
+	ctx, cancel := context.WithTimeout(ctxT(t), time.Minute)
+	defer cancel()
+	armed.Store(true)
+	start := time.Now()
+	_, err = s.Put(ctx, "slow-complete", bytes.NewReader(data(24, 24<<20)), -1)
+	if took := time.Since(start); err == nil && took < 4*time.Second {
+		t.Fatalf("the completion took %v: the store did not keep it alive as the test means", took)
+	}
+	if err != nil {
+		t.Errorf("a completion answered with 200 at once and kept alive failed: %v", err)
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http/httptrace"
 	"strings"
 	"sync"
 	"time"
@@ -155,8 +156,15 @@ func (s *S3) putMultipart(pctx context.Context, key string, r io.Reader) (n int6
 		return n, err
 	}
 	sortParts(parts)
-	cctx, ccancel := context.WithTimeout(ctx, s.opTimeout+completionAllowance(n))
+	// Only the wait for the answer's first byte is bounded: S3 may answer
+	// a completion at once and keep the connection alive with white space
+	// while it assembles the parts (AWS does for large objects), and a
+	// bound on the whole call would cut such a healthy store (review h29i).
+	cctx, ccancel := context.WithCancel(ctx)
 	defer ccancel()
+	noAnswer := time.AfterFunc(s.opTimeout+completionAllowance(n), ccancel)
+	defer noAnswer.Stop()
+	cctx = httptrace.WithClientTrace(cctx, &httptrace.ClientTrace{GotFirstResponseByte: func() { noAnswer.Stop() }})
 	if _, err := s.core.CompleteMultipartUpload(cctx, s.bucket, key, uploadID, parts, minio.PutObjectOptions{}); err != nil {
 		return n, s3Fault(pctx, err)
 	}
