@@ -85,7 +85,13 @@ func consentTag(key *crypt.CaseKey, c *consentRow, live bool) []byte {
 	if live {
 		state = "live"
 	}
-	return key.RowTag("material_consents", c.ID, c.MaterialID, c.CaseID, c.OrgID, c.GrantedBy, state)
+	return key.RowTag("material_consents", consentFields(c, c.CaseID, state)...)
+}
+
+// consentFields are the columns a consent's tag covers, the case given
+// apart: a check binds the row to the case it was asked for.
+func consentFields(c *consentRow, caseID, state string) []string {
+	return []string{c.ID, c.MaterialID, caseID, c.OrgID, c.GrantedBy, state}
 }
 
 // liveConsents keeps the consents (all read as live) whose tags check under
@@ -101,7 +107,7 @@ func (s *Service) liveConsents(ctx context.Context, caseID string, rows []consen
 	}
 	out := rows[:0]
 	for i := range rows {
-		if key != nil && key.CheckRowTag(rows[i].Tag, "material_consents", rows[i].ID, rows[i].MaterialID, caseID, rows[i].OrgID, rows[i].GrantedBy, "live") {
+		if key != nil && key.CheckRowTag(rows[i].Tag, "material_consents", consentFields(&rows[i], caseID, "live")...) {
 			out = append(out, rows[i])
 			continue
 		}
