@@ -187,3 +187,60 @@ func TestCheckpointerToleratesAnotherWriter(t *testing.T) {
 		t.Fatalf("append after the checkpoint: %v", err)
 	}
 }
+
+// TestCheckpointerRereadFailureIsNoRollback (review h29i): when another
+// process signed past the head the checkpointer read, the head is read
+// again; a failure of that read (a lost connection) says nothing about the
+// log and must not halt it for good. Before the fix the unread head counted
+// as a log ending at 0, and the server refused every write until a restart.
+func TestCheckpointerRereadFailureIsNoRollback(t *testing.T) {
+	f := newFixture(t, sqldb.SQLite)
+	ctx := context.Background()
+	f.appendN(t, 3)
+	f.log.Close(ctx)
+	var other *Log
+	ckCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ran, reread := false, false
+	opts := f.opts
+	opts.Registerer = nil
+	opts.afterHead = func() {
+		if ran || other == nil {
+			return
+		}
+		ran = true
+		if _, err := other.Append(ctx, sampleEvent(9)); err != nil {
+			t.Errorf("the other process's append: %v", err)
+		}
+		if _, err := other.makeCheckpoint(ctx); err != nil {
+			t.Errorf("the other process's checkpoint: %v", err)
+		}
+	}
+	opts.beforeReread = func() {
+		reread = true
+		cancel() // the second read of the head fails
+	}
+	server := openLog(t, f.db, opts)
+	otherOpts := f.opts
+	otherOpts.Registerer = nil
+	other = openLog(t, f.db, otherOpts)
+	if _, err := server.Append(ctx, sampleEvent(4)); err != nil {
+		t.Fatal(err)
+	}
+	_, err := server.makeCheckpoint(ckCtx)
+	if !ran || !reread {
+		t.Fatalf("the other process ran %v, the head was read again %v: the test did not test", ran, reread)
+	}
+	if err == nil || errors.Is(err, ErrRolledBack) {
+		t.Fatalf("checkpoint with a failed second read of the head: %v, want a plain failure", err)
+	}
+	if err := server.anchor.haltErr(); err != nil {
+		t.Fatalf("the log halted on a read that failed: %v", err)
+	}
+	if _, err := server.Append(ctx, sampleEvent(5)); err != nil {
+		t.Fatalf("append after the failed checkpoint: %v", err)
+	}
+	if _, err := server.makeCheckpoint(ctx); err != nil {
+		t.Fatalf("the next checkpoint: %v", err)
+	}
+}

@@ -70,6 +70,9 @@ type Options struct {
 	// head and of the latest stored checkpoint, where another process may
 	// append and sign.
 	afterHead func()
+	// beforeReread, in tests, runs before the checkpointer reads the head
+	// a second time, where a lost connection must not pass for a rollback.
+	beforeReread func()
 }
 
 const (
@@ -919,6 +922,9 @@ func (l *Log) makeCheckpointLocked(ctx context.Context) ([]byte, error) {
 		// on the same file (vaultd user add, say) may have appended and
 		// signed between them. Only a head that still ends before the
 		// checkpoint when read again was rolled back.
+		if l.opts.beforeReread != nil {
+			l.opts.beforeReread()
+		}
 		again, _, err := head(ctx, l.sqlDB)
 		if err != nil {
 			// Not read is not short: a lost connection here must not pass
