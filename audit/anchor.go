@@ -45,6 +45,17 @@ type Witness interface {
 	// fn returns. A witness that keeps only its newest checkpoint passes
 	// what it has.
 	History(ctx context.Context, after int64, fn func(Held) error) error
+	// Keep keeps signed, a checkpoint of the given size, as evidence
+	// beside the newest, whatever its size, and never removes it: the
+	// tree a writer committed before it found the log rewritten under it
+	// (Log.preserveOwn). Store refuses that tree once another writer
+	// sharing the database has signed the rewrite, larger or of the same
+	// size, and nothing else would then outlive the process (review h29i).
+	Keep(ctx context.Context, size int64, signed []byte) error
+	// Evidence calls fn with every checkpoint kept by Keep, each read
+	// (Signed set), in no particular order. Planted junk is passed too:
+	// the caller checks.
+	Evidence(ctx context.Context, fn func(Held) error) error
 	// String names the witness in messages.
 	String() string
 }
@@ -323,6 +334,9 @@ func (l *Log) startupCheck(ctx context.Context) error {
 			return err
 		}
 	}
+	if err := l.checkEvidence(ctx); err != nil {
+		return err
+	}
 	ck, _ := l.anchor.get()
 	if ck.Size == 0 {
 		return nil
@@ -439,17 +453,59 @@ func (l *Log) preserveOwn(ctx context.Context, own Checkpoint) {
 	}
 	// The witnesses first: the database is where the rewrite happened, and
 	// a table held locked there must not use up the deadline (review h29i).
-	werr := l.witness(ctx, own.Size, signed)
+	// Each keeps it as evidence, which nothing takes back; and as its newest
+	// where it can, so a restart reads it first. A refused Store is no
+	// failure here (another instance signed the rewrite, larger or of the
+	// same size), and nothing the witness holds is adopted: it is the
+	// rewritten log's.
+	var errs []error
+	for _, w := range l.opts.Witnesses {
+		if err := w.Keep(ctx, own.Size, signed); err != nil {
+			errs = append(errs, fmt.Errorf("witness %s: keep: %w", w, err))
+			continue
+		}
+		_ = w.Store(ctx, own.Size, signed, l.acceptCheckpoint)
+	}
 	if _, err := l.sqlDB.ExecContext(ctx,
 		"INSERT INTO audit_checkpoints (size, root, note, created_us) VALUES ("+l.ph(1)+","+l.ph(2)+","+l.ph(3)+","+l.ph(4)+") ON CONFLICT (size) DO NOTHING",
 		own.Size, own.Root[:], string(signed), l.now().UnixMicro()); err != nil {
 		l.logger.Error("audit: cannot store the checkpoint of the tree this server committed", "size", own.Size, "err", err)
 	}
-	if werr != nil {
-		l.logger.Error("audit: the checkpoint of the tree this server committed did not reach every witness", "size", own.Size, "err", werr)
-		return
+	switch {
+	case len(l.opts.Witnesses) == 0:
+		l.logger.Error("audit: the tree this server committed is signed and stored in the database only (no witness is configured); "+
+			"whoever rewrote the log can remove it there", "size", own.Size)
+	case len(errs) > 0:
+		l.logger.Error("audit: the checkpoint of the tree this server committed was not kept by every witness", "size", own.Size, "err", errors.Join(errs...))
+	default:
+		l.logger.Error("audit: the tree this server committed is signed and kept by every witness; start-up and verify will refuse the changed log", "size", own.Size)
 	}
-	l.logger.Error("audit: the tree this server committed is signed and witnessed; start-up and verify will refuse the changed log", "size", own.Size)
+}
+
+// checkEvidence refuses a log that does not extend a checkpoint a witness
+// keeps as evidence (preserveOwn). Evidence that does not verify is planted
+// junk (write access to the witness adds objects) and is passed over with
+// a warning here; verification reports it.
+func (l *Log) checkEvidence(ctx context.Context) error {
+	for _, w := range l.opts.Witnesses {
+		where := "kept as evidence (" + w.String() + ")"
+		err := w.Evidence(ctx, func(h Held) error {
+			ck, err := ParseCheckpoint(h.Signed, l.vkey)
+			if err != nil || ck.Size != h.Size {
+				l.logger.Warn("audit: a witness holds evidence that is not a checkpoint of this vault; passed over", "witness", w.String(), "size", h.Size, "err", err)
+				return nil
+			}
+			return l.adopt(ctx, ck, where)
+		})
+		if err != nil {
+			var verr *VerifyError
+			if errors.As(err, &verr) {
+				return verr
+			}
+			return fmt.Errorf("read the evidence witness %s keeps: %w", w, err)
+		}
+	}
+	return nil
 }
 
 // checkExtends is called before signing a tree of the given size and root:

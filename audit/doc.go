@@ -31,8 +31,10 @@
 //     database's tree extends that root. A rewrite of those events halts it
 //     even when the rewrite made the log longer (which looks like another
 //     process's appends), and the tree it committed is then signed and
-//     handed to the witnesses, so that start-up and Verify refuse the
-//     rewritten log after a restart too. What this cannot cover: the
+//     handed to the witnesses, which keep it as evidence whatever they
+//     hold (Witness.Keep: another instance may have signed the rewrite
+//     already), so that start-up and Verify refuse the rewritten log after
+//     a restart too. What this cannot cover: the
 //     events of a writer that died (kill -9, a crash) after its last
 //     checkpoint, and, with several instances, another instance's events
 //     that this one never built on; those are anchored by nothing until a

@@ -136,6 +136,8 @@ type memWitness struct {
 	signed []byte
 	stores int
 	all    []heldCheckpoint // in the order stored
+	// evidence is what Keep kept, apart from all: Store never sees it.
+	evidence []heldCheckpoint
 	// named: History passes all but the newest by the size and root
 	// their names carry, unread, as the witnesses of this release do;
 	// otherwise it reads them all, as for names of earlier releases.
@@ -225,6 +227,25 @@ func (w *memWitness) Store(_ context.Context, size int64, signed []byte, _ func(
 	}
 	w.size, w.signed = size, append([]byte(nil), signed...)
 	w.all = append(w.all, heldCheckpoint{size, w.signed})
+	return nil
+}
+
+func (w *memWitness) Keep(_ context.Context, size int64, signed []byte) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.evidence = append(w.evidence, heldCheckpoint{size, slices.Clone(signed)})
+	return nil
+}
+
+func (w *memWitness) Evidence(_ context.Context, fn func(Held) error) error {
+	w.mu.Lock()
+	kept := slices.Clone(w.evidence)
+	w.mu.Unlock()
+	for _, h := range kept {
+		if err := fn(Held{Size: h.size, Signed: h.signed}); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 

@@ -43,59 +43,28 @@ func (l *Log) checkHistory(ctx context.Context, floor, size int64, rep *Report) 
 		err := w.History(ctx, floor, func(h Held) error {
 			newest := first
 			first = false
-			ck := Checkpoint{Size: h.Size, Root: h.Root}
-			switch {
-			case h.Signed != nil:
-				var err error
-				ck, err = ParseCheckpoint(h.Signed, l.vkey)
-				if err != nil {
-					return bad(0, "%s holds a checkpoint at size %d that does not verify with this vault's checkpoint key "+
-						"(written by someone who can write the witness, or the key was changed): %v", w, h.Size, err)
-				}
-				if ck.Size != h.Size {
-					return bad(0, "%s holds a checkpoint of size %d under the name of size %d (written by someone who can write the witness)",
-						w, ck.Size, h.Size)
-				}
-				if h.NamedRoot && ck.Root != h.Root {
-					return bad(0, "%s holds a checkpoint of size %d under the name of another root (written by someone who can write the witness)",
-						w, h.Size)
-				}
-			case !h.NamedRoot:
-				return fmt.Errorf("verify: witness %s passed a checkpoint at size %d with neither its note nor its root", w, h.Size)
-			case newest:
-				// The newest is the one a forger would most want taken
-				// on its name: its note is always checked.
-				return fmt.Errorf("verify: witness %s passed its newest checkpoint (size %d) without reading it", w, h.Size)
-			}
-			if ck.Size == 0 {
-				return nil
-			}
-			if ck.Size > size {
-				// Signed after the walk ended (the server runs on), or
-				// the log was cut back below it.
-				now, _, err := head(ctx, l.sqlDB)
-				if err != nil {
-					return fmt.Errorf("verify: %w", err)
-				}
-				if now < ck.Size {
-					return bad(now+1, "log ends at seq %d but the %s checkpoint covers %d events (tail truncated or database rolled back)",
-						now, where, ck.Size)
-				}
-			}
-			root, err := tlog.TreeHash(ck.Size, hr)
-			if errors.Is(err, errHashMissing) {
-				return bad(ck.Size, "the log's tree hashes up to the %s checkpoint (size %d) are missing (log rewritten)", where, ck.Size)
-			}
-			if err != nil {
-				return fmt.Errorf("verify: %w", err)
-			}
-			if root != ck.Root {
-				return bad(ck.Size, "%s checkpoint at size %d does not match the log's tree root (log rewritten or rolled back and regrown)",
-					where, ck.Size)
+			if err := l.checkHeld(ctx, hr, w, where, h, newest, size); err != nil {
+				return err
 			}
 			rep.Witnessed++
 			return nil
 		})
+		if err == nil {
+			// Evidence is checked whatever floor is: it may have been kept
+			// after an incremental run verified the rewritten log past it.
+			// It is rare (one per halt) and always read.
+			where := "kept as evidence (" + w.String() + ")"
+			err = w.Evidence(ctx, func(h Held) error {
+				if h.Signed == nil {
+					return fmt.Errorf("verify: witness %s passed evidence at size %d without reading it", w, h.Size)
+				}
+				if err := l.checkHeld(ctx, hr, w, where, h, false, size); err != nil {
+					return err
+				}
+				rep.Evidence++
+				return nil
+			})
+		}
 		if err != nil {
 			var verr *VerifyError
 			if errors.As(err, &verr) {
@@ -103,6 +72,62 @@ func (l *Log) checkHistory(ctx context.Context, floor, size int64, rep *Report) 
 			}
 			return fmt.Errorf("verify: read the checkpoints witness %s holds: %w", w, err)
 		}
+	}
+	return nil
+}
+
+// checkHeld checks one checkpoint a witness holds against the log checked
+// up to size (see checkHistory).
+func (l *Log) checkHeld(ctx context.Context, hr tlog.HashReader, w Witness, where string, h Held, newest bool, size int64) error {
+	ck := Checkpoint{Size: h.Size, Root: h.Root}
+	switch {
+	case h.Signed != nil:
+		var err error
+		ck, err = ParseCheckpoint(h.Signed, l.vkey)
+		if err != nil {
+			return bad(0, "%s holds a checkpoint at size %d that does not verify with this vault's checkpoint key "+
+				"(written by someone who can write the witness, or the key was changed): %v", w, h.Size, err)
+		}
+		if ck.Size != h.Size {
+			return bad(0, "%s holds a checkpoint of size %d under the name of size %d (written by someone who can write the witness)",
+				w, ck.Size, h.Size)
+		}
+		if h.NamedRoot && ck.Root != h.Root {
+			return bad(0, "%s holds a checkpoint of size %d under the name of another root (written by someone who can write the witness)",
+				w, h.Size)
+		}
+	case !h.NamedRoot:
+		return fmt.Errorf("verify: witness %s passed a checkpoint at size %d with neither its note nor its root", w, h.Size)
+	case newest:
+		// The newest is the one a forger would most want taken on its
+		// name: its note is always checked.
+		return fmt.Errorf("verify: witness %s passed its newest checkpoint (size %d) without reading it", w, h.Size)
+	}
+	if ck.Size == 0 {
+		return nil
+	}
+	if ck.Size > size {
+		// Signed after the walk ended (the server runs on), or the log
+		// was cut back below it.
+		now, _, err := head(ctx, l.sqlDB)
+		if err != nil {
+			return fmt.Errorf("verify: %w", err)
+		}
+		if now < ck.Size {
+			return bad(now+1, "log ends at seq %d but the %s checkpoint covers %d events (tail truncated or database rolled back)",
+				now, where, ck.Size)
+		}
+	}
+	root, err := tlog.TreeHash(ck.Size, hr)
+	if errors.Is(err, errHashMissing) {
+		return bad(ck.Size, "the log's tree hashes up to the %s checkpoint (size %d) are missing (log rewritten)", where, ck.Size)
+	}
+	if err != nil {
+		return fmt.Errorf("verify: %w", err)
+	}
+	if root != ck.Root {
+		return bad(ck.Size, "%s checkpoint at size %d does not match the log's tree root (log rewritten or rolled back and regrown)",
+			where, ck.Size)
 	}
 	return nil
 }

@@ -397,3 +397,48 @@ func TestTruncatedUnsignedTailLeavesEvidence(t *testing.T) {
 		})
 	}
 }
+
+// TestHaltKeepsEvidenceAfterAnotherInstanceSigned (review h29i, finding 2):
+// with two instances, the administrator rewrites the events one of them (A)
+// committed after the newest checkpoint, and the other (B), which never
+// built on them, signs and witnesses the longer forged log. A halts at its
+// next append, but the witness refuses A's tree as stale. Before, nothing
+// kept it beyond the database row the administrator also owns: deleting
+// that row, a restart of A and a verify both accepted the forged log. Now
+// the witness keeps it as evidence, and both refuse.
+func TestHaltKeepsEvidenceAfterAnotherInstanceSigned(t *testing.T) {
+	for _, d := range sqldbtest.Backends {
+		t.Run(sqldbtest.Name(d), func(t *testing.T) {
+			f := newFixture(t, d)
+			ctx := context.Background()
+			f.appendN(t, 10)
+			if _, err := f.log.makeCheckpoint(ctx); err != nil {
+				t.Fatal(err)
+			}
+			bOpts := f.opts
+			bOpts.Registerer = nil
+			b := openLog(t, reopen(t, f.db), bOpts) // B: another vaultd, same witness
+			f.appendN(t, 5)                         // A's 11..15
+			forgeTail(t, f, 10, 8)                  // 11..18, none of them A's
+			if _, err := b.makeCheckpoint(ctx); err != nil {
+				t.Fatalf("B signs the forged log (the documented gap): %v", err)
+			}
+			if size, _ := f.witness.latest(); size != 18 {
+				t.Fatalf("witness newest %d, want B's 18", size)
+			}
+			if _, err := f.log.Append(ctx, sampleEvent(1)); !errors.Is(err, ErrRolledBack) {
+				t.Fatalf("A's append over the rewritten tail: %v, want ErrRolledBack", err)
+			}
+			f.log.preserving.Wait()
+			exec(t, f.db, "DELETE FROM audit_checkpoints WHERE size = 15") // the administrator owns this table
+			opts := f.opts
+			opts.Registerer = nil
+			_, err := Open(ctx, f.db, opts)
+			wantVerifyError(t, err, 15, "kept as evidence")
+			ro := opts
+			ro.ReadOnly = true
+			_, err = openLog(t, f.db, ro).Verify(ctx)
+			wantVerifyError(t, err, 15, "kept as evidence")
+		})
+	}
+}

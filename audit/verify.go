@@ -53,6 +53,10 @@ type Report struct {
 	// and any named without its root, also had its signature checked; the
 	// others were matched by the root their name carries (see Held).
 	Witnessed int `json:"witnessed"`
+	// Evidence counts the checkpoints witnesses keep as evidence of a
+	// writer's own tree (Witness.Keep), all of them in every run; each was
+	// read and its signature checked.
+	Evidence int `json:"evidence,omitempty"`
 }
 
 // String says what a verification checked, in words: "events 1 to 69
@@ -65,6 +69,9 @@ func (r Report) String() string {
 	}
 	s := fmt.Sprintf("%s (%d in the tree), %d stored and %d witnessed checkpoints matched, signed up to event %d",
 		events, r.TreeSize, r.Checkpoints, r.Witnessed, r.Covered)
+	if r.Evidence > 0 {
+		s += fmt.Sprintf(", %d kept as evidence matched", r.Evidence)
+	}
 	if r.Covered < r.TreeSize {
 		s += fmt.Sprintf("; the %d after it are not signed yet", r.TreeSize-r.Covered)
 	}

@@ -228,6 +228,51 @@ func (d *Dir) Store(_ context.Context, size int64, signed []byte, accept func([]
 	return nil
 }
 
+// evidencePrefix names the files Keep writes: "evidence-<size, 20
+// digits>-<root, hex>". Store never removes them, and names (the newest,
+// History) never sees them.
+const evidencePrefix = "evidence-"
+
+// Keep writes signed as evidence beside the newest, whatever its size.
+func (d *Dir) Keep(_ context.Context, size int64, signed []byte) error {
+	n, root, err := audit.CheckpointSizeRoot(signed)
+	if err != nil || n != size {
+		return fmt.Errorf("checkpoint witness: offered a note that is not a checkpoint of size %d", size)
+	}
+	final := filepath.Join(d.dir, fmt.Sprintf("%s%020d%s", evidencePrefix, size, rootSuffix(root)))
+	return writeDurably(d.dir, final, signed)
+}
+
+// Evidence passes every file Keep wrote, read.
+func (d *Dir) Evidence(_ context.Context, fn func(audit.Held) error) error {
+	ents, err := os.ReadDir(d.dir)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", d.dir, err)
+	}
+	for _, e := range ents {
+		n, ok := strings.CutPrefix(e.Name(), evidencePrefix)
+		if !ok || e.IsDir() || len(n) < 20 {
+			continue
+		}
+		size, err := strconv.ParseUint(n[:20], 10, 63)
+		if err != nil {
+			continue
+		}
+		root, named, ok := parseRootSuffix(n[20:])
+		if !ok {
+			continue
+		}
+		b, err := readBounded(filepath.Join(d.dir, e.Name()))
+		if err != nil {
+			return err
+		}
+		if err := fn(audit.Held{Size: int64(size), Root: root, NamedRoot: named, Signed: b}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // writeDurably writes then renames, and syncs the file and the directory, so
 // a crash leaves either the old newest or the new one, whole.
 func writeDurably(dir, final string, b []byte) error {

@@ -435,6 +435,71 @@ func (s *S3) Store(ctx context.Context, size int64, signed []byte, accept func([
 	return nil
 }
 
+// Keep writes signed as a locked evidence object ("evidence-" and the
+// size and root, named like a checkpoint), whatever the newest is. Nobody
+// can remove it before its retention ends, which is long enough for a
+// verification to find it.
+func (s *S3) Keep(ctx context.Context, size int64, signed []byte) error {
+	n, root, err := audit.CheckpointSizeRoot(signed)
+	if err != nil || n != size {
+		return fmt.Errorf("checkpoint witness: offered a note that is not a checkpoint of size %d", size)
+	}
+	ctx, cancel := context.WithTimeout(ctx, s3Timeout)
+	defer cancel()
+	key := fmt.Sprintf("%sevidence-%019d%s", s.prefix, int64(math.MaxInt64)-size, rootSuffix(root))
+	_, err = s.mc.PutObject(ctx, s.bucket, key, bytes.NewReader(signed), int64(len(signed)), minio.PutObjectOptions{
+		ContentType:     "text/plain; charset=utf-8",
+		Mode:            minio.Compliance,
+		RetainUntilDate: s.now().Add(s.retention).UTC().Truncate(time.Second),
+		SendContentMd5:  true,
+	})
+	if err != nil {
+		return fmt.Errorf("put %s: %w", key, err)
+	}
+	return nil
+}
+
+// Evidence passes every version of every evidence object, read: a delete
+// marker cannot hide one. There is one per halt of a writer, so they are
+// few.
+func (s *S3) Evidence(ctx context.Context, fn func(audit.Held) error) error {
+	ctx, cancel := context.WithTimeout(ctx, s3Timeout)
+	defer cancel()
+	prefix := s.prefix + "evidence-"
+	var prevKey, prevVersion string
+	for obj := range s.mc.ListObjectsIter(ctx, s.bucket, minio.ListObjectsOptions{Prefix: prefix, WithVersions: true, MaxKeys: s.page}) {
+		if obj.Err != nil {
+			return fmt.Errorf("list %s evidence: %w", s, obj.Err)
+		}
+		if obj.Key == prevKey && obj.VersionID == prevVersion {
+			continue // versitygw 1.8 repeats the last version of a page
+		}
+		prevKey, prevVersion = obj.Key, obj.VersionID
+		if obj.IsDeleteMarker {
+			continue
+		}
+		size, root, named, ok := s.parseKey(s.prefix + "checkpoint-" + strings.TrimPrefix(obj.Key, prefix))
+		if !ok {
+			continue
+		}
+		version := obj.VersionID
+		if version == "null" && obj.IsLatest {
+			version = ""
+		}
+		b, err := s.getVersion(ctx, obj.Key, version)
+		if err != nil {
+			return err
+		}
+		if err := fn(audit.Held{Size: size, Root: root, NamedRoot: named, Signed: b}); err != nil {
+			return err
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("list %s evidence: %w", s, err)
+	}
+	return nil
+}
+
 // extend pushes the lock of the newest checkpoint out to until when less
 // than half the retention is left, so an idle log's newest checkpoint stays
 // locked. COMPLIANCE locks can be extended, never shortened.

@@ -101,6 +101,37 @@ func conformance(t *testing.T, w audit.Witness, g *signer) {
 	if err := w.History(ctx, -1, func(audit.Held) error { return stop }); !errors.Is(err, stop) {
 		t.Fatalf("history did not return fn's error: %v", err)
 	}
+	// Evidence is kept below the newest, and of its size with another
+	// root, where Store refuses both; nothing it keeps moves the newest.
+	e7, e9 := g.at(t, 7), g.at(t, 9)
+	for _, c := range [][]byte{e7, e9} {
+		if err := w.Keep(ctx, mustSize(t, c), c); err != nil {
+			t.Fatalf("keep: %v", err)
+		}
+	}
+	if err := w.Keep(ctx, 10, e7); err == nil {
+		t.Fatal("evidence kept under another size")
+	}
+	if b, err := w.Latest(ctx, g.accept); err != nil || !bytes.Equal(b, c9) {
+		t.Fatalf("latest after evidence: %v", err)
+	}
+	var kept [][]byte
+	if err := w.Evidence(ctx, func(h audit.Held) error {
+		if h.Signed == nil || h.Size != mustSize(t, h.Signed) || !h.NamedRoot || h.Root != rootOf(t, h.Signed) {
+			t.Errorf("evidence passed as %+v", h)
+		}
+		kept = append(kept, h.Signed)
+		return nil
+	}); err != nil {
+		t.Fatalf("evidence: %v", err)
+	}
+	if len(kept) != 2 || !slices.ContainsFunc(kept, func(b []byte) bool { return bytes.Equal(b, e7) }) ||
+		!slices.ContainsFunc(kept, func(b []byte) bool { return bytes.Equal(b, e9) }) {
+		t.Fatalf("evidence holds %d notes, want the two kept", len(kept))
+	}
+	if err := w.Evidence(ctx, func(audit.Held) error { return stop }); !errors.Is(err, stop) {
+		t.Fatalf("evidence did not return fn's error: %v", err)
+	}
 }
 
 // history collects what w.History passes above after, and checks the
@@ -608,4 +639,35 @@ func TestDirWitnessNames(t *testing.T) {
 func rootHex(t testing.TB, b []byte) string {
 	root := rootOf(t, b)
 	return hex.EncodeToString(root[:])
+}
+
+// TestDirWitnessKeepsEvidenceAcrossStores: the directory witness removes
+// older checkpoints once a newer one is durable, never evidence.
+func TestDirWitnessKeepsEvidenceAcrossStores(t *testing.T) {
+	g := newSigner(t)
+	ctx := context.Background()
+	w, err := NewDir(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Store(ctx, 5, g.at(t, 5), g.accept); err != nil {
+		t.Fatal(err)
+	}
+	e4 := g.at(t, 4)
+	if err := w.Keep(ctx, 4, e4); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Store(ctx, 8, g.at(t, 8), g.accept); err != nil {
+		t.Fatal(err)
+	}
+	var kept [][]byte
+	if err := w.Evidence(ctx, func(h audit.Held) error { kept = append(kept, h.Signed); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if len(kept) != 1 || !bytes.Equal(kept[0], e4) {
+		t.Fatalf("evidence after a newer store: %d notes, want the one kept", len(kept))
+	}
+	if sizes, _ := history(t, w, -1); !slices.Equal(sizes, []int64{8}) {
+		t.Fatalf("history %v: evidence is not a checkpoint", sizes)
+	}
 }
