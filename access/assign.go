@@ -231,7 +231,15 @@ func (s *Service) withStatus(db *gorm.DB, rows []assignmentRow) ([]Assignment, e
 		if !s.tagOK(ctx, tagAssignments, r.ID, r.RowTag, r.tagFields(assignmentState(isRevoked, flags[r.ID][1]))...) {
 			continue
 		}
-		out = append(out, s.toAssignment(r, isRevoked, flags[r.ID], now))
+		// What the trail says the office ended is listed so, whatever
+		// the row says (trailends.go).
+		f := flags[r.ID]
+		if ended, suspended := s.ends.of([]byte(r.ID), []byte(r.CaseID), []byte(r.UserID)); !isRevoked && (ended || suspended && !f[1]) {
+			s.trailRefused(ctx, r.ID)
+			isRevoked = isRevoked || ended
+			f[1] = f[1] || suspended
+		}
+		out = append(out, s.toAssignment(r, isRevoked, f, now))
 	}
 	return out, nil
 }
@@ -312,6 +320,7 @@ func (s *Service) Revoke(ctx context.Context, by Principal, caseID, assignmentID
 	if err != nil {
 		return fmt.Errorf("revoke assignment %s: %w", assignmentID, err)
 	}
+	s.ends.revoke(assignmentID)
 	if err := s.forget(caseID, row.UserID, assignmentID); err != nil {
 		return fmt.Errorf("revoke assignment %s: %w", assignmentID, err)
 	}
@@ -414,6 +423,7 @@ func (s *Service) RecuseWith(ctx context.Context, caseID, userID, reason string,
 	if err != nil {
 		return fmt.Errorf("recuse user %s from case %s: %w", userID, caseID, err)
 	}
+	s.ends.recuse(caseUser{caseID, userID})
 	if err := s.forget(caseID, userID); err != nil {
 		return fmt.Errorf("recuse user %s from case %s: %w", userID, caseID, err)
 	}
@@ -494,6 +504,9 @@ func (s *Service) Declare(ctx context.Context, p Principal, caseID string, confl
 	}
 
 	k := caseUser{caseID, p.User.ID}
+	if conflict {
+		s.ends.conflict(k)
+	}
 	s.touched(k)
 	s.mu.Lock()
 	gs := s.grants.get(caseID, p.User.ID)

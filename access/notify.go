@@ -125,13 +125,17 @@ func (s *Service) refreshGrants(ctx context.Context, caseID, userID string) erro
 // (idx_access_assign_case_user): what the in-memory index holds for the
 // pair, or what Decide reads while the index is still loading. Rows whose
 // tags do not check are left out (rowtags.go): a notice or a resync the
-// database administrator pokes reads them too.
+// database administrator pokes reads them too. The revocations and the
+// conflicts it reads join what this process knows the office ended, and
+// those ends prevail over the rows (trailends.go): a revocation another
+// instance made is learnt here from its notice, so a row put back later is
+// refused.
 func (s *Service) readGrants(ctx context.Context, caseID, userID string) ([]grant, error) {
 	rows, err := s.db.WithContext(ctx).Raw(`SELECT a.id, a.case_id, a.user_id, a.role, a.purpose, a.granted_by, a.expires_at, a.row_tag,
-		d.id, d.case_id, d.user_id, d.conflict, d.row_tag
+		d.id, d.case_id, d.user_id, d.conflict, d.row_tag,
+		CASE WHEN EXISTS (SELECT 1 FROM access_assignment_revocations r WHERE r.assignment_id = a.id) THEN 1 ELSE 0 END
 		FROM access_assignments a LEFT JOIN access_declarations d ON d.assignment_id = a.id
 		WHERE a.case_id = ? AND a.user_id = ?
-		AND NOT EXISTS (SELECT 1 FROM access_assignment_revocations r WHERE r.assignment_id = a.id)
 		ORDER BY a.id`, caseID, userID).Rows()
 	if err != nil {
 		return nil, fmt.Errorf("read grants of user %s on case %s: %w", userID, caseID, err)
@@ -145,9 +149,14 @@ func (s *Service) readGrants(ctx context.Context, caseID, userID string) ([]gran
 		var dID, dCase, dUser sql.NullString
 		var dConflict sql.NullBool
 		var dTag []byte
+		var revoked int
 		if err := rows.Scan(&r.ID, &r.CaseID, &r.UserID, &r.Role, &r.Purpose, &r.GrantedBy, &expires, &r.RowTag,
-			&dID, &dCase, &dUser, &dConflict, &dTag); err != nil {
+			&dID, &dCase, &dUser, &dConflict, &dTag, &revoked); err != nil {
 			return nil, fmt.Errorf("read grants of user %s on case %s: %w", userID, caseID, err)
+		}
+		if revoked != 0 {
+			s.ends.revoke(r.ID)
+			continue
 		}
 		if expires.Valid {
 			r.ExpiresAt = &expires.Time
@@ -160,6 +169,7 @@ func (s *Service) readGrants(ctx context.Context, caseID, userID string) ([]gran
 			f := flags[r.ID]
 			if dConflict.Bool {
 				f[1] = true
+				s.ends.conflict(caseUser{caseID, userID})
 			} else {
 				f[0] = true
 			}
@@ -174,6 +184,13 @@ func (s *Service) readGrants(ctx context.Context, caseID, userID string) ([]gran
 		f := flags[r.ID]
 		if !s.tagOK(ctx, tagAssignments, r.ID, r.RowTag, r.tagFields(assignmentState(false, f[1]))...) {
 			continue
+		}
+		if ended, suspended := s.ends.of([]byte(r.ID), []byte(r.CaseID), []byte(r.UserID)); ended || suspended && !f[1] {
+			s.trailRefused(ctx, r.ID)
+			if ended {
+				continue
+			}
+			f[1] = true
 		}
 		gs = append(gs, rowGrant(r, f))
 	}

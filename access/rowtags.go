@@ -30,7 +30,8 @@ import (
 //
 // A tag cannot tell an old genuine row put back from the current one (a
 // replay of a row as it was, tag and all): that is for the audit trail,
-// where every grant, revocation and sign-in is recorded.
+// where every grant, revocation and sign-in is recorded, and whose ends of
+// assignments prevail over the tables (trailends.go).
 //
 // Rows written before tags existed are tagged once by TagUntaggedRows,
 // which vaultd runs at start-up and records in the audit log; after that an

@@ -64,6 +64,11 @@ type Options struct {
 	// (rowtags.go); nil: neither (cmd/vaultd always sets it when it holds
 	// the keys). Run TagUntaggedRows once before the first New with one.
 	RowTagger RowTagger
+	// TrailEnds reads from the audit trail which grants the office ended
+	// (trailends.go), at every load of the index; nil: none (tests, and
+	// commands that decide nothing). An error fails the load, which a
+	// background load retries.
+	TrailEnds func(ctx context.Context) (TrailEnds, error)
 	// LoadInBackground makes New return before every assignment is read
 	// into memory: until the index is complete (Loaded), Decide reads the
 	// caller's grants on the case from the database, so a start answers at
@@ -93,6 +98,8 @@ type Service struct {
 	hasher    PasswordHasher
 	caseSeal  CaseSealer
 	tags      RowTagger
+	trailEnds func(ctx context.Context) (TrailEnds, error)
+	ends      ends
 	dummyHash string
 	rate      LoginRate
 	seal      Sealer
@@ -151,6 +158,7 @@ type Service struct {
 	logins         *prometheus.CounterVec
 	decisions      *prometheus.CounterVec
 	rowTagRefusals *prometheus.CounterVec
+	trailRefusals  prometheus.Counter
 	indexLoaded    prometheus.Gauge
 }
 
@@ -181,7 +189,7 @@ func (g grant) status(now time.Time) string {
 // must already be migrated (Migrate).
 func New(ctx context.Context, db *gorm.DB, opts Options) (*Service, error) {
 	s := &Service{db: db, now: opts.Now, log: opts.Logger, idle: opts.IdleTimeout, abs: opts.AbsoluteTimeout, hasher: opts.Hasher,
-		seal: opts.Sealer, tags: opts.RowTagger, totpRoles: opts.TOTPRequiredRoles, resync: opts.ResyncInterval, rate: opts.LoginRate.withDefaults(),
+		seal: opts.Sealer, tags: opts.RowTagger, trailEnds: opts.TrailEnds, totpRoles: opts.TOTPRequiredRoles, resync: opts.ResyncInterval, rate: opts.LoginRate.withDefaults(),
 		subs: map[string][]func(context.Context, string){}, afterLoad: opts.afterLoad, loaded: make(chan struct{}),
 		splitLoadAt: cmp.Or(opts.splitLoadAt, 100_000), attempts: newAttemptStripes(),
 		shared: sqldb.Dialect(db) == sqldb.Postgres, noticePing: cmp.Or(opts.noticePing, noticePingInterval)}
@@ -239,6 +247,10 @@ func New(ctx context.Context, db *gorm.DB, opts Options) (*Service, error) {
 		Name: "crvault_access_row_tag_refusals_total",
 		Help: "Rows refused because their row tag did not check (written or changed outside vaultd), by table.",
 	}, []string{"table"})
+	s.trailRefusals = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "crvault_access_trail_refusals_total",
+		Help: "Assignments the database holds in force and the audit trail says the office ended (revoked, recused or suspended by a declared conflict): rows put back outside vaultd; the trail prevails.",
+	})
 	s.indexLoaded = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "crvault_access_grants_loaded",
 		Help: "1 once every assignment is indexed in memory; 0 while a start still loads them (decisions then read the database).",
@@ -253,7 +265,7 @@ func New(ctx context.Context, db *gorm.DB, opts Options) (*Service, error) {
 		return 1
 	})
 	if opts.Registerer != nil {
-		for _, c := range []prometheus.Collector{s.logins, s.decisions, s.rowTagRefusals, s.indexLoaded, noticesLive} {
+		for _, c := range []prometheus.Collector{s.logins, s.decisions, s.rowTagRefusals, s.trailRefusals, s.indexLoaded, noticesLive} {
 			if err := opts.Registerer.Register(c); err != nil {
 				return nil, fmt.Errorf("access: register metrics: %w", err)
 			}
@@ -471,6 +483,10 @@ func (s *Service) loadGrants(ctx context.Context) (grantIndex, error) {
 	if err != nil {
 		return nil, fmt.Errorf("access: load assignments: %w", err)
 	}
+	// The trail first: a row it names is refused as it is read.
+	if err := s.loadTrailEnds(ctx); err != nil {
+		return nil, fmt.Errorf("access: load assignments: %w", err)
+	}
 	flags, err := s.loadDeclarationFlags(ctx, sqlDB)
 	if err != nil {
 		return nil, err
@@ -585,6 +601,13 @@ func (s *Service) scanGrants(ctx context.Context, sqlDB *sql.DB, where string, f
 			s.tagRefused(ctx, tagAssignments, string(r.id))
 			refused++
 			continue
+		}
+		if ended, suspended := s.ends.of(r.id, r.caseID, r.userID); ended || suspended && !r.suspended {
+			s.trailRefused(ctx, string(r.id))
+			if ended {
+				continue
+			}
+			r.suspended = true
 		}
 		grants.add(r)
 	}

@@ -91,7 +91,10 @@ func openApp(ctx context.Context, cfg config, log *slog.Logger, need parts) (_ *
 	}
 	a.closers = append(a.closers, a.audit.Close)
 	aopts := access.Options{IdleTimeout: cfg.SessionIdle, AbsoluteTimeout: cfg.SessionMax, Logger: log, Registerer: a.reg,
-		TOTPRequiredRoles: cfg.totpRoles()}
+		TOTPRequiredRoles: cfg.totpRoles(),
+		// What the trail says the office ended prevails over the tables,
+		// which a database administrator can put back as they were.
+		TrailEnds: func(ctx context.Context) (access.TrailEnds, error) { return vault.GrantEnds(ctx, a.audit) }}
 	if need >= withKeys {
 		// TOTP secrets are sealed under a key of the vault's own (wrapped
 		// to the master and escrow like every key), declarations'

@@ -73,8 +73,13 @@
 // and all (a session he saved before it was revoked, with its token, or an
 // assignment row before its revocation together with the tag it had then).
 // For that the audit trail is the record: every sign-in, grant and
-// revocation is an event there, and a replayed row grants only what the
-// trail shows was once granted. Rows written before tags existed were
+// revocation is an event there. An assignment the trail says the office
+// revoked, a user it recused, or a conflict its user declared, prevails
+// over the tables at every load of the access index and every re-read
+// (access.TrailEnds, read by vault.GrantEnds): a replayed assignment row
+// grants nothing, or stays suspended, and is logged and counted
+// (crvault_access_trail_refusals_total). A replayed session still works
+// until its own expiry, for whoever also holds its token. Rows written before tags existed were
 // tagged once at the upgrade, trusting them as they stood; that tagging is
 // an event in the audit log (access.rows_tagged) and never runs again.
 //

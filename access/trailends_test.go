@@ -1,0 +1,148 @@
+package access
+
+import (
+	"context"
+	"testing"
+
+	dto "github.com/prometheus/client_model/go"
+)
+
+// replay puts back userID's assignment on case-1 as it was while in force
+// (the row tag of its open state: the bytes a database administrator would
+// have saved), and deletes what ended it.
+func replay(t *testing.T, w *world, userID string) string {
+	t.Helper()
+	var a assignmentRow
+	if err := w.db.Where("case_id = 'case-1' AND user_id = ?", userID).Take(&a).Error; err != nil {
+		t.Fatal(err)
+	}
+	dbaExec(t, w.fixture, `UPDATE access_assignments SET row_tag = ? WHERE id = ?`, w.svc.tag(tagAssignments, a.tagFields(stateOpen)...), a.ID)
+	dbaExec(t, w.fixture, `DELETE FROM access_assignment_revocations WHERE assignment_id = ?`, a.ID)
+	dbaExec(t, w.fixture, `DELETE FROM access_declarations WHERE assignment_id = ?`, a.ID)
+	dbaExec(t, w.fixture, `DELETE FROM access_recusals WHERE user_id = ?`, userID)
+	return a.ID
+}
+
+// withTrail starts another Service on the world's database whose trail
+// says t.
+func withTrail(tt *testing.T, w *world, t *TrailEnds) *Service {
+	tt.Helper()
+	opts := w.opts
+	if t != nil {
+		opts.TrailEnds = func(context.Context) (TrailEnds, error) { return *t, nil }
+	}
+	s, err := New(context.Background(), w.db, opts)
+	if err != nil {
+		tt.Fatal(err)
+	}
+	return s
+}
+
+// TestReplayedAssignmentsYieldToTheTrail: a database administrator puts
+// back an assignment as it was before its revocation, its recusal or the
+// conflict its user declared, old row tag included (which checks: it is
+// the genuine row), and deletes what ended it. Without the trail the grant
+// is back in force; with it, every way a row enters the index (a start, a
+// notice, a read while the index loads, the lists) refuses it or keeps it
+// suspended, and says so.
+func TestReplayedAssignmentsYieldToTheTrail(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, dialect string) {
+		ctx := context.Background()
+		w := newWorld(t, dialect)
+		admin := w.p["admin"]
+
+		// Revocation (revRevoked, revoked by newWorld) and recusal (rev).
+		if err := w.svc.RecuseWith(ctx, "case-1", w.p["rev"].User.ID, "complaint upheld", nil); err != nil {
+			t.Fatal(err)
+		}
+		// An instance that learns of a revocation from its notice only.
+		other := withTrail(t, w, nil)
+		asg, err := w.svc.Assign(ctx, admin, "case-1", w.p["revNone"].User.ID, "reviewer", "Art. 16 review", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.svc.Declare(ctx, w.p["revNone"], "case-1", false, "None."); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.svc.Revoke(ctx, admin, "case-1", asg.ID); err != nil {
+			t.Fatal(err)
+		}
+		if err := other.HandleNotice(ctx, noticeGrant+":case-1 "+w.p["revNone"].User.ID); err != nil {
+			t.Fatal(err)
+		}
+
+		revoked := replay(t, w, w.p["revRevoked"].User.ID)
+		replay(t, w, w.p["rev"].User.ID)
+		replay(t, w, w.p["revNone"].User.ID)
+		replay(t, w, w.p["revSusp"].User.ID)
+		trail := &TrailEnds{
+			Revoked:   []string{revoked, asg.ID},
+			Recused:   []CaseUser{{"case-1", w.p["rev"].User.ID}},
+			Conflicts: []CaseUser{{"case-1", w.p["revSusp"].User.ID}},
+		}
+
+		// The attack works on what the tables alone say: a start without
+		// the trail reads the undeclared grants back in force, and the
+		// declared ones can declare again.
+		blind := withTrail(t, w, nil)
+		for _, who := range []string{"revRevoked", "rev", "revNone", "revSusp"} {
+			if d := decide(t, blind, w.p[who], w.submitted, ActCaseRead); !d.Allowed {
+				t.Fatalf("the replay of %s's assignment did not take without the trail: %+v (the test does not test)", who, d)
+			}
+		}
+
+		knowing := withTrail(t, w, trail)
+		for _, who := range []string{"revRevoked", "rev", "revNone", "revSusp"} {
+			p := w.p[who]
+			for name, s := range map[string]*Service{"a start with the trail": knowing, "the instance that ended it": w.svc, "an instance told by a notice": other} {
+				if s == other && who != "revNone" {
+					continue // other learnt only revNone's revocation
+				}
+				if s != knowing {
+					if err := s.HandleNotice(ctx, noticeGrant+":case-1 "+p.User.ID); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if d := decide(t, s, p, w.submitted, ActCaseRead); d.Allowed {
+					t.Errorf("%s: %s sees the case after the replay: %+v", name, who, d)
+				}
+				gs, err := s.readGrants(ctx, "case-1", p.User.ID)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, g := range gs {
+					if who != "revSusp" || !g.suspended {
+						t.Errorf("%s: read from the tables, %s holds %+v", name, who, g)
+					}
+				}
+				as, err := s.caseAssignments(s.db.WithContext(ctx), "case-1", p.User.ID)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, a := range as {
+					if a.Status == StatusActive {
+						t.Errorf("%s: %s listed as %s", name, who, a.Status)
+					}
+				}
+			}
+		}
+		// The suspended one cannot declare its way back in.
+		if _, err := knowing.Declare(ctx, w.p["revSusp"], "case-1", false, "No conflict after all."); err == nil {
+			t.Error("revSusp declared again on a suspended assignment")
+		}
+		if d := decide(t, knowing, w.p["revSusp"], w.submitted, ActMaterialRead); d.Allowed {
+			t.Errorf("revSusp reads after declaring again: %+v", d)
+		}
+		var m dto.Metric
+		if err := knowing.trailRefusals.Write(&m); err != nil {
+			t.Fatal(err)
+		}
+		if n := m.GetCounter().GetValue(); n < 4 {
+			t.Errorf("trail refusals counted %v, want one per replayed row at least", n)
+		}
+		// What the trail does not name is untouched.
+		if d := decide(t, knowing, w.p["muDecl"], w.submitted, ActMaterialRead); !d.Allowed {
+			t.Errorf("muDecl refused with the trail: %+v", d)
+		}
+	})
+}

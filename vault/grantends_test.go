@@ -1,0 +1,118 @@
+package vault
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/crvault/crvault/access"
+	"github.com/crvault/crvault/audit"
+	"github.com/crvault/crvault/audit/sqldb/sqldbtest"
+)
+
+// in is a as the request rid makes it.
+func in(a Actor, rid string) Actor {
+	a.RequestID = rid
+	return a
+}
+
+// TestGrantEndsFromTheTrail: the trail's revocations, recusals and declared
+// conflicts are read back, a change that did not take effect (an allowed
+// event its request then refused) is not, and an access index given them
+// refuses an assignment the database administrator put back.
+func TestGrantEndsFromTheTrail(t *testing.T) {
+	for _, d := range sqldbtest.Backends {
+		t.Run(sqldbtest.Name(d), func(t *testing.T) {
+			f := newWF(t, d, time.Date(2025, 3, 3, 2, 0, 0, 0, time.UTC), false)
+			ctx := f.ctx
+			id := f.draft()
+			if _, err := f.svc.Submit(ctx, f.op, id); err != nil {
+				t.Fatal(err)
+			}
+			assign := func(who Actor, role, rid string) access.Assignment {
+				t.Helper()
+				a, err := f.svc.Assign(ctx, in(f.office, rid), id, NewAssignment{User: who.P.User.ID, Role: role, Purpose: "review"})
+				if err != nil {
+					t.Fatal(err)
+				}
+				return a
+			}
+			revoked := assign(f.rev, "reviewer", "r1")
+			if err := f.svc.Revoke(ctx, in(f.office, "r2"), id, revoked.ID); err != nil {
+				t.Fatal(err)
+			}
+			// Revoked again: allowed, then refused in the same request;
+			// the first revocation still stands.
+			if err := f.svc.Revoke(ctx, in(f.office, "r3"), id, revoked.ID); err == nil {
+				t.Fatal("a second revocation succeeded")
+			}
+			// A revocation that never took effect.
+			kept := assign(f.u1, "member_unit", "r4")
+			if _, err := f.svc.Declare(ctx, in(f.u1, "r5"), id, NewDeclaration{Conflict: new(false), Statement: "None."}); err != nil {
+				t.Fatal(err)
+			}
+			assign(f.u2, "member_unit", "r6")
+			if _, err := f.svc.Declare(ctx, in(f.u2, "r7"), id, NewDeclaration{Conflict: new(true), Statement: "My brother works there."}); err != nil {
+				t.Fatal(err)
+			}
+			// Recusals are audited by supervision: one that took effect,
+			// and a loser's of two concurrent resolutions (followed by its
+			// refusal).
+			for _, e := range []audit.Event{
+				{Actor: "insp", Action: "assignment.recuse", Outcome: audit.Allowed, CaseID: id, Resource: "user/" + f.unassigned.P.User.ID, RequestID: "r8"},
+				{Actor: "insp", Action: "assignment.recuse", Outcome: audit.Allowed, CaseID: id, Resource: "user/" + f.u1.P.User.ID, RequestID: "r9"},
+				{Actor: "insp", Action: "assignment.recuse", Outcome: audit.Denied, CaseID: id, Resource: "user/" + f.u1.P.User.ID, RequestID: "r9", Detail: "concurrent_update"},
+			} {
+				if _, err := f.log.Append(ctx, e); err != nil {
+					t.Fatal(err)
+				}
+			}
+
+			ends, err := GrantEnds(ctx, f.log)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(ends.Revoked, []string{revoked.ID}) {
+				t.Errorf("revoked %v, want [%s]", ends.Revoked, revoked.ID)
+			}
+			if want := []access.CaseUser{{CaseID: id, UserID: f.unassigned.P.User.ID}}; !slices.Equal(ends.Recused, want) {
+				t.Errorf("recused %v, want %v", ends.Recused, want)
+			}
+			if want := []access.CaseUser{{CaseID: id, UserID: f.u2.P.User.ID}}; !slices.Equal(ends.Conflicts, want) {
+				t.Errorf("conflicts %v, want %v", ends.Conflicts, want)
+			}
+
+			// The administrator deletes the revocation (this fixture's
+			// access tags nothing, so that is the whole replay).
+			if err := f.db.Exec("DELETE FROM access_assignment_revocations WHERE assignment_id = ?", revoked.ID).Error; err != nil {
+				t.Fatal(err)
+			}
+			facts := access.CaseFacts{ID: id, OperatorOrg: f.op.P.User.OrgID, Status: "submitted"}
+			quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+			for _, withTrail := range []bool{false, true} {
+				opts := access.Options{Logger: quiet}
+				if withTrail {
+					opts.TrailEnds = func(ctx context.Context) (access.TrailEnds, error) { return GrantEnds(ctx, f.log) }
+				}
+				acc, err := access.New(ctx, f.db, opts)
+				if err != nil {
+					t.Fatal(err)
+				}
+				d, err := acc.Decide(ctx, f.rev.P, facts, access.ActCaseRead)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if d.Allowed == withTrail {
+					t.Errorf("with the trail %v: the put-back assignment decides %+v", withTrail, d)
+				}
+				d, err = acc.Decide(ctx, f.u1.P, facts, access.ActCaseRead)
+				if err != nil || !d.Allowed {
+					t.Errorf("with the trail %v: u1, whose assignment %s nothing ended, decides %+v, %v", withTrail, kept.ID, d, err)
+				}
+			}
+		})
+	}
+}
