@@ -323,6 +323,19 @@ func BenchmarkScale(b *testing.B) {
 				}
 				full := time.Since(t0)
 				b.ReportMetric(float64(rep.To)/full.Seconds(), "verify-ev/s")
+
+				// What every start of the access index reads from the trail
+				// (vault.GrantEnds): every declaration ever made, one
+				// indexed query, against the full verify above.
+				t0 = time.Now()
+				decls := 0
+				if err := big.EachOfAction(ctx, "declaration.create", func(Event) error { decls++; return nil }); err != nil {
+					b.Fatal(err)
+				}
+				scan := time.Since(t0)
+				b.ReportMetric(scan.Seconds(), "declarations-scan-s")
+				b.ReportMetric(float64(decls), "declarations")
+				b.ReportMetric(scan.Seconds()/full.Seconds(), "declarations-scan/verify")
 				for i := range 1_000 {
 					if _, err := big.Append(ctx, sampleEvent(i)); err != nil {
 						b.Fatal(err)
