@@ -146,3 +146,23 @@ func TestReplayedAssignmentsYieldToTheTrail(t *testing.T) {
 		}
 	})
 }
+
+// TestEndsLookupAllocatesNothing: a start looks every assignment up in the
+// ends, a million of them; the lookup must not allocate a key per row.
+func TestEndsLookupAllocatesNothing(t *testing.T) {
+	var e ends
+	e.add(TrailEnds{Revoked: []string{"a1"}, Recused: []CaseUser{{"c1", "u1"}}, Conflicts: []CaseUser{{"c2", "u2"}}})
+	id, c, u := []byte("a9"), []byte("c2"), []byte("u2")
+	if ended, suspended := e.of(id, c, u); ended || !suspended {
+		t.Fatalf("of(a9, c2, u2) = %v, %v; want suspended", ended, suspended)
+	}
+	if ended, _ := e.of([]byte("a1"), []byte("c3"), []byte("u3")); !ended {
+		t.Fatal("a revoked id is not ended")
+	}
+	if ended, _ := e.of([]byte("a2"), []byte("c1"), []byte("u1")); !ended {
+		t.Fatal("a recused pair is not ended")
+	}
+	if n := testing.AllocsPerRun(100, func() { e.of(id, c, u) }); n != 0 {
+		t.Fatalf("a lookup allocates %v times", n)
+	}
+}
