@@ -141,10 +141,14 @@ func partiesTag(key *crypt.CaseKey, id, operatorOrg, origin string, providers []
 
 // rowsKey is the vault's rows key (RowsKeyName), opened once per process.
 func (s *Service) rowsKey(ctx context.Context) (*crypt.CaseKey, error) {
+	if key := s.rows.Load(); key != nil {
+		return key, nil
+	}
 	key, err := s.keys.vaultKey(ctx, RowsKeyName)
 	if err != nil {
 		return nil, fmt.Errorf("row tags: %w", err)
 	}
+	s.rows.Store(key)
 	return key, nil
 }
 

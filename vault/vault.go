@@ -17,6 +17,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -139,6 +140,9 @@ type Service struct {
 	// tagRefusals counts rows refused because their row tag did not check,
 	// by table (rowtags.go).
 	tagRefusals *prometheus.CounterVec
+	// rows is the rows key once opened (rowsKey): every case-scoped
+	// request checks a parties tag, without the keyring's lock.
+	rows atomic.Pointer[crypt.CaseKey]
 }
 
 // New wires the vault over its stores. The database must be migrated.
