@@ -110,7 +110,7 @@ func (s *Service) insertCase(ctx context.Context, a Actor, c Case, providers []s
 	c.CreatedAt = now
 	var row caseRow
 	var key *crypt.CaseKey
-	rows, err := s.rowsKey(ctx)
+	tagKey, err := s.rowsKey(ctx)
 	if err != nil {
 		return Case{}, err
 	}
@@ -122,7 +122,7 @@ func (s *Service) insertCase(ctx context.Context, a Actor, c Case, providers []s
 		r.DueBasis = basisNone // a draft: no clock runs
 		// The parties are fixed here, for the case's life: nothing writes
 		// case_providers or these columns again, so the tag stays true.
-		r.PartiesTag = partiesTag(rows, r.ID, r.OperatorOrg, r.Origin, providers)
+		r.PartiesTag = partiesTag(tagKey, r.ID, r.OperatorOrg, r.Origin, providers)
 		if err := tx.Create(&r).Error; err != nil {
 			return err
 		}
