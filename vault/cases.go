@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -109,12 +110,19 @@ func (s *Service) insertCase(ctx context.Context, a Actor, c Case, providers []s
 	c.CreatedAt = now
 	var row caseRow
 	var key *crypt.CaseKey
-	err := s.keys.StoreNewKey(ctx, func(tx *gorm.DB, wrapped crypt.Wrapped, k *crypt.CaseKey) error {
+	tagKey, err := s.rowsKey(ctx)
+	if err != nil {
+		return Case{}, err
+	}
+	err = s.keys.StoreNewKey(ctx, func(tx *gorm.DB, wrapped crypt.Wrapped, k *crypt.CaseKey) error {
 		r, err := newCaseRow(k, c, a.P.User.ID)
 		if err != nil {
 			return err
 		}
 		r.DueBasis = basisNone // a draft: no clock runs
+		// The parties are fixed here, for the case's life: nothing writes
+		// case_providers or these columns again, so the tag stays true.
+		r.PartiesTag = partiesTag(tagKey, r.ID, r.OperatorOrg, r.Origin, providers)
 		if err := tx.Create(&r).Error; err != nil {
 			return err
 		}
@@ -163,44 +171,53 @@ type Page[T any] struct {
 	NextCursor string `json:"next_cursor"`
 }
 
-// ListCases lists the cases the caller may see, in creation order.
+// ListCases lists the cases the caller may see, in creation order. The
+// query's filter on parties is checked row by row against the cases'
+// parties tags (listable), so the list reads on, as lists.go's do, until
+// the page is full or the rows run out.
 func (s *Service) ListCases(ctx context.Context, a Actor, status string, limit int, cursor string) (Page[Case], error) {
 	after, err := decodeIDCursor("cases", cursor)
 	if err != nil {
 		return Page[Case]{}, err
 	}
 	limit = pageLimit(limit)
-	q, err := s.visibleCases(ctx, a)
-	if err != nil {
-		return Page[Case]{}, err
-	}
-	if status != "" {
-		q = sqldb.WhereText(q, "status = ?", status)
-	}
-	if after != "" {
-		q = q.Where("id > ?", after)
-	}
-	var rows []caseRow
-	if err := q.Order("id").Limit(limit + 1).Find(&rows).Error; err != nil {
-		return Page[Case]{}, fmt.Errorf("list cases: %w", err)
+	var shown []caseRow
+	provs := map[string][]string{}
+	for {
+		q, err := s.visibleCases(ctx, a)
+		if err != nil {
+			return Page[Case]{}, err
+		}
+		if status != "" {
+			q = sqldb.WhereText(q, "status = ?", status)
+		}
+		if after != "" {
+			q = q.Where("id > ?", after)
+		}
+		var rows []caseRow
+		if err := q.Order("id").Limit(limit + 1).Find(&rows).Error; err != nil {
+			return Page[Case]{}, fmt.Errorf("list cases: %w", err)
+		}
+		kept, ps, err := s.listable(ctx, a, rows)
+		if err != nil {
+			return Page[Case]{}, err
+		}
+		shown = append(shown, kept...)
+		maps.Copy(provs, ps)
+		if len(shown) > limit || len(rows) <= limit {
+			break
+		}
+		after = rows[len(rows)-1].ID
 	}
 	if err := s.record(ctx, a, "case.list", audit.Allowed, "", "cases", "", ""); err != nil {
 		return Page[Case]{}, err
 	}
 	page := Page[Case]{Items: []Case{}}
-	if len(rows) > limit {
-		rows = rows[:limit]
-		page.NextCursor = encodeCursor("cases", rows[limit-1].ID)
+	if len(shown) > limit {
+		shown = shown[:limit]
+		page.NextCursor = encodeCursor("cases", shown[limit-1].ID)
 	}
-	ids := make([]string, len(rows))
-	for i, r := range rows {
-		ids[i] = r.ID
-	}
-	provs, err := s.providersOf(ctx, ids)
-	if err != nil {
-		return Page[Case]{}, err
-	}
-	for _, r := range rows {
+	for _, r := range shown {
 		c, err := s.openCase(ctx, r, providersFor(a.P, provs[r.ID]))
 		if err != nil {
 			return Page[Case]{}, err
@@ -210,7 +227,10 @@ func (s *Service) ListCases(ctx context.Context, a Actor, status string, limit i
 	return page, nil
 }
 
-// visibleCases is the query of the cases a caller may list.
+// visibleCases is the query of the cases a caller may list, as far as SQL
+// can tell: who the parties are is decided on columns a database
+// administrator can edit, so its rows are kept only if listable keeps
+// them (or, as a subquery, through VisibleCaseIDs).
 func (s *Service) visibleCases(ctx context.Context, a Actor) (*gorm.DB, error) {
 	q := s.db.WithContext(ctx).Model(&caseRow{})
 	u := a.P.User
@@ -243,15 +263,113 @@ func (s *Service) visibleCases(ctx context.Context, a Actor) (*gorm.DB, error) {
 	return q, nil
 }
 
+// listedBy is visibleCases' filter on one case's facts, once its parties
+// are checked (factsOf): what decides it in SQL, decided on what crvault
+// stored. Assignees' cases are access's, whose rows carry their own tags.
+func listedBy(p access.Principal, f access.CaseFacts) bool {
+	org := p.User.OrgID
+	switch {
+	case p.TOTPEnrolmentRequired:
+		return false
+	case p.Has("inspector"):
+		return true
+	case p.Has("office_admin"):
+		return f.Status != StatusDraft || f.OpenedByOffice
+	case p.Has("operator"):
+		return f.OperatorOrg == org
+	case p.Has("provider"):
+		return slices.Contains(f.ProviderOrgs, org)
+	case p.Has("reviewer"), p.Has("member_unit"):
+		return true
+	}
+	return false
+}
+
+// listable keeps the rows of visibleCases whose checked parties
+// (partiesChecked) still let the caller list them, with their providers:
+// a case whose parties tag fails is no organisation's, and not the
+// office's while it is a draft. One HMAC and no key unwrap per row.
+func (s *Service) listable(ctx context.Context, a Actor, rows []caseRow) ([]caseRow, map[string][]string, error) {
+	ids := make([]string, len(rows))
+	for i, r := range rows {
+		ids[i] = r.ID
+	}
+	provs, err := s.providersOf(ctx, ids)
+	if err != nil {
+		return nil, nil, err
+	}
+	kept := make([]caseRow, 0, len(rows))
+	for _, r := range rows {
+		c, ps, ok, err := s.partiesChecked(ctx, r, provs[r.ID])
+		if err != nil {
+			return nil, nil, err
+		}
+		if listedBy(a.P, caseFactsOf(c, ps, ok)) {
+			kept = append(kept, c)
+			provs[r.ID] = ps
+		}
+	}
+	return kept, provs, nil
+}
+
+// checkedCaseIDs runs q (a query of cases) and returns the ids of the
+// cases whose checked parties keep them for the caller (listedBy).
+func (s *Service) checkedCaseIDs(ctx context.Context, a Actor, q *gorm.DB) ([]string, error) {
+	var rows []caseWithProviders
+	if err := q.Select("cases.id, cases.operator_org, cases.origin, cases.status, cases.parties_tag, " + providerIDsColumn(s.db)).
+		Find(&rows).Error; err != nil {
+		return nil, fmt.Errorf("list cases to check: %w", err)
+	}
+	ids := []string{}
+	for _, r := range rows {
+		c, ps, ok, err := s.partiesChecked(ctx, r.Case, r.providers())
+		if err != nil {
+			return nil, err
+		}
+		if listedBy(a.P, caseFactsOf(c, ps, ok)) {
+			ids = append(ids, c.ID)
+		}
+	}
+	return ids, nil
+}
+
 // VisibleCaseIDs is a subquery of the ids of the cases the caller may
 // list (ListCases), for services beside the vault that keep rows naming a
 // case: a row on a case the caller may not see must not reach it either.
+// Where the parties decide (an operator's or provider's cases, and the
+// drafts the office opened), the cases SQL finds are checked against
+// their parties tags first, and the subquery names those that pass: an
+// organisation's cases, and the office's open drafts, are few enough.
 func (s *Service) VisibleCaseIDs(ctx context.Context, a Actor) (*gorm.DB, error) {
 	q, err := s.visibleCases(ctx, a)
 	if err != nil {
 		return nil, err
 	}
+	p := a.P
+	switch {
+	case p.TOTPEnrolmentRequired, p.Has("inspector"):
+	case p.Has("office_admin"):
+		drafts, err := s.checkedCaseIDs(ctx, a, q.Session(&gorm.Session{}).Where("status = ?", StatusDraft))
+		if err != nil {
+			return nil, err
+		}
+		return s.db.Model(&caseRow{}).Select("id").Where("status <> ? OR id IN ?", StatusDraft, nonEmpty(drafts)), nil
+	case p.Has("operator"), p.Has("provider"):
+		ids, err := s.checkedCaseIDs(ctx, a, q)
+		if err != nil {
+			return nil, err
+		}
+		return s.db.Model(&caseRow{}).Select("id").Where("id IN ?", nonEmpty(ids)), nil
+	}
 	return q.Select("id"), nil
+}
+
+// nonEmpty is ids, or a list matching no case: "IN ()" is not SQL.
+func nonEmpty(ids []string) []string {
+	if len(ids) == 0 {
+		return []string{""}
+	}
+	return ids
 }
 
 // CaseVisible says whether the caller may list the case (VisibleCaseIDs).
@@ -263,8 +381,8 @@ func (s *Service) CaseVisible(ctx context.Context, a Actor, caseID string) (bool
 	if err != nil {
 		return false, err
 	}
-	var ids []string
-	if err := q.Where("id = ?", caseID).Limit(1).Pluck("id", &ids).Error; err != nil {
+	ids, err := s.checkedCaseIDs(ctx, a, q.Where("id = ?", caseID))
+	if err != nil {
 		return false, fmt.Errorf("check case %s: %w", caseID, err)
 	}
 	return len(ids) == 1, nil
@@ -354,6 +472,9 @@ func (s *Service) CaseTitles(ctx context.Context, a Actor, ids []string) (map[st
 	var rows []caseRow
 	if err := q.Where("id IN ?", ids).Find(&rows).Error; err != nil {
 		return nil, fmt.Errorf("list case titles: %w", err)
+	}
+	if rows, _, err = s.listable(ctx, a, rows); err != nil {
+		return nil, err
 	}
 	if err := s.record(ctx, a, "case.list", audit.Allowed, "", "cases", "", ""); err != nil {
 		return nil, err

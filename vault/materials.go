@@ -440,8 +440,8 @@ func (s *Service) materialDecided(ctx context.Context, a Actor, id string, act a
 			act = "case.read"
 		}
 	}
-	row, facts, providers := s.factsOf(c)
-	_, _, d, err := s.decideOn(ctx, a, m.CaseID, act, event, resource, row, facts, providers, nil)
+	row, facts, providers, err := s.factsOf(ctx, c)
+	_, _, d, err := s.decideOn(ctx, a, m.CaseID, act, event, resource, row, facts, providers, err)
 	if err != nil {
 		var ve *Error
 		if errors.As(err, &ve) && ve.Code == "not_found" {

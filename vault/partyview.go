@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/crvault/crvault/access"
@@ -315,13 +316,28 @@ func (s *Service) AuditEvents(ctx context.Context, a Actor, f audit.Filter) ([]a
 	return items, next, nil
 }
 
+// orgCaseIDs are the cases the caller's organisation is a party of, by
+// their checked parties (partiesChecked): a case whose parties tag fails
+// is none of them.
 func (s *Service) orgCaseIDs(ctx context.Context, p access.Principal) ([]string, error) {
-	var ids []string
+	var rows []caseWithProviders
 	org := p.User.OrgID
-	err := s.db.WithContext(ctx).Model(&caseRow{}).Where("operator_org = ? OR id IN (?)", org,
-		s.db.Model(&caseProviderRow{}).Select("case_id").Where("org_id = ?", org)).Pluck("id", &ids).Error
+	err := s.db.WithContext(ctx).Table("cases").
+		Select("cases.id, cases.operator_org, cases.origin, cases.parties_tag, "+providerIDsColumn(s.db)).
+		Where("cases.operator_org = ? OR cases.id IN (?)", org, s.db.Model(&caseProviderRow{}).Select("case_id").Where("org_id = ?", org)).
+		Find(&rows).Error
 	if err != nil {
 		return nil, fmt.Errorf("list cases of organisation: %w", err)
+	}
+	ids := []string{}
+	for _, r := range rows {
+		c, providers, _, err := s.partiesChecked(ctx, r.Case, r.providers())
+		if err != nil {
+			return nil, err
+		}
+		if c.OperatorOrg == org || slices.Contains(providers, org) {
+			ids = append(ids, c.ID)
+		}
 	}
 	return ids, nil
 }

@@ -48,7 +48,7 @@ func selectList(b *strings.Builder, alias string, cols []sqldb.Column) {
 // driver allocations per row, so the read loads no more.
 func (r *caseRow) factColumns() []sqldb.Column {
 	return []sqldb.Column{column("id", &r.ID), column("operator_org", &r.OperatorOrg), column("status", &r.Status), column("origin", &r.Origin),
-		column("shredded_at", &r.ShreddedAt)}
+		column("shredded_at", &r.ShreddedAt), column("parties_tag", &r.PartiesTag)}
 }
 
 // materialQuery is the statement of materialWithCase for a dialect, built

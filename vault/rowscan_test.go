@@ -38,6 +38,7 @@ func TestMaterialWithCaseReadsWhatGORMReads(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
+			f.retagParties(caseID)
 			var wantM materialRow
 			var wantC caseRow
 			if err := f.svc.db.Where("id = ?", id).Take(&wantM).Error; err != nil {
@@ -65,7 +66,10 @@ func TestMaterialWithCaseReadsWhatGORMReads(t *testing.T) {
 			if c.Case.ID != caseID || c.Case.OperatorOrg == "" || c.Case.Status != "draft" || c.Case.Origin == "" {
 				t.Errorf("case facts not read: %+v", c.Case)
 			}
-			_, facts, providers := f.svc.factsOf(c)
+			_, facts, providers, err := f.svc.factsOf(f.ctx, c)
+			if err != nil {
+				t.Fatal(err)
+			}
 			if !slices.Equal(providers, []string{"org-a", "org-b"}) || !slices.Equal(facts.ProviderOrgs, providers) || facts.OperatorOrg != wantC.OperatorOrg {
 				t.Errorf("providers %v, facts %+v", providers, facts)
 			}

@@ -43,6 +43,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"strconv"
 	"sync"
 
@@ -111,10 +112,73 @@ func (s *Service) liveConsents(ctx context.Context, caseID string, rows []consen
 			out = append(out, rows[i])
 			continue
 		}
+		s.tagRefusals.WithLabelValues("material_consents").Inc()
 		s.log.ErrorContext(ctx, "consent refused: its row tag does not check (inserted, edited or un-revoked outside crvault, or written by an older vaultd)",
 			"table", "material_consents", "id", rows[i].ID, "material", rows[i].MaterialID, "case", rows[i].CaseID, "org", rows[i].OrgID, "tagged", len(rows[i].Tag) > 0)
 	}
 	return out, nil
+}
+
+// RowsKeyName names the vault key (vault_keys) that tags the rows deciding
+// who may see what beyond one case's key: a case's parties here, and in
+// cmd/vaultd access's rows (sessions, accounts, assignments). The table
+// name each tag binds keeps one kind of row from passing for another.
+const RowsKeyName = "rows"
+
+// partiesFields are the columns a case's parties tag covers: its id,
+// operator organisation, origin (a proposal's draft is the office's to
+// see) and its providers' organisation ids, sorted.
+func partiesFields(id, operatorOrg, origin string, providers []string) []string {
+	ps := slices.Clone(providers)
+	slices.Sort(ps)
+	return append([]string{id, operatorOrg, origin}, ps...)
+}
+
+// partiesTag is the tag of a case's parties under the rows key.
+func partiesTag(key *crypt.CaseKey, id, operatorOrg, origin string, providers []string) []byte {
+	return key.RowTag("cases", partiesFields(id, operatorOrg, origin, providers)...)
+}
+
+// rowsKey is the vault's rows key (RowsKeyName), opened once per process.
+func (s *Service) rowsKey(ctx context.Context) (*crypt.CaseKey, error) {
+	if key := s.rows.Load(); key != nil {
+		return key, nil
+	}
+	key, err := s.keys.vaultKey(ctx, RowsKeyName)
+	if err != nil {
+		return nil, fmt.Errorf("row tags: %w", err)
+	}
+	s.rows.Store(key)
+	return key, nil
+}
+
+// partiesChecked says whether a case's parties (its row's operator and
+// origin, and providers) are the ones crvault stored. One that is not is
+// logged at ERROR, counted, and made partyless: the row comes back with
+// no operator organisation and no providers, so that no organisation is a
+// party of it, and its facts (factsOf) do not say the office opened it.
+// Staff whose access does not rest on
+// the parties (the office once it is submitted, assignees, inspectors)
+// still see it.
+func (s *Service) partiesChecked(ctx context.Context, row caseRow, providers []string) (caseRow, []string, bool, error) {
+	key, err := s.rowsKey(ctx)
+	if err != nil {
+		return row, nil, false, err
+	}
+	if key.CheckRowTag(row.PartiesTag, "cases", partiesFields(row.ID, row.OperatorOrg, row.Origin, providers)...) {
+		return row, providers, true, nil
+	}
+	s.tagRefused(ctx, "cases", row.ID, "case's parties refused: its row tag does not check (operator, origin or providers edited outside crvault, or written by an older vaultd)",
+		"operator_org", row.OperatorOrg, "origin", row.Origin, "providers", len(providers), "tagged", len(row.PartiesTag) > 0)
+	row.OperatorOrg = ""
+	return row, []string{}, false, nil
+}
+
+// tagRefused logs a row refused for its tag at ERROR (table and id, never
+// plaintext) and counts it.
+func (s *Service) tagRefused(ctx context.Context, table, id, msg string, attrs ...any) {
+	s.tagRefusals.WithLabelValues(table).Inc()
+	s.log.ErrorContext(ctx, msg, append([]any{"table", table, "id", id}, attrs...)...)
 }
 
 // errRowTag: a stored row's tag does not check (or it has none): the row
@@ -150,6 +214,7 @@ func (s *Service) checkMaterial(ctx context.Context, key *crypt.CaseKey, m *mate
 	if key.CheckRowTag(m.Tag, "materials", materialFields(m)...) {
 		return true
 	}
+	s.tagRefusals.WithLabelValues("materials").Inc()
 	s.log.ErrorContext(ctx, "material refused: its row tag does not check (moved or edited outside crvault, or written by an older vaultd)",
 		"table", "materials", "material", m.ID, "case", m.CaseID, "blob", m.BlobID, "tagged", len(m.Tag) > 0)
 	return false
@@ -165,7 +230,8 @@ var tagTables = []string{"vault_keys", "case_keys", "materials", "material_segme
 
 // TagLegacyRows tags, once, the rows that binaries from before row tags
 // wrote: the vault's keys, extra (other owners' key tables, such as the
-// supervision key) and every case's key, materials and segments. Each table
+// supervision key), every case's parties (under the rows key, created if
+// need be) and every case's key, materials and segments. Each table
 // done is recorded in the audit log as TagBackfillAction; a table whose
 // event exists is never backfilled again, so its untagged rows stay
 // refused. It runs before anything opens a key (cmd/vaultd calls it right
@@ -207,6 +273,17 @@ func (k *Keyring) tagLegacyRows(ctx context.Context, log *audit.Log, extra []Key
 			return err
 		}
 		done[t.Table] = true
+	}
+	// Cases' parties, under the rows key: no case key needed.
+	if !done["cases"] {
+		n, err := k.tagCaseParties(ctx)
+		if err != nil {
+			return err
+		}
+		if err := recordTagBackfill(ctx, log, "cases", n, 0); err != nil {
+			return err
+		}
+		done["cases"] = true
 	}
 	todo := map[string]bool{}
 	for _, t := range tagTables[1:] {
@@ -335,6 +412,38 @@ func (k *Keyring) tagKeyTable(ctx context.Context, t KeyTable) (int64, error) {
 		n += res.RowsAffected
 	}
 	return n, nil
+}
+
+// tagCaseParties tags the parties of the cases that have no parties tag,
+// under the rows key, a thousand cases a statement.
+func (k *Keyring) tagCaseParties(ctx context.Context) (int64, error) {
+	key, err := k.vaultKey(ctx, RowsKeyName)
+	if err != nil {
+		return 0, fmt.Errorf("row tags: %w", err)
+	}
+	db := k.db.WithContext(ctx)
+	var n int64
+	after := ""
+	for {
+		var rows []caseWithProviders
+		if err := db.Table("cases").Select("cases.id, cases.operator_org, cases.origin, "+providerIDsColumn(k.db)).
+			Where("length(cases.parties_tag) = 0 AND cases.id > ?", after).Order("id").Limit(1000).Find(&rows).Error; err != nil {
+			return n, fmt.Errorf("row tags: read cases: %w", err)
+		}
+		for _, r := range rows {
+			c := r.Case
+			res := db.Model(&caseRow{}).Where("id = ? AND length(parties_tag) = 0", c.ID).
+				UpdateColumn("parties_tag", partiesTag(key, c.ID, c.OperatorOrg, c.Origin, r.providers()))
+			if res.Error != nil {
+				return n, fmt.Errorf("row tags: tag the parties of case %s: %w", c.ID, res.Error)
+			}
+			n += res.RowsAffected
+		}
+		if len(rows) < 1000 {
+			return n, nil
+		}
+		after = rows[len(rows)-1].Case.ID
+	}
 }
 
 // casesToTag lists the cases with an untagged row in the tables todo.
@@ -473,6 +582,16 @@ func (k *Keyring) tagCase(ctx context.Context, caseID string, todo map[string]bo
 		return nil, true, fmt.Errorf("row tags: tag the rows of case %s: %w", caseID, err)
 	}
 	return counts, true, nil
+}
+
+// migratePartiesTags adds the cases' parties tag column (see migrateRowTags).
+func migratePartiesTags(tx *gorm.DB, _ string) error {
+	if m := tx.Migrator(); !m.HasColumn(&caseRow{}, "PartiesTag") {
+		if err := m.AddColumn(&caseRow{}, "PartiesTag"); err != nil {
+			return fmt.Errorf("add parties_tag: %w", err)
+		}
+	}
+	return nil
 }
 
 // migrateConsentTags adds the consents' tag column (see migrateRowTags).

@@ -53,6 +53,9 @@ type caseRow struct {
 	DueOnProvisional bool    `gorm:"not null;default:false"`
 	DuePhase         string  `gorm:"size:32;not null;default:''"`
 	DueBasis         string  `gorm:"size:64;not null;default:'-'"`
+	// PartiesTag binds who the case's parties are (its operator, origin
+	// and providers) under the vault's rows key (rowtags.go).
+	PartiesTag []byte `gorm:"not null;default:''"`
 }
 
 func (caseRow) TableName() string { return "cases" }
@@ -138,6 +141,7 @@ var migrations = []sqldb.Step{
 	{Version: 12, Name: "row tags binding keys and materials to their place", Up: migrateRowTags},
 	{Version: 13, Name: "row tags on consents", Up: migrateConsentTags},
 	{Version: 14, Name: "row tags binding upload sessions to their case", Up: migrateUploadTags},
+	{Version: 15, Name: "row tags binding a case's parties", Up: migratePartiesTags},
 }
 
 // migrateLiveConsents puts a unique index on the live consents of a

@@ -17,6 +17,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -136,6 +137,12 @@ type Service struct {
 	materialStmt *sqldb.Prepared // materialWithCase's statement (rowscan.go)
 	ciphers      *ciphertextCache
 	faults       func(faultPoint) // tests only (faults.go)
+	// tagRefusals counts rows refused because their row tag did not check,
+	// by table (rowtags.go).
+	tagRefusals *prometheus.CounterVec
+	// rows is the rows key once opened (rowsKey): every case-scoped
+	// request checks a parties tag, without the keyring's lock.
+	rows atomic.Pointer[crypt.CaseKey]
 }
 
 // New wires the vault over its stores. The database must be migrated.
@@ -168,7 +175,9 @@ func New(db *gorm.DB, blobs blob.Store, master *crypt.Master, acc *access.Servic
 	acc.Subscribe(NoticeCaseKey, func(_ context.Context, caseID string) { cfg.Keyring.Forget(caseID) })
 	s := &Service{dueTurn: make(chan struct{}, 1), sweepSlot: make(chan struct{}, 1), db: db, blobs: blobs, master: master, keys: cfg.Keyring, retention: cfg.Retention, access: acc, audit: log, maxSize: cfg.MaxMaterialSize, log: cfg.Logger,
 		now: cfg.Now, cals: NewCalendars(db, cfg.Calendar), webhook: cfg.WebhookURL, client: cfg.HTTPClient, uploadExpiry: cfg.UploadExpiry,
-		materialStmt: sqldb.NewPrepared(db, materialQuery(sqldb.Dialect(db))), ciphers: newCiphertextCache(cfg.CiphertextCache, ciphertextCacheTTL, cfg.Now)}
+		materialStmt: sqldb.NewPrepared(db, materialQuery(sqldb.Dialect(db))), ciphers: newCiphertextCache(cfg.CiphertextCache, ciphertextCacheTTL, cfg.Now),
+		tagRefusals: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "crvault_vault_row_tag_refusals_total",
+			Help: "Vault rows refused because their row tag did not check (written or changed outside vaultd), by table."}, []string{"table"})}
 	if cfg.RulesEdition != "" {
 		// Validated by the configuration; an unknown one falls back to the
 		// filing date rather than to a guess.
@@ -179,9 +188,11 @@ func New(db *gorm.DB, blobs blob.Store, master *crypt.Master, acc *access.Servic
 	return s
 }
 
-// Collectors are the vault's Prometheus metrics (the ciphertext cache's),
-// for the caller to register.
-func (s *Service) Collectors() []prometheus.Collector { return s.ciphers.collectors() }
+// Collectors are the vault's Prometheus metrics (the ciphertext cache's,
+// and the rows refused for their tags), for the caller to register.
+func (s *Service) Collectors() []prometheus.Collector {
+	return append(s.ciphers.collectors(), s.tagRefusals)
+}
 
 // edition is the edition a submission made now follows.
 func (s *Service) edition() *review.Edition {
@@ -246,34 +257,56 @@ func (s *Service) caseFacts(ctx context.Context, id string) (caseRow, access.Cas
 	if !validID(id) {
 		return row.Case, access.CaseFacts{}, nil, gorm.ErrRecordNotFound
 	}
-	agg := "group_concat(org_id, ',')"
-	if sqldb.Dialect(s.db) == sqldb.Postgres {
-		agg = "string_agg(org_id, ',')"
-	}
 	if err := s.db.WithContext(ctx).Table("cases").
-		Select("cases.*, (SELECT "+agg+" FROM case_providers WHERE case_providers.case_id = cases.id) AS provider_ids").
+		Select("cases.*, "+providerIDsColumn(s.db)).
 		Where("cases.id = ?", id).Take(&row).Error; err != nil {
 		return row.Case, access.CaseFacts{}, nil, err
 	}
-	c, facts, providers := s.factsOf(row)
-	return c, facts, providers, nil
+	return s.factsOf(ctx, row)
 }
 
-// factsOf is what caseFacts returns for a loaded row.
-func (s *Service) factsOf(row caseWithProviders) (caseRow, access.CaseFacts, []string) {
+// factsOf is what caseFacts returns for a loaded row. The parties are
+// those of the row's parties tag (partiesChecked): a case whose tag does
+// not check has none, and its facts do not say the office opened it.
+func (s *Service) factsOf(ctx context.Context, row caseWithProviders) (caseRow, access.CaseFacts, []string, error) {
 	if row.Case.ShreddedAt != nil {
 		// Another process shredded it: no cached key may outlive the row.
 		s.keys.Forget(row.Case.ID)
 	}
+	c, providers, ok, err := s.partiesChecked(ctx, row.Case, row.providers())
+	if err != nil {
+		return c, access.CaseFacts{}, nil, fmt.Errorf("check the parties of case %s: %w", c.ID, err)
+	}
+	return c, caseFactsOf(c, providers, ok), providers, nil
+}
+
+// caseFactsOf are the facts of a case row whose parties were checked
+// (partiesChecked; trusted: they were its own).
+func caseFactsOf(c caseRow, providers []string, trusted bool) access.CaseFacts {
+	return access.CaseFacts{ID: c.ID, OperatorOrg: c.OperatorOrg, ProviderOrgs: providers, Status: c.Status,
+		OpenedByOffice: trusted && c.Origin == review.OriginProposal}
+}
+
+// providers are the providers' organisation ids, sorted.
+func (r caseWithProviders) providers() []string {
 	providers := []string{}
-	if row.ProviderIDs != nil && *row.ProviderIDs != "" {
+	if r.ProviderIDs != nil && *r.ProviderIDs != "" {
 		// Organisation ids never hold a comma.
-		providers = strings.Split(*row.ProviderIDs, ",")
+		providers = strings.Split(*r.ProviderIDs, ",")
 		slices.Sort(providers)
 	}
-	c := row.Case
-	return c, access.CaseFacts{ID: c.ID, OperatorOrg: c.OperatorOrg, ProviderOrgs: providers, Status: c.Status,
-		OpenedByOffice: c.Origin == review.OriginProposal}, providers
+	return providers
+}
+
+// providerIDsColumn selects a case's providers' organisation ids,
+// comma-separated, as provider_ids (caseWithProviders), beside a query of
+// cases.
+func providerIDsColumn(db *gorm.DB) string {
+	agg := "group_concat(org_id, ',')"
+	if sqldb.Dialect(db) == sqldb.Postgres {
+		agg = "string_agg(org_id, ',')"
+	}
+	return "(SELECT " + agg + " FROM case_providers WHERE case_providers.case_id = cases.id) AS provider_ids"
 }
 
 // caseWithProviders is a case row with its providers' organisation ids,
@@ -349,7 +382,10 @@ func (s *Service) RefuseHiddenMaterial(ctx context.Context, a Actor, id, resourc
 		return false, fmt.Errorf("load material %s: %w", id, err)
 	}
 	if !hidden {
-		_, facts, _ := s.factsOf(c)
+		_, facts, _, err := s.factsOf(ctx, c)
+		if err != nil {
+			return false, err
+		}
 		d, err := s.access.Decide(ctx, a.P, facts, access.ActCaseRead)
 		if err != nil {
 			return false, fmt.Errorf("decide visibility of material %s: %w", id, err)

@@ -387,6 +387,14 @@ func TestMigrateDueFillsOpenCases(t *testing.T) {
 			if err := db.Transaction(func(tx *gorm.DB) error { return migrateDue(tx, d) }); err != nil {
 				t.Fatalf("migration 8 on a populated database: %v", err)
 			}
+			// Statements prepared before the schema changed stay cached on
+			// the pool's idle connections (PostgreSQL: "cached plan must
+			// not change result type"); a real upgrade migrates before any
+			// is prepared, so the test drops them.
+			if sqlDB, err := db.DB(); err == nil && sqldb.Dialect(db) == sqldb.Postgres {
+				sqlDB.SetMaxIdleConns(0)
+				sqlDB.SetMaxIdleConns(32) // as sqldb.Open sets it
+			}
 			var stale int64
 			if err := db.Model(&caseRow{}).Where("due_basis = ''").Count(&stale).Error; err != nil {
 				t.Fatal(err)

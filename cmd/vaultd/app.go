@@ -200,8 +200,9 @@ func openApp(ctx context.Context, cfg config, log *slog.Logger, need parts) (_ *
 // secretsKeyName names the vault key that seals account secrets (TOTP).
 const secretsKeyName = "secrets"
 
-// rowsKeyName names the vault key that tags authorisation rows.
-const rowsKeyName = "rows"
+// rowsKeyName names the vault key that tags authorisation rows; the vault
+// tags cases' parties with it too.
+const rowsKeyName = vault.RowsKeyName
 
 // rowsTaggedAction records, once, that the access rows written before row
 // tags existed were tagged. It is the marker: while it is in the audit

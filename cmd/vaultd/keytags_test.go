@@ -88,7 +88,7 @@ func TestBlankedTagsAreNotRetaggedAtStart(t *testing.T) {
 			w.loginAll(t)
 			caseID, docs := w.newCase(t, "MARKER-ROWTAG-BLANK")
 			marks := queryStrings(t, s, `SELECT resource FROM audit_events WHERE action = 'keys.tag_backfill' ORDER BY resource`)
-			if strings.Join(marks, ",") != "case_keys,material_consents,material_segments,materials,supervision_keys,upload_segments,upload_sessions,vault_keys" {
+			if strings.Join(marks, ",") != "case_keys,cases,material_consents,material_segments,materials,supervision_keys,upload_segments,upload_sessions,vault_keys" {
 				t.Fatalf("backfill events after the first start: %v", marks)
 			}
 			s.stop()
@@ -105,6 +105,52 @@ func TestBlankedTagsAreNotRetaggedAtStart(t *testing.T) {
 			if again := queryStrings(t, s, `SELECT resource FROM audit_events WHERE action = 'keys.tag_backfill'`); len(again) != len(marks) {
 				t.Fatalf("backfill events after the restart: %v", again)
 			}
+		})
+	}
+}
+
+// TestCasePartiesEditIsRefusedEndToEnd (review h29h, F1): a database
+// administrator makes another operator organisation the operator of a
+// case. Its operator sees nothing of the case (404, not listed, not its
+// text), vaultd names the case in an ERROR line, and the case's genuine
+// parties have it back once the row is restored.
+func TestCasePartiesEditIsRefusedEndToEnd(t *testing.T) {
+	t.Parallel()
+	for _, be := range backends {
+		t.Run(be.name, func(t *testing.T) {
+			t.Parallel()
+			s := newServer(t, be)
+			w := bootstrap(t, s)
+			s.start()
+			w.loginAll(t)
+			caseID, docs := w.newCase(t, "MARKER-PARTIES-SECRET")
+			w.op.expect(200, "GET", "/cases/"+caseID, nil)
+			genuine := queryStrings(t, s, `SELECT operator_org FROM cases WHERE id = ?`, caseID)[0]
+			dbaExec(t, s, `UPDATE cases SET operator_org = (SELECT org_id FROM access_users WHERE username = 'operator2') WHERE id = ?`, caseID)
+			for _, r := range []resp{
+				w.op2.do("GET", "/cases/"+caseID, nil),
+				w.op2.do("GET", "/cases/"+caseID+"/materials", nil),
+				w.op2.do("GET", "/cases/"+caseID+"/events", nil),
+				w.op.do("GET", "/cases/"+caseID, nil),
+				w.prov.do("GET", "/cases/"+caseID, nil),
+			} {
+				if r.Status != 404 || strings.Contains(string(r.Body), "MARKER-PARTIES") || strings.Contains(string(r.Body), "Core routers") {
+					t.Fatalf("after the edit: %d %.300s", r.Status, r.Body)
+				}
+			}
+			for id := range docs {
+				w.op2.expect(404, "GET", "/materials/"+id+"/content", nil)
+			}
+			if r := w.op2.expect(200, "GET", "/cases", nil); strings.Contains(string(r.Body), caseID) {
+				t.Fatalf("the case is listed to the rival: %.300s", r.Body)
+			}
+			if logs := s.log.String(); !strings.Contains(logs, "case's parties refused") || !strings.Contains(logs, caseID) {
+				t.Fatalf("no ERROR line names the case:\n%s", tail(logs, 3000))
+			}
+			dbaExec(t, s, `UPDATE cases SET operator_org = ? WHERE id = ?`, genuine, caseID)
+			w.op.expect(200, "GET", "/cases/"+caseID, nil)
+			w.prov.expect(200, "GET", "/cases/"+caseID, nil)
+			w.op2.expect(404, "GET", "/cases/"+caseID, nil)
 		})
 	}
 }

@@ -116,13 +116,26 @@
 //     material; one that fails is refused as an unknown upload (404). The
 //     counters a chunk moves are left out: the hash state is sealed under a
 //     label naming the offset, and each segment carries its own tag.
+//   - who the parties of a case are (cases.operator_org and origin, and
+//     its providers in case_providers) is bound by one tag on the case row
+//     (parties_tag), under the vault's rows key rather than the case key:
+//     party membership is decided over whole lists of cases, where one key
+//     unwrap per row would cost too much, and it must outlive a shredded
+//     case's key. The providers are fixed when the case is filed, so a
+//     provider row inserted or deleted changes the list and fails the tag.
+//     Every path where membership grants something checks it: a case's
+//     facts (every case-scoped request and material read), the case list,
+//     the subquery other services filter by (VisibleCaseIDs) and a party's
+//     audit trail. A case whose tag fails has no parties: no organisation
+//     sees anything of it (404, not listed, no events), and the office sees
+//     it only once submitted, shown without its parties; the server logs
+//     the row at ERROR and counts it (crvault_vault_row_tag_refusals_total).
 //
-// Not yet covered: the rows that say who the parties of a case are
-// (cases.operator_org, its status and opening office, and case_providers).
-// A database administrator who edits them makes an organisation a party of
-// the case (it sees the case and the materials shown to every party); it
-// still cannot see another party's provided materials, which need a tagged
-// consent.
+// Not yet covered: a case's status (and so which drafts are a party's
+// alone) and the workflow's own rows; an edit of the status can show the
+// office a party's draft, or move a case through the review outside its
+// rules, which the case history (replayed for the clock) and the audit
+// trail show.
 //
 // What a tag cannot do: it cannot tell an old genuine row put back from the
 // current one (a replay: a material deleted and restored from a dump, a key
