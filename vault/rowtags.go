@@ -430,14 +430,22 @@ func (k *Keyring) tagCaseParties(ctx context.Context) (int64, error) {
 			Where("length(cases.parties_tag) = 0 AND cases.id > ?", after).Order("id").Limit(1000).Find(&rows).Error; err != nil {
 			return n, fmt.Errorf("row tags: read cases: %w", err)
 		}
-		for _, r := range rows {
-			c := r.Case
-			res := db.Model(&caseRow{}).Where("id = ? AND length(parties_tag) = 0", c.ID).
-				UpdateColumn("parties_tag", partiesTag(key, c.ID, c.OperatorOrg, c.Origin, r.providers()))
-			if res.Error != nil {
-				return n, fmt.Errorf("row tags: tag the parties of case %s: %w", c.ID, res.Error)
+		// One transaction a batch: a commit each would be a durable write
+		// per case, minutes for a large vault's first start.
+		err := db.Transaction(func(tx *gorm.DB) error {
+			for _, r := range rows {
+				c := r.Case
+				res := tx.Model(&caseRow{}).Where("id = ? AND length(parties_tag) = 0", c.ID).
+					UpdateColumn("parties_tag", partiesTag(key, c.ID, c.OperatorOrg, c.Origin, r.providers()))
+				if res.Error != nil {
+					return fmt.Errorf("row tags: tag the parties of case %s: %w", c.ID, res.Error)
+				}
+				n += res.RowsAffected
 			}
-			n += res.RowsAffected
+			return nil
+		})
+		if err != nil {
+			return n, err
 		}
 		if len(rows) < 1000 {
 			return n, nil
