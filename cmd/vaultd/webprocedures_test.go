@@ -1,0 +1,152 @@
+package main
+
+// Procedures of the Measures that have pages of their own besides the
+// case's main forms: member units' proposals, and what the case page offers
+// beyond the review's steps. Each is done in the browser without scripts,
+// its effect checked through the API, and refused to a role that may not.
+
+import (
+	htmlstd "html"
+	"net/url"
+	"strings"
+	"testing"
+)
+
+// webUser is a signed-in user's browser, speaking English.
+type webUser struct {
+	t *testing.T
+	c cookieClient
+}
+
+func webOf(t *testing.T, s *server, c *client) webUser {
+	return webUser{t: t, c: cookieClient{t: t, base: s.base, token: c.token}}
+}
+
+var english = map[string]string{"Accept-Language": "en"}
+
+// get fetches a page, which must answer want.
+func (u webUser) get(want int, path string) string {
+	u.t.Helper()
+	st, body, _ := u.c.do("GET", path, "", "", english)
+	if st != want {
+		u.t.Fatalf("GET %s: %d, want %d: %s", path, st, want, tail(htmlstd.UnescapeString(body), 1500))
+	}
+	return htmlstd.UnescapeString(body)
+}
+
+// post sends a url-encoded form with the page's CSRF token, which must
+// answer want; it returns the page and, for a redirect, where to.
+func (u webUser) post(want int, path string, v url.Values) (string, string) {
+	u.t.Helper()
+	v.Set("csrf", pageCSRF(u.t, u.c))
+	st, body, hd := u.c.do("POST", path, v.Encode(), "application/x-www-form-urlencoded", english)
+	if st != want {
+		u.t.Fatalf("POST %s %v: %d, want %d: %s", path, v, st, want, tail(htmlstd.UnescapeString(body), 1500))
+	}
+	return htmlstd.UnescapeString(body), hd.Get("Location")
+}
+
+type proposalJSON struct {
+	ID       string `json:"id"`
+	Title    string `json:"title"`
+	PartyOrg string `json:"party_org"`
+	Status   string `json:"status"`
+	CaseID   string `json:"case_id"`
+	Approval *struct {
+		Reference string `json:"reference"`
+	} `json:"approval"`
+}
+
+func proposalsOf(t *testing.T, c *client) []proposalJSON {
+	t.Helper()
+	var page struct {
+		Items []proposalJSON `json:"items"`
+	}
+	c.expect(200, "GET", "/proposals", nil).json(t, &page)
+	return page.Items
+}
+
+// TestWebProposals: a member unit proposes a review in the browser (a
+// refusal shown on the form with what was typed kept), the office records
+// the Commission's approval there, which opens the case for the operator;
+// roles without the procedure are refused as the API refuses them.
+func TestWebProposals(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, backends[0], "VAULT_TOTP_REQUIRED_ROLES=")
+	s.start()
+	w := bootstrap(t, s)
+	w.loginAll(t)
+	mu, office, op := webOf(t, s, w.mu), webOf(t, s, w.office), webOf(t, s, w.op)
+	form := func(party, title string) url.Values {
+		return url.Values{"party": {party}, "subject": {"service"}, "title": {title}, "product": {"Cloud DNS"}, "reason": {"foreign control of resolution"}}
+	}
+
+	// Not yet registered as a member unit: refused on the form, the
+	// typed text kept.
+	page, _ := mu.post(403, "/proposals", form("Grid Co", "unregistered proposal"))
+	if !strings.Contains(page, `id="propose-form"`) || !strings.Contains(page, `value="unregistered proposal"`) ||
+		!strings.Contains(page, "foreign control of resolution</textarea>") || !strings.Contains(page, `role="alert"`) {
+		t.Fatalf("the refused proposal is not shown on its form: %s", tail(page, 3000))
+	}
+	if len(proposalsOf(t, w.mu)) != 0 {
+		t.Fatal("a refused proposal was stored")
+	}
+	w.office.expect(201, "POST", "/member-units", map[string]any{"org": orgOf(t, w.mu), "unit": "miit"})
+
+	// The nav leads there; an unknown party is named back.
+	if home := mu.get(200, "/"); !strings.Contains(home, `href="/proposals"`) {
+		t.Fatal("the member unit's nav does not link the proposals")
+	}
+	page, _ = mu.post(422, "/proposals", form("No Such Operator", "grid DNS"))
+	if !strings.Contains(page, strings.SplitN(msg(t, "en", "proposals.unknown_party"), "“", 2)[0]) || !strings.Contains(page, `value="grid DNS"`) {
+		t.Fatalf("unknown party: %s", tail(page, 3000))
+	}
+	// A provider is no operator: refused the same way.
+	mu.post(422, "/proposals", form("Acme Routers", "grid DNS"))
+	_, loc := mu.post(303, "/proposals", form("Grid Co", "grid DNS"))
+	if loc != "/proposals?done=proposed" {
+		t.Fatalf("after proposing: %q", loc)
+	}
+	ps := proposalsOf(t, w.mu)
+	if len(ps) != 1 || ps[0].Title != "grid DNS" || ps[0].PartyOrg != w.opOrg || ps[0].Status != "proposed" {
+		t.Fatalf("proposals after the form: %+v", ps)
+	}
+	id := ps[0].ID
+	if page := mu.get(200, "/proposals"); !strings.Contains(page, "grid DNS") || strings.Contains(page, `action="/proposals/`+id+`/approval"`) {
+		t.Fatalf("the member unit's list: %s", tail(page, 3000))
+	}
+
+	// Roles without the procedure: refused (and no form offered).
+	op.get(403, "/proposals")
+	op.post(403, "/proposals", form("Grid Co", "operator's own"))
+	mu.post(403, "/proposals/"+id+"/approval", url.Values{"reference": {"MU-1"}})
+	if home := op.get(200, "/"); strings.Contains(home, `href="/proposals"`) {
+		t.Fatal("the operator's nav links the proposals")
+	}
+
+	// The office: no reference, refused on the form; then approved, which
+	// opens the case.
+	if page := office.get(200, "/proposals"); !strings.Contains(page, `action="/proposals/`+id+`/approval"`) || !strings.Contains(page, "Ministry Unit") {
+		t.Fatalf("the office's list: %s", tail(page, 3000))
+	}
+	page, _ = office.post(422, "/proposals/"+id+"/approval", url.Values{"reference": {"  "}})
+	if !strings.Contains(page, `role="alert"`) || !strings.Contains(page, `action="/proposals/`+id+`/approval"`) {
+		t.Fatalf("approval without a reference: %s", tail(page, 3000))
+	}
+	_, loc = office.post(303, "/proposals/"+id+"/approval", url.Values{"reference": {"中网委批〔2026〕7号"}})
+	ps = proposalsOf(t, w.office)
+	if len(ps) != 1 || ps[0].Status != "approved" || ps[0].CaseID == "" || ps[0].Approval == nil || ps[0].Approval.Reference != "中网委批〔2026〕7号" {
+		t.Fatalf("after the approval: %+v", ps)
+	}
+	if loc != "/cases/"+ps[0].CaseID+"?done=proposal_approved" {
+		t.Fatalf("after approving: %q", loc)
+	}
+	w.op.expect(200, "GET", "/cases/"+ps[0].CaseID, nil)
+	page, _ = office.post(409, "/proposals/"+id+"/approval", url.Values{"reference": {"again"}})
+	if !strings.Contains(page, msg(t, "en", "proposals.already_approved")) {
+		t.Fatalf("a second approval: %s", tail(page, 3000))
+	}
+	if page := mu.get(200, "/proposals"); !strings.Contains(page, "中网委批〔2026〕7号") || !strings.Contains(page, msg(t, "en", "pstatus.approved")) {
+		t.Fatalf("the member unit does not see the approval: %s", tail(page, 3000))
+	}
+}
