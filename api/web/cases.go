@@ -650,7 +650,11 @@ func (a *app) declare(c *gin.Context) {
 
 func (a *app) transition(c *gin.Context) {
 	in := vault.TransitionRequest{Action: c.PostForm("action"), Reason: c.PostForm("reason")}
-	form := keptForm(c, "transition", "action", "reason", "items", "outcome", "conditions", "reference", "measures", "days")
+	fields := []string{"action", "reason", "items", "outcome", "conditions", "reference", "measures", "days"}
+	for _, k := range factorKeys() {
+		fields = append(fields, "factor_"+k)
+	}
+	form := keptForm(c, "transition", fields...)
 	// The form has a field for everything any offered step takes; send the
 	// service only those of the chosen step, which refuses the others.
 	switch review.Action(in.Action) {
@@ -658,6 +662,13 @@ func (a *app) transition(c *gin.Context) {
 		in.Items = lines(c.PostForm("items"))
 	case review.Conclude:
 		in.Outcome, in.Conditions = c.PostForm("outcome"), lines(c.PostForm("conditions"))
+		// A finding for each factor filled in (the form shows those of
+		// the case's edition); the service checks them against it.
+		for _, k := range factorKeys() {
+			if f := strings.TrimSpace(c.PostForm("factor_" + k)); f != "" {
+				in.Factors = append(in.Factors, review.FactorFinding{Factor: k, Finding: f})
+			}
+		}
 	case review.RecordApproval:
 		in.Reference = strings.TrimSpace(c.PostForm("reference"))
 	case review.RecordMeasures:
@@ -676,6 +687,20 @@ func (a *app) transition(c *gin.Context) {
 		return
 	}
 	done(c, c.Param("case"), "moved")
+}
+
+// factorKeys are the factors of every edition, each once, in the
+// articles' order: the fields the conclusion form may carry.
+func factorKeys() []string {
+	var out []string
+	for _, ed := range review.Editions() {
+		for _, f := range ed.Factors {
+			if !slices.Contains(out, f.Key) {
+				out = append(out, f.Key)
+			}
+		}
+	}
+	return out
 }
 
 // lines splits a textarea into its non-empty lines (nil when none).

@@ -150,3 +150,82 @@ func TestWebProposals(t *testing.T) {
 		t.Fatalf("the member unit does not see the approval: %s", tail(page, 3000))
 	}
 }
+
+// toOpinions takes a new case through the API to the member units'
+// round: submitted, reviewed, a recommendation, and the member unit
+// (registered, assigned, declared) asked.
+func toOpinions(t *testing.T, w *world, marker string) string {
+	t.Helper()
+	x := &wfTest{t: t, w: w}
+	w.office.expect(201, "POST", "/member-units", map[string]any{"org": orgOf(t, w.mu), "unit": "miit"})
+	caseID, _ := w.newCase(t, marker)
+	w.op.expect(200, "POST", "/cases/"+caseID+"/submit", nil)
+	x.move(w.office, 200, caseID, "require_review", nil)
+	x.assign(caseID, w.rev1, "reviewer")
+	x.recommendation(caseID)
+	x.assign(caseID, w.mu, "member_unit")
+	x.move(w.office, 200, caseID, "recommend", nil)
+	return caseID
+}
+
+type eventJSON struct {
+	Action  string `json:"action"`
+	Outcome string `json:"outcome"`
+	Factors []struct {
+		Factor  string `json:"factor"`
+		Finding string `json:"finding"`
+	} `json:"factors"`
+}
+
+func eventsOf(t *testing.T, c *client, caseID string) []eventJSON {
+	t.Helper()
+	var page struct {
+		Items []eventJSON `json:"items"`
+	}
+	c.expect(200, "GET", "/cases/"+caseID+"/events", nil).json(t, &page)
+	return page.Items
+}
+
+// TestWebConclusionFactors: the office's conclusion form asks a finding
+// on each factor of the case's edition; a refused conclusion keeps them,
+// and the findings given are recorded with the conclusion and shown on
+// the case page. Only the office is offered the form.
+func TestWebConclusionFactors(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, backends[0], "VAULT_TOTP_REQUIRED_ROLES=")
+	s.start()
+	w := bootstrap(t, s)
+	w.loginAll(t)
+	caseID := toOpinions(t, w, "factors")
+	w.mu.expect(201, "POST", "/cases/"+caseID+"/opinions", map[string]any{"agree": true, "comment": "fine"})
+	office, op := webOf(t, s, w.office), webOf(t, s, w.op)
+
+	page := office.get(200, "/cases/"+caseID)
+	for _, key := range []string{"illegal_control", "data_security", "listing_foreign_influence", "other"} {
+		if !strings.Contains(page, `name="factor_`+key+`"`) {
+			t.Fatalf("the conclusion form lacks the factor %s: %s", key, tail(page, 4000))
+		}
+	}
+	if strings.Contains(op.get(200, "/cases/"+caseID), `name="factor_`) {
+		t.Fatal("the operator is offered the conclusion's factors")
+	}
+	form := url.Values{"action": {"conclude"}, "outcome": {"passed_with_conditions"}, "factor_data_security": {"DATA-FINDING stays in China"}, "factor_other": {" "}}
+	page, _ = office.post(422, "/cases/"+caseID+"/transitions", form)
+	if !strings.Contains(page, "DATA-FINDING stays in China</textarea>") || !strings.Contains(page, msg(t, "en", "error.conditions_required")) {
+		t.Fatalf("the refused conclusion lost its findings: %s", tail(page, 4000))
+	}
+	form.Set("conditions", "report yearly")
+	office.post(303, "/cases/"+caseID+"/transitions", form)
+	var concluded *eventJSON
+	for i, e := range eventsOf(t, w.office, caseID) {
+		if e.Action == "conclude" {
+			concluded = &eventsOf(t, w.office, caseID)[i]
+		}
+	}
+	if concluded == nil || len(concluded.Factors) != 1 || concluded.Factors[0].Factor != "data_security" || concluded.Factors[0].Finding != "DATA-FINDING stays in China" {
+		t.Fatalf("the conclusion recorded %+v", concluded)
+	}
+	if page := op.get(200, "/cases/"+caseID); !strings.Contains(page, `id="conclusion-factors"`) || !strings.Contains(page, "DATA-FINDING stays in China") {
+		t.Fatalf("the case page does not show the findings: %s", tail(page, 4000))
+	}
+}
