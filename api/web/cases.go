@@ -34,6 +34,7 @@ func (a *app) caseRoutes(g *gin.RouterGroup) {
 	g.POST("/cases/:case/transitions", a.csrf, a.transition)
 	g.POST("/cases/:case/opinions", a.csrf, a.opinion)
 	g.POST("/cases/:case/commitments", a.csrf, a.addCommitment)
+	g.POST("/cases/:case/commitments/:id/urge", a.csrf, a.urgeCommitment)
 	g.GET("/materials/:id", a.viewMaterial)
 	g.GET("/deadlines", a.deadlines)
 }
@@ -748,6 +749,30 @@ func (a *app) addCommitment(c *gin.Context) {
 		return
 	}
 	done(c, c.Param("case"), "committed")
+}
+
+// urgeCommitment records the operator's urging of a provider to keep a
+// commitment; the service refuses anyone but the case's operator. A note
+// refused (none, too long) comes back on the case page, kept.
+func (a *app) urgeCommitment(c *gin.Context) {
+	if a.Supervision == nil {
+		a.errorPage(c, http.StatusNotFound, "error.not_found")
+		return
+	}
+	caseID := c.Param("case")
+	_, err := a.Supervision.UrgeCommitment(c.Request.Context(), a.actor(c), caseID, c.Param("id"), supervision.UrgeRequest{Note: c.PostForm("note")})
+	if err != nil {
+		form := keptForm(c, "urge", "note")
+		form["urge.id"] = c.Param("id")
+		a.caseFormRefused(c, err, form)
+		return
+	}
+	if c.PostForm("back") == "commitments" {
+		// Urged from the commitments page: back to it, on the case.
+		c.Redirect(http.StatusSeeOther, "/commitments?case="+caseID+"&done=urged")
+		return
+	}
+	done(c, caseID, "urged")
 }
 
 // inlineTypes are shown in the browser; everything else is downloaded.

@@ -41,7 +41,7 @@ func (u webUser) post(want int, path string, v url.Values) (string, string) {
 	v.Set("csrf", pageCSRF(u.t, u.c))
 	st, body, hd := u.c.do("POST", path, v.Encode(), "application/x-www-form-urlencoded", english)
 	if st != want {
-		u.t.Fatalf("POST %s %v: %d, want %d: %s", path, v, st, want, tail(htmlstd.UnescapeString(body), 1500))
+		u.t.Fatalf("POST %s %.300v: %d, want %d: %s", path, v, st, want, tail(htmlstd.UnescapeString(body), 1500))
 	}
 	return htmlstd.UnescapeString(body), hd.Get("Location")
 }
@@ -227,5 +227,68 @@ func TestWebConclusionFactors(t *testing.T) {
 	}
 	if page := op.get(200, "/cases/"+caseID); !strings.Contains(page, `id="conclusion-factors"`) || !strings.Contains(page, "DATA-FINDING stays in China") {
 		t.Fatalf("the case page does not show the findings: %s", tail(page, 4000))
+	}
+}
+
+type commitmentJSON struct {
+	ID    string `json:"id"`
+	Urges []struct {
+		Note string `json:"note"`
+	} `json:"urges"`
+}
+
+func commitmentsOf(t *testing.T, c *client, caseID string) []commitmentJSON {
+	t.Helper()
+	var page struct {
+		Items []commitmentJSON `json:"items"`
+	}
+	c.expect(200, "GET", "/commitments?case="+caseID, nil).json(t, &page)
+	return page.Items
+}
+
+// TestWebUrgeCommitment: the case's operator urges the provider to keep a
+// commitment from the case page and from the commitments page (a refused
+// note kept on the form); the provider sees the urging and may not urge.
+func TestWebUrgeCommitment(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, backends[0], "VAULT_TOTP_REQUIRED_ROLES=")
+	s.start()
+	w := bootstrap(t, s)
+	w.loginAll(t)
+	caseID, _ := w.newCase(t, "urge")
+	var cm struct{ ID string }
+	w.prov.expect(201, "POST", "/cases/"+caseID+"/commitments", map[string]any{"kind": "supply_continuity", "text": "supply for ten years"}).json(t, &cm)
+	op, prov := webOf(t, s, w.op), webOf(t, s, w.prov)
+	action := `action="/cases/` + caseID + `/commitments/` + cm.ID + `/urge"`
+	if page := op.get(200, "/cases/"+caseID); !strings.Contains(page, action) {
+		t.Fatalf("the operator is not offered the urging: %s", tail(page, 3000))
+	}
+	if page := prov.get(200, "/cases/"+caseID); strings.Contains(page, action) {
+		t.Fatal("the provider is offered the urging")
+	}
+	long := strings.Repeat("急", 4001) // over the service's bound of 4000 characters
+	page, _ := op.post(422, "/cases/"+caseID+"/commitments/"+cm.ID+"/urge", url.Values{"note": {long}})
+	if !strings.Contains(page, long+"</textarea>") || !strings.Contains(page, `role="alert"`) {
+		t.Fatalf("the refused urging lost its note: %s", tail(page, 2000))
+	}
+	_, loc := op.post(303, "/cases/"+caseID+"/commitments/"+cm.ID+"/urge", url.Values{"note": {"URGE-1 deliver the spares"}})
+	if loc != "/cases/"+caseID+"?done=urged" {
+		t.Fatalf("after urging: %q", loc)
+	}
+	if page := op.get(200, "/commitments?case="+caseID); !strings.Contains(page, action) || !strings.Contains(page, `name="back" value="commitments"`) {
+		t.Fatalf("the commitments page offers no urging: %s", tail(page, 3000))
+	}
+	_, loc = op.post(303, "/cases/"+caseID+"/commitments/"+cm.ID+"/urge", url.Values{"note": {"URGE-2"}, "back": {"commitments"}})
+	if loc != "/commitments?case="+caseID+"&done=urged" {
+		t.Fatalf("after urging from the commitments page: %q", loc)
+	}
+	prov.post(403, "/cases/"+caseID+"/commitments/"+cm.ID+"/urge", url.Values{"note": {"self"}})
+	webOf(t, s, w.op2).post(404, "/cases/"+caseID+"/commitments/"+cm.ID+"/urge", url.Values{"note": {"stranger"}})
+	got := commitmentsOf(t, w.prov, caseID)
+	if len(got) != 1 || len(got[0].Urges) != 2 || got[0].Urges[0].Note != "URGE-1 deliver the spares" || got[0].Urges[1].Note != "URGE-2" {
+		t.Fatalf("the provider sees %+v", got)
+	}
+	if page := prov.get(200, "/cases/"+caseID); !strings.Contains(page, "URGE-1 deliver the spares") {
+		t.Fatalf("the provider's case page does not show the urging: %s", tail(page, 3000))
 	}
 }
