@@ -306,3 +306,20 @@ func TestConclusionFormAsksTheEditionsFactors(t *testing.T) {
 		t.Errorf("other factors: 2020 %q, 2021 %q", a, b)
 	}
 }
+
+// TestMeasuresNumberedAsTheServiceDoes: measures recorded in two steps are
+// numbered on from the first, as review.Apply numbers those a report
+// names, and each report lands under its measure.
+func TestMeasuresNumberedAsTheServiceDoes(t *testing.T) {
+	h := []review.Event{
+		{Action: review.RecordMeasures, Measures: []string{"a", "b"}},
+		{Action: review.ReportMeasures, Measure: 2, Reason: "b done"},
+		{Action: review.RecordMeasures, Measures: []string{"c"}},
+		{Action: review.ReportMeasures, Measure: 3, Reason: "c done"},
+	}
+	ms := measuresOf(h)
+	if len(ms) != 3 || ms[2].No != 3 || ms[2].Text != "c" || len(ms[0].Reports) != 0 ||
+		len(ms[1].Reports) != 1 || ms[1].Reports[0].Reason != "b done" || len(ms[2].Reports) != 1 {
+		t.Fatalf("measures: %+v", ms)
+	}
+}

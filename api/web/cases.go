@@ -35,6 +35,7 @@ func (a *app) caseRoutes(g *gin.RouterGroup) {
 	g.POST("/cases/:case/opinions", a.csrf, a.opinion)
 	g.POST("/cases/:case/commitments", a.csrf, a.addCommitment)
 	g.POST("/cases/:case/commitments/:id/urge", a.csrf, a.urgeCommitment)
+	g.POST("/cases/:case/measure-reports", a.csrf, a.reportMeasure)
 	g.GET("/materials/:id", a.viewMaterial)
 	g.GET("/deadlines", a.deadlines)
 }
@@ -219,10 +220,42 @@ type caseView struct {
 	// OpenItems are the requested supplementary items still outstanding,
 	// which a supplementary upload names the one it answers of.
 	OpenItems []review.RequestedItem
+	// Measures are the risk prevention and mitigation measures the
+	// review requires (record_measures, numbered across the history as
+	// the service numbers them), each with the party's reports on it.
+	Measures []measureView
+	// CaseOpen: the review runs, and so takes the party's reports.
+	CaseOpen bool
 	// Form is what was typed into a form of the page that was refused,
 	// by form and field ("transition.reason"), shown again with the
 	// reason above.
 	Form map[string]string
+}
+
+// measureView is one measure the review requires, with the reports on it.
+type measureView struct {
+	No      int
+	Text    string
+	Reports []review.Event
+}
+
+// measuresOf lists the measures of a history, numbered from 1 in the
+// order recorded (as review.Apply numbers them), with the reports on each.
+func measuresOf(h []review.Event) []measureView {
+	var out []measureView
+	for _, e := range h {
+		switch e.Action {
+		case review.RecordMeasures:
+			for _, m := range e.Measures {
+				out = append(out, measureView{No: len(out) + 1, Text: m})
+			}
+		case review.ReportMeasures:
+			if e.Measure >= 1 && e.Measure <= len(out) {
+				out[e.Measure-1].Reports = append(out[e.Measure-1].Reports, e)
+			}
+		}
+	}
+	return out
 }
 
 // ProvisionalDates reports whether the clock shows a date computed for a
@@ -343,6 +376,12 @@ func (a *app) renderCase(c *gin.Context, id string, status int, form map[string]
 		case review.NotRequiredAction:
 			v.ClosedOn = e.On
 		}
+	}
+	v.Measures = measuresOf(v.History)
+	switch review.Status(cs.Status) {
+	case review.Draft, review.Concluded, review.NotRequired:
+	default:
+		v.CaseOpen = true
 	}
 	if v.Clock != nil && cs.Status == string(review.AwaitingSupplement) {
 		for _, it := range v.Clock.SupplementItems {
@@ -749,6 +788,23 @@ func (a *app) addCommitment(c *gin.Context) {
 		return
 	}
 	done(c, c.Param("case"), "committed")
+}
+
+// reportMeasure records the party's report on one measure the review
+// requires; the service refuses anyone but the case's operator, and a
+// measure that was not recorded.
+func (a *app) reportMeasure(c *gin.Context) {
+	form := keptForm(c, "measures", "measure", "report")
+	n, err := strconv.Atoi(strings.TrimSpace(c.PostForm("measure")))
+	if err != nil {
+		a.caseFormRefused(c, &vault.Error{Kind: vault.ErrInvalid, Code: "invalid_field", Detail: "not a number", Field: "measure"}, form)
+		return
+	}
+	if _, err := a.Vault.ReportMeasures(c.Request.Context(), a.actor(c), c.Param("case"), vault.MeasureReport{Measure: n, Report: c.PostForm("report")}); err != nil {
+		a.caseFormRefused(c, err, form)
+		return
+	}
+	done(c, c.Param("case"), "measures_reported")
 }
 
 // urgeCommitment records the operator's urging of a provider to keep a

@@ -292,3 +292,82 @@ func TestWebUrgeCommitment(t *testing.T) {
 		t.Fatalf("the provider's case page does not show the urging: %s", tail(page, 3000))
 	}
 }
+
+// proposedCase is a case opened on the operator's behalf from a member
+// unit's proposal (through the API), with its materials, submitted.
+func proposedCase(t *testing.T, w *world) string {
+	t.Helper()
+	w.office.expect(201, "POST", "/member-units", map[string]any{"org": orgOf(t, w.mu), "unit": "miit"})
+	var p struct{ ID string }
+	w.mu.expect(201, "POST", "/proposals", map[string]any{"party_org": w.opOrg, "subject": "product", "title": "Grid routers",
+		"product": "AR-9000", "reason": "foreign firmware updates"}).json(t, &p)
+	var ap struct {
+		Case struct{ ID string } `json:"case"`
+	}
+	w.office.expect(201, "POST", "/proposals/"+p.ID+"/approval", map[string]any{"reference": "REF-1"}).json(t, &ap)
+	for _, k := range []string{"declaration", "impact_analysis", "procurement"} {
+		if r := w.op.uploadRaw(ap.Case.ID, k, k+".txt", "text/plain", []byte(k)); r.Status != 201 {
+			t.Fatalf("upload %s: %d %s", k, r.Status, r.Body)
+		}
+	}
+	w.op.expect(200, "POST", "/cases/"+ap.Case.ID+"/submit", nil)
+	return ap.Case.ID
+}
+
+// TestWebMeasureReports: the measures a proposed review requires are on
+// the case page, and the operator reports on each there (a refused report
+// kept on the form); the report is in the history, and neither the office
+// nor another operator may report.
+func TestWebMeasureReports(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, backends[0], "VAULT_TOTP_REQUIRED_ROLES=")
+	s.start()
+	w := bootstrap(t, s)
+	w.loginAll(t)
+	caseID := proposedCase(t, w)
+	x := &wfTest{t: t, w: w}
+	x.move(w.office, 200, caseID, "require_review", nil)
+	x.move(w.office, 200, caseID, "record_measures", map[string]any{"measures": []string{"encrypt the backups", "audit the firmware yearly"}})
+	op, office := webOf(t, s, w.op), webOf(t, s, w.office)
+	page := op.get(200, "/cases/"+caseID)
+	if !strings.Contains(page, `id="measure-report-form"`) || !strings.Contains(page, `<option value="2">2. audit the firmware yearly</option>`) {
+		t.Fatalf("the operator is not offered the measures' report: %s", tail(page, 3000))
+	}
+	if strings.Contains(office.get(200, "/cases/"+caseID), `id="measure-report-form"`) {
+		t.Fatal("the office is offered the party's report")
+	}
+	page, _ = op.post(422, "/cases/"+caseID+"/measure-reports", url.Values{"measure": {"3"}, "report": {"REPORT-KEPT"}})
+	if !strings.Contains(page, "REPORT-KEPT</textarea>") || !strings.Contains(page, msg(t, "en", "error.unknown_measure")) {
+		t.Fatalf("the refused report: %s", tail(page, 3000))
+	}
+	_, loc := op.post(303, "/cases/"+caseID+"/measure-reports", url.Values{"measure": {"2"}, "report": {"REPORT-2 audited in March"}})
+	if loc != "/cases/"+caseID+"?done=measures_reported" {
+		t.Fatalf("after reporting: %q", loc)
+	}
+	office.post(403, "/cases/"+caseID+"/measure-reports", url.Values{"measure": {"1"}, "report": {"not mine"}})
+	webOf(t, s, w.op2).post(404, "/cases/"+caseID+"/measure-reports", url.Values{"measure": {"1"}, "report": {"not mine"}})
+	var ev struct {
+		Items []struct {
+			Action  string `json:"action"`
+			Measure int    `json:"measure"`
+			Reason  string `json:"reason"`
+		} `json:"items"`
+	}
+	w.office.expect(200, "GET", "/cases/"+caseID+"/events", nil).json(t, &ev)
+	reports := 0
+	for _, e := range ev.Items {
+		if e.Action == "report_measures" {
+			reports++
+			if e.Measure != 2 || e.Reason != "REPORT-2 audited in March" {
+				t.Errorf("report recorded as %+v", e)
+			}
+		}
+	}
+	if reports != 1 {
+		t.Fatalf("%d reports recorded: %+v", reports, ev.Items)
+	}
+	_, m2, _ := strings.Cut(office.get(200, "/cases/"+caseID), `id="measure-2"`)
+	if m2, _, _ = strings.Cut(m2, "</li>\n"); !strings.Contains(m2, "REPORT-2 audited in March") {
+		t.Fatalf("the office does not see the report under its measure: %s", m2)
+	}
+}
