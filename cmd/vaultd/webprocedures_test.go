@@ -371,3 +371,39 @@ func TestWebMeasureReports(t *testing.T) {
 		t.Fatalf("the office does not see the report under its measure: %s", m2)
 	}
 }
+
+// TestWebWorkload: the inspectors' workload page counts complaints and
+// reports by status as the API does, each status linking its list; other
+// roles are refused it and not linked to it.
+func TestWebWorkload(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, backends[0], "VAULT_TOTP_REQUIRED_ROLES=")
+	s.start()
+	w := bootstrap(t, s)
+	w.loginAll(t)
+	caseID, _ := w.newCase(t, "workload")
+	w.prov.expect(201, "POST", "/complaints", map[string]any{"case": caseID, "kind": "unfair", "description": "slow"})
+	w.prov.expect(201, "POST", "/complaints", map[string]any{"case": caseID, "kind": "confidentiality", "description": "leak?"})
+	insp := webOf(t, s, w.insp)
+	if !strings.Contains(insp.get(200, "/"), `href="/workload"`) {
+		t.Fatal("the inspector's nav does not link the workload")
+	}
+	page := insp.get(200, "/workload")
+	_, complaints, ok := strings.Cut(page, `id="queue-cstatus"`)
+	complaints, _, _ = strings.Cut(complaints, "</section>")
+	if !ok || !strings.Contains(complaints, `<a href="/complaints?status=open">`+msg(t, "en", "cstatus.open")+`</a></td><td>2</td>`) ||
+		!strings.Contains(complaints, "Open: 2") || !strings.Contains(complaints, `class="oldest"`) {
+		t.Fatalf("the complaints' queue: %s", complaints)
+	}
+	_, reports, _ := strings.Cut(page, `id="queue-rstatus"`)
+	if !strings.Contains(reports, "Open: 0") || strings.Contains(reports, `class="oldest"`) {
+		t.Fatalf("the reports' queue: %s", reports)
+	}
+	for _, c := range []*client{w.op, w.office, w.prov} {
+		u := webOf(t, s, c)
+		u.get(403, "/workload")
+		if strings.Contains(u.get(200, "/"), `href="/workload"`) {
+			t.Fatal("a role without the workload is linked to it")
+		}
+	}
+}
