@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"mime"
 	"mime/multipart"
 	"net/http"
@@ -680,9 +681,21 @@ func (a *app) declare(c *gin.Context) {
 		f := false
 		conflict = &f
 	}
+	// An opinion refused for want of a declaration rides along in the
+	// declaration form, so that it is there to send once declared.
+	opinion := map[string]string{"opinion.agree": c.PostForm("opinion_agree"), "opinion.comment": c.PostForm("opinion_comment")}
 	if _, err := a.Vault.Declare(c.Request.Context(), a.actor(c), c.Param("case"),
 		vault.NewDeclaration{Conflict: conflict, Statement: c.PostForm("statement")}); err != nil {
-		a.caseFormRefused(c, err, keptForm(c, "declaration", "conflict", "statement"))
+		form := keptForm(c, "declaration", "conflict", "statement")
+		maps.Copy(form, opinion)
+		a.caseFormRefused(c, err, form)
+		return
+	}
+	if opinion["opinion.agree"] != "" || opinion["opinion.comment"] != "" {
+		// The case page again, the opinion filled in: never through a
+		// redirect, which would put what was typed in a URL.
+		pageOf(c).Flash = "flash.declared"
+		a.renderCase(c, c.Param("case"), http.StatusOK, opinion)
 		return
 	}
 	done(c, c.Param("case"), "declared")
@@ -770,7 +783,16 @@ func (a *app) opinion(c *gin.Context) {
 		agree = &b
 	}
 	if _, err := a.Vault.Opinion(c.Request.Context(), a.actor(c), c.Param("case"), vault.OpinionRequest{Agree: agree, Comment: c.PostForm("comment")}); err != nil {
-		a.caseFormRefused(c, err, keptForm(c, "opinion", "agree", "comment"))
+		form := keptForm(c, "opinion", "agree", "comment")
+		if ve := (*vault.Error)(nil); errors.As(err, &ve) && ve.Code == "declaration_required" {
+			// Refused until the unit declares, which the page it is sent
+			// back to lets it do, its opinion kept (caseRefusal says so).
+			status, _, _ := a.Classify(err)
+			pageOf(c).refused = err
+			a.renderCase(c, c.Param("case"), status, form)
+			return
+		}
+		a.caseFormRefused(c, err, form)
 		return
 	}
 	done(c, c.Param("case"), "opinion")

@@ -407,3 +407,51 @@ func TestWebWorkload(t *testing.T) {
 		}
 	}
 }
+
+// TestWebOpinionBeforeDeclaring: an opinion sent before the member unit
+// declared (from a page opened earlier) is refused with a message about
+// the opinion, on the case page, the opinion kept; it goes along with the
+// declaration and is there, filled in, to send once declared.
+func TestWebOpinionBeforeDeclaring(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, backends[0], "VAULT_TOTP_REQUIRED_ROLES=")
+	s.start()
+	w := bootstrap(t, s)
+	w.loginAll(t)
+	x := &wfTest{t: t, w: w}
+	w.office.expect(201, "POST", "/member-units", map[string]any{"org": orgOf(t, w.mu), "unit": "miit"})
+	caseID, _ := w.newCase(t, "opinion")
+	w.op.expect(200, "POST", "/cases/"+caseID+"/submit", nil)
+	x.move(w.office, 200, caseID, "require_review", nil)
+	x.assign(caseID, w.rev1, "reviewer")
+	x.recommendation(caseID)
+	w.office.expect(201, "POST", "/cases/"+caseID+"/assignments", map[string]any{"user": w.mu.id, "role": "member_unit", "purpose": "opinions"})
+	x.move(w.office, 200, caseID, "recommend", nil)
+	mu := webOf(t, s, w.mu)
+
+	page, _ := mu.post(403, "/cases/"+caseID+"/opinions", url.Values{"agree": {"true"}, "comment": {"KEEP-ME supply is sound"}})
+	if !strings.Contains(page, msg(t, "en", "opinion.declare_first_kept")) || strings.Contains(page, msg(t, "en", "error.declaration_required")) {
+		t.Fatalf("the refusal does not speak of the opinion: %s", tail(page, 3000))
+	}
+	if !strings.Contains(page, "KEEP-ME supply is sound</textarea>") || !strings.Contains(page, `name="opinion_comment" value="KEEP-ME supply is sound"`) ||
+		!strings.Contains(page, `action="/cases/`+caseID+`/declarations"`) {
+		t.Fatalf("the opinion is not kept, nor the declaration offered: %s", tail(page, 4000))
+	}
+	page, _ = mu.post(200, "/cases/"+caseID+"/declarations", url.Values{"conflict": {"false"}, "statement": {"none"},
+		"opinion_agree": {"true"}, "opinion_comment": {"KEEP-ME supply is sound"}})
+	if !strings.Contains(page, msg(t, "en", "flash.declared")) || !strings.Contains(page, "KEEP-ME supply is sound</textarea>") ||
+		!strings.Contains(page, `id="agree-yes" name="agree" value="true" required checked`) {
+		t.Fatalf("after declaring, the opinion is not there to send: %s", tail(page, 4000))
+	}
+	mu.post(303, "/cases/"+caseID+"/opinions", url.Values{"agree": {"true"}, "comment": {"KEEP-ME supply is sound"}})
+	var ev struct {
+		Items []struct {
+			Action string `json:"action"`
+			Reason string `json:"reason"`
+		} `json:"items"`
+	}
+	w.office.expect(200, "GET", "/cases/"+caseID+"/events", nil).json(t, &ev)
+	if last := ev.Items[len(ev.Items)-1]; last.Action != "opinion" || last.Reason != "KEEP-ME supply is sound" {
+		t.Fatalf("the opinion recorded: %+v", last)
+	}
+}
