@@ -225,6 +225,10 @@ type caseView struct {
 	// review requires (record_measures, numbered across the history as
 	// the service numbers them), each with the party's reports on it.
 	Measures []measureView
+	// PartyDraft: a draft seen by someone other than its party (the
+	// office, which opened it after a proposal): no materials or
+	// assignments to show until the party submits.
+	PartyDraft bool
 	// CaseOpen: the review runs, and so takes the party's reports.
 	CaseOpen bool
 	// Form is what was typed into a form of the page that was refused,
@@ -357,7 +361,13 @@ func (a *app) renderCase(c *gin.Context, id string, status int, form map[string]
 	} else {
 		v.ClockError = p.L.T("case.clock_unknown")
 	}
-	if v.Materials, err = a.Vault.ListMaterials(ctx, act, id); err != nil {
+	// A draft the office opened after a proposal is the office's to see,
+	// but its materials and assignments are the party's until it submits:
+	// the page shows the case and says so, and asks for none of them.
+	v.PartyDraft = cs.Status == vault.StatusDraft && !p.Is("operator") && !p.Is("provider")
+	if v.PartyDraft {
+		// nothing to list yet
+	} else if v.Materials, err = a.Vault.ListMaterials(ctx, act, id); err != nil {
 		a.fail(c, err)
 		return
 	}
@@ -391,7 +401,7 @@ func (a *app) renderCase(c *gin.Context, id string, status int, form map[string]
 			}
 		}
 	}
-	if p.Is("office_admin") {
+	if p.Is("office_admin") && !v.PartyDraft {
 		if v.Assignments, err = a.Vault.Assignments(ctx, act, id); err != nil {
 			a.fail(c, err)
 			return

@@ -142,6 +142,10 @@ func TestWebProposals(t *testing.T) {
 		t.Fatalf("after approving: %q", loc)
 	}
 	w.op.expect(200, "GET", "/cases/"+ps[0].CaseID, nil)
+	if page := office.get(200, "/cases/"+ps[0].CaseID); !strings.Contains(page, `id="case-origin"`) || !strings.Contains(page, `href="/proposals#proposal-`+id+`"`) ||
+		!strings.Contains(page, `id="party-draft"`) {
+		t.Fatalf("the case does not say it was proposed: %s", tail(page, 3000))
+	}
 	page, _ = office.post(409, "/proposals/"+id+"/approval", url.Values{"reference": {"again"}})
 	if !strings.Contains(page, msg(t, "en", "proposals.already_approved")) {
 		t.Fatalf("a second approval: %s", tail(page, 3000))
