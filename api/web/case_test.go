@@ -274,3 +274,52 @@ func TestUploadItemRefusalsInWords(t *testing.T) {
 		}
 	}
 }
+
+// TestConclusionFormAsksTheEditionsFactors: the conclusion form has a
+// finding field for each factor of the case's own edition, named in its
+// wording with its item, and no other.
+func TestConclusionFormAsksTheEditionsFactors(t *testing.T) {
+	e, cat := viewsAndCatalogue(t)
+	for _, ed := range review.Editions() {
+		for _, tag := range languages {
+			L := cat.locale(tag).ForEdition(ed.ID)
+			v := caseView{Case: vault.Case{ID: "c1", Title: "T", Status: "soliciting_opinions", Edition: ed.ID}, Actions: []string{"conclude"}, Outcomes: review.Outcomes()}
+			p := &page{L: L, User: &access.User{ID: "u-self"}, Roles: []string{"office_admin"}, Data: v}
+			var b strings.Builder
+			if err := e.views["case"].Execute(&b, p); err != nil {
+				t.Fatal(err)
+			}
+			html := htmlstd.UnescapeString(b.String())
+			if n := strings.Count(html, `name="factor_`); n != len(ed.Factors) {
+				t.Errorf("%s %s: %d factor fields, want %d", ed.ID, tag, n, len(ed.Factors))
+			}
+			last := ed.Factors[len(ed.Factors)-1]
+			label := L.Factor(last.Key)
+			if !strings.Contains(html, label) || strings.Contains(label, "factor.") {
+				t.Errorf("%s %s: the last factor is not named in words: %q", ed.ID, tag, label)
+			}
+		}
+	}
+	// The two editions word "other" differently.
+	zh := cat.locale(languages[0])
+	if a, b := zh.ForEdition("2020").Factor("other"), zh.ForEdition("2021").Factor("other"); a == b || !strings.HasPrefix(a, "（五）") || !strings.HasPrefix(b, "（七）") {
+		t.Errorf("other factors: 2020 %q, 2021 %q", a, b)
+	}
+}
+
+// TestMeasuresNumberedAsTheServiceDoes: measures recorded in two steps are
+// numbered on from the first, as review.Apply numbers those a report
+// names, and each report lands under its measure.
+func TestMeasuresNumberedAsTheServiceDoes(t *testing.T) {
+	h := []review.Event{
+		{Action: review.RecordMeasures, Measures: []string{"a", "b"}},
+		{Action: review.ReportMeasures, Measure: 2, Reason: "b done"},
+		{Action: review.RecordMeasures, Measures: []string{"c"}},
+		{Action: review.ReportMeasures, Measure: 3, Reason: "c done"},
+	}
+	ms := measuresOf(h)
+	if len(ms) != 3 || ms[2].No != 3 || ms[2].Text != "c" || len(ms[0].Reports) != 0 ||
+		len(ms[1].Reports) != 1 || ms[1].Reports[0].Reason != "b done" || len(ms[2].Reports) != 1 {
+		t.Fatalf("measures: %+v", ms)
+	}
+}

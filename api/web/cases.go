@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"mime"
 	"mime/multipart"
 	"net/http"
@@ -34,6 +35,8 @@ func (a *app) caseRoutes(g *gin.RouterGroup) {
 	g.POST("/cases/:case/transitions", a.csrf, a.transition)
 	g.POST("/cases/:case/opinions", a.csrf, a.opinion)
 	g.POST("/cases/:case/commitments", a.csrf, a.addCommitment)
+	g.POST("/cases/:case/commitments/:id/urge", a.csrf, a.urgeCommitment)
+	g.POST("/cases/:case/measure-reports", a.csrf, a.reportMeasure)
 	g.GET("/materials/:id", a.viewMaterial)
 	g.GET("/deadlines", a.deadlines)
 }
@@ -218,10 +221,46 @@ type caseView struct {
 	// OpenItems are the requested supplementary items still outstanding,
 	// which a supplementary upload names the one it answers of.
 	OpenItems []review.RequestedItem
+	// Measures are the risk prevention and mitigation measures the
+	// review requires (record_measures, numbered across the history as
+	// the service numbers them), each with the party's reports on it.
+	Measures []measureView
+	// PartyDraft: a draft seen by someone other than its party (the
+	// office, which opened it after a proposal): no materials or
+	// assignments to show until the party submits.
+	PartyDraft bool
+	// CaseOpen: the review runs, and so takes the party's reports.
+	CaseOpen bool
 	// Form is what was typed into a form of the page that was refused,
 	// by form and field ("transition.reason"), shown again with the
 	// reason above.
 	Form map[string]string
+}
+
+// measureView is one measure the review requires, with the reports on it.
+type measureView struct {
+	No      int
+	Text    string
+	Reports []review.Event
+}
+
+// measuresOf lists the measures of a history, numbered from 1 in the
+// order recorded (as review.Apply numbers them), with the reports on each.
+func measuresOf(h []review.Event) []measureView {
+	var out []measureView
+	for _, e := range h {
+		switch e.Action {
+		case review.RecordMeasures:
+			for _, m := range e.Measures {
+				out = append(out, measureView{No: len(out) + 1, Text: m})
+			}
+		case review.ReportMeasures:
+			if e.Measure >= 1 && e.Measure <= len(out) {
+				out[e.Measure-1].Reports = append(out[e.Measure-1].Reports, e)
+			}
+		}
+	}
+	return out
 }
 
 // ProvisionalDates reports whether the clock shows a date computed for a
@@ -322,7 +361,13 @@ func (a *app) renderCase(c *gin.Context, id string, status int, form map[string]
 	} else {
 		v.ClockError = p.L.T("case.clock_unknown")
 	}
-	if v.Materials, err = a.Vault.ListMaterials(ctx, act, id); err != nil {
+	// A draft the office opened after a proposal is the office's to see,
+	// but its materials and assignments are the party's until it submits:
+	// the page shows the case and says so, and asks for none of them.
+	v.PartyDraft = cs.Status == vault.StatusDraft && !p.Is("operator") && !p.Is("provider")
+	if v.PartyDraft {
+		// nothing to list yet
+	} else if v.Materials, err = a.Vault.ListMaterials(ctx, act, id); err != nil {
 		a.fail(c, err)
 		return
 	}
@@ -343,6 +388,12 @@ func (a *app) renderCase(c *gin.Context, id string, status int, form map[string]
 			v.ClosedOn = e.On
 		}
 	}
+	v.Measures = measuresOf(v.History)
+	switch review.Status(cs.Status) {
+	case review.Draft, review.Concluded, review.NotRequired:
+	default:
+		v.CaseOpen = true
+	}
 	if v.Clock != nil && cs.Status == string(review.AwaitingSupplement) {
 		for _, it := range v.Clock.SupplementItems {
 			if !it.Received {
@@ -350,7 +401,7 @@ func (a *app) renderCase(c *gin.Context, id string, status int, form map[string]
 			}
 		}
 	}
-	if p.Is("office_admin") {
+	if p.Is("office_admin") && !v.PartyDraft {
 		if v.Assignments, err = a.Vault.Assignments(ctx, act, id); err != nil {
 			a.fail(c, err)
 			return
@@ -640,9 +691,21 @@ func (a *app) declare(c *gin.Context) {
 		f := false
 		conflict = &f
 	}
+	// An opinion refused for want of a declaration rides along in the
+	// declaration form, so that it is there to send once declared.
+	opinion := map[string]string{"opinion.agree": c.PostForm("opinion_agree"), "opinion.comment": c.PostForm("opinion_comment")}
 	if _, err := a.Vault.Declare(c.Request.Context(), a.actor(c), c.Param("case"),
 		vault.NewDeclaration{Conflict: conflict, Statement: c.PostForm("statement")}); err != nil {
-		a.caseFormRefused(c, err, keptForm(c, "declaration", "conflict", "statement"))
+		form := keptForm(c, "declaration", "conflict", "statement")
+		maps.Copy(form, opinion)
+		a.caseFormRefused(c, err, form)
+		return
+	}
+	if opinion["opinion.agree"] != "" || opinion["opinion.comment"] != "" {
+		// The case page again, the opinion filled in: never through a
+		// redirect, which would put what was typed in a URL.
+		pageOf(c).Flash = "flash.declared"
+		a.renderCase(c, c.Param("case"), http.StatusOK, opinion)
 		return
 	}
 	done(c, c.Param("case"), "declared")
@@ -650,7 +713,11 @@ func (a *app) declare(c *gin.Context) {
 
 func (a *app) transition(c *gin.Context) {
 	in := vault.TransitionRequest{Action: c.PostForm("action"), Reason: c.PostForm("reason")}
-	form := keptForm(c, "transition", "action", "reason", "items", "outcome", "conditions", "reference", "measures", "days")
+	fields := []string{"action", "reason", "items", "outcome", "conditions", "reference", "measures", "days"}
+	for _, k := range factorKeys() {
+		fields = append(fields, "factor_"+k)
+	}
+	form := keptForm(c, "transition", fields...)
 	// The form has a field for everything any offered step takes; send the
 	// service only those of the chosen step, which refuses the others.
 	switch review.Action(in.Action) {
@@ -658,6 +725,13 @@ func (a *app) transition(c *gin.Context) {
 		in.Items = lines(c.PostForm("items"))
 	case review.Conclude:
 		in.Outcome, in.Conditions = c.PostForm("outcome"), lines(c.PostForm("conditions"))
+		// A finding for each factor filled in (the form shows those of
+		// the case's edition); the service checks them against it.
+		for _, k := range factorKeys() {
+			if f := strings.TrimSpace(c.PostForm("factor_" + k)); f != "" {
+				in.Factors = append(in.Factors, review.FactorFinding{Factor: k, Finding: f})
+			}
+		}
 	case review.RecordApproval:
 		in.Reference = strings.TrimSpace(c.PostForm("reference"))
 	case review.RecordMeasures:
@@ -676,6 +750,20 @@ func (a *app) transition(c *gin.Context) {
 		return
 	}
 	done(c, c.Param("case"), "moved")
+}
+
+// factorKeys are the factors of every edition, each once, in the
+// articles' order: the fields the conclusion form may carry.
+func factorKeys() []string {
+	var out []string
+	for _, ed := range review.Editions() {
+		for _, f := range ed.Factors {
+			if !slices.Contains(out, f.Key) {
+				out = append(out, f.Key)
+			}
+		}
+	}
+	return out
 }
 
 // lines splits a textarea into its non-empty lines (nil when none).
@@ -705,7 +793,16 @@ func (a *app) opinion(c *gin.Context) {
 		agree = &b
 	}
 	if _, err := a.Vault.Opinion(c.Request.Context(), a.actor(c), c.Param("case"), vault.OpinionRequest{Agree: agree, Comment: c.PostForm("comment")}); err != nil {
-		a.caseFormRefused(c, err, keptForm(c, "opinion", "agree", "comment"))
+		form := keptForm(c, "opinion", "agree", "comment")
+		if ve := (*vault.Error)(nil); errors.As(err, &ve) && ve.Code == "declaration_required" {
+			// Refused until the unit declares, which the page it is sent
+			// back to lets it do, its opinion kept (caseRefusal says so).
+			status, _, _ := a.Classify(err)
+			pageOf(c).refused = err
+			a.renderCase(c, c.Param("case"), status, form)
+			return
+		}
+		a.caseFormRefused(c, err, form)
 		return
 	}
 	done(c, c.Param("case"), "opinion")
@@ -723,6 +820,47 @@ func (a *app) addCommitment(c *gin.Context) {
 		return
 	}
 	done(c, c.Param("case"), "committed")
+}
+
+// reportMeasure records the party's report on one measure the review
+// requires; the service refuses anyone but the case's operator, and a
+// measure that was not recorded.
+func (a *app) reportMeasure(c *gin.Context) {
+	form := keptForm(c, "measures", "measure", "report")
+	n, err := strconv.Atoi(strings.TrimSpace(c.PostForm("measure")))
+	if err != nil {
+		a.caseFormRefused(c, &vault.Error{Kind: vault.ErrInvalid, Code: "invalid_field", Detail: "not a number", Field: "measure"}, form)
+		return
+	}
+	if _, err := a.Vault.ReportMeasures(c.Request.Context(), a.actor(c), c.Param("case"), vault.MeasureReport{Measure: n, Report: c.PostForm("report")}); err != nil {
+		a.caseFormRefused(c, err, form)
+		return
+	}
+	done(c, c.Param("case"), "measures_reported")
+}
+
+// urgeCommitment records the operator's urging of a provider to keep a
+// commitment; the service refuses anyone but the case's operator. A note
+// refused (none, too long) comes back on the case page, kept.
+func (a *app) urgeCommitment(c *gin.Context) {
+	if a.Supervision == nil {
+		a.errorPage(c, http.StatusNotFound, "error.not_found")
+		return
+	}
+	caseID := c.Param("case")
+	_, err := a.Supervision.UrgeCommitment(c.Request.Context(), a.actor(c), caseID, c.Param("id"), supervision.UrgeRequest{Note: c.PostForm("note")})
+	if err != nil {
+		form := keptForm(c, "urge", "note")
+		form["urge.id"] = c.Param("id")
+		a.caseFormRefused(c, err, form)
+		return
+	}
+	if c.PostForm("back") == "commitments" {
+		// Urged from the commitments page: back to it, on the case.
+		c.Redirect(http.StatusSeeOther, "/commitments?case="+caseID+"&done=urged")
+		return
+	}
+	done(c, caseID, "urged")
 }
 
 // inlineTypes are shown in the browser; everything else is downloaded.

@@ -162,6 +162,36 @@ func (l *Locale) Art(names ...string) string {
 	return "Art. " + strings.Join(nos, ", ")
 }
 
+// Factors are the keys of the factors the page's edition weighs, in the
+// article's order: the conclusion form asks a finding on each.
+func (l *Locale) Factors() []string {
+	fs := l.edition().Factors
+	out := make([]string, len(fs))
+	for i, f := range fs {
+		out[i] = f.Key
+	}
+	return out
+}
+
+// Factor names a factor of the page's edition in words, with its item of
+// the factors article: "（一）产品和服务使用后……" or "(1) risk of ...". An
+// edition whose wording differs from the other's has a message of its own
+// (factor.2020.other).
+func (l *Locale) Factor(key string) string {
+	f, ok := l.edition().Factor(key)
+	if !ok {
+		return key
+	}
+	text := l.T("factor." + l.edition().ID + "." + key)
+	if text == "factor."+l.edition().ID+"."+key {
+		text = l.T("factor." + key)
+	}
+	if l.tag == languages[0] {
+		return "（" + review.ZhNumber(f.Item) + "）" + text
+	}
+	return fmt.Sprintf("(%d) %s", f.Item, text)
+}
+
 // EditionTitle names an edition of the Measures (its id) in this language.
 func (l *Locale) EditionTitle(id string) string {
 	ed, err := review.EditionByID(id)

@@ -28,6 +28,14 @@ func (a *app) caseRefusal(c *gin.Context, err error) string {
 		}
 		return p.L.T("error.not_a_member_named", "Orgs", p.L.list(names))
 	}
+	if errors.As(err, &ve) && ve.Code == "declaration_required" && c.FullPath() == "/cases/:case/opinions" {
+		// An opinion sent before declaring (a page opened earlier, or in
+		// another tab): the message is about opinions, not reading, and
+		// the opinion typed is kept for after the declaration.
+		p := pageOf(c)
+		p.ErrorLink, p.ErrorLinkLabel = "#decl-h", p.L.T("opinion.to_declaration")
+		return p.L.T("opinion.declare_first_kept")
+	}
 	_, msg := a.formError(c, err)
 	return msg
 }

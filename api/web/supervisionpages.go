@@ -25,6 +25,47 @@ func (a *app) supervisionRoutes(g *gin.RouterGroup) {
 	g.POST("/reports/:id/messages", a.csrf, a.inspectorMessage)
 	g.POST("/reports/:id/status", a.csrf, a.reportStatus)
 	g.GET("/reports/:id/attachments/:aid", a.reportAttachment)
+	g.GET("/workload", a.workload)
+}
+
+// queueView is one of the inspectors' queues as the workload page shows
+// it: every status in its order, with how many are in it.
+type queueView struct {
+	Title, List, Enum string // the queue's heading, its list page, its statuses' message group
+	Rows              []queueRow
+	Queue             supervision.Queue
+	// Open is how many are open; OldestDays how many whole days the
+	// oldest open one has waited.
+	Open, OldestDays int
+}
+
+type queueRow struct {
+	Status string
+	Count  int64
+}
+
+// workload is the inspectors' queue (supervision.Workload, which refuses
+// anyone else and audits the look): complaints and reports by status, and
+// how long the oldest open one has waited.
+func (a *app) workload(c *gin.Context) {
+	p := pageOf(c)
+	wl, err := a.Supervision.Workload(c.Request.Context(), a.actor(c))
+	if err != nil {
+		a.fail(c, err)
+		return
+	}
+	queue := func(title, list, enum string, q supervision.Queue, statuses []string) queueView {
+		v := queueView{Title: title, List: list, Enum: enum, Queue: q, Open: int(q.Open), OldestDays: int(q.OldestOpenAgeSec / 86400)}
+		for _, s := range statuses {
+			v.Rows = append(v.Rows, queueRow{s, q.ByStatus[s]})
+		}
+		return v
+	}
+	p.Data = []queueView{
+		queue("workload.complaints", "/complaints", "cstatus", wl.Complaints, complaintStatuses),
+		queue("workload.reports", "/reports", "rstatus", wl.Reports, reportStatuses),
+	}
+	a.render(c, http.StatusOK, "workload", p)
 }
 
 func (a *app) complaints(c *gin.Context) {

@@ -116,6 +116,7 @@ func Register(r *gin.Engine, d Deps) ([]gin.HandlerFunc, error) {
 	a.caseRoutes(in)
 	a.auditRoutes(in)
 	a.supervisionRoutes(in)
+	a.proposalRoutes(in)
 	return []gin.HandlerFunc{a.headers, a.identify, func(c *gin.Context) { a.errorPage(c, http.StatusNotFound, "error.not_found") }}, nil
 }
 
@@ -506,6 +507,8 @@ func formPage(c *gin.Context, readForm bool) string {
 		return "/account"
 	case route == "/member-units":
 		return "/member-units"
+	case route == "/proposals", strings.HasPrefix(route, "/proposals/"):
+		return "/proposals"
 	case route == "/audit/verify":
 		return "/audit"
 	case route == "/report/status", route == "/report/messages":

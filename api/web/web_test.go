@@ -95,6 +95,13 @@ func TestCataloguesComplete(t *testing.T) {
 	enum("outcome", "allowed", "denied", "error")
 	enum("outcome", review.Outcomes()...)
 	enum("commitment", supervision.CommitmentKinds...)
+	enum("pstatus", vault.ProposalProposed, vault.ProposalApproved)
+	for _, ed := range review.Editions() {
+		enum("proposal_subject", ed.ProposalSubjects...)
+		for _, f := range ed.Factors {
+			enum("factor", f.Key)
+		}
+	}
 	enum("complaint", "unfair", "confidentiality")
 	enum("cstatus", supervision.StatusOpen, supervision.StatusInvestigating, supervision.StatusUpheld, supervision.StatusDismissed)
 	enum("rstatus", reportStatuses...)
