@@ -341,3 +341,41 @@ func TestLocalDirGoneIsUnavailable(t *testing.T) {
 	}
 	put(t, s, "new", data(1, 1000))
 }
+
+// TestLocalStoreGoneIsUnavailable (review h30d): with the store's directory
+// itself gone (an unmounted volume), a read and a delete say the store is
+// unavailable, as a write and /readyz do. A read said the blob was missing,
+// which the vault answers as 500 material_damaged although nothing is; a
+// delete said it was done, though the blob stays on the absent volume.
+func TestLocalStoreGoneIsUnavailable(t *testing.T) {
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "blobs")
+	l, err := blob.NewLocal(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const id = "0123456789abcdef0123456789abcdef"
+	if _, err := l.Put(ctx, id, bytes.NewReader([]byte("sealed")), 6); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Open(ctx, "0123456789abcdef0123456789abcdee"); !errors.Is(err, blob.ErrNotFound) || errors.Is(err, blob.ErrUnavailable) {
+		t.Fatalf("a missing blob in a present store: %v, want ErrNotFound alone", err)
+	}
+	if err := os.Rename(dir, dir+".away"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Open(ctx, id); !errors.Is(err, blob.ErrUnavailable) || errors.Is(err, blob.ErrNotFound) {
+		t.Fatalf("open with the store's directory gone: %v, want ErrUnavailable", err)
+	}
+	if err := l.Delete(ctx, id); !errors.Is(err, blob.ErrUnavailable) {
+		t.Fatalf("delete with the store's directory gone: %v, want ErrUnavailable", err)
+	}
+	if err := os.Rename(dir+".away", dir); err != nil {
+		t.Fatal(err)
+	}
+	obj, err := l.Open(ctx, id)
+	if err != nil {
+		t.Fatalf("open once the directory is back: %v", err)
+	}
+	obj.Close()
+}

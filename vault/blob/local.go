@@ -161,6 +161,24 @@ func syncDir(dir string) error {
 	return err
 }
 
+// rootGone tells a blob that is missing from a store that is missing: when
+// the store's directory itself is gone (an unmounted volume), a blob's
+// absence says nothing about the blob, and the store is unavailable, as
+// Put and /readyz say; a read must not call the material damaged.
+func (l *Local) rootGone() error {
+	info, err := os.Stat(l.dir)
+	switch {
+	case err == nil && info.IsDir():
+		return nil
+	case err == nil:
+		return unavailable(fmt.Errorf("blob store %s is not a directory", l.dir))
+	case errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR):
+		return unavailable(err)
+	default:
+		return fsFault(err)
+	}
+}
+
 // Open opens the blob's file; the Object is the file itself.
 func (l *Local) Open(ctx context.Context, id string) (Object, error) {
 	if err := checkID(id); err != nil {
@@ -171,6 +189,9 @@ func (l *Local) Open(ctx context.Context, id string) (Object, error) {
 	}
 	f, err := os.Open(l.path(id))
 	if errors.Is(err, fs.ErrNotExist) {
+		if err := l.rootGone(); err != nil {
+			return nil, fmt.Errorf("open blob %s: %w", id, err)
+		}
 		return nil, fmt.Errorf("open blob %s: %w", id, ErrNotFound)
 	}
 	if err != nil {
@@ -213,7 +234,9 @@ func (l *Local) Delete(ctx context.Context, id string) error {
 	}
 	err := os.Remove(l.path(id))
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil
+		// Gone with the store's directory is not gone: the blob is still
+		// on the volume that is not there now.
+		return l.rootGone()
 	}
 	if err != nil {
 		return fmt.Errorf("delete blob %s: %w", id, fsFault(err))
