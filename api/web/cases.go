@@ -202,6 +202,9 @@ type caseView struct {
 	// OpinionDue: the viewer's member unit is asked in the round open now
 	// and has not answered it (review.OpinionDue).
 	OpinionDue bool
+	// OverdueUnits are the member units of the open round silent past
+	// their deadline: those whose written answer the office may record.
+	OverdueUnits []string
 	// Conclusion is the event that concluded the case (its outcome and
 	// conditions), nil while the review runs.
 	Conclusion *review.Event
@@ -394,6 +397,9 @@ func (a *app) renderCase(c *gin.Context, id string, status int, form map[string]
 	if v.Clock != nil {
 		for _, o := range v.Clock.Opinions {
 			orgs = append(orgs, o.Org)
+			if o.Overdue {
+				v.OverdueUnits = append(v.OverdueUnits, o.Org)
+			}
 		}
 	}
 	users := make([]string, 0, len(v.Assignments))
@@ -650,7 +656,8 @@ func (a *app) declare(c *gin.Context) {
 
 func (a *app) transition(c *gin.Context) {
 	in := vault.TransitionRequest{Action: c.PostForm("action"), Reason: c.PostForm("reason")}
-	form := keptForm(c, "transition", "action", "reason", "items", "outcome", "conditions", "reference", "measures", "days")
+	form := keptForm(c, "transition", "action", "reason", "items", "outcome", "conditions", "reference", "measures", "days",
+		"org", "agree", "opinion_reference")
 	// The form has a field for everything any offered step takes; send the
 	// service only those of the chosen step, which refuses the others.
 	switch review.Action(in.Action) {
@@ -662,6 +669,12 @@ func (a *app) transition(c *gin.Context) {
 		in.Reference = strings.TrimSpace(c.PostForm("reference"))
 	case review.RecordMeasures:
 		in.Measures = lines(c.PostForm("measures"))
+	case review.RecordOpinion:
+		in.Org, in.Reference = c.PostForm("org"), strings.TrimSpace(c.PostForm("opinion_reference"))
+		if v := c.PostForm("agree"); v == "true" || v == "false" {
+			agree := v == "true"
+			in.Agree = &agree
+		}
 	}
 	if s := c.PostForm("days"); s != "" && review.Action(in.Action) == review.ExtendSpecial {
 		n, err := strconv.Atoi(s)
