@@ -1,0 +1,54 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+)
+
+// TestRecordOpinionRefusedBeforeOverdue: over HTTP, the office's
+// record_opinion for a member unit whose 15 working days have not run out
+// (the round was sent today) is a 422 problem+json with code
+// opinion_not_overdue naming the unit; the unit itself may not take the
+// office's step; the case stays soliciting opinions. The accepted step
+// needs days to pass and is tested in vault (TestRecordOpinionOfSilentUnit).
+func TestRecordOpinionRefusedBeforeOverdue(t *testing.T) {
+	t.Parallel() // its own server; it asserts no timing
+	s := newServer(t, backends[0])
+	w := bootstrap(t, s)
+	s.start()
+	w.loginAll(t)
+	coverYears(t, s)
+	muOrg := orgOf(t, w.mu)
+	w.office.expect(201, "POST", "/member-units", map[string]any{"org": muOrg, "unit": "department"})
+	var cs struct {
+		ID string `json:"id"`
+	}
+	w.op.expect(201, "POST", "/cases", map[string]any{"title": "Switches", "product": "SW-1"}).json(t, &cs)
+	for _, k := range []string{"declaration", "impact_analysis", "procurement"} {
+		w.op.upload(t, cs.ID, k, k+".txt", "operator "+k)
+	}
+	w.op.expect(200, "POST", "/cases/"+cs.ID+"/submit", nil)
+	w.office.expect(200, "POST", "/cases/"+cs.ID+"/transitions", map[string]any{"action": "require_review"})
+	w.office.expect(201, "POST", "/cases/"+cs.ID+"/assignments", map[string]any{"user": w.rev1.id, "role": "reviewer", "purpose": "preliminary review"})
+	w.rev1.expect(201, "POST", "/cases/"+cs.ID+"/declarations", map[string]any{"conflict": false, "statement": "none"})
+	w.rev1.upload(t, cs.ID, "recommendation", "rec.txt", "the recommendation")
+	w.office.expect(201, "POST", "/cases/"+cs.ID+"/assignments", map[string]any{"user": w.mu.id, "role": "member_unit", "purpose": "opinion"})
+	w.office.expect(200, "POST", "/cases/"+cs.ID+"/transitions", map[string]any{"action": "recommend"})
+
+	body := map[string]any{"action": "record_opinion", "org": muOrg, "agree": false, "reference": "函〔2026〕1号", "reason": "letter by post"}
+	p := w.office.expect(422, "POST", "/cases/"+cs.ID+"/transitions", body).problem(t)
+	if p["code"] != "opinion_not_overdue" || !strings.Contains(fmt.Sprint(p["missing"]), muOrg) {
+		t.Fatalf("record_opinion before the unit is overdue: %v", p)
+	}
+	if r := w.mu.do("POST", "/cases/"+cs.ID+"/transitions", body); r.Status != 403 && r.Status != 404 {
+		t.Fatalf("a member unit took the office's step: %d %s", r.Status, r.Body)
+	}
+	var c struct {
+		Status string `json:"status"`
+	}
+	w.office.expect(200, "GET", "/cases/"+cs.ID, nil).json(t, &c)
+	if c.Status != "soliciting_opinions" {
+		t.Fatalf("status %s", c.Status)
+	}
+}
