@@ -525,7 +525,7 @@ func (st *state) check(a Action, role string, f Facts, in Input, e *Event) error
 		if st.status == SolicitingOpinions {
 			r := st.lastRound()
 			if p := r.pending(true); len(p) > 0 {
-				g := guard(CodeOpinionsPending, "%d of %d member units asked have not agreed (%s); silence is not agreement", len(p), len(r.members), ed.Art(ArtOpinions))
+				g := guard(CodeOpinionsPending, "%d of %d member units asked have not agreed (%s); silence is not agreement: an overdue unit's written answer received outside crvault is recorded with record_opinion", len(p), len(r.members), ed.Art(ArtOpinions))
 				g.Missing = p
 				return g
 			}
