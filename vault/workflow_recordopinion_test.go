@@ -2,6 +2,7 @@ package vault
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -67,6 +68,9 @@ func TestRecordOpinionOfSilentUnit(t *testing.T) {
 
 			id := f.silentUnitCase()
 			f.at(due.String())
+			if offered, err := f.svc.Offered(f.ctx, f.office, id); err != nil || slices.Contains(offered, "record_opinion") {
+				t.Fatalf("offered on the due day: %v %v", offered, err)
+			}
 			_, err := f.recordOpinion(id, false)
 			ve := wantCode(t, err, ErrInvalid, review.CodeOpinionNotOverdue)
 			if len(ve.Missing) != 1 || ve.Missing[0] != org2 {
@@ -78,6 +82,9 @@ func TestRecordOpinionOfSilentUnit(t *testing.T) {
 			}
 			late := due.AddDays(1)
 			f.at(late.String())
+			if offered, err := f.svc.Offered(f.ctx, f.office, id); err != nil || !slices.Contains(offered, "record_opinion") {
+				t.Fatalf("not offered once the unit is overdue: %v %v", offered, err)
+			}
 			for _, who := range []Actor{f.u2, f.u1, f.op, f.rev} {
 				no := false
 				if _, err := f.svc.Transition(f.ctx, who, id, TransitionRequest{Action: "record_opinion", Org: org2, Agree: &no,

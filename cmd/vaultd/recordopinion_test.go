@@ -2,6 +2,8 @@ package main
 
 import (
 	"fmt"
+	htmlstd "html"
+	"net/url"
 	"strings"
 	"testing"
 )
@@ -13,8 +15,8 @@ import (
 // office's step; the case stays soliciting opinions. The accepted step
 // needs days to pass and is tested in vault (TestRecordOpinionOfSilentUnit).
 func TestRecordOpinionRefusedBeforeOverdue(t *testing.T) {
-	t.Parallel() // its own server; it asserts no timing
-	s := newServer(t, backends[0])
+	t.Parallel()                                                 // its own server; it asserts no timing
+	s := newServer(t, backends[0], "VAULT_TOTP_REQUIRED_ROLES=") // the browser session needs no TOTP
 	w := bootstrap(t, s)
 	s.start()
 	w.loginAll(t)
@@ -44,6 +46,22 @@ func TestRecordOpinionRefusedBeforeOverdue(t *testing.T) {
 	if r := w.mu.do("POST", "/cases/"+cs.ID+"/transitions", body); r.Status != 403 && r.Status != 404 {
 		t.Fatalf("a member unit took the office's step: %d %s", r.Status, r.Body)
 	}
+
+	// The web form: not offered while no unit is overdue; sent anyway, it
+	// is refused in words, with what was typed kept.
+	web := cookieClient{t: t, base: s.base, token: w.office.token}
+	st, page, _ := web.do("GET", "/cases/"+cs.ID, "", "", map[string]string{"Accept-Language": "en"})
+	if st != 200 || !strings.Contains(page, `id="transition-form"`) || strings.Contains(page, `id="record-opinion"`) || strings.Contains(page, `value="record_opinion"`) {
+		t.Fatalf("case page before any unit is overdue: %d: %s", st, tail(page, 3000))
+	}
+	v := url.Values{"action": {"record_opinion"}, "org": {muOrg}, "agree": {"false"}, "opinion_reference": {"函〔2026〕1号"}, "reason": {"letter by post"}}
+	v.Set("csrf", pageCSRF(t, web))
+	st, page, _ = web.do("POST", "/cases/"+cs.ID+"/transitions", v.Encode(), "application/x-www-form-urlencoded", map[string]string{"Accept-Language": "en"})
+	page = htmlstd.UnescapeString(page)
+	if want, _, _ := strings.Cut(msg(t, "en", "error.opinion_not_overdue"), "{{"); st != 422 || !strings.Contains(page, want) || !strings.Contains(page, "letter by post") {
+		t.Fatalf("web record_opinion before overdue: %d, want 422 with %q: %s", st, want, tail(page, 1500))
+	}
+
 	var c struct {
 		Status string `json:"status"`
 	}
