@@ -670,11 +670,7 @@ func (a *app) transition(c *gin.Context) {
 	case review.RecordMeasures:
 		in.Measures = lines(c.PostForm("measures"))
 	case review.RecordOpinion:
-		in.Org, in.Reference = c.PostForm("org"), strings.TrimSpace(c.PostForm("opinion_reference"))
-		if v := c.PostForm("agree"); v == "true" || v == "false" {
-			agree := v == "true"
-			in.Agree = &agree
-		}
+		in.Org, in.Agree, in.Reference = recordOpinionFields(c.PostForm)
 	}
 	if s := c.PostForm("days"); s != "" && review.Action(in.Action) == review.ExtendSpecial {
 		n, err := strconv.Atoi(s)
@@ -689,6 +685,18 @@ func (a *app) transition(c *gin.Context) {
 		return
 	}
 	done(c, c.Param("case"), "moved")
+}
+
+// recordOpinionFields reads record_opinion's fields from the transition
+// form: the unit, its answer (nil when not chosen, which the service
+// refuses) and the letter's number, which has a field of its own beside the
+// Commission's approval's.
+func recordOpinionFields(form func(string) string) (org string, agree *bool, reference string) {
+	if v := form("agree"); v == "true" || v == "false" {
+		b := v == "true"
+		agree = &b
+	}
+	return form("org"), agree, strings.TrimSpace(form("opinion_reference"))
 }
 
 // lines splits a textarea into its non-empty lines (nil when none).

@@ -54,3 +54,22 @@ func TestRecordOpinionForm(t *testing.T) {
 		})
 	}
 }
+
+// TestRecordOpinionFields: the transition form's record_opinion fields
+// reach the service as the request's org, agree and reference; an answer
+// not chosen stays absent (the service refuses it), never a default.
+func TestRecordOpinionFields(t *testing.T) {
+	form := map[string]string{"org": "org2", "agree": "false", "opinion_reference": " 函〔2026〕1号 ", "reference": "CCAC-1"}
+	org, agree, ref := recordOpinionFields(func(k string) string { return form[k] })
+	if org != "org2" || agree == nil || *agree || ref != "函〔2026〕1号" {
+		t.Fatalf("got %q %v %q", org, agree, ref)
+	}
+	form["agree"] = "true"
+	if _, agree, _ = recordOpinionFields(func(k string) string { return form[k] }); agree == nil || !*agree {
+		t.Fatalf("agree %v", agree)
+	}
+	delete(form, "agree")
+	if _, agree, _ = recordOpinionFields(func(k string) string { return form[k] }); agree != nil {
+		t.Fatalf("an unchosen answer became %v", *agree)
+	}
+}
