@@ -94,7 +94,7 @@ func noticeFilename(a review.Action, on calendar.Date) string {
 
 // noticeKey is the kind of notice action a gives.
 func noticeKey(a review.Action) string {
-	if a == review.Opinion {
+	if a == review.Opinion || a == review.RecordOpinion {
 		return "special_review"
 	}
 	return string(a)
@@ -119,6 +119,7 @@ func zhDecision(ev review.Event) string {
 		review.RequestSupplement:  "请补充提供下列材料。补充材料的时间不计入审查时间：审查期限自本通知次日起暂停计算，至收到最后一项材料时止。",
 		review.SupplementReceived: "补充材料要求已结束，审查期限自次日起恢复计算。",
 		review.Opinion:            "成员单位对审查结论建议的意见不一致，本案进入特别审查程序。",
+		review.RecordOpinion:      "成员单位对审查结论建议的意见不一致，本案进入特别审查程序。",
 		review.ExtendSpecial:      "因情况复杂，特别审查程序期限予以延长。",
 		review.RecordMeasures:     "审查期间，当事人应当采取下列风险防范和化解措施，并报告落实情况。",
 	}[ev.Action]

@@ -108,6 +108,7 @@ var historyRules = map[review.Action]historyRule{
 	// units: the parties learn that it was made, not what it says.
 	review.Recommend:      {party: true, notFrom: review.SpecialReview, ownReason: true},
 	review.Opinion:        {party: false}, // a member unit's vote and comment
+	review.RecordOpinion:  {party: false}, // the same, from the unit's letter
 	review.RecordHearing:  {party: false}, // the special review hearing the units concerned
 	review.RecordApproval: {party: false}, // the Commission's approval: the conclusion reports it
 	review.Conclude:       {party: true},
@@ -362,7 +363,7 @@ func historyFor(p access.Principal, h []review.Event, names func(string) string,
 		out := make([]review.Event, 0, len(h))
 		for _, e := range h {
 			own := e.Org != "" && e.Org == p.User.OrgID
-			if e.Action == review.Opinion && !own {
+			if (e.Action == review.Opinion || e.Action == review.RecordOpinion) && !own {
 				continue
 			}
 			if !own && !mayRead && !partyReason(e.Action) {

@@ -50,6 +50,11 @@ type TransitionRequest struct {
 	Reference string `json:"reference,omitempty"`
 	// record_measures: the risk prevention and mitigation measures required.
 	Measures []string `json:"measures,omitempty"`
+	// record_opinion: the overdue member unit (organisation id) whose
+	// written answer, received outside crvault, the office records, and
+	// whether it agrees; reference is the answer's letter number.
+	Org   string `json:"org,omitempty"`
+	Agree *bool  `json:"agree,omitempty"`
 }
 
 // OpinionRequest is the body of POST /cases/{case}/opinions.
@@ -105,7 +110,7 @@ func (s *Service) Transition(ctx context.Context, a Actor, caseID string, in Tra
 		return TransitionResult{}, err
 	}
 	ri := review.Input{Reason: reason, Days: in.Days, Items: in.Items, Members: in.Members, Outcome: in.Outcome,
-		Conditions: in.Conditions, Factors: in.Factors, Reference: in.Reference, Measures: in.Measures}
+		Conditions: in.Conditions, Factors: in.Factors, Reference: in.Reference, Measures: in.Measures, Unit: in.Org, Agree: in.Agree}
 	res, err := s.move(ctx, a, row, d.Purpose, "case.transition", act, review.RoleOfficeAdmin, ri)
 	if err != nil {
 		return TransitionResult{}, err
@@ -133,8 +138,10 @@ func fieldsFor(act review.Action, in TransitionRequest) error {
 		{"outcome", in.Outcome != "", []review.Action{review.Conclude}},
 		{"conditions", in.Conditions != nil, []review.Action{review.Conclude}},
 		{"factors", in.Factors != nil, []review.Action{review.Conclude}},
-		{"reference", in.Reference != "", []review.Action{review.RecordApproval}},
+		{"reference", in.Reference != "", []review.Action{review.RecordApproval, review.RecordOpinion}},
 		{"measures", in.Measures != nil, []review.Action{review.RecordMeasures}},
+		{"org", in.Org != "", []review.Action{review.RecordOpinion}},
+		{"agree", in.Agree != nil, []review.Action{review.RecordOpinion}},
 	} {
 		if f.present && !slices.Contains(f.actions, act) {
 			code := "invalid_field"
@@ -243,6 +250,13 @@ func (s *Service) move(ctx context.Context, a Actor, row caseRow, purpose, event
 	if err != nil {
 		return TransitionResult{}, err
 	}
+	if act == review.RecordOpinion {
+		// Only an overdue unit's answer is recorded by the office: the
+		// guard counts the unit's working days.
+		if facts.Calendar, err = s.calendar(ctx); err != nil {
+			return TransitionResult{}, err
+		}
+	}
 	now := s.now().UTC().Truncate(time.Microsecond)
 	in.Actor, in.Org, in.At, in.On = a.P.User.ID, a.P.User.OrgID, now, calendar.Today(now)
 	if act == review.Submit {
@@ -273,7 +287,12 @@ func (s *Service) move(ctx context.Context, a Actor, row caseRow, purpose, event
 			evs = append(evs, rcv)
 		}
 	}
-	if err := s.record(ctx, a, event, audit.Allowed, row.ID, resource, purpose, string(act)); err != nil {
+	detail := string(act)
+	if act == review.RecordOpinion {
+		// The office acts for the unit: the trail names whose answer.
+		detail += ";org=" + ev.Org
+	}
+	if err := s.record(ctx, a, event, audit.Allowed, row.ID, resource, purpose, detail); err != nil {
 		return TransitionResult{}, err
 	}
 	cal, err := s.calendar(ctx)

@@ -29,6 +29,7 @@ var noticeText = map[review.Action]struct {
 	review.RequestSupplement:  {"Supplementary materials are requested; the review period is suspended from the day after this notice until the last of them is received.", []review.Article{review.ArtSupplements}},
 	review.SupplementReceived: {"The supplementary materials request is closed; the review period resumes the day after.", []review.Article{review.ArtSupplements}},
 	review.Opinion:            {"The member units' opinions on the review conclusion recommendation are not unanimous; the case enters the special review procedure.", []review.Article{review.ArtOpinions, review.ArtSpecial}},
+	review.RecordOpinion:      {"The member units' opinions on the review conclusion recommendation are not unanimous; the case enters the special review procedure.", []review.Article{review.ArtOpinions, review.ArtSpecial}},
 	review.ExtendSpecial:      {"The special review procedure has been extended because the situation is complex.", []review.Article{review.ArtSpecialDuration}},
 	review.RecordMeasures:     {"During the review the party shall take the risk prevention and mitigation measures listed below and report on them.", []review.Article{review.ArtProposal}},
 }
@@ -44,8 +45,10 @@ func systemActor(a Actor) Actor {
 func noticeOf(ev review.Event) (text string, basis []review.Article) {
 	text, basis = noticeText[ev.Action].decision, noticeText[ev.Action].basis
 	switch {
-	case ev.Action == review.Opinion && (ev.From != review.SolicitingOpinions || ev.To != review.SpecialReview):
-		return "", nil // only the disagreement that starts the special review
+	case (ev.Action == review.Opinion || ev.Action == review.RecordOpinion) && (ev.From != review.SolicitingOpinions || ev.To != review.SpecialReview):
+		// Only the disagreement that starts the special review, whether the
+		// unit gave it in crvault or the office recorded its letter.
+		return "", nil
 	case ev.Action == review.Conclude:
 		text, basis = "The cybersecurity review is concluded.", []review.Article{review.ArtFactors, review.ArtOpinions}
 		if ev.From == review.SpecialReview {

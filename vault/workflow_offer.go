@@ -43,9 +43,33 @@ func (s *Service) Offered(ctx context.Context, a Actor, caseID string) ([]string
 		if !slices.Contains(review.OfficeActions(), act) {
 			continue
 		}
-		if _, err := review.Next(status, history, act, review.RoleOfficeAdmin, facts, in); err == nil {
+		try := in
+		if act == review.RecordOpinion {
+			// Offered while a unit of the open round is overdue: the one
+			// the guard then counts for is the first of them.
+			if facts.Calendar, err = s.calendar(ctx); err != nil {
+				return nil, err
+			}
+			try.Unit = firstOverdue(facts.Calendar, history, try.On)
+		}
+		if _, err := review.Next(status, history, act, review.RoleOfficeAdmin, facts, try); err == nil {
 			out = append(out, string(act))
 		}
 	}
 	return out, nil
+}
+
+// firstOverdue is the first member unit of the open round silent past its
+// deadline on day on, "" when none is (or the clock cannot be derived).
+func firstOverdue(cal *calendar.Calendar, history []review.Event, on calendar.Date) string {
+	c, err := review.DeriveClock(cal, history, on)
+	if err != nil {
+		return ""
+	}
+	for _, o := range c.Opinions {
+		if o.Overdue {
+			return o.Org
+		}
+	}
+	return ""
 }

@@ -205,6 +205,9 @@ type caseView struct {
 	// OpinionDue: the viewer's member unit is asked in the round open now
 	// and has not answered it (review.OpinionDue).
 	OpinionDue bool
+	// OverdueUnits are the member units of the open round silent past
+	// their deadline: those whose written answer the office may record.
+	OverdueUnits []string
 	// Conclusion is the event that concluded the case (its outcome and
 	// conditions), nil while the review runs.
 	Conclusion *review.Event
@@ -445,6 +448,9 @@ func (a *app) renderCase(c *gin.Context, id string, status int, form map[string]
 	if v.Clock != nil {
 		for _, o := range v.Clock.Opinions {
 			orgs = append(orgs, o.Org)
+			if o.Overdue {
+				v.OverdueUnits = append(v.OverdueUnits, o.Org)
+			}
 		}
 	}
 	users := make([]string, 0, len(v.Assignments))
@@ -713,7 +719,8 @@ func (a *app) declare(c *gin.Context) {
 
 func (a *app) transition(c *gin.Context) {
 	in := vault.TransitionRequest{Action: c.PostForm("action"), Reason: c.PostForm("reason")}
-	fields := []string{"action", "reason", "items", "outcome", "conditions", "reference", "measures", "days"}
+	fields := []string{"action", "reason", "items", "outcome", "conditions", "reference", "measures", "days",
+		"org", "agree", "opinion_reference"}
 	for _, k := range factorKeys() {
 		fields = append(fields, "factor_"+k)
 	}
@@ -736,6 +743,8 @@ func (a *app) transition(c *gin.Context) {
 		in.Reference = strings.TrimSpace(c.PostForm("reference"))
 	case review.RecordMeasures:
 		in.Measures = lines(c.PostForm("measures"))
+	case review.RecordOpinion:
+		in.Org, in.Agree, in.Reference = recordOpinionFields(c.PostForm)
 	}
 	if s := c.PostForm("days"); s != "" && review.Action(in.Action) == review.ExtendSpecial {
 		n, err := strconv.Atoi(s)
@@ -764,6 +773,18 @@ func factorKeys() []string {
 		}
 	}
 	return out
+}
+
+// recordOpinionFields reads record_opinion's fields from the transition
+// form: the unit, its answer (nil when not chosen, which the service
+// refuses) and the letter's number, which has a field of its own beside the
+// Commission's approval's.
+func recordOpinionFields(form func(string) string) (org string, agree *bool, reference string) {
+	if v := form("agree"); v == "true" || v == "false" {
+		b := v == "true"
+		agree = &b
+	}
+	return form("org"), agree, strings.TrimSpace(form("opinion_reference"))
 }
 
 // lines splits a textarea into its non-empty lines (nil when none).

@@ -83,6 +83,9 @@ type MemberOpinion struct {
 	DueOnProvisional bool          `json:"due_on_provisional"`
 	Agree            *bool         `json:"agree"` // null until answered
 	AnsweredOn       calendar.Date `json:"answered_on"`
+	// Reference: the answer was given in writing outside crvault and
+	// recorded by the office (record_opinion), under this reference.
+	Reference string `json:"reference,omitempty"`
 	// Overdue: no answer, the round is the latest (no new recommendation
 	// has ended it) and its deadline has passed; an answer on the due day
 	// is in time. An overdue unit is never counted as agreeing.
@@ -140,7 +143,7 @@ func DeriveClock(cal *calendar.Calendar, history []Event, today calendar.Date) (
 			if from == UnderReview {
 				start(PhaseOpinions, e.On, ed.OpinionDays)
 			}
-		case Opinion:
+		case Opinion, RecordOpinion:
 			if from == SolicitingOpinions && st.status == SpecialReview {
 				start(PhaseSpecial, e.On, ed.SpecialDays)
 			}
@@ -229,7 +232,7 @@ func (c *Clock) opinions(cal *calendar.Calendar, st *state, phase Phase, end cal
 		for _, org := range r.members {
 			mo := MemberOpinion{Org: org, Round: r.no, AskedOn: r.on, DueOn: due, DueOnProvisional: prov}
 			if agree, ok := r.answers[org]; ok {
-				mo.Agree, mo.AnsweredOn = &agree, r.answered[org]
+				mo.Agree, mo.AnsweredOn, mo.Reference = &agree, r.answered[org], r.letters[org]
 			} else {
 				mo.Overdue = open && current && end.After(due)
 			}

@@ -50,6 +50,7 @@ type step struct {
 	ref      string
 	measures []string
 	measure  int
+	unit     string // record_opinion: the unit whose written answer is recorded
 }
 
 // facts: a case with every material, two registered member units assigned
@@ -94,7 +95,7 @@ func input(t testing.TB, st step) review.Input {
 	}
 	in := review.Input{Actor: actor, Org: org, On: on, At: on.Time().Add(2 * time.Hour), Reason: st.reason, Days: st.days,
 		Agree: st.agree, Edition: st.edition, Items: st.items, Item: st.item, Members: st.members, Outcome: st.outcome, Conditions: st.conds, Factors: st.factors,
-		Reference: st.ref, Measures: st.measures, Measure: st.measure}
+		Reference: st.ref, Measures: st.measures, Measure: st.measure, Unit: st.unit}
 	switch st.a {
 	case review.Submit:
 		if in.Edition == "" {
@@ -141,6 +142,9 @@ func buildWith(t testing.TB, f review.Facts, steps ...step) ([]review.Event, rev
 	t.Helper()
 	var h []review.Event
 	s := review.Draft
+	if f.Calendar == nil {
+		f.Calendar = cal(t)
+	}
 	for _, st := range steps {
 		role := st.role
 		if role == "" {

@@ -31,6 +31,9 @@ type round struct {
 	members  []string
 	answers  map[string]bool
 	answered map[string]calendar.Date
+	// letters are the references of the answers the office recorded from
+	// letters received outside crvault (record_opinion), by organisation.
+	letters map[string]string
 	// legacy: a recommend stored before rounds named their members; its
 	// members are whoever answered.
 	legacy bool
@@ -110,7 +113,7 @@ func (st *state) can(a Action) bool {
 		return s == AwaitingSupplement
 	case Recommend:
 		return s == UnderReview || (s == SpecialReview && !st.approved)
-	case Opinion:
+	case Opinion, RecordOpinion:
 		return s == SolicitingOpinions || (s == SpecialReview && st.specialRec && !st.approved)
 	case RecordHearing, RecordApproval:
 		return s == SpecialReview && !st.approved
@@ -144,7 +147,7 @@ func (st *state) target(a Action, agree *bool) Status {
 		if s == UnderReview {
 			return SolicitingOpinions
 		}
-	case Opinion:
+	case Opinion, RecordOpinion:
 		if s == SolicitingOpinions && agree != nil && !*agree {
 			return SpecialReview
 		}
@@ -233,14 +236,19 @@ func (st *state) apply(i int, e Event) error {
 			st.specialRec = true
 		}
 		st.rounds = append(st.rounds, round{no: len(st.rounds) + 1, on: e.On, phase: st.phase, members: slices.Clone(e.Members),
-			answers: map[string]bool{}, answered: map[string]calendar.Date{}, legacy: len(e.Members) == 0})
-	case Opinion:
+			answers: map[string]bool{}, answered: map[string]calendar.Date{}, letters: map[string]string{}, legacy: len(e.Members) == 0})
+	case Opinion, RecordOpinion:
 		r := st.lastRound()
 		if e.Agree == nil || r == nil {
 			return bad("opinion without agree or round")
 		}
 		org := e.Org
-		if org == "" {
+		if e.Action == RecordOpinion {
+			if org == "" || r.legacy {
+				return bad("recorded opinion without its organisation")
+			}
+			r.letters[org] = e.Reference
+		} else if org == "" {
 			org = e.Actor // histories from before opinions were per organisation
 		}
 		if r.legacy {
@@ -391,7 +399,12 @@ func next(status Status, history []Event, a Action, role string, f Facts, in Inp
 	if len(in.Reason) > MaxReasonLen {
 		return "", e, guard(CodeReasonTooLong, "reason longer than %d bytes", MaxReasonLen)
 	}
-	if err := st.check(a, role, f, in, &e); err != nil {
+	if a == RecordOpinion {
+		err = st.checkRecordOpinion(history, f, in, &e)
+	} else {
+		err = st.check(a, role, f, in, &e)
+	}
+	if err != nil {
 		return "", e, err
 	}
 	return st.target(a, in.Agree), e, nil
@@ -512,7 +525,7 @@ func (st *state) check(a Action, role string, f Facts, in Input, e *Event) error
 		if st.status == SolicitingOpinions {
 			r := st.lastRound()
 			if p := r.pending(true); len(p) > 0 {
-				g := guard(CodeOpinionsPending, "%d of %d member units asked have not agreed (%s); silence is not agreement", len(p), len(r.members), ed.Art(ArtOpinions))
+				g := guard(CodeOpinionsPending, "%d of %d member units asked have not agreed (%s); silence is not agreement: an overdue unit's written answer received outside crvault is recorded with record_opinion", len(p), len(r.members), ed.Art(ArtOpinions))
 				g.Missing = p
 				return g
 			}
@@ -699,7 +712,7 @@ func Apply(status Status, history []Event, a Action, role string, f Facts, in In
 	e.Seq, e.Action, e.From, e.To = len(history)+1, a, status, to
 	e.On, e.At, e.Actor, e.Role = in.On, in.At.UTC(), in.Actor, role
 	e.Reason = strings.TrimSpace(in.Reason)
-	if a == Opinion {
+	if a == Opinion || a == RecordOpinion {
 		agree := *in.Agree
 		e.Agree = &agree
 	}
@@ -718,4 +731,58 @@ func clip(s string) string {
 func OutstandingItems(history []Event) ([]int, error) {
 	st, err := replay(history)
 	return st.outstanding(), err
+}
+
+// checkRecordOpinion runs the guards of record_opinion and fills e. The
+// office records, for a unit of the latest round, the answer the unit gave
+// in writing outside crvault (2020 Art. 11 / 2021 Art. 12 ask for a written
+// answer, not one in crvault), only once the unit's own 15 working days ran
+// out without an answer: before that, the unit answers for itself, and
+// after, its silence still counts for nothing until its answer is recorded.
+func (st *state) checkRecordOpinion(history []Event, f Facts, in Input, e *Event) error {
+	ed := st.edition
+	art := ed.Art(ArtOpinions)
+	r := st.lastRound()
+	org := strings.TrimSpace(in.Unit)
+	if org == "" {
+		return guard(CodeOrgRequired, "name the member unit (org) whose written answer is recorded (%s)", art)
+	}
+	if r.legacy || !slices.Contains(r.members, org) {
+		g := guard(CodeNotSolicited, "%s was not asked for its opinion on the latest recommendation (%s)", clip(org), art)
+		g.Missing = r.pending(false)
+		return g
+	}
+	if _, dup := r.answers[org]; dup {
+		return guard(CodeOpinionGiven, "%s has already given its opinion on this recommendation", org)
+	}
+	if f.Calendar == nil {
+		return fmt.Errorf("%w: record_opinion needs the calendar", ErrInvalidInput)
+	}
+	c, err := DeriveClock(f.Calendar, history, in.On)
+	if err != nil {
+		return fmt.Errorf("record_opinion: %w", err)
+	}
+	i := slices.IndexFunc(c.Opinions, func(m MemberOpinion) bool { return m.Round == r.no && m.Org == org })
+	if i < 0 || !c.Opinions[i].Overdue {
+		due := ""
+		if i >= 0 {
+			due = " (due " + c.Opinions[i].DueOn.String() + ")"
+		}
+		g := guard(CodeOpinionNotOverdue, "%s may still answer itself: its %d working days to answer (%s) have not run out%s; an answer received outside crvault is recorded only once the unit is overdue",
+			org, ed.OpinionDays, art, due)
+		g.Missing = []string{org}
+		return g
+	}
+	if in.Agree == nil {
+		return guard(CodeAgreeRequired, "say whether the unit's written answer agrees (agree true or false)")
+	}
+	ref := strings.TrimSpace(in.Reference)
+	if ref == "" || len(ref) > MaxReferenceLen {
+		return guard(CodeReferenceRequired, "record_opinion needs the reference of the unit's written answer (its letter's number), at most %d bytes", MaxReferenceLen)
+	}
+	if strings.TrimSpace(in.Reason) == "" {
+		return guard(CodeReasonRequired, "record_opinion needs a reason: how the written answer was received and why it is recorded by the office (%s)", art)
+	}
+	e.Org, e.Reference = org, ref
+	return nil
 }

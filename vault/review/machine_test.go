@@ -66,6 +66,7 @@ func TestEveryStatusAndAction(t *testing.T) {
 		review.SolicitingOpinions: {
 			review.Opinion:           {review.RoleMemberUnit: {to: review.SolicitingOpinions}}, // org2 agrees
 			review.Conclude:          {office: {guard: review.CodeOpinionsPending}},
+			review.RecordOpinion:     {office: {guard: review.CodeOrgRequired}}, // the generic input names no unit
 			review.RequestSupplement: {office: {to: review.AwaitingSupplement}},
 			review.RecordMeasures:    {office: {guard: review.CodeMeasuresNotApplicable}},
 		},
@@ -147,7 +148,7 @@ func TestAllowed(t *testing.T) {
 		// The party's part in a supplement happens through its uploads.
 		{review.AwaitingSupplement, p[review.AwaitingSupplement], review.RoleOperator, nil},
 		{review.SolicitingOpinions, p[review.SolicitingOpinions], review.RoleMemberUnit, []review.Action{review.Opinion}},
-		{review.SolicitingOpinions, p[review.SolicitingOpinions], office, []review.Action{review.RequestSupplement, review.Conclude, review.RecordMeasures}},
+		{review.SolicitingOpinions, p[review.SolicitingOpinions], office, []review.Action{review.RequestSupplement, review.RecordOpinion, review.Conclude, review.RecordMeasures}},
 		{review.SpecialReview, p[review.SpecialReview], office, []review.Action{review.RequestSupplement, review.Recommend, review.RecordHearing, review.RecordApproval, review.Conclude, review.ExtendSpecial, review.RecordMeasures}},
 		{review.SpecialReview, p[review.SpecialReview], review.RoleMemberUnit, nil},
 		{review.Concluded, p[review.Concluded], office, nil},

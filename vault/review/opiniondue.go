@@ -32,7 +32,7 @@ func OpinionDue(status Status, org string, history []Event) bool {
 	}
 	for _, e := range history[last+1:] {
 		switch e.Action {
-		case Opinion:
+		case Opinion, RecordOpinion:
 			if e.Org == org {
 				return false
 			}

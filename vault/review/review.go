@@ -26,6 +26,8 @@
 //	soliciting_opinions --opinion(agree)--> (same)
 //	soliciting_opinions --opinion(disagree)--> special_review   (Art. 11/12)
 //	soliciting_opinions --conclude--> concluded                 (every named unit agreed)
+//	soliciting_opinions | special_review
+//	    --record_opinion{org, agree, reference}--> (as opinion)   (an overdue unit's written answer received outside crvault)
 //	special_review --record_hearing--> (same)                   (Art. 12/13: the departments and units heard)
 //	special_review --recommend{members}--> (same)               (the new recommendation, a second opinion round)
 //	special_review --opinion--> (same)                          (the second round)
@@ -57,6 +59,16 @@
 //     an organisation; one that has not answered within OpinionDays working
 //     days is overdue, never agreeing, until a new recommendation ends the
 //     round. An answer on the due day is in time.
+//   - A unit that stays silent past its 15 working days blocks the round:
+//     silence is neither agreement nor the disagreement (意见不一致) that
+//     opens the special review. Art. 11/12 asks for a written answer, not an
+//     answer in crvault, so once the unit is overdue, and only then, the
+//     office may record_opinion: the answer the unit gave in writing outside
+//     crvault (an official letter), with the letter's reference and a
+//     reason, attributed to the unit and taken by the office. It counts as
+//     that unit's opinion in every respect (a disagreement in the first
+//     round opens the special review). Before the unit is overdue, the unit
+//     answers for itself.
 //   - The first disagreement in the first round moves the case to special
 //     review at once, and ends that round: the special review's clock lists
 //     only the rounds sent in it, even if it began on the first round's day. In the special review every organisation of the latest
@@ -128,6 +140,7 @@ const (
 	SupplementReceived Action = "supplement_received"
 	Recommend          Action = "recommend"
 	Opinion            Action = "opinion"
+	RecordOpinion      Action = "record_opinion"
 	RecordHearing      Action = "record_hearing"
 	RecordApproval     Action = "record_approval"
 	Conclude           Action = "conclude"
@@ -139,13 +152,13 @@ const (
 // Actions lists every action in a stable order (the order Allowed uses).
 func Actions() []Action {
 	return []Action{Submit, MarkIncomplete, RequireReview, NotRequiredAction, Extend, RequestSupplement, SupplementItem,
-		SupplementReceived, Recommend, Opinion, RecordHearing, RecordApproval, Conclude, ExtendSpecial, RecordMeasures, ReportMeasures}
+		SupplementReceived, Recommend, Opinion, RecordOpinion, RecordHearing, RecordApproval, Conclude, ExtendSpecial, RecordMeasures, ReportMeasures}
 }
 
 // OfficeActions are the actions of POST /cases/{case}/transitions.
 func OfficeActions() []Action {
 	return []Action{MarkIncomplete, RequireReview, NotRequiredAction, Extend, RequestSupplement, SupplementReceived,
-		Recommend, RecordHearing, RecordApproval, Conclude, ExtendSpecial, RecordMeasures}
+		Recommend, RecordOpinion, RecordHearing, RecordApproval, Conclude, ExtendSpecial, RecordMeasures}
 }
 
 // Roles that act in the workflow.
@@ -216,7 +229,7 @@ type Event struct {
 	Agree  *bool         `json:"agree,omitempty"`  // opinion
 
 	Edition    string          `json:"edition,omitempty"`    // submit: the edition governing the case
-	Org        string          `json:"org,omitempty"`        // opinion: the member unit's organisation
+	Org        string          `json:"org,omitempty"`        // opinion, record_opinion: the member unit's organisation
 	Items      []string        `json:"items,omitempty"`      // request_supplement, mark_incomplete: what is needed
 	Item       int             `json:"item,omitempty"`       // supplement_item: the item's number
 	Material   string          `json:"material,omitempty"`   // supplement_item: the upload
@@ -224,7 +237,7 @@ type Event struct {
 	Outcome    string          `json:"outcome,omitempty"`    // conclude
 	Conditions []string        `json:"conditions,omitempty"` // conclude, passed_with_conditions
 	Factors    []FactorFinding `json:"factors,omitempty"`    // conclude
-	Reference  string          `json:"reference,omitempty"`  // record_approval: the Commission's reference number
+	Reference  string          `json:"reference,omitempty"`  // record_approval: the Commission's reference number; record_opinion: the unit's letter
 	Measures   []string        `json:"measures,omitempty"`   // record_measures
 	Measure    int             `json:"measure,omitempty"`    // report_measures: the measure's number
 }
@@ -237,7 +250,10 @@ type Input struct {
 	At     time.Time
 	Reason string
 	Days   int   // extend_special
-	Agree  *bool // opinion
+	Agree  *bool // opinion, record_opinion
+	// Unit: record_opinion, the member unit whose written answer the office
+	// records (Org is the actor's own organisation).
+	Unit string
 
 	Edition    string // submit: the edition in force (or pinned) today
 	Items      []string
@@ -273,6 +289,9 @@ type Facts struct {
 	// MemberUnits maps each registered member-unit organisation to its code
 	// in an edition's member list, or DepartmentMember.
 	MemberUnits map[string]string
+	// Calendar counts the working days of guards that depend on a deadline
+	// (record_opinion: only for an overdue unit). Nil refuses them.
+	Calendar *calendar.Calendar
 }
 
 // Sentinel errors callers branch on.
@@ -339,6 +358,8 @@ const (
 	CodeMeasuresRequired       = "measures_required"
 	CodeUnknownMeasure         = "unknown_measure"
 	CodeInvalidItem            = "invalid_item"
+	CodeOrgRequired            = "org_required"
+	CodeOpinionNotOverdue      = "opinion_not_overdue"
 	// The special review's steps (2020 Art. 12 / 2021 Art. 13), in order:
 	// a refused step names the first one missing.
 	CodeStepMissingHearing        = "step_missing_hearing"
