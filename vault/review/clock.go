@@ -49,13 +49,19 @@ type Clock struct {
 	// DueOnProvisional: DueOn rests on the provisional calendar model (a
 	// working day counted lies in a year with no official schedule yet); it
 	// is re-derived when that year is imported.
-	DueOnProvisional   bool        `json:"due_on_provisional"`
-	AllowedWorkingDays int         `json:"allowed_working_days"`
-	UsedWorkingDays    int         `json:"used_working_days"`
-	Paused             bool        `json:"paused"`
-	Pauses             []Pause     `json:"pauses"`
-	Extensions         []Extension `json:"extensions"`
-	Overdue            bool        `json:"overdue"`
+	DueOnProvisional   bool `json:"due_on_provisional"`
+	AllowedWorkingDays int  `json:"allowed_working_days"`
+	UsedWorkingDays    int  `json:"used_working_days"`
+	Paused             bool `json:"paused"`
+	// MaterialsIncomplete: the open stop began with mark_incomplete. The
+	// determination then runs from the day the materials are complete
+	// (2021 Art. 9), not from filing: nothing is used before that day,
+	// and DueOn projects the full allowance from today, as if the last
+	// item arrived today.
+	MaterialsIncomplete bool        `json:"materials_incomplete"`
+	Pauses              []Pause     `json:"pauses"`
+	Extensions          []Extension `json:"extensions"`
+	Overdue             bool        `json:"overdue"`
 	// SupplementItems are the items requested in the current phase.
 	SupplementItems []RequestedItem `json:"supplement_items"`
 	// Opinions are the member units asked in the opinion rounds sent in the
@@ -181,7 +187,16 @@ func DeriveClock(cal *calendar.Calendar, history []Event, today calendar.Date) (
 	if closedOn != nil {
 		end = *closedOn
 	}
-	due, used, err := count(cal, c.StartedOn, c.AllowedWorkingDays, c.Pauses, end)
+	from, pauses := c.StartedOn, c.Pauses
+	if c.Paused && st.incomplete {
+		// 2021 Art. 9 counts the determination from materials that satisfy
+		// Art. 8: the days since filing were never the office's, so the
+		// projection counts the whole allowance from today, the earliest
+		// day the materials can now be complete.
+		c.MaterialsIncomplete = true
+		from, pauses = end, nil
+	}
+	due, used, err := count(cal, from, c.AllowedWorkingDays, pauses, end)
 	phase := c.Phase // the period the clock describes, also once closed
 	if closedOn != nil {
 		c.Phase = PhaseClosed
@@ -193,7 +208,7 @@ func DeriveClock(cal *calendar.Calendar, history []Event, today calendar.Date) (
 		return c, fmt.Errorf("derive clock: %w", err)
 	}
 	c.DueOn, c.UsedWorkingDays = due, used
-	c.DueOnProvisional = cal.ProvisionalIn(c.StartedOn, due) || cal.Provisional(due)
+	c.DueOnProvisional = cal.ProvisionalIn(from, due) || cal.Provisional(due)
 	c.Overdue = closedOn == nil && today.After(due)
 	if err := c.opinions(cal, &st, phase, end, closedOn == nil); err != nil {
 		return c, fmt.Errorf("derive clock: %w", err)

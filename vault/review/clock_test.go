@@ -133,7 +133,7 @@ func TestClockJSON(t *testing.T) {
 	// 30 + 15 from 10-09 is 12-10; the closed pause adds 4: 12-16. Used: 10-10,
 	// 10-11 (makeup), 13..17, 20, then 27, 28 = 10; the open pause starts tomorrow.
 	want := `{"phase":"preliminary_review","edition":"2021","started_on":"2025-10-09","due_on":"2025-12-16","due_on_provisional":false,"allowed_working_days":45,` +
-		`"used_working_days":10,"paused":true,"pauses":[{"from":"2025-10-21","to":"2025-10-24"},{"from":"2025-10-29","to":null}],` +
+		`"used_working_days":10,"paused":true,"materials_incomplete":false,"pauses":[{"from":"2025-10-21","to":"2025-10-24"},{"from":"2025-10-29","to":null}],` +
 		`"extensions":[{"on":"2025-10-27","days":15,"reason":"complex","actor":"admin1"}],"overdue":false,` +
 		`"supplement_items":[{"no":1,"text":"source code escrow agreement","requested_on":"2025-10-20","received":true,"received_on":"2025-10-24"},` +
 		`{"no":2,"text":"source code escrow agreement","requested_on":"2025-10-28","received":false,"received_on":null}],"opinions":[]}`
@@ -145,7 +145,7 @@ func TestClockJSON(t *testing.T) {
 		t.Fatal(err)
 	}
 	b, _ = json.Marshal(clk)
-	if want := `{"phase":"none","started_on":null,"due_on":null,"due_on_provisional":false,"allowed_working_days":0,"used_working_days":0,"paused":false,"pauses":[],"extensions":[],"overdue":false,"supplement_items":[],"opinions":[]}`; string(b) != want {
+	if want := `{"phase":"none","started_on":null,"due_on":null,"due_on_provisional":false,"allowed_working_days":0,"used_working_days":0,"paused":false,"materials_incomplete":false,"pauses":[],"extensions":[],"overdue":false,"supplement_items":[],"opinions":[]}`; string(b) != want {
 		t.Errorf("draft JSON = %s", b)
 	}
 }

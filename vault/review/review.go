@@ -77,7 +77,9 @@
 // day R stops the clock from R+1 up to and including the day S the request
 // is received: the working days in (R, S] do not count. An open stop is taken
 // to run through today, so the due date moves later day by day while the
-// case waits.
+// case waits. While a stop that began with mark_incomplete lasts, the
+// determination has not begun (2021 Art. 9): its due date is projected as
+// the whole allowance from today, nothing used since filing.
 package review
 
 import (
