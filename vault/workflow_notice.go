@@ -194,8 +194,9 @@ func writePeriod(b *strings.Builder, c *review.Clock) {
 	if c.Paused {
 		b.WriteString(", suspended")
 	}
+	moves := c.Paused && !c.DueFixed()
 	if !c.DueOn.IsZero() {
-		if c.Paused {
+		if moves {
 			fmt.Fprintf(b, "; due at the earliest %s", c.DueOn)
 		} else {
 			fmt.Fprintf(b, ", due %s", c.DueOn)
@@ -203,8 +204,11 @@ func writePeriod(b *strings.Builder, c *review.Clock) {
 		if c.DueOnProvisional {
 			b.WriteString(" (provisional: the official holiday schedule for that period is not yet published; the date will be recomputed when it is)")
 		}
-		if c.Paused {
+		switch {
+		case moves:
 			b.WriteString(", one working day later for each working day the suspension lasts")
+		case c.Paused:
+			b.WriteString(", passed before the suspension began, which does not move it")
 		}
 	}
 	b.WriteString("\n")
@@ -386,8 +390,9 @@ func writePeriodZh(b *strings.Builder, c *review.Clock) {
 	if c.Paused {
 		b.WriteString("，现暂停计算")
 	}
+	moves := c.Paused && !c.DueFixed()
 	if !c.DueOn.IsZero() {
-		if c.Paused {
+		if moves {
 			fmt.Fprintf(b, "；最早于%s届满", zhDate(c.DueOn))
 		} else {
 			fmt.Fprintf(b, "，%s届满", zhDate(c.DueOn))
@@ -395,8 +400,11 @@ func writePeriodZh(b *strings.Builder, c *review.Clock) {
 		if c.DueOnProvisional {
 			b.WriteString("（暂定：该期间的法定节假日安排尚未公布，公布后将重新计算）")
 		}
-		if c.Paused {
+		switch {
+		case moves:
 			b.WriteString("，暂停期间每经过一个工作日相应顺延一个工作日")
+		case c.Paused:
+			b.WriteString("，暂停计算前已届满，不因暂停而顺延")
 		}
 	}
 	b.WriteString("\n")

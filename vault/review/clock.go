@@ -70,6 +70,28 @@ type Clock struct {
 	Opinions []MemberOpinion `json:"opinions"`
 }
 
+// DueFixed reports whether DueOn holds whatever today is: the clock runs,
+// or it is stopped for supplements after its allowance was used up (the
+// due date falls before the stop's first day). A stop keeps later days
+// from counting; it does not cure days the office already overran, so
+// such a case stays overdue while it waits. Otherwise a stopped clock's
+// DueOn is a projection that moves with today.
+func (c Clock) DueFixed() bool {
+	if c.DueOn.IsZero() {
+		return false
+	}
+	if !c.Paused {
+		return true
+	}
+	return !c.MaterialsIncomplete && c.beforeStop(c.DueOn)
+}
+
+// beforeStop reports whether d comes before the first day of the stop under
+// way, so that the stop cannot move a date counted to d.
+func (c Clock) beforeStop(d calendar.Date) bool {
+	return len(c.Pauses) > 0 && d.Before(c.Pauses[len(c.Pauses)-1].From)
+}
+
 // RequestedItem is one requested item of supplementary material.
 type RequestedItem struct {
 	No          int           `json:"no"`
@@ -312,14 +334,16 @@ func Flag(c Clock, cal *calendar.Calendar, today calendar.Date) (FlagKind, error
 	return FlagWithin(c, cal, today, DueSoonWorkingDays)
 }
 
-// FlagWithin flags an open, running clock as overdue after its due date, or
-// due_soon when at most within working days remain (the due day itself
-// included: due today is due_soon). A paused or closed clock is never flagged.
+// FlagWithin flags an open clock with a fixed due date (DueFixed) as
+// overdue after its due date, or due_soon when at most within working days
+// remain (the due day itself included: due today is due_soon). A closed
+// clock is never flagged, nor a paused one whose date is a projection; a
+// clock paused after its due date passed stays overdue.
 func FlagWithin(c Clock, cal *calendar.Calendar, today calendar.Date, within int) (FlagKind, error) {
 	if within < 0 || within > calendar.MaxDays {
 		return FlagNone, fmt.Errorf("flag: within %d: %w", within, calendar.ErrInvalidDays)
 	}
-	if c.Phase == PhaseNone || c.Phase == PhaseClosed || c.Paused || c.DueOn.IsZero() {
+	if c.Phase == PhaseNone || c.Phase == PhaseClosed || !c.DueFixed() {
 		return FlagNone, nil
 	}
 	if today.After(c.DueOn) {
