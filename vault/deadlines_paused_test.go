@@ -64,3 +64,46 @@ func TestOverdueCaseStaysListedWhilePaused(t *testing.T) {
 	f.upload(f.op, id, "supplementary")
 	listed("resumed")
 }
+
+// TestSilentUnitOfSpecialRoundListed: the special review's new
+// recommendation asks the units again with 15 working days each; a unit
+// silent after them puts the case on /deadlines and in the sweep as
+// member_unit_opinions overdue, long before the special review's own date.
+// Nobody was warned before: only the phase's date was read.
+func TestSilentUnitOfSpecialRoundListed(t *testing.T) {
+	f := newWF(t, sqldb.SQLite, time.Date(2026, 10, 9, 2, 0, 0, 0, time.UTC), false)
+	id := f.draft()
+	f.submit(id)
+	f.at("2026-10-12")
+	f.toRecommend(id)
+	f.at("2026-10-13")
+	no, yes := false, true
+	if _, err := f.svc.Opinion(f.ctx, f.u2, id, OpinionRequest{Agree: &no, Comment: "risk"}); err != nil {
+		t.Fatal(err)
+	}
+	f.at("2026-10-14")
+	f.mustMove(id, "record_hearing", "heard the departments concerned", 0)
+	f.upload(f.rev, id, "recommendation")
+	f.mustMove(id, "recommend", "", 0)
+	f.at("2026-11-05")
+	if _, err := f.svc.Opinion(f.ctx, f.u1, id, OpinionRequest{Agree: &yes}); err != nil {
+		t.Fatal(err)
+	}
+	// 10-15, 16, 19..23, 26..30, 11-02, 03, 04.
+	ds, err := f.svc.Deadlines(f.ctx, f.office, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ds) != 1 || ds[0].Phase != review.PhaseOpinions || ds[0].Status != string(review.SpecialReview) || ds[0].DueOn.String() != "2026-11-04" || !ds[0].Overdue {
+		t.Fatalf("/deadlines =\n%s want the second round overdue since 2026-11-04", deadlineLines(ds))
+	}
+	if sw, err := f.svc.SweepDeadlines(f.ctx); err != nil || sw.Overdue != 1 || sw.Flagged != 1 {
+		t.Fatalf("sweep: %+v, %v; want the round flagged overdue", sw, err)
+	}
+	if _, err := f.svc.Opinion(f.ctx, f.u2, id, OpinionRequest{Agree: &yes}); err != nil {
+		t.Fatal(err)
+	}
+	if ds, err = f.svc.Deadlines(f.ctx, f.office, 3); err != nil || len(ds) != 0 {
+		t.Fatalf("every unit answered: /deadlines =\n%s %v; want none (the special review runs into 2027)", deadlineLines(ds), err)
+	}
+}

@@ -52,8 +52,9 @@ import (
 // a running clock is due on: every stored date then reads as stale and is
 // re-derived.
 // 2: provisional years give back weekend holidays (补假); 3: a clock paused
-// after its due date passed keeps that date (it was stored as none).
-const clockVersion = "clock-3"
+// after its due date passed keeps that date (it was stored as none); 4: a
+// special review's latest opinion round is stored when it is due first.
+const clockVersion = "clock-4"
 
 // basisNone marks due columns that depend on no calendar (no clock runs:
 // draft, closed, paused). It sorts before every hex basis.
@@ -92,11 +93,15 @@ func deriveDue(cal *calendar.Calendar, basis, status string, history []review.Ev
 		// again when the calendar changes.
 		return dueColumns{Basis: basis}, err
 	}
-	if c.Phase == review.PhaseNone || c.Phase == review.PhaseClosed || !c.DueFixed() {
+	n, ok := c.Next()
+	if c.Phase == review.PhaseNone || c.Phase == review.PhaseClosed || !ok {
 		return none, nil
 	}
-	on := c.DueOn.String()
-	return dueColumns{On: &on, Provisional: c.DueOnProvisional, Phase: string(c.Phase), Basis: basis}, nil
+	// The next date, not the phase's: in a special review, the latest
+	// opinion round's while a unit has not answered (every answer goes
+	// through appendEvents, which stores the phase's date again).
+	on := n.On.String()
+	return dueColumns{On: &on, Provisional: n.Provisional, Phase: string(n.Phase), Basis: basis}, nil
 }
 
 // staleDue restricts q to the cases whose due columns were not derived with

@@ -92,6 +92,44 @@ func (c Clock) beforeStop(d calendar.Date) bool {
 	return len(c.Pauses) > 0 && d.Before(c.Pauses[len(c.Pauses)-1].From)
 }
 
+// Upcoming is a date a case is due on and what falls due then: the phase
+// itself, or (PhaseOpinions) the answers of the member units asked in the
+// special review's latest round.
+type Upcoming struct {
+	Phase       Phase
+	On          calendar.Date
+	Provisional bool
+}
+
+// Next is the earliest fixed date the case is due on (see DueFixed): the
+// phase's, or, sooner, the latest opinion round's while a unit it asked has
+// not answered. In the first round the two are one date; in a special
+// review the round's 15 working days end long before the phase's 45 or
+// 90, and a silent unit would otherwise be flagged by nobody. ok is false
+// when no date is fixed.
+func (c Clock) Next() (n Upcoming, ok bool) {
+	if c.DueFixed() {
+		n, ok = Upcoming{Phase: c.Phase, On: c.DueOn, Provisional: c.DueOnProvisional}, true
+	}
+	latest := 0
+	for _, o := range c.Opinions {
+		latest = max(latest, o.Round)
+	}
+	for _, o := range c.Opinions {
+		if o.Round != latest || o.Agree != nil {
+			continue
+		}
+		if c.Paused && !c.beforeStop(o.DueOn) {
+			break // a projection, like the phase's
+		}
+		if !ok || o.DueOn.Before(n.On) {
+			n, ok = Upcoming{Phase: PhaseOpinions, On: o.DueOn, Provisional: o.DueOnProvisional}, true
+		}
+		break // one round, one date
+	}
+	return n, ok
+}
+
 // RequestedItem is one requested item of supplementary material.
 type RequestedItem struct {
 	No          int           `json:"no"`
@@ -334,22 +372,23 @@ func Flag(c Clock, cal *calendar.Calendar, today calendar.Date) (FlagKind, error
 	return FlagWithin(c, cal, today, DueSoonWorkingDays)
 }
 
-// FlagWithin flags an open clock with a fixed due date (DueFixed) as
-// overdue after its due date, or due_soon when at most within working days
-// remain (the due day itself included: due today is due_soon). A closed
-// clock is never flagged, nor a paused one whose date is a projection; a
-// clock paused after its due date passed stays overdue.
+// FlagWithin flags an open clock by its next fixed date (Next): overdue
+// after it, or due_soon when at most within working days remain (the due
+// day itself included: due today is due_soon). A closed clock is never
+// flagged, nor a paused one whose dates are projections; a clock paused
+// after its due date passed stays overdue.
 func FlagWithin(c Clock, cal *calendar.Calendar, today calendar.Date, within int) (FlagKind, error) {
 	if within < 0 || within > calendar.MaxDays {
 		return FlagNone, fmt.Errorf("flag: within %d: %w", within, calendar.ErrInvalidDays)
 	}
-	if c.Phase == PhaseNone || c.Phase == PhaseClosed || !c.DueFixed() {
+	n, ok := c.Next()
+	if c.Phase == PhaseNone || c.Phase == PhaseClosed || !ok {
 		return FlagNone, nil
 	}
-	if today.After(c.DueOn) {
+	if today.After(n.On) {
 		return FlagOverdue, nil
 	}
-	left, err := cal.WorkdaysBetween(today, c.DueOn)
+	left, err := cal.WorkdaysBetween(today, n.On)
 	if err != nil {
 		return FlagNone, fmt.Errorf("flag: %w", err)
 	}

@@ -63,3 +63,35 @@ func TestIncompleteMaterialsCountFromCompletion(t *testing.T) {
 		t.Errorf("ordinary stop: incomplete %v used %d, want false 5", clk.MaterialsIncomplete, clk.UsedWorkingDays)
 	}
 }
+
+// TestSpecialReviewRoundFlaggedWhenOverdue: the special review's new
+// recommendation asks the units again, each with 15 working days; a unit
+// still silent after them is flagged, though the phase's own 90 days run
+// to 2027-03-03. Only the phase's date used to be flagged, so nobody was
+// warned. Once every unit asked has answered, the phase's date is next.
+func TestSpecialReviewRoundFlaggedWhenOverdue(t *testing.T) {
+	c := cal(t)
+	steps := []step{{on: "2026-10-09", a: review.Submit, edition: "2021"}, {on: "2026-10-12", a: review.RequireReview},
+		{on: "2026-10-20", a: review.Recommend}, {on: "2026-10-21", a: review.Opinion, actor: "mu1", agree: ptr(false)},
+		{on: "2026-10-22", a: review.RecordHearing}, {on: "2026-10-23", a: review.Recommend}}
+	check := func(steps []step, today string, phase review.Phase, due string, flag review.FlagKind) {
+		t.Helper()
+		h, _ := build(t, steps...)
+		clk, err := review.DeriveClock(c, h, day(t, today))
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, ok := clk.Next()
+		f, err := review.Flag(clk, c, day(t, today))
+		if !ok || n.Phase != phase || n.On.String() != due || err != nil || f != flag {
+			t.Errorf("on %s after %s: next %+v (%v), flag %s %v; want %s %s %s", today, steps[len(steps)-1].a, n, ok, f, err, phase, due, flag)
+		}
+	}
+	// 10-26..30, 11-02..06, 09..13.
+	check(steps, "2026-11-10", review.PhaseOpinions, "2026-11-13", review.FlagDueSoon)
+	check(steps, "2027-01-08", review.PhaseOpinions, "2026-11-13", review.FlagOverdue)
+	steps = append(steps, step{on: "2027-01-08", a: review.Opinion, actor: "mu1", agree: ptr(true)})
+	check(steps, "2027-01-08", review.PhaseOpinions, "2026-11-13", review.FlagOverdue) // org2 is still silent
+	steps = append(steps, step{on: "2027-01-08", a: review.Opinion, actor: "mu2", agree: ptr(true)})
+	check(steps, "2027-01-08", review.PhaseSpecial, "2027-03-03", review.FlagNone)
+}
