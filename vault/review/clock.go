@@ -68,6 +68,21 @@ type Clock struct {
 	// current phase (a special review lists only its own), each with its
 	// answer or its own 15-day deadline.
 	Opinions []MemberOpinion `json:"opinions"`
+	// Missed are the statutory periods of the case, this phase's and the
+	// earlier ones', that ran out before the office acted on them, oldest
+	// first. A late action is allowed (an office sometimes must act late),
+	// but ending, extending or restarting a period does not make its
+	// lapse undone: Overdue then speaks only of the period running now.
+	Missed []Lapse `json:"missed"`
+}
+
+// Lapse is a statutory period that had run out when the office ended,
+// extended or restarted it: Action, on day On, came after DueOn.
+type Lapse struct {
+	Phase  Phase         `json:"phase"`
+	DueOn  calendar.Date `json:"due_on"`
+	Action Action        `json:"action"`
+	On     calendar.Date `json:"acted_on"`
 }
 
 // DueFixed reports whether DueOn holds whatever today is: the clock runs,
@@ -184,16 +199,22 @@ func DeriveClock(cal *calendar.Calendar, history []Event, today calendar.Date) (
 		return Clock{}, fmt.Errorf("derive clock: today: %w", calendar.ErrInvalidDate)
 	}
 	st := state{status: Draft, phase: PhaseNone}
-	c := Clock{Phase: PhaseNone, Pauses: []Pause{}, Extensions: []Extension{}, SupplementItems: []RequestedItem{}, Opinions: []MemberOpinion{}}
+	c := Clock{Phase: PhaseNone, Pauses: []Pause{}, Extensions: []Extension{}, SupplementItems: []RequestedItem{}, Opinions: []MemberOpinion{},
+		Missed: []Lapse{}}
 	var closedOn *calendar.Date
 	start := func(p Phase, on calendar.Date, days int) {
 		c = Clock{Phase: p, Edition: c.Edition, StartedOn: on, AllowedWorkingDays: days, Pauses: []Pause{}, Extensions: []Extension{},
-			SupplementItems: []RequestedItem{}, Opinions: []MemberOpinion{}}
+			SupplementItems: []RequestedItem{}, Opinions: []MemberOpinion{}, Missed: c.Missed}
 	}
 	for i, e := range history {
 		from, incomplete := st.status, st.incomplete
 		if err := st.apply(i, e); err != nil {
 			return Clock{}, fmt.Errorf("derive clock: %w", err)
+		}
+		if movesPeriod(e.Action, from, st.status) && !incomplete {
+			if err := c.lapse(cal, e); err != nil {
+				return Clock{}, fmt.Errorf("derive clock: %w", err)
+			}
 		}
 		ed := st.edition
 		switch e.Action {
@@ -274,6 +295,45 @@ func DeriveClock(cal *calendar.Calendar, history []Event, today calendar.Date) (
 		return c, fmt.Errorf("derive clock: %w", err)
 	}
 	return c, nil
+}
+
+// movesPeriod reports whether action a, taking the case from status from
+// to status to, ends the period running (a new phase, or the close),
+// extends it, or restarts it (mark_incomplete: the determination then
+// runs from complete materials).
+func movesPeriod(a Action, from, to Status) bool {
+	switch a {
+	case Extend, ExtendSpecial, MarkIncomplete, RequireReview, NotRequiredAction, Conclude:
+		return true
+	case Recommend:
+		return from == UnderReview
+	case Opinion:
+		return from == SolicitingOpinions && to == SpecialReview
+	}
+	return false
+}
+
+// lapse records in c.Missed that the period c describes had run out on the
+// day of e, which ends, extends or restarts it. Its due date on that day is
+// counted as DeriveClock counts it then, an open stop running through that
+// day: a stopped clock lapsed only if its date came before the stop. A
+// period the calendar cannot count (a year it does not cover) is not
+// listed; the clock's own date fails for the same reason.
+func (c *Clock) lapse(cal *calendar.Calendar, e Event) error {
+	if c.Phase == PhaseNone {
+		return nil
+	}
+	due, _, err := count(cal, c.StartedOn, c.AllowedWorkingDays, c.Pauses, e.On)
+	if errors.Is(err, calendar.ErrOutOfRange) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if e.On.After(due) {
+		c.Missed = append(c.Missed, Lapse{Phase: c.Phase, DueOn: due, Action: e.Action, On: e.On})
+	}
+	return nil
 }
 
 // opinions lists the members of the opinion rounds of phase, each with a

@@ -140,7 +140,7 @@ func TestClockJSON(t *testing.T) {
 		`"used_working_days":10,"paused":true,"materials_incomplete":false,"pauses":[{"from":"2025-10-21","to":"2025-10-24"},{"from":"2025-10-29","to":null}],` +
 		`"extensions":[{"on":"2025-10-27","days":15,"reason":"complex","actor":"admin1"}],"overdue":false,` +
 		`"supplement_items":[{"no":1,"text":"source code escrow agreement","requested_on":"2025-10-20","received":true,"received_on":"2025-10-24"},` +
-		`{"no":2,"text":"source code escrow agreement","requested_on":"2025-10-28","received":false,"received_on":null}],"opinions":[]}`
+		`{"no":2,"text":"source code escrow agreement","requested_on":"2025-10-28","received":false,"received_on":null}],"opinions":[],"missed":[]}`
 	if string(b) != want {
 		t.Errorf("JSON =\n%s\nwant\n%s", b, want)
 	}
@@ -149,7 +149,7 @@ func TestClockJSON(t *testing.T) {
 		t.Fatal(err)
 	}
 	b, _ = json.Marshal(clk)
-	if want := `{"phase":"none","started_on":null,"due_on":null,"due_on_provisional":false,"allowed_working_days":0,"used_working_days":0,"paused":false,"materials_incomplete":false,"pauses":[],"extensions":[],"overdue":false,"supplement_items":[],"opinions":[]}`; string(b) != want {
+	if want := `{"phase":"none","started_on":null,"due_on":null,"due_on_provisional":false,"allowed_working_days":0,"used_working_days":0,"paused":false,"materials_incomplete":false,"pauses":[],"extensions":[],"overdue":false,"supplement_items":[],"opinions":[],"missed":[]}`; string(b) != want {
 		t.Errorf("draft JSON = %s", b)
 	}
 }

@@ -48,7 +48,10 @@
 //   - mark_incomplete is a supplement request that, once received, restarts
 //     the determination clock from that day (2021 only).
 //   - extend is once per case, allowed while paused, and adds the edition's
-//     ExtensionDays to the preliminary review even if it is already overdue.
+//     ExtensionDays to the preliminary review even if it is already overdue:
+//     an office sometimes must act late. The lapse is kept as a fact
+//     (Clock.Missed), as for a late extend_special or mark_incomplete and a
+//     phase ended after its due date.
 //   - extend_special may be repeated ("extended appropriately"), each time with
 //     a reason and 1 to MaxSpecialExtension working days.
 //   - An opinion round asks the organisations named when the recommendation

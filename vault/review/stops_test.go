@@ -95,3 +95,67 @@ func TestSpecialReviewRoundFlaggedWhenOverdue(t *testing.T) {
 	steps = append(steps, step{on: "2027-01-08", a: review.Opinion, actor: "mu2", agree: ptr(true)})
 	check(steps, "2027-01-08", review.PhaseSpecial, "2027-03-03", review.FlagNone)
 }
+
+// TestLateActionKeepsLapse: an office may extend, restart or end a period
+// after its due date (a real office sometimes must act late), but doing so
+// does not undo the lapse: Missed keeps each period that had run out, with
+// the late action, while Overdue speaks of the period running now. An
+// action on the due day is in time.
+func TestLateActionKeepsLapse(t *testing.T) {
+	c := cal(t)
+	// dueOf is the due date the clock gave on a day, as the office saw it
+	// before it acted.
+	derive := func(steps []step, today string) review.Clock {
+		t.Helper()
+		h, _ := build(t, steps...)
+		clk, err := review.DeriveClock(c, h, day(t, today))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return clk
+	}
+	dueOf := func(steps []step, today string) string { return derive(steps, today).DueOn.String() }
+	sub := step{on: "2026-09-01", a: review.Submit, edition: "2021"}
+	req := step{on: "2026-09-02", a: review.RequireReview}
+	rec := step{on: "2026-09-03", a: review.Recommend}
+	dis := step{on: "2026-09-04", a: review.Opinion, actor: "mu1", agree: ptr(false)}
+	prelim := dueOf([]step{sub, req}, "2026-09-02")
+	special := dueOf([]step{sub, req, rec, dis}, "2026-09-04")
+	for _, tt := range []struct {
+		name  string
+		steps []step
+		today string
+		want  []review.Lapse
+		over  bool
+	}{
+		{"extend after the preliminary review lapsed", []step{sub, req, {on: "2026-11-30", a: review.Extend, reason: "complex"}}, "2026-11-30",
+			[]review.Lapse{{Phase: review.PhasePreliminary, DueOn: day(t, prelim), Action: review.Extend, On: day(t, "2026-11-30")}}, true},
+		{"extend on the due day", []step{sub, req, {on: prelim, a: review.Extend, reason: "complex"}}, prelim, nil, false},
+		{"extend_special twice after the special review lapsed", []step{sub, req, rec, dis,
+			{on: "2027-06-01", a: review.ExtendSpecial, reason: "complex", days: 90}, {on: "2027-11-01", a: review.ExtendSpecial, reason: "complex", days: 5}}, "2027-11-01",
+			[]review.Lapse{{Phase: review.PhaseSpecial, DueOn: day(t, special), Action: review.ExtendSpecial, On: day(t, "2027-06-01")},
+				{Phase: review.PhaseSpecial, DueOn: day(t, dueOf([]step{sub, req, rec, dis, {on: "2027-06-01", a: review.ExtendSpecial, reason: "complex", days: 90}}, "2027-06-01")),
+					Action: review.ExtendSpecial, On: day(t, "2027-11-01")}}, true},
+		// Filed 11-02, due 11-16: marked incomplete on 11-25 and received
+		// that day, the determination restarts (due 12-09) but its lapse stays.
+		{"mark_incomplete after the determination lapsed", []step{{on: "2026-11-02", a: review.Submit, edition: "2021"},
+			{on: "2026-11-25", a: review.MarkIncomplete}, {on: "2026-11-25", a: review.SupplementReceived}}, "2026-11-25",
+			[]review.Lapse{{Phase: review.PhaseDetermination, DueOn: day(t, "2026-11-16"), Action: review.MarkIncomplete, On: day(t, "2026-11-25")}}, false},
+		{"a phase ended late", []step{{on: "2026-11-02", a: review.Submit, edition: "2021"}, {on: "2026-11-18", a: review.RequireReview}}, "2026-11-18",
+			[]review.Lapse{{Phase: review.PhaseDetermination, DueOn: day(t, "2026-11-16"), Action: review.RequireReview, On: day(t, "2026-11-18")}}, false},
+		{"a stop during the period lapses nothing", []step{sub, req, {on: "2026-09-10", a: review.RequestSupplement}, {on: "2026-11-30", a: review.Extend, reason: "complex"}}, "2026-11-30",
+			nil, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			clk := derive(tt.steps, tt.today)
+			if len(clk.Missed) != len(tt.want) || clk.Overdue != tt.over {
+				t.Fatalf("missed %+v overdue %v; want %+v overdue %v", clk.Missed, clk.Overdue, tt.want, tt.over)
+			}
+			for i := range tt.want {
+				if clk.Missed[i] != tt.want[i] {
+					t.Errorf("missed[%d] = %+v, want %+v", i, clk.Missed[i], tt.want[i])
+				}
+			}
+		})
+	}
+}
