@@ -53,8 +53,9 @@ import (
 // re-derived.
 // 2: provisional years give back weekend holidays (补假); 3: a clock paused
 // after its due date passed keeps that date (it was stored as none); 4: a
-// special review's latest opinion round is stored when it is due first.
-const clockVersion = "clock-4"
+// special review's latest opinion round is stored when it is due first; 5:
+// the end of December of the last official year is provisional.
+const clockVersion = "clock-5"
 
 // basisNone marks due columns that depend on no calendar (no clock runs:
 // draft, closed, paused). It sorts before every hex basis.
