@@ -641,7 +641,8 @@ type Deadline struct {
 const MaxWithin = calendar.MaxDays
 
 // Deadlines lists open, running cases due within the next within working
-// days (the due day counted) or overdue, soonest first. Office admins only.
+// days (the due day counted) or overdue, soonest first; an overdue case
+// stays listed while it waits for supplements. Office admins only.
 func (s *Service) Deadlines(ctx context.Context, a Actor, within int) ([]Deadline, error) {
 	ds, _, err := s.deadlines(ctx, a, within, nil, 0)
 	if err != nil {

@@ -19,7 +19,7 @@ import (
 // Sweep is the outcome of one deadline round.
 type Sweep struct {
 	DueSoon  int // open, running cases due within review.DueSoonWorkingDays
-	Overdue  int // open, running cases past their due date
+	Overdue  int // open cases past their due date (running, or paused after it)
 	Flagged  int // flags raised for the first time this round
 	Notified int // webhooks delivered this round
 	Failed   int // webhooks that failed (retried next round)
@@ -44,7 +44,8 @@ type WebhookPayload struct {
 // "system" (once per case, phase, flag and due date: a flag raised before
 // an extension is raised again for the new date) and, when a webhook is
 // configured, a POST that is retried each round until it succeeds. Paused
-// cases are never flagged.
+// cases are not flagged, unless they were paused after their due date had
+// passed: a stop does not cure a lapse, and they stay overdue.
 //
 // Sweeps run one at a time, across instances too: the leader's jobs may
 // overlap during a change of leader, and two sweeps that both find a flag

@@ -4,7 +4,8 @@ package vault
 // its history and the calendar; deriving every open case on every request
 // or sweep costs seconds at 100,000 cases, so each case row also holds the
 // date its running clock is due on (cases.due_on, NULL when no clock runs:
-// draft, closed, paused awaiting supplementary materials, or not derivable),
+// draft, closed, paused awaiting supplementary materials before the due
+// date, or not derivable),
 // whether it is provisional, the phase, and due_basis: what it was derived
 // with. The deadlines list and the sweeper read the index on (due_on, id)
 // and touch only the cases that are due.
@@ -14,7 +15,10 @@ package vault
 //     calendar from the phase's start through closed pauses only, and due is
 //     the day the allowance is used up (review/clock.go). Only a paused
 //     clock's date moves with today (its open pause runs through today), and
-//     a paused clock is never flagged, so it is stored as NULL.
+//     such a clock is never flagged, so it is stored as NULL. A clock paused
+//     after its allowance was used up is the exception: its due date came
+//     before the stop and no longer moves (review.Clock.DueFixed), and the
+//     case stays overdue while it waits, so that date is stored.
 //   - Every write that changes a history or a status goes through
 //     appendEvents, which stores the re-derived columns in the same UPDATE
 //     that moves the case on (guarded by the case's revision): every
@@ -47,7 +51,11 @@ import (
 // when review.DeriveClock or the calendar's provisional model changes what
 // a running clock is due on: every stored date then reads as stale and is
 // re-derived.
-const clockVersion = "clock-2" // 2: provisional years give back weekend holidays (补假)
+// 2: provisional years give back weekend holidays (补假); 3: a clock paused
+// after its due date passed keeps that date (it was stored as none); 4: a
+// special review's latest opinion round is stored when it is due first; 5:
+// the end of December of the last official year is provisional.
+const clockVersion = "clock-5"
 
 // basisNone marks due columns that depend on no calendar (no clock runs:
 // draft, closed, paused). It sorts before every hex basis.
@@ -86,11 +94,15 @@ func deriveDue(cal *calendar.Calendar, basis, status string, history []review.Ev
 		// again when the calendar changes.
 		return dueColumns{Basis: basis}, err
 	}
-	if c.Phase == review.PhaseNone || c.Phase == review.PhaseClosed || c.Paused || c.DueOn.IsZero() {
+	n, ok := c.Next()
+	if c.Phase == review.PhaseNone || c.Phase == review.PhaseClosed || !ok {
 		return none, nil
 	}
-	on := c.DueOn.String()
-	return dueColumns{On: &on, Provisional: c.DueOnProvisional, Phase: string(c.Phase), Basis: basis}, nil
+	// The next date, not the phase's: in a special review, the latest
+	// opinion round's while a unit has not answered (every answer goes
+	// through appendEvents, which stores the phase's date again).
+	on := n.On.String()
+	return dueColumns{On: &on, Provisional: n.Provisional, Phase: string(n.Phase), Basis: basis}, nil
 }
 
 // staleDue restricts q to the cases whose due columns were not derived with

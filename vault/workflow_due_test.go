@@ -50,8 +50,9 @@ func replayDeadlines(t testing.TB, f *wfFixture, within int) []Deadline {
 			continue
 		}
 		std, _ := review.Flag(c, cal, today)
-		out = append(out, Deadline{CaseID: r.ID, Title: "Routers", Status: r.Status, Phase: c.Phase, DueOn: c.DueOn,
-			DueOnProvisional: c.DueOnProvisional, Overdue: c.Overdue, Flag: std})
+		n, _ := c.Next()
+		out = append(out, Deadline{CaseID: r.ID, Title: "Routers", Status: r.Status, Phase: n.Phase, DueOn: n.On,
+			DueOnProvisional: n.Provisional, Overdue: today.After(n.On), Flag: std})
 	}
 	slices.SortFunc(out, func(a, b Deadline) int {
 		if c := a.DueOn.Compare(b.DueOn); c != 0 {
@@ -251,7 +252,8 @@ func (f *wfFixture) wantStoredDue(id string, running bool) {
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	if running != (!c.Paused && c.Phase != review.PhaseNone && c.Phase != review.PhaseClosed) {
+	n, fixed := c.Next()
+	if running != (fixed && c.Phase != review.PhaseNone && c.Phase != review.PhaseClosed) {
 		f.t.Fatalf("case %s: clock %+v, want running %v", id, c, running)
 	}
 	if !running {
@@ -260,8 +262,8 @@ func (f *wfFixture) wantStoredDue(id string, running bool) {
 		}
 		return
 	}
-	if got.On == nil || *got.On != c.DueOn.String() || got.Provisional != c.DueOnProvisional || got.Phase != string(c.Phase) || got.Basis != dueBasis(cal) {
-		f.t.Fatalf("case %s: stored %+v, clock due %s provisional %v phase %s", id, got, c.DueOn, c.DueOnProvisional, c.Phase)
+	if got.On == nil || *got.On != n.On.String() || got.Provisional != n.Provisional || got.Phase != string(n.Phase) || got.Basis != dueBasis(cal) {
+		f.t.Fatalf("case %s: stored %+v, clock's next due %s provisional %v phase %s", id, got, n.On, n.Provisional, n.Phase)
 	}
 }
 
@@ -341,11 +343,19 @@ func TestStoredDueFollowsTransitions(t *testing.T) {
 			f.upload(f.rev, id, "recommendation")
 			f.mustMove(id, "recommend", "", 0)
 			f.wantStoredDue(id, true)
+			// The second round's 15 days end first: its date is stored
+			// until every unit asked has answered.
+			if f.storedDue(id).Phase != string(review.PhaseOpinions) {
+				t.Fatalf("stored %+v, want the second round's opinions", f.storedDue(id))
+			}
 			for _, u := range []Actor{f.u1, f.u2} {
 				if _, err := f.svc.Opinion(f.ctx, u, id, OpinionRequest{Agree: &yes}); err != nil {
 					t.Fatal(err)
 				}
 				f.wantStoredDue(id, true)
+			}
+			if f.storedDue(id).Phase != string(review.PhaseSpecial) {
+				t.Fatalf("stored %+v after every answer, want the special review", f.storedDue(id))
 			}
 			f.mustAct(id, TransitionRequest{Action: "record_approval", Reference: "CAC approval 2025-17"})
 			f.wantStoredDue(id, true)

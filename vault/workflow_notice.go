@@ -170,17 +170,7 @@ func (s *Service) writeNotice(ctx context.Context, a Actor, row Case, purpose st
 		writeConclusion(&b, ed, history, ev)
 	}
 	if c := clk; c != nil {
-		fmt.Fprintf(&b, "Review period: %s, started %s, %d working days", c.Phase, c.StartedOn, c.AllowedWorkingDays)
-		if !c.DueOn.IsZero() {
-			fmt.Fprintf(&b, ", due %s", c.DueOn)
-			if c.DueOnProvisional {
-				b.WriteString(" (provisional: the official holiday schedule for that period is not yet published; the date will be recomputed when it is)")
-			}
-		}
-		if c.Paused {
-			b.WriteString(", suspended")
-		}
-		b.WriteString("\n")
+		writePeriod(&b, c)
 	}
 	arts := make([]string, len(basis))
 	for i, a := range basis {
@@ -191,6 +181,40 @@ func (s *Service) writeNotice(ctx context.Context, a Actor, row Case, purpose st
 	return s.store(ctx, a, row.ID, purpose, Upload{Kind: "notice", Filename: noticeFilename(ev.Action, ev.On),
 		ContentType: "text/plain; charset=utf-8", Body: strings.NewReader(body), Size: int64(len(body)),
 		alsoInTx: clearPendingNotice(row.ID, ev.Seq)})
+}
+
+// writePeriod is the notice's line on the review period, in English. It
+// prints no date that cannot hold: while the materials are incomplete the
+// period has not begun (2021 Art. 9), and while the clock is stopped for
+// supplements its due date is only the earliest one, moved later by every
+// working day the stop lasts.
+func writePeriod(b *strings.Builder, c *review.Clock) {
+	if c.MaterialsIncomplete {
+		fmt.Fprintf(b, "Review period: %s, %d working days from the day the application materials are complete\n", c.Phase, c.AllowedWorkingDays)
+		return
+	}
+	fmt.Fprintf(b, "Review period: %s, started %s, %d working days", c.Phase, c.StartedOn, c.AllowedWorkingDays)
+	if c.Paused {
+		b.WriteString(", suspended")
+	}
+	moves := c.Paused && !c.DueFixed()
+	if !c.DueOn.IsZero() {
+		if moves {
+			fmt.Fprintf(b, "; due at the earliest %s", c.DueOn)
+		} else {
+			fmt.Fprintf(b, ", due %s", c.DueOn)
+		}
+		if c.DueOnProvisional {
+			b.WriteString(" (provisional: the official holiday schedule for that period is not yet published; the date will be recomputed when it is)")
+		}
+		switch {
+		case moves:
+			b.WriteString(", one working day later for each working day the suspension lasts")
+		case c.Paused:
+			b.WriteString(", passed before the suspension began, which does not move it")
+		}
+	}
+	b.WriteString("\n")
 }
 
 // clearPendingNotice deletes the pending marker of the notice stored in the
@@ -354,19 +378,39 @@ func writeNoticeZh(b *strings.Builder, ed *review.Edition, row Case, history []r
 		}
 	}
 	if c := clk; c != nil {
-		fmt.Fprintf(b, "审查期限：%s，自%s起，%d个工作日", zhPhase[c.Phase], zhDate(c.StartedOn), c.AllowedWorkingDays)
-		if !c.DueOn.IsZero() {
-			fmt.Fprintf(b, "，%s届满", zhDate(c.DueOn))
-			if c.DueOnProvisional {
-				b.WriteString("（暂定：该期间的法定节假日安排尚未公布，公布后将重新计算）")
-			}
-		}
-		if c.Paused {
-			b.WriteString("，现暂停计算")
-		}
-		b.WriteString("\n")
+		writePeriodZh(b, c)
 	}
 	fmt.Fprintf(b, "依据：%s%s\n", ed.TitleZh, zhArts(ed, basis))
+}
+
+// writePeriodZh is writePeriod in Chinese.
+func writePeriodZh(b *strings.Builder, c *review.Clock) {
+	if c.MaterialsIncomplete {
+		fmt.Fprintf(b, "审查期限：%s，%d个工作日，自申报材料补齐之日起计算\n", zhPhase[c.Phase], c.AllowedWorkingDays)
+		return
+	}
+	fmt.Fprintf(b, "审查期限：%s，自%s起，%d个工作日", zhPhase[c.Phase], zhDate(c.StartedOn), c.AllowedWorkingDays)
+	if c.Paused {
+		b.WriteString("，现暂停计算")
+	}
+	moves := c.Paused && !c.DueFixed()
+	if !c.DueOn.IsZero() {
+		if moves {
+			fmt.Fprintf(b, "；最早于%s届满", zhDate(c.DueOn))
+		} else {
+			fmt.Fprintf(b, "，%s届满", zhDate(c.DueOn))
+		}
+		if c.DueOnProvisional {
+			b.WriteString("（暂定：该期间的法定节假日安排尚未公布，公布后将重新计算）")
+		}
+		switch {
+		case moves:
+			b.WriteString("，暂停期间每经过一个工作日相应顺延一个工作日")
+		case c.Paused:
+			b.WriteString("，暂停计算前已届满，不因暂停而顺延")
+		}
+	}
+	b.WriteString("\n")
 }
 
 // firstItem is the number of the first item ev requested.

@@ -704,9 +704,10 @@ func TestCalendarImportRederives(t *testing.T) {
 			if err != nil || len(evs) != 2 || evs[0].Actor != "system" || evs[0].Detail != "due_soon" || evs[1].Detail != "overdue" {
 				t.Fatalf("flag events %+v %v", evs, err)
 			}
-			// A paused case is never flagged.
+			// Paused after its due date passed, it stays overdue (a stop
+			// does not cure the lapse), with the same flag: not raised again.
 			f.mustMove(id, "request_supplement", "more", 0)
-			if sw, err = f.svc.SweepDeadlines(f.ctx); err != nil || sw.Overdue != 0 || sw.DueSoon != 0 {
+			if sw, err = f.svc.SweepDeadlines(f.ctx); err != nil || sw.Overdue != 1 || sw.DueSoon != 0 || sw.Flagged != 0 {
 				t.Fatalf("paused sweep %+v %v", sw, err)
 			}
 		})

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -121,8 +122,14 @@ func calendarStatus(cal *calendar.Calendar, today calendar.Date, stdout io.Write
 	fmt.Fprintf(stdout, "first provisional date: %s\n", cov.FirstProvisional)
 	fmt.Fprintf(stdout, "official days ahead: %d\n", cov.OfficialDaysAhead)
 	if cov.Warning {
+		// The first provisional date may be the unsettled end of the last
+		// official year: the schedule that settles it is the next year's.
+		missing := cov.FirstProvisional.Y
+		if slices.Contains(cov.OfficialYears, missing) {
+			missing++
+		}
 		fmt.Fprintf(stdout, "warning: the official calendar covers fewer than %d days ahead; deadlines from %s are provisional until `vaultd calendar import` adds the %d schedule\n",
-			calendar.WarnOfficialDaysAhead, cov.FirstProvisional, cov.FirstProvisional.Y)
+			calendar.WarnOfficialDaysAhead, cov.FirstProvisional, missing)
 	}
 	return nil
 }

@@ -23,7 +23,12 @@ func officialAhead(today calendar.Date, years []int) (first calendar.Date, ahead
 	if y == today.Y {
 		return today, 0
 	}
-	first = calendar.Date{Y: y, M: time.January, D: 1}
+	// The end of the last official year stays unsettled until year y's
+	// schedule arrives (calendar.UnsettledDecemberFrom).
+	first = calendar.Date{Y: y - 1, M: time.December, D: calendar.UnsettledDecemberFrom}
+	if first.Before(today) {
+		return today, 0
+	}
 	return first, int(first.Time().Sub(today.Time()).Hours()/24) - 1
 }
 

@@ -36,6 +36,7 @@ import (
 	"path"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/crvault/crvault/configs"
 )
@@ -251,23 +252,53 @@ func (c *Calendar) yearsText() string {
 	return b.String()
 }
 
-// Provisional reports whether d is answered by the provisional model: a
-// valid date of a year with no official file, within the model's years.
+// UnsettledDecemberFrom is the first day of December that, in the last
+// year with an official file, is still unsettled: year Y+1's schedule may
+// move the last days of Y, as the 2008 schedule made Saturday 2007-12-29 a
+// working day and Sunday 12-30 and Monday 12-31 days off, the 2012 one
+// Saturday 2011-12-31 a working day, the 2019 one Saturday 2018-12-29 a
+// working day, and the 2023 file lists 2022-12-31 off. A New Year break
+// joins at most the weekend before 1 January, so no schedule has reached
+// further back than 12-29; the 20th leaves a week of margin.
+const UnsettledDecemberFrom = 20
+
+// Provisional reports whether d is answered by the provisional model (a
+// valid date of a year with no official file, within the model's years),
+// or is one of the last days of December (from UnsettledDecemberFrom) of an
+// official year whose next year has no file yet: that year's schedule may
+// still change it.
 func (c *Calendar) Provisional(d Date) bool {
-	_, official := c.files[d.Y]
-	return d.Valid() && !official && provisionalYear(d.Y)
+	if !d.Valid() {
+		return false
+	}
+	if _, official := c.files[d.Y]; !official {
+		return provisionalYear(d.Y)
+	}
+	return c.unsettled(d.Y) && d.M == time.December && d.D >= UnsettledDecemberFrom
+}
+
+// unsettled reports whether the end of official year y may still change:
+// year y+1, which the model answers, has no file.
+func (c *Calendar) unsettled(y int) bool {
+	_, next := c.files[y+1]
+	return !next && provisionalYear(y+1)
 }
 
 // ProvisionalIn reports whether any date in (from, to] is provisional, that
-// is whether a count of working days over that span rests on the model.
+// is whether a count of working days over that span rests on the model or
+// on an unsettled end of December.
 func (c *Calendar) ProvisionalIn(from, to Date) bool {
 	start := from.AddDays(1)
 	if to.Before(start) {
 		return false
 	}
 	for y := start.Y; y <= to.Y; y++ {
-		if _, official := c.files[y]; !official && provisionalYear(y) {
+		_, official := c.files[y]
+		if !official && provisionalYear(y) {
 			return true
+		}
+		if official && c.unsettled(y) && !to.Before(Date{y, time.December, UnsettledDecemberFrom}) {
+			return true // start is at most 31 December of y
 		}
 	}
 	return false

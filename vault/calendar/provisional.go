@@ -177,8 +177,11 @@ const WarnOfficialDaysAhead = 60
 // Coverage says how far the official schedules reach from a given day.
 type Coverage struct {
 	OfficialYears []int `json:"official_years"`
-	// FirstProvisional is the first date on or after today without an
-	// official schedule: deadlines reaching it are provisional.
+	// FirstProvisional is the first date on or after today answered
+	// provisionally (Calendar.Provisional): deadlines reaching it are
+	// provisional. When the year after the last official one has no file,
+	// that is the last official year's UnsettledDecemberFrom December,
+	// which the next schedule may still change.
 	FirstProvisional Date `json:"first_provisional"`
 	// OfficialDaysAhead is how many days after today are still official.
 	OfficialDaysAhead int `json:"official_days_ahead"`
@@ -196,7 +199,10 @@ func (c *Calendar) Coverage(today Date) Coverage {
 		y++
 	}
 	first := Date{y, time.January, 1}
-	if y == today.Y {
+	if y > today.Y && c.unsettled(y-1) {
+		first = Date{y - 1, time.December, UnsettledDecemberFrom}
+	}
+	if first.Before(today) {
 		first = today
 	}
 	ahead := max(today.DaysUntil(first)-1, 0)

@@ -173,7 +173,7 @@ func TestStatutoryHolidays2027and2028(t *testing.T) {
 			t.Errorf("%s not marked provisional", d)
 		}
 	}
-	if c.Provisional(date(t, "2026-12-31")) || c.Provisional(date(t, "2019-12-31")) || c.Provisional(date(t, "2201-01-01")) {
+	if c.Provisional(date(t, "2026-12-19")) || c.Provisional(date(t, "2025-12-31")) || c.Provisional(date(t, "2019-12-31")) || c.Provisional(date(t, "2201-01-01")) {
 		t.Error("an official or uncovered date marked provisional")
 	}
 }
@@ -218,7 +218,10 @@ func TestDeadlineProvisional(t *testing.T) {
 		{"2027-12-15", 30, "2028-02-02", true, "12 in December | 01-03 given back | 4..7, 10..14, 17..21, 24 | 25..28 off | 31, 02-01, 02-02"},
 		{"2027-02-04", 1, "2027-02-11", true, "02-05..08 Spring Festival (Fri-Mon), 02-09 and 02-10 given back for its weekend"},
 		{"2027-03-01", 0, "2027-03-01", true, "zero days, but the date itself is provisional"},
-		{"2026-12-31", 0, "2026-12-31", false, "zero days in an official year"},
+		{"2026-12-18", 0, "2026-12-18", false, "zero days in an official year"},
+		{"2026-12-10", 5, "2026-12-17", false, "11, 14..17: before the unsettled end of 2026"},
+		{"2026-12-17", 2, "2026-12-21", true, "18, 21: 12-20 on is unsettled until 2027's schedule"},
+		{"2026-12-31", 0, "2026-12-31", true, "zero days, but 2027's schedule may still change the date"},
 	}
 	for _, tt := range tests {
 		got, err := c.Deadline(date(t, tt.from), tt.n)
@@ -259,11 +262,13 @@ func TestCoverage(t *testing.T) {
 		ahead int
 		warn  bool
 	}{
-		{c, "2026-11-30", "2027-01-01", 31, true},
-		{c, "2026-11-01", "2027-01-01", 60, false},
-		{c, "2026-11-02", "2027-01-01", 59, true},
+		// 2027's schedule may still change the end of 2026 (UnsettledDecemberFrom).
+		{c, "2026-11-30", "2026-12-20", 19, true},
+		{c, "2026-10-20", "2026-12-20", 60, false},
+		{c, "2026-10-21", "2026-12-20", 59, true},
+		{c, "2026-12-25", "2026-12-25", 0, true},
 		{c, "2027-03-01", "2027-03-01", 0, true},
-		{with2027, "2026-11-30", "2028-01-01", 396, false},
+		{with2027, "2026-11-30", "2027-12-20", 384, false},
 	}
 	for _, tt := range tests {
 		got := tt.cal.Coverage(date(t, tt.today))
@@ -273,5 +278,28 @@ func TestCoverage(t *testing.T) {
 	}
 	if ys := c.Coverage(date(t, "2026-11-30")).OfficialYears; !slices.Equal(ys, []int{2020, 2021, 2022, 2023, 2024, 2025, 2026}) {
 		t.Errorf("official years %v", ys)
+	}
+}
+
+// TestUnsettledDecemberIsProvisional: a year's schedule may change the last
+// days of the December before it (the 2012 one made Saturday 2011-12-31 a
+// working day; the 2023 file lists 2022-12-31). Until year Y+1's file is
+// imported, a date from UnsettledDecemberFrom December of the last official
+// year is provisional, and re-derived when the file arrives: it used to be
+// answered as final.
+func TestUnsettledDecemberIsProvisional(t *testing.T) {
+	c := embedded(t)
+	from := date(t, "2026-12-25")
+	before, err := c.Deadline(from, 1)
+	if err != nil || before.On.String() != "2026-12-28" || !before.Provisional || !c.Provisional(date(t, "2026-12-26")) {
+		t.Errorf("2026-12-25 +1 before the 2027 file: %+v, %v; want 2026-12-28, provisional", before, err)
+	}
+	with2027, err := c.With(file(t, 2027, "2026-12-26:on", "2027-01-01:off"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	after, err := with2027.Deadline(from, 1)
+	if err != nil || after.On.String() != "2026-12-26" || after.Provisional || with2027.Provisional(date(t, "2026-12-26")) {
+		t.Errorf("with a 2027 file making 2026-12-26 a working day: %+v, %v; want 2026-12-26, final", after, err)
 	}
 }

@@ -49,19 +49,100 @@ type Clock struct {
 	// DueOnProvisional: DueOn rests on the provisional calendar model (a
 	// working day counted lies in a year with no official schedule yet); it
 	// is re-derived when that year is imported.
-	DueOnProvisional   bool        `json:"due_on_provisional"`
-	AllowedWorkingDays int         `json:"allowed_working_days"`
-	UsedWorkingDays    int         `json:"used_working_days"`
-	Paused             bool        `json:"paused"`
-	Pauses             []Pause     `json:"pauses"`
-	Extensions         []Extension `json:"extensions"`
-	Overdue            bool        `json:"overdue"`
+	DueOnProvisional   bool `json:"due_on_provisional"`
+	AllowedWorkingDays int  `json:"allowed_working_days"`
+	UsedWorkingDays    int  `json:"used_working_days"`
+	Paused             bool `json:"paused"`
+	// MaterialsIncomplete: the open stop began with mark_incomplete. The
+	// determination then runs from the day the materials are complete
+	// (2021 Art. 9), not from filing: nothing is used before that day,
+	// and DueOn projects the full allowance from today, as if the last
+	// item arrived today.
+	MaterialsIncomplete bool        `json:"materials_incomplete"`
+	Pauses              []Pause     `json:"pauses"`
+	Extensions          []Extension `json:"extensions"`
+	Overdue             bool        `json:"overdue"`
 	// SupplementItems are the items requested in the current phase.
 	SupplementItems []RequestedItem `json:"supplement_items"`
 	// Opinions are the member units asked in the opinion rounds sent in the
 	// current phase (a special review lists only its own), each with its
 	// answer or its own 15-day deadline.
 	Opinions []MemberOpinion `json:"opinions"`
+	// Missed are the statutory periods of the case, this phase's and the
+	// earlier ones', that ran out before the office acted on them, oldest
+	// first. A late action is allowed (an office sometimes must act late),
+	// but ending, extending or restarting a period does not make its
+	// lapse undone: Overdue then speaks only of the period running now.
+	Missed []Lapse `json:"missed"`
+}
+
+// Lapse is a statutory period that had run out when the office ended,
+// extended or restarted it: Action, on day On, came after DueOn.
+type Lapse struct {
+	Phase  Phase         `json:"phase"`
+	DueOn  calendar.Date `json:"due_on"`
+	Action Action        `json:"action"`
+	On     calendar.Date `json:"acted_on"`
+}
+
+// DueFixed reports whether DueOn holds whatever today is: the clock runs,
+// or it is stopped for supplements after its allowance was used up (the
+// due date falls before the stop's first day). A stop keeps later days
+// from counting; it does not cure days the office already overran, so
+// such a case stays overdue while it waits. Otherwise a stopped clock's
+// DueOn is a projection that moves with today.
+func (c Clock) DueFixed() bool {
+	if c.DueOn.IsZero() {
+		return false
+	}
+	if !c.Paused {
+		return true
+	}
+	return !c.MaterialsIncomplete && c.beforeStop(c.DueOn)
+}
+
+// beforeStop reports whether d comes before the first day of the stop under
+// way, so that the stop cannot move a date counted to d.
+func (c Clock) beforeStop(d calendar.Date) bool {
+	return len(c.Pauses) > 0 && d.Before(c.Pauses[len(c.Pauses)-1].From)
+}
+
+// Upcoming is a date a case is due on and what falls due then: the phase
+// itself, or (PhaseOpinions) the answers of the member units asked in the
+// special review's latest round.
+type Upcoming struct {
+	Phase       Phase
+	On          calendar.Date
+	Provisional bool
+}
+
+// Next is the earliest fixed date the case is due on (see DueFixed): the
+// phase's, or, sooner, the latest opinion round's while a unit it asked has
+// not answered. In the first round the two are one date; in a special
+// review the round's 15 working days end long before the phase's 45 or
+// 90, and a silent unit would otherwise be flagged by nobody. ok is false
+// when no date is fixed.
+func (c Clock) Next() (n Upcoming, ok bool) {
+	if c.DueFixed() {
+		n, ok = Upcoming{Phase: c.Phase, On: c.DueOn, Provisional: c.DueOnProvisional}, true
+	}
+	latest := 0
+	for _, o := range c.Opinions {
+		latest = max(latest, o.Round)
+	}
+	for _, o := range c.Opinions {
+		if o.Round != latest || o.Agree != nil {
+			continue
+		}
+		if c.Paused && !c.beforeStop(o.DueOn) {
+			break // a projection, like the phase's
+		}
+		if !ok || o.DueOn.Before(n.On) {
+			n, ok = Upcoming{Phase: PhaseOpinions, On: o.DueOn, Provisional: o.DueOnProvisional}, true
+		}
+		break // one round, one date
+	}
+	return n, ok
 }
 
 // RequestedItem is one requested item of supplementary material.
@@ -121,16 +202,22 @@ func DeriveClock(cal *calendar.Calendar, history []Event, today calendar.Date) (
 		return Clock{}, fmt.Errorf("derive clock: today: %w", calendar.ErrInvalidDate)
 	}
 	st := state{status: Draft, phase: PhaseNone}
-	c := Clock{Phase: PhaseNone, Pauses: []Pause{}, Extensions: []Extension{}, SupplementItems: []RequestedItem{}, Opinions: []MemberOpinion{}}
+	c := Clock{Phase: PhaseNone, Pauses: []Pause{}, Extensions: []Extension{}, SupplementItems: []RequestedItem{}, Opinions: []MemberOpinion{},
+		Missed: []Lapse{}}
 	var closedOn *calendar.Date
 	start := func(p Phase, on calendar.Date, days int) {
 		c = Clock{Phase: p, Edition: c.Edition, StartedOn: on, AllowedWorkingDays: days, Pauses: []Pause{}, Extensions: []Extension{},
-			SupplementItems: []RequestedItem{}, Opinions: []MemberOpinion{}}
+			SupplementItems: []RequestedItem{}, Opinions: []MemberOpinion{}, Missed: c.Missed}
 	}
 	for i, e := range history {
 		from, incomplete := st.status, st.incomplete
 		if err := st.apply(i, e); err != nil {
 			return Clock{}, fmt.Errorf("derive clock: %w", err)
+		}
+		if movesPeriod(e.Action, from, st.status) && !incomplete {
+			if err := c.lapse(cal, e); err != nil {
+				return Clock{}, fmt.Errorf("derive clock: %w", err)
+			}
 		}
 		ed := st.edition
 		switch e.Action {
@@ -184,7 +271,16 @@ func DeriveClock(cal *calendar.Calendar, history []Event, today calendar.Date) (
 	if closedOn != nil {
 		end = *closedOn
 	}
-	due, used, err := count(cal, c.StartedOn, c.AllowedWorkingDays, c.Pauses, end)
+	from, pauses := c.StartedOn, c.Pauses
+	if c.Paused && st.incomplete {
+		// 2021 Art. 9 counts the determination from materials that satisfy
+		// Art. 8: the days since filing were never the office's, so the
+		// projection counts the whole allowance from today, the earliest
+		// day the materials can now be complete.
+		c.MaterialsIncomplete = true
+		from, pauses = end, nil
+	}
+	due, used, err := count(cal, from, c.AllowedWorkingDays, pauses, end)
 	phase := c.Phase // the period the clock describes, also once closed
 	if closedOn != nil {
 		c.Phase = PhaseClosed
@@ -196,12 +292,51 @@ func DeriveClock(cal *calendar.Calendar, history []Event, today calendar.Date) (
 		return c, fmt.Errorf("derive clock: %w", err)
 	}
 	c.DueOn, c.UsedWorkingDays = due, used
-	c.DueOnProvisional = cal.ProvisionalIn(c.StartedOn, due) || cal.Provisional(due)
+	c.DueOnProvisional = cal.ProvisionalIn(from, due) || cal.Provisional(due)
 	c.Overdue = closedOn == nil && today.After(due)
 	if err := c.opinions(cal, &st, phase, end, closedOn == nil); err != nil {
 		return c, fmt.Errorf("derive clock: %w", err)
 	}
 	return c, nil
+}
+
+// movesPeriod reports whether action a, taking the case from status from
+// to status to, ends the period running (a new phase, or the close),
+// extends it, or restarts it (mark_incomplete: the determination then
+// runs from complete materials).
+func movesPeriod(a Action, from, to Status) bool {
+	switch a {
+	case Extend, ExtendSpecial, MarkIncomplete, RequireReview, NotRequiredAction, Conclude:
+		return true
+	case Recommend:
+		return from == UnderReview
+	case Opinion:
+		return from == SolicitingOpinions && to == SpecialReview
+	}
+	return false
+}
+
+// lapse records in c.Missed that the period c describes had run out on the
+// day of e, which ends, extends or restarts it. Its due date on that day is
+// counted as DeriveClock counts it then, an open stop running through that
+// day: a stopped clock lapsed only if its date came before the stop. A
+// period the calendar cannot count (a year it does not cover) is not
+// listed; the clock's own date fails for the same reason.
+func (c *Clock) lapse(cal *calendar.Calendar, e Event) error {
+	if c.Phase == PhaseNone {
+		return nil
+	}
+	due, _, err := count(cal, c.StartedOn, c.AllowedWorkingDays, c.Pauses, e.On)
+	if errors.Is(err, calendar.ErrOutOfRange) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if e.On.After(due) {
+		c.Missed = append(c.Missed, Lapse{Phase: c.Phase, DueOn: due, Action: e.Action, On: e.On})
+	}
+	return nil
 }
 
 // opinions lists the members of the opinion rounds of phase, each with a
@@ -300,20 +435,23 @@ func Flag(c Clock, cal *calendar.Calendar, today calendar.Date) (FlagKind, error
 	return FlagWithin(c, cal, today, DueSoonWorkingDays)
 }
 
-// FlagWithin flags an open, running clock as overdue after its due date, or
-// due_soon when at most within working days remain (the due day itself
-// included: due today is due_soon). A paused or closed clock is never flagged.
+// FlagWithin flags an open clock by its next fixed date (Next): overdue
+// after it, or due_soon when at most within working days remain (the due
+// day itself included: due today is due_soon). A closed clock is never
+// flagged, nor a paused one whose dates are projections; a clock paused
+// after its due date passed stays overdue.
 func FlagWithin(c Clock, cal *calendar.Calendar, today calendar.Date, within int) (FlagKind, error) {
 	if within < 0 || within > calendar.MaxDays {
 		return FlagNone, fmt.Errorf("flag: within %d: %w", within, calendar.ErrInvalidDays)
 	}
-	if c.Phase == PhaseNone || c.Phase == PhaseClosed || c.Paused || c.DueOn.IsZero() {
+	n, ok := c.Next()
+	if c.Phase == PhaseNone || c.Phase == PhaseClosed || !ok {
 		return FlagNone, nil
 	}
-	if today.After(c.DueOn) {
+	if today.After(n.On) {
 		return FlagOverdue, nil
 	}
-	left, err := cal.WorkdaysBetween(today, c.DueOn)
+	left, err := cal.WorkdaysBetween(today, n.On)
 	if err != nil {
 		return FlagNone, fmt.Errorf("flag: %w", err)
 	}

@@ -80,8 +80,12 @@ func TestDeriveClock(t *testing.T) {
 		{"concluded", []step{sub, req, ask, got, ext, rec, agr, dis, exs, hear, rec2, again1, again2, appr, end}, "2026-06-01", want{review.PhaseClosed, "2025-12-10", "2026-03-04", 55, 53, false, 0, 1, false, review.FlagNone}},
 		{"same-day supplement pauses nothing", []step{sub, req, {on: "2025-10-20", a: review.RequestSupplement}, {on: "2025-10-20", a: review.SupplementReceived}}, "2025-10-21",
 			want{review.PhasePreliminary, "2025-10-09", "2025-11-19", 30, 9, false, 1, 0, false, review.FlagNone}},
-		// Due 11-19 passed before the pause began; waiting does not help, but is not flagged.
-		{"paused after overdue", []step{sub, req, {on: "2025-11-21", a: review.RequestSupplement}}, "2025-11-25", want{review.PhasePreliminary, "2025-10-09", "2025-11-19", 30, 32, true, 1, 0, true, review.FlagNone}},
+		// Due 11-19 passed before the pause began; waiting does not cure it, and it stays flagged.
+		{"paused after overdue", []step{sub, req, {on: "2025-11-21", a: review.RequestSupplement}}, "2025-11-25", want{review.PhasePreliminary, "2025-10-09", "2025-11-19", 30, 32, true, 1, 0, true, review.FlagOverdue}},
+		// Due 11-19 and paused from 11-20: the allowance was used up before the stop.
+		{"paused on the due day", []step{sub, req, {on: "2025-11-19", a: review.RequestSupplement}}, "2025-11-25", want{review.PhasePreliminary, "2025-10-09", "2025-11-19", 30, 30, true, 1, 0, true, review.FlagOverdue}},
+		// Paused from 11-19, the due day itself: the date moves and is not flagged.
+		{"paused the day before the due day", []step{sub, req, {on: "2025-11-18", a: review.RequestSupplement}}, "2025-11-25", want{review.PhasePreliminary, "2025-10-09", "2025-11-26", 30, 29, true, 1, 0, false, review.FlagNone}},
 	}
 	c := cal(t)
 	for _, tt := range tests {
@@ -133,10 +137,10 @@ func TestClockJSON(t *testing.T) {
 	// 30 + 15 from 10-09 is 12-10; the closed pause adds 4: 12-16. Used: 10-10,
 	// 10-11 (makeup), 13..17, 20, then 27, 28 = 10; the open pause starts tomorrow.
 	want := `{"phase":"preliminary_review","edition":"2021","started_on":"2025-10-09","due_on":"2025-12-16","due_on_provisional":false,"allowed_working_days":45,` +
-		`"used_working_days":10,"paused":true,"pauses":[{"from":"2025-10-21","to":"2025-10-24"},{"from":"2025-10-29","to":null}],` +
+		`"used_working_days":10,"paused":true,"materials_incomplete":false,"pauses":[{"from":"2025-10-21","to":"2025-10-24"},{"from":"2025-10-29","to":null}],` +
 		`"extensions":[{"on":"2025-10-27","days":15,"reason":"complex","actor":"admin1"}],"overdue":false,` +
 		`"supplement_items":[{"no":1,"text":"source code escrow agreement","requested_on":"2025-10-20","received":true,"received_on":"2025-10-24"},` +
-		`{"no":2,"text":"source code escrow agreement","requested_on":"2025-10-28","received":false,"received_on":null}],"opinions":[]}`
+		`{"no":2,"text":"source code escrow agreement","requested_on":"2025-10-28","received":false,"received_on":null}],"opinions":[],"missed":[]}`
 	if string(b) != want {
 		t.Errorf("JSON =\n%s\nwant\n%s", b, want)
 	}
@@ -145,7 +149,7 @@ func TestClockJSON(t *testing.T) {
 		t.Fatal(err)
 	}
 	b, _ = json.Marshal(clk)
-	if want := `{"phase":"none","started_on":null,"due_on":null,"due_on_provisional":false,"allowed_working_days":0,"used_working_days":0,"paused":false,"pauses":[],"extensions":[],"overdue":false,"supplement_items":[],"opinions":[]}`; string(b) != want {
+	if want := `{"phase":"none","started_on":null,"due_on":null,"due_on_provisional":false,"allowed_working_days":0,"used_working_days":0,"paused":false,"materials_incomplete":false,"pauses":[],"extensions":[],"overdue":false,"supplement_items":[],"opinions":[],"missed":[]}`; string(b) != want {
 		t.Errorf("draft JSON = %s", b)
 	}
 }

@@ -29,7 +29,7 @@ func TestRunningDueIgnoresToday(t *testing.T) {
 		{on: "2026-12-21", a: review.RequestSupplement},
 		{on: "2026-12-28", a: review.SupplementReceived},
 	}
-	running, pausedMoved := 0, 0
+	running, pausedMoved, pausedFixed := 0, 0, 0
 	for n := 1; n <= len(steps); n++ {
 		h, _ := build(t, steps[:n]...)
 		last := h[len(h)-1].On
@@ -43,11 +43,13 @@ func TestRunningDueIgnoresToday(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if ref.Paused {
+			if !ref.DueFixed() {
 				moved = moved || got.DueOn != ref.DueOn
 				continue
 			}
-			if got.DueOn != ref.DueOn || got.DueOnProvisional != ref.DueOnProvisional || got.Phase != ref.Phase || got.Paused {
+			// Running, or paused after the due date passed (the last
+			// step): stored as such, so it must not move either.
+			if got.DueOn != ref.DueOn || got.DueOnProvisional != ref.DueOnProvisional || got.Phase != ref.Phase || got.Paused != ref.Paused {
 				t.Fatalf("after %s, today +%d: due %s provisional %v phase %s, on the day %s %v %s",
 					steps[n-1].a, d, got.DueOn, got.DueOnProvisional, got.Phase, ref.DueOn, ref.DueOnProvisional, ref.Phase)
 			}
@@ -55,13 +57,15 @@ func TestRunningDueIgnoresToday(t *testing.T) {
 		switch {
 		case !ref.Paused:
 			running++
+		case ref.DueFixed():
+			pausedFixed++
 		case moved:
 			pausedMoved++
 		}
 	}
 	// The pauses before the due date move it (the last one comes after the
 	// special review's due date, and cannot).
-	if running < 8 || pausedMoved < 2 {
-		t.Fatalf("%d running prefixes and %d paused ones whose date moves with today: the history no longer covers both", running, pausedMoved)
+	if running < 8 || pausedMoved < 2 || pausedFixed != 1 {
+		t.Fatalf("%d running prefixes, %d paused ones whose date moves with today and %d whose date is fixed: the history no longer covers each", running, pausedMoved, pausedFixed)
 	}
 }

@@ -116,7 +116,9 @@ func TestProcedure(t *testing.T) {
 				// 2021 Art. 9: incomplete materials; the 10 days run from
 				// the day the last requested item arrives.
 				p.do(step{on: "2026-03-03", a: review.MarkIncomplete, items: []string{"signed declaration form", "impact analysis annex"}})
-				p.want("2026-03-05", review.PhaseDetermination, "2026-03-02", p.wd("2026-03-02", 10+2), 10, true) // 03-04, 03-05 stopped so far
+				// Waiting, the 10 days are projected from today, as if the
+				// materials were complete today: nothing counts from filing.
+				p.want("2026-03-05", review.PhaseDetermination, "2026-03-02", p.wd("2026-03-05", 10), 10, true)
 				p.do(step{on: "2026-03-05", a: review.SupplementItem, item: 1})
 				p.refuse(step{on: "2026-03-05", a: review.SupplementReceived, role: review.RoleOperator}, review.CodeItemsOutstanding)
 				p.do(step{on: "2026-03-09", a: review.SupplementItem, item: 2, role: review.RoleProvider})

@@ -50,7 +50,10 @@
 //   - mark_incomplete is a supplement request that, once received, restarts
 //     the determination clock from that day (2021 only).
 //   - extend is once per case, allowed while paused, and adds the edition's
-//     ExtensionDays to the preliminary review even if it is already overdue.
+//     ExtensionDays to the preliminary review even if it is already overdue:
+//     an office sometimes must act late. The lapse is kept as a fact
+//     (Clock.Missed), as for a late extend_special or mark_incomplete and a
+//     phase ended after its due date.
 //   - extend_special may be repeated ("extended appropriately"), each time with
 //     a reason and 1 to MaxSpecialExtension working days.
 //   - An opinion round asks the organisations named when the recommendation
@@ -89,7 +92,9 @@
 // day R stops the clock from R+1 up to and including the day S the request
 // is received: the working days in (R, S] do not count. An open stop is taken
 // to run through today, so the due date moves later day by day while the
-// case waits.
+// case waits. While a stop that began with mark_incomplete lasts, the
+// determination has not begun (2021 Art. 9): its due date is projected as
+// the whole allowance from today, nothing used since filing.
 package review
 
 import (
