@@ -25,7 +25,7 @@ const (
 // Pause is a stop of the clock for supplementary materials (Art. 14): the
 // working days From to To inclusive do not count. To is nil while the case
 // still waits. From is the day after the request; a supplement received on
-// the day of the request gives From one day after To and pauses nothing.
+// the day of the request stops no day, and leaves no Pause.
 type Pause struct {
 	From calendar.Date  `json:"from"`
 	To   *calendar.Date `json:"to"`
@@ -247,7 +247,13 @@ func DeriveClock(cal *calendar.Calendar, history []Event, today calendar.Date) (
 			}
 		case SupplementReceived:
 			to := e.On
-			c.Pauses[len(c.Pauses)-1].To = &to
+			if last := len(c.Pauses) - 1; to.Before(c.Pauses[last].From) {
+				// Received on the day of the request: no day stopped, and
+				// a stop ending before it begins is no stop (review h30d).
+				c.Pauses = c.Pauses[:last]
+			} else {
+				c.Pauses[last].To = &to
+			}
 			if incomplete {
 				// 2021 Art. 9: the determination runs from complete materials.
 				start(PhaseDetermination, e.On, ed.DeterminationDays)

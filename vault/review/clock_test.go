@@ -79,7 +79,7 @@ func TestDeriveClock(t *testing.T) {
 		// Stopped on 03-02: 45 + 13, 14, 24..27, 28, 03-02 = 53.
 		{"concluded", []step{sub, req, ask, got, ext, rec, agr, dis, exs, hear, rec2, again1, again2, appr, end}, "2026-06-01", want{review.PhaseClosed, "2025-12-10", "2026-03-04", 55, 53, false, 0, 1, false, review.FlagNone}},
 		{"same-day supplement pauses nothing", []step{sub, req, {on: "2025-10-20", a: review.RequestSupplement}, {on: "2025-10-20", a: review.SupplementReceived}}, "2025-10-21",
-			want{review.PhasePreliminary, "2025-10-09", "2025-11-19", 30, 9, false, 1, 0, false, review.FlagNone}},
+			want{review.PhasePreliminary, "2025-10-09", "2025-11-19", 30, 9, false, 0, 0, false, review.FlagNone}},
 		// Due 11-19 passed before the pause began; waiting does not cure it, and it stays flagged.
 		{"paused after overdue", []step{sub, req, {on: "2025-11-21", a: review.RequestSupplement}}, "2025-11-25", want{review.PhasePreliminary, "2025-10-09", "2025-11-19", 30, 32, true, 1, 0, true, review.FlagOverdue}},
 		// Due 11-19 and paused from 11-20: the allowance was used up before the stop.
