@@ -544,6 +544,7 @@ func (s *Service) reviewFacts(ctx context.Context, row caseRow) (review.Facts, e
 	}
 	if len(latest) == 1 {
 		f.LatestRecommendation = calendar.Today(latest[0])
+		f.LatestRecommendationAt = latest[0]
 	}
 	users, err := s.access.AssignedUsers(ctx, caseID, "member_unit")
 	if err != nil {

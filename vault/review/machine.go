@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/crvault/crvault/vault/calendar"
 )
@@ -57,7 +58,11 @@ type state struct {
 	specialOn  calendar.Date // the day the special review began
 	hearings   []calendar.Date
 	specialRec bool // a new recommendation was sent in the special review
-	approved   bool
+	// recBasis is when the special review last heard the units or sent a
+	// recommendation: the next recommend needs a recommendation material
+	// uploaded after it (zero in histories without event times).
+	recBasis time.Time
+	approved bool
 
 	measures []string
 }
@@ -234,6 +239,7 @@ func (st *state) apply(i int, e Event) error {
 			st.phase = PhaseOpinions
 		} else {
 			st.specialRec = true
+			st.recBasis = e.At
 		}
 		st.rounds = append(st.rounds, round{no: len(st.rounds) + 1, on: e.On, phase: st.phase, members: slices.Clone(e.Members),
 			answers: map[string]bool{}, answered: map[string]calendar.Date{}, letters: map[string]string{}, legacy: len(e.Members) == 0})
@@ -265,6 +271,7 @@ func (st *state) apply(i int, e Event) error {
 		}
 	case RecordHearing:
 		st.hearings = append(st.hearings, e.On)
+		st.recBasis = e.At
 	case RecordApproval:
 		st.approved = true
 	case RecordMeasures:
@@ -485,7 +492,15 @@ func (st *state) check(a Action, role string, f Facts, in Input, e *Event) error
 			if len(st.hearings) == 0 {
 				return guard(CodeStepMissingHearing, "the special review first hears the departments and units concerned (%s): record_hearing", ed.Art(ArtSpecial))
 			}
-			if f.LatestRecommendation.IsZero() || f.LatestRecommendation.Before(st.hearings[len(st.hearings)-1]) {
+			// Compared as instants where both are known: a first-round
+			// recommendation uploaded earlier on the day of the hearing is
+			// not the new one, nor is the one a round of this special
+			// review was already sent on (review h30d).
+			stale := f.LatestRecommendation.IsZero() || f.LatestRecommendation.Before(st.hearings[len(st.hearings)-1])
+			if !f.LatestRecommendationAt.IsZero() && !st.recBasis.IsZero() {
+				stale = !f.LatestRecommendationAt.After(st.recBasis)
+			}
+			if stale {
 				return guard(CodeRecommendationRequired, "upload the new recommendation formed after the hearing (%s) first", ed.Art(ArtSpecial))
 			}
 		} else if f.LatestRecommendation.IsZero() && !slices.Contains(f.MaterialKinds, MaterialRecommendation) {

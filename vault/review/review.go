@@ -288,6 +288,9 @@ type Facts struct {
 	// LatestRecommendation is the day the newest recommendation material
 	// was uploaded (zero: none).
 	LatestRecommendation calendar.Date
+	// LatestRecommendationAt is when it was uploaded (zero: unknown), which
+	// the special review compares with its hearing and rounds.
+	LatestRecommendationAt time.Time
 	// AssignedMemberOrgs are the organisations of the member-unit users
 	// assigned to the case now: the default members of a round.
 	AssignedMemberOrgs []string
