@@ -156,8 +156,9 @@ func BenchmarkNewFromDB(b *testing.B) {
 					b.Fatal(err)
 				}
 				// Tagged as vaultd tags them, and loaded with the tags
-				// checked, as vaultd loads them (one HMAC a row).
-				tags := testTagger{key: []byte("access benchmarks' row key")}
+				// checked, as vaultd loads them (one HMAC a row), by
+				// vaultd's own tagger.
+				tags := newCaseKeyTagger(b)
 				ins, err := tx.PrepareContext(ctx, "INSERT INTO access_assignments (id, case_id, user_id, role, purpose, granted_by, granted_at, row_tag) VALUES ("+
 					ph(1)+","+ph(2)+","+ph(3)+","+ph(4)+","+ph(5)+","+ph(6)+","+ph(7)+","+ph(8)+")")
 				if err != nil {

@@ -437,3 +437,146 @@ func TestDBARecoveryCodesAreRefused(t *testing.T) {
 		}
 	})
 }
+
+// TestStartChecksTagsAsRowTagWroteThem: a start checks assignments and
+// declarations from the bytes it scans, with vaultd's checker; the tags
+// they must match are RowTag's over the fields as strings, which every
+// write makes (and every database tagged so far holds).
+func TestStartChecksTagsAsRowTagWroteThem(t *testing.T) {
+	tags := newCaseKeyTagger(t)
+	expiry := time.Date(2026, 3, 4, 9, 0, 0, 123456000, time.UTC)
+	for _, exp := range []*time.Time{nil, &expiry} {
+		for _, suspended := range []bool{false, true} {
+			state := assignmentState(false, suspended)
+			fields := []string{"0190a1b2c3d4e5f60718293a4b5c6d7e", "case-1", "user-1", "reviewer", "Art. 16 review\x1fof 审查", "admin-1"}
+			tag := tags.RowTag(tagAssignments, assignmentTagFields(fields[0], fields[1], fields[2], fields[3], fields[4], fields[5], exp, state)...)
+			row := func() (grantRow, []byte) {
+				r := grantRow{id: []byte(fields[0]), caseID: []byte(fields[1]), userID: []byte(fields[2]), role: []byte(fields[3]),
+					purpose: []byte(fields[4]), suspended: suspended}
+				if exp != nil {
+					r.expires = *exp
+				}
+				return r, []byte(fields[5])
+			}
+			chk := tags.RowTagChecker(tagAssignments)
+			r, by := row()
+			if !checkGrantTag(chk, &r, by, exp != nil, tag) {
+				t.Fatalf("expires %v, state %q: RowTag's tag refused", exp, state)
+			}
+			for name, change := range map[string]func(r *grantRow, by *[]byte) bool{
+				"id":         func(r *grantRow, _ *[]byte) bool { r.id[0] = 'f'; return exp != nil },
+				"case":       func(r *grantRow, _ *[]byte) bool { r.caseID = []byte("case-2"); return exp != nil },
+				"user":       func(r *grantRow, _ *[]byte) bool { r.userID = []byte("user-2"); return exp != nil },
+				"role":       func(r *grantRow, _ *[]byte) bool { r.role = []byte("member_unit"); return exp != nil },
+				"purpose":    func(r *grantRow, _ *[]byte) bool { r.purpose = r.purpose[:5]; return exp != nil },
+				"granted by": func(_ *grantRow, by *[]byte) bool { *by = []byte("admin-2"); return exp != nil },
+				"suspension": func(r *grantRow, _ *[]byte) bool { r.suspended = !r.suspended; return exp != nil },
+				"expiry":     func(r *grantRow, _ *[]byte) bool { r.expires = expiry.Add(time.Microsecond); return true },
+				"no expiry":  func(r *grantRow, _ *[]byte) bool { r.expires = time.Time{}; return false },
+			} {
+				if name == "no expiry" && exp == nil {
+					continue
+				}
+				r, by := row()
+				hasExp := change(&r, &by)
+				if checkGrantTag(chk, &r, by, hasExp, tag) {
+					t.Errorf("expires %v, state %q: %s changed, tag accepted", exp, state, name)
+				}
+			}
+		}
+	}
+	for _, conflict := range []bool{false, true} {
+		tag := tags.RowTag(tagDeclarations, declarationTagFields("d1", "a1", "case-1", "user-1", conflict)...)
+		chk := tags.RowTagChecker(tagDeclarations)
+		if !checkDeclarationTag(chk, []byte("d1"), []byte("a1"), []byte("case-1"), []byte("user-1"), conflict, tag) {
+			t.Fatalf("conflict %v: RowTag's declaration tag refused", conflict)
+		}
+		for name, ok := range map[string]bool{
+			"id":         checkDeclarationTag(chk, []byte("d2"), []byte("a1"), []byte("case-1"), []byte("user-1"), conflict, tag),
+			"assignment": checkDeclarationTag(chk, []byte("d1"), []byte("a2"), []byte("case-1"), []byte("user-1"), conflict, tag),
+			"case":       checkDeclarationTag(chk, []byte("d1"), []byte("a1"), []byte("case-2"), []byte("user-1"), conflict, tag),
+			"user":       checkDeclarationTag(chk, []byte("d1"), []byte("a1"), []byte("case-1"), []byte("user-2"), conflict, tag),
+			"conflict":   checkDeclarationTag(chk, []byte("d1"), []byte("a1"), []byte("case-1"), []byte("user-1"), !conflict, tag),
+		} {
+			if ok {
+				t.Errorf("conflict %v: declaration's %s changed, tag accepted", conflict, name)
+			}
+		}
+	}
+
+	// Through the tables, on each backend: rows the service wrote (with
+	// RowTag) load, and a row the DBA edits does not.
+	forEachBackend(t, func(t *testing.T, dialect string) {
+		ctx := context.Background()
+		f := newFixture(t, dialect, func(o *Options) { o.RowTagger = tags })
+		office := f.org(t, "Office", OrgOffice)
+		admin := f.user(t, "admin", office, RoleOfficeAdmin)
+		facts := CaseFacts{ID: "case-1", Status: "submitted"}
+		exp := f.clock.Now().Add(48*time.Hour + 123456789)
+		p := map[string]Principal{}
+		for _, who := range []string{"rev", "revexp", "revsusp", "revedit"} {
+			p[who] = f.user(t, who, office, RoleReviewer)
+			var e *time.Time
+			if who == "revexp" {
+				e = &exp
+			}
+			if _, err := f.svc.Assign(ctx, admin, "case-1", p[who].User.ID, "reviewer", "Art. 16 review", e); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := f.svc.Declare(ctx, p[who], "case-1", who == "revsusp", "I declare."); err != nil {
+				t.Fatal(err)
+			}
+		}
+		dbaExec(t, f, `UPDATE access_assignments SET purpose = 'another purpose' WHERE user_id = ?`, p["revedit"].User.ID)
+		s := f.restart(t)
+		for who, want := range map[string]bool{"rev": true, "revexp": true, "revsusp": false, "revedit": false} {
+			if d := decide(t, s, p[who], facts, ActMaterialRead); d.Allowed != want {
+				t.Errorf("%s after a start: %+v, want allowed %v", who, d, want)
+			}
+		}
+		// The suspended grant is in the index (its tag, naming its
+		// suspension, checked); the edited one is not.
+		s.mu.RLock()
+		gs := s.grants["case-1"]
+		s.mu.RUnlock()
+		got := map[string]bool{}
+		for _, g := range gs {
+			got[g.user] = g.suspended
+		}
+		if susp, ok := got[p["revsusp"].User.ID]; !ok || !susp || len(got) != 3 {
+			t.Errorf("index after a start: %+v", gs)
+		}
+		if _, ok := got[p["revedit"].User.ID]; ok {
+			t.Errorf("the edited assignment is in the index: %+v", gs)
+		}
+	})
+}
+
+// TestStartTagCheckDoesNotAllocate: a start checks a million rows'
+// tags; checking one (vaultd's checker, through access's interface) must
+// allocate nothing, as RowTag's strings and fresh HMAC did.
+func TestStartTagCheckDoesNotAllocate(t *testing.T) {
+	tags := newCaseKeyTagger(t)
+	exp := time.Date(2026, 3, 4, 9, 0, 0, 123456000, time.UTC)
+	r := grantRow{id: []byte("0190a1b2c3d4e5f60718293a4b5c6d7e"), caseID: []byte("case-0000001"), userID: []byte("0190a1b2c3d4e5f60718293a4b5c6d7f"),
+		role: []byte("reviewer"), purpose: []byte("preliminary review (Art. 10)"), expires: exp}
+	by := []byte("0190a1b2c3d4e5f60718293a4b5c6d80")
+	tag := tags.RowTag(tagAssignments, assignmentTagFields(string(r.id), string(r.caseID), string(r.userID), string(r.role), string(r.purpose), string(by), &exp, stateOpen)...)
+	dtag := tags.RowTag(tagDeclarations, declarationTagFields("d1", string(r.id), string(r.caseID), string(r.userID), false)...)
+	chk, dchk := tags.RowTagChecker(tagAssignments), tags.RowTagChecker(tagDeclarations)
+	did := []byte("d1")
+	if a := testing.AllocsPerRun(1000, func() {
+		if !checkGrantTag(chk, &r, by, true, tag) {
+			t.Fatal("assignment refused")
+		}
+	}); a != 0 {
+		t.Errorf("an assignment's check: %v allocations, want none", a)
+	}
+	if a := testing.AllocsPerRun(1000, func() {
+		if !checkDeclarationTag(dchk, did, r.id, r.caseID, r.userID, false, dtag) {
+			t.Fatal("declaration refused")
+		}
+	}); a != 0 {
+		t.Errorf("a declaration's check: %v allocations, want none", a)
+	}
+}
