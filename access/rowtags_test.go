@@ -2,10 +2,15 @@ package access
 
 import (
 	"context"
+	"database/sql"
 	"errors"
+	"fmt"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"gorm.io/gorm"
 )
 
 // A database administrator writes the tables directly: every test here
@@ -353,6 +358,19 @@ func TestTagUntaggedRows(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		// Single sign-on links and recovery codes, keyed by two columns
+		// each, as older binaries wrote them.
+		now := f.clock.Now().UTC()
+		for i, u := range []Principal{admin, rev, gone} {
+			dbaExec(t, f, `INSERT INTO access_oidc_identities (issuer, subject, user_id, created_at) VALUES (?, ?, ?, ?)`,
+				"https://idp.example", fmt.Sprintf("sub-%d", 3-i), u.User.ID, now)
+		}
+		for _, c := range []struct {
+			user, hash string
+			used       *time.Time
+		}{{rev.User.ID, "h2", nil}, {rev.User.ID, "h1", nil}, {gone.User.ID, "h1", nil}, {gone.User.ID, "h0", &now}} {
+			dbaExec(t, f, `INSERT INTO access_recovery_codes (user_id, hash, used_at) VALUES (?, ?, ?)`, c.user, c.hash, c.used)
+		}
 
 		// The upgraded binary, before the tagging: nothing checks.
 		tags := testTagger{key: []byte("access tests' row key")}
@@ -365,13 +383,33 @@ func TestTagUntaggedRows(t *testing.T) {
 			t.Fatalf("untagged assignment: %+v", d)
 		}
 
-		n, err := TagUntaggedRows(ctx, f.db, tags)
+		// In pages of two rows: a table of three takes a full page and a
+		// part, one of two a full page and an empty one.
+		n, err := tagUntaggedRows(ctx, f.db, tags, 2)
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := RowTagCounts{Orgs: 1, Users: 3, Sessions: 1, Assignments: 2, Declarations: 2}
+		want := RowTagCounts{Orgs: 1, Users: 3, Identities: 3, Sessions: 1, Assignments: 2, Declarations: 2, RecoveryCodes: 3}
 		if n != want {
 			t.Fatalf("tagged %s, want %s", n, want)
+		}
+		var links []oidcIdentityRow
+		if err := f.db.Find(&links).Error; err != nil || len(links) != 3 {
+			t.Fatalf("links: %v, %v", links, err)
+		}
+		for _, l := range links {
+			if !tags.CheckRowTag(l.RowTag, tagIdentities, l.tagFields()...) {
+				t.Errorf("link %s: tag does not check", l.Subject)
+			}
+		}
+		var codes []recoveryCodeRow
+		if err := f.db.Find(&codes).Error; err != nil || len(codes) != 4 {
+			t.Fatalf("codes: %v, %v", codes, err)
+		}
+		for _, c := range codes {
+			if ok := tags.CheckRowTag(c.RowTag, tagRecovery, c.tagFields()...); ok != (c.UsedAt == nil) {
+				t.Errorf("code %s of %s (used %v): tag checks %v", c.Hash, c.UserID, c.UsedAt != nil, ok)
+			}
 		}
 		s = f.restart(t)
 		if _, err := s.Authenticate(ctx, sess.Token); err != nil {
@@ -579,4 +617,141 @@ func TestStartTagCheckDoesNotAllocate(t *testing.T) {
 	}); a != 0 {
 		t.Errorf("a declaration's check: %v allocations, want none", a)
 	}
+}
+
+// countingPool counts the statements gorm and TagUntaggedRows send.
+type countingPool struct {
+	gorm.ConnPool
+	n *atomic.Int64
+}
+
+func (p countingPool) ExecContext(ctx context.Context, q string, args ...any) (sql.Result, error) {
+	p.n.Add(1)
+	return p.ConnPool.ExecContext(ctx, q, args...)
+}
+
+func (p countingPool) QueryContext(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+	p.n.Add(1)
+	return p.ConnPool.QueryContext(ctx, q, args...)
+}
+
+func (p countingPool) QueryRowContext(ctx context.Context, q string, args ...any) *sql.Row {
+	p.n.Add(1)
+	return p.ConnPool.QueryRowContext(ctx, q, args...)
+}
+
+// countingDB is the pool; countingTx a transaction begun on it.
+type countingDB struct{ countingPool }
+
+func (p countingDB) BeginTx(ctx context.Context, opts *sql.TxOptions) (gorm.ConnPool, error) {
+	tx, err := p.ConnPool.(*sql.DB).BeginTx(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	return &countingTx{countingPool{tx, p.n}, tx}, nil
+}
+
+type countingTx struct {
+	countingPool
+	tx *sql.Tx
+}
+
+func (t *countingTx) Commit() error   { return t.tx.Commit() }
+func (t *countingTx) Rollback() error { return t.tx.Rollback() }
+
+// TestTagUntaggedRowsInPages: an upgrade's tagging reads and writes each
+// table a page at a time (it took three statements an assignment, minutes
+// for a million), and tags each assignment with its state: revoked,
+// suspended by a declared conflict, or open.
+func TestTagUntaggedRowsInPages(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, dialect string) {
+		ctx := context.Background()
+		f := newFixture(t, dialect, func(o *Options) { o.RowTagger = nil })
+		now := f.clock.Now().UTC()
+		const n = 60
+		exp := now.Add(time.Hour)
+		states := map[string]string{}
+		for i := range n {
+			id := fmt.Sprintf("a%03d", i)
+			var e *time.Time
+			if i%2 == 0 {
+				e = &exp
+			}
+			dbaExec(t, f, `INSERT INTO access_assignments (id, case_id, user_id, role, purpose, granted_by, granted_at, expires_at) VALUES (?, ?, ?, 'reviewer', 'p', 'admin', ?, ?)`,
+				id, fmt.Sprintf("case-%d", i/10), fmt.Sprintf("user-%d", i), now, e)
+			switch i % 3 {
+			case 0:
+				dbaExec(t, f, `INSERT INTO access_assignment_revocations (assignment_id, revoked_by, revoked_at, reason) VALUES (?, 'admin', ?, 'r')`, id, now)
+				states[id] = stateRevoked
+			case 1:
+				states[id] = stateSuspended
+			default:
+				states[id] = stateOpen
+			}
+			// Every assignment has a no-conflict declaration; the
+			// suspended also a conflict.
+			for _, conflict := range []bool{false, true} {
+				if !conflict || i%3 == 1 {
+					dbaExec(t, f, `INSERT INTO access_declarations (id, assignment_id, case_id, user_id, conflict, statement, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+						fmt.Sprintf("d%v%03d", conflict, i), id, fmt.Sprintf("case-%d", i/10), fmt.Sprintf("user-%d", i), conflict, []byte("s"), now)
+				}
+			}
+		}
+		sqlDB, err := f.db.DB()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var stmts atomic.Int64
+		db := f.db.Session(&gorm.Session{Context: ctx}) // a Statement of its own
+		db.Statement.ConnPool = countingDB{countingPool{sqlDB, &stmts}}
+		tags := testTagger{key: []byte("access tests' row key")}
+		c, err := tagUntaggedRows(ctx, db, tags, 25)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := (RowTagCounts{Assignments: n, Declarations: n + n/3}); c != want {
+			t.Fatalf("tagged %s, want %s", c, want)
+		}
+		// A read and a write a page: the assignments in three (25, 25,
+		// 10), the declarations in four (25, 25, 25, 5); a read of each of
+		// the five empty tables.
+		if got, want := stmts.Load(), int64(2*3+2*4+5); got != want {
+			t.Errorf("%d statements to tag %s, want %d", got, c, want)
+		}
+		var as []assignmentRow
+		if err := f.db.Order("id").Find(&as).Error; err != nil || len(as) != n {
+			t.Fatalf("%d assignments, %v", len(as), err)
+		}
+		for _, a := range as {
+			if !tags.CheckRowTag(a.RowTag, tagAssignments, a.tagFields(states[a.ID])...) {
+				t.Errorf("%s: tag does not name its state %q", a.ID, states[a.ID])
+			}
+		}
+		var ds []declarationRow
+		if err := f.db.Find(&ds).Error; err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range ds {
+			if !tags.CheckRowTag(d.RowTag, tagDeclarations, d.tagFields()...) {
+				t.Errorf("declaration %s: tag does not check", d.ID)
+			}
+		}
+		// A start with the tags checked: the open ones grant, the
+		// suspended are suspended, the revoked are not there.
+		f.opts.RowTagger = tags
+		s := f.restart(t)
+		s.mu.RLock()
+		defer s.mu.RUnlock()
+		got := map[string]string{}
+		for _, gs := range s.grants {
+			for _, g := range gs {
+				got[g.id] = assignmentState(false, g.suspended)
+			}
+		}
+		for id, want := range states {
+			if st, ok := got[id]; ok != (want != stateRevoked) || ok && st != want {
+				t.Errorf("%s after a start: %q (loaded %v), want %q", id, st, ok, want)
+			}
+		}
+	})
 }
