@@ -3,6 +3,7 @@ package access
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -218,6 +219,15 @@ func tagUntaggedRows(ctx context.Context, db *gorm.DB, tags RowTagger, batch int
 		trueLit = "true"
 	}
 	err := db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		if pg {
+			// Each page's statements are the same text with other keys:
+			// plan them for their keys, not once for any keys (the
+			// generic plan a prepared statement may get after five runs
+			// cannot tell a page's range from the whole table).
+			if err := tx.Exec("SET LOCAL plan_cache_mode = force_custom_plan").Error; err != nil {
+				return err
+			}
+		}
 		for _, u := range []struct {
 			n *int
 			untaggedTable
@@ -315,15 +325,22 @@ func (u *untaggedTable) tagAll(tx *gorm.DB, pg bool, batch int) (int, error) {
 		return "?"
 	}
 	keys := "t." + strings.Join(u.keys, ", t.")
-	sel := "SELECT " + keys
-	if u.cols != "" {
-		sel += ", " + u.cols
-	}
-	sel += " FROM " + u.table + " t WHERE t.row_tag IS NULL"
+	// The page is chosen first, then its rows' columns read, so that the
+	// assignments' EXISTS (their state) run for the page's rows only,
+	// whatever plan the database picks.
+	inner := "SELECT * FROM " + u.table + " t WHERE t.row_tag IS NULL"
 	if u.where != "" {
-		sel += " AND " + u.where
+		inner += " AND " + u.where
 	}
 	page := " ORDER BY " + keys + " LIMIT " + strconv.Itoa(batch)
+	outer := func(inner string) string {
+		sel := "SELECT " + keys
+		if u.cols != "" {
+			sel += ", " + u.cols
+		}
+		return sel + " FROM (" + inner + ") t ORDER BY " + keys
+	}
+	first := outer(inner + page)
 	// A page starts after the last key of the one before (on the primary
 	// key's index), not over again: a row a page's update missed is not
 	// read forever.
@@ -331,40 +348,91 @@ func (u *untaggedTable) tagAll(tx *gorm.DB, pg bool, batch int) (int, error) {
 	for i := range after {
 		after[i] = ph()
 	}
-	next := sel + " AND (" + keys + ") > (" + strings.Join(after, ", ") + ")" + page
+	next := outer(inner + " AND (" + keys + ") > (" + strings.Join(after, ", ") + ")" + page)
 
-	// One statement per page sets each row's tag, matched by its key, from
-	// a list of (key..., tag) values.
+	// One statement per page sets each row's tag, matched by its key. The
+	// page's range of keys is said as well, so that the update need read
+	// no more of the table than the page.
 	match := make([]string, len(u.keys))
+	qualified := make([]string, len(u.keys))
 	for i, k := range u.keys {
 		match[i] = fmt.Sprintf("%s.%s = v.column%d", u.table, k, i+1)
+		qualified[i] = u.table + "." + k
 	}
+	inPage := func() string {
+		lo, hi := make([]string, len(u.keys)), make([]string, len(u.keys))
+		for i := range lo {
+			lo[i] = ph()
+		}
+		for i := range hi {
+			hi[i] = ph()
+		}
+		k := "(" + strings.Join(qualified, ", ") + ")"
+		return " AND " + k + " >= (" + strings.Join(lo, ", ") + ") AND " + k + " <= (" + strings.Join(hi, ", ") + ")"
+	}
+	// SQLite: a list of (key..., tag) values, one per row. PostgreSQL:
+	// one array per column, unnested: a few parameters to plan, not three
+	// thousand.
 	update := func(rows int) string {
 		n = 0
 		var b strings.Builder
-		fmt.Fprintf(&b, "UPDATE %s SET row_tag = v.column%d FROM (VALUES ", u.table, len(u.keys)+1)
-		for r := range rows {
-			if r > 0 {
-				b.WriteString(", ")
+		if pg {
+			cols := make([]string, len(u.keys))
+			for i := range cols {
+				cols[i] = ph() + "::text[]"
 			}
-			b.WriteByte('(')
-			for range u.keys {
-				b.WriteString(ph() + ", ")
+			fmt.Fprintf(&b, "UPDATE %s SET row_tag = v.column%d FROM unnest(%s, %s::bytea[]) AS v(", u.table, len(u.keys)+1, strings.Join(cols, ", "), ph())
+			for i := range len(u.keys) + 1 {
+				if i > 0 {
+					b.WriteString(", ")
+				}
+				fmt.Fprintf(&b, "column%d", i+1)
 			}
-			if pg {
-				b.WriteString("CAST(" + ph() + " AS bytea))") // a parameter in VALUES is text otherwise
-			} else {
+			b.WriteString(")")
+		} else {
+			fmt.Fprintf(&b, "UPDATE %s SET row_tag = v.column%d FROM (VALUES ", u.table, len(u.keys)+1)
+			for r := range rows {
+				if r > 0 {
+					b.WriteString(", ")
+				}
+				b.WriteString("(")
+				for range u.keys {
+					b.WriteString(ph() + ", ")
+				}
 				b.WriteString(ph() + ")")
 			}
+			b.WriteString(") AS v")
 		}
-		b.WriteString(") AS v WHERE " + strings.Join(match, " AND "))
+		b.WriteString(" WHERE " + strings.Join(match, " AND ") + inPage())
 		return b.String()
+	}
+	// updateArgs are update's parameters for a page's values (key...,
+	// tag per row), then its first and last keys.
+	updateArgs := func(vals []any, rows int) []any {
+		w := len(u.keys) + 1
+		lo, hi := vals[:len(u.keys)], vals[len(vals)-w:len(vals)-1]
+		if !pg {
+			return append(append(slices.Clip(vals), lo...), hi...)
+		}
+		args := make([]any, 0, w+2*len(u.keys))
+		for c := range len(u.keys) {
+			col := make([]string, rows)
+			for r := range rows {
+				col[r] = vals[r*w+c].(string)
+			}
+			args = append(args, col)
+		}
+		tags := make([][]byte, rows)
+		for r := range rows {
+			tags[r] = vals[r*w+len(u.keys)].([]byte)
+		}
+		return append(append(append(args, tags), lo...), hi...)
 	}
 
 	total := 0
 	var last []any
 	for {
-		q, args := sel+page, []any(nil)
+		q, args := first, []any(nil)
 		if last != nil {
 			q, args = next, last
 		}
@@ -375,7 +443,7 @@ func (u *untaggedTable) tagAll(tx *gorm.DB, pg bool, batch int) (int, error) {
 		if rows == 0 {
 			return total, nil
 		}
-		if _, err := conn.ExecContext(ctx, update(rows), vals...); err != nil {
+		if _, err := conn.ExecContext(ctx, update(rows), updateArgs(vals, rows)...); err != nil {
 			return total, fmt.Errorf("write tags: %w", err)
 		}
 		total += rows

@@ -715,7 +715,11 @@ func TestTagUntaggedRowsInPages(t *testing.T) {
 		// A read and a write a page: the assignments in three (25, 25,
 		// 10), the declarations in four (25, 25, 25, 5); a read of each of
 		// the five empty tables.
-		if got, want := stmts.Load(), int64(2*3+2*4+5); got != want {
+		want := int64(2*3 + 2*4 + 5)
+		if f.db.Dialector.Name() == "postgres" {
+			want++ // the plan cache mode, set first
+		}
+		if got := stmts.Load(); got != want {
 			t.Errorf("%d statements to tag %s, want %d", got, c, want)
 		}
 		var as []assignmentRow
