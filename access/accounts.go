@@ -130,7 +130,12 @@ func (s *Service) OrgByRef(ctx context.Context, ref string) (Org, error) {
 
 // orgsByKey lists the organisations whose names have the key: the one that
 // holds it, and any added before keys were stored that shares it (their
-// key is NULL, so their names are read and keyed here).
+// key is NULL, so their names are read and keyed here). The stored key is
+// only an index: it is outside the row's tag, so a database administrator
+// could swap two organisations' keys and send a name typed another way to
+// the other organisation. A row counts only if its name has the key; the
+// caller then reads the organisation by id, which checks the name's tag, so
+// the name that counted is the organisation's own.
 func (s *Service) orgsByKey(ctx context.Context, key string) ([]string, error) {
 	if key == "" {
 		return nil, nil
@@ -148,8 +153,14 @@ func (s *Service) orgsByKey(ctx context.Context, key string) ([]string, error) {
 		if err := rows.Scan(&id, &name, &stored); err != nil {
 			return nil, fmt.Errorf("list org names: %w", err)
 		}
-		if stored != nil || nameKey(name) == key {
+		switch {
+		case nameKey(name) == key:
 			ids = append(ids, id)
+		case stored != nil:
+			// The stored key is not its name's: not vaultd's writing
+			// (CreateOrg and migration 6 store the name's key).
+			s.log.ErrorContext(ctx, "access: an organisation's name_key is not its name's: ignored for lookups by name",
+				"table", tagOrgs, "row", id)
 		}
 	}
 	if err := rows.Err(); err != nil {

@@ -268,3 +268,43 @@ func TestOrgNameWrittenAnotherWay(t *testing.T) {
 		}
 	})
 }
+
+// An organisation's stored name key is outside its row tag: a database
+// administrator who swaps two organisations' keys must not send a name
+// typed another way (the single sign-on org claim, the case form's
+// provider lines) to the other organisation.
+func TestOrgNameKeySwapFindsNoOtherOrg(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, dialect string) {
+		ctx := context.Background()
+		f := newFixture(t, dialect, nil)
+		acme := f.org(t, "Acme Routers Ltd", OrgProvider)
+		evil := f.org(t, "Evil Corp", OrgProvider)
+		for _, typed := range []string{"acme routers ltd", "ＡＣＭＥ Routers  Ltd"} {
+			if o, err := f.svc.OrgByRef(ctx, typed); err != nil || o.ID != acme.ID {
+				t.Fatalf("before the swap, %q: %+v, %v", typed, o, err)
+			}
+		}
+		var keys []orgRow
+		if err := f.db.Select("id", "name_key").Find(&keys).Error; err != nil || len(keys) != 2 {
+			t.Fatalf("%+v, %v", keys, err)
+		}
+		// Through a third value: the keys are unique.
+		dbaExec(t, f, `UPDATE access_orgs SET name_key = 'x' WHERE id = ?`, keys[0].ID)
+		dbaExec(t, f, `UPDATE access_orgs SET name_key = ? WHERE id = ?`, *keys[0].NameKey, keys[1].ID)
+		dbaExec(t, f, `UPDATE access_orgs SET name_key = ? WHERE id = ?`, *keys[1].NameKey, keys[0].ID)
+		for _, typed := range []string{"acme routers ltd", "ＡＣＭＥ Routers  Ltd", "evil corp"} {
+			o, err := f.svc.OrgByRef(ctx, typed)
+			if err == nil {
+				t.Errorf("after the swap, %q found %q (%s)", typed, o.Name, o.ID)
+			} else if !errors.Is(err, ErrNotFound) {
+				t.Errorf("after the swap, %q: %v, want ErrNotFound", typed, err)
+			}
+		}
+		// Exact names are the names tagged: they still find their own.
+		for _, want := range []Org{acme, evil} {
+			if o, err := f.svc.OrgByName(ctx, want.Name); err != nil || o.ID != want.ID {
+				t.Errorf("%q after the swap: %+v, %v", want.Name, o, err)
+			}
+		}
+	})
+}

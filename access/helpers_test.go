@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"io"
 	"log/slog"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -15,6 +16,7 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/crvault/crvault/audit/sqldb/sqldbtest"
+	"github.com/crvault/crvault/vault/crypt"
 )
 
 // cheapArgon2id keeps tests fast; the PHC test exercises the real defaults.
@@ -144,4 +146,50 @@ func (t testTagger) RowTag(table string, fields ...string) []byte {
 
 func (t testTagger) CheckRowTag(tag []byte, table string, fields ...string) bool {
 	return hmac.Equal(tag, t.RowTag(table, fields...))
+}
+
+func (t testTagger) RowTagChecker(table string) RowTagChecker {
+	return &testTagChecker{t: t, table: table}
+}
+
+// testTagChecker checks through testTagger.CheckRowTag: the tests of the
+// fast path use vaultd's (crypt.RowTagChecker).
+type testTagChecker struct {
+	t      testTagger
+	table  string
+	fields []string
+}
+
+func (c *testTagChecker) Field(b []byte)       { c.fields = append(c.fields, string(b)) }
+func (c *testTagChecker) FieldString(s string) { c.fields = append(c.fields, s) }
+func (c *testTagChecker) FieldInt(i int64)     { c.fields = append(c.fields, strconv.FormatInt(i, 10)) }
+
+func (c *testTagChecker) Check(tag []byte) bool {
+	ok := c.t.CheckRowTag(tag, c.table, c.fields...)
+	c.fields = c.fields[:0]
+	return ok
+}
+
+// caseKeyTagger is vaultd's RowTagger (cmd/vaultd's rowTagger): a vault
+// key's tags and its crypt.RowTagChecker, for the tests and benchmarks of
+// the path a start takes.
+type caseKeyTagger struct{ *crypt.CaseKey }
+
+func (k caseKeyTagger) RowTagChecker(table string) RowTagChecker { return k.NewRowTagChecker(table) }
+
+func newCaseKeyTagger(tb testing.TB) caseKeyTagger {
+	tb.Helper()
+	m, err := crypt.GenerateMaster()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	wrapped, err := m.NewCaseKey()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	k, err := m.OpenCaseKey(wrapped)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return caseKeyTagger{k}
 }

@@ -3,7 +3,9 @@ package access
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"gorm.io/gorm"
@@ -37,12 +39,27 @@ import (
 // which vaultd runs at start-up and records in the audit log; after that an
 // untagged row is refused like any other.
 
-// RowTagger makes and checks row tags; *crypt.CaseKey is one. Without one
-// (Options.RowTagger nil: tests of other packages, tools that only read)
-// rows are neither tagged nor checked.
+// RowTagger makes and checks row tags; vaultd's is a *crypt.CaseKey. Without
+// one (Options.RowTagger nil: tests of other packages, tools that only
+// read) rows are neither tagged nor checked.
 type RowTagger interface {
 	RowTag(table string, fields ...string) []byte
 	CheckRowTag(tag []byte, table string, fields ...string) bool
+	// RowTagChecker returns a checker for many rows of table, one after
+	// another (a start reads a million assignments), which reuses its
+	// state so that a row costs no allocation. It is for one goroutine.
+	RowTagChecker(table string) RowTagChecker
+}
+
+// RowTagChecker checks rows of one table: the row's fields are appended in
+// the order RowTag takes them, FieldInt(i) standing for the field
+// strconv.FormatInt(i, 10), and Check says whether tag is RowTag's for
+// them and begins the next row. *crypt.RowTagChecker is one.
+type RowTagChecker interface {
+	Field(b []byte)
+	FieldString(s string)
+	FieldInt(i int64)
+	Check(tag []byte) bool
 }
 
 // Tagged tables; the name is part of the MAC, so a row cannot pass for
@@ -181,105 +198,286 @@ func (c RowTagCounts) String() string {
 // record exists (a database administrator who blanks tags and restarts
 // must not get his rows tagged). Run it before New, which refuses untagged
 // rows.
+//
+// An upgraded database may hold a million assignments: each table is read
+// in pages of tagBatch rows, in key order, and each page's tags are
+// written by one statement, so the queries are two per page, not one or
+// three per row (which took minutes).
 func TagUntaggedRows(ctx context.Context, db *gorm.DB, tags RowTagger) (RowTagCounts, error) {
+	return tagUntaggedRows(ctx, db, tags, tagBatch)
+}
+
+// tagBatch is how many rows TagUntaggedRows reads and tags per statement:
+// three parameters a row stay well within both backends' limits (SQLite's
+// 32,766, PostgreSQL's 65,535).
+const tagBatch = 1000
+
+func tagUntaggedRows(ctx context.Context, db *gorm.DB, tags RowTagger, batch int) (RowTagCounts, error) {
 	var c RowTagCounts
+	pg := db.Dialector.Name() == "postgres"
+	trueLit := "1" // SQLite keeps booleans as integers
+	if pg {
+		trueLit = "true"
+	}
 	err := db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		var orgs []orgRow
-		if err := tx.Select("id", "name", "kind").Where("row_tag IS NULL").Find(&orgs).Error; err != nil {
-			return err
-		}
-		for _, r := range orgs {
-			if err := tx.Model(&orgRow{}).Where("id = ?", r.ID).Update("row_tag", tags.RowTag(tagOrgs, r.tagFields()...)).Error; err != nil {
+		if pg {
+			// Each page's statements are the same text with other keys:
+			// plan them for their keys, not once for any keys (the
+			// generic plan a prepared statement may get after five runs
+			// cannot tell a page's range from the whole table).
+			if err := tx.Exec("SET LOCAL plan_cache_mode = force_custom_plan").Error; err != nil {
 				return err
 			}
 		}
-		c.Orgs = len(orgs)
-
-		var users []userRow
-		if err := tx.Select("id", "username", "org_id", "roles", "password_hash", "status", "disabled", "totp_secret").
-			Where("row_tag IS NULL").Find(&users).Error; err != nil {
-			return err
-		}
-		for _, r := range users {
-			if err := tx.Model(&userRow{}).Where("id = ?", r.ID).Update("row_tag", tags.RowTag(tagUsers, r.tagFields()...)).Error; err != nil {
-				return err
+		for _, u := range []struct {
+			n *int
+			untaggedTable
+		}{
+			{&c.Orgs, untaggedTable{table: tagOrgs, keys: []string{"id"}, cols: "t.name, t.kind",
+				tag: func(sc scanner) ([]any, []byte, error) {
+					var r orgRow
+					err := sc.Scan(&r.ID, &r.Name, &r.Kind)
+					return []any{r.ID}, tags.RowTag(tagOrgs, r.tagFields()...), err
+				}}},
+			{&c.Users, untaggedTable{table: tagUsers, keys: []string{"id"}, cols: "t.username, t.org_id, t.roles, t.password_hash, t.status, t.disabled, t.totp_secret",
+				tag: func(sc scanner) ([]any, []byte, error) {
+					var r userRow
+					err := sc.Scan(&r.ID, &r.Username, &r.OrgID, &r.Roles, &r.PasswordHash, &r.Status, &r.Disabled, &r.TOTPSecret)
+					return []any{r.ID}, tags.RowTag(tagUsers, r.tagFields()...), err
+				}}},
+			{&c.Identities, untaggedTable{table: tagIdentities, keys: []string{"issuer", "subject"}, cols: "t.user_id",
+				tag: func(sc scanner) ([]any, []byte, error) {
+					var r oidcIdentityRow
+					err := sc.Scan(&r.Issuer, &r.Subject, &r.UserID)
+					return []any{r.Issuer, r.Subject}, tags.RowTag(tagIdentities, r.tagFields()...), err
+				}}},
+			// Revoked sessions stay untagged: they are refused either way.
+			{&c.Sessions, untaggedTable{table: tagSessions, keys: []string{"id"}, cols: "t.token_hash, t.user_id, t.absolute_end, t.second_factor",
+				where: "t.revoked_at IS NULL",
+				tag: func(sc scanner) ([]any, []byte, error) {
+					var r sessionRow
+					err := sc.Scan(&r.ID, &r.TokenHash, &r.UserID, &r.AbsoluteEnd, &r.SecondFactor)
+					return []any{r.ID}, tags.RowTag(tagSessions, r.tagFields()...), err
+				}}},
+			// Used recovery codes stay untagged, as revoked sessions do.
+			{&c.RecoveryCodes, untaggedTable{table: tagRecovery, keys: []string{"user_id", "hash"}, where: "t.used_at IS NULL",
+				tag: func(sc scanner) ([]any, []byte, error) {
+					var r recoveryCodeRow
+					err := sc.Scan(&r.UserID, &r.Hash)
+					return []any{r.UserID, r.Hash}, tags.RowTag(tagRecovery, r.tagFields()...), err
+				}}},
+			{&c.Declarations, untaggedTable{table: tagDeclarations, keys: []string{"id"}, cols: "t.assignment_id, t.case_id, t.user_id, t.conflict",
+				tag: func(sc scanner) ([]any, []byte, error) {
+					var r declarationRow
+					err := sc.Scan(&r.ID, &r.AssignmentID, &r.CaseID, &r.UserID, &r.Conflict)
+					return []any{r.ID}, tags.RowTag(tagDeclarations, r.tagFields()...), err
+				}}},
+			// An assignment's state (revoked, suspended by a declared
+			// conflict) is read with it, by the indexes on assignment_id.
+			{&c.Assignments, untaggedTable{table: tagAssignments, keys: []string{"id"},
+				cols: "t.case_id, t.user_id, t.role, t.purpose, t.granted_by, t.expires_at, " +
+					"EXISTS (SELECT 1 FROM access_assignment_revocations r WHERE r.assignment_id = t.id), " +
+					"EXISTS (SELECT 1 FROM access_declarations d WHERE d.assignment_id = t.id AND d.conflict = " + trueLit + ")",
+				tag: func(sc scanner) ([]any, []byte, error) {
+					var r assignmentRow
+					var revoked, suspended bool
+					err := sc.Scan(&r.ID, &r.CaseID, &r.UserID, &r.Role, &r.Purpose, &r.GrantedBy, &r.ExpiresAt, &revoked, &suspended)
+					return []any{r.ID}, tags.RowTag(tagAssignments, r.tagFields(assignmentState(revoked, suspended))...), err
+				}}},
+		} {
+			n, err := u.tagAll(tx, pg, batch)
+			if err != nil {
+				return fmt.Errorf("%s: %w", u.table, err)
 			}
+			*u.n = n
 		}
-		c.Users = len(users)
-
-		var links []oidcIdentityRow
-		if err := tx.Select("issuer", "subject", "user_id").Where("row_tag IS NULL").Find(&links).Error; err != nil {
-			return err
-		}
-		for _, r := range links {
-			if err := tx.Model(&oidcIdentityRow{}).Where("issuer = ? AND subject = ?", r.Issuer, r.Subject).
-				Update("row_tag", tags.RowTag(tagIdentities, r.tagFields()...)).Error; err != nil {
-				return err
-			}
-		}
-		c.Identities = len(links)
-
-		// Revoked sessions stay untagged: they are refused either way.
-		var sessions []sessionRow
-		if err := tx.Select("id", "token_hash", "user_id", "absolute_end", "second_factor").
-			Where("row_tag IS NULL AND revoked_at IS NULL").Find(&sessions).Error; err != nil {
-			return err
-		}
-		for _, r := range sessions {
-			if err := tx.Model(&sessionRow{}).Where("id = ?", r.ID).Update("row_tag", tags.RowTag(tagSessions, r.tagFields()...)).Error; err != nil {
-				return err
-			}
-		}
-		c.Sessions = len(sessions)
-
-		// Used recovery codes stay untagged, as revoked sessions do.
-		var codes []recoveryCodeRow
-		if err := tx.Select("user_id", "hash").Where("row_tag IS NULL AND used_at IS NULL").Find(&codes).Error; err != nil {
-			return err
-		}
-		for _, r := range codes {
-			if err := tx.Model(&recoveryCodeRow{}).Where("user_id = ? AND hash = ?", r.UserID, r.Hash).
-				Update("row_tag", tags.RowTag(tagRecovery, r.tagFields()...)).Error; err != nil {
-				return err
-			}
-		}
-		c.RecoveryCodes = len(codes)
-
-		var decls []declarationRow
-		if err := tx.Select("id", "assignment_id", "case_id", "user_id", "conflict").Where("row_tag IS NULL").Find(&decls).Error; err != nil {
-			return err
-		}
-		for _, r := range decls {
-			if err := tx.Model(&declarationRow{}).Where("id = ?", r.ID).Update("row_tag", tags.RowTag(tagDeclarations, r.tagFields()...)).Error; err != nil {
-				return err
-			}
-		}
-		c.Declarations = len(decls)
-
-		var as []assignmentRow
-		if err := tx.Where("row_tag IS NULL").Find(&as).Error; err != nil {
-			return err
-		}
-		for _, r := range as {
-			var revoked, suspended int64
-			if err := tx.Model(&revocationRow{}).Where("assignment_id = ?", r.ID).Count(&revoked).Error; err != nil {
-				return err
-			}
-			if err := tx.Model(&declarationRow{}).Where("assignment_id = ? AND conflict = ?", r.ID, true).Count(&suspended).Error; err != nil {
-				return err
-			}
-			tag := tags.RowTag(tagAssignments, r.tagFields(assignmentState(revoked > 0, suspended > 0))...)
-			if err := tx.Model(&assignmentRow{}).Where("id = ?", r.ID).Update("row_tag", tag).Error; err != nil {
-				return err
-			}
-		}
-		c.Assignments = len(as)
 		return nil
 	})
 	if err != nil {
 		return RowTagCounts{}, fmt.Errorf("access: tag untagged rows: %w", err)
 	}
 	return c, nil
+}
+
+type scanner interface{ Scan(dest ...any) error }
+
+// untaggedTable says how TagUntaggedRows tags one table's rows.
+type untaggedTable struct {
+	table string   // the table, and the tag's table name
+	keys  []string // its primary key's columns, which the rows are paged by
+	cols  string   // what else tag reads, after the keys (the table is t)
+	where string   // which untagged rows are tagged; "" for all
+	// tag scans a row (keys, then cols) and returns its key and tag.
+	tag func(scanner) (key []any, tag []byte, err error)
+}
+
+// tagAll tags the table's untagged rows, batch at a time, and says how
+// many. It runs its statements on the transaction's connection directly:
+// gorm would expand a []byte parameter written after a parenthesis into a
+// list.
+func (u *untaggedTable) tagAll(tx *gorm.DB, pg bool, batch int) (int, error) {
+	ctx, conn := tx.Statement.Context, tx.Statement.ConnPool
+	var n int // parameters so far in the statement being written
+	ph := func() string {
+		n++
+		if pg {
+			return "$" + strconv.Itoa(n)
+		}
+		return "?"
+	}
+	keys := "t." + strings.Join(u.keys, ", t.")
+	// The page is chosen first, then its rows' columns read, so that the
+	// assignments' EXISTS (their state) run for the page's rows only,
+	// whatever plan the database picks.
+	inner := "SELECT * FROM " + u.table + " t WHERE t.row_tag IS NULL"
+	if u.where != "" {
+		inner += " AND " + u.where
+	}
+	page := " ORDER BY " + keys + " LIMIT " + strconv.Itoa(batch)
+	outer := func(inner string) string {
+		sel := "SELECT " + keys
+		if u.cols != "" {
+			sel += ", " + u.cols
+		}
+		return sel + " FROM (" + inner + ") t ORDER BY " + keys
+	}
+	first := outer(inner + page)
+	// A page starts after the last key of the one before (on the primary
+	// key's index), not over again: a row a page's update missed is not
+	// read forever.
+	after := make([]string, len(u.keys))
+	for i := range after {
+		after[i] = ph()
+	}
+	next := outer(inner + " AND (" + keys + ") > (" + strings.Join(after, ", ") + ")" + page)
+
+	// One statement per page sets each row's tag, matched by its key. The
+	// page's range of keys is said as well, so that the update need read
+	// no more of the table than the page.
+	match := make([]string, len(u.keys))
+	qualified := make([]string, len(u.keys))
+	for i, k := range u.keys {
+		match[i] = fmt.Sprintf("%s.%s = v.column%d", u.table, k, i+1)
+		qualified[i] = u.table + "." + k
+	}
+	inPage := func() string {
+		lo, hi := make([]string, len(u.keys)), make([]string, len(u.keys))
+		for i := range lo {
+			lo[i] = ph()
+		}
+		for i := range hi {
+			hi[i] = ph()
+		}
+		k := "(" + strings.Join(qualified, ", ") + ")"
+		return " AND " + k + " >= (" + strings.Join(lo, ", ") + ") AND " + k + " <= (" + strings.Join(hi, ", ") + ")"
+	}
+	// SQLite: a list of (key..., tag) values, one per row. PostgreSQL:
+	// one array per column, unnested: a few parameters to plan, not three
+	// thousand.
+	update := func(rows int) string {
+		n = 0
+		var b strings.Builder
+		if pg {
+			cols := make([]string, len(u.keys))
+			for i := range cols {
+				cols[i] = ph() + "::text[]"
+			}
+			fmt.Fprintf(&b, "UPDATE %s SET row_tag = v.column%d FROM unnest(%s, %s::bytea[]) AS v(", u.table, len(u.keys)+1, strings.Join(cols, ", "), ph())
+			for i := range len(u.keys) + 1 {
+				if i > 0 {
+					b.WriteString(", ")
+				}
+				fmt.Fprintf(&b, "column%d", i+1)
+			}
+			b.WriteString(")")
+		} else {
+			fmt.Fprintf(&b, "UPDATE %s SET row_tag = v.column%d FROM (VALUES ", u.table, len(u.keys)+1)
+			for r := range rows {
+				if r > 0 {
+					b.WriteString(", ")
+				}
+				b.WriteString("(")
+				for range u.keys {
+					b.WriteString(ph() + ", ")
+				}
+				b.WriteString(ph() + ")")
+			}
+			b.WriteString(") AS v")
+		}
+		b.WriteString(" WHERE " + strings.Join(match, " AND ") + inPage())
+		return b.String()
+	}
+	// updateArgs are update's parameters for a page's values (key...,
+	// tag per row), then its first and last keys.
+	updateArgs := func(vals []any, rows int) []any {
+		w := len(u.keys) + 1
+		lo, hi := vals[:len(u.keys)], vals[len(vals)-w:len(vals)-1]
+		if !pg {
+			return append(append(slices.Clip(vals), lo...), hi...)
+		}
+		args := make([]any, 0, w+2*len(u.keys))
+		for c := range len(u.keys) {
+			col := make([]string, rows)
+			for r := range rows {
+				col[r] = vals[r*w+c].(string)
+			}
+			args = append(args, col)
+		}
+		tags := make([][]byte, rows)
+		for r := range rows {
+			tags[r] = vals[r*w+len(u.keys)].([]byte)
+		}
+		return append(append(append(args, tags), lo...), hi...)
+	}
+
+	total := 0
+	var last []any
+	for {
+		q, args := first, []any(nil)
+		if last != nil {
+			q, args = next, last
+		}
+		vals, rows, err := u.readPage(ctx, conn, q, args, batch)
+		if err != nil {
+			return total, err
+		}
+		if rows == 0 {
+			return total, nil
+		}
+		if _, err := conn.ExecContext(ctx, update(rows), updateArgs(vals, rows)...); err != nil {
+			return total, fmt.Errorf("write tags: %w", err)
+		}
+		total += rows
+		if rows < batch {
+			return total, nil
+		}
+		last = vals[len(vals)-len(u.keys)-1 : len(vals)-1]
+	}
+}
+
+// readPage reads a page of rows and returns their keys and tags, in the
+// order of the update's values, and how many rows. The rows are closed
+// before the update: a PostgreSQL connection runs one statement at a time.
+func (u *untaggedTable) readPage(ctx context.Context, conn gorm.ConnPool, q string, args []any, batch int) ([]any, int, error) {
+	rows, err := conn.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, 0, fmt.Errorf("read untagged rows: %w", err)
+	}
+	defer rows.Close()
+	vals := make([]any, 0, batch*(len(u.keys)+1))
+	n := 0
+	for rows.Next() {
+		key, tag, err := u.tag(rows)
+		if err != nil {
+			return nil, 0, fmt.Errorf("read untagged rows: %w", err)
+		}
+		vals = append(append(vals, key...), tag)
+		n++
+	}
+	if err := rows.Err(); err != nil {
+		return nil, 0, fmt.Errorf("read untagged rows: %w", err)
+	}
+	return vals, n, nil
 }
 
 // migrateRowTags adds the row_tag columns (tables made by AutoMigrate from

@@ -2,10 +2,15 @@ package access
 
 import (
 	"context"
+	"database/sql"
 	"errors"
+	"fmt"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"gorm.io/gorm"
 )
 
 // A database administrator writes the tables directly: every test here
@@ -353,6 +358,19 @@ func TestTagUntaggedRows(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		// Single sign-on links and recovery codes, keyed by two columns
+		// each, as older binaries wrote them.
+		now := f.clock.Now().UTC()
+		for i, u := range []Principal{admin, rev, gone} {
+			dbaExec(t, f, `INSERT INTO access_oidc_identities (issuer, subject, user_id, created_at) VALUES (?, ?, ?, ?)`,
+				"https://idp.example", fmt.Sprintf("sub-%d", 3-i), u.User.ID, now)
+		}
+		for _, c := range []struct {
+			user, hash string
+			used       *time.Time
+		}{{rev.User.ID, "h2", nil}, {rev.User.ID, "h1", nil}, {gone.User.ID, "h1", nil}, {gone.User.ID, "h0", &now}} {
+			dbaExec(t, f, `INSERT INTO access_recovery_codes (user_id, hash, used_at) VALUES (?, ?, ?)`, c.user, c.hash, c.used)
+		}
 
 		// The upgraded binary, before the tagging: nothing checks.
 		tags := testTagger{key: []byte("access tests' row key")}
@@ -365,13 +383,33 @@ func TestTagUntaggedRows(t *testing.T) {
 			t.Fatalf("untagged assignment: %+v", d)
 		}
 
-		n, err := TagUntaggedRows(ctx, f.db, tags)
+		// In pages of two rows: a table of three takes a full page and a
+		// part, one of two a full page and an empty one.
+		n, err := tagUntaggedRows(ctx, f.db, tags, 2)
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := RowTagCounts{Orgs: 1, Users: 3, Sessions: 1, Assignments: 2, Declarations: 2}
+		want := RowTagCounts{Orgs: 1, Users: 3, Identities: 3, Sessions: 1, Assignments: 2, Declarations: 2, RecoveryCodes: 3}
 		if n != want {
 			t.Fatalf("tagged %s, want %s", n, want)
+		}
+		var links []oidcIdentityRow
+		if err := f.db.Find(&links).Error; err != nil || len(links) != 3 {
+			t.Fatalf("links: %v, %v", links, err)
+		}
+		for _, l := range links {
+			if !tags.CheckRowTag(l.RowTag, tagIdentities, l.tagFields()...) {
+				t.Errorf("link %s: tag does not check", l.Subject)
+			}
+		}
+		var codes []recoveryCodeRow
+		if err := f.db.Find(&codes).Error; err != nil || len(codes) != 4 {
+			t.Fatalf("codes: %v, %v", codes, err)
+		}
+		for _, c := range codes {
+			if ok := tags.CheckRowTag(c.RowTag, tagRecovery, c.tagFields()...); ok != (c.UsedAt == nil) {
+				t.Errorf("code %s of %s (used %v): tag checks %v", c.Hash, c.UserID, c.UsedAt != nil, ok)
+			}
 		}
 		s = f.restart(t)
 		if _, err := s.Authenticate(ctx, sess.Token); err != nil {
@@ -434,6 +472,290 @@ func TestDBARecoveryCodesAreRefused(t *testing.T) {
 		dbaExec(t, f, `UPDATE access_users SET totp_secret = NULL WHERE id = ?`, alice.User.ID)
 		if err := withCode(""); !errors.Is(err, ErrBadCredentials) {
 			t.Fatalf("sign-in after the DBA removed TOTP: %v", err)
+		}
+	})
+}
+
+// TestStartChecksTagsAsRowTagWroteThem: a start checks assignments and
+// declarations from the bytes it scans, with vaultd's checker; the tags
+// they must match are RowTag's over the fields as strings, which every
+// write makes (and every database tagged so far holds).
+func TestStartChecksTagsAsRowTagWroteThem(t *testing.T) {
+	tags := newCaseKeyTagger(t)
+	expiry := time.Date(2026, 3, 4, 9, 0, 0, 123456000, time.UTC)
+	for _, exp := range []*time.Time{nil, &expiry} {
+		for _, suspended := range []bool{false, true} {
+			state := assignmentState(false, suspended)
+			fields := []string{"0190a1b2c3d4e5f60718293a4b5c6d7e", "case-1", "user-1", "reviewer", "Art. 16 review\x1fof 审查", "admin-1"}
+			tag := tags.RowTag(tagAssignments, assignmentTagFields(fields[0], fields[1], fields[2], fields[3], fields[4], fields[5], exp, state)...)
+			row := func() (grantRow, []byte) {
+				r := grantRow{id: []byte(fields[0]), caseID: []byte(fields[1]), userID: []byte(fields[2]), role: []byte(fields[3]),
+					purpose: []byte(fields[4]), suspended: suspended}
+				if exp != nil {
+					r.expires = *exp
+				}
+				return r, []byte(fields[5])
+			}
+			chk := tags.RowTagChecker(tagAssignments)
+			r, by := row()
+			if !checkGrantTag(chk, &r, by, exp != nil, tag) {
+				t.Fatalf("expires %v, state %q: RowTag's tag refused", exp, state)
+			}
+			for name, change := range map[string]func(r *grantRow, by *[]byte) bool{
+				"id":         func(r *grantRow, _ *[]byte) bool { r.id[0] = 'f'; return exp != nil },
+				"case":       func(r *grantRow, _ *[]byte) bool { r.caseID = []byte("case-2"); return exp != nil },
+				"user":       func(r *grantRow, _ *[]byte) bool { r.userID = []byte("user-2"); return exp != nil },
+				"role":       func(r *grantRow, _ *[]byte) bool { r.role = []byte("member_unit"); return exp != nil },
+				"purpose":    func(r *grantRow, _ *[]byte) bool { r.purpose = r.purpose[:5]; return exp != nil },
+				"granted by": func(_ *grantRow, by *[]byte) bool { *by = []byte("admin-2"); return exp != nil },
+				"suspension": func(r *grantRow, _ *[]byte) bool { r.suspended = !r.suspended; return exp != nil },
+				"expiry":     func(r *grantRow, _ *[]byte) bool { r.expires = expiry.Add(time.Microsecond); return true },
+				"no expiry":  func(r *grantRow, _ *[]byte) bool { r.expires = time.Time{}; return false },
+			} {
+				if name == "no expiry" && exp == nil {
+					continue
+				}
+				r, by := row()
+				hasExp := change(&r, &by)
+				if checkGrantTag(chk, &r, by, hasExp, tag) {
+					t.Errorf("expires %v, state %q: %s changed, tag accepted", exp, state, name)
+				}
+			}
+		}
+	}
+	for _, conflict := range []bool{false, true} {
+		tag := tags.RowTag(tagDeclarations, declarationTagFields("d1", "a1", "case-1", "user-1", conflict)...)
+		chk := tags.RowTagChecker(tagDeclarations)
+		if !checkDeclarationTag(chk, []byte("d1"), []byte("a1"), []byte("case-1"), []byte("user-1"), conflict, tag) {
+			t.Fatalf("conflict %v: RowTag's declaration tag refused", conflict)
+		}
+		for name, ok := range map[string]bool{
+			"id":         checkDeclarationTag(chk, []byte("d2"), []byte("a1"), []byte("case-1"), []byte("user-1"), conflict, tag),
+			"assignment": checkDeclarationTag(chk, []byte("d1"), []byte("a2"), []byte("case-1"), []byte("user-1"), conflict, tag),
+			"case":       checkDeclarationTag(chk, []byte("d1"), []byte("a1"), []byte("case-2"), []byte("user-1"), conflict, tag),
+			"user":       checkDeclarationTag(chk, []byte("d1"), []byte("a1"), []byte("case-1"), []byte("user-2"), conflict, tag),
+			"conflict":   checkDeclarationTag(chk, []byte("d1"), []byte("a1"), []byte("case-1"), []byte("user-1"), !conflict, tag),
+		} {
+			if ok {
+				t.Errorf("conflict %v: declaration's %s changed, tag accepted", conflict, name)
+			}
+		}
+	}
+
+	// Through the tables, on each backend: rows the service wrote (with
+	// RowTag) load, and a row the DBA edits does not.
+	forEachBackend(t, func(t *testing.T, dialect string) {
+		ctx := context.Background()
+		f := newFixture(t, dialect, func(o *Options) { o.RowTagger = tags })
+		office := f.org(t, "Office", OrgOffice)
+		admin := f.user(t, "admin", office, RoleOfficeAdmin)
+		facts := CaseFacts{ID: "case-1", Status: "submitted"}
+		exp := f.clock.Now().Add(48*time.Hour + 123456789)
+		p := map[string]Principal{}
+		for _, who := range []string{"rev", "revexp", "revsusp", "revedit"} {
+			p[who] = f.user(t, who, office, RoleReviewer)
+			var e *time.Time
+			if who == "revexp" {
+				e = &exp
+			}
+			if _, err := f.svc.Assign(ctx, admin, "case-1", p[who].User.ID, "reviewer", "Art. 16 review", e); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := f.svc.Declare(ctx, p[who], "case-1", who == "revsusp", "I declare."); err != nil {
+				t.Fatal(err)
+			}
+		}
+		dbaExec(t, f, `UPDATE access_assignments SET purpose = 'another purpose' WHERE user_id = ?`, p["revedit"].User.ID)
+		s := f.restart(t)
+		for who, want := range map[string]bool{"rev": true, "revexp": true, "revsusp": false, "revedit": false} {
+			if d := decide(t, s, p[who], facts, ActMaterialRead); d.Allowed != want {
+				t.Errorf("%s after a start: %+v, want allowed %v", who, d, want)
+			}
+		}
+		// The suspended grant is in the index (its tag, naming its
+		// suspension, checked); the edited one is not.
+		s.mu.RLock()
+		gs := s.grants["case-1"]
+		s.mu.RUnlock()
+		got := map[string]bool{}
+		for _, g := range gs {
+			got[g.user] = g.suspended
+		}
+		if susp, ok := got[p["revsusp"].User.ID]; !ok || !susp || len(got) != 3 {
+			t.Errorf("index after a start: %+v", gs)
+		}
+		if _, ok := got[p["revedit"].User.ID]; ok {
+			t.Errorf("the edited assignment is in the index: %+v", gs)
+		}
+	})
+}
+
+// TestStartTagCheckDoesNotAllocate: a start checks a million rows'
+// tags; checking one (vaultd's checker, through access's interface) must
+// allocate nothing, as RowTag's strings and fresh HMAC did.
+func TestStartTagCheckDoesNotAllocate(t *testing.T) {
+	tags := newCaseKeyTagger(t)
+	exp := time.Date(2026, 3, 4, 9, 0, 0, 123456000, time.UTC)
+	r := grantRow{id: []byte("0190a1b2c3d4e5f60718293a4b5c6d7e"), caseID: []byte("case-0000001"), userID: []byte("0190a1b2c3d4e5f60718293a4b5c6d7f"),
+		role: []byte("reviewer"), purpose: []byte("preliminary review (Art. 10)"), expires: exp}
+	by := []byte("0190a1b2c3d4e5f60718293a4b5c6d80")
+	tag := tags.RowTag(tagAssignments, assignmentTagFields(string(r.id), string(r.caseID), string(r.userID), string(r.role), string(r.purpose), string(by), &exp, stateOpen)...)
+	dtag := tags.RowTag(tagDeclarations, declarationTagFields("d1", string(r.id), string(r.caseID), string(r.userID), false)...)
+	chk, dchk := tags.RowTagChecker(tagAssignments), tags.RowTagChecker(tagDeclarations)
+	did := []byte("d1")
+	if a := testing.AllocsPerRun(1000, func() {
+		if !checkGrantTag(chk, &r, by, true, tag) {
+			t.Fatal("assignment refused")
+		}
+	}); a != 0 {
+		t.Errorf("an assignment's check: %v allocations, want none", a)
+	}
+	if a := testing.AllocsPerRun(1000, func() {
+		if !checkDeclarationTag(dchk, did, r.id, r.caseID, r.userID, false, dtag) {
+			t.Fatal("declaration refused")
+		}
+	}); a != 0 {
+		t.Errorf("a declaration's check: %v allocations, want none", a)
+	}
+}
+
+// countingPool counts the statements gorm and TagUntaggedRows send.
+type countingPool struct {
+	gorm.ConnPool
+	n *atomic.Int64
+}
+
+func (p countingPool) ExecContext(ctx context.Context, q string, args ...any) (sql.Result, error) {
+	p.n.Add(1)
+	return p.ConnPool.ExecContext(ctx, q, args...)
+}
+
+func (p countingPool) QueryContext(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+	p.n.Add(1)
+	return p.ConnPool.QueryContext(ctx, q, args...)
+}
+
+func (p countingPool) QueryRowContext(ctx context.Context, q string, args ...any) *sql.Row {
+	p.n.Add(1)
+	return p.ConnPool.QueryRowContext(ctx, q, args...)
+}
+
+// countingDB is the pool; countingTx a transaction begun on it.
+type countingDB struct{ countingPool }
+
+func (p countingDB) BeginTx(ctx context.Context, opts *sql.TxOptions) (gorm.ConnPool, error) {
+	tx, err := p.ConnPool.(*sql.DB).BeginTx(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	return &countingTx{countingPool{tx, p.n}, tx}, nil
+}
+
+type countingTx struct {
+	countingPool
+	tx *sql.Tx
+}
+
+func (t *countingTx) Commit() error   { return t.tx.Commit() }
+func (t *countingTx) Rollback() error { return t.tx.Rollback() }
+
+// TestTagUntaggedRowsInPages: an upgrade's tagging reads and writes each
+// table a page at a time (it took three statements an assignment, minutes
+// for a million), and tags each assignment with its state: revoked,
+// suspended by a declared conflict, or open.
+func TestTagUntaggedRowsInPages(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, dialect string) {
+		ctx := context.Background()
+		f := newFixture(t, dialect, func(o *Options) { o.RowTagger = nil })
+		now := f.clock.Now().UTC()
+		const n = 60
+		exp := now.Add(time.Hour)
+		states := map[string]string{}
+		for i := range n {
+			id := fmt.Sprintf("a%03d", i)
+			var e *time.Time
+			if i%2 == 0 {
+				e = &exp
+			}
+			dbaExec(t, f, `INSERT INTO access_assignments (id, case_id, user_id, role, purpose, granted_by, granted_at, expires_at) VALUES (?, ?, ?, 'reviewer', 'p', 'admin', ?, ?)`,
+				id, fmt.Sprintf("case-%d", i/10), fmt.Sprintf("user-%d", i), now, e)
+			switch i % 3 {
+			case 0:
+				dbaExec(t, f, `INSERT INTO access_assignment_revocations (assignment_id, revoked_by, revoked_at, reason) VALUES (?, 'admin', ?, 'r')`, id, now)
+				states[id] = stateRevoked
+			case 1:
+				states[id] = stateSuspended
+			default:
+				states[id] = stateOpen
+			}
+			// Every assignment has a no-conflict declaration; the
+			// suspended also a conflict.
+			for _, conflict := range []bool{false, true} {
+				if !conflict || i%3 == 1 {
+					dbaExec(t, f, `INSERT INTO access_declarations (id, assignment_id, case_id, user_id, conflict, statement, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+						fmt.Sprintf("d%v%03d", conflict, i), id, fmt.Sprintf("case-%d", i/10), fmt.Sprintf("user-%d", i), conflict, []byte("s"), now)
+				}
+			}
+		}
+		sqlDB, err := f.db.DB()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var stmts atomic.Int64
+		db := f.db.Session(&gorm.Session{Context: ctx}) // a Statement of its own
+		db.Statement.ConnPool = countingDB{countingPool{sqlDB, &stmts}}
+		tags := testTagger{key: []byte("access tests' row key")}
+		c, err := tagUntaggedRows(ctx, db, tags, 25)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := (RowTagCounts{Assignments: n, Declarations: n + n/3}); c != want {
+			t.Fatalf("tagged %s, want %s", c, want)
+		}
+		// A read and a write a page: the assignments in three (25, 25,
+		// 10), the declarations in four (25, 25, 25, 5); a read of each of
+		// the five empty tables.
+		want := int64(2*3 + 2*4 + 5)
+		if f.db.Dialector.Name() == "postgres" {
+			want++ // the plan cache mode, set first
+		}
+		if got := stmts.Load(); got != want {
+			t.Errorf("%d statements to tag %s, want %d", got, c, want)
+		}
+		var as []assignmentRow
+		if err := f.db.Order("id").Find(&as).Error; err != nil || len(as) != n {
+			t.Fatalf("%d assignments, %v", len(as), err)
+		}
+		for _, a := range as {
+			if !tags.CheckRowTag(a.RowTag, tagAssignments, a.tagFields(states[a.ID])...) {
+				t.Errorf("%s: tag does not name its state %q", a.ID, states[a.ID])
+			}
+		}
+		var ds []declarationRow
+		if err := f.db.Find(&ds).Error; err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range ds {
+			if !tags.CheckRowTag(d.RowTag, tagDeclarations, d.tagFields()...) {
+				t.Errorf("declaration %s: tag does not check", d.ID)
+			}
+		}
+		// A start with the tags checked: the open ones grant, the
+		// suspended are suspended, the revoked are not there.
+		f.opts.RowTagger = tags
+		s := f.restart(t)
+		s.mu.RLock()
+		defer s.mu.RUnlock()
+		got := map[string]string{}
+		for _, gs := range s.grants {
+			for _, g := range gs {
+				got[g.id] = assignmentState(false, g.suspended)
+			}
+		}
+		for id, want := range states {
+			if st, ok := got[id]; ok != (want != stateRevoked) || ok && st != want {
+				t.Errorf("%s after a start: %q (loaded %v), want %q", id, st, ok, want)
+			}
 		}
 	})
 }

@@ -518,25 +518,32 @@ func (s *Service) loadDeclarationFlags(ctx context.Context, sqlDB *sql.DB) (map[
 	}
 	defer rows.Close()
 	flags := map[string][2]bool{}
+	// Byte views, valid until the next row: only an assignment id that
+	// becomes a key of flags is copied.
+	var id, assignmentID, caseID, userID, tag sql.RawBytes
+	var conflict bool
+	var chk RowTagChecker
+	if s.tags != nil {
+		chk = s.tags.RowTagChecker(tagDeclarations)
+	}
 	for n := 0; rows.Next(); n++ {
 		if n%4096 == 0 && ctx.Err() != nil {
 			return nil, fmt.Errorf("access: load declarations: %w", ctx.Err())
 		}
-		var d declarationRow
-		if err := rows.Scan(&d.ID, &d.AssignmentID, &d.CaseID, &d.UserID, &d.Conflict, &d.RowTag); err != nil {
+		if err := rows.Scan(&id, &assignmentID, &caseID, &userID, &conflict, &tag); err != nil {
 			return nil, fmt.Errorf("access: load declarations: %w", err)
 		}
-		if !s.tagOK(ctx, tagDeclarations, d.ID, d.RowTag, d.tagFields()...) {
+		if chk != nil && !checkDeclarationTag(chk, id, assignmentID, caseID, userID, conflict, tag) {
+			s.tagRefused(ctx, tagDeclarations, string(id))
 			continue
 		}
-		id, conflict := d.AssignmentID, d.Conflict
-		f := flags[id]
+		f := flags[string(assignmentID)]
 		if conflict {
 			f[1] = true
 		} else {
 			f[0] = true
 		}
-		flags[id] = f
+		flags[string(assignmentID)] = f
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("access: load declarations: %w", err)
@@ -569,6 +576,12 @@ func (s *Service) scanGrants(ctx context.Context, sqlDB *sql.DB, where string, f
 	var expires sql.NullTime
 	unitSep := []byte{0x1f}
 	refused := 0
+	// One checker for this goroutine's rows: one HMAC per row, here where
+	// rows enter the index, never per decision, and no allocation.
+	var chk RowTagChecker
+	if s.tags != nil {
+		chk = s.tags.RowTagChecker(tagAssignments)
+	}
 	for n := 0; rows.Next(); n++ {
 		if n%4096 == 0 && ctx.Err() != nil {
 			return nil, fmt.Errorf("access: load assignments: %w", ctx.Err())
@@ -589,15 +602,10 @@ func (s *Service) scanGrants(ctx context.Context, sqlDB *sql.DB, where string, f
 		}
 		f := flags[string(r.id)]
 		r.declared, r.suspended = f[0], f[1]
-		var exp *time.Time
 		if expires.Valid {
 			r.expires = expires.Time
-			exp = &expires.Time
 		}
-		// One HMAC per row, here where rows enter the index, never per
-		// decision.
-		if s.tags != nil && !s.tags.CheckRowTag(tag, tagAssignments, assignmentTagFields(string(r.id), string(r.caseID), string(r.userID),
-			string(r.role), string(r.purpose), string(grantedBy), exp, assignmentState(false, r.suspended))...) {
+		if chk != nil && !checkGrantTag(chk, &r, grantedBy, expires.Valid, tag) {
 			s.tagRefused(ctx, tagAssignments, string(r.id))
 			refused++
 			continue
@@ -618,6 +626,36 @@ func (s *Service) scanGrants(ctx context.Context, sqlDB *sql.DB, where string, f
 		s.log.ErrorContext(ctx, "access: assignments refused for their row tags while loading", "count", refused)
 	}
 	return grants, nil
+}
+
+// checkDeclarationTag checks a declaration's tag from the bytes scanned:
+// the fields of declarationTagFields, in its order.
+func checkDeclarationTag(chk RowTagChecker, id, assignmentID, caseID, userID []byte, conflict bool, tag []byte) bool {
+	chk.Field(id)
+	chk.Field(assignmentID)
+	chk.Field(caseID)
+	chk.Field(userID)
+	chk.FieldString(tagBool(conflict))
+	return chk.Check(tag)
+}
+
+// checkGrantTag checks an unrevoked assignment's tag as scanGrants read
+// it: the fields of assignmentTagFields, in its order, from the bytes
+// scanned.
+func checkGrantTag(chk RowTagChecker, r *grantRow, grantedBy []byte, hasExpiry bool, tag []byte) bool {
+	chk.Field(r.id)
+	chk.Field(r.caseID)
+	chk.Field(r.userID)
+	chk.Field(r.role)
+	chk.Field(r.purpose)
+	chk.Field(grantedBy)
+	if hasExpiry {
+		chk.FieldInt(r.expires.UnixMicro()) // tagOptTime
+	} else {
+		chk.FieldString(tagOptTime(nil))
+	}
+	chk.FieldString(assignmentState(false, r.suspended))
+	return chk.Check(tag)
 }
 
 func rowGrant(r assignmentRow, f [2]bool) grant {

@@ -127,10 +127,11 @@ func openApp(ctx context.Context, cfg config, log *slog.Logger, need parts) (_ *
 			// The rows that decide who a caller is and what they may do
 			// carry tags under a key the database never holds, so that a
 			// database administrator's edit of them is refused.
-			rows, err := a.keys.VaultKey(ctx, rowsKeyName)
+			key, err := a.keys.VaultKey(ctx, rowsKeyName)
 			if err != nil {
 				return nil, fmt.Errorf("open the rows key: %w", err)
 			}
+			rows := rowTagger{key}
 			aopts.RowTagger = rows
 			if err := a.tagUntaggedRows(ctx, rows); err != nil {
 				return nil, err
@@ -203,6 +204,14 @@ const secretsKeyName = "secrets"
 // rowsKeyName names the vault key that tags authorisation rows; the vault
 // tags cases' parties with it too.
 const rowsKeyName = vault.RowsKeyName
+
+// rowTagger is the rows key as access's RowTagger: access names no vault
+// type, so its checker is returned as access's interface.
+type rowTagger struct{ *crypt.CaseKey }
+
+func (r rowTagger) RowTagChecker(table string) access.RowTagChecker {
+	return r.NewRowTagChecker(table)
+}
 
 // rowsTaggedAction records, once, that the access rows written before row
 // tags existed were tagged. It is the marker: while it is in the audit

@@ -140,21 +140,26 @@ func TestDBAForgedAccessRowsAreRefused(t *testing.T) {
 // refused across restarts.
 func TestRowTaggingRunsOnce(t *testing.T) {
 	t.Parallel()
-	s := newServer(t, backends[0])
-	w := bootstrap(t, s)
-	s.start()
-	w.loginAll(t)
-	s.stop()
-	dbaExec(t, s, `UPDATE access_users SET row_tag = NULL WHERE id = ?`, w.op.id)
-	s.start()
-	s.stop()
-	s.start()
-	if r := s.postJSON(t, "", "/sessions", map[string]string{"username": "operator1", "password": pw}); r.Status != 401 {
-		t.Fatalf("sign-in of an account whose tag the DBA blanked: %d %s", r.Status, r.Body)
-	}
-	s.login(t, "operator2", pw) // the others' rows still check
-	marks := queryStrings(t, s, `SELECT actor || ' ' || detail FROM audit_events WHERE action = ?`, rowsTaggedAction)
-	if len(marks) != 1 || !strings.HasPrefix(marks[0], "system orgs=0 users=0 ") {
-		t.Fatalf("records of the one-time tagging: %q, want one, made before any row existed", marks)
+	for _, be := range backends {
+		t.Run(be.name, func(t *testing.T) {
+			t.Parallel()
+			s := newServer(t, be)
+			w := bootstrap(t, s)
+			s.start()
+			w.loginAll(t)
+			s.stop()
+			dbaExec(t, s, `UPDATE access_users SET row_tag = NULL WHERE id = ?`, w.op.id)
+			s.start()
+			s.stop()
+			s.start()
+			if r := s.postJSON(t, "", "/sessions", map[string]string{"username": "operator1", "password": pw}); r.Status != 401 {
+				t.Fatalf("sign-in of an account whose tag the DBA blanked: %d %s", r.Status, r.Body)
+			}
+			s.login(t, "operator2", pw) // the others' rows still check
+			marks := queryStrings(t, s, `SELECT actor || ' ' || detail FROM audit_events WHERE action = ?`, rowsTaggedAction)
+			if len(marks) != 1 || !strings.HasPrefix(marks[0], "system orgs=0 users=0 ") {
+				t.Fatalf("records of the one-time tagging: %q, want one, made before any row existed", marks)
+			}
+		})
 	}
 }
