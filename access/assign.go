@@ -234,10 +234,13 @@ func (s *Service) withStatus(db *gorm.DB, rows []assignmentRow) ([]Assignment, e
 		// What the trail says the office ended is listed so, whatever
 		// the row says (trailends.go).
 		f := flags[r.ID]
-		if ended, suspended := s.ends.of([]byte(r.ID), []byte(r.CaseID), []byte(r.UserID)); !isRevoked && (ended || suspended && !f[1]) {
-			s.trailRefused(ctx, r.ID)
-			isRevoked = isRevoked || ended
-			f[1] = f[1] || suspended
+		if !isRevoked {
+			var expires time.Time
+			if r.ExpiresAt != nil {
+				expires = *r.ExpiresAt
+			}
+			ended, suspend := s.trailOf(ctx, []byte(r.ID), []byte(r.CaseID), []byte(r.UserID), expires, f[1])
+			isRevoked, f[1] = ended, f[1] || suspend
 		}
 		out = append(out, s.toAssignment(r, isRevoked, f, now))
 	}
@@ -287,6 +290,15 @@ func (s *Service) CasesOf(ctx context.Context, p Principal) ([]string, error) {
 	cases := []string{}
 	for _, r := range rows {
 		if !s.tagOK(ctx, tagAssignments, r.ID, r.RowTag, r.tagFields(stateOpen)...) {
+			continue
+		}
+		// The trail's ends prevail here too (review h30h F2): a revoked,
+		// recused or suspended assignee does not list the case.
+		var expires time.Time
+		if r.ExpiresAt != nil {
+			expires = *r.ExpiresAt
+		}
+		if ended, suspend := s.trailOf(ctx, []byte(r.ID), []byte(r.CaseID), []byte(r.UserID), expires, false); ended || suspend {
 			continue
 		}
 		if (r.ExpiresAt == nil || now.Before(*r.ExpiresAt)) && p.Has(Role(r.Role)) &&

@@ -65,10 +65,11 @@ type Options struct {
 	// the keys). Run TagUntaggedRows once before the first New with one.
 	RowTagger RowTagger
 	// TrailEnds reads from the audit trail which grants the office ended
-	// (trailends.go), at every load of the index; nil: none (tests, and
-	// commands that decide nothing). An error fails the load, which a
-	// background load retries.
-	TrailEnds func(ctx context.Context) (TrailEnds, error)
+	// after an event (trailends.go): all of them before New returns (an
+	// error fails New), then what was appended since, at every load of the
+	// index, notice and resync. Nil: none (tests, and commands that decide
+	// nothing).
+	TrailEnds func(ctx context.Context, after int64) (TrailEnds, error)
 	// LoadInBackground makes New return before every assignment is read
 	// into memory: until the index is complete (Loaded), Decide reads the
 	// caller's grants on the case from the database, so a start answers at
@@ -98,13 +99,17 @@ type Service struct {
 	hasher    PasswordHasher
 	caseSeal  CaseSealer
 	tags      RowTagger
-	trailEnds func(ctx context.Context) (TrailEnds, error)
+	trailEnds func(ctx context.Context, after int64) (TrailEnds, error)
 	ends      ends
-	dummyHash string
-	rate      LoginRate
-	seal      Sealer
-	totpRoles []Role
-	resync    time.Duration
+	// trailMu serialises the trail's reads; trailThrough is the number of
+	// the last event read.
+	trailMu      sync.Mutex
+	trailThrough int64
+	dummyHash    string
+	rate         LoginRate
+	seal         Sealer
+	totpRoles    []Role
+	resync       time.Duration
 
 	// shared: the database is PostgreSQL, which other instances may
 	// change; the index is then trusted only while Listen proves its
@@ -272,6 +277,12 @@ func New(ctx context.Context, db *gorm.DB, opts Options) (*Service, error) {
 		}
 	}
 
+	// The trail's ends before anything is decided, in the background load
+	// too: until then a replayed row would decide (review h30h F4). A
+	// start that cannot read them does not start.
+	if err := s.refreshTrail(ctx); err != nil {
+		return nil, fmt.Errorf("access: %w", err)
+	}
 	if !opts.LoadInBackground {
 		if err := s.Reload(ctx); err != nil {
 			return nil, err
@@ -484,7 +495,7 @@ func (s *Service) loadGrants(ctx context.Context) (grantIndex, error) {
 		return nil, fmt.Errorf("access: load assignments: %w", err)
 	}
 	// The trail first: a row it names is refused as it is read.
-	if err := s.loadTrailEnds(ctx); err != nil {
+	if err := s.refreshTrail(ctx); err != nil {
 		return nil, fmt.Errorf("access: load assignments: %w", err)
 	}
 	flags, err := s.loadDeclarationFlags(ctx, sqlDB)
@@ -610,11 +621,9 @@ func (s *Service) scanGrants(ctx context.Context, sqlDB *sql.DB, where string, f
 			refused++
 			continue
 		}
-		if ended, suspended := s.ends.of(r.id, r.caseID, r.userID); ended || suspended && !r.suspended {
-			s.trailRefused(ctx, string(r.id))
-			if ended {
-				continue
-			}
+		if ended, suspend := s.trailOf(ctx, r.id, r.caseID, r.userID, r.expires, r.suspended); ended {
+			continue
+		} else if suspend {
 			r.suspended = true
 		}
 		grants.add(r)

@@ -2,11 +2,14 @@ package access
 
 import (
 	"context"
+	"fmt"
 	"sync"
+	"time"
 )
 
-// TrailEnds are the grants the audit trail says the office ended
-// (vault.GrantEnds reads them; Options.TrailEnds hands them over).
+// TrailEnds are the grants the audit trail says the office ended, read
+// after some event (vault.GrantEnds reads them; Options.TrailEnds hands
+// them over).
 //
 // A row tag binds an assignment to its state, so a database administrator
 // cannot edit a revoked or suspended assignment back into force; but he
@@ -16,81 +19,139 @@ import (
 // checkpointed and witnessed. So the ends it records are kept apart from
 // the tables, and a grant they name is refused whatever the tables say:
 // at every load of the index, at every re-read of a pair (a notice, a
-// catch-up, a decision while the index loads), and as soon as this process
-// ends one itself. The set only grows while the process runs.
+// catch-up, a decision while the index loads), in every list, and as soon
+// as this process ends one itself. New reads the trail before it returns,
+// so a start that cannot read it does not start; notices and resyncs read
+// what was appended since (F7 of review h30h: an end another instance made
+// is learnt from the trail, not only from the tables).
 type TrailEnds struct {
-	Revoked   []string   // assignment ids revoked
-	Recused   []CaseUser // users recused from a case: none of their grants on it stands
-	Conflicts []CaseUser // users who declared a conflict on a case: their grants on it are suspended
+	Ends []End
+	// Undone are ends read earlier that a later refusal of the server's
+	// own says did not take effect.
+	Undone []Undo
+	// Through is the number of the last event read: the next read starts
+	// after it.
+	Through int64
+}
+
+// EndKind says what an End ended.
+type EndKind int
+
+// The kinds of End.
+const (
+	EndRevoked  EndKind = iota + 1 // one assignment (AssignmentID)
+	EndRecused                     // every grant of UserID on CaseID
+	EndConflict                    // every grant of UserID on CaseID is suspended
+)
+
+// End is one end the trail records: its event's number, who made it and
+// on what (to match an Undo), and what it ends.
+type End struct {
+	Seq                     int64
+	Kind                    EndKind
+	Actor, CaseID, Resource string
+	AssignmentID, UserID    string
+}
+
+// Undo names the event of an End that did not take effect, with the
+// actor, case and resource its refusal was recorded under: it undoes the
+// End only if they are the End's.
+type Undo struct {
+	Seq                     int64
+	Actor, CaseID, Resource string
 }
 
 // CaseUser names one user on one case.
 type CaseUser struct{ CaseID, UserID string }
 
-// ends is what this process knows the office ended: from the trail at
-// each load, from its own changes, and from the revocations and conflicts
-// it has read in the tables (ending is always the safe side, so a row the
-// administrator adds can only refuse more).
+// ends is what this process knows the office ended: from the trail, from
+// its own changes, and from the revocations and conflicts it has read in
+// the tables (ending is always the safe side, so a row the administrator
+// adds can only refuse more). Each end keeps the numbers of the events
+// that made it (0: learnt otherwise, never undone).
 type ends struct {
 	mu        sync.RWMutex
-	revoked   map[string]struct{}
-	recused   map[caseUser]struct{}
-	conflicts map[caseUser]struct{}
+	revoked   map[string]map[int64]struct{}
+	recused   map[caseUser]map[int64]struct{}
+	conflicts map[caseUser]map[int64]struct{}
+	bySeq     map[int64]End
+}
+
+func mark[K comparable](m *map[K]map[int64]struct{}, k K, seq int64) {
+	if *m == nil {
+		*m = map[K]map[int64]struct{}{}
+	}
+	if (*m)[k] == nil {
+		(*m)[k] = map[int64]struct{}{}
+	}
+	(*m)[k][seq] = struct{}{}
+}
+
+func unmark[K comparable](m map[K]map[int64]struct{}, k K, seq int64) {
+	if seqs := m[k]; seqs != nil {
+		delete(seqs, seq)
+		if len(seqs) == 0 {
+			delete(m, k)
+		}
+	}
 }
 
 func (e *ends) add(t TrailEnds) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	for _, id := range t.Revoked {
-		e.revokeLocked(id)
+	for _, x := range t.Ends {
+		switch x.Kind {
+		case EndRevoked:
+			mark(&e.revoked, x.AssignmentID, x.Seq)
+		case EndRecused:
+			mark(&e.recused, caseUser{x.CaseID, x.UserID}, x.Seq)
+		case EndConflict:
+			mark(&e.conflicts, caseUser{x.CaseID, x.UserID}, x.Seq)
+		default:
+			continue
+		}
+		if e.bySeq == nil {
+			e.bySeq = map[int64]End{}
+		}
+		e.bySeq[x.Seq] = x
 	}
-	for _, p := range t.Recused {
-		e.recuseLocked(caseUser{p.CaseID, p.UserID})
-	}
-	for _, p := range t.Conflicts {
-		e.conflictLocked(caseUser{p.CaseID, p.UserID})
+	for _, u := range t.Undone {
+		x, ok := e.bySeq[u.Seq]
+		if !ok || x.Actor != u.Actor || x.CaseID != u.CaseID || x.Resource != u.Resource {
+			continue
+		}
+		delete(e.bySeq, u.Seq)
+		switch x.Kind {
+		case EndRevoked:
+			unmark(e.revoked, x.AssignmentID, x.Seq)
+		case EndRecused:
+			unmark(e.recused, caseUser{x.CaseID, x.UserID}, x.Seq)
+		case EndConflict:
+			unmark(e.conflicts, caseUser{x.CaseID, x.UserID}, x.Seq)
+		}
 	}
 }
 
+// revoke, recuse and conflict record an end this process made or read in
+// the tables.
 func (e *ends) revoke(ids ...string) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for _, id := range ids {
-		e.revokeLocked(id)
+		mark(&e.revoked, id, 0)
 	}
 }
 
 func (e *ends) recuse(k caseUser) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	e.recuseLocked(k)
+	mark(&e.recused, k, 0)
 }
 
 func (e *ends) conflict(k caseUser) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	e.conflictLocked(k)
-}
-
-func (e *ends) revokeLocked(id string) {
-	if e.revoked == nil {
-		e.revoked = map[string]struct{}{}
-	}
-	e.revoked[id] = struct{}{}
-}
-
-func (e *ends) recuseLocked(k caseUser) {
-	if e.recused == nil {
-		e.recused = map[caseUser]struct{}{}
-	}
-	e.recused[k] = struct{}{}
-}
-
-func (e *ends) conflictLocked(k caseUser) {
-	if e.conflicts == nil {
-		e.conflicts = map[caseUser]struct{}{}
-	}
-	e.conflicts[k] = struct{}{}
+	mark(&e.conflicts, k, 0)
 }
 
 // of says whether the grant id of userID on caseID was ended (revoked, or
@@ -114,17 +175,36 @@ func (e *ends) of(id, caseID, userID []byte) (ended, suspended bool) {
 	return false, suspended
 }
 
-// loadTrailEnds adds what the trail says to the ends, before a load reads
-// the tables.
-func (s *Service) loadTrailEnds(ctx context.Context) error {
+// trailOf is what the ends make of a grant the tables hold: ended (not to
+// be granted or listed as in force), or suspended where the tables say it
+// is not. One the ends change is reported (trailRefused), unless it is
+// expired anyway: an assignment that ran out before its user declared a
+// conflict was never suspended, and is no sign of a replay (review h30h
+// F6).
+func (s *Service) trailOf(ctx context.Context, id, caseID, userID []byte, expires time.Time, suspended bool) (ended, suspend bool) {
+	ended, suspend = s.ends.of(id, caseID, userID)
+	if !expires.IsZero() && !s.now().Before(expires) {
+		return ended, false
+	}
+	if ended || suspend && !suspended {
+		s.trailRefused(ctx, string(id))
+	}
+	return ended, suspend && !suspended
+}
+
+// refreshTrail reads the ends the trail recorded since the last read.
+func (s *Service) refreshTrail(ctx context.Context) error {
 	if s.trailEnds == nil {
 		return nil
 	}
-	t, err := s.trailEnds(ctx)
+	s.trailMu.Lock()
+	defer s.trailMu.Unlock()
+	t, err := s.trailEnds(ctx, s.trailThrough)
 	if err != nil {
-		return err
+		return fmt.Errorf("read the grants the audit trail ended: %w", err)
 	}
 	s.ends.add(t)
+	s.trailThrough = max(s.trailThrough, t.Through)
 	return nil
 }
 

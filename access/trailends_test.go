@@ -2,6 +2,8 @@ package access
 
 import (
 	"context"
+	"errors"
+	"slices"
 	"testing"
 
 	dto "github.com/prometheus/client_model/go"
@@ -29,7 +31,12 @@ func withTrail(tt *testing.T, w *world, t *TrailEnds) *Service {
 	tt.Helper()
 	opts := w.opts
 	if t != nil {
-		opts.TrailEnds = func(context.Context) (TrailEnds, error) { return *t, nil }
+		opts.TrailEnds = func(_ context.Context, after int64) (TrailEnds, error) {
+			if after >= t.Through {
+				return TrailEnds{Through: after}, nil
+			}
+			return *t, nil
+		}
 	}
 	s, err := New(context.Background(), w.db, opts)
 	if err != nil {
@@ -75,11 +82,12 @@ func TestReplayedAssignmentsYieldToTheTrail(t *testing.T) {
 		replay(t, w, w.p["rev"].User.ID)
 		replay(t, w, w.p["revNone"].User.ID)
 		replay(t, w, w.p["revSusp"].User.ID)
-		trail := &TrailEnds{
-			Revoked:   []string{revoked, asg.ID},
-			Recused:   []CaseUser{{"case-1", w.p["rev"].User.ID}},
-			Conflicts: []CaseUser{{"case-1", w.p["revSusp"].User.ID}},
-		}
+		trail := &TrailEnds{Through: 4, Ends: []End{
+			{Seq: 1, Kind: EndRevoked, AssignmentID: revoked},
+			{Seq: 2, Kind: EndRevoked, AssignmentID: asg.ID},
+			{Seq: 3, Kind: EndRecused, CaseID: "case-1", UserID: w.p["rev"].User.ID},
+			{Seq: 4, Kind: EndConflict, CaseID: "case-1", UserID: w.p["revSusp"].User.ID},
+		}}
 
 		// The attack works on what the tables alone say: a start without
 		// the trail reads the undeclared grants back in force, and the
@@ -151,7 +159,8 @@ func TestReplayedAssignmentsYieldToTheTrail(t *testing.T) {
 // ends, a million of them; the lookup must not allocate a key per row.
 func TestEndsLookupAllocatesNothing(t *testing.T) {
 	var e ends
-	e.add(TrailEnds{Revoked: []string{"a1"}, Recused: []CaseUser{{"c1", "u1"}}, Conflicts: []CaseUser{{"c2", "u2"}}})
+	e.add(TrailEnds{Ends: []End{{Seq: 1, Kind: EndRevoked, AssignmentID: "a1"}, {Seq: 2, Kind: EndRecused, CaseID: "c1", UserID: "u1"},
+		{Seq: 3, Kind: EndConflict, CaseID: "c2", UserID: "u2"}}})
 	id, c, u := []byte("a9"), []byte("c2"), []byte("u2")
 	if ended, suspended := e.of(id, c, u); ended || !suspended {
 		t.Fatalf("of(a9, c2, u2) = %v, %v; want suspended", ended, suspended)
@@ -164,5 +173,94 @@ func TestEndsLookupAllocatesNothing(t *testing.T) {
 	}
 	if n := testing.AllocsPerRun(100, func() { e.of(id, c, u) }); n != 0 {
 		t.Fatalf("a lookup allocates %v times", n)
+	}
+}
+
+// TestTrailEndsBeforeAnyDecision (review h30h F2, F4, F7): the trail is
+// read before New returns, even with the background load, and a start
+// that cannot read it fails; an end appended later, whose rows the
+// database administrator kept out of the tables, is learnt at the next
+// notice; a revoked assignee does not list the case.
+func TestTrailEndsBeforeAnyDecision(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, dialect string) {
+		ctx := context.Background()
+		w := newWorld(t, dialect)
+		rev := w.p["rev"]
+		var a assignmentRow
+		if err := w.db.Where("case_id = 'case-1' AND user_id = ?", rev.User.ID).Take(&a).Error; err != nil {
+			t.Fatal(err)
+		}
+
+		failing := w.opts
+		failing.LoadInBackground = true
+		failing.TrailEnds = func(context.Context, int64) (TrailEnds, error) {
+			return TrailEnds{}, errors.New("audit log unreadable")
+		}
+		if _, err := New(ctx, w.db, failing); err == nil {
+			t.Fatal("a start that cannot read the trail started")
+		}
+
+		// The trail, growing: nothing at first, then rev's revocation,
+		// which never reached the tables.
+		trail := TrailEnds{}
+		reads := 0
+		opts := w.opts
+		opts.LoadInBackground = true
+		opts.TrailEnds = func(_ context.Context, after int64) (TrailEnds, error) {
+			reads++
+			if after >= trail.Through {
+				return TrailEnds{Through: after}, nil
+			}
+			return trail, nil
+		}
+		s, err := New(ctx, w.db, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close(ctx) })
+		if reads == 0 {
+			t.Fatal("New returned before reading the trail")
+		}
+		if d := decide(t, s, rev, w.submitted, ActCaseRead); !d.Allowed {
+			t.Fatalf("rev before the revocation: %+v", d)
+		}
+		trail = TrailEnds{Through: 7, Ends: []End{{Seq: 7, Kind: EndRevoked, AssignmentID: a.ID, Actor: "admin", CaseID: "case-1", Resource: "assignment/" + a.ID}}}
+		if err := s.HandleNotice(ctx, noticeGrant+":case-1 "+rev.User.ID); err != nil {
+			t.Fatal(err)
+		}
+		<-s.Loaded()
+		if d := decide(t, s, rev, w.submitted, ActCaseRead); d.Allowed {
+			t.Errorf("rev after a revocation the trail holds and the tables do not: %+v", d)
+		}
+		cases, err := s.CasesOf(ctx, rev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if slices.Contains(cases, "case-1") {
+			t.Errorf("rev still lists case-1: %v", cases)
+		}
+	})
+}
+
+// TestEndsUndo: a refusal the server recorded after its own allowed event
+// takes that end back, and only if it names the end's actor, case and
+// resource.
+func TestEndsUndo(t *testing.T) {
+	var e ends
+	end := End{Seq: 5, Kind: EndRevoked, AssignmentID: "a1", Actor: "admin", CaseID: "c1", Resource: "assignment/a1"}
+	e.add(TrailEnds{Ends: []End{end}})
+	e.add(TrailEnds{Undone: []Undo{{Seq: 5, Actor: "someone else", CaseID: "c1", Resource: "assignment/a1"}}})
+	if ended, _ := e.of([]byte("a1"), []byte("c1"), []byte("u1")); !ended {
+		t.Fatal("another actor's refusal undid the revocation")
+	}
+	e.add(TrailEnds{Undone: []Undo{{Seq: 5, Actor: "admin", CaseID: "c1", Resource: "assignment/a1"}}})
+	if ended, _ := e.of([]byte("a1"), []byte("c1"), []byte("u1")); ended {
+		t.Fatal("the server's own undo did not take the revocation back")
+	}
+	// An end this process made itself (seq 0) is never undone.
+	e.revoke("a1")
+	e.add(TrailEnds{Ends: []End{end}, Undone: []Undo{{Seq: 5, Actor: "admin", CaseID: "c1", Resource: "assignment/a1"}}})
+	if ended, _ := e.of([]byte("a1"), []byte("c1"), []byte("u1")); !ended {
+		t.Fatal("a revocation this process made was undone")
 	}
 }

@@ -107,12 +107,13 @@ func (s *Service) Revoke(ctx context.Context, a Actor, caseID, assignmentID stri
 	if _, _, _, err := s.authorize(ctx, a, caseID, "assignment.manage", "assignment.revoke", resource); err != nil {
 		return err
 	}
-	if err := s.record(ctx, a, "assignment.revoke", audit.Allowed, caseID, resource, "", ""); err != nil {
+	seq, err := s.recordSeq(ctx, a, "assignment.revoke", audit.Allowed, caseID, resource, "", "")
+	if err != nil {
 		return err
 	}
 	if err := s.access.Revoke(ctx, a.P, caseID, assignmentID); err != nil {
 		err = accessError(err)
-		s.recordFailure(ctx, a, "assignment.revoke", caseID, resource, err)
+		s.recordUndo(ctx, a, "assignment.revoke", caseID, resource, seq, err)
 		return err
 	}
 	return nil
@@ -141,13 +142,14 @@ func (s *Service) Declare(ctx context.Context, a Actor, caseID string, in NewDec
 	if *in.Conflict {
 		detail = "conflict"
 	}
-	if err := s.record(ctx, a, "declaration.create", audit.Allowed, caseID, "case/"+caseID, d.Purpose, detail); err != nil {
+	seq, err := s.recordSeq(ctx, a, "declaration.create", audit.Allowed, caseID, "case/"+caseID, d.Purpose, detail)
+	if err != nil {
 		return access.Declaration{}, err
 	}
 	dec, err := s.access.Declare(ctx, a.P, caseID, *in.Conflict, stmt)
 	if err != nil {
 		err = accessError(err)
-		s.recordFailure(ctx, a, "declaration.create", caseID, "case/"+caseID, err)
+		s.recordUndo(ctx, a, "declaration.create", caseID, "case/"+caseID, seq, err)
 		return access.Declaration{}, err
 	}
 	return dec, nil

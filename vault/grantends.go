@@ -3,98 +3,113 @@ package vault
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/crvault/crvault/access"
 	"github.com/crvault/crvault/audit"
 )
 
-// GrantEnds reads from the audit trail which grants the office ended:
-// assignments revoked, users recused from a case, and conflicts of interest
-// declared on one. access holds these apart from its tables
-// (access.Options.TrailEnds): a database administrator can put back an
-// assignment row, row tag included, as it was before its revocation or
-// before a declared conflict suspended it (a replay, which the tag cannot
-// tell from the genuine row), but he cannot take an event out of the trail
-// without breaking the chain that verification walks.
+// GrantEnds reads from the audit trail, after the event numbered after,
+// which grants the office ended: assignments revoked, users recused from a
+// case, and conflicts of interest declared on one. access holds these
+// apart from its tables (access.Options.TrailEnds): a database
+// administrator can put back an assignment row, row tag included, as it
+// was before its revocation or before a declared conflict suspended it (a
+// replay, which the tag cannot tell from the genuine row), but he cannot
+// take an event out of the trail without breaking the chain that
+// verification walks.
 //
 // Each change is audited as allowed before it is written; if it then does
-// not happen, the same request records the same action again as denied or
-// as an error (recordRefusal, recordFailure, the supervision's unrecord).
-// Such an allowed event is matched with its refusal by request, actor, case
-// and resource, and does not count. An allowed event left unmatched counts
-// even if its change never took effect (its refusal could not be recorded):
-// the office meant to end the grant, and ending it is the safe side.
-func GrantEnds(ctx context.Context, log *audit.Log) (access.TrailEnds, error) {
-	var out access.TrailEnds
+// not happen, the server records the same action again, as an error or a
+// refusal naming the allowed event it undoes (";undoes=<seq>": recordUndo,
+// the supervision's unrecord). Only such a refusal undoes an end, and only
+// one of the same actor, case and resource: a request id is the client's
+// to choose, and a refusal at authorisation has no allowed event before
+// it, so neither can take a genuine end back (review h30h). An allowed
+// event never undone counts even if its change did not take effect (its
+// undo could not be recorded): the office meant to end the grant, and
+// ending it is the safe side.
+//
+// The query reads only the ends and the undos: of the declarations, the
+// conflicts, not every declaration ever made.
+func GrantEnds(ctx context.Context, log *audit.Log, after int64) (access.TrailEnds, error) {
+	out := access.TrailEnds{Through: after}
 	for _, action := range []string{"assignment.revoke", "assignment.recuse", "declaration.create"} {
-		m := endMatcher{}
-		err := log.EachOfAction(ctx, action, func(e audit.Event) error {
-			if action == "declaration.create" && e.Outcome == audit.Allowed && e.Detail != "conflict" {
-				return nil // no conflict: nothing ended
+		sc := audit.ActionScan{Action: action, After: after, OtherDetailContains: UndoMark}
+		if action == "declaration.create" {
+			sc.AllowedDetail = "conflict"
+		}
+		allowed := map[int64]audit.Event{}
+		var order []int64
+		err := log.EachOfAction(ctx, sc, func(e audit.Event) error {
+			out.Through = max(out.Through, e.Seq)
+			if e.Outcome == audit.Allowed {
+				allowed[e.Seq] = e
+				order = append(order, e.Seq)
+				return nil
 			}
-			m.add(e)
+			seq, ok := undoes(e.Detail)
+			if !ok {
+				return nil
+			}
+			if a, here := allowed[seq]; here {
+				if a.Actor == e.Actor && a.CaseID == e.CaseID && a.Resource == e.Resource {
+					delete(allowed, seq)
+				}
+				return nil
+			}
+			if seq <= after {
+				// Its allowed event came in an earlier read; access
+				// checks it is the same end before letting it go.
+				out.Undone = append(out.Undone, access.Undo{Seq: seq, Actor: e.Actor, CaseID: e.CaseID, Resource: e.Resource})
+			}
 			return nil
 		})
 		if err != nil {
 			return access.TrailEnds{}, fmt.Errorf("read the grants the trail ended: %w", err)
 		}
-		for e := range m.ended() {
+		for _, seq := range order {
+			e, ok := allowed[seq]
+			if !ok {
+				continue
+			}
+			end := access.End{Seq: e.Seq, Actor: e.Actor, Resource: e.Resource, CaseID: e.CaseID}
 			switch action {
 			case "assignment.revoke":
-				if id, ok := strings.CutPrefix(e.Resource, "assignment/"); ok {
-					out.Revoked = append(out.Revoked, id)
+				id, ok := strings.CutPrefix(e.Resource, "assignment/")
+				if !ok {
+					continue
 				}
+				end.Kind, end.AssignmentID = access.EndRevoked, id
 			case "assignment.recuse":
-				if user, ok := strings.CutPrefix(e.Resource, "user/"); ok {
-					out.Recused = append(out.Recused, access.CaseUser{CaseID: e.CaseID, UserID: user})
+				user, ok := strings.CutPrefix(e.Resource, "user/")
+				if !ok {
+					continue
 				}
+				end.Kind, end.UserID = access.EndRecused, user
 			case "declaration.create":
-				out.Conflicts = append(out.Conflicts, access.CaseUser{CaseID: e.CaseID, UserID: e.Actor})
+				end.Kind, end.UserID = access.EndConflict, e.Actor
 			}
+			out.Ends = append(out.Ends, end)
 		}
 	}
 	return out, nil
 }
 
-// endMatcher pairs a request's allowed event with the refusal that
-// followed it.
-type endMatcher struct {
-	allowed []audit.Event
-	// open holds, per request, actor, case and resource, the positions in
-	// allowed not yet matched by a refusal.
-	open map[endKey][]int
-	gone map[int]bool
-}
+// UndoMark introduces, in the detail of a refusal or error the server
+// records after its own allowed event, the number of the event it undoes.
+const UndoMark = ";undoes="
 
-type endKey struct{ request, actor, caseID, resource string }
-
-func (m *endMatcher) add(e audit.Event) {
-	if m.open == nil {
-		m.open, m.gone = map[endKey][]int{}, map[int]bool{}
+// undoes reads the seq a refusal's detail says it undoes.
+func undoes(detail string) (int64, bool) {
+	_, s, ok := strings.Cut(detail, UndoMark)
+	if !ok {
+		return 0, false
 	}
-	k := endKey{e.RequestID, e.Actor, e.CaseID, e.Resource}
-	switch e.Outcome {
-	case audit.Allowed:
-		m.allowed = append(m.allowed, e)
-		if e.RequestID != "" {
-			m.open[k] = append(m.open[k], len(m.allowed)-1)
-		}
-	case audit.Denied, audit.Errored:
-		if open := m.open[k]; len(open) > 0 {
-			m.gone[open[len(open)-1]] = true
-			m.open[k] = open[:len(open)-1]
-		}
+	if i := strings.IndexByte(s, ';'); i >= 0 {
+		s = s[:i]
 	}
-}
-
-// ended yields the allowed events no refusal matched.
-func (m *endMatcher) ended() func(func(audit.Event) bool) {
-	return func(yield func(audit.Event) bool) {
-		for i, e := range m.allowed {
-			if !m.gone[i] && !yield(e) {
-				return
-			}
-		}
-	}
+	seq, err := strconv.ParseInt(s, 10, 64)
+	return seq, err == nil && seq > 0
 }

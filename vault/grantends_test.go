@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -58,31 +59,73 @@ func TestGrantEndsFromTheTrail(t *testing.T) {
 			if _, err := f.svc.Declare(ctx, in(f.u2, "r7"), id, NewDeclaration{Conflict: new(true), Statement: "My brother works there."}); err != nil {
 				t.Fatal(err)
 			}
+			// A second declaration by u2 under the same request id, refused
+			// at authorisation: it names no event it undoes, so the
+			// conflict stands (review h30h F1).
+			if _, err := f.svc.Declare(ctx, in(f.u2, "r7"), id, NewDeclaration{Conflict: new(false), Statement: "None after all."}); err == nil {
+				t.Fatal("a suspended unit declared again")
+			}
 			// Recusals are audited by supervision: one that took effect,
-			// and a loser's of two concurrent resolutions (followed by its
-			// refusal).
+			// and a loser's of two concurrent resolutions, undone by the
+			// server's refusal naming it; a refusal naming it by another
+			// actor undoes nothing.
+			kept1, err := f.log.Append(ctx, audit.Event{Actor: "insp", Action: "assignment.recuse", Outcome: audit.Allowed, CaseID: id, Resource: "user/" + f.unassigned.P.User.ID, RequestID: "r8"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			lost, err := f.log.Append(ctx, audit.Event{Actor: "insp", Action: "assignment.recuse", Outcome: audit.Allowed, CaseID: id, Resource: "user/" + f.u1.P.User.ID, RequestID: "r9"})
+			if err != nil {
+				t.Fatal(err)
+			}
 			for _, e := range []audit.Event{
-				{Actor: "insp", Action: "assignment.recuse", Outcome: audit.Allowed, CaseID: id, Resource: "user/" + f.unassigned.P.User.ID, RequestID: "r8"},
-				{Actor: "insp", Action: "assignment.recuse", Outcome: audit.Allowed, CaseID: id, Resource: "user/" + f.u1.P.User.ID, RequestID: "r9"},
-				{Actor: "insp", Action: "assignment.recuse", Outcome: audit.Denied, CaseID: id, Resource: "user/" + f.u1.P.User.ID, RequestID: "r9", Detail: "concurrent_update"},
+				{Actor: "insp2", Action: "assignment.recuse", Outcome: audit.Denied, CaseID: id, Resource: "user/" + f.unassigned.P.User.ID, RequestID: "r8",
+					Detail: "concurrent_update" + UndoMark + strconv.FormatInt(kept1.Seq, 10)},
+				{Actor: "insp", Action: "assignment.recuse", Outcome: audit.Denied, CaseID: id, Resource: "user/" + f.u1.P.User.ID, RequestID: "r9",
+					Detail: "concurrent_update" + UndoMark + strconv.FormatInt(lost.Seq, 10)},
 			} {
 				if _, err := f.log.Append(ctx, e); err != nil {
 					t.Fatal(err)
 				}
 			}
 
-			ends, err := GrantEnds(ctx, f.log)
+			ends, err := GrantEnds(ctx, f.log, 0)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !slices.Equal(ends.Revoked, []string{revoked.ID}) {
-				t.Errorf("revoked %v, want [%s]", ends.Revoked, revoked.ID)
+			var revokedIDs []string
+			var recused, conflicts []access.CaseUser
+			for _, e := range ends.Ends {
+				switch e.Kind {
+				case access.EndRevoked:
+					revokedIDs = append(revokedIDs, e.AssignmentID)
+				case access.EndRecused:
+					recused = append(recused, access.CaseUser{CaseID: e.CaseID, UserID: e.UserID})
+				case access.EndConflict:
+					conflicts = append(conflicts, access.CaseUser{CaseID: e.CaseID, UserID: e.UserID})
+				}
 			}
-			if want := []access.CaseUser{{CaseID: id, UserID: f.unassigned.P.User.ID}}; !slices.Equal(ends.Recused, want) {
-				t.Errorf("recused %v, want %v", ends.Recused, want)
+			if !slices.Equal(revokedIDs, []string{revoked.ID}) {
+				t.Errorf("revoked %v, want [%s]", revokedIDs, revoked.ID)
 			}
-			if want := []access.CaseUser{{CaseID: id, UserID: f.u2.P.User.ID}}; !slices.Equal(ends.Conflicts, want) {
-				t.Errorf("conflicts %v, want %v", ends.Conflicts, want)
+			if want := []access.CaseUser{{CaseID: id, UserID: f.unassigned.P.User.ID}}; !slices.Equal(recused, want) {
+				t.Errorf("recused %v, want %v", recused, want)
+			}
+			if want := []access.CaseUser{{CaseID: id, UserID: f.u2.P.User.ID}}; !slices.Equal(conflicts, want) {
+				t.Errorf("conflicts %v, want %v", conflicts, want)
+			}
+			// Read on from where it stopped: nothing new, then an undo of
+			// an end read before is handed over as such.
+			more, err := GrantEnds(ctx, f.log, ends.Through)
+			if err != nil || len(more.Ends) != 0 || len(more.Undone) != 0 || more.Through != ends.Through {
+				t.Fatalf("a second read with nothing new: %+v, %v", more, err)
+			}
+			if _, err := f.log.Append(ctx, audit.Event{Actor: "insp", Action: "assignment.recuse", Outcome: audit.Errored, CaseID: id,
+				Resource: "user/" + f.unassigned.P.User.ID, RequestID: "r8", Detail: "internal" + UndoMark + strconv.FormatInt(kept1.Seq, 10)}); err != nil {
+				t.Fatal(err)
+			}
+			more, err = GrantEnds(ctx, f.log, ends.Through)
+			if err != nil || len(more.Undone) != 1 || more.Undone[0].Seq != kept1.Seq || more.Undone[0].Actor != "insp" {
+				t.Fatalf("an undo of an end read before: %+v, %v", more, err)
 			}
 
 			// The administrator deletes the revocation (this fixture's
@@ -95,7 +138,7 @@ func TestGrantEndsFromTheTrail(t *testing.T) {
 			for _, withTrail := range []bool{false, true} {
 				opts := access.Options{Logger: quiet}
 				if withTrail {
-					opts.TrailEnds = func(ctx context.Context) (access.TrailEnds, error) { return GrantEnds(ctx, f.log) }
+					opts.TrailEnds = func(ctx context.Context, after int64) (access.TrailEnds, error) { return GrantEnds(ctx, f.log, after) }
 				}
 				acc, err := access.New(ctx, f.db, opts)
 				if err != nil {

@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -227,21 +228,38 @@ func (s *Service) Ping(ctx context.Context) error {
 // record appends one audit event for the request. A failure is ErrUnavailable:
 // the caller must not go on.
 func (s *Service) record(ctx context.Context, a Actor, action string, outcome audit.Outcome, caseID, resource, purpose, detail string) error {
-	_, err := s.audit.Append(ctx, audit.Event{
+	_, err := s.recordSeq(ctx, a, action, outcome, caseID, resource, purpose, detail)
+	return err
+}
+
+// recordSeq is record, answering the event's number in the log, for an
+// allowed event whose failure the caller may have to undo (recordUndo).
+func (s *Service) recordSeq(ctx context.Context, a Actor, action string, outcome audit.Outcome, caseID, resource, purpose, detail string) (int64, error) {
+	e, err := s.audit.Append(ctx, audit.Event{
 		Actor: a.P.User.ID, ActorOrg: a.P.User.OrgID, Action: action, Outcome: outcome,
 		CaseID: caseID, Resource: resource, Purpose: purpose, IP: a.IP, RequestID: a.RequestID, Detail: detail,
 	})
 	if err != nil {
 		s.log.ErrorContext(ctx, "audit append failed", "action", action, "request_id", a.RequestID, "err", err)
-		return &Error{Kind: ErrUnavailable, Code: "audit_unavailable", Detail: "the audit log cannot be written; the request was refused"}
+		return 0, &Error{Kind: ErrUnavailable, Code: "audit_unavailable", Detail: "the audit log cannot be written; the request was refused"}
 	}
-	return nil
+	return e.Seq, nil
 }
 
 // recordFailure notes that an authorised action then failed. It is best
 // effort: the original error is what the caller reports.
 func (s *Service) recordFailure(ctx context.Context, a Actor, action, caseID, resource string, cause error) {
 	_ = s.record(context.WithoutCancel(ctx), a, action, audit.Errored, caseID, resource, "", failureCode(cause))
+}
+
+// recordUndo follows the allowed event seq, of a change that then failed,
+// with an error naming it (";undoes=<seq>"): how GrantEnds tells an end
+// that did not happen from one that did. Only the server writes it after
+// its own allowed event; a request id is the client's to choose, and a
+// refusal without the seq undoes nothing (review h30h).
+func (s *Service) recordUndo(ctx context.Context, a Actor, action, caseID, resource string, seq int64, cause error) {
+	_ = s.record(context.WithoutCancel(ctx), a, action, audit.Errored, caseID, resource, "",
+		failureCode(cause)+UndoMark+strconv.FormatInt(seq, 10))
 }
 
 // RecordDenied audits a refusal that happened before the vault was reached

@@ -94,7 +94,9 @@ func openApp(ctx context.Context, cfg config, log *slog.Logger, need parts) (_ *
 		TOTPRequiredRoles: cfg.totpRoles(),
 		// What the trail says the office ended prevails over the tables,
 		// which a database administrator can put back as they were.
-		TrailEnds: func(ctx context.Context) (access.TrailEnds, error) { return vault.GrantEnds(ctx, a.audit) }}
+		TrailEnds: func(ctx context.Context, after int64) (access.TrailEnds, error) {
+			return vault.GrantEnds(ctx, a.audit, after)
+		}}
 	if need >= withKeys {
 		// TOTP secrets are sealed under a key of the vault's own (wrapped
 		// to the master and escrow like every key), declarations'

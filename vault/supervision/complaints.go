@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -528,11 +529,13 @@ func (s *Service) Resolve(ctx context.Context, a vault.Actor, id string, in Reso
 		e.Purpose = res
 		evs = append(evs, e, event(a, "case.reassignment_requested", audit.Allowed, r.CaseID, res, "subject_recused"))
 	}
-	for i, e := range evs {
-		if err := s.record(ctx, e); err != nil {
+	for i := range evs {
+		seq, err := s.recordSeq(ctx, evs[i])
+		if err != nil {
 			s.unrecord(ctx, evs[:i], err)
 			return Complaint{}, err
 		}
+		evs[i].Seq = seq
 	}
 	if recuse {
 		err = s.access.RecuseWith(ctx, r.CaseID, r.Subject, "complaint "+r.ID+" upheld", apply)
@@ -551,8 +554,10 @@ func (s *Service) Resolve(ctx context.Context, a vault.Actor, id string, in Reso
 
 // unrecord follows events audited as allowed whose change then did not
 // take effect because of cause: each again, refused with the code of a
-// refusal (concurrent_update) or as an error. Best effort: the request
-// fails either way.
+// refusal (concurrent_update) or as an error, naming the event it undoes
+// (";undoes=<seq>", which vault.GrantEnds reads: only a refusal the
+// server wrote after its own allowed event undoes it). Best effort: the
+// request fails either way.
 func (s *Service) unrecord(ctx context.Context, evs []audit.Event, cause error) {
 	outcome, detail := audit.Errored, "internal"
 	var ve *vault.Error
@@ -564,6 +569,10 @@ func (s *Service) unrecord(ctx context.Context, evs []audit.Event, cause error) 
 	}
 	for _, e := range evs {
 		e.Outcome, e.Detail = outcome, detail
+		if e.Seq > 0 {
+			e.Detail += vault.UndoMark + strconv.FormatInt(e.Seq, 10)
+		}
+		e.Seq = 0
 		_ = s.record(context.WithoutCancel(ctx), e)
 	}
 }

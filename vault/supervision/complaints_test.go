@@ -44,9 +44,9 @@ func TestUpheldRecusalIsAtomicWithTheResolution(t *testing.T) {
 				t.Fatalf("the subject lost the assignment although nothing was resolved: %v %v", users, err)
 			}
 			for action, want := range map[string][]string{
-				"complaint.resolve":           {"allowed:upheld", "error:internal"},
-				"assignment.recuse":           {"allowed:complaint_upheld", "error:internal"},
-				"case.reassignment_requested": {"allowed:subject_recused", "error:internal"},
+				"complaint.resolve":           {"allowed:upheld", "error:internal;undoes=allowed"},
+				"assignment.recuse":           {"allowed:complaint_upheld", "error:internal;undoes=allowed"},
+				"case.reassignment_requested": {"allowed:subject_recused", "error:internal;undoes=allowed"},
 			} {
 				if got := f.trail(action); !slices.Equal(got, want) {
 					t.Fatalf("%s events %v, want %v", action, got, want)
@@ -68,7 +68,7 @@ func TestUpheldRecusalIsAtomicWithTheResolution(t *testing.T) {
 			if _, err := f.acc.Assign(f.ctx, f.office.P, f.caseID, f.rev.P.User.ID, "reviewer", "again", nil); !errors.Is(err, access.ErrBlocked) {
 				t.Fatalf("re-assigning the recused subject: %v, want ErrBlocked", err)
 			}
-			if got, want := f.trail("complaint.resolve"), []string{"allowed:upheld", "error:internal", "allowed:upheld"}; !slices.Equal(got, want) {
+			if got, want := f.trail("complaint.resolve"), []string{"allowed:upheld", "error:internal;undoes=allowed", "allowed:upheld"}; !slices.Equal(got, want) {
 				t.Fatalf("complaint.resolve events %v, want %v", got, want)
 			}
 		})

@@ -4,6 +4,8 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -160,9 +162,19 @@ func (f *fixture) trail(action string) []string {
 	if err != nil {
 		f.t.Fatal(err)
 	}
+	// An undo names the allowed event it undoes by number: shown as
+	// ";undoes=allowed" when that is an allowed event of the same action.
+	allowed := map[string]bool{}
 	out := []string{}
 	for _, e := range evs {
-		out = append(out, string(e.Outcome)+":"+e.Detail)
+		d := e.Detail
+		if head, seq, ok := strings.Cut(d, vault.UndoMark); ok && allowed[seq] {
+			d = head + vault.UndoMark + "allowed"
+		}
+		if e.Outcome == audit.Allowed {
+			allowed[strconv.FormatInt(e.Seq, 10)] = true
+		}
+		out = append(out, string(e.Outcome)+":"+d)
 	}
 	return out
 }

@@ -170,11 +170,18 @@ func (s *Service) MaxAttachmentSize() int64 { return s.cfg.MaxAttachmentSize }
 
 // record appends one audit event; a failure refuses the request.
 func (s *Service) record(ctx context.Context, e audit.Event) error {
-	if _, err := s.audit.Append(ctx, e); err != nil {
+	_, err := s.recordSeq(ctx, e)
+	return err
+}
+
+// recordSeq is record, answering the event's number in the log.
+func (s *Service) recordSeq(ctx context.Context, e audit.Event) (int64, error) {
+	got, err := s.audit.Append(ctx, e)
+	if err != nil {
 		s.log.ErrorContext(ctx, "audit append failed", "action", e.Action, "request_id", e.RequestID, "err", err)
-		return &vault.Error{Kind: vault.ErrUnavailable, Code: "audit_unavailable", Detail: "the audit log cannot be written; the request was refused"}
+		return 0, &vault.Error{Kind: vault.ErrUnavailable, Code: "audit_unavailable", Detail: "the audit log cannot be written; the request was refused"}
 	}
-	return nil
+	return got.Seq, nil
 }
 
 // event builds an audit event for an authenticated caller.
