@@ -316,13 +316,23 @@ func (s *Service) ListCommitments(ctx context.Context, a vault.Actor, f Commitme
 			return Page[Commitment]{}, err
 		}
 		q = q.Where("case_id IN (?)", cases)
-	case a.P.Has(access.RoleProvider):
-		if f.Provider != "" && f.Provider != org {
-			return Page[Commitment]{}, s.deny(ctx, ev, forbidden("a provider sees only its own commitments"))
+	case a.P.Has(access.RoleProvider), a.P.Has(access.RoleOperator):
+		if a.P.Has(access.RoleProvider) {
+			if f.Provider != "" && f.Provider != org {
+				return Page[Commitment]{}, s.deny(ctx, ev, forbidden("a provider sees only its own commitments"))
+			}
+			q = q.Where("provider_org = ?", org)
+		} else {
+			q = q.Where("operator_org = ?", org)
 		}
-		q = q.Where("provider_org = ?", org)
-	case a.P.Has(access.RoleOperator):
-		q = q.Where("operator_org = ?", org)
+		// The organisation columns are copies a database administrator
+		// can edit: the case must also be one the caller's organisation
+		// is a party of by the case's parties tag (review h30h F3).
+		cases, err := s.vault.VisibleCaseIDs(ctx, a)
+		if err != nil {
+			return Page[Commitment]{}, err
+		}
+		q = q.Where("case_id IN (?)", cases)
 	default:
 		return Page[Commitment]{}, s.deny(ctx, ev, forbidden("your role may not list commitments"))
 	}
