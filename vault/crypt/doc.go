@@ -75,10 +75,12 @@
 // For that the audit trail is the record: every sign-in, grant and
 // revocation is an event there. An assignment the trail says the office
 // revoked, a user it recused, or a conflict its user declared, prevails
-// over the tables at every load of the access index and every re-read
-// (access.TrailEnds, read by vault.GrantEnds): a replayed assignment row
-// grants nothing, or stays suspended, and is logged and counted
-// (crvault_access_trail_refusals_total). A replayed session still works
+// over the tables before the access index decides anything, and at every
+// notice and resync after (access.TrailEnds, read by vault.GrantEnds): a
+// replayed assignment row grants nothing, is not listed, or stays
+// suspended, and is logged and counted (crvault_access_trail_refusals_total).
+// Only the server's own record that a change failed, naming the allowed
+// event it undoes, takes an end back. A replayed session still works
 // until its own expiry, for whoever also holds its token. Rows written before tags existed were
 // tagged once at the upgrade, trusting them as they stood; that tagging is
 // an event in the audit log (access.rows_tagged) and never runs again.
