@@ -108,7 +108,8 @@ func TestConcurrentResolutionAppliesOnlyTheWinner(t *testing.T) {
 				resolves, lost, refused, recusals, reassign := 0, 0, 0, 0, 0
 				for _, e := range w.insp.events("case=" + caseID + "&limit=500") {
 					step := 1
-					if e.Outcome == "denied" && e.Detail == "concurrent_update" {
+					// The refusal names the allowed event it undoes.
+					if e.Outcome == "denied" && strings.HasPrefix(e.Detail, "concurrent_update;undoes=") {
 						step = -1
 					} else if e.Outcome != "allowed" {
 						continue

@@ -236,8 +236,10 @@ func TestWorkflow(t *testing.T) {
 			if r := w.op.uploadRaw(a, "supplementary", "escrow.pdf", "application/pdf", []byte("MARKER-WF-A escrow")); r.Status != 201 {
 				t.Fatalf("supplementary upload: %d %s", r.Status, r.Body)
 			}
+			// Received on the day of the request: the stop stopped no day,
+			// and is not listed.
 			ck = x.wantClock(w.op, a, "preliminary_review", 30, x.due(30))
-			if ck.Paused || len(ck.Pauses) != 1 || ck.Pauses[0].To == nil || *ck.Pauses[0].To != x.today.String() {
+			if ck.Paused || len(ck.Pauses) != 0 {
 				t.Fatalf("clock not resumed: %+v", ck)
 			}
 			wantAllowed(t, x.move(w.office, 422, a, "extend", nil), "reason_required")
