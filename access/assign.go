@@ -332,7 +332,7 @@ func (s *Service) Revoke(ctx context.Context, by Principal, caseID, assignmentID
 	if err != nil {
 		return fmt.Errorf("revoke assignment %s: %w", assignmentID, err)
 	}
-	s.ends.revoke(assignmentID)
+	s.ends.revoke(caseID, assignmentID)
 	if err := s.forget(caseID, row.UserID, assignmentID); err != nil {
 		return fmt.Errorf("revoke assignment %s: %w", assignmentID, err)
 	}

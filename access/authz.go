@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 )
 
 // CaseFacts are the facts about a case that the vault package (which owns
@@ -122,6 +123,13 @@ func (s *Service) Decide(ctx context.Context, p Principal, c CaseFacts, a Action
 	var fromDB []grant
 	fetched := false
 	if (p.Has(RoleReviewer) || p.Has(RoleMemberUnit)) && (s.noticesStale() || !s.isReady()) {
+		// The trail too, at most once a second: while notices are not
+		// proven, an end another instance made may be known to the trail
+		// only (its rows kept out of the tables; review h30i).
+		if err := s.refreshTrailAtMost(ctx, time.Second); err != nil {
+			s.decisions.WithLabelValues("error").Inc()
+			return Decision{}, fmt.Errorf("decide %s on case %s: %w", a, c.ID, err)
+		}
 		gs, err := s.readGrants(ctx, c.ID, p.User.ID)
 		if err != nil {
 			s.decisions.WithLabelValues("error").Inc()

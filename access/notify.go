@@ -161,7 +161,7 @@ func (s *Service) readGrants(ctx context.Context, caseID, userID string) ([]gran
 			return nil, fmt.Errorf("read grants of user %s on case %s: %w", userID, caseID, err)
 		}
 		if revoked != 0 {
-			s.ends.revoke(r.ID)
+			s.ends.revoke(r.CaseID, r.ID)
 			continue
 		}
 		if expires.Valid {

@@ -105,6 +105,7 @@ type Service struct {
 	// the last event read.
 	trailMu      sync.Mutex
 	trailThrough int64
+	trailReadAt  time.Time
 	dummyHash    string
 	rate         LoginRate
 	seal         Sealer

@@ -48,6 +48,7 @@ const (
 // on what (to match an Undo), and what it ends.
 type End struct {
 	Seq                     int64
+	At                      time.Time // when it was recorded
 	Kind                    EndKind
 	Actor, CaseID, Resource string
 	AssignmentID, UserID    string
@@ -67,91 +68,105 @@ type CaseUser struct{ CaseID, UserID string }
 // ends is what this process knows the office ended: from the trail, from
 // its own changes, and from the revocations and conflicts it has read in
 // the tables (ending is always the safe side, so a row the administrator
-// adds can only refuse more). Each end keeps the numbers of the events
-// that made it (0: learnt otherwise, never undone).
+// adds can only refuse more). Each end counts the events that made it,
+// learnt ones included, so that an undo takes back one of them only. A
+// revocation is keyed by its case too: one that failed under an older
+// release for naming the wrong case ends nothing on the right one (review
+// h30i).
 type ends struct {
 	mu        sync.RWMutex
-	revoked   map[string]map[int64]struct{}
-	recused   map[caseUser]map[int64]struct{}
-	conflicts map[caseUser]map[int64]struct{}
-	bySeq     map[int64]End
+	revoked   map[caseUser]uint32 // {case id, assignment id}
+	recused   map[caseUser]uint32
+	conflicts map[caseUser]uint32
+	// recent are the trail's ends of the last undoWindow, by event number:
+	// what a later read's undo may still name. A change and its undo are
+	// written by one request, seconds apart; older ends are kept by count
+	// only, which is a fraction of the memory.
+	recent map[int64]End
 }
 
-func mark[K comparable](m *map[K]map[int64]struct{}, k K, seq int64) {
+// undoWindow is how long after its event an end read from the trail can
+// still be taken back by an undo read later.
+const undoWindow = 10 * time.Minute
+
+func (e *ends) slot(x End) (*map[caseUser]uint32, caseUser, bool) {
+	switch x.Kind {
+	case EndRevoked:
+		return &e.revoked, caseUser{x.CaseID, x.AssignmentID}, true
+	case EndRecused:
+		return &e.recused, caseUser{x.CaseID, x.UserID}, true
+	case EndConflict:
+		return &e.conflicts, caseUser{x.CaseID, x.UserID}, true
+	}
+	return nil, caseUser{}, false
+}
+
+func count(m *map[caseUser]uint32, k caseUser, d int) {
 	if *m == nil {
-		*m = map[K]map[int64]struct{}{}
+		*m = map[caseUser]uint32{}
 	}
-	if (*m)[k] == nil {
-		(*m)[k] = map[int64]struct{}{}
-	}
-	(*m)[k][seq] = struct{}{}
-}
-
-func unmark[K comparable](m map[K]map[int64]struct{}, k K, seq int64) {
-	if seqs := m[k]; seqs != nil {
-		delete(seqs, seq)
-		if len(seqs) == 0 {
-			delete(m, k)
-		}
+	switch n := (*m)[k]; {
+	case d > 0:
+		(*m)[k] = n + 1
+	case n <= 1:
+		delete(*m, k)
+	default:
+		(*m)[k] = n - 1
 	}
 }
 
-func (e *ends) add(t TrailEnds) {
+func (e *ends) add(t TrailEnds, now time.Time) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for _, x := range t.Ends {
-		switch x.Kind {
-		case EndRevoked:
-			mark(&e.revoked, x.AssignmentID, x.Seq)
-		case EndRecused:
-			mark(&e.recused, caseUser{x.CaseID, x.UserID}, x.Seq)
-		case EndConflict:
-			mark(&e.conflicts, caseUser{x.CaseID, x.UserID}, x.Seq)
-		default:
+		m, k, ok := e.slot(x)
+		if !ok {
 			continue
 		}
-		if e.bySeq == nil {
-			e.bySeq = map[int64]End{}
+		count(m, k, +1)
+		if x.At.IsZero() || now.Sub(x.At) < undoWindow {
+			if e.recent == nil {
+				e.recent = map[int64]End{}
+			}
+			e.recent[x.Seq] = x
 		}
-		e.bySeq[x.Seq] = x
 	}
 	for _, u := range t.Undone {
-		x, ok := e.bySeq[u.Seq]
+		x, ok := e.recent[u.Seq]
 		if !ok || x.Actor != u.Actor || x.CaseID != u.CaseID || x.Resource != u.Resource {
 			continue
 		}
-		delete(e.bySeq, u.Seq)
-		switch x.Kind {
-		case EndRevoked:
-			unmark(e.revoked, x.AssignmentID, x.Seq)
-		case EndRecused:
-			unmark(e.recused, caseUser{x.CaseID, x.UserID}, x.Seq)
-		case EndConflict:
-			unmark(e.conflicts, caseUser{x.CaseID, x.UserID}, x.Seq)
+		delete(e.recent, u.Seq)
+		m, k, _ := e.slot(x)
+		count(m, k, -1)
+	}
+	for seq, x := range e.recent {
+		if !x.At.IsZero() && now.Sub(x.At) >= undoWindow {
+			delete(e.recent, seq)
 		}
 	}
 }
 
 // revoke, recuse and conflict record an end this process made or read in
 // the tables.
-func (e *ends) revoke(ids ...string) {
+func (e *ends) revoke(caseID string, ids ...string) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for _, id := range ids {
-		mark(&e.revoked, id, 0)
+		count(&e.revoked, caseUser{caseID, id}, +1)
 	}
 }
 
 func (e *ends) recuse(k caseUser) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	mark(&e.recused, k, 0)
+	count(&e.recused, k, +1)
 }
 
 func (e *ends) conflict(k caseUser) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	mark(&e.conflicts, k, 0)
+	count(&e.conflicts, k, +1)
 }
 
 // of says whether the grant id of userID on caseID was ended (revoked, or
@@ -164,7 +179,7 @@ func (e *ends) of(id, caseID, userID []byte) (ended, suspended bool) {
 	if len(e.revoked) == 0 && len(e.recused) == 0 && len(e.conflicts) == 0 {
 		return false, false
 	}
-	if _, ok := e.revoked[string(id)]; ok {
+	if _, ok := e.revoked[caseUser{string(caseID), string(id)}]; ok {
 		return true, false
 	}
 	k := caseUser{string(caseID), string(userID)}
@@ -199,12 +214,33 @@ func (s *Service) refreshTrail(ctx context.Context) error {
 	}
 	s.trailMu.Lock()
 	defer s.trailMu.Unlock()
+	return s.refreshTrailLocked(ctx)
+}
+
+// refreshTrailAtMost is refreshTrail unless the last read is younger than
+// every: for decisions that read the tables (notices unproven, or the
+// index loading), which may come by the hundred a second.
+func (s *Service) refreshTrailAtMost(ctx context.Context, every time.Duration) error {
+	if s.trailEnds == nil {
+		return nil
+	}
+	s.trailMu.Lock()
+	defer s.trailMu.Unlock()
+	if !s.trailReadAt.IsZero() && s.now().Sub(s.trailReadAt) < every {
+		return nil
+	}
+	return s.refreshTrailLocked(ctx)
+}
+
+func (s *Service) refreshTrailLocked(ctx context.Context) error {
 	t, err := s.trailEnds(ctx, s.trailThrough)
 	if err != nil {
 		return fmt.Errorf("read the grants the audit trail ended: %w", err)
 	}
-	s.ends.add(t)
+	now := s.now()
+	s.ends.add(t, now)
 	s.trailThrough = max(s.trailThrough, t.Through)
+	s.trailReadAt = now
 	return nil
 }
 

@@ -5,8 +5,11 @@ import (
 	"errors"
 	"slices"
 	"testing"
+	"time"
 
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/crvault/crvault/audit/sqldb"
 )
 
 // replay puts back userID's assignment on case-1 as it was while in force
@@ -83,8 +86,8 @@ func TestReplayedAssignmentsYieldToTheTrail(t *testing.T) {
 		replay(t, w, w.p["revNone"].User.ID)
 		replay(t, w, w.p["revSusp"].User.ID)
 		trail := &TrailEnds{Through: 4, Ends: []End{
-			{Seq: 1, Kind: EndRevoked, AssignmentID: revoked},
-			{Seq: 2, Kind: EndRevoked, AssignmentID: asg.ID},
+			{Seq: 1, Kind: EndRevoked, CaseID: "case-1", AssignmentID: revoked},
+			{Seq: 2, Kind: EndRevoked, CaseID: "case-1", AssignmentID: asg.ID},
 			{Seq: 3, Kind: EndRecused, CaseID: "case-1", UserID: w.p["rev"].User.ID},
 			{Seq: 4, Kind: EndConflict, CaseID: "case-1", UserID: w.p["revSusp"].User.ID},
 		}}
@@ -159,8 +162,8 @@ func TestReplayedAssignmentsYieldToTheTrail(t *testing.T) {
 // ends, a million of them; the lookup must not allocate a key per row.
 func TestEndsLookupAllocatesNothing(t *testing.T) {
 	var e ends
-	e.add(TrailEnds{Ends: []End{{Seq: 1, Kind: EndRevoked, AssignmentID: "a1"}, {Seq: 2, Kind: EndRecused, CaseID: "c1", UserID: "u1"},
-		{Seq: 3, Kind: EndConflict, CaseID: "c2", UserID: "u2"}}})
+	e.add(TrailEnds{Ends: []End{{Seq: 1, Kind: EndRevoked, CaseID: "c3", AssignmentID: "a1"}, {Seq: 2, Kind: EndRecused, CaseID: "c1", UserID: "u1"},
+		{Seq: 3, Kind: EndConflict, CaseID: "c2", UserID: "u2"}}}, time.Now())
 	id, c, u := []byte("a9"), []byte("c2"), []byte("u2")
 	if ended, suspended := e.of(id, c, u); ended || !suspended {
 		t.Fatalf("of(a9, c2, u2) = %v, %v; want suspended", ended, suspended)
@@ -244,23 +247,78 @@ func TestTrailEndsBeforeAnyDecision(t *testing.T) {
 
 // TestEndsUndo: a refusal the server recorded after its own allowed event
 // takes that end back, and only if it names the end's actor, case and
-// resource.
+// resource, and only within the window in which an undo can follow; a
+// revocation ends the assignment on its own case only (review h30i: one
+// that failed under an older release for naming the wrong case).
 func TestEndsUndo(t *testing.T) {
 	var e ends
-	end := End{Seq: 5, Kind: EndRevoked, AssignmentID: "a1", Actor: "admin", CaseID: "c1", Resource: "assignment/a1"}
-	e.add(TrailEnds{Ends: []End{end}})
-	e.add(TrailEnds{Undone: []Undo{{Seq: 5, Actor: "someone else", CaseID: "c1", Resource: "assignment/a1"}}})
+	now := time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)
+	end := End{Seq: 5, At: now, Kind: EndRevoked, AssignmentID: "a1", Actor: "admin", CaseID: "c1", Resource: "assignment/a1"}
+	e.add(TrailEnds{Ends: []End{end}}, now)
+	if ended, _ := e.of([]byte("a1"), []byte("c2"), []byte("u1")); ended {
+		t.Fatal("a revocation under case c1 ended the assignment on c2")
+	}
+	e.add(TrailEnds{Undone: []Undo{{Seq: 5, Actor: "someone else", CaseID: "c1", Resource: "assignment/a1"}}}, now)
 	if ended, _ := e.of([]byte("a1"), []byte("c1"), []byte("u1")); !ended {
 		t.Fatal("another actor's refusal undid the revocation")
 	}
-	e.add(TrailEnds{Undone: []Undo{{Seq: 5, Actor: "admin", CaseID: "c1", Resource: "assignment/a1"}}})
+	e.add(TrailEnds{Undone: []Undo{{Seq: 5, Actor: "admin", CaseID: "c1", Resource: "assignment/a1"}}}, now.Add(time.Minute))
 	if ended, _ := e.of([]byte("a1"), []byte("c1"), []byte("u1")); ended {
 		t.Fatal("the server's own undo did not take the revocation back")
 	}
-	// An end this process made itself (seq 0) is never undone.
-	e.revoke("a1")
-	e.add(TrailEnds{Ends: []End{end}, Undone: []Undo{{Seq: 5, Actor: "admin", CaseID: "c1", Resource: "assignment/a1"}}})
+	// An end this process also made itself is not undone with the trail's.
+	e.revoke("c1", "a1")
+	e.add(TrailEnds{Ends: []End{end}}, now)
+	e.add(TrailEnds{Undone: []Undo{{Seq: 5, Actor: "admin", CaseID: "c1", Resource: "assignment/a1"}}}, now)
 	if ended, _ := e.of([]byte("a1"), []byte("c1"), []byte("u1")); !ended {
 		t.Fatal("a revocation this process made was undone")
 	}
+	// Past the window an end is kept by count alone: nothing undoes it.
+	var old ends
+	old.add(TrailEnds{Ends: []End{end}}, now)
+	old.add(TrailEnds{}, now.Add(undoWindow+time.Minute))
+	old.add(TrailEnds{Undone: []Undo{{Seq: 5, Actor: "admin", CaseID: "c1", Resource: "assignment/a1"}}}, now.Add(undoWindow+time.Minute))
+	if ended, _ := old.of([]byte("a1"), []byte("c1"), []byte("u1")); !ended || len(old.recent) != 0 {
+		t.Fatalf("an end past the undo window: ended %v, %d kept by number", ended, len(old.recent))
+	}
+}
+
+// TestUnprovenNoticesReadTheTrail (review h30i): while notices are not
+// proven live, decisions read the tables, and with them the trail at most
+// once a second: an end another instance made, whose rows the database
+// administrator kept out of the tables and whose notice never came, still
+// takes effect.
+func TestUnprovenNoticesReadTheTrail(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, dialect string) {
+		if dialect != sqldb.Postgres {
+			return // SQLite: one process holds the file, and its notices are always live
+		}
+		w := newWorld(t, dialect)
+		rev := w.p["rev"]
+		var a assignmentRow
+		if err := w.db.Where("case_id = 'case-1' AND user_id = ?", rev.User.ID).Take(&a).Error; err != nil {
+			t.Fatal(err)
+		}
+		trail := TrailEnds{}
+		opts := w.opts
+		opts.trustNotices = false
+		opts.TrailEnds = func(_ context.Context, after int64) (TrailEnds, error) {
+			if after >= trail.Through {
+				return TrailEnds{Through: after}, nil
+			}
+			return trail, nil
+		}
+		s, err := New(context.Background(), w.db, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := decide(t, s, rev, w.submitted, ActCaseRead); !d.Allowed {
+			t.Fatalf("rev before the revocation: %+v", d)
+		}
+		trail = TrailEnds{Through: 9, Ends: []End{{Seq: 9, Kind: EndRevoked, CaseID: "case-1", AssignmentID: a.ID}}}
+		w.clock.Advance(2 * time.Second)
+		if d := decide(t, s, rev, w.submitted, ActCaseRead); d.Allowed {
+			t.Errorf("rev after a revocation known to the trail only, notices unproven: %+v", d)
+		}
+	})
 }

@@ -16,12 +16,27 @@ import (
 type ActionScan struct {
 	Action string
 	After  int64 // only events numbered above it
+	// Until, when above 0, keeps only events numbered up to it: several
+	// scans bounded by one Size read see one prefix of the log, so that a
+	// reader resuming after Until misses nothing appended between them.
+	Until int64
 	// AllowedDetail keeps, of the allowed events, those whose detail is
 	// exactly it ("": all of them).
 	AllowedDetail string
 	// OtherDetailContains keeps, of the denied and errored events, those
-	// whose detail contains it ("": all of them).
+	// whose detail contains it ("": all of them), and every errored one
+	// too when OtherErrors.
 	OtherDetailContains string
+	OtherErrors         bool
+}
+
+// Size is the number of events in the log as stored now.
+func (l *Log) Size(ctx context.Context) (int64, error) {
+	n, _, err := head(ctx, l.sqlDB)
+	if err != nil {
+		return 0, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return n, nil
 }
 
 // EachOfAction calls fn with every event sc selects, in seq order, with
@@ -39,6 +54,9 @@ func (l *Log) EachOfAction(ctx context.Context, sc ActionScan, fn func(Event) er
 	args := []any{sc.Action, sc.After}
 	next := func(v any) string { args = append(args, v); return l.ph(len(args)) }
 	q := "SELECT seq, at_us, actor, outcome, case_id, resource, request_id, detail FROM audit_events WHERE action = " + l.ph(1) + " AND seq > " + l.ph(2)
+	if sc.Until > 0 {
+		q += " AND seq <= " + next(sc.Until)
+	}
 	q += " AND (outcome = " + next(string(Allowed))
 	if sc.AllowedDetail != "" {
 		q += " AND detail = " + next(sc.AllowedDetail)
@@ -50,7 +68,11 @@ func (l *Log) EachOfAction(ctx context.Context, sc ActionScan, fn func(Event) er
 		if l.dialect == sqldb.Postgres {
 			fn = "strpos"
 		}
-		q += " AND " + fn + "(detail, " + next(sc.OtherDetailContains) + ") > 0"
+		cond := fn + "(detail, " + next(sc.OtherDetailContains) + ") > 0"
+		if sc.OtherErrors {
+			cond = "(" + cond + " OR outcome = " + next(string(Errored)) + ")"
+		}
+		q += " AND " + cond
 	}
 	q += ") ORDER BY seq"
 	rows, err := l.sqlDB.QueryContext(ctx, q, args...)

@@ -31,26 +31,50 @@ import (
 // undo could not be recorded): the office meant to end the grant, and
 // ending it is the safe side.
 //
+// Releases before this one recorded a failure as an error naming nothing:
+// such an error undoes the latest allowed event of the same request,
+// actor, case and resource read with it. Only the server writes errors;
+// a refusal at authorisation is recorded as denied, and never undoes.
+//
 // The query reads only the ends and the undos: of the declarations, the
-// conflicts, not every declaration ever made.
+// conflicts, not every declaration ever made. The three scans are bounded
+// by the log's size read first, and the next read resumes after it, so an
+// end appended between two scans is read next time, not skipped (review
+// h30i).
 func GrantEnds(ctx context.Context, log *audit.Log, after int64) (access.TrailEnds, error) {
-	out := access.TrailEnds{Through: after}
+	until, err := log.Size(ctx)
+	if err != nil {
+		return access.TrailEnds{}, fmt.Errorf("read the grants the trail ended: %w", err)
+	}
+	out := access.TrailEnds{Through: max(after, until)}
+	if until <= after {
+		return out, nil
+	}
+	type legacyKey struct{ request, actor, caseID, resource string }
 	for _, action := range []string{"assignment.revoke", "assignment.recuse", "declaration.create"} {
-		sc := audit.ActionScan{Action: action, After: after, OtherDetailContains: UndoMark}
+		sc := audit.ActionScan{Action: action, After: after, Until: until, OtherDetailContains: UndoMark, OtherErrors: true}
 		if action == "declaration.create" {
 			sc.AllowedDetail = "conflict"
 		}
 		allowed := map[int64]audit.Event{}
 		var order []int64
+		open := map[legacyKey][]int64{}
 		err := log.EachOfAction(ctx, sc, func(e audit.Event) error {
-			out.Through = max(out.Through, e.Seq)
+			k := legacyKey{e.RequestID, e.Actor, e.CaseID, e.Resource}
 			if e.Outcome == audit.Allowed {
 				allowed[e.Seq] = e
 				order = append(order, e.Seq)
+				if e.RequestID != "" {
+					open[k] = append(open[k], e.Seq)
+				}
 				return nil
 			}
 			seq, ok := undoes(e.Detail)
 			if !ok {
+				if o := open[k]; e.Outcome == audit.Errored && e.RequestID != "" && len(o) > 0 {
+					delete(allowed, o[len(o)-1])
+					open[k] = o[:len(o)-1]
+				}
 				return nil
 			}
 			if a, here := allowed[seq]; here {
@@ -74,7 +98,7 @@ func GrantEnds(ctx context.Context, log *audit.Log, after int64) (access.TrailEn
 			if !ok {
 				continue
 			}
-			end := access.End{Seq: e.Seq, Actor: e.Actor, Resource: e.Resource, CaseID: e.CaseID}
+			end := access.End{Seq: e.Seq, At: e.Time, Actor: e.Actor, Resource: e.Resource, CaseID: e.CaseID}
 			switch action {
 			case "assignment.revoke":
 				id, ok := strings.CutPrefix(e.Resource, "assignment/")

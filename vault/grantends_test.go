@@ -128,6 +128,32 @@ func TestGrantEndsFromTheTrail(t *testing.T) {
 				t.Fatalf("an undo of an end read before: %+v, %v", more, err)
 			}
 
+			// Written by an earlier release: a failed revocation's error
+			// named nothing, and undoes the allowed event of its request;
+			// a refusal at authorisation (denied) never does.
+			size, err := f.log.Size(ctx)
+			if err != nil || more.Through != size {
+				t.Fatalf("the read resumes after %d; the log holds %d (%v)", more.Through, size, err)
+			}
+			legacy := func(outcome audit.Outcome, rid, asg string) {
+				t.Helper()
+				if _, err := f.log.Append(ctx, audit.Event{Actor: "admin-old", Action: "assignment.revoke", Outcome: outcome, CaseID: id,
+					Resource: "assignment/" + asg, RequestID: rid, Detail: "not_found"}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			legacy(audit.Allowed, "old1", "a-failed")
+			legacy(audit.Errored, "old1", "a-failed")
+			legacy(audit.Allowed, "old2", "a-kept")
+			legacy(audit.Denied, "old2", "a-kept")
+			old, err := GrantEnds(ctx, f.log, more.Through)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(old.Ends) != 1 || old.Ends[0].AssignmentID != "a-kept" {
+				t.Fatalf("earlier release's revocations read as %+v; want a-kept only", old.Ends)
+			}
+
 			// The administrator deletes the revocation (this fixture's
 			// access tags nothing, so that is the whole replay).
 			if err := f.db.Exec("DELETE FROM access_assignment_revocations WHERE assignment_id = ?", revoked.ID).Error; err != nil {
