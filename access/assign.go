@@ -235,11 +235,7 @@ func (s *Service) withStatus(db *gorm.DB, rows []assignmentRow) ([]Assignment, e
 		// the row says (trailends.go).
 		f := flags[r.ID]
 		if !isRevoked {
-			var expires time.Time
-			if r.ExpiresAt != nil {
-				expires = *r.ExpiresAt
-			}
-			ended, suspend := s.trailOf(ctx, []byte(r.ID), []byte(r.CaseID), []byte(r.UserID), expires, f[1])
+			ended, suspend := s.trailOfRow(ctx, r, f[1])
 			isRevoked, f[1] = ended, f[1] || suspend
 		}
 		out = append(out, s.toAssignment(r, isRevoked, f, now))
@@ -294,11 +290,7 @@ func (s *Service) CasesOf(ctx context.Context, p Principal) ([]string, error) {
 		}
 		// The trail's ends prevail here too (review h30h F2): a revoked,
 		// recused or suspended assignee does not list the case.
-		var expires time.Time
-		if r.ExpiresAt != nil {
-			expires = *r.ExpiresAt
-		}
-		if ended, suspend := s.trailOf(ctx, []byte(r.ID), []byte(r.CaseID), []byte(r.UserID), expires, false); ended || suspend {
+		if ended, suspend := s.trailOfRow(ctx, r, false); ended || suspend {
 			continue
 		}
 		if (r.ExpiresAt == nil || now.Before(*r.ExpiresAt)) && p.Has(Role(r.Role)) &&

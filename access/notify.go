@@ -95,6 +95,12 @@ func (s *Service) HandleNotice(ctx context.Context, payload string) error {
 		if !ok {
 			return fmt.Errorf("malformed grant notice %q", truncate(payload, 80))
 		}
+		// What the trail ended since the last read first: the notice may
+		// be of an end whose rows the database administrator kept out of
+		// the tables (review h30h F7). Failing, the pair keeps what it had.
+		if err := s.refreshTrail(ctx); err != nil {
+			return fmt.Errorf("refresh grants: %w", err)
+		}
 		if err := s.refreshGrants(ctx, caseID, userID); err != nil {
 			return err
 		}
@@ -104,14 +110,9 @@ func (s *Service) HandleNotice(ctx context.Context, payload string) error {
 }
 
 // refreshGrants re-reads one user's unrevoked assignments on one case and
-// replaces the in-memory view of them.
+// replaces the in-memory view of them. Its callers read the trail first
+// (refreshTrail), once for however many pairs they refresh.
 func (s *Service) refreshGrants(ctx context.Context, caseID, userID string) error {
-	// What the trail ended since the last read first: a notice may be of
-	// an end whose rows the database administrator kept out of the
-	// tables (review h30h F7). Failing, the pair keeps what it had.
-	if err := s.refreshTrail(ctx); err != nil {
-		return fmt.Errorf("refresh grants: %w", err)
-	}
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
 	gs, err := s.readGrants(ctx, caseID, userID)
@@ -191,11 +192,7 @@ func (s *Service) readGrants(ctx context.Context, caseID, userID string) ([]gran
 		if !s.tagOK(ctx, tagAssignments, r.ID, r.RowTag, r.tagFields(assignmentState(false, f[1]))...) {
 			continue
 		}
-		var expires time.Time
-		if r.ExpiresAt != nil {
-			expires = *r.ExpiresAt
-		}
-		if ended, suspend := s.trailOf(ctx, []byte(r.ID), []byte(r.CaseID), []byte(r.UserID), expires, f[1]); ended {
+		if ended, suspend := s.trailOfRow(ctx, r, f[1]); ended {
 			continue
 		} else if suspend {
 			f[1] = true

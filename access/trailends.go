@@ -62,9 +62,6 @@ type Undo struct {
 	Actor, CaseID, Resource string
 }
 
-// CaseUser names one user on one case.
-type CaseUser struct{ CaseID, UserID string }
-
 // ends is what this process knows the office ended: from the trail, from
 // its own changes, and from the revocations and conflicts it has read in
 // the tables (ending is always the safe side, so a row the administrator
@@ -205,6 +202,15 @@ func (s *Service) trailOf(ctx context.Context, id, caseID, userID []byte, expire
 		s.trailRefused(ctx, string(id))
 	}
 	return ended, suspend && !suspended
+}
+
+// trailOfRow is trailOf for an assignment row read through GORM.
+func (s *Service) trailOfRow(ctx context.Context, r assignmentRow, suspended bool) (ended, suspend bool) {
+	var expires time.Time
+	if r.ExpiresAt != nil {
+		expires = *r.ExpiresAt
+	}
+	return s.trailOf(ctx, []byte(r.ID), []byte(r.CaseID), []byte(r.UserID), expires, suspended)
 }
 
 // refreshTrail reads the ends the trail recorded since the last read.

@@ -20,6 +20,9 @@ func in(a Actor, rid string) Actor {
 	return a
 }
 
+// caseUser names one user on one case.
+type caseUser struct{ CaseID, UserID string }
+
 // TestGrantEndsFromTheTrail: the trail's revocations, recusals and declared
 // conflicts are read back, a change that did not take effect (an allowed
 // event its request then refused) is not, and an access index given them
@@ -93,24 +96,24 @@ func TestGrantEndsFromTheTrail(t *testing.T) {
 				t.Fatal(err)
 			}
 			var revokedIDs []string
-			var recused, conflicts []access.CaseUser
+			var recused, conflicts []caseUser
 			for _, e := range ends.Ends {
 				switch e.Kind {
 				case access.EndRevoked:
 					revokedIDs = append(revokedIDs, e.AssignmentID)
 				case access.EndRecused:
-					recused = append(recused, access.CaseUser{CaseID: e.CaseID, UserID: e.UserID})
+					recused = append(recused, caseUser{CaseID: e.CaseID, UserID: e.UserID})
 				case access.EndConflict:
-					conflicts = append(conflicts, access.CaseUser{CaseID: e.CaseID, UserID: e.UserID})
+					conflicts = append(conflicts, caseUser{CaseID: e.CaseID, UserID: e.UserID})
 				}
 			}
 			if !slices.Equal(revokedIDs, []string{revoked.ID}) {
 				t.Errorf("revoked %v, want [%s]", revokedIDs, revoked.ID)
 			}
-			if want := []access.CaseUser{{CaseID: id, UserID: f.unassigned.P.User.ID}}; !slices.Equal(recused, want) {
+			if want := []caseUser{{CaseID: id, UserID: f.unassigned.P.User.ID}}; !slices.Equal(recused, want) {
 				t.Errorf("recused %v, want %v", recused, want)
 			}
-			if want := []access.CaseUser{{CaseID: id, UserID: f.u2.P.User.ID}}; !slices.Equal(conflicts, want) {
+			if want := []caseUser{{CaseID: id, UserID: f.u2.P.User.ID}}; !slices.Equal(conflicts, want) {
 				t.Errorf("conflicts %v, want %v", conflicts, want)
 			}
 			// Read on from where it stopped: nothing new, then an undo of
