@@ -6,7 +6,8 @@
 #   scripts/bench.sh -bench Load -benchtime 1x -count 3 ./cmd/vaultd/
 #       the real vaultd at 64 clients: /healthz, /me, metadata, 4 KiB and 1 MiB reads, raw GetObject of the
 #       same 1 MiB ciphertext (CRVAULT_LOAD_SECONDS per row, CRVAULT_LOAD_PROFILE=dir for perf profiles,
-#       CRVAULT_LOAD_CIPHERTEXT_CACHE=0 for reads that all go to the store)
+#       CRVAULT_LOAD_CIPHERTEXT_CACHE=0 for reads that all go to the store, CRVAULT_LOAD_GOGC=n for vaultd
+#       with GOGC=n and no heap floor)
 #   scripts/bench.sh -bench OpenContent ./vault/         heap per audited read (B/op), SQLite and PostgreSQL
 #   scripts/bench.sh -bench TransferVsRawS3 -benchtime 1x -count 10 ./cmd/vaultd/
 #       256 MiB upload and download against raw minio-go, ten runs (CRVAULT_BENCH_MIB sets the size)

@@ -39,6 +39,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv(hardenChildEnv) == "1" {
 		os.Exit(hardenChild())
 	}
+	if os.Getenv(heapFloorChildEnv) == "1" {
+		os.Exit(heapFloorChild())
+	}
 	// The end-to-end tests spend most of their time waiting on vaultd, the
 	// databases, S3 and timers, not on the CPU: unless -parallel is given,
 	// run up to e2eParallel of them at once instead of GOMAXPROCS (2 on CI).

@@ -117,7 +117,8 @@ func drive(b *testing.B, d time.Duration, fn func(ctx context.Context) (int64, e
 // scripts/bench.sh -bench Load -benchtime 1x -count 3 ./cmd/vaultd/.
 // CRVAULT_LOAD_SECONDS sets each row's duration; CRVAULT_LOAD_PROFILE=dir
 // records a perf profile of vaultd per row (perf record -g) into dir;
-// CRVAULT_LOAD_CIPHERTEXT_CACHE=0 turns vaultd's ciphertext cache off.
+// CRVAULT_LOAD_CIPHERTEXT_CACHE=0 turns vaultd's ciphertext cache off;
+// CRVAULT_LOAD_GOGC=n runs vaultd with GOGC=n (no heap floor).
 func BenchmarkLoad(b *testing.B) {
 	// The database is where the audited rows differ (the audit log's group
 	// commit); both databases durable, both on the same S3 server.
@@ -140,6 +141,14 @@ func benchLoad(b *testing.B, be backend) {
 	// reads that go to the store.
 	if v := os.Getenv("CRVAULT_LOAD_CIPHERTEXT_CACHE"); v != "" {
 		env = append(env, "VAULT_CIPHERTEXT_CACHE_BYTES="+v)
+	}
+	// CRVAULT_LOAD_GOGC runs vaultd with that GOGC instead of its own
+	// default, to weigh the collector's share of a row.
+	if v := os.Getenv("CRVAULT_LOAD_GOGC"); v != "" {
+		env = append(env, "GOGC="+v)
+	}
+	if v := os.Getenv("XB"); v != "" {
+		env = append(env, "XB="+v)
 	}
 	s := newServer(b, be, env...)
 	w := bootstrap(b, s)

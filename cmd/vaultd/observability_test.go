@@ -65,6 +65,11 @@ func TestObservability(t *testing.T) {
 			t.Errorf("%s = %v, want at least 1", series, got)
 		}
 	}
+	// vaultd runs with its heap floor when GOGC is unset (the harness sets
+	// none): the collector's next target is at least 1.5 times the floor.
+	if got, want := metricValue(m, "go_memstats_next_gc_bytes"), float64(heapFloor*(100+gcPercent)/100); got < want {
+		t.Errorf("go_memstats_next_gc_bytes = %v, want at least %v (the heap floor)", got, want)
+	}
 	if !regexp.MustCompile(`(?m)^crvault_http_problems_total\{code="[a-z_]+",status="40[34]"\} [1-9]`).MatchString(m) {
 		t.Errorf("the refused reads are not counted by problem code:\n%s", grepLines(m, "crvault_http_problems_total"))
 	}
