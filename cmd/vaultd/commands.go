@@ -100,7 +100,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	log := newLogger(stderr, cfg.LogLevel)
 	// Allocated first, while the heap's pages are fresh from the kernel and
 	// need no zeroing, so that none of the ballast becomes resident.
-	ballast := tuneGC(getenv("GOGC"))
+	ballast := tuneGC(getenv("GOGC"), getenv("GOMEMLIMIT"))
 	defer runtime.KeepAlive(ballast)
 	// Libraries that log through slog's default (the migration runner)
 	// should write the same structured lines as the rest of the server.

@@ -26,16 +26,22 @@ const heapFloor = 64 << 20
 // 256 MiB transfers fell from 155 to 126 MiB against Go's default 100).
 const gcPercent = 50
 
-// tuneGC sets vaultd's collector when the operator has not (an empty gogc,
-// the GOGC environment variable): gcPercent and a ballast of heapFloor
-// bytes, which the caller must keep reachable for as long as the server
-// runs. The ballast is never written, so the kernel backs none of it with
-// memory: it raises the collector's target without raising the resident set.
-// With GOGC set, the operator's setting stands alone and tuneGC returns nil.
-func tuneGC(gogc string) []byte {
+// tuneGC sets vaultd's collector when the operator has not (gogc and
+// gomemlimit are the GOGC and GOMEMLIMIT environment variables): gcPercent
+// and a ballast of heapFloor bytes, which the caller must keep reachable for
+// as long as the server runs. The ballast is never written, so the kernel
+// backs none of it with memory: it raises the collector's target without
+// raising the resident set. With GOGC set, the operator's setting stands
+// alone. With GOMEMLIMIT set there is no ballast either: the runtime counts
+// it against the limit, and would collect as if the heap were 64 MiB fuller
+// than it is.
+func tuneGC(gogc, gomemlimit string) []byte {
 	if gogc != "" {
 		return nil
 	}
 	debug.SetGCPercent(gcPercent)
+	if gomemlimit != "" {
+		return nil
+	}
 	return make([]byte, heapFloor)
 }

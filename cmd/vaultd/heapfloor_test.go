@@ -14,7 +14,8 @@ import (
 
 // TestHeapFloor checks, in a fresh process as vaultd's own start is, that the
 // ballast raises the collector's target to the floor without becoming
-// resident, and that an operator's GOGC is left alone.
+// resident, that an operator's GOGC is left alone, and that an operator's
+// GOMEMLIMIT gets no ballast to count against it.
 func TestHeapFloor(t *testing.T) {
 	t.Parallel()
 	cmd := exec.Command(os.Args[0])
@@ -31,13 +32,16 @@ func TestHeapFloor(t *testing.T) {
 			}
 		}
 	}
-	for _, k := range []string{"operator_gogc", "ballast_len", "rss_growth", "goal"} {
+	for _, k := range []string{"operator_gogc", "memlimit_gogc", "ballast_len", "rss_growth", "goal"} {
 		if _, ok := fields[k]; !ok {
 			t.Fatalf("child did not report %s:\n%s", k, out)
 		}
 	}
 	if fields["operator_gogc"] != 200 {
 		t.Errorf("with GOGC=200 set, the collector runs at %d%%", fields["operator_gogc"])
+	}
+	if fields["memlimit_gogc"] != gcPercent {
+		t.Errorf("with GOMEMLIMIT set and GOGC unset, the collector runs at %d%%, want %d%%", fields["memlimit_gogc"], gcPercent)
 	}
 	if fields["ballast_len"] != heapFloor {
 		t.Errorf("ballast of %d bytes, want %d", fields["ballast_len"], heapFloor)
@@ -60,13 +64,18 @@ const heapFloorChildEnv = "CRVAULT_HEAP_FLOOR_CHILD"
 // key=value a line, and returns the exit status.
 func heapFloorChild() int {
 	debug.SetGCPercent(200)
-	if b := tuneGC("200"); b != nil {
+	if b := tuneGC("200", ""); b != nil {
 		os.Stdout.WriteString("operator's GOGC got a ballast\n")
 		return 1
 	}
 	os.Stdout.WriteString("operator_gogc=" + strconv.Itoa(debug.SetGCPercent(200)) + "\n")
+	if b := tuneGC("", "1GiB"); b != nil {
+		os.Stdout.WriteString("operator's GOMEMLIMIT got a ballast\n")
+		return 1
+	}
+	os.Stdout.WriteString("memlimit_gogc=" + strconv.Itoa(debug.SetGCPercent(200)) + "\n")
 	before := residentBytes()
-	ballast := tuneGC("")
+	ballast := tuneGC("", "")
 	after := residentBytes()
 	if before < 0 || after < 0 {
 		os.Stdout.WriteString("no VmRSS in /proc/self/status\n")
