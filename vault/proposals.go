@@ -175,11 +175,16 @@ func (s *Service) Propose(ctx context.Context, a Actor, in NewProposal) (Proposa
 	if err != nil {
 		return Proposal{}, err
 	}
+	tagKey, err := s.rowsKey(ctx)
+	if err != nil {
+		return Proposal{}, err
+	}
 	row := proposalRow{ID: NewID(), Edition: ed.ID, MemberOrg: a.P.User.OrgID, PartyOrg: party.ID, Subject: in.Subject,
 		ProposedBy: a.P.User.ID, ProposedAt: s.now().UTC().Truncate(time.Microsecond), Status: ProposalProposed}
 	if err := (proposalText{title: title, product: product, reason: reason}).seal(key, row.ID, &row); err != nil {
 		return Proposal{}, err
 	}
+	row.Tag = proposalTag(tagKey, &row)
 	if err := s.record(ctx, a, "proposal.create", audit.Allowed, "", "proposal/"+row.ID, "", in.Subject); err != nil {
 		return Proposal{}, err
 	}
@@ -192,7 +197,10 @@ func (s *Service) Propose(ctx context.Context, a Actor, in NewProposal) (Proposa
 
 // Proposals lists proposals: all for the office, its own organisation's for
 // a member unit; a page at a time, oldest first (ids sort by creation
-// time).
+// time). member_org is a column a database administrator can edit: each
+// row's tag is checked, and one that fails is listed to no member unit
+// and to the office without its member unit and party (logged, counted).
+// A page may then hold fewer than limit items with more to come.
 func (s *Service) Proposals(ctx context.Context, a Actor, limit int, cursor string) (Page[Proposal], error) {
 	after, err := decodeIDCursor("proposals", cursor)
 	if err != nil {
@@ -229,7 +237,19 @@ func (s *Service) Proposals(ctx context.Context, a Actor, limit int, cursor stri
 	if err != nil {
 		return Page[Proposal]{}, err
 	}
+	tagKey, err := s.rowsKey(ctx)
+	if err != nil {
+		return Page[Proposal]{}, err
+	}
+	chk := tagKey.NewRowTagChecker("proposals")
+	office := a.P.Has("office_admin")
 	for _, r := range rows {
+		if !s.proposalChecked(ctx, chk, &r) {
+			if !office {
+				continue
+			}
+			r.MemberOrg, r.PartyOrg = "", ""
+		}
 		p, err := toProposal(key, r)
 		if err != nil {
 			return Page[Proposal]{}, err
@@ -263,6 +283,18 @@ func (s *Service) ApproveProposal(ctx context.Context, a Actor, id string, in Ap
 	}
 	if err != nil {
 		return ApprovedProposal{}, fmt.Errorf("load proposal %s: %w", id, err)
+	}
+	tagKey, err := s.rowsKey(ctx)
+	if err != nil {
+		return ApprovedProposal{}, err
+	}
+	if !s.proposalChecked(ctx, tagKey.NewRowTagChecker("proposals"), &row) {
+		// Its party may be one a database administrator chose: no case
+		// is opened for it. Refused as if it did not exist.
+		if err := s.record(ctx, a, "proposal.approve", audit.Denied, "", resource, "", "not_found"); err != nil {
+			return ApprovedProposal{}, err
+		}
+		return ApprovedProposal{}, fail(ErrNotFound, "not_found", "no such proposal")
 	}
 	if _, err := review.EditionByID(row.Edition); err != nil {
 		return ApprovedProposal{}, fmt.Errorf("proposal %s: %w", id, err)
@@ -302,9 +334,14 @@ func (s *Service) ApproveProposal(ctx context.Context, a Actor, id string, in Ap
 	// commit together: approved with no case, the proposal could be neither
 	// approved again nor followed, and a notice lost to a crash would leave
 	// the party unaware of the review (the notice sweeper writes it).
+	approved := row
+	approved.Status, approved.ApprovedBy, approved.CaseID = ProposalApproved, a.P.User.ID, c.ID
 	cs, err := s.insertCase(ctx, a, c, nil, func(tx *gorm.DB) error {
+		// Re-tagged as approved in the same statement: setting it back to
+		// proposed in the database makes it refused, not approvable again.
 		res := tx.Model(&proposalRow{}).Where("id = ? AND status = ?", row.ID, ProposalProposed).
-			Updates(map[string]any{"status": ProposalApproved, "reference": sealed.Reference, "approved_by": a.P.User.ID, "approved_at": now, "case_id": c.ID})
+			Updates(map[string]any{"status": ProposalApproved, "reference": sealed.Reference, "approved_by": a.P.User.ID, "approved_at": now, "case_id": c.ID,
+				"tag": proposalTag(tagKey, &approved)})
 		if res.Error != nil {
 			return fmt.Errorf("approve proposal %s: %w", id, res.Error)
 		}
@@ -344,6 +381,14 @@ func (s *Service) writeProposalNotice(ctx context.Context, a Actor, c Case) (Mat
 	}
 	if p.ApprovedAt == nil {
 		return Material{}, fmt.Errorf("proposal %s of case %s is not approved", p.ID, c.ID)
+	}
+	// The notice quotes the proposal: not one edited outside crvault.
+	tagKey, err := s.rowsKey(ctx)
+	if err != nil {
+		return Material{}, err
+	}
+	if !s.proposalChecked(ctx, tagKey.NewRowTagChecker("proposals"), &p) {
+		return Material{}, fmt.Errorf("proposal %s of case %s: %w", p.ID, c.ID, errRowTag)
 	}
 	ed, err := review.EditionByID(p.Edition)
 	if err != nil {

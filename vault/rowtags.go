@@ -120,8 +120,9 @@ func (s *Service) liveConsents(ctx context.Context, caseID string, rows []consen
 }
 
 // RowsKeyName names the vault key (vault_keys) that tags the rows deciding
-// who may see what beyond one case's key: a case's parties here, and in
-// cmd/vaultd access's rows (sessions, accounts, assignments). The table
+// who may see what beyond one case's key: a case's parties and a member
+// unit's proposals here, providers' commitments in vault/supervision, and
+// in cmd/vaultd access's rows (sessions, accounts, assignments). The table
 // name each tag binds keeps one kind of row from passing for another.
 const RowsKeyName = "rows"
 
@@ -137,6 +138,63 @@ func partiesFields(id, operatorOrg, origin string, providers []string) []string 
 // partiesTag is the tag of a case's parties under the rows key.
 func partiesTag(key *crypt.CaseKey, id, operatorOrg, origin string, providers []string) []byte {
 	return key.RowTag("cases", partiesFields(id, operatorOrg, origin, providers)...)
+}
+
+// proposalFields are the columns of a proposal its tag covers: its id and
+// edition, the member unit that proposed it (which alone lists it), the
+// party it names (for whom approving it opens a case), its subject and
+// proposer, and its approval: status, approver and the case it opened.
+// Approving re-tags it in the statement that approves it.
+func proposalFields(r *proposalRow) []string {
+	return []string{r.ID, r.Edition, r.MemberOrg, r.PartyOrg, r.Subject, r.ProposedBy, r.Status, r.ApprovedBy, r.CaseID}
+}
+
+// proposalTag is the tag of a proposal under the rows key.
+func proposalTag(key *crypt.CaseKey, r *proposalRow) []byte {
+	return key.RowTag("proposals", proposalFields(r)...)
+}
+
+// proposalChecked says whether a proposal's tag checks under the rows key
+// (chk, one per list), logging and counting one that does not.
+func (s *Service) proposalChecked(ctx context.Context, chk *crypt.RowTagChecker, r *proposalRow) bool {
+	for _, f := range proposalFields(r) {
+		chk.FieldString(f)
+	}
+	if chk.Check(r.Tag) {
+		return true
+	}
+	s.tagRefused(ctx, "proposals", r.ID, "proposal refused: its row tag does not check (member unit, party or approval edited outside crvault, or written by an older vaultd)",
+		"member_org", r.MemberOrg, "party_org", r.PartyOrg, "status", r.Status, "tagged", len(r.Tag) > 0)
+	return false
+}
+
+// RowsKey is the vault's rows key, for the other owners of rows that
+// decide who sees what (supervision's commitments): one key, opened once,
+// whose tags a database administrator cannot make.
+func (s *Service) RowsKey(ctx context.Context) (*crypt.CaseKey, error) { return s.rowsKey(ctx) }
+
+// TagRefused logs at ERROR and counts in
+// crvault_vault_row_tag_refusals_total{table} a row of another owner's
+// table refused for its tag (ids only, never plaintext).
+func (s *Service) TagRefused(ctx context.Context, table, id, msg string, attrs ...any) {
+	s.tagRefused(ctx, table, id, msg, attrs...)
+}
+
+// TagBackfillOnce runs tag, which tags table's untagged rows and says how
+// many, unless the audit log records table's backfill (TagBackfillAction),
+// and then records it: for the other owners of tagged tables, whose rows
+// TagLegacyRows does not know. tag must update only rows still untagged,
+// so that two instances starting together tag each row once.
+func TagBackfillOnce(ctx context.Context, log *audit.Log, table string, tag func(context.Context) (int64, error)) error {
+	done, err := tagBackfillsDone(ctx, log)
+	if err != nil || done[table] {
+		return err
+	}
+	n, err := tag(ctx)
+	if err != nil {
+		return fmt.Errorf("row tags: tag %s: %w", table, err)
+	}
+	return recordTagBackfill(ctx, log, table, n, 0)
 }
 
 // rowsKey is the vault's rows key (RowsKeyName), opened once per process.
@@ -230,8 +288,9 @@ var tagTables = []string{"vault_keys", "case_keys", "materials", "material_segme
 
 // TagLegacyRows tags, once, the rows that binaries from before row tags
 // wrote: the vault's keys, extra (other owners' key tables, such as the
-// supervision key), every case's parties (under the rows key, created if
-// need be) and every case's key, materials and segments. Each table
+// supervision key), every case's parties and every proposal (under the
+// rows key, created if need be) and every case's key, materials and
+// segments. Each table
 // done is recorded in the audit log as TagBackfillAction; a table whose
 // event exists is never backfilled again, so its untagged rows stay
 // refused. It runs before anything opens a key (cmd/vaultd calls it right
@@ -284,6 +343,17 @@ func (k *Keyring) tagLegacyRows(ctx context.Context, log *audit.Log, extra []Key
 			return err
 		}
 		done["cases"] = true
+	}
+	// Proposals likewise: a few, under the rows key.
+	if !done["proposals"] {
+		n, err := k.tagProposals(ctx)
+		if err != nil {
+			return err
+		}
+		if err := recordTagBackfill(ctx, log, "proposals", n, 0); err != nil {
+			return err
+		}
+		done["proposals"] = true
 	}
 	todo := map[string]bool{}
 	for _, t := range tagTables[1:] {
@@ -454,6 +524,42 @@ func (k *Keyring) tagCaseParties(ctx context.Context) (int64, error) {
 	}
 }
 
+// tagProposals tags the proposals that have no tag, under the rows key, a
+// thousand a transaction (as tagCaseParties).
+func (k *Keyring) tagProposals(ctx context.Context) (int64, error) {
+	key, err := k.vaultKey(ctx, RowsKeyName)
+	if err != nil {
+		return 0, fmt.Errorf("row tags: %w", err)
+	}
+	db := k.db.WithContext(ctx)
+	var n int64
+	after := ""
+	for {
+		var rows []proposalRow
+		if err := db.Select("id, edition, member_org, party_org, subject, proposed_by, status, approved_by, case_id").
+			Where("length(tag) = 0 AND id > ?", after).Order("id").Limit(1000).Find(&rows).Error; err != nil {
+			return n, fmt.Errorf("row tags: read proposals: %w", err)
+		}
+		err := db.Transaction(func(tx *gorm.DB) error {
+			for i := range rows {
+				res := tx.Model(&proposalRow{}).Where("id = ? AND length(tag) = 0", rows[i].ID).UpdateColumn("tag", proposalTag(key, &rows[i]))
+				if res.Error != nil {
+					return fmt.Errorf("row tags: tag proposal %s: %w", rows[i].ID, res.Error)
+				}
+				n += res.RowsAffected
+			}
+			return nil
+		})
+		if err != nil {
+			return n, err
+		}
+		if len(rows) < 1000 {
+			return n, nil
+		}
+		after = rows[len(rows)-1].ID
+	}
+}
+
 // casesToTag lists the cases with an untagged row in the tables todo.
 func (k *Keyring) casesToTag(ctx context.Context, todo map[string]bool) ([]string, error) {
 	db := k.db.WithContext(ctx)
@@ -597,6 +703,16 @@ func migratePartiesTags(tx *gorm.DB, _ string) error {
 	if m := tx.Migrator(); !m.HasColumn(&caseRow{}, "PartiesTag") {
 		if err := m.AddColumn(&caseRow{}, "PartiesTag"); err != nil {
 			return fmt.Errorf("add parties_tag: %w", err)
+		}
+	}
+	return nil
+}
+
+// migrateProposalTags adds the proposals' tag column (see migrateRowTags).
+func migrateProposalTags(tx *gorm.DB, _ string) error {
+	if m := tx.Migrator(); !m.HasColumn(&proposalRow{}, "Tag") {
+		if err := m.AddColumn(&proposalRow{}, "Tag"); err != nil {
+			return fmt.Errorf("add tag: %w", err)
 		}
 	}
 	return nil

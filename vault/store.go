@@ -142,6 +142,7 @@ var migrations = []sqldb.Step{
 	{Version: 13, Name: "row tags on consents", Up: migrateConsentTags},
 	{Version: 14, Name: "row tags binding upload sessions to their case", Up: migrateUploadTags},
 	{Version: 15, Name: "row tags binding a case's parties", Up: migratePartiesTags},
+	{Version: 16, Name: "row tags binding a proposal to its member unit and party", Up: migrateProposalTags},
 }
 
 // migrateLiveConsents puts a unique index on the live consents of a
@@ -330,6 +331,9 @@ type proposalRow struct {
 	ApprovedBy string    `gorm:"size:64;not null;default:''"`
 	ApprovedAt *time.Time
 	CaseID     string `gorm:"size:32;not null;default:''"`
+	// Tag binds who proposed it, whom it names and, once approved, which
+	// case it opened, under the vault's rows key (rowtags.go).
+	Tag []byte `gorm:"not null;default:''"`
 }
 
 func (proposalRow) TableName() string { return "proposals" }

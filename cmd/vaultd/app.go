@@ -183,6 +183,11 @@ func openApp(ctx context.Context, cfg config, log *slog.Logger, need parts) (_ *
 	if err != nil {
 		return nil, fmt.Errorf("open supervision: %w", err)
 	}
+	// Commitments older binaries wrote carry no tag: tagged once, before
+	// anything is served (the vault's own rows were tagged above).
+	if err := a.super.TagLegacyRows(ctx); err != nil {
+		return nil, fmt.Errorf("tag commitments written before row tags: %w", err)
+	}
 	// Text written in plaintext by binaries from before sealing is sealed
 	// once, before anything is served.
 	for _, seal := range []func(context.Context) error{a.vault.SealLegacy, a.access.SealLegacy, a.super.SealLegacy} {

@@ -88,7 +88,7 @@ func TestBlankedTagsAreNotRetaggedAtStart(t *testing.T) {
 			w.loginAll(t)
 			caseID, docs := w.newCase(t, "MARKER-ROWTAG-BLANK")
 			marks := queryStrings(t, s, `SELECT resource FROM audit_events WHERE action = 'keys.tag_backfill' ORDER BY resource`)
-			if strings.Join(marks, ",") != "case_keys,cases,material_consents,material_segments,materials,supervision_keys,upload_segments,upload_sessions,vault_keys" {
+			if strings.Join(marks, ",") != "case_keys,cases,material_consents,material_segments,materials,proposals,supervision_commitments,supervision_keys,upload_segments,upload_sessions,vault_keys" {
 				t.Fatalf("backfill events after the first start: %v", marks)
 			}
 			s.stop()
@@ -151,6 +151,74 @@ func TestCasePartiesEditIsRefusedEndToEnd(t *testing.T) {
 			w.op.expect(200, "GET", "/cases/"+caseID, nil)
 			w.prov.expect(200, "GET", "/cases/"+caseID, nil)
 			w.op2.expect(404, "GET", "/cases/"+caseID, nil)
+		})
+	}
+}
+
+// TestCommitmentProviderSwapIsRefusedEndToEnd: a database administrator
+// swaps provider_org between the commitments of the two providers of one
+// case. Neither provider reads the other's commitment (nor its own), the
+// operator cannot urge either, the inspector lists them without their
+// parties, vaultd names them in an ERROR line and counts them in
+// crvault_vault_row_tag_refusals_total; restored, they are back.
+func TestCommitmentProviderSwapIsRefusedEndToEnd(t *testing.T) {
+	t.Parallel()
+	for _, be := range backends {
+		t.Run(be.name, func(t *testing.T) {
+			t.Parallel()
+			s := newServer(t, be)
+			w := bootstrap(t, s)
+			org2 := s.mustCLI("", "org", "add", "--name", "Beta Switches", "--kind", "provider")
+			s.mustCLI(pw+"\n", "user", "add", "--username", "provider2", "--org", "Beta Switches", "--role", "provider", "--password-stdin")
+			s.start()
+			w.loginAll(t)
+			prov2 := s.login(t, "provider2", pw)
+			var cs struct {
+				ID string `json:"id"`
+			}
+			w.op.expect(201, "POST", "/cases", map[string]any{"title": "Core routers", "product": "AR-9000", "providers": []string{w.provOrg, org2}}).json(t, &cs)
+			var ca, cb struct {
+				ID string `json:"id"`
+			}
+			w.prov.expect(201, "POST", "/cases/"+cs.ID+"/commitments", map[string]any{"kind": "no_illegal_data", "text": "MARKER-COMMIT-A escrow"}).json(t, &ca)
+			prov2.expect(201, "POST", "/cases/"+cs.ID+"/commitments", map[string]any{"kind": "other", "text": "MARKER-COMMIT-B supply"}).json(t, &cb)
+			lists := func(c *client, marker string) bool {
+				t.Helper()
+				return strings.Contains(string(c.expect(200, "GET", "/commitments", nil).Body), marker)
+			}
+			if !lists(w.prov, "MARKER-COMMIT-A") || lists(w.prov, "MARKER-COMMIT-B") || !lists(prov2, "MARKER-COMMIT-B") {
+				t.Fatal("before the edit, each provider lists its own commitment only")
+			}
+			dbaExec(t, s, `UPDATE supervision_commitments SET provider_org = ? WHERE id = ?`, org2, ca.ID)
+			dbaExec(t, s, `UPDATE supervision_commitments SET provider_org = ? WHERE id = ?`, w.provOrg, cb.ID)
+			for _, c := range []*client{w.prov, prov2, w.op} {
+				if lists(c, "MARKER-COMMIT") {
+					t.Fatal("a party lists a swapped commitment")
+				}
+			}
+			w.op.expect(404, "POST", "/cases/"+cs.ID+"/commitments/"+ca.ID+"/urge", map[string]any{"note": "keep it"})
+			var page struct {
+				Items []struct {
+					ID       string `json:"id"`
+					Provider string `json:"provider"`
+				} `json:"items"`
+			}
+			w.insp.expect(200, "GET", "/commitments", nil).json(t, &page)
+			if len(page.Items) != 2 || page.Items[0].Provider != "" || page.Items[1].Provider != "" {
+				t.Fatalf("the inspector lists %+v, want both without their provider", page.Items)
+			}
+			if logs := s.log.String(); !strings.Contains(logs, "commitment refused") || !strings.Contains(logs, ca.ID) || !strings.Contains(logs, cb.ID) {
+				t.Fatalf("no ERROR line names the commitments:\n%s", tail(logs, 3000))
+			}
+			if r, err := httpGet(s.metricsBase + "/metrics"); err != nil || !strings.Contains(r.body, `crvault_vault_row_tag_refusals_total{table="supervision_commitments"}`) {
+				t.Fatalf("refusals not counted: %v", err)
+			}
+			dbaExec(t, s, `UPDATE supervision_commitments SET provider_org = ? WHERE id = ?`, w.provOrg, ca.ID)
+			dbaExec(t, s, `UPDATE supervision_commitments SET provider_org = ? WHERE id = ?`, org2, cb.ID)
+			if !lists(w.prov, "MARKER-COMMIT-A") || !lists(prov2, "MARKER-COMMIT-B") {
+				t.Fatal("restored, the commitments are not back")
+			}
+			w.op.expect(201, "POST", "/cases/"+cs.ID+"/commitments/"+ca.ID+"/urge", map[string]any{"note": "keep it"})
 		})
 	}
 }

@@ -132,12 +132,21 @@
 //     sees anything of it (404, not listed, no events), and the office sees
 //     it only once submitted, shown without its parties; the server logs
 //     the row at ERROR and counts it (crvault_vault_row_tag_refusals_total).
+//   - a member unit's proposal (proposals: which unit lists it, which party
+//     approving it opens a case for, and its approval) and a provider's
+//     commitment (supervision_commitments: its case, provider and operator)
+//     carry a tag under the same rows key, checked per listed row and
+//     before any action on one. One that fails is listed to no
+//     organisation, and to the office (and, for commitments, inspectors)
+//     without its organisations; acting on it answers not found.
 //
 // Not yet covered: a case's status (and so which drafts are a party's
 // alone) and the workflow's own rows; an edit of the status can show the
 // office a party's draft, or move a case through the review outside its
 // rules, which the case history (replayed for the clock) and the audit
-// trail show.
+// trail show. Nor a commitment's urges and findings (their commitment_id):
+// one moved under another commitment shows its note to that commitment's
+// parties.
 //
 // What a tag cannot do: it cannot tell an old genuine row put back from the
 // current one (a replay: a material deleted and restored from a dump, a key

@@ -25,6 +25,7 @@ func TestCommitmentOrgColumnsGrantNothing(t *testing.T) {
 			if row.Text, err = f.svc.seal(f.ctx, label("supervision_commitments", "text", row.ID), "source code escrow with the bank"); err != nil {
 				t.Fatal(err)
 			}
+			row = f.tagged(row)
 			if err := f.db.Create(&row).Error; err != nil {
 				t.Fatal(err)
 			}

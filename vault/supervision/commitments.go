@@ -111,6 +111,12 @@ func (s *Service) AddCommitment(ctx context.Context, a vault.Actor, caseID strin
 	if row.Text, err = s.seal(ctx, label("supervision_commitments", "text", row.ID), text); err != nil {
 		return Commitment{}, err
 	}
+	key, err := s.vault.RowsKey(ctx)
+	if err != nil {
+		return Commitment{}, err
+	}
+	// Its parties are fixed here: nothing writes these columns again.
+	row.Tag = commitmentTag(key, &row)
 	ev.Resource = "commitment/" + row.ID
 	if err := s.record(ctx, ev); err != nil {
 		return Commitment{}, err
@@ -144,6 +150,15 @@ func (s *Service) UrgeCommitment(ctx context.Context, a vault.Actor, caseID, id 
 	}
 	if err != nil {
 		return Commitment{}, fmt.Errorf("load commitment %s: %w", id, err)
+	}
+	chk, err := s.commitmentChecker(ctx)
+	if err != nil {
+		return Commitment{}, err
+	}
+	if !s.commitmentChecked(ctx, chk, &row) || row.OperatorOrg != cs.OperatorOrg {
+		// Moved to this case or edited outside crvault: not this
+		// operator's to urge.
+		return Commitment{}, s.deny(ctx, ev, notFound("commitment"))
 	}
 	note, err := vault.CleanText("note", in.Note, 4000, true)
 	if err != nil {
@@ -242,6 +257,16 @@ func (s *Service) SetCommitmentStatus(ctx context.Context, a vault.Actor, id str
 	if err != nil {
 		return Commitment{}, fmt.Errorf("load commitment %s: %w", id, err)
 	}
+	chk, err := s.commitmentChecker(ctx)
+	if err != nil {
+		return Commitment{}, err
+	}
+	if !s.commitmentChecked(ctx, chk, &row) {
+		// Listed to inspectors without its parties; no finding is
+		// recorded on a row whose case and parties are not the ones
+		// crvault stored.
+		return Commitment{}, s.deny(ctx, ev, notFound("commitment"))
+	}
 	ev.CaseID = row.CaseID
 	if !oneOf(in.Status, CommitmentKept, CommitmentBreached, CommitmentUnderInvestigation) {
 		return Commitment{}, invalid("status", "invalid_status", "status must be kept, breached or under_investigation")
@@ -300,7 +325,10 @@ type CommitmentFilter struct {
 // ListCommitments lists commitments: inspectors any provider's, office
 // admins those on the cases the office may list (not a party's draft), a
 // provider its own organisation's, an operator those on its cases; others
-// are refused.
+// are refused. Each row's tag is checked (commitmenttags.go): one that
+// fails is listed to no party, and to inspectors and the office without
+// its provider and operator. A page may then hold fewer than limit items
+// with more to come.
 func (s *Service) ListCommitments(ctx context.Context, a vault.Actor, f CommitmentFilter) (Page[Commitment], error) {
 	if f.Cursor != "" && !validID(f.Cursor) {
 		return Page[Commitment]{}, invalid("cursor", "invalid_cursor", "cursor is not one this server issued")
@@ -355,6 +383,22 @@ func (s *Service) ListCommitments(ctx context.Context, a vault.Actor, f Commitme
 		rows = rows[:limit]
 		page.NextCursor = rows[limit-1].ID
 	}
+	chk, err := s.commitmentChecker(ctx)
+	if err != nil {
+		return Page[Commitment]{}, err
+	}
+	staff := a.P.Has(access.RoleInspector) || a.P.Has(access.RoleOfficeAdmin)
+	kept := rows[:0]
+	for _, r := range rows {
+		if !s.commitmentChecked(ctx, chk, &r) {
+			if !staff {
+				continue
+			}
+			r.ProviderOrg, r.OperatorOrg = "", ""
+		}
+		kept = append(kept, r)
+	}
+	rows = kept
 	seen := make([]listed, len(rows))
 	for i, r := range rows {
 		seen[i] = listed{r.CaseID, r.ID}

@@ -32,6 +32,9 @@ type fixture struct {
 	v   *vault.Service
 	svc *Service
 
+	master *crypt.Master
+	blobs  blob.Store
+
 	office, op, rev, insp vault.Actor
 	caseID                string
 }
@@ -62,6 +65,7 @@ func newFixture(t testing.TB, dialect string) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
+	f.master, f.blobs = master, blobs
 	f.v = vault.New(f.db, blobs, master, f.acc, f.log, vault.Config{Logger: quiet})
 	if f.svc, err = New(f.db, f.v, f.acc, f.log, master, blobs, Config{Logger: quiet}); err != nil {
 		t.Fatal(err)
@@ -76,6 +80,30 @@ func newFixture(t testing.TB, dialect string) *fixture {
 		t.Fatal(err)
 	}
 	return f
+}
+
+// restart is a new vault and supervision service over the same database,
+// store and keys: what a process started again finds.
+func (f *fixture) restart() (*vault.Service, *Service) {
+	f.t.Helper()
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	v := vault.New(f.db, f.blobs, f.master, f.acc, f.log, vault.Config{Logger: quiet})
+	svc, err := New(f.db, v, f.acc, f.log, f.master, f.blobs, Config{Logger: quiet})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return v, svc
+}
+
+// tagged returns r with the tag crvault would have written.
+func (f *fixture) tagged(r commitmentRow) commitmentRow {
+	f.t.Helper()
+	key, err := f.v.RowsKey(f.ctx)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	r.Tag = commitmentTag(key, &r)
+	return r
 }
 
 // newCase files a case as the operator.

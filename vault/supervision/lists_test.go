@@ -32,6 +32,7 @@ func TestListsAuditWhatTheyReturned(t *testing.T) {
 			for i, c := range []string{f.caseID, other, f.caseID} {
 				row := commitmentRow{ID: newID(), CaseID: c, ProviderOrg: "p", OperatorOrg: f.op.P.User.OrgID, Kind: "escrow",
 					Text: []byte{}, StatusNote: []byte{}, CreatedBy: f.op.P.User.ID, CreatedAt: now.Add(time.Duration(i) * time.Millisecond)}
+				row = f.tagged(row)
 				if err := f.db.Create(&row).Error; err != nil {
 					t.Fatal(err)
 				}

@@ -60,6 +60,9 @@ type commitmentRow struct {
 	// Version counts status changes; a change applies only to the version
 	// it read, so concurrent findings cannot overwrite each other unseen.
 	Version int `gorm:"not null;default:0"`
+	// Tag binds the commitment's id, case and parties under the vault's
+	// rows key (commitmenttags.go).
+	Tag []byte `gorm:"not null;default:''"`
 }
 
 func (commitmentRow) TableName() string { return "supervision_commitments" }
@@ -202,6 +205,13 @@ var migrations = []sqldb.Step{
 			return nil
 		}
 		return tx.Migrator().AddColumn(&keyRow{}, "Tag")
+	}},
+	// Rows already there are tagged once at start-up (TagLegacyRows).
+	{Version: 7, Name: "commitments bound to their case and parties by a tag", Up: func(tx *gorm.DB, _ string) error {
+		if tx.Migrator().HasColumn(&commitmentRow{}, "Tag") {
+			return nil
+		}
+		return tx.Migrator().AddColumn(&commitmentRow{}, "Tag")
 	}},
 }
 
