@@ -91,7 +91,7 @@ func (h *handler) listProposals(c *gin.Context) {
 	if !ok {
 		return
 	}
-	page, err := h.Vault.Proposals(c.Request.Context(), actor(c), limit, cursor)
+	page, err := h.Vault.Proposals(c.Request.Context(), actor(c), c.Query("status"), limit, cursor)
 	if err != nil {
 		h.fail(c, err)
 		return

@@ -1,6 +1,7 @@
 package vault
 
 import (
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -419,16 +420,43 @@ func TestSmallListsPages(t *testing.T) {
 					time.Sleep(2 * time.Millisecond)
 				}
 			}
-			got = walk(t, 2, func(cur string) (Page[Proposal], error) { return f.svc.Proposals(f.ctx, f.u1, 2, cur) },
+			got = walk(t, 2, func(cur string) (Page[Proposal], error) { return f.svc.Proposals(f.ctx, f.u1, "", 2, cur) },
 				func(p Proposal) string { return p.ID }, nil)
 			if !slices.Equal(got, mine) {
 				t.Fatalf("a unit's proposals %v, want %v", got, mine)
 			}
-			if got := walk(t, 3, func(cur string) (Page[Proposal], error) { return f.svc.Proposals(f.ctx, f.office, 3, cur) },
-				func(p Proposal) string { return p.ID }, nil); len(got) != 4 {
-				t.Fatalf("the office sees %d proposals, want 4", len(got))
+			props := walk(t, 3, func(cur string) (Page[Proposal], error) { return f.svc.Proposals(f.ctx, f.office, "", 3, cur) },
+				func(p Proposal) string { return p.ID }, nil)
+			if len(props) != 4 {
+				t.Fatalf("the office sees %d proposals, want 4", len(props))
 			}
-			forged("proposals", func(cur string) error { _, err := f.svc.Proposals(f.ctx, f.office, 2, cur); return err })
+			// Filtered by status, a page at a time: the approved one
+			// leaves the proposals awaiting approval.
+			if _, err := f.svc.ApproveProposal(f.ctx, f.office, props[1], ApprovalRequest{Reference: "CAC-1"}); err != nil {
+				t.Fatal(err)
+			}
+			byStatus := func(status string) []string {
+				t.Helper()
+				return walk(t, 2, func(cur string) (Page[Proposal], error) { return f.svc.Proposals(f.ctx, f.office, status, 2, cur) },
+					func(p Proposal) string { return p.ID }, nil)
+			}
+			if got, want := byStatus(ProposalProposed), []string{props[0], props[2], props[3]}; !slices.Equal(got, want) {
+				t.Fatalf("awaiting approval %v, want %v", got, want)
+			}
+			if got := byStatus(ProposalApproved); !slices.Equal(got, []string{props[1]}) {
+				t.Fatalf("approved %v, want [%s]", got, props[1])
+			}
+			if got := walk(t, 5, func(cur string) (Page[Proposal], error) {
+				return f.svc.Proposals(f.ctx, f.u1, ProposalProposed, 5, cur)
+			},
+				func(p Proposal) string { return p.ID }, nil); len(got) != len(slices.DeleteFunc(slices.Clone(mine), func(id string) bool { return id == props[1] })) {
+				t.Fatalf("a unit's proposals awaiting approval: %v (its own: %v)", got, mine)
+			}
+			var ve *Error
+			if _, err := f.svc.Proposals(f.ctx, f.office, "pending", 2, ""); !errors.As(err, &ve) || ve.Kind != ErrInvalid || ve.Field != "status" {
+				t.Fatalf("an unknown status: %v", err)
+			}
+			forged("proposals", func(cur string) error { _, err := f.svc.Proposals(f.ctx, f.office, "", 2, cur); return err })
 		})
 	}
 }

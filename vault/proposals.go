@@ -201,7 +201,11 @@ func (s *Service) Propose(ctx context.Context, a Actor, in NewProposal) (Proposa
 // row's tag is checked, and one that fails is listed to no member unit
 // and to the office without its member unit and party (logged, counted).
 // A page may then hold fewer than limit items with more to come.
-func (s *Service) Proposals(ctx context.Context, a Actor, limit int, cursor string) (Page[Proposal], error) {
+//
+// status, when not empty, keeps the proposals in that status: "proposed"
+// is what awaits the Commission's approval, which the office's home page
+// shows.
+func (s *Service) Proposals(ctx context.Context, a Actor, status string, limit int, cursor string) (Page[Proposal], error) {
 	after, err := decodeIDCursor("proposals", cursor)
 	if err != nil {
 		return Page[Proposal]{}, err
@@ -218,8 +222,14 @@ func (s *Service) Proposals(ctx context.Context, a Actor, limit int, cursor stri
 		}
 		return Page[Proposal]{}, fail(ErrForbidden, "forbidden", "only the Review Office and member units list proposals")
 	}
+	if status != "" && status != ProposalProposed && status != ProposalApproved {
+		return Page[Proposal]{}, invalid("status", "invalid_field", `status must be "proposed" or "approved"`)
+	}
 	if after != "" {
 		q = q.Where("id > ?", after)
+	}
+	if status != "" {
+		q = q.Where("status = ?", status)
 	}
 	var rows []proposalRow
 	if err := q.Order("id").Limit(limit + 1).Find(&rows).Error; err != nil {

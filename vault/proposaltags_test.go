@@ -17,7 +17,7 @@ func (f *wfFixture) proposalsOf(svc *Service, a Actor) map[string]Proposal {
 	out := map[string]Proposal{}
 	cursor := ""
 	for {
-		page, err := svc.Proposals(f.ctx, a, 2, cursor)
+		page, err := svc.Proposals(f.ctx, a, "", 2, cursor)
 		if err != nil {
 			f.t.Fatal(err)
 		}

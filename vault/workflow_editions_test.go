@@ -440,7 +440,7 @@ func TestProposalByMemberUnit(t *testing.T) {
 				f.submit(other)
 				_, err = f.act(other, TransitionRequest{Action: "record_measures", Measures: []string{"x"}})
 				wantCode(t, err, ErrInvalid, review.CodeMeasuresNotApplicable)
-				ps, err := f.svc.Proposals(f.ctx, f.u2, 0, "")
+				ps, err := f.svc.Proposals(f.ctx, f.u2, "", 0, "")
 				if err != nil || len(ps.Items) != 0 {
 					t.Fatalf("another unit sees %d proposals, %v", len(ps.Items), err)
 				}

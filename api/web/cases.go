@@ -48,9 +48,14 @@ type dashboardView struct {
 	// the cases page lists on from (filtered to submitted).
 	IntakeNext string
 	Deadlines  []vault.Deadline
-	Next       string
-	Status     string
-	Statuses   []review.Status
+	// Proposals are the member units' proposals awaiting the Commission's
+	// approval, which the office records (the first page; ProposalsNext
+	// says there are more).
+	Proposals     []proposalRow
+	ProposalsNext string
+	Next          string
+	Status        string
+	Statuses      []review.Status
 }
 
 // dashboard is the signed-in home page: what the person's role works on.
@@ -72,6 +77,15 @@ func (a *app) dashboard(c *gin.Context) {
 			return
 		}
 		v.Deadlines = due.Items
+		pending, err := a.Vault.Proposals(ctx, a.actor(c), vault.ProposalProposed, 20, "")
+		if err != nil {
+			a.fail(c, err)
+			return
+		}
+		for _, pr := range pending.Items {
+			v.Proposals = append(v.Proposals, proposalRow{Proposal: pr, MemberName: a.orgName(ctx, pr.MemberOrg), PartyName: a.orgName(ctx, pr.PartyOrg)})
+		}
+		v.ProposalsNext = pending.NextCursor
 	}
 	if p.Is("operator") || p.Is("provider") || p.Is("reviewer") || p.Is("member_unit") {
 		page, err := a.Vault.ListCases(ctx, a.actor(c), "", 20, "")

@@ -24,6 +24,9 @@ func (a *app) proposalRoutes(g *gin.RouterGroup) {
 type proposalsView struct {
 	Items []proposalRow
 	Next  string // the cursor of the next page
+	// Status is the status the list is filtered to ("proposed": awaiting
+	// the Commission's approval), "" for all.
+	Status string
 	// Subjects are what a proposal may concern under the edition in force.
 	Subjects []string
 	// Form is what was typed into a refused form, by form and field
@@ -46,12 +49,13 @@ func (a *app) renderProposals(c *gin.Context, status int, errMsg string, form ma
 	ctx := c.Request.Context()
 	// Proposals first: it refuses (and audits) anyone but the office and
 	// member units before the page shows anything.
-	list, err := a.Vault.Proposals(ctx, a.actor(c), 50, c.Query("cursor"))
+	filter := c.Query("status")
+	list, err := a.Vault.Proposals(ctx, a.actor(c), filter, 50, c.Query("cursor"))
 	if err != nil {
 		a.fail(c, err)
 		return
 	}
-	v := proposalsView{Next: list.NextCursor, Subjects: a.Vault.CurrentEdition().ProposalSubjects, Form: form}
+	v := proposalsView{Next: list.NextCursor, Status: filter, Subjects: a.Vault.CurrentEdition().ProposalSubjects, Form: form}
 	for _, pr := range list.Items {
 		v.Items = append(v.Items, proposalRow{Proposal: pr, MemberName: a.orgName(ctx, pr.MemberOrg), PartyName: a.orgName(ctx, pr.PartyOrg)})
 	}

@@ -124,6 +124,15 @@ func TestWebProposals(t *testing.T) {
 		t.Fatal("the operator's nav links the proposals")
 	}
 
+	// The office's home page lists what awaits the Commission's approval.
+	if home := office.get(200, "/"); !strings.Contains(home, `id="dash-proposals"`) || !strings.Contains(home, `href="/proposals?status=proposed#proposal-`+id+`"`) ||
+		!strings.Contains(home, "grid DNS") {
+		t.Fatalf("the office's home page does not list the proposal awaiting approval: %s", tail(home, 3000))
+	}
+	if home := mu.get(200, "/"); strings.Contains(home, `id="dash-proposals"`) {
+		t.Fatal("the member unit's home page lists proposals awaiting the office")
+	}
+
 	// The office: no reference, refused on the form; then approved, which
 	// opens the case.
 	if page := office.get(200, "/proposals"); !strings.Contains(page, `action="/proposals/`+id+`/approval"`) || !strings.Contains(page, "Ministry Unit") {
@@ -145,6 +154,31 @@ func TestWebProposals(t *testing.T) {
 	if page := office.get(200, "/cases/"+ps[0].CaseID); !strings.Contains(page, `id="case-origin"`) || !strings.Contains(page, `href="/proposals#proposal-`+id+`"`) ||
 		!strings.Contains(page, `id="party-draft"`) {
 		t.Fatalf("the case does not say it was proposed: %s", tail(page, 3000))
+	}
+	// Approved, it no longer awaits anything: gone from the home page and
+	// from the filtered list, still in the whole list and over the API.
+	if home := office.get(200, "/"); strings.Contains(home, `id="dash-proposals"`) {
+		t.Fatalf("the approved proposal is still on the home page: %s", tail(home, 3000))
+	}
+	if page := office.get(200, "/proposals?status=proposed"); strings.Contains(page, `id="proposal-`+id+`"`) || !strings.Contains(page, msg(t, "en", "proposals.none_pending")) {
+		t.Fatalf("the list awaiting approval: %s", tail(page, 3000))
+	}
+	if page := office.get(200, "/proposals"); !strings.Contains(page, `id="proposal-`+id+`"`) {
+		t.Fatalf("the whole list lost the approved proposal: %s", tail(page, 3000))
+	}
+	var filtered struct {
+		Items []struct{ ID string } `json:"items"`
+	}
+	w.office.expect(200, "GET", "/proposals?status=approved", nil).json(t, &filtered)
+	if len(filtered.Items) != 1 || filtered.Items[0].ID != id {
+		t.Fatalf("GET /proposals?status=approved: %+v", filtered.Items)
+	}
+	w.office.expect(200, "GET", "/proposals?status=proposed", nil).json(t, &filtered)
+	if len(filtered.Items) != 0 {
+		t.Fatalf("GET /proposals?status=proposed after the approval: %+v", filtered.Items)
+	}
+	if r := w.office.do("GET", "/proposals?status=pending", nil); r.Status != 422 || !strings.Contains(string(r.Body), `"invalid_field"`) {
+		t.Fatalf("an unknown status: %d %s", r.Status, r.Body)
 	}
 	page, _ = office.post(409, "/proposals/"+id+"/approval", url.Values{"reference": {"again"}})
 	if !strings.Contains(page, msg(t, "en", "proposals.already_approved")) {
