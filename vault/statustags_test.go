@@ -3,6 +3,7 @@ package vault
 import (
 	"errors"
 	"testing"
+	"time"
 
 	dto "github.com/prometheus/client_model/go"
 
@@ -215,6 +216,29 @@ func TestCaseStatusEditsAreRefused(t *testing.T) {
 				refused(svc, id)
 				put(id, concluded)
 				genuine(f.restart())
+			})
+			t.Run("ended by an edit, not shredded", func(t *testing.T) {
+				// Forward to concluded, with a forged event to date the
+				// end from: retention must not destroy the case. Last: the
+				// genuinely concluded case is shredded here.
+				open := f.draft()
+				f.submit(open)
+				exec("UPDATE cases SET status = 'concluded' WHERE id = ?", open)
+				if err := f.db.Create(&caseEventRow{CaseID: open, Seq: 2, Action: "conclude", FromStatus: "submitted", ToStatus: "concluded",
+					OnDate: "2025-06-03", At: editionStarts["2021"].Add(24 * time.Hour), Actor: f.office.P.User.ID, Role: "office_admin", Reason: []byte{}}).Error; err != nil {
+					t.Fatal(err)
+				}
+				svc := f.restart()
+				out, err := svc.ApplyRetention(f.ctx, audit.Event{Actor: "cli"}, editionStarts["2021"].Add(100*365*24*time.Hour), false)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, r := range out {
+					if r.CaseID == open {
+						t.Fatalf("retention acted on a case a database edit ended: %+v", r)
+					}
+				}
+				refused(svc, open)
 			})
 		})
 	}
