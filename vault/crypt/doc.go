@@ -132,7 +132,6 @@
 //     sees anything of it (404, not listed, no events), and the office sees
 //     it only once submitted, shown without its parties; the server logs
 //     the row at ERROR and counts it (crvault_vault_row_tag_refusals_total).
-//
 //   - a case's workflow status (cases.status) is bound by its own tag
 //     (status_tag, under the rows key as the parties are) to the case id
 //     and the number of the last event of its history (case_events),
