@@ -123,6 +123,8 @@ func (s *Service) insertCase(ctx context.Context, a Actor, c Case, providers []s
 		// The parties are fixed here, for the case's life: nothing writes
 		// case_providers or these columns again, so the tag stays true.
 		r.PartiesTag = partiesTag(tagKey, r.ID, r.OperatorOrg, r.Origin, providers)
+		// A draft has no history yet: its status tag names event 0.
+		r.StatusTag = statusTag(tagKey, r.ID, r.Status, 0)
 		if err := tx.Create(&r).Error; err != nil {
 			return err
 		}
@@ -288,7 +290,9 @@ func listedBy(p access.Principal, f access.CaseFacts) bool {
 // listable keeps the rows of visibleCases whose checked parties
 // (partiesChecked) still let the caller list them, with their providers:
 // a case whose parties tag fails is no organisation's, and not the
-// office's while it is a draft. One HMAC and no key unwrap per row.
+// office's while it is a draft. A case whose status tag fails
+// (statusChecked) is no one's to list: the status the query filtered on
+// is not crvault's. Two HMACs and no key unwrap per row.
 func (s *Service) listable(ctx context.Context, a Actor, rows []caseRow) ([]caseRow, map[string][]string, error) {
 	ids := make([]string, len(rows))
 	for i, r := range rows {
@@ -298,13 +302,20 @@ func (s *Service) listable(ctx context.Context, a Actor, rows []caseRow) ([]case
 	if err != nil {
 		return nil, nil, err
 	}
+	seqs, err := s.lastSeqsOf(ctx, ids)
+	if err != nil {
+		return nil, nil, err
+	}
 	kept := make([]caseRow, 0, len(rows))
 	for _, r := range rows {
 		c, ps, ok, err := s.partiesChecked(ctx, r, provs[r.ID])
 		if err != nil {
 			return nil, nil, err
 		}
-		if listedBy(a.P, caseFactsOf(c, ps, ok)) {
+		if c, err = s.statusChecked(ctx, c, seqs[r.ID]); err != nil {
+			return nil, nil, err
+		}
+		if !c.statusRefused && listedBy(a.P, caseFactsOf(c, ps, ok)) {
 			kept = append(kept, c)
 			provs[r.ID] = ps
 		}
@@ -313,11 +324,12 @@ func (s *Service) listable(ctx context.Context, a Actor, rows []caseRow) ([]case
 }
 
 // checkedCaseIDs runs q (a query of cases) and returns the ids of the
-// cases whose checked parties keep them for the caller (listedBy).
+// cases whose checked parties and status keep them for the caller
+// (listedBy).
 func (s *Service) checkedCaseIDs(ctx context.Context, a Actor, q *gorm.DB) ([]string, error) {
 	var rows []caseWithProviders
-	if err := q.Select("cases.id, cases.operator_org, cases.origin, cases.status, cases.parties_tag, " + providerIDsColumn(s.db)).
-		Find(&rows).Error; err != nil {
+	if err := q.Select("cases.id, cases.operator_org, cases.origin, cases.status, cases.parties_tag, cases.status_tag, " +
+		providerIDsColumn(s.db) + ", " + lastSeqColumn).Find(&rows).Error; err != nil {
 		return nil, fmt.Errorf("list cases to check: %w", err)
 	}
 	ids := []string{}
@@ -326,7 +338,10 @@ func (s *Service) checkedCaseIDs(ctx context.Context, a Actor, q *gorm.DB) ([]st
 		if err != nil {
 			return nil, err
 		}
-		if listedBy(a.P, caseFactsOf(c, ps, ok)) {
+		if c, err = s.statusChecked(ctx, c, r.LastSeq); err != nil {
+			return nil, err
+		}
+		if !c.statusRefused && listedBy(a.P, caseFactsOf(c, ps, ok)) {
 			ids = append(ids, c.ID)
 		}
 	}
@@ -353,7 +368,13 @@ func (s *Service) VisibleCaseIDs(ctx context.Context, a Actor) (*gorm.DB, error)
 		if err != nil {
 			return nil, err
 		}
-		return s.db.Model(&caseRow{}).Select("id").Where("status <> ? OR id IN ?", StatusDraft, nonEmpty(drafts)), nil
+		// The office's other cases are too many to check one by one
+		// here; a filed case has a history (its submit event at least),
+		// so a draft whose status alone was edited to a filed one is not
+		// among them. ListCases and every case-scoped request check the
+		// status tag itself.
+		return s.db.Model(&caseRow{}).Select("id").Where("(status <> ? AND EXISTS (SELECT 1 FROM case_events WHERE case_events.case_id = cases.id)) OR id IN ?",
+			StatusDraft, nonEmpty(drafts)), nil
 	case p.Has("operator"), p.Has("provider"):
 		ids, err := s.checkedCaseIDs(ctx, a, q)
 		if err != nil {

@@ -37,6 +37,27 @@ func (s *Service) providersOf(ctx context.Context, ids []string) (map[string][]s
 	return out, nil
 }
 
+// lastSeqsOf is the number of the last event of each of the cases ids (0
+// for one with no history), which their status tags cover.
+func (s *Service) lastSeqsOf(ctx context.Context, ids []string) (map[string]int64, error) {
+	out := make(map[string]int64, len(ids))
+	if len(ids) == 0 {
+		return out, nil
+	}
+	var rows []struct {
+		CaseID  string
+		LastSeq int64
+	}
+	if err := s.db.WithContext(ctx).Model(&caseEventRow{}).Select("case_id, MAX(seq) AS last_seq").
+		Where("case_id IN ?", ids).Group("case_id").Find(&rows).Error; err != nil {
+		return nil, fmt.Errorf("load histories' lengths of cases: %w", err)
+	}
+	for _, r := range rows {
+		out[r.CaseID] = r.LastSeq
+	}
+	return out, nil
+}
+
 // MaterialsPage lists one page of the materials of a case the caller may
 // see, in upload (id) order, by keyset on (case_id, id).
 func (s *Service) MaterialsPage(ctx context.Context, a Actor, caseID string, limit int, cursor string) (Page[Material], error) {

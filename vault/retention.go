@@ -283,13 +283,14 @@ type ShredResult struct {
 // no record, no destruction. Every instance is told to forget the key.
 func (s *Service) ApplyRetention(ctx context.Context, actor audit.Event, now time.Time, dryRun bool) ([]ShredResult, error) {
 	db := s.db.WithContext(ctx)
-	var rows []caseRow
-	if err := db.Select("id, status, legal_hold, shredded_at, blobs_purged_at").
-		Where("status IN ? AND (shredded_at IS NULL OR blobs_purged_at IS NULL)", endedStatuses).Order("id").Find(&rows).Error; err != nil {
+	var listed []caseWithProviders
+	if err := db.Table("cases").Select("cases.id, cases.status, cases.status_tag, cases.legal_hold, cases.shredded_at, cases.blobs_purged_at, "+lastSeqColumn).
+		Where("status IN ? AND (shredded_at IS NULL OR blobs_purged_at IS NULL)", endedStatuses).Order("id").Find(&listed).Error; err != nil {
 		return nil, fmt.Errorf("list ended cases: %w", err)
 	}
 	var out []ShredResult
-	for _, row := range rows {
+	for _, l := range listed {
+		row := l.Case
 		if row.ShreddedAt != nil {
 			if dryRun {
 				continue
@@ -299,6 +300,14 @@ func (s *Service) ApplyRetention(ctx context.Context, actor audit.Event, now tim
 				return out, err
 			}
 			out = append(out, ShredResult{CaseID: row.ID, Shredded: true, BlobsDeleted: n})
+			continue
+		}
+		// A status a database edit ended (statusChecked) destroys nothing.
+		row, err := s.statusChecked(ctx, row, l.LastSeq)
+		if err != nil {
+			return out, err
+		}
+		if row.statusRefused {
 			continue
 		}
 		end, err := s.endedAt(ctx, s.db, row.ID)

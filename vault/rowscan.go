@@ -48,7 +48,7 @@ func selectList(b *strings.Builder, alias string, cols []sqldb.Column) {
 // driver allocations per row, so the read loads no more.
 func (r *caseRow) factColumns() []sqldb.Column {
 	return []sqldb.Column{column("id", &r.ID), column("operator_org", &r.OperatorOrg), column("status", &r.Status), column("origin", &r.Origin),
-		column("shredded_at", &r.ShreddedAt), column("parties_tag", &r.PartiesTag)}
+		column("shredded_at", &r.ShreddedAt), column("parties_tag", &r.PartiesTag), column("status_tag", &r.StatusTag)}
 }
 
 // materialQuery is the statement of materialWithCase for a dialect, built
@@ -66,26 +66,29 @@ func materialQuery(dialect string) string {
 		agg, ph = "string_agg(p.org_id, ',')", "$1"
 	}
 	b.WriteString(", (SELECT " + agg + " FROM case_providers p WHERE p.case_id = m.case_id)")
+	// The number of the case's last event, which its status tag covers.
+	b.WriteString(", (SELECT COALESCE(MAX(e.seq), 0) FROM case_events e WHERE e.case_id = m.case_id)")
 	b.WriteString(" FROM materials m JOIN cases c ON c.id = m.case_id WHERE m.id = " + ph)
 	return b.String()
 }
 
 // materialWithCase loads a material, the facts of its case (the case row
-// holds only its factColumns) and the case's providers in one statement. A
+// holds only its factColumns), the case's providers and the number of its
+// last event in one statement. A
 // material is never stored without its case, so either both are found or
 // gorm.ErrRecordNotFound is returned.
 func (s *Service) materialWithCase(ctx context.Context, id string) (materialRow, caseWithProviders, error) {
 	var m materialRow
 	var c caseWithProviders
 	mcols, ccols := m.columns(), c.Case.factColumns()
-	dst := make([]any, 0, len(mcols)+len(ccols)+1)
+	dst := make([]any, 0, len(mcols)+len(ccols)+2)
 	for _, col := range mcols {
 		dst = append(dst, col.Dst)
 	}
 	for _, col := range ccols {
 		dst = append(dst, col.Dst)
 	}
-	dst = append(dst, &c.ProviderIDs)
+	dst = append(dst, &c.ProviderIDs, &c.LastSeq)
 	err := s.materialStmt.Lookup(ctx, dst, id)
 	if err != nil && !errors.Is(err, gorm.ErrRecordNotFound) {
 		err = fmt.Errorf("load material %s: %w", id, err)

@@ -232,6 +232,58 @@ func (s *Service) partiesChecked(ctx context.Context, row caseRow, providers []s
 	return row, []string{}, false, nil
 }
 
+// statusFields are what a case's status tag covers: its id, its workflow
+// status and the number of the last event of its history (0 for a draft,
+// which has none). The history's length is read beside the row
+// (lastSeqColumn) rather than stored on it, so an older genuine status and
+// tag, put back by a database administrator, no longer checks once the
+// history has grown: the replay would also have to delete the history's
+// later events.
+func statusFields(id, status string, lastSeq int64) []string {
+	return []string{id, status, strconv.FormatInt(lastSeq, 10)}
+}
+
+// statusTagTable keeps a status tag apart from a parties tag (table
+// "cases"): the two cover different fields of the same row.
+const statusTagTable = "cases.status"
+
+// statusTag is the tag of a case's status under the rows key.
+func statusTag(key *crypt.CaseKey, id, status string, lastSeq int64) []byte {
+	return key.RowTag(statusTagTable, statusFields(id, status, lastSeq)...)
+}
+
+// lastSeqColumn selects the number of a case's last event, 0 if none, as
+// last_seq (caseWithProviders), beside a query of cases: one index probe
+// of case_events' primary key.
+const lastSeqColumn = "(SELECT COALESCE(MAX(case_events.seq), 0) FROM case_events WHERE case_events.case_id = cases.id) AS last_seq"
+
+// statusChecked says whether a case's status is the one crvault stored
+// with the last event of its history. One that is not (moved back,
+// forward, a draft made submitted, a tag copied from another case or an
+// older one replayed) is logged at ERROR, counted, and marked
+// (statusRefused): decideOn then refuses every request on the case
+// (case_status_damaged), and the lists leave it out, for nothing the
+// status decides (who reads, which step is next) can be trusted.
+func (s *Service) statusChecked(ctx context.Context, row caseRow, lastSeq int64) (caseRow, error) {
+	key, err := s.rowsKey(ctx)
+	if err != nil {
+		return row, err
+	}
+	if key.CheckRowTag(row.StatusTag, statusTagTable, statusFields(row.ID, row.Status, lastSeq)...) {
+		return row, nil
+	}
+	s.tagRefused(ctx, "cases", row.ID, "case's status refused: its row tag does not check (status or history edited outside crvault, or written by an older vaultd)",
+		"column", "status_tag", "status", row.Status, "last_seq", lastSeq, "tagged", len(row.StatusTag) > 0)
+	row.statusRefused = true
+	return row, nil
+}
+
+// errStatusDamaged answers a request on a case whose status tag fails
+// (statusChecked): only a restore, or crvault's own repair, helps.
+func errStatusDamaged() *Error {
+	return fail(ErrDamaged, "case_status_damaged", "the stored status of this case does not authenticate (changed outside crvault); nothing on the case can be done until it is restored; the operator has been told")
+}
+
 // tagRefused logs a row refused for its tag at ERROR (table and id, never
 // plaintext) and counts it.
 func (s *Service) tagRefused(ctx context.Context, table, id, msg string, attrs ...any) {
@@ -354,6 +406,17 @@ func (k *Keyring) tagLegacyRows(ctx context.Context, log *audit.Log, extra []Key
 			return err
 		}
 		done["proposals"] = true
+	}
+	// Cases' statuses, likewise.
+	if !done[statusTagTable] {
+		n, err := k.tagCaseStatuses(ctx)
+		if err != nil {
+			return err
+		}
+		if err := recordTagBackfill(ctx, log, statusTagTable, n, 0); err != nil {
+			return err
+		}
+		done[statusTagTable] = true
 	}
 	todo := map[string]bool{}
 	for _, t := range tagTables[1:] {
@@ -560,6 +623,45 @@ func (k *Keyring) tagProposals(ctx context.Context) (int64, error) {
 	}
 }
 
+// tagCaseStatuses tags the statuses of the cases that have no status tag,
+// with their histories' lengths as they stand, under the rows key, a
+// thousand cases a transaction.
+func (k *Keyring) tagCaseStatuses(ctx context.Context) (int64, error) {
+	key, err := k.vaultKey(ctx, RowsKeyName)
+	if err != nil {
+		return 0, fmt.Errorf("row tags: %w", err)
+	}
+	db := k.db.WithContext(ctx)
+	var n int64
+	after := ""
+	for {
+		var rows []caseWithProviders
+		if err := db.Table("cases").Select("cases.id, cases.status, "+lastSeqColumn).
+			Where("length(cases.status_tag) = 0 AND cases.id > ?", after).Order("id").Limit(1000).Find(&rows).Error; err != nil {
+			return n, fmt.Errorf("row tags: read case statuses: %w", err)
+		}
+		err := db.Transaction(func(tx *gorm.DB) error {
+			for _, r := range rows {
+				c := r.Case
+				res := tx.Model(&caseRow{}).Where("id = ? AND length(status_tag) = 0", c.ID).
+					UpdateColumn("status_tag", statusTag(key, c.ID, c.Status, r.LastSeq))
+				if res.Error != nil {
+					return fmt.Errorf("row tags: tag the status of case %s: %w", c.ID, res.Error)
+				}
+				n += res.RowsAffected
+			}
+			return nil
+		})
+		if err != nil {
+			return n, err
+		}
+		if len(rows) < 1000 {
+			return n, nil
+		}
+		after = rows[len(rows)-1].Case.ID
+	}
+}
+
 // casesToTag lists the cases with an untagged row in the tables todo.
 func (k *Keyring) casesToTag(ctx context.Context, todo map[string]bool) ([]string, error) {
 	db := k.db.WithContext(ctx)
@@ -713,6 +815,16 @@ func migrateProposalTags(tx *gorm.DB, _ string) error {
 	if m := tx.Migrator(); !m.HasColumn(&proposalRow{}, "Tag") {
 		if err := m.AddColumn(&proposalRow{}, "Tag"); err != nil {
 			return fmt.Errorf("add tag: %w", err)
+		}
+	}
+	return nil
+}
+
+// migrateStatusTags adds the cases' status tag column (see migrateRowTags).
+func migrateStatusTags(tx *gorm.DB, _ string) error {
+	if m := tx.Migrator(); !m.HasColumn(&caseRow{}, "StatusTag") {
+		if err := m.AddColumn(&caseRow{}, "StatusTag"); err != nil {
+			return fmt.Errorf("add status_tag: %w", err)
 		}
 	}
 	return nil

@@ -56,6 +56,14 @@ type caseRow struct {
 	// PartiesTag binds who the case's parties are (its operator, origin
 	// and providers) under the vault's rows key (rowtags.go).
 	PartiesTag []byte `gorm:"not null;default:''"`
+	// StatusTag binds the case's workflow status to the number of its
+	// history's last event (case_events), under the rows key
+	// (rowtags.go): written by the transaction that appends the event.
+	StatusTag []byte `gorm:"not null;default:''"`
+
+	// statusRefused: StatusTag did not check when the row was read
+	// (statusChecked); not a column.
+	statusRefused bool
 }
 
 func (caseRow) TableName() string { return "cases" }
@@ -143,6 +151,7 @@ var migrations = []sqldb.Step{
 	{Version: 14, Name: "row tags binding upload sessions to their case", Up: migrateUploadTags},
 	{Version: 15, Name: "row tags binding a case's parties", Up: migratePartiesTags},
 	{Version: 16, Name: "row tags binding a proposal to its member unit and party", Up: migrateProposalTags},
+	{Version: 17, Name: "row tags binding a case's status to its history", Up: migrateStatusTags},
 }
 
 // migrateLiveConsents puts a unique index on the live consents of a

@@ -276,7 +276,7 @@ func (s *Service) caseFacts(ctx context.Context, id string) (caseRow, access.Cas
 		return row.Case, access.CaseFacts{}, nil, gorm.ErrRecordNotFound
 	}
 	if err := s.db.WithContext(ctx).Table("cases").
-		Select("cases.*, "+providerIDsColumn(s.db)).
+		Select("cases.*, "+providerIDsColumn(s.db)+", "+lastSeqColumn).
 		Where("cases.id = ?", id).Take(&row).Error; err != nil {
 		return row.Case, access.CaseFacts{}, nil, err
 	}
@@ -285,7 +285,10 @@ func (s *Service) caseFacts(ctx context.Context, id string) (caseRow, access.Cas
 
 // factsOf is what caseFacts returns for a loaded row. The parties are
 // those of the row's parties tag (partiesChecked): a case whose tag does
-// not check has none, and its facts do not say the office opened it.
+// not check has none, and its facts do not say the office opened it. Its
+// status is checked against its status tag (statusChecked): a case whose
+// status does not check comes back marked, for decideOn to refuse once it
+// knows whether the caller may know of the case at all.
 func (s *Service) factsOf(ctx context.Context, row caseWithProviders) (caseRow, access.CaseFacts, []string, error) {
 	if row.Case.ShreddedAt != nil {
 		// Another process shredded it: no cached key may outlive the row.
@@ -294,6 +297,9 @@ func (s *Service) factsOf(ctx context.Context, row caseWithProviders) (caseRow, 
 	c, providers, ok, err := s.partiesChecked(ctx, row.Case, row.providers())
 	if err != nil {
 		return c, access.CaseFacts{}, nil, fmt.Errorf("check the parties of case %s: %w", c.ID, err)
+	}
+	if c, err = s.statusChecked(ctx, c, row.LastSeq); err != nil {
+		return c, access.CaseFacts{}, nil, fmt.Errorf("check the status of case %s: %w", c.ID, err)
 	}
 	return c, caseFactsOf(c, providers, ok), providers, nil
 }
@@ -332,6 +338,9 @@ func providerIDsColumn(db *gorm.DB) string {
 type caseWithProviders struct {
 	Case        caseRow `gorm:"embedded"`
 	ProviderIDs *string
+	// LastSeq is the number of the case's last event (lastSeqColumn),
+	// which its status tag covers.
+	LastSeq int64
 }
 
 func (s *Service) providers(ctx context.Context, caseID string) ([]string, error) {
@@ -440,6 +449,16 @@ func (s *Service) decideOn(ctx context.Context, a Actor, caseID string, act acce
 	d, err := s.access.Decide(ctx, a.P, facts, act)
 	if err != nil {
 		return row, nil, d, fmt.Errorf("decide %s on case %s: %w", act, caseID, err)
+	}
+	if row.statusRefused && d.Visible {
+		// Nothing the status decides can be trusted: who reads (a member
+		// unit's reads end with the review), which step is next. Whoever
+		// may know of the case is told why it stands still; the others
+		// hear not_found, below, as for any case hidden from them.
+		if err := s.record(ctx, a, event, audit.Denied, caseID, resource, d.Purpose, "case_status_damaged"); err != nil {
+			return row, nil, d, err
+		}
+		return row, nil, d, errStatusDamaged()
 	}
 	if !d.Allowed {
 		code := d.Code

@@ -242,6 +242,11 @@ func (s *Service) seqSeen(ctx context.Context, p access.Principal, caseID string
 // the same transaction, by the supplement_received that restarts the clock.
 func (s *Service) move(ctx context.Context, a Actor, row caseRow, purpose, event string, act review.Action, role string, in review.Input) (TransitionResult, error) {
 	resource := "case/" + row.ID
+	if row.statusRefused {
+		// decideOn refused it already; a row re-read on a retry may not
+		// pass either.
+		return TransitionResult{}, errStatusDamaged()
+	}
 	history, err := s.history(ctx, row.ID)
 	if err != nil {
 		return TransitionResult{}, err
@@ -325,9 +330,16 @@ func (s *Service) appendEvents(ctx context.Context, row caseRow, due dueColumns,
 	if err != nil {
 		return err
 	}
+	rows, err := s.rowsKey(ctx)
+	if err != nil {
+		return err
+	}
 	err = s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		change := due.updates()
 		change["status"], change["revision"], change["updated_at"] = string(last.To), row.Revision+1, last.At
+		// The status and its tag in one statement, the tag naming the
+		// event this transaction appends last (statusFields).
+		change["status_tag"] = statusTag(rows, row.ID, string(last.To), int64(last.Seq))
 		if evs[0].Action == review.Submit {
 			change["edition"] = evs[0].Edition
 		}

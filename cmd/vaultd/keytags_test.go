@@ -88,7 +88,7 @@ func TestBlankedTagsAreNotRetaggedAtStart(t *testing.T) {
 			w.loginAll(t)
 			caseID, docs := w.newCase(t, "MARKER-ROWTAG-BLANK")
 			marks := queryStrings(t, s, `SELECT resource FROM audit_events WHERE action = 'keys.tag_backfill' ORDER BY resource`)
-			if strings.Join(marks, ",") != "case_keys,cases,material_consents,material_segments,materials,proposals,supervision_commitments,supervision_keys,upload_segments,upload_sessions,vault_keys" {
+			if strings.Join(marks, ",") != "case_keys,cases,cases.status,material_consents,material_segments,materials,proposals,supervision_commitments,supervision_keys,upload_segments,upload_sessions,vault_keys" {
 				t.Fatalf("backfill events after the first start: %v", marks)
 			}
 			s.stop()
@@ -219,6 +219,65 @@ func TestCommitmentProviderSwapIsRefusedEndToEnd(t *testing.T) {
 				t.Fatal("restored, the commitments are not back")
 			}
 			w.op.expect(201, "POST", "/cases/"+cs.ID+"/commitments/"+ca.ID+"/urge", map[string]any{"note": "keep it"})
+		})
+	}
+}
+
+// TestCaseStatusEditIsRefusedEndToEnd: a database administrator makes an
+// operator's draft look submitted, so that the office would see what was
+// never filed. Over HTTP the case is then in no one's list and every
+// request on it answers 500 case_status_damaged (problem+json, no title),
+// one ERROR line names it and the refusals counter moves; restored, the
+// operator files it as usual.
+func TestCaseStatusEditIsRefusedEndToEnd(t *testing.T) {
+	t.Parallel()
+	for _, be := range backends {
+		t.Run(be.name, func(t *testing.T) {
+			t.Parallel()
+			s := newServer(t, be)
+			w := bootstrap(t, s)
+			s.start()
+			w.loginAll(t)
+			caseID, docs := w.newCase(t, "MARKER-STATUS-SECRET")
+			w.office.expect(404, "GET", "/cases/"+caseID, nil)
+			dbaExec(t, s, `UPDATE cases SET status = 'submitted' WHERE id = ?`, caseID)
+			damaged := func(r resp) {
+				t.Helper()
+				var p struct {
+					Code string `json:"code"`
+				}
+				if r.Status != 500 || !strings.HasPrefix(r.Header.Get("Content-Type"), "application/problem+json") ||
+					strings.Contains(string(r.Body), "MARKER-STATUS") || strings.Contains(string(r.Body), "Core routers") {
+					t.Fatalf("after the edit: %d %s %.300s", r.Status, r.Header.Get("Content-Type"), r.Body)
+				}
+				r.json(t, &p)
+				if p.Code != "case_status_damaged" {
+					t.Fatalf("after the edit: code %q", p.Code)
+				}
+			}
+			damaged(w.office.do("GET", "/cases/"+caseID, nil))
+			damaged(w.office.do("GET", "/cases/"+caseID+"/events", nil))
+			damaged(w.op.do("GET", "/cases/"+caseID, nil))
+			damaged(w.prov.do("GET", "/cases/"+caseID+"/materials", nil))
+			for id := range docs {
+				damaged(w.op.do("GET", "/materials/"+id+"/content", nil))
+			}
+			for _, c := range []*client{w.office, w.op} {
+				if r := c.expect(200, "GET", "/cases", nil); strings.Contains(string(r.Body), caseID) {
+					t.Fatalf("the case is listed: %.300s", r.Body)
+				}
+			}
+			w.op2.expect(404, "GET", "/cases/"+caseID, nil)
+			if logs := s.log.String(); !strings.Contains(logs, "case's status refused") || !strings.Contains(logs, caseID) {
+				t.Fatalf("no ERROR line names the case:\n%s", tail(logs, 3000))
+			}
+			if v := metricValue(metrics(t, s), `crvault_vault_row_tag_refusals_total{table="cases"}`); v < 1 {
+				t.Fatalf("refusals counted %v", v)
+			}
+			dbaExec(t, s, `UPDATE cases SET status = 'draft' WHERE id = ?`, caseID)
+			w.office.expect(404, "GET", "/cases/"+caseID, nil)
+			w.op.expect(200, "POST", "/cases/"+caseID+"/submit", nil)
+			w.office.expect(200, "GET", "/cases/"+caseID, nil)
 		})
 	}
 }

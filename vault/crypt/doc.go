@@ -139,14 +139,26 @@
 //     before any action on one. One that fails is listed to no
 //     organisation, and to the office (and, for commitments, inspectors)
 //     without its organisations; acting on it answers not found.
+//   - a case's workflow status (cases.status) is bound by its own tag
+//     (status_tag, under the rows key as the parties are) to the case id
+//     and the number of the last event of its history (case_events),
+//     which is read beside the row rather than stored on it: a status put
+//     back with its older genuine tag fails once the history has grown.
+//     Each transition writes the tag in the UPDATE that moves the status
+//     and appends the events. A case whose status fails is refused to
+//     everyone who may know of it (case_status_damaged), left out of every
+//     list and never shredded by retention: what the status decides (a
+//     member unit's reads end with the review, the office sees no draft,
+//     which step is next) cannot be trusted.
 //
-// Not yet covered: a case's status (and so which drafts are a party's
-// alone) and the workflow's own rows; an edit of the status can show the
-// office a party's draft, or move a case through the review outside its
-// rules, which the case history (replayed for the clock) and the audit
-// trail show. Nor a commitment's urges and findings (their commitment_id):
-// one moved under another commitment shows its note to that commitment's
-// parties.
+// Not yet covered: the workflow's own rows (case_events' actions and
+// statuses; their reasons and payloads are sealed). An administrator who
+// puts back an older status and tag and deletes the later events together
+// is not caught by the status tag; the audit trail still records every
+// transition. Nor is the office's VisibleCaseIDs subquery over its filed
+// cases checked row by row. Nor a commitment's urges and findings (their
+// commitment_id): one moved under another commitment shows its note to
+// that commitment's parties.
 //
 // What a tag cannot do: it cannot tell an old genuine row put back from the
 // current one (a replay: a material deleted and restored from a dump, a key
