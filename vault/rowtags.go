@@ -252,6 +252,28 @@ func statusTag(key *crypt.CaseKey, id, status string, lastSeq int64) []byte {
 	return key.RowTag(statusTagTable, statusFields(id, status, lastSeq)...)
 }
 
+// statusOK says whether row's status tag checks with lastSeq, quietly
+// (statusChecked logs and counts a failure).
+func (s *Service) statusOK(ctx context.Context, row caseRow, lastSeq int64) (bool, error) {
+	key, err := s.rowsKey(ctx)
+	if err != nil {
+		return false, err
+	}
+	return key.CheckRowTag(row.StatusTag, statusTagTable, statusFields(row.ID, row.Status, lastSeq)...), nil
+}
+
+// statusNow reads a case's status, its tag and its history's length in one
+// statement, for a caller that read them in two (a transition committed
+// between them would fail the tag).
+func (s *Service) statusNow(ctx context.Context, id string) (caseRow, int64, error) {
+	var r caseWithProviders
+	if err := s.db.WithContext(ctx).Table("cases").Select("cases.id, cases.status, cases.status_tag, "+lastSeqColumn).
+		Where("cases.id = ?", id).Take(&r).Error; err != nil {
+		return caseRow{}, 0, fmt.Errorf("read the status of case %s: %w", id, err)
+	}
+	return r.Case, r.LastSeq, nil
+}
+
 // lastSeqColumn selects the number of a case's last event, 0 if none, as
 // last_seq (caseWithProviders), beside a query of cases: one index probe
 // of case_events' primary key.
@@ -265,12 +287,9 @@ const lastSeqColumn = "(SELECT COALESCE(MAX(case_events.seq), 0) FROM case_event
 // (case_status_damaged), and the lists leave it out, for nothing the
 // status decides (who reads, which step is next) can be trusted.
 func (s *Service) statusChecked(ctx context.Context, row caseRow, lastSeq int64) (caseRow, error) {
-	key, err := s.rowsKey(ctx)
-	if err != nil {
+	ok, err := s.statusOK(ctx, row, lastSeq)
+	if err != nil || ok {
 		return row, err
-	}
-	if key.CheckRowTag(row.StatusTag, statusTagTable, statusFields(row.ID, row.Status, lastSeq)...) {
-		return row, nil
 	}
 	s.tagRefused(ctx, "cases", row.ID, "case's status refused: its row tag does not check (status or history edited outside crvault, or written by an older vaultd)",
 		"column", "status_tag", "status", row.Status, "last_seq", lastSeq, "tagged", len(row.StatusTag) > 0)
