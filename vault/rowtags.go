@@ -566,119 +566,113 @@ func (k *Keyring) tagKeyTable(ctx context.Context, t KeyTable) (int64, error) {
 	return n, nil
 }
 
+// TagBatch is how many rows TagInBatches tags a transaction.
+const TagBatch = 1000
+
+// TagInBatches tags untagged rows a batch at a time, each batch in one
+// transaction: a commit per row would be a durable write per row, minutes
+// for a large vault's first start. read returns the next batch of
+// untagged rows in key order, after the key after ("" first); key is a
+// row's key; tag writes one row's tag, only if the row is still untagged
+// (so that two instances starting together tag it once), and says how
+// many rows it changed. It returns how many rows were tagged.
+func TagInBatches[T any](ctx context.Context, db *gorm.DB, read func(db *gorm.DB, after string) ([]T, error),
+	key func(T) string, tag func(tx *gorm.DB, row T) (int64, error)) (int64, error) {
+	db = db.WithContext(ctx)
+	var n int64
+	after := ""
+	for {
+		rows, err := read(db, after)
+		if err != nil {
+			return n, err
+		}
+		err = db.Transaction(func(tx *gorm.DB) error {
+			for _, r := range rows {
+				m, err := tag(tx, r)
+				if err != nil {
+					return err
+				}
+				n += m
+			}
+			return nil
+		})
+		if err != nil {
+			return n, err
+		}
+		if len(rows) < TagBatch {
+			return n, nil
+		}
+		after = key(rows[len(rows)-1])
+	}
+}
+
 // tagCaseParties tags the parties of the cases that have no parties tag,
-// under the rows key, a thousand cases a statement.
+// under the rows key.
 func (k *Keyring) tagCaseParties(ctx context.Context) (int64, error) {
 	key, err := k.vaultKey(ctx, RowsKeyName)
 	if err != nil {
 		return 0, fmt.Errorf("row tags: %w", err)
 	}
-	db := k.db.WithContext(ctx)
-	var n int64
-	after := ""
-	for {
-		var rows []caseWithProviders
+	return TagInBatches(ctx, k.db, func(db *gorm.DB, after string) (rows []caseWithProviders, err error) {
 		if err := db.Table("cases").Select("cases.id, cases.operator_org, cases.origin, "+providerIDsColumn(k.db)).
-			Where("length(cases.parties_tag) = 0 AND cases.id > ?", after).Order("id").Limit(1000).Find(&rows).Error; err != nil {
-			return n, fmt.Errorf("row tags: read cases: %w", err)
+			Where("length(cases.parties_tag) = 0 AND cases.id > ?", after).Order("id").Limit(TagBatch).Find(&rows).Error; err != nil {
+			return nil, fmt.Errorf("row tags: read cases: %w", err)
 		}
-		// One transaction a batch: a commit each would be a durable write
-		// per case, minutes for a large vault's first start.
-		err := db.Transaction(func(tx *gorm.DB) error {
-			for _, r := range rows {
-				c := r.Case
-				res := tx.Model(&caseRow{}).Where("id = ? AND length(parties_tag) = 0", c.ID).
-					UpdateColumn("parties_tag", partiesTag(key, c.ID, c.OperatorOrg, c.Origin, r.providers()))
-				if res.Error != nil {
-					return fmt.Errorf("row tags: tag the parties of case %s: %w", c.ID, res.Error)
-				}
-				n += res.RowsAffected
-			}
-			return nil
-		})
-		if err != nil {
-			return n, err
+		return rows, nil
+	}, func(r caseWithProviders) string { return r.Case.ID }, func(tx *gorm.DB, r caseWithProviders) (int64, error) {
+		c := r.Case
+		res := tx.Model(&caseRow{}).Where("id = ? AND length(parties_tag) = 0", c.ID).
+			UpdateColumn("parties_tag", partiesTag(key, c.ID, c.OperatorOrg, c.Origin, r.providers()))
+		if res.Error != nil {
+			return 0, fmt.Errorf("row tags: tag the parties of case %s: %w", c.ID, res.Error)
 		}
-		if len(rows) < 1000 {
-			return n, nil
-		}
-		after = rows[len(rows)-1].Case.ID
-	}
+		return res.RowsAffected, nil
+	})
 }
 
-// tagProposals tags the proposals that have no tag, under the rows key, a
-// thousand a transaction (as tagCaseParties).
+// tagProposals tags the proposals that have no tag, under the rows key.
 func (k *Keyring) tagProposals(ctx context.Context) (int64, error) {
 	key, err := k.vaultKey(ctx, RowsKeyName)
 	if err != nil {
 		return 0, fmt.Errorf("row tags: %w", err)
 	}
-	db := k.db.WithContext(ctx)
-	var n int64
-	after := ""
-	for {
-		var rows []proposalRow
+	return TagInBatches(ctx, k.db, func(db *gorm.DB, after string) (rows []proposalRow, err error) {
 		if err := db.Select("id, edition, member_org, party_org, subject, proposed_by, status, approved_by, case_id").
-			Where("length(tag) = 0 AND id > ?", after).Order("id").Limit(1000).Find(&rows).Error; err != nil {
-			return n, fmt.Errorf("row tags: read proposals: %w", err)
+			Where("length(tag) = 0 AND id > ?", after).Order("id").Limit(TagBatch).Find(&rows).Error; err != nil {
+			return nil, fmt.Errorf("row tags: read proposals: %w", err)
 		}
-		err := db.Transaction(func(tx *gorm.DB) error {
-			for i := range rows {
-				res := tx.Model(&proposalRow{}).Where("id = ? AND length(tag) = 0", rows[i].ID).UpdateColumn("tag", proposalTag(key, &rows[i]))
-				if res.Error != nil {
-					return fmt.Errorf("row tags: tag proposal %s: %w", rows[i].ID, res.Error)
-				}
-				n += res.RowsAffected
-			}
-			return nil
-		})
-		if err != nil {
-			return n, err
+		return rows, nil
+	}, func(r proposalRow) string { return r.ID }, func(tx *gorm.DB, r proposalRow) (int64, error) {
+		res := tx.Model(&proposalRow{}).Where("id = ? AND length(tag) = 0", r.ID).UpdateColumn("tag", proposalTag(key, &r))
+		if res.Error != nil {
+			return 0, fmt.Errorf("row tags: tag proposal %s: %w", r.ID, res.Error)
 		}
-		if len(rows) < 1000 {
-			return n, nil
-		}
-		after = rows[len(rows)-1].ID
-	}
+		return res.RowsAffected, nil
+	})
 }
 
 // tagCaseStatuses tags the statuses of the cases that have no status tag,
-// with their histories' lengths as they stand, under the rows key, a
-// thousand cases a transaction.
+// with their histories' lengths as they stand, under the rows key.
 func (k *Keyring) tagCaseStatuses(ctx context.Context) (int64, error) {
 	key, err := k.vaultKey(ctx, RowsKeyName)
 	if err != nil {
 		return 0, fmt.Errorf("row tags: %w", err)
 	}
-	db := k.db.WithContext(ctx)
-	var n int64
-	after := ""
-	for {
-		var rows []caseWithProviders
+	return TagInBatches(ctx, k.db, func(db *gorm.DB, after string) (rows []caseWithProviders, err error) {
 		if err := db.Table("cases").Select("cases.id, cases.status, "+lastSeqColumn).
-			Where("length(cases.status_tag) = 0 AND cases.id > ?", after).Order("id").Limit(1000).Find(&rows).Error; err != nil {
-			return n, fmt.Errorf("row tags: read case statuses: %w", err)
+			Where("length(cases.status_tag) = 0 AND cases.id > ?", after).Order("id").Limit(TagBatch).Find(&rows).Error; err != nil {
+			return nil, fmt.Errorf("row tags: read case statuses: %w", err)
 		}
-		err := db.Transaction(func(tx *gorm.DB) error {
-			for _, r := range rows {
-				c := r.Case
-				res := tx.Model(&caseRow{}).Where("id = ? AND length(status_tag) = 0", c.ID).
-					UpdateColumn("status_tag", statusTag(key, c.ID, c.Status, r.LastSeq))
-				if res.Error != nil {
-					return fmt.Errorf("row tags: tag the status of case %s: %w", c.ID, res.Error)
-				}
-				n += res.RowsAffected
-			}
-			return nil
-		})
-		if err != nil {
-			return n, err
+		return rows, nil
+	}, func(r caseWithProviders) string { return r.Case.ID }, func(tx *gorm.DB, r caseWithProviders) (int64, error) {
+		c := r.Case
+		res := tx.Model(&caseRow{}).Where("id = ? AND length(status_tag) = 0", c.ID).
+			UpdateColumn("status_tag", statusTag(key, c.ID, c.Status, r.LastSeq))
+		if res.Error != nil {
+			return 0, fmt.Errorf("row tags: tag the status of case %s: %w", c.ID, res.Error)
 		}
-		if len(rows) < 1000 {
-			return n, nil
-		}
-		after = rows[len(rows)-1].Case.ID
-	}
+		return res.RowsAffected, nil
+	})
 }
 
 // casesToTag lists the cases with an untagged row in the tables todo.

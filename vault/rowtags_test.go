@@ -2,11 +2,15 @@ package vault
 
 import (
 	"bytes"
+	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"io"
 	"testing"
 	"time"
+
+	"gorm.io/gorm"
 
 	"github.com/crvault/crvault/audit"
 	"github.com/crvault/crvault/audit/sqldb/sqldbtest"
@@ -411,6 +415,60 @@ func TestEditedMaterialRowShowsPartyNoMoreEvents(t *testing.T) {
 			}
 			if n := seen(); n != 0 {
 				t.Fatalf("relabelled in the database, the recommendation shows the operator %d events", n)
+			}
+		})
+	}
+}
+
+// TestTagInBatches: the one-time taggings read and tag their untagged rows
+// a batch at a time, one transaction a batch, across batch boundaries,
+// and count only rows they changed.
+func TestTagInBatches(t *testing.T) {
+	for _, d := range sqldbtest.Backends {
+		t.Run(sqldbtest.Name(d), func(t *testing.T) {
+			ctx := context.Background()
+			db := sqldbtest.Open(t, d)
+			type batchRow struct {
+				ID  string `gorm:"primaryKey;size:16"`
+				Tag string `gorm:"not null;default:''"`
+			}
+			if err := db.Migrator().CreateTable(&batchRow{}); err != nil {
+				t.Fatal(err)
+			}
+			const rows = 2*TagBatch + 5
+			all := make([]batchRow, rows)
+			for i := range all {
+				all[i].ID = fmt.Sprintf("r%06d", i)
+			}
+			// One already tagged: not counted, not rewritten.
+			all[7].Tag = "kept"
+			if err := db.CreateInBatches(all, 500).Error; err != nil {
+				t.Fatal(err)
+			}
+			reads, txs := 0, map[string]bool{}
+			n, err := TagInBatches(ctx, db, func(db *gorm.DB, after string) (page []batchRow, err error) {
+				reads++
+				err = db.Where("tag = '' AND id > ?", after).Order("id").Limit(TagBatch).Find(&page).Error
+				return page, err
+			}, func(r batchRow) string { return r.ID }, func(tx *gorm.DB, r batchRow) (int64, error) {
+				if _, ok := tx.Statement.ConnPool.(*sql.Tx); !ok {
+					return 0, fmt.Errorf("row %s tagged outside a transaction", r.ID)
+				}
+				txs[fmt.Sprintf("%p", tx.Statement.ConnPool)] = true
+				res := tx.Model(&batchRow{}).Where("id = ? AND tag = ''", r.ID).Update("tag", "t-"+r.ID)
+				return res.RowsAffected, res.Error
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n != rows-1 || reads != 3 || len(txs) != 3 {
+				t.Fatalf("tagged %d rows in %d reads and %d transactions, want %d in 3 and 3", n, reads, len(txs), rows-1)
+			}
+			var untagged, kept int64
+			db.Model(&batchRow{}).Where("tag = ''").Count(&untagged)
+			db.Model(&batchRow{}).Where("tag = 'kept'").Count(&kept)
+			if untagged != 0 || kept != 1 {
+				t.Fatalf("%d rows left untagged, %d kept their tag", untagged, kept)
 			}
 		})
 	}

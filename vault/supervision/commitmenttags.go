@@ -75,39 +75,23 @@ func (s *Service) TagLegacyRows(ctx context.Context) error {
 	return vault.TagBackfillOnce(ctx, s.audit, commitmentsTable, s.tagCommitments)
 }
 
-// tagCommitments tags the untagged commitments, a thousand a transaction.
+// tagCommitments tags the untagged commitments (vault.TagInBatches).
 func (s *Service) tagCommitments(ctx context.Context) (int64, error) {
 	key, err := s.vault.RowsKey(ctx)
 	if err != nil {
 		return 0, err
 	}
-	db := s.db.WithContext(ctx)
-	var n int64
-	after := ""
-	for {
-		var rows []commitmentRow
+	return vault.TagInBatches(ctx, s.db, func(db *gorm.DB, after string) (rows []commitmentRow, err error) {
 		if err := db.Select("id, case_id, provider_org, operator_org, kind, created_by").
-			Where("length(tag) = 0 AND id > ?", after).Order("id").Limit(1000).Find(&rows).Error; err != nil {
-			return n, fmt.Errorf("read commitments: %w", err)
+			Where("length(tag) = 0 AND id > ?", after).Order("id").Limit(vault.TagBatch).Find(&rows).Error; err != nil {
+			return nil, fmt.Errorf("read commitments: %w", err)
 		}
-		// One transaction a batch: a commit each would be a durable write
-		// per commitment.
-		err := db.Transaction(func(tx *gorm.DB) error {
-			for i := range rows {
-				res := tx.Model(&commitmentRow{}).Where("id = ? AND length(tag) = 0", rows[i].ID).UpdateColumn("tag", commitmentTag(key, &rows[i]))
-				if res.Error != nil {
-					return fmt.Errorf("tag commitment %s: %w", rows[i].ID, res.Error)
-				}
-				n += res.RowsAffected
-			}
-			return nil
-		})
-		if err != nil {
-			return n, err
+		return rows, nil
+	}, func(r commitmentRow) string { return r.ID }, func(tx *gorm.DB, r commitmentRow) (int64, error) {
+		res := tx.Model(&commitmentRow{}).Where("id = ? AND length(tag) = 0", r.ID).UpdateColumn("tag", commitmentTag(key, &r))
+		if res.Error != nil {
+			return 0, fmt.Errorf("tag commitment %s: %w", r.ID, res.Error)
 		}
-		if len(rows) < 1000 {
-			return n, nil
-		}
-		after = rows[len(rows)-1].ID
-	}
+		return res.RowsAffected, nil
+	})
 }
