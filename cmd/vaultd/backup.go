@@ -39,8 +39,12 @@ import (
 // database names is in the store when the copy of the store runs (blobs
 // deleted in between belong to cases shredded in between). Blobs that no
 // row of the copy names are harmless: the janitor reclaims them after a
-// restore. Keys go to --keys-out when given: keep them apart from the
-// rest, since whoever holds both reads everything.
+// restore. The key files are copied before the database and again after
+// the blobs: keys retire deletes a retired master's file, and a rotation
+// finished during the hours a large store takes to copy must not leave
+// the backup without the master its database copy wraps the keys to. Keys
+// go to --keys-out when given: keep them apart from the rest, since
+// whoever holds both reads everything.
 
 // backupManifest describes a backup.
 type backupManifest struct {
@@ -113,6 +117,14 @@ func cmdBackup(ctx context.Context, args []string, stdout, stderr io.Writer, get
 	if cp, err := a.audit.Checkpoint(ctx); err == nil {
 		m.Checkpoint = string(cp)
 	}
+	// 0. The keys, before the database: a master key rotation finished
+	// while the blobs copy (keys retire deletes the old master's file)
+	// would otherwise leave the backup without the master its database
+	// copy wraps the keys to. They are copied again at the end, for a
+	// master made after this copy and named in the database's.
+	if _, err := copyDir(cfg.keyDir(), keysOut); err != nil {
+		return fmt.Errorf("copy keys: %w", err)
+	}
 	// 1. The database, one consistent snapshot.
 	if m.Database == "sqlite" {
 		m.DBFile = "vault.db"
@@ -151,8 +163,11 @@ func cmdBackup(ctx context.Context, args []string, stdout, stderr io.Writer, get
 	if err != nil {
 		return fmt.Errorf("copy blobs: %w", err)
 	}
-	// 3. Keys and the checkpoint mirror.
-	if m.Keys, err = copyDir(cfg.keyDir(), keysOut); err != nil {
+	// 3. Keys made since step 0, and the checkpoint mirror.
+	if _, err := copyNewFiles(cfg.keyDir(), keysOut); err != nil {
+		return fmt.Errorf("copy keys: %w", err)
+	}
+	if m.Keys, err = regularFiles(keysOut); err != nil {
 		return fmt.Errorf("copy keys: %w", err)
 	}
 	if insideDir(out, keysOut) {
@@ -430,6 +445,52 @@ func copyDir(src, dst string) ([]string, error) {
 			return names, err
 		}
 		names = append(names, e.Name())
+	}
+	sort.Strings(names)
+	return names, nil
+}
+
+// copyNewFiles is copyDir for the files of src that dst does not hold yet.
+func copyNewFiles(src, dst string) ([]string, error) {
+	have, err := regularFiles(dst)
+	if err != nil {
+		return nil, err
+	}
+	entries, err := os.ReadDir(src)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, e := range entries {
+		if !e.Type().IsRegular() || strings.HasPrefix(e.Name(), ".") || slices.Contains(have, e.Name()) {
+			continue
+		}
+		if err := copyFile(filepath.Join(src, e.Name()), filepath.Join(dst, e.Name()), 0o600); err != nil {
+			return names, err
+		}
+		names = append(names, e.Name())
+	}
+	return names, nil
+}
+
+// regularFiles lists the names of dir's regular files, sorted, as copyDir
+// copies them; none if dir does not exist.
+func regularFiles(dir string) ([]string, error) {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, e := range entries {
+		if e.Type().IsRegular() && !strings.HasPrefix(e.Name(), ".") {
+			names = append(names, e.Name())
+		}
 	}
 	sort.Strings(names)
 	return names, nil
