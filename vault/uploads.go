@@ -668,7 +668,8 @@ func (s *Service) keepUploadAlive(ctx context.Context, id string, received int64
 	done, ended := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(ended)
-		t := time.NewTicker(s.uploadExpiry / 4)
+		// Not more often than ten times a second, whatever the expiry.
+		t := time.NewTicker(max(s.uploadExpiry/4, 100*time.Millisecond))
 		defer t.Stop()
 		for {
 			select {
