@@ -80,3 +80,82 @@ func TestBackupDuringKeyRotationRestores(t *testing.T) {
 	op.expect(200, "GET", "/cases/"+caseID, nil)
 	readAll(t, op, docs)
 }
+
+// TestBackupOfABusyVaultWithMirrorRestores: the checkpoint mirror
+// (VAULT_CHECKPOINT_MIRROR_DIR) keeps the newest signed checkpoint, and the
+// server signs one every few seconds while it serves. Copied after the
+// blobs, the backup's mirror held a checkpoint of events the backup's
+// database never saw, and its restore into a fresh witness refused the
+// restored log as rolled back.
+func TestBackupOfABusyVaultWithMirrorRestores(t *testing.T) {
+	t.Parallel()
+	mirror := filepath.Join(t.TempDir(), "mirror")
+	s := newServer(t, backends[0], "VAULT_CHECKPOINT_MIRROR_DIR="+mirror, "VAULT_CHECKPOINT_INTERVAL=200ms")
+	w := bootstrap(t, s)
+	s.start()
+	w.loginAll(t)
+	caseID, docs := w.newCase(t, "backup-busy")
+	blobs := filepath.Join(s.data, "blobs")
+	junk := bytes.Repeat([]byte{0xa5}, 512)
+	for range 4000 {
+		if err := os.WriteFile(filepath.Join(blobs, vault.NewID()), junk, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	checkpoint := func() string {
+		names, _ := filepath.Glob(filepath.Join(mirror, "checkpoint-*"))
+		if len(names) == 0 {
+			return ""
+		}
+		return filepath.Base(names[len(names)-1])
+	}
+	out := filepath.Join(t.TempDir(), "backup")
+	keysOut := filepath.Join(t.TempDir(), "backup-keys")
+	backup := exec.Command(vaultdBin, "backup", "--out", out, "--keys-out", keysOut)
+	backup.Env = s.env
+	var berr bytes.Buffer
+	backup.Stderr = &berr
+	if err := backup.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- backup.Wait() }()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		if _, err := os.Stat(filepath.Join(out, "vault.db")); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the backup never copied the database: %s", berr.String())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	// The vault goes on serving, audited, while the blobs copy, and signs
+	// checkpoints of what it did.
+	before := checkpoint()
+	for checkpoint() == before {
+		w.op.expect(200, "GET", "/cases/"+caseID, nil)
+		time.Sleep(50 * time.Millisecond)
+		if time.Now().After(deadline) {
+			t.Fatal("no checkpoint signed while the backup ran")
+		}
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("backup: %v: %s", err, berr.String())
+	}
+	s.stop()
+
+	r := emptyEnvironment(t, backends[0], s)
+	r.env = append(r.env, "VAULT_CHECKPOINT_MIRROR_DIR="+filepath.Join(t.TempDir(), "fresh-mirror"))
+	if _, errs, code := r.cli("", "restore", "--from", out, "--keys-from", keysOut); code != 0 {
+		t.Fatalf("restore of a busy vault's backup: exit %d: %s", code, errs)
+	}
+	if v := r.mustCLI("", "audit", "verify"); !strings.Contains(v, "OK") {
+		t.Fatalf("audit verify after the restore: %s", v)
+	}
+	for _, u := range []string{"office", "rev1", "inspector1"} {
+		authenticators.put(r.realm(), u, authenticators.get(s.realm(), u))
+	}
+	r.start()
+	readAll(t, r.login(t, "operator1", pw), docs)
+}
