@@ -45,12 +45,11 @@ func (s *Service) ReferencedBlobs(ctx context.Context, ids []string) ([]string, 
 // so a document that took longer than grace to arrive looks old the moment
 // it is complete, before its row commits. A blob is therefore deleted only
 // when it has also been found unreferenced, past the grace, by passes grace
-// apart: the first pass that finds it only remembers it (in this process;
-// a new leader starts over, which only delays).
+// apart: the first pass that finds it only remembers it, dated when it
+// found it (in this process; a new leader starts over, which only delays).
 func (s *Service) CollectOrphans(ctx context.Context, grace time.Duration, others ...BlobRefs) (int, error) {
 	s.orphans.mu.Lock()
 	defer s.orphans.mu.Unlock()
-	now := s.now()
 	cutoff := time.Now().Add(-grace)
 	owners := append([]BlobRefs{s.ReferencedBlobs}, others...)
 	n := 0
@@ -58,6 +57,11 @@ func (s *Service) CollectOrphans(ctx context.Context, grace time.Duration, other
 	suspects := map[string]time.Time{}
 	var collectErr error
 	collect := func() error {
+		// A pass over a large store takes long: each batch is dated when
+		// its owners are asked, not when the pass began. The time before
+		// the questions says how long a suspect has been unreferenced (at
+		// most); the time after, when a new one was found so (at least).
+		asked := s.now()
 		ref := map[string]bool{}
 		for _, owner := range owners {
 			known, err := owner(ctx, batch)
@@ -68,15 +72,16 @@ func (s *Service) CollectOrphans(ctx context.Context, grace time.Duration, other
 				ref[k] = true
 			}
 		}
+		answered := s.now()
 		for _, id := range batch {
 			if ref[id] {
 				continue
 			}
 			first, seen := s.orphans.seen[id]
 			if !seen {
-				first = now
+				first = answered
 			}
-			if now.Sub(first) < grace {
+			if asked.Sub(first) < grace {
 				if len(suspects) < maxOrphanSuspects {
 					suspects[id] = first
 				}

@@ -345,3 +345,58 @@ func TestOrphanTakenOnlyAfterGraceUnreferenced(t *testing.T) {
 		t.Fatal("a blob unreferenced for a grace stayed")
 	}
 }
+
+// TestOrphanGraceCountsFromSighting: a pass over a large store takes long
+// (a listing page at a time, a query per batch), so a blob it reaches late
+// was found unreferenced then, not when the pass began. Dated from the
+// pass's start, a blob reached fifty-nine minutes into one pass and again
+// two minutes into the next counted as unreferenced for an hour, and a
+// completed upload whose row committed just after was taken.
+func TestOrphanGraceCountsFromSighting(t *testing.T) {
+	f := newWF(t, sqldbtest.Backends[0], time.Date(2025, 3, 3, 9, 0, 0, 0, time.UTC), false)
+	ctx := context.Background()
+	old := time.Now().Add(-3 * time.Hour)
+	if _, err := f.svc.blobs.Put(ctx, "completing", strings.NewReader("ciphertext"), -1); err != nil {
+		t.Fatal(err)
+	}
+	// As S3 dates a multipart upload begun three hours ago.
+	if err := os.Chtimes(filepath.Join(f.blobDir, "completing"), old, old); err != nil {
+		t.Fatal(err)
+	}
+	advance := func(d time.Duration) {
+		f.mu.Lock()
+		f.now = f.now.Add(d)
+		f.mu.Unlock()
+	}
+	var slow, rowCommitted atomic.Bool
+	rows := func(ctx context.Context, ids []string) ([]string, error) {
+		if slow.Swap(false) {
+			advance(59 * time.Minute) // the pass reaches the blob this late
+		}
+		if rowCommitted.Load() && slices.Contains(ids, "completing") {
+			return []string{"completing"}, nil
+		}
+		return nil, nil
+	}
+	pass := func(want int) {
+		t.Helper()
+		if n, err := f.svc.CollectOrphans(ctx, time.Hour, rows); err != nil || n != want {
+			t.Fatalf("collected %d (%v), want %d", n, err, want)
+		}
+	}
+	slow.Store(true)
+	pass(0) // sighted unreferenced 59 minutes into the pass
+	advance(2 * time.Minute)
+	pass(0) // two minutes later: not yet a grace
+	rowCommitted.Store(true)
+	if obj, err := f.svc.blobs.Open(ctx, "completing"); err != nil {
+		t.Fatalf("the blob whose row committed was taken: %v", err)
+	} else {
+		obj.Close()
+	}
+	// Let go for a grace from its sighting, it goes.
+	rowCommitted.Store(false)
+	pass(0)
+	advance(time.Hour)
+	pass(1)
+}

@@ -582,10 +582,9 @@ func (s *Service) AppendUpload(ctx context.Context, a Actor, id string, ch Chunk
 	// The session is in use from now, not from when this chunk commits:
 	// a long chunk begun near the session's expiry would otherwise see
 	// the janitor expire the session under it, and be refused at the end.
-	if err := s.db.WithContext(ctx).Model(&uploadRow{}).Where("id = ? AND status = ? AND received = ?", id, uploadOpen, r.Received).
-		Update("updated_at", time.Now().UTC().Truncate(time.Microsecond)).Error; err != nil {
+	if err := s.touchUpload(ctx, id, r.Received); err != nil {
 		s.recordFailure(ctx, a, "upload.chunk", r.CaseID, resource, err)
-		return UploadSession{}, fmt.Errorf("mark upload %s in use: %w", id, err)
+		return UploadSession{}, err
 	}
 	h, err := restoreHash(key, r)
 	if err != nil {
@@ -600,7 +599,10 @@ func (s *Service) AppendUpload(ctx context.Context, a Actor, id string, ch Chunk
 	var seg *uploadSegmentRow
 	if ch.Length != 0 {
 		blobID := NewID()
+		// And it stays in use for as long as the chunk arrives.
+		stop := s.keepUploadAlive(wctx, id, r.Received)
 		sealed, err := s.SealBlob(wctx, key, blobID, io.TeeReader(cut, h), -1, limit)
+		stop()
 		if err != nil {
 			s.recordFailure(ctx, a, "upload.chunk", r.CaseID, resource, err)
 			return UploadSession{}, err
@@ -643,6 +645,47 @@ func (s *Service) AppendUpload(ctx context.Context, a Actor, id string, ch Chunk
 	}
 	r.Status, r.MaterialID = uploadCompleted, m.ID
 	return s.toSession(r, name, &m), nil
+}
+
+// touchUpload marks an open session, still at offset received, in use now,
+// so that the janitor does not expire it (ExpireUploads).
+func (s *Service) touchUpload(ctx context.Context, id string, received int64) error {
+	if err := s.db.WithContext(ctx).Model(&uploadRow{}).Where("id = ? AND status = ? AND received = ?", id, uploadOpen, received).
+		Update("updated_at", time.Now().UTC().Truncate(time.Microsecond)).Error; err != nil {
+		return fmt.Errorf("mark upload %s in use: %w", id, err)
+	}
+	return nil
+}
+
+// keepUploadAlive marks the session in use every quarter of the expiry
+// until stop is called, which waits for it to end. A chunk may stream for
+// longer than the expiry (a large document sent as one request over a
+// slow link, under a short VAULT_UPLOAD_EXPIRY): marked only when it
+// began, its session was expired under it, taking the chunks already
+// acknowledged, and the chunk itself ended in 404. A mark that fails is
+// logged; the next one, or the chunk's commit, follows.
+func (s *Service) keepUploadAlive(ctx context.Context, id string, received int64) (stop func()) {
+	done, ended := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(ended)
+		// Not more often than ten times a second, whatever the expiry.
+		t := time.NewTicker(max(s.uploadExpiry/4, 100*time.Millisecond))
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				if err := s.touchUpload(ctx, id, received); err != nil {
+					s.log.WarnContext(ctx, "upload session not marked in use while a chunk arrives", "upload", id, "err", err)
+				}
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		<-ended
+	}
 }
 
 // commitChunk records a stored segment (if any) and the new length (if

@@ -34,13 +34,21 @@ import (
 //	keys/                 <data>/keys: master key files, checkpoint signing key
 //	checkpoint-mirror/    VAULT_CHECKPOINT_MIRROR_DIR, when set
 //
-// The database is copied first, then the blobs: blobs are written before
-// the row that names them and never change, so every blob the copied
-// database names is in the store when the copy of the store runs (blobs
-// deleted in between belong to cases shredded in between). Blobs that no
-// row of the copy names are harmless: the janitor reclaims them after a
-// restore. Keys go to --keys-out when given: keep them apart from the
-// rest, since whoever holds both reads everything.
+// The database is copied before the blobs: blobs are written before the
+// row that names them and never change, so every blob the copied database
+// names is in the store when the copy of the store runs (blobs deleted in
+// between belong to cases shredded in between). Blobs that no row of the
+// copy names are harmless: the janitor reclaims them after a restore.
+//
+// The checkpoint mirror is copied before the database, so that its
+// checkpoint (it keeps the newest, and a running server signs one every
+// few seconds) covers no event the database copy lacks: one that did had
+// the restored log refused as rolled back. The key files are copied before
+// the database too, and again after the blobs: keys retire deletes a
+// retired master's file, and a rotation finished during the hours a large
+// store takes to copy left the backup without the master its database
+// copy wraps the keys to. Keys go to --keys-out when given: keep them
+// apart from the rest, since whoever holds both reads everything.
 
 // backupManifest describes a backup.
 type backupManifest struct {
@@ -113,6 +121,23 @@ func cmdBackup(ctx context.Context, args []string, stdout, stderr io.Writer, get
 	if cp, err := a.audit.Checkpoint(ctx); err == nil {
 		m.Checkpoint = string(cp)
 	}
+	// 0. The keys, before the database: a master key rotation finished
+	// while the blobs copy (keys retire deletes the old master's file)
+	// would otherwise leave the backup without the master its database
+	// copy wraps the keys to. They are copied again at the end, for a
+	// master made after this copy and named in the database's.
+	if _, err := copyDir(cfg.keyDir(), keysOut); err != nil {
+		return fmt.Errorf("copy keys: %w", err)
+	}
+	// The checkpoint mirror before the database too: it keeps the newest
+	// checkpoint, and a running server signs one every few seconds. One of
+	// events the database copy never saw would have the restored log
+	// refused as rolled back.
+	if cfg.MirrorDir != "" {
+		if _, err := copyNewFiles(cfg.MirrorDir, filepath.Join(out, "checkpoint-mirror")); err != nil {
+			return fmt.Errorf("copy checkpoint mirror: %w", err)
+		}
+	}
 	// 1. The database, one consistent snapshot.
 	if m.Database == "sqlite" {
 		m.DBFile = "vault.db"
@@ -151,17 +176,15 @@ func cmdBackup(ctx context.Context, args []string, stdout, stderr io.Writer, get
 	if err != nil {
 		return fmt.Errorf("copy blobs: %w", err)
 	}
-	// 3. Keys and the checkpoint mirror.
-	if m.Keys, err = copyDir(cfg.keyDir(), keysOut); err != nil {
+	// 3. Keys made since step 0.
+	if _, err := copyNewFiles(cfg.keyDir(), keysOut); err != nil {
+		return fmt.Errorf("copy keys: %w", err)
+	}
+	if m.Keys, err = regularFiles(keysOut); err != nil {
 		return fmt.Errorf("copy keys: %w", err)
 	}
 	if insideDir(out, keysOut) {
 		m.KeysDir, _ = filepath.Rel(out, keysOut)
-	}
-	if cfg.MirrorDir != "" {
-		if _, err := copyDir(cfg.MirrorDir, filepath.Join(out, "checkpoint-mirror")); err != nil {
-			return fmt.Errorf("copy checkpoint mirror: %w", err)
-		}
 	}
 	b, _ := json.MarshalIndent(m, "", "  ")
 	if err := os.WriteFile(filepath.Join(out, manifestFile), append(b, '\n'), 0o600); err != nil {
@@ -430,6 +453,58 @@ func copyDir(src, dst string) ([]string, error) {
 			return names, err
 		}
 		names = append(names, e.Name())
+	}
+	sort.Strings(names)
+	return names, nil
+}
+
+// copyNewFiles is copyDir for the files of src that dst does not hold yet;
+// a file removed while it runs (a retired master's, a checkpoint the
+// mirror replaced) is not copied.
+func copyNewFiles(src, dst string) ([]string, error) {
+	have, err := regularFiles(dst)
+	if err != nil {
+		return nil, err
+	}
+	entries, err := os.ReadDir(src)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, e := range entries {
+		if !e.Type().IsRegular() || strings.HasPrefix(e.Name(), ".") || slices.Contains(have, e.Name()) {
+			continue
+		}
+		err := copyFile(filepath.Join(src, e.Name()), filepath.Join(dst, e.Name()), 0o600)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return names, err
+		}
+		names = append(names, e.Name())
+	}
+	return names, nil
+}
+
+// regularFiles lists the names of dir's regular files, sorted, as copyDir
+// copies them; none if dir does not exist.
+func regularFiles(dir string) ([]string, error) {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, e := range entries {
+		if e.Type().IsRegular() && !strings.HasPrefix(e.Name(), ".") {
+			names = append(names, e.Name())
+		}
 	}
 	sort.Strings(names)
 	return names, nil

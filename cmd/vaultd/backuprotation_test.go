@@ -1,0 +1,161 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/crvault/crvault/vault"
+)
+
+// TestBackupDuringKeyRotationRestores: a backup copies the database first
+// and the blobs after it, which on a large store takes hours; a master key
+// rotation finished meanwhile (keys rotate, then keys retire, which deletes
+// the old master's file) must not leave the backup without the master its
+// database copy wraps every key to. The key files were copied last, after
+// the blobs: the backup then held the new master only, and its restore
+// could not open a single case key.
+func TestBackupDuringKeyRotationRestores(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, backends[0])
+	w := bootstrap(t, s)
+	s.start()
+	w.loginAll(t)
+	caseID, docs := w.newCase(t, "backup-rotation")
+	s.stop()
+	// Blobs enough for the copy to take a while, as a real store's would
+	// (each is synced to disk as it is copied): opaque to the backup,
+	// which copies whatever the store lists.
+	blobs := filepath.Join(s.data, "blobs")
+	junk := bytes.Repeat([]byte{0xa5}, 512)
+	for range 4000 {
+		if err := os.WriteFile(filepath.Join(blobs, vault.NewID()), junk, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out := filepath.Join(t.TempDir(), "backup")
+	keysOut := filepath.Join(t.TempDir(), "backup-keys")
+	backup := exec.Command(vaultdBin, "backup", "--out", out, "--keys-out", keysOut)
+	backup.Env = s.env
+	var bout, berr bytes.Buffer
+	backup.Stdout, backup.Stderr = &bout, &berr
+	if err := backup.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- backup.Wait() }()
+	// Once the database copy has begun, its snapshot is taken: rotate and
+	// retire the old master, as an operator would, while the blobs copy.
+	deadline := time.Now().Add(time.Minute)
+	for {
+		if _, err := os.Stat(filepath.Join(out, "vault.db")); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the backup never copied the database: %s", berr.String())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	s.mustCLI("", "keys", "rotate")
+	if msg := s.mustCLI("", "keys", "retire"); !strings.Contains(msg, "deleted") {
+		t.Fatalf("retire said: %s", msg)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("backup: %v: %s", err, berr.String())
+	}
+
+	r := emptyEnvironment(t, backends[0], s)
+	if _, errs, code := r.cli("", "restore", "--from", out, "--keys-from", keysOut); code != 0 {
+		t.Fatalf("restore of the backup taken during the rotation: exit %d: %s", code, errs)
+	}
+	for _, u := range []string{"office", "rev1", "inspector1"} {
+		authenticators.put(r.realm(), u, authenticators.get(s.realm(), u))
+	}
+	r.start()
+	op := r.login(t, "operator1", pw)
+	op.expect(200, "GET", "/cases/"+caseID, nil)
+	readAll(t, op, docs)
+}
+
+// TestBackupOfABusyVaultWithMirrorRestores: the checkpoint mirror
+// (VAULT_CHECKPOINT_MIRROR_DIR) keeps the newest signed checkpoint, and the
+// server signs one every few seconds while it serves. Copied after the
+// blobs, the backup's mirror held a checkpoint of events the backup's
+// database never saw, and its restore into a fresh witness refused the
+// restored log as rolled back.
+func TestBackupOfABusyVaultWithMirrorRestores(t *testing.T) {
+	t.Parallel()
+	mirror := filepath.Join(t.TempDir(), "mirror")
+	s := newServer(t, backends[0], "VAULT_CHECKPOINT_MIRROR_DIR="+mirror, "VAULT_CHECKPOINT_INTERVAL=200ms")
+	w := bootstrap(t, s)
+	s.start()
+	w.loginAll(t)
+	caseID, docs := w.newCase(t, "backup-busy")
+	blobs := filepath.Join(s.data, "blobs")
+	junk := bytes.Repeat([]byte{0xa5}, 512)
+	for range 4000 {
+		if err := os.WriteFile(filepath.Join(blobs, vault.NewID()), junk, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	checkpoint := func() string {
+		names, _ := filepath.Glob(filepath.Join(mirror, "checkpoint-*"))
+		if len(names) == 0 {
+			return ""
+		}
+		return filepath.Base(names[len(names)-1])
+	}
+	out := filepath.Join(t.TempDir(), "backup")
+	keysOut := filepath.Join(t.TempDir(), "backup-keys")
+	backup := exec.Command(vaultdBin, "backup", "--out", out, "--keys-out", keysOut)
+	backup.Env = s.env
+	var berr bytes.Buffer
+	backup.Stderr = &berr
+	if err := backup.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- backup.Wait() }()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		if _, err := os.Stat(filepath.Join(out, "vault.db")); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the backup never copied the database: %s", berr.String())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	// The vault goes on serving, audited, while the blobs copy, and signs
+	// checkpoints of what it did.
+	before := checkpoint()
+	for checkpoint() == before {
+		w.op.expect(200, "GET", "/cases/"+caseID, nil)
+		time.Sleep(50 * time.Millisecond)
+		if time.Now().After(deadline) {
+			t.Fatal("no checkpoint signed while the backup ran")
+		}
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("backup: %v: %s", err, berr.String())
+	}
+	s.stop()
+
+	r := emptyEnvironment(t, backends[0], s)
+	r.env = append(r.env, "VAULT_CHECKPOINT_MIRROR_DIR="+filepath.Join(t.TempDir(), "fresh-mirror"))
+	if _, errs, code := r.cli("", "restore", "--from", out, "--keys-from", keysOut); code != 0 {
+		t.Fatalf("restore of a busy vault's backup: exit %d: %s", code, errs)
+	}
+	if v := r.mustCLI("", "audit", "verify"); !strings.Contains(v, "OK") {
+		t.Fatalf("audit verify after the restore: %s", v)
+	}
+	for _, u := range []string{"office", "rev1", "inspector1"} {
+		authenticators.put(r.realm(), u, authenticators.get(s.realm(), u))
+	}
+	r.start()
+	readAll(t, r.login(t, "operator1", pw), docs)
+}
