@@ -138,15 +138,25 @@
 //     carry a tag under the same rows key, checked per listed row and
 //     before any action on one. One that fails is listed to no
 //     organisation, and to the office (and, for commitments, inspectors)
-//     without its organisations; acting on it answers not found.
+//     without its organisations; acting on it answers not found. The
+//     office's reports list re-checks the commitment each listed report
+//     names, so a commitment moved onto one of the office's cases shows it
+//     no report about a party's draft.
+//   - a commitment's urges and findings (supervision_commitment_urges,
+//     _changes: which commitment lists them, who wrote them and when, and a
+//     finding's version and status) carry a tag under the same rows key;
+//     one that fails is left out of its commitment for everyone, so one
+//     moved under another commitment shows its note to nobody.
 //
 // Not yet covered: a case's status (and so which drafts are a party's
 // alone) and the workflow's own rows; an edit of the status can show the
 // office a party's draft, or move a case through the review outside its
 // rules, which the case history (replayed for the clock) and the audit
-// trail show. Nor a commitment's urges and findings (their commitment_id):
-// one moved under another commitment shows its note to that commitment's
-// parties.
+// trail show. Nor a commitment's status columns (status, status_note,
+// status_by, version), which the findings' history (tagged) contradicts,
+// nor a report's own links (link_case, commitment, link_commitment): a
+// report re-linked in the database to one of the office's cases is listed
+// to the office.
 //
 // What a tag cannot do: it cannot tell an old genuine row put back from the
 // current one (a replay: a material deleted and restored from a dump, a key
