@@ -183,10 +183,11 @@ func openApp(ctx context.Context, cfg config, log *slog.Logger, need parts) (_ *
 	if err != nil {
 		return nil, fmt.Errorf("open supervision: %w", err)
 	}
-	// Commitments older binaries wrote carry no tag: tagged once, before
-	// anything is served (the vault's own rows were tagged above).
+	// Commitments, and their urges and findings, older binaries wrote
+	// carry no tag: tagged once per table, before anything is served (the
+	// vault's own rows were tagged above).
 	if err := a.super.TagLegacyRows(ctx); err != nil {
-		return nil, fmt.Errorf("tag commitments written before row tags: %w", err)
+		return nil, fmt.Errorf("tag commitments, urges and findings written before row tags: %w", err)
 	}
 	// Text written in plaintext by binaries from before sealing is sealed
 	// once, before anything is served.

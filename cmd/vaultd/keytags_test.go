@@ -88,7 +88,7 @@ func TestBlankedTagsAreNotRetaggedAtStart(t *testing.T) {
 			w.loginAll(t)
 			caseID, docs := w.newCase(t, "MARKER-ROWTAG-BLANK")
 			marks := queryStrings(t, s, `SELECT resource FROM audit_events WHERE action = 'keys.tag_backfill' ORDER BY resource`)
-			if strings.Join(marks, ",") != "case_keys,cases,cases.status,material_consents,material_segments,materials,proposals,supervision_commitments,supervision_keys,upload_segments,upload_sessions,vault_keys" {
+			if strings.Join(marks, ",") != "case_keys,cases,cases.status,material_consents,material_segments,materials,proposals,supervision_commitment_changes,supervision_commitment_urges,supervision_commitments,supervision_keys,upload_segments,upload_sessions,vault_keys" {
 				t.Fatalf("backfill events after the first start: %v", marks)
 			}
 			s.stop()
@@ -278,6 +278,66 @@ func TestCaseStatusEditIsRefusedEndToEnd(t *testing.T) {
 			w.office.expect(404, "GET", "/cases/"+caseID, nil)
 			w.op.expect(200, "POST", "/cases/"+caseID+"/submit", nil)
 			w.office.expect(200, "GET", "/cases/"+caseID, nil)
+		})
+	}
+}
+
+// TestCommitmentUrgeMoveIsRefusedEndToEnd: a database administrator moves
+// the operator's urge on provider A's commitment under provider B's. B does
+// not read its note (nor does A, nor anyone), vaultd names it in an ERROR
+// line and counts it in crvault_vault_row_tag_refusals_total; moved back,
+// A reads it again.
+func TestCommitmentUrgeMoveIsRefusedEndToEnd(t *testing.T) {
+	t.Parallel()
+	for _, be := range backends {
+		t.Run(be.name, func(t *testing.T) {
+			t.Parallel()
+			s := newServer(t, be)
+			w := bootstrap(t, s)
+			org2 := s.mustCLI("", "org", "add", "--name", "Beta Switches", "--kind", "provider")
+			s.mustCLI(pw+"\n", "user", "add", "--username", "provider2", "--org", "Beta Switches", "--role", "provider", "--password-stdin")
+			s.start()
+			w.loginAll(t)
+			prov2 := s.login(t, "provider2", pw)
+			var cs struct {
+				ID string `json:"id"`
+			}
+			w.op.expect(201, "POST", "/cases", map[string]any{"title": "Core routers", "product": "AR-9000", "providers": []string{w.provOrg, org2}}).json(t, &cs)
+			var ca, cb struct {
+				ID    string `json:"id"`
+				Urges []struct {
+					ID string `json:"id"`
+				} `json:"urges"`
+			}
+			w.prov.expect(201, "POST", "/cases/"+cs.ID+"/commitments", map[string]any{"kind": "no_illegal_data", "text": "A escrow"}).json(t, &ca)
+			prov2.expect(201, "POST", "/cases/"+cs.ID+"/commitments", map[string]any{"kind": "other", "text": "B supply"}).json(t, &cb)
+			w.op.expect(201, "POST", "/cases/"+cs.ID+"/commitments/"+ca.ID+"/urge", map[string]any{"note": "MARKER-URGE-FOR-A"}).json(t, &ca)
+			if len(ca.Urges) != 1 {
+				t.Fatalf("urges after urging: %+v", ca.Urges)
+			}
+			lists := func(c *client) bool {
+				t.Helper()
+				return strings.Contains(string(c.expect(200, "GET", "/commitments", nil).Body), "MARKER-URGE-FOR-A")
+			}
+			if !lists(w.prov) || lists(prov2) {
+				t.Fatal("before the edit, A alone of the providers reads the urge")
+			}
+			dbaExec(t, s, `UPDATE supervision_commitment_urges SET commitment_id = ? WHERE id = ?`, cb.ID, ca.Urges[0].ID)
+			for _, c := range []*client{w.prov, prov2, w.op, w.insp} {
+				if lists(c) {
+					t.Fatal("the moved urge is read")
+				}
+			}
+			if logs := s.log.String(); !strings.Contains(logs, "commitment urge refused") || !strings.Contains(logs, ca.Urges[0].ID) {
+				t.Fatalf("no ERROR line names the urge:\n%s", tail(logs, 3000))
+			}
+			if r, err := httpGet(s.metricsBase + "/metrics"); err != nil || !strings.Contains(r.body, `crvault_vault_row_tag_refusals_total{table="supervision_commitment_urges"}`) {
+				t.Fatalf("refusals not counted: %v", err)
+			}
+			dbaExec(t, s, `UPDATE supervision_commitment_urges SET commitment_id = ? WHERE id = ?`, ca.ID, ca.Urges[0].ID)
+			if !lists(w.prov) || lists(prov2) {
+				t.Fatal("moved back, the urge is not A's alone again")
+			}
 		})
 	}
 }

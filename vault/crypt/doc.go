@@ -138,7 +138,15 @@
 //     carry a tag under the same rows key, checked per listed row and
 //     before any action on one. One that fails is listed to no
 //     organisation, and to the office (and, for commitments, inspectors)
-//     without its organisations; acting on it answers not found.
+//     without its organisations; acting on it answers not found. The
+//     office's reports list re-checks the commitment each listed report
+//     names, so a commitment moved onto one of the office's cases shows it
+//     no report about a party's draft.
+//   - a commitment's urges and findings (supervision_commitment_urges,
+//     _changes: which commitment lists them, who wrote them and when, and a
+//     finding's version and status) carry a tag under the same rows key;
+//     one that fails is left out of its commitment for everyone, so one
+//     moved under another commitment shows its note to nobody.
 //   - a case's workflow status (cases.status) is bound by its own tag
 //     (status_tag, under the rows key as the parties are) to the case id
 //     and the number of the last event of its history (case_events),
@@ -156,9 +164,11 @@
 // puts back an older status and tag and deletes the later events together
 // is not caught by the status tag; the audit trail still records every
 // transition. Nor is the office's VisibleCaseIDs subquery over its filed
-// cases checked row by row. Nor a commitment's urges and findings (their
-// commitment_id): one moved under another commitment shows its note to
-// that commitment's parties.
+// cases checked row by row. Nor a commitment's status columns (status,
+// status_note, status_by, version), which the findings' history (tagged)
+// contradicts, nor a report's own links (link_case, commitment,
+// link_commitment): a report re-linked in the database to one of the
+// office's cases is listed to the office.
 //
 // What a tag cannot do: it cannot tell an old genuine row put back from the
 // current one (a replay: a material deleted and restored from a dump, a key

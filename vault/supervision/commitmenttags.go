@@ -15,12 +15,23 @@ package supervision
 // crvault_vault_row_tag_refusals_total{table="supervision_commitments"}.
 //
 // The urges and findings of a commitment (supervision_commitment_urges,
-// _changes) are not tagged: their notes are sealed under labels naming
-// their own ids, not the commitment's.
+// _changes) are listed with it by their commitment_id, and their notes
+// are sealed under labels naming their own ids, not the commitment's: a
+// database administrator who moved one under another commitment would
+// show its note to that commitment's parties. Each carries a tag under the
+// same key over its id, commitment and author, and an urge its author's
+// organisation, a finding its version and status; both their time (tagTime:
+// microseconds since the epoch, which both backends keep exactly). One
+// whose tag fails is left out of the commitment for everyone, staff
+// included: the urge or finding may be another commitment's, so there is
+// no commitment to show it under, and the response has no field to mark a
+// placeholder. The refusal is logged at ERROR and counted under its table.
 
 import (
 	"context"
 	"fmt"
+	"strconv"
+	"time"
 
 	"gorm.io/gorm"
 
@@ -67,30 +78,102 @@ func (s *Service) commitmentChecked(ctx context.Context, chk *crypt.RowTagChecke
 	return false
 }
 
-// TagLegacyRows tags, once, the commitments that binaries from before
-// their tags wrote, and records it in the audit log (vault.TagBackfillOnce:
-// after that, an untagged commitment stays refused). cmd/vaultd runs it at
-// start-up, before anything is served.
-func (s *Service) TagLegacyRows(ctx context.Context) error {
-	return vault.TagBackfillOnce(ctx, s.audit, commitmentsTable, s.tagCommitments)
+// Tables whose tags bind a commitment's urges and findings, and the
+// labels of their refusals.
+const (
+	urgesTable   = "supervision_commitment_urges"
+	changesTable = "supervision_commitment_changes"
+)
+
+// tagTime is a time as a tag covers it: microseconds since the epoch, what
+// PostgreSQL keeps (SQLite keeps more). Times in tagged rows are truncated
+// to microseconds before they are written, so the value read back from
+// either backend is the value tagged.
+func tagTime(t time.Time) string { return strconv.FormatInt(t.UnixMicro(), 10) }
+
+// urgeFields are the columns of an urge its tag covers.
+func urgeFields(u *urgeRow) []string {
+	return []string{u.ID, u.CommitmentID, u.By, u.ByOrg, tagTime(u.At)}
 }
 
-// tagCommitments tags the untagged commitments (vault.TagInBatches).
-func (s *Service) tagCommitments(ctx context.Context) (int64, error) {
+// urgeTag is the tag of an urge under the rows key.
+func urgeTag(key *crypt.CaseKey, u *urgeRow) []byte { return key.RowTag(urgesTable, urgeFields(u)...) }
+
+// changeFields are the columns of a finding its tag covers.
+func changeFields(h *commitmentChangeRow) []string {
+	return []string{h.ID, h.CommitmentID, strconv.Itoa(h.Version), h.Status, h.By, tagTime(h.At)}
+}
+
+// changeTag is the tag of a finding under the rows key.
+func changeTag(key *crypt.CaseKey, h *commitmentChangeRow) []byte {
+	return key.RowTag(changesTable, changeFields(h)...)
+}
+
+// urgeChecked says whether u's tag checks under key, logging at ERROR and
+// counting one that does not.
+func (s *Service) urgeChecked(ctx context.Context, key *crypt.CaseKey, u *urgeRow) bool {
+	if key.CheckRowTag(u.Tag, urgesTable, urgeFields(u)...) {
+		return true
+	}
+	s.vault.TagRefused(ctx, urgesTable, u.ID,
+		"commitment urge refused: its row tag does not check (commitment, author or time edited outside crvault, or written by an older vaultd)",
+		"commitment", u.CommitmentID, "by", u.By, "by_org", u.ByOrg, "tagged", len(u.Tag) > 0)
+	return false
+}
+
+// changeChecked says whether h's tag checks under key, logging at ERROR
+// and counting one that does not.
+func (s *Service) changeChecked(ctx context.Context, key *crypt.CaseKey, h *commitmentChangeRow) bool {
+	if key.CheckRowTag(h.Tag, changesTable, changeFields(h)...) {
+		return true
+	}
+	s.vault.TagRefused(ctx, changesTable, h.ID,
+		"commitment finding refused: its row tag does not check (commitment, version, status, inspector or time edited outside crvault, or written by an older vaultd)",
+		"commitment", h.CommitmentID, "version", h.Version, "status", h.Status, "tagged", len(h.Tag) > 0)
+	return false
+}
+
+// TagLegacyRows tags, once per table, the commitments, urges and findings
+// that binaries from before their tags wrote, and records each in the
+// audit log (vault.TagBackfillOnce: after that, an untagged row stays
+// refused). cmd/vaultd runs it at start-up, before anything is served.
+func (s *Service) TagLegacyRows(ctx context.Context) error {
 	key, err := s.vault.RowsKey(ctx)
 	if err != nil {
-		return 0, err
+		return err
 	}
-	return vault.TagInBatches(ctx, s.db, func(db *gorm.DB, after string) (rows []commitmentRow, err error) {
-		if err := db.Select("id, case_id, provider_org, operator_org, kind, created_by").
-			Where("length(tag) = 0 AND id > ?", after).Order("id").Limit(vault.TagBatch).Find(&rows).Error; err != nil {
-			return nil, fmt.Errorf("read commitments: %w", err)
+	if err := vault.TagBackfillOnce(ctx, s.audit, commitmentsTable, func(ctx context.Context) (int64, error) {
+		return tagUntagged(ctx, s.db, []string{"id", "case_id", "provider_org", "operator_org", "kind", "created_by"},
+			func(r *commitmentRow) string { return r.ID }, func(r *commitmentRow) []byte { return commitmentTag(key, r) })
+	}); err != nil {
+		return err
+	}
+	if err := vault.TagBackfillOnce(ctx, s.audit, urgesTable, func(ctx context.Context) (int64, error) {
+		return tagUntagged(ctx, s.db, []string{"id", "commitment_id", "by", "by_org", "at"},
+			func(r *urgeRow) string { return r.ID }, func(r *urgeRow) []byte { return urgeTag(key, r) })
+	}); err != nil {
+		return err
+	}
+	return vault.TagBackfillOnce(ctx, s.audit, changesTable, func(ctx context.Context) (int64, error) {
+		return tagUntagged(ctx, s.db, []string{"id", "commitment_id", "version", "status", "by", "at"},
+			func(r *commitmentChangeRow) string { return r.ID }, func(r *commitmentChangeRow) []byte { return changeTag(key, r) })
+	})
+}
+
+// tagUntagged tags the rows of R's table whose tag is empty, reading the
+// columns cols (those the tag covers; a list, so that gorm quotes "by"), a
+// batch a transaction (vault.TagInBatches). It updates only rows still
+// untagged, so two instances starting together tag each row once.
+func tagUntagged[R any](ctx context.Context, db *gorm.DB, cols []string, id func(*R) string, tag func(*R) []byte) (int64, error) {
+	return vault.TagInBatches(ctx, db, func(db *gorm.DB, after string) (rows []R, err error) {
+		if err := db.Model(new(R)).Select(cols).Where("length(tag) = 0 AND id > ?", after).Order("id").Limit(vault.TagBatch).Find(&rows).Error; err != nil {
+			return nil, fmt.Errorf("read untagged rows: %w", err)
 		}
 		return rows, nil
-	}, func(r commitmentRow) string { return r.ID }, func(tx *gorm.DB, r commitmentRow) (int64, error) {
-		res := tx.Model(&commitmentRow{}).Where("id = ? AND length(tag) = 0", r.ID).UpdateColumn("tag", commitmentTag(key, &r))
+	}, func(r R) string { return id(&r) }, func(tx *gorm.DB, r R) (int64, error) {
+		res := tx.Model(new(R)).Where("id = ? AND length(tag) = 0", id(&r)).UpdateColumn("tag", tag(&r))
 		if res.Error != nil {
-			return 0, fmt.Errorf("tag commitment %s: %w", r.ID, res.Error)
+			return 0, fmt.Errorf("tag row %s: %w", id(&r), res.Error)
 		}
 		return res.RowsAffected, nil
 	})

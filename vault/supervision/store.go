@@ -78,6 +78,9 @@ type commitmentChangeRow struct {
 	Note         []byte    `gorm:"not null"` // sealed
 	By           string    `gorm:"size:64;not null"`
 	At           time.Time `gorm:"not null"`
+	// Tag binds the finding to its commitment, version, status, inspector
+	// and time under the vault's rows key (commitmenttags.go).
+	Tag []byte `gorm:"not null;default:''"`
 }
 
 func (commitmentChangeRow) TableName() string { return "supervision_commitment_changes" }
@@ -91,6 +94,9 @@ type urgeRow struct {
 	By           string    `gorm:"size:64;not null"`
 	ByOrg        string    `gorm:"size:64;not null"`
 	At           time.Time `gorm:"not null"`
+	// Tag binds the urge to its commitment, author and time under the
+	// vault's rows key (commitmenttags.go).
+	Tag []byte `gorm:"not null;default:''"`
 }
 
 func (urgeRow) TableName() string { return "supervision_commitment_urges" }
@@ -212,6 +218,18 @@ var migrations = []sqldb.Step{
 			return nil
 		}
 		return tx.Migrator().AddColumn(&commitmentRow{}, "Tag")
+	}},
+	// Rows already there are tagged once at start-up (TagLegacyRows).
+	{Version: 8, Name: "commitment urges and findings bound to their commitment by a tag", Up: func(tx *gorm.DB, _ string) error {
+		for _, m := range []any{&urgeRow{}, &commitmentChangeRow{}} {
+			if tx.Migrator().HasColumn(m, "Tag") {
+				continue
+			}
+			if err := tx.Migrator().AddColumn(m, "Tag"); err != nil {
+				return err
+			}
+		}
+		return nil
 	}},
 }
 
