@@ -445,16 +445,19 @@ func TestTagInBatches(t *testing.T) {
 			if err := db.CreateInBatches(all, 500).Error; err != nil {
 				t.Fatal(err)
 			}
-			reads, txs := 0, map[string]bool{}
+			// Keyed by the transactions themselves, which the map keeps alive: an
+			// address alone may be reused once a transaction is freed.
+			reads, txs := 0, map[*sql.Tx]bool{}
 			n, err := TagInBatches(ctx, db, func(db *gorm.DB, after string) (page []batchRow, err error) {
 				reads++
 				err = db.Where("tag = '' AND id > ?", after).Order("id").Limit(TagBatch).Find(&page).Error
 				return page, err
 			}, func(r batchRow) string { return r.ID }, func(tx *gorm.DB, r batchRow) (int64, error) {
-				if _, ok := tx.Statement.ConnPool.(*sql.Tx); !ok {
+				sqlTx, ok := tx.Statement.ConnPool.(*sql.Tx)
+				if !ok {
 					return 0, fmt.Errorf("row %s tagged outside a transaction", r.ID)
 				}
-				txs[fmt.Sprintf("%p", tx.Statement.ConnPool)] = true
+				txs[sqlTx] = true
 				res := tx.Model(&batchRow{}).Where("id = ? AND tag = ''", r.ID).Update("tag", "t-"+r.ID)
 				return res.RowsAffected, res.Error
 			})
