@@ -190,8 +190,18 @@ func (s *Service) AssignmentsPage(ctx context.Context, caseID, after string, lim
 }
 
 // withStatus derives the status of assignment rows from their revocations
-// and declarations.
+// and declarations, and from what the trail says the office ended.
 func (s *Service) withStatus(db *gorm.DB, rows []assignmentRow) ([]Assignment, error) {
+	return s.withStatusBut(db, rows, 0)
+}
+
+// withStatusBut is withStatus but for the trail's event numbered own (0:
+// none), a declared conflict that is the declaration being stored: the
+// vault audits it as allowed before access stores it, so a read of the
+// trail in between (another request's, or a notice's) may hold it
+// already, and it must not be what refuses it. Any other conflict the
+// trail holds still suspends.
+func (s *Service) withStatusBut(db *gorm.DB, rows []assignmentRow, own int64) ([]Assignment, error) {
 	if len(rows) == 0 {
 		return nil, nil
 	}
@@ -235,7 +245,10 @@ func (s *Service) withStatus(db *gorm.DB, rows []assignmentRow) ([]Assignment, e
 		// the row says (trailends.go).
 		f := flags[r.ID]
 		if !isRevoked {
-			ended, suspend := s.trailOfRow(ctx, r, f[1])
+			// Told the row is suspended already, trailOf neither
+			// suspends it nor reports a conflict the trail holds.
+			onlyOwn := own > 0 && !s.ends.conflictBesides(caseUser{r.CaseID, r.UserID}, own)
+			ended, suspend := s.trailOfRow(ctx, r, f[1] || onlyOwn)
 			isRevoked, f[1] = ended, f[1] || suspend
 		}
 		out = append(out, s.toAssignment(r, isRevoked, f, now))
@@ -461,6 +474,16 @@ func (s *Service) LatestDeclaration(ctx context.Context, caseID, userID string) 
 // conflict:true suspends the assignments at once. ErrNotFound if p holds no
 // active assignment on the case.
 func (s *Service) Declare(ctx context.Context, p Principal, caseID string, conflict bool, statement string) (Declaration, error) {
+	return s.DeclareAs(ctx, p, caseID, conflict, statement, 0)
+}
+
+// DeclareAs is Declare for the declaration the audit trail records as
+// event (its allowed declaration.create, appended before this call; 0 for
+// none): a read of the trail between the two learns a declared conflict
+// before it is stored, and that conflict must not refuse its own
+// declaration (it did: 404, and the conflict undone). A conflict declared
+// before still leaves nothing to declare on.
+func (s *Service) DeclareAs(ctx context.Context, p Principal, caseID string, conflict bool, statement string, event int64) (Declaration, error) {
 	statement = strings.TrimSpace(statement)
 	if statement == "" || utf8.RuneCountInString(statement) > 4000 {
 		return Declaration{}, invalid("statement", "statement_required", "statement of 1 to 4000 characters is required")
@@ -471,7 +494,13 @@ func (s *Service) Declare(ctx context.Context, p Principal, caseID string, confl
 	var decl declarationRow
 	var touched []string
 	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		as, err := s.caseAssignments(tx, caseID, p.User.ID)
+		// The trail may hold this very declaration already (event):
+		// its assignment is the one to declare on, not one it suspends.
+		var rows []assignmentRow
+		if err := tx.Where("case_id = ? AND user_id = ?", caseID, p.User.ID).Order("granted_at, id").Find(&rows).Error; err != nil {
+			return fmt.Errorf("read assignments: %w", err)
+		}
+		as, err := s.withStatusBut(tx, rows, event)
 		if err != nil {
 			return err
 		}

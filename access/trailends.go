@@ -166,6 +166,18 @@ func (e *ends) conflict(k caseUser) {
 	count(&e.conflicts, k, +1)
 }
 
+// conflictBesides says whether the ends hold a declared conflict of k
+// other than the trail's event seq.
+func (e *ends) conflictBesides(k caseUser, seq int64) bool {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	n := e.conflicts[k]
+	if x, ok := e.recent[seq]; ok && x.Kind == EndConflict && x.CaseID == k.caseID && x.UserID == k.userID {
+		n--
+	}
+	return n > 0
+}
+
 // of says whether the grant id of userID on caseID was ended (revoked, or
 // its user recused) and whether it is suspended by a declared conflict.
 // The arguments are bytes as a start scans them: the lookups convert them

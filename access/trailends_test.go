@@ -322,3 +322,54 @@ func TestUnprovenNoticesReadTheTrail(t *testing.T) {
 		}
 	})
 }
+
+// TestDeclaringAConflictIsNotRefusedByItsOwnEnd: the vault audits a
+// declaration of a conflict as allowed before access stores it, so a read
+// of the trail in between (another request's, once a second while notices
+// are unproven, or a notice's) learns the conflict first. The declaration
+// must still be stored: refused as if its assignment were already
+// suspended, it answered 404 and was undone (seen in the full suite on
+// PostgreSQL). A conflict the trail holds still suspends the grant, and a
+// revocation in the trail still leaves nothing to declare on.
+func TestDeclaringAConflictIsNotRefusedByItsOwnEnd(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, dialect string) {
+		ctx := context.Background()
+		w := newWorld(t, dialect)
+		admin, unit := w.p["admin"], w.p["revNone"]
+		asg, err := w.svc.Assign(ctx, admin, "case-1", unit.User.ID, "reviewer", "Art. 16 review", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The trail already holds the allowed declaration being made.
+		s := withTrail(t, w, &TrailEnds{Through: 1, Ends: []End{{Seq: 1, Kind: EndConflict, CaseID: "case-1", UserID: unit.User.ID}}})
+		dec, err := s.DeclareAs(ctx, unit, "case-1", true, "My brother works for the provider.", 1)
+		if err != nil {
+			t.Fatalf("the declaration was refused by its own end: %v", err)
+		}
+		if dec.CaseID != "case-1" || dec.UserID != unit.User.ID || !dec.Conflict {
+			t.Fatalf("declared %+v", dec)
+		}
+		var stored int64
+		if err := w.db.Model(&declarationRow{}).Where("assignment_id = ? AND conflict = ?", asg.ID, true).Count(&stored).Error; err != nil || stored != 1 {
+			t.Fatalf("%d conflicts stored on the assignment (%v), want 1", stored, err)
+		}
+		if d := decide(t, s, unit, w.submitted, ActCaseRead); d.Allowed {
+			t.Fatal("the declared conflict does not suspend the grant")
+		}
+		// Its own event is no excuse for another: an earlier conflict the
+		// trail holds still leaves nothing to declare on.
+		if _, err := s.DeclareAs(ctx, unit, "case-1", false, "No conflict after all.", 7); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("a second declaration over a conflict the trail holds: %v, want ErrNotFound", err)
+		}
+		// A revocation the trail holds still ends the grant for Declare.
+		other := w.p["revExp"]
+		asg2, err := w.svc.Assign(ctx, admin, "case-1", other.User.ID, "reviewer", "Art. 16 review", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s2 := withTrail(t, w, &TrailEnds{Through: 2, Ends: []End{{Seq: 2, Kind: EndRevoked, CaseID: "case-1", AssignmentID: asg2.ID}}})
+		if _, err := s2.DeclareAs(ctx, other, "case-1", false, "None.", 3); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("a declaration on an assignment the trail revoked: %v, want ErrNotFound", err)
+		}
+	})
+}

@@ -146,7 +146,7 @@ func (s *Service) Declare(ctx context.Context, a Actor, caseID string, in NewDec
 	if err != nil {
 		return access.Declaration{}, err
 	}
-	dec, err := s.access.Declare(ctx, a.P, caseID, *in.Conflict, stmt)
+	dec, err := s.access.DeclareAs(ctx, a.P, caseID, *in.Conflict, stmt, seq)
 	if err != nil {
 		err = accessError(err)
 		s.recordUndo(ctx, a, "declaration.create", caseID, "case/"+caseID, seq, err)
