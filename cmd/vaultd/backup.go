@@ -466,26 +466,23 @@ func copyNewFiles(src, dst string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	entries, err := os.ReadDir(src)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
+	files, err := regularFiles(src)
 	if err != nil {
 		return nil, err
 	}
 	var names []string
-	for _, e := range entries {
-		if !e.Type().IsRegular() || strings.HasPrefix(e.Name(), ".") || slices.Contains(have, e.Name()) {
+	for _, name := range files {
+		if slices.Contains(have, name) {
 			continue
 		}
-		err := copyFile(filepath.Join(src, e.Name()), filepath.Join(dst, e.Name()), 0o600)
+		err := copyFile(filepath.Join(src, name), filepath.Join(dst, name), 0o600)
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
 		if err != nil {
 			return names, err
 		}
-		names = append(names, e.Name())
+		names = append(names, name)
 	}
 	return names, nil
 }
