@@ -38,6 +38,11 @@ func (f *wfFixture) wantStatusDamaged(svc *Service, a Actor, id string) {
 	if titles, err := svc.CaseTitles(f.ctx, a, []string{id}); err != nil || len(titles) != 0 {
 		f.t.Fatalf("%s: titles %v, %v", who, titles, err)
 	}
+	// A malformed request on it is answered as a well-formed one is, not
+	// with how its form was read.
+	if hidden, err := svc.RefuseHiddenCase(f.ctx, a, id, "POST /api/v1/cases/:case/transitions"); hidden || !errors.As(err, &ve) || ve.Code != "case_status_damaged" {
+		f.t.Fatalf("%s: RefuseHiddenCase(%s) = %v, %v, want case_status_damaged", who, id, hidden, err)
+	}
 }
 
 // materialOf is the id of the case's material of kind kind.
@@ -139,6 +144,10 @@ func TestCaseStatusEditsAreRefused(t *testing.T) {
 					t.Fatalf("member unit reads the history: %v", err)
 				}
 				refused(svc, id)
+				var ve *Error
+				if hidden, err := svc.RefuseHiddenMaterial(f.ctx, f.op, decl, "GET /api/v1/materials/:id/content"); hidden || !errors.As(err, &ve) || ve.Code != "case_status_damaged" {
+					t.Fatalf("RefuseHiddenMaterial(%s) = %v, %v, want case_status_damaged", decl, hidden, err)
+				}
 				var m dto.Metric
 				if err := svc.tagRefusals.WithLabelValues("cases").Write(&m); err != nil || m.GetCounter().GetValue() == 0 {
 					t.Fatalf("the refusals are not counted: %v %v", m.GetCounter(), err)

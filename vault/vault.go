@@ -371,7 +371,7 @@ func (s *Service) authorize(ctx context.Context, a Actor, caseID string, act acc
 // vault records any refusal on a hidden case: one event per request, which
 // the inspectors find among the case's events.
 func (s *Service) RefuseHiddenCase(ctx context.Context, a Actor, caseID, resource string) (bool, error) {
-	_, facts, _, err := s.caseFacts(ctx, caseID)
+	row, facts, _, err := s.caseFacts(ctx, caseID)
 	hidden := errors.Is(err, gorm.ErrRecordNotFound)
 	if err != nil && !hidden {
 		return false, fmt.Errorf("load case %s: %w", caseID, err)
@@ -386,7 +386,7 @@ func (s *Service) RefuseHiddenCase(ctx context.Context, a Actor, caseID, resourc
 		hidden = !d.Visible
 	}
 	if !hidden {
-		return false, nil
+		return false, s.refuseDamaged(ctx, a, row, resource)
 	}
 	if err := s.record(ctx, a, "request.refused", audit.Denied, caseID, resource, "", "not_found"); err != nil {
 		return true, err
@@ -408,9 +408,10 @@ func (s *Service) RefuseHiddenMaterial(ctx context.Context, a Actor, id, resourc
 	if err != nil && !hidden {
 		return false, fmt.Errorf("load material %s: %w", id, err)
 	}
+	var row caseRow
 	if !hidden {
-		_, facts, _, err := s.factsOf(ctx, c)
-		if err != nil {
+		var facts access.CaseFacts
+		if row, facts, _, err = s.factsOf(ctx, c); err != nil {
 			return false, err
 		}
 		d, err := s.access.Decide(ctx, a.P, facts, access.ActCaseRead)
@@ -426,12 +427,27 @@ func (s *Service) RefuseHiddenMaterial(ctx context.Context, a Actor, id, resourc
 		hidden = !visible
 	}
 	if !hidden {
-		return false, nil
+		return false, s.refuseDamaged(ctx, a, row, resource)
 	}
 	if err := s.record(ctx, a, "request.refused", audit.Denied, m.CaseID, resource, "", "not_found"); err != nil {
 		return true, err
 	}
 	return true, nil
+}
+
+// refuseDamaged is the answer of RefuseHiddenCase and RefuseHiddenMaterial
+// to one who may know of a case whose status does not check (statusChecked):
+// case_status_damaged, recorded, as decideOn answers a well-formed request
+// on it. How the request was malformed would tell them less, and nothing
+// about the case can be done until the row is restored.
+func (s *Service) refuseDamaged(ctx context.Context, a Actor, row caseRow, resource string) error {
+	if !row.statusRefused {
+		return nil
+	}
+	if err := s.record(ctx, a, "request.refused", audit.Denied, row.ID, resource, "", "case_status_damaged"); err != nil {
+		return err
+	}
+	return errStatusDamaged()
 }
 
 // decideOn is authorize once the case is loaded (err: how loading it failed).
