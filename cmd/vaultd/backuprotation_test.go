@@ -1,3 +1,5 @@
+//go:build unix
+
 package main
 
 import (
@@ -6,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -27,16 +30,7 @@ func TestBackupDuringKeyRotationRestores(t *testing.T) {
 	w.loginAll(t)
 	caseID, docs := w.newCase(t, "backup-rotation")
 	s.stop()
-	// Blobs enough for the copy to take a while, as a real store's would
-	// (each is synced to disk as it is copied): opaque to the backup,
-	// which copies whatever the store lists.
-	blobs := filepath.Join(s.data, "blobs")
-	junk := bytes.Repeat([]byte{0xa5}, 512)
-	for range 4000 {
-		if err := os.WriteFile(filepath.Join(blobs, vault.NewID()), junk, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
+	addJunkBlobs(t, s)
 	out := filepath.Join(t.TempDir(), "backup")
 	keysOut := filepath.Join(t.TempDir(), "backup-keys")
 	backup := exec.Command(vaultdBin, "backup", "--out", out, "--keys-out", keysOut)
@@ -49,21 +43,14 @@ func TestBackupDuringKeyRotationRestores(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- backup.Wait() }()
 	// Once the database copy has begun, its snapshot is taken: rotate and
-	// retire the old master, as an operator would, while the blobs copy.
-	deadline := time.Now().Add(time.Minute)
-	for {
-		if _, err := os.Stat(filepath.Join(out, "vault.db")); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the backup never copied the database: %s", berr.String())
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	// retire the old master, as an operator would, while the backup is
+	// held there (a real store's copy takes hours).
+	resume := holdAtDatabaseCopy(t, backup, out, &berr)
 	s.mustCLI("", "keys", "rotate")
 	if msg := s.mustCLI("", "keys", "retire"); !strings.Contains(msg, "deleted") {
 		t.Fatalf("retire said: %s", msg)
 	}
+	resume()
 	if err := <-done; err != nil {
 		t.Fatalf("backup: %v: %s", err, berr.String())
 	}
@@ -95,13 +82,7 @@ func TestBackupOfABusyVaultWithMirrorRestores(t *testing.T) {
 	s.start()
 	w.loginAll(t)
 	caseID, docs := w.newCase(t, "backup-busy")
-	blobs := filepath.Join(s.data, "blobs")
-	junk := bytes.Repeat([]byte{0xa5}, 512)
-	for range 4000 {
-		if err := os.WriteFile(filepath.Join(blobs, vault.NewID()), junk, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
+	addJunkBlobs(t, s)
 	checkpoint := func() string {
 		names, _ := filepath.Glob(filepath.Join(mirror, "checkpoint-*"))
 		if len(names) == 0 {
@@ -120,18 +101,10 @@ func TestBackupOfABusyVaultWithMirrorRestores(t *testing.T) {
 	}
 	done := make(chan error, 1)
 	go func() { done <- backup.Wait() }()
+	// The vault goes on serving, audited, while the backup is held after
+	// its database snapshot, and signs checkpoints of what it did.
+	resume := holdAtDatabaseCopy(t, backup, out, &berr)
 	deadline := time.Now().Add(time.Minute)
-	for {
-		if _, err := os.Stat(filepath.Join(out, "vault.db")); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the backup never copied the database: %s", berr.String())
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	// The vault goes on serving, audited, while the blobs copy, and signs
-	// checkpoints of what it did.
 	before := checkpoint()
 	for checkpoint() == before {
 		w.op.expect(200, "GET", "/cases/"+caseID, nil)
@@ -140,6 +113,7 @@ func TestBackupOfABusyVaultWithMirrorRestores(t *testing.T) {
 			t.Fatal("no checkpoint signed while the backup ran")
 		}
 	}
+	resume()
 	if err := <-done; err != nil {
 		t.Fatalf("backup: %v: %s", err, berr.String())
 	}
@@ -158,4 +132,51 @@ func TestBackupOfABusyVaultWithMirrorRestores(t *testing.T) {
 	}
 	r.start()
 	readAll(t, r.login(t, "operator1", pw), docs)
+}
+
+// addJunkBlobs puts blobs in s's store for the backup to copy after its
+// database: opaque to it, which copies whatever the store lists. They keep
+// the backup busy past its database copy long enough for
+// holdAtDatabaseCopy to stop it there.
+func addJunkBlobs(t *testing.T, s *server) {
+	t.Helper()
+	junk := bytes.Repeat([]byte{0xa5}, 512)
+	for range 200 {
+		if err := os.WriteFile(filepath.Join(s.data, "blobs", vault.NewID()), junk, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// holdAtDatabaseCopy stops the running backup as soon as its database copy
+// exists (its snapshot is taken then) and returns what lets it go on: what a
+// test does in between happens while the backup copies the blobs, which on a
+// real store takes hours. Stopping the process, rather than giving it more
+// blobs to copy, makes that window as wide as the test needs on any machine.
+func holdAtDatabaseCopy(t *testing.T, backup *exec.Cmd, out string, berr *bytes.Buffer) (resume func()) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		if _, err := os.Stat(filepath.Join(out, "vault.db")); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the backup never copied the database: %s", berr.String())
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	if err := backup.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatalf("stop the backup: %v", err)
+	}
+	resumed := false
+	resume = func() {
+		if !resumed {
+			resumed = true
+			if err := backup.Process.Signal(syscall.SIGCONT); err != nil {
+				t.Errorf("resume the backup: %v", err)
+			}
+		}
+	}
+	t.Cleanup(resume) // a test that fails while it is held must not leave it stopped
+	return resume
 }
