@@ -51,9 +51,41 @@ type KeyTable struct {
 }
 
 // KeyTables are the vault's own tables of wrapped keys.
-func (k *Keyring) KeyTables() []KeyTable {
+func (k *Keyring) KeyTables() []KeyTable { return ownKeyTables() }
+
+func ownKeyTables() []KeyTable {
 	return []KeyTable{{Table: "case_keys", IDColumn: "case_id", Kind: "case"},
 		{Table: "vault_keys", IDColumn: "name", Kind: "vault", Vital: true}}
+}
+
+// MastersNamed lists, sorted, the masters whose keys a process opening db
+// needs: the active one (a process without it refuses to start, as it
+// would wrap new keys to another) and every master a row of the vault's
+// key tables or of tables (the other owners') is wrapped to. Rows from
+// before masters were named (an empty master) are left out: a start names them
+// after the only master it holds. A table db lacks (a copy older than it)
+// names none. Restore uses it to refuse a backup whose keys it was not
+// given before it writes anything.
+func MastersNamed(ctx context.Context, db *gorm.DB, tables ...KeyTable) ([]string, error) {
+	db = db.WithContext(ctx)
+	var fps []string
+	if db.Migrator().HasTable(&masterRow{}) {
+		if err := db.Model(&masterRow{}).Where("state = ?", MasterActive).Pluck("fingerprint", &fps).Error; err != nil {
+			return nil, fmt.Errorf("load active master: %w", err)
+		}
+	}
+	for _, t := range append(ownKeyTables(), tables...) {
+		if !db.Migrator().HasTable(t.Table) {
+			continue
+		}
+		var named []string
+		if err := db.Raw("SELECT DISTINCT master FROM " + t.Table + " WHERE master <> ''").Scan(&named).Error; err != nil {
+			return nil, fmt.Errorf("list the masters of %s: %w", t.Table, err)
+		}
+		fps = append(fps, named...)
+	}
+	slices.Sort(fps)
+	return slices.Compact(fps), nil
 }
 
 // ErrMasterNotHeld means the database names an active master this process

@@ -2,6 +2,7 @@ package vault
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -405,5 +406,40 @@ func TestRecoverStopsAtAVitalKeyWithoutEscrow(t *testing.T) {
 	f.db.Table("case_keys").Where("master = ?", next.Fingerprint()).Count(&moved)
 	if moved != 0 {
 		t.Fatalf("%d case keys moved after a vital key failed", moved)
+	}
+}
+
+// TestMastersNamed: the masters a copy of the database needs are the
+// active one and every one a key row names, once each, sorted; rows from
+// before masters were named (an empty master) and tables the database
+// lacks name none. Restore refuses keys that lack one of them.
+func TestMastersNamed(t *testing.T) {
+	for _, dialect := range sqldbtest.Backends {
+		t.Run(dialect, func(t *testing.T) {
+			f := newWF(t, dialect, time.Date(2025, 3, 3, 9, 0, 0, 0, time.UTC), false)
+			active, err := f.svc.keys.ActiveMaster(f.ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ids := []string{f.draft(), f.draft(), f.draft()}
+			// One case key left on a master being rotated away from, one
+			// from before masters were named.
+			const old = "0123456789abcdef"
+			if err := f.db.Exec("UPDATE case_keys SET master = ? WHERE case_id = ?", old, ids[0]).Error; err != nil {
+				t.Fatal(err)
+			}
+			if err := f.db.Exec("UPDATE case_keys SET master = '' WHERE case_id = ?", ids[1]).Error; err != nil {
+				t.Fatal(err)
+			}
+			got, err := MastersNamed(f.ctx, f.db, KeyTable{Table: "no_such_keys", IDColumn: "id", Kind: "other"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := []string{old, active}
+			slices.Sort(want)
+			if !slices.Equal(got, want) {
+				t.Fatalf("masters named: %q, want %q", got, want)
+			}
+		})
 	}
 }

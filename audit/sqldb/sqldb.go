@@ -103,6 +103,29 @@ func Open(ctx context.Context, url string) (*gorm.DB, error) {
 	return db, nil
 }
 
+// OpenSQLiteFileReadOnly opens the SQLite file at path to read it, and
+// never writes it: not even its header, which Open's WAL mode would
+// rewrite, nor a -wal or -shm file beside it. For finished files (a
+// backup, read before it is restored), which nothing else writes.
+func OpenSQLiteFileReadOnly(ctx context.Context, path string) (*gorm.DB, error) {
+	if _, err := os.Stat(path); err != nil {
+		return nil, fmt.Errorf("open database file: %w", err)
+	}
+	db, err := gorm.Open(sqlite.Open("file:"+path+"?mode=ro&immutable=1"), &gorm.Config{TranslateError: true, Logger: logger.Discard})
+	if err != nil {
+		return nil, fmt.Errorf("open database file %s: %w", path, err)
+	}
+	sqlDB, err := db.DB()
+	if err == nil {
+		err = sqlDB.PingContext(ctx)
+	}
+	if err != nil {
+		_ = Close(db)
+		return nil, fmt.Errorf("open database file %s: %w", path, err)
+	}
+	return db, nil
+}
+
 // durableCommits makes every connection commit with synchronous_commit=on
 // (a startup parameter, which outranks the server's and the role's
 // defaults) unless the URL sets the parameter itself: a write acknowledged

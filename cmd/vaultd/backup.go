@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -21,7 +22,10 @@ import (
 
 	"github.com/crvault/crvault/audit"
 	"github.com/crvault/crvault/audit/sqldb"
+	"github.com/crvault/crvault/vault"
 	"github.com/crvault/crvault/vault/blob"
+	"github.com/crvault/crvault/vault/crypt"
+	"github.com/crvault/crvault/vault/supervision"
 )
 
 // Backup and restore (docs/operations.md). A backup is a directory:
@@ -67,6 +71,12 @@ type backupManifest struct {
 	// made, at least the copy's own: a witness holding a checkpoint beyond
 	// it would refuse the restored log (restore checks that first).
 	AuditHead int64 `json:"audit_head,omitempty"`
+	// Masters are the fingerprints of the masters the database copy
+	// wraps its keys to, the active one among them (vault.MastersNamed):
+	// restore refuses keys that lack one before it writes anything, as
+	// the restored vault would not start. Nil in the manifests of older
+	// binaries; empty for a vault with no key yet.
+	Masters []string `json:"masters"`
 }
 
 type backupFile struct {
@@ -138,7 +148,15 @@ func cmdBackup(ctx context.Context, args []string, stdout, stderr io.Writer, get
 			return fmt.Errorf("copy checkpoint mirror: %w", err)
 		}
 	}
-	// 1. The database, one consistent snapshot.
+	// 1. The database, one consistent snapshot. A pg_dump file cannot be
+	// read here: the masters it needs are those the live database names
+	// before or after it (a rotation in between leaves rows on either).
+	var mastersBefore []string
+	if m.Database != "sqlite" {
+		if mastersBefore, err = vault.MastersNamed(ctx, a.db, supervision.KeyTables()...); err != nil {
+			return fmt.Errorf("list the masters the database needs: %w", err)
+		}
+	}
 	if m.Database == "sqlite" {
 		m.DBFile = "vault.db"
 		if err := a.db.WithContext(ctx).Exec("VACUUM INTO ?", filepath.Join(out, m.DBFile)).Error; err != nil {
@@ -157,6 +175,19 @@ func cmdBackup(ctx context.Context, args []string, stdout, stderr io.Writer, get
 	}
 	if m.DBSHA256, err = fileSHA256(filepath.Join(out, m.DBFile)); err != nil {
 		return err
+	}
+	var mastersAfter []string
+	if m.Database == "sqlite" {
+		mastersAfter, err = sqliteFileMasters(ctx, filepath.Join(out, m.DBFile))
+	} else {
+		mastersAfter, err = vault.MastersNamed(ctx, a.db, supervision.KeyTables()...)
+	}
+	if err != nil {
+		return fmt.Errorf("list the masters the database copy needs: %w", err)
+	}
+	m.Masters = slices.Compact(slices.Sorted(slices.Values(append(mastersBefore, mastersAfter...))))
+	if m.Masters == nil {
+		m.Masters = []string{} // recorded: none needed
 	}
 	if err := a.db.WithContext(ctx).Raw("SELECT COALESCE(MAX(seq), 0) FROM audit_events").Scan(&m.AuditHead).Error; err != nil {
 		return fmt.Errorf("read the audit log's head: %w", err)
@@ -207,10 +238,12 @@ func cmdBackup(ctx context.Context, args []string, stdout, stderr io.Writer, get
 }
 
 func cmdRestore(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
-	var from, keysFrom string
+	var from, keysFrom, escrowID string
 	cfg, _, err := parse("restore", args, stderr, getenv, func(fs *flag.FlagSet) {
 		fs.StringVar(&from, "from", "", "backup directory written by vaultd backup")
 		fs.StringVar(&keysFrom, "keys-from", "", "directory of the key files (default <from>/keys)")
+		fs.StringVar(&escrowID, "escrow-identity", "", "restore although a master the backup's keys are wrapped to is lost, "+
+			"to recover them with this escrow identity file (vaultd keys recover) before the vault starts")
 	})
 	if err != nil {
 		return err
@@ -254,6 +287,21 @@ func cmdRestore(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 	if err := restoreKeysPresent(cfg, m, keysFrom); err != nil {
 		return err
 	}
+	held, err := restoreHeldMasters(cfg, keysFrom, escrowID, stderr)
+	if err != nil {
+		return err
+	}
+	needed := m.Masters
+	if needed == nil && m.Database == "sqlite" {
+		// A manifest of an older vaultd: the backup's file says.
+		if needed, err = sqliteFileMasters(ctx, dbFile); err != nil {
+			return fmt.Errorf("list the masters the backup's database needs: %w", err)
+		}
+	}
+	lost := notHeld(needed, held)
+	if len(lost) > 0 && escrowID == "" {
+		return fmt.Errorf("%s. Nothing was written", mastersNotHeld(lost, held, keysFrom))
+	}
 	if err := restoreWitnessesBehind(ctx, cfg, m, stderr); err != nil {
 		return err
 	}
@@ -269,6 +317,19 @@ func cmdRestore(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 		}
 	} else if err := pgRestore(ctx, cfg.DatabaseURL, dbFile); err != nil {
 		return err
+	} else if m.Masters == nil {
+		// A manifest of an older vaultd, and a pg_dump file only
+		// PostgreSQL reads: the restored database says, before anything
+		// else is written.
+		if lost, err = restoredMastersNotHeld(ctx, cfg.DatabaseURL, held); err != nil {
+			return err
+		}
+		if len(lost) > 0 && escrowID == "" {
+			_, schema, _ := libpqURL(cfg.DatabaseURL)
+			return fmt.Errorf("%s. The backup's database was restored (pg_restore), and nothing else (no blob, no key file): "+
+				"drop what it restored (DROP SCHEMA %s CASCADE, or the database of VAULT_DATABASE_URL) before you run the restore again",
+				mastersNotHeld(lost, held, keysFrom), cmp.Or(schema, "public"))
+		}
 	}
 	for _, f := range m.Blobs {
 		if err := copyBlobIn(ctx, store, f, filepath.Join(from, "blobs", f.ID)); err != nil {
@@ -292,11 +353,99 @@ func cmdRestore(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 	e := actorCLI()
 	e.Action, e.Outcome, e.Resource = "backup.restore", audit.Allowed, "backup"
 	e.Detail = fmt.Sprintf("backup of %s: %d blobs", m.CreatedAt.Format(time.RFC3339), len(m.Blobs))
+	if len(lost) > 0 {
+		e.Detail += fmt.Sprintf("; masters %s not held, to recover from escrow", strings.Join(lost, ", "))
+	}
 	if _, err := a.audit.Append(ctx, e); err != nil {
 		return fmt.Errorf("record in audit log: %w", err)
 	}
+	if len(lost) > 0 {
+		fmt.Fprintf(stdout, "restored the backup of %s: %s database, %d blobs, but its keys are wrapped to master(s) %s, which it does not hold: "+
+			"vaultd serve refuses to start until you run vaultd keys recover --escrow-identity %s; then run vaultd audit verify\n",
+			m.CreatedAt.Format(time.RFC3339), m.Database, len(m.Blobs), strings.Join(lost, ", "), escrowID)
+		return nil
+	}
 	fmt.Fprintf(stdout, "restored the backup of %s: %s database, %d blobs; now run vaultd audit verify\n", m.CreatedAt.Format(time.RFC3339), m.Database, len(m.Blobs))
 	return nil
+}
+
+// sqliteFileMasters lists the masters the SQLite database file at path
+// needs (vault.MastersNamed), reading the file without writing it.
+func sqliteFileMasters(ctx context.Context, path string) ([]string, error) {
+	db, err := sqldb.OpenSQLiteFileReadOnly(ctx, path)
+	if err != nil {
+		return nil, err
+	}
+	defer sqldb.Close(db)
+	return vault.MastersNamed(ctx, db, supervision.KeyTables()...)
+}
+
+// restoredMastersNotHeld lists the masters the database restored at dbURL
+// needs and held lacks.
+func restoredMastersNotHeld(ctx context.Context, dbURL string, held []string) ([]string, error) {
+	db, err := sqldb.Open(ctx, dbURL)
+	if err != nil {
+		return nil, err
+	}
+	defer sqldb.Close(db)
+	needed, err := vault.MastersNamed(ctx, db, supervision.KeyTables()...)
+	if err != nil {
+		return nil, fmt.Errorf("list the masters the restored database needs: %w", err)
+	}
+	return notHeld(needed, held), nil
+}
+
+// restoreHeldMasters lists the fingerprints of the masters the restored
+// environment will hold, as serve will load them: the master key files of
+// keysFrom (installed as <data>/keys), VAULT_MASTER_KEY and
+// VAULT_MASTER_KEY_FILE. A key file that cannot be opened (a sealed one
+// without VAULT_MASTER_IDENTITY_FILE) fails here as it would at start. An
+// escrow identity file, when given, must be one.
+func restoreHeldMasters(cfg config, keysFrom, escrowID string, stderr io.Writer) ([]string, error) {
+	log := newLogger(stderr, "warn")
+	if escrowID != "" {
+		if _, err := crypt.LoadMaster(escrowID); err != nil {
+			return nil, fmt.Errorf("escrow identity: %w", err)
+		}
+	}
+	unseal, err := unsealIdentities(cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	ms, err := readMastersWith(cfg, keysFrom, unseal)
+	if err != nil {
+		return nil, fmt.Errorf("read the master keys the restored vault would hold: %w", err)
+	}
+	fps := make([]string, 0, len(ms))
+	for _, m := range ms {
+		fps = append(fps, m.Fingerprint())
+	}
+	slices.Sort(fps)
+	return slices.Compact(fps), nil
+}
+
+// notHeld lists the masters of needed that held lacks.
+func notHeld(needed, held []string) []string {
+	var out []string
+	for _, fp := range needed {
+		if !slices.Contains(held, fp) {
+			out = append(out, fp)
+		}
+	}
+	return out
+}
+
+// mastersNotHeld says which masters a restore lacks and what to give.
+func mastersNotHeld(lost, held []string, keysFrom string) string {
+	has := "none"
+	if len(held) > 0 {
+		has = strings.Join(held, ", ")
+	}
+	return fmt.Sprintf("the backup's database wraps its keys to master(s) %s, which the restored vault would not hold "+
+		"(the master key files of %s, VAULT_MASTER_KEY_FILE and VAULT_MASTER_KEY give %s): vaultd serve would refuse to start. "+
+		"Give the keys the backup was written with (--keys-from DIR, where vaultd backup --keys-out wrote them) or the master's key file "+
+		"(VAULT_MASTER_KEY_FILE); if that master is lost, restore with --escrow-identity FILE and then run vaultd keys recover --escrow-identity FILE",
+		strings.Join(lost, ", "), keysFrom, has)
 }
 
 // restoreKeysPresent checks that the key files the backup lists are in

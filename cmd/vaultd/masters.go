@@ -83,6 +83,13 @@ func (c config) masterFiles() []string {
 // the files of VAULT_MASTER_KEY_FILE and the master*.age-key files of
 // <data>/keys (where rotations write new masters), plain or sealed.
 func readMasters(cfg config, unseal []age.Identity) ([]*crypt.Master, error) {
+	return readMastersWith(cfg, cfg.keyDir(), unseal)
+}
+
+// readMastersWith is readMasters with the master*.age-key files of keyDir
+// in place of <data>/keys: restore reads the masters the restored
+// environment will hold from the backup's keys before it installs them.
+func readMastersWith(cfg config, keyDir string, unseal []age.Identity) ([]*crypt.Master, error) {
 	var ms []*crypt.Master
 	if cfg.MasterKey != "" {
 		m, err := crypt.ParseMaster(cfg.MasterKey)
@@ -98,7 +105,7 @@ func readMasters(cfg config, unseal []age.Identity) ([]*crypt.Master, error) {
 		}
 		ms = append(ms, m)
 	}
-	dir, err := crypt.LoadKeyDir(cfg.keyDir(), unseal)
+	dir, err := crypt.LoadKeyDir(keyDir, unseal)
 	if err != nil {
 		return nil, err
 	}
