@@ -434,7 +434,7 @@ func reviewError(err error, act review.Action) error {
 func (s *Service) history(ctx context.Context, caseID string) ([]review.Event, error) {
 	rows, err := s.checkedEvents(ctx, s.db, caseID, true)
 	if errors.Is(err, errHistoryDamaged) {
-		return nil, errStatusDamaged()
+		return nil, fail(ErrDamaged, "case_status_damaged", "the stored history of this case does not authenticate (changed outside crvault); nothing that reads it can be done until it is restored; the operator has been told")
 	}
 	if err != nil {
 		return nil, err
