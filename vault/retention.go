@@ -136,18 +136,22 @@ func labelHoldReason(caseID string) string { return "cases.hold_reason/" + caseI
 // endedStatuses are the statuses a case ends in.
 var endedStatuses = []string{string(review.Concluded), string(review.NotRequired)}
 
-// endedAt is when the case reached an ended status (nil if it has not).
+// endedAt is when the case reached an ended status (nil if it has not),
+// read from its whole history checked against its tags (eventtags.go): an
+// end a database edit moved, inserted or uncovered (by deleting a later
+// one) answers errHistoryDamaged, logged and counted, and dates nothing.
 func (s *Service) endedAt(ctx context.Context, db *gorm.DB, caseID string) (*time.Time, error) {
-	var at []time.Time
-	if err := db.WithContext(ctx).Model(&caseEventRow{}).Where("case_id = ? AND to_status IN ?", caseID, endedStatuses).
-		Order("seq DESC").Limit(1).Pluck("at", &at).Error; err != nil {
+	rows, err := s.checkedEvents(ctx, db, caseID, false)
+	if err != nil {
 		return nil, fmt.Errorf("load end of case %s: %w", caseID, err)
 	}
-	if len(at) == 0 {
-		return nil, nil
+	for i := len(rows) - 1; i >= 0; i-- {
+		if isEnded(rows[i].ToStatus) {
+			t := rows[i].At.UTC()
+			return &t, nil
+		}
 	}
-	t := at[0].UTC()
-	return &t, nil
+	return nil, nil
 }
 
 func (s *Service) retentionOf(ctx context.Context, row caseRow) (Retention, error) {
@@ -155,6 +159,11 @@ func (s *Service) retentionOf(ctx context.Context, row caseRow) (Retention, erro
 		HoldAt: utcPtr(row.HoldAt), ShreddedAt: utcPtr(row.ShreddedAt)}
 	if isEnded(row.Status) {
 		end, err := s.endedAt(ctx, s.db, row.ID)
+		if errors.Is(err, errHistoryDamaged) {
+			// No end can be trusted, so no expiry is shown (and none
+			// applied); a hold may still be set.
+			end, err = nil, nil
+		}
 		if err != nil {
 			return r, err
 		}
@@ -310,7 +319,12 @@ func (s *Service) ApplyRetention(ctx context.Context, actor audit.Event, now tim
 		if row.statusRefused {
 			continue
 		}
+		// Nor does an end dated by a history a database edit changed: a
+		// concluding event moved years back would shred the case now.
 		end, err := s.endedAt(ctx, s.db, row.ID)
+		if errors.Is(err, errHistoryDamaged) {
+			continue
+		}
 		if err != nil {
 			return out, err
 		}

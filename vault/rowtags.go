@@ -437,6 +437,17 @@ func (k *Keyring) tagLegacyRows(ctx context.Context, log *audit.Log, extra []Key
 		}
 		done[statusTagTable] = true
 	}
+	// Cases' histories, likewise.
+	if !done[eventTagTable] {
+		n, err := k.tagCaseEvents(ctx)
+		if err != nil {
+			return err
+		}
+		if err := recordTagBackfill(ctx, log, eventTagTable, n, 0); err != nil {
+			return err
+		}
+		done[eventTagTable] = true
+	}
 	todo := map[string]bool{}
 	for _, t := range tagTables[1:] {
 		if !done[t] {

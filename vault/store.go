@@ -152,6 +152,7 @@ var migrations = []sqldb.Step{
 	{Version: 15, Name: "row tags binding a case's parties", Up: migratePartiesTags},
 	{Version: 16, Name: "row tags binding a proposal to its member unit and party", Up: migrateProposalTags},
 	{Version: 17, Name: "row tags binding a case's status to its history", Up: migrateStatusTags},
+	{Version: 18, Name: "row tags binding a case's history events", Up: migrateEventTags},
 }
 
 // migrateLiveConsents puts a unique index on the live consents of a
@@ -242,6 +243,10 @@ type caseEventRow struct {
 	// with the case key: one column, converted only in toEventRow and
 	// fromEventRow.
 	Payload []byte `gorm:"not null;default:''"`
+	// Tag binds the event's columns a decision reads (its case and number,
+	// action, statuses, dates, actor, days and answer) under the rows key
+	// (eventtags.go), so that a database edit of the history is refused.
+	Tag []byte `gorm:"not null;default:''"`
 }
 
 func (caseEventRow) TableName() string { return "case_events" }

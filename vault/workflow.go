@@ -249,6 +249,14 @@ func (s *Service) move(ctx context.Context, a Actor, row caseRow, purpose, event
 	}
 	history, err := s.history(ctx, row.ID)
 	if err != nil {
+		var ve *Error
+		if errors.As(err, &ve) && ve.Code == "case_status_damaged" {
+			// Refused before any decision, as decideOn refuses a damaged
+			// status.
+			if err := s.record(ctx, a, event, audit.Denied, row.ID, resource, purpose, ve.Code); err != nil {
+				return TransitionResult{}, err
+			}
+		}
 		return TransitionResult{}, err
 	}
 	facts, err := s.reviewFacts(ctx, row)
@@ -355,6 +363,8 @@ func (s *Service) appendEvents(ctx context.Context, row caseRow, due dueColumns,
 			if err != nil {
 				return err
 			}
+			// Tagged in the statement that appends it (eventtags.go).
+			er.Tag = eventTag(rows, er)
 			if err := tx.Create(er).Error; err != nil {
 				if errors.Is(err, gorm.ErrDuplicatedKey) {
 					return conflict
@@ -416,11 +426,18 @@ func reviewError(err error, act review.Action) error {
 	return err
 }
 
-// history loads a case's review events in order.
+// history loads a case's review events in order, checked against their
+// tags (eventtags.go): a history edited outside crvault answers
+// case_status_damaged, as a damaged status does, for nothing replayed
+// from it (the next step, the clock, what the parties are shown) can be
+// trusted.
 func (s *Service) history(ctx context.Context, caseID string) ([]review.Event, error) {
-	var rows []caseEventRow
-	if err := s.db.WithContext(ctx).Where("case_id = ?", caseID).Order("seq").Find(&rows).Error; err != nil {
-		return nil, fmt.Errorf("load history of case %s: %w", caseID, err)
+	rows, err := s.checkedEvents(ctx, s.db, caseID, true)
+	if errors.Is(err, errHistoryDamaged) {
+		return nil, fail(ErrDamaged, "case_status_damaged", "the stored history of this case does not authenticate (changed outside crvault); nothing that reads it can be done until it is restored; the operator has been told")
+	}
+	if err != nil {
+		return nil, err
 	}
 	key, err := s.textKey(ctx, caseID)
 	if err != nil {
@@ -440,34 +457,48 @@ func (s *Service) history(ctx context.Context, caseID string) ([]review.Event, e
 // histories loads the events of many cases at once. Replaying a history
 // needs its sealed payloads (the edition, the items requested, the members
 // asked), so each case's key is opened, once per case (and cached by the
-// keyring).
-func (s *Service) histories(ctx context.Context, caseIDs []string) (map[string][]review.Event, error) {
-	out := map[string][]review.Event{}
+// keyring). A case whose history fails its tags (historyChecked) is left
+// out of the map and named in refused.
+func (s *Service) histories(ctx context.Context, caseIDs []string) (out map[string][]review.Event, refused map[string]bool, err error) {
+	out, refused = map[string][]review.Event{}, map[string]bool{}
+	rowsKey, err := s.rowsKey(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	chk := rowsKey.NewRowTagChecker(eventTagTable)
 	for len(caseIDs) > 0 {
 		batch := caseIDs[:min(len(caseIDs), 500)]
 		caseIDs = caseIDs[len(batch):]
 		var rows []caseEventRow
 		if err := s.db.WithContext(ctx).Where("case_id IN ?", batch).Order("case_id, seq").Find(&rows).Error; err != nil {
-			return nil, fmt.Errorf("load case histories: %w", err)
+			return nil, nil, fmt.Errorf("load case histories: %w", err)
 		}
-		keys := map[string]*crypt.CaseKey{}
-		for _, r := range rows {
-			key, ok := keys[r.CaseID]
-			if !ok {
-				var err error
-				if key, err = s.textKey(ctx, r.CaseID); err != nil {
-					return nil, err
-				}
-				keys[r.CaseID] = key
+		for len(rows) > 0 {
+			id := rows[0].CaseID
+			n := 1
+			for n < len(rows) && rows[n].CaseID == id {
+				n++
 			}
-			e, err := fromEventRow(key, r)
+			one := rows[:n]
+			rows = rows[n:]
+			if !s.historyChecked(ctx, chk, id, one) {
+				refused[id] = true
+				continue
+			}
+			key, err := s.textKey(ctx, id)
 			if err != nil {
-				return nil, err
+				return nil, nil, err
 			}
-			out[r.CaseID] = append(out[r.CaseID], e)
+			for _, r := range one {
+				e, err := fromEventRow(key, r)
+				if err != nil {
+					return nil, nil, err
+				}
+				out[id] = append(out[id], e)
+			}
 		}
 	}
-	return out, nil
+	return out, refused, nil
 }
 
 // eventPayload is the structured part of an event, stored as JSON in
@@ -512,7 +543,7 @@ func toEventRow(key *crypt.CaseKey, caseID string, e review.Event) (*caseEventRo
 		return nil, err
 	}
 	return &caseEventRow{CaseID: caseID, Seq: e.Seq, Action: string(e.Action), FromStatus: string(e.From), ToStatus: string(e.To),
-		OnDate: e.On.String(), At: e.At.UTC(), Actor: e.Actor, Role: e.Role, Reason: reason, Days: e.Days, Agree: e.Agree, Payload: sealedPayload}, nil
+		OnDate: e.On.String(), At: eventAt(e.At), Actor: e.Actor, Role: e.Role, Reason: reason, Days: e.Days, Agree: e.Agree, Payload: sealedPayload}, nil
 }
 
 func fromEventRow(key *crypt.CaseKey, r caseEventRow) (review.Event, error) {
@@ -632,6 +663,7 @@ func (s *Service) History(ctx context.Context, a Actor, caseID string) ([]review
 	}
 	h, err := s.history(ctx, caseID)
 	if err != nil {
+		s.recordFailure(ctx, a, "case.history", caseID, "case/"+caseID, err)
 		return nil, err
 	}
 	return s.historyView(ctx, a.P, caseID, h, mayRead)

@@ -154,12 +154,20 @@ func (s *Service) refreshDue(ctx context.Context, cal *calendar.Calendar) error 
 				ids = append(ids, r.ID)
 			}
 		}
-		hs, err := s.histories(ctx, ids)
+		hs, refused, err := s.histories(ctx, ids)
 		if err != nil {
 			return err
 		}
 		derived := make([]dueColumns, len(rows))
 		for i, r := range rows {
+			if refused[r.ID] {
+				// Not replayed from a history edited outside crvault
+				// (logged and counted): no date, so the case leaves the
+				// deadlines list, and tried again when the calendar
+				// changes.
+				derived[i] = dueColumns{Basis: basis}
+				continue
+			}
 			if derived[i], err = deriveDue(cal, basis, r.Status, hs[r.ID]); err != nil {
 				s.log.ErrorContext(ctx, "no deadline for open case", "case", r.ID, "err", err)
 			}

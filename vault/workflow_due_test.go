@@ -35,7 +35,7 @@ func replayDeadlines(t testing.TB, f *wfFixture, within int) []Deadline {
 	for i, r := range rows {
 		ids[i] = r.ID
 	}
-	hs, err := f.svc.histories(f.ctx, ids)
+	hs, _, err := f.svc.histories(f.ctx, ids)
 	if err != nil {
 		t.Fatal(err)
 	}

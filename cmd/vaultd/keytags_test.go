@@ -88,7 +88,7 @@ func TestBlankedTagsAreNotRetaggedAtStart(t *testing.T) {
 			w.loginAll(t)
 			caseID, docs := w.newCase(t, "MARKER-ROWTAG-BLANK")
 			marks := queryStrings(t, s, `SELECT resource FROM audit_events WHERE action = 'keys.tag_backfill' ORDER BY resource`)
-			if strings.Join(marks, ",") != "case_keys,cases,cases.status,material_consents,material_segments,materials,proposals,supervision_commitment_changes,supervision_commitment_urges,supervision_commitments,supervision_keys,upload_segments,upload_sessions,vault_keys" {
+			if strings.Join(marks, ",") != "case_events,case_keys,cases,cases.status,material_consents,material_segments,materials,proposals,supervision_commitment_changes,supervision_commitment_urges,supervision_commitments,supervision_keys,upload_segments,upload_sessions,vault_keys" {
 				t.Fatalf("backfill events after the first start: %v", marks)
 			}
 			s.stop()
@@ -278,6 +278,43 @@ func TestCaseStatusEditIsRefusedEndToEnd(t *testing.T) {
 			w.office.expect(404, "GET", "/cases/"+caseID, nil)
 			w.op.expect(200, "POST", "/cases/"+caseID+"/submit", nil)
 			w.office.expect(200, "GET", "/cases/"+caseID, nil)
+		})
+	}
+}
+
+// TestCaseEventEditIsRefusedEndToEnd: a database administrator moves the
+// filing day of a case's history. The history and the clock answer
+// case_status_damaged, vaultd names the case in an ERROR line and counts it
+// under table=case_events; put back, they answer again.
+func TestCaseEventEditIsRefusedEndToEnd(t *testing.T) {
+	t.Parallel()
+	for _, be := range backends {
+		t.Run(be.name, func(t *testing.T) {
+			t.Parallel()
+			s := newServer(t, be)
+			w := bootstrap(t, s)
+			s.start()
+			w.loginAll(t)
+			caseID, _ := w.newCase(t, "MARKER-EVENT-SECRET")
+			w.op.expect(200, "POST", "/cases/"+caseID+"/submit", nil)
+			w.office.expect(200, "GET", "/cases/"+caseID+"/events", nil)
+			on := queryStrings(t, s, `SELECT on_date FROM case_events WHERE case_id = ? AND seq = 1`, caseID)
+			dbaExec(t, s, `UPDATE case_events SET on_date = '2020-01-02' WHERE case_id = ? AND seq = 1`, caseID)
+			for _, path := range []string{"/events", "/clock"} {
+				r := w.office.do("GET", "/cases/"+caseID+path, nil)
+				if r.Status != 500 || r.problem(t)["code"] != "case_status_damaged" {
+					t.Fatalf("%s after the edit: %d %.300s", path, r.Status, r.Body)
+				}
+			}
+			if logs := s.log.String(); !strings.Contains(logs, "case's history refused") || !strings.Contains(logs, caseID) {
+				t.Fatalf("no ERROR line names the case:\n%s", tail(logs, 3000))
+			}
+			if v := metricValue(metrics(t, s), `crvault_vault_row_tag_refusals_total{table="case_events"}`); v < 1 {
+				t.Fatalf("refusals counted %v", v)
+			}
+			dbaExec(t, s, `UPDATE case_events SET on_date = ? WHERE case_id = ? AND seq = 1`, on[0], caseID)
+			w.office.expect(200, "GET", "/cases/"+caseID+"/events", nil)
+			w.office.expect(200, "GET", "/cases/"+caseID+"/clock", nil)
 		})
 	}
 }

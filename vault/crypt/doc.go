@@ -158,12 +158,30 @@
 //     list and never shredded by retention: what the status decides (a
 //     member unit's reads end with the review, the office sees no draft,
 //     which step is next) cannot be trusted.
+//   - each event of a case's history (case_events: retention dates a
+//     case's end from it, the clock and the stored due dates are replayed
+//     from it, the parties read it) carries a tag under the same rows key
+//     over its case, number, action, statuses, day, time (to the
+//     microsecond), actor, role, days and answer, written in the statement
+//     that appends it. A history is accepted only whole: every tag checks
+//     and the events run 1..n without a gap, n being what the status tag
+//     binds, so an event edited, inserted, copied from another case or
+//     deleted is caught. One that fails answers case_status_damaged on
+//     every route that reads the history (the history, the clock, every
+//     transition, the offered actions, supplements, notices), is not
+//     shredded by retention nor listed by its dry run (an end moved years
+//     back would destroy the case and its blobs), and does not re-derive
+//     its stored due dates (the case leaves the deadlines list). Its
+//     reason and payload are sealed under labels naming the case, number
+//     and column, so they are bound to it already; blanking one is not
+//     caught.
 //
-// Not yet covered: the workflow's own rows (case_events' actions and
-// statuses; their reasons and payloads are sealed). An administrator who
-// puts back an older status and tag and deletes the later events together
-// is not caught by the status tag; the audit trail still records every
-// transition. Nor is the office's VisibleCaseIDs subquery over its filed
+// Not yet covered: an administrator who puts back an older status and tag
+// and deletes the later events together is caught neither by the status
+// tag nor by the events' (the history that remains is genuine and whole up
+// to its end); the audit trail still records every transition. Nor is
+// a case's stored due columns (cases.due_on, due_phase), which the
+// deadlines list reads as stored and only a re-derivation corrects. Nor is the office's VisibleCaseIDs subquery over its filed
 // cases checked row by row. Nor a commitment's status columns (status,
 // status_note, status_by, version), which the findings' history (tagged)
 // contradicts, nor a report's own links (link_case, commitment,
