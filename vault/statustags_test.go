@@ -2,6 +2,7 @@ package vault
 
 import (
 	"errors"
+	"slices"
 	"testing"
 	"time"
 
@@ -176,9 +177,25 @@ func TestCaseStatusEditsAreRefused(t *testing.T) {
 			t.Run("moved forward", func(t *testing.T) {
 				open := f.draft()
 				f.submit(open)
+				due := func(svc *Service) bool {
+					t.Helper()
+					ds, err := svc.Deadlines(f.ctx, f.office, 1000)
+					if err != nil {
+						t.Fatal(err)
+					}
+					return slices.ContainsFunc(ds, func(d Deadline) bool { return d.CaseID == open })
+				}
+				if !due(f.svc) {
+					t.Fatal("a filed case is not in the deadlines list")
+				}
 				exec("UPDATE cases SET status = 'concluded' WHERE id = ?", open)
 				svc := f.restart()
 				refused(svc, open)
+				// Its deadline was derived from what the edit may have
+				// made up: it leaves that list too.
+				if due(svc) {
+					t.Fatal("a case whose status does not check is in the deadlines list")
+				}
 				_, err := svc.Transition(f.ctx, f.office, open, TransitionRequest{Action: "require_review"})
 				wantCode(t, err, ErrDamaged, "case_status_damaged")
 				// Restored, the work goes on.

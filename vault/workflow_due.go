@@ -245,7 +245,9 @@ func (s *Service) dueRows(ctx context.Context, within int, after *dueKey, limit 
 		batch = limit + 1
 	}
 	for {
-		q := s.db.WithContext(ctx).Where("due_on IS NOT NULL")
+		// The status with its tag and the history's length in one
+		// statement, so that a transition in between cannot fail it.
+		q := s.db.WithContext(ctx).Table("cases").Select("cases.*, " + lastSeqColumn).Where("due_on IS NOT NULL")
 		if bounded {
 			q = q.Where("due_on <= ?", cutoff.String())
 		}
@@ -253,16 +255,26 @@ func (s *Service) dueRows(ctx context.Context, within int, after *dueKey, limit 
 			// A row value, so both backends seek the index to the key.
 			q = q.Where("(due_on, id) > (?, ?)", after.on.String(), after.id)
 		}
-		var rows []caseRow
+		var rows []caseWithProviders
 		if err := q.Order("due_on, id").Limit(batch).Find(&rows).Error; err != nil {
 			return nil, false, fmt.Errorf("list due cases: %w", err)
 		}
-		for _, r := range rows {
+		for _, l := range rows {
+			r := l.Case
 			due, err := calendar.ParseDate(*r.DueOn)
 			if err != nil {
 				return nil, false, fmt.Errorf("due date of case %s: %w", r.ID, err)
 			}
 			after = &dueKey{on: due, id: r.ID}
+			// A case whose status does not check is in no list (logged
+			// and counted by statusChecked): its phase and deadline were
+			// derived from what a database edit may have made up.
+			if r, err = s.statusChecked(ctx, r, l.LastSeq); err != nil {
+				return nil, false, fmt.Errorf("check the status of case %s: %w", r.ID, err)
+			}
+			if r.statusRefused {
+				continue
+			}
 			c := review.Clock{Phase: review.Phase(r.DuePhase), DueOn: due, DueOnProvisional: r.DueOnProvisional}
 			// The cutoff is exact; this keeps a row the calendar cannot
 			// count to out, as deriving it did.
