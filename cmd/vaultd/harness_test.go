@@ -289,17 +289,18 @@ func (s *server) startOnce() error {
 	go func() { s.cmd.Wait(); close(s.exited) }()
 	deadline := time.Now().Add(60 * time.Second)
 	probe := &http.Client{Timeout: 2 * time.Second}
+	logSince := func() string {
+		if s.logFile != "" {
+			b, _ := os.ReadFile(s.logFile)
+			return tail(string(b[min(logStart, int64(len(b))):]), 16000)
+		}
+		return s.log.String()[logStart:]
+	}
 	for time.Now().Before(deadline) {
 		select {
 		case <-s.exited:
 			s.cmd = nil
-			var log string
-			if s.logFile != "" {
-				b, _ := os.ReadFile(s.logFile)
-				log = tail(string(b[min(logStart, int64(len(b))):]), 16000)
-			} else {
-				log = s.log.String()[logStart:]
-			}
+			log := logSince()
 			if strings.Contains(log, "address already in use") {
 				return fmt.Errorf("%w:\n%s", errPortTaken, log)
 			}
@@ -318,7 +319,12 @@ func (s *server) startOnce() error {
 				continue
 			default:
 			}
-			if resp.StatusCode == 200 {
+			// Only once this vaultd says it holds the port: another
+			// test's server that took it between freeAddr and this
+			// start answers 200 as well, and the test would then talk to
+			// it (seen as a first sign-in refused for want of a TOTP
+			// code that server's admin had set up).
+			if resp.StatusCode == 200 && strings.Contains(logSince(), `"vaultd listening","addr":"`+s.addr+`"`) {
 				return nil
 			}
 		}
@@ -696,7 +702,8 @@ func removeBucket(t testing.TB, endpoint, bucket string) {
 // TestHarnessStartsOnFreshPorts checks the harness the whole suite starts
 // vaultd with: freeAddr stays below the ephemeral range, a start that finds
 // its port taken is told apart from other failures (only this start's log
-// lines count, not an earlier one's), and start moves to fresh ports.
+// lines count, not an earlier one's), a port another server answers on is
+// not taken for this one's, and start moves to fresh ports.
 func TestHarnessStartsOnFreshPorts(t *testing.T) {
 	t.Parallel()
 	if lo, hi := belowEphemeral(); hi > lo {
@@ -723,6 +730,24 @@ func TestHarnessStartsOnFreshPorts(t *testing.T) {
 		t.Fatalf("start with a bad setting after a port collision: %v, want another error", err)
 	}
 	s.env = s.env[:len(s.env)-1]
+	// Another server that answers on the API port (another test's vaultd,
+	// which took it between freeAddr and this start) is not this start:
+	// the probe's 200 came from it while this vaultd was still opening
+	// its database.
+	other, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	go http.Serve(other, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) }))
+	for i, e := range s.env {
+		s.env[i] = strings.ReplaceAll(e, s.addr, other.Addr().String())
+	}
+	s.addr = other.Addr().String()
+	s.base = "http://" + s.addr
+	if err := s.startOnce(); !errors.Is(err, errPortTaken) {
+		t.Fatalf("start on a port another server answers on: %v, want errPortTaken", err)
+	}
 	for i, e := range s.env {
 		s.env[i] = strings.ReplaceAll(e, s.addr, taken.Addr().String())
 	}
