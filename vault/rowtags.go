@@ -404,49 +404,24 @@ func (k *Keyring) tagLegacyRows(ctx context.Context, log *audit.Log, extra []Key
 		}
 		done[t.Table] = true
 	}
-	// Cases' parties, under the rows key: no case key needed.
-	if !done["cases"] {
-		n, err := k.tagCaseParties(ctx)
+	// Tables tagged under the rows key alone (no case key needed), each
+	// once, under its own marker: cases' parties, proposals, cases'
+	// statuses and cases' histories.
+	for _, b := range []struct {
+		table string
+		tag   func(context.Context) (int64, error)
+	}{{"cases", k.tagCaseParties}, {"proposals", k.tagProposals}, {statusTagTable, k.tagCaseStatuses}, {eventTagTable, k.tagCaseEvents}} {
+		if done[b.table] {
+			continue
+		}
+		n, err := b.tag(ctx)
 		if err != nil {
 			return err
 		}
-		if err := recordTagBackfill(ctx, log, "cases", n, 0); err != nil {
+		if err := recordTagBackfill(ctx, log, b.table, n, 0); err != nil {
 			return err
 		}
-		done["cases"] = true
-	}
-	// Proposals likewise: a few, under the rows key.
-	if !done["proposals"] {
-		n, err := k.tagProposals(ctx)
-		if err != nil {
-			return err
-		}
-		if err := recordTagBackfill(ctx, log, "proposals", n, 0); err != nil {
-			return err
-		}
-		done["proposals"] = true
-	}
-	// Cases' statuses, likewise.
-	if !done[statusTagTable] {
-		n, err := k.tagCaseStatuses(ctx)
-		if err != nil {
-			return err
-		}
-		if err := recordTagBackfill(ctx, log, statusTagTable, n, 0); err != nil {
-			return err
-		}
-		done[statusTagTable] = true
-	}
-	// Cases' histories, likewise.
-	if !done[eventTagTable] {
-		n, err := k.tagCaseEvents(ctx)
-		if err != nil {
-			return err
-		}
-		if err := recordTagBackfill(ctx, log, eventTagTable, n, 0); err != nil {
-			return err
-		}
-		done[eventTagTable] = true
+		done[b.table] = true
 	}
 	todo := map[string]bool{}
 	for _, t := range tagTables[1:] {
