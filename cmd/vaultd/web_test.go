@@ -6,9 +6,7 @@ package main
 // cookies stay apart); the subtests run in order and build on each other:
 // setup, the operator's case, the office's decision, the reviewer's read,
 // the inspector's search. Screenshots of every main page in both languages
-// go to $CRVAULT_TEST_OUTPUT when it is set: nobody looks at them otherwise,
-// and capturing full pages in a software-rendering Chromium is a good part
-// of the suite's CPU.
+// go to $CRVAULT_TEST_OUTPUT (or a temporary directory the test logs).
 
 import (
 	"bytes"
@@ -104,13 +102,17 @@ func newBrowser(t *testing.T, srv *server) *browser {
 	}
 	t.Cleanup(func() { cancelRoot(); cancelAlloc() })
 	shots := os.Getenv("CRVAULT_TEST_OUTPUT")
-	if shots != "" {
-		shots = filepath.Join(shots, "web-screenshots")
-		if err := os.MkdirAll(shots, 0o755); err != nil {
+	if shots == "" {
+		var err error
+		if shots, err = os.MkdirTemp("", "crvault-web-shots-"); err != nil {
 			t.Fatal(err)
 		}
-		t.Logf("screenshots: %s", shots)
 	}
+	shots = filepath.Join(shots, "web-screenshots")
+	if err := os.MkdirAll(shots, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshots: %s", shots)
 	axe, err := os.ReadFile("testdata/axe/axe.min.js")
 	if err != nil {
 		t.Fatal(err)
@@ -365,13 +367,9 @@ func (tb *tab) enrolTOTP(username string) {
 	tb.open("/")
 }
 
-// shot saves a full-page screenshot named after the page and language,
-// when screenshots are asked for (CRVAULT_TEST_OUTPUT).
+// shot saves a full-page screenshot named after the page and language.
 func (tb *tab) shot(name string) {
 	tb.t.Helper()
-	if tb.b.shots == "" {
-		return
-	}
 	buf := get(tb, chromedp.FullScreenshot(100))
 	if err := os.WriteFile(filepath.Join(tb.b.shots, name+"."+tb.lang+".png"), buf, 0o644); err != nil {
 		tb.t.Fatal(err)
@@ -445,11 +443,9 @@ func (tb *tab) narrow(name string) {
 	if width > 360 {
 		tb.t.Errorf("%s (%s) is %d px wide at a 360 px viewport", name, tb.lang, width)
 	}
-	if tb.b.shots != "" {
-		buf := get(tb, chromedp.FullScreenshot(100))
-		_ = os.WriteFile(filepath.Join(tb.b.shots, name+".360px."+tb.lang+".png"), buf, 0o644)
-	}
+	buf := get(tb, chromedp.FullScreenshot(100))
 	tb.run(call(emulation.ClearDeviceMetricsOverride, cdp.Empty{}))
+	_ = os.WriteFile(filepath.Join(tb.b.shots, name+".360px."+tb.lang+".png"), buf, 0o644)
 }
 
 // cookieClient is a plain HTTP client holding a session cookie, to check
