@@ -151,6 +151,12 @@ func (s *Service) toAssignment(r assignmentRow, revoked bool, f [2]bool, now tim
 // caseAssignments reads the assignments of a case (of one user if userID is
 // set) with their derived status, oldest first.
 func (s *Service) caseAssignments(db *gorm.DB, caseID, userID string) ([]Assignment, error) {
+	return s.caseAssignmentsBut(db, caseID, userID, 0)
+}
+
+// caseAssignmentsBut is caseAssignments with their status derived by
+// withStatusBut (own: the trail's event of a declaration being stored).
+func (s *Service) caseAssignmentsBut(db *gorm.DB, caseID, userID string, own int64) ([]Assignment, error) {
 	q := db.Where("case_id = ?", caseID)
 	if userID != "" {
 		q = q.Where("user_id = ?", userID)
@@ -159,7 +165,7 @@ func (s *Service) caseAssignments(db *gorm.DB, caseID, userID string) ([]Assignm
 	if err := q.Order("granted_at, id").Find(&rows).Error; err != nil {
 		return nil, fmt.Errorf("read assignments: %w", err)
 	}
-	return s.withStatus(db, rows)
+	return s.withStatusBut(db, rows, own)
 }
 
 // AssignmentsPage lists up to limit assignments of the case after the one
@@ -496,11 +502,7 @@ func (s *Service) DeclareAs(ctx context.Context, p Principal, caseID string, con
 	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		// The trail may hold this very declaration already (event):
 		// its assignment is the one to declare on, not one it suspends.
-		var rows []assignmentRow
-		if err := tx.Where("case_id = ? AND user_id = ?", caseID, p.User.ID).Order("granted_at, id").Find(&rows).Error; err != nil {
-			return fmt.Errorf("read assignments: %w", err)
-		}
-		as, err := s.withStatusBut(tx, rows, event)
+		as, err := s.caseAssignmentsBut(tx, caseID, p.User.ID, event)
 		if err != nil {
 			return err
 		}
