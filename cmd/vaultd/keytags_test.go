@@ -166,22 +166,12 @@ func TestCommitmentProviderSwapIsRefusedEndToEnd(t *testing.T) {
 	for _, be := range backends {
 		t.Run(be.name, func(t *testing.T) {
 			t.Parallel()
-			s := newServer(t, be)
-			w := bootstrap(t, s)
-			org2 := s.mustCLI("", "org", "add", "--name", "Beta Switches", "--kind", "provider")
-			s.mustCLI(pw+"\n", "user", "add", "--username", "provider2", "--org", "Beta Switches", "--role", "provider", "--password-stdin")
-			s.start()
-			w.loginAll(t)
-			prov2 := s.login(t, "provider2", pw)
-			var cs struct {
-				ID string `json:"id"`
-			}
-			w.op.expect(201, "POST", "/cases", map[string]any{"title": "Core routers", "product": "AR-9000", "providers": []string{w.provOrg, org2}}).json(t, &cs)
+			s, w, prov2, org2, caseID := twoProviderCase(t, be)
 			var ca, cb struct {
 				ID string `json:"id"`
 			}
-			w.prov.expect(201, "POST", "/cases/"+cs.ID+"/commitments", map[string]any{"kind": "no_illegal_data", "text": "MARKER-COMMIT-A escrow"}).json(t, &ca)
-			prov2.expect(201, "POST", "/cases/"+cs.ID+"/commitments", map[string]any{"kind": "other", "text": "MARKER-COMMIT-B supply"}).json(t, &cb)
+			w.prov.expect(201, "POST", "/cases/"+caseID+"/commitments", map[string]any{"kind": "no_illegal_data", "text": "MARKER-COMMIT-A escrow"}).json(t, &ca)
+			prov2.expect(201, "POST", "/cases/"+caseID+"/commitments", map[string]any{"kind": "other", "text": "MARKER-COMMIT-B supply"}).json(t, &cb)
 			lists := func(c *client, marker string) bool {
 				t.Helper()
 				return strings.Contains(string(c.expect(200, "GET", "/commitments", nil).Body), marker)
@@ -196,7 +186,7 @@ func TestCommitmentProviderSwapIsRefusedEndToEnd(t *testing.T) {
 					t.Fatal("a party lists a swapped commitment")
 				}
 			}
-			w.op.expect(404, "POST", "/cases/"+cs.ID+"/commitments/"+ca.ID+"/urge", map[string]any{"note": "keep it"})
+			w.op.expect(404, "POST", "/cases/"+caseID+"/commitments/"+ca.ID+"/urge", map[string]any{"note": "keep it"})
 			var page struct {
 				Items []struct {
 					ID       string `json:"id"`
@@ -218,7 +208,7 @@ func TestCommitmentProviderSwapIsRefusedEndToEnd(t *testing.T) {
 			if !lists(w.prov, "MARKER-COMMIT-A") || !lists(prov2, "MARKER-COMMIT-B") {
 				t.Fatal("restored, the commitments are not back")
 			}
-			w.op.expect(201, "POST", "/cases/"+cs.ID+"/commitments/"+ca.ID+"/urge", map[string]any{"note": "keep it"})
+			w.op.expect(201, "POST", "/cases/"+caseID+"/commitments/"+ca.ID+"/urge", map[string]any{"note": "keep it"})
 		})
 	}
 }
@@ -329,26 +319,16 @@ func TestCommitmentUrgeMoveIsRefusedEndToEnd(t *testing.T) {
 	for _, be := range backends {
 		t.Run(be.name, func(t *testing.T) {
 			t.Parallel()
-			s := newServer(t, be)
-			w := bootstrap(t, s)
-			org2 := s.mustCLI("", "org", "add", "--name", "Beta Switches", "--kind", "provider")
-			s.mustCLI(pw+"\n", "user", "add", "--username", "provider2", "--org", "Beta Switches", "--role", "provider", "--password-stdin")
-			s.start()
-			w.loginAll(t)
-			prov2 := s.login(t, "provider2", pw)
-			var cs struct {
-				ID string `json:"id"`
-			}
-			w.op.expect(201, "POST", "/cases", map[string]any{"title": "Core routers", "product": "AR-9000", "providers": []string{w.provOrg, org2}}).json(t, &cs)
+			s, w, prov2, _, caseID := twoProviderCase(t, be)
 			var ca, cb struct {
 				ID    string `json:"id"`
 				Urges []struct {
 					ID string `json:"id"`
 				} `json:"urges"`
 			}
-			w.prov.expect(201, "POST", "/cases/"+cs.ID+"/commitments", map[string]any{"kind": "no_illegal_data", "text": "A escrow"}).json(t, &ca)
-			prov2.expect(201, "POST", "/cases/"+cs.ID+"/commitments", map[string]any{"kind": "other", "text": "B supply"}).json(t, &cb)
-			w.op.expect(201, "POST", "/cases/"+cs.ID+"/commitments/"+ca.ID+"/urge", map[string]any{"note": "MARKER-URGE-FOR-A"}).json(t, &ca)
+			w.prov.expect(201, "POST", "/cases/"+caseID+"/commitments", map[string]any{"kind": "no_illegal_data", "text": "A escrow"}).json(t, &ca)
+			prov2.expect(201, "POST", "/cases/"+caseID+"/commitments", map[string]any{"kind": "other", "text": "B supply"}).json(t, &cb)
+			w.op.expect(201, "POST", "/cases/"+caseID+"/commitments/"+ca.ID+"/urge", map[string]any{"note": "MARKER-URGE-FOR-A"}).json(t, &ca)
 			if len(ca.Urges) != 1 {
 				t.Fatalf("urges after urging: %+v", ca.Urges)
 			}
@@ -377,4 +357,23 @@ func TestCommitmentUrgeMoveIsRefusedEndToEnd(t *testing.T) {
 			}
 		})
 	}
+}
+
+// twoProviderCase starts a server with the usual world and a second
+// provider (provider2, of organisation org2), signed in, and the
+// operator's case naming both providers.
+func twoProviderCase(t *testing.T, be backend) (s *server, w *world, prov2 *client, org2, caseID string) {
+	t.Helper()
+	s = newServer(t, be)
+	w = bootstrap(t, s)
+	org2 = s.mustCLI("", "org", "add", "--name", "Beta Switches", "--kind", "provider")
+	s.mustCLI(pw+"\n", "user", "add", "--username", "provider2", "--org", "Beta Switches", "--role", "provider", "--password-stdin")
+	s.start()
+	w.loginAll(t)
+	prov2 = s.login(t, "provider2", pw)
+	var cs struct {
+		ID string `json:"id"`
+	}
+	w.op.expect(201, "POST", "/cases", map[string]any{"title": "Core routers", "product": "AR-9000", "providers": []string{w.provOrg, org2}}).json(t, &cs)
+	return s, w, prov2, org2, cs.ID
 }
