@@ -650,6 +650,30 @@ func (k *Keyring) Retire(ctx context.Context, fp string, tables ...KeyTable) err
 		if n > 0 {
 			return fmt.Errorf("%w: %d keys are still wrapped to %s; run vaultd keys rewrap (or keys rotate, to finish an unfinished rotation) first", ErrMasterInUse, n, fp)
 		}
+		// A key stored before masters were named, and left unnamed because
+		// the process that named them held more than one master (Init), may
+		// be wrapped to this one: retiring it, and destroying its file,
+		// would lose that key. Rewrap opens such keys with whichever master
+		// is held and names the new one.
+		if n, err = countUnnamed(tx, append(k.KeyTables(), tables...)); err != nil {
+			return err
+		}
+		if n > 0 {
+			return fmt.Errorf("%w: %d keys name no master (stored before masters were named) and may be wrapped to %s; run vaultd keys rewrap first", ErrMasterInUse, n, fp)
+		}
 		return nil
 	})
+}
+
+// countUnnamed counts the keys of tables that name no master.
+func countUnnamed(db *gorm.DB, tables []KeyTable) (int64, error) {
+	var total int64
+	for _, t := range tables {
+		var n int64
+		if err := db.Table(t.Table).Where("master = ''").Count(&n).Error; err != nil {
+			return 0, fmt.Errorf("count %s: %w", t.Table, err)
+		}
+		total += n
+	}
+	return total, nil
 }

@@ -443,3 +443,59 @@ func TestMastersNamed(t *testing.T) {
 		})
 	}
 }
+
+// TestRetireRefusesKeysNamingNoMaster: keys stored before masters were named
+// stay unnamed when the process that would name them holds more than one
+// master. One of them may be wrapped to the master being retired, whose
+// file the operator then destroys: retiring is refused until a rewrap has
+// opened and named them, and the keys still open afterwards.
+func TestRetireRefusesKeysNamingNoMaster(t *testing.T) {
+	for _, dialect := range sqldbtest.Backends {
+		t.Run(dialect, func(t *testing.T) {
+			f := newWF(t, dialect, time.Date(2025, 3, 3, 9, 0, 0, 0, time.UTC), false)
+			id := f.draft()
+			k := f.svc.keys
+			old, err := k.ActiveMaster(f.ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m, err := crypt.GenerateMaster()
+			if err != nil {
+				t.Fatal(err)
+			}
+			k.masters.Add(m)
+			if _, err := k.BeginRotation(f.ctx, m); err != nil {
+				t.Fatal(err)
+			}
+			// The keys still wrapped to the old master, as an older
+			// vaultd stored them: naming none.
+			var unnamed int64
+			for _, tb := range k.KeyTables() {
+				res := f.svc.db.Exec("UPDATE "+tb.Table+" SET master = '' WHERE master = ?", old)
+				if res.Error != nil {
+					t.Fatal(res.Error)
+				}
+				unnamed += res.RowsAffected
+			}
+			if unnamed == 0 {
+				t.Fatal("no key was wrapped to the old master")
+			}
+			err = k.Retire(f.ctx, old)
+			if !errors.Is(err, ErrMasterInUse) || !strings.Contains(err.Error(), "name no master") {
+				t.Fatalf("retire with %d unnamed keys: %v, want ErrMasterInUse naming them", unnamed, err)
+			}
+			if rep, err := k.Rewrap(f.ctx, 100, 0); err != nil || rep.Remaining != 0 {
+				t.Fatalf("rewrap: %+v, %v", rep, err)
+			}
+			if err := k.Retire(f.ctx, old); err != nil {
+				t.Fatalf("retire after the rewrap named every key: %v", err)
+			}
+			// The old master's file is gone: the case key must open with
+			// the new one alone.
+			fresh := NewKeyring(f.svc.db, m, KeyringConfig{TTL: -1})
+			if _, err := fresh.caseKey(f.ctx, id); err != nil {
+				t.Fatalf("case key after the old master was retired and dropped: %v", err)
+			}
+		})
+	}
+}
