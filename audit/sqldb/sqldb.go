@@ -180,6 +180,12 @@ type Step struct {
 	Name    string
 	// Up runs inside the migration transaction; dialect is SQLite or Postgres.
 	Up func(tx *gorm.DB, dialect string) error
+	// KeepsOlder marks a step that instances of older binaries may keep
+	// serving beside (it only adds what they never read). Every other step
+	// stops them (watchSchema in cmd/vaultd): the safe default, since an
+	// old instance beside a step that binds rows with tags, or derives
+	// columns it does not maintain, writes what the new schema refuses.
+	KeepsOlder bool
 }
 
 type schemaMigration struct {
@@ -187,6 +193,10 @@ type schemaMigration struct {
 	Version   int       `gorm:"primaryKey"`
 	Name      string    `gorm:"size:200;not null"`
 	AppliedAt time.Time `gorm:"not null"`
+	// StopsOlder is the step's !KeepsOlder, for the older instances still
+	// serving, which cannot know the step. Rows from before the column
+	// default to true; they are below every serving instance's version.
+	StopsOlder bool `gorm:"not null;default:true"`
 }
 
 func (schemaMigration) TableName() string { return "schema_migrations" }
@@ -241,8 +251,10 @@ func Migrate(ctx context.Context, db *gorm.DB, component string, steps []Step) e
 			if err := s.Up(tx, Dialect(tx)); err != nil {
 				return fmt.Errorf("migrate %s to version %d (%s): %w", component, s.Version, s.Name, err)
 			}
-			rec := schemaMigration{Component: component, Version: s.Version, Name: s.Name, AppliedAt: time.Now().UTC()}
-			if err := tx.Create(&rec).Error; err != nil {
+			// Not through Create: GORM puts a field's default (true) in
+			// place of its zero value, so a false StopsOlder would be lost.
+			if err := tx.Exec("INSERT INTO schema_migrations (component, version, name, applied_at, stops_older) VALUES (?, ?, ?, ?, ?)",
+				component, s.Version, s.Name, time.Now().UTC(), !s.KeepsOlder).Error; err != nil {
 				return fmt.Errorf("migrate %s: record version %d: %w", component, s.Version, err)
 			}
 			loggerFrom(ctx).InfoContext(ctx, "schema migrated", "component", component, "version", s.Version, "name", s.Name)

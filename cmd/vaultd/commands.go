@@ -173,6 +173,12 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	case <-ctx.Done():
 		return nil
 	}
+	// Every schema this binary uses is migrated by now (the services'
+	// and the web's included): these versions are its own.
+	schema, err := sqldb.SchemaVersions(ctx, a.db)
+	if err != nil {
+		return err
+	}
 	ln, err := listen(cfg, log, a.reg)
 	if err != nil {
 		return err
@@ -192,6 +198,8 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		defer msrv.Close()
 	}
 	a.startJobs(ctx)
+	moved := make(chan sqldb.SchemaMove, 1)
+	go watchSchema(ctx, a.db, schema, schemaWatchEvery, log, moved)
 	errc := make(chan error, 1)
 	go func() {
 		if cfg.TLSCert != "" {
@@ -202,9 +210,14 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	}()
 	log.Info("vaultd listening", "addr", ln.Addr().String(), "tls", cfg.TLSCert != "", "database", dbKind(cfg.DatabaseURL), "blobs", blobKind(cfg))
 	announceSetup(a, wd, ln, cfg.TLSCert != "", stdout)
+	var stopped error
 	select {
 	case err := <-errc:
 		return fmt.Errorf("serve: %w", err)
+	case mv := <-moved:
+		log.Error("the database was migrated by a newer vaultd: this instance stops serving, so that it writes nothing the new schema refuses; run the new vaultd in its place",
+			"component", mv.Component, "from", mv.From, "to", mv.To)
+		stopped = mv
 	case <-ctx.Done():
 	}
 	log.Info("shutting down")
@@ -213,7 +226,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	if err := srv.Shutdown(sctx); err != nil {
 		return fmt.Errorf("shutdown: %w", err)
 	}
-	return nil
+	return stopped
 }
 
 // listen opens the API listener, with the per-client connection cap.
