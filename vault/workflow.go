@@ -432,7 +432,7 @@ func reviewError(err error, act review.Action) error {
 // from it (the next step, the clock, what the parties are shown) can be
 // trusted.
 func (s *Service) history(ctx context.Context, caseID string) ([]review.Event, error) {
-	rows, err := s.checkedEvents(ctx, s.db, caseID, true)
+	rows, err := s.checkedEvents(ctx, s.db, caseID)
 	if errors.Is(err, errHistoryDamaged) {
 		return nil, fail(ErrDamaged, "case_status_damaged", "the stored history of this case does not authenticate (changed outside crvault); nothing that reads it can be done until it is restored; the operator has been told")
 	}
