@@ -263,13 +263,8 @@ func cmdRestore(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 		return fmt.Errorf("database file %s does not match the manifest", dbFile)
 	}
 	// Only into an empty environment: nothing is overwritten.
-	store, err := openBlobStore(ctx, cfg)
-	if err != nil {
-		return fmt.Errorf("open blob store: %w", err)
-	}
-	nonEmpty := errors.New("not empty")
-	if err := store.List(ctx, func(string, time.Time) error { return nonEmpty }); err != nil {
-		return fmt.Errorf("the blob store is not empty (%v): restore only into an empty environment", err)
+	if err := blobStoreEmpty(ctx, cfg); err != nil {
+		return err
 	}
 	if ms, _ := filepath.Glob(filepath.Join(cfg.keyDir(), "*")); len(ms) > 0 {
 		return fmt.Errorf("%s is not empty: restore only into an empty environment", cfg.keyDir())
@@ -298,6 +293,10 @@ func cmdRestore(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 	if err := restoreWitnessesBehind(ctx, cfg, m, stderr); err != nil {
 		return err
 	}
+	// From here on a failure leaves what was written, which a second try
+	// refuses as a non-empty environment: its message says what that is.
+	var wrote []string
+	stopped := func(err error) error { return restoreStopped(err, wrote) }
 	if m.Database == "sqlite" {
 		path := strings.TrimPrefix(cfg.DatabaseURL, "sqlite:")
 		if _, err := os.Stat(path); err == nil {
@@ -305,17 +304,24 @@ func cmdRestore(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 		}
 		// A file copy is right here: the source is a finished backup file,
 		// not a live database, and nothing has the target open.
+		wrote = append(wrote, "the database file "+path)
 		if err := copyFile(dbFile, path, 0o600); err != nil {
-			return fmt.Errorf("restore database: %w", err)
+			return stopped(fmt.Errorf("restore database: %w", err))
 		}
-	} else if err := pgRestore(ctx, cfg.DatabaseURL, dbFile); err != nil {
-		return err
-	} else if m.Masters == nil {
+	} else {
+		if err := pgRestore(ctx, cfg.DatabaseURL, dbFile); err != nil {
+			return err // one transaction: nothing was restored
+		}
+		_, schema, _ := libpqURL(cfg.DatabaseURL)
+		wrote = append(wrote, fmt.Sprintf("the backup's database (pg_restore): drop what it restored (DROP SCHEMA %s CASCADE, "+
+			"or the database of VAULT_DATABASE_URL)", cmp.Or(schema, "public")))
+	}
+	if m.Database != "sqlite" && m.Masters == nil {
 		// A manifest of an older vaultd, and a pg_dump file only
 		// PostgreSQL reads: the restored database says, before anything
 		// else is written.
 		if lost, err = restoredMastersNotHeld(ctx, cfg.DatabaseURL, held); err != nil {
-			return err
+			return stopped(err)
 		}
 		if len(lost) > 0 && escrowID == "" {
 			_, schema, _ := libpqURL(cfg.DatabaseURL)
@@ -324,23 +330,29 @@ func cmdRestore(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 				mastersNotHeld(lost, held, keysFrom), cmp.Or(schema, "public"))
 		}
 	}
+	store, err := openBlobStore(ctx, cfg)
+	if err != nil {
+		return stopped(fmt.Errorf("open blob store: %w", err))
+	}
+	wrote = append(wrote, "blobs into the blob store")
 	for _, f := range m.Blobs {
 		if err := copyBlobIn(ctx, store, f, filepath.Join(from, "blobs", f.ID)); err != nil {
-			return err
+			return stopped(err)
 		}
 	}
+	wrote = append(wrote, "key files into "+cfg.keyDir())
 	if _, err := copyDir(keysFrom, cfg.keyDir()); err != nil {
-		return fmt.Errorf("restore keys: %w", err)
+		return stopped(fmt.Errorf("restore keys: %w", err))
 	}
 	if cfg.MirrorDir != "" {
 		if _, err := copyDir(filepath.Join(from, "checkpoint-mirror"), cfg.MirrorDir); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("restore checkpoint mirror: %w", err)
+			return stopped(fmt.Errorf("restore checkpoint mirror: %w", err))
 		}
 	}
 	// The restore itself goes into the restored log.
 	a, err := openApp(ctx, cfg, newLogger(stderr, "warn"), withDB)
 	if err != nil {
-		return err
+		return stopped(err)
 	}
 	defer a.close(context.WithoutCancel(ctx))
 	e := actorCLI()
@@ -350,7 +362,7 @@ func cmdRestore(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 		e.Detail += fmt.Sprintf("; masters %s not held, to recover from escrow", strings.Join(lost, ", "))
 	}
 	if _, err := a.audit.Append(ctx, e); err != nil {
-		return fmt.Errorf("record in audit log: %w", err)
+		return stopped(fmt.Errorf("record in audit log: %w", err))
 	}
 	if len(lost) > 0 {
 		fmt.Fprintf(stdout, "restored the backup of %s: %s database, %d blobs, but its keys are wrapped to master(s) %s, which it does not hold: "+
@@ -359,6 +371,35 @@ func cmdRestore(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 		return nil
 	}
 	fmt.Fprintf(stdout, "restored the backup of %s: %s database, %d blobs; now run vaultd audit verify\n", m.CreatedAt.Format(time.RFC3339), m.Database, len(m.Blobs))
+	return nil
+}
+
+// restoreStopped says, with err, what a restore that stopped wrote before
+// it did: a second try is refused until that is removed.
+func restoreStopped(err error, wrote []string) error {
+	if len(wrote) == 0 {
+		return err
+	}
+	return fmt.Errorf("%w. The restore stopped after it wrote %s: remove what it wrote before you run the restore again, "+
+		"as it restores only into an empty environment", err, strings.Join(wrote, "; "))
+}
+
+// blobStoreEmpty refuses a blob store that holds anything. A local store's
+// directory is not made here: a refused restore leaves nothing behind.
+func blobStoreEmpty(ctx context.Context, cfg config) error {
+	if cfg.S3Endpoint == "" {
+		if _, err := os.Stat(filepath.Join(cfg.DataDir, "blobs")); errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+	}
+	store, err := openBlobStore(ctx, cfg)
+	if err != nil {
+		return fmt.Errorf("open blob store: %w", err)
+	}
+	nonEmpty := errors.New("not empty")
+	if err := store.List(ctx, func(string, time.Time) error { return nonEmpty }); err != nil {
+		return fmt.Errorf("the blob store is not empty (%v): restore only into an empty environment", err)
+	}
 	return nil
 }
 

@@ -153,11 +153,16 @@ func addJunkBlobs(t *testing.T, s *server) {
 // test does in between happens while the backup copies the blobs, which on a
 // real store takes hours. Stopping the process, rather than giving it more
 // blobs to copy, makes that window as wide as the test needs on any machine.
+// VACUUM INTO makes its file once it holds its snapshot; pg_dump makes its
+// file at its start but writes it only once it has read the database.
 func holdAtDatabaseCopy(t *testing.T, backup *exec.Cmd, out string, berr *bytes.Buffer) (resume func()) {
 	t.Helper()
 	deadline := time.Now().Add(time.Minute)
 	for {
 		if _, err := os.Stat(filepath.Join(out, "vault.db")); err == nil {
+			break
+		}
+		if fi, err := os.Stat(filepath.Join(out, "vault.pgdump")); err == nil && fi.Size() > 0 {
 			break
 		}
 		if time.Now().After(deadline) {
