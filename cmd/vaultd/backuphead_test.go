@@ -20,6 +20,7 @@ import (
 
 	"github.com/crvault/crvault/audit"
 	"github.com/crvault/crvault/audit/sqldb"
+	"github.com/crvault/crvault/audit/witness"
 )
 
 // TestBackupManifestDescribesItsCopy: a backup's manifest says how far the
@@ -48,6 +49,9 @@ func TestBackupManifestDescribesItsCopy(t *testing.T) {
 			s.start()
 			w.loginAll(t)
 			caseID, _ := w.newCase(t, "manifest-head")
+			if sqlite {
+				addJunkBlobs(t, s) // the blobs copy keeps the backup busy past its copy
+			}
 
 			out := filepath.Join(t.TempDir(), "backup")
 			keysOut := filepath.Join(t.TempDir(), "backup-keys")
@@ -68,7 +72,12 @@ func TestBackupManifestDescribesItsCopy(t *testing.T) {
 			// witness signs what it did.
 			held, _ := s.auditHead(t)
 			deadline := time.Now().Add(time.Minute)
-			for witnessedSize(t, s.env) <= held {
+			var seen []byte // the newest checkpoint the witness holds meanwhile
+			for {
+				seen = witnessed(t, s.env)
+				if size, _ := audit.CheckpointSize(seen); seen != nil && size > held {
+					break
+				}
 				w.op.expect(200, "GET", "/cases/"+caseID, nil)
 				time.Sleep(50 * time.Millisecond)
 				if time.Now().After(deadline) {
@@ -110,14 +119,22 @@ func TestBackupManifestDescribesItsCopy(t *testing.T) {
 					m.AuditHead, copyHead, held)
 			}
 
-			// Restored against that witness, the log would be refused as
-			// rolled back: refused before anything is written.
+			// Restored against a witness as it stood while the backup was
+			// held (the vault was lost then, or its witness lags), the log
+			// would be refused as rolled back: refused before anything is
+			// written. (The live witness has since seen the backup's own
+			// record, beyond the head the manifest said.)
 			r := emptyEnvironment(t, be, s)
-			if sqlite {
-				r.env = append(r.env, "VAULT_CHECKPOINT_MIRROR_DIR="+envOf(s, "VAULT_CHECKPOINT_MIRROR_DIR"))
-			} else {
-				r.env = append(r.env, "VAULT_CHECKPOINT_S3_BUCKET="+envOf(s, "VAULT_S3_BUCKET")+"-audit")
+			atHold := filepath.Join(t.TempDir(), "witness-at-hold")
+			d, err := witness.NewDir(atHold)
+			if err != nil {
+				t.Fatal(err)
 			}
+			size, _ := audit.CheckpointSize(seen)
+			if err := d.Store(context.Background(), size, seen, nil); err != nil {
+				t.Fatal(err)
+			}
+			r.env = append(r.env, "VAULT_CHECKPOINT_MIRROR_DIR="+atHold)
 			_, errs, code := r.cli("", "restore", "--from", out, "--keys-from", keysOut)
 			if code == 0 || !strings.Contains(errs, "fresh witness") || !strings.Contains(errs, "Nothing was written") {
 				t.Fatalf("restore behind the witness: exit %d: %s", code, errs)
@@ -141,11 +158,7 @@ func TestBackupManifestDescribesItsCopy(t *testing.T) {
 			if err := os.Rename(lost, lost+".away"); err != nil {
 				t.Fatal(err)
 			}
-			if sqlite {
-				r.env = append(r.env, "VAULT_CHECKPOINT_MIRROR_DIR="+filepath.Join(t.TempDir(), "fresh-witness"))
-			} else {
-				r.env = append(r.env, "VAULT_CHECKPOINT_S3_PREFIX=fresh/")
-			}
+			r.env = append(r.env, "VAULT_CHECKPOINT_MIRROR_DIR="+filepath.Join(t.TempDir(), "fresh-witness"))
 			_, errs, code = r.cli("", "restore", "--from", out, "--keys-from", keysOut)
 			want := "the database file"
 			if !sqlite {
@@ -162,9 +175,10 @@ func TestBackupManifestDescribesItsCopy(t *testing.T) {
 	}
 }
 
-// witnessedSize is the size of the newest checkpoint the witnesses outside
-// the data directory of the configuration env hold, as restore reads them.
-func witnessedSize(t *testing.T, env []string) int64 {
+// witnessed is the newest checkpoint the witnesses outside the data
+// directory of the configuration env hold, as restore reads them; nil when
+// they hold none.
+func witnessed(t *testing.T, env []string) []byte {
 	t.Helper()
 	getenv := func(name string) string {
 		v := ""
@@ -186,17 +200,18 @@ func witnessedSize(t *testing.T, env []string) int64 {
 		t.Fatal(err)
 	}
 	sizeOnly := func(b []byte) error { _, err := audit.CheckpointSize(b); return err }
-	var most int64
+	var newest []byte
+	most := int64(-1)
 	for _, w := range opts.Witnesses {
 		b, err := w.Latest(ctx, sizeOnly)
 		if err != nil {
 			t.Fatalf("read witness %s: %v", w, err)
 		}
 		if size, _ := audit.CheckpointSize(b); b != nil && size > most {
-			most = size
+			newest, most = b, size
 		}
 	}
-	return most
+	return newest
 }
 
 // restoredTables counts the tables of r's database: none before a restore
