@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -21,6 +22,8 @@ import (
 	"github.com/crvault/crvault/audit"
 	"github.com/crvault/crvault/audit/sqldb"
 	"github.com/crvault/crvault/audit/witness"
+	"github.com/crvault/crvault/vault"
+	"github.com/crvault/crvault/vault/supervision"
 )
 
 // TestBackupManifestDescribesItsCopy: a backup's manifest says how far the
@@ -88,30 +91,9 @@ func TestBackupManifestDescribesItsCopy(t *testing.T) {
 			if err := <-done; err != nil {
 				t.Fatalf("backup: %v: %s", err, berr.String())
 			}
-			var m backupManifest
-			if b, err := os.ReadFile(filepath.Join(out, manifestFile)); err != nil || json.Unmarshal(b, &m) != nil {
-				t.Fatalf("read the manifest: %v", err)
-			}
-
-			// The copy's own log, read from the copy.
-			var copyDB *gorm.DB
-			var err error
-			if sqlite {
-				copyDB, err = sqldb.OpenSQLiteFileReadOnly(context.Background(), filepath.Join(out, m.DBFile))
-			} else {
-				scratch := emptyEnvironment(t, be, s)
-				if err := pgRestore(context.Background(), scratch.dbURL(), filepath.Join(out, m.DBFile)); err != nil {
-					t.Fatal(err)
-				}
-				copyDB, err = sqldb.Open(context.Background(), scratch.dbURL())
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
+			m, copyDB := openBackupCopy(t, be, s, out)
 			var copyHead int64
-			err = copyDB.Raw("SELECT COALESCE(MAX(seq), 0) FROM audit_events").Scan(&copyHead).Error
-			sqldb.Close(copyDB)
-			if err != nil {
+			if err := copyDB.Raw("SELECT COALESCE(MAX(seq), 0) FROM audit_events").Scan(&copyHead).Error; err != nil {
 				t.Fatal(err)
 			}
 			if m.AuditHead != copyHead || copyHead == 0 || copyHead > held {
@@ -173,6 +155,83 @@ func TestBackupManifestDescribesItsCopy(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestBackupManifestMastersAreTheCopys: on PostgreSQL the manifest's
+// masters were those the live database named before and after pg_dump,
+// not those of the dump: more than it needs after a rotation during the
+// backup, and fewer when the rotations fell between the reads and the
+// dump's snapshot. They are now read from the dump's own snapshot.
+func TestBackupManifestMastersAreTheCopys(t *testing.T) {
+	t.Parallel()
+	be := backends[1]
+	s := newServer(t, be)
+	w := bootstrap(t, s)
+	s.start()
+	w.loginAll(t)
+	w.newCase(t, "backup-masters")
+	s.stop()
+	out := filepath.Join(t.TempDir(), "backup")
+	keysOut := filepath.Join(t.TempDir(), "backup-keys")
+	backup := exec.Command(vaultdBin, "backup", "--out", out, "--keys-out", keysOut)
+	backup.Env = s.env
+	var berr bytes.Buffer
+	backup.Stderr = &berr
+	if err := backup.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- backup.Wait() }()
+	resume := holdAtDatabaseCopy(t, backup, out, &berr)
+	if _, err := os.Stat(filepath.Join(out, manifestFile)); err == nil {
+		t.Fatal("the backup was held only after it wrote its manifest")
+	}
+	s.mustCLI("", "keys", "rotate")
+	if msg := s.mustCLI("", "keys", "retire"); !strings.Contains(msg, "deleted") {
+		t.Fatalf("retire said: %s", msg)
+	}
+	resume()
+	if err := <-done; err != nil {
+		t.Fatalf("backup: %v: %s", err, berr.String())
+	}
+	m, copyDB := openBackupCopy(t, be, s, out)
+	needed, err := vault.MastersNamed(context.Background(), copyDB, supervision.KeyTables()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(needed) == 0 || !slices.Equal(m.Masters, needed) {
+		t.Fatalf("the manifest names masters %v, the copy needs %v", m.Masters, needed)
+	}
+}
+
+// openBackupCopy reads the manifest of the backup in out, of a vault like
+// s on be, and opens its database copy: the SQLite file itself, read-only,
+// or the pg_dump file restored into a new database.
+func openBackupCopy(t *testing.T, be backend, s *server, out string) (backupManifest, *gorm.DB) {
+	t.Helper()
+	var m backupManifest
+	b, err := os.ReadFile(filepath.Join(out, manifestFile))
+	if err == nil {
+		err = json.Unmarshal(b, &m)
+	}
+	if err != nil {
+		t.Fatalf("read the manifest: %v", err)
+	}
+	var db *gorm.DB
+	if m.Database == "sqlite" {
+		db, err = sqldb.OpenSQLiteFileReadOnly(context.Background(), filepath.Join(out, m.DBFile))
+	} else {
+		scratch := emptyEnvironment(t, be, s)
+		if err := pgRestore(context.Background(), scratch.dbURL(), filepath.Join(out, m.DBFile)); err != nil {
+			t.Fatal(err)
+		}
+		db, err = sqldb.Open(context.Background(), scratch.dbURL())
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sqldb.Close(db) })
+	return m, db
 }
 
 // witnessed is the newest checkpoint the witnesses outside the data
