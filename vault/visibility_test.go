@@ -49,6 +49,7 @@ var notActions = map[string]bool{
 	"assignment.manage": true, "audit.read_all": true, "case.hold": true,
 	"t.user_id":    true, // a column of a backfill query (access/rowtags.go)
 	"cases.status": true, // the status tag's table label and backfill marker (vault/rowtags.go)
+	"cases.due":    true, // the due tag's table label and backfill marker (vault/duetags.go)
 }
 
 var fileExt = regexp.MustCompile(`\.(txt|json|ndjson|yaml|yml|db|pdf|bin|csv|conf|key|html|md|go|sql|tmpl|js|css|pem|pgdump)$`)
