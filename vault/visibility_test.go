@@ -50,6 +50,7 @@ var notActions = map[string]bool{
 	"t.user_id":         true, // a column of a backfill query (access/rowtags.go)
 	"cases.status":      true, // the status tag's table label and backfill marker (vault/rowtags.go)
 	"case_events.texts": true, // the backfill marker of the events' second tags (vault/eventtags.go)
+	"cases.due":         true, // the due tag's table label and backfill marker (vault/duetags.go)
 }
 
 var fileExt = regexp.MustCompile(`\.(txt|json|ndjson|yaml|yml|db|pdf|bin|csv|conf|key|html|md|go|sql|tmpl|js|css|pem|pgdump)$`)

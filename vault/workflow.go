@@ -343,10 +343,11 @@ func (s *Service) appendEvents(ctx context.Context, row caseRow, due dueColumns,
 		return err
 	}
 	err = s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		change := due.updates()
+		// The status, the due columns and their tags in one statement, the
+		// tags naming the event this transaction appends last
+		// (statusFields, dueFields).
+		change := due.updates(dueTag(rows, row.ID, due, int64(last.Seq)))
 		change["status"], change["revision"], change["updated_at"] = string(last.To), row.Revision+1, last.At
-		// The status and its tag in one statement, the tag naming the
-		// event this transaction appends last (statusFields).
 		change["status_tag"] = statusTag(rows, row.ID, string(last.To), int64(last.Seq))
 		if evs[0].Action == review.Submit {
 			change["edition"] = evs[0].Edition
