@@ -146,16 +146,20 @@ func TestCaseDueEditsAreRefused(t *testing.T) {
 				name     string
 				edit     func()
 				refusals float64
+				// hides: the edit takes the deadline out of the range the
+				// list reads; the list shows it again after the next
+				// sweep, which checks every open case's tag.
+				hides bool
 			}{
-				{"moved later", func() { f.exec("UPDATE cases SET due_on = '2099-12-31' WHERE id = ?", f.a) }, 1},
-				{"cleared", func() { f.exec("UPDATE cases SET due_on = NULL WHERE id = ?", f.a) }, 1},
-				{"provisional flag flipped", func() { f.exec("UPDATE cases SET due_on_provisional = ? WHERE id = ?", !aDue.Provisional, f.a) }, 1},
+				{"moved later", func() { f.exec("UPDATE cases SET due_on = '2099-12-31' WHERE id = ?", f.a) }, 1, true},
+				{"cleared", func() { f.exec("UPDATE cases SET due_on = NULL WHERE id = ?", f.a) }, 1, true},
+				{"provisional flag flipped", func() { f.exec("UPDATE cases SET due_on_provisional = ? WHERE id = ?", !aDue.Provisional, f.a) }, 1, false},
 				{"invented on a closed case", func() {
 					f.exec("UPDATE cases SET due_on = ?, due_phase = ?, due_basis = ? WHERE id = ?", *aDue.On, aDue.Phase, aDue.Basis, f.closed)
-				}, 1},
+				}, 1, false},
 				{"invented on a paused case", func() {
 					f.exec("UPDATE cases SET due_on = ?, due_phase = ?, due_basis = ? WHERE id = ?", *aDue.On, aDue.Phase, aDue.Basis, f.paused)
-				}, 1},
+				}, 1, false},
 				{"swapped with another case's", func() {
 					var rows []caseRow
 					if err := f.db.Where("id IN ?", []string{f.a, f.b}).Find(&rows).Error; err != nil || len(rows) != 2 {
@@ -168,7 +172,7 @@ func TestCaseDueEditsAreRefused(t *testing.T) {
 							t.Fatal(err)
 						}
 					}
-				}, 2},
+				}, 2, false},
 			} {
 				t.Run(tc.name, func(t *testing.T) {
 					for _, via := range []struct {
@@ -179,6 +183,12 @@ func TestCaseDueEditsAreRefused(t *testing.T) {
 						f.restoreDue(snapshot)
 						tc.edit()
 						svc := f.restart()
+						if tc.hides && via.name == "list" {
+							if got := via.read(svc); strings.Contains(got, f.a) {
+								t.Errorf("list read the hidden deadline before a sweep:\n%s", got)
+							}
+							f.sweep(svc)
+						}
 						if got := via.read(svc); got != via.genuine {
 							t.Errorf("%s after the edit:\n%swant\n%s", via.name, got, via.genuine)
 							continue
@@ -311,6 +321,8 @@ func TestCaseDueBackfill(t *testing.T) {
 			if got := f.storedDue(f.a); got.On != nil {
 				t.Fatalf("blanked row changed by a later start: %+v", got)
 			}
+			// Hidden (no date), so found by the sweep, then listed again.
+			f.sweep(svc)
 			if got := f.list(svc); got != genuine || caseRefusals(t, svc) != 1 {
 				t.Fatalf("blanked after the backfill:\n%s%v refusals; want\n%s", got, caseRefusals(t, svc), genuine)
 			}

@@ -26,7 +26,8 @@ func benchSize(env string, def int) int {
 }
 
 // fillCases bulk-loads n cases of another operator and m materials spread
-// over them (rows only: sealed fields are filler bytes, no blobs), COPY on
+// over them (rows only: sealed fields are filler bytes, no blobs; the
+// status and due tags genuine, for a history of no event), COPY on
 // PostgreSQL and one transaction of prepared inserts on SQLite. They are
 // invisible to the probe operator, and there to make the tables the size
 // issue 10 names. Each is open, with a stored due date (no history: the
@@ -48,13 +49,19 @@ func fillCases(tb testing.TB, f *wfFixture, n, m int) {
 		tb.Fatal(err)
 	}
 	basis, today := dueBasis(cal), calendar.Today(now)
+	rowsKey, err := f.svc.rowsKey(ctx)
+	if err != nil {
+		tb.Fatal(err)
+	}
 	caseCols := []string{"id", "title", "product", "operator_org", "status", "created_by", "created_at", "updated_at",
-		"due_on", "due_on_provisional", "due_phase", "due_basis"}
+		"due_on", "due_on_provisional", "due_phase", "due_basis", "due_tag", "status_tag"}
 	caseRow := func(i int) []any {
 		k := i % 4
-		return []any{caseID(i), filler, filler, fmt.Sprintf("org-%04d", i%1000), []string{"submitted", "under_review", "soliciting_opinions", "special_review"}[k],
-			"someone", now, now, today.AddDays(30 + i%1000).String(), false,
-			[]string{"determination", "preliminary_review", "member_unit_opinions", "special_review"}[k], basis}
+		on := today.AddDays(30 + i%1000).String()
+		due := dueColumns{On: &on, Phase: []string{"determination", "preliminary_review", "member_unit_opinions", "special_review"}[k], Basis: basis}
+		status := []string{"submitted", "under_review", "soliciting_opinions", "special_review"}[k]
+		return []any{caseID(i), filler, filler, fmt.Sprintf("org-%04d", i%1000), status,
+			"someone", now, now, *due.On, false, due.Phase, basis, dueTag(rowsKey, caseID(i), due, 0), statusTag(rowsKey, caseID(i), status, 0)}
 	}
 	matCols := []string{"id", "case_id", "kind", "filename", "filename_mac", "version", "content_type", "size", "sha256", "blob_id", "header", "uploaded_by", "uploader_org", "uploaded_at"}
 	matRow := func(i int) []any {

@@ -57,6 +57,16 @@ func (s *Service) SweepDeadlines(ctx context.Context) (Sweep, error) {
 	}
 	defer release()
 	var out Sweep
+	// Every open case's due tag, before the due dates are read: a deadline
+	// hidden beyond the range read (see duetags.go) is marked stale, and
+	// re-derived by dueRows, here rather than on every list read.
+	cal, err := s.calendar(ctx)
+	if err != nil {
+		return out, err
+	}
+	if err := s.checkDueTags(ctx, dueBasis(cal)); err != nil {
+		return out, err
+	}
 	due, _, err := s.dueRows(ctx, review.DueSoonWorkingDays, nil, 0)
 	if err != nil {
 		return out, err

@@ -118,16 +118,14 @@ func staleDue(q *gorm.DB, basis string) *gorm.DB {
 }
 
 // refreshDue re-derives the due columns of every case whose basis is not
-// cal's, after marking stale those whose due tag fails (checkDueTags). Each
+// cal's (the sweep first marks stale those whose due tag fails:
+// checkDueTags). Each
 // row is written only if the case has not moved on since its history was
 // read (the transition that moved it stored its own columns). One refresh
 // runs at a time per instance; the others wait for it and then find
 // nothing left.
 func (s *Service) refreshDue(ctx context.Context, cal *calendar.Calendar) error {
 	basis := dueBasis(cal)
-	if err := s.checkDueTags(ctx, basis); err != nil {
-		return err
-	}
 	var probe []string
 	if err := staleDue(s.db.WithContext(ctx).Model(&caseRow{}), basis).Limit(1).Pluck("id", &probe).Error; err != nil {
 		return fmt.Errorf("look for stale due dates: %w", err)
@@ -260,19 +258,31 @@ type dueKey struct {
 // dueRows reads, in (due_on, id) order after the key after (if any), the
 // open, running cases FlagWithin(within) flags on today, up to limit of them
 // (0: all). more reports whether a further one exists. The stale rows are
-// re-derived first.
+// re-derived first. Rows whose due tags fail are marked stale by the read
+// that finds them; it is then made once more, so that they are listed at
+// the dates their histories give rather than left out.
 func (s *Service) dueRows(ctx context.Context, within int, after *dueKey, limit int) (out []dueCase, more bool, err error) {
+	out, more, refused, err := s.dueRowsOnce(ctx, within, after, limit)
+	if err == nil && refused {
+		out, more, _, err = s.dueRowsOnce(ctx, within, after, limit)
+	}
+	return out, more, err
+}
+
+// dueRowsOnce is one read of dueRows; refused says whether a row's due tag
+// failed (the row is then stale, and left out of this read).
+func (s *Service) dueRowsOnce(ctx context.Context, within int, after *dueKey, limit int) (out []dueCase, more, refused bool, err error) {
 	today := calendar.Today(s.now())
 	cal, err := s.calendar(ctx)
 	if err != nil {
-		return nil, false, err
+		return nil, false, false, err
 	}
 	if err := s.refreshDue(ctx, cal); err != nil {
-		return nil, false, err
+		return nil, false, false, err
 	}
 	cutoff, bounded, err := dueCutoff(cal, today, within)
 	if err != nil {
-		return nil, false, fmt.Errorf("deadline cutoff: %w", err)
+		return nil, false, false, fmt.Errorf("deadline cutoff: %w", err)
 	}
 	out = []dueCase{}
 	batch := 500
@@ -281,7 +291,7 @@ func (s *Service) dueRows(ctx context.Context, within int, after *dueKey, limit 
 	}
 	key, err := s.rowsKey(ctx)
 	if err != nil {
-		return nil, false, err
+		return nil, false, false, err
 	}
 	chk := key.NewRowTagChecker(dueTagTable)
 	for {
@@ -298,7 +308,7 @@ func (s *Service) dueRows(ctx context.Context, within int, after *dueKey, limit 
 		}
 		var rows []caseWithProviders
 		if err := q.Order("due_on, id").Limit(batch).Find(&rows).Error; err != nil {
-			return nil, false, fmt.Errorf("list due cases: %w", err)
+			return nil, false, false, fmt.Errorf("list due cases: %w", err)
 		}
 		var listed []dueCase
 		var ids []string
@@ -307,14 +317,14 @@ func (s *Service) dueRows(ctx context.Context, within int, after *dueKey, limit 
 			r := l.Case
 			due, err := calendar.ParseDate(*r.DueOn)
 			if err != nil {
-				return nil, false, fmt.Errorf("due date of case %s: %w", r.ID, err)
+				return nil, false, false, fmt.Errorf("due date of case %s: %w", r.ID, err)
 			}
 			after = &dueKey{on: due, id: r.ID}
 			// A case whose status does not check is in no list (logged
 			// and counted by statusChecked): its phase and deadline were
 			// derived from what a database edit may have made up.
 			if r, err = s.statusChecked(ctx, r, l.LastSeq); err != nil {
-				return nil, false, fmt.Errorf("check the status of case %s: %w", r.ID, err)
+				return nil, false, false, fmt.Errorf("check the status of case %s: %w", r.ID, err)
 			}
 			if r.statusRefused {
 				continue
@@ -336,29 +346,30 @@ func (s *Service) dueRows(ctx context.Context, within int, after *dueKey, limit 
 				DueOnProvisional: c.DueOnProvisional, Overdue: today.After(due), Flag: std}, row: r})
 			ids = append(ids, r.ID)
 		}
+		refused = refused || len(damaged) > 0
 		if err := s.markDueStale(ctx, damaged); err != nil {
-			return nil, false, err
+			return nil, false, false, err
 		}
 		// Nor one whose history does not check (eventtags.go, logged and
 		// counted there): its stored date was derived from the history as
 		// it was, but neither list nor sweep acts for a case whose record
 		// cannot be trusted until it is restored. Only the cases listed
 		// are read, without their text.
-		refused, err := s.historiesRefused(ctx, ids)
+		damagedHistory, err := s.historiesRefused(ctx, ids)
 		if err != nil {
-			return nil, false, err
+			return nil, false, false, err
 		}
 		for _, dc := range listed {
-			if refused[dc.CaseID] {
+			if damagedHistory[dc.CaseID] {
 				continue
 			}
 			if limit > 0 && len(out) == limit {
-				return out, true, nil
+				return out, true, refused, nil
 			}
 			out = append(out, dc)
 		}
 		if len(rows) < batch {
-			return out, false, nil
+			return out, false, refused, nil
 		}
 	}
 }
