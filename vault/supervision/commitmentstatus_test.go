@@ -172,6 +172,29 @@ func TestCommitmentStatusEditsAreRefused(t *testing.T) {
 			if err != nil || got.Status != CommitmentUnderInvestigation || len(got.History) != 3 {
 				t.Fatalf("a third finding: %+v, %v", got, err)
 			}
+
+			// A row read just before another finding committed is read
+			// again, not refused.
+			v, svc := f.restart()
+			var stale commitmentRow
+			if err := f.db.Where("id = ?", c.ID).Take(&stale).Error; err != nil {
+				t.Fatal(err)
+			}
+			if _, err := svc.SetCommitmentStatus(f.ctx, f.insp, c.ID, CommitmentStatusRequest{Status: CommitmentKept, Note: "fourth"}); err != nil {
+				t.Fatal(err)
+			}
+			key, err := v.RowsKey(f.ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			before := refusals(t, v, commitmentsTable)
+			hs, proven, err := svc.findings(f.ctx, key, &stale)
+			if err != nil || !proven || len(hs) != 4 || stale.Version != 4 || stale.Status != CommitmentKept {
+				t.Fatalf("a row read before the fourth finding: %d findings, proven %v, version %d, %v", len(hs), proven, stale.Version, err)
+			}
+			if after := refusals(t, v, commitmentsTable); after != before {
+				t.Fatalf("a finding recorded meanwhile counted as a refusal (%v, then %v)", before, after)
+			}
 		})
 	}
 }
