@@ -147,6 +147,19 @@
 //     finding's version and status) carry a tag under the same rows key;
 //     one that fails is left out of its commitment for everyone, so one
 //     moved under another commitment shows its note to nobody.
+//   - a commitment's status columns (status, status_by, status_at,
+//     version) are checked against its latest tagged finding rather than
+//     tagged themselves, so that deleting that finding, or putting back an
+//     older status while the later findings remain, is caught too; the
+//     status and note shown are the finding's. One that does not check is
+//     listed to no party and to staff as unverified, and takes no finding.
+//   - a public report (supervision_reports: its links to a provider,
+//     commitment and case, what its reporter named, its status and its
+//     receipt's hash, which decides who follows it up) carries
+//     a tag under the same rows key, re-written with each triage step. One
+//     that fails is listed to no office admin, shown to inspectors as
+//     unverified without its links, and takes no step, message or
+//     attachment.
 //   - a case's workflow status (cases.status) is bound by its own tag
 //     (status_tag, under the rows key as the parties are) to the case id
 //     and the number of the last event of its history (case_events),
@@ -182,11 +195,8 @@
 // to its end); the audit trail still records every transition. Nor is
 // a case's stored due columns (cases.due_on, due_phase), which the
 // deadlines list reads as stored and only a re-derivation corrects. Nor is the office's VisibleCaseIDs subquery over its filed
-// cases checked row by row. Nor a commitment's status columns (status,
-// status_note, status_by, version), which the findings' history (tagged)
-// contradicts, nor a report's own links (link_case, commitment,
-// link_commitment): a report re-linked in the database to one of the
-// office's cases is listed to the office.
+// cases checked row by row. Nor the counts by status of reports and
+// complaints, made in SQL.
 //
 // What a tag cannot do: it cannot tell an old genuine row put back from the
 // current one (a replay: a material deleted and restored from a dump, a key

@@ -170,7 +170,7 @@ func (s *Service) TagLegacyRows(ctx context.Context) error {
 		return err
 	}
 	return vault.TagBackfillOnce(ctx, s.audit, reportsTable, func(ctx context.Context) (int64, error) {
-		return tagUntagged(ctx, s.db, []string{"id", "subject_org", "commitment", "status", "link_provider", "link_commitment", "link_case"},
+		return tagUntagged(ctx, s.db, []string{"id", "receipt_hash", "subject_org", "commitment", "status", "link_provider", "link_commitment", "link_case"},
 			func(r *reportRow) string { return r.ID }, func(r *reportRow) []byte { return reportTag(key, r) })
 	})
 }

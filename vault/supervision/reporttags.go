@@ -7,8 +7,10 @@ package supervision
 // office; linked elsewhere, it points the inspectors at another case,
 // commitment or provider; closed, its reporter can no longer write, and
 // reopened, a closed report takes messages again. (No party lists reports:
-// only inspectors and the office do.) Each report carries a tag under the
-// vault's rows key over its id and those columns, written wherever they
+// only inspectors and the office do.) Its receipt_hash decides who follows
+// it up: replaced by the hash of a secret of the administrator's choosing,
+// it would open the conversation to them. Each report carries a tag under
+// the vault's rows key over its id and those columns, written wherever they
 // are written (filed, and re-tagged in the statement that triages, links
 // or closes it, conditional on the tag it read, so that two inspectors'
 // updates cannot combine into columns neither tagged). A report whose tag
@@ -37,7 +39,7 @@ const ReportUnverified = "unverified"
 
 // reportFields are the columns of a report its tag covers.
 func reportFields(r *reportRow) []string {
-	return []string{r.ID, r.SubjectOrg, r.Commitment, r.Status, r.LinkProvider, r.LinkCommitment, r.LinkCase}
+	return []string{r.ID, r.ReceiptHash, r.SubjectOrg, r.Commitment, r.Status, r.LinkProvider, r.LinkCommitment, r.LinkCase}
 }
 
 // reportTag is the tag of a report under the rows key.
@@ -52,7 +54,7 @@ func (s *Service) reportChecked(ctx context.Context, key *crypt.CaseKey, r *repo
 		return true
 	}
 	s.vault.TagRefused(ctx, reportsTable, r.ID,
-		"report refused: its row tag does not check (links, named organisation or commitment, or status edited outside crvault, or written by an older vaultd)",
+		"report refused: its row tag does not check (links, named organisation or commitment, status or receipt hash edited outside crvault, or written by an older vaultd)",
 		"status", r.Status, "link_case", r.LinkCase, "link_commitment", r.LinkCommitment, "link_provider", r.LinkProvider, "tagged", len(r.Tag) > 0)
 	return false
 }

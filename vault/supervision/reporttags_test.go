@@ -17,7 +17,9 @@ import (
 // commitment on one), points it at another provider, or closes or reopens
 // it, is refused: the office does not list it, inspectors see it as
 // unverified without its links, nobody moves its status or writes on it
-// (report_damaged), and each refusal is counted. Restored, it is back, and
+// (report_damaged), and each refusal is counted. So is one whose receipt
+// hash was replaced by that of the administrator's own secret, which
+// would open the conversation to them. Restored, it is back, and
 // an inspector still links and closes it.
 func TestReportEditsAreRefused(t *testing.T) {
 	for _, d := range sqldbtest.Backends {
@@ -156,6 +158,31 @@ func TestReportEditsAreRefused(t *testing.T) {
 					genuine(t, svc)
 				})
 			}
+			t.Run("receipt hash replaced", func(t *testing.T) {
+				// The administrator's own secret, hashed as crvault does.
+				secret := newSecret()
+				hash, err := f.svc.cfg.Hasher.Hash(secret)
+				if err != nil {
+					t.Fatal(err)
+				}
+				exec(t, "UPDATE supervision_reports SET receipt_hash = ? WHERE id = ?", hash, id)
+				v, svc := f.restart()
+				before := refusals(t, v, reportsTable)
+				admin := Client{Addr: "192.0.2.9"}
+				_, err = svc.ReporterStatus(f.ctx, admin, id+"."+secret)
+				damaged(t, err, "following it up with the administrator's receipt")
+				_, err = svc.ReporterMessage(f.ctx, admin, id+"."+secret, MessageRequest{Text: "hello"})
+				damaged(t, err, "writing with the administrator's receipt")
+				if got := listed(svc, f.insp)[id]; got.Status != ReportUnverified {
+					t.Fatalf("the inspector lists it as %q", got.Status)
+				}
+				if after := refusals(t, v, reportsTable); after <= before {
+					t.Fatalf("refusals counted %v, then %v", before, after)
+				}
+				exec(t, "UPDATE supervision_reports SET receipt_hash = ? WHERE id = ?", row.ReceiptHash, id)
+				_, svc = f.restart()
+				genuine(t, svc)
+			})
 			t.Run("tag copied from another report", func(t *testing.T) {
 				other, err := f.svc.FileReport(f.ctx, Client{Addr: "192.0.2.2"}, NewReport{Description: "another"})
 				if err != nil {
