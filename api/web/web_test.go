@@ -105,12 +105,14 @@ func TestCataloguesComplete(t *testing.T) {
 	enum("complaint", "unfair", "confidentiality")
 	enum("cstatus", supervision.StatusOpen, supervision.StatusInvestigating, supervision.StatusUpheld, supervision.StatusDismissed)
 	enum("rstatus", reportStatuses...)
+	enum("rstatus", supervision.ReportUnverified)
 	enum("from", "reporter", "inspector")
 	enum("ustatus", access.UserActive, access.UserPendingApproval, access.UserDisabled)
 	for _, k := range access.OrgKinds {
 		enum("orgkind", string(k))
 	}
-	enum("cmstatus", supervision.CommitmentPending, supervision.CommitmentKept, supervision.CommitmentBreached, supervision.CommitmentUnderInvestigation)
+	enum("cmstatus", supervision.CommitmentPending, supervision.CommitmentKept, supervision.CommitmentBreached, supervision.CommitmentUnderInvestigation,
+		supervision.CommitmentUnverified)
 	// Every audit action with a row of its own is named in words in the
 	// audit log and the access log (Locale.AuditAction).
 	enum("audit_action", vault.AuditActions()...)

@@ -179,7 +179,7 @@ func (c *AttachmentContent) Close() error { return c.close() }
 // OpenAttachment decrypts a report attachment for an inspector, after the
 // read is audited; no record, no bytes.
 func (s *Service) OpenAttachment(ctx context.Context, a vault.Actor, reportID, id string) (*AttachmentContent, error) {
-	if _, err := s.inspectorReport(ctx, a, reportID, "report.attachment.read"); err != nil {
+	if _, _, err := s.inspectorReport(ctx, a, reportID, "report.attachment.read", false); err != nil {
 		return nil, err
 	}
 	resource := "report/" + reportID + "/attachment/" + id

@@ -24,6 +24,9 @@ const (
 	CommitmentKept               = "kept"
 	CommitmentBreached           = "breached"
 	CommitmentUnderInvestigation = "under_investigation"
+	// CommitmentUnverified is shown to inspectors and the office in place
+	// of a status the commitment's row cannot prove (commitmenttags.go).
+	CommitmentUnverified = "unverified"
 )
 
 // Commitment is a provider's commitment on a case, with the operator's
@@ -44,8 +47,9 @@ type Commitment struct {
 	StatusNote string     `json:"status_note,omitempty"`
 	StatusBy   string     `json:"status_by,omitempty"`
 	StatusAt   *time.Time `json:"status_at,omitempty"`
-	// History is every finding, oldest first (those recorded before
-	// histories were kept appear only as the status above).
+	// History is every finding, oldest first; the last is the status
+	// (those recorded before histories were kept are moved into it once,
+	// at start-up).
 	History []CommitmentChange `json:"history"`
 }
 
@@ -124,7 +128,7 @@ func (s *Service) AddCommitment(ctx context.Context, a vault.Actor, caseID strin
 	if err := s.db.WithContext(ctx).Create(&row).Error; err != nil {
 		return Commitment{}, fmt.Errorf("store commitment: %w", err)
 	}
-	return s.toCommitment(ctx, a.P, row)
+	return s.toCommitment(ctx, a.P, row, nil, true)
 }
 
 // UrgeCommitment records that the case's operator urged the provider to
@@ -160,6 +164,18 @@ func (s *Service) UrgeCommitment(ctx context.Context, a vault.Actor, caseID, id 
 		// operator's to urge.
 		return Commitment{}, s.deny(ctx, ev, notFound("commitment"))
 	}
+	key, err := s.vault.RowsKey(ctx)
+	if err != nil {
+		return Commitment{}, err
+	}
+	hs, proven, err := s.findings(ctx, key, &row)
+	if err != nil {
+		return Commitment{}, err
+	}
+	if !proven {
+		// Listed to no party (ListCommitments): not one to urge.
+		return Commitment{}, s.deny(ctx, ev, notFound("commitment"))
+	}
 	note, err := vault.CleanText("note", in.Note, 4000, true)
 	if err != nil {
 		return Commitment{}, err
@@ -171,22 +187,22 @@ func (s *Service) UrgeCommitment(ctx context.Context, a vault.Actor, caseID, id 
 	if u.Note, err = s.seal(ctx, label("supervision_commitment_urges", "note", u.ID), note); err != nil {
 		return Commitment{}, err
 	}
-	key, err := s.vault.RowsKey(ctx)
-	if err != nil {
-		return Commitment{}, err
-	}
 	u.Tag = urgeTag(key, &u)
 	if err := s.db.WithContext(ctx).Create(&u).Error; err != nil {
 		return Commitment{}, fmt.Errorf("store urge: %w", err)
 	}
-	return s.toCommitment(ctx, a.P, row)
+	return s.toCommitment(ctx, a.P, row, hs, true)
 }
 
 // toCommitment opens a commitment for the viewer p: the operator and the
 // provider see the inspectors' finding but not which inspector made it.
-// Its urges and findings are those whose tags check (commitmenttags.go):
-// one that fails is left out, for every viewer, before its note is opened.
-func (s *Service) toCommitment(ctx context.Context, p access.Principal, r commitmentRow) (Commitment, error) {
+// hs are its findings whose tags check, oldest first (findings), and
+// proven says whether they prove its status columns: the status shown is
+// the latest of them, or pending with none, and CommitmentUnverified when
+// not proven (such a row reaches staff only). Its urges are those whose
+// tags check (commitmenttags.go): one that fails is left out, for every
+// viewer, before its note is opened.
+func (s *Service) toCommitment(ctx context.Context, p access.Principal, r commitmentRow, hs []commitmentChangeRow, proven bool) (Commitment, error) {
 	key, err := s.vault.RowsKey(ctx)
 	if err != nil {
 		return Commitment{}, err
@@ -195,28 +211,15 @@ func (s *Service) toCommitment(ctx context.Context, p access.Principal, r commit
 	if err != nil {
 		return Commitment{}, err
 	}
-	statusNote, err := s.open(ctx, label("supervision_commitments", "status_note", r.ID), r.StatusNote)
-	if err != nil {
-		return Commitment{}, err
-	}
+	// The status columns are not read: proven, they say what the latest
+	// finding says, and the note is the finding's.
 	c := Commitment{ID: r.ID, CaseID: r.CaseID, ProviderOrg: r.ProviderOrg, OperatorOrg: r.OperatorOrg, Kind: r.Kind, Text: text,
-		CreatedBy: r.CreatedBy, CreatedAt: r.CreatedAt.UTC(), Urges: []Urge{}, Status: r.Status, StatusNote: statusNote, StatusBy: r.StatusBy,
-		History: []CommitmentChange{}}
-	if c.Status == "" {
-		c.Status = CommitmentPending
+		CreatedBy: r.CreatedBy, CreatedAt: r.CreatedAt.UTC(), Urges: []Urge{}, Status: CommitmentPending, History: []CommitmentChange{}}
+	if !proven {
+		c.Status = CommitmentUnverified
 	}
 	party := p.Has(access.RoleOperator) || p.Has(access.RoleProvider)
-	if party {
-		c.StatusBy = ""
-	}
-	var hs []commitmentChangeRow
-	if err := s.db.WithContext(ctx).Where("commitment_id = ?", r.ID).Order("version").Find(&hs).Error; err != nil {
-		return c, fmt.Errorf("load history of commitment %s: %w", r.ID, err)
-	}
 	for _, h := range hs {
-		if !s.changeChecked(ctx, key, &h) {
-			continue
-		}
 		note, err := s.open(ctx, label("supervision_commitment_changes", "note", h.ID), h.Note)
 		if err != nil {
 			return Commitment{}, err
@@ -227,9 +230,9 @@ func (s *Service) toCommitment(ctx context.Context, p access.Principal, r commit
 		}
 		c.History = append(c.History, ch)
 	}
-	if r.StatusAt != nil {
-		at := r.StatusAt.UTC()
-		c.StatusAt = &at
+	if n := len(c.History); proven && n > 0 {
+		last := c.History[n-1]
+		c.Status, c.StatusNote, c.StatusBy, c.StatusAt = last.Status, last.Note, last.By, &last.At
 	}
 	var us []urgeRow
 	if err := s.db.WithContext(ctx).Where("commitment_id = ?", r.ID).Order("id").Find(&us).Error; err != nil {
@@ -284,6 +287,20 @@ func (s *Service) SetCommitmentStatus(ctx context.Context, a vault.Actor, id str
 		// crvault stored.
 		return Commitment{}, s.deny(ctx, ev, notFound("commitment"))
 	}
+	key, err := s.vault.RowsKey(ctx)
+	if err != nil {
+		return Commitment{}, err
+	}
+	hs, proven, err := s.findings(ctx, key, &row)
+	if err != nil {
+		return Commitment{}, err
+	}
+	if !proven {
+		// Its version is not one the findings prove: a finding counted
+		// on it would extend a history that is not the one shown.
+		ev.CaseID = row.CaseID
+		return Commitment{}, s.deny(ctx, ev, statusDamaged())
+	}
 	ev.CaseID = row.CaseID
 	if !oneOf(in.Status, CommitmentKept, CommitmentBreached, CommitmentUnderInvestigation) {
 		return Commitment{}, invalid("status", "invalid_status", "status must be kept, breached or under_investigation")
@@ -299,10 +316,6 @@ func (s *Service) SetCommitmentStatus(ctx context.Context, a vault.Actor, id str
 	}
 	change := commitmentChangeRow{ID: newID(), CommitmentID: row.ID, Version: row.Version + 1, Status: in.Status, By: a.P.User.ID, At: now}
 	if change.Note, err = s.seal(ctx, label("supervision_commitment_changes", "note", change.ID), note); err != nil {
-		return Commitment{}, err
-	}
-	key, err := s.vault.RowsKey(ctx)
-	if err != nil {
 		return Commitment{}, err
 	}
 	change.Tag = changeTag(key, &change)
@@ -334,7 +347,7 @@ func (s *Service) SetCommitmentStatus(ctx context.Context, a vault.Actor, id str
 		return Commitment{}, err
 	}
 	row.Status, row.StatusNote, row.StatusBy, row.StatusAt, row.Version = in.Status, sealedNote, a.P.User.ID, &now, change.Version
-	return s.toCommitment(ctx, a.P, row)
+	return s.toCommitment(ctx, a.P, row, append(hs, change), true)
 }
 
 // CommitmentFilter selects commitments.
@@ -349,7 +362,9 @@ type CommitmentFilter struct {
 // provider its own organisation's, an operator those on its cases; others
 // are refused. Each row's tag is checked (commitmenttags.go): one that
 // fails is listed to no party, and to inspectors and the office without
-// its provider and operator. A page may then hold fewer than limit items
+// its provider and operator. So are its status columns, against its
+// findings: one they do not prove is listed to no party, and to
+// inspectors and the office as CommitmentUnverified. A page may then hold fewer than limit items
 // with more to come.
 func (s *Service) ListCommitments(ctx context.Context, a vault.Actor, f CommitmentFilter) (Page[Commitment], error) {
 	if f.Cursor != "" && !validID(f.Cursor) {
@@ -409,8 +424,17 @@ func (s *Service) ListCommitments(ctx context.Context, a vault.Actor, f Commitme
 	if err != nil {
 		return Page[Commitment]{}, err
 	}
+	key, err := s.vault.RowsKey(ctx)
+	if err != nil {
+		return Page[Commitment]{}, err
+	}
 	staff := a.P.Has(access.RoleInspector) || a.P.Has(access.RoleOfficeAdmin)
-	kept := rows[:0]
+	type checked struct {
+		row    commitmentRow
+		hs     []commitmentChangeRow
+		proven bool
+	}
+	var kept []checked
 	for _, r := range rows {
 		if !s.commitmentChecked(ctx, chk, &r) {
 			if !staff {
@@ -418,18 +442,24 @@ func (s *Service) ListCommitments(ctx context.Context, a vault.Actor, f Commitme
 			}
 			r.ProviderOrg, r.OperatorOrg = "", ""
 		}
-		kept = append(kept, r)
+		hs, proven, err := s.findings(ctx, key, &r)
+		if err != nil {
+			return Page[Commitment]{}, err
+		}
+		if !proven && !staff {
+			continue
+		}
+		kept = append(kept, checked{r, hs, proven})
 	}
-	rows = kept
-	seen := make([]listed, len(rows))
-	for i, r := range rows {
-		seen[i] = listed{r.CaseID, r.ID}
+	seen := make([]listed, len(kept))
+	for i, k := range kept {
+		seen[i] = listed{k.row.CaseID, k.row.ID}
 	}
 	if err := s.recordList(ctx, ev, seen); err != nil {
 		return Page[Commitment]{}, err
 	}
-	for _, r := range rows {
-		c, err := s.toCommitment(ctx, a.P, r)
+	for _, k := range kept {
+		c, err := s.toCommitment(ctx, a.P, k.row, k.hs, k.proven)
 		if err != nil {
 			return Page[Commitment]{}, err
 		}

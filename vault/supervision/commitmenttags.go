@@ -29,6 +29,7 @@ package supervision
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -133,9 +134,10 @@ func (s *Service) changeChecked(ctx context.Context, key *crypt.CaseKey, h *comm
 	return false
 }
 
-// TagLegacyRows tags, once per table, the commitments, urges and findings
-// that binaries from before their tags wrote, and records each in the
-// audit log (vault.TagBackfillOnce: after that, an untagged row stays
+// TagLegacyRows tags, once per table, the commitments, urges, findings
+// and reports that binaries from before their tags wrote, moves findings
+// recorded before histories were kept into the history, and records each
+// in the audit log (vault.TagBackfillOnce: after that, an untagged row stays
 // refused). cmd/vaultd runs it at start-up, before anything is served.
 func (s *Service) TagLegacyRows(ctx context.Context) error {
 	key, err := s.vault.RowsKey(ctx)
@@ -154,9 +156,22 @@ func (s *Service) TagLegacyRows(ctx context.Context) error {
 	}); err != nil {
 		return err
 	}
-	return vault.TagBackfillOnce(ctx, s.audit, changesTable, func(ctx context.Context) (int64, error) {
+	if err := vault.TagBackfillOnce(ctx, s.audit, changesTable, func(ctx context.Context) (int64, error) {
 		return tagUntagged(ctx, s.db, []string{"id", "commitment_id", "version", "status", "by", "at"},
 			func(r *commitmentChangeRow) string { return r.ID }, func(r *commitmentChangeRow) []byte { return changeTag(key, r) })
+	}); err != nil {
+		return err
+	}
+	// Findings recorded before histories were kept become the first of
+	// their history, so that every status is proven by a finding.
+	if err := vault.TagBackfillOnce(ctx, s.audit, legacyStatusMarker, func(ctx context.Context) (int64, error) {
+		return s.historiseLegacyFindings(ctx, key)
+	}); err != nil {
+		return err
+	}
+	return vault.TagBackfillOnce(ctx, s.audit, reportsTable, func(ctx context.Context) (int64, error) {
+		return tagUntagged(ctx, s.db, []string{"id", "receipt_hash", "subject_org", "commitment", "status", "link_provider", "link_commitment", "link_case"},
+			func(r *reportRow) string { return r.ID }, func(r *reportRow) []byte { return reportTag(key, r) })
 	})
 }
 
@@ -177,4 +192,143 @@ func tagUntagged[R any](ctx context.Context, db *gorm.DB, cols []string, id func
 		}
 		return res.RowsAffected, nil
 	})
+}
+
+// A commitment's status columns (status, status_note, status_by,
+// status_at, version) hold its latest finding, which is also a row of
+// supervision_commitment_changes with its own tag. They are checked
+// against that row rather than given a tag of their own: a status tag
+// would still check after the latest finding was deleted, or after an
+// older status and its tag were put back while the later findings
+// remain, and the findings are read with the commitment anyway. The
+// columns prove a status when, with version N > 0, the latest finding
+// whose tag checks has version N and the columns' status, inspector and
+// time; with version 0, the status is pending and no finding checks. The
+// note, inspector and time shown are the finding's. A commitment whose
+// columns prove nothing is treated like one whose own tag fails: no party
+// lists or urges it, inspectors and the office list it with the status
+// CommitmentUnverified and none of the columns' note, inspector or time, a
+// finding on it answers commitment_status_damaged, and each refusal is
+// logged at ERROR and counted under supervision_commitments. Findings
+// recorded before histories were kept (version 0, a status other than
+// pending) are moved into the history once at start-up (TagLegacyRows).
+
+// statusProven says whether r's status columns are those of the latest of
+// its findings hs (those whose tags check, oldest first).
+func statusProven(r *commitmentRow, hs []commitmentChangeRow) bool {
+	if r.Version == 0 {
+		return (r.Status == CommitmentPending || r.Status == "") && len(hs) == 0
+	}
+	if len(hs) == 0 || r.StatusAt == nil {
+		return false
+	}
+	last := &hs[len(hs)-1]
+	return last.Version == r.Version && last.Status == r.Status && last.By == r.StatusBy && tagTime(last.At) == tagTime(*r.StatusAt)
+}
+
+// statusReads is how many times a commitment's status columns and its
+// findings are read before columns that disagree are refused.
+const statusReads = 3
+
+// findings loads r's findings whose tags check, oldest first, and says
+// whether r's status columns are proven by them (statusProven). A finding
+// recorded between the read of r and that of its findings makes the two
+// disagree: then, if the row's version has moved meanwhile, its status
+// columns (only: its other columns were checked by the caller) are read
+// again with the findings. Columns that still disagree are logged at ERROR
+// and counted.
+func (s *Service) findings(ctx context.Context, key *crypt.CaseKey, r *commitmentRow) ([]commitmentChangeRow, bool, error) {
+	db := s.db.WithContext(ctx)
+	for read := 1; ; read++ {
+		var all []commitmentChangeRow
+		if err := db.Where("commitment_id = ?", r.ID).Order("version").Find(&all).Error; err != nil {
+			return nil, false, fmt.Errorf("load history of commitment %s: %w", r.ID, err)
+		}
+		hs := all[:0]
+		for _, h := range all {
+			if s.changeChecked(ctx, key, &h) {
+				hs = append(hs, h)
+			}
+		}
+		if statusProven(r, hs) {
+			return hs, true, nil
+		}
+		var now commitmentRow
+		err := db.Select("status", "status_note", "status_by", "status_at", "version").Where("id = ?", r.ID).Take(&now).Error
+		if err != nil && !errors.Is(err, gorm.ErrRecordNotFound) {
+			return nil, false, fmt.Errorf("reload status of commitment %s: %w", r.ID, err)
+		}
+		if err != nil || now.Version == r.Version || read == statusReads {
+			s.vault.TagRefused(ctx, commitmentsTable, r.ID,
+				"commitment status refused: its status columns are not those of its latest finding (status, version or a finding edited or deleted outside crvault)",
+				"case", r.CaseID, "status", r.Status, "version", r.Version, "findings", len(hs))
+			return hs, false, nil
+		}
+		r.Status, r.StatusNote, r.StatusBy, r.StatusAt, r.Version = now.Status, now.StatusNote, now.StatusBy, now.StatusAt, now.Version
+	}
+}
+
+// statusDamaged answers a finding on a commitment whose status columns
+// prove nothing.
+func statusDamaged() *vault.Error {
+	return &vault.Error{Kind: vault.ErrDamaged, Code: "commitment_status_damaged",
+		Detail: "the stored status of this commitment is not that of its recorded findings (changed outside crvault); no finding can be recorded until it is restored"}
+}
+
+// legacyStatusMarker names, in the audit log, the one-time move of
+// findings recorded before histories were kept into the history.
+const legacyStatusMarker = commitmentsTable + ".status"
+
+// historiseLegacyFindings makes, of each commitment whose finding was
+// recorded before histories were kept (version 0, a status other than
+// pending), its first finding: a tagged row of the history, version 1,
+// with the columns' status, inspector, time and note, and the commitment's
+// version 1. It trusts the columns, as every backfill trusts the rows it
+// tags. Two instances starting together move each once: the version is
+// moved from 0 in the transaction that inserts the finding.
+func (s *Service) historiseLegacyFindings(ctx context.Context, key *crypt.CaseKey) (int64, error) {
+	db := s.db.WithContext(ctx)
+	var rows []commitmentRow
+	if err := db.Where("version = 0 AND status NOT IN ?", []string{CommitmentPending, ""}).Order("id").Find(&rows).Error; err != nil {
+		return 0, fmt.Errorf("read findings recorded before histories: %w", err)
+	}
+	var n int64
+	for _, r := range rows {
+		// Sealing legacy plaintext runs after this: a note may be either.
+		note := string(r.StatusNote)
+		if crypt.IsSealedField(r.StatusNote) {
+			var err error
+			if note, err = s.open(ctx, label(commitmentsTable, "status_note", r.ID), r.StatusNote); err != nil {
+				return n, err
+			}
+		}
+		at := r.CreatedAt
+		if r.StatusAt != nil {
+			at = *r.StatusAt
+		}
+		h := commitmentChangeRow{ID: newID(), CommitmentID: r.ID, Version: 1, Status: r.Status, By: r.StatusBy, At: at.UTC().Truncate(time.Microsecond)}
+		var err error
+		if h.Note, err = s.seal(ctx, label(changesTable, "note", h.ID), note); err != nil {
+			return n, err
+		}
+		h.Tag = changeTag(key, &h)
+		err = db.Transaction(func(tx *gorm.DB) error {
+			res := tx.Model(&commitmentRow{}).Where("id = ? AND version = 0", r.ID).Updates(map[string]any{"version": 1, "status_at": h.At})
+			if res.Error != nil {
+				return fmt.Errorf("move finding of commitment %s: %w", r.ID, res.Error)
+			}
+			if res.RowsAffected != 1 {
+				return nil
+			}
+			n++
+			if err := tx.Create(&h).Error; err != nil {
+				return fmt.Errorf("record finding of commitment %s: %w", r.ID, err)
+			}
+			return nil
+		})
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
 }

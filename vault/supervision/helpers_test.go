@@ -106,6 +106,17 @@ func (f *fixture) tagged(r commitmentRow) commitmentRow {
 	return r
 }
 
+// taggedReport returns r with the tag crvault would have written.
+func (f *fixture) taggedReport(r reportRow) reportRow {
+	f.t.Helper()
+	key, err := f.v.RowsKey(f.ctx)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	r.Tag = reportTag(key, &r)
+	return r
+}
+
 // newCase files a case as the operator.
 func (f *fixture) newCase() string {
 	f.t.Helper()

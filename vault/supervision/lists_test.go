@@ -39,6 +39,7 @@ func TestListsAuditWhatTheyReturned(t *testing.T) {
 			}
 			for range 2 {
 				row := reportRow{ID: newID(), ReceiptHash: "x", Description: []byte{}, Outcome: []byte{}, Status: ReportReceived, CreatedAt: now, UpdatedAt: now}
+				row = f.taggedReport(row)
 				if err := f.db.Create(&row).Error; err != nil {
 					t.Fatal(err)
 				}

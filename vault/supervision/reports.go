@@ -163,6 +163,11 @@ func (s *Service) FileReport(ctx context.Context, cl Client, in NewReport) (File
 	if row.Description, err = s.seal(ctx, label("supervision_reports", "description", row.ID), desc); err != nil {
 		return Filed{}, err
 	}
+	key, err := s.vault.RowsKey(ctx)
+	if err != nil {
+		return Filed{}, err
+	}
+	row.Tag = reportTag(key, &row)
 	if err := s.record(ctx, anonEvent(cl.RequestID, "report.create", audit.Allowed, "report/"+row.ID, "")); err != nil {
 		return Filed{}, err
 	}
@@ -224,6 +229,15 @@ func (s *Service) byReceipt(ctx context.Context, cl Client, receipt, action stri
 		s.failures.Inc()
 		bad := &vault.Error{Kind: vault.ErrUnauthorized, Code: "invalid_receipt", Detail: "the receipt is not valid"}
 		return row, s.deny(ctx, anonEvent(cl.RequestID, action, audit.Denied, "report", ""), bad)
+	}
+	// Checked only for the holder of the right receipt: the answer tells
+	// nobody else anything of the report.
+	proven, err := s.reportProven(ctx, &row)
+	if err != nil {
+		return row, err
+	}
+	if !proven {
+		return row, s.deny(ctx, anonEvent(cl.RequestID, action, audit.Denied, "report/"+row.ID, ""), reportDamaged())
 	}
 	return row, nil
 }
@@ -372,24 +386,33 @@ func (s *Service) toAttachment(ctx context.Context, a attachmentRow) (Attachment
 	return AttachmentInfo{ID: a.ID, Filename: name, ContentType: a.ContentType, Size: a.Size, SHA256: a.SHA256, UploadedAt: a.CreatedAt.UTC()}, nil
 }
 
-// inspectorReport loads a report for an inspector, auditing refusals.
-func (s *Service) inspectorReport(ctx context.Context, a vault.Actor, id, action string) (reportRow, error) {
+// inspectorReport loads a report for an inspector, auditing refusals, and
+// says whether its tag checks (reporttags.go) when check is set (an
+// attachment is the report's whatever its links and status).
+func (s *Service) inspectorReport(ctx context.Context, a vault.Actor, id, action string, check bool) (reportRow, bool, error) {
 	var row reportRow
 	ev := event(a, action, audit.Allowed, "", "report/"+id, "")
 	if !s.access.Can(a.P, "report", "manage") {
-		return row, s.deny(ctx, ev, forbidden("only inspectors handle reports"))
+		return row, false, s.deny(ctx, ev, forbidden("only inspectors handle reports"))
 	}
 	err := gorm.ErrRecordNotFound
 	if validID(id) {
 		err = s.db.WithContext(ctx).Where("id = ?", id).Take(&row).Error
 	}
 	if errors.Is(err, gorm.ErrRecordNotFound) {
-		return row, s.deny(ctx, ev, notFound("report"))
+		return row, false, s.deny(ctx, ev, notFound("report"))
 	}
 	if err != nil {
-		return row, fmt.Errorf("load report %s: %w", id, err)
+		return row, false, fmt.Errorf("load report %s: %w", id, err)
 	}
-	return row, nil
+	if !check {
+		return row, false, nil
+	}
+	proven, err := s.reportProven(ctx, &row)
+	if err != nil {
+		return row, false, err
+	}
+	return row, proven, nil
 }
 
 func (s *Service) toReport(ctx context.Context, r reportRow) (Report, error) {
@@ -407,9 +430,13 @@ func (s *Service) toReport(ctx context.Context, r reportRow) (Report, error) {
 
 // GetReport returns a report with its messages and attachments (inspectors).
 func (s *Service) GetReport(ctx context.Context, a vault.Actor, id string) (Report, error) {
-	row, err := s.inspectorReport(ctx, a, id, "report.read")
+	row, proven, err := s.inspectorReport(ctx, a, id, "report.read", true)
 	if err != nil {
 		return Report{}, err
+	}
+	if !proven {
+		// Shown, as damaged: the inspectors are the ones to know.
+		row = unverifiedReport(row)
 	}
 	if err := s.record(ctx, event(a, "report.read", audit.Allowed, "", "report/"+id, "")); err != nil {
 		return Report{}, err
@@ -475,7 +502,8 @@ func (s *Service) ListReports(ctx context.Context, a vault.Actor, f ReportFilter
 	}
 	limit := pageLimit(f.Limit)
 	var rows []reportRow
-	if err := q.Omit("receipt_hash").Order("id").Limit(limit + 1).Find(&rows).Error; err != nil {
+	// With receipt_hash, which the tag covers (reporttags.go).
+	if err := q.Order("id").Limit(limit + 1).Find(&rows).Error; err != nil {
 		return Page[Report]{}, fmt.Errorf("list reports: %w", err)
 	}
 	page := Page[Report]{Items: []Report{}, Counts: counts}
@@ -483,6 +511,23 @@ func (s *Service) ListReports(ctx context.Context, a vault.Actor, f ReportFilter
 		rows = rows[:limit]
 		page.NextCursor = rows[limit-1].ID
 	}
+	// Each row's tag is checked: one that fails is not the office's (its
+	// links chose it) and is shown to inspectors as damaged.
+	key, err := s.vault.RowsKey(ctx)
+	if err != nil {
+		return Page[Report]{}, err
+	}
+	kept := rows[:0]
+	for _, r := range rows {
+		if !s.reportChecked(ctx, key, &r) {
+			if office {
+				continue
+			}
+			r = unverifiedReport(r)
+		}
+		kept = append(kept, r)
+	}
+	rows = kept
 	if office {
 		if rows, err = s.officeReports(ctx, cases, rows); err != nil {
 			return Page[Report]{}, err
@@ -567,9 +612,13 @@ func (s *Service) officeReports(ctx context.Context, cases *gorm.DB, rows []repo
 
 // InspectorMessage sends the reporter a message (inspectors).
 func (s *Service) InspectorMessage(ctx context.Context, a vault.Actor, id string, in MessageRequest) (Message, error) {
-	row, err := s.inspectorReport(ctx, a, id, "report.message")
+	row, proven, err := s.inspectorReport(ctx, a, id, "report.message", true)
 	if err != nil {
 		return Message{}, err
+	}
+	if !proven {
+		// Whether it is closed is not known.
+		return Message{}, s.deny(ctx, event(a, "report.message", audit.Allowed, "", "report/"+id, ""), reportDamaged())
 	}
 	return s.addMessage(ctx, event(a, "report.message", audit.Allowed, "", "report/"+id, "inspector"), row, "inspector", a.P.User.ID, in.Text)
 }
@@ -578,9 +627,12 @@ func (s *Service) InspectorMessage(ctx context.Context, a vault.Actor, id string
 // linking it to a provider, commitment or case (inspectors). Closing needs
 // an outcome; a closed report stays closed.
 func (s *Service) SetReportStatus(ctx context.Context, a vault.Actor, id string, in ReportStatusChange) (Report, error) {
-	row, err := s.inspectorReport(ctx, a, id, "report.status")
+	row, proven, err := s.inspectorReport(ctx, a, id, "report.status", true)
 	if err != nil {
 		return Report{}, err
+	}
+	if !proven {
+		return Report{}, s.deny(ctx, event(a, "report.status", audit.Allowed, "", "report/"+id, ""), reportDamaged())
 	}
 	if in.Status != ReportTriaged && in.Status != ReportInvestigating && in.Status != ReportClosed {
 		return Report{}, invalid("status", "invalid_status", "status must be triaged, investigating or closed")
@@ -593,6 +645,8 @@ func (s *Service) SetReportStatus(ctx context.Context, a vault.Actor, id string,
 		return Report{}, conflict("illegal_transition", "a report moves forward only, and a closed report stays closed")
 	}
 	upd := map[string]any{"status": in.Status, "updated_at": s.cfg.Now().UTC().Truncate(time.Microsecond)}
+	next := row
+	next.Status = in.Status
 	if outcome != "" {
 		if upd["outcome"], err = s.seal(ctx, label("supervision_reports", "outcome", id), outcome); err != nil {
 			return Report{}, err
@@ -608,13 +662,13 @@ func (s *Service) SetReportStatus(ctx context.Context, a vault.Actor, id string,
 			if err != nil {
 				return Report{}, fmt.Errorf("look up provider: %w", err)
 			}
-			upd["link_provider"] = p
+			upd["link_provider"], next.LinkProvider = p, p
 		}
 		if c := in.Link.Commitment; c != "" {
 			if err := s.commitmentExists(ctx, c); err != nil {
 				return Report{}, err
 			}
-			upd["link_commitment"] = c
+			upd["link_commitment"], next.LinkCommitment = c, c
 		}
 		if c := in.Link.Case; c != "" {
 			cs, err := s.vault.GetCase(ctx, a, c)
@@ -626,13 +680,21 @@ func (s *Service) SetReportStatus(ctx context.Context, a vault.Actor, id string,
 				return Report{}, err
 			}
 			caseID = cs.ID
-			upd["link_case"] = cs.ID
+			upd["link_case"], next.LinkCase = cs.ID, cs.ID
 		}
 	}
 	if err := s.record(ctx, event(a, "report.status", audit.Allowed, caseID, "report/"+id, in.Status)); err != nil {
 		return Report{}, err
 	}
-	res := s.db.WithContext(ctx).Model(&reportRow{}).Where("id = ? AND status = ?", id, row.Status).Updates(upd)
+	key, err := s.vault.RowsKey(ctx)
+	if err != nil {
+		return Report{}, err
+	}
+	upd["tag"] = reportTag(key, &next)
+	// On the tag read as well as the status: another inspector's link
+	// written meanwhile would otherwise stay beside a tag that does not
+	// cover it.
+	res := s.db.WithContext(ctx).Model(&reportRow{}).Where("id = ? AND status = ? AND tag = ?", id, row.Status, row.Tag).Updates(upd)
 	if res.Error != nil {
 		return Report{}, fmt.Errorf("update report %s: %w", id, res.Error)
 	}

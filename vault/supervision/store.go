@@ -116,6 +116,9 @@ type reportRow struct {
 	LinkCase       string    `gorm:"size:64;not null;default:''"`
 	CreatedAt      time.Time `gorm:"not null"`
 	UpdatedAt      time.Time `gorm:"not null"`
+	// Tag binds the report's links, what its reporter named and its
+	// status under the vault's rows key (reporttags.go).
+	Tag []byte `gorm:"not null;default:''"`
 }
 
 func (reportRow) TableName() string { return "supervision_reports" }
@@ -230,6 +233,13 @@ var migrations = []sqldb.Step{
 			}
 		}
 		return nil
+	}},
+	// Rows already there are tagged once at start-up (TagLegacyRows).
+	{Version: 9, Name: "reports' links and status bound by a tag", Up: func(tx *gorm.DB, _ string) error {
+		if tx.Migrator().HasColumn(&reportRow{}, "Tag") {
+			return nil
+		}
+		return tx.Migrator().AddColumn(&reportRow{}, "Tag")
 	}},
 }
 

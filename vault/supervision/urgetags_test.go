@@ -197,8 +197,16 @@ func TestUrgeAndFindingTagsBackfill(t *testing.T) {
 			}
 			want := "urge one|urge two|finding|"
 			_, svc := f.restart()
-			if got := seen(f, svc, pa, c.ID); got != "" {
+			// Its status rests on an untagged finding: listed to no party,
+			// and to inspectors as unverified.
+			if got, ok := f.commitmentsOf(svc, pa, CommitmentFilter{})[c.ID]; ok {
+				t.Fatalf("the provider lists a commitment whose finding is untagged: %+v", got)
+			}
+			if got := seen(f, svc, f.insp, c.ID); got != "" {
 				t.Fatalf("untagged urges and findings read: %q", got)
+			}
+			if got := f.commitmentsOf(svc, f.insp, CommitmentFilter{})[c.ID]; got.Status != CommitmentUnverified {
+				t.Fatalf("the inspector reads status %q, want %q", got.Status, CommitmentUnverified)
 			}
 			_, svc = f.restart()
 			if err := svc.TagLegacyRows(f.ctx); err != nil {
