@@ -232,4 +232,3 @@ func (s *Service) TagLegacyComplaints(ctx context.Context) error {
 		})
 	})
 }
-
