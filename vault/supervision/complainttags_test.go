@@ -198,39 +198,42 @@ func TestComplaintEditsAreRefused(t *testing.T) {
 				}
 			}
 			genuine(t)
+			// edit makes a change in the database, undone (and the genuine
+			// state checked) when the subtest ends, failed or not, so that
+			// each subtest starts from the genuine complaints.
+			edit := func(t *testing.T, do, undo string, args ...any) {
+				t.Helper()
+				n := strings.Count(do, "?")
+				exec(t, do, args[:n]...)
+				t.Cleanup(func() {
+					exec(t, undo, args[n:]...)
+					genuine(t)
+				})
+			}
 
 			t.Run("moved to another case", func(t *testing.T) {
-				exec(t, "UPDATE supervision_complaints SET case_id = ? WHERE id = ?", f.caseID, c1)
+				edit(t, "UPDATE supervision_complaints SET case_id = ? WHERE id = ?", "UPDATE supervision_complaints SET case_id = ? WHERE id = ?", f.caseID, c1, k.caseID, c1)
 				refused(t, c1, complaintsTable)
-				exec(t, "UPDATE supervision_complaints SET case_id = ? WHERE id = ?", k.caseID, c1)
-				genuine(t)
 			})
 			t.Run("filer changed", func(t *testing.T) {
 				// A would read the operator's complaint.
-				exec(t, "UPDATE supervision_complaints SET filed_by = ?, filed_by_org = ? WHERE id = ?", k.pa.P.User.ID, k.orgA.ID, c1)
+				edit(t, "UPDATE supervision_complaints SET filed_by = ?, filed_by_org = ? WHERE id = ?", "UPDATE supervision_complaints SET filed_by = ?, filed_by_org = ? WHERE id = ?", k.pa.P.User.ID, k.orgA.ID, c1, f.op.P.User.ID, f.op.P.User.OrgID, c1)
 				refused(t, c1, complaintsTable)
-				exec(t, "UPDATE supervision_complaints SET filed_by = ?, filed_by_org = ? WHERE id = ?", f.op.P.User.ID, f.op.P.User.OrgID, c1)
-				genuine(t)
 			})
 			t.Run("subject changed", func(t *testing.T) {
 				// Upheld, rev2 would be recused instead of rev.
-				exec(t, "UPDATE supervision_complaints SET subject = ? WHERE id = ?", k.rev2.P.User.ID, c1)
+				edit(t, "UPDATE supervision_complaints SET subject = ? WHERE id = ?", "UPDATE supervision_complaints SET subject = ? WHERE id = ?", k.rev2.P.User.ID, c1, f.rev.P.User.ID, c1)
 				refused(t, c1, complaintsTable)
-				exec(t, "UPDATE supervision_complaints SET subject = ? WHERE id = ?", f.rev.P.User.ID, c1)
-				genuine(t)
 			})
 			t.Run("closed", func(t *testing.T) {
-				exec(t, "UPDATE supervision_complaints SET status = ?, outcome = ?, resolved_at = ? WHERE id = ?",
-					StatusDismissed, StatusDismissed, time.Now().UTC(), c1)
+				edit(t, "UPDATE supervision_complaints SET status = ?, outcome = ?, resolved_at = ? WHERE id = ?",
+					"UPDATE supervision_complaints SET status = ?, outcome = '', resolved_at = NULL WHERE id = ?",
+					StatusDismissed, StatusDismissed, time.Now().UTC(), c1, StatusInvestigating, c1)
 				refused(t, c1, complaintsTable)
-				exec(t, "UPDATE supervision_complaints SET status = ?, outcome = '', resolved_at = NULL WHERE id = ?", StatusInvestigating, c1)
-				genuine(t)
 			})
 			t.Run("state tag copied from another complaint", func(t *testing.T) {
-				exec(t, "UPDATE supervision_complaints SET status = ?, updated_at = ?, state_tag = ? WHERE id = ?", StatusOpen, k.c2Row.UpdatedAt, k.c2Row.StateTag, c1)
+				edit(t, "UPDATE supervision_complaints SET status = ?, updated_at = ?, state_tag = ? WHERE id = ?", "UPDATE supervision_complaints SET status = ?, updated_at = ?, state_tag = ? WHERE id = ?", StatusOpen, k.c2Row.UpdatedAt, k.c2Row.StateTag, c1, StatusInvestigating, k.c1Row.UpdatedAt, k.c1Row.StateTag, c1)
 				refused(t, c1, complaintsTable)
-				exec(t, "UPDATE supervision_complaints SET status = ?, updated_at = ?, state_tag = ? WHERE id = ?", StatusInvestigating, k.c1Row.UpdatedAt, k.c1Row.StateTag, c1)
-				genuine(t)
 			})
 			t.Run("put back to open with its genuine state", func(t *testing.T) {
 				// c1 as it was filed, open, with that state's own tag: its
@@ -243,36 +246,32 @@ func TestComplaintEditsAreRefused(t *testing.T) {
 					t.Fatal(err)
 				}
 				tagComplaint(key, &filed)
-				exec(t, "UPDATE supervision_complaints SET status = ?, updated_at = ?, state_tag = ? WHERE id = ?", StatusOpen, filed.UpdatedAt, filed.StateTag, c1)
+				edit(t, "UPDATE supervision_complaints SET status = ?, updated_at = ?, state_tag = ? WHERE id = ?", "UPDATE supervision_complaints SET status = ?, updated_at = ?, state_tag = ? WHERE id = ?", StatusOpen, filed.UpdatedAt, filed.StateTag, c1, StatusInvestigating, k.c1Row.UpdatedAt, k.c1Row.StateTag, c1)
 				refused(t, c1, complaintChangesTable)
-				exec(t, "UPDATE supervision_complaints SET status = ?, updated_at = ?, state_tag = ? WHERE id = ?", StatusInvestigating, k.c1Row.UpdatedAt, k.c1Row.StateTag, c1)
-				genuine(t)
 			})
 			t.Run("change row moved to another complaint", func(t *testing.T) {
 				// c1's investigation under c2: c1 loses the change to its
 				// status, and c2 does not show it.
-				exec(t, "UPDATE supervision_complaint_changes SET complaint_id = ? WHERE id = ?", c2, k.c1Invest.ID)
+				edit(t, "UPDATE supervision_complaint_changes SET complaint_id = ? WHERE id = ?", "UPDATE supervision_complaint_changes SET complaint_id = ? WHERE id = ?", c2, k.c1Invest.ID, c1, k.c1Invest.ID)
 				refused(t, c1, complaintChangesTable)
 				_, svc := f.restart()
 				if c, err := svc.GetComplaint(f.ctx, f.insp, c2); err != nil || len(c.History) != 0 || c.Damaged {
 					t.Fatalf("the inspector reads c2 as %+v, %v; want it open, no history", c, err)
 				}
-				exec(t, "UPDATE supervision_complaint_changes SET complaint_id = ? WHERE id = ?", c1, k.c1Invest.ID)
-				genuine(t)
 			})
 			t.Run("change row edited", func(t *testing.T) {
-				exec(t, `UPDATE supervision_complaint_changes SET "by" = ?, actions = ? WHERE id = ?`, k.rev2.P.User.ID, ActionRecuseSubject, k.c1Invest.ID)
+				edit(t, `UPDATE supervision_complaint_changes SET "by" = ?, actions = ? WHERE id = ?`, `UPDATE supervision_complaint_changes SET "by" = ?, actions = '' WHERE id = ?`, k.rev2.P.User.ID, ActionRecuseSubject, k.c1Invest.ID, k.c1Invest.By, k.c1Invest.ID)
 				refused(t, c1, complaintChangesTable)
-				exec(t, `UPDATE supervision_complaint_changes SET "by" = ?, actions = '' WHERE id = ?`, k.c1Invest.By, k.c1Invest.ID)
-				genuine(t)
 			})
 			t.Run("change row deleted", func(t *testing.T) {
 				exec(t, "DELETE FROM supervision_complaint_changes WHERE id = ?", k.c1Invest.ID)
+				t.Cleanup(func() {
+					if err := f.db.Create(&k.c1Invest).Error; err != nil {
+						t.Fatal(err)
+					}
+					genuine(t)
+				})
 				refused(t, c1, complaintChangesTable)
-				if err := f.db.Create(&k.c1Invest).Error; err != nil {
-					t.Fatal(err)
-				}
-				genuine(t)
 			})
 
 			// The genuine flow: c1 upheld, rev recused, then the DBA
