@@ -155,7 +155,9 @@ func (a *app) renderComplaint(c *gin.Context, status int, form map[string]string
 		return
 	}
 	v := complaintView{Complaint: cp}
-	if p.Is("inspector") {
+	// A damaged complaint has no evidence bundle (supervision refuses
+	// every action on it): its page shows it damaged, and nothing more.
+	if p.Is("inspector") && !cp.Damaged {
 		ev, err := a.Supervision.ComplaintEvidence(ctx, a.actor(c), cp.ID)
 		if err != nil {
 			a.fail(c, err)
