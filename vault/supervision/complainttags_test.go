@@ -127,7 +127,8 @@ func TestComplaintEditsAreRefused(t *testing.T) {
 				t.Helper()
 				_, svc := f.restart()
 				got, counts := f.complaintsOf(svc, f.op)
-				if len(got) != 1 || got[c1].Damaged || got[c1].Subject != k.c1Pseudo || historyNotes(got[c1]) != "investigating:|" || counts[StatusInvestigating] != 1 {
+				if len(got) != 1 || got[c1].Damaged || got[c1].Subject != k.c1Pseudo || got[c1].Description != k.c1.Description ||
+					historyNotes(got[c1]) != "investigating:|" || counts[StatusInvestigating] != 1 {
 					t.Fatalf("the operator lists %+v, counts %v; want its complaint under investigation", got, counts)
 				}
 				if got, _ := f.complaintsOf(svc, k.pa); len(got) != 1 || got[c2].Damaged || got[c2].Status != StatusOpen {
