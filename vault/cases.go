@@ -125,6 +125,7 @@ func (s *Service) insertCase(ctx context.Context, a Actor, c Case, providers []s
 		r.PartiesTag = partiesTag(tagKey, r.ID, r.OperatorOrg, r.Origin, providers)
 		// A draft has no history yet: its status tag names event 0.
 		r.StatusTag = statusTag(tagKey, r.ID, r.Status, 0)
+		r.DueTag = dueTag(tagKey, r.ID, dueOf(&r), 0)
 		if err := tx.Create(&r).Error; err != nil {
 			return err
 		}

@@ -3,6 +3,7 @@ package vault
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -178,6 +179,40 @@ func TestCaseEventEditsAreRefused(t *testing.T) {
 					t.Fatalf("put back: %v", err)
 				}
 			})
+			t.Run("texts blanked", func(t *testing.T) {
+				// The extension's reason, and the filing's payload (the
+				// edition the case is reviewed under), read as absent when
+				// blanked: the tag says they are there.
+				texts := f.draft()
+				f.submit(texts)
+				f.mustMove(texts, "require_review", "", 0)
+				f.mustMove(texts, "extend", "complex", 0)
+				for _, c := range []struct {
+					col string
+					seq int
+				}{{"reason", 3}, {"payload", 1}} {
+					var orig caseEventRow
+					if err := f.db.Where("case_id = ? AND seq = ?", texts, c.seq).Take(&orig).Error; err != nil {
+						t.Fatal(err)
+					}
+					was := orig.Reason
+					if c.col == "payload" {
+						was = orig.Payload
+					}
+					if len(was) == 0 {
+						t.Fatalf("event %d has no %s to blank", c.seq, c.col)
+					}
+					exec("UPDATE case_events SET "+c.col+" = ? WHERE case_id = ? AND seq = ?", []byte{}, texts, c.seq)
+					f.wantHistoryDamaged(t, f.restart(), texts)
+					if _, err := f.restart().Clock(f.ctx, f.office, texts); !errors.Is(err, ErrDamaged) {
+						t.Fatalf("clock with the %s of event %d blanked: %v", c.col, c.seq, err)
+					}
+					exec("UPDATE case_events SET "+c.col+" = ? WHERE case_id = ? AND seq = ?", was, texts, c.seq)
+					if h, err := f.restart().History(f.ctx, f.office, texts); err != nil || len(h) != 3 {
+						t.Fatalf("%s put back: %+v, %v", c.col, h, err)
+					}
+				}
+			})
 			t.Run("deleted from the middle", func(t *testing.T) {
 				// The last event stays, so the status tag still checks.
 				exec("DELETE FROM case_events WHERE case_id = ? AND seq = 1", ended)
@@ -250,6 +285,84 @@ func TestCaseEventsBackfill(t *testing.T) {
 				t.Fatal(err)
 			}
 			f.wantHistoryDamaged(t, svc, id)
+		})
+	}
+}
+
+// TestEventTextsRetagged: histories tagged before the tags bound their
+// texts' presence (eventFieldsV1) are tagged again once at start-up, if
+// their first tags authenticate them whole; one edited before that stays
+// refused, and the rewrite is recorded once.
+func TestEventTextsRetagged(t *testing.T) {
+	for _, d := range sqldbtest.Backends {
+		t.Run(sqldbtest.Name(d), func(t *testing.T) {
+			f := newWF(t, d, editionStarts["2021"], false)
+			genuine, edited := f.draft(), f.draft()
+			for _, id := range []string{genuine, edited} {
+				f.submit(id)
+				f.mustMove(id, "require_review", "", 0)
+				f.mustMove(id, "extend", "complex", 0)
+			}
+			// As the previous binary tagged them.
+			key, err := f.svc.rowsKey(f.ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var rows []caseEventRow
+			if err := f.db.Order("case_id, seq").Find(&rows).Error; err != nil {
+				t.Fatal(err)
+			}
+			chk := key.NewRowTagChecker(eventTagTable)
+			for i := range rows {
+				eventFieldsV1(chk, &rows[i])
+				if err := f.db.Model(&caseEventRow{}).Where("case_id = ? AND seq = ?", rows[i].CaseID, rows[i].Seq).
+					UpdateColumn("tag", chk.Tag(nil)).Error; err != nil {
+					t.Fatal(err)
+				}
+			}
+			// Edited under the first tags, before the upgrade: the
+			// extension's days. (A text blanked then is taken as it
+			// stands, as every backfill takes its rows: the first tags
+			// cannot tell.)
+			if err := f.db.Exec("UPDATE case_events SET days = 30 WHERE case_id = ? AND seq = 3", edited).Error; err != nil {
+				t.Fatal(err)
+			}
+			svc := f.restart()
+			f.wantHistoryDamaged(t, svc, genuine)
+			if err := svc.keys.TagLegacyRows(f.ctx, f.log); err != nil {
+				t.Fatal(err)
+			}
+			if h, err := svc.History(f.ctx, f.office, genuine); err != nil || len(h) != 3 || h[2].Reason != "complex" {
+				t.Fatalf("history retagged: %+v, %v", h, err)
+			}
+			// The edit was not laundered.
+			f.wantHistoryDamaged(t, svc, edited)
+			all, _, err := f.log.Query(f.ctx, audit.Filter{Action: TagBackfillAction, Limit: audit.MaxLimit})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var marks []audit.Event
+			for _, e := range all {
+				if e.Resource == eventTextsMarker {
+					marks = append(marks, e)
+				}
+			}
+			if len(marks) != 1 || marks[0].Detail != "tagged 3" {
+				t.Fatalf("retag records %+v, want one \"tagged 3\"", marks)
+			}
+			// Once: a history put back under first tags later stays
+			// refused.
+			first := rows[slices.IndexFunc(rows, func(r caseEventRow) bool { return r.CaseID == genuine })]
+			eventFieldsV1(chk, &first)
+			if err := f.db.Model(&caseEventRow{}).Where("case_id = ? AND seq = ?", first.CaseID, first.Seq).
+				UpdateColumn("tag", chk.Tag(nil)).Error; err != nil {
+				t.Fatal(err)
+			}
+			svc = f.restart()
+			if err := svc.keys.TagLegacyRows(f.ctx, f.log); err != nil {
+				t.Fatal(err)
+			}
+			f.wantHistoryDamaged(t, svc, first.CaseID)
 		})
 	}
 }

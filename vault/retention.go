@@ -141,7 +141,7 @@ var endedStatuses = []string{string(review.Concluded), string(review.NotRequired
 // end a database edit moved, inserted or uncovered (by deleting a later
 // one) answers errHistoryDamaged, logged and counted, and dates nothing.
 func (s *Service) endedAt(ctx context.Context, db *gorm.DB, caseID string) (*time.Time, error) {
-	rows, err := s.checkedEvents(ctx, db, caseID, false)
+	rows, err := s.checkedEvents(ctx, db, caseID)
 	if err != nil {
 		return nil, fmt.Errorf("load end of case %s: %w", caseID, err)
 	}

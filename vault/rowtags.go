@@ -406,11 +406,13 @@ func (k *Keyring) tagLegacyRows(ctx context.Context, log *audit.Log, extra []Key
 	}
 	// Tables tagged under the rows key alone (no case key needed), each
 	// once, under its own marker: cases' parties, proposals, cases'
-	// statuses and cases' histories.
+	// statuses, cases' histories and their second tags, and cases' due
+	// dates.
 	for _, b := range []struct {
 		table string
 		tag   func(context.Context) (int64, error)
-	}{{"cases", k.tagCaseParties}, {"proposals", k.tagProposals}, {statusTagTable, k.tagCaseStatuses}, {eventTagTable, k.tagCaseEvents}} {
+	}{{"cases", k.tagCaseParties}, {"proposals", k.tagProposals}, {statusTagTable, k.tagCaseStatuses}, {eventTagTable, k.tagCaseEvents},
+		{eventTextsMarker, k.retagEventTexts}, {dueTagTable, k.tagCaseDue}} {
 		if done[b.table] {
 			continue
 		}

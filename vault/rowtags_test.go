@@ -188,7 +188,8 @@ func TestRowTagBackfillRunsOnce(t *testing.T) {
 			}
 			want := map[string]string{"vault_keys": "tagged 1", "case_keys": "tagged 1", "materials": fmt.Sprintf("tagged %d", materials),
 				"material_segments": "tagged 0", "upload_segments": "tagged 0", "material_consents": "tagged 0", "upload_sessions": "tagged 0",
-				"cases": "tagged 0", "cases.status": "tagged 0", "proposals": "tagged 0", "case_events": "tagged 0"}
+				"cases": "tagged 0", "cases.status": "tagged 0", "proposals": "tagged 0", "case_events": "tagged 0", eventTextsMarker: "tagged 0",
+				"cases.due": "tagged 0"}
 			got := map[string]string{}
 			for _, e := range evs {
 				got[e.Resource] = e.Detail

@@ -214,21 +214,36 @@ func (s *Service) sealLegacy(ctx context.Context, tx *gorm.DB) error {
 			}
 		}
 		var evs []caseEventRow
-		if err := tx.Select("case_id, seq, reason, payload").Where("case_id = ?", id).Find(&evs).Error; err != nil {
+		if err := tx.Where("case_id = ?", id).Find(&evs).Error; err != nil {
 			return err
 		}
 		for _, e := range evs {
 			upd := map[string]any{}
+			blanked := e
 			for _, f := range []struct {
 				col, label string
 				b          []byte
-			}{{"reason", labelReason(id, e.Seq), e.Reason}, {"payload", labelPayload(id, e.Seq), e.Payload}} {
+				blank      *[]byte
+			}{{"reason", labelReason(id, e.Seq), e.Reason, &blanked.Reason}, {"payload", labelPayload(id, e.Seq), e.Payload, &blanked.Payload}} {
 				sealed, changed, err := reseal(key, f.label, f.b)
 				if err != nil {
 					return err
 				}
 				if changed {
 					upd[f.col] = sealed
+					*f.blank = sealed
+				}
+			}
+			if key == nil && len(upd) > 0 {
+				// A crypto-shredded case's plaintext is dropped, not sealed,
+				// so the texts the event's tag says are there are gone:
+				// tagged again, if the tag checked as it stood.
+				tag, err := s.retagBlanked(ctx, &e, &blanked)
+				if err != nil {
+					return err
+				}
+				if tag != nil {
+					upd["tag"] = tag
 				}
 			}
 			if len(upd) > 0 {

@@ -2,6 +2,7 @@ package vault
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -141,6 +142,56 @@ func TestSealLegacy(t *testing.T) {
 			// It runs once: a second call changes nothing, and does not fail.
 			if err := f.svc.SealLegacy(f.ctx); err != nil {
 				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// TestSealLegacyDropsShreddedText: a crypto-shredded case's plaintext
+// reason is dropped, not sealed, and its event tagged again: the history
+// still authenticates, with the reason gone. An event whose tag did not
+// check before is not tagged again.
+func TestSealLegacyDropsShreddedText(t *testing.T) {
+	for _, d := range sqldbtest.Backends {
+		t.Run(sqldbtest.Name(d), func(t *testing.T) {
+			f := newWF(t, d, time.Date(2025, 3, 3, 2, 0, 0, 0, time.UTC), false)
+			gone, edited := f.draft(), f.draft()
+			for _, id := range []string{gone, edited} {
+				f.submit(id)
+				f.mustMove(id, "require_review", "", 0)
+				f.mustMove(id, "extend", "sealed reason", 0)
+				// As a binary from before sealing wrote it, tag included
+				// (the tags' backfill runs before the sealing).
+				var e caseEventRow
+				if err := f.db.Where("case_id = ? AND seq = 3", id).Take(&e).Error; err != nil {
+					t.Fatal(err)
+				}
+				e.Reason = []byte("Legacy reason")
+				key, err := f.svc.rowsKey(f.ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := f.db.Model(&caseEventRow{}).Where("case_id = ? AND seq = 3", id).
+					Updates(map[string]any{"reason": e.Reason, "tag": eventTag(key, &e)}).Error; err != nil {
+					t.Fatal(err)
+				}
+				if err := f.db.Exec("DELETE FROM case_keys WHERE case_id = ?", id).Error; err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := f.db.Exec("UPDATE case_events SET days = 30 WHERE case_id = ? AND seq = 3", edited).Error; err != nil {
+				t.Fatal(err)
+			}
+			svc := f.restart()
+			if err := svc.SealLegacy(f.ctx); err != nil {
+				t.Fatal(err)
+			}
+			rows, err := svc.checkedEvents(f.ctx, f.db, gone)
+			if err != nil || len(rows) != 3 || len(rows[2].Reason) != 0 {
+				t.Fatalf("shredded case's history after the sealing: %+v, %v", rows, err)
+			}
+			if _, err := svc.checkedEvents(f.ctx, f.db, edited); !errors.Is(err, errHistoryDamaged) {
+				t.Fatalf("an edited event was tagged again by the sealing: %v", err)
 			}
 		})
 	}

@@ -60,6 +60,10 @@ type caseRow struct {
 	// history's last event (case_events), under the rows key
 	// (rowtags.go): written by the transaction that appends the event.
 	StatusTag []byte `gorm:"not null;default:''"`
+	// DueTag binds the due columns above to the case and its history's
+	// length under the rows key (duetags.go): written by every UPDATE that
+	// writes them.
+	DueTag []byte `gorm:"not null;default:''"`
 
 	// statusRefused: StatusTag did not check when the row was read
 	// (statusChecked); not a column.
@@ -153,6 +157,7 @@ var migrations = []sqldb.Step{
 	{Version: 16, Name: "row tags binding a proposal to its member unit and party", Up: migrateProposalTags},
 	{Version: 17, Name: "row tags binding a case's status to its history", Up: migrateStatusTags},
 	{Version: 18, Name: "row tags binding a case's history events", Up: migrateEventTags},
+	{Version: 19, Name: "row tags binding a case's stored due dates", Up: migrateDueTags},
 }
 
 // migrateLiveConsents puts a unique index on the live consents of a

@@ -343,10 +343,11 @@ func (s *Service) appendEvents(ctx context.Context, row caseRow, due dueColumns,
 		return err
 	}
 	err = s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		change := due.updates()
+		// The status, the due columns and their tags in one statement, the
+		// tags naming the event this transaction appends last
+		// (statusFields, dueFields).
+		change := due.updates(dueTag(rows, row.ID, due, int64(last.Seq)))
 		change["status"], change["revision"], change["updated_at"] = string(last.To), row.Revision+1, last.At
-		// The status and its tag in one statement, the tag naming the
-		// event this transaction appends last (statusFields).
 		change["status_tag"] = statusTag(rows, row.ID, string(last.To), int64(last.Seq))
 		if evs[0].Action == review.Submit {
 			change["edition"] = evs[0].Edition
@@ -432,7 +433,7 @@ func reviewError(err error, act review.Action) error {
 // from it (the next step, the clock, what the parties are shown) can be
 // trusted.
 func (s *Service) history(ctx context.Context, caseID string) ([]review.Event, error) {
-	rows, err := s.checkedEvents(ctx, s.db, caseID, true)
+	rows, err := s.checkedEvents(ctx, s.db, caseID)
 	if errors.Is(err, errHistoryDamaged) {
 		return nil, fail(ErrDamaged, "case_status_damaged", "the stored history of this case does not authenticate (changed outside crvault); nothing that reads it can be done until it is restored; the operator has been told")
 	}

@@ -75,8 +75,13 @@ type dueColumns struct {
 	Basis       string
 }
 
-func (d dueColumns) updates() map[string]any {
-	return map[string]any{"due_on": d.On, "due_on_provisional": d.Provisional, "due_phase": d.Phase, "due_basis": d.Basis}
+// updates are the columns to write d with its tag (duetags.go): every
+// write of the columns writes the tag in the same statement.
+func (d dueColumns) updates(tag []byte) map[string]any {
+	if tag == nil {
+		tag = []byte{}
+	}
+	return map[string]any{"due_on": d.On, "due_on_provisional": d.Provisional, "due_phase": d.Phase, "due_basis": d.Basis, "due_tag": tag}
 }
 
 // deriveDue derives the due columns of a case in status from its whole
@@ -113,12 +118,16 @@ func staleDue(q *gorm.DB, basis string) *gorm.DB {
 }
 
 // refreshDue re-derives the due columns of every case whose basis is not
-// cal's. Each row is written only if the case has not moved on since its
-// history was read (the transition that moved it stored its own columns).
-// One refresh runs at a time per instance; the others wait for it and
-// then find nothing left.
+// cal's, after marking stale those whose due tag fails (checkDueTags). Each
+// row is written only if the case has not moved on since its history was
+// read (the transition that moved it stored its own columns). One refresh
+// runs at a time per instance; the others wait for it and then find
+// nothing left.
 func (s *Service) refreshDue(ctx context.Context, cal *calendar.Calendar) error {
 	basis := dueBasis(cal)
+	if err := s.checkDueTags(ctx, basis); err != nil {
+		return err
+	}
 	var probe []string
 	if err := staleDue(s.db.WithContext(ctx).Model(&caseRow{}), basis).Limit(1).Pluck("id", &probe).Error; err != nil {
 		return fmt.Errorf("look for stale due dates: %w", err)
@@ -134,12 +143,18 @@ func (s *Service) refreshDue(ctx context.Context, cal *calendar.Calendar) error 
 		return fmt.Errorf("wait for the due dates being refreshed: %w", ctx.Err())
 	}
 	defer func() { <-s.dueTurn }()
+	key, err := s.rowsKey(ctx)
+	if err != nil {
+		return err
+	}
 	after, n := "", 0
 	for {
-		var rows []caseRow
-		q := staleDue(s.db.WithContext(ctx).Model(&caseRow{}).Select("id", "status", "revision"), basis)
+		// The status with its tag and the history's length in one
+		// statement, as the due tag binds that length.
+		var rows []caseWithProviders
+		q := staleDue(s.db.WithContext(ctx).Table("cases").Select("cases.id, cases.status, cases.revision, cases.status_tag, "+lastSeqColumn), basis)
 		if after != "" {
-			q = q.Where("id > ?", after)
+			q = q.Where("cases.id > ?", after)
 		}
 		if err := q.Order("id").Limit(500).Find(&rows).Error; err != nil {
 			return fmt.Errorf("list stale due dates: %w", err)
@@ -147,10 +162,19 @@ func (s *Service) refreshDue(ctx context.Context, cal *calendar.Calendar) error 
 		if len(rows) == 0 {
 			break
 		}
-		after = rows[len(rows)-1].ID
+		after = rows[len(rows)-1].Case.ID
+		// A status that fails its tag is not derived from either: a
+		// status edited to a closed one would otherwise store, and tag,
+		// no date for an open case.
+		statusOK := make([]bool, len(rows))
 		var ids []string
-		for _, r := range rows {
-			if slices.Contains(openStatuses, r.Status) {
+		for i, l := range rows {
+			r, err := s.statusChecked(ctx, l.Case, l.LastSeq)
+			if err != nil {
+				return fmt.Errorf("check the status of case %s: %w", l.Case.ID, err)
+			}
+			statusOK[i] = !r.statusRefused
+			if statusOK[i] && slices.Contains(openStatuses, r.Status) {
 				ids = append(ids, r.ID)
 			}
 		}
@@ -158,26 +182,37 @@ func (s *Service) refreshDue(ctx context.Context, cal *calendar.Calendar) error 
 		if err != nil {
 			return err
 		}
-		derived := make([]dueColumns, len(rows))
-		for i, r := range rows {
-			if refused[r.ID] {
-				// Not replayed from a history edited outside crvault
-				// (logged and counted): no date, so the case leaves the
-				// deadlines list, and tried again when the calendar
-				// changes.
-				derived[i] = dueColumns{Basis: basis}
+		change := make([]map[string]any, len(rows))
+		for i, l := range rows {
+			r := l.Case
+			if !statusOK[i] || refused[r.ID] {
+				// Not replayed from a status or history edited outside
+				// crvault (logged and counted): no date, so the case
+				// leaves the deadlines list, no tag, and a stale basis, so
+				// each refresh tries again and the case's deadline comes
+				// back once the history is restored. Tagging "no date"
+				// here would let an edit made and undone hide it for good.
+				change[i] = dueColumns{}.updates(nil)
 				continue
 			}
-			if derived[i], err = deriveDue(cal, basis, r.Status, hs[r.ID]); err != nil {
+			if h, ok := hs[r.ID]; ok && int64(len(h)) != l.LastSeq {
+				continue // moved on since its status was read: its transition stored its own
+			}
+			d, err := deriveDue(cal, basis, r.Status, hs[r.ID])
+			if err != nil {
 				s.log.ErrorContext(ctx, "no deadline for open case", "case", r.ID, "err", err)
 			}
+			change[i] = d.updates(dueTag(key, r.ID, d, l.LastSeq))
 		}
 		// One transaction a batch: one commit (and, on SQLite, one fsync)
 		// per 500 cases rather than per case.
 		err = s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-			for i, r := range rows {
-				if err := tx.Model(&caseRow{}).Where("id = ? AND revision = ?", r.ID, r.Revision).Updates(derived[i].updates()).Error; err != nil {
-					return fmt.Errorf("store due date of case %s: %w", r.ID, err)
+			for i, l := range rows {
+				if change[i] == nil {
+					continue
+				}
+				if err := tx.Model(&caseRow{}).Where("id = ? AND revision = ?", l.Case.ID, l.Case.Revision).Updates(change[i]).Error; err != nil {
+					return fmt.Errorf("store due date of case %s: %w", l.Case.ID, err)
 				}
 			}
 			return nil
@@ -244,9 +279,15 @@ func (s *Service) dueRows(ctx context.Context, within int, after *dueKey, limit 
 	if limit > 0 {
 		batch = limit + 1
 	}
+	key, err := s.rowsKey(ctx)
+	if err != nil {
+		return nil, false, err
+	}
+	chk := key.NewRowTagChecker(dueTagTable)
 	for {
-		// The status with its tag and the history's length in one
-		// statement, so that a transition in between cannot fail it.
+		// The status and due columns with their tags and the history's
+		// length in one statement, so that a transition in between cannot
+		// fail them.
 		q := s.db.WithContext(ctx).Table("cases").Select("cases.*, " + lastSeqColumn).Where("due_on IS NOT NULL")
 		if bounded {
 			q = q.Where("due_on <= ?", cutoff.String())
@@ -259,6 +300,9 @@ func (s *Service) dueRows(ctx context.Context, within int, after *dueKey, limit 
 		if err := q.Order("due_on, id").Limit(batch).Find(&rows).Error; err != nil {
 			return nil, false, fmt.Errorf("list due cases: %w", err)
 		}
+		var listed []dueCase
+		var ids []string
+		var damaged []caseRow
 		for _, l := range rows {
 			r := l.Case
 			due, err := calendar.ParseDate(*r.DueOn)
@@ -275,18 +319,43 @@ func (s *Service) dueRows(ctx context.Context, within int, after *dueKey, limit 
 			if r.statusRefused {
 				continue
 			}
+			// Nor one whose due columns do not check (duetags.go): left
+			// to the next refresh, which derives them again.
+			if !s.dueChecked(ctx, chk, &r, l.LastSeq) {
+				damaged = append(damaged, r)
+				continue
+			}
 			c := review.Clock{Phase: review.Phase(r.DuePhase), DueOn: due, DueOnProvisional: r.DueOnProvisional}
 			// The cutoff is exact; this keeps a row the calendar cannot
 			// count to out, as deriving it did.
 			if f, err := review.FlagWithin(c, cal, today, within); err != nil || f == review.FlagNone {
 				continue
 			}
+			std, _ := review.Flag(c, cal, today)
+			listed = append(listed, dueCase{Deadline: Deadline{CaseID: r.ID, Status: r.Status, Phase: c.Phase, DueOn: due,
+				DueOnProvisional: c.DueOnProvisional, Overdue: today.After(due), Flag: std}, row: r})
+			ids = append(ids, r.ID)
+		}
+		if err := s.markDueStale(ctx, damaged); err != nil {
+			return nil, false, err
+		}
+		// Nor one whose history does not check (eventtags.go, logged and
+		// counted there): its stored date was derived from the history as
+		// it was, but neither list nor sweep acts for a case whose record
+		// cannot be trusted until it is restored. Only the cases listed
+		// are read, without their text.
+		refused, err := s.historiesRefused(ctx, ids)
+		if err != nil {
+			return nil, false, err
+		}
+		for _, dc := range listed {
+			if refused[dc.CaseID] {
+				continue
+			}
 			if limit > 0 && len(out) == limit {
 				return out, true, nil
 			}
-			std, _ := review.Flag(c, cal, today)
-			out = append(out, dueCase{Deadline: Deadline{CaseID: r.ID, Status: r.Status, Phase: c.Phase, DueOn: due,
-				DueOnProvisional: c.DueOnProvisional, Overdue: today.After(due), Flag: std}, row: r})
+			out = append(out, dc)
 		}
 		if len(rows) < batch {
 			return out, false, nil

@@ -310,6 +310,15 @@ func (s *Service) writePending(ctx context.Context, p pendingNoticeRow) (bool, e
 	if errors.Is(err, errNoticeWritten) {
 		return false, nil
 	}
+	if ve := (*Error)(nil); errors.As(err, &ve) && ve.Code == "case_status_damaged" {
+		// The case's history fails its tags: the check that refused it
+		// logged it at ERROR and counted it, once this run. The notice
+		// stays pending, to be written once the history is restored, but
+		// is no failure of the run, which would report it again every
+		// minute as one to retry.
+		s.log.WarnContext(ctx, "pending notice held: the case's history does not authenticate", "case", p.CaseID, "seq", p.Seq)
+		return false, nil
+	}
 	return err == nil, err
 }
 

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"crypto/sha256"
+	"database/sql"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -26,6 +27,7 @@ import (
 	"github.com/crvault/crvault/vault/blob"
 	"github.com/crvault/crvault/vault/crypt"
 	"github.com/crvault/crvault/vault/supervision"
+	"gorm.io/gorm"
 )
 
 // Backup and restore (docs/operations.md). A backup is a directory:
@@ -67,9 +69,11 @@ type backupManifest struct {
 	// Checkpoint is the latest signed checkpoint before the database was
 	// copied: the copy's log extends it.
 	Checkpoint string `json:"checkpoint,omitempty"`
-	// AuditHead is the audit log's last sequence number once the copy was
-	// made, at least the copy's own: a witness holding a checkpoint beyond
-	// it would refuse the restored log (restore checks that first).
+	// AuditHead is the last sequence number of the database copy's audit
+	// log, read from the copy's own snapshot: a witness holding a
+	// checkpoint beyond it would refuse the restored log (restore checks
+	// that first). Older binaries read it from the live database after the
+	// copy, which could be beyond the copy's.
 	AuditHead int64 `json:"audit_head,omitempty"`
 	// Masters are the fingerprints of the masters the database copy
 	// wraps its keys to, the active one among them (vault.MastersNamed):
@@ -148,49 +152,38 @@ func cmdBackup(ctx context.Context, args []string, stdout, stderr io.Writer, get
 			return fmt.Errorf("copy checkpoint mirror: %w", err)
 		}
 	}
-	// 1. The database, one consistent snapshot. A pg_dump file cannot be
-	// read here: the masters it needs are those the live database names
-	// before or after it (a rotation in between leaves rows on either).
-	var mastersBefore []string
-	if m.Database != "sqlite" {
-		if mastersBefore, err = vault.MastersNamed(ctx, a.db, supervision.KeyTables()...); err != nil {
-			return fmt.Errorf("list the masters the database needs: %w", err)
-		}
-	}
+	// 1. The database, one consistent snapshot, and what the manifest says
+	// of it (the masters it needs, its audit head) read from that very
+	// snapshot: read from the live database before or after the copy, a
+	// head beyond the copy's let restore pass a witness that had seen more
+	// than the copy (a rolled-back log, refused only once restore had
+	// written everything), and masters read around a pg_dump missed one
+	// made and retired during it.
 	if m.Database == "sqlite" {
 		m.DBFile = "vault.db"
-		if err := a.db.WithContext(ctx).Exec("VACUUM INTO ?", filepath.Join(out, m.DBFile)).Error; err != nil {
+		dbPath := filepath.Join(out, m.DBFile)
+		if err := a.db.WithContext(ctx).Exec("VACUUM INTO ?", dbPath).Error; err != nil {
 			return fmt.Errorf("copy the database (VACUUM INTO): %w", err)
 		}
 		// SQLite writes it 0644; like every other file of a backup, it is
 		// its owner's alone.
-		if err := os.Chmod(filepath.Join(out, m.DBFile), 0o600); err != nil {
+		if err := os.Chmod(dbPath, 0o600); err != nil {
 			return fmt.Errorf("copy the database: %w", err)
+		}
+		if m.Masters, m.AuditHead, err = sqliteFileState(ctx, dbPath); err != nil {
+			return err
 		}
 	} else {
 		m.DBFile = "vault.pgdump"
-		if err := pgDumpTo(ctx, cfg.DatabaseURL, filepath.Join(out, m.DBFile)); err != nil {
+		if m.Masters, m.AuditHead, err = pgDumpSnapshot(ctx, a.db, cfg.DatabaseURL, filepath.Join(out, m.DBFile)); err != nil {
 			return err
 		}
 	}
 	if m.DBSHA256, err = fileSHA256(filepath.Join(out, m.DBFile)); err != nil {
 		return err
 	}
-	var mastersAfter []string
-	if m.Database == "sqlite" {
-		mastersAfter, err = sqliteFileMasters(ctx, filepath.Join(out, m.DBFile))
-	} else {
-		mastersAfter, err = vault.MastersNamed(ctx, a.db, supervision.KeyTables()...)
-	}
-	if err != nil {
-		return fmt.Errorf("list the masters the database copy needs: %w", err)
-	}
-	m.Masters = slices.Compact(slices.Sorted(slices.Values(append(mastersBefore, mastersAfter...))))
 	if m.Masters == nil {
 		m.Masters = []string{} // recorded: none needed
-	}
-	if err := a.db.WithContext(ctx).Raw("SELECT COALESCE(MAX(seq), 0) FROM audit_events").Scan(&m.AuditHead).Error; err != nil {
-		return fmt.Errorf("read the audit log's head: %w", err)
 	}
 	// 2. The blobs, after the database.
 	if err := os.MkdirAll(filepath.Join(out, "blobs"), 0o700); err != nil {
@@ -270,13 +263,8 @@ func cmdRestore(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 		return fmt.Errorf("database file %s does not match the manifest", dbFile)
 	}
 	// Only into an empty environment: nothing is overwritten.
-	store, err := openBlobStore(ctx, cfg)
-	if err != nil {
-		return fmt.Errorf("open blob store: %w", err)
-	}
-	nonEmpty := errors.New("not empty")
-	if err := store.List(ctx, func(string, time.Time) error { return nonEmpty }); err != nil {
-		return fmt.Errorf("the blob store is not empty (%v): restore only into an empty environment", err)
+	if err := blobStoreEmpty(ctx, cfg); err != nil {
+		return err
 	}
 	if ms, _ := filepath.Glob(filepath.Join(cfg.keyDir(), "*")); len(ms) > 0 {
 		return fmt.Errorf("%s is not empty: restore only into an empty environment", cfg.keyDir())
@@ -305,6 +293,10 @@ func cmdRestore(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 	if err := restoreWitnessesBehind(ctx, cfg, m, stderr); err != nil {
 		return err
 	}
+	// From here on a failure leaves what was written, which a second try
+	// refuses as a non-empty environment: its message says what that is.
+	var wrote []string
+	stopped := func(err error) error { return restoreStopped(err, wrote) }
 	if m.Database == "sqlite" {
 		path := strings.TrimPrefix(cfg.DatabaseURL, "sqlite:")
 		if _, err := os.Stat(path); err == nil {
@@ -312,17 +304,24 @@ func cmdRestore(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 		}
 		// A file copy is right here: the source is a finished backup file,
 		// not a live database, and nothing has the target open.
+		wrote = append(wrote, "the database file "+path)
 		if err := copyFile(dbFile, path, 0o600); err != nil {
-			return fmt.Errorf("restore database: %w", err)
+			return stopped(fmt.Errorf("restore database: %w", err))
 		}
-	} else if err := pgRestore(ctx, cfg.DatabaseURL, dbFile); err != nil {
-		return err
-	} else if m.Masters == nil {
+	} else {
+		if err := pgRestore(ctx, cfg.DatabaseURL, dbFile); err != nil {
+			return err // one transaction: nothing was restored
+		}
+		_, schema, _ := libpqURL(cfg.DatabaseURL)
+		wrote = append(wrote, fmt.Sprintf("the backup's database (pg_restore): drop what it restored (DROP SCHEMA %s CASCADE, "+
+			"or the database of VAULT_DATABASE_URL)", cmp.Or(schema, "public")))
+	}
+	if m.Database != "sqlite" && m.Masters == nil {
 		// A manifest of an older vaultd, and a pg_dump file only
 		// PostgreSQL reads: the restored database says, before anything
 		// else is written.
 		if lost, err = restoredMastersNotHeld(ctx, cfg.DatabaseURL, held); err != nil {
-			return err
+			return stopped(err)
 		}
 		if len(lost) > 0 && escrowID == "" {
 			_, schema, _ := libpqURL(cfg.DatabaseURL)
@@ -331,23 +330,29 @@ func cmdRestore(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 				mastersNotHeld(lost, held, keysFrom), cmp.Or(schema, "public"))
 		}
 	}
+	store, err := openBlobStore(ctx, cfg)
+	if err != nil {
+		return stopped(fmt.Errorf("open blob store: %w", err))
+	}
+	wrote = append(wrote, "blobs into the blob store")
 	for _, f := range m.Blobs {
 		if err := copyBlobIn(ctx, store, f, filepath.Join(from, "blobs", f.ID)); err != nil {
-			return err
+			return stopped(err)
 		}
 	}
+	wrote = append(wrote, "key files into "+cfg.keyDir())
 	if _, err := copyDir(keysFrom, cfg.keyDir()); err != nil {
-		return fmt.Errorf("restore keys: %w", err)
+		return stopped(fmt.Errorf("restore keys: %w", err))
 	}
 	if cfg.MirrorDir != "" {
 		if _, err := copyDir(filepath.Join(from, "checkpoint-mirror"), cfg.MirrorDir); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("restore checkpoint mirror: %w", err)
+			return stopped(fmt.Errorf("restore checkpoint mirror: %w", err))
 		}
 	}
 	// The restore itself goes into the restored log.
 	a, err := openApp(ctx, cfg, newLogger(stderr, "warn"), withDB)
 	if err != nil {
-		return err
+		return stopped(err)
 	}
 	defer a.close(context.WithoutCancel(ctx))
 	e := actorCLI()
@@ -357,7 +362,7 @@ func cmdRestore(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 		e.Detail += fmt.Sprintf("; masters %s not held, to recover from escrow", strings.Join(lost, ", "))
 	}
 	if _, err := a.audit.Append(ctx, e); err != nil {
-		return fmt.Errorf("record in audit log: %w", err)
+		return stopped(fmt.Errorf("record in audit log: %w", err))
 	}
 	if len(lost) > 0 {
 		fmt.Fprintf(stdout, "restored the backup of %s: %s database, %d blobs, but its keys are wrapped to master(s) %s, which it does not hold: "+
@@ -366,6 +371,35 @@ func cmdRestore(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 		return nil
 	}
 	fmt.Fprintf(stdout, "restored the backup of %s: %s database, %d blobs; now run vaultd audit verify\n", m.CreatedAt.Format(time.RFC3339), m.Database, len(m.Blobs))
+	return nil
+}
+
+// restoreStopped says, with err, what a restore that stopped wrote before
+// it did: a second try is refused until that is removed.
+func restoreStopped(err error, wrote []string) error {
+	if len(wrote) == 0 {
+		return err
+	}
+	return fmt.Errorf("%w. The restore stopped after it wrote %s: remove what it wrote before you run the restore again, "+
+		"as it restores only into an empty environment", err, strings.Join(wrote, "; "))
+}
+
+// blobStoreEmpty refuses a blob store that holds anything. A local store's
+// directory is not made here: a refused restore leaves nothing behind.
+func blobStoreEmpty(ctx context.Context, cfg config) error {
+	if cfg.S3Endpoint == "" {
+		if _, err := os.Stat(filepath.Join(cfg.DataDir, "blobs")); errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+	}
+	store, err := openBlobStore(ctx, cfg)
+	if err != nil {
+		return fmt.Errorf("open blob store: %w", err)
+	}
+	nonEmpty := errors.New("not empty")
+	if err := store.List(ctx, func(string, time.Time) error { return nonEmpty }); err != nil {
+		return fmt.Errorf("the blob store is not empty (%v): restore only into an empty environment", err)
+	}
 	return nil
 }
 
@@ -378,6 +412,61 @@ func sqliteFileMasters(ctx context.Context, path string) ([]string, error) {
 	}
 	defer sqldb.Close(db)
 	return vault.MastersNamed(ctx, db, supervision.KeyTables()...)
+}
+
+// sqliteFileState reads what a backup's manifest says of the SQLite
+// database file at path (copyState), without writing the file.
+func sqliteFileState(ctx context.Context, path string) ([]string, int64, error) {
+	db, err := sqldb.OpenSQLiteFileReadOnly(ctx, path)
+	if err != nil {
+		return nil, 0, fmt.Errorf("read the database copy: %w", err)
+	}
+	defer sqldb.Close(db)
+	return copyState(ctx, db)
+}
+
+// copyState reads, from db (a database copy, or the transaction holding
+// the snapshot a copy is made from), the masters it needs
+// (vault.MastersNamed) and its audit log's last sequence number.
+func copyState(ctx context.Context, db *gorm.DB) (masters []string, head int64, err error) {
+	if masters, err = vault.MastersNamed(ctx, db, supervision.KeyTables()...); err != nil {
+		return nil, 0, fmt.Errorf("list the masters the database copy needs: %w", err)
+	}
+	if err := db.WithContext(ctx).Raw("SELECT COALESCE(MAX(seq), 0) FROM audit_events").Scan(&head).Error; err != nil {
+		return nil, 0, fmt.Errorf("read the audit log's head: %w", err)
+	}
+	return masters, head, nil
+}
+
+// pgDumpSnapshot dumps the PostgreSQL database into out, and reads
+// copyState from the very snapshot the dump holds: a read-only repeatable
+// read transaction exports its snapshot, which pg_dump imports
+// (--snapshot). A pg_dump file cannot be read here, and the live database
+// read at any other moment says more or less than the dump holds.
+func pgDumpSnapshot(ctx context.Context, db *gorm.DB, dbURL, out string) (masters []string, head int64, err error) {
+	tx := db.WithContext(ctx).Begin(&sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true})
+	if tx.Error != nil {
+		return nil, 0, fmt.Errorf("open the snapshot to copy the database from: %w", tx.Error)
+	}
+	// It only read: ending it either way is the same, and it must outlive
+	// pg_dump's import of its snapshot.
+	defer tx.Rollback()
+	var snapshot string
+	if err := tx.Raw("SELECT pg_export_snapshot()").Scan(&snapshot).Error; err != nil {
+		return nil, 0, fmt.Errorf("export the snapshot to copy the database from: %w", err)
+	}
+	// Idle while pg_dump runs, which a server's idle_in_transaction_session_timeout
+	// would end, and the snapshot with it before pg_dump imported it.
+	if err := tx.Exec("SET LOCAL idle_in_transaction_session_timeout = 0").Error; err != nil {
+		return nil, 0, fmt.Errorf("keep the snapshot to copy the database from: %w", err)
+	}
+	if masters, head, err = copyState(ctx, tx); err != nil {
+		return nil, 0, err
+	}
+	if err := pgDumpTo(ctx, dbURL, out, snapshot); err != nil {
+		return nil, 0, err
+	}
+	return masters, head, nil
 }
 
 // restoredMastersNotHeld lists the masters the database restored at dbURL
@@ -707,7 +796,9 @@ func libpqURL(dbURL string) (string, string, error) {
 	return u.String(), schema, nil
 }
 
-func pgDumpTo(ctx context.Context, dbURL, out string) error {
+// pgDumpTo dumps the database into out from the exported snapshot
+// (pg_export_snapshot), which must stay open until pg_dump ends.
+func pgDumpTo(ctx context.Context, dbURL, out, snapshot string) error {
 	bin, err := pgTool("pg_dump")
 	if err != nil {
 		return err
@@ -716,7 +807,7 @@ func pgDumpTo(ctx context.Context, dbURL, out string) error {
 	if err != nil {
 		return err
 	}
-	args := []string{"--format=custom", "--no-owner", "--no-privileges", "--file=" + out}
+	args := []string{"--format=custom", "--no-owner", "--no-privileges", "--snapshot=" + snapshot, "--file=" + out}
 	if schema != "" {
 		args = append(args, "--schema="+schema)
 	}

@@ -153,17 +153,24 @@ func addJunkBlobs(t *testing.T, s *server) {
 // test does in between happens while the backup copies the blobs, which on a
 // real store takes hours. Stopping the process, rather than giving it more
 // blobs to copy, makes that window as wide as the test needs on any machine.
+// Both VACUUM INTO and pg_dump make their file before they take their
+// snapshot, and write it only after: held as soon as the file existed, a
+// backup could still copy what the test did while it was held.
 func holdAtDatabaseCopy(t *testing.T, backup *exec.Cmd, out string, berr *bytes.Buffer) (resume func()) {
 	t.Helper()
 	deadline := time.Now().Add(time.Minute)
 	for {
-		if _, err := os.Stat(filepath.Join(out, "vault.db")); err == nil {
+		written := func(name string) bool {
+			fi, err := os.Stat(filepath.Join(out, name))
+			return err == nil && fi.Size() > 0
+		}
+		if written("vault.db") || written("vault.pgdump") {
 			break
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("the backup never copied the database: %s", berr.String())
 		}
-		time.Sleep(2 * time.Millisecond)
+		time.Sleep(time.Millisecond)
 	}
 	if err := backup.Process.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatalf("stop the backup: %v", err)

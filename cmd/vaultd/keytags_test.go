@@ -88,7 +88,7 @@ func TestBlankedTagsAreNotRetaggedAtStart(t *testing.T) {
 			w.loginAll(t)
 			caseID, docs := w.newCase(t, "MARKER-ROWTAG-BLANK")
 			marks := queryStrings(t, s, `SELECT resource FROM audit_events WHERE action = 'keys.tag_backfill' ORDER BY resource`)
-			if strings.Join(marks, ",") != "case_events,case_keys,cases,cases.status,material_consents,material_segments,materials,proposals,supervision_commitment_changes,supervision_commitment_urges,supervision_commitments,supervision_keys,upload_segments,upload_sessions,vault_keys" {
+			if strings.Join(marks, ",") != "case_events,case_events.texts,case_keys,cases,cases.due,cases.status,material_consents,material_segments,materials,proposals,supervision_commitment_changes,supervision_commitment_urges,supervision_commitments,supervision_keys,upload_segments,upload_sessions,vault_keys" {
 				t.Fatalf("backfill events after the first start: %v", marks)
 			}
 			s.stop()
@@ -305,6 +305,60 @@ func TestCaseEventEditIsRefusedEndToEnd(t *testing.T) {
 			dbaExec(t, s, `UPDATE case_events SET on_date = ? WHERE case_id = ? AND seq = 1`, on[0], caseID)
 			w.office.expect(200, "GET", "/cases/"+caseID+"/events", nil)
 			w.office.expect(200, "GET", "/cases/"+caseID+"/clock", nil)
+		})
+	}
+}
+
+// TestCaseDueEditIsRefusedEndToEnd: a database administrator clears a
+// filed case's stored due date to hide it from the office's deadlines.
+// /deadlines still lists it, at its genuine date, derived again from the
+// history; vaultd names the case in an ERROR line and counts it under
+// table=cases. A case whose history is then edited leaves the list.
+func TestCaseDueEditIsRefusedEndToEnd(t *testing.T) {
+	t.Parallel()
+	for _, be := range backends {
+		t.Run(be.name, func(t *testing.T) {
+			t.Parallel()
+			s := newServer(t, be)
+			w := bootstrap(t, s)
+			s.start()
+			w.loginAll(t)
+			caseID, _ := w.newCase(t, "MARKER-DUE-SECRET")
+			w.op.expect(200, "POST", "/cases/"+caseID+"/submit", nil)
+			listed := func() string {
+				t.Helper()
+				var dl struct {
+					Items []struct {
+						CaseID string `json:"case_id"`
+						DueOn  string `json:"due_on"`
+					} `json:"items"`
+				}
+				w.office.expect(200, "GET", "/deadlines?within=1000", nil).json(t, &dl)
+				for _, it := range dl.Items {
+					if it.CaseID == caseID {
+						return it.DueOn
+					}
+				}
+				return ""
+			}
+			genuine := listed()
+			if genuine == "" {
+				t.Fatal("the filed case is not in the deadlines")
+			}
+			dbaExec(t, s, `UPDATE cases SET due_on = NULL WHERE id = ?`, caseID)
+			if got := listed(); got != genuine {
+				t.Fatalf("deadline after the edit %q, want %q", got, genuine)
+			}
+			if logs := s.log.String(); !strings.Contains(logs, "case's due date refused") || !strings.Contains(logs, caseID) {
+				t.Fatalf("no ERROR line names the case:\n%s", tail(logs, 3000))
+			}
+			if v := metricValue(metrics(t, s), `crvault_vault_row_tag_refusals_total{table="cases"}`); v < 1 {
+				t.Fatalf("refusals counted %v", v)
+			}
+			dbaExec(t, s, `UPDATE case_events SET actor = 'someone-else' WHERE case_id = ? AND seq = 1`, caseID)
+			if got := listed(); got != "" {
+				t.Fatalf("a case whose history was edited is listed, due %s", got)
+			}
 		})
 	}
 }

@@ -171,17 +171,31 @@
 //     transition, the offered actions, supplements, notices), is not
 //     shredded by retention nor listed by its dry run (an end moved years
 //     back would destroy the case and its blobs), and does not re-derive
-//     its stored due dates (the case leaves the deadlines list). Its
-//     reason and payload are sealed under labels naming the case, number
-//     and column, so they are bound to it already; blanking one is not
-//     caught.
+//     its stored due dates; it leaves the deadlines list and the deadline
+//     sweep, and its pending written notice waits until the history is
+//     restored. Its reason and payload are sealed under labels naming the
+//     case, number and column, so they are bound to it already; blanking
+//     one is not caught.
+//   - a case's stored due columns (cases.due_on, due_on_provisional,
+//     due_phase, due_basis), which the deadlines list and the deadline
+//     sweep read instead of replaying every history, carry a tag under the
+//     rows key (due_tag) over the case id, each column (a NULL date told
+//     apart) and the number of the history's last event, written by every
+//     UPDATE that writes them. A row that fails (a deadline moved later,
+//     cleared, invented, or swapped with another case's, tag and all) is
+//     left out of the list and the sweep, logged and counted under
+//     table=cases, and derived again from the history by the next read,
+//     which tags it honestly. A hidden deadline lies outside the range the
+//     list reads, so every read first checks the due tags of the open
+//     cases. A re-derivation that meets a status or history that fails
+//     stores no date and no tag, and tries again at each read.
 //
 // Not yet covered: an administrator who puts back an older status and tag
 // and deletes the later events together is caught neither by the status
 // tag nor by the events' (the history that remains is genuine and whole up
-// to its end); the audit trail still records every transition. Nor is
-// a case's stored due columns (cases.due_on, due_phase), which the
-// deadlines list reads as stored and only a re-derivation corrects. Nor is the office's VisibleCaseIDs subquery over its filed
+// to its end); the audit trail still records every transition; nor, for
+// the same reason, older due columns put back with their tag and the later
+// events. Nor is the office's VisibleCaseIDs subquery over its filed
 // cases checked row by row. Nor a commitment's status columns (status,
 // status_note, status_by, version), which the findings' history (tagged)
 // contradicts, nor a report's own links (link_case, commitment,
