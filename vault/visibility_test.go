@@ -47,10 +47,11 @@ var notActions = map[string]bool{
 	"crvault.request_id": true, "crvault.principal": true, "crvault.audit": true, "crvault.cut_short": true, "crvault.case_hidden": true,
 	"link.provider": true, "link.case": true, "link.commitment": true,
 	"assignment.manage": true, "audit.read_all": true, "case.hold": true,
-	"t.user_id":         true, // a column of a backfill query (access/rowtags.go)
-	"cases.status":      true, // the status tag's table label and backfill marker (vault/rowtags.go)
-	"case_events.texts": true, // the backfill marker of the events' second tags (vault/eventtags.go)
-	"cases.due":         true, // the due tag's table label and backfill marker (vault/duetags.go)
+	"t.user_id":                    true, // a column of a backfill query (access/rowtags.go)
+	"cases.status":                 true, // the status tag's table label and backfill marker (vault/rowtags.go)
+	"case_events.texts":            true, // the backfill marker of the events' second tags (vault/eventtags.go)
+	"cases.due":                    true, // the due tag's table label and backfill marker (vault/duetags.go)
+	"supervision_complaints.state": true, // a complaint's state tag's domain (vault/supervision/complainttags.go)
 }
 
 var fileExt = regexp.MustCompile(`\.(txt|json|ndjson|yaml|yml|db|pdf|bin|csv|conf|key|html|md|go|sql|tmpl|js|css|pem|pgdump)$`)

@@ -59,6 +59,12 @@ func (a *app) workload(c *gin.Context) {
 		for _, s := range statuses {
 			v.Rows = append(v.Rows, queueRow{s, q.ByStatus[s]})
 		}
+		// Complaints whose stored row does not authenticate are counted
+		// apart (supervision's complainttags.go): shown only when there
+		// are some, listed unfiltered (no status selects them).
+		if n := q.ByStatus["damaged"]; n > 0 {
+			v.Rows = append(v.Rows, queueRow{"damaged", n})
+		}
 		return v
 	}
 	p.Data = []queueView{
@@ -149,7 +155,9 @@ func (a *app) renderComplaint(c *gin.Context, status int, form map[string]string
 		return
 	}
 	v := complaintView{Complaint: cp}
-	if p.Is("inspector") {
+	// A damaged complaint has no evidence bundle (supervision refuses
+	// every action on it): its page shows it damaged, and nothing more.
+	if p.Is("inspector") && !cp.Damaged {
 		ev, err := a.Supervision.ComplaintEvidence(ctx, a.actor(c), cp.ID)
 		if err != nil {
 			a.fail(c, err)

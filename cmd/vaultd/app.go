@@ -189,6 +189,9 @@ func openApp(ctx context.Context, cfg config, log *slog.Logger, need parts) (_ *
 	if err := a.super.TagLegacyRows(ctx); err != nil {
 		return nil, fmt.Errorf("tag commitments, urges and findings written before row tags: %w", err)
 	}
+	if err := a.super.TagLegacyComplaints(ctx); err != nil {
+		return nil, fmt.Errorf("tag complaints and their changes written before row tags: %w", err)
+	}
 	// Text written in plaintext by binaries from before sealing is sealed
 	// once, before anything is served.
 	for _, seal := range []func(context.Context) error{a.vault.SealLegacy, a.access.SealLegacy, a.super.SealLegacy} {

@@ -89,7 +89,7 @@ func TestBlankedTagsAreNotRetaggedAtStart(t *testing.T) {
 			w.loginAll(t)
 			caseID, docs := w.newCase(t, "MARKER-ROWTAG-BLANK")
 			marks := queryStrings(t, s, `SELECT resource FROM audit_events WHERE action = 'keys.tag_backfill' ORDER BY resource`)
-			if strings.Join(marks, ",") != "case_events,case_events.texts,case_keys,cases,cases.due,cases.status,material_consents,material_segments,materials,proposals,supervision_commitment_changes,supervision_commitment_urges,supervision_commitments,supervision_commitments.status,supervision_keys,supervision_reports,upload_segments,upload_sessions,vault_keys" {
+			if strings.Join(marks, ",") != "case_events,case_events.texts,case_keys,cases,cases.due,cases.status,material_consents,material_segments,materials,proposals,supervision_commitment_changes,supervision_commitment_urges,supervision_commitments,supervision_commitments.status,supervision_complaint_changes,supervision_complaints,supervision_keys,supervision_reports,upload_segments,upload_sessions,vault_keys" {
 				t.Fatalf("backfill events after the first start: %v", marks)
 			}
 			s.stop()

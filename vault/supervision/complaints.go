@@ -50,6 +50,11 @@ type Complaint struct {
 	UpdatedAt             time.Time      `json:"updated_at"`
 	ResolvedAt            *time.Time     `json:"resolved_at"`
 	History               []StatusChange `json:"history"`
+	// Damaged says the stored complaint does not authenticate
+	// (complainttags.go): shown to inspectors and office admins only,
+	// without the filer, subject and evidence if those were edited; no
+	// action is taken on it until it is restored.
+	Damaged bool `json:"damaged,omitempty"`
 }
 
 // StatusChange is one step of a complaint, with the inspector's note. By,
@@ -155,6 +160,11 @@ func (s *Service) FileComplaint(ctx context.Context, a vault.Actor, in NewCompla
 	row := complaintRow{ID: newID(), CaseID: cs.ID, Subject: subject, Kind: in.Kind,
 		Evidence: strings.Join(in.Evidence, ","), Status: StatusOpen, FiledBy: a.P.User.ID, FiledByOrg: a.P.User.OrgID,
 		FiledAt: now, UpdatedAt: now}
+	key, err := s.vault.RowsKey(ctx)
+	if err != nil {
+		return Complaint{}, fmt.Errorf("tag complaint: %w", err)
+	}
+	tagComplaint(key, &row)
 	if row.Description, err = s.seal(ctx, label("supervision_complaints", "description", row.ID), desc); err != nil {
 		return Complaint{}, err
 	}
@@ -165,13 +175,27 @@ func (s *Service) FileComplaint(ctx context.Context, a vault.Actor, in NewCompla
 	if err := s.db.WithContext(ctx).Create(&row).Error; err != nil {
 		return Complaint{}, fmt.Errorf("store complaint: %w", err)
 	}
-	return s.toComplaint(ctx, a.P, row)
+	return s.toComplaint(ctx, a.P, row, nil)
 }
 
-// toComplaint opens a complaint for the viewer p. Its filer (an operator or
-// provider) sees the subject by pseudonym and not who handled it: the
-// inspectors' actions are theirs.
-func (s *Service) toComplaint(ctx context.Context, p access.Principal, r complaintRow) (Complaint, error) {
+// present checks r (checkComplaints) and opens it for p: a complaint just
+// changed, whose history is read again.
+func (s *Service) present(ctx context.Context, p access.Principal, r complaintRow) (Complaint, error) {
+	rows := []complaintRow{r}
+	history, err := s.checkComplaints(ctx, rows)
+	if err != nil {
+		return Complaint{}, err
+	}
+	return s.toComplaint(ctx, p, rows[0], history[r.ID])
+}
+
+// toComplaint opens a checked complaint, with its verified history, for
+// the viewer p. Its filer (an operator or provider) sees the subject by
+// pseudonym and not who handled it: the inspectors' actions are theirs. A
+// damaged complaint is shown (to staff: parties never get one) marked so,
+// and without the columns its failed tag covered when that is its fixed
+// tag.
+func (s *Service) toComplaint(ctx context.Context, p access.Principal, r complaintRow, history []complaintChangeRow) (Complaint, error) {
 	desc, err := s.open(ctx, label("supervision_complaints", "description", r.ID), r.Description)
 	if err != nil {
 		return Complaint{}, err
@@ -179,7 +203,12 @@ func (s *Service) toComplaint(ctx context.Context, p access.Principal, r complai
 	party := p.Has(access.RoleOperator) || p.Has(access.RoleProvider)
 	c := Complaint{ID: r.ID, CaseID: r.CaseID, Subject: r.Subject, Kind: r.Kind, Description: desc, Evidence: []string{},
 		Status: r.Status, Outcome: r.Outcome, SubjectRecused: r.SubjectRecused, ReassignmentRequested: r.ReassignmentRequested,
-		FiledBy: r.FiledBy, FiledByOrg: r.FiledByOrg, FiledAt: r.FiledAt.UTC(), UpdatedAt: r.UpdatedAt.UTC(), History: []StatusChange{}}
+		FiledBy: r.FiledBy, FiledByOrg: r.FiledByOrg, FiledAt: r.FiledAt.UTC(), UpdatedAt: r.UpdatedAt.UTC(), History: []StatusChange{},
+		Damaged: r.damaged()}
+	if r.badFixed {
+		c.Subject, c.FiledBy, c.FiledByOrg = "", "", ""
+		r.Subject, r.Evidence = "", ""
+	}
 	if r.Subject != "" {
 		if c.SubjectPseudonym, err = s.vault.Pseudonym(ctx, r.CaseID, r.FiledByOrg, r.Subject); err != nil {
 			return Complaint{}, err
@@ -195,11 +224,7 @@ func (s *Service) toComplaint(ctx context.Context, p access.Principal, r complai
 		t := r.ResolvedAt.UTC()
 		c.ResolvedAt = &t
 	}
-	var rows []complaintChangeRow
-	if err := s.db.WithContext(ctx).Where("complaint_id = ?", r.ID).Order("id").Find(&rows).Error; err != nil {
-		return c, fmt.Errorf("load history of complaint %s: %w", r.ID, err)
-	}
-	for _, h := range rows {
+	for _, h := range history {
 		note, err := s.open(ctx, label("supervision_complaint_changes", "note", changeRow(r.ID, h.Status)), h.Note)
 		if err != nil {
 			return Complaint{}, err
@@ -222,13 +247,14 @@ func (s *Service) toComplaint(ctx context.Context, p access.Principal, r complai
 	return c, nil
 }
 
-// canSee says whether the caller may see a complaint: inspectors all, the
-// filer their own, office admins those on the office's cases (2020 Art. 17
-// / 2021 Art. 18 lets parties complain to the office), which are the cases
+// canSee says whether the caller may see a checked complaint: inspectors
+// all, the filer their own unless it is damaged (its filed_by may not be
+// the filer's), office admins those on the office's cases (2020 Art. 17 /
+// 2021 Art. 18 lets parties complain to the office), which are the cases
 // it may list: a party's draft is not one, and neither are its complaints.
 func (s *Service) canSee(ctx context.Context, a vault.Actor, r complaintRow) (bool, error) {
 	p := a.P
-	if s.access.Can(p, "complaint", "read_all") || r.FiledBy == p.User.ID {
+	if s.access.Can(p, "complaint", "read_all") || !r.damaged() && r.FiledBy == p.User.ID {
 		return true, nil
 	}
 	if !p.Has(access.RoleOfficeAdmin) {
@@ -237,9 +263,11 @@ func (s *Service) canSee(ctx context.Context, a vault.Actor, r complaintRow) (bo
 	return s.vault.CaseVisible(ctx, a, r.CaseID)
 }
 
-// complaint loads a complaint for act; callers who may not see it get
-// not_found, those who may see it but not act get forbidden. Both audited.
-func (s *Service) complaint(ctx context.Context, a vault.Actor, id, action, perm string) (complaintRow, error) {
+// complaint loads and checks a complaint, with its verified history, for
+// act; callers who may not see it get not_found, those who may see it but
+// not act get forbidden, and an act on a damaged one complaint_damaged.
+// All audited.
+func (s *Service) complaint(ctx context.Context, a vault.Actor, id, action, perm string) (complaintRow, []complaintChangeRow, error) {
 	var r complaintRow
 	ev := event(a, action, audit.Allowed, "", "complaint/"+id, "")
 	err := gorm.ErrRecordNotFound
@@ -247,23 +275,32 @@ func (s *Service) complaint(ctx context.Context, a vault.Actor, id, action, perm
 		err = s.db.WithContext(ctx).Where("id = ?", id).Take(&r).Error
 	}
 	if errors.Is(err, gorm.ErrRecordNotFound) {
-		return r, s.deny(ctx, ev, notFound("complaint"))
+		return r, nil, s.deny(ctx, ev, notFound("complaint"))
 	}
 	if err != nil {
-		return r, fmt.Errorf("load complaint %s: %w", id, err)
+		return r, nil, fmt.Errorf("load complaint %s: %w", id, err)
 	}
+	rows := []complaintRow{r}
+	history, err := s.checkComplaints(ctx, rows)
+	if err != nil {
+		return r, nil, err
+	}
+	r = rows[0]
 	ev.CaseID = r.CaseID
 	visible, err := s.canSee(ctx, a, r)
 	if err != nil {
-		return r, err
+		return r, nil, err
 	}
 	if !visible {
-		return r, s.deny(ctx, ev, notFound("complaint"))
+		return r, nil, s.deny(ctx, ev, notFound("complaint"))
 	}
 	if perm != "" && !s.access.Can(a.P, "complaint", perm) {
-		return r, s.deny(ctx, ev, forbidden("only inspectors handle complaints"))
+		return r, nil, s.deny(ctx, ev, forbidden("only inspectors handle complaints"))
 	}
-	return r, nil
+	if perm != "" && r.damaged() {
+		return r, nil, s.deny(ctx, ev, complaintDamaged())
+	}
+	return r, history[r.ID], nil
 }
 
 // evidenceCited is the vault's EvidenceIndex: whether a complaint on the
@@ -273,25 +310,43 @@ func (s *Service) evidenceCited(ctx context.Context, caseID, materialID string) 
 	if !validID(materialID) || strings.ContainsAny(materialID, "_%") {
 		return false, nil
 	}
-	var ids []string
-	err := s.db.WithContext(ctx).Model(&complaintRow{}).Where("case_id = ? AND (',' || evidence || ',') LIKE ?", caseID, "%,"+materialID+",%").
-		Limit(1).Pluck("id", &ids).Error
+	// The case and evidence are columns a database administrator can
+	// edit: only a complaint whose tag covers them cites the material (a
+	// few read, in case rows were copied to cite it).
+	var rows []complaintRow
+	err := s.db.WithContext(ctx).Select(complaintTagColumns).Where("case_id = ? AND (',' || evidence || ',') LIKE ?", caseID, "%,"+materialID+",%").
+		Order("id").Limit(8).Find(&rows).Error
 	if err != nil {
 		return false, fmt.Errorf("find complaints citing %s: %w", materialID, err)
 	}
-	return len(ids) == 1, nil
+	if len(rows) == 0 {
+		return false, nil
+	}
+	key, err := s.vault.RowsKey(ctx)
+	if err != nil {
+		return false, fmt.Errorf("check complaints citing %s: %w", materialID, err)
+	}
+	for i := range rows {
+		if key.CheckRowTag(rows[i].Tag, complaintsTable, complaintFields(&rows[i])...) {
+			return true, nil
+		}
+		s.vault.TagRefused(ctx, complaintsTable, rows[i].ID,
+			"complaint refused as citing evidence: its row tag does not check (case or evidence edited outside crvault, or written by an older vaultd)",
+			"case", caseID, "material", materialID, "tagged", len(rows[i].Tag) > 0)
+	}
+	return false, nil
 }
 
 // GetComplaint returns one complaint, with its history and outcome.
 func (s *Service) GetComplaint(ctx context.Context, a vault.Actor, id string) (Complaint, error) {
-	r, err := s.complaint(ctx, a, id, "complaint.read", "")
+	r, history, err := s.complaint(ctx, a, id, "complaint.read", "")
 	if err != nil {
 		return Complaint{}, err
 	}
 	if err := s.record(ctx, event(a, "complaint.read", audit.Allowed, r.CaseID, "complaint/"+id, "")); err != nil {
 		return Complaint{}, err
 	}
-	return s.toComplaint(ctx, a.P, r)
+	return s.toComplaint(ctx, a.P, r, history)
 }
 
 // ComplaintFilter selects complaints in ListComplaints.
@@ -312,6 +367,9 @@ func (s *Service) ListComplaints(ctx context.Context, a vault.Actor, f Complaint
 	}
 	limit := pageLimit(f.Limit)
 	q := s.db.WithContext(ctx).Model(&complaintRow{})
+	// Staff (inspectors, office admins) are shown damaged complaints as
+	// damaged; parties are not shown them.
+	staff := true
 	switch {
 	case s.access.Can(a.P, "complaint", "read_all"):
 	case a.P.Has(access.RoleOfficeAdmin):
@@ -321,14 +379,27 @@ func (s *Service) ListComplaints(ctx context.Context, a vault.Actor, f Complaint
 		}
 		q = q.Where("filed_by = ? OR case_id IN (?)", a.P.User.ID, cases)
 	default:
+		staff = false
 		q = q.Where("filed_by = ?", a.P.User.ID)
 	}
 	if f.CaseID != "" {
 		q = sqldb.WhereText(q, "case_id = ?", f.CaseID)
 	}
-	counts, err := countByStatus(q.Session(&gorm.Session{}))
-	if err != nil {
+	// Counted from checked rows, not by the database: a status edited
+	// outside crvault is counted as damaged, not as what it says. Every
+	// matching complaint is read for it (without its description):
+	// complaints are few.
+	var all []complaintRow
+	if err := q.Session(&gorm.Session{}).Select(complaintTagColumns).Find(&all).Error; err != nil {
 		return Page[Complaint]{}, fmt.Errorf("count complaints: %w", err)
+	}
+	history, err := s.checkComplaints(ctx, all)
+	if err != nil {
+		return Page[Complaint]{}, err
+	}
+	counts, checked := complaintCounts(all, staff), make(map[string]complaintRow, len(all))
+	for _, r := range all {
+		checked[r.ID] = r
 	}
 	if f.Status != "" {
 		q = q.Where("status = ?", f.Status)
@@ -345,6 +416,36 @@ func (s *Service) ListComplaints(ctx context.Context, a vault.Actor, f Complaint
 		rows = rows[:limit]
 		page.NextCursor = rows[limit-1].ID
 	}
+	// The page's rows take their checks from the counts'; one filed since
+	// is checked now.
+	var late []complaintRow
+	for i := range rows {
+		if c, ok := checked[rows[i].ID]; ok {
+			rows[i].badFixed, rows[i].badState = c.badFixed, c.badState
+		} else {
+			late = append(late, rows[i])
+		}
+	}
+	if len(late) > 0 {
+		more, err := s.checkComplaints(ctx, late)
+		if err != nil {
+			return Page[Complaint]{}, err
+		}
+		for _, r := range late {
+			checked[r.ID], history[r.ID] = r, more[r.ID]
+		}
+		for i := range rows {
+			c := checked[rows[i].ID]
+			rows[i].badFixed, rows[i].badState = c.badFixed, c.badState
+		}
+	}
+	kept := rows[:0]
+	for _, r := range rows {
+		if staff || !r.damaged() {
+			kept = append(kept, r)
+		}
+	}
+	rows = kept
 	seen := make([]listed, len(rows))
 	for i, r := range rows {
 		seen[i] = listed{r.CaseID, r.ID}
@@ -353,13 +454,28 @@ func (s *Service) ListComplaints(ctx context.Context, a vault.Actor, f Complaint
 		return Page[Complaint]{}, err
 	}
 	for _, r := range rows {
-		c, err := s.toComplaint(ctx, a.P, r)
+		c, err := s.toComplaint(ctx, a.P, r, history[r.ID])
 		if err != nil {
 			return Page[Complaint]{}, err
 		}
 		page.Items = append(page.Items, c)
 	}
 	return page, nil
+}
+
+// complaintCounts counts checked complaints by status, the damaged ones
+// under "damaged" for staff and not at all for a party.
+func complaintCounts(rows []complaintRow, staff bool) map[string]int64 {
+	out := map[string]int64{}
+	for _, r := range rows {
+		switch {
+		case !r.damaged():
+			out[r.Status]++
+		case staff:
+			out[countDamaged]++
+		}
+	}
+	return out
 }
 
 func countByStatus(q *gorm.DB) (map[string]int64, error) {
@@ -388,7 +504,7 @@ func oneOf(v string, xs ...string) bool {
 
 // SetComplaintStatus moves an open complaint to investigating (inspectors).
 func (s *Service) SetComplaintStatus(ctx context.Context, a vault.Actor, id string, in StatusRequest) (Complaint, error) {
-	r, err := s.complaint(ctx, a, id, "complaint.status", "resolve")
+	r, _, err := s.complaint(ctx, a, id, "complaint.status", "resolve")
 	if err != nil {
 		return Complaint{}, err
 	}
@@ -408,7 +524,7 @@ func (s *Service) SetComplaintStatus(ctx context.Context, a vault.Actor, id stri
 	if err := s.change(ctx, &r, in.Status, note, nil, a.P.User.ID, nil); err != nil {
 		return Complaint{}, err
 	}
-	return s.toComplaint(ctx, a.P, r)
+	return s.present(ctx, a.P, r)
 }
 
 func allowedFrom(status string) []string {
@@ -422,8 +538,8 @@ func allowedFrom(status string) []string {
 }
 
 // change moves r to status only if nobody else moved it since it was read.
-func (s *Service) change(ctx context.Context, r *complaintRow, status, note string, actions []string, by string, extra map[string]any) error {
-	apply, err := s.changer(ctx, r, status, note, actions, by, extra)
+func (s *Service) change(ctx context.Context, r *complaintRow, status, note string, actions []string, by string, more func(*complaintRow)) error {
+	apply, err := s.changer(ctx, r, status, note, actions, by, more)
 	if err != nil {
 		return err
 	}
@@ -431,18 +547,30 @@ func (s *Service) change(ctx context.Context, r *complaintRow, status, note stri
 }
 
 // changer seals the note of a change and returns the step, to run in a
-// transaction, that makes it: r moves to status only if nobody else moved
-// it since it was read (concurrent_update otherwise), and is reloaded.
-func (s *Service) changer(ctx context.Context, r *complaintRow, status, note string, actions []string, by string, extra map[string]any) (func(tx *gorm.DB) error, error) {
+// transaction, that makes it: r moves to status, with what more changes,
+// only if nobody else moved it since it was read (concurrent_update
+// otherwise), and is reloaded. Its state is written whole with the state
+// tag over it, in one UPDATE, and the change row is tagged once the
+// database has numbered it.
+func (s *Service) changer(ctx context.Context, r *complaintRow, status, note string, actions []string, by string, more func(*complaintRow)) (func(tx *gorm.DB) error, error) {
 	now := s.cfg.Now().UTC().Truncate(time.Microsecond)
 	sealed, err := s.seal(ctx, label("supervision_complaint_changes", "note", changeRow(r.ID, status)), note)
 	if err != nil {
 		return nil, err
 	}
-	upd := map[string]any{"status": status, "updated_at": now}
-	for k, v := range extra {
-		upd[k] = v
+	key, err := s.vault.RowsKey(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("tag complaint %s: %w", r.ID, err)
 	}
+	next := *r
+	next.Status, next.UpdatedAt = status, now
+	if more != nil {
+		more(&next)
+	}
+	next.StateTag = key.RowTag(complaintStateDomain, complaintStateFields(&next)...)
+	upd := map[string]any{"status": next.Status, "outcome": next.Outcome, "subject_recused": next.SubjectRecused,
+		"reassignment_requested": next.ReassignmentRequested, "resolved_at": next.ResolvedAt, "updated_at": next.UpdatedAt,
+		"state_tag": next.StateTag}
 	return func(tx *gorm.DB) error {
 		res := tx.Model(&complaintRow{}).Where("id = ? AND status = ?", r.ID, r.Status).Updates(upd)
 		if res.Error != nil {
@@ -451,8 +579,12 @@ func (s *Service) changer(ctx context.Context, r *complaintRow, status, note str
 		if res.RowsAffected != 1 {
 			return conflict("concurrent_update", "the complaint changed while this request ran; retry")
 		}
-		if err := tx.Create(&complaintChangeRow{ComplaintID: r.ID, Status: status, Note: sealed, Actions: strings.Join(actions, ","), By: by, At: now}).Error; err != nil {
+		h := complaintChangeRow{ComplaintID: r.ID, Status: status, Note: sealed, Actions: strings.Join(actions, ","), By: by, At: now}
+		if err := tx.Create(&h).Error; err != nil {
 			return fmt.Errorf("record change of complaint %s: %w", r.ID, err)
+		}
+		if err := tx.Model(&complaintChangeRow{}).Where("id = ?", h.ID).UpdateColumn("tag", complaintChangeTag(key, &h)).Error; err != nil {
+			return fmt.Errorf("tag change of complaint %s: %w", r.ID, err)
 		}
 		return tx.Where("id = ?", r.ID).Take(r).Error
 	}, nil
@@ -472,7 +604,7 @@ func (s *Service) changer(ctx context.Context, r *complaintRow, status, note str
 // resolving at once, one wins and the others get concurrent_update, their
 // attempt audited as refused and nothing of it applied.
 func (s *Service) Resolve(ctx context.Context, a vault.Actor, id string, in Resolution) (Complaint, error) {
-	r, err := s.complaint(ctx, a, id, "complaint.resolve", "resolve")
+	r, _, err := s.complaint(ctx, a, id, "complaint.resolve", "resolve")
 	if err != nil {
 		return Complaint{}, err
 	}
@@ -507,12 +639,13 @@ func (s *Service) Resolve(ctx context.Context, a vault.Actor, id string, in Reso
 	}
 	resolvedAt := s.cfg.Now().UTC().Truncate(time.Microsecond)
 	var actions []string
-	extra := map[string]any{"outcome": in.Outcome, "resolved_at": resolvedAt}
 	if recuse {
 		actions = []string{ActionRecuseSubject}
-		extra["subject_recused"], extra["reassignment_requested"] = true, true
 	}
-	apply, err := s.changer(ctx, &r, in.Outcome, note, actions, a.P.User.ID, extra)
+	apply, err := s.changer(ctx, &r, in.Outcome, note, actions, a.P.User.ID, func(n *complaintRow) {
+		n.Outcome, n.ResolvedAt = in.Outcome, &resolvedAt
+		n.SubjectRecused, n.ReassignmentRequested = recuse, recuse
+	})
 	if err != nil {
 		return Complaint{}, err
 	}
@@ -549,7 +682,7 @@ func (s *Service) Resolve(ctx context.Context, a vault.Actor, id string, in Reso
 		}
 		return Complaint{}, fmt.Errorf("resolve complaint %s: %w", r.ID, err)
 	}
-	return s.toComplaint(ctx, a.P, r)
+	return s.present(ctx, a.P, r)
 }
 
 // unrecord follows events audited as allowed whose change then did not

@@ -55,14 +55,14 @@ type EvidenceEvent struct {
 // against the latest checkpoint (inspectors only). A complaint naming no
 // subject gathers every material read on the case instead.
 func (s *Service) ComplaintEvidence(ctx context.Context, a vault.Actor, id string) (Evidence, error) {
-	r, err := s.complaint(ctx, a, id, "complaint.evidence", "resolve")
+	r, history, err := s.complaint(ctx, a, id, "complaint.evidence", "resolve")
 	if err != nil {
 		return Evidence{}, err
 	}
 	if err := s.record(ctx, event(a, "complaint.evidence", audit.Allowed, r.CaseID, "complaint/"+id, "")); err != nil {
 		return Evidence{}, err
 	}
-	c, err := s.toComplaint(ctx, a.P, r)
+	c, err := s.toComplaint(ctx, a.P, r, history)
 	if err != nil {
 		return Evidence{}, err
 	}

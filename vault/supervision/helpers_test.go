@@ -163,7 +163,20 @@ func (f *fixture) complaintOn(caseID string) string {
 	if row.Description, err = f.svc.seal(f.ctx, label("supervision_complaints", "description", row.ID), "the reviewer leaked the design"); err != nil {
 		f.t.Fatal(err)
 	}
+	key, err := f.v.RowsKey(f.ctx)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	tagComplaint(key, &row)
 	if err := f.db.Create(&row).Error; err != nil {
+		f.t.Fatal(err)
+	}
+	// Its change to investigating, as SetComplaintStatus records it.
+	h := complaintChangeRow{ComplaintID: row.ID, Status: StatusInvestigating, Note: []byte{}, By: f.insp.P.User.ID, At: now}
+	if err := f.db.Create(&h).Error; err != nil {
+		f.t.Fatal(err)
+	}
+	if err := f.db.Model(&h).UpdateColumn("tag", complaintChangeTag(key, &h)).Error; err != nil {
 		f.t.Fatal(err)
 	}
 	return row.ID

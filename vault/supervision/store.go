@@ -25,7 +25,19 @@ type complaintRow struct {
 	FiledAt               time.Time `gorm:"not null"`
 	UpdatedAt             time.Time `gorm:"not null"`
 	ResolvedAt            *time.Time
+	// Tag binds what is fixed at filing (case, filer, subject, evidence),
+	// StateTag what each change rewrites (status, outcome, recusal, times),
+	// under the vault's rows key (complainttags.go).
+	Tag      []byte `gorm:"not null;default:''"`
+	StateTag []byte `gorm:"not null;default:''"`
+
+	// badFixed and badState say which tag failed when the row was checked
+	// (checkComplaints): not columns.
+	badFixed, badState bool `gorm:"-"`
 }
+
+// damaged says whether a checked complaint failed either tag.
+func (r *complaintRow) damaged() bool { return r.badFixed || r.badState }
 
 func (complaintRow) TableName() string { return "supervision_complaints" }
 
@@ -38,6 +50,9 @@ type complaintChangeRow struct {
 	Actions     string    `gorm:"size:200;not null;default:''"`
 	By          string    `gorm:"size:64;not null"`
 	At          time.Time `gorm:"not null"`
+	// Tag binds the change to its id, complaint, status, actions,
+	// inspector and time under the vault's rows key (complainttags.go).
+	Tag []byte `gorm:"not null;default:''"`
 }
 
 func (complaintChangeRow) TableName() string { return "supervision_complaint_changes" }
@@ -240,6 +255,21 @@ var migrations = []sqldb.Step{
 			return nil
 		}
 		return tx.Migrator().AddColumn(&reportRow{}, "Tag")
+	}},
+	// Rows already there are tagged once at start-up (TagLegacyComplaints).
+	{Version: 10, Name: "complaints and their changes bound by tags", Up: func(tx *gorm.DB, _ string) error {
+		for _, c := range []struct {
+			model any
+			col   string
+		}{{&complaintRow{}, "Tag"}, {&complaintRow{}, "StateTag"}, {&complaintChangeRow{}, "Tag"}} {
+			if tx.Migrator().HasColumn(c.model, c.col) {
+				continue
+			}
+			if err := tx.Migrator().AddColumn(c.model, c.col); err != nil {
+				return err
+			}
+		}
+		return nil
 	}},
 }
 

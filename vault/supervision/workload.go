@@ -32,7 +32,7 @@ func (s *Service) Workload(ctx context.Context, a vault.Actor) (Workload, error)
 	}
 	var w Workload
 	var err error
-	if w.Complaints, err = s.queue(ctx, &complaintRow{}, "filed_at", []string{StatusUpheld, StatusDismissed}); err != nil {
+	if w.Complaints, err = s.complaintQueue(ctx); err != nil {
 		return w, err
 	}
 	if w.Reports, err = s.queue(ctx, &reportRow{}, "created_at", []string{ReportClosed}); err != nil {
@@ -63,6 +63,38 @@ func (s *Service) queue(ctx context.Context, model any, timeCol string, closed [
 		t := oldest[0].UTC()
 		q.OldestOpenAt = &t
 		q.OldestOpenAgeSec = int64(s.cfg.Now().Sub(t).Seconds())
+	}
+	return q, nil
+}
+
+// complaintQueue is the complaints' Queue from checked rows: one whose
+// tags fail is counted under "damaged", as open (an inspector is to see
+// to it), its stored status and filing time being untrusted, and is not
+// the oldest open. Every complaint is read for it (without its
+// description): complaints are few.
+func (s *Service) complaintQueue(ctx context.Context) (Queue, error) {
+	var rows []complaintRow
+	if err := s.db.WithContext(ctx).Select(complaintTagColumns).Find(&rows).Error; err != nil {
+		return Queue{}, fmt.Errorf("count complaints by status: %w", err)
+	}
+	if _, err := s.checkComplaints(ctx, rows); err != nil {
+		return Queue{}, err
+	}
+	q := Queue{ByStatus: complaintCounts(rows, true)}
+	var oldest *time.Time
+	for _, r := range rows {
+		closed := oneOf(r.Status, StatusUpheld, StatusDismissed)
+		if r.damaged() || !closed {
+			q.Open++
+		}
+		if !r.damaged() && !closed && (oldest == nil || r.FiledAt.Before(*oldest)) {
+			t := r.FiledAt.UTC()
+			oldest = &t
+		}
+	}
+	if oldest != nil {
+		q.OldestOpenAt = oldest
+		q.OldestOpenAgeSec = int64(s.cfg.Now().Sub(*oldest).Seconds())
 	}
 	return q, nil
 }
