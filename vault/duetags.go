@@ -160,31 +160,14 @@ func (s *Service) checkDueTags(ctx context.Context, basis string) error {
 // their tags (historyChecked, which logs and counts each).
 func (s *Service) historiesRefused(ctx context.Context, caseIDs []string) (map[string]bool, error) {
 	refused := map[string]bool{}
-	if len(caseIDs) == 0 {
-		return refused, nil
-	}
-	key, err := s.rowsKey(ctx)
+	err := s.eachHistory(ctx, caseIDs, func(id string, _ []caseEventRow, ok bool) error {
+		if !ok {
+			refused[id] = true
+		}
+		return nil
+	})
 	if err != nil {
 		return nil, err
-	}
-	chk := key.NewRowTagChecker(eventTagTable)
-	for len(caseIDs) > 0 {
-		batch := caseIDs[:min(len(caseIDs), 500)]
-		caseIDs = caseIDs[len(batch):]
-		var rows []caseEventRow
-		if err := s.db.WithContext(ctx).Where("case_id IN ?", batch).Order("case_id, seq").Find(&rows).Error; err != nil {
-			return nil, fmt.Errorf("load case histories: %w", err)
-		}
-		for len(rows) > 0 {
-			n := 1
-			for n < len(rows) && rows[n].CaseID == rows[0].CaseID {
-				n++
-			}
-			if !s.historyChecked(ctx, chk, rows[0].CaseID, rows[:n]) {
-				refused[rows[0].CaseID] = true
-			}
-			rows = rows[n:]
-		}
 	}
 	return refused, nil
 }

@@ -462,17 +462,46 @@ func (s *Service) history(ctx context.Context, caseID string) ([]review.Event, e
 // out of the map and named in refused.
 func (s *Service) histories(ctx context.Context, caseIDs []string) (out map[string][]review.Event, refused map[string]bool, err error) {
 	out, refused = map[string][]review.Event{}, map[string]bool{}
-	rowsKey, err := s.rowsKey(ctx)
+	err = s.eachHistory(ctx, caseIDs, func(id string, rows []caseEventRow, ok bool) error {
+		if !ok {
+			refused[id] = true
+			return nil
+		}
+		key, err := s.textKey(ctx, id)
+		if err != nil {
+			return err
+		}
+		for _, r := range rows {
+			e, err := fromEventRow(key, r)
+			if err != nil {
+				return err
+			}
+			out[id] = append(out[id], e)
+		}
+		return nil
+	})
 	if err != nil {
 		return nil, nil, err
 	}
-	chk := rowsKey.NewRowTagChecker(eventTagTable)
+	return out, refused, nil
+}
+
+// eachHistory reads the events of caseIDs, 500 cases a statement, and calls
+// fn with each case's events in order and whether they authenticate
+// (historyChecked, which logs and counts a history that does not). A case
+// without events is not called.
+func (s *Service) eachHistory(ctx context.Context, caseIDs []string, fn func(id string, rows []caseEventRow, ok bool) error) error {
+	key, err := s.rowsKey(ctx)
+	if err != nil {
+		return err
+	}
+	chk := key.NewRowTagChecker(eventTagTable)
 	for len(caseIDs) > 0 {
 		batch := caseIDs[:min(len(caseIDs), 500)]
 		caseIDs = caseIDs[len(batch):]
 		var rows []caseEventRow
 		if err := s.db.WithContext(ctx).Where("case_id IN ?", batch).Order("case_id, seq").Find(&rows).Error; err != nil {
-			return nil, nil, fmt.Errorf("load case histories: %w", err)
+			return fmt.Errorf("load case histories: %w", err)
 		}
 		for len(rows) > 0 {
 			id := rows[0].CaseID
@@ -482,24 +511,12 @@ func (s *Service) histories(ctx context.Context, caseIDs []string) (out map[stri
 			}
 			one := rows[:n]
 			rows = rows[n:]
-			if !s.historyChecked(ctx, chk, id, one) {
-				refused[id] = true
-				continue
-			}
-			key, err := s.textKey(ctx, id)
-			if err != nil {
-				return nil, nil, err
-			}
-			for _, r := range one {
-				e, err := fromEventRow(key, r)
-				if err != nil {
-					return nil, nil, err
-				}
-				out[id] = append(out[id], e)
+			if err := fn(id, one, s.historyChecked(ctx, chk, id, one)); err != nil {
+				return err
 			}
 		}
 	}
-	return out, refused, nil
+	return nil
 }
 
 // eventPayload is the structured part of an event, stored as JSON in
