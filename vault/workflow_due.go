@@ -119,11 +119,10 @@ func staleDue(q *gorm.DB, basis string) *gorm.DB {
 
 // refreshDue re-derives the due columns of every case whose basis is not
 // cal's (the sweep first marks stale those whose due tag fails:
-// checkDueTags). Each
-// row is written only if the case has not moved on since its history was
-// read (the transition that moved it stored its own columns). One refresh
-// runs at a time per instance; the others wait for it and then find
-// nothing left.
+// checkDueTags). Each row is written only if the case has not moved on
+// since its history was read (the transition that moved it stored its own
+// columns). One refresh runs at a time per instance; the others wait for
+// it and then find nothing left.
 func (s *Service) refreshDue(ctx context.Context, cal *calendar.Calendar) error {
 	basis := dueBasis(cal)
 	var probe []string
