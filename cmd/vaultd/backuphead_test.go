@@ -3,14 +3,12 @@
 package main
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"encoding/json"
 	"io"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -56,21 +54,8 @@ func TestBackupManifestDescribesItsCopy(t *testing.T) {
 				addJunkBlobs(t, s) // the blobs copy keeps the backup busy past its copy
 			}
 
-			out := filepath.Join(t.TempDir(), "backup")
-			keysOut := filepath.Join(t.TempDir(), "backup-keys")
-			backup := exec.Command(vaultdBin, "backup", "--out", out, "--keys-out", keysOut)
-			backup.Env = s.env
-			var berr bytes.Buffer
-			backup.Stderr = &berr
-			if err := backup.Start(); err != nil {
-				t.Fatal(err)
-			}
-			done := make(chan error, 1)
-			go func() { done <- backup.Wait() }()
-			resume := holdAtDatabaseCopy(t, backup, out, &berr)
-			if _, err := os.Stat(filepath.Join(out, manifestFile)); err == nil {
-				t.Fatal("the backup was held only after it wrote its manifest")
-			}
+			b := startHeldBackup(t, s)
+			out, keysOut := b.out, b.keysOut
 			// The vault goes on serving, audited, past the copy, and its
 			// witness signs what it did.
 			held, _ := s.auditHead(t)
@@ -87,10 +72,7 @@ func TestBackupManifestDescribesItsCopy(t *testing.T) {
 					t.Fatalf("the witness saw nothing beyond %d while the backup was held", held)
 				}
 			}
-			resume()
-			if err := <-done; err != nil {
-				t.Fatalf("backup: %v: %s", err, berr.String())
-			}
+			b.finish()
 			m, copyDB := openBackupCopy(t, be, s, out)
 			var copyHead int64
 			if err := copyDB.Raw("SELECT COALESCE(MAX(seq), 0) FROM audit_events").Scan(&copyHead).Error; err != nil {
@@ -171,29 +153,13 @@ func TestBackupManifestMastersAreTheCopys(t *testing.T) {
 	w.loginAll(t)
 	w.newCase(t, "backup-masters")
 	s.stop()
-	out := filepath.Join(t.TempDir(), "backup")
-	keysOut := filepath.Join(t.TempDir(), "backup-keys")
-	backup := exec.Command(vaultdBin, "backup", "--out", out, "--keys-out", keysOut)
-	backup.Env = s.env
-	var berr bytes.Buffer
-	backup.Stderr = &berr
-	if err := backup.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- backup.Wait() }()
-	resume := holdAtDatabaseCopy(t, backup, out, &berr)
-	if _, err := os.Stat(filepath.Join(out, manifestFile)); err == nil {
-		t.Fatal("the backup was held only after it wrote its manifest")
-	}
+	b := startHeldBackup(t, s)
+	out := b.out
 	s.mustCLI("", "keys", "rotate")
 	if msg := s.mustCLI("", "keys", "retire"); !strings.Contains(msg, "deleted") {
 		t.Fatalf("retire said: %s", msg)
 	}
-	resume()
-	if err := <-done; err != nil {
-		t.Fatalf("backup: %v: %s", err, berr.String())
-	}
+	b.finish()
 	m, copyDB := openBackupCopy(t, be, s, out)
 	needed, err := vault.MastersNamed(context.Background(), copyDB, supervision.KeyTables()...)
 	if err != nil {

@@ -31,29 +31,16 @@ func TestBackupDuringKeyRotationRestores(t *testing.T) {
 	caseID, docs := w.newCase(t, "backup-rotation")
 	s.stop()
 	addJunkBlobs(t, s)
-	out := filepath.Join(t.TempDir(), "backup")
-	keysOut := filepath.Join(t.TempDir(), "backup-keys")
-	backup := exec.Command(vaultdBin, "backup", "--out", out, "--keys-out", keysOut)
-	backup.Env = s.env
-	var bout, berr bytes.Buffer
-	backup.Stdout, backup.Stderr = &bout, &berr
-	if err := backup.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- backup.Wait() }()
 	// Once the database copy has begun, its snapshot is taken: rotate and
 	// retire the old master, as an operator would, while the backup is
 	// held there (a real store's copy takes hours).
-	resume := holdAtDatabaseCopy(t, backup, out, &berr)
+	b := startHeldBackup(t, s)
+	out, keysOut := b.out, b.keysOut
 	s.mustCLI("", "keys", "rotate")
 	if msg := s.mustCLI("", "keys", "retire"); !strings.Contains(msg, "deleted") {
 		t.Fatalf("retire said: %s", msg)
 	}
-	resume()
-	if err := <-done; err != nil {
-		t.Fatalf("backup: %v: %s", err, berr.String())
-	}
+	b.finish()
 
 	r := emptyEnvironment(t, backends[0], s)
 	if _, errs, code := r.cli("", "restore", "--from", out, "--keys-from", keysOut); code != 0 {
@@ -90,20 +77,10 @@ func TestBackupOfABusyVaultWithMirrorRestores(t *testing.T) {
 		}
 		return filepath.Base(names[len(names)-1])
 	}
-	out := filepath.Join(t.TempDir(), "backup")
-	keysOut := filepath.Join(t.TempDir(), "backup-keys")
-	backup := exec.Command(vaultdBin, "backup", "--out", out, "--keys-out", keysOut)
-	backup.Env = s.env
-	var berr bytes.Buffer
-	backup.Stderr = &berr
-	if err := backup.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- backup.Wait() }()
 	// The vault goes on serving, audited, while the backup is held after
 	// its database snapshot, and signs checkpoints of what it did.
-	resume := holdAtDatabaseCopy(t, backup, out, &berr)
+	b := startHeldBackup(t, s)
+	out, keysOut := b.out, b.keysOut
 	deadline := time.Now().Add(time.Minute)
 	before := checkpoint()
 	for checkpoint() == before {
@@ -113,10 +90,7 @@ func TestBackupOfABusyVaultWithMirrorRestores(t *testing.T) {
 			t.Fatal("no checkpoint signed while the backup ran")
 		}
 	}
-	resume()
-	if err := <-done; err != nil {
-		t.Fatalf("backup: %v: %s", err, berr.String())
-	}
+	b.finish()
 	s.stop()
 
 	r := emptyEnvironment(t, backends[0], s)
@@ -137,7 +111,7 @@ func TestBackupOfABusyVaultWithMirrorRestores(t *testing.T) {
 // addJunkBlobs puts blobs in s's store for the backup to copy after its
 // database: opaque to it, which copies whatever the store lists. They keep
 // the backup busy past its database copy long enough for
-// holdAtDatabaseCopy to stop it there.
+// startHeldBackup to stop it there.
 func addJunkBlobs(t *testing.T, s *server) {
 	t.Helper()
 	junk := bytes.Repeat([]byte{0xa5}, 512)
@@ -148,42 +122,69 @@ func addJunkBlobs(t *testing.T, s *server) {
 	}
 }
 
-// holdAtDatabaseCopy stops the running backup as soon as its database copy
-// exists (its snapshot is taken then) and returns what lets it go on: what a
-// test does in between happens while the backup copies the blobs, which on a
-// real store takes hours. Stopping the process, rather than giving it more
-// blobs to copy, makes that window as wide as the test needs on any machine.
-// Both VACUUM INTO and pg_dump make their file before they take their
-// snapshot, and write it only after: held as soon as the file existed, a
-// backup could still copy what the test did while it was held.
-func holdAtDatabaseCopy(t *testing.T, backup *exec.Cmd, out string, berr *bytes.Buffer) (resume func()) {
+// heldBackup is a `vaultd backup` of a test's server, stopped as soon as
+// its database copy exists (its snapshot is taken then): what a test does
+// until finish happens while the backup copies the blobs, which on a real
+// store takes hours. Stopping the process, rather than giving it more
+// blobs to copy, makes that window as wide as the test needs on any
+// machine. Both VACUUM INTO and pg_dump make their file before they take
+// their snapshot, and write it only after: held as soon as the file
+// existed, a backup could still copy what the test did while it was held.
+type heldBackup struct {
+	t            *testing.T
+	out, keysOut string // the backup's directory and its key files'
+	cmd          *exec.Cmd
+	stderr       bytes.Buffer
+	done         chan error
+	resumed      bool
+}
+
+// startHeldBackup starts a backup of s and holds it at its database copy.
+func startHeldBackup(t *testing.T, s *server) *heldBackup {
 	t.Helper()
+	b := &heldBackup{t: t, out: filepath.Join(t.TempDir(), "backup"), keysOut: filepath.Join(t.TempDir(), "backup-keys"), done: make(chan error, 1)}
+	b.cmd = exec.Command(vaultdBin, "backup", "--out", b.out, "--keys-out", b.keysOut)
+	b.cmd.Env = s.env
+	b.cmd.Stderr = &b.stderr
+	if err := b.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { b.done <- b.cmd.Wait() }()
 	deadline := time.Now().Add(time.Minute)
-	for {
-		written := func(name string) bool {
-			fi, err := os.Stat(filepath.Join(out, name))
-			return err == nil && fi.Size() > 0
-		}
-		if written("vault.db") || written("vault.pgdump") {
-			break
-		}
+	written := func(name string) bool {
+		fi, err := os.Stat(filepath.Join(b.out, name))
+		return err == nil && fi.Size() > 0
+	}
+	for !written("vault.db") && !written("vault.pgdump") {
 		if time.Now().After(deadline) {
-			t.Fatalf("the backup never copied the database: %s", berr.String())
+			t.Fatalf("the backup never copied the database: %s", b.stderr.String())
 		}
 		time.Sleep(time.Millisecond)
 	}
-	if err := backup.Process.Signal(syscall.SIGSTOP); err != nil {
+	if err := b.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatalf("stop the backup: %v", err)
 	}
-	resumed := false
-	resume = func() {
-		if !resumed {
-			resumed = true
-			if err := backup.Process.Signal(syscall.SIGCONT); err != nil {
-				t.Errorf("resume the backup: %v", err)
-			}
+	t.Cleanup(b.resume) // a test that fails while it is held must not leave it stopped
+	if _, err := os.Stat(filepath.Join(b.out, manifestFile)); err == nil {
+		t.Fatal("the backup was held only after it wrote its manifest")
+	}
+	return b
+}
+
+func (b *heldBackup) resume() {
+	if !b.resumed {
+		b.resumed = true
+		if err := b.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+			b.t.Errorf("resume the backup: %v", err)
 		}
 	}
-	t.Cleanup(resume) // a test that fails while it is held must not leave it stopped
-	return resume
+}
+
+// finish lets the backup go on and waits for it to succeed.
+func (b *heldBackup) finish() {
+	b.t.Helper()
+	b.resume()
+	if err := <-b.done; err != nil {
+		b.t.Fatalf("backup: %v: %s", err, b.stderr.String())
+	}
 }
